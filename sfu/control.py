@@ -1,0 +1,79 @@
+"""The boundary between the signalling plane and the media plane.
+
+The signalling server decides who may have media and in which group of a
+room (the main room or a breakout); the SFU only carries that out.  Every
+argument and return value is a plain str/int/float/bool/None/list/dict so
+that the same calls can travel as msgpack RPC to SFU worker processes.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, TypedDict
+
+MAIN_GROUP = "main"
+
+
+class Slot(TypedDict):
+    """One receive slot of a subscriber and who fills it."""
+
+    mid: str
+    kind: str  # "audio" or "video"
+    participant_id: str | None
+
+
+class PrecallStats(TypedDict):
+    rtt_ms: float | None
+    loss: float
+    jitter_ms: float | None
+    bitrate_kbps: float
+
+
+class MediaError(Exception):
+    """A media request refused; `code` is a PROTOCOL.md error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MediaEvents(Protocol):
+    """What the media plane tells the signalling plane (called on its loop)."""
+
+    def slots_changed(self, participant_id: str, slots: list[Slot]) -> None: ...
+
+    def active_speaker(self, room_id: str, group: str, participant_id: str) -> None: ...
+
+    def media_closed(self, participant_id: str, reason: str) -> None: ...
+
+    def precall_stats(self, participant_id: str, stats: PrecallStats) -> None: ...
+
+
+class MediaControl(Protocol):
+    """What the signalling plane asks of the media plane."""
+
+    async def open(self, room_id: str, group: str, participant_id: str) -> None:
+        """Allow media for a joined participant; no transport exists before its offer."""
+
+    async def open_precall(self, participant_id: str) -> None:
+        """Allow a pre-call echo session: its own media is sent back to it."""
+
+    async def offer(self, participant_id: str, sdp: str) -> str:
+        """Negotiate (or renegotiate) and return the SDP answer; raises MediaError."""
+
+    async def candidate(
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """Add a trickled remote ICE candidate; raises MediaError."""
+
+    async def pin(self, participant_id: str, target: str | None) -> None:
+        """Keep `target`'s video in one of `participant_id`'s slots (None unpins)."""
+
+    async def move(self, participant_id: str, group: str) -> None:
+        """Move a participant's media to another group of the same room."""
+
+    async def close(self, participant_id: str) -> None:
+        """Cut all media of a participant at once. Idempotent."""
+
+    async def close_room(self, room_id: str) -> None:
+        """Cut the media of every participant of a room. Idempotent."""

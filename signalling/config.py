@@ -1,0 +1,190 @@
+"""Server configuration: command-line flags over environment over defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MIN_SECRET_BYTES = 32
+CREDENTIALS_FILE = "credentials.json"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` events per `seconds`; count 0 disables the limit."""
+
+    count: int
+    seconds: float
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        text = text.strip()
+        if text == "0":
+            return cls(0, 1.0)
+        count, _, seconds = text.partition("/")
+        try:
+            parsed = cls(int(count), float(seconds))
+        except ValueError:
+            raise ConfigError(f"rate limit must look like N/SECONDS or 0, not {text!r}") from None
+        if parsed.count < 0 or parsed.seconds <= 0:
+            raise ConfigError(f"rate limit must be positive: {text!r}")
+        return parsed
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    api_keys: Mapping[str, str] = field(default_factory=dict)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    public_base_url: str | None = None
+    allowed_origins: tuple[str, ...] = ()
+    knock_rate_limit: RateLimit = RateLimit(20, 10.0)
+    max_frame_bytes: int = 64 * 1024
+    hello_timeout_s: float = 10.0
+    resume_window_s: float = 30.0
+    max_participants_cap: int = 200
+    default_max_participants: int = 200
+    send_queue_limit: int = 1024
+    # media plane
+    ice_hosts: tuple[str, ...] = ()
+    announced_ip: str | None = None
+    rtc_ports: tuple[int, int] | None = None
+    ice_servers: tuple[Mapping[str, object], ...] = ()
+    workers: int = 0
+    # portal
+    smtp_url: str | None = None
+    # cluster
+    redis_url: str | None = None
+    node_id: str = ""
+
+    @property
+    def is_loopback(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+    @property
+    def base_url(self) -> str:
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+def check_secret(secret: str) -> None:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"the API secret must be at least {MIN_SECRET_BYTES} bytes; "
+            "set VISITROOM_API_SECRET to a long random value"
+        )
+
+
+def load_or_create_credentials(data_dir: Path) -> tuple[dict[str, str], Path | None]:
+    """Read the stored key/secret pair, or generate and store one (mode 0600).
+
+    Returns the keys and the file path when it was created now (else None).
+    """
+    path = data_dir / CREDENTIALS_FILE
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            raise ConfigError(f"{path} must not be readable by others (chmod 600)")
+        stored = json.loads(path.read_text())
+        check_secret(stored["api_secret"])
+        return {stored["api_key"]: stored["api_secret"]}, None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = "vr_" + secrets.token_hex(8)
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"api_key": key, "api_secret": secret}, handle)
+    return {key: secret}, path
+
+
+def api_keys_from_env(env: Mapping[str, str]) -> dict[str, str] | None:
+    key = env.get("VISITROOM_API_KEY")
+    secret = env.get("VISITROOM_API_SECRET")
+    if key is None and secret is None:
+        return None
+    if not key:
+        raise ConfigError("VISITROOM_API_SECRET is set but VISITROOM_API_KEY is empty")
+    check_secret(secret or "")
+    return {key: secret or ""}
+
+
+def parse_ports(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        ports = (int(low), int(high or low))
+    except ValueError:
+        raise ConfigError(f"VISITROOM_RTC_PORTS must look like 40000-40999, not {text!r}") from None
+    if not 1024 <= ports[0] <= ports[1] <= 65535:
+        raise ConfigError(f"VISITROOM_RTC_PORTS out of range: {text!r}")
+    return ports
+
+
+def split_list(text: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def parse_ice_servers(text: str | None) -> tuple[Mapping[str, object], ...]:
+    """`VISITROOM_ICE_SERVERS` is a JSON list of RTCIceServer objects or a comma list of URLs."""
+    if not text:
+        return ()
+    if text.lstrip().startswith("["):
+        servers = json.loads(text)
+        if not isinstance(servers, list) or not all(isinstance(s, dict) for s in servers):
+            raise ConfigError("VISITROOM_ICE_SERVERS must be a JSON list of objects")
+        return tuple(servers)
+    return tuple({"urls": url} for url in split_list(text))
+
+
+def from_env(env: Mapping[str, str], **overrides: object) -> Config:
+    """Build a Config from the environment; `overrides` (CLI flags) win when not None."""
+    values: dict[str, object] = {
+        "host": env.get("VISITROOM_HOST", "127.0.0.1"),
+        "port": int(env.get("VISITROOM_PORT", "8080")),
+        "data_dir": Path(env.get("VISITROOM_DATA_DIR", "data")),
+        "public_base_url": env.get("VISITROOM_PUBLIC_BASE_URL") or None,
+        "allowed_origins": split_list(env.get("VISITROOM_ALLOWED_ORIGINS")),
+        "knock_rate_limit": RateLimit.parse(env.get("VISITROOM_KNOCK_RATE_LIMIT", "20/10")),
+        "max_frame_bytes": int(env.get("VISITROOM_MAX_FRAME_BYTES", str(64 * 1024))),
+        "ice_hosts": split_list(env.get("VISITROOM_ICE_HOSTS")),
+        "announced_ip": env.get("VISITROOM_ANNOUNCED_IP") or None,
+        "ice_servers": parse_ice_servers(env.get("VISITROOM_ICE_SERVERS")),
+        "smtp_url": env.get("VISITROOM_SMTP_URL") or None,
+        "redis_url": env.get("VISITROOM_REDIS_URL") or None,
+        "workers": int(env.get("VISITROOM_WORKERS", "0")),
+        "node_id": env.get("VISITROOM_NODE_ID", ""),
+    }
+    if env.get("VISITROOM_RTC_PORTS"):
+        values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])
+    if env.get("VISITROOM_MAX_PARTICIPANTS"):
+        values["max_participants_cap"] = int(env["VISITROOM_MAX_PARTICIPANTS"])
+    for name, value in overrides.items():
+        if value is not None:
+            values[name] = value
+    for name in ("tls_cert", "tls_key", "data_dir"):
+        if isinstance(values.get(name), str):
+            values[name] = Path(str(values[name]))
+    if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    keys = api_keys_from_env(env)
+    if keys is not None:
+        values["api_keys"] = keys
+    return Config(**values)  # type: ignore[arg-type]

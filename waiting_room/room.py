@@ -1,0 +1,349 @@
+"""A visit room: lobby, roster and host controls. Pure and synchronous.
+
+Every command checks first and changes after, so a refused command (a
+`RoomError`) leaves the room exactly as it was.  Commands return events;
+the shell turns them into messages, media calls and audit rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from waiting_room import errors
+from waiting_room.clock import Clock
+from waiting_room.errors import RoomError
+from waiting_room.events import (
+    Admitted,
+    Audited,
+    Event,
+    Joined,
+    Knocked,
+    Left,
+    LobbyLeft,
+    LobbyStatusChanged,
+    Rejected,
+    SessionEnded,
+)
+from waiting_room.participant import Participant, Role, Status
+from waiting_room.schedule import RoomStatus, Schedule
+
+DEFAULT_CAPACITY = 200
+MAX_HOLD_MESSAGE = 1000
+MAX_NAME = 80
+OK = "ok"
+
+
+def clean_name(name: object) -> str:
+    """A display name as given, trimmed; shown as text by every client, never as markup."""
+    if not isinstance(name, str) or not name.strip():
+        raise RoomError(errors.BAD_REQUEST, "a display name is required")
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME:
+        raise RoomError(errors.BAD_REQUEST, f"a display name has at most {MAX_NAME} characters")
+    return name
+
+
+class Room:
+    def __init__(
+        self,
+        room_id: str,
+        clock: Clock,
+        schedule: Schedule | None = None,
+        max_participants: int = DEFAULT_CAPACITY,
+    ) -> None:
+        if max_participants < 1:
+            raise ValueError("max_participants must be at least 1")
+        self.id = room_id
+        self.schedule = schedule
+        self.max_participants = max_participants
+        self.session = 1
+        self._clock = clock
+        self._people: dict[str, Participant] = {}
+
+    # --- queries -----------------------------------------------------------------------
+
+    def get(self, participant_id: str) -> Participant:
+        person = self._people.get(participant_id)
+        if person is None:
+            raise RoomError(errors.NOT_FOUND, "no such participant in this room")
+        return person
+
+    def find(self, participant_id: str) -> Participant | None:
+        return self._people.get(participant_id)
+
+    def find_identity(self, identity: str) -> Participant | None:
+        for person in self._people.values():
+            if person.identity == identity:
+                return person
+        return None
+
+    @property
+    def participants(self) -> list[Participant]:
+        return list(self._people.values())
+
+    @property
+    def joined(self) -> list[Participant]:
+        return [p for p in self._people.values() if p.is_joined]
+
+    @property
+    def waiting(self) -> list[Participant]:
+        """The lobby, in knock order."""
+        lobby = [p for p in self._people.values() if p.is_waiting]
+        return sorted(lobby, key=lambda p: p.knocked_at)
+
+    @property
+    def hosts(self) -> list[Participant]:
+        return [p for p in self._people.values() if p.is_joined and p.is_host]
+
+    @property
+    def joined_count(self) -> int:
+        return sum(1 for p in self._people.values() if p.is_joined)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self._people
+
+    def status(self) -> RoomStatus:
+        if self.schedule is None:
+            return RoomStatus.OPEN
+        return self.schedule.status(self._clock())
+
+    def require_joined(self, participant_id: str) -> Participant:
+        person = self.get(participant_id)
+        if not person.is_joined:
+            raise RoomError(errors.NOT_ADMITTED, "you are waiting to be let in")
+        return person
+
+    def require_host(self, participant_id: str) -> Participant:
+        person = self.get(participant_id)
+        if not person.is_host:
+            raise RoomError(errors.FORBIDDEN, "only a host may do this")
+        return person
+
+    # --- entering ----------------------------------------------------------------------
+
+    def enter(
+        self, participant_id: str, name: str, role: Role, identity: str | None
+    ) -> list[Event]:
+        """A verified `hello`: a host joins at once, a guest knocks and waits."""
+        if self.schedule is not None:
+            self.schedule.check(self._clock())
+        if participant_id in self._people:
+            raise RoomError(errors.CONFLICT, "participant id already in use")
+        name = clean_name(name)
+        events: list[Event] = []
+        if identity is not None:
+            events.extend(self._replace_stale(identity))
+        if role is Role.HOST and self.joined_count >= self.max_participants:
+            raise RoomError(errors.ROOM_FULL, "the room is full")
+        person = Participant(participant_id, name, role, identity, knocked_at=self._clock())
+        self._people[participant_id] = person
+        if role is Role.HOST:
+            return events + self._join([person], admitted_by=None)
+        events.append(Knocked(person))
+        events.append(LobbyStatusChanged(person))
+        events.append(Audited("knock", OK, person.audit_id, person.audit_id))
+        return events
+
+    def _replace_stale(self, identity: str) -> list[Event]:
+        """One place per identity: a dropped session of the same person gives way.
+
+        A still-connected session wins instead, so the same token used on two
+        devices at once is never in the room twice.
+        """
+        old = self.find_identity(identity)
+        if old is None:
+            return []
+        if old.connected:
+            raise RoomError(
+                errors.CONFLICT, "you are already in this room from another connection"
+            )
+        return self._drop(old, "disconnected", actor=old.audit_id, action="leave")
+
+    # --- lobby -------------------------------------------------------------------------
+
+    def admit(self, actor_id: str, participant_ids: Sequence[str] | None) -> list[Event]:
+        """Let in the named guests, or everyone waiting (on hold included) when None."""
+        host = self.require_host(actor_id)
+        admit_all = participant_ids is None
+        if participant_ids is None:
+            candidates = self.waiting
+            unknown: list[str] = []
+        else:
+            candidates, unknown = self._lobby_members(participant_ids)
+        room = self.max_participants - self.joined_count
+        let_in, kept = candidates[: max(room, 0)], candidates[max(room, 0) :]
+        events: list[Event] = []
+        details = {"all": True, "count": len(let_in)} if admit_all else {}
+        for person in let_in:
+            events.append(Audited("admit", OK, host.audit_id, person.audit_id, details))
+        for person in kept:
+            events.append(Audited("admit", errors.ROOM_FULL, host.audit_id, person.audit_id))
+        events.append(Admitted(tuple(let_in), room_full=bool(kept), unknown=tuple(unknown)))
+        for person in let_in:
+            events.append(LobbyLeft(person, "admitted"))
+        return events + self._join(let_in, admitted_by=host.audit_id)
+
+    def _lobby_members(self, ids: Sequence[str]) -> tuple[list[Participant], list[str]]:
+        found: list[Participant] = []
+        unknown: list[str] = []
+        for pid in dict.fromkeys(ids):
+            person = self._people.get(pid)
+            if person is not None and person.is_waiting:
+                found.append(person)
+            else:
+                unknown.append(pid)
+        return found, unknown
+
+    def _join(self, people: list[Participant], admitted_by: str | None) -> list[Event]:
+        now = self._clock()
+        for person in people:
+            person.set_status(Status.JOINED)
+            person.hold_message = None
+            person.joined_at = now
+            person.admitted_by = admitted_by
+            person.breakout = None
+        events: list[Event] = [Audited("join", OK, p.audit_id, p.audit_id) for p in people]
+        if people:
+            events.append(Joined(tuple(people)))
+        return events
+
+    def hold(self, actor_id: str, participant_id: str, message: str) -> list[Event]:
+        host = self.require_host(actor_id)
+        guest = self._waiting_guest(participant_id)
+        if not isinstance(message, str) or not message.strip():
+            raise RoomError(errors.BAD_REQUEST, "a hold needs a message for the guest")
+        if len(message) > MAX_HOLD_MESSAGE:
+            raise RoomError(errors.BAD_REQUEST, f"at most {MAX_HOLD_MESSAGE} characters")
+        guest.set_status(Status.ON_HOLD)
+        guest.hold_message = message.strip()
+        return [
+            Audited("hold", OK, host.audit_id, guest.audit_id),
+            LobbyStatusChanged(guest),
+        ]
+
+    def reject(self, actor_id: str, participant_id: str) -> list[Event]:
+        host = self.require_host(actor_id)
+        guest = self._waiting_guest(participant_id)
+        self._remove(guest)
+        return [
+            Audited("reject", OK, host.audit_id, guest.audit_id),
+            Rejected(guest),
+            LobbyLeft(guest, "rejected"),
+        ]
+
+    def _waiting_guest(self, participant_id: str) -> Participant:
+        person = self._people.get(participant_id)
+        if person is None or not person.is_waiting:
+            raise RoomError(errors.NOT_FOUND, "that guest is not waiting in the lobby")
+        return person
+
+    # --- host controls -----------------------------------------------------------------
+
+    def remove(self, actor_id: str, participant_id: str) -> list[Event]:
+        host = self.require_host(actor_id)
+        person = self._people.get(participant_id)
+        if person is None or not person.is_joined:
+            raise RoomError(errors.NOT_FOUND, "that participant is not in the room")
+        if person is host:
+            raise RoomError(errors.BAD_REQUEST, "use leave to leave the room yourself")
+        return self._drop(person, "removed", actor=host.audit_id, action="remove")
+
+    def remove_all(self, actor_id: str) -> list[Event]:
+        host = self.require_host(actor_id)
+        guests = [p for p in self.joined if not p.is_host]
+        events: list[Event] = []
+        for guest in guests:
+            events.extend(self._drop(guest, "removed", host.audit_id, "remove_all"))
+        if not guests:
+            events.append(Audited("remove_all", OK, host.audit_id, None, {"count": 0}))
+        return events
+
+    def end(self, actor_id: str | None) -> list[Event]:
+        """End the meeting for all (`actor_id` None: the join window closed)."""
+        actor = self.require_host(actor_id).audit_id if actor_id is not None else None
+        everyone = self.joined + self.waiting
+        events: list[Event] = [
+            Audited("end", OK, actor, None, {"count": len(everyone), "session": self.session})
+        ]
+        for person in everyone:
+            self._remove(person)
+            events.append(Left(person, "ended", was_joined=person.joined_at is not None))
+        self.session += 1
+        events.append(SessionEnded(self.session))
+        return events
+
+    # --- leaving and connections -------------------------------------------------------
+
+    def leave(self, participant_id: str) -> list[Event]:
+        person = self.get(participant_id)
+        return self._drop(person, "left", actor=person.audit_id, action="leave")
+
+    def disconnect(self, participant_id: str) -> None:
+        """The socket dropped; the place is kept for the resume window."""
+        person = self.get(participant_id)
+        person.connected = False
+        person.disconnected_at = self._clock()
+
+    def reconnect(self, participant_id: str) -> Participant:
+        person = self.get(participant_id)
+        person.connected = True
+        person.disconnected_at = None
+        return person
+
+    def expire(self, resume_window_s: float) -> list[Event]:
+        """Drop those disconnected past the window; end the session once the window closes."""
+        now = self._clock()
+        events: list[Event] = []
+        for person in list(self._people.values()):
+            gone_at = person.disconnected_at
+            if gone_at is not None and now - gone_at >= resume_window_s:
+                events.extend(self._drop(person, "disconnected", person.audit_id, "leave"))
+        if self.schedule is not None and self._people and now > self.schedule.closes_at:
+            events.extend(self.end(None))
+        return events
+
+    def _drop(self, person: Participant, reason: str, actor: str, action: str) -> list[Event]:
+        was_joined = person.is_joined
+        self._remove(person)
+        outcome = "disconnected" if reason == "disconnected" else OK
+        events: list[Event] = [Audited(action, outcome, actor, person.audit_id)]
+        if not was_joined:
+            events.append(LobbyLeft(person, "left"))
+        events.append(Left(person, reason, was_joined))
+        return events
+
+    def _remove(self, person: Participant) -> None:
+        person.set_status(Status.GONE)
+        del self._people[person.id]
+
+    # --- persistence -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "schedule": None
+            if self.schedule is None
+            else [self.schedule.starts_at, self.schedule.ends_at],
+            "max_participants": self.max_participants,
+            "session": self.session,
+            "participants": [p.to_dict() for p in self._people.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], clock: Clock) -> Room:
+        schedule = data["schedule"]
+        room = cls(
+            data["id"],
+            clock,
+            Schedule(*schedule) if schedule else None,
+            data["max_participants"],
+        )
+        room.session = data["session"]
+        room._people = {p["id"]: Participant.from_dict(p) for p in data["participants"]}
+        return room
+
+
+def ids(people: Iterable[Participant]) -> list[str]:
+    return [p.id for p in people]
