@@ -163,7 +163,10 @@ class RoomService:
     def _refuse_hello(
         self, conn: Connection, room_id: str, exc: RoomError, raw: dict[str, Any]
     ) -> None:
-        details = {k: iso(v) if k.endswith("_at") else v for k, v in exc.details.items()}
+        details = {
+            k: iso(v) if k.endswith("_at") and isinstance(v, float) else v
+            for k, v in exc.details.items()
+        }
         conn.send(outbound.error(exc.code, exc.message, details=details))
         conn.close(CLOSE_POLICY)
         if exc.code != errors.BAD_REQUEST:
