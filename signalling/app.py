@@ -11,7 +11,7 @@ from typing import Protocol
 from aiohttp import web
 
 from sfu.control import MediaControl, MediaEvents
-from signalling import rest
+from signalling import metrics, rest
 from signalling.audit import SqliteAuditLog
 from signalling.auth import TokenVerifier
 from signalling.config import Config, ConfigError, check_secret
@@ -74,6 +74,7 @@ def create_app(
     app.router.add_get("/v1/rooms/{room_id}/ws", room_socket)
     app.router.add_get("/v1/precall/ws", precall_socket)
     rest.setup_routes(app)
+    metrics.setup(app)
     _mount_optional(app)
     return app
 

@@ -11,6 +11,8 @@ from signalling.auth import TokenVerifier
 from signalling.config import Config
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from signalling.hub import Hub
     from signalling.ratelimit import WindowLimiter
     from signalling.rooms import RoomStore
@@ -24,3 +26,4 @@ ROOMS: web.AppKey[RoomStore] = web.AppKey("rooms")
 SERVICE: web.AppKey[RoomService] = web.AppKey("service")
 PRECALL_LIMIT: web.AppKey[WindowLimiter] = web.AppKey("precall_limit")
 READY: web.AppKey[dict[str, Any]] = web.AppKey("ready")
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")

@@ -63,6 +63,7 @@ class RoomService:
         self.verifier = verifier
         self.clock = clock
         self.media: MediaControl | None = None
+        self.messages_received = 0
         limit = config.knock_rate_limit
         self._knocks = WindowLimiter(limit.count, limit.seconds, clock)
         self._resume: dict[str, tuple[str, str]] = {}  # digest -> (room_id, participant_id)
@@ -177,6 +178,7 @@ class RoomService:
     # --- commands ----------------------------------------------------------------------
 
     async def handle(self, conn: Connection, raw: dict[str, Any]) -> None:
+        self.messages_received += 1
         pid = conn.participant_id
         room = self.rooms.live(conn.room_id or "")
         person = room.find(pid) if room is not None and pid is not None else None

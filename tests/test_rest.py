@@ -143,3 +143,20 @@ async def test_guests_are_refused_outside_the_join_window_with_its_times(
     await peer.send({"type": "hello", "name": "Pat"})
     assert (await peer.next("welcome"))["status"] == "waiting"
     await peer.close()
+
+
+async def test_metrics_report_rooms_participants_and_messages(client: Any) -> None:
+    host = Peer(await client.ws_connect("/v1/rooms/visit-1/ws"))
+    await host.send({"type": "hello", "token": token()})
+    await host.next("welcome")
+    guest = Peer(await client.ws_connect("/v1/rooms/visit-1/ws"))
+    await guest.send({"type": "hello", "name": "Pat"})
+    await host.next("knock")
+    text = await (await client.get("/metrics")).text()
+    assert "visitroom_rooms 1.0" in text
+    assert 'visitroom_participants{state="waiting"} 1.0' in text
+    assert 'visitroom_participants{state="joined"} 1.0' in text
+    assert "visitroom_ws_messages_sent_total" in text
+    assert "visitroom_event_loop_lag_seconds" in text
+    for peer in (host, guest):
+        await peer.close()
