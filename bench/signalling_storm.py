@@ -163,9 +163,7 @@ async def one_round(
     await host.send_json({"type": "end"})
     for ws in [host, *sockets]:
         await ws.close()
-    return Round(
-        percentile(knocks, 0.5), percentile(knocks, 0.95), visible, converged, sent, cpu
-    )
+    return Round(percentile(knocks, 0.5), percentile(knocks, 0.95), visible, converged, sent, cpu)
 
 
 async def admit_all(
