@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from signalling import outbound
 from signalling.audit import AuditEntry, iso
 from signalling.auth import Claims, TokenError
 from signalling.keys import AUDIT, CONFIG, ROOMS, SERVICE, VERIFIER
@@ -145,7 +146,7 @@ async def get_room(request: web.Request) -> web.Response:
         "status": status,
         "waiting": len(live.waiting) if live else 0,
         "joined": live.joined_count if live else 0,
-        "breakouts": [],
+        "breakouts": outbound.breakouts(live)["rooms"] if live else [],
     }
     return web.json_response(out)
 

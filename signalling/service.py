@@ -24,6 +24,7 @@ from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
 from waiting_room import errors
+from waiting_room.breakouts import BreakoutSpec
 from waiting_room.clock import Clock
 from waiting_room.errors import RoomError
 from waiting_room.events import Admitted, Audited, Event, Left, Rejected
@@ -81,6 +82,11 @@ class RoomService:
             "offer": self._offer,
             "candidate": self._candidate,
             "pin": self._pin,
+            "breakout_open": self._breakout_open,
+            "breakout_move": self._breakout_move,
+            "breakout_broadcast": self._breakout_broadcast,
+            "breakout_close": self._breakout_close,
+            "help_request": self._help_request,
         }
 
     # --- hello -------------------------------------------------------------------------
@@ -158,8 +164,12 @@ class RoomService:
         group = fx.group_of(person)
         members = [p for p in room.joined if fx.group_of(p) == group]
         self.hub.deliver([person.id], outbound.roster(members))
+        if person.breakout is not None:
+            self.hub.deliver([person.id], outbound.breakout(room, person.breakout))
         if person.is_host:
             self.hub.deliver([person.id], outbound.lobby(room.waiting))
+            if room.breakouts.is_open:
+                self.hub.deliver([person.id], outbound.breakouts(room))
 
     def _refuse_hello(
         self, conn: Connection, room_id: str, exc: RoomError, raw: dict[str, Any]
@@ -316,6 +326,42 @@ class RoomService:
         self._ack(person, request)
         return []
 
+    async def _breakout_open(
+        self, room: Room, person: Participant, request: Request
+    ) -> list[Event]:
+        body = request.body
+        specs = [BreakoutSpec(r["name"], tuple(r["participant_ids"])) for r in body["rooms"]]
+        events = room.open_breakouts(person.id, specs, body["auto"], body["duration_s"])
+        self._ack(person, request, rooms=outbound.breakouts(room)["rooms"])
+        return events
+
+    async def _breakout_move(
+        self, room: Room, person: Participant, request: Request
+    ) -> list[Event]:
+        body = request.body
+        events = room.move_to_breakout(person.id, body["participant_id"], body["to"])
+        self._ack(person, request)
+        return events
+
+    async def _breakout_broadcast(
+        self, room: Room, person: Participant, request: Request
+    ) -> list[Event]:
+        events = room.broadcast(person.id, request.body["text"])
+        self._ack(person, request)
+        return events
+
+    async def _breakout_close(
+        self, room: Room, person: Participant, request: Request
+    ) -> list[Event]:
+        events = room.close_breakouts(person.id, request.body["countdown_s"])
+        self._ack(person, request)
+        return events
+
+    async def _help_request(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        events = room.request_help(person.id)
+        self._ack(person, request)
+        return events
+
     def _require_media(self) -> MediaControl:
         if self.media is None:
             raise MediaError(errors.UNAVAILABLE, "media is not available on this server")
@@ -344,6 +390,8 @@ class RoomService:
                 self._media(lambda m: m.close(pid))
             case fx.MediaCloseRoom(room_id):
                 self._media(lambda m: m.close_room(room_id))
+            case fx.MediaMove(pid, group):
+                self._media(lambda m: m.move(pid, group))
             case Audited(action, outcome, actor, subject, details):
                 self.audit.record(
                     AuditEntry(action, outcome, room.id, actor, subject, details, self.clock())
