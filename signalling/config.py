@@ -63,11 +63,8 @@ class Config:
     announced_ip: str | None = None
     rtc_ports: tuple[int, int] | None = None
     ice_servers: tuple[Mapping[str, object], ...] = ()
-    workers: int = 0
     # portal
     smtp_url: str | None = None
-    # cluster
-    redis_url: str | None = None
     node_id: str = ""
 
     @property
@@ -168,8 +165,6 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "announced_ip": env.get("VISITROOM_ANNOUNCED_IP") or None,
         "ice_servers": parse_ice_servers(env.get("VISITROOM_ICE_SERVERS")),
         "smtp_url": env.get("VISITROOM_SMTP_URL") or None,
-        "redis_url": env.get("VISITROOM_REDIS_URL") or None,
-        "workers": int(env.get("VISITROOM_WORKERS", "0")),
         "node_id": env.get("VISITROOM_NODE_ID", ""),
     }
     if env.get("VISITROOM_RTC_PORTS"):
