@@ -80,10 +80,14 @@ def test_the_header_locates_the_extension_block_and_padding() -> None:
     assert len(data) == 20 + 5 + 3
 
 
-def test_the_header_is_frozen() -> None:
-    h = parse_rtp(packet())
+def test_the_header_is_frozen_and_hashable_like_a_constructed_one() -> None:
+    h = parse_rtp(packet(extensions={2: b"ab"}))
     with pytest.raises(AttributeError):
         h.sequence = 5  # type: ignore[misc]
+    twin = RtpHeader(**{name: getattr(h, name) for name in RtpHeader.__dataclass_fields__})
+    assert twin == h
+    assert hash(twin) == hash(h)
+    assert repr(twin) == repr(h)
 
 
 def test_a_packet_shorter_than_twelve_bytes_is_rejected() -> None:
