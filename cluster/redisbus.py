@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,7 +22,6 @@ from cluster.bus import BusUnavailable, Handler
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 PING_INTERVAL_S = 0.5
 RECONNECT_DELAY_S = 0.5
 
@@ -69,9 +68,9 @@ class RedisBus:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._redis.aclose()
+        await self._redis.aclose()  # type: ignore[no-untyped-call]
 
-    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -157,11 +156,11 @@ class RedisBus:
             await self._call(self._redis.delete, *keys)
 
     async def renew(self, key: str, value: bytes, ttl_ms: int) -> bool:
-        done = await self._call(self._redis.eval, RENEW, 1, key, value, ttl_ms)  # type: ignore[arg-type]
+        done = await self._call(self._redis.eval, RENEW, 1, key, value, ttl_ms)
         return bool(done)
 
     async def release(self, key: str, value: bytes) -> bool:
-        done = await self._call(self._redis.eval, RELEASE, 1, key, value)  # type: ignore[arg-type]
+        done = await self._call(self._redis.eval, RELEASE, 1, key, value)
         return bool(done)
 
     async def hset(self, key: str, mapping: Mapping[str, bytes]) -> None:
@@ -190,7 +189,7 @@ class RedisBus:
             async with self._redis.pipeline(transaction=True) as pipe:
                 for key, mapping in sets.items():
                     if mapping:
-                        pipe.hset(key, mapping=dict(mapping))
+                        pipe.hset(key, mapping=dict(mapping))  # type: ignore[arg-type]
                 for key, fields in deletes.items():
                     if fields:
                         pipe.hdel(key, *fields)
