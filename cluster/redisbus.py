@@ -68,7 +68,7 @@ class RedisBus:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._redis.aclose()  # type: ignore[no-untyped-call]
+        await self._redis.aclose()
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         try:
@@ -107,7 +107,7 @@ class RedisBus:
                 log.info("pub/sub connection lost: %s", exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _pump(self, pubsub: Any) -> None:
@@ -204,4 +204,5 @@ class RedisBus:
             found = [key.decode() async for key in self._redis.scan_iter(match=prefix + "*")]
             return sorted(found)
 
-        return await self._call(scan)
+        keys: list[str] = await self._call(scan)
+        return keys
