@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import email
-import email.policy
 import re
 import ssl
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from email import policy
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
@@ -25,6 +25,7 @@ from signalling.config import Config
 from tests.conftest import make_config, token
 from tests.servers import free_port, self_signed_cert
 
+T = TypeVar("T")
 BASE_URL = "https://portal.example.test"
 LINK = re.compile(r"(https?://\S+?/portal/activate#token=([A-Za-z0-9_-]+))")
 PASSWORD = "correct horse battery"
@@ -60,9 +61,16 @@ class Mailbox:
     `refuse` holds recipients answered with 550 at RCPT.
     """
 
-    def __init__(self, port: int | None = None, **smtp_options: Any) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        auth: bool = False,
+    ) -> None:
         self.port = port or free_port()
         self.mails: list[Mail] = []
+        self.held_mails: list[Mail] = []
         self.refuse: set[str] = set()
         self.logins: list[str] = []
         self._loop = asyncio.get_running_loop()
@@ -70,7 +78,14 @@ class Mailbox:
         self.held = asyncio.Event()
         self._hold = False
         self._release = threading.Event()
-        self._options = smtp_options
+        self._options: dict[str, Any] = {}
+        if tls is not None and implicit_tls:
+            # aiosmtpd only counts STARTTLS as TLS for AUTH; this connection is TLS throughout
+            self._options.update(ssl_context=tls, auth_require_tls=False)
+        elif tls is not None:
+            self._options.update(tls_context=tls, require_starttls=True)
+        if auth:
+            self._options.update(auth_required=not implicit_tls, authenticator=self.authenticate)
         self._controller: Controller | None = None
 
     @property
@@ -118,15 +133,16 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        parsed = email.message_from_bytes(envelope.original_content or b"", policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        mail = Mail(list(envelope.rcpt_tos), parsed)
         if self._hold:
             self._hold = False
+            self.held_mails.append(mail)
             self._loop.call_soon_threadsafe(self.held.set)
             await asyncio.get_running_loop().run_in_executor(None, self._release.wait, 30)
             return "451 4.3.0 not kept"
-        raw = envelope.original_content or b""
-        parsed = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(parsed, EmailMessage)
-        self.mails.append(Mail(list(envelope.rcpt_tos), parsed))
+        self.mails.append(mail)
         self._loop.call_soon_threadsafe(self._arrived.set)
         return "250 OK"
 
@@ -144,6 +160,19 @@ def tls_context(directory: Path) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     return context
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 10.0
+) -> T:
+    """Probe until `check` passes: for state a background task (the outbox sender) changes
+    right after an event the test can see, such as the SMTP server's 250."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = await probe()
+            if check(value):
+                return value
+            await asyncio.sleep(0.02)
 
 
 def bearer(**claims: Any) -> dict[str, str]:
@@ -225,15 +254,10 @@ class Portal:
         return result
 
     async def wait_status(
-        self, patient_id: str, field: str, predicate: Any, timeout: float = 10.0
+        self, patient_id: str, field: str, predicate: Callable[[Any], bool]
     ) -> dict[str, Any]:
-        """Poll the status until `predicate(status[field])` (delivery happens in the background)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                current = await self.status(patient_id)
-                if predicate(current[field]):
-                    return current
-                await asyncio.sleep(0.05)
+        """The status once `predicate(status[field])` holds (delivery is in the background)."""
+        return await eventually(lambda: self.status(patient_id), lambda s: predicate(s[field]))
 
     async def activate(self, token: str, password: str = PASSWORD) -> tuple[int, Any]:
         return await self.call(
