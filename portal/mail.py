@@ -7,6 +7,7 @@ attempt at one message is the same message and a duplicate can be recognised.
 
 from __future__ import annotations
 
+import hashlib
 import html
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -62,4 +63,6 @@ def invitation_email(
     message.set_content(TEXT.format(**values))
     escaped = {k: html.escape(str(v), quote=True) for k, v in values.items()}
     message.add_alternative(HTML.format(**escaped), subtype="html")
+    # A fixed boundary keeps every attempt at this message byte-for-byte the same.
+    message.set_boundary("portal-" + hashlib.sha256(message_id.encode()).hexdigest()[:32])
     return message
