@@ -114,6 +114,7 @@ class OutboxSender:
         self._delivered = delivered
         self._owner = f"{os.getpid()}-{secrets.token_hex(4)}"
         self._wake = asyncio.Event()
+        self._stopping = False
 
     def close(self) -> None:
         self._transport.close()
@@ -137,23 +138,43 @@ class OutboxSender:
         return True
 
     async def run(self) -> None:
-        """Send forever (a background task); cancel to stop."""
+        """Send until `stop()` (a background task)."""
         try:
-            while not await self.take_lock():
-                await self._sleep(LOCK_RETRY_S)
-            while True:
+            while not self._stopping and not await self.take_lock():
                 self._wake.clear()
-                try:
-                    if await self.send_one() is not None:
-                        continue
-                    due = await self._store.next_due()
-                except Exception:
-                    # e.g. the disk is full: keep the task alive and look again later
-                    log.exception("the outbox sender hit an error; retrying")
-                    due = self._clock() + self._retry_base
-                await self._sleep(None if due is None else max(due - self._clock(), 0.0))
+                await self._sleep(LOCK_RETRY_S)
+            while not self._stopping:
+                self._wake.clear()
+                await self._sleep(await self._step())
         finally:
             self._lock.release()
+
+    async def _step(self) -> float | None:
+        """Send one due message; the seconds to wait before the next look (None: until woken)."""
+        try:
+            if await self.send_one() is not None:
+                return 0.0
+            due = await self._store.next_due()
+        except Exception:
+            # e.g. a full disk: keep the task alive and look again later
+            log.exception("the outbox sender hit an error; retrying")
+            return self._retry_base
+        return None if due is None else max(due - self._clock(), 0.0)
+
+    async def stop(self, task: asyncio.Task[None], grace_s: float) -> None:
+        """Let an attempt in flight finish and be recorded, then end `task` (run()).
+
+        Cancelling mid-attempt would leave the row `sending` while smtplib's thread
+        may still complete the send: the next start would then send it again.
+        """
+        self._stopping = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(task, grace_s)
+        except TimeoutError:
+            log.warning("the outbox sender did not stop within %.0f s", grace_s)
+        finally:
+            self.close()
 
     async def send_due(self) -> SendCounts:
         """One pass over every message due now (for `visitroom portal send-pending`)."""
@@ -212,6 +233,8 @@ class OutboxSender:
         return "retrying"
 
     async def _sleep(self, seconds: float | None) -> None:
+        if seconds == 0.0:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
                 await self._wake.wait()

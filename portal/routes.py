@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 PORTAL_FILE = "portal.sqlite3"
 PATIENT = "/v1/portal/patients/{patient_id}"
 NO_STORE = {"Cache-Control": "no-store"}
+STOP_GRACE_S = 10.0  # on shutdown, an SMTP attempt in flight may finish and be recorded
 
 PORTAL = web.AppKey("portal", PortalService)
 DATABASE = web.AppKey("portal_database", SqliteDatabase)
@@ -283,8 +284,6 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("no VISITROOM_SMTP_URL: invitations wait in the outbox (visitroom portal outbox)")
     yield
     if sender is not None and task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        sender.close()
+        await sender.stop(task, STOP_GRACE_S)
     await database.close()
     passwords.close()

@@ -53,11 +53,30 @@ class Mail:
         return self.link.rpartition("#token=")[2]
 
 
+class _TrackingSMTP(SMTP):
+    """Counts open connections, so the test server stops only once every client is gone
+    (a TLS transport torn down by a stopping loop warns later, at garbage collection)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None:  # not the second call that STARTTLS makes
+            self.event_handler.opened()
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self.event_handler.closed()
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _TrackingSMTP(self.handler, **self.SMTP_kwargs)
+
+
 class Mailbox:
     """An aiosmtpd server in its own thread that keeps what it accepts.
 
     `hold_next()` makes the next DATA wait until `release()`, then answer 451
-    without keeping the message: a server that never accepted it.
+    without keeping the message (a server that never accepted it), or accept it.
     `refuse` holds recipients answered with 550 at RCPT.
     """
 
@@ -77,6 +96,7 @@ class Mailbox:
         self._arrived = asyncio.Event()
         self.held = asyncio.Event()
         self._hold = False
+        self._accept_held = False
         self._release = threading.Event()
         self._options: dict[str, Any] = {}
         if tls is not None and implicit_tls:
@@ -87,6 +107,17 @@ class Mailbox:
         if auth:
             self._options.update(auth_required=not implicit_tls, authenticator=self.authenticate)
         self._controller: Controller | None = None
+        self._open = 0
+        self._connections = threading.Condition()
+
+    def opened(self) -> None:
+        with self._connections:
+            self._open += 1
+
+    def closed(self) -> None:
+        with self._connections:
+            self._open -= 1
+            self._connections.notify_all()
 
     @property
     def url(self) -> str:
@@ -94,19 +125,23 @@ class Mailbox:
         return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._controller = Controller(
+        self._controller = _Controller(
             self, hostname="127.0.0.1", port=self.port, ready_timeout=10, **self._options
         )
         self._controller.start()
 
     def stop(self) -> None:
         self._release.set()
+        with self._connections:
+            self._connections.wait_for(lambda: self._open == 0, timeout=10)
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
 
-    def hold_next(self) -> None:
+    def hold_next(self, accept: bool = False) -> None:
+        """The next DATA waits for `release()`; then 250 if `accept`, else 451 (not kept)."""
         self._hold = True
+        self._accept_held = accept
         self._release.clear()
 
     def release(self) -> None:
@@ -141,7 +176,8 @@ class Mailbox:
             self.held_mails.append(mail)
             self._loop.call_soon_threadsafe(self.held.set)
             await asyncio.get_running_loop().run_in_executor(None, self._release.wait, 30)
-            return "451 4.3.0 not kept"
+            if not self._accept_held:
+                return "451 4.3.0 not kept"
         self.mails.append(mail)
         self._loop.call_soon_threadsafe(self._arrived.set)
         return "250 OK"

@@ -39,7 +39,10 @@ async def clocked_portal(
 
 
 async def timings(calls: dict[str, Callable[[], Awaitable[Any]]], rounds: int) -> dict[str, float]:
-    """Median seconds per kind of call, the kinds interleaved in a random order each round."""
+    """Median seconds per kind of call, the kinds interleaved in a random order each round
+    (after one untimed round to warm up)."""
+    for call in calls.values():
+        await call()
     samples: dict[str, list[float]] = {kind: [] for kind in calls}
     for _ in range(rounds):
         for kind in random.sample(list(calls), len(calls)):
@@ -49,7 +52,8 @@ async def timings(calls: dict[str, Callable[[], Awaitable[Any]]], rounds: int) -
     return {kind: statistics.median(values) for kind, values in samples.items()}
 
 
-def indistinguishable(medians: dict[str, float], tolerance: float = 0.25) -> bool:
+def indistinguishable(medians: dict[str, float], tolerance: float = 0.3) -> bool:
+    """Within 30%: skipping the argon2 work on one path would make it ~100 times faster."""
     return max(medians.values()) <= min(medians.values()) * (1 + tolerance)
 
 
@@ -135,7 +139,7 @@ async def test_unknown_used_and_expired_links_get_the_same_answer_in_the_same_ti
     assert answers["unknown"] == answers["used"] == answers["expired"]
     assert answers["unknown"][0] == 400
     calls = {kind: (lambda t=token: portal.activate(t)) for kind, token in tokens.items()}
-    medians = await timings(calls, rounds=9)
+    medians = await timings(calls, rounds=11)
     assert indistinguishable(medians), medians
 
 
@@ -159,7 +163,7 @@ async def test_unknown_emails_and_wrong_passwords_get_the_same_401_in_the_same_t
         "wrong": lambda: portal.login("ann@example.com", "not the password"),
         "unknown": lambda: portal.login("nobody@example.com", "not the password"),
     }
-    medians = await timings(calls, rounds=9)
+    medians = await timings(calls, rounds=11)
     assert indistinguishable(medians), medians
 
 

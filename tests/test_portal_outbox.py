@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from aiohttp import web
 
 from portal.model import Delivery
-from portal.routes import DATABASE
+from portal.routes import DATABASE, PORTAL_FILE
 from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
 from signalling.app import create_app
@@ -68,8 +69,10 @@ async def test_an_invitation_waits_out_an_smtp_outage_and_arrives_once(
     portal = Portal(await aiohttp_client(app))
     patient_id = await portal.create(email="ann@example.com")
     assert (await portal.invite(patient_id))[0] == 202
-    rows = await wait_rows(app, lambda rows: rows[0].attempts >= 2)
-    assert rows[0].state is Delivery.PENDING and rows[0].last_error
+    rows = await wait_rows(
+        app, lambda rows: rows[0].attempts >= 2 and rows[0].state is Delivery.PENDING
+    )
+    assert rows[0].last_error == "ConnectionRefusedError 111"
     assert (await portal.status(patient_id))["activated_on"] == "Pending"
     down.start()
     try:
@@ -127,6 +130,24 @@ async def test_send_pending_leaves_the_outbox_to_a_running_server(
     data_dir = str(portal_app[CONFIG].data_dir)
     code, _, err = await run_cli("send-pending", "--data-dir", data_dir, env=env)
     assert code == 1 and "already" in err
+
+
+async def test_a_shutdown_lets_the_attempt_in_flight_finish_and_records_it(
+    aiohttp_client: Any, tmp_path: Path, mailbox: Mailbox
+) -> None:
+    config = portal_config(tmp_path, mailbox)
+    portal = Portal(await aiohttp_client(create_app(config)))
+    patient_id = await portal.create(email="ann@example.com")
+    mailbox.hold_next(accept=True)
+    assert (await portal.invite(patient_id))[0] == 202
+    await asyncio.wait_for(mailbox.held.wait(), 10)
+    closing = asyncio.create_task(portal.client.close())  # the app shuts down mid-send
+    mailbox.release()
+    await asyncio.wait_for(closing, 15)
+    assert len(mailbox.mails) == 1
+    with sqlite3.connect(config.data_dir / PORTAL_FILE) as db:
+        rows = db.execute("SELECT state, attempts, token_seed FROM outbox").fetchall()
+    assert rows == [("sent", 1, None)]  # not left `sending`, which a restart would resend
 
 
 @pytest.mark.parametrize("implicit_tls", [False, True], ids=["starttls", "smtps"])
