@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from portal.errors import CONTACT_SUPPORT, NOT_FOUND, UNAUTHORIZED, PortalError
+from portal.errors import CONTACT_SUPPORT, NOT_FOUND, NOT_REGISTERED, UNAUTHORIZED, PortalError
 from portal.model import Patient
 from signalling.auth import Claims
 
@@ -27,13 +27,16 @@ class Staff:
     def may_see(self, patient: Patient) -> bool:
         return self.support or patient.practice == self.practice
 
-    def require_support(self) -> None:
-        if not self.support:
-            raise PortalError(
-                CONTACT_SUPPORT,
-                "the email of an activated portal account can only be changed by support:"
-                " please contact support",
-            )
+    @staticmethod
+    def refusal_for_account_email(registered: bool) -> PortalError:
+        """Why staff (not support) may not change this patient's account email."""
+        if not registered:
+            return PortalError(NOT_REGISTERED, "this patient has no activated portal account")
+        return PortalError(
+            CONTACT_SUPPORT,
+            "the email of an activated portal account can only be changed by support:"
+            " please contact support",
+        )
 
 
 def staff_of(claims: Claims) -> Staff:

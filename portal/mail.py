@@ -24,7 +24,7 @@ To activate your account, open this link and choose a password:
 
 {link}
 
-The link works once and expires in {days} days. If you did not expect this
+The link works once and expires in {lifetime}. If you did not expect this
 email, you can ignore it; no account is created until the link is used.
 """
 
@@ -34,10 +34,19 @@ HTML = """\
 <p>Hello {first_name},</p>
 <p>{practice} has invited you to the patient portal.</p>
 <p><a href="{link}">Activate your account</a> and choose a password.</p>
-<p>The link works once and expires in {days} days. If you did not expect this
+<p>The link works once and expires in {lifetime}. If you did not expect this
 email, you can ignore it; no account is created until the link is used.</p>
 </body></html>
 """
+
+
+def lifetime(seconds: float) -> str:
+    """'7 days', '1 day', '12 hours', '30 minutes': the largest unit that fits."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "1 minute"
 
 
 def invitation_email(
@@ -49,7 +58,7 @@ def invitation_email(
     link: str,
     message_id: str,
     created_at: float,
-    valid_days: int,
+    valid_for_s: float,
 ) -> EmailMessage:
     name = practice or GENERIC_PRACTICE
     message = EmailMessage()
@@ -59,7 +68,12 @@ def invitation_email(
     message["Date"] = format_datetime(datetime.fromtimestamp(created_at, UTC))
     message["Message-ID"] = message_id
     message["Auto-Submitted"] = "auto-generated"
-    values = {"first_name": first_name, "practice": name, "link": link, "days": valid_days}
+    values = {
+        "first_name": first_name,
+        "practice": name,
+        "link": link,
+        "lifetime": lifetime(valid_for_s),
+    }
     message.set_content(TEXT.format(**values))
     escaped = {k: html.escape(str(v), quote=True) for k, v in values.items()}
     message.add_alternative(HTML.format(**escaped), subtype="html")

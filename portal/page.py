@@ -20,14 +20,15 @@ PAGE = Path(__file__).resolve().parent.parent / "web" / "portal" / "activate.htm
 INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.DOTALL)
 
 
-def _sha256(text: str) -> str:
+def csp_hash(text: str) -> str:
+    """The CSP source expression allowing exactly this inline script or style."""
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
 
 
 def content_security_policy(html: str) -> str:
     hashes: dict[str, list[str]] = {"script": [], "style": []}
     for kind, body in INLINE.findall(html):
-        hashes[kind].append(_sha256(body))
+        hashes[kind].append(csp_hash(body))
     return "; ".join(
         [
             "default-src 'none'",

@@ -85,7 +85,6 @@ def build_sender(
         return None
     tokens = TokenMaker.from_api_keys(config.api_keys)
     sender = sender_address(config)
-    days = max(round(config.portal_invite_ttl_s / 86400), 1)
 
     def compose(claimed: Claimed, token: str) -> EmailMessage:
         return invitation_email(
@@ -96,7 +95,7 @@ def build_sender(
             link=activation_link(config.base_url, token),
             message_id=claimed.smtp_message_id,
             created_at=claimed.created_at,
-            valid_days=days,
+            valid_for_s=config.portal_invite_ttl_s,
         )
 
     return OutboxSender(

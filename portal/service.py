@@ -8,7 +8,7 @@ identity as actor, the patient id as subject, never names, emails or tokens.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, tzinfo
 from typing import Any
 
@@ -36,7 +36,7 @@ from portal.passwords import Passwords
 from portal.store import PatientStore
 from portal.tokens import new_seed, token_hash
 from signalling.audit import AuditEntry, AuditLog, Detail
-from signalling.config import Config
+from signalling.config import Config, RateLimit
 from signalling.ratelimit import WindowLimiter
 from waiting_room.clock import Clock
 
@@ -47,7 +47,7 @@ PUBLIC_FIELDS = {
 EMAIL_FIELD = frozenset({"email"})
 
 
-def limiter(limit: Any, clock: Clock) -> WindowLimiter:
+def limiter(limit: RateLimit, clock: Clock) -> WindowLimiter:
     return WindowLimiter(limit.count, limit.seconds, clock)
 
 
@@ -159,10 +159,12 @@ class PortalService:
         email = validate.email(body.get("email"))
         patient = await self._patient(staff, patient_id)
         action = "portal_account_email"
-        facts = await self._store.status(patient.patient_id)
-        if facts.registered_at is not None and not staff.support:
-            self._audit(action, "contact_support", staff.identity, patient_id)
-            staff.require_support()
+        if not staff.support:
+            # Staff never may: without an account it is not_registered, with one contact_support.
+            registered = (await self._store.status(patient.patient_id)).registered_at is not None
+            refusal = staff.refusal_for_account_email(registered)
+            self._audit(action, refusal.code, staff.identity, patient_id)
+            raise refusal
         change = self._store.change_account_email(patient.patient_id, email, self._clock())
         await self._audited(action, staff.identity, patient_id, change)
         self._audit(action, "ok", staff.identity, patient_id, scope="support")
@@ -220,7 +222,7 @@ class PortalService:
         )
         return visible(staff, found)
 
-    async def _audited(self, action: str, actor: str, subject: str, work: Any) -> None:
+    async def _audited(self, action: str, actor: str, subject: str, work: Awaitable[None]) -> None:
         """Await `work`; a refusal is audited with its code, then re-raised."""
         try:
             await work
@@ -230,7 +232,7 @@ class PortalService:
 
     def _changes(self, body: dict[str, Any]) -> ProfileChanges:
         if not body:
-            raise bad_request("give at least one of: " + ", ".join(validate.PROFILE_FIELDS))
+            raise bad_request("give at least one of: " + ", ".join(sorted(validate.PROFILE_FIELDS)))
 
         def named(field: str) -> str | None:
             return validate.name(body[field], field) if field in body else None

@@ -234,7 +234,7 @@ async def test_forged_host_headers_do_not_change_the_link(portal: Portal, mailbo
 
 
 async def test_invites_are_rate_limited_per_practice(
-    aiohttp_client: Any, tmp_path: Any, mailbox: Mailbox
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Any
 ) -> None:
     from signalling.app import create_app
     from signalling.config import RateLimit

@@ -83,14 +83,15 @@ async def test_an_invitation_waits_out_an_smtp_outage_and_arrives_once(
         mails = await down.wait_for(2)
         assert [m.recipients for m in mails] == [["ann@example.com"], ["bob@example.com"]]
         assert (await portal.activate(mail.token))[0] == 200
-        rows = await outbox_rows(app)
+        rows = await wait_rows(app, lambda rows: rows[0].state is Delivery.SENT)
         assert [row.state for row in rows] == [Delivery.SENT, Delivery.SENT]
     finally:
+        await portal.client.close()  # the app stops before its SMTP server does
         down.stop()
 
 
 async def test_without_smtp_invitations_wait_and_the_cli_lists_then_sends_them(
-    aiohttp_client: Any, tmp_path: Path, mailbox: Mailbox
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
     config = portal_config(tmp_path, None)
     portal = Portal(await aiohttp_client(create_app(config)))
@@ -122,7 +123,7 @@ async def test_without_smtp_invitations_wait_and_the_cli_lists_then_sends_them(
 
 
 async def test_send_pending_leaves_the_outbox_to_a_running_server(
-    portal_app: web.Application, aiohttp_client: Any, mailbox: Mailbox
+    mailbox: Mailbox, portal_app: web.Application, aiohttp_client: Any
 ) -> None:
     await aiohttp_client(portal_app)  # started: its sender holds the outbox lock
     env = {"VISITROOM_SMTP_URL": mailbox.url, "VISITROOM_API_KEY": API_KEY,
@@ -133,7 +134,7 @@ async def test_send_pending_leaves_the_outbox_to_a_running_server(
 
 
 async def test_a_shutdown_lets_the_attempt_in_flight_finish_and_records_it(
-    aiohttp_client: Any, tmp_path: Path, mailbox: Mailbox
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
     config = portal_config(tmp_path, mailbox)
     portal = Portal(await aiohttp_client(create_app(config)))
@@ -165,12 +166,13 @@ async def test_tls_and_credentials_from_the_environment(
         assert (await portal.invite(patient_id))[0] == 202
         [mail] = await box.wait_for(1)
         assert mail.recipients == ["ann@example.com"] and box.logins == ["clinic-mailer"]
+        await portal.client.close()  # the app stops before its SMTP server does
     finally:
         box.stop()
 
 
 async def test_a_recipient_the_server_refuses_fails_for_good_and_a_reinvite_fixes_it(
-    aiohttp_client: Any, tmp_path: Path, mailbox: Mailbox
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
     app = create_app(portal_config(tmp_path, mailbox))
     portal = Portal(await aiohttp_client(app))

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from portal import validate
 from portal.cli import mask
 from portal.errors import PortalError
-from portal.mail import invitation_email
+from portal.mail import invitation_email, lifetime
 from portal.migrations import MIGRATIONS, migrate
 from portal.model import InvitationKind, InvitationState, StatusFacts, status_json
 from portal.outbox import MAX_BACKOFF_S, backoff
@@ -156,12 +156,21 @@ def test_recipients_are_masked_for_the_outbox_listing() -> None:
     assert mask("x@localhost") == "x***@l***"
 
 
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(7 * 86400, "7 days"), (86400, "1 day"), (7200, "2 hours"), (90, "1 minute"), (5, "1 minute")],
+)
+def test_the_link_lifetime_reads_naturally(seconds: float, text: str) -> None:
+    assert lifetime(seconds) == text
+
+
 def test_the_email_escapes_what_it_quotes_and_is_stable_across_attempts() -> None:
     def build() -> Any:
         return invitation_email(
             sender="visitroom@clinic.example", recipient="ann@example.com",
-            first_name="<b>Ann</b>", practice="Smith & Jones", link="https://x/portal/activate#token=t",
-            message_id="<portal.1@clinic.example>", created_at=NOON_2026_03_01, valid_days=7,
+            first_name="<b>Ann</b>", practice="Smith & Jones",
+            link="https://x/portal/activate#token=t", message_id="<portal.1@clinic.example>",
+            created_at=NOON_2026_03_01, valid_for_s=7 * 86400,
         )  # fmt: skip
 
     first, again = build(), build()
