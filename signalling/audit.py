@@ -106,15 +106,18 @@ class SqliteAuditLog:
         self, room_id: str | None, after_seq: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
         await self.flush()
-        return await self._run(self._select, room_id, after_seq, limit)
+        rows: list[dict[str, Any]] = await self._run(self._select, room_id, after_seq, limit)
+        return rows
 
     async def verify_chain(self) -> bool:
         await self.flush()
-        return await self._run(self._verify)
+        ok: bool = await self._run(self._verify)
+        return ok
 
     async def prune(self, older_than: float) -> int:
         """Delete entries older than `older_than` (retention); the chain restarts there."""
-        return await self._run(self._delete_before, older_than)
+        count: int = await self._run(self._delete_before, older_than)
+        return count
 
     async def close(self) -> None:
         if self._closed:

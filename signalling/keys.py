@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -11,14 +11,19 @@ from signalling.auth import TokenVerifier
 from signalling.config import Config
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from signalling.hub import Hub
+    from signalling.ratelimit import WindowLimiter
     from signalling.rooms import RoomStore
-    from sfu.control import MediaControl
+    from signalling.service import RoomService
 
 CONFIG = web.AppKey("config", Config)
 AUDIT = web.AppKey("audit", SqliteAuditLog)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
-HUB = web.AppKey("hub", "Hub")
-ROOMS = web.AppKey("rooms", "RoomStore")
-MEDIA = web.AppKey("media", "MediaControl")
-READY = web.AppKey("ready", dict)
+HUB: web.AppKey[Hub] = web.AppKey("hub")
+ROOMS: web.AppKey[RoomStore] = web.AppKey("rooms")
+SERVICE: web.AppKey[RoomService] = web.AppKey("service")
+PRECALL_LIMIT: web.AppKey[WindowLimiter] = web.AppKey("precall_limit")
+READY: web.AppKey[dict[str, Any]] = web.AppKey("ready")
+METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")

@@ -156,9 +156,7 @@ class Room:
         if old is None:
             return []
         if old.connected:
-            raise RoomError(
-                errors.CONFLICT, "you are already in this room from another connection"
-            )
+            raise RoomError(errors.CONFLICT, "you are already in this room from another connection")
         return self._drop(old, "disconnected", actor=old.audit_id, action="leave")
 
     # --- lobby -------------------------------------------------------------------------
@@ -260,9 +258,13 @@ class Room:
             events.append(Audited("remove_all", OK, host.audit_id, None, {"count": 0}))
         return events
 
-    def end(self, actor_id: str | None) -> list[Event]:
-        """End the meeting for all (`actor_id` None: the join window closed)."""
-        actor = self.require_host(actor_id).audit_id if actor_id is not None else None
+    def end(self, actor_id: str) -> list[Event]:
+        """A host ends the meeting for all."""
+        return self.end_session(self.require_host(actor_id).audit_id)
+
+    def end_session(self, actor: str | None) -> list[Event]:
+        """End the meeting for all on behalf of `actor` (an admin identity, or None when the
+        join window closed); no host needs to be present."""
         everyone = self.joined + self.waiting
         events: list[Event] = [
             Audited("end", OK, actor, None, {"count": len(everyone), "session": self.session})
@@ -301,7 +303,7 @@ class Room:
             if gone_at is not None and now - gone_at >= resume_window_s:
                 events.extend(self._drop(person, "disconnected", person.audit_id, "leave"))
         if self.schedule is not None and self._people and now > self.schedule.closes_at:
-            events.extend(self.end(None))
+            events.extend(self.end_session(None))
         return events
 
     def _drop(self, person: Participant, reason: str, actor: str, action: str) -> list[Event]:

@@ -1,0 +1,260 @@
+"""Knock storm: N guests knock at once, the host admits everyone.
+
+Starts a real `visitroom serve` process (or uses --url), connects one host and
+N guests over WebSockets from this process, and measures:
+  - knock -> host notified latency (p50/p95) and when all knocks were visible,
+  - admit-all -> the last guest holding a complete roster,
+  - WebSocket messages the server sent per round (from /metrics),
+  - server CPU seconds per round (psutil on the server process).
+
+    python bench/signalling_storm.py --quick --json results/storm.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from signalling.auth import mint  # noqa: E402
+from tests.servers import free_port  # noqa: E402
+
+KEY, SECRET = "bench", "b" * 64
+
+
+@dataclass
+class Round:
+    knock_to_host_p50_ms: float
+    knock_to_host_p95_ms: float
+    knocks_visible_ms: float
+    admit_all_converged_ms: float
+    messages_sent: int
+    server_cpu_s: float
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class Server:
+    def __init__(self) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="storm-")
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "VISITROOM_API_KEY": KEY,
+            "VISITROOM_API_SECRET": SECRET,
+            "VISITROOM_KNOCK_RATE_LIMIT": "0",
+            "VISITROOM_MAX_PARTICIPANTS": "1000",
+            "VISITROOM_LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-m", "signalling", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--data-dir", self.dir.name]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self.ps = psutil.Process(self.proc.pid)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
+        self.dir.cleanup()
+
+
+async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            try:
+                async with session.get(f"{url}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def messages_sent(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(f"{url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith("visitroom_ws_messages_sent_total "):
+                return int(float(line.split()[1]))
+    return 0
+
+
+async def create_room(session: aiohttp.ClientSession, url: str, room: str, size: int) -> None:
+    """A visit happening now, with room for the host and every guest."""
+    admin = mint(KEY, SECRET, room="*", identity="bench", name="Bench", role="host", admin=True)
+    now = time.time()
+    body = {
+        "room_id": room,
+        "starts_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        "ends_at": datetime.fromtimestamp(now + 3600, UTC).isoformat(),
+        "max_participants": size,
+    }
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with session.post(f"{url}/v1/rooms", json=body, headers=headers) as response:
+        if response.status != 201:
+            raise RuntimeError(f"creating the room failed: {await response.text()}")
+
+
+async def read_until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        message = await ws.receive_json()
+        if message["type"] == kind:
+            return dict(message)
+
+
+async def one_round(
+    session: aiohttp.ClientSession, url: str, guests: int, room: str, server: Server | None
+) -> Round:
+    await create_room(session, url, room, guests + 1)
+    ws_url = f"{url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
+    host = await session.ws_connect(ws_url)
+    token = mint(KEY, SECRET, room=room, identity="dr-bench", name="Dr Bench", role="host")
+    await host.send_json({"type": "hello", "token": token})
+    await read_until(host, "lobby")
+    sockets = [await session.ws_connect(ws_url) for _ in range(guests)]
+    sent_before = await messages_sent(session, url)
+    cpu_before = server.cpu_s() if server else 0.0
+    knocked_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+
+    async def watch_knocks() -> None:
+        while len(seen_at) < guests:
+            message = await host.receive_json()
+            if message["type"] == "knock":
+                seen_at[message["participant"]["name"]] = time.perf_counter()
+
+    watcher = asyncio.create_task(watch_knocks())
+    start = time.perf_counter()
+    for index, ws in enumerate(sockets):
+        knocked_at[f"guest-{index}"] = time.perf_counter()
+        await ws.send_json({"type": "hello", "name": f"guest-{index}"})
+    await asyncio.wait_for(watcher, 60)
+    knocks = [(seen_at[name] - knocked_at[name]) * 1000 for name in knocked_at]
+    visible = (max(seen_at.values()) - start) * 1000
+    converged = await admit_all(host, sockets, guests)
+    sent = await messages_sent(session, url) - sent_before
+    cpu = (server.cpu_s() - cpu_before) if server else 0.0
+    await host.send_json({"type": "end"})
+    for ws in [host, *sockets]:
+        await ws.close()
+    return Round(percentile(knocks, 0.5), percentile(knocks, 0.95), visible, converged, sent, cpu)
+
+
+async def admit_all(
+    host: aiohttp.ClientWebSocketResponse,
+    sockets: list[aiohttp.ClientWebSocketResponse],
+    guests: int,
+) -> float:
+    async def roster_time(ws: aiohttp.ClientWebSocketResponse) -> float:
+        roster = await read_until(ws, "roster")
+        if len(roster["participants"]) != guests + 1:
+            raise AssertionError(f"incomplete roster: {len(roster['participants'])}")
+        return time.perf_counter()
+
+    waiters = [asyncio.create_task(roster_time(ws)) for ws in sockets]
+    started = time.perf_counter()
+    await host.send_json({"type": "admit", "all": True})
+    done = await asyncio.wait_for(asyncio.gather(*waiters), 60)
+    return (max(done) - started) * 1000
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    server = None if args.url else Server()
+    url = args.url or (server.url if server else "")
+    rounds: list[Round] = []
+    try:
+        connector = aiohttp.TCPConnector(limit=0)  # each WebSocket holds a connection
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await wait_healthy(session, url)
+            for index in range(args.rounds + 1):
+                room = f"storm-{os.getpid()}-{index}"
+                result = await one_round(session, url, args.guests, room, server)
+                if index > 0:  # the first round warms up imports and caches
+                    rounds.append(result)
+    finally:
+        if server is not None:
+            server.stop()
+    return summarise(args, rounds)
+
+
+def summarise(args: argparse.Namespace, rounds: list[Round]) -> dict[str, Any]:
+    fields = list(asdict(rounds[0]))
+    medians = {f: statistics.median(getattr(r, f) for r in rounds) for f in fields}
+    return {
+        "benchmark": "signalling_storm",
+        "guests": args.guests,
+        "rounds": len(rounds),
+        **medians,
+        "min": {f: min(getattr(r, f) for r in rounds) for f in fields},
+        "max": {f: max(getattr(r, f) for r in rounds) for f in fields},
+        "targets": {"knocks_visible_ms": 1000, "admit_all_converged_ms": 500},
+    }
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print(f"signalling storm: {result['guests']} guests, median of {result['rounds']} rounds")
+    print(f"{'metric':32} {'median':>10} {'min':>10} {'max':>10}")
+    for field in (
+        "knock_to_host_p50_ms",
+        "knock_to_host_p95_ms",
+        "knocks_visible_ms",
+        "admit_all_converged_ms",
+        "messages_sent",
+        "server_cpu_s",
+    ):
+        print(
+            f"{field:32} {result[field]:>10.2f} {result['min'][field]:>10.2f}"
+            f" {result['max'][field]:>10.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--guests", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="2 rounds (< 60 s)")
+    parser.add_argument("--url", help="use a running server (its secret must be the bench one)")
+    parser.add_argument("--json", type=Path, help="write the result here")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds = 2
+    try:
+        import uvloop
+
+        result = uvloop.run(run(args))
+    except ImportError:
+        result = asyncio.run(run(args))
+    print_table(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

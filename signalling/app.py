@@ -1,0 +1,147 @@
+"""The aiohttp application: wiring, background tasks and lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from aiohttp import web
+
+from sfu.control import MediaControl, MediaEvents
+from signalling import metrics, rest
+from signalling.audit import SqliteAuditLog
+from signalling.auth import TokenVerifier
+from signalling.config import Config, ConfigError, check_secret
+from signalling.hub import CLOSE_GOING_AWAY, Hub
+from signalling.keys import AUDIT, CONFIG, HUB, PRECALL_LIMIT, READY, ROOMS, SERVICE, VERIFIER
+from signalling.precall import precall_socket
+from signalling.ratelimit import WindowLimiter
+from signalling.rooms import RoomStore
+from signalling.service import RoomService
+from signalling.ws import room_socket
+from waiting_room.clock import Clock, wall_clock
+
+log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 1.0
+AUDIT_FILE = "audit.sqlite3"
+ROOMS_FILE = "visitroom.sqlite3"
+
+
+class MediaPlane(MediaControl, Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+MediaFactory = Callable[[Config, MediaEvents], MediaPlane | None]
+
+
+def default_media(config: Config, events: MediaEvents) -> MediaPlane | None:
+    from signalling.media import build_local_media
+
+    return build_local_media(config, events)
+
+
+def create_app(
+    config: Config,
+    *,
+    clock: Clock = wall_clock,
+    media_factory: MediaFactory = default_media,
+) -> web.Application:
+    if not config.api_keys:
+        raise ConfigError("no API key/secret configured")
+    for secret in config.api_keys.values():
+        check_secret(secret)
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    app[VERIFIER] = TokenVerifier(config.api_keys)
+    app[AUDIT] = SqliteAuditLog(config.data_dir / AUDIT_FILE, node=config.node_id or "local")
+    app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
+    app[HUB] = Hub()
+    app[SERVICE] = RoomService(config, app[ROOMS], app[HUB], app[AUDIT], app[VERIFIER], clock)
+    app[PRECALL_LIMIT] = WindowLimiter(10, 60.0, clock)
+    app[READY] = {"ready": False}
+    app.cleanup_ctx.append(_stores)
+    app.cleanup_ctx.append(_media(media_factory))
+    app.cleanup_ctx.append(_sweeper)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/v1/rooms/{room_id}/ws", room_socket)
+    app.router.add_get("/v1/precall/ws", precall_socket)
+    rest.setup_routes(app)
+    metrics.setup(app)
+    _mount_optional(app)
+    return app
+
+
+def _mount_optional(app: web.Application) -> None:
+    """Companion modules mount themselves when present."""
+    with contextlib.suppress(ImportError):
+        from portal.routes import setup as setup_portal
+
+        setup_portal(app)
+    with contextlib.suppress(ImportError):
+        from signalling.web import setup as setup_web
+
+        setup_web(app)
+
+
+async def _stores(app: web.Application) -> AsyncIterator[None]:
+    await app[AUDIT].start()
+    await app[ROOMS].start()
+    yield
+    await app[SERVICE].drain_media_calls()
+    await app[ROOMS].close()
+    await app[AUDIT].close()
+
+
+def _media(factory: MediaFactory) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+        service = app[SERVICE]
+        media = factory(app[CONFIG], service)
+        if media is not None:
+            await media.start()
+        service.media = media
+        app[READY]["ready"] = True
+        yield
+        app[READY]["ready"] = False
+        if media is not None:
+            await media.stop()
+
+    return media_ctx
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            try:
+                app[SERVICE].sweep()
+            except Exception:
+                log.exception("room sweep failed")
+
+    task = asyncio.create_task(sweep_forever(), name="room-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for conn in app[HUB].connections():
+        conn.close(CLOSE_GOING_AWAY)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if not request.app[READY].get("ready"):
+        return web.json_response({"status": "starting"}, status=503)
+    return web.json_response({"status": "ready"})

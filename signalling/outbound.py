@@ -1,0 +1,108 @@
+"""Builders for every server -> client message (PROTOCOL.md, Server -> client)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from waiting_room.participant import Participant
+
+REJECTED_TEXT = (
+    "The host did not grant you access. If you were invited to this room, "
+    "please contact the person who invited you."
+)
+LEFT_TEXT = "You've left the room"
+
+Message = dict[str, Any]
+
+
+def welcome(
+    person: Participant,
+    room_id: str,
+    resume_token: str,
+    ice_servers: Sequence[Mapping[str, object]] = (),
+) -> Message:
+    status = "joined" if person.is_joined else "waiting"
+    return {
+        "type": "welcome",
+        "participant_id": person.id,
+        "role": person.role.value,
+        "status": status,
+        "room": room_id,
+        "resume_token": resume_token,
+        "ice_servers": [dict(server) for server in ice_servers],
+    }
+
+
+def lobby_status(person: Participant) -> Message:
+    message: Message = {
+        "type": "lobby_status",
+        "status": "on_hold" if person.hold_message is not None else "waiting",
+    }
+    if person.hold_message is not None:
+        message["message"] = person.hold_message
+    return message
+
+
+def knock(person: Participant) -> Message:
+    return {"type": "knock", "participant": {"id": person.id, "name": person.name}}
+
+
+def lobby(waiting: Iterable[Participant]) -> Message:
+    return {"type": "lobby", "waiting": [p.lobby_entry() for p in waiting]}
+
+
+def lobby_left(person: Participant, reason: str) -> Message:
+    return {"type": "lobby_left", "participant_id": person.id, "reason": reason}
+
+
+def admitted() -> Message:
+    return {"type": "admitted"}
+
+
+def rejected() -> Message:
+    return {"type": "rejected", "message": REJECTED_TEXT}
+
+
+def roster(people: Iterable[Participant]) -> Message:
+    return {"type": "roster", "participants": [p.public() for p in people]}
+
+
+def participant_joined(person: Participant) -> Message:
+    return {"type": "participant_joined", "participant": person.public()}
+
+
+def participant_left(person: Participant, reason: str) -> Message:
+    return {"type": "participant_left", "participant_id": person.id, "reason": reason}
+
+
+def left(reason: str) -> Message:
+    return {"type": "left", "reason": reason, "message": LEFT_TEXT}
+
+
+def ack(rid: str | int, **fields: Any) -> Message:
+    return {"type": "ack", "re": rid, **fields}
+
+
+def error(
+    code: str,
+    message: str,
+    rid: str | int | None = None,
+    details: Mapping[str, object] | None = None,
+) -> Message:
+    out: Message = {"type": "error", "code": code, "message": message, **(details or {})}
+    if rid is not None:
+        out["re"] = rid
+    return out
+
+
+def answer(sdp: str, rid: str | int | None) -> Message:
+    return {"type": "answer", "sdp": sdp, "re": rid}
+
+
+def slots(slots: Sequence[Mapping[str, Any]]) -> Message:
+    return {"type": "slots", "slots": [dict(slot) for slot in slots]}
+
+
+def active_speaker(participant_id: str) -> Message:
+    return {"type": "active_speaker", "participant_id": participant_id}

@@ -1,0 +1,183 @@
+"""REST API (PROTOCOL.md, REST): rooms and their audit trail, for admin tokens."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from signalling.audit import AuditEntry, iso
+from signalling.auth import Claims, TokenError
+from signalling.keys import AUDIT, CONFIG, ROOMS, SERVICE, VERIFIER
+from signalling.rooms import RoomRecord, new_room_id, valid_room_id
+from waiting_room.errors import BAD_REQUEST, RoomError
+from waiting_room.schedule import Schedule
+
+MAX_BODY = 16 * 1024
+
+
+def api_error(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return status(text=body, content_type="application/json")
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def admin_claims(request: web.Request, room_id: str | None = None) -> Claims:
+    """The verified admin token of a request, valid for `room_id` when given."""
+    try:
+        claims = request.app[VERIFIER].verify_admin(bearer(request))
+        if room_id is not None and not claims.valid_for(room_id):
+            raise TokenError("admin token for another room")
+    except TokenError:
+        request.app[AUDIT].record(
+            AuditEntry("api", "unauthorized", room_id=room_id, actor=None, subject=None)
+        )
+        raise api_error(
+            web.HTTPUnauthorized, "unauthorized", "a valid admin token is required"
+        ) from None
+    return claims
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise api_error(web.HTTPRequestEntityTooLarge, BAD_REQUEST, "body too large")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise api_error(web.HTTPRequestEntityTooLarge, BAD_REQUEST, "body too large")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be a JSON object")
+    return body
+
+
+def parse_time(body: dict[str, Any], name: str) -> float:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, f"`{name}` must be an ISO-8601 time")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise api_error(
+            web.HTTPBadRequest, BAD_REQUEST, f"`{name}` must be an ISO-8601 time"
+        ) from None
+    if parsed.tzinfo is None:
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, f"`{name}` needs a UTC offset")
+    return parsed.astimezone(UTC).timestamp()
+
+
+def room_json(request: web.Request, record: RoomRecord) -> dict[str, Any]:
+    return {
+        "room_id": record.room_id,
+        "starts_at": iso(record.starts_at),
+        "ends_at": iso(record.ends_at),
+        "max_participants": record.max_participants,
+        "join_url": f"{request.app[CONFIG].base_url}/r/{record.room_id}",
+    }
+
+
+async def create_room(request: web.Request) -> web.Response:
+    body = await json_body(request)
+    room_id = body.get("room_id") or new_room_id()
+    if not isinstance(room_id, str) or not valid_room_id(room_id):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`room_id`: 1-64 of A-Z a-z 0-9 _ . -")
+    claims = admin_claims(request, room_id)
+    starts, ends = parse_time(body, "starts_at"), parse_time(body, "ends_at")
+    try:
+        Schedule(starts, ends)
+    except ValueError as exc:
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, str(exc)) from None
+    record = RoomRecord(
+        room_id,
+        starts,
+        ends,
+        _capacity(request, body.get("max_participants")),
+        request.app[SERVICE].clock(),
+        claims.identity,
+    )
+    try:
+        await request.app[ROOMS].create(record)
+    except RoomError as exc:
+        raise api_error(web.HTTPConflict, exc.code, exc.message) from None
+    request.app[AUDIT].record(AuditEntry("room_create", "ok", room_id, claims.identity, None))
+    return web.json_response(room_json(request, record), status=201)
+
+
+def _capacity(request: web.Request, value: Any) -> int:
+    config = request.app[CONFIG]
+    if value is None:
+        return min(config.default_max_participants, config.max_participants_cap)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`max_participants` must be >= 1")
+    return min(value, config.max_participants_cap)
+
+
+def _record_or_404(request: web.Request, room_id: str) -> RoomRecord | None:
+    rooms = request.app[ROOMS]
+    record = rooms.record(room_id)
+    if record is None and rooms.live(room_id) is None:
+        raise api_error(web.HTTPNotFound, "not_found", "no such room")
+    return record
+
+
+async def get_room(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    admin_claims(request, room_id)
+    record = _record_or_404(request, room_id)
+    live = request.app[ROOMS].live(room_id)
+    status = "open"
+    if record is not None:
+        status = record.schedule.status(request.app[SERVICE].clock()).value
+    out: dict[str, Any] = {
+        "room_id": room_id,
+        "starts_at": iso(record.starts_at) if record else None,
+        "ends_at": iso(record.ends_at) if record else None,
+        "max_participants": record.max_participants if record else live and live.max_participants,
+        "status": status,
+        "waiting": len(live.waiting) if live else 0,
+        "joined": live.joined_count if live else 0,
+        "breakouts": [],
+    }
+    return web.json_response(out)
+
+
+async def end_room(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    claims = admin_claims(request, room_id)
+    _record_or_404(request, room_id)
+    service = request.app[SERVICE]
+    live = request.app[ROOMS].live(room_id)
+    count = service.end_session(live, claims.identity) if live is not None else 0
+    if live is None:
+        request.app[AUDIT].record(
+            AuditEntry("end", "ok", room_id, claims.identity, None, {"count": 0})
+        )
+    return web.json_response({"room_id": room_id, "ended": True, "count": count})
+
+
+async def room_audit(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    admin_claims(request, room_id)
+    try:
+        after = int(request.query.get("after", "0"))
+        limit = min(max(int(request.query.get("limit", "1000")), 1), 5000)
+    except ValueError:
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "after and limit are integers") from None
+    entries = await request.app[AUDIT].query(room_id, after, limit)
+    return web.json_response({"entries": entries})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/v1/rooms", create_room)
+    app.router.add_get("/v1/rooms/{room_id}", get_room)
+    app.router.add_delete("/v1/rooms/{room_id}", end_room)
+    app.router.add_get("/v1/rooms/{room_id}/audit", room_audit)

@@ -1,0 +1,147 @@
+"""Rooms: scheduled visits kept in SQLite, and the live room objects in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from waiting_room.clock import Clock
+from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
+from waiting_room.room import Room
+from waiting_room.schedule import Schedule
+
+ROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rooms (
+    room_id TEXT PRIMARY KEY,
+    starts_at REAL NOT NULL,
+    ends_at REAL NOT NULL,
+    max_participants INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    created_by TEXT
+);
+"""
+
+
+def valid_room_id(room_id: str) -> bool:
+    return bool(ROOM_ID.match(room_id))
+
+
+def new_room_id() -> str:
+    return secrets.token_urlsafe(9).replace("_", "x").replace("-", "y")
+
+
+@dataclass(frozen=True)
+class RoomRecord:
+    room_id: str
+    starts_at: float
+    ends_at: float
+    max_participants: int
+    created_at: float
+    created_by: str | None = None
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.starts_at, self.ends_at)
+
+
+class RoomStore:
+    """Scheduled rooms survive restarts; live state (lobby, roster) lives in memory."""
+
+    def __init__(self, path: Path, clock: Clock, default_capacity: int) -> None:
+        self._path = path
+        self._clock = clock
+        self._capacity = default_capacity
+        self._records: dict[str, RoomRecord] = {}
+        self._live: dict[str, Room] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
+        self._db: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def create(self, record: RoomRecord) -> RoomRecord:
+        if record.room_id in self._records:
+            raise RoomError(CONFLICT, "a room with this id already exists")
+        await self._run(self._insert, record)
+        self._records[record.room_id] = record
+        return record
+
+    def record(self, room_id: str) -> RoomRecord | None:
+        return self._records.get(room_id)
+
+    def live(self, room_id: str) -> Room | None:
+        return self._live.get(room_id)
+
+    def live_rooms(self) -> list[Room]:
+        return list(self._live.values())
+
+    def open(self, room_id: str, *, create_ad_hoc: bool) -> Room:
+        """The live room, loaded from its record or (for a verified token) made ad hoc."""
+        room = self._live.get(room_id)
+        if room is not None:
+            return room
+        record = self._records.get(room_id)
+        if record is None and not create_ad_hoc:
+            raise RoomError(NOT_FOUND, "no such room")
+        if record is not None:
+            room = Room(room_id, self._clock, record.schedule, record.max_participants)
+        else:
+            room = Room(room_id, self._clock, None, self._capacity)
+        self._live[room_id] = room
+        return room
+
+    def adopt(self, room: Room) -> None:
+        """Install a live room rebuilt elsewhere (a takeover from another node)."""
+        self._live[room.id] = room
+
+    def unload_if_idle(self, room_id: str) -> None:
+        room = self._live.get(room_id)
+        if room is not None and room.is_empty:
+            del self._live[room_id]
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self._path, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        for row in db.execute(
+            "SELECT room_id, starts_at, ends_at, max_participants, created_at, created_by"
+            " FROM rooms"
+        ):
+            self._records[row[0]] = RoomRecord(*row)
+        self._db = db
+
+    def _insert(self, record: RoomRecord) -> None:
+        assert self._db is not None
+        with self._db:
+            self._db.execute(
+                "INSERT INTO rooms VALUES (?,?,?,?,?,?)",
+                (
+                    record.room_id,
+                    record.starts_at,
+                    record.ends_at,
+                    record.max_participants,
+                    record.created_at,
+                    record.created_by,
+                ),
+            )
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,413 @@
+"""The dispatcher: one domain call per message type, then carry out the effects.
+
+Everything here runs on the event loop and never blocks; room rules live in
+waiting_room, message shapes in outbound, fan-out planning in effects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from sfu.control import MediaControl, MediaError, PrecallStats, Slot
+from signalling import effects as fx
+from signalling import outbound
+from signalling.audit import AuditEntry, AuditLog, iso
+from signalling.auth import Claims, TokenError, TokenVerifier
+from signalling.config import Config
+from signalling.hub import CLOSE_POLICY, Connection, Hub
+from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message_type, validate
+from signalling.ratelimit import WindowLimiter
+from signalling.rooms import RoomStore
+from waiting_room import errors
+from waiting_room.clock import Clock
+from waiting_room.errors import RoomError
+from waiting_room.events import Admitted, Audited, Event, Left, Rejected
+from waiting_room.participant import Participant, Role
+from waiting_room.room import Room
+
+log = logging.getLogger(__name__)
+
+AUDITED_REFUSALS = frozenset({errors.FORBIDDEN, errors.NOT_ADMITTED, errors.ROOM_FULL})
+Handler = Callable[[Room, Participant, Request], Awaitable[list[Event]]]
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_participant_id() -> str:
+    return "p_" + secrets.token_urlsafe(12)
+
+
+class RoomService:
+    """Signalling for live rooms: hello, commands, disconnects and media events."""
+
+    def __init__(
+        self,
+        config: Config,
+        rooms: RoomStore,
+        hub: Hub,
+        audit: AuditLog,
+        verifier: TokenVerifier,
+        clock: Clock,
+    ) -> None:
+        self.config = config
+        self.rooms = rooms
+        self.hub = hub
+        self.audit = audit
+        self.verifier = verifier
+        self.clock = clock
+        self.media: MediaControl | None = None
+        self.messages_received = 0
+        limit = config.knock_rate_limit
+        self._knocks = WindowLimiter(limit.count, limit.seconds, clock)
+        self._resume: dict[str, tuple[str, str]] = {}  # digest -> (room_id, participant_id)
+        self._resume_of: dict[str, str] = {}  # participant_id -> digest
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Handler] = {
+            "admit": self._admit,
+            "hold": self._hold,
+            "reject": self._reject,
+            "remove": self._remove,
+            "remove_all": self._remove_all,
+            "end": self._end,
+            "leave": self._leave,
+            "lobby": self._lobby,
+            "offer": self._offer,
+            "candidate": self._candidate,
+            "pin": self._pin,
+        }
+
+    # --- hello -------------------------------------------------------------------------
+
+    async def hello(self, conn: Connection, raw: dict[str, Any], remote: str) -> bool:
+        """Admit a connection into its room (joined or waiting). False: refused and closing."""
+        room_id = conn.room_id or ""
+        try:
+            if raw.get("type") != "hello":
+                raise RoomError(errors.UNAUTHORIZED, "the first message must be hello")
+            body = validate("hello", raw).body
+            if body["resume"] is not None:
+                return self._resume_session(conn, room_id, body["resume"])
+            claims = self._claims(body["token"], room_id)
+            return self._enter(conn, room_id, claims, body["name"], remote)
+        except RoomError as exc:
+            self._refuse_hello(conn, room_id, exc, raw)
+            return False
+
+    def _claims(self, token: str | None, room_id: str) -> Claims | None:
+        if token is None:
+            return None
+        try:
+            return self.verifier.verify_for_room(token, room_id)
+        except TokenError as exc:
+            log.info("refused a token: %s", exc)
+            raise RoomError(errors.UNAUTHORIZED, "invalid or expired token") from None
+
+    def _enter(
+        self, conn: Connection, room_id: str, claims: Claims | None, name: str | None, remote: str
+    ) -> bool:
+        role = Role.HOST if claims is not None and claims.is_host else Role.GUEST
+        if claims is None and name is None:
+            raise RoomError(errors.UNAUTHORIZED, "send a token, or a name to knock as a guest")
+        if role is Role.GUEST and not self._knocks.allow((remote, room_id)):
+            raise RoomError(errors.RATE_LIMITED, "too many knocks from your address; wait a bit")
+        room = self.rooms.open(room_id, create_ad_hoc=claims is not None)
+        display = claims.name if claims is not None else name
+        pid = new_participant_id()
+        events = room.enter(pid, display or "", role, claims.identity if claims else None)
+        self.hub.attach(pid, conn)
+        conn.send(self._welcome(room, room.get(pid)))
+        self._carry_out(room, events)
+        return True
+
+    def _welcome(self, room: Room, person: Participant) -> dict[str, Any]:
+        token = secrets.token_urlsafe(32)
+        old = self._resume_of.pop(person.id, None)
+        if old is not None:
+            self._resume.pop(old, None)
+        digest = _digest(token)
+        self._resume[digest] = (room.id, person.id)
+        self._resume_of[person.id] = digest
+        return outbound.welcome(person, room.id, token, self.config.ice_servers)
+
+    def _resume_session(self, conn: Connection, room_id: str, token: str) -> bool:
+        found = self._resume.get(_digest(token))
+        room = self.rooms.live(room_id)
+        person = room.find(found[1]) if room is not None and found is not None else None
+        if room is None or found is None or found[0] != room_id or person is None:
+            raise RoomError(errors.UNAUTHORIZED, "this session cannot be resumed")
+        old = self.hub.attach(person.id, conn)
+        if old is not None:
+            old.close(CLOSE_POLICY)
+        room.reconnect(person.id)
+        conn.send(self._welcome(room, person))
+        self._send_state(room, person)
+        return True
+
+    def _send_state(self, room: Room, person: Participant) -> None:
+        """What a resumed client needs to redraw: its lobby status or the room."""
+        if person.is_waiting:
+            self.hub.deliver([person.id], outbound.lobby_status(person))
+            return
+        group = fx.group_of(person)
+        members = [p for p in room.joined if fx.group_of(p) == group]
+        self.hub.deliver([person.id], outbound.roster(members))
+        if person.is_host:
+            self.hub.deliver([person.id], outbound.lobby(room.waiting))
+
+    def _refuse_hello(
+        self, conn: Connection, room_id: str, exc: RoomError, raw: dict[str, Any]
+    ) -> None:
+        details = {
+            k: iso(v) if k.endswith("_at") and isinstance(v, float) else v
+            for k, v in exc.details.items()
+        }
+        conn.send(outbound.error(exc.code, exc.message, details=details))
+        conn.close(CLOSE_POLICY)
+        if exc.code != errors.BAD_REQUEST:
+            self.audit.record(
+                AuditEntry("hello", exc.code, room_id=room_id or None, actor=None, subject=None)
+            )
+
+    # --- commands ----------------------------------------------------------------------
+
+    async def handle(self, conn: Connection, raw: dict[str, Any]) -> None:
+        self.messages_received += 1
+        pid = conn.participant_id
+        room = self.rooms.live(conn.room_id or "")
+        person = room.find(pid) if room is not None and pid is not None else None
+        if room is None or person is None:
+            conn.close()
+            return
+        rid = raw.get("id") if isinstance(raw.get("id"), str | int) else None
+        kind = raw.get("type")
+        try:
+            kind = message_type(raw)
+            self._check_sender(person, kind)
+            request = validate(kind, raw)
+            rid = request.id
+            events = await self._dispatch(room, person, request)
+        except RoomError as exc:
+            self._refuse(room, person, conn, str(kind), rid, exc, raw)
+            return
+        except MediaError as exc:
+            conn.send(outbound.error(exc.code, exc.message, rid))
+            return
+        self._carry_out(room, events)
+
+    def _check_sender(self, person: Participant, kind: str) -> None:
+        if kind == "hello":
+            raise RoomError(errors.BAD_REQUEST, "hello was already accepted")
+        if kind in HOST_COMMANDS and not person.is_host:
+            raise RoomError(errors.FORBIDDEN, "only a host may do this")
+        if person.is_waiting and kind not in WAITING_ALLOWED:
+            raise RoomError(errors.NOT_ADMITTED, "you are waiting to be let in")
+
+    async def _dispatch(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        handler = self._handlers.get(request.type)
+        if handler is None:
+            raise RoomError(errors.BAD_REQUEST, f"{request.type} is not available on this server")
+        return await handler(room, person, request)
+
+    def _refuse(
+        self,
+        room: Room,
+        person: Participant,
+        conn: Connection,
+        kind: str,
+        rid: object,
+        exc: RoomError,
+        raw: dict[str, Any],
+    ) -> None:
+        reply_to = rid if isinstance(rid, str | int) else None
+        conn.send(outbound.error(exc.code, exc.message, reply_to))
+        if exc.code in AUDITED_REFUSALS:
+            subject = raw.get("participant_id")
+            self.audit.record(
+                AuditEntry(
+                    kind,
+                    exc.code,
+                    room_id=room.id,
+                    actor=person.audit_id,
+                    subject=self._audit_subject(room, subject),
+                )
+            )
+
+    def _audit_subject(self, room: Room, pid: object) -> str | None:
+        if not isinstance(pid, str):
+            return None
+        target = room.find(pid)
+        return target.audit_id if target is not None else None
+
+    def _ack(self, person: Participant, request: Request, **fields: Any) -> None:
+        if request.id is not None:
+            self.hub.deliver([person.id], outbound.ack(request.id, **fields))
+
+    async def _admit(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        events = room.admit(person.id, request.body["participant_ids"])
+        result = next(e for e in events if isinstance(e, Admitted))
+        fields: dict[str, Any] = {"admitted": [p.id for p in result.participants]}
+        if result.room_full:
+            fields["room_full"] = True
+        if result.unknown:
+            fields["not_found"] = list(result.unknown)
+        self._ack(person, request, **fields)
+        return events
+
+    async def _hold(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        body = request.body
+        events = room.hold(person.id, body["participant_id"], body["message"])
+        self._ack(person, request)
+        return events
+
+    async def _reject(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        events = room.reject(person.id, request.body["participant_id"])
+        self._ack(person, request)
+        return events
+
+    async def _remove(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        events = room.remove(person.id, request.body["participant_id"])
+        self._ack(person, request)
+        return events
+
+    async def _remove_all(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        events = room.remove_all(person.id)
+        removed = [e.participant.id for e in events if isinstance(e, Left)]
+        self._ack(person, request, removed=removed)
+        return events
+
+    async def _end(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        self._ack(person, request)
+        return room.end(person.id)
+
+    async def _leave(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        self._ack(person, request)
+        return room.leave(person.id)
+
+    async def _lobby(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        self.hub.deliver([person.id], outbound.lobby(room.waiting))
+        self._ack(person, request)
+        return []
+
+    async def _offer(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        sdp = await self._require_media().offer(person.id, request.body["sdp"])
+        self.hub.deliver([person.id], outbound.answer(sdp, request.id))
+        return []
+
+    async def _candidate(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        body = request.body
+        await self._require_media().candidate(
+            person.id, body["candidate"], body["sdpMid"], body["sdpMLineIndex"]
+        )
+        self._ack(person, request)
+        return []
+
+    async def _pin(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        target = request.body["participant_id"]
+        if target is not None:
+            room.require_joined(target)
+        await self._require_media().pin(person.id, target)
+        self._ack(person, request)
+        return []
+
+    def _require_media(self) -> MediaControl:
+        if self.media is None:
+            raise MediaError(errors.UNAVAILABLE, "media is not available on this server")
+        return self.media
+
+    # --- carrying out ------------------------------------------------------------------
+
+    def _carry_out(self, room: Room, events: list[Event]) -> None:
+        for effect in fx.plan(room, events):
+            self._apply(room, effect)
+        for event in events:
+            if isinstance(event, Left | Rejected):
+                self._forget(event.participant.id)
+        if room.is_empty:
+            self.rooms.unload_if_idle(room.id)
+
+    def _apply(self, room: Room, effect: fx.Effect) -> None:
+        match effect:
+            case fx.Send(to, message):
+                self.hub.deliver(to, message)
+            case fx.CloseSocket(pid):
+                self.hub.close(pid)
+            case fx.MediaOpen(room_id, group, pid):
+                self._media(lambda m: m.open(room_id, group, pid))
+            case fx.MediaClose(pid):
+                self._media(lambda m: m.close(pid))
+            case fx.MediaCloseRoom(room_id):
+                self._media(lambda m: m.close_room(room_id))
+            case Audited(action, outcome, actor, subject, details):
+                self.audit.record(
+                    AuditEntry(action, outcome, room.id, actor, subject, details, self.clock())
+                )
+
+    def _media(self, call: Callable[[MediaControl], Coroutine[Any, Any, None]]) -> None:
+        """Start a media call now (its effect is ordered at call time) and watch it."""
+        if self.media is None:
+            return
+        task = asyncio.ensure_future(call(self.media))
+        self._tasks.add(task)
+        task.add_done_callback(self._media_done)
+
+    def _media_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("media call failed", exc_info=task.exception())
+
+    def _forget(self, pid: str) -> None:
+        digest = self._resume_of.pop(pid, None)
+        if digest is not None:
+            self._resume.pop(digest, None)
+
+    # --- connections and time ----------------------------------------------------------
+
+    def disconnected(self, conn: Connection) -> None:
+        """A socket ended; a participant still in the room keeps its place to resume."""
+        if not self.hub.detach(conn):
+            return
+        room = self.rooms.live(conn.room_id or "")
+        pid = conn.participant_id
+        if room is not None and pid is not None and room.find(pid) is not None:
+            room.disconnect(pid)
+
+    def sweep(self) -> None:
+        """Drop participants past the resume window; end sessions past the join window."""
+        for room in self.rooms.live_rooms():
+            events = room.expire(self.config.resume_window_s)
+            if events:
+                self._carry_out(room, events)
+
+    async def drain_media_calls(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def end_session(self, room: Room, actor: str | None) -> int:
+        events = room.end_session(actor)
+        self._carry_out(room, events)
+        return sum(1 for e in events if isinstance(e, Left))
+
+    # --- MediaEvents -------------------------------------------------------------------
+
+    def slots_changed(self, participant_id: str, slots: list[Slot]) -> None:
+        self.hub.deliver([participant_id], outbound.slots(slots))
+
+    def active_speaker(self, room_id: str, group: str, participant_id: str) -> None:
+        room = self.rooms.live(room_id)
+        if room is None:
+            return
+        members = [p.id for p in room.joined if fx.group_of(p) == group]
+        self.hub.deliver(members, outbound.active_speaker(participant_id))
+
+    def media_closed(self, participant_id: str, reason: str) -> None:
+        self.hub.deliver([participant_id], {"type": "media_closed", "reason": reason})
+
+    def precall_stats(self, participant_id: str, stats: PrecallStats) -> None:
+        self.hub.deliver([participant_id], {"type": "precall_stats", **stats})

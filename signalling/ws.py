@@ -1,0 +1,142 @@
+"""WebSocket endpoints: the room socket and the pre-call test socket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from signalling import outbound
+from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
+from signalling.config import Config
+from signalling.hub import CLOSE_POLICY, Connection
+from signalling.keys import CONFIG, SERVICE
+from signalling.ratelimit import TokenBucket
+from signalling.rooms import valid_room_id
+from waiting_room.errors import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED
+
+log = logging.getLogger(__name__)
+
+MESSAGE_RATE = 30.0  # per second, sustained
+MESSAGE_BURST = 60.0
+FLOOD_CLOSE_AFTER = 300  # dropped messages before the socket is closed
+
+
+def origin_allowed(request: web.Request, config: Config) -> bool:
+    """Browsers always send Origin; non-browser clients (SDKs, bots) may omit it."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    own = {f"{request.scheme}://{request.host}", config.base_url}
+    return origin in own or origin in config.allowed_origins
+
+
+async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, Connection]:
+    config = request.app[CONFIG]
+    if not origin_allowed(request, config):
+        raise web.HTTPForbidden(text="origin not allowed")
+    ws = web.WebSocketResponse(
+        protocols=SUBPROTOCOLS,
+        max_msg_size=config.max_frame_bytes,
+        heartbeat=15.0,
+    )
+    await ws.prepare(request)
+    codec = codec_for(ws.ws_protocol, config.max_frame_bytes)
+    conn = Connection(ws, codec, config.send_queue_limit)
+    return ws, conn
+
+
+async def frames(ws: web.WebSocketResponse) -> AsyncIterator[str | bytes]:
+    """Text and binary frames until the socket ends (oversized frames end it with 1009)."""
+    async for msg in ws:
+        if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+            yield msg.data
+        elif msg.type == WSMsgType.ERROR:
+            return
+
+
+async def first_frame(ws: web.WebSocketResponse, within_s: float) -> str | bytes | None:
+    try:
+        async with asyncio.timeout(within_s):
+            msg = await ws.receive()
+    except TimeoutError:
+        return None
+    if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+        data: str | bytes = msg.data
+        return data
+    return None
+
+
+class Flood:
+    """Per-connection message budget: refuse politely, then hang up on abuse."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._bucket = TokenBucket(MESSAGE_RATE, MESSAGE_BURST, loop.time)
+        self._dropped = 0
+        self._told_at = -1.0
+        self._time = loop.time
+
+    def check(self, conn: Connection) -> bool:
+        if self._bucket.take():
+            return True
+        self._dropped += 1
+        if self._dropped >= FLOOD_CLOSE_AFTER:
+            conn.close(CLOSE_POLICY)
+        elif self._time() - self._told_at >= 1.0:
+            self._told_at = self._time()
+            conn.send(outbound.error(RATE_LIMITED, "slow down: too many messages"))
+        return False
+
+
+def decode(conn: Connection, frame: str | bytes) -> dict[str, Any] | None:
+    try:
+        return conn.codec.decode(frame)
+    except DecodeError as exc:
+        conn.send(outbound.error(BAD_REQUEST, str(exc)))
+        return None
+
+
+async def room_socket(request: web.Request) -> web.StreamResponse:
+    room_id = request.match_info["room_id"]
+    if not valid_room_id(room_id):
+        raise web.HTTPNotFound(text="no such room")
+    service = request.app[SERVICE]
+    ws, conn = await open_socket(request)
+    conn.room_id = room_id
+    try:
+        await _serve_room(request, ws, conn)
+    finally:
+        service.disconnected(conn)
+        conn.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(conn.closed(), 2.0)
+        await conn.abort()
+    return ws
+
+
+async def _serve_room(request: web.Request, ws: web.WebSocketResponse, conn: Connection) -> None:
+    service = request.app[SERVICE]
+    config = request.app[CONFIG]
+    frame = await first_frame(ws, config.hello_timeout_s)
+    if frame is None:
+        conn.send(outbound.error(UNAUTHORIZED, "say hello first (within 10 s)"))
+        conn.close(CLOSE_POLICY)
+        return
+    hello = decode(conn, frame)
+    if hello is None:
+        conn.close(CLOSE_POLICY)
+        return
+    if not await service.hello(conn, hello, request.remote or ""):
+        return
+    flood = Flood()
+    async for frame in frames(ws):
+        if conn.closing:
+            break
+        message = decode(conn, frame) if flood.check(conn) else None
+        if message is not None:
+            await service.handle(conn, message)

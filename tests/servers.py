@@ -1,0 +1,89 @@
+"""Real `visitroom serve` processes for tests that need a restart, a signal or two nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`python -m signalling serve` on 127.0.0.1 with its own data dir and log file."""
+
+    def __init__(
+        self, data_dir: Path, env: dict[str, str | None] | None = None, *args: str
+    ) -> None:
+        """`env` overrides the environment; a None value removes the variable."""
+        self.data_dir = data_dir
+        self.port = free_port()
+        merged = {**os.environ, "VISITROOM_ICE_HOSTS": "127.0.0.1", **(env or {})}
+        self.env = {k: v for k, v in merged.items() if v is not None}
+        self.args = list(args)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir.parent / f"server-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if "--tls-cert" in self.args else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "signalling", "serve",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--data-dir", str(self.data_dir), *self.args,
+        ]  # fmt: skip
+
+    async def start(self, timeout: float = 20.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
+            )
+        await self.wait_healthy(timeout)
+
+    async def wait_healthy(self, timeout: float) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.proc is not None and self.proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {self.output()}")
+                try:
+                    async with (
+                        aiohttp.ClientSession() as session,
+                        session.get(f"{self.url}/healthz", ssl=False) as response,
+                    ):
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout: float = 35.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        code = await asyncio.to_thread(self.proc.wait, timeout)
+        return code
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

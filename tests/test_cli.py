@@ -1,0 +1,176 @@
+"""The `visitroom` command: credentials, refusal of weak secrets, TLS, and restarts."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import ssl
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from signalling.config import Config
+from tests.servers import ROOT, ServerProcess
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(
+    *args: str, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "signalling", *args],
+        cwd=ROOT,
+        env={k: v for k, v in merged.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
+    unset: dict[str, str | None] = {"VISITROOM_API_KEY": None, "VISITROOM_API_SECRET": None}
+    proc = ServerProcess(tmp_path / "data", unset)
+    yield proc
+    proc.kill()
+
+
+async def test_first_start_generates_credentials_with_mode_0600(server: ServerProcess) -> None:
+    await server.start()
+    path = server.data_dir / "credentials.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert str(path) in server.output()
+    stored = json.loads(path.read_text())
+    assert len(stored["api_secret"]) >= 32
+    assert stored["api_secret"] not in server.output()
+    assert await server.stop() == 0
+
+
+async def test_the_token_command_signs_with_the_stored_credentials(
+    server: ServerProcess,
+) -> None:
+    await server.start()
+    result = run_cli(
+        "token", "--room", "visit-1", "--identity", "dr-smith", "--name", "Dr Smith",
+        "--role", "host", "--ttl", "15m", "--data-dir", str(server.data_dir),
+        env={"VISITROOM_API_KEY": None, "VISITROOM_API_SECRET": None},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stored = json.loads((server.data_dir / "credentials.json").read_text())
+    claims = jwt.decode(result.stdout.strip(), stored["api_secret"], algorithms=["HS256"])
+    assert claims["iss"] == stored["api_key"]
+    assert (claims["sub"], claims["role"], claims["room"]) == ("dr-smith", "host", "visit-1")
+    assert 890 <= claims["exp"] - claims["iat"] <= 900
+
+
+@pytest.mark.parametrize("secret", ["", "short-secret"])
+def test_a_short_or_empty_secret_refuses_to_start(tmp_path: Path, secret: str) -> None:
+    result = run_cli(
+        "serve", "--port", "1", "--data-dir", str(tmp_path),
+        env={"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": secret},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "at least 32 bytes" in result.stderr
+
+
+def test_only_loopback_addresses_count_as_local() -> None:
+    assert Config(host="127.0.0.1").is_loopback and Config(host="::1").is_loopback
+    assert not Config(host="0.0.0.0").is_loopback
+
+
+async def test_the_audit_trail_survives_a_restart(server: ServerProcess) -> None:
+    await server.start()
+    stored = json.loads((server.data_dir / "credentials.json").read_text())
+    admin = jwt.encode(
+        {
+            "iss": stored["api_key"], "sub": "ops", "name": "Ops", "room": "*",
+            "role": "host", "admin": True,
+            "exp": int(datetime.datetime.now().timestamp()) + 600,
+        },
+        stored["api_secret"], "HS256",
+    )  # fmt: skip
+    host = jwt.encode(
+        {
+            "iss": stored["api_key"], "sub": "dr-smith", "name": "Dr", "room": "visit-1",
+            "role": "host", "exp": int(datetime.datetime.now().timestamp()) + 600,
+        },
+        stored["api_secret"], "HS256",
+    )  # fmt: skip
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(f"{server.url}/v1/rooms/visit-1/ws") as ws,
+    ):
+        await ws.send_json({"type": "hello", "token": host})
+        assert (await ws.receive_json())["type"] == "welcome"
+        await ws.send_json({"type": "leave"})
+        await ws.receive_json()
+    assert await server.stop() == 0
+    await server.start()
+    headers = {"Authorization": f"Bearer {admin}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"{server.url}/v1/rooms/visit-1/audit", headers=headers) as response,
+    ):
+        entries = (await response.json())["entries"]
+    assert [(e["action"], e["actor"]) for e in entries] == [
+        ("join", "dr-smith"),
+        ("leave", "dr-smith"),
+    ]
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_serves_https_and_wss(tmp_path: Path) -> None:
+    cert, key = _self_signed(tmp_path)
+    env: dict[str, str | None] = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    server = ServerProcess(tmp_path / "data", env, "--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        await server.start()
+        context = ssl.create_default_context(cafile=str(cert))
+        context.check_hostname = False
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{server.url}/healthz", ssl=context) as response:
+                assert response.status == 200
+            wss = f"wss://127.0.0.1:{server.port}/v1/rooms/visit-1/ws"
+            async with session.ws_connect(wss, ssl=context) as ws:
+                await ws.send_json({"type": "hello", "name": "Pat"})
+                assert (await ws.receive_json())["code"] == "not_found"
+    finally:
+        server.kill()
