@@ -142,8 +142,11 @@ class IceConnection(Connection):
         counters: Counters,
         buffer_bytes: int,
         on_srtp: SrtpHandler,
+        controlling: bool = False,
     ) -> None:
-        super().__init__(ice_controlling=False, use_ipv6=True)
+        # The SFU answers, so it is the controlled agent; test and bench
+        # clients reuse this class as the controlling one.
+        super().__init__(ice_controlling=controlling, use_ipv6=True)
         self.counters = counters
         self.on_srtp = on_srtp
         self.selected: tuple[MediaProtocol, tuple[str, int]] | None = None

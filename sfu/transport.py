@@ -84,6 +84,7 @@ class WebRtcTransport:
         certificate: object,
         sink: PacketSink,
         tasks: set[asyncio.Task[None]] | None = None,
+        controlling: bool = False,
     ) -> None:
         self.counters = Counters()
         self.state = TransportState.NEW
@@ -99,6 +100,7 @@ class WebRtcTransport:
             counters=self.counters,
             buffer_bytes=buffer_bytes,
             on_srtp=self._on_srtp,
+            controlling=controlling,
         )
         gatherer = RTCIceGatherer(iceServers=[])
         gatherer._connection = self._ice
