@@ -50,9 +50,9 @@ class Group:
         self.name = name
         self.precall = precall
         self.members: dict[str, Participant] = {}
-        # aiortc and some gateways never set the RFC 6464 voice flag; the
-        # learned noise floor tells speech from silence for every sender.
-        self.speaker = DominantSpeaker(trust_vad=False)
+        # Producers pass voice=True for senders that never set the RFC 6464
+        # voice flag (see Producer._read_level), so the flag can be trusted.
+        self.speaker = DominantSpeaker()
         self.history: list[str] = []  # dominant speakers, most recent first
         self.dirty = True
         self._orders: tuple[list[str], list[str]] | None = None

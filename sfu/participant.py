@@ -92,13 +92,14 @@ class Participant:
         self.retired: list[Counters] = []
         self.remb_estimate: int | None = None  # the participant's own REMB to us
         self._learned = 0
+        self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
 
     # transport
 
     @property
     def counters(self) -> Counters:
-        return self.transport.counters if self.transport is not None else _SPARE
+        return self.transport.counters if self.transport is not None else self._idle_counters
 
     def needs_transport(self, offer: Offer) -> bool:
         return self.transport is None or offer.ice_ufrag != self.remote_ufrag
@@ -382,9 +383,6 @@ class Participant:
             producer.close()
         self.by_ssrc.clear()
         self.by_rtx_ssrc.clear()
-
-
-_SPARE = Counters()
 
 
 def _dtls_role(setup: str, current: str | None) -> str:

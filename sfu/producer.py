@@ -44,6 +44,7 @@ class Producer:
         "_last_keyframe_request",
         "_level_id",
         "_unwrapper",
+        "_vad_seen",
         "apt_by_rtx",
         "clock_rate",
         "closed",
@@ -98,6 +99,7 @@ class Producer:
         self.last_sr: tuple[int, int, float] | None = None
         self._last_keyframe_request = float("-inf")
         self._fir_seq = 0
+        self._vad_seen = False
         self._unwrapper = SeqUnwrapper()
         video = kind == "video"
         self._cache = RetransmissionCache(cache_size, cache_age) if video else None
@@ -169,8 +171,8 @@ class Producer:
                 self.send_nack(lost)
         if self._cache is not None:
             self._cache.store(h.sequence, data, now)
-        if self._level_id is not None and self.level_sink is not None:
-            self._read_level(data, h, now)
+        if self._level_id is not None:
+            self._read_level(data, h, self._level_id, now)
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
         return True
@@ -186,12 +188,18 @@ class Producer:
         except RtpError:
             return False
 
-    def _read_level(self, data: bytes, h: RtpHeader, now: float) -> None:
+    def _read_level(self, data: bytes, h: RtpHeader, level_id: int, now: float) -> None:
         try:
-            value = find_extension(data, h, self._level_id)  # type: ignore[arg-type]
+            value = find_extension(data, h, level_id)
             if value is not None:
                 voice, level = parse_audio_level(value)
-                self.level_sink(self.owner, level, voice, now)  # type: ignore[misc]
+                # Trust the RFC 6464 voice flag once the sender has shown it
+                # sets it; some senders (aiortc, gateways) never do, and for
+                # them the level alone must tell speech from silence.
+                self._vad_seen = self._vad_seen or voice
+                sink = self.level_sink
+                if sink is not None:
+                    sink(self.owner, level, voice or not self._vad_seen, now)
         except RtpError:
             pass
 
