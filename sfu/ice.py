@@ -155,8 +155,11 @@ class IceConnection(Connection):
         self._buffer_bytes = buffer_bytes
         self._validated: set[tuple[str, int]] = set()
         self._early_dtls: list[tuple[bytes, tuple[str, int], MediaProtocol]] = []
-        self._local_is_loopback = {ipaddress.ip_address(a).is_loopback for a in addresses}
-        self._local_versions = {ipaddress.ip_address(a).version for a in addresses}
+        ips = [ipaddress.ip_address(a) for a in addresses]
+        self._local_versions = {ip.version for ip in ips}
+        # A wildcard address can reach anything of its version.
+        wildcard = any(ip.is_unspecified for ip in ips)
+        self._local_is_loopback = {True, False} if wildcard else {ip.is_loopback for ip in ips}
 
     async def gather_candidates(self) -> None:
         if not self._local_candidates_start:

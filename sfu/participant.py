@@ -122,14 +122,14 @@ class Participant:
             fingerprints=offer.fingerprints,
             dtls_role=role,
             timeout=timeout,
-            on_failed=lambda reason: self._lost(transport, reason),
         )
         self._bind_outputs()
 
     def on_transport_state(self, state: TransportState) -> None:
         transport = self.transport
         if state == TransportState.FAILED and transport is not None:
-            self._lost(transport, "transport_failed")
+            reason = "transport_failed" if transport.was_connected else "connect_failed"
+            self._lost(transport, reason)
         elif state == TransportState.CONNECTED:
             now = time.monotonic()
             for consumer in self.consumers.values():

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import pylibsrtp
@@ -89,6 +89,7 @@ class WebRtcTransport:
         self.counters = Counters()
         self.state = TransportState.NEW
         self.dtls_role = "client"
+        self.was_connected = False
         self.inbound_ssrcs: set[int] = set()
         self._sink: PacketSink | None = sink
         self._announced_ip = announced_ip
@@ -146,13 +147,12 @@ class WebRtcTransport:
         fingerprints: tuple[tuple[str, str], ...],
         dtls_role: str,
         timeout: float,
-        on_failed: Callable[[str], None],
     ) -> None:
-        """Start ICE then DTLS in the background; `on_failed` hears of failure."""
+        """Start ICE then DTLS in the background; the sink hears of success or failure."""
         self.dtls_role = dtls_role
         self._set_state(TransportState.CONNECTING)
         params = RTCIceParameters(usernameFragment=ufrag, password=pwd)
-        self._task = self._track(self._connect(params, fingerprints, dtls_role, timeout, on_failed))
+        self._task = self._track(self._connect(params, fingerprints, dtls_role, timeout))
 
     async def _connect(
         self,
@@ -160,7 +160,6 @@ class WebRtcTransport:
         fingerprints: tuple[tuple[str, str], ...],
         role: str,
         deadline: float,
-        on_failed: Callable[[str], None],
     ) -> None:
         try:
             async with asyncio.timeout(deadline):
@@ -170,9 +169,10 @@ class WebRtcTransport:
                 await self._dtls.start_with(role, fingerprints)
         except (TimeoutError, ConnectionError) as exc:
             logger.info("transport failed to connect: %s", exc or "timeout")
+        except Exception:
+            logger.exception("transport failed to connect")
         if self.state == TransportState.CONNECTING and self._tx is None:
             self._set_state(TransportState.FAILED)
-            on_failed("connect_failed")
 
     def add_remote_candidates(self, candidates: list[str | None]) -> None:
         """Add candidates (from the offer or held back) in the background."""
@@ -206,6 +206,7 @@ class WebRtcTransport:
     def _on_keys(self, rx: Session, tx: Session) -> None:
         if self.state == TransportState.CONNECTING:
             self._rx, self._tx = rx, tx
+            self.was_connected = True
             self._set_state(TransportState.CONNECTED)
 
     def _on_dtls_state(self, state: str) -> None:

@@ -270,13 +270,17 @@ class SyntheticPeer:
             fingerprints=fingerprints,
             dtls_role="server" if setup_role == "client" else "client",
             timeout=timeout,
-            on_failed=lambda reason: None,
         )
         async with asyncio.timeout(timeout):
             while not self.transport.connected:
                 if self.transport.state == TransportState.FAILED:
                     raise ConnectionError("the synthetic peer failed to connect")
                 await asyncio.sleep(0.01)
+
+    async def hang_up(self) -> None:
+        """Close like a browser: a DTLS close_notify first, then the sockets."""
+        await self.transport._dtls.stop()
+        self.close()
 
     def slot_ssrcs(self) -> dict[str, int]:
         """mid -> the SSRC the SFU announced for that receive slot."""
