@@ -16,6 +16,7 @@ FIELDS = (
     "rtp_out",
     "rtcp_in",
     "rtcp_out",
+    "dtls_in",
     "bytes_in",
     "bytes_out",
     "retransmitted",
@@ -26,6 +27,7 @@ FIELDS = (
     "bad_rtp",
     "bad_rtcp",
     "srtp_errors",
+    "bad_dtls",
     "oversize",
     "foreign_source",
     "unknown_ssrc",
@@ -47,6 +49,7 @@ class Counters:
     rtp_out: int
     rtcp_in: int
     rtcp_out: int
+    dtls_in: int
     bytes_in: int
     bytes_out: int
     retransmitted: int
@@ -56,6 +59,7 @@ class Counters:
     bad_rtp: int
     bad_rtcp: int
     srtp_errors: int
+    bad_dtls: int
     oversize: int
     foreign_source: int
     unknown_ssrc: int

@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,9 +39,22 @@ logger = logging.getLogger(__name__)
 
 MAX_DTLS_QUEUE = 64
 MAX_EARLY_DTLS = 16
+# DTLS datagrams accepted per second: a handshake needs a handful, and once
+# SRTP is keyed only alerts and the odd retransmission are legitimate.
+MAX_DTLS_PER_SECOND = 100
 MAX_REMOTE_CANDIDATES = 64
 
 SrtpHandler = Callable[[bytes], None]
+
+
+def dtls_records_ok(data: bytes) -> bool:
+    """Whether a datagram is a run of well-formed DTLS record headers (RFC 6347 4.1)."""
+    offset, size = 0, len(data)
+    while offset < size:
+        if offset + 13 > size or not 20 <= data[offset] <= 25 or data[offset + 1] != 0xFE:
+            return False
+        offset += 13 + int.from_bytes(data[offset + 11 : offset + 13], "big")
+    return offset == size
 
 
 def host_addresses(configured: tuple[str, ...]) -> list[str]:
@@ -155,6 +169,8 @@ class IceConnection(Connection):
         self._buffer_bytes = buffer_bytes
         self._validated: set[tuple[str, int]] = set()
         self._early_dtls: list[tuple[bytes, tuple[str, int], MediaProtocol]] = []
+        self._dtls_window = 0.0
+        self._dtls_count = 0
         ips = [ipaddress.ip_address(a) for a in addresses]
         self._local_versions = {ip.version for ip in ips}
         # A wildcard address can reach anything of its version.
@@ -265,6 +281,9 @@ class IceConnection(Connection):
     # DTLS
 
     def on_dtls(self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol) -> None:
+        if not dtls_records_ok(data):
+            self.counters.bad_dtls += 1
+            return
         selected = self.selected
         if selected is not None:
             if selected[0] is protocol and selected[1] == addr:
@@ -277,9 +296,14 @@ class IceConnection(Connection):
             self.counters.foreign_source += 1
 
     def _queue_dtls(self, data: bytes) -> None:
-        if self._queue.qsize() >= MAX_DTLS_QUEUE:
+        now = time.monotonic()
+        if now - self._dtls_window > 1.0:
+            self._dtls_window, self._dtls_count = now, 0
+        self._dtls_count += 1
+        if self._dtls_count > MAX_DTLS_PER_SECOND or self._queue.qsize() >= MAX_DTLS_QUEUE:
             self.counters.dtls_overflow += 1
             return
+        self.counters.dtls_in += 1
         self._queue.put_nowait((data, 1))
 
     def data_received(self, data: bytes, component: int) -> None:

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 # Distinct SSRCs admitted into the SRTP session (each costs libsrtp state);
 # the publisher's announced SSRCs are always admitted.
 MAX_INBOUND_SSRCS = 32
+# Nothing larger crosses a 1500-byte MTU path unfragmented (sfu.rtp.MAX_PACKET).
+MAX_DATAGRAM = 1500
 
 
 class PacketSink(Protocol):
@@ -227,8 +229,12 @@ class WebRtcTransport:
         if rx is None or sink is None:
             counters.not_keyed += 1
             return
-        if len(data) < 12:
+        size = len(data)
+        if size < 12:
             counters.bad_rtp += 1
+            return
+        if size > MAX_DATAGRAM:
+            counters.oversize += 1
             return
         if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761)
             self._on_srtcp(rx, sink, data)

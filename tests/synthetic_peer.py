@@ -148,6 +148,9 @@ class PeerTransport(WebRtcTransport):
         """Any bytes, unprotected, from our selected socket to the SFU."""
         self._ice.send_media(data)
 
+    def pending_dtls(self) -> int:
+        return self._ice._queue.qsize()
+
 
 def _find_abs_send_time(data: bytes) -> int | None:
     if not data[0] & 0x10:
@@ -312,6 +315,10 @@ class SyntheticPeer:
 
     def send(self, packet: bytes) -> None:
         self.transport.send_rtp(packet)
+
+    def send_raw_plain(self, data: bytes) -> None:
+        """Bytes as they are (no SRTP) from our selected socket."""
+        self.transport.send_raw(data)
 
     def close(self) -> None:
         self.transport.close()
