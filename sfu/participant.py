@@ -151,6 +151,7 @@ class Participant:
             consumer.output = output
         for producer in self.producers.values():
             producer.output = self
+            producer.counters = self.counters
 
     def send_rtcp(self, packet: bytes) -> None:
         if self.transport is not None:

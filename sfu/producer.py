@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
+from .counters import Counters
 from .negotiate import AUDIO_LEVEL_URI, CodecChoice
 from .rtcp import build_fir, build_nack, build_pli, ntp_middle32
 from .rtp import RtpError, RtpHeader, SeqUnwrapper, find_extension, parse_audio_level, parse_rtp
@@ -50,6 +51,7 @@ class Producer:
         "closed",
         "codec_by_pt",
         "consumers",
+        "counters",
         "ext_ids",
         "feedback",
         "keyframe_interval",
@@ -94,6 +96,7 @@ class Producer:
         self.output = output
         self.keyframe_interval = keyframe_interval
         self.consumers: list[Consumer] = []
+        self.counters: Counters | None = None  # the publisher transport's
         self.closed = False
         self.level_sink: LevelSink | None = None
         self.last_sr: tuple[int, int, float] | None = None
@@ -232,6 +235,8 @@ class Producer:
     def send_nack(self, ext_sequences: list[int]) -> None:
         if self.ssrc is not None and ext_sequences:
             self.output.send_rtcp(build_nack(self.output.rtcp_ssrc, self.ssrc, ext_sequences))
+            if self.counters is not None:
+                self.counters.nacks_sent += 1
 
     def retry_nacks(self, now: float) -> None:
         if self.nack is not None:

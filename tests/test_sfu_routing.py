@@ -134,6 +134,7 @@ async def test_loss_on_the_way_in_is_nacked_to_the_publisher() -> None:
             await eventually(lambda: pump.nacks, what="a NACK from the SFU")
             assert len(pump.nacks[0]) == 2
             assert any(isinstance(i, Nack) for i in pump.rtcp)
+            assert media.stats()["nacks_sent"] >= 1
         finally:
             await pump.stop()
 

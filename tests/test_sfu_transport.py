@@ -121,3 +121,31 @@ async def test_a_peer_that_hangs_up_loses_its_transport_but_not_its_admission() 
         again = tracked(SyntheticPeer(audio=True))
         await again.connect(await media.offer("alice", await again.offer()))
         assert media.participants["alice"].transport is not None
+
+
+async def test_a_transport_that_never_connects_is_closed_after_the_timeout() -> None:
+    async with running_media(connect_timeout_s=0.5) as (media, events):
+        await media.open("r", "main", "alice")
+        await media.offer("alice", await tracked(SyntheticPeer(audio=True)).offer())
+        await eventually(lambda: ("alice", "connect_failed") in events.closed, what="timeout")
+        assert media.participants["alice"].transport is None
+        assert media.stats()["transports"] == 0
+
+
+async def test_trickled_candidates_are_used_and_bad_ones_refused() -> None:
+    async with running_media() as (media, _):
+        peer = tracked(SyntheticPeer(audio=True))
+        await media.open("r", "main", "alice")
+        offer = await peer.offer()
+        ours = [line for line in offer.split("\r\n") if line.startswith("a=candidate:")]
+        without = "\r\n".join(line for line in offer.split("\r\n") if line not in ours)
+        answer = await media.offer("alice", without)
+        for line in ours:
+            await media.candidate("alice", line[2:], "0", 0)
+        await media.candidate("alice", "", None, None)  # end of candidates
+        with pytest.raises(MediaError) as info:
+            await media.candidate("alice", "candidate:nonsense", "0", 0)
+        assert info.value.code == "bad_request"
+        await peer.connect(answer)
+        remote = media.participants["alice"].transport._ice.remote_candidates  # type: ignore[union-attr]
+        assert any(c.type == "host" and c.host == "127.0.0.1" for c in remote)
