@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pylibsrtp
@@ -41,6 +42,7 @@ class Forwarder(asyncio.DatagramProtocol):
             )
             self.outputs.append([pylibsrtp.Session(policy), 1000 + n, 0])
         self.sock: socket.socket | None = None
+        self.sent = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         fd = transport.get_extra_info("socket").fileno()
@@ -55,24 +57,28 @@ class Forwarder(asyncio.DatagramProtocol):
             _REWRITE.pack_into(packet, 1, packet[1], out[2], 12345, out[1])
             with contextlib.suppress(OSError):
                 sendto(out[0].protect(bytes(packet)), dest)
+                self.sent += 1
 
 
 async def worker(port: int, dest: tuple[str, int], fanout: int) -> None:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(
+    transport, forwarder = await loop.create_datagram_endpoint(
         lambda: Forwarder(dest, fanout), local_addr=("127.0.0.1", port)
     )
     sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     print("ready", flush=True)
-    await asyncio.Event().wait()
+    while True:  # the driver reads how many packets went out, and when
+        print(f"{time.monotonic()} {forwarder.sent}", flush=True)
+        await asyncio.sleep(0.25)
 
 
 @dataclass
 class CeilingResult:
     fanout: int
     offered_pps: float
-    ceiling_pps: float
+    ceiling_pps: float  # what the forwarder sent (sendto succeeded)
+    delivered_pps: float  # what the counting socket received
     cpu_cores: float
 
 
@@ -99,34 +105,44 @@ class Counter:
 
 
 async def measure(
-    packets: list[bytes], fanout: int, target_out_pps: float, duration: float, core: int
+    packets: list[bytes],
+    fanout: int,
+    target_out_pps: float,
+    duration: float,
+    prefix: list[str],
 ) -> CeilingResult:
-    """Run the worker on `core`, offer `target_out_pps / fanout` input, count the output."""
+    """Run the worker (`prefix` pins it), offer `target_out_pps / fanout`, count the output."""
     counter = Counter()
     loop = asyncio.get_running_loop()
     loop.add_reader(counter.sock, counter.drain)
     port = _free_udp_port()
-    command = ["taskset", "-c", str(core), sys.executable, SCRIPT]
+    command = [*prefix, sys.executable, SCRIPT]
     command += ["--worker", "--port", str(port), "--fanout", str(fanout)]
     command += ["--dest", f"127.0.0.1:{counter.sock.getsockname()[1]}"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    progress: list[tuple[float, int]] = []
     try:
         assert proc.stdout is not None
         await loop.run_in_executor(None, proc.stdout.readline)
+        reader = loop.run_in_executor(None, _read_progress, proc.stdout, progress)
         ps = psutil.Process(proc.pid)
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         rate = target_out_pps / fanout
         await _blast(sender, ("127.0.0.1", port), packets, rate, 1.0)  # warm-up
-        cpu0, count0, t0 = _cpu(ps), counter.count, time.monotonic()
+        cpu0, count0, t0, first = _cpu(ps), counter.count, time.monotonic(), progress[-1]
         await _blast(sender, ("127.0.0.1", port), packets, rate, duration)
         elapsed = time.monotonic() - t0
+        last = progress[-1]
         cpu = (_cpu(ps) - cpu0) / elapsed
-        out = (counter.count - count0) / elapsed
-        return CeilingResult(fanout, target_out_pps, out, cpu)
+        sent = (last[1] - first[1]) / (last[0] - first[0])
+        delivered = (counter.count - count0) / elapsed
+        return CeilingResult(fanout, target_out_pps, sent, delivered, cpu)
     finally:
         loop.remove_reader(counter.sock)
         proc.terminate()
         proc.wait(10)
+        if progress:
+            await reader
 
 
 async def _blast(
@@ -140,6 +156,12 @@ async def _blast(
             sock.sendto(packets[sent % len(packets)], dest)
             sent += 1
         await asyncio.sleep(0.002)
+
+
+def _read_progress(stream: IO[str], progress: list[tuple[float, int]]) -> None:
+    for line in stream:
+        when, sent = line.split()
+        progress.append((float(when), int(sent)))
 
 
 def _cpu(ps: psutil.Process) -> float:
