@@ -169,6 +169,14 @@ class Consumer:
         self.pending = None
         self._fresh = True
 
+    def producer_closed(self, producer: Producer) -> None:
+        """`producer` is gone: forget it, keep a switch to another one pending."""
+        if self.pending is producer:
+            self.pending = None
+        if self.source is producer:
+            self.source = None
+            self._fresh = True
+
     def resync(self) -> bool:
         """Start the video again from a key frame; True if one must be asked for.
 

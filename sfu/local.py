@@ -254,17 +254,24 @@ class LocalMedia:
 
     def _emit_slots(self, participant: Participant, slots: list | None) -> None:  # type: ignore[type-arg]
         if slots is not None:
-            self.events.slots_changed(participant.id, slots)
+            self.notify("slots_changed", participant.id, slots)
+
+    def notify(self, event: str, *args: object) -> None:
+        """Call a MediaEvents method; a failing listener never breaks the media plane."""
+        try:
+            getattr(self.events, event)(*args)
+        except Exception:
+            logger.exception("MediaEvents.%s failed", event)
 
     def end_precall(self, pid: str) -> None:
         """A pre-call test ran out of time."""
         self._close(pid)
-        self.events.media_closed(pid, "precall_timeout")
+        self.notify("media_closed", pid, "precall_timeout")
 
     def _transport_lost(self, participant: Participant, reason: str) -> None:
         participant.reset_media()
         self.refill(participant.group)
-        self.events.media_closed(participant.id, reason)
+        self.notify("media_closed", participant.id, reason)
 
     def remb_cap(self, participant: Participant) -> int:
         return cap_for(len(participant.group), self.settings.remb_table)

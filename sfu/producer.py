@@ -152,10 +152,7 @@ class Producer:
             return
         self.closed = True
         for consumer in self.consumers:
-            if consumer.pending is self:
-                consumer.switch(consumer.source)
-            elif consumer.source is self:
-                consumer.switch(None)
+            consumer.producer_closed(self)
         self.consumers = []
         self.level_sink = None
 

@@ -58,7 +58,7 @@ class Ticker:
         for group in list(media.groups.values()):
             speaker = group.update_speaker(now)
             if speaker is not None and not group.precall:
-                media.events.active_speaker(group.room_id, group.name, speaker)
+                media.notify("active_speaker", group.room_id, group.name, speaker)
             if group.changed_orders(now):
                 media.refill(group)
         for participant in list(media.participants.values()):
@@ -85,4 +85,4 @@ class Ticker:
             return
         meter = media.meters.get(participant.id)
         if meter is not None and meter.due(now):
-            media.events.precall_stats(participant.id, meter.measure(participant, now))
+            media.notify("precall_stats", participant.id, meter.measure(participant, now))

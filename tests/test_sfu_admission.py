@@ -143,3 +143,21 @@ async def test_participants_of_other_rooms_are_never_forwarded() -> None:
             assert set(events.who("bob")) <= {None}
         finally:
             await pump.stop()
+
+
+async def test_a_failing_event_listener_does_not_break_the_media_plane() -> None:
+    async with running_media() as (media, events):
+
+        def broken(participant_id: str, slots: object) -> None:
+            raise RuntimeError("listener bug")
+
+        events.slots_changed = broken  # type: ignore[method-assign]
+        alice = await join(media, "alice", SyntheticPeer(audio=True))
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1))
+        pump = Pump(alice, video=False).start()
+        try:
+            await eventually(lambda: bob.transport.received > 10, what="media despite the bug")
+            await media.close("alice")
+            assert "alice" not in media.participants
+        finally:
+            await pump.stop()

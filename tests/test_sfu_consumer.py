@@ -210,3 +210,26 @@ def test_closing_detaches_from_the_producer() -> None:
     c.switch(a)
     c.close()
     assert a.consumers == [] and c.target is None
+
+
+def test_a_closing_source_leaves_a_pending_switch_in_place() -> None:
+    a, b = producer(ssrc=1000), producer(ssrc=2000, owner="carol")
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [1], keyframe_at={1})
+    c.switch(b)
+    a.close()
+    assert c.source is None and c.pending is b
+    feed(b, [7, 8], keyframe_at={7})
+    assert c.source is b and len(out.rtp) == 3
+
+
+def test_a_closing_pending_source_keeps_the_current_one() -> None:
+    a, b = producer(ssrc=1000), producer(ssrc=2000, owner="carol")
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [1], keyframe_at={1})
+    c.switch(b)
+    b.close()
+    feed(a, [2])
+    assert c.source is a and c.pending is None and len(out.rtp) == 2
