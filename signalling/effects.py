@@ -17,12 +17,16 @@ from signalling import outbound
 from waiting_room.events import (
     Admitted,
     Audited,
+    BreakoutsChanged,
+    Broadcast,
     Event,
+    HelpRequested,
     Joined,
     Knocked,
     Left,
     LobbyLeft,
     LobbyStatusChanged,
+    Moved,
     Rejected,
     SessionEnded,
 )
@@ -58,7 +62,13 @@ class MediaCloseRoom:
     room_id: str
 
 
-Effect = Send | CloseSocket | MediaOpen | MediaClose | MediaCloseRoom | Audited
+@dataclass(frozen=True)
+class MediaMove:
+    participant_id: str
+    group: str
+
+
+Effect = Send | CloseSocket | MediaOpen | MediaClose | MediaCloseRoom | MediaMove | Audited
 
 
 def group_of(person: Participant) -> str:
@@ -98,6 +108,14 @@ def _plan_one(room: Room, event: Event) -> list[Effect]:
             return _left(room, person, reason, was_joined)
         case SessionEnded():
             return [MediaCloseRoom(room.id)]
+        case BreakoutsChanged():
+            return [Send(_ids(room.hosts), outbound.breakouts(room))]
+        case Moved(person, source, target):
+            return _moved(room, person, source, target)
+        case Broadcast(text, recipients):
+            return [Send(recipients, outbound.broadcast(text))]
+        case HelpRequested(person, breakout_id):
+            return [Send(_ids(room.hosts), outbound.help_requested(person, breakout_id))]
         case Audited():
             return [event]
     raise AssertionError(f"unplanned event {event!r}")
@@ -125,6 +143,8 @@ def _joined(room: Room, people: tuple[Participant, ...]) -> list[Effect]:
     new_hosts = tuple(p.id for p in people if p.is_host)
     if new_hosts:
         effects.append(Send(new_hosts, outbound.lobby(room.waiting)))
+        if room.breakouts.is_open:
+            effects.append(Send(new_hosts, outbound.breakouts(room)))
     effects.extend(MediaOpen(room.id, group_of(p), p.id) for p in people)
     return effects
 
@@ -138,4 +158,20 @@ def _left(room: Room, person: Participant, reason: str, was_joined: bool) -> lis
         others = _ids(_same_group(room, group_of(person)))
         effects.append(Send(others, outbound.participant_left(person, reason)))
         effects.append(MediaClose(person.id))
+    return effects
+
+
+def _moved(room: Room, person: Participant, source: str | None, target: str | None) -> list[Effect]:
+    """A move changes whose roster and media a participant shares; no new knock."""
+    effects: list[Effect] = [Send((person.id,), outbound.breakout(room, target))]
+    if source == target:  # only the deadline changed
+        return effects
+    old = tuple(p.id for p in room.members(source) if p is not person)
+    new = room.members(target)
+    effects.append(Send((person.id,), outbound.roster(new)))
+    effects.append(Send(old, outbound.participant_left(person, "left")))
+    effects.append(
+        Send(tuple(p.id for p in new if p is not person), outbound.participant_joined(person))
+    )
+    effects.append(MediaMove(person.id, group_of(person)))
     return effects

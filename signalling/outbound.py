@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from signalling.audit import iso
 from waiting_room.participant import Participant
+from waiting_room.room import Room
 
 REJECTED_TEXT = (
     "The host did not grant you access. If you were invited to this room, "
@@ -106,3 +108,41 @@ def slots(slots: Sequence[Mapping[str, Any]]) -> Message:
 
 def active_speaker(participant_id: str) -> Message:
     return {"type": "active_speaker", "participant_id": participant_id}
+
+
+def _deadline(at: float | None) -> dict[str, Any]:
+    return {"ends_at": iso(at)} if at is not None else {}
+
+
+def breakouts(room: Room) -> Message:
+    """The hosts' view: every breakout with its members, and who is in the main room."""
+    state = room.breakouts
+    return {
+        "type": "breakouts",
+        "rooms": [
+            {"id": bid, "name": name, "participant_ids": [p.id for p in room.members(bid)]}
+            for bid, name in state.rooms.items()
+        ],
+        "main_participant_ids": [p.id for p in room.members(None)],
+        **_deadline(state.deadline),
+    }
+
+
+def breakout(room: Room, breakout_id: str | None) -> Message:
+    """A participant's own view: which breakout it is in (None: the main room)."""
+    if breakout_id is None:
+        return {"type": "breakout", "room": None}
+    name = room.breakouts.rooms.get(breakout_id, "")
+    return {
+        "type": "breakout",
+        "room": {"id": breakout_id, "name": name},
+        **_deadline(room.breakouts.deadline),
+    }
+
+
+def broadcast(text: str) -> Message:
+    return {"type": "broadcast", "text": text}
+
+
+def help_requested(person: Participant, breakout_id: str) -> Message:
+    return {"type": "help_requested", "participant_id": person.id, "breakout_id": breakout_id}

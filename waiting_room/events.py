@@ -69,6 +69,32 @@ class SessionEnded:
 
 
 @dataclass(frozen=True)
+class BreakoutsChanged:
+    """The set of breakouts, their members or their deadline changed (hosts are told)."""
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A joined participant moved between the main room (None) and a breakout."""
+
+    participant: Participant
+    source: str | None
+    target: str | None
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    text: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HelpRequested:
+    participant: Participant
+    breakout_id: str
+
+
+@dataclass(frozen=True)
 class Audited:
     action: str
     outcome: str
@@ -86,5 +112,9 @@ Event = (
     | Rejected
     | Left
     | SessionEnded
+    | BreakoutsChanged
+    | Moved
+    | Broadcast
+    | HelpRequested
     | Audited
 )

@@ -11,11 +11,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from waiting_room import errors
+from waiting_room.breakouts import BreakoutCommands, BreakoutState
 from waiting_room.clock import Clock
 from waiting_room.errors import RoomError
 from waiting_room.events import (
     Admitted,
     Audited,
+    BreakoutsChanged,
     Event,
     Joined,
     Knocked,
@@ -44,7 +46,7 @@ def clean_name(name: object) -> str:
     return name
 
 
-class Room:
+class Room(BreakoutCommands):
     def __init__(
         self,
         room_id: str,
@@ -60,6 +62,10 @@ class Room:
         self.session = 1
         self._clock = clock
         self._people: dict[str, Participant] = {}
+        self.breakouts = BreakoutState()
+
+    def _now(self) -> float:
+        return self._clock()
 
     # --- queries -----------------------------------------------------------------------
 
@@ -205,6 +211,8 @@ class Room:
         events: list[Event] = [Audited("join", OK, p.audit_id, p.audit_id) for p in people]
         if people:
             events.append(Joined(tuple(people)))
+            if self.breakouts.is_open:
+                events.append(BreakoutsChanged())
         return events
 
     def hold(self, actor_id: str, participant_id: str, message: str) -> list[Event]:
@@ -273,6 +281,7 @@ class Room:
             self._remove(person)
             events.append(Left(person, "ended", was_joined=person.joined_at is not None))
         self.session += 1
+        self.breakouts = BreakoutState(serial=self.breakouts.serial)
         events.append(SessionEnded(self.session))
         return events
 
@@ -303,7 +312,9 @@ class Room:
             if gone_at is not None and now - gone_at >= resume_window_s:
                 events.extend(self._drop(person, "disconnected", person.audit_id, "leave"))
         if self.schedule is not None and self._people and now > self.schedule.closes_at:
-            events.extend(self.end_session(None))
+            return events + self.end_session(None)
+        if self.breakouts.is_open:
+            events.extend(self.tick_breakouts())
         return events
 
     def _drop(self, person: Participant, reason: str, actor: str, action: str) -> list[Event]:
@@ -314,6 +325,8 @@ class Room:
         if not was_joined:
             events.append(LobbyLeft(person, "left"))
         events.append(Left(person, reason, was_joined))
+        if was_joined and self.breakouts.is_open:
+            events.append(BreakoutsChanged())
         return events
 
     def _remove(self, person: Participant) -> None:
@@ -331,6 +344,7 @@ class Room:
             "max_participants": self.max_participants,
             "session": self.session,
             "participants": [p.to_dict() for p in self._people.values()],
+            "breakouts": self.breakouts.to_dict(),
         }
 
     @classmethod
@@ -344,6 +358,8 @@ class Room:
         )
         room.session = data["session"]
         room._people = {p["id"]: Participant.from_dict(p) for p in data["participants"]}
+        if data.get("breakouts"):
+            room.breakouts = BreakoutState.from_dict(data["breakouts"])
         return room
 
 
