@@ -168,16 +168,18 @@ async def relay_comparison(
     server: Server, session: aiohttp.ClientSession, media: Any, duration: float
 ) -> dict[str, float]:
     """CPU of aiortc MediaRelay vs the SFU for 1 publisher x 5 subscribers."""
-    sfu_cpu = await _one_by_five(server, None, session, media, duration)
+    sfu_cpu, sfu_pps = await _one_by_five(server, None, session, media, duration)
     relay = RelayServer(SERVER_CORE)
     try:
         await relay.started()
-        relay_cpu = await _one_by_five(None, relay, session, media, duration)
+        relay_cpu, relay_pps = await _one_by_five(None, relay, session, media, duration)
     finally:
         relay.stop()
     return {
         "sfu_1x5_cpu_cores": sfu_cpu,
+        "sfu_1x5_delivered_pps": sfu_pps,
         "relay_1x5_cpu_cores": relay_cpu,
+        "relay_1x5_delivered_pps": relay_pps,
         "relay_cpu_ratio": relay_cpu / max(sfu_cpu, 1e-6),
     }
 
@@ -188,7 +190,8 @@ async def _one_by_five(
     session: aiohttp.ClientSession,
     media: Any,
     duration: float,
-) -> float:
+) -> tuple[float, float]:
+    """Server CPU (cores) and packets/s delivered to the five subscribers."""
     clients = [Client("pub", audio=True, video=True)]
     clients += [Client(f"sub-{i}", audio_slots=1, video_slots=1) for i in range(5)]
     target: Any = server if server is not None else relay
@@ -204,8 +207,11 @@ async def _one_by_five(
     try:
         await asyncio.sleep(3.0)
         cpu0, t0 = target.cpu_s(), time.monotonic()
+        got0 = sum(c.received() for c in clients[1:])
         await asyncio.sleep(duration)
-        return float((target.cpu_s() - cpu0) / (time.monotonic() - t0))
+        elapsed = time.monotonic() - t0
+        got = sum(c.received() for c in clients[1:]) - got0
+        return float((target.cpu_s() - cpu0) / elapsed), got / elapsed
     finally:
         stop.set()
         await player
@@ -275,8 +281,10 @@ def print_table(results: dict[str, Any]) -> None:
               f"SFU {results['sfu_capacity_pps']:.0f} pps per core; "
               f"ratio {results['ceiling_ratio']:.2f}")
     if "relay_cpu_ratio" in results:
-        print(f"1x5: aiortc MediaRelay {100 * results['relay_1x5_cpu_cores']:.1f}% CPU, "
-              f"SFU {100 * results['sfu_1x5_cpu_cores']:.1f}% CPU, "
+        print(f"1x5: aiortc MediaRelay {100 * results['relay_1x5_cpu_cores']:.1f}% CPU "
+              f"({results['relay_1x5_delivered_pps']:.0f} pps delivered), "
+              f"SFU {100 * results['sfu_1x5_cpu_cores']:.1f}% CPU "
+              f"({results['sfu_1x5_delivered_pps']:.0f} pps), "
               f"ratio {results['relay_cpu_ratio']:.1f}x")
 
 
