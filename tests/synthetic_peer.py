@@ -14,7 +14,10 @@ set `decrypt_every` to check a sample (1 = every packet).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import random
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +36,8 @@ AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
+SIOCGSTAMP = 0x8906  # the receive time of the last packet read from a socket
+
 _CERTIFICATE: RTCCertificate | None = None
 
 
@@ -44,7 +49,7 @@ def certificate() -> RTCCertificate:
 
 
 def abs_send_time(now: float | None = None) -> int:
-    """24-bit 6.18 fixed-point seconds (wraps every 64 s)."""
+    """24-bit 6.18 fixed-point seconds (wraps every 64 s) of `now` (UNIX time)."""
     t = time.time() if now is None else now
     return int(t * (1 << 18)) & 0xFFFFFF
 
@@ -124,8 +129,30 @@ class PeerTransport(WebRtcTransport):
         if self.latency_every and stream.packets % self.latency_every == 0:
             sent = _find_abs_send_time(data)
             if sent is not None:
-                delay = ((abs_send_time() - sent) & 0xFFFFFF) / (1 << 18)
-                stream.latencies.append(delay)
+                arrived = abs_send_time(self._arrival_time())
+                stream.latencies.append(((arrived - sent) & 0xFFFFFF) / (1 << 18))
+
+    async def gather(self) -> None:
+        await super().gather()
+        for fd in self._socket_fds():
+            # The first SIOCGSTAMP turns on receive timestamps for the socket.
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(fd, SIOCGSTAMP, bytes(16))
+
+    def _socket_fds(self) -> list[int]:
+        return [p.transport.get_extra_info("socket").fileno() for p in self._ice._protocols]
+
+    def _arrival_time(self) -> float:
+        """When the kernel queued the packet being handled (this loop may be late)."""
+        selected = self._ice.selected
+        if selected is None:
+            return time.time()
+        try:
+            fd = selected[0].transport.get_extra_info("socket").fileno()
+            seconds, micros = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMP, bytes(16)))
+        except OSError:
+            return time.time()
+        return seconds + micros / 1e6
 
     def unprotect(self, data: bytes) -> bytes | None:
         rx = self._rx
