@@ -271,9 +271,12 @@ class IceConnection(Connection):
             self._select(nominated)
 
     def _select(self, pair: CandidatePair) -> None:
-        selected = (pair.protocol, pair.remote_addr)
+        protocol = pair.protocol
+        if not isinstance(protocol, MediaProtocol):
+            return
+        selected = (protocol, pair.remote_addr)
         if self.selected != selected:
-            self.selected = selected  # type: ignore[assignment]
+            self.selected = selected
             early, self._early_dtls = self._early_dtls, []
             for data, addr, protocol in early:
                 self.on_dtls(data, addr, protocol)

@@ -26,7 +26,7 @@ import time
 
 from . import counters as counters_mod
 from .bitrate import cap_for
-from .control import MAIN_GROUP, MediaError, MediaEvents
+from .control import MAIN_GROUP, MediaError, MediaEvents, Slot
 from .dtls import CertificateStore
 from .group import Group
 from .ice import PortAllocator, host_addresses
@@ -252,7 +252,7 @@ class LocalMedia:
         for member in list(group.members.values()):
             self._emit_slots(member, group.refill(member, now))
 
-    def _emit_slots(self, participant: Participant, slots: list | None) -> None:  # type: ignore[type-arg]
+    def _emit_slots(self, participant: Participant, slots: list[Slot] | None) -> None:
         if slots is not None:
             self.notify("slots_changed", participant.id, slots)
 

@@ -8,6 +8,7 @@ the first codec of the answer), H.264 only when offered, Opus for audio.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .sdp import Codec, Offer, OfferedMedia
@@ -109,9 +110,9 @@ def _is_opus(codec: Codec) -> bool:
     return codec.name == "opus" and codec.clock_rate == 48000
 
 
-def _first(media: OfferedMedia, accept: object) -> Codec | None:
+def _first(media: OfferedMedia, accept: Callable[[Codec], bool]) -> Codec | None:
     for codec in media.codecs:
-        if accept(codec):  # type: ignore[operator]
+        if accept(codec):
             return codec
     return None
 

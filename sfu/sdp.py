@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from aiortc import sdp as aiortc_sdp
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from .control import MediaError
 
@@ -253,21 +254,17 @@ def _media(index: int, m: aiortc_sdp.MediaDescription, two_byte: bool) -> Offere
     )
 
 
-def _codec(c: object) -> Codec:
-    name = c.mimeType.split("/", 1)[1].lower()  # type: ignore[attr-defined]
-    params = tuple(
-        (str(k), None if v is None else str(v))
-        for k, v in c.parameters.items()  # type: ignore[attr-defined]
-    )
+def _codec(c: RTCRtpCodecParameters) -> Codec:
+    name = c.mimeType.split("/", 1)[1].lower()
+    params = tuple((str(k), None if v is None else str(v)) for k, v in c.parameters.items())
     feedback = tuple(
-        f.type if not f.parameter else f"{f.type} {f.parameter}"
-        for f in c.rtcpFeedback  # type: ignore[attr-defined]
+        f.type if not f.parameter else f"{f.type} {f.parameter}" for f in c.rtcpFeedback
     )
     return Codec(
-        payload_type=c.payloadType,  # type: ignore[attr-defined]
+        payload_type=c.payloadType or 0,  # aiortc always sets it from the rtpmap
         name=name,
-        clock_rate=c.clockRate,  # type: ignore[attr-defined]
-        channels=c.channels,  # type: ignore[attr-defined]
+        clock_rate=c.clockRate,
+        channels=c.channels,
         parameters=params,
         feedback=feedback,
     )

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import pylibsrtp
 from aioice import Candidate
+from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
 from pylibsrtp import Session
 
@@ -83,7 +84,7 @@ class WebRtcTransport:
         ports: PortAllocator,
         announced_ip: str | None,
         buffer_bytes: int,
-        certificate: object,
+        certificate: RTCCertificate,
         sink: PacketSink,
         tasks: set[asyncio.Task[None]] | None = None,
         controlling: bool = False,
@@ -109,7 +110,7 @@ class WebRtcTransport:
         gatherer._connection = self._ice
         self._ice_transport = RTCIceTransport(gatherer)
         self._dtls = KeyingDtlsTransport(
-            self._ice_transport, certificate, self._on_keys, self._on_dtls_state  # type: ignore[arg-type]
+            self._ice_transport, certificate, self._on_keys, self._on_dtls_state
         )
         self._task: asyncio.Task[None] | None = None
         self._closed_task: asyncio.Task[None] | None = None
