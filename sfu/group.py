@@ -42,6 +42,13 @@ def participant_of(key: str | None) -> str | None:
     return None if key is None else key.split(SCREEN, 1)[0]
 
 
+def source_of(key: str, kind: str) -> str:
+    """ "audio", "camera" or "screen" for a slot's source key."""
+    if kind == "audio":
+        return "audio"
+    return "screen" if key.endswith(SCREEN) else "camera"
+
+
 class Group:
     """Members of one (room, group) and their slot assignment (see module doc)."""
 

@@ -26,7 +26,7 @@ import time
 
 from . import counters as counters_mod
 from .bitrate import cap_for
-from .control import MAIN_GROUP, MediaError, MediaEvents, Slot
+from .control import MAIN_GROUP, PRECALL_TIMEOUT, MediaError, MediaEvents, Slot
 from .dtls import CertificateStore
 from .group import Group
 from .ice import PortAllocator, host_addresses
@@ -266,7 +266,7 @@ class LocalMedia:
     def end_precall(self, pid: str) -> None:
         """A pre-call test ran out of time."""
         self._close(pid)
-        self.notify("media_closed", pid, "precall_timeout")
+        self.notify("media_closed", pid, PRECALL_TIMEOUT)
 
     def _transport_lost(self, participant: Participant, reason: str) -> None:
         participant.reset_media()

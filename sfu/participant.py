@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING
 from . import feedback
 from .answer import AnswerContext, SendStream, render_answer
 from .consumer import Consumer
-from .control import Slot
+from .control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
 from .counters import Counters
+from .group import participant_of, source_of
 from .negotiate import MID_URI, MediaPlan
 from .producer import Producer
 from .rtp import RtpError, RtpHeader, find_extension, parse_rtp
@@ -128,7 +129,7 @@ class Participant:
     def on_transport_state(self, state: TransportState) -> None:
         transport = self.transport
         if state == TransportState.FAILED and transport is not None:
-            reason = "transport_failed" if transport.was_connected else "connect_failed"
+            reason = TRANSPORT_FAILED if transport.was_connected else CONNECT_FAILED
             self._lost(transport, reason)
         elif state == TransportState.CONNECTED:
             now = time.monotonic()
@@ -295,12 +296,14 @@ class Participant:
         ]
 
     def slot_list(self) -> list[Slot]:
-        from .group import participant_of
-
-        return [
-            Slot(mid=mid, kind=kind, participant_id=participant_of(self.slot_keys.get(mid)))
-            for mid, kind in self.receive_slots()
-        ]
+        slots = []
+        for mid, kind in self.receive_slots():
+            key = self.slot_keys.get(mid)
+            slot = Slot(mid=mid, kind=kind, participant_id=participant_of(key))
+            if key is not None:
+                slot["source"] = source_of(key, kind)
+            slots.append(slot)
+        return slots
 
     # packets (the transport's PacketSink)
 

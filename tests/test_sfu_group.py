@@ -78,6 +78,9 @@ def test_a_screen_share_is_a_source_of_its_own_but_never_sent_back() -> None:
         c for m, c in viewer.consumers.items() if viewer.slot_keys[m] == "alice" + SCREEN
     )
     assert screen_consumer.target is presenter.producers["s"]
+    sources = {s["source"] for s in viewer.slot_list() if s["participant_id"] == "alice"}
+    assert sources == {"audio", "camera", "screen"}
+    assert all("source" not in s for s in viewer.slot_list() if s["participant_id"] is None)
     assert set(slots(group, presenter).values()) <= {"bob", None}
 
 
