@@ -124,6 +124,23 @@ class Peer:
                 self._arrived.clear()
                 await self._arrived.wait()
 
+    async def request_answer(self, offer: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+        """Send an offer with an id; return the `answer` to it (an `error` fails the test)."""
+        self._requests += 1
+        rid = f"r{self._requests}"
+        await self.send({**offer, "id": rid})
+        async with asyncio.timeout(timeout):
+            while True:
+                for m in self.messages:
+                    if m.get("re") == rid and m.get("type") == "answer":
+                        return m
+                    if m.get("re") == rid and m.get("type") == "error":
+                        raise AssertionError(f"offer refused: {m}")
+                if self.closed.is_set():
+                    raise AssertionError(f"closed before an answer: {self.messages}")
+                self._arrived.clear()
+                await self._arrived.wait()
+
     async def wait_closed(self, timeout: float = 5.0) -> int | None:
         async with asyncio.timeout(timeout):
             await self.closed.wait()
