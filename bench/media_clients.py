@@ -54,9 +54,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Server:
-    """`visitroom serve` on one core, media on 127.0.0.1."""
+    """`visitroom serve` on one core, media on `ice_host` (127.0.0.1 by default)."""
 
-    def __init__(self, core: int) -> None:
+    def __init__(self, core: int, ice_host: str = "127.0.0.1") -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="media-bench-")
         self.port = free_port()
         env = {
@@ -66,7 +66,7 @@ class Server:
             "VISITROOM_KNOCK_RATE_LIMIT": "0",
             "VISITROOM_MAX_PARTICIPANTS": "1000",
             "VISITROOM_LOG_LEVEL": "WARNING",
-            "VISITROOM_ICE_HOSTS": "127.0.0.1",
+            "VISITROOM_ICE_HOSTS": ice_host,
         }
         command = [*pinned(core), sys.executable, "-m", "signalling", "serve"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.dir.name]
