@@ -883,9 +883,17 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
     finally:
         for side in reversed(sides):
             side.stop()
+        _keep_log(Path(folder.name) / "janus.log", Path(args.results))
         folder.cleanup()
     results["load_after"] = os.getloadavg()
     return results
+
+
+def _keep_log(log: Path, results: Path) -> None:
+    """Keep Janus's log (warnings and errors only; the config with the secret is deleted)."""
+    if log.exists():
+        results.mkdir(parents=True, exist_ok=True)
+        (results / "janus.log").write_text(log.read_text(errors="replace"))
 
 
 def _short(args: argparse.Namespace) -> argparse.Namespace:
