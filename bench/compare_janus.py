@@ -148,20 +148,36 @@ def audio_room(people: int, audio_slots: int = 3) -> Scenario:
 SCENARIOS = {s.name: s for s in (fanout(10), fanout(50), fanout(100), meeting(10), audio_room(50))}
 
 
+JANUS_PLANS = ("top", "ring")
+
+
 def janus_subscriptions(
-    scenario: Scenario, receiver: int, feeds: dict[int, dict[str, tuple[int, str]]]
+    scenario: Scenario,
+    receiver: int,
+    feeds: dict[int, dict[str, tuple[int, str]]],
+    plan: str = "top",
 ) -> list[StreamRef]:
     """The Janus streams role `receiver` subscribes to: as many as visitroom sends it.
 
-    visitroom fills a receiver's slots with the most relevant of the other
-    publishers; Janus has no such selection, so the receiver takes the
-    video of the next `video_slots` publishers after itself (in ring order)
-    and the audio of the next `audio_slots`: the same number of streams, so
-    the same packets in and out of the server.  `feeds` maps a role index to
-    kind -> (Janus feed id, mid).
+    visitroom fills a receiver's slots with the most relevant other
+    publishers (the recent speakers), so at any moment everyone receives
+    nearly the same few streams.  Janus has no such selection; with plan
+    "top" every receiver takes the video of the first `video_slots`
+    publishers other than itself and the audio of the first `audio_slots`:
+    the same number of streams as visitroom sends, with the same shape (a
+    few streams, each to almost everyone).  Plan "ring" spreads them
+    instead (the next publishers after the receiver): the same packet count,
+    but each stream goes to only a few receivers.  `feeds` maps a role index
+    to kind -> (Janus feed id, mid).
     """
+    if plan not in JANUS_PLANS:
+        raise ValueError(f"unknown plan {plan!r}")
     role = scenario.roles[receiver]
-    order = [(receiver + k) % len(scenario.roles) for k in range(1, len(scenario.roles))]
+    count = len(scenario.roles)
+    if plan == "ring":
+        order = [(receiver + k) % count for k in range(1, count)]
+    else:
+        order = [i for i in range(count) if i != receiver]
     refs: list[StreamRef] = []
     for kind, wanted in (("video", role.video_slots), ("audio", role.audio_slots)):
         chosen = [i for i in order if kind in feeds.get(i, {})][:wanted]
@@ -309,9 +325,10 @@ class JanusSide:
     name = "janus"
 
     def __init__(
-        self, alias: LoopbackAlias, folder: Path, event_loops: int, pin: list[str]
+        self, alias: LoopbackAlias, folder: Path, event_loops: int, plan: str, pin: list[str]
     ) -> None:
         self.address = alias.address
+        self.plan = plan
         self.config = JanusConfig(
             folder=folder,
             ws_port=free_port(),
@@ -391,7 +408,7 @@ class JanusSide:
             }
             await asyncio.gather(
                 *(
-                    subscribe(i, janus_subscriptions(scenario, i, feeds))
+                    subscribe(i, janus_subscriptions(scenario, i, feeds, self.plan))
                     for i, r in enumerate(scenario.roles)
                     if r.receives
                 )
@@ -469,7 +486,7 @@ async def measure(
     run: int,
     media: EncodedMedia,
     args: argparse.Namespace,
-    profile: Path | None = None,
+    profile: Path | None = None,  # a file stem: perf (and py-spy) record the window
 ) -> Run:
     rss0 = side.rss()
     started = time.monotonic()
@@ -496,7 +513,12 @@ async def measure(
         streams_ok = all(
             flowing(p) >= n for p, n in zip(joined.receivers, joined.expected, strict=True)
         )
-        spy = _start_py_spy(side.pid(), args.duration, profile) if profile else None
+        tools = []
+        if profile is not None:
+            tools.append(_start_perf(side.pid(), args.duration, profile.with_suffix(".perf")))
+            if side.name == "visitroom":
+                spy = profile.parent / f"{profile.name}.py-spy.txt"
+                tools.append(_start_py_spy(side.pid(), args.duration, spy))
         for peer in joined.receivers:
             for stream in peer.transport.streams.values():
                 stream.latencies.clear()
@@ -518,8 +540,8 @@ async def measure(
         sent = sum(p.sent for p in publishers) - sent0
         rss = side.rss()
         threads = side.threads()
-        if spy is not None:
-            await asyncio.get_running_loop().run_in_executor(None, spy.wait)
+        for tool in tools:
+            await asyncio.get_running_loop().run_in_executor(None, tool.wait)
     finally:
         stop.set()
         await player
@@ -555,48 +577,124 @@ async def measure(
     )
 
 
-# -- profiling (py-spy) --------------------------------------------------------
+# -- profiling (py-spy for visitroom's Python, perf for both) ------------------
+
+PY_SPY_CATEGORIES: tuple[tuple[str, str], ...] = (
+    # (frame name prefix, category); a sample goes to the first match walking up from its leaf
+    ("Session.protect_rtcp", "RTCP (reports, feedback)"),
+    ("Session.protect", "SRTP protect (pylibsrtp)"),
+    ("Session.unprotect", "SRTP unprotect (pylibsrtp)"),
+    ("Consumer.forward", "Consumer.forward (offsets, header rewrite)"),
+    ("WebRtcTransport.send_rtcp", "RTCP (reports, feedback)"),
+    ("Ticker.", "200 ms tick (speaker, slots, reports)"),
+    ("LocalMedia.refill", "200 ms tick (speaker, slots, reports)"),
+    ("MediaProtocol._stun", "ICE consent checks (aioice STUN)"),
+    ("Connection.", "ICE consent checks (aioice STUN)"),
+    ("StunProtocol.", "ICE consent checks (aioice STUN)"),
+    ("RTCDtlsTransport.", "DTLS (aiortc)"),
+    ("WebRtcTransport.send_rtp", "send_rtp (Python)"),
+    ("Producer.", "receive path (parse, stats, levels, routing)"),
+    ("Participant.on_rtp", "receive path (parse, stats, levels, routing)"),
+    ("WebRtcTransport._on_srtp", "receive path (parse, stats, levels, routing)"),
+    ("MediaProtocol.datagram_received", "receive path (parse, stats, levels, routing)"),
+)
+# py-spy cannot tell uvloop waiting in epoll from uvloop's own C code: both show as
+# samples whose Python leaf is Runner.run.  perf puts uvloop's C at ~1% of the
+# server's CPU, so those samples are counted as idle and left out of the shares.
+IDLE_LEAF = "Runner.run"
 
 
 def _start_py_spy(pid: int, duration: float, out: Path) -> subprocess.Popen[bytes]:
     spy = Path(sys.executable).with_name("py-spy")
-    command = [str(spy if spy.exists() else "py-spy"), "record", "-p", str(pid)]
-    command += ["-d", str(max(1, int(duration))), "-r", "200", "-f", "raw", "-o", str(out)]
+    command = [str(spy if spy.exists() else "py-spy"), "record", "-p", str(pid), "--nonblocking"]
+    command += ["-d", str(max(1, int(duration))), "-r", "250", "-f", "raw", "-o", str(out)]
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def summarize_profile(path: Path, top: int = 15) -> list[tuple[str, float]]:
-    """Leaf frames (self time) of a py-spy raw profile, as shares of all samples."""
-    leaves: Counter[str] = Counter()
-    total = 0
+def _start_perf(pid: int, duration: float, out: Path) -> subprocess.Popen[bytes]:
+    command = ["perf", "record", "-e", "cpu-clock", "-F", "999", "-p", str(pid)]
+    command += ["-o", str(out), "--", "sleep", str(duration)]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _main_thread_stacks(path: Path) -> list[tuple[list[str], int]]:
+    """py-spy raw stacks of the event loop thread (idle thread-pool workers are left out)."""
+    out = []
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        leaf = stack.split(";")[-1]
-        name = leaf.split(" (")[0]
-        where = leaf.split(" (")[-1].rstrip(")").split(":")[0] if " (" in leaf else ""
-        key = f"{name} ({Path(where).name})" if where else name
-        leaves[key] += int(count)
-        total += int(count)
-    return [(k, v / max(1, total)) for k, v in leaves.most_common(top)]
+        frames = [f.split(" (")[0] for f in stack.split(";")]
+        if frames[0] == "_run_module_as_main":
+            out.append((frames, int(count)))
+    return out
 
 
-def profile_inclusive(path: Path, names: Sequence[str]) -> dict[str, float]:
-    """Share of samples whose stack contains each function name."""
-    hits: Counter[str] = Counter()
+def summarize_py_spy(path: Path) -> dict[str, float]:
+    """Share of the event loop thread's busy samples per category (PY_SPY_CATEGORIES)."""
+    shares: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
+    for frames, count in _main_thread_stacks(path):
+        if frames[-1] == IDLE_LEAF:
             continue
-        total += int(count)
-        frames = {f.split(" (")[0] for f in stack.split(";")}
-        for name in names:
-            if name in frames:
-                hits[name] += int(count)
-    return {name: hits[name] / max(1, total) for name in names}
+        total += count
+        category = "other"
+        for frame in reversed(frames):
+            if frame == "IceConnection.send_media" and "WebRtcTransport.send_rtp" in frames:
+                category = "sendto of media (syscall: UDP send + loopback delivery)"
+                break
+            match = next((c for prefix, c in PY_SPY_CATEGORIES if frame.startswith(prefix)), None)
+            if match is not None:
+                category = match
+                break
+        shares[category] += count
+    return {k: v / max(1, total) for k, v in shares.most_common()}
+
+
+def perf_report(path: Path, sort: str, top: int = 15) -> list[tuple[str, float]]:
+    """`perf report --sort SORT`: (name, share of samples)."""
+    result = subprocess.run(
+        ["perf", "report", "-i", str(path), "--stdio", "--sort", sort],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows = []
+    for line in result.stdout.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "%" not in line:
+            continue
+        share, _, name = line.partition("%")
+        try:
+            rows.append((" ".join(name.split()), float(share) / 100))
+        except ValueError:
+            continue
+    return rows[:top]
+
+
+async def _profiled_run(
+    side: Side,
+    other: Side,
+    http: aiohttp.ClientSession,
+    scenario: Scenario,
+    media: EncodedMedia,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """An extra, uncounted run of `side` under perf (and py-spy for visitroom)."""
+    folder = Path(args.results)
+    stem = f"{side.name}-{scenario.name}"
+    result = await measure(side, other, http, scenario, 99, media, args, folder / stem)
+    loop = asyncio.get_running_loop()
+    perf_data = folder / f"{stem}.perf"
+    out: dict[str, Any] = {"server_cpu_pct": result.server_cpu_pct}
+    out["perf_dso"] = await loop.run_in_executor(None, perf_report, perf_data, "dso")
+    out["perf_symbols"] = await loop.run_in_executor(None, perf_report, perf_data, "dso,sym", 25)
+    spy = folder / f"{stem}.py-spy.txt"
+    if side.name == "visitroom":
+        out["py_spy"] = summarize_py_spy(spy)
+    return out
 
 
 # -- statistics and output ---------------------------------------------------
@@ -687,9 +785,16 @@ def print_table(results: dict[str, Any]) -> None:
             f"CPU at this load {s['cpu_ratio']:.2f}x"
         )
     for name, prof in results.get("profiles", {}).items():
-        print(f"\nvisitroom profile, {name} (py-spy, share of busy samples, self time):")
-        for frame, share in prof["leaves"]:
-            print(f"  {100 * share:5.1f}%  {frame}")
+        for server in SERVERS:
+            if server not in prof:
+                continue
+            print(f"\n{server}, {name}: perf, share of the server's CPU samples by library")
+            for dso, share in prof[server]["perf_dso"][:8]:
+                print(f"  {100 * share:5.1f}%  {dso}")
+        if "py_spy" in prof.get("visitroom", {}):
+            print(f"visitroom, {name}: py-spy, share of the event loop thread's busy samples")
+            for what, share in prof["visitroom"]["py_spy"].items():
+                print(f"  {100 * share:5.1f}%  {what}")
 
 
 def plot(results: dict[str, Any], folder: Path) -> list[Path]:
@@ -729,7 +834,11 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
             ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
 
-    stamp = f"{results['date']}, {results['machine']['cpu']}, server pinned to 1 core"
+    runs = results["settings"]["runs"]
+    stamp = (
+        f"{results['date']}, {results['machine']['cpu']}, each server pinned to the same core; "
+        f"median of {runs} runs, bars min-max"
+    )
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
     bars(axes[0], "pps_per_core", "forwarded packets/s per busy core (higher is better)")
     bars(axes[1], "server_cpu_pct", "server CPU at this load, % of one core (lower is better)")
@@ -816,6 +925,7 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
             "nice": args.nice,
             "address": alias.address,
             "janus_event_loops": args.janus_event_loops,
+            "janus_plan": args.janus_plan,
         },
         "load_before": load_before,
         "scenarios": {},
@@ -826,7 +936,7 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
     try:
         visitroom = VisitroomSide(alias.address)
         sides.append(visitroom)
-        janus = JanusSide(alias, Path(folder.name), args.janus_event_loops, pin)
+        janus = JanusSide(alias, Path(folder.name), args.janus_event_loops, args.janus_plan, pin)
         sides.append(janus)
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector) as http:
@@ -860,24 +970,10 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
                         )
                 results["scenarios"][scenario.name] = summarize(scenario, runs)
                 if args.profile:
-                    out = Path(args.results) / f"profile-{scenario.name}.txt"
-                    print(f"{scenario.name}: profiling visitroom (not counted)", flush=True)
-                    await measure(visitroom, janus, http, scenario, 99, media, args, out)
+                    print(f"{scenario.name}: profiling both (extra runs, not counted)", flush=True)
                     results.setdefault("profiles", {})[scenario.name] = {
-                        "file": str(out),
-                        "leaves": summarize_profile(out),
-                        "inclusive": profile_inclusive(
-                            out,
-                            [
-                                "send_rtp",
-                                "send_media",
-                                "forward",
-                                "on_rtp",
-                                "_on_srtp",
-                                "datagram_received",
-                                "tick",
-                            ],
-                        ),
+                        side.name: await _profiled_run(side, other, http, scenario, media, args)
+                        for side, other in ((visitroom, janus), (janus, visitroom))
                     }
             await janus.admin.close()
     finally:
@@ -921,9 +1017,17 @@ def main() -> None:
         default=1,
         help="Janus's event_loops (0 = its default, a thread per handle; see docs/benchmarks.md)",
     )
+    parser.add_argument(
+        "--janus-plan",
+        choices=JANUS_PLANS,
+        default="top",
+        help="which streams Janus subscribers take (see janus_subscriptions)",
+    )
     parser.add_argument("--no-warmup-run", dest="warmup_run", action="store_false")
     parser.add_argument("--no-plots", dest="plots", action="store_false")
-    parser.add_argument("--profile", action="store_true", help="py-spy visitroom (extra run)")
+    parser.add_argument(
+        "--profile", action="store_true", help="perf both, py-spy visitroom (extra runs)"
+    )
     parser.add_argument(
         "--nice",
         type=int,

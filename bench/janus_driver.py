@@ -466,8 +466,9 @@ def janus_version() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     for line in out.splitlines():
-        if line.startswith("Janus version:"):
-            return line.split(":", 1)[1].strip()
+        if line.startswith("Janus version:"):  # "Janus version: 1102 (1.1.2)"
+            value = line.split(":", 1)[1].strip()
+            return value[value.find("(") + 1 : value.find(")")] if "(" in value else value
     return "unknown"
 
 

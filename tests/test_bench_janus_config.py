@@ -284,12 +284,13 @@ def feeds_for(scenario: compare_janus.Scenario) -> dict[int, dict[str, tuple[int
     return out
 
 
+@pytest.mark.parametrize("plan", compare_janus.JANUS_PLANS)
 @pytest.mark.parametrize("name", list(compare_janus.SCENARIOS))
-def test_janus_subscribes_to_as_many_streams_as_visitroom_sends(name: str) -> None:
+def test_janus_subscribes_to_as_many_streams_as_visitroom_sends(name: str, plan: str) -> None:
     scenario = compare_janus.SCENARIOS[name]
     feeds = feeds_for(scenario)
     for i, role in enumerate(scenario.roles):
-        refs = compare_janus.janus_subscriptions(scenario, i, feeds) if role.receives else []
+        refs = compare_janus.janus_subscriptions(scenario, i, feeds, plan) if role.receives else []
         expected = compare_janus.expected_streams(scenario, i) if role.receives else 0
         assert len(refs) == expected
         assert all(ref.feed != 1000 + i for ref in refs)  # never one's own feed
@@ -308,13 +309,29 @@ def test_scenarios_are_the_ones_documented() -> None:
     audio = s["audio-50"]
     assert len(audio.publishers) == 50 and not any(r.video for r in audio.roles)
     assert compare_janus.expected_streams(audio, 0) == 3
-    # Each publisher's audio goes to exactly 3 subscribers in Janus: 50 x 3 streams out.
-    feeds = feeds_for(audio)
+
+
+def fan_out_per_feed(scenario: compare_janus.Scenario, plan: str) -> dict[int, int]:
+    feeds = feeds_for(scenario)
     counts: dict[int, int] = {}
-    for i in range(50):
-        for ref in compare_janus.janus_subscriptions(audio, i, feeds):
-            counts[ref.feed] = counts.get(ref.feed, 0) + 1
-    assert set(counts.values()) == {3}
+    for i, role in enumerate(scenario.roles):
+        if role.receives:
+            for ref in compare_janus.janus_subscriptions(scenario, i, feeds, plan):
+                counts[ref.feed] = counts.get(ref.feed, 0) + 1
+    return counts
+
+
+def test_plan_top_has_visitroom_shape_and_ring_spreads() -> None:
+    audio = compare_janus.SCENARIOS["audio-50"]
+    # "top": like visitroom's 3 loudest, three voices go to (almost) everyone.
+    top = fan_out_per_feed(audio, "top")
+    assert sum(top.values()) == 150
+    assert sorted(top.values(), reverse=True)[:3] == [49, 49, 49]
+    # "ring": the same 150 streams, every voice to exactly 3 people.
+    ring = fan_out_per_feed(audio, "ring")
+    assert sum(ring.values()) == 150 and set(ring.values()) == {3}
+    with pytest.raises(ValueError):
+        compare_janus.janus_subscriptions(audio, 0, feeds_for(audio), "random")
 
 
 def test_summary_ratio_and_spread() -> None:
