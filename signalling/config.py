@@ -72,6 +72,7 @@ class Config:
     node_id: str = ""
     node_url: str | None = None  # how other nodes reach this one (default: base URL)
     drain_deadline_s: float = 30.0
+    audit_retention_days: int = 6 * 365 + 2  # HIPAA: six years of audit records, at least
     # portal (docs/portal.md); the SMTP password never appears in repr()
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
@@ -249,6 +250,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "node_id": env.get("VISITROOM_NODE_ID", ""),
         "node_url": env.get("VISITROOM_NODE_URL") or None,
         "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
+        "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
         **portal_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):
@@ -261,6 +263,8 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     for name in ("tls_cert", "tls_key", "data_dir"):
         if isinstance(values.get(name), str):
             values[name] = Path(str(values[name]))
+    if int(str(values.get("audit_retention_days", 2192))) < 6 * 365:
+        raise ConfigError("VISITROOM_AUDIT_RETENTION_DAYS must be at least 2190 (six years)")
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("--tls-cert and --tls-key go together")
     keys = api_keys_from_env(env)
