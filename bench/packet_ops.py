@@ -38,17 +38,26 @@ from sfu.speaker import DominantSpeaker
 
 # Chrome-like extension ids: 1 audio level, 3 abs-send-time, 4 mid, 5 transport-cc.
 VIDEO = build_rtp(
-    payload_type=96, sequence=4242, timestamp=123_456, ssrc=0x1234_5678, marker=True,
+    payload_type=96,
+    sequence=4242,
+    timestamp=123_456,
+    ssrc=0x1234_5678,
+    marker=True,
     extensions={3: b"\x12\x34\x56", 4: b"0", 5: b"\x01\x02"},
     payload=b"\x90\x80\x05\x10\x02\x00\x9d\x01\x2a" + bytes(1150),
 )
 AUDIO = build_rtp(
-    payload_type=111, sequence=777, timestamp=48_000, ssrc=0x0BAD_CAFE,
-    extensions={1: b"\x9e", 3: b"\x12\x34\x56", 5: b"\x01\x02"}, payload=bytes(90),
+    payload_type=111,
+    sequence=777,
+    timestamp=48_000,
+    ssrc=0x0BAD_CAFE,
+    extensions={1: b"\x9e", 3: b"\x12\x34\x56", 5: b"\x01\x02"},
+    payload=bytes(90),
 )
 ID_MAP = {1: 1, 3: 2, 4: 3, 5: 4}
-RTCP = compound(build_rr(1, [ReportBlock(2, 0, 0, 70_000, 12, 0, 0)]),
-                build_remb(1, 1_000_000, [2]))
+RTCP = compound(
+    build_rr(1, [ReportBlock(2, 0, 0, 70_000, 12, 0, 0)]), build_remb(1, 1_000_000, [2])
+)
 
 
 def cases() -> list[tuple[str, Callable[[], object]]]:
@@ -92,15 +101,19 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         ("find_extension (last of 3)", lambda: find_extension(VIDEO, vh, 5)),
         ("find_extension audio level", lambda: find_extension(AUDIO, ah, 1)),
         ("bytearray copy 1.2 kB", lambda: bytearray(VIDEO)),
-        ("rewrite_header", lambda: rewrite_header(out, ssrc=1, sequence=2, timestamp=3,
-                                                  payload_type=96)),
+        (
+            "rewrite_header",
+            lambda: rewrite_header(out, ssrc=1, sequence=2, timestamp=3, payload_type=96),
+        ),
         ("remap_extensions (3 elements)", lambda: remap_extensions(out, vh, ID_MAP)),
         ("is_keyframe vp8", lambda: is_keyframe("vp8", payload)),
         ("SeqUnwrapper.unwrap", lambda: unwrapper.unwrap(4242)),
         ("RetransmissionCache.store", lambda: cache.store(4242, VIDEO, 0.0)),
         ("RetransmissionCache.get", lambda: cache.get(4242, 0.5)),
-        ("build_rtx", lambda: build_rtx(VIDEO, vh, rtx_ssrc=9, rtx_payload_type=97,
-                                        rtx_sequence=1)),
+        (
+            "build_rtx",
+            lambda: build_rtx(VIDEO, vh, rtx_ssrc=9, rtx_payload_type=97, rtx_sequence=1),
+        ),
         ("DominantSpeaker.add_level", add_level),
         ("parse_rtcp RR+REMB", lambda: parse_rtcp(RTCP)),
         ("build_nack 3 seqs", lambda: build_nack(1, 2, (10, 11, 40))),
@@ -130,8 +143,13 @@ def main() -> None:
     print(f"{'operation':<{width}}  ns/op")
     for r in rows:
         print(f"{r['operation']!s:<{width}}  {r['ns_per_op']:>7}")
-    meta = {"python": platform.python_version(), "machine": platform.machine(),
-            "processor": platform.processor(), "number": args.number, "repeat": args.repeat}
+    meta = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "number": args.number,
+        "repeat": args.repeat,
+    }
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
     if args.png:

@@ -427,7 +427,11 @@ def _blocks(reports: Sequence[ReportBlock]) -> bytes:
 
 
 def build_sr(
-    ssrc: int, ntp: int, rtp_ts: int, packets: int, octets: int,
+    ssrc: int,
+    ntp: int,
+    rtp_ts: int,
+    packets: int,
+    octets: int,
     reports: Sequence[ReportBlock] = (),
 ) -> bytes:
     """A sender report; `ntp` is the 64-bit NTP time (see `ntp_from_time`)."""
@@ -495,8 +499,14 @@ def build_remb(sender: int, bitrate: int, ssrcs: Sequence[int]) -> bytes:
     body = (
         _TWO_SSRC.pack(sender, 0)
         + b"REMB"
-        + bytes((len(ssrcs), (exponent << 2) | (mantissa >> 16), (mantissa >> 8) & 0xFF,
-                 mantissa & 0xFF))
+        + bytes(
+            (
+                len(ssrcs),
+                (exponent << 2) | (mantissa >> 16),
+                (mantissa >> 8) & 0xFF,
+                mantissa & 0xFF,
+            )
+        )
         + b"".join(_SSRC.pack(s) for s in ssrcs)
     )
     return _header(_FMT_AFB, PSFB, len(body)) + body

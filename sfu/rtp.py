@@ -94,9 +94,18 @@ def _header_factory() -> Callable[..., RtpHeader]:
     )
 
     def make(
-        marker: bool, payload_type: int, sequence: int, timestamp: int, ssrc: int,
-        csrc_count: int, ext_profile: int | None, ext_offset: int, ext_length: int,
-        payload_offset: int, payload_length: int, padding_length: int,
+        marker: bool,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        csrc_count: int,
+        ext_profile: int | None,
+        ext_offset: int,
+        ext_length: int,
+        payload_offset: int,
+        payload_length: int,
+        padding_length: int,
     ) -> RtpHeader:
         h = new(RtpHeader)
         s0(h, marker)

@@ -8,15 +8,28 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+import aiohttp
 from aiohttp import web
 
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.audit import SqliteAuditLog
 from signalling.auth import TokenVerifier
+from signalling.cluster import build_coordinator, wire_cluster
 from signalling.config import Config, ConfigError, check_secret
 from signalling.hub import CLOSE_GOING_AWAY, Hub
-from signalling.keys import AUDIT, CONFIG, HUB, PRECALL_LIMIT, READY, ROOMS, SERVICE, VERIFIER
+from signalling.keys import (
+    AUDIT,
+    CLUSTER,
+    CONFIG,
+    HTTP,
+    HUB,
+    PRECALL_LIMIT,
+    READY,
+    ROOMS,
+    SERVICE,
+    VERIFIER,
+)
 from signalling.precall import precall_socket
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
@@ -62,13 +75,18 @@ def create_app(
     app[AUDIT] = SqliteAuditLog(config.data_dir / AUDIT_FILE, node=config.node_id or "local")
     app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
     app[HUB] = Hub()
-    app[SERVICE] = RoomService(config, app[ROOMS], app[HUB], app[AUDIT], app[VERIFIER], clock)
+    app[CLUSTER] = build_coordinator(config, clock)
+    app[SERVICE] = RoomService(
+        config, app[ROOMS], app[HUB], app[AUDIT], app[VERIFIER], clock, app[CLUSTER]
+    )
+    wire_cluster(app[CLUSTER], app[ROOMS], app[SERVICE])
     app[PRECALL_LIMIT] = WindowLimiter(10, 60.0, clock)
     app[READY] = {"ready": False}
     app.cleanup_ctx.append(_stores)
+    app.cleanup_ctx.append(_cluster)
     app.cleanup_ctx.append(_media(media_factory))
     app.cleanup_ctx.append(_sweeper)
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(_drain)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/v1/rooms/{room_id}/ws", room_socket)
@@ -121,7 +139,7 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             try:
-                app[SERVICE].sweep()
+                await app[SERVICE].sweep()
             except Exception:
                 log.exception("room sweep failed")
 
@@ -132,7 +150,22 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
         await task
 
 
-async def _close_sockets(app: web.Application) -> None:
+async def _cluster(app: web.Application) -> AsyncIterator[None]:
+    app[HTTP] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    await app[CLUSTER].start()
+    yield
+    await app[CLUSTER].stop()
+    await app[HTTP].close()
+
+
+async def _drain(app: web.Application) -> None:
+    """Shutting down: hand rooms over (cluster) or say goodbye (one machine), then wait."""
+    await app[SERVICE].drain()
+    app[READY]["ready"] = False
+    deadline = app[CONFIG].drain_deadline_s
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(deadline):
+            await asyncio.gather(*(conn.closed() for conn in app[HUB].connections()))
     for conn in app[HUB].connections():
         conn.close(CLOSE_GOING_AWAY)
 
@@ -142,6 +175,11 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    cluster = request.app[CLUSTER]
     if not request.app[READY].get("ready"):
         return web.json_response({"status": "starting"}, status=503)
+    if cluster.draining:
+        return web.json_response({"status": "draining"}, status=503)
+    if not cluster.bus.healthy:
+        return web.json_response({"status": "bus unavailable"}, status=503)
     return web.json_response({"status": "ready"})

@@ -28,6 +28,7 @@ def _serve_parser(sub: Any) -> None:
     serve.add_argument("--data-dir", help="where state is kept (VISITROOM_DATA_DIR, ./data)")
     serve.add_argument("--tls-cert", help="PEM certificate: serve HTTPS and WSS")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
+    serve.add_argument("--redis", dest="redis_url", help="Redis URL: several machines")
     serve.add_argument("--log-level", default=os.environ.get("VISITROOM_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=cmd_serve)
 
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_config(args: argparse.Namespace) -> tuple[Config, Path | None]:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("host", "port", "data_dir", "tls_cert", "tls_key")
+        for name in ("host", "port", "data_dir", "tls_cert", "tls_key", "redis_url")
     }
     config = from_env(os.environ, **overrides)
     created = None

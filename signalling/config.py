@@ -65,7 +65,11 @@ class Config:
     ice_servers: tuple[Mapping[str, object], ...] = ()
     # portal
     smtp_url: str | None = None
+    # cluster
+    redis_url: str | None = None
     node_id: str = ""
+    node_url: str | None = None  # how other nodes reach this one (default: base URL)
+    drain_deadline_s: float = 30.0
 
     @property
     def is_loopback(self) -> bool:
@@ -73,6 +77,15 @@ class Config:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return self.host == "localhost"
+
+    @property
+    def internal_url(self) -> str:
+        """Where other nodes of the cluster reach this node directly."""
+        if self.node_url:
+            return self.node_url.rstrip("/")
+        scheme = "https" if self.tls_cert else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -165,7 +178,10 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "announced_ip": env.get("VISITROOM_ANNOUNCED_IP") or None,
         "ice_servers": parse_ice_servers(env.get("VISITROOM_ICE_SERVERS")),
         "smtp_url": env.get("VISITROOM_SMTP_URL") or None,
+        "redis_url": env.get("VISITROOM_REDIS_URL") or None,
         "node_id": env.get("VISITROOM_NODE_ID", ""),
+        "node_url": env.get("VISITROOM_NODE_URL") or None,
+        "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
     }
     if env.get("VISITROOM_RTC_PORTS"):
         values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])

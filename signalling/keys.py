@@ -11,8 +11,10 @@ from signalling.auth import TokenVerifier
 from signalling.config import Config
 
 if TYPE_CHECKING:
+    import aiohttp
     from prometheus_client import CollectorRegistry
 
+    from cluster.coordinator import Coordinator
     from signalling.hub import Hub
     from signalling.ratelimit import WindowLimiter
     from signalling.rooms import RoomStore
@@ -27,3 +29,5 @@ SERVICE: web.AppKey[RoomService] = web.AppKey("service")
 PRECALL_LIMIT: web.AppKey[WindowLimiter] = web.AppKey("precall_limit")
 READY: web.AppKey[dict[str, Any]] = web.AppKey("ready")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
+CLUSTER: web.AppKey[Coordinator] = web.AppKey("cluster")
+HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
+import msgpack
 from aiohttp import web
 
+from cluster.bus import BusUnavailable
+from cluster.coordinator import pack_record
+from cluster.hop import HOP_HEADER, sign, verify
 from signalling import outbound
 from signalling.audit import AuditEntry, iso
 from signalling.auth import Claims, TokenError
-from signalling.keys import AUDIT, CONFIG, ROOMS, SERVICE, VERIFIER
+from signalling.keys import AUDIT, CLUSTER, CONFIG, HTTP, ROOMS, SERVICE, VERIFIER
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
 from waiting_room.errors import BAD_REQUEST, RoomError
+from waiting_room.room import Room
 from waiting_room.schedule import Schedule
 
 MAX_BODY = 16 * 1024
@@ -109,6 +116,7 @@ async def create_room(request: web.Request) -> web.Response:
         await request.app[ROOMS].create(record)
     except RoomError as exc:
         raise api_error(web.HTTPConflict, exc.code, exc.message) from None
+    await request.app[CLUSTER].share_record(room_id, pack_record(asdict(record)))
     request.app[AUDIT].record(AuditEntry("room_create", "ok", room_id, claims.identity, None))
     return web.json_response(room_json(request, record), status=201)
 
@@ -122,19 +130,34 @@ def _capacity(request: web.Request, value: Any) -> int:
     return min(value, config.max_participants_cap)
 
 
-def _record_or_404(request: web.Request, room_id: str) -> RoomRecord | None:
+async def _record_or_404(
+    request: web.Request, room_id: str
+) -> tuple[RoomRecord | None, Room | None]:
+    """The room's schedule and its live state, here or (cluster) on its owner node."""
     rooms = request.app[ROOMS]
-    record = rooms.record(room_id)
-    if record is None and rooms.live(room_id) is None:
+    record = rooms.record(room_id) or await _shared_record(request, room_id)
+    live = rooms.live(room_id) or await request.app[CLUSTER].peek(room_id)
+    if record is None and live is None:
         raise api_error(web.HTTPNotFound, "not_found", "no such room")
+    return record, live
+
+
+async def _shared_record(request: web.Request, room_id: str) -> RoomRecord | None:
+    try:
+        packed = await request.app[CLUSTER].record(room_id)
+    except BusUnavailable:
+        return None
+    if packed is None:
+        return None
+    record = RoomRecord(**msgpack.unpackb(packed))
+    request.app[ROOMS].add_record(record)
     return record
 
 
 async def get_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     admin_claims(request, room_id)
-    record = _record_or_404(request, room_id)
-    live = request.app[ROOMS].live(room_id)
+    record, live = await _record_or_404(request, room_id)
     status = "open"
     if record is not None:
         status = record.schedule.status(request.app[SERVICE].clock()).value
@@ -154,15 +177,26 @@ async def get_room(request: web.Request) -> web.Response:
 async def end_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     claims = admin_claims(request, room_id)
-    _record_or_404(request, room_id)
+    await _record_or_404(request, room_id)
     service = request.app[SERVICE]
     live = request.app[ROOMS].live(room_id)
-    count = service.end_session(live, claims.identity) if live is not None else 0
-    if live is None:
-        request.app[AUDIT].record(
-            AuditEntry("end", "ok", room_id, claims.identity, None, {"count": 0})
-        )
-    return web.json_response({"room_id": room_id, "ended": True, "count": count})
+    if live is not None:
+        count = await service.end_session(live, claims.identity)
+        return web.json_response({"room_id": room_id, "ended": True, "count": count})
+    cluster = request.app[CLUSTER]
+    if cluster.multi_node and await _owned_elsewhere(request, room_id):
+        await cluster.notify("end_room", room_id=room_id, actor=claims.identity)
+        return web.json_response({"room_id": room_id, "ended": True, "count": None}, status=202)
+    request.app[AUDIT].record(AuditEntry("end", "ok", room_id, claims.identity, None, {"count": 0}))
+    return web.json_response({"room_id": room_id, "ended": True, "count": 0})
+
+
+async def _owned_elsewhere(request: web.Request, room_id: str) -> bool:
+    try:
+        owner = await request.app[CLUSTER].leases.owner(room_id)
+    except BusUnavailable:
+        raise api_error(web.HTTPServiceUnavailable, "unavailable", "try again shortly") from None
+    return owner is not None
 
 
 async def room_audit(request: web.Request) -> web.Response:
@@ -174,10 +208,56 @@ async def room_audit(request: web.Request) -> web.Response:
     except ValueError:
         raise api_error(web.HTTPBadRequest, BAD_REQUEST, "after and limit are integers") from None
     entries = await request.app[AUDIT].query(room_id, after, limit)
+    if request.app[CLUSTER].multi_node:
+        entries = await cluster_audit(request, room_id, entries, limit)
+    return web.json_response({"entries": entries})
+
+
+async def cluster_audit(
+    request: web.Request, room_id: str, own: list[dict[str, Any]], limit: int
+) -> list[dict[str, Any]]:
+    """A room's trail is spread over the nodes that owned it: ask every live node."""
+    cluster = request.app[CLUSTER]
+    entries = list(own)
+    try:
+        nodes = await cluster.nodes()
+    except BusUnavailable:
+        nodes = []
+    for node in nodes:
+        if node.node_id == cluster.node_id:
+            continue
+        path = f"/internal/audit/{room_id}"
+        headers = hop_headers_for(request, path)
+        try:
+            async with request.app[HTTP].get(
+                node.url + path, params={"limit": str(limit)}, headers=headers
+            ) as response:
+                if response.status == 200:
+                    entries.extend((await response.json())["entries"])
+        except (aiohttp.ClientError, OSError):
+            continue  # a node that is down keeps its rows; they show again when it is back
+    return sorted(entries, key=lambda e: (e["at"], e["node"], e["seq"]))[:limit]
+
+
+def hop_headers_for(request: web.Request, path: str) -> dict[str, str]:
+    config = request.app[CONFIG]
+    secret = next(iter(config.api_keys.values()))
+    return {HOP_HEADER: sign(secret, request.app[CLUSTER].node_id, path, "")}
+
+
+async def internal_audit(request: web.Request) -> web.Response:
+    """Another node asking for this node's rows of a room (cluster audit)."""
+    config = request.app[CONFIG]
+    secret = next(iter(config.api_keys.values()))
+    if not verify(secret, request.headers.get(HOP_HEADER, ""), request.path, ""):
+        raise api_error(web.HTTPUnauthorized, "unauthorized", "cluster nodes only")
+    limit = min(max(int(request.query.get("limit", "1000")), 1), 5000)
+    entries = await request.app[AUDIT].query(request.match_info["room_id"], 0, limit)
     return web.json_response({"entries": entries})
 
 
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/internal/audit/{room_id}", internal_audit)
     app.router.add_post("/v1/rooms", create_room)
     app.router.add_get("/v1/rooms/{room_id}", get_room)
     app.router.add_delete("/v1/rooms/{room_id}", end_room)

@@ -106,6 +106,14 @@ class RoomStore:
         """Install a live room rebuilt elsewhere (a takeover from another node)."""
         self._live[room.id] = room
 
+    def drop(self, room_id: str) -> None:
+        """Forget a live room (another node owns it now)."""
+        self._live.pop(room_id, None)
+
+    def add_record(self, record: RoomRecord) -> None:
+        """A scheduled room known from the cluster (created on another node)."""
+        self._records.setdefault(record.room_id, record)
+
     def unload_if_idle(self, room_id: str) -> None:
         room = self._live.get(room_id)
         if room is not None and room.is_empty:

@@ -13,13 +13,20 @@ import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from cluster.coordinator import Coordinator
 from sfu.control import MediaControl, MediaError, PrecallStats, Slot
 from signalling import effects as fx
 from signalling import outbound
 from signalling.audit import AuditEntry, AuditLog, iso
 from signalling.auth import Claims, TokenError, TokenVerifier
 from signalling.config import Config
-from signalling.hub import CLOSE_POLICY, Connection, Hub
+from signalling.hub import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    CLOSE_SERVICE_RESTART,
+    Connection,
+    Hub,
+)
 from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message_type, validate
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
@@ -56,8 +63,10 @@ class RoomService:
         audit: AuditLog,
         verifier: TokenVerifier,
         clock: Clock,
+        cluster: Coordinator,
     ) -> None:
         self.config = config
+        self.cluster = cluster
         self.rooms = rooms
         self.hub = hub
         self.audit = audit
@@ -69,6 +78,7 @@ class RoomService:
         self._knocks = WindowLimiter(limit.count, limit.seconds, clock)
         self._resume: dict[str, tuple[str, str]] = {}  # digest -> (room_id, participant_id)
         self._resume_of: dict[str, str] = {}  # participant_id -> digest
+        self._media_opened: set[str] = set()  # participants with a session on this node
         self._tasks: set[asyncio.Task[None]] = set()
         self._handlers: dict[str, Handler] = {
             "admit": self._admit,
@@ -98,10 +108,12 @@ class RoomService:
             if raw.get("type") != "hello":
                 raise RoomError(errors.UNAUTHORIZED, "the first message must be hello")
             body = validate("hello", raw).body
+            if not self.cluster.accepting:
+                raise RoomError(errors.UNAVAILABLE, "the service is busy; try again shortly")
             if body["resume"] is not None:
-                return self._resume_session(conn, room_id, body["resume"])
+                return await self._resume_session(conn, room_id, body["resume"])
             claims = self._claims(body["token"], room_id)
-            return self._enter(conn, room_id, claims, body["name"], remote)
+            return await self._enter(conn, room_id, claims, body["name"], remote)
         except RoomError as exc:
             self._refuse_hello(conn, room_id, exc, raw)
             return False
@@ -115,7 +127,7 @@ class RoomService:
             log.info("refused a token: %s", exc)
             raise RoomError(errors.UNAUTHORIZED, "invalid or expired token") from None
 
-    def _enter(
+    async def _enter(
         self, conn: Connection, room_id: str, claims: Claims | None, name: str | None, remote: str
     ) -> bool:
         role = Role.HOST if claims is not None and claims.is_host else Role.GUEST
@@ -128,32 +140,42 @@ class RoomService:
         pid = new_participant_id()
         events = room.enter(pid, display or "", role, claims.identity if claims else None)
         self.hub.attach(pid, conn)
-        conn.send(self._welcome(room, room.get(pid)))
-        self._carry_out(room, events)
+        welcome = await self._welcome(room, room.get(pid))
+        await self._carry_out(room, events, prelude=lambda: conn.send(welcome))
         return True
 
-    def _welcome(self, room: Room, person: Participant) -> dict[str, Any]:
+    async def _welcome(self, room: Room, person: Participant) -> dict[str, Any]:
         token = secrets.token_urlsafe(32)
         old = self._resume_of.pop(person.id, None)
         if old is not None:
             self._resume.pop(old, None)
+            await self.cluster.forget_resume(room.id, old)
         digest = _digest(token)
         self._resume[digest] = (room.id, person.id)
         self._resume_of[person.id] = digest
+        await self.cluster.remember_resume(room.id, digest, person.id)
         return outbound.welcome(person, room.id, token, self.config.ice_servers)
 
-    def _resume_session(self, conn: Connection, room_id: str, token: str) -> bool:
-        found = self._resume.get(_digest(token))
+    async def _resume_session(self, conn: Connection, room_id: str, token: str) -> bool:
+        digest = _digest(token)
+        found = self._resume.get(digest)
+        pid = found[1] if found is not None and found[0] == room_id else None
+        if pid is None:  # a room taken over from another node
+            pid = await self.cluster.find_resume(room_id, digest)
         room = self.rooms.live(room_id)
-        person = room.find(found[1]) if room is not None and found is not None else None
-        if room is None or found is None or found[0] != room_id or person is None:
+        person = room.find(pid) if room is not None and pid is not None else None
+        if room is None or person is None:
             raise RoomError(errors.UNAUTHORIZED, "this session cannot be resumed")
         old = self.hub.attach(person.id, conn)
         if old is not None:
             old.close(CLOSE_POLICY)
         room.reconnect(person.id)
-        conn.send(self._welcome(room, person))
+        conn.send(await self._welcome(room, person))
         self._send_state(room, person)
+        if person.is_joined and person.id not in self._media_opened:
+            # Its media session was on another node (or a lost worker): offer again.
+            self._open_media(room.id, fx.group_of(person), person.id)
+            self.hub.deliver([person.id], {"type": "media_closed", "reason": "moved"})
         return True
 
     def _send_state(self, room: Room, person: Participant) -> None:
@@ -209,7 +231,8 @@ class RoomService:
         except MediaError as exc:
             conn.send(outbound.error(exc.code, exc.message, rid))
             return
-        self._carry_out(room, events)
+        if events:
+            await self._carry_out(room, events)
 
     def _check_sender(self, person: Participant, kind: str) -> None:
         if kind == "hello":
@@ -369,14 +392,26 @@ class RoomService:
 
     # --- carrying out ------------------------------------------------------------------
 
-    def _carry_out(self, room: Room, events: list[Event]) -> None:
-        for effect in fx.plan(room, events):
-            self._apply(room, effect)
-        for event in events:
-            if isinstance(event, Left | Rejected):
-                self._forget(event.participant.id)
-        if room.is_empty:
+    async def _carry_out(
+        self, room: Room, events: list[Event], prelude: Callable[[], None] | None = None
+    ) -> None:
+        """Plan now (the room may change while we wait), persist, then announce."""
+        effects = fx.plan(room, events)
+        change = self.cluster.prepare(room, events)
+        gone = [e.participant.id for e in events if isinstance(e, Left | Rejected)]
+
+        def announce() -> None:
+            if prelude is not None:
+                prelude()
+            for effect in effects:
+                self._apply(room, effect)
+
+        await self.cluster.commit(change, announce)
+        digests = [d for d in (self._forget(pid) for pid in gone) if d is not None]
+        await self.cluster.forget_resume(room.id, *digests)
+        if room.is_empty and self.rooms.live(room.id) is room:
             self.rooms.unload_if_idle(room.id)
+            await self.cluster.forget_room(room.id)
 
     def _apply(self, room: Room, effect: fx.Effect) -> None:
         match effect:
@@ -385,10 +420,12 @@ class RoomService:
             case fx.CloseSocket(pid):
                 self.hub.close(pid)
             case fx.MediaOpen(room_id, group, pid):
-                self._media(lambda m: m.open(room_id, group, pid))
+                self._open_media(room_id, group, pid)
             case fx.MediaClose(pid):
+                self._media_opened.discard(pid)
                 self._media(lambda m: m.close(pid))
             case fx.MediaCloseRoom(room_id):
+                self._media_opened.difference_update(p.id for p in room.participants)
                 self._media(lambda m: m.close_room(room_id))
             case fx.MediaMove(pid, group):
                 self._media(lambda m: m.move(pid, group))
@@ -396,6 +433,10 @@ class RoomService:
                 self.audit.record(
                     AuditEntry(action, outcome, room.id, actor, subject, details, self.clock())
                 )
+
+    def _open_media(self, room_id: str, group: str, pid: str) -> None:
+        self._media_opened.add(pid)
+        self._media(lambda m: m.open(room_id, group, pid))
 
     def _media(self, call: Callable[[MediaControl], Coroutine[Any, Any, None]]) -> None:
         """Start a media call now (its effect is ordered at call time) and watch it."""
@@ -410,10 +451,12 @@ class RoomService:
         if not task.cancelled() and task.exception() is not None:
             log.error("media call failed", exc_info=task.exception())
 
-    def _forget(self, pid: str) -> None:
+    def _forget(self, pid: str) -> str | None:
         digest = self._resume_of.pop(pid, None)
         if digest is not None:
             self._resume.pop(digest, None)
+        self._media_opened.discard(pid)
+        return digest
 
     # --- connections and time ----------------------------------------------------------
 
@@ -426,21 +469,53 @@ class RoomService:
         if room is not None and pid is not None and room.find(pid) is not None:
             room.disconnect(pid)
 
-    def sweep(self) -> None:
+    async def sweep(self) -> None:
         """Drop participants past the resume window; end sessions past the join window."""
         for room in self.rooms.live_rooms():
             events = room.expire(self.config.resume_window_s)
             if events:
-                self._carry_out(room, events)
+                await self._carry_out(room, events)
 
     async def drain_media_calls(self) -> None:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def end_session(self, room: Room, actor: str | None) -> int:
+    async def end_session(self, room: Room, actor: str | None) -> int:
         events = room.end_session(actor)
-        self._carry_out(room, events)
+        await self._carry_out(room, events)
         return sum(1 for e in events if isinstance(e, Left))
+
+    async def end_room_notice(self, notice: dict[str, Any]) -> None:
+        """Another node was asked (REST) to end a room this node owns."""
+        room = self.rooms.live(str(notice.get("room_id")))
+        if room is not None and room.id in self.cluster.leases.owned:
+            actor = notice.get("actor")
+            await self.end_session(room, actor if isinstance(actor, str) else None)
+
+    def resume_digests(self, room_id: str) -> dict[str, str]:
+        """The live resume tokens (as digests) of a room, for writing back to the bus."""
+        return {d: pid for d, (room, pid) in self._resume.items() if room == room_id}
+
+    def room_lost(self, room_id: str) -> None:
+        """Another node owns this room now: send its clients there (they resume)."""
+        room = self.rooms.live(room_id)
+        if room is None:
+            return
+        for person in room.participants:
+            self._media_opened.discard(person.id)
+            self.hub.close(person.id, CLOSE_SERVICE_RESTART)
+        self.rooms.drop(room_id)
+
+    async def drain(self) -> None:
+        """Stop taking people; hand every room to the cluster (or say goodbye when alone)."""
+        await self.cluster.start_draining()
+        for room in self.rooms.live_rooms():
+            code = CLOSE_GOING_AWAY
+            if self.cluster.multi_node:
+                await self.cluster.hand_over(room)
+                code = CLOSE_SERVICE_RESTART
+            for person in room.participants:
+                self.hub.close(person.id, code)
 
     # --- MediaEvents -------------------------------------------------------------------
 

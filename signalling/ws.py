@@ -10,14 +10,17 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from cluster.coordinator import RouteKind
+from cluster.hop import FORWARDED_HEADER, HOP_HEADER, verify
 from signalling import outbound
 from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
 from signalling.config import Config
-from signalling.hub import CLOSE_POLICY, Connection
-from signalling.keys import CONFIG, SERVICE
+from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
+from signalling.keys import CLUSTER, CONFIG, SERVICE
+from signalling.proxy import connect_owner, proxy_socket
 from signalling.ratelimit import TokenBucket
 from signalling.rooms import valid_room_id
-from waiting_room.errors import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED
+from waiting_room.errors import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,20 @@ MESSAGE_BURST = 60.0
 FLOOD_CLOSE_AFTER = 300  # dropped messages before the socket is closed
 
 
+def hop_client(request: web.Request, config: Config) -> str | None:
+    """The client address vouched for by another node of the cluster, if any."""
+    header = request.headers.get(HOP_HEADER)
+    client = request.headers.get(FORWARDED_HEADER, "")
+    if header is None or not config.api_keys:
+        return None
+    secret = next(iter(config.api_keys.values()))
+    return client if verify(secret, header, request.path, client) else None
+
+
 def origin_allowed(request: web.Request, config: Config) -> bool:
     """Browsers always send Origin; non-browser clients (SDKs, bots) may omit it."""
+    if hop_client(request, config) is not None:
+        return True  # the edge node checked it
     origin = request.headers.get("Origin")
     if origin is None:
         return True
@@ -109,7 +124,7 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     ws, conn = await open_socket(request)
     conn.room_id = room_id
     try:
-        await _serve_room(request, ws, conn)
+        await _route(request, ws, conn, room_id)
     finally:
         service.disconnected(conn)
         conn.close()
@@ -119,7 +134,35 @@ async def room_socket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _serve_room(request: web.Request, ws: web.WebSocketResponse, conn: Connection) -> None:
+async def _route(
+    request: web.Request, ws: web.WebSocketResponse, conn: Connection, room_id: str
+) -> None:
+    """Serve the room here if this node owns it; otherwise carry the socket to its owner."""
+    config = request.app[CONFIG]
+    forwarded = hop_client(request, config)
+    address = forwarded if forwarded is not None else request.remote or ""
+    cluster = request.app[CLUSTER]
+    while True:
+        route = await cluster.route(room_id)
+        if route.kind is RouteKind.LOCAL:
+            await _serve_room(request, ws, conn, address)
+            return
+        if route.kind is not RouteKind.REMOTE or route.node is None or forwarded is not None:
+            break
+        upstream = await connect_owner(request, ws, route.node, address)
+        if upstream is None:
+            cluster.suspect(route.node.node_id)  # treat as dead: its lease will run out
+            continue
+        await conn.abort()  # the proxy writes to this socket from now on
+        await proxy_socket(ws, upstream)
+        return
+    conn.send(outbound.error(UNAVAILABLE, "this room is moving between servers; retry"))
+    conn.close(CLOSE_SERVICE_RESTART)
+
+
+async def _serve_room(
+    request: web.Request, ws: web.WebSocketResponse, conn: Connection, address: str
+) -> None:
     service = request.app[SERVICE]
     config = request.app[CONFIG]
     frame = await first_frame(ws, config.hello_timeout_s)
@@ -131,7 +174,7 @@ async def _serve_room(request: web.Request, ws: web.WebSocketResponse, conn: Con
     if hello is None:
         conn.close(CLOSE_POLICY)
         return
-    if not await service.hello(conn, hello, request.remote or ""):
+    if not await service.hello(conn, hello, address):
         return
     flood = Flood()
     async for frame in frames(ws):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from aiohttp.test_utils import TestClient
 from signalling.app import create_app
 from signalling.auth import mint
 from signalling.config import Config, RateLimit
+from tests.redis_server import RedisServer
 
 API_KEY = "test-key"
 API_SECRET = "s" * 64
@@ -190,3 +191,11 @@ async def knock_guest(connect: Connect, name: str, room: str = "visit-1") -> tup
     peer = await connect(room, {"name": name})
     welcome = await peer.next("welcome")
     return peer, welcome["participant_id"]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()

@@ -11,8 +11,19 @@ from sfu.bitrate import DEFAULT_REMB_TABLE, cap_for, parse_table
 
 @pytest.mark.parametrize(
     ("room_size", "cap"),
-    [(0, 1_500_000), (1, 1_500_000), (2, 1_500_000), (3, 1_000_000), (4, 1_000_000),
-     (5, 700_000), (8, 700_000), (9, 500_000), (20, 500_000), (21, 300_000), (200, 300_000)],
+    [
+        (0, 1_500_000),
+        (1, 1_500_000),
+        (2, 1_500_000),
+        (3, 1_000_000),
+        (4, 1_000_000),
+        (5, 700_000),
+        (8, 700_000),
+        (9, 500_000),
+        (20, 500_000),
+        (21, 300_000),
+        (200, 300_000),
+    ],
 )
 def test_the_default_table_caps_by_room_size(room_size: int, cap: int) -> None:
     assert cap_for(room_size) == cap

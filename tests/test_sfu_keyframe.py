@@ -67,8 +67,9 @@ def test_a_vp8_descriptor_with_no_payload_header_is_not() -> None:
 # --- H.264 (RFC 6184) --------------------------------------------------------
 
 
-@pytest.mark.parametrize(("nal", "expected"), [(0x65, True), (0x67, True), (0x68, False),
-                                              (0x41, False), (0x06, False)])
+@pytest.mark.parametrize(
+    ("nal", "expected"), [(0x65, True), (0x67, True), (0x68, False), (0x41, False), (0x06, False)]
+)
 def test_single_nal_units_idr_and_sps_are_key_frames(nal: int, expected: bool) -> None:
     assert is_keyframe("h264", bytes((nal, 0x88, 0x84))) is expected
 
@@ -97,8 +98,16 @@ def test_a_stap_a_of_non_key_units_is_not() -> None:
     assert not is_keyframe("h264", stap)
 
 
-@pytest.mark.parametrize("stap", [b"\x78", b"\x78\x00", b"\x78\x00\x09\x65",
-                                  b"\x78\x00\x00\x65", b"\x78\x00\x02\x41\x9a\x00\x05\x65"])
+@pytest.mark.parametrize(
+    "stap",
+    [
+        b"\x78",
+        b"\x78\x00",
+        b"\x78\x00\x09\x65",
+        b"\x78\x00\x00\x65",
+        b"\x78\x00\x02\x41\x9a\x00\x05\x65",
+    ],
+)
 def test_a_truncated_or_zero_sized_stap_a_is_not(stap: bytes) -> None:
     assert not is_keyframe("h264", stap)
 

@@ -40,8 +40,15 @@ from sfu.rtcp import (
 
 FUZZ = settings(max_examples=300, deadline=None)
 
-BLOCK = ReportBlock(ssrc=0xAABBCCDD, fraction_lost=25, packets_lost=-3, highest_seq=70_000,
-                    jitter=12, lsr=0x12345678, dlsr=65536)
+BLOCK = ReportBlock(
+    ssrc=0xAABBCCDD,
+    fraction_lost=25,
+    packets_lost=-3,
+    highest_seq=70_000,
+    jitter=12,
+    lsr=0x12345678,
+    dlsr=65536,
+)
 
 
 def raw(b0: int, packet_type: int, body: bytes, words: int | None = None) -> bytes:
@@ -50,8 +57,9 @@ def raw(b0: int, packet_type: int, body: bytes, words: int | None = None) -> byt
     return struct.pack("!BBH", b0, packet_type, length) + body
 
 
-def tcc(base: int, count: int, chunks: list[int], deltas: bytes, ref: int = 5,
-        fb: int = 9) -> bytes:
+def tcc(
+    base: int, count: int, chunks: list[int], deltas: bytes, ref: int = 5, fb: int = 9
+) -> bytes:
     body = struct.pack("!IIHHI", 1, 2, base, count, ((ref & 0xFFFFFF) << 8) | fb)
     body += b"".join(struct.pack("!H", c) for c in chunks) + deltas
     body += bytes(-len(body) % 4)
@@ -70,8 +78,9 @@ def only(data: bytes) -> object:
 def test_a_sender_report_round_trips_with_its_blocks() -> None:
     data = build_sr(1, ntp_from_time(1_700_000_000.25), 90_000, 10, 12_000, [BLOCK, BLOCK])
     assert len(data) == 28 + 48
-    assert only(data) == SenderReport(1, ntp_from_time(1_700_000_000.25), 90_000, 10, 12_000,
-                                      (BLOCK, BLOCK))
+    assert only(data) == SenderReport(
+        1, ntp_from_time(1_700_000_000.25), 90_000, 10, 12_000, (BLOCK, BLOCK)
+    )
 
 
 def test_a_receiver_report_round_trips_with_and_without_blocks() -> None:
@@ -158,10 +167,20 @@ def test_bye_round_trips_with_and_without_a_reason() -> None:
 
 
 def test_a_compound_packet_parses_into_its_parts_in_order() -> None:
-    data = compound(build_rr(1, [BLOCK]), build_sdes(1, "cname"), build_pli(1, 2),
-                    build_remb(1, 500_000, [2]), build_bye([1]))
-    assert parse_rtcp(data) == [ReceiverReport(1, (BLOCK,)), Sdes(((1, "cname"),)), Pli(1, 2),
-                                Remb(1, 500_000, (2,)), Bye((1,))]
+    data = compound(
+        build_rr(1, [BLOCK]),
+        build_sdes(1, "cname"),
+        build_pli(1, 2),
+        build_remb(1, 500_000, [2]),
+        build_bye([1]),
+    )
+    assert parse_rtcp(data) == [
+        ReceiverReport(1, (BLOCK,)),
+        Sdes(((1, "cname"),)),
+        Pli(1, 2),
+        Remb(1, 500_000, (2,)),
+        Bye((1,)),
+    ]
 
 
 def test_sr_and_rr_may_carry_profile_extensions_after_the_blocks() -> None:
@@ -202,7 +221,11 @@ def test_unknown_types_and_feedback_formats_are_carried_as_other() -> None:
     sli = raw(0x82, 206, struct.pack("!II", 1, 2) + bytes(4))
     afb = raw(0x8F, 206, struct.pack("!II", 1, 2) + b"GOOG" + bytes(4))
     assert parse_rtcp(compound(unknown, tmmbr, sli, afb)) == [
-        Other(195, 0, unknown), Other(205, 3, tmmbr), Other(206, 2, sli), Other(206, 15, afb)]
+        Other(195, 0, unknown),
+        Other(205, 3, tmmbr),
+        Other(206, 2, sli),
+        Other(206, 15, afb),
+    ]
 
 
 # --- transport-cc ------------------------------------------------------------
@@ -325,8 +348,12 @@ def test_sdes_overruns_are_rejected() -> None:
     no_terminator = struct.pack("!I", 1) + b"\x01\x02ab"
     too_many_chunks = build_sdes(1, "ab")[4:]
     second_chunk_missing = struct.pack("!I", 1) + b"\x00\x00\x00\x01"
-    cases = [(0x81, item_too_long), (0x81, no_terminator), (0x83, too_many_chunks),
-             (0x82, second_chunk_missing)]
+    cases = [
+        (0x81, item_too_long),
+        (0x81, no_terminator),
+        (0x83, too_many_chunks),
+        (0x82, second_chunk_missing),
+    ]
     for b0, body in cases:
         with pytest.raises(RtcpError, match="SDES"):
             parse_rtcp(raw(b0, 202, body))
@@ -393,23 +420,43 @@ def test_round_trip_time_comes_from_lsr_and_dlsr() -> None:
 # --- property tests ----------------------------------------------------------
 
 u32 = st.integers(0, 0xFFFFFFFF)
-blocks = st.builds(ReportBlock, u32, st.integers(0, 255), st.integers(-0x800000, 0x7FFFFF),
-                   u32, u32, u32, u32)
+blocks = st.builds(
+    ReportBlock, u32, st.integers(0, 255), st.integers(-0x800000, 0x7FFFFF), u32, u32, u32, u32
+)
 built = st.one_of(
-    st.builds(lambda s, n, t, p, o, r: (build_sr(s, n, t, p, o, r),
-                                        SenderReport(s, n, t, p, o, tuple(r))),
-              u32, st.integers(0, 2**64 - 1), u32, u32, u32, st.lists(blocks, max_size=31)),
-    st.builds(lambda s, r: (build_rr(s, r), ReceiverReport(s, tuple(r))),
-              u32, st.lists(blocks, max_size=31)),
+    st.builds(
+        lambda s, n, t, p, o, r: (
+            build_sr(s, n, t, p, o, r),
+            SenderReport(s, n, t, p, o, tuple(r)),
+        ),
+        u32,
+        st.integers(0, 2**64 - 1),
+        u32,
+        u32,
+        u32,
+        st.lists(blocks, max_size=31),
+    ),
+    st.builds(
+        lambda s, r: (build_rr(s, r), ReceiverReport(s, tuple(r))),
+        u32,
+        st.lists(blocks, max_size=31),
+    ),
     st.builds(lambda s, m: (build_pli(s, m), Pli(s, m)), u32, u32),
-    st.builds(lambda s, m, q: (build_fir(s, m, q), Fir(s, ((m, q),))), u32, u32,
-              st.integers(0, 255)),
-    st.builds(lambda s, m, r: (build_remb(s, 200_000, r), Remb(s, 200_000, tuple(r))),
-              u32, u32, st.lists(u32, max_size=20)),
+    st.builds(
+        lambda s, m, q: (build_fir(s, m, q), Fir(s, ((m, q),))), u32, u32, st.integers(0, 255)
+    ),
+    st.builds(
+        lambda s, m, r: (build_remb(s, 200_000, r), Remb(s, 200_000, tuple(r))),
+        u32,
+        u32,
+        st.lists(u32, max_size=20),
+    ),
     st.builds(lambda s, c: (build_sdes(s, c), Sdes(((s, c),))), u32, st.text(max_size=60)),
-    st.builds(lambda s, r: (build_bye(s, r), Bye(tuple(s), r)),
-              st.lists(u32, min_size=1, max_size=31),
-              st.text(max_size=40)),
+    st.builds(
+        lambda s, r: (build_bye(s, r), Bye(tuple(s), r)),
+        st.lists(u32, min_size=1, max_size=31),
+        st.text(max_size=40),
+    ),
 )
 
 
@@ -474,7 +521,7 @@ sub_packets = st.tuples(
 @FUZZ
 @given(st.lists(sub_packets, min_size=1, max_size=5))
 def test_well_framed_sub_packets_with_random_bodies_never_crash(
-    parts: list[tuple[int, int, bytes]]
+    parts: list[tuple[int, int, bytes]],
 ) -> None:
     data = b"".join(raw(0x80 | flags, pt, body) for flags, pt, body in parts)
     try:

@@ -171,8 +171,10 @@ def test_memoryview_and_bytearray_inputs_parse_the_same() -> None:
 # --- is_rtcp -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("second", "expected"), [(191, False), (192, True), (200, True),
-                                                  (223, True), (224, False), (96, False)])
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [(191, False), (192, True), (200, True), (223, True), (224, False), (96, False)],
+)
 def test_rtcp_is_told_apart_by_the_second_byte(second: int, expected: bool) -> None:
     assert is_rtcp(bytes((0x80, second, 0, 1))) is expected
 
@@ -382,15 +384,19 @@ def test_rewriting_the_header_keeps_the_marker_and_everything_else() -> None:
     rewrite_header(data, ssrc=0xCAFEBABE, sequence=7, timestamp=123, payload_type=100)
     h = parse_rtp(bytes(data))
     assert (h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc) == (
-        True, 100, 7, 123, 0xCAFEBABE)
+        True,
+        100,
+        7,
+        123,
+        0xCAFEBABE,
+    )
     assert data[0] == original[0]
     assert data[12:] == original[12:]
 
 
 def test_rewriting_clears_no_marker_it_did_not_have_and_wraps_counters() -> None:
     data = bytearray(packet(marker=False))
-    rewrite_header(data, ssrc=2**32 + 5, sequence=65536 + 9, timestamp=2**32 + 1,
-                   payload_type=111)
+    rewrite_header(data, ssrc=2**32 + 5, sequence=65536 + 9, timestamp=2**32 + 1, payload_type=111)
     h = parse_rtp(bytes(data))
     assert (h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc) == (False, 111, 9, 1, 5)
 
@@ -401,7 +407,13 @@ def test_rewriting_clears_no_marker_it_did_not_have_and_wraps_counters() -> None
 def test_sequence_numbers_unwrap_past_65535() -> None:
     u = SeqUnwrapper()
     assert [u.unwrap(s) for s in (65533, 65534, 65535, 0, 1, 2)] == [
-        65533, 65534, 65535, 65536, 65537, 65538]
+        65533,
+        65534,
+        65535,
+        65536,
+        65537,
+        65538,
+    ]
 
 
 def test_many_wraps_keep_counting() -> None:
@@ -460,7 +472,12 @@ def test_built_packets_parse_back_to_their_fields(case: tuple[bytes, dict[str, o
     data, f = case
     h = parse_rtp(data, max_size=4096)
     assert (h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc) == (
-        f["marker"], f["payload_type"], f["sequence"], f["timestamp"], f["ssrc"])
+        f["marker"],
+        f["payload_type"],
+        f["sequence"],
+        f["timestamp"],
+        f["ssrc"],
+    )
     assert h.csrc_count == len(f["csrcs"])  # type: ignore[arg-type]
     assert data[h.payload_offset : h.payload_offset + h.payload_length] == f["payload"]
     assert h.padding_length == f["padding"]

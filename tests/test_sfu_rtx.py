@@ -13,8 +13,13 @@ FUZZ = settings(max_examples=300, deadline=None)
 
 
 def media(seq: int = 4000, payload: bytes = b"vp8-frame-bytes", **kw: object) -> bytes:
-    fields: dict[str, object] = {"payload_type": 96, "sequence": seq, "timestamp": 12345,
-                                 "ssrc": 0x1111, "payload": payload}
+    fields: dict[str, object] = {
+        "payload_type": 96,
+        "sequence": seq,
+        "timestamp": 12345,
+        "ssrc": 0x1111,
+        "payload": payload,
+    }
     fields.update(kw)
     return build_rtp(**fields)  # type: ignore[arg-type]
 
@@ -90,7 +95,12 @@ def test_an_rtx_packet_puts_the_original_sequence_number_first() -> None:
     rtx = build_rtx(original, h, rtx_ssrc=0x2222, rtx_payload_type=97, rtx_sequence=17)
     r = parse_rtp(rtx)
     assert (r.ssrc, r.payload_type, r.sequence, r.timestamp, r.marker) == (
-        0x2222, 97, 17, 12345, True)
+        0x2222,
+        97,
+        17,
+        12345,
+        True,
+    )
     assert r.csrc_count == 1
     assert extensions(rtx, r) == {3: b"\x01\x02\x03"}
     assert rtx[r.payload_offset : r.payload_offset + 2] == (4000).to_bytes(2, "big")
@@ -99,8 +109,7 @@ def test_an_rtx_packet_puts_the_original_sequence_number_first() -> None:
 
 def test_the_original_padding_is_dropped_from_the_rtx_packet() -> None:
     original = media(padding=7)
-    rtx = build_rtx(original, parse_rtp(original), rtx_ssrc=1, rtx_payload_type=97,
-                    rtx_sequence=1)
+    rtx = build_rtx(original, parse_rtp(original), rtx_ssrc=1, rtx_payload_type=97, rtx_sequence=1)
     r = parse_rtp(rtx)
     assert r.padding_length == 0
     assert len(rtx) == len(original) - 7 + 2
@@ -108,8 +117,9 @@ def test_the_original_padding_is_dropped_from_the_rtx_packet() -> None:
 
 def test_parse_rtx_rebuilds_the_original_packet() -> None:
     original = media(seq=65535, marker=True, extensions={1: b"\x85"})
-    rtx = build_rtx(original, parse_rtp(original), rtx_ssrc=0x2222, rtx_payload_type=97,
-                    rtx_sequence=5)
+    rtx = build_rtx(
+        original, parse_rtp(original), rtx_ssrc=0x2222, rtx_payload_type=97, rtx_sequence=5
+    )
     osn, rebuilt = parse_rtx(rtx, parse_rtp(rtx), ssrc=0x1111, payload_type=96)
     assert osn == 65535
     assert rebuilt == original
@@ -117,8 +127,9 @@ def test_parse_rtx_rebuilds_the_original_packet() -> None:
 
 def test_parse_rtx_without_a_mapping_keeps_the_rtx_ssrc_and_payload_type() -> None:
     original = media()
-    rtx = build_rtx(original, parse_rtp(original), rtx_ssrc=0x2222, rtx_payload_type=97,
-                    rtx_sequence=5)
+    rtx = build_rtx(
+        original, parse_rtp(original), rtx_ssrc=0x2222, rtx_payload_type=97, rtx_sequence=5
+    )
     _, rebuilt = parse_rtx(rtx, parse_rtp(rtx))
     h = parse_rtp(rebuilt)
     assert (h.ssrc, h.payload_type, h.sequence) == (0x2222, 97, 4000)
@@ -150,23 +161,46 @@ def test_an_rtx_header_from_another_packet_is_refused() -> None:
 
 @FUZZ
 @given(
-    st.integers(0, 0xFFFF), st.integers(0, 0xFFFFFFFF), st.booleans(), st.binary(max_size=200),
-    st.none() | st.dictionaries(st.integers(1, 14), st.binary(min_size=1, max_size=16),
-                                max_size=4),
-    st.integers(0, 255), st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.booleans(),
+    st.binary(max_size=200),
+    st.none() | st.dictionaries(st.integers(1, 14), st.binary(min_size=1, max_size=16), max_size=4),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFF),
 )
 def test_rtx_round_trips_any_media_packet(
-    seq: int, ts: int, marker: bool, payload: bytes, exts: dict[int, bytes] | None,
-    padding: int, rtx_seq: int,
+    seq: int,
+    ts: int,
+    marker: bool,
+    payload: bytes,
+    exts: dict[int, bytes] | None,
+    padding: int,
+    rtx_seq: int,
 ) -> None:
-    original = build_rtp(payload_type=100, sequence=seq, timestamp=ts, ssrc=7, marker=marker,
-                         payload=payload, extensions=exts)
-    rtx = build_rtx(original, parse_rtp(original), rtx_ssrc=8, rtx_payload_type=101,
-                    rtx_sequence=rtx_seq)
+    original = build_rtp(
+        payload_type=100,
+        sequence=seq,
+        timestamp=ts,
+        ssrc=7,
+        marker=marker,
+        payload=payload,
+        extensions=exts,
+    )
+    rtx = build_rtx(
+        original, parse_rtp(original), rtx_ssrc=8, rtx_payload_type=101, rtx_sequence=rtx_seq
+    )
     if padding:  # padding on the RTX packet itself must not matter either
-        rtx = build_rtp(payload_type=101, sequence=rtx_seq, timestamp=ts, ssrc=8, marker=marker,
-                        payload=rtx[parse_rtp(rtx).payload_offset :], extensions=exts,
-                        padding=padding)
+        rtx = build_rtp(
+            payload_type=101,
+            sequence=rtx_seq,
+            timestamp=ts,
+            ssrc=8,
+            marker=marker,
+            payload=rtx[parse_rtp(rtx).payload_offset :],
+            extensions=exts,
+            padding=padding,
+        )
     osn, rebuilt = parse_rtx(rtx, parse_rtp(rtx), ssrc=7, payload_type=100)
     assert osn == seq
     assert rebuilt == original
@@ -188,8 +222,9 @@ def test_arbitrary_bytes_unwrap_or_raise_rtp_error_only(data: bytes) -> None:
 
 
 @FUZZ
-@given(st.lists(st.tuples(st.integers(0, 5000), st.floats(0, 100)), max_size=200),
-       st.integers(1, 64))
+@given(
+    st.lists(st.tuples(st.integers(0, 5000), st.floats(0, 100)), max_size=200), st.integers(1, 64)
+)
 def test_the_cache_answers_only_with_what_was_stored_for_that_number(
     ops: list[tuple[int, float]], size: int
 ) -> None:

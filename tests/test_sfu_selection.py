@@ -12,17 +12,27 @@ VIDEO4 = [("v0", "video"), ("v1", "video"), ("v2", "video"), ("v3", "video")]
 AUDIO3 = [("a0", "audio"), ("a1", "audio"), ("a2", "audio")]
 
 
-def assign(slots: list[tuple[str, str]], current: dict[str, str | None] | None = None,
-           video: list[str] | None = None, audio: list[str] | None = None,
-           pinned: str | None = None, subscriber: str = "me") -> dict[str, str | None]:
-    return assign_slots(slots, subscriber=subscriber, current=current or {},
-                        video_order=video or [], audio_order=audio or [], pinned=pinned)
+def assign(
+    slots: list[tuple[str, str]],
+    current: dict[str, str | None] | None = None,
+    video: list[str] | None = None,
+    audio: list[str] | None = None,
+    pinned: str | None = None,
+    subscriber: str = "me",
+) -> dict[str, str | None]:
+    return assign_slots(
+        slots,
+        subscriber=subscriber,
+        current=current or {},
+        video_order=video or [],
+        audio_order=audio or [],
+        pinned=pinned,
+    )
 
 
 def test_empty_slots_fill_from_the_head_of_each_order_in_slot_order() -> None:
     got = assign(VIDEO4 + AUDIO3, video=["a", "b", "c", "d", "e"], audio=["c", "x", "y", "z"])
-    assert got == {"v0": "a", "v1": "b", "v2": "c", "v3": "d",
-                   "a0": "c", "a1": "x", "a2": "y"}
+    assert got == {"v0": "a", "v1": "b", "v2": "c", "v3": "d", "a0": "c", "a1": "x", "a2": "y"}
 
 
 def test_the_result_lists_the_mids_in_the_subscribers_order() -> None:
@@ -33,8 +43,7 @@ def test_the_result_lists_the_mids_in_the_subscribers_order() -> None:
 def test_the_subscriber_never_receives_itself() -> None:
     got = assign(VIDEO4 + AUDIO3, video=["me", "a", "b"], audio=["me", "a"], pinned="me")
     assert "me" not in got.values()
-    assert got == {"v0": "a", "v1": "b", "v2": None, "v3": None,
-                   "a0": "a", "a1": None, "a2": None}
+    assert got == {"v0": "a", "v1": "b", "v2": None, "v3": None, "a0": "a", "a1": None, "a2": None}
 
 
 def test_a_pinned_publisher_gets_a_video_slot_even_when_last_in_order() -> None:
@@ -137,8 +146,9 @@ people = st.sampled_from(["me", "a", "b", "c", "d", "e", "f", "g"])
 def scenarios(draw: st.DrawFn) -> dict[str, object]:
     n_video = draw(st.integers(0, 5))
     n_audio = draw(st.integers(0, 4))
-    slots = [(f"v{i}", "video") for i in range(n_video)] + [(f"a{i}", "audio")
-                                                            for i in range(n_audio)]
+    slots = [(f"v{i}", "video") for i in range(n_video)] + [
+        (f"a{i}", "audio") for i in range(n_audio)
+    ]
     slots = draw(st.permutations(slots))
     current = {mid: draw(st.none() | people) for mid, _ in slots if draw(st.booleans())}
     return {

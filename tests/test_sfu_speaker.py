@@ -29,8 +29,7 @@ def talking(*spans: tuple[float, float], level: int = 30) -> Script:
     return script
 
 
-def sentences(start: float, end: float, pause_every: float = 1.5,
-              pause: float = 0.2) -> Script:
+def sentences(start: float, end: float, pause_every: float = 1.5, pause: float = 0.2) -> Script:
     """Continuous talk with a short breath every `pause_every` seconds."""
     spans = []
     t = start
@@ -44,8 +43,14 @@ def silent(_: float) -> tuple[int, bool]:
     return BACKGROUND
 
 
-def run(ds: DominantSpeaker, scripts: dict[str, Script], t0: float, t1: float,
-        every: float = 0.3, ptime: float = 0.02) -> list[tuple[float, str]]:
+def run(
+    ds: DominantSpeaker,
+    scripts: dict[str, Script],
+    t0: float,
+    t1: float,
+    every: float = 0.3,
+    ptime: float = 0.02,
+) -> list[tuple[float, str]]:
     """Feed packets in time order and call update every `every` s; the changes seen."""
     changes = []
     next_update = t0 + every
@@ -92,8 +97,7 @@ def test_a_steady_speaker_stays_dominant_through_a_short_cough() -> None:
     assert ds.current == "a"
     # The long time scale is what holds it: without it the cough would win.
     no_long = DominantSpeaker(c3=-100.0)
-    assert "b" in [who for _, who in run(no_long, {"a": a, "b": cough}, T0, T0 + 10,
-                                         every=0.1)]
+    assert "b" in [who for _, who in run(no_long, {"a": a, "b": cough}, T0, T0 + 10, every=0.1)]
 
 
 def test_a_laugh_over_continuous_speech_does_not_switch_either() -> None:
@@ -114,8 +118,9 @@ def test_a_clear_new_speaker_takes_over_within_a_second() -> None:
 
 def test_a_new_speaker_is_found_with_a_faster_update_cadence_too() -> None:
     ds = DominantSpeaker()
-    changes = run(ds, {"a": talking((T0, T0 + 4)), "b": talking((T0 + 4, T0 + 8))},
-                  T0, T0 + 8, every=0.1)
+    changes = run(
+        ds, {"a": talking((T0, T0 + 4)), "b": talking((T0 + 4, T0 + 8))}, T0, T0 + 8, every=0.1
+    )
     assert [who for _, who in changes] == ["a", "b"]
     assert changes[1][0] <= T0 + 5.0
 
@@ -238,8 +243,7 @@ def test_loudest_follows_who_is_speaking_now() -> None:
 
 def test_after_everyone_falls_silent_the_most_recent_speaker_ranks_first() -> None:
     ds = DominantSpeaker()
-    run(ds, {"b": talking((T0, T0 + 1)), "a": talking((T0 + 1, T0 + 2)), "c": silent},
-        T0, T0 + 2)
+    run(ds, {"b": talking((T0, T0 + 1)), "a": talking((T0 + 1, T0 + 2)), "c": silent}, T0, T0 + 2)
     assert ds.loudest(3, T0 + 30) == ["a", "b", "c"]
 
 
@@ -251,13 +255,20 @@ def test_an_empty_detector_has_nobody_loud() -> None:
 
 ops = st.lists(
     st.one_of(
-        st.tuples(st.just("level"), st.sampled_from("abcd"), st.integers(-10, 140),
-                  st.booleans(), st.floats(0, 0.5)),
+        st.tuples(
+            st.just("level"),
+            st.sampled_from("abcd"),
+            st.integers(-10, 140),
+            st.booleans(),
+            st.floats(0, 0.5),
+        ),
         st.tuples(st.just("update"), st.just(""), st.just(0), st.just(False), st.floats(0, 2)),
-        st.tuples(st.just("remove"), st.sampled_from("abcd"), st.just(0), st.just(False),
-                  st.just(0.0)),
-        st.tuples(st.just("loudest"), st.just(""), st.integers(-1, 6), st.just(False),
-                  st.floats(0, 1)),
+        st.tuples(
+            st.just("remove"), st.sampled_from("abcd"), st.just(0), st.just(False), st.just(0.0)
+        ),
+        st.tuples(
+            st.just("loudest"), st.just(""), st.integers(-1, 6), st.just(False), st.floats(0, 1)
+        ),
     ),
     max_size=300,
 )
@@ -266,7 +277,7 @@ ops = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(ops)
 def test_any_sequence_of_calls_keeps_the_state_consistent(
-    calls: list[tuple[str, str, int, bool, float]]
+    calls: list[tuple[str, str, int, bool, float]],
 ) -> None:
     ds = DominantSpeaker()
     present: set[str] = set()
