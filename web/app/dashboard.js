@@ -25,7 +25,7 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+async function api(method, path, body, { signOutOn401 = true } = {}) {
   const response = await fetch(path, {
     method,
     headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
@@ -37,7 +37,7 @@ async function api(method, path, body) {
   const data = await response.json().catch(() => ({}));
   if (!response.ok) {
     const error = data?.error ?? {};
-    if (response.status === 401) signOut("Your admin token is not valid or has expired. Paste a new one.");
+    if (response.status === 401 && signOutOn401) signOut("Your admin token is not valid or has expired. Paste a new one.");
     throw new ApiError(response.status, error.code ?? "error", error.message ?? `HTTP ${response.status}`);
   }
   return data;
@@ -62,7 +62,7 @@ function signInScreen(message = "") {
         }
         token = value;
         try {
-          await api("GET", listPath());
+          await api("GET", listPath(), undefined, { signOutOn401: false });
         } catch (e) {
           token = null;
           error.textContent = e.status === 401 ? "That token was not accepted." : `Could not sign in: ${e.message}`;

@@ -188,8 +188,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       waiting.length === 1
         ? `${waiting[0].name} wants to join`
         : `${waiting[0].name} and ${waiting.length - 1} other${waiting.length > 2 ? "s" : ""} are waiting`;
-    // The People panel lists them already; the card would only cover it.
-    knockToast.hidden = knockDismissed || openName === "people";
+    knockToast.hidden = knockDismissed;
   }
 
   // --- panels -------------------------------------------------------------------------
@@ -204,7 +203,6 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     peopleButton.setAttribute("aria-expanded", String(name === "people"));
     breakoutButton?.setAttribute("aria-expanded", String(name === "breakouts"));
     stage.classList.toggle("with-panel", Boolean(name));
-    if (isHost) renderKnock();
     (name === "people" ? people : breakouts)?.render();
     const panel = name === "people" ? people.element : breakouts?.element;
     panel?.querySelector("h2")?.focus();
@@ -215,7 +213,6 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     people.element.hidden = true;
     if (breakouts) breakouts.element.hidden = true;
     stage.classList.remove("with-panel");
-    if (isHost) renderKnock();
     peopleButton.setAttribute("aria-expanded", "false");
     breakoutButton?.setAttribute("aria-expanded", "false");
     (was === "people" ? peopleButton : breakoutButton)?.focus();
