@@ -65,7 +65,7 @@ def test_knock_hold_reject_let_in_all_remove_and_remove_all(
 
     pat, bob = pages.new("pat"), pages.new("bob")
     guest_precall(pat, f"{server.url}/r/{room}", XSS_NAME)
-    snap(pat, "guest-precall")
+    snap(pat, "guest-precall", full_page=True)
     pat.get_by_test_id("btn-join").click()
     expect(pat.get_by_test_id("screen-waiting")).to_be_visible()
     expect(pat.get_by_test_id("waiting-title")).to_have_text("Waiting for the host to let you in")

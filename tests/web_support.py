@@ -267,10 +267,10 @@ class Pages:
         return [u for u in self.requests if not u.startswith(allowed)]
 
 
-def snap(page: Page, name: str) -> Path:
+def snap(page: Page, name: str, *, full_page: bool = False) -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.screenshot(path=str(path), full_page=full_page)
     return path
 
 

@@ -5,6 +5,7 @@ import { breakoutBanner, breakoutPanel } from "./breakouts.js";
 import { announce, attachStream, fill, h, initials, menuButton, showScreen } from "./dom.js";
 import { peoplePanel } from "./people.js";
 import { setToggle } from "./precall.js";
+import { statsPanel } from "./stats.js";
 
 const MAX_AVATAR_TILES = 12;
 const TOAST_MS = 8000;
@@ -194,29 +195,36 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   // --- panels -------------------------------------------------------------------------
   const people = peoplePanel({ room, names, notify, onClose: () => closePanel() });
   const breakouts = isHost ? breakoutPanel({ room, names, notify, onClose: () => closePanel() }) : null;
+  const info = statsPanel({ room, names, onClose: () => closePanel() });
   const banner = breakoutBanner({ room, notify });
+  /** The side panels and the control that opens each. */
+  const panels = { people: { view: people, button: null }, breakouts: { view: breakouts, button: null }, info: { view: info, button: null } };
   let openName = null;
   function openPanel(name) {
     openName = name;
-    people.element.hidden = name !== "people";
-    if (breakouts) breakouts.element.hidden = name !== "breakouts";
-    peopleButton.setAttribute("aria-expanded", String(name === "people"));
-    breakoutButton?.setAttribute("aria-expanded", String(name === "breakouts"));
+    for (const [key, { view, button }] of Object.entries(panels)) {
+      if (!view) continue;
+      view.element.hidden = key !== name;
+      button?.setAttribute("aria-expanded", String(key === name));
+    }
     stage.classList.toggle("with-panel", Boolean(name));
-    (name === "people" ? people : breakouts)?.render();
-    const panel = name === "people" ? people.element : breakouts?.element;
-    panel?.querySelector("h2")?.focus();
+    if (name === "info") info.start();
+    else info.stop();
+    panels[name]?.view?.render?.();
+    panels[name]?.view?.element.querySelector("h2")?.focus();
   }
   function closePanel() {
     const was = openName;
     openName = null;
-    people.element.hidden = true;
-    if (breakouts) breakouts.element.hidden = true;
+    info.stop();
+    for (const { view, button } of Object.values(panels)) {
+      if (view) view.element.hidden = true;
+      button?.setAttribute("aria-expanded", "false");
+    }
     stage.classList.remove("with-panel");
-    peopleButton.setAttribute("aria-expanded", "false");
-    breakoutButton?.setAttribute("aria-expanded", "false");
-    (was === "people" ? peopleButton : breakoutButton)?.focus();
+    panels[was]?.button?.focus();
   }
+  const togglePanel = (name) => (openName === name ? closePanel() : openPanel(name));
 
   // --- controls -----------------------------------------------------------------------
   const hasMic = Boolean(stream?.getAudioTracks().length);
@@ -228,12 +236,17 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     ? h("button", { type: "button", class: "control toggle", testid: "btn-screen", dataset: { state: "off" }, text: "Share screen", onclick: () => toggleScreen() })
     : null;
   const badge = h("span", { class: "badge", testid: "people-badge", hidden: true });
-  const peopleButton = h("button", { type: "button", class: "control", testid: "btn-people", "aria-expanded": "false", "aria-controls": "people-panel", onclick: () => (openName === "people" ? closePanel() : openPanel("people")) }, "People", badge);
-  people.element.id = "people-panel";
-  const breakoutButton = breakouts
-    ? h("button", { type: "button", class: "control", testid: "btn-breakouts", "aria-expanded": "false", "aria-controls": "breakout-panel", text: "Breakouts", onclick: () => (openName === "breakouts" ? closePanel() : openPanel("breakouts")) })
-    : null;
-  if (breakouts) breakouts.element.id = "breakout-panel";
+  const panelButton = (name, testid, ...label) => {
+    const view = panels[name].view;
+    if (!view) return null;
+    view.element.id = `${name}-panel`;
+    const button = h("button", { type: "button", class: "control", testid, "aria-expanded": "false", "aria-controls": `${name}-panel`, onclick: () => togglePanel(name) }, ...label);
+    panels[name].button = button;
+    return button;
+  };
+  const peopleButton = panelButton("people", "btn-people", "People", badge);
+  const breakoutButton = panelButton("breakouts", "btn-breakouts", "Breakouts");
+  const infoButton = panelButton("info", "btn-stats", "Call info");
   const leaveItems = [{ label: "Leave meeting", testid: "btn-leave-room", onSelect: onLeave }];
   if (isHost) leaveItems.push({ label: "End meeting for all", testid: "btn-end-for-all", danger: true, onSelect: onEndForAll });
   const leave = menuButton({ label: "Leave", text: "Leave", testid: "btn-leave", class: "control leave", items: leaveItems });
@@ -293,9 +306,10 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     screenButton,
     peopleButton,
     breakoutButton,
+    infoButton,
     leave,
   );
-  const stage = h("div", { class: "stage" }, grid, people.element, breakouts?.element);
+  const stage = h("div", { class: "stage" }, grid, people.element, breakouts?.element, info.element);
   const screen = h(
     "section",
     { class: "room", testid: "screen-room", dataset: { role: room.role }, "aria-labelledby": "room-title" },
@@ -389,6 +403,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     openPanel,
     destroy() {
       for (const off of cleanups) off();
+      info.stop();
       media.close();
       for (const el of [...tiles.values(), ...audioSinks.values()]) {
         const v = el.querySelector?.("video") ?? el;

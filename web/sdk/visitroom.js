@@ -959,18 +959,15 @@ export class MediaSession extends Emitter {
   }
 
   /**
-   * Decoded-frame counters of every inbound video stream, by mid.
-   * @returns {Promise<{mid: string, framesDecoded: number, bytesReceived: number}[]>}
+   * A summary of `getStats()`: every received stream with who fills its slot,
+   * every published stream, and the selected candidate pair.
+   * @returns {Promise<{inbound: InboundStats[], outbound: OutboundStats[], roundTripTimeMs: number|null, availableOutgoingKbps: number|null}>}
    */
-  async inboundVideo() {
+  async stats() {
     const report = await this.getStats();
-    const out = [];
-    report?.forEach((s) => {
-      if (s.type === "inbound-rtp" && s.kind === "video") {
-        out.push({ mid: String(s.mid), framesDecoded: s.framesDecoded ?? 0, bytesReceived: s.bytesReceived ?? 0 });
-      }
-    });
-    return out;
+    const who = new Map(this._slots.map((s) => [String(s.mid), s.participant_id ?? null]));
+    const roles = new Map(Object.entries(this._publish).map(([role, t]) => [t.mid, role]));
+    return summarizeStats(report, who, roles);
   }
 
   /** Stop publishing and receiving; local tracks are left to their owner. */
@@ -981,6 +978,66 @@ export class MediaSession extends Emitter {
     this._dropPeerConnection();
     this.emit("tracks", []);
   }
+}
+
+/**
+ * @typedef {{mid: string, kind: string, participantId: string|null, packetsReceived: number,
+ *   packetsLost: number, bytesReceived: number, jitterMs: number|null, framesDecoded: number,
+ *   framesPerSecond: number|null, frameWidth: number|null, frameHeight: number|null}} InboundStats
+ * @typedef {{mid: string, kind: string, role: string|null, bytesSent: number, packetsSent: number,
+ *   framesEncoded: number, frameWidth: number|null, frameHeight: number|null}} OutboundStats
+ */
+
+/**
+ * Summarize an RTCStatsReport (pure: exported for tests and front ends).
+ * @param {RTCStatsReport|Map<string, any>|null} report
+ * @param {Map<string, string|null>} participantByMid who fills each receive slot
+ * @param {Map<string, string>} [roleByMid] "microphone"/"camera"/"screen" for published m-lines
+ */
+export function summarizeStats(report, participantByMid, roleByMid = new Map()) {
+  /** @type {InboundStats[]} */
+  const inbound = [];
+  /** @type {OutboundStats[]} */
+  const outbound = [];
+  let roundTripTimeMs = null;
+  let availableOutgoingKbps = null;
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  report?.forEach((s) => {
+    if (s.type === "inbound-rtp") {
+      const mid = String(s.mid ?? "");
+      inbound.push({
+        mid,
+        kind: s.kind,
+        participantId: participantByMid.get(mid) ?? null,
+        packetsReceived: s.packetsReceived ?? 0,
+        packetsLost: s.packetsLost ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        jitterMs: num(s.jitter) === null ? null : s.jitter * 1000,
+        framesDecoded: s.framesDecoded ?? 0,
+        framesPerSecond: num(s.framesPerSecond),
+        frameWidth: num(s.frameWidth),
+        frameHeight: num(s.frameHeight),
+      });
+    } else if (s.type === "outbound-rtp") {
+      const mid = String(s.mid ?? "");
+      outbound.push({
+        mid,
+        kind: s.kind,
+        role: roleByMid.get(mid) ?? null,
+        bytesSent: s.bytesSent ?? 0,
+        packetsSent: s.packetsSent ?? 0,
+        framesEncoded: s.framesEncoded ?? 0,
+        frameWidth: num(s.frameWidth),
+        frameHeight: num(s.frameHeight),
+      });
+    } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+      if (num(s.currentRoundTripTime) !== null) roundTripTimeMs = s.currentRoundTripTime * 1000;
+      if (num(s.availableOutgoingBitrate) !== null) availableOutgoingKbps = s.availableOutgoingBitrate / 1000;
+    }
+  });
+  inbound.sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
+  outbound.sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
+  return { inbound, outbound, roundTripTimeMs, availableOutgoingKbps };
 }
 
 /**
