@@ -14,6 +14,7 @@ from tests.web_support import (
     REJECTED_TEXT,
     TIMEZONE,
     Pages,
+    TcpProxy,
     WebServer,
     chromium,
     guest_precall,
@@ -235,3 +236,58 @@ def test_the_guest_page_needs_a_name_and_says_so(pages: Pages, server: WebServer
     expect(guest.get_by_test_id("name-error")).to_be_visible()
     expect(guest.get_by_test_id("input-name")).to_be_focused()
     expect(guest.get_by_test_id("input-name")).to_have_attribute("aria-invalid", "true")
+
+
+@pytest.fixture
+def proxy(server: WebServer, pages: Pages) -> Iterator[TcpProxy]:
+    relay = TcpProxy(server.process.port)
+    relay.start()
+    pages.also_allowed.append(relay.url)
+    yield relay
+    relay.stop()
+
+
+def test_a_dropped_connection_resumes_in_place(
+    pages: Pages, server: WebServer, proxy: TcpProxy
+) -> None:
+    """The guest's page goes through a relay the test cuts: the SDK resumes with its
+    resume token, keeping its place in the lobby (no second knock) and in the room."""
+    room = server.schedule()
+    host, guest = pages.new("host"), pages.new("guest")
+    host_joins(host, server, room)
+    guest_precall(guest, f"{proxy.url}/r/{room}", "Rae Resume")
+    guest.get_by_test_id("btn-join").click()
+    expect(guest.get_by_test_id("screen-waiting")).to_be_visible()
+    host.get_by_test_id("btn-people").click()
+    item = waiting_item(host, "Rae Resume")
+    guest_id = item.get_attribute("data-participant-id")
+    item.get_by_test_id("btn-respond").click()
+    item.get_by_test_id("respond-message").fill("One moment please")
+    item.get_by_test_id("btn-put-on-hold").click()
+    expect(guest.get_by_test_id("hold-message")).to_have_text("One moment please")
+
+    proxy.drop_all()
+    expect(guest.get_by_test_id("announcer")).to_have_text(
+        "Connection lost. Reconnecting…", timeout=10000
+    )
+    expect(guest.get_by_test_id("announcer")).to_contain_text(
+        "Message from the host: One moment please", timeout=10000
+    )
+    expect(guest.get_by_test_id("hold-message")).to_have_text("One moment please")
+    expect(host.get_by_test_id("waiting-item")).to_have_count(1)
+    assert waiting_item(host, "Rae Resume").get_attribute("data-participant-id") == guest_id
+
+    host.get_by_test_id("btn-admit-all").click()
+    expect(guest.get_by_test_id("screen-room")).to_be_visible()
+    self_tile = guest.get_by_test_id("video-grid").locator("[data-kind=self]")
+    expect(self_tile).to_have_attribute("data-participant-id", guest_id or "")
+    proxy.drop_all()
+    expect(guest.get_by_test_id("reconnecting")).to_be_visible(timeout=10000)
+    expect(guest.get_by_test_id("toast-text").filter(has_text="Reconnected.")).to_be_visible(
+        timeout=10000
+    )
+    expect(guest.get_by_test_id("screen-room")).to_be_visible()
+    expect(host.get_by_test_id("joined-item")).to_have_count(2)
+    host.get_by_test_id("btn-leave").click()
+    host.get_by_test_id("btn-end-for-all").click()
+    expect(guest.get_by_test_id("left-message")).to_have_text("You've left the room")

@@ -160,6 +160,73 @@ class WebServer:
         return f"{self.url}/host/{room_id}#token={token(room_id, identity, 'host', name)}"
 
 
+class TcpProxy:
+    """A TCP relay in front of the server whose connections the test can cut at once,
+    like a network drop (pages loaded through it use it for their WebSocket too)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self.target_port = target_port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self._thread.start()
+        self._server = self._run(asyncio.start_server(self._accept, "127.0.0.1", self.port))
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.transport.abort()
+            return
+        pair = {writer, up_writer}
+        self._writers |= pair
+        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self._writers -= pair
+
+    def drop_all(self) -> None:
+        """Reset every relayed connection (both sides see the connection die)."""
+
+        async def drop() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        self._run(drop())
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+
+        self._run(close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.transport.abort()
+
+
 def new_room_id() -> str:
     return "t-" + uuid.uuid4().hex[:10]
 
@@ -232,6 +299,7 @@ class Pages:
     context: BrowserContext
     server: WebServer
     opened: list[Page] = field(default_factory=list)
+    also_allowed: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     dialogs: list[str] = field(default_factory=list)
@@ -264,7 +332,9 @@ class Pages:
         """Requests that left the server's origin (the parent test site is allowed)."""
         own = self.server.url.replace("http://", "")
         allowed = (f"http://{own}/", f"ws://{own}/", f"{self.server.parent.origin}/")
-        return [u for u in self.requests if not u.startswith(allowed)]
+        extra = tuple(f"{origin}/" for origin in self.also_allowed)
+        extra += tuple(f"ws://{origin.removeprefix('http://')}/" for origin in self.also_allowed)
+        return [u for u in self.requests if not u.startswith(allowed + extra)]
 
 
 def snap(page: Page, name: str, *, full_page: bool = False) -> Path:

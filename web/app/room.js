@@ -369,8 +369,18 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       actions: [{ label: "Join", testid: "btn-help-join", primary: true, onClick: () => room.moveToBreakout(room.participantId, m.breakout_id).catch((e) => notify(e.message, "error")) }],
     });
   });
-  listen(room, "reconnecting", () => notify("Connection lost. Reconnecting…", "warning", { testid: "reconnecting" }));
-  listen(room, "reconnected", () => notify("Reconnected.", "info"));
+  let reconnecting = null;
+  listen(room, "reconnecting", ({ attempt }) => {
+    if (attempt > 1 && reconnecting?.isConnected) return;
+    reconnecting = notify("Connection lost. Reconnecting…", "warning", { testid: "reconnecting", sticky: true });
+    announce("Connection lost. Reconnecting…");
+  });
+  listen(room, "reconnected", () => {
+    reconnecting?.remove();
+    reconnecting = null;
+    notify("Reconnected.", "info");
+    announce("Reconnected.");
+  });
 
   const timer = setInterval(() => {
     banner.tick();

@@ -7,12 +7,13 @@ import { announce, attachStream, h, showScreen } from "./dom.js";
  * The waiting room: "waiting for the host to let you in", or on hold with the
  * host's message. There is deliberately no way to reply.
  * @param {{stream: MediaStream|null, onLeave: () => void}} options
- * @returns {{update: (status: {status: string, message: string|null}) => void}}
+ * @returns {{update: (status: {status: string, message: string|null}) => void, connectionLost: () => void}}
  */
 export function waitingScreen({ stream, onLeave }) {
   const title = h("h1", { id: "waiting-title", testid: "waiting-title", text: "Waiting for the host to let you in" });
   const text = h("p", { testid: "waiting-text", class: "lead", text: "The host knows you're here. Please stay on this page." });
   const holdNotice = h("p", { testid: "hold-notice", class: "hold-notice", hidden: true, text: "Your request is on hold." });
+  const connection = h("p", { testid: "reconnect-notice", class: "hint", hidden: true, text: "Connection lost. Reconnecting…" });
   const holdMessage = h("blockquote", { testid: "hold-message", class: "hold-message" });
   const holdBox = h(
     "div",
@@ -33,13 +34,20 @@ export function waitingScreen({ stream, onLeave }) {
     text,
     holdNotice,
     holdBox,
+    connection,
     preview,
     h("button", { type: "button", class: "secondary", testid: "btn-leave-lobby", text: "Leave", onclick: onLeave }),
   );
   showScreen(screen);
   let last = "";
   return {
+    connectionLost() {
+      connection.hidden = false;
+      announce("Connection lost. Reconnecting…");
+      last = ""; // say the status again once we are back
+    },
     update({ status, message }) {
+      connection.hidden = true;
       const onHold = status === "on_hold";
       holdNotice.hidden = !onHold;
       holdBox.hidden = !onHold || !message;

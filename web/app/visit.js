@@ -75,6 +75,9 @@ export async function runVisit({ roomId, role, token = null, name = null, report
     });
   };
   room.on("lobby_status", (m) => waiting?.update({ status: m.status, message: m.message ?? null }));
+  room.on("reconnecting", ({ attempt }) => {
+    if (attempt === 1) waiting?.connectionLost();
+  });
   room.on("admitted", () => {
     report("admitted", { participant_id: room.participantId });
     enterRoom();

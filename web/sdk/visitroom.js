@@ -147,28 +147,6 @@ export function formatClock(date) {
   return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
-/**
- * Which m-lines an offer needs, in order: published tracks first, then receive slots.
- * Existing transceivers keep their m-line; this only says what the plan wants.
- * @param {{audio?: boolean, camera?: boolean, screen?: boolean, videoSlots?: number, audioSlots?: number}} want
- * @returns {{kind: "audio"|"video", role: "microphone"|"camera"|"screen"|"slot", direction: RTCRtpTransceiverDirection}[]}
- */
-export function mediaPlan({ audio = false, camera = false, screen = false, videoSlots = 4, audioSlots = 3 }) {
-  /** @type {{kind: "audio"|"video", role: "microphone"|"camera"|"screen"|"slot", direction: RTCRtpTransceiverDirection}[]} */
-  const plan = [
-    { kind: "audio", role: "microphone", direction: audio ? "sendonly" : "inactive" },
-    { kind: "video", role: "camera", direction: camera ? "sendonly" : "inactive" },
-  ];
-  if (screen) plan.push({ kind: "video", role: "screen", direction: "sendonly" });
-  for (let i = 0; i < clampSlots(audioSlots); i += 1) {
-    plan.push({ kind: "audio", role: "slot", direction: "recvonly" });
-  }
-  for (let i = 0; i < clampSlots(videoSlots); i += 1) {
-    plan.push({ kind: "video", role: "slot", direction: "recvonly" });
-  }
-  return plan;
-}
-
 /** @param {number} n */
 function clampSlots(n) {
   return Math.max(0, Math.min(8, Math.floor(Number(n) || 0)));
