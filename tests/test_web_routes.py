@@ -129,3 +129,17 @@ def test_no_script_ever_parses_text_as_html() -> None:
     for script in sorted(WEB_ROOT.rglob("*.js")):
         found = sinks.findall(script.read_text())
         assert not found, f"{script.relative_to(WEB_ROOT)} uses {found}"
+
+
+def test_every_test_id_is_documented() -> None:
+    """docs/sdk.md lists the stable data-testid of every control and screen."""
+    docs = (WEB_ROOT.parent / "docs" / "sdk.md").read_text()
+    ids: set[str] = set()
+    for script in WEB_ROOT.glob("app/*.js"):
+        ids |= set(re.findall(r'testid: "([a-z0-9-]+)"', script.read_text()))
+        ids |= set(re.findall(r'panelButton\("[a-z]+", "([a-z0-9-]+)"', script.read_text()))
+    for page in WEB_ROOT.glob("*.html"):
+        ids |= set(re.findall(r'data-testid="([a-z0-9-]+)"', page.read_text()))
+    assert len(ids) > 100
+    missing = sorted(i for i in ids if f"`{i}`" not in docs)
+    assert missing == []

@@ -37,11 +37,6 @@ export function fill(el, ...children) {
   return el;
 }
 
-/** @param {string} testid @param {ParentNode} [root] */
-export function byTestId(testid, root = document) {
-  return root.querySelector(`[data-testid="${testid}"]`);
-}
-
 const main = () => /** @type {HTMLElement} */ (document.getElementById("main"));
 
 /**
