@@ -89,6 +89,12 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, server: WebServer) ->
     assert host.url == f"{server.url}/host/{room}"
     assert not [url for url in pages.requests if "eyJ" in url]  # no JWT in any URL
 
+    # A reload of the host window asks the dashboard again and gets a fresh token.
+    host.reload()
+    host.get_by_test_id("btn-skip-test").click()
+    host.get_by_test_id("btn-join").click()
+    expect(host.get_by_test_id("screen-room")).to_be_visible()
+
     dash.get_by_test_id("btn-signout").click()
     expect(dash.get_by_test_id("screen-signin")).to_be_visible()
     assert dash.evaluate("sessionStorage.getItem('visitroom.adminToken')") is None

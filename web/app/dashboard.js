@@ -218,9 +218,10 @@ function openHostWindow(roomId) {
 
 window.addEventListener("message", async (event) => {
   if (event.origin !== location.origin || event.data?.type !== "visitroom:host-ready") return;
+  // The window stays registered: a reload of the host page asks again for a fresh token.
   const roomId = hostWindows.get(event.source);
   if (!roomId || event.data.room_id !== roomId) return;
-  hostWindows.delete(event.source);
+  for (const win of hostWindows.keys()) if (win.closed) hostWindows.delete(win);
   try {
     const minted = await api("POST", `/v1/rooms/${encodeURIComponent(roomId)}/host-token`);
     event.source.postMessage({ type: "visitroom:host-token", room_id: roomId, token: minted.token }, location.origin);

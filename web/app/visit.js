@@ -32,6 +32,13 @@ export async function runVisit({ roomId, role, token = null, name = null, report
     heading: role === "host" ? "Get ready to start the visit" : "Get ready for your visit",
   });
   const room = new VisitRoom({ roomId, token: prep.token ?? token, name: prep.name });
+  // One terminal event (rejected, left, ended or error) per visit, whatever path ends it.
+  let reported = false;
+  const reportEnd = (event, detail) => {
+    if (reported) return;
+    reported = true;
+    report(event, detail);
+  };
   pendingScreen(role === "host" ? "Opening the visit…" : "Connecting…", null, "screen-connecting");
   let view = null;
   let finished = false;
@@ -47,15 +54,16 @@ export async function runVisit({ roomId, role, token = null, name = null, report
   };
 
   room.on("rejected", (m) => {
-    report("rejected", { message: m.message });
+    reportEnd("rejected", { message: m.message });
     finish(() => rejectedScreen(m.message));
   });
   room.on("left", (m) => {
-    report(m.reason === "ended" ? "ended" : "left", { reason: m.reason });
+    reportEnd(m.reason === "ended" ? "ended" : "left", { reason: m.reason });
     finish(() => leftScreen({ reason: m.reason, message: m.message, onRejoin: () => location.reload() }));
   });
   room.on("disconnected", () => {
-    report("left", { reason: "disconnected" });
+    if (!room.participantId) return; // never got in: the failed connect() below says so
+    reportEnd("left", { reason: "disconnected" });
     finish(() => errorScreen("Connection lost", "We couldn't reconnect you to the visit. Check your connection and try again.", { retry: true }));
   });
 
@@ -63,6 +71,7 @@ export async function runVisit({ roomId, role, token = null, name = null, report
   const enterRoom = () => {
     if (view || finished) return;
     waiting = null;
+    report("admitted", { participant_id: room.participantId });
     const selfName = prep.name ?? room.participants.get(room.participantId)?.name ?? "You";
     view = roomScreen({
       room,
@@ -78,10 +87,7 @@ export async function runVisit({ roomId, role, token = null, name = null, report
   room.on("reconnecting", ({ attempt }) => {
     if (attempt === 1) waiting?.connectionLost();
   });
-  room.on("admitted", () => {
-    report("admitted", { participant_id: room.participantId });
-    enterRoom();
-  });
+  room.on("admitted", () => enterRoom());
   room.on("roster", () => {
     // A host joins at once; a resumed guest who was let in meanwhile gets the roster.
     if (room.isJoined) enterRoom();
@@ -94,12 +100,11 @@ export async function runVisit({ roomId, role, token = null, name = null, report
       waiting = waitingScreen({ stream: prep.stream, onLeave: () => room.leave() });
       waiting.update(room.lobbyStatus);
     } else {
-      report("admitted", { participant_id: welcome.participant_id });
       enterRoom();
     }
   } catch (error) {
     finish(() => (error instanceof VisitRoomError ? refusalScreen(error) : refusalScreen(new VisitRoomError("disconnected", String(error)))));
-    report("error", { code: error?.code ?? "disconnected" });
+    reportEnd("error", { code: error?.code ?? "disconnected" });
   }
   return room;
 }

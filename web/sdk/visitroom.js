@@ -893,16 +893,19 @@ export class MediaSession extends Emitter {
     await pc.setLocalDescription(offer);
     await waitForIceGathering(pc, 2500);
     if (pc !== this.pc) return;
+    const sdp = pc.localDescription.sdp;
+    // From here on, newly found candidates are not in `sdp`: trickle them. The server
+    // handles a socket's messages in order, so they arrive after the offer.
+    this._offerSent = true;
     let answer;
     try {
-      answer = await this.room.request({ type: "offer", sdp: pc.localDescription.sdp });
+      answer = await this.room.request({ type: "offer", sdp });
     } catch (error) {
       // Roll back so the next negotiation starts from a stable state.
       if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
       this.emit("error", error);
       throw error;
     }
-    this._offerSent = true;
     if (pc !== this.pc) return;
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     this.emit("localtracks", { ...this.local });
