@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from signalling.auth import parse_ttl
+
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
 
@@ -70,6 +72,18 @@ class Config:
     node_id: str = ""
     node_url: str | None = None  # how other nodes reach this one (default: base URL)
     drain_deadline_s: float = 30.0
+    # portal (docs/portal.md); the SMTP password never appears in repr()
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str | None = None
+    smtp_timeout_s: float = 30.0
+    portal_invite_ttl_s: float = 7 * 86400.0
+    portal_retry_base_s: float = 30.0
+    portal_timezone: str = "UTC"
+    portal_practices: Mapping[str, str] = field(default_factory=dict)
+    portal_public_rate_limit: RateLimit = RateLimit(20, 60.0)
+    portal_account_rate_limit: RateLimit = RateLimit(10, 900.0)
+    portal_invite_rate_limit: RateLimit = RateLimit(200, 3600.0)
 
     @property
     def is_loopback(self) -> bool:
@@ -164,6 +178,59 @@ def parse_ice_servers(text: str | None) -> tuple[Mapping[str, object], ...]:
     return tuple({"urls": url} for url in split_list(text))
 
 
+def parse_duration(name: str, text: str) -> float:
+    try:
+        seconds = parse_ttl(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return seconds
+
+
+def parse_practices(text: str | None) -> dict[str, str]:
+    """`VISITROOM_PORTAL_PRACTICES`: a JSON object of practice id -> display name."""
+    if not text:
+        return {}
+    try:
+        names = json.loads(text)
+    except ValueError:
+        raise ConfigError("VISITROOM_PORTAL_PRACTICES must be a JSON object") from None
+    if not isinstance(names, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in names.items()
+    ):
+        raise ConfigError("VISITROOM_PORTAL_PRACTICES must map practice ids to names")
+    return names
+
+
+def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """The portal's settings (SMTP credentials, invite expiry, rate limits)."""
+    values: dict[str, object] = {
+        "smtp_username": env.get("VISITROOM_SMTP_USERNAME") or None,
+        "smtp_password": env.get("VISITROOM_SMTP_PASSWORD") or None,
+        "smtp_from": env.get("VISITROOM_SMTP_FROM") or None,
+        "portal_timezone": env.get("VISITROOM_PORTAL_TIMEZONE") or "UTC",
+        "portal_practices": parse_practices(env.get("VISITROOM_PORTAL_PRACTICES")),
+    }
+    durations = {
+        "smtp_timeout_s": "VISITROOM_SMTP_TIMEOUT",
+        "portal_invite_ttl_s": "VISITROOM_PORTAL_INVITE_TTL",
+        "portal_retry_base_s": "VISITROOM_PORTAL_RETRY_BASE",
+    }
+    for field_name, var in durations.items():
+        if env.get(var):
+            values[field_name] = parse_duration(var, env[var])
+    limits = {
+        "portal_public_rate_limit": "VISITROOM_PORTAL_PUBLIC_RATE_LIMIT",
+        "portal_account_rate_limit": "VISITROOM_PORTAL_ACCOUNT_RATE_LIMIT",
+        "portal_invite_rate_limit": "VISITROOM_PORTAL_INVITE_RATE_LIMIT",
+    }
+    for field_name, var in limits.items():
+        if env.get(var):
+            values[field_name] = RateLimit.parse(env[var])
+    return values
+
+
 def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     """Build a Config from the environment; `overrides` (CLI flags) win when not None."""
     values: dict[str, object] = {
@@ -182,6 +249,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "node_id": env.get("VISITROOM_NODE_ID", ""),
         "node_url": env.get("VISITROOM_NODE_URL") or None,
         "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
+        **portal_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):
         values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])

@@ -15,13 +15,9 @@ from pathlib import Path
 import aiohttp
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from signalling.config import Config
-from tests.servers import ROOT, ServerProcess
+from tests.servers import ROOT, ServerProcess, self_signed_cert
 
 pytestmark = pytest.mark.slow
 
@@ -131,34 +127,8 @@ async def test_the_audit_trail_survives_a_restart(server: ServerProcess) -> None
     ]
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 async def test_tls_serves_https_and_wss(tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_cert(tmp_path)
     env: dict[str, str | None] = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
     server = ServerProcess(tmp_path / "data", env, "--tls-cert", str(cert), "--tls-key", str(key))
     try:

@@ -1,0 +1,57 @@
+"""Who may do what: practice staff act on their own practice's patients; support on any."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from portal.errors import CONTACT_SUPPORT, NOT_FOUND, NOT_REGISTERED, UNAUTHORIZED, PortalError
+from portal.model import Patient
+from signalling.auth import Claims
+
+SUPPORT_SCOPE = "support"
+MAX_PRACTICE = 64
+
+
+@dataclass(frozen=True)
+class Staff:
+    identity: str
+    practice: str | None
+    support: bool
+
+    def home_practice(self) -> str:
+        """The practice new patients and searches belong to."""
+        if self.practice is None:
+            raise PortalError(UNAUTHORIZED, "this call needs a token with a `practice` claim")
+        return self.practice
+
+    def may_see(self, patient: Patient) -> bool:
+        return self.support or patient.practice == self.practice
+
+    @staticmethod
+    def refusal_for_account_email(registered: bool) -> PortalError:
+        """Why staff (not support) may not change this patient's account email."""
+        if not registered:
+            return PortalError(NOT_REGISTERED, "this patient has no activated portal account")
+        return PortalError(
+            CONTACT_SUPPORT,
+            "the email of an activated portal account can only be changed by support:"
+            " please contact support",
+        )
+
+
+def staff_of(claims: Claims) -> Staff:
+    """Staff tokens are admin tokens with a `practice` claim, or a `support` scope."""
+    practice = claims.practice
+    support = claims.scope == SUPPORT_SCOPE
+    if practice is not None and not 1 <= len(practice) <= MAX_PRACTICE:
+        raise PortalError(UNAUTHORIZED, "the `practice` claim must be 1-64 characters")
+    if practice is None and not support:
+        raise PortalError(UNAUTHORIZED, "a staff token needs a `practice` claim")
+    return Staff(claims.identity, practice, support)
+
+
+def visible(staff: Staff, patient: Patient | None) -> Patient:
+    """Another practice's patient is answered exactly like a missing one."""
+    if patient is None or not staff.may_see(patient):
+        raise PortalError(NOT_FOUND, "no such patient")
+    return patient

@@ -1,0 +1,81 @@
+"""One SQLite connection on its own thread: WAL, foreign keys, versioned schema.
+
+All database work runs on a dedicated single-thread executor, so the event
+loop never blocks on disk. Writes run in `BEGIN IMMEDIATE` transactions, which
+also serialise them against other processes using the same file (the CLI).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from portal.migrations import migrate
+
+T = TypeVar("T")
+BUSY_TIMEOUT_MS = 5000
+
+
+class SqliteDatabase:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-db")
+        self._db: sqlite3.Connection | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        await self._submit(self._open)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._submit(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._submit(lambda: fn(self._connection()))
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction: committed if it returns, rolled back if not."""
+        return await self._submit(lambda: self._transaction(fn))
+
+    async def _submit(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # --- on the database thread ---------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("the portal database is not open")
+        return self._db
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._connection()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        migrate(db)
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

@@ -1,0 +1,128 @@
+"""The SQLite OutboxStore: claims, outcomes and listings of invitation emails (see outbox.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from portal.model import Delivery
+from portal.sqlite_db import SqliteDatabase
+from portal.store import Claimed, OutboxRow, TokenHasher
+
+DUE = """
+    SELECT o.message_id, o.invitation_id, p.patient_id, i.email, p.first_name, p.practice,
+           o.token_seed, o.smtp_message_id, o.attempts, o.created_at
+    FROM outbox o
+    JOIN invitations i ON i.invitation_id = o.invitation_id
+    JOIN patients p ON p.patient_id = i.patient_id
+    WHERE o.state = 'pending' AND o.next_attempt_at <= ?
+    ORDER BY o.next_attempt_at, o.message_id
+    LIMIT 1
+"""
+
+
+class SqliteOutbox:
+    """Implements store.OutboxStore on a SqliteDatabase."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._db = database
+
+    async def claim_next(
+        self, now: float, owner: str, token_hash: TokenHasher, expires_at: float
+    ) -> Claimed | None:
+        def claim(db: sqlite3.Connection) -> Claimed | None:
+            row = db.execute(DUE, (now,)).fetchone()
+            if row is None:
+                return None
+            message_id, invitation_id, patient_id, recipient, first_name, practice, seed = row[:7]
+            smtp_message_id, attempts, created_at = row[7:]
+            db.execute(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, claimed_by = ?,"
+                " claimed_at = ? WHERE message_id = ?",
+                (owner, now, message_id),
+            )
+            # The link is armed (its hash stored) before the email can exist anywhere.
+            db.execute(
+                "UPDATE invitations SET token_hash = ?, expires_at = ?"
+                " WHERE invitation_id = ? AND state = 'open'",
+                (token_hash(seed), expires_at, invitation_id),
+            )
+            return Claimed(
+                message_id, patient_id, recipient, first_name, practice, seed, smtp_message_id,
+                attempts + 1, created_at,
+            )  # fmt: skip
+
+        return await self._db.write(claim)
+
+    async def mark_sent(self, message_id: int, owner: str, at: float) -> None:
+        await self._finish(
+            "state = 'sent', sent_at = ?, token_seed = NULL, last_error = NULL",
+            (at,),
+            message_id,
+            owner,
+        )
+
+    async def mark_retry(self, message_id: int, owner: str, next_at: float, error: str) -> None:
+        await self._finish(
+            "state = 'pending', next_attempt_at = ?, last_error = ?",
+            (next_at, error),
+            message_id,
+            owner,
+        )
+
+    async def mark_failed(self, message_id: int, owner: str, error: str) -> None:
+        await self._finish(
+            "state = 'failed', token_seed = NULL, last_error = ?", (error,), message_id, owner
+        )
+
+    async def _finish(
+        self, assignments: str, args: tuple[object, ...], message_id: int, owner: str
+    ) -> None:
+        sql = (
+            f"UPDATE outbox SET {assignments}, claimed_by = NULL"
+            " WHERE message_id = ? AND state = 'sending' AND claimed_by = ?"
+        )
+        await self._db.write(lambda db: db.execute(sql, (*args, message_id, owner)))
+
+    async def requeue_orphans(self, at: float) -> int:
+        def requeue(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "UPDATE outbox SET state = 'pending', claimed_by = NULL, next_attempt_at = ?"
+                " WHERE state = 'sending'",
+                (at,),
+            )
+            return cursor.rowcount
+
+        return await self._db.write(requeue)
+
+    async def make_due(self, at: float) -> int:
+        """Pending messages waiting for a retry become due now."""
+        cursor = await self._db.write(
+            lambda db: db.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE state = 'pending'"
+                " AND next_attempt_at > ?",
+                (at, at),
+            )
+        )
+        count: int = cursor.rowcount
+        return count
+
+    async def next_due(self) -> float | None:
+        row = await self._db.read(
+            lambda db: db.execute(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
+            ).fetchone()
+        )
+        due: float | None = row[0]
+        return due
+
+    async def list_outbox(self, limit: int) -> list[OutboxRow]:
+        rows = await self._db.read(
+            lambda db: db.execute(
+                "SELECT o.message_id, o.state, o.attempts, i.email, o.created_at, o.sent_at,"
+                " o.next_attempt_at, o.last_error FROM outbox o"
+                " JOIN invitations i ON i.invitation_id = o.invitation_id"
+                " ORDER BY o.message_id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        )
+        return [OutboxRow(r[0], Delivery(r[1]), *r[2:]) for r in rows]

@@ -1,0 +1,261 @@
+"""Activation links and logins: single use, expiry, identical answers and timing, rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import argon2
+
+from portal.page import csp_hash
+from signalling.app import create_app
+from signalling.config import RateLimit
+from signalling.keys import AUDIT
+from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
+    PASSWORD,
+    Mailbox,
+    Portal,
+    mailbox_fixture,
+    portal_app_fixture,
+    portal_config,
+    portal_fixture,
+)
+from waiting_room.clock import FakeClock
+
+DAY = 86400.0
+NO_LIMIT = RateLimit(0, 1.0)
+
+
+async def clocked_portal(
+    aiohttp_client: Any, tmp_path: Path, mailbox: Mailbox, **config: Any
+) -> tuple[Portal, FakeClock, Any]:
+    clock = FakeClock(time.time())
+    app = create_app(portal_config(tmp_path, mailbox, **config), clock=clock)
+    return Portal(await aiohttp_client(app)), clock, app
+
+
+async def timings(calls: dict[str, Callable[[], Awaitable[Any]]], rounds: int) -> dict[str, float]:
+    """Each kind's median time relative to its round's mean (1.0: no difference).
+
+    Every round runs each kind once, in a random order, so the kinds share the
+    machine's load of the moment; comparing within rounds cancels its drift.
+    """
+    for call in calls.values():  # warm up
+        await call()
+    ratios: dict[str, list[float]] = {kind: [] for kind in calls}
+    for _ in range(rounds):
+        took: dict[str, float] = {}
+        for kind in random.sample(list(calls), len(calls)):
+            started = time.perf_counter()
+            await calls[kind]()
+            took[kind] = time.perf_counter() - started
+        mean = statistics.fmean(took.values())
+        for kind, seconds in took.items():
+            ratios[kind].append(seconds / mean)
+    return {kind: statistics.median(values) for kind, values in ratios.items()}
+
+
+def indistinguishable(relative: dict[str, float], tolerance: float = 0.2) -> bool:
+    """Every kind within 20% of the round means; a path that skipped the argon2 work
+    would take about 1% of the others' time (a ratio near 0.02)."""
+    return all(abs(ratio - 1.0) <= tolerance for ratio in relative.values())
+
+
+async def test_a_link_activates_once_and_then_answers_like_an_unknown_one(
+    portal: Portal, mailbox: Mailbox
+) -> None:
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    code, body = await portal.activate(mail.token)
+    assert code == 200 and body["activated"] is True
+    reused = await portal.activate(mail.token, "another long password")
+    unknown = await portal.activate(secrets.token_urlsafe(32))
+    assert reused == unknown and reused[0] == 400
+    assert (await portal.login("ann@example.com"))[0] == 200
+    assert (await portal.login("ann@example.com", "another long password"))[0] == 401
+
+
+async def test_two_racing_activations_of_one_link_give_exactly_one_account(
+    portal: Portal, mailbox: Mailbox
+) -> None:
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    answers = await asyncio.gather(
+        *(portal.activate(mail.token, f"password number {n}") for n in range(4))
+    )
+    assert sorted(code for code, _ in answers) == [200, 400, 400, 400]
+    winner = next(n for n, (code, _) in enumerate(answers) if code == 200)
+    assert (await portal.login("ann@example.com", f"password number {winner}"))[0] == 200
+
+
+async def test_a_short_password_is_refused_and_the_link_still_works(
+    portal: Portal, mailbox: Mailbox
+) -> None:
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    code, body = await portal.activate(mail.token, "short")
+    assert code == 400 and "12 characters" in body["error"]["message"]
+    assert (await portal.activate(mail.token))[0] == 200
+
+
+async def test_a_link_expires_after_the_configured_time(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, clock, app = await clocked_portal(
+        aiohttp_client, tmp_path, mailbox, portal_invite_ttl_s=2 * DAY
+    )
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    assert "expires in 2 days" in mail.text
+    clock.advance(2 * DAY + 1)
+    code, body = await portal.activate(mail.token)
+    assert code == 400 and body == (await portal.activate("nope"))[1]
+    assert (await portal.status(patient_id))["registered_on"] == "Pending"
+    entries = await app[AUDIT].query(None)
+    reasons = [e.get("reason") for e in entries if e["action"] == "portal_activate"]
+    assert reasons == ["expired", "unknown"]
+    assert (await portal.invite(patient_id, "reinvite"))[0] == 202
+    [_, fresh] = await mailbox.wait_for(2)
+    assert (await portal.activate(fresh.token))[0] == 200
+
+
+async def test_unknown_used_and_expired_links_get_the_same_answer_in_the_same_time(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, clock, _ = await clocked_portal(
+        aiohttp_client, tmp_path, mailbox,
+        portal_public_rate_limit=NO_LIMIT, portal_account_rate_limit=NO_LIMIT,
+    )  # fmt: skip
+    expired_patient = await portal.create(first="Exp", email="exp@example.com")
+    assert (await portal.invite(expired_patient))[0] == 202
+    [expired] = await mailbox.wait_for(1)
+    clock.advance(8 * DAY)
+    used_patient = await portal.create(first="Used", email="used@example.com")
+    assert (await portal.invite(used_patient))[0] == 202
+    [_, used] = await mailbox.wait_for(2)
+    assert (await portal.activate(used.token))[0] == 200
+    tokens = {"unknown": secrets.token_urlsafe(32), "used": used.token, "expired": expired.token}
+    answers = {kind: await portal.activate(token) for kind, token in tokens.items()}
+    assert answers["unknown"] == answers["used"] == answers["expired"]
+    assert answers["unknown"][0] == 400
+    calls = {kind: (lambda t=token: portal.activate(t)) for kind, token in tokens.items()}
+    relative = await timings(calls, rounds=15)
+    assert indistinguishable(relative), relative
+
+
+async def test_unknown_emails_and_wrong_passwords_get_the_same_401_in_the_same_time(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, _, _ = await clocked_portal(
+        aiohttp_client, tmp_path, mailbox,
+        portal_public_rate_limit=NO_LIMIT, portal_account_rate_limit=NO_LIMIT,
+    )  # fmt: skip
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    assert (await portal.activate(mail.token))[0] == 200
+    wrong = await portal.login("ann@example.com", "not the password")
+    unknown = await portal.login("nobody@example.com", "not the password")
+    malformed = await portal.login("not an address", "not the password")
+    assert wrong == unknown == malformed and wrong[0] == 401
+    assert wrong[1]["error"]["code"] == "unauthorized"
+    calls = {
+        "wrong": lambda: portal.login("ann@example.com", "not the password"),
+        "unknown": lambda: portal.login("nobody@example.com", "not the password"),
+    }
+    relative = await timings(calls, rounds=15)
+    assert indistinguishable(relative), relative
+
+
+async def test_logins_are_tracked_by_day(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, clock, app = await clocked_portal(aiohttp_client, tmp_path, mailbox)
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    assert (await portal.activate(mail.token))[0] == 200
+    assert (await portal.status(patient_id))["last_login_on"] == "Never"
+    code, body = await portal.login("ANN@example.com")
+    assert code == 200
+    first = (await portal.status(patient_id))["last_login_on"]
+    assert first == body["last_login_on"] == time.strftime("%Y-%m-%d", time.gmtime(clock()))
+    clock.advance(3 * DAY)
+    assert (await portal.login("ann@example.com"))[0] == 200
+    later = (await portal.status(patient_id))["last_login_on"]
+    assert later == time.strftime("%Y-%m-%d", time.gmtime(clock())) and later > first
+    logins = [e for e in await app[AUDIT].query(None) if e["action"] == "portal_login"]
+    assert [(e["actor"], e["outcome"]) for e in logins] == [(patient_id, "ok")] * 2
+
+
+async def test_activation_and_login_are_rate_limited_per_address_and_per_account(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, _, _ = await clocked_portal(
+        aiohttp_client, tmp_path, mailbox,
+        portal_public_rate_limit=RateLimit(6, 60), portal_account_rate_limit=RateLimit(2, 60),
+    )  # fmt: skip
+    codes = [(await portal.login("ann@example.com", "wrong password!"))[0] for _ in range(3)]
+    assert codes == [401, 401, 429]  # the account's limit
+    assert (await portal.login("bob@example.com", "wrong password!"))[0] == 401
+    codes = [(await portal.activate("guess-" + "x" * n))[0] for n in range(3)]
+    assert codes == [400, 400, 429]  # the address's limit (6 in all)
+    code, body = await portal.login("cy@example.com", "wrong password!")
+    assert code == 429 and body["error"]["code"] == "rate_limited"
+
+
+async def test_argon2_runs_off_the_event_loop(portal: Portal, monkeypatch: Any) -> None:
+    threads: list[int] = []
+    real_verify = argon2.PasswordHasher.verify
+
+    def verify_and_note_the_thread(self: Any, hash: str, password: str) -> Any:
+        threads.append(threading.get_ident())
+        return real_verify(self, hash, password)
+
+    monkeypatch.setattr(argon2.PasswordHasher, "verify", verify_and_note_the_thread)
+    logins = [portal.login(f"p{n}@example.com", "some password!") for n in range(4)]
+    assert [code for code, _ in await asyncio.gather(*logins)] == [401] * 4
+    assert len(threads) == 4 and threading.get_ident() not in threads
+
+
+async def test_the_landing_page_is_static_private_and_locked_down(portal: Portal) -> None:
+    response = await portal.client.get("/portal/activate")
+    assert response.status == 200
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    html = await response.text()
+    for kind, body in re.findall(r"<(script|style)>(.*?)</\1>", html, re.DOTALL):
+        assert f"{kind}-src {csp_hash(body)}" in csp
+    assert not re.search(r"(src|href)=|https?://|@import|url\(", html)
+    assert "location.hash" in html and "/v1/portal/activate" in html
+
+
+async def test_bad_activation_and_login_bodies_are_400(portal: Portal) -> None:
+    for body in (
+        {"token": "abc", "password": PASSWORD, "extra": 1},
+        {"token": "abc"},
+        {"password": 123456789012345, "token": "abc"},
+    ):
+        code, answer = await portal.call("POST", "/v1/portal/activate", body, headers={})
+        assert code == 400 and answer["error"]["code"] == "bad_request"
+    no_token = await portal.call("POST", "/v1/portal/activate", {"password": PASSWORD}, headers={})
+    assert no_token == await portal.activate("unknown-token")
+    code, _ = await portal.call(
+        "POST", "/v1/portal/login", {"email": 5, "password": "x"}, headers={}
+    )
+    assert code == 400
