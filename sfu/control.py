@@ -8,9 +8,14 @@ that the same calls can travel as msgpack RPC to SFU worker processes.
 
 from __future__ import annotations
 
-from typing import Protocol, TypedDict
+from typing import NotRequired, Protocol, TypedDict
 
 MAIN_GROUP = "main"
+
+# Why MediaEvents.media_closed was called (the media plane ended it by itself).
+CONNECT_FAILED = "connect_failed"  # ICE + DTLS did not complete; still admitted
+TRANSPORT_FAILED = "transport_failed"  # DTLS closed or ICE consent lost; still admitted
+PRECALL_TIMEOUT = "precall_timeout"  # the pre-call test reached its time limit
 
 
 class Slot(TypedDict):
@@ -19,6 +24,9 @@ class Slot(TypedDict):
     mid: str
     kind: str  # "audio" or "video"
     participant_id: str | None
+    # Optional: which of that participant's tracks fills it, "audio", "camera"
+    # or "screen" (a presenter can fill two video slots); absent when empty.
+    source: NotRequired[str]
 
 
 class PrecallStats(TypedDict):

@@ -1,0 +1,243 @@
+"""Servers and clients for the media benchmark.
+
+`Server` starts `python -m signalling serve` (signalling + in-process SFU)
+pinned to one core; `Client` joins a room through the real WebSocket
+protocol and negotiates a `SyntheticPeer`; `RelayServer` is the aiortc
+MediaRelay worker of bench/media_relay.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from signalling.auth import mint  # noqa: E402
+from tests.servers import free_port  # noqa: E402
+from tests.synthetic_peer import SyntheticPeer  # noqa: E402
+
+KEY, SECRET = "bench", "b" * 64
+
+
+# Set by bench/media_fanout.py --nice: this machine is shared, and another
+# job on the same core would otherwise preempt the measured processes.
+PRIORITY = {"nice": 0}
+
+
+def pinned(core: int) -> list[str]:
+    """The command prefix that pins a process to `core` (and raises its priority)."""
+    prefix = ["taskset", "-c", str(core)]
+    if PRIORITY["nice"]:
+        prefix = ["nice", "-n", str(PRIORITY["nice"]), *prefix]
+    return prefix
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+class Server:
+    """`visitroom serve` on one core, media on 127.0.0.1."""
+
+    def __init__(self, core: int) -> None:
+        self.dir = tempfile.TemporaryDirectory(prefix="media-bench-")
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "VISITROOM_API_KEY": KEY,
+            "VISITROOM_API_SECRET": SECRET,
+            "VISITROOM_KNOCK_RATE_LIMIT": "0",
+            "VISITROOM_MAX_PARTICIPANTS": "1000",
+            "VISITROOM_LOG_LEVEL": "WARNING",
+            "VISITROOM_ICE_HOSTS": "127.0.0.1",
+        }
+        command = [*pinned(core), sys.executable, "-m", "signalling", "serve"]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.dir.name]
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self.ps = psutil.Process(self.proc.pid)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu_s(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def rss(self) -> int:
+        return int(self.ps.memory_info().rss)
+
+    async def wait_healthy(self, session: aiohttp.ClientSession) -> None:
+        async with asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+
+    async def create_room(self, session: aiohttp.ClientSession, room: str, size: int) -> None:
+        admin = mint(KEY, SECRET, room="*", identity="bench", name="Bench", role="host", admin=True)
+        now = time.time()
+        body = {
+            "room_id": room,
+            "starts_at": datetime.fromtimestamp(now, UTC).isoformat(),
+            "ends_at": datetime.fromtimestamp(now + 3600, UTC).isoformat(),
+            "max_participants": size,
+        }
+        headers = {"Authorization": f"Bearer {admin}"}
+        async with session.post(f"{self.url}/v1/rooms", json=body, headers=headers) as response:
+            if response.status != 201:
+                raise RuntimeError(f"creating the room failed: {await response.text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.dir.cleanup()
+
+
+class Client:
+    """One participant: a WebSocket session and a synthetic media peer."""
+
+    def __init__(self, name: str, **peer: Any) -> None:
+        self.name = name
+        self.peer = SyntheticPeer(**peer)
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.slots: list[dict[str, Any]] = []
+
+    async def join(self, server: Server, session: aiohttp.ClientSession, room: str) -> None:
+        ws_url = f"{server.url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
+        self.ws = await session.ws_connect(ws_url, max_msg_size=0)
+        token = mint(KEY, SECRET, room=room, identity=self.name, name=self.name, role="host")
+        await self.ws.send_json({"type": "hello", "token": token})
+        await self._read_until("welcome")
+        await self.ws.send_json({"type": "offer", "sdp": await self.peer.offer(), "id": 1})
+        answer = await self._read_until("answer")
+        self.reader = asyncio.create_task(self._drain())
+        await self.peer.connect(answer["sdp"])
+
+    async def join_relay(self, relay: RelayServer) -> None:
+        role = "publisher" if self.peer.video_ssrc is not None else "subscriber"
+        answer = await relay.offer(role, await self.peer.offer())
+        await self.peer.connect(answer)
+
+    async def _read_until(self, kind: str) -> dict[str, Any]:
+        assert self.ws is not None
+        while True:
+            message = await self.ws.receive_json(timeout=30)
+            if message["type"] == "error":
+                raise RuntimeError(f"{self.name}: {message}")
+            if message["type"] == kind:
+                return dict(message)
+
+    async def _drain(self) -> None:
+        assert self.ws is not None
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                data = json.loads(message.data)
+                if data.get("type") == "slots":
+                    self.slots = data["slots"]
+
+    def video_streams(self) -> int:
+        return sum(1 for s in self.peer.transport.streams.values() if s.packets > 20)
+
+    def received(self) -> int:
+        return sum(s.packets for s in self.peer.transport.streams.values())
+
+    def lost(self) -> int:
+        return sum(s.lost for s in self.peer.transport.streams.values())
+
+    def latencies(self) -> list[float]:
+        return [x for s in self.peer.transport.streams.values() for x in s.latencies]
+
+    def reset_latencies(self) -> None:
+        for stream in self.peer.transport.streams.values():
+            stream.latencies.clear()
+
+    def decrypt_failures(self) -> int:
+        return int(self.peer.transport.counters.srtp_errors)
+
+    async def close(self) -> None:
+        self.peer.close()
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            self.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.reader
+
+
+async def connect_all(
+    server: Server, session: aiohttp.ClientSession, room: str, clients: list[Client]
+) -> None:
+    """Join everyone, ten at a time."""
+    gate = asyncio.Semaphore(10)
+
+    async def join(client: Client) -> None:
+        async with gate:
+            await client.join(server, session, room)
+
+    await asyncio.gather(*(join(c) for c in clients))
+
+
+class RelayServer:
+    """bench/media_relay.py on one core."""
+
+    def __init__(self, core: int) -> None:
+        script = str(ROOT / "bench" / "media_relay.py")
+        command = [*pinned(core), sys.executable, script]
+        self.proc = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT
+        )
+        self.ps = psutil.Process(self.proc.pid)
+        self._lock = asyncio.Lock()
+
+    async def _line(self) -> str:
+        assert self.proc.stdout is not None
+        return await asyncio.get_running_loop().run_in_executor(None, self.proc.stdout.readline)
+
+    async def started(self) -> None:
+        await self._line()
+
+    async def offer(self, role: str, sdp: str) -> str:
+        async with self._lock:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(json.dumps({"role": role, "sdp": sdp}) + "\n")
+            self.proc.stdin.flush()
+            return str(json.loads(await self._line())["sdp"])
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for proc in [self.ps, *self.ps.children(recursive=True)]:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        return total
+
+    def stop(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()

@@ -1,0 +1,159 @@
+"""RTCP in and out for one participant.
+
+In: the compound packet is parsed strictly (`sfu.rtcp`); any malformed
+sub-packet drops the whole datagram and counts it.  Sender reports of the
+participant's own streams give the NTP/RTP mapping the SFU reuses for its
+consumers' SRs; report blocks about the SFU's consumer streams give loss,
+jitter and round trip; PLI/FIR about a consumer go (coalesced) to the
+producer currently feeding, or about to feed, that slot; NACKs are answered
+from the producers' retransmission caches.
+
+Out (about once a second): one SR per consumer that has sent media (with
+the publisher's NTP clock, see `Consumer.sender_report`), an RR with one
+report block per producer (loss, jitter, LSR/DLSR), the CNAME, and a REMB
+capping the participant's video by the size of its room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .rtcp import (
+    Fir,
+    Nack,
+    Pli,
+    ReceiverReport,
+    Remb,
+    ReportBlock,
+    RtcpError,
+    SenderReport,
+    build_remb,
+    build_rr,
+    build_sdes,
+    build_sr,
+    ntp_middle32,
+    parse_rtcp,
+)
+
+if TYPE_CHECKING:
+    from .participant import Participant
+
+SRS_PER_COMPOUND = 30
+
+
+def handle_rtcp(p: Participant, data: bytes, now: float) -> None:
+    """Dispatch one decrypted RTCP compound packet from `p`."""
+    try:
+        packets = parse_rtcp(data)
+    except RtcpError:
+        p.counters.bad_rtcp += 1
+        return
+    for packet in packets:
+        handler = _HANDLERS.get(type(packet))
+        if handler is not None:
+            handler(p, packet, now)
+
+
+def _sender_report(p: Participant, sr: SenderReport, now: float) -> None:
+    producer = p.by_ssrc.get(sr.ssrc)
+    if producer is not None:
+        producer.on_sender_report(sr.ntp, sr.rtp_timestamp, now)
+    _blocks(p, sr.reports, now)
+
+
+def _receiver_report(p: Participant, rr: ReceiverReport, now: float) -> None:
+    _blocks(p, rr.reports, now)
+
+
+def _blocks(p: Participant, blocks: tuple[ReportBlock, ...], now: float) -> None:
+    for block in blocks:
+        consumer = p.consumers_by_ssrc.get(block.ssrc)
+        if consumer is not None:
+            consumer.on_report(block.fraction_lost, block.jitter, block.lsr, block.dlsr, now)
+
+
+def _keyframe(p: Participant, media_ssrc: int, now: float) -> None:
+    consumer = p.consumers_by_ssrc.get(media_ssrc)
+    target = consumer.target if consumer is not None else None
+    if target is not None and target.request_keyframe(now):
+        p.counters.keyframe_requests += 1
+
+
+def _pli(p: Participant, pli: Pli, now: float) -> None:
+    _keyframe(p, pli.media_ssrc, now)
+
+
+def _fir(p: Participant, fir: Fir, now: float) -> None:
+    for ssrc, _seq in fir.entries[:8]:
+        _keyframe(p, ssrc, now)
+
+
+def _nack(p: Participant, nack: Nack, now: float) -> None:
+    consumer = p.consumers_by_ssrc.get(nack.media_ssrc)
+    if consumer is not None:
+        p.counters.retransmitted += consumer.retransmit(nack.lost[:64], now)
+
+
+def _remb(p: Participant, remb: Remb, now: float) -> None:
+    p.remb_estimate = remb.bitrate
+
+
+_HANDLERS: dict[type, Callable[[Participant, Any, float], None]] = {
+    SenderReport: _sender_report,
+    ReceiverReport: _receiver_report,
+    Pli: _pli,
+    Fir: _fir,
+    Nack: _nack,
+    Remb: _remb,
+}
+
+
+def reports(p: Participant, now: float, remb_bitrate: int | None) -> list[bytes]:
+    """The periodic RTCP compounds for `p` (each starts with an SR or RR)."""
+    srs = []
+    for consumer in p.consumers.values():
+        mapping = consumer.sender_report(now)
+        if mapping is not None:
+            ntp, rtp_ts = mapping
+            srs.append(
+                build_sr(consumer.ssrc, ntp, rtp_ts, consumer.packets_sent, consumer.octets_sent)
+            )
+            consumer.sr_sent(ntp_middle32(ntp), now)
+    first = build_rr(p.rtcp_ssrc, _report_blocks(p, now)) + build_sdes(p.rtcp_ssrc, p.cname)
+    remb = _remb_packet(p, remb_bitrate)
+    compounds = [first + remb]
+    for i in range(0, len(srs), SRS_PER_COMPOUND):
+        compounds.append(b"".join(srs[i : i + SRS_PER_COMPOUND]))
+    return compounds
+
+
+def _report_blocks(p: Participant, now: float) -> list[ReportBlock]:
+    blocks = []
+    for producer in p.producers.values():
+        if producer.ssrc is None or producer.stats.received == 0:
+            continue
+        r = producer.stats.report(now)
+        blocks.append(
+            ReportBlock(
+                ssrc=producer.ssrc,
+                fraction_lost=r.fraction_lost,
+                packets_lost=r.cumulative_lost,
+                highest_seq=r.highest_sequence,
+                jitter=r.jitter,
+                lsr=r.lsr,
+                dlsr=r.dlsr,
+            )
+        )
+    return blocks[:31]
+
+
+def _remb_packet(p: Participant, bitrate: int | None) -> bytes:
+    ssrcs = [
+        pr.ssrc
+        for pr in p.producers.values()
+        if pr.kind == "video" and pr.use_remb and pr.ssrc is not None
+    ]
+    if bitrate is None or not ssrcs:
+        return b""
+    return build_remb(p.rtcp_ssrc, bitrate, ssrcs)

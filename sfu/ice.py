@@ -1,0 +1,339 @@
+"""ICE for the SFU: aioice's agent, gathering only where we are told to.
+
+`IceConnection` subclasses `aioice.Connection` (the full ICE agent, in the
+controlled role since the client always offers) to:
+
+* gather host candidates only on the configured addresses (aioice skips
+  127.0.0.1 and would otherwise use every interface), on ports of the
+  configured range, with a large receive buffer;
+* ignore remote candidates and incoming checks that cannot pair with our
+  addresses (a browser also offers its other interfaces; on loopback these
+  must not win) and mDNS names (peer-reflexive discovery covers them);
+* demultiplex every datagram by its first byte in `MediaProtocol`
+  (RFC 7983): STUN goes to aioice, DTLS to a bounded queue that aiortc's
+  `RTCDtlsTransport` reads, SRTP/SRTCP straight to a synchronous callback.
+  DTLS and SRTP are only accepted from the ICE-selected address; DTLS that
+  arrives from a validated address before the selection is held (a few
+  datagrams at most) and released if that address is selected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aioice import Candidate, Connection, stun
+from aioice.candidate import candidate_foundation, candidate_priority
+from aioice.ice import CandidatePair, StunProtocol, get_host_addresses
+
+from .counters import Counters
+
+logger = logging.getLogger(__name__)
+
+MAX_DTLS_QUEUE = 64
+MAX_EARLY_DTLS = 16
+# DTLS datagrams accepted per second: a handshake needs a handful, and once
+# SRTP is keyed only alerts and the odd retransmission are legitimate.
+MAX_DTLS_PER_SECOND = 100
+MAX_REMOTE_CANDIDATES = 64
+
+SrtpHandler = Callable[[bytes], None]
+
+
+def dtls_records_ok(data: bytes) -> bool:
+    """Whether a datagram is a run of well-formed DTLS record headers (RFC 6347 4.1)."""
+    offset, size = 0, len(data)
+    while offset < size:
+        if offset + 13 > size or not 20 <= data[offset] <= 25 or data[offset + 1] != 0xFE:
+            return False
+        offset += 13 + int.from_bytes(data[offset + 11 : offset + 13], "big")
+    return offset == size
+
+
+def host_addresses(configured: tuple[str, ...]) -> list[str]:
+    """The addresses to gather on: the configured ones, else all non-loopback."""
+    if configured:
+        return list(configured)
+    return [
+        a
+        for a in get_host_addresses(use_ipv4=True, use_ipv6=True)
+        if not ipaddress.ip_address(a).is_loopback and not ipaddress.ip_address(a).is_link_local
+    ]
+
+
+class PortAllocator:
+    """Hands out ports of a range round-robin; `None` lets the kernel choose."""
+
+    def __init__(self, ports: tuple[int, int] | None) -> None:
+        self._ports = ports
+        self._next = ports[0] if ports else 0
+
+    def candidates(self) -> Iterator[int]:
+        if self._ports is None:
+            yield 0
+            return
+        low, high = self._ports
+        for _ in range(high - low + 1):
+            port = self._next
+            self._next = low if port >= high else port + 1
+            yield port
+
+
+class MediaProtocol(StunProtocol):
+    """One UDP socket of a transport; demultiplexes by the first byte."""
+
+    def __init__(self, connection: IceConnection) -> None:
+        super().__init__(connection)
+        self.ice = connection
+        # A second handle on the same socket: socket.sendto is cheaper than
+        # the event loop transport's, and a full buffer drops the packet
+        # (counted) instead of queueing without bound.
+        self.sender: socket.socket | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.sender = socket.socket(fileno=os.dup(sock.fileno()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.close_sender()
+        super().connection_lost(exc)
+
+    def close_sender(self) -> None:
+        if self.sender is not None:
+            self.sender.close()
+            self.sender = None
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:  # type: ignore[override]
+        ice = self.ice
+        try:
+            first = data[0]
+            if 127 < first < 192:
+                selected = ice.selected
+                if selected is not None and selected[0] is self and selected[1] == addr[:2]:
+                    ice.on_srtp(data)
+                else:
+                    ice.counters.foreign_source += 1
+            elif first < 4:
+                self._stun(data, (addr[0], addr[1]))
+            elif 19 < first < 64:
+                ice.on_dtls(data, (addr[0], addr[1]), self)
+            else:
+                ice.counters.unknown_packets += 1
+        except Exception:  # the receive path must never die
+            ice.counters.errors += 1
+            logger.debug("datagram from %s dropped", addr, exc_info=True)
+
+    def _stun(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            message = stun.parse_message(data)
+        except Exception:  # aioice raises ValueError, struct.error, ...
+            self.ice.counters.bad_stun += 1
+            return
+        if message.message_class in (stun.Class.RESPONSE, stun.Class.ERROR):
+            transaction = self.transactions.get(message.transaction_id)
+            if transaction is not None:
+                transaction.response_received(message, addr)
+        elif message.message_class == stun.Class.REQUEST:
+            self.ice.request_received(message, addr, self)
+
+
+class IceConnection(Connection):
+    """aioice's agent restricted to our addresses and ports (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        addresses: list[str],
+        ports: PortAllocator,
+        counters: Counters,
+        buffer_bytes: int,
+        on_srtp: SrtpHandler,
+        controlling: bool = False,
+    ) -> None:
+        # The SFU answers, so it is the controlled agent; test and bench
+        # clients reuse this class as the controlling one.
+        super().__init__(ice_controlling=controlling, use_ipv6=True)
+        self.counters = counters
+        self.on_srtp = on_srtp
+        self.selected: tuple[MediaProtocol, tuple[str, int]] | None = None
+        self._addresses = addresses
+        self._port_allocator = ports
+        self._buffer_bytes = buffer_bytes
+        self._validated: set[tuple[str, int]] = set()
+        self._early_dtls: list[tuple[bytes, tuple[str, int], MediaProtocol]] = []
+        self._dtls_window = 0.0
+        self._dtls_count = 0
+        ips = [ipaddress.ip_address(a) for a in addresses]
+        self._local_versions = {ip.version for ip in ips}
+        # A wildcard address can reach anything of its version.
+        wildcard = any(ip.is_unspecified for ip in ips)
+        self._local_is_loopback = {True, False} if wildcard else {ip.is_loopback for ip in ips}
+
+    async def gather_candidates(self) -> None:
+        if not self._local_candidates_start:
+            self._local_candidates_start = True
+            self._local_candidates += await self.get_component_candidates(1, self._addresses)
+            self._local_candidates_end = True
+
+    async def get_component_candidates(
+        self,
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109
+    ) -> list[Candidate]:
+        candidates = []
+        for address in addresses:
+            protocol = await self._bind(address)
+            if protocol is None:
+                continue
+            host, port = protocol.transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            self._protocols.append(protocol)
+            candidates.append(protocol.local_candidate)
+        if not candidates:
+            raise ConnectionError(f"could not bind a UDP socket on {addresses}")
+        return candidates
+
+    async def _bind(self, address: str) -> MediaProtocol | None:
+        loop = asyncio.get_running_loop()
+        for port in self._port_allocator.candidates():
+            try:
+                _, protocol = await loop.create_datagram_endpoint(
+                    lambda: MediaProtocol(self), local_addr=(address, port)
+                )
+            except OSError:
+                continue
+            sock = protocol.transport.get_extra_info("socket")
+            if sock is not None:
+                for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, option, self._buffer_bytes)
+            return protocol
+        logger.warning("no free UDP port on %s in the configured range", address)
+        return None
+
+    # remote candidates and checks
+
+    def reachable(self, host: str) -> bool:
+        """Whether a remote address can pair with one of ours."""
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return ip.version in self._local_versions and ip.is_loopback in self._local_is_loopback
+
+    def _add_remote_candidate(self, remote_candidate: Candidate, network_host: str) -> None:
+        if len(self._remote_candidates) >= MAX_REMOTE_CANDIDATES:
+            self.counters.ignored_candidates += 1
+            return
+        if remote_candidate.transport.lower() != "udp" or not self.reachable(network_host):
+            self.counters.ignored_candidates += 1
+            return
+        super()._add_remote_candidate(remote_candidate, network_host)
+
+    async def add_remote_candidate(self, remote_candidate: Candidate | None) -> None:
+        if remote_candidate is not None and remote_candidate.host.endswith(".local"):
+            self.counters.ignored_candidates += 1  # no mDNS on a server
+            return
+        await super().add_remote_candidate(remote_candidate)
+
+    def request_received(
+        self, message: stun.Message, addr: tuple[str, int], protocol: StunProtocol
+    ) -> None:
+        if not self.reachable(addr[0]) or len(self._remote_candidates) >= MAX_REMOTE_CANDIDATES:
+            self.counters.foreign_source += 1
+            return
+        if (
+            len(self._validated) < MAX_REMOTE_CANDIDATES
+            and "USERNAME" in message.attributes
+            and message.check_message_integrity(self.local_password.encode("utf8"))
+        ):
+            self._validated.add(addr)
+        super().request_received(message, addr, protocol)
+
+    def check_complete(self, pair: CandidatePair) -> None:
+        super().check_complete(pair)
+        nominated = self._nominated.get(1)
+        if nominated is not None:
+            self._select(nominated)
+
+    def _select(self, pair: CandidatePair) -> None:
+        protocol = pair.protocol
+        if not isinstance(protocol, MediaProtocol):
+            return
+        selected = (protocol, pair.remote_addr)
+        if self.selected != selected:
+            self.selected = selected
+            early, self._early_dtls = self._early_dtls, []
+            for data, addr, protocol in early:
+                self.on_dtls(data, addr, protocol)
+
+    # DTLS
+
+    def on_dtls(self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol) -> None:
+        if not dtls_records_ok(data):
+            self.counters.bad_dtls += 1
+            return
+        selected = self.selected
+        if selected is not None:
+            if selected[0] is protocol and selected[1] == addr:
+                self._queue_dtls(data)
+            else:
+                self.counters.foreign_source += 1
+        elif addr in self._validated and len(self._early_dtls) < MAX_EARLY_DTLS:
+            self._early_dtls.append((data, addr, protocol))
+        else:
+            self.counters.foreign_source += 1
+
+    def _queue_dtls(self, data: bytes) -> None:
+        now = time.monotonic()
+        if now - self._dtls_window > 1.0:
+            self._dtls_window, self._dtls_count = now, 0
+        self._dtls_count += 1
+        if self._dtls_count > MAX_DTLS_PER_SECOND or self._queue.qsize() >= MAX_DTLS_QUEUE:
+            self.counters.dtls_overflow += 1
+            return
+        self.counters.dtls_in += 1
+        self._queue.put_nowait((data, 1))
+
+    def data_received(self, data: bytes, component: int) -> None:
+        # Every datagram is demultiplexed by MediaProtocol; nothing else may
+        # fill aioice's unbounded queue.
+        self.counters.unknown_packets += 1
+
+    def send_media(self, data: bytes) -> bool:
+        """Send one protected datagram to the selected address; False if not sent."""
+        selected = self.selected
+        if selected is None or selected[0].sender is None:
+            return False
+        try:
+            selected[0].sender.sendto(data, selected[1])
+        except OSError:  # buffer full (EAGAIN) or the path went away
+            self.counters.send_errors += 1
+            return False
+        return True
+
+    def close_sockets(self) -> None:
+        """Close every socket now (no more media in or out); close() still follows."""
+        self.selected = None
+        for protocol in self._protocols:
+            if isinstance(protocol, MediaProtocol):
+                protocol.close_sender()
+            protocol.transport.close()

@@ -1,0 +1,292 @@
+"""`LocalMedia`: the media plane in this process, behind `MediaControl`.
+
+Ordering guarantee: `open`, `open_precall`, `move`, `close` and
+`close_room` make their whole state change synchronously, before the
+coroutine's first suspension (they have none), so they take effect in call
+order and a `close` issued right after an `open` always wins.  `offer`
+parses and checks the SDP synchronously (a bad offer changes nothing), then
+may suspend once while the sockets of a new transport are bound; if the
+participant was closed (or re-opened) meanwhile, that transport is closed
+and the offer fails with `not_admitted`, so nothing of it survives.
+
+Events go to `MediaEvents` on the event loop: `slots_changed` whenever the
+occupants of a participant's receive slots change, `active_speaker` when a
+group's dominant speaker changes, `precall_stats` about once a second during
+a pre-call test, and `media_closed` when the media plane itself ends a
+session: "transport_failed" / "connect_failed" (the participant stays
+admitted and may offer again) and "precall_timeout".  An explicit `close`
+emits nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from . import counters as counters_mod
+from .bitrate import cap_for
+from .control import MAIN_GROUP, PRECALL_TIMEOUT, MediaError, MediaEvents, Slot
+from .dtls import CertificateStore
+from .group import Group
+from .ice import PortAllocator, host_addresses
+from .negotiate import negotiate
+from .participant import Participant
+from .precall import PrecallMeter
+from .sdp import parse_candidate, parse_offer
+from .settings import MediaSettings
+from .ticker import Ticker
+from .transport import WebRtcTransport
+
+logger = logging.getLogger(__name__)
+
+PRECALL_ROOM = "\x00precall"
+MAX_PENDING_CANDIDATES = 32
+
+
+class LocalMedia:
+    """The SFU of this process (see module doc); implements `MediaControl`."""
+
+    def __init__(self, settings: MediaSettings, events: MediaEvents) -> None:
+        self.settings = settings
+        self.events = events
+        self.participants: dict[str, Participant] = {}
+        self.groups: dict[tuple[str, str], Group] = {}
+        self.meters: dict[str, PrecallMeter] = {}
+        self._ports = PortAllocator(settings.rtc_ports)
+        self._addresses: list[str] = []
+        self._certificates: CertificateStore | None = None
+        self._ticker = Ticker(self, settings.selection_interval_s)
+        self._retired = counters_mod.total([])
+        self._pending: dict[str, list[str | None]] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def start(self) -> None:
+        """Generate the DTLS certificate, find the addresses, start the timers."""
+        if self._started:
+            return
+        self._addresses = host_addresses(self.settings.ice_hosts)
+        if not self._addresses:
+            raise MediaError("unavailable", "no address to gather ICE candidates on")
+        self._certificates = CertificateStore()
+        self._ticker.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Close every session and wait for the transports to wind down."""
+        for pid in list(self.participants):
+            self._close(pid)
+        await self._ticker.stop()
+        await self.drain()
+        self._started = False
+
+    async def drain(self) -> None:
+        """Wait until closed transports have released their resources."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    # admission (synchronous state changes)
+
+    async def open(self, room_id: str, group: str, participant_id: str) -> None:
+        self._open(room_id, group or MAIN_GROUP, participant_id, precall=False)
+
+    async def open_precall(self, participant_id: str) -> None:
+        self._open(PRECALL_ROOM, participant_id, participant_id, precall=True)
+        self.meters[participant_id] = PrecallMeter(
+            time.monotonic(), self.settings.precall_stats_interval_s
+        )
+
+    def _open(self, room_id: str, group_name: str, pid: str, *, precall: bool) -> None:
+        existing = self.participants.get(pid)
+        if existing is not None:
+            if existing.room_id == room_id and existing.precall == precall:
+                self._move(existing, group_name)
+                return
+            self._close(pid)
+        group = self._group(room_id, group_name, precall)
+        participant = Participant(
+            pid,
+            room_id,
+            group,
+            precall=precall,
+            settings=self.settings,
+            on_transport_lost=self._transport_lost,
+        )
+        self.participants[pid] = participant
+        group.add(participant)
+
+    def _group(self, room_id: str, name: str, precall: bool) -> Group:
+        group = self.groups.get((room_id, name))
+        if group is None:
+            group = self.groups[(room_id, name)] = Group(room_id, name, precall=precall)
+        return group
+
+    async def move(self, participant_id: str, group: str) -> None:
+        participant = self._admitted(participant_id)
+        if participant.precall:
+            raise MediaError("bad_request", "a pre-call session cannot be moved")
+        self._move(participant, group or MAIN_GROUP)
+
+    def _move(self, participant: Participant, name: str) -> None:
+        old = participant.group
+        if old.name == name:
+            return
+        new = self._group(participant.room_id, name, participant.precall)
+        old.remove(participant)
+        new.add(participant)
+        participant.pinned = None
+        self._forget_group(old)
+        self.refill(old)
+        self.refill(new)
+
+    async def close(self, participant_id: str) -> None:
+        self._close(participant_id)
+
+    async def close_room(self, room_id: str) -> None:
+        for pid in [p.id for p in self.participants.values() if p.room_id == room_id]:
+            self._close(pid)
+
+    def _close(self, pid: str) -> None:
+        participant = self.participants.pop(pid, None)
+        self.meters.pop(pid, None)
+        self._pending.pop(pid, None)
+        if participant is None:
+            return
+        participant.close()
+        counters_mod.total([*participant.retired], into=self._retired)
+        group = participant.group
+        group.remove(participant)
+        self._forget_group(group)
+        self.refill(group)
+
+    def _forget_group(self, group: Group) -> None:
+        if not group.members:
+            self.groups.pop((group.room_id, group.name), None)
+
+    def _admitted(self, pid: str) -> Participant:
+        participant = self.participants.get(pid)
+        if participant is None or participant.closed:
+            raise MediaError("not_admitted", "this participant has no media session")
+        return participant
+
+    # negotiation
+
+    async def offer(self, participant_id: str, sdp: str) -> str:
+        participant = self._admitted(participant_id)
+        offer = parse_offer(sdp)
+        plans = negotiate(
+            offer,
+            video_slots_cap=self.settings.video_slots_cap,
+            audio_slots_cap=self.settings.audio_slots_cap,
+        )
+        async with participant.lock:
+            if participant.needs_transport(offer):
+                transport = await self._new_transport(participant)
+                if self.participants.get(participant_id) is not participant or participant.closed:
+                    transport.close()
+                    raise MediaError("not_admitted", "the media session was closed")
+                participant.set_transport(transport, offer, self.settings.connect_timeout_s)
+                self._flush_candidates(participant)
+            producers_changed = participant.apply(plans)
+            answer = participant.answer(offer)
+        group = participant.group
+        group.dirty = group.dirty or producers_changed
+        asyncio.get_running_loop().call_soon(self._refill_after_offer, participant)
+        return answer
+
+    async def _new_transport(self, participant: Participant) -> WebRtcTransport:
+        if self._certificates is None:
+            raise MediaError("unavailable", "the media plane is not started")
+        live = sum(1 for p in self.participants.values() if p.transport is not None)
+        if live >= self.settings.max_transports:
+            raise MediaError("unavailable", "the media server is full")
+        transport = WebRtcTransport(
+            addresses=self._addresses,
+            ports=self._ports,
+            announced_ip=self.settings.announced_ip,
+            buffer_bytes=self.settings.socket_buffer_bytes,
+            certificate=self._certificates.current(),
+            sink=participant,
+            tasks=self.tasks,
+        )
+        try:
+            await transport.gather()
+        except (OSError, ConnectionError) as exc:
+            transport.close()
+            raise MediaError("unavailable", f"no UDP port available: {exc}") from None
+        return transport
+
+    def _refill_after_offer(self, participant: Participant) -> None:
+        if not participant.closed:
+            self.refill(participant.group)
+
+    async def candidate(
+        self, participant_id: str, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        participant = self._admitted(participant_id)
+        value = parse_candidate(candidate if isinstance(candidate, str) else "")
+        if participant.transport is None:
+            pending = self._pending.setdefault(participant_id, [])
+            if len(pending) < MAX_PENDING_CANDIDATES:
+                pending.append(value)
+            return
+        await participant.transport.add_remote_candidate(value)
+
+    def _flush_candidates(self, participant: Participant) -> None:
+        pending = self._pending.pop(participant.id, [])
+        if participant.transport is not None:
+            participant.transport.add_remote_candidates(pending)
+
+    async def pin(self, participant_id: str, target: str | None) -> None:
+        participant = self._admitted(participant_id)
+        participant.pinned = target
+        self._emit_slots(participant, participant.group.refill(participant, time.monotonic()))
+
+    # selection
+
+    def refill(self, group: Group) -> None:
+        """Re-assign every member's slots and tell who changed."""
+        now = time.monotonic()
+        group.changed_orders(now)
+        for member in list(group.members.values()):
+            self._emit_slots(member, group.refill(member, now))
+
+    def _emit_slots(self, participant: Participant, slots: list[Slot] | None) -> None:
+        if slots is not None:
+            self.notify("slots_changed", participant.id, slots)
+
+    def notify(self, event: str, *args: object) -> None:
+        """Call a MediaEvents method; a failing listener never breaks the media plane."""
+        try:
+            getattr(self.events, event)(*args)
+        except Exception:
+            logger.exception("MediaEvents.%s failed", event)
+
+    def end_precall(self, pid: str) -> None:
+        """A pre-call test ran out of time."""
+        self._close(pid)
+        self.notify("media_closed", pid, PRECALL_TIMEOUT)
+
+    def _transport_lost(self, participant: Participant, reason: str) -> None:
+        participant.reset_media()
+        self.refill(participant.group)
+        self.notify("media_closed", participant.id, reason)
+
+    def remb_cap(self, participant: Participant) -> int:
+        return cap_for(len(participant.group), self.settings.remb_table)
+
+    # observability
+
+    def stats(self) -> dict[str, int]:
+        """Aggregate counters of every transport ever opened, plus live sizes."""
+        result = dict(self._retired)
+        live = [p.transport.counters for p in self.participants.values() if p.transport]
+        retired = [c for p in self.participants.values() for c in p.retired]
+        counters_mod.total([*live, *retired], into=result)
+        result["participants"] = len(self.participants)
+        result["transports"] = len(live)
+        result["groups"] = len(self.groups)
+        result["producers"] = sum(len(p.producers) for p in self.participants.values())
+        result["consumers"] = sum(len(p.consumers) for p in self.participants.values())
+        return result

@@ -1,0 +1,179 @@
+"""What the SFU accepts of an offer: codecs, feedback, extensions, directions.
+
+Pure policy over a parsed `Offer`; the answer text is written by
+`answer.py`.  The SFU never transcodes, so every participant must send a
+codec every receiver understands: the answer lists VP8 first (browsers send
+the first codec of the answer), H.264 only when offered, Opus for audio.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .sdp import Codec, Offer, OfferedMedia
+
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+ACCEPTED_EXTENSIONS = {
+    "audio": (AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI),
+    "video": (ABS_SEND_TIME_URI, MID_URI),
+}
+ACCEPTED_FEEDBACK = {
+    "audio": (),
+    "video": ("nack", "nack pli", "ccm fir", "goog-remb"),
+}
+MAX_PUBLISHED = {"audio": 1, "video": 2}
+
+
+@dataclass(frozen=True)
+class CodecChoice:
+    """A codec the SFU accepts on an m-line, with the offerer's payload types."""
+
+    name: str
+    payload_type: int
+    clock_rate: int
+    channels: int | None
+    fmtp: str
+    feedback: tuple[str, ...]
+    rtx_payload_type: int | None
+
+    def has_feedback(self, value: str) -> bool:
+        return value in self.feedback
+
+
+@dataclass(frozen=True)
+class MediaPlan:
+    """The SFU's decision for one m-line of the offer."""
+
+    index: int
+    mid: str | None
+    kind: str
+    accepted: bool  # False: answered with port 0
+    publish: bool  # the client's track on this m-line is forwarded
+    receive: bool  # the SFU fills this m-line as a receive slot
+    codecs: tuple[CodecChoice, ...]
+    extensions: tuple[tuple[int, str], ...]
+    ssrc: int | None
+    rtx_ssrc: int | None
+
+    @property
+    def direction(self) -> str:
+        """The answer's direction, seen from the SFU."""
+        if self.publish and self.receive:
+            return "sendrecv"
+        if self.publish:
+            return "recvonly"
+        if self.receive:
+            return "sendonly"
+        return "inactive"
+
+    def extension_id(self, uri: str) -> int | None:
+        for ext_id, ext_uri in self.extensions:
+            if ext_uri == uri:
+                return ext_id
+        return None
+
+
+def negotiate(offer: Offer, *, video_slots_cap: int, audio_slots_cap: int) -> tuple[MediaPlan, ...]:
+    """Decide every m-line of `offer`; caps limit receive slots, not m-lines."""
+    published = {"audio": 0, "video": 0}
+    slots = {"audio": 0, "video": 0}
+    caps = {"audio": audio_slots_cap, "video": video_slots_cap}
+    plans = []
+    for media in offer.media:
+        codecs = choose_codecs(media)
+        if media.rejected or not codecs:
+            plans.append(_rejected(media))
+            continue
+        publish = media.publishes and published[media.kind] < MAX_PUBLISHED[media.kind]
+        receive = media.receives and slots[media.kind] < caps[media.kind]
+        published[media.kind] += publish
+        slots[media.kind] += receive
+        plans.append(_accepted(media, codecs, publish, receive))
+    return tuple(plans)
+
+
+def choose_codecs(media: OfferedMedia) -> tuple[CodecChoice, ...]:
+    """Opus for audio; VP8 then H.264 (one profile) for video; with their RTX."""
+    if media.kind == "audio":
+        names = [_first(media, _is_opus)]
+    elif media.kind == "video":
+        names = [_first(media, lambda c: c.name == "vp8"), _best_h264(media)]
+    else:
+        return ()
+    return tuple(_choice(media, codec) for codec in names if codec is not None)
+
+
+def _is_opus(codec: Codec) -> bool:
+    return codec.name == "opus" and codec.clock_rate == 48000
+
+
+def _first(media: OfferedMedia, accept: Callable[[Codec], bool]) -> Codec | None:
+    for codec in media.codecs:
+        if accept(codec):
+            return codec
+    return None
+
+
+def _best_h264(media: OfferedMedia) -> Codec | None:
+    h264 = [c for c in media.codecs if c.name == "h264" and c.param("packetization-mode") == "1"]
+    # Constrained baseline is what every browser decodes in hardware and software.
+    for codec in h264:
+        if (codec.param("profile-level-id") or "").lower().startswith("42e0"):
+            return codec
+    return h264[0] if h264 else None
+
+
+def _choice(media: OfferedMedia, codec: Codec) -> CodecChoice:
+    accepted = ACCEPTED_FEEDBACK[media.kind]
+    return CodecChoice(
+        name=codec.name,
+        payload_type=codec.payload_type,
+        clock_rate=codec.clock_rate,
+        channels=codec.channels,
+        fmtp=codec.fmtp,
+        feedback=tuple(f for f in codec.feedback if f in accepted),
+        rtx_payload_type=_rtx_for(media, codec.payload_type),
+    )
+
+
+def _rtx_for(media: OfferedMedia, payload_type: int) -> int | None:
+    for codec in media.codecs:
+        if codec.name == "rtx" and codec.param("apt") == str(payload_type):
+            return codec.payload_type
+    return None
+
+
+def _accepted(
+    media: OfferedMedia, codecs: tuple[CodecChoice, ...], publish: bool, receive: bool
+) -> MediaPlan:
+    allowed = ACCEPTED_EXTENSIONS[media.kind]
+    return MediaPlan(
+        index=media.index,
+        mid=media.mid,
+        kind=media.kind,
+        accepted=True,
+        publish=publish,
+        receive=receive,
+        codecs=codecs,
+        extensions=tuple((i, uri) for i, uri in media.extensions if uri in allowed),
+        ssrc=media.ssrc if publish else None,
+        rtx_ssrc=media.rtx_ssrc if publish else None,
+    )
+
+
+def _rejected(media: OfferedMedia) -> MediaPlan:
+    return MediaPlan(
+        index=media.index,
+        mid=media.mid,
+        kind=media.kind,
+        accepted=False,
+        publish=False,
+        receive=False,
+        codecs=(),
+        extensions=(),
+        ssrc=None,
+        rtx_ssrc=None,
+    )

@@ -1,0 +1,398 @@
+"""A participant's media session: its transport, producers and consumers.
+
+A `Participant` exists from `open` (admitted, no transport yet) until
+`close`.  Each offer is negotiated into it: the transport is created on the
+first offer (and again on an ICE restart), published m-lines become
+`Producer`s and receive m-lines become `Consumer`s, keyed by mid so that a
+renegotiation keeps the existing ones (same SSRCs, same state) and only adds
+or removes what changed.  It is also the transport's `PacketSink`: RTP is
+routed to the producer by SSRC (learned from the sdes:mid extension when the
+offer did not announce it), RTCP goes to `feedback`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import feedback
+from .answer import AnswerContext, SendStream, render_answer
+from .consumer import Consumer
+from .control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
+from .counters import Counters
+from .group import participant_of, source_of
+from .negotiate import MID_URI, MediaPlan
+from .producer import Producer
+from .rtp import RtpError, RtpHeader, find_extension, parse_rtp
+from .sdp import Offer
+from .settings import MediaSettings
+from .transport import TransportState, WebRtcTransport
+
+if TYPE_CHECKING:
+    from .group import Group
+
+MAX_LEARNED_SSRCS = 8
+
+
+class NullOutput:
+    """Where consumers and producers write while there is no transport."""
+
+    rtcp_ssrc = 0
+
+    def send_rtp(self, packet: bytes) -> None:
+        pass
+
+    def send_rtcp(self, packet: bytes) -> None:
+        pass
+
+
+NULL_OUTPUT = NullOutput()
+
+
+class Participant:
+    """One participant's media (see module doc)."""
+
+    def __init__(
+        self,
+        participant_id: str,
+        room_id: str,
+        group: Group,
+        *,
+        precall: bool,
+        settings: MediaSettings,
+        on_transport_lost: Callable[[Participant, str], None],
+    ) -> None:
+        self.id = participant_id
+        self.settings = settings
+        self.room_id = room_id
+        self.group = group
+        self.precall = precall
+        self.pinned: str | None = None
+        self.closed = False
+        self.lock = asyncio.Lock()
+        self.transport: WebRtcTransport | None = None
+        self.remote_ufrag: str | None = None
+        self.rtcp_ssrc = random.getrandbits(32) | 1
+        self.cname = f"vr-{random.getrandbits(48):012x}"
+        self.producers: dict[str, Producer] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.by_ssrc: dict[int, Producer] = {}
+        self.by_rtx_ssrc: dict[int, Producer] = {}
+        self.consumers_by_ssrc: dict[int, Consumer] = {}
+        self.slot_keys: dict[str, str | None] = {}  # mid -> source key
+        self.slots_sent: list[Slot] | None = None
+        self.plans: tuple[MediaPlan, ...] = ()
+        self.ext_ids: dict[str, int] = {}
+        self.answer_version = 0
+        self.session_id = random.getrandbits(62)
+        self.opened_at = time.monotonic()
+        self.next_report = 0.0
+        self.retired: list[Counters] = []
+        self.remb_estimate: int | None = None  # the participant's own REMB to us
+        self._learned = 0
+        self._idle_counters = Counters()
+        self._on_transport_lost = on_transport_lost
+
+    # transport
+
+    @property
+    def counters(self) -> Counters:
+        return self.transport.counters if self.transport is not None else self._idle_counters
+
+    def needs_transport(self, offer: Offer) -> bool:
+        return self.transport is None or offer.ice_ufrag != self.remote_ufrag
+
+    def set_transport(self, transport: WebRtcTransport, offer: Offer, timeout: float) -> None:
+        """Adopt a freshly gathered transport (first offer or ICE restart)."""
+        old = self.transport
+        self.transport = transport
+        self.remote_ufrag = offer.ice_ufrag
+        if old is not None:
+            self.retired.append(old.counters)
+            old.close()
+        role = _dtls_role(offer.setup, old.dtls_role if old is not None else None)
+        transport.inbound_ssrcs.update(self.by_ssrc)
+        transport.inbound_ssrcs.update(self.by_rtx_ssrc)
+        transport.add_remote_candidates(list(offer.candidates))
+        transport.start(
+            ufrag=offer.ice_ufrag,
+            pwd=offer.ice_pwd,
+            fingerprints=offer.fingerprints,
+            dtls_role=role,
+            timeout=timeout,
+        )
+        self._bind_outputs()
+
+    def on_transport_state(self, state: TransportState) -> None:
+        transport = self.transport
+        if state == TransportState.FAILED and transport is not None:
+            reason = TRANSPORT_FAILED if transport.was_connected else CONNECT_FAILED
+            self._lost(transport, reason)
+        elif state == TransportState.CONNECTED:
+            now = time.monotonic()
+            for consumer in self.consumers.values():
+                if consumer.resync() and consumer.pending is not None:
+                    consumer.pending.request_keyframe(now)
+
+    def _lost(self, transport: WebRtcTransport, reason: str) -> None:
+        if transport is self.transport and not self.closed:
+            self.retired.append(transport.counters)
+            self.transport = None
+            self.remote_ufrag = None
+            transport.close()
+            self._bind_outputs()
+            self._on_transport_lost(self, reason)
+
+    def _bind_outputs(self) -> None:
+        output = self.transport if self.transport is not None else NULL_OUTPUT
+        for consumer in self.consumers.values():
+            consumer.output = output
+        for producer in self.producers.values():
+            producer.output = self
+            producer.counters = self.counters
+
+    def send_rtcp(self, packet: bytes) -> None:
+        if self.transport is not None:
+            self.transport.send_rtcp(packet)
+
+    # negotiation
+
+    def apply(self, plans: tuple[MediaPlan, ...]) -> bool:
+        """Make producers and consumers match `plans`; True if the producers changed."""
+        self.plans = plans
+        self.ext_ids = {uri: i for p in plans for i, uri in p.extensions}
+        changed = self._apply_producers(plans)
+        self._apply_consumers(plans)
+        self._bind_outputs()
+        return changed
+
+    def _apply_producers(self, plans: tuple[MediaPlan, ...]) -> bool:
+        wanted = {p.mid: p for p in plans if p.publish and p.mid is not None}
+        changed = False
+        for mid in [m for m in self.producers if m not in wanted]:
+            self._remove_producer(self.producers.pop(mid))
+            changed = True
+        for mid, plan in wanted.items():
+            producer = self.producers.get(mid)
+            if producer is None:
+                producer = self._new_producer(plan)
+                self.producers[mid] = producer
+                changed = True
+            else:
+                producer.update(plan.codecs, self.ext_ids)
+            self._register_ssrcs(producer, plan)
+        return changed
+
+    def _new_producer(self, plan: MediaPlan) -> Producer:
+        if plan.kind == "audio":
+            source = "audio"
+        else:
+            taken = {p.source for p in self.producers.values()}
+            source = "camera" if "camera" not in taken else "screen"
+        producer = Producer(
+            owner=self.id,
+            mid=plan.mid or "",
+            kind=plan.kind,
+            source=source,
+            codecs=plan.codecs,
+            ssrc=None,
+            rtx_ssrc=None,
+            ext_ids=self.ext_ids,
+            output=self,
+            keyframe_interval=self.settings.keyframe_min_interval_s,
+            cache_size=self.settings.rtx_cache_packets,
+            cache_age=self.settings.rtx_cache_age_s,
+        )
+        producer.level_sink = self.group.on_level
+        return producer
+
+    def _register_ssrcs(self, producer: Producer, plan: MediaPlan) -> None:
+        if plan.ssrc is not None and plan.ssrc != producer.ssrc:
+            if producer.ssrc is not None:
+                self.by_ssrc.pop(producer.ssrc, None)
+            producer.set_ssrc(plan.ssrc)
+            self.by_ssrc[plan.ssrc] = producer
+        if plan.rtx_ssrc is not None and plan.rtx_ssrc != producer.rtx_ssrc:
+            if producer.rtx_ssrc is not None:
+                self.by_rtx_ssrc.pop(producer.rtx_ssrc, None)
+            producer.rtx_ssrc = plan.rtx_ssrc
+            self.by_rtx_ssrc[plan.rtx_ssrc] = producer
+        if self.transport is not None:
+            self.transport.inbound_ssrcs.update(s for s in (plan.ssrc, plan.rtx_ssrc) if s)
+
+    def _remove_producer(self, producer: Producer) -> None:
+        producer.close()
+        for table in (self.by_ssrc, self.by_rtx_ssrc):
+            for ssrc in [s for s, p in table.items() if p is producer]:
+                del table[ssrc]
+
+    def _apply_consumers(self, plans: tuple[MediaPlan, ...]) -> None:
+        wanted = {p.mid: p for p in plans if p.receive and p.mid is not None}
+        for mid in [m for m in self.consumers if m not in wanted]:
+            consumer = self.consumers.pop(mid)
+            consumer.close()
+            self.slot_keys.pop(mid, None)
+            self.consumers_by_ssrc.pop(consumer.ssrc, None)
+        for mid, plan in wanted.items():
+            existing = self.consumers.get(mid)
+            if existing is not None and existing.kind == plan.kind:
+                existing.update(plan.codecs, self.ext_ids)
+                continue
+            if existing is not None:
+                existing.close()
+                self.consumers_by_ssrc.pop(existing.ssrc, None)
+            consumer = Consumer(
+                owner=self.id,
+                mid=mid,
+                kind=plan.kind,
+                ssrc=self._fresh_ssrc(),
+                rtx_ssrc=self._fresh_ssrc() if plan.kind == "video" else None,
+                codecs=plan.codecs,
+                ext_ids=self.ext_ids,
+                output=NULL_OUTPUT,
+            )
+            self.consumers[mid] = consumer
+            self.consumers_by_ssrc[consumer.ssrc] = consumer
+            self.slot_keys[mid] = None
+
+    def _fresh_ssrc(self) -> int:
+        taken = set(self.by_ssrc) | set(self.by_rtx_ssrc) | {self.rtcp_ssrc}
+        for consumer in self.consumers.values():
+            taken.update((consumer.ssrc, consumer.rtx_ssrc or 0))
+        while True:
+            ssrc = random.getrandbits(32)
+            if ssrc and ssrc not in taken:
+                return ssrc
+
+    def answer(self, offer: Offer) -> str:
+        assert self.transport is not None
+        streams = {}
+        index = {"audio": 0, "video": 0}
+        for plan in self.plans:
+            consumer = self.consumers.get(plan.mid or "") if plan.receive else None
+            if consumer is None:
+                continue
+            rtx = any(c.rtx_payload_type is not None for c in plan.codecs)
+            streams[consumer.mid] = SendStream(
+                ssrc=consumer.ssrc,
+                rtx_ssrc=consumer.rtx_ssrc if rtx else None,
+                stream_id=f"vr-slot-{index[plan.kind]}",
+                track_id=f"vr-{plan.kind}-{consumer.mid}",
+            )
+            index[plan.kind] += 1
+        self.answer_version += 1
+        setup = "active" if self.transport.dtls_role == "client" else "passive"
+        context = AnswerContext(self.session_id, self.answer_version, self.cname)
+        return render_answer(offer, self.plans, streams, self.transport.local(setup), context)
+
+    # slots
+
+    def receive_slots(self) -> list[tuple[str, str]]:
+        return [
+            (p.mid, p.kind) for p in self.plans if p.receive and p.mid and p.mid in self.consumers
+        ]
+
+    def slot_list(self) -> list[Slot]:
+        slots = []
+        for mid, kind in self.receive_slots():
+            key = self.slot_keys.get(mid)
+            slot = Slot(mid=mid, kind=kind, participant_id=participant_of(key))
+            if key is not None:
+                slot["source"] = source_of(key, kind)
+            slots.append(slot)
+        return slots
+
+    # packets (the transport's PacketSink)
+
+    def on_rtp(self, packet: bytes) -> None:
+        try:
+            h = parse_rtp(packet)
+        except RtpError:
+            self.counters.bad_rtp += 1
+            return
+        producer = self.by_ssrc.get(h.ssrc)
+        now = time.monotonic()
+        if producer is not None:
+            if not producer.on_rtp(packet, h, now):
+                self.counters.bad_rtp += 1
+            return
+        producer = self.by_rtx_ssrc.get(h.ssrc)
+        if producer is not None:
+            if h.payload_length and not producer.on_rtx(packet, h, now):
+                self.counters.bad_rtp += 1
+            return
+        if not self._learn(packet, h, now):
+            self.counters.unknown_ssrc += 1
+
+    def _learn(self, packet: bytes, h: RtpHeader, now: float) -> bool:
+        """Map an unannounced SSRC to a producer by its sdes:mid (RFC 8843)."""
+        mid_id = self.ext_ids.get(MID_URI)
+        if mid_id is None or self._learned >= MAX_LEARNED_SSRCS:
+            return False
+        try:
+            value = find_extension(packet, h, mid_id)
+        except RtpError:
+            return False
+        producer = self.producers.get(value.decode("ascii", "replace")) if value else None
+        if producer is None:
+            return False
+        self._learned += 1
+        if h.payload_type in producer.apt_by_rtx:
+            if producer.rtx_ssrc is not None:
+                self.by_rtx_ssrc.pop(producer.rtx_ssrc, None)
+            producer.rtx_ssrc = h.ssrc
+            self.by_rtx_ssrc[h.ssrc] = producer
+            return True
+        if producer.ssrc is not None:
+            self.by_ssrc.pop(producer.ssrc, None)
+        producer.set_ssrc(h.ssrc)
+        self.by_ssrc[h.ssrc] = producer
+        return producer.on_rtp(packet, h, now)
+
+    def on_rtcp(self, packet: bytes) -> None:
+        feedback.handle_rtcp(self, packet, time.monotonic())
+
+    # teardown
+
+    def reset_media(self) -> None:
+        """Forget producers and consumers (the transport is gone); stay admitted."""
+        for consumer in self.consumers.values():
+            consumer.close()
+        for producer in self.producers.values():
+            producer.close()
+        self.consumers.clear()
+        self.producers.clear()
+        self.consumers_by_ssrc.clear()
+        self.by_ssrc.clear()
+        self.by_rtx_ssrc.clear()
+        self.slot_keys.clear()
+        self.slots_sent = None
+        self.plans = ()
+
+    def close(self) -> None:
+        """Cut everything now. Idempotent; the group is left by the caller."""
+        if self.closed:
+            return
+        self.closed = True
+        transport, self.transport = self.transport, None
+        if transport is not None:
+            self.retired.append(transport.counters)
+            transport.close()
+        for consumer in self.consumers.values():
+            consumer.close()
+        for producer in self.producers.values():
+            producer.close()
+        self.by_ssrc.clear()
+        self.by_rtx_ssrc.clear()
+
+
+def _dtls_role(setup: str, current: str | None) -> str:
+    """Our DTLS role: the offer decides; actpass keeps what we had, else client."""
+    if setup == "active":
+        return "server"
+    if setup == "passive":
+        return "client"
+    return current or "client"

@@ -1,0 +1,240 @@
+"""A Producer: one track a participant publishes, and its fan-out.
+
+`on_rtp` is the heart of the forwarding path: per packet it updates the
+receive statistics, notices loss and NACKs it upstream at once, keeps the
+packet for retransmission (video), reads the RFC 6464 audio level (audio)
+and hands the packet to every attached consumer, which rewrites and sends.
+Nothing here decodes a payload.
+
+Key frame requests to the publisher are coalesced: at most one per
+`keyframe_min_interval` (PLI if the publisher negotiated it, else FIR).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Protocol
+
+from .counters import Counters
+from .negotiate import AUDIO_LEVEL_URI, CodecChoice
+from .rtcp import build_fir, build_nack, build_pli, ntp_middle32
+from .rtp import RtpError, RtpHeader, SeqUnwrapper, find_extension, parse_audio_level, parse_rtp
+from .rtx import RetransmissionCache, parse_rtx
+from .streamstats import NackGenerator, ReceiveStats
+
+if TYPE_CHECKING:
+    from .consumer import Consumer
+
+LevelSink = Callable[[str, int, bool, float], None]
+
+
+class RtcpOutput(Protocol):
+    """Where a producer's feedback to its publisher goes."""
+
+    rtcp_ssrc: int
+
+    def send_rtcp(self, packet: bytes) -> None: ...
+
+
+class Producer:
+    """One published track (see module doc)."""
+
+    __slots__ = (
+        "_cache",
+        "_fir_seq",
+        "_last_keyframe_request",
+        "_level_id",
+        "_unwrapper",
+        "_vad_seen",
+        "apt_by_rtx",
+        "clock_rate",
+        "closed",
+        "codec_by_pt",
+        "consumers",
+        "counters",
+        "ext_ids",
+        "feedback",
+        "keyframe_interval",
+        "kind",
+        "last_sr",
+        "level_sink",
+        "mid",
+        "nack",
+        "output",
+        "owner",
+        "rtx_ssrc",
+        "source",
+        "ssrc",
+        "stats",
+        "use_fir",
+        "use_pli",
+        "use_remb",
+    )
+
+    def __init__(
+        self,
+        *,
+        owner: str,
+        mid: str,
+        kind: str,
+        source: str,
+        codecs: tuple[CodecChoice, ...],
+        ssrc: int | None,
+        rtx_ssrc: int | None,
+        ext_ids: Mapping[str, int],
+        output: RtcpOutput,
+        keyframe_interval: float = 0.5,
+        cache_size: int = 512,
+        cache_age: float = 1.0,
+    ) -> None:
+        self.owner = owner
+        self.mid = mid
+        self.kind = kind
+        self.source = source  # "audio", "camera" or "screen"
+        self.ssrc = ssrc
+        self.rtx_ssrc = rtx_ssrc
+        self.output = output
+        self.keyframe_interval = keyframe_interval
+        self.consumers: list[Consumer] = []
+        self.counters: Counters | None = None  # the publisher transport's
+        self.closed = False
+        self.level_sink: LevelSink | None = None
+        self.last_sr: tuple[int, int, float] | None = None
+        self._last_keyframe_request = float("-inf")
+        self._fir_seq = 0
+        self._vad_seen = False
+        self._unwrapper = SeqUnwrapper()
+        video = kind == "video"
+        self._cache = RetransmissionCache(cache_size, cache_age) if video else None
+        self.update(codecs, ext_ids)
+        self.stats = ReceiveStats(self.clock_rate)
+
+    def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
+        """New negotiated codecs/extensions (renegotiation)."""
+        self.codec_by_pt = {c.payload_type: c.name for c in codecs}
+        self.apt_by_rtx = {
+            c.rtx_payload_type: c.payload_type for c in codecs if c.rtx_payload_type is not None
+        }
+        self.clock_rate = codecs[0].clock_rate if codecs else 90000
+        self.ext_ids = dict(ext_ids)
+        self._level_id = ext_ids.get(AUDIO_LEVEL_URI) if self.kind == "audio" else None
+        self.use_pli = any(c.has_feedback("nack pli") for c in codecs)
+        self.use_fir = any(c.has_feedback("ccm fir") for c in codecs)
+        self.use_remb = any(c.has_feedback("goog-remb") for c in codecs)
+        nack = any(c.has_feedback("nack") for c in codecs)
+        self.nack = NackGenerator() if nack and self.kind == "video" else None
+
+    def set_ssrc(self, ssrc: int) -> None:
+        """The publisher's SSRC (learned from the first packet or changed)."""
+        if ssrc != self.ssrc:
+            restarted = self.ssrc is not None
+            self.ssrc = ssrc
+            if restarted:
+                self._unwrapper = SeqUnwrapper()
+                self.stats = ReceiveStats(self.clock_rate)
+                self.last_sr = None
+                for consumer in self.consumers:
+                    consumer.restart()
+
+    # consumers
+
+    def attach(self, consumer: Consumer) -> None:
+        if consumer not in self.consumers:
+            # A new list, so an iteration in progress keeps its own.
+            self.consumers = [*self.consumers, consumer]
+
+    def detach(self, consumer: Consumer) -> None:
+        if consumer in self.consumers:
+            self.consumers = [c for c in self.consumers if c is not consumer]
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for consumer in self.consumers:
+            consumer.producer_closed(self)
+        self.consumers = []
+        self.level_sink = None
+
+    # packets from the publisher
+
+    def on_rtp(self, data: bytes, h: RtpHeader, now: float) -> bool:
+        """One packet from the publisher; False if its payload type is unknown."""
+        codec = self.codec_by_pt.get(h.payload_type)
+        if codec is None:
+            return False
+        ext_seq = self._unwrapper.unwrap(h.sequence)
+        self.stats.add(ext_seq, h.timestamp, len(data), now)
+        if self.nack is not None:
+            lost = self.nack.add(ext_seq, now)
+            if lost:
+                self.send_nack(lost)
+        if self._cache is not None:
+            self._cache.store(h.sequence, data, now)
+        if self._level_id is not None:
+            self._read_level(data, h, self._level_id, now)
+        for consumer in self.consumers:
+            consumer.forward(self, data, h, codec, now)
+        return True
+
+    def on_rtx(self, data: bytes, h: RtpHeader, now: float) -> bool:
+        """An RFC 4588 retransmission: unwrap it and treat it as the original."""
+        apt = self.apt_by_rtx.get(h.payload_type)
+        if apt is None or self.ssrc is None:
+            return False
+        try:
+            _, original = parse_rtx(data, h, ssrc=self.ssrc, payload_type=apt)
+            return self.on_rtp(original, parse_rtp(original), now)
+        except RtpError:
+            return False
+
+    def _read_level(self, data: bytes, h: RtpHeader, level_id: int, now: float) -> None:
+        try:
+            value = find_extension(data, h, level_id)
+            if value is not None:
+                voice, level = parse_audio_level(value)
+                # Trust the RFC 6464 voice flag once the sender has shown it
+                # sets it; some senders (aiortc, gateways) never do, and for
+                # them the level alone must tell speech from silence.
+                self._vad_seen = self._vad_seen or voice
+                sink = self.level_sink
+                if sink is not None:
+                    sink(self.owner, level, voice or not self._vad_seen, now)
+        except RtpError:
+            pass
+
+    def on_sender_report(self, ntp: int, rtp_timestamp: int, now: float) -> None:
+        self.last_sr = (ntp, rtp_timestamp, now)
+        self.stats.sender_report(ntp_middle32(ntp), now)
+
+    def cached(self, sequence: int, now: float) -> bytes | None:
+        if self._cache is None:
+            return None
+        return self._cache.get(sequence, now)
+
+    # feedback to the publisher
+
+    def request_keyframe(self, now: float) -> bool:
+        """Ask the publisher for a key frame unless one was asked for recently."""
+        if self.kind != "video" or self.ssrc is None or self.closed:
+            return False
+        if now - self._last_keyframe_request < self.keyframe_interval:
+            return False
+        self._last_keyframe_request = now
+        sender = self.output.rtcp_ssrc
+        if self.use_pli or not self.use_fir:
+            self.output.send_rtcp(build_pli(sender, self.ssrc))
+        else:
+            self._fir_seq = (self._fir_seq + 1) & 0xFF
+            self.output.send_rtcp(build_fir(sender, self.ssrc, self._fir_seq))
+        return True
+
+    def send_nack(self, ext_sequences: list[int]) -> None:
+        if self.ssrc is not None and ext_sequences:
+            self.output.send_rtcp(build_nack(self.output.rtcp_ssrc, self.ssrc, ext_sequences))
+            if self.counters is not None:
+                self.counters.nacks_sent += 1
+
+    def retry_nacks(self, now: float) -> None:
+        if self.nack is not None:
+            self.send_nack(self.nack.due(now))

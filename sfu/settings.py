@@ -1,0 +1,118 @@
+"""Configuration of the media plane.
+
+The signalling server builds a `MediaSettings` from its own configuration
+(VISITROOM_ICE_HOSTS, VISITROOM_ANNOUNCED_IP, VISITROOM_RTC_PORTS) and hands
+it to `LocalMedia`.  Every field is plain data so the same settings can be
+sent to SFU worker processes as msgpack.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .bitrate import DEFAULT_REMB_TABLE, RembTable, parse_table
+
+
+class SettingsError(ValueError):
+    """The settings cannot be used; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """How the SFU listens and how it treats media.
+
+    `ice_hosts` are the local addresses host candidates are gathered on (an
+    empty tuple means every non-loopback address of the machine; tests use
+    ``("127.0.0.1",)``).  `announced_ip` replaces the address advertised in
+    the candidates (a server behind 1:1 NAT).  `rtc_ports` bounds the UDP
+    ports the transports bind to (inclusive).
+    """
+
+    ice_hosts: tuple[str, ...] = ()
+    announced_ip: str | None = None
+    rtc_ports: tuple[int, int] | None = None
+    # Room size -> REMB cap for each publisher (sfu.bitrate; config "2:1500000,*:300000").
+    remb_table: RembTable = DEFAULT_REMB_TABLE
+    video_slots_cap: int = 5
+    audio_slots_cap: int = 3
+    # A transport whose ICE + DTLS has not completed by then is closed.
+    connect_timeout_s: float = 30.0
+    # A pre-call echo test ends by itself after this long.
+    precall_max_s: float = 60.0
+    precall_stats_interval_s: float = 1.0
+    # Key frame requests to one publisher are sent at most this often.
+    keyframe_min_interval_s: float = 0.5
+    # Packets kept per video publisher for answering NACKs.
+    rtx_cache_packets: int = 512
+    rtx_cache_age_s: float = 1.0
+    # How often the dominant speaker and the slots are re-evaluated.
+    selection_interval_s: float = 0.2
+    # Receive buffer of each media socket (the kernel caps it at rmem_max).
+    socket_buffer_bytes: int = 4 * 1024 * 1024
+    # Transports per LocalMedia; an offer past it is refused.
+    max_transports: int = 1000
+
+    def __post_init__(self) -> None:
+        for host in self.ice_hosts:
+            _check_ip("ice_hosts", host)
+        if self.announced_ip is not None:
+            _check_ip("announced_ip", self.announced_ip)
+        if self.rtc_ports is not None:
+            low, high = self.rtc_ports
+            if not (1024 <= low <= high <= 65535):
+                raise SettingsError(f"rtc_ports must be 1024 <= low <= high <= 65535: {low}-{high}")
+        if not self.remb_table or any(b <= 0 for _, b in self.remb_table):
+            raise SettingsError("remb_table needs rows of (room_size, positive bitrate)")
+        if self.video_slots_cap < 0 or self.audio_slots_cap < 0:
+            raise SettingsError("slot caps must not be negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for msgpack (tuples become lists)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediaSettings:
+        """Inverse of `to_dict`, tolerant of lists where tuples are expected."""
+        values = dict(data)
+        values["ice_hosts"] = tuple(values.get("ice_hosts", ()))
+        if values.get("rtc_ports") is not None:
+            values["rtc_ports"] = tuple(values["rtc_ports"])
+        if "remb_table" in values:
+            values["remb_table"] = tuple(tuple(row) for row in values["remb_table"])
+        return cls(**values)
+
+
+def parse_ports(text: str) -> tuple[int, int]:
+    """Parse "40000-49999" (the VISITROOM_RTC_PORTS format)."""
+    low, sep, high = text.strip().partition("-")
+    try:
+        ports = (int(low), int(high if sep else low))
+    except ValueError:
+        raise SettingsError(f"port range must look like LOW-HIGH, not {text!r}") from None
+    MediaSettings(rtc_ports=ports)
+    return ports
+
+
+def parse_remb_table(text: str) -> RembTable:
+    """Parse "2:1500000,4:1000000,*:300000" (sfu.bitrate's config form)."""
+    try:
+        return parse_table(text)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+
+
+def parse_hosts(text: str) -> tuple[str, ...]:
+    """Parse a comma separated address list (the VISITROOM_ICE_HOSTS format)."""
+    hosts = tuple(part.strip() for part in text.split(",") if part.strip())
+    for host in hosts:
+        _check_ip("ice_hosts", host)
+    return hosts
+
+
+def _check_ip(name: str, value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise SettingsError(f"{name}: {value!r} is not an IP address") from None

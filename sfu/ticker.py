@@ -1,0 +1,88 @@
+"""The SFU's clock: what happens every few hundred milliseconds.
+
+One task for the whole `LocalMedia` (not one per transport): it re-evaluates
+each group's dominant speaker and slot assignment, repeats NACKs and key
+frame requests that are still unanswered, sends each participant's RTCP
+reports about once a second (randomised, RFC 3550 6.2), reports pre-call
+statistics and ends pre-call sessions that ran out of time.  An exception
+in one step is logged and the clock keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+from . import feedback
+
+if TYPE_CHECKING:
+    from .local import LocalMedia
+    from .participant import Participant
+
+logger = logging.getLogger(__name__)
+
+REPORT_INTERVAL = 1.0
+
+
+class Ticker:
+    def __init__(self, media: LocalMedia, interval: float) -> None:
+        self._media = media
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                self.tick(time.monotonic())
+            except Exception:
+                logger.exception("SFU tick failed")
+
+    def tick(self, now: float) -> None:
+        media = self._media
+        for group in list(media.groups.values()):
+            speaker = group.update_speaker(now)
+            if speaker is not None and not group.precall:
+                media.notify("active_speaker", group.room_id, group.name, speaker)
+            if group.changed_orders(now):
+                media.refill(group)
+        for participant in list(media.participants.values()):
+            self._participant(participant, now)
+
+    def _participant(self, participant: Participant, now: float) -> None:
+        for producer in participant.producers.values():
+            producer.retry_nacks(now)
+        for consumer in participant.consumers.values():
+            if consumer.pending is not None:
+                consumer.pending.request_keyframe(now)
+        transport = participant.transport
+        if transport is not None and transport.connected and now >= participant.next_report:
+            participant.next_report = now + REPORT_INTERVAL * random.uniform(0.5, 1.5)
+            for packet in feedback.reports(participant, now, self._media.remb_cap(participant)):
+                transport.send_rtcp(packet)
+        if participant.precall:
+            self._precall(participant, now)
+
+    def _precall(self, participant: Participant, now: float) -> None:
+        media = self._media
+        if now - participant.opened_at >= media.settings.precall_max_s:
+            media.end_precall(participant.id)
+            return
+        meter = media.meters.get(participant.id)
+        if meter is not None and meter.due(now):
+            media.notify("precall_stats", participant.id, meter.measure(participant, now))

@@ -1,0 +1,339 @@
+"""One participant's bundled ICE + DTLS-SRTP transport.
+
+Composition, not inheritance of a peer connection:
+
+* `IceConnection` (an aioice `Connection`) inside aiortc's `RTCIceGatherer`
+  and `RTCIceTransport`, which run the checks and consent freshness;
+* `KeyingDtlsTransport` (aiortc's `RTCDtlsTransport`) for the handshake,
+  the fingerprint check and the SRTP keys;
+* the fast path: `MediaProtocol` calls `_on_srtp` synchronously for every
+  SRTP/SRTCP datagram from the selected address; it is unprotected with the
+  pylibsrtp session and handed to the `PacketSink` (the participant) in the
+  same callback.  `send_rtp`/`send_rtcp` protect and `sendto` directly.
+
+`close()` is synchronous and idempotent: the sockets are closed and the
+sink detached before it returns, so no packet flows after it; the aioice and
+aiortc objects are torn down in a background task (`wait_closed()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+import pylibsrtp
+from aioice import Candidate
+from aiortc.rtcdtlstransport import RTCCertificate
+from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
+from pylibsrtp import Session
+
+from .answer import LocalTransport
+from .counters import Counters
+from .dtls import KeyingDtlsTransport
+from .ice import IceConnection, PortAllocator
+
+logger = logging.getLogger(__name__)
+
+# Distinct SSRCs admitted into the SRTP session (each costs libsrtp state);
+# the publisher's announced SSRCs are always admitted.
+MAX_INBOUND_SSRCS = 32
+# Nothing larger crosses a 1500-byte MTU path unfragmented (sfu.rtp.MAX_PACKET).
+MAX_DATAGRAM = 1500
+
+
+class PacketSink(Protocol):
+    def on_rtp(self, packet: bytes) -> None: ...
+
+    def on_rtcp(self, packet: bytes) -> None: ...
+
+    def on_transport_state(self, state: TransportState) -> None: ...
+
+
+class TransportState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+_ALLOWED = {
+    TransportState.NEW: {TransportState.CONNECTING, TransportState.CLOSED},
+    TransportState.CONNECTING: {
+        TransportState.CONNECTED,
+        TransportState.FAILED,
+        TransportState.CLOSED,
+    },
+    TransportState.CONNECTED: {TransportState.FAILED, TransportState.CLOSED},
+    TransportState.FAILED: {TransportState.CLOSED},
+    TransportState.CLOSED: set(),
+}
+
+
+class WebRtcTransport:
+    """ICE + DTLS-SRTP for one participant (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        addresses: list[str],
+        ports: PortAllocator,
+        announced_ip: str | None,
+        buffer_bytes: int,
+        certificate: RTCCertificate,
+        sink: PacketSink,
+        tasks: set[asyncio.Task[None]] | None = None,
+        controlling: bool = False,
+    ) -> None:
+        self.counters = Counters()
+        self.state = TransportState.NEW
+        self.dtls_role = "client"
+        self.was_connected = False
+        self.inbound_ssrcs: set[int] = set()
+        self._sink: PacketSink | None = sink
+        self._announced_ip = announced_ip
+        self._rx: Session | None = None
+        self._tx: Session | None = None
+        self._ice = IceConnection(
+            addresses=addresses,
+            ports=ports,
+            counters=self.counters,
+            buffer_bytes=buffer_bytes,
+            on_srtp=self._on_srtp,
+            controlling=controlling,
+        )
+        gatherer = RTCIceGatherer(iceServers=[])
+        gatherer._connection = self._ice
+        self._ice_transport = RTCIceTransport(gatherer)
+        self._dtls = KeyingDtlsTransport(
+            self._ice_transport, certificate, self._on_keys, self._on_dtls_state
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._closed_task: asyncio.Task[None] | None = None
+        # The owner's set of background tasks, so that it can wait for them.
+        self._tasks = tasks if tasks is not None else set()
+
+    # setup
+
+    async def gather(self) -> None:
+        """Bind the sockets (host candidates only)."""
+        await self._ice.gather_candidates()
+
+    def local(self, setup: str) -> LocalTransport:
+        """Our side for the answer; `setup` is "active" or "passive"."""
+        candidates = self._ice.local_candidates
+        advertised = [self._announced_ip or c.host for c in candidates]
+        return LocalTransport(
+            ice_ufrag=self._ice.local_username,
+            ice_pwd=self._ice.local_password,
+            fingerprints=tuple(
+                (f.algorithm, f.value)
+                for f in self._dtls.getLocalParameters().fingerprints
+                if f.algorithm == "sha-256"
+            ),
+            setup=setup,
+            candidates=tuple(
+                _candidate_sdp(c, host) for c, host in zip(candidates, advertised, strict=True)
+            ),
+            address=advertised[0],
+            port=candidates[0].port,
+        )
+
+    def start(
+        self,
+        *,
+        ufrag: str,
+        pwd: str,
+        fingerprints: tuple[tuple[str, str], ...],
+        dtls_role: str,
+        timeout: float,
+    ) -> None:
+        """Start ICE then DTLS in the background; the sink hears of success or failure."""
+        self.dtls_role = dtls_role
+        self._set_state(TransportState.CONNECTING)
+        params = RTCIceParameters(usernameFragment=ufrag, password=pwd)
+        self._task = self._track(self._connect(params, fingerprints, dtls_role, timeout))
+
+    async def _connect(
+        self,
+        params: RTCIceParameters,
+        fingerprints: tuple[tuple[str, str], ...],
+        role: str,
+        deadline: float,
+    ) -> None:
+        try:
+            async with asyncio.timeout(deadline):
+                await self._ice_transport.start(params)
+                if self._ice_transport.state != "completed":
+                    raise ConnectionError("ICE failed")
+                await self._dtls.start_with(role, fingerprints)
+        except (TimeoutError, ConnectionError) as exc:
+            logger.info("transport failed to connect: %s", exc or "timeout")
+        except Exception:
+            logger.exception("transport failed to connect")
+        if self.state == TransportState.CONNECTING and self._tx is None:
+            self._set_state(TransportState.FAILED)
+
+    def add_remote_candidates(self, candidates: list[str | None]) -> None:
+        """Add candidates (from the offer or held back) in the background."""
+        if candidates:
+            self._track(self._add_all(candidates))
+
+    async def _add_all(self, candidates: list[str | None]) -> None:
+        for candidate in candidates:
+            await self.add_remote_candidate(candidate)
+
+    async def add_remote_candidate(self, candidate: str | None) -> None:
+        """A remote candidate attribute value, or None for end-of-candidates."""
+        if self.state in (TransportState.CLOSED, TransportState.FAILED):
+            return
+        parsed = None if candidate is None else Candidate.from_sdp(candidate)
+        with contextlib.suppress(ValueError):  # after end-of-candidates
+            await self._ice.add_remote_candidate(parsed)
+
+    # state
+
+    def _set_state(self, state: TransportState) -> None:
+        if state == self.state:
+            return
+        if state not in _ALLOWED[self.state]:
+            raise RuntimeError(f"transport cannot go from {self.state.value} to {state.value}")
+        self.state = state
+        sink = self._sink
+        if sink is not None:
+            sink.on_transport_state(state)
+
+    def _on_keys(self, rx: Session, tx: Session) -> None:
+        if self.state == TransportState.CONNECTING:
+            self._rx, self._tx = rx, tx
+            self.was_connected = True
+            self._set_state(TransportState.CONNECTED)
+
+    def _on_dtls_state(self, state: str) -> None:
+        if state in ("closed", "failed") and self.state == TransportState.CONNECTED:
+            self._rx = self._tx = None
+            self._set_state(TransportState.FAILED)
+
+    @property
+    def connected(self) -> bool:
+        return self._tx is not None
+
+    # fast path
+
+    def _on_srtp(self, data: bytes) -> None:
+        counters = self.counters
+        rx = self._rx
+        sink = self._sink
+        if rx is None or sink is None:
+            counters.not_keyed += 1
+            return
+        size = len(data)
+        if size < 12:
+            counters.bad_rtp += 1
+            return
+        if size > MAX_DATAGRAM:
+            counters.oversize += 1
+            return
+        if 191 < data[1] < 224:  # RTCP packet types 192-223 (RFC 5761)
+            self._on_srtcp(rx, sink, data)
+            return
+        ssrc = int.from_bytes(data[8:12], "big")
+        if ssrc not in self.inbound_ssrcs and not self._admit(ssrc):
+            return
+        try:
+            packet = rx.unprotect(data)
+        except (pylibsrtp.Error, ValueError):
+            counters.srtp_errors += 1
+            return
+        counters.rtp_in += 1
+        counters.bytes_in += len(data)
+        sink.on_rtp(packet)
+
+    def _on_srtcp(self, rx: Session, sink: PacketSink, data: bytes) -> None:
+        ssrc = int.from_bytes(data[4:8], "big")
+        if ssrc not in self.inbound_ssrcs and not self._admit(ssrc):
+            return
+        try:
+            packet = rx.unprotect_rtcp(data)
+        except (pylibsrtp.Error, ValueError):
+            self.counters.srtp_errors += 1
+            return
+        self.counters.rtcp_in += 1
+        sink.on_rtcp(packet)
+
+    def _admit(self, ssrc: int) -> bool:
+        if len(self.inbound_ssrcs) >= MAX_INBOUND_SSRCS:
+            self.counters.unknown_ssrc += 1
+            return False
+        self.inbound_ssrcs.add(ssrc)
+        return True
+
+    def send_rtp(self, packet: bytes) -> None:
+        tx = self._tx
+        if tx is None:
+            return
+        try:
+            data = tx.protect(packet)
+        except (pylibsrtp.Error, ValueError):
+            self.counters.send_errors += 1
+            return
+        if self._ice.send_media(data):
+            self.counters.rtp_out += 1
+            self.counters.bytes_out += len(data)
+
+    def send_rtcp(self, packet: bytes) -> None:
+        tx = self._tx
+        if tx is None:
+            return
+        try:
+            data = tx.protect_rtcp(packet)
+        except (pylibsrtp.Error, ValueError):
+            self.counters.send_errors += 1
+            return
+        if self._ice.send_media(data):
+            self.counters.rtcp_out += 1
+            self.counters.bytes_out += len(data)
+
+    # teardown
+
+    def close(self) -> None:
+        """Cut media now; the rest of the teardown runs in the background."""
+        if self.state == TransportState.CLOSED:
+            return
+        self._rx = self._tx = None
+        self._ice.close_sockets()
+        self._set_state(TransportState.CLOSED)
+        self._sink = None
+        if self._task is not None:
+            self._task.cancel()
+        self._closed_task = self._track(self._teardown())
+
+    def _track(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _teardown(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._dtls.stop()
+        with contextlib.suppress(Exception):
+            await self._ice_transport.stop()
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
+
+    async def wait_closed(self) -> None:
+        if self._closed_task is not None:
+            await asyncio.shield(self._closed_task)
+
+
+def _candidate_sdp(candidate: Candidate, host: str) -> str:
+    return (
+        f"{candidate.foundation} {candidate.component} udp {candidate.priority} "
+        f"{host} {candidate.port} typ host generation 0"
+    )

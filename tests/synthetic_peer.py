@@ -1,0 +1,374 @@
+"""A synthetic WebRTC client: real ICE + DTLS-SRTP, hand-made RTP, no codecs.
+
+Used by the SFU tests (hostile inputs replayed inside a live SRTP session,
+byte-exact checks) and by bench/media_fanout.py (thousands of packets per
+second without encoding or decoding anything).  It reuses the SFU's own
+`WebRtcTransport` in the controlling ICE role, and writes its offer by hand
+so that every SSRC, payload type and extension id is known to the caller.
+
+Received SRTP is not decrypted by default: sequence numbers, SSRCs and
+header extensions are in the clear, which is all a load generator needs;
+set `decrypt_every` to check a sample (1 = every packet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import random
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pylibsrtp
+from aiortc import sdp as aiortc_sdp
+from aiortc.rtcdtlstransport import RTCCertificate
+
+from sfu.ice import PortAllocator
+from sfu.rtp import build_rtp
+from sfu.transport import TransportState, WebRtcTransport
+
+OPUS_PT, VP8_PT, RTX_PT = 111, 96, 97
+LEVEL_ID, ABS_ID, MID_ID = 1, 2, 3
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+
+SIOCGSTAMP = 0x8906  # the receive time of the last packet read from a socket
+
+_CERTIFICATE: RTCCertificate | None = None
+
+
+def certificate() -> RTCCertificate:
+    global _CERTIFICATE
+    if _CERTIFICATE is None:
+        _CERTIFICATE = RTCCertificate.generateCertificate()
+    return _CERTIFICATE
+
+
+def abs_send_time(now: float | None = None) -> int:
+    """24-bit 6.18 fixed-point seconds (wraps every 64 s) of `now` (UNIX time)."""
+    t = time.time() if now is None else now
+    return int(t * (1 << 18)) & 0xFFFFFF
+
+
+@dataclass
+class Stream:
+    """What one peer received on one SSRC."""
+
+    packets: int = 0
+    lost: int = 0
+    last_seq: int | None = None
+    latencies: list[float] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+
+
+class Sink:
+    """Counts what the transport hands over (decrypted RTP/RTCP)."""
+
+    def __init__(self) -> None:
+        self.rtp: list[bytes] = []
+        self.rtcp: list[bytes] = []
+        self.states: list[TransportState] = []
+        self.keep = True
+
+    def on_rtp(self, packet: bytes) -> None:
+        if self.keep:
+            self.rtp.append(packet)
+
+    def on_rtcp(self, packet: bytes) -> None:
+        self.rtcp.append(packet)
+
+    def on_transport_state(self, state: TransportState) -> None:
+        self.states.append(state)
+
+
+class PeerTransport(WebRtcTransport):
+    """The client side; counts SRTP per SSRC before (optionally) decrypting."""
+
+    def __init__(self, sink: Sink, decrypt_every: int, latency_every: int) -> None:
+        super().__init__(
+            addresses=["127.0.0.1"],
+            ports=PortAllocator(None),
+            announced_ip=None,
+            buffer_bytes=4 * 1024 * 1024,
+            certificate=certificate(),
+            sink=sink,
+            controlling=True,
+        )
+        self.streams: dict[int, Stream] = {}
+        self.decrypt_every = decrypt_every
+        self.latency_every = latency_every
+        self.received = 0
+        self.on_packet: Callable[[bytes], None] | None = None
+
+    def _on_srtp(self, data: bytes) -> None:
+        if len(data) >= 12 and not 191 < data[1] < 224:
+            self._count(data)
+            self.received += 1
+            if self.decrypt_every == 0 or self.received % self.decrypt_every:
+                return
+        super()._on_srtp(data)
+
+    def _count(self, data: bytes) -> None:
+        ssrc = int.from_bytes(data[8:12], "big")
+        stream = self.streams.get(ssrc)
+        if stream is None:
+            stream = self.streams[ssrc] = Stream()
+        seq = (data[2] << 8) | data[3]
+        if stream.last_seq is not None:
+            delta = (seq - stream.last_seq) & 0xFFFF
+            if delta < 0x8000:
+                stream.lost += delta - 1
+                stream.last_seq = seq
+        else:
+            stream.last_seq = seq
+        stream.packets += 1
+        if self.latency_every and stream.packets % self.latency_every == 0:
+            sent = _find_abs_send_time(data)
+            if sent is not None:
+                arrived = abs_send_time(self._arrival_time())
+                stream.latencies.append(((arrived - sent) & 0xFFFFFF) / (1 << 18))
+
+    async def gather(self) -> None:
+        await super().gather()
+        for fd in self._socket_fds():
+            # The first SIOCGSTAMP turns on receive timestamps for the socket.
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(fd, SIOCGSTAMP, bytes(16))
+
+    def _socket_fds(self) -> list[int]:
+        return [p.transport.get_extra_info("socket").fileno() for p in self._ice._protocols]
+
+    def _arrival_time(self) -> float:
+        """When the kernel queued the packet being handled (this loop may be late)."""
+        selected = self._ice.selected
+        if selected is None:
+            return time.time()
+        try:
+            fd = selected[0].transport.get_extra_info("socket").fileno()
+            seconds, micros = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMP, bytes(16)))
+        except OSError:
+            return time.time()
+        return seconds + micros / 1e6
+
+    def unprotect(self, data: bytes) -> bytes | None:
+        rx = self._rx
+        if rx is None:
+            return None
+        try:
+            return rx.unprotect(data)
+        except pylibsrtp.Error:
+            return None
+
+    def protect(self, packet: bytes) -> bytes:
+        assert self._tx is not None
+        return self._tx.protect(packet)
+
+    def protect_rtcp(self, packet: bytes) -> bytes:
+        assert self._tx is not None
+        return self._tx.protect_rtcp(packet)
+
+    def send_raw(self, data: bytes) -> None:
+        """Any bytes, unprotected, from our selected socket to the SFU."""
+        self._ice.send_media(data)
+
+    def pending_dtls(self) -> int:
+        return self._ice._queue.qsize()
+
+
+def _find_abs_send_time(data: bytes) -> int | None:
+    if not data[0] & 0x10:
+        return None
+    offset = 12 + 4 * (data[0] & 0x0F)
+    if offset + 4 > len(data) or data[offset : offset + 2] != b"\xbe\xde":
+        return None
+    end = offset + 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
+    i = offset + 4
+    while i < min(end, len(data)):
+        b = data[i]
+        if b == 0:
+            i += 1
+            continue
+        ext_id, length = b >> 4, (b & 0x0F) + 1
+        if ext_id == ABS_ID and length == 3:
+            return int.from_bytes(data[i + 1 : i + 4], "big")
+        i += 1 + length
+    return None
+
+
+class SyntheticPeer:
+    """One client session (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        audio: bool = False,
+        video: bool = False,
+        audio_slots: int = 0,
+        video_slots: int = 0,
+        decrypt_every: int = 0,
+        latency_every: int = 0,
+        announce_ssrcs: bool = True,
+    ) -> None:
+        self.sink = Sink()
+        self.transport = PeerTransport(self.sink, decrypt_every, latency_every)
+        self.audio_ssrc = random.getrandbits(32) | 1 if audio else None
+        self.video_ssrc = random.getrandbits(32) | 1 if video else None
+        self.rtx_ssrc = random.getrandbits(32) | 1 if video else None
+        self.audio_slots = audio_slots
+        self.video_slots = video_slots
+        self.announce_ssrcs = announce_ssrcs
+        self.mids: list[tuple[str, str, str]] = []  # (mid, kind, direction)
+        self.answer: aiortc_sdp.SessionDescription | None = None
+        self.seq = {"audio": random.getrandbits(15), "video": random.getrandbits(15)}
+        self.ts = {"audio": random.getrandbits(31), "video": random.getrandbits(31)}
+        self._frame_done = {"audio": False, "video": False}
+        self._plan()
+
+    def _plan(self) -> None:
+        index = 0
+        for kind, publishes, slots in (
+            ("audio", self.audio_ssrc is not None, self.audio_slots),
+            ("video", self.video_ssrc is not None, self.video_slots),
+        ):
+            count = max(int(publishes), slots)
+            for n in range(count):
+                send = publishes and n == 0
+                recv = n < slots
+                direction = {(1, 1): "sendrecv", (1, 0): "sendonly", (0, 1): "recvonly"}[
+                    (int(send), int(recv))
+                ]
+                self.mids.append((str(index), kind, direction))
+                index += 1
+
+    async def offer(self) -> str:
+        await self.transport.gather()
+        local = self.transport.local("actpass")
+        lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0"]
+        lines.append("a=group:BUNDLE " + " ".join(m for m, _, _ in self.mids))
+        lines.append("a=msid-semantic: WMS *")
+        for mid, kind, direction in self.mids:
+            lines += self._media(mid, kind, direction, local)
+        return "\r\n".join(lines) + "\r\n"
+
+    def _media(self, mid: str, kind: str, direction: str, local: object) -> list[str]:
+        pts = f"{OPUS_PT}" if kind == "audio" else f"{VP8_PT} {RTX_PT}"
+        lines = [
+            f"m={kind} 9 UDP/TLS/RTP/SAVPF {pts}",
+            "c=IN IP4 0.0.0.0",
+            f"a=ice-ufrag:{local.ice_ufrag}",  # type: ignore[attr-defined]
+            f"a=ice-pwd:{local.ice_pwd}",  # type: ignore[attr-defined]
+        ]
+        lines += [f"a=fingerprint:{a} {v}" for a, v in local.fingerprints]  # type: ignore[attr-defined]
+        lines += ["a=setup:actpass", f"a=mid:{mid}", f"a={direction}", "a=rtcp-mux"]
+        if kind == "audio":
+            lines += [f"a=extmap:{LEVEL_ID} {AUDIO_LEVEL_URI}"]
+        lines += [f"a=extmap:{ABS_ID} {ABS_SEND_TIME_URI}", f"a=extmap:{MID_ID} {MID_URI}"]
+        if kind == "audio":
+            lines += [f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10"]
+        else:
+            lines += [f"a=rtpmap:{VP8_PT} VP8/90000"]
+            feedback = ("nack", "nack pli", "ccm fir", "goog-remb")
+            lines += [f"a=rtcp-fb:{VP8_PT} {fb}" for fb in feedback]
+            lines += [f"a=rtpmap:{RTX_PT} rtx/90000", f"a=fmtp:{RTX_PT} apt={VP8_PT}"]
+        if direction in ("sendrecv", "sendonly") and self.announce_ssrcs:
+            lines += self._ssrc_lines(kind)
+        lines += [f"a=candidate:{c}" for c in local.candidates]  # type: ignore[attr-defined]
+        return lines
+
+    def _ssrc_lines(self, kind: str) -> list[str]:
+        ssrcs = [self.audio_ssrc] if kind == "audio" else [self.video_ssrc, self.rtx_ssrc]
+        lines = [f"a=ssrc-group:FID {ssrcs[0]} {ssrcs[1]}"] if len(ssrcs) == 2 else []
+        return lines + [f"a=ssrc:{s} cname:synthetic" for s in ssrcs]
+
+    async def connect(self, answer: str, timeout: float = 10.0) -> None:
+        """Apply the SFU's answer and wait until SRTP is keyed."""
+        session = aiortc_sdp.SessionDescription.parse(answer)
+        self.answer = session
+        first = next(m for m in session.media if m.port)
+        fingerprints = tuple((f.algorithm, f.value) for f in first.dtls.fingerprints)
+        setup_role = first.dtls.role  # "client" means the SFU is active
+        self.transport.add_remote_candidates(
+            [aiortc_sdp.candidate_to_sdp(c) for c in first.ice_candidates]
+        )
+        self.transport.start(
+            ufrag=first.ice.usernameFragment,
+            pwd=first.ice.password,
+            fingerprints=fingerprints,
+            dtls_role="server" if setup_role == "client" else "client",
+            timeout=timeout,
+        )
+        async with asyncio.timeout(timeout):
+            while not self.transport.connected:
+                if self.transport.state == TransportState.FAILED:
+                    raise ConnectionError("the synthetic peer failed to connect")
+                await asyncio.sleep(0.01)
+
+    async def hang_up(self) -> None:
+        """Close like a browser: a DTLS close_notify first, then the sockets."""
+        await self.transport._dtls.stop()
+        self.close()
+
+    def slot_ssrcs(self) -> dict[str, int]:
+        """mid -> the SSRC the SFU announced for that receive slot."""
+        assert self.answer is not None
+        return {m.rtp.muxId: m.ssrc[0].ssrc for m in self.answer.media if m.ssrc}
+
+    def rtp(
+        self,
+        kind: str,
+        payload: bytes,
+        *,
+        marker: bool = False,
+        level: int | None = None,
+        timestamp_step: int | None = None,
+        sequence: int | None = None,
+    ) -> bytes:
+        """The next plain RTP packet of our `kind` track (not yet protected)."""
+        seq = self.seq[kind] if sequence is None else sequence
+        if sequence is None:
+            self.seq[kind] = (seq + 1) & 0xFFFF
+        step = timestamp_step if timestamp_step is not None else (960 if kind == "audio" else 3000)
+        if self._frame_done[kind]:  # a new frame (video) or packet (audio) starts
+            self.ts[kind] = (self.ts[kind] + step) & 0xFFFFFFFF
+        self._frame_done[kind] = marker or kind == "audio"
+        extensions = {ABS_ID: abs_send_time().to_bytes(3, "big")}
+        if kind == "audio" and level is not None:
+            extensions[LEVEL_ID] = bytes([0x80 | level])
+        return build_rtp(
+            payload_type=OPUS_PT if kind == "audio" else VP8_PT,
+            sequence=seq,
+            timestamp=self.ts[kind],
+            ssrc=(self.audio_ssrc if kind == "audio" else self.video_ssrc) or 0,
+            payload=payload,
+            marker=marker,
+            extensions=extensions,
+        )
+
+    def send(self, packet: bytes) -> None:
+        self.transport.send_rtp(packet)
+
+    def send_raw_plain(self, data: bytes) -> None:
+        """Bytes as they are (no SRTP) from our selected socket."""
+        self.transport.send_raw(data)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+# VP8 payloads: a payload descriptor (X, I with a 15-bit picture id, S=1) and a
+# frame header whose first bit says key frame (0) or not (1).
+def vp8_payload(picture_id: int, keyframe: bool, size: int = 1000, start: bool = True) -> bytes:
+    descriptor = bytes(
+        [0x90 if start else 0x80, 0x80, 0x80 | (picture_id >> 8) & 0x7F, picture_id & 0xFF]
+    )
+    if not start:
+        return descriptor + bytes(size)
+    header = bytes([0x00 if keyframe else 0x01, 0x00, 0x00])
+    if keyframe:
+        header += b"\x9d\x01\x2a" + (320).to_bytes(2, "little") + (240).to_bytes(2, "little")
+    body = random.randbytes(max(0, size - len(header)))
+    return descriptor + header + body

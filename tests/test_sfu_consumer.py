@@ -1,0 +1,235 @@
+"""A receive slot: rewriting, seamless switches, key frame gating, retransmissions."""
+
+from __future__ import annotations
+
+from sfu.consumer import Consumer, extension_map
+from sfu.rtp import extensions, parse_rtp
+from sfu.rtx import parse_rtx
+from tests.sfu_fakes import EXT_IDS, OPUS, VP8, Capture, opus, producer, vp8
+
+
+def consumer(
+    kind: str = "video", ext_ids: dict[str, int] | None = None
+) -> tuple[Consumer, Capture]:
+    out = Capture()
+    c = Consumer(
+        owner="bob",
+        mid="1",
+        kind=kind,
+        ssrc=777,
+        rtx_ssrc=778 if kind == "video" else None,
+        codecs=(VP8,) if kind == "video" else (OPUS,),
+        ext_ids=EXT_IDS if ext_ids is None else ext_ids,
+        output=out,
+    )
+    return c, out
+
+
+def feed(p, seqs, ts_of=lambda s: s * 3000, now=0.0, keyframe_at=()):  # type: ignore[no-untyped-def]
+    for seq in seqs:
+        data = vp8(seq, ts_of(seq), ssrc=p.ssrc, keyframe=seq in keyframe_at)
+        p.on_rtp(data, parse_rtp(data), now)
+
+
+def test_video_starts_at_a_key_frame_with_the_consumers_ssrc_and_payload_type() -> None:
+    a = producer()
+    c, out = consumer()
+    assert c.switch(a) is True  # a key frame is needed
+    feed(a, range(100, 105))
+    assert out.rtp == []
+    feed(a, range(105, 108), keyframe_at={105})
+    headers = out.headers()
+    assert [h.ssrc for h in headers] == [777] * 3
+    assert [h.payload_type for h in headers] == [96] * 3
+    seqs = [h.sequence for h in headers]
+    assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(3)]
+    assert c.source is a and c.pending is None
+
+
+def test_payloads_are_forwarded_byte_for_byte() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    data = vp8(1, 3000, keyframe=True)
+    a.on_rtp(data, parse_rtp(data), 0.0)
+    h_in, h_out = parse_rtp(data), parse_rtp(out.rtp[0])
+    assert out.rtp[0][h_out.payload_offset :] == data[h_in.payload_offset :]
+
+
+def test_a_switch_keeps_the_old_source_until_the_new_ones_key_frame() -> None:
+    a, b = producer(ssrc=1000), producer(ssrc=2000, owner="carol")
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 20), keyframe_at={10}, now=1.0)
+    assert c.switch(b) is True
+    feed(a, range(20, 23), now=1.5)  # still a's picture
+    feed(b, range(500, 503), ts_of=lambda s: 7_000_000 + s * 3000, now=1.5)  # not a key frame
+    assert len(out.rtp) == 13
+    feed(b, range(503, 506), ts_of=lambda s: 7_000_000 + s * 3000, now=2.0, keyframe_at={503})
+    feed(a, range(23, 25), now=2.0)  # a is no longer forwarded
+    headers = out.headers()
+    assert len(headers) == 16
+    seqs = [h.sequence for h in headers]
+    assert all((seqs[i + 1] - seqs[i]) & 0xFFFF == 1 for i in range(len(seqs) - 1))
+    jump = (headers[13].timestamp - headers[12].timestamp) & 0xFFFFFFFF
+    assert 0.4 * 90000 <= jump <= 0.6 * 90000  # the wall time since a's last packet
+    assert c.source is b and a.consumers == []
+
+
+def test_packets_older_than_the_switch_are_dropped_and_gaps_stay_visible() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [50], keyframe_at={50})
+    feed(a, [49, 51, 53])  # 49 predates the segment; 52 is lost upstream
+    seqs = [h.sequence for h in out.headers()]
+    assert (seqs[1] - seqs[0]) & 0xFFFF == 1
+    assert (seqs[2] - seqs[1]) & 0xFFFF == 2
+
+
+def test_sequence_numbers_wrap_with_the_source() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [65534, 65535, 0, 1], keyframe_at={65534})
+    seqs = [h.sequence for h in out.headers()]
+    assert all((seqs[i + 1] - seqs[i]) & 0xFFFF == 1 for i in range(3))
+
+
+def test_audio_switches_at_once_and_continues_the_sequence() -> None:
+    a, b = producer("audio", ssrc=1), producer("audio", ssrc=2, owner="carol")
+    c, out = consumer("audio")
+    assert c.switch(a) is False
+    for seq in range(5):
+        data = opus(seq, seq * 960, ssrc=1)
+        a.on_rtp(data, parse_rtp(data), seq * 0.02)
+    c.switch(b)
+    for seq in range(900, 903):
+        data = opus(seq, 5_000_000 + seq * 960, ssrc=2)
+        b.on_rtp(data, parse_rtp(data), 1.0 + seq * 0.0)
+    seqs = [h.sequence for h in out.headers()]
+    assert len(seqs) == 8
+    assert all((seqs[i + 1] - seqs[i]) & 0xFFFF == 1 for i in range(7))
+
+
+def test_a_codec_the_subscriber_did_not_negotiate_is_not_forwarded() -> None:
+    a = producer("audio", ssrc=1)
+    c, out = consumer("video")
+    c.switch(a)
+    data = opus(1, 960, ssrc=1)
+    a.on_rtp(data, parse_rtp(data), 0.0)
+    assert out.rtp == []
+
+
+def test_extension_ids_are_remapped_when_the_subscriber_uses_others() -> None:
+    assert extension_map(EXT_IDS, EXT_IDS) is None
+    a = producer("audio", ssrc=1)
+    other_ids = {uri: i + 5 for uri, i in EXT_IDS.items()}
+    c, out = consumer("audio", ext_ids=other_ids)
+    c.switch(a)
+    data = opus(1, 960, ssrc=1, level=42)
+    a.on_rtp(data, parse_rtp(data), 0.0)
+    sent = out.rtp[0]
+    assert extensions(sent, parse_rtp(sent)) == {6: bytes([0x80 | 42])}
+
+
+def test_a_nack_is_answered_with_rtx_from_the_producers_cache() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 15), keyframe_at={10})
+    sent = out.headers()
+    lost = sent[2]
+    out.rtp.clear()
+    assert c.retransmit([lost.sequence], 0.1) == 1
+    rtx = parse_rtp(out.rtp[0])
+    assert rtx.ssrc == 778 and rtx.payload_type == 97
+    osn, original = parse_rtx(out.rtp[0], rtx, ssrc=777, payload_type=96)
+    assert osn == lost.sequence
+    assert parse_rtp(original).timestamp == lost.timestamp
+
+
+def test_a_nack_without_rtx_resends_the_packet_itself() -> None:
+    a = producer()
+    c, out = consumer()
+    c.update((VP8.__class__(**{**VP8.__dict__, "rtx_payload_type": None}),), EXT_IDS)
+    c.switch(a)
+    feed(a, range(10, 13), keyframe_at={10})
+    wanted = out.headers()[1]
+    out.rtp.clear()
+    c.retransmit([wanted.sequence], 0.1)
+    again = parse_rtp(out.rtp[0])
+    assert (again.ssrc, again.sequence, again.payload_type) == (777, wanted.sequence, 96)
+
+
+def test_a_nack_maps_back_across_a_switch_and_ignores_unsent_numbers() -> None:
+    a, b = producer(ssrc=1000), producer(ssrc=2000, owner="carol")
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 13), keyframe_at={10})
+    c.switch(b)
+    feed(b, range(90, 93), keyframe_at={90})
+    first_of_a = out.headers()[0].sequence
+    last_sent = out.headers()[-1].sequence
+    out.rtp.clear()
+    assert c.retransmit([first_of_a, (last_sent + 5) & 0xFFFF], 0.1) == 1
+
+
+def test_sender_reports_reuse_the_publishers_ntp_clock() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    assert c.sender_report(1.0) is None
+    feed(a, range(10, 13), keyframe_at={10}, now=1.0)
+    assert c.sender_report(1.0) is None  # the publisher sent no SR yet
+    ntp = 0xE000_0000_0000_0000
+    a.on_sender_report(ntp, 11 * 3000, 1.0)
+    report = c.sender_report(1.5)
+    assert report is not None
+    ntp_out, rtp_out = report
+    assert ntp_out == ntp + 0x8000_0000
+    offset = (out.headers()[1].timestamp - 11 * 3000) & 0xFFFFFFFF
+    assert rtp_out == (11 * 3000 + offset + 45000) & 0xFFFFFFFF
+
+
+def test_resync_waits_for_a_new_key_frame() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [1], keyframe_at={1})
+    assert c.resync() is True
+    feed(a, [2, 3])
+    assert len(out.rtp) == 1
+    feed(a, [4], keyframe_at={4})
+    assert len(out.rtp) == 2
+
+
+def test_closing_detaches_from_the_producer() -> None:
+    a = producer()
+    c, _ = consumer()
+    c.switch(a)
+    c.close()
+    assert a.consumers == [] and c.target is None
+
+
+def test_a_closing_source_leaves_a_pending_switch_in_place() -> None:
+    a, b = producer(ssrc=1000), producer(ssrc=2000, owner="carol")
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [1], keyframe_at={1})
+    c.switch(b)
+    a.close()
+    assert c.source is None and c.pending is b
+    feed(b, [7, 8], keyframe_at={7})
+    assert c.source is b and len(out.rtp) == 3
+
+
+def test_a_closing_pending_source_keeps_the_current_one() -> None:
+    a, b = producer(ssrc=1000), producer(ssrc=2000, owner="carol")
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [1], keyframe_at={1})
+    c.switch(b)
+    b.close()
+    feed(a, [2])
+    assert c.source is a and c.pending is None and len(out.rtp) == 2

@@ -1,0 +1,124 @@
+"""Who fills whose slots in a group: speakers, screen shares, pins, pre-call echo."""
+
+from __future__ import annotations
+
+from sfu.group import SCREEN, Group, participant_of
+from sfu.participant import Participant
+from sfu.settings import MediaSettings
+from tests.sfu_fakes import media_plans
+
+
+def member(group: Group, pid: str, n: int, **kw: object) -> Participant:
+    p = Participant(
+        pid,
+        group.room_id,
+        group,
+        precall=group.precall,
+        settings=MediaSettings(),
+        on_transport_lost=lambda participant, reason: None,
+    )
+    p.apply(media_plans(ssrc=1000 * (n + 1), **kw))  # type: ignore[arg-type]
+    group.add(p)
+    return p
+
+
+def slots(group: Group, p: Participant, now: float = 0.0) -> dict[str, str | None]:
+    group.changed_orders(now)
+    group.refill(p, now)
+    return {s["mid"]: s["participant_id"] for s in p.slot_list()}
+
+
+def speak(group: Group, pid: str, start: float, seconds: float, level: int = 10) -> None:
+    for n in range(int(seconds / 0.02)):
+        group.on_level(pid, level, True, start + n * 0.02)
+
+
+def test_two_participants_receive_each_other_and_never_themselves() -> None:
+    group = Group("r", "main")
+    alice, bob = member(group, "alice", 0), member(group, "bob", 1)
+    assert set(slots(group, alice).values()) == {"bob", None}
+    assert slots(group, alice)["rv0"] == "bob" and slots(group, alice)["ra0"] == "bob"
+    assert "bob" not in [v for k, v in slots(group, bob).items() if v == "bob"]
+    assert alice.consumers["rv0"].target is bob.producers["v"]
+
+
+def test_the_dominant_speaker_takes_the_only_video_slot() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    member(group, "alice", 1)
+    member(group, "bob", 2)
+    speak(group, "alice", 0.0, 1.5)
+    assert group.update_speaker(1.5) == "alice"
+    assert slots(group, viewer, 1.5)["rv0"] == "alice"
+    speak(group, "bob", 1.5, 2.0)
+    for n in range(20):
+        group.on_level("alice", 127, False, 1.5 + n * 0.1)
+    assert group.update_speaker(3.5) == "bob"
+    assert slots(group, viewer, 3.5)["rv0"] == "bob"
+
+
+def test_free_audio_slots_are_filled_and_the_loudest_come_first() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, audio_slots=1)
+    member(group, "alice", 1)
+    member(group, "bob", 2)
+    speak(group, "bob", 0.0, 0.5)
+    assert slots(group, viewer, 0.5)["ra0"] == "bob"
+
+
+def test_a_screen_share_is_a_source_of_its_own_but_never_sent_back() -> None:
+    group = Group("r", "main")
+    presenter = member(group, "alice", 0, screen=True)
+    viewer = member(group, "bob", 1)
+    seen = slots(group, viewer)
+    assert list(seen.values()).count("alice") == 3  # audio, camera and screen
+    keys = set(viewer.slot_keys.values())
+    assert "alice" + SCREEN in keys and participant_of("alice" + SCREEN) == "alice"
+    screen_consumer = next(
+        c for m, c in viewer.consumers.items() if viewer.slot_keys[m] == "alice" + SCREEN
+    )
+    assert screen_consumer.target is presenter.producers["s"]
+    sources = {s["source"] for s in viewer.slot_list() if s["participant_id"] == "alice"}
+    assert sources == {"audio", "camera", "screen"}
+    assert all("source" not in s for s in viewer.slot_list() if s["participant_id"] is None)
+    assert set(slots(group, presenter).values()) <= {"bob", None}
+
+
+def test_a_pinned_participant_keeps_a_slot_whoever_speaks() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    member(group, "alice", 1)
+    member(group, "bob", 2)
+    viewer.pinned = "bob"
+    speak(group, "alice", 0.0, 1.5)
+    group.update_speaker(1.5)
+    assert slots(group, viewer, 1.5)["rv0"] == "bob"
+
+
+def test_a_slot_whose_source_left_is_refilled() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    alice = member(group, "alice", 1)
+    member(group, "bob", 2)
+    first = slots(group, viewer)["rv0"]
+    leaving = alice if first == "alice" else group.members["bob"]
+    leaving.close()
+    group.remove(leaving)
+    assert slots(group, viewer)["rv0"] not in (None, leaving.id)
+
+
+def test_slot_lists_are_reported_only_when_they_change() -> None:
+    group = Group("r", "main")
+    alice = member(group, "alice", 0)
+    member(group, "bob", 1)
+    group.changed_orders(0.0)
+    assert group.refill(alice, 0.0) is not None
+    assert group.refill(alice, 0.0) is None
+
+
+def test_a_precall_session_receives_exactly_its_own_media() -> None:
+    group = Group("\x00precall", "p", precall=True)
+    me = member(group, "p", 0, screen=True, audio_slots=1, video_slots=3)
+    assert slots(group, me) == {"ra0": "p", "rv0": "p", "rv1": "p", "rv2": None}
+    assert me.consumers["rv0"].target is me.producers["v"]
+    assert me.consumers["rv1"].target is me.producers["s"]

@@ -1,0 +1,114 @@
+"""A published track: feedback to its publisher and what it learns from packets."""
+
+from __future__ import annotations
+
+from sfu.negotiate import CodecChoice
+from sfu.rtcp import Fir, Nack, Pli, parse_rtcp
+from sfu.rtp import parse_rtp
+from sfu.rtx import build_rtx
+from tests.sfu_fakes import VP8, Capture, opus, producer, vp8
+
+
+def rtcp_items(out: Capture) -> list[object]:
+    return [item for packet in out.rtcp for item in parse_rtcp(packet)]
+
+
+def test_key_frame_requests_are_coalesced_to_one_per_interval() -> None:
+    out = Capture()
+    p = producer(output=out, keyframe_interval=0.5)
+    assert p.request_keyframe(10.0)
+    assert not p.request_keyframe(10.2)
+    assert not p.request_keyframe(10.49)
+    assert p.request_keyframe(10.5)
+    items = rtcp_items(out)
+    assert items == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5000)]
+
+
+def test_fir_is_used_when_the_publisher_did_not_negotiate_pli() -> None:
+    out = Capture()
+    p = producer(output=out)
+    fir_only = CodecChoice(**{**VP8.__dict__, "feedback": ("ccm fir",)})
+    p.update((fir_only,), p.ext_ids)
+    p.request_keyframe(1.0)
+    p.request_keyframe(2.0)
+    firs = [item for item in rtcp_items(out) if isinstance(item, Fir)]
+    assert [f.entries for f in firs] == [((5000, 1),), ((5000, 2),)]
+
+
+def test_audio_producers_never_ask_for_key_frames() -> None:
+    out = Capture()
+    assert not producer("audio", output=out).request_keyframe(1.0)
+    assert out.rtcp == []
+
+
+def test_loss_from_the_publisher_is_nacked_upstream_at_once() -> None:
+    out = Capture()
+    p = producer(output=out)
+    for seq in (100, 101, 104):
+        data = vp8(seq, seq * 3000)
+        p.on_rtp(data, parse_rtp(data), 0.0)
+    assert rtcp_items(out) == [Nack(Capture.rtcp_ssrc, 5000, (102, 103))]
+    p.retry_nacks(0.2)
+    assert len(rtcp_items(out)) == 2
+
+
+def test_audio_levels_go_to_the_groups_speaker_detector() -> None:
+    heard: list[tuple[str, int, bool]] = []
+    p = producer("audio", ssrc=6000)
+    p.level_sink = lambda pid, level, voice, now: heard.append((pid, level, voice))
+    data = opus(1, 960, level=25)
+    p.on_rtp(data, parse_rtp(data), 0.0)
+    assert heard == [("alice", 25, True)]
+
+
+def test_an_unknown_payload_type_is_refused() -> None:
+    p = producer()
+    data = opus(1, 960, ssrc=5000)
+    assert p.on_rtp(data, parse_rtp(data), 0.0) is False
+
+
+def test_rtx_from_the_publisher_is_unwrapped_and_forwarded_as_the_original() -> None:
+    out = Capture()
+    p = producer(output=out)
+    seen: list[int] = []
+
+    class Spy:
+        pending = None
+        source = p
+
+        def forward(self, producer, data, h, codec, now):  # type: ignore[no-untyped-def]
+            seen.append(h.sequence)
+
+    p.consumers = [Spy()]  # type: ignore[list-item]
+    original = vp8(42, 3000)
+    header = parse_rtp(original)
+    rtx = build_rtx(original, header, rtx_ssrc=5001, rtx_payload_type=97, rtx_sequence=7)
+    assert p.on_rtx(rtx, parse_rtp(rtx), 0.0)
+    assert seen == [42]
+    assert p.cached(42, 0.1) is not None
+
+
+def test_the_retransmission_cache_keeps_recent_video_only() -> None:
+    p = producer()
+    data = vp8(7, 3000)
+    p.on_rtp(data, parse_rtp(data), 0.0)
+    assert p.cached(7, 0.5) == data
+    assert p.cached(7, 5.0) is None
+    audio = producer("audio", ssrc=6000)
+    data = opus(7, 960)
+    audio.on_rtp(data, parse_rtp(data), 0.0)
+    assert audio.cached(7, 0.0) is None
+
+
+def test_a_new_ssrc_restarts_statistics_and_consumer_segments() -> None:
+    p = producer()
+    restarted: list[bool] = []
+
+    class Spy:
+        def restart(self) -> None:
+            restarted.append(True)
+
+    p.consumers = [Spy()]  # type: ignore[list-item]
+    p.on_sender_report(1, 2, 0.0)
+    p.set_ssrc(9999)
+    assert restarted == [True] and p.last_sr is None and p.ssrc == 9999

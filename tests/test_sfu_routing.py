@@ -1,0 +1,226 @@
+"""Routing through a live SFU with synthetic peers: switches, pins, RTCP paths, moves."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from sfu.rtcp import (
+    Nack,
+    Remb,
+    SenderReport,
+    build_nack,
+    build_pli,
+    parse_rtcp,
+    time_from_ntp,
+)
+from sfu.rtp import parse_rtp
+from sfu.rtx import parse_rtx
+from tests.sfu_live import Pump, eventually, join, running_media
+from tests.synthetic_peer import SyntheticPeer
+
+pytestmark = pytest.mark.slow
+
+
+def rtp_from(peer: SyntheticPeer, ssrc: int) -> list[bytes]:
+    return [p for p in peer.sink.rtp if int.from_bytes(p[8:12], "big") == ssrc]
+
+
+async def test_the_video_slot_follows_the_dominant_speaker_without_gaps() -> None:
+    async with running_media() as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        carol = await join(media, "carol", SyntheticPeer(audio=True, video=True))
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1, video_slots=1, decrypt_every=1))
+        pumps = [Pump(alice, level=10).start(), Pump(carol, level=110).start()]
+        try:
+            await eventually(lambda: ("r", "main", "alice") in events.speakers, what="alice")
+            await eventually(lambda: events.who("bob", "video") == ["alice"], what="bob sees alice")
+            pumps[0].level, pumps[1].level = 127, 10
+            await eventually(
+                lambda: ("r", "main", "carol") in events.speakers, timeout=8, what="carol"
+            )
+            await eventually(lambda: events.who("bob", "video") == ["carol"], what="bob sees carol")
+            ssrc = bob.slot_ssrcs()["1"]
+            carol_payloads = pumps[1].payloads
+            await eventually(
+                lambda: any(
+                    p[parse_rtp(p).payload_offset :] in carol_payloads for p in rtp_from(bob, ssrc)
+                ),
+                what="carol's packets in bob's video slot",
+            )
+            stream = bob.transport.streams[ssrc]
+            assert stream.lost == 0  # one sequence space across the switch
+        finally:
+            for pump in pumps:
+                await pump.stop()
+
+
+async def test_a_pinned_participant_stays_in_view() -> None:
+    async with running_media() as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        carol = await join(media, "carol", SyntheticPeer(audio=True, video=True))
+        await join(media, "bob", SyntheticPeer(video_slots=1))
+        pumps = [Pump(alice, level=10).start(), Pump(carol, level=120).start()]
+        try:
+            await media.pin("bob", "carol")
+            assert events.who("bob", "video") == ["carol"]
+            await eventually(lambda: ("r", "main", "alice") in events.speakers, what="alice")
+            assert events.who("bob", "video") == ["carol"]
+            await media.pin("bob", None)
+            await eventually(lambda: events.who("bob", "video") == ["alice"], what="unpinned")
+        finally:
+            for pump in pumps:
+                await pump.stop()
+
+
+async def test_key_frame_requests_from_many_subscribers_are_coalesced() -> None:
+    async with running_media(keyframe_min_interval_s=0.5) as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True))
+        pump = Pump(alice).start()
+        subs = [await join(media, f"s{n}", SyntheticPeer(video_slots=1)) for n in range(3)]
+        try:
+            await eventually(lambda: all(s.transport.streams for s in subs), what="video at subs")
+            await asyncio.sleep(0.6)  # past the coalescing window of the joins' requests
+            before, start = pump.keyframe_requests, time.monotonic()
+            while time.monotonic() - start < 1.2:
+                for sub in subs:
+                    sub.transport.send_rtcp(build_pli(1, sub.slot_ssrcs()["0"]))
+                await asyncio.sleep(0.1)  # pacing the PLI storm, not waiting for a result
+            await asyncio.sleep(0.1)
+            got = pump.keyframe_requests - before
+            assert 2 <= got <= 3  # 36 PLIs over 1.2 s -> one per 0.5 s
+        finally:
+            await pump.stop()
+
+
+async def test_a_subscriber_nack_is_answered_with_rtx() -> None:
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True))
+        bob = await join(media, "bob", SyntheticPeer(video_slots=1, decrypt_every=1))
+        pump = Pump(alice).start()
+        try:
+            ssrc = bob.slot_ssrcs()["0"]
+            await eventually(lambda: len(rtp_from(bob, ssrc)) >= 6, what="video at bob")
+            wanted = parse_rtp(rtp_from(bob, ssrc)[3])
+            original = rtp_from(bob, ssrc)[3]
+            bob.transport.send_rtcp(build_nack(1, ssrc, [wanted.sequence]))
+            rtx_ssrc = next(s.ssrc for m in bob.answer.media for s in m.ssrc if s.ssrc != ssrc)
+
+            def answered() -> bool:
+                for packet in rtp_from(bob, rtx_ssrc):
+                    header = parse_rtp(packet)
+                    osn, unwrapped = parse_rtx(packet, header, ssrc=ssrc, payload_type=96)
+                    if osn == wanted.sequence:
+                        return unwrapped[12:] == original[12:]
+                return False
+
+            await eventually(answered, what="the RTX answer")
+            assert media.stats()["retransmitted"] >= 1
+        finally:
+            await pump.stop()
+
+
+async def test_loss_on_the_way_in_is_nacked_to_the_publisher() -> None:
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True))
+        await join(media, "bob", SyntheticPeer(video_slots=1))
+        pump = Pump(alice, video=False).start()
+        try:
+            pump.send_frame(1, keyframe=True)
+            alice.seq["video"] = (alice.seq["video"] + 2) & 0xFFFF  # two packets never sent
+            pump.send_frame(2, keyframe=False)
+            await eventually(lambda: pump.nacks, what="a NACK from the SFU")
+            assert len(pump.nacks[0]) == 2
+            assert any(isinstance(i, Nack) for i in pump.rtcp)
+            assert media.stats()["nacks_sent"] >= 1
+        finally:
+            await pump.stop()
+
+
+async def test_sender_reports_map_the_publishers_clock_to_each_consumer() -> None:
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(audio=True))
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1, decrypt_every=1))
+        pump = Pump(alice, video=False).start()  # sends SRs like a browser
+        try:
+            ssrc = bob.slot_ssrcs()["0"]
+
+            def srs() -> list[SenderReport]:
+                items = [i for p in bob.sink.rtcp for i in parse_rtcp(p)]
+                return [i for i in items if isinstance(i, SenderReport) and i.ssrc == ssrc]
+
+            await eventually(srs, timeout=5, what="an SR for bob's slot")
+            sr = srs()[-1]
+            forwarded = rtp_from(bob, ssrc)[-1]
+            h = parse_rtp(forwarded)
+            offset = h.timestamp - pump.audio_timestamps[forwarded[h.payload_offset :]]
+            # what alice's clock said at the SR's NTP time, from alice's own SRs
+            at = time_from_ntp(sr.ntp)
+            wall, _, alice_ts = max(s for s in pump.srs_sent if s[0] <= at)
+            expected = alice_ts + int((at - wall) * 48000) + offset
+            assert abs(((sr.rtp_timestamp - expected + 2**31) % 2**32) - 2**31) < 960 * 3
+            assert abs(at - time.time()) < 2  # alice's NTP clock, carried over
+        finally:
+            await pump.stop()
+
+
+async def test_publishers_get_a_remb_cap_for_the_room_size() -> None:
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True))
+        await join(media, "bob", SyntheticPeer(video_slots=1))
+        pump = Pump(alice).start()
+        try:
+            await eventually(
+                lambda: any(isinstance(i, Remb) for i in pump.rtcp), timeout=5, what="a REMB"
+            )
+            remb = next(i for i in pump.rtcp if isinstance(i, Remb))
+            assert remb.bitrate == 1_500_000 and remb.ssrcs == (alice.video_ssrc,)
+        finally:
+            await pump.stop()
+
+
+async def test_move_changes_whom_you_receive_without_renegotiation() -> None:
+    async with running_media() as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        carol = await join(media, "carol", SyntheticPeer(audio=True, video=True), group="b1")
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1, video_slots=1, decrypt_every=1))
+        pumps = [Pump(alice).start(), Pump(carol).start()]
+        try:
+            await eventually(lambda: events.who("bob") == ["alice", "alice"], what="main room")
+            ssrcs = bob.slot_ssrcs()
+            await media.move("bob", "b1")
+            assert events.who("bob") == ["carol", "carol"]
+            assert events.who("alice") == [] or set(events.who("alice")) == {None}
+            await eventually(
+                lambda: any(p in pumps[1].payloads for p in _payloads(bob)), what="carol's media"
+            )
+            assert bob.slot_ssrcs() == ssrcs  # same slots, same SSRCs: no new offer
+        finally:
+            for pump in pumps:
+                await pump.stop()
+
+
+def _payloads(peer: SyntheticPeer) -> list[bytes]:
+    return [p[parse_rtp(p).payload_offset :] for p in peer.sink.rtp]
+
+
+async def test_renegotiating_a_screen_share_keeps_existing_slots() -> None:
+    async with running_media() as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1, video_slots=2))
+        await eventually(lambda: events.who("bob") == ["alice", "alice", None], what="slots")
+        first_answer_ssrcs = bob.slot_ssrcs()
+        offer = await bob.offer()  # the same m-lines again, as a re-offer
+        answer = await media.offer("bob", offer)
+        assert f"a=ssrc:{first_answer_ssrcs['1']} " in answer
+        # alice adds a second video (her screen) with a new offer
+        alice.mids.append(("2", "video", "sendonly"))
+        second = await alice.offer()
+        second = second.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 1 2")
+        await media.offer("alice", second)
+        await eventually(
+            lambda: events.who("bob") == ["alice", "alice", "alice"], what="screen in a slot"
+        )
+        assert bob.slot_ssrcs() == first_answer_ssrcs
