@@ -87,7 +87,11 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       if (slot.kind !== "video" || !slot.participantId || !slot.track) continue;
       if (!room.participants.has(slot.participantId)) continue;
       withVideo.add(slot.participantId);
-      want.push(tile(`slot:${slot.mid}`, { kind: "video", pid: slot.participantId, label: names.get(slot.participantId) ?? "Participant", stream: streamOf(slot.track) }));
+      const name = names.get(slot.participantId) ?? "Participant";
+      const label = slot.source === "screen" ? `${name} (screen)` : name;
+      const el = tile(`slot:${slot.mid}`, { kind: "video", pid: slot.participantId, label, avatarName: name, stream: streamOf(slot.track) });
+      el.dataset.source = slot.source ?? "";
+      want.push(el);
     }
     const others = [...room.participants.values()].filter((p) => p.id !== room.participantId && !withVideo.has(p.id));
     for (const person of others.slice(0, MAX_AVATAR_TILES)) {

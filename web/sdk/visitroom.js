@@ -153,16 +153,19 @@ function clampSlots(n) {
 }
 
 /**
- * Merge a `slots` message into the tracks of receive transceivers.
- * @param {{mid: string, kind: string, participant_id: string|null}[]} slots
+ * Merge a `slots` message into the tracks of receive transceivers. `source`
+ * (`audio`, `camera` or `screen`) says which of the sender's tracks fills the
+ * slot when the server tells (a presenter fills two video slots); else null.
+ * @param {{mid: string, kind: string, participant_id: string|null, source?: string}[]} slots
  * @param {Map<string, MediaStreamTrack>} tracksByMid
- * @returns {{mid: string, kind: string, participantId: string|null, track: MediaStreamTrack|null}[]}
+ * @returns {{mid: string, kind: string, participantId: string|null, source: string|null, track: MediaStreamTrack|null}[]}
  */
 export function mapSlots(slots, tracksByMid) {
   return slots.map((slot) => ({
     mid: String(slot.mid),
     kind: slot.kind,
     participantId: slot.participant_id ?? null,
+    source: slot.participant_id ? (slot.source ?? null) : null,
     track: tracksByMid.get(String(slot.mid)) ?? null,
   }));
 }

@@ -46,14 +46,16 @@ test("slots map mids to participants and tracks", () => {
   const track = { id: "t1" };
   const slots = mapSlots(
     [
-      { mid: "2", kind: "video", participant_id: "p_a" },
+      { mid: "2", kind: "video", participant_id: "p_a", source: "screen" },
       { mid: 3, kind: "video", participant_id: null },
+      { mid: "4", kind: "video", participant_id: "p_b" },
     ],
     new Map([["2", track]]),
   );
   assert.deepEqual(slots, [
-    { mid: "2", kind: "video", participantId: "p_a", track },
-    { mid: "3", kind: "video", participantId: null, track: null },
+    { mid: "2", kind: "video", participantId: "p_a", source: "screen", track },
+    { mid: "3", kind: "video", participantId: null, source: null, track: null },
+    { mid: "4", kind: "video", participantId: "p_b", source: null, track: null },
   ]);
 });
 
