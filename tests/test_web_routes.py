@@ -94,8 +94,9 @@ async def test_static_files_have_their_types_and_nothing_else_is_served(client: 
 
 
 async def test_the_sdk_may_be_imported_by_an_allowed_origin(client: Any) -> None:
-    allowed = await client.get("/sdk/visitroom.js", headers={"Origin": PARENT})
-    assert allowed.headers["Access-Control-Allow-Origin"] == PARENT
+    for module in ("visitroom", "core", "media", "precall"):
+        allowed = await client.get(f"/sdk/{module}.js", headers={"Origin": PARENT})
+        assert allowed.headers["Access-Control-Allow-Origin"] == PARENT
     stranger = await client.get("/sdk/visitroom.js", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in stranger.headers
     app_file = await client.get("/app/room.js", headers={"Origin": PARENT})
