@@ -156,6 +156,17 @@ class Coordinator:
             return None
         return await self.bus.get(keys.room_record(room_id))
 
+    async def shared_records(self) -> list[bytes]:
+        """Every scheduled room known to the cluster (rooms created on any node)."""
+        if not self.multi_node:
+            return []
+        packed = []
+        for key in await self.bus.members(keys.ROOM_RECORD_PREFIX):
+            value = await self.bus.get(key)
+            if value is not None:
+                packed.append(value)
+        return packed
+
     async def share_record(self, room_id: str, packed: bytes) -> None:
         if self.multi_node:
             await self.bus.set(keys.room_record(room_id), packed)

@@ -7,41 +7,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
-from signalling.app import ROOMS_FILE
+from cluster.bus import BusUnavailable
 from signalling.audit import AuditEntry, iso
 from signalling.auth import mint
-from signalling.keys import AUDIT, CONFIG, ROOMS, SERVICE
+from signalling.keys import AUDIT, CLUSTER, CONFIG, ROOMS, SERVICE
 from signalling.rest import admin_claims, api_error, parse_time, room_json
+from signalling.rooms import RoomRecord
 from waiting_room.errors import BAD_REQUEST, NOT_FOUND
 
 HOST_TOKEN_TTL_S = 10 * 60
 DEFAULT_RANGE_S = 31 * 24 * 3600
 MAX_RANGE_S = 366 * 24 * 3600
 MAX_ROOMS = 500
-
-
-def _room_ids_between(path: Path, start: float, end: float, limit: int) -> list[str]:
-    """Room ids whose appointment overlaps [start, end], read-only from the rooms database."""
-    if not path.exists():
-        return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
-            "SELECT room_id FROM rooms WHERE ends_at >= ? AND starts_at <= ?"
-            " ORDER BY starts_at, room_id LIMIT ?",
-            (start, end, limit),
-        ).fetchall()
-    finally:
-        db.close()
-    return [str(row[0]) for row in rows]
 
 
 def _range(request: web.Request, now: float) -> tuple[float, float]:
@@ -59,15 +42,13 @@ async def list_rooms(request: web.Request) -> web.Response:
     claims = admin_claims(request)
     service = request.app[SERVICE]
     start, end = _range(request, service.clock())
-    path = request.app[CONFIG].data_dir / ROOMS_FILE
-    ids = await asyncio.to_thread(_room_ids_between, path, start, end, MAX_ROOMS)
     store = request.app[ROOMS]
+    await _learn_shared_records(request)
     rooms: list[dict[str, Any]] = []
-    for room_id in ids:
-        record = store.record(room_id)
-        if record is None or not claims.valid_for(room_id):
+    for record in store.records_between(start, end, MAX_ROOMS):
+        if not claims.valid_for(record.room_id):
             continue
-        live = store.live(room_id)
+        live = store.live(record.room_id)
         rooms.append(
             {
                 **room_json(request, record),
@@ -77,6 +58,16 @@ async def list_rooms(request: web.Request) -> web.Response:
             }
         )
     return web.json_response({"rooms": rooms, "from": iso(start), "to": iso(end)})
+
+
+async def _learn_shared_records(request: web.Request) -> None:
+    """In a cluster, rooms scheduled through other nodes are listed too."""
+    try:
+        packed = await request.app[CLUSTER].shared_records()
+    except BusUnavailable:
+        return
+    for value in packed:
+        request.app[ROOMS].add_record(RoomRecord(**msgpack.unpackb(value)))
 
 
 async def host_token(request: web.Request) -> web.Response:

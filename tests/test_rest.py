@@ -182,3 +182,14 @@ def test_retention_below_six_years_is_refused() -> None:
     with pytest.raises(ConfigError):
         from_env({"VISITROOM_AUDIT_RETENTION_DAYS": "30"})
     assert from_env({}).audit_retention_days >= 6 * 365
+
+
+async def test_the_join_window_is_public_and_says_only_when(client: Any) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
+    await client.post("/v1/rooms", json=visit(start, room_id="later"), headers=auth(admin_token()))
+    response = await client.get("/v1/rooms/later/window")
+    body = await response.json()
+    assert body["status"] == "scheduled"
+    assert body["opens_at"] == iso(start - timedelta(minutes=30)).replace("Z", ".000Z")
+    assert set(body) == {"room_id", "status", "opens_at", "closes_at"}
+    assert (await client.get("/v1/rooms/nowhere/window")).status == 404

@@ -4,7 +4,16 @@
 import { VisitRoom, VisitRoomError } from "../sdk/visitroom.js";
 import { precallStep } from "./precall.js";
 import { roomScreen } from "./room.js";
-import { errorScreen, leftScreen, pendingScreen, refusalScreen, rejectedScreen, waitingScreen } from "./screens.js";
+import {
+  endedScreen,
+  errorScreen,
+  leftScreen,
+  notOpenScreen,
+  pendingScreen,
+  refusalScreen,
+  rejectedScreen,
+  waitingScreen,
+} from "./screens.js";
 
 /** The room id from a path like /r/{room_id}, /host/{room_id} or /embed/{room_id}. */
 export function roomIdFromPath(pathname = location.pathname) {
@@ -24,6 +33,7 @@ export function roomIdFromPath(pathname = location.pathname) {
  * }} options
  */
 export async function runVisit({ roomId, role, token = null, name = null, report = () => undefined, parentJoin = null }) {
+  if (await outsideWindow(roomId)) return;
   const askName = role === "guest" && !token;
   const prep = await precallStep({
     askName,
@@ -107,4 +117,29 @@ export async function runVisit({ roomId, role, token = null, name = null, report
     reportEnd("error", { code: error?.code ?? "disconnected" });
   }
   return room;
+}
+
+/**
+ * Before asking for a camera: is the visit open yet (or over)? Shows the right page and
+ * returns true when it is not; any failure to ask falls through to the normal join, whose
+ * `hello` gets the same answer from the server.
+ * @param {string} roomId
+ */
+async function outsideWindow(roomId) {
+  try {
+    const response = await fetch(`/v1/rooms/${encodeURIComponent(roomId)}/window`, { cache: "no-store" });
+    if (!response.ok) return false;
+    const window = await response.json();
+    if (window.status === "scheduled" && window.opens_at) {
+      notOpenScreen(String(window.opens_at));
+      return true;
+    }
+    if (window.status === "ended") {
+      endedScreen();
+      return true;
+    }
+  } catch {
+    return false;
+  }
+  return false;
 }
