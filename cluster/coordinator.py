@@ -254,6 +254,7 @@ class Coordinator:
         """The bus is back: renew the leases (re-claimed ones are written back in full)
         and write the rooms that changed while it was away."""
         with contextlib.suppress(BusUnavailable):
+            await self.registry.beat()  # the other nodes must see us again at once
             await self.leases.renew_all()
         for room_id in list(self.dirty):
             await self._write_back(room_id)
