@@ -4,44 +4,22 @@ visit, move by select, close with a countdown."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import expect
 
-from tests.web_support import Pages, WebServer, chromium, host_joins, knock, web_server
+from tests.web_support import Pages, WebServer, host_joins, knock
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    with web_server(tmp_path_factory.mktemp("web-breakouts")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as context:
-        yield context
-
-
-@pytest.fixture
-def pages(browser: BrowserContext, server: WebServer) -> Iterator[Pages]:
-    opened = Pages(browser, server)
-    yield opened
-    opened.close()
-    assert opened.errors == []
-    assert opened.foreign_requests() == []
-
-
-def test_open_broadcast_help_visit_move_and_close(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_open_broadcast_help_visit_move_and_close(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host = pages.new("host")
-    host_joins(host, server, room)
+    host_joins(host, site, room)
     ann, ben = pages.new("ann"), pages.new("ben")
-    knock(ann, server, room, "Ann")
-    knock(ben, server, room, "Ben")
+    knock(ann, site, room, "Ann")
+    knock(ben, site, room, "Ben")
     expect(host.get_by_test_id("knock-text")).to_have_text("Ann and 1 other are waiting")
     host.get_by_test_id("btn-knock-let-in").click()
     for guest in (ann, ben):

@@ -4,44 +4,22 @@ list, copy the patient link, and join as host in a new window."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import BrowserContext, expect
+from playwright.sync_api import expect
 
 from tests.conftest import admin_token, token
-from tests.web_support import TIMEZONE, Pages, WebServer, chromium, web_server
+from tests.web_support import TIMEZONE, Pages, WebServer
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    with web_server(tmp_path_factory.mktemp("web-dashboard")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as context:
-        yield context
-
-
-@pytest.fixture
-def pages(browser: BrowserContext, server: WebServer) -> Iterator[Pages]:
-    opened = Pages(browser, server)
-    yield opened
-    opened.close()
-    assert opened.errors == []
-    assert opened.foreign_requests() == []
-
-
-def test_sign_in_schedule_list_copy_and_join(pages: Pages, server: WebServer) -> None:
+def test_sign_in_schedule_list_copy_and_join(pages: Pages, site: WebServer) -> None:
     admin = admin_token()
     dash = pages.new("dashboard")
-    dash.goto(f"{server.url}/dashboard")
+    dash.goto(f"{site.url}/dashboard")
     dash.get_by_test_id("admin-token-input").fill(admin)
     dash.get_by_test_id("btn-signin").click()
     expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
@@ -59,14 +37,14 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, server: WebServer) ->
     dash.get_by_test_id("schedule-room-id").fill(room)
     dash.get_by_test_id("btn-schedule").click()
     expect(dash.get_by_test_id("schedule-success")).to_contain_text(f"/r/{room}")
-    _, record = server.rest("GET", f"/v1/rooms/{room}")
+    _, record = site.rest("GET", f"/v1/rooms/{room}")
     assert datetime.fromisoformat(record["starts_at"].replace("Z", "+00:00")) == start
 
-    later = server.schedule(starts_in=timedelta(days=3))
+    later = site.schedule(starts_in=timedelta(days=3))
     today = dash.get_by_test_id("visits-today")
     item = today.get_by_test_id("visit-item").filter(has_text=room)
     expect(item.get_by_test_id("visit-time")).to_have_text(f"{start:%H:%M}\N{EN DASH}{end:%H:%M}")
-    expect(item.get_by_test_id("patient-link")).to_have_value(f"{server.url}/r/{room}")
+    expect(item.get_by_test_id("patient-link")).to_have_value(f"{site.url}/r/{room}")
     expect(item.get_by_test_id("btn-join-visit")).to_be_visible()
     upcoming = dash.get_by_test_id("visits-upcoming").get_by_test_id("visit-item")
     dash.reload()  # the list refreshes on its own every 30 s; a reload shows `later` now
@@ -86,7 +64,7 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, server: WebServer) ->
     host.get_by_test_id("btn-skip-test").click()
     host.get_by_test_id("btn-join").click()
     expect(host.get_by_test_id("screen-room")).to_be_visible()
-    assert host.url == f"{server.url}/host/{room}"
+    assert host.url == f"{site.url}/host/{room}"
     assert not [url for url in pages.requests if "eyJ" in url]  # no JWT in any URL
 
     # A reload of the host window asks the dashboard again and gets a fresh token.
@@ -100,9 +78,9 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, server: WebServer) ->
     assert dash.evaluate("sessionStorage.getItem('visitroom.adminToken')") is None
 
 
-def test_a_token_that_is_not_an_admin_token_is_refused(pages: Pages, server: WebServer) -> None:
+def test_a_token_that_is_not_an_admin_token_is_refused(pages: Pages, site: WebServer) -> None:
     dash = pages.new("dashboard")
-    dash.goto(f"{server.url}/dashboard")
+    dash.goto(f"{site.url}/dashboard")
     dash.get_by_test_id("admin-token-input").fill(token("visit-1", "dr-x", "host", "Dr X"))
     dash.get_by_test_id("btn-signin").click()
     expect(dash.get_by_test_id("signin-error")).to_have_text("That token was not accepted.")
@@ -110,12 +88,10 @@ def test_a_token_that_is_not_an_admin_token_is_refused(pages: Pages, server: Web
     pages.errors[:] = [e for e in pages.errors if "401" not in e]  # the refused sign-in
 
 
-def test_the_host_page_without_a_token_says_where_to_get_one(
-    pages: Pages, server: WebServer
-) -> None:
-    room = server.schedule()
+def test_the_host_page_without_a_token_says_where_to_get_one(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host = pages.new("host")
-    host.goto(f"{server.url}/host/{room}")
+    host.goto(f"{site.url}/host/{room}")
     expect(host.get_by_test_id("screen-error")).to_contain_text(
         "Open this visit from your dashboard"
     )

@@ -3,45 +3,23 @@ postMessage (to its origin only), and a host token arrives by postMessage."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import BrowserContext, FrameLocator, Page, expect
+from playwright.sync_api import FrameLocator, Page, expect
 
 from tests.conftest import token
-from tests.web_support import Pages, WebServer, chromium, host_joins, web_server
+from tests.web_support import Pages, WebServer, host_joins
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    with web_server(tmp_path_factory.mktemp("web-embed")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as context:
-        yield context
-
-
-@pytest.fixture
-def pages(browser: BrowserContext, server: WebServer) -> Iterator[Pages]:
-    opened = Pages(browser, server)
-    yield opened
-    opened.close()
-    assert opened.errors == []
-    assert opened.foreign_requests() == []
-
-
 def open_parent(
-    page: Page, server: WebServer, room: str, join: dict[str, Any], role: str = "guest"
+    page: Page, site: WebServer, room: str, join: dict[str, Any], role: str = "guest"
 ) -> FrameLocator:
-    src = f"{server.url}/embed/{room}?parent_origin={quote(server.parent.origin)}&role={role}"
-    page.goto(f"{server.parent.origin}/parent.html?src={quote(src, safe='')}")
+    src = f"{site.url}/embed/{room}?parent_origin={quote(site.parent.origin)}&role={role}"
+    page.goto(f"{site.parent.origin}/parent.html?src={quote(src, safe='')}")
     page.evaluate("(join) => window.start(join)", join)
     return page.frame_locator("#visit")
 
@@ -62,12 +40,12 @@ def guest_joins_in_frame(frame: FrameLocator) -> None:
     frame.get_by_test_id("btn-join").click()
 
 
-def test_guest_events_knocked_admitted_ended(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_guest_events_knocked_admitted_ended(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host = pages.new("host")
-    host_joins(host, server, room)
+    host_joins(host, site, room)
     parent = pages.new("parent")
-    frame = open_parent(parent, server, room, {"name": "Embedded Pat"})
+    frame = open_parent(parent, site, room, {"name": "Embedded Pat"})
     expect(frame.get_by_test_id("input-name")).to_have_value("Embedded Pat")
     guest_joins_in_frame(frame)
 
@@ -85,13 +63,13 @@ def test_guest_events_knocked_admitted_ended(pages: Pages, server: WebServer) ->
     assert event_types(parent) == ["ready", "knocked", "admitted", "ended"]
 
 
-def test_guest_events_rejected_and_left(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_guest_events_rejected_and_left(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host = pages.new("host")
-    host_joins(host, server, room)
+    host_joins(host, site, room)
     rejected_parent, left_parent = pages.new("parent-1"), pages.new("parent-2")
 
-    frame = open_parent(rejected_parent, server, room, {"name": "Rita Rejected"})
+    frame = open_parent(rejected_parent, site, room, {"name": "Rita Rejected"})
     guest_joins_in_frame(frame)
     wait_for_event(rejected_parent, "knocked")
     host.get_by_test_id("btn-people").click()
@@ -104,7 +82,7 @@ def test_guest_events_rejected_and_left(pages: Pages, server: WebServer) -> None
         in wait_for_event(rejected_parent, "rejected")["message"]
     )
 
-    frame = open_parent(left_parent, server, room, {"name": "Leo Leaves"})
+    frame = open_parent(left_parent, site, room, {"name": "Leo Leaves"})
     guest_joins_in_frame(frame)
     wait_for_event(left_parent, "knocked")
     frame.get_by_test_id("btn-leave-lobby").click()
@@ -113,12 +91,12 @@ def test_guest_events_rejected_and_left(pages: Pages, server: WebServer) -> None
 
 
 def test_a_host_token_given_by_postmessage_never_touches_a_url(
-    pages: Pages, server: WebServer
+    pages: Pages, site: WebServer
 ) -> None:
-    room = server.schedule()
+    room = site.schedule()
     host_token = token(room, "dr-embed", "host", "Dr Embed")
     parent = pages.new("parent")
-    frame = open_parent(parent, server, room, {"token": host_token}, role="host")
+    frame = open_parent(parent, site, room, {"token": host_token}, role="host")
     frame.get_by_test_id("btn-skip-test").click()
     frame.get_by_test_id("btn-join").click()
     expect(frame.get_by_test_id("screen-room")).to_be_visible()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.web_support import (
     REJECTED_TEXT,
@@ -16,12 +16,10 @@ from tests.web_support import (
     Pages,
     TcpProxy,
     WebServer,
-    chromium,
     guest_precall,
     host_joins,
     knock,
     snap,
-    web_server,
 )
 
 pytestmark = pytest.mark.browser
@@ -30,42 +28,18 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 HOLD_MESSAGE = "I'll be with you in 5 minutes"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    with web_server(tmp_path_factory.mktemp("web-lobby")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as context:
-        yield context
-
-
-@pytest.fixture
-def pages(browser: BrowserContext, server: WebServer) -> Iterator[Pages]:
-    opened = Pages(browser, server)
-    yield opened
-    opened.close()
-    assert opened.dialogs == [], "a name or message was run as code"
-    assert opened.errors == []
-    assert opened.foreign_requests() == []
-
-
 def waiting_item(host: Page, name: str) -> object:
     return host.get_by_test_id("waiting-item").filter(has_text=name)
 
 
-def test_knock_hold_reject_let_in_all_remove_and_remove_all(
-    pages: Pages, server: WebServer
-) -> None:
-    room = server.schedule()
+def test_knock_hold_reject_let_in_all_remove_and_remove_all(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host = pages.new("host")
-    host_joins(host, server, room)
+    host_joins(host, site, room)
     assert "#" not in host.url and "token" not in host.url  # the fragment is scrubbed
 
     pat, bob = pages.new("pat"), pages.new("bob")
-    guest_precall(pat, f"{server.url}/r/{room}", XSS_NAME)
+    guest_precall(pat, f"{site.url}/r/{room}", XSS_NAME)
     snap(pat, "guest-precall", full_page=True)
     pat.get_by_test_id("btn-join").click()
     expect(pat.get_by_test_id("screen-waiting")).to_be_visible()
@@ -77,7 +51,7 @@ def test_knock_hold_reject_let_in_all_remove_and_remove_all(
     expect(host.get_by_test_id("knock-text")).to_have_text(f"{XSS_NAME} wants to join")
     expect(host.get_by_test_id("btn-knock-let-in")).to_be_visible()
     expect(host.get_by_test_id("announcer")).to_contain_text(f"{XSS_NAME} is waiting to join")
-    knock(bob, server, room, "Bob Guest")
+    knock(bob, site, room, "Bob Guest")
     expect(host.get_by_test_id("knock-text")).to_have_text(f"{XSS_NAME} and 1 other are waiting")
     expect(host.get_by_test_id("people-badge")).to_have_text("2")
 
@@ -114,7 +88,7 @@ def test_knock_hold_reject_let_in_all_remove_and_remove_all(
 
     # Bob comes back as someone else; "Let in" on the knock card admits everyone waiting.
     host.get_by_test_id("btn-close-people").click()
-    knock(bob, server, room, "Bob Again")
+    knock(bob, site, room, "Bob Again")
     expect(toast).to_be_visible()
     host.get_by_test_id("btn-knock-let-in").click()
     for guest in (pat, bob):
@@ -146,15 +120,15 @@ def test_knock_hold_reject_let_in_all_remove_and_remove_all(
     expect(host.get_by_test_id("screen-room")).to_be_visible()
 
 
-def test_end_meeting_for_all_sends_everyone_out(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_end_meeting_for_all_sends_everyone_out(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host = pages.new("host")
-    host_joins(host, server, room)
+    host_joins(host, site, room)
     admitted, waiting = pages.new("admitted"), pages.new("waiting")
-    knock(admitted, server, room, "Ann Admitted")
+    knock(admitted, site, room, "Ann Admitted")
     host.get_by_test_id("btn-knock-let-in").click()
     expect(admitted.get_by_test_id("screen-room")).to_be_visible()
-    knock(waiting, server, room, "Wes Waiting")
+    knock(waiting, site, room, "Wes Waiting")
     expect(host.get_by_test_id("knock-text")).to_have_text("Wes Waiting wants to join")
 
     host.get_by_test_id("btn-leave").click()
@@ -165,11 +139,11 @@ def test_end_meeting_for_all_sends_everyone_out(pages: Pages, server: WebServer)
         expect(page.get_by_test_id("screen-left")).to_have_attribute("data-reason", "ended")
 
 
-def test_a_guest_cannot_end_the_meeting_and_leaves_alone(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_a_guest_cannot_end_the_meeting_and_leaves_alone(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host, guest = pages.new("host"), pages.new("guest")
-    host_joins(host, server, room)
-    knock(guest, server, room, "Gail Guest")
+    host_joins(host, site, room)
+    knock(guest, site, room, "Gail Guest")
     host.get_by_test_id("btn-knock-let-in").click()
     expect(guest.get_by_test_id("screen-room")).to_be_visible()
     guest.get_by_test_id("btn-leave").click()
@@ -180,35 +154,35 @@ def test_a_guest_cannot_end_the_meeting_and_leaves_alone(pages: Pages, server: W
     expect(host.get_by_test_id("joined-item")).to_have_count(1)
 
 
-def test_before_the_window_the_page_says_when_it_opens(pages: Pages, server: WebServer) -> None:
+def test_before_the_window_the_page_says_when_it_opens(pages: Pages, site: WebServer) -> None:
     starts_in = timedelta(hours=3)
-    room = server.schedule(starts_in=starts_in)
-    _, record = server.rest("GET", f"/v1/rooms/{room}")
+    room = site.schedule(starts_in=starts_in)
+    _, record = site.rest("GET", f"/v1/rooms/{room}")
     opens = datetime.fromisoformat(record["starts_at"].replace("Z", "+00:00")) - timedelta(
         minutes=30
     )
     expected = opens.astimezone(ZoneInfo(TIMEZONE)).strftime("%H:%M")
     guest = pages.new("early")
-    guest.goto(f"{server.url}/r/{room}")  # said at once: no camera asked for, no name
+    guest.goto(f"{site.url}/r/{room}")  # said at once: no camera asked for, no name
     expect(guest.get_by_test_id("opens-at-message")).to_have_text(f"This visit opens at {expected}")
     expect(guest.get_by_test_id("screen-error")).to_have_count(0)
     expect(guest.get_by_test_id("btn-join")).to_have_count(0)
 
 
-def test_after_the_window_the_page_says_the_visit_ended(pages: Pages, server: WebServer) -> None:
-    room = server.schedule(starts_in=timedelta(hours=-6), minutes=30)
+def test_after_the_window_the_page_says_the_visit_ended(pages: Pages, site: WebServer) -> None:
+    room = site.schedule(starts_in=timedelta(hours=-6), minutes=30)
     guest = pages.new("late")
-    guest.goto(f"{server.url}/r/{room}")
+    guest.goto(f"{site.url}/r/{room}")
     expect(guest.get_by_test_id("visit-ended-message")).to_have_text("This visit has ended")
     expect(guest.get_by_test_id("btn-join")).to_have_count(0)
 
 
-def test_pages_fit_a_360_pixel_phone(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_pages_fit_a_360_pixel_phone(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host, guest = pages.new("host"), pages.new("phone")
     guest.set_viewport_size({"width": 360, "height": 740})
-    host_joins(host, server, room)
-    guest_precall(guest, f"{server.url}/r/{room}", "Phoebe Phone")
+    host_joins(host, site, room)
+    guest_precall(guest, f"{site.url}/r/{room}", "Phoebe Phone")
     assert fits(guest)
     guest.get_by_test_id("btn-join").click()
     expect(guest.get_by_test_id("screen-waiting")).to_be_visible()
@@ -228,10 +202,10 @@ def fits(page: Page) -> bool:
     return bool(width <= page.viewport_size["width"]) if page.viewport_size else False
 
 
-def test_the_guest_page_needs_a_name_and_says_so(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_the_guest_page_needs_a_name_and_says_so(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     guest = pages.new("nameless")
-    guest_precall(guest, f"{server.url}/r/{room}", None)
+    guest_precall(guest, f"{site.url}/r/{room}", None)
     guest.get_by_test_id("btn-join").click()
     expect(guest.get_by_test_id("name-error")).to_be_visible()
     expect(guest.get_by_test_id("input-name")).to_be_focused()
@@ -239,8 +213,8 @@ def test_the_guest_page_needs_a_name_and_says_so(pages: Pages, server: WebServer
 
 
 @pytest.fixture
-def proxy(server: WebServer, pages: Pages) -> Iterator[TcpProxy]:
-    relay = TcpProxy(server.process.port)
+def proxy(site: WebServer, pages: Pages) -> Iterator[TcpProxy]:
+    relay = TcpProxy(site.process.port)
     relay.start()
     pages.also_allowed.append(relay.url)
     yield relay
@@ -248,13 +222,13 @@ def proxy(server: WebServer, pages: Pages) -> Iterator[TcpProxy]:
 
 
 def test_a_dropped_connection_resumes_in_place(
-    pages: Pages, server: WebServer, proxy: TcpProxy
+    pages: Pages, site: WebServer, proxy: TcpProxy
 ) -> None:
     """The guest's page goes through a relay the test cuts: the SDK resumes with its
     resume token, keeping its place in the lobby (no second knock) and in the room."""
-    room = server.schedule()
+    room = site.schedule()
     host, guest = pages.new("host"), pages.new("guest")
-    host_joins(host, server, room)
+    host_joins(host, site, room)
     guest_precall(guest, f"{proxy.url}/r/{room}", "Rae Resume")
     guest.get_by_test_id("btn-join").click()
     expect(guest.get_by_test_id("screen-waiting")).to_be_visible()

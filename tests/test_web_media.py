@@ -3,44 +3,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.web_support import (
     Pages,
     WebServer,
-    chromium,
     guest_precall,
     host_joins,
     knock,
     snap,
-    web_server,
 )
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
-    with web_server(tmp_path_factory.mktemp("web-media")) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
-    with chromium(tmp_path_factory.mktemp("chromium")) as context:
-        yield context
-
-
-@pytest.fixture
-def pages(browser: BrowserContext, server: WebServer) -> Iterator[Pages]:
-    opened = Pages(browser, server)
-    yield opened
-    opened.close()
-    assert opened.errors == []
-    assert opened.foreign_requests() == []
 
 
 def own_id(page: Page) -> str:
@@ -66,11 +41,11 @@ def wait_received(page: Page, sender: str, kind: str, counter: str, at_least: in
     )
 
 
-def test_video_and_audio_are_decoded_both_ways(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_video_and_audio_are_decoded_both_ways(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host, guest = pages.new("host"), pages.new("guest")
-    host_joins(host, server, room)
-    knock(guest, server, room, "Pat Media")
+    host_joins(host, site, room)
+    knock(guest, site, room, "Pat Media")
     host.get_by_test_id("btn-knock-let-in").click()
     expect(guest.get_by_test_id("screen-room")).to_be_visible()
     host_id, guest_id = own_id(host), own_id(guest)
@@ -116,11 +91,11 @@ def test_video_and_audio_are_decoded_both_ways(pages: Pages, server: WebServer) 
     ).to_have_count(0)
 
 
-def test_a_shared_screen_reaches_the_other_side(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_a_shared_screen_reaches_the_other_side(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     host, guest = pages.new("host"), pages.new("guest")
-    host_joins(host, server, room)
-    knock(guest, server, room, "Sam Screen")
+    host_joins(host, site, room)
+    knock(guest, site, room, "Sam Screen")
     host.get_by_test_id("btn-knock-let-in").click()
     expect(guest.get_by_test_id("screen-room")).to_be_visible()
     host_id = own_id(host)
@@ -147,10 +122,10 @@ def test_a_shared_screen_reaches_the_other_side(pages: Pages, server: WebServer)
     expect(host_tiles).to_have_count(1, timeout=10000)
 
 
-def test_the_precall_test_gives_a_verdict_on_each_check(pages: Pages, server: WebServer) -> None:
-    room = server.schedule()
+def test_the_precall_test_gives_a_verdict_on_each_check(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
     guest = pages.new("precall")
-    guest.goto(f"{server.url}/r/{room}")
+    guest.goto(f"{site.url}/r/{room}")
     guest.get_by_test_id("input-name").fill("Tess Test")
     guest.get_by_test_id("btn-run-test").click()
     expect(guest.get_by_test_id("precall-progress")).to_be_visible()
@@ -164,7 +139,7 @@ def test_the_precall_test_gives_a_verdict_on_each_check(pages: Pages, server: We
 
 
 def test_the_precall_test_says_when_the_camera_is_off_the_air(
-    pages: Pages, server: WebServer
+    pages: Pages, site: WebServer
 ) -> None:
     """A guest who denied the camera: the test still runs and the camera check fails."""
     guest = pages.new("no-camera")
@@ -174,7 +149,7 @@ def test_the_precall_test_says_when_the_camera_is_off_the_air(
           navigator.mediaDevices.getUserMedia = (c) => real({...c, video: false});
         }"""
     )
-    guest_precall(guest, f"{server.url}/r/{server.schedule()}", "Nora NoCam")
+    guest_precall(guest, f"{site.url}/r/{site.schedule()}", "Nora NoCam")
     guest.get_by_test_id("btn-run-test").click()
     expect(guest.get_by_test_id("precall-verdict")).to_be_visible(timeout=30000)
     expect(guest.get_by_test_id("verdict-camera")).to_have_attribute("data-status", "fail")

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, sync_playwright
 
 from tests.conftest import API_KEY, API_SECRET, admin_token, token
@@ -363,3 +364,30 @@ def host_joins(page: Page, server: WebServer, room_id: str, **who: str) -> None:
     page.get_by_test_id("btn-skip-test").click()
     page.get_by_test_id("btn-join").click()
     page.get_by_test_id("screen-room").wait_for()
+
+
+# Fixtures for the browser test modules (registered in tests/conftest.py): one real server
+# and one Chromium per module; every test's pages are checked for script errors, dialogs
+# (a name or message run as code) and requests that left the server's origin.
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
+    with web_server(tmp_path_factory.mktemp("web")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+    with chromium(tmp_path_factory.mktemp("chromium")) as context:
+        yield context
+
+
+@pytest.fixture
+def pages(browser: BrowserContext, site: WebServer) -> Iterator[Pages]:
+    opened = Pages(browser, site)
+    yield opened
+    opened.close()
+    assert opened.dialogs == [], "a name or message was run as code"
+    assert opened.errors == []
+    assert opened.foreign_requests() == []
