@@ -57,12 +57,14 @@ class Ticker:
         media = self._media
         for group in list(media.groups.values()):
             speaker = group.update_speaker(now)
-            if speaker is not None and not group.precall:
+            # Only the group's leader speaks for a group that spans workers.
+            if speaker is not None and not group.precall and group.leader:
                 media.notify("active_speaker", group.room_id, group.name, speaker)
             if group.changed_orders(now):
                 media.refill(group)
         for participant in list(media.participants.values()):
             self._participant(participant, now)
+        media.after_tick(now)
 
     def _participant(self, participant: Participant, now: float) -> None:
         for producer in participant.producers.values():
