@@ -146,7 +146,10 @@ class RouteBook:
         removals: list[Command] = []
         roles: list[Command] = []
         additions: list[Command] = []
-        outs: list[Command] = []
+        # A stream belongs to one group at a time, but a move touches two:
+        # its relay targets are compared across both, once.
+        outs_before: dict[tuple[int, int], frozenset[int]] = {}
+        outs_after: dict[tuple[int, int], frozenset[int]] = {}
         for key in sorted(keys):
             old = self.plans.get(key, EMPTY)
             new = self._plan(key, old)
@@ -159,8 +162,9 @@ class RouteBook:
             removals += _removals(old, new)
             roles += _roles(key, old, new)
             additions += _additions(key, old, new)
-            outs += _outs(old, new)
-        return removals + roles + additions + outs
+            outs_before.update(old.outs)
+            outs_after.update(new.outs)
+        return removals + roles + additions + _outs(outs_before, outs_after)
 
     def _plan(self, key: GroupKey, old: GroupPlan) -> GroupPlan:
         pids = sorted(self._groups.get(key, ()))
@@ -215,11 +219,13 @@ def _additions(key: GroupKey, old: GroupPlan, new: GroupPlan) -> list[Command]:
     ]
 
 
-def _outs(old: GroupPlan, new: GroupPlan) -> list[Command]:
+def _outs(
+    old: Mapping[tuple[int, int], frozenset[int]], new: Mapping[tuple[int, int], frozenset[int]]
+) -> list[Command]:
     changed: list[Command] = []
-    for origin, stream in sorted(set(old.outs) | set(new.outs)):
-        before = old.outs.get((origin, stream), frozenset())
-        after = new.outs.get((origin, stream), frozenset())
+    for origin, stream in sorted(set(old) | set(new)):
+        before = old.get((origin, stream), frozenset())
+        after = new.get((origin, stream), frozenset())
         if before != after:
             changed.append(RelayOut(origin, stream, tuple(sorted(after))))
     return changed
