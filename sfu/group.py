@@ -207,12 +207,15 @@ class Group:
         if participant.closed:
             return None
         self._forget_stale(participant)
+        # A key frame before the subscriber is connected would be lost, and
+        # would hold back (coalescing) the one its connection asks for.
+        connected = participant.transport is not None and participant.transport.connected
         for mid, key in diff(participant.slot_keys, self.assign(participant, now)).items():
             consumer = participant.consumers.get(mid)
             if consumer is None:
                 continue
             producer = self.producer_for(key, consumer.kind)
-            if consumer.switch(producer) and producer is not None:
+            if consumer.switch(producer) and producer is not None and connected:
                 producer.request_keyframe(now)
             participant.slot_keys[mid] = key if producer is not None else None
         slots = participant.slot_list()

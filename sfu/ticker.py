@@ -69,10 +69,11 @@ class Ticker:
     def _participant(self, participant: Participant, now: float) -> None:
         for producer in participant.producers.values():
             producer.retry_nacks(now)
-        for consumer in participant.consumers.values():
-            if consumer.pending is not None:
-                consumer.pending.request_keyframe(now)
         transport = participant.transport
+        if transport is not None and transport.connected:
+            for consumer in participant.consumers.values():
+                if consumer.pending is not None:
+                    consumer.pending.request_keyframe(now)
         if transport is not None and transport.connected and now >= participant.next_report:
             participant.next_report = now + REPORT_INTERVAL * random.uniform(0.5, 1.5)
             for packet in feedback.reports(participant, now, self._media.remb_cap(participant)):

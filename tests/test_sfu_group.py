@@ -186,3 +186,14 @@ def test_members_the_leader_has_not_listed_yet_keep_their_place_after_the_listed
     assert group.size == 1
     group.size_hint = 40
     assert group.size == 40
+
+
+def test_no_key_frame_is_asked_for_while_the_subscriber_is_not_connected() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    alice = member(group, "alice", 1)
+    slots(group, viewer)
+    assert viewer.consumers["rv0"].pending is alice.producers["v"]
+    # Its connection asks (Participant.on_transport_state); one asked now would be
+    # lost and would hold that one back for the coalescing interval.
+    assert alice.producers["v"].request_keyframe(0.0), "nothing was asked before"
