@@ -218,11 +218,27 @@ class Group:
             if consumer.switch(producer) and producer is not None and connected:
                 producer.request_keyframe(now)
             participant.slot_keys[mid] = key if producer is not None else None
+        if participant.settings.stage_video_slots and not self.precall:
+            self._thumbnails(participant, now, connected)
         slots = participant.slot_list()
         if slots == participant.slots_sent:
             return None
         participant.slots_sent = slots
         return slots
+
+    def _thumbnails(self, participant: Participant, now: float, connected: bool) -> None:
+        """Full rate for the first choices (on stage), key frames only for the rest."""
+        video = (self._orders or self.orders(now))[0]
+        pinned = [participant.pinned] if participant.pinned in video else []
+        choices = [
+            k for k in dict.fromkeys([*pinned, *video]) if participant_of(k) != participant.id
+        ]
+        stage = set(choices[: participant.settings.stage_video_slots])
+        for mid, consumer in participant.consumers.items():
+            key = participant.slot_keys.get(mid)
+            thumbnail = key is not None and key not in stage
+            if consumer.set_thumbnail(thumbnail) and connected and consumer.pending is not None:
+                consumer.pending.request_keyframe(now)
 
     def _forget_stale(self, participant: Participant) -> None:
         # A slot whose source left or was replaced is empty, so that the

@@ -71,6 +71,7 @@ class Producer:
         "nack",
         "output",
         "owner",
+        "refresh_due",
         "relay",
         "rtx_ssrc",
         "source",
@@ -110,6 +111,7 @@ class Producer:
         self.closed = False
         self.level_sink: LevelSink | None = None
         self.relay: RelayTap | None = None
+        self.refresh_due = 0.0  # next key frame request for thumbnail subscribers
         self.last_sr: tuple[int, int, float] | None = None
         self._last_keyframe_request = float("-inf")
         self._fir_seq = 0

@@ -71,9 +71,14 @@ class Ticker:
             producer.retry_nacks(now)
         transport = participant.transport
         if transport is not None and transport.connected:
+            refresh = self._media.settings.thumbnail_refresh_s
             for consumer in participant.consumers.values():
                 if consumer.pending is not None:
                     consumer.pending.request_keyframe(now)
+                elif consumer.thumbnail and consumer.source is not None:
+                    source = consumer.source
+                    if now >= source.refresh_due and source.request_keyframe(now):
+                        source.refresh_due = now + refresh
         if transport is not None and transport.connected and now >= participant.next_report:
             participant.next_report = now + REPORT_INTERVAL * random.uniform(0.5, 1.5)
             for packet in feedback.reports(participant, now, self._media.remb_cap(participant)):

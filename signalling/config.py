@@ -71,6 +71,9 @@ class Config:
     worker_max_participants: int = 0  # 0: no cap
     worker_pps_budget: float = 40_000.0
     worker_cpu_budget: float = 0.85
+    # video slots at full rate per subscriber (0: all); the rest key frames only
+    stage_video_slots: int = 0
+    thumbnail_refresh_s: float = 1.0
     # portal
     smtp_url: str | None = None
     # cluster
@@ -238,13 +241,15 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
 
 
 def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
-    """`VISITROOM_WORKERS` (default: one per core) and the per-worker budgets."""
+    """`VISITROOM_WORKERS` (default: one per core), the per-worker budgets, thumbnails."""
     try:
         values: dict[str, object] = {
             "workers": int(env.get("VISITROOM_WORKERS") or os.cpu_count() or 1),
             "worker_max_participants": int(env.get("VISITROOM_WORKER_MAX_PARTICIPANTS") or 0),
             "worker_pps_budget": float(env.get("VISITROOM_WORKER_PPS_BUDGET") or 40_000),
             "worker_cpu_budget": float(env.get("VISITROOM_WORKER_CPU_BUDGET") or 0.85),
+            "stage_video_slots": int(env.get("VISITROOM_STAGE_VIDEO_SLOTS") or 0),
+            "thumbnail_refresh_s": float(env.get("VISITROOM_THUMBNAIL_REFRESH_S") or 1.0),
         }
     except ValueError as exc:
         raise ConfigError(f"SFU worker settings: {exc}") from None

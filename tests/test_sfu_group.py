@@ -197,3 +197,25 @@ def test_no_key_frame_is_asked_for_while_the_subscriber_is_not_connected() -> No
     # Its connection asks (Participant.on_transport_state); one asked now would be
     # lost and would hold that one back for the coalescing interval.
     assert alice.producers["v"].request_keyframe(0.0), "nothing was asked before"
+
+
+def test_with_one_stage_slot_the_speaker_is_at_full_rate_and_the_others_are_thumbnails() -> None:
+    group = Group("r", "main")
+    settings = MediaSettings(stage_video_slots=1)
+    viewer = Participant(
+        "viewer", "r", group, precall=False, settings=settings,
+        on_transport_lost=lambda participant, reason: None,
+    )  # fmt: skip
+    viewer.apply(media_plans(ssrc=1, audio=False, video=False, video_slots=3))  # type: ignore[arg-type]
+    group.add(viewer)
+    for n, pid in enumerate(("alice", "bob", "carol")):
+        member(group, pid, n + 1)
+    speak(group, "bob", 0.0, 1.5)
+    group.update_speaker(1.5)
+    slots(group, viewer, 1.5)
+    thumbnails = {viewer.slot_keys[m]: c.thumbnail for m, c in viewer.consumers.items()}
+    assert thumbnails == {"bob": False, "alice": True, "carol": True}
+    viewer.pinned = "carol"
+    slots(group, viewer, 1.5)
+    thumbnails = {viewer.slot_keys[m]: c.thumbnail for m, c in viewer.consumers.items()}
+    assert thumbnails == {"bob": True, "alice": True, "carol": False}
