@@ -24,25 +24,32 @@ unplaced and an offer waits up to `offer_wait_s` for one.
 Events are taken only from the worker a participant is on now, and a
 group's `active_speaker` only from its leader, so nothing stale or
 duplicated reaches the signalling plane.
+
+Cluster (``--redis``, a `WorkerDirectory`): the pool publishes its workers
+in the registry, connects to the other nodes' workers it finds there
+(`sfu.remoteworker`), and places a participant on one of them when none of
+its own has headroom.  Relay peers on other machines are marked secure, so
+their datagrams are sealed with SRTP (`sfu.relaycrypto`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from .control import MAIN_GROUP, PRECALL_TIMEOUT, WORKER_LOST, MediaError, MediaEvents
-from .placement import Budget, WorkerLoad, place
+from .placement import Budget, Choice, WorkerLoad, place
 from .poolstats import PoolStats
+from .remoteworker import RemoteWorker, WorkerDirectory, WorkerEntry
 from .routes import Command, GroupKey, RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
 from .rpc import RemoteError
 from .settings import MediaSettings
-from .supervisor import WorkerHandle
+from .supervisor import WorkerHandle, WorkerLink
 from .workerapi import EVENTS, WORKER_NOTIFICATIONS, params_ok
 
 logger = logging.getLogger(__name__)
@@ -59,6 +66,8 @@ class PoolSettings:
     start_timeout_s: float = 30.0
     offer_wait_s: float = 8.0
     restart_backoff_s: tuple[float, float] = (0.2, 10.0)  # first, longest
+    node_id: str = ""  # this node, in a cluster
+    discover_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -80,20 +89,34 @@ class Seat:
 class WorkerPool:
     """`MediaControl` over worker processes (see module doc)."""
 
-    def __init__(self, settings: MediaSettings, pool: PoolSettings, events: MediaEvents) -> None:
+    def __init__(
+        self,
+        settings: MediaSettings,
+        pool: PoolSettings,
+        events: MediaEvents,
+        *,
+        secret: str | None = None,
+        directory: WorkerDirectory | None = None,
+    ) -> None:
+        if directory is not None and not secret:
+            raise ValueError("a cluster of workers needs the shared secret")
         self.settings = settings
         self.pool = pool
         self.events = events
-        self.workers: list[WorkerHandle | None] = [None] * pool.workers
+        self.secret = secret
+        self.directory = directory
+        self.remote: dict[tuple[str, int], RemoteWorker] = {}
+        self.workers: list[WorkerLink | None] = [None] * pool.workers
         self.seats: dict[str, Seat] = {}
         self.routes = RouteBook()
         self.orders: dict[GroupKey, tuple[list[str], list[str]]] = {}
         self.stats_book = PoolStats(pool.workers)
-        self._origins = itertools.count(1)
+        self._origins: set[int] = set()
         self._ready = asyncio.Event()
         self._restarts: dict[int, asyncio.Task[None]] = {}
         self._calls: set[asyncio.Future[Any]] = set()
         self._stopping = False
+        self._discovery: asyncio.Task[None] | None = None
 
     # lifecycle
 
@@ -109,47 +132,70 @@ class WorkerPool:
         if not self.live():
             await self.stop()
             raise MediaError("unavailable", "no SFU worker process could start")
+        if self.directory is not None:
+            await self.directory.start()
+            self._discovery = asyncio.get_running_loop().create_task(self._discover())
 
     async def stop(self) -> None:
         self._stopping = True
-        for task in self._restarts.values():
+        tasks = [*self._restarts.values(), *filter(None, [self._discovery])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._restarts.values(), return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         handles = [h for h in self.workers if h is not None]
         await asyncio.gather(*(h.stop() for h in handles), return_exceptions=True)
         await asyncio.gather(*self._calls, return_exceptions=True)
+        if self.directory is not None:
+            await self.directory.close()
 
-    def live(self) -> list[WorkerHandle]:
+    def live(self) -> list[WorkerLink]:
         return [h for h in self.workers if h is not None and h.ready]
 
     async def _spawn(self, index: int) -> None:
         handle = WorkerHandle(
             index,
-            next(self._origins),
+            self._new_origin(),
             self,
             heartbeat_s=self.pool.heartbeat_s,
             timeout_s=self.pool.heartbeat_timeout_s,
         )
         self.workers[index] = handle
-        init = {
+        init: dict[str, Any] = {
             "settings": self.settings.to_dict(),
             "origin": handle.origin,
             "relay_host": self.pool.relay_host,
             "report_interval": self.pool.report_interval_s,
         }
+        if self.secret is not None:
+            init["secret"] = self.secret
+        if self.directory is not None:
+            init["rpc_listen"] = [self.pool.relay_host, 0]
         await handle.start(init, self.pool.start_timeout_s)
         if self._stopping or self.workers[index] is not handle or not handle.ready:
             return
         logger.info("SFU worker %d is up (pid %s, relay %s)", index, handle.pid, handle.relay)
+        self._joined()
+
+    def _new_origin(self) -> int:
+        """A worker incarnation's id: random, so that no other node's can collide with it."""
+        taken = self._origins | {h.origin for h in self.workers if h is not None}
+        origin = secrets.randbits(31) | 1
+        while origin in taken:
+            origin = secrets.randbits(31) | 1
+        self._origins.add(origin)
+        return origin
+
+    def _joined(self) -> None:
+        """A worker became ready: everyone learns its relay address, waiting seats go."""
         self._send_peers()
         self._ready.set()
         for pid, seat in list(self.seats.items()):
             if seat.worker is None:
-                self._seat(pid, seat)
+                self._watch(self._seat(pid, seat))
 
     def _schedule_restart(self, index: int, attempt: int) -> None:
-        if self._stopping or index in self._restarts:
-            return
+        if self._stopping or index in self._restarts or index >= self.pool.workers:
+            return  # another node restarts its own workers
         first, longest = self.pool.restart_backoff_s
         delay = min(longest, first * 2**attempt)
         task = asyncio.get_running_loop().create_task(self._restart(index, attempt, delay))
@@ -169,7 +215,7 @@ class WorkerPool:
 
     # failure (WorkerOwner)
 
-    def worker_lost(self, handle: WorkerHandle, reason: str) -> None:
+    def worker_lost(self, handle: WorkerLink, reason: str) -> None:
         if not handle.lose(reason) or self.workers[handle.index] is not handle:
             return
         self.stats_book.lost(handle)
@@ -178,11 +224,13 @@ class WorkerPool:
             return
         if not self.live():
             self._ready.clear()
+        if isinstance(handle, RemoteWorker):
+            self.remote.pop((handle.node, handle.entry.index), None)
         victims = [pid for pid, seat in self.seats.items() if seat.worker == handle.index]
         for pid in victims:
             seat = self.seats[pid]
             seat.worker = None
-            self._seat(pid, seat)
+            self._watch(self._seat(pid, seat))
         self._send_peers()
         for pid in victims:
             self._emit("media_closed", pid, WORKER_LOST)
@@ -191,27 +239,38 @@ class WorkerPool:
     # placement
 
     def _choose(self, room: str | None) -> int | None:
+        """This node's workers first; another node's when none of ours has headroom."""
         counts = Counter(s.worker for s in self.seats.values() if s.worker is not None)
-        loads = [
-            WorkerLoad(
-                h.index,
-                counts[h.index],
-                float(h.load.get("forwarded_pps", 0.0)),
-                float(h.load.get("cpu", 0.0)),
-            )
-            for h in self.live()
-        ]
         in_room = Counter(
             s.worker
             for s in self.seats.values()
             if room is not None and s.room == room and not s.precall and s.worker is not None
         )
-        choice = place(loads, in_room, self.pool.budget)
-        if choice is None:
+        live = self.live()
+        own = self._place([h for h in live if not h.node], counts, in_room)
+        if own is None or own.over_budget:
+            other = self._place([h for h in live if h.node], counts, in_room)
+            if other is not None and (own is None or not other.over_budget):
+                own = other
+        if own is None:
             return None
-        if choice.over_budget:
+        if own.over_budget:
             self.stats_book.over_budget += 1
-        return choice.index
+        return own.index
+
+    def _place(
+        self, links: list[WorkerLink], counts: Counter[int], in_room: Counter[int]
+    ) -> Choice | None:
+        loads = [
+            WorkerLoad(
+                h.index,
+                max(counts[h.index], int(h.load.get("stats", {}).get("participants", 0))),
+                float(h.load.get("forwarded_pps", 0.0)),
+                float(h.load.get("cpu", 0.0)),
+            )
+            for h in links
+        ]
+        return place(loads, in_room, self.pool.budget)
 
     def _seat(self, pid: str, seat: Seat) -> asyncio.Future[Any] | None:
         """Put a seat on a worker (if any is live): open it there and replan its group."""
@@ -354,8 +413,13 @@ class WorkerPool:
 
     def _watched(self, future: asyncio.Future[Any]) -> None:
         self._calls.discard(future)
-        if not future.cancelled() and isinstance(future.exception(), RemoteError):
-            logger.warning("a worker refused a call: %s", future.exception())
+        if future.cancelled():
+            return
+        error = future.exception()
+        if isinstance(error, RemoteError):
+            logger.warning("a worker refused a call: %s", error)
+        elif error is not None and not isinstance(error, ConnectionError):
+            logger.error("a background call failed", exc_info=error)
 
     async def _settle(self, future: asyncio.Future[Any] | None) -> None:
         """Await a state change; a lost worker is not an error (failover redid it)."""
@@ -406,13 +470,72 @@ class WorkerPool:
         return handle.origin if handle is not None else 0
 
     def _send_peers(self) -> None:
-        peers = [[h.origin, *h.relay] for h in self.live() if h.relay is not None]
-        for handle in self.live():
+        """Every live worker learns every other's relay address; other machines' are secure."""
+        live = [h for h in self.live() if h.relay is not None]
+        for handle in live:
+            mine = handle.node or self.pool.node_id
+            peers = [
+                [h.origin, h.relay[0], h.relay[1], (h.node or self.pool.node_id) != mine]
+                for h in live
+                if h.relay is not None
+            ]
             handle.notify("peers", peers)
+
+    # the other nodes' workers (a cluster)
+
+    async def _discover(self) -> None:
+        assert self.directory is not None
+        while True:
+            try:
+                await self.directory.publish(self._entries())
+                found = [WorkerEntry.parse(e) for e in await self.directory.entries()]
+                self._follow(
+                    {(e.node, e.index): e for e in found if e and e.node != self.pool.node_id}
+                )
+            except Exception as exc:  # the registry is away: keep what we have
+                logger.debug("worker discovery skipped: %s", exc)
+            await asyncio.sleep(self.pool.discover_interval_s)
+
+    def _entries(self) -> list[dict[str, Any]]:
+        return [
+            WorkerEntry(self.pool.node_id, h.index, h.origin, h.rpc, h.relay).pack()
+            for h in self.workers[: self.pool.workers]
+            if isinstance(h, WorkerHandle) and h.ready and h.rpc and h.relay
+        ]
+
+    def _follow(self, entries: dict[tuple[str, int], WorkerEntry]) -> None:
+        for key, link in list(self.remote.items()):
+            entry = entries.get(key)
+            if entry is None or entry.origin != link.origin:
+                self.worker_lost(link, "left the worker registry")
+        for key, entry in entries.items():
+            if key not in self.remote:
+                link = RemoteWorker(
+                    len(self.workers),
+                    entry,
+                    self,
+                    heartbeat_s=self.pool.heartbeat_s,
+                    timeout_s=self.pool.heartbeat_timeout_s,
+                )
+                self.workers.append(link)
+                self.remote[key] = link
+                self._watch(asyncio.ensure_future(self._connect(link)))
+
+    async def _connect(self, link: RemoteWorker) -> None:
+        assert self.secret is not None
+        try:
+            await link.start(self.secret, self.pool.node_id, self.pool.start_timeout_s)
+        except ConnectionError as exc:
+            logger.warning("SFU worker %s of node %s: %s", link.entry.index, link.node, exc)
+            self.remote.pop((link.node, link.entry.index), None)
+            return
+        if not self._stopping and link.ready:
+            logger.info("SFU worker %d of node %s joined the pool", link.entry.index, link.node)
+            self._joined()
 
     # from the workers (WorkerOwner)
 
-    def worker_notification(self, handle: WorkerHandle, method: str, params: list[Any]) -> None:
+    def worker_notification(self, handle: WorkerLink, method: str, params: list[Any]) -> None:
         spec = WORKER_NOTIFICATIONS.get(method)
         if spec is None or not params_ok(params, spec):
             self.stats_book.bad_messages += 1
@@ -426,7 +549,7 @@ class WorkerPool:
         else:
             self._group_order(handle, *params)
 
-    def _event(self, handle: WorkerHandle, name: str, args: list[Any]) -> None:
+    def _event(self, handle: WorkerLink, name: str, args: list[Any]) -> None:
         spec = EVENTS.get(name)
         if spec is None or not params_ok(args, spec):
             self.stats_book.bad_messages += 1
@@ -442,7 +565,7 @@ class WorkerPool:
             del self.seats[args[0]]
         self._emit(name, *args)
 
-    def _streams(self, handle: WorkerHandle, pid: str, items: list[Any]) -> None:
+    def _streams(self, handle: WorkerLink, pid: str, items: list[Any]) -> None:
         seat = self.seats.get(pid)
         if seat is None or seat.precall or seat.worker != handle.index:
             return
@@ -454,7 +577,7 @@ class WorkerPool:
         self._apply(self.routes.set_streams(pid, handle.index, streams))
 
     def _group_order(
-        self, handle: WorkerHandle, room: str, group: str, video: list[Any], audio: list[Any]
+        self, handle: WorkerLink, room: str, group: str, video: list[Any], audio: list[Any]
     ) -> None:
         key = (room, group)
         if self.routes.leader_of(key) != handle.index:
@@ -476,7 +599,10 @@ class WorkerPool:
         counts: Counter[int] = Counter(
             s.worker for s in self.seats.values() if s.worker is not None
         )
-        result = self.stats_book.collect(self.workers, counts)
+        result = self.stats_book.collect(self.workers[: self.pool.workers], counts)
+        remote = [h for h in self.workers[self.pool.workers :] if h is not None and h.ready]
+        result["remote_workers_up"] = len(remote)
+        result["remote_participants"] = sum(counts[h.index] for h in remote)
         result["participants"] = len(self.seats)
         result["participants_unplaced"] = sum(1 for s in self.seats.values() if s.worker is None)
         result["relay_groups"] = sum(1 for p in self.routes.plans.values() if len(p.serving) > 1)

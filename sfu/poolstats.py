@@ -28,7 +28,7 @@ from typing import Any
 
 from .counters import FIELDS
 from .relay import RELAY_FIELDS
-from .supervisor import WorkerHandle
+from .supervisor import WorkerLink
 
 COUNTERS = (
     frozenset(FIELDS)
@@ -50,7 +50,7 @@ class PoolStats:
         self.over_budget = 0
         self.bad_messages = 0
 
-    def lost(self, handle: WorkerHandle) -> None:
+    def lost(self, handle: WorkerLink) -> None:
         """Keep the counters a lost incarnation last reported."""
         self.workers_lost += 1
         reported: Mapping[str, Any] = handle.load.get("stats", {})
@@ -65,7 +65,7 @@ class PoolStats:
         self.restarts[index] += 1
 
     def collect(
-        self, handles: Sequence[WorkerHandle | None], participants: Mapping[int, int]
+        self, handles: Sequence[WorkerLink | None], participants: Mapping[int, int]
     ) -> dict[str, float]:
         result: dict[str, float] = dict.fromkeys(COUNTERS, 0)
         result.update(self.retired)

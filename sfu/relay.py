@@ -22,8 +22,10 @@ RTP carries the publisher's RTP packet; SR the publisher's sender report
 mapping (NTP u64, RTP timestamp u32), so receivers keep lip sync; FEEDBACK
 an RTCP compound (PLI, FIR, NACK).  Within one machine the relay runs on
 127.0.0.1 and a datagram is accepted only from the address registered for
-its sender.  Anything malformed or unknown is counted and dropped; the
-receive callback never raises.
+its sender.  Between machines the same datagrams travel sealed with SRTP
+(`sfu.relaycrypto`, for the peers the pool marks as secure).  Anything
+malformed, unauthenticated or unknown is counted and dropped; the receive
+callback never raises.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from .relaycrypto import SECURE_MAGIC, SecurePair, sender_of
 from .rtcp import Fir, Nack, Pli, RtcpError, parse_rtcp
 
 if TYPE_CHECKING:
@@ -66,6 +69,7 @@ RELAY_FIELDS = (
     "relay_foreign",
     "relay_unknown_stream",
     "relay_send_errors",
+    "relay_srtp_errors",
 )
 
 
@@ -111,33 +115,43 @@ class RemoteSink(Protocol):
 class RelayTap:
     """Attached to a local producer as its `relay`: copies its packets to other workers."""
 
-    __slots__ = ("_rtp_header", "_sr_header", "endpoint", "targets")
+    __slots__ = ("_rtp_header", "endpoint", "stream", "targets")
 
     def __init__(self, endpoint: RelayEndpoint, stream: int) -> None:
         self.endpoint = endpoint
+        self.stream = stream
         self._rtp_header = header(RTP, endpoint.origin, stream)
-        self._sr_header = header(SR, endpoint.origin, stream)
-        self.targets: list[Address] = []
+        self.targets: list[tuple[Address, SecurePair | None]] = []
 
     def rtp(self, data: bytes) -> None:
         datagram = self._rtp_header + data
         send = self.endpoint.sendto
-        for address in self.targets:
-            send(datagram, address, "relay_rtp_out")
+        for address, pair in self.targets:
+            if pair is None:
+                send(datagram, address, "relay_rtp_out")
+            else:
+                send(pair.seal(RTP, self.stream, data), address, "relay_rtp_out")
 
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None:
-        datagram = self._sr_header + SR_BODY.pack(ntp, rtp_timestamp)
-        for address in self.targets:
-            self.endpoint.sendto(datagram, address, None)
+        body = SR_BODY.pack(ntp, rtp_timestamp)
+        for address, pair in self.targets:
+            datagram = header(SR, self.endpoint.origin, self.stream) + body
+            self.endpoint.sendto(
+                pair.seal(SR, self.stream, body) if pair else datagram, address, None
+            )
 
 
 class RelayEndpoint(asyncio.DatagramProtocol):
     """This worker's relay socket: sends taps' datagrams, dispatches what arrives."""
 
-    def __init__(self, origin: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, origin: int, clock: Callable[[], float] = time.monotonic, secret: str | None = None
+    ) -> None:
         self.origin = origin
         self.counters = RelayCounters()
         self.peers: dict[int, Address] = {}  # origin id -> relay address
+        self.secure: dict[int, SecurePair] = {}  # peers on other machines
+        self._secret = secret
         self.sources: dict[tuple[int, int], RemoteSink] = {}  # (sender, stream) -> sink
         self.streams: dict[int, Producer] = {}  # local stream id -> producer
         self._clock = clock
@@ -169,8 +183,26 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             self._transport.close()
             self._transport = None
 
-    def set_peers(self, peers: dict[int, Address]) -> None:
+    def set_peers(self, peers: dict[int, Address], secure: set[int] | None = None) -> None:
+        """Every other worker's relay address; `secure`: those on other machines (SRTP)."""
         self.peers = {o: a for o, a in peers.items() if o != self.origin}
+        wanted = {o for o in secure or () if o in self.peers}
+        if wanted and self._secret is None:
+            raise ValueError("secure relay peers need the cluster secret")
+        self.secure = {
+            o: self.secure.get(o) or SecurePair(self._secret or "", self.origin, o) for o in wanted
+        }
+
+    def send(self, origin: int, kind: int, stream: int, body: bytes, counter: str | None) -> None:
+        """One datagram to the worker `origin`, sealed if it is on another machine."""
+        address = self.peers.get(origin)
+        if address is None:
+            return
+        pair = self.secure.get(origin)
+        datagram = (
+            pair.seal(kind, stream, body) if pair else header(kind, self.origin, stream) + body
+        )
+        self.sendto(datagram, address, counter)
 
     def sendto(self, datagram: bytes, address: Address, counter: str | None) -> None:
         sender = self._sender
@@ -186,9 +218,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
 
     def send_feedback(self, origin: int, stream: int, rtcp: bytes) -> None:
         """RTCP about a remote stream, to the worker it comes from."""
-        address = self.peers.get(origin)
-        if address is not None:
-            self.sendto(header(FEEDBACK, self.origin, stream) + rtcp, address, "relay_feedback_out")
+        self.send(origin, FEEDBACK, stream, rtcp, "relay_feedback_out")
 
     # receiving
 
@@ -200,32 +230,52 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             logger.debug("relay datagram from %s dropped", addr, exc_info=True)
 
     def _received(self, data: bytes, addr: Address) -> None:
-        head = parse_header(data)
-        if head is None:
-            self.counters.bump("relay_bad")
+        opened = self._open(data, addr)
+        if opened is None:
             return
-        if self.peers.get(head.sender) != addr:
-            self.counters.bump("relay_foreign")
-            return
+        head, body = opened
         now = self._clock()
         if head.kind == FEEDBACK:
-            self._feedback(head, data[HEADER.size :], addr, now)
+            self._feedback(head, body, now)
             return
         sink = self.sources.get((head.sender, head.stream))
         if sink is None:
             self.counters.bump("relay_unknown_stream")
         elif head.kind == RTP:
-            if sink.on_relay_rtp(data[HEADER.size :], now):
+            if sink.on_relay_rtp(body, now):
                 self.counters.values["relay_rtp_in"] += 1
             else:
                 self.counters.bump("relay_bad")
-        elif len(data) == HEADER.size + SR_BODY.size:
-            ntp, rtp_timestamp = SR_BODY.unpack_from(data, HEADER.size)
+        elif len(body) == SR_BODY.size:
+            ntp, rtp_timestamp = SR_BODY.unpack(body)
             sink.on_relay_sr(ntp, rtp_timestamp, now)
         else:
             self.counters.bump("relay_bad")
 
-    def _feedback(self, head: Header, body: bytes, addr: Address, now: float) -> None:
+    def _open(self, data: bytes, addr: Address) -> tuple[Header, bytes] | None:
+        """The header and body of a datagram from a known peer (unsealed if secure)."""
+        if data[:1] == bytes([SECURE_MAGIC]):
+            sender = sender_of(data)
+            pair = self.secure.get(sender) if sender is not None else None
+            if pair is None or self.peers.get(pair.peer) != addr:
+                self.counters.bump("relay_foreign")
+                return None
+            opened = pair.open(data)
+            if opened is None or opened[0] not in (RTP, SR, FEEDBACK):
+                self.counters.bump("relay_srtp_errors")
+                return None
+            kind, stream, body = opened
+            return Header(kind, pair.peer, stream), body
+        head = parse_header(data)
+        if head is None:
+            self.counters.bump("relay_bad")
+            return None
+        if self.peers.get(head.sender) != addr or head.sender in self.secure:
+            self.counters.bump("relay_foreign")  # unknown, or plain from a secure peer
+            return None
+        return head, data[HEADER.size :]
+
+    def _feedback(self, head: Header, body: bytes, now: float) -> None:
         producer = self.streams.get(head.stream)
         if producer is None:
             self.counters.bump("relay_unknown_stream")
@@ -240,13 +290,10 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             if isinstance(packet, Pli | Fir):
                 producer.request_keyframe(now)
             elif isinstance(packet, Nack):
-                self._resend(producer, head.stream, packet.lost[:MAX_NACKED], addr, now)
+                self._resend(producer, head, packet.lost[:MAX_NACKED], now)
 
-    def _resend(
-        self, producer: Producer, stream: int, lost: tuple[int, ...], addr: Address, now: float
-    ) -> None:
-        prefix = header(RTP, self.origin, stream)
+    def _resend(self, producer: Producer, head: Header, lost: tuple[int, ...], now: float) -> None:
         for sequence in lost:
             packet = producer.cached(sequence & 0xFFFF, now)
             if packet is not None:
-                self.sendto(prefix + packet, addr, "relay_retransmitted")
+                self.send(head.sender, RTP, head.stream, packet, "relay_retransmitted")

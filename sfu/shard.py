@@ -112,8 +112,8 @@ class ShardMedia(LocalMedia):
             self._targets.pop(stream, None)
         self._attach(stream)
 
-    def set_peers(self, peers: dict[int, Address]) -> None:
-        self.endpoint.set_peers(peers)
+    def set_peers(self, peers: dict[int, Address], secure: set[int] | None = None) -> None:
+        self.endpoint.set_peers(peers, secure)
         for stream in list(self._taps):
             self._attach(stream)
 
@@ -128,7 +128,8 @@ class ShardMedia(LocalMedia):
         tap = self._taps.get(stream)
         if tap is None:
             tap = self._taps[stream] = RelayTap(self.endpoint, stream)
-        tap.targets = [self.endpoint.peers[o] for o in origins if o in self.endpoint.peers]
+        peers, secure = self.endpoint.peers, self.endpoint.secure
+        tap.targets = [(peers[o], secure.get(o)) for o in origins if o in peers]
         producer.relay = tap
 
     # what other workers publish here
@@ -225,5 +226,6 @@ class ShardMedia(LocalMedia):
         result["relay_nacks_sent"] = self.relay_counters.nacks_sent
         result["relay_streams_out"] = sum(len(t.targets) for t in self._taps.values())
         result["relay_streams_in"] = len(self._remotes)
+        result["relay_secure_peers"] = len(self.endpoint.secure)
         result["shared_groups"] = len(self._shared)
         return result

@@ -1,4 +1,9 @@
-"""One SFU worker process as the pool sees it: spawned, initialised, watched, ended.
+"""One SFU worker as the pool sees it: spawned, initialised, watched, ended.
+
+`WorkerLink` is what the pool uses of any worker: the RPC connection, its
+state, its last load report and the heartbeat; `WorkerHandle` is a worker
+process of this machine, `sfu.remoteworker.RemoteWorker` one of another
+node reached over TCP.
 
 `WorkerHandle.start` creates a socketpair, starts ``python -m sfu.worker``
 with one end, runs the RPC connection on the other and sends ``init``.  From
@@ -51,13 +56,15 @@ _ALLOWED = {
 
 
 class WorkerOwner(Protocol):
-    def worker_notification(self, handle: WorkerHandle, method: str, params: list[Any]) -> None: ...
+    def worker_notification(self, handle: WorkerLink, method: str, params: list[Any]) -> None: ...
 
-    def worker_lost(self, handle: WorkerHandle, reason: str) -> None: ...
+    def worker_lost(self, handle: WorkerLink, reason: str) -> None: ...
 
 
-class WorkerHandle:
-    """One incarnation of worker slot `index` (see module doc)."""
+class WorkerLink:
+    """A worker the pool talks to: connection, state, load, heartbeat (see module doc)."""
+
+    node: str = ""  # "" for this machine's workers
 
     def __init__(
         self,
@@ -80,7 +87,6 @@ class WorkerHandle:
         self._owner = owner
         self._heartbeat_s = heartbeat_s
         self._timeout_s = timeout_s
-        self._proc: asyncio.subprocess.Process | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -95,36 +101,10 @@ class WorkerHandle:
         self.state = state
         return True
 
-    async def start(self, init: dict[str, Any], within_s: float) -> None:
-        """Spawn and initialise; raises (and cleans up) if it does not come up in time."""
-        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sfu.worker",
-                "--fd", str(child.fileno()), "--name", f"worker{self.index}",
-                pass_fds=(child.fileno(),),
-                env=_env(),
-            )  # fmt: skip
-        finally:
-            child.close()
-        self.pid = self._proc.pid
-        loop = asyncio.get_running_loop()
-        await loop.create_unix_connection(lambda: self.conn, sock=parent)
-        self._tasks.append(loop.create_task(self._watch(self._proc)))
-        try:
-            async with asyncio.timeout(within_s):
-                reply = await self.conn.request("init", init)
-        except (TimeoutError, ConnectionError, RemoteError) as exc:
-            self.lose(f"did not start: {exc or 'timeout'}")
-            raise ConnectionError(f"worker{self.index} did not start: {exc}") from None
-        self.relay = (str(reply["relay"][0]), int(reply["relay"][1]))
+    def _ready(self) -> None:
         self.last_pong = time.monotonic()
         self._set_state(WorkerState.READY)
-        self._tasks.append(loop.create_task(self._heartbeat()))
-
-    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
-        code = await proc.wait()
-        self._report(f"exited with status {code}")
+        self._tasks.append(asyncio.get_running_loop().create_task(self._heartbeat()))
 
     async def _heartbeat(self) -> None:
         while self.state == WorkerState.READY:
@@ -165,7 +145,7 @@ class WorkerHandle:
     # ending
 
     def lose(self, reason: str) -> bool:
-        """Mark lost, kill the process and close the connection; False if already ended."""
+        """Mark lost and end it; False if it had already ended."""
         if self.state in (WorkerState.LOST, WorkerState.STOPPED):
             return False
         self._set_state(WorkerState.LOST)
@@ -174,13 +154,70 @@ class WorkerHandle:
         return True
 
     def _end(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self._proc.kill()
         self.conn.close()
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
+
+    async def stop(self, within_s: float = 5.0) -> None:
+        if self.state not in (WorkerState.LOST, WorkerState.STOPPED):
+            self._set_state(WorkerState.STOPPED)
+        self._end()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class WorkerHandle(WorkerLink):
+    """One incarnation of this machine's worker slot `index` (see module doc)."""
+
+    def __init__(
+        self,
+        index: int,
+        origin: int,
+        owner: WorkerOwner,
+        *,
+        heartbeat_s: float = 0.5,
+        timeout_s: float = 2.0,
+    ) -> None:
+        super().__init__(index, origin, owner, heartbeat_s=heartbeat_s, timeout_s=timeout_s)
+        self.rpc: tuple[str, int] | None = None  # its TCP endpoint for other nodes
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, init: dict[str, Any], within_s: float) -> None:
+        """Spawn and initialise; raises (and cleans up) if it does not come up in time."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "sfu.worker",
+                "--fd", str(child.fileno()), "--name", f"worker{self.index}",
+                pass_fds=(child.fileno(),),
+                env=_env(),
+            )  # fmt: skip
+        finally:
+            child.close()
+        self.pid = self._proc.pid
+        loop = asyncio.get_running_loop()
+        await loop.create_unix_connection(lambda: self.conn, sock=parent)
+        self._tasks.append(loop.create_task(self._watch(self._proc)))
+        try:
+            async with asyncio.timeout(within_s):
+                reply = await self.conn.request("init", init)
+        except (TimeoutError, ConnectionError, RemoteError) as exc:
+            self.lose(f"did not start: {exc or 'timeout'}")
+            raise ConnectionError(f"worker{self.index} did not start: {exc}") from None
+        self.relay = (str(reply["relay"][0]), int(reply["relay"][1]))
+        if reply.get("rpc"):
+            self.rpc = (str(reply["rpc"][0]), int(reply["rpc"][1]))
+        self._ready()
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        code = await proc.wait()
+        self._report(f"exited with status {code}")
+
+    def _end(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.kill()
+        super()._end()
 
     async def stop(self, within_s: float = 5.0) -> None:
         """Ask the worker to stop, wait for it, kill it if it does not."""

@@ -71,6 +71,9 @@ class Config:
     worker_max_participants: int = 0  # 0: no cap
     worker_pps_budget: float = 40_000.0
     worker_cpu_budget: float = 0.85
+    # with --redis: where this node's workers take other nodes' RPC and relay
+    # (default: --host, or 127.0.0.1 when that is a wildcard)
+    worker_host: str | None = None
     # video slots at full rate per subscriber (0: all); the rest key frames only
     stage_video_slots: int = 0
     thumbnail_refresh_s: float = 1.0
@@ -250,6 +253,7 @@ def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
             "worker_cpu_budget": float(env.get("VISITROOM_WORKER_CPU_BUDGET") or 0.85),
             "stage_video_slots": int(env.get("VISITROOM_STAGE_VIDEO_SLOTS") or 0),
             "thumbnail_refresh_s": float(env.get("VISITROOM_THUMBNAIL_REFRESH_S") or 1.0),
+            "worker_host": env.get("VISITROOM_WORKER_HOST") or None,
         }
     except ValueError as exc:
         raise ConfigError(f"SFU worker settings: {exc}") from None

@@ -61,7 +61,7 @@ async def running_pool(
 
 def handle(pool: WorkerPool, index: int) -> WorkerHandle:
     found = pool.workers[index]
-    assert found is not None
+    assert isinstance(found, WorkerHandle)
     return found
 
 

@@ -12,7 +12,9 @@ import pytest
 
 from sfu.counters import Counters
 from sfu.relay import FEEDBACK, MAGIC, RTP, SR, RelayEndpoint, RelayTap, header, parse_header
+from sfu.relaycrypto import SecurePair, sender_of
 from sfu.remote import DescriptionError, RemoteStream, describe
+from sfu.rpcauth import HelloChecker, answer, answer_ok, hello
 from sfu.rtcp import Nack, Pli, build_nack, build_pli, parse_rtcp
 from sfu.rtp import parse_rtp
 from sfu.settings import MediaSettings
@@ -63,7 +65,7 @@ async def test_relayed_packets_feed_a_remote_producer_and_feedback_reaches_the_o
     local = producer("video", ssrc=5000, output=publisher_side)
     origin.streams[9] = local
     tap = RelayTap(origin, 9)
-    tap.targets = [origin.peers[2]]
+    tap.targets = [(origin.peers[2], None)]
     local.relay = tap
     remote = RemoteStream(receiver, 1, 9, "alice", describe(local), MediaSettings(), Counters())
     receiver.sources[(1, 9)] = remote
@@ -123,3 +125,53 @@ async def test_hostile_datagrams_are_counted_and_dropped(
 def _port_of(endpoint: RelayEndpoint) -> int:
     assert endpoint._transport is not None
     return int(endpoint._transport.get_extra_info("sockname")[1])
+
+
+def test_a_sealed_datagram_hides_its_payload_and_opens_only_with_the_pairs_keys() -> None:
+    secret = "k" * 40
+    a_to_b, b_from_a = SecurePair(secret, 11, 22), SecurePair(secret, 22, 11)
+    packet = vp8(1, 3000, keyframe=True)
+    sealed = a_to_b.seal(RTP, 7, packet)
+    assert sender_of(sealed) == 11 and packet[12:] not in sealed, "encrypted"
+    assert b_from_a.open(sealed) == (RTP, 7, packet)
+    assert b_from_a.open(sealed) is None, "a replay is refused"
+    tampered = bytearray(a_to_b.seal(RTP, 7, packet))
+    tampered[-15] ^= 1
+    assert b_from_a.open(bytes(tampered)) is None
+    assert SecurePair("x" * 40, 22, 11).open(a_to_b.seal(RTP, 7, packet)) is None, "wrong secret"
+    assert SecurePair(secret, 22, 33).open(a_to_b.seal(RTP, 7, packet)) is None, "wrong pair"
+
+
+async def test_a_secure_peer_is_only_heard_through_srtp() -> None:
+    secret = "k" * 40
+    origin, receiver = RelayEndpoint(1, secret=secret), RelayEndpoint(2, secret=secret)
+    try:
+        peers = {1: await origin.bind("127.0.0.1"), 2: await receiver.bind("127.0.0.1")}
+        origin.set_peers(peers, secure={2})
+        receiver.set_peers(peers, secure={1})
+        local = producer("video", ssrc=5000)
+        remote = RemoteStream(receiver, 1, 9, "alice", describe(local), MediaSettings(), Counters())
+        receiver.sources[(1, 9)] = remote
+        origin.send(2, RTP, 9, vp8(1, 3000, keyframe=True), "relay_rtp_out")
+        await eventually(lambda: remote.producer.stats.received == 1, 2, "the sealed packet")
+        receiver.datagram_received(header(RTP, 1, 9) + vp8(2, 6000), peers[1])
+        assert receiver.counters.values["relay_foreign"] == 1, "plain text from a secure peer"
+        receiver.datagram_received(b"\x57" + bytes(40), peers[1])
+        assert receiver.counters.values["relay_foreign"] == 2, "sealed by an unknown sender"
+        with pytest.raises(ValueError, match="secret"):
+            RelayEndpoint(3).set_peers(peers, secure={1})
+    finally:
+        origin.close()
+        receiver.close()
+
+
+def test_a_hello_proves_the_secret_once_within_the_allowed_skew() -> None:
+    checker = HelloChecker("s" * 40)
+    params = hello("s" * 40, "node-a", now=1000)
+    assert checker.check(params, now=1010) == "node-a"
+    assert checker.check(params, now=1010) is None, "a replayed hello"
+    assert checker.check(hello("s" * 40, "node-a", now=1000), now=1100) is None, "too old"
+    assert checker.check(hello("t" * 40, "node-a", now=1000), now=1000) is None, "other secret"
+    assert checker.check(["node-a", True, "n", "m"], now=1000) is None
+    assert answer_ok("s" * 40, 5, "n", answer("s" * 40, 5, "n"))
+    assert not answer_ok("s" * 40, 6, "n", answer("s" * 40, 5, "n"))

@@ -213,3 +213,30 @@ async def test_a_hung_worker_is_noticed_by_its_heartbeat_within_3_s() -> None:
             await asyncio.wait_for(client.reoffered.wait(), 5)
         finally:
             await client.close()
+
+
+async def test_a_precall_echo_and_closing_a_room_work_through_the_pool() -> None:
+    async with running_pool(max_participants=1) as (pool, events):
+        echo = SyntheticPeer(audio=True, video=True, audio_slots=1, video_slots=1, decrypt_every=1)
+        members = [Reoffering(pool, events, f"m{i}", audio_slots=1) for i in range(2)]
+        try:
+            await pool.open_precall("pre")
+            await echo.connect(await pool.offer("pre", await echo.offer()))
+            pump = Pump(echo).start()
+            await eventually(lambda: events.precall, 5, "pre-call statistics forwarded")
+            await eventually(lambda: len(echo.sink.rtp) > 20, 5, "own media echoed")
+            await pump.stop()
+            for member in members:
+                await member.join("visit")
+            assert {pool.seats[m.pid].worker for m in members} == {0, 1}
+            await pool.close_room("visit")
+            assert set(pool.seats) == {"pre"} and not pool.routes.plans
+            await eventually(
+                lambda: sum(h.load.get("stats", {}).get("transports", 9) for h in pool.live()) == 1,
+                3,
+                "both workers closed the room's transports",
+            )
+        finally:
+            echo.close()
+            for member in members:
+                await member.close()
