@@ -37,41 +37,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .control import MAIN_GROUP, PRECALL_TIMEOUT, WORKER_LOST, MediaError, MediaEvents
-from .placement import Budget, Choice, WorkerLoad, place
+from .fleet import Fleet, PoolSettings
+from .placement import Choice, WorkerLoad, place
 from .poolstats import PoolStats
-from .remoteworker import RemoteWorker, WorkerDirectory, WorkerEntry
+from .remoteworker import WorkerDirectory
 from .routes import Command, GroupKey, RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
 from .rpc import RemoteError
 from .settings import MediaSettings
-from .supervisor import WorkerHandle, WorkerLink
+from .supervisor import WorkerLink
 from .workerapi import EVENTS, WORKER_NOTIFICATIONS, params_ok
 
+__all__ = ["PoolSettings", "Seat", "WorkerPool"]
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class PoolSettings:
-    workers: int = 2
-    budget: Budget = field(default_factory=Budget)
-    relay_host: str = "127.0.0.1"
-    heartbeat_s: float = 0.5
-    heartbeat_timeout_s: float = 2.0
-    report_interval_s: float = 1.0
-    start_timeout_s: float = 30.0
-    offer_wait_s: float = 8.0
-    restart_backoff_s: tuple[float, float] = (0.2, 10.0)  # first, longest
-    node_id: str = ""  # this node, in a cluster
-    discover_interval_s: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("a worker pool needs at least one worker")
 
 
 @dataclass
@@ -98,143 +81,56 @@ class WorkerPool:
         secret: str | None = None,
         directory: WorkerDirectory | None = None,
     ) -> None:
-        if directory is not None and not secret:
-            raise ValueError("a cluster of workers needs the shared secret")
         self.settings = settings
         self.pool = pool
         self.events = events
-        self.secret = secret
-        self.directory = directory
-        self.remote: dict[tuple[str, int], RemoteWorker] = {}
-        self.workers: list[WorkerLink | None] = [None] * pool.workers
+        self.stats_book = PoolStats(pool.workers)
+        self.fleet = Fleet(
+            settings, pool, self, self.stats_book, secret=secret, directory=directory
+        )
         self.seats: dict[str, Seat] = {}
         self.routes = RouteBook()
         self.orders: dict[GroupKey, tuple[list[str], list[str]]] = {}
-        self.stats_book = PoolStats(pool.workers)
-        self._origins: set[int] = set()
         self._ready = asyncio.Event()
-        self._restarts: dict[int, asyncio.Task[None]] = {}
         self._calls: set[asyncio.Future[Any]] = set()
-        self._stopping = False
-        self._discovery: asyncio.Task[None] | None = None
 
-    # lifecycle
-
-    async def start(self) -> None:
-        """Start every worker; fails only if none comes up (the others keep retrying)."""
-        results = await asyncio.gather(
-            *(self._spawn(i) for i in range(self.pool.workers)), return_exceptions=True
-        )
-        for index, result in enumerate(results):
-            if isinstance(result, BaseException):
-                logger.error("SFU worker %d did not start: %s", index, result)
-                self._schedule_restart(index, 0)
-        if not self.live():
-            await self.stop()
-            raise MediaError("unavailable", "no SFU worker process could start")
-        if self.directory is not None:
-            await self.directory.start()
-            self._discovery = asyncio.get_running_loop().create_task(self._discover())
-
-    async def stop(self) -> None:
-        self._stopping = True
-        tasks = [*self._restarts.values(), *filter(None, [self._discovery])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        handles = [h for h in self.workers if h is not None]
-        await asyncio.gather(*(h.stop() for h in handles), return_exceptions=True)
-        await asyncio.gather(*self._calls, return_exceptions=True)
-        if self.directory is not None:
-            await self.directory.close()
+    @property
+    def workers(self) -> list[WorkerLink | None]:
+        return self.fleet.workers
 
     def live(self) -> list[WorkerLink]:
-        return [h for h in self.workers if h is not None and h.ready]
+        return self.fleet.live()
 
-    async def _spawn(self, index: int) -> None:
-        handle = WorkerHandle(
-            index,
-            self._new_origin(),
-            self,
-            heartbeat_s=self.pool.heartbeat_s,
-            timeout_s=self.pool.heartbeat_timeout_s,
-        )
-        self.workers[index] = handle
-        init: dict[str, Any] = {
-            "settings": self.settings.to_dict(),
-            "origin": handle.origin,
-            "relay_host": self.pool.relay_host,
-            "report_interval": self.pool.report_interval_s,
-        }
-        if self.secret is not None:
-            init["secret"] = self.secret
-        if self.directory is not None:
-            init["rpc_listen"] = [self.pool.relay_host, 0]
-        await handle.start(init, self.pool.start_timeout_s)
-        if self._stopping or self.workers[index] is not handle or not handle.ready:
-            return
-        logger.info("SFU worker %d is up (pid %s, relay %s)", index, handle.pid, handle.relay)
-        self._joined()
+    async def start(self) -> None:
+        """Start the workers; fails only if none comes up (the others keep retrying)."""
+        await self.fleet.start()
 
-    def _new_origin(self) -> int:
-        """A worker incarnation's id: random, so that no other node's can collide with it."""
-        taken = self._origins | {h.origin for h in self.workers if h is not None}
-        origin = secrets.randbits(31) | 1
-        while origin in taken:
-            origin = secrets.randbits(31) | 1
-        self._origins.add(origin)
-        return origin
+    async def stop(self) -> None:
+        await self.fleet.stop()
+        await asyncio.gather(*self._calls, return_exceptions=True)
 
-    def _joined(self) -> None:
-        """A worker became ready: everyone learns its relay address, waiting seats go."""
-        self._send_peers()
+    # the fleet's news (FleetOwner)
+
+    def worker_joined(self, link: WorkerLink) -> None:
+        """Everyone learns its relay address; seats waiting for a worker go."""
+        self.fleet.send_peers()
         self._ready.set()
         for pid, seat in list(self.seats.items()):
             if seat.worker is None:
                 self._watch(self._seat(pid, seat))
 
-    def _schedule_restart(self, index: int, attempt: int) -> None:
-        if self._stopping or index in self._restarts or index >= self.pool.workers:
-            return  # another node restarts its own workers
-        first, longest = self.pool.restart_backoff_s
-        delay = min(longest, first * 2**attempt)
-        task = asyncio.get_running_loop().create_task(self._restart(index, attempt, delay))
-        self._restarts[index] = task
-
-    async def _restart(self, index: int, attempt: int, delay: float) -> None:
-        await asyncio.sleep(delay)
-        try:
-            await self._spawn(index)
-            self.stats_book.restarted(index)
-        except (ConnectionError, OSError) as exc:
-            logger.error("SFU worker %d did not restart: %s", index, exc)
-            self._restarts.pop(index, None)
-            self._schedule_restart(index, attempt + 1)
-            return
-        self._restarts.pop(index, None)
-
-    # failure (WorkerOwner)
-
-    def worker_lost(self, handle: WorkerLink, reason: str) -> None:
-        if not handle.lose(reason) or self.workers[handle.index] is not handle:
-            return
-        self.stats_book.lost(handle)
-        logger.warning("SFU worker %d lost: %s", handle.index, reason)
-        if self._stopping:
-            return
+    def worker_gone(self, link: WorkerLink) -> None:
+        """Failover: its participants are opened on live workers and told to offer again."""
         if not self.live():
             self._ready.clear()
-        if isinstance(handle, RemoteWorker):
-            self.remote.pop((handle.node, handle.entry.index), None)
-        victims = [pid for pid, seat in self.seats.items() if seat.worker == handle.index]
+        victims = [pid for pid, seat in self.seats.items() if seat.worker == link.index]
         for pid in victims:
             seat = self.seats[pid]
             seat.worker = None
             self._watch(self._seat(pid, seat))
-        self._send_peers()
+        self.fleet.send_peers()
         for pid in victims:
             self._emit("media_closed", pid, WORKER_LOST)
-        self._schedule_restart(handle.index, 0)
 
     # placement
 
@@ -442,13 +338,13 @@ class WorkerPool:
         for command in commands:
             match command:
                 case RelayOut(worker, stream, to):
-                    origins = [self._origin(w) for w in to]
+                    origins = [self.fleet.origin(w) for w in to]
                     self._notify(worker, "relay_out", stream, [o for o in origins if o])
                 case RemoteAdd(worker, origin, stream, room, group, pid, description):
                     self._notify(
                         worker,
                         "remote_add",
-                        self._origin(origin),
+                        self.fleet.origin(origin),
                         stream,
                         room,
                         group,
@@ -456,7 +352,7 @@ class WorkerPool:
                         description,
                     )
                 case RemoteRemove(worker, origin, stream):
-                    self._notify(worker, "remote_remove", self._origin(origin), stream)
+                    self._notify(worker, "remote_remove", self.fleet.origin(origin), stream)
                 case Role(worker, room, group, leader, shared, size):
                     self._notify(worker, "group_role", room, group, leader, shared, size)
                     orders = self.orders.get((room, group))
@@ -465,75 +361,7 @@ class WorkerPool:
         for key in [k for k in self.orders if k not in self.routes.plans]:
             del self.orders[key]
 
-    def _origin(self, index: int) -> int:
-        handle = self.workers[index]
-        return handle.origin if handle is not None else 0
-
-    def _send_peers(self) -> None:
-        """Every live worker learns every other's relay address; other machines' are secure."""
-        live = [h for h in self.live() if h.relay is not None]
-        for handle in live:
-            mine = handle.node or self.pool.node_id
-            peers = [
-                [h.origin, h.relay[0], h.relay[1], (h.node or self.pool.node_id) != mine]
-                for h in live
-                if h.relay is not None
-            ]
-            handle.notify("peers", peers)
-
-    # the other nodes' workers (a cluster)
-
-    async def _discover(self) -> None:
-        assert self.directory is not None
-        while True:
-            try:
-                await self.directory.publish(self._entries())
-                found = [WorkerEntry.parse(e) for e in await self.directory.entries()]
-                self._follow(
-                    {(e.node, e.index): e for e in found if e and e.node != self.pool.node_id}
-                )
-            except Exception as exc:  # the registry is away: keep what we have
-                logger.debug("worker discovery skipped: %s", exc)
-            await asyncio.sleep(self.pool.discover_interval_s)
-
-    def _entries(self) -> list[dict[str, Any]]:
-        return [
-            WorkerEntry(self.pool.node_id, h.index, h.origin, h.rpc, h.relay).pack()
-            for h in self.workers[: self.pool.workers]
-            if isinstance(h, WorkerHandle) and h.ready and h.rpc and h.relay
-        ]
-
-    def _follow(self, entries: dict[tuple[str, int], WorkerEntry]) -> None:
-        for key, link in list(self.remote.items()):
-            entry = entries.get(key)
-            if entry is None or entry.origin != link.origin:
-                self.worker_lost(link, "left the worker registry")
-        for key, entry in entries.items():
-            if key not in self.remote:
-                link = RemoteWorker(
-                    len(self.workers),
-                    entry,
-                    self,
-                    heartbeat_s=self.pool.heartbeat_s,
-                    timeout_s=self.pool.heartbeat_timeout_s,
-                )
-                self.workers.append(link)
-                self.remote[key] = link
-                self._watch(asyncio.ensure_future(self._connect(link)))
-
-    async def _connect(self, link: RemoteWorker) -> None:
-        assert self.secret is not None
-        try:
-            await link.start(self.secret, self.pool.node_id, self.pool.start_timeout_s)
-        except ConnectionError as exc:
-            logger.warning("SFU worker %s of node %s: %s", link.entry.index, link.node, exc)
-            self.remote.pop((link.node, link.entry.index), None)
-            return
-        if not self._stopping and link.ready:
-            logger.info("SFU worker %d of node %s joined the pool", link.entry.index, link.node)
-            self._joined()
-
-    # from the workers (WorkerOwner)
+    # from the workers
 
     def worker_notification(self, handle: WorkerLink, method: str, params: list[Any]) -> None:
         spec = WORKER_NOTIFICATIONS.get(method)

@@ -14,9 +14,10 @@ import secrets
 from typing import TYPE_CHECKING
 
 from sfu.control import MediaEvents
+from sfu.fleet import PoolSettings
 from sfu.local import LocalMedia
 from sfu.placement import Budget
-from sfu.pool import PoolSettings, WorkerPool
+from sfu.pool import WorkerPool
 from sfu.settings import MediaSettings
 from signalling.config import Config
 

@@ -15,8 +15,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from sfu.fleet import PoolSettings
 from sfu.placement import Budget
-from sfu.pool import PoolSettings, WorkerPool
+from sfu.pool import WorkerPool
 from sfu.settings import MediaSettings
 from sfu.supervisor import WorkerHandle
 from tests.sfu_live import RecordingEvents
