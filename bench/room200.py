@@ -319,8 +319,9 @@ def summarise(runs: list[dict[str, list[Step]]], args: argparse.Namespace) -> di
                     "signalling_cpu", "generator_cpu", "generator_lag_p99_ms", "relay_pps",
                 )
             },
-            "worker_cpu": [
-                _spread(list(c)) for c in zip(*(s.worker_cpu for s in finals), strict=True)
+            "worker_cpu": [  # busiest worker first
+                _spread(list(c))
+                for c in zip(*(sorted(s.worker_cpu, reverse=True) for s in finals), strict=True)
             ],
             "steps": [[asdict(s) for s in r[key]] for r in runs],
         }  # fmt: skip

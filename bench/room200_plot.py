@@ -22,10 +22,15 @@ def _medians(runs: list[list[dict[str, Any]]], key: str) -> tuple[list[int], lis
 
 
 def _cpu(runs: list[list[dict[str, Any]]]) -> tuple[list[int], list[list[float]]]:
+    """Per step, the busiest worker's CPU, then the next one's (medians over runs)."""
     steps = [s["participants"] for s in runs[0]]
     workers = len(runs[0][0]["worker_cpu"])
+
+    def ranked(run: list[dict[str, Any]], i: int, w: int) -> float:
+        return float(sorted(run[i]["worker_cpu"], reverse=True)[w])
+
     per_worker = [
-        [100 * statistics.median(r[i]["worker_cpu"][w] for r in runs) for i in range(len(steps))]
+        [100 * statistics.median(ranked(r, i, w) for r in runs) for i in range(len(steps))]
         for w in range(workers)
     ]
     return steps, per_worker
@@ -46,12 +51,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
             _, per_worker = _cpu(runs)
             for w, cpu in enumerate(per_worker):
                 style = "o-" if w == 0 else "s--"
-                cpu_ax.plot(steps, cpu, style, color=color, label=f"{workers}w: worker {w}")
+                which = "busiest worker" if w == 0 else "other worker"
+                cpu_ax.plot(steps, cpu, style, color=color, label=f"{workers}w: {which}")
             _, p95 = _medians(runs, "join_to_first_frame_p95_ms")
             _, p50 = _medians(runs, "join_to_first_frame_p50_ms")
             join_ax.plot(steps, p95, "o-", color=color, label=f"{workers}w p95")
             join_ax.plot(steps, p50, "o:", color=color, label=f"{workers}w p50")
-        pps_ax.set_title(f"{profile}: packets/s delivered to subscribers")
+        efficiency = by_workers.get("2", {}).get("scaling_efficiency", {}).get("median")
+        note = f" (scaling efficiency {efficiency:.2f})" if efficiency is not None else ""
+        pps_ax.set_title(f"{profile}: packets/s delivered{note}")
         cpu_ax.set_title(f"{profile}: CPU per worker (% of one core)")
         join_ax.set_title(f"{profile}: join to first video frame (ms)")
         join_ax.axhline(1000, color="grey", linewidth=0.8, linestyle="--")

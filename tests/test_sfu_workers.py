@@ -136,7 +136,7 @@ async def test_a_breakout_move_switches_media_across_workers() -> None:
                 await client.close()
 
 
-async def test_bad_frames_on_a_control_socket_leave_the_worker_serving() -> None:
+async def test_bad_frames_and_messages_leave_the_worker_and_the_pool_serving() -> None:
     async with running_pool(max_participants=2) as (pool, events):
         worker = handle(pool, 0)
         worker.conn.write_raw(b"\x00\x00\x00\x03\xc1\xc1\xc1")  # not msgpack
@@ -157,6 +157,9 @@ async def test_bad_frames_on_a_control_socket_leave_the_worker_serving() -> None
                 "the worker counted them",
             )
             assert worker.ready and pool.stats()["workers_lost"] == 0
+            for method, params in (("event", ["explode", []]), ("streams", [1, 2]), ("?", [])):
+                pool.worker_notification(worker, method, params)  # as if the worker sent it
+            assert pool.stats_book.bad_messages == 3 and pool.live() == [worker, handle(pool, 1)]
         finally:
             await client.close()
 
