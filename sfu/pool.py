@@ -35,7 +35,6 @@ their datagrams are sealed with SRTP (`sfu.relaycrypto`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -321,16 +320,21 @@ class WorkerPool:
         """Await a state change; a lost worker is not an error (failover redid it)."""
         if future is None:
             return
-        with contextlib.suppress(ConnectionError):
-            await self._answer(future)
+        try:
+            await future
+        except ConnectionError:
+            return
+        except RemoteError as exc:
+            raise MediaError(exc.code, exc.message) from None
 
     async def _answer(self, future: asyncio.Future[Any]) -> Any:
+        """The result of a call whose caller needs it; a lost worker is `unavailable`."""
         try:
             return await future
         except RemoteError as exc:
             raise MediaError(exc.code, exc.message) from None
         except ConnectionError:
-            raise ConnectionError("the media worker was lost") from None
+            raise MediaError("unavailable", "the media server was lost; offer again") from None
 
     # routes
 

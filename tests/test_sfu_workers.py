@@ -11,7 +11,7 @@ import time
 import pytest
 
 from sfu import rpc
-from sfu.control import WORKER_LOST
+from sfu.control import WORKER_LOST, MediaError
 from sfu.rtp import parse_rtp
 from tests.pool_live import Reoffering, handle, running_pool
 from tests.sfu_live import Pump, eventually
@@ -206,15 +206,23 @@ async def test_a_killed_worker_is_replaced_and_its_participants_get_media_back()
 async def test_a_hung_worker_is_noticed_by_its_heartbeat_within_3_s() -> None:
     async with running_pool(max_participants=2) as (pool, events):
         client = Reoffering(pool, events, "p", audio_slots=1)
+        late = SyntheticPeer(audio_slots=1)
         try:
             await client.join()
+            await pool.open("r", "main", "late")
+            assert pool.seats["late"].worker == 0
             stopped = time.monotonic()
             handle(pool, 0).signal(signal.SIGSTOP)
+            offer = asyncio.ensure_future(pool.offer("late", await late.offer()))
             await eventually(lambda: "p" in events.closed_at, 4, "the hang noticed")
             assert events.closed_at["p"] - stopped < 3.0
-            assert pool.seats["p"].worker == 1
+            assert pool.seats["p"].worker == pool.seats["late"].worker == 1
+            with pytest.raises(MediaError) as lost:
+                await offer  # it was with the hung worker: the client offers again
+            assert lost.value.code == "unavailable"
             await asyncio.wait_for(client.reoffered.wait(), 5)
         finally:
+            late.close()
             await client.close()
 
 
