@@ -296,8 +296,6 @@ async def serve(fd: int) -> None:
     worker = Worker()
     sock = socket.socket(fileno=fd)
     await loop.create_unix_connection(lambda: worker.local.conn, sock=sock)
-    for sig in (signal.SIGTERM,):
-        loop.add_signal_handler(sig, worker.done.set)
     await worker.done.wait()
     await worker.close()
 
@@ -307,7 +305,11 @@ def main() -> None:
     parser.add_argument("--fd", type=int, required=True, help="the RPC socket")
     parser.add_argument("--name", default="worker")
     args = parser.parse_args()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops its workers itself
+    # The server stops its workers itself (a `stop` request, or its end closing
+    # the socket): a Ctrl-C or a service manager's SIGTERM to the whole process
+    # group must not take them away while it drains.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(
         level=os.environ.get("VISITROOM_LOG_LEVEL", "INFO").upper(),
         format=f"%(asctime)s %(levelname)s {args.name} %(name)s: %(message)s",

@@ -243,11 +243,19 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
     """`VISITROOM_WORKERS` (default: one per core), the per-worker budgets, thumbnails."""
     try:
         values: dict[str, object] = {
-            "workers": int(env.get("VISITROOM_WORKERS") or os.cpu_count() or 1),
+            "workers": int(env.get("VISITROOM_WORKERS") or usable_cores()),
             "worker_max_participants": int(env.get("VISITROOM_WORKER_MAX_PARTICIPANTS") or 0),
             "worker_pps_budget": float(env.get("VISITROOM_WORKER_PPS_BUDGET") or 40_000),
             "worker_cpu_budget": float(env.get("VISITROOM_WORKER_CPU_BUDGET") or 0.85),

@@ -153,7 +153,7 @@ def test_workers_default_to_one_per_core_and_follow_the_flag_and_the_environment
     from signalling.cli import build_parser, load_config
 
     base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
-    assert from_env(base).workers == (os.cpu_count() or 1)
+    assert from_env(base).workers == len(os.sched_getaffinity(0))
     assert from_env({**base, "VISITROOM_WORKERS": "0"}).workers == 0
     limits = {"VISITROOM_WORKER_MAX_PARTICIPANTS": "50", "VISITROOM_WORKER_CPU_BUDGET": "0.5"}
     config = from_env({**base, **limits}, workers=3)
