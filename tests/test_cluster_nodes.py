@@ -204,7 +204,15 @@ async def test_rest_on_any_node_sees_and_ends_a_room_owned_by_another(cluster: C
 
     await eventually(ended, 10, "the owner ended the room on a notice from the other node")
     assert (await guest.next("left"))["reason"] == "ended"
-    async with cluster.session.get(f"{url}/audit", headers=admin_headers()) as response:
-        entries = (await response.json())["entries"]
+    entries: list[dict[str, Any]] = []
+
+    async def merged() -> bool:
+        # Node B asks the nodes in the registry, which Redis's restart emptied:
+        # node A is back in it at its next heartbeat (1 s).
+        async with cluster.session.get(f"{url}/audit", headers=admin_headers()) as response:
+            entries[:] = (await response.json())["entries"]
+        return bool(entries)
+
+    await eventually(merged, 5, "node B merges node A's audit rows")
     assert {e["node"] for e in entries} == {"node-a"}
     assert ("end", "ops") in [(e["action"], e["actor"]) for e in entries]
