@@ -188,7 +188,7 @@ class WorkerPool:
         group = group or MAIN_GROUP
         seat = self.seats.get(participant_id)
         if seat is not None and (seat.room != room_id or seat.precall):
-            self._drop(participant_id)
+            self._watch(self._drop(participant_id))
             seat = None
         if seat is None:
             seat = self.seats[participant_id] = Seat(room_id, group, precall=False)
@@ -197,7 +197,7 @@ class WorkerPool:
         await self._settle(self._regroup(participant_id, seat, group, "open"))
 
     async def open_precall(self, participant_id: str) -> None:
-        self._drop(participant_id)
+        self._watch(self._drop(participant_id))
         seat = self.seats[participant_id] = Seat(participant_id, participant_id, precall=True)
         await self._settle(self._seat(participant_id, seat))
 
