@@ -105,7 +105,7 @@ class Worker:
         assert self.media is not None
         owners = self.router.owners
         if method in ("open", "open_precall"):
-            owners[params[-1] if method == "open" else params[0]] = session
+            owners[params[-1]] = session  # the participant id is the last parameter
         elif method == "close":
             owners.pop(params[0], None)
         elif method == "close_room":
