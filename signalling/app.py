@@ -54,9 +54,9 @@ MediaFactory = Callable[[Config, MediaEvents], MediaPlane | None]
 
 
 def default_media(config: Config, events: MediaEvents) -> MediaPlane | None:
-    from signalling.media import build_local_media
+    from signalling.media import build_media
 
-    return build_local_media(config, events)
+    return build_media(config, events)
 
 
 def create_app(
