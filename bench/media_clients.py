@@ -54,12 +54,20 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Server:
-    """`visitroom serve` on one core, media on `ice_host` (127.0.0.1 by default)."""
+    """`visitroom serve` on one core (`core` None: not pinned), media on `ice_host`
+    (127.0.0.1 by default).
 
-    def __init__(self, core: int, ice_host: str = "127.0.0.1") -> None:
+    By default the SFU runs inside the server process (VISITROOM_WORKERS=0),
+    so that the process pinned to `core` is the whole media plane; `env`
+    overrides that and anything else.
+    """
+
+    def __init__(
+        self, core: int | None, env: dict[str, str] | None = None, ice_host: str = "127.0.0.1"
+    ) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="media-bench-")
         self.port = free_port()
-        env = {
+        environment = {
             **os.environ,
             "VISITROOM_API_KEY": KEY,
             "VISITROOM_API_SECRET": SECRET,
@@ -67,10 +75,13 @@ class Server:
             "VISITROOM_MAX_PARTICIPANTS": "1000",
             "VISITROOM_LOG_LEVEL": "WARNING",
             "VISITROOM_ICE_HOSTS": ice_host,
+            "VISITROOM_WORKERS": "0",
+            **(env or {}),
         }
-        command = [*pinned(core), sys.executable, "-m", "signalling", "serve"]
+        prefix = pinned(core) if core is not None else []
+        command = [*prefix, sys.executable, "-m", "signalling", "serve"]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "--data-dir", self.dir.name]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=subprocess.DEVNULL)
         self.ps = psutil.Process(self.proc.pid)
 
     @property

@@ -1,6 +1,6 @@
 """Knock storm: N guests knock at once, the host admits everyone.
 
-Starts a real `visitroom serve` process (or uses --url), connects one host and
+Starts a real `visitroom serve` process pinned to core 0, connects one host and
 N guests over WebSockets from this process, and measures:
   - knock -> host notified latency (p50/p95) and when all knocks were visible,
   - admit-all -> the last guest holding a complete roster,
@@ -17,25 +17,23 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from media_clients import KEY, SECRET, Server, percentile  # noqa: E402
 
 from signalling.auth import mint  # noqa: E402
-from tests.servers import free_port  # noqa: E402
 
-KEY, SECRET = "bench", "b" * 64
+SERVER_CORE = 0
 
 
 @dataclass
@@ -48,77 +46,12 @@ class Round:
     server_cpu_s: float
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-class Server:
-    def __init__(self) -> None:
-        self.dir = tempfile.TemporaryDirectory(prefix="storm-")
-        self.port = free_port()
-        env = {
-            **os.environ,
-            "VISITROOM_API_KEY": KEY,
-            "VISITROOM_API_SECRET": SECRET,
-            "VISITROOM_KNOCK_RATE_LIMIT": "0",
-            "VISITROOM_MAX_PARTICIPANTS": "1000",
-            "VISITROOM_LOG_LEVEL": "WARNING",
-        }
-        command = [sys.executable, "-m", "signalling", "serve", "--host", "127.0.0.1"]
-        command += ["--port", str(self.port), "--data-dir", self.dir.name]
-        self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        self.ps = psutil.Process(self.proc.pid)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def cpu_s(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
-        self.dir.cleanup()
-
-
-async def wait_healthy(session: aiohttp.ClientSession, url: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                async with session.get(f"{url}/healthz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-
-
 async def messages_sent(session: aiohttp.ClientSession, url: str) -> int:
     async with session.get(f"{url}/metrics") as response:
         for line in (await response.text()).splitlines():
             if line.startswith("visitroom_ws_messages_sent_total "):
                 return int(float(line.split()[1]))
     return 0
-
-
-async def create_room(session: aiohttp.ClientSession, url: str, room: str, size: int) -> None:
-    """A visit happening now, with room for the host and every guest."""
-    admin = mint(KEY, SECRET, room="*", identity="bench", name="Bench", role="host", admin=True)
-    now = time.time()
-    body = {
-        "room_id": room,
-        "starts_at": datetime.fromtimestamp(now, UTC).isoformat(),
-        "ends_at": datetime.fromtimestamp(now + 3600, UTC).isoformat(),
-        "max_participants": size,
-    }
-    headers = {"Authorization": f"Bearer {admin}"}
-    async with session.post(f"{url}/v1/rooms", json=body, headers=headers) as response:
-        if response.status != 201:
-            raise RuntimeError(f"creating the room failed: {await response.text()}")
 
 
 async def read_until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
@@ -129,9 +62,10 @@ async def read_until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str
 
 
 async def one_round(
-    session: aiohttp.ClientSession, url: str, guests: int, room: str, server: Server | None
+    session: aiohttp.ClientSession, server: Server, guests: int, room: str
 ) -> Round:
-    await create_room(session, url, room, guests + 1)
+    url = server.url
+    await server.create_room(session, room, guests + 1)
     ws_url = f"{url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
     host = await session.ws_connect(ws_url)
     token = mint(KEY, SECRET, room=room, identity="dr-bench", name="Dr Bench", role="host")
@@ -139,7 +73,7 @@ async def one_round(
     await read_until(host, "lobby")
     sockets = [await session.ws_connect(ws_url) for _ in range(guests)]
     sent_before = await messages_sent(session, url)
-    cpu_before = server.cpu_s() if server else 0.0
+    cpu_before = server.cpu_s()
     knocked_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
 
@@ -159,8 +93,9 @@ async def one_round(
     visible = (max(seen_at.values()) - start) * 1000
     converged = await admit_all(host, sockets, guests)
     sent = await messages_sent(session, url) - sent_before
-    cpu = (server.cpu_s() - cpu_before) if server else 0.0
+    cpu = server.cpu_s() - cpu_before
     await host.send_json({"type": "end"})
+    await read_until(host, "left")  # the end is carried out before the next round counts
     for ws in [host, *sockets]:
         await ws.close()
     return Round(percentile(knocks, 0.5), percentile(knocks, 0.95), visible, converged, sent, cpu)
@@ -185,16 +120,15 @@ async def admit_all(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    server = None if args.url else Server()
-    url = args.url or (server.url if server else "")
+    server = Server(SERVER_CORE)
     rounds: list[Round] = []
     try:
         connector = aiohttp.TCPConnector(limit=0)  # each WebSocket holds a connection
         async with aiohttp.ClientSession(connector=connector) as session:
-            await wait_healthy(session, url)
+            await server.wait_healthy(session)
             for index in range(args.rounds + 1):
                 room = f"storm-{os.getpid()}-{index}"
-                result = await one_round(session, url, args.guests, room, server)
+                result = await one_round(session, server, args.guests, room)
                 if index > 0:  # the first round warms up imports and caches
                     rounds.append(result)
     finally:
@@ -239,7 +173,6 @@ def main() -> None:
     parser.add_argument("--guests", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 60 s)")
-    parser.add_argument("--url", help="use a running server (its secret must be the bench one)")
     parser.add_argument("--json", type=Path, help="write the result here")
     args = parser.parse_args()
     if args.quick:

@@ -156,6 +156,17 @@ class Coordinator:
             return None
         return await self.bus.get(keys.room_record(room_id))
 
+    async def shared_records(self) -> list[bytes]:
+        """Every scheduled room known to the cluster (rooms created on any node)."""
+        if not self.multi_node:
+            return []
+        packed = []
+        for key in await self.bus.members(keys.ROOM_RECORD_PREFIX):
+            value = await self.bus.get(key)
+            if value is not None:
+                packed.append(value)
+        return packed
+
     async def share_record(self, room_id: str, packed: bytes) -> None:
         if self.multi_node:
             await self.bus.set(keys.room_record(room_id), packed)
@@ -243,6 +254,7 @@ class Coordinator:
         """The bus is back: renew the leases (re-claimed ones are written back in full)
         and write the rooms that changed while it was away."""
         with contextlib.suppress(BusUnavailable):
+            await self.registry.beat()  # the other nodes must see us again at once
             await self.leases.renew_all()
         for room_id in list(self.dirty):
             await self._write_back(room_id)

@@ -12,6 +12,8 @@ ROOM_RESUME = PREFIX + "room:{room_id}:resume"  # hash: resume digest -> partici
 ROOM_RECORD = PREFIX + "roomrec:{room_id}"  # msgpack RoomRecord (scheduled visits)
 ROOM_RECORD_PREFIX = PREFIX + "roomrec:"
 EVENTS = PREFIX + "events"  # pub/sub: cluster notices (msgpack)
+WORKER_PREFIX = PREFIX + "worker:"
+WORKER = WORKER_PREFIX + "{node_id}:{index}"  # msgpack SFU worker entry, expires unless renewed
 
 
 def node(node_id: str) -> str:
@@ -36,3 +38,7 @@ def room_resume(room_id: str) -> str:
 
 def room_record(room_id: str) -> str:
     return ROOM_RECORD.format(room_id=room_id)
+
+
+def worker(node_id: str, index: int) -> str:
+    return WORKER.format(node_id=node_id, index=index)

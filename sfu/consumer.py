@@ -12,6 +12,13 @@ stay visible so the subscriber NACKs them.
 
 A video switch is *pending* until the new source sends a key frame: until
 then the old source keeps playing and the new one's packets are dropped.
+
+A *thumbnail* (`set_thumbnail`; `MediaSettings.stage_video_slots`) is a
+video slot at a reduced rate without simulcast: only the source's key
+frames are forwarded (every packet carrying a key frame's timestamp), each
+one starting a new segment, so the receiver sees no sequence gap and no
+reference to a frame it never got.  Turning a thumbnail back into a full
+slot waits for a key frame like a switch.
 The last few segments are remembered to map a NACKed sequence number back
 to the producer's packet in its retransmission cache.
 """
@@ -79,6 +86,8 @@ class Consumer:
         "rtx_ssrc",
         "source",
         "ssrc",
+        "thumbnail",
+        "thumbnail_ts",
     )
 
     def __init__(
@@ -101,6 +110,8 @@ class Consumer:
         self.output = output
         self.source: Producer | None = None
         self.pending: Producer | None = None
+        self.thumbnail = False
+        self.thumbnail_ts: int | None = None  # RTP timestamp of the key frame being passed
         self.closed = False
         self.packets_sent = 0
         self.octets_sent = 0
@@ -190,6 +201,23 @@ class Consumer:
         self.pending, self.source = self.source, None  # stays attached
         return True
 
+    def set_thumbnail(self, thumbnail: bool) -> bool:
+        """Key frames only (True) or every frame; True if a key frame must be asked for."""
+        if thumbnail == self.thumbnail or self.kind != "video":
+            return False
+        self.thumbnail = thumbnail
+        self.thumbnail_ts = None
+        return not thumbnail and self.resync()
+
+    def _thumbnail_passes(self, codec: str, data: bytes, h: RtpHeader) -> bool:
+        if h.timestamp == self.thumbnail_ts:
+            return True  # the rest of the key frame being passed
+        if not is_keyframe(codec, data[h.payload_offset :]):
+            return False
+        self.thumbnail_ts = h.timestamp
+        self._fresh = True  # a new segment: what was dropped leaves no gap
+        return True
+
     def restart(self) -> None:
         """The source restarted its stream (new SSRC): begin a new segment."""
         self._fresh = True
@@ -209,6 +237,9 @@ class Consumer:
             if producer is not self.pending or not is_keyframe(codec, data[h.payload_offset :]):
                 return
             self._promote()
+            self.thumbnail_ts = h.timestamp
+        elif self.thumbnail and not self._thumbnail_passes(codec, data, h):
+            return
         pt = self.pt_by_codec.get(codec)
         if pt is None:
             return  # the subscriber did not negotiate this codec

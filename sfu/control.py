@@ -16,6 +16,7 @@ MAIN_GROUP = "main"
 CONNECT_FAILED = "connect_failed"  # ICE + DTLS did not complete; still admitted
 TRANSPORT_FAILED = "transport_failed"  # DTLS closed or ICE consent lost; still admitted
 PRECALL_TIMEOUT = "precall_timeout"  # the pre-call test reached its time limit
+WORKER_LOST = "worker_lost"  # its SFU worker process died; still admitted, on a live worker
 
 
 class Slot(TypedDict):

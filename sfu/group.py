@@ -15,12 +15,19 @@ participant id plus `SCREEN`), so a presenter can fill two slots.  A member
 never receives its own media, except a pre-call session which receives
 exactly its own.  Switching a video slot is completed by the consumer when
 the new source's key frame arrives; the switch asks for one.
+
+When a group spans SFU workers, `remotes` are the publishers of its other
+workers as seen through the relay (`sfu.remote`): they fill slots like
+members.  One worker is the group's *leader*: it decides the speaker orders
+for everybody; the others (`leader` False) still follow the levels, so that
+one of them can take over, but fill their slots from the orders the leader
+sent (`imposed`), so every subscriber of the group sees the same selection.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Protocol
 
 from .control import Slot
 from .producer import Producer
@@ -32,6 +39,18 @@ if TYPE_CHECKING:
 
 SCREEN = "\x1fscreen"
 MAX_HISTORY = 64
+
+Orders = tuple[list[str], list[str]]  # (video source keys, audio participant ids)
+
+
+class Publisher(Protocol):
+    """A member, or a remote publisher: whose tracks can fill slots."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def producers(self) -> dict[str, Producer]: ...
 
 
 def source_key(participant_id: str, source: str) -> str:
@@ -62,10 +81,26 @@ class Group:
         self.speaker = DominantSpeaker()
         self.history: list[str] = []  # dominant speakers, most recent first
         self.dirty = True
-        self._orders: tuple[list[str], list[str]] | None = None
+        self._orders: Orders | None = None
+        self.remotes: dict[str, Publisher] = {}  # publishers on other workers
+        self.leader = True  # decides the orders; False: follows `imposed`
+        self.imposed: Orders | None = None
+        self.size_hint = 0  # members on every worker, when the group spans several
 
     def __len__(self) -> int:
         return len(self.members)
+
+    @property
+    def size(self) -> int:
+        """Members of the group on every worker (for the room-size REMB cap)."""
+        return max(len(self.members), self.size_hint)
+
+    def publishers(self) -> Iterator[Publisher]:
+        """Local members, then the remote publishers that are not also local."""
+        yield from self.members.values()
+        for pid, remote in self.remotes.items():
+            if pid not in self.members:
+                yield remote
 
     def add(self, participant: Participant) -> None:
         self.members[participant.id] = participant
@@ -76,8 +111,35 @@ class Group:
 
     def remove(self, participant: Participant) -> None:
         if self.members.pop(participant.id, None) is not None:
-            self.speaker.remove(participant.id)
-            self.history = [pid for pid in self.history if pid != participant.id]
+            self._forget_speaker(participant.id)
+
+    def _forget_speaker(self, pid: str) -> None:
+        if pid not in self.members and pid not in self.remotes:
+            self.speaker.remove(pid)
+            self.history = [p for p in self.history if p != pid]
+        self.dirty = True
+
+    def add_remote(self, publisher: Publisher) -> None:
+        self.remotes[publisher.id] = publisher
+        for producer in publisher.producers.values():
+            producer.level_sink = self.on_level
+        self.dirty = True
+
+    def remove_remote(self, pid: str) -> None:
+        if self.remotes.pop(pid, None) is not None:
+            self._forget_speaker(pid)
+
+    def lead(self, leader: bool) -> None:
+        """Whether this worker decides the group's orders (see module doc)."""
+        if leader != self.leader:
+            self.leader = leader
+            self.imposed = None
+            self.dirty = True
+
+    def impose(self, orders: Orders) -> None:
+        """The orders the group's leader decided (ignored while leading)."""
+        if not self.leader:
+            self.imposed = orders
             self.dirty = True
 
     def on_level(self, participant_id: str, level: int, voice: bool, now: float) -> None:
@@ -86,7 +148,7 @@ class Group:
     def update_speaker(self, now: float) -> str | None:
         """Re-evaluate the dominant speaker; returns it when it changed."""
         speaker = self.speaker.update(now)
-        if speaker is None or speaker not in self.members:
+        if speaker is None or (speaker not in self.members and speaker not in self.remotes):
             return None
         self.history = [speaker, *(p for p in self.history if p != speaker)][:MAX_HISTORY]
         self.dirty = True
@@ -94,10 +156,11 @@ class Group:
 
     # selection
 
-    def orders(self, now: float) -> tuple[list[str], list[str]]:
+    def orders(self, now: float) -> Orders:
         """(video source keys, audio participant ids), best first."""
         cameras, screens, audio = [], [], []
-        for pid, member in self.members.items():
+        for member in self.publishers():
+            pid = member.id
             for producer in member.producers.values():
                 if producer.source == "camera":
                     cameras.append(pid)
@@ -107,7 +170,15 @@ class Group:
                     audio.append(pid)
         video = screens + last_n_order(self.history, cameras)
         loudest = [p for p in self.speaker.loudest(len(audio), now) if p in set(audio)]
-        return video, loudest + last_n_order(self.history, [p for p in audio if p not in loudest])
+        own = video, loudest + last_n_order(self.history, [p for p in audio if p not in loudest])
+        if self.leader or self.imposed is None:
+            return own
+        return _prefer(self.imposed[0], own[0]), _prefer(self.imposed[1], own[1])
+
+    @property
+    def current_orders(self) -> Orders | None:
+        """The orders of the last `changed_orders` call."""
+        return self._orders
 
     def changed_orders(self, now: float) -> bool:
         """Whether the orders moved since the last call (or the group is dirty)."""
@@ -136,19 +207,38 @@ class Group:
         if participant.closed:
             return None
         self._forget_stale(participant)
+        # A key frame before the subscriber is connected would be lost, and
+        # would hold back (coalescing) the one its connection asks for.
+        connected = participant.transport is not None and participant.transport.connected
         for mid, key in diff(participant.slot_keys, self.assign(participant, now)).items():
             consumer = participant.consumers.get(mid)
             if consumer is None:
                 continue
             producer = self.producer_for(key, consumer.kind)
-            if consumer.switch(producer) and producer is not None:
+            if consumer.switch(producer) and producer is not None and connected:
                 producer.request_keyframe(now)
             participant.slot_keys[mid] = key if producer is not None else None
+        if participant.settings.stage_video_slots and not self.precall:
+            self._thumbnails(participant, now, connected)
         slots = participant.slot_list()
         if slots == participant.slots_sent:
             return None
         participant.slots_sent = slots
         return slots
+
+    def _thumbnails(self, participant: Participant, now: float, connected: bool) -> None:
+        """Full rate for the first choices (on stage), key frames only for the rest."""
+        video = (self._orders or self.orders(now))[0]
+        pinned = [participant.pinned] if participant.pinned in video else []
+        choices = [
+            k for k in dict.fromkeys([*pinned, *video]) if participant_of(k) != participant.id
+        ]
+        stage = set(choices[: participant.settings.stage_video_slots])
+        for mid, consumer in participant.consumers.items():
+            key = participant.slot_keys.get(mid)
+            thumbnail = key is not None and key not in stage
+            if consumer.set_thumbnail(thumbnail) and connected and consumer.pending is not None:
+                consumer.pending.request_keyframe(now)
 
     def _forget_stale(self, participant: Participant) -> None:
         # A slot whose source left or was replaced is empty, so that the
@@ -164,11 +254,20 @@ class Group:
 
     def producer_for(self, key: str | None, kind: str) -> Producer | None:
         pid = participant_of(key)
-        member = self.members.get(pid) if pid is not None else None
-        if member is None or key is None:
+        if pid is None or key is None:
+            return None
+        member: Publisher | None = self.members.get(pid) or self.remotes.get(pid)
+        if member is None:
             return None
         wanted = "audio" if kind == "audio" else ("screen" if key.endswith(SCREEN) else "camera")
         return _find(member.producers.values(), wanted)
+
+
+def _prefer(leader: list[str], own: list[str]) -> list[str]:
+    """`own` in the leader's order; what the leader did not list yet keeps its place after."""
+    present = set(own)
+    listed = set(leader)
+    return [k for k in leader if k in present] + [k for k in own if k not in listed]
 
 
 def _find(producers: Iterable[Producer], source: str) -> Producer | None:

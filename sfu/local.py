@@ -154,6 +154,7 @@ class LocalMedia:
         if participant is None:
             return
         participant.close()
+        self.published(participant)
         counters_mod.total([*participant.retired], into=self._retired)
         group = participant.group
         group.remove(participant)
@@ -161,7 +162,7 @@ class LocalMedia:
         self.refill(group)
 
     def _forget_group(self, group: Group) -> None:
-        if not group.members:
+        if not group.members and not group.remotes:
             self.groups.pop((group.room_id, group.name), None)
 
     def _admitted(self, pid: str) -> Participant:
@@ -192,6 +193,7 @@ class LocalMedia:
             answer = participant.answer(offer)
         group = participant.group
         group.dirty = group.dirty or producers_changed
+        self.published(participant)
         asyncio.get_running_loop().call_soon(self._refill_after_offer, participant)
         return answer
 
@@ -270,16 +272,25 @@ class LocalMedia:
 
     def _transport_lost(self, participant: Participant, reason: str) -> None:
         participant.reset_media()
+        self.published(participant)
         self.refill(participant.group)
         self.notify("media_closed", participant.id, reason)
 
     def remb_cap(self, participant: Participant) -> int:
-        return cap_for(len(participant.group), self.settings.remb_table)
+        return cap_for(participant.group.size, self.settings.remb_table)
+
+    # extension points (sfu.shard: the relay between SFU workers)
+
+    def published(self, participant: Participant) -> None:
+        """A participant's published tracks may have changed (an offer, a loss, its close)."""
+
+    def after_tick(self, now: float) -> None:
+        """The clock ran: speakers, orders and slots are up to date."""
 
     # observability
 
-    def stats(self) -> dict[str, int]:
-        """Aggregate counters of every transport ever opened, plus live sizes."""
+    def stats(self) -> dict[str, float]:
+        """Aggregate counters of every transport ever opened, plus live sizes and loss."""
         result = dict(self._retired)
         live = [p.transport.counters for p in self.participants.values() if p.transport]
         retired = [c for p in self.participants.values() for c in p.retired]
@@ -289,4 +300,18 @@ class LocalMedia:
         result["groups"] = len(self.groups)
         result["producers"] = sum(len(p.producers) for p in self.participants.values())
         result["consumers"] = sum(len(p.consumers) for p in self.participants.values())
-        return result
+        return {**result, **self._loss()}
+
+    def _loss(self) -> dict[str, float]:
+        """Loss now: upstream as the SFU measured it, downstream as subscribers reported it."""
+        expected = lost = 0
+        reported: list[float] = []
+        for participant in self.participants.values():
+            for producer in participant.producers.values():
+                expected += producer.stats.expected
+                lost += producer.stats.lost
+            reported += [c.reported_loss for c in participant.consumers.values() if c.packets_sent]
+        return {
+            "upstream_loss_percent": 100.0 * lost / expected if expected else 0.0,
+            "downstream_loss_percent": 100.0 * sum(reported) / len(reported) if reported else 0.0,
+        }

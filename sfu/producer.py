@@ -28,6 +28,14 @@ if TYPE_CHECKING:
 LevelSink = Callable[[str, int, bool, float], None]
 
 
+class RelayTap(Protocol):
+    """Where a producer's packets also go when other SFU workers need them (sfu.relay)."""
+
+    def rtp(self, data: bytes) -> None: ...
+
+    def sender_report(self, ntp: int, rtp_timestamp: int) -> None: ...
+
+
 class RtcpOutput(Protocol):
     """Where a producer's feedback to its publisher goes."""
 
@@ -50,6 +58,7 @@ class Producer:
         "clock_rate",
         "closed",
         "codec_by_pt",
+        "codecs",
         "consumers",
         "counters",
         "ext_ids",
@@ -62,6 +71,8 @@ class Producer:
         "nack",
         "output",
         "owner",
+        "refresh_due",
+        "relay",
         "rtx_ssrc",
         "source",
         "ssrc",
@@ -99,6 +110,8 @@ class Producer:
         self.counters: Counters | None = None  # the publisher transport's
         self.closed = False
         self.level_sink: LevelSink | None = None
+        self.relay: RelayTap | None = None
+        self.refresh_due = 0.0  # next key frame request for thumbnail subscribers
         self.last_sr: tuple[int, int, float] | None = None
         self._last_keyframe_request = float("-inf")
         self._fir_seq = 0
@@ -111,6 +124,7 @@ class Producer:
 
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
+        self.codecs = codecs
         self.codec_by_pt = {c.payload_type: c.name for c in codecs}
         self.apt_by_rtx = {
             c.rtx_payload_type: c.payload_type for c in codecs if c.rtx_payload_type is not None
@@ -155,6 +169,7 @@ class Producer:
             consumer.producer_closed(self)
         self.consumers = []
         self.level_sink = None
+        self.relay = None
 
     # packets from the publisher
 
@@ -175,6 +190,9 @@ class Producer:
             self._read_level(data, h, self._level_id, now)
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
+        relay = self.relay
+        if relay is not None:
+            relay.rtp(data)
         return True
 
     def on_rtx(self, data: bytes, h: RtpHeader, now: float) -> bool:
@@ -206,6 +224,8 @@ class Producer:
     def on_sender_report(self, ntp: int, rtp_timestamp: int, now: float) -> None:
         self.last_sr = (ntp, rtp_timestamp, now)
         self.stats.sender_report(ntp_middle32(ntp), now)
+        if self.relay is not None:
+            self.relay.sender_report(ntp, rtp_timestamp)
 
     def cached(self, sequence: int, now: float) -> bytes | None:
         if self._cache is None:

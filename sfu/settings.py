@@ -53,6 +53,13 @@ class MediaSettings:
     socket_buffer_bytes: int = 4 * 1024 * 1024
     # Transports per LocalMedia; an offer past it is refused.
     max_transports: int = 1000
+    # Video slots per subscriber at full rate (its first choices: pinned,
+    # screen shares, the last speakers); the others are thumbnails that get
+    # key frames only, each thumbnail source asked for one every
+    # `thumbnail_refresh_s` (no simulcast: a reduced frame rate is all an SFU
+    # that never decodes can offer). 0: every video slot at full rate.
+    stage_video_slots: int = 0
+    thumbnail_refresh_s: float = 1.0
 
     def __post_init__(self) -> None:
         for host in self.ice_hosts:
@@ -67,6 +74,8 @@ class MediaSettings:
             raise SettingsError("remb_table needs rows of (room_size, positive bitrate)")
         if self.video_slots_cap < 0 or self.audio_slots_cap < 0:
             raise SettingsError("slot caps must not be negative")
+        if self.stage_video_slots < 0 or self.thumbnail_refresh_s <= 0:
+            raise SettingsError("stage_video_slots >= 0 and thumbnail_refresh_s > 0, please")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for msgpack (tuples become lists)."""

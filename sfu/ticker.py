@@ -57,20 +57,28 @@ class Ticker:
         media = self._media
         for group in list(media.groups.values()):
             speaker = group.update_speaker(now)
-            if speaker is not None and not group.precall:
+            # Only the group's leader speaks for a group that spans workers.
+            if speaker is not None and not group.precall and group.leader:
                 media.notify("active_speaker", group.room_id, group.name, speaker)
             if group.changed_orders(now):
                 media.refill(group)
         for participant in list(media.participants.values()):
             self._participant(participant, now)
+        media.after_tick(now)
 
     def _participant(self, participant: Participant, now: float) -> None:
         for producer in participant.producers.values():
             producer.retry_nacks(now)
-        for consumer in participant.consumers.values():
-            if consumer.pending is not None:
-                consumer.pending.request_keyframe(now)
         transport = participant.transport
+        if transport is not None and transport.connected:
+            refresh = self._media.settings.thumbnail_refresh_s
+            for consumer in participant.consumers.values():
+                if consumer.pending is not None:
+                    consumer.pending.request_keyframe(now)
+                elif consumer.thumbnail and consumer.source is not None:
+                    source = consumer.source
+                    if now >= source.refresh_due and source.request_keyframe(now):
+                        source.refresh_due = now + refresh
         if transport is not None and transport.connected and now >= participant.next_report:
             participant.next_report = now + REPORT_INTERVAL * random.uniform(0.5, 1.5)
             for packet in feedback.reports(participant, now, self._media.remb_cap(participant)):

@@ -54,9 +54,9 @@ MediaFactory = Callable[[Config, MediaEvents], MediaPlane | None]
 
 
 def default_media(config: Config, events: MediaEvents) -> MediaPlane | None:
-    from signalling.media import build_local_media
+    from signalling.media import build_media
 
-    return build_local_media(config, events)
+    return build_media(config, events)
 
 
 def create_app(
@@ -86,6 +86,7 @@ def create_app(
     app.cleanup_ctx.append(_cluster)
     app.cleanup_ctx.append(_media(media_factory))
     app.cleanup_ctx.append(_sweeper)
+    app.cleanup_ctx.append(_retention)
     app.on_shutdown.append(_drain)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -132,6 +133,27 @@ def _media(factory: MediaFactory) -> Callable[[web.Application], AsyncIterator[N
             await media.stop()
 
     return media_ctx
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Once a day, drop audit rows older than the retention period (six years or more)."""
+
+    async def prune_daily() -> None:
+        while True:
+            days = app[CONFIG].audit_retention_days
+            try:
+                removed = await app[AUDIT].prune(app[SERVICE].clock() - days * 86400)
+                if removed:
+                    log.info("audit retention: removed %d rows older than %d days", removed, days)
+            except Exception:
+                log.exception("audit retention failed")
+            await asyncio.sleep(86400)
+
+    task = asyncio.create_task(prune_daily(), name="audit-retention")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:

@@ -29,6 +29,11 @@ def _serve_parser(sub: Any) -> None:
     serve.add_argument("--tls-cert", help="PEM certificate: serve HTTPS and WSS")
     serve.add_argument("--tls-key", help="PEM private key for --tls-cert")
     serve.add_argument("--redis", dest="redis_url", help="Redis URL: several machines")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="SFU worker processes (VISITROOM_WORKERS, default: one per core; 0: in-process)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("VISITROOM_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=cmd_serve)
 
@@ -62,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 def load_config(args: argparse.Namespace) -> tuple[Config, Path | None]:
     overrides = {
         name: getattr(args, name, None)
-        for name in ("host", "port", "data_dir", "tls_cert", "tls_key", "redis_url")
+        for name in ("host", "port", "data_dir", "tls_cert", "tls_key", "redis_url", "workers")
     }
     config = from_env(os.environ, **overrides)
     created = None

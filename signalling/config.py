@@ -65,6 +65,18 @@ class Config:
     announced_ip: str | None = None
     rtc_ports: tuple[int, int] | None = None
     ice_servers: tuple[Mapping[str, object], ...] = ()
+    # SFU worker processes (0: the SFU runs in the signalling process) and
+    # what one worker may take before a room spreads to another
+    workers: int = 0
+    worker_max_participants: int = 0  # 0: no cap
+    worker_pps_budget: float = 40_000.0
+    worker_cpu_budget: float = 0.85
+    # with --redis: where this node's workers take other nodes' RPC and relay
+    # (default: --host, or 127.0.0.1 when that is a wildcard)
+    worker_host: str | None = None
+    # video slots at full rate per subscriber (0: all); the rest key frames only
+    stage_video_slots: int = 0
+    thumbnail_refresh_s: float = 1.0
     # portal
     smtp_url: str | None = None
     # cluster
@@ -72,6 +84,7 @@ class Config:
     node_id: str = ""
     node_url: str | None = None  # how other nodes reach this one (default: base URL)
     drain_deadline_s: float = 30.0
+    audit_retention_days: int = 6 * 365 + 2  # HIPAA: six years of audit records, at least
     # portal (docs/portal.md); the SMTP password never appears in repr()
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
@@ -231,6 +244,38 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's cpuset, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """`VISITROOM_WORKERS` (default: one per core), the per-worker budgets, thumbnails."""
+    try:
+        values: dict[str, object] = {
+            "workers": int(env.get("VISITROOM_WORKERS") or usable_cores()),
+            "worker_max_participants": int(env.get("VISITROOM_WORKER_MAX_PARTICIPANTS") or 0),
+            "worker_pps_budget": float(env.get("VISITROOM_WORKER_PPS_BUDGET") or 40_000),
+            "worker_cpu_budget": float(env.get("VISITROOM_WORKER_CPU_BUDGET") or 0.85),
+            "stage_video_slots": int(env.get("VISITROOM_STAGE_VIDEO_SLOTS") or 0),
+            "thumbnail_refresh_s": float(env.get("VISITROOM_THUMBNAIL_REFRESH_S") or 1.0),
+            "worker_host": env.get("VISITROOM_WORKER_HOST") or None,
+        }
+    except ValueError as exc:
+        raise ConfigError(f"SFU worker settings: {exc}") from None
+    return values
+
+
+def check_workers(config: Config) -> None:
+    if config.workers < 0 or config.worker_max_participants < 0:
+        raise ConfigError("--workers and VISITROOM_WORKER_MAX_PARTICIPANTS must not be negative")
+    if config.worker_pps_budget <= 0 or config.worker_cpu_budget <= 0:
+        raise ConfigError("the SFU worker budgets must be positive")
+
+
 def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     """Build a Config from the environment; `overrides` (CLI flags) win when not None."""
     values: dict[str, object] = {
@@ -249,6 +294,8 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "node_id": env.get("VISITROOM_NODE_ID", ""),
         "node_url": env.get("VISITROOM_NODE_URL") or None,
         "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
+        "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
+        **workers_from_env(env),
         **portal_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):
@@ -261,9 +308,13 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     for name in ("tls_cert", "tls_key", "data_dir"):
         if isinstance(values.get(name), str):
             values[name] = Path(str(values[name]))
+    if int(str(values.get("audit_retention_days", 2192))) < 6 * 365:
+        raise ConfigError("VISITROOM_AUDIT_RETENTION_DAYS must be at least 2190 (six years)")
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("--tls-cert and --tls-key go together")
     keys = api_keys_from_env(env)
     if keys is not None:
         values["api_keys"] = keys
-    return Config(**values)  # type: ignore[arg-type]
+    config = Config(**values)  # type: ignore[arg-type]
+    check_workers(config)
+    return config

@@ -174,6 +174,30 @@ async def get_room(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+async def join_window(request: web.Request) -> web.Response:
+    """Public: when a visit can be joined, so its page can say "opens at" before anything else.
+
+    Only the window's times and status: no names, counts or other details.
+    """
+    room_id = request.match_info["room_id"]
+    if not valid_room_id(room_id):
+        raise api_error(web.HTTPNotFound, "not_found", "no such room")
+    record, _ = await _record_or_404(request, room_id)
+    body: dict[str, Any] = {
+        "room_id": room_id,
+        "status": "open",
+        "opens_at": None,
+        "closes_at": None,
+    }
+    if record is not None:
+        schedule = record.schedule
+        body["status"] = schedule.status(request.app[SERVICE].clock()).value
+        body["opens_at"], body["closes_at"] = iso(schedule.opens_at), iso(schedule.closes_at)
+    response = web.json_response(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 async def end_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
     claims = admin_claims(request, room_id)
@@ -262,3 +286,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/v1/rooms/{room_id}", get_room)
     app.router.add_delete("/v1/rooms/{room_id}", end_room)
     app.router.add_get("/v1/rooms/{room_id}/audit", room_audit)
+    app.router.add_get("/v1/rooms/{room_id}/window", join_window)

@@ -81,6 +81,11 @@ class RoomStore:
     def record(self, room_id: str) -> RoomRecord | None:
         return self._records.get(room_id)
 
+    def records_between(self, start: float, end: float, limit: int) -> list[RoomRecord]:
+        """Scheduled rooms whose appointment overlaps [start, end], earliest first."""
+        found = [r for r in self._records.values() if r.ends_at >= start and r.starts_at <= end]
+        return sorted(found, key=lambda r: (r.starts_at, r.room_id))[:limit]
+
     def live(self, room_id: str) -> Room | None:
         return self._live.get(room_id)
 

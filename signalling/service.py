@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cluster.coordinator import Coordinator
@@ -19,6 +19,7 @@ from signalling import effects as fx
 from signalling import outbound
 from signalling.audit import AuditEntry, AuditLog, iso
 from signalling.auth import Claims, TokenError, TokenVerifier
+from signalling.commands import Commands
 from signalling.config import Config
 from signalling.hub import (
     CLOSE_GOING_AWAY,
@@ -31,17 +32,15 @@ from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
 from waiting_room import errors
-from waiting_room.breakouts import BreakoutSpec
 from waiting_room.clock import Clock
 from waiting_room.errors import RoomError
-from waiting_room.events import Admitted, Audited, Event, Left, Rejected
+from waiting_room.events import Audited, Event, Left, Rejected
 from waiting_room.participant import Participant, Role
 from waiting_room.room import Room
 
 log = logging.getLogger(__name__)
 
 AUDITED_REFUSALS = frozenset({errors.FORBIDDEN, errors.NOT_ADMITTED, errors.ROOM_FULL})
-Handler = Callable[[Room, Participant, Request], Awaitable[list[Event]]]
 
 
 def _digest(token: str) -> str:
@@ -80,24 +79,7 @@ class RoomService:
         self._resume_of: dict[str, str] = {}  # participant_id -> digest
         self._media_opened: set[str] = set()  # participants with a session on this node
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handlers: dict[str, Handler] = {
-            "admit": self._admit,
-            "hold": self._hold,
-            "reject": self._reject,
-            "remove": self._remove,
-            "remove_all": self._remove_all,
-            "end": self._end,
-            "leave": self._leave,
-            "lobby": self._lobby,
-            "offer": self._offer,
-            "candidate": self._candidate,
-            "pin": self._pin,
-            "breakout_open": self._breakout_open,
-            "breakout_move": self._breakout_move,
-            "breakout_broadcast": self._breakout_broadcast,
-            "breakout_close": self._breakout_close,
-            "help_request": self._help_request,
-        }
+        self._commands = Commands(hub, lambda: self.media)
 
     # --- hello -------------------------------------------------------------------------
 
@@ -243,7 +225,7 @@ class RoomService:
             raise RoomError(errors.NOT_ADMITTED, "you are waiting to be let in")
 
     async def _dispatch(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        handler = self._handlers.get(request.type)
+        handler = self._commands.table.get(request.type)
         if handler is None:
             raise RoomError(errors.BAD_REQUEST, f"{request.type} is not available on this server")
         return await handler(room, person, request)
@@ -277,118 +259,6 @@ class RoomService:
             return None
         target = room.find(pid)
         return target.audit_id if target is not None else None
-
-    def _ack(self, person: Participant, request: Request, **fields: Any) -> None:
-        if request.id is not None:
-            self.hub.deliver([person.id], outbound.ack(request.id, **fields))
-
-    async def _admit(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        events = room.admit(person.id, request.body["participant_ids"])
-        result = next(e for e in events if isinstance(e, Admitted))
-        fields: dict[str, Any] = {"admitted": [p.id for p in result.participants]}
-        if result.room_full:
-            fields["room_full"] = True
-        if result.unknown:
-            fields["not_found"] = list(result.unknown)
-        self._ack(person, request, **fields)
-        return events
-
-    async def _hold(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        body = request.body
-        events = room.hold(person.id, body["participant_id"], body["message"])
-        self._ack(person, request)
-        return events
-
-    async def _reject(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        events = room.reject(person.id, request.body["participant_id"])
-        self._ack(person, request)
-        return events
-
-    async def _remove(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        events = room.remove(person.id, request.body["participant_id"])
-        self._ack(person, request)
-        return events
-
-    async def _remove_all(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        events = room.remove_all(person.id)
-        removed = [e.participant.id for e in events if isinstance(e, Left)]
-        self._ack(person, request, removed=removed)
-        return events
-
-    async def _end(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        self._ack(person, request)
-        return room.end(person.id)
-
-    async def _leave(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        self._ack(person, request)
-        return room.leave(person.id)
-
-    async def _lobby(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        self.hub.deliver([person.id], outbound.lobby(room.waiting))
-        self._ack(person, request)
-        return []
-
-    async def _offer(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        sdp = await self._require_media().offer(person.id, request.body["sdp"])
-        self.hub.deliver([person.id], outbound.answer(sdp, request.id))
-        return []
-
-    async def _candidate(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        body = request.body
-        await self._require_media().candidate(
-            person.id, body["candidate"], body["sdpMid"], body["sdpMLineIndex"]
-        )
-        self._ack(person, request)
-        return []
-
-    async def _pin(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        target = request.body["participant_id"]
-        if target is not None:
-            room.require_joined(target)
-        await self._require_media().pin(person.id, target)
-        self._ack(person, request)
-        return []
-
-    async def _breakout_open(
-        self, room: Room, person: Participant, request: Request
-    ) -> list[Event]:
-        body = request.body
-        specs = [BreakoutSpec(r["name"], tuple(r["participant_ids"])) for r in body["rooms"]]
-        events = room.open_breakouts(person.id, specs, body["auto"], body["duration_s"])
-        self._ack(person, request, rooms=outbound.breakouts(room)["rooms"])
-        return events
-
-    async def _breakout_move(
-        self, room: Room, person: Participant, request: Request
-    ) -> list[Event]:
-        body = request.body
-        events = room.move_to_breakout(person.id, body["participant_id"], body["to"])
-        self._ack(person, request)
-        return events
-
-    async def _breakout_broadcast(
-        self, room: Room, person: Participant, request: Request
-    ) -> list[Event]:
-        events = room.broadcast(person.id, request.body["text"])
-        self._ack(person, request)
-        return events
-
-    async def _breakout_close(
-        self, room: Room, person: Participant, request: Request
-    ) -> list[Event]:
-        events = room.close_breakouts(person.id, request.body["countdown_s"])
-        self._ack(person, request)
-        return events
-
-    async def _help_request(self, room: Room, person: Participant, request: Request) -> list[Event]:
-        events = room.request_help(person.id)
-        self._ack(person, request)
-        return events
-
-    def _require_media(self) -> MediaControl:
-        if self.media is None:
-            raise MediaError(errors.UNAVAILABLE, "media is not available on this server")
-        return self.media
 
     # --- carrying out ------------------------------------------------------------------
 

@@ -19,6 +19,8 @@ from signalling.auth import mint
 from signalling.config import Config, RateLimit
 from tests.redis_server import RedisServer
 
+pytest_plugins = ["tests.web_support"]
+
 API_KEY = "test-key"
 API_SECRET = "s" * 64
 

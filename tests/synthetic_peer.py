@@ -94,6 +94,7 @@ class Stream:
     packets: int = 0
     lost: int = 0
     last_seq: int | None = None
+    first_at: float = field(default_factory=time.monotonic)  # when the first packet came
     latencies: list[float] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import aiohttp
 import jwt
+import psutil
 import pytest
 
-from signalling.config import Config
+from signalling.config import Config, ConfigError, from_env
 from tests.servers import ROOT, ServerProcess, self_signed_cert
 
 pytestmark = pytest.mark.slow
@@ -142,5 +143,44 @@ async def test_tls_serves_https_and_wss(tmp_path: Path) -> None:
             async with session.ws_connect(wss, ssl=context) as ws:
                 await ws.send_json({"type": "hello", "name": "Pat"})
                 assert (await ws.receive_json())["code"] == "not_found"
+    finally:
+        server.kill()
+
+
+def test_workers_default_to_one_per_core_and_follow_the_flag_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from signalling.cli import build_parser, load_config
+
+    base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    assert from_env(base).workers == len(os.sched_getaffinity(0))
+    assert from_env({**base, "VISITROOM_WORKERS": "0"}).workers == 0
+    limits = {"VISITROOM_WORKER_MAX_PARTICIPANTS": "50", "VISITROOM_WORKER_CPU_BUDGET": "0.5"}
+    config = from_env({**base, **limits}, workers=3)
+    assert (config.workers, config.worker_max_participants) == (3, 50)
+    assert config.worker_cpu_budget == 0.5
+    for bad in ({"VISITROOM_WORKERS": "-1"}, {"VISITROOM_WORKER_PPS_BUDGET": "x"}):
+        with pytest.raises(ConfigError):
+            from_env({**base, **bad})
+    for name, value in {**base, "VISITROOM_WORKERS": "2"}.items():
+        monkeypatch.setenv(name, value)
+    assert load_config(build_parser().parse_args(["serve", "--workers", "4"]))[0].workers == 4
+    assert load_config(build_parser().parse_args(["serve"]))[0].workers == 2
+    assert Config().workers == 0, "built in code (tests, embedding): the SFU stays in-process"
+
+
+async def test_serve_with_workers_0_runs_the_sfu_in_process(tmp_path: Path) -> None:
+    env: dict[str, str | None] = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    server = ServerProcess(tmp_path / "data", env, "--workers", "0")
+    try:
+        await server.start()
+        assert server.proc is not None
+        assert not psutil.Process(server.proc.pid).children()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{server.url}/metrics") as response,
+        ):
+            text = await response.text()
+        assert "visitroom_media_transports" in text and "visitroom_media_workers" not in text
     finally:
         server.kill()

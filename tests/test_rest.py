@@ -160,3 +160,36 @@ async def test_metrics_report_rooms_participants_and_messages(client: Any) -> No
     assert "visitroom_event_loop_lag_seconds" in text
     for peer in (host, guest):
         await peer.close()
+
+
+async def test_the_audit_trail_is_hash_chained_and_pruned_only_past_retention(
+    client: Any,
+) -> None:
+    from signalling.audit import AuditEntry
+    from signalling.keys import AUDIT
+
+    audit = client.app[AUDIT]
+    audit.record(AuditEntry("knock", "ok", "r", "a", "a", at=1_000.0))
+    audit.record(AuditEntry("admit", "ok", "r", "h", "a", at=2_000_000_000.0))
+    assert await audit.verify_chain()
+    assert await audit.prune(older_than=1_500.0) == 1
+    assert [e["action"] for e in await audit.query("r")] == ["admit"]
+
+
+def test_retention_below_six_years_is_refused() -> None:
+    from signalling.config import ConfigError, from_env
+
+    with pytest.raises(ConfigError):
+        from_env({"VISITROOM_AUDIT_RETENTION_DAYS": "30"})
+    assert from_env({}).audit_retention_days >= 6 * 365
+
+
+async def test_the_join_window_is_public_and_says_only_when(client: Any) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=3)
+    await client.post("/v1/rooms", json=visit(start, room_id="later"), headers=auth(admin_token()))
+    response = await client.get("/v1/rooms/later/window")
+    body = await response.json()
+    assert body["status"] == "scheduled"
+    assert body["opens_at"] == iso(start - timedelta(minutes=30)).replace("Z", ".000Z")
+    assert set(body) == {"room_id", "status", "opens_at", "closes_at"}
+    assert (await client.get("/v1/rooms/nowhere/window")).status == 404

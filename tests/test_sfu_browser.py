@@ -11,26 +11,10 @@ from aiohttp import web
 
 from sfu.local import LocalMedia
 from tests.sfu_live import eventually, running_media
+from tests.web_support import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-]
 
 PAGE = """<!doctype html><html><body><video id="v" autoplay muted playsinline></video>
 <script>
@@ -111,7 +95,7 @@ async def test_chromium_video_goes_through_the_sfu_to_chromium(
     url, media = site
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path), executable_path=CHROMIUM, args=FLAGS, headless=True
+            str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         try:
             publisher, viewer = await browser.new_page(), await browser.new_page()

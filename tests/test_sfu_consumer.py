@@ -233,3 +233,41 @@ def test_a_closing_pending_source_keeps_the_current_one() -> None:
     b.close()
     feed(a, [2])
     assert c.source is a and c.pending is None and len(out.rtp) == 2
+
+
+def frame(p, seq: int, ts: int, keyframe: bool, parts: int = 3) -> None:  # type: ignore[no-untyped-def]
+    """One video frame of `parts` packets (all with the frame's timestamp)."""
+    for n in range(parts):
+        data = vp8(seq + n, ts, ssrc=p.ssrc, keyframe=keyframe and n == 0, start=n == 0)
+        p.on_rtp(data, parse_rtp(data), ts / 90000)
+
+
+def test_a_thumbnail_gets_whole_key_frames_only_without_sequence_gaps() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    assert c.set_thumbnail(True) is False
+    frame(a, 100, 3000, keyframe=True)
+    frame(a, 103, 6000, keyframe=False)
+    frame(a, 106, 9000, keyframe=False)
+    frame(a, 109, 12000, keyframe=True)
+    headers = out.headers()
+    assert len(headers) == 6, "two key frames of three packets each"
+    seqs = [h.sequence for h in headers]
+    assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(6)], "no gap where frames were dropped"
+    assert len({h.timestamp for h in headers}) == 2 and headers[3].timestamp > headers[0].timestamp
+
+
+def test_a_thumbnail_back_on_stage_resumes_at_a_key_frame() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    c.set_thumbnail(True)
+    frame(a, 100, 3000, keyframe=True)
+    assert c.set_thumbnail(False) is True, "a key frame must be asked for"
+    frame(a, 103, 6000, keyframe=False)
+    assert len(out.rtp) == 3, "a delta frame would reference frames it never got"
+    frame(a, 106, 9000, keyframe=True)
+    frame(a, 109, 12000, keyframe=False)
+    assert len(out.rtp) == 9 and c.source is a
+    assert consumer("audio")[0].set_thumbnail(True) is False, "audio is never thumbnailed"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from sfu.counters import Counters
 from sfu.group import SCREEN, Group, participant_of
 from sfu.participant import Participant
+from sfu.relay import RelayEndpoint
+from sfu.remote import RemotePublisher, RemoteStream, describe
 from sfu.settings import MediaSettings
-from tests.sfu_fakes import media_plans
+from tests.sfu_fakes import media_plans, producer
 
 
 def member(group: Group, pid: str, n: int, **kw: object) -> Participant:
@@ -122,3 +125,97 @@ def test_a_precall_session_receives_exactly_its_own_media() -> None:
     assert slots(group, me) == {"ra0": "p", "rv0": "p", "rv1": "p", "rv2": None}
     assert me.consumers["rv0"].target is me.producers["v"]
     assert me.consumers["rv1"].target is me.producers["s"]
+
+
+def remote(group: Group, pid: str, ssrc: int) -> RemotePublisher:
+    """A publisher of another worker: camera and microphone arriving through the relay."""
+    publisher = RemotePublisher(pid)
+    for n, kind in enumerate(("audio", "video")):
+        desc = describe(producer(kind, ssrc=ssrc + n, owner=pid))
+        publisher.add(
+            RemoteStream(RelayEndpoint(1), 2, ssrc + n, pid, desc, MediaSettings(), Counters())
+        )
+    group.add_remote(publisher)
+    return publisher
+
+
+def test_a_remote_publisher_fills_slots_like_a_member() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, audio_slots=1, video_slots=1)
+    far = remote(group, "far", 500)
+    assert slots(group, viewer) == {"ra0": "far", "rv0": "far"}
+    assert viewer.consumers["rv0"].target is far.producers["2:501"]
+    group.remove_remote("far")
+    assert slots(group, viewer) == {"ra0": None, "rv0": None}
+
+
+def test_a_remote_speaker_can_become_the_dominant_speaker() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    member(group, "near", 1)
+    remote(group, "far", 500)
+    speak(group, "far", 0.0, 1.5)
+    assert group.update_speaker(1.5) == "far"
+    assert slots(group, viewer, 1.5)["rv0"] == "far"
+
+
+def test_a_follower_fills_slots_from_the_leaders_orders_not_its_own() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    member(group, "near", 1)
+    remote(group, "far", 500)
+    speak(group, "near", 0.0, 1.5)
+    group.update_speaker(1.5)
+    group.lead(False)
+    group.impose((["far", "near", "left-already"], ["far", "near"]))
+    assert slots(group, viewer, 1.5)["rv0"] == "far", "the leader's choice wins"
+    video, audio = group.current_orders or ([], [])
+    assert video == ["far", "near"] and audio == ["far", "near"]
+    group.lead(True)
+    group.impose((["far", "near"], ["far", "near"]))  # ignored while leading
+    assert slots(group, viewer, 1.5)["rv0"] == "near", "a leader decides by itself"
+
+
+def test_members_the_leader_has_not_listed_yet_keep_their_place_after_the_listed() -> None:
+    group = Group("r", "main")
+    group.lead(False)
+    member(group, "new", 0)
+    remote(group, "far", 500)
+    group.impose((["far"], ["far"]))
+    assert group.orders(0.0) == (["far", "new"], ["far", "new"])
+    assert group.size == 1
+    group.size_hint = 40
+    assert group.size == 40
+
+
+def test_no_key_frame_is_asked_for_while_the_subscriber_is_not_connected() -> None:
+    group = Group("r", "main")
+    viewer = member(group, "viewer", 0, audio=False, video=False, video_slots=1)
+    alice = member(group, "alice", 1)
+    slots(group, viewer)
+    assert viewer.consumers["rv0"].pending is alice.producers["v"]
+    # Its connection asks (Participant.on_transport_state); one asked now would be
+    # lost and would hold that one back for the coalescing interval.
+    assert alice.producers["v"].request_keyframe(0.0), "nothing was asked before"
+
+
+def test_with_one_stage_slot_the_speaker_is_at_full_rate_and_the_others_are_thumbnails() -> None:
+    group = Group("r", "main")
+    settings = MediaSettings(stage_video_slots=1)
+    viewer = Participant(
+        "viewer", "r", group, precall=False, settings=settings,
+        on_transport_lost=lambda participant, reason: None,
+    )  # fmt: skip
+    viewer.apply(media_plans(ssrc=1, audio=False, video=False, video_slots=3))  # type: ignore[arg-type]
+    group.add(viewer)
+    for n, pid in enumerate(("alice", "bob", "carol")):
+        member(group, pid, n + 1)
+    speak(group, "bob", 0.0, 1.5)
+    group.update_speaker(1.5)
+    slots(group, viewer, 1.5)
+    thumbnails = {viewer.slot_keys[m]: c.thumbnail for m, c in viewer.consumers.items()}
+    assert thumbnails == {"bob": False, "alice": True, "carol": True}
+    viewer.pinned = "carol"
+    slots(group, viewer, 1.5)
+    thumbnails = {viewer.slot_keys[m]: c.thumbnail for m, c in viewer.consumers.items()}
+    assert thumbnails == {"bob": True, "alice": True, "carol": False}

@@ -224,3 +224,31 @@ async def test_renegotiating_a_screen_share_keeps_existing_slots() -> None:
             lambda: events.who("bob") == ["alice", "alice", "alice"], what="screen in a slot"
         )
         assert bob.slot_ssrcs() == first_answer_ssrcs
+
+
+async def test_a_thumbnail_gets_only_key_frames_about_once_a_second() -> None:
+    async with running_media(stage_video_slots=1, thumbnail_refresh_s=0.5) as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        carol = await join(media, "carol", SyntheticPeer(audio=True, video=True))
+        bob = await join(media, "bob", SyntheticPeer(video_slots=2, decrypt_every=1))
+        pumps = [Pump(alice, level=10).start(), Pump(carol, level=127).start()]
+        try:
+            await eventually(lambda: ("r", "main", "alice") in events.speakers, what="alice")
+            await eventually(lambda: set(events.who("bob")) == {"alice", "carol"}, what="both")
+            slots = bob.slot_ssrcs()
+            thumb_ssrc = next(
+                slots[s["mid"]] for s in events.slots["bob"] if s["participant_id"] == "carol"
+            )
+            stage_ssrc = next(
+                slots[s["mid"]] for s in events.slots["bob"] if s["participant_id"] == "alice"
+            )
+            await asyncio.sleep(2.0)  # let the thumbnail refresh a few times
+            stage, thumbnail = rtp_from(bob, stage_ssrc), rtp_from(bob, thumb_ssrc)
+            frames = {parse_rtp(p).timestamp for p in thumbnail}
+            assert 2 <= len(frames) <= 8 and len(thumbnail) == 3 * len(frames), "whole key frames"
+            assert len(stage) > 3 * len(thumbnail), "the speaker is at full rate"
+            assert bob.transport.streams[thumb_ssrc].lost == 0
+            assert pumps[1].keyframe_requests >= 3, "carol is asked for thumbnail refreshes"
+        finally:
+            for pump in pumps:
+                await pump.stop()

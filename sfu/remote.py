@@ -1,0 +1,187 @@
+"""Publishers of other SFU workers, as seen here through the relay.
+
+The origin worker describes each published track as plain data
+(`describe`): its mid, kind, source (audio/camera/screen), the negotiated
+codecs with the publisher's payload types, the header extension ids and the
+SSRC.  A receiving worker turns a description into an ordinary `Producer`
+(`RemoteStream`) fed by relayed packets, so its consumers forward, switch,
+rewrite, answer NACKs from the cache and map sender reports exactly as for
+a local publisher.  Its feedback (PLI/FIR, NACK for relay loss) goes back
+to the origin through the relay.  A `RemotePublisher` holds one remote
+participant's streams in one group and is that group's `Publisher`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from .counters import Counters
+from .negotiate import CodecChoice
+from .producer import Producer
+from .relay import RelayEndpoint
+from .rtp import RtpError, parse_rtp
+from .settings import MediaSettings
+
+KINDS = {"audio": ("audio",), "video": ("camera", "screen")}
+
+
+class DescriptionError(ValueError):
+    """A stream description that cannot be used."""
+
+
+def describe(producer: Producer) -> dict[str, Any]:
+    """A local producer as plain (msgpack-able) data."""
+    return {
+        "mid": producer.mid,
+        "kind": producer.kind,
+        "source": producer.source,
+        "codecs": [_codec(c) for c in producer.codecs],
+        "ext": sorted([uri, ext_id] for uri, ext_id in producer.ext_ids.items()),
+        "ssrc": producer.ssrc,
+    }
+
+
+def _codec(c: CodecChoice) -> list[Any]:
+    return [
+        c.name,
+        c.payload_type,
+        c.clock_rate,
+        c.channels,
+        c.fmtp,
+        list(c.feedback),
+        c.rtx_payload_type,
+    ]
+
+
+def codecs_of(description: dict[str, Any]) -> tuple[CodecChoice, ...]:
+    """The codecs of a description; DescriptionError when malformed."""
+    try:
+        return tuple(
+            CodecChoice(
+                name=str(name),
+                payload_type=_pt(pt),
+                clock_rate=int(clock),
+                channels=None if channels is None else int(channels),
+                fmtp=str(fmtp),
+                feedback=tuple(str(f) for f in feedback),
+                rtx_payload_type=None if rtx is None else _pt(rtx),
+            )
+            for name, pt, clock, channels, fmtp, feedback, rtx in description["codecs"]
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DescriptionError(f"bad codecs: {exc}") from None
+
+
+def _pt(value: Any) -> int:
+    pt = int(value)
+    if not 0 <= pt <= 127:
+        raise ValueError(f"payload type {pt}")
+    return pt
+
+
+def check(description: dict[str, Any]) -> tuple[str, str, dict[str, int]]:
+    """(kind, source, extension ids) of a description; DescriptionError when malformed."""
+    kind, source = description.get("kind"), description.get("source")
+    if kind not in KINDS or source not in KINDS[str(kind)]:
+        raise DescriptionError(f"bad kind/source {kind!r}/{source!r}")
+    try:
+        ext = {str(uri): int(ext_id) for uri, ext_id in description.get("ext", [])}
+    except (TypeError, ValueError):
+        raise DescriptionError("bad extension ids") from None
+    ssrc = description.get("ssrc")
+    if ssrc is not None and not (isinstance(ssrc, int) and 0 <= ssrc < 2**32):
+        raise DescriptionError("bad ssrc")
+    return str(kind), str(source), ext
+
+
+class RelayFeedback:
+    """A remote producer's `RtcpOutput`: PLI/FIR/NACK go to the origin worker."""
+
+    def __init__(self, endpoint: RelayEndpoint, origin: int, stream: int) -> None:
+        self.rtcp_ssrc = random.getrandbits(32) | 1
+        self._endpoint = endpoint
+        self._origin = origin
+        self._stream = stream
+
+    def send_rtcp(self, packet: bytes) -> None:
+        self._endpoint.send_feedback(self._origin, self._stream, packet)
+
+
+class RemoteStream:
+    """One relayed track: a `Producer` fed by the relay (a `RemoteSink`)."""
+
+    def __init__(
+        self,
+        endpoint: RelayEndpoint,
+        origin: int,
+        stream: int,
+        owner: str,
+        description: dict[str, Any],
+        settings: MediaSettings,
+        counters: Counters,
+    ) -> None:
+        kind, source, ext = check(description)
+        self.origin = origin
+        self.stream = stream
+        self.producer = Producer(
+            owner=owner,
+            mid=str(description.get("mid", "")),
+            kind=kind,
+            source=source,
+            codecs=codecs_of(description),
+            ssrc=description.get("ssrc"),
+            rtx_ssrc=None,
+            ext_ids=ext,
+            output=RelayFeedback(endpoint, origin, stream),
+            keyframe_interval=settings.keyframe_min_interval_s,
+            cache_size=settings.rtx_cache_packets,
+            cache_age=settings.rtx_cache_age_s,
+        )
+        self.producer.counters = counters
+
+    def update(self, description: dict[str, Any]) -> None:
+        """A renegotiation at the origin changed codecs or extension ids."""
+        _, _, ext = check(description)
+        self.producer.update(codecs_of(description), ext)
+
+    def on_relay_rtp(self, data: bytes, now: float) -> bool:
+        try:
+            h = parse_rtp(data)
+        except RtpError:
+            return False
+        producer = self.producer
+        if h.ssrc != producer.ssrc:
+            producer.set_ssrc(h.ssrc)
+        return producer.on_rtp(data, h, now)
+
+    def on_relay_sr(self, ntp: int, rtp_timestamp: int, now: float) -> None:
+        self.producer.on_sender_report(ntp, rtp_timestamp, now)
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+class RemotePublisher:
+    """One participant of another worker in one group: its relayed tracks, by mid."""
+
+    def __init__(self, participant_id: str) -> None:
+        self.id = participant_id
+        self.streams: dict[tuple[int, int], RemoteStream] = {}  # (origin, stream)
+        self.producers: dict[str, Producer] = {}
+
+    def add(self, remote: RemoteStream) -> None:
+        self.streams[(remote.origin, remote.stream)] = remote
+        self._index()
+
+    def remove(self, key: tuple[int, int]) -> RemoteStream | None:
+        remote = self.streams.pop(key, None)
+        if remote is not None:
+            remote.close()
+            self._index()
+        return remote
+
+    def _index(self) -> None:
+        self.producers = {
+            f"{origin}:{stream}": r.producer for (origin, stream), r in self.streams.items()
+        }

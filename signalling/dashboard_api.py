@@ -1,0 +1,100 @@
+"""REST routes the provider dashboard needs (added to PROTOCOL.md's REST; admin tokens only).
+
+- `GET /v1/rooms?from=&to=`: scheduled visits overlapping a time range.
+- `POST /v1/rooms/{room_id}/host-token`: a short-lived host token for the
+  calling admin's identity, so the dashboard can open the host page.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgpack
+from aiohttp import web
+
+from cluster.bus import BusUnavailable
+from signalling.audit import AuditEntry, iso
+from signalling.auth import mint
+from signalling.keys import AUDIT, CLUSTER, CONFIG, ROOMS, SERVICE
+from signalling.rest import admin_claims, api_error, parse_time, room_json
+from signalling.rooms import RoomRecord
+from waiting_room.errors import BAD_REQUEST, NOT_FOUND
+
+HOST_TOKEN_TTL_S = 10 * 60
+DEFAULT_RANGE_S = 31 * 24 * 3600
+MAX_RANGE_S = 366 * 24 * 3600
+MAX_ROOMS = 500
+
+
+def _range(request: web.Request, now: float) -> tuple[float, float]:
+    query = request.query
+    start = parse_time({"from": query["from"]}, "from") if "from" in query else now - 86400
+    end = parse_time({"to": query["to"]}, "to") if "to" in query else start + DEFAULT_RANGE_S
+    if end < start or end - start > MAX_RANGE_S:
+        raise api_error(
+            web.HTTPBadRequest, BAD_REQUEST, "`to` must follow `from` by at most 366 days"
+        )
+    return start, end
+
+
+async def list_rooms(request: web.Request) -> web.Response:
+    claims = admin_claims(request)
+    service = request.app[SERVICE]
+    start, end = _range(request, service.clock())
+    store = request.app[ROOMS]
+    await _learn_shared_records(request)
+    rooms: list[dict[str, Any]] = []
+    for record in store.records_between(start, end, MAX_ROOMS):
+        if not claims.valid_for(record.room_id):
+            continue
+        live = store.live(record.room_id)
+        rooms.append(
+            {
+                **room_json(request, record),
+                "status": record.schedule.status(service.clock()).value,
+                "waiting": len(live.waiting) if live else 0,
+                "joined": live.joined_count if live else 0,
+            }
+        )
+    return web.json_response({"rooms": rooms, "from": iso(start), "to": iso(end)})
+
+
+async def _learn_shared_records(request: web.Request) -> None:
+    """In a cluster, rooms scheduled through other nodes are listed too."""
+    try:
+        packed = await request.app[CLUSTER].shared_records()
+    except BusUnavailable:
+        return
+    for value in packed:
+        request.app[ROOMS].add_record(RoomRecord(**msgpack.unpackb(value)))
+
+
+async def host_token(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    claims = admin_claims(request, room_id)
+    store = request.app[ROOMS]
+    if store.record(room_id) is None and store.live(room_id) is None:
+        raise api_error(web.HTTPNotFound, NOT_FOUND, "no such room")
+    key, secret = next(iter(request.app[CONFIG].api_keys.items()))
+    now = time.time()
+    token = mint(
+        key,
+        secret,
+        room=room_id,
+        identity=claims.identity,
+        name=claims.name,
+        role="host",
+        ttl_s=HOST_TOKEN_TTL_S,
+        now=now,
+    )
+    request.app[AUDIT].record(AuditEntry("host_token", "ok", room_id, claims.identity, None))
+    body = {"room_id": room_id, "token": token, "expires_at": iso(now + HOST_TOKEN_TTL_S)}
+    response = web.json_response(body, status=201)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/rooms", list_rooms)
+    app.router.add_post("/v1/rooms/{room_id}/host-token", host_token)

@@ -1,0 +1,97 @@
+"""The provider dashboard in a real browser: sign in with an admin token, schedule,
+list, copy the patient link, and join as host in a new window."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import admin_token, token
+from tests.web_support import TIMEZONE, Pages, WebServer
+
+pytestmark = pytest.mark.browser
+
+
+def test_sign_in_schedule_list_copy_and_join(pages: Pages, site: WebServer) -> None:
+    admin = admin_token()
+    dash = pages.new("dashboard")
+    dash.goto(f"{site.url}/dashboard")
+    dash.get_by_test_id("admin-token-input").fill(admin)
+    dash.get_by_test_id("btn-signin").click()
+    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    assert admin not in dash.url
+    assert dash.evaluate("sessionStorage.getItem('visitroom.adminToken')") == admin
+
+    # Schedule a visit that started five minutes ago, in the browser's local time.
+    room = "dash-" + uuid.uuid4().hex[:8]
+    start = datetime.now(ZoneInfo(TIMEZONE)).replace(second=0, microsecond=0)
+    start -= timedelta(minutes=5)
+    end = min(start + timedelta(minutes=30), start.replace(hour=23, minute=59))
+    dash.get_by_test_id("schedule-date").fill(start.strftime("%Y-%m-%d"))
+    dash.get_by_test_id("schedule-start").fill(start.strftime("%H:%M"))
+    dash.get_by_test_id("schedule-end").fill(end.strftime("%H:%M"))
+    dash.get_by_test_id("schedule-room-id").fill(room)
+    dash.get_by_test_id("btn-schedule").click()
+    expect(dash.get_by_test_id("schedule-success")).to_contain_text(f"/r/{room}")
+    _, record = site.rest("GET", f"/v1/rooms/{room}")
+    assert datetime.fromisoformat(record["starts_at"].replace("Z", "+00:00")) == start
+
+    later = site.schedule(starts_in=timedelta(days=3))
+    today = dash.get_by_test_id("visits-today")
+    item = today.get_by_test_id("visit-item").filter(has_text=room)
+    expect(item.get_by_test_id("visit-time")).to_have_text(f"{start:%H:%M}\N{EN DASH}{end:%H:%M}")
+    expect(item.get_by_test_id("patient-link")).to_have_value(f"{site.url}/r/{room}")
+    expect(item.get_by_test_id("btn-join-visit")).to_be_visible()
+    upcoming = dash.get_by_test_id("visits-upcoming").get_by_test_id("visit-item")
+    dash.reload()  # the list refreshes on its own every 30 s; a reload shows `later` now
+    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    expect(upcoming.filter(has_text=later)).to_be_visible()
+    expect(upcoming.filter(has_text=later).get_by_test_id("btn-join-visit")).to_have_count(0)
+
+    item.get_by_test_id("btn-copy-link").click()
+    expect(dash.get_by_test_id("announcer")).to_have_text("Patient link copied.")
+
+    # Join opens the host page in a new window; the token arrives by postMessage.
+    with dash.context.expect_page() as popup:
+        item.get_by_test_id("btn-join-visit").click()
+    host = popup.value
+    pages.watch(host, "host")
+    expect(host.get_by_test_id("screen-precall")).to_be_visible()
+    host.get_by_test_id("btn-skip-test").click()
+    host.get_by_test_id("btn-join").click()
+    expect(host.get_by_test_id("screen-room")).to_be_visible()
+    assert host.url == f"{site.url}/host/{room}"
+    assert not [url for url in pages.requests if "eyJ" in url]  # no JWT in any URL
+
+    # A reload of the host window asks the dashboard again and gets a fresh token.
+    host.reload()
+    host.get_by_test_id("btn-skip-test").click()
+    host.get_by_test_id("btn-join").click()
+    expect(host.get_by_test_id("screen-room")).to_be_visible()
+
+    dash.get_by_test_id("btn-signout").click()
+    expect(dash.get_by_test_id("screen-signin")).to_be_visible()
+    assert dash.evaluate("sessionStorage.getItem('visitroom.adminToken')") is None
+
+
+def test_a_token_that_is_not_an_admin_token_is_refused(pages: Pages, site: WebServer) -> None:
+    dash = pages.new("dashboard")
+    dash.goto(f"{site.url}/dashboard")
+    dash.get_by_test_id("admin-token-input").fill(token("visit-1", "dr-x", "host", "Dr X"))
+    dash.get_by_test_id("btn-signin").click()
+    expect(dash.get_by_test_id("signin-error")).to_have_text("That token was not accepted.")
+    expect(dash.get_by_test_id("screen-dashboard")).to_have_count(0)
+    pages.errors[:] = [e for e in pages.errors if "401" not in e]  # the refused sign-in
+
+
+def test_the_host_page_without_a_token_says_where_to_get_one(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
+    host = pages.new("host")
+    host.goto(f"{site.url}/host/{room}")
+    expect(host.get_by_test_id("screen-error")).to_contain_text(
+        "Open this visit from your dashboard"
+    )

@@ -1,0 +1,145 @@
+// One visit from start to finish, for guests and hosts alike:
+// pre-call -> hello -> (waiting room) -> room -> left / rejected / ended.
+
+import { VisitRoom, VisitRoomError } from "../sdk/visitroom.js";
+import { precallStep } from "./precall.js";
+import { roomScreen } from "./room.js";
+import {
+  endedScreen,
+  errorScreen,
+  leftScreen,
+  notOpenScreen,
+  pendingScreen,
+  refusalScreen,
+  rejectedScreen,
+  waitingScreen,
+} from "./screens.js";
+
+/** The room id from a path like /r/{room_id}, /host/{room_id} or /embed/{room_id}. */
+export function roomIdFromPath(pathname = location.pathname) {
+  const parts = pathname.split("/").filter(Boolean);
+  return decodeURIComponent(parts[1] ?? "");
+}
+
+/**
+ * Run a visit.
+ * @param {{
+ *   roomId: string,
+ *   role: "guest"|"host",
+ *   token?: string|null,
+ *   name?: string|null,
+ *   report?: (event: string, detail?: Record<string, unknown>) => void,
+ *   parentJoin?: Promise<{token: string|null, name: string|null}>|null,
+ * }} options
+ */
+export async function runVisit({ roomId, role, token = null, name = null, report = () => undefined, parentJoin = null }) {
+  if (await outsideWindow(roomId)) return;
+  const askName = role === "guest" && !token;
+  const prep = await precallStep({
+    askName,
+    initialName: name ?? "",
+    parentJoin,
+    heading: role === "host" ? "Get ready to start the visit" : "Get ready for your visit",
+  });
+  const room = new VisitRoom({ roomId, token: prep.token ?? token, name: prep.name });
+  // One terminal event (rejected, left, ended or error) per visit, whatever path ends it.
+  let reported = false;
+  const reportEnd = (event, detail) => {
+    if (reported) return;
+    reported = true;
+    report(event, detail);
+  };
+  pendingScreen(role === "host" ? "Opening the visit…" : "Connecting…", null, "screen-connecting");
+  let view = null;
+  let finished = false;
+  const stopStream = () => prep.stream?.getTracks().forEach((t) => t.stop());
+
+  const finish = (show) => {
+    if (finished) return;
+    finished = true;
+    view?.destroy();
+    view = null;
+    stopStream();
+    show();
+  };
+
+  room.on("rejected", (m) => {
+    reportEnd("rejected", { message: m.message });
+    finish(() => rejectedScreen(m.message));
+  });
+  room.on("left", (m) => {
+    reportEnd(m.reason === "ended" ? "ended" : "left", { reason: m.reason });
+    finish(() => leftScreen({ reason: m.reason, message: m.message, onRejoin: () => location.reload() }));
+  });
+  room.on("disconnected", () => {
+    if (!room.participantId) return; // never got in: the failed connect() below says so
+    reportEnd("left", { reason: "disconnected" });
+    finish(() => errorScreen("Connection lost", "We couldn't reconnect you to the visit. Check your connection and try again.", { retry: true }));
+  });
+
+  let waiting = null;
+  const enterRoom = () => {
+    if (view || finished) return;
+    waiting = null;
+    report("admitted", { participant_id: room.participantId });
+    const selfName = prep.name ?? room.participants.get(room.participantId)?.name ?? "You";
+    view = roomScreen({
+      room,
+      stream: prep.stream,
+      micOn: prep.micOn,
+      cameraOn: prep.cameraOn,
+      selfName,
+      onLeave: () => room.leave(),
+      onEndForAll: () => room.endForAll().catch(() => undefined),
+    });
+  };
+  room.on("lobby_status", (m) => waiting?.update({ status: m.status, message: m.message ?? null }));
+  room.on("reconnecting", ({ attempt }) => {
+    if (attempt === 1) waiting?.connectionLost();
+  });
+  room.on("admitted", () => enterRoom());
+  room.on("roster", () => {
+    // A host joins at once; a resumed guest who was let in meanwhile gets the roster.
+    if (room.isJoined) enterRoom();
+  });
+
+  try {
+    const welcome = await room.connect();
+    if (welcome.status === "waiting") {
+      report("knocked", { participant_id: welcome.participant_id });
+      waiting = waitingScreen({ stream: prep.stream, onLeave: () => room.leave() });
+      waiting.update(room.lobbyStatus);
+    } else {
+      enterRoom();
+    }
+  } catch (error) {
+    finish(() => (error instanceof VisitRoomError ? refusalScreen(error) : refusalScreen(new VisitRoomError("disconnected", String(error)))));
+    reportEnd("error", { code: error?.code ?? "disconnected" });
+  }
+  return room;
+}
+
+/**
+ * Before asking for a camera: is the visit open yet (or over)? Shows the right page and
+ * returns true when it is not; any failure to ask falls through to the normal join, whose
+ * `hello` gets the same answer from the server.
+ * @param {string} roomId
+ */
+async function outsideWindow(roomId) {
+  try {
+    const response = await fetch(`/v1/rooms/${encodeURIComponent(roomId)}/window`, { cache: "no-store" });
+    if (!response.ok) return false;
+    const window = await response.json();
+    if (window.status === "scheduled" && window.opens_at) {
+      notOpenScreen(String(window.opens_at));
+      return true;
+    }
+    if (window.status === "ended") {
+      endedScreen();
+      return true;
+    }
+  } catch {
+    return false;
+  }
+  return false;
+}

@@ -1,0 +1,346 @@
+// The media half of the visitroom SDK: one RTCPeerConnection per participant.
+// Import from visitroom.js, which re-exports it.
+
+import { clampSlots, Emitter, mapSlots } from "./core.js";
+
+/**
+ * The participant's RTCPeerConnection: published camera, microphone and
+ * screen, and receive slots that the server fills (see `slots`).
+ *
+ * Events: `tracks` (every receive slot: {mid, kind, participantId, track}),
+ * `connectionstate` ({state}), `error` (VisitRoomError), `localtracks`.
+ */
+export class MediaSession extends Emitter {
+  /** @param {import("./visitroom.js").VisitRoom} room */
+  constructor(room) {
+    super();
+    this.room = room;
+    this.videoSlots = 4;
+    this.audioSlots = 3;
+    /** @type {RTCPeerConnection|null} */
+    this.pc = null;
+    /** @type {{microphone: MediaStreamTrack|null, camera: MediaStreamTrack|null, screen: MediaStreamTrack|null}} */
+    this.local = { microphone: null, camera: null, screen: null };
+    /** @type {{microphone?: RTCRtpTransceiver, camera?: RTCRtpTransceiver, screen?: RTCRtpTransceiver}} */
+    this._publish = {};
+    /** @type {RTCRtpTransceiver[]} */
+    this._audioSlots = [];
+    /** @type {RTCRtpTransceiver[]} */
+    this._videoSlots = [];
+    /** @type {Map<string, MediaStreamTrack>} */
+    this._tracksByMid = new Map();
+    this._slots = [];
+    this._queue = Promise.resolve();
+    this._offerSent = false;
+    this._closed = false;
+  }
+
+  /** Every receive slot with its track and who fills it. */
+  get slots() {
+    return mapSlots(this._slots, this._tracksByMid);
+  }
+
+  /**
+   * Start media: publish the given tracks and open the receive slots.
+   * @param {{audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null, videoSlots?: number, audioSlots?: number}} [options]
+   */
+  start({ audio = null, video = null, videoSlots, audioSlots } = {}) {
+    if (videoSlots !== undefined) this.videoSlots = clampSlots(videoSlots);
+    if (audioSlots !== undefined) this.audioSlots = clampSlots(audioSlots);
+    this.local.microphone = audio;
+    this.local.camera = video;
+    this._closed = false;
+    return this._enqueue(() => this._negotiate());
+  }
+
+  /** Publish another microphone track (or none). @param {MediaStreamTrack|null} track */
+  setMicrophone(track) {
+    this.local.microphone = track;
+    return this._enqueue(() => this._negotiate());
+  }
+
+  /** Publish another camera track (or none). @param {MediaStreamTrack|null} track */
+  setCamera(track) {
+    this.local.camera = track;
+    return this._enqueue(() => this._negotiate());
+  }
+
+  /** Mute: the track keeps its m-line and sends silence. */
+  setMicrophoneMuted(muted) {
+    if (this.local.microphone) this.local.microphone.enabled = !muted;
+  }
+
+  /** Camera off: the track keeps its m-line and sends black frames. */
+  setCameraOff(off) {
+    if (this.local.camera) this.local.camera.enabled = !off;
+  }
+
+  /**
+   * Share the screen (asks the browser for a screen, window or tab).
+   * Resolves with the track; the share stops by itself when the browser's "Stop sharing" is used.
+   */
+  async startScreenShare() {
+    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    const [track] = stream.getVideoTracks();
+    track.addEventListener("ended", () => {
+      if (this.local.screen === track) this.stopScreenShare();
+    });
+    this.local.screen = track;
+    await this._enqueue(() => this._negotiate());
+    return track;
+  }
+
+  stopScreenShare() {
+    const track = this.local.screen;
+    this.local.screen = null;
+    track?.stop();
+    return this._enqueue(() => this._negotiate());
+  }
+
+  /**
+   * Choose how many video and audio slots to receive (renegotiates).
+   * @param {{video?: number, audio?: number}} counts
+   */
+  setSlots({ video, audio }) {
+    if (video !== undefined) this.videoSlots = clampSlots(video);
+    if (audio !== undefined) this.audioSlots = clampSlots(audio);
+    return this._enqueue(() => this._negotiate());
+  }
+
+  /** @param {() => Promise<void>} job */
+  _enqueue(job) {
+    const run = this._queue.then(job, job);
+    this._queue = run.catch(() => undefined);
+    return run;
+  }
+
+  _createPeerConnection() {
+    const Impl = this.room._RTCPeerConnection;
+    const pc = new Impl({ iceServers: this.room.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    pc.ontrack = (event) => {
+      const mid = event.transceiver?.mid;
+      if (mid != null) this._tracksByMid.set(String(mid), event.track);
+      this.emit("tracks", this.slots);
+    };
+    pc.onicecandidate = (event) => {
+      // Candidates found after the offer went out are trickled; earlier ones are in the SDP.
+      if (!event.candidate || !this._offerSent || !event.candidate.candidate) return;
+      this.room
+        .request({
+          type: "candidate",
+          candidate: event.candidate.candidate,
+          sdpMid: event.candidate.sdpMid,
+          sdpMLineIndex: event.candidate.sdpMLineIndex,
+        })
+        .catch(() => undefined);
+    };
+    pc.onconnectionstatechange = () => this.emit("connectionstate", { state: pc.connectionState });
+    return pc;
+  }
+
+  /** Make the transceivers match what is published and how many slots are wanted. */
+  async _applyPlan(pc) {
+    const publish = async (role, kind, track) => {
+      let transceiver = this._publish[role];
+      if (!transceiver && !track) return;
+      if (!transceiver) {
+        transceiver = pc.addTransceiver(kind, { direction: "inactive" });
+        preferCodecs(transceiver, kind);
+        this._publish[role] = transceiver;
+      }
+      await transceiver.sender.replaceTrack(track);
+      transceiver.direction = track ? "sendonly" : "inactive";
+    };
+    await publish("microphone", "audio", this.local.microphone);
+    await publish("camera", "video", this.local.camera);
+    await publish("screen", "video", this.local.screen);
+    this._resizeSlots(pc, "audio", this._audioSlots, this.audioSlots);
+    this._resizeSlots(pc, "video", this._videoSlots, this.videoSlots);
+  }
+
+  _resizeSlots(pc, kind, list, wanted) {
+    while (list.length < wanted) {
+      const transceiver = pc.addTransceiver(kind, { direction: "recvonly" });
+      preferCodecs(transceiver, kind);
+      list.push(transceiver);
+    }
+    list.forEach((transceiver, index) => {
+      transceiver.direction = index < wanted ? "recvonly" : "inactive";
+    });
+  }
+
+  async _negotiate() {
+    if (this._closed || !this.room.isJoined) return;
+    if (!this.pc) this.pc = this._createPeerConnection();
+    const pc = this.pc;
+    await this._applyPlan(pc);
+    this._offerSent = false;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await waitForIceGathering(pc, 2500);
+    if (pc !== this.pc) return;
+    const sdp = pc.localDescription.sdp;
+    // From here on, newly found candidates are not in `sdp`: trickle them. The server
+    // handles a socket's messages in order, so they arrive after the offer.
+    this._offerSent = true;
+    let answer;
+    try {
+      answer = await this.room.request({ type: "offer", sdp });
+    } catch (error) {
+      // Roll back so the next negotiation starts from a stable state.
+      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      this.emit("error", error);
+      throw error;
+    }
+    if (pc !== this.pc) return;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    this.emit("localtracks", { ...this.local });
+    this.emit("tracks", this.slots);
+  }
+
+  _onSlots(slots) {
+    this._slots = slots;
+    this.emit("tracks", this.slots);
+  }
+
+  _onMediaClosed(reason) {
+    // The SFU dropped our transport: start over with a fresh connection and offer.
+    this._dropPeerConnection();
+    this.emit("connectionstate", { state: "reconnecting", reason });
+    this._enqueue(() => this._negotiate()).catch(() => undefined);
+  }
+
+  _dropPeerConnection() {
+    this.pc?.close();
+    this.pc = null;
+    this._publish = {};
+    this._audioSlots = [];
+    this._videoSlots = [];
+    this._tracksByMid.clear();
+    this._slots = [];
+  }
+
+  /** @returns {Promise<RTCStatsReport|null>} */
+  async getStats() {
+    return this.pc ? this.pc.getStats() : null;
+  }
+
+  /**
+   * A summary of `getStats()`: every received stream with who fills its slot,
+   * every published stream, and the selected candidate pair.
+   * @returns {Promise<{inbound: InboundStats[], outbound: OutboundStats[], roundTripTimeMs: number|null, availableOutgoingKbps: number|null}>}
+   */
+  async stats() {
+    const report = await this.getStats();
+    const who = new Map(this._slots.map((s) => [String(s.mid), s.participant_id ?? null]));
+    const roles = new Map(Object.entries(this._publish).map(([role, t]) => [t.mid, role]));
+    return summarizeStats(report, who, roles);
+  }
+
+  /** Stop publishing and receiving; local tracks are left to their owner. */
+  close() {
+    this._closed = true;
+    this.local.screen?.stop();
+    this.local.screen = null;
+    this._dropPeerConnection();
+    this.emit("tracks", []);
+  }
+}
+
+/**
+ * @typedef {{mid: string, kind: string, participantId: string|null, packetsReceived: number,
+ *   packetsLost: number, bytesReceived: number, jitterMs: number|null, framesDecoded: number,
+ *   framesPerSecond: number|null, frameWidth: number|null, frameHeight: number|null}} InboundStats
+ * @typedef {{mid: string, kind: string, role: string|null, bytesSent: number, packetsSent: number,
+ *   framesEncoded: number, frameWidth: number|null, frameHeight: number|null}} OutboundStats
+ */
+
+/**
+ * Summarize an RTCStatsReport (pure: exported for tests and front ends).
+ * @param {RTCStatsReport|Map<string, any>|null} report
+ * @param {Map<string, string|null>} participantByMid who fills each receive slot
+ * @param {Map<string, string>} [roleByMid] "microphone"/"camera"/"screen" for published m-lines
+ */
+export function summarizeStats(report, participantByMid, roleByMid = new Map()) {
+  /** @type {InboundStats[]} */
+  const inbound = [];
+  /** @type {OutboundStats[]} */
+  const outbound = [];
+  let roundTripTimeMs = null;
+  let availableOutgoingKbps = null;
+  const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
+  report?.forEach((s) => {
+    if (s.type === "inbound-rtp") {
+      const mid = String(s.mid ?? "");
+      inbound.push({
+        mid,
+        kind: s.kind,
+        participantId: participantByMid.get(mid) ?? null,
+        packetsReceived: s.packetsReceived ?? 0,
+        packetsLost: s.packetsLost ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        jitterMs: num(s.jitter) === null ? null : s.jitter * 1000,
+        framesDecoded: s.framesDecoded ?? 0,
+        framesPerSecond: num(s.framesPerSecond),
+        frameWidth: num(s.frameWidth),
+        frameHeight: num(s.frameHeight),
+      });
+    } else if (s.type === "outbound-rtp") {
+      const mid = String(s.mid ?? "");
+      outbound.push({
+        mid,
+        kind: s.kind,
+        role: roleByMid.get(mid) ?? null,
+        bytesSent: s.bytesSent ?? 0,
+        packetsSent: s.packetsSent ?? 0,
+        framesEncoded: s.framesEncoded ?? 0,
+        frameWidth: num(s.frameWidth),
+        frameHeight: num(s.frameHeight),
+      });
+    } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
+      if (num(s.currentRoundTripTime) !== null) roundTripTimeMs = s.currentRoundTripTime * 1000;
+      if (num(s.availableOutgoingBitrate) !== null) availableOutgoingKbps = s.availableOutgoingBitrate / 1000;
+    }
+  });
+  inbound.sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
+  outbound.sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
+  return { inbound, outbound, roundTripTimeMs, availableOutgoingKbps };
+}
+
+/**
+ * Put VP8 (and RTX) first for video and Opus for audio: the SFU forwards
+ * without transcoding, and a short SDP stays far below the server's limit.
+ * @param {RTCRtpTransceiver} transceiver
+ * @param {"audio"|"video"} kind
+ */
+export function preferCodecs(transceiver, kind) {
+  const caps = globalThis.RTCRtpReceiver?.getCapabilities?.(kind);
+  if (!caps || typeof transceiver.setCodecPreferences !== "function") return;
+  const wanted = kind === "video" ? ["video/vp8", "video/rtx"] : ["audio/opus"];
+  const codecs = caps.codecs.filter((c) => wanted.includes(c.mimeType.toLowerCase()));
+  try {
+    if (codecs.length) transceiver.setCodecPreferences(codecs);
+  } catch {
+    // Older browsers refuse some lists; the full default list works too.
+  }
+}
+
+/**
+ * @param {RTCPeerConnection} pc
+ * @param {number} timeoutMs
+ */
+export function waitForIceGathering(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === "complete") done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}

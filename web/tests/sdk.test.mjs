@@ -1,0 +1,136 @@
+// Pure helpers of the SDK, without a browser: `node --test web/tests/`.
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  Emitter,
+  backoffDelay,
+  formatClock,
+  isResumableClose,
+  mapSlots,
+  precallSocketUrl,
+  precallVerdict,
+  roomSocketUrl,
+  summarizeStats,
+  VisitRoom,
+  VisitRoomError,
+} from "../sdk/visitroom.js";
+
+test("socket URLs follow the page's scheme and escape the room id", () => {
+  assert.equal(roomSocketUrl("http://127.0.0.1:8080", "visit-1"), "ws://127.0.0.1:8080/v1/rooms/visit-1/ws");
+  assert.equal(roomSocketUrl("https://v.example.org/x/y", "a b"), "wss://v.example.org/v1/rooms/a%20b/ws");
+  assert.equal(precallSocketUrl("https://v.example.org"), "wss://v.example.org/v1/precall/ws");
+});
+
+test("backoff grows, stays jittered within bounds and is capped", () => {
+  const low = () => 0;
+  const high = () => 1;
+  assert.equal(backoffDelay(0, { random: low }), 250);
+  assert.equal(backoffDelay(0, { random: high }), 500);
+  assert.equal(backoffDelay(3, { random: high }), 4000);
+  assert.equal(backoffDelay(10, { random: high }), 5000);
+  assert.equal(backoffDelay(10, { random: low }), 2500);
+});
+
+test("a socket closed after left, rejected, a refused hello or a too-big frame is final", () => {
+  for (const code of [1000, 1008, 1009]) assert.equal(isResumableClose(code), false, String(code));
+  for (const code of [1001, 1006, 1011, 1012, 1013]) assert.equal(isResumableClose(code), true, String(code));
+});
+
+test("formatClock is a zero-padded 24-hour HH:MM", () => {
+  assert.equal(formatClock(new Date(2026, 10, 23, 9, 5)), "09:05");
+  assert.equal(formatClock(new Date(2026, 10, 23, 21, 30)), "21:30");
+});
+
+test("slots map mids to participants and tracks", () => {
+  const track = { id: "t1" };
+  const slots = mapSlots(
+    [
+      { mid: "2", kind: "video", participant_id: "p_a", source: "screen" },
+      { mid: 3, kind: "video", participant_id: null },
+      { mid: "4", kind: "video", participant_id: "p_b" },
+    ],
+    new Map([["2", track]]),
+  );
+  assert.deepEqual(slots, [
+    { mid: "2", kind: "video", participantId: "p_a", source: "screen", track },
+    { mid: "3", kind: "video", participantId: null, source: null, track: null },
+    { mid: "4", kind: "video", participantId: "p_b", source: null, track: null },
+  ]);
+});
+
+const good = { rtt_ms: 20, loss: 0, jitter_ms: 2, bitrate_kbps: 600 };
+
+test("a healthy pre-call test passes every check", () => {
+  const v = precallVerdict({ hasCamera: true, hasMicrophone: true, framesDecoded: 50, audioPacketsReceived: 100, stats: [good] });
+  assert.equal(v.overall, "ok");
+  for (const key of ["camera", "microphone", "connection", "bitrate"]) assert.equal(v[key].status, "ok", key);
+});
+
+test("no camera, or no echoed video, fails the camera check", () => {
+  const base = { hasMicrophone: true, audioPacketsReceived: 10, stats: [good] };
+  assert.equal(precallVerdict({ ...base, hasCamera: false, framesDecoded: 0 }).camera.status, "fail");
+  assert.equal(precallVerdict({ ...base, hasCamera: true, framesDecoded: 0 }).camera.status, "fail");
+  assert.equal(precallVerdict({ ...base, hasCamera: true, framesDecoded: 0 }).overall, "fail");
+});
+
+test("connection and bandwidth are graded ok, poor or fail", () => {
+  const measure = (stats) => precallVerdict({ hasCamera: true, hasMicrophone: true, framesDecoded: 1, audioPacketsReceived: 1, stats });
+  assert.equal(measure([{ ...good, loss: 0.05 }]).connection.status, "poor");
+  assert.equal(measure([{ ...good, rtt_ms: 1200 }]).connection.status, "fail");
+  assert.equal(measure([]).connection.status, "fail");
+  assert.equal(measure([{ ...good, bitrate_kbps: 120 }]).bitrate.status, "poor");
+  assert.equal(measure([{ ...good, bitrate_kbps: 20 }]).bitrate.status, "fail");
+  assert.equal(measure([{ ...good, bitrate_kbps: 20 }, { ...good, bitrate_kbps: 400 }]).bitrate.status, "ok");
+  assert.equal(measure([{ ...good, loss: 0.05 }]).overall, "poor");
+});
+
+test("an error during the test is the connection's verdict", () => {
+  const v = precallVerdict({ hasCamera: true, hasMicrophone: true, framesDecoded: 0, audioPacketsReceived: 0, stats: [], error: "The video server is not available right now." });
+  assert.equal(v.connection.status, "fail");
+  assert.equal(v.connection.detail, "The video server is not available right now.");
+});
+
+test("stats are summarized per stream with who sends them", () => {
+  const report = new Map([
+    ["a", { type: "inbound-rtp", kind: "video", mid: "3", framesDecoded: 40, packetsReceived: 90, packetsLost: 1, bytesReceived: 5000, jitter: 0.004, frameWidth: 640, frameHeight: 480, framesPerSecond: 20 }],
+    ["b", { type: "inbound-rtp", kind: "audio", mid: "10", packetsReceived: 200, bytesReceived: 9000 }],
+    ["c", { type: "outbound-rtp", kind: "video", mid: "1", bytesSent: 7000, packetsSent: 20, framesEncoded: 30 }],
+    ["d", { type: "candidate-pair", nominated: true, state: "succeeded", currentRoundTripTime: 0.012, availableOutgoingBitrate: 1500000 }],
+    ["e", { type: "candidate-pair", nominated: false, state: "failed", currentRoundTripTime: 9 }],
+  ]);
+  const s = summarizeStats(report, new Map([["3", "p_x"]]), new Map([["1", "camera"]]));
+  assert.deepEqual(s.inbound.map((i) => [i.mid, i.participantId, i.framesDecoded]), [["3", "p_x", 40], ["10", null, 0]]);
+  assert.equal(s.inbound[0].jitterMs, 4);
+  assert.equal(s.outbound[0].role, "camera");
+  assert.equal(s.roundTripTimeMs, 12);
+  assert.equal(s.availableOutgoingKbps, 1500);
+});
+
+test("a throwing listener does not stop the others", () => {
+  const emitter = new Emitter();
+  const seen = [];
+  const original = console.error;
+  console.error = () => undefined;
+  try {
+    emitter.on("x", () => {
+      throw new Error("boom");
+    });
+    const off = emitter.on("x", (v) => seen.push(v));
+    emitter.once("x", (v) => seen.push(`once ${v}`));
+    emitter.emit("x", 1);
+    emitter.emit("x", 2);
+    off();
+    emitter.emit("x", 3);
+  } finally {
+    console.error = original;
+  }
+  assert.deepEqual(seen, [1, "once 1", 2]);
+});
+
+test("a room needs an id, and a token or a name before it connects", async () => {
+  assert.throws(() => new VisitRoom({}), TypeError);
+  const room = new VisitRoom({ roomId: "visit-1", baseUrl: "http://127.0.0.1:1" });
+  await assert.rejects(room.connect(), (e) => e instanceof VisitRoomError && e.code === "bad_request");
+  assert.equal(room.state, "idle");
+});
