@@ -54,14 +54,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Server:
-    """`visitroom serve` on one core (`core` None: not pinned), media on 127.0.0.1.
+    """`visitroom serve` on one core (`core` None: not pinned), media on `ice_host`
+    (127.0.0.1 by default).
 
     By default the SFU runs inside the server process (VISITROOM_WORKERS=0),
     so that the process pinned to `core` is the whole media plane; `env`
     overrides that and anything else.
     """
 
-    def __init__(self, core: int | None, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, core: int | None, env: dict[str, str] | None = None, ice_host: str = "127.0.0.1"
+    ) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="media-bench-")
         self.port = free_port()
         environment = {
@@ -71,7 +74,7 @@ class Server:
             "VISITROOM_KNOCK_RATE_LIMIT": "0",
             "VISITROOM_MAX_PARTICIPANTS": "1000",
             "VISITROOM_LOG_LEVEL": "WARNING",
-            "VISITROOM_ICE_HOSTS": "127.0.0.1",
+            "VISITROOM_ICE_HOSTS": ice_host,
             "VISITROOM_WORKERS": "0",
             **(env or {}),
         }

@@ -123,12 +123,17 @@ class Publisher:
 
 
 async def play(publishers: list[Publisher], stop: asyncio.Event, rotate_s: float = 3.0) -> None:
-    """Play every publisher until `stop`, staggered; the loud speaker rotates."""
+    """Play every publisher until `stop`, staggered; the loud speaker rotates.
+
+    A publisher plays only the kinds its peer sends (an audio-only peer no video).
+    """
     tasks = []
     for n, publisher in enumerate(publishers):
         offset = n / (FPS * max(1, len(publishers)))
-        tasks.append(asyncio.create_task(_video(publisher, stop, offset)))
-        tasks.append(asyncio.create_task(_audio(publisher, publishers, stop, offset, rotate_s)))
+        if publisher.peer.video_ssrc is not None:
+            tasks.append(asyncio.create_task(_video(publisher, stop, offset)))
+        if publisher.peer.audio_ssrc is not None:
+            tasks.append(asyncio.create_task(_audio(publisher, publishers, stop, offset, rotate_s)))
     await asyncio.gather(*tasks)
 
 

@@ -9,6 +9,17 @@ so that every SSRC, payload type and extension id is known to the caller.
 Received SRTP is not decrypted by default: sequence numbers, SSRCs and
 header extensions are in the clear, which is all a load generator needs;
 set `decrypt_every` to check a sample (1 = every packet).
+
+Latency is measured on every `latency_every`-th packet of a stream, from
+the kernel's receive timestamp back to one of two send stamps: the
+abs-send-time header extension (default; an SFU that forwards it untouched)
+or `PAYLOAD_STAMP`, the last 12 bytes of the payload written by the sender
+(`stamp_payload`; the measured packets are decrypted to read it).  The
+payload stamp works through any SFU that relays payloads unchanged, also one
+that rewrites or drops header extensions (Janus writes its own abs-send-time).
+
+`answer_offer()` takes an SFU's offer (Janus offers to its subscribers) instead
+of making one.
 """
 
 from __future__ import annotations
@@ -37,6 +48,28 @@ ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
 SIOCGSTAMP = 0x8906  # the receive time of the last packet read from a socket
+
+# A send-time stamp at the end of a payload: magic + IEEE double (UNIX time).
+STAMP_MAGIC = b"\xa5stm"
+STAMP = struct.Struct("!4sd")
+STAMP_SIZE = STAMP.size
+
+
+def stamp_payload(payload: bytes, now: float | None = None) -> bytes:
+    """`payload` with its last 12 bytes replaced by the send time (same length)."""
+    if len(payload) < STAMP_SIZE + 4:
+        return payload
+    t = time.time() if now is None else now
+    return payload[:-STAMP_SIZE] + STAMP.pack(STAMP_MAGIC, t)
+
+
+def read_stamp(payload: bytes) -> float | None:
+    """The send time written by `stamp_payload`, or None."""
+    if len(payload) < STAMP_SIZE:
+        return None
+    magic, sent = STAMP.unpack_from(payload, len(payload) - STAMP_SIZE)
+    return float(sent) if magic == STAMP_MAGIC else None
+
 
 _CERTIFICATE: RTCCertificate | None = None
 
@@ -89,9 +122,18 @@ class Sink:
 class PeerTransport(WebRtcTransport):
     """The client side; counts SRTP per SSRC before (optionally) decrypting."""
 
-    def __init__(self, sink: Sink, decrypt_every: int, latency_every: int) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        decrypt_every: int,
+        latency_every: int,
+        address: str = "127.0.0.1",
+        latency_source: str = "abs-send-time",
+    ) -> None:
+        if latency_source not in ("abs-send-time", "payload"):
+            raise ValueError(f"unknown latency source {latency_source!r}")
         super().__init__(
-            addresses=["127.0.0.1"],
+            addresses=[address],
             ports=PortAllocator(None),
             announced_ip=None,
             buffer_bytes=4 * 1024 * 1024,
@@ -102,18 +144,20 @@ class PeerTransport(WebRtcTransport):
         self.streams: dict[int, Stream] = {}
         self.decrypt_every = decrypt_every
         self.latency_every = latency_every
+        self.latency_source = latency_source
         self.received = 0
         self.on_packet: Callable[[bytes], None] | None = None
 
     def _on_srtp(self, data: bytes) -> None:
         if len(data) >= 12 and not 191 < data[1] < 224:
-            self._count(data)
+            decrypted = self._count(data)
             self.received += 1
-            if self.decrypt_every == 0 or self.received % self.decrypt_every:
+            if decrypted or self.decrypt_every == 0 or self.received % self.decrypt_every:
                 return
         super()._on_srtp(data)
 
-    def _count(self, data: bytes) -> None:
+    def _count(self, data: bytes) -> bool:
+        """Count one packet; True if it was decrypted here (payload latency)."""
         ssrc = int.from_bytes(data[8:12], "big")
         stream = self.streams.get(ssrc)
         if stream is None:
@@ -128,10 +172,25 @@ class PeerTransport(WebRtcTransport):
             stream.last_seq = seq
         stream.packets += 1
         if self.latency_every and stream.packets % self.latency_every == 0:
+            if self.latency_source == "payload":
+                self._payload_latency(stream, data)
+                return True
             sent = _find_abs_send_time(data)
             if sent is not None:
                 arrived = abs_send_time(self._arrival_time())
                 stream.latencies.append(((arrived - sent) & 0xFFFFFF) / (1 << 18))
+        return False
+
+    def _payload_latency(self, stream: Stream, data: bytes) -> None:
+        """Decrypt this packet (which also checks SRTP) and read its send stamp."""
+        arrived = self._arrival_time()
+        packet = self.unprotect(data)
+        if packet is None:
+            self.counters.srtp_errors += 1
+            return
+        sent = read_stamp(packet)
+        if sent is not None:
+            stream.latencies.append(arrived - sent)
 
     async def gather(self) -> None:
         await super().gather()
@@ -153,7 +212,7 @@ class PeerTransport(WebRtcTransport):
             seconds, micros = struct.unpack("qq", fcntl.ioctl(fd, SIOCGSTAMP, bytes(16)))
         except OSError:
             return time.time()
-        return seconds + micros / 1e6
+        return float(seconds + micros / 1e6)
 
     def unprotect(self, data: bytes) -> bytes | None:
         rx = self._rx
@@ -213,9 +272,15 @@ class SyntheticPeer:
         decrypt_every: int = 0,
         latency_every: int = 0,
         announce_ssrcs: bool = True,
+        address: str = "127.0.0.1",
+        latency_source: str = "abs-send-time",
+        stamp: bool = False,
     ) -> None:
         self.sink = Sink()
-        self.transport = PeerTransport(self.sink, decrypt_every, latency_every)
+        self.transport = PeerTransport(
+            self.sink, decrypt_every, latency_every, address, latency_source
+        )
+        self.stamp = stamp
         self.audio_ssrc = random.getrandbits(32) | 1 if audio else None
         self.video_ssrc = random.getrandbits(32) | 1 if video else None
         self.rtx_ssrc = random.getrandbits(32) | 1 if video else None
@@ -224,6 +289,7 @@ class SyntheticPeer:
         self.announce_ssrcs = announce_ssrcs
         self.mids: list[tuple[str, str, str]] = []  # (mid, kind, direction)
         self.answer: aiortc_sdp.SessionDescription | None = None
+        self.remote_offer: aiortc_sdp.SessionDescription | None = None
         self.seq = {"audio": random.getrandbits(15), "video": random.getrandbits(15)}
         self.ts = {"audio": random.getrandbits(31), "video": random.getrandbits(31)}
         self._frame_done = {"audio": False, "video": False}
@@ -290,14 +356,15 @@ class SyntheticPeer:
         session = aiortc_sdp.SessionDescription.parse(answer)
         self.answer = session
         first = next(m for m in session.media if m.port)
+        assert first.dtls is not None and first.ice is not None
         fingerprints = tuple((f.algorithm, f.value) for f in first.dtls.fingerprints)
         setup_role = first.dtls.role  # "client" means the SFU is active
         self.transport.add_remote_candidates(
             [aiortc_sdp.candidate_to_sdp(c) for c in first.ice_candidates]
         )
         self.transport.start(
-            ufrag=first.ice.usernameFragment,
-            pwd=first.ice.password,
+            ufrag=str(first.ice.usernameFragment),
+            pwd=str(first.ice.password),
             fingerprints=fingerprints,
             dtls_role="server" if setup_role == "client" else "client",
             timeout=timeout,
@@ -307,6 +374,105 @@ class SyntheticPeer:
                 if self.transport.state == TransportState.FAILED:
                     raise ConnectionError("the synthetic peer failed to connect")
                 await asyncio.sleep(0.01)
+
+    async def answer_offer(self, offer: str, timeout: float = 10.0) -> str:
+        """Answer an SFU's offer (receive only) and start connecting in the background.
+
+        Every m-line with a port is accepted recvonly with the first Opus or
+        VP8 payload type (and VP8's RTX), the feedback this peer offers
+        itself, and of the offered header extensions only audio level,
+        abs-send-time and mid (what `offer()` proposes).  We are the ICE
+        controlled agent and the DTLS client (setup:active).  Call
+        `wait_connected()` for the result.
+        """
+        session = aiortc_sdp.SessionDescription.parse(offer)
+        self.remote_offer = session
+        await self.transport.gather()
+        local = self.transport.local("active")
+        lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0"]
+        accepted = [m.rtp.muxId for m in session.media if m.port]
+        lines.append("a=group:BUNDLE " + " ".join(accepted))
+        lines.append("a=msid-semantic: WMS *")
+        self.mids = []
+        for media in session.media:
+            lines += self._answer_media(media, local)
+        first = next(m for m in session.media if m.port)
+        assert first.dtls is not None and first.ice is not None
+        self.transport.add_remote_candidates(
+            [aiortc_sdp.candidate_to_sdp(c) for c in first.ice_candidates]
+        )
+        self.transport._ice.ice_controlling = False
+        self.transport.start(
+            ufrag=str(first.ice.usernameFragment),
+            pwd=str(first.ice.password),
+            fingerprints=tuple((f.algorithm, f.value) for f in first.dtls.fingerprints),
+            dtls_role="client",
+            timeout=timeout,
+        )
+        return "\r\n".join(lines) + "\r\n"
+
+    def _answer_media(self, media: aiortc_sdp.MediaDescription, local: object) -> list[str]:
+        mid = media.rtp.muxId
+        wanted = {"audio": "opus", "video": "vp8"}.get(media.kind)
+        codec = next((c for c in media.rtp.codecs if c.name.lower() == wanted), None)
+        if not media.port or codec is None:
+            return [f"m={media.kind} 0 {media.profile} {' '.join(map(str, media.fmt))}"]
+        rtx = next(
+            (
+                c
+                for c in media.rtp.codecs
+                if c.name.lower() == "rtx" and c.parameters.get("apt") == codec.payloadType
+            ),
+            None,
+        )
+        pts = [codec.payloadType] + ([rtx.payloadType] if rtx is not None else [])
+        direction = "recvonly" if media.direction in ("sendonly", "sendrecv") else "inactive"
+        self.mids.append((mid, media.kind, direction))
+        lines = [
+            f"m={media.kind} 9 UDP/TLS/RTP/SAVPF {' '.join(map(str, pts))}",
+            "c=IN IP4 0.0.0.0",
+            f"a=ice-ufrag:{local.ice_ufrag}",  # type: ignore[attr-defined]
+            f"a=ice-pwd:{local.ice_pwd}",  # type: ignore[attr-defined]
+        ]
+        lines += [f"a=fingerprint:{a} {v}" for a, v in local.fingerprints]  # type: ignore[attr-defined]
+        lines += ["a=setup:active", f"a=mid:{mid}", f"a={direction}", "a=rtcp-mux"]
+        known = {AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI}
+        lines += [f"a=extmap:{e.id} {e.uri}" for e in media.rtp.headerExtensions if e.uri in known]
+        channels = f"/{codec.channels}" if codec.channels else ""
+        lines.append(f"a=rtpmap:{codec.payloadType} {codec.name}/{codec.clockRate}{channels}")
+        if media.kind == "audio":
+            lines.append(f"a=fmtp:{codec.payloadType} minptime=10")
+        else:
+            feedback = ("nack", "nack pli", "ccm fir", "goog-remb")
+            offered = {f"{fb.type} {fb.parameter}".strip() for fb in codec.rtcpFeedback}
+            lines += [f"a=rtcp-fb:{codec.payloadType} {fb}" for fb in feedback if fb in offered]
+        if rtx is not None:
+            lines.append(f"a=rtpmap:{rtx.payloadType} rtx/{rtx.clockRate}")
+            lines.append(f"a=fmtp:{rtx.payloadType} apt={codec.payloadType}")
+        lines += [f"a=candidate:{c}" for c in local.candidates]  # type: ignore[attr-defined]
+        return lines
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        """Until SRTP is keyed (after `connect` or `answer`)."""
+        async with asyncio.timeout(timeout):
+            while not self.transport.connected:
+                if self.transport.state == TransportState.FAILED:
+                    raise ConnectionError("the synthetic peer failed to connect")
+                await asyncio.sleep(0.01)
+
+    def offered_ssrcs(self) -> dict[str, int]:
+        """mid -> the media SSRC the offer (`answer_offer()`) announced per accepted m-line."""
+        assert self.remote_offer is not None
+        accepted = {mid for mid, _, direction in self.mids if direction != "inactive"}
+        out = {}
+        for media in self.remote_offer.media:
+            if media.rtp.muxId not in accepted or not media.ssrc:
+                continue
+            repairs = {int(g.items[1]) for g in media.ssrc_group if g.semantic == "FID"}
+            primary = [s.ssrc for s in media.ssrc if s.ssrc not in repairs]
+            if primary:
+                out[media.rtp.muxId] = primary[0]
+        return out
 
     async def hang_up(self) -> None:
         """Close like a browser: a DTLS close_notify first, then the sockets."""
@@ -339,6 +505,8 @@ class SyntheticPeer:
         extensions = {ABS_ID: abs_send_time().to_bytes(3, "big")}
         if kind == "audio" and level is not None:
             extensions[LEVEL_ID] = bytes([0x80 | level])
+        if self.stamp:
+            payload = stamp_payload(payload)
         return build_rtp(
             payload_type=OPUS_PT if kind == "audio" else VP8_PT,
             sequence=seq,
