@@ -212,6 +212,23 @@ async def knock_guest(connect: Connect, name: str, room: str = "visit-1") -> tup
     return peer, welcome["participant_id"]
 
 
+async def host_admits_guest(
+    session: aiohttp.ClientSession, ws_url: str, name: str = "Pat"
+) -> tuple[Peer, Peer, list[dict[str, Any]]]:
+    """Over a real server's URL: a host joins, a guest knocks and is let in.
+
+    Returns the host, the guest and the roster the guest received on joining.
+    """
+    host = Peer(await session.ws_connect(ws_url))
+    await host.send({"type": "hello", "token": token()})
+    await host.next("welcome")
+    guest = Peer(await session.ws_connect(ws_url))
+    await guest.send({"type": "hello", "name": name})
+    guest_id = (await guest.next("welcome"))["participant_id"]
+    await host.request({"type": "admit", "participant_ids": [guest_id]})
+    return host, guest, (await guest.next("roster"))["participants"]
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis")

@@ -17,7 +17,7 @@ import redis.asyncio as redis
 
 from sfu import rpc
 from sfu.rpcauth import hello
-from tests.conftest import API_KEY, API_SECRET, Peer, token
+from tests.conftest import API_KEY, API_SECRET, host_admits_guest
 from tests.redis_server import RedisServer
 from tests.servers import ServerProcess
 from tests.sfu_live import Pump
@@ -85,15 +85,7 @@ async def test_a_participant_on_the_other_nodes_worker_gets_media_across_machine
             return (await metrics(session, a)).get("remote_workers_up") == 1
 
         await eventually(discovered, 10, "node A's pool found node B's worker")
-        url = f"{a.url}/v1/rooms/visit-1/ws"
-        host = Peer(await session.ws_connect(url))
-        await host.send({"type": "hello", "token": token()})
-        await host.next("welcome")
-        guest = Peer(await session.ws_connect(url))
-        await guest.send({"type": "hello", "name": "Pat"})
-        gid = (await guest.next("welcome"))["participant_id"]
-        await host.request({"type": "admit", "participant_ids": [gid]})
-        await guest.next("roster")
+        host, guest, _ = await host_admits_guest(session, f"{a.url}/v1/rooms/visit-1/ws")
         values = await metrics(session, a)
         assert values["worker0_participants"] == 1 and values["remote_participants"] == 1
         viewer = MediaClient(host, audio_slots=1, video_slots=1)
