@@ -75,7 +75,15 @@ from janus_driver import (  # noqa: E402
     remove_stale_aliases,
     request,
 )
-from media_clients import PRIORITY, Client, Server, connect_all, percentile, pinned  # noqa: E402
+from media_clients import (  # noqa: E402
+    PRIORITY,
+    Client,
+    Server,
+    connect_all,
+    loop_lag,
+    percentile,
+    pinned,
+)
 from media_workload import EncodedMedia, Publisher, encode_media, play  # noqa: E402
 
 from tests.servers import free_port  # noqa: E402
@@ -470,14 +478,6 @@ def flowing(peer: SyntheticPeer) -> int:
     return sum(1 for s in peer.transport.streams.values() if s.packets > 20)
 
 
-async def _loop_lag(lags: list[float]) -> None:
-    """How late this (the generator's) event loop wakes up: it inflates latencies."""
-    while True:
-        start = time.monotonic()
-        await asyncio.sleep(0.005)
-        lags.append(max(0.0, time.monotonic() - start - 0.005))
-
-
 async def measure(
     side: Side,
     other: Side,
@@ -524,7 +524,7 @@ async def measure(
                 stream.latencies.clear()
         me = psutil.Process()
         lags: list[float] = []
-        monitor = asyncio.create_task(_loop_lag(lags))
+        monitor = asyncio.create_task(loop_lag(lags))
         gen0 = sum(me.cpu_times()[:2])
         got0, lost0 = received(joined.receivers), lost(joined.receivers)
         sent0 = sum(p.sent for p in publishers)

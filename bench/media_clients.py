@@ -46,6 +46,14 @@ def pinned(core: int) -> list[str]:
     return prefix
 
 
+async def loop_lag(lags: list[float]) -> None:
+    """How late this (the generator's) event loop wakes up: it inflates latencies."""
+    while True:
+        start = time.monotonic()
+        await asyncio.sleep(0.005)
+        lags.append(max(0.0, time.monotonic() - start - 0.005))
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")

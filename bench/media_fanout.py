@@ -46,6 +46,7 @@ from media_clients import (  # noqa: E402
     RelayServer,
     Server,
     connect_all,
+    loop_lag,
     percentile,
     pinned,
 )
@@ -124,7 +125,7 @@ async def _measure(
         client.reset_latencies()
     me = psutil.Process()
     lags: list[float] = []
-    monitor = asyncio.create_task(_loop_lag(lags))
+    monitor = asyncio.create_task(loop_lag(lags))
     gen0 = sum(me.cpu_times()[:2])
     received0 = sum(c.received() for c in clients)
     lost0 = sum(c.lost() for c in clients)
@@ -154,14 +155,6 @@ async def _measure(
         generator_cpu_cores=generator_cpu,
         generator_lag_p99_ms=1000 * percentile(lags, 0.99),
     )
-
-
-async def _loop_lag(lags: list[float]) -> None:
-    """How late this (the generator's) event loop wakes up: it inflates latencies."""
-    while True:
-        start = time.monotonic()
-        await asyncio.sleep(0.005)
-        lags.append(max(0.0, time.monotonic() - start - 0.005))
 
 
 async def relay_comparison(

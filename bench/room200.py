@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from media_clients import Client, Server, percentile  # noqa: E402
+from media_clients import Client, Server, loop_lag, percentile  # noqa: E402
 from media_workload import EncodedMedia, Publisher, encode_media, play  # noqa: E402
 
 PROFILES = {"audio+1": (3, 1, 0), "gallery": (3, 4, 1)}  # audio slots, video slots, on stage
@@ -154,13 +154,6 @@ async def join_all(
             return joined
 
     return list(await asyncio.gather(*(join(c) for c in clients)))
-
-
-async def loop_lag(lags: list[float]) -> None:
-    while True:
-        start = time.monotonic()
-        await asyncio.sleep(0.005)
-        lags.append(max(0.0, time.monotonic() - start - 0.005))
 
 
 async def measure(
