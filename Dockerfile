@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build: wheels in a build stage, a slim non-root runtime.
+# Multi-stage build: wheels in a build stage, a slim non-root runtime. Every
+# dependency comes from the lock (requirements/server.txt), with hashes.
 FROM python:3.11-slim AS build
 WORKDIR /src
-RUN pip install --no-cache-dir --upgrade pip
+COPY requirements ./requirements
+RUN pip install --no-cache-dir --require-hashes -r requirements/server.txt
 COPY pyproject.toml README.md ./
 COPY signalling ./signalling
 COPY waiting_room ./waiting_room
@@ -10,12 +12,14 @@ COPY sfu ./sfu
 COPY cluster ./cluster
 COPY portal ./portal
 COPY web ./web
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/visitroom visitroom
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+COPY requirements/server.txt /tmp/server.txt
+RUN pip install --no-cache-dir --require-hashes -r /tmp/server.txt \
+    && pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels /tmp/server.txt
 USER visitroom
 WORKDIR /var/lib/visitroom
 ENV VISITROOM_HOST=0.0.0.0 \

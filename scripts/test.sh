@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests need on a fresh Debian/Ubuntu machine, then runs
-# ruff, mypy and the whole pytest suite. Extra arguments go to pytest.
+# ruff (lint and format), mypy and the whole pytest suite. Python packages come
+# from the committed lock (requirements/test.txt, scripts/install.sh). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VISITROOM_VENV:-.venv}"
@@ -18,10 +19,9 @@ if [ "${VISITROOM_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
     fi
 fi
 
-[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q -e '.[test]'
+bash scripts/install.sh test
 
 "$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
 exec "$VENV/bin/pytest" -q "$@"
