@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 import pylibsrtp
@@ -35,7 +35,8 @@ _REWRITE = struct.Struct("!BHII")
 class Forwarder(asyncio.DatagramProtocol):
     def __init__(self, dest: tuple[str, int], fanout: int) -> None:
         self.dest = dest
-        self.outputs = []
+        # [session, ssrc, sequence]: a plain list, the cheapest to update per packet
+        self.outputs: list[list[Any]] = []
         for n in range(fanout):
             policy = pylibsrtp.Policy(
                 key=os.urandom(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND

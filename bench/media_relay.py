@@ -23,7 +23,7 @@ def _loopback_only(use_ipv4: bool, use_ipv6: bool) -> list[str]:
 
 
 async def worker() -> None:
-    aioice.ice.get_host_addresses = _loopback_only  # type: ignore[assignment]
+    aioice.ice.get_host_addresses = _loopback_only
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
 

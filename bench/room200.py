@@ -43,6 +43,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,7 +331,7 @@ def summarise(runs: list[dict[str, list[Step]]], args: argparse.Namespace) -> di
     return out
 
 
-def _spread(values: list[float]) -> dict[str, float]:
+def _spread(values: Sequence[float]) -> dict[str, float]:
     finite = [v for v in values if math.isfinite(v)] or [math.inf]
     return {"median": statistics.median(finite), "min": min(finite), "max": max(finite)}
 

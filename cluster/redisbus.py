@@ -107,7 +107,7 @@ class RedisBus:
                 log.info("pub/sub connection lost: %s", exc)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
             await asyncio.sleep(RECONNECT_DELAY_S)
 
     async def _pump(self, pubsub: Any) -> None:

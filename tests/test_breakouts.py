@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import settings
@@ -76,12 +77,13 @@ def test_bad_breakout_plans_change_nothing(room: Room, specs: list[BreakoutSpec]
 
 def test_only_hosts_open_move_broadcast_and_close(room: Room) -> None:
     room.open_breakouts("h1", [BreakoutSpec("A", ("g1",))])
-    for command in (
+    commands: tuple[Callable[[], object], ...] = (
         lambda: room.open_breakouts("g2", [BreakoutSpec("X")]),
         lambda: room.move_to_breakout("g2", "g1", None),
         lambda: room.broadcast("g2", "hi"),
         lambda: room.close_breakouts("g2", None),
-    ):
+    )
+    for command in commands:
         with pytest.raises(RoomError) as caught:
             command()
         assert caught.value.code == errors.FORBIDDEN

@@ -184,3 +184,26 @@ async def test_serve_with_workers_0_runs_the_sfu_in_process(tmp_path: Path) -> N
         assert "visitroom_media_transports" in text and "visitroom_media_workers" not in text
     finally:
         server.kill()
+
+
+def test_a_part_that_fails_to_import_stops_the_server_with_a_clear_message(
+    tmp_path: Path,
+) -> None:
+    """A broken portal must not silently turn every portal route into a 404."""
+    shadow = tmp_path / "shadow" / "portal"
+    shadow.mkdir(parents=True)
+    # The real portal package, except that portal.routes is broken.
+    (shadow / "__init__.py").write_text(f"__path__ = [{str(shadow)!r}, {str(ROOT / 'portal')!r}]\n")
+    (shadow / "routes.py").write_text("raise ImportError('portal.routes is broken on purpose')\n")
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [sys.executable, "-m", "signalling", "serve", "--port", "0", "--data-dir", str(data)],
+        cwd=shadow.parent,  # first on sys.path with -m: the shadow package wins
+        env={**os.environ, "PYTHONPATH": str(ROOT), "VISITROOM_WORKERS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "cannot start" in result.stderr
+    assert "portal.routes is broken on purpose" in result.stderr

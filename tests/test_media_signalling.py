@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any
 
 import aioice
@@ -49,6 +50,10 @@ async def admitted_guest(connect: Connect, host: Peer, name: str) -> tuple[Peer,
     return guest, gid
 
 
+def slots_name(ws: Peer, other: str) -> bool:
+    return any(other in [s["participant_id"] for s in m["slots"]] for m in ws.of_type("slots"))
+
+
 async def test_host_and_guest_decode_each_others_video_through_the_server(
     connect: Connect,
 ) -> None:
@@ -79,13 +84,7 @@ async def test_host_and_guest_decode_each_others_video_through_the_server(
             frame = await asyncio.wait_for(track.recv(), 15)
             assert frame.width == 320 and frame.height == 240
         for ws, other in ((host, gid), (guest, hid)):
-            await eventually(
-                lambda ws=ws, other=other: any(
-                    other in [s["participant_id"] for s in m["slots"]] for m in ws.of_type("slots")
-                ),
-                10,
-                "each side's slots name the other",
-            )
+            await eventually(partial(slots_name, ws, other), 10, "each side's slots name the other")
     finally:
         for pc in peers:
             await pc.close()

@@ -9,7 +9,7 @@ import secrets
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,9 @@ async def clocked_portal(
     return Portal(await aiohttp_client(app)), clock, app
 
 
-async def timings(calls: dict[str, Callable[[], Awaitable[Any]]], rounds: int) -> dict[str, float]:
+async def timings(
+    calls: Mapping[str, Callable[[], Awaitable[Any]]], rounds: int
+) -> dict[str, float]:
     """Each kind's median time relative to its round's mean (1.0: no difference).
 
     Every round runs each kind once, in a random order, so the kinds share the

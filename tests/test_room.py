@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import pytest
 
 from waiting_room import errors
@@ -23,11 +25,11 @@ from waiting_room.room import Room
 from waiting_room.schedule import CLOSES_AFTER_S, OPENS_BEFORE_S, RoomStatus, Schedule
 
 
-def kinds(events: list[object]) -> list[str]:
+def kinds(events: Sequence[object]) -> list[str]:
     return [type(e).__name__ for e in events]
 
 
-def audits(events: list[object]) -> list[tuple[str, str, str | None, str | None]]:
+def audits(events: Sequence[object]) -> list[tuple[str, str, str | None, str | None]]:
     return [(e.action, e.outcome, e.actor, e.subject) for e in events if isinstance(e, Audited)]
 
 
@@ -110,14 +112,15 @@ def test_admit_reports_ids_that_are_not_waiting(room: Room) -> None:
 def test_a_guest_cannot_use_host_commands(room: Room) -> None:
     knock(room, "g1")
     knock(room, "g2")
-    for command in (
+    commands: tuple[Callable[[], object], ...] = (
         lambda: room.admit("g1", None),
         lambda: room.hold("g1", "g2", "x"),
         lambda: room.reject("g1", "g2"),
         lambda: room.remove("g1", "h1"),
         lambda: room.remove_all("g1"),
         lambda: room.end("g1"),
-    ):
+    )
+    for command in commands:
         with pytest.raises(RoomError) as caught:
             command()
         assert caught.value.code == errors.FORBIDDEN
@@ -152,7 +155,11 @@ def test_reject_takes_the_guest_out_of_the_lobby(room: Room) -> None:
 def test_reject_and_hold_only_apply_to_waiting_guests(room: Room) -> None:
     knock(room, "g1")
     room.admit("h1", ["g1"])
-    for command in (lambda: room.reject("h1", "g1"), lambda: room.hold("h1", "g1", "x")):
+    commands: tuple[Callable[[], object], ...] = (
+        lambda: room.reject("h1", "g1"),
+        lambda: room.hold("h1", "g1", "x"),
+    )
+    for command in commands:
         with pytest.raises(RoomError) as caught:
             command()
         assert caught.value.code == errors.NOT_FOUND

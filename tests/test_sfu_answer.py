@@ -37,6 +37,7 @@ def test_the_answer_bundles_every_m_line_on_one_transport() -> None:
     session = answer()
     assert [str(g) for g in session.group] == ["BUNDLE 0 1 2"]
     for media in session.media:
+        assert media.ice is not None and media.dtls is not None
         assert media.rtcp_mux
         assert media.ice.usernameFragment == "srvr"
         assert media.dtls.role == "client"  # a=setup:active

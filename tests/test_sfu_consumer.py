@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Iterable
+
 from sfu.consumer import Consumer, extension_map
+from sfu.producer import Producer
 from sfu.rtp import extensions, parse_rtp
 from sfu.rtx import parse_rtx
 from tests.sfu_fakes import EXT_IDS, OPUS, VP8, Capture, opus, producer, vp8
@@ -25,7 +28,14 @@ def consumer(
     return c, out
 
 
-def feed(p, seqs, ts_of=lambda s: s * 3000, now=0.0, keyframe_at=()):  # type: ignore[no-untyped-def]
+def feed(
+    p: Producer,
+    seqs: Iterable[int],
+    ts_of: Callable[[int], int] = lambda s: s * 3000,
+    now: float = 0.0,
+    keyframe_at: Container[int] = (),
+) -> None:
+    assert p.ssrc is not None
     for seq in seqs:
         data = vp8(seq, ts_of(seq), ssrc=p.ssrc, keyframe=seq in keyframe_at)
         p.on_rtp(data, parse_rtp(data), now)

@@ -97,7 +97,7 @@ def test_receiver_reports_give_loss_jitter_and_round_trip() -> None:
     feedback.handle_rtcp(sub, build_rr(7, [block]), 1.5)
     video = sub.consumers["rv0"]
     assert video.reported_loss == 0.25
-    assert abs(video.reported_jitter - 0.01) < 1e-9
+    assert video.reported_jitter is not None and abs(video.reported_jitter - 0.01) < 1e-9
     assert video.rtt is not None and abs(video.rtt - 0.2) < 1e-3
 
 

@@ -206,7 +206,7 @@ def test_with_one_stage_slot_the_speaker_is_at_full_rate_and_the_others_are_thum
         "viewer", "r", group, precall=False, settings=settings,
         on_transport_lost=lambda participant, reason: None,
     )  # fmt: skip
-    viewer.apply(media_plans(ssrc=1, audio=False, video=False, video_slots=3))  # type: ignore[arg-type]
+    viewer.apply(media_plans(ssrc=1, audio=False, video=False, video_slots=3))
     group.add(viewer)
     for n, pid in enumerate(("alice", "bob", "carol")):
         member(group, pid, n + 1)

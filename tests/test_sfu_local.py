@@ -90,8 +90,9 @@ async def test_payloads_arrive_byte_identical() -> None:
                 received.append(data)
                 await handle(data, arrival_time_ms)
 
-            alice_dtls._send_rtp = tap_send
-            bob_dtls._handle_rtp_data = tap_receive
+            # Taps on aiortc's own send and receive paths, to compare both ends.
+            alice_dtls._send_rtp = tap_send  # type: ignore[method-assign]
+            bob_dtls._handle_rtp_data = tap_receive  # type: ignore[method-assign]
             await eventually(lambda: len(reader.frames["video"]) >= 20, timeout=10, what="frames")
             at_alice, at_bob = video_payload_hashes(sent), video_payload_hashes(received)
             assert len(at_bob) >= 20

@@ -58,7 +58,8 @@ async def test_precall_stats_arrive_about_once_a_second() -> None:
             block = ReportBlock(sr.ssrc, 0, 0, 1, 48, (sr.ntp >> 16) & 0xFFFFFFFF, 0)
             peer.transport.send_rtcp(build_rr(5, [block]))
             await eventually(lambda: events.precall[-1][1]["rtt_ms"] is not None, what="an RTT")
-            assert events.precall[-1][1]["rtt_ms"] < 5000
+            rtt_ms = events.precall[-1][1]["rtt_ms"]
+            assert rtt_ms is not None and rtt_ms < 5000
         finally:
             await pump.stop()
 

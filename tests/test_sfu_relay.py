@@ -86,7 +86,12 @@ async def test_relayed_packets_feed_a_remote_producer_and_feedback_reaches_the_o
     receiver.sources.pop((1, 9))  # see what the origin resends, raw
     received: asyncio.Queue[bytes] = asyncio.Queue()
     probe = RemoteStream(receiver, 1, 9, "alice", describe(local), MediaSettings(), Counters())
-    probe.on_relay_rtp = lambda data, now: received.put_nowait(data) or True  # type: ignore[method-assign]
+
+    def capture(data: bytes, now: float) -> bool:
+        received.put_nowait(data)
+        return True
+
+    probe.on_relay_rtp = capture  # type: ignore[method-assign]  # a probe that records
     receiver.sources[(1, 9)] = probe
     receiver.send_feedback(1, 9, build_nack(1, 5000, [4, 5]))
     resent = [await asyncio.wait_for(received.get(), 2) for _ in range(2)]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sfu.routes import RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
 
 CAM = {"kind": "video", "source": "camera"}
 MIC = {"kind": "audio", "source": "audio"}
 
 
-def kinds(commands: list[object]) -> list[str]:
+def kinds(commands: Sequence[object]) -> list[str]:
     return [type(c).__name__ for c in commands]
 
 

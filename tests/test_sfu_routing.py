@@ -106,6 +106,7 @@ async def test_a_subscriber_nack_is_answered_with_rtx() -> None:
             wanted = parse_rtp(rtp_from(bob, ssrc)[3])
             original = rtp_from(bob, ssrc)[3]
             bob.transport.send_rtcp(build_nack(1, ssrc, [wanted.sequence]))
+            assert bob.answer is not None
             rtx_ssrc = next(s.ssrc for m in bob.answer.media for s in m.ssrc if s.ssrc != ssrc)
 
             def answered() -> bool:

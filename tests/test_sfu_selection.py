@@ -176,7 +176,7 @@ def test_assignment_invariants_hold_for_any_input(s: dict[str, object]) -> None:
         assert len(shown) == len(set(shown)), "at most one slot per kind"
         head: list[str] = list(dict.fromkeys(order))  # type: ignore[call-overload]
         if kind == "video" and s["pinned"] in head:
-            head.insert(0, s["pinned"])  # type: ignore[arg-type]
+            head.insert(0, s["pinned"])
         expected = [p for p in dict.fromkeys(head) if p != "me"][: len(mids)]
         assert set(shown) == set(expected), "exactly the top of the order is shown"
         kept: set[str] = set()
@@ -184,4 +184,4 @@ def test_assignment_invariants_hold_for_any_input(s: dict[str, object]) -> None:
             who = current.get(mid)
             if who in expected and who not in kept:
                 assert got[mid] == who, "a selected participant keeps its slot"
-                kept.add(who)  # type: ignore[arg-type]
+                kept.add(who)

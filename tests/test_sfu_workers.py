@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import signal
 import time
+from functools import partial
 
 import pytest
 
@@ -33,6 +34,10 @@ def payloads(peer: SyntheticPeer, kind: str | None = None, start: int = 0) -> li
 def frames(pump: Pump) -> set[bytes]:
     """The first packets of the video frames a pump sent: their bodies are random."""
     return {p for p in pump.payloads if p[:1] == b"\x90"}
+
+
+def received_over(client: Reoffering, count: int) -> bool:
+    return bool(client.peer.transport.received > count)
 
 
 async def test_a_stream_relayed_to_another_worker_arrives_byte_identical() -> None:
@@ -113,7 +118,10 @@ async def test_a_breakout_move_switches_media_across_workers() -> None:
                 await client.join()
             assert pool.seats["ben"].worker == 1 and pool.seats["viewer"].worker == 0
             pumps = [Pump(ann.peer).start(), Pump(ben.peer).start()]
-            shown = lambda: set(events.who("viewer", "video")) - {None}  # noqa: E731
+
+            def shown() -> set[str | None]:
+                return set(events.who("viewer", "video")) - {None}
+
             await eventually(lambda: shown() == {"ann", "ben"}, 10, "both in the main room")
             await pool.move("ben", "b1")
             await eventually(lambda: shown() == {"ann"}, 5, "ben left for the breakout")
@@ -186,7 +194,7 @@ async def test_a_killed_worker_is_replaced_and_its_participants_get_media_back()
             for client in (near, far):
                 got = client.peer.transport.received
                 await eventually(
-                    lambda c=client, n=got: c.peer.transport.received > n + 30,
+                    partial(received_over, client, got + 30),
                     killed + 5 - time.monotonic(),
                     f"media back at {client.pid}",
                 )

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from tests.web_support import (
     REJECTED_TEXT,
@@ -28,7 +28,7 @@ XSS_NAME = "<img src=x onerror=alert(1)>"
 HOLD_MESSAGE = "I'll be with you in 5 minutes"
 
 
-def waiting_item(host: Page, name: str) -> object:
+def waiting_item(host: Page, name: str) -> Locator:
     return host.get_by_test_id("waiting-item").filter(has_text=name)
 
 

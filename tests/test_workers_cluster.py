@@ -126,7 +126,7 @@ async def test_a_participant_on_the_other_nodes_worker_gets_media_across_machine
 
             worker_process(b, "worker0").kill()  # the guest's worker, on node B
             killed = time.monotonic()
-            await eventually(lambda: guest.of_type("media_closed"), 3, "the guest is told")
+            await eventually(lambda: bool(guest.of_type("media_closed")), 3, "the guest is told")
             assert guest.of_type("media_closed")[0]["reason"] == "worker_lost"
             await eventually(lambda: sender.reoffers == 1, 5, "the guest offered again")
             pumps.append(Pump(sender.peer).start())

@@ -112,7 +112,7 @@ async def test_a_visit_over_two_workers_survives_a_killed_worker(server: ServerP
 
             worker_process(server, "worker1").send_signal(signal.SIGKILL)  # the guest's
             killed = time.monotonic()
-            await eventually(lambda: guest.of_type("media_closed"), 3, "the guest is told")
+            await eventually(lambda: bool(guest.of_type("media_closed")), 3, "the guest is told")
             assert time.monotonic() - killed < 3.0
             assert [m["reason"] for m in guest.of_type("media_closed")] == ["worker_lost"]
             await eventually(lambda: sender.reoffers == 1, 5, "the guest offered again")

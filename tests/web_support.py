@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, ConsoleMessage, Page, Request, sync_playwright
+from playwright.sync_api import (
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Request,
+    sync_playwright,
+)
 
 from tests.conftest import API_KEY, API_SECRET, admin_token, token
 from tests.servers import ROOT, ServerProcess, free_port
@@ -315,7 +322,11 @@ class Pages:
         page.on("request", lambda r: self._request(r))
         page.on("console", lambda m: self._console(label, m))
         page.on("pageerror", lambda e: self.errors.append(f"{label}: {e}"))
-        page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog: Dialog) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
 
     def _request(self, request: Request) -> None:
         self.requests.append(request.url)
