@@ -11,6 +11,7 @@ from typing import Protocol
 import aiohttp
 from aiohttp import web
 
+from portal.routes import setup as setup_portal
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.audit import SqliteAuditLog
@@ -34,6 +35,7 @@ from signalling.precall import precall_socket
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
+from signalling.web import setup as setup_web
 from signalling.ws import room_socket
 from waiting_room.clock import Clock, wall_clock
 
@@ -94,20 +96,11 @@ def create_app(
     app.router.add_get("/v1/precall/ws", precall_socket)
     rest.setup_routes(app)
     metrics.setup(app)
-    _mount_optional(app)
+    # Mounted unconditionally: a portal or web client that fails to import
+    # stops the server at start (cmd_serve says which), never a silent 404.
+    setup_portal(app)
+    setup_web(app)
     return app
-
-
-def _mount_optional(app: web.Application) -> None:
-    """Companion modules mount themselves when present."""
-    with contextlib.suppress(ImportError):
-        from portal.routes import setup as setup_portal
-
-        setup_portal(app)
-    with contextlib.suppress(ImportError):
-        from signalling.web import setup as setup_web
-
-        setup_web(app)
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:

@@ -122,10 +122,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "use --tls-cert/--tls-key or a TLS-terminating proxy",
             config.host,
         )
+    if (broken := _broken_import()) is not None:
+        print(f"error: cannot start: {broken}", file=sys.stderr)
+        return 3
     import uvloop
 
     uvloop.run(serve(config))
     return 0
+
+
+def _broken_import() -> str | None:
+    """Load the application's modules up front, so a broken install says what broke."""
+    try:
+        import signalling.app  # noqa: F401
+    except ImportError as exc:
+        return (
+            f"a part of visitroom failed to import ({exc}); "
+            "reinstall it from the lock (scripts/install.sh server)"
+        )
+    return None
 
 
 async def serve(config: Config) -> None:
