@@ -12,17 +12,15 @@ from aiohttp import WSMsgType, web
 from cluster.hop import FORWARDED_HEADER, HOP_HEADER, sign
 from cluster.registry import NodeInfo
 from signalling.hub import CLOSE_SERVICE_RESTART
-from signalling.keys import CLUSTER, CONFIG, HTTP
+from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP
 
 log = logging.getLogger(__name__)
 
 
 def hop_headers(request: web.Request, client: str) -> dict[str, str]:
-    config = request.app[CONFIG]
-    secret = next(iter(config.api_keys.values()))
     node_id = request.app[CLUSTER].node_id
     return {
-        HOP_HEADER: sign(secret, node_id, request.path, client),
+        HOP_HEADER: sign(request.app[HOP_KEY], node_id, request.path, client),
         FORWARDED_HEADER: client,
     }
 
