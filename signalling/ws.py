@@ -18,7 +18,7 @@ from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
 from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
 from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
 from signalling.origins import MAX_SHOWN
-from signalling.proxy import connect_owner, proxy_socket
+from signalling.proxy import HopRefused, connect_owner, proxy_socket
 from signalling.ratelimit import TokenBucket
 from signalling.rooms import valid_room_id
 from waiting_room.errors import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE
@@ -160,7 +160,10 @@ async def _route(
             return
         if route.kind is not RouteKind.REMOTE or route.node is None or forwarded is not None:
             break
-        upstream = await connect_owner(request, ws, route.node, address)
+        try:
+            upstream = await connect_owner(request, ws, route.node, address)
+        except HopRefused:
+            break
         if upstream is None:
             cluster.suspect(route.node.node_id)  # treat as dead: its lease will run out
             continue
