@@ -235,7 +235,7 @@ def api_keys_from_env(env: Mapping[str, str]) -> dict[str, str] | None:
             raise ConfigError("VISITROOM_API_SECRET is set but VISITROOM_API_KEY is empty")
         check_secret(secret or "")
         keys[key] = secret or ""
-    listed = parse_api_keys(env["VISITROOM_API_KEYS"]) if "VISITROOM_API_KEYS" in env else {}
+    listed = parse_api_keys(env["VISITROOM_API_KEYS"]) if env.get("VISITROOM_API_KEYS") else {}
     for other, other_secret in listed.items():
         if keys.get(other, other_secret) != other_secret:
             raise ConfigError(f"the API key id {other!r} is configured with two secrets")
