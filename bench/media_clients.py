@@ -31,6 +31,8 @@ from tests.servers import free_port  # noqa: E402
 from tests.synthetic_peer import SyntheticPeer  # noqa: E402
 
 KEY, SECRET = "bench", "b" * 64
+METRICS_TOKEN = "bench-metrics-" + "m" * 32  # /metrics is served only with it
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 # Set by bench/media_fanout.py --nice: this machine is shared, and another
@@ -79,6 +81,7 @@ class Server:
             **os.environ,
             "VISITROOM_API_KEY": KEY,
             "VISITROOM_API_SECRET": SECRET,
+            "VISITROOM_METRICS_TOKEN": METRICS_TOKEN,
             "VISITROOM_KNOCK_RATE_LIMIT": "0",
             "VISITROOM_MAX_PARTICIPANTS": "1000",
             "VISITROOM_LOG_LEVEL": "WARNING",

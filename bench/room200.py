@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from media_clients import Client, Server, loop_lag, percentile  # noqa: E402
+from media_clients import METRICS_HEADERS, Client, Server, loop_lag, percentile  # noqa: E402
 from media_workload import EncodedMedia, Publisher, encode_media, play  # noqa: E402
 
 PROFILES = {"audio+1": (3, 1, 0), "gallery": (3, 4, 1)}  # audio slots, video slots, on stage
@@ -211,7 +211,7 @@ async def relay_packets(server: Server) -> float:
     """relay_rtp_out from /metrics (every worker, summed by the pool)."""
     async with (
         aiohttp.ClientSession() as session,
-        session.get(f"{server.url}/metrics") as response,
+        session.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response,
     ):
         for line in (await response.text()).splitlines():
             if line.startswith("visitroom_media_relay_rtp_out "):

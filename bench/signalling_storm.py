@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from media_clients import KEY, SECRET, Server, percentile  # noqa: E402
+from media_clients import KEY, METRICS_HEADERS, SECRET, Server, percentile  # noqa: E402
 
 from signalling.auth import mint  # noqa: E402
 
@@ -47,7 +47,7 @@ class Round:
 
 
 async def messages_sent(session: aiohttp.ClientSession, url: str) -> int:
-    async with session.get(f"{url}/metrics") as response:
+    async with session.get(f"{url}/metrics", headers=METRICS_HEADERS) as response:
         for line in (await response.text()).splitlines():
             if line.startswith("visitroom_ws_messages_sent_total "):
                 return int(float(line.split()[1]))

@@ -3,8 +3,8 @@
 Within a machine the pool and its workers talk over a socketpair nobody
 else holds.  Across machines (``--redis``) a pool reaches another node's
 worker over TCP, so the first message on such a connection must be a
-``hello`` proving knowledge of the shared API secret, in the style of
-`cluster.hop`:
+``hello`` proving knowledge of the cluster secret (``VISITROOM_CLUSTER_SECRET``,
+never an API secret), in the style of `cluster.hop`:
 
     hello [node_id, at, nonce, mac]   mac = HMAC-SHA256(key, "rpc|node|at|nonce")
 
@@ -28,13 +28,15 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+from cluster import kdf as cluster_kdf
+
 MAX_SKEW_S = 30.0
 MAX_NONCES = 4096
 
 
 def derive(secret: str, purpose: str) -> bytes:
-    """A key for one purpose, so the API secret itself signs nothing here."""
-    return hmac.new(secret.encode(), f"visitroom|{purpose}".encode(), hashlib.sha256).digest()
+    """A key for one purpose (HKDF, `cluster.kdf`): the cluster secret itself signs nothing."""
+    return cluster_kdf.derive(secret, purpose)
 
 
 def _mac(key: bytes, message: str) -> str:

@@ -6,31 +6,36 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 
+from cluster.kdf import derive
 from portal.routes import setup as setup_portal
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.audit import SqliteAuditLog
 from signalling.auth import TokenVerifier
 from signalling.cluster import build_coordinator, wire_cluster
-from signalling.config import Config, ConfigError, check_secret
+from signalling.config import Config, ConfigError, check_cluster, check_secret, ensure_credentials
 from signalling.hub import CLOSE_GOING_AWAY, Hub
 from signalling.keys import (
     AUDIT,
     CLUSTER,
     CONFIG,
+    HOP_KEY,
     HTTP,
     HUB,
+    ORIGINS,
     PRECALL_LIMIT,
     READY,
     ROOMS,
     SERVICE,
     VERIFIER,
 )
+from signalling.origins import OriginPolicy
 from signalling.precall import precall_socket
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
@@ -67,13 +72,12 @@ def create_app(
     clock: Clock = wall_clock,
     media_factory: MediaFactory = default_media,
 ) -> web.Application:
-    if not config.api_keys:
-        raise ConfigError("no API key/secret configured")
-    for secret in config.api_keys.values():
-        check_secret(secret)
+    config = with_cluster_secret(config)
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
-    app[VERIFIER] = TokenVerifier(config.api_keys)
+    app[HOP_KEY] = derive(config.cluster_secret or "", "hop")
+    app[ORIGINS] = OriginPolicy.build(config.base_url, config.allowed_origins, config.internal_url)
+    app[VERIFIER] = TokenVerifier(config.api_keys, max_lifetime_s=config.token_max_lifetime_s)
     app[AUDIT] = SqliteAuditLog(config.data_dir / AUDIT_FILE, node=config.node_id or "local")
     app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
     app[HUB] = Hub()
@@ -101,6 +105,19 @@ def create_app(
     setup_portal(app)
     setup_web(app)
     return app
+
+
+def with_cluster_secret(config: Config) -> Config:
+    """Check the secrets; one machine without a cluster secret gets one stored in its data dir."""
+    if not config.api_keys:
+        raise ConfigError("no API key/secret configured")
+    for secret in config.api_keys.values():
+        check_secret(secret)
+    check_cluster(config.cluster_secret, config.redis_url)
+    if config.cluster_secret is not None:
+        return config
+    stored, _ = ensure_credentials(config.data_dir, api_key=False, cluster=True)
+    return replace(config, cluster_secret=stored["cluster_secret"])
 
 
 async def _stores(app: web.Application) -> AsyncIterator[None]:

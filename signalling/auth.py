@@ -11,7 +11,10 @@ import jwt
 
 ALGORITHM = "HS256"
 ROLES = ("host", "guest")
-REQUIRED = ("iss", "sub", "name", "room", "role", "exp")
+REQUIRED = ("iss", "sub", "name", "room", "role", "exp", "iat")
+DEFAULT_MAX_LIFETIME_S = 24 * 3600.0  # VISITROOM_TOKEN_MAX_LIFETIME_S
+DEFAULT_LEEWAY_S = 2.0
+MAX_LEEWAY_S = 2.0  # clock skew forgiven on exp/nbf/iat, never more
 
 
 class TokenError(Exception):
@@ -40,13 +43,28 @@ class Claims:
 
 
 class TokenVerifier:
-    """Verifies tokens against the server's key/secret pairs; never trusts the header's alg."""
+    """Verifies tokens against the server's key/secret pairs; never trusts the header's alg.
 
-    def __init__(self, keys: Mapping[str, str], leeway_s: float = 5.0) -> None:
+    Several keys may be valid at once (rotation): a token names its key in the
+    header's ``kid`` or, without one, in ``iss``.  Every token must carry
+    ``iat`` and ``exp`` no more than `max_lifetime_s` apart.
+    """
+
+    def __init__(
+        self,
+        keys: Mapping[str, str],
+        leeway_s: float = DEFAULT_LEEWAY_S,
+        max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
+    ) -> None:
         if not keys:
             raise ValueError("at least one API key/secret pair is needed")
+        if not 0 <= leeway_s <= MAX_LEEWAY_S:
+            raise ValueError(f"the clock leeway must be between 0 and {MAX_LEEWAY_S} s")
+        if max_lifetime_s <= 0:
+            raise ValueError("the maximum token lifetime must be positive")
         self._keys = dict(keys)
         self._leeway = leeway_s
+        self._max_lifetime = max_lifetime_s
 
     def verify(self, token: object) -> Claims:
         if not isinstance(token, str) or not token or len(token) > 8192:
@@ -58,9 +76,9 @@ class TokenVerifier:
             raise TokenError(f"malformed token: {type(exc).__name__}") from None
         if header.get("alg") != ALGORITHM:
             raise TokenError("algorithm not allowed")
-        secret = self._keys.get(str(unverified.get("iss")))
+        secret = self._keys.get(key_id(header, unverified))
         if secret is None:
-            raise TokenError("unknown issuer")
+            raise TokenError("unknown key")
         try:
             payload = jwt.decode(
                 token,
@@ -72,6 +90,7 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(f"invalid token: {type(exc).__name__}") from None
+        check_lifetime(payload, self._max_lifetime)
         return _claims(payload)
 
     def verify_for_room(self, token: object, room_id: str) -> Claims:
@@ -85,6 +104,25 @@ class TokenVerifier:
         if not claims.admin:
             raise TokenError("not an admin token")
         return claims
+
+
+def key_id(header: Mapping[str, Any], payload: Mapping[str, Any]) -> str:
+    """Which API key signed a token: the header's ``kid``, else the ``iss`` claim."""
+    kid = header.get("kid")
+    return kid if isinstance(kid, str) and kid else str(payload.get("iss"))
+
+
+def _time_claim(payload: Mapping[str, Any], name: str) -> float:
+    value = payload.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TokenError(f"claim {name} must be a number")
+    return float(value)
+
+
+def check_lifetime(payload: Mapping[str, Any], max_lifetime_s: float) -> None:
+    """Refuse a token meant to live longer than the server allows (`exp - iat`)."""
+    if _time_claim(payload, "exp") - _time_claim(payload, "iat") > max_lifetime_s:
+        raise TokenError("token lifetime (exp - iat) is over the server's maximum")
 
 
 def _claims(payload: Mapping[str, Any]) -> Claims:
@@ -142,7 +180,7 @@ def mint(
         "role": role,
         "iat": int(issued),
         "nbf": int(issued) - 1,
-        "exp": int(issued + ttl_s),
+        "exp": int(issued) + int(ttl_s),
     }
     if admin:
         payload["admin"] = True
@@ -150,7 +188,7 @@ def mint(
         payload["practice"] = practice
     if scope is not None:
         payload["scope"] = scope
-    return jwt.encode(payload, secret, algorithm=ALGORITHM)
+    return jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"kid": api_key})
 
 
 def parse_ttl(text: str) -> float:

@@ -10,13 +10,14 @@ import os
 import signal
 import ssl
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from signalling.auth import mint, parse_ttl
-from signalling.config import Config, ConfigError, from_env, load_or_create_credentials
+from signalling.config import Config, ConfigError, ensure_credentials, from_env
 
 log = logging.getLogger("visitroom")
 
@@ -48,6 +49,7 @@ def _token_parser(sub: Any) -> None:
     token.add_argument("--practice", help="practice claim (portal staff tokens)")
     token.add_argument("--scope", help="scope claim, e.g. support")
     token.add_argument("--ttl", default="2h", help="lifetime: 90s, 15m, 2h, 7d")
+    token.add_argument("--key", help="the API key id to sign with (default: the first)")
     token.add_argument("--data-dir", help="where stored credentials are (VISITROOM_DATA_DIR)")
     token.set_defaults(func=cmd_token)
 
@@ -70,11 +72,14 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Path | None]:
         for name in ("host", "port", "data_dir", "tls_cert", "tls_key", "redis_url", "workers")
     }
     config = from_env(os.environ, **overrides)
-    created = None
-    if not config.api_keys:
-        keys, created = load_or_create_credentials(config.data_dir)
-        config = from_env(os.environ, **overrides, api_keys=keys)
-    return config, created
+    want_key = not config.api_keys
+    want_cluster = config.cluster_secret is None and not config.redis_url
+    if not (want_key or want_cluster):
+        return config, None
+    stored, created = ensure_credentials(config.data_dir, api_key=want_key, cluster=want_cluster)
+    keys = {stored["api_key"]: stored["api_secret"]} if want_key else config.api_keys
+    cluster = stored["cluster_secret"] if want_cluster else config.cluster_secret
+    return replace(config, api_keys=keys, cluster_secret=cluster), created
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -82,16 +87,24 @@ def cmd_token(args: argparse.Namespace) -> int:
     if args.room == "*" and not args.admin:
         print("error: --room is required unless --admin is given", file=sys.stderr)
         return 2
-    key, secret = next(iter(config.api_keys.items()))
+    key = args.key or next(iter(config.api_keys))
+    if key not in config.api_keys:
+        print(f"error: no API key {key!r} is configured", file=sys.stderr)
+        return 2
+    ttl_s = parse_ttl(args.ttl)
+    if ttl_s > config.token_max_lifetime_s:
+        limit = config.token_max_lifetime_s
+        print(f"error: --ttl is over the server's maximum ({limit:.0f} s)", file=sys.stderr)
+        return 2
     print(
         mint(
             key,
-            secret,
+            config.api_keys[key],
             room=args.room,
             identity=args.identity,
             name=args.name or args.identity,
             role=args.role,
-            ttl_s=parse_ttl(args.ttl),
+            ttl_s=ttl_s,
             admin=args.admin,
             practice=args.practice,
             scope=args.scope,
@@ -115,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     config, created = load_config(args)
     if created is not None:
-        print(f"Generated an API key and secret in {created} (mode 0600).", flush=True)
+        print(f"Generated credentials in {created} (mode 0600).", flush=True)
     if not config.is_loopback and config.tls_cert is None:
         log.warning(
             "listening on %s without TLS: browsers only allow cameras on secure origins; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -11,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cluster.kdf import check_cluster_secret
 from signalling.auth import parse_ttl
 
 MIN_SECRET_BYTES = 32
@@ -48,7 +50,14 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("data")
-    api_keys: Mapping[str, str] = field(default_factory=dict)
+    # key id -> secret; the first one signs what the server mints (repr hides them)
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # keys every node of a cluster shares (cluster.kdf); never the API secrets
+    cluster_secret: str | None = field(default=None, repr=False)
+    token_max_lifetime_s: float = 24 * 3600.0
+    # /metrics: a bearer token on the main port, or a loopback-only port of its own
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_port: int | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     public_base_url: str | None = None
@@ -131,37 +140,107 @@ def check_secret(secret: str) -> None:
         )
 
 
-def load_or_create_credentials(data_dir: Path) -> tuple[dict[str, str], Path | None]:
-    """Read the stored key/secret pair, or generate and store one (mode 0600).
+def check_cluster(secret: str | None, redis_url: str | None) -> None:
+    if secret is None:
+        if redis_url:
+            raise ConfigError(
+                "--redis needs VISITROOM_CLUSTER_SECRET: the same long random value "
+                f"(at least {MIN_SECRET_BYTES} bytes) on every node, not an API secret"
+            )
+        return
+    try:
+        check_cluster_secret(secret)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
-    Returns the keys and the file path when it was created now (else None).
+
+def _read_credentials(path: Path) -> dict[str, str]:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{path} must not be readable by others (chmod 600)")
+    stored = json.loads(path.read_text())
+    if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
+        raise ConfigError(f"{path} is not a credentials file")
+    return stored
+
+
+def _write_credentials(path: Path, stored: Mapping[str, str]) -> None:
+    """Write a new version next to the old one (mode 0600), then swap it in."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".new")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(dict(stored), handle)
+    os.replace(temporary, path)
+
+
+def ensure_credentials(
+    data_dir: Path, *, api_key: bool = True, cluster: bool = True
+) -> tuple[dict[str, str], Path | None]:
+    """The stored credentials, generating (mode 0600) what is asked for and missing.
+
+    `api_key`: an API key/secret pair (``api_key``, ``api_secret``); `cluster`:
+    a cluster secret (``cluster_secret``).  Returns what is stored and the
+    file path when something was generated now (else None).
     """
     path = data_dir / CREDENTIALS_FILE
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ConfigError(f"{path} must not be readable by others (chmod 600)")
-        stored = json.loads(path.read_text())
-        check_secret(stored["api_secret"])
-        return {stored["api_key"]: stored["api_secret"]}, None
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = "vr_" + secrets.token_hex(8)
-    secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"api_key": key, "api_secret": secret}, handle)
-    return {key: secret}, path
+    stored = _read_credentials(path) if path.exists() else {}
+    wanted = dict(stored)
+    if api_key and "api_secret" not in wanted:
+        wanted["api_key"] = "vr_" + secrets.token_hex(8)
+        wanted["api_secret"] = secrets.token_urlsafe(48)
+    if cluster and "cluster_secret" not in wanted:
+        wanted["cluster_secret"] = secrets.token_urlsafe(48)
+    if "api_secret" in wanted:
+        check_secret(wanted["api_secret"])
+    check_cluster(wanted.get("cluster_secret"), None)
+    if wanted == stored:
+        return stored, None
+    _write_credentials(path, wanted)
+    return wanted, path
+
+
+def load_or_create_credentials(data_dir: Path) -> tuple[dict[str, str], Path | None]:
+    """The stored API key/secret pair, generated when missing; see `ensure_credentials`."""
+    stored, created = ensure_credentials(data_dir, api_key=True, cluster=False)
+    return {stored["api_key"]: stored["api_secret"]}, created
+
+
+def parse_api_keys(text: str) -> dict[str, str]:
+    """`VISITROOM_API_KEYS`: ``key1:secret1,key2:secret2`` (the first signs)."""
+    keys: dict[str, str] = {}
+    for item in split_list(text):
+        key, sep, secret = item.partition(":")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError("VISITROOM_API_KEYS must look like key1:secret1,key2:secret2")
+        if key in keys:
+            raise ConfigError(f"VISITROOM_API_KEYS names the key id {key!r} twice")
+        check_secret(secret)
+        keys[key] = secret
+    if not keys:
+        raise ConfigError("VISITROOM_API_KEYS is set but names no key")
+    return keys
 
 
 def api_keys_from_env(env: Mapping[str, str]) -> dict[str, str] | None:
+    """`VISITROOM_API_KEY`/`VISITROOM_API_SECRET` first, then `VISITROOM_API_KEYS`."""
+    keys: dict[str, str] = {}
     key = env.get("VISITROOM_API_KEY")
     secret = env.get("VISITROOM_API_SECRET")
-    if key is None and secret is None:
-        return None
-    if not key:
-        raise ConfigError("VISITROOM_API_SECRET is set but VISITROOM_API_KEY is empty")
-    check_secret(secret or "")
-    return {key: secret or ""}
+    if key is not None or secret is not None:
+        if not key:
+            raise ConfigError("VISITROOM_API_SECRET is set but VISITROOM_API_KEY is empty")
+        check_secret(secret or "")
+        keys[key] = secret or ""
+    listed = parse_api_keys(env["VISITROOM_API_KEYS"]) if env.get("VISITROOM_API_KEYS") else {}
+    for other, other_secret in listed.items():
+        if keys.get(other, other_secret) != other_secret:
+            raise ConfigError(f"the API key id {other!r} is configured with two secrets")
+        keys.setdefault(other, other_secret)
+    return keys or None
 
 
 def parse_ports(text: str) -> tuple[int, int]:
@@ -276,6 +355,29 @@ def check_workers(config: Config) -> None:
         raise ConfigError("the SFU worker budgets must be positive")
 
 
+def security_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """The cluster secret, the token lifetime cap and how /metrics is reached."""
+    values: dict[str, object] = {
+        "cluster_secret": env.get("VISITROOM_CLUSTER_SECRET") or None,
+        "metrics_token": env.get("VISITROOM_METRICS_TOKEN") or None,
+    }
+    if env.get("VISITROOM_TOKEN_MAX_LIFETIME_S"):
+        lifetime = env["VISITROOM_TOKEN_MAX_LIFETIME_S"]
+        values["token_max_lifetime_s"] = parse_duration("VISITROOM_TOKEN_MAX_LIFETIME_S", lifetime)
+    if env.get("VISITROOM_METRICS_PORT"):
+        try:
+            port = int(env["VISITROOM_METRICS_PORT"])
+        except ValueError:
+            raise ConfigError("VISITROOM_METRICS_PORT must be a port number") from None
+        if not 0 <= port <= 65535:
+            raise ConfigError("VISITROOM_METRICS_PORT must be a port number")
+        values["metrics_port"] = port
+    token = values["metrics_token"]
+    if isinstance(token, str) and len(token.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"VISITROOM_METRICS_TOKEN must be at least {MIN_SECRET_BYTES} bytes")
+    return values
+
+
 def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     """Build a Config from the environment; `overrides` (CLI flags) win when not None."""
     values: dict[str, object] = {
@@ -297,6 +399,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
         **workers_from_env(env),
         **portal_from_env(env),
+        **security_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):
         values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])
@@ -313,8 +416,9 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
         raise ConfigError("--tls-cert and --tls-key go together")
     keys = api_keys_from_env(env)
-    if keys is not None:
+    if keys is not None and values.get("api_keys") is None:
         values["api_keys"] = keys
     config = Config(**values)  # type: ignore[arg-type]
     check_workers(config)
+    check_cluster(config.cluster_secret, config.redis_url)
     return config

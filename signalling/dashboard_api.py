@@ -76,7 +76,9 @@ async def host_token(request: web.Request) -> web.Response:
     store = request.app[ROOMS]
     if store.record(room_id) is None and store.live(room_id) is None:
         raise api_error(web.HTTPNotFound, NOT_FOUND, "no such room")
-    key, secret = next(iter(request.app[CONFIG].api_keys.items()))
+    config = request.app[CONFIG]
+    key, secret = next(iter(config.api_keys.items()))  # the first key signs
+    ttl_s = min(HOST_TOKEN_TTL_S, config.token_max_lifetime_s)
     now = time.time()
     token = mint(
         key,
@@ -85,11 +87,11 @@ async def host_token(request: web.Request) -> web.Response:
         identity=claims.identity,
         name=claims.name,
         role="host",
-        ttl_s=HOST_TOKEN_TTL_S,
+        ttl_s=ttl_s,
         now=now,
     )
     request.app[AUDIT].record(AuditEntry("host_token", "ok", room_id, claims.identity, None))
-    body = {"room_id": room_id, "token": token, "expires_at": iso(now + HOST_TOKEN_TTL_S)}
+    body = {"room_id": room_id, "token": token, "expires_at": iso(now + ttl_s)}
     response = web.json_response(body, status=201)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -9,6 +9,7 @@ from aiohttp import web
 from signalling.audit import SqliteAuditLog
 from signalling.auth import TokenVerifier
 from signalling.config import Config
+from signalling.origins import OriginPolicy
 
 if TYPE_CHECKING:
     import aiohttp
@@ -23,11 +24,14 @@ if TYPE_CHECKING:
 CONFIG = web.AppKey("config", Config)
 AUDIT = web.AppKey("audit", SqliteAuditLog)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
+HOP_KEY = web.AppKey("hop_key", bytes)  # derived from the cluster secret (cluster.kdf)
+ORIGINS = web.AppKey("origins", OriginPolicy)
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 ROOMS: web.AppKey[RoomStore] = web.AppKey("rooms")
 SERVICE: web.AppKey[RoomService] = web.AppKey("service")
 PRECALL_LIMIT: web.AppKey[WindowLimiter] = web.AppKey("precall_limit")
 READY: web.AppKey[dict[str, Any]] = web.AppKey("ready")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
+METRICS_ADDRESS: web.AppKey[tuple[str, int]] = web.AppKey("metrics_address")  # loopback port
 CLUSTER: web.AppKey[Coordinator] = web.AppKey("cluster")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")

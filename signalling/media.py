@@ -4,7 +4,7 @@
 tiny deployments).  Otherwise a `WorkerPool` of that many SFU worker
 processes, with the placement budgets of the configuration; with
 ``--redis`` the pool also registers its workers and takes the other nodes'
-(`cluster.workers`), authenticated with the shared API secret.
+(`cluster.workers`), authenticated with keys derived from the cluster secret.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def build_media(config: Config, events: MediaEvents) -> MediaPlane | None:
     """`LocalMedia` for `workers == 0`, else a pool of SFU worker processes."""
     if config.workers == 0:
         return build_local_media(config, events)
-    secret = next(iter(config.api_keys.values()), None)
+    secret = config.cluster_secret
     node_id = config.node_id or "node-" + secrets.token_hex(4)
     directory = None
     if config.redis_url:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 
 from aiohttp import web
@@ -10,9 +11,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from signalling.keys import HUB, METRICS, ROOMS, SERVICE
+from signalling.audit import AuditEntry
+from signalling.keys import AUDIT, CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE
 
 LAG_INTERVAL_S = 0.5
+LOOPBACK = "127.0.0.1"
+BEARER_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
 
 class LoopLag:
@@ -78,7 +82,7 @@ def setup(app: web.Application) -> None:
     lag = LoopLag()
     registry.register(SignallingCollector(app, lag))
     app[METRICS] = registry
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/metrics", guarded_metrics)
 
     async def lag_task(app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(lag.run(), name="loop-lag")
@@ -87,12 +91,60 @@ def setup(app: web.Application) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
     app.cleanup_ctx.append(lag_task)
+    app.cleanup_ctx.append(metrics_port)
 
 
-async def metrics(request: web.Request) -> web.Response:
+def _exposition(registry: CollectorRegistry) -> web.Response:
     return web.Response(
-        body=generate_latest(request.app[METRICS]),
+        body=generate_latest(registry),
         content_type="text/plain",
         charset="utf-8",
         headers={"Cache-Control": "no-store"},
     )
+
+
+def bearer_ok(header: str, expected: str | None) -> bool:
+    """`Authorization: Bearer <expected>`, compared in constant time."""
+    scheme, _, given = header.partition(" ")
+    if expected is None or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+async def guarded_metrics(request: web.Request) -> web.Response:
+    """/metrics on the public port: only with ``VISITROOM_METRICS_TOKEN`` as a bearer token."""
+    expected = request.app[CONFIG].metrics_token
+    if bearer_ok(request.headers.get("Authorization", ""), expected):
+        return _exposition(request.app[METRICS])
+    reason = "not_enabled" if expected is None else "bad_token"
+    details = {"reason": reason, "address": request.remote or ""}
+    request.app[AUDIT].record(AuditEntry("metrics", "unauthorized", None, None, None, details))
+    if expected is None:
+        raise web.HTTPForbidden(
+            text="metrics are not served on this port: set VISITROOM_METRICS_TOKEN "
+            "or VISITROOM_METRICS_PORT"
+        )
+    raise web.HTTPUnauthorized(text="metrics need a bearer token", headers=BEARER_CHALLENGE)
+
+
+async def metrics_port(app: web.Application) -> AsyncIterator[None]:
+    """``VISITROOM_METRICS_PORT``: /metrics without a token, on 127.0.0.1 only."""
+    port = app[CONFIG].metrics_port
+    if port is None:
+        yield
+        return
+    registry = app[METRICS]
+
+    async def plain(request: web.Request) -> web.Response:
+        return _exposition(registry)
+
+    side = web.Application()
+    side.router.add_get("/metrics", plain)
+    runner = web.AppRunner(side, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, port)
+    await site.start()
+    host, bound = runner.addresses[0][:2]
+    app[METRICS_ADDRESS] = (str(host), int(bound))
+    yield
+    await runner.cleanup()

@@ -12,25 +12,30 @@ from aiohttp import WSMsgType, web
 from cluster.hop import FORWARDED_HEADER, HOP_HEADER, sign
 from cluster.registry import NodeInfo
 from signalling.hub import CLOSE_SERVICE_RESTART
-from signalling.keys import CLUSTER, CONFIG, HTTP
+from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP
 
 log = logging.getLogger(__name__)
 
 
 def hop_headers(request: web.Request, client: str) -> dict[str, str]:
-    config = request.app[CONFIG]
-    secret = next(iter(config.api_keys.values()))
     node_id = request.app[CLUSTER].node_id
     return {
-        HOP_HEADER: sign(secret, node_id, request.path, client),
+        HOP_HEADER: sign(request.app[HOP_KEY], node_id, request.path, client),
         FORWARDED_HEADER: client,
     }
+
+
+class HopRefused(Exception):
+    """The owner node is up but refused our hop: the nodes do not share a cluster secret."""
 
 
 async def connect_owner(
     request: web.Request, client: web.WebSocketResponse, owner: NodeInfo, address: str
 ) -> aiohttp.ClientWebSocketResponse | None:
-    """A WebSocket to the owner node, or None when it cannot be reached."""
+    """A WebSocket to the owner node, or None when it cannot be reached.
+
+    Raises `HopRefused` when the owner answers 403: retrying cannot help then.
+    """
     url = owner.url.replace("http", "ws", 1) + request.path
     protocols = [client.ws_protocol] if client.ws_protocol else []
     try:
@@ -42,6 +47,15 @@ async def connect_owner(
             heartbeat=15.0,
             timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
         )
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status == 403:
+            log.error(
+                "node %s refused this node's hop: do all nodes share VISITROOM_CLUSTER_SECRET?",
+                owner.node_id,
+            )
+            raise HopRefused(owner.node_id) from None
+        log.warning("the room's owner node is unreachable: %s", exc)
+        return None
     except (aiohttp.ClientError, OSError) as exc:
         log.warning("the room's owner node is unreachable: %s", exc)
         return None

@@ -17,7 +17,7 @@ from cluster.hop import HOP_HEADER, sign, verify
 from signalling import outbound
 from signalling.audit import AuditEntry, iso
 from signalling.auth import Claims, TokenError
-from signalling.keys import AUDIT, CLUSTER, CONFIG, HTTP, ROOMS, SERVICE, VERIFIER
+from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE, VERIFIER
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
 from waiting_room.errors import BAD_REQUEST, RoomError
 from waiting_room.room import Room
@@ -264,16 +264,15 @@ async def cluster_audit(
 
 
 def hop_headers_for(request: web.Request, path: str) -> dict[str, str]:
-    config = request.app[CONFIG]
-    secret = next(iter(config.api_keys.values()))
-    return {HOP_HEADER: sign(secret, request.app[CLUSTER].node_id, path, "")}
+    return {HOP_HEADER: sign(request.app[HOP_KEY], request.app[CLUSTER].node_id, path, "")}
 
 
 async def internal_audit(request: web.Request) -> web.Response:
     """Another node asking for this node's rows of a room (cluster audit)."""
-    config = request.app[CONFIG]
-    secret = next(iter(config.api_keys.values()))
-    if not verify(secret, request.headers.get(HOP_HEADER, ""), request.path, ""):
+    if not verify(request.app[HOP_KEY], request.headers.get(HOP_HEADER, ""), request.path, ""):
+        request.app[AUDIT].record(
+            AuditEntry("hop", "unauthorized", request.match_info["room_id"], None, None)
+        )
         raise api_error(web.HTTPUnauthorized, "unauthorized", "cluster nodes only")
     limit = min(max(int(request.query.get("limit", "1000")), 1), 5000)
     entries = await request.app[AUDIT].query(request.match_info["room_id"], 0, limit)

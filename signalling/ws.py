@@ -13,11 +13,12 @@ from aiohttp import WSMsgType, web
 from cluster.coordinator import RouteKind
 from cluster.hop import FORWARDED_HEADER, HOP_HEADER, verify
 from signalling import outbound
+from signalling.audit import AuditEntry
 from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
-from signalling.config import Config
 from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
-from signalling.keys import CLUSTER, CONFIG, SERVICE
-from signalling.proxy import connect_owner, proxy_socket
+from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
+from signalling.origins import MAX_SHOWN
+from signalling.proxy import HopRefused, connect_owner, proxy_socket
 from signalling.ratelimit import TokenBucket
 from signalling.rooms import valid_room_id
 from waiting_room.errors import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE
@@ -29,31 +30,42 @@ MESSAGE_BURST = 60.0
 FLOOD_CLOSE_AFTER = 300  # dropped messages before the socket is closed
 
 
-def hop_client(request: web.Request, config: Config) -> str | None:
+def hop_client(request: web.Request) -> str | None:
     """The client address vouched for by another node of the cluster, if any."""
     header = request.headers.get(HOP_HEADER)
     client = request.headers.get(FORWARDED_HEADER, "")
-    if header is None or not config.api_keys:
+    if header is None:
         return None
-    secret = next(iter(config.api_keys.values()))
-    return client if verify(secret, header, request.path, client) else None
+    return client if verify(request.app[HOP_KEY], header, request.path, client) else None
 
 
-def origin_allowed(request: web.Request, config: Config) -> bool:
-    """Browsers always send Origin; non-browser clients (SDKs, bots) may omit it."""
-    if hop_client(request, config) is not None:
-        return True  # the edge node checked it
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    own = {f"{request.scheme}://{request.host}", config.base_url}
-    return origin in own or origin in config.allowed_origins
+def upgrade_refusal(request: web.Request) -> str | None:
+    """Why this upgrade is refused ("hop", "host", "origin"), or None."""
+    if HOP_HEADER in request.headers:
+        return None if hop_client(request) is not None else "hop"  # the edge node checked
+    return request.app[ORIGINS].refusal(request.headers.get("Origin"), request.host)
+
+
+def refuse_upgrade(request: web.Request, reason: str) -> web.HTTPForbidden:
+    """Audit a refused upgrade (before any room state exists) and answer 403."""
+    details = {
+        "reason": reason,
+        "origin": request.headers.get("Origin", "")[:MAX_SHOWN],
+        "host": request.headers.get("Host", "")[:MAX_SHOWN],
+        "address": request.remote or "",
+    }
+    room_id = request.match_info.get("room_id")
+    action = "ws_upgrade" if room_id is not None else "precall_upgrade"
+    request.app[AUDIT].record(AuditEntry(action, "forbidden", room_id, None, None, details))
+    log.warning("refused a WebSocket upgrade (%s) from %s", reason, request.remote)
+    return web.HTTPForbidden(text=f"{reason} not allowed")
 
 
 async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, Connection]:
     config = request.app[CONFIG]
-    if not origin_allowed(request, config):
-        raise web.HTTPForbidden(text="origin not allowed")
+    reason = upgrade_refusal(request)
+    if reason is not None:
+        raise refuse_upgrade(request, reason)
     ws = web.WebSocketResponse(
         protocols=SUBPROTOCOLS,
         max_msg_size=config.max_frame_bytes,
@@ -138,8 +150,7 @@ async def _route(
     request: web.Request, ws: web.WebSocketResponse, conn: Connection, room_id: str
 ) -> None:
     """Serve the room here if this node owns it; otherwise carry the socket to its owner."""
-    config = request.app[CONFIG]
-    forwarded = hop_client(request, config)
+    forwarded = hop_client(request)
     address = forwarded if forwarded is not None else request.remote or ""
     cluster = request.app[CLUSTER]
     while True:
@@ -149,7 +160,10 @@ async def _route(
             return
         if route.kind is not RouteKind.REMOTE or route.node is None or forwarded is not None:
             break
-        upstream = await connect_owner(request, ws, route.node, address)
+        try:
+            upstream = await connect_owner(request, ws, route.node, address)
+        except HopRefused:
+            break
         if upstream is None:
             cluster.suspect(route.node.node_id)  # treat as dead: its lease will run out
             continue

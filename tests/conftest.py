@@ -23,6 +23,7 @@ pytest_plugins = ["tests.web_support"]
 
 API_KEY = "test-key"
 API_SECRET = "s" * 64
+CLUSTER_SECRET = "c" * 48  # what nodes of a test cluster share (never an API secret)
 
 
 def make_config(tmp_path: Path, **overrides: Any) -> Config:

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 ROOT = Path(__file__).resolve().parent.parent
+METRICS_TOKEN = "test-metrics-" + "m" * 32  # every server process serves /metrics with it
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 def free_port() -> int:
@@ -36,7 +38,8 @@ class ServerProcess:
         """`env` overrides the environment; a None value removes the variable."""
         self.data_dir = data_dir
         self.port = free_port()
-        merged = {**os.environ, "VISITROOM_ICE_HOSTS": "127.0.0.1", **(env or {})}
+        defaults = {"VISITROOM_ICE_HOSTS": "127.0.0.1", "VISITROOM_METRICS_TOKEN": METRICS_TOKEN}
+        merged = {**os.environ, **defaults, **(env or {})}
         self.env = {k: v for k, v in merged.items() if v is not None}
         self.args = list(args)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from signalling.config import Config, ConfigError, from_env
-from tests.servers import ROOT, ServerProcess, self_signed_cert
+from tests.servers import METRICS_HEADERS, ROOT, ServerProcess, self_signed_cert
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ async def test_the_audit_trail_survives_a_restart(server: ServerProcess) -> None
     admin = jwt.encode(
         {
             "iss": stored["api_key"], "sub": "ops", "name": "Ops", "room": "*",
-            "role": "host", "admin": True,
+            "role": "host", "admin": True, "iat": int(datetime.datetime.now().timestamp()),
             "exp": int(datetime.datetime.now().timestamp()) + 600,
         },
         stored["api_secret"], "HS256",
@@ -103,6 +103,7 @@ async def test_the_audit_trail_survives_a_restart(server: ServerProcess) -> None
         {
             "iss": stored["api_key"], "sub": "dr-smith", "name": "Dr", "room": "visit-1",
             "role": "host", "exp": int(datetime.datetime.now().timestamp()) + 600,
+            "iat": int(datetime.datetime.now().timestamp()),
         },
         stored["api_secret"], "HS256",
     )  # fmt: skip
@@ -178,7 +179,7 @@ async def test_serve_with_workers_0_runs_the_sfu_in_process(tmp_path: Path) -> N
         assert not psutil.Process(server.proc.pid).children()
         async with (
             aiohttp.ClientSession() as session,
-            session.get(f"{server.url}/metrics") as response,
+            session.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response,
         ):
             text = await response.text()
         assert "visitroom_media_transports" in text and "visitroom_media_workers" not in text

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.conftest import API_KEY, API_SECRET, Peer, token
+from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, Peer, token
 from tests.redis_server import RedisServer
 from tests.servers import ServerProcess
 from tests.waiting import eventually
@@ -46,6 +46,7 @@ def node(tmp_path: Path, name: str, redis: RedisServer) -> ServerProcess:
     env: dict[str, str | None] = {
         "VISITROOM_API_KEY": API_KEY,
         "VISITROOM_API_SECRET": API_SECRET,
+        "VISITROOM_CLUSTER_SECRET": CLUSTER_SECRET,
         "VISITROOM_REDIS_URL": redis.url,
         "VISITROOM_NODE_ID": name,
         "VISITROOM_KNOCK_RATE_LIMIT": "0",
@@ -165,14 +166,15 @@ async def test_sigterm_drains_a_node_and_its_clients_resume_on_another(cluster: 
 
 def test_hop_signatures_bind_node_path_client_and_time() -> None:
     from cluster.hop import sign, verify
+    from cluster.kdf import derive
 
-    header = sign("k" * 32, "node-a", "/v1/rooms/x/ws", "10.0.0.1", now=1000)
-    assert verify("k" * 32, header, "/v1/rooms/x/ws", "10.0.0.1", now=1010)
-    assert not verify("k" * 32, header, "/v1/rooms/y/ws", "10.0.0.1", now=1010)
-    assert not verify("k" * 32, header, "/v1/rooms/x/ws", "10.0.0.2", now=1010)
-    assert not verify("x" * 32, header, "/v1/rooms/x/ws", "10.0.0.1", now=1010)
-    assert not verify("k" * 32, header, "/v1/rooms/x/ws", "10.0.0.1", now=1100)
-    assert API_SECRET  # the nodes above share it
+    key, other = derive(CLUSTER_SECRET, "hop"), derive("x" * 48, "hop")
+    header = sign(key, "node-a", "/v1/rooms/x/ws", "10.0.0.1", now=1000)
+    assert verify(key, header, "/v1/rooms/x/ws", "10.0.0.1", now=1010)
+    assert not verify(key, header, "/v1/rooms/y/ws", "10.0.0.1", now=1010)
+    assert not verify(key, header, "/v1/rooms/x/ws", "10.0.0.2", now=1010)
+    assert not verify(other, header, "/v1/rooms/x/ws", "10.0.0.1", now=1010)
+    assert not verify(key, header, "/v1/rooms/x/ws", "10.0.0.1", now=1100)
 
 
 def admin_headers() -> dict[str, str]:

@@ -145,14 +145,18 @@ async def test_guests_are_refused_outside_the_join_window_with_its_times(
     await peer.close()
 
 
-async def test_metrics_report_rooms_participants_and_messages(client: Any) -> None:
+async def test_metrics_report_rooms_participants_and_messages(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    metrics_token = "t" * 40
+    client = await aiohttp_client(create_app(make_config(tmp_path, metrics_token=metrics_token)))
     host = Peer(await client.ws_connect("/v1/rooms/visit-1/ws"))
     await host.send({"type": "hello", "token": token()})
     await host.next("welcome")
     guest = Peer(await client.ws_connect("/v1/rooms/visit-1/ws"))
     await guest.send({"type": "hello", "name": "Pat"})
     await host.next("knock")
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.get("/metrics", headers=auth(metrics_token))).text()
     assert "visitroom_rooms 1.0" in text
     assert 'visitroom_participants{state="waiting"} 1.0' in text
     assert 'visitroom_participants{state="joined"} 1.0' in text

@@ -17,7 +17,7 @@ import redis.asyncio as redis
 
 from sfu import rpc
 from sfu.rpcauth import hello
-from tests.conftest import API_KEY, API_SECRET, host_admits_guest
+from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, host_admits_guest
 from tests.redis_server import RedisServer
 from tests.servers import ServerProcess
 from tests.sfu_live import Pump
@@ -31,6 +31,7 @@ def node(tmp_path: Path, name: str, redis_server: RedisServer) -> ServerProcess:
     env: dict[str, str | None] = {
         "VISITROOM_API_KEY": API_KEY,
         "VISITROOM_API_SECRET": API_SECRET,
+        "VISITROOM_CLUSTER_SECRET": CLUSTER_SECRET,
         "VISITROOM_REDIS_URL": redis_server.url,
         "VISITROOM_NODE_ID": name,
         "VISITROOM_KNOCK_RATE_LIMIT": "0",

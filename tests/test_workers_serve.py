@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.conftest import API_KEY, API_SECRET, Peer, host_admits_guest
-from tests.servers import ServerProcess
+from tests.servers import METRICS_HEADERS, ServerProcess
 from tests.sfu_live import Pump
 from tests.synthetic_peer import SyntheticPeer
 from tests.waiting import eventually
@@ -74,7 +74,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
 
 
 async def metrics(session: aiohttp.ClientSession, server: ServerProcess) -> dict[str, float]:
-    async with session.get(f"{server.url}/metrics") as response:
+    async with session.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response:
         text = await response.text()
     values = {}
     for line in text.splitlines():
