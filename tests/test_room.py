@@ -281,7 +281,7 @@ def test_a_newer_host_connection_takes_the_hosts_place(room: Room) -> None:
     person, events = taken
     assert person.id == "h1" and person.is_joined and person.connected
     assert [p.id for p in room.joined] == ["h1", "g1"], "one place, no second host"
-    assert audits(events) == [("take_over", "ok", "dr-smith", "dr-smith")]
+    assert audits([*events]) == [("take_over", "ok", "dr-smith", "dr-smith")]
 
 
 def test_a_guest_token_identity_never_takes_a_place(room: Room) -> None:
