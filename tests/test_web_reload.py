@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -56,14 +57,31 @@ def stored_session(page: Page, room: str) -> dict[str, Any]:
     return record
 
 
+@dataclass
+class Visit:
+    room: str
+    host: Page
+    guest: Page
+    host_frames: Frames
+    guest_frames: Frames
+
+
+def guest_waits(pages: Pages, site: WebServer, name: str) -> Visit:
+    """A host in a new room, and a guest `name` knocking on it (both pages recorded)."""
+    room = site.schedule()
+    host, guest = pages.new("host"), pages.new("guest")
+    visit = Visit(room, host, guest, Frames(host), Frames(guest))
+    host_joins(host, site, room)
+    knock(guest, site, room, name)
+    return visit
+
+
 def test_a_reload_in_the_waiting_room_keeps_the_place_and_the_name(
     pages: Pages, site: WebServer
 ) -> None:
-    room = site.schedule()
-    host, guest = pages.new("host"), pages.new("guest")
-    host_frames, guest_frames = Frames(host), Frames(guest)
-    host_joins(host, site, room)
-    knock(guest, site, room, "Pat Reload")
+    visit = guest_waits(pages, site, "Pat Reload")
+    room, host, guest = visit.room, visit.host, visit.guest
+    host_frames, guest_frames = visit.host_frames, visit.guest_frames
     expect(host.get_by_test_id("people-badge")).to_have_text("1")
     guest_id = guest_frames.got("welcome")[0]["participant_id"]
     assert stored_session(guest, room)["name"] == "Pat Reload"
@@ -91,11 +109,9 @@ def test_a_reload_in_the_waiting_room_keeps_the_place_and_the_name(
 def test_a_reload_in_the_call_comes_back_with_media_and_one_tile(
     pages: Pages, site: WebServer
 ) -> None:
-    room = site.schedule()
-    host, guest = pages.new("host"), pages.new("guest")
-    host_frames, guest_frames = Frames(host), Frames(guest)
-    host_joins(host, site, room)
-    knock(guest, site, room, "Pat Call")
+    visit = guest_waits(pages, site, "Pat Call")
+    host, guest = visit.host, visit.guest
+    host_frames, guest_frames = visit.host_frames, visit.guest_frames
     host.get_by_test_id("btn-knock-let-in").click()
     expect(guest.get_by_test_id("screen-room")).to_be_visible()
     host_id, guest_id = own_id(host), own_id(guest)
@@ -133,11 +149,9 @@ def test_a_duplicated_tab_takes_the_session_and_the_first_one_stops(
 ) -> None:
     """A duplicated tab starts with a copy of sessionStorage: it resumes, and the first
     tab is told its place moved (it does not try to take it back)."""
-    room = site.schedule()
-    host, first, second = pages.new("host"), pages.new("first"), pages.new("second")
-    host_frames, first_frames = Frames(host), Frames(first)
-    host_joins(host, site, room)
-    knock(first, site, room, "Pat Twice")
+    visit = guest_waits(pages, site, "Pat Twice")
+    room, host, first, second = visit.room, visit.host, visit.guest, pages.new("second")
+    host_frames, first_frames = visit.host_frames, visit.guest_frames
     key = f"visitroom.session.{room}"
     copy = first.evaluate("(key) => sessionStorage.getItem(key)", key)
     second.goto(f"{site.url}/dashboard")  # same origin: set the copy, as a duplicate has it
