@@ -164,3 +164,29 @@ def test_a_duplicated_tab_takes_the_session_and_the_first_one_stops(
     assert first.evaluate("(key) => sessionStorage.getItem(key)", key) is None
     expect(host.get_by_test_id("people-badge")).to_have_text("1")
     assert len(host_frames.got("knock")) == 1
+
+
+def test_a_session_the_server_no_longer_knows_knocks_again_with_the_name_kept(
+    pages: Pages, site: WebServer
+) -> None:
+    """Past the resume window (here: a token the server never issued), the page starts
+    over by itself: a new knock under the name the guest typed before."""
+    room = site.schedule()
+    host, guest = pages.new("host"), pages.new("guest")
+    host_frames, guest_frames = Frames(host), Frames(guest)
+    host_joins(host, site, room)
+    kept = {"v": 1, "resume": "x" * 43, "participantId": "p_gone", "role": "guest"}
+    kept |= {"name": "Pat Late", "data": {"cameraOn": False}, "droppedAt": None}
+    guest.goto(f"{site.url}/dashboard")  # same origin, to write the tab's storage
+    guest.evaluate(
+        "([key, value]) => sessionStorage.setItem(key, value)",
+        [f"visitroom.session.{room}", json.dumps(kept)],
+    )
+    guest.goto(f"{site.url}/r/{room}")
+    expect(guest.get_by_test_id("screen-waiting")).to_be_visible()
+    assert [set(h) for h in guest_frames.hellos()] == [{"type", "resume"}, {"type", "name"}]
+    assert guest_frames.hellos()[1]["name"] == "Pat Late"
+    expect(host.get_by_test_id("knock-text")).to_have_text("Pat Late wants to join")
+    assert len(host_frames.got("knock")) == 1
+    record = stored_session(guest, room)
+    assert record["participantId"] != "p_gone" and record["data"]["cameraOn"] is False
