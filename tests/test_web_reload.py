@@ -190,3 +190,16 @@ def test_a_session_the_server_no_longer_knows_knocks_again_with_the_name_kept(
     assert len(host_frames.got("knock")) == 1
     record = stored_session(guest, room)
     assert record["participantId"] != "p_gone" and record["data"]["cameraOn"] is False
+
+
+def test_a_tab_that_goes_from_the_guest_link_to_the_host_link_joins_as_host(
+    pages: Pages, site: WebServer
+) -> None:
+    visit = guest_waits(pages, site, "Dr Also")
+    tab, room = visit.guest, visit.room
+    tab.goto(site.host_url(visit.room, identity="dr-two", name="Dr Two"))
+    tab.get_by_test_id("btn-skip-test").click()
+    tab.get_by_test_id("btn-join").click()
+    expect(tab.get_by_test_id("screen-room")).to_be_visible()
+    assert visit.guest_frames.got("welcome")[-1]["role"] == "host"
+    assert stored_session(tab, room)["role"] == "host"

@@ -47,7 +47,7 @@ async function main() {
   const roomId = roomIdFromPath();
   let token = takeFragmentToken();
   const renewToken = () => tokenFromOpener(roomId);
-  if (savedSession(roomId) && !token) {
+  if (!token && savedSession(roomId)?.role === "host") {
     runVisit({ roomId, role: "host", renewToken });
     return;
   }

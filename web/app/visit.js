@@ -1,7 +1,7 @@
 // One visit from start to finish, for guests and hosts alike:
 // pre-call -> hello -> (waiting room) -> room -> left / rejected / ended.
 
-import { savedSession, tabStorage, VisitRoom, VisitRoomError } from "../sdk/visitroom.js";
+import { savedSession, TabSession, tabStorage, VisitRoom, VisitRoomError } from "../sdk/visitroom.js";
 import { precallStep, requestDevices } from "./precall.js";
 import { roomScreen } from "./room.js";
 import {
@@ -39,7 +39,12 @@ export async function runVisit(options) {
   if (await outsideWindow(roomId)) return;
   const storage = tabStorage();
   // A reload of this tab: straight back to the kept place, with the devices as they were.
-  const saved = savedSession(roomId, storage);
+  let saved = savedSession(roomId, storage);
+  if (saved && saved.role !== role) {
+    // Kept by the other page of this room in this tab (guest link, then host link): not ours.
+    new TabSession(roomId, storage).clear();
+    saved = null;
+  }
   const prep = saved
     ? await resumeStep(saved)
     : await precallStep({
