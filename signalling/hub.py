@@ -40,6 +40,7 @@ class Connection:
         self._limit = queue_limit
         self._wake = asyncio.Event()
         self._close_code: int | None = None
+        self._close_reason = b""
         self.sent = 0
         self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
 
@@ -60,10 +61,11 @@ class Connection:
         self._queue.append(frame)
         self._wake.set()
 
-    def close(self, code: int = CLOSE_NORMAL) -> None:
-        """Close after the frames queued so far are written."""
+    def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        """Close after the frames queued so far are written (`reason`: the close frame's text)."""
         if self._close_code is None:
             self._close_code = code
+            self._close_reason = reason.encode()[:120]
             self._queue.append(None)
             self._wake.set()
 
@@ -83,7 +85,9 @@ class Connection:
                 while self._queue:
                     frame = self._queue.popleft()
                     if frame is None:
-                        await self.ws.close(code=self._close_code or CLOSE_NORMAL)
+                        await self.ws.close(
+                            code=self._close_code or CLOSE_NORMAL, message=self._close_reason
+                        )
                         return
                     await self._write(frame)
         except (ConnectionError, RuntimeError) as exc:

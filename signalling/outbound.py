@@ -14,6 +14,7 @@ REJECTED_TEXT = (
     "please contact the person who invited you."
 )
 LEFT_TEXT = "You've left the room"
+REPLACED_TEXT = "This visit was opened in another window."
 
 Message = dict[str, Any]
 
@@ -80,6 +81,11 @@ def participant_left(person: Participant, reason: str) -> Message:
 
 def left(reason: str) -> Message:
     return {"type": "left", "reason": reason, "message": LEFT_TEXT}
+
+
+def replaced() -> Message:
+    """To the old socket of a participant whose place a newer connection took."""
+    return {"type": "replaced", "message": REPLACED_TEXT}
 
 
 def ack(rid: str | int, **fields: Any) -> Message:

@@ -118,6 +118,11 @@ class RoomService:
         if role is Role.GUEST and not self._knocks.allow((remote, room_id)):
             raise RoomError(errors.RATE_LIMITED, "too many knocks from your address; wait a bit")
         room = self.rooms.open(room_id, create_ad_hoc=claims is not None)
+        taken = room.take_over(claims.identity, role) if claims is not None else None
+        if taken is not None:
+            await self._take_place(conn, room, taken[0])
+            await self._carry_out(room, taken[1])
+            return True
         display = claims.name if claims is not None else name
         pid = new_participant_id()
         events = room.enter(pid, display or "", role, claims.identity if claims else None)
@@ -148,17 +153,23 @@ class RoomService:
         person = room.find(pid) if room is not None and pid is not None else None
         if room is None or person is None:
             raise RoomError(errors.UNAUTHORIZED, "this session cannot be resumed")
+        room.reconnect(person.id)
+        await self._take_place(conn, room, person)
+        return True
+
+    async def _take_place(self, conn: Connection, room: Room, person: Participant) -> None:
+        """A newer connection takes a participant's place at once (a reload, a second
+        window): same id and place; the old socket, if still open, is told and closed."""
         old = self.hub.attach(person.id, conn)
         if old is not None:
-            old.close(CLOSE_POLICY)
-        room.reconnect(person.id)
+            old.send(outbound.replaced())
+            old.close(CLOSE_POLICY, "replaced")
         conn.send(await self._welcome(room, person))
         self._send_state(room, person)
         if person.is_joined and person.id not in self._media_opened:
             # Its media session was on another node (or a lost worker): offer again.
             self._open_media(room.id, fx.group_of(person), person.id)
             self.hub.deliver([person.id], {"type": "media_closed", "reason": "moved"})
-        return True
 
     def _send_state(self, room: Room, person: Participant) -> None:
         """What a resumed client needs to redraw: its lobby status or the room."""

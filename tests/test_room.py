@@ -280,6 +280,26 @@ def test_the_same_identity_is_never_in_the_room_twice(room: Room) -> None:
     assert any(isinstance(e, Knocked) for e in events)
 
 
+def test_a_newer_host_connection_takes_the_hosts_place(room: Room) -> None:
+    knock(room, "g1")
+    room.admit("h1", ["g1"])
+    taken = room.take_over("dr-smith", Role.HOST)
+    assert taken is not None
+    person, events = taken
+    assert person.id == "h1" and person.is_joined and person.connected
+    assert [p.id for p in room.joined] == ["h1", "g1"], "one place, no second host"
+    assert audits([*events]) == [("take_over", "ok", "dr-smith", "dr-smith")]
+
+
+def test_a_guest_token_identity_never_takes_a_place(room: Room) -> None:
+    knock(room, "g1", "family-link")
+    room.admit("h1", ["g1"])
+    assert room.take_over("family-link", Role.GUEST) is None
+    assert room.take_over("family-link", Role.HOST) is None, "a host token never takes a guest"
+    assert room.take_over("nobody", Role.HOST) is None
+    assert room.get("g1").is_joined and len(room.participants) == 2
+
+
 def test_a_host_cannot_join_a_full_room(clock: FakeClock) -> None:
     room = Room("r", clock, max_participants=1)
     room.enter("h1", "Dr", Role.HOST, "dr")

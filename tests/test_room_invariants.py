@@ -84,6 +84,15 @@ class RoomMachine(RuleBasedStateMachine):
         if self._run(lambda: self.room.end(actor)):
             self.ended = True
 
+    @rule(who=st.sampled_from(PEOPLE), host=st.booleans())
+    def a_newer_connection_of_an_identity(self, who: str, host: bool) -> None:
+        """Only a host's newer connection takes a place, its own, and nobody is added."""
+        before, count = self.room.find_identity(who), len(self.room.participants)
+        taken = self.room.take_over(who, Role.HOST if host else Role.GUEST)
+        if taken is not None:
+            assert host and before is not None and before.is_host and taken[0] is before
+        assert len(self.room.participants) == count
+
     @precondition(lambda self: bool(self.room.participants))
     @rule(data=st.data())
     def leave_or_drop(self, data: st.DataObject) -> None:

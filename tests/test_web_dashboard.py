@@ -67,11 +67,20 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, site: WebServer) -> N
     assert host.url == f"{site.url}/host/{room}"
     assert not [url for url in pages.requests if "eyJ" in url]  # no JWT in any URL
 
-    # A reload of the host window asks the dashboard again and gets a fresh token.
+    # A reload of the host window resumes the session the tab kept: straight back in.
+    self_tile = host.get_by_test_id("video-grid").locator("[data-kind=self]")
+    host_id = self_tile.get_attribute("data-participant-id")
+    host.reload()
+    expect(host.get_by_test_id("screen-room")).to_be_visible()
+    expect(self_tile).to_have_attribute("data-participant-id", host_id or "")
+    # Without it, the page asks the dashboard again for a fresh token; the new
+    # connection takes the host's place (the same participant).
+    host.evaluate("sessionStorage.clear()")
     host.reload()
     host.get_by_test_id("btn-skip-test").click()
     host.get_by_test_id("btn-join").click()
     expect(host.get_by_test_id("screen-room")).to_be_visible()
+    expect(self_tile).to_have_attribute("data-participant-id", host_id or "")
 
     dash.get_by_test_id("btn-signout").click()
     expect(dash.get_by_test_id("screen-signin")).to_be_visible()
@@ -95,3 +104,37 @@ def test_the_host_page_without_a_token_says_where_to_get_one(pages: Pages, site:
     expect(host.get_by_test_id("screen-error")).to_contain_text(
         "Open this visit from your dashboard"
     )
+
+
+def test_a_second_join_click_focuses_the_open_host_window(pages: Pages, site: WebServer) -> None:
+    """Join again for a visit whose host window is open (even after the dashboard itself
+    was reloaded) brings that window forward; it never reloads it out of the call."""
+    room = site.schedule()
+    dash = pages.new("dashboard")
+    dash.goto(f"{site.url}/dashboard")
+    dash.get_by_test_id("admin-token-input").fill(admin_token())
+    dash.get_by_test_id("btn-signin").click()
+    join = dash.get_by_test_id("visit-item").filter(has_text=room).get_by_test_id("btn-join-visit")
+    with dash.context.expect_page() as popup:
+        join.click()
+    host = popup.value
+    pages.watch(host, "host")
+    sockets: list[str] = []
+    host.on("websocket", lambda ws: sockets.append(ws.url))
+    host.get_by_test_id("btn-skip-test").click()
+    host.get_by_test_id("btn-join").click()
+    expect(host.get_by_test_id("screen-room")).to_be_visible()
+    host.evaluate("window.stillHere = 'yes'")
+    count = len(dash.context.pages)
+
+    for reload_dashboard in (False, True):
+        if reload_dashboard:
+            dash.reload()
+        join.click()
+        expect(dash.get_by_test_id("announcer")).to_have_text(
+            f"The visit {room} is already open in another window."
+        )
+        assert len(dash.context.pages) == count, "no second host window"
+        assert host.evaluate("window.stillHere") == "yes", "the host window was not reloaded"
+        expect(host.get_by_test_id("screen-room")).to_be_visible()
+        assert len(sockets) == 1

@@ -165,6 +165,22 @@ class Room(BreakoutCommands):
             raise RoomError(errors.CONFLICT, "you are already in this room from another connection")
         return self._drop(old, "disconnected", actor=old.audit_id, action="leave")
 
+    def take_over(self, identity: str, role: Role) -> tuple[Participant, list[Event]] | None:
+        """A newer connection of a host identity takes that host's place at once.
+
+        A host token names one person, so its newest connection (a reload, a second
+        window) wins and keeps the id, role and place. Guest tokens may be shared (one
+        link for a patient and a relative), so a guest's identity never takes a place:
+        a guest comes back only with its session's resume token. None: no take-over.
+        """
+        old = self.find_identity(identity)
+        if role is not Role.HOST or old is None or not old.is_host:
+            return None
+        if self.schedule is not None:
+            self.schedule.check(self._clock())
+        self.reconnect(old.id)
+        return old, [Audited("take_over", OK, old.audit_id, old.audit_id)]
+
     # --- lobby -------------------------------------------------------------------------
 
     def admit(self, actor_id: str, participant_ids: Sequence[str] | None) -> list[Event]:

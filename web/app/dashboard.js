@@ -206,14 +206,37 @@ async function copyLink(input) {
   input.closest(".visit")?.classList.add("copied");
 }
 
+/**
+ * Join: open the visit's host window, or bring it forward when it is already open. Never
+ * window.open(url) into an open one: that navigates it and throws the host out of the call.
+ */
 function openHostWindow(roomId) {
-  // Opened from the click itself (not after an await) so popup blockers allow it.
-  const win = window.open(`/host/${encodeURIComponent(roomId)}`, `visitroom-host-${roomId}`);
+  const path = `/host/${encodeURIComponent(roomId)}`;
+  const known = [...hostWindows].find(([w, id]) => id === roomId && !w.closed)?.[0];
+  // From the click itself (not after an await) so popup blockers allow it. An empty URL
+  // finds the visit's window by name without navigating it (this page may have been
+  // reloaded since it opened it); a window it has to create is blank until sent below.
+  const win = known ?? window.open("", `visitroom-host-${roomId}`);
   if (!win) {
     announce("The browser blocked the new window. Allow pop-ups for this site and try again.");
     return;
   }
   hostWindows.set(win, roomId);
+  if (known || showsPath(win, path)) {
+    win.focus();
+    announce(`The visit ${roomId} is already open in another window.`);
+    return;
+  }
+  win.location.replace(path);
+}
+
+/** @param {Window} win @param {string} path */
+function showsPath(win, path) {
+  try {
+    return win.location.pathname === path;
+  } catch {
+    return false; // a page of another origin took the name: not ours
+  }
 }
 
 window.addEventListener("message", async (event) => {

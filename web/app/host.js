@@ -1,7 +1,9 @@
 // /host/{room_id}: the provider's page. The host token comes in the URL fragment
 // (#token=..., read here and removed from the address bar at once; fragments are
 // never sent to the server) or by postMessage from the dashboard that opened us.
+// A reload resumes the session this tab kept, without a new token.
 
+import { savedSession } from "../sdk/visitroom.js";
 import { roomIdFromPath, runVisit } from "./visit.js";
 import { errorScreen, pendingScreen } from "./screens.js";
 
@@ -44,15 +46,20 @@ function tokenFromOpener(roomId) {
 async function main() {
   const roomId = roomIdFromPath();
   let token = takeFragmentToken();
+  const renewToken = () => tokenFromOpener(roomId);
+  if (!token && savedSession(roomId)?.role === "host") {
+    runVisit({ roomId, role: "host", renewToken });
+    return;
+  }
   if (!token) {
     pendingScreen("Signing you in…", "Getting access to this visit from your dashboard.", "screen-signing-in");
-    token = await tokenFromOpener(roomId);
+    token = await renewToken();
   }
   if (!token) {
     errorScreen("Open this visit from your dashboard", "The host page needs a sign-in from the provider dashboard or a host link.");
     return;
   }
-  runVisit({ roomId, role: "host", token });
+  runVisit({ roomId, role: "host", token, renewToken });
 }
 
 main();

@@ -258,6 +258,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   function applyDevices() {
     stream?.getAudioTracks().forEach((t) => (t.enabled = micOn));
     stream?.getVideoTracks().forEach((t) => (t.enabled = cameraOn));
+    room.keepSessionData({ micOn, cameraOn }); // a reload keeps them as they are
     const mic = micOn && hasMic;
     const cam = cameraOn && hasCam;
     setToggle(micButton, mic, "Mute", "Unmute", mic ? "Mute microphone" : "Unmute microphone");

@@ -176,3 +176,15 @@ export function refusalScreen(error) {
       return errorScreen("We couldn't connect you", "Check your internet connection and try again.", { retry: true });
   }
 }
+
+/** This tab's place was taken by a newer connection (another tab or window). */
+export function replacedScreen() {
+  return showScreen(
+    h(
+      "section",
+      { class: "card notice", testid: "screen-replaced", "aria-labelledby": "replaced-title" },
+      h("h1", { id: "replaced-title", text: "This visit is open in another window" }),
+      h("p", { class: "lead", testid: "replaced-message", text: "You joined the visit from another tab or window, so this one stopped. Continue there; you can close this window." }),
+    ),
+  );
+}

@@ -1,8 +1,8 @@
 // One visit from start to finish, for guests and hosts alike:
 // pre-call -> hello -> (waiting room) -> room -> left / rejected / ended.
 
-import { VisitRoom, VisitRoomError } from "../sdk/visitroom.js";
-import { precallStep } from "./precall.js";
+import { savedSession, TabSession, tabStorage, VisitRoom, VisitRoomError } from "../sdk/visitroom.js";
+import { precallStep, requestDevices } from "./precall.js";
 import { roomScreen } from "./room.js";
 import {
   endedScreen,
@@ -12,6 +12,7 @@ import {
   pendingScreen,
   refusalScreen,
   rejectedScreen,
+  replacedScreen,
   waitingScreen,
 } from "./screens.js";
 
@@ -30,18 +31,30 @@ export function roomIdFromPath(pathname = location.pathname) {
  *   name?: string|null,
  *   report?: (event: string, detail?: Record<string, unknown>) => void,
  *   parentJoin?: Promise<{token: string|null, name: string|null}>|null,
+ *   renewToken?: (() => Promise<string|null>)|null,
  * }} options
  */
-export async function runVisit({ roomId, role, token = null, name = null, report = () => undefined, parentJoin = null }) {
+export async function runVisit(options) {
+  const { roomId, role, token = null, name = null, report = () => undefined, parentJoin = null } = options;
   if (await outsideWindow(roomId)) return;
-  const askName = role === "guest" && !token;
-  const prep = await precallStep({
-    askName,
-    initialName: name ?? "",
-    parentJoin,
-    heading: role === "host" ? "Get ready to start the visit" : "Get ready for your visit",
-  });
-  const room = new VisitRoom({ roomId, token: prep.token ?? token, name: prep.name });
+  const storage = tabStorage();
+  // A reload of this tab: straight back to the kept place, with the devices as they were.
+  let saved = savedSession(roomId, storage);
+  if (saved && saved.role !== role) {
+    // Kept by the other page of this room in this tab (guest link, then host link): not ours.
+    new TabSession(roomId, storage).clear();
+    saved = null;
+  }
+  const prep = saved
+    ? await resumeStep(saved)
+    : await precallStep({
+        askName: role === "guest" && !token,
+        initialName: name ?? "",
+        parentJoin,
+        heading: role === "host" ? "Get ready to start the visit" : "Get ready for your visit",
+      });
+  const room = new VisitRoom({ roomId, token: prep.token ?? token, name: prep.name, storage });
+  room.sessionData = { micOn: prep.micOn, cameraOn: prep.cameraOn };
   // One terminal event (rejected, left, ended or error) per visit, whatever path ends it.
   let reported = false;
   const reportEnd = (event, detail) => {
@@ -70,6 +83,10 @@ export async function runVisit({ roomId, role, token = null, name = null, report
   room.on("left", (m) => {
     reportEnd(m.reason === "ended" ? "ended" : "left", { reason: m.reason });
     finish(() => leftScreen({ reason: m.reason, message: m.message, onRejoin: () => location.reload() }));
+  });
+  room.on("replaced", () => {
+    reportEnd("left", { reason: "replaced" });
+    finish(() => replacedScreen());
   });
   room.on("disconnected", () => {
     if (!room.participantId) return; // never got in: the failed connect() below says so
@@ -106,17 +123,37 @@ export async function runVisit({ roomId, role, token = null, name = null, report
   try {
     const welcome = await room.connect();
     if (welcome.status === "waiting") {
-      report("knocked", { participant_id: welcome.participant_id });
+      report(room.restored ? "resumed" : "knocked", { participant_id: welcome.participant_id });
       waiting = waitingScreen({ stream: prep.stream, onLeave: () => room.leave() });
       waiting.update(room.lobbyStatus);
     } else {
       enterRoom();
     }
   } catch (error) {
+    if (saved && error?.code === "unauthorized") {
+      // The kept place is gone and there was nothing to start over with: the usual way in.
+      stopStream();
+      return runVisit({ ...options, name: saved.name ?? name, token: token ?? (await options.renewToken?.()) ?? null });
+    }
     finish(() => (error instanceof VisitRoomError ? refusalScreen(error) : refusalScreen(new VisitRoomError("disconnected", String(error)))));
     reportEnd("error", { code: error?.code ?? "disconnected" });
   }
   return room;
+}
+
+/**
+ * The pre-call step of a reload: no questions, the devices asked for again (the browser
+ * remembers the permission) and switched on or off as they were.
+ * @param {{name: string|null, data: Record<string, unknown>}} saved
+ */
+async function resumeStep(saved) {
+  pendingScreen("Reconnecting to your visit…", null, "screen-resuming");
+  const { stream } = await requestDevices();
+  const micOn = saved.data.micOn !== false;
+  const cameraOn = saved.data.cameraOn !== false;
+  stream?.getAudioTracks().forEach((t) => (t.enabled = micOn));
+  stream?.getVideoTracks().forEach((t) => (t.enabled = cameraOn));
+  return { name: saved.name, token: null, stream, micOn, cameraOn };
 }
 
 /**

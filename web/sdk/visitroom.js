@@ -12,6 +12,7 @@
  * `roster`, `slots`, ...); derived events (`statechange`, `rosterchange`,
  * `lobbychange`, `reconnecting`, `reconnected`, `disconnected`, `tracks`)
  * keep a UI in step without re-implementing the bookkeeping. See docs/sdk.md.
+ * With `storage: sessionStorage` a reload of the tab resumes the same session.
  *
  * This file holds the room (signalling); core.js the shared helpers, media.js
  * the RTCPeerConnection, precall.js the pre-call test. Everything is
@@ -31,8 +32,10 @@ import {
   VisitRoomError,
 } from "./core.js";
 import { MediaSession } from "./media.js";
+import { TabSession } from "./session.js";
 
 export * from "./core.js";
+export { savedSession, tabStorage, TabSession } from "./session.js";
 export { MediaSession, summarizeStats } from "./media.js";
 export { precallVerdict, runPrecallTest } from "./precall.js";
 
@@ -40,7 +43,7 @@ export { precallVerdict, runPrecallTest } from "./precall.js";
  * @typedef {{id: string, name: string, role: "host"|"guest"}} Person
  * @typedef {{id: string, name: string, status: "waiting"|"on_hold", message?: string, knocked_at: number}} WaitingGuest
  * @typedef {{id: string, name: string, participant_ids: string[]}} BreakoutRoom
- * @typedef {"idle"|"connecting"|"waiting"|"joined"|"reconnecting"|"left"|"rejected"|"closed"} RoomState
+ * @typedef {"idle"|"connecting"|"waiting"|"joined"|"reconnecting"|"left"|"rejected"|"replaced"|"closed"} RoomState
  */
 
 /**
@@ -59,6 +62,7 @@ export class VisitRoom extends Emitter {
    *   name?: string|null,
    *   baseUrl?: string,
    *   resume?: boolean,
+   *   storage?: Storage|null,
    *   requestTimeoutMs?: number,
    *   WebSocket?: typeof WebSocket,
    *   RTCPeerConnection?: typeof RTCPeerConnection,
@@ -86,6 +90,20 @@ export class VisitRoom extends Emitter {
     this._attempt = 0;
     this._reconnectTimer = null;
     this._final = false;
+    // The tab's session (sessionStorage), so a reload resumes instead of starting over.
+    this._session = options.storage ? new TabSession(this.roomId, options.storage) : null;
+    this._restoring = false;
+    this._unloading = false;
+    /** True when `connect()` resumed the session this tab kept (a reload). */
+    this.restored = false;
+    /** The front end's own small state, kept with the session (e.g. camera on/off). */
+    this.sessionData = {};
+    if (this._session) {
+      globalThis.addEventListener?.("pagehide", () => {
+        this._unloading = true;
+        this._session?.markDropped();
+      });
+    }
 
     /** @type {RoomState} */
     this.state = "idle";
@@ -139,15 +157,37 @@ export class VisitRoom extends Emitter {
     if (this.state !== "idle" && this.state !== "closed") {
       return Promise.reject(new VisitRoomError("bad_state", `already ${this.state}`));
     }
-    if (!this._token && !this._name) {
+    const saved = this._session?.load() ?? null;
+    if (!this._token && !this._name && !saved) {
       return Promise.reject(new VisitRoomError("bad_request", "give a token or a name"));
     }
     this._final = false;
     this._setState("connecting");
-    const hello = { type: "hello" };
-    if (this._token) hello.token = this._token;
-    else hello.name = this._name;
-    return this._open(hello);
+    if (!saved) return this._open(this._hello());
+    // A reload: take the kept place back (the server closes the old socket if still open).
+    this._name ??= saved.name;
+    this.sessionData = { ...saved.data, ...this.sessionData };
+    this._restoring = true;
+    return this._helloResume(saved.resume).catch((error) => this._startOver(error));
+  }
+
+  _hello() {
+    return this._token ? { type: "hello", token: this._token } : { type: "hello", name: this._name };
+  }
+
+  /**
+   * The kept session could not be resumed (past the window, removed): start a new one
+   * with the token or name, if there is one. A network failure keeps it for a retry.
+   * @param {VisitRoomError} error
+   */
+  _startOver(error) {
+    this._restoring = false;
+    if (error.code === "disconnected") throw error;
+    this._session?.clear();
+    if (!this._token && !this._name) throw error;
+    this._final = false;
+    this._setState("connecting");
+    return this._open(this._hello());
   }
 
   /** @param {Record<string, any>} hello */
@@ -208,7 +248,8 @@ export class VisitRoom extends Emitter {
       return;
     }
     const wasFinal = this._final;
-    if (!["left", "rejected"].includes(this.state)) this._setState("closed");
+    if (this._resumeToken && !this._unloading) this._session?.clear(); // the session is over
+    if (!["left", "rejected", "replaced"].includes(this.state)) this._setState("closed");
     this._media?.close();
     if (!wasFinal) this.emit("disconnected", { code, reason: "closed" });
   }
@@ -229,7 +270,7 @@ export class VisitRoom extends Emitter {
   async _resume() {
     this._reconnectTimer = null;
     try {
-      await this._open({ type: "hello", resume: this._resumeToken });
+      await this._helloResume(this._resumeToken);
     } catch (error) {
       if (error instanceof VisitRoomError && error.code !== "disconnected") {
         this._giveUp("the server could not restore the session");
@@ -238,10 +279,20 @@ export class VisitRoom extends Emitter {
     }
   }
 
+  /**
+   * Take a kept place back: after a dropped socket (automatic) and after a reload (the
+   * token kept in the tab's storage). The one way this SDK resumes.
+   * @param {string} resumeToken
+   */
+  _helloResume(resumeToken) {
+    return this._open({ type: "hello", resume: resumeToken });
+  }
+
   /** @param {string} reason */
   _giveUp(reason) {
     this._final = true;
     this._droppedAt = 0;
+    this._session?.clear();
     this._setState("closed");
     this._media?.close();
     this.emit("disconnected", { code: 0, reason });
@@ -282,6 +333,7 @@ export class VisitRoom extends Emitter {
       admitted: this._onAdmitted,
       rejected: this._onRejected,
       left: this._onLeft,
+      replaced: this._onReplaced,
       knock: this._onKnock,
       lobby: this._onLobby,
       lobby_left: this._onLobbyLeft,
@@ -304,6 +356,9 @@ export class VisitRoom extends Emitter {
     this.iceServers = Array.isArray(m.ice_servers) ? m.ice_servers : [];
     this._droppedAt = 0;
     this._attempt = 0;
+    this.restored = this.restored || this._restoring;
+    this._restoring = false;
+    this._saveSession();
     this._setState(m.status === "joined" ? "joined" : "waiting");
     if (resumed) this.emit("reconnected", { participantId: this.participantId });
   }
@@ -316,15 +371,41 @@ export class VisitRoom extends Emitter {
     this._setState("joined");
   }
 
+  _saveSession() {
+    if (!this._session || !this._resumeToken) return;
+    const { participantId, role } = this;
+    this._session.save({ resume: this._resumeToken, participantId, role, name: this._name, data: this.sessionData });
+  }
+
+  /**
+   * Keep a few values of the front end's own with the session (JSON-safe, small), so a
+   * reload finds them again in `sessionData` (e.g. whether the camera was off).
+   * @param {Record<string, unknown>} values
+   */
+  keepSessionData(values) {
+    Object.assign(this.sessionData, values);
+    this._saveSession();
+  }
+
   _onRejected() {
     this._final = true;
+    this._session?.clear();
     this._setState("rejected");
     this._media?.close();
   }
 
   _onLeft() {
     this._final = true;
+    this._session?.clear();
     this._setState("left");
+    this._media?.close();
+  }
+
+  /** A newer connection (another tab or window) took this session's place. */
+  _onReplaced() {
+    this._final = true;
+    this._session?.clear();
+    this._setState("replaced");
     this._media?.close();
   }
 
@@ -520,6 +601,7 @@ export class VisitRoom extends Emitter {
   /** Close everything without telling the server (it will treat it as a drop). */
   close() {
     this._final = true;
+    this._session?.clear();
     clearTimeout(this._reconnectTimer);
     this._media?.close();
     this._ws?.close(CLOSE_NORMAL);

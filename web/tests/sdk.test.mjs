@@ -10,8 +10,11 @@ import {
   mapSlots,
   precallSocketUrl,
   precallVerdict,
+  RESUME_WINDOW_MS,
   roomSocketUrl,
+  savedSession,
   summarizeStats,
+  TabSession,
   VisitRoom,
   VisitRoomError,
 } from "../sdk/visitroom.js";
@@ -133,4 +136,69 @@ test("a room needs an id, and a token or a name before it connects", async () =>
   const room = new VisitRoom({ roomId: "visit-1", baseUrl: "http://127.0.0.1:1" });
   await assert.rejects(room.connect(), (e) => e instanceof VisitRoomError && e.code === "bad_request");
   assert.equal(room.state, "idle");
+});
+
+/** A Storage kept in memory (Node has no sessionStorage); optionally refusing every call. */
+class MemoryStorage {
+  constructor({ refuse = false } = {}) {
+    this.items = new Map();
+    this.refuse = refuse;
+  }
+  getItem(key) {
+    if (this.refuse) throw new Error("SecurityError");
+    return this.items.has(key) ? this.items.get(key) : null;
+  }
+  setItem(key, value) {
+    if (this.refuse) throw new Error("QuotaExceededError");
+    this.items.set(key, String(value));
+  }
+  removeItem(key) {
+    if (this.refuse) throw new Error("SecurityError");
+    this.items.delete(key);
+  }
+}
+
+const record = { resume: "tok", participantId: "p_1", role: "guest", name: "Pat", data: { cameraOn: false } };
+
+test("a tab's session is kept per room and comes back whole", () => {
+  const storage = new MemoryStorage();
+  new TabSession("visit-1", storage).save(record);
+  assert.deepEqual(savedSession("visit-1", storage), { participantId: "p_1", role: "guest", name: "Pat", data: { cameraOn: false } });
+  assert.equal(savedSession("visit-2", storage), null);
+  assert.equal(JSON.parse(storage.getItem("visitroom.session.visit-1")).resume, "tok");
+});
+
+test("a session dropped longer than the resume window ago is forgotten", () => {
+  const storage = new MemoryStorage();
+  const session = new TabSession("visit-1", storage);
+  session.save(record);
+  session.markDropped(1_000_000);
+  assert.equal(session.load(1_000_000 + RESUME_WINDOW_MS - 2000)?.resume, "tok");
+  assert.equal(session.load(1_000_000 + RESUME_WINDOW_MS), null);
+  assert.equal(storage.getItem("visitroom.session.visit-1"), null);
+});
+
+test("a damaged or foreign record is not resumed", () => {
+  const storage = new MemoryStorage();
+  for (const bad of ["{", "null", "[]", JSON.stringify({ ...record, v: 1, resume: 5, droppedAt: null })]) {
+    storage.setItem("visitroom.session.visit-1", bad);
+    assert.equal(savedSession("visit-1", storage), null, bad);
+  }
+});
+
+test("refused storage is no session, and the session never goes to localStorage", () => {
+  const refusing = new MemoryStorage({ refuse: true });
+  const session = new TabSession("visit-1", refusing);
+  session.save(record);
+  session.markDropped();
+  session.clear();
+  assert.equal(session.load(), null);
+  assert.equal(savedSession("visit-1", null), null);
+  const local = new MemoryStorage();
+  globalThis.localStorage = local;
+  try {
+    assert.throws(() => new VisitRoom({ roomId: "visit-1", storage: local }), TypeError);
+  } finally {
+    delete globalThis.localStorage;
+  }
 });
