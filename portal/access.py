@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from portal.errors import CONTACT_SUPPORT, NOT_FOUND, NOT_REGISTERED, UNAUTHORIZED, PortalError
 from portal.model import Patient
-from signalling.scopes import MAX_PRACTICE, PORTAL_STAFF, PORTAL_SUPPORT, Grant
+from signalling.scopes import PORTAL_STAFF, PORTAL_SUPPORT, Grant
 
 PORTAL_SCOPES = (PORTAL_STAFF, PORTAL_SUPPORT)
 
@@ -49,11 +49,10 @@ def is_portal_token(grant: Grant) -> bool:
 
 
 def staff_of(grant: Grant) -> Staff:
-    """A `portal:staff` token of a practice, or a `portal:support` token."""
+    """A `portal:staff` token of a practice, or a `portal:support` token
+    (Grant.of has already refused a `practice` claim that is not 1-64 characters)."""
     practice = grant.practice
     support = grant.has(PORTAL_SUPPORT)
-    if practice is not None and not 1 <= len(practice) <= MAX_PRACTICE:
-        raise PortalError(UNAUTHORIZED, "the `practice` claim must be 1-64 characters")
     if practice is None and not support:
         raise PortalError(UNAUTHORIZED, "a staff token needs a `practice` claim")
     return Staff(grant.identity, practice, support)
