@@ -137,3 +137,18 @@ def visit_body() -> dict[str, str]:
         "starts_at": start.isoformat(),
         "ends_at": (start + timedelta(minutes=30)).isoformat(),
     }
+
+
+def test_the_host_page_with_a_portal_token_says_it_cannot_open_the_visit(
+    pages: Pages, site: WebServer
+) -> None:
+    room = site.schedule()
+    front_desk = token(room, "frontdesk-1", "host", admin=True, practice="p1")  # portal:staff
+    host = pages.new("host")
+    host.goto(f"{site.url}/host/{room}#token={front_desk}")
+    host.get_by_test_id("btn-skip-test").click()
+    host.get_by_test_id("btn-join").click()
+    expect(host.get_by_test_id("screen-error")).to_contain_text("can't open this visit")
+    _, audit = site.rest("GET", f"/v1/rooms/{room}/audit")
+    refused = [e for e in audit["entries"] if e["actor"] == "frontdesk-1"]
+    assert [(e["action"], e["outcome"]) for e in refused] == [("hello", "forbidden")]
