@@ -1,4 +1,10 @@
-"""Who may do what: practice staff act on their own practice's patients; support on any."""
+"""Who may do what: practice staff act on their own practice's patients; support on any.
+
+Staff tokens carry the `portal:staff` scope and a `practice` claim; support
+tokens the `portal:support` scope (signalling/scopes.py; a PROTOCOL.md token
+without a `scope` claim that is an admin token with a `practice` counts as
+`portal:staff`, and `scope: support` as `portal:support`).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,9 @@ from dataclasses import dataclass
 
 from portal.errors import CONTACT_SUPPORT, NOT_FOUND, NOT_REGISTERED, UNAUTHORIZED, PortalError
 from portal.model import Patient
-from signalling.auth import Claims
+from signalling.scopes import PORTAL_STAFF, PORTAL_SUPPORT, Grant
 
-SUPPORT_SCOPE = "support"
-MAX_PRACTICE = 64
+PORTAL_SCOPES = (PORTAL_STAFF, PORTAL_SUPPORT)
 
 
 @dataclass(frozen=True)
@@ -39,15 +44,18 @@ class Staff:
         )
 
 
-def staff_of(claims: Claims) -> Staff:
-    """Staff tokens are admin tokens with a `practice` claim, or a `support` scope."""
-    practice = claims.practice
-    support = claims.scope == SUPPORT_SCOPE
-    if practice is not None and not 1 <= len(practice) <= MAX_PRACTICE:
-        raise PortalError(UNAUTHORIZED, "the `practice` claim must be 1-64 characters")
+def is_portal_token(grant: Grant) -> bool:
+    return any(grant.has(scope) for scope in PORTAL_SCOPES)
+
+
+def staff_of(grant: Grant) -> Staff:
+    """A `portal:staff` token of a practice, or a `portal:support` token
+    (Grant.of has already refused a `practice` claim that is not 1-64 characters)."""
+    practice = grant.practice
+    support = grant.has(PORTAL_SUPPORT)
     if practice is None and not support:
         raise PortalError(UNAUTHORIZED, "a staff token needs a `practice` claim")
-    return Staff(claims.identity, practice, support)
+    return Staff(grant.identity, practice, support)
 
 
 def visible(staff: Staff, patient: Patient | None) -> Patient:

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from portal.access import Staff, staff_of
+from portal.access import Staff, is_portal_token, staff_of
 from portal.errors import BAD_REQUEST, PortalError
 from portal.mail import invitation_email
 from portal.model import InvitationKind
@@ -37,7 +37,8 @@ from signalling.audit import AuditEntry
 from signalling.codec import DecodeError, JsonCodec
 from signalling.config import Config, ConfigError
 from signalling.keys import AUDIT, CONFIG, SERVICE
-from signalling.rest import MAX_BODY, admin_claims
+from signalling.rest import MAX_BODY, grant, refuse
+from signalling.scopes import PORTAL_STAFF
 from waiting_room.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -144,11 +145,14 @@ async def body_of(request: web.Request) -> dict[str, Any]:
 
 
 def staff(request: web.Request) -> Staff:
-    claims = admin_claims(request)  # 401 `unauthorized`, audited
+    """The caller, from a portal token (401 `unauthorized` / 403 `forbidden`, audited)."""
+    who = grant(request, action="portal_api")
+    if not is_portal_token(who):  # a rooms token never reaches patients
+        refuse(request, who, None, "portal_api", "this token lacks a portal scope", PORTAL_STAFF)
     try:
-        return staff_of(claims)
+        return staff_of(who)
     except PortalError:
-        request.app[AUDIT].record(AuditEntry("portal_api", "unauthorized", actor=claims.identity))
+        request.app[AUDIT].record(AuditEntry("portal_api", "unauthorized", actor=who.identity))
         raise
 
 

@@ -18,6 +18,15 @@ from aiohttp import web
 
 from signalling.auth import mint, parse_ttl
 from signalling.config import Config, ConfigError, ensure_credentials, from_env
+from signalling.scopes import (
+    ADMIN_SCOPES,
+    PORTAL_STAFF,
+    ROOMS_ADMIN,
+    ROOMS_GUEST,
+    ROOMS_HOST,
+    parse,
+    render,
+)
 
 log = logging.getLogger("visitroom")
 
@@ -44,10 +53,16 @@ def _token_parser(sub: Any) -> None:
     token.add_argument("--room", default="*", help="room id ('*' only with --admin)")
     token.add_argument("--identity", required=True, help="the person's identity (sub)")
     token.add_argument("--name", help="display name (default: the identity)")
-    token.add_argument("--role", choices=("host", "guest"), default="host")
+    token.add_argument(
+        "--role", choices=("host", "guest"), help="default: host, or guest without rooms:host"
+    )
     token.add_argument("--admin", action="store_true", help="may call the REST API")
-    token.add_argument("--practice", help="practice claim (portal staff tokens)")
-    token.add_argument("--scope", help="scope claim, e.g. support")
+    token.add_argument("--practice", help="the practice whose rooms/patients the token is for")
+    token.add_argument(
+        "--scope",
+        help="space-separated scopes: rooms:admin rooms:host rooms:guest portal:staff"
+        " portal:support (default: from --admin/--practice/--role, see docs/operations.md)",
+    )
     token.add_argument("--ttl", default="2h", help="lifetime: 90s, 15m, 2h, 7d")
     token.add_argument("--key", help="the API key id to sign with (default: the first)")
     token.add_argument("--data-dir", help="where stored credentials are (VISITROOM_DATA_DIR)")
@@ -82,10 +97,37 @@ def load_config(args: argparse.Namespace) -> tuple[Config, Path | None]:
     return replace(config, api_keys=keys, cluster_secret=cluster), created
 
 
+def token_claims(args: argparse.Namespace) -> tuple[frozenset[str], bool, str]:
+    """The scopes, admin flag and role a `visitroom token` asks for (ValueError: why not).
+
+    Without --scope the token gets the scopes its other flags always meant:
+    --admin --practice P is a portal front-desk token (portal:staff only);
+    otherwise --admin is rooms:admin and the role rooms:host or rooms:guest.
+    """
+    if args.scope is not None:
+        scopes = parse(args.scope.replace(",", " "))
+    elif args.admin and args.practice is not None:
+        scopes = frozenset({PORTAL_STAFF})
+    else:
+        role_scope = ROOMS_HOST if args.role in (None, "host") else ROOMS_GUEST
+        scopes = frozenset({role_scope, *([ROOMS_ADMIN] if args.admin else [])})
+    role = args.role or ("host" if ROOMS_HOST in scopes else "guest")
+    if role == "host" and ROOMS_HOST not in scopes:
+        raise ValueError("--role host needs the rooms:host scope")
+    if PORTAL_STAFF in scopes and not args.practice:
+        raise ValueError("the portal:staff scope needs --practice")
+    admin = args.admin or bool(scopes & ADMIN_SCOPES)
+    if args.room == "*" and not admin:
+        raise ValueError("--room is required unless --admin is given")
+    return scopes, admin, role
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     config, _ = load_config(args)
-    if args.room == "*" and not args.admin:
-        print("error: --room is required unless --admin is given", file=sys.stderr)
+    try:
+        scopes, admin, role = token_claims(args)
+    except ValueError as exc:  # a ScopeError too
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     key = args.key or next(iter(config.api_keys))
     if key not in config.api_keys:
@@ -103,11 +145,11 @@ def cmd_token(args: argparse.Namespace) -> int:
             room=args.room,
             identity=args.identity,
             name=args.name or args.identity,
-            role=args.role,
+            role=role,
             ttl_s=ttl_s,
-            admin=args.admin,
+            admin=admin,
             practice=args.practice,
-            scope=args.scope,
+            scope=render(scopes),
         )
     )
     return 0
@@ -165,7 +207,7 @@ async def serve(config: Config) -> None:
     await site.start()
     print(f"visitroom is ready on {config.base_url}", flush=True)
     print(f"  provider dashboard: {config.base_url}/dashboard", flush=True)
-    print("  host token: visitroom token --admin --identity YOU --role host", flush=True)
+    print("  dashboard token: visitroom token --admin --identity YOU --role host", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

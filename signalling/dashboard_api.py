@@ -1,8 +1,10 @@
 """REST routes the provider dashboard needs (added to PROTOCOL.md's REST; admin tokens only).
 
-- `GET /v1/rooms?from=&to=`: scheduled visits overlapping a time range.
-- `POST /v1/rooms/{room_id}/host-token`: a short-lived host token for the
-  calling admin's identity, so the dashboard can open the host page.
+- `GET /v1/rooms?from=&to=` (`rooms:admin`): scheduled visits overlapping a
+  time range, of the caller's practice only when its token names one.
+- `POST /v1/rooms/{room_id}/host-token` (`rooms:admin` and `rooms:host`): a
+  short-lived `rooms:host` token for the calling admin's identity, so the
+  dashboard can open the host page.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from cluster.bus import BusUnavailable
 from signalling.audit import AuditEntry, iso
 from signalling.auth import mint
 from signalling.keys import AUDIT, CLUSTER, CONFIG, ROOMS, SERVICE
-from signalling.rest import admin_claims, api_error, parse_time, room_json
+from signalling.rest import api_error, grant, owned_room, parse_time, room_json
 from signalling.rooms import RoomRecord
-from waiting_room.errors import BAD_REQUEST, NOT_FOUND
+from signalling.scopes import ROOMS_ADMIN, ROOMS_HOST, render
+from waiting_room.errors import BAD_REQUEST
 
 HOST_TOKEN_TTL_S = 10 * 60
 DEFAULT_RANGE_S = 31 * 24 * 3600
 MAX_RANGE_S = 366 * 24 * 3600
 MAX_ROOMS = 500
+MINTED = frozenset({ROOMS_HOST})  # the scopes of a minted host token
 
 
 def _range(request: web.Request, now: float) -> tuple[float, float]:
@@ -39,14 +43,14 @@ def _range(request: web.Request, now: float) -> tuple[float, float]:
 
 
 async def list_rooms(request: web.Request) -> web.Response:
-    claims = admin_claims(request)
+    who = grant(request, ROOMS_ADMIN)
     service = request.app[SERVICE]
     start, end = _range(request, service.clock())
     store = request.app[ROOMS]
     await _learn_shared_records(request)
     rooms: list[dict[str, Any]] = []
     for record in store.records_between(start, end, MAX_ROOMS):
-        if not claims.valid_for(record.room_id):
+        if not who.may_use_room(record.room_id, True, record.practice):
             continue
         live = store.live(record.room_id)
         rooms.append(
@@ -57,7 +61,15 @@ async def list_rooms(request: web.Request) -> web.Response:
                 "joined": live.joined_count if live else 0,
             }
         )
-    return web.json_response({"rooms": rooms, "from": iso(start), "to": iso(end)})
+    return web.json_response(
+        {
+            "rooms": rooms,
+            "from": iso(start),
+            "to": iso(end),
+            "practice": who.practice,
+            "scopes": sorted(who.scopes),
+        }
+    )
 
 
 async def _learn_shared_records(request: web.Request) -> None:
@@ -72,10 +84,10 @@ async def _learn_shared_records(request: web.Request) -> None:
 
 async def host_token(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
-    claims = admin_claims(request, room_id)
-    store = request.app[ROOMS]
-    if store.record(room_id) is None and store.live(room_id) is None:
-        raise api_error(web.HTTPNotFound, NOT_FOUND, "no such room")
+    # A minted token never has more than its minter: the minter must hold all of it.
+    who = grant(request, ROOMS_ADMIN, *MINTED, room_id=room_id)
+    await owned_room(request, who, room_id)
+    claims = who.claims
     config = request.app[CONFIG]
     key, secret = next(iter(config.api_keys.items()))  # the first key signs
     ttl_s = min(HOST_TOKEN_TTL_S, config.token_max_lifetime_s)
@@ -88,6 +100,8 @@ async def host_token(request: web.Request) -> web.Response:
         name=claims.name,
         role="host",
         ttl_s=ttl_s,
+        practice=claims.practice,
+        scope=render(MINTED),
         now=now,
     )
     request.app[AUDIT].record(AuditEntry("host_token", "ok", room_id, claims.identity, None))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import msgpack
@@ -19,7 +19,8 @@ from signalling.audit import AuditEntry, iso
 from signalling.auth import Claims, TokenError
 from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE, VERIFIER
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
-from waiting_room.errors import BAD_REQUEST, RoomError
+from signalling.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant, ScopeError
+from waiting_room.errors import BAD_REQUEST, FORBIDDEN, RoomError
 from waiting_room.room import Room
 from waiting_room.schedule import Schedule
 
@@ -51,6 +52,49 @@ def admin_claims(request: web.Request, room_id: str | None = None) -> Claims:
             web.HTTPUnauthorized, "unauthorized", "a valid admin token is required"
         ) from None
     return claims
+
+
+def grant(
+    request: web.Request, *needed: str, room_id: str | None = None, action: str = "api"
+) -> Grant:
+    """The verified admin token of a request, with every scope in `needed`.
+
+    401 for a bad token or an unreadable scope claim, 403 `forbidden` for a
+    missing scope; each refusal is audited as `action`.
+    """
+    claims = admin_claims(request, room_id)
+    try:
+        found = Grant.of(claims)
+    except ScopeError as exc:
+        request.app[AUDIT].record(
+            AuditEntry(action, "unauthorized", room_id, claims.identity, None, {"reason": "claim"})
+        )
+        raise api_error(web.HTTPUnauthorized, "unauthorized", str(exc)) from None
+    missing = found.missing(*needed)
+    if missing is not None:
+        refuse(request, found, room_id, action, f"this token lacks the `{missing}` scope", missing)
+    return found
+
+
+def refuse(
+    request: web.Request,
+    who: Grant,
+    room_id: str | None,
+    action: str,
+    message: str,
+    needs: str | None = None,
+) -> NoReturn:
+    """403 `forbidden`, audited with the caller's identity (and the scope it lacks)."""
+    details = {"reason": "scope", "needs": needs} if needs else {"reason": "practice"}
+    request.app[AUDIT].record(AuditEntry(action, FORBIDDEN, room_id, who.identity, None, details))
+    raise api_error(web.HTTPForbidden, FORBIDDEN, message)
+
+
+def check_room(request: web.Request, who: Grant, room_id: str, record: RoomRecord | None) -> None:
+    """A practice's token uses only its own practice's rooms (403, audited)."""
+    practice = record.practice if record is not None else None
+    if not who.may_use_room(room_id, record is not None, practice):
+        refuse(request, who, room_id, "api", "this room belongs to another practice")
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:
@@ -90,6 +134,7 @@ def room_json(request: web.Request, record: RoomRecord) -> dict[str, Any]:
         "ends_at": iso(record.ends_at),
         "max_participants": record.max_participants,
         "join_url": f"{request.app[CONFIG].base_url}/r/{record.room_id}",
+        "practice": record.practice,
     }
 
 
@@ -98,7 +143,8 @@ async def create_room(request: web.Request) -> web.Response:
     room_id = body.get("room_id") or new_room_id()
     if not isinstance(room_id, str) or not valid_room_id(room_id):
         raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`room_id`: 1-64 of A-Z a-z 0-9 _ . -")
-    claims = admin_claims(request, room_id)
+    who = grant(request, ROOMS_ADMIN, room_id=room_id)
+    practice = _practice_for(request, who, room_id, body.get("practice"))
     starts, ends = parse_time(body, "starts_at"), parse_time(body, "ends_at")
     try:
         Schedule(starts, ends)
@@ -110,15 +156,27 @@ async def create_room(request: web.Request) -> web.Response:
         ends,
         _capacity(request, body.get("max_participants")),
         request.app[SERVICE].clock(),
-        claims.identity,
+        who.identity,
+        practice,
     )
     try:
         await request.app[ROOMS].create(record)
     except RoomError as exc:
         raise api_error(web.HTTPConflict, exc.code, exc.message) from None
     await request.app[CLUSTER].share_record(room_id, pack_record(asdict(record)))
-    request.app[AUDIT].record(AuditEntry("room_create", "ok", room_id, claims.identity, None))
+    request.app[AUDIT].record(AuditEntry("room_create", "ok", room_id, who.identity, None))
     return web.json_response(room_json(request, record), status=201)
+
+
+def _practice_for(request: web.Request, who: Grant, room_id: str, asked: Any) -> str | None:
+    """A new room's practice: the token's own; an operator token may name one."""
+    if asked is not None and (not isinstance(asked, str) or not 1 <= len(asked) <= MAX_PRACTICE):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`practice`: 1-64 characters")
+    if who.practice is None:
+        return asked
+    if asked is not None and asked != who.practice:
+        refuse(request, who, room_id, "api", "a practice's token schedules only its own rooms")
+    return who.practice
 
 
 def _capacity(request: web.Request, value: Any) -> int:
@@ -142,6 +200,15 @@ async def _record_or_404(
     return record, live
 
 
+async def owned_room(
+    request: web.Request, who: Grant, room_id: str
+) -> tuple[RoomRecord | None, Room | None]:
+    """The room (404 if unknown), if it is the caller's to use (403 otherwise)."""
+    record, live = await _record_or_404(request, room_id)
+    check_room(request, who, room_id, record)
+    return record, live
+
+
 async def _shared_record(request: web.Request, room_id: str) -> RoomRecord | None:
     try:
         packed = await request.app[CLUSTER].record(room_id)
@@ -156,8 +223,8 @@ async def _shared_record(request: web.Request, room_id: str) -> RoomRecord | Non
 
 async def get_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
-    admin_claims(request, room_id)
-    record, live = await _record_or_404(request, room_id)
+    who = grant(request, ROOMS_ADMIN, room_id=room_id)
+    record, live = await owned_room(request, who, room_id)
     status = "open"
     if record is not None:
         status = record.schedule.status(request.app[SERVICE].clock()).value
@@ -200,18 +267,18 @@ async def join_window(request: web.Request) -> web.Response:
 
 async def end_room(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
-    claims = admin_claims(request, room_id)
-    await _record_or_404(request, room_id)
+    who = grant(request, ROOMS_ADMIN, room_id=room_id)
+    await owned_room(request, who, room_id)
     service = request.app[SERVICE]
     live = request.app[ROOMS].live(room_id)
     if live is not None:
-        count = await service.end_session(live, claims.identity)
+        count = await service.end_session(live, who.identity)
         return web.json_response({"room_id": room_id, "ended": True, "count": count})
     cluster = request.app[CLUSTER]
     if cluster.multi_node and await _owned_elsewhere(request, room_id):
-        await cluster.notify("end_room", room_id=room_id, actor=claims.identity)
+        await cluster.notify("end_room", room_id=room_id, actor=who.identity)
         return web.json_response({"room_id": room_id, "ended": True, "count": None}, status=202)
-    request.app[AUDIT].record(AuditEntry("end", "ok", room_id, claims.identity, None, {"count": 0}))
+    request.app[AUDIT].record(AuditEntry("end", "ok", room_id, who.identity, None, {"count": 0}))
     return web.json_response({"room_id": room_id, "ended": True, "count": 0})
 
 
@@ -225,7 +292,9 @@ async def _owned_elsewhere(request: web.Request, room_id: str) -> bool:
 
 async def room_audit(request: web.Request) -> web.Response:
     room_id = request.match_info["room_id"]
-    admin_claims(request, room_id)
+    who = grant(request, ROOMS_ADMIN, room_id=room_id)
+    record = request.app[ROOMS].record(room_id) or await _shared_record(request, room_id)
+    check_room(request, who, room_id, record)
     try:
         after = int(request.query.get("after", "0"))
         limit = min(max(int(request.query.get("limit", "1000")), 1), 5000)
@@ -270,9 +339,8 @@ def hop_headers_for(request: web.Request, path: str) -> dict[str, str]:
 async def internal_audit(request: web.Request) -> web.Response:
     """Another node asking for this node's rows of a room (cluster audit)."""
     if not verify(request.app[HOP_KEY], request.headers.get(HOP_HEADER, ""), request.path, ""):
-        request.app[AUDIT].record(
-            AuditEntry("hop", "unauthorized", request.match_info["room_id"], None, None)
-        )
+        room_id = request.match_info["room_id"]
+        request.app[AUDIT].record(AuditEntry("hop", "unauthorized", room_id))
         raise api_error(web.HTTPUnauthorized, "unauthorized", "cluster nodes only")
     limit = min(max(int(request.query.get("limit", "1000")), 1), 5000)
     entries = await request.app[AUDIT].query(request.match_info["room_id"], 0, limit)

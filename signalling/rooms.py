@@ -25,9 +25,11 @@ CREATE TABLE IF NOT EXISTS rooms (
     ends_at REAL NOT NULL,
     max_participants INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    created_by TEXT
+    created_by TEXT,
+    practice TEXT
 );
 """
+COLUMNS = "room_id, starts_at, ends_at, max_participants, created_at, created_by, practice"
 
 
 def valid_room_id(room_id: str) -> bool:
@@ -46,6 +48,7 @@ class RoomRecord:
     max_participants: int
     created_at: float
     created_by: str | None = None
+    practice: str | None = None  # the practice the room belongs to; None: the operator's
 
     @property
     def schedule(self) -> Schedule:
@@ -132,10 +135,8 @@ class RoomStore:
         db = sqlite3.connect(self._path, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
-        for row in db.execute(
-            "SELECT room_id, starts_at, ends_at, max_participants, created_at, created_by"
-            " FROM rooms"
-        ):
+        migrate(db)
+        for row in db.execute(f"SELECT {COLUMNS} FROM rooms"):
             self._records[row[0]] = RoomRecord(*row)
         self._db = db
 
@@ -143,7 +144,7 @@ class RoomStore:
         assert self._db is not None
         with self._db:
             self._db.execute(
-                "INSERT INTO rooms VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                 (
                     record.room_id,
                     record.starts_at,
@@ -151,6 +152,7 @@ class RoomStore:
                     record.max_participants,
                     record.created_at,
                     record.created_by,
+                    record.practice,
                 ),
             )
 
@@ -158,3 +160,11 @@ class RoomStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Rooms stored before rooms had a practice keep NULL: the operator's rooms."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(rooms)")}
+    if "practice" not in columns:
+        with db:
+            db.execute("ALTER TABLE rooms ADD COLUMN practice TEXT")

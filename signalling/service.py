@@ -28,6 +28,7 @@ from signalling.hub import (
     Connection,
     Hub,
 )
+from signalling.joining import Refused, check_join
 from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message_type, validate
 from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
@@ -95,6 +96,8 @@ class RoomService:
             if body["resume"] is not None:
                 return await self._resume_session(conn, room_id, body["resume"])
             claims = self._claims(body["token"], room_id)
+            if claims is not None:
+                await check_join(claims, room_id, self.rooms, self.cluster)
             return await self._enter(conn, room_id, claims, body["name"], remote)
         except RoomError as exc:
             self._refuse_hello(conn, room_id, exc, raw)
@@ -196,9 +199,10 @@ class RoomService:
         conn.send(outbound.error(exc.code, exc.message, details=details))
         conn.close(CLOSE_POLICY)
         if exc.code != errors.BAD_REQUEST:
-            self.audit.record(
-                AuditEntry("hello", exc.code, room_id=room_id or None, actor=None, subject=None)
-            )
+            refused = exc if isinstance(exc, Refused) else None  # a valid token: who and why
+            actor = refused.actor if refused else None
+            why = {"reason": refused.reason} if refused else {}
+            self.audit.record(AuditEntry("hello", exc.code, room_id or None, actor, None, why))
 
     # --- commands ----------------------------------------------------------------------
 

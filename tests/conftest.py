@@ -15,8 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from signalling.app import create_app
-from signalling.auth import mint
+from signalling.auth import Claims, mint
 from signalling.config import Config, RateLimit
+from signalling.scopes import legacy, render
 from tests.redis_server import RedisServer
 
 pytest_plugins = ["tests.web_support"]
@@ -44,6 +45,14 @@ def token(
     name: str | None = None,
     **extra: Any,
 ) -> str:
+    """A signed token. Without `scope`, it gets explicit scopes matching its other claims
+    (rooms:host/rooms:guest, rooms:admin for admin, portal:staff for admin + practice);
+    `scope=None` mints a token without a scope claim (a PROTOCOL.md front end's token)."""
+    if "scope" not in extra:
+        facts = Claims(
+            identity, identity, room, role, extra.get("admin", False), extra.get("practice")
+        )
+        extra["scope"] = render(legacy(facts))
     return mint(
         API_KEY, API_SECRET, room=room, identity=identity, name=name or identity, role=role, **extra
     )

@@ -220,7 +220,7 @@ def staff_headers(practice: str = "p1", identity: str = "frontdesk-1") -> dict[s
 
 
 def support_headers() -> dict[str, str]:
-    return bearer(identity="support-1", scope="support")
+    return bearer(identity="support-1", scope="portal:support")
 
 
 def portal_config(tmp_path: Path, mailbox: Mailbox | None, **overrides: Any) -> Config:

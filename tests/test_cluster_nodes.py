@@ -6,6 +6,7 @@ import asyncio
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,29 @@ async def test_rest_on_any_node_sees_and_ends_a_room_owned_by_another(cluster: C
     await eventually(merged, 10, "node-a's rows through node-b")
     assert {e["node"] for e in entries} == {"node-a"}
     assert ("end", "ops") in [(e["action"], e["actor"]) for e in entries]
+
+
+async def test_a_room_s_practice_holds_on_every_node(cluster: Cluster) -> None:
+    def practice_token(practice: str) -> dict[str, str]:
+        tok = token("*", f"admin-{practice}", "host", admin=True, practice=practice,
+                    scope="rooms:admin rooms:host")  # fmt: skip
+        return {"Authorization": f"Bearer {tok}"}
+
+    start = datetime.now(UTC)
+    body = {"room_id": "p1-visit", "starts_at": start.isoformat(),
+            "ends_at": (start + timedelta(minutes=30)).isoformat()}  # fmt: skip
+    async with cluster.session.post(
+        f"{cluster.a.url}/v1/rooms", json=body, headers=practice_token("p1")
+    ) as response:
+        assert response.status == 201
+    url = f"{cluster.b.url}/v1/rooms/p1-visit"
+    async with cluster.session.get(url, headers=practice_token("p2")) as response:
+        assert response.status == 403
+    async with cluster.session.get(url, headers=practice_token("p1")) as response:
+        assert response.status == 200
+    p2 = practice_token("p2")["Authorization"].removeprefix("Bearer ")
+    other = await cluster.peer(cluster.b, {"token": p2}, room="p1-visit")
+    assert (await other.next("error"))["code"] == "forbidden"
+    p1 = practice_token("p1")["Authorization"].removeprefix("Bearer ")
+    own = await cluster.peer(cluster.b, {"token": p1}, room="p1-visit")
+    assert (await own.next("welcome"))["role"] == "host"

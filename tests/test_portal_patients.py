@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from tests.conftest import admin_token, token
+from signalling.keys import AUDIT
+from tests.conftest import token
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     Mailbox,
     Portal,
@@ -100,7 +102,6 @@ async def test_support_may_read_any_practices_patient(portal: Portal) -> None:
         {},
         {"Authorization": "Bearer not-a-jwt"},
         {"Authorization": f"Bearer {token(practice='p1')}"},  # not an admin token
-        {"Authorization": f"Bearer {admin_token()}"},  # admin, but no practice claim
         bearer(identity="x", practice=""),
         bearer(identity="x", practice="p" * 65),
         bearer(identity="x", scope="billing"),
@@ -114,6 +115,35 @@ async def test_staff_calls_need_an_admin_token_with_a_practice(
     assert code == 401 and answer["error"]["code"] == "unauthorized"
     code, _ = await portal.call("GET", PATIENTS, headers=headers, params={"q": "an"})
     assert code == 401
+
+
+@pytest.mark.parametrize(
+    "tok",
+    [
+        token("*", "rooms-1", "host", admin=True),  # rooms:admin rooms:host, the operator's
+        token("*", "rooms-1", "host", admin=True, practice="p1", scope="rooms:admin rooms:host"),
+        token("*", "rooms-1", "host", admin=True, scope=None),  # a PROTOCOL.md admin token
+    ],
+)
+async def test_a_rooms_token_cannot_reach_patients_and_is_audited(
+    portal: Portal, portal_app: web.Application, tok: str
+) -> None:
+    patient_id = await portal.create()
+    headers = {"Authorization": f"Bearer {tok}"}
+    body = {"first_name": "Ann", "last_name": "Lee", "date_of_birth": "1980-02-03"}
+    for method, path, payload in [
+        ("POST", PATIENTS, body),
+        ("GET", PATIENTS + "?q=an", None),
+        ("GET", f"{PATIENTS}/{patient_id}", None),
+        ("GET", f"{PATIENTS}/{patient_id}/status", None),
+    ]:
+        code, answer = await portal.call(method, path, payload, headers=headers)
+        assert (code, answer["error"]["code"]) == (403, "forbidden"), (method, path)
+    entries = await portal_app[AUDIT].query(None)
+    refused = [e for e in entries if e["actor"] == "rooms-1"]
+    assert [(e["action"], e["outcome"], e["needs"]) for e in refused] == [
+        ("portal_api", "forbidden", "portal:staff")
+    ] * 4
 
 
 GOOD = {"first_name": "Ann", "last_name": "Lee", "date_of_birth": "1980-02-03"}

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from signalling.app import create_app
+from signalling.keys import AUDIT
 from tests.conftest import Peer, admin_token, make_config, token
 from waiting_room.clock import FakeClock
 
@@ -197,3 +199,12 @@ async def test_the_join_window_is_public_and_says_only_when(client: Any) -> None
     assert body["opens_at"] == iso(start - timedelta(minutes=30)).replace("Z", ".000Z")
     assert set(body) == {"room_id", "status", "opens_at", "closes_at"}
     assert (await client.get("/v1/rooms/nowhere/window")).status == 404
+
+
+async def test_an_unsigned_internal_audit_request_is_refused_and_audited(
+    client: Any, app: web.Application
+) -> None:
+    response = await client.get("/internal/audit/visit-1", headers=auth(admin_token()))
+    assert response.status == 401
+    entries = await app[AUDIT].query("visit-1")
+    assert [(e["action"], e["outcome"]) for e in entries] == [("hop", "unauthorized")]

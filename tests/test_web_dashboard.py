@@ -138,3 +138,60 @@ def test_a_second_join_click_focuses_the_open_host_window(pages: Pages, site: We
         assert host.evaluate("window.stillHere") == "yes", "the host window was not reloaded"
         expect(host.get_by_test_id("screen-room")).to_be_visible()
         assert len(sockets) == 1
+
+
+def test_a_portal_front_desk_token_cannot_sign_in_to_the_dashboard(
+    pages: Pages, site: WebServer
+) -> None:
+    front_desk = token("*", "frontdesk-1", "host", admin=True, practice="p1")  # portal:staff
+    dash = pages.new("dashboard")
+    dash.goto(f"{site.url}/dashboard")
+    dash.get_by_test_id("admin-token-input").fill(front_desk)
+    dash.get_by_test_id("btn-signin").click()
+    expect(dash.get_by_test_id("signin-error")).to_contain_text("needs the rooms:admin scope")
+    expect(dash.get_by_test_id("screen-dashboard")).to_have_count(0)
+    pages.errors[:] = [e for e in pages.errors if "403" not in e]  # the refused sign-in
+
+
+def test_a_practice_sees_its_own_visits_and_joins_only_with_rooms_host(
+    pages: Pages, site: WebServer
+) -> None:
+    p1_admin = token("*", "admin-p1", "host", admin=True, practice="p1", scope="rooms:admin")
+    status, mine = site.rest("POST", "/v1/rooms", visit_body(), tok=p1_admin)
+    assert status == 201, mine
+    other = site.schedule()  # the operator's, in no practice
+    dash = pages.new("dashboard")
+    dash.goto(f"{site.url}/dashboard")
+    dash.get_by_test_id("admin-token-input").fill(p1_admin)
+    dash.get_by_test_id("btn-signin").click()
+    expect(dash.get_by_test_id("dash-practice")).to_have_text("Practice: p1")
+    today = dash.get_by_test_id("visits-today")
+    item = today.get_by_test_id("visit-item").filter(has_text=mine["room_id"])
+    expect(item.get_by_test_id("patient-link")).to_be_visible()
+    expect(today.get_by_test_id("visit-item").filter(has_text=other)).to_have_count(0)
+    expect(item.get_by_test_id("btn-join-visit")).to_have_count(0)  # no rooms:host
+    expect(dash.get_by_test_id("no-host-hint")).to_be_visible()
+
+
+def visit_body() -> dict[str, str]:
+    start = datetime.now(ZoneInfo("UTC")) - timedelta(minutes=5)
+    return {
+        "room_id": "p1-" + uuid.uuid4().hex[:8],
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(minutes=30)).isoformat(),
+    }
+
+
+def test_the_host_page_with_a_portal_token_says_it_cannot_open_the_visit(
+    pages: Pages, site: WebServer
+) -> None:
+    room = site.schedule()
+    front_desk = token(room, "frontdesk-1", "host", admin=True, practice="p1")  # portal:staff
+    host = pages.new("host")
+    host.goto(f"{site.url}/host/{room}#token={front_desk}")
+    host.get_by_test_id("btn-skip-test").click()
+    host.get_by_test_id("btn-join").click()
+    expect(host.get_by_test_id("screen-error")).to_contain_text("can't open this visit")
+    _, audit = site.rest("GET", f"/v1/rooms/{room}/audit")
+    refused = [e for e in audit["entries"] if e["actor"] == "frontdesk-1"]
+    assert [(e["action"], e["outcome"]) for e in refused] == [("hello", "forbidden")]

@@ -2,6 +2,9 @@
 // sessionStorage (this tab only; never in a URL). Schedules visits, lists today's
 // and upcoming ones, copies the patient link, and opens the host page in a new
 // window, handing it a short-lived host token by postMessage.
+// The token needs the rooms:admin scope; joining as host also needs rooms:host
+// (without it the Join buttons are not shown). A practice's token sees only its
+// own practice's visits.
 
 import { formatClock } from "../sdk/visitroom.js";
 import { announce, fill, h, showScreen } from "./dom.js";
@@ -14,6 +17,9 @@ const DAYS_AHEAD = 30;
 
 let token = sessionStorage.getItem(STORAGE_KEY);
 let refreshTimer = null;
+/** What the signed-in token may do, from the list answer: { practice, scopes }. */
+let caller = { practice: null, scopes: [] };
+const NO_ROOMS_SCOPE = "That token cannot manage visits: it needs the rooms:admin scope (a portal token is not enough).";
 /** Host windows we opened and are waiting to hand a token to: window -> room id. */
 const hostWindows = new Map();
 
@@ -65,7 +71,7 @@ function signInScreen(message = "") {
           await api("GET", listPath(), undefined, { signOutOn401: false });
         } catch (e) {
           token = null;
-          error.textContent = e.status === 401 ? "That token was not accepted." : `Could not sign in: ${e.message}`;
+          error.textContent = e.status === 401 ? "That token was not accepted." : e.status === 403 ? NO_ROOMS_SCOPE : `Could not sign in: ${e.message}`;
           error.hidden = false;
           return input.focus();
         }
@@ -74,7 +80,7 @@ function signInScreen(message = "") {
       },
     },
     h("div", { class: "field" }, h("label", { for: "admin-token", text: "Admin token" }), input),
-    h("p", { id: "signin-help", class: "hint", text: "Paste the admin token of your practice (visitroom token --admin ...). It stays in this browser tab only." }),
+    h("p", { id: "signin-help", class: "hint", text: "Paste the admin token of your practice (visitroom token --scope \"rooms:admin rooms:host\" --practice ... ). It stays in this browser tab only." }),
     error,
     h("button", { type: "submit", class: "primary", testid: "btn-signin", text: "Sign in" }),
   );
@@ -168,6 +174,10 @@ function canJoin(visit, now = Date.now()) {
   return now >= starts - JOIN_BEFORE_MS && now <= ends + JOIN_AFTER_MS;
 }
 
+function mayHost() {
+  return caller.scopes.includes("rooms:host");
+}
+
 function visitItem(visit, { showDate }) {
   const starts = new Date(visit.starts_at);
   const ends = new Date(visit.ends_at);
@@ -189,7 +199,7 @@ function visitItem(visit, { showDate }) {
       h("label", { for: linkId, text: "Patient link" }),
       link,
       h("button", { type: "button", class: "small secondary", testid: "btn-copy-link", text: "Copy link", onclick: () => copyLink(link) }),
-      canJoin(visit)
+      canJoin(visit) && mayHost()
         ? h("button", { type: "button", class: "small primary", testid: "btn-join-visit", "aria-label": `Join visit ${visit.room_id}`, text: "Join", onclick: () => openHostWindow(visit.room_id) })
         : null),
   );
@@ -257,6 +267,8 @@ function dashboardScreen() {
   const today = h("ul", { class: "visit-list", testid: "visits-today", "aria-labelledby": "today-title" });
   const upcoming = h("ul", { class: "visit-list", testid: "visits-upcoming", "aria-labelledby": "upcoming-title" });
   const listError = h("p", { class: "field-error", testid: "list-error", role: "alert", hidden: true });
+  const practice = h("span", { class: "visit-status", testid: "dash-practice", hidden: true });
+  const noHost = h("p", { class: "hint", testid: "no-host-hint", hidden: true, text: "This token cannot host visits (it has no rooms:host scope): the Join buttons are hidden." });
 
   async function refresh() {
     let data;
@@ -270,6 +282,10 @@ function dashboardScreen() {
       return;
     }
     listError.hidden = true;
+    caller = { practice: data.practice ?? null, scopes: data.scopes ?? [] };
+    practice.textContent = caller.practice ? `Practice: ${caller.practice}` : "";
+    practice.hidden = !caller.practice;
+    noHost.hidden = mayHost();
     const tomorrow = startOfToday().getTime() + 86400000;
     const visits = data.rooms.filter((v) => Date.parse(v.ends_at) + JOIN_AFTER_MS >= startOfToday().getTime());
     const todays = visits.filter((v) => Date.parse(v.starts_at) < tomorrow);
@@ -287,11 +303,13 @@ function dashboardScreen() {
       { class: "dashboard", testid: "screen-dashboard", "aria-labelledby": "dash-title" },
       h("div", { class: "dash-head" },
         h("h1", { id: "dash-title", text: "Visits" }),
+        practice,
         h("button", { type: "button", class: "secondary small", testid: "btn-signout", text: "Sign out", onclick: () => signOut() })),
       h("div", { class: "dash-columns" },
         h("section", { class: "card", "aria-labelledby": "schedule-title" }, h("h2", { id: "schedule-title", text: "Schedule a visit" }), scheduleForm(refresh)),
         h("div", { class: "stack" },
           listError,
+          noHost,
           h("section", { class: "card", "aria-labelledby": "today-title" }, h("h2", { id: "today-title", text: "Today" }), today),
           h("section", { class: "card", "aria-labelledby": "upcoming-title" }, h("h2", { id: "upcoming-title", text: "Upcoming" }), upcoming))),
     ),

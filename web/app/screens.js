@@ -166,6 +166,8 @@ export function refusalScreen(error) {
       return errorScreen("We can't find this visit", "Check the link you were sent, or contact the person who invited you.");
     case "unauthorized":
       return errorScreen("This link has expired", "Open the visit again from your dashboard or ask for a new link.");
+    case "forbidden": // a valid token without the scope or practice for this visit
+      return errorScreen("This sign-in can't open this visit", "Open the visit from your own practice's dashboard, or ask for a new link.");
     case "conflict":
       return errorScreen("You're already in this visit", "This visit is open in another window or device. Close it there, then try again.", { retry: true });
     case "rate_limited":
