@@ -72,7 +72,9 @@ def create_app(
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[VERIFIER] = TokenVerifier(config.api_keys)
-    app[AUDIT] = SqliteAuditLog(config.data_dir / AUDIT_FILE, node=config.node_id or "local")
+    app[AUDIT] = SqliteAuditLog(
+        config.data_dir / AUDIT_FILE, node=config.node_id or "local", key=config.audit_key
+    )
     app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
     app[HUB] = Hub()
     app[CLUSTER] = build_coordinator(config, clock)

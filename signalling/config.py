@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from signalling.auth import parse_ttl
+from signalling.datadir import allow_open_from_env, make_private_dir
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
@@ -85,6 +86,10 @@ class Config:
     node_url: str | None = None  # how other nodes reach this one (default: base URL)
     drain_deadline_s: float = 30.0
     audit_retention_days: int = 6 * 365 + 2  # HIPAA: six years of audit records, at least
+    # VISITROOM_AUDIT_KEY; None: the data dir's audit.key (generated on first start)
+    audit_key: str | None = field(default=None, repr=False)
+    # start on a data dir that group or others may read (access controlled otherwise)
+    allow_open_data_dir: bool = False
     # portal (docs/portal.md); the SMTP password never appears in repr()
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
@@ -144,7 +149,7 @@ def load_or_create_credentials(data_dir: Path) -> tuple[dict[str, str], Path | N
         stored = json.loads(path.read_text())
         check_secret(stored["api_secret"])
         return {stored["api_key"]: stored["api_secret"]}, None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     key = "vr_" + secrets.token_hex(8)
     secret = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -295,6 +300,8 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "node_url": env.get("VISITROOM_NODE_URL") or None,
         "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
         "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
+        "audit_key": env.get("VISITROOM_AUDIT_KEY") or None,
+        "allow_open_data_dir": allow_open_from_env(env),
         **workers_from_env(env),
         **portal_from_env(env),
     }

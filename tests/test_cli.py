@@ -7,8 +7,6 @@ import json
 import os
 import ssl
 import stat
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,23 +16,9 @@ import psutil
 import pytest
 
 from signalling.config import Config, ConfigError, from_env
-from tests.servers import ROOT, ServerProcess, self_signed_cert
+from tests.servers import ServerProcess, run_cli, self_signed_cert
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(
-    *args: str, env: dict[str, str | None] | None = None
-) -> subprocess.CompletedProcess[str]:
-    merged = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "signalling", *args],
-        cwd=ROOT,
-        env={k: v for k, v in merged.items() if v is not None},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.fixture
