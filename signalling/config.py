@@ -102,6 +102,9 @@ class Config:
     portal_public_rate_limit: RateLimit = RateLimit(20, 60.0)
     portal_account_rate_limit: RateLimit = RateLimit(10, 900.0)
     portal_invite_rate_limit: RateLimit = RateLimit(200, 3600.0)
+    # failed logins: the longest wait an account is slowed to, and the hard cap per address
+    portal_login_delay_cap_s: float = 60.0
+    portal_login_address_limit: RateLimit = RateLimit(10, 900.0)
 
     @property
     def is_loopback(self) -> bool:
@@ -234,6 +237,7 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
         "smtp_timeout_s": "VISITROOM_SMTP_TIMEOUT",
         "portal_invite_ttl_s": "VISITROOM_PORTAL_INVITE_TTL",
         "portal_retry_base_s": "VISITROOM_PORTAL_RETRY_BASE",
+        "portal_login_delay_cap_s": "VISITROOM_PORTAL_LOGIN_DELAY_CAP",
     }
     for field_name, var in durations.items():
         if env.get(var):
@@ -242,6 +246,7 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
         "portal_public_rate_limit": "VISITROOM_PORTAL_PUBLIC_RATE_LIMIT",
         "portal_account_rate_limit": "VISITROOM_PORTAL_ACCOUNT_RATE_LIMIT",
         "portal_invite_rate_limit": "VISITROOM_PORTAL_INVITE_RATE_LIMIT",
+        "portal_login_address_limit": "VISITROOM_PORTAL_LOGIN_ADDRESS_LIMIT",
     }
     for field_name, var in limits.items():
         if env.get(var):
