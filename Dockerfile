@@ -18,6 +18,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER visitroom
 WORKDIR /var/lib/visitroom
+# patient data: the volume starts as this directory, owned by visitroom and 0700
+RUN mkdir -m 0700 /var/lib/visitroom/data
 ENV VISITROOM_HOST=0.0.0.0 \
     VISITROOM_PORT=8080 \
     VISITROOM_DATA_DIR=/var/lib/visitroom/data \
