@@ -320,8 +320,9 @@ def verify_db(db: sqlite3.Connection, key: AuditKey) -> Report:
 
 def verify_file(path: Path, key: AuditKey) -> Report:
     """Check a trail on disk without changing it (`visitroom audit verify`)."""
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
     try:
+        db.execute("BEGIN")  # one snapshot while a running server goes on writing
         return verify_db(db, key)
     finally:
         db.close()

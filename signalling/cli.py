@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import ssl
 import sys
 from pathlib import Path
@@ -199,7 +200,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    report = verify_file(path, key)
+    try:
+        report = verify_file(path, key)
+    except sqlite3.DatabaseError as exc:
+        print(f"BAD: the trail cannot be read as an audit trail: {exc}")
+        return 1
     for line in describe(report):
         print(line)
     return 0 if report.intact else 1

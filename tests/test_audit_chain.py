@@ -183,3 +183,17 @@ async def test_the_environment_key_wins_and_a_wrong_key_is_refused(trail: Path) 
     await log.close()
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         await write(trail, 1, key="short")
+
+
+@pytest.mark.parametrize(
+    ("how", "reported"),
+    [
+        ("DELETE FROM audit_anchor", "BAD: row 1: no anchor"),
+        ("DROP TABLE audit_anchor", "BAD: the trail cannot be read"),
+    ],
+)
+async def test_a_removed_anchor_is_reported(trail: Path, how: str, reported: str) -> None:
+    await write(trail, 3)
+    tamper(trail, lambda db: db.execute(how))
+    code, out = verify(trail.parent)
+    assert code == 1 and reported in out, out
