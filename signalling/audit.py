@@ -227,7 +227,7 @@ class SqliteAuditLog:
         seq, last_hash = self._next_seq, self._last_hash
         for entry in batch:
             fields = (
-                entry.at,
+                float(entry.at),  # as SQLite gives it back: an int would not verify
                 entry.room_id,
                 entry.actor,
                 entry.subject,

@@ -197,3 +197,11 @@ async def test_a_removed_anchor_is_reported(trail: Path, how: str, reported: str
     tamper(trail, lambda db: db.execute(how))
     code, out = verify(trail.parent)
     assert code == 1 and reported in out, out
+
+
+async def test_an_entry_stamped_with_a_whole_number_of_seconds_verifies(trail: Path) -> None:
+    log = SqliteAuditLog(trail)
+    await log.start()
+    log.record(AuditEntry("end", "ok", "visit-1", at=1_700_000_000))
+    assert await log.verify_chain()  # SQLite hands the time back as 1700000000.0
+    await log.close()
