@@ -22,6 +22,8 @@ RUN pip install --no-cache-dir --require-hashes -r /tmp/server.txt \
     && pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels /tmp/server.txt
 USER visitroom
 WORKDIR /var/lib/visitroom
+# patient data: the volume starts as this directory, owned by visitroom and 0700
+RUN mkdir -m 0700 /var/lib/visitroom/data
 ENV VISITROOM_HOST=0.0.0.0 \
     VISITROOM_PORT=8080 \
     VISITROOM_DATA_DIR=/var/lib/visitroom/data \

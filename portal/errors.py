@@ -35,11 +35,14 @@ BAD_LOGIN = "the email or password is not correct"
 class PortalError(Exception):
     """A refused portal request. Nothing changed; `code` goes to the client as is."""
 
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, status: int | None = None, retry_after: float = 0.0
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or HTTP_STATUS.get(code, 400)
+        self.retry_after = retry_after  # seconds; 0: not said
 
 
 def bad_request(message: str) -> PortalError:

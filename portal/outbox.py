@@ -37,6 +37,7 @@ from pathlib import Path
 from portal.smtp import SendError, Transport
 from portal.store import Claimed, OutboxStore
 from portal.tokens import TokenMaker
+from signalling.datadir import make_private_dir
 from waiting_room.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,9 @@ class SenderLock:
     def acquire(self) -> bool:
         if self._fd is not None:
             return True
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.path.parent)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

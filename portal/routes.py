@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import zoneinfo
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import tzinfo
@@ -120,7 +121,13 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 
 def error_reply(exc: PortalError) -> web.Response:
-    return reply({"error": {"code": exc.code, "message": exc.message}}, exc.status)
+    error: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if not exc.retry_after:
+        return reply({"error": error}, exc.status)
+    seconds = math.ceil(exc.retry_after)
+    response = reply({"error": {**error, "retry_after": seconds}}, exc.status)
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def api(handler: Handler) -> Handler:

@@ -61,7 +61,11 @@ def invitation_address(facts: InviteFacts, kind: InvitationKind, given: Email | 
 
 
 def email_taken() -> PortalError:
-    return PortalError(EMAIL_IN_USE, "this email belongs to another patient's portal record")
+    return PortalError(
+        EMAIL_IN_USE,
+        "this email is another patient's portal login or pending invitation; "
+        "invite this patient with an `email` of their own",
+    )
 
 
 def require_registered(registered: bool) -> None:

@@ -7,6 +7,7 @@ identity as actor, the patient id as subject, never names, emails or tokens.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, tzinfo
@@ -34,6 +35,7 @@ from portal.model import (
 )
 from portal.passwords import Passwords
 from portal.store import PatientStore
+from portal.throttle import LoginThrottle
 from portal.tokens import new_seed, token_hash
 from signalling.audit import AuditEntry, AuditLog, Detail
 from signalling.config import Config, RateLimit
@@ -72,6 +74,9 @@ class PortalService:
         self._public_limit = limiter(config.portal_public_rate_limit, clock)
         self._account_limit = limiter(config.portal_account_rate_limit, clock)
         self._invite_limit = limiter(config.portal_invite_rate_limit, clock)
+        self._logins = LoginThrottle(
+            clock, config.portal_login_delay_cap_s, config.portal_login_address_limit
+        )
 
     # --- staff ---------------------------------------------------------------------------
 
@@ -202,13 +207,18 @@ class PortalService:
         if len(email) > validate.MAX_EMAIL or len(password.encode()) > validate.MAX_PASSWORD:
             raise bad_request("`email` or `password` is too long")
         key = _login_key(email)
-        self._limit(self._account_limit, ("login", token_hash(key)))
+        slot = token_hash(key)  # the throttle keeps no address in memory
+        wait = self._logins.begin(slot, remote)
+        if wait > 0:
+            self._audit("portal_login", RATE_LIMITED, None, None)
+            raise PortalError(RATE_LIMITED, f"too many attempts; {_wait_text(wait)}", None, wait)
         account = await self._store.account_for_login(key)
         ok = await self._passwords.verify(account.password_hash if account else None, password)
         subject = account.patient_id if account else None
         if not ok or account is None:
             self._audit("portal_login", UNAUTHORIZED, None, subject)
             raise PortalError(UNAUTHORIZED, BAD_LOGIN)
+        self._logins.succeeded(slot, remote)
         now = self._clock()
         await self._store.record_login(account.patient_id, now)
         self._audit("portal_login", "ok", account.patient_id, account.patient_id)
@@ -260,6 +270,11 @@ class PortalService:
 
     def _day(self, at: float) -> str:
         return day(at, self._zone)
+
+
+def _wait_text(seconds: float) -> str:
+    whole = math.ceil(seconds)
+    return f"try again in {whole} second{'s' if whole != 1 else ''}"
 
 
 def _login_key(email: str) -> str:

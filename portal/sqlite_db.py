@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from portal.migrations import migrate
+from signalling.datadir import private_sqlite
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
@@ -66,10 +67,11 @@ class SqliteDatabase:
         return result
 
     def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self.path)
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         db.execute("PRAGMA journal_mode=WAL")
+        private_sqlite(self.path)
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db)

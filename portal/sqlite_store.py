@@ -23,11 +23,11 @@ from portal.store import Account, Activation
 from portal.validate import Email, Query, name_key
 
 PATIENT_COLUMNS = "patient_id, practice, first_name, last_name, date_of_birth, email, created_at"
-# Addresses that belong to another patient: profile emails, account emails and
-# the addresses of open invitations (PROTOCOL.md, Patient portal invites).
+# Login addresses that belong to another patient: account emails and the
+# addresses of open invitations (docs/portal.md). Profile emails may repeat
+# (families share one): they are contact details, not logins, and hold nothing.
 EMAIL_HELD_ELSEWHERE = """
-    SELECT 1 FROM patients WHERE email_key = :key AND patient_id <> :patient
-    UNION ALL SELECT 1 FROM accounts WHERE email_key = :key AND patient_id <> :patient
+    SELECT 1 FROM accounts WHERE email_key = :key AND patient_id <> :patient
     UNION ALL SELECT 1 FROM invitations
         WHERE email_key = :key AND state = 'open' AND patient_id <> :patient
     LIMIT 1

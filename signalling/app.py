@@ -78,7 +78,9 @@ def create_app(
     app[HOP_KEY] = derive(config.cluster_secret or "", "hop")
     app[ORIGINS] = OriginPolicy.build(config.base_url, config.allowed_origins, config.internal_url)
     app[VERIFIER] = TokenVerifier(config.api_keys, max_lifetime_s=config.token_max_lifetime_s)
-    app[AUDIT] = SqliteAuditLog(config.data_dir / AUDIT_FILE, node=config.node_id or "local")
+    app[AUDIT] = SqliteAuditLog(
+        config.data_dir / AUDIT_FILE, node=config.node_id or "local", key=config.audit_key
+    )
     app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
     app[HUB] = Hub()
     app[CLUSTER] = build_coordinator(config, clock)

@@ -1,4 +1,4 @@
-"""`visitroom serve` and `visitroom token`."""
+"""`visitroom serve`, `visitroom token` and `visitroom audit verify`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import sqlite3
 import ssl
 import sys
 from dataclasses import replace
@@ -16,8 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
+from signalling.audit_chain import describe, load_key, load_or_create_key
 from signalling.auth import mint, parse_ttl
 from signalling.config import Config, ConfigError, ensure_credentials, from_env
+from signalling.datadir import ALLOW_OPEN_ENV, PRIVATE_UMASK, open_dir_problem
 from signalling.scopes import (
     ADMIN_SCOPES,
     PORTAL_STAFF,
@@ -44,8 +47,24 @@ def _serve_parser(sub: Any) -> None:
         type=int,
         help="SFU worker processes (VISITROOM_WORKERS, default: one per core; 0: in-process)",
     )
+    serve.add_argument(
+        "--allow-open-data-dir",
+        action="store_true",
+        default=None,
+        help=f"start even if group or others may read the data dir ({ALLOW_OPEN_ENV}=1)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("VISITROOM_LOG_LEVEL", "INFO"))
     serve.set_defaults(func=cmd_serve)
+
+
+def _audit_parser(sub: Any) -> None:
+    audit = sub.add_parser("audit", help="the audit trail")
+    commands = audit.add_subparsers(dest="audit_command", required=True)
+    verify = commands.add_parser(
+        "verify", help="check the keyed hash chain; exit 1 and name the first bad row if broken"
+    )
+    verify.add_argument("--data-dir", help="where state is kept (VISITROOM_DATA_DIR, ./data)")
+    verify.set_defaults(func=cmd_audit_verify)
 
 
 def _token_parser(sub: Any) -> None:
@@ -74,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _token_parser(sub)
+    _audit_parser(sub)
     with contextlib.suppress(ImportError):
         from portal.cli import add_commands
 
@@ -81,12 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_config(args: argparse.Namespace) -> tuple[Config, Path | None]:
+def load_config(args: argparse.Namespace, serving: bool = False) -> tuple[Config, Path | None]:
+    """The configuration and stored API credentials (the path when generated now);
+    `serving` refuses a data dir open to other users unless allowed."""
     overrides = {
         name: getattr(args, name, None)
-        for name in ("host", "port", "data_dir", "tls_cert", "tls_key", "redis_url", "workers")
-    }
+        for name in (
+            "host", "port", "data_dir", "tls_cert", "tls_key", "redis_url", "workers",
+            "allow_open_data_dir",
+        )
+    }  # fmt: skip
     config = from_env(os.environ, **overrides)
+    problem = open_dir_problem(config.data_dir)
+    if serving and problem and not config.allow_open_data_dir:
+        raise ConfigError(problem)
     want_key = not config.api_keys
     want_cluster = config.cluster_secret is None and not config.redis_url
     if not (want_key or want_cluster):
@@ -168,9 +196,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    config, created = load_config(args)
+    config, created = load_config(args, serving=True)
     if created is not None:
         print(f"Generated credentials in {created} (mode 0600).", flush=True)
+    _, audit_key_file = load_or_create_key(config.data_dir, config.audit_key)
+    if audit_key_file is not None:
+        print(
+            f"Generated the audit trail key in {audit_key_file} (mode 0600): keep a copy "
+            "somewhere else; `visitroom audit verify` needs it to prove the trail intact.",
+            flush=True,
+        )
+    if open_dir_problem(config.data_dir):
+        log.warning("the data directory %s is open to other users (allowed)", config.data_dir)
     if not config.is_loopback and config.tls_cert is None:
         log.warning(
             "listening on %s without TLS: browsers only allow cameras on secure origins; "
@@ -216,7 +253,36 @@ async def serve(config: Config) -> None:
     await runner.cleanup()
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from signalling.app import AUDIT_FILE
+    from signalling.audit import verify_file
+
+    config = from_env(os.environ, data_dir=args.data_dir)
+    path = config.data_dir / AUDIT_FILE
+    if not path.exists():
+        print(f"error: no audit trail in {config.data_dir}", file=sys.stderr)
+        return 2
+    key = load_key(config.data_dir, config.audit_key)
+    if key is None:
+        print(
+            f"error: no audit key: put the key in {config.data_dir}/audit.key or set "
+            "VISITROOM_AUDIT_KEY (start the server once to key an older trail)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        report = verify_file(path, key)
+    except sqlite3.DatabaseError as exc:
+        print(f"BAD: the trail cannot be read as an audit trail: {exc}")
+        return 1
+    for line in describe(report):
+        print(line)
+    return 0 if report.intact else 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Everything visitroom writes (databases, keys, locks) is for its own user only.
+    os.umask(PRIVATE_UMASK)
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cluster.kdf import check_cluster_secret
 from signalling.auth import parse_ttl
+from signalling.datadir import allow_open_from_env, make_private_dir
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
@@ -94,6 +95,10 @@ class Config:
     node_url: str | None = None  # how other nodes reach this one (default: base URL)
     drain_deadline_s: float = 30.0
     audit_retention_days: int = 6 * 365 + 2  # HIPAA: six years of audit records, at least
+    # VISITROOM_AUDIT_KEY; None: the data dir's audit.key (generated on first start)
+    audit_key: str | None = field(default=None, repr=False)
+    # start on a data dir that group or others may read (access controlled otherwise)
+    allow_open_data_dir: bool = False
     # portal (docs/portal.md); the SMTP password never appears in repr()
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
@@ -106,6 +111,9 @@ class Config:
     portal_public_rate_limit: RateLimit = RateLimit(20, 60.0)
     portal_account_rate_limit: RateLimit = RateLimit(10, 900.0)
     portal_invite_rate_limit: RateLimit = RateLimit(200, 3600.0)
+    # failed logins: the longest wait an account is slowed to, and the hard cap per address
+    portal_login_delay_cap_s: float = 60.0
+    portal_login_address_limit: RateLimit = RateLimit(10, 900.0)
 
     @property
     def is_loopback(self) -> bool:
@@ -166,7 +174,7 @@ def _read_credentials(path: Path) -> dict[str, str]:
 
 def _write_credentials(path: Path, stored: Mapping[str, str]) -> None:
     """Write a new version next to the old one (mode 0600), then swap it in."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     temporary = path.with_name(path.name + ".new")
     with contextlib.suppress(FileNotFoundError):
         temporary.unlink()
@@ -308,6 +316,7 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
         "smtp_timeout_s": "VISITROOM_SMTP_TIMEOUT",
         "portal_invite_ttl_s": "VISITROOM_PORTAL_INVITE_TTL",
         "portal_retry_base_s": "VISITROOM_PORTAL_RETRY_BASE",
+        "portal_login_delay_cap_s": "VISITROOM_PORTAL_LOGIN_DELAY_CAP",
     }
     for field_name, var in durations.items():
         if env.get(var):
@@ -316,6 +325,7 @@ def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
         "portal_public_rate_limit": "VISITROOM_PORTAL_PUBLIC_RATE_LIMIT",
         "portal_account_rate_limit": "VISITROOM_PORTAL_ACCOUNT_RATE_LIMIT",
         "portal_invite_rate_limit": "VISITROOM_PORTAL_INVITE_RATE_LIMIT",
+        "portal_login_address_limit": "VISITROOM_PORTAL_LOGIN_ADDRESS_LIMIT",
     }
     for field_name, var in limits.items():
         if env.get(var):
@@ -397,6 +407,8 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "node_url": env.get("VISITROOM_NODE_URL") or None,
         "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
         "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
+        "audit_key": env.get("VISITROOM_AUDIT_KEY") or None,
+        "allow_open_data_dir": allow_open_from_env(env),
         **workers_from_env(env),
         **portal_from_env(env),
         **security_from_env(env),

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from signalling.datadir import private_sqlite
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
 from waiting_room.room import Room
@@ -131,10 +132,11 @@ class RoomStore:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_sqlite(self._path)
         db = sqlite3.connect(self._path, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
+        private_sqlite(self._path)
         migrate(db)
         for row in db.execute(f"SELECT {COLUMNS} FROM rooms"):
             self._records[row[0]] = RoomRecord(*row)

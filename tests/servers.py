@@ -58,7 +58,7 @@ class ServerProcess:
         ]  # fmt: skip
 
     async def start(self, timeout: float = 20.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # the server makes data_dir
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
@@ -95,6 +95,21 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+def run_cli(
+    *args: str, env: dict[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m signalling ARGS...` to completion; a None value in `env` removes it."""
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "signalling", *args],
+        cwd=ROOT,
+        env={k: v for k, v in merged.items() if v is not None},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -18,23 +18,9 @@ import psutil
 import pytest
 
 from signalling.config import Config, ConfigError, from_env
-from tests.servers import METRICS_HEADERS, ROOT, ServerProcess, self_signed_cert
+from tests.servers import METRICS_HEADERS, ROOT, ServerProcess, run_cli, self_signed_cert
 
 pytestmark = pytest.mark.slow
-
-
-def run_cli(
-    *args: str, env: dict[str, str | None] | None = None
-) -> subprocess.CompletedProcess[str]:
-    merged = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "signalling", *args],
-        cwd=ROOT,
-        env={k: v for k, v in merged.items() if v is not None},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import argon2
 
 from portal.page import csp_hash
@@ -202,20 +203,90 @@ async def test_logins_are_tracked_by_day(
     assert [(e["actor"], e["outcome"]) for e in logins] == [(patient_id, "ok")] * 2
 
 
-async def test_activation_and_login_are_rate_limited_per_address_and_per_account(
+async def test_activation_and_login_are_rate_limited_per_address_and_per_link(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
     portal, _, _ = await clocked_portal(
         aiohttp_client, tmp_path, mailbox,
-        portal_public_rate_limit=RateLimit(6, 60), portal_account_rate_limit=RateLimit(2, 60),
+        portal_public_rate_limit=RateLimit(8, 60), portal_account_rate_limit=RateLimit(2, 60),
     )  # fmt: skip
     codes = [(await portal.login("ann@example.com", "wrong password!"))[0] for _ in range(3)]
-    assert codes == [401, 401, 429]  # the account's limit
+    assert codes == [401, 401, 401]  # typos cost nothing; more failures slow the account
     assert (await portal.login("bob@example.com", "wrong password!"))[0] == 401
-    codes = [(await portal.activate("guess-" + "x" * n))[0] for n in range(3)]
-    assert codes == [400, 400, 429]  # the address's limit (6 in all)
+    codes = [(await portal.activate("guess-one"))[0] for _ in range(3)]
+    assert codes == [400, 400, 429]  # the link's limit
+    assert (await portal.activate("guess-two"))[0] == 400
     code, body = await portal.login("cy@example.com", "wrong password!")
-    assert code == 429 and body["error"]["code"] == "rate_limited"
+    assert code == 429 and body["error"]["code"] == "rate_limited"  # the address's (8 in all)
+
+
+async def login_from(portal: Portal, ip: str, email: str, password: str) -> tuple[int, Any]:
+    """A login from another loopback address (all of 127.0.0.0/8 is this machine)."""
+    connector = aiohttp.TCPConnector(local_addr=(ip, 0))
+    body = {"email": email, "password": password}
+    async with (
+        aiohttp.ClientSession(connector=connector) as session,
+        session.post(portal.client.make_url("/v1/portal/login"), json=body) as response,
+    ):
+        return response.status, await response.json()
+
+
+async def activated_ann(portal: Portal, mailbox: Mailbox) -> None:
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    assert (await portal.activate(mail.token))[0] == 200
+
+
+async def test_wrong_passwords_from_eleven_addresses_slow_the_account_but_never_lock_it(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, clock, app = await clocked_portal(aiohttp_client, tmp_path, mailbox)
+    await activated_ann(portal, mailbox)
+    waits = []
+    for n in range(11):
+        ip = f"127.0.0.{n + 2}"
+        code, body = await login_from(portal, ip, "ann@example.com", "wrong password!")
+        if code == 429:  # the account asks for a wait, and the attacker waits it out
+            waits.append(body["error"]["retry_after"])
+            clock.advance(waits[-1])
+            code, body = await login_from(portal, ip, "ann@example.com", "wrong password!")
+        assert code == 401, body
+    assert waits == [1, 2, 4, 8, 16, 32, 60]  # doubling, capped at a minute
+    code, body = await portal.login("ann@example.com")
+    assert code == 429 and body["error"]["retry_after"] == 60  # slowed down, not locked out
+    clock.advance(60)
+    assert (await portal.login("ann@example.com"))[0] == 200  # the right password still works
+    assert (await portal.login("ann@example.com", "wrong password!"))[0] == 401  # a fresh start
+    logins = [e["outcome"] for e in await app[AUDIT].query(None) if e["action"] == "portal_login"]
+    assert logins.count("rate_limited") == 8 and logins.count("unauthorized") == 12
+
+
+async def test_parallel_wrong_passwords_cannot_share_one_opening(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, _, _ = await clocked_portal(aiohttp_client, tmp_path, mailbox)
+    tries = [portal.login("ann@example.com", "wrong password!") for _ in range(10)]
+    codes = sorted(code for code, _ in await asyncio.gather(*tries))
+    assert codes == [401] * 4 + [429] * 6  # three free failures, then one try a second
+
+
+async def test_one_address_may_fail_only_so_often_across_accounts(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    portal, clock, _ = await clocked_portal(
+        aiohttp_client, tmp_path, mailbox, portal_login_address_limit=RateLimit(10, 900)
+    )
+    await activated_ann(portal, mailbox)
+    ip = "127.0.0.7"
+    for n in range(10):
+        assert (await login_from(portal, ip, f"p{n}@example.com", "wrong password!"))[0] == 401
+    code, body = await login_from(portal, ip, "p10@example.com", "wrong password!")
+    assert code == 429 and 890 <= body["error"]["retry_after"] <= 900
+    assert (await login_from(portal, ip, "ann@example.com", PASSWORD))[0] == 429  # hard
+    assert (await portal.login("ann@example.com"))[0] == 200  # others are not held up
+    clock.advance(900)
+    assert (await login_from(portal, ip, "ann@example.com", PASSWORD))[0] == 200
 
 
 async def test_argon2_runs_off_the_event_loop(portal: Portal, monkeypatch: Any) -> None:

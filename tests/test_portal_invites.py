@@ -127,16 +127,15 @@ async def test_a_second_invite_is_refused_and_a_reinvite_before_any_invite_too(
     assert len(await mailbox.wait_for(1)) == 1
 
 
-@pytest.mark.parametrize("holder", ["profile", "pending_invitation", "account"])
+@pytest.mark.parametrize("holder", ["pending_invitation", "account"])
 async def test_an_email_held_by_another_patient_is_email_in_use(
     portal: Portal, mailbox: Mailbox, holder: str
 ) -> None:
-    other = await portal.create(first="Bob", email=None if holder != "profile" else "x@example.com")
-    if holder != "profile":
-        assert (await portal.invite(other, email="x@example.com"))[0] == 202
-        [mail] = await mailbox.wait_for(1)
-        if holder == "account":
-            assert (await portal.activate(mail.token))[0] == 200
+    other = await portal.create(first="Bob")
+    assert (await portal.invite(other, email="x@example.com"))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    if holder == "account":
+        assert (await portal.activate(mail.token))[0] == 200
     other_practice = Portal(portal.client, practice="p2")
     patient_id = await other_practice.create(first="Cy", email="X@EXAMPLE.com")
     code, body = await other_practice.invite(patient_id)
@@ -144,6 +143,30 @@ async def test_an_email_held_by_another_patient_is_email_in_use(
     code, body = await other_practice.invite(patient_id, email="x@example.com")
     assert body["error"]["code"] == "email_in_use"
     assert (await other_practice.status(patient_id))["activated_on"] is None
+
+
+async def test_a_family_sharing_a_profile_email_is_invited_once_there_and_once_elsewhere(
+    portal: Portal, mailbox: Mailbox
+) -> None:
+    mia = await portal.create(first="Mia", email="family@example.com")
+    kit = await portal.create(first="Kit", email="Family@Example.com")
+    assert (await portal.invite(mia))[0] == 202  # another patient's profile email holds nothing
+    code, body = await portal.invite(kit)
+    assert code == 409 and body["error"]["code"] == "email_in_use"  # one login per address
+    assert "an `email` of their own" in body["error"]["message"]
+    assert (await portal.invite(kit, email="kit@example.com"))[0] == 202  # a one-off address
+    mails = await mailbox.wait_for(2)
+    assert sorted(r for mail in mails for r in mail.recipients) == [
+        "family@example.com", "kit@example.com",
+    ]  # fmt: skip
+    for mail in mails:
+        assert (await portal.activate(mail.token))[0] == 200
+    assert (await portal.login("family@example.com"))[0] == 200
+    assert (await portal.login("kit@example.com"))[0] == 200
+    code, kit_record = await portal.call("GET", f"/v1/portal/patients/{kit}")
+    assert code == 200 and kit_record["email"] == "Family@example.com"  # the profile keeps it
+    statuses = [await portal.status(patient_id) for patient_id in (mia, kit)]
+    assert [s["account_email"] for s in statuses] == ["family@example.com", "kit@example.com"]
 
 
 async def test_of_many_concurrent_invites_with_one_email_exactly_one_wins(
@@ -283,10 +306,13 @@ async def test_support_cannot_move_an_account_onto_another_patients_email(
 ) -> None:
     patient_id, token = await invited(portal, mailbox, email="ann@example.com")
     assert (await portal.activate(token))[0] == 200
-    await portal.create(first="Bob", email="bob@example.com")
+    await invited(portal, mailbox, first="Bob", email="bob@example.com")  # pending: held
     path = f"/v1/portal/patients/{patient_id}/account-email"
     code, body = await portal.call("PUT", path, {"email": "bob@example.com"}, support_headers())
     assert code == 409 and body["error"]["code"] == "email_in_use"
+    await portal.create(first="Cy", email="family@example.com")  # a profile email holds nothing
+    code, body = await portal.call("PUT", path, {"email": "family@example.com"}, support_headers())
+    assert code == 200 and body["account_email"] == "family@example.com"
 
 
 async def test_no_name_email_or_token_reaches_the_audit_trail_or_the_logs(
