@@ -73,7 +73,12 @@ def create_app(
     app[CONFIG] = config
     app[VERIFIER] = TokenVerifier(config.api_keys)
     app[AUDIT] = SqliteAuditLog(config.data_dir / AUDIT_FILE, node=config.node_id or "local")
-    app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
+    app[ROOMS] = RoomStore(
+        config.data_dir / ROOMS_FILE,
+        clock,
+        config.default_max_participants,
+        config.lobby_cap_factor,
+    )
     app[HUB] = Hub()
     app[CLUSTER] = build_coordinator(config, clock)
     app[SERVICE] = RoomService(

@@ -13,7 +13,7 @@ from typing import Any
 
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
-from waiting_room.room import Room
+from waiting_room.room import DEFAULT_LOBBY_FACTOR, Room, lobby_cap
 from waiting_room.schedule import Schedule
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -28,6 +28,14 @@ CREATE TABLE IF NOT EXISTS rooms (
     created_by TEXT
 );
 """
+# Columns added later, with the defaults rows written before them take.
+ADDED_COLUMNS = {
+    "max_waiting": "INTEGER",  # NULL: the server's VISITROOM_LOBBY_CAP_FACTOR x capacity
+    "allow_reknock": "INTEGER NOT NULL DEFAULT 0",
+}
+COLUMNS = "room_id, starts_at, ends_at, max_participants, created_at, created_by, " + ", ".join(
+    ADDED_COLUMNS
+)
 
 
 def valid_room_id(room_id: str) -> bool:
@@ -46,6 +54,8 @@ class RoomRecord:
     max_participants: int
     created_at: float
     created_by: str | None = None
+    max_waiting: int | None = None
+    allow_reknock: bool = False
 
     @property
     def schedule(self) -> Schedule:
@@ -55,10 +65,17 @@ class RoomRecord:
 class RoomStore:
     """Scheduled rooms survive restarts; live state (lobby, roster) lives in memory."""
 
-    def __init__(self, path: Path, clock: Clock, default_capacity: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock,
+        default_capacity: int,
+        lobby_factor: float = DEFAULT_LOBBY_FACTOR,
+    ) -> None:
         self._path = path
         self._clock = clock
         self._capacity = default_capacity
+        self._lobby_factor = lobby_factor
         self._records: dict[str, RoomRecord] = {}
         self._live: dict[str, Room] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
@@ -101,9 +118,14 @@ class RoomStore:
         if record is None and not create_ad_hoc:
             raise RoomError(NOT_FOUND, "no such room")
         if record is not None:
-            room = Room(room_id, self._clock, record.schedule, record.max_participants)
+            capacity = record.max_participants
+            waiting = record.max_waiting or lobby_cap(capacity, self._lobby_factor)
+            room = Room(
+                room_id, self._clock, record.schedule, capacity, waiting, record.allow_reknock
+            )
         else:
-            room = Room(room_id, self._clock, None, self._capacity)
+            waiting = lobby_cap(self._capacity, self._lobby_factor)
+            room = Room(room_id, self._clock, None, self._capacity, waiting)
         self._live[room_id] = room
         return room
 
@@ -132,18 +154,16 @@ class RoomStore:
         db = sqlite3.connect(self._path, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
-        for row in db.execute(
-            "SELECT room_id, starts_at, ends_at, max_participants, created_at, created_by"
-            " FROM rooms"
-        ):
-            self._records[row[0]] = RoomRecord(*row)
+        _add_columns(db)
+        for row in db.execute(f"SELECT {COLUMNS} FROM rooms"):
+            self._records[row[0]] = _record(row)
         self._db = db
 
     def _insert(self, record: RoomRecord) -> None:
         assert self._db is not None
         with self._db:
             self._db.execute(
-                "INSERT INTO rooms VALUES (?,?,?,?,?,?)",
+                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
                 (
                     record.room_id,
                     record.starts_at,
@@ -151,6 +171,8 @@ class RoomStore:
                     record.max_participants,
                     record.created_at,
                     record.created_by,
+                    record.max_waiting,
+                    int(record.allow_reknock),
                 ),
             )
 
@@ -158,3 +180,17 @@ class RoomStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a rooms table from an older version up to date (new columns only)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(rooms)")}
+    with db:
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE rooms ADD COLUMN {name} {kind}")
+
+
+def _record(row: tuple[Any, ...]) -> RoomRecord:
+    room_id, starts, ends, capacity, created, by, waiting, reknock = row
+    return RoomRecord(room_id, starts, ends, capacity, created, by, waiting, bool(reknock))
