@@ -10,7 +10,7 @@ from waiting_room import errors
 from waiting_room.clock import FakeClock
 from waiting_room.errors import RoomError
 from waiting_room.events import Admitted, Audited, Event, Left, Rejected, SessionEnded
-from waiting_room.participant import Role
+from waiting_room.participant import Participant, Role
 from waiting_room.room import Room
 
 PEOPLE = [f"p{i}" for i in range(8)]
@@ -74,6 +74,27 @@ class RoomMachine(RuleBasedStateMachine):
                 assert waiting_before >= LOBBY_CAP
             return
         assert host or identity is None or identity not in self.refused
+
+    @precondition(lambda self: bool(self.room.hosts) and any(_named_guests(self.room)))
+    @rule(data=st.data())
+    def a_host_turns_away_a_named_guest(self, data: st.DataObject) -> None:
+        host = data.draw(st.sampled_from(self.room.hosts))
+        guest = data.draw(st.sampled_from(_named_guests(self.room)))
+        command = self.room.reject if guest.is_waiting else self.room.remove
+        self._run(lambda: command(host.id, guest.id))
+
+    @precondition(lambda self: bool(self.refused))
+    @rule(data=st.data())
+    def a_refused_guest_knocks_again(self, data: st.DataObject) -> None:
+        identity = data.draw(st.sampled_from(sorted(self.refused)))
+        before = self.room.to_dict()
+        try:
+            self.room.enter(self._new_id("again"), "Again", Role.GUEST, identity)
+        except RoomError as exc:
+            assert exc.code == errors.KNOCK_REFUSED
+            assert self.room.to_dict() == before
+            return
+        raise AssertionError(f"{identity} was refused but knocked again")
 
     @rule(data=st.data(), by_id=st.booleans())
     def allow_knock(self, data: st.DataObject, by_id: bool) -> None:
@@ -173,6 +194,10 @@ class RoomMachine(RuleBasedStateMachine):
     def waiting_and_joined_partition_the_room(self) -> None:
         people = self.room.participants
         assert len(people) == len(self.room.joined) + len(self.room.waiting)
+
+
+def _named_guests(room: Room) -> list[Participant]:
+    return [p for p in room.participants if p.identity and not p.is_host]
 
 
 RoomMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
