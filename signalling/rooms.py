@@ -13,9 +13,11 @@ from typing import Any
 
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
+from waiting_room.refusals import Refusals
 from waiting_room.room import DEFAULT_LOBBY_FACTOR, Room, lobby_cap
 from waiting_room.schedule import Schedule
 
+MAX_KEPT_REFUSALS = 10_000  # unloaded rooms whose refused knocks are remembered
 ROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 SCHEMA = """
@@ -78,6 +80,7 @@ class RoomStore:
         self._lobby_factor = lobby_factor
         self._records: dict[str, RoomRecord] = {}
         self._live: dict[str, Room] = {}
+        self._refused: dict[str, Refusals] = {}  # rooms unloaded before their visit ended
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
         self._db: sqlite3.Connection | None = None
 
@@ -126,6 +129,7 @@ class RoomStore:
         else:
             waiting = lobby_cap(self._capacity, self._lobby_factor)
             room = Room(room_id, self._clock, None, self._capacity, waiting)
+        room.refusals = self._refused.pop(room_id, room.refusals)
         self._live[room_id] = room
         return room
 
@@ -145,6 +149,15 @@ class RoomStore:
         room = self._live.get(room_id)
         if room is not None and room.is_empty:
             del self._live[room_id]
+            self._keep_refusals(room_id, room.refusals)
+
+    def _keep_refusals(self, room_id: str, refusals: Refusals) -> None:
+        """The visit goes on while the room is empty: whoever was turned away stays out."""
+        if not len(refusals):
+            return
+        if len(self._refused) >= MAX_KEPT_REFUSALS:
+            del self._refused[next(iter(self._refused))]
+        self._refused[room_id] = refusals
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

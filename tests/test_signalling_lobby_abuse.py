@@ -210,3 +210,17 @@ async def test_one_identity_is_limited_on_its_own_and_others_still_knock(
     assert ("hello", "rate_limited", "attacker", None) in await audit_rows(client)
     for peer in (*peers, patient):
         await peer.close()
+
+
+async def test_refusals_outlast_the_room_emptying_until_the_visit_ends(connect: Connect) -> None:
+    host = await join_host(connect)
+    _, gid = await knocks(connect, "pat")
+    await host.request({"type": "reject", "participant_id": gid})
+    await host.request({"type": "leave"})
+    await host.wait_closed()  # the room is empty now and unloaded
+    assert await refused_hello(connect, {"token": guest_token("pat")}) == "knock_refused"
+    again = await join_host(connect)
+    assert (await again.next("refusals"))["participants"][0]["id"] == gid
+    await again.request({"type": "end"})
+    await again.wait_closed()
+    await knocks(connect, "pat")
