@@ -36,6 +36,15 @@ async def knocks(connect: Connect, identity: str, room: str = "visit-1") -> tupl
     return peer, str(welcome["participant_id"])
 
 
+async def pat_turned_away(connect: Connect) -> tuple[Peer, str]:
+    """A host joins, Pat knocks with a guest token and is rejected: (the host, Pat's old id)."""
+    host = await join_host(connect)
+    guest, gid = await knocks(connect, "pat")
+    await host.request({"type": "reject", "participant_id": gid})
+    await guest.wait_closed()
+    return host, gid
+
+
 async def audit_rows(client: Client, room: str = "visit-1") -> list[tuple[Any, ...]]:
     entries = await client.app[AUDIT].query(room)
     return [(e["action"], e["outcome"], e["actor"], e["subject"]) for e in entries]
@@ -117,10 +126,7 @@ async def test_rest_refuses_a_bad_lobby_setting(client: Client) -> None:
 async def test_a_rejected_guest_cannot_knock_again_until_the_host_allows_it(
     connect: Connect, client: Client
 ) -> None:
-    host = await join_host(connect)
-    guest, gid = await knocks(connect, "pat")
-    await host.request({"type": "reject", "participant_id": gid})
-    await guest.wait_closed()
+    host, gid = await pat_turned_away(connect)
     refusals = await host.next("refusals")
     assert refusals["participants"] == [{"id": gid, "name": "Pat", "reason": "rejected"}]
     assert await refused_hello(connect, {"token": guest_token("pat")}) == "knock_refused"
@@ -150,9 +156,7 @@ async def test_a_removed_guest_cannot_knock_again_and_the_host_may_name_the_iden
 
 
 async def test_a_host_joining_later_sees_who_is_refused(connect: Connect) -> None:
-    host = await join_host(connect)
-    _, gid = await knocks(connect, "pat")
-    await host.request({"type": "reject", "participant_id": gid})
+    _, gid = await pat_turned_away(connect)
     cohost = await join_host(connect, identity="nurse")
     assert (await cohost.next("refusals"))["participants"][0]["id"] == gid
 
@@ -160,9 +164,7 @@ async def test_a_host_joining_later_sees_who_is_refused(connect: Connect) -> Non
 async def test_allow_knock_is_for_hosts_and_needs_one_known_target(
     connect: Connect, client: Client
 ) -> None:
-    host = await join_host(connect)
-    _, gid = await knocks(connect, "pat")
-    await host.request({"type": "reject", "participant_id": gid})
+    host, gid = await pat_turned_away(connect)
     other, oid = await knock_guest(connect, "Sam")
     await host.request({"type": "admit", "participant_ids": [oid]})
     await other.next("admitted")
@@ -213,9 +215,7 @@ async def test_one_identity_is_limited_on_its_own_and_others_still_knock(
 
 
 async def test_refusals_outlast_the_room_emptying_until_the_visit_ends(connect: Connect) -> None:
-    host = await join_host(connect)
-    _, gid = await knocks(connect, "pat")
-    await host.request({"type": "reject", "participant_id": gid})
+    host, gid = await pat_turned_away(connect)
     await host.request({"type": "leave"})
     await host.wait_closed()  # the room is empty now and unloaded
     assert await refused_hello(connect, {"token": guest_token("pat")}) == "knock_refused"
