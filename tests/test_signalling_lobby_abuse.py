@@ -161,6 +161,14 @@ async def test_a_host_joining_later_sees_who_is_refused(connect: Connect) -> Non
     assert (await cohost.next("refusals"))["participants"][0]["id"] == gid
 
 
+async def test_a_resuming_host_gets_the_refusals_again(connect: Connect) -> None:
+    host, gid = await pat_turned_away(connect)
+    resume = host.of_type("welcome")[0]["resume_token"]
+    await host.close()
+    again = await connect("visit-1", {"resume": resume})
+    assert (await again.next("refusals"))["participants"][0]["id"] == gid
+
+
 async def test_allow_knock_is_for_hosts_and_needs_one_known_target(
     connect: Connect, client: Client
 ) -> None:
