@@ -113,8 +113,8 @@ async def create_room(request: web.Request) -> web.Response:
         _capacity(request, body.get("max_participants")),
         request.app[SERVICE].clock(),
         claims.identity,
-        _max_waiting(request, body.get("max_waiting")),
-        _flag(body, "allow_reknock"),
+        max_waiting=_max_waiting(request, body.get("max_waiting")),
+        allow_reknock=_flag(body, "allow_reknock"),
     )
     try:
         await request.app[ROOMS].create(record)

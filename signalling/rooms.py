@@ -205,5 +205,6 @@ def _add_columns(db: sqlite3.Connection) -> None:
 
 
 def _record(row: tuple[Any, ...]) -> RoomRecord:
-    room_id, starts, ends, capacity, created, by, waiting, reknock = row
-    return RoomRecord(room_id, starts, ends, capacity, created, by, waiting, bool(reknock))
+    fields = dict(zip((name.strip() for name in COLUMNS.split(",")), row, strict=True))
+    fields["allow_reknock"] = bool(fields["allow_reknock"])
+    return RoomRecord(**fields)
