@@ -81,7 +81,12 @@ def create_app(
     app[AUDIT] = SqliteAuditLog(
         config.data_dir / AUDIT_FILE, node=config.node_id or "local", key=config.audit_key
     )
-    app[ROOMS] = RoomStore(config.data_dir / ROOMS_FILE, clock, config.default_max_participants)
+    app[ROOMS] = RoomStore(
+        config.data_dir / ROOMS_FILE,
+        clock,
+        config.default_max_participants,
+        config.lobby_cap_factor,
+    )
     app[HUB] = Hub()
     app[CLUSTER] = build_coordinator(config, clock)
     app[SERVICE] = RoomService(

@@ -43,6 +43,7 @@ class Commands:
             "breakout_broadcast": self._breakout_broadcast,
             "breakout_close": self._breakout_close,
             "help_request": self._help_request,
+            "allow_knock": self._allow_knock,
         }
 
     def _ack(self, person: Participant, request: Request, **fields: Any) -> None:
@@ -149,6 +150,12 @@ class Commands:
 
     async def _help_request(self, room: Room, person: Participant, request: Request) -> list[Event]:
         events = room.request_help(person.id)
+        self._ack(person, request)
+        return events
+
+    async def _allow_knock(self, room: Room, person: Participant, request: Request) -> list[Event]:
+        body = request.body
+        events = room.allow_knock(person.id, body["participant_id"], body["identity"])
         self._ack(person, request)
         return events
 

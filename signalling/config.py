@@ -63,7 +63,10 @@ class Config:
     tls_key: Path | None = None
     public_base_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
-    knock_rate_limit: RateLimit = RateLimit(20, 10.0)
+    knock_rate_limit: RateLimit = RateLimit(20, 10.0)  # anonymous knocks, per address
+    knock_identity_rate_limit: RateLimit = RateLimit(5, 10.0)  # token knocks, per identity
+    knock_address_rate_limit: RateLimit | None = None  # all knocks (None: 10x the first)
+    lobby_cap_factor: float = 2.0  # waiting guests per room: this times its capacity
     max_frame_bytes: int = 64 * 1024
     hello_timeout_s: float = 10.0
     resume_window_s: float = 30.0
@@ -388,6 +391,31 @@ def security_from_env(env: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
+def lobby_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """Knock limits per identity and per address, and the lobby cap factor."""
+    values: dict[str, object] = {}
+    limits = {
+        "knock_identity_rate_limit": "VISITROOM_KNOCK_IDENTITY_RATE_LIMIT",
+        "knock_address_rate_limit": "VISITROOM_KNOCK_ADDRESS_RATE_LIMIT",
+    }
+    for field_name, var in limits.items():
+        if env.get(var):
+            values[field_name] = RateLimit.parse(env[var])
+    if env.get("VISITROOM_LOBBY_CAP_FACTOR"):
+        values["lobby_cap_factor"] = parse_factor(env["VISITROOM_LOBBY_CAP_FACTOR"])
+    return values
+
+
+def parse_factor(text: str) -> float:
+    try:
+        factor = float(text)
+    except ValueError:
+        raise ConfigError(f"VISITROOM_LOBBY_CAP_FACTOR must be a number, not {text!r}") from None
+    if not 0 < factor <= 100:
+        raise ConfigError("VISITROOM_LOBBY_CAP_FACTOR must be above 0 and at most 100")
+    return factor
+
+
 def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     """Build a Config from the environment; `overrides` (CLI flags) win when not None."""
     values: dict[str, object] = {
@@ -412,6 +440,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         **workers_from_env(env),
         **portal_from_env(env),
         **security_from_env(env),
+        **lobby_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):
         values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])

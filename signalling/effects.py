@@ -27,6 +27,7 @@ from waiting_room.events import (
     LobbyLeft,
     LobbyStatusChanged,
     Moved,
+    RefusalsChanged,
     Rejected,
     SessionEnded,
 )
@@ -110,6 +111,8 @@ def _plan_one(room: Room, event: Event) -> list[Effect]:
             return [MediaCloseRoom(room.id)]
         case BreakoutsChanged():
             return [Send(_ids(room.hosts), outbound.breakouts(room))]
+        case RefusalsChanged():
+            return [Send(_ids(room.hosts), outbound.refusals(room))]
         case Moved(person, source, target):
             return _moved(room, person, source, target)
         case Broadcast(text, recipients):
@@ -143,6 +146,8 @@ def _joined(room: Room, people: tuple[Participant, ...]) -> list[Effect]:
     new_hosts = tuple(p.id for p in people if p.is_host)
     if new_hosts:
         effects.append(Send(new_hosts, outbound.lobby(room.waiting)))
+        if room.refusals.entries:
+            effects.append(Send(new_hosts, outbound.refusals(room)))
         if room.breakouts.is_open:
             effects.append(Send(new_hosts, outbound.breakouts(room)))
     effects.extend(MediaOpen(room.id, group_of(p), p.id) for p in people)

@@ -33,6 +33,7 @@ HOST_COMMANDS = frozenset(
         "breakout_move",
         "breakout_broadcast",
         "breakout_close",
+        "allow_knock",
     }
 )
 WAITING_ALLOWED = frozenset({"leave"})
@@ -141,6 +142,18 @@ def _one_pid(m: dict[str, Any]) -> dict[str, Any]:
     return {"participant_id": _pid(m)}
 
 
+def _allow_knock(m: dict[str, Any]) -> dict[str, Any]:
+    """Exactly one of `participant_id` (the id the person had) or `identity` (a token `sub`)."""
+    if ("participant_id" in m) == ("identity" in m):
+        raise _bad("give `participant_id` or `identity`")
+    if "identity" in m:
+        value = _text(m, "identity", limit=256)
+        if not value:
+            raise _bad("`identity` must not be empty")
+        return {"participant_id": None, "identity": value}
+    return {"participant_id": _pid(m), "identity": None}
+
+
 def _none(m: dict[str, Any]) -> dict[str, Any]:
     return {}
 
@@ -218,6 +231,7 @@ VALIDATORS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "breakout_broadcast": _breakout_broadcast,
     "breakout_close": _breakout_close,
     "help_request": _none,
+    "allow_knock": _allow_knock,
 }
 
 

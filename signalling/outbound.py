@@ -55,6 +55,11 @@ def lobby(waiting: Iterable[Participant]) -> Message:
     return {"type": "lobby", "waiting": [p.lobby_entry() for p in waiting]}
 
 
+def refusals(room: Room) -> Message:
+    """Hosts: who may not knock again in this visit (`allow_knock` lets them)."""
+    return {"type": "refusals", "participants": [r.public() for r in room.refusals.entries]}
+
+
 def lobby_left(person: Participant, reason: str) -> Message:
     return {"type": "lobby_left", "participant_id": person.id, "reason": reason}
 

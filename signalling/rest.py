@@ -21,7 +21,7 @@ from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVIC
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
 from signalling.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant, ScopeError
 from waiting_room.errors import BAD_REQUEST, FORBIDDEN, RoomError
-from waiting_room.room import Room
+from waiting_room.room import Room, lobby_cap
 from waiting_room.schedule import Schedule
 
 MAX_BODY = 16 * 1024
@@ -135,6 +135,8 @@ def room_json(request: web.Request, record: RoomRecord) -> dict[str, Any]:
         "max_participants": record.max_participants,
         "join_url": f"{request.app[CONFIG].base_url}/r/{record.room_id}",
         "practice": record.practice,
+        "max_waiting": _lobby_cap(request, record),
+        "allow_reknock": record.allow_reknock,
     }
 
 
@@ -158,6 +160,8 @@ async def create_room(request: web.Request) -> web.Response:
         request.app[SERVICE].clock(),
         who.identity,
         practice,
+        max_waiting=_max_waiting(request, body.get("max_waiting")),
+        allow_reknock=_flag(body, "allow_reknock"),
     )
     try:
         await request.app[ROOMS].create(record)
@@ -186,6 +190,28 @@ def _capacity(request: web.Request, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`max_participants` must be >= 1")
     return min(value, config.max_participants_cap)
+
+
+def _max_waiting(request: web.Request, value: Any) -> int | None:
+    """A room's own lobby cap, lowered to the server's largest (factor x the capacity cap)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`max_waiting` must be >= 1")
+    config = request.app[CONFIG]
+    return min(value, lobby_cap(config.max_participants_cap, config.lobby_cap_factor))
+
+
+def _lobby_cap(request: web.Request, record: RoomRecord) -> int:
+    factor = request.app[CONFIG].lobby_cap_factor
+    return record.max_waiting or lobby_cap(record.max_participants, factor)
+
+
+def _flag(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, f"`{name}` must be true or false")
+    return value
 
 
 async def _record_or_404(

@@ -14,9 +14,11 @@ from typing import Any
 from signalling.datadir import private_sqlite
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
-from waiting_room.room import Room
+from waiting_room.refusals import Refusals
+from waiting_room.room import DEFAULT_LOBBY_FACTOR, Room, lobby_cap
 from waiting_room.schedule import Schedule
 
+MAX_KEPT_REFUSALS = 10_000  # unloaded rooms whose refused knocks are remembered
 ROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 SCHEMA = """
@@ -30,7 +32,15 @@ CREATE TABLE IF NOT EXISTS rooms (
     practice TEXT
 );
 """
-COLUMNS = "room_id, starts_at, ends_at, max_participants, created_at, created_by, practice"
+# Columns added later, with the defaults rows written before them take.
+ADDED_COLUMNS = {
+    "practice": "TEXT",  # NULL: the operator's room (rooms stored before practices)
+    "max_waiting": "INTEGER",  # NULL: the server's VISITROOM_LOBBY_CAP_FACTOR x capacity
+    "allow_reknock": "INTEGER NOT NULL DEFAULT 0",
+}
+COLUMNS = "room_id, starts_at, ends_at, max_participants, created_at, created_by, " + ", ".join(
+    ADDED_COLUMNS
+)
 
 
 def valid_room_id(room_id: str) -> bool:
@@ -50,6 +60,8 @@ class RoomRecord:
     created_at: float
     created_by: str | None = None
     practice: str | None = None  # the practice the room belongs to; None: the operator's
+    max_waiting: int | None = None
+    allow_reknock: bool = False
 
     @property
     def schedule(self) -> Schedule:
@@ -59,12 +71,20 @@ class RoomRecord:
 class RoomStore:
     """Scheduled rooms survive restarts; live state (lobby, roster) lives in memory."""
 
-    def __init__(self, path: Path, clock: Clock, default_capacity: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Clock,
+        default_capacity: int,
+        lobby_factor: float = DEFAULT_LOBBY_FACTOR,
+    ) -> None:
         self._path = path
         self._clock = clock
         self._capacity = default_capacity
+        self._lobby_factor = lobby_factor
         self._records: dict[str, RoomRecord] = {}
         self._live: dict[str, Room] = {}
+        self._refused: dict[str, Refusals] = {}  # rooms unloaded before their visit ended
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
         self._db: sqlite3.Connection | None = None
 
@@ -105,9 +125,15 @@ class RoomStore:
         if record is None and not create_ad_hoc:
             raise RoomError(NOT_FOUND, "no such room")
         if record is not None:
-            room = Room(room_id, self._clock, record.schedule, record.max_participants)
+            capacity = record.max_participants
+            waiting = record.max_waiting or lobby_cap(capacity, self._lobby_factor)
+            room = Room(
+                room_id, self._clock, record.schedule, capacity, waiting, record.allow_reknock
+            )
         else:
-            room = Room(room_id, self._clock, None, self._capacity)
+            waiting = lobby_cap(self._capacity, self._lobby_factor)
+            room = Room(room_id, self._clock, None, self._capacity, waiting)
+        room.refusals = self._refused.pop(room_id, room.refusals)
         self._live[room_id] = room
         return room
 
@@ -127,6 +153,15 @@ class RoomStore:
         room = self._live.get(room_id)
         if room is not None and room.is_empty:
             del self._live[room_id]
+            self._keep_refusals(room_id, room.refusals)
+
+    def _keep_refusals(self, room_id: str, refusals: Refusals) -> None:
+        """The visit goes on while the room is empty: whoever was turned away stays out."""
+        if not len(refusals):
+            return
+        if len(self._refused) >= MAX_KEPT_REFUSALS:
+            del self._refused[next(iter(self._refused))]
+        self._refused[room_id] = refusals
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -137,16 +172,16 @@ class RoomStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(SCHEMA)
         private_sqlite(self._path)
-        migrate(db)
+        _add_columns(db)
         for row in db.execute(f"SELECT {COLUMNS} FROM rooms"):
-            self._records[row[0]] = RoomRecord(*row)
+            self._records[row[0]] = _record(row)
         self._db = db
 
     def _insert(self, record: RoomRecord) -> None:
         assert self._db is not None
         with self._db:
             self._db.execute(
-                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                 (
                     record.room_id,
                     record.starts_at,
@@ -155,6 +190,8 @@ class RoomStore:
                     record.created_at,
                     record.created_by,
                     record.practice,
+                    record.max_waiting,
+                    int(record.allow_reknock),
                 ),
             )
 
@@ -164,9 +201,16 @@ class RoomStore:
             self._db = None
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Rooms stored before rooms had a practice keep NULL: the operator's rooms."""
-    columns = {row[1] for row in db.execute("PRAGMA table_info(rooms)")}
-    if "practice" not in columns:
-        with db:
-            db.execute("ALTER TABLE rooms ADD COLUMN practice TEXT")
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Bring a rooms table from an older version up to date (new columns only)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(rooms)")}
+    with db:
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE rooms ADD COLUMN {name} {kind}")
+
+
+def _record(row: tuple[Any, ...]) -> RoomRecord:
+    fields = dict(zip((name.strip() for name in COLUMNS.split(",")), row, strict=True))
+    fields["allow_reknock"] = bool(fields["allow_reknock"])
+    return RoomRecord(**fields)

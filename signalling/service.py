@@ -30,7 +30,7 @@ from signalling.hub import (
 )
 from signalling.joining import Refused, check_join
 from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message_type, validate
-from signalling.ratelimit import WindowLimiter
+from signalling.ratelimit import KnockLimits
 from signalling.rooms import RoomStore
 from waiting_room import errors
 from waiting_room.clock import Clock
@@ -74,8 +74,12 @@ class RoomService:
         self.clock = clock
         self.media: MediaControl | None = None
         self.messages_received = 0
-        limit = config.knock_rate_limit
-        self._knocks = WindowLimiter(limit.count, limit.seconds, clock)
+        self._knocks = KnockLimits(
+            config.knock_rate_limit,
+            config.knock_identity_rate_limit,
+            config.knock_address_rate_limit,
+            clock,
+        )
         self._resume: dict[str, tuple[str, str]] = {}  # digest -> (room_id, participant_id)
         self._resume_of: dict[str, str] = {}  # participant_id -> digest
         self._media_opened: set[str] = set()  # participants with a session on this node
@@ -87,6 +91,7 @@ class RoomService:
     async def hello(self, conn: Connection, raw: dict[str, Any], remote: str) -> bool:
         """Admit a connection into its room (joined or waiting). False: refused and closing."""
         room_id = conn.room_id or ""
+        claims: Claims | None = None
         try:
             if raw.get("type") != "hello":
                 raise RoomError(errors.UNAUTHORIZED, "the first message must be hello")
@@ -100,7 +105,7 @@ class RoomService:
                 await check_join(claims, room_id, self.rooms, self.cluster)
             return await self._enter(conn, room_id, claims, body["name"], remote)
         except RoomError as exc:
-            self._refuse_hello(conn, room_id, exc, raw)
+            self._refuse_hello(conn, room_id, exc, claims.identity if claims else None)
             return False
 
     def _claims(self, token: str | None, room_id: str) -> Claims | None:
@@ -118,8 +123,9 @@ class RoomService:
         role = Role.HOST if claims is not None and claims.is_host else Role.GUEST
         if claims is None and name is None:
             raise RoomError(errors.UNAUTHORIZED, "send a token, or a name to knock as a guest")
-        if role is Role.GUEST and not self._knocks.allow((remote, room_id)):
-            raise RoomError(errors.RATE_LIMITED, "too many knocks from your address; wait a bit")
+        identity = claims.identity if claims is not None else None
+        if role is Role.GUEST and not self._knocks.allow(remote, identity, room_id):
+            raise RoomError(errors.RATE_LIMITED, "too many knocks; wait a bit")
         room = self.rooms.open(room_id, create_ad_hoc=claims is not None)
         taken = room.take_over(claims.identity, role) if claims is not None else None
         if taken is not None:
@@ -186,11 +192,13 @@ class RoomService:
             self.hub.deliver([person.id], outbound.breakout(room, person.breakout))
         if person.is_host:
             self.hub.deliver([person.id], outbound.lobby(room.waiting))
+            if room.refusals.entries:
+                self.hub.deliver([person.id], outbound.refusals(room))
             if room.breakouts.is_open:
                 self.hub.deliver([person.id], outbound.breakouts(room))
 
     def _refuse_hello(
-        self, conn: Connection, room_id: str, exc: RoomError, raw: dict[str, Any]
+        self, conn: Connection, room_id: str, exc: RoomError, actor: str | None
     ) -> None:
         details = {
             k: iso(v) if k.endswith("_at") and isinstance(v, float) else v
@@ -200,7 +208,7 @@ class RoomService:
         conn.close(CLOSE_POLICY)
         if exc.code != errors.BAD_REQUEST:
             refused = exc if isinstance(exc, Refused) else None  # a valid token: who and why
-            actor = refused.actor if refused else None
+            actor = refused.actor if refused else actor
             why = {"reason": refused.reason} if refused else {}
             self.audit.record(AuditEntry("hello", exc.code, room_id or None, actor, None, why))
 

@@ -149,7 +149,9 @@ async def test_a_bad_room_id_in_the_path_is_404(client: Any) -> None:
 async def test_a_knock_flood_is_rate_limited_per_address_and_room(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    config = make_config(tmp_path, knock_rate_limit=RateLimit(3, 10.0))
+    config = make_config(
+        tmp_path, knock_rate_limit=RateLimit(3, 10.0), knock_address_rate_limit=RateLimit(3, 10.0)
+    )
     client = await aiohttp_client(create_app(config))
     peers = []
     for room in ("busy",) * 4 + ("other",):

@@ -15,6 +15,8 @@ CONFLICT = "conflict"
 RATE_LIMITED = "rate_limited"
 UNAVAILABLE = "unavailable"
 ENDED = "ended"
+LOBBY_FULL = "lobby_full"
+KNOCK_REFUSED = "knock_refused"
 
 
 class RoomError(Exception):

@@ -74,6 +74,11 @@ class BreakoutsChanged:
 
 
 @dataclass(frozen=True)
+class RefusalsChanged:
+    """The identities refused a new knock changed (hosts are told)."""
+
+
+@dataclass(frozen=True)
 class Moved:
     """A joined participant moved between the main room (None) and a breakout."""
 
@@ -113,6 +118,7 @@ Event = (
     | Left
     | SessionEnded
     | BreakoutsChanged
+    | RefusalsChanged
     | Moved
     | Broadcast
     | HelpRequested

@@ -7,6 +7,7 @@ the shell turns them into messages, media calls and audit rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -24,13 +25,16 @@ from waiting_room.events import (
     Left,
     LobbyLeft,
     LobbyStatusChanged,
+    RefusalsChanged,
     Rejected,
     SessionEnded,
 )
 from waiting_room.participant import Participant, Role, Status
+from waiting_room.refusals import REJECTED, REMOVED, Refusal, Refusals
 from waiting_room.schedule import RoomStatus, Schedule
 
 DEFAULT_CAPACITY = 200
+DEFAULT_LOBBY_FACTOR = 2.0
 MAX_HOLD_MESSAGE = 1000
 MAX_NAME = 80
 OK = "ok"
@@ -46,6 +50,11 @@ def clean_name(name: object) -> str:
     return name
 
 
+def lobby_cap(capacity: int, factor: float = DEFAULT_LOBBY_FACTOR) -> int:
+    """How many guests may wait for a room of `capacity`: `factor` times it, at least one."""
+    return max(1, math.ceil(capacity * factor))
+
+
 class Room(BreakoutCommands):
     def __init__(
         self,
@@ -53,12 +62,19 @@ class Room(BreakoutCommands):
         clock: Clock,
         schedule: Schedule | None = None,
         max_participants: int = DEFAULT_CAPACITY,
+        max_waiting: int | None = None,
+        allow_reknock: bool = False,
     ) -> None:
         if max_participants < 1:
             raise ValueError("max_participants must be at least 1")
+        if max_waiting is not None and max_waiting < 1:
+            raise ValueError("max_waiting must be at least 1")
         self.id = room_id
         self.schedule = schedule
         self.max_participants = max_participants
+        self.max_waiting = max_waiting or lobby_cap(max_participants)
+        self.allow_reknock = allow_reknock  # False: a rejected/removed identity stays out
+        self.refusals = Refusals()
         self.session = 1
         self._clock = clock
         self._people: dict[str, Participant] = {}
@@ -138,6 +154,8 @@ class Room(BreakoutCommands):
         if participant_id in self._people:
             raise RoomError(errors.CONFLICT, "participant id already in use")
         name = clean_name(name)
+        if role is Role.GUEST:
+            self._check_knock(identity)
         events: list[Event] = []
         if identity is not None:
             events.extend(self._replace_stale(identity))
@@ -151,6 +169,21 @@ class Room(BreakoutCommands):
         events.append(LobbyStatusChanged(person))
         events.append(Audited("knock", OK, person.audit_id, person.audit_id))
         return events
+
+    def _check_knock(self, identity: str | None) -> None:
+        """A refused identity stays out; a full lobby takes nobody (a dropped knock of the
+        same identity gives way, so it does not count)."""
+        if identity is not None and identity in self.refusals:
+            raise RoomError(
+                errors.KNOCK_REFUSED,
+                "the host has not allowed you to knock again in this visit",
+            )
+        waiting = sum(1 for p in self._people.values() if p.is_waiting)
+        stale = self.find_identity(identity) if identity is not None else None
+        if stale is not None and stale.is_waiting and not stale.connected:
+            waiting -= 1
+        if waiting >= self.max_waiting:
+            raise RoomError(errors.LOBBY_FULL, "the waiting room is full; try again later")
 
     def _replace_stale(self, identity: str) -> list[Event]:
         """One place per identity: a dropped session of the same person gives way.
@@ -249,11 +282,12 @@ class Room(BreakoutCommands):
         host = self.require_host(actor_id)
         guest = self._waiting_guest(participant_id)
         self._remove(guest)
-        return [
+        events: list[Event] = [
             Audited("reject", OK, host.audit_id, guest.audit_id),
             Rejected(guest),
             LobbyLeft(guest, "rejected"),
         ]
+        return events + self._refuse([guest], REJECTED)
 
     def _waiting_guest(self, participant_id: str) -> Participant:
         person = self._people.get(participant_id)
@@ -270,7 +304,8 @@ class Room(BreakoutCommands):
             raise RoomError(errors.NOT_FOUND, "that participant is not in the room")
         if person is host:
             raise RoomError(errors.BAD_REQUEST, "use leave to leave the room yourself")
-        return self._drop(person, "removed", actor=host.audit_id, action="remove")
+        events = self._drop(person, "removed", actor=host.audit_id, action="remove")
+        return events + self._refuse([person], REMOVED)
 
     def remove_all(self, actor_id: str) -> list[Event]:
         host = self.require_host(actor_id)
@@ -280,7 +315,30 @@ class Room(BreakoutCommands):
             events.extend(self._drop(guest, "removed", host.audit_id, "remove_all"))
         if not guests:
             events.append(Audited("remove_all", OK, host.audit_id, None, {"count": 0}))
-        return events
+        return events + self._refuse(guests, REMOVED)
+
+    def _refuse(self, people: list[Participant], reason: str) -> list[Event]:
+        """Keep rejected/removed guests' identities from knocking again in this visit."""
+        now = self._clock()
+        refused = [p for p in people if p.identity and not p.is_host and not self.allow_reknock]
+        for person in refused:
+            assert person.identity is not None
+            self.refusals.add(Refusal(person.identity, person.id, person.name, reason, now))
+        return [RefusalsChanged()] if refused else []
+
+    def allow_knock(
+        self, actor_id: str, participant_id: str | None = None, identity: str | None = None
+    ) -> list[Event]:
+        """A host lets a refused identity (named by it, or by its old participant id) knock."""
+        host = self.require_host(actor_id)
+        refusal = self.refusals.find(identity, participant_id)
+        if refusal is None:
+            raise RoomError(errors.NOT_FOUND, "nobody by that id or identity is refused")
+        self.refusals.discard(refusal.identity)
+        return [
+            Audited("allow_knock", OK, host.audit_id, refusal.identity),
+            RefusalsChanged(),
+        ]
 
     def end(self, actor_id: str) -> list[Event]:
         """A host ends the meeting for all."""
@@ -298,6 +356,7 @@ class Room(BreakoutCommands):
             events.append(Left(person, "ended", was_joined=person.joined_at is not None))
         self.session += 1
         self.breakouts = BreakoutState(serial=self.breakouts.serial)
+        self.refusals.clear()
         events.append(SessionEnded(self.session))
         return events
 
@@ -358,6 +417,9 @@ class Room(BreakoutCommands):
             if self.schedule is None
             else [self.schedule.starts_at, self.schedule.ends_at],
             "max_participants": self.max_participants,
+            "max_waiting": self.max_waiting,
+            "allow_reknock": self.allow_reknock,
+            "refusals": self.refusals.to_list(),
             "session": self.session,
             "participants": [p.to_dict() for p in self._people.values()],
             "breakouts": self.breakouts.to_dict(),
@@ -371,7 +433,10 @@ class Room(BreakoutCommands):
             clock,
             Schedule(*schedule) if schedule else None,
             data["max_participants"],
+            data.get("max_waiting"),
+            data.get("allow_reknock", False),
         )
+        room.refusals = Refusals.from_list(data.get("refusals", []))
         room.session = data["session"]
         room._people = {p["id"]: Participant.from_dict(p) for p in data["participants"]}
         if data.get("breakouts"):

@@ -1,6 +1,6 @@
 // The People panel: guests waiting in the lobby (hosts only) and everyone in the
 // visit. Hosts let guests in, put them on hold with a message, reject them,
-// remove participants, or remove everyone.
+// remove participants, or remove everyone, and let a turned-away guest knock again.
 
 import { announce, fill, h, menuButton } from "./dom.js";
 
@@ -23,6 +23,15 @@ export function peoplePanel({ room, names, onClose, notify }) {
   const joinedCount = h("span", { class: "count", testid: "joined-count" });
   const waitingList = h("ul", { class: "people-list", testid: "waiting-list", "aria-labelledby": "waiting-heading" });
   const joinedList = h("ul", { class: "people-list", testid: "joined-list", "aria-labelledby": "joined-heading" });
+  const refusedList = h("ul", { class: "people-list", testid: "refused-list", "aria-labelledby": "refused-heading" });
+  const refusedSection = isHost
+    ? h(
+        "section",
+        { class: "people-section", testid: "refused-section", hidden: true },
+        h("h3", { id: "refused-heading", text: "Turned away" }),
+        refusedList,
+      )
+    : null;
   const admitAll = h("button", { type: "button", class: "small primary", testid: "btn-admit-all", text: "Let in all", onclick: () => act(room.admitAll(), "Everyone waiting was let in.") });
   const waitingSection = isHost
     ? h(
@@ -51,6 +60,7 @@ export function peoplePanel({ room, names, onClose, notify }) {
     ),
     waitingSection,
     h("section", { class: "people-section" }, h("h3", { id: "joined-heading" }, "In the visit ", joinedCount), joinedList),
+    refusedSection,
   );
 
   /** @param {Promise<any>} promise @param {string} [done] */
@@ -179,6 +189,28 @@ export function peoplePanel({ room, names, onClose, notify }) {
     );
   }
 
+  /** @param {import("../sdk/visitroom.js").Refusal} refusal */
+  function refusedItem(refusal) {
+    return h(
+      "li",
+      { class: "person", testid: "refused-item", dataset: { participantId: refusal.id } },
+      h(
+        "div",
+        { class: "person-row" },
+        h("span", { class: "person-name", testid: "refused-name", text: refusal.name }),
+        h("span", { class: "person-status", text: refusal.reason === "removed" ? "Removed" : "Rejected" }),
+        h("button", {
+          type: "button",
+          class: "small secondary",
+          testid: "btn-allow-knock",
+          "aria-label": `Allow ${refusal.name} to knock again`,
+          text: "Allow again",
+          onclick: () => act(room.allowKnock(refusal.id), `${refusal.name} may knock again.`),
+        }),
+      ),
+    );
+  }
+
   /** @param {import("../sdk/visitroom.js").Person} person */
   function joinedItem(person) {
     const self = person.id === room.participantId;
@@ -217,6 +249,8 @@ export function peoplePanel({ room, names, onClose, notify }) {
       waitingCount.textContent = `(${waiting.length})`;
       admitAll.disabled = waiting.length === 0;
       fill(waitingList, waiting.length ? waiting.map(waitingItem) : h("li", { class: "empty", text: "Nobody is waiting." }));
+      refusedSection.hidden = room.refusals.length === 0;
+      fill(refusedList, room.refusals.map(refusedItem));
     }
     const joined = [...room.participants.values()];
     joinedCount.textContent = `(${joined.length})`;

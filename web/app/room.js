@@ -355,6 +355,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     for (const w of waiting) names.set(w.id, w.name);
     renderAll();
   });
+  listen(room, "refusalschange", () => renderAll());
   listen(room, "knock", (m) => {
     knockDismissed = false;
     announce(`${m.participant.name} is waiting to join. Open People to let them in.`);

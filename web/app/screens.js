@@ -174,6 +174,10 @@ export function refusalScreen(error) {
       return errorScreen("Too many attempts", "Please wait a minute, then try again.", { retry: true });
     case "room_full":
       return errorScreen("This visit is full", "Please try again later.", { retry: true });
+    case "lobby_full":
+      return errorScreen("The waiting room is full", "Please wait a few minutes, then try again.", { retry: true });
+    case "knock_refused":
+      return errorScreen("You can't rejoin this visit", "The host did not let you back in. If you think this is a mistake, contact the person who invited you.");
     default:
       return errorScreen("We couldn't connect you", "Check your internet connection and try again.", { retry: true });
   }

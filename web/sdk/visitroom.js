@@ -43,6 +43,7 @@ export { precallVerdict, runPrecallTest } from "./precall.js";
  * @typedef {{id: string, name: string, role: "host"|"guest"}} Person
  * @typedef {{id: string, name: string, status: "waiting"|"on_hold", message?: string, knocked_at: number}} WaitingGuest
  * @typedef {{id: string, name: string, participant_ids: string[]}} BreakoutRoom
+ * @typedef {{id: string, name: string, reason: "rejected"|"removed"}} Refusal
  * @typedef {"idle"|"connecting"|"waiting"|"joined"|"reconnecting"|"left"|"rejected"|"replaced"|"closed"} RoomState
  */
 
@@ -51,7 +52,7 @@ export { precallVerdict, runPrecallTest } from "./precall.js";
  *
  * Events (`room.on(type, fn)`): every server message by its type, and
  * `statechange` ({state}), `rosterchange` (Person[]), `lobbychange`
- * (WaitingGuest[]), `reconnecting` ({attempt, delayMs}), `reconnected`,
+ * (WaitingGuest[]), `refusalschange` (Refusal[], hosts only), `reconnecting` ({attempt, delayMs}), `reconnected`,
  * `disconnected` ({code, reason}), `message` (every raw server message).
  */
 export class VisitRoom extends Emitter {
@@ -117,6 +118,8 @@ export class VisitRoom extends Emitter {
     this.participants = new Map();
     /** @type {Map<string, WaitingGuest>} guests in the lobby (hosts only) */
     this.waiting = new Map();
+    /** @type {Refusal[]} guests turned away who may not knock again (hosts only) */
+    this.refusals = [];
     /** @type {{rooms: BreakoutRoom[], main_participant_ids: string[], ends_at: string|null}|null} */
     this.breakouts = null;
     /** @type {{room: {id: string, name: string}|null, ends_at: string|null}} */
@@ -337,6 +340,7 @@ export class VisitRoom extends Emitter {
       knock: this._onKnock,
       lobby: this._onLobby,
       lobby_left: this._onLobbyLeft,
+      refusals: this._onRefusals,
       roster: this._onRoster,
       participant_joined: this._onParticipantJoined,
       participant_left: this._onParticipantLeft,
@@ -423,6 +427,11 @@ export class VisitRoom extends Emitter {
   _onLobbyLeft(m) {
     this.waiting.delete(m.participant_id);
     this.emit("lobbychange", [...this.waiting.values()]);
+  }
+
+  _onRefusals(m) {
+    this.refusals = m.participants;
+    this.emit("refusalschange", [...this.refusals]);
   }
 
   _onRoster(m) {
@@ -532,6 +541,16 @@ export class VisitRoom extends Emitter {
 
   removeAll() {
     return this.request({ type: "remove_all" });
+  }
+
+  /**
+   * Let a guest who was rejected or removed knock again in this visit.
+   * @param {string|{identity: string}} target the participant id they had (see `refusals`),
+   *   or `{identity}`: their token's `sub`
+   */
+  allowKnock(target) {
+    if (typeof target === "string") return this.request({ type: "allow_knock", participant_id: target });
+    return this.request({ type: "allow_knock", identity: target.identity });
   }
 
   /** End the meeting for everyone, hosts and the lobby included. */

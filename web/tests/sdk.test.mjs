@@ -202,3 +202,53 @@ test("refused storage is no session, and the session never goes to localStorage"
     delete globalThis.localStorage;
   }
 });
+
+/** A WebSocket stand-in that plays a host's side of the conversation, for the SDK's framing. */
+class ScriptedSocket {
+  constructor() {
+    this.readyState = 0;
+    this.sent = [];
+    ScriptedSocket.last = this;
+    queueMicrotask(() => {
+      this.readyState = 1;
+      this.onopen?.();
+    });
+  }
+
+  send(text) {
+    const message = JSON.parse(text);
+    this.sent.push(message);
+    if (message.type === "hello") {
+      this.reply({ type: "welcome", participant_id: "p_host", role: "host", status: "joined", room: "visit-1", resume_token: "r", ice_servers: [] });
+    } else if (message.id) {
+      this.reply({ type: "ack", re: message.id });
+    }
+  }
+
+  reply(message) {
+    queueMicrotask(() => this.onmessage?.({ data: JSON.stringify(message) }));
+  }
+
+  close() {}
+}
+
+test("hosts see who was turned away and let them knock again by id or identity", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", token: "t", baseUrl: "http://127.0.0.1:1", WebSocket: ScriptedSocket });
+  await room.connect();
+  const seen = [];
+  room.on("refusalschange", (list) => seen.push(list));
+  ScriptedSocket.last.reply({ type: "refusals", participants: [{ id: "p_old", name: "Pat", reason: "rejected" }] });
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepEqual(room.refusals, [{ id: "p_old", name: "Pat", reason: "rejected" }]);
+  assert.equal(seen.length, 1);
+  await room.allowKnock("p_old");
+  await room.allowKnock({ identity: "pat" });
+  const sent = ScriptedSocket.last.sent.filter((m) => m.type === "allow_knock");
+  assert.deepEqual(
+    sent.map(({ id: _id, ...rest }) => rest),
+    [
+      { type: "allow_knock", participant_id: "p_old" },
+      { type: "allow_knock", identity: "pat" },
+    ],
+  );
+});
