@@ -1,0 +1,193 @@
+"""Live room state in the data directory, for one machine (the embedded default).
+
+The same contract as the cluster's room state on Redis (cluster/roomstate.py):
+the owner writes what a command changed before any client hears of it, so a
+restart -- SIGTERM or kill -9 -- finds the lobby with its hold messages, the
+roster, the breakouts and the resume tokens (as digests) as clients last saw
+them. A heartbeat row says when the server was last alive: after a crash,
+everyone restored may resume within the resume window counted from then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cluster.bus import BusUnavailable
+from cluster.roomstate import Change, rebuild
+from waiting_room.clock import Clock
+from waiting_room.room import Room
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS live_rooms (
+    room_id TEXT PRIMARY KEY,
+    meta BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS live_people (
+    room_id TEXT NOT NULL,
+    participant_id TEXT NOT NULL,
+    record BLOB NOT NULL,
+    PRIMARY KEY (room_id, participant_id)
+);
+CREATE TABLE IF NOT EXISTS live_resume (
+    digest TEXT PRIMARY KEY,
+    room_id TEXT NOT NULL,
+    participant_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alive (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    at REAL NOT NULL
+);
+"""
+
+
+class FileRoomState:
+    """`RoomState` in one SQLite file, written on one thread, in call order."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self._path = path
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="room-state")
+        self._db: sqlite3.Connection | None = None
+
+    async def start(self) -> None:
+        await self._run(self._open)
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self.beat()
+            await self._run(self._close)
+        self._executor.shutdown(wait=True)
+
+    async def beat(self) -> None:
+        """Note that the server is alive now (the resume window after a crash starts here)."""
+        at = self._clock()
+        await self._run(self._execute, "INSERT OR REPLACE INTO alive VALUES (1, ?)", (at,))
+
+    async def restore(self) -> list[Room]:
+        """Every room stored, its people marked as interrupted when the server was last alive."""
+        rooms: list[Room] = await self._run(self._load_all)
+        return rooms
+
+    # --- RoomState ---------------------------------------------------------------------
+
+    async def write(self, change: Change) -> None:
+        await self._run(self._write, change)
+
+    async def save_all(self, room: Room) -> None:
+        change = Change(room, [p.id for p in room.participants])
+        await self._run(self._write, change, True)
+
+    async def load(self, room_id: str, clock: Clock) -> Room | None:
+        rooms: list[Room] = await self._run(self._load_all, room_id)
+        return rooms[0] if rooms else None
+
+    async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:
+        sql = "INSERT OR REPLACE INTO live_resume VALUES (?, ?, ?)"
+        await self._run(self._execute, sql, (digest, room_id, participant_id))
+
+    async def forget_resume(self, room_id: str, *digests: str) -> None:
+        sql = "DELETE FROM live_resume WHERE room_id = ? AND digest = ?"
+        await self._run(self._execute_many, sql, [(room_id, d) for d in digests])
+
+    async def find_resume(self, room_id: str, digest: str) -> str | None:
+        found: str | None = await self._run(self._find_resume, room_id, digest)
+        return found
+
+    async def forget_room(self, room_id: str) -> None:
+        await self._run(self._forget_room, room_id)
+
+    # --- on the state thread -----------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as exc:
+            log.error("the room state file could not be written: %s", exc)
+            raise BusUnavailable(str(exc)) from exc
+
+    def _open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self._path, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # a crashed process loses no commit
+        db.executescript(SCHEMA)
+        self._db = db
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise sqlite3.OperationalError("the room state file is closed")
+        return self._db
+
+    def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
+        db = self._conn()
+        with db:
+            db.execute(sql, args)
+
+    def _execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        db = self._conn()
+        with db:
+            db.executemany(sql, rows)
+
+    def _write(self, change: Change, replace_all: bool = False) -> None:
+        db = self._conn()
+        room_id = change.room_id
+        gone = [(room_id, pid) for pid in change.gone]
+        with db:
+            if replace_all:
+                db.execute("DELETE FROM live_people WHERE room_id = ?", (room_id,))
+            db.executemany(
+                "INSERT OR REPLACE INTO live_people VALUES (?, ?, ?)",
+                [(room_id, pid, record) for pid, record in change.present.items()],
+            )
+            db.executemany("DELETE FROM live_people WHERE room_id = ? AND participant_id = ?", gone)
+            db.executemany("DELETE FROM live_resume WHERE room_id = ? AND participant_id = ?", gone)
+            db.execute("INSERT OR REPLACE INTO live_rooms VALUES (?, ?)", (room_id, change.meta))
+
+    def _find_resume(self, room_id: str, digest: str) -> str | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT participant_id FROM live_resume WHERE digest = ? AND room_id = ?",
+                (digest, room_id),
+            )
+            .fetchone()
+        )
+        return str(row[0]) if row is not None else None
+
+    def _forget_room(self, room_id: str) -> None:
+        db = self._conn()
+        with db:
+            for table in ("live_rooms", "live_people", "live_resume"):
+                db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
+
+    def _load_all(self, only: str | None = None) -> list[Room]:
+        db = self._conn()
+        alive = db.execute("SELECT at FROM alive WHERE one = 1").fetchone()
+        stopped_at = float(alive[0]) if alive is not None else self._clock()
+        people: dict[str, list[bytes]] = defaultdict(list)
+        for room_id, record in db.execute("SELECT room_id, record FROM live_people"):
+            people[room_id].append(record)
+        rooms = []
+        for room_id, meta in db.execute("SELECT room_id, meta FROM live_rooms"):
+            if only is None or room_id == only:
+                room = rebuild(meta, people[room_id], self._clock)
+                room.interrupt(stopped_at)
+                rooms.append(room)
+        return rooms
