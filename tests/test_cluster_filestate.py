@@ -53,7 +53,12 @@ class Visit:
     ids: dict[str, str]
 
     def peers(self) -> dict[str, Peer]:
-        return {"host": self.host, "joined": self.joined, "held": self.held, "waiting": self.waiting}
+        return {
+            "host": self.host,
+            "joined": self.joined,
+            "held": self.held,
+            "waiting": self.waiting,
+        }
 
     def audit_ids(self) -> set[str]:
         """How the audit trail names them: the host by its token identity."""
