@@ -1,0 +1,67 @@
+"""A real browser call survives a crash of the whole server: kill -9, start it again on
+the same port and data directory, and the SDK reconnects by itself (backoff), resumes
+with its token and offers media again; nobody knocks again."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.test_web_failover import frames_from
+from tests.test_web_media import own_id, wait_received
+from tests.web_support import Pages, WebServer, host_joins, in_thread, knock
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# Chromium logs each refused connection while the server is down: expected here.
+REFUSED = "WebSocket connection to"
+
+
+def decoding_again(page: Page, sender: str) -> None:
+    """Wait until `sender`'s video is decoded on the new connection, well past its start."""
+    page.wait_for_function(
+        """([sender, least]) => [...document.querySelectorAll(
+              '[data-testid=stats-row][data-direction=in][data-kind=video]')]
+            .some((row) => row.dataset.participantId === sender
+                           && Number(row.dataset.framesDecoded) >= least)""",
+        arg=[sender, frames_from(page, sender) + 10],
+        timeout=30_000,
+    )
+
+
+def test_a_call_comes_back_by_itself_after_the_server_is_killed_and_started_again(
+    pages: Pages, site: WebServer
+) -> None:
+    try:
+        call_survives_a_crash(pages, site)
+    finally:
+        pages.errors[:] = [e for e in pages.errors if REFUSED not in e]
+
+
+def call_survives_a_crash(pages: Pages, site: WebServer) -> None:
+    room = site.schedule()
+    host, guest = pages.new("host"), pages.new("guest")
+    host_joins(host, site, room)
+    knock(guest, site, room, "Pat Restart")
+    host.get_by_test_id("btn-knock-let-in").click()
+    expect(guest.get_by_test_id("screen-room")).to_be_visible()
+    host_id, guest_id = own_id(host), own_id(guest)
+    host.get_by_test_id("btn-stats").click()
+    guest.get_by_test_id("btn-stats").click()
+    wait_received(host, guest_id, "video", "framesDecoded", 10)
+
+    site.process.kill()
+    for page in (host, guest):
+        expect(page.get_by_test_id("reconnecting")).to_be_visible(timeout=10_000)
+    in_thread(site.process.start)
+
+    for page in (host, guest):
+        expect(page.get_by_test_id("reconnecting")).to_be_hidden(timeout=30_000)
+        expect(page.get_by_test_id("screen-room")).to_have_attribute(
+            "data-media", "connected", timeout=30_000
+        )
+    assert (own_id(host), own_id(guest)) == (host_id, guest_id), "the same sessions, resumed"
+    decoding_again(host, guest_id)
+    decoding_again(guest, host_id)
+    assert not guest.get_by_test_id("screen-waiting").is_visible(), "nobody knocked again"
+    assert host.get_by_test_id("waiting-item").count() == 0
