@@ -221,13 +221,22 @@ class Coordinator:
         if change is None:
             announce()
             return
+        if self.local_state is not None:
+            # One queue, committed in order, its waiters woken in order: no lock needed,
+            # and the changes of many commands share a transaction.
+            await self._write(change)
+            announce()
+            return
         lock = self._locks.setdefault(change.room_id, asyncio.Lock())
         async with lock:
-            try:
-                await self.store.write(change)
-            except BusUnavailable:
-                self.dirty.add(change.room_id)  # written in full once the bus is back
+            await self._write(change)
             announce()
+
+    async def _write(self, change: Change) -> None:
+        try:
+            await self.store.write(change)
+        except BusUnavailable:
+            self.dirty.add(change.room_id)  # written in full once the store is back
 
     async def forget_room(self, room_id: str) -> None:
         self._locks.pop(room_id, None)

@@ -4,7 +4,9 @@ The same contract as the cluster's room state on Redis (cluster/roomstate.py):
 the owner writes what a command changed before any client hears of it, so a
 restart -- SIGTERM or kill -9 -- finds the lobby with its hold messages, the
 roster, the breakouts and the resume tokens (as digests) as clients last saw
-them. A heartbeat row says when the server was last alive: after a crash,
+them. Writes queued while one is committed go in the next transaction together
+(group commit): a knock storm costs a few commits, not one per guest. A
+heartbeat row says when the server was last alive: after a crash,
 everyone restored may resume within the resume window counted from then.
 """
 
@@ -27,6 +29,7 @@ from waiting_room.room import Room
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], None]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS live_rooms (
@@ -51,6 +54,40 @@ CREATE TABLE IF NOT EXISTS alive (
 """
 
 
+TABLES = ("live_rooms", "live_people", "live_resume")
+
+
+def _sql(sql: str, *rows: tuple[Any, ...]) -> Op:
+    def run(db: sqlite3.Connection) -> None:
+        db.executemany(sql, rows)
+
+    return run
+
+
+def _write(db: sqlite3.Connection, change: Change, replace_all: bool = False) -> None:
+    room_id = change.room_id
+    gone = [(room_id, pid) for pid in change.gone]
+    if replace_all:
+        db.execute("DELETE FROM live_people WHERE room_id = ?", (room_id,))
+    db.executemany(
+        "INSERT OR REPLACE INTO live_people VALUES (?, ?, ?)",
+        [(room_id, pid, record) for pid, record in change.present.items()],
+    )
+    db.executemany("DELETE FROM live_people WHERE room_id = ? AND participant_id = ?", gone)
+    db.executemany("DELETE FROM live_resume WHERE room_id = ? AND participant_id = ?", gone)
+    db.execute("INSERT OR REPLACE INTO live_rooms VALUES (?, ?)", (room_id, change.meta))
+
+
+def _settle(batch: list[tuple[Op, asyncio.Future[None]]], error: Exception | None) -> None:
+    for _, done in batch:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
+
+
 class FileRoomState:
     """`RoomState` in one SQLite file, written on one thread, in call order."""
 
@@ -59,6 +96,8 @@ class FileRoomState:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="room-state")
         self._db: sqlite3.Connection | None = None
+        self._queue: list[tuple[Op, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._run(self._open)
@@ -72,7 +111,7 @@ class FileRoomState:
     async def beat(self) -> None:
         """Note that the server is alive now (the resume window after a crash starts here)."""
         at = self._clock()
-        await self._run(self._execute, "INSERT OR REPLACE INTO alive VALUES (1, ?)", (at,))
+        await self._commit(_sql("INSERT OR REPLACE INTO alive VALUES (1, ?)", (at,)))
 
     async def restore(self) -> list[Room]:
         """Every room stored, its people marked as interrupted when the server was last alive."""
@@ -82,11 +121,11 @@ class FileRoomState:
     # --- RoomState ---------------------------------------------------------------------
 
     async def write(self, change: Change) -> None:
-        await self._run(self._write, change)
+        await self._commit(lambda db: _write(db, change))
 
     async def save_all(self, room: Room) -> None:
         change = Change(room, [p.id for p in room.participants])
-        await self._run(self._write, change, True)
+        await self._commit(lambda db: _write(db, change, replace_all=True))
 
     async def load(self, room_id: str, clock: Clock) -> Room | None:
         rooms: list[Room] = await self._run(self._load_all, room_id)
@@ -94,18 +133,41 @@ class FileRoomState:
 
     async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:
         sql = "INSERT OR REPLACE INTO live_resume VALUES (?, ?, ?)"
-        await self._run(self._execute, sql, (digest, room_id, participant_id))
+        await self._commit(_sql(sql, (digest, room_id, participant_id)))
 
     async def forget_resume(self, room_id: str, *digests: str) -> None:
         sql = "DELETE FROM live_resume WHERE room_id = ? AND digest = ?"
-        await self._run(self._execute_many, sql, [(room_id, d) for d in digests])
+        await self._commit(_sql(sql, *((room_id, d) for d in digests)))
 
     async def find_resume(self, room_id: str, digest: str) -> str | None:
         found: str | None = await self._run(self._find_resume, room_id, digest)
         return found
 
     async def forget_room(self, room_id: str) -> None:
-        await self._run(self._forget_room, room_id)
+        statements = [f"DELETE FROM {t} WHERE room_id = ?" for t in TABLES]
+        await self._commit(*(_sql(sql, (room_id,)) for sql in statements))
+
+    async def _commit(self, *ops: Op) -> None:
+        """Run `ops` in a transaction shared with the writes queued meanwhile; returns
+        once it is committed (or raises BusUnavailable)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.extend((op, done) for op in ops)
+        if self._committer is None:
+            self._committer = asyncio.create_task(self._commit_queued(), name="room-state-commit")
+        await done
+
+    async def _commit_queued(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._run(self._transaction, [op for op, _ in batch])
+                except BusUnavailable as exc:
+                    _settle(batch, exc)
+                else:
+                    _settle(batch, None)
+        finally:
+            self._committer = None
 
     # --- on the state thread -----------------------------------------------------------
 
@@ -135,30 +197,11 @@ class FileRoomState:
             raise sqlite3.OperationalError("the room state file is closed")
         return self._db
 
-    def _execute(self, sql: str, args: tuple[Any, ...]) -> None:
+    def _transaction(self, ops: list[Op]) -> None:
         db = self._conn()
         with db:
-            db.execute(sql, args)
-
-    def _execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        db = self._conn()
-        with db:
-            db.executemany(sql, rows)
-
-    def _write(self, change: Change, replace_all: bool = False) -> None:
-        db = self._conn()
-        room_id = change.room_id
-        gone = [(room_id, pid) for pid in change.gone]
-        with db:
-            if replace_all:
-                db.execute("DELETE FROM live_people WHERE room_id = ?", (room_id,))
-            db.executemany(
-                "INSERT OR REPLACE INTO live_people VALUES (?, ?, ?)",
-                [(room_id, pid, record) for pid, record in change.present.items()],
-            )
-            db.executemany("DELETE FROM live_people WHERE room_id = ? AND participant_id = ?", gone)
-            db.executemany("DELETE FROM live_resume WHERE room_id = ? AND participant_id = ?", gone)
-            db.execute("INSERT OR REPLACE INTO live_rooms VALUES (?, ?)", (room_id, change.meta))
+            for op in ops:
+                op(db)
 
     def _find_resume(self, room_id: str, digest: str) -> str | None:
         row = (
@@ -170,12 +213,6 @@ class FileRoomState:
             .fetchone()
         )
         return str(row[0]) if row is not None else None
-
-    def _forget_room(self, room_id: str) -> None:
-        db = self._conn()
-        with db:
-            for table in ("live_rooms", "live_people", "live_resume"):
-                db.execute(f"DELETE FROM {table} WHERE room_id = ?", (room_id,))
 
     def _load_all(self, only: str | None = None) -> list[Room]:
         db = self._conn()
