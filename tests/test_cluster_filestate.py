@@ -15,10 +15,13 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cluster.filestate import FileRoomState
+from cluster.roomstate import Change
 from tests.conftest import API_KEY, API_SECRET, Peer, admin_token, host_admits_guest
 from tests.servers import ServerProcess
-
-pytestmark = pytest.mark.slow
+from waiting_room.clock import FakeClock
+from waiting_room.participant import Role
+from waiting_room.room import Room
 
 ROOM = "visit-1"
 HOLD_TEXT = "The doctor is finishing another visit"
@@ -124,6 +127,59 @@ async def restart(server: ServerProcess, how: signal.Signals, peers: list[Peer])
     await server.start()
 
 
+async def test_a_room_is_restored_as_last_written_with_everyone_interrupted(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    state = FileRoomState(tmp_path / "live.sqlite3", clock)
+    await state.start()
+    room = Room(ROOM, clock)
+    room.enter("h1", "Dr", Role.HOST, "dr")
+    room.enter("g1", "Pat", Role.GUEST, None)
+    room.enter("g2", "Sam", Role.GUEST, None)
+    room.hold("h1", "g1", HOLD_TEXT)
+    await state.write(Change(room, ["h1", "g1", "g2"]))
+    await state.remember_resume(ROOM, "digest-g2", "g2")
+    room.reject("h1", "g2")
+    await state.write(Change(room, ["g2"]))
+    clock.advance(5)
+    await state.close()  # the last sign of life
+
+    clock.advance(60)
+    again = FileRoomState(tmp_path / "live.sqlite3", clock)
+    await again.start()
+    [restored] = await again.restore()
+    assert [(p.id, p.status.value, p.hold_message) for p in restored.participants] == [
+        ("h1", "joined", None),
+        ("g1", "on_hold", HOLD_TEXT),
+    ]
+    assert all(p.interrupted and p.disconnected_at == clock.now - 60 for p in restored.participants)
+    assert await again.find_resume(ROOM, "digest-g2") is None, "a rejected guest's token goes"
+    await again.forget_room(ROOM)
+    assert await again.restore() == []
+    await again.close()
+
+
+async def test_writes_made_at_once_finish_in_the_order_they_were_made(tmp_path: Path) -> None:
+    clock = FakeClock()
+    state = FileRoomState(tmp_path / "live.sqlite3", clock)
+    await state.start()
+    room = Room(ROOM, clock)
+    room.enter("h1", "Dr", Role.HOST, "dr")
+    finished: list[int] = []
+
+    async def knock(n: int) -> None:
+        room.enter(f"g{n}", f"Guest {n}", Role.GUEST, None)
+        await state.write(Change(room, [f"g{n}"]))
+        finished.append(n)
+
+    await asyncio.gather(*(knock(n) for n in range(100)))
+    assert finished == list(range(100))
+    [restored] = await state.restore()
+    assert len(restored.waiting) == 100
+    await state.close()
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     running = ServerProcess(tmp_path / "data", server_env(30.0))
@@ -132,6 +188,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     running.kill()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
 async def test_everyone_resumes_after_a_restart_and_nobody_knocks_again(
     session: aiohttp.ClientSession, server: ServerProcess, how: signal.Signals
@@ -180,6 +237,7 @@ async def test_everyone_resumes_after_a_restart_and_nobody_knocks_again(
         await peer.close()
 
 
+@pytest.mark.slow
 async def test_an_old_resume_token_is_spent_once_it_was_used_after_a_restart(
     session: aiohttp.ClientSession, server: ServerProcess
 ) -> None:
@@ -194,6 +252,7 @@ async def test_an_old_resume_token_is_spent_once_it_was_used_after_a_restart(
     await again.close()
 
 
+@pytest.mark.slow
 async def test_after_a_crash_who_does_not_come_back_leaves_the_audit_as_interrupted(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -222,6 +281,7 @@ async def test_after_a_crash_who_does_not_come_back_leaves_the_audit_as_interrup
         server.kill()
 
 
+@pytest.mark.slow
 async def test_a_restart_after_the_resume_window_resumes_nobody(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
