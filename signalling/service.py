@@ -136,7 +136,8 @@ class RoomService:
         self._resume[digest] = (room.id, person.id)
         self._resume_of[person.id] = digest
         await self.cluster.remember_resume(room.id, digest, person.id)
-        return outbound.welcome(person, room.id, token, self.config.ice_servers)
+        window = self.config.resume_window_s
+        return outbound.welcome(person, room.id, token, self.config.ice_servers, window)
 
     async def _resume_session(self, conn: Connection, room_id: str, token: str) -> bool:
         digest = _digest(token)

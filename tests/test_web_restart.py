@@ -4,12 +4,15 @@ with its token and offers media again; nobody knocks again."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.test_web_failover import frames_from
 from tests.test_web_media import own_id, wait_received
-from tests.web_support import Pages, WebServer, host_joins, in_thread, knock
+from tests.web_support import Pages, WebServer, host_joins, in_thread, knock, web_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -65,3 +68,20 @@ def call_survives_a_crash(pages: Pages, site: WebServer) -> None:
     decoding_again(guest, host_id)
     assert not guest.get_by_test_id("screen-waiting").is_visible(), "nobody knocked again"
     assert host.get_by_test_id("waiting-item").count() == 0
+
+
+def test_the_client_gives_up_when_the_servers_resume_window_is_over(
+    browser: BrowserContext, tmp_path: Path
+) -> None:
+    """The window comes from the server's `welcome` (here 4 s), not a built-in 30 s."""
+    with web_server(tmp_path, {"VISITROOM_RESUME_WINDOW_S": "4"}) as short:
+        pages = Pages(browser, short)
+        try:
+            host = pages.new("host")
+            host_joins(host, short, short.schedule())
+            short.process.kill()
+            lost = time.monotonic()
+            expect(host.get_by_test_id("screen-error")).to_be_visible(timeout=15_000)
+            assert time.monotonic() - lost < 10
+        finally:
+            pages.close()
