@@ -98,6 +98,7 @@ class FileRoomState:
         self._db: sqlite3.Connection | None = None
         self._queue: list[tuple[Op, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
+        self._stored: set[str] = set()  # rooms in the file: no rooms, no need to beat
 
     async def start(self) -> None:
         await self._run(self._open)
@@ -110,22 +111,33 @@ class FileRoomState:
 
     async def beat(self) -> None:
         """Note that the server is alive now (the resume window after a crash starts here)."""
-        at = self._clock()
-        await self._commit(_sql("INSERT OR REPLACE INTO alive VALUES (1, ?)", (at,)))
+        if self._stored:
+            await self._commit(self._alive())
+
+    def _alive(self) -> Op:
+        return _sql("INSERT OR REPLACE INTO alive VALUES (1, ?)", (self._clock(),))
 
     async def restore(self) -> list[Room]:
         """Every room stored, its people marked as interrupted when the server was last alive."""
         rooms: list[Room] = await self._run(self._load_all)
+        self._stored.update(room.id for room in rooms)
         return rooms
 
     # --- RoomState ---------------------------------------------------------------------
 
     async def write(self, change: Change) -> None:
-        await self._commit(lambda db: _write(db, change))
+        await self._commit(*self._first(change.room_id), lambda db: _write(db, change))
 
     async def save_all(self, room: Room) -> None:
         change = Change(room, [p.id for p in room.participants])
-        await self._commit(lambda db: _write(db, change, replace_all=True))
+        ops = self._first(room.id)
+        await self._commit(*ops, lambda db: _write(db, change, replace_all=True))
+
+    def _first(self, room_id: str) -> list[Op]:
+        """The first room after an idle spell also says we are alive (beats were skipped)."""
+        first = not self._stored
+        self._stored.add(room_id)
+        return [self._alive()] if first else []
 
     async def load(self, room_id: str, clock: Clock) -> Room | None:
         rooms: list[Room] = await self._run(self._load_all, room_id)
@@ -144,6 +156,7 @@ class FileRoomState:
         return found
 
     async def forget_room(self, room_id: str) -> None:
+        self._stored.discard(room_id)
         statements = [f"DELETE FROM {t} WHERE room_id = ?" for t in TABLES]
         await self._commit(*(_sql(sql, (room_id,)) for sql in statements))
 

@@ -160,6 +160,27 @@ async def test_a_room_is_restored_as_last_written_with_everyone_interrupted(
     await again.close()
 
 
+async def test_the_first_room_after_an_idle_spell_counts_from_its_own_write(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    state = FileRoomState(tmp_path / "live.sqlite3", clock)
+    await state.start()
+    await state.beat()  # no rooms: nothing to keep alive
+    clock.advance(3600)
+    room = Room(ROOM, clock)
+    room.enter("h1", "Dr", Role.HOST, "dr")
+    await state.write(Change(room, ["h1"]))
+    written_at = clock.now
+    clock.advance(5)  # the process dies before its next beat
+    crashed = FileRoomState(tmp_path / "live.sqlite3", clock)
+    await crashed.start()
+    [restored] = await crashed.restore()
+    assert restored.get("h1").disconnected_at == written_at
+    await crashed.close()
+    await state.close()
+
+
 async def test_writes_made_at_once_finish_in_the_order_they_were_made(tmp_path: Path) -> None:
     clock = FakeClock()
     state = FileRoomState(tmp_path / "live.sqlite3", clock)
