@@ -1,6 +1,6 @@
-"""A real browser call survives a crash of the whole server: kill -9, start it again on
-the same port and data directory, and the SDK reconnects by itself (backoff), resumes
-with its token and offers media again; nobody knocks again."""
+"""A real browser call survives a crash (kill -9) or a stop (SIGTERM) of the whole
+server: started again on the same port and data directory, the SDK reconnects by
+itself (backoff), resumes with its token and offers media again; nobody knocks again."""
 
 from __future__ import annotations
 
@@ -32,16 +32,17 @@ def decoding_again(page: Page, sender: str) -> None:
     )
 
 
-def test_a_call_comes_back_by_itself_after_the_server_is_killed_and_started_again(
-    pages: Pages, site: WebServer
+@pytest.mark.parametrize("how", ["kill-9", "sigterm"])
+def test_a_call_comes_back_by_itself_after_the_server_is_stopped_and_started_again(
+    pages: Pages, site: WebServer, how: str
 ) -> None:
     try:
-        call_survives_a_crash(pages, site)
+        call_survives_a_restart(pages, site, how)
     finally:
         pages.errors[:] = [e for e in pages.errors if REFUSED not in e]
 
 
-def call_survives_a_crash(pages: Pages, site: WebServer) -> None:
+def call_survives_a_restart(pages: Pages, site: WebServer, how: str) -> None:
     room = site.schedule()
     host, guest = pages.new("host"), pages.new("guest")
     host_joins(host, site, room)
@@ -53,7 +54,10 @@ def call_survives_a_crash(pages: Pages, site: WebServer) -> None:
     guest.get_by_test_id("btn-stats").click()
     wait_received(host, guest_id, "video", "framesDecoded", 10)
 
-    site.process.kill()
+    if how == "kill-9":
+        site.process.kill()
+    else:
+        in_thread(site.process.stop)  # a deploy: drain, say goodbye (1001), exit
     for page in (host, guest):
         expect(page.get_by_test_id("reconnecting")).to_be_visible(timeout=10_000)
     in_thread(site.process.start)
