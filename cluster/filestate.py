@@ -177,6 +177,8 @@ class FileRoomState:
                     await self._run(self._transaction, [op for op, _ in batch])
                 except BusUnavailable as exc:
                     _settle(batch, exc)
+                except RuntimeError as exc:  # closed: the executor takes no more work
+                    _settle(batch, BusUnavailable(str(exc)))
                 else:
                     _settle(batch, None)
         finally:

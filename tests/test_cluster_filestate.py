@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cluster.bus import BusUnavailable
 from cluster.filestate import FileRoomState
 from cluster.roomstate import Change
 from tests.conftest import API_KEY, API_SECRET, Peer, admin_token, host_admits_guest
@@ -179,6 +180,14 @@ async def test_the_first_room_after_an_idle_spell_counts_from_its_own_write(
     assert restored.get("h1").disconnected_at == written_at
     await crashed.close()
     await state.close()
+
+
+async def test_a_write_after_close_fails_instead_of_waiting_forever(tmp_path: Path) -> None:
+    state = FileRoomState(tmp_path / "live.sqlite3", FakeClock())
+    await state.start()
+    await state.close()
+    with pytest.raises(BusUnavailable):
+        await asyncio.wait_for(state.remember_resume(ROOM, "digest", "p1"), 5)
 
 
 async def test_writes_made_at_once_finish_in_the_order_they_were_made(tmp_path: Path) -> None:
