@@ -128,14 +128,20 @@ async def restart(server: ServerProcess, how: signal.Signals, peers: list[Peer])
     await server.start()
 
 
-async def test_a_room_is_restored_as_last_written_with_everyone_interrupted(
-    tmp_path: Path,
-) -> None:
-    clock = FakeClock()
+async def opened(tmp_path: Path, clock: FakeClock) -> tuple[FileRoomState, Room]:
+    """A started store and a room with a host in it (not written yet)."""
     state = FileRoomState(tmp_path / "live.sqlite3", clock)
     await state.start()
     room = Room(ROOM, clock)
     room.enter("h1", "Dr", Role.HOST, "dr")
+    return state, room
+
+
+async def test_a_room_is_restored_as_last_written_with_everyone_interrupted(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    state, room = await opened(tmp_path, clock)
     room.enter("g1", "Pat", Role.GUEST, None)
     room.enter("g2", "Sam", Role.GUEST, None)
     room.hold("h1", "g1", HOLD_TEXT)
@@ -165,12 +171,9 @@ async def test_the_first_room_after_an_idle_spell_counts_from_its_own_write(
     tmp_path: Path,
 ) -> None:
     clock = FakeClock()
-    state = FileRoomState(tmp_path / "live.sqlite3", clock)
-    await state.start()
-    await state.beat()  # no rooms: nothing to keep alive
+    state, room = await opened(tmp_path, clock)
+    await state.beat()  # no rooms written: nothing to keep alive
     clock.advance(3600)
-    room = Room(ROOM, clock)
-    room.enter("h1", "Dr", Role.HOST, "dr")
     await state.write(Change(room, ["h1"]))
     written_at = clock.now
     clock.advance(5)  # the process dies before its next beat
@@ -191,11 +194,7 @@ async def test_a_write_after_close_fails_instead_of_waiting_forever(tmp_path: Pa
 
 
 async def test_writes_made_at_once_finish_in_the_order_they_were_made(tmp_path: Path) -> None:
-    clock = FakeClock()
-    state = FileRoomState(tmp_path / "live.sqlite3", clock)
-    await state.start()
-    room = Room(ROOM, clock)
-    room.enter("h1", "Dr", Role.HOST, "dr")
+    state, room = await opened(tmp_path, FakeClock())
     finished: list[int] = []
 
     async def knock(n: int) -> None:

@@ -22,14 +22,7 @@ REFUSED = "WebSocket connection to"
 
 def decoding_again(page: Page, sender: str) -> None:
     """Wait until `sender`'s video is decoded on the new connection, well past its start."""
-    page.wait_for_function(
-        """([sender, least]) => [...document.querySelectorAll(
-              '[data-testid=stats-row][data-direction=in][data-kind=video]')]
-            .some((row) => row.dataset.participantId === sender
-                           && Number(row.dataset.framesDecoded) >= least)""",
-        arg=[sender, frames_from(page, sender) + 10],
-        timeout=30_000,
-    )
+    wait_received(page, sender, "video", "framesDecoded", frames_from(page, sender) + 10)
 
 
 @pytest.mark.parametrize("how", ["kill-9", "sigterm"])
