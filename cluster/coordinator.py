@@ -2,8 +2,8 @@
 
 One machine (the embedded default): every room is local; each change is
 written to a file in the data directory before clients hear of it, so a
-restart brings the rooms back (cluster/filestate.py). Several machines (`--redis`): a room is
-served by the node holding its lease; other nodes proxy its clients there;
+restart brings the rooms back (cluster/filestate.py). Several machines
+(`--redis`): a room is served by the node holding its lease; other nodes proxy its clients there;
 the owner writes each change to the bus before clients hear of it; a node
 that finds a room without a live owner takes it over from the bus.
 """
@@ -310,6 +310,7 @@ class Coordinator:
         """Write an owned room in full, resume tokens included (the bus may be empty)."""
         room = self.live(room_id)
         if room is None:
+            self.dirty.discard(room_id)  # gone meanwhile: nothing to write
             return
         with contextlib.suppress(BusUnavailable):
             await self.store.save_all(room)

@@ -78,6 +78,14 @@ def _write(db: sqlite3.Connection, change: Change, replace_all: bool = False) ->
     db.execute("INSERT OR REPLACE INTO live_rooms VALUES (?, ?)", (room_id, change.meta))
 
 
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")  # a crashed process loses no commit
+    db.executescript(SCHEMA)
+    return db
+
+
 def _settle(batch: list[tuple[Op, asyncio.Future[None]]], error: Exception | None) -> None:
     for _, done in batch:
         if done.done():
@@ -196,11 +204,16 @@ class FileRoomState:
 
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self._path, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")  # a crashed process loses no commit
-        db.executescript(SCHEMA)
-        self._db = db
+        try:
+            self._db = _connect(self._path)
+        except sqlite3.DatabaseError as exc:
+            # Serve without the old rooms (clients knock again) rather than not at all.
+            aside = self._path.with_name(f"{self._path.name}.unreadable-{int(self._clock())}")
+            log.error("the room state file is unreadable (%s); moved to %s", exc, aside.name)
+            self._path.rename(aside)
+            for sidecar in ("-wal", "-shm"):
+                self._path.with_name(self._path.name + sidecar).unlink(missing_ok=True)
+            self._db = _connect(self._path)
 
     def _close(self) -> None:
         if self._db is not None:
@@ -238,8 +251,13 @@ class FileRoomState:
             people[room_id].append(record)
         rooms = []
         for room_id, meta in db.execute("SELECT room_id, meta FROM live_rooms"):
-            if only is None or room_id == only:
+            if only is not None and room_id != only:
+                continue
+            try:
                 room = rebuild(meta, people[room_id], self._clock)
-                room.interrupt(stopped_at)
-                rooms.append(room)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("a stored room could not be read back, left out: %r", exc)
+                continue
+            room.interrupt(stopped_at)
+            rooms.append(room)
         return rooms

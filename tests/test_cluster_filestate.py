@@ -193,6 +193,18 @@ async def test_a_write_after_close_fails_instead_of_waiting_forever(tmp_path: Pa
         await asyncio.wait_for(state.remember_resume(ROOM, "digest", "p1"), 5)
 
 
+async def test_an_unreadable_file_is_moved_aside_and_the_server_starts_without_rooms(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "live.sqlite3"
+    path.write_bytes(b"not a database, " * 64)
+    state = FileRoomState(tmp_path / "live.sqlite3", FakeClock())
+    await state.start()
+    assert await state.restore() == []
+    assert path.with_name(f"live.sqlite3.unreadable-{int(FakeClock().now)}").exists()
+    await state.close()
+
+
 async def test_writes_made_at_once_finish_in_the_order_they_were_made(tmp_path: Path) -> None:
     state, room = await opened(tmp_path, FakeClock())
     finished: list[int] = []
