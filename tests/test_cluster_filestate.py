@@ -6,6 +6,7 @@ within the resume window leaves the audit trail as `interrupted`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -221,12 +222,20 @@ async def test_writes_made_at_once_finish_in_the_order_they_were_made(tmp_path: 
     await state.close()
 
 
+@contextlib.asynccontextmanager
+async def running(tmp_path: Path, resume_window_s: float) -> AsyncIterator[ServerProcess]:
+    server = ServerProcess(tmp_path / "data", server_env(resume_window_s))
+    await server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
-    running = ServerProcess(tmp_path / "data", server_env(30.0))
-    await running.start()
-    yield running
-    running.kill()
+    async with running(tmp_path, 30.0) as started:
+        yield started
 
 
 @pytest.mark.slow
@@ -297,9 +306,7 @@ async def test_an_old_resume_token_is_spent_once_it_was_used_after_a_restart(
 async def test_after_a_crash_who_does_not_come_back_leaves_the_audit_as_interrupted(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    server = ServerProcess(tmp_path / "data", server_env(8.0))
-    await server.start()
-    try:
+    async with running(tmp_path, 8.0) as server:
         visit = await open_visit(session, server)
         assert {e["subject"] for e in await audit(session, server)} >= visit.audit_ids()
         tokens = visit.resume_tokens()
@@ -318,17 +325,13 @@ async def test_after_a_crash_who_does_not_come_back_leaves_the_audit_as_interrup
         assert (await host.request({"type": "lobby"}))["type"] == "ack"
         assert host.of_type("lobby")[-1]["waiting"] == []
         await host.close()
-    finally:
-        server.kill()
 
 
 @pytest.mark.slow
 async def test_a_restart_after_the_resume_window_resumes_nobody(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
-    server = ServerProcess(tmp_path / "data", server_env(1.0))
-    await server.start()
-    try:
+    async with running(tmp_path, 1.0) as server:
         visit = await open_visit(session, server)
         tokens = visit.resume_tokens()
         await restart(server, signal.SIGKILL, list(visit.peers().values()))
@@ -338,5 +341,3 @@ async def test_a_restart_after_the_resume_window_resumes_nobody(
             peer = await hello(session, server, resume=token)
             assert (await peer.next("error", ANSWER_S))["code"] == "unauthorized"
             await peer.close()
-    finally:
-        server.kill()
