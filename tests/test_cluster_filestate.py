@@ -117,6 +117,17 @@ async def interrupted_rows(
             await asyncio.sleep(0.2)
 
 
+async def visit_then_restart(
+    session: aiohttp.ClientSession, server: ServerProcess, how: signal.Signals
+) -> tuple[Visit, dict[str, str]]:
+    """A visit in full swing, then a restart; returns the visit and its resume tokens."""
+    visit = await open_visit(session, server)
+    assert {e["subject"] for e in await audit(session, server)} >= visit.audit_ids()
+    tokens = visit.resume_tokens()
+    await restart(server, how, list(visit.peers().values()))
+    return visit, tokens
+
+
 async def restart(server: ServerProcess, how: signal.Signals, peers: list[Peer]) -> None:
     """Stop the server the given way, see every socket end, start it on the same port."""
     if how is signal.SIGKILL:
@@ -243,9 +254,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
 async def test_everyone_resumes_after_a_restart_and_nobody_knocks_again(
     session: aiohttp.ClientSession, server: ServerProcess, how: signal.Signals
 ) -> None:
-    visit = await open_visit(session, server)
-    tokens = visit.resume_tokens()
-    await restart(server, how, list(visit.peers().values()))
+    visit, tokens = await visit_then_restart(session, server, how)
 
     host = await hello(session, server, resume=tokens["host"])
     welcome = await host.next("welcome", ANSWER_S)
@@ -291,9 +300,8 @@ async def test_everyone_resumes_after_a_restart_and_nobody_knocks_again(
 async def test_an_old_resume_token_is_spent_once_it_was_used_after_a_restart(
     session: aiohttp.ClientSession, server: ServerProcess
 ) -> None:
-    visit = await open_visit(session, server)
-    token = visit.resume_tokens()["joined"]
-    await restart(server, signal.SIGKILL, list(visit.peers().values()))
+    _, tokens = await visit_then_restart(session, server, signal.SIGKILL)
+    token = tokens["joined"]
     first = await hello(session, server, resume=token)
     await first.next("welcome", ANSWER_S)
     await first.close()
@@ -307,10 +315,7 @@ async def test_after_a_crash_who_does_not_come_back_leaves_the_audit_as_interrup
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     async with running(tmp_path, 8.0) as server:
-        visit = await open_visit(session, server)
-        assert {e["subject"] for e in await audit(session, server)} >= visit.audit_ids()
-        tokens = visit.resume_tokens()
-        await restart(server, signal.SIGKILL, list(visit.peers().values()))
+        visit, tokens = await visit_then_restart(session, server, signal.SIGKILL)
         host = await hello(session, server, resume=tokens["host"])
         await host.next("welcome", ANSWER_S)
 
@@ -332,9 +337,7 @@ async def test_a_restart_after_the_resume_window_resumes_nobody(
     session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
     async with running(tmp_path, 1.0) as server:
-        visit = await open_visit(session, server)
-        tokens = visit.resume_tokens()
-        await restart(server, signal.SIGKILL, list(visit.peers().values()))
+        visit, tokens = await visit_then_restart(session, server, signal.SIGKILL)
         rows = await interrupted_rows(session, server, visit.audit_ids(), timeout=30.0)
         assert {e["subject"] for e in rows} == visit.audit_ids()
         for token in tokens.values():
