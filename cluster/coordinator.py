@@ -1,8 +1,9 @@
 """What the signalling service needs from the cluster, one object for both modes.
 
-One machine (the embedded default): every room is local, nothing is written
-anywhere, changes apply at once. Several machines (`--redis`): a room is
-served by the node holding its lease; other nodes proxy its clients there;
+One machine (the embedded default): every room is local; each change is
+written to a file in the data directory before clients hear of it, so a
+restart brings the rooms back (cluster/filestate.py). Several machines
+(`--redis`): a room is served by the node holding its lease; other nodes proxy its clients there;
 the owner writes each change to the bus before clients hear of it; a node
 that finds a room without a live owner takes it over from the bus.
 """
@@ -22,9 +23,10 @@ import msgpack
 
 from cluster import keys
 from cluster.bus import Bus, BusUnavailable
+from cluster.filestate import FileRoomState
 from cluster.leases import LEASE_TTL_MS, RoomLeases
 from cluster.registry import NodeInfo, NodeRegistry
-from cluster.roomstate import Change, RoomStateStore, touched
+from cluster.roomstate import Change, RoomState, RoomStateStore, touched
 from waiting_room.clock import Clock
 from waiting_room.events import Event
 from waiting_room.room import Room
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 ROUTE_DEADLINE_S = 8.0
 ROUTE_RETRY_S = 0.2
+ALIVE_EVERY_S = 1.0
 
 LiveRooms = Callable[[str], Room | None]
 NoticeHandler = Callable[[dict[str, Any]], Awaitable[None]]
@@ -56,15 +59,25 @@ UNAVAILABLE = Route(RouteKind.UNAVAILABLE)
 
 class Coordinator:
     def __init__(
-        self, bus: Bus, node_id: str, node_url: str, clock: Clock, multi_node: bool
+        self,
+        bus: Bus,
+        node_id: str,
+        node_url: str,
+        clock: Clock,
+        multi_node: bool,
+        local_state: FileRoomState | None = None,
     ) -> None:
+        """`local_state`: where one machine keeps its rooms (None: in memory only)."""
         self.bus = bus
         self.node_id = node_id
         self.multi_node = multi_node
         self.clock = clock
         self.registry = NodeRegistry(bus, node_id, node_url)
         self.leases = RoomLeases(bus, node_id, self._lost, self._write_back)
-        self.store = RoomStateStore(bus)
+        self.local_state = None if multi_node else local_state
+        self.store: RoomState = self.local_state or RoomStateStore(bus)
+        self.persists = multi_node or self.local_state is not None
+        self._alive: asyncio.Task[None] | None = None
         self.draining = False
         self.dirty: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -79,6 +92,8 @@ class Coordinator:
 
     async def start(self) -> None:
         await self.bus.start()
+        if self.local_state is not None:
+            await self._restore(self.local_state)
         if self.multi_node:
             self.bus.subscribe(keys.EVENTS, self._on_notice)
             await self.registry.start()
@@ -88,10 +103,32 @@ class Coordinator:
                 recovered.append(self._recovered)
 
     async def stop(self) -> None:
+        if self._alive is not None:
+            self._alive.cancel()
+            await asyncio.gather(self._alive, return_exceptions=True)
+        if self.local_state is not None:
+            await self.local_state.close()
         if self.multi_node:
             await self.leases.stop()
             await self.registry.stop()
         await self.bus.close()
+
+    async def _restore(self, state: FileRoomState) -> None:
+        """Bring back the rooms of the last run, then note, every second, that we are alive."""
+        await state.start()
+        for room in await state.restore():
+            log.warning("restored a room after a restart (%d people)", len(room.participants))
+            self.adopt(room)
+        await state.beat()
+        self._alive = asyncio.create_task(self._keep_alive(state), name="room-state-alive")
+
+    async def _keep_alive(self, state: FileRoomState) -> None:
+        while True:
+            await asyncio.sleep(ALIVE_EVERY_S)
+            with contextlib.suppress(BusUnavailable):
+                await state.beat()
+            for room_id in list(self.dirty):  # a failed write is retried in full
+                await self._write_back(room_id)
 
     @property
     def accepting(self) -> bool:
@@ -175,7 +212,7 @@ class Coordinator:
 
     def prepare(self, room: Room, events: Iterable[Event]) -> Change | None:
         """Serialise what changed now, before anything else can change the room."""
-        if not self.multi_node:
+        if not self.persists:
             return None
         return Change(room, touched(events))
 
@@ -184,35 +221,45 @@ class Coordinator:
         if change is None:
             announce()
             return
+        if self.local_state is not None:
+            # One queue, committed in order, its waiters woken in order: no lock needed,
+            # and the changes of many commands share a transaction.
+            await self._write(change)
+            announce()
+            return
         lock = self._locks.setdefault(change.room_id, asyncio.Lock())
         async with lock:
-            try:
-                await self.store.write(change)
-            except BusUnavailable:
-                self.dirty.add(change.room_id)  # written in full once the bus is back
+            await self._write(change)
             announce()
+
+    async def _write(self, change: Change) -> None:
+        try:
+            await self.store.write(change)
+        except BusUnavailable:
+            self.dirty.add(change.room_id)  # written in full once the store is back
 
     async def forget_room(self, room_id: str) -> None:
         self._locks.pop(room_id, None)
-        if self.multi_node:
+        if self.persists:
             with contextlib.suppress(BusUnavailable):
                 await self.store.forget_room(room_id)
-                await self.leases.release(room_id)
+                if self.multi_node:
+                    await self.leases.release(room_id)
 
     # --- resume tokens -----------------------------------------------------------------
 
     async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:
-        if self.multi_node:
+        if self.persists:
             with contextlib.suppress(BusUnavailable):
                 await self.store.remember_resume(room_id, digest, participant_id)
 
     async def forget_resume(self, room_id: str, *digests: str) -> None:
-        if self.multi_node and digests:
+        if self.persists and digests:
             with contextlib.suppress(BusUnavailable):
                 await self.store.forget_resume(room_id, *digests)
 
     async def find_resume(self, room_id: str, digest: str) -> str | None:
-        if not self.multi_node:
+        if not self.persists:
             return None
         with contextlib.suppress(BusUnavailable):
             return await self.store.find_resume(room_id, digest)
@@ -263,6 +310,7 @@ class Coordinator:
         """Write an owned room in full, resume tokens included (the bus may be empty)."""
         room = self.live(room_id)
         if room is None:
+            self.dirty.discard(room_id)  # gone meanwhile: nothing to write
             return
         with contextlib.suppress(BusUnavailable):
             await self.store.save_all(room)

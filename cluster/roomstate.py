@@ -8,7 +8,7 @@ clients were told. Writes are O(changes), not O(room).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 
@@ -81,7 +81,35 @@ class Change:
         self.meta = _pack(_meta(room))
 
 
+def rebuild(meta: bytes, people: Iterable[bytes], clock: Clock) -> Room:
+    """A room from its stored meta and participant records."""
+    data = _unpack(meta)
+    data["participants"] = [_unpack(value) for value in people]
+    return Room.from_dict(data, clock)
+
+
+class RoomState(Protocol):
+    """Where the owner of a room keeps its live state: Redis (a cluster) or SQLite in
+    the data directory (one machine). `write` returns only once the change is stored."""
+
+    async def write(self, change: Change) -> None: ...
+
+    async def save_all(self, room: Room) -> None: ...
+
+    async def load(self, room_id: str, clock: Clock) -> Room | None: ...
+
+    async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None: ...
+
+    async def forget_resume(self, room_id: str, *digests: str) -> None: ...
+
+    async def find_resume(self, room_id: str, digest: str) -> str | None: ...
+
+    async def forget_room(self, room_id: str) -> None: ...
+
+
 class RoomStateStore:
+    """Room state on the bus (Redis), for a cluster."""
+
     def __init__(self, bus: Bus) -> None:
         self._bus = bus
 
@@ -107,10 +135,8 @@ class RoomStateStore:
         meta = await self._bus.get(keys.room_meta(room_id))
         if meta is None:
             return None
-        data = _unpack(meta)
         stored = await self._bus.hgetall(keys.room_people(room_id))
-        data["participants"] = [_unpack(value) for value in stored.values()]
-        room = Room.from_dict(data, clock)
+        room = rebuild(meta, stored.values(), clock)
         now = clock()
         for person in room.participants:  # their sockets were on the old owner
             person.connected = False

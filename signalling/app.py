@@ -174,6 +174,8 @@ async def _retention(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    await app[SERVICE].sweep()  # rooms restored after the resume window: nobody resumes
+
     async def sweep_forever() -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)

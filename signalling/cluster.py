@@ -6,22 +6,24 @@ import secrets
 
 from cluster.bus import Bus, LocalBus
 from cluster.coordinator import Coordinator
+from cluster.filestate import FileRoomState
 from signalling.config import Config
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from waiting_room.clock import Clock
 
+LIVE_STATE_FILE = "live.sqlite3"
+
 
 def build_coordinator(config: Config, clock: Clock) -> Coordinator:
     node_id = config.node_id or "node-" + secrets.token_hex(4)
-    bus: Bus
     if config.redis_url:
         from cluster.redisbus import RedisBus
 
-        bus = RedisBus(config.redis_url)
-    else:
-        bus = LocalBus()
-    return Coordinator(bus, node_id, config.internal_url, clock, multi_node=bool(config.redis_url))
+        bus: Bus = RedisBus(config.redis_url)
+        return Coordinator(bus, node_id, config.internal_url, clock, multi_node=True)
+    state = FileRoomState(config.data_dir / LIVE_STATE_FILE, clock)
+    return Coordinator(LocalBus(), node_id, config.internal_url, clock, False, state)
 
 
 def wire_cluster(cluster: Coordinator, rooms: RoomStore, service: RoomService) -> None:

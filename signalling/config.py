@@ -434,6 +434,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "node_id": env.get("VISITROOM_NODE_ID", ""),
         "node_url": env.get("VISITROOM_NODE_URL") or None,
         "drain_deadline_s": float(env.get("VISITROOM_DRAIN_DEADLINE_S", "30")),
+        "resume_window_s": float(env.get("VISITROOM_RESUME_WINDOW_S", "30")),
         "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
         "audit_key": env.get("VISITROOM_AUDIT_KEY") or None,
         "allow_open_data_dir": allow_open_from_env(env),

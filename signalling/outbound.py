@@ -24,8 +24,10 @@ def welcome(
     room_id: str,
     resume_token: str,
     ice_servers: Sequence[Mapping[str, object]] = (),
+    resume_window_s: float | None = None,
 ) -> Message:
     status = "joined" if person.is_joined else "waiting"
+    window = {} if resume_window_s is None else {"resume_window_s": resume_window_s}
     return {
         "type": "welcome",
         "participant_id": person.id,
@@ -34,6 +36,7 @@ def welcome(
         "room": room_id,
         "resume_token": resume_token,
         "ice_servers": [dict(server) for server in ice_servers],
+        **window,
     }
 
 

@@ -150,14 +150,17 @@ class RoomService:
         self._resume[digest] = (room.id, person.id)
         self._resume_of[person.id] = digest
         await self.cluster.remember_resume(room.id, digest, person.id)
-        return outbound.welcome(person, room.id, token, self.config.ice_servers)
+        window = self.config.resume_window_s
+        return outbound.welcome(person, room.id, token, self.config.ice_servers, window)
 
     async def _resume_session(self, conn: Connection, room_id: str, token: str) -> bool:
         digest = _digest(token)
         found = self._resume.get(digest)
         pid = found[1] if found is not None and found[0] == room_id else None
-        if pid is None:  # a room taken over from another node
+        if pid is None:  # a room taken over from another node, or restored after a restart
             pid = await self.cluster.find_resume(room_id, digest)
+            if pid is not None:  # the new welcome forgets this token
+                self._resume_of.setdefault(pid, digest)
         room = self.rooms.live(room_id)
         person = room.find(pid) if room is not None and pid is not None else None
         if room is None or person is None:

@@ -323,3 +323,31 @@ def test_rejected_guest_event_carries_the_participant(room: Room) -> None:
     knock(room, "g1")
     rejected = next(e for e in room.reject("h1", "g1") if isinstance(e, Rejected))
     assert rejected.participant.id == "g1"
+
+
+def test_after_a_server_stop_everyone_may_resume_within_the_window_from_the_stop(
+    room: Room, clock: FakeClock
+) -> None:
+    knock(room, "g1")
+    stopped_at = clock.now
+    clock.advance(10)
+    room.interrupt(stopped_at)
+    assert all(not p.connected and p.disconnected_at == stopped_at for p in room.participants)
+    room.reconnect("h1")
+    clock.advance(19)
+    assert room.expire(30) == []
+    clock.advance(1)
+    events = room.expire(30)
+    assert room.find("g1") is None and room.find("h1") is not None
+    assert ("leave", "interrupted", "g1", "g1") in audits(events)
+    assert any(isinstance(e, LobbyLeft) and e.reason == "left" for e in events)
+
+
+def test_a_participant_who_resumed_after_a_stop_later_leaves_as_disconnected(
+    room: Room, clock: FakeClock
+) -> None:
+    room.interrupt(clock.now)
+    room.reconnect("h1")
+    room.disconnect("h1")
+    clock.advance(30)
+    assert ("leave", "disconnected", "dr-smith", "dr-smith") in audits(room.expire(30))

@@ -240,7 +240,7 @@ def new_room_id() -> str:
 
 
 @contextlib.contextmanager
-def web_server(tmp: Path) -> Iterator[WebServer]:
+def web_server(tmp: Path, extra_env: dict[str, str | None] | None = None) -> Iterator[WebServer]:
     parent = ParentSite()
     parent.start()
     env: dict[str, str | None] = {
@@ -250,6 +250,7 @@ def web_server(tmp: Path) -> Iterator[WebServer]:
         "VISITROOM_ALLOWED_ORIGINS": parent.origin,
         "VISITROOM_PUBLIC_BASE_URL": None,
         "VISITROOM_REDIS_URL": None,
+        **(extra_env or {}),
     }
     process = ServerProcess(tmp / "data", env)
     in_thread(process.start)

@@ -45,6 +45,7 @@ class Participant:
     connected: bool = True
     disconnected_at: float | None = None
     breakout: str | None = None  # None: the main room
+    interrupted: bool = False  # in the room when the server stopped; not resumed since
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

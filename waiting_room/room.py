@@ -376,7 +376,16 @@ class Room(BreakoutCommands):
         person = self.get(participant_id)
         person.connected = True
         person.disconnected_at = None
+        person.interrupted = False
         return person
+
+    def interrupt(self, stopped_at: float) -> None:
+        """The server stopped at `stopped_at` with everyone here (their sockets are gone):
+        each may resume within the window from then; who does not leaves as `interrupted`."""
+        for person in self._people.values():
+            person.connected = False
+            person.disconnected_at = stopped_at
+            person.interrupted = True
 
     def expire(self, resume_window_s: float) -> list[Event]:
         """Drop those disconnected past the window; end the session once the window closes."""
@@ -395,7 +404,9 @@ class Room(BreakoutCommands):
     def _drop(self, person: Participant, reason: str, actor: str, action: str) -> list[Event]:
         was_joined = person.is_joined
         self._remove(person)
-        outcome = "disconnected" if reason == "disconnected" else OK
+        outcome = OK
+        if reason == "disconnected":
+            outcome = "interrupted" if person.interrupted else "disconnected"
         events: list[Event] = [Audited(action, outcome, actor, person.audit_id)]
         if not was_joined:
             events.append(LobbyLeft(person, "left"))

@@ -90,6 +90,8 @@ export class VisitRoom extends Emitter {
     this._droppedAt = 0;
     this._attempt = 0;
     this._reconnectTimer = null;
+    // How long the server keeps a dropped place (its `welcome` says; a restart counts too).
+    this._resumeWindowMs = RESUME_WINDOW_MS;
     this._final = false;
     // The tab's session (sessionStorage), so a reload resumes instead of starting over.
     this._session = options.storage ? new TabSession(this.roomId, options.storage) : null;
@@ -260,7 +262,7 @@ export class VisitRoom extends Emitter {
   _scheduleResume() {
     const elapsed = Date.now() - this._droppedAt;
     const delayMs = backoffDelay(this._attempt);
-    if (elapsed + delayMs > RESUME_WINDOW_MS - 1000) {
+    if (elapsed + delayMs > this._resumeWindowMs - 1000) {
       this._giveUp("the connection could not be restored in time");
       return;
     }
@@ -358,6 +360,7 @@ export class VisitRoom extends Emitter {
     this.role = m.role;
     this._resumeToken = m.resume_token || null;
     this.iceServers = Array.isArray(m.ice_servers) ? m.ice_servers : [];
+    if (Number.isFinite(m.resume_window_s) && m.resume_window_s > 0) this._resumeWindowMs = m.resume_window_s * 1000;
     this._droppedAt = 0;
     this._attempt = 0;
     this.restored = this.restored || this._restoring;
