@@ -99,9 +99,13 @@ def _settle(batch: list[tuple[Op, asyncio.Future[None]]], error: Exception | Non
 class FileRoomState:
     """`RoomState` in one SQLite file, written on one thread, in call order."""
 
-    def __init__(self, path: Path, clock: Clock) -> None:
+    def __init__(
+        self, path: Path, clock: Clock, prepare: Callable[[Path], None] | None = None
+    ) -> None:
+        """`prepare(path)`: run before each open (the caller's rules for data files)."""
         self._path = path
         self._clock = clock
+        self._prepare = prepare
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="room-state")
         self._db: sqlite3.Connection | None = None
         self._queue: list[tuple[Op, asyncio.Future[None]]] = []
@@ -205,7 +209,7 @@ class FileRoomState:
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = _connect(self._path)
+            self._db = self._connect()
         except sqlite3.DatabaseError as exc:
             # Serve without the old rooms (clients knock again) rather than not at all.
             aside = self._path.with_name(f"{self._path.name}.unreadable-{int(self._clock())}")
@@ -213,7 +217,15 @@ class FileRoomState:
             self._path.rename(aside)
             for sidecar in ("-wal", "-shm"):
                 self._path.with_name(self._path.name + sidecar).unlink(missing_ok=True)
-            self._db = _connect(self._path)
+            self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._prepare is not None:
+            self._prepare(self._path)
+        db = _connect(self._path)
+        if self._prepare is not None:
+            self._prepare(self._path)  # the -wal and -shm files made just now
+        return db
 
     def _close(self) -> None:
         if self._db is not None:

@@ -8,6 +8,7 @@ from cluster.bus import Bus, LocalBus
 from cluster.coordinator import Coordinator
 from cluster.filestate import FileRoomState
 from signalling.config import Config
+from signalling.datadir import private_sqlite
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from waiting_room.clock import Clock
@@ -22,7 +23,7 @@ def build_coordinator(config: Config, clock: Clock) -> Coordinator:
 
         bus: Bus = RedisBus(config.redis_url)
         return Coordinator(bus, node_id, config.internal_url, clock, multi_node=True)
-    state = FileRoomState(config.data_dir / LIVE_STATE_FILE, clock)
+    state = FileRoomState(config.data_dir / LIVE_STATE_FILE, clock, prepare=private_sqlite)
     return Coordinator(LocalBus(), node_id, config.internal_url, clock, False, state)
 
 

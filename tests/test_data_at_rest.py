@@ -10,8 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from cluster.filestate import FileRoomState
 from portal.sqlite_db import SqliteDatabase
 from signalling.audit import AuditEntry, SqliteAuditLog
+from signalling.datadir import private_sqlite
 from signalling.rooms import RoomStore
 from tests.conftest import API_KEY, API_SECRET, admin_token, token
 from tests.servers import ServerProcess, run_cli
@@ -112,13 +114,14 @@ async def test_the_stores_make_files_of_older_versions_private(
         audit = SqliteAuditLog(data / "audit.sqlite3")
         rooms = RoomStore(data / "visitroom.sqlite3", FakeClock(1000.0), 10)
         portal = SqliteDatabase(data / "portal.sqlite3")
-        for store in (audit, rooms, portal):
+        live = FileRoomState(data / "live.sqlite3", FakeClock(1000.0), prepare=private_sqlite)
+        for store in (audit, rooms, portal, live):
             await store.start()
         audit.record(AuditEntry("join", "ok", "visit-1", "dr", "dr"))
         await audit.flush()
         assert mode(data) == dir_mode
         assert {name: 0o600 for name in modes(data)} == modes(data)
-        for store in (audit, rooms, portal):
+        for store in (audit, rooms, portal, live):
             await store.close()
 
     await use_every_store(0o700)
