@@ -6,7 +6,9 @@ the events a handler returns are carried out by the service.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sfu.control import MediaControl, MediaError
@@ -20,6 +22,22 @@ from waiting_room.participant import Participant
 from waiting_room.room import Room
 
 Handler = Callable[[Room, Participant, Request], Awaitable[list[Event]]]
+Ack = tuple[str, dict[str, Any]]  # (to whom, the ack message)
+
+# Acks held back while a command runs: an ack says the change is done, so it
+# goes out only once the change is stored (service._carry_out), like its events.
+_held_acks: ContextVar[list[Ack] | None] = ContextVar("held_acks", default=None)
+
+
+@contextmanager
+def holding_acks() -> Iterator[list[Ack]]:
+    """Collect the acks of the commands run inside, for the caller to send."""
+    held: list[Ack] = []
+    token = _held_acks.set(held)
+    try:
+        yield held
+    finally:
+        _held_acks.reset(token)
 
 
 class Commands:
@@ -47,8 +65,14 @@ class Commands:
         }
 
     def _ack(self, person: Participant, request: Request, **fields: Any) -> None:
-        if request.id is not None:
-            self._hub.deliver([person.id], outbound.ack(request.id, **fields))
+        if request.id is None:
+            return
+        message = outbound.ack(request.id, **fields)
+        held = _held_acks.get()
+        if held is None:
+            self._hub.deliver([person.id], message)
+        else:
+            held.append((person.id, message))
 
     async def _admit(self, room: Room, person: Participant, request: Request) -> list[Event]:
         events = room.admit(person.id, request.body["participant_ids"])

@@ -19,7 +19,7 @@ from signalling import effects as fx
 from signalling import outbound
 from signalling.audit import AuditEntry, AuditLog, iso
 from signalling.auth import Claims, TokenError, TokenVerifier
-from signalling.commands import Commands
+from signalling.commands import Ack, Commands, holding_acks
 from signalling.config import Config
 from signalling.hub import (
     CLOSE_GOING_AWAY,
@@ -227,20 +227,27 @@ class RoomService:
             return
         rid = raw.get("id") if isinstance(raw.get("id"), str | int) else None
         kind = raw.get("type")
-        try:
-            kind = message_type(raw)
-            self._check_sender(person, kind)
-            request = validate(kind, raw)
-            rid = request.id
-            events = await self._dispatch(room, person, request)
-        except RoomError as exc:
-            self._refuse(room, person, conn, str(kind), rid, exc, raw)
-            return
-        except MediaError as exc:
-            conn.send(outbound.error(exc.code, exc.message, rid))
-            return
-        if events:
-            await self._carry_out(room, events)
+        with holding_acks() as acks:
+            try:
+                kind = message_type(raw)
+                self._check_sender(person, kind)
+                request = validate(kind, raw)
+                rid = request.id
+                events = await self._dispatch(room, person, request)
+            except RoomError as exc:
+                self._refuse(room, person, conn, str(kind), rid, exc, raw)
+                return
+            except MediaError as exc:
+                conn.send(outbound.error(exc.code, exc.message, rid))
+                return
+        if events:  # the acks go out once the change is stored, before its effects
+            await self._carry_out(room, events, prelude=lambda: self._send_acks(acks))
+        else:
+            self._send_acks(acks)
+
+    def _send_acks(self, acks: list[Ack]) -> None:
+        for to, message in acks:
+            self.hub.deliver([to], message)
 
     def _check_sender(self, person: Participant, kind: str) -> None:
         if kind == "hello":
