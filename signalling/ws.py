@@ -61,7 +61,9 @@ async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, Conn
     )
     await ws.prepare(request)
     codec = codec_for(ws.ws_protocol, config.max_frame_bytes)
-    conn = Connection(ws, codec, config.send_queue_limit)
+    conn = Connection(
+        ws, codec, config.send_queue_limit, config.send_queue_bytes, request.transport
+    )
     return ws, conn
 
 
