@@ -130,10 +130,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 async def serve(config: Config) -> None:
     from signalling.app import create_app
+    from signalling.guard import GUARD, GuardedSite, raise_fd_limit
 
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=5.0)
+    soft, _ = raise_fd_limit()
+    log.info("open-file limit: %d", soft)
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config))
+    site = GuardedSite(
+        runner, app[GUARD], config.host, config.port, ssl_context=ssl_context(config)
+    )
     await site.start()
     print(f"visitroom is ready on {config.base_url}", flush=True)
     print(f"  provider dashboard: {config.base_url}/dashboard", flush=True)

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from signalling.guard import GUARD
 from signalling.keys import HUB, METRICS, ROOMS, SERVICE
 
 LAG_INTERVAL_S = 0.5
@@ -54,6 +55,8 @@ class SignallingCollector(Collector):
         yield _counter("visitroom_ws_messages_received", "WebSocket messages received", received)
         yield _gauge("visitroom_event_loop_lag_seconds", "Last event-loop lag", self._lag.last_s)
         yield _gauge("visitroom_event_loop_lag_max_seconds", "Max loop lag", self._lag.max_s)
+        for name, value in self._app[GUARD].stats().items():
+            yield _gauge(f"visitroom_{name}", f"Connection guard: {name}", value)
         yield from self._media_metrics()
 
     def _media_metrics(self) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ from cluster.hop import FORWARDED_HEADER, HOP_HEADER, verify
 from signalling import outbound
 from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
 from signalling.config import Config
+from signalling.guard import GUARD
 from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
 from signalling.keys import CLUSTER, CONFIG, SERVICE
 from signalling.proxy import connect_owner, proxy_socket
@@ -178,6 +179,8 @@ async def _serve_room(
         return
     if not await service.hello(conn, hello, address):
         return
+    if hello.get("token") or hello.get("resume"):  # verified: off its address's cap
+        request.app[GUARD].trust(request)
     flood = Flood()
     async for frame in frames(ws):
         if conn.closing:

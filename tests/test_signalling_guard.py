@@ -1,0 +1,135 @@
+"""Half-open connections against a real `visitroom serve` (issue 12): a header deadline,
+a cap per address, verified WebSockets off the cap, and the pure `PeerBook` rules.
+
+The partial requests are real sockets that send the start of a request's headers and
+never the rest; other client addresses are other loopback addresses (127.0.0.2, ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import resource
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from signalling.guard import PeerBook, raise_fd_limit
+from tests.conftest import API_KEY, API_SECRET, Peer, token
+from tests.servers import ServerProcess
+
+pytestmark = pytest.mark.slow
+
+PARTIAL = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+
+
+@contextlib.asynccontextmanager
+async def server(tmp_path: Path, **env: str) -> AsyncIterator[ServerProcess]:
+    process = ServerProcess(
+        tmp_path / "data",
+        {
+            "VISITROOM_API_KEY": API_KEY,
+            "VISITROOM_API_SECRET": API_SECRET,
+            "VISITROOM_WORKERS": "0",
+            **env,
+        },
+    )
+    await process.start()
+    try:
+        yield process
+    finally:
+        for writer in WRITERS:
+            writer.close()
+        WRITERS.clear()
+        await process.stop()
+
+
+WRITERS: list[asyncio.StreamWriter] = []  # a collected writer would close its socket
+
+
+async def half_open(port: int, source: str = "127.0.0.1") -> asyncio.StreamReader:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(PARTIAL)
+    await writer.drain()
+    WRITERS.append(writer)
+    return reader
+
+
+async def ended(reader: asyncio.StreamReader, within_s: float) -> bytes:
+    """What the server sent before it ended the connection (EOF or reset)."""
+    data = b""
+    async with asyncio.timeout(within_s):
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := await reader.read(4096):
+                data += chunk
+    return data
+
+
+async def healthz(url: str) -> int:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as response:
+        return response.status
+
+
+def test_the_book_caps_each_address_and_frees_a_place_on_release() -> None:
+    book = PeerBook(2, trusted_proxies=("10.0.0.0/8",))
+    assert book.admit("1.2.3.4") and book.admit("1.2.3.4")
+    assert not book.admit("1.2.3.4") and book.refused == 1
+    assert book.admit("5.6.7.8")
+    book.release("1.2.3.4")
+    assert book.admit("1.2.3.4")
+    assert book.is_proxy("10.1.2.3") and not book.is_proxy("1.2.3.4")
+    assert not book.is_proxy("not an address")
+
+
+async def test_a_connection_that_never_finishes_its_headers_is_closed_in_time(
+    tmp_path: Path,
+) -> None:
+    async with server(tmp_path, VISITROOM_HEADER_TIMEOUT_S="1") as process:
+        opened = time.monotonic()
+        readers = [await half_open(process.port) for _ in range(20)]
+        assert await healthz(process.url) == 200  # complete requests are served meanwhile
+        for reader in readers:
+            assert await ended(reader, 6.0) == b""  # aborted: no response to half a request
+        assert 0.8 < time.monotonic() - opened < 6.0
+
+
+async def test_one_address_is_capped_while_others_are_served(tmp_path: Path) -> None:
+    env = {"VISITROOM_HEADER_TIMEOUT_S": "30", "VISITROOM_MAX_CONNECTIONS_PER_ADDRESS": "10"}
+    async with server(tmp_path, **env) as process:
+        held = [await half_open(process.port, "127.0.0.2") for _ in range(10)]
+        over = await half_open(process.port, "127.0.0.2")
+        assert (await ended(over, 3.0)).startswith(b"HTTP/1.1 503")
+        assert await healthz(process.url) == 200  # 127.0.0.1 is another address
+        assert await half_open(process.port, "127.0.0.3")  # and so is 127.0.0.3
+        for reader in held:
+            assert not reader.at_eof()
+
+
+async def test_a_verified_websocket_leaves_room_under_its_addresss_cap(tmp_path: Path) -> None:
+    env = {"VISITROOM_HEADER_TIMEOUT_S": "30", "VISITROOM_MAX_CONNECTIONS_PER_ADDRESS": "3"}
+    async with server(tmp_path, **env) as process, aiohttp.ClientSession() as session:
+        ws_url = f"ws://127.0.0.1:{process.port}/v1/rooms/visit-1/ws"
+        hosts = []
+        for n in range(3):  # each counts until its hello is verified
+            peer = Peer(await session.ws_connect(ws_url, protocols=["visitroom.v1.json"]))
+            await peer.send({"type": "hello", "token": token(identity=f"dr-{n}")})
+            await peer.next("welcome")
+            hosts.append(peer)
+        held = [await half_open(process.port) for _ in range(3)]
+        over = await half_open(process.port)
+        assert (await ended(over, 3.0)).startswith(b"HTTP/1.1 503")
+        assert all(not reader.at_eof() for reader in held)
+        for peer in hosts:
+            await peer.close()
+
+
+def test_the_open_file_soft_limit_is_raised_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 256), hard))
+    try:
+        assert raise_fd_limit() == (hard, hard)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
