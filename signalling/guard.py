@@ -182,6 +182,17 @@ class Guard:
         server.request_factory = request_factory
         return lambda: GuardedProtocol(self, server())
 
+    def client_address(self, request: web.BaseRequest) -> str:
+        """The client's address: behind a trusted proxy, the last X-Forwarded-For hop before it."""
+        remote = request.remote or ""
+        if not self.book.is_proxy(remote):
+            return remote  # anyone else's X-Forwarded-For is whatever it wants it to be
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        for hop in reversed([h for h in hops if h]):
+            if not self.book.is_proxy(hop):
+                return hop
+        return remote
+
     def trust(self, request: web.BaseRequest) -> None:
         """This request's connection proved itself (a verified hello): no longer counted."""
         guarded = self.connections.get(request.transport) if request.transport else None

@@ -143,7 +143,7 @@ async def _route(
     """Serve the room here if this node owns it; otherwise carry the socket to its owner."""
     config = request.app[CONFIG]
     forwarded = hop_client(request, config)
-    address = forwarded if forwarded is not None else request.remote or ""
+    address = forwarded if forwarded is not None else request.app[GUARD].client_address(request)
     cluster = request.app[CLUSTER]
     while True:
         route = await cluster.route(room_id)

@@ -12,12 +12,15 @@ import resource
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from signalling.app import create_app
+from signalling.config import RateLimit
 from signalling.guard import PeerBook, raise_fd_limit
-from tests.conftest import API_KEY, API_SECRET, Peer, token
+from tests.conftest import API_KEY, API_SECRET, Peer, make_config, token
 from tests.servers import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -133,3 +136,23 @@ def test_the_open_file_soft_limit_is_raised_to_the_hard_limit() -> None:
         assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.mark.parametrize(("proxies", "second"), [(("127.0.0.1",), "welcome"), ((), "error")])
+async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
+    aiohttp_client: Any, tmp_path: Path, proxies: tuple[str, ...], second: str
+) -> None:
+    config = make_config(tmp_path, knock_rate_limit=RateLimit(1, 60.0), trusted_proxies=proxies)
+    client = await aiohttp_client(create_app(config))
+    host = Peer(await client.ws_connect("/v1/rooms/visit-1/ws"))
+    await host.send({"type": "hello", "token": token()})
+    await host.next("welcome")
+    replies = []
+    for address in ("203.0.113.7", "203.0.113.8"):  # two patients, one knock each
+        headers = {"X-Forwarded-For": f"198.51.100.1, {address}"}
+        guest = Peer(await client.ws_connect("/v1/rooms/visit-1/ws", headers=headers))
+        await guest.send({"type": "hello", "name": f"Pat {address}"})
+        replies.append((await guest.first())["type"])
+        await guest.close()
+    assert replies == ["welcome", second]  # untrusted: both are 127.0.0.1, the second is limited
+    await host.close()
