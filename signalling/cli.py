@@ -20,6 +20,11 @@ from signalling.config import Config, ConfigError, from_env, load_or_create_cred
 
 log = logging.getLogger("visitroom")
 
+# Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): with
+# aiohttp's 128, a burst of connections fills the queue and a health check's SYN is
+# dropped and retried a second later.
+LISTEN_BACKLOG = 4096
+
 
 def _serve_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
@@ -138,7 +143,12 @@ async def serve(config: Config) -> None:
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = GuardedSite(
-        runner, app[GUARD], config.host, config.port, ssl_context=ssl_context(config)
+        runner,
+        app[GUARD],
+        config.host,
+        config.port,
+        ssl_context=ssl_context(config),
+        backlog=LISTEN_BACKLOG,
     )
     await site.start()
     print(f"visitroom is ready on {config.base_url}", flush=True)
