@@ -17,10 +17,10 @@ file-descriptor limit (issue 12).  This module bounds both:
   ``503`` and closed at once.
 
 `PeerBook` is the pure part (addresses in, verdicts out).  `GuardedProtocol`
-wraps the aiohttp protocol of each connection; `GuardedSite` is a
-`web.TCPSite` whose server makes them; `Guard` ties these to the request
-factory of aiohttp's server (told when a request's headers are complete) and
-to the WebSocket handler (told when a hello was verified).
+holds each connection until its headers are in, then hands it to aiohttp's
+protocol; `GuardedSite` is a `web.TCPSite` whose server makes them; `Guard`
+ties these together and is told by the WebSocket handler when a hello was
+verified.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ import ipaddress
 import logging
 import resource
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
 
 log = logging.getLogger(__name__)
 
+MAX_HEAD_BYTES = 64 * 1024  # more without an empty line: aiohttp's parser refuses it
 REFUSAL = (
     b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 38\r\n\r\ntoo many connections from your address\n"
@@ -82,15 +84,23 @@ class Stage(enum.Enum):
 
 
 class GuardedProtocol(asyncio.Protocol):
-    """One connection: aiohttp's protocol inside, the deadline and the count around it."""
+    """One connection: the deadline and the count, then aiohttp's protocol once headers are in.
 
-    def __init__(self, guard: Guard, inner: asyncio.Protocol) -> None:
+    Until the first request's headers are complete (an empty line), the bytes
+    are only kept: a half-open connection costs a small object and a timer,
+    not an aiohttp handler, parser and task.  Then aiohttp's protocol is made
+    and given the connection and the bytes, as if it had had them all along.
+    """
+
+    def __init__(self, guard: Guard, make_inner: Callable[[], asyncio.Protocol]) -> None:
         self.guard = guard
-        self.inner = inner
+        self.inner: asyncio.Protocol | None = None
         self.address = ""
         self.stage = Stage.HEADERS
         self.counted = False  # against the per-address cap (not for a trusted proxy)
         self.transport: asyncio.Transport | None = None
+        self._make_inner = make_inner
+        self._head = bytearray()
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -107,7 +117,6 @@ class GuardedProtocol(asyncio.Protocol):
                 return
             self.counted = True
         self.guard.connections[transport] = self
-        self.inner.connection_made(transport)
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(self.guard.header_timeout_s, self._late)
 
@@ -117,11 +126,27 @@ class GuardedProtocol(asyncio.Protocol):
             log.debug("closing a connection from %s: no complete request headers", self.address)
             self.transport.abort()
 
-    def headers_done(self) -> None:
-        if self.stage is Stage.HEADERS:
-            self.stage = Stage.UNTRUSTED
-            if self._deadline is not None:
-                self._deadline.cancel()
+    def data_received(self, data: bytes) -> None:
+        if self.inner is not None:
+            self.inner.data_received(data)
+            return
+        if self.stage is not Stage.HEADERS:
+            return
+        start = max(0, len(self._head) - 2)
+        self._head += data
+        ended = self._head.find(b"\n\r\n", start) >= 0 or self._head.find(b"\n\n", start) >= 0
+        if ended or len(self._head) > MAX_HEAD_BYTES:  # too long: aiohttp refuses it
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        assert self.transport is not None
+        self.stage = Stage.UNTRUSTED
+        if self._deadline is not None:
+            self._deadline.cancel()
+        head, self._head = bytes(self._head), bytearray()
+        self.inner = self._make_inner()
+        self.inner.connection_made(self.transport)
+        self.inner.data_received(head)
 
     def _leave(self, stage: Stage) -> None:
         """To TRUSTED or CLOSED: it stops counting against its address."""
@@ -136,17 +161,16 @@ class GuardedProtocol(asyncio.Protocol):
         if self.stage is not Stage.CLOSED:
             self._leave(Stage.TRUSTED)
 
-    def data_received(self, data: bytes) -> None:
-        self.inner.data_received(data)
-
     def eof_received(self) -> bool | None:
-        return self.inner.eof_received()
+        return self.inner.eof_received() if self.inner is not None else None
 
     def pause_writing(self) -> None:
-        self.inner.pause_writing()
+        if self.inner is not None:
+            self.inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self.inner.resume_writing()
+        if self.inner is not None:
+            self.inner.resume_writing()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.stage is Stage.CLOSED:
@@ -154,7 +178,8 @@ class GuardedProtocol(asyncio.Protocol):
         self._leave(Stage.CLOSED)
         if self.transport is not None:
             self.guard.connections.pop(self.transport, None)
-        self.inner.connection_lost(exc)
+        if self.inner is not None:
+            self.inner.connection_lost(exc)
 
 
 class Guard:
@@ -169,18 +194,9 @@ class Guard:
         self.late = 0
         self._refusals_logged = 0.0
 
-    def protocol_factory(self, server: web.Server) -> Any:
+    def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.Protocol]:
         """What `loop.create_server` takes: aiohttp's protocols, each guarded."""
-        inner_factory = server.request_factory
-
-        def request_factory(message: Any, payload: Any, protocol: Any, *rest: Any) -> Any:
-            guarded = self.connections.get(protocol.transport)
-            if guarded is not None:
-                guarded.headers_done()
-            return inner_factory(message, payload, protocol, *rest)
-
-        server.request_factory = request_factory
-        return lambda: GuardedProtocol(self, server())
+        return lambda: GuardedProtocol(self, server)
 
     def client_address(self, request: web.BaseRequest) -> str:
         """The client's address: behind a trusted proxy, the last X-Forwarded-For hop before it."""

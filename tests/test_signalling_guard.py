@@ -156,3 +156,14 @@ async def test_x_forwarded_for_counts_only_from_a_trusted_proxy(
         await guest.close()
     assert replies == ["welcome", second]  # untrusted: both are 127.0.0.1, the second is limited
     await host.close()
+
+
+async def test_headers_that_trickle_in_before_the_deadline_are_served(tmp_path: Path) -> None:
+    async with server(tmp_path, VISITROOM_HEADER_TIMEOUT_S="3") as process:
+        reader, writer = await asyncio.open_connection("127.0.0.1", process.port)
+        for piece in (b"GET /healthz HTTP/1.1\r\n", b"Host: x\r\n", b"Connection: close\r\n\r\n"):
+            writer.write(piece)
+            await writer.drain()
+            await asyncio.sleep(0.3)
+        assert (await ended(reader, 5.0)).startswith(b"HTTP/1.1 200")
+        writer.close()
