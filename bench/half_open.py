@@ -60,7 +60,8 @@ class Flood:
         self.args = args
         self.counts = Counts()
         self.open: set[HalfOpen] = set()
-        self.by_source = {f"127.0.0.{2 + i}": 0 for i in range(args.sources)}
+        first = 2 + args.first_source
+        self.by_source = {f"127.0.0.{first + i}": 0 for i in range(args.sources)}
         self.stopping = False
         self.wanted = asyncio.Event()
         self.wanted.set()
@@ -155,9 +156,10 @@ def main() -> None:
     parser.add_argument("--per-source", type=int, default=400)
     parser.add_argument("--rate", type=float, default=2000.0, help="new connections per second")
     parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--first-source", type=int, default=0, help="start at 127.0.0.(2+this)")
     args = parser.parse_args()
     args.sources = -(-args.count // args.per_source)
-    if args.sources > 250:
+    if args.first_source + args.sources > 250:
         parser.error("at most 250 source addresses (127.0.0.2-127.0.0.251)")
     soft, hard = raise_fd_limit(args.count + 1024)
     import uvloop

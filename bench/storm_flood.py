@@ -29,6 +29,7 @@ from media_workload import Publisher, encode_media, play
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_GENERATOR = 10_000
+PER_SOURCE = 400  # half_open.py's default: under the server's cap of 500 per address
 # The attackers' CPU is not the server's in real life; on one shared machine the
 # server and its workers run at nice -10 and the generators at +10 (as root).
 SERVER_NICE, GENERATOR_NICE = (-10, 10) if os.geteuid() == 0 else (0, 0)
@@ -122,8 +123,11 @@ async def generators(port: int, count: int, duration: float, rate: float) -> lis
     shares = [s for s in shares if s]
     script = str(ROOT / "bench" / "half_open.py")
     procs = []
+    first = 0
     for share in shares:
         argv = ["--port", str(port), "--count", str(share), "--duration", str(duration)]
+        argv += ["--first-source", str(first)]
+        first += -(-share // PER_SOURCE)
         argv += ["--rate", str(rate / len(shares))]
         nice = ["nice", "-n", str(GENERATOR_NICE)] if GENERATOR_NICE else []
         procs.append(

@@ -138,8 +138,9 @@ async def serve(config: Config) -> None:
     from signalling.guard import GUARD, GuardedSite, raise_fd_limit
 
     soft, _ = raise_fd_limit()
-    log.info("open-file limit: %d", soft)
     app = create_app(config)
+    app[GUARD].max_pending = max(64, soft * 3 // 4)
+    log.info("open-file limit %d; at most %d connections in their headers", soft, soft * 3 // 4)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = GuardedSite(

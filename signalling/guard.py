@@ -9,6 +9,10 @@ file-descriptor limit (issue 12).  This module bounds both:
 * a deadline: a connection whose first request's headers are not complete
   within `header_timeout_s` is closed (with TLS, the handshake gets the same
   deadline through ``ssl_handshake_timeout``);
+* a budget of connections still in their headers (`max_pending`, 3/4 of the
+  open-file limit): past it, the oldest is dropped for each new one, so
+  half-open connections from many addresses never exhaust the file
+  descriptors that health checks, WebSockets and the workers need;
 * a per-address cap: at most `per_address` connections from one client
   address that are not yet *trusted*.  A connection is trusted once it is a
   room WebSocket whose ``hello`` was verified (`Guard.trust`), or when it
@@ -30,7 +34,7 @@ import enum
 import ipaddress
 import logging
 import resource
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -117,6 +121,7 @@ class GuardedProtocol(asyncio.Protocol):
                 return
             self.counted = True
         self.guard.connections[transport] = self
+        self.guard.waiting(self)
         loop = asyncio.get_running_loop()
         self._deadline = loop.call_later(self.guard.header_timeout_s, self._late)
 
@@ -138,8 +143,14 @@ class GuardedProtocol(asyncio.Protocol):
         if ended or len(self._head) > MAX_HEAD_BYTES:  # too long: aiohttp refuses it
             self._hand_over()
 
+    def shed(self) -> None:
+        """The oldest of too many half-open connections: make room for a new one."""
+        if self.stage is Stage.HEADERS and self.transport is not None:
+            self.transport.abort()
+
     def _hand_over(self) -> None:
         assert self.transport is not None
+        self.guard.pending.pop(self, None)
         self.stage = Stage.UNTRUSTED
         if self._deadline is not None:
             self._deadline.cancel()
@@ -178,6 +189,7 @@ class GuardedProtocol(asyncio.Protocol):
         self._leave(Stage.CLOSED)
         if self.transport is not None:
             self.guard.connections.pop(self.transport, None)
+        self.guard.pending.pop(self, None)
         if self.inner is not None:
             self.inner.connection_lost(exc)
 
@@ -186,11 +198,20 @@ class Guard:
     """The header deadline and the per-address cap of one server (see module doc)."""
 
     def __init__(
-        self, header_timeout_s: float, per_address: int, trusted_proxies: tuple[str, ...] = ()
+        self,
+        header_timeout_s: float,
+        per_address: int,
+        trusted_proxies: tuple[str, ...] = (),
+        max_pending: int = 10_000,
     ) -> None:
         self.header_timeout_s = header_timeout_s
         self.book = PeerBook(per_address, trusted_proxies)
         self.connections: dict[asyncio.BaseTransport, GuardedProtocol] = {}
+        # Connections still in their headers, oldest first; past `max_pending` the
+        # oldest is dropped for each new one (`serve` sets it to 3/4 of the fd limit).
+        self.pending: OrderedDict[GuardedProtocol, None] = OrderedDict()
+        self.max_pending = max_pending
+        self.shed = 0
         self.late = 0
         self._refusals_logged = 0.0
 
@@ -226,11 +247,21 @@ class Guard:
                 self.book.refused,
             )
 
+    def waiting(self, conn: GuardedProtocol) -> None:
+        """A new connection waits for its headers; the oldest waiting goes if too many do."""
+        while len(self.pending) >= self.max_pending:
+            oldest, _ = self.pending.popitem(last=False)
+            self.shed += 1
+            oldest.shed()
+        self.pending[conn] = None
+
     def stats(self) -> dict[str, int]:
         return {
             "untrusted_connections": sum(self.book.open.values()),
             "refused_connections": self.book.refused,
             "header_timeouts": self.late,
+            "pending_connections": len(self.pending),
+            "pending_connections_shed": self.shed,
         }
 
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from signalling.app import create_app
 from signalling.config import RateLimit
-from signalling.guard import PeerBook, raise_fd_limit
+from signalling.guard import GUARD, GuardedSite, PeerBook, raise_fd_limit
 from tests.conftest import API_KEY, API_SECRET, Peer, make_config, token
 from tests.servers import ServerProcess
 
@@ -167,3 +168,28 @@ async def test_headers_that_trickle_in_before_the_deadline_are_served(tmp_path: 
             await asyncio.sleep(0.3)
         assert (await ended(reader, 5.0)).startswith(b"HTTP/1.1 200")
         writer.close()
+
+
+async def test_past_the_budget_the_oldest_half_open_connection_makes_room(
+    tmp_path: Path,
+) -> None:
+    app = create_app(make_config(tmp_path))
+    app[GUARD].max_pending = 5  # `serve` sets 3/4 of the open-file limit
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = GuardedSite(runner, app[GUARD], "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site.port
+        readers = [await half_open(port, f"127.0.0.{2 + n}") for n in range(5)]
+        newest = await half_open(port, "127.0.0.9")
+        assert await ended(readers[0], 3.0) == b""  # the oldest was dropped
+        assert await healthz(f"http://127.0.0.1:{port}") == 200  # it takes the next oldest's place
+        assert await ended(readers[1], 3.0) == b""
+        assert not any(r.at_eof() for r in readers[2:]) and not newest.at_eof()
+        assert app[GUARD].stats()["pending_connections_shed"] >= 2
+    finally:
+        for writer in WRITERS:
+            writer.close()
+        WRITERS.clear()
+        await runner.cleanup()
