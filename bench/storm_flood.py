@@ -69,6 +69,7 @@ async def metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
         "visitroom_header_timeouts",
         "visitroom_refused_connections",
         "visitroom_untrusted_connections",
+        "visitroom_pending_connections_shed",
         "visitroom_event_loop_lag_max_seconds",
     )
     async with session.get(f"{url}/metrics") as response:
