@@ -115,6 +115,7 @@ async def knock_storms(
         except Exception as exc:  # a failed round is a result, not the end of the benchmark
             print(f"knock storm round {index} failed: {exc!r}", file=sys.stderr)
             visible.append(None)
+            await asyncio.sleep(0.5)  # a server that refuses is not hammered harder
     return visible
 
 
