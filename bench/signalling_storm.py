@@ -187,6 +187,9 @@ def main() -> None:
     parser.add_argument("--flood-warmup", type=float, default=4.0)
     parser.add_argument("--flood-baseline", type=float, default=5.0, help="s before and after")
     parser.add_argument("--video-kbps", type=int, default=1500)
+    parser.add_argument(
+        "--flood-no-nice", action="store_true", help="server and generators all at nice 0"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds = 2

@@ -32,7 +32,8 @@ PER_GENERATOR = 10_000
 PER_SOURCE = 400  # half_open.py's default: under the server's cap of 500 per address
 # The attackers' CPU is not the server's in real life; on one shared machine the
 # server and its workers run at nice -10 and the generators at +10 (as root).
-SERVER_NICE, GENERATOR_NICE = (-10, 10) if os.geteuid() == 0 else (0, 0)
+# (--flood-no-nice: everyone at 0, the generators competing with the server for the cores.)
+NICE = {"server": -10, "generator": 10} if os.geteuid() == 0 else {"server": 0, "generator": 0}
 
 
 class CallClient(Client):
@@ -131,7 +132,7 @@ async def generators(port: int, count: int, duration: float, rate: float) -> lis
         argv += ["--first-source", str(first)]
         first += -(-share // PER_SOURCE)
         argv += ["--rate", str(rate / len(shares))]
-        nice = ["nice", "-n", str(GENERATOR_NICE)] if GENERATOR_NICE else []
+        nice = ["nice", "-n", str(NICE["generator"])] if NICE["generator"] else []
         procs.append(
             await asyncio.create_subprocess_exec(
                 *nice, sys.executable, script, *argv, stdout=asyncio.subprocess.PIPE
@@ -151,6 +152,8 @@ def loss_pct(before: tuple[int, int], after: tuple[int, int]) -> tuple[float, in
 
 
 async def run_flood(args: argparse.Namespace) -> dict[str, Any]:
+    if args.flood_no_nice:
+        NICE.update(server=0, generator=0)
     fd_limit = raise_fd_limit(args.flood + 8192)
     server = Server(None, env={"VISITROOM_WORKERS": str(args.flood_workers)})
     stop = asyncio.Event()
@@ -162,7 +165,7 @@ async def run_flood(args: argparse.Namespace) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             await server.wait_healthy(session)
             for process in [server.ps, *server.ps.children(recursive=True)]:
-                process.nice(SERVER_NICE)
+                process.nice(NICE["server"])
             await server.create_room(session, "flood-call", 4)
             for client in clients:
                 await client.join(server, session, "flood-call")
@@ -225,8 +228,8 @@ def summarise(
         "flood_connections": args.flood,
         "flood_seconds": args.flood_duration,
         "workers": args.flood_workers,
-        "server_nice": SERVER_NICE,
-        "generator_nice": GENERATOR_NICE,
+        "server_nice": NICE["server"],
+        "generator_nice": NICE["generator"],
         "bench_fd_limit": fd_limit,
         "generator_fd_limits": [g.get("fd_limit") for g in flood],
         "flood": total,
