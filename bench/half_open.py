@@ -127,6 +127,7 @@ class Flood:
 
 
 def raise_fd_limit(want: int) -> tuple[int, int]:
+    """Lift the open-file limit to `want` (as root), else the soft one to the hard one."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     for limits in ((want, max(want, hard)), (hard, hard)):
         try:

@@ -17,13 +17,13 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from half_open import raise_fd_limit
 from media_clients import Client, Server, percentile
 from media_workload import Publisher, encode_media, play
 
@@ -50,18 +50,6 @@ class CallClient(Client):
             if message.type == aiohttp.WSMsgType.TEXT:
                 self.types.append(str(json.loads(message.data).get("type")))
         self.ws_closed_at = time.monotonic()
-
-
-def raise_fd_limit(want: int) -> int:
-    """As root, lift this process's open-file limit (the server inherits it)."""
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    for limits in ((want, max(want, hard)), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, limits)
-            break
-        except (ValueError, OSError):
-            continue
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 async def metrics(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
@@ -154,7 +142,7 @@ def loss_pct(before: tuple[int, int], after: tuple[int, int]) -> tuple[float, in
 async def run_flood(args: argparse.Namespace) -> dict[str, Any]:
     if args.flood_no_nice:
         NICE.update(server=0, generator=0)
-    fd_limit = raise_fd_limit(args.flood + 8192)
+    fd_limit = raise_fd_limit(args.flood + 8192)[0]  # the server inherits it
     server = Server(None, env={"VISITROOM_WORKERS": str(args.flood_workers)})
     stop = asyncio.Event()
     clients = [
