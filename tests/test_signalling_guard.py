@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 
 from signalling.app import create_app
-from signalling.config import RateLimit
+from signalling.config import ConfigError, RateLimit, from_env
 from signalling.guard import GUARD, GuardedSite, PeerBook, raise_fd_limit
 from tests.conftest import API_KEY, API_SECRET, Peer, make_config, token
 from tests.servers import ServerProcess
@@ -193,3 +193,25 @@ async def test_past_the_budget_the_oldest_half_open_connection_makes_room(
             writer.close()
         WRITERS.clear()
         await runner.cleanup()
+
+
+def test_the_limits_are_read_from_the_environment_and_bad_ones_refused() -> None:
+    config = from_env(
+        {
+            "VISITROOM_HEADER_TIMEOUT_S": "2.5",
+            "VISITROOM_MAX_CONNECTIONS_PER_ADDRESS": "50",
+            "VISITROOM_SEND_QUEUE_BYTES": "1048576",
+            "VISITROOM_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1",
+        }
+    )
+    assert config.header_timeout_s == 2.5 and config.max_unauthenticated_per_address == 50
+    assert config.send_queue_bytes == 1 << 20
+    assert config.trusted_proxies == ("10.0.0.0/8", "192.0.2.1")
+    for name, value in (
+        ("VISITROOM_HEADER_TIMEOUT_S", "0"),
+        ("VISITROOM_MAX_CONNECTIONS_PER_ADDRESS", "none"),
+        ("VISITROOM_SEND_QUEUE_BYTES", "-1"),
+        ("VISITROOM_TRUSTED_PROXIES", "proxy.example"),
+    ):
+        with pytest.raises(ConfigError):
+            from_env({name: value})
