@@ -24,6 +24,9 @@ log = logging.getLogger("visitroom")
 # aiohttp's 128, a burst of connections fills the queue and a health check's SYN is
 # dropped and retried a second later.
 LISTEN_BACKLOG = 4096
+# An idle kept-alive connection (or one whose next request never completes) is
+# closed after this long; aiohttp's default is 75 s.
+KEEPALIVE_S = 15.0
 
 
 def _serve_parser(sub: Any) -> None:
@@ -141,7 +144,9 @@ async def serve(config: Config) -> None:
     app = create_app(config)
     app[GUARD].max_pending = max(64, soft * 3 // 4)
     log.info("open-file limit %d; at most %d connections in their headers", soft, soft * 3 // 4)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=5.0, keepalive_timeout=KEEPALIVE_S
+    )
     await runner.setup()
     site = GuardedSite(
         runner,

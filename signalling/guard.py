@@ -14,9 +14,10 @@ file-descriptor limit (issue 12).  This module bounds both:
   half-open connections from many addresses never exhaust the file
   descriptors that health checks, WebSockets and the workers need;
 * a per-address cap: at most `per_address` connections from one client
-  address that are not yet *trusted*.  A connection is trusted once it is a
-  room WebSocket whose ``hello`` was verified (`Guard.trust`), or when it
-  comes from a configured trusted reverse proxy (which does its own
+  address (for IPv6 one /64, what one subscriber usually gets) that are
+  not yet *trusted*.  A connection is trusted once it is a room WebSocket
+  whose ``hello`` carried a verified token or a resume (`Guard.trust`), or
+  when it comes from a configured trusted reverse proxy (which does its own
   limiting; see docs/operations.md).  A connection over the cap is answered
   ``503`` and closed at once.
 
@@ -65,19 +66,34 @@ class PeerBook:
             return False
         return any(ip in network for network in self.proxies)
 
+    @staticmethod
+    def key(address: str) -> str:
+        """Whom an address stands for: itself, or for IPv6 its /64 (one subscriber's)."""
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.ipv4_mapped is not None:
+                return str(ip.ipv4_mapped)
+            return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+        return address
+
     def admit(self, address: str) -> bool:
         """Count a new connection from `address`; False (and not counted) over the cap."""
-        if self.open[address] >= self.per_address:
+        key = self.key(address)
+        if self.open[key] >= self.per_address:
             self.refused += 1
             return False
-        self.open[address] += 1
+        self.open[key] += 1
         return True
 
     def release(self, address: str) -> None:
         """An admitted connection ended or became trusted."""
-        self.open[address] -= 1
-        if self.open[address] <= 0:
-            del self.open[address]
+        key = self.key(address)
+        self.open[key] -= 1
+        if self.open[key] <= 0:
+            del self.open[key]
 
 
 class Stage(enum.Enum):

@@ -87,6 +87,16 @@ def test_the_book_caps_each_address_and_frees_a_place_on_release() -> None:
     assert not book.is_proxy("not an address")
 
 
+def test_an_ipv6_subscriber_is_one_address_per_64() -> None:
+    book = PeerBook(2)
+    assert book.admit("2001:db8:1:2::10") and book.admit("2001:db8:1:2:ffff::1")
+    assert not book.admit("2001:db8:1:2:abcd::7")  # the same /64
+    assert book.admit("2001:db8:1:3::10")  # another /64
+    assert book.key("::ffff:192.0.2.7") == "192.0.2.7"
+    book.release("2001:db8:1:2::10")
+    assert book.admit("2001:db8:1:2::99")
+
+
 async def test_a_connection_that_never_finishes_its_headers_is_closed_in_time(
     tmp_path: Path,
 ) -> None:
