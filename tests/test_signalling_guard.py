@@ -22,7 +22,7 @@ from signalling.app import create_app
 from signalling.config import ConfigError, RateLimit, from_env
 from signalling.guard import GUARD, GuardedSite, PeerBook, raise_fd_limit
 from tests.conftest import API_KEY, API_SECRET, Peer, make_config, token
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, self_signed_cert
 
 pytestmark = pytest.mark.slow
 
@@ -225,3 +225,23 @@ def test_the_limits_are_read_from_the_environment_and_bad_ones_refused() -> None
     ):
         with pytest.raises(ConfigError):
             from_env({name: value})
+
+
+async def test_a_tls_handshake_that_never_finishes_is_closed_in_time(tmp_path: Path) -> None:
+    cert, key = self_signed_cert(tmp_path)
+    process = ServerProcess(
+        tmp_path / "data",
+        {"VISITROOM_API_KEY": API_KEY, "VISITROOM_API_SECRET": API_SECRET},
+        "--tls-cert", str(cert), "--tls-key", str(key),
+    )  # fmt: skip
+    process.env.update(VISITROOM_WORKERS="0", VISITROOM_HEADER_TIMEOUT_S="1")
+    await process.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", process.port)
+        writer.write(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # half a ClientHello
+        opened = time.monotonic()
+        await ended(reader, 8.0)
+        assert time.monotonic() - opened < 6.0
+        writer.close()
+    finally:
+        await process.stop()
