@@ -8,6 +8,12 @@ N guests over WebSockets from this process, and measures:
   - server CPU seconds per round (psutil on the server process).
 
     python bench/signalling_storm.py --quick --json results/storm.json
+
+With `--flood N` it runs the flood phase instead (bench/storm_flood.py): a call
+with media through SFU worker processes while N half-open connections and
+knock storms hit the server.
+
+    python bench/signalling_storm.py --flood 20000 --json results/flood.json
 """
 
 from __future__ import annotations
@@ -174,16 +180,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 60 s)")
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument("--flood", type=int, default=0, help="half-open connections (flood phase)")
+    parser.add_argument("--flood-duration", type=float, default=30.0)
+    parser.add_argument("--flood-rate", type=float, default=4000.0, help="new connections/s")
+    parser.add_argument("--flood-workers", type=int, default=2, help="SFU worker processes")
+    parser.add_argument("--flood-warmup", type=float, default=4.0)
+    parser.add_argument("--flood-baseline", type=float, default=5.0, help="s before and after")
+    parser.add_argument("--video-kbps", type=int, default=1500)
+    parser.add_argument(
+        "--flood-no-nice", action="store_true", help="server and generators all at nice 0"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rounds = 2
-    try:
-        import uvloop
+    import uvloop
 
+    if args.flood:
+        from storm_flood import print_flood_table, run_flood
+
+        result = uvloop.run(run_flood(args))
+        result["command"] = " ".join(["python", *sys.argv])
+        print_flood_table(result)
+    else:
         result = uvloop.run(run(args))
-    except ImportError:
-        result = asyncio.run(run(args))
-    print_table(result)
+        print_table(result)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))

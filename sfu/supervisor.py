@@ -13,8 +13,12 @@ exactly once, with a reason:
 * the process exits (its exit status is awaited, so this is immediate);
 * the RPC connection closes (the worker's socket end went away);
 * the heartbeat: a ``ping`` every `heartbeat_s`, answered by the worker's
-  loop; no answer for `timeout_s` means a hung or starved worker, which is
-  then killed (SIGKILL) so its ports and sockets are released.
+  loop; no answer (nor any other message) for `timeout_s` means a hung or
+  starved worker, which is then killed (SIGKILL) so its ports and sockets
+  are released.  The silence is counted by `sfu.liveness.Silence`, in time
+  this (the judge's) loop was on time: a stalled signalling loop is not
+  taken for a dead worker, so a flood of connections never closes the
+  calls' media.
 
 A handle is never reused: a restarted worker is a new handle with a new
 origin id, so nothing addressed to the dead incarnation reaches the new one.
@@ -33,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from .liveness import Silence
 from .rpc import RemoteError, RpcConnection
 
 logger = logging.getLogger(__name__)
@@ -82,7 +87,7 @@ class WorkerLink:
         self.relay: tuple[str, int] | None = None
         self.pid: int | None = None
         self.load: dict[str, Any] = {}
-        self.last_pong = time.monotonic()
+        self.silence = Silence(heartbeat_s, timeout_s, time.monotonic())
         self.conn = RpcConnection(self, f"worker{index}")
         self._owner = owner
         self._heartbeat_s = heartbeat_s
@@ -102,21 +107,28 @@ class WorkerLink:
         return True
 
     def _ready(self) -> None:
-        self.last_pong = time.monotonic()
+        self.silence.heard(time.monotonic())
         self._set_state(WorkerState.READY)
         self._tasks.append(asyncio.get_running_loop().create_task(self._heartbeat()))
 
     async def _heartbeat(self) -> None:
         while self.state == WorkerState.READY:
             await asyncio.sleep(self._heartbeat_s)
-            if time.monotonic() - self.last_pong > self._timeout_s:
+            late = self.silence.judge_late_s
+            if self.silence.beat(time.monotonic()):
                 self._report(f"no heartbeat for {self._timeout_s:.1f} s")
                 return
+            if self.silence.judge_late_s - late > self._heartbeat_s:
+                logger.warning(
+                    "the pool's event loop was %.1f s late: not held against worker%d",
+                    self.silence.judge_late_s - late,
+                    self.index,
+                )
             self.conn.request("ping").add_done_callback(self._pong)
 
     def _pong(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled() and future.exception() is None:
-            self.last_pong = time.monotonic()
+            self.silence.heard(time.monotonic())
 
     def _report(self, reason: str) -> None:
         if self.state in (WorkerState.STARTING, WorkerState.READY):
@@ -128,6 +140,7 @@ class WorkerLink:
         raise RemoteError("bad_request", "the pool takes no requests")
 
     def handle_notification(self, method: str, params: list[Any]) -> None:
+        self.silence.heard(time.monotonic())  # its loop runs: as good as a pong
         if self.state == WorkerState.READY:
             self._owner.worker_notification(self, method, params)
 

@@ -20,6 +20,7 @@ from signalling.audit import SqliteAuditLog
 from signalling.auth import TokenVerifier
 from signalling.cluster import build_coordinator, wire_cluster
 from signalling.config import Config, ConfigError, check_cluster, check_secret, ensure_credentials
+from signalling.guard import GUARD, Guard
 from signalling.hub import CLOSE_GOING_AWAY, Hub
 from signalling.keys import (
     AUDIT,
@@ -95,6 +96,9 @@ def create_app(
     wire_cluster(app[CLUSTER], app[ROOMS], app[SERVICE])
     app[PRECALL_LIMIT] = WindowLimiter(10, 60.0, clock)
     app[READY] = {"ready": False}
+    app[GUARD] = Guard(
+        config.header_timeout_s, config.max_unauthenticated_per_address, config.trusted_proxies
+    )
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_cluster)
     app.cleanup_ctx.append(_media(media_factory))

@@ -33,6 +33,14 @@ from signalling.scopes import (
 
 log = logging.getLogger("visitroom")
 
+# Connections waiting to be accepted (the kernel caps it at net.core.somaxconn): with
+# aiohttp's 128, a burst of connections fills the queue and a health check's SYN is
+# dropped and retried a second later.
+LISTEN_BACKLOG = 4096
+# An idle kept-alive connection (or one whose next request never completes) is
+# closed after this long; aiohttp's default is 75 s.
+KEEPALIVE_S = 15.0
+
 
 def _serve_parser(sub: Any) -> None:
     serve = sub.add_parser("serve", help="run the server")
@@ -237,10 +245,24 @@ def _broken_import() -> str | None:
 
 async def serve(config: Config) -> None:
     from signalling.app import create_app
+    from signalling.guard import GUARD, GuardedSite, raise_fd_limit
 
-    runner = web.AppRunner(create_app(config), access_log=None, shutdown_timeout=5.0)
+    soft, _ = raise_fd_limit()
+    app = create_app(config)
+    app[GUARD].max_pending = max(64, soft * 3 // 4)
+    log.info("open-file limit %d; at most %d connections in their headers", soft, soft * 3 // 4)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=5.0, keepalive_timeout=KEEPALIVE_S
+    )
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port, ssl_context=ssl_context(config))
+    site = GuardedSite(
+        runner,
+        app[GUARD],
+        config.host,
+        config.port,
+        ssl_context=ssl_context(config),
+        backlog=LISTEN_BACKLOG,
+    )
     await site.start()
     print(f"visitroom is ready on {config.base_url}", flush=True)
     print(f"  provider dashboard: {config.base_url}/dashboard", flush=True)

@@ -73,6 +73,11 @@ class Config:
     max_participants_cap: int = 200
     default_max_participants: int = 200
     send_queue_limit: int = 1024
+    # floods and slow clients (docs/operations.md, "Floods and slow clients")
+    send_queue_bytes: int = 8 * 1024 * 1024  # per WebSocket, besides send_queue_limit frames
+    header_timeout_s: float = 5.0  # a request's headers must be complete by then
+    max_unauthenticated_per_address: int = 500  # connections not yet a verified WebSocket
+    trusted_proxies: tuple[str, ...] = ()  # exempt from the per-address cap; X-Forwarded-For
     # media plane
     ice_hosts: tuple[str, ...] = ()
     announced_ip: str | None = None
@@ -361,6 +366,29 @@ def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
+def limits_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """Floods and slow clients: VISITROOM_SEND_QUEUE_BYTES, _HEADER_TIMEOUT_S, and so on."""
+    try:
+        queue_bytes = int(env.get("VISITROOM_SEND_QUEUE_BYTES") or 8 * 1024 * 1024)
+        header_timeout = float(env.get("VISITROOM_HEADER_TIMEOUT_S") or 5.0)
+        per_address = int(env.get("VISITROOM_MAX_CONNECTIONS_PER_ADDRESS") or 500)
+        proxies = split_list(env.get("VISITROOM_TRUSTED_PROXIES"))
+        for proxy in proxies:
+            ipaddress.ip_network(proxy, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"connection limits: {exc}") from None
+    if queue_bytes <= 0 or header_timeout <= 0 or per_address < 1:
+        raise ConfigError(
+            "connection limits (queue bytes, header timeout, per address) must be positive"
+        )
+    return {
+        "send_queue_bytes": queue_bytes,
+        "header_timeout_s": header_timeout,
+        "max_unauthenticated_per_address": per_address,
+        "trusted_proxies": proxies,
+    }
+
+
 def check_workers(config: Config) -> None:
     if config.workers < 0 or config.worker_max_participants < 0:
         raise ConfigError("--workers and VISITROOM_WORKER_MAX_PARTICIPANTS must not be negative")
@@ -442,6 +470,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         **portal_from_env(env),
         **security_from_env(env),
         **lobby_from_env(env),
+        **limits_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):
         values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])

@@ -2,7 +2,12 @@
 
 Fan-out never awaits a slow client: messages are queued per connection and a
 writer task drains each queue.  A client that stops reading fills its queue
-and is disconnected (it may resume), instead of delaying everyone else.
+(`queue_limit` frames or `queue_bytes` bytes, whichever comes first) and is
+disconnected with 1013 (it may resume), instead of delaying everyone else:
+what it had queued is dropped at once, the close frame follows what is
+already on its way, and if the client still has not read that after
+`CLOSE_GRACE_S` its TCP connection is aborted (a client that never reads
+would otherwise hold the socket, and what is buffered for it, for good).
 """
 
 from __future__ import annotations
@@ -26,18 +31,31 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
+CLOSE_GRACE_S = 5.0
+DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
 
 
 class Connection:
     """One WebSocket: its codec, its outbound queue and, once known, its participant."""
 
-    def __init__(self, ws: web.WebSocketResponse, codec: Codec, queue_limit: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        codec: Codec,
+        queue_limit: int,
+        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         self.ws = ws
         self.codec = codec
         self.participant_id: str | None = None
         self.room_id: str | None = None
         self._queue: collections.deque[str | bytes | None] = collections.deque()
         self._limit = queue_limit
+        self._max_bytes = queue_bytes
+        self._queued_bytes = 0  # frames in the queue (characters of a JSON frame)
+        self._flight_bytes = 0  # the frame being written
+        self._transport = transport
         self._wake = asyncio.Event()
         self._close_code: int | None = None
         self._close_reason = b""
@@ -51,15 +69,38 @@ class Connection:
     def send(self, message: dict[str, Any]) -> None:
         self.send_frame(self.codec.encode(message))
 
+    @property
+    def queued_bytes(self) -> int:
+        """What this socket holds in memory, not yet handed to the kernel."""
+        return self._queued_bytes + self._flight_bytes
+
     def send_frame(self, frame: str | bytes) -> None:
         if self._close_code is not None:
             return
-        if len(self._queue) >= self._limit:
-            log.warning("closing a connection that does not read its messages")
-            self.close(CLOSE_TRY_AGAIN)
+        held = self.queued_bytes
+        if len(self._queue) >= self._limit or (held and held + len(frame) > self._max_bytes):
+            self._overflow()
             return
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         self._wake.set()
+
+    def _overflow(self) -> None:
+        """The client does not read: drop its queue, close with 1013, abort if it still won't."""
+        log.warning(
+            "closing a connection that does not read its messages (%d frames, %d bytes queued)",
+            len(self._queue),
+            self.queued_bytes,
+        )
+        self._queue.clear()
+        self._queued_bytes = 0
+        self.close(CLOSE_TRY_AGAIN)
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_S, self._give_up)
+
+    def _give_up(self) -> None:
+        if not self._writer.done() and self._transport is not None:
+            log.info("aborting a connection that did not read its close frame either")
+            self._transport.abort()
 
     def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         """Close after the frames queued so far are written (`reason`: the close frame's text)."""
@@ -89,7 +130,10 @@ class Connection:
                             code=self._close_code or CLOSE_NORMAL, message=self._close_reason
                         )
                         return
+                    self._queued_bytes -= len(frame)
+                    self._flight_bytes = len(frame)
                     await self._write(frame)
+                    self._flight_bytes = 0
         except (ConnectionError, RuntimeError) as exc:
             log.debug("writer stopped: %s", exc)
             self._close_code = self._close_code or WSCloseCode.ABNORMAL_CLOSURE

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from signalling.audit import AuditEntry
+from signalling.guard import GUARD
 from signalling.keys import AUDIT, CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE
 
 LAG_INTERVAL_S = 0.5
@@ -58,6 +59,8 @@ class SignallingCollector(Collector):
         yield _counter("visitroom_ws_messages_received", "WebSocket messages received", received)
         yield _gauge("visitroom_event_loop_lag_seconds", "Last event-loop lag", self._lag.last_s)
         yield _gauge("visitroom_event_loop_lag_max_seconds", "Max loop lag", self._lag.max_s)
+        for name, value in self._app[GUARD].stats().items():
+            yield _gauge(f"visitroom_{name}", f"Connection guard: {name}", value)
         yield from self._media_metrics()
 
     def _media_metrics(self) -> Iterator[Metric]:

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from sfu.control import MediaControl, MediaError
 from signalling import outbound
+from signalling.guard import GUARD
 from signalling.hub import CLOSE_POLICY, Connection
 from signalling.keys import CONFIG, HUB, PRECALL_LIMIT, SERVICE
 from signalling.messages import message_type, validate
@@ -23,7 +24,7 @@ MAX_TEST_S = 60.0
 
 async def precall_socket(request: web.Request) -> web.StreamResponse:
     limiter = request.app[PRECALL_LIMIT]
-    if not limiter.allow(request.remote or ""):
+    if not limiter.allow(request.app[GUARD].client_address(request)):
         raise web.HTTPTooManyRequests(text="too many pre-call tests from your address")
     ws, conn = await open_socket(request)
     pid = "pc_" + secrets.token_urlsafe(12)

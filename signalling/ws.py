@@ -15,6 +15,7 @@ from cluster.hop import FORWARDED_HEADER, HOP_HEADER, verify
 from signalling import outbound
 from signalling.audit import AuditEntry
 from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
+from signalling.guard import GUARD
 from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
 from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
 from signalling.origins import MAX_SHOWN
@@ -73,7 +74,9 @@ async def open_socket(request: web.Request) -> tuple[web.WebSocketResponse, Conn
     )
     await ws.prepare(request)
     codec = codec_for(ws.ws_protocol, config.max_frame_bytes)
-    conn = Connection(ws, codec, config.send_queue_limit)
+    conn = Connection(
+        ws, codec, config.send_queue_limit, config.send_queue_bytes, request.transport
+    )
     return ws, conn
 
 
@@ -151,7 +154,7 @@ async def _route(
 ) -> None:
     """Serve the room here if this node owns it; otherwise carry the socket to its owner."""
     forwarded = hop_client(request)
-    address = forwarded if forwarded is not None else request.remote or ""
+    address = forwarded if forwarded is not None else request.app[GUARD].client_address(request)
     cluster = request.app[CLUSTER]
     while True:
         route = await cluster.route(room_id)
@@ -190,6 +193,8 @@ async def _serve_room(
         return
     if not await service.hello(conn, hello, address):
         return
+    if hello.get("token") or hello.get("resume"):  # verified: off its address's cap
+        request.app[GUARD].trust(request)
     flood = Flood()
     async for frame in frames(ws):
         if conn.closing:
