@@ -128,9 +128,9 @@ class RoomService:
             raise RoomError(errors.RATE_LIMITED, "too many knocks; wait a bit")
         room = self.rooms.open(room_id, create_ad_hoc=claims is not None)
         taken = room.take_over(claims.identity, role) if claims is not None else None
-        if taken is not None:
-            await self._take_place(conn, room, taken[0])
+        if taken is not None:  # stored and audited before the new socket hears of it
             await self._carry_out(room, taken[1])
+            await self._take_place(conn, room, taken[0])
             return True
         display = claims.name if claims is not None else name
         pid = new_participant_id()
