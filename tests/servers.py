@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from cryptography import x509
@@ -95,6 +96,17 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+async def room_audit(
+    session: aiohttp.ClientSession, server: ServerProcess, room: str, bearer: str
+) -> list[dict[str, Any]]:
+    """A room's audit entries, read through a real server's REST API."""
+    headers = {"Authorization": f"Bearer {bearer}"}
+    async with session.get(f"{server.url}/v1/rooms/{room}/audit", headers=headers) as response:
+        assert response.status == 200
+        entries: list[dict[str, Any]] = (await response.json())["entries"]
+        return entries
 
 
 def run_cli(

@@ -20,7 +20,7 @@ from cluster.bus import BusUnavailable
 from cluster.filestate import FileRoomState
 from cluster.roomstate import Change
 from tests.conftest import API_KEY, API_SECRET, Peer, admin_token, host_admits_guest
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, room_audit
 from waiting_room.clock import FakeClock
 from waiting_room.participant import Role
 from waiting_room.room import Room
@@ -98,11 +98,7 @@ async def open_visit(session: aiohttp.ClientSession, server: ServerProcess) -> V
 
 
 async def audit(session: aiohttp.ClientSession, server: ServerProcess) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {admin_token()}"}
-    async with session.get(f"{server.url}/v1/rooms/{ROOM}/audit", headers=headers) as response:
-        assert response.status == 200
-        entries: list[dict[str, Any]] = (await response.json())["entries"]
-        return entries
+    return await room_audit(session, server, ROOM, admin_token())
 
 
 async def interrupted_rows(

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, Peer, token
 from tests.redis_server import RedisServer
-from tests.servers import ServerProcess
+from tests.servers import ServerProcess, room_audit
 from tests.test_workers_serve import metrics
 from tests.waiting import eventually
 
@@ -40,11 +40,7 @@ def refused_hello(node: ServerProcess) -> Callable[[], bool]:
 
 
 async def audit(session: aiohttp.ClientSession, node: ServerProcess) -> list[dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token(room='*', identity='ops', admin=True)}"}
-    async with session.get(f"{node.url}/v1/rooms/visit-1/audit", headers=headers) as response:
-        assert response.status == 200
-        entries: list[dict[str, Any]] = (await response.json())["entries"]
-        return entries
+    return await room_audit(session, node, "visit-1", token(room="*", identity="ops", admin=True))
 
 
 async def test_nodes_with_different_cluster_secrets_refuse_each_others_hops(
