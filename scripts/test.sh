@@ -24,4 +24,5 @@ bash scripts/install.sh test
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
+"$VENV/bin/lint-imports"
 exec "$VENV/bin/pytest" -q "$@"
