@@ -22,7 +22,9 @@ LIVE_STATE_FILE = "live.sqlite3"
 class ServedRooms:
     """The rooms this node serves, as the coordinator sees them (`cluster.RoomHost`)."""
 
-    def __init__(self, rooms: RoomStore, hub: Hub, media: MediaBridge, tokens: ResumeTokens):
+    def __init__(
+        self, rooms: RoomStore, hub: Hub, media: MediaBridge, tokens: ResumeTokens
+    ) -> None:
         self._rooms = rooms
         self._hub = hub
         self._media = media
