@@ -16,10 +16,12 @@ from cluster.kdf import derive
 from portal.routes import setup as setup_portal
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
+from signalling.arrival import Arrivals
 from signalling.audit import SqliteAuditLog
 from signalling.auth import TokenVerifier
-from signalling.cluster import build_coordinator, wire_cluster
+from signalling.cluster import ServedRooms, build_coordinator
 from signalling.config import Config, ConfigError, check_cluster, check_secret, ensure_credentials
+from signalling.executor import Executor
 from signalling.guard import GUARD, Guard
 from signalling.hub import CLOSE_GOING_AWAY, Hub
 from signalling.keys import (
@@ -36,9 +38,11 @@ from signalling.keys import (
     SERVICE,
     VERIFIER,
 )
+from signalling.media_bridge import MediaBridge, RoomMediaEvents
 from signalling.origins import OriginPolicy
 from signalling.precall import precall_socket
 from signalling.ratelimit import WindowLimiter
+from signalling.resume import ResumeTokens
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from signalling.web import setup as setup_web
@@ -89,11 +93,11 @@ def create_app(
         config.lobby_cap_factor,
     )
     app[HUB] = Hub()
-    app[CLUSTER] = build_coordinator(config, clock)
-    app[SERVICE] = RoomService(
-        config, app[ROOMS], app[HUB], app[AUDIT], app[VERIFIER], clock, app[CLUSTER]
-    )
-    wire_cluster(app[CLUSTER], app[ROOMS], app[SERVICE])
+    media = media_factory(config, RoomMediaEvents(app[HUB], app[ROOMS]))
+    bridge, tokens = MediaBridge(media), ResumeTokens()
+    served = ServedRooms(app[ROOMS], app[HUB], bridge, tokens)
+    app[CLUSTER] = build_coordinator(config, clock, served)
+    app[SERVICE] = build_service(config, app, clock, bridge, tokens)
     app[PRECALL_LIMIT] = WindowLimiter(10, 60.0, clock)
     app[READY] = {"ready": False}
     app[GUARD] = Guard(
@@ -101,7 +105,7 @@ def create_app(
     )
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_cluster)
-    app.cleanup_ctx.append(_media(media_factory))
+    app.cleanup_ctx.append(_media(media))
     app.cleanup_ctx.append(_sweeper)
     app.cleanup_ctx.append(_retention)
     app.on_shutdown.append(_drain)
@@ -116,6 +120,18 @@ def create_app(
     setup_portal(app)
     setup_web(app)
     return app
+
+
+def build_service(
+    config: Config, app: web.Application, clock: Clock, media: MediaBridge, tokens: ResumeTokens
+) -> RoomService:
+    """The room service and its parts, each given what it needs when it is made."""
+    rooms, hub, audit, cluster = app[ROOMS], app[HUB], app[AUDIT], app[CLUSTER]
+    executor = Executor(cluster, rooms, hub, media, tokens, audit, clock)
+    arrivals = Arrivals(
+        config, rooms, hub, cluster, executor, media, tokens, app[VERIFIER], audit, clock
+    )
+    return RoomService(config, rooms, hub, cluster, arrivals, executor, media, audit, clock)
 
 
 def with_cluster_secret(config: Config) -> Config:
@@ -140,13 +156,10 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     await app[AUDIT].close()
 
 
-def _media(factory: MediaFactory) -> Callable[[web.Application], AsyncIterator[None]]:
+def _media(media: MediaPlane | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def media_ctx(app: web.Application) -> AsyncIterator[None]:
-        service = app[SERVICE]
-        media = factory(app[CONFIG], service)
         if media is not None:
             await media.start()
-        service.media = media
         app[READY]["ready"] = True
         yield
         app[READY]["ready"] = False
@@ -198,9 +211,23 @@ async def _sweeper(app: web.Application) -> AsyncIterator[None]:
 async def _cluster(app: web.Application) -> AsyncIterator[None]:
     app[HTTP] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     await app[CLUSTER].start()
+    notices = asyncio.create_task(_serve_notices(app), name="cluster-notices")
     yield
+    notices.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await notices
     await app[CLUSTER].stop()
     await app[HTTP].close()
+
+
+async def _serve_notices(app: web.Application) -> None:
+    """Act on what other nodes tell this one (one machine: nothing ever comes)."""
+    while True:
+        notice = await app[CLUSTER].next_notice()
+        try:
+            await app[SERVICE].on_notice(notice)
+        except Exception:
+            log.exception("a cluster notice failed")
 
 
 async def _drain(app: web.Application) -> None:
@@ -225,6 +252,6 @@ async def readyz(request: web.Request) -> web.Response:
         return web.json_response({"status": "starting"}, status=503)
     if cluster.draining:
         return web.json_response({"status": "draining"}, status=503)
-    if not cluster.bus.healthy:
+    if not cluster.healthy:
         return web.json_response({"status": "bus unavailable"}, status=503)
     return web.json_response({"status": "ready"})

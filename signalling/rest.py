@@ -301,7 +301,7 @@ async def end_room(request: web.Request) -> web.Response:
         count = await service.end_session(live, who.identity)
         return web.json_response({"room_id": room_id, "ended": True, "count": count})
     cluster = request.app[CLUSTER]
-    if cluster.multi_node and await _owned_elsewhere(request, room_id):
+    if await _owned_elsewhere(request, room_id):
         await cluster.notify("end_room", room_id=room_id, actor=who.identity)
         return web.json_response({"room_id": room_id, "ended": True, "count": None}, status=202)
     request.app[AUDIT].record(AuditEntry("end", "ok", room_id, who.identity, None, {"count": 0}))
@@ -310,10 +310,9 @@ async def end_room(request: web.Request) -> web.Response:
 
 async def _owned_elsewhere(request: web.Request, room_id: str) -> bool:
     try:
-        owner = await request.app[CLUSTER].leases.owner(room_id)
+        return await request.app[CLUSTER].owner_elsewhere(room_id)
     except BusUnavailable:
         raise api_error(web.HTTPServiceUnavailable, "unavailable", "try again shortly") from None
-    return owner is not None
 
 
 async def room_audit(request: web.Request) -> web.Response:

@@ -7,9 +7,9 @@ deadlines (a duration, then a close countdown) are fired by `tick(now)`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waiting_room import errors
 from waiting_room.errors import RoomError
@@ -59,24 +59,39 @@ class BreakoutState:
         return cls(dict(data["rooms"]), data["ends_at"], data["closing_at"], data["serial"])
 
 
-class BreakoutCommands:
-    """Mixed into Room: the breakout commands, using the room's people and clock."""
+class BreakoutRoom(Protocol):
+    """What the breakout rules read of their room: its people and its breakout state."""
 
     breakouts: BreakoutState
 
-    # provided by Room
-    def _now(self) -> float:
-        raise NotImplementedError
+    @property
+    def joined(self) -> list[Participant]: ...
 
-    def require_host(self, participant_id: str) -> Participant:
-        raise NotImplementedError
+    def find(self, participant_id: str) -> Participant | None: ...
+
+    def require_host(self, participant_id: str) -> Participant: ...
+
+
+class BreakoutRules:
+    """The breakout commands of one room, composed into it (`Room.breakout_rules`)."""
+
+    def __init__(self, room: BreakoutRoom, now: Callable[[], float]) -> None:
+        self._room = room
+        self._now = now
+
+    @property
+    def breakouts(self) -> BreakoutState:
+        return self._room.breakouts  # replaced when a session ends: read it each time
 
     @property
     def joined(self) -> list[Participant]:
-        raise NotImplementedError
+        return self._room.joined
 
     def find(self, participant_id: str) -> Participant | None:
-        raise NotImplementedError
+        return self._room.find(participant_id)
+
+    def require_host(self, participant_id: str) -> Participant:
+        return self._room.require_host(participant_id)
 
     def members(self, breakout_id: str | None) -> list[Participant]:
         return [p for p in self.joined if p.breakout == breakout_id]

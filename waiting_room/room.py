@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from waiting_room import errors
-from waiting_room.breakouts import BreakoutCommands, BreakoutState
+from waiting_room.breakouts import BreakoutRules, BreakoutSpec, BreakoutState
 from waiting_room.clock import Clock
 from waiting_room.errors import RoomError
 from waiting_room.events import (
@@ -55,7 +55,7 @@ def lobby_cap(capacity: int, factor: float = DEFAULT_LOBBY_FACTOR) -> int:
     return max(1, math.ceil(capacity * factor))
 
 
-class Room(BreakoutCommands):
+class Room:
     def __init__(
         self,
         room_id: str,
@@ -79,9 +79,42 @@ class Room(BreakoutCommands):
         self._clock = clock
         self._people: dict[str, Participant] = {}
         self.breakouts = BreakoutState()
+        self.breakout_rules = BreakoutRules(self, self._now)
 
     def _now(self) -> float:
         return self._clock()
+
+    # --- breakouts (the rules: waiting_room/breakouts.py) ------------------------------
+
+    def members(self, breakout_id: str | None) -> list[Participant]:
+        """The joined participants of a breakout (None: the main room)."""
+        return self.breakout_rules.members(breakout_id)
+
+    def open_breakouts(
+        self,
+        actor_id: str,
+        specs: Sequence[BreakoutSpec],
+        auto: bool = False,
+        duration_s: float | None = None,
+    ) -> list[Event]:
+        return self.breakout_rules.open_breakouts(actor_id, specs, auto, duration_s)
+
+    def move_to_breakout(
+        self, actor_id: str, participant_id: str, target: str | None
+    ) -> list[Event]:
+        return self.breakout_rules.move_to_breakout(actor_id, participant_id, target)
+
+    def broadcast(self, actor_id: str, text: str) -> list[Event]:
+        return self.breakout_rules.broadcast(actor_id, text)
+
+    def close_breakouts(self, actor_id: str | None, countdown_s: float | None) -> list[Event]:
+        return self.breakout_rules.close_breakouts(actor_id, countdown_s)
+
+    def request_help(self, participant_id: str) -> list[Event]:
+        return self.breakout_rules.request_help(participant_id)
+
+    def tick_breakouts(self) -> list[Event]:
+        return self.breakout_rules.tick_breakouts()
 
     # --- queries -----------------------------------------------------------------------
 
