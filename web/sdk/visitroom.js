@@ -26,7 +26,6 @@ import {
   CLOSE_NORMAL,
   Emitter,
   isResumableClose,
-  RESUME_WINDOW_MS,
   roomSocketUrl,
   PROTOCOL,
   VisitRoomError,
@@ -90,8 +89,10 @@ export class VisitRoom extends Emitter {
     this._droppedAt = 0;
     this._attempt = 0;
     this._reconnectTimer = null;
-    // How long the server keeps a dropped place (its `welcome` says; a restart counts too).
-    this._resumeWindowMs = RESUME_WINDOW_MS;
+    // How long the server keeps a dropped place: its `welcome` says (a restart counts
+    // too). Null until it does; without it the SDK does not resume on its own.
+    /** @type {number|null} */
+    this._resumeWindowMs = null;
     this._final = false;
     // The tab's session (sessionStorage), so a reload resumes instead of starting over.
     this._session = options.storage ? new TabSession(this.roomId, options.storage) : null;
@@ -262,7 +263,7 @@ export class VisitRoom extends Emitter {
   _scheduleResume() {
     const elapsed = Date.now() - this._droppedAt;
     const delayMs = backoffDelay(this._attempt);
-    if (elapsed + delayMs > this._resumeWindowMs - 1000) {
+    if (this._resumeWindowMs === null || elapsed + delayMs > this._resumeWindowMs - 1000) {
       this._giveUp("the connection could not be restored in time");
       return;
     }
@@ -381,7 +382,8 @@ export class VisitRoom extends Emitter {
   _saveSession() {
     if (!this._session || !this._resumeToken) return;
     const { participantId, role } = this;
-    this._session.save({ resume: this._resumeToken, participantId, role, name: this._name, data: this.sessionData });
+    const record = { resume: this._resumeToken, participantId, role, name: this._name, data: this.sessionData };
+    this._session.save({ ...record, windowMs: this._resumeWindowMs });
   }
 
   /**
@@ -623,6 +625,7 @@ export class VisitRoom extends Emitter {
   /** Close everything without telling the server (it will treat it as a drop). */
   close() {
     this._final = true;
+    this._failPending(new VisitRoomError("closed", "the room was closed"));
     this._session?.clear();
     clearTimeout(this._reconnectTimer);
     this._media?.close();
