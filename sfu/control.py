@@ -43,7 +43,7 @@ class PrecallStats(TypedDict):
 
 
 class MediaError(Exception):
-    """A media request refused; `code` is a PROTOCOL.md error code."""
+    """A media request refused; `code` is an error code of docs/protocol.md."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

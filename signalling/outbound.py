@@ -1,4 +1,4 @@
-"""Builders for every server -> client message (PROTOCOL.md, Server -> client)."""
+"""Builders for every server -> client message (docs/protocol.md, Server -> client)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""REST API (PROTOCOL.md, REST): rooms and their audit trail, for admin tokens."""
+"""REST API (docs/protocol.md, REST): rooms and their audit trail, for admin tokens."""
 
 from __future__ import annotations
 
