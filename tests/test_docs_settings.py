@@ -1,4 +1,4 @@
-"""Every `VISITROOM_*` setting the docs name is read by the code, and every one it reads is documented.
+"""Every `VISITROOM_*` setting the docs name is read by the code, and all it reads are documented.
 
 Static: the code's settings are the whole string literals `"VISITROOM_..."` in
 the server's packages (what `env.get(...)` and the CLI's `envvar=` read; a
@@ -33,9 +33,9 @@ def read_by_code() -> set[str]:
     names: set[str] = set()
     for module in server_modules():
         for node in ast.walk(ast.parse(module.read_text(), str(module))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str):
-                if WHOLE.fullmatch(node.value):
-                    names.add(node.value)
+            value = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(value, str) and WHOLE.fullmatch(value):
+                names.add(value)
     return names
 
 
