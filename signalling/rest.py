@@ -281,6 +281,7 @@ async def join_window(request: web.Request) -> web.Response:
         "status": "open",
         "opens_at": None,
         "closes_at": None,
+        "limits": dict(outbound.LIMITS),  # e.g. the longest display name, before `hello`
     }
     if record is not None:
         schedule = record.schedule

@@ -131,6 +131,12 @@ export class VisitRoom extends Emitter {
     this.activeSpeaker = null;
     /** @type {RTCIceServer[]} */
     this.iceServers = [];
+    /**
+     * The server's text and count limits (from `welcome`): `name`, `hold_message`,
+     * `broadcast`, `breakouts`, `breakout_name`; empty until then or if it did not say.
+     * @type {Record<string, number>}
+     */
+    this.limits = {};
     /** @type {MediaSession|null} */
     this._media = null;
   }
@@ -361,6 +367,7 @@ export class VisitRoom extends Emitter {
     this.role = m.role;
     this._resumeToken = m.resume_token || null;
     this.iceServers = Array.isArray(m.ice_servers) ? m.ice_servers : [];
+    this.limits = m.limits && typeof m.limits === "object" ? { ...m.limits } : {};
     if (Number.isFinite(m.resume_window_s) && m.resume_window_s > 0) this._resumeWindowMs = m.resume_window_s * 1000;
     this._droppedAt = 0;
     this._attempt = 0;

@@ -266,7 +266,7 @@ class LobbySocket extends ScriptedSocket {
     const message = JSON.parse(text);
     this.sent.push(message);
     if (message.type === "hello") {
-      this.reply({ type: "welcome", participant_id: "p_g", role: "guest", status: "waiting", room: "visit-1", resume_token: "r", ice_servers: [], resume_window_s: 12 });
+      this.reply({ type: "welcome", participant_id: "p_g", role: "guest", status: "waiting", room: "visit-1", resume_token: "r", ice_servers: [], resume_window_s: 12, limits: { name: 80, hold_message: 1000 } });
     }
   }
 }
@@ -298,5 +298,13 @@ test("the resume window comes from the server's welcome and is kept with the tab
   session.markDropped(1_000_000);
   assert.equal(session.load(1_000_000 + 12_000 - 2000)?.resume, "r");
   assert.equal(session.load(1_000_000 + 12_000), null);
+  room.close();
+});
+
+test("the server's limits reach the front end as room.limits", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1", WebSocket: LobbySocket });
+  assert.deepEqual(room.limits, {});
+  await room.connect();
+  assert.deepEqual(room.limits, { name: 80, hold_message: 1000 });
   room.close();
 });
