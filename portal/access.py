@@ -1,7 +1,7 @@
 """Who may do what: practice staff act on their own practice's patients; support on any.
 
 Staff tokens carry the `portal:staff` scope and a `practice` claim; support
-tokens the `portal:support` scope (signalling/scopes.py; a PROTOCOL.md token
+tokens the `portal:support` scope (signalling/scopes.py; a plain token
 without a `scope` claim that is an admin token with a `practice` counts as
 `portal:staff`, and `scope: support` as `portal:support`).
 """

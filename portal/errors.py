@@ -1,4 +1,4 @@
-"""Portal errors: each carries a PROTOCOL.md error code and the HTTP status it maps to."""
+"""Portal errors: each has an error code of docs/portal-openapi.yaml and its HTTP status."""
 
 from __future__ import annotations
 

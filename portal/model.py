@@ -1,4 +1,4 @@
-"""Portal records and the derived per-patient status (PROTOCOL.md, Patient portal invites).
+"""Portal records and the derived per-patient status (docs/portal.md, Status).
 
 Statuses are computed from stored facts, never stored themselves.
 """
@@ -118,7 +118,7 @@ def day(at: float, zone: tzinfo) -> str:
 
 
 def status_json(facts: StatusFacts, zone: tzinfo) -> dict[str, Any]:
-    """The exact PROTOCOL.md status object; dates are days in the practice's time zone."""
+    """The exact status object of docs/portal.md; dates are days in the practice's time zone."""
 
     def dated(at: float | None, otherwise: str | None) -> str | None:
         return day(at, zone) if at is not None else otherwise

@@ -1,4 +1,4 @@
-"""The portal's HTTP routes (PROTOCOL.md, Patient portal invites) and their lifecycle.
+"""The portal's HTTP routes (docs/portal.md, docs/portal-openapi.yaml) and their lifecycle.
 
 `setup(app)` is called by signalling.app.create_app when this package is
 installed: it adds the routes, the activation landing page, and a cleanup

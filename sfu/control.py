@@ -12,6 +12,11 @@ from typing import NotRequired, Protocol, TypedDict
 
 MAIN_GROUP = "main"
 
+# The largest offer SDP the media plane reads (UTF-8 bytes); the signalling
+# server refuses a longer `offer` before it gets here.  60 KiB leaves room for
+# the envelope in the default 64 KiB WebSocket frame.
+MAX_SDP_BYTES = 60 * 1024
+
 # Why MediaEvents.media_closed was called (the media plane ended it by itself).
 CONNECT_FAILED = "connect_failed"  # ICE + DTLS did not complete; still admitted
 TRANSPORT_FAILED = "transport_failed"  # DTLS closed or ICE consent lost; still admitted
@@ -38,7 +43,7 @@ class PrecallStats(TypedDict):
 
 
 class MediaError(Exception):
-    """A media request refused; `code` is a PROTOCOL.md error code."""
+    """A media request refused; `code` is an error code of docs/protocol.md."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

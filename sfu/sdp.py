@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
+from sfu.control import MAX_SDP_BYTES as MAX_SDP_BYTES
+
 from .control import MediaError
 
-MAX_SDP_BYTES = 64 * 1024
 MAX_LINE_CHARS = 2048
 MAX_LINES = 4000
 MAX_MEDIA = 20

@@ -1,4 +1,4 @@
-"""Access tokens: HS256 JWTs signed with an API secret (PROTOCOL.md, Tokens)."""
+"""Access tokens: HS256 JWTs signed with an API secret (docs/protocol.md, Tokens and scopes)."""
 
 from __future__ import annotations
 

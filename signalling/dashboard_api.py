@@ -1,4 +1,4 @@
-"""REST routes the provider dashboard needs (added to PROTOCOL.md's REST; admin tokens only).
+"""REST routes the provider dashboard needs (added to docs/protocol.md's REST; admin tokens only).
 
 - `GET /v1/rooms?from=&to=` (`rooms:admin`): scheduled visits overlapping a
   time range, of the caller's practice only when its token names one.
@@ -56,6 +56,9 @@ async def list_rooms(request: web.Request) -> web.Response:
         rooms.append(
             {
                 **room_json(request, record),
+                # The join window, so the dashboard never copies the rule.
+                "opens_at": iso(record.schedule.opens_at),
+                "closes_at": iso(record.schedule.closes_at),
                 "status": record.schedule.status(service.clock()).value,
                 "waiting": len(live.waiting) if live else 0,
                 "joined": live.joined_count if live else 0,

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sfu.control import MAX_SDP_BYTES
+from waiting_room.breakouts import MAX_BREAKOUT_NAME, MAX_BREAKOUTS, MAX_BROADCAST
 from waiting_room.errors import BAD_REQUEST, RoomError
+from waiting_room.room import MAX_HOLD_MESSAGE
 
 MAX_ID_LENGTH = 128
-MAX_TEXT = 1000
 MAX_IDS = 500
-MAX_SDP = 60 * 1024
 
 RequestId = str | int | None
 
@@ -74,7 +75,7 @@ def check_id_field(message: dict[str, Any]) -> None:
         raise _bad(f"`id` must be a string of at most {MAX_ID_LENGTH} characters or an integer")
 
 
-def _text(body: dict[str, Any], name: str, *, optional: bool = False, limit: int = MAX_TEXT) -> Any:
+def _text(body: dict[str, Any], name: str, *, limit: int, optional: bool = False) -> Any:
     if name not in body:
         if optional:
             return None
@@ -132,7 +133,7 @@ def _admit(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _hold(m: dict[str, Any]) -> dict[str, Any]:
-    message = _text(m, "message")
+    message = _text(m, "message", limit=MAX_HOLD_MESSAGE)
     if not message.strip():
         raise _bad("`message` must not be empty")
     return {"participant_id": _pid(m), "message": message}
@@ -159,7 +160,7 @@ def _none(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _offer(m: dict[str, Any]) -> dict[str, Any]:
-    sdp = _text(m, "sdp", limit=MAX_SDP)
+    sdp = _text(m, "sdp", limit=MAX_SDP_BYTES)
     if not sdp.strip():
         raise _bad("`sdp` must not be empty")
     return {"sdp": sdp}
@@ -179,13 +180,13 @@ def _pin(m: dict[str, Any]) -> dict[str, Any]:
 
 def _breakout_open(m: dict[str, Any]) -> dict[str, Any]:
     rooms = m.get("rooms")
-    if not isinstance(rooms, list) or not 1 <= len(rooms) <= 50:
-        raise _bad("`rooms` must be a list of 1 to 50 breakouts")
+    if not isinstance(rooms, list) or not 1 <= len(rooms) <= MAX_BREAKOUTS:
+        raise _bad(f"`rooms` must be a list of 1 to {MAX_BREAKOUTS} breakouts")
     parsed = []
     for room in rooms:
         if not isinstance(room, dict):
             raise _bad("each breakout must be an object with a `name`")
-        name = _text(room, "name", limit=80)
+        name = _text(room, "name", limit=MAX_BREAKOUT_NAME)
         ids = room.get("participant_ids", [])
         if not isinstance(ids, list) or not all(
             isinstance(pid, str) and 0 < len(pid) <= MAX_ID_LENGTH for pid in ids
@@ -203,7 +204,7 @@ def _breakout_move(m: dict[str, Any]) -> dict[str, Any]:
 
 
 def _breakout_broadcast(m: dict[str, Any]) -> dict[str, Any]:
-    text = _text(m, "text")
+    text = _text(m, "text", limit=MAX_BROADCAST)
     if not text.strip():
         raise _bad("`text` must not be empty")
     return {"text": text}

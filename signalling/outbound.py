@@ -1,4 +1,4 @@
-"""Builders for every server -> client message (PROTOCOL.md, Server -> client)."""
+"""Builders for every server -> client message (docs/protocol.md, Server -> client)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from signalling.audit import iso
+from waiting_room.breakouts import MAX_BREAKOUT_NAME, MAX_BREAKOUTS, MAX_BROADCAST
 from waiting_room.participant import Participant
-from waiting_room.room import Room
+from waiting_room.room import MAX_HOLD_MESSAGE, MAX_NAME, Room
+
+# The domain's text and count limits, told to clients (in `welcome` and the room's
+# `/window`) so that no client copies them.
+LIMITS = {
+    "name": MAX_NAME,
+    "hold_message": MAX_HOLD_MESSAGE,
+    "broadcast": MAX_BROADCAST,
+    "breakouts": MAX_BREAKOUTS,
+    "breakout_name": MAX_BREAKOUT_NAME,
+}
 
 REJECTED_TEXT = (
     "The host did not grant you access. If you were invited to this room, "
@@ -37,6 +48,7 @@ def welcome(
         "resume_token": resume_token,
         "ice_servers": [dict(server) for server in ice_servers],
         **window,
+        "limits": dict(LIMITS),
     }
 
 

@@ -1,5 +1,5 @@
 """The pre-call test socket: hello, then offer; the SFU echoes the client's media back
-and the server sends `precall_stats` about once a second (PROTOCOL.md, Pre-call test)."""
+and the server sends `precall_stats` about once a second (docs/protocol.md, Pre-call test)."""
 
 from __future__ import annotations
 

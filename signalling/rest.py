@@ -1,4 +1,4 @@
-"""REST API (PROTOCOL.md, REST): rooms and their audit trail, for admin tokens."""
+"""REST API (docs/protocol.md, REST): rooms and their audit trail, for admin tokens."""
 
 from __future__ import annotations
 
@@ -281,6 +281,7 @@ async def join_window(request: web.Request) -> web.Response:
         "status": "open",
         "opens_at": None,
         "closes_at": None,
+        "limits": dict(outbound.LIMITS),  # e.g. the longest display name, before `hello`
     }
     if record is not None:
         schedule = record.schedule

@@ -8,7 +8,7 @@ A token's `scope` claim is a space-separated list (as in OAuth 2):
 - `portal:staff`  the patient-portal staff API for the token's own `practice`;
 - `portal:support` the patient-portal API for every practice.
 
-A token without a `scope` claim (a PROTOCOL.md token minted by a front end)
+A token without a `scope` claim (a plain token of docs/protocol.md, minted by a front end)
 gets the scopes its other claims always meant: an admin token with a
 `practice` is a portal front-desk token (`portal:staff` only); otherwise
 `admin` means `rooms:admin` and `role` means `rooms:host` or `rooms:guest`.

@@ -47,7 +47,7 @@ def token(
 ) -> str:
     """A signed token. Without `scope`, it gets explicit scopes matching its other claims
     (rooms:host/rooms:guest, rooms:admin for admin, portal:staff for admin + practice);
-    `scope=None` mints a token without a scope claim (a PROTOCOL.md front end's token)."""
+    `scope=None` mints a token without a scope claim (a front end's plain token)."""
     if "scope" not in extra:
         facts = Claims(
             identity, identity, room, role, extra.get("admin", False), extra.get("practice")

@@ -13,7 +13,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sfu.control import MAIN_GROUP
 from signalling import effects as fx
 from waiting_room import errors
-from waiting_room.breakouts import AUTO_CLOSE_COUNTDOWN_S, BreakoutSpec
+from waiting_room.breakouts import (
+    AUTO_CLOSE_COUNTDOWN_S,
+    MAX_BREAKOUT_NAME,
+    MAX_BREAKOUTS,
+    BreakoutSpec,
+)
 from waiting_room.clock import FakeClock
 from waiting_room.errors import RoomError
 from waiting_room.events import Audited, Broadcast, Event, HelpRequested, Moved
@@ -67,6 +72,8 @@ def test_manual_only_leaves_unlisted_participants_in_the_main_room(room: Room) -
         [],
         [BreakoutSpec("A", ("nobody",))],
         [BreakoutSpec("A", ("g1",)), BreakoutSpec("B", ("g1",))],
+        [BreakoutSpec("x" * (MAX_BREAKOUT_NAME + 1))],
+        [BreakoutSpec(f"B{i}") for i in range(MAX_BREAKOUTS + 1)],
     ],
 )
 def test_bad_breakout_plans_change_nothing(room: Room, specs: list[BreakoutSpec]) -> None:

@@ -122,7 +122,7 @@ async def test_staff_calls_need_an_admin_token_with_a_practice(
     [
         token("*", "rooms-1", "host", admin=True),  # rooms:admin rooms:host, the operator's
         token("*", "rooms-1", "host", admin=True, practice="p1", scope="rooms:admin rooms:host"),
-        token("*", "rooms-1", "host", admin=True, scope=None),  # a PROTOCOL.md admin token
+        token("*", "rooms-1", "host", admin=True, scope=None),  # a plain admin token, no scope
     ],
 )
 async def test_a_rooms_token_cannot_reach_patients_and_is_audited(

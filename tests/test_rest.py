@@ -13,6 +13,7 @@ from signalling.app import create_app
 from signalling.keys import AUDIT
 from tests.conftest import Peer, admin_token, make_config, token
 from waiting_room.clock import FakeClock
+from waiting_room.room import MAX_NAME
 
 
 def iso(moment: datetime) -> str:
@@ -197,7 +198,8 @@ async def test_the_join_window_is_public_and_says_only_when(client: Any) -> None
     body = await response.json()
     assert body["status"] == "scheduled"
     assert body["opens_at"] == iso(start - timedelta(minutes=30)).replace("Z", ".000Z")
-    assert set(body) == {"room_id", "status", "opens_at", "closes_at"}
+    assert set(body) == {"room_id", "status", "opens_at", "closes_at", "limits"}
+    assert body["limits"]["name"] == MAX_NAME  # a guest's page limits the name it asks for
     assert (await client.get("/v1/rooms/nowhere/window")).status == 404
 
 

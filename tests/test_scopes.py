@@ -1,4 +1,4 @@
-"""Token scopes (pure): parsing, the scopes of PROTOCOL.md tokens without a scope claim,
+"""Token scopes (pure): parsing, the scopes of tokens without a scope claim (docs/protocol.md),
 and which practice's rooms a token may use."""
 
 from __future__ import annotations

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -96,7 +95,7 @@ async def test_a_bad_offer_changes_nothing() -> None:
             await pump.stop()
 
 
-async def test_close_cuts_media_within_a_second() -> None:
+async def test_close_cuts_media_at_once() -> None:
     async with running_media() as (media, events):
         alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
         bob = await join(media, "bob", SyntheticPeer(audio_slots=1, video_slots=1))
@@ -105,17 +104,15 @@ async def test_close_cuts_media_within_a_second() -> None:
         try:
             await eventually(lambda: bob.transport.received > 20 and carol.transport.received > 20)
             await media.close("bob")
-            closed_at = time.monotonic()
-            count = bob.transport.received
-            await asyncio.sleep(0.3)
+            count, carol_count = bob.transport.received, carol.transport.received
+            # The cut is measured in packets, not seconds: carol keeps getting alice's.
+            await eventually(lambda: carol.transport.received >= carol_count + 20, what="carol")
             assert bob.transport.received <= count + 2  # at most what was already in flight
             await media.close("alice")
-            alice_closed = time.monotonic()
-            count = carol.transport.received
-            await asyncio.sleep(0.3)
+            count, sent = carol.transport.received, len(pump.sent)
+            await eventually(lambda: len(pump.sent) >= sent + 30, what="alice keeps sending")
             assert carol.transport.received <= count + 2
-            assert events.who("carol") == [None, None]
-            assert time.monotonic() - closed_at < 2 and time.monotonic() - alice_closed < 1
+            await eventually(lambda: events.who("carol") == [None, None], what="carol's slots")
             assert media.participants.keys() == {"carol"}
         finally:
             await pump.stop()

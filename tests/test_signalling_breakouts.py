@@ -1,4 +1,4 @@
-"""Breakout messages over real WebSockets (PROTOCOL.md, Breakout sessions)."""
+"""Breakout messages over real WebSockets (docs/protocol.md, Breakouts)."""
 
 from __future__ import annotations
 

@@ -6,6 +6,16 @@ import asyncio
 
 from signalling.outbound import LEFT_TEXT, REJECTED_TEXT
 from tests.conftest import Connect, join_host, knock_guest, token
+from waiting_room.breakouts import MAX_BREAKOUT_NAME, MAX_BREAKOUTS, MAX_BROADCAST
+from waiting_room.room import MAX_HOLD_MESSAGE, MAX_NAME
+
+DOMAIN_LIMITS = {
+    "name": MAX_NAME,
+    "hold_message": MAX_HOLD_MESSAGE,
+    "broadcast": MAX_BROADCAST,
+    "breakouts": MAX_BREAKOUTS,
+    "breakout_name": MAX_BREAKOUT_NAME,
+}
 
 
 async def test_a_host_joins_and_gets_welcome_roster_and_an_empty_lobby(connect: Connect) -> None:
@@ -18,6 +28,14 @@ async def test_a_host_joins_and_gets_welcome_roster_and_an_empty_lobby(connect: 
         {"id": welcome["participant_id"], "name": "dr-smith", "role": "host"}
     ]
     assert (await host.next("lobby"))["waiting"] == []
+
+
+async def test_welcome_tells_the_domain_s_limits_and_the_resume_window(connect: Connect) -> None:
+    await join_host(connect)
+    guest = await connect("visit-1", {"name": "Pat"})
+    welcome = await guest.next("welcome")
+    assert welcome["limits"] == DOMAIN_LIMITS
+    assert welcome["resume_window_s"] > 0
 
 
 async def test_a_guest_knocks_and_the_host_sees_it(connect: Connect) -> None:

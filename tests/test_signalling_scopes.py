@@ -107,7 +107,7 @@ async def test_a_portal_token_cannot_join_a_room_and_the_refusal_is_audited(
     "tok",
     [
         token("*", "admin-g", "guest", admin=True),  # rooms:admin rooms:guest
-        token("*", "admin-g", "guest", admin=True, scope=None),  # a PROTOCOL.md admin guest
+        token("*", "admin-g", "guest", admin=True, scope=None),  # a plain admin guest, no scope
         token("*", "admin-g", "host", admin=True, scope="rooms:admin"),
     ],
 )

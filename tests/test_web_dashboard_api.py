@@ -9,6 +9,7 @@ import jwt
 import pytest
 
 from tests.conftest import API_SECRET, Connect, admin_token, token
+from waiting_room.schedule import CLOSES_AFTER_S, OPENS_BEFORE_S
 
 
 def iso(moment: datetime) -> str:
@@ -44,6 +45,17 @@ async def test_rooms_overlapping_the_range_in_start_order(client: Any) -> None:
     assert first["status"] == "open" and first["waiting"] == 0 and first["joined"] == 0
     assert first["join_url"].endswith("/r/now")
     assert first["starts_at"] == iso(now - timedelta(minutes=10)).replace("Z", ".000Z")
+
+
+async def test_each_listed_visit_carries_its_join_window_from_the_domain(client: Any) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+    await schedule(client, "windowed", start, minutes=30)
+    body = await (await client.get("/v1/rooms", headers=auth(admin_token()))).json()
+    visit = next(r for r in body["rooms"] if r["room_id"] == "windowed")
+    opens = start - timedelta(seconds=OPENS_BEFORE_S)
+    closes = start + timedelta(minutes=30, seconds=CLOSES_AFTER_S)
+    assert visit["opens_at"] == iso(opens).replace("Z", ".000Z")
+    assert visit["closes_at"] == iso(closes).replace("Z", ".000Z")
 
 
 async def test_the_list_counts_who_is_waiting_and_joined(client: Any, connect: Connect) -> None:

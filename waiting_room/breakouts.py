@@ -18,6 +18,7 @@ from waiting_room.participant import Participant
 
 MAX_BREAKOUTS = 50
 MAX_BROADCAST = 1000
+MAX_BREAKOUT_NAME = 80
 AUTO_CLOSE_COUNTDOWN_S = 60.0
 OK = "ok"
 
@@ -130,6 +131,10 @@ class BreakoutRules:
         """Who goes where: the listed ones first, then (auto) everyone else evenly."""
         if not 1 <= len(specs) <= MAX_BREAKOUTS:
             raise RoomError(errors.BAD_REQUEST, f"open 1 to {MAX_BREAKOUTS} breakouts")
+        if any(len(spec.name) > MAX_BREAKOUT_NAME for spec in specs):
+            raise RoomError(
+                errors.BAD_REQUEST, f"a breakout name has at most {MAX_BREAKOUT_NAME} characters"
+            )
         first = self.breakouts.serial + 1
         ids = [f"b{i}" for i in range(first, first + len(specs))]
         plan: dict[str, tuple[Participant, str]] = {}

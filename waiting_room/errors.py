@@ -1,4 +1,4 @@
-"""Domain errors carrying the PROTOCOL.md error codes."""
+"""Domain errors carrying the error codes of docs/protocol.md."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class Participant:
         self.status = new
 
     def public(self) -> dict[str, str]:
-        """The participant as other clients see it (PROTOCOL.md `participant`)."""
+        """The participant as other clients see it (docs/protocol.md `participant`)."""
         return {"id": self.id, "name": self.name, "role": self.role.value}
 
     def lobby_entry(self) -> dict[str, object]:

@@ -49,7 +49,7 @@ export function breakoutPanel({ room, names, onClose, notify }) {
   }
 
   function createForm() {
-    const count = h("input", { id: "bo-count", type: "number", min: "1", max: "50", value: "2", testid: "breakout-count", inputmode: "numeric" });
+    const count = h("input", { id: "bo-count", type: "number", min: "1", max: room.limits.breakouts, value: "2", testid: "breakout-count", inputmode: "numeric" });
     const roomNames = h("textarea", { id: "bo-names", rows: "3", testid: "breakout-names", placeholder: "Room A\nRoom B" });
     const auto = h("input", { id: "bo-auto", type: "checkbox", checked: true, testid: "breakout-auto" });
     const minutes = h("input", { id: "bo-minutes", type: "number", min: "1", max: "1440", testid: "breakout-duration", inputmode: "numeric" });
@@ -62,8 +62,8 @@ export function breakoutPanel({ room, names, onClose, notify }) {
         onsubmit: (event) => {
           event.preventDefault();
           const listed = roomNames.value.split("\n").map((n) => n.trim()).filter(Boolean);
-          const n = Math.max(1, Math.min(50, Number(count.value) || 1));
-          const rooms = (listed.length ? listed : Array.from({ length: n }, (_, i) => `Room ${i + 1}`)).map((name) => ({ name: name.slice(0, 80) }));
+          const n = Math.max(1, Math.min(room.limits.breakouts ?? Infinity, Number(count.value) || 1));
+          const rooms = (listed.length ? listed : Array.from({ length: n }, (_, i) => `Room ${i + 1}`)).map((name) => ({ name: name.slice(0, room.limits.breakout_name) }));
           const duration = Number(minutes.value) > 0 ? Math.round(Number(minutes.value) * 60) : undefined;
           error.hidden = true;
           room.openBreakouts(rooms, { auto: auto.checked, durationS: duration }).then(
@@ -126,7 +126,7 @@ export function breakoutPanel({ room, names, onClose, notify }) {
   }
 
   function broadcastForm() {
-    const text = h("textarea", { id: "bo-broadcast", rows: "2", maxlength: "1000", testid: "breakout-broadcast-text" });
+    const text = h("textarea", { id: "bo-broadcast", rows: "2", maxlength: room.limits.broadcast, testid: "breakout-broadcast-text" });
     return h(
       "form",
       {

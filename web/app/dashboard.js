@@ -10,8 +10,6 @@ import { formatClock } from "../sdk/visitroom.js";
 import { announce, fill, h, showScreen } from "./dom.js";
 
 const STORAGE_KEY = "visitroom.adminToken";
-const JOIN_BEFORE_MS = 30 * 60 * 1000;
-const JOIN_AFTER_MS = 2 * 60 * 60 * 1000;
 const REFRESH_MS = 30 * 1000;
 const DAYS_AHEAD = 30;
 
@@ -168,10 +166,9 @@ function scheduleForm(onScheduled) {
   return form;
 }
 
+/** Whether the visit's join window (from the server: `opens_at`, `closes_at`) is open now. */
 function canJoin(visit, now = Date.now()) {
-  const starts = Date.parse(visit.starts_at);
-  const ends = Date.parse(visit.ends_at);
-  return now >= starts - JOIN_BEFORE_MS && now <= ends + JOIN_AFTER_MS;
+  return now >= Date.parse(visit.opens_at) && now <= Date.parse(visit.closes_at);
 }
 
 function mayHost() {
@@ -287,7 +284,7 @@ function dashboardScreen() {
     practice.hidden = !caller.practice;
     noHost.hidden = mayHost();
     const tomorrow = startOfToday().getTime() + 86400000;
-    const visits = data.rooms.filter((v) => Date.parse(v.ends_at) + JOIN_AFTER_MS >= startOfToday().getTime());
+    const visits = data.rooms.filter((v) => Date.parse(v.closes_at) >= startOfToday().getTime());
     const todays = visits.filter((v) => Date.parse(v.starts_at) < tomorrow);
     const later = visits.filter((v) => Date.parse(v.starts_at) >= tomorrow);
     const focused = document.activeElement;

@@ -134,7 +134,7 @@ export function peoplePanel({ room, names, onClose, notify }) {
       id: textId,
       testid: "respond-message",
       rows: "2",
-      maxlength: "1000",
+      maxlength: room.limits.hold_message,
       value: drafts.get(guest.id) ?? "",
       placeholder: "e.g. I'll be with you in 5 minutes",
       oninput: (event) => drafts.set(guest.id, event.target.value),

@@ -54,7 +54,7 @@ function deviceSummary(stream) {
  *   parentJoin?: Promise<{token: string|null, name: string|null}>|null}} options
  * @returns {Promise<{name: string|null, token: string|null, stream: MediaStream|null, micOn: boolean, cameraOn: boolean}>}
  */
-export function precallStep({ askName, heading = "Get ready for your visit", initialName = "", parentJoin = null }) {
+export function precallStep({ askName, heading = "Get ready for your visit", initialName = "", parentJoin = null, nameMaxLength = null }) {
   return new Promise((resolve) => {
     let token = null;
     let stream = null;
@@ -71,7 +71,7 @@ export function precallStep({ askName, heading = "Get ready for your visit", ini
           testid: "input-name",
           type: "text",
           autocomplete: "name",
-          maxlength: "80",
+          maxlength: nameMaxLength, // from the server (the room's `/window`)
           required: true,
           value: initialName,
           "aria-describedby": "name-error",

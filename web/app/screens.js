@@ -108,7 +108,7 @@ export function notOpenScreen(opensAtIso) {
       { class: "card notice", testid: "screen-not-open", "aria-labelledby": "notopen-title" },
       h("h1", { id: "notopen-title", testid: "opens-at-message", text: `This visit opens at ${formatClock(opens)}` }),
       day ? h("p", { class: "lead", testid: "opens-at-day", text: `on ${day}` }) : null,
-      h("p", { class: "hint", text: "You can join from 30 minutes before the appointment. Come back to this page then." }),
+      h("p", { class: "hint", text: "You can join from then. Come back to this page at that time." }),
       h("button", { type: "button", class: "secondary", testid: "btn-reload", text: "Check again", onclick: () => location.reload() }),
     ),
   );

@@ -36,7 +36,8 @@ export function roomIdFromPath(pathname = location.pathname) {
  */
 export async function runVisit(options) {
   const { roomId, role, token = null, name = null, report = () => undefined, parentJoin = null } = options;
-  if (await outsideWindow(roomId)) return;
+  const visitWindow = await joinWindow(roomId);
+  if (visitWindow && outsideWindow(visitWindow)) return;
   const storage = tabStorage();
   // A reload of this tab: straight back to the kept place, with the devices as they were.
   let saved = savedSession(roomId, storage);
@@ -51,6 +52,7 @@ export async function runVisit(options) {
         askName: role === "guest" && !token,
         initialName: name ?? "",
         parentJoin,
+        nameMaxLength: visitWindow?.limits?.name ?? null,
         heading: role === "host" ? "Get ready to start the visit" : "Get ready for your visit",
       });
   const room = new VisitRoom({ roomId, token: prep.token ?? token, name: prep.name, storage });
@@ -157,26 +159,29 @@ async function resumeStep(saved) {
 }
 
 /**
- * Before asking for a camera: is the visit open yet (or over)? Shows the right page and
- * returns true when it is not; any failure to ask falls through to the normal join, whose
- * `hello` gets the same answer from the server.
+ * Before asking for a camera: the visit's join window and the server's limits (e.g. of a
+ * name), or null when asking failed: the normal join then follows, whose `hello` gets the
+ * same answer from the server.
  * @param {string} roomId
  */
-async function outsideWindow(roomId) {
+async function joinWindow(roomId) {
   try {
     const response = await fetch(`/v1/rooms/${encodeURIComponent(roomId)}/window`, { cache: "no-store" });
-    if (!response.ok) return false;
-    const window = await response.json();
-    if (window.status === "scheduled" && window.opens_at) {
-      notOpenScreen(String(window.opens_at));
-      return true;
-    }
-    if (window.status === "ended") {
-      endedScreen();
-      return true;
-    }
+    return response.ok ? await response.json() : null;
   } catch {
-    return false;
+    return null;
+  }
+}
+
+/** Is the visit not open yet (or over)? Shows the right page and returns true when so. */
+function outsideWindow(visitWindow) {
+  if (visitWindow.status === "scheduled" && visitWindow.opens_at) {
+    notOpenScreen(String(visitWindow.opens_at));
+    return true;
+  }
+  if (visitWindow.status === "ended") {
+    endedScreen();
+    return true;
   }
   return false;
 }

@@ -6,8 +6,6 @@ export const REJECTED_TEXT =
   "The host did not grant you access. If you were invited to this room, " +
   "please contact the person who invited you.";
 export const LEFT_TEXT = "You've left the room";
-/** How long a dropped place is kept when the server does not say (its `welcome` has `resume_window_s`). */
-export const RESUME_WINDOW_MS = 30000;
 export const MAX_PUBLISHED = Object.freeze({ audio: 1, video: 2 });
 
 export const CLOSE_NORMAL = 1000;

@@ -1,7 +1,7 @@
 // The media half of the visitroom SDK: one RTCPeerConnection per participant.
 // Import from visitroom.js, which re-exports it.
 
-import { clampSlots, Emitter, mapSlots } from "./core.js";
+import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
 
 /**
  * The participant's RTCPeerConnection: published camera, microphone and
@@ -42,9 +42,12 @@ export class MediaSession extends Emitter {
 
   /**
    * Start media: publish the given tracks and open the receive slots.
+   * Only once joined (a host, or a guest after `admitted`): before that it rejects
+   * with `not_admitted` (still in the lobby) or `bad_state`, and starts nothing.
    * @param {{audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null, videoSlots?: number, audioSlots?: number}} [options]
    */
   start({ audio = null, video = null, videoSlots, audioSlots } = {}) {
+    if (!this.room.isJoined) return Promise.reject(notJoined(this.room.state));
     if (videoSlots !== undefined) this.videoSlots = clampSlots(videoSlots);
     if (audioSlots !== undefined) this.audioSlots = clampSlots(audioSlots);
     this.local.microphone = audio;
@@ -343,4 +346,12 @@ export function waitForIceGathering(pc, timeoutMs) {
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
   });
+}
+
+/** Why media cannot start in room state `state`. @param {string} state */
+function notJoined(state) {
+  if (state === "waiting") {
+    return new VisitRoomError("not_admitted", "media starts once the host lets you in: call media.start() on `admitted`");
+  }
+  return new VisitRoomError("bad_state", `media cannot start while the room is ${state}`);
 }

@@ -2,9 +2,8 @@
 //
 // Kept in sessionStorage only: it belongs to this tab and ends with it. Never in
 // localStorage (it outlives the tab and every tab of the origin shares it) and never
-// in a URL. The resume token is good for one resume within the server's window.
-
-import { RESUME_WINDOW_MS } from "./core.js";
+// in a URL. The resume token is good for one resume within the server's window
+// (`windowMs`, from the server's `welcome`; when it did not say, the server decides).
 
 const PREFIX = "visitroom.session.";
 const VERSION = 1;
@@ -26,7 +25,8 @@ export function tabStorage() {
 
 /**
  * @typedef {{v: number, resume: string, participantId: string, role: string,
- *   name: string|null, data: Record<string, unknown>, droppedAt: number|null}} SessionRecord
+ *   name: string|null, data: Record<string, unknown>, droppedAt: number|null,
+ *   windowMs?: number|null}} SessionRecord
  */
 
 /** One room's session record in one Storage; every failure to read or write is ignored. */
@@ -48,7 +48,8 @@ export class TabSession {
   load(now = Date.now()) {
     const record = this._read();
     if (!record) return null;
-    const stale = record.droppedAt !== null && now - record.droppedAt > RESUME_WINDOW_MS - STALE_MARGIN_MS;
+    const window = record.windowMs ?? null;
+    const stale = record.droppedAt !== null && window !== null && now - record.droppedAt > window - STALE_MARGIN_MS;
     if (stale) {
       this.clear();
       return null;
@@ -109,7 +110,8 @@ function isRecord(r) {
     (r.name === null || typeof r.name === "string") &&
     r.data !== null &&
     typeof r.data === "object" &&
-    (r.droppedAt === null || typeof r.droppedAt === "number")
+    (r.droppedAt === null || typeof r.droppedAt === "number") &&
+    (r.windowMs === undefined || r.windowMs === null || typeof r.windowMs === "number")
   );
 }
 

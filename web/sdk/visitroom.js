@@ -26,7 +26,6 @@ import {
   CLOSE_NORMAL,
   Emitter,
   isResumableClose,
-  RESUME_WINDOW_MS,
   roomSocketUrl,
   PROTOCOL,
   VisitRoomError,
@@ -90,8 +89,10 @@ export class VisitRoom extends Emitter {
     this._droppedAt = 0;
     this._attempt = 0;
     this._reconnectTimer = null;
-    // How long the server keeps a dropped place (its `welcome` says; a restart counts too).
-    this._resumeWindowMs = RESUME_WINDOW_MS;
+    // How long the server keeps a dropped place: its `welcome` says (a restart counts
+    // too). Null until it does; without it the SDK does not resume on its own.
+    /** @type {number|null} */
+    this._resumeWindowMs = null;
     this._final = false;
     // The tab's session (sessionStorage), so a reload resumes instead of starting over.
     this._session = options.storage ? new TabSession(this.roomId, options.storage) : null;
@@ -130,6 +131,12 @@ export class VisitRoom extends Emitter {
     this.activeSpeaker = null;
     /** @type {RTCIceServer[]} */
     this.iceServers = [];
+    /**
+     * The server's text and count limits (from `welcome`): `name`, `hold_message`,
+     * `broadcast`, `breakouts`, `breakout_name`; empty until then or if it did not say.
+     * @type {Record<string, number>}
+     */
+    this.limits = {};
     /** @type {MediaSession|null} */
     this._media = null;
   }
@@ -262,7 +269,7 @@ export class VisitRoom extends Emitter {
   _scheduleResume() {
     const elapsed = Date.now() - this._droppedAt;
     const delayMs = backoffDelay(this._attempt);
-    if (elapsed + delayMs > this._resumeWindowMs - 1000) {
+    if (this._resumeWindowMs === null || elapsed + delayMs > this._resumeWindowMs - 1000) {
       this._giveUp("the connection could not be restored in time");
       return;
     }
@@ -360,6 +367,7 @@ export class VisitRoom extends Emitter {
     this.role = m.role;
     this._resumeToken = m.resume_token || null;
     this.iceServers = Array.isArray(m.ice_servers) ? m.ice_servers : [];
+    this.limits = m.limits && typeof m.limits === "object" ? { ...m.limits } : {};
     if (Number.isFinite(m.resume_window_s) && m.resume_window_s > 0) this._resumeWindowMs = m.resume_window_s * 1000;
     this._droppedAt = 0;
     this._attempt = 0;
@@ -381,7 +389,8 @@ export class VisitRoom extends Emitter {
   _saveSession() {
     if (!this._session || !this._resumeToken) return;
     const { participantId, role } = this;
-    this._session.save({ resume: this._resumeToken, participantId, role, name: this._name, data: this.sessionData });
+    const record = { resume: this._resumeToken, participantId, role, name: this._name, data: this.sessionData };
+    this._session.save({ ...record, windowMs: this._resumeWindowMs });
   }
 
   /**
@@ -623,6 +632,7 @@ export class VisitRoom extends Emitter {
   /** Close everything without telling the server (it will treat it as a drop). */
   close() {
     this._final = true;
+    this._failPending(new VisitRoomError("closed", "the room was closed"));
     this._session?.clear();
     clearTimeout(this._reconnectTimer);
     this._media?.close();

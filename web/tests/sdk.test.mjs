@@ -10,7 +10,6 @@ import {
   mapSlots,
   precallSocketUrl,
   precallVerdict,
-  RESUME_WINDOW_MS,
   roomSocketUrl,
   savedSession,
   summarizeStats,
@@ -168,13 +167,21 @@ test("a tab's session is kept per room and comes back whole", () => {
   assert.equal(JSON.parse(storage.getItem("visitroom.session.visit-1")).resume, "tok");
 });
 
-test("a session dropped longer than the resume window ago is forgotten", () => {
+test("a session without the server's window is left for the server to judge", () => {
   const storage = new MemoryStorage();
   const session = new TabSession("visit-1", storage);
   session.save(record);
   session.markDropped(1_000_000);
-  assert.equal(session.load(1_000_000 + RESUME_WINDOW_MS - 2000)?.resume, "tok");
-  assert.equal(session.load(1_000_000 + RESUME_WINDOW_MS), null);
+  assert.equal(session.load(1_000_000 + 3_600_000)?.resume, "tok");
+});
+
+test("a session dropped longer than the resume window ago is forgotten", () => {
+  const storage = new MemoryStorage();
+  const session = new TabSession("visit-1", storage);
+  session.save({ ...record, windowMs: 30_000 });
+  session.markDropped(1_000_000);
+  assert.equal(session.load(1_000_000 + 30_000 - 2000)?.resume, "tok");
+  assert.equal(session.load(1_000_000 + 30_000), null);
   assert.equal(storage.getItem("visitroom.session.visit-1"), null);
 });
 
@@ -251,4 +258,53 @@ test("hosts see who was turned away and let them knock again by id or identity",
       { type: "allow_knock", identity: "pat" },
     ],
   );
+});
+
+/** A guest's side: the server answers `hello` with a waiting `welcome` and never acks `leave`. */
+class LobbySocket extends ScriptedSocket {
+  send(text) {
+    const message = JSON.parse(text);
+    this.sent.push(message);
+    if (message.type === "hello") {
+      this.reply({ type: "welcome", participant_id: "p_g", role: "guest", status: "waiting", room: "visit-1", resume_token: "r", ice_servers: [], resume_window_s: 12, limits: { name: 80, hold_message: 1000 } });
+    }
+  }
+}
+
+test("close() rejects every pending request at once with a `closed` error", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1", WebSocket: LobbySocket, requestTimeoutMs: 5000 });
+  await room.connect();
+  const pending = room.request({ type: "lobby" });
+  room.close();
+  await assert.rejects(pending, (e) => e instanceof VisitRoomError && e.code === "closed");
+  assert.equal(room._pending.size, 0);
+});
+
+test("media.start() before the host lets me in rejects with `not_admitted` and starts nothing", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1", WebSocket: LobbySocket });
+  await room.connect();
+  assert.equal(room.state, "waiting");
+  await assert.rejects(room.media.start({}), (e) => e instanceof VisitRoomError && e.code === "not_admitted");
+  assert.equal(room.media.pc, null);
+  assert.deepEqual(LobbySocket.last.sent.map((m) => m.type), ["hello"]);
+  room.close();
+});
+
+test("the resume window comes from the server's welcome and is kept with the tab's session", async () => {
+  const storage = new MemoryStorage();
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1", WebSocket: LobbySocket, storage });
+  await room.connect();
+  const session = new TabSession("visit-1", storage);
+  session.markDropped(1_000_000);
+  assert.equal(session.load(1_000_000 + 12_000 - 2000)?.resume, "r");
+  assert.equal(session.load(1_000_000 + 12_000), null);
+  room.close();
+});
+
+test("the server's limits reach the front end as room.limits", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1", WebSocket: LobbySocket });
+  assert.deepEqual(room.limits, {});
+  await room.connect();
+  assert.deepEqual(room.limits, { name: 80, hold_message: 1000 });
+  room.close();
 });
