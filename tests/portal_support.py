@@ -147,7 +147,7 @@ class Mailbox:
     def release(self) -> None:
         self._release.set()
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Mail]:
+    async def wait_for(self, count: int, timeout: float = 30.0) -> list[Mail]:
         async with asyncio.timeout(timeout):
             while len(self.mails) < count:
                 self._arrived.clear()

@@ -56,7 +56,7 @@ def test_video_comes_back_by_itself_after_the_workers_die(pages: Pages, site: We
         )
     for page in (host, guest):
         expect(page.get_by_test_id("screen-room")).to_have_attribute(
-            "data-media", "connected", timeout=20_000
+            "data-media", "connected", timeout=45_000
         )
     before = frames_from(host, guest_id)
     host.wait_for_function(
@@ -65,7 +65,7 @@ def test_video_comes_back_by_itself_after_the_workers_die(pages: Pages, site: We
             .some((row) => row.dataset.participantId === sender
                            && Number(row.dataset.framesDecoded) >= least)""",
         arg=[guest_id, before + 10],
-        timeout=20_000,
+        timeout=45_000,
     )
     assert not host.get_by_test_id("screen-waiting").is_visible(), "nobody knocked again"
     assert not guest.get_by_test_id("screen-waiting").is_visible()
