@@ -24,19 +24,19 @@ import asyncio
 import logging
 import time
 
-from . import counters as counters_mod
-from .bitrate import cap_for
-from .control import MAIN_GROUP, PRECALL_TIMEOUT, MediaError, MediaEvents, Slot
-from .dtls import CertificateStore
-from .group import Group
-from .ice import PortAllocator, host_addresses
-from .negotiate import negotiate
-from .participant import Participant
-from .precall import PrecallMeter
-from .sdp import parse_candidate, parse_offer
-from .settings import MediaSettings
-from .ticker import Ticker
-from .transport import WebRtcTransport
+from sfu.control import MAIN_GROUP, PRECALL_TIMEOUT, MediaError, MediaEvents, Slot
+from sfu.packet import counters as counters_mod
+from sfu.policy.bitrate import cap_for
+from sfu.routing.group import Group
+from sfu.routing.participant import Participant
+from sfu.routing.precall import PrecallMeter
+from sfu.routing.ticker import Ticker
+from sfu.sdp.negotiate import negotiate
+from sfu.sdp.offer import parse_candidate, parse_offer
+from sfu.settings import MediaSettings
+from sfu.transport.dtls import CertificateStore
+from sfu.transport.ice import PortAllocator, host_addresses
+from sfu.transport.webrtc import WebRtcTransport
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
-from .control import MediaError
+from sfu.control import MediaError
 
 MAX_SDP_BYTES = 64 * 1024
 MAX_LINE_CHARS = 2048

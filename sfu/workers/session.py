@@ -2,7 +2,7 @@
 
 A worker is driven by its own node's pool over a socketpair (trusted from
 the start) and, in a cluster, by the pools of other nodes over TCP (trusted
-after a ``hello`` that proves the shared secret, see `sfu.rpcauth`).  Each
+after a ``hello`` that proves the shared secret, see `sfu.workers.rpcauth`).  Each
 participant belongs to the session that opened it and each group to the
 session that gave it its role, so the `Router` sends every event, stream
 list and speaker order to the pool that placed that participant or leads
@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from .control import PrecallStats, Slot
-from .rpc import RemoteError, RpcConnection
+from sfu.control import PrecallStats, Slot
+from sfu.workers.rpc import RemoteError, RpcConnection
 
 Address = tuple[str, int]
 GroupKey = tuple[str, str]

@@ -17,11 +17,11 @@ import random
 import time
 from typing import TYPE_CHECKING
 
-from . import feedback
+from sfu.routing import feedback
 
 if TYPE_CHECKING:
-    from .local import LocalMedia
-    from .participant import Participant
+    from sfu.local import LocalMedia
+    from sfu.routing.participant import Participant
 
 logger = logging.getLogger(__name__)
 
