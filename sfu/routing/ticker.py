@@ -17,6 +17,7 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+from sfu.control import ActiveSpeaker, PrecallMeasured
 from sfu.routing import feedback
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Ticker:
             speaker = group.update_speaker(now)
             # Only the group's leader speaks for a group that spans workers.
             if speaker is not None and not group.precall and group.leader:
-                media.notify("active_speaker", group.room_id, group.name, speaker)
+                media.notify(ActiveSpeaker(group.room_id, group.name, speaker))
             if group.changed_orders(now):
                 media.refill(group)
         for participant in list(media.participants.values()):
@@ -93,4 +94,4 @@ class Ticker:
             return
         meter = media.meters.get(participant.id)
         if meter is not None and meter.due(now):
-            media.notify("precall_stats", participant.id, meter.measure(participant, now))
+            media.notify(PrecallMeasured(participant.id, meter.measure(participant, now)))

@@ -40,10 +40,20 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sfu.control import MAIN_GROUP, PRECALL_TIMEOUT, WORKER_LOST, MediaError, MediaEvents
+from sfu.control import (
+    MAIN_GROUP,
+    PRECALL_TIMEOUT,
+    WORKER_LOST,
+    ActiveSpeaker,
+    MediaClosed,
+    MediaError,
+    MediaEvent,
+    MediaEvents,
+    deliver,
+)
 from sfu.relay.routes import Command, GroupKey, RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
 from sfu.settings import MediaSettings
-from sfu.workers.api import EVENTS, WORKER_NOTIFICATIONS, params_ok
+from sfu.workers.api import WORKER_NOTIFICATIONS, decode_event, params_ok
 from sfu.workers.fleet import Fleet, PoolSettings
 from sfu.workers.placement import Choice, WorkerLoad, place
 from sfu.workers.poolstats import PoolStats
@@ -129,7 +139,7 @@ class WorkerPool:
             self._watch(self._seat(pid, seat))
         self.fleet.send_peers()
         for pid in victims:
-            self._emit("media_closed", pid, WORKER_LOST)
+            self._emit(MediaClosed(pid, WORKER_LOST))
 
     # placement
 
@@ -381,21 +391,21 @@ class WorkerPool:
         else:
             self._group_order(handle, *params)
 
-    def _event(self, handle: WorkerLink, name: str, args: list[Any]) -> None:
-        spec = EVENTS.get(name)
-        if spec is None or not params_ok(args, spec):
+    def _event(self, handle: WorkerLink, tag: str, values: list[Any]) -> None:
+        event = decode_event(tag, values)
+        if event is None:
             self.stats_book.bad_messages += 1
             return
-        if name == "active_speaker":
-            if self.routes.leader_of((args[0], args[1])) == handle.index:
-                self._emit(name, *args)
+        if isinstance(event, ActiveSpeaker):
+            if self.routes.leader_of((event.room_id, event.group)) == handle.index:
+                self._emit(event)
             return
-        seat = self.seats.get(args[0])
+        seat = self.seats.get(event.participant_id)
         if seat is None or seat.worker != handle.index:
             return  # stale: the participant left or is on another worker now
-        if name == "media_closed" and args[1] == PRECALL_TIMEOUT:
-            del self.seats[args[0]]
-        self._emit(name, *args)
+        if isinstance(event, MediaClosed) and event.reason == PRECALL_TIMEOUT:
+            del self.seats[event.participant_id]
+        self._emit(event)
 
     def _streams(self, handle: WorkerLink, pid: str, items: list[Any]) -> None:
         seat = self.seats.get(pid)
@@ -418,11 +428,11 @@ class WorkerPool:
         for index in sorted(self.routes.serving(key) - {handle.index}):
             self._notify(index, "impose", room, group, video, audio)
 
-    def _emit(self, name: str, *args: Any) -> None:
+    def _emit(self, event: MediaEvent) -> None:
         try:
-            getattr(self.events, name)(*args)
+            deliver(self.events, event)
         except Exception:
-            logger.exception("MediaEvents.%s failed", name)
+            logger.exception("MediaEvents failed on %s", type(event).__name__)
 
     # observability
 
