@@ -52,7 +52,7 @@ from media_clients import (  # noqa: E402
 )
 from media_workload import Publisher, encode_media, play  # noqa: E402
 
-from sfu.rtp import build_rtp  # noqa: E402
+from sfu.packet.rtp import build_rtp  # noqa: E402
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from aiortc.codecs.opus import OpusEncoder  # noqa: E402
 from aiortc.codecs.vpx import Vp8Encoder  # noqa: E402
 
-from sfu.rtcp import Fir, Pli, RtcpError, parse_rtcp  # noqa: E402
+from sfu.packet.rtcp import Fir, Pli, RtcpError, parse_rtcp  # noqa: E402
 from tests.synthetic_peer import SyntheticPeer  # noqa: E402
 
 FPS = 30

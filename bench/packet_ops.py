@@ -1,4 +1,4 @@
-"""Micro-benchmark of the per-packet operations of sfu.rtp and friends.
+"""Micro-benchmark of the per-packet operations of sfu.packet.rtp and friends.
 
 Prints ns per call for each operation (best of --repeat runs of --number
 calls, each through a closure, so every row includes the ~30-60 ns cost of
@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sfu.keyframe import is_keyframe
-from sfu.rtcp import ReportBlock, build_nack, build_remb, build_rr, compound, parse_rtcp
-from sfu.rtp import (
+from sfu.packet.keyframe import is_keyframe
+from sfu.packet.rtcp import ReportBlock, build_nack, build_remb, build_rr, compound, parse_rtcp
+from sfu.packet.rtp import (
     SeqUnwrapper,
     build_rtp,
     find_extension,
@@ -33,8 +33,8 @@ from sfu.rtp import (
     remap_extensions,
     rewrite_header,
 )
-from sfu.rtx import RetransmissionCache, build_rtx
-from sfu.speaker import DominantSpeaker
+from sfu.packet.rtx import RetransmissionCache, build_rtx
+from sfu.policy.speaker import DominantSpeaker
 
 # Chrome-like extension ids: 1 audio level, 3 abs-send-time, 4 mid, 5 transport-cc.
 VIDEO = build_rtp(

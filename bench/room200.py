@@ -98,7 +98,7 @@ class PoolServer(Server):
                 cmdline = child.cmdline()
             except psutil.Error:
                 continue
-            if "sfu.worker" in cmdline:
+            if "sfu.workers.worker" in cmdline:
                 found[cmdline[cmdline.index("--name") + 1]] = child
         return found
 

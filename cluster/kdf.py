@@ -6,8 +6,8 @@ worker process, say) says nothing about the others, and the API keys that
 sign tokens are separate altogether (rotating them leaves these untouched).
 
     derive(secret, "hop")    # node-to-node hops (cluster.hop)
-    derive(secret, "rpc")    # worker RPC hello (sfu.rpcauth)
-    derive(secret, "relay")  # SRTP master keys of the relay (sfu.relaycrypto)
+    derive(secret, "rpc")    # worker RPC hello (sfu.workers.rpcauth)
+    derive(secret, "relay")  # SRTP master keys of the relay (sfu.relay.crypto)
 
 Any other module that needs a key of its own picks a new purpose name.
 This module imports only the standard library, so every package may use it.

@@ -1,6 +1,6 @@
 """The registry of SFU workers on the bus: each node publishes its own, everyone reads all.
 
-`BusWorkerDirectory` is the `sfu.remoteworker.WorkerDirectory` of a
+`BusWorkerDirectory` is the `sfu.workers.remote.WorkerDirectory` of a
 cluster: one key per worker (``vr:worker:{node}:{index}``, msgpack, 3 s
 expiry, renewed by its node's pool every second), so a node that dies takes
 its workers out of the registry within 3 s.  It has its own bus connection,

@@ -4,11 +4,18 @@ The signalling server decides who may have media and in which group of a
 room (the main room or a breakout); the SFU only carries that out.  Every
 argument and return value is a plain str/int/float/bool/None/list/dict so
 that the same calls can travel as msgpack RPC to SFU worker processes.
+
+What the media plane reports is one of four typed events (`MediaEvent`);
+`deliver` hands one to the matching `MediaEvents` method, so a new event
+that is not delivered, or one delivered with the wrong fields, is a mypy
+error rather than a method name looked up at run time.  Across the worker
+RPC they travel tagged (`sfu.workers.api.encode_event`/`decode_event`).
 """
 
 from __future__ import annotations
 
-from typing import NotRequired, Protocol, TypedDict
+from dataclasses import dataclass
+from typing import NotRequired, Protocol, TypedDict, assert_never
 
 MAIN_GROUP = "main"
 
@@ -61,6 +68,57 @@ class MediaEvents(Protocol):
     def media_closed(self, participant_id: str, reason: str) -> None: ...
 
     def precall_stats(self, participant_id: str, stats: PrecallStats) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SlotsChanged:
+    """A subscriber's receive slots were (re)assigned."""
+
+    participant_id: str
+    slots: list[Slot]
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSpeaker:
+    """A group's dominant speaker changed."""
+
+    room_id: str
+    group: str
+    participant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MediaClosed:
+    """The media plane ended a participant's media by itself (`reason`: see above)."""
+
+    participant_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrecallMeasured:
+    """Once a second of a pre-call test: what the echo session tells about the network."""
+
+    participant_id: str
+    stats: PrecallStats
+
+
+MediaEvent = SlotsChanged | ActiveSpeaker | MediaClosed | PrecallMeasured
+
+
+def deliver(events: MediaEvents, event: MediaEvent) -> None:
+    """Call the `MediaEvents` method for `event`."""
+    match event:
+        case SlotsChanged():
+            events.slots_changed(event.participant_id, event.slots)
+        case ActiveSpeaker():
+            events.active_speaker(event.room_id, event.group, event.participant_id)
+        case MediaClosed():
+            events.media_closed(event.participant_id, event.reason)
+        case PrecallMeasured():
+            events.precall_stats(event.participant_id, event.stats)
+        case _:
+            assert_never(event)
 
 
 class MediaControl(Protocol):

@@ -24,19 +24,29 @@ import asyncio
 import logging
 import time
 
-from . import counters as counters_mod
-from .bitrate import cap_for
-from .control import MAIN_GROUP, PRECALL_TIMEOUT, MediaError, MediaEvents, Slot
-from .dtls import CertificateStore
-from .group import Group
-from .ice import PortAllocator, host_addresses
-from .negotiate import negotiate
-from .participant import Participant
-from .precall import PrecallMeter
-from .sdp import parse_candidate, parse_offer
-from .settings import MediaSettings
-from .ticker import Ticker
-from .transport import WebRtcTransport
+from sfu.control import (
+    MAIN_GROUP,
+    PRECALL_TIMEOUT,
+    MediaClosed,
+    MediaError,
+    MediaEvent,
+    MediaEvents,
+    Slot,
+    SlotsChanged,
+    deliver,
+)
+from sfu.packet import counters as counters_mod
+from sfu.policy.bitrate import cap_for
+from sfu.routing.group import Group
+from sfu.routing.participant import Participant
+from sfu.routing.precall import PrecallMeter
+from sfu.routing.ticker import Ticker
+from sfu.sdp.negotiate import negotiate
+from sfu.sdp.offer import parse_candidate, parse_offer
+from sfu.settings import MediaSettings
+from sfu.transport.dtls import CertificateStore
+from sfu.transport.ice import PortAllocator, host_addresses
+from sfu.transport.webrtc import WebRtcTransport
 
 logger = logging.getLogger(__name__)
 
@@ -256,25 +266,25 @@ class LocalMedia:
 
     def _emit_slots(self, participant: Participant, slots: list[Slot] | None) -> None:
         if slots is not None:
-            self.notify("slots_changed", participant.id, slots)
+            self.notify(SlotsChanged(participant.id, slots))
 
-    def notify(self, event: str, *args: object) -> None:
-        """Call a MediaEvents method; a failing listener never breaks the media plane."""
+    def notify(self, event: MediaEvent) -> None:
+        """Tell `events`; a failing listener never breaks the media plane."""
         try:
-            getattr(self.events, event)(*args)
+            deliver(self.events, event)
         except Exception:
-            logger.exception("MediaEvents.%s failed", event)
+            logger.exception("MediaEvents failed on %s", type(event).__name__)
 
     def end_precall(self, pid: str) -> None:
         """A pre-call test ran out of time."""
         self._close(pid)
-        self.notify("media_closed", pid, PRECALL_TIMEOUT)
+        self.notify(MediaClosed(pid, PRECALL_TIMEOUT))
 
     def _transport_lost(self, participant: Participant, reason: str) -> None:
         participant.reset_media()
         self.published(participant)
         self.refill(participant.group)
-        self.notify("media_closed", participant.id, reason)
+        self.notify(MediaClosed(participant.id, reason))
 
     def remb_cap(self, participant: Participant) -> int:
         return cap_for(participant.group.size, self.settings.remb_table)

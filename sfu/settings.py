@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .bitrate import DEFAULT_REMB_TABLE, RembTable, parse_table
+from sfu.policy.bitrate import DEFAULT_REMB_TABLE, RembTable, parse_table
 
 
 class SettingsError(ValueError):
@@ -33,7 +33,7 @@ class MediaSettings:
     ice_hosts: tuple[str, ...] = ()
     announced_ip: str | None = None
     rtc_ports: tuple[int, int] | None = None
-    # Room size -> REMB cap for each publisher (sfu.bitrate; config "2:1500000,*:300000").
+    # Room size -> REMB cap for each publisher (sfu.policy.bitrate; config "2:1500000,*:300000").
     remb_table: RembTable = DEFAULT_REMB_TABLE
     video_slots_cap: int = 5
     audio_slots_cap: int = 3
@@ -105,7 +105,7 @@ def parse_ports(text: str) -> tuple[int, int]:
 
 
 def parse_remb_table(text: str) -> RembTable:
-    """Parse "2:1500000,4:1000000,*:300000" (sfu.bitrate's config form)."""
+    """Parse "2:1500000,4:1000000,*:300000" (sfu.policy.bitrate's config form)."""
     try:
         return parse_table(text)
     except ValueError as exc:

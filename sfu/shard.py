@@ -23,15 +23,15 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from .control import MediaEvents
-from .counters import Counters
-from .group import Group, Orders
-from .local import LocalMedia
-from .participant import Participant
-from .producer import Producer
-from .relay import Address, RelayEndpoint, RelayTap
-from .remote import DescriptionError, RemotePublisher, RemoteStream, describe
-from .settings import MediaSettings
+from sfu.control import MediaEvents
+from sfu.local import LocalMedia
+from sfu.packet.counters import Counters
+from sfu.relay.endpoint import Address, RelayEndpoint, RelayTap
+from sfu.relay.remote import DescriptionError, RemotePublisher, RemoteStream, describe
+from sfu.routing.group import Group, Orders
+from sfu.routing.participant import Participant
+from sfu.routing.producer import Producer
+from sfu.settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 

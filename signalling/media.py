@@ -14,11 +14,11 @@ import secrets
 from typing import TYPE_CHECKING
 
 from sfu.control import MediaEvents
-from sfu.fleet import PoolSettings
 from sfu.local import LocalMedia
-from sfu.placement import Budget
-from sfu.pool import WorkerPool
 from sfu.settings import MediaSettings
+from sfu.workers.fleet import PoolSettings
+from sfu.workers.placement import Budget
+from sfu.workers.pool import WorkerPool
 from signalling.config import Config
 
 if TYPE_CHECKING:

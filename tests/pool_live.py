@@ -1,7 +1,7 @@
 """A WorkerPool with real worker processes on 127.0.0.1, and clients that re-offer.
 
 `running_pool` starts the pool in the test's loop (the worker processes are
-real `python -m sfu.worker` processes) with a `RecordingEvents`.
+real `python -m sfu.workers.worker` processes) with a `RecordingEvents`.
 `Reoffering` is what every client of a pool must be: when its media is
 closed (a lost worker), it offers again with a fresh transport, as the SDK
 does on `media_closed`.
@@ -15,11 +15,11 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from sfu.fleet import PoolSettings
-from sfu.placement import Budget
-from sfu.pool import WorkerPool
 from sfu.settings import MediaSettings
-from sfu.supervisor import WorkerHandle
+from sfu.workers.fleet import PoolSettings
+from sfu.workers.placement import Budget
+from sfu.workers.pool import WorkerPool
+from sfu.workers.supervisor import WorkerHandle
 from tests.sfu_live import RecordingEvents
 from tests.synthetic_peer import SyntheticPeer
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sfu.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, CodecChoice, MediaPlan
-from sfu.producer import Producer
-from sfu.rtp import RtpHeader, build_rtp, parse_rtp
+from sfu.packet.rtp import RtpHeader, build_rtp, parse_rtp
+from sfu.routing.producer import Producer
+from sfu.sdp.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, CodecChoice, MediaPlan
 
 VP8 = CodecChoice(
     name="vp8",

@@ -16,7 +16,7 @@ from av import AudioFrame, VideoFrame
 
 from sfu.control import PrecallStats, Slot
 from sfu.local import LocalMedia
-from sfu.rtcp import Fir, Nack, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
+from sfu.packet.rtcp import Fir, Nack, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
 from sfu.settings import MediaSettings
 from tests.synthetic_peer import SyntheticPeer, vp8_payload
 

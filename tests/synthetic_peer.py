@@ -37,9 +37,9 @@ import pylibsrtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCCertificate
 
-from sfu.ice import PortAllocator
-from sfu.rtp import build_rtp
-from sfu.transport import TransportState, WebRtcTransport
+from sfu.packet.rtp import build_rtp
+from sfu.transport.ice import PortAllocator
+from sfu.transport.webrtc import TransportState, WebRtcTransport
 
 OPUS_PT, VP8_PT, RTX_PT = 111, 96, 97
 LEVEL_ID, ABS_ID, MID_ID = 1, 2, 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cluster.kdf import PURPOSES, check_cluster_secret, derive, hkdf_sha256
-from sfu.relaycrypto import pair_key
-from sfu.rpcauth import derive as rpc_derive
+from sfu.relay.crypto import pair_key
+from sfu.workers.rpcauth import derive as rpc_derive
 from tests.conftest import CLUSTER_SECRET
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiortc import sdp as aiortc_sdp
 
-from sfu.answer import AnswerContext, LocalTransport, SendStream, render_answer
-from sfu.negotiate import negotiate
-from sfu.sdp import parse_offer
+from sfu.sdp.answer import AnswerContext, LocalTransport, SendStream, render_answer
+from sfu.sdp.negotiate import negotiate
+from sfu.sdp.offer import parse_offer
 from tests.sfu_offers import CHROME_OFFER
 
 LOCAL = LocalTransport(

@@ -1,4 +1,4 @@
-"""sfu.bitrate: REMB caps by room size and their config syntax."""
+"""sfu.policy.bitrate: REMB caps by room size and their config syntax."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.bitrate import DEFAULT_REMB_TABLE, cap_for, parse_table
+from sfu.policy.bitrate import DEFAULT_REMB_TABLE, cap_for, parse_table
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 
-from sfu.consumer import Consumer, extension_map
-from sfu.producer import Producer
-from sfu.rtp import extensions, parse_rtp
-from sfu.rtx import parse_rtx
+from sfu.packet.rtp import extensions, parse_rtp
+from sfu.packet.rtx import parse_rtx
+from sfu.routing.consumer import Consumer, extension_map
+from sfu.routing.producer import Producer
 from tests.sfu_fakes import EXT_IDS, OPUS, VP8, Capture, opus, producer, vp8
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from sfu import feedback
-from sfu.group import Group
-from sfu.participant import Participant
-from sfu.rtcp import (
+from sfu.packet.rtcp import (
     Pli,
     ReceiverReport,
     Remb,
@@ -18,7 +15,10 @@ from sfu.rtcp import (
     build_sr,
     parse_rtcp,
 )
-from sfu.rtp import parse_rtp
+from sfu.packet.rtp import parse_rtp
+from sfu.routing import feedback
+from sfu.routing.group import Group
+from sfu.routing.participant import Participant
 from sfu.settings import MediaSettings
 from tests.sfu_fakes import Capture, media_plans, vp8
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sfu.counters import Counters
-from sfu.group import SCREEN, Group, participant_of
-from sfu.participant import Participant
-from sfu.relay import RelayEndpoint
-from sfu.remote import RemotePublisher, RemoteStream, describe
+from sfu.packet.counters import Counters
+from sfu.relay.endpoint import RelayEndpoint
+from sfu.relay.remote import RemotePublisher, RemoteStream, describe
+from sfu.routing.group import SCREEN, Group, participant_of
+from sfu.routing.participant import Participant
 from sfu.settings import MediaSettings
 from tests.sfu_fakes import media_plans, producer
 

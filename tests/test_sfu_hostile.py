@@ -14,9 +14,9 @@ import pytest
 
 from sfu.control import MediaError
 from sfu.local import LocalMedia
-from sfu.participant import Participant
-from sfu.rtp import build_rtp
-from sfu.transport import MAX_INBOUND_SSRCS, TransportState
+from sfu.packet.rtp import build_rtp
+from sfu.routing.participant import Participant
+from sfu.transport.webrtc import MAX_INBOUND_SSRCS, TransportState
 from tests.sfu_live import Pump, RecordingEvents, eventually, join, running_media
 from tests.sfu_offers import CHROME_OFFER
 from tests.synthetic_peer import SyntheticPeer

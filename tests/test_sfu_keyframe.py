@@ -1,4 +1,4 @@
-"""sfu.keyframe: key frames recognised from payload descriptors and NAL headers."""
+"""sfu.packet.keyframe: key frames recognised from payload descriptors and NAL headers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.keyframe import is_keyframe
+from sfu.packet.keyframe import is_keyframe
 
 FUZZ = settings(max_examples=300, deadline=None)
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from sfu.control import WORKER_LOST
-from sfu.liveness import Silence
+from sfu.workers.liveness import Silence
 from tests.pool_live import handle, running_pool
 from tests.sfu_live import eventually
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sfu.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, negotiate
-from sfu.sdp import parse_offer
+from sfu.sdp.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, negotiate
+from sfu.sdp.offer import parse_offer
 from tests.sfu_offers import CHROME_OFFER, replace_line
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sfu.placement import Budget, Choice, WorkerLoad, has_headroom, place
+from sfu.workers.placement import Budget, Choice, WorkerLoad, has_headroom, place
 
 BUDGET = Budget(max_participants=0, pps=10_000, cpu=0.8, participant_pps=1_000)
 

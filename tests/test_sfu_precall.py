@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sfu.control import MediaError
-from sfu.rtcp import ReportBlock, SenderReport, build_rr
-from sfu.rtp import parse_rtp
+from sfu.packet.rtcp import ReportBlock, SenderReport, build_rr
+from sfu.packet.rtp import parse_rtp
 from tests.sfu_live import Pump, eventually, join, running_media, tracked
 from tests.synthetic_peer import SyntheticPeer
 

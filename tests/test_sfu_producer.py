@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from sfu.negotiate import CodecChoice
-from sfu.rtcp import Fir, Nack, Pli, parse_rtcp
-from sfu.rtp import parse_rtp
-from sfu.rtx import build_rtx
+from sfu.packet.rtcp import Fir, Nack, Pli, parse_rtcp
+from sfu.packet.rtp import parse_rtp
+from sfu.packet.rtx import build_rtx
+from sfu.sdp.negotiate import CodecChoice
 from tests.sfu_fakes import VP8, Capture, opus, producer, vp8
 
 

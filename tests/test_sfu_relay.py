@@ -10,14 +10,23 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from sfu.counters import Counters
-from sfu.relay import FEEDBACK, MAGIC, RTP, SR, RelayEndpoint, RelayTap, header, parse_header
-from sfu.relaycrypto import SecurePair, sender_of
-from sfu.remote import DescriptionError, RemoteStream, describe
-from sfu.rpcauth import HelloChecker, answer, answer_ok, hello
-from sfu.rtcp import Nack, Pli, build_nack, build_pli, parse_rtcp
-from sfu.rtp import parse_rtp
+from sfu.packet.counters import Counters
+from sfu.packet.rtcp import Nack, Pli, build_nack, build_pli, parse_rtcp
+from sfu.packet.rtp import parse_rtp
+from sfu.relay.crypto import SecurePair, sender_of
+from sfu.relay.endpoint import (
+    FEEDBACK,
+    MAGIC,
+    RTP,
+    SR,
+    RelayEndpoint,
+    RelayTap,
+    header,
+    parse_header,
+)
+from sfu.relay.remote import DescriptionError, RemoteStream, describe
 from sfu.settings import MediaSettings
+from sfu.workers.rpcauth import HelloChecker, answer, answer_ok, hello
 from tests.sfu_fakes import Capture, producer, vp8
 from tests.sfu_live import eventually
 

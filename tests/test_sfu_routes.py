@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sfu.routes import RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
+from sfu.relay.routes import RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
 
 CAM = {"kind": "video", "source": "camera"}
 MIC = {"kind": "audio", "source": "audio"}

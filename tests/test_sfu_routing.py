@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sfu.rtcp import (
+from sfu.packet.rtcp import (
     Nack,
     Remb,
     SenderReport,
@@ -16,8 +16,8 @@ from sfu.rtcp import (
     parse_rtcp,
     time_from_ntp,
 )
-from sfu.rtp import parse_rtp
-from sfu.rtx import parse_rtx
+from sfu.packet.rtp import parse_rtp
+from sfu.packet.rtx import parse_rtx
 from tests.sfu_live import Pump, eventually, join, running_media
 from tests.synthetic_peer import SyntheticPeer
 

@@ -10,10 +10,10 @@ from typing import Any
 import msgpack
 import pytest
 
-from sfu import rpc
 from sfu.control import MediaError
-from sfu.rpc import BadFrame, FrameDecoder, Notification, RemoteError, Request, Response
-from sfu.workerapi import REQUESTS, params_ok
+from sfu.workers import rpc
+from sfu.workers.api import REQUESTS, params_ok
+from sfu.workers.rpc import BadFrame, FrameDecoder, Notification, RemoteError, Request, Response
 
 
 def test_every_kind_of_message_survives_any_split_of_the_stream() -> None:

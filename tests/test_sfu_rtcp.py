@@ -1,4 +1,4 @@
-"""sfu.rtcp: strict compound parsing, builders that round-trip, NTP helpers."""
+"""sfu.packet.rtcp: strict compound parsing, builders that round-trip, NTP helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfu.rtcp import (
+from sfu.packet.rtcp import (
     Bye,
     Fir,
     Nack,

@@ -1,4 +1,4 @@
-"""sfu.rtp: parsing, extensions, in-place rewriting and sequence unwrapping."""
+"""sfu.packet.rtp: parsing, extensions, in-place rewriting and sequence unwrapping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfu.rtp import (
+from sfu.packet.rtp import (
     MAX_PACKET,
     RtpError,
     RtpHeader,

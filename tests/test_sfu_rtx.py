@@ -1,4 +1,4 @@
-"""sfu.rtx: the bounded retransmission cache and RFC 4588 RTX wrapping."""
+"""sfu.packet.rtx: the bounded retransmission cache and RFC 4588 RTX wrapping."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from sfu.rtp import RtpError, build_rtp, extensions, parse_rtp
-from sfu.rtx import RetransmissionCache, build_rtx, parse_rtx
+from sfu.packet.rtp import RtpError, build_rtp, extensions, parse_rtp
+from sfu.packet.rtx import RetransmissionCache, build_rtx, parse_rtx
 
 FUZZ = settings(max_examples=300, deadline=None)
 

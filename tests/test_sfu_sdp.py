@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sfu.control import MediaError
-from sfu.sdp import MAX_MEDIA, MAX_SDP_BYTES, parse_candidate, parse_offer
+from sfu.sdp.offer import MAX_MEDIA, MAX_SDP_BYTES, parse_candidate, parse_offer
 from tests.sfu_offers import CHROME_OFFER, FINGERPRINT, replace_line, without_prefix
 
 

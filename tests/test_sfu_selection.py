@@ -1,4 +1,4 @@
-"""sfu.selection: sticky, deterministic slot assignment for one subscriber."""
+"""sfu.policy.selection: sticky, deterministic slot assignment for one subscriber."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.selection import assign_slots, diff, last_n_order
+from sfu.policy.selection import assign_slots, diff, last_n_order
 
 VIDEO4 = [("v0", "video"), ("v1", "video"), ("v2", "video"), ("v3", "video")]
 AUDIO3 = [("a0", "audio"), ("a1", "audio"), ("a2", "audio")]

@@ -1,4 +1,4 @@
-"""sfu.speaker: dominant speaker identification and loudest-N from audio levels."""
+"""sfu.policy.speaker: dominant speaker identification and loudest-N from audio levels."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.speaker import DominantSpeaker
+from sfu.policy.speaker import DominantSpeaker
 
 # A script says what a participant's packet at time t carries: (level, voice),
 # or None for no packet at all (DTX, muted, lost).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sfu.streamstats import MAX_GAP, NackGenerator, ReceiveStats
+from sfu.packet.streamstats import MAX_GAP, NackGenerator, ReceiveStats
 
 
 def test_fraction_lost_covers_the_interval_since_the_last_report() -> None:

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from sfu.control import MediaError
-from sfu.sdp import parse_offer
+from sfu.sdp.offer import parse_offer
 from tests.sfu_live import Pump, eventually, join, running_media, tracked
 from tests.synthetic_peer import SyntheticPeer
 

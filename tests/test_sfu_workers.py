@@ -11,9 +11,9 @@ from functools import partial
 
 import pytest
 
-from sfu import rpc
 from sfu.control import WORKER_LOST, MediaError
-from sfu.rtp import parse_rtp
+from sfu.packet.rtp import parse_rtp
+from sfu.workers import rpc
 from tests.pool_live import Reoffering, handle, running_pool
 from tests.sfu_live import Pump, eventually
 from tests.synthetic_peer import OPUS_PT, VP8_PT, SyntheticPeer

@@ -14,8 +14,8 @@ from aiohttp.test_utils import TestClient
 
 from cluster.hop import HOP_HEADER, sign
 from cluster.kdf import derive
-from sfu.relaycrypto import SecurePair
-from sfu.rpcauth import HelloChecker, answer, answer_ok, hello
+from sfu.relay.crypto import SecurePair
+from sfu.workers.rpcauth import HelloChecker, answer, answer_ok, hello
 from signalling import cli
 from signalling.app import create_app
 from signalling.auth import mint

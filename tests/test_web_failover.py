@@ -32,7 +32,7 @@ def kill_workers(site: WebServer) -> int:
     killed = 0
     for child in psutil.Process(site.process.proc.pid).children():
         with contextlib.suppress(psutil.Error):
-            if "sfu.worker" in " ".join(child.cmdline()):
+            if "sfu.workers.worker" in " ".join(child.cmdline()):
                 child.kill()
                 killed += 1
     return killed

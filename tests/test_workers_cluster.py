@@ -15,8 +15,8 @@ import msgpack
 import pytest
 import redis.asyncio as redis
 
-from sfu import rpc
-from sfu.rpcauth import hello
+from sfu.workers import rpc
+from sfu.workers.rpcauth import hello
 from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, host_admits_guest
 from tests.redis_server import RedisServer
 from tests.servers import ServerProcess

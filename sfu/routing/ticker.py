@@ -15,21 +15,41 @@ import contextlib
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from . import feedback
-
-if TYPE_CHECKING:
-    from .local import LocalMedia
-    from .participant import Participant
+from sfu.control import ActiveSpeaker, MediaEvent, PrecallMeasured
+from sfu.routing import feedback
+from sfu.routing.group import Group
+from sfu.routing.participant import Participant
+from sfu.routing.precall import PrecallMeter
+from sfu.settings import MediaSettings
 
 logger = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 1.0
 
 
+class Ticked(Protocol):
+    """What the clock drives: `sfu.local.LocalMedia` (kept out of this layer's imports)."""
+
+    settings: MediaSettings
+    participants: dict[str, Participant]
+    groups: dict[tuple[str, str], Group]
+    meters: dict[str, PrecallMeter]
+
+    def notify(self, event: MediaEvent) -> None: ...
+
+    def refill(self, group: Group) -> None: ...
+
+    def after_tick(self, now: float) -> None: ...
+
+    def remb_cap(self, participant: Participant) -> int: ...
+
+    def end_precall(self, pid: str) -> None: ...
+
+
 class Ticker:
-    def __init__(self, media: LocalMedia, interval: float) -> None:
+    def __init__(self, media: Ticked, interval: float) -> None:
         self._media = media
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -59,7 +79,7 @@ class Ticker:
             speaker = group.update_speaker(now)
             # Only the group's leader speaks for a group that spans workers.
             if speaker is not None and not group.precall and group.leader:
-                media.notify("active_speaker", group.room_id, group.name, speaker)
+                media.notify(ActiveSpeaker(group.room_id, group.name, speaker))
             if group.changed_orders(now):
                 media.refill(group)
         for participant in list(media.participants.values()):
@@ -93,4 +113,4 @@ class Ticker:
             return
         meter = media.meters.get(participant.id)
         if meter is not None and meter.due(now):
-            media.notify("precall_stats", participant.id, meter.measure(participant, now))
+            media.notify(PrecallMeasured(participant.id, meter.measure(participant, now)))

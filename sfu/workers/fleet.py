@@ -18,12 +18,12 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .control import MediaError
-from .placement import Budget
-from .poolstats import PoolStats
-from .remoteworker import RemoteWorker, WorkerDirectory, WorkerEntry
-from .settings import MediaSettings
-from .supervisor import WorkerHandle, WorkerLink
+from sfu.control import MediaError
+from sfu.settings import MediaSettings
+from sfu.workers.placement import Budget
+from sfu.workers.poolstats import PoolStats
+from sfu.workers.remote import RemoteWorker, WorkerDirectory, WorkerEntry
+from sfu.workers.supervisor import WorkerHandle, WorkerLink
 
 logger = logging.getLogger(__name__)
 

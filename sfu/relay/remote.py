@@ -16,12 +16,12 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .counters import Counters
-from .negotiate import CodecChoice
-from .producer import Producer
-from .relay import RelayEndpoint
-from .rtp import RtpError, parse_rtp
-from .settings import MediaSettings
+from sfu.packet.counters import Counters
+from sfu.packet.rtp import RtpError, parse_rtp
+from sfu.relay.endpoint import RelayEndpoint
+from sfu.routing.producer import Producer
+from sfu.sdp.negotiate import CodecChoice
+from sfu.settings import MediaSettings
 
 KINDS = {"audio": ("audio",), "video": ("camera", "screen")}
 

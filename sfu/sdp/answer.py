@@ -14,8 +14,8 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .negotiate import MediaPlan
-from .sdp import Offer
+from sfu.sdp.negotiate import MediaPlan
+from sfu.sdp.offer import Offer
 
 
 @dataclass(frozen=True)

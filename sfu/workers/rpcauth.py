@@ -15,7 +15,7 @@ worker of the cluster too.  `key` is derived from the secret for this use
 only.  Until a hello succeeds every other message is refused and the
 connection closed.  The messages themselves are not encrypted: nothing on
 this channel is secret (the relay keys are derived on each side, see
-`sfu.relaycrypto`); run the cluster on a private network or a VPN all the
+`sfu.relay.crypto`); run the cluster on a private network or a VPN all the
 same.
 """
 

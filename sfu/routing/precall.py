@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .control import PrecallStats
+from sfu.control import PrecallStats
 
 if TYPE_CHECKING:
-    from .participant import Participant
+    from sfu.routing.participant import Participant
 
 
 class PrecallMeter:

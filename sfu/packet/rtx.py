@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 
-from sfu.rtp import BytesLike, RtpError, RtpHeader
+from sfu.packet.rtp import BytesLike, RtpError, RtpHeader
 
 __all__ = ["RetransmissionCache", "build_rtx", "parse_rtx"]
 

@@ -1,8 +1,8 @@
-"""An SFU worker process: `python -m sfu.worker --fd N`, driven by the pool over RPC.
+"""An SFU worker process: `python -m sfu.workers.worker --fd N`, driven by the pool over RPC.
 
-The pool (`sfu.pool`) starts one worker per core with one end of a
+The pool (`sfu.workers.pool`) starts one worker per core with one end of a
 socketpair as file descriptor N.  The worker runs its own uvloop with a
-`ShardMedia` and serves the RPC protocol of `sfu.rpc` on that socket:
+`ShardMedia` and serves the RPC protocol of `sfu.workers.rpc` on that socket:
 
 * requests: ``init`` (settings, ids, relay address; answers the relay
   port), ``ping`` (the heartbeat), ``stop``, and the `MediaControl` calls
@@ -15,14 +15,14 @@ socketpair as file descriptor N.  The worker runs its own uvloop with a
   ``group_order`` and ``load`` (about once a second: packets/s, CPU, memory
   and the counters of `stats()`).
 
-Parameters are checked against `sfu.workerapi` before anything is called;
+Parameters are checked against `sfu.workers.api` before anything is called;
 a bad message is refused (request) or dropped (notification) and counted.
 When the socket closes (the pool is gone) the worker stops its media and
 exits, so workers never outlive their server.
 
 In a cluster the worker also listens on TCP for the pools of other nodes
-(`sfu.workerlink`: one `Session` each, authenticated by a ``hello``, see
-`sfu.rpcauth`); participants belong to the session that opened them, and
+(`sfu.workers.session`: one `Session` each, authenticated by a ``hello``, see
+`sfu.workers.rpcauth`); participants belong to the session that opened them, and
 when a remote session goes away what it opened is closed.
 """
 
@@ -41,14 +41,14 @@ from typing import Any
 
 import psutil
 
-from .control import MediaError
-from .relay import RelayEndpoint
-from .rpc import RemoteError, RpcConnection
-from .rpcauth import HelloChecker, answer
-from .settings import MediaSettings, SettingsError
-from .shard import ShardMedia
-from .workerapi import NOTIFICATIONS, REQUESTS, params_ok
-from .workerlink import Router, Session
+from sfu.control import MediaError
+from sfu.relay.endpoint import RelayEndpoint
+from sfu.settings import MediaSettings, SettingsError
+from sfu.shard import ShardMedia
+from sfu.workers.api import NOTIFICATIONS, REQUESTS, params_ok
+from sfu.workers.rpc import RemoteError, RpcConnection
+from sfu.workers.rpcauth import HelloChecker, answer
+from sfu.workers.session import Router, Session
 
 logger = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """One group of a room (the main room or a breakout): who is seen and heard.
 
 Media only flows between members of the same group.  A `Group` follows the
-dominant speaker from the members' RFC 6464 audio levels (`sfu.speaker`),
+dominant speaker from the members' RFC 6464 audio levels (`sfu.policy.speaker`),
 keeps the last-N history of dominant speakers, and fills each member's
-receive slots with `sfu.selection.assign_slots`:
+receive slots with `sfu.policy.selection.assign_slots`:
 
 * video: the pinned participant, then screen shares, then cameras by most
   recent dominant speech (last-N), then the other cameras;
@@ -17,7 +17,7 @@ exactly its own.  Switching a video slot is completed by the consumer when
 the new source's key frame arrives; the switch asks for one.
 
 When a group spans SFU workers, `remotes` are the publishers of its other
-workers as seen through the relay (`sfu.remote`): they fill slots like
+workers as seen through the relay (`sfu.relay.remote`): they fill slots like
 members.  One worker is the group's *leader*: it decides the speaker orders
 for everybody; the others (`leader` False) still follow the levels, so that
 one of them can take over, but fill their slots from the orders the leader
@@ -29,13 +29,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
-from .control import Slot
-from .producer import Producer
-from .selection import assign_slots, diff, last_n_order
-from .speaker import DominantSpeaker
+from sfu.control import Slot
+from sfu.policy.selection import assign_slots, diff, last_n_order
+from sfu.policy.speaker import DominantSpeaker
+from sfu.routing.producer import Producer
 
 if TYPE_CHECKING:
-    from .participant import Participant
+    from sfu.routing.participant import Participant
 
 SCREEN = "\x1fscreen"
 MAX_HISTORY = 64

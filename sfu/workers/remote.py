@@ -5,7 +5,7 @@ once a second (`WorkerDirectory`: the bus keys ``vr:worker:{node}:{index}``
 with a 3 s expiry, see `cluster.workers`): node, origin id, the TCP address
 of its RPC and the address of its relay socket.  A pool connects to every
 worker of the other nodes it finds there (`RemoteWorker`): TCP, then a
-``hello`` proving the shared secret (`sfu.rpcauth`) whose answer must prove
+``hello`` proving the shared secret (`sfu.workers.rpcauth`) whose answer must prove
 it too and name the origin id the registry gave.  From then on it is a
 worker like the pool's own (same RPC, same heartbeat), except that the pool
 never restarts it: its own node does, and it comes back in the registry
@@ -19,9 +19,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .rpc import RemoteError
-from .rpcauth import answer_ok, hello
-from .supervisor import WorkerLink, WorkerOwner
+from sfu.workers.rpc import RemoteError
+from sfu.workers.rpcauth import answer_ok, hello
+from sfu.workers.supervisor import WorkerLink, WorkerOwner
 
 Address = tuple[str, int]
 

@@ -3,11 +3,11 @@
 Like mediasoup's pipe transports and Jitsi's Octo: a worker whose group has
 members on other workers sends each of its publishers' packets, as it
 received them (decrypted, untouched), once to every such worker over UDP;
-those fan them out locally like their own publishers' (`sfu.remote`).
+those fan them out locally like their own publishers' (`sfu.relay.remote`).
 Feedback flows back the same way: key frame requests and NACKs of the
 receiving workers reach the origin, which asks its publisher (coalesced) or
 answers from its retransmission cache.  Which streams go where is decided by
-the pool (`sfu.routes`); this module only moves datagrams.
+the pool (`sfu.relay.routes`); this module only moves datagrams.
 
 A datagram is a 12-byte header and a body::
 
@@ -23,7 +23,7 @@ mapping (NTP u64, RTP timestamp u32), so receivers keep lip sync; FEEDBACK
 an RTCP compound (PLI, FIR, NACK).  Within one machine the relay runs on
 127.0.0.1 and a datagram is accepted only from the address registered for
 its sender.  Between machines the same datagrams travel sealed with SRTP
-(`sfu.relaycrypto`, for the peers the pool marks as secure).  Anything
+(`sfu.relay.crypto`, for the peers the pool marks as secure).  Anything
 malformed, unauthenticated or unknown is counted and dropped; the receive
 callback never raises.
 """
@@ -41,11 +41,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from .relaycrypto import SECURE_MAGIC, SecurePair, sender_of
-from .rtcp import Fir, Nack, Pli, RtcpError, parse_rtcp
+from sfu.packet.rtcp import Fir, Nack, Pli, RtcpError, parse_rtcp
+from sfu.relay.crypto import SECURE_MAGIC, SecurePair, sender_of
 
 if TYPE_CHECKING:
-    from .producer import Producer
+    from sfu.routing.producer import Producer
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class RelayCounters:
 
 
 class RemoteSink(Protocol):
-    """A stream received from another worker (sfu.remote.RemoteStream)."""
+    """A stream received from another worker (sfu.relay.remote.RemoteStream)."""
 
     def on_relay_rtp(self, data: bytes, now: float) -> bool: ...
 

@@ -1,13 +1,13 @@
 """The pool's `stats()`: the workers' reports summed, per-worker load, restarts.
 
-Each worker reports about once a second (`sfu.worker.LoadMeter`): its
+Each worker reports about once a second (`sfu.workers.worker.LoadMeter`): its
 packet rates, its CPU share, its memory and its `stats()`.  The pool's view
 is therefore up to a report interval old.  Counters stay monotonic across a
 worker's death: what a lost incarnation last reported is kept in `retired`.
 
 Names (exported by /metrics as ``visitroom_media_<name>``):
 
-* the SFU counters of `sfu.counters` and `sfu.relay` (``rtp_out``,
+* the SFU counters of `sfu.packet.counters` and `sfu.relay.endpoint` (``rtp_out``,
   ``nacks_sent``, ``keyframe_requests``, ``relay_rtp_out``, ...), summed;
 * gauges summed over live workers (``transports``, ``producers``,
   ``relay_streams_out``, ...); the loss gauges (``upstream_loss_percent``,
@@ -26,9 +26,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .counters import FIELDS
-from .relay import RELAY_FIELDS
-from .supervisor import WorkerLink
+from sfu.packet.counters import FIELDS
+from sfu.relay.endpoint import RELAY_FIELDS
+from sfu.workers.supervisor import WorkerLink
 
 COUNTERS = (
     frozenset(FIELDS)

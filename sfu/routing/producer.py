@@ -15,21 +15,28 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
-from .counters import Counters
-from .negotiate import AUDIO_LEVEL_URI, CodecChoice
-from .rtcp import build_fir, build_nack, build_pli, ntp_middle32
-from .rtp import RtpError, RtpHeader, SeqUnwrapper, find_extension, parse_audio_level, parse_rtp
-from .rtx import RetransmissionCache, parse_rtx
-from .streamstats import NackGenerator, ReceiveStats
+from sfu.packet.counters import Counters
+from sfu.packet.rtcp import build_fir, build_nack, build_pli, ntp_middle32
+from sfu.packet.rtp import (
+    RtpError,
+    RtpHeader,
+    SeqUnwrapper,
+    find_extension,
+    parse_audio_level,
+    parse_rtp,
+)
+from sfu.packet.rtx import RetransmissionCache, parse_rtx
+from sfu.packet.streamstats import NackGenerator, ReceiveStats
+from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from sfu.routing.consumer import Consumer
 
 LevelSink = Callable[[str, int, bool, float], None]
 
 
 class RelayTap(Protocol):
-    """Where a producer's packets also go when other SFU workers need them (sfu.relay)."""
+    """Where a producer's packets also go when other SFU workers need them (sfu.relay.endpoint)."""
 
     def rtp(self, data: bytes) -> None: ...
 

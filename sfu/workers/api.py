@@ -8,7 +8,10 @@ never half-applied.  Plain msgpack types only; `None` is written as
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
+
+from sfu.control import ActiveSpeaker, MediaClosed, MediaEvent, PrecallMeasured, SlotsChanged
 
 _OPT_STR = (str, type(None))
 _OPT_INT = (int, type(None))
@@ -39,19 +42,33 @@ NOTIFICATIONS: dict[str, tuple[Any, ...]] = {
 
 # Worker -> pool notifications.
 WORKER_NOTIFICATIONS: dict[str, tuple[Any, ...]] = {
-    "event": (str, list),  # a MediaEvents method and its arguments
+    "event": (str, list),  # a MediaEvent: its tag and fields (encode_event)
     "streams": (str, list),  # participant, descriptions of its published streams
     "group_order": (str, str, list, list),  # room, group, video order, audio order
     "load": (dict,),  # packets/s, CPU, memory, stats()
 }
 
-# MediaEvents methods a worker may report, with their argument types.
-EVENTS: dict[str, tuple[Any, ...]] = {
-    "slots_changed": (str, list),
-    "active_speaker": (str, str, str),
-    "media_closed": (str, str),
-    "precall_stats": (str, dict),
+# The MediaEvents a worker may report: tag -> (event type, field types).
+EVENTS: dict[str, tuple[type[MediaEvent], tuple[Any, ...]]] = {
+    "slots_changed": (SlotsChanged, (str, list)),
+    "active_speaker": (ActiveSpeaker, (str, str, str)),
+    "media_closed": (MediaClosed, (str, str)),
+    "precall_stats": (PrecallMeasured, (str, dict)),
 }
+_TAGS: dict[type[MediaEvent], str] = {kind: tag for tag, (kind, _) in EVENTS.items()}
+
+
+def encode_event(event: MediaEvent) -> tuple[str, list[Any]]:
+    """An event as the ``event`` notification's parameters: its tag and its fields in order."""
+    return _TAGS[type(event)], [getattr(event, f.name) for f in fields(event)]
+
+
+def decode_event(tag: str, values: list[Any]) -> MediaEvent | None:
+    """The event `encode_event` wrote, or None if `tag` or the field types are wrong."""
+    entry = EVENTS.get(tag)
+    if entry is None or not params_ok(values, entry[1]):
+        return None
+    return entry[0](*values)
 
 
 def params_ok(params: list[Any], spec: tuple[Any, ...]) -> bool:

@@ -30,13 +30,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
-from .keyframe import is_keyframe
-from .negotiate import CodecChoice
-from .rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
-from .rtx import build_rtx
+from sfu.packet.keyframe import is_keyframe
+from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
+from sfu.packet.rtx import build_rtx
+from sfu.sdp.negotiate import CodecChoice
 
 if TYPE_CHECKING:
-    from .producer import Producer
+    from sfu.routing.producer import Producer
 
 MAX_SEGMENTS = 4
 

@@ -33,7 +33,7 @@ from aioice import Candidate, Connection, stun
 from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import CandidatePair, StunProtocol, get_host_addresses
 
-from .counters import Counters
+from sfu.packet.counters import Counters
 
 logger = logging.getLogger(__name__)
 

@@ -18,21 +18,21 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from . import feedback
-from .answer import AnswerContext, SendStream, render_answer
-from .consumer import Consumer
-from .control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
-from .counters import Counters
-from .group import participant_of, source_of
-from .negotiate import MID_URI, MediaPlan
-from .producer import Producer
-from .rtp import RtpError, RtpHeader, find_extension, parse_rtp
-from .sdp import Offer
-from .settings import MediaSettings
-from .transport import TransportState, WebRtcTransport
+from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
+from sfu.packet.counters import Counters
+from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
+from sfu.routing import feedback
+from sfu.routing.consumer import Consumer
+from sfu.routing.group import participant_of, source_of
+from sfu.routing.producer import Producer
+from sfu.sdp.answer import AnswerContext, SendStream, render_answer
+from sfu.sdp.negotiate import MID_URI, MediaPlan
+from sfu.sdp.offer import Offer
+from sfu.settings import MediaSettings
+from sfu.transport.webrtc import TransportState, WebRtcTransport
 
 if TYPE_CHECKING:
-    from .group import Group
+    from sfu.routing.group import Group
 
 MAX_LEARNED_SSRCS = 8
 

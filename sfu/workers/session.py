@@ -2,7 +2,7 @@
 
 A worker is driven by its own node's pool over a socketpair (trusted from
 the start) and, in a cluster, by the pools of other nodes over TCP (trusted
-after a ``hello`` that proves the shared secret, see `sfu.rpcauth`).  Each
+after a ``hello`` that proves the shared secret, see `sfu.workers.rpcauth`).  Each
 participant belongs to the session that opened it and each group to the
 session that gave it its role, so the `Router` sends every event, stream
 list and speaker order to the pool that placed that participant or leads
@@ -14,8 +14,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from .control import PrecallStats, Slot
-from .rpc import RemoteError, RpcConnection
+from sfu.control import (
+    ActiveSpeaker,
+    MediaClosed,
+    MediaEvent,
+    PrecallMeasured,
+    PrecallStats,
+    Slot,
+    SlotsChanged,
+)
+from sfu.workers.api import encode_event
+from sfu.workers.rpc import RemoteError, RpcConnection
 
 Address = tuple[str, int]
 GroupKey = tuple[str, str]
@@ -86,23 +95,22 @@ class Router:
         if session is not None:
             session.conn.notify(method, *params)
 
+    def _event(self, session: Session | None, event: MediaEvent) -> None:
+        self._send(session, "event", *encode_event(event))
+
     def slots_changed(self, participant_id: str, slots: list[Slot]) -> None:
-        self._send(
-            self.owners.get(participant_id), "event", "slots_changed", [participant_id, slots]
-        )
+        self._event(self.owners.get(participant_id), SlotsChanged(participant_id, slots))
 
     def active_speaker(self, room_id: str, group: str, participant_id: str) -> None:
         owner = self.group_owners.get((room_id, group)) or self.owners.get(participant_id)
-        self._send(owner, "event", "active_speaker", [room_id, group, participant_id])
+        self._event(owner, ActiveSpeaker(room_id, group, participant_id))
 
     def media_closed(self, participant_id: str, reason: str) -> None:
-        self._send(
-            self.owners.get(participant_id), "event", "media_closed", [participant_id, reason]
-        )
+        self._event(self.owners.get(participant_id), MediaClosed(participant_id, reason))
 
     def precall_stats(self, participant_id: str, stats: PrecallStats) -> None:
         owner = self.owners.get(participant_id)
-        self._send(owner, "event", "precall_stats", [participant_id, dict(stats)])
+        self._event(owner, PrecallMeasured(participant_id, stats))
 
     def streams(self, participant_id: str, streams: list[dict[str, Any]]) -> None:
         self._send(self.owners.get(participant_id), "streams", participant_id, streams)

@@ -1,6 +1,6 @@
 """RTCP in and out for one participant.
 
-In: the compound packet is parsed strictly (`sfu.rtcp`); any malformed
+In: the compound packet is parsed strictly (`sfu.packet.rtcp`); any malformed
 sub-packet drops the whole datagram and counts it.  Sender reports of the
 participant's own streams give the NTP/RTP mapping the SFU reuses for its
 consumers' SRs; report blocks about the SFU's consumer streams give loss,
@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .rtcp import (
+from sfu.packet.rtcp import (
     Fir,
     Nack,
     Pli,
@@ -37,7 +37,7 @@ from .rtcp import (
 )
 
 if TYPE_CHECKING:
-    from .participant import Participant
+    from sfu.routing.participant import Participant
 
 SRS_PER_COMPOUND = 30
 

@@ -18,8 +18,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 
 from sfu.control import MAX_SDP_BYTES as MAX_SDP_BYTES
-
-from .control import MediaError
+from sfu.control import MediaError
 
 MAX_LINE_CHARS = 2048
 MAX_LINES = 4000

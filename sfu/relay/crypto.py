@@ -24,7 +24,7 @@ import struct
 
 import pylibsrtp
 
-from .rpcauth import derive
+from cluster.kdf import derive
 
 SECURE_MAGIC = 0x57
 _OUTER = struct.Struct("!BBHII")  # V=2, PT=kind, sequence, timestamp 0, SSRC=sender

@@ -31,17 +31,17 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
 from pylibsrtp import Session
 
-from .answer import LocalTransport
-from .counters import Counters
-from .dtls import KeyingDtlsTransport
-from .ice import IceConnection, PortAllocator
+from sfu.packet.counters import Counters
+from sfu.sdp.answer import LocalTransport
+from sfu.transport.dtls import KeyingDtlsTransport
+from sfu.transport.ice import IceConnection, PortAllocator
 
 logger = logging.getLogger(__name__)
 
 # Distinct SSRCs admitted into the SRTP session (each costs libsrtp state);
 # the publisher's announced SSRCs are always admitted.
 MAX_INBOUND_SSRCS = 32
-# Nothing larger crosses a 1500-byte MTU path unfragmented (sfu.rtp.MAX_PACKET).
+# Nothing larger crosses a 1500-byte MTU path unfragmented (sfu.packet.rtp.MAX_PACKET).
 MAX_DATAGRAM = 1500
 
 

@@ -2,10 +2,10 @@
 
 `WorkerLink` is what the pool uses of any worker: the RPC connection, its
 state, its last load report and the heartbeat; `WorkerHandle` is a worker
-process of this machine, `sfu.remoteworker.RemoteWorker` one of another
+process of this machine, `sfu.workers.remote.RemoteWorker` one of another
 node reached over TCP.
 
-`WorkerHandle.start` creates a socketpair, starts ``python -m sfu.worker``
+`WorkerHandle.start` creates a socketpair, starts ``python -m sfu.workers.worker``
 with one end, runs the RPC connection on the other and sends ``init``.  From
 then on three things can end it, and each reports to the owner (the pool)
 exactly once, with a reason:
@@ -15,7 +15,7 @@ exactly once, with a reason:
 * the heartbeat: a ``ping`` every `heartbeat_s`, answered by the worker's
   loop; no answer (nor any other message) for `timeout_s` means a hung or
   starved worker, which is then killed (SIGKILL) so its ports and sockets
-  are released.  The silence is counted by `sfu.liveness.Silence`, in time
+  are released.  The silence is counted by `sfu.workers.liveness.Silence`, in time
   this (the judge's) loop was on time: a stalled signalling loop is not
   taken for a dead worker, so a flood of connections never closes the
   calls' media.
@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from .liveness import Silence
-from .rpc import RemoteError, RpcConnection
+from sfu.workers.liveness import Silence
+from sfu.workers.rpc import RemoteError, RpcConnection
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class WorkerHandle(WorkerLink):
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sfu.worker",
+                sys.executable, "-m", "sfu.workers.worker",
                 "--fd", str(child.fileno()), "--name", f"worker{self.index}",
                 pass_fds=(child.fileno(),),
                 env=_env(),

@@ -1,9 +1,9 @@
 """`WorkerPool`: the media plane as N SFU worker processes, behind `MediaControl`.
 
 The signalling process keeps one `WorkerPool`.  It places each participant
-on a worker (`sfu.placement`), forwards the participant's `MediaControl`
-calls to it as RPC (`sfu.rpc`, one socketpair per worker), keeps the relay
-routes of rooms that span workers (`sfu.routes`) and forwards the workers'
+on a worker (`sfu.workers.placement`), forwards the participant's `MediaControl`
+calls to it as RPC (`sfu.workers.rpc`, one socketpair per worker), keeps the relay
+routes of rooms that span workers (`sfu.relay.routes`) and forwards the workers'
 `MediaEvents`.  `stats()` sums what the workers reported (about once a
 second) and adds the pool's own figures.
 
@@ -14,7 +14,7 @@ as with `LocalMedia`.
 
 Failure: a worker is lost when its process exits, its RPC connection
 closes or its heartbeat goes unanswered for `heartbeat_timeout_s`
-(`sfu.supervisor`).  At once, its participants are opened on live workers
+(`sfu.workers.supervisor`).  At once, its participants are opened on live workers
 (pins included), the relay routes and group leaders are replanned, and each
 gets `media_closed(..., "worker_lost")`, so its client offers again without
 leaving the room; the slot is restarted with a backoff and rejoins the pool
@@ -27,9 +27,9 @@ duplicated reaches the signalling plane.
 
 Cluster (``--redis``, a `WorkerDirectory`): the pool publishes its workers
 in the registry, connects to the other nodes' workers it finds there
-(`sfu.remoteworker`), and places a participant on one of them when none of
+(`sfu.workers.remote`), and places a participant on one of them when none of
 its own has headroom.  Relay peers on other machines are marked secure, so
-their datagrams are sealed with SRTP (`sfu.relaycrypto`).
+their datagrams are sealed with SRTP (`sfu.relay.crypto`).
 """
 
 from __future__ import annotations
@@ -40,16 +40,26 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .control import MAIN_GROUP, PRECALL_TIMEOUT, WORKER_LOST, MediaError, MediaEvents
-from .fleet import Fleet, PoolSettings
-from .placement import Choice, WorkerLoad, place
-from .poolstats import PoolStats
-from .remoteworker import WorkerDirectory
-from .routes import Command, GroupKey, RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
-from .rpc import RemoteError
-from .settings import MediaSettings
-from .supervisor import WorkerLink
-from .workerapi import EVENTS, WORKER_NOTIFICATIONS, params_ok
+from sfu.control import (
+    MAIN_GROUP,
+    PRECALL_TIMEOUT,
+    WORKER_LOST,
+    ActiveSpeaker,
+    MediaClosed,
+    MediaError,
+    MediaEvent,
+    MediaEvents,
+    deliver,
+)
+from sfu.relay.routes import Command, GroupKey, RelayOut, RemoteAdd, RemoteRemove, Role, RouteBook
+from sfu.settings import MediaSettings
+from sfu.workers.api import WORKER_NOTIFICATIONS, decode_event, params_ok
+from sfu.workers.fleet import Fleet, PoolSettings
+from sfu.workers.placement import Choice, WorkerLoad, place
+from sfu.workers.poolstats import PoolStats
+from sfu.workers.remote import WorkerDirectory
+from sfu.workers.rpc import RemoteError
+from sfu.workers.supervisor import WorkerLink
 
 __all__ = ["PoolSettings", "Seat", "WorkerPool"]
 
@@ -129,7 +139,7 @@ class WorkerPool:
             self._watch(self._seat(pid, seat))
         self.fleet.send_peers()
         for pid in victims:
-            self._emit("media_closed", pid, WORKER_LOST)
+            self._emit(MediaClosed(pid, WORKER_LOST))
 
     # placement
 
@@ -381,21 +391,21 @@ class WorkerPool:
         else:
             self._group_order(handle, *params)
 
-    def _event(self, handle: WorkerLink, name: str, args: list[Any]) -> None:
-        spec = EVENTS.get(name)
-        if spec is None or not params_ok(args, spec):
+    def _event(self, handle: WorkerLink, tag: str, values: list[Any]) -> None:
+        event = decode_event(tag, values)
+        if event is None:
             self.stats_book.bad_messages += 1
             return
-        if name == "active_speaker":
-            if self.routes.leader_of((args[0], args[1])) == handle.index:
-                self._emit(name, *args)
+        if isinstance(event, ActiveSpeaker):
+            if self.routes.leader_of((event.room_id, event.group)) == handle.index:
+                self._emit(event)
             return
-        seat = self.seats.get(args[0])
+        seat = self.seats.get(event.participant_id)
         if seat is None or seat.worker != handle.index:
             return  # stale: the participant left or is on another worker now
-        if name == "media_closed" and args[1] == PRECALL_TIMEOUT:
-            del self.seats[args[0]]
-        self._emit(name, *args)
+        if isinstance(event, MediaClosed) and event.reason == PRECALL_TIMEOUT:
+            del self.seats[event.participant_id]
+        self._emit(event)
 
     def _streams(self, handle: WorkerLink, pid: str, items: list[Any]) -> None:
         seat = self.seats.get(pid)
@@ -418,11 +428,11 @@ class WorkerPool:
         for index in sorted(self.routes.serving(key) - {handle.index}):
             self._notify(index, "impose", room, group, video, audio)
 
-    def _emit(self, name: str, *args: Any) -> None:
+    def _emit(self, event: MediaEvent) -> None:
         try:
-            getattr(self.events, name)(*args)
+            deliver(self.events, event)
         except Exception:
-            logger.exception("MediaEvents.%s failed", name)
+            logger.exception("MediaEvents failed on %s", type(event).__name__)
 
     # observability
 

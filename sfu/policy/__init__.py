@@ -1,0 +1,1 @@
+"""Pure decisions about media: slot selection, dominant speaker, bitrate caps."""
