@@ -49,6 +49,14 @@ def test_measured_packets_and_cpu_count_against_the_budget() -> None:
     assert place([busy, idle], {0: 1}, BUDGET) == Choice(1, over_budget=False)
 
 
+def test_loads_less_than_a_step_apart_count_as_equal_and_the_lowest_index_wins() -> None:
+    # Two idle workers whose CPU readings differ by noise: the room starts on worker 0.
+    noisy = [WorkerLoad(0, 0, cpu=0.03), WorkerLoad(1, 0, cpu=0.01)]
+    assert place(noisy, {}, BUDGET) == Choice(0, over_budget=False)
+    clearly = [WorkerLoad(0, 0, cpu=0.3), WorkerLoad(1, 0, cpu=0.01)]
+    assert place(clearly, {}, BUDGET) == Choice(1, over_budget=False)
+
+
 def test_when_every_worker_is_over_budget_the_least_loaded_takes_it_anyway() -> None:
     workers = [WorkerLoad(0, 1, cpu=0.95), WorkerLoad(1, 1, cpu=0.9)]
     assert place(workers, {0: 1}, BUDGET) == Choice(1, over_budget=True)

@@ -16,7 +16,9 @@ the packet budget, and its CPU share is under the CPU budget.  Then:
    most of its participants (ties: the lowest index): a room stays on as few
    workers as possible, so fewer streams need relaying;
 2. else the worker with headroom and the lowest load (the largest of its
-   budget shares);
+   budget shares, in steps of `LOAD_STEP`: loads less than a step apart count
+   as equal and the lowest index wins, so the noise of CPU readings never
+   decides where a room starts);
 3. else (everyone is over budget) the least loaded worker: the participant
    is placed anyway, and the pool counts it as over budget.
 """
@@ -25,6 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+LOAD_STEP = 0.05  # 5% of a budget
 
 
 @dataclass(frozen=True)
@@ -89,5 +93,5 @@ def place(
         best = max(serving, key=lambda w: (room_counts[w.index], -w.index))
         return Choice(best.index, over_budget=False)
     candidates = roomy or list(workers)
-    best = min(candidates, key=lambda w: (load_score(w, budget), w.index))
+    best = min(candidates, key=lambda w: (int(load_score(w, budget) / LOAD_STEP), w.index))
     return Choice(best.index, over_budget=not roomy)
