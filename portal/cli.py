@@ -14,13 +14,13 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from common.clock import wall_clock
 from portal.routes import PORTAL_FILE, build_sender
 from portal.smtp import SmtpSettings
 from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
 from signalling.config import Config, from_env
-from waiting_room.clock import wall_clock
 
 COLUMNS = ("id", "state", "attempts", "recipient", "created", "sent", "next_attempt", "last_error")
 

@@ -19,6 +19,11 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
+from common.audit import AuditEntry
+from common.clock import Clock
+from common.codec import DecodeError, JsonCodec
+from common.config import ConfigError
+from common.scopes import PORTAL_STAFF
 from portal.access import Staff, is_portal_token, staff_of
 from portal.errors import BAD_REQUEST, PortalError
 from portal.mail import invitation_email
@@ -34,13 +39,9 @@ from portal.sqlite_store import SqlitePortalStore
 from portal.store import Claimed
 from portal.tokens import TokenMaker, activation_link
 from portal.validate import email as valid_email
-from signalling.audit import AuditEntry
-from signalling.codec import DecodeError, JsonCodec
-from signalling.config import Config, ConfigError
+from signalling.config import Config
 from signalling.keys import AUDIT, CONFIG, SERVICE
 from signalling.rest import MAX_BODY, grant, refuse
-from signalling.scopes import PORTAL_STAFF
-from waiting_room.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,10 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from common.audit import AuditEntry, AuditLog, Detail
+from common.clock import Clock
+from common.config import RateLimit
+from common.ratelimit import WindowLimiter
 from portal import validate
 from portal.access import Staff, visible
 from portal.errors import (
@@ -37,10 +41,7 @@ from portal.passwords import Passwords
 from portal.store import PatientStore
 from portal.throttle import LoginThrottle
 from portal.tokens import new_seed, token_hash
-from signalling.audit import AuditEntry, AuditLog, Detail
-from signalling.config import Config, RateLimit
-from signalling.ratelimit import WindowLimiter
-from waiting_room.clock import Clock
+from signalling.config import Config
 
 PUBLIC_FIELDS = {
     "activate": frozenset({"token", "password"}),

@@ -20,7 +20,8 @@ from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from signalling.config import Config, ConfigError
+from common.config import ConfigError
+from signalling.config import Config
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from common.datadir import private_sqlite
 from portal.migrations import migrate
-from signalling.datadir import private_sqlite
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000

@@ -13,13 +13,15 @@ import aiohttp
 from aiohttp import web
 
 from cluster.kdf import derive
+from common.audit import SqliteAuditLog
+from common.config import ConfigError
+from common.ratelimit import WindowLimiter
+from common.tokens import TokenVerifier
 from portal.routes import setup as setup_portal
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
-from signalling.audit import SqliteAuditLog
-from signalling.auth import TokenVerifier
 from signalling.cluster import build_coordinator, wire_cluster
-from signalling.config import Config, ConfigError, check_cluster, check_secret, ensure_credentials
+from signalling.config import Config, check_cluster, check_secret, ensure_credentials
 from signalling.guard import GUARD, Guard
 from signalling.hub import CLOSE_GOING_AWAY, Hub
 from signalling.keys import (
@@ -38,7 +40,6 @@ from signalling.keys import (
 )
 from signalling.origins import OriginPolicy
 from signalling.precall import precall_socket
-from signalling.ratelimit import WindowLimiter
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from signalling.web import setup as setup_web

@@ -17,11 +17,10 @@ from typing import Any
 
 from aiohttp import web
 
-from signalling.audit_chain import describe, load_key, load_or_create_key
-from signalling.auth import mint, parse_ttl
-from signalling.config import Config, ConfigError, ensure_credentials, from_env
-from signalling.datadir import ALLOW_OPEN_ENV, PRIVATE_UMASK, open_dir_problem
-from signalling.scopes import (
+from common.audit_chain import describe, load_key, load_or_create_key
+from common.config import ConfigError
+from common.datadir import ALLOW_OPEN_ENV, PRIVATE_UMASK, open_dir_problem
+from common.scopes import (
     ADMIN_SCOPES,
     PORTAL_STAFF,
     ROOMS_ADMIN,
@@ -30,6 +29,8 @@ from signalling.scopes import (
     parse,
     render,
 )
+from common.tokens import mint, parse_ttl
+from signalling.config import Config, ensure_credentials, from_env
 
 log = logging.getLogger("visitroom")
 
@@ -276,8 +277,8 @@ async def serve(config: Config) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from common.audit import verify_file
     from signalling.app import AUDIT_FILE
-    from signalling.audit import verify_file
 
     config = from_env(os.environ, data_dir=args.data_dir)
     path = config.data_dir / AUDIT_FILE

@@ -7,8 +7,8 @@ import secrets
 from cluster.bus import Bus, LocalBus
 from cluster.coordinator import Coordinator
 from cluster.filestate import FileRoomState
+from common.datadir import private_sqlite
 from signalling.config import Config
-from signalling.datadir import private_sqlite
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from waiting_room.clock import Clock

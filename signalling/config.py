@@ -13,37 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.kdf import check_cluster_secret
-from signalling.auth import parse_ttl
-from signalling.datadir import allow_open_from_env, make_private_dir
+from common.config import ConfigError, RateLimit
+from common.datadir import allow_open_from_env, make_private_dir
+from common.tokens import parse_ttl
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says why."""
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most `count` events per `seconds`; count 0 disables the limit."""
-
-    count: int
-    seconds: float
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        text = text.strip()
-        if text == "0":
-            return cls(0, 1.0)
-        count, _, seconds = text.partition("/")
-        try:
-            parsed = cls(int(count), float(seconds))
-        except ValueError:
-            raise ConfigError(f"rate limit must look like N/SECONDS or 0, not {text!r}") from None
-        if parsed.count < 0 or parsed.seconds <= 0:
-            raise ConfigError(f"rate limit must be positive: {text!r}")
-        return parsed
+KNOCK_RATE_LIMIT_DEFAULT = RateLimit(20, 10.0)
+KNOCK_IDENTITY_RATE_LIMIT_DEFAULT = RateLimit(5, 10.0)
+PORTAL_PUBLIC_RATE_LIMIT_DEFAULT = RateLimit(20, 60.0)
+PORTAL_ACCOUNT_RATE_LIMIT_DEFAULT = RateLimit(10, 900.0)
+PORTAL_INVITE_RATE_LIMIT_DEFAULT = RateLimit(200, 3600.0)
+PORTAL_LOGIN_ADDRESS_LIMIT_DEFAULT = RateLimit(10, 900.0)
 
 
 @dataclass(frozen=True)
@@ -63,8 +44,10 @@ class Config:
     tls_key: Path | None = None
     public_base_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
-    knock_rate_limit: RateLimit = RateLimit(20, 10.0)  # anonymous knocks, per address
-    knock_identity_rate_limit: RateLimit = RateLimit(5, 10.0)  # token knocks, per identity
+    knock_rate_limit: RateLimit = KNOCK_RATE_LIMIT_DEFAULT  # anonymous knocks, per address
+    knock_identity_rate_limit: RateLimit = (
+        KNOCK_IDENTITY_RATE_LIMIT_DEFAULT  # token knocks, per identity
+    )
     knock_address_rate_limit: RateLimit | None = None  # all knocks (None: 10x the first)
     lobby_cap_factor: float = 2.0  # waiting guests per room: this times its capacity
     max_frame_bytes: int = 64 * 1024
@@ -116,12 +99,12 @@ class Config:
     portal_retry_base_s: float = 30.0
     portal_timezone: str = "UTC"
     portal_practices: Mapping[str, str] = field(default_factory=dict)
-    portal_public_rate_limit: RateLimit = RateLimit(20, 60.0)
-    portal_account_rate_limit: RateLimit = RateLimit(10, 900.0)
-    portal_invite_rate_limit: RateLimit = RateLimit(200, 3600.0)
+    portal_public_rate_limit: RateLimit = PORTAL_PUBLIC_RATE_LIMIT_DEFAULT
+    portal_account_rate_limit: RateLimit = PORTAL_ACCOUNT_RATE_LIMIT_DEFAULT
+    portal_invite_rate_limit: RateLimit = PORTAL_INVITE_RATE_LIMIT_DEFAULT
     # failed logins: the longest wait an account is slowed to, and the hard cap per address
     portal_login_delay_cap_s: float = 60.0
-    portal_login_address_limit: RateLimit = RateLimit(10, 900.0)
+    portal_login_address_limit: RateLimit = PORTAL_LOGIN_ADDRESS_LIMIT_DEFAULT
 
     @property
     def is_loopback(self) -> bool:

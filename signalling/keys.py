@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from signalling.audit import SqliteAuditLog
-from signalling.auth import TokenVerifier
+from common.audit import SqliteAuditLog
+from common.tokens import TokenVerifier
 from signalling.config import Config
 from signalling.origins import OriginPolicy
 
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from cluster.coordinator import Coordinator
+    from common.ratelimit import WindowLimiter
     from signalling.hub import Hub
-    from signalling.ratelimit import WindowLimiter
     from signalling.rooms import RoomStore
     from signalling.service import RoomService
 

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from signalling.audit import AuditEntry
+from common.audit import AuditEntry
 from signalling.guard import GUARD
 from signalling.keys import AUDIT, CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE
 

@@ -14,12 +14,12 @@ from aiohttp import web
 from cluster.bus import BusUnavailable
 from cluster.coordinator import pack_record
 from cluster.hop import HOP_HEADER, sign, verify
+from common.audit import AuditEntry, iso
+from common.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant, ScopeError
+from common.tokens import Claims, TokenError
 from signalling import outbound
-from signalling.audit import AuditEntry, iso
-from signalling.auth import Claims, TokenError
 from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE, VERIFIER
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
-from signalling.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant, ScopeError
 from waiting_room.errors import BAD_REQUEST, FORBIDDEN, RoomError
 from waiting_room.room import Room, lobby_cap
 from waiting_room.schedule import Schedule

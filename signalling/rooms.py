@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signalling.datadir import private_sqlite
+from common.datadir import private_sqlite
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
 from waiting_room.refusals import Refusals

@@ -14,11 +14,12 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from cluster.coordinator import Coordinator
+from common.audit import AuditEntry, AuditLog, iso
+from common.ratelimit import KnockLimits
+from common.tokens import Claims, TokenError, TokenVerifier
 from sfu.control import MediaControl, MediaError, PrecallStats, Slot
 from signalling import effects as fx
 from signalling import outbound
-from signalling.audit import AuditEntry, AuditLog, iso
-from signalling.auth import Claims, TokenError, TokenVerifier
 from signalling.commands import Ack, Commands, holding_acks
 from signalling.config import Config
 from signalling.hub import (
@@ -30,7 +31,6 @@ from signalling.hub import (
 )
 from signalling.joining import Refused, check_join
 from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message_type, validate
-from signalling.ratelimit import KnockLimits
 from signalling.rooms import RoomStore
 from waiting_room import errors
 from waiting_room.clock import Clock

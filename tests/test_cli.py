@@ -17,7 +17,8 @@ import jwt
 import psutil
 import pytest
 
-from signalling.config import Config, ConfigError, from_env
+from common.config import ConfigError
+from signalling.config import Config, from_env
 from tests.servers import METRICS_HEADERS, ROOT, ServerProcess, run_cli, self_signed_cert
 
 pytestmark = pytest.mark.slow

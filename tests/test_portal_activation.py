@@ -16,9 +16,9 @@ from typing import Any
 import aiohttp
 import argon2
 
+from common.config import RateLimit
 from portal.page import csp_hash
 from signalling.app import create_app
-from signalling.config import RateLimit
 from signalling.keys import AUDIT
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     PASSWORD,

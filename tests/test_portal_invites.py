@@ -259,8 +259,8 @@ async def test_forged_host_headers_do_not_change_the_link(portal: Portal, mailbo
 async def test_invites_are_rate_limited_per_practice(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Any
 ) -> None:
+    from common.config import RateLimit
     from signalling.app import create_app
-    from signalling.config import RateLimit
     from tests.portal_support import portal_config
 
     config = portal_config(tmp_path, mailbox, portal_invite_rate_limit=RateLimit(2, 3600))

@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.config import ConfigError, RateLimit
 from portal import validate
 from portal.cli import mask
 from portal.errors import PortalError
@@ -24,7 +25,7 @@ from portal.rules import InviteFacts, TokenFacts, activation_problem, invitation
 from portal.smtp import SmtpSettings
 from portal.tokens import TokenMaker, activation_link, new_seed, token_hash
 from signalling.app import create_app
-from signalling.config import Config, ConfigError, RateLimit, from_env
+from signalling.config import Config, from_env
 from tests.conftest import make_config
 
 ANN = validate.Email("ann@example.com", "ann@example.com")

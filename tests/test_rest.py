@@ -171,7 +171,7 @@ async def test_metrics_report_rooms_participants_and_messages(
 async def test_the_audit_trail_is_hash_chained_and_pruned_only_past_retention(
     client: Any,
 ) -> None:
-    from signalling.audit import AuditEntry
+    from common.audit import AuditEntry
     from signalling.keys import AUDIT
 
     audit = client.app[AUDIT]
@@ -183,7 +183,8 @@ async def test_the_audit_trail_is_hash_chained_and_pruned_only_past_retention(
 
 
 def test_retention_below_six_years_is_refused() -> None:
-    from signalling.config import ConfigError, from_env
+    from common.config import ConfigError
+    from signalling.config import from_env
 
     with pytest.raises(ConfigError):
         from_env({"VISITROOM_AUDIT_RETENTION_DAYS": "30"})

@@ -9,8 +9,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from common.config import RateLimit
 from signalling.app import create_app
-from signalling.config import RateLimit
 from signalling.keys import AUDIT
 from tests.conftest import Connect, Peer, admin_token, join_host, knock_guest, make_config, token
 

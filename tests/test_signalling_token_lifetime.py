@@ -9,10 +9,11 @@ from typing import Any
 import jwt
 import pytest
 
+from common.config import ConfigError
+from common.tokens import TokenError, TokenVerifier, mint
 from signalling import cli
 from signalling.app import create_app
-from signalling.auth import TokenError, TokenVerifier, mint
-from signalling.config import ConfigError, from_env
+from signalling.config import from_env
 from signalling.keys import AUDIT
 from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, Peer, make_config
 

@@ -6,10 +6,10 @@ import collections
 from collections.abc import Hashable
 from typing import TYPE_CHECKING
 
-from waiting_room.clock import Clock
+from common.clock import Clock
 
 if TYPE_CHECKING:
-    from signalling.config import RateLimit
+    from common.config import RateLimit
 
 CEILING_FACTOR = 10  # the default per-address ceiling: this many times the anonymous limit
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from signalling.audit_chain import (
+from common.audit_chain import (
     KEYED,
     PRUNED,
     Anchor,
@@ -30,7 +30,7 @@ from signalling.audit_chain import (
     load_or_create_key,
     verify_rows,
 )
-from signalling.datadir import private_sqlite
+from common.datadir import private_sqlite
 
 Detail = str | int | float | bool | None
 
