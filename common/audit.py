@@ -14,7 +14,6 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from common.audit_chain import (
     verify_rows,
 )
 from common.datadir import private_sqlite
+from common.sqlite_thread import SqliteThread
 
 Detail = str | int | float | bool | None
 
@@ -108,7 +108,7 @@ class SqliteAuditLog:
         self._key: AuditKey | None = None
         self._pending: list[AuditEntry] = []
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+        self._thread = SqliteThread("audit")
         self._db: sqlite3.Connection | None = None
         self._last_hash = ""
         self._next_seq = 1
@@ -162,7 +162,7 @@ class SqliteAuditLog:
             await asyncio.gather(self._writer, return_exceptions=True)
         await self.flush()
         await self._run(self._close_db)
-        self._executor.shutdown(wait=True)
+        self._thread.stop()
 
     async def _write_loop(self) -> None:
         while True:
@@ -171,7 +171,7 @@ class SqliteAuditLog:
             await self.flush()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     # --- on the audit thread ---------------------------------------------------------
 

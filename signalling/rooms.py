@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from common.datadir import private_sqlite
+from common.sqlite_thread import SqliteThread
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
 from waiting_room.refusals import Refusals
@@ -85,7 +84,7 @@ class RoomStore:
         self._records: dict[str, RoomRecord] = {}
         self._live: dict[str, Room] = {}
         self._refused: dict[str, Refusals] = {}  # rooms unloaded before their visit ended
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
+        self._thread = SqliteThread("rooms")
         self._db: sqlite3.Connection | None = None
 
     async def start(self) -> None:
@@ -93,7 +92,7 @@ class RoomStore:
 
     async def close(self) -> None:
         await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        self._thread.stop()
 
     async def create(self, record: RoomRecord) -> RoomRecord:
         if record.room_id in self._records:
@@ -164,7 +163,7 @@ class RoomStore:
         self._refused[room_id] = refusals
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._thread.run(fn, *args)
 
     def _open(self) -> None:
         private_sqlite(self._path)
