@@ -1,8 +1,10 @@
-"""Settings shared by every part: the error a bad setting raises, and a rate limit."""
+"""Settings shared by every part: the error a bad setting raises, rate limits, durations."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from common.tokens import parse_ttl
 
 
 class ConfigError(Exception):
@@ -29,3 +31,13 @@ class RateLimit:
         if parsed.count < 0 or parsed.seconds <= 0:
             raise ConfigError(f"rate limit must be positive: {text!r}")
         return parsed
+
+
+def parse_duration(name: str, text: str) -> float:
+    try:
+        seconds = parse_ttl(text)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return seconds

@@ -1,13 +1,16 @@
-"""The portal's HTTP routes (PROTOCOL.md, Patient portal invites) and their lifecycle.
+"""The portal's HTTP routes (docs/protocol.md, Patient portal invites) and their lifecycle.
 
-`setup(app)` is called by signalling.app.create_app when this package is
-installed: it adds the routes, the activation landing page, and a cleanup
-context that opens the store and runs the outbox sender.
+`create_portal(...)` builds the portal as an aiohttp sub-application with its
+own settings (portal.config.PortalConfig); `mount(parent, portal)` adds it
+under /v1/portal, the activation landing page at /portal/activate, and the
+context that opens its database and runs the outbox sender. The composition
+root (signalling.app.create_app) does both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import zoneinfo
@@ -19,12 +22,16 @@ from typing import Any
 from aiohttp import web
 from yarl import URL
 
-from common.audit import AuditEntry
+from common.api import MAX_BODY, grant, refuse
+from common.audit import AuditEntry, SqliteAuditLog
 from common.clock import Clock
 from common.codec import DecodeError, JsonCodec
 from common.config import ConfigError
+from common.keys import AUDIT, VERIFIER
 from common.scopes import PORTAL_STAFF
+from common.tokens import TokenVerifier
 from portal.access import Staff, is_portal_token, staff_of
+from portal.config import PortalConfig
 from portal.errors import BAD_REQUEST, PortalError
 from portal.mail import invitation_email
 from portal.model import InvitationKind
@@ -39,32 +46,34 @@ from portal.sqlite_store import SqlitePortalStore
 from portal.store import Claimed
 from portal.tokens import TokenMaker, activation_link
 from portal.validate import email as valid_email
-from signalling.config import Config
-from signalling.keys import AUDIT, CONFIG, SERVICE
-from signalling.rest import MAX_BODY, grant, refuse
 
 log = logging.getLogger(__name__)
 
 PORTAL_FILE = "portal.sqlite3"
-PATIENT = "/v1/portal/patients/{patient_id}"
+PREFIX = "/v1/portal"  # the API; the landing page a link opens is LANDING
+LANDING = "/portal/activate"
+PATIENT = "/patients/{patient_id}"
 NO_STORE = {"Cache-Control": "no-store"}
 STOP_GRACE_S = 10.0  # on shutdown, an SMTP attempt in flight may finish and be recorded
 
 PORTAL = web.AppKey("portal", PortalService)
 DATABASE = web.AppKey("portal_database", SqliteDatabase)
 PASSWORDS = web.AppKey("portal_passwords", Passwords)
+SETTINGS = web.AppKey("portal_settings", PortalConfig)
+CLOCK: web.AppKey[Clock] = web.AppKey("portal_clock")
+SUBAPP = web.AppKey("portal_app", web.Application)  # on the parent app: the portal
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def time_zone(config: Config) -> tzinfo:
+def time_zone(config: PortalConfig) -> tzinfo:
     try:
-        return zoneinfo.ZoneInfo(config.portal_timezone)
+        return zoneinfo.ZoneInfo(config.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown VISITROOM_PORTAL_TIMEZONE {config.portal_timezone!r}") from None
+        raise ConfigError(f"unknown VISITROOM_PORTAL_TIMEZONE {config.timezone!r}") from None
 
 
-def sender_address(config: Config) -> str:
+def sender_address(config: PortalConfig) -> str:
     """VISITROOM_SMTP_FROM, or visitroom@ the public host name (localhost for an address)."""
     if config.smtp_from:
         try:
@@ -77,7 +86,7 @@ def sender_address(config: Config) -> str:
 
 
 def build_sender(
-    config: Config,
+    config: PortalConfig,
     database: SqliteDatabase,
     clock: Clock,
     on_sent: Callable[[Claimed, str], None] | None = None,
@@ -94,11 +103,11 @@ def build_sender(
             sender=sender,
             recipient=claimed.recipient,
             first_name=claimed.first_name,
-            practice=config.portal_practices.get(claimed.practice),
+            practice=config.practices.get(claimed.practice),
             link=activation_link(config.base_url, token),
             message_id=claimed.smtp_message_id,
             created_at=claimed.created_at,
-            valid_for_s=config.portal_invite_ttl_s,
+            valid_for_s=config.invite_ttl_s,
         )
 
     return OutboxSender(
@@ -108,8 +117,8 @@ def build_sender(
         compose,
         lock=SenderLock(config.data_dir / LOCK_FILE),
         clock=clock,
-        link_ttl_s=config.portal_invite_ttl_s,
-        retry_base_s=config.portal_retry_base_s,
+        link_ttl_s=config.invite_ttl_s,
+        retry_base_s=config.retry_base_s,
         delivered=on_sent,
     )
 
@@ -243,28 +252,49 @@ async def login(request: web.Request) -> web.Response:
 # --- wiring ---------------------------------------------------------------------------------
 
 
-def setup(app: web.Application) -> None:
-    """Mount the portal on the signalling app (called by create_app)."""
-    config = app[CONFIG]
+def create_portal(
+    config: PortalConfig, audit: SqliteAuditLog, verifier: TokenVerifier, clock: Clock
+) -> web.Application:
+    """The portal as a sub-application; a bad setting raises ConfigError here, at start."""
     zone = time_zone(config)
     SmtpSettings.from_config(config)  # a bad URL stops the start, not the first send
-    clock = app[SERVICE].clock
     database = SqliteDatabase(config.data_dir / PORTAL_FILE)
     passwords = Passwords()
     domain = sender_address(config).rpartition("@")[2]
+    app = web.Application()
+    app[SETTINGS], app[CLOCK], app[AUDIT], app[VERIFIER] = config, clock, audit, verifier
     app[DATABASE] = database
     app[PASSWORDS] = passwords
     app[PORTAL] = PortalService(
-        config, SqlitePortalStore(database), passwords, app[AUDIT], clock, zone, domain
+        config, SqlitePortalStore(database), passwords, audit, clock, zone, domain
     )
-    app.cleanup_ctx.append(_lifecycle)
     _routes(app)
+    return app
+
+
+def mount(parent: web.Application, portal: web.Application) -> None:
+    """Serve `portal` from `parent`: the API under PREFIX, the landing page at LANDING.
+
+    Its database and sender run in the parent's cleanup context, after the
+    contexts added before (the audit trail) start and before they stop: aiohttp
+    stops a sub-application's own contexts after its parent's, too late to
+    record the last send.
+    """
+    parent[SUBAPP] = portal
+    parent.add_subapp(PREFIX, portal)
+    parent.router.add_get(LANDING, landing_page())
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        async with _running(portal):
+            yield
+
+    parent.cleanup_ctx.append(lifecycle)
 
 
 def _routes(app: web.Application) -> None:
     add = app.router
-    add.add_post("/v1/portal/patients", create_patient)
-    add.add_get("/v1/portal/patients", search_patients)
+    add.add_post("/patients", create_patient)
+    add.add_get("/patients", search_patients)
     add.add_get(PATIENT, get_patient)
     add.add_patch(PATIENT, patch_patient)
     add.add_post(PATIENT + "/invite", inviting(InvitationKind.INVITE))
@@ -272,12 +302,12 @@ def _routes(app: web.Application) -> None:
     add.add_put(PATIENT + "/opt-out", put_opt_out)
     add.add_get(PATIENT + "/status", get_status)
     add.add_put(PATIENT + "/account-email", put_account_email)
-    add.add_post("/v1/portal/activate", activate)
-    add.add_post("/v1/portal/login", login)
-    add.add_get("/portal/activate", landing_page())
+    add.add_post("/activate", activate)
+    add.add_post("/login", login)
 
 
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+@contextlib.asynccontextmanager
+async def _running(app: web.Application) -> AsyncIterator[None]:
     database, passwords = app[DATABASE], app[PASSWORDS]
     await database.start()
     await passwords.start()
@@ -286,7 +316,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     def on_sent(claimed: Claimed, outcome: str) -> None:
         audit.record(AuditEntry("portal_invite_sent", outcome, subject=claimed.patient_id))
 
-    sender = build_sender(app[CONFIG], database, app[SERVICE].clock, on_sent)
+    sender = build_sender(app[SETTINGS], database, app[CLOCK], on_sent)
     task: asyncio.Task[None] | None = None
     if sender is not None:
         app[PORTAL].on_queued = sender.wake

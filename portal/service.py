@@ -19,6 +19,7 @@ from common.config import RateLimit
 from common.ratelimit import WindowLimiter
 from portal import validate
 from portal.access import Staff, visible
+from portal.config import PortalConfig
 from portal.errors import (
     BAD_ACTIVATION,
     BAD_LOGIN,
@@ -41,7 +42,6 @@ from portal.passwords import Passwords
 from portal.store import PatientStore
 from portal.throttle import LoginThrottle
 from portal.tokens import new_seed, token_hash
-from signalling.config import Config
 
 PUBLIC_FIELDS = {
     "activate": frozenset({"token", "password"}),
@@ -57,7 +57,7 @@ def limiter(limit: RateLimit, clock: Clock) -> WindowLimiter:
 class PortalService:
     def __init__(
         self,
-        config: Config,
+        config: PortalConfig,
         store: PatientStore,
         passwords: Passwords,
         audit: AuditLog,
@@ -72,12 +72,10 @@ class PortalService:
         self._zone = zone
         self._mail_domain = mail_domain
         self.on_queued: Callable[[], None] = lambda: None
-        self._public_limit = limiter(config.portal_public_rate_limit, clock)
-        self._account_limit = limiter(config.portal_account_rate_limit, clock)
-        self._invite_limit = limiter(config.portal_invite_rate_limit, clock)
-        self._logins = LoginThrottle(
-            clock, config.portal_login_delay_cap_s, config.portal_login_address_limit
-        )
+        self._public_limit = limiter(config.public_rate_limit, clock)
+        self._account_limit = limiter(config.account_rate_limit, clock)
+        self._invite_limit = limiter(config.invite_rate_limit, clock)
+        self._logins = LoginThrottle(clock, config.login_delay_cap_s, config.login_address_limit)
 
     # --- staff ---------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from common.config import ConfigError
-from signalling.config import Config
+from portal.config import PortalConfig
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 
@@ -63,7 +63,7 @@ class SmtpSettings:
             return False
 
     @classmethod
-    def from_config(cls, config: Config) -> SmtpSettings | None:
+    def from_config(cls, config: PortalConfig) -> SmtpSettings | None:
         """None when no SMTP server is configured (messages then wait in the outbox)."""
         if not config.smtp_url:
             return None

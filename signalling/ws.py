@@ -14,11 +14,12 @@ from cluster.coordinator import RouteKind
 from cluster.hop import FORWARDED_HEADER, HOP_HEADER, verify
 from common.audit import AuditEntry
 from common.codec import SUBPROTOCOLS, DecodeError, codec_for
+from common.keys import AUDIT
 from common.ratelimit import TokenBucket
 from signalling import outbound
 from signalling.guard import GUARD
 from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
-from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
+from signalling.keys import CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
 from signalling.origins import MAX_SHOWN
 from signalling.proxy import HopRefused, connect_owner, proxy_socket
 from signalling.rooms import valid_room_id

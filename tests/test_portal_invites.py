@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from signalling.keys import AUDIT
+from common.keys import AUDIT
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     BASE_URL,
     Mailbox,
@@ -260,11 +260,10 @@ async def test_invites_are_rate_limited_per_practice(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Any
 ) -> None:
     from common.config import RateLimit
-    from signalling.app import create_app
-    from tests.portal_support import portal_config
+    from tests.portal_support import server_with_portal
 
-    config = portal_config(tmp_path, mailbox, portal_invite_rate_limit=RateLimit(2, 3600))
-    portal = Portal(await aiohttp_client(create_app(config)))
+    app = server_with_portal(tmp_path, mailbox, invite_rate_limit=RateLimit(2, 3600))
+    portal = Portal(await aiohttp_client(app))
     patients = [
         await portal.create(first=f"P{chr(97 + n)}", email=f"p{n}@example.com") for n in range(3)
     ]

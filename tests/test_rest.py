@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from common.keys import AUDIT
 from signalling.app import create_app
-from signalling.keys import AUDIT
 from tests.conftest import Peer, admin_token, make_config, token
 from waiting_room.clock import FakeClock
 
@@ -172,7 +172,7 @@ async def test_the_audit_trail_is_hash_chained_and_pruned_only_past_retention(
     client: Any,
 ) -> None:
     from common.audit import AuditEntry
-    from signalling.keys import AUDIT
+    from common.keys import AUDIT
 
     audit = client.app[AUDIT]
     audit.record(AuditEntry("knock", "ok", "r", "a", "a", at=1_000.0))

@@ -10,11 +10,11 @@ import jwt
 import pytest
 
 from common.config import ConfigError
+from common.keys import AUDIT
 from common.tokens import TokenError, TokenVerifier, mint
 from signalling import cli
 from signalling.app import create_app
 from signalling.config import from_env
-from signalling.keys import AUDIT
 from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, Peer, make_config
 
 DAY = 86400
