@@ -15,7 +15,6 @@ from typing import Any
 
 from cluster.coordinator import Coordinator
 from common.audit import AuditEntry, AuditLog, iso
-from common.ratelimit import KnockLimits
 from common.tokens import Claims, TokenError, TokenVerifier
 from sfu.control import MediaControl, MediaError, PrecallStats, Slot
 from signalling import effects as fx
@@ -30,6 +29,7 @@ from signalling.hub import (
     Hub,
 )
 from signalling.joining import Refused, check_join
+from signalling.knocks import KnockLimits
 from signalling.messages import HOST_COMMANDS, WAITING_ALLOWED, Request, message_type, validate
 from signalling.rooms import RoomStore
 from waiting_room import errors

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from common.config import ConfigError, RateLimit
-from common.ratelimit import KnockLimits
 from signalling.config import from_env
+from signalling.knocks import KnockLimits
 from waiting_room.clock import FakeClock
 
 NAT = "203.0.113.7"
