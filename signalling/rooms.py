@@ -88,16 +88,16 @@ class RoomStore:
         self._db: sqlite3.Connection | None = None
 
     async def start(self) -> None:
-        await self._run(self._open)
+        await self._thread.run(self._open)
 
     async def close(self) -> None:
-        await self._run(self._close)
+        await self._thread.run(self._close)
         self._thread.stop()
 
     async def create(self, record: RoomRecord) -> RoomRecord:
         if record.room_id in self._records:
             raise RoomError(CONFLICT, "a room with this id already exists")
-        await self._run(self._insert, record)
+        await self._thread.run(self._insert, record)
         self._records[record.room_id] = record
         return record
 
@@ -161,9 +161,6 @@ class RoomStore:
         if len(self._refused) >= MAX_KEPT_REFUSALS:
             del self._refused[next(iter(self._refused))]
         self._refused[room_id] = refusals
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await self._thread.run(fn, *args)
 
     def _open(self) -> None:
         private_sqlite(self._path)
