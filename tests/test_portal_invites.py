@@ -28,9 +28,10 @@ def is_date(value: Any) -> bool:
 async def invited(portal: Portal, mailbox: Mailbox, **patient: Any) -> tuple[str, str]:
     """A patient invited at their profile email; returns (patient_id, activation token)."""
     patient_id = await portal.create(**patient)
+    before = len(mailbox.mails)  # counted first: the mail may arrive before the 202
     code, _ = await portal.invite(patient_id)
     assert code == 202
-    mails = await mailbox.wait_for(len(mailbox.mails) + 1)
+    mails = await mailbox.wait_for(before + 1)
     return patient_id, mails[-1].token
 
 
