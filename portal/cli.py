@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.clock import wall_clock
+from portal.app import PORTAL_FILE, build_sender
 from portal.config import PortalConfig
-from portal.routes import PORTAL_FILE, build_sender
 from portal.smtp import SmtpSettings
 from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import SqliteOutbox

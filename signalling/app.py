@@ -18,9 +18,9 @@ from common.config import ConfigError
 from common.keys import AUDIT, VERIFIER
 from common.ratelimit import WindowLimiter
 from common.tokens import TokenVerifier
+from portal.app import create_portal
+from portal.app import mount as mount_portal
 from portal.config import PortalConfig
-from portal.routes import create_portal
-from portal.routes import mount as mount_portal
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.cluster import build_coordinator, wire_cluster

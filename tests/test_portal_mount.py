@@ -15,8 +15,8 @@ from common.audit import SqliteAuditLog
 from common.clock import wall_clock
 from common.datadir import make_private_dir
 from common.tokens import TokenVerifier
+from portal.app import create_portal, mount
 from portal.config import PortalConfig
-from portal.routes import create_portal, mount
 from tests.conftest import API_KEY, API_SECRET
 from tests.portal_support import Portal
 
@@ -59,7 +59,7 @@ async def test_the_portal_serves_its_urls_from_a_bare_app_and_audits_into_the_gi
 
 def test_importing_the_portal_loads_nothing_of_the_signalling_server() -> None:
     code = (
-        "import sys, portal.routes, portal.cli; "
+        "import sys, portal.app, portal.cli; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('signalling', 'sfu', 'cluster', 'waiting_room')))"
     )

@@ -16,8 +16,9 @@ import pytest
 from aiohttp import web
 
 from common.keys import AUDIT
+from portal.app import PORTAL_FILE
+from portal.keys import DATABASE, SUBAPP
 from portal.model import Delivery
-from portal.routes import DATABASE, PORTAL_FILE, SUBAPP
 from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
 from signalling.keys import CONFIG
