@@ -18,8 +18,8 @@ from common.datadir import allow_open_from_env, make_private_dir
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
-KNOCK_RATE_LIMIT_DEFAULT = RateLimit(20, 10.0)
-KNOCK_IDENTITY_RATE_LIMIT_DEFAULT = RateLimit(5, 10.0)
+ANONYMOUS_KNOCKS = RateLimit(20, 10.0)  # the default: anonymous knocks, per address
+IDENTITY_KNOCKS = RateLimit(5, 10.0)  # the default: token knocks, per identity
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,8 @@ class Config:
     tls_key: Path | None = None
     public_base_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
-    knock_rate_limit: RateLimit = KNOCK_RATE_LIMIT_DEFAULT  # anonymous knocks, per address
-    knock_identity_rate_limit: RateLimit = (
-        KNOCK_IDENTITY_RATE_LIMIT_DEFAULT  # token knocks, per identity
-    )
+    knock_rate_limit: RateLimit = ANONYMOUS_KNOCKS
+    knock_identity_rate_limit: RateLimit = IDENTITY_KNOCKS
     knock_address_rate_limit: RateLimit | None = None  # all knocks (None: 10x the first)
     lobby_cap_factor: float = 2.0  # waiting guests per room: this times its capacity
     max_frame_bytes: int = 64 * 1024
