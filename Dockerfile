@@ -6,6 +6,7 @@ WORKDIR /src
 COPY requirements ./requirements
 RUN pip install --no-cache-dir --require-hashes -r requirements/server.txt
 COPY pyproject.toml README.md ./
+COPY common ./common
 COPY signalling ./signalling
 COPY waiting_room ./waiting_room
 COPY sfu ./sfu

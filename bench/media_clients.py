@@ -26,7 +26,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from signalling.auth import mint  # noqa: E402
+from common.tokens import mint  # noqa: E402
 from tests.servers import free_port  # noqa: E402
 from tests.synthetic_peer import SyntheticPeer  # noqa: E402
 

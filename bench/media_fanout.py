@@ -3,7 +3,7 @@
 The server is a real `visitroom serve` (signalling + the in-process SFU)
 pinned to core 0 with taskset; this generator runs on core 1.  Every client
 joins through the real WebSocket protocol (host tokens from
-signalling.auth.mint), offers, and runs real ICE + DTLS-SRTP; publishers play
+common.tokens.mint), offers, and runs real ICE + DTLS-SRTP; publishers play
 pre-encoded VP8 (~1.5 Mbit/s, 30 fps) and Opus (50 packets/s, with RFC 6464
 levels, the loud speaker rotating every 3 s); subscribers count packets and
 sequence gaps per SSRC without decrypting (a sample is decrypted to check

@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from media_clients import KEY, METRICS_HEADERS, SECRET, Server, percentile  # noqa: E402
 
-from signalling.auth import mint  # noqa: E402
+from common.tokens import mint  # noqa: E402
 
 SERVER_CORE = 0
 

@@ -17,12 +17,12 @@ import logging
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cluster.bus import BusUnavailable
 from cluster.roomstate import Change, rebuild
+from common.sqlite_thread import SqliteThread
 from waiting_room.clock import Clock
 from waiting_room.room import Room
 
@@ -106,7 +106,7 @@ class FileRoomState:
         self._path = path
         self._clock = clock
         self._prepare = prepare
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="room-state")
+        self._thread = SqliteThread("room-state")
         self._db: sqlite3.Connection | None = None
         self._queue: list[tuple[Op, asyncio.Future[None]]] = []
         self._committer: asyncio.Task[None] | None = None
@@ -119,7 +119,7 @@ class FileRoomState:
         if self._db is not None:
             await self.beat()
             await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        self._thread.stop()
 
     async def beat(self) -> None:
         """Note that the server is alive now (the resume window after a crash starts here)."""
@@ -189,7 +189,7 @@ class FileRoomState:
                     await self._run(self._transaction, [op for op, _ in batch])
                 except BusUnavailable as exc:
                     _settle(batch, exc)
-                except RuntimeError as exc:  # closed: the executor takes no more work
+                except RuntimeError as exc:  # closed: the thread takes no more work
                     _settle(batch, BusUnavailable(str(exc)))
                 else:
                     _settle(batch, None)
@@ -199,9 +199,8 @@ class FileRoomState:
     # --- on the state thread -----------------------------------------------------------
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, fn, *args)
+            return await self._thread.run(fn, *args)
         except sqlite3.Error as exc:
             log.error("the room state file could not be written: %s", exc)
             raise BusUnavailable(str(exc)) from exc

@@ -1,7 +1,7 @@
 """Who may do what: practice staff act on their own practice's patients; support on any.
 
 Staff tokens carry the `portal:staff` scope and a `practice` claim; support
-tokens the `portal:support` scope (signalling/scopes.py; a plain token
+tokens the `portal:support` scope (common/scopes.py; a plain token
 without a `scope` claim that is an admin token with a `practice` counts as
 `portal:staff`, and `scope: support` as `portal:support`).
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.scopes import PORTAL_STAFF, PORTAL_SUPPORT, Grant
 from portal.errors import CONTACT_SUPPORT, NOT_FOUND, NOT_REGISTERED, UNAUTHORIZED, PortalError
 from portal.model import Patient
-from signalling.scopes import PORTAL_STAFF, PORTAL_SUPPORT, Grant
 
 PORTAL_SCOPES = (PORTAL_STAFF, PORTAL_SUPPORT)
 

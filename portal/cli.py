@@ -2,30 +2,38 @@
 
 With no SMTP server configured, invitations wait in the outbox; these commands
 show them and, once VISITROOM_SMTP_URL is set, send them without the server.
+The visitroom CLI adds them with `add_commands(sub, settings)`: `settings`
+reads the portal's settings for the parsed arguments (the portal reads no
+server configuration itself).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
-import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from portal.routes import PORTAL_FILE, build_sender
+from common.clock import wall_clock
+from portal.app import PORTAL_FILE, build_sender
+from portal.config import PortalConfig
 from portal.smtp import SmtpSettings
 from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
-from signalling.config import Config, from_env
-from waiting_room.clock import wall_clock
+
+# (args, with_credentials) -> settings; with_credentials: the API keys are needed
+# (stored ones are generated when none are configured, as `visitroom serve` does)
+Settings = Callable[[argparse.Namespace, bool], PortalConfig]
 
 COLUMNS = ("id", "state", "attempts", "recipient", "created", "sent", "next_attempt", "last_error")
 
 
-def add_commands(sub: Any) -> None:
+def add_commands(sub: Any, settings: Settings) -> None:
     portal = sub.add_parser("portal", help="patient portal: the invitation outbox")
     commands = portal.add_subparsers(dest="portal_command", required=True)
     outbox = commands.add_parser("outbox", help="list invitation emails and their delivery")
@@ -35,12 +43,12 @@ def add_commands(sub: Any) -> None:
     )
     outbox.add_argument("--limit", type=int, default=100, help="newest N messages (100)")
     outbox.add_argument("--json", action="store_true", help="one JSON object per line")
-    outbox.set_defaults(func=cmd_outbox)
+    outbox.set_defaults(func=functools.partial(cmd_outbox, settings=settings))
     send = commands.add_parser(
         "send-pending", help="send every pending invitation now (when no server is sending)"
     )
     send.add_argument("--data-dir", help="where state is kept (VISITROOM_DATA_DIR, ./data)")
-    send.set_defaults(func=cmd_send_pending)
+    send.set_defaults(func=functools.partial(cmd_send_pending, settings=settings))
 
 
 def mask(address: str) -> str:
@@ -81,12 +89,8 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def _config(args: argparse.Namespace) -> Config:
-    return from_env(os.environ, data_dir=args.data_dir)
-
-
-def cmd_outbox(args: argparse.Namespace) -> int:
-    config = _config(args)
+def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
+    config = settings(args, False)
     path = config.data_dir / PORTAL_FILE
     if not path.exists():
         print(f"no portal database in {config.data_dir}: nothing was ever invited", file=sys.stderr)
@@ -111,17 +115,15 @@ async def _list(database: SqliteDatabase, limit: int) -> list[OutboxRow]:
         await database.close()
 
 
-def cmd_send_pending(args: argparse.Namespace) -> int:
-    from signalling.cli import load_config
-
-    config, _ = load_config(args)
+def cmd_send_pending(args: argparse.Namespace, settings: Settings) -> int:
+    config = settings(args, True)
     if SmtpSettings.from_config(config) is None:
         print("set VISITROOM_SMTP_URL (smtp://host:port or smtps://host) first", file=sys.stderr)
         return 2
     return asyncio.run(_send_pending(config))
 
 
-async def _send_pending(config: Config) -> int:
+async def _send_pending(config: PortalConfig) -> int:
     database = SqliteDatabase(config.data_dir / PORTAL_FILE)
     await database.start()
     sender = build_sender(config, database, wall_clock)

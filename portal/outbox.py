@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 
+from common.clock import Clock
+from common.datadir import make_private_dir
 from portal.smtp import SendError, Transport
 from portal.store import Claimed, OutboxStore
 from portal.tokens import TokenMaker
-from signalling.datadir import make_private_dir
-from waiting_room.clock import Clock
 
 log = logging.getLogger(__name__)
 

@@ -1,116 +1,33 @@
-"""The portal's HTTP routes (docs/portal.md, docs/portal-openapi.yaml) and their lifecycle.
+"""The portal's HTTP handlers (docs/portal.md, docs/portal-openapi.yaml) and its routes.
 
-`setup(app)` is called by signalling.app.create_app when this package is
-installed: it adds the routes, the activation landing page, and a cleanup
-context that opens the store and runs the outbox sender.
+portal.app builds the sub-application that serves them and mounts it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import zoneinfo
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import tzinfo
-from email.message import EmailMessage
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from yarl import URL
 
+from common.api import MAX_BODY, grant, refuse
+from common.audit import AuditEntry
+from common.codec import DecodeError, JsonCodec
+from common.keys import AUDIT
+from common.scopes import PORTAL_STAFF
 from portal.access import Staff, is_portal_token, staff_of
 from portal.errors import BAD_REQUEST, PortalError
-from portal.mail import invitation_email
+from portal.keys import PORTAL
 from portal.model import InvitationKind
-from portal.outbox import LOCK_FILE, OutboxSender, SenderLock
-from portal.page import landing_page
-from portal.passwords import Passwords
-from portal.service import PortalService
-from portal.smtp import SmtpSettings, SmtpTransport
-from portal.sqlite_db import SqliteDatabase
-from portal.sqlite_outbox import SqliteOutbox
-from portal.sqlite_store import SqlitePortalStore
-from portal.store import Claimed
-from portal.tokens import TokenMaker, activation_link
-from portal.validate import email as valid_email
-from signalling.audit import AuditEntry
-from signalling.codec import DecodeError, JsonCodec
-from signalling.config import Config, ConfigError
-from signalling.keys import AUDIT, CONFIG, SERVICE
-from signalling.rest import MAX_BODY, grant, refuse
-from signalling.scopes import PORTAL_STAFF
-from waiting_room.clock import Clock
 
 log = logging.getLogger(__name__)
 
-PORTAL_FILE = "portal.sqlite3"
-PATIENT = "/v1/portal/patients/{patient_id}"
+PATIENT = "/patients/{patient_id}"
 NO_STORE = {"Cache-Control": "no-store"}
-STOP_GRACE_S = 10.0  # on shutdown, an SMTP attempt in flight may finish and be recorded
-
-PORTAL = web.AppKey("portal", PortalService)
-DATABASE = web.AppKey("portal_database", SqliteDatabase)
-PASSWORDS = web.AppKey("portal_passwords", Passwords)
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
-
-
-def time_zone(config: Config) -> tzinfo:
-    try:
-        return zoneinfo.ZoneInfo(config.portal_timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"unknown VISITROOM_PORTAL_TIMEZONE {config.portal_timezone!r}") from None
-
-
-def sender_address(config: Config) -> str:
-    """VISITROOM_SMTP_FROM, or visitroom@ the public host name (localhost for an address)."""
-    if config.smtp_from:
-        try:
-            return valid_email(config.smtp_from).address
-        except PortalError:
-            raise ConfigError("VISITROOM_SMTP_FROM is not a valid email address") from None
-    host = URL(config.base_url).host or "localhost"
-    named = any(c.isalpha() for c in host) and "." in host and ":" not in host
-    return f"visitroom@{host if named else 'localhost'}"
-
-
-def build_sender(
-    config: Config,
-    database: SqliteDatabase,
-    clock: Clock,
-    on_sent: Callable[[Claimed, str], None] | None = None,
-) -> OutboxSender | None:
-    """The outbox sender, or None when no SMTP server is configured (mail waits)."""
-    settings = SmtpSettings.from_config(config)
-    if settings is None:
-        return None
-    tokens = TokenMaker.from_api_keys(config.api_keys)
-    sender = sender_address(config)
-
-    def compose(claimed: Claimed, token: str) -> EmailMessage:
-        return invitation_email(
-            sender=sender,
-            recipient=claimed.recipient,
-            first_name=claimed.first_name,
-            practice=config.portal_practices.get(claimed.practice),
-            link=activation_link(config.base_url, token),
-            message_id=claimed.smtp_message_id,
-            created_at=claimed.created_at,
-            valid_for_s=config.portal_invite_ttl_s,
-        )
-
-    return OutboxSender(
-        SqliteOutbox(database),
-        SmtpTransport(settings),
-        tokens,
-        compose,
-        lock=SenderLock(config.data_dir / LOCK_FILE),
-        clock=clock,
-        link_ttl_s=config.portal_invite_ttl_s,
-        retry_base_s=config.portal_retry_base_s,
-        delivered=on_sent,
-    )
 
 
 # --- HTTP plumbing ------------------------------------------------------------------------
@@ -239,31 +156,11 @@ async def login(request: web.Request) -> web.Response:
     return reply(await request.app[PORTAL].login(remote(request), body))
 
 
-# --- wiring ---------------------------------------------------------------------------------
-
-
-def setup(app: web.Application) -> None:
-    """Mount the portal on the signalling app (called by create_app)."""
-    config = app[CONFIG]
-    zone = time_zone(config)
-    SmtpSettings.from_config(config)  # a bad URL stops the start, not the first send
-    clock = app[SERVICE].clock
-    database = SqliteDatabase(config.data_dir / PORTAL_FILE)
-    passwords = Passwords()
-    domain = sender_address(config).rpartition("@")[2]
-    app[DATABASE] = database
-    app[PASSWORDS] = passwords
-    app[PORTAL] = PortalService(
-        config, SqlitePortalStore(database), passwords, app[AUDIT], clock, zone, domain
-    )
-    app.cleanup_ctx.append(_lifecycle)
-    _routes(app)
-
-
-def _routes(app: web.Application) -> None:
+def add_routes(app: web.Application) -> None:
+    """The API's routes, relative to the portal's mount point (portal.app.PREFIX)."""
     add = app.router
-    add.add_post("/v1/portal/patients", create_patient)
-    add.add_get("/v1/portal/patients", search_patients)
+    add.add_post("/patients", create_patient)
+    add.add_get("/patients", search_patients)
     add.add_get(PATIENT, get_patient)
     add.add_patch(PATIENT, patch_patient)
     add.add_post(PATIENT + "/invite", inviting(InvitationKind.INVITE))
@@ -271,29 +168,5 @@ def _routes(app: web.Application) -> None:
     add.add_put(PATIENT + "/opt-out", put_opt_out)
     add.add_get(PATIENT + "/status", get_status)
     add.add_put(PATIENT + "/account-email", put_account_email)
-    add.add_post("/v1/portal/activate", activate)
-    add.add_post("/v1/portal/login", login)
-    add.add_get("/portal/activate", landing_page())
-
-
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    database, passwords = app[DATABASE], app[PASSWORDS]
-    await database.start()
-    await passwords.start()
-    audit = app[AUDIT]
-
-    def on_sent(claimed: Claimed, outcome: str) -> None:
-        audit.record(AuditEntry("portal_invite_sent", outcome, subject=claimed.patient_id))
-
-    sender = build_sender(app[CONFIG], database, app[SERVICE].clock, on_sent)
-    task: asyncio.Task[None] | None = None
-    if sender is not None:
-        app[PORTAL].on_queued = sender.wake
-        task = asyncio.create_task(sender.run(), name="portal-outbox")
-    else:
-        log.info("no VISITROOM_SMTP_URL: invitations wait in the outbox (visitroom portal outbox)")
-    yield
-    if sender is not None and task is not None:
-        await sender.stop(task, STOP_GRACE_S)
-    await database.close()
-    passwords.close()
+    add.add_post("/activate", activate)
+    add.add_post("/login", login)

@@ -13,8 +13,13 @@ from collections.abc import Awaitable, Callable
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from common.audit import AuditEntry, AuditLog, Detail
+from common.clock import Clock
+from common.config import RateLimit
+from common.ratelimit import WindowLimiter
 from portal import validate
 from portal.access import Staff, visible
+from portal.config import PortalConfig
 from portal.errors import (
     BAD_ACTIVATION,
     BAD_LOGIN,
@@ -37,10 +42,6 @@ from portal.passwords import Passwords
 from portal.store import PatientStore
 from portal.throttle import LoginThrottle
 from portal.tokens import new_seed, token_hash
-from signalling.audit import AuditEntry, AuditLog, Detail
-from signalling.config import Config, RateLimit
-from signalling.ratelimit import WindowLimiter
-from waiting_room.clock import Clock
 
 PUBLIC_FIELDS = {
     "activate": frozenset({"token", "password"}),
@@ -56,7 +57,7 @@ def limiter(limit: RateLimit, clock: Clock) -> WindowLimiter:
 class PortalService:
     def __init__(
         self,
-        config: Config,
+        config: PortalConfig,
         store: PatientStore,
         passwords: Passwords,
         audit: AuditLog,
@@ -71,12 +72,10 @@ class PortalService:
         self._zone = zone
         self._mail_domain = mail_domain
         self.on_queued: Callable[[], None] = lambda: None
-        self._public_limit = limiter(config.portal_public_rate_limit, clock)
-        self._account_limit = limiter(config.portal_account_rate_limit, clock)
-        self._invite_limit = limiter(config.portal_invite_rate_limit, clock)
-        self._logins = LoginThrottle(
-            clock, config.portal_login_delay_cap_s, config.portal_login_address_limit
-        )
+        self._public_limit = limiter(config.public_rate_limit, clock)
+        self._account_limit = limiter(config.account_rate_limit, clock)
+        self._invite_limit = limiter(config.invite_rate_limit, clock)
+        self._logins = LoginThrottle(clock, config.login_delay_cap_s, config.login_address_limit)
 
     # --- staff ---------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from email.message import EmailMessage
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from signalling.config import Config, ConfigError
+from common.config import ConfigError
+from portal.config import PortalConfig
 
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 
@@ -62,7 +63,7 @@ class SmtpSettings:
             return False
 
     @classmethod
-    def from_config(cls, config: Config) -> SmtpSettings | None:
+    def from_config(cls, config: PortalConfig) -> SmtpSettings | None:
         """None when no SMTP server is configured (messages then wait in the outbox)."""
         if not config.smtp_url:
             return None

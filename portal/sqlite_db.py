@@ -1,21 +1,20 @@
 """One SQLite connection on its own thread: WAL, foreign keys, versioned schema.
 
-All database work runs on a dedicated single-thread executor, so the event
+All database work runs on one common.sqlite_thread.SqliteThread, so the event
 loop never blocks on disk. Writes run in `BEGIN IMMEDIATE` transactions, which
 also serialise them against other processes using the same file (the CLI).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from common.datadir import private_sqlite
+from common.sqlite_thread import SqliteThread
 from portal.migrations import migrate
-from signalling.datadir import private_sqlite
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
@@ -24,7 +23,7 @@ BUSY_TIMEOUT_MS = 5000
 class SqliteDatabase:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal-db")
+        self._thread = SqliteThread("portal-db")
         self._db: sqlite3.Connection | None = None
         self._closed = False
 
@@ -36,7 +35,7 @@ class SqliteDatabase:
             return
         self._closed = True
         await self._submit(self._close)
-        self._executor.shutdown(wait=True)
+        self._thread.stop()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await self._submit(lambda: fn(self._connection()))
@@ -46,7 +45,7 @@ class SqliteDatabase:
         return await self._submit(lambda: self._transaction(fn))
 
     async def _submit(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        return await self._thread.run(fn)
 
     # --- on the database thread ---------------------------------------------------------
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
-from signalling.config import RateLimit
-from waiting_room.clock import Clock
+from common.clock import Clock
+from common.config import RateLimit
 
 FREE_FAILURES = 3  # typos cost nothing
 BASE_DELAY_S = 1.0

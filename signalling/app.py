@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 
@@ -13,19 +13,23 @@ import aiohttp
 from aiohttp import web
 
 from cluster.kdf import derive
-from portal.routes import setup as setup_portal
+from common.audit import SqliteAuditLog
+from common.config import ConfigError
+from common.keys import AUDIT, VERIFIER
+from common.ratelimit import WindowLimiter
+from common.tokens import TokenVerifier
+from portal.app import create_portal
+from portal.app import mount as mount_portal
+from portal.config import PortalConfig
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.arrival import Arrivals
-from signalling.audit import SqliteAuditLog
-from signalling.auth import TokenVerifier
 from signalling.cluster import ServedRooms, build_coordinator
-from signalling.config import Config, ConfigError, check_cluster, check_secret, ensure_credentials
+from signalling.config import Config, check_cluster, check_secret, ensure_credentials
 from signalling.executor import Executor
 from signalling.guard import GUARD, Guard
 from signalling.hub import CLOSE_GOING_AWAY, Hub
 from signalling.keys import (
-    AUDIT,
     CLUSTER,
     CONFIG,
     HOP_KEY,
@@ -36,12 +40,10 @@ from signalling.keys import (
     READY,
     ROOMS,
     SERVICE,
-    VERIFIER,
 )
 from signalling.media_bridge import MediaBridge, RoomMediaEvents
 from signalling.origins import OriginPolicy
 from signalling.precall import precall_socket
-from signalling.ratelimit import WindowLimiter
 from signalling.resume import ResumeTokens
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
@@ -74,6 +76,7 @@ def default_media(config: Config, events: MediaEvents) -> MediaPlane | None:
 def create_app(
     config: Config,
     *,
+    portal: PortalConfig | None = None,
     clock: Clock = wall_clock,
     media_factory: MediaFactory = default_media,
 ) -> web.Application:
@@ -117,7 +120,8 @@ def create_app(
     metrics.setup(app)
     # Mounted unconditionally: a portal or web client that fails to import
     # stops the server at start (cmd_serve says which), never a silent 404.
-    setup_portal(app)
+    settings = portal if portal is not None else portal_config(config, {})
+    mount_portal(app, create_portal(settings, app[AUDIT], app[VERIFIER], clock))
     setup_web(app)
     return app
 
@@ -132,6 +136,14 @@ def build_service(
         config, rooms, hub, cluster, executor, media, tokens, app[VERIFIER], audit, clock
     )
     return RoomService(config, rooms, hub, cluster, arrivals, executor, media, audit, clock)
+
+
+def portal_config(config: Config, env: Mapping[str, str]) -> PortalConfig:
+    """The portal's settings from `env`, with the three it shares with the server
+    (data directory, public base URL, API keys) taken from `config`."""
+    return PortalConfig.from_env(
+        env, data_dir=config.data_dir, base_url=config.base_url, api_keys=config.api_keys
+    )
 
 
 def with_cluster_secret(config: Config) -> Config:

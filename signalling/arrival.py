@@ -12,17 +12,17 @@ import secrets
 from typing import Any
 
 from cluster.coordinator import Coordinator
+from common.audit import AuditEntry, AuditLog, iso
+from common.tokens import Claims, TokenError, TokenVerifier
 from signalling import effects as fx
 from signalling import outbound
-from signalling.audit import AuditEntry, AuditLog, iso
-from signalling.auth import Claims, TokenError, TokenVerifier
 from signalling.config import Config
 from signalling.executor import Executor
 from signalling.hub import CLOSE_POLICY, Connection, Hub
 from signalling.joining import Refused, check_join
+from signalling.knocks import KnockLimits
 from signalling.media_bridge import MediaBridge
 from signalling.messages import validate
-from signalling.ratelimit import KnockLimits
 from signalling.resume import ResumeTokens, digest_of
 from signalling.rooms import RoomStore
 from waiting_room import errors

@@ -13,15 +13,14 @@ import ssl
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from signalling.audit_chain import describe, load_key, load_or_create_key
-from signalling.auth import mint, parse_ttl
-from signalling.config import Config, ConfigError, ensure_credentials, from_env
-from signalling.datadir import ALLOW_OPEN_ENV, PRIVATE_UMASK, open_dir_problem
-from signalling.scopes import (
+from common.audit_chain import describe, load_key, load_or_create_key
+from common.config import ConfigError
+from common.datadir import ALLOW_OPEN_ENV, PRIVATE_UMASK, open_dir_problem
+from common.scopes import (
     ADMIN_SCOPES,
     PORTAL_STAFF,
     ROOMS_ADMIN,
@@ -30,6 +29,11 @@ from signalling.scopes import (
     parse,
     render,
 )
+from common.tokens import mint, parse_ttl
+from signalling.config import Config, ensure_credentials, from_env
+
+if TYPE_CHECKING:
+    from portal.config import PortalConfig
 
 log = logging.getLogger("visitroom")
 
@@ -105,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     with contextlib.suppress(ImportError):
         from portal.cli import add_commands
 
-        add_commands(sub)
+        add_commands(sub, portal_settings)
     return parser
 
 
@@ -131,6 +135,17 @@ def load_config(args: argparse.Namespace, serving: bool = False) -> tuple[Config
     keys = {stored["api_key"]: stored["api_secret"]} if want_key else config.api_keys
     cluster = stored["cluster_secret"] if want_cluster else config.cluster_secret
     return replace(config, api_keys=keys, cluster_secret=cluster), created
+
+
+def portal_settings(args: argparse.Namespace, with_credentials: bool) -> PortalConfig:
+    """The portal's settings for `visitroom portal ...` (the API keys only when needed)."""
+    from signalling.app import portal_config
+
+    if with_credentials:
+        config, _ = load_config(args)
+    else:
+        config = from_env(os.environ, data_dir=getattr(args, "data_dir", None))
+    return portal_config(config, os.environ)
 
 
 def token_claims(args: argparse.Namespace) -> tuple[frozenset[str], bool, str]:
@@ -227,7 +242,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 3
     import uvloop
 
-    uvloop.run(serve(config))
+    from signalling.app import portal_config
+
+    uvloop.run(serve(config, portal_config(config, os.environ)))
     return 0
 
 
@@ -243,12 +260,12 @@ def _broken_import() -> str | None:
     return None
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, portal: PortalConfig) -> None:
     from signalling.app import create_app
     from signalling.guard import GUARD, GuardedSite, raise_fd_limit
 
     soft, _ = raise_fd_limit()
-    app = create_app(config)
+    app = create_app(config, portal=portal)
     app[GUARD].max_pending = max(64, soft * 3 // 4)
     log.info("open-file limit %d; at most %d connections in their headers", soft, soft * 3 // 4)
     runner = web.AppRunner(
@@ -276,8 +293,8 @@ async def serve(config: Config) -> None:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from common.audit import verify_file
     from signalling.app import AUDIT_FILE
-    from signalling.audit import verify_file
 
     config = from_env(os.environ, data_dir=args.data_dir)
     path = config.data_dir / AUDIT_FILE

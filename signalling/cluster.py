@@ -7,8 +7,8 @@ import secrets
 from cluster.coordinator import Coordinator
 from cluster.filestate import FileRoomState
 from cluster.local import LocalCoordinator
+from common.datadir import private_sqlite
 from signalling.config import Config
-from signalling.datadir import private_sqlite
 from signalling.hub import CLOSE_SERVICE_RESTART, Hub
 from signalling.media_bridge import MediaBridge
 from signalling.resume import ResumeTokens

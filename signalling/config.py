@@ -13,37 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.kdf import check_cluster_secret
-from signalling.auth import parse_ttl
-from signalling.datadir import allow_open_from_env, make_private_dir
+from common.config import ConfigError, RateLimit, parse_duration
+from common.datadir import allow_open_from_env, make_private_dir
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; the message says why."""
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most `count` events per `seconds`; count 0 disables the limit."""
-
-    count: int
-    seconds: float
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit:
-        text = text.strip()
-        if text == "0":
-            return cls(0, 1.0)
-        count, _, seconds = text.partition("/")
-        try:
-            parsed = cls(int(count), float(seconds))
-        except ValueError:
-            raise ConfigError(f"rate limit must look like N/SECONDS or 0, not {text!r}") from None
-        if parsed.count < 0 or parsed.seconds <= 0:
-            raise ConfigError(f"rate limit must be positive: {text!r}")
-        return parsed
+ANONYMOUS_KNOCKS = RateLimit(20, 10.0)  # the default: anonymous knocks, per address
+IDENTITY_KNOCKS = RateLimit(5, 10.0)  # the default: token knocks, per identity
 
 
 @dataclass(frozen=True)
@@ -63,8 +39,8 @@ class Config:
     tls_key: Path | None = None
     public_base_url: str | None = None
     allowed_origins: tuple[str, ...] = ()
-    knock_rate_limit: RateLimit = RateLimit(20, 10.0)  # anonymous knocks, per address
-    knock_identity_rate_limit: RateLimit = RateLimit(5, 10.0)  # token knocks, per identity
+    knock_rate_limit: RateLimit = ANONYMOUS_KNOCKS
+    knock_identity_rate_limit: RateLimit = IDENTITY_KNOCKS
     knock_address_rate_limit: RateLimit | None = None  # all knocks (None: 10x the first)
     lobby_cap_factor: float = 2.0  # waiting guests per room: this times its capacity
     max_frame_bytes: int = 64 * 1024
@@ -95,8 +71,6 @@ class Config:
     # video slots at full rate per subscriber (0: all); the rest key frames only
     stage_video_slots: int = 0
     thumbnail_refresh_s: float = 1.0
-    # portal
-    smtp_url: str | None = None
     # cluster
     redis_url: str | None = None
     node_id: str = ""
@@ -107,21 +81,6 @@ class Config:
     audit_key: str | None = field(default=None, repr=False)
     # start on a data dir that group or others may read (access controlled otherwise)
     allow_open_data_dir: bool = False
-    # portal (docs/portal.md); the SMTP password never appears in repr()
-    smtp_username: str | None = None
-    smtp_password: str | None = field(default=None, repr=False)
-    smtp_from: str | None = None
-    smtp_timeout_s: float = 30.0
-    portal_invite_ttl_s: float = 7 * 86400.0
-    portal_retry_base_s: float = 30.0
-    portal_timezone: str = "UTC"
-    portal_practices: Mapping[str, str] = field(default_factory=dict)
-    portal_public_rate_limit: RateLimit = RateLimit(20, 60.0)
-    portal_account_rate_limit: RateLimit = RateLimit(10, 900.0)
-    portal_invite_rate_limit: RateLimit = RateLimit(200, 3600.0)
-    # failed logins: the longest wait an account is slowed to, and the hard cap per address
-    portal_login_delay_cap_s: float = 60.0
-    portal_login_address_limit: RateLimit = RateLimit(10, 900.0)
 
     @property
     def is_loopback(self) -> bool:
@@ -286,61 +245,6 @@ def parse_ice_servers(text: str | None) -> tuple[Mapping[str, object], ...]:
     return tuple({"urls": url} for url in split_list(text))
 
 
-def parse_duration(name: str, text: str) -> float:
-    try:
-        seconds = parse_ttl(text)
-    except ValueError as exc:
-        raise ConfigError(f"{name}: {exc}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{name} must be positive")
-    return seconds
-
-
-def parse_practices(text: str | None) -> dict[str, str]:
-    """`VISITROOM_PORTAL_PRACTICES`: a JSON object of practice id -> display name."""
-    if not text:
-        return {}
-    try:
-        names = json.loads(text)
-    except ValueError:
-        raise ConfigError("VISITROOM_PORTAL_PRACTICES must be a JSON object") from None
-    if not isinstance(names, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in names.items()
-    ):
-        raise ConfigError("VISITROOM_PORTAL_PRACTICES must map practice ids to names")
-    return names
-
-
-def portal_from_env(env: Mapping[str, str]) -> dict[str, object]:
-    """The portal's settings (SMTP credentials, invite expiry, rate limits)."""
-    values: dict[str, object] = {
-        "smtp_username": env.get("VISITROOM_SMTP_USERNAME") or None,
-        "smtp_password": env.get("VISITROOM_SMTP_PASSWORD") or None,
-        "smtp_from": env.get("VISITROOM_SMTP_FROM") or None,
-        "portal_timezone": env.get("VISITROOM_PORTAL_TIMEZONE") or "UTC",
-        "portal_practices": parse_practices(env.get("VISITROOM_PORTAL_PRACTICES")),
-    }
-    durations = {
-        "smtp_timeout_s": "VISITROOM_SMTP_TIMEOUT",
-        "portal_invite_ttl_s": "VISITROOM_PORTAL_INVITE_TTL",
-        "portal_retry_base_s": "VISITROOM_PORTAL_RETRY_BASE",
-        "portal_login_delay_cap_s": "VISITROOM_PORTAL_LOGIN_DELAY_CAP",
-    }
-    for field_name, var in durations.items():
-        if env.get(var):
-            values[field_name] = parse_duration(var, env[var])
-    limits = {
-        "portal_public_rate_limit": "VISITROOM_PORTAL_PUBLIC_RATE_LIMIT",
-        "portal_account_rate_limit": "VISITROOM_PORTAL_ACCOUNT_RATE_LIMIT",
-        "portal_invite_rate_limit": "VISITROOM_PORTAL_INVITE_RATE_LIMIT",
-        "portal_login_address_limit": "VISITROOM_PORTAL_LOGIN_ADDRESS_LIMIT",
-    }
-    for field_name, var in limits.items():
-        if env.get(var):
-            values[field_name] = RateLimit.parse(env[var])
-    return values
-
-
 def usable_cores() -> int:
     """The cores this process may run on (a container's cpuset, not the host's count)."""
     try:
@@ -457,7 +361,6 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "ice_hosts": split_list(env.get("VISITROOM_ICE_HOSTS")),
         "announced_ip": env.get("VISITROOM_ANNOUNCED_IP") or None,
         "ice_servers": parse_ice_servers(env.get("VISITROOM_ICE_SERVERS")),
-        "smtp_url": env.get("VISITROOM_SMTP_URL") or None,
         "redis_url": env.get("VISITROOM_REDIS_URL") or None,
         "node_id": env.get("VISITROOM_NODE_ID", ""),
         "node_url": env.get("VISITROOM_NODE_URL") or None,
@@ -467,7 +370,6 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "audit_key": env.get("VISITROOM_AUDIT_KEY") or None,
         "allow_open_data_dir": allow_open_from_env(env),
         **workers_from_env(env),
-        **portal_from_env(env),
         **security_from_env(env),
         **lobby_from_env(env),
         **limits_from_env(env),

@@ -16,12 +16,14 @@ import msgpack
 from aiohttp import web
 
 from cluster.bus import BusUnavailable
-from signalling.audit import AuditEntry, iso
-from signalling.auth import mint
-from signalling.keys import AUDIT, CLUSTER, CONFIG, ROOMS, SERVICE
-from signalling.rest import api_error, grant, owned_room, parse_time, room_json
+from common.api import api_error, grant
+from common.audit import AuditEntry, iso
+from common.keys import AUDIT
+from common.scopes import ROOMS_ADMIN, ROOMS_HOST, render
+from common.tokens import mint
+from signalling.keys import CLUSTER, CONFIG, ROOMS, SERVICE
+from signalling.rest import owned_room, parse_time, room_json
 from signalling.rooms import RoomRecord
-from signalling.scopes import ROOMS_ADMIN, ROOMS_HOST, render
 from waiting_room.errors import BAD_REQUEST
 
 HOST_TOKEN_TTL_S = 10 * 60

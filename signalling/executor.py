@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cluster.coordinator import Coordinator
+from common.audit import AuditEntry, AuditLog
 from signalling import effects as fx
-from signalling.audit import AuditEntry, AuditLog
 from signalling.hub import Hub
 from signalling.media_bridge import MediaBridge
 from signalling.resume import ResumeTokens

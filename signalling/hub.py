@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, web
 
-from signalling.codec import Codec
+from common.codec import Codec
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import msgpack
 
 from cluster.bus import BusUnavailable
 from cluster.coordinator import Coordinator
-from signalling.auth import Claims
+from common.scopes import Grant, ScopeError
+from common.tokens import Claims
 from signalling.rooms import RoomRecord, RoomStore
-from signalling.scopes import Grant, ScopeError
 from waiting_room.errors import FORBIDDEN, UNAUTHORIZED, RoomError
 
 log = logging.getLogger(__name__)

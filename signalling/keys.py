@@ -1,4 +1,5 @@
-"""Typed application keys shared by the signalling app and the modules it mounts."""
+"""Typed application keys of the signalling app (the audit trail and the token
+verifier, which mounted parts share too, are in common.keys)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from signalling.audit import SqliteAuditLog
-from signalling.auth import TokenVerifier
 from signalling.config import Config
 from signalling.origins import OriginPolicy
 
@@ -16,14 +15,12 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from cluster.coordinator import Coordinator
+    from common.ratelimit import WindowLimiter
     from signalling.hub import Hub
-    from signalling.ratelimit import WindowLimiter
     from signalling.rooms import RoomStore
     from signalling.service import RoomService
 
 CONFIG = web.AppKey("config", Config)
-AUDIT = web.AppKey("audit", SqliteAuditLog)
-VERIFIER = web.AppKey("verifier", TokenVerifier)
 HOP_KEY = web.AppKey("hop_key", bytes)  # derived from the cluster secret (cluster.kdf)
 ORIGINS = web.AppKey("origins", OriginPolicy)
 HUB: web.AppKey[Hub] = web.AppKey("hub")

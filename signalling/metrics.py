@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from signalling.audit import AuditEntry
+from common.audit import AuditEntry
+from common.keys import AUDIT
 from signalling.guard import GUARD
-from signalling.keys import AUDIT, CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE
+from signalling.keys import CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE
 
 LAG_INTERVAL_S = 0.5
 LOOPBACK = "127.0.0.1"

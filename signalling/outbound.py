@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from signalling.audit import iso
+from common.audit import iso
 from waiting_room.breakouts import MAX_BREAKOUT_NAME, MAX_BREAKOUTS, MAX_BROADCAST
 from waiting_room.participant import Participant
 from waiting_room.room import MAX_HOLD_MESSAGE, MAX_NAME, Room

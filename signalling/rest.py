@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import aiohttp
 import msgpack
@@ -14,80 +14,16 @@ from aiohttp import web
 from cluster.bus import BusUnavailable
 from cluster.coordinator import pack_record
 from cluster.hop import HOP_HEADER, sign, verify
+from common.api import MAX_BODY, api_error, grant, refuse
+from common.audit import AuditEntry, iso
+from common.keys import AUDIT
+from common.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant
 from signalling import outbound
-from signalling.audit import AuditEntry, iso
-from signalling.auth import Claims, TokenError
-from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE, VERIFIER
+from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
-from signalling.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant, ScopeError
-from waiting_room.errors import BAD_REQUEST, FORBIDDEN, RoomError
+from waiting_room.errors import BAD_REQUEST, RoomError
 from waiting_room.room import Room, lobby_cap
 from waiting_room.schedule import Schedule
-
-MAX_BODY = 16 * 1024
-
-
-def api_error(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return status(text=body, content_type="application/json")
-
-
-def bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-def admin_claims(request: web.Request, room_id: str | None = None) -> Claims:
-    """The verified admin token of a request, valid for `room_id` when given."""
-    try:
-        claims = request.app[VERIFIER].verify_admin(bearer(request))
-        if room_id is not None and not claims.valid_for(room_id):
-            raise TokenError("admin token for another room")
-    except TokenError:
-        request.app[AUDIT].record(
-            AuditEntry("api", "unauthorized", room_id=room_id, actor=None, subject=None)
-        )
-        raise api_error(
-            web.HTTPUnauthorized, "unauthorized", "a valid admin token is required"
-        ) from None
-    return claims
-
-
-def grant(
-    request: web.Request, *needed: str, room_id: str | None = None, action: str = "api"
-) -> Grant:
-    """The verified admin token of a request, with every scope in `needed`.
-
-    401 for a bad token or an unreadable scope claim, 403 `forbidden` for a
-    missing scope; each refusal is audited as `action`.
-    """
-    claims = admin_claims(request, room_id)
-    try:
-        found = Grant.of(claims)
-    except ScopeError as exc:
-        request.app[AUDIT].record(
-            AuditEntry(action, "unauthorized", room_id, claims.identity, None, {"reason": "claim"})
-        )
-        raise api_error(web.HTTPUnauthorized, "unauthorized", str(exc)) from None
-    missing = found.missing(*needed)
-    if missing is not None:
-        refuse(request, found, room_id, action, f"this token lacks the `{missing}` scope", missing)
-    return found
-
-
-def refuse(
-    request: web.Request,
-    who: Grant,
-    room_id: str | None,
-    action: str,
-    message: str,
-    needs: str | None = None,
-) -> NoReturn:
-    """403 `forbidden`, audited with the caller's identity (and the scope it lacks)."""
-    details = {"reason": "scope", "needs": needs} if needs else {"reason": "practice"}
-    request.app[AUDIT].record(AuditEntry(action, FORBIDDEN, room_id, who.identity, None, details))
-    raise api_error(web.HTTPForbidden, FORBIDDEN, message)
 
 
 def check_room(request: web.Request, who: Grant, room_id: str, record: RoomRecord | None) -> None:

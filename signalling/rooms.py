@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import secrets
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from signalling.datadir import private_sqlite
+from common.datadir import private_sqlite
+from common.sqlite_thread import SqliteThread
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
 from waiting_room.refusals import Refusals
@@ -85,20 +84,20 @@ class RoomStore:
         self._records: dict[str, RoomRecord] = {}
         self._live: dict[str, Room] = {}
         self._refused: dict[str, Refusals] = {}  # rooms unloaded before their visit ended
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rooms")
+        self._thread = SqliteThread("rooms")
         self._db: sqlite3.Connection | None = None
 
     async def start(self) -> None:
-        await self._run(self._open)
+        await self._thread.run(self._open)
 
     async def close(self) -> None:
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
+        await self._thread.run(self._close)
+        self._thread.stop()
 
     async def create(self, record: RoomRecord) -> RoomRecord:
         if record.room_id in self._records:
             raise RoomError(CONFLICT, "a room with this id already exists")
-        await self._run(self._insert, record)
+        await self._thread.run(self._insert, record)
         self._records[record.room_id] = record
         return record
 
@@ -162,9 +161,6 @@ class RoomStore:
         if len(self._refused) >= MAX_KEPT_REFUSALS:
             del self._refused[next(iter(self._refused))]
         self._refused[room_id] = refusals
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _open(self) -> None:
         private_sqlite(self._path)

@@ -13,10 +13,10 @@ import logging
 from typing import Any
 
 from cluster.coordinator import Coordinator
+from common.audit import AuditEntry, AuditLog
 from sfu.control import MediaControl, MediaError
 from signalling import outbound
 from signalling.arrival import Arrivals
-from signalling.audit import AuditEntry, AuditLog
 from signalling.commands import ROOM_COMMANDS, MediaCommands, Outcome
 from signalling.config import Config
 from signalling.executor import Executor

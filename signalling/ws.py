@@ -12,15 +12,16 @@ from aiohttp import WSMsgType, web
 
 from cluster.coordinator import RouteKind
 from cluster.hop import FORWARDED_HEADER, HOP_HEADER, verify
+from common.audit import AuditEntry
+from common.codec import SUBPROTOCOLS, DecodeError, codec_for
+from common.keys import AUDIT
+from common.ratelimit import TokenBucket
 from signalling import outbound
-from signalling.audit import AuditEntry
-from signalling.codec import SUBPROTOCOLS, DecodeError, codec_for
 from signalling.guard import GUARD
 from signalling.hub import CLOSE_POLICY, CLOSE_SERVICE_RESTART, Connection
-from signalling.keys import AUDIT, CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
+from signalling.keys import CLUSTER, CONFIG, HOP_KEY, ORIGINS, SERVICE
 from signalling.origins import MAX_SHOWN
 from signalling.proxy import HopRefused, connect_owner, proxy_socket
-from signalling.ratelimit import TokenBucket
 from signalling.rooms import valid_room_id
 from waiting_room.errors import BAD_REQUEST, RATE_LIMITED, UNAUTHORIZED, UNAVAILABLE
 

@@ -14,10 +14,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from common.config import RateLimit
+from common.scopes import legacy, render
+from common.tokens import Claims, mint
 from signalling.app import create_app
-from signalling.auth import Claims, mint
-from signalling.config import Config, RateLimit
-from signalling.scopes import legacy, render
+from signalling.config import Config
 from tests.redis_server import RedisServer
 
 pytest_plugins = ["tests.web_support"]

@@ -8,7 +8,7 @@ import re
 import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -20,8 +20,8 @@ from aiohttp.test_utils import TestClient
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from signalling.app import create_app
-from signalling.config import Config
+from common.clock import Clock, wall_clock
+from signalling.app import create_app, portal_config
 from tests.conftest import make_config, token
 from tests.servers import free_port, self_signed_cert
 
@@ -223,13 +223,15 @@ def support_headers() -> dict[str, str]:
     return bearer(identity="support-1", scope="portal:support")
 
 
-def portal_config(tmp_path: Path, mailbox: Mailbox | None, **overrides: Any) -> Config:
-    values: dict[str, Any] = {
-        "public_base_url": BASE_URL,
-        "portal_retry_base_s": 0.1,
-        "smtp_url": mailbox.url if mailbox else None,
-    }
-    return make_config(tmp_path, **{**values, **overrides})
+def server_with_portal(
+    tmp_path: Path, mailbox: Mailbox | None, clock: Clock = wall_clock, **portal: Any
+) -> web.Application:
+    """The server with its portal: mail to `mailbox` (None: it waits), quick retries;
+    `portal`: PortalConfig fields to change."""
+    config = make_config(tmp_path, public_base_url=BASE_URL)
+    smtp = mailbox.url if mailbox else None
+    settings = replace(portal_config(config, {}), retry_base_s=0.1, smtp_url=smtp)
+    return create_app(config, portal=replace(settings, **portal), clock=clock)
 
 
 # Test modules import these *_fixture names; tests ask for them by `name`.
@@ -243,7 +245,7 @@ async def mailbox_fixture() -> AsyncIterator[Mailbox]:
 
 @pytest.fixture(name="portal_app")
 async def portal_app_fixture(tmp_path: Path, mailbox: Mailbox) -> web.Application:
-    return create_app(portal_config(tmp_path, mailbox))
+    return server_with_portal(tmp_path, mailbox)
 
 
 @pytest.fixture(name="portal")

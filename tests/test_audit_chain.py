@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from signalling.audit import AuditEntry, SqliteAuditLog
-from signalling.config import ConfigError
+from common.audit import AuditEntry, SqliteAuditLog
+from common.config import ConfigError
 from tests.servers import run_cli
 
 KEY = "k" * 40

@@ -17,7 +17,8 @@ import jwt
 import psutil
 import pytest
 
-from signalling.config import Config, ConfigError, from_env
+from common.config import ConfigError
+from signalling.config import Config, from_env
 from tests.servers import METRICS_HEADERS, ROOT, ServerProcess, run_cli, self_signed_cert
 
 pytestmark = pytest.mark.slow
@@ -67,6 +68,25 @@ def test_a_short_or_empty_secret_refuses_to_start(tmp_path: Path, secret: str) -
     )  # fmt: skip
     assert result.returncode == 2
     assert "at least 32 bytes" in result.stderr
+
+
+def test_a_bad_portal_setting_stops_serve_but_not_the_token_command(tmp_path: Path) -> None:
+    env: dict[str, str | None] = {
+        "VISITROOM_PORTAL_PRACTICES": "[1]",
+        "VISITROOM_API_KEY": "k",
+        "VISITROOM_API_SECRET": "s" * 40,
+        "VISITROOM_WORKERS": "0",
+    }
+    data = str(tmp_path / "data")
+    served = run_cli("serve", "--port", "1", "--data-dir", data, env=env)
+    assert served.returncode == 2
+    assert "VISITROOM_PORTAL_PRACTICES must map practice ids to names" in served.stderr
+    listed = run_cli("portal", "outbox", "--data-dir", data, env=env)
+    assert listed.returncode == 2 and "VISITROOM_PORTAL_PRACTICES" in listed.stderr
+    minted = run_cli(
+        "token", "--room", "visit-1", "--identity", "dr-smith", "--data-dir", data, env=env
+    )
+    assert minted.returncode == 0, minted.stderr
 
 
 def test_only_loopback_addresses_count_as_local() -> None:

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from cluster.filestate import FileRoomState
+from common.audit import AuditEntry, SqliteAuditLog
+from common.datadir import private_sqlite
 from portal.sqlite_db import SqliteDatabase
-from signalling.audit import AuditEntry, SqliteAuditLog
-from signalling.datadir import private_sqlite
 from signalling.rooms import RoomStore
 from tests.conftest import API_KEY, API_SECRET, admin_token, token
 from tests.servers import ServerProcess, run_cli

@@ -16,18 +16,17 @@ from typing import Any
 import aiohttp
 import argon2
 
+from common.config import RateLimit
+from common.keys import AUDIT
 from portal.page import csp_hash
-from signalling.app import create_app
-from signalling.config import RateLimit
-from signalling.keys import AUDIT
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     PASSWORD,
     Mailbox,
     Portal,
     mailbox_fixture,
     portal_app_fixture,
-    portal_config,
     portal_fixture,
+    server_with_portal,
 )
 from waiting_room.clock import FakeClock
 
@@ -39,7 +38,7 @@ async def clocked_portal(
     aiohttp_client: Any, tmp_path: Path, mailbox: Mailbox, **config: Any
 ) -> tuple[Portal, FakeClock, Any]:
     clock = FakeClock(time.time())
-    app = create_app(portal_config(tmp_path, mailbox, **config), clock=clock)
+    app = server_with_portal(tmp_path, mailbox, clock, **config)
     return Portal(await aiohttp_client(app)), clock, app
 
 
@@ -116,7 +115,7 @@ async def test_a_link_expires_after_the_configured_time(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
     portal, clock, app = await clocked_portal(
-        aiohttp_client, tmp_path, mailbox, portal_invite_ttl_s=2 * DAY
+        aiohttp_client, tmp_path, mailbox, invite_ttl_s=2 * DAY
     )
     patient_id = await portal.create(email="ann@example.com")
     assert (await portal.invite(patient_id))[0] == 202
@@ -139,7 +138,7 @@ async def test_unknown_used_and_expired_links_get_the_same_answer_in_the_same_ti
 ) -> None:
     portal, clock, _ = await clocked_portal(
         aiohttp_client, tmp_path, mailbox,
-        portal_public_rate_limit=NO_LIMIT, portal_account_rate_limit=NO_LIMIT,
+        public_rate_limit=NO_LIMIT, account_rate_limit=NO_LIMIT,
     )  # fmt: skip
     expired_patient = await portal.create(first="Exp", email="exp@example.com")
     assert (await portal.invite(expired_patient))[0] == 202
@@ -163,7 +162,7 @@ async def test_unknown_emails_and_wrong_passwords_get_the_same_401_in_the_same_t
 ) -> None:
     portal, _, _ = await clocked_portal(
         aiohttp_client, tmp_path, mailbox,
-        portal_public_rate_limit=NO_LIMIT, portal_account_rate_limit=NO_LIMIT,
+        public_rate_limit=NO_LIMIT, account_rate_limit=NO_LIMIT,
     )  # fmt: skip
     patient_id = await portal.create(email="ann@example.com")
     assert (await portal.invite(patient_id))[0] == 202
@@ -208,7 +207,7 @@ async def test_activation_and_login_are_rate_limited_per_address_and_per_link(
 ) -> None:
     portal, _, _ = await clocked_portal(
         aiohttp_client, tmp_path, mailbox,
-        portal_public_rate_limit=RateLimit(8, 60), portal_account_rate_limit=RateLimit(2, 60),
+        public_rate_limit=RateLimit(8, 60), account_rate_limit=RateLimit(2, 60),
     )  # fmt: skip
     codes = [(await portal.login("ann@example.com", "wrong password!"))[0] for _ in range(3)]
     assert codes == [401, 401, 401]  # typos cost nothing; more failures slow the account
@@ -275,7 +274,7 @@ async def test_one_address_may_fail_only_so_often_across_accounts(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
     portal, clock, _ = await clocked_portal(
-        aiohttp_client, tmp_path, mailbox, portal_login_address_limit=RateLimit(10, 900)
+        aiohttp_client, tmp_path, mailbox, login_address_limit=RateLimit(10, 900)
     )
     await activated_ann(portal, mailbox)
     ip = "127.0.0.7"

@@ -15,12 +15,13 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from common.keys import AUDIT
+from portal.app import PORTAL_FILE
+from portal.keys import DATABASE, SUBAPP
 from portal.model import Delivery
-from portal.routes import DATABASE, PORTAL_FILE
 from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
-from signalling.app import create_app
-from signalling.keys import AUDIT, CONFIG
+from signalling.keys import CONFIG
 from tests.conftest import API_KEY, API_SECRET
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     BASE_URL,
@@ -29,7 +30,7 @@ from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtu
     eventually,
     mailbox_fixture,
     portal_app_fixture,
-    portal_config,
+    server_with_portal,
     staff_headers,
     tls_context,
 )
@@ -41,7 +42,7 @@ def is_date(value: Any) -> bool:
 
 
 async def outbox_rows(app: web.Application) -> list[OutboxRow]:
-    return await SqliteOutbox(app[DATABASE]).list_outbox(100)
+    return await SqliteOutbox(app[SUBAPP][DATABASE]).list_outbox(100)
 
 
 async def wait_rows(
@@ -65,7 +66,7 @@ async def test_an_invitation_waits_out_an_smtp_outage_and_arrives_once(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     down = Mailbox()  # its port is reserved but nothing listens yet
-    app = create_app(portal_config(tmp_path, down))
+    app = server_with_portal(tmp_path, down)
     portal = Portal(await aiohttp_client(app))
     patient_id = await portal.create(email="ann@example.com")
     assert (await portal.invite(patient_id))[0] == 202
@@ -93,12 +94,12 @@ async def test_an_invitation_waits_out_an_smtp_outage_and_arrives_once(
 async def test_without_smtp_invitations_wait_and_the_cli_lists_then_sends_them(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    config = portal_config(tmp_path, None)
-    portal = Portal(await aiohttp_client(create_app(config)))
+    app = server_with_portal(tmp_path, None)
+    portal = Portal(await aiohttp_client(app))
     patient_id = await portal.create(email="ann@example.com")
     assert (await portal.invite(patient_id))[0] == 202
     assert (await portal.status(patient_id))["activated_on"] == "Pending"
-    data_dir = str(config.data_dir)
+    data_dir = str(app[CONFIG].data_dir)
     code, out, _ = await run_cli("outbox", "--data-dir", data_dir)
     assert code == 0 and "pending" in out and "a***@e***.com" in out
     assert "ann@example.com" not in out
@@ -136,8 +137,8 @@ async def test_send_pending_leaves_the_outbox_to_a_running_server(
 async def test_a_shutdown_lets_the_attempt_in_flight_finish_and_records_it(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    config = portal_config(tmp_path, mailbox)
-    portal = Portal(await aiohttp_client(create_app(config)))
+    app = server_with_portal(tmp_path, mailbox)
+    portal = Portal(await aiohttp_client(app))
     patient_id = await portal.create(email="ann@example.com")
     mailbox.hold_next(accept=True)
     assert (await portal.invite(patient_id))[0] == 202
@@ -146,7 +147,7 @@ async def test_a_shutdown_lets_the_attempt_in_flight_finish_and_records_it(
     mailbox.release()
     await asyncio.wait_for(closing, 15)
     assert len(mailbox.mails) == 1
-    with sqlite3.connect(config.data_dir / PORTAL_FILE) as db:
+    with sqlite3.connect(app[CONFIG].data_dir / PORTAL_FILE) as db:
         rows = db.execute("SELECT state, attempts, token_seed FROM outbox").fetchall()
     assert rows == [("sent", 1, None)]  # not left `sending`, which a restart would resend
 
@@ -158,10 +159,10 @@ async def test_tls_and_credentials_from_the_environment(
     box = Mailbox(tls=tls_context(tmp_path), implicit_tls=implicit_tls, auth=True)
     box.start()
     try:
-        config = portal_config(
+        app = server_with_portal(
             tmp_path, box, smtp_username="clinic-mailer", smtp_password="smtp-secret"
         )
-        portal = Portal(await aiohttp_client(create_app(config)))
+        portal = Portal(await aiohttp_client(app))
         patient_id = await portal.create(email="ann@example.com")
         assert (await portal.invite(patient_id))[0] == 202
         [mail] = await box.wait_for(1)
@@ -174,7 +175,7 @@ async def test_tls_and_credentials_from_the_environment(
 async def test_a_recipient_the_server_refuses_fails_for_good_and_a_reinvite_fixes_it(
     mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    app = create_app(portal_config(tmp_path, mailbox))
+    app = server_with_portal(tmp_path, mailbox)
     portal = Portal(await aiohttp_client(app))
     mailbox.refuse.add("gone@example.com")
     patient_id = await portal.create(email="gone@example.com")

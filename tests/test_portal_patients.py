@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from signalling.keys import AUDIT
+from common.keys import AUDIT
 from tests.conftest import token
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     Mailbox,

@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.config import ConfigError, RateLimit
 from portal import validate
 from portal.cli import mask
+from portal.config import PortalConfig
 from portal.errors import PortalError
 from portal.mail import invitation_email, lifetime
 from portal.migrations import MIGRATIONS, migrate
@@ -24,7 +26,6 @@ from portal.rules import InviteFacts, TokenFacts, activation_problem, invitation
 from portal.smtp import SmtpSettings
 from portal.tokens import TokenMaker, activation_link, new_seed, token_hash
 from signalling.app import create_app
-from signalling.config import Config, ConfigError, RateLimit, from_env
 from tests.conftest import make_config
 
 ANN = validate.Email("ann@example.com", "ann@example.com")
@@ -216,12 +217,12 @@ def test_search_queries_are_a_name_prefix_a_date_or_a_400(text: str) -> None:
 
 
 def test_smtp_urls_are_parsed_and_credentials_stay_out_of_them() -> None:
-    plain = SmtpSettings.from_config(Config(smtp_url="smtp://mail.example.net:587"))
+    plain = SmtpSettings.from_config(PortalConfig(smtp_url="smtp://mail.example.net:587"))
     assert plain is not None and not plain.local
     assert (plain.scheme, plain.host, plain.port) == ("smtp", "mail.example.net", 587)
-    tls = SmtpSettings.from_config(Config(smtp_url="smtps://127.0.0.1"))
+    tls = SmtpSettings.from_config(PortalConfig(smtp_url="smtps://127.0.0.1"))
     assert tls is not None and tls.port == 465 and tls.local
-    assert SmtpSettings.from_config(Config()) is None
+    assert SmtpSettings.from_config(PortalConfig()) is None
     for bad in (
         "http://mail.example.net",
         "smtp://user:pw@mail.example.net",
@@ -229,11 +230,11 @@ def test_smtp_urls_are_parsed_and_credentials_stay_out_of_them() -> None:
         "smtp://h:x",
     ):
         with pytest.raises(ConfigError):
-            SmtpSettings.from_config(Config(smtp_url=bad))
+            SmtpSettings.from_config(PortalConfig(smtp_url=bad))
 
 
 def test_portal_settings_come_from_the_environment() -> None:
-    config = from_env(
+    config = PortalConfig.from_env(
         {
             "VISITROOM_SMTP_URL": "smtp://127.0.0.1:2525",
             "VISITROOM_SMTP_USERNAME": "mailer",
@@ -247,23 +248,24 @@ def test_portal_settings_come_from_the_environment() -> None:
         }
     )
     assert (config.smtp_username, config.smtp_password) == ("mailer", "hunter2-hunter2")
-    assert config.portal_invite_ttl_s == 2 * 86400 and config.portal_retry_base_s == 15
-    assert config.portal_practices == {"p1": "Lakeside Family Medicine"}
-    assert config.portal_invite_rate_limit == RateLimit(50, 3600)
+    assert config.invite_ttl_s == 2 * 86400 and config.retry_base_s == 15
+    assert config.practices == {"p1": "Lakeside Family Medicine"}
+    assert config.invite_rate_limit == RateLimit(50, 3600)
     assert "hunter2" not in repr(config)
     for env in ({"VISITROOM_PORTAL_PRACTICES": "[1]"}, {"VISITROOM_PORTAL_INVITE_TTL": "soon"},
                 {"VISITROOM_PORTAL_INVITE_TTL": "0"}):  # fmt: skip
         with pytest.raises(ConfigError):
-            from_env(env)
+            PortalConfig.from_env(env)
 
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"portal_timezone": "Mars/Olympus"}, {"smtp_url": "ftp://x"}, {"smtp_from": "not mail"}],
+    [{"timezone": "Mars/Olympus"}, {"smtp_url": "ftp://x"}, {"smtp_from": "not mail"}],
 )
 def test_a_bad_portal_setting_stops_the_start(tmp_path: Path, overrides: dict[str, Any]) -> None:
+    config = make_config(tmp_path)
     with pytest.raises(ConfigError):
-        create_app(make_config(tmp_path, **overrides))
+        create_app(config, portal=PortalConfig(data_dir=config.data_dir, **overrides))
 
 
 def test_migrations_run_once_and_refuse_a_newer_schema(tmp_path: Path) -> None:

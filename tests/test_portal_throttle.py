@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from common.config import RateLimit
 from portal.throttle import FORGET_S, LoginThrottle
-from signalling.config import RateLimit
 from waiting_room.clock import FakeClock
 
 NO_ADDRESS_LIMIT = RateLimit(0, 1.0)

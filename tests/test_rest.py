@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from common.keys import AUDIT
 from signalling.app import create_app
-from signalling.keys import AUDIT
 from tests.conftest import Peer, admin_token, make_config, token
 from waiting_room.clock import FakeClock
 from waiting_room.room import MAX_NAME
@@ -172,8 +172,8 @@ async def test_metrics_report_rooms_participants_and_messages(
 async def test_the_audit_trail_is_hash_chained_and_pruned_only_past_retention(
     client: Any,
 ) -> None:
-    from signalling.audit import AuditEntry
-    from signalling.keys import AUDIT
+    from common.audit import AuditEntry
+    from common.keys import AUDIT
 
     audit = client.app[AUDIT]
     audit.record(AuditEntry("knock", "ok", "r", "a", "a", at=1_000.0))
@@ -184,7 +184,8 @@ async def test_the_audit_trail_is_hash_chained_and_pruned_only_past_retention(
 
 
 def test_retention_below_six_years_is_refused() -> None:
-    from signalling.config import ConfigError, from_env
+    from common.config import ConfigError
+    from signalling.config import from_env
 
     with pytest.raises(ConfigError):
         from_env({"VISITROOM_AUDIT_RETENTION_DAYS": "30"})

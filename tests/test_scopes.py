@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from signalling.auth import Claims
-from signalling.scopes import (
+from common.scopes import (
     PORTAL_STAFF,
     PORTAL_SUPPORT,
     ROOMS_ADMIN,
@@ -18,6 +17,7 @@ from signalling.scopes import (
     render,
     scopes_of,
 )
+from common.tokens import Claims
 
 
 def claims(

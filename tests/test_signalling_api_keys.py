@@ -14,13 +14,15 @@ from aiohttp.test_utils import TestClient
 
 from cluster.hop import HOP_HEADER, sign
 from cluster.kdf import derive
+from common.config import ConfigError
+from common.keys import AUDIT
+from common.tokens import mint
 from sfu.relay.crypto import SecurePair
 from sfu.workers.rpcauth import HelloChecker, answer, answer_ok, hello
 from signalling import cli
 from signalling.app import create_app
-from signalling.auth import mint
-from signalling.config import ConfigError, from_env
-from signalling.keys import AUDIT, CONFIG, HOP_KEY, ROOMS
+from signalling.config import from_env
+from signalling.keys import CONFIG, HOP_KEY, ROOMS
 from tests.conftest import CLUSTER_SECRET, Peer, make_config
 
 OLD = ("key-2025", "o" * 48)

@@ -10,8 +10,8 @@ from typing import Any
 import jwt
 import pytest
 
-from signalling.auth import TokenError, TokenVerifier, mint, parse_ttl
-from signalling.keys import AUDIT
+from common.keys import AUDIT
+from common.tokens import TokenError, TokenVerifier, mint, parse_ttl
 from tests.conftest import API_KEY, API_SECRET, Connect, join_host, knock_guest, token
 
 

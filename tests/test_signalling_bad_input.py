@@ -10,8 +10,8 @@ import aiohttp
 import msgpack
 import pytest
 
+from common.config import RateLimit
 from signalling.app import create_app
-from signalling.config import RateLimit
 from tests.conftest import Connect, Peer, join_host, knock_guest, make_config, token
 
 

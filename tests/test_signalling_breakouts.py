@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from signalling.keys import AUDIT
+from common.keys import AUDIT
 from tests.conftest import Connect, Peer, join_host, knock_guest
 
 

@@ -18,8 +18,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from common.config import ConfigError, RateLimit
 from signalling.app import create_app
-from signalling.config import ConfigError, RateLimit, from_env
+from signalling.config import from_env
 from signalling.guard import GUARD, GuardedSite, PeerBook, raise_fd_limit
 from tests.conftest import API_KEY, API_SECRET, Peer, make_config, token
 from tests.servers import ServerProcess, self_signed_cert

@@ -9,9 +9,9 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from common.config import RateLimit
+from common.keys import AUDIT
 from signalling.app import create_app
-from signalling.config import RateLimit
-from signalling.keys import AUDIT
 from tests.conftest import Connect, Peer, admin_token, join_host, knock_guest, make_config, token
 
 Client = TestClient[Any, Any]

@@ -8,9 +8,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from common.config import ConfigError
+from common.keys import AUDIT
 from signalling.app import create_app
-from signalling.config import ConfigError, from_env
-from signalling.keys import AUDIT, METRICS_ADDRESS
+from signalling.config import from_env
+from signalling.keys import METRICS_ADDRESS
 from signalling.metrics import bearer_ok
 from tests.conftest import API_KEY, API_SECRET, make_config
 

@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from common.keys import AUDIT
 from signalling.app import create_app
-from signalling.keys import AUDIT, ROOMS
+from signalling.keys import ROOMS
 from signalling.origins import OriginPolicy, origin_of
 from tests.conftest import make_config, token
 

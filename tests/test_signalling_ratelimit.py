@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from signalling.config import ConfigError, RateLimit, from_env
-from signalling.ratelimit import KnockLimits
+from common.config import ConfigError, RateLimit
+from signalling.config import from_env
+from signalling.knocks import KnockLimits
 from waiting_room.clock import FakeClock
 
 NAT = "203.0.113.7"

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from common.keys import AUDIT
 from signalling.app import create_app
-from signalling.keys import AUDIT
 from tests.conftest import Connect, Peer, join_host, knock_guest, make_config
 
 

@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from signalling.keys import AUDIT, ROOMS
+from common.keys import AUDIT
+from signalling.keys import ROOMS
 from tests.conftest import API_SECRET, Connect, admin_token, token
 
 Client = TestClient[Any, Any]

@@ -9,11 +9,12 @@ from typing import Any
 import jwt
 import pytest
 
+from common.config import ConfigError
+from common.keys import AUDIT
+from common.tokens import TokenError, TokenVerifier, mint
 from signalling import cli
 from signalling.app import create_app
-from signalling.auth import TokenError, TokenVerifier, mint
-from signalling.config import ConfigError, from_env
-from signalling.keys import AUDIT
+from signalling.config import from_env
 from tests.conftest import API_KEY, API_SECRET, CLUSTER_SECRET, Peer, make_config
 
 DAY = 86400

@@ -1,17 +1,11 @@
-"""Rate limits: a sliding window per key (knocks) and a token bucket (message floods)."""
+"""Rate limits: a sliding window per key and a token bucket (message floods)."""
 
 from __future__ import annotations
 
 import collections
 from collections.abc import Hashable
-from typing import TYPE_CHECKING
 
-from waiting_room.clock import Clock
-
-if TYPE_CHECKING:
-    from signalling.config import RateLimit
-
-CEILING_FACTOR = 10  # the default per-address ceiling: this many times the anonymous limit
+from common.clock import Clock
 
 
 class WindowLimiter:
@@ -45,33 +39,6 @@ class WindowLimiter:
         stale = [k for k, h in self._hits.items() if not h or now - h[-1] >= self._seconds]
         for key in stale:
             del self._hits[key]
-
-
-class KnockLimits:
-    """Knocks per room: anonymous ones per address; token holders per identity, so a
-    flood from behind a shared address (a clinic's NAT) never locks out a patient
-    with a token; and a per-address ceiling over both, much larger than either."""
-
-    def __init__(
-        self,
-        anonymous: RateLimit,
-        identity: RateLimit,
-        ceiling: RateLimit | None,
-        clock: Clock,
-    ) -> None:
-        ceiling_count = anonymous.count * CEILING_FACTOR if ceiling is None else ceiling.count
-        ceiling_s = anonymous.seconds if ceiling is None else ceiling.seconds
-        self._anonymous = WindowLimiter(anonymous.count, anonymous.seconds, clock)
-        self._identity = WindowLimiter(identity.count, identity.seconds, clock)
-        self._ceiling = WindowLimiter(ceiling_count, ceiling_s, clock)
-
-    def allow(self, address: str, identity: str | None, room_id: str) -> bool:
-        """The narrower limit first, so knocks it refuses never use up the shared ceiling."""
-        if identity is None:
-            narrow = self._anonymous.allow((address, room_id))
-        else:
-            narrow = self._identity.allow((identity, room_id))
-        return narrow and self._ceiling.allow((address, room_id))
 
 
 class TokenBucket:

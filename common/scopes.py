@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from signalling.auth import Claims
+from common.tokens import Claims
 
 ROOMS_ADMIN = "rooms:admin"
 ROOMS_HOST = "rooms:host"

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from signalling.config import ConfigError
-from signalling.datadir import FILE_MODE, make_private_dir
+from common.config import ConfigError
+from common.datadir import FILE_MODE, make_private_dir
 
 KEY_FILE = "audit.key"
 KEY_ENV = "VISITROOM_AUDIT_KEY"

@@ -14,13 +14,12 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from signalling.audit_chain import (
+from common.audit_chain import (
     KEYED,
     PRUNED,
     Anchor,
@@ -30,7 +29,8 @@ from signalling.audit_chain import (
     load_or_create_key,
     verify_rows,
 )
-from signalling.datadir import private_sqlite
+from common.datadir import private_sqlite
+from common.sqlite_thread import SqliteThread
 
 Detail = str | int | float | bool | None
 
@@ -108,7 +108,7 @@ class SqliteAuditLog:
         self._key: AuditKey | None = None
         self._pending: list[AuditEntry] = []
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+        self._thread = SqliteThread("audit")
         self._db: sqlite3.Connection | None = None
         self._last_hash = ""
         self._next_seq = 1
@@ -116,7 +116,7 @@ class SqliteAuditLog:
         self._closed = False
 
     async def start(self) -> None:
-        await self._run(self._open)
+        await self._thread.run(self._open)
         self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
 
     def record(self, entry: AuditEntry) -> None:
@@ -128,13 +128,13 @@ class SqliteAuditLog:
     async def flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
-            await self._run(self._insert, batch)
+            await self._thread.run(self._insert, batch)
 
     async def query(
         self, room_id: str | None, after_seq: int = 0, limit: int = 1000
     ) -> list[dict[str, Any]]:
         await self.flush()
-        rows: list[dict[str, Any]] = await self._run(self._select, room_id, after_seq, limit)
+        rows: list[dict[str, Any]] = await self._thread.run(self._select, room_id, after_seq, limit)
         return rows
 
     async def verify_chain(self) -> bool:
@@ -143,14 +143,14 @@ class SqliteAuditLog:
     async def verify(self) -> Report:
         """The whole trail checked against the key: the first problem, if any."""
         await self.flush()
-        report: Report = await self._run(self._verify)
+        report: Report = await self._thread.run(self._verify)
         return report
 
     async def prune(self, older_than: float) -> int:
         """Delete the oldest entries, older than `older_than` (retention); an anchor
         records where the trail now starts."""
         await self.flush()
-        count: int = await self._run(self._delete_before, older_than)
+        count: int = await self._thread.run(self._delete_before, older_than)
         return count
 
     async def close(self) -> None:
@@ -161,17 +161,14 @@ class SqliteAuditLog:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
         await self.flush()
-        await self._run(self._close_db)
-        self._executor.shutdown(wait=True)
+        await self._thread.run(self._close_db)
+        self._thread.stop()
 
     async def _write_loop(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             await self.flush()
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # --- on the audit thread ---------------------------------------------------------
 

@@ -1,0 +1,170 @@
+"""The portal as an aiohttp sub-application, and its lifecycle.
+
+`create_portal(...)` builds it with its own settings (portal.config.PortalConfig),
+the audit trail and the token verifier it is given; `mount(parent, portal)`
+serves it under /v1/portal, the activation landing page at /portal/activate,
+and runs its database and outbox sender. The composition root
+(signalling.app.create_app) does both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zoneinfo
+from collections.abc import AsyncIterator, Callable
+from datetime import tzinfo
+from email.message import EmailMessage
+
+from aiohttp import web
+from yarl import URL
+
+from common.audit import AuditEntry, SqliteAuditLog
+from common.clock import Clock
+from common.config import ConfigError
+from common.keys import AUDIT, VERIFIER
+from common.tokens import TokenVerifier
+from portal.config import PortalConfig
+from portal.errors import PortalError
+from portal.keys import CLOCK, DATABASE, PASSWORDS, PORTAL, SETTINGS, SUBAPP
+from portal.mail import invitation_email
+from portal.outbox import LOCK_FILE, OutboxSender, SenderLock
+from portal.page import landing_page
+from portal.passwords import Passwords
+from portal.routes import add_routes
+from portal.service import PortalService
+from portal.smtp import SmtpSettings, SmtpTransport
+from portal.sqlite_db import SqliteDatabase
+from portal.sqlite_outbox import SqliteOutbox
+from portal.sqlite_store import SqlitePortalStore
+from portal.store import Claimed
+from portal.tokens import TokenMaker, activation_link
+from portal.validate import email as valid_email
+
+log = logging.getLogger(__name__)
+
+PORTAL_FILE = "portal.sqlite3"
+PREFIX = "/v1/portal"  # the API; the landing page a link opens is LANDING
+LANDING = "/portal/activate"
+STOP_GRACE_S = 10.0  # on shutdown, an SMTP attempt in flight may finish and be recorded
+
+
+def time_zone(config: PortalConfig) -> tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(config.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"unknown VISITROOM_PORTAL_TIMEZONE {config.timezone!r}") from None
+
+
+def sender_address(config: PortalConfig) -> str:
+    """VISITROOM_SMTP_FROM, or visitroom@ the public host name (localhost for an address)."""
+    if config.smtp_from:
+        try:
+            return valid_email(config.smtp_from).address
+        except PortalError:
+            raise ConfigError("VISITROOM_SMTP_FROM is not a valid email address") from None
+    host = URL(config.base_url).host or "localhost"
+    named = any(c.isalpha() for c in host) and "." in host and ":" not in host
+    return f"visitroom@{host if named else 'localhost'}"
+
+
+def build_sender(
+    config: PortalConfig,
+    database: SqliteDatabase,
+    clock: Clock,
+    on_sent: Callable[[Claimed, str], None] | None = None,
+) -> OutboxSender | None:
+    """The outbox sender, or None when no SMTP server is configured (mail waits)."""
+    settings = SmtpSettings.from_config(config)
+    if settings is None:
+        return None
+    tokens = TokenMaker.from_api_keys(config.api_keys)
+    sender = sender_address(config)
+
+    def compose(claimed: Claimed, token: str) -> EmailMessage:
+        return invitation_email(
+            sender=sender,
+            recipient=claimed.recipient,
+            first_name=claimed.first_name,
+            practice=config.practices.get(claimed.practice),
+            link=activation_link(config.base_url, token),
+            message_id=claimed.smtp_message_id,
+            created_at=claimed.created_at,
+            valid_for_s=config.invite_ttl_s,
+        )
+
+    return OutboxSender(
+        SqliteOutbox(database),
+        SmtpTransport(settings),
+        tokens,
+        compose,
+        lock=SenderLock(config.data_dir / LOCK_FILE),
+        clock=clock,
+        link_ttl_s=config.invite_ttl_s,
+        retry_base_s=config.retry_base_s,
+        delivered=on_sent,
+    )
+
+
+def create_portal(
+    config: PortalConfig, audit: SqliteAuditLog, verifier: TokenVerifier, clock: Clock
+) -> web.Application:
+    """The portal as a sub-application; a bad setting raises ConfigError here, at start."""
+    zone = time_zone(config)
+    SmtpSettings.from_config(config)  # a bad URL stops the start, not the first send
+    database = SqliteDatabase(config.data_dir / PORTAL_FILE)
+    passwords = Passwords()
+    domain = sender_address(config).rpartition("@")[2]
+    app = web.Application()
+    app[SETTINGS], app[CLOCK], app[AUDIT], app[VERIFIER] = config, clock, audit, verifier
+    app[DATABASE] = database
+    app[PASSWORDS] = passwords
+    app[PORTAL] = PortalService(
+        config, SqlitePortalStore(database), passwords, audit, clock, zone, domain
+    )
+    add_routes(app)
+    return app
+
+
+def mount(parent: web.Application, portal: web.Application) -> None:
+    """Serve `portal` from `parent`: the API under PREFIX, the landing page at LANDING.
+
+    Its database and sender run in the parent's cleanup context, after the
+    contexts added before (the audit trail) start and before they stop: aiohttp
+    stops a sub-application's own contexts after its parent's, too late to
+    record the last send.
+    """
+    parent[SUBAPP] = portal
+    parent.add_subapp(PREFIX, portal)
+    parent.router.add_get(LANDING, landing_page())
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        async with _running(portal):
+            yield
+
+    parent.cleanup_ctx.append(lifecycle)
+
+
+@contextlib.asynccontextmanager
+async def _running(app: web.Application) -> AsyncIterator[None]:
+    database, passwords = app[DATABASE], app[PASSWORDS]
+    await database.start()
+    await passwords.start()
+    audit = app[AUDIT]
+
+    def on_sent(claimed: Claimed, outcome: str) -> None:
+        audit.record(AuditEntry("portal_invite_sent", outcome, subject=claimed.patient_id))
+
+    sender = build_sender(app[SETTINGS], database, app[CLOCK], on_sent)
+    task: asyncio.Task[None] | None = None
+    if sender is not None:
+        app[PORTAL].on_queued = sender.wake
+        task = asyncio.create_task(sender.run(), name="portal-outbox")
+    else:
+        log.info("no VISITROOM_SMTP_URL: invitations wait in the outbox (visitroom portal outbox)")
+    yield
+    if sender is not None and task is not None:
+        await sender.stop(task, STOP_GRACE_S)
+    await database.close()
+    passwords.close()
