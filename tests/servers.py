@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,11 +24,27 @@ METRICS_TOKEN = "test-metrics-" + "m" * 32  # every server process serves /metri
 METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel picks (bind to 0) can be
+# taken by any outgoing connection between our pick and the server's own bind ("address
+# already in use" on a busy machine); one from here is only taken by another explicit bind.
+_PORTS = range(20_000, 32_768)
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nobody holds and this process has not handed out."""
+    for _ in range(500):
+        port = random.choice(_PORTS)
+        if port in _given:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given.add(port)
         return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 class ServerProcess:
