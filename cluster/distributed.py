@@ -22,7 +22,7 @@ from cluster.bus import Bus, BusUnavailable
 from cluster.coordinator import LOCAL, UNAVAILABLE, RoomHost, Route, RouteKind
 from cluster.leases import LEASE_TTL_MS, RoomLeases
 from cluster.registry import NodeInfo, NodeRegistry
-from cluster.roomstate import Change, RoomStateStore, touched
+from cluster.roomstate import Change, RoomStateStore, StoredResumeTokens, touched
 from waiting_room.clock import Clock
 from waiting_room.events import Event
 from waiting_room.room import Room
@@ -33,7 +33,7 @@ ROUTE_DEADLINE_S = 8.0
 ROUTE_RETRY_S = 0.2
 
 
-class RedisCoordinator:
+class RedisCoordinator(StoredResumeTokens):
     """The `Coordinator` of one node of a cluster sharing `bus` (Redis)."""
 
     multi_node = True
@@ -47,6 +47,7 @@ class RedisCoordinator:
         self._registry = NodeRegistry(bus, node_id, node_url)
         self._leases = RoomLeases(bus, node_id, self._lost, self._write_back)
         self._store = RoomStateStore(bus)
+        super().__init__(self._store)
         self._dirty: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._suspects: dict[str, float] = {}  # node id -> until (monotonic)
@@ -191,20 +192,6 @@ class RedisCoordinator:
         return True
 
     # --- resume tokens -----------------------------------------------------------------
-
-    async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:
-        with contextlib.suppress(BusUnavailable):
-            await self._store.remember_resume(room_id, digest, participant_id)
-
-    async def forget_resume(self, room_id: str, *digests: str) -> None:
-        if digests:
-            with contextlib.suppress(BusUnavailable):
-                await self._store.forget_resume(room_id, *digests)
-
-    async def find_resume(self, room_id: str, digest: str) -> str | None:
-        with contextlib.suppress(BusUnavailable):
-            return await self._store.find_resume(room_id, digest)
-        return None
 
     # --- notices between nodes (pub/sub) -----------------------------------------------
 

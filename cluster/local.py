@@ -17,14 +17,14 @@ from cluster.bus import BusUnavailable
 from cluster.coordinator import ALIVE_EVERY_S, LOCAL, RoomHost, Route
 from cluster.filestate import FileRoomState
 from cluster.registry import NodeInfo
-from cluster.roomstate import Change, touched
+from cluster.roomstate import Change, StoredResumeTokens, touched
 from waiting_room.events import Event
 from waiting_room.room import Room
 
 log = logging.getLogger(__name__)
 
 
-class LocalCoordinator:
+class LocalCoordinator(StoredResumeTokens):
     """The `Coordinator` of a single node, with durable room state in `state`."""
 
     multi_node = False
@@ -32,6 +32,7 @@ class LocalCoordinator:
     def __init__(self, state: FileRoomState, node_id: str, host: RoomHost) -> None:
         self.node_id = node_id
         self.draining = False
+        super().__init__(state)
         self._state = state
         self._host = host
         self._dirty: set[str] = set()
@@ -136,20 +137,6 @@ class LocalCoordinator:
         return False  # nobody to hand it to: the room is kept in the file for a restart
 
     # --- resume tokens -----------------------------------------------------------------
-
-    async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:
-        with contextlib.suppress(BusUnavailable):
-            await self._state.remember_resume(room_id, digest, participant_id)
-
-    async def forget_resume(self, room_id: str, *digests: str) -> None:
-        if digests:
-            with contextlib.suppress(BusUnavailable):
-                await self._state.forget_resume(room_id, *digests)
-
-    async def find_resume(self, room_id: str, digest: str) -> str | None:
-        with contextlib.suppress(BusUnavailable):
-            return await self._state.find_resume(room_id, digest)
-        return None
 
     # --- notices: no other node --------------------------------------------------------
 
