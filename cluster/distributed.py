@@ -20,9 +20,10 @@ import msgpack
 from cluster import keys
 from cluster.bus import Bus, BusUnavailable
 from cluster.coordinator import LOCAL, UNAVAILABLE, RoomHost, Route, RouteKind
+from cluster.keeper import StateKeeper
 from cluster.leases import LEASE_TTL_MS, RoomLeases
 from cluster.registry import NodeInfo, NodeRegistry
-from cluster.roomstate import Change, RoomStateStore, StoredResumeTokens, touched
+from cluster.roomstate import Change, RoomStateStore, touched
 from waiting_room.clock import Clock
 from waiting_room.events import Event
 from waiting_room.room import Room
@@ -33,7 +34,7 @@ ROUTE_DEADLINE_S = 8.0
 ROUTE_RETRY_S = 0.2
 
 
-class RedisCoordinator(StoredResumeTokens):
+class RedisCoordinator(StateKeeper):
     """The `Coordinator` of one node of a cluster sharing `bus` (Redis)."""
 
     multi_node = True
@@ -43,12 +44,10 @@ class RedisCoordinator(StoredResumeTokens):
         self.node_id = node_id
         self.draining = False
         self._clock = clock
-        self._host = host
+        self._store = RoomStateStore(bus)
+        super().__init__(self._store, host)
         self._registry = NodeRegistry(bus, node_id, node_url)
         self._leases = RoomLeases(bus, node_id, self._lost, self._write_back)
-        self._store = RoomStateStore(bus)
-        super().__init__(self._store)
-        self._dirty: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._suspects: dict[str, float] = {}  # node id -> until (monotonic)
         self._notices: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -224,15 +223,3 @@ class RedisCoordinator(StoredResumeTokens):
             await self._leases.renew_all()
         for room_id in list(self._dirty):
             await self._write_back(room_id)
-
-    async def _write_back(self, room_id: str) -> None:
-        """Write an owned room in full, resume tokens included (the bus may be empty)."""
-        room = self._host.live(room_id)
-        if room is None:
-            self._dirty.discard(room_id)  # gone meanwhile: nothing to write
-            return
-        with contextlib.suppress(BusUnavailable):
-            await self._store.save_all(room)
-            for digest, pid in self._host.resume_digests(room_id).items():
-                await self._store.remember_resume(room_id, digest, pid)
-            self._dirty.discard(room_id)

@@ -16,15 +16,16 @@ from typing import Any
 from cluster.bus import BusUnavailable
 from cluster.coordinator import ALIVE_EVERY_S, LOCAL, RoomHost, Route
 from cluster.filestate import FileRoomState
+from cluster.keeper import StateKeeper
 from cluster.registry import NodeInfo
-from cluster.roomstate import Change, StoredResumeTokens, touched
+from cluster.roomstate import Change, touched
 from waiting_room.events import Event
 from waiting_room.room import Room
 
 log = logging.getLogger(__name__)
 
 
-class LocalCoordinator(StoredResumeTokens):
+class LocalCoordinator(StateKeeper):
     """The `Coordinator` of a single node, with durable room state in `state`."""
 
     multi_node = False
@@ -32,10 +33,8 @@ class LocalCoordinator(StoredResumeTokens):
     def __init__(self, state: FileRoomState, node_id: str, host: RoomHost) -> None:
         self.node_id = node_id
         self.draining = False
-        super().__init__(state)
+        super().__init__(state, host)
         self._state = state
-        self._host = host
-        self._dirty: set[str] = set()
         self._alive: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -62,17 +61,6 @@ class LocalCoordinator(StoredResumeTokens):
                 await self._state.beat()
             for room_id in list(self._dirty):  # a failed write is retried in full
                 await self._write_back(room_id)
-
-    async def _write_back(self, room_id: str) -> None:
-        room = self._host.live(room_id)
-        if room is None:
-            self._dirty.discard(room_id)  # gone meanwhile: nothing to write
-            return
-        with contextlib.suppress(BusUnavailable):
-            await self._state.save_all(room)
-            for digest, pid in self._host.resume_digests(room_id).items():
-                await self._state.remember_resume(room_id, digest, pid)
-            self._dirty.discard(room_id)
 
     @property
     def accepting(self) -> bool:

@@ -7,14 +7,13 @@ clients were told. Writes are O(changes), not O(room).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from typing import Any, Protocol
 
 import msgpack
 
 from cluster import keys
-from cluster.bus import Bus, BusUnavailable
+from cluster.bus import Bus
 from waiting_room.clock import Clock
 from waiting_room.events import (
     Admitted,
@@ -106,28 +105,6 @@ class RoomState(Protocol):
     async def find_resume(self, room_id: str, digest: str) -> str | None: ...
 
     async def forget_room(self, room_id: str) -> None: ...
-
-
-class StoredResumeTokens:
-    """A coordinator's resume tokens (digests), kept with the rooms' state. While the
-    store is away nothing is remembered, forgotten or found: the client knocks again."""
-
-    def __init__(self, state: RoomState) -> None:
-        self._tokens_in = state
-
-    async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:
-        with contextlib.suppress(BusUnavailable):
-            await self._tokens_in.remember_resume(room_id, digest, participant_id)
-
-    async def forget_resume(self, room_id: str, *digests: str) -> None:
-        if digests:
-            with contextlib.suppress(BusUnavailable):
-                await self._tokens_in.forget_resume(room_id, *digests)
-
-    async def find_resume(self, room_id: str, digest: str) -> str | None:
-        with contextlib.suppress(BusUnavailable):
-            return await self._tokens_in.find_resume(room_id, digest)
-        return None
 
 
 class RoomStateStore:
