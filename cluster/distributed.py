@@ -171,10 +171,7 @@ class RedisCoordinator(StateKeeper):
             announce()
             return
         async with self._locks.setdefault(change.room_id, asyncio.Lock()):
-            try:
-                await self._store.write(change)
-            except BusUnavailable:
-                self._dirty.add(change.room_id)  # written in full once the bus is back
+            await self._write(change)
             announce()
 
     async def forget_room(self, room_id: str) -> None:

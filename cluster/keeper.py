@@ -6,7 +6,7 @@ import contextlib
 
 from cluster.bus import BusUnavailable
 from cluster.coordinator import RoomHost
-from cluster.roomstate import RoomState
+from cluster.roomstate import Change, RoomState
 
 
 class StateKeeper:
@@ -32,6 +32,13 @@ class StateKeeper:
         with contextlib.suppress(BusUnavailable):
             return await self._kept.find_resume(room_id, digest)
         return None
+
+    async def _write(self, change: Change) -> None:
+        """Store one change; if the store is away, the room is written in full later."""
+        try:
+            await self._kept.write(change)
+        except BusUnavailable:
+            self._dirty.add(change.room_id)
 
     async def _write_back(self, room_id: str) -> None:
         """Write a room in full, resume tokens included (the store may have lost it)."""

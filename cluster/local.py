@@ -111,10 +111,7 @@ class LocalCoordinator(StateKeeper):
         """One queue in the file state keeps the order per room: no lock needed, and the
         changes of many commands share a transaction."""
         if change is not None:
-            try:
-                await self._state.write(change)
-            except BusUnavailable:
-                self._dirty.add(change.room_id)  # written in full once the disk is back
+            await self._write(change)
         announce()
 
     async def forget_room(self, room_id: str) -> None:
