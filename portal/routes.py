@@ -15,7 +15,7 @@ from aiohttp import web
 from common.api import MAX_BODY, grant, refuse
 from common.audit import AuditEntry
 from common.codec import DecodeError, JsonCodec
-from common.keys import AUDIT
+from common.keys import AUDIT, CLIENT_ADDRESS
 from common.scopes import PORTAL_STAFF
 from portal.access import Staff, is_portal_token, staff_of
 from portal.errors import BAD_REQUEST, PortalError
@@ -81,8 +81,11 @@ def staff(request: web.Request) -> Staff:
 
 
 def remote(request: web.Request) -> str:
-    # The peer address only: X-Forwarded-For is whatever a client wants it to be.
-    return request.remote or "unknown"
+    """The client's address as the server that mounts us judges it (trusted proxies)."""
+    client_address = request.config_dict.get(CLIENT_ADDRESS)
+    if client_address is None:  # served on its own: the peer address only
+        return request.remote or "unknown"
+    return client_address(request) or "unknown"
 
 
 # --- handlers ---------------------------------------------------------------------------------

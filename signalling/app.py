@@ -15,7 +15,7 @@ from aiohttp import web
 from cluster.kdf import derive
 from common.audit import SqliteAuditLog
 from common.config import ConfigError
-from common.keys import AUDIT, VERIFIER
+from common.keys import AUDIT, CLIENT_ADDRESS, VERIFIER
 from common.ratelimit import WindowLimiter
 from common.tokens import TokenVerifier
 from portal.app import create_portal
@@ -106,6 +106,7 @@ def create_app(
     app[GUARD] = Guard(
         config.header_timeout_s, config.max_unauthenticated_per_address, config.trusted_proxies
     )
+    app[CLIENT_ADDRESS] = app[GUARD].client_address
     app.cleanup_ctx.append(_stores)
     app.cleanup_ctx.append(_cluster)
     app.cleanup_ctx.append(_media(media))

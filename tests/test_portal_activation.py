@@ -10,6 +10,7 @@ import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,10 @@ import argon2
 from common.config import RateLimit
 from common.keys import AUDIT
 from portal.page import csp_hash
+from signalling.app import create_app, portal_config
+from tests.conftest import make_config
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
+    BASE_URL,
     PASSWORD,
     Mailbox,
     Portal,
@@ -286,6 +290,30 @@ async def test_one_address_may_fail_only_so_often_across_accounts(
     assert (await portal.login("ann@example.com"))[0] == 200  # others are not held up
     clock.advance(900)
     assert (await login_from(portal, ip, "ann@example.com", PASSWORD))[0] == 200
+
+
+async def test_behind_a_trusted_proxy_the_address_limit_counts_each_patient_apart(
+    mailbox: Mailbox, aiohttp_client: Any, tmp_path: Path
+) -> None:
+    """Behind the documented reverse proxy every login comes from the proxy: the hard
+    per-address limit must count the client (X-Forwarded-For), or 10 failures
+    anywhere would lock every patient out."""
+    config = make_config(tmp_path, public_base_url=BASE_URL, trusted_proxies=("127.0.0.1",))
+    settings = replace(portal_config(config, {}), smtp_url=mailbox.url)
+    portal = Portal(await aiohttp_client(create_app(config, portal=settings)))
+    await activated_ann(portal, mailbox)
+    url = portal.client.make_url("/v1/portal/login")
+
+    async def login(client_ip: str, email: str, password: str) -> int:
+        body = {"email": email, "password": password}
+        headers = {"X-Forwarded-For": client_ip}
+        async with portal.client.session.post(url, json=body, headers=headers) as response:
+            return response.status
+
+    for n in range(10):
+        assert await login("198.51.100.7", f"p{n}@example.com", "wrong password!") == 401
+    assert await login("198.51.100.7", "p10@example.com", "wrong password!") == 429
+    assert await login("203.0.113.9", "ann@example.com", PASSWORD) == 200
 
 
 async def test_argon2_runs_off_the_event_loop(portal: Portal, monkeypatch: Any) -> None:
