@@ -31,8 +31,8 @@ class Silence:
         self.beat_s = beat_s
         self.timeout_s = timeout_s
         self.silent_s = 0.0
-        self.judge_late_s = 0.0  # stall time not held against the worker
-        self.late_beats = 0
+        self.judge_late_s = 0.0  # stall time not held against the worker, in all
+        self.last_late_s = 0.0  # of it, at the last beat
         self._since = now
         self._last_beat = now
 
@@ -44,10 +44,8 @@ class Silence:
     def beat(self, now: float) -> bool:
         """One heartbeat of the judge; True when the worker is to be declared lost."""
         most = self.beat_s * LATE_BEAT
-        late = now - self._last_beat - most
-        if late > 0:
-            self.judge_late_s += late
-            self.late_beats += 1
+        self.last_late_s = max(0.0, now - self._last_beat - most)
+        self.judge_late_s += self.last_late_s
         self.silent_s += min(max(0.0, now - self._since), most)
         self._since = self._last_beat = now
         return self.silent_s > self.timeout_s

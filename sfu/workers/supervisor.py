@@ -114,14 +114,13 @@ class WorkerLink:
     async def _heartbeat(self) -> None:
         while self.state == WorkerState.READY:
             await asyncio.sleep(self._heartbeat_s)
-            late = self.silence.judge_late_s
             if self.silence.beat(time.monotonic()):
                 self._report(f"no heartbeat for {self._timeout_s:.1f} s")
                 return
-            if self.silence.judge_late_s - late > self._heartbeat_s:
+            if self.silence.last_late_s > self._heartbeat_s:
                 logger.warning(
                     "the pool's event loop was %.1f s late: not held against worker%d",
-                    self.silence.judge_late_s - late,
+                    self.silence.last_late_s,
                     self.index,
                 )
             self.conn.request("ping").add_done_callback(self._pong)
