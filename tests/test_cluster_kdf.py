@@ -6,7 +6,6 @@ import pytest
 
 from cluster.kdf import PURPOSES, check_cluster_secret, derive, hkdf_sha256
 from sfu.relay.crypto import pair_key
-from sfu.workers.rpcauth import derive as rpc_derive
 from tests.conftest import CLUSTER_SECRET
 
 
@@ -38,8 +37,7 @@ def test_every_purpose_gets_its_own_key() -> None:
     assert derive("d" * 48, "hop") != keys["hop"]
 
 
-def test_the_worker_rpc_and_relay_keys_come_from_the_cluster_kdf() -> None:
-    assert rpc_derive(CLUSTER_SECRET, "rpc") == derive(CLUSTER_SECRET, "rpc")
+def test_the_relay_keys_come_from_the_cluster_kdf() -> None:
     relay_key = pair_key(CLUSTER_SECRET, 1, 2)
     assert relay_key != pair_key("d" * 48, 1, 2)
     assert relay_key != derive(CLUSTER_SECRET, "rpc")[:30]

@@ -28,15 +28,10 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from cluster import kdf as cluster_kdf
+from cluster.kdf import derive
 
 MAX_SKEW_S = 30.0
 MAX_NONCES = 4096
-
-
-def derive(secret: str, purpose: str) -> bytes:
-    """A key for one purpose (HKDF, `cluster.kdf`): the cluster secret itself signs nothing."""
-    return cluster_kdf.derive(secret, purpose)
 
 
 def _mac(key: bytes, message: str) -> str:
