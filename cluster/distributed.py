@@ -187,8 +187,6 @@ class RedisCoordinator(StateKeeper):
             await self._leases.release(room.id)
         return True
 
-    # --- resume tokens -----------------------------------------------------------------
-
     # --- notices between nodes (pub/sub) -----------------------------------------------
 
     async def notify(self, kind: str, **fields: Any) -> None:

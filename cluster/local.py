@@ -121,8 +121,6 @@ class LocalCoordinator(StateKeeper):
     async def hand_over(self, room: Room) -> bool:
         return False  # nobody to hand it to: the room is kept in the file for a restart
 
-    # --- resume tokens -----------------------------------------------------------------
-
     # --- notices: no other node --------------------------------------------------------
 
     async def notify(self, kind: str, **fields: Any) -> None:

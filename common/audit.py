@@ -83,16 +83,6 @@ class AuditLog(Protocol):
     def record(self, entry: AuditEntry) -> None: ...
 
 
-class MemoryAuditLog:
-    """An in-memory trail for pure tests of the shells."""
-
-    def __init__(self) -> None:
-        self.entries: list[AuditEntry] = []
-
-    def record(self, entry: AuditEntry) -> None:
-        self.entries.append(entry)
-
-
 def iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

@@ -22,6 +22,9 @@ ANONYMOUS_KNOCKS = RateLimit(20, 10.0)  # the default: anonymous knocks, per add
 IDENTITY_KNOCKS = RateLimit(5, 10.0)  # the default: token knocks, per identity
 
 
+SEND_QUEUE_BYTES = 8 * 1024 * 1024  # what one WebSocket that does not read may hold
+
+
 @dataclass(frozen=True)
 class Config:
     host: str = "127.0.0.1"
@@ -50,7 +53,7 @@ class Config:
     default_max_participants: int = 200
     send_queue_limit: int = 1024
     # floods and slow clients (docs/operations.md, "Floods and slow clients")
-    send_queue_bytes: int = 8 * 1024 * 1024  # per WebSocket, besides send_queue_limit frames
+    send_queue_bytes: int = SEND_QUEUE_BYTES  # per WebSocket, besides send_queue_limit frames
     header_timeout_s: float = 5.0  # a request's headers must be complete by then
     max_unauthenticated_per_address: int = 500  # connections not yet a verified WebSocket
     trusted_proxies: tuple[str, ...] = ()  # exempt from the per-address cap; X-Forwarded-For
@@ -177,12 +180,6 @@ def ensure_credentials(
     return wanted, path
 
 
-def load_or_create_credentials(data_dir: Path) -> tuple[dict[str, str], Path | None]:
-    """The stored API key/secret pair, generated when missing; see `ensure_credentials`."""
-    stored, created = ensure_credentials(data_dir, api_key=True, cluster=False)
-    return {stored["api_key"]: stored["api_secret"]}, created
-
-
 def parse_api_keys(text: str) -> dict[str, str]:
     """`VISITROOM_API_KEYS`: ``key1:secret1,key2:secret2`` (the first signs)."""
     keys: dict[str, str] = {}
@@ -273,7 +270,7 @@ def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
 def limits_from_env(env: Mapping[str, str]) -> dict[str, object]:
     """Floods and slow clients: VISITROOM_SEND_QUEUE_BYTES, _HEADER_TIMEOUT_S, and so on."""
     try:
-        queue_bytes = int(env.get("VISITROOM_SEND_QUEUE_BYTES") or 8 * 1024 * 1024)
+        queue_bytes = int(env.get("VISITROOM_SEND_QUEUE_BYTES") or SEND_QUEUE_BYTES)
         header_timeout = float(env.get("VISITROOM_HEADER_TIMEOUT_S") or 5.0)
         per_address = int(env.get("VISITROOM_MAX_CONNECTIONS_PER_ADDRESS") or 500)
         proxies = split_list(env.get("VISITROOM_TRUSTED_PROXIES"))

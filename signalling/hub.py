@@ -32,7 +32,6 @@ CLOSE_TOO_BIG = 1009
 CLOSE_SERVICE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
 CLOSE_GRACE_S = 5.0
-DEFAULT_QUEUE_BYTES = 8 * 1024 * 1024
 
 
 class Connection:
@@ -43,7 +42,7 @@ class Connection:
         ws: web.WebSocketResponse,
         codec: Codec,
         queue_limit: int,
-        queue_bytes: int = DEFAULT_QUEUE_BYTES,
+        queue_bytes: int,
         transport: asyncio.Transport | None = None,
     ) -> None:
         self.ws = ws

@@ -2,8 +2,7 @@
 
 `RawWebSocket` does the WebSocket handshake by hand on a blocking socket
 with a small receive buffer, sends frames, and then reads only when told to:
-a client that stops reading.  `partial_request` opens a connection that
-sends the start of a request's headers and never finishes them.
+a client that stops reading.
 """
 
 from __future__ import annotations
@@ -98,13 +97,3 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def partial_request(host: str, port: int, source: str = "127.0.0.1") -> socket.socket:
-    """A connection that sends half a request line and headers, and never the rest."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((source, 0))
-    sock.settimeout(10.0)
-    sock.connect((host, port))
-    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-    return sock

@@ -63,8 +63,11 @@ def call_survives_a_restart(pages: Pages, site: WebServer, how: str) -> None:
     assert (own_id(host), own_id(guest)) == (host_id, guest_id), "the same sessions, resumed"
     decoding_again(host, guest_id)
     decoding_again(guest, host_id)
-    assert not guest.get_by_test_id("screen-waiting").is_visible(), "nobody knocked again"
-    assert host.get_by_test_id("waiting-item").count() == 0
+    expect(guest.get_by_test_id("screen-waiting")).to_be_hidden()  # nobody knocked again
+    expect(host.get_by_test_id("people-badge")).to_be_hidden()
+    host.get_by_test_id("btn-people").click()  # the lobby list renders only while it is open
+    expect(host.get_by_test_id("people-panel")).to_be_visible()
+    expect(host.get_by_test_id("waiting-item")).to_have_count(0)
 
 
 def test_the_client_gives_up_when_the_servers_resume_window_is_over(

@@ -16,9 +16,9 @@ the packet budget, and its CPU share is under the CPU budget.  Then:
    most of its participants (ties: the lowest index): a room stays on as few
    workers as possible, so fewer streams need relaying;
 2. else the worker with headroom and the lowest load (the largest of its
-   budget shares, in steps of `LOAD_STEP`: loads less than a step apart count
-   as equal and the lowest index wins, so the noise of CPU readings never
-   decides where a room starts);
+   budget shares, in bands of `LOAD_STEP`: loads in the same band count as
+   equal and the lowest index wins, so the noise of CPU readings does not
+   decide where a room starts);
 3. else (everyone is over budget) the least loaded worker: the participant
    is placed anyway, and the pool counts it as over budget.
 """
