@@ -343,9 +343,10 @@ export class VisitRoom extends Emitter {
       welcome: this._onWelcome,
       lobby_status: this._onLobbyStatus,
       admitted: this._onAdmitted,
-      rejected: this._onRejected,
-      left: this._onLeft,
-      replaced: this._onReplaced,
+      rejected: () => this._end("rejected"),
+      left: () => this._end("left"),
+      // A newer connection (another tab or window) took this session's place.
+      replaced: () => this._end("replaced"),
       knock: this._onKnock,
       lobby: this._onLobby,
       lobby_left: this._onLobbyLeft,
@@ -403,25 +404,11 @@ export class VisitRoom extends Emitter {
     this._saveSession();
   }
 
-  _onRejected() {
+  /** The session is over for good (rejected, left or replaced): no resume. */
+  _end(state) {
     this._final = true;
     this._session?.clear();
-    this._setState("rejected");
-    this._media?.close();
-  }
-
-  _onLeft() {
-    this._final = true;
-    this._session?.clear();
-    this._setState("left");
-    this._media?.close();
-  }
-
-  /** A newer connection (another tab or window) took this session's place. */
-  _onReplaced() {
-    this._final = true;
-    this._session?.clear();
-    this._setState("replaced");
+    this._setState(state);
     this._media?.close();
   }
 
