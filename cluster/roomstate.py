@@ -137,10 +137,7 @@ class RoomStateStore:
             return None
         stored = await self._bus.hgetall(keys.room_people(room_id))
         room = rebuild(meta, stored.values(), clock)
-        now = clock()
-        for person in room.participants:  # their sockets were on the old owner
-            person.connected = False
-            person.disconnected_at = now
+        room.drop_all(clock())  # their sockets were on the old owner
         return room
 
     async def remember_resume(self, room_id: str, digest: str, participant_id: str) -> None:

@@ -412,12 +412,18 @@ class Room:
         person.interrupted = False
         return person
 
-    def interrupt(self, stopped_at: float) -> None:
-        """The server stopped at `stopped_at` with everyone here (their sockets are gone):
-        each may resume within the window from then; who does not leaves as `interrupted`."""
+    def drop_all(self, at: float) -> None:
+        """Everyone's socket is gone as of `at` (the room moved to another node): each may
+        resume within the window from then; who does not leaves as `disconnected`."""
         for person in self._people.values():
             person.connected = False
-            person.disconnected_at = stopped_at
+            person.disconnected_at = at
+
+    def interrupt(self, stopped_at: float) -> None:
+        """The server stopped at `stopped_at` with everyone here: as `drop_all`, but who
+        does not come back leaves as `interrupted`."""
+        self.drop_all(stopped_at)
+        for person in self._people.values():
             person.interrupted = True
 
     def expire(self, resume_window_s: float) -> list[Event]:
