@@ -105,4 +105,6 @@ async def test_a_host_token_never_takes_a_guests_place(connect: Connect) -> None
     await guest.next("welcome")
     posing = await connect("visit-1", {"token": token(identity="pat", role="host")})
     assert (await posing.next("error"))["code"] == "conflict"
+    # A round trip on the guest's socket: anything sent to it before is in by now.
+    assert (await guest.request({"type": "leave"}))["type"] == "ack"
     assert not guest.of_type("replaced")
