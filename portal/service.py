@@ -206,7 +206,7 @@ class PortalService:
         if len(email) > validate.MAX_EMAIL or len(password.encode()) > validate.MAX_PASSWORD:
             raise bad_request("`email` or `password` is too long")
         key = _login_key(email)
-        slot = token_hash(key)  # the throttle keeps no address in memory
+        slot = token_hash(key)  # the throttle keeps no email address in memory, only a hash
         wait = self._logins.begin(slot, remote)
         if wait > 0:
             self._audit("portal_login", RATE_LIMITED, None, None)
