@@ -417,6 +417,12 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   return {
     element: screen,
     openPanel,
+    /** Turn my microphone or camera on (true) or off (false), as its button would. */
+    setDevices({ microphone, camera }) {
+      if (typeof microphone === "boolean" && microphone !== micOn) toggleMic();
+      if (typeof camera === "boolean" && camera !== cameraOn) toggleCamera();
+      return { microphone: micOn && hasMic, camera: cameraOn && hasCam };
+    },
     destroy() {
       for (const off of cleanups) off();
       info.stop();

@@ -32,7 +32,14 @@ export function roomIdFromPath(pathname = location.pathname) {
  *   report?: (event: string, detail?: Record<string, unknown>) => void,
  *   parentJoin?: Promise<{token: string|null, name: string|null}>|null,
  *   renewToken?: (() => Promise<string|null>)|null,
+ *   skipPrecall?: boolean,
+ *   devices?: {microphone?: boolean, camera?: boolean},
+ *   onRoom?: (room: VisitRoom) => void,
+ *   onView?: (view: ReturnType<typeof roomScreen>) => void,
  * }} options
+ * `skipPrecall` (an embedding parent's choice, hosts only) goes straight to the room with
+ * the devices on or off as `devices` says; `onRoom` and `onView` hand the room and the
+ * room screen to the embed bridge.
  */
 export async function runVisit(options) {
   const { roomId, role, token = null, name = null, report = () => undefined, parentJoin = null } = options;
@@ -48,6 +55,8 @@ export async function runVisit(options) {
   }
   const prep = saved
     ? await resumeStep(saved)
+    : options.skipPrecall
+    ? await directStep(options.devices ?? {})
     : await precallStep({
         askName: role === "guest" && !token,
         initialName: name ?? "",
@@ -57,6 +66,7 @@ export async function runVisit(options) {
       });
   const room = new VisitRoom({ roomId, token: prep.token ?? token, name: prep.name, storage });
   room.sessionData = { micOn: prep.micOn, cameraOn: prep.cameraOn };
+  options.onRoom?.(room);
   // One terminal event (rejected, left, ended or error) per visit, whatever path ends it.
   let reported = false;
   const reportEnd = (event, detail) => {
@@ -111,6 +121,7 @@ export async function runVisit(options) {
       onLeave: () => room.leave(),
       onEndForAll: () => room.endForAll().catch(() => undefined),
     });
+    options.onView?.(view);
   };
   room.on("lobby_status", (m) => waiting?.update({ status: m.status, message: m.message ?? null }));
   room.on("reconnecting", ({ attempt }) => {
@@ -156,6 +167,21 @@ async function resumeStep(saved) {
   stream?.getAudioTracks().forEach((t) => (t.enabled = micOn));
   stream?.getVideoTracks().forEach((t) => (t.enabled = cameraOn));
   return { name: saved.name, token: null, stream, micOn, cameraOn };
+}
+
+/**
+ * No pre-call step (a provider who tested already, said by the embedding page): the
+ * devices asked for, switched on or off as the page said, and straight in.
+ * @param {{microphone?: boolean, camera?: boolean}} devices
+ */
+async function directStep(devices) {
+  pendingScreen("Starting your camera and microphone…", null, "screen-connecting");
+  const { stream } = await requestDevices();
+  const micOn = devices.microphone !== false;
+  const cameraOn = devices.camera !== false;
+  stream?.getAudioTracks().forEach((t) => (t.enabled = micOn));
+  stream?.getVideoTracks().forEach((t) => (t.enabled = cameraOn));
+  return { name: null, token: null, stream, micOn, cameraOn };
 }
 
 /**
