@@ -32,7 +32,8 @@ async function main() {
   }
   // A guest starts right away; a name or guest token from the parent fills in the form.
   // `skip_precall` is not for guests: a patient always sees the pre-call step.
-  runVisit({ roomId, role, parentJoin: bridge.join, ...hooks });
+  const parentJoin = bridge.join.then((join) => ({ token: join.token, name: join.displayName }));
+  runVisit({ roomId, role, parentJoin, ...hooks });
 }
 
 main();

@@ -105,7 +105,7 @@ function parseJoin(data, command, fail) {
     command: {
       ...command,
       token: data.token || null,
-      name: typeof data.name === "string" ? data.name.slice(0, 80) : null,
+      displayName: typeof data.name === "string" ? data.name.slice(0, 80) : null,
       skipPrecall: data.skip_precall === true,
       microphone: data.microphone !== false,
       camera: data.camera !== false,

@@ -58,13 +58,14 @@ test("the join message: token, name, and the host's skip of the pre-call step", 
     name: "join",
     requestId: null,
     token: "t.o.k",
-    name: null,
+    displayName: null,
     skipPrecall: true,
     microphone: false,
     camera: true,
   });
   const guest = parseCommand({ type: "visitroom:join", name: "x".repeat(200) }).command;
-  assert.equal(guest.name.length, 80);
+  assert.equal(guest.name, "join");
+  assert.equal(guest.displayName.length, 80);
   assert.equal(guest.skipPrecall, false);
   assert.equal(guest.token, null);
   assert.equal(parseCommand({ type: "visitroom:join", skip_precall: "yes" }).code, "bad_request");
