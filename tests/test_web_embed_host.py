@@ -188,10 +188,41 @@ def test_commands_from_another_origin_or_window_are_ignored(
     expect(guest.get_by_test_id("screen-room")).to_be_visible()
 
 
-def test_the_parent_makes_the_host_leave(pages: Pages, site: WebServer) -> None:
+def test_withdrawn_and_rejected_knocks_breakouts_and_the_host_leaving(
+    pages: Pages, site: WebServer
+) -> None:
     room = site.schedule()
     parent, frame, _ = open_host_frame(pages, site, room)
     expect(frame.get_by_test_id("screen-room")).to_be_visible()
+    wes, rex, ann = pages.new("wes"), pages.new("rex"), pages.new("ann")
+
+    knock(wes, site, room, "Wes Withdraws")
+    wes_id = wait_for(parent, "participant_knocked", name="Wes Withdraws")["participant_id"]
+    wes.get_by_test_id("btn-leave-lobby").click()
+    wait_for(parent, "participant_knock_withdrawn", participant_id=wes_id, name="Wes Withdraws")
+
+    knock(rex, site, room, "Rex Rejected")
+    rex_id = wait_for(parent, "participant_knocked", name="Rex Rejected")["participant_id"]
+    assert command(parent, {"type": "visitroom:reject", "participant_id": rex_id})["ok"] is True
+    expect(rex.get_by_test_id("screen-rejected")).to_be_visible()
+    wait_for(parent, "participant_rejected", participant_id=rex_id, name="Rex Rejected")
+
+    # Breakouts opened and closed in the frame's own panel are reported too.
+    knock(ann, site, room, "Ann")
+    ann_id = wait_for(parent, "participant_knocked", name="Ann")["participant_id"]
+    command(parent, {"type": "visitroom:admit", "participant_id": ann_id})
+    expect(ann.get_by_test_id("screen-room")).to_be_visible()
+    frame.get_by_test_id("btn-breakouts").click()
+    panel = frame.get_by_test_id("breakout-panel")
+    panel.get_by_test_id("breakout-names").fill("Blue")
+    panel.get_by_test_id("btn-breakout-open").click()
+    opened = wait_for_event(parent, "breakouts_opened")
+    assert [r["name"] for r in opened["rooms"]] == ["Blue"]
+    assert opened["rooms"][0]["participant_ids"] == [ann_id]
+    panel.get_by_test_id("breakout-countdown").select_option("0")
+    panel.get_by_test_id("btn-breakout-close").click()
+    wait_for_event(parent, "breakouts_closed")
+
     assert command(parent, {"type": "visitroom:leave"})["ok"] is True
     assert wait_for_event(parent, "left")["reason"] == "left"
     expect(frame.get_by_test_id("screen-left")).to_be_visible()

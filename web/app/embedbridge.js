@@ -136,6 +136,10 @@ export function embedBridge({ parentOrigin, roomId, role, win = window }) {
   }
 
   win.addEventListener("message", onMessage);
+  const actualParent = win.location?.ancestorOrigins?.[0];
+  if (framed && actualParent && actualParent !== parentOrigin) {
+    console.warn(`visitroom: this frame's parent is ${shown(actualParent, 200)}, not parent_origin ${parentOrigin}: it gets no events and its commands are ignored`);
+  }
   return { report, join, attachRoom, attachView, framed };
 }
 
