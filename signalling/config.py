@@ -180,6 +180,24 @@ def ensure_credentials(
     return wanted, path
 
 
+def stored_api_keys(data_dir: Path) -> dict[str, str]:
+    """The API key/secret pair `visitroom serve` stored in `data_dir`; never generates one.
+
+    For commands that sign with the server's key (`visitroom token`, the portal's
+    `send-pending`): a key made up here would sign tokens the server rejects.
+    """
+    path = data_dir / CREDENTIALS_FILE
+    stored = _read_credentials(path) if path.is_file() else {}
+    if not stored.get("api_key") or not stored.get("api_secret"):
+        raise ConfigError(
+            f"no API credentials in {data_dir} (nothing was generated): pass the server's "
+            "data directory with --data-dir (or VISITROOM_DATA_DIR), or set VISITROOM_API_KEY "
+            "and VISITROOM_API_SECRET (or VISITROOM_API_KEYS) as the server has them"
+        )
+    check_secret(stored["api_secret"])
+    return {stored["api_key"]: stored["api_secret"]}
+
+
 def parse_api_keys(text: str) -> dict[str, str]:
     """`VISITROOM_API_KEYS`: ``key1:secret1,key2:secret2`` (the first signs)."""
     keys: dict[str, str] = {}
