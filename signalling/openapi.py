@@ -7,10 +7,8 @@ with `servers` naming this server's public base URL.
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -19,19 +17,19 @@ from signalling.keys import CONFIG
 DOCUMENT = Path(__file__).with_name("openapi.json")
 
 
-@functools.cache
-def document() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(DOCUMENT.read_text())
-    return loaded
-
-
-async def serve_document(request: web.Request) -> web.Response:
-    servers = [{"url": request.app[CONFIG].base_url}]
-    response = web.json_response({**document(), "servers": servers})
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+def rendered(base_url: str) -> bytes:
+    """The document as served: the built file with `servers` set to `base_url`."""
+    document = json.loads(DOCUMENT.read_text())
+    return json.dumps({**document, "servers": [{"url": base_url}]}).encode()
 
 
 def setup(app: web.Application) -> None:
-    document()  # a missing or broken file stops the server at start, not at the first call
+    # Read once, at start: a missing or broken file stops the server, not the first call.
+    body = rendered(app[CONFIG].base_url)
+
+    async def serve_document(request: web.Request) -> web.Response:
+        response = web.Response(body=body, content_type="application/json")
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
     app.router.add_get("/v1/openapi.json", serve_document)
