@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+# -- The signing rule. The webhook sender's common/webhooksig.py (another branch) has
+# -- the same names and behaviour; once both are merged, import these from there.
 SIGNATURE_HEADER = "X-Visitroom-Signature"
 TIMESTAMP_HEADER = "X-Visitroom-Timestamp"
 PREFIX = "sha256="
@@ -30,9 +32,37 @@ def _key(secret: str | bytes) -> bytes:
     return secret.encode() if isinstance(secret, str) else secret
 
 
-def sign_webhook(secret: str | bytes, body: bytes) -> str:
+def sign(secret: str | bytes, body: bytes) -> str:
     """The `X-Visitroom-Signature` value of `body`: ``sha256=<hex HMAC-SHA256>``."""
     return PREFIX + hmac.new(_key(secret), body, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: str | bytes,
+    body: bytes,
+    signature: str | None,
+    timestamp: str | None,
+    *,
+    now: float | None = None,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+) -> None:
+    """Raise SignatureError unless `signature` is `body`'s (compared in constant time)
+    and `timestamp` is within `tolerance_s` of `now` (default: the current time)."""
+    if not signature or not signature.startswith(PREFIX):
+        raise SignatureError(f"no {SIGNATURE_HEADER}: sha256=... header")
+    if not hmac.compare_digest(sign(secret, body).encode(), signature.strip().encode()):
+        raise SignatureError("the signature does not match the body")
+    try:
+        sent = int(timestamp or "")
+    except ValueError:
+        raise SignatureError(f"no {TIMESTAMP_HEADER} header in seconds") from None
+    current = time.time() if now is None else now
+    if abs(current - sent) > tolerance_s:
+        raise SignatureError(f"the timestamp is more than {tolerance_s:.0f} s away from now")
+
+
+# -- The SDK's part.
+sign_webhook = sign
 
 
 def verify_webhook(
@@ -48,18 +78,8 @@ def verify_webhook(
     `headers` is the request's (any mapping with case-insensitive lookup, such
     as aiohttp's or Starlette's, or a plain dict with these exact names).
     """
-    signature = headers.get(SIGNATURE_HEADER) or ""
-    if not signature.startswith(PREFIX):
-        raise SignatureError(f"no {SIGNATURE_HEADER}: sha256=... header")
-    if not hmac.compare_digest(sign_webhook(secret, body).encode(), signature.strip().encode()):
-        raise SignatureError("the signature does not match the body")
-    try:
-        sent = int(headers.get(TIMESTAMP_HEADER) or "")
-    except ValueError:
-        raise SignatureError(f"no {TIMESTAMP_HEADER} header in seconds") from None
-    current = time.time() if now is None else now
-    if abs(current - sent) > tolerance_s:
-        raise SignatureError(f"the timestamp is more than {tolerance_s:.0f} s away from now")
+    signature, timestamp = headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER)
+    verify(secret, body, signature, timestamp, now=now, tolerance_s=tolerance_s)
     try:
         event: Any = json.loads(body)
     except ValueError:
