@@ -153,5 +153,9 @@ async def test_real_answers_match_the_documented_schemas(client: TestClient[Any,
     )
     assert {"room_create", "host_token"} <= {e["action"] for e in trail["entries"]}
     await answers.check(await client.delete("/v1/rooms/visit-7", headers=admin), room, 200)
+    patients = "/v1/portal/patients"  # the portal's part of the same document
+    await answers.check(
+        await client.get(patients, params={"q": "lee"}, headers=admin), patients, 403
+    )
     await answers.check(await client.get("/healthz"), "/healthz", 200)
     await answers.check(await client.get("/readyz"), "/readyz", 200)
