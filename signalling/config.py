@@ -136,7 +136,10 @@ def _read_credentials(path: Path) -> dict[str, str]:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(f"{path} must not be readable by others (chmod 600)")
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is not a credentials file (not JSON)") from None
     if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
         raise ConfigError(f"{path} is not a credentials file")
     return stored

@@ -120,3 +120,15 @@ def test_portal_send_pending_without_credentials_fails_and_generates_nothing(
     code = main(["portal", "send-pending", "--data-dir", str(tmp_path / "data")])
     assert code != 0 and "no API credentials in" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_token_with_an_unreadable_credentials_file_says_so(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, no_env_keys: None
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "credentials.json").write_text("{not json")
+    (data / "credentials.json").chmod(0o600)
+    assert main(["token", "--admin", "--identity", "ops", "--data-dir", str(data)]) == 2
+    assert "is not a credentials file" in capsys.readouterr().err
+    assert (data / "credentials.json").read_text() == "{not json"

@@ -97,7 +97,7 @@ class VisitroomClient:
     ) -> Any:
         """The JSON answer of one call, retried as the module says."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = aiohttp.ClientSession()
         method = method.upper()
         retryable = method in IDEMPOTENT
         for attempt in range(self.retries + 1):
@@ -105,7 +105,12 @@ class VisitroomClient:
             headers = {"Authorization": f"Bearer {self._bearer()}"} if auth else {}
             try:
                 async with self._session.request(
-                    method, self.base_url + path, json=json, params=params, headers=headers
+                    method,
+                    self.base_url + path,
+                    json=json,
+                    params=params,
+                    headers=headers,
+                    timeout=self._timeout,
                 ) as response:
                     if response.status >= 500 and retryable and not last:
                         await asyncio.sleep(
