@@ -1,6 +1,8 @@
 """Builds signalling/openapi.json, what `GET /v1/openapi.json` serves, from the two
 documents in docs/ (the sources): docs/rooms-openapi.yaml (OpenAPI 3.1) with
-docs/portal-openapi.yaml (OpenAPI 3.0) merged in. After editing either, run
+docs/portal-openapi.yaml (OpenAPI 3.0) and any other in MERGED merged in, each
+under its tag; two documents may not define the same path or component. After
+editing any of them, run
 
     PYTHONPATH=. python -m tests.openapi_build
 
@@ -22,7 +24,10 @@ ROOMS = ROOT / "docs" / "rooms-openapi.yaml"
 PORTAL = ROOT / "docs" / "portal-openapi.yaml"
 SERVED = ROOT / "signalling" / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
-PORTAL_TAG = {"name": "portal", "description": "Patient-portal invitations (docs/portal.md)"}
+# Merged into the rooms document, each under its tag (a new API's own document goes here).
+MERGED = [
+    (PORTAL, {"name": "portal", "description": "Patient-portal invitations (docs/portal.md)"}),
+]
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -71,29 +76,25 @@ def disjoint_union(name: str, ours: dict[str, Any], theirs: dict[str, Any]) -> d
     return {**ours, **theirs}
 
 
-def merge(rooms: dict[str, Any], portal: dict[str, Any]) -> dict[str, Any]:
-    """The rooms document with the portal's paths, components and tag merged in."""
+def merge(
+    rooms: dict[str, Any], others: list[tuple[dict[str, Any], dict[str, str]]]
+) -> dict[str, Any]:
+    """The rooms document with each other document's paths, components and tag merged in."""
     out = settle(rooms, "rooms")
-    theirs = settle(as_31(portal), "portal")
-    out["paths"] = disjoint_union("the path", out["paths"], theirs["paths"])
-    components = dict(out.get("components", {}))
-    for section, entries in theirs.get("components", {}).items():
-        components[section] = disjoint_union(section, components.get(section, {}), entries)
-    out["components"] = components
-    out["tags"] = [*out.get("tags", []), PORTAL_TAG]
-    out["info"] = {**out["info"], "description": out["info"]["description"] + portal_note()}
+    for document, tag in others:
+        theirs = settle(as_31(document), tag["name"])
+        out["paths"] = disjoint_union("the path", out["paths"], theirs["paths"])
+        components = dict(out.get("components", {}))
+        for section, entries in theirs.get("components", {}).items():
+            components[section] = disjoint_union(section, components.get(section, {}), entries)
+        out["components"] = components
+        out["tags"] = [*out.get("tags", []), tag]
     return out
 
 
-def portal_note() -> str:
-    return (
-        "\nThe patient portal's routes (tag `portal`) are described in docs/portal.md; "
-        "their staff calls take a token with `portal:staff` or `portal:support`.\n"
-    )
-
-
 def built() -> str:
-    return json.dumps(merge(load(ROOMS), load(PORTAL)), indent=1) + "\n"
+    others = [(load(path), tag) for path, tag in MERGED]
+    return json.dumps(merge(load(ROOMS), others), indent=1) + "\n"
 
 
 def main() -> None:
