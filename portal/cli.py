@@ -27,7 +27,7 @@ from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
 
 # (args, with_credentials) -> settings; with_credentials: the API keys are needed
-# (stored ones are generated when none are configured, as `visitroom serve` does)
+# (the ones `visitroom serve` stored when none are configured; never generated here)
 Settings = Callable[[argparse.Namespace, bool], PortalConfig]
 
 COLUMNS = ("id", "state", "attempts", "recipient", "created", "sent", "next_attempt", "last_error")

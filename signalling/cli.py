@@ -30,7 +30,7 @@ from common.scopes import (
     render,
 )
 from common.tokens import mint, parse_ttl
-from signalling.config import Config, ensure_credentials, from_env
+from signalling.config import Config, ensure_credentials, from_env, stored_api_keys
 
 if TYPE_CHECKING:
     from portal.config import PortalConfig
@@ -137,12 +137,21 @@ def load_config(args: argparse.Namespace, serving: bool = False) -> tuple[Config
     return replace(config, api_keys=keys, cluster_secret=cluster), created
 
 
+def signing_config(args: argparse.Namespace) -> Config:
+    """The configuration with the server's own API keys (configured, else stored by
+    `visitroom serve`); a ConfigError, never new keys, when there are none."""
+    config = from_env(os.environ, data_dir=getattr(args, "data_dir", None))
+    if config.api_keys:
+        return config
+    return replace(config, api_keys=stored_api_keys(config.data_dir))
+
+
 def portal_settings(args: argparse.Namespace, with_credentials: bool) -> PortalConfig:
     """The portal's settings for `visitroom portal ...` (the API keys only when needed)."""
     from signalling.app import portal_config
 
     if with_credentials:
-        config, _ = load_config(args)
+        config = signing_config(args)
     else:
         config = from_env(os.environ, data_dir=getattr(args, "data_dir", None))
     return portal_config(config, os.environ)
@@ -174,7 +183,7 @@ def token_claims(args: argparse.Namespace) -> tuple[frozenset[str], bool, str]:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    config, _ = load_config(args)
+    config = signing_config(args)
     try:
         scopes, admin, role = token_claims(args)
     except ValueError as exc:  # a ScopeError too

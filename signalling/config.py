@@ -136,7 +136,10 @@ def _read_credentials(path: Path) -> dict[str, str]:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise ConfigError(f"{path} must not be readable by others (chmod 600)")
-    stored = json.loads(path.read_text())
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError:
+        raise ConfigError(f"{path} is not a credentials file (not JSON)") from None
     if not isinstance(stored, dict) or not all(isinstance(v, str) for v in stored.values()):
         raise ConfigError(f"{path} is not a credentials file")
     return stored
@@ -178,6 +181,24 @@ def ensure_credentials(
         return stored, None
     _write_credentials(path, wanted)
     return wanted, path
+
+
+def stored_api_keys(data_dir: Path) -> dict[str, str]:
+    """The API key/secret pair `visitroom serve` stored in `data_dir`; never generates one.
+
+    For commands that sign with the server's key (`visitroom token`, the portal's
+    `send-pending`): a key made up here would sign tokens the server rejects.
+    """
+    path = data_dir / CREDENTIALS_FILE
+    stored = _read_credentials(path) if path.is_file() else {}
+    if not stored.get("api_key") or not stored.get("api_secret"):
+        raise ConfigError(
+            f"no API credentials in {data_dir} (nothing was generated): pass the server's "
+            "data directory with --data-dir (or VISITROOM_DATA_DIR), or set VISITROOM_API_KEY "
+            "and VISITROOM_API_SECRET (or VISITROOM_API_KEYS) as the server has them"
+        )
+    check_secret(stored["api_secret"])
+    return {stored["api_key"]: stored["api_secret"]}
 
 
 def parse_api_keys(text: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ from common.api import MAX_BODY, api_error, grant, refuse
 from common.audit import AuditEntry, iso
 from common.keys import AUDIT
 from common.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant
-from signalling import outbound
+from signalling import openapi, outbound
 from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
 from waiting_room.errors import BAD_REQUEST, RoomError
@@ -316,3 +316,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete("/v1/rooms/{room_id}", end_room)
     app.router.add_get("/v1/rooms/{room_id}/audit", room_audit)
     app.router.add_get("/v1/rooms/{room_id}/window", join_window)
+    openapi.setup(app)

@@ -134,8 +134,11 @@ async def test_the_stores_make_files_of_older_versions_private(
 
 
 def test_the_cli_creates_what_it_writes_private(tmp_path: Path, everyday_umask: None) -> None:
+    # `visitroom token` writes nothing (it never makes up keys); `portal send-pending` opens
+    # (creates) the portal database and its lock.
     data = tmp_path / "fresh" / "data"
-    env: dict[str, str | None] = {"VISITROOM_API_KEY": None, "VISITROOM_API_SECRET": None}
-    result = run_cli("token", "--admin", "--identity", "ops", "--data-dir", str(data), env=env)
+    env = {**ENV, "VISITROOM_SMTP_URL": "smtp://127.0.0.1:1"}
+    result = run_cli("portal", "send-pending", "--data-dir", str(data), env=env)
     assert result.returncode == 0, result.stderr
-    assert mode(data) == 0o700 and modes(data) == {"credentials.json": 0o600}
+    assert mode(data) == 0o700
+    assert modes(data) == {"portal.sqlite3": 0o600, "portal-outbox.lock": 0o600}

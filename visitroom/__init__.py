@@ -1,0 +1,1 @@
+"""visitroom's Python server SDK, for the backends that embed visitroom: see visitroom.client."""
