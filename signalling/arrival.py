@@ -19,6 +19,7 @@ from signalling import outbound
 from signalling.config import Config
 from signalling.executor import Executor
 from signalling.hub import CLOSE_POLICY, Connection, Hub
+from signalling.iceservers import ice_servers_for
 from signalling.joining import Refused, check_join
 from signalling.knocks import KnockLimits
 from signalling.media_bridge import MediaBridge
@@ -61,6 +62,7 @@ class Arrivals:
         self._tokens = tokens
         self._verifier = verifier
         self._audit = audit
+        self._clock = clock
         self._knocks = KnockLimits(
             config.knock_rate_limit,
             config.knock_identity_rate_limit,
@@ -126,7 +128,9 @@ class Arrivals:
             await self._cluster.forget_resume(room.id, old)
         await self._cluster.remember_resume(room.id, digest, person.id)
         window = self._config.resume_window_s
-        return outbound.welcome(person, room.id, token, self._config.ice_servers, window)
+        user = person.identity or person.id
+        servers = ice_servers_for(self._config, user, self._clock())
+        return outbound.welcome(person, room.id, token, servers, window)
 
     async def _resume_session(self, conn: Connection, room_id: str, token: str) -> bool:
         digest = digest_of(token)

@@ -15,6 +15,7 @@ from pathlib import Path
 from cluster.kdf import check_cluster_secret
 from common.config import ConfigError, RateLimit, parse_duration
 from common.datadir import allow_open_from_env, make_private_dir
+from common.turn import TurnConfigError, check_turn
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
@@ -62,6 +63,10 @@ class Config:
     announced_ip: str | None = None
     rtc_ports: tuple[int, int] | None = None
     ice_servers: tuple[Mapping[str, object], ...] = ()
+    # TURN REST API credentials handed out in `welcome` (common/turn.py)
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = field(default=None, repr=False)
+    turn_ttl_s: float = 4 * 3600.0
     # SFU worker processes (0: the SFU runs in the signalling process) and
     # what one worker may take before a room spreads to another
     workers: int = 0
@@ -341,6 +346,20 @@ def security_from_env(env: Mapping[str, str]) -> dict[str, object]:
     return values
 
 
+def turn_from_env(env: Mapping[str, str]) -> dict[str, object]:
+    """TURN URLs, the secret shared with coturn, and how long a credential lasts."""
+    urls = split_list(env.get("VISITROOM_TURN_URLS"))
+    secret = env.get("VISITROOM_TURN_SECRET") or None
+    try:
+        check_turn(urls, secret)
+    except TurnConfigError as error:
+        raise ConfigError(str(error)) from None
+    values: dict[str, object] = {"turn_urls": urls, "turn_secret": secret}
+    if env.get("VISITROOM_TURN_TTL_S"):
+        values["turn_ttl_s"] = parse_duration("VISITROOM_TURN_TTL_S", env["VISITROOM_TURN_TTL_S"])
+    return values
+
+
 def lobby_from_env(env: Mapping[str, str]) -> dict[str, object]:
     """Knock limits per identity and per address, and the lobby cap factor."""
     values: dict[str, object] = {}
@@ -390,6 +409,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         **workers_from_env(env),
         **security_from_env(env),
         **lobby_from_env(env),
+        **turn_from_env(env),
         **limits_from_env(env),
     }
     if env.get("VISITROOM_RTC_PORTS"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import time
 from typing import Any
 
 from aiohttp import web
@@ -14,6 +15,7 @@ from sfu.control import MediaControl, MediaError
 from signalling import outbound
 from signalling.guard import GUARD
 from signalling.hub import CLOSE_POLICY, Connection
+from signalling.iceservers import ice_servers_for
 from signalling.keys import CONFIG, HUB, PRECALL_LIMIT, SERVICE
 from signalling.messages import message_type, validate
 from signalling.ws import Flood, decode, first_frame, frames, open_socket
@@ -72,7 +74,7 @@ async def _serve(
             "status": "precall",
             "room": None,
             "resume_token": "",
-            "ice_servers": [dict(s) for s in request.app[CONFIG].ice_servers],
+            "ice_servers": ice_servers_for(request.app[CONFIG], pid, time.time()),
         }
     )
     await media.open_precall(pid)

@@ -51,10 +51,16 @@ class ServerProcess:
     """`python -m signalling serve` on 127.0.0.1 with its own data dir and log file."""
 
     def __init__(
-        self, data_dir: Path, env: dict[str, str | None] | None = None, *args: str
+        self,
+        data_dir: Path,
+        env: dict[str, str | None] | None = None,
+        *args: str,
+        host: str = "127.0.0.1",
     ) -> None:
-        """`env` overrides the environment; a None value removes the variable."""
+        """`env` overrides the environment; a None value removes the variable. `host` is
+        the address it listens on (a lab test's veth address, never a machine's own)."""
         self.data_dir = data_dir
+        self.host = host
         self.port = free_port()
         defaults = {"VISITROOM_ICE_HOSTS": "127.0.0.1", "VISITROOM_METRICS_TOKEN": METRICS_TOKEN}
         merged = {**os.environ, **defaults, **(env or {})}
@@ -66,12 +72,12 @@ class ServerProcess:
     @property
     def url(self) -> str:
         scheme = "https" if "--tls-cert" in self.args else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
         return [
             sys.executable, "-m", "signalling", "serve",
-            "--host", "127.0.0.1", "--port", str(self.port),
+            "--host", self.host, "--port", str(self.port),
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
 

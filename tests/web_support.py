@@ -26,6 +26,7 @@ from playwright.sync_api import (
     ConsoleMessage,
     Dialog,
     Page,
+    Playwright,
     Request,
     sync_playwright,
 )
@@ -240,7 +241,9 @@ def new_room_id() -> str:
 
 
 @contextlib.contextmanager
-def web_server(tmp: Path, extra_env: dict[str, str | None] | None = None) -> Iterator[WebServer]:
+def web_server(
+    tmp: Path, extra_env: dict[str, str | None] | None = None, host: str = "127.0.0.1"
+) -> Iterator[WebServer]:
     parent = ParentSite()
     parent.start()
     env: dict[str, str | None] = {
@@ -252,7 +255,7 @@ def web_server(tmp: Path, extra_env: dict[str, str | None] | None = None) -> Ite
         "VISITROOM_REDIS_URL": None,
         **(extra_env or {}),
     }
-    process = ServerProcess(tmp / "data", env)
+    process = ServerProcess(tmp / "data", env, host=host)
     in_thread(process.start)
     try:
         yield WebServer(process, parent)
@@ -285,20 +288,28 @@ async def _call(coroutine_function: Callable[[], Awaitable[Any]]) -> None:
 @contextlib.contextmanager
 def chromium(tmp: Path) -> Iterator[BrowserContext]:
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1280, "height": 800},
-            timezone_id=TIMEZONE,
-            locale="en-US",
-        )
-        context.set_default_timeout(15000)
+        context = launch(playwright, tmp / "chromium-profile")
         try:
             yield context
         finally:
             context.close()
+
+
+def launch(
+    playwright: Playwright, profile: Path, executable: Path | str = CHROMIUM, *extra_args: str
+) -> BrowserContext:
+    """One headless Chromium with fake devices (`executable` may be a lab's wrapper)."""
+    context = playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(executable),
+        headless=True,
+        args=[*CHROMIUM_ARGS, *extra_args],
+        viewport={"width": 1280, "height": 800},
+        timezone_id=TIMEZONE,
+        locale="en-US",
+    )
+    context.set_default_timeout(15000)
+    return context
 
 
 @dataclass

@@ -54,6 +54,13 @@ export function statsPanel({ room, names, onClose }) {
     return s.framesPerSecond ? `${size}, ${Math.round(s.framesPerSecond)} fps` : size;
   }
 
+  /** "Direct (UDP)." or "Relayed through a TURN server over TLS." */
+  function pathText(path) {
+    if (!path) return "";
+    if (path.localType === "relay") return `Relayed through a TURN server over ${(path.relayProtocol ?? "?").toUpperCase()}.`;
+    return `Direct (${path.localProtocol.toUpperCase()}).`;
+  }
+
   async function refresh() {
     const stats = room._media?.pc ? await room.media.stats() : null;
     if (!stats) {
@@ -70,7 +77,10 @@ export function statsPanel({ room, names, onClose }) {
     };
     const rtt = stats.roundTripTimeMs === null ? "—" : `${Math.round(stats.roundTripTimeMs)} ms`;
     const up = stats.availableOutgoingKbps === null ? "—" : `${Math.round(stats.availableOutgoingKbps)} kbps`;
-    summary.textContent = `Round trip ${rtt}, upload bandwidth ${up}.`;
+    summary.textContent = `${pathText(stats.path)} Round trip ${rtt}, upload bandwidth ${up}.`;
+    summary.dataset.localType = stats.path?.localType ?? "";
+    summary.dataset.relayProtocol = stats.path?.relayProtocol ?? "";
+    summary.dataset.remoteProtocol = stats.path?.remoteProtocol ?? "";
     const next = new Map();
     fill(
       sending,

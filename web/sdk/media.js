@@ -231,7 +231,7 @@ export class MediaSession extends Emitter {
   /**
    * A summary of `getStats()`: every received stream with who fills its slot,
    * every published stream, and the selected candidate pair.
-   * @returns {Promise<{inbound: InboundStats[], outbound: OutboundStats[], roundTripTimeMs: number|null, availableOutgoingKbps: number|null}>}
+   * @returns {Promise<{inbound: InboundStats[], outbound: OutboundStats[], roundTripTimeMs: number|null, availableOutgoingKbps: number|null, path: CandidatePath|null}>}
    */
   async stats() {
     const report = await this.getStats();
@@ -271,6 +271,8 @@ export function summarizeStats(report, participantByMid, roleByMid = new Map()) 
   const outbound = [];
   let roundTripTimeMs = null;
   let availableOutgoingKbps = null;
+  /** @type {CandidatePath|null} */
+  let path = null;
   const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
   report?.forEach((s) => {
     if (s.type === "inbound-rtp") {
@@ -303,11 +305,35 @@ export function summarizeStats(report, participantByMid, roleByMid = new Map()) 
     } else if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
       if (num(s.currentRoundTripTime) !== null) roundTripTimeMs = s.currentRoundTripTime * 1000;
       if (num(s.availableOutgoingBitrate) !== null) availableOutgoingKbps = s.availableOutgoingBitrate / 1000;
+      path = candidatePath(report, s);
     }
   });
   inbound.sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
   outbound.sort((a, b) => a.mid.localeCompare(b.mid, undefined, { numeric: true }));
-  return { inbound, outbound, roundTripTimeMs, availableOutgoingKbps };
+  return { inbound, outbound, roundTripTimeMs, availableOutgoingKbps, path };
+}
+
+/**
+ * How the selected candidate pair reaches the server: directly or through a TURN
+ * relay, and over which protocol (RTCIceCandidateStats `candidateType`, `protocol`
+ * and, for a relay, `relayProtocol`: how the browser reaches the TURN server).
+ * @typedef {{localType: string, localProtocol: string, relayProtocol: string|null,
+ *   remoteType: string, remoteProtocol: string}} CandidatePath
+ * @param {RTCStatsReport|Map<string, any>} report
+ * @param {any} pair
+ * @returns {CandidatePath|null}
+ */
+function candidatePath(report, pair) {
+  const local = report.get(pair.localCandidateId);
+  const remote = report.get(pair.remoteCandidateId);
+  if (!local || !remote) return null;
+  return {
+    localType: local.candidateType ?? "",
+    localProtocol: local.protocol ?? "",
+    relayProtocol: local.candidateType === "relay" ? (local.relayProtocol ?? null) : null,
+    remoteType: remote.candidateType ?? "",
+    remoteProtocol: remote.protocol ?? "",
+  };
 }
 
 /**

@@ -107,6 +107,25 @@ test("stats are summarized per stream with who sends them", () => {
   assert.equal(s.outbound[0].role, "camera");
   assert.equal(s.roundTripTimeMs, 12);
   assert.equal(s.availableOutgoingKbps, 1500);
+  assert.equal(s.path, null, "a pair whose candidates are not in the report has no path");
+});
+
+test("the selected pair says whether media is relayed, and over what", () => {
+  const pair = { type: "candidate-pair", nominated: true, state: "succeeded", localCandidateId: "L", remoteCandidateId: "R" };
+  const relayed = new Map([
+    ["p", pair],
+    ["L", { type: "local-candidate", candidateType: "relay", protocol: "udp", relayProtocol: "tls" }],
+    ["R", { type: "remote-candidate", candidateType: "host", protocol: "udp" }],
+  ]);
+  assert.deepEqual(summarizeStats(relayed, new Map()).path, {
+    localType: "relay", localProtocol: "udp", relayProtocol: "tls", remoteType: "host", remoteProtocol: "udp",
+  });
+  const direct = new Map([
+    ["p", pair],
+    ["L", { type: "local-candidate", candidateType: "host", protocol: "udp", relayProtocol: "udp" }],
+    ["R", { type: "remote-candidate", candidateType: "host", protocol: "udp" }],
+  ]);
+  assert.equal(summarizeStats(direct, new Map()).path.relayProtocol, null);
 });
 
 test("a throwing listener does not stop the others", () => {

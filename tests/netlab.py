@@ -1,0 +1,105 @@
+"""A network lab for tests: a network namespace joined to the host by a veth pair,
+with iptables rules inside it and Chromium started in it (docs/operations.md and
+../notes: what this kernel can emulate). Root only; everything is removed again.
+
+Addresses: a /24 under 10.77.0.0/16 that no interface of the machine uses; the
+host side is .1 (the server listens there), the namespace side .2. Traffic goes
+only to these addresses and loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.web_support import CHROMIUM
+
+
+def need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the network lab needs root (network namespaces, veth, iptables)")
+
+
+def sh(*args: str) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=20)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def free_subnet() -> str:
+    """'10.77.N' for an N no interface of the machine has an address in."""
+    used = sh("ip", "-4", "-o", "addr", "show")
+    for _ in range(200):
+        prefix = f"10.77.{secrets.randbelow(250) + 2}"
+        if f" {prefix}." not in used:
+            return prefix
+    raise RuntimeError("no free 10.77.N.0/24 for the lab")
+
+
+@dataclass
+class Lab:
+    namespace: str
+    host_link: str
+    prefix: str
+
+    @property
+    def host_ip(self) -> str:
+        return f"{self.prefix}.1"
+
+    @property
+    def guest_ip(self) -> str:
+        return f"{self.prefix}.2"
+
+    @property
+    def resolver_rule(self) -> str:
+        """Chromium's loopback-only rule, also letting the lab's host address through
+        (a later --host-resolver-rules wins over the one in CHROMIUM_ARGS)."""
+        return f"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1, EXCLUDE {self.host_ip}"
+
+    def inside(self, *args: str) -> str:
+        return sh("ip", "netns", "exec", self.namespace, *args)
+
+    def iptables(self, *rule: str) -> None:
+        """One iptables command inside the namespace (e.g. "-A", "OUTPUT", ...)."""
+        self.inside("iptables", "-w", *rule)
+
+    def flush_rules(self) -> None:
+        self.iptables("-F", "OUTPUT")
+
+    def chromium_wrapper(self, directory: Path) -> Path:
+        """An executable that starts Chromium inside the namespace (for playwright)."""
+        wrapper = directory / f"chromium-{self.namespace}"
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {self.namespace} {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        return wrapper
+
+
+@contextlib.contextmanager
+def lab() -> Iterator[Lab]:
+    need_root()
+    suffix = secrets.token_hex(3)
+    namespace, host_link, guest_link = f"vrlab{suffix}", f"vrh{suffix}", f"vrg{suffix}"
+    prefix = free_subnet()
+    made = Lab(namespace, host_link, prefix)
+    try:
+        sh("ip", "netns", "add", namespace)
+        sh("ip", "link", "add", host_link, "type", "veth", "peer", "name", guest_link)
+        sh("ip", "link", "set", guest_link, "netns", namespace)
+        sh("ip", "addr", "add", f"{made.host_ip}/24", "dev", host_link)
+        sh("ip", "link", "set", host_link, "up")
+        made.inside("ip", "addr", "add", f"{made.guest_ip}/24", "dev", guest_link)
+        made.inside("ip", "link", "set", guest_link, "up")
+        made.inside("ip", "link", "set", "lo", "up")
+        yield made
+    finally:
+        with contextlib.suppress(RuntimeError):
+            sh("ip", "link", "del", host_link)  # takes its peer in the namespace with it
+        with contextlib.suppress(RuntimeError):
+            sh("ip", "netns", "del", namespace)
