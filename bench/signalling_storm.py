@@ -9,6 +9,13 @@ N guests over WebSockets from this process, and measures:
 
     python bench/signalling_storm.py --quick --json results/storm.json
 
+With `--front nginx` each round runs twice, alternating: straight to the server
+and through nginx terminating TLS (deploy/nginx/visitroom.conf as the tests run
+it, tests/nginx.py), and reports the CPU nginx spends per round beside the
+server's: what TLS in front of signalling costs at the knock storm.
+
+    python bench/signalling_storm.py --front nginx --json results/storm_tls.json
+
 With `--flood N` it runs the flood phase instead (bench/storm_flood.py): a call
 with media through SFU worker processes while N half-open connections and
 knock storms hit the server.
@@ -24,12 +31,14 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -68,16 +77,22 @@ async def read_until(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str
 
 
 async def one_round(
-    session: aiohttp.ClientSession, server: Server, guests: int, room: str
+    session: aiohttp.ClientSession,
+    server: Server,
+    guests: int,
+    room: str,
+    front: str | None = None,
 ) -> Round:
+    """`front`: the https URL of a TLS proxy to go through instead of the server."""
     url = server.url
     await server.create_room(session, room, guests + 1)
-    ws_url = f"{url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
-    host = await session.ws_connect(ws_url)
+    base = front or url
+    ws_url = f"{base.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
+    host = await session.ws_connect(ws_url, ssl=False)
     token = mint(KEY, SECRET, room=room, identity="dr-bench", name="Dr Bench", role="host")
     await host.send_json({"type": "hello", "token": token})
     await read_until(host, "lobby")
-    sockets = [await session.ws_connect(ws_url) for _ in range(guests)]
+    sockets = [await session.ws_connect(ws_url, ssl=False) for _ in range(guests)]
     sent_before = await messages_sent(session, url)
     cpu_before = server.cpu_s()
     knocked_at: dict[str, float] = {}
@@ -126,6 +141,8 @@ async def admit_all(
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.front == "nginx":
+        return await run_fronted(args)
     server = Server(SERVER_CORE)
     rounds: list[Round] = []
     try:
@@ -143,6 +160,65 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     return summarise(args, rounds)
 
 
+async def run_fronted(args: argparse.Namespace) -> dict[str, Any]:
+    """Rounds straight to the server and through nginx (TLS), alternating, in one run."""
+    from tests.nginx import PROXY_ADDRESS, Nginx
+
+    server = Server(SERVER_CORE, {"VISITROOM_TRUSTED_PROXIES": PROXY_ADDRESS})
+    workdir = tempfile.TemporaryDirectory(prefix="storm-nginx-")
+    nginx = Nginx(Path(workdir.name), [server.port])
+    direct: list[Round] = []
+    fronted: list[Round] = []
+    nginx_cpu: list[float] = []
+    server_round: tuple[list[float], list[float]] = ([], [])  # direct, through nginx
+    try:
+        nginx.start()
+        proxy = psutil.Process(nginx.proc.pid) if nginx.proc is not None else None
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await server.wait_healthy(session)
+            for index in range(args.rounds + 1):
+                room = f"storm-{os.getpid()}-{index}"
+                # whole rounds (connections and TLS handshakes included) on both sides
+                cpu0 = server.cpu_s()
+                plain = await one_round(session, server, args.guests, room + "-d")
+                cpu1, proxy0 = server.cpu_s(), tree_cpu_s(proxy)
+                tls = await one_round(session, server, args.guests, room + "-t", nginx.url)
+                cpu2, proxy1 = server.cpu_s(), tree_cpu_s(proxy)
+                if index > 0:
+                    direct.append(plain)
+                    fronted.append(tls)
+                    server_round[0].append(cpu1 - cpu0)
+                    server_round[1].append(cpu2 - cpu1)
+                    nginx_cpu.append(proxy1 - proxy0)
+    finally:
+        nginx.stop()
+        server.stop()
+        workdir.cleanup()
+    result = summarise(args, direct)
+    result["benchmark"] = "signalling_storm_tls_front"
+    result["through_nginx"] = summarise(args, fronted)
+    result["nginx_cpu_s"] = statistics.median(nginx_cpu)
+    result["nginx_cpu_s_rounds"] = nginx_cpu
+    result["server_round_cpu_s_direct"] = statistics.median(server_round[0])
+    result["server_round_cpu_s_through_nginx"] = statistics.median(server_round[1])
+    alone = result["server_round_cpu_s_direct"]
+    with_tls = result["server_round_cpu_s_through_nginx"] + result["nginx_cpu_s"]
+    result["extra_cpu_ratio"] = with_tls / alone if alone else None
+    return result
+
+
+def tree_cpu_s(process: psutil.Process | None) -> float:
+    """CPU seconds of a process and its children (nginx: master and workers)."""
+    if process is None:
+        return 0.0
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        times = p.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def summarise(args: argparse.Namespace, rounds: list[Round]) -> dict[str, Any]:
     fields = list(asdict(rounds[0]))
     medians = {f: statistics.median(getattr(r, f) for r in rounds) for f in fields}
@@ -158,6 +234,21 @@ def summarise(args: argparse.Namespace, rounds: list[Round]) -> dict[str, Any]:
 
 
 def print_table(result: dict[str, Any]) -> None:
+    if "through_nginx" in result:
+        print("straight to the server:")
+        print_rounds(result)
+        print("through nginx (TLS):")
+        print_rounds(result["through_nginx"])
+        print("CPU per whole round (connections and TLS handshakes included), medians:")
+        print(f"  server, straight:        {result['server_round_cpu_s_direct']:.2f} s")
+        print(f"  server, through nginx:   {result['server_round_cpu_s_through_nginx']:.2f} s")
+        print(f"  nginx (TLS):             {result['nginx_cpu_s']:.2f} s")
+        print(f"  (server + nginx) / server straight: {result['extra_cpu_ratio']:.2f}")
+        return
+    print_rounds(result)
+
+
+def print_rounds(result: dict[str, Any]) -> None:
     print(f"signalling storm: {result['guests']} guests, median of {result['rounds']} rounds")
     print(f"{'metric':32} {'median':>10} {'min':>10} {'max':>10}")
     for field in (
@@ -180,6 +271,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="2 rounds (< 60 s)")
     parser.add_argument("--json", type=Path, help="write the result here")
+    parser.add_argument(
+        "--front", choices=["nginx"], help="also run each round through this TLS proxy"
+    )
     parser.add_argument("--flood", type=int, default=0, help="half-open connections (flood phase)")
     parser.add_argument("--flood-duration", type=float, default=30.0)
     parser.add_argument("--flood-rate", type=float, default=4000.0, help="new connections/s")
