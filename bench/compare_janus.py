@@ -85,6 +85,7 @@ from media_clients import (  # noqa: E402
     pinned,
 )
 from media_workload import EncodedMedia, Publisher, encode_media, play  # noqa: E402
+from saturation_rig import print_saturation, run_searches  # noqa: E402
 
 from tests.servers import free_port  # noqa: E402
 from tests.synthetic_peer import SyntheticPeer  # noqa: E402
@@ -951,6 +952,17 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
                 for side, other in (p for p in pairs if p[0].name in args.servers):
                     print(f"warm-up: {side.name} {warm.title}", flush=True)
                     await measure(side, other, http, warm, -1, media, _short(args))
+            if args.saturation:
+                sat = await run_searches(
+                    {s.name: s for s in (visitroom, janus) if s.name in args.servers},
+                    http,
+                    media,
+                    _saturation_args(args),
+                )
+                results["saturation"] = sat
+                for key in ("saturation_pps_visitroom", "saturation_pps_janus", "saturation_ratio"):
+                    if key in sat:
+                        results[key] = sat[key]
             for scenario in scenarios:
                 runs: dict[str, list[Run]] = {s: [] for s in args.servers}
                 for n in range(args.runs):
@@ -992,10 +1004,37 @@ def _keep_log(log: Path, results: Path) -> None:
         (results / "janus.log").write_text(log.read_text(errors="replace"))
 
 
+def _saturation_args(args: argparse.Namespace) -> argparse.Namespace:
+    sat = argparse.Namespace(**vars(args))
+    sat.duration, sat.warmup, sat.settle = args.sat_duration, args.sat_warmup, args.sat_settle
+    sat.runs = args.sat_runs
+    return sat
+
+
 def _short(args: argparse.Namespace) -> argparse.Namespace:
     short = argparse.Namespace(**vars(args))
     short.duration, short.warmup, short.settle, short.idle = 3.0, 5.0, 0.5, 0.5
     return short
+
+
+def saturation_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("saturation (--saturation; see bench/saturation.py)")
+    group.add_argument(
+        "--saturation",
+        action="store_true",
+        help="instead of the scenarios: raise the load on each server until it breaks",
+    )
+    group.add_argument("--sat-subscribers", type=int, nargs="+", default=[50, 100, 200, 300, 400])
+    group.add_argument("--sat-publishers", type=int, default=3, help="at most 3 (audio slots)")
+    group.add_argument("--sat-refine", type=int, default=3, help="bisection steps after a fail")
+    group.add_argument("--sat-sample", type=int, default=6, help="subscribers fully read")
+    group.add_argument("--sat-max-loss", type=float, default=1.0, help="percent")
+    group.add_argument("--sat-max-p99-ms", type=float, default=50.0)
+    group.add_argument("--sat-duration", type=float, default=5.0, help="window per point")
+    group.add_argument("--sat-warmup", type=float, default=8.0)
+    group.add_argument("--sat-settle", type=float, default=1.0)
+    group.add_argument("--sat-runs", type=int, default=3, help="searches per server")
+    group.add_argument("--sat-confirm", type=int, default=1, help="re-measure a failure N times")
 
 
 def main() -> None:
@@ -1034,10 +1073,14 @@ def main() -> None:
         default=-10 if os.geteuid() == 0 else 0,
         help="scheduling priority of both servers and the generator (default -10 as root)",
     )
+    saturation_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.scenarios, args.runs, args.duration = ["fanout-1x50"], 1, 10.0
         args.warmup, args.settle, args.warmup_run = 8.0, 1.0, False
+        args.sat_runs = 1
+    if args.saturation:
+        args.scenarios, args.warmup_run = [], False
     if os.geteuid() != 0:
         parser.error("needs root: Janus needs an extra loopback-range interface (ip link add)")
     import uvloop
@@ -1057,7 +1100,9 @@ def main() -> None:
     results["wall_s"] = time.time() - started
     print()
     print_table(results)
-    if args.plots:
+    if "saturation" in results:
+        print_saturation(results["saturation"])
+    if args.plots and results["scenarios"]:
         images = plot(results, Path(args.results))
         results["plots"] = [str(p) for p in images]
         print("plots: " + ", ".join(str(p) for p in images))
