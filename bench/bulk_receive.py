@@ -40,6 +40,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -282,7 +283,7 @@ def _media_protocol(ice: Any) -> Any:
 
 def socket_drops(ports: set[int], path: str = "/proc/net/udp") -> int:
     """Datagrams the kernel dropped on the UDP sockets bound to `ports` (full buffers)."""
-    return sum(parse_proc_udp(open(path).read(), ports).values())
+    return sum(parse_proc_udp(Path(path).read_text(), ports).values())
 
 
 def parse_proc_udp(text: str, ports: set[int]) -> dict[int, int]:
@@ -314,3 +315,15 @@ def peer_ports(peer: Any) -> set[int]:
         with contextlib.suppress(Exception):
             ports.add(int(protocol.transport.get_extra_info("sockname")[1]))
     return ports
+
+
+def cpu_pressure_us(path: str = "/proc/pressure/cpu") -> float:
+    """Microseconds some runnable task waited for a CPU (PSI `some total`); NaN without PSI."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith("some "):
+            return float(line.rsplit("total=", 1)[1])
+    return float("nan")

@@ -25,9 +25,44 @@ interface, so the run adds an `ifb` interface holding one 127.0.0.x/32
 address (root needed), and both servers and all clients use that address;
 the interface is removed at the end, also on errors and Ctrl-C.
 
+`--saturation` compares the two where it matters, at saturation, instead
+of dividing a light load by the CPU it took.  On the same pinned core, each
+server gets a room whose load is raised step by step: subscribers first
+(one publisher, `--sat-subscribers` 50, 100, 200, 300, 400), then publishers
+(2 and 3 at the most subscribers; every subscriber takes every publisher's
+audio and video).  After each step (warm-up until every subscriber receives
+every stream, then `--sat-duration` s measured) a point fails when loss
+passes 1% or the added p99 passes 50 ms (`--sat-max-loss`,
+`--sat-max-p99-ms`); a failure is measured once more before it counts
+(`--sat-confirm`: another job's burst on a shared machine), then the
+subscriber count is bisected between the last load that passed and the one
+that failed (`--sat-refine` steps).  The result is the highest forwarded
+packets/s a server sustained (`saturation_pps_visitroom`,
+`saturation_pps_janus`, `saturation_ratio`: medians of `--sat-runs`
+searches, the order alternating).  The pure search is bench/saturation.py,
+the rig bench/saturation_rig.py.
+
+The generator must not be the limit: at 200,000 packets/s a Python peer
+that reads every packet would saturate first.  So only `--sat-sample` (6)
+subscribers read every packet (sequence gaps, latency from the payload
+stamp); every other subscriber is a real peer (ICE, DTLS, consent, as
+before) whose socket is taken off the event loop once SRTP is keyed and
+drained in bulk every 20 ms (bench/bulk_receive.py: recvmmsg through cffi,
+up to 256 datagrams per call, classified with numpy: RTP counted per SSRC
+with its sequence gaps, STUN/DTLS/RTCP handed to the peer's protocol so
+consent checks are still answered).  The packets are really delivered into
+the subscribers' sockets, so each server pays the same kernel cost per
+packet as with reading clients.  Evidence the generator had headroom, per
+point: its CPU, its event loop lag, and the kernel's drop counter of every
+subscriber socket (/proc/net/udp `drops`, must be 0); also the machine's
+CPU pressure (PSI) and load, since this machine is shared.  Loss is the
+larger of the sequence-gap loss and 100% minus delivered / (sent x
+subscribers).
+
     apt-get install -y janus
     python bench/compare_janus.py --quick --json results/janus/quick.json
     python bench/compare_janus.py --json results/janus/compare.json
+    python bench/compare_janus.py --saturation --json results/janus/saturation.json
 """
 
 from __future__ import annotations
@@ -83,6 +118,7 @@ from media_clients import (  # noqa: E402
     loop_lag,
     percentile,
     pinned,
+    raise_group_priority,
 )
 from media_workload import EncodedMedia, Publisher, encode_media, play  # noqa: E402
 from saturation_rig import print_saturation, run_searches  # noqa: E402
@@ -899,9 +935,11 @@ def _machine() -> dict[str, Any]:
 
 async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
     os.sched_setaffinity(0, {GENERATOR_CORE})
+    autogroup = False
     if args.nice:
         PRIORITY["nice"] = args.nice
         os.nice(args.nice)
+        autogroup = raise_group_priority(os.getpid(), args.nice)
     scenarios = [SCENARIOS[name] for name in args.scenarios]
     media = encode_media(args.video_kbps)
     load_before = os.getloadavg()
@@ -924,6 +962,7 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
             "server_core": SERVER_CORE,
             "generator_core": GENERATOR_CORE,
             "nice": args.nice,
+            "autogroup_nice": autogroup,
             "address": alias.address,
             "janus_event_loops": args.janus_event_loops,
             "janus_plan": args.janus_plan,
@@ -943,6 +982,8 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector) as http:
             await visitroom.start(http)
             await janus.start(http)
+            if autogroup:  # Janus runs in a session (autogroup) of its own
+                raise_group_priority(janus.pid(), args.nice)
             results["janus_info"] = {
                 k: janus.info.get(k) for k in ("version_string", "dependencies", "event_loops")
             }

@@ -52,6 +52,7 @@ from media_clients import (  # noqa: E402
     loop_lag,
     percentile,
     pinned,
+    raise_group_priority,
 )
 from media_workload import Publisher, encode_media, play  # noqa: E402
 
@@ -225,6 +226,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.nice:
         PRIORITY["nice"] = args.nice
         os.nice(args.nice)
+        raise_group_priority(os.getpid(), args.nice)
     media = encode_media(args.video_kbps)
     server = Server(SERVER_CORE)
     results: dict[str, Any] = {}

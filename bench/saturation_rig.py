@@ -28,7 +28,7 @@ from typing import Any
 
 import aiohttp
 import psutil
-from bulk_receive import BulkReader, peer_protocols, socket_drops
+from bulk_receive import BulkReader, cpu_pressure_us, peer_protocols, socket_drops
 from janus_driver import (
     JanusPublisher,
     JanusSession,
@@ -89,6 +89,8 @@ class Measured:
     bulk_max_batch: int
     streams_ok: bool
     join_s: float
+    cpu_pressure_pct: float  # PSI: share of the window some task waited for a CPU
+    load_1min: float
 
 
 class Rig:
@@ -236,7 +238,17 @@ class VisitroomRig(Rig):
         client.peer.close()
         client.peer = peer
         await client.join(self.side.server, self.http, self.room)
-        return client.close
+
+        async def close() -> None:
+            # Leave first: a participant whose WebSocket just drops is kept for the
+            # resume window, and its media with it (Janus tears a session down at once).
+            if client.ws is not None and not client.ws.closed:
+                with contextlib.suppress(Exception):
+                    await client.ws.send_json({"type": "leave", "id": 2})
+                    await asyncio.sleep(0.05)
+            await client.close()
+
+        return close
 
     async def close_room(self) -> None:
         for client in self.clients:
@@ -312,11 +324,13 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     sent0 = rig.sent()
     sweep0 = rig.reader.sweep_seconds
     rig.reader.max_batch = 0
+    psi0 = cpu_pressure_us()
     gen0, cpu0, t0 = sum(me.cpu_times()[:2]), rig.side.cpu_s(), time.monotonic()
     await asyncio.sleep(args.duration)
     elapsed = time.monotonic() - t0
     cpu = (rig.side.cpu_s() - cpu0) / elapsed
     generator = (sum(me.cpu_times()[:2]) - gen0) / elapsed
+    psi = (cpu_pressure_us() - psi0) / 1e6 / elapsed
     monitor.cancel()
     got1, lost1 = rig.received()
     got, lost = got1 - got0, lost1 - lost0
@@ -352,6 +366,8 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         bulk_max_batch=rig.reader.max_batch,
         streams_ok=streams_ok,
         join_s=join_s,
+        cpu_pressure_pct=100 * psi,
+        load_1min=os.getloadavg()[0],
     )
 
 
@@ -397,7 +413,8 @@ def report(m: Measured, verdict: str) -> None:
         f"{m.server_cpu_pct:.0f}% CPU, loss {m.loss_pct:.3f}%, p99 "
         f"{m.added_p99_ms:.1f} ms -> {verdict}; generator "
         f"{m.generator_cpu_pct:.0f}% CPU, lag p99 {m.generator_lag_p99_ms:.1f} ms, "
-        f"drops {m.generator_socket_drops}, join {m.join_s:.1f} s",
+        f"drops {m.generator_socket_drops}, join {m.join_s:.1f} s; "
+        f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}",
         flush=True,
     )
 
