@@ -115,10 +115,12 @@ class Batch:
 
     # -- receiving --------------------------------------------------------------
 
-    def receive(self, fd: int) -> int:
-        """recvmmsg without waiting: messages filled (0 if none; -errno on other errors)."""
-        self._namelens[:] = SOCKADDR_IN  # the kernel wrote back the last call's
-        got = libc.recvmmsg(fd, self.msgs, self.n, MSG_DONTWAIT, ffi.NULL)
+    def receive(self, fd: int, offset: int = 0, count: int | None = None) -> int:
+        """recvmmsg without waiting into messages offset.. (at most `count`):
+        how many were filled (0 if none; -errno on other errors)."""
+        count = self.n - offset if count is None else min(count, self.n - offset)
+        self._namelens[offset : offset + count] = SOCKADDR_IN  # the kernel wrote them back
+        got = libc.recvmmsg(fd, self.msgs + offset, count, MSG_DONTWAIT, ffi.NULL)
         if got < 0:
             code = ffi.errno
             return 0 if code in (errno.EAGAIN, errno.EWOULDBLOCK) else -code

@@ -7,6 +7,7 @@ Nothing here starts a server.
 from __future__ import annotations
 
 import math
+import os
 import socket
 import sys
 from pathlib import Path
@@ -43,7 +44,7 @@ def point(p: int, s: int, passed: bool) -> Point:
 
 
 def test_ladder_raises_subscribers_then_publishers() -> None:
-    assert STEPS == [Load(1, 50), Load(1, 100), Load(1, 200), Load(2, 200), Load(3, 200)]
+    assert [Load(1, 50), Load(1, 100), Load(1, 200), Load(2, 200), Load(3, 200)] == STEPS
     assert ladder([100, 50, 50], 1) == [Load(1, 50), Load(1, 100)]
     with pytest.raises(ValueError):
         ladder([], 2)
@@ -162,17 +163,54 @@ def test_add_batch_keeps_each_ssrc_apart() -> None:
     assert count.flowing(threshold=1) == 2 and count.flowing(threshold=2) == 0
 
 
-PROC_UDP = """\
-   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
-  101: 0200007F:9C40 00000000:0000 07 00000000 00000000 00:00000000 00000000     0        0 1001 2 0000000000000000 0
-  102: 0200007F:9C41 00000000:0000 07 00000000 00012000 00:00000000 00000000     0        0 1002 2 0000000000000000 17
-  103: 0100007F:0035 00000000:0000 07 00000000 00000000 00:00000000 00000000     0        0 1003 2 0000000000000000 5
-"""
+HEADER = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+ROW = "  {n}: 0200007F:{port} 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+TAIL = "        0 {inode} 2 00000000da5657cf {drops}       "
+def test_group_sequences_counts_each_key_as_count_sequences_does() -> None:
+    rng = np.random.default_rng(5)
+    streams = {
+        key: np.cumsum(rng.choice([1, 1, 1, 2, 4], size=40)) + int(rng.integers(0, 65535))
+        for key in (3, (1 << 32) | 3, (2 << 32) | 9)
+    }
+    order = rng.permutation([k for k, v in streams.items() for _ in v])  # interleaved arrivals
+    cursor = dict.fromkeys(streams, 0)
+    keys, seqs = [], []
+    for key in order:
+        keys.append(int(key))
+        seqs.append(int(streams[int(key)][cursor[int(key)]]) & 0xFFFF)
+        cursor[int(key)] += 1
+    got = br.group_sequences(np.array(keys, dtype=np.int64), np.array(seqs, dtype=np.int64))
+    for key, packets, first, last, lost in zip(*got, strict=True):
+        expected = br.SsrcCount()
+        values = streams[int(key)] & 0xFFFF
+        br.count_sequences(expected, values.astype(np.int64))
+        assert (packets, lost) == (expected.packets, expected.lost)
+        assert (first, last) == (values[0], values[-1])
+    assert len(got[0]) == 3
+    nothing = np.zeros(0, np.int64)
+    assert all(len(a) == 0 for a in br.group_sequences(nothing, nothing))
+
+
+PROC_UDP = "\n".join(
+    [HEADER + "  timeout inode ref pointer drops"]
+    + [
+        (ROW + TAIL).format(n=n, port=port, inode=inode, drops=drops)
+        for n, port, inode, drops in ((101, "9C40", 1001, 0), (102, "9C41", 1002, 17),
+                                      (103, "0035", 1003, 5))
+    ]
+)  # fmt: skip
 
 
 def test_parse_proc_udp_reads_the_drops_of_our_ports_only() -> None:
     assert br.parse_proc_udp(PROC_UDP, {40000, 40001}) == {40000: 0, 40001: 17}
     assert br.parse_proc_udp(PROC_UDP, {1}) == {}
+    assert br.parse_proc_udp_inodes(PROC_UDP, {1002, 1003, 9}) == {1002: 17, 1003: 5}
+
+
+def test_a_process_socket_drops_are_read_from_its_own_sockets() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mine:
+        mine.bind(("127.0.0.1", 0))
+        assert br.process_socket_drops(os.getpid()) == 0
 
 
 # -- the binding, on real sockets -------------------------------------------------------
