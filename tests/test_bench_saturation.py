@@ -163,9 +163,6 @@ def test_add_batch_keeps_each_ssrc_apart() -> None:
     assert count.flowing(threshold=1) == 2 and count.flowing(threshold=2) == 0
 
 
-HEADER = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
-ROW = "  {n}: 0200007F:{port} 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
-TAIL = "        0 {inode} 2 00000000da5657cf {drops}       "
 def test_group_sequences_counts_each_key_as_count_sequences_does() -> None:
     rng = np.random.default_rng(5)
     streams = {
@@ -191,6 +188,9 @@ def test_group_sequences_counts_each_key_as_count_sequences_does() -> None:
     assert all(len(a) == 0 for a in br.group_sequences(nothing, nothing))
 
 
+HEADER = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+ROW = "  {n}: 0200007F:{port} 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+TAIL = "        0 {inode} 2 00000000da5657cf {drops}       "
 PROC_UDP = "\n".join(
     [HEADER + "  timeout inode ref pointer drops"]
     + [
