@@ -232,6 +232,7 @@ class VisitroomRig(Rig):
     async def open(self) -> None:
         self.room = f"sat-{os.getpid()}-{random.getrandbits(32)}"
         self.clients: list[Client] = []
+        self.serial = 0
         await self.side.server.create_room(self.http, self.room, 1000)
         for i in range(self.max_publishers):
             client = Client(f"pub-{i}", audio=True, video=True, stamp=True,
@@ -241,7 +242,8 @@ class VisitroomRig(Rig):
             self.publishers.append(Publisher(client.peer, self.media, i))
 
     async def join_subscriber(self, index: int, peer: SyntheticPeer) -> Closer:
-        client = Client(f"sub-{index}")
+        self.serial += 1  # a new identity each time: a closed subscriber's may be rejoined
+        client = Client(f"sub-{index}-{self.serial}")
         client.peer.close()
         client.peer = peer
         await client.join(self.side.server, self.http, self.room)
