@@ -419,3 +419,17 @@ def cpu_pressure_us(path: str = "/proc/pressure/cpu") -> float:
         if line.startswith("some "):
             return float(line.rsplit("total=", 1)[1])
     return float("nan")
+
+
+def backlog_drops(path: str = "/proc/net/softnet_stat") -> int:
+    """Packets the kernel dropped because a CPU's input backlog was full (all CPUs).
+
+    Loopback delivery goes through that backlog (`net.core.netdev_max_backlog`);
+    when softirq processing is starved it overflows and datagrams vanish before
+    any socket sees them.
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return 0
+    return sum(int(line.split()[1], 16) for line in lines if len(line.split()) > 1)

@@ -30,6 +30,7 @@ import aiohttp
 import psutil
 from bulk_receive import (
     BulkReader,
+    backlog_drops,
     cpu_pressure_us,
     peer_protocols,
     process_socket_drops,
@@ -92,6 +93,7 @@ class Measured:
     generator_lag_p99_ms: float
     generator_socket_drops: int  # kernel drops on the subscribers' sockets in the window
     server_socket_drops: int  # kernel drops on the server's own UDP sockets in the window
+    backlog_drops: int  # kernel drops in the CPUs' input backlog (loopback delivery)
     bulk_sweep_cpu_pct: float  # share of the window the bulk sweeps took
     bulk_max_batch: int
     streams_ok: bool
@@ -330,6 +332,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     ports = rig.ports()
     drops0 = socket_drops(ports)
     server_drops0 = process_socket_drops(rig.side.pid())
+    backlog0 = backlog_drops()
     got0, lost0 = rig.received()
     sent0 = rig.sent()
     sweep0 = rig.reader.sweep_seconds
@@ -347,6 +350,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     sent = rig.sent() - sent0
     drops = socket_drops(ports) - drops0
     server_drops = process_socket_drops(rig.side.pid()) - server_drops0
+    backlog = backlog_drops() - backlog0
     latencies = sorted(
         x for s in rig.subscribers if s.sample
         for st in s.peer.transport.streams.values() for x in st.latencies
@@ -374,6 +378,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         generator_lag_p99_ms=1000 * percentile(lags, 0.99),
         generator_socket_drops=drops,
         server_socket_drops=server_drops,
+        backlog_drops=backlog,
         bulk_sweep_cpu_pct=100 * (rig.reader.sweep_seconds - sweep0) / elapsed,
         bulk_max_batch=rig.reader.max_batch,
         streams_ok=streams_ok,
@@ -425,7 +430,8 @@ def report(m: Measured, verdict: str) -> None:
         f"{m.server_cpu_pct:.0f}% CPU, loss {m.loss_pct:.3f}%, p99 "
         f"{m.added_p99_ms:.1f} ms -> {verdict}; generator "
         f"{m.generator_cpu_pct:.0f}% CPU, lag p99 {m.generator_lag_p99_ms:.1f} ms, "
-        f"drops {m.generator_socket_drops} (server's {m.server_socket_drops}), "
+        f"drops {m.generator_socket_drops} (server's {m.server_socket_drops}, "
+        f"backlog {m.backlog_drops}), "
         f"join {m.join_s:.1f} s; "
         f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}",
         flush=True,

@@ -207,6 +207,13 @@ def test_parse_proc_udp_reads_the_drops_of_our_ports_only() -> None:
     assert br.parse_proc_udp_inodes(PROC_UDP, {1002, 1003, 9}) == {1002: 17, 1003: 5}
 
 
+def test_backlog_drops_sum_the_second_column_of_softnet_stat(tmp_path: Path) -> None:
+    stat = tmp_path / "softnet_stat"
+    stat.write_text("02760d3d 00000979 00000007\n00b8e281 0000000e 00000005\n")
+    assert br.backlog_drops(str(stat)) == 0x979 + 0x0E
+    assert br.backlog_drops(str(tmp_path / "missing")) == 0
+
+
 def test_a_process_socket_drops_are_read_from_its_own_sockets() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as mine:
         mine.bind(("127.0.0.1", 0))
