@@ -305,7 +305,7 @@ class VisitroomSide:
 
     def __init__(self, address: str) -> None:
         self.address = address
-        self.server = Server(SERVER_CORE, ice_host=address)
+        self.server = Server(SERVER_CORE, ice_host=address, own_session=True)
 
     async def start(self, http: aiohttp.ClientSession) -> None:
         await self.server.wait_healthy(http)
@@ -982,8 +982,9 @@ async def run(args: argparse.Namespace, alias: LoopbackAlias) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector) as http:
             await visitroom.start(http)
             await janus.start(http)
-            if autogroup:  # Janus runs in a session (autogroup) of its own
+            if autogroup:  # each server runs in a session (autogroup) of its own
                 raise_group_priority(janus.pid(), args.nice)
+                raise_group_priority(visitroom.pid(), args.nice)
             results["janus_info"] = {
                 k: janus.info.get(k) for k in ("version_string", "dependencies", "event_loops")
             }
