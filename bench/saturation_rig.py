@@ -98,6 +98,7 @@ class Measured:
     bulk_max_batch: int
     streams_ok: bool
     join_s: float
+    publishers_connected: int  # active publishers whose transport is still up
     cpu_pressure_pct: float  # PSI: share of the window some task waited for a CPU
     load_1min: float
 
@@ -383,6 +384,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         bulk_max_batch=rig.reader.max_batch,
         streams_ok=streams_ok,
         join_s=join_s,
+        publishers_connected=sum(p.peer.transport.connected for p in rig.publishers[: rig.active]),
         cpu_pressure_pct=100 * psi,
         load_1min=os.getloadavg()[0],
     )
@@ -433,7 +435,8 @@ def report(m: Measured, verdict: str) -> None:
         f"drops {m.generator_socket_drops} (server's {m.server_socket_drops}, "
         f"backlog {m.backlog_drops}), "
         f"join {m.join_s:.1f} s; "
-        f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}",
+        f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}; "
+        f"publishers up {m.publishers_connected}/{m.publishers}",
         flush=True,
     )
 
