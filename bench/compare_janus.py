@@ -33,10 +33,11 @@ server gets a room whose load is raised step by step: subscribers first
 audio and video).  After each step (warm-up until every subscriber receives
 every stream, then `--sat-duration` s measured) a point fails when loss
 passes 1% or the added p99 passes 50 ms (`--sat-max-loss`,
-`--sat-max-p99-ms`); a failure is measured once more before it counts
-(`--sat-confirm`: another job's burst on a shared machine), then the
-subscriber count is bisected between the last load that passed and the one
-that failed (`--sat-refine` steps).  The result is the highest forwarded
+`--sat-max-p99-ms`); a failure on p99 alone is measured once more before
+it counts (`--sat-confirm`: another job's burst on a shared machine), then
+the subscriber count is bisected between the last load that passed and the
+one that failed (`--sat-refine` steps), each bisection point in a room
+built afresh (an overloaded server may have dropped sessions).  The result is the highest forwarded
 packets/s a server sustained (`saturation_pps_visitroom`,
 `saturation_pps_janus`, `saturation_ratio`: medians of `--sat-runs`
 searches, the order alternating).  The pure search is bench/saturation.py,

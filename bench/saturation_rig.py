@@ -390,21 +390,33 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     )
 
 
-async def search(rig: Rig, args: Any) -> dict[str, Any]:
-    """Walk the ladder (bench/saturation.py) on one server; every point and the result."""
+async def search(make_rig: Callable[[], Rig], args: Any) -> dict[str, Any]:
+    """Walk the ladder (bench/saturation.py) on one server; every point and the result.
+
+    After a failing point the room is closed and built again (publishers and
+    subscribers join afresh) before the next one: an overloaded server may
+    have dropped sessions (consent checks lost in full buffers), and a load
+    measured on those leftovers would say nothing.  A point that failed on
+    p99 alone is measured once more first (`--sat-confirm`): on a shared
+    machine a burst of another job on the server's core spoils one window.
+    """
     limits = Limits(args.sat_max_loss, args.sat_max_p99_ms)
     steps = ladder(args.sat_subscribers, args.sat_publishers)
     history: list[Point] = []
     points: list[Measured] = []
+    rig = make_rig()
+    name = rig.name
     await rig.open()
     try:
         while (load := next_load(history, steps, args.sat_refine)) is not None:
+            if history and not history[-1].passed:
+                await rig.close()
+                rig = make_rig()
+                await rig.open()
             m = await measure(rig, load, args, limits)
             for _ in range(args.sat_confirm):
-                if m.passed:
+                if m.passed or m.loss_pct > limits.loss_pct:
                     break
-                # A failure is measured again before it counts: on a shared machine a
-                # burst of another job on the server's core can push one window's p99 up.
                 report(m, "retry")
                 points.append(m)
                 m = await measure(rig, load, args, limits)
@@ -417,7 +429,7 @@ async def search(rig: Rig, args: Any) -> dict[str, Any]:
     at_best = next((m for m in reversed(points) if m.passed and best
                     and m.forwarded_pps == best.forwarded_pps), None)  # fmt: skip
     return {
-        "server": rig.name,
+        "server": name,
         "saturation_pps": best.forwarded_pps if best else 0.0,
         "saturated": saturated(history),
         "at_saturation": asdict(at_best) if at_best else None,
@@ -454,8 +466,12 @@ async def run_searches(
             order = list(sides) if n % 2 == 0 else list(sides)[::-1]
             for name in order:
                 print(f"saturation run {n + 1}/{args.runs}: {name}", flush=True)
-                rig = rigs[name](sides[name], http, media, args.sat_publishers, args.sat_sample)
-                results[name].append(await search(rig, args))
+                kind, side = rigs[name], sides[name]
+
+                def make_rig(kind: type[Rig] = kind, side: Any = side) -> Rig:
+                    return kind(side, http, media, args.sat_publishers, args.sat_sample)
+
+                results[name].append(await search(make_rig, args))
     finally:
         monitor.cancel()
     return summarize(results)
