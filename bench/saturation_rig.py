@@ -99,6 +99,7 @@ class Measured:
     streams_ok: bool
     join_s: float
     publishers_connected: int  # active publishers whose transport is still up
+    publisher_state: str  # how the active publishers' transports (and sessions) stand
     cpu_pressure_pct: float  # PSI: share of the window some task waited for a CPU
     load_1min: float
 
@@ -212,6 +213,16 @@ class Rig:
                     ports.add(int(protocol.transport.get_extra_info("sockname")[1]))
         return ports
 
+    def publisher_state(self) -> str:
+        """The transport state of each active publisher (and its session, when known)."""
+        return ", ".join(
+            f"{p.peer.transport.state.value}{self.session_state(i)}"
+            for i, p in enumerate(self.publishers[: self.active])
+        )
+
+    def session_state(self, index: int) -> str:
+        return ""
+
     def sent(self) -> int:
         return sum(p.sent for p in self.publishers[: self.active])
 
@@ -243,6 +254,12 @@ class VisitroomRig(Rig):
             await client.join(self.side.server, self.http, self.room)
             self.clients.append(client)
             self.publishers.append(Publisher(client.peer, self.media, i))
+
+    def session_state(self, index: int) -> str:
+        ws = self.clients[index].ws
+        if ws is None or not ws.closed:
+            return " (WebSocket open)"
+        return f" (WebSocket closed, code {ws.close_code})"
 
     async def join_subscriber(self, index: int, peer: SyntheticPeer) -> Closer:
         self.serial += 1  # a new identity each time: a closed subscriber's may be rejoined
@@ -385,6 +402,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         streams_ok=streams_ok,
         join_s=join_s,
         publishers_connected=sum(p.peer.transport.connected for p in rig.publishers[: rig.active]),
+        publisher_state=rig.publisher_state(),
         cpu_pressure_pct=100 * psi,
         load_1min=os.getloadavg()[0],
     )
@@ -448,7 +466,8 @@ def report(m: Measured, verdict: str) -> None:
         f"backlog {m.backlog_drops}), "
         f"join {m.join_s:.1f} s; "
         f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}; "
-        f"publishers up {m.publishers_connected}/{m.publishers}",
+        f"publishers up {m.publishers_connected}/{m.publishers}"
+        + ("" if m.publishers_connected == m.publishers else f" ({m.publisher_state})"),
         flush=True,
     )
 
