@@ -6,7 +6,14 @@ parsing, no routing, no RTCP, no decryption of the input.  Run on the same
 core as the SFU with the same fan-out and more input than it can take, the
 output rate it sustains is the best a Python forwarder can do there.
 
-    python bench/media_ceiling.py --worker --port P --dest 127.0.0.1:Q --fanout F
+`--batch` is the batched ceiling: the same per-output work, but the copies
+of one incoming packet leave in one `sendmmsg` call (bench/mmsg.py, cffi in
+ABI mode) instead of one `sendto` each.  An SFU that batches its egress is
+measured against this one, so the ratio stays honest.  Both send every copy
+to the one counting socket (the kernel's per-datagram cost does not depend
+on the destination address on loopback).
+
+    python bench/media_ceiling.py --worker --port P --dest 127.0.0.1:Q --fanout F [--batch]
 """
 
 from __future__ import annotations
@@ -61,10 +68,36 @@ class Forwarder(asyncio.DatagramProtocol):
                 self.sent += 1
 
 
-async def worker(port: int, dest: tuple[str, int], fanout: int) -> None:
+class BatchedForwarder(Forwarder):
+    """The same work per output; one sendmmsg per incoming packet."""
+
+    def __init__(self, dest: tuple[str, int], fanout: int) -> None:
+        super().__init__(dest, fanout)
+        from mmsg import Batch, sockaddr_in
+
+        self.batch = Batch(fanout, 1)
+        address = sockaddr_in(*dest)
+        for i in range(fanout):
+            self.batch.set_destination(i, address)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        batch = self.batch
+        set_payload = batch.set_payload
+        for i, out in enumerate(self.outputs):
+            out[2] = (out[2] + 1) & 0xFFFF
+            packet = bytearray(data)
+            _REWRITE.pack_into(packet, 1, packet[1], out[2], 12345, out[1])
+            set_payload(i, out[0].protect(bytes(packet)))
+        sent = batch.send(self.sock.fileno(), len(self.outputs))  # type: ignore[union-attr]
+        if sent > 0:
+            self.sent += sent
+
+
+async def worker(port: int, dest: tuple[str, int], fanout: int, batched: bool = False) -> None:
     loop = asyncio.get_running_loop()
+    kind = BatchedForwarder if batched else Forwarder
     transport, forwarder = await loop.create_datagram_endpoint(
-        lambda: Forwarder(dest, fanout), local_addr=("127.0.0.1", port)
+        lambda: kind(dest, fanout), local_addr=("127.0.0.1", port)
     )
     sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
@@ -111,6 +144,7 @@ async def measure(
     target_out_pps: float,
     duration: float,
     prefix: list[str],
+    batched: bool = False,
 ) -> CeilingResult:
     """Run the worker (`prefix` pins it), offer `target_out_pps / fanout`, count the output."""
     counter = Counter()
@@ -120,6 +154,7 @@ async def measure(
     command = [*prefix, sys.executable, SCRIPT]
     command += ["--worker", "--port", str(port), "--fanout", str(fanout)]
     command += ["--dest", f"127.0.0.1:{counter.sock.getsockname()[1]}"]
+    command += ["--batch"] if batched else []
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     progress: list[tuple[float, int]] = []
     try:
@@ -182,11 +217,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--fanout", type=int, required=True)
+    parser.add_argument("--batch", action="store_true", help="sendmmsg per incoming packet")
     args = parser.parse_args()
     import uvloop
 
+    sys.path.insert(0, str(ROOT / "bench"))
     host, port = args.dest.rsplit(":", 1)
-    uvloop.run(worker(args.port, (host, int(port)), args.fanout))
+    uvloop.run(worker(args.port, (host, int(port)), args.fanout, args.batch))
 
 
 if __name__ == "__main__":
