@@ -292,8 +292,8 @@ def _status_facts(db: sqlite3.Connection, patient_id: str) -> StatusFacts:
     ).fetchone()
     if row is None:
         raise PortalError(NOT_FOUND, "no such patient")
-    first_sent, live = db.execute(
-        "SELECT MIN(o.sent_at), MAX(i.state IN ('open', 'used')) FROM invitations i"
+    first_sent, open_count, total = db.execute(
+        "SELECT MIN(o.sent_at), SUM(i.state = 'open'), COUNT(i.invitation_id) FROM invitations i"
         " LEFT JOIN outbox o ON o.invitation_id = i.invitation_id AND o.state = 'sent'"
         " WHERE i.patient_id = ?",
         (patient_id,),
@@ -309,7 +309,8 @@ def _status_facts(db: sqlite3.Connection, patient_id: str) -> StatusFacts:
     ).fetchone()
     return StatusFacts(
         opted_out=bool(row[0]),
-        invited=first_sent is not None or bool(live),
+        open_invitation=bool(open_count),
+        any_invitation=bool(total),
         first_sent_at=first_sent,
         registered_at=account[1] if account else None,
         last_login_at=account[2] if account else None,
