@@ -276,7 +276,7 @@ class PatientPage {
   renderProfile() {
     const p = this.patient;
     const field = (key, label, attrs) => {
-      const input = h("input", { id: `profile-${key}`, name: key, testid: `profile-${key.replace("_", "-")}`, ...attrs });
+      const input = h("input", { id: `profile-${key}`, name: key, testid: `profile-${key.replaceAll("_", "-")}`, ...attrs });
       return [h("div", { class: "field" }, h("label", { for: `profile-${key}`, text: label }), input), input];
     };
     const [firstField, first] = field("first_name", "First name", { type: "text", value: p.first_name, maxlength: "100", required: true, autocomplete: "off" });
