@@ -188,7 +188,13 @@ async def delete_session(request: web.Request) -> web.Response:
 
 @api
 async def get_caller(request: web.Request) -> web.Response:
-    return reply(request.app[PORTAL].caller(staff(request)))
+    """What the staff screens may show: any verified admin token may ask (`portal: false`
+    for a rooms-only token, so the dashboard simply leaves the portal screens out)."""
+    who = grant(request, action="portal_api")
+    if not is_portal_token(who):
+        return reply({"portal": False, "identity": who.identity, "practice": who.practice,
+                      "practice_name": None, "support": False})  # fmt: skip
+    return reply({"portal": True, **request.app[PORTAL].caller(staff(request))})
 
 
 @api

@@ -27,7 +27,8 @@ const FRIENDLY = {
 let callerPromise = null;
 
 function caller() {
-  callerPromise ??= api("GET", "/v1/portal/caller", undefined, { signOutOn401: false }).catch(() => null);
+  callerPromise ??= api("GET", "/v1/portal/caller", undefined, { signOutOn401: false })
+    .then((who) => (who.portal ? who : null), () => null);
   return callerPromise;
 }
 
