@@ -58,6 +58,7 @@ class SyncMailbox:
         self.box.stop()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        self.loop.close()
 
     def wait_for(self, count: int) -> list[Mail]:
         mails: list[Mail] = self._run(self.box.wait_for(count, 30.0), 40.0)
