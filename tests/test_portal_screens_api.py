@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtu
     staff_headers,
     support_headers,
 )
+from waiting_room.clock import FakeClock
 
 
 def rooms_headers(practice: str) -> dict[str, str]:
@@ -204,3 +206,28 @@ def test_schema_v2_keeps_the_outbox_of_a_v1_database(tmp_path: Path) -> None:
     assert row == (3, "invitation", 7, "s")
     indexes = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"outbox_due", "patient_sessions_patient"} <= indexes
+
+
+async def test_a_patient_session_ends_after_30_idle_minutes_and_use_keeps_it_alive(
+    tmp_path: Path, aiohttp_client: Any, mailbox: Mailbox
+) -> None:
+    clock = FakeClock(time.time())
+    portal = Portal(await aiohttp_client(server_with_portal(tmp_path, mailbox, clock=clock)))
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    assert (await portal.activate(mail.token))[0] == 200
+    response = await portal.client.post(
+        "/v1/portal/login", json={"email": "ann@example.com", "password": PASSWORD}
+    )
+    jar = {"Cookie": f"visitroom_patient={response.cookies['visitroom_patient'].value}"}
+
+    async def signed_in() -> bool:
+        answer = (await portal.call("GET", "/v1/portal/session", headers=jar))[1]
+        return bool(answer["signed_in"])
+
+    for _ in range(3):  # each use restarts the idle timer
+        clock.advance(29 * 60)
+        assert await signed_in()
+    clock.advance(30 * 60 + 1)
+    assert not await signed_in()
