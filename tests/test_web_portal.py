@@ -442,6 +442,13 @@ def test_scheduling_a_visit_emails_the_patient_link_through_the_outbox(
     dash.get_by_test_id("schedule-end").fill(end.strftime("%H:%M"))
     dash.get_by_test_id("schedule-room-id").fill(room)
     picker = dash.get_by_test_id("schedule-patient-input")
+    picker.press_sequentially("Zzyzx", delay=30)
+    expect(dash.get_by_test_id("schedule-patient-status")).to_have_text(
+        "No matching patients in your practice."
+    )
+    picker.press("Enter")  # Enter in the search never submits the schedule form
+    expect(dash.get_by_test_id("schedule-success")).to_have_count(0)
+    picker.fill("")
     picker.press_sequentially(last, delay=30)
     dash.get_by_test_id("schedule-patient-result").filter(has_text=f"{last}, Jo").click()
     expect(dash.get_by_test_id("schedule-patient-chosen")).to_contain_text(f"Jo {last}")

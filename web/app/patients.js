@@ -153,9 +153,9 @@ function searchBox({ prefix, label, onChoose, visibleLabel = false }) {
   input.addEventListener("keydown", (event) => {
     if (event.key === "ArrowDown" && !list.hidden) { event.preventDefault(); highlight(active + 1); }
     else if (event.key === "ArrowUp" && !list.hidden) { event.preventDefault(); highlight(active - 1); }
-    else if (event.key === "Enter" && !list.hidden && found.length) {
-      event.preventDefault();
-      choose(found[Math.max(active, 0)]);
+    else if (event.key === "Enter") {
+      event.preventDefault(); // never submits the form around it (the schedule form)
+      if (!list.hidden && found.length) choose(found[Math.max(active, 0)]);
     } else if (event.key === "Escape") close();
   });
   input.addEventListener("blur", () => setTimeout(close, 150));
