@@ -138,7 +138,9 @@ function searchBox({ prefix, label, onChoose, visibleLabel = false }) {
     const mine = controller;
     say("Searching…");
     try {
-      const data = await api("GET", `/v1/portal/patients?q=${encodeURIComponent(q)}`, undefined, { signal: mine.signal });
+      // A 401 here does not sign the dashboard out: its own refresh does that when the
+      // token really expired.
+      const data = await api("GET", `/v1/portal/patients?q=${encodeURIComponent(q)}`, undefined, { signal: mine.signal, signOutOn401: false });
       if (mine === controller) show(data.patients);
     } catch (e) {
       if (e.name === "AbortError" || mine !== controller) return;
@@ -178,7 +180,8 @@ export async function mountPatientSearch({ onBack }) {
   const slot = document.getElementById("patient-search-slot");
   if (!slot || slot.childElementCount) return;
   const who = await caller();
-  if (!who || slot.childElementCount) return;
+  // Searching needs a practice (a support token without one opens patients by id only).
+  if (!who?.practice || slot.childElementCount) return;
   fill(slot, searchBox({ prefix: "patient-search", label: "Find a patient", onChoose: (p) => openPatient(p.patient_id) }));
   slot.hidden = false;
 }
@@ -549,7 +552,7 @@ export function patientPicker() {
     sendHint.textContent = "";
   }
   reset();
-  caller().then((who) => { element.hidden = !who; });
+  caller().then((who) => { element.hidden = !who?.practice; });
 
   async function afterScheduled(roomId) {
     if (!chosen || !sendBox.checked) return null;
