@@ -14,7 +14,9 @@ from typing import Any
 from aiohttp import web
 
 from common.keys import AUDIT
+from portal.keys import DATABASE, SUBAPP
 from portal.migrations import V1, migrate
+from portal.sqlite_outbox import SqliteOutbox
 from tests.conftest import token
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     BASE_URL,
@@ -92,6 +94,8 @@ async def test_a_visit_link_is_emailed_through_the_outbox_without_a_token(
     assert sent[0]["outcome"] == "sent"
     # The visit email is not an invitation: the portal status is untouched.
     assert (await portal.status(patient_id))["activated_on"] is None
+    [row] = await SqliteOutbox(portal_app[SUBAPP][DATABASE]).list_outbox(10)  # the CLI's view
+    assert (row.recipient, row.state.value) == ("ann@example.com", "sent")
 
 
 async def test_a_visit_link_needs_a_visit_of_the_patients_practice_and_a_profile_email(
