@@ -162,6 +162,10 @@ async def check_activation(request: web.Request) -> web.Response:
 
 @api
 async def login(request: web.Request) -> web.Response:
+    # JSON only: a form on another site cannot send it without a CORS preflight, so it
+    # cannot sign a visitor's browser in to someone else's portal account (login CSRF).
+    if request.content_type != "application/json":
+        raise PortalError(BAD_REQUEST, "send the sign-in as application/json", 415)
     body = await body_of(request)
     result = await request.app[PORTAL].login(remote(request), body)
     response = reply(result.body)

@@ -180,6 +180,23 @@ async def test_a_login_opens_a_patient_session_that_sign_out_ends(
     }
 
 
+async def test_a_sign_in_from_a_form_of_another_site_is_refused(
+    portal: Portal, mailbox: Mailbox
+) -> None:
+    patient_id = await portal.create(email="ann@example.com")
+    assert (await portal.invite(patient_id))[0] == 202
+    [mail] = await mailbox.wait_for(1)
+    assert (await portal.activate(mail.token, PASSWORD + "="))[0] == 200
+    # enctype="text/plain" with the field name '{"email":"ann@example.com","password":"...'
+    # and the value '"}' posts valid JSON; it must not sign anyone in.
+    forged = '{"email":"ann@example.com","password":"' + PASSWORD + '="}'
+    response = await portal.client.post(
+        "/v1/portal/login", data=forged, headers={"Content-Type": "text/plain"}
+    )
+    assert response.status == 415 and "Set-Cookie" not in response.headers
+    assert (await portal.status(patient_id))["last_login_on"] == "Never"
+
+
 async def test_staff_tokens_do_not_open_patient_sessions(portal: Portal) -> None:
     assert (await portal.call("GET", "/v1/portal/session", headers=staff_headers()))[1] == {
         "signed_in": False
