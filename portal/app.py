@@ -14,7 +14,7 @@ import contextlib
 import logging
 import zoneinfo
 from collections.abc import AsyncIterator, Callable
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from email.message import EmailMessage
 
 from aiohttp import web
@@ -28,9 +28,9 @@ from common.tokens import TokenVerifier
 from portal.config import PortalConfig
 from portal.errors import PortalError
 from portal.keys import CLOCK, DATABASE, PASSWORDS, PORTAL, SETTINGS, SUBAPP
-from portal.mail import invitation_email
+from portal.mail import invitation_email, visit_email
 from portal.outbox import LOCK_FILE, OutboxSender, SenderLock
-from portal.page import landing_page
+from portal.page import PAGE, landing_page
 from portal.passwords import Passwords
 from portal.routes import add_routes
 from portal.service import PortalService
@@ -38,7 +38,7 @@ from portal.smtp import SmtpSettings, SmtpTransport
 from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import SqliteOutbox
 from portal.sqlite_store import SqlitePortalStore
-from portal.store import Claimed
+from portal.store import INVITATION, Claimed, Visits
 from portal.tokens import TokenMaker, activation_link
 from portal.validate import email as valid_email
 
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 PORTAL_FILE = "portal.sqlite3"
 PREFIX = "/v1/portal"  # the API; the landing page a link opens is LANDING
 LANDING = "/portal/activate"
+SIGN_IN = "/portal/signin"  # the patient's sign-in page
+SIGN_IN_PAGE = PAGE.parent / "signin.html"
 STOP_GRACE_S = 10.0  # on shutdown, an SMTP attempt in flight may finish and be recorded
 
 
@@ -81,8 +83,20 @@ def build_sender(
         return None
     tokens = TokenMaker.from_api_keys(config.api_keys)
     sender = sender_address(config)
+    zone = time_zone(config)
 
     def compose(claimed: Claimed, token: str) -> EmailMessage:
+        if claimed.kind != INVITATION:
+            return visit_email(
+                sender=sender,
+                recipient=claimed.recipient,
+                first_name=claimed.first_name,
+                practice=config.practices.get(claimed.practice),
+                link=f"{config.base_url.rstrip('/')}/r/{claimed.room_id}",
+                when=visit_time(claimed.starts_at or claimed.created_at, zone),
+                message_id=claimed.smtp_message_id,
+                created_at=claimed.created_at,
+            )
         return invitation_email(
             sender=sender,
             recipient=claimed.recipient,
@@ -107,8 +121,19 @@ def build_sender(
     )
 
 
+def visit_time(at: float, zone: tzinfo) -> str:
+    """'Monday, March 2, 2026 at 9:30 AM (America/New_York)': the practice's time zone."""
+    local = datetime.fromtimestamp(at, zone)
+    hour = local.strftime("%I").lstrip("0")
+    return f"{local:%A, %B} {local.day}, {local.year} at {hour}:{local:%M %p} ({zone})"
+
+
 def create_portal(
-    config: PortalConfig, audit: SqliteAuditLog, verifier: TokenVerifier, clock: Clock
+    config: PortalConfig,
+    audit: SqliteAuditLog,
+    verifier: TokenVerifier,
+    clock: Clock,
+    visits: Visits | None = None,
 ) -> web.Application:
     """The portal as a sub-application; a bad setting raises ConfigError here, at start."""
     zone = time_zone(config)
@@ -121,7 +146,7 @@ def create_portal(
     app[DATABASE] = database
     app[PASSWORDS] = passwords
     app[PORTAL] = PortalService(
-        config, SqlitePortalStore(database), passwords, audit, clock, zone, domain
+        config, SqlitePortalStore(database), passwords, audit, clock, zone, domain, visits
     )
     add_routes(app)
     return app
@@ -138,6 +163,7 @@ def mount(parent: web.Application, portal: web.Application) -> None:
     parent[SUBAPP] = portal
     parent.add_subapp(PREFIX, portal)
     parent.router.add_get(LANDING, landing_page())
+    parent.router.add_get(SIGN_IN, landing_page(SIGN_IN_PAGE))
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         async with _running(portal):
@@ -154,7 +180,8 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
     audit = app[AUDIT]
 
     def on_sent(claimed: Claimed, outcome: str) -> None:
-        audit.record(AuditEntry("portal_invite_sent", outcome, subject=claimed.patient_id))
+        action = "portal_invite_sent" if claimed.kind == INVITATION else "portal_visit_email_sent"
+        audit.record(AuditEntry(action, outcome, subject=claimed.patient_id))
 
     sender = build_sender(app[SETTINGS], database, app[CLOCK], on_sent)
     task: asyncio.Task[None] | None = None

@@ -68,7 +68,50 @@ V1 = (
     "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (V1,)
+OUTBOX_COLUMNS = (
+    "message_id, invitation_id, smtp_message_id, state, attempts, next_attempt_at,"
+    " claimed_by, claimed_at, token_seed, last_error, created_at, sent_at"
+)
+# V2: the outbox also carries visit-link emails (kind 'visit': a patient, an address and a
+# room, no invitation and no token); patients who signed in get a session.
+V2 = (
+    """CREATE TABLE outbox_v2 (
+        message_id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL DEFAULT 'invitation' CHECK (kind IN ('invitation', 'visit')),
+        invitation_id INTEGER UNIQUE REFERENCES invitations (invitation_id),
+        patient_id TEXT REFERENCES patients (patient_id),
+        recipient TEXT,
+        room_id TEXT,
+        starts_at REAL,
+        smtp_message_id TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'sending', 'sent', 'failed', 'cancelled')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL,
+        claimed_by TEXT,
+        claimed_at REAL,
+        token_seed TEXT,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        sent_at REAL,
+        CHECK ((kind = 'invitation') = (invitation_id IS NOT NULL)),
+        CHECK ((kind = 'visit') = (patient_id IS NOT NULL AND recipient IS NOT NULL
+                                   AND room_id IS NOT NULL))
+    )""",
+    f"INSERT INTO outbox_v2 ({OUTBOX_COLUMNS}) SELECT {OUTBOX_COLUMNS} FROM outbox",
+    "DROP TABLE outbox",
+    "ALTER TABLE outbox_v2 RENAME TO outbox",
+    "CREATE INDEX outbox_due ON outbox (state, next_attempt_at)",
+    """CREATE TABLE patient_sessions (
+        session_hash TEXT PRIMARY KEY,
+        patient_id TEXT NOT NULL REFERENCES patients (patient_id),
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL
+    )""",
+    "CREATE INDEX patient_sessions_patient ON patient_sessions (patient_id)",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (V1, V2)
 
 
 def migrate(db: sqlite3.Connection) -> int:

@@ -104,7 +104,8 @@ class StatusFacts:
     """Everything the status is derived from, read in one transaction."""
 
     opted_out: bool
-    invited: bool  # an invitation was sent or is still open
+    open_invitation: bool  # an invitation whose link may still be used (sent or not)
+    any_invitation: bool  # an invitation was ever written (a reinvite needs one)
     first_sent_at: float | None
     registered_at: float | None
     last_login_at: float | None
@@ -123,7 +124,9 @@ def status_json(facts: StatusFacts, zone: tzinfo) -> dict[str, Any]:
     def dated(at: float | None, otherwise: str | None) -> str | None:
         return day(at, zone) if at is not None else otherwise
 
-    waiting = PENDING if facts.invited else None
+    # Only an open invitation is waiting for anything: one voided by an opt-out (or by a
+    # reinvite, which opens the next) can never register the patient.
+    waiting = PENDING if facts.open_invitation else None
     return {
         "opted_out": facts.opted_out,
         "activated_on": dated(facts.first_sent_at, waiting),
@@ -131,4 +134,14 @@ def status_json(facts: StatusFacts, zone: tzinfo) -> dict[str, Any]:
         "last_login_on": dated(facts.last_login_at, NEVER),
         "last_reinvited_on": dated(facts.last_reinvited_at, NEVER),
         "account_email": facts.account_email if facts.registered_at is not None else None,
+        **may_invite(facts),
+    }
+
+
+def may_invite(facts: StatusFacts) -> dict[str, bool]:
+    """Which of invite / reinvite the rules (portal/rules.py) would accept now, an address aside."""
+    allowed = facts.registered_at is None and not facts.opted_out
+    return {
+        "can_invite": allowed and not facts.open_invitation,
+        "can_reinvite": allowed and facts.any_invitation,
     }

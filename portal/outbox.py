@@ -37,7 +37,7 @@ from pathlib import Path
 from common.clock import Clock
 from common.datadir import make_private_dir
 from portal.smtp import SendError, Transport
-from portal.store import Claimed, OutboxStore
+from portal.store import INVITATION, Claimed, OutboxStore
 from portal.tokens import TokenMaker
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,8 @@ class OutboxSender:
 
     async def _attempt(self, claimed: Claimed) -> str:
         try:
-            message = self._compose(claimed, self._tokens.token(claimed.token_seed))
+            token = self._tokens.token(claimed.token_seed) if claimed.kind == INVITATION else ""
+            message = self._compose(claimed, token)
             await self._transport.send(message)
         except SendError as exc:
             return await self._failed(claimed, exc)

@@ -19,13 +19,14 @@ from common.keys import AUDIT, CLIENT_ADDRESS
 from common.scopes import PORTAL_STAFF
 from portal.access import Staff, is_portal_token, staff_of
 from portal.errors import BAD_REQUEST, PortalError
-from portal.keys import PORTAL
+from portal.keys import PORTAL, SETTINGS
 from portal.model import InvitationKind
 
 log = logging.getLogger(__name__)
 
 PATIENT = "/patients/{patient_id}"
 NO_STORE = {"Cache-Control": "no-store"}
+SESSION_COOKIE = "visitroom_patient"  # the patient's portal session (HttpOnly, SameSite=Strict)
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -154,9 +155,57 @@ async def activate(request: web.Request) -> web.Response:
 
 
 @api
-async def login(request: web.Request) -> web.Response:
+async def check_activation(request: web.Request) -> web.Response:
     body = await body_of(request)
-    return reply(await request.app[PORTAL].login(remote(request), body))
+    return reply(await request.app[PORTAL].activation_check(remote(request), body))
+
+
+@api
+async def login(request: web.Request) -> web.Response:
+    # JSON only: a form on another site cannot send it without a CORS preflight, so it
+    # cannot sign a visitor's browser in to someone else's portal account (login CSRF).
+    if request.content_type != "application/json":
+        raise PortalError(BAD_REQUEST, "send the sign-in as application/json", 415)
+    body = await body_of(request)
+    result = await request.app[PORTAL].login(remote(request), body)
+    response = reply(result.body)
+    secure = request.secure or request.app[SETTINGS].base_url.startswith("https:")
+    response.set_cookie(
+        SESSION_COOKIE, result.session, path="/", httponly=True, samesite="Strict", secure=secure
+    )
+    return response
+
+
+@api
+async def get_session(request: web.Request) -> web.Response:
+    session = request.cookies.get(SESSION_COOKIE)
+    return reply(await request.app[PORTAL].patient_session(session))
+
+
+@api
+async def delete_session(request: web.Request) -> web.Response:
+    await request.app[PORTAL].end_patient_session(request.cookies.get(SESSION_COOKIE))
+    response = reply({"signed_out": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@api
+async def get_caller(request: web.Request) -> web.Response:
+    """What the staff screens may show: any verified admin token may ask (`portal: false`
+    for a rooms-only token, so the dashboard simply leaves the portal screens out)."""
+    who = grant(request, action="portal_api")
+    if not is_portal_token(who):
+        return reply({"portal": False, "identity": who.identity, "practice": who.practice,
+                      "practice_name": None, "support": False})  # fmt: skip
+    return reply({"portal": True, **request.app[PORTAL].caller(staff(request))})
+
+
+@api
+async def post_visit_email(request: web.Request) -> web.Response:
+    who, body = staff(request), await body_of(request)
+    patient_id = request.match_info["patient_id"]
+    return reply(await request.app[PORTAL].email_visit(who, patient_id, body), 202)
 
 
 def add_routes(app: web.Application) -> None:
@@ -171,5 +220,10 @@ def add_routes(app: web.Application) -> None:
     add.add_put(PATIENT + "/opt-out", put_opt_out)
     add.add_get(PATIENT + "/status", get_status)
     add.add_put(PATIENT + "/account-email", put_account_email)
+    add.add_post(PATIENT + "/visit-email", post_visit_email)
+    add.add_get("/caller", get_caller)
     add.add_post("/activate", activate)
+    add.add_post("/activate/check", check_activation)
     add.add_post("/login", login)
+    add.add_get("/session", get_session)
+    add.add_delete("/session", delete_session)

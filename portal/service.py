@@ -8,8 +8,10 @@ identity as actor, the patient id as subject, never names, emails or tokens.
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
 
@@ -24,11 +26,14 @@ from portal.errors import (
     BAD_ACTIVATION,
     BAD_LOGIN,
     BAD_REQUEST,
+    EMAIL_REQUIRED,
+    NOT_FOUND,
     RATE_LIMITED,
     UNAUTHORIZED,
     PortalError,
     bad_request,
 )
+from portal.mail import GENERIC_PRACTICE
 from portal.model import (
     InvitationKind,
     InvitationRequest,
@@ -39,15 +44,34 @@ from portal.model import (
     status_json,
 )
 from portal.passwords import Passwords
-from portal.store import PatientStore
+from portal.store import PatientStore, Visit, VisitEmail, Visits
 from portal.throttle import LoginThrottle
 from portal.tokens import new_seed, token_hash
 
 PUBLIC_FIELDS = {
     "activate": frozenset({"token", "password"}),
+    "check": frozenset({"token"}),
     "login": frozenset({"email", "password"}),
 }
 EMAIL_FIELD = frozenset({"email"})
+ROOM_FIELD = frozenset({"room_id"})
+ROOM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")  # as signalling.rooms
+PATIENT_SESSION_IDLE_S = 30 * 60.0  # a patient's session ends after 30 idle minutes
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    """The login's answer, and the new session's secret for the cookie (never in the body)."""
+
+    body: dict[str, Any]
+    session: str
+
+
+class NoVisits:
+    """Visits when the portal runs without the rooms: none is known."""
+
+    def visit(self, room_id: str) -> Visit | None:
+        return None
 
 
 def limiter(limit: RateLimit, clock: Clock) -> WindowLimiter:
@@ -64,8 +88,11 @@ class PortalService:
         clock: Clock,
         zone: tzinfo,
         mail_domain: str,
+        visits: Visits | None = None,
     ) -> None:
         self._store = store
+        self._practices = config.practices
+        self._visits = visits or NoVisits()
         self._passwords = passwords
         self._audit_log = audit
         self._clock = clock
@@ -174,7 +201,77 @@ class PortalService:
         self._audit(action, "ok", staff.identity, patient_id, scope="support")
         return await self.status(staff, patient_id, audited=False)
 
+    def caller(self, staff: Staff) -> dict[str, Any]:
+        """Who the staff screens are signed in as (no audit entry: it reads no patient)."""
+        practice_name = self.practice_name(staff.practice) if staff.practice else None
+        return {
+            "identity": staff.identity,
+            "practice": staff.practice,
+            "practice_name": practice_name,
+            "support": staff.support,
+        }
+
+    async def email_visit(
+        self, staff: Staff, patient_id: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Queue the patient link of a scheduled visit of the patient's practice to the
+        patient's profile email, through the outbox."""
+        validate.only_fields(body, ROOM_FIELD)
+        room_id = body.get("room_id")
+        if not isinstance(room_id, str) or not ROOM_ID.match(room_id):
+            raise bad_request("`room_id`: 1-64 of A-Z a-z 0-9 _ . -")
+        patient = await self._patient(staff, patient_id)
+        action = "portal_visit_email"
+        visit = self._visits.visit(room_id)
+        refusal = self._visit_refusal(patient, visit)
+        if refusal is not None:
+            self._audit(action, refusal.code, staff.identity, patient_id)
+            raise refusal
+        assert visit is not None and patient.email is not None
+        if not self._invite_limit.allow(patient.practice):
+            self._audit(action, RATE_LIMITED, staff.identity, patient_id)
+            raise PortalError(RATE_LIMITED, "too many emails from this practice; try later")
+        email = VisitEmail(
+            patient_id=patient.patient_id,
+            recipient=patient.email,
+            room_id=room_id,
+            starts_at=visit.starts_at,
+            smtp_message_id=f"<visit.{secrets.token_hex(16)}@{self._mail_domain}>",
+            at=self._clock(),
+        )
+        await self._store.queue_visit_email(email)
+        self._audit(action, "ok", staff.identity, patient_id, room=room_id)
+        self.on_queued()
+        return {"queued": True, "room_id": room_id}
+
+    def _visit_refusal(self, patient: Patient, visit: Visit | None) -> PortalError | None:
+        if visit is None or visit.practice != patient.practice:
+            return PortalError(NOT_FOUND, "no such visit for this patient's practice")
+        if visit.ends_at <= self._clock():
+            return PortalError(BAD_REQUEST, "that visit is over", 409)
+        if patient.email is None:
+            return PortalError(
+                EMAIL_REQUIRED, "add an email to the patient's profile first, then send the link"
+            )
+        return None
+
+    def practice_name(self, practice: str) -> str:
+        return self._practices.get(practice) or GENERIC_PRACTICE
+
     # --- patients (public) -----------------------------------------------------------------
+
+    async def activation_check(self, remote: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What the activation page shows before a password is typed: whose link it is
+        (the practice's name), or the same 400 as a failed activation."""
+        validate.only_fields(body, PUBLIC_FIELDS["check"])
+        self._limit(self._public_limit, ("address", remote))
+        raw = body.get("token")
+        token = raw if isinstance(raw, str) and len(raw) <= validate.MAX_TOKEN else ""
+        practice, problem = await self._store.invitation_practice(token_hash(token), self._clock())
+        if practice is None:
+            self._audit("portal_activate_check", BAD_REQUEST, None, None, reason=problem)
+            raise PortalError(BAD_REQUEST, BAD_ACTIVATION)
+        return {"valid": True, "practice_name": self.practice_name(practice)}
 
     async def activate(self, remote: str, body: dict[str, Any]) -> dict[str, Any]:
         validate.only_fields(body, PUBLIC_FIELDS["activate"])
@@ -197,7 +294,7 @@ class PortalService:
         self._audit("portal_activate", "ok", outcome.patient_id, outcome.patient_id)
         return {"activated": True, "registered_on": self._day(now)}
 
-    async def login(self, remote: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def login(self, remote: str, body: dict[str, Any]) -> LoginResult:
         validate.only_fields(body, PUBLIC_FIELDS["login"])
         self._limit(self._public_limit, ("address", remote))
         email, password = body.get("email"), body.get("password")
@@ -220,8 +317,34 @@ class PortalService:
         self._logins.succeeded(slot, remote)
         now = self._clock()
         await self._store.record_login(account.patient_id, now)
+        session = secrets.token_urlsafe(32)
+        await self._store.start_session(
+            token_hash(session), account.patient_id, now, PATIENT_SESSION_IDLE_S
+        )
         self._audit("portal_login", "ok", account.patient_id, account.patient_id)
-        return {"logged_in": True, "last_login_on": self._day(now)}
+        return LoginResult({"logged_in": True, "last_login_on": self._day(now)}, session)
+
+    async def patient_session(self, session: str | None) -> dict[str, Any]:
+        """The signed-in patient of a session cookie, or `signed_in: false` (no error: the
+        sign-in page asks this on every load)."""
+        found = None
+        if session and len(session) <= validate.MAX_TOKEN:
+            found = await self._store.session(
+                token_hash(session), self._clock(), PATIENT_SESSION_IDLE_S
+            )
+        if found is None:
+            return {"signed_in": False}
+        return {
+            "signed_in": True,
+            "first_name": found.first_name,
+            "practice_name": self.practice_name(found.practice),
+            "last_login_on": self._day(found.last_login_at) if found.last_login_at else None,
+        }
+
+    async def end_patient_session(self, session: str | None) -> None:
+        if session:
+            await self._store.end_session(token_hash(session[: validate.MAX_TOKEN]))
+            self._audit("portal_logout", "ok", None, None)
 
     # --- helpers -----------------------------------------------------------------------------
 

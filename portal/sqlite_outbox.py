@@ -8,12 +8,15 @@ from portal.model import Delivery
 from portal.sqlite_db import SqliteDatabase
 from portal.store import Claimed, OutboxRow, TokenHasher
 
+# Invitation messages reach their patient and address through the invitation; visit-link
+# messages (no invitation) carry both themselves.
 DUE = """
-    SELECT o.message_id, o.invitation_id, p.patient_id, i.email, p.first_name, p.practice,
-           o.token_seed, o.smtp_message_id, o.attempts, o.created_at
+    SELECT o.message_id, o.invitation_id, p.patient_id, COALESCE(i.email, o.recipient),
+           p.first_name, p.practice, COALESCE(o.token_seed, ''), o.smtp_message_id,
+           o.attempts, o.created_at, o.kind, o.room_id, o.starts_at
     FROM outbox o
-    JOIN invitations i ON i.invitation_id = o.invitation_id
-    JOIN patients p ON p.patient_id = i.patient_id
+    LEFT JOIN invitations i ON i.invitation_id = o.invitation_id
+    JOIN patients p ON p.patient_id = COALESCE(i.patient_id, o.patient_id)
     WHERE o.state = 'pending' AND o.next_attempt_at <= ?
     ORDER BY o.next_attempt_at, o.message_id
     LIMIT 1
@@ -34,21 +37,22 @@ class SqliteOutbox:
             if row is None:
                 return None
             message_id, invitation_id, patient_id, recipient, first_name, practice, seed = row[:7]
-            smtp_message_id, attempts, created_at = row[7:]
+            smtp_message_id, attempts, created_at, kind, room_id, starts_at = row[7:]
             db.execute(
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, claimed_by = ?,"
                 " claimed_at = ? WHERE message_id = ?",
                 (owner, now, message_id),
             )
-            # The link is armed (its hash stored) before the email can exist anywhere.
-            db.execute(
-                "UPDATE invitations SET token_hash = ?, expires_at = ?"
-                " WHERE invitation_id = ? AND state = 'open'",
-                (token_hash(seed), expires_at, invitation_id),
-            )
+            if invitation_id is not None:
+                # The link is armed (its hash stored) before the email can exist anywhere.
+                db.execute(
+                    "UPDATE invitations SET token_hash = ?, expires_at = ?"
+                    " WHERE invitation_id = ? AND state = 'open'",
+                    (token_hash(seed), expires_at, invitation_id),
+                )
             return Claimed(
                 message_id, patient_id, recipient, first_name, practice, seed, smtp_message_id,
-                attempts + 1, created_at,
+                attempts + 1, created_at, kind, room_id, starts_at,
             )  # fmt: skip
 
         return await self._db.write(claim)
@@ -118,9 +122,9 @@ class SqliteOutbox:
     async def list_outbox(self, limit: int) -> list[OutboxRow]:
         rows = await self._db.read(
             lambda db: db.execute(
-                "SELECT o.message_id, o.state, o.attempts, i.email, o.created_at, o.sent_at,"
-                " o.next_attempt_at, o.last_error FROM outbox o"
-                " JOIN invitations i ON i.invitation_id = o.invitation_id"
+                "SELECT o.message_id, o.state, o.attempts, COALESCE(i.email, o.recipient),"
+                " o.created_at, o.sent_at, o.next_attempt_at, o.last_error FROM outbox o"
+                " LEFT JOIN invitations i ON i.invitation_id = o.invitation_id"
                 " ORDER BY o.message_id DESC LIMIT ?",
                 (limit,),
             ).fetchall()

@@ -19,7 +19,7 @@ from portal.model import (
     StatusFacts,
 )
 from portal.sqlite_db import SqliteDatabase
-from portal.store import Account, Activation
+from portal.store import Account, Activation, PatientSession, VisitEmail
 from portal.validate import Email, Query, name_key
 
 PATIENT_COLUMNS = "patient_id, practice, first_name, last_name, date_of_birth, email, created_at"
@@ -285,6 +285,81 @@ class SqlitePortalStore:
             )
         )
 
+    async def invitation_practice(self, token_hash: str, at: float) -> tuple[str | None, str]:
+        def read(db: sqlite3.Connection) -> tuple[str | None, str]:
+            row = db.execute(
+                "SELECT i.patient_id, i.state, i.expires_at, p.practice FROM invitations i"
+                " JOIN patients p ON p.patient_id = i.patient_id WHERE i.token_hash = ?",
+                (token_hash,),
+            ).fetchone()
+            facts = None
+            if row is not None:
+                state = InvitationState(row[1])
+                facts = rules.TokenFacts(row[0], state, row[2], _is_registered(db, row[0]))
+            problem = rules.activation_problem(facts, at)
+            if problem is not None or row is None:
+                return None, problem or "unknown"
+            return row[3], ""
+
+        return await self._db.read(read)
+
+    async def queue_visit_email(self, email: VisitEmail) -> None:
+        await self._db.write(
+            lambda db: db.execute(
+                "INSERT INTO outbox (kind, patient_id, recipient, room_id, starts_at,"
+                " smtp_message_id, state, next_attempt_at, created_at)"
+                " VALUES ('visit',?,?,?,?,?,'pending',?,?)",
+                (
+                    email.patient_id,
+                    email.recipient,
+                    email.room_id,
+                    email.starts_at,
+                    email.smtp_message_id,
+                    email.at,
+                    email.at,
+                ),
+            )
+        )
+
+    async def start_session(
+        self, session_hash: str, patient_id: str, at: float, ttl: float
+    ) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM patient_sessions WHERE expires_at <= ?", (at,))
+            db.execute(
+                "INSERT INTO patient_sessions (session_hash, patient_id, created_at, expires_at)"
+                " VALUES (?,?,?,?)",
+                (session_hash, patient_id, at, at + ttl),
+            )
+
+        await self._db.write(write)
+
+    async def session(self, session_hash: str, at: float, ttl: float) -> PatientSession | None:
+        def touch(db: sqlite3.Connection) -> PatientSession | None:
+            row = db.execute(
+                "SELECT s.patient_id, p.first_name, p.practice, a.last_login_at"
+                " FROM patient_sessions s JOIN patients p ON p.patient_id = s.patient_id"
+                " LEFT JOIN accounts a ON a.patient_id = s.patient_id"
+                " WHERE s.session_hash = ? AND s.expires_at > ?",
+                (session_hash, at),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE patient_sessions SET expires_at = ? WHERE session_hash = ?",
+                (at + ttl, session_hash),
+            )
+            return PatientSession(*row)
+
+        return await self._db.write(touch)
+
+    async def end_session(self, session_hash: str) -> None:
+        await self._db.write(
+            lambda db: db.execute(
+                "DELETE FROM patient_sessions WHERE session_hash = ?", (session_hash,)
+            )
+        )
+
 
 def _status_facts(db: sqlite3.Connection, patient_id: str) -> StatusFacts:
     row = db.execute(
@@ -292,8 +367,8 @@ def _status_facts(db: sqlite3.Connection, patient_id: str) -> StatusFacts:
     ).fetchone()
     if row is None:
         raise PortalError(NOT_FOUND, "no such patient")
-    first_sent, live = db.execute(
-        "SELECT MIN(o.sent_at), MAX(i.state IN ('open', 'used')) FROM invitations i"
+    first_sent, open_count, total = db.execute(
+        "SELECT MIN(o.sent_at), SUM(i.state = 'open'), COUNT(i.invitation_id) FROM invitations i"
         " LEFT JOIN outbox o ON o.invitation_id = i.invitation_id AND o.state = 'sent'"
         " WHERE i.patient_id = ?",
         (patient_id,),
@@ -309,7 +384,8 @@ def _status_facts(db: sqlite3.Connection, patient_id: str) -> StatusFacts:
     ).fetchone()
     return StatusFacts(
         opted_out=bool(row[0]),
-        invited=first_sent is not None or bool(live),
+        open_invitation=bool(open_count),
+        any_invitation=bool(total),
         first_sent_at=first_sent,
         registered_at=account[1] if account else None,
         last_login_at=account[2] if account else None,

@@ -39,6 +39,10 @@ class Account:
     password_hash: str
 
 
+INVITATION = "invitation"  # outbox message kinds: an invitation (with a link token)
+VISIT = "visit"  # a visit link (no token: the patient link /r/{room})
+
+
 @dataclass(frozen=True)
 class Claimed:
     """An outbox message claimed for one send attempt, with what the email needs."""
@@ -48,10 +52,49 @@ class Claimed:
     recipient: str
     first_name: str
     practice: str
-    token_seed: str
+    token_seed: str  # "" for a visit link
     smtp_message_id: str
     attempts: int
     created_at: float
+    kind: str = INVITATION
+    room_id: str | None = None
+    starts_at: float | None = None
+
+
+@dataclass(frozen=True)
+class VisitEmail:
+    """A visit-link email to queue: the patient link of `room_id`, at `recipient`."""
+
+    patient_id: str
+    recipient: str
+    room_id: str
+    starts_at: float
+    smtp_message_id: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Visit:
+    """A scheduled video visit, as the portal needs to know it (from the rooms' store)."""
+
+    room_id: str
+    practice: str | None
+    starts_at: float
+    ends_at: float
+
+
+class Visits(Protocol):
+    """The scheduled visits (signalling's room store, handed in by the composition root)."""
+
+    def visit(self, room_id: str) -> Visit | None: ...
+
+
+@dataclass(frozen=True)
+class PatientSession:
+    patient_id: str
+    first_name: str
+    practice: str
+    last_login_at: float | None
 
 
 @dataclass(frozen=True)
@@ -94,6 +137,22 @@ class PatientStore(Protocol):
     async def account_for_login(self, email_key: str) -> Account | None: ...
 
     async def record_login(self, patient_id: str, at: float) -> None: ...
+
+    async def invitation_practice(self, token_hash: str, at: float) -> tuple[str | None, str]:
+        """(the practice, None) for a usable token, else (None, why): for the landing page."""
+        ...
+
+    async def queue_visit_email(self, email: VisitEmail) -> None: ...
+
+    async def start_session(
+        self, session_hash: str, patient_id: str, at: float, ttl: float
+    ) -> None: ...
+
+    async def session(self, session_hash: str, at: float, ttl: float) -> PatientSession | None:
+        """The session's patient (its idle timer restarts), or None when unknown or expired."""
+        ...
+
+    async def end_session(self, session_hash: str) -> None: ...
 
 
 class OutboxStore(Protocol):

@@ -21,6 +21,7 @@ from common.tokens import TokenVerifier
 from portal.app import create_portal
 from portal.app import mount as mount_portal
 from portal.config import PortalConfig
+from portal.store import Visit
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.arrival import Arrivals
@@ -122,9 +123,23 @@ def create_app(
     # Mounted unconditionally: a portal or web client that fails to import
     # stops the server at start (cmd_serve says which), never a silent 404.
     settings = portal if portal is not None else portal_config(config, {})
-    mount_portal(app, create_portal(settings, app[AUDIT], app[VERIFIER], clock))
+    visits = ScheduledVisits(app[ROOMS])
+    mount_portal(app, create_portal(settings, app[AUDIT], app[VERIFIER], clock, visits))
     setup_web(app)
     return app
+
+
+class ScheduledVisits:
+    """portal.store.Visits over the room store: the portal emails visit links of these."""
+
+    def __init__(self, rooms: RoomStore) -> None:
+        self._rooms = rooms
+
+    def visit(self, room_id: str) -> Visit | None:
+        record = self._rooms.record(room_id)
+        if record is None:
+            return None
+        return Visit(record.room_id, record.practice, record.starts_at, record.ends_at)
 
 
 def build_service(

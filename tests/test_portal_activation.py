@@ -341,7 +341,9 @@ async def test_the_landing_page_is_static_private_and_locked_down(portal: Portal
     html = await response.text()
     for kind, body in re.findall(r"<(script|style)>(.*?)</\1>", html, re.DOTALL):
         assert f"{kind}-src {csp_hash(body)}" in csp
-    assert not re.search(r"(src|href)=|https?://|@import|url\(", html)
+    # No external resources; its one link leads to the sign-in page on this origin.
+    assert not re.search(r"src=|https?://|@import|url\(", html)
+    assert re.findall(r'href="([^"]*)"', html) == ["/portal/signin"]
     assert "location.hash" in html and "/v1/portal/activate" in html
 
 

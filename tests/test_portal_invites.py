@@ -208,6 +208,23 @@ async def test_opting_out_voids_an_unused_link(portal: Portal, mailbox: Mailbox)
     assert (await portal.activate(token))[0] == 400
 
 
+async def test_after_an_opt_out_a_voided_invitation_is_no_longer_pending_registration(
+    portal: Portal, mailbox: Mailbox
+) -> None:
+    patient_id, _ = await invited(portal, mailbox, email="ann@example.com")
+    sent = await portal.wait_status(patient_id, "activated_on", is_date)
+    assert sent["registered_on"] == "Pending"
+    opt_out = f"/v1/portal/patients/{patient_id}/opt-out"
+    code, status = await portal.call("PUT", opt_out, {"opted_out": True})
+    assert code == 200 and status["opted_out"] is True
+    assert status["registered_on"] is None, "the voided link can no longer register anyone"
+    assert status["activated_on"] == sent["activated_on"]  # the email was sent: that stays
+    assert (status["can_invite"], status["can_reinvite"]) == (False, False)
+    code, status = await portal.call("PUT", opt_out, {"opted_out": False})
+    assert status["registered_on"] is None
+    assert (status["can_invite"], status["can_reinvite"]) == (True, True)
+
+
 async def test_every_status_field_moves_through_its_states(
     portal: Portal, mailbox: Mailbox
 ) -> None:
@@ -219,6 +236,8 @@ async def test_every_status_field_moves_through_its_states(
         "last_login_on": "Never",
         "last_reinvited_on": "Never",
         "account_email": None,
+        "can_invite": True,
+        "can_reinvite": False,
     }
     mailbox.hold_next()  # the first attempt waits in the SMTP server: the email is in the outbox
     assert (await portal.invite(patient_id))[0] == 202

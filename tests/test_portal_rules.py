@@ -30,11 +30,13 @@ from tests.conftest import make_config
 
 ANN = validate.Email("ann@example.com", "ann@example.com")
 NOON_2026_03_01 = 1772366400.0  # 2026-03-01T12:00:00Z
+OUT = {"open_invitation": True, "any_invitation": True}  # an invitation is out
 
 
 def facts(**changes: Any) -> StatusFacts:
     values: dict[str, Any] = {
-        "opted_out": False, "invited": False, "first_sent_at": None, "registered_at": None,
+        "opted_out": False, "open_invitation": False, "any_invitation": False,
+        "first_sent_at": None, "registered_at": None,
         "last_login_at": None, "last_reinvited_at": None, "account_email": None,
         "delivery": None,
     }  # fmt: skip
@@ -49,16 +51,31 @@ def test_a_status_before_any_invitation_is_null_and_never() -> None:
         "last_login_on": "Never",
         "last_reinvited_on": "Never",
         "account_email": None,
+        "can_invite": True,
+        "can_reinvite": False,
     }
 
 
+def test_an_invitation_voided_by_an_opt_out_is_not_pending() -> None:
+    voided = facts(opted_out=True, any_invitation=True, first_sent_at=NOON_2026_03_01)
+    status = status_json(voided, UTC)
+    assert (status["activated_on"], status["registered_on"]) == ("2026-03-01", None)
+    assert (status["can_invite"], status["can_reinvite"]) == (False, False)
+    cleared = status_json(facts(any_invitation=True, first_sent_at=NOON_2026_03_01), UTC)
+    assert (cleared["registered_on"], cleared["can_invite"], cleared["can_reinvite"]) == (
+        None, True, True,
+    )  # fmt: skip
+    done = status_json(facts(any_invitation=True, registered_at=NOON_2026_03_01), UTC)
+    assert (done["can_invite"], done["can_reinvite"]) == (False, False)
+
+
 def test_a_status_is_pending_while_invited_then_dated() -> None:
-    assert status_json(facts(invited=True), UTC)["activated_on"] == "Pending"
-    assert status_json(facts(invited=True), UTC)["registered_on"] == "Pending"
-    sent = status_json(facts(invited=True, first_sent_at=NOON_2026_03_01), UTC)
+    assert status_json(facts(**OUT), UTC)["activated_on"] == "Pending"
+    assert status_json(facts(**OUT), UTC)["registered_on"] == "Pending"
+    sent = status_json(facts(**OUT, first_sent_at=NOON_2026_03_01), UTC)
     assert (sent["activated_on"], sent["registered_on"]) == ("2026-03-01", "Pending")
     done = status_json(
-        facts(invited=True, first_sent_at=NOON_2026_03_01, registered_at=NOON_2026_03_01,
+        facts(**OUT, first_sent_at=NOON_2026_03_01, registered_at=NOON_2026_03_01,
               last_login_at=NOON_2026_03_01, last_reinvited_at=NOON_2026_03_01,
               account_email="ann@example.com"),
         UTC,
@@ -70,7 +87,7 @@ def test_a_status_is_pending_while_invited_then_dated() -> None:
 def test_status_dates_are_days_in_the_practices_time_zone() -> None:
     late_evening_in_la = 1772348400.0  # 2026-03-01T07:00:00Z = 2026-02-28 23:00 in LA
     status = status_json(
-        facts(invited=True, first_sent_at=late_evening_in_la), ZoneInfo("America/Los_Angeles")
+        facts(**OUT, first_sent_at=late_evening_in_la), ZoneInfo("America/Los_Angeles")
     )
     assert status["activated_on"] == "2026-02-28"
 

@@ -7,7 +7,9 @@
 // own practice's visits.
 
 import { formatClock } from "../sdk/visitroom.js";
+import { api, configureApi } from "./api.js";
 import { announce, fill, h, showScreen } from "./dom.js";
+import { mountPatientSearch, patientPicker, unmountPatientSearch } from "./patients.js";
 
 const STORAGE_KEY = "visitroom.adminToken";
 const REFRESH_MS = 30 * 1000;
@@ -21,31 +23,10 @@ const NO_ROOMS_SCOPE = "That token cannot manage visits: it needs the rooms:admi
 /** Host windows we opened and are waiting to hand a token to: window -> room id. */
 const hostWindows = new Map();
 
-class ApiError extends Error {
-  constructor(status, code, message) {
-    super(message);
-    this.status = status;
-    this.code = code;
-  }
-}
-
-async function api(method, path, body, { signOutOn401 = true } = {}) {
-  const response = await fetch(path, {
-    method,
-    headers: { Authorization: `Bearer ${token}`, ...(body ? { "Content-Type": "application/json" } : {}) },
-    body: body ? JSON.stringify(body) : undefined,
-    cache: "no-store",
-    credentials: "omit",
-    referrerPolicy: "no-referrer",
-  });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) {
-    const error = data?.error ?? {};
-    if (response.status === 401 && signOutOn401) signOut("Your admin token is not valid or has expired. Paste a new one.");
-    throw new ApiError(response.status, error.code ?? "error", error.message ?? `HTTP ${response.status}`);
-  }
-  return data;
-}
+configureApi({
+  token: () => token,
+  onUnauthorized: () => signOut("Your admin token is not valid or has expired. Paste a new one."),
+});
 
 // --- sign in ---------------------------------------------------------------------------
 
@@ -92,6 +73,7 @@ function signOut(message = "") {
   token = null;
   sessionStorage.removeItem(STORAGE_KEY);
   clearInterval(refreshTimer);
+  unmountPatientSearch();
   signInScreen(message);
 }
 
@@ -128,6 +110,7 @@ function scheduleForm(onScheduled) {
   const to = h("input", { id: "sch-end", type: "time", testid: "schedule-end", required: true, value: formatClock(end) });
   const roomId = h("input", { id: "sch-room", type: "text", testid: "schedule-room-id", maxlength: "64", pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}", "aria-describedby": "sch-room-help" });
   const result = h("div", { class: "schedule-result", testid: "schedule-result", role: "status" });
+  const patient = patientPicker();
   const form = h(
     "form",
     {
@@ -146,6 +129,7 @@ function scheduleForm(onScheduled) {
         try {
           const created = await api("POST", "/v1/rooms", body);
           fill(result, h("p", { class: "success", testid: "schedule-success" }, `Visit scheduled for ${formatClock(startsAt)}. Patient link: `, h("span", { class: "mono", text: created.join_url })));
+          result.append(...[await patient.afterScheduled(created.room_id)].filter(Boolean));
           announce("Visit scheduled.");
           roomId.value = "";
           onScheduled();
@@ -160,6 +144,7 @@ function scheduleForm(onScheduled) {
       h("div", { class: "field" }, h("label", { for: "sch-end", text: "Ends" }), to)),
     h("div", { class: "field" }, h("label", { for: "sch-room", text: "Visit id (optional)" }), roomId,
       h("p", { id: "sch-room-help", class: "hint", text: "Letters, digits, dot, dash or underscore. Leave empty for a random id." })),
+    patient.element,
     h("button", { type: "submit", class: "primary", testid: "btn-schedule", text: "Schedule visit" }),
     result,
   );
@@ -314,6 +299,7 @@ function dashboardScreen() {
   refresh();
   clearInterval(refreshTimer);
   refreshTimer = setInterval(refresh, REFRESH_MS);
+  mountPatientSearch({ onBack: dashboardScreen });
 }
 
 if (token) dashboardScreen();
