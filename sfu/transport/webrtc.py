@@ -34,7 +34,8 @@ from pylibsrtp import Session
 from sfu.packet.counters import Counters
 from sfu.sdp.answer import LocalTransport
 from sfu.transport.dtls import KeyingDtlsTransport
-from sfu.transport.ice import IceConnection, PortAllocator
+from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator
+from sfu.transport.udpmux import UdpMux
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class WebRtcTransport:
         sink: PacketSink,
         tasks: set[asyncio.Task[None]] | None = None,
         controlling: bool = False,
+        muxes: list[UdpMux] | None = None,
     ) -> None:
         self.counters = Counters()
         self.state = TransportState.NEW
@@ -98,6 +100,7 @@ class WebRtcTransport:
         self._announced_ip = announced_ip
         self._rx: Session | None = None
         self._tx: Session | None = None
+        self._route: MediaRoute | None = None
         self._ice = IceConnection(
             addresses=addresses,
             ports=ports,
@@ -105,6 +108,8 @@ class WebRtcTransport:
             buffer_bytes=buffer_bytes,
             on_srtp=self._on_srtp,
             controlling=controlling,
+            muxes=muxes,
+            on_route=self._set_route,
         )
         gatherer = RTCIceGatherer(iceServers=[])
         gatherer._connection = self._ice
@@ -218,6 +223,9 @@ class WebRtcTransport:
             self._rx = self._tx = None
             self._set_state(TransportState.FAILED)
 
+    def _set_route(self, route: MediaRoute | None) -> None:
+        self._route = route
+
     @property
     def connected(self) -> bool:
         return self._tx is not None
@@ -272,31 +280,35 @@ class WebRtcTransport:
         self.inbound_ssrcs.add(ssrc)
         return True
 
-    def send_rtp(self, packet: bytes) -> None:
-        tx = self._tx
-        if tx is None:
+    def send_rtp(self, packet: bytes | bytearray) -> None:
+        """Protect and send (or queue, on a shared socket) one RTP packet."""
+        tx, route = self._tx, self._route
+        if tx is None or route is None:
             return
+        counters = self.counters
         try:
-            data = tx.protect(packet)
+            # pylibsrtp copies the packet into its own buffer: a bytearray
+            # needs no bytes() copy first.
+            data = tx.protect(packet)  # type: ignore[arg-type]
         except (pylibsrtp.Error, ValueError):
-            self.counters.send_errors += 1
+            counters.send_errors += 1
             return
-        if self._ice.send_media(data):
-            self.counters.rtp_out += 1
-            self.counters.bytes_out += len(data)
+        route.send(data, counters)
+        counters.rtp_out += 1
+        counters.bytes_out += len(data)
 
     def send_rtcp(self, packet: bytes) -> None:
-        tx = self._tx
-        if tx is None:
+        tx, route = self._tx, self._route
+        if tx is None or route is None:
             return
         try:
             data = tx.protect_rtcp(packet)
         except (pylibsrtp.Error, ValueError):
             self.counters.send_errors += 1
             return
-        if self._ice.send_media(data):
-            self.counters.rtcp_out += 1
-            self.counters.bytes_out += len(data)
+        route.send(data, self.counters)
+        self.counters.rtcp_out += 1
+        self.counters.bytes_out += len(data)
 
     # teardown
 
@@ -305,6 +317,7 @@ class WebRtcTransport:
         if self.state == TransportState.CLOSED:
             return
         self._rx = self._tx = None
+        self._route = None
         self._ice.close_sockets()
         self._set_state(TransportState.CLOSED)
         self._sink = None
