@@ -44,9 +44,10 @@ from sfu.routing.ticker import Ticker
 from sfu.sdp.negotiate import negotiate
 from sfu.sdp.offer import parse_candidate, parse_offer
 from sfu.settings import MediaSettings
-from sfu.transport import mmsg
+from sfu.transport import mmsg, srtp
 from sfu.transport.dtls import CertificateStore
 from sfu.transport.ice import PortAllocator, host_addresses
+from sfu.transport.srtp import LibSrtp
 from sfu.transport.udpmux import UdpMux
 from sfu.transport.webrtc import WebRtcTransport
 
@@ -69,6 +70,7 @@ class LocalMedia:
         self._addresses: list[str] = []
         self._certificates: CertificateStore | None = None
         self.muxes: list[UdpMux] = []
+        self._srtp: LibSrtp | None = None
         self._ticker = Ticker(self, settings.selection_interval_s)
         self._retired = counters_mod.total([])
         self._pending: dict[str, list[str | None]] = {}
@@ -91,6 +93,8 @@ class LocalMedia:
     def _open_muxes(self) -> None:
         """Single-port mode: one shared socket per address, all on one port."""
         binding = mmsg.load() if self.settings.batched_io else None
+        if binding is not None and self.settings.direct_srtp:
+            self._srtp = srtp.load()
         port = self.settings.rtc_udp_port or 0
         try:
             for address in self._addresses:
@@ -104,9 +108,10 @@ class LocalMedia:
             self._close_muxes()
             raise MediaError("unavailable", f"cannot bind UDP port {port}: {exc}") from None
         logger.info(
-            "media on UDP %s (%s)",
+            "media on UDP %s (%s; %s)",
             ", ".join(f"{m.host}:{m.port}" for m in self.muxes),
             "sendmmsg/recvmmsg" if binding else "sendto/recvfrom: no sendmmsg binding",
+            f"RTP protected in the batch by {self._srtp.version}" if self._srtp else "pylibsrtp",
         )
 
     def _close_muxes(self) -> None:
@@ -255,6 +260,7 @@ class LocalMedia:
             sink=participant,
             tasks=self.tasks,
             muxes=self.muxes or None,
+            srtp=self._srtp,
         )
         try:
             await transport.gather()

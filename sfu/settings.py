@@ -43,6 +43,9 @@ class MediaSettings:
     # sendmmsg/recvmmsg on the shared sockets when the libc binding loads
     # (sfu.transport.mmsg); False: one sendto/recvfrom per datagram.
     batched_io: bool = True
+    # With batched_io: RTP protected in place in the send batch by libsrtp
+    # bound with cffi (sfu.transport.srtp); False: pylibsrtp's Session.protect.
+    direct_srtp: bool = True
     # Room size -> REMB cap for each publisher (sfu.policy.bitrate; config "2:1500000,*:300000").
     remb_table: RembTable = DEFAULT_REMB_TABLE
     video_slots_cap: int = 5

@@ -110,7 +110,7 @@ def test_oversize_datagrams_are_refused_at_the_door(
     batch = mmsg.SendBatch(binding, sender.fileno(), capacity=4)
     counters = Counters()
     assert not batch.add(
-        bytes(1501), mmsg.Destination(binding, socket.AF_INET, ("127.0.0.1", 9)), counters
+        bytes(mmsg.SLOT + 1), mmsg.Destination(binding, socket.AF_INET, ("127.0.0.1", 9)), counters
     )
     assert batch.count == 0 and counters.oversize == 1
 

@@ -199,12 +199,23 @@ async def test_without_sendmmsg_the_shared_socket_still_carries_every_packet_in_
 async def test_batched_sends_keep_each_consumers_packets_in_order() -> None:
     async with running_media() as (media, _):
         await _fan_out_keeps_order(media, batched=True)
+        transport = media.participants["v0"].transport
+        assert transport is not None and transport._direct is not None, "protected in the batch"
+
+
+async def test_batched_sends_with_pylibsrtp_protecting_keep_the_order_too() -> None:
+    async with running_media(direct_srtp=False) as (media, _):
+        await _fan_out_keeps_order(media, batched=True)
+        transport = media.participants["v0"].transport
+        assert transport is not None and transport._direct is None
 
 
 async def _fan_out_keeps_order(media: LocalMedia, *, batched: bool) -> None:
     alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+    # Every 3rd packet decrypted at each viewer: it checks the SRTP of the path in use.
     viewers = [
-        await join(media, f"v{i}", SyntheticPeer(audio_slots=1, video_slots=1)) for i in range(4)
+        await join(media, f"v{i}", SyntheticPeer(audio_slots=1, video_slots=1, decrypt_every=3))
+        for i in range(4)
     ]
     seen: list[dict[int, list[int]]] = []
     for viewer in viewers:
@@ -222,6 +233,9 @@ async def _fan_out_keeps_order(media: LocalMedia, *, batched: bool) -> None:
             await eventually(lambda v=viewer: v.transport.received > 150, timeout=10, what="media")  # type: ignore[misc]
     finally:
         await pump.stop()
+    for viewer in viewers:
+        assert viewer.transport.counters.srtp_errors == 0
+        assert viewer.transport.counters.rtp_in > 40, "decrypted samples"
     for record in seen:
         assert len(record) == 2, "audio and video"
         for sequences in record.values():

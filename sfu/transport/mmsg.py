@@ -26,11 +26,15 @@ import platform
 import socket
 import struct
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sfu.packet.counters import Counters
 
-SLOT = 1500  # nothing larger is sent (sfu.transport.webrtc.MAX_DATAGRAM)
+if TYPE_CHECKING:
+    from sfu.transport.srtp import OutboundSrtp
+
+SLOT = 1536  # a 1500-byte datagram, or a plain packet protected in place (+ its SRTP tag)
+SRTP_TRAILER = 16  # the largest tag libsrtp appends (AES-GCM)
 RECV_SLOT = 2048  # larger datagrams arrive truncated and are dropped as oversize
 MSG_DONTWAIT = 0x40
 
@@ -47,6 +51,8 @@ int sendmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
 int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags, void *timeout);
 """
 
+# RTP header bytes 1-11: marker + payload type, sequence, timestamp, SSRC.
+_HEADER = struct.Struct("!BHII")
 _DROP_ALL = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
 
 
@@ -138,8 +144,11 @@ class SendBatch:
             self._headers[i].msg_iov = self._iov + i
             self._headers[i].msg_iovlen = 1
         self._memmove = ffi.memmove
+        self._view = ffi.buffer(self._buffer)
         self._null = ffi.NULL
-        self._names: list[Destination | None] = [None] * capacity  # alive until sent
+        # Each slot's destination, kept (alive for its msg_name) until the slot
+        # goes elsewhere: a steady fan-out sets no address twice.
+        self._names: list[Destination | None] = [None] * capacity
         self._counters: list[Counters | None] = [None] * capacity
         self.count = 0
         self.calls = 0  # sendmmsg system calls made
@@ -155,17 +164,78 @@ class SendBatch:
             return False
         self._memmove(self._slots[i], data, size)
         self._iovs[i].iov_len = size
-        header = self._headers[i]
-        if destination.name is None:
-            header.msg_name = self._null
-            header.msg_namelen = 0
-        else:
-            header.msg_name = destination.name
+        if self._names[i] is not destination:
+            header = self._headers[i]
+            header.msg_name = destination.name if destination.name is not None else self._null
             header.msg_namelen = destination.size
-        self._names[i] = destination
+            self._names[i] = destination
         self._counters[i] = counters
         self.count = i + 1
         return self.count >= self.capacity
+
+    def add_srtp(
+        self, packet: bytes, srtp: OutboundSrtp, destination: Destination, counters: Counters
+    ) -> int:
+        """Copy a plain RTP packet in and protect it there; its protected size, or -1."""
+        size = len(packet)
+        if size > SLOT - SRTP_TRAILER:
+            counters.oversize += 1
+            return -1
+        i = self.count
+        slot = self._slots[i]
+        self._memmove(slot, packet, size)
+        return self._seal(i, slot, size, srtp, destination, counters)
+
+    def add_rewritten(
+        self,
+        packet: bytes,
+        header: tuple[int, int, int, int],
+        srtp: OutboundSrtp,
+        destination: Destination,
+        counters: Counters,
+    ) -> int:
+        """`add_srtp` of `packet` with a new (payload type, sequence, timestamp, SSRC).
+
+        The marker bit is kept; the header is written in the batch's buffer,
+        so the forwarded packet is copied once, from the producer's bytes.
+        """
+        size = len(packet)
+        if size > SLOT - SRTP_TRAILER or size < 12:
+            counters.oversize += 1
+            return -1
+        i = self.count
+        slot = self._slots[i]
+        self._memmove(slot, packet, size)
+        pt, sequence, timestamp, ssrc = header
+        _HEADER.pack_into(
+            self._view, i * SLOT + 1, (packet[1] & 0x80) | pt, sequence, timestamp, ssrc
+        )
+        return self._seal(i, slot, size, srtp, destination, counters)
+
+    def _seal(
+        self,
+        i: int,
+        slot: Any,
+        size: int,
+        srtp: OutboundSrtp,
+        destination: Destination,
+        counters: Counters,
+    ) -> int:
+        length = srtp.length
+        length[0] = size
+        if srtp.protect(srtp.ctx, slot, length):
+            counters.send_errors += 1
+            return -1
+        size = length[0]
+        self._iovs[i].iov_len = size
+        if self._names[i] is not destination:  # a steady fan-out keeps its slots
+            header = self._headers[i]
+            header.msg_name = destination.name
+            header.msg_namelen = destination.size
+            self._names[i] = destination
+        self._counters[i] = counters
+        self.count = i + 1
+        return size
 
     def flush(self) -> int:
         """Send everything queued; returns how many datagrams the kernel took."""
@@ -189,9 +259,6 @@ class SendBatch:
                 break
             self._drop(done, done + 1)  # this datagram was refused; the rest go on
             done += 1
-        for i in range(n):
-            self._names[i] = None
-            self._counters[i] = None
         self.sent += sent
         return sent
 

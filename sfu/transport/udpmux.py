@@ -36,7 +36,8 @@ import contextlib
 import logging
 import secrets
 import socket
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from aioice import stun
 from aioice.ice import StunProtocol
@@ -44,8 +45,14 @@ from aioice.ice import StunProtocol
 from sfu.packet.counters import Counters
 from sfu.transport import mmsg
 
+if TYPE_CHECKING:
+    from sfu.transport.srtp import OutboundSrtp
+
 logger = logging.getLogger(__name__)
 
+# Linux's values (asm-generic/socket.h); Python's socket module does not name them.
+SO_SNDBUFFORCE = 32 if sys.platform.startswith("linux") else None
+SO_RCVBUFFORCE = 33 if sys.platform.startswith("linux") else None
 READ_BATCH = 64
 SEND_BATCH = 256
 # A connected transport needs at most a handful of addresses (MAX_REMOTE_CANDIDATES bounds it).
@@ -77,6 +84,28 @@ class Egress:
         elif not self._scheduled and not self._held:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_soon)
+
+    def queue_srtp(
+        self,
+        packet: bytes,
+        header: tuple[int, int, int, int] | None,
+        srtp: OutboundSrtp,
+        destination: mmsg.Destination,
+        counters: Counters,
+    ) -> int:
+        """Plain RTP in, protected in the batch (header rewritten first if given); size or -1."""
+        batch = self.batch
+        assert batch is not None, "only on a batched egress"
+        if header is None:
+            size = batch.add_srtp(packet, srtp, destination, counters)
+        else:
+            size = batch.add_rewritten(packet, header, srtp, destination, counters)
+        if batch.count >= batch.capacity:
+            batch.flush()
+        elif not self._scheduled and not self._held:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_soon)
+        return size
 
     def _sendto(self, data: bytes, destination: mmsg.Destination, counters: Counters) -> None:
         self.direct_sends += 1
@@ -151,8 +180,8 @@ class UdpMux:
         try:
             sock.setblocking(False)
             for force, option in (
-                (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF),
-                (getattr(socket, "SO_SNDBUFFORCE", None), socket.SO_SNDBUF),
+                (SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                (SO_SNDBUFFORCE, socket.SO_SNDBUF),
             ):
                 # FORCE passes net.core.rmem_max/wmem_max when we may (root);
                 # otherwise the kernel caps the plain option at them.
