@@ -255,6 +255,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results["sfu_capacity_pps"] = capacity
         per_core = ceiling.ceiling_pps / max(ceiling.cpu_cores, 1e-6)
         results["ceiling_ratio"] = capacity / max(per_core, 1.0)
+        if args.batched_ceiling:
+            batched = await media_ceiling.measure(
+                packets,
+                max(1, round(results["fanout"])),
+                160_000,
+                args.ceiling_duration,
+                pinned(SERVER_CORE),
+                batched=True,
+            )
+            results["batched_ceiling_pps"] = batched.ceiling_pps
+            results["batched_ceiling_cpu_cores"] = batched.cpu_cores
+            per_core = batched.ceiling_pps / max(batched.cpu_cores, 1e-6)
+            results["batched_ceiling_ratio"] = capacity / max(per_core, 1.0)
     return results
 
 
@@ -278,6 +291,13 @@ def print_table(results: dict[str, Any]) -> None:
             f"{results['ceiling_pps']:.0f} pps at {100 * results['ceiling_cpu_cores']:.0f}% CPU; "
             f"SFU {results['sfu_capacity_pps']:.0f} pps per core; "
             f"ratio {results['ceiling_ratio']:.2f}"
+        )
+    if "batched_ceiling_pps" in results:
+        print(
+            f"batched ceiling (recvmmsg, in-place SRTP, sendmmsg): "
+            f"{results['batched_ceiling_pps']:.0f} pps at "
+            f"{100 * results['batched_ceiling_cpu_cores']:.0f}% CPU; "
+            f"ratio {results['batched_ceiling_ratio']:.2f}"
         )
     if "relay_cpu_ratio" in results:
         print(
@@ -303,6 +323,9 @@ def main() -> None:
     parser.add_argument("--ceiling-duration", type=float, default=10.0)
     parser.add_argument("--no-relay", action="store_true")
     parser.add_argument("--no-ceiling", action="store_true")
+    parser.add_argument(
+        "--batched-ceiling", action="store_true", help="also the ceiling of the batched path"
+    )
     parser.add_argument(
         "--nice",
         type=int,
