@@ -79,11 +79,8 @@ class Egress:
         if batch is None:
             self._sendto(data, destination, counters)
             return
-        if batch.add(data, destination, counters):
-            batch.flush()
-        elif not self._scheduled and not self._held:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+        batch.add(data, destination, counters)
+        self._queued(batch)
 
     def queue_srtp(
         self,
@@ -100,12 +97,16 @@ class Egress:
             size = batch.add_srtp(packet, srtp, destination, counters)
         else:
             size = batch.add_rewritten(packet, header, srtp, destination, counters)
+        self._queued(batch)
+        return size
+
+    def _queued(self, batch: mmsg.SendBatch) -> None:
+        """Flush a full batch now; else make sure it goes out in this turn of the loop."""
         if batch.count >= batch.capacity:
             batch.flush()
         elif not self._scheduled and not self._held:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush_soon)
-        return size
 
     def _sendto(self, data: bytes, destination: mmsg.Destination, counters: Counters) -> None:
         self.direct_sends += 1
