@@ -177,8 +177,8 @@ PATHS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fanout", type=int, default=50)
-    parser.add_argument("--packets", type=int, default=40)
-    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--packets", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
     parser.add_argument("--json")
     args = parser.parse_args()

@@ -210,7 +210,22 @@ class SendBatch:
         _HEADER.pack_into(
             self._view, i * SLOT + 1, (packet[1] & 0x80) | pt, sequence, timestamp, ssrc
         )
-        return self._seal(i, slot, size, srtp, destination, counters)
+        # _seal inlined: this runs once per forwarded copy.
+        length = srtp.length
+        length[0] = size
+        if srtp.protect(srtp.ctx, slot, length):
+            counters.send_errors += 1
+            return -1
+        protected: int = length[0]
+        self._iovs[i].iov_len = protected
+        if self._names[i] is not destination:
+            hdr = self._headers[i]
+            hdr.msg_name = destination.name
+            hdr.msg_namelen = destination.size
+            self._names[i] = destination
+        self._counters[i] = counters
+        self.count = i + 1
+        return protected
 
     def _seal(
         self,

@@ -69,6 +69,8 @@ class Egress:
         self.batch = mmsg.SendBatch(binding, sock.fileno(), SEND_BATCH) if binding else None
         self._scheduled = False
         self._held = False
+        # Neither held by a read batch nor scheduled: the next datagram schedules a flush.
+        self.idle = True
         self.direct_sends = 0
 
     def destination(self, addr: tuple[str, int]) -> mmsg.Destination:
@@ -90,7 +92,10 @@ class Egress:
         destination: mmsg.Destination,
         counters: Counters,
     ) -> int:
-        """Plain RTP in, protected in the batch (header rewritten first if given); size or -1."""
+        """Plain RTP in, protected in the batch (header rewritten first if given); size or -1.
+
+        `WebRtcTransport.send_rewritten` does the same inline (the per-copy path).
+        """
         batch = self.batch
         assert batch is not None, "only on a batched egress"
         if header is None:
@@ -104,9 +109,14 @@ class Egress:
         """Flush a full batch now; else make sure it goes out in this turn of the loop."""
         if batch.count >= batch.capacity:
             batch.flush()
-        elif not self._scheduled and not self._held:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+        elif self.idle:
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Flush in this turn of the event loop (a datagram was queued outside a read)."""
+        self._scheduled = True
+        self.idle = False
+        asyncio.get_running_loop().call_soon(self._flush_soon)
 
     def _sendto(self, data: bytes, destination: mmsg.Destination, counters: Counters) -> None:
         self.direct_sends += 1
@@ -121,13 +131,16 @@ class Egress:
     def hold(self) -> None:
         """A read batch is being handled: its end flushes, no callback needed."""
         self._held = True
+        self.idle = False
 
     def release(self) -> None:
         self._held = False
+        self.idle = not self._scheduled
         self.flush()
 
     def _flush_soon(self) -> None:
         self._scheduled = False
+        self.idle = not self._held
         self.flush()
 
     def flush(self) -> None:

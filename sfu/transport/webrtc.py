@@ -333,10 +333,21 @@ class WebRtcTransport:
     ) -> None:
         """`send_rtp` of `packet` with a new header (sfu.routing.consumer's fast path)."""
         direct = self._direct
-        if direct is not None:
+        if direct is not None:  # Egress.queue_srtp inlined: this runs once per copy
             egress, destination, srtp = direct
-            header = (payload_type, sequence, timestamp, ssrc)
-            self._sent(egress.queue_srtp(packet, header, srtp, destination, self.counters))
+            batch = egress.batch
+            assert batch is not None
+            counters = self.counters
+            size = batch.add_rewritten(
+                packet, (payload_type, sequence, timestamp, ssrc), srtp, destination, counters
+            )
+            if size > 0:
+                counters.rtp_out += 1
+                counters.bytes_out += size
+            if batch.count >= batch.capacity:
+                batch.flush()
+            elif egress.idle:
+                egress.schedule()
             return
         if self._tx is not None and self._route is not None:
             self.send_rtp(
