@@ -175,3 +175,19 @@ async def test_without_the_binding_each_datagram_is_sent_at_once(
     assert egress.calls == 5
     egress.queue(b"x", egress.destination(("127.0.0.1", 0)), counters)
     assert counters.send_errors == 1
+
+
+def test_a_closed_batch_drops_instead_of_writing_to_a_reused_descriptor(
+    binding: mmsg.Mmsg, sockets: list[socket.socket]
+) -> None:
+    sender, receiver = udp(bind=False), udp()
+    sockets += [sender, receiver]
+    batch = mmsg.SendBatch(binding, sender.fileno(), capacity=4)
+    to = mmsg.Destination(binding, socket.AF_INET, receiver.getsockname())
+    counters = Counters()
+    batch.add(b"before", to, counters)
+    batch.close()
+    assert batch.count == 0 and counters.send_errors == 1, "queued, never sent"
+    batch.add(b"after", to, counters)
+    assert batch.flush() == 0 and batch.calls == 0 and counters.send_errors == 2
+    assert drain(receiver) == []

@@ -252,12 +252,20 @@ class SendBatch:
         self.count = i + 1
         return size
 
+    def close(self) -> None:
+        """The socket is closed: what is queued, and will be, is dropped (its fd may be reused)."""
+        self.fd = -1
+        self.flush()
+
     def flush(self) -> int:
         """Send everything queued; returns how many datagrams the kernel took."""
         n = self.count
         if not n:
             return 0
         self.count = 0
+        if self.fd < 0:
+            self._drop(0, n)
+            return 0
         done = sent = 0
         while done < n:
             self.calls += 1

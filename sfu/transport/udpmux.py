@@ -224,6 +224,8 @@ class UdpMux:
             return
         if self.egress is not None:
             self.egress.flush()
+            if self.egress.batch is not None:
+                self.egress.batch.close()
         if self._loop is not None:
             with contextlib.suppress(Exception):
                 self._loop.remove_reader(sock.fileno())
