@@ -619,6 +619,14 @@ async def measure(
 
 PY_SPY_CATEGORIES: tuple[tuple[str, str], ...] = (
     # (frame name prefix, category); a sample goes to the first match walking up from its leaf
+    # single-port mode (sfu.transport.udpmux, sfu.transport.mmsg)
+    ("SendBatch.flush", "sendmmsg of media (syscall: UDP send + loopback delivery)"),
+    ("DirectRoute.send", "sendto of media (syscall: UDP send + loopback delivery)"),
+    ("SendBatch.add", "copy into the send batch (cffi)"),
+    ("Egress.", "copy into the send batch (cffi)"),
+    ("Route.send", "copy into the send batch (cffi)"),
+    ("RecvBatch.read", "recvmmsg (syscall + bytes per datagram)"),
+    ("UdpMux._stun", "ICE consent checks (aioice STUN)"),
     ("Session.protect_rtcp", "RTCP (reports, feedback)"),
     ("Session.protect", "SRTP protect (pylibsrtp)"),
     ("Session.unprotect", "SRTP unprotect (pylibsrtp)"),
@@ -635,6 +643,8 @@ PY_SPY_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("Participant.on_rtp", "receive path (parse, stats, levels, routing)"),
     ("WebRtcTransport._on_srtp", "receive path (parse, stats, levels, routing)"),
     ("MediaProtocol.datagram_received", "receive path (parse, stats, levels, routing)"),
+    ("UdpMux.", "receive path (parse, stats, levels, routing)"),
+    ("SharedEndpoint.media", "receive path (parse, stats, levels, routing)"),
 )
 # py-spy cannot tell uvloop waiting in epoll from uvloop's own C code: both show as
 # samples whose Python leaf is Runner.run.  perf puts uvloop's C at ~1% of the

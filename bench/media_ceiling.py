@@ -6,14 +6,12 @@ parsing, no routing, no RTCP, no decryption of the input.  Run on the same
 core as the SFU with the same fan-out and more input than it can take, the
 output rate it sustains is the best a Python forwarder can do there.
 
-`--batch` is the batched ceiling: the same per-output work, but the copies
-of one incoming packet leave in one `sendmmsg` call (bench/mmsg.py, cffi in
-ABI mode) instead of one `sendto` each.  An SFU that batches its egress is
-measured against this one, so the ratio stays honest.  Both send every copy
-to the one counting socket (the kernel's per-datagram cost does not depend
-on the destination address on loopback).
+With `--batched` it is the ceiling of the single-port path instead: up to
+64 datagrams per `recvmmsg`, each output's header rewritten and protected in
+place in a preallocated batch (libsrtp through sfu.transport.srtp), one
+`sendmmsg` per read batch (sfu.transport.mmsg), the same calls the SFU makes.
 
-    python bench/media_ceiling.py --worker --port P --dest 127.0.0.1:Q --fanout F [--batch]
+    python bench/media_ceiling.py --worker --port P --dest 127.0.0.1:Q --fanout F [--batched]
 """
 
 from __future__ import annotations
@@ -68,38 +66,60 @@ class Forwarder(asyncio.DatagramProtocol):
                 self.sent += 1
 
 
-class BatchedForwarder(Forwarder):
-    """The same work per output; one sendmmsg per incoming packet."""
+class BatchedForwarder:
+    """The same work as `Forwarder` on the SFU's batched path (see module doc)."""
 
-    def __init__(self, dest: tuple[str, int], fanout: int) -> None:
-        super().__init__(dest, fanout)
-        from mmsg import Batch, sockaddr_in
+    def __init__(self, sock: socket.socket, dest: tuple[str, int], fanout: int) -> None:
+        sys.path.insert(0, str(ROOT))
+        from sfu.packet.counters import Counters
+        from sfu.transport import mmsg, srtp
 
-        self.batch = Batch(fanout, 1)
-        address = sockaddr_in(*dest)
-        for i in range(fanout):
-            self.batch.set_destination(i, address)
+        binding, lib = mmsg.load(), srtp.load()
+        if binding is None or lib is None:
+            raise SystemExit("no sendmmsg or libsrtp binding here")
+        self.sock = sock
+        self.reader = mmsg.RecvBatch(binding, sock.fileno(), 64)
+        self.batch = mmsg.SendBatch(binding, sock.fileno(), 256)
+        self.dest = mmsg.Destination(binding, socket.AF_INET, dest)
+        self.counters = Counters()
+        self.outputs: list[list[Any]] = [
+            [
+                lib.outbound(os.urandom(30), pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80),
+                1000 + n,
+                0,
+            ]
+            for n in range(fanout)
+        ]
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        batch = self.batch
-        set_payload = batch.set_payload
-        for i, out in enumerate(self.outputs):
-            out[2] = (out[2] + 1) & 0xFFFF
-            packet = bytearray(data)
-            _REWRITE.pack_into(packet, 1, packet[1], out[2], 12345, out[1])
-            set_payload(i, out[0].protect(bytes(packet)))
-        sent = batch.send(self.sock.fileno(), len(self.outputs))  # type: ignore[union-attr]
-        if sent > 0:
-            self.sent += sent
+    @property
+    def sent(self) -> int:
+        return self.batch.sent
+
+    def readable(self) -> None:
+        add, batch, dest, counters = self.batch.add_rewritten, self.batch, self.dest, self.counters
+        for data, _ in self.reader.read():
+            for out in self.outputs:
+                out[2] = (out[2] + 1) & 0xFFFF
+                add(data, (data[1] & 0x7F, out[2], 12345, out[1]), out[0], dest, counters)
+                if batch.count >= batch.capacity:
+                    batch.flush()
+        batch.flush()
 
 
 async def worker(port: int, dest: tuple[str, int], fanout: int, batched: bool = False) -> None:
     loop = asyncio.get_running_loop()
-    kind = BatchedForwarder if batched else Forwarder
-    transport, forwarder = await loop.create_datagram_endpoint(
-        lambda: kind(dest, fanout), local_addr=("127.0.0.1", port)
-    )
-    sock = transport.get_extra_info("socket")
+    forwarder: Forwarder | BatchedForwarder
+    if batched:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        sock.bind(("127.0.0.1", port))
+        forwarder = BatchedForwarder(sock, dest, fanout)
+        loop.add_reader(sock.fileno(), forwarder.readable)
+    else:
+        transport, forwarder = await loop.create_datagram_endpoint(
+            lambda: Forwarder(dest, fanout), local_addr=("127.0.0.1", port)
+        )
+        sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     print("ready", flush=True)
     while True:  # the driver reads how many packets went out, and when
@@ -154,7 +174,7 @@ async def measure(
     command = [*prefix, sys.executable, SCRIPT]
     command += ["--worker", "--port", str(port), "--fanout", str(fanout)]
     command += ["--dest", f"127.0.0.1:{counter.sock.getsockname()[1]}"]
-    command += ["--batch"] if batched else []
+    command += ["--batched"] if batched else []
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     progress: list[tuple[float, int]] = []
     try:
@@ -217,13 +237,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dest", required=True)
     parser.add_argument("--fanout", type=int, required=True)
-    parser.add_argument("--batch", action="store_true", help="sendmmsg per incoming packet")
+    parser.add_argument("--batched", action="store_true")
     args = parser.parse_args()
     import uvloop
 
-    sys.path.insert(0, str(ROOT / "bench"))
     host, port = args.dest.rsplit(":", 1)
-    uvloop.run(worker(args.port, (host, int(port)), args.fanout, args.batch))
+    uvloop.run(worker(args.port, (host, int(port)), args.fanout, args.batched))
 
 
 if __name__ == "__main__":

@@ -44,8 +44,11 @@ from sfu.routing.ticker import Ticker
 from sfu.sdp.negotiate import negotiate
 from sfu.sdp.offer import parse_candidate, parse_offer
 from sfu.settings import MediaSettings
+from sfu.transport import mmsg, srtp
 from sfu.transport.dtls import CertificateStore
 from sfu.transport.ice import PortAllocator, host_addresses
+from sfu.transport.srtp import LibSrtp
+from sfu.transport.udpmux import UdpMux
 from sfu.transport.webrtc import WebRtcTransport
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,8 @@ class LocalMedia:
         self._ports = PortAllocator(settings.rtc_ports)
         self._addresses: list[str] = []
         self._certificates: CertificateStore | None = None
+        self.muxes: list[UdpMux] = []
+        self._srtp: LibSrtp | None = None
         self._ticker = Ticker(self, settings.selection_interval_s)
         self._retired = counters_mod.total([])
         self._pending: dict[str, list[str | None]] = {}
@@ -79,9 +84,41 @@ class LocalMedia:
         self._addresses = host_addresses(self.settings.ice_hosts)
         if not self._addresses:
             raise MediaError("unavailable", "no address to gather ICE candidates on")
+        if self.settings.shared_socket:
+            self._open_muxes()
         self._certificates = CertificateStore()
         self._ticker.start()
         self._started = True
+
+    def _open_muxes(self) -> None:
+        """Single-port mode: one shared socket per address, all on one port."""
+        binding = mmsg.load() if self.settings.batched_io else None
+        if binding is not None and self.settings.direct_srtp:
+            self._srtp = srtp.load()
+        port = self.settings.rtc_udp_port or 0
+        try:
+            for address in self._addresses:
+                mux = UdpMux(
+                    address, port, buffer_bytes=self.settings.socket_buffer_bytes, binding=binding
+                )
+                mux.open()
+                self.muxes.append(mux)
+                port = mux.port  # the kernel's pick for the first: the same for the others
+        except OSError as exc:
+            self._close_muxes()
+            raise MediaError("unavailable", f"cannot bind UDP port {port}: {exc}") from None
+        logger.info(
+            "media on UDP %s (%s; %s)",
+            ", ".join(f"{m.host}:{m.port}" for m in self.muxes),
+            "sendmmsg/recvmmsg" if binding else "sendto/recvfrom: no sendmmsg binding",
+            f"RTP protected in the batch by {self._srtp.version}" if self._srtp else "pylibsrtp",
+        )
+
+    def _close_muxes(self) -> None:
+        for mux in self.muxes:
+            self._retired = counters_mod.total([mux.counters], into=self._retired)
+            mux.close()
+        self.muxes = []
 
     async def stop(self) -> None:
         """Close every session and wait for the transports to wind down."""
@@ -89,6 +126,7 @@ class LocalMedia:
             self._close(pid)
         await self._ticker.stop()
         await self.drain()
+        self._close_muxes()
         self._started = False
 
     async def drain(self) -> None:
@@ -221,6 +259,8 @@ class LocalMedia:
             certificate=self._certificates.current(),
             sink=participant,
             tasks=self.tasks,
+            muxes=self.muxes or None,
+            srtp=self._srtp,
         )
         try:
             await transport.gather()
@@ -304,7 +344,8 @@ class LocalMedia:
         result = dict(self._retired)
         live = [p.transport.counters for p in self.participants.values() if p.transport]
         retired = [c for p in self.participants.values() for c in p.retired]
-        counters_mod.total([*live, *retired], into=result)
+        counters_mod.total([*live, *retired, *(m.counters for m in self.muxes)], into=result)
+        result["udp_send_calls"] = sum(m.egress.calls for m in self.muxes if m.egress)
         result["participants"] = len(self.participants)
         result["transports"] = len(live)
         result["groups"] = len(self.groups)

@@ -9,7 +9,7 @@ sent to SFU worker processes as msgpack.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from sfu.policy.bitrate import DEFAULT_REMB_TABLE, RembTable, parse_table
@@ -26,13 +26,26 @@ class MediaSettings:
     `ice_hosts` are the local addresses host candidates are gathered on (an
     empty tuple means every non-loopback address of the machine; tests use
     ``("127.0.0.1",)``).  `announced_ip` replaces the address advertised in
-    the candidates (a server behind 1:1 NAT).  `rtc_ports` bounds the UDP
-    ports the transports bind to (inclusive).
+    the candidates (a server behind 1:1 NAT).
+
+    UDP sockets: by default every transport of this process shares one UDP
+    socket per ICE host address (single-port mode, `sfu.transport.udpmux`),
+    on `rtc_udp_port` (a worker pool gives worker i the port
+    `rtc_udp_port + i`), or on a port the kernel picks when it is None.
+    With `rtc_ports` (and no `rtc_udp_port`) every transport binds a socket
+    of its own in that range (inclusive) instead.
     """
 
     ice_hosts: tuple[str, ...] = ()
     announced_ip: str | None = None
     rtc_ports: tuple[int, int] | None = None
+    rtc_udp_port: int | None = None
+    # sendmmsg/recvmmsg on the shared sockets when the libc binding loads
+    # (sfu.transport.mmsg); False: one sendto/recvfrom per datagram.
+    batched_io: bool = True
+    # With batched_io: RTP protected in place in the send batch by libsrtp
+    # bound with cffi (sfu.transport.srtp); False: pylibsrtp's Session.protect.
+    direct_srtp: bool = True
     # Room size -> REMB cap for each publisher (sfu.policy.bitrate; config "2:1500000,*:300000").
     remb_table: RembTable = DEFAULT_REMB_TABLE
     video_slots_cap: int = 5
@@ -70,12 +83,28 @@ class MediaSettings:
             low, high = self.rtc_ports
             if not (1024 <= low <= high <= 65535):
                 raise SettingsError(f"rtc_ports must be 1024 <= low <= high <= 65535: {low}-{high}")
+        if self.rtc_udp_port is not None and not 1024 <= self.rtc_udp_port <= 65535:
+            raise SettingsError(f"rtc_udp_port must be 1024-65535: {self.rtc_udp_port}")
         if not self.remb_table or any(b <= 0 for _, b in self.remb_table):
             raise SettingsError("remb_table needs rows of (room_size, positive bitrate)")
         if self.video_slots_cap < 0 or self.audio_slots_cap < 0:
             raise SettingsError("slot caps must not be negative")
         if self.stage_video_slots < 0 or self.thumbnail_refresh_s <= 0:
             raise SettingsError("stage_video_slots >= 0 and thumbnail_refresh_s > 0, please")
+
+    @property
+    def shared_socket(self) -> bool:
+        """Single-port mode (see the class doc)."""
+        return self.rtc_udp_port is not None or self.rtc_ports is None
+
+    def for_worker(self, index: int) -> MediaSettings:
+        """Worker `index`'s settings: its own port in single-port mode (base + index)."""
+        if self.rtc_udp_port is None:
+            return self
+        port = self.rtc_udp_port + index
+        if port > 65535:
+            raise SettingsError(f"rtc_udp_port + worker index passes 65535: {port}")
+        return replace(self, rtc_udp_port=port)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for msgpack (tuples become lists)."""

@@ -62,6 +62,7 @@ class Config:
     ice_hosts: tuple[str, ...] = ()
     announced_ip: str | None = None
     rtc_ports: tuple[int, int] | None = None
+    rtc_udp_port: int | None = None  # single-port mode's port (worker i: + i)
     ice_servers: tuple[Mapping[str, object], ...] = ()
     # TURN REST API credentials handed out in `welcome` (common/turn.py)
     turn_urls: tuple[str, ...] = ()
@@ -252,6 +253,16 @@ def parse_ports(text: str) -> tuple[int, int]:
     return ports
 
 
+def parse_udp_port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ConfigError(f"VISITROOM_RTC_UDP_PORT must be a port number, not {text!r}") from None
+    if not 1024 <= port <= 65535:
+        raise ConfigError(f"VISITROOM_RTC_UDP_PORT out of range (1024-65535): {text!r}")
+    return port
+
+
 def split_list(text: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (text or "").split(",") if item.strip())
 
@@ -321,6 +332,8 @@ def check_workers(config: Config) -> None:
         raise ConfigError("--workers and VISITROOM_WORKER_MAX_PARTICIPANTS must not be negative")
     if config.worker_pps_budget <= 0 or config.worker_cpu_budget <= 0:
         raise ConfigError("the SFU worker budgets must be positive")
+    if config.rtc_udp_port is not None and config.rtc_udp_port + max(config.workers, 1) > 65536:
+        raise ConfigError("VISITROOM_RTC_UDP_PORT + the number of workers passes port 65535")
 
 
 def security_from_env(env: Mapping[str, str]) -> dict[str, object]:
@@ -414,6 +427,8 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
     }
     if env.get("VISITROOM_RTC_PORTS"):
         values["rtc_ports"] = parse_ports(env["VISITROOM_RTC_PORTS"])
+    if env.get("VISITROOM_RTC_UDP_PORT"):
+        values["rtc_udp_port"] = parse_udp_port(env["VISITROOM_RTC_UDP_PORT"])
     if env.get("VISITROOM_MAX_PARTICIPANTS"):
         values["max_participants_cap"] = int(env["VISITROOM_MAX_PARTICIPANTS"])
     for name, value in overrides.items():

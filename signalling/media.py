@@ -30,6 +30,7 @@ def media_settings(config: Config) -> MediaSettings:
         ice_hosts=config.ice_hosts,
         announced_ip=config.announced_ip,
         rtc_ports=config.rtc_ports,
+        rtc_udp_port=config.rtc_udp_port,
         stage_video_slots=config.stage_video_slots,
         thumbnail_refresh_s=config.thumbnail_refresh_s,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sfu.packet.rtp import RtpHeader, build_rtp, parse_rtp
+from sfu.packet.rtp import RtpHeader, build_rtp, parse_rtp, rewritten
 from sfu.routing.producer import Producer
 from sfu.sdp.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, CodecChoice, MediaPlan
 
@@ -38,6 +38,15 @@ class Capture:
 
     def send_rtp(self, packet: bytes) -> None:
         self.rtp.append(packet)
+
+    def send_rewritten(
+        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+    ) -> None:
+        self.rtp.append(
+            rewritten(
+                packet, ssrc=ssrc, sequence=sequence, timestamp=timestamp, payload_type=payload_type
+            )
+        )
 
     def send_rtcp(self, packet: bytes) -> None:
         self.rtcp.append(packet)

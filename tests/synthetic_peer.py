@@ -150,6 +150,8 @@ class PeerTransport(WebRtcTransport):
 
     def _on_srtp(self, data: bytes) -> None:
         if len(data) >= 12 and not 191 < data[1] < 224:
+            if self.on_packet is not None:
+                self.on_packet(data)
             decrypted = self._count(data)
             self.received += 1
             if decrypted or self.decrypt_every == 0 or self.received % self.decrypt_every:

@@ -214,3 +214,20 @@ def test_a_part_that_fails_to_import_stops_the_server_with_a_clear_message(
     assert result.returncode == 3, result.stderr
     assert "cannot start" in result.stderr
     assert "portal.routes is broken on purpose" in result.stderr
+
+
+def test_the_single_port_comes_from_the_environment_and_reaches_the_media_settings() -> None:
+    from signalling.media import media_settings
+
+    base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    config = from_env({**base, "VISITROOM_RTC_UDP_PORT": "40000"}, workers=2)
+    assert media_settings(config).rtc_udp_port == 40000
+    assert media_settings(config).shared_socket
+    assert not media_settings(
+        from_env({**base, "VISITROOM_RTC_PORTS": "41000-41999"})
+    ).shared_socket
+    for bad in ("x", "80", "70000"):
+        with pytest.raises(ConfigError, match="VISITROOM_RTC_UDP_PORT"):
+            from_env({**base, "VISITROOM_RTC_UDP_PORT": bad})
+    with pytest.raises(ConfigError, match="number of workers"):
+        from_env({**base, "VISITROOM_RTC_UDP_PORT": "65535"}, workers=2)

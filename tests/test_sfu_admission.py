@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from sfu.control import MediaError
+from tests.servers import free_port
 from tests.sfu_live import Pump, eventually, join, running_media
 from tests.synthetic_peer import SyntheticPeer
 
@@ -59,7 +60,9 @@ async def test_close_right_after_open_wins_even_before_the_open_ran() -> None:
 
 
 async def test_nothing_of_an_offer_survives_a_close_while_it_is_in_flight() -> None:
-    async with running_media() as (media, _):
+    # Own sockets per transport: the offer suspends while it binds them.
+    port = free_port()
+    async with running_media(rtc_ports=(port, port + 20)) as (media, _):
         await media.open("r", "main", "alice")
         peer = SyntheticPeer(audio=True, video=True)
         try:
@@ -158,3 +161,23 @@ async def test_a_failing_event_listener_does_not_break_the_media_plane() -> None
             assert "alice" not in media.participants
         finally:
             await pump.stop()
+
+
+async def test_on_a_shared_socket_an_offer_binds_nothing_and_a_close_after_it_leaves_nothing() -> (
+    None
+):
+    async with running_media() as (media, _):
+        await media.open("r", "main", "alice")
+        peer = SyntheticPeer(audio=True, video=True)
+        try:
+            task = asyncio.ensure_future(media.offer("alice", await peer.offer()))
+            await asyncio.sleep(0)  # no socket to bind: the offer has completed
+            await media.close("alice")
+            assert task.done() and "a=candidate" in task.result()
+            await media.drain()
+            stats = media.stats()
+            assert stats["transports"] == 0 and stats["producers"] == 0
+            assert all(not mux.by_ufrag and not mux.by_addr for mux in media.muxes)
+        finally:
+            peer.close()
+            await peer.transport.wait_closed()

@@ -44,3 +44,22 @@ def test_settings_survive_msgpack() -> None:
     settings = MediaSettings(ice_hosts=("127.0.0.1",), rtc_ports=(40000, 40010))
     data = msgpack.unpackb(msgpack.packb(settings.to_dict()))
     assert MediaSettings.from_dict(data) == settings
+
+
+def test_single_port_is_the_default_and_a_port_range_means_sockets_of_their_own() -> None:
+    assert MediaSettings().shared_socket
+    assert MediaSettings(rtc_udp_port=40000).shared_socket
+    assert not MediaSettings(rtc_ports=(40000, 40999)).shared_socket
+    assert MediaSettings(rtc_ports=(41000, 41999), rtc_udp_port=40000).shared_socket
+
+
+def test_each_worker_gets_the_port_after_the_previous_ones() -> None:
+    settings = MediaSettings(rtc_udp_port=40000)
+    assert [settings.for_worker(i).rtc_udp_port for i in range(3)] == [40000, 40001, 40002]
+    assert MediaSettings().for_worker(5).rtc_udp_port is None, "kernel's pick for everyone"
+    with pytest.raises(SettingsError, match="65535"):
+        MediaSettings(rtc_udp_port=65535).for_worker(1)
+    with pytest.raises(SettingsError, match="rtc_udp_port"):
+        MediaSettings(rtc_udp_port=80)
+    again = MediaSettings.from_dict(msgpack.unpackb(msgpack.packb(settings.to_dict())))
+    assert again == settings

@@ -91,7 +91,8 @@ async def test_dtls_from_an_address_ice_did_not_validate_is_ignored() -> None:
             for _ in range(5):
                 intruder.sendto(hello, ("127.0.0.1", port))
         await peer.connect(answer)  # the real handshake still succeeds
-        assert media.participants["alice"].counters.foreign_source >= 5
+        # Counted by alice's transport (its own socket) or by the shared socket.
+        assert media.stats()["foreign_source"] >= 5
 
 
 async def test_an_ice_restart_keeps_the_slots_and_media_flowing() -> None:

@@ -15,6 +15,7 @@ from sfu.control import WORKER_LOST, MediaError
 from sfu.packet.rtp import parse_rtp
 from sfu.workers import rpc
 from tests.pool_live import Reoffering, handle, running_pool
+from tests.servers import free_port
 from tests.sfu_live import Pump, eventually
 from tests.synthetic_peer import OPUS_PT, VP8_PT, SyntheticPeer
 
@@ -261,3 +262,26 @@ async def test_a_precall_echo_and_closing_a_room_work_through_the_pool() -> None
             echo.close()
             for member in members:
                 await member.close()
+
+
+async def test_in_single_port_mode_each_worker_takes_its_own_port_base_plus_index() -> None:
+    base = free_port()
+    async with running_pool(max_participants=1, rtc_udp_port=base) as (pool, events):
+        publisher = Reoffering(pool, events, "pub", audio=True, video=True)
+        viewer = Reoffering(pool, events, "viewer", audio_slots=1, video_slots=1)
+        try:
+            await publisher.join()
+            await viewer.join()
+            assert {p: s.worker for p, s in pool.seats.items()} == {"pub": 0, "viewer": 1}
+            ports = {}
+            for client in (publisher, viewer):
+                answer = client.peer.answer
+                assert answer is not None
+                ports[client.pid] = {c.port for c in answer.media[0].ice_candidates}
+            assert ports == {"pub": {base}, "viewer": {base + 1}}
+            pump = Pump(publisher.peer).start()
+            await eventually(lambda: received_over(viewer, 50), 10, "media over both ports")
+            await pump.stop()
+        finally:
+            for client in (publisher, viewer):
+                await client.close()

@@ -37,6 +37,10 @@ FIELDS = (
     "send_errors",
     "ignored_candidates",
     "errors",
+    # shared sockets (sfu.transport.udpmux): STUN for no transport of ours,
+    # an address another transport has selected
+    "unknown_ufrag",
+    "address_conflicts",
 )
 
 
@@ -69,6 +73,8 @@ class Counters:
     send_errors: int
     ignored_candidates: int
     errors: int
+    unknown_ufrag: int
+    address_conflicts: int
 
     def __init__(self) -> None:
         for name in FIELDS:

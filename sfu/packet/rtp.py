@@ -343,6 +343,17 @@ def rewrite_header(
     )
 
 
+def rewritten(
+    packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+) -> bytes:
+    """A copy of `packet` with `rewrite_header` applied."""
+    copy = bytearray(packet)
+    rewrite_header(
+        copy, ssrc=ssrc, sequence=sequence, timestamp=timestamp, payload_type=payload_type
+    )
+    return bytes(copy)
+
+
 def build_rtp(
     *,
     payload_type: int,

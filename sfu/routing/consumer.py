@@ -42,7 +42,18 @@ MAX_SEGMENTS = 4
 
 
 class RtpOutput(Protocol):
+    """Where a consumer's packets go (the subscriber's transport: sfu.transport.webrtc)."""
+
     def send_rtp(self, packet: bytes) -> None: ...
+
+    def send_rewritten(
+        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+    ) -> None:
+        """Send `packet` with these header fields (`rewrite_header`'s), marker kept.
+
+        The transport writes the new header where it builds the datagram
+        (the send batch), so a forwarded packet is copied once.
+        """
 
 
 class Segment(NamedTuple):
@@ -254,14 +265,18 @@ class Consumer:
             self._seq = seq
             self._ts = ts
             self._time = now
-        packet = bytearray(data)
-        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-        if self._ext_map is not None:
+        if self._ext_map is None:
+            self.output.send_rewritten(
+                data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
+            )
+        else:
+            packet = bytearray(data)
+            rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
             try:
                 remap_extensions(packet, h, self._ext_map)
             except RtpError:
                 return
-        self.output.send_rtp(bytes(packet))
+            self.output.send_rtp(bytes(packet))
         self.packets_sent += 1
         self.octets_sent += h.payload_length
 

@@ -45,6 +45,11 @@ class NullOutput:
     def send_rtp(self, packet: bytes) -> None:
         pass
 
+    def send_rewritten(
+        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+    ) -> None:
+        pass
+
     def send_rtcp(self, packet: bytes) -> None:
         pass
 

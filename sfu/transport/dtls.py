@@ -43,6 +43,24 @@ class KeyingDtlsTransport(RTCDtlsTransport):
         super().__init__(ice, [certificate])
         self._on_keys = on_keys
         self._on_state = on_state
+        # (key and salt, libsrtp profile) of the sending direction, for
+        # sessions of our own (sfu.transport.srtp); None until keyed.
+        self.tx_key: tuple[bytes, int] | None = None
+
+    def _setup_srtp(self) -> None:
+        super()._setup_srtp()
+        if self._state == State.FAILED or self._ssl is None:
+            return
+        selected = self._ssl.get_selected_srtp_profile()
+        profile = next((p for p in self._srtp_profiles if p.openssl_profile == selected), None)
+        if profile is None:
+            return
+        # The exporter gives the same bytes for the same label (RFC 5705).
+        view = self._ssl.export_keying_material(
+            b"EXTRACTOR-dtls_srtp", 2 * (profile.key_length + profile.salt_length)
+        )
+        key = profile.get_key_and_salt(view, 1 if self._role == "server" else 0)
+        self.tx_key = (key, profile.libsrtp_profile)
 
     def _set_state(self, state: State) -> None:
         changed = state != self._state

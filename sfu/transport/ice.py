@@ -34,6 +34,7 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aioice.ice import CandidatePair, StunProtocol, get_host_addresses
 
 from sfu.packet.counters import Counters
+from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,26 @@ MAX_DTLS_PER_SECOND = 100
 MAX_REMOTE_CANDIDATES = 64
 
 SrtpHandler = Callable[[bytes], None]
+
+
+class DirectRoute:
+    """Media to the selected address of a transport's own socket: one `sendto` each."""
+
+    __slots__ = ("addr", "sock")
+
+    def __init__(self, sock: socket.socket, addr: tuple[str, int]) -> None:
+        self.sock = sock
+        self.addr = addr
+
+    def send(self, data: bytes, counters: Counters) -> None:
+        try:
+            self.sock.sendto(data, self.addr)
+        except OSError:  # buffer full (EAGAIN) or the path went away
+            counters.send_errors += 1
+
+
+MediaRoute = Route | DirectRoute
+RouteHandler = Callable[[MediaRoute | None], None]
 
 
 def dtls_records_ok(data: bytes) -> bool:
@@ -112,6 +133,9 @@ class MediaProtocol(StunProtocol):
             self.sender.close()
             self.sender = None
 
+    def route_to(self, addr: tuple[str, int]) -> DirectRoute | None:
+        return None if self.sender is None else DirectRoute(self.sender, addr)
+
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:  # type: ignore[override]
         ice = self.ice
         try:
@@ -158,18 +182,24 @@ class IceConnection(Connection):
         buffer_bytes: int,
         on_srtp: SrtpHandler,
         controlling: bool = False,
+        muxes: list[UdpMux] | None = None,
+        on_route: RouteHandler | None = None,
     ) -> None:
         # The SFU answers, so it is the controlled agent; test and bench
-        # clients reuse this class as the controlling one.
-        super().__init__(ice_controlling=controlling, use_ipv6=True)
+        # clients reuse this class as the controlling one.  On shared
+        # sockets the ufrag must be unique among the socket's transports.
+        ufrag = _unique_ufrag(muxes) if muxes else None
+        super().__init__(ice_controlling=controlling, use_ipv6=True, local_username=ufrag)
         self.counters = counters
         self.on_srtp = on_srtp
-        self.selected: tuple[MediaProtocol, tuple[str, int]] | None = None
+        self.on_route = on_route
+        self.selected: tuple[MediaProtocol | SharedEndpoint, tuple[str, int]] | None = None
+        self._muxes = muxes
         self._addresses = addresses
         self._port_allocator = ports
         self._buffer_bytes = buffer_bytes
         self._validated: set[tuple[str, int]] = set()
-        self._early_dtls: list[tuple[bytes, tuple[str, int], MediaProtocol]] = []
+        self._early_dtls: list[tuple[bytes, tuple[str, int], MediaProtocol | SharedEndpoint]] = []
         self._dtls_window = 0.0
         self._dtls_count = 0
         ips = [ipaddress.ip_address(a) for a in addresses]
@@ -190,6 +220,8 @@ class IceConnection(Connection):
         addresses: list[str],
         timeout: int = 5,  # noqa: ASYNC109
     ) -> list[Candidate]:
+        if self._muxes is not None:
+            return self._shared_candidates(component)
         candidates = []
         for address in addresses:
             protocol = await self._bind(address)
@@ -209,6 +241,26 @@ class IceConnection(Connection):
             candidates.append(protocol.local_candidate)
         if not candidates:
             raise ConnectionError(f"could not bind a UDP socket on {addresses}")
+        return candidates
+
+    def _shared_candidates(self, component: int) -> list[Candidate]:
+        candidates = []
+        for mux in self._muxes or []:
+            endpoint = SharedEndpoint(self, mux)
+            mux.register(endpoint)
+            endpoint.local_candidate = Candidate(
+                foundation=candidate_foundation("host", "udp", mux.host),
+                component=component,
+                transport="udp",
+                priority=candidate_priority(component, "host"),
+                host=mux.host,
+                port=mux.port,
+                type="host",
+            )
+            self._protocols.append(endpoint)
+            candidates.append(endpoint.local_candidate)
+        if not candidates:
+            raise ConnectionError("no shared UDP socket to gather on")
         return candidates
 
     async def _bind(self, address: str) -> MediaProtocol | None:
@@ -268,6 +320,10 @@ class IceConnection(Connection):
             self._validated.add(addr)
         super().request_received(message, addr, protocol)
 
+    def validated(self, addr: tuple[str, int]) -> bool:
+        """Whether an authenticated check came from `addr`."""
+        return addr in self._validated
+
     def check_complete(self, pair: CandidatePair) -> None:
         super().check_complete(pair)
         nominated = self._nominated.get(1)
@@ -276,18 +332,22 @@ class IceConnection(Connection):
 
     def _select(self, pair: CandidatePair) -> None:
         protocol = pair.protocol
-        if not isinstance(protocol, MediaProtocol):
+        if not isinstance(protocol, MediaProtocol | SharedEndpoint):
             return
         selected = (protocol, pair.remote_addr)
         if self.selected != selected:
             self.selected = selected
+            if self.on_route is not None:
+                self.on_route(protocol.route_to(pair.remote_addr))
             early, self._early_dtls = self._early_dtls, []
             for data, addr, protocol in early:
                 self.on_dtls(data, addr, protocol)
 
     # DTLS
 
-    def on_dtls(self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol) -> None:
+    def on_dtls(
+        self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol | SharedEndpoint
+    ) -> None:
         if not dtls_records_ok(data):
             self.counters.bad_dtls += 1
             return
@@ -321,10 +381,16 @@ class IceConnection(Connection):
     def send_media(self, data: bytes) -> bool:
         """Send one protected datagram to the selected address; False if not sent."""
         selected = self.selected
-        if selected is None or selected[0].sender is None:
+        if selected is None:
+            return False
+        protocol, addr = selected
+        if isinstance(protocol, SharedEndpoint):
+            protocol.mux.sendto(data, addr)
+            return True
+        if protocol.sender is None:
             return False
         try:
-            selected[0].sender.sendto(data, selected[1])
+            protocol.sender.sendto(data, addr)
         except OSError:  # buffer full (EAGAIN) or the path went away
             self.counters.send_errors += 1
             return False
@@ -333,7 +399,19 @@ class IceConnection(Connection):
     def close_sockets(self) -> None:
         """Close every socket now (no more media in or out); close() still follows."""
         self.selected = None
+        if self.on_route is not None:
+            self.on_route(None)
         for protocol in self._protocols:
+            if isinstance(protocol, SharedEndpoint):
+                protocol.detach()
+                continue
             if isinstance(protocol, MediaProtocol):
                 protocol.close_sender()
             protocol.transport.close()
+
+
+def _unique_ufrag(muxes: list[UdpMux]) -> str:
+    while True:
+        ufrag = muxes[0].unique_ufrag()
+        if all(ufrag not in mux.by_ufrag for mux in muxes):
+            return ufrag

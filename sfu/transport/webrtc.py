@@ -32,9 +32,13 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTrans
 from pylibsrtp import Session
 
 from sfu.packet.counters import Counters
+from sfu.packet.rtp import rewritten
 from sfu.sdp.answer import LocalTransport
 from sfu.transport.dtls import KeyingDtlsTransport
-from sfu.transport.ice import IceConnection, PortAllocator
+from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator
+from sfu.transport.mmsg import Destination
+from sfu.transport.srtp import LibSrtp, OutboundSrtp, SrtpError
+from sfu.transport.udpmux import Egress, Route, UdpMux
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +92,8 @@ class WebRtcTransport:
         sink: PacketSink,
         tasks: set[asyncio.Task[None]] | None = None,
         controlling: bool = False,
+        muxes: list[UdpMux] | None = None,
+        srtp: LibSrtp | None = None,
     ) -> None:
         self.counters = Counters()
         self.state = TransportState.NEW
@@ -98,6 +104,11 @@ class WebRtcTransport:
         self._announced_ip = announced_ip
         self._rx: Session | None = None
         self._tx: Session | None = None
+        self._route: MediaRoute | None = None
+        # libsrtp bound by us (sfu.transport.srtp): RTP protected in the send batch.
+        self._srtp = srtp
+        self._tx_direct: OutboundSrtp | None = None
+        self._direct: tuple[Egress, Destination, OutboundSrtp] | None = None
         self._ice = IceConnection(
             addresses=addresses,
             ports=ports,
@@ -105,6 +116,8 @@ class WebRtcTransport:
             buffer_bytes=buffer_bytes,
             on_srtp=self._on_srtp,
             controlling=controlling,
+            muxes=muxes,
+            on_route=self._set_route,
         )
         gatherer = RTCIceGatherer(iceServers=[])
         gatherer._connection = self._ice
@@ -210,13 +223,38 @@ class WebRtcTransport:
     def _on_keys(self, rx: Session, tx: Session) -> None:
         if self.state == TransportState.CONNECTING:
             self._rx, self._tx = rx, tx
+            self._tx_direct = self._own_session()
+            self._update_direct()
             self.was_connected = True
             self._set_state(TransportState.CONNECTED)
+
+    def _own_session(self) -> OutboundSrtp | None:
+        if self._srtp is None or self._dtls.tx_key is None:
+            return None
+        key, profile = self._dtls.tx_key
+        try:
+            return self._srtp.outbound(key, profile)
+        except SrtpError:
+            logger.warning("libsrtp refused the session: pylibsrtp protects instead")
+            return None
+
+    def _update_direct(self) -> None:
+        """RTP goes straight into the send batch when keyed, batched and bound."""
+        route, srtp = self._route, self._tx_direct
+        if isinstance(route, Route) and route.egress.batch is not None and srtp is not None:
+            self._direct = (route.egress, route.destination, srtp)
+        else:
+            self._direct = None
 
     def _on_dtls_state(self, state: str) -> None:
         if state in ("closed", "failed") and self.state == TransportState.CONNECTED:
             self._rx = self._tx = None
+            self._tx_direct = self._direct = None
             self._set_state(TransportState.FAILED)
+
+    def _set_route(self, route: MediaRoute | None) -> None:
+        self._route = route
+        self._update_direct()
 
     @property
     def connected(self) -> bool:
@@ -273,30 +311,73 @@ class WebRtcTransport:
         return True
 
     def send_rtp(self, packet: bytes) -> None:
-        tx = self._tx
-        if tx is None:
+        """Protect and send (or queue, on a shared socket) one RTP packet."""
+        direct = self._direct
+        if direct is not None:
+            egress, destination, srtp = direct
+            self._sent(egress.queue_srtp(packet, None, srtp, destination, self.counters))
+            return
+        tx, route = self._tx, self._route
+        if tx is None or route is None:
             return
         try:
             data = tx.protect(packet)
         except (pylibsrtp.Error, ValueError):
             self.counters.send_errors += 1
             return
-        if self._ice.send_media(data):
-            self.counters.rtp_out += 1
-            self.counters.bytes_out += len(data)
+        route.send(data, self.counters)
+        self._sent(len(data))
+
+    def send_rewritten(
+        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+    ) -> None:
+        """`send_rtp` of `packet` with a new header (sfu.routing.consumer's fast path)."""
+        direct = self._direct
+        if direct is not None:  # Egress.queue_srtp inlined: this runs once per copy
+            egress, destination, srtp = direct
+            batch = egress.batch
+            assert batch is not None
+            counters = self.counters
+            size = batch.add_rewritten(
+                packet, (payload_type, sequence, timestamp, ssrc), srtp, destination, counters
+            )
+            if size > 0:
+                counters.rtp_out += 1
+                counters.bytes_out += size
+            if batch.count >= batch.capacity:
+                batch.flush()
+            elif egress.idle:
+                egress.schedule()
+            return
+        if self._tx is not None and self._route is not None:
+            self.send_rtp(
+                rewritten(
+                    packet,
+                    ssrc=ssrc,
+                    sequence=sequence,
+                    timestamp=timestamp,
+                    payload_type=payload_type,
+                )
+            )
+
+    def _sent(self, size: int) -> None:
+        if size > 0:
+            counters = self.counters
+            counters.rtp_out += 1
+            counters.bytes_out += size
 
     def send_rtcp(self, packet: bytes) -> None:
-        tx = self._tx
-        if tx is None:
+        tx, route = self._tx, self._route
+        if tx is None or route is None:
             return
         try:
             data = tx.protect_rtcp(packet)
         except (pylibsrtp.Error, ValueError):
             self.counters.send_errors += 1
             return
-        if self._ice.send_media(data):
-            self.counters.rtcp_out += 1
-            self.counters.bytes_out += len(data)
+        route.send(data, self.counters)
+        self.counters.rtcp_out += 1
+        self.counters.bytes_out += len(data)
 
     # teardown
 
@@ -305,6 +386,7 @@ class WebRtcTransport:
         if self.state == TransportState.CLOSED:
             return
         self._rx = self._tx = None
+        self._route = self._tx_direct = self._direct = None
         self._ice.close_sockets()
         self._set_state(TransportState.CLOSED)
         self._sink = None

@@ -137,7 +137,7 @@ class Fleet:
 
     def _init(self, handle: WorkerHandle) -> dict[str, Any]:
         init: dict[str, Any] = {
-            "settings": self.settings.to_dict(),
+            "settings": self.settings.for_worker(handle.index).to_dict(),
             "origin": handle.origin,
             "relay_host": self.pool.relay_host,
             "report_interval": self.pool.report_interval_s,

@@ -1,0 +1,197 @@
+"""Micro-benchmark: what one forwarded copy costs on each send path of the SFU.
+
+One 1,200-byte VP8 packet is forwarded by `Consumer.forward` to 50
+subscribers, each a real `WebRtcTransport` send side (keyed with AES-256-GCM,
+as browsers negotiate with aiortc), to a counting socket on loopback; the
+cost per copy is the best of --repeat rounds of --packets packets, divided by
+the copies.  The paths:
+
+* `own socket, pylibsrtp, sendto`: a socket per transport (VISITROOM_RTC_PORTS),
+  as every transport sent before single-port mode;
+* `shared socket, pylibsrtp, sendmmsg`: single-port mode with
+  `direct_srtp=False`: pylibsrtp's `protect`, the result copied into the batch;
+* `shared socket, in-place SRTP, sendmmsg`: the default: header written and
+  packet protected in the batch slot (sfu.transport.srtp).
+
+The transports are built without ICE/DTLS (their send side only, with the
+objects the real handshake would hand over), so the numbers are the send
+path alone: run it pinned, e.g. `taskset -c 0 python bench/send_path.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pylibsrtp import Policy, Session
+
+from sfu.packet.counters import Counters
+from sfu.packet.rtp import build_rtp, parse_rtp
+from sfu.routing.consumer import Consumer
+from sfu.routing.producer import Producer
+from sfu.sdp.negotiate import CodecChoice
+from sfu.transport import mmsg, srtp
+from sfu.transport.ice import DirectRoute
+from sfu.transport.udpmux import Egress, Route
+from sfu.transport.webrtc import WebRtcTransport
+
+GCM = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
+VP8 = CodecChoice(
+    name="VP8",
+    payload_type=96,
+    clock_rate=90000,
+    channels=None,
+    fmtp="",
+    feedback=(),
+    rtx_payload_type=None,
+)
+
+
+class NoRtcp:
+    rtcp_ssrc = 1
+
+    def send_rtcp(self, packet: bytes) -> None:
+        pass
+
+
+def send_side(route: Any, direct: Any) -> WebRtcTransport:
+    """A WebRtcTransport's send side, keyed, without ICE/DTLS (see module doc)."""
+    transport = WebRtcTransport.__new__(WebRtcTransport)
+    transport.counters = Counters()
+    key = os.urandom(44)
+    transport._tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=GCM))
+    transport._route = route
+    transport._direct = direct
+    return transport
+
+
+def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> list[Consumer]:
+    binding, lib = mmsg.load(), srtp.load()
+    assert binding is not None and lib is not None
+    shared = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    shared.setblocking(False)
+    shared.setsockopt(socket.SOL_SOCKET, 32, 16 << 20)  # SO_SNDBUFFORCE (root)
+    keep.append(shared)
+    egress = Egress(shared, binding)
+    egress.hold()  # as inside a read batch: flushed by us, no event loop needed
+    dest = receiver.getsockname()
+    consumers = []
+    for n in range(fanout):
+        if path == "own":
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            keep.append(sock)
+            transport = send_side(DirectRoute(sock, dest), None)
+        elif path == "pylibsrtp":
+            transport = send_side(Route(egress, egress.destination(dest)), None)
+        else:
+            session = lib.outbound(os.urandom(44), GCM)
+            transport = send_side(None, (egress, egress.destination(dest), session))
+        consumer = Consumer(
+            owner=f"s{n}",
+            mid="1",
+            kind="video",
+            ssrc=1000 + n,
+            rtx_ssrc=None,
+            codecs=(VP8,),
+            ext_ids={},
+            output=transport,
+        )
+        consumers.append(consumer)
+    keep.append(egress)
+    return consumers
+
+
+def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE (root)
+    receiver.setblocking(False)
+    keep: list[Any] = [receiver]
+    consumers = build(path, fanout, receiver, keep)
+    egress = next((k for k in keep if isinstance(k, Egress)), None)
+    producer = Producer(
+        owner="pub",
+        mid="0",
+        kind="video",
+        source="camera",
+        codecs=(VP8,),
+        ssrc=5,
+        rtx_ssrc=None,
+        ext_ids={},
+        output=NoRtcp(),
+    )
+    for consumer in consumers:
+        consumer.source = producer
+    best = float("inf")
+    seq = 0
+    for _ in range(repeat):
+        batch = []
+        for _ in range(packets):
+            seq += 1
+            data = build_rtp(
+                payload_type=96,
+                sequence=seq & 0xFFFF,
+                timestamp=seq * 3000,
+                ssrc=5,
+                payload=bytes(1188),
+            )
+            batch.append((data, parse_rtp(data)))
+        start = time.perf_counter()
+        for data, header in batch:
+            for consumer in consumers:
+                consumer.forward(producer, data, header, "VP8", 0.0)
+            if egress is not None:
+                egress.flush()  # what the end of a read batch does
+        best = min(best, time.perf_counter() - start)
+        _drain(receiver)
+    for item in keep:
+        if isinstance(item, socket.socket):
+            item.close()
+    return best / (packets * fanout) * 1e6
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while True:
+            sock.recv(2048)
+    except BlockingIOError:
+        pass
+
+
+PATHS = {
+    "own": "own socket, pylibsrtp, sendto",
+    "pylibsrtp": "shared socket, pylibsrtp, sendmmsg",
+    "inplace": "shared socket, in-place SRTP, sendmmsg",
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--fanout", type=int, default=50)
+    parser.add_argument("--packets", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    results: dict[str, list[float]] = {key: [] for key in PATHS}
+    for _ in range(args.rounds):
+        for key in PATHS:
+            results[key].append(measure(key, args.fanout, args.packets, args.repeat))
+    summary = {key: sorted(values)[len(values) // 2] for key, values in results.items()}
+    for key, label in PATHS.items():
+        print(f"{label:45} {summary[key]:6.2f} us per copy  (rounds {results[key]})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"per_copy_us": summary, "rounds": results}))
+
+
+if __name__ == "__main__":
+    main()
