@@ -302,7 +302,8 @@ def print_table(results: dict[str, Any]) -> None:
         )
     if "batched_ceiling_pps" in results:
         print(
-            f"batched ceiling (recvmmsg, in-place SRTP, sendmmsg; fan-out {results['fanout']:.0f}): "
+            f"batched ceiling (recvmmsg, in-place SRTP, sendmmsg; "
+            f"fan-out {results['fanout']:.0f}): "
             f"{results['batched_ceiling_pps']:.0f} pps at "
             f"{100 * results['batched_ceiling_cpu_cores']:.0f}% CPU "
             f"({results['batched_ceiling_per_core_pps']:.0f} per core, "
