@@ -27,6 +27,8 @@ from common.keys import AUDIT, VERIFIER
 from common.tokens import TokenVerifier
 from portal.config import PortalConfig
 from portal.errors import PortalError
+from portal.events import INVITATION_SENT, PortalEvents
+from portal.events import ignore as ignore_events
 from portal.keys import CLOCK, DATABASE, PASSWORDS, PORTAL, SETTINGS, SUBAPP
 from portal.mail import invitation_email
 from portal.outbox import LOCK_FILE, OutboxSender, SenderLock
@@ -108,9 +110,15 @@ def build_sender(
 
 
 def create_portal(
-    config: PortalConfig, audit: SqliteAuditLog, verifier: TokenVerifier, clock: Clock
+    config: PortalConfig,
+    audit: SqliteAuditLog,
+    verifier: TokenVerifier,
+    clock: Clock,
+    *,
+    events: PortalEvents = ignore_events,
 ) -> web.Application:
-    """The portal as a sub-application; a bad setting raises ConfigError here, at start."""
+    """The portal as a sub-application; a bad setting raises ConfigError here, at start.
+    `events` hears of invitations sent, accounts activated and opt-outs (webhooks)."""
     zone = time_zone(config)
     SmtpSettings.from_config(config)  # a bad URL stops the start, not the first send
     database = SqliteDatabase(config.data_dir / PORTAL_FILE)
@@ -123,6 +131,7 @@ def create_portal(
     app[PORTAL] = PortalService(
         config, SqlitePortalStore(database), passwords, audit, clock, zone, domain
     )
+    app[PORTAL].events = events
     add_routes(app)
     return app
 
@@ -155,6 +164,8 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
 
     def on_sent(claimed: Claimed, outcome: str) -> None:
         audit.record(AuditEntry("portal_invite_sent", outcome, subject=claimed.patient_id))
+        if outcome == "sent":
+            app[PORTAL].events(INVITATION_SENT, claimed.patient_id)
 
     sender = build_sender(app[SETTINGS], database, app[CLOCK], on_sent)
     task: asyncio.Task[None] | None = None
