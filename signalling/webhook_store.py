@@ -11,13 +11,14 @@ the file.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from common.datadir import private_sqlite
+from common.datadir import FILE_MODE, SQLITE_COMPANIONS, private_sqlite
 from common.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
@@ -239,7 +240,7 @@ class WebhookStore:
             lambda db: db.execute(
                 "SELECT COUNT(*), MIN(e.created_at) FROM webhook_deliveries d"
                 " JOIN webhook_events e ON e.seq = d.seq WHERE d.state = 'pending'"
-            ).fetchone()
+            ).fetchall()[0]  # fetchone would leave the statement open: an old snapshot
         )
         return int(row[0]), row[1]
 
@@ -293,13 +294,22 @@ class WebhookStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
-        private_sqlite(self.path)
+        _private_companions(self.path)
         self._db = db
 
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _private_companions(path: Path) -> None:
+    """chmod 0600 SQLite's -wal and -shm files without opening them: closing any file
+    descriptor of the database drops this process's locks on it (POSIX), and another
+    process (`visitroom webhooks`) could then delete the WAL under our connection."""
+    for suffix in SQLITE_COMPANIONS:
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + suffix).chmod(FILE_MODE)
 
 
 def _disabled(db: sqlite3.Connection) -> dict[str, str]:
