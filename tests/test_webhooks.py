@@ -17,7 +17,7 @@ from aiohttp.test_utils import TestClient
 from common.keys import AUDIT
 from signalling.app import create_app, portal_config
 from signalling.config import Config
-from signalling.keys import WEBHOOKS
+from signalling.keys import CONFIG, WEBHOOKS
 from signalling.webhook_config import WebhookSettings
 from tests.conftest import Connect, Peer, join_host, knock_guest, make_config, token
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
@@ -223,6 +223,12 @@ async def test_a_410_disables_the_endpoint_and_is_audited(
     await asyncio.sleep(0.5)  # nothing to wait for: an endpoint that is never called again
     assert len(receiver.attempts) == tried
     assert app[WEBHOOKS].stats.failed == 2
+    data = str(app[CONFIG].data_dir)
+    done = await asyncio.to_thread(run_cli, "webhooks", "enable", receiver.url, "--data-dir", data)
+    assert done.returncode == 0 and "enabled" in done.stdout
+    _, late = await knock_guest(connect, "Late")
+    knocked = await receiver.wait_event("participant_knocked")
+    assert knocked["participant_id"] == late, "events made after `enable` are sent again"
 
 
 async def test_failed_deliveries_are_listed_and_replayed_by_the_cli(

@@ -10,7 +10,7 @@ Pure: no I/O, times come from the caller.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from waiting_room.events import Admitted, Event, Joined, Knocked, Left, Rejected, SessionEnded
 from waiting_room.participant import Participant
@@ -68,7 +68,7 @@ def note(
 ) -> tuple[Visit, list[VisitChange]]:
     """The visit after `events` (the room then has `joined_now` in it, or nobody at all
     when `empty`), and whether it started or ended with them."""
-    current = Visit(**asdict(visit))
+    current = replace(visit)
     changes: list[VisitChange] = []
     for event in events:
         match event:
