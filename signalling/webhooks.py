@@ -89,6 +89,7 @@ class Webhooks:
         self._buffered = asyncio.Event()
         self._wake = asyncio.Event()
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._done: set[tuple[int, str]] = set()  # attempts ended since the last look began
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
         self._stats_at = 0.0
@@ -191,13 +192,14 @@ class Webhooks:
 
     async def _dispatch(self) -> float:
         """Start every due delivery; the seconds until the next one is due."""
+        self._done.clear()  # a head read before its attempt was recorded is out of date
         heads = [h for h in await self._store.heads() if h.endpoint in self.settings.urls]
         now = self._clock()
         await self._refresh_stats(heads, now)
         wait = IDLE_POLL_S
         for head in heads:
             key = (head.endpoint, head.order_key)
-            if key in self._in_flight:
+            if key in self._in_flight or (head.seq, head.endpoint) in self._done:
                 continue
             if head.next_at > now:
                 wait = min(wait, head.next_at - now)
@@ -221,6 +223,7 @@ class Webhooks:
             log.exception("webhook delivery %s could not be recorded", head.event_id)
         finally:
             self._in_flight.pop(key, None)
+            self._done.add((head.seq, head.endpoint))
             self._wake.set()
 
     async def _post(self, head: Head) -> tuple[int | None, str]:

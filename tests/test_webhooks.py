@@ -19,6 +19,7 @@ from signalling.app import create_app, portal_config
 from signalling.config import Config
 from signalling.keys import CONFIG, WEBHOOKS
 from signalling.webhook_config import WebhookSettings
+from signalling.webhook_events import Hook
 from tests.conftest import Connect, Peer, join_host, knock_guest, make_config, token
 from tests.portal_support import (  # noqa: F401  (the *_fixture names are fixtures)
     BASE_URL,
@@ -288,3 +289,17 @@ async def test_portal_events_name_the_patient_only(
     assert all(e["room_id"] is None and "identity" not in e for e in events)
     sent = b"".join(d.body for d in receiver.accepted)
     assert b"ann@example.com" not in sent and b"Ann" not in sent
+
+
+async def test_a_healthy_receiver_gets_each_of_many_events_once_in_order_per_room(
+    app: web.Application, client: TestClient[Any, Any], receiver: Receiver
+) -> None:
+    hooks = app[WEBHOOKS]
+    for n in range(20):
+        hooks.emit([Hook("participant_knocked", f"room-{r}", None, {"n": n}) for r in range(10)])
+        await asyncio.sleep(0.01)  # the scenario: events spread over a moment, as in visits
+    events = await receiver.wait_for(200, timeout=60)
+    assert len(receiver.attempts) == 200, "no delivery was started twice"
+    for room in range(10):
+        sent = [e["data"]["n"] for e in events if e["room_id"] == f"room-{room}"]
+        assert sent == list(range(20))
