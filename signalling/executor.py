@@ -71,7 +71,7 @@ class Executor:
     def _note_visit(self, room: Room, events: list[Event]) -> list[Hook]:
         """The visit's start, end and counts, and the webhook events of this change."""
         room.visit, changes = note(
-            room.visit, events, self._clock(), room.joined_count, room.is_empty
+            room.visit, events, self._clock(), lambda: room.joined_count, room.is_empty
         )
         return room_events(room.id, events, changes)
 

@@ -19,7 +19,7 @@ from waiting_room.visit import Visit, note
 Row = tuple[str, str | None, dict[str, Any]]
 
 
-class Visit_:
+class VisitRun:
     """A room and what the executor does with each command's events."""
 
     def __init__(self) -> None:
@@ -30,7 +30,7 @@ class Visit_:
     def run(self, events: list[Event]) -> list[Row]:
         room = self.room
         room.visit, changes = note(
-            room.visit, events, self.clock(), room.joined_count, room.is_empty
+            room.visit, events, self.clock(), lambda: room.joined_count, room.is_empty
         )
         hooks = room_events(room.id, events, changes)
         self.hooks.extend(hooks)
@@ -38,11 +38,11 @@ class Visit_:
 
 
 @pytest.fixture
-def visit() -> Visit_:
-    return Visit_()
+def visit() -> VisitRun:
+    return VisitRun()
 
 
-def test_a_visit_with_knock_hold_admit_reject_remove_and_end(visit: Visit_) -> None:
+def test_a_visit_with_knock_hold_admit_reject_remove_and_end(visit: VisitRun) -> None:
     room, clock = visit.room, visit.clock
     assert visit.run(room.enter("h", "Dr Who", Role.HOST, "dr-who")) == [
         ("room_started", "h", {}),
@@ -87,7 +87,7 @@ def test_a_visit_with_knock_hold_admit_reject_remove_and_end(visit: Visit_) -> N
     assert room.visit == Visit(), "the next host starts a new visit"
 
 
-def test_no_event_holds_a_name_a_hold_message_or_a_broadcast(visit: Visit_) -> None:
+def test_no_event_holds_a_name_a_hold_message_or_a_broadcast(visit: VisitRun) -> None:
     room = visit.room
     visit.run(room.enter("h", "Dr Who", Role.HOST, "dr-who"))
     visit.run(room.enter("g", "Pat Patient", Role.GUEST, "pat-7"))
@@ -103,7 +103,7 @@ def test_no_event_holds_a_name_a_hold_message_or_a_broadcast(visit: Visit_) -> N
     assert b'"identity":"pat-7"' in sent
 
 
-def test_the_last_person_leaving_ends_the_visit(visit: Visit_) -> None:
+def test_the_last_person_leaving_ends_the_visit(visit: VisitRun) -> None:
     room = visit.room
     visit.run(room.enter("h", "Dr", Role.HOST, "dr"))
     visit.run(room.enter("g", "Pat", Role.GUEST, "pat"))
@@ -115,7 +115,7 @@ def test_the_last_person_leaving_ends_the_visit(visit: Visit_) -> None:
     assert rows[1][2]["reason"] == "empty" and rows[1][2]["duration_s"] == 5.0
 
 
-def test_a_guest_who_gives_up_waiting_leaves_from_the_lobby(visit: Visit_) -> None:
+def test_a_guest_who_gives_up_waiting_leaves_from_the_lobby(visit: VisitRun) -> None:
     room = visit.room
     visit.run(room.enter("g", "Pat", Role.GUEST, None))
     assert visit.run(room.leave("g")) == [
@@ -123,7 +123,7 @@ def test_a_guest_who_gives_up_waiting_leaves_from_the_lobby(visit: Visit_) -> No
     ], "no room_started: no host came, so no room_ended either"
 
 
-def test_a_dropped_participant_leaves_as_disconnected(visit: Visit_) -> None:
+def test_a_dropped_participant_leaves_as_disconnected(visit: VisitRun) -> None:
     room = visit.room
     visit.run(room.enter("h", "Dr", Role.HOST, "dr"))
     visit.run(room.enter("g", "Pat", Role.GUEST, "pat"))
@@ -135,7 +135,7 @@ def test_a_dropped_participant_leaves_as_disconnected(visit: Visit_) -> None:
     ]
 
 
-def test_breakouts_opened_and_closed_at_once_or_by_the_timer(visit: Visit_) -> None:
+def test_breakouts_opened_and_closed_at_once_or_by_the_timer(visit: VisitRun) -> None:
     room = visit.room
     visit.run(room.enter("h", "Dr", Role.HOST, "dr"))
     for pid in ("a", "b"):
@@ -150,7 +150,7 @@ def test_breakouts_opened_and_closed_at_once_or_by_the_timer(visit: Visit_) -> N
     assert visit.run(room.close_breakouts("h", None)) == [("breakouts_closed", None, {"by": "dr"})]
 
 
-def test_a_visit_outlives_a_restart_in_the_stored_room(visit: Visit_) -> None:
+def test_a_visit_outlives_a_restart_in_the_stored_room(visit: VisitRun) -> None:
     room = visit.room
     visit.run(room.enter("h", "Dr", Role.HOST, "dr"))
     restored = Room.from_dict(json.loads(json.dumps(room.to_dict())), visit.clock)

@@ -9,7 +9,7 @@ Pure: no I/O, times come from the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 from waiting_room.events import Admitted, Event, Joined, Knocked, Left, Rejected, SessionEnded
@@ -64,10 +64,10 @@ VisitChange = VisitStarted | VisitEnded
 
 
 def note(
-    visit: Visit, events: Iterable[Event], now: float, joined_now: int, empty: bool
+    visit: Visit, events: Iterable[Event], now: float, joined_now: Callable[[], int], empty: bool
 ) -> tuple[Visit, list[VisitChange]]:
-    """The visit after `events` (the room then has `joined_now` in it, or nobody at all
-    when `empty`), and whether it started or ended with them."""
+    """The visit after `events` (the room then has `joined_now()` in it, asked only when
+    someone joined; or nobody at all when `empty`), and whether it started or ended."""
     current = replace(visit)
     changes: list[VisitChange] = []
     for event in events:
@@ -82,6 +82,7 @@ def note(
                 current.removed += 1
             case Joined(people):
                 current.joined += len(people)
+                current.peak = max(current.peak, joined_now())
                 host = next((p for p in people if p.is_host), None)
                 if current.started_at is None and host is not None:
                     current.started_at = now
@@ -89,7 +90,6 @@ def note(
             case SessionEnded():
                 current, ended = _end(current, now, ENDED)
                 changes.extend(ended)
-    current.peak = max(current.peak, joined_now)
     if empty and current.started_at is not None:
         current, ended = _end(current, now, EMPTY)
         changes.extend(ended)
