@@ -11,14 +11,13 @@ the file.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from common.datadir import FILE_MODE, SQLITE_COMPANIONS, private_sqlite
+from common.datadir import private_sqlite
 from common.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
@@ -294,22 +293,13 @@ class WebhookStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.executescript(SCHEMA)
-        _private_companions(self.path)
+        private_sqlite(self.path)
         self._db = db
 
     def _close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def _private_companions(path: Path) -> None:
-    """chmod 0600 SQLite's -wal and -shm files without opening them: closing any file
-    descriptor of the database drops this process's locks on it (POSIX), and another
-    process (`visitroom webhooks`) could then delete the WAL under our connection."""
-    for suffix in SQLITE_COMPANIONS:
-        with contextlib.suppress(FileNotFoundError):
-            path.with_name(path.name + suffix).chmod(FILE_MODE)
 
 
 def _disabled(db: sqlite3.Connection) -> dict[str, str]:
