@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 WEBHOOKS_FILE = "webhooks.sqlite3"
 MAX_IN_FLIGHT = 32  # deliveries at once, over all endpoints and rooms
 IDLE_POLL_S = 5.0  # how soon rows replayed by `visitroom webhooks replay` are seen
+MIN_LOOK_S = 0.05  # looks at the outbox at most this often (a burst of answers: one look)
 STATS_EVERY_S = 1.0
 PRUNE_EVERY_S = 3600.0
 KEEP_SENT_S = 7 * 86400.0
@@ -85,7 +86,6 @@ class Webhooks:
         self._audit = audit
         self._rand = rand
         self._buffer: list[NewEvent] = []
-        self._written = asyncio.Event()
         self._buffered = asyncio.Event()
         self._wake = asyncio.Event()
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -180,6 +180,7 @@ class Webhooks:
 
     async def _dispatch_loop(self) -> None:
         while True:
+            await asyncio.sleep(MIN_LOOK_S)
             self._wake.clear()
             try:
                 wait = await self._dispatch()
