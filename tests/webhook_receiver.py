@@ -22,6 +22,7 @@ class Delivery:
     body: bytes
     headers: dict[str, str]
     event: dict[str, Any] = field(default_factory=dict)
+    late: bool = False  # answered 2xx only after `delay_s`
 
 
 class Receiver:
@@ -69,6 +70,7 @@ class Receiver:
             self.bad_signatures += 1
             return web.Response(status=400)
         if self.delay_s:
+            delivery.late = True
             await asyncio.sleep(self.delay_s)  # the scenario: a receiver that takes its time
         if 200 <= self.status < 300:
             delivery.event = json.loads(body)
