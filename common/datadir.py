@@ -30,8 +30,16 @@ def make_private_dir(path: Path) -> None:
 
 
 def private_file(path: Path) -> None:
-    """Create `path` empty and 0600 if it is missing, else make it 0600."""
+    """Create `path` empty and 0600 if it is missing, else make it 0600.
+
+    An existing file is only chmod-ed, never opened: closing a descriptor of a
+    database drops every POSIX lock this process holds on it, SQLite's included,
+    and another process closing its connection would then take itself for the
+    last one and remove the WAL under ours (tests/test_datadir_locks.py)."""
     make_private_dir(path.parent)
+    if path.exists():
+        path.chmod(FILE_MODE)
+        return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
     try:
         os.fchmod(fd, FILE_MODE)

@@ -27,6 +27,8 @@ from common.keys import AUDIT, VERIFIER
 from common.tokens import TokenVerifier
 from portal.config import PortalConfig
 from portal.errors import PortalError
+from portal.events import INVITATION_SENT, PortalEvents
+from portal.events import ignore as ignore_events
 from portal.keys import CLOCK, DATABASE, PASSWORDS, PORTAL, SETTINGS, SUBAPP
 from portal.mail import invitation_email, visit_email
 from portal.outbox import LOCK_FILE, OutboxSender, SenderLock
@@ -134,8 +136,11 @@ def create_portal(
     verifier: TokenVerifier,
     clock: Clock,
     visits: Visits | None = None,
+    *,
+    events: PortalEvents = ignore_events,
 ) -> web.Application:
-    """The portal as a sub-application; a bad setting raises ConfigError here, at start."""
+    """The portal as a sub-application; a bad setting raises ConfigError here, at start.
+    `events` hears of invitations sent, accounts activated and opt-outs (webhooks)."""
     zone = time_zone(config)
     SmtpSettings.from_config(config)  # a bad URL stops the start, not the first send
     database = SqliteDatabase(config.data_dir / PORTAL_FILE)
@@ -148,6 +153,7 @@ def create_portal(
     app[PORTAL] = PortalService(
         config, SqlitePortalStore(database), passwords, audit, clock, zone, domain, visits
     )
+    app[PORTAL].events = events
     add_routes(app)
     return app
 
@@ -182,6 +188,8 @@ async def _running(app: web.Application) -> AsyncIterator[None]:
     def on_sent(claimed: Claimed, outcome: str) -> None:
         action = "portal_invite_sent" if claimed.kind == INVITATION else "portal_visit_email_sent"
         audit.record(AuditEntry(action, outcome, subject=claimed.patient_id))
+        if outcome == "sent" and claimed.kind == INVITATION:
+            app[PORTAL].events(INVITATION_SENT, claimed.patient_id)
 
     sender = build_sender(app[SETTINGS], database, app[CLOCK], on_sent)
     task: asyncio.Task[None] | None = None

@@ -19,7 +19,7 @@ from common.audit import AuditEntry, AuditLog, Detail
 from common.clock import Clock
 from common.config import RateLimit
 from common.ratelimit import WindowLimiter
-from portal import validate
+from portal import events, validate
 from portal.access import Staff, visible
 from portal.config import PortalConfig
 from portal.errors import (
@@ -33,6 +33,7 @@ from portal.errors import (
     PortalError,
     bad_request,
 )
+from portal.events import PortalEvents
 from portal.mail import GENERIC_PRACTICE
 from portal.model import (
     InvitationKind,
@@ -99,6 +100,7 @@ class PortalService:
         self._zone = zone
         self._mail_domain = mail_domain
         self.on_queued: Callable[[], None] = lambda: None
+        self.events: PortalEvents = events.ignore  # webhooks (portal/events.py)
         self._public_limit = limiter(config.public_rate_limit, clock)
         self._account_limit = limiter(config.account_rate_limit, clock)
         self._invite_limit = limiter(config.invite_rate_limit, clock)
@@ -174,6 +176,8 @@ class PortalService:
         patient = await self._patient(staff, patient_id)
         await self._store.set_opt_out(patient.patient_id, opted_out, self._clock())
         self._audit("portal_opt_out", "ok", staff.identity, patient_id, opted_out=opted_out)
+        if opted_out:
+            self.events(events.OPTED_OUT, patient.patient_id)
         return await self.status(staff, patient_id, audited=False)
 
     async def status(self, staff: Staff, patient_id: str, audited: bool = True) -> dict[str, Any]:
@@ -292,6 +296,8 @@ class PortalService:
             )
             raise PortalError(BAD_REQUEST, BAD_ACTIVATION)
         self._audit("portal_activate", "ok", outcome.patient_id, outcome.patient_id)
+        if outcome.patient_id is not None:
+            self.events(events.ACCOUNT_ACTIVATED, outcome.patient_id)
         return {"activated": True, "registered_on": self._day(now)}
 
     async def login(self, remote: str, body: dict[str, Any]) -> LoginResult:

@@ -41,6 +41,7 @@ from signalling.keys import (
     READY,
     ROOMS,
     SERVICE,
+    WEBHOOKS,
 )
 from signalling.media_bridge import MediaBridge, RoomMediaEvents
 from signalling.origins import OriginPolicy
@@ -49,6 +50,8 @@ from signalling.resume import ResumeTokens
 from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from signalling.web import setup as setup_web
+from signalling.webhook_store import WebhookStore
+from signalling.webhooks import WEBHOOKS_FILE, Webhooks
 from signalling.ws import room_socket
 from waiting_room.clock import Clock, wall_clock
 
@@ -97,6 +100,9 @@ def create_app(
         config.lobby_cap_factor,
     )
     app[HUB] = Hub()
+    app[WEBHOOKS] = Webhooks(
+        config.webhooks, WebhookStore(config.data_dir / WEBHOOKS_FILE), clock, app[AUDIT]
+    )
     media = media_factory(config, RoomMediaEvents(app[HUB], app[ROOMS]))
     bridge, tokens = MediaBridge(media), ResumeTokens()
     served = ServedRooms(app[ROOMS], app[HUB], bridge, tokens)
@@ -109,6 +115,7 @@ def create_app(
     )
     app[CLIENT_ADDRESS] = app[GUARD].client_address
     app.cleanup_ctx.append(_stores)
+    app.cleanup_ctx.append(_webhooks)
     app.cleanup_ctx.append(_cluster)
     app.cleanup_ctx.append(_media(media))
     app.cleanup_ctx.append(_sweeper)
@@ -124,7 +131,10 @@ def create_app(
     # stops the server at start (cmd_serve says which), never a silent 404.
     settings = portal if portal is not None else portal_config(config, {})
     visits = ScheduledVisits(app[ROOMS])
-    mount_portal(app, create_portal(settings, app[AUDIT], app[VERIFIER], clock, visits))
+    portal_app = create_portal(
+        settings, app[AUDIT], app[VERIFIER], clock, visits, events=app[WEBHOOKS].portal_event
+    )
+    mount_portal(app, portal_app)
     setup_web(app)
     return app
 
@@ -147,7 +157,7 @@ def build_service(
 ) -> RoomService:
     """The room service and its parts, each given what it needs when it is made."""
     rooms, hub, audit, cluster = app[ROOMS], app[HUB], app[AUDIT], app[CLUSTER]
-    executor = Executor(cluster, rooms, hub, media, tokens, audit, clock)
+    executor = Executor(cluster, rooms, hub, media, tokens, audit, clock, app[WEBHOOKS])
     arrivals = Arrivals(
         config, rooms, hub, cluster, executor, media, tokens, app[VERIFIER], audit, clock
     )
@@ -182,6 +192,14 @@ async def _stores(app: web.Application) -> AsyncIterator[None]:
     await app[SERVICE].drain_media_calls()
     await app[ROOMS].close()
     await app[AUDIT].close()
+
+
+async def _webhooks(app: web.Application) -> AsyncIterator[None]:
+    """Started before rooms are restored and swept (which may make events); stopped
+    after the cluster, so the last events are stored."""
+    await app[WEBHOOKS].start()
+    yield
+    await app[WEBHOOKS].stop()
 
 
 def _media(media: MediaPlane | None) -> Callable[[web.Application], AsyncIterator[None]]:

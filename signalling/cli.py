@@ -1,4 +1,4 @@
-"""`visitroom serve`, `visitroom token` and `visitroom audit verify`."""
+"""`visitroom serve`, `visitroom token`, `visitroom audit verify` and `visitroom webhooks`."""
 
 from __future__ import annotations
 
@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _token_parser(sub)
     _audit_parser(sub)
+    from signalling.webhook_cli import add_commands as add_webhook_commands
+
+    add_webhook_commands(sub)
     with contextlib.suppress(ImportError):
         from portal.cli import add_commands
 

@@ -16,6 +16,7 @@ from cluster.kdf import check_cluster_secret
 from common.config import ConfigError, RateLimit, parse_duration
 from common.datadir import allow_open_from_env, make_private_dir
 from common.turn import TurnConfigError, check_turn
+from signalling.webhook_config import WebhookSettings, webhooks_from_env
 
 MIN_SECRET_BYTES = 32
 CREDENTIALS_FILE = "credentials.json"
@@ -90,6 +91,8 @@ class Config:
     audit_key: str | None = field(default=None, repr=False)
     # start on a data dir that group or others may read (access controlled otherwise)
     allow_open_data_dir: bool = False
+    # events for integrators (docs/operations.md, "Webhooks"); no URLs: none are sent
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def is_loopback(self) -> bool:
@@ -419,6 +422,7 @@ def from_env(env: Mapping[str, str], **overrides: object) -> Config:
         "audit_retention_days": int(env.get("VISITROOM_AUDIT_RETENTION_DAYS", str(6 * 365 + 2))),
         "audit_key": env.get("VISITROOM_AUDIT_KEY") or None,
         "allow_open_data_dir": allow_open_from_env(env),
+        "webhooks": webhooks_from_env(env),
         **workers_from_env(env),
         **security_from_env(env),
         **lobby_from_env(env),

@@ -1,7 +1,8 @@
 """Carry out what the room decided: store the change, then answer, then act.
 
 The contract: the coordinator stores each change before anyone hears of it
-(the sender's reply, other clients' messages, media calls, audit rows).
+(the sender's reply, other clients' messages, media calls, audit rows,
+webhook events).
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from signalling.hub import Hub
 from signalling.media_bridge import MediaBridge
 from signalling.resume import ResumeTokens
 from signalling.rooms import RoomStore
+from signalling.webhook_events import Hook, HookSink, room_events
 from waiting_room.clock import Clock
 from waiting_room.events import Audited, Event, Left, Rejected
 from waiting_room.room import Room
+from waiting_room.visit import note
 
 
 class Executor:
@@ -30,6 +33,7 @@ class Executor:
         tokens: ResumeTokens,
         audit: AuditLog,
         clock: Clock,
+        hooks: HookSink,
     ) -> None:
         self._cluster = cluster
         self._rooms = rooms
@@ -38,6 +42,7 @@ class Executor:
         self._tokens = tokens
         self._audit = audit
         self._clock = clock
+        self._hooks = hooks
 
     async def carry_out(
         self, room: Room, events: list[Event], prelude: Callable[[], None] | None = None
@@ -45,6 +50,7 @@ class Executor:
         """Plan now (the room may change while we wait), store, then `prelude` and the
         effects; then forget who left, and unload the room once it is empty."""
         effects = fx.plan(room, events)
+        hooks = self._note_visit(room, events)  # before `prepare`: the visit is stored too
         change = self._cluster.prepare(room, events)
         gone = [e.participant.id for e in events if isinstance(e, Left | Rejected)]
 
@@ -53,6 +59,7 @@ class Executor:
                 prelude()
             for effect in effects:
                 self._apply(room, effect)
+            self._hooks.emit(hooks)  # in commit order, so in order per room
 
         await self._cluster.commit(change, announce)
         digests = [d for d in (self._forget(pid) for pid in gone) if d is not None]
@@ -60,6 +67,13 @@ class Executor:
         if room.is_empty and self._rooms.live(room.id) is room:
             self._rooms.unload_if_idle(room.id)
             await self._cluster.forget_room(room.id)
+
+    def _note_visit(self, room: Room, events: list[Event]) -> list[Hook]:
+        """The visit's start, end and counts, and the webhook events of this change."""
+        room.visit, changes = note(
+            room.visit, events, self._clock(), lambda: room.joined_count, room.is_empty
+        )
+        return room_events(room.id, events, changes)
 
     def _apply(self, room: Room, effect: fx.Effect) -> None:
         match effect:

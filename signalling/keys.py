@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from signalling.hub import Hub
     from signalling.rooms import RoomStore
     from signalling.service import RoomService
+    from signalling.webhooks import Webhooks
 
 CONFIG = web.AppKey("config", Config)
 HOP_KEY = web.AppKey("hop_key", bytes)  # derived from the cluster secret (cluster.kdf)
@@ -32,3 +33,4 @@ METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 METRICS_ADDRESS: web.AppKey[tuple[str, int]] = web.AppKey("metrics_address")  # loopback port
 CLUSTER: web.AppKey[Coordinator] = web.AppKey("cluster")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")

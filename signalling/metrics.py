@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from common.audit import AuditEntry
 from common.keys import AUDIT
 from signalling.guard import GUARD
-from signalling.keys import CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE
+from signalling.keys import CONFIG, HUB, METRICS, METRICS_ADDRESS, ROOMS, SERVICE, WEBHOOKS
 
 LAG_INTERVAL_S = 0.5
 LOOPBACK = "127.0.0.1"
@@ -63,6 +63,22 @@ class SignallingCollector(Collector):
         for name, value in self._app[GUARD].stats().items():
             yield _gauge(f"visitroom_{name}", f"Connection guard: {name}", value)
         yield from self._media_metrics()
+        yield from self._webhook_metrics()
+
+    def _webhook_metrics(self) -> Iterator[Metric]:
+        hooks = self._app[WEBHOOKS]
+        if not hooks.enabled:
+            return
+        stats = hooks.stats
+        yield _counter("visitroom_webhook_deliveries", "Webhook deliveries accepted (2xx)",
+                       stats.delivered)  # fmt: skip
+        yield _counter("visitroom_webhook_failed_attempts", "Webhook attempts without a 2xx",
+                       stats.failed_attempts)  # fmt: skip
+        yield _counter("visitroom_webhook_failures", "Webhook deliveries given up (or 410)",
+                       stats.failed)  # fmt: skip
+        yield _gauge("visitroom_webhook_pending", "Webhook deliveries waiting", stats.pending)
+        yield _gauge("visitroom_webhook_lag_seconds", "Age of the oldest waiting webhook event",
+                     hooks.lag_s())  # fmt: skip
 
     def _media_metrics(self) -> Iterator[Metric]:
         media = self._app[SERVICE].media

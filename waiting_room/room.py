@@ -32,6 +32,7 @@ from waiting_room.events import (
 from waiting_room.participant import Participant, Role, Status
 from waiting_room.refusals import REJECTED, REMOVED, Refusal, Refusals
 from waiting_room.schedule import RoomStatus, Schedule
+from waiting_room.visit import Visit
 
 DEFAULT_CAPACITY = 200
 DEFAULT_LOBBY_FACTOR = 2.0
@@ -80,6 +81,7 @@ class Room:
         self._people: dict[str, Participant] = {}
         self.breakouts = BreakoutState()
         self.breakout_rules = BreakoutRules(self, self._now)
+        self.visit = Visit()  # for integrators: start time and counts (waiting_room/visit.py)
 
     def _now(self) -> float:
         return self._clock()
@@ -473,6 +475,7 @@ class Room:
             "session": self.session,
             "participants": [p.to_dict() for p in self._people.values()],
             "breakouts": self.breakouts.to_dict(),
+            "visit": self.visit.to_dict(),
         }
 
     @classmethod
@@ -491,6 +494,7 @@ class Room:
         room._people = {p["id"]: Participant.from_dict(p) for p in data["participants"]}
         if data.get("breakouts"):
             room.breakouts = BreakoutState.from_dict(data["breakouts"])
+        room.visit = Visit.from_dict(data.get("visit"))
         return room
 
 

@@ -9,59 +9,34 @@ is what makes a replay harmless.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import time
 from collections.abc import Mapping
 from typing import Any
 
-# -- The signing rule. The webhook sender's common/webhooksig.py (another branch) has
-# -- the same names and behaviour; once both are merged, import these from there.
-SIGNATURE_HEADER = "X-Visitroom-Signature"
-TIMESTAMP_HEADER = "X-Visitroom-Timestamp"
-PREFIX = "sha256="
-DEFAULT_TOLERANCE_S = 300.0
+from common.webhooksig import (
+    DEFAULT_TOLERANCE_S,
+    PREFIX,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SignatureError,
+    sign,
+    verify,
+)
 
+__all__ = [
+    "DEFAULT_TOLERANCE_S",
+    "PREFIX",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "SignatureError",
+    "sign",
+    "sign_webhook",
+    "verify",
+    "verify_webhook",
+]
 
-class SignatureError(ValueError):
-    """A delivery whose signature or timestamp does not check out; the message says which."""
-
-
-def _key(secret: str | bytes) -> bytes:
-    return secret.encode() if isinstance(secret, str) else secret
-
-
-def sign(secret: str | bytes, body: bytes) -> str:
-    """The `X-Visitroom-Signature` value of `body`: ``sha256=<hex HMAC-SHA256>``."""
-    return PREFIX + hmac.new(_key(secret), body, hashlib.sha256).hexdigest()
-
-
-def verify(
-    secret: str | bytes,
-    body: bytes,
-    signature: str | None,
-    timestamp: str | None,
-    *,
-    now: float | None = None,
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-) -> None:
-    """Raise SignatureError unless `signature` is `body`'s (compared in constant time)
-    and `timestamp` is within `tolerance_s` of `now` (default: the current time)."""
-    if not signature or not signature.startswith(PREFIX):
-        raise SignatureError(f"no {SIGNATURE_HEADER}: sha256=... header")
-    if not hmac.compare_digest(sign(secret, body).encode(), signature.strip().encode()):
-        raise SignatureError("the signature does not match the body")
-    try:
-        sent = int(timestamp or "")
-    except ValueError:
-        raise SignatureError(f"no {TIMESTAMP_HEADER} header in seconds") from None
-    current = time.time() if now is None else now
-    if abs(current - sent) > tolerance_s:
-        raise SignatureError(f"the timestamp is more than {tolerance_s:.0f} s away from now")
-
-
-# -- The SDK's part.
+# The signing rule is the server's own (common/webhooksig.py); the SDK adds the
+# header lookup and the parsing.
 sign_webhook = sign
 
 
