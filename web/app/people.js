@@ -2,7 +2,7 @@
 // visit. Hosts let guests in, put them on hold with a message, reject them,
 // remove participants, or remove everyone, and let a turned-away guest knock again.
 
-import { announce, fill, h, menuButton } from "./dom.js";
+import { announce, confirmAction, fill, h, menuButton } from "./dom.js";
 
 /**
  * @param {{
@@ -45,7 +45,7 @@ export function peoplePanel({ room, names, onClose, notify }) {
     ? menuButton({
         label: "People options",
         testid: "btn-people-menu",
-        items: [{ label: "Remove all", testid: "btn-remove-all", danger: true, onSelect: () => confirmRemoveAll() }],
+        items: [{ label: "Remove all", testid: "btn-remove-all", danger: true, onSelect: (button) => confirmRemoveAll(button) }],
       })
     : null;
   const panel = h(
@@ -74,9 +74,29 @@ export function peoplePanel({ room, names, onClose, notify }) {
     );
   }
 
-  function confirmRemoveAll() {
+  async function confirmRemoveAll(returnTo) {
     const others = [...room.participants.values()].filter((p) => p.role !== "host");
-    act(room.removeAll(), `Removed ${others.length} participant${others.length === 1 ? "" : "s"}.`);
+    const people = `${others.length} participant${others.length === 1 ? "" : "s"}`;
+    const sure = await confirmAction({
+      action: "remove-all",
+      title: "Remove everyone?",
+      text: `All ${people} (everyone but the hosts) will be sent out of the visit now.`,
+      confirm: "Remove all",
+      returnTo,
+    });
+    if (sure) act(room.removeAll(), `Removed ${people}.`);
+  }
+
+  /** @param {import("../sdk/visitroom.js").Person} person @param {HTMLElement} returnTo */
+  async function confirmRemove(person, returnTo) {
+    const sure = await confirmAction({
+      action: "remove",
+      title: `Remove ${person.name}?`,
+      text: `${person.name} will be sent out of the visit now.`,
+      confirm: "Remove",
+      returnTo,
+    });
+    if (sure) act(room.remove(person.id), `${person.name} was removed.`);
   }
 
   /** @param {import("../sdk/visitroom.js").WaitingGuest} guest */
@@ -222,7 +242,7 @@ export function peoplePanel({ room, names, onClose, notify }) {
         label: "Remove",
         testid: "btn-remove",
         danger: true,
-        onSelect: () => act(room.remove(person.id), `${person.name} was removed.`),
+        onSelect: (button) => confirmRemove(person, button),
       });
     }
     return h(

@@ -2,7 +2,7 @@
 // knock notification, the People panel and breakout rooms.
 
 import { breakoutBanner, breakoutPanel } from "./breakouts.js";
-import { announce, attachStream, fill, h, initials, menuButton, showScreen } from "./dom.js";
+import { announce, attachStream, confirmAction, fill, h, initials, menuButton, showScreen } from "./dom.js";
 import { peoplePanel } from "./people.js";
 import { setToggle } from "./precall.js";
 import { statsPanel } from "./stats.js";
@@ -165,11 +165,16 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       "div",
       { class: "button-row" },
       h("button", { type: "button", class: "small primary", testid: "btn-knock-let-in", text: "Let in", onclick: () => admitEveryone() }),
-      h("button", { type: "button", class: "small secondary", testid: "btn-knock-view", text: "View", onclick: () => openPanel("people") }),
-      h("button", { type: "button", class: "icon-button small", testid: "btn-knock-dismiss", "aria-label": "Dismiss", text: "✕", onclick: () => { knockDismissed = true; knockToast.hidden = true; } }),
+      h("button", { type: "button", class: "small secondary", testid: "btn-knock-view", text: "View", onclick: () => { dismissKnock(); openPanel("people"); } }),
+      h("button", { type: "button", class: "icon-button small", testid: "btn-knock-dismiss", "aria-label": "Dismiss", text: "✕", onclick: () => dismissKnock() }),
     ),
   );
   let knockDismissed = false;
+  /** Hide the card until someone else knocks (the People panel lists who waits). */
+  function dismissKnock() {
+    knockDismissed = true;
+    knockToast.hidden = true;
+  }
 
   function admitEveryone() {
     const count = room.waiting.size;
@@ -193,7 +198,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       waiting.length === 1
         ? `${waiting[0].name} wants to join`
         : `${waiting[0].name} and ${waiting.length - 1} other${waiting.length > 2 ? "s" : ""} are waiting`;
-    knockToast.hidden = knockDismissed;
+    knockToast.hidden = knockDismissed || openName === "people";
   }
 
   // --- panels -------------------------------------------------------------------------
@@ -212,6 +217,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       button?.setAttribute("aria-expanded", String(key === name));
     }
     stage.classList.toggle("with-panel", Boolean(name));
+    if (isHost) renderKnock();
     if (name === "info") info.start();
     else info.stop();
     panels[name]?.view?.render?.();
@@ -226,6 +232,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       button?.setAttribute("aria-expanded", "false");
     }
     stage.classList.remove("with-panel");
+    if (isHost) renderKnock();
     panels[was]?.button?.focus();
   }
   const togglePanel = (name) => (openName === name ? closePanel() : openPanel(name));
@@ -252,7 +259,17 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   const breakoutButton = panelButton("breakouts", "btn-breakouts", "Breakouts");
   const infoButton = panelButton("info", "btn-stats", "Call info");
   const leaveItems = [{ label: "Leave meeting", testid: "btn-leave-room", onSelect: onLeave }];
-  if (isHost) leaveItems.push({ label: "End meeting for all", testid: "btn-end-for-all", danger: true, onSelect: onEndForAll });
+  const confirmEnd = async (returnTo) => {
+    const sure = await confirmAction({
+      action: "end-for-all",
+      title: "End the visit for everyone?",
+      text: "Everyone in the visit and everyone waiting to join will be sent out, and the visit closes.",
+      confirm: "End for all",
+      returnTo,
+    });
+    if (sure) onEndForAll();
+  };
+  if (isHost) leaveItems.push({ label: "End meeting for all", testid: "btn-end-for-all", danger: true, onSelect: confirmEnd });
   const leave = menuButton({ label: "Leave", text: "Leave", testid: "btn-leave", class: "control leave", items: leaveItems });
 
   function applyDevices() {
@@ -358,6 +375,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   listen(room, "refusalschange", () => renderAll());
   listen(room, "knock", (m) => {
     knockDismissed = false;
+    renderKnock();
     announce(`${m.participant.name} is waiting to join. Open People to let them in.`);
   });
   listen(room, "active_speaker", () => renderGrid());
