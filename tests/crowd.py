@@ -1,19 +1,24 @@
 """Many guests without a browser, for pages that must cope with a busy room.
 
-`Crowd` knocks plain WebSocket guests (no media) into a room of a running
-server, on an event loop of its own thread, so sync Playwright tests can fill
-a lobby with a dozen knocks next to the real browser pages. Each guest keeps
-reading its socket until the crowd closes.
+`Crowd` knocks plain WebSocket guests into a room of a running server, on an
+event loop of its own thread, so sync Playwright tests can fill a lobby with a
+dozen knocks next to the real browser pages. Each guest keeps reading its
+socket until the crowd closes. Once let in, guests can `publish` synthetic
+video (real ICE + DTLS-SRTP, fake VP8: tests/synthetic_peer.py) so a browser
+sees more publishers than it has video slots.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from typing import Any
 
 import aiohttp
+
+from tests.conftest import Peer
+from tests.sfu_live import Pump
+from tests.synthetic_peer import SyntheticPeer
 
 
 class Crowd:
@@ -25,8 +30,8 @@ class Crowd:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
         self._session: aiohttp.ClientSession | None = None
-        self._readers: list[asyncio.Task[None]] = []
-        self._sockets: list[aiohttp.ClientWebSocketResponse] = []
+        self.guests: list[Peer] = []
+        self._media: list[tuple[SyntheticPeer, Pump]] = []
 
     def knock(self, room_id: str, names: list[str]) -> None:
         self._run(self._knock_all(room_id, names))
@@ -51,28 +56,30 @@ class Crowd:
         ws = await self._session.ws_connect(
             f"{self._ws_base}/v1/rooms/{room_id}/ws", protocols=("visitroom.v1.json",)
         )
-        await ws.send_str(json.dumps({"type": "hello", "name": name}))
-        async with asyncio.timeout(10):
-            while True:
-                message = await ws.receive()
-                assert message.type == aiohttp.WSMsgType.TEXT, message
-                data = json.loads(message.data)
-                if data.get("type") == "welcome":
-                    assert data["status"] == "waiting", data
-                    break
-                assert data.get("type") != "error", data
-        self._sockets.append(ws)
-        self._readers.append(asyncio.create_task(self._drain(ws)))
+        guest = Peer(ws)
+        await guest.send({"type": "hello", "name": name})
+        welcome = await guest.next("welcome", timeout=10)
+        assert welcome["status"] == "waiting", welcome
+        self.guests.append(guest)
 
-    @staticmethod
-    async def _drain(ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for _ in ws:
-            pass
+    def publish(self, first: int, last: int) -> None:
+        """Guests [first, last) (let in already) send video and audio."""
+        self._run(self._publish_all(self.guests[first:last]))
+
+    async def _publish_all(self, guests: list[Peer]) -> None:
+        for guest in guests:
+            await guest.next("admitted", timeout=10)
+            peer = SyntheticPeer(audio=True, video=True)
+            answer = await guest.request_answer({"type": "offer", "sdp": await peer.offer()})
+            await peer.connect(answer["sdp"])
+            self._media.append((peer, Pump(peer).start()))
 
     async def _close(self) -> None:
-        for ws in self._sockets:
-            await ws.close()
-        for reader in self._readers:
-            reader.cancel()
+        for peer, pump in self._media:
+            await pump.stop()
+            peer.close()
+            await peer.transport.wait_closed()
+        for guest in self.guests:
+            await guest.close()
         if self._session is not None:
             await self._session.close()

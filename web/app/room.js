@@ -43,20 +43,23 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     return streams.get(track);
   };
 
-  function tile(key, { kind, pid, label, stream: tileStream, mirrored = false, avatarName = label }) {
+  function tile(key, { kind, pid, label, stream: tileStream, mirrored = false, avatarName = label, status = null }) {
     let el = tiles.get(key);
     if (!el) {
       const video = h("video", { autoplay: true, playsinline: true, muted: true, class: mirrored ? "mirrored" : "" });
       video.muted = true;
       const avatar = h("div", { class: "avatar", "aria-hidden": "true" });
       const caption = h("figcaption", { testid: "tile-name" });
-      el = h("figure", { class: "tile", testid: "video-tile", role: "listitem", dataset: { key } }, video, avatar, caption);
+      const note = h("span", { class: "tile-status", testid: "tile-status" });
+      el = h("figure", { class: "tile", testid: "video-tile", role: "listitem", dataset: { key } }, video, avatar, caption, note);
       tiles.set(key, el);
     }
-    const [video, avatar, caption] = el.children;
+    const [video, avatar, caption, note] = el.children;
     el.dataset.kind = kind;
     el.dataset.participantId = pid ?? "";
     caption.textContent = label;
+    note.textContent = status ?? "";
+    note.hidden = !status;
     const showVideo = Boolean(tileStream);
     video.hidden = !showVideo;
     avatar.hidden = showVideo;
@@ -94,8 +97,14 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       want.push(el);
     }
     const others = [...room.participants.values()].filter((p) => p.id !== room.participantId && !withVideo.has(p.id));
+    // The server fills every free video slot with someone who sends video, so while a
+    // slot is free, whoever has none sends none (camera off). With every slot taken,
+    // the others are not shown for want of a slot (with or without a camera).
+    const videoSlots = slots.filter((slot) => slot.kind === "video");
+    const slotsFull = videoSlots.length > 0 && videoSlots.every((slot) => slot.participantId);
+    const status = videoSlots.length === 0 ? null : slotsFull ? "No video slot" : "Camera off";
     for (const person of others.slice(0, MAX_AVATAR_TILES)) {
-      want.push(tile(`person:${person.id}`, { kind: "avatar", pid: person.id, label: person.name, stream: null }));
+      want.push(tile(`person:${person.id}`, { kind: slotsFull ? "no-slot" : "avatar", pid: person.id, label: person.name, stream: null, status }));
     }
     if (others.length > MAX_AVATAR_TILES) {
       const extra = others.length - MAX_AVATAR_TILES;
