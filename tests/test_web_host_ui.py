@@ -12,7 +12,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.crowd import Crowd
 from tests.layout import unusable_controls
-from tests.web_support import Pages, WebServer, host_joins, new_room_id, snap
+from tests.web_support import Pages, WebServer, host_joins, knock, new_room_id, snap
 
 pytestmark = pytest.mark.browser
 
@@ -103,6 +103,33 @@ def test_every_panel_and_menu_keeps_every_control_usable(
     expect(breakouts.get_by_test_id("breakout-assign")).to_have_count(JOINED + 1)
     assert_usable(host, "the open breakouts")
     snap(host, f"host-{size}-breakouts")
+
+    host.get_by_test_id("btn-stats").click()
+    expect(host.get_by_test_id("stats-panel")).to_be_visible()
+    assert_usable(host, "the Call info panel")
+
+
+def test_a_guest_on_a_phone_keeps_every_control_usable(
+    pages: Pages, site: WebServer, crowd: Crowd
+) -> None:
+    host = busy_room(pages, site, crowd)
+    room = host.url.rsplit("/", 1)[-1]
+    guest = pages.new("guest-phone")
+    guest.set_viewport_size({"width": 390, "height": 844})
+    knock(guest, site, room, "Pat Phone")
+    host.get_by_test_id("btn-knock-let-in").click()
+    expect(guest.get_by_test_id("screen-room")).to_be_visible()
+    assert_usable(guest, "the guest's room")
+    guest.get_by_test_id("btn-people").click()
+    expect(guest.get_by_test_id("joined-item")).to_have_count(JOINED + KNOCKS + 2)
+    assert_usable(guest, "the guest's People panel")
+    joined_row(guest, f"Joined Person {JOINED}").get_by_test_id("btn-participant-menu").click()
+    assert_usable(guest, "the guest's participant menu")
+    guest.keyboard.press("Escape")
+    guest.get_by_test_id("btn-stats").click()
+    assert_usable(guest, "the guest's Call info panel")
+    guest.get_by_test_id("btn-leave").click()
+    assert_usable(guest, "the guest's Leave menu")
 
 
 def test_remove_remove_all_and_end_for_all_ask_first(
