@@ -108,6 +108,15 @@ def test_every_panel_and_menu_keeps_every_control_usable(
     expect(host.get_by_test_id("stats-panel")).to_be_visible()
     assert_usable(host, "the Call info panel")
 
+    # A notification that stays (a broadcast) never lies over a panel's controls.
+    host.get_by_test_id("btn-breakouts").click()
+    breakouts.get_by_test_id("breakout-broadcast-text").fill("Five minutes left")
+    breakouts.get_by_test_id("btn-breakout-broadcast").click()
+    expect(host.get_by_test_id("broadcast-message")).to_be_visible()
+    assert_usable(host, "the Breakouts panel with a notification")
+    host.get_by_test_id("btn-people").click()
+    assert_usable(host, "the People panel with a notification")
+
 
 def test_a_guest_on_a_phone_keeps_every_control_usable(
     pages: Pages, site: WebServer, crowd: Crowd
