@@ -227,6 +227,29 @@ def test_view_opens_people_and_the_knock_card_goes_away(
 
 
 NOT_FOUND_LOG = "Failed to load resource: the server responded with a status of 404 (Not Found)"
+
+
+def test_a_knock_does_not_close_the_menu_the_host_has_open(
+    pages: Pages, site: WebServer, crowd: Crowd
+) -> None:
+    host = busy_room(pages, site, crowd)
+    host.get_by_test_id("btn-people").click()
+    row = joined_row(host, "Joined Person 1")
+    row.get_by_test_id("btn-participant-menu").click()
+    expect(row.get_by_test_id("btn-pin")).to_be_focused()
+    room = host.url.rsplit("/", 1)[-1]
+    crowd.knock(room, ["Nell Newcomer"])
+    expect(host.get_by_test_id("people-badge")).to_have_text(str(KNOCKS + 1))
+    # The list waits while the menu is open: the item is still there, focused, usable.
+    expect(row.get_by_test_id("btn-pin")).to_be_focused()
+    row.get_by_test_id("btn-remove").click()
+    expect(host.get_by_test_id("confirm-text")).to_contain_text("Joined Person 1")
+    host.get_by_test_id("btn-confirm-cancel").click()
+    # Closed, the list catches up.
+    expect(host.get_by_test_id("waiting-item")).to_have_count(KNOCKS + 1)
+    expect(host.get_by_test_id("waiting-name").last).to_have_text("Nell Newcomer")
+
+
 COUNT_CAMERA_REQUESTS = """
 window.cameraRequests = 0;
 const realGetUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);

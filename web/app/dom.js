@@ -126,6 +126,9 @@ export function menuButton(spec) {
     button.setAttribute("aria-expanded", "false");
     document.removeEventListener("pointerdown", onOutside, true);
     if (returnFocus) button.focus();
+    // After the chosen item has run: a list that held back while the menu was open
+    // may now catch up (see `menuOpenIn`).
+    setTimeout(() => wrap.dispatchEvent(new CustomEvent("menuclose", { bubbles: true })), 0);
   }
   button.addEventListener("click", () => (menu.hidden ? open() : close()));
   button.addEventListener("keydown", (event) => {
@@ -148,6 +151,11 @@ export function menuButton(spec) {
     }
   });
   return wrap;
+}
+
+/** Is a menu open inside `el`? Lists that re-render wait for it to close (`menuclose`). */
+export function menuOpenIn(el) {
+  return el.querySelector(".menu:not([hidden])") != null;
 }
 
 /**

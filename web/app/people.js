@@ -2,7 +2,7 @@
 // visit. Hosts let guests in, put them on hold with a message, reject them,
 // remove participants, or remove everyone, and let a turned-away guest knock again.
 
-import { announce, confirmAction, fill, h, menuButton } from "./dom.js";
+import { announce, confirmAction, fill, h, menuButton, menuOpenIn } from "./dom.js";
 
 /**
  * @param {{
@@ -260,7 +260,16 @@ export function peoplePanel({ room, names, onClose, notify }) {
     );
   }
 
+  // A knock or a join while the host has a menu open would replace the menu under the
+  // pointer: the list waits until the menu closes, then catches up.
+  let stale = false;
+  panel.addEventListener("menuclose", () => {
+    if (stale) render();
+  });
+
   function render() {
+    stale = menuOpenIn(panel);
+    if (stale) return;
     const active = document.activeElement;
     const focusKey = active && panel.contains(active) ? focusSignature(active) : null;
     if (isHost) {

@@ -10,10 +10,10 @@ import {
   leftScreen,
   notOpenScreen,
   pendingScreen,
-  unknownRoomScreen,
   refusalScreen,
   rejectedScreen,
   replacedScreen,
+  unknownRoomScreen,
   waitingScreen,
 } from "./screens.js";
 
