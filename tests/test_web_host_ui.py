@@ -245,7 +245,8 @@ def test_a_knock_does_not_close_the_menu_the_host_has_open(
     row.get_by_test_id("btn-remove").click()
     expect(host.get_by_test_id("confirm-text")).to_contain_text("Joined Person 1")
     host.get_by_test_id("btn-confirm-cancel").click()
-    # Closed, the list catches up.
+    # Closed, the list catches up, and focus is back on the (re-rendered) menu button.
+    expect(row.get_by_test_id("btn-participant-menu")).to_be_focused()
     expect(host.get_by_test_id("waiting-item")).to_have_count(KNOCKS + 1)
     expect(host.get_by_test_id("waiting-name").last).to_have_text("Nell Newcomer")
 

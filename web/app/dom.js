@@ -189,12 +189,15 @@ function clipBox(el) {
 /**
  * Ask before something that cannot be undone: a modal dialog (focus stays in it;
  * Escape or Cancel closes it and nothing happens). Resolves true when confirmed.
- * @param {{title: string, text: string, confirm: string, action: string, returnTo?: HTMLElement|null}} spec
+ * `returnTo` is where focus goes back to, or a function that finds it when the dialog
+ * closes (the list behind may have been re-rendered meanwhile).
+ * @param {{title: string, text: string, confirm: string, action: string,
+ *   returnTo?: HTMLElement|(() => HTMLElement|null)|null}} spec
  * @returns {Promise<boolean>}
  */
 export function confirmAction({ title, text, confirm, action, returnTo = null }) {
   return new Promise((resolve) => {
-    const back = returnTo ?? document.activeElement;
+    const opener = returnTo ?? document.activeElement;
     const cancel = h("button", { type: "button", class: "secondary", testid: "btn-confirm-cancel", text: "Cancel", onclick: () => dialog.close("cancel") });
     const ok = h("button", { type: "button", class: "danger", testid: "btn-confirm", text: confirm, onclick: () => dialog.close("confirm") });
     const dialog = /** @type {HTMLDialogElement} */ (
@@ -208,6 +211,7 @@ export function confirmAction({ title, text, confirm, action, returnTo = null })
     );
     dialog.addEventListener("close", () => {
       dialog.remove();
+      const back = typeof opener === "function" ? opener() : opener;
       if (back instanceof HTMLElement && back.isConnected) back.focus();
       resolve(dialog.returnValue === "confirm");
     });

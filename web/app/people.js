@@ -87,8 +87,13 @@ export function peoplePanel({ room, names, onClose, notify }) {
     if (sure) act(room.removeAll(), `Removed ${people}.`);
   }
 
-  /** @param {import("../sdk/visitroom.js").Person} person @param {HTMLElement} returnTo */
-  async function confirmRemove(person, returnTo) {
+  /** @param {import("../sdk/visitroom.js").Person} person @param {HTMLElement} button */
+  async function confirmRemove(person, button) {
+    // The row may be re-rendered (or gone) by the time the dialog closes.
+    const returnTo = () =>
+      button.isConnected
+        ? button
+        : panel.querySelector(`[data-participant-id="${CSS.escape(person.id)}"] [data-testid="btn-participant-menu"]`) ?? panel.querySelector("h2");
     const sure = await confirmAction({
       action: "remove",
       title: `Remove ${person.name}?`,
