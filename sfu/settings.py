@@ -48,7 +48,7 @@ class MediaSettings:
     direct_srtp: bool = True
     # Room size -> REMB cap for each publisher (sfu.policy.bitrate; config "2:1500000,*:300000").
     remb_table: RembTable = DEFAULT_REMB_TABLE
-    video_slots_cap: int = 5
+    video_slots_cap: int = 8  # the reference client asks for 8 (9 tiles with its own)
     audio_slots_cap: int = 3
     # A transport whose ICE + DTLS has not completed by then is closed.
     connect_timeout_s: float = 30.0

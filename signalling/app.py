@@ -42,6 +42,7 @@ from signalling.keys import (
     ROOMS,
     SERVICE,
     WEBHOOKS,
+    WINDOW_LOOKUP_LIMIT,
 )
 from signalling.media_bridge import MediaBridge, RoomMediaEvents
 from signalling.origins import OriginPolicy
@@ -109,6 +110,7 @@ def create_app(
     app[CLUSTER] = build_coordinator(config, clock, served)
     app[SERVICE] = build_service(config, app, clock, bridge, tokens)
     app[PRECALL_LIMIT] = WindowLimiter(10, 60.0, clock)
+    app[WINDOW_LOOKUP_LIMIT] = WindowLimiter(rest.WINDOW_LOOKUPS_PER_MINUTE, 60.0, clock)
     app[READY] = {"ready": False}
     app[GUARD] = Guard(
         config.header_timeout_s, config.max_unauthenticated_per_address, config.trusted_proxies

@@ -28,6 +28,7 @@ HUB: web.AppKey[Hub] = web.AppKey("hub")
 ROOMS: web.AppKey[RoomStore] = web.AppKey("rooms")
 SERVICE: web.AppKey[RoomService] = web.AppKey("service")
 PRECALL_LIMIT: web.AppKey[WindowLimiter] = web.AppKey("precall_limit")
+WINDOW_LOOKUP_LIMIT: web.AppKey[WindowLimiter] = web.AppKey("window_lookup_limit")
 READY: web.AppKey[dict[str, Any]] = web.AppKey("ready")
 METRICS: web.AppKey[CollectorRegistry] = web.AppKey("metrics")
 METRICS_ADDRESS: web.AppKey[tuple[str, int]] = web.AppKey("metrics_address")  # loopback port

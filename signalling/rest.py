@@ -16,10 +16,10 @@ from cluster.coordinator import pack_record
 from cluster.hop import HOP_HEADER, sign, verify
 from common.api import MAX_BODY, api_error, grant, refuse
 from common.audit import AuditEntry, iso
-from common.keys import AUDIT
+from common.keys import AUDIT, CLIENT_ADDRESS
 from common.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant
 from signalling import openapi, outbound
-from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE
+from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE, WINDOW_LOOKUP_LIMIT
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
 from waiting_room.errors import BAD_REQUEST, RoomError
 from waiting_room.room import Room, lobby_cap
@@ -203,11 +203,18 @@ async def get_room(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
+WINDOW_LOOKUPS_PER_MINUTE = 60  # a visit page asks once per load
+
+
 async def join_window(request: web.Request) -> web.Response:
     """Public: when a visit can be joined, so its page can say "opens at" before anything else.
 
-    Only the window's times and status: no names, counts or other details.
+    Only the window's times and status: no names, counts or other details. At most
+    WINDOW_LOOKUPS_PER_MINUTE lookups per client address, known rooms or not (429 past
+    it, for every room alike), so room ids cannot be probed quickly.
     """
+    if not request.app[WINDOW_LOOKUP_LIMIT].allow(request.app[CLIENT_ADDRESS](request)):
+        raise api_error(web.HTTPTooManyRequests, "rate_limited", "too many lookups; wait a minute")
     room_id = request.match_info["room_id"]
     if not valid_room_id(room_id):
         raise api_error(web.HTTPNotFound, "not_found", "no such room")

@@ -15,6 +15,8 @@ from tests.conftest import Peer, admin_token, make_config, token
 from waiting_room.clock import FakeClock
 from waiting_room.room import MAX_NAME
 
+WINDOW_LOOKUPS_PER_MINUTE = 60
+
 
 def iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
@@ -202,6 +204,23 @@ async def test_the_join_window_is_public_and_says_only_when(client: Any) -> None
     assert set(body) == {"room_id", "status", "opens_at", "closes_at", "limits"}
     assert body["limits"]["name"] == MAX_NAME  # a guest's page limits the name it asks for
     assert (await client.get("/v1/rooms/nowhere/window")).status == 404
+
+
+async def test_the_join_window_is_rate_limited_per_address_known_room_or_not(
+    client: Any,
+) -> None:
+    """Room ids cannot be probed fast: past 60 lookups a minute from one address every
+    lookup is 429, so a known room and an unknown one answer alike."""
+    await client.post(
+        "/v1/rooms", json=visit(datetime.now(UTC), room_id="visit-1"), headers=auth(admin_token())
+    )
+    assert (await client.get("/v1/rooms/visit-1/window")).status == 200
+    for n in range(WINDOW_LOOKUPS_PER_MINUTE - 1):
+        assert (await client.get(f"/v1/rooms/probe-{n}/window")).status == 404
+    for room_id in ("probe-again", "visit-1"):
+        response = await client.get(f"/v1/rooms/{room_id}/window")
+        assert response.status == 429
+        assert (await response.json())["error"]["code"] == "rate_limited"
 
 
 async def test_an_unsigned_internal_audit_request_is_refused_and_audited(

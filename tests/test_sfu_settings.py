@@ -11,7 +11,7 @@ from sfu.settings import MediaSettings, SettingsError, parse_hosts, parse_ports,
 def test_defaults_gather_on_the_machine_and_cap_slots() -> None:
     settings = MediaSettings()
     assert settings.ice_hosts == () and settings.announced_ip is None
-    assert settings.video_slots_cap == 5 and settings.audio_slots_cap == 3
+    assert settings.video_slots_cap == 8 and settings.audio_slots_cap == 3
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ def test_guest_events_knocked_admitted_ended(pages: Pages, site: WebServer) -> N
 
     host.get_by_test_id("btn-leave").click()
     host.get_by_test_id("btn-end-for-all").click()
+    host.get_by_test_id("btn-confirm").click()  # the confirmation dialog
     expect(frame.get_by_test_id("left-message")).to_have_text("You've left the room")
     wait_for_event(parent, "ended")
     assert event_types(parent) == ["ready", "knocked", "admitted", "ended"]

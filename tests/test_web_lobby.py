@@ -108,6 +108,7 @@ def test_knock_hold_reject_let_in_all_remove_and_remove_all(pages: Pages, site: 
     pat_row = joined.get_by_test_id("joined-item").filter(has_text=XSS_NAME)
     pat_row.get_by_test_id("btn-participant-menu").click()
     pat_row.get_by_test_id("btn-remove").click()
+    host.get_by_test_id("btn-confirm").click()  # the confirmation dialog
     expect(pat.get_by_test_id("left-message")).to_have_text("You've left the room")
     expect(pat.get_by_test_id("left-reason")).to_have_text("The host removed you from the visit.")
     expect(joined.get_by_test_id("joined-item")).to_have_count(2)
@@ -115,6 +116,7 @@ def test_knock_hold_reject_let_in_all_remove_and_remove_all(pages: Pages, site: 
     # Panel menu -> Remove all: every guest leaves, the host stays.
     host.get_by_test_id("btn-people-menu").click()
     host.get_by_test_id("btn-remove-all").click()
+    host.get_by_test_id("btn-confirm").click()  # the confirmation dialog
     expect(bob.get_by_test_id("left-message")).to_have_text("You've left the room")
     expect(joined.get_by_test_id("joined-item")).to_have_count(1)
     expect(host.get_by_test_id("screen-room")).to_be_visible()
@@ -134,6 +136,7 @@ def test_end_meeting_for_all_sends_everyone_out(pages: Pages, site: WebServer) -
     host.get_by_test_id("btn-leave").click()
     expect(host.get_by_test_id("btn-leave-room")).to_be_focused()
     host.get_by_test_id("btn-end-for-all").click()
+    host.get_by_test_id("btn-confirm").click()  # the confirmation dialog
     for page in (host, admitted, waiting):
         expect(page.get_by_test_id("left-message")).to_have_text("You've left the room")
         expect(page.get_by_test_id("screen-left")).to_have_attribute("data-reason", "ended")
@@ -264,4 +267,5 @@ def test_a_dropped_connection_resumes_in_place(
     expect(host.get_by_test_id("joined-item")).to_have_count(2)
     host.get_by_test_id("btn-leave").click()
     host.get_by_test_id("btn-end-for-all").click()
+    host.get_by_test_id("btn-confirm").click()  # the confirmation dialog
     expect(guest.get_by_test_id("left-message")).to_have_text("You've left the room")

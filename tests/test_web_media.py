@@ -85,6 +85,7 @@ def test_video_and_audio_are_decoded_both_ways(pages: Pages, site: WebServer) ->
     # Removing the guest cuts its media: the host's slot for it empties.
     row.get_by_test_id("btn-participant-menu").click()
     row.get_by_test_id("btn-remove").click()
+    host.get_by_test_id("btn-confirm").click()  # the confirmation dialog
     expect(guest.get_by_test_id("left-message")).to_have_text("You've left the room")
     expect(
         host.locator(f"[data-testid=video-tile][data-participant-id='{guest_id}']")

@@ -78,7 +78,8 @@ let menuCount = 0;
  * A button that opens a small menu (WAI-ARIA menu button pattern): Enter,
  * Space or Down opens it; arrows move; Escape closes and returns focus.
  * @param {{label: string, text?: string, testid: string, class?: string,
- *   items: {label: string, testid: string, onSelect: () => void, danger?: boolean}[]}} spec
+ *   items: {label: string, testid: string, onSelect: (button: HTMLElement) => void, danger?: boolean}[]}} spec
+ * `onSelect` gets the menu's button (where focus goes back to after a dialog).
  */
 export function menuButton(spec) {
   const id = `menu-${++menuCount}`;
@@ -102,7 +103,7 @@ export function menuButton(spec) {
       text: item.label,
       onclick: () => {
         close(false);
-        item.onSelect();
+        item.onSelect(button);
       },
     }),
   );
@@ -114,6 +115,7 @@ export function menuButton(spec) {
   };
   function open() {
     menu.hidden = false;
+    placeMenu(menu);
     button.setAttribute("aria-expanded", "true");
     items[0]?.focus();
     document.addEventListener("pointerdown", onOutside, true);
@@ -124,6 +126,9 @@ export function menuButton(spec) {
     button.setAttribute("aria-expanded", "false");
     document.removeEventListener("pointerdown", onOutside, true);
     if (returnFocus) button.focus();
+    // After the chosen item has run: a list that held back while the menu was open
+    // may now catch up (see `menuOpenIn`).
+    setTimeout(() => wrap.dispatchEvent(new CustomEvent("menuclose", { bubbles: true })), 0);
   }
   button.addEventListener("click", () => (menu.hidden ? open() : close()));
   button.addEventListener("keydown", (event) => {
@@ -146,6 +151,74 @@ export function menuButton(spec) {
     }
   });
   return wrap;
+}
+
+/** Is a menu open inside `el`? Lists that re-render wait for it to close (`menuclose`). */
+export function menuOpenIn(el) {
+  return el.querySelector(".menu:not([hidden])") != null;
+}
+
+/**
+ * Keep an open menu inside what shows it: it opens towards the side with room when
+ * its panel (or the window) would cut it off.
+ * @param {HTMLElement} menu
+ */
+function placeMenu(menu) {
+  menu.classList.remove("menu-start", "menu-up");
+  const clip = clipBox(menu);
+  const box = menu.getBoundingClientRect();
+  if (box.left < clip.left) menu.classList.add("menu-start");
+  const scrolls = menu.parentElement?.closest(".side-panel") != null;
+  const anchor = menu.parentElement?.getBoundingClientRect();
+  if (!scrolls && anchor && box.bottom > clip.bottom && anchor.top - box.height > clip.top) menu.classList.add("menu-up");
+}
+
+/** The visible box of the nearest ancestor that clips its content, or the window. */
+function clipBox(el) {
+  const view = { left: 0, top: 0, right: window.innerWidth, bottom: window.innerHeight };
+  for (let node = el.parentElement; node && node !== document.body; node = node.parentElement) {
+    const style = getComputedStyle(node);
+    if (style.overflowX !== "visible" || style.overflowY !== "visible") {
+      const r = node.getBoundingClientRect();
+      return { left: Math.max(r.left, 0), top: Math.max(r.top, 0), right: Math.min(r.right, view.right), bottom: Math.min(r.bottom, view.bottom) };
+    }
+  }
+  return view;
+}
+
+/**
+ * Ask before something that cannot be undone: a modal dialog (focus stays in it;
+ * Escape or Cancel closes it and nothing happens). Resolves true when confirmed.
+ * `returnTo` is where focus goes back to, or a function that finds it when the dialog
+ * closes (the list behind may have been re-rendered meanwhile).
+ * @param {{title: string, text: string, confirm: string, action: string,
+ *   returnTo?: HTMLElement|(() => HTMLElement|null)|null}} spec
+ * @returns {Promise<boolean>}
+ */
+export function confirmAction({ title, text, confirm, action, returnTo = null }) {
+  return new Promise((resolve) => {
+    const opener = returnTo ?? document.activeElement;
+    const cancel = h("button", { type: "button", class: "secondary", testid: "btn-confirm-cancel", text: "Cancel", onclick: () => dialog.close("cancel") });
+    const ok = h("button", { type: "button", class: "danger", testid: "btn-confirm", text: confirm, onclick: () => dialog.close("confirm") });
+    const dialog = /** @type {HTMLDialogElement} */ (
+      h(
+        "dialog",
+        { class: "confirm-dialog", testid: "confirm-dialog", role: "alertdialog", "aria-modal": "true", "aria-labelledby": "confirm-title", "aria-describedby": "confirm-text", dataset: { action } },
+        h("h2", { id: "confirm-title", testid: "confirm-title", text: title }),
+        h("p", { id: "confirm-text", testid: "confirm-text", text }),
+        h("div", { class: "button-row" }, cancel, ok),
+      )
+    );
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      const back = typeof opener === "function" ? opener() : opener;
+      if (back instanceof HTMLElement && back.isConnected) back.focus();
+      resolve(dialog.returnValue === "confirm");
+    });
+    (document.querySelector(".room") ?? document.body).append(dialog);
+    dialog.showModal();
+    cancel.focus(); // the safe choice is the default one
+  });
 }
 
 /** Initials for an avatar: "Pat Doe" -> "PD". */

@@ -2,7 +2,7 @@
 // visit. Hosts let guests in, put them on hold with a message, reject them,
 // remove participants, or remove everyone, and let a turned-away guest knock again.
 
-import { announce, fill, h, menuButton } from "./dom.js";
+import { announce, confirmAction, fill, h, menuButton, menuOpenIn } from "./dom.js";
 
 /**
  * @param {{
@@ -45,7 +45,7 @@ export function peoplePanel({ room, names, onClose, notify }) {
     ? menuButton({
         label: "People options",
         testid: "btn-people-menu",
-        items: [{ label: "Remove all", testid: "btn-remove-all", danger: true, onSelect: () => confirmRemoveAll() }],
+        items: [{ label: "Remove all", testid: "btn-remove-all", danger: true, onSelect: (button) => confirmRemoveAll(button) }],
       })
     : null;
   const panel = h(
@@ -74,9 +74,34 @@ export function peoplePanel({ room, names, onClose, notify }) {
     );
   }
 
-  function confirmRemoveAll() {
+  async function confirmRemoveAll(returnTo) {
     const others = [...room.participants.values()].filter((p) => p.role !== "host");
-    act(room.removeAll(), `Removed ${others.length} participant${others.length === 1 ? "" : "s"}.`);
+    const people = `${others.length} participant${others.length === 1 ? "" : "s"}`;
+    const sure = await confirmAction({
+      action: "remove-all",
+      title: "Remove everyone?",
+      text: `All ${people} (everyone but the hosts) will be sent out of the visit now.`,
+      confirm: "Remove all",
+      returnTo,
+    });
+    if (sure) act(room.removeAll(), `Removed ${people}.`);
+  }
+
+  /** @param {import("../sdk/visitroom.js").Person} person @param {HTMLElement} button */
+  async function confirmRemove(person, button) {
+    // The row may be re-rendered (or gone) by the time the dialog closes.
+    const returnTo = () =>
+      button.isConnected
+        ? button
+        : panel.querySelector(`[data-participant-id="${CSS.escape(person.id)}"] [data-testid="btn-participant-menu"]`) ?? panel.querySelector("h2");
+    const sure = await confirmAction({
+      action: "remove",
+      title: `Remove ${person.name}?`,
+      text: `${person.name} will be sent out of the visit now.`,
+      confirm: "Remove",
+      returnTo,
+    });
+    if (sure) act(room.remove(person.id), `${person.name} was removed.`);
   }
 
   /** @param {import("../sdk/visitroom.js").WaitingGuest} guest */
@@ -222,7 +247,7 @@ export function peoplePanel({ room, names, onClose, notify }) {
         label: "Remove",
         testid: "btn-remove",
         danger: true,
-        onSelect: () => act(room.remove(person.id), `${person.name} was removed.`),
+        onSelect: (button) => confirmRemove(person, button),
       });
     }
     return h(
@@ -240,7 +265,16 @@ export function peoplePanel({ room, names, onClose, notify }) {
     );
   }
 
+  // A knock or a join while the host has a menu open would replace the menu under the
+  // pointer: the list waits until the menu closes, then catches up.
+  let stale = false;
+  panel.addEventListener("menuclose", () => {
+    if (stale) render();
+  });
+
   function render() {
+    stale = menuOpenIn(panel);
+    if (stale) return;
     const active = document.activeElement;
     const focusKey = active && panel.contains(active) ? focusSignature(active) : null;
     if (isHost) {

@@ -2,7 +2,7 @@
 // knock notification, the People panel and breakout rooms.
 
 import { breakoutBanner, breakoutPanel } from "./breakouts.js";
-import { announce, attachStream, fill, h, initials, menuButton, showScreen } from "./dom.js";
+import { announce, attachStream, confirmAction, fill, h, initials, menuButton, showScreen } from "./dom.js";
 import { peoplePanel } from "./people.js";
 import { setToggle } from "./precall.js";
 import { statsPanel } from "./stats.js";
@@ -43,20 +43,23 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     return streams.get(track);
   };
 
-  function tile(key, { kind, pid, label, stream: tileStream, mirrored = false, avatarName = label }) {
+  function tile(key, { kind, pid, label, stream: tileStream, mirrored = false, avatarName = label, status = null }) {
     let el = tiles.get(key);
     if (!el) {
       const video = h("video", { autoplay: true, playsinline: true, muted: true, class: mirrored ? "mirrored" : "" });
       video.muted = true;
       const avatar = h("div", { class: "avatar", "aria-hidden": "true" });
       const caption = h("figcaption", { testid: "tile-name" });
-      el = h("figure", { class: "tile", testid: "video-tile", role: "listitem", dataset: { key } }, video, avatar, caption);
+      const note = h("span", { class: "tile-status", testid: "tile-status" });
+      el = h("figure", { class: "tile", testid: "video-tile", role: "listitem", dataset: { key } }, video, avatar, caption, note);
       tiles.set(key, el);
     }
-    const [video, avatar, caption] = el.children;
+    const [video, avatar, caption, note] = el.children;
     el.dataset.kind = kind;
     el.dataset.participantId = pid ?? "";
     caption.textContent = label;
+    note.textContent = status ?? "";
+    note.hidden = !status;
     const showVideo = Boolean(tileStream);
     video.hidden = !showVideo;
     avatar.hidden = showVideo;
@@ -94,8 +97,14 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       want.push(el);
     }
     const others = [...room.participants.values()].filter((p) => p.id !== room.participantId && !withVideo.has(p.id));
+    // The server fills every free video slot with someone who sends video, so while a
+    // slot is free, whoever has none sends none (camera off). With every slot taken,
+    // the others are not shown for want of a slot (with or without a camera).
+    const videoSlots = slots.filter((slot) => slot.kind === "video");
+    const slotsFull = videoSlots.length > 0 && videoSlots.every((slot) => slot.participantId);
+    const status = videoSlots.length === 0 ? null : slotsFull ? "No video slot" : "Camera off";
     for (const person of others.slice(0, MAX_AVATAR_TILES)) {
-      want.push(tile(`person:${person.id}`, { kind: "avatar", pid: person.id, label: person.name, stream: null }));
+      want.push(tile(`person:${person.id}`, { kind: slotsFull ? "no-slot" : "avatar", pid: person.id, label: person.name, stream: null, status }));
     }
     if (others.length > MAX_AVATAR_TILES) {
       const extra = others.length - MAX_AVATAR_TILES;
@@ -165,11 +174,16 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       "div",
       { class: "button-row" },
       h("button", { type: "button", class: "small primary", testid: "btn-knock-let-in", text: "Let in", onclick: () => admitEveryone() }),
-      h("button", { type: "button", class: "small secondary", testid: "btn-knock-view", text: "View", onclick: () => openPanel("people") }),
-      h("button", { type: "button", class: "icon-button small", testid: "btn-knock-dismiss", "aria-label": "Dismiss", text: "✕", onclick: () => { knockDismissed = true; knockToast.hidden = true; } }),
+      h("button", { type: "button", class: "small secondary", testid: "btn-knock-view", text: "View", onclick: () => { dismissKnock(); openPanel("people"); } }),
+      h("button", { type: "button", class: "icon-button small", testid: "btn-knock-dismiss", "aria-label": "Dismiss", text: "✕", onclick: () => dismissKnock() }),
     ),
   );
   let knockDismissed = false;
+  /** Hide the card until someone else knocks (the People panel lists who waits). */
+  function dismissKnock() {
+    knockDismissed = true;
+    knockToast.hidden = true;
+  }
 
   function admitEveryone() {
     const count = room.waiting.size;
@@ -193,7 +207,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       waiting.length === 1
         ? `${waiting[0].name} wants to join`
         : `${waiting[0].name} and ${waiting.length - 1} other${waiting.length > 2 ? "s" : ""} are waiting`;
-    knockToast.hidden = knockDismissed;
+    knockToast.hidden = knockDismissed || openName === "people";
   }
 
   // --- panels -------------------------------------------------------------------------
@@ -212,6 +226,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       button?.setAttribute("aria-expanded", String(key === name));
     }
     stage.classList.toggle("with-panel", Boolean(name));
+    if (isHost) renderKnock();
     if (name === "info") info.start();
     else info.stop();
     panels[name]?.view?.render?.();
@@ -226,6 +241,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       button?.setAttribute("aria-expanded", "false");
     }
     stage.classList.remove("with-panel");
+    if (isHost) renderKnock();
     panels[was]?.button?.focus();
   }
   const togglePanel = (name) => (openName === name ? closePanel() : openPanel(name));
@@ -252,7 +268,17 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   const breakoutButton = panelButton("breakouts", "btn-breakouts", "Breakouts");
   const infoButton = panelButton("info", "btn-stats", "Call info");
   const leaveItems = [{ label: "Leave meeting", testid: "btn-leave-room", onSelect: onLeave }];
-  if (isHost) leaveItems.push({ label: "End meeting for all", testid: "btn-end-for-all", danger: true, onSelect: onEndForAll });
+  const confirmEnd = async (returnTo) => {
+    const sure = await confirmAction({
+      action: "end-for-all",
+      title: "End the visit for everyone?",
+      text: "Everyone in the visit and everyone waiting to join will be sent out, and the visit closes.",
+      confirm: "End for all",
+      returnTo,
+    });
+    if (sure) onEndForAll();
+  };
+  if (isHost) leaveItems.push({ label: "End meeting for all", testid: "btn-end-for-all", danger: true, onSelect: confirmEnd });
   const leave = menuButton({ label: "Leave", text: "Leave", testid: "btn-leave", class: "control leave", items: leaveItems });
 
   function applyDevices() {
@@ -358,6 +384,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   listen(room, "refusalschange", () => renderAll());
   listen(room, "knock", (m) => {
     knockDismissed = false;
+    renderKnock();
     announce(`${m.participant.name} is waiting to join. Open People to let them in.`);
   });
   listen(room, "active_speaker", () => renderGrid());

@@ -125,12 +125,12 @@ export function endedScreen() {
   );
 }
 
-/** @param {string} title @param {string} detail @param {{retry?: boolean}} [options] */
-export function errorScreen(title, detail, { retry = false } = {}) {
+/** @param {string} title @param {string} detail @param {{retry?: boolean, code?: string|null}} [options] */
+export function errorScreen(title, detail, { retry = false, code = null } = {}) {
   return showScreen(
     h(
       "section",
-      { class: "card notice", testid: "screen-error", "aria-labelledby": "error-title" },
+      { class: "card notice", testid: "screen-error", dataset: code ? { code } : {}, "aria-labelledby": "error-title" },
       h("h1", { id: "error-title", text: title }),
       h("p", { class: "lead", testid: "error-message", text: detail }),
       retry ? h("button", { type: "button", class: "secondary", testid: "btn-retry", text: "Try again", onclick: () => location.reload() }) : null,
@@ -163,7 +163,7 @@ export function refusalScreen(error) {
       return endedScreen();
     }
     case "not_found":
-      return errorScreen("We can't find this visit", "Check the link you were sent, or contact the person who invited you.");
+      return unknownRoomScreen();
     case "unauthorized":
       return errorScreen("This link has expired", "Open the visit again from your dashboard or ask for a new link.");
     case "forbidden": // a valid token without the scope or practice for this visit
@@ -181,6 +181,11 @@ export function refusalScreen(error) {
     default:
       return errorScreen("We couldn't connect you", "Check your internet connection and try again.", { retry: true });
   }
+}
+
+/** The link names no visit this server knows (shown before any camera is asked for). */
+export function unknownRoomScreen() {
+  return errorScreen("We can't find this visit", "Check the link you were sent, or contact the person who invited you.", { code: "not_found" });
 }
 
 /** This tab's place was taken by a newer connection (another tab or window). */

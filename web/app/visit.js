@@ -13,6 +13,7 @@ import {
   refusalScreen,
   rejectedScreen,
   replacedScreen,
+  unknownRoomScreen,
   waitingScreen,
 } from "./screens.js";
 
@@ -44,6 +45,13 @@ export function roomIdFromPath(pathname = location.pathname) {
 export async function runVisit(options) {
   const { roomId, role, token = null, name = null, report = () => undefined, parentJoin = null } = options;
   const visitWindow = await joinWindow(roomId);
+  // Without a token nobody can open a room that does not exist (a host token makes one
+  // ad hoc, a parent page may still send one): say so before asking for a camera.
+  if (visitWindow?.status === "unknown" && role === "guest" && !token && !parentJoin) {
+    unknownRoomScreen();
+    report("error", { code: "not_found" });
+    return;
+  }
   if (visitWindow && outsideWindow(visitWindow)) return;
   const storage = tabStorage();
   // A reload of this tab: straight back to the kept place, with the devices as they were.
@@ -186,13 +194,14 @@ async function directStep(devices) {
 
 /**
  * Before asking for a camera: the visit's join window and the server's limits (e.g. of a
- * name), or null when asking failed: the normal join then follows, whose `hello` gets the
- * same answer from the server.
+ * name), `{status: "unknown"}` for a room the server does not know (404), or null when
+ * asking failed: the normal join then follows, whose `hello` gets the same answer.
  * @param {string} roomId
  */
 async function joinWindow(roomId) {
   try {
     const response = await fetch(`/v1/rooms/${encodeURIComponent(roomId)}/window`, { cache: "no-store" });
+    if (response.status === 404) return { status: "unknown" };
     return response.ok ? await response.json() : null;
   } catch {
     return null;

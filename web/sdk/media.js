@@ -15,7 +15,7 @@ export class MediaSession extends Emitter {
   constructor(room) {
     super();
     this.room = room;
-    this.videoSlots = 4;
+    this.videoSlots = 8; // the most the server gives: 9 tiles with our own
     this.audioSlots = 3;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
