@@ -10,14 +10,15 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import API_KEY, API_SECRET, Connect
-from tests.servers import ROOT, free_port
+from tests.conftest import API_KEY, API_SECRET, Connect, Peer, token
+from tests.servers import ROOT, ServerProcess, free_port
 from visitroom.client import SIGNATURE_HEADER, TIMESTAMP_HEADER, TokenMinter, sign_webhook
 
 EXAMPLE = ROOT / "docs" / "examples" / "integrator.py"
@@ -116,3 +117,56 @@ async def test_the_script_runs_and_prints_a_signed_event(client: TestClient[Any,
         async with asyncio.timeout(10):
             code = await proc.wait()
     assert code == 0
+
+
+async def test_the_script_prints_a_real_visits_events(tmp_path: Path) -> None:
+    """The example against a real server that sends its webhooks to the example's receiver:
+    the visit it scheduled starts, a patient knocks, and the events are printed."""
+    port = free_port()
+    server = ServerProcess(
+        tmp_path / "data",
+        {
+            "VISITROOM_API_KEY": API_KEY,
+            "VISITROOM_API_SECRET": API_SECRET,
+            "VISITROOM_WEBHOOK_URLS": f"http://127.0.0.1:{port}/visitroom-events",
+            "VISITROOM_WEBHOOK_SECRET": SECRET,
+            "VISITROOM_REDIS_URL": None,
+        },
+    )
+    await server.start()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "VISITROOM_URL": server.url,
+        "VISITROOM_API_KEY": API_KEY,
+        "VISITROOM_API_SECRET": API_SECRET,
+        "VISITROOM_WEBHOOK_SECRET": SECRET,
+        "VISITROOM_RECEIVER_PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(EXAMPLE), env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    try:
+        first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        room = first.split()[1].rstrip(":")  # "visit ROOM: ..."
+        async with aiohttp.ClientSession() as session:
+            ws_url = f"{server.url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
+            host = Peer(await session.ws_connect(ws_url))
+            await host.send({"type": "hello", "token": token(room)})
+            await host.next("welcome")
+            guest = Peer(await session.ws_connect(ws_url))
+            await guest.send({"type": "hello", "name": "Pat"})
+            await guest.next("welcome")
+            printed: list[str] = []
+            async with asyncio.timeout(30):
+                while not any("participant_knocked" in line for line in printed):
+                    printed.append((await proc.stdout.readline()).decode())
+        started = [line for line in printed if f"room_started room={room} dr-smith" in line]
+        assert started, printed
+        assert any(f"participant_knocked room={room}" in line for line in printed)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            await proc.wait()
+        await server.stop()
