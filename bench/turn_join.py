@@ -28,22 +28,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from media_clients import percentile  # noqa: E402
-from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import BrowserContext, Page  # noqa: E402
 
-from tests.coturn import SECRET, Coturn  # noqa: E402
-from tests.netlab import Lab, lab  # noqa: E402
-from tests.test_lab_turn import only_through  # noqa: E402
 from tests.test_web_media import own_id  # noqa: E402
-from tests.web_support import (  # noqa: E402
-    CHROMIUM,
-    WebServer,
-    host_joins,
-    knock,
-    launch,
-    web_server,
-)
-
-PATHS = ("direct", "udp", "tcp", "tls")
+from tests.turnlab import PATHS, only_through, turn_lab  # noqa: E402
+from tests.web_support import WebServer, host_joins, knock  # noqa: E402
 
 
 def one_join(site: WebServer, room: str, host: Page, guests: BrowserContext, name: str) -> float:
@@ -69,46 +58,19 @@ def one_join(site: WebServer, room: str, host: Page, guests: BrowserContext, nam
         guest.close()
 
 
-def block(setup: Any, net: Lab, path: str) -> None:
-    if path == "direct":
-        net.flush_rules()
-    else:
-        only_through(setup, path)
-
-
 def run(joins: int) -> dict[str, Any]:
     times: dict[str, list[float]] = {p: [] for p in PATHS}
-    with tempfile.TemporaryDirectory(prefix="turn-join-") as name, lab() as net:
-        tmp = Path(name)
-        coturn = Coturn(tmp, net.host_ip)
-        coturn.start()
-        env: dict[str, str | None] = {
-            "VISITROOM_ICE_HOSTS": net.host_ip,
-            "VISITROOM_TURN_URLS": ",".join(coturn.urls),
-            "VISITROOM_TURN_SECRET": SECRET,
-        }
-        try:
-            with web_server(tmp, env, host=net.host_ip) as site, sync_playwright() as pw:
-                secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
-                host_ctx = launch(pw, tmp / "host", CHROMIUM, net.resolver_rule, secure)
-                wrapper = net.chromium_wrapper(tmp)
-                guests = launch(pw, tmp / "guest", wrapper, net.resolver_rule, secure,
-                                "--ignore-certificate-errors")  # fmt: skip
-                room = site.schedule()
-                host = host_ctx.new_page()
-                host_joins(host, site, room)
-                setup = type("Setup", (), {"lab": net, "coturn": coturn})()
-                for round_index in range(joins):
-                    for path in PATHS:  # alternating, so drift hits every path alike
-                        block(setup, net, path)
-                        ms = one_join(site, room, host, guests, f"Pat {path} {round_index}")
-                        times[path].append(ms)
-                        print(f"{path:6} join {round_index + 1}: {ms:7.0f} ms", flush=True)
-                net.flush_rules()
-                guests.close()
-                host_ctx.close()
-        finally:
-            coturn.stop()
+    with tempfile.TemporaryDirectory(prefix="turn-join-") as name, turn_lab(Path(name)) as lab:
+        room = lab.site.schedule()
+        host = lab.host.new_page()
+        host_joins(host, lab.site, room)
+        for round_index in range(joins):
+            for path in PATHS:  # alternating, so drift hits every path alike
+                only_through(lab, path)
+                ms = one_join(lab.site, room, host, lab.guest, f"Pat {path} {round_index}")
+                times[path].append(ms)
+                print(f"{path:6} join {round_index + 1}: {ms:7.0f} ms", flush=True)
+        lab.lab.flush_rules()
     return {
         "benchmark": "turn_join",
         "joins_per_path": joins,

@@ -5,12 +5,10 @@ ports of one address with a throwaway config, TURN REST API credentials
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.servers import free_port, self_signed_cert
+from tests.servers import free_port, self_signed_cert, terminate, wait_listening
 
 TURNSERVER = "/usr/bin/turnserver"
 SECRET = "coturn-test-secret-" + "s" * 32  # at least 32 bytes, as the server requires
@@ -76,26 +74,11 @@ class Coturn:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:  # listening when its TCP port takes a connection
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"turnserver exited: {self.output()}")
-            try:
-                socket.create_connection((self.address, self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"turnserver did not listen in {timeout} s: {self.output()}")
+        wait_listening(self.proc, self.address, self.port, timeout, "turnserver", self.output)
 
     def output(self) -> str:
         logs = sorted(self.directory.glob("turnserver*.log"))
         return "\n".join(p.read_text(errors="replace")[-4000:] for p in logs)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)

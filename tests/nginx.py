@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
-from tests.servers import ROOT, free_port, self_signed_cert
+from tests.servers import ROOT, free_port, self_signed_cert, terminate, wait_listening
 
 NGINX = "/usr/sbin/nginx"
 DEPLOY_CONF = ROOT / "deploy" / "nginx" / "visitroom.conf"
@@ -86,26 +84,11 @@ class Nginx:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {self.output()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.https_port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"nginx did not listen in {timeout} s: {self.output()}")
+        wait_listening(self.proc, "127.0.0.1", self.https_port, timeout, "nginx", self.output)
 
     def output(self) -> str:
         log = self.directory / "error.log"
         return log.read_text(errors="replace")[-4000:] if log.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
