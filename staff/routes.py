@@ -4,7 +4,7 @@ Routes (JSON; errors as {"error": {"code", "message"}}):
 
 - POST /v1/staff/sign-in {email, password, code?}: the cookie and the CSRF token;
   401 `totp_required` when a code is needed, 429 `throttled` with Retry-After;
-- GET /v1/staff/session: who is signed in, the CSRF token (401 when nobody);
+- GET /v1/staff/session: who is signed in and the CSRF token (`user` null when nobody);
 - POST /v1/staff/sign-out;
 - POST /v1/staff/totp/setup, /totp/confirm {code}, /totp/disable {code};
 - GET, POST /v1/staff/users; PATCH /v1/staff/users/{user_id} {role?, disabled?}
@@ -38,6 +38,8 @@ STAFF = web.AppKey("staff", StaffService)
 CURRENT = web.RequestKey("visitroom_staff_current", tuple)  # (Session, User)
 NO_STORE = {"Cache-Control": "no-store"}
 BAD_REQUEST = "bad_request"
+# Set by the dashboard's periodic refresh: such a request does not count as activity.
+BACKGROUND_HEADER = "X-Visitroom-Background"
 
 
 def reply(data: Any, status: int = 200) -> web.Response:
@@ -89,7 +91,8 @@ async def session_middleware(
     service = request.config_dict[STAFF]
     session_id = request.cookies.get(cookie_name(secure(service)))
     if session_id and request.path.startswith("/v1/") and not request.path.endswith("/ws"):
-        found = await service.resume(session_id)
+        touch = request.headers.get(BACKGROUND_HEADER) != "1"
+        found = await service.resume(session_id, touch)
         if found is not None:
             session, user = found
             request[CURRENT] = (session, user)
@@ -155,7 +158,10 @@ async def sign_in(request: web.Request) -> web.Response:
 
 
 async def session_info(request: web.Request) -> web.Response:
+    """200 either way, so a page asking "am I signed in?" logs no error: `user` null if not."""
     service = request.app[STAFF]
+    if CURRENT not in request:
+        return reply({"user": None})
     session, user = current(request, "staff_session")
     practice = await service.store.practice_name(user.practice)
     return reply(session_json(service, user, session, practice))

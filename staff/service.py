@@ -125,8 +125,9 @@ class StaffService:
         self._audit("staff_sign_in", "ok", user.identity, method=method)
         return Started(session_id, session, user)
 
-    async def resume(self, session_id: str) -> tuple[Session, User] | None:
-        """The live session of a cookie, touched; None (and ended) when it is over."""
+    async def resume(self, session_id: str, touch: bool = True) -> tuple[Session, User] | None:
+        """The live session of a cookie, touched (unless `touch` is False: a page's own
+        background refresh is not the user at work); None (and ended) when it is over."""
         if not session_id or len(session_id) > 128:
             return None
         key = digest(session_id)
@@ -140,7 +141,7 @@ class StaffService:
             await self.store.end_session(key)
             self._audit("staff_session_end", ended, user.identity)
             return None
-        if self.lifetimes.needs_touch(session, now):
+        if touch and self.lifetimes.needs_touch(session, now):
             await self.store.touch_session(key, now)
         return session, user
 
