@@ -433,11 +433,13 @@ def controls_inside(page: Page, width: int, height: int) -> list[str]:
         control.scroll_into_view_if_needed()
         box = control.bounding_box()
         assert box is not None
-        inside = box["x"] >= 0 and box["y"] >= 0
-        inside = inside and box["x"] + box["width"] <= width
-        inside = inside and box["y"] + box["height"] <= height
+        # 1 px of slack: a box scrolled to the viewport's edge may end at a fraction past it
+        inside = box["x"] >= -1 and box["y"] >= -1
+        inside = inside and box["x"] + box["width"] <= width + 1
+        inside = inside and box["y"] + box["height"] <= height + 1
         if not inside:
-            outside.append(control.get_attribute("data-testid") or control.inner_text()[:20])
+            name = control.get_attribute("data-testid") or control.inner_text()[:20]
+            outside.append(f"{name} at {box}")
     return outside
 
 
