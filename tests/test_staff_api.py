@@ -321,3 +321,23 @@ async def test_login_failures_slow_an_account_down(aiohttp_client: Any, tmp_path
     codes = [(await staff.sign_in("ana@clinic.test", "wrong"))[0] for _ in range(5)]
     assert codes[:4] == [401, 401, 401, 401] and codes[4] == 429
     assert (await staff.sign_in("ana@clinic.test", PASSWORD))[0] == 429  # the right one waits too
+
+
+async def test_front_desk_reaches_the_portal_with_the_session_and_changes_need_the_token(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = staff_app(tmp_path)
+    staff = await started(aiohttp_client, app)
+    await add_user(app, "p1", "fd@clinic.test", Role.FRONT_DESK, "Fran Desk")
+    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    await staff.sign_in("fd@clinic.test")
+    patient = {"first_name": "Pat", "last_name": "Doe", "date_of_birth": "1980-02-03"}
+    status, _ = await staff.call("POST", "/v1/portal/patients", patient, csrf=False)
+    assert status == 403
+    status, created = await staff.call("POST", "/v1/portal/patients", patient)
+    assert status == 201, created
+    status, found = await staff.call("GET", "/v1/portal/patients?q=Pat", csrf=False, origin=None)
+    assert status == 200 and [p["patient_id"] for p in found["patients"]] == [created["patient_id"]]
+    provider = Staff(staff.client)
+    await provider.sign_in("ana@clinic.test")  # a provider has no portal:staff scope
+    assert (await provider.call("GET", "/v1/portal/patients?q=Pat"))[0] == 403
