@@ -137,6 +137,9 @@ async def sign_in(request: web.Request) -> web.Response:
         if exc.retry_after_s:
             response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
         return response
+    if CURRENT in request:  # this browser's older session ends: one cookie, one session
+        old, old_user = request[CURRENT]
+        await service.sign_out(old, old_user)
     practice = await service.store.practice_name(started.user.practice)
     response = reply(session_json(service, started.user, started.session, practice))
     attributes = cookie_attributes(secure(service), service.config.session_lifetime_s)
@@ -183,7 +186,7 @@ async def totp_confirm(request: web.Request) -> web.Response:
 async def totp_disable(request: web.Request) -> web.Response:
     _, user = current(request, "staff_totp")
     code = text(await json_body(request), "code")
-    if not await request.app[STAFF].totp_disable(user, code):
+    if not await request.app[STAFF].totp_disable(user, code, address(request)):
         return error(400, "bad_code", "that code is not right (or was used already)")
     return reply({"totp": False})
 

@@ -170,7 +170,13 @@ class StaffService:
         self._audit("staff_totp_enable", "ok", user.identity)
         return True
 
-    async def totp_disable(self, user: User, code: str) -> bool:
+    async def totp_disable(self, user: User, code: str, address: str) -> bool:
+        """Needs a current code; wrong ones are throttled like sign-ins (a stolen session
+        must not guess its way to turning the second factor off)."""
+        account = "totp:" + user.user_id
+        if self.throttle.begin(account, address) > 0:
+            self._audit("staff_totp_disable", "throttled", user.identity)
+            return False
         secret, _, last = await self.store.totp_state(user.user_id)
         step = totp.accept(secret, code, self.clock(), last) if secret else None
         if step is None or not await self.store.use_totp_step(user.user_id, step):
@@ -179,6 +185,7 @@ class StaffService:
         await self.store.update_user(
             user.user_id, self.clock(), totp_secret=None, totp_pending=None, totp_last_step=None
         )
+        self.throttle.succeeded(account, address)
         self._audit("staff_totp_disable", "ok", user.identity)
         return True
 
