@@ -52,6 +52,12 @@ async def test_practices_and_users_are_added_listed_and_disabled(tmp_path: Path)
     assert off.returncode == 0, off.stderr
     listed = await asyncio.to_thread(cli, data, "user", "list", "--practice", "p1")
     assert "\tdisabled\t" in listed.stdout
+    with sqlite3.connect(data / "staff.sqlite3") as db:
+        db.execute("UPDATE users SET totp_secret = 'JBSWY3DPEHPK3PXPJBSWY3DP'")
+    lost = await asyncio.to_thread(cli, data, "user", "reset-totp", "--email", "ana@clinic.test")
+    assert lost.returncode == 0, lost.stderr
+    with sqlite3.connect(data / "staff.sqlite3") as db:
+        assert db.execute("SELECT totp_secret FROM users").fetchall() == [(None,)]
 
 
 def test_the_password_is_never_an_argument() -> None:
