@@ -97,21 +97,30 @@ def queue_link(db: sqlite3.Connection, user_id: str, kind: str, at: float, domai
     )
 
 
-def use_link(db: sqlite3.Connection, token: str, at: float) -> tuple[str | None, str | None]:
-    """(user id, None) and the link used up; or (user id or None, why not)."""
+def link_problem(
+    db: sqlite3.Connection, token: str, at: float
+) -> tuple[str | None, str | None, int | None]:
+    """(user id, why the link cannot be used or None, link id); reads only."""
     row = db.execute(
         "SELECT link_id, user_id, state, expires_at FROM links WHERE token_hash = ?",
         (token_hash(token),),
     ).fetchone()
     if row is None:
-        return None, "unknown"
+        return None, "unknown", None
     link_id, user_id, state, expires_at = row
-    if state != "sent" and state != "sending":
-        return user_id, "used" if state == "used" else "void"
+    if state not in ("sent", "sending"):  # sending: the server took it, the commit is late
+        return user_id, "used" if state == "used" else "void", link_id
     if expires_at is None or at >= expires_at:
-        return user_id, "expired"
-    db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?", (at, link_id))
-    return user_id, None
+        return user_id, "expired", link_id
+    return user_id, None, link_id
+
+
+def use_link(db: sqlite3.Connection, token: str, at: float) -> tuple[str | None, str | None]:
+    """(user id, None) and the link used up; or (user id or None, why not)."""
+    user_id, problem, link_id = link_problem(db, token, at)
+    if problem is None:
+        db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?", (at, link_id))
+    return user_id, problem
 
 
 class StaffOutbox(OutboxTable):
