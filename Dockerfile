@@ -13,6 +13,7 @@ COPY sfu ./sfu
 COPY cluster ./cluster
 COPY portal ./portal
 COPY visitroom ./visitroom
+COPY staff ./staff
 COPY web ./web
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 

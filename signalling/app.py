@@ -21,6 +21,7 @@ from common.tokens import TokenVerifier
 from portal.app import create_portal
 from portal.app import mount as mount_portal
 from portal.config import PortalConfig
+from portal.keys import PASSWORDS
 from portal.store import Visit
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
@@ -54,6 +55,8 @@ from signalling.web import setup as setup_web
 from signalling.webhook_store import WebhookStore
 from signalling.webhooks import WEBHOOKS_FILE, Webhooks
 from signalling.ws import room_socket
+from staff.app import setup as setup_staff
+from staff.config import StaffConfig
 from waiting_room.clock import Clock, wall_clock
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,7 @@ def create_app(
     config: Config,
     *,
     portal: PortalConfig | None = None,
+    staff: StaffConfig | None = None,
     clock: Clock = wall_clock,
     media_factory: MediaFactory = default_media,
 ) -> web.Application:
@@ -137,6 +141,8 @@ def create_app(
         settings, app[AUDIT], app[VERIFIER], clock, visits, events=app[WEBHOOKS].portal_event
     )
     mount_portal(app, portal_app)
+    staff_settings = staff if staff is not None else staff_config(config, {})
+    setup_staff(app, staff_settings, settings, app[AUDIT], clock, portal_app[PASSWORDS])
     setup_web(app)
     return app
 
@@ -171,6 +177,17 @@ def portal_config(config: Config, env: Mapping[str, str]) -> PortalConfig:
     (data directory, public base URL, API keys) taken from `config`."""
     return PortalConfig.from_env(
         env, data_dir=config.data_dir, base_url=config.base_url, api_keys=config.api_keys
+    )
+
+
+def staff_config(config: Config, env: Mapping[str, str]) -> StaffConfig:
+    """Staff sign-in settings from `env`, with what it shares with the server."""
+    return StaffConfig.from_env(
+        env,
+        data_dir=config.data_dir,
+        base_url=config.base_url,
+        api_keys=config.api_keys,
+        tls=config.tls_cert is not None or config.base_url.startswith("https://"),
     )
 
 

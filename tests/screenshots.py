@@ -25,7 +25,15 @@ from playwright.sync_api import BrowserContext, ViewportSize, expect
 from tests.conftest import admin_token
 from tests.crowd import Crowd
 from tests.servers import ROOT
-from tests.web_support import WebServer, chromium, host_joins, knock, new_room_id, web_server
+from tests.web_support import (
+    WebServer,
+    chromium,
+    host_joins,
+    knock,
+    new_room_id,
+    token_sign_in,
+    web_server,
+)
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
 CAMERAS = ["Ana Alvarez", "Ben Brooks"]  # browser pages with the fake camera
@@ -48,8 +56,7 @@ def dashboard(context: BrowserContext, site: WebServer, out: Path) -> None:
     site.schedule(starts_in=timedelta(days=1, hours=2))
     page = context.new_page()
     page.goto(f"{site.url}/dashboard")
-    page.get_by_test_id("admin-token-input").fill(admin_token())
-    page.get_by_test_id("btn-signin").click()
+    token_sign_in(page, admin_token())
     expect(page.get_by_test_id("visit-item").first).to_be_visible()
     page.screenshot(path=str(out / "dashboard.png"))
     page.close()

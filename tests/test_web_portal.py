@@ -21,7 +21,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import token
 from tests.portal_support import Mail, Mailbox
-from tests.web_support import TIMEZONE, Pages, WebServer, web_server
+from tests.web_support import TIMEZONE, Pages, WebServer, token_sign_in, web_server
 
 pytestmark = pytest.mark.browser
 
@@ -127,8 +127,7 @@ def sign_in(
 ) -> Page:
     dash = pages.new(label)
     dash.goto(f"{site.url}/dashboard")
-    dash.get_by_test_id("admin-token-input").fill(tok or staff_token())
-    dash.get_by_test_id("btn-signin").click()
+    token_sign_in(dash, tok or staff_token())
     expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
     expect(dash.get_by_test_id("patient-search-input")).to_be_visible()
     return dash

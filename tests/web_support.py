@@ -386,6 +386,13 @@ def knock(page: Page, server: WebServer, room_id: str, name: str) -> None:
     page.get_by_test_id("screen-waiting").wait_for()
 
 
+def token_sign_in(dash: Page, value: str) -> None:
+    """The dashboard's sign-in with a pasted API token (the integrators' form)."""
+    dash.get_by_test_id("token-signin-toggle").click()
+    dash.get_by_test_id("admin-token-input").fill(value)
+    dash.get_by_test_id("btn-token-signin").click()
+
+
 def host_joins(page: Page, server: WebServer, room_id: str, **who: str) -> None:
     page.goto(server.host_url(room_id, **who))
     page.get_by_test_id("btn-skip-test").click()
