@@ -24,6 +24,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from staff import totp
+from tests.conftest import token
 from tests.portal_support import Mailbox
 from tests.servers import ROOT
 from tests.web_support import Pages, WebServer, web_server
@@ -493,3 +494,27 @@ def test_every_control_of_the_staff_screens_lies_inside_the_viewport(
     check("host offer")
     outside = [s for s in screens if s[1]]
     assert outside == [], outside
+
+
+def test_front_desk_signed_in_finds_a_patient_and_a_provider_gets_no_patient_search(
+    pages: Pages, site: WebServer
+) -> None:
+    """The Patient Portal screens work with a staff session (no pasted token): front desk
+    (portal:staff for its practice) searches and opens a patient; a provider has no
+    portal access and no search box."""
+    portal = token("*", "fd-seed", "host", admin=True, practice="p1", scope="portal:staff")
+    body = {"first_name": "Quincy", "last_name": "Sessionfound", "date_of_birth": "1980-02-03"}
+    status, created = site.rest("POST", "/v1/portal/patients", body, tok=portal)
+    assert status == 201, created
+    dash = dashboard_as(pages, site, "fd@clinic.test")
+    dash.get_by_test_id("patient-search-input").fill("Sessionf")
+    dash.get_by_test_id("patient-search-result").filter(has_text="Sessionfound").click()
+    expect(dash.get_by_test_id("screen-patient")).to_be_visible()
+    dash.get_by_test_id("tab-portal").click()
+    expect(dash.get_by_test_id("portal-status")).to_be_visible()
+
+    dash.close()
+    pages.context.clear_cookies()  # one browser: the provider signs in afresh
+    provider = dashboard_as(pages, site, "ana@clinic.test")
+    expect(provider.get_by_test_id("visits-today")).to_be_visible()
+    expect(provider.get_by_test_id("patient-search-input")).to_have_count(0)
