@@ -20,6 +20,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import token
+from tests.layout import unusable_controls
 from tests.portal_support import Mail, Mailbox
 from tests.web_support import TIMEZONE, Pages, WebServer, token_sign_in, web_server
 
@@ -29,10 +30,6 @@ PRACTICE = "lakeside"
 PRACTICE_NAME = "Lakeside Family Clinic"
 STAFF_SCOPES = "rooms:admin rooms:host portal:staff"
 PASSWORD = "a long passphrase 42"
-# Every control, except the skip link (off-screen until it has focus, by design).
-CONTROLS = (
-    ":is(button, input, select, textarea, a[href], [role=tab], [role=option]):not(.skip-link)"
-)
 
 
 class SyncMailbox:
@@ -461,30 +458,6 @@ def test_scheduling_a_visit_emails_the_patient_link_through_the_outbox(
     assert PRACTICE_NAME in str(mail.message["Subject"])
 
 
-def controls_outside(page: Page) -> list[str]:
-    """Every visible control, scrolled into view, must lie wholly inside the viewport."""
-    outside: list[str] = []
-    size = page.viewport_size
-    assert size is not None
-    for control in page.locator(CONTROLS).all():
-        if not control.is_visible():
-            continue
-        control.scroll_into_view_if_needed()
-        box = control.bounding_box()
-        if box is None:
-            continue
-        inside = (
-            box["x"] >= -0.5
-            and box["y"] >= -0.5
-            and box["x"] + box["width"] <= size["width"] + 0.5
-            and box["y"] + box["height"] <= size["height"] + 0.5
-        )
-        if not inside:
-            name = control.get_attribute("data-testid") or control.evaluate("e => e.outerHTML")
-            outside.append(f"{name}: {box}")
-    return outside
-
-
 @pytest.mark.parametrize("size", [(1280, 800), (390, 844)], ids=["desktop", "phone"])
 def test_every_control_is_inside_the_viewport(
     pages: Pages, site: WebServer, mailbox: SyncMailbox, size: tuple[int, int]
@@ -497,20 +470,20 @@ def test_every_control_is_inside_the_viewport(
     link = mailbox.nth_to(address).link
     dash = sign_in(pages, site)
     dash.set_viewport_size({"width": size[0], "height": size[1]})
-    assert controls_outside(dash) == []
+    assert unusable_controls(dash, page_may_scroll=True) == []
     expect(search(dash, last)).to_have_count(2)
-    assert controls_outside(dash) == []
+    assert unusable_controls(dash, page_may_scroll=True) == []
     open_patient(dash, last, "Kim")
-    assert controls_outside(dash) == []
+    assert unusable_controls(dash, page_may_scroll=True) == []
     dash.get_by_test_id("tab-portal").click()
     expect(dash.get_by_test_id("portal-status")).to_be_visible()
-    assert controls_outside(dash) == []
+    assert unusable_controls(dash, page_may_scroll=True) == []
     for path in (link, f"{site.url}/portal/signin"):
         page = pages.new("patient")
         page.set_viewport_size({"width": size[0], "height": size[1]})
         page.goto(path)
         expect(page.locator("form")).to_be_visible()
-        assert controls_outside(page) == []
+        assert unusable_controls(page, page_may_scroll=True) == []
     shots = Path("artifacts") / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
     dash.screenshot(path=str(shots / f"patient-portal-tab-{size[0]}.png"), full_page=True)

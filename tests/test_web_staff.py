@@ -25,6 +25,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from staff import totp
 from tests.conftest import token
+from tests.layout import unusable_controls
 from tests.portal_support import Mailbox
 from tests.servers import ROOT
 from tests.web_support import Pages, WebServer, web_server
@@ -43,7 +44,6 @@ USERS = {  # email: (practice, role, display name)
 }
 PRACTICES = {"p1": "Smith Family Clinic", "p2": "Other Clinic"}
 SLOW = 30000  # ms: steps that hash a password (argon2id, 64 MiB) on a loaded machine
-CONTROLS = "button, input, select, textarea, summary, a[href]:not(.skip-link)"
 
 
 def cli(data_dir: Path, *args: str, stdin: str | None = None) -> None:
@@ -435,25 +435,6 @@ def test_an_idle_session_ends_and_the_dashboard_asks_to_sign_in_again(
             opened.close()
 
 
-def controls_inside(page: Page, width: int, height: int) -> list[str]:
-    """Every visible control of the page that, scrolled into view, is not wholly inside."""
-    outside = []
-    for control in page.locator(CONTROLS).all():
-        if not control.is_visible():
-            continue
-        control.scroll_into_view_if_needed()
-        box = control.bounding_box()
-        assert box is not None
-        # 1 px of slack: a box scrolled to the viewport's edge may end at a fraction past it
-        inside = box["x"] >= -1 and box["y"] >= -1
-        inside = inside and box["x"] + box["width"] <= width + 1
-        inside = inside and box["y"] + box["height"] <= height + 1
-        if not inside:
-            name = control.get_attribute("data-testid") or control.inner_text()[:20]
-            outside.append(f"{name} at {box}")
-    return outside
-
-
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
 def test_every_control_of_the_staff_screens_lies_inside_the_viewport(
     pages: Pages, site: WebServer, width: int, height: int
@@ -464,7 +445,7 @@ def test_every_control_of_the_staff_screens_lies_inside_the_viewport(
     screens: list[tuple[str, str]] = []
 
     def check(name: str) -> None:
-        screens.append((name, ",".join(controls_inside(page, width, height))))
+        screens.append((name, ",".join(unusable_controls(page, page_may_scroll=True))))
 
     page.goto(f"{site.url}/dashboard")
     page.get_by_test_id("token-signin-toggle").click()
