@@ -1,8 +1,8 @@
-"""`GET /v1/openapi.json`: the rooms and portal APIs in one OpenAPI 3.1 document.
+"""`GET /v1/openapi.json`: the rooms, portal and staff APIs in one OpenAPI 3.1 document.
 
-The document is built from docs/rooms-openapi.yaml and docs/portal-openapi.yaml
-into signalling/openapi.json (`python -m tests.openapi_build`); this serves it
-with `servers` naming this server's public base URL.
+The document is built from docs/rooms-openapi.yaml, docs/portal-openapi.yaml and
+docs/staff-openapi.yaml into signalling/openapi.json (`python -m tests.openapi_build`);
+this serves it with `servers` naming this server's public base URL.
 """
 
 from __future__ import annotations

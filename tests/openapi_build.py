@@ -1,8 +1,10 @@
-"""Builds signalling/openapi.json, what `GET /v1/openapi.json` serves, from the two
+"""Builds signalling/openapi.json, what `GET /v1/openapi.json` serves, from the
 documents in docs/ (the sources): docs/rooms-openapi.yaml (OpenAPI 3.1) with
-docs/portal-openapi.yaml (OpenAPI 3.0) and any other in MERGED merged in, each
-under its tag; two documents may not define the same path or component. After
-editing any of them, run
+docs/portal-openapi.yaml (OpenAPI 3.0), docs/staff-openapi.yaml (3.1) and any other
+in MERGED merged in, each under its tag; two documents may not define the same path
+or component. A merged document refers to the rooms document's components as
+`rooms-openapi.yaml#/components/...` (one source per schema); the built file has
+them as local references. After editing any of them, run
 
     PYTHONPATH=. python -m tests.openapi_build
 
@@ -22,11 +24,13 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 ROOMS = ROOT / "docs" / "rooms-openapi.yaml"
 PORTAL = ROOT / "docs" / "portal-openapi.yaml"
+STAFF = ROOT / "docs" / "staff-openapi.yaml"
 SERVED = ROOT / "signalling" / "openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Merged into the rooms document, each under its tag (a new API's own document goes here).
 MERGED = [
     (PORTAL, {"name": "portal", "description": "Patient-portal invitations (docs/portal.md)"}),
+    (STAFF, {"name": "staff", "description": "Staff sign-in, sessions and practice users"}),
 ]
 
 
@@ -47,6 +51,19 @@ def as_31(node: Any) -> Any:
             out["type"] = [out["type"], "null"]
         else:
             out = {"anyOf": [out, {"type": "null"}]}
+    return out
+
+
+def local(node: Any, prefix: str = ROOMS.name + "#") -> Any:
+    """A merged document's references to the rooms document, as references within it."""
+    if isinstance(node, list):
+        return [local(item, prefix) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: local(value, prefix) for key, value in node.items()}
+    ref = out.get("$ref")
+    if isinstance(ref, str) and ref.startswith(prefix):
+        out["$ref"] = "#" + ref.removeprefix(prefix)
     return out
 
 
@@ -82,7 +99,7 @@ def merge(
     """The rooms document with each other document's paths, components and tag merged in."""
     out = settle(rooms, "rooms")
     for document, tag in others:
-        theirs = settle(as_31(document), tag["name"])
+        theirs = settle(local(as_31(document)), tag["name"])
         out["paths"] = disjoint_union("the path", out["paths"], theirs["paths"])
         components = dict(out.get("components", {}))
         for section, entries in theirs.get("components", {}).items():

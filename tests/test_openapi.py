@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -16,9 +17,14 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from common.session import CSRF_HEADER, SAFE_METHODS
 from signalling.keys import CONFIG
+from staff.roles import Role
+from staff.sessions import COOKIE
 from tests.conftest import admin_token, token
-from tests.openapi_build import METHODS, ROOMS, SERVED, built
+from tests.openapi_build import METHODS, ROOMS, SERVED, STAFF, built
+from tests.staff_support import Staff, add_practice, add_user, staff_app
+from tests.test_staff_api import schedule
 
 # Mounted but not part of the API: web pages and static files (docs/sdk.md), the
 # node-to-node audit hop (cluster only, signed) and Prometheus text (docs/operations.md).
@@ -42,6 +48,23 @@ def test_the_rooms_document_is_valid_openapi_3_1() -> None:
     rooms = yaml.safe_load(ROOMS.read_text())
     assert rooms["openapi"].startswith("3.1.")
     validate(rooms)
+
+
+def test_the_staff_document_is_valid_openapi_3_1_with_the_rooms_documents_parts() -> None:
+    staff = yaml.safe_load(STAFF.read_text())
+    assert staff["openapi"].startswith("3.1.")
+    validate(staff, base_uri=STAFF.as_uri())  # resolves `rooms-openapi.yaml#/...`
+
+
+def test_a_session_change_needs_the_csrf_token_wherever_the_document_takes_the_session() -> None:
+    schemes = served()["components"]["securitySchemes"]
+    assert (schemes["staffSession"]["in"], schemes["staffSession"]["name"]) == ("cookie", COOKIE)
+    assert (schemes["csrfToken"]["in"], schemes["csrfToken"]["name"]) == ("header", CSRF_HEADER)
+    for path, item in served()["paths"].items():
+        for method, operation in item.items():
+            for requirement in operation.get("security", []) if method in METHODS else []:
+                if "staffSession" in requirement and method.upper() not in SAFE_METHODS:
+                    assert "csrfToken" in requirement, f"{method.upper()} {path}"
 
 
 def test_the_served_document_is_built_from_the_docs() -> None:
@@ -105,10 +128,15 @@ class Answers:
     ) -> dict[str, Any]:
         assert response.status == status, await response.text()
         body: dict[str, Any] = await response.json()
-        target = {
-            "$ref": "urn:visitroom#"
-            + self.schema_pointer(path, method or response.method.lower(), status)
-        }
+        return self.answer((response.status, body), path, method or response.method.lower(), status)
+
+    def answer(
+        self, answer: tuple[int, dict[str, Any]], path: str, method: str, status: int
+    ) -> dict[str, Any]:
+        """A (status, body) already read, as tests.staff_support.Staff gives them."""
+        got, body = answer
+        assert got == status, body
+        target = {"$ref": "urn:visitroom#" + self.schema_pointer(path, method, status)}
         errors = list(OAS31Validator(target, registry=self.registry).iter_errors(body))
         assert not errors, f"{path} {status}: {[e.message for e in errors]}"
         return body
@@ -159,3 +187,56 @@ async def test_real_answers_match_the_documented_schemas(client: TestClient[Any,
     )
     await answers.check(await client.get("/healthz"), "/healthz", 200)
     await answers.check(await client.get("/readyz"), "/readyz", 200)
+
+
+async def test_real_staff_answers_match_the_documented_schemas(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    answers = Answers(served())
+    app = staff_app(tmp_path)
+    boss = Staff(await aiohttp_client(app))
+    await add_practice(app, "p1")
+    await add_user(app, "p1", "boss@clinic.test", Role.PRACTICE_ADMIN, "Pat Admin")
+    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    sign_in, session = "/v1/staff/sign-in", "/v1/staff/session"
+    nobody = answers.answer(await boss.call("GET", session), session, "get", 200)
+    assert nobody == {"user": None}
+    wrong = await boss.sign_in("boss@clinic.test", "the wrong password")
+    answers.answer(wrong, sign_in, "post", 401)
+    started = answers.answer(await boss.sign_in("boss@clinic.test"), sign_in, "post", 200)
+    assert started["user"]["role"] == "practice_admin" and boss.cookie
+    answers.answer(await boss.call("GET", session), session, "get", 200)
+    users, user = "/v1/staff/users", "/v1/staff/users/{user_id}"
+    listed = answers.answer(await boss.call("GET", users), users, "get", 200)
+    assert sorted(u["email"] for u in listed["users"]) == ["ana@clinic.test", "boss@clinic.test"]
+    new = {"email": "fd@clinic.test", "display_name": "Front Desk", "role": "front_desk"}
+    forged = await boss.call("POST", users, new, csrf=False)
+    assert answers.answer(forged, users, "post", 403)["error"]["code"] == "forbidden"
+    added = answers.answer(await boss.call("POST", users, new), users, "post", 201)
+    change = {"role": "provider", "disabled": True}
+    changed = await boss.call("PATCH", f"{users}/{added['user_id']}", change)
+    assert answers.answer(changed, user, "patch", 200)["disabled"] is True
+    unknown = await boss.call("PATCH", f"{users}/u_000000000000", change)
+    answers.answer(unknown, user, "patch", 404)
+    setup, confirm = "/v1/staff/totp/setup", "/v1/staff/totp/confirm"
+    answers.answer(await boss.call("POST", setup), setup, "post", 200)
+    bad_code = await boss.call("POST", confirm, {"code": "000000"})
+    assert answers.answer(bad_code, confirm, "post", 400)["error"]["code"] == "bad_code"
+    ana = Staff(boss.client)
+    await ana.sign_in("ana@clinic.test")
+    answers.answer(await ana.call("GET", users), users, "get", 403)  # not a practice admin
+    offer, mine = "/v1/rooms/{room_id}/host-offer", await schedule(ana, "p1")
+    answers.answer(await ana.call("GET", "/v1/rooms/visit-1/host-offer"), offer, "get", 200)
+    yes = await ana.call("GET", f"/v1/rooms/{mine}/host-offer")
+    assert answers.answer(yes, offer, "get", 200) == {"host": True, "name": "Dr. Ana Smith"}
+    answers.answer(await ana.call("GET", "/v1/rooms"), "/v1/rooms", "get", 200)  # on a session
+    reset, complete = "/v1/staff/password-reset", "/v1/staff/password-reset/complete"
+    stranger = Staff(boss.client)
+    asked = await stranger.call("POST", reset, {"email": "nobody@clinic.test"})
+    answers.answer(asked, reset, "post", 202)
+    bogus = {"token": "no such link", "password": "a long new password"}
+    used = answers.answer(await stranger.call("POST", complete, bogus), complete, "post", 400)
+    assert used["error"]["code"] == "link_invalid"
+    elsewhere = await stranger.call("POST", reset, {"email": "x@y.test"}, origin="https://a.test")
+    answers.answer(elsewhere, reset, "post", 403)
+    assert (await boss.call("POST", "/v1/staff/sign-out"))[0] == 204
