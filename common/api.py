@@ -23,11 +23,13 @@ MAX_BODY = 16 * 1024  # bytes of a JSON request body
 UNAUTHORIZED = "unauthorized"  # the protocol's error codes (docs/protocol.md)
 BAD_REQUEST = "bad_request"
 FORBIDDEN = "forbidden"
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 def api_error(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+    """An error answer; never cached (`Cache-Control: no-store`), like every staff answer."""
     body = json.dumps({"error": {"code": code, "message": message}})
-    return status(text=body, content_type="application/json")
+    return status(text=body, content_type="application/json", headers=NO_STORE)
 
 
 async def json_body(request: web.Request) -> dict[str, Any]:

@@ -25,17 +25,17 @@ from typing import Any
 
 from aiohttp import web
 
-from common.api import BAD_REQUEST, api_error, json_body, session_grant
+from common.api import BAD_REQUEST, FORBIDDEN, NO_STORE, api_error, json_body, session_grant
+from common.audit import AuditEntry
 from common.keys import CLIENT_ADDRESS
 from common.session import SIGNED_IN, SignedIn, signed_in
 from staff.roles import Role, User, grant_for
-from staff.service import SignInError, StaffService
+from staff.service import Refused, StaffService
 from staff.sessions import Session, cookie_attributes, cookie_name
 from staff.store import StaffError
 
 STAFF = web.AppKey("staff", StaffService)
 CURRENT = web.RequestKey("visitroom_staff_current", tuple)  # (Session, User)
-NO_STORE = {"Cache-Control": "no-store"}
 # Set by the dashboard's periodic refresh: such a request does not count as activity.
 BACKGROUND_HEADER = "X-Visitroom-Background"
 
@@ -46,6 +46,27 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 def error(status: int, code: str, message: str) -> web.Response:
     return reply({"error": {"code": code, "message": message}}, status)
+
+
+REFUSED_STATUS = {"throttled": 429, "totp_enabled": 409, "bad_code": 400}
+PATCHABLE = ("role", "disabled")
+
+
+def refused(exc: Refused) -> web.Response:
+    """A service refusal (audited there): 401 unless its code says otherwise; Retry-After
+    when throttled."""
+    response = error(REFUSED_STATUS.get(exc.code, 401), exc.code, exc.message)
+    if exc.retry_after_s:
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
+    return response
+
+
+def audit(
+    request: web.Request, action: str, outcome: str, actor: str | None, reason: str,
+    subject: str | None = None,
+) -> None:  # fmt: skip
+    entry = AuditEntry(action, outcome, None, actor, subject, {"reason": reason})
+    request.app[STAFF].audit.record(entry)
 
 
 def text(body: dict[str, Any], name: str) -> str:
@@ -115,28 +136,24 @@ def session_json(service: StaffService, user: User, session: Session, practice: 
 # --- sign-in and out ----------------------------------------------------------------------
 
 
-def check_origin(request: web.Request, service: StaffService) -> None:
+def check_origin(request: web.Request, service: StaffService, action: str) -> None:
     """Sign-in and reset requests come from this server's own pages only."""
     if request.headers.get("Origin") not in origins(request, service):
+        audit(request, action, FORBIDDEN, None, "origin")
         raise api_error(web.HTTPForbidden, "forbidden", "requests must come from this site")
 
 
 async def sign_in(request: web.Request) -> web.Response:
     service = request.app[STAFF]
-    check_origin(request, service)
+    check_origin(request, service, "staff_sign_in")
     body = await json_body(request)
-    code = body.get("code")
+    code = text(body, "code") if body.get("code") is not None else None
     try:
         started = await service.sign_in(
-            text(body, "email"), text(body, "password"),
-            code if isinstance(code, str) else None, address(request),
-        )  # fmt: skip
-    except SignInError as exc:
-        status = 429 if exc.code == "throttled" else 401
-        response = error(status, exc.code, exc.message)
-        if exc.retry_after_s:
-            response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
-        return response
+            text(body, "email"), text(body, "password"), code, address(request)
+        )
+    except Refused as exc:
+        return refused(exc)
     if CURRENT in request:  # this browser's older session ends: one cookie, one session
         old, old_user = request[CURRENT]
         await service.sign_out(old, old_user)
@@ -171,23 +188,30 @@ async def sign_out(request: web.Request) -> web.Response:
 
 async def totp_setup(request: web.Request) -> web.Response:
     _, user = current(request, "staff_totp")
-    secret, uri = await request.app[STAFF].totp_begin(user)
+    try:
+        secret, uri = await request.app[STAFF].totp_begin(user)
+    except Refused as exc:
+        return refused(exc)
     return reply({"secret": secret, "uri": uri})
 
 
 async def totp_confirm(request: web.Request) -> web.Response:
     _, user = current(request, "staff_totp")
     code = text(await json_body(request), "code")
-    if not await request.app[STAFF].totp_confirm(user, code):
-        return error(400, "bad_code", "that code is not right: check the app's clock and retry")
+    try:
+        await request.app[STAFF].totp_confirm(user, code)
+    except Refused as exc:
+        return refused(exc)
     return reply({"totp": True})
 
 
 async def totp_disable(request: web.Request) -> web.Response:
     _, user = current(request, "staff_totp")
     code = text(await json_body(request), "code")
-    if not await request.app[STAFF].totp_disable(user, code, address(request)):
-        return error(400, "bad_code", "that code is not right (or was used already)")
+    try:
+        await request.app[STAFF].totp_disable(user, code, address(request))
+    except Refused as exc:
+        return refused(exc)
     return reply({"totp": False})
 
 
@@ -197,6 +221,7 @@ async def totp_disable(request: web.Request) -> web.Response:
 def admin(request: web.Request, action: str) -> User:
     _, user = current(request, action)
     if not user.manages_users:
+        audit(request, action, FORBIDDEN, user.identity, "role")
         raise api_error(web.HTTPForbidden, "forbidden", "only a practice admin manages users")
     return user
 
@@ -221,19 +246,26 @@ async def add_user(request: web.Request) -> web.Response:
 
 
 async def change_user(request: web.Request) -> web.Response:
-    actor = admin(request, "staff_user_change")
+    action = "staff_user_change"
+    actor = admin(request, action)
     service = request.app[STAFF]
     target = await service.store.user(request.match_info["user_id"])
     if target is None or target.practice != actor.practice:
+        subject, reason = (None, "unknown") if target is None else (target.identity, "practice")
+        audit(request, action, "not_found", actor.identity, reason, subject)
         return error(404, "not_found", "no such user")
     body = await json_body(request)
     disabled = body.get("disabled")
     try:
-        role = Role.parse(body["role"]) if "role" in body else None
+        unknown = sorted(set(body) - set(PATCHABLE))
+        if unknown or (body.get("role") is None and disabled is None):
+            raise StaffError("give `role` or `disabled` (and nothing else) to change a user")
+        role = Role.parse(body["role"]) if body.get("role") is not None else None
         if disabled is not None and not isinstance(disabled, bool):
             raise StaffError("`disabled` must be true or false")
         changed = await service.change_user(actor, target, role, disabled)
     except (StaffError, ValueError) as exc:
+        audit(request, action, BAD_REQUEST, actor.identity, "input", target.identity)
         return error(400, BAD_REQUEST, str(exc))
     return reply(changed.public())
 
@@ -243,7 +275,7 @@ async def change_user(request: web.Request) -> web.Response:
 
 async def request_reset(request: web.Request) -> web.Response:
     service = request.app[STAFF]
-    check_origin(request, service)
+    check_origin(request, service, "staff_reset_request")
     email = text(await json_body(request), "email")
     await service.request_reset(email, address(request))
     return reply({"queued": True}, 202)
@@ -251,7 +283,7 @@ async def request_reset(request: web.Request) -> web.Response:
 
 async def complete_reset(request: web.Request) -> web.Response:
     service = request.app[STAFF]
-    check_origin(request, service)
+    check_origin(request, service, "staff_reset")
     body = await json_body(request)
     try:
         ok = await service.complete_reset(text(body, "token"), body.get("password"))

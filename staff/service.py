@@ -30,14 +30,19 @@ MAX_NAME = 100
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]+$")
 
 
-class SignInError(Exception):
-    """A refused sign-in. `code`: unauthorized, totp_required or throttled."""
+class Refused(Exception):
+    """A refused sign-in or second-factor change, as the API's error `code`: unauthorized,
+    totp_required, throttled (with the wait), bad_code or totp_enabled."""
 
     def __init__(self, code: str, message: str, retry_after_s: float = 0.0) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after_s = retry_after_s
+
+
+def totp_on() -> Refused:
+    return Refused("totp_enabled", "two-step sign-in is on: turn it off (with a code) first")
 
 
 @dataclass(frozen=True)
@@ -95,14 +100,14 @@ class StaffService:
         wait = self.throttle.begin(account, address)
         if wait > 0:
             self._audit("staff_sign_in", "throttled", None)
-            raise SignInError("throttled", "too many failed sign-ins: wait and try again", wait)
+            raise Refused("throttled", "too many failed sign-ins: wait and try again", wait)
         found = await self.store.credentials(email)
         ok = await self.passwords.verify(found.password_hash if found else None, password)
         if found is None or not ok or found.user.disabled:
             reason = "disabled" if found is not None and ok else "password"
             self._audit("staff_sign_in", "unauthorized", found.user.identity if found else None,
                         reason=reason)  # fmt: skip
-            raise SignInError("unauthorized", "the email or password is not right")
+            raise Refused("unauthorized", "the email or password is not right")
         if found.totp_secret is not None:
             await self._second_factor(found.user, found.totp_secret, found.totp_last_step, code)
         self.throttle.succeeded(account, address)
@@ -112,11 +117,11 @@ class StaffService:
         self, user: User, secret: str, last_step: int | None, code: str | None
     ) -> None:
         if not code:
-            raise SignInError("totp_required", "enter the code from your authenticator app")
+            raise Refused("totp_required", "enter the code from your authenticator app")
         step = totp.accept(secret, code, self.clock(), last_step)
         if step is None or not await self.store.use_totp_step(user.user_id, step):
             self._audit("staff_sign_in", "unauthorized", user.identity, reason="totp")
-            raise SignInError("unauthorized", "that code is not right (or was used already)")
+            raise Refused("unauthorized", "that code is not right (or was used already)")
 
     async def start_session(self, user: User, method: str) -> Started:
         """The one entry point that signs a user in (password now; OpenID Connect later)."""
@@ -152,42 +157,47 @@ class StaffService:
     # --- second factor ------------------------------------------------------------------
 
     async def totp_begin(self, user: User) -> tuple[str, str]:
-        """A new secret waiting for its first code: (secret, otpauth URI)."""
+        """A new secret waiting for its first code: (secret, otpauth URI). Refused while a
+        second factor is on: it is turned off first, with a current code, so a stolen
+        session cannot swap it for its own."""
         secret = totp.new_secret()
-        await self.store.update_user(user.user_id, self.clock(), totp_pending=secret)
+        if not await self.store.begin_totp(user.user_id, secret, self.clock()):
+            self._audit("staff_totp_setup", "refused", user.identity, reason="enabled")
+            raise totp_on()
         return secret, totp.provisioning_uri(secret, user.email)
 
-    async def totp_confirm(self, user: User, code: str) -> bool:
-        _, pending, _ = await self.store.totp_state(user.user_id)
+    async def totp_confirm(self, user: User, code: str) -> None:
+        secret, pending, _ = await self.store.totp_state(user.user_id)
+        if secret is not None:
+            self._audit("staff_totp_enable", "refused", user.identity, reason="enabled")
+            raise totp_on()
         step = totp.accept(pending, code, self.clock(), None) if pending else None
         if pending is None or step is None:
-            self._audit("staff_totp_enable", "refused", user.identity)
-            return False
-        await self.store.update_user(
-            user.user_id, self.clock(), totp_secret=pending, totp_pending=None,
-            totp_last_step=step,
-        )  # fmt: skip
+            self._audit("staff_totp_enable", "refused", user.identity, reason="code")
+            raise Refused("bad_code", "that code is not right: check the app's clock and retry")
+        if not await self.store.enable_totp(user.user_id, pending, step, self.clock()):
+            self._audit("staff_totp_enable", "refused", user.identity, reason="enabled")
+            raise totp_on()  # turned on (or set up afresh) meanwhile
         self._audit("staff_totp_enable", "ok", user.identity)
-        return True
 
-    async def totp_disable(self, user: User, code: str, address: str) -> bool:
+    async def totp_disable(self, user: User, code: str, address: str) -> None:
         """Needs a current code; wrong ones are throttled like sign-ins (a stolen session
         must not guess its way to turning the second factor off)."""
         account = "totp:" + user.user_id
-        if self.throttle.begin(account, address) > 0:
+        wait = self.throttle.begin(account, address)
+        if wait > 0:
             self._audit("staff_totp_disable", "throttled", user.identity)
-            return False
+            raise Refused("throttled", "too many wrong codes: wait and try again", wait)
         secret, _, last = await self.store.totp_state(user.user_id)
         step = totp.accept(secret, code, self.clock(), last) if secret else None
         if step is None or not await self.store.use_totp_step(user.user_id, step):
             self._audit("staff_totp_disable", "refused", user.identity)
-            return False
+            raise Refused("bad_code", "that code is not right (or was used already)")
         await self.store.update_user(
             user.user_id, self.clock(), totp_secret=None, totp_pending=None, totp_last_step=None
         )
         self.throttle.succeeded(account, address)
         self._audit("staff_totp_disable", "ok", user.identity)
-        return True
 
     # --- users --------------------------------------------------------------------------
 

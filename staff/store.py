@@ -220,6 +220,30 @@ class StaffStore:
         )
         return (None, None, None) if row is None else (row[0], row[1], row[2])
 
+    async def begin_totp(self, user_id: str, pending: str, at: float) -> bool:
+        """Keep `pending` for its first code; False (nothing changed) while a secret is on."""
+        cursor = await self.db.write(
+            lambda db: db.execute(
+                "UPDATE users SET totp_pending = ?, updated_at = ?"
+                " WHERE user_id = ? AND totp_secret IS NULL",
+                (pending, at, user_id),
+            )
+        )
+        return bool(cursor.rowcount)
+
+    async def enable_totp(self, user_id: str, pending: str, step: int, at: float) -> bool:
+        """Turn `pending` on, in one step with the check that no secret is on and that
+        `pending` is still the one waiting; False (nothing changed) otherwise."""
+        cursor = await self.db.write(
+            lambda db: db.execute(
+                "UPDATE users SET totp_secret = totp_pending, totp_pending = NULL,"
+                " totp_last_step = ?, updated_at = ?"
+                " WHERE user_id = ? AND totp_secret IS NULL AND totp_pending = ?",
+                (step, at, user_id, pending),
+            )
+        )
+        return bool(cursor.rowcount)
+
     async def use_totp_step(self, user_id: str, step: int) -> bool:
         """Record `step` as used; False when it (or a later one) was used already (a replay)."""
         cursor = await self.db.write(

@@ -13,9 +13,10 @@ from aiohttp import web
 from common.keys import AUDIT, VERIFIER
 from staff import totp
 from staff.roles import Role
+from staff.routes import STAFF
 from tests.conftest import admin_token, token
 from tests.portal_support import Mailbox, mailbox_fixture  # noqa: F401  (a fixture)
-from tests.staff_support import PASSWORD, Staff, add_practice, add_user, staff_app
+from tests.staff_support import ORIGIN, PASSWORD, Staff, add_practice, add_user, staff_app
 from waiting_room.clock import FakeClock
 
 
@@ -166,9 +167,9 @@ async def test_a_second_factor_is_enrolled_then_needed_and_a_code_works_only_onc
     assert [r["outcome"] for r in enabled] == ["refused", "ok"]
     wrong = [(await second.call("POST", "/v1/staff/totp/disable", {"code": "000000"}))[0]
              for _ in range(5)]  # fmt: skip
-    assert wrong == [400] * 5
+    assert wrong == [400] * 4 + [429]
     right = totp.code_at(setup["secret"], time.time() + 2 * totp.STEP_S)
-    assert (await second.call("POST", "/v1/staff/totp/disable", {"code": right}))[0] == 400
+    assert (await second.call("POST", "/v1/staff/totp/disable", {"code": right}))[0] == 429
     disabled = await audit_rows(app, "staff_totp_disable")
     assert [r["outcome"] for r in disabled][-2:] == ["throttled", "throttled"]
     assert setup["secret"] not in str(await app[AUDIT].query(None, 0, 5000))
@@ -354,3 +355,158 @@ async def test_front_desk_reaches_the_portal_with_the_session_and_changes_need_t
     provider = Staff(staff.client)
     await provider.sign_in("ana@clinic.test")  # a provider has no portal:staff scope
     assert (await provider.call("GET", "/v1/portal/patients?q=Pat"))[0] == 403
+
+
+async def test_a_second_factor_that_is_on_is_replaced_only_after_turning_it_off_with_a_code(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app, staff = await provider_session(aiohttp_client, tmp_path)
+    _, setup = await staff.call("POST", "/v1/staff/totp/setup")
+    now = time.time()
+    code = totp.code_at(setup["secret"], now)
+    assert (await staff.call("POST", "/v1/staff/totp/confirm", {"code": code}))[0] == 200
+    status, again = await staff.call("POST", "/v1/staff/totp/setup")  # a stolen session
+    assert (status, again["error"]["code"]) == (409, "totp_enabled"), again
+    user = await app[STAFF].store.user_by_email("ana@clinic.test")
+    assert user is not None
+    other = totp.new_secret()  # a pending secret next to the live one (a racing setup)
+    await app[STAFF].store.update_user(user.user_id, now, totp_pending=other)
+    status, data = await staff.call(
+        "POST", "/v1/staff/totp/confirm", {"code": totp.code_at(other, now)}
+    )
+    assert (status, data["error"]["code"]) == (409, "totp_enabled")
+    assert (await app[STAFF].store.totp_state(user.user_id))[0] == setup["secret"]
+    later = totp.code_at(setup["secret"], now + totp.STEP_S)
+    assert (await staff.call("POST", "/v1/staff/totp/disable", {"code": later}))[0] == 200
+    status, fresh = await staff.call("POST", "/v1/staff/totp/setup")
+    assert status == 200 and fresh["secret"] != setup["secret"]
+    rows = await audit_rows(app, "staff_totp_setup")
+    assert [(r["outcome"], r.get("reason")) for r in rows] == [("refused", "enabled")]
+    enabled = await audit_rows(app, "staff_totp_enable")
+    assert [(r["outcome"], r.get("reason")) for r in enabled] == [
+        ("ok", None), ("refused", "enabled"),
+    ]  # fmt: skip
+    assert other not in str(await app[AUDIT].query(None, 0, 5000))
+
+
+async def test_refusals_of_users_routes_origins_and_other_practices_are_audited(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = staff_app(tmp_path)
+    staff = await started(aiohttp_client, app)
+    await add_user(app, "p1", "boss@clinic.test", Role.PRACTICE_ADMIN, "Pat Admin")
+    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    other = await add_user(app, "p2", "x@other.test", Role.PROVIDER)
+    provider = Staff(staff.client)
+    await provider.sign_in("ana@clinic.test")
+    assert (await provider.call("GET", "/v1/staff/users"))[0] == 403
+    assert (await provider.call("PATCH", f"/v1/staff/users/{other.user_id}", {"role": "x"}))[
+        0
+    ] == 403
+    [users] = await audit_rows(app, "staff_users")
+    assert (users["outcome"], users["reason"]) == ("forbidden", "role")
+    assert users["actor"].startswith("staff:")
+    [change] = await audit_rows(app, "staff_user_change")
+    assert (change["outcome"], change["reason"]) == ("forbidden", "role")
+    await staff.sign_in("boss@clinic.test")
+    path = f"/v1/staff/users/{other.user_id}"
+    assert (await staff.call("PATCH", path, {"disabled": True}))[0] == 404
+    missing = await audit_rows(app, "staff_user_change")
+    assert [(r["outcome"], r.get("reason")) for r in missing][1:] == [("not_found", "practice")]
+    assert missing[1]["subject"] == other.identity
+    evil = {"Origin": "https://evil.test"}
+    body = {"email": "ana@clinic.test", "password": PASSWORD}
+    response = await staff.client.post("/v1/staff/sign-in", json=body, headers=evil)
+    assert response.status == 403
+    response = await staff.client.post(
+        "/v1/staff/password-reset", json={"email": "ana@clinic.test"}, headers=evil
+    )
+    assert response.status == 403
+    response = await staff.client.post(
+        "/v1/staff/password-reset/complete", json={"token": "t", "password": PASSWORD},
+        headers=evil,
+    )  # fmt: skip
+    assert response.status == 403
+    for action in ("staff_sign_in", "staff_reset_request", "staff_reset"):
+        refused = [r for r in await audit_rows(app, action) if r["outcome"] == "forbidden"]
+        assert [r.get("reason") for r in refused] == ["origin"], action
+    rows = str(await app[AUDIT].query(None, 0, 5000))
+    assert "ana@clinic.test" not in rows and PASSWORD not in rows
+
+
+async def test_a_throttled_totp_disable_answers_429_with_retry_after(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    _, staff = await provider_session(aiohttp_client, tmp_path)
+    _, setup = await staff.call("POST", "/v1/staff/totp/setup")
+    code = totp.code_at(setup["secret"], time.time())
+    assert (await staff.call("POST", "/v1/staff/totp/confirm", {"code": code}))[0] == 200
+    answers = []
+    for _ in range(5):
+        response = await staff.client.post(
+            "/v1/staff/totp/disable", json={"code": "000000"}, headers=staff.headers()
+        )
+        answers.append((response.status, (await response.json())["error"]["code"]))
+    assert answers[:4] == [(400, "bad_code")] * 4
+    assert answers[4] == (429, "throttled")
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["Cache-Control"] == "no-store"
+    right = totp.code_at(setup["secret"], time.time() + totp.STEP_S)
+    assert (await staff.call("POST", "/v1/staff/totp/disable", {"code": right}))[0] == 429
+
+
+async def test_sign_in_refuses_a_code_that_is_not_a_string(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = staff_app(tmp_path)
+    staff = await started(aiohttp_client, app)
+    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    for code in (123456, ["123456"], {"code": "1"}):
+        response = await staff.client.post(
+            "/v1/staff/sign-in",
+            json={"email": "ana@clinic.test", "password": PASSWORD, "code": code},
+            headers={"Origin": ORIGIN},
+        )
+        assert response.status == 400, code
+        assert (await response.json())["error"]["code"] == "bad_request"
+    response = await staff.client.post(
+        "/v1/staff/sign-in",
+        json={"email": "ana@clinic.test", "password": PASSWORD, "code": None},
+        headers={"Origin": ORIGIN},
+    )
+    assert response.status == 200  # null is the same as no code
+    assert await audit_rows(app, "staff_sign_in") != []
+
+
+async def test_a_user_change_with_nothing_to_change_or_unknown_fields_is_refused(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = staff_app(tmp_path)
+    staff = await started(aiohttp_client, app)
+    await add_user(app, "p1", "boss@clinic.test", Role.PRACTICE_ADMIN, "Pat Admin")
+    ana = await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    await staff.sign_in("boss@clinic.test")
+    path = f"/v1/staff/users/{ana.user_id}"
+    for body in ({}, {"disable": True}, {"disabled": None}, {"role": "front_desk", "x": 1}):
+        status, data = await staff.call("PATCH", path, body)
+        assert (status, data["error"]["code"]) == (400, "bad_request"), body
+        assert "`role`" in data["error"]["message"], data
+    after = await app[STAFF].store.user(ana.user_id)
+    assert after is not None and after.role is Role.PROVIDER and not after.disabled
+    rows = await audit_rows(app, "staff_user_change")
+    assert [(r["outcome"], r.get("reason")) for r in rows] == [("bad_request", "input")] * 4
+
+
+async def test_staff_errors_are_not_cached(aiohttp_client: Any, tmp_path: Path) -> None:
+    _, staff = await provider_session(aiohttp_client, tmp_path)
+    answers = [
+        await staff.client.post("/v1/staff/totp/setup"),  # 401: no session
+        await staff.client.get("/v1/staff/users", headers=staff.headers()),  # 403: a provider
+        await staff.client.post("/v1/staff/sign-out", headers=staff.headers(csrf=False)),  # 403
+        await staff.client.post(
+            "/v1/staff/totp/confirm", data=b"not json", headers=staff.headers()
+        ),  # 400
+        await staff.client.post("/v1/staff/sign-in", json={}, headers={"Origin": "x"}),  # 403
+    ]
+    assert [r.status for r in answers] == [401, 403, 403, 400, 403]
+    assert [r.headers.get("Cache-Control") for r in answers] == ["no-store"] * 5
