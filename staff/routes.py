@@ -6,9 +6,10 @@ Routes (JSON; errors as {"error": {"code", "message"}}):
   401 `totp_required` when a code is needed, 429 `throttled` with Retry-After;
 - GET /v1/staff/session: who is signed in and the CSRF token (`user` null when nobody);
 - POST /v1/staff/sign-out;
-- POST /v1/staff/totp/setup, /totp/confirm {code}, /totp/disable {code};
+- POST /v1/staff/totp/setup, /totp/confirm {code} (409 `totp_enabled` while a second
+  factor is on: it is turned off first), /totp/disable {code} (429 `throttled`);
 - GET, POST /v1/staff/users; PATCH /v1/staff/users/{user_id} {role?, disabled?}
-  (practice admins, their own practice);
+  (practice admins, their own practice; at least one field, no others);
 - POST /v1/staff/password-reset {email} (always 202), /password-reset/complete
   {token, password}.
 
@@ -115,6 +116,7 @@ def current(request: web.Request, action: str) -> tuple[Session, User]:
     """The signed-in user of a staff route (401 without one); changes need the CSRF token."""
     who = signed_in(request)
     if who is None or CURRENT not in request:
+        audit(request, action, "unauthorized", None, "session")
         raise api_error(web.HTTPUnauthorized, "unauthorized", "please sign in")
     session_grant(request, (), None, action)
     session, user = request[CURRENT]

@@ -497,8 +497,10 @@ async def test_a_user_change_with_nothing_to_change_or_unknown_fields_is_refused
     assert [(r["outcome"], r.get("reason")) for r in rows] == [("bad_request", "input")] * 4
 
 
-async def test_staff_errors_are_not_cached(aiohttp_client: Any, tmp_path: Path) -> None:
-    _, staff = await provider_session(aiohttp_client, tmp_path)
+async def test_staff_errors_are_not_cached_and_refusals_audited(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app, staff = await provider_session(aiohttp_client, tmp_path)
     answers = [
         await staff.client.post("/v1/staff/totp/setup"),  # 401: no session
         await staff.client.get("/v1/staff/users", headers=staff.headers()),  # 403: a provider
@@ -510,3 +512,7 @@ async def test_staff_errors_are_not_cached(aiohttp_client: Any, tmp_path: Path) 
     ]
     assert [r.status for r in answers] == [401, 403, 403, 400, 403]
     assert [r.headers.get("Cache-Control") for r in answers] == ["no-store"] * 5
+    [anonymous] = await audit_rows(app, "staff_totp")
+    assert (anonymous["outcome"], anonymous["reason"], anonymous["actor"]) == (
+        "unauthorized", "session", None,
+    )  # fmt: skip
