@@ -39,8 +39,12 @@ if TYPE_CHECKING:
 
 SCREEN = "\x1fscreen"
 MAX_HISTORY = 64
+# A track that sent no media for this long is not live (a camera turned off:
+# its sender has no track).  Checked on the clock, not per packet.
+LIVE_S = 3.0
 
 Orders = tuple[list[str], list[str]]  # (video source keys, audio participant ids)
+Publishing = dict[str, list[str]]  # participant id -> its live sources, sorted
 
 
 class Publisher(Protocol):
@@ -82,6 +86,7 @@ class Group:
         self.history: list[str] = []  # dominant speakers, most recent first
         self.dirty = True
         self._orders: Orders | None = None
+        self._publishing: Publishing | None = None
         self.remotes: dict[str, Publisher] = {}  # publishers on other workers
         self.leader = True  # decides the orders; False: follows `imposed`
         self.imposed: Orders | None = None
@@ -180,11 +185,24 @@ class Group:
         """The orders of the last `changed_orders` call."""
         return self._orders
 
+    def publishing(self, now: float) -> Publishing:
+        """Who sends live media, and which sources ("audio", "camera", "screen")."""
+        result: Publishing = {}
+        for member in self.publishers():
+            sources = sorted(
+                p.source for p in member.producers.values() if now - p.last_media < LIVE_S
+            )
+            if sources:
+                result[member.id] = sources
+        return result
+
     def changed_orders(self, now: float) -> bool:
-        """Whether the orders moved since the last call (or the group is dirty)."""
+        """Whether the orders or who publishes moved since the last call (or the group is dirty)."""
         orders = self.orders(now)
-        changed = self.dirty or orders != self._orders
+        publishing = self.publishing(now)
+        changed = self.dirty or orders != self._orders or publishing != self._publishing
         self._orders = orders
+        self._publishing = publishing
         self.dirty = False
         return changed
 
@@ -202,8 +220,8 @@ class Group:
             pinned=participant.pinned,
         )
 
-    def refill(self, participant: Participant, now: float) -> list[Slot] | None:
-        """Apply the assignment to `participant`'s consumers; new slot list if it changed."""
+    def refill(self, participant: Participant, now: float) -> tuple[list[Slot], Publishing] | None:
+        """Apply the assignment to `participant`'s consumers; new slots + publishers if changed."""
         if participant.closed:
             return None
         self._forget_stale(participant)
@@ -221,10 +239,12 @@ class Group:
         if participant.settings.stage_video_slots and not self.precall:
             self._thumbnails(participant, now, connected)
         slots = participant.slot_list()
-        if slots == participant.slots_sent:
+        publishing = self._publishing if self._publishing is not None else self.publishing(now)
+        if slots == participant.slots_sent and publishing == participant.publishing_sent:
             return None
         participant.slots_sent = slots
-        return slots
+        participant.publishing_sent = publishing
+        return slots, publishing
 
     def _thumbnails(self, participant: Participant, now: float, connected: bool) -> None:
         """Full rate for the first choices (on stage), key frames only for the rest."""
