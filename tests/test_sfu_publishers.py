@@ -2,7 +2,8 @@
 
 A track that sends no media for `LIVE_S` (a camera turned off: its sender has
 no track) stops counting; padding-only probes do not keep it alive. The SFU
-tells every member of the group on change, by itself and across workers.
+tells every member of the group on change, by itself and across workers, and a
+camera that is off gives its slot to one that is on.
 """
 
 from __future__ import annotations
@@ -36,26 +37,35 @@ def test_only_tracks_that_sent_media_lately_count_and_padding_does_not() -> None
     camera, mic = producer("video", ssrc=5000), producer("audio", ssrc=6000)
     alice = Remote("alice", {"v": camera, "a": mic})
     bob = Remote("bob", {"a": producer("audio", ssrc=7000, owner="bob")})
+    carol = Remote("carol", {"v": producer("video", ssrc=8000, owner="carol")})
     group = Group("r", "main")
     group.add_remote(alice)
     group.add_remote(bob)
-    start = max(camera.last_media, mic.last_media)
+    group.add_remote(carol)
+    start = max(p.last_media for m in (alice, bob, carol) for p in m.producers.values())
     feed(camera, vp8(1, 0), start)
     feed(mic, opus(1, 0), start)
     # A new track counts at once (its first packets are on their way).
-    assert group.publishing(start) == {"alice": ["audio", "camera"], "bob": ["audio"]}
+    assert group.publishing(start) == {
+        "alice": ["audio", "camera"],
+        "bob": ["audio"],
+        "carol": ["camera"],
+    }
+    assert group.orders(start)[0] == ["alice", "carol"]
     assert group.changed_orders(start)
     assert not group.changed_orders(start + 0.1), "nothing changed, nothing to tell"
 
     later = start + LIVE_S + 0.5
     feed(mic, opus(2, 960), later)
+    feed(carol.producers["v"], vp8(1, 0, ssrc=8000), later)
     probe = build_rtp(payload_type=96, sequence=2, timestamp=0, ssrc=5000, padding=200)
     feed(camera, probe, later)  # the camera is off: only bandwidth probes
-    assert group.publishing(later) == {"alice": ["audio"]}
+    assert group.publishing(later) == {"alice": ["audio"], "carol": ["camera"]}
+    assert group.orders(later)[0] == ["carol", "alice"], "a camera that is off goes last"
     assert group.changed_orders(later), "a camera turned off is a change to tell"
 
     feed(camera, vp8(3, 3000), later + 0.1)  # back on
-    assert group.publishing(later + 0.1) == {"alice": ["audio", "camera"]}
+    assert group.publishing(later + 0.1) == {"alice": ["audio", "camera"], "carol": ["camera"]}
     assert group.changed_orders(later + 0.1)
 
 

@@ -5,8 +5,9 @@ dominant speaker from the members' RFC 6464 audio levels (`sfu.policy.speaker`),
 keeps the last-N history of dominant speakers, and fills each member's
 receive slots with `sfu.policy.selection.assign_slots`:
 
-* video: the pinned participant, then screen shares, then cameras by most
-  recent dominant speech (last-N), then the other cameras;
+* video: the pinned participant, then screen shares, then live cameras by
+  most recent dominant speech (last-N), then cameras turned off (no media
+  for `LIVE_S`), so a camera that is off gives its slot to one that is on;
 * audio: the loudest speakers, then the other audio publishers by recency,
   so that free slots are always filled and a new speaker is heard at once.
 
@@ -163,17 +164,17 @@ class Group:
 
     def orders(self, now: float) -> Orders:
         """(video source keys, audio participant ids), best first."""
-        cameras, screens, audio = [], [], []
+        cameras, off, screens, audio = [], [], [], []
         for member in self.publishers():
             pid = member.id
             for producer in member.producers.values():
                 if producer.source == "camera":
-                    cameras.append(pid)
+                    (cameras if now - producer.last_media < LIVE_S else off).append(pid)
                 elif producer.source == "screen":
                     screens.append(source_key(pid, "screen"))
                 else:
                     audio.append(pid)
-        video = screens + last_n_order(self.history, cameras)
+        video = screens + last_n_order(self.history, cameras) + last_n_order(self.history, off)
         loudest = [p for p in self.speaker.loudest(len(audio), now) if p in set(audio)]
         own = video, loudest + last_n_order(self.history, [p for p in audio if p not in loudest])
         if self.leader or self.imposed is None:
