@@ -164,7 +164,9 @@ class Group:
 
     def orders(self, now: float) -> Orders:
         """(video source keys, audio participant ids), best first."""
-        cameras, off, screens, audio = [], [], [], []
+        cameras: list[str] = []
+        off: list[str] = []
+        screens, audio = [], []
         for member in self.publishers():
             pid = member.id
             for producer in member.producers.values():
