@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.crowd import Crowd
-from tests.web_support import Pages, WebServer, host_joins, snap
+from tests.web_support import Pages, WebServer, host_joins, knock, snap
 
 pytestmark = pytest.mark.browser
 
@@ -74,3 +74,28 @@ def test_nine_tiles_and_no_slot_is_not_camera_off(
     expect(camera_off).to_have_count(2)
     expect(video).to_have_count(VIDEO_SLOTS)
     expect(no_slot).to_have_count(PUBLISHERS - VIDEO_SLOTS - 1)
+
+
+def test_a_guest_who_turns_the_camera_off_is_shown_with_the_camera_off(
+    pages: Pages, site: WebServer
+) -> None:
+    room = site.schedule()
+    host = pages.new("host")
+    host_joins(host, site, room)
+    guest = pages.new("guest")
+    knock(guest, site, room, "Pat Doe")
+    host.get_by_test_id("btn-knock-let-in").click()
+    expect(guest.get_by_test_id("screen-room")).to_be_visible()
+    pat = host.get_by_test_id("video-grid").locator("[data-kind=video], [data-kind=avatar]")
+    expect(pat).to_have_attribute("data-kind", "video", timeout=20000)
+
+    # Chromium stops sending (not black frames): the host sees the camera off, not a
+    # frozen or black tile, within a few seconds.
+    guest.get_by_test_id("btn-camera").click()
+    expect(guest.get_by_test_id("btn-camera")).to_have_attribute("data-state", "off")
+    expect(pat).to_have_attribute("data-kind", "avatar", timeout=15000)
+    expect(pat.get_by_test_id("tile-status")).to_have_text("Camera off")
+    expect(pat.get_by_test_id("tile-name")).to_have_text("Pat Doe")
+
+    guest.get_by_test_id("btn-camera").click()
+    expect(pat).to_have_attribute("data-kind", "video", timeout=15000)
