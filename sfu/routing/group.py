@@ -203,9 +203,11 @@ class Group:
         """Whether the orders or who publishes moved since the last call (or the group is dirty)."""
         orders = self.orders(now)
         publishing = self.publishing(now)
-        changed = self.dirty or orders != self._orders or publishing != self._publishing
+        moved = publishing != self._publishing
+        changed = self.dirty or orders != self._orders or moved
         self._orders = orders
-        self._publishing = publishing
+        if moved:  # else keep the one every member was sent (compared by identity first)
+            self._publishing = publishing
         self.dirty = False
         return changed
 
@@ -243,7 +245,10 @@ class Group:
             self._thumbnails(participant, now, connected)
         slots = participant.slot_list()
         publishing = self._publishing if self._publishing is not None else self.publishing(now)
-        if slots == participant.slots_sent and publishing == participant.publishing_sent:
+        same = (
+            publishing is participant.publishing_sent or publishing == participant.publishing_sent
+        )
+        if same and slots == participant.slots_sent:
             return None
         participant.slots_sent = slots
         participant.publishing_sent = publishing
