@@ -42,6 +42,11 @@ class Slot(TypedDict):
     source: NotRequired[str]
 
 
+# Who in a subscriber's group sends live media: participant id -> its sources
+# ("audio", "camera", "screen"), sorted; a participant sending none is absent.
+Publishers = dict[str, list[str]]
+
+
 class PrecallStats(TypedDict):
     rtt_ms: float | None
     loss: float
@@ -61,7 +66,9 @@ class MediaError(Exception):
 class MediaEvents(Protocol):
     """What the media plane tells the signalling plane (called on its loop)."""
 
-    def slots_changed(self, participant_id: str, slots: list[Slot]) -> None: ...
+    def slots_changed(
+        self, participant_id: str, slots: list[Slot], publishers: Publishers
+    ) -> None: ...
 
     def active_speaker(self, room_id: str, group: str, participant_id: str) -> None: ...
 
@@ -72,10 +79,11 @@ class MediaEvents(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class SlotsChanged:
-    """A subscriber's receive slots were (re)assigned."""
+    """A subscriber's receive slots were (re)assigned, or who in its group publishes changed."""
 
     participant_id: str
     slots: list[Slot]
+    publishers: Publishers
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +118,7 @@ def deliver(events: MediaEvents, event: MediaEvent) -> None:
     """Call the `MediaEvents` method for `event`."""
     match event:
         case SlotsChanged():
-            events.slots_changed(event.participant_id, event.slots)
+            events.slots_changed(event.participant_id, event.slots, event.publishers)
         case ActiveSpeaker():
             events.active_speaker(event.room_id, event.group, event.participant_id)
         case MediaClosed():

@@ -31,6 +31,7 @@ from sfu.control import (
     MediaError,
     MediaEvent,
     MediaEvents,
+    Publishers,
     Slot,
     SlotsChanged,
     deliver,
@@ -304,9 +305,11 @@ class LocalMedia:
         for member in list(group.members.values()):
             self._emit_slots(member, group.refill(member, now))
 
-    def _emit_slots(self, participant: Participant, slots: list[Slot] | None) -> None:
-        if slots is not None:
-            self.notify(SlotsChanged(participant.id, slots))
+    def _emit_slots(
+        self, participant: Participant, changed: tuple[list[Slot], Publishers] | None
+    ) -> None:
+        if changed is not None:
+            self.notify(SlotsChanged(participant.id, *changed))
 
     def notify(self, event: MediaEvent) -> None:
         """Tell `events`; a failing listener never breaks the media plane."""

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from sfu.control import MediaControl, PrecallStats, Slot
+from sfu.control import MediaControl, PrecallStats, Publishers, Slot
 from signalling import effects as fx
 from signalling import outbound
 from signalling.hub import Hub
@@ -77,8 +77,8 @@ class RoomMediaEvents:
         self._hub = hub
         self._rooms = rooms
 
-    def slots_changed(self, participant_id: str, slots: list[Slot]) -> None:
-        self._hub.deliver([participant_id], outbound.slots(slots))
+    def slots_changed(self, participant_id: str, slots: list[Slot], publishers: Publishers) -> None:
+        self._hub.deliver([participant_id], outbound.slots(slots, publishers))
 
     def active_speaker(self, room_id: str, group: str, participant_id: str) -> None:
         room = self._rooms.live(room_id)

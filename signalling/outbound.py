@@ -128,8 +128,13 @@ def answer(sdp: str, rid: str | int | None) -> Message:
     return {"type": "answer", "sdp": sdp, "re": rid}
 
 
-def slots(slots: Sequence[Mapping[str, Any]]) -> Message:
-    return {"type": "slots", "slots": [dict(slot) for slot in slots]}
+def slots(
+    slots: Sequence[Mapping[str, Any]], publishers: Mapping[str, Sequence[str]] | None = None
+) -> Message:
+    message: Message = {"type": "slots", "slots": [dict(slot) for slot in slots]}
+    if publishers is not None:
+        message["publishers"] = {pid: list(sources) for pid, sources in publishers.items()}
+    return message
 
 
 def active_speaker(participant_id: str) -> Message:

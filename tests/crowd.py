@@ -32,6 +32,7 @@ class Crowd:
         self._session: aiohttp.ClientSession | None = None
         self.guests: list[Peer] = []
         self._media: list[tuple[SyntheticPeer, Pump]] = []
+        self._peers: dict[int, SyntheticPeer] = {}  # guest index -> its media
 
     def knock(self, room_id: str, names: list[str]) -> None:
         self._run(self._knock_all(room_id, names))
@@ -70,9 +71,23 @@ class Crowd:
         for guest in guests:
             await guest.next("admitted", timeout=10)
             peer = SyntheticPeer(audio=True, video=True)
+            self._peers[self.guests.index(guest)] = peer
             answer = await guest.request_answer({"type": "offer", "sdp": await peer.offer()})
             await peer.connect(answer["sdp"])
             self._media.append((peer, Pump(peer).start()))
+
+    def participant_id(self, index: int) -> str:
+        welcome = self.guests[index].of_type("welcome")[0]
+        return str(welcome["participant_id"])
+
+    def camera_off(self, index: int) -> None:
+        """Guest `index` (a publisher) stops sending video, as a browser whose camera is off."""
+        self._run(self._camera_off(index))
+
+    async def _camera_off(self, index: int) -> None:
+        for peer, pump in self._media:
+            if peer is self._peers[index]:
+                pump.video = False
 
     async def _close(self) -> None:
         for peer, pump in self._media:

@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from av import AudioFrame, VideoFrame
 
-from sfu.control import PrecallStats, Slot
+from sfu.control import PrecallStats, Publishers, Slot
 from sfu.local import LocalMedia
 from sfu.packet.rtcp import Fir, Nack, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
 from sfu.settings import MediaSettings
@@ -27,12 +27,14 @@ class RecordingEvents:
     def __init__(self) -> None:
         self.slots: dict[str, list[Slot]] = {}
         self.slot_history: list[tuple[str, list[Slot]]] = []
+        self.publishers: dict[str, Publishers] = {}
         self.speakers: list[tuple[str, str, str]] = []
         self.closed: list[tuple[str, str]] = []
         self.precall: list[tuple[str, PrecallStats]] = []
 
-    def slots_changed(self, participant_id: str, slots: list[Slot]) -> None:
+    def slots_changed(self, participant_id: str, slots: list[Slot], publishers: Publishers) -> None:
         self.slots[participant_id] = slots
+        self.publishers[participant_id] = publishers
         self.slot_history.append((participant_id, slots))
 
     def active_speaker(self, room_id: str, group: str, participant_id: str) -> None:

@@ -185,3 +185,32 @@ async def test_a_resumed_participant_keeps_its_media_session(connect: Connect) -
     await again.next("roster")
     assert not again.of_type("media_closed"), "same node: the transport lives on"
     assert token()
+
+
+async def test_slots_say_who_publishes_a_live_camera_and_when_one_is_turned_off(
+    connect: Connect,
+) -> None:
+    host = await join_host(connect)
+    (ann, a), (ben, b) = [await admitted_guest(connect, host, name) for name in ("Ann", "Ben")]
+    viewer = tracked(SyntheticPeer(audio_slots=1, video_slots=1))
+    await offer_over_ws(host, viewer)
+    pumps = []
+    for ws, video in ((ann, True), (ben, False)):  # Ben joined without a camera
+        sender = tracked(SyntheticPeer(audio=True, video=video))
+        await offer_over_ws(ws, sender)
+        pumps.append(Pump(sender).start())
+
+    def publishers() -> dict[str, list[str]] | None:
+        last = host.of_type("slots")[-1:] or [{}]
+        found: dict[str, list[str]] | None = last[0].get("publishers")
+        return found
+
+    try:
+        both = {a: ["audio", "camera"], b: ["audio"]}
+        await eventually(lambda: publishers() == both, 10, "Ann's camera, Ben's microphone")
+        pumps[0].video = False  # Ann turns her camera off: her sender sends nothing
+        await eventually(lambda: publishers() == {a: ["audio"], b: ["audio"]}, 10, "camera off")
+        assert all(isinstance(m.get("publishers"), dict) for m in host.of_type("slots"))
+    finally:
+        for pump in pumps:
+            await pump.stop()

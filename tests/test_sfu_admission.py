@@ -148,7 +148,7 @@ async def test_participants_of_other_rooms_are_never_forwarded() -> None:
 async def test_a_failing_event_listener_does_not_break_the_media_plane() -> None:
     async with running_media() as (media, events):
 
-        def broken(participant_id: str, slots: object) -> None:
+        def broken(participant_id: str, slots: object, publishers: object) -> None:
             raise RuntimeError("listener bug")
 
         events.slots_changed = broken  # type: ignore[method-assign]

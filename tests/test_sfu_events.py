@@ -27,8 +27,8 @@ BOB_SLOTS: list[Slot] = [
 ]
 DAVE_STATS: PrecallStats = {"rtt_ms": None, "loss": 0.25, "jitter_ms": 3.5, "bitrate_kbps": 812.0}
 SAMPLES: list[MediaEvent] = [
-    SlotsChanged("bob", BOB_SLOTS),
-    SlotsChanged("carol", []),
+    SlotsChanged("bob", BOB_SLOTS, {"alice": ["audio", "camera"]}),
+    SlotsChanged("carol", [], {}),
     ActiveSpeaker("room-1", "main", "alice"),
     MediaClosed("alice", "transport_failed"),
     PrecallMeasured("dave", DAVE_STATS),
@@ -67,8 +67,9 @@ def test_every_event_type_has_a_tag_and_a_sample() -> None:
         ("slot_changed", ["bob", []]),  # no such event
         ("getattr", ["bob"]),
         ("slots_changed", ["bob"]),  # a field missing
-        ("slots_changed", ["bob", [], "extra"]),
-        ("slots_changed", ["bob", {}]),  # slots are a list
+        ("slots_changed", ["bob", [], {}, "extra"]),
+        ("slots_changed", ["bob", {}, {}]),  # slots are a list
+        ("slots_changed", ["bob", [], []]),  # publishers are a map
         ("active_speaker", ["room-1", "main", None]),
         ("active_speaker", ["room-1", True, "alice"]),
         ("media_closed", [7, "transport_failed"]),
@@ -84,6 +85,7 @@ def test_deliver_calls_the_matching_media_events_method() -> None:
     for event in SAMPLES:
         deliver(events, event)
     assert events.slot_history == [("bob", BOB_SLOTS), ("carol", [])]
+    assert events.publishers == {"bob": {"alice": ["audio", "camera"]}, "carol": {}}
     assert events.speakers == [("room-1", "main", "alice")]
     assert events.closed == [("alice", "transport_failed")]
     assert events.precall == [("dave", DAVE_STATS)]

@@ -5,8 +5,9 @@ dominant speaker from the members' RFC 6464 audio levels (`sfu.policy.speaker`),
 keeps the last-N history of dominant speakers, and fills each member's
 receive slots with `sfu.policy.selection.assign_slots`:
 
-* video: the pinned participant, then screen shares, then cameras by most
-  recent dominant speech (last-N), then the other cameras;
+* video: the pinned participant, then screen shares, then live cameras by
+  most recent dominant speech (last-N), then cameras turned off (no media
+  for `LIVE_S`), so a camera that is off gives its slot to one that is on;
 * audio: the loudest speakers, then the other audio publishers by recency,
   so that free slots are always filled and a new speaker is heard at once.
 
@@ -39,8 +40,12 @@ if TYPE_CHECKING:
 
 SCREEN = "\x1fscreen"
 MAX_HISTORY = 64
+# A track that sent no media for this long is not live (a camera turned off:
+# its sender has no track).  Checked on the clock, not per packet.
+LIVE_S = 3.0
 
 Orders = tuple[list[str], list[str]]  # (video source keys, audio participant ids)
+Publishing = dict[str, list[str]]  # participant id -> its live sources, sorted
 
 
 class Publisher(Protocol):
@@ -82,6 +87,7 @@ class Group:
         self.history: list[str] = []  # dominant speakers, most recent first
         self.dirty = True
         self._orders: Orders | None = None
+        self._publishing: Publishing | None = None
         self.remotes: dict[str, Publisher] = {}  # publishers on other workers
         self.leader = True  # decides the orders; False: follows `imposed`
         self.imposed: Orders | None = None
@@ -158,17 +164,19 @@ class Group:
 
     def orders(self, now: float) -> Orders:
         """(video source keys, audio participant ids), best first."""
-        cameras, screens, audio = [], [], []
+        cameras: list[str] = []
+        off: list[str] = []
+        screens, audio = [], []
         for member in self.publishers():
             pid = member.id
             for producer in member.producers.values():
                 if producer.source == "camera":
-                    cameras.append(pid)
+                    (cameras if now - producer.last_media < LIVE_S else off).append(pid)
                 elif producer.source == "screen":
                     screens.append(source_key(pid, "screen"))
                 else:
                     audio.append(pid)
-        video = screens + last_n_order(self.history, cameras)
+        video = screens + last_n_order(self.history, cameras) + last_n_order(self.history, off)
         loudest = [p for p in self.speaker.loudest(len(audio), now) if p in set(audio)]
         own = video, loudest + last_n_order(self.history, [p for p in audio if p not in loudest])
         if self.leader or self.imposed is None:
@@ -180,11 +188,26 @@ class Group:
         """The orders of the last `changed_orders` call."""
         return self._orders
 
+    def publishing(self, now: float) -> Publishing:
+        """Who sends live media, and which sources ("audio", "camera", "screen")."""
+        result: Publishing = {}
+        for member in self.publishers():
+            sources = sorted(
+                p.source for p in member.producers.values() if now - p.last_media < LIVE_S
+            )
+            if sources:
+                result[member.id] = sources
+        return result
+
     def changed_orders(self, now: float) -> bool:
-        """Whether the orders moved since the last call (or the group is dirty)."""
+        """Whether the orders or who publishes moved since the last call (or the group is dirty)."""
         orders = self.orders(now)
-        changed = self.dirty or orders != self._orders
+        publishing = self.publishing(now)
+        moved = publishing != self._publishing
+        changed = self.dirty or orders != self._orders or moved
         self._orders = orders
+        if moved:  # else keep the one every member was sent (compared by identity first)
+            self._publishing = publishing
         self.dirty = False
         return changed
 
@@ -202,8 +225,8 @@ class Group:
             pinned=participant.pinned,
         )
 
-    def refill(self, participant: Participant, now: float) -> list[Slot] | None:
-        """Apply the assignment to `participant`'s consumers; new slot list if it changed."""
+    def refill(self, participant: Participant, now: float) -> tuple[list[Slot], Publishing] | None:
+        """Apply the assignment to `participant`'s consumers; new slots + publishers if changed."""
         if participant.closed:
             return None
         self._forget_stale(participant)
@@ -221,10 +244,15 @@ class Group:
         if participant.settings.stage_video_slots and not self.precall:
             self._thumbnails(participant, now, connected)
         slots = participant.slot_list()
-        if slots == participant.slots_sent:
+        publishing = self._publishing if self._publishing is not None else self.publishing(now)
+        same = (
+            publishing is participant.publishing_sent or publishing == participant.publishing_sent
+        )
+        if same and slots == participant.slots_sent:
             return None
         participant.slots_sent = slots
-        return slots
+        participant.publishing_sent = publishing
+        return slots, publishing
 
     def _thumbnails(self, participant: Participant, now: float, connected: bool) -> None:
         """Full rate for the first choices (on stage), key frames only for the rest."""

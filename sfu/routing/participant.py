@@ -89,6 +89,7 @@ class Participant:
         self.consumers_by_ssrc: dict[int, Consumer] = {}
         self.slot_keys: dict[str, str | None] = {}  # mid -> source key
         self.slots_sent: list[Slot] | None = None
+        self.publishing_sent: dict[str, list[str]] | None = None
         self.plans: tuple[MediaPlan, ...] = ()
         self.ext_ids: dict[str, int] = {}
         self.answer_version = 0
@@ -375,6 +376,7 @@ class Participant:
         self.by_rtx_ssrc.clear()
         self.slot_keys.clear()
         self.slots_sent = None
+        self.publishing_sent = None
         self.plans = ()
 
     def close(self) -> None:

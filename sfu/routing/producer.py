@@ -12,6 +12,7 @@ Key frame requests to the publisher are coalesced: at most one per
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
@@ -72,6 +73,7 @@ class Producer:
         "feedback",
         "keyframe_interval",
         "kind",
+        "last_media",
         "last_sr",
         "level_sink",
         "mid",
@@ -120,6 +122,9 @@ class Producer:
         self.relay: RelayTap | None = None
         self.refresh_due = 0.0  # next key frame request for thumbnail subscribers
         self.last_sr: tuple[int, int, float] | None = None
+        # When the last packet with a payload came (padding-only probes do not
+        # count); a new producer gets a grace period as if one just came.
+        self.last_media = time.monotonic()
         self._last_keyframe_request = float("-inf")
         self._fir_seq = 0
         self._vad_seen = False
@@ -186,6 +191,8 @@ class Producer:
         if codec is None:
             return False
         ext_seq = self._unwrapper.unwrap(h.sequence)
+        if h.payload_length:
+            self.last_media = now
         self.stats.add(ext_seq, h.timestamp, len(data), now)
         if self.nack is not None:
             lost = self.nack.add(ext_seq, now)

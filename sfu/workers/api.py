@@ -50,7 +50,7 @@ WORKER_NOTIFICATIONS: dict[str, tuple[Any, ...]] = {
 
 # The MediaEvents a worker may report: tag -> (event type, field types).
 EVENTS: dict[str, tuple[type[MediaEvent], tuple[Any, ...]]] = {
-    "slots_changed": (SlotsChanged, (str, list)),
+    "slots_changed": (SlotsChanged, (str, list, dict)),
     "active_speaker": (ActiveSpeaker, (str, str, str)),
     "media_closed": (MediaClosed, (str, str)),
     "precall_stats": (PrecallMeasured, (str, dict)),

@@ -20,6 +20,7 @@ from sfu.control import (
     MediaEvent,
     PrecallMeasured,
     PrecallStats,
+    Publishers,
     Slot,
     SlotsChanged,
 )
@@ -98,8 +99,9 @@ class Router:
     def _event(self, session: Session | None, event: MediaEvent) -> None:
         self._send(session, "event", *encode_event(event))
 
-    def slots_changed(self, participant_id: str, slots: list[Slot]) -> None:
-        self._event(self.owners.get(participant_id), SlotsChanged(participant_id, slots))
+    def slots_changed(self, participant_id: str, slots: list[Slot], publishers: Publishers) -> None:
+        event = SlotsChanged(participant_id, slots, publishers)
+        self._event(self.owners.get(participant_id), event)
 
     def active_speaker(self, room_id: str, group: str, participant_id: str) -> None:
         owner = self.group_owners.get((room_id, group)) or self.owners.get(participant_id)

@@ -85,10 +85,14 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     want.push(tile("self", { kind: "self", pid: room.participantId, label: selfLabel(), avatarName: me, stream: hasCam ? stream : null, mirrored: true }));
     if (screenTrack) want.push(tile("screen", { kind: "screen", pid: room.participantId, label: "Your screen", stream: streamOf(screenTrack) }));
     const slots = room._media ? room.media.slots : [];
+    // Who sends live media, as the server says (null from a server that does not).
+    const publishes = (pid, source) => (room._media ? room.media.publishes(pid, source) : null);
     const withVideo = new Set();
     for (const slot of slots) {
       if (slot.kind !== "video" || !slot.participantId || !slot.track) continue;
       if (!room.participants.has(slot.participantId)) continue;
+      // A slot whose camera (or screen) was turned off shows the person, not a frozen frame.
+      if (publishes(slot.participantId, slot.source ?? "camera") === false) continue;
       withVideo.add(slot.participantId);
       const name = names.get(slot.participantId) ?? "Participant";
       const label = slot.source === "screen" ? `${name} (screen)` : name;
@@ -97,14 +101,17 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       want.push(el);
     }
     const others = [...room.participants.values()].filter((p) => p.id !== room.participantId && !withVideo.has(p.id));
-    // The server fills every free video slot with someone who sends video, so while a
-    // slot is free, whoever has none sends none (camera off). With every slot taken,
-    // the others are not shown for want of a slot (with or without a camera).
     const videoSlots = slots.filter((slot) => slot.kind === "video");
     const slotsFull = videoSlots.length > 0 && videoSlots.every((slot) => slot.participantId);
-    const status = videoSlots.length === 0 ? null : slotsFull ? "No video slot" : "Camera off";
+    // The server says who sends a live camera (`publishers`): the others have it off,
+    // and whoever sends one but is not in a slot is shown without a slot. An older
+    // server does not say: then, while a slot is free, whoever has none sends none,
+    // and with every slot taken nobody can tell a camera off from a missing slot.
+    const noSlot = (pid) => publishes(pid, "camera") ?? slotsFull;
     for (const person of others.slice(0, MAX_AVATAR_TILES)) {
-      want.push(tile(`person:${person.id}`, { kind: slotsFull ? "no-slot" : "avatar", pid: person.id, label: person.name, stream: null, status }));
+      const missing = videoSlots.length > 0 && noSlot(person.id);
+      const status = videoSlots.length === 0 ? null : missing ? "No video slot" : "Camera off";
+      want.push(tile(`person:${person.id}`, { kind: missing ? "no-slot" : "avatar", pid: person.id, label: person.name, stream: null, status }));
     }
     if (others.length > MAX_AVATAR_TILES) {
       const extra = others.length - MAX_AVATAR_TILES;
@@ -284,6 +291,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   function applyDevices() {
     stream?.getAudioTracks().forEach((t) => (t.enabled = micOn));
     stream?.getVideoTracks().forEach((t) => (t.enabled = cameraOn));
+    room.media.setCameraOff(!cameraOn); // send nothing, so the others see "Camera off"
     room.keepSessionData({ micOn, cameraOn }); // a reload keeps them as they are
     const mic = micOn && hasMic;
     const cam = cameraOn && hasCam;

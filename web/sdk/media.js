@@ -7,7 +7,8 @@ import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
  * The participant's RTCPeerConnection: published camera, microphone and
  * screen, and receive slots that the server fills (see `slots`).
  *
- * Events: `tracks` (every receive slot: {mid, kind, participantId, track}),
+ * Events: `tracks` (every receive slot: {mid, kind, participantId, track}; also
+ * when only `publishers` changed),
  * `connectionstate` ({state}), `error` (VisitRoomError), `localtracks`.
  */
 export class MediaSession extends Emitter {
@@ -30,6 +31,9 @@ export class MediaSession extends Emitter {
     /** @type {Map<string, MediaStreamTrack>} */
     this._tracksByMid = new Map();
     this._slots = [];
+    /** @type {Map<string, string[]>|null} */
+    this._publishers = null;
+    this._cameraOff = false;
     this._queue = Promise.resolve();
     this._offerSent = false;
     this._closed = false;
@@ -38,6 +42,25 @@ export class MediaSession extends Emitter {
   /** Every receive slot with its track and who fills it. */
   get slots() {
     return mapSlots(this._slots, this._tracksByMid);
+  }
+
+  /**
+   * Who in my group sends live media, as the server last said: participant id ->
+   * its sources (`audio`, `camera`, `screen`); null until a server that tells has.
+   * @returns {Map<string, string[]>|null}
+   */
+  get publishers() {
+    return this._publishers;
+  }
+
+  /**
+   * Whether a participant sends live media of `source` (`audio`, `camera`, `screen`):
+   * true or false, or null when the server has not said (an older server).
+   * @param {string} participantId @param {string} source
+   */
+  publishes(participantId, source) {
+    if (!this._publishers) return null;
+    return (this._publishers.get(participantId) ?? []).includes(source);
   }
 
   /**
@@ -73,9 +96,16 @@ export class MediaSession extends Emitter {
     if (this.local.microphone) this.local.microphone.enabled = !muted;
   }
 
-  /** Camera off: the track keeps its m-line and sends black frames. */
+  /**
+   * Camera off: the track keeps its m-line but nothing is sent (the sender has no
+   * track), so the server tells the others this camera is off (`publishers`).
+   */
   setCameraOff(off) {
+    this._cameraOff = Boolean(off);
     if (this.local.camera) this.local.camera.enabled = !off;
+    const sender = this._publish.camera?.sender;
+    if (sender && this.local.camera) return sender.replaceTrack(off ? null : this.local.camera).catch(() => undefined);
+    return Promise.resolve();
   }
 
   /**
@@ -151,7 +181,7 @@ export class MediaSession extends Emitter {
         preferCodecs(transceiver, kind);
         this._publish[role] = transceiver;
       }
-      await transceiver.sender.replaceTrack(track);
+      await transceiver.sender.replaceTrack(role === "camera" && this._cameraOff ? null : track);
       transceiver.direction = track ? "sendonly" : "inactive";
     };
     await publish("microphone", "audio", this.local.microphone);
@@ -201,8 +231,11 @@ export class MediaSession extends Emitter {
     this.emit("tracks", this.slots);
   }
 
-  _onSlots(slots) {
+  _onSlots(slots, publishers) {
     this._slots = slots;
+    if (publishers && typeof publishers === "object") {
+      this._publishers = new Map(Object.entries(publishers).map(([pid, sources]) => [pid, Array.isArray(sources) ? sources : []]));
+    }
     this.emit("tracks", this.slots);
   }
 
@@ -221,6 +254,7 @@ export class MediaSession extends Emitter {
     this._videoSlots = [];
     this._tracksByMid.clear();
     this._slots = [];
+    this._publishers = null;
   }
 
   /** @returns {Promise<RTCStatsReport|null>} */

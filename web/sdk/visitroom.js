@@ -464,7 +464,7 @@ export class VisitRoom extends Emitter {
   }
 
   _onSlots(m) {
-    this._media?._onSlots(m.slots);
+    this._media?._onSlots(m.slots, m.publishers);
   }
 
   _onMediaClosed(m) {

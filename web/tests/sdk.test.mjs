@@ -327,3 +327,19 @@ test("the server's limits reach the front end as room.limits", async () => {
   assert.deepEqual(room.limits, { name: 80, hold_message: 1000 });
   room.close();
 });
+
+test("the slots message's publishers say who sends a live camera, and nothing is known without it", () => {
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1" });
+  const media = room.media;
+  const seen = [];
+  media.on("tracks", () => seen.push(media.publishers));
+  room._onSlots({ type: "slots", slots: [] });
+  assert.equal(media.publishers, null);
+  assert.equal(media.publishes("p_a", "camera"), null, "an older server does not say");
+  room._onSlots({ type: "slots", slots: [], publishers: { p_a: ["audio", "camera"], p_b: ["audio"] } });
+  assert.equal(media.publishes("p_a", "camera"), true);
+  assert.equal(media.publishes("p_b", "camera"), false, "camera off");
+  assert.equal(media.publishes("p_c", "audio"), false, "nothing live");
+  assert.equal(seen.length, 2, "a change of publishers alone is a `tracks` event");
+  room.close();
+});
