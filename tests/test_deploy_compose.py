@@ -1,7 +1,8 @@
-"""deploy/compose.yaml holds together: two nodes behind deploy/nginx/visitroom.conf's
-upstream, sharing Redis, each with its own node id, media port and data volume;
-coturn's ports are the ones the TURN URLs name; every VISITROOM_* name in it is a
-setting the server reads. (Static: the public images are not reachable here.)"""
+"""deploy/compose.yaml and deploy/pod.yaml hold together: two nodes behind
+deploy/nginx/visitroom.conf's upstream, sharing Redis, each with its own node id,
+media port and data volume; coturn's ports are the ones the TURN URLs name; every
+VISITROOM_* name in them is a setting the server reads. (Static: the public images
+are not reachable here; tests/test_deploy_pod.py runs the pod.)"""
 
 from __future__ import annotations
 
@@ -82,3 +83,17 @@ def test_mounted_files_exist_and_every_setting_is_read_by_the_server() -> None:
                 assert (DEPLOY / source).is_file(), volume
     named = set(env_example()) | {key for node in nodes() for key in node}
     assert named <= read_by_code()
+
+
+def test_the_pod_runs_the_same_services_as_compose() -> None:
+    pod = yaml.safe_load((DEPLOY / "pod.yaml").read_text())
+    assert pod["spec"]["hostNetwork"] is True
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert set(containers) == set(compose()["services"])
+    for name, node in zip(("node1", "node2"), nodes(), strict=True):
+        env = {item["name"]: item["value"] for item in containers[name]["env"]}
+        assert env == {k: v for k, v in node.items() if k != "VISITROOM_REDIS_URL"}
+    settings = yaml.safe_load((DEPLOY / "visitroom-settings.example.yaml").read_text())["data"]
+    assert set(env_example()) <= set(settings)
+    assert "127.0.0.1:6379" in settings["VISITROOM_REDIS_URL"]
+    assert {k for k in settings if k.startswith("VISITROOM_")} <= read_by_code()

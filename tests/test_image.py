@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import resource
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -19,36 +18,15 @@ import aiohttp
 import pytest
 
 from tests.conftest import API_KEY, API_SECRET, host_admits_guest
-from tests.servers import ROOT, free_port
+from tests.image_support import UID, podman, run_flags
+from tests.servers import free_port
 
 # a fresh build takes minutes (base from Debian packages + the venv from PyPI)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-IMAGE = "localhost/visitroom:pytest"
 DATA = "/var/lib/visitroom/data"
-UID = 10001
-MAX_IMAGE_BYTES = 600_000_000  # measured about 430 MB; a compiler or a cache would show
+MAX_IMAGE_BYTES = 600_000_000  # measured 386 MB; a compiler or a cache would show
 COMPILER = re.compile(r"^([\w.-]+-)?(gcc|g\+\+|cc|c\+\+|clang|clang\+\+|tcc)(-[\d.]+)?$")
-
-
-def podman(*args: str, timeout: float = 120, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(
-        ["podman", *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
-    if result.returncode != 0:
-        raise AssertionError(f"podman {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def run_flags() -> list[str]:
-    """How containers run on these machines: crun refuses the kernel's hybrid
-    cgroups (even with --cgroups=disabled), so runc with cgroupfs; and the runtime
-    may not raise limits past ours (podman's default nofile/nproc are refused)."""
-    _, files = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return [
-        "--runtime", "runc", "--cgroup-manager", "cgroupfs",
-        "--ulimit", f"nofile={files}:{files}", "--ulimit", "nproc=4096:4096",
-    ]  # fmt: skip
 
 
 @dataclass
@@ -56,23 +34,6 @@ class Container:
     name: str
     url: str
     data: Path
-
-
-@pytest.fixture(scope="module")
-def image() -> str:
-    """Built once per test session; the Debian base is reused if it exists."""
-    started = time.monotonic()
-    result = subprocess.run(
-        ["bash", "scripts/image.sh"],
-        cwd=ROOT,
-        env={**os.environ, "IMAGE": IMAGE},
-        capture_output=True,
-        text=True,
-        timeout=1400,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    print(f"scripts/image.sh: {time.monotonic() - started:.0f} s")
-    return IMAGE
 
 
 @pytest.fixture(scope="module")
