@@ -22,6 +22,7 @@
 #               hosts where the OCI runtime cannot create cgroups)
 # Needs root and the Debian packages podman and mmdebstrap (or debootstrap).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 IMAGE="${IMAGE:-localhost/visitroom:latest}"
@@ -36,21 +37,22 @@ build_base() {
     echo "image.sh: building $BASE_IMAGE from Debian $SUITE packages" >&2
     if command -v mmdebstrap >/dev/null; then
         # no documentation, manual pages or translations (copyright files stay)
-        mmdebstrap --variant=minbase --include="$PACKAGES" \
+        id="$(mmdebstrap --variant=minbase --include="$PACKAGES" \
             --dpkgopt='path-exclude=/usr/share/man/*' \
             --dpkgopt='path-exclude=/usr/share/locale/*' \
             --dpkgopt='path-exclude=/usr/share/info/*' \
             --dpkgopt='path-exclude=/usr/share/doc/*' \
             --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-            "$SUITE" - "$MIRROR" | podman import - "$BASE_IMAGE" >/dev/null
+            "$SUITE" - "$MIRROR" | podman import -)"
     else
-        local root
         root="$(mktemp -d)"
-        trap 'rm -rf "$root"' RETURN
+        trap 'rm -rf "$root"' EXIT
         debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$root" "$MIRROR" >&2
         rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-        tar -C "$root" -c . | podman import - "$BASE_IMAGE" >/dev/null
+        id="$(tar -C "$root" -c . | podman import -)"
     fi
+    # tagged only when the whole tree made it (pipefail): never a half base to reuse
+    podman tag "$id" "$BASE_IMAGE"
 }
 
 if podman image exists "$BASE_IMAGE"; then
