@@ -1,10 +1,19 @@
 # syntax=docker/dockerfile:1
-# Multi-stage build: wheels in a build stage, a slim non-root runtime. Every
-# dependency comes from the lock (requirements/server.txt), with hashes.
-FROM python:3.11-slim AS build
+# Multi-stage build: a virtualenv with every dependency from the lock
+# (requirements/server.txt, with hashes, binary wheels only) and the project's
+# wheel in a build stage; a non-root runtime with no compiler.
+# BASE is any Debian-like image with Python 3.11 and its venv module: the
+# public python:3.11-slim by default, or a base built from Debian's own
+# packages where no registry is reachable (scripts/image.sh, docs/operations.md).
+ARG BASE=python:3.11-slim
+FROM ${BASE} AS build
+# a CA bundle for pip where PyPI is reached through a TLS-inspecting proxy (build only)
+ARG PIP_CERT
+ENV PATH=/opt/visitroom/bin:$PATH
+RUN python3 -m venv /opt/visitroom
 WORKDIR /src
 COPY requirements ./requirements
-RUN pip install --no-cache-dir --require-hashes -r requirements/server.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary :all: -r requirements/server.txt
 COPY pyproject.toml README.md ./
 COPY common ./common
 COPY signalling ./signalling
@@ -17,12 +26,13 @@ COPY staff ./staff
 COPY web ./web
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM ${BASE}
+ENV PATH=/opt/visitroom/bin:$PATH
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/visitroom visitroom
+COPY --from=build /opt/visitroom /opt/visitroom
 COPY --from=build /wheels /wheels
-COPY requirements/server.txt /tmp/server.txt
-RUN pip install --no-cache-dir --require-hashes -r /tmp/server.txt \
-    && pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels /tmp/server.txt
+RUN pip install --no-cache-dir --no-deps /wheels/*.whl && rm -rf /wheels \
+    && pip uninstall --yes hatchling editables
 USER visitroom
 WORKDIR /var/lib/visitroom
 # patient data: the volume starts as this directory, owned by visitroom and 0700
