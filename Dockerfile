@@ -12,6 +12,7 @@ COPY waiting_room ./waiting_room
 COPY sfu ./sfu
 COPY cluster ./cluster
 COPY portal ./portal
+COPY staff ./staff
 COPY web ./web
 RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 

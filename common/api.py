@@ -16,6 +16,7 @@ from aiohttp import web
 from common.audit import AuditEntry
 from common.keys import AUDIT, VERIFIER
 from common.scopes import Grant, ScopeError
+from common.session import csrf_problem, signed_in
 from common.tokens import Claims, TokenError
 
 MAX_BODY = 16 * 1024  # bytes of a JSON request body
@@ -56,8 +57,12 @@ def grant(
     """The verified admin token of a request, with every scope in `needed`.
 
     401 for a bad token or an unreadable scope claim, 403 `forbidden` for a
-    missing scope; each refusal is audited as `action`.
+    missing scope; each refusal is audited as `action`. Without an
+    `Authorization` header, a staff session (cookie) stands in for the token:
+    see `authority`.
     """
+    if bearer(request) is None and signed_in(request) is not None:
+        return session_grant(request, needed, room_id, action)
     claims = admin_claims(request, room_id)
     try:
         found = Grant.of(claims)
@@ -84,3 +89,35 @@ def refuse(
     details = {"reason": "scope", "needs": needs} if needs else {"reason": "practice"}
     request.app[AUDIT].record(AuditEntry(action, FORBIDDEN, room_id, who.identity, None, details))
     raise api_error(web.HTTPForbidden, FORBIDDEN, message)
+
+
+def authority(request: web.Request, room_id: str | None = None, action: str = "api") -> Grant:
+    """Who is asking: the bearer token's grant, else the signed-in staff session's.
+
+    The one helper routes use; a session's state-changing request must pass the
+    CSRF check (403 `forbidden`, audited, otherwise). 401 when there is neither.
+    """
+    return grant(request, room_id=room_id, action=action)
+
+
+def session_grant(
+    request: web.Request, needed: tuple[str, ...], room_id: str | None, action: str
+) -> Grant:
+    who = signed_in(request)
+    assert who is not None
+    found = who.grant
+    problem = csrf_problem(request, who)
+    if problem is not None:
+        details = {"reason": "csrf", "check": problem}
+        request.app[AUDIT].record(
+            AuditEntry(action, FORBIDDEN, room_id, found.identity, None, details)
+        )
+        raise api_error(
+            web.HTTPForbidden, FORBIDDEN, "this request lacks the session's CSRF token or origin"
+        )
+    if room_id is not None and not found.claims.valid_for(room_id):
+        refuse(request, found, room_id, action, "this session cannot use that room")
+    missing = found.missing(*needed)
+    if missing is not None:
+        refuse(request, found, room_id, action, f"your role lacks the `{missing}` scope", missing)
+    return found

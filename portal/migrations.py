@@ -71,18 +71,24 @@ V1 = (
 MIGRATIONS: tuple[tuple[str, ...], ...] = (V1,)
 
 
-def migrate(db: sqlite3.Connection) -> int:
-    """Bring the schema up to date; returns the version. `db` is in autocommit mode."""
+def migrate(
+    db: sqlite3.Connection,
+    migrations: tuple[tuple[str, ...], ...] = MIGRATIONS,
+    what: str = "portal",
+) -> int:
+    """Bring the schema up to date; returns the version. `db` is in autocommit mode.
+
+    `migrations` and `what` let another store (staff) keep its own schema the same way."""
     db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     db.execute("BEGIN IMMEDIATE")
     try:
         current = db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
-        if current > len(MIGRATIONS):
+        if current > len(migrations):
             raise RuntimeError(
-                f"the portal database is at schema {current}, newer than this code "
-                f"({len(MIGRATIONS)}): upgrade visitroom"
+                f"the {what} database is at schema {current}, newer than this code "
+                f"({len(migrations)}): upgrade visitroom"
             )
-        for version, statements in enumerate(MIGRATIONS[current:], start=current + 1):
+        for version, statements in enumerate(migrations[current:], start=current + 1):
             for statement in statements:
                 db.execute(statement)
             db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
@@ -90,4 +96,4 @@ def migrate(db: sqlite3.Connection) -> int:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-    return len(MIGRATIONS)
+    return len(migrations)

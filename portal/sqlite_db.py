@@ -21,9 +21,18 @@ BUSY_TIMEOUT_MS = 5000
 
 
 class SqliteDatabase:
-    def __init__(self, path: Path) -> None:
+    """`schema` brings a database up to date (the portal's by default; the staff
+    store passes its own)."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: Callable[[sqlite3.Connection], int] = migrate,
+        name: str = "portal-db",
+    ) -> None:
         self.path = path
-        self._thread = SqliteThread("portal-db")
+        self._schema = schema
+        self._thread = SqliteThread(name)
         self._db: sqlite3.Connection | None = None
         self._closed = False
 
@@ -73,7 +82,7 @@ class SqliteDatabase:
         private_sqlite(self.path)
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
-        migrate(db)
+        self._schema(db)
         self._db = db
 
     def _close(self) -> None:

@@ -49,6 +49,8 @@ from signalling.rooms import RoomStore
 from signalling.service import RoomService
 from signalling.web import setup as setup_web
 from signalling.ws import room_socket
+from staff.app import setup as setup_staff
+from staff.config import StaffConfig
 from waiting_room.clock import Clock, wall_clock
 
 log = logging.getLogger(__name__)
@@ -77,6 +79,7 @@ def create_app(
     config: Config,
     *,
     portal: PortalConfig | None = None,
+    staff: StaffConfig | None = None,
     clock: Clock = wall_clock,
     media_factory: MediaFactory = default_media,
 ) -> web.Application:
@@ -123,6 +126,8 @@ def create_app(
     # stops the server at start (cmd_serve says which), never a silent 404.
     settings = portal if portal is not None else portal_config(config, {})
     mount_portal(app, create_portal(settings, app[AUDIT], app[VERIFIER], clock))
+    staff_settings = staff if staff is not None else staff_config(config, {})
+    setup_staff(app, staff_settings, settings, app[AUDIT], clock)
     setup_web(app)
     return app
 
@@ -144,6 +149,17 @@ def portal_config(config: Config, env: Mapping[str, str]) -> PortalConfig:
     (data directory, public base URL, API keys) taken from `config`."""
     return PortalConfig.from_env(
         env, data_dir=config.data_dir, base_url=config.base_url, api_keys=config.api_keys
+    )
+
+
+def staff_config(config: Config, env: Mapping[str, str]) -> StaffConfig:
+    """Staff sign-in settings from `env`, with what it shares with the server."""
+    return StaffConfig.from_env(
+        env,
+        data_dir=config.data_dir,
+        base_url=config.base_url,
+        api_keys=config.api_keys,
+        tls=config.tls_cert is not None or config.base_url.startswith("https://"),
     )
 
 

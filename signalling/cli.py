@@ -34,6 +34,7 @@ from signalling.config import Config, ensure_credentials, from_env
 
 if TYPE_CHECKING:
     from portal.config import PortalConfig
+    from staff.config import StaffConfig
 
 log = logging.getLogger("visitroom")
 
@@ -110,7 +111,16 @@ def build_parser() -> argparse.ArgumentParser:
         from portal.cli import add_commands
 
         add_commands(sub, portal_settings)
+    with contextlib.suppress(ImportError):
+        from staff.cli import add_commands as add_staff_commands
+
+        add_staff_commands(sub, data_dir_of)
     return parser
+
+
+def data_dir_of(args: argparse.Namespace) -> Path:
+    """The data directory `visitroom practice|user ...` works on."""
+    return from_env(os.environ, data_dir=getattr(args, "data_dir", None)).data_dir
 
 
 def load_config(args: argparse.Namespace, serving: bool = False) -> tuple[Config, Path | None]:
@@ -242,9 +252,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 3
     import uvloop
 
-    from signalling.app import portal_config
+    from signalling.app import portal_config, staff_config
 
-    uvloop.run(serve(config, portal_config(config, os.environ)))
+    staff = staff_config(config, os.environ)
+    uvloop.run(serve(config, portal_config(config, os.environ), staff))
     return 0
 
 
@@ -260,12 +271,12 @@ def _broken_import() -> str | None:
     return None
 
 
-async def serve(config: Config, portal: PortalConfig) -> None:
+async def serve(config: Config, portal: PortalConfig, staff: StaffConfig | None = None) -> None:
     from signalling.app import create_app
     from signalling.guard import GUARD, GuardedSite, raise_fd_limit
 
     soft, _ = raise_fd_limit()
-    app = create_app(config, portal=portal)
+    app = create_app(config, portal=portal, staff=staff)
     app[GUARD].max_pending = max(64, soft * 3 // 4)
     log.info("open-file limit %d; at most %d connections in their headers", soft, soft * 3 // 4)
     runner = web.AppRunner(
@@ -283,7 +294,7 @@ async def serve(config: Config, portal: PortalConfig) -> None:
     await site.start()
     print(f"visitroom is ready on {config.base_url}", flush=True)
     print(f"  provider dashboard: {config.base_url}/dashboard", flush=True)
-    print("  dashboard token: visitroom token --admin --identity YOU --role host", flush=True)
+    print("  staff sign-in: visitroom practice create, then visitroom user add", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -4,7 +4,13 @@
   time range, of the caller's practice only when its token names one.
 - `POST /v1/rooms/{room_id}/host-token` (`rooms:admin` and `rooms:host`): a
   short-lived `rooms:host` token for the calling admin's identity, so the
-  dashboard can open the host page.
+  dashboard can open the host page. A signed-in staff session (cookie and
+  X-CSRF-Token) works as well as a token; the token then carries the user's
+  display name.
+- `GET /v1/rooms/{room_id}/host-offer` (public): `{"host": true, "name": ...}`
+  when this browser's staff session is a provider of the visit's practice, so
+  the guest and host pages offer "Join as host"; `{"host": false}` for anyone
+  else, whatever the room (it tells a stranger nothing).
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ from common.api import api_error, grant
 from common.audit import AuditEntry, iso
 from common.keys import AUDIT
 from common.scopes import ROOMS_ADMIN, ROOMS_HOST, render
+from common.session import signed_in
 from common.tokens import mint
 from signalling.keys import CLUSTER, CONFIG, ROOMS, SERVICE
 from signalling.rest import owned_room, parse_time, room_json
-from signalling.rooms import RoomRecord
+from signalling.rooms import RoomRecord, valid_room_id
 from waiting_room.errors import BAD_REQUEST
 
 HOST_TOKEN_TTL_S = 10 * 60
@@ -116,6 +123,22 @@ async def host_token(request: web.Request) -> web.Response:
     return response
 
 
+async def host_offer(request: web.Request) -> web.Response:
+    room_id = request.match_info["room_id"]
+    offer: dict[str, Any] = {"host": False, "name": None}
+    who = signed_in(request)
+    if who is not None and who.role == "provider" and valid_room_id(room_id):
+        record = request.app[ROOMS].record(room_id)
+        grant = who.grant
+        practice = record.practice if record is not None else None
+        if record is not None and grant.may_use_room(room_id, True, practice):
+            offer = {"host": grant.has(ROOMS_HOST), "name": grant.claims.name}
+    response = web.json_response(offer)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 def setup_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/rooms/{room_id}/host-offer", host_offer)
     app.router.add_get("/v1/rooms", list_rooms)
     app.router.add_post("/v1/rooms/{room_id}/host-token", host_token)

@@ -1,5 +1,6 @@
-"""The provider dashboard in a real browser: sign in with an admin token, schedule,
-list, copy the patient link, and join as host in a new window."""
+"""The provider dashboard in a real browser: sign in with an admin token (the integrators'
+way, under "Sign in with an API token"), schedule, list, copy the patient link, and join
+as host in a new window. Staff sign-in with email and password: tests/test_web_staff.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from tests.conftest import admin_token, token
 from tests.web_support import TIMEZONE, Pages, WebServer
@@ -16,12 +17,17 @@ from tests.web_support import TIMEZONE, Pages, WebServer
 pytestmark = pytest.mark.browser
 
 
+def token_sign_in(dash: Page, value: str) -> None:
+    dash.get_by_test_id("token-signin-toggle").click()
+    dash.get_by_test_id("admin-token-input").fill(value)
+    dash.get_by_test_id("btn-token-signin").click()
+
+
 def test_sign_in_schedule_list_copy_and_join(pages: Pages, site: WebServer) -> None:
     admin = admin_token()
     dash = pages.new("dashboard")
     dash.goto(f"{site.url}/dashboard")
-    dash.get_by_test_id("admin-token-input").fill(admin)
-    dash.get_by_test_id("btn-signin").click()
+    token_sign_in(dash, admin)
     expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
     assert admin not in dash.url
     assert dash.evaluate("sessionStorage.getItem('visitroom.adminToken')") == admin
@@ -90,8 +96,7 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, site: WebServer) -> N
 def test_a_token_that_is_not_an_admin_token_is_refused(pages: Pages, site: WebServer) -> None:
     dash = pages.new("dashboard")
     dash.goto(f"{site.url}/dashboard")
-    dash.get_by_test_id("admin-token-input").fill(token("visit-1", "dr-x", "host", "Dr X"))
-    dash.get_by_test_id("btn-signin").click()
+    token_sign_in(dash, token("visit-1", "dr-x", "host", "Dr X"))
     expect(dash.get_by_test_id("signin-error")).to_have_text("That token was not accepted.")
     expect(dash.get_by_test_id("screen-dashboard")).to_have_count(0)
     pages.errors[:] = [e for e in pages.errors if "401" not in e]  # the refused sign-in
@@ -112,8 +117,7 @@ def test_a_second_join_click_focuses_the_open_host_window(pages: Pages, site: We
     room = site.schedule()
     dash = pages.new("dashboard")
     dash.goto(f"{site.url}/dashboard")
-    dash.get_by_test_id("admin-token-input").fill(admin_token())
-    dash.get_by_test_id("btn-signin").click()
+    token_sign_in(dash, admin_token())
     join = dash.get_by_test_id("visit-item").filter(has_text=room).get_by_test_id("btn-join-visit")
     with dash.context.expect_page() as popup:
         join.click()
@@ -146,8 +150,7 @@ def test_a_portal_front_desk_token_cannot_sign_in_to_the_dashboard(
     front_desk = token("*", "frontdesk-1", "host", admin=True, practice="p1")  # portal:staff
     dash = pages.new("dashboard")
     dash.goto(f"{site.url}/dashboard")
-    dash.get_by_test_id("admin-token-input").fill(front_desk)
-    dash.get_by_test_id("btn-signin").click()
+    token_sign_in(dash, front_desk)
     expect(dash.get_by_test_id("signin-error")).to_contain_text("needs the rooms:admin scope")
     expect(dash.get_by_test_id("screen-dashboard")).to_have_count(0)
     pages.errors[:] = [e for e in pages.errors if "403" not in e]  # the refused sign-in
@@ -162,8 +165,7 @@ def test_a_practice_sees_its_own_visits_and_joins_only_with_rooms_host(
     other = site.schedule()  # the operator's, in no practice
     dash = pages.new("dashboard")
     dash.goto(f"{site.url}/dashboard")
-    dash.get_by_test_id("admin-token-input").fill(p1_admin)
-    dash.get_by_test_id("btn-signin").click()
+    token_sign_in(dash, p1_admin)
     expect(dash.get_by_test_id("dash-practice")).to_have_text("Practice: p1")
     today = dash.get_by_test_id("visits-today")
     item = today.get_by_test_id("visit-item").filter(has_text=mine["room_id"])

@@ -1,11 +1,15 @@
 // /host/{room_id}: the provider's page. The host token comes in the URL fragment
 // (#token=..., read here and removed from the address bar at once; fragments are
 // never sent to the server) or by postMessage from the dashboard that opened us.
-// A reload resumes the session this tab kept, without a new token.
+// A reload resumes the session this tab kept, without a new token. Opened directly by a
+// provider signed in on the dashboard in this browser, it offers "Join as host" and gets
+// its token from the server with the staff session (web/app/staff.js).
 
 import { savedSession } from "../sdk/visitroom.js";
 import { roomIdFromPath, runVisit } from "./visit.js";
 import { errorScreen, pendingScreen } from "./screens.js";
+import { offerOnHostPage } from "./hostoffer.js";
+import { sessionHostToken } from "./staff.js";
 
 const TOKEN_WAIT_MS = 15000;
 
@@ -46,17 +50,21 @@ function tokenFromOpener(roomId) {
 async function main() {
   const roomId = roomIdFromPath();
   let token = takeFragmentToken();
-  const renewToken = () => tokenFromOpener(roomId);
+  let renewToken = () => tokenFromOpener(roomId);
+  if (!window.opener) renewToken = () => sessionHostToken(roomId);
   if (!token && savedSession(roomId)?.role === "host") {
     runVisit({ roomId, role: "host", renewToken });
     return;
   }
-  if (!token) {
+  if (!token && window.opener) {
     pendingScreen("Signing you in…", "Getting access to this visit from your dashboard.", "screen-signing-in");
+    token = await renewToken();
+  } else if (!token && (await offerOnHostPage(roomId))) {
+    pendingScreen("Signing you in…", "Getting access to this visit.", "screen-signing-in");
     token = await renewToken();
   }
   if (!token) {
-    errorScreen("Open this visit from your dashboard", "The host page needs a sign-in from the provider dashboard or a host link.");
+    errorScreen("Open this visit from your dashboard", "The host page needs a sign-in: sign in on the provider dashboard (/dashboard), then open the visit from there or open this link again.");
     return;
   }
   runVisit({ roomId, role: "host", token, renewToken });
