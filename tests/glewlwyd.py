@@ -162,7 +162,9 @@ class Glewlwyd:
                     "multiple": False, "read": True, "write": True,
                     "profile-read": True, "profile-write": False,
                 }  # fmt: skip
-            db.execute("UPDATE g_user_module_instance SET gumi_parameters = ?", (json.dumps(params),))
+            db.execute(
+                "UPDATE g_user_module_instance SET gumi_parameters = ?", (json.dumps(params),)
+            )
             # signing in with a password is what the openid scope asks for
             db.execute("UPDATE g_scope SET gs_password_required = 1 WHERE gs_name = 'openid'")
         db.close()
@@ -307,8 +309,9 @@ static_files_mime_types = (
         """The user's consent to `openid` for the client, as glewlwyd stores a granted one."""
         with sqlite3.connect(self.directory / "glewlwyd.db") as db:
             db.execute(
-                "INSERT INTO g_client_user_scope (gcus_client_id, gcus_username, gs_id, gcus_enabled)"
-                " VALUES (?, ?, (SELECT gs_id FROM g_scope WHERE gs_name = 'openid'), 1)",
+                "INSERT INTO g_client_user_scope"
+                " (gcus_client_id, gcus_username, gs_id, gcus_enabled) VALUES"
+                " (?, ?, (SELECT gs_id FROM g_scope WHERE gs_name = 'openid'), 1)",
                 (client_id, username),
             )
         db.close()
