@@ -173,7 +173,7 @@ async def start(request: web.Request) -> web.StreamResponse:
         return page(502, "The identity provider cannot be reached. Try again in a minute.")
     next_path = request.query.get("next", DEFAULT_NEXT)
     url, flow = oidc.begin(provider, rp.client, rp.keys, rp.clock(), next_path)
-    response = web.HTTPFound(url, headers={"Cache-Control": "no-store"})
+    response = web.Response(status=302, headers={"Location": url, "Cache-Control": "no-store"})
     response.set_cookie(FLOW_COOKIE, rp.keys.seal(flow), **flow_cookie(rp.staff.secure))
     return response
 
@@ -193,7 +193,8 @@ async def callback(request: web.Request) -> web.StreamResponse:
         return page(502, "The identity provider cannot be reached. Try again in a minute.")
     name, session_id, attributes = await rp.staff.start_session(user)
     assert flow is not None
-    response = web.HTTPSeeOther(flow.next_path, headers={"Cache-Control": "no-store"})
+    headers = {"Location": flow.next_path, "Cache-Control": "no-store"}
+    response = web.Response(status=303, headers=headers)
     response.set_cookie(name, session_id, **attributes)
     response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)
     return response

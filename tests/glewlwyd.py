@@ -186,7 +186,7 @@ class Glewlwyd:
 port={self.port}
 bind_address="127.0.0.1"
 external_url="{self.base_url}"
-login_url="{self.base_url}/login.html"
+login_url="login.html"
 static_files_path="{self.directory / "webapp"}/"
 api_prefix="api"
 allow_origin="*"
