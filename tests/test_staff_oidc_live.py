@@ -61,7 +61,7 @@ def oidc_app(tmp_path: Path, server: Glewlwyd, client: Client) -> web.Applicatio
 
 
 async def started(aiohttp_client: Any, app: web.Application) -> TestClient[Any, Any]:
-    client = await aiohttp_client(app)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
     await add_practice(app, "p1")
     await add_practice(app, "p2")
     return client
