@@ -170,12 +170,10 @@ class Glewlwyd:
         db.close()
 
     def _write_webapp(self) -> None:
-        """The packaged webapp, with a config.json of our own (relative URLs: any port)."""
+        """A copy of the packaged webapp (glewlwyd serves no file whose real path lies
+        outside its static_files_path, so symlinks will not do), and its config.json."""
         webapp = self.directory / "webapp"
-        webapp.mkdir()
-        for entry in WEBAPP.iterdir():
-            if entry.name != "config.json":
-                (webapp / entry.name).symlink_to(entry)
+        shutil.copytree(WEBAPP, webapp, ignore=shutil.ignore_patterns("config.json"))
         shutil.copyfile(_webapp_config(), webapp / "config.json")
 
     def _write_config(self) -> Path:
@@ -290,6 +288,14 @@ static_files_mime_types = (
         }
         self.api("POST", "/client/", body)
         return Client(client_id, secret, redirect_uri)
+
+    def set_redirect_uri(self, client: Client, redirect_uri: str) -> Client:
+        """Point the client at the relying party once its port is known."""
+        body = self.api("GET", f"/client/{client.client_id}")
+        body["redirect_uri"] = [redirect_uri]
+        body.pop("source", None)
+        self.api("PUT", f"/client/{client.client_id}", body)
+        return Client(client.client_id, client.secret, redirect_uri)
 
     def add_user(self, person: Person, client: Client | None = None) -> None:
         body: dict[str, object] = {

@@ -11,6 +11,7 @@
 
 import { formatClock } from "../sdk/visitroom.js";
 import { announce, fill, h, showScreen } from "./dom.js";
+import { oidcSignIn } from "./oidc.js";
 import * as staff from "./staff.js";
 
 const STORAGE_KEY = "visitroom.adminToken";
@@ -110,6 +111,7 @@ function signInScreen(message = "", notice = "") {
       info,
       error,
       form,
+      oidcSignIn(),
       h("button", { type: "button", class: "link-button", testid: "btn-forgot", text: "Forgot your password?", onclick: () => forgotScreen(email.value) }),
       tokenSignIn(say)),
     { focus: message || notice ? null : email },
