@@ -74,9 +74,8 @@ def setup(
     app[STAFF] = service
     app.middlewares.append(session_middleware)
     add_routes(app)
-    if config.oidc is not None:
-        setup_oidc(app, config.oidc, config.base_url, config.api_keys, ServiceSignIn(service),
-                   audit, clock)  # fmt: skip
+    setup_oidc(app, config.oidc, config.base_url, config.api_keys, ServiceSignIn(service),
+               audit, clock)  # fmt: skip
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await database.start()

@@ -1,6 +1,7 @@
 """OpenID Connect sign-in over HTTP: the thin shell around staff.oidc.
 
-- GET /auth/oidc/info: {"enabled": bool, "label": str} for the sign-in screen's button;
+- GET /auth/oidc/info: {"enabled": bool, "label"?, "start"?} for the sign-in screen's
+  button (always there; `enabled` false when OIDC is not configured);
 - GET /auth/oidc/start?next=/dashboard: a signed flow cookie, then 302 to the provider;
 - GET /auth/oidc/callback: state checked, code exchanged, ID token verified, the
   practice user found, and the same staff session as a password sign-in started
@@ -117,9 +118,9 @@ class RelyingParty:
         request = oidc.token_request(provider, self.client, self.keys, flow, code)
         assert self.http is not None
         async with self.http.post(request.url, data=request.form, headers=request.headers) as rep:
-            body = await rep.json(content_type=None) if rep.status < 500 else None
-            if rep.status != 200:
+            if rep.status != 200:  # the reply's body may echo the code: not read, not logged
                 raise OidcError("token_endpoint", "the identity provider refused the sign-in")
+            body = await rep.json(content_type=None)
         return oidc.id_token_of(body)
 
     # --- the practice user --------------------------------------------------------------
@@ -157,8 +158,11 @@ def flow_cookie(secure: bool) -> dict[str, Any]:
 
 
 async def info(request: web.Request) -> web.Response:
-    rp = request.app[RP]
-    data = {"enabled": True, "label": rp.config.label, "start": FLOW_PATH + "/start"}
+    """Whether to show the button: asked by every sign-in screen, so it always answers 200."""
+    rp = request.app.get(RP)
+    data: dict[str, object] = {"enabled": False}
+    if rp is not None:
+        data = {"enabled": True, "label": rp.config.label, "start": FLOW_PATH + "/start"}
     return web.json_response(data, headers={"Cache-Control": "no-store"})
 
 
@@ -227,14 +231,17 @@ def page(status: int, message: str) -> web.Response:
 
 
 def setup(
-    app: web.Application, config: OidcConfig, base_url: str, api_keys: Any,
+    app: web.Application, config: OidcConfig | None, base_url: str, api_keys: Any,
     staff: StaffSignIn, audit: AuditLog, clock: Callable[[], float] = time.time,
-) -> RelyingParty:  # fmt: skip
-    """Add the /auth/oidc routes; the HTTP client lives in the app's cleanup context."""
+) -> RelyingParty | None:  # fmt: skip
+    """Add the /auth/oidc routes (only /info, saying "off", without a configuration);
+    the HTTP client lives in the app's cleanup context."""
+    app.router.add_get(FLOW_PATH + "/info", info)
+    if config is None:
+        return None
     client = Client(config.client_id, config.client_secret, base_url.rstrip("/") + CALLBACK_PATH)
     rp = RelyingParty(config, client, flow_keys(api_keys), staff, audit, clock)
     app[RP] = rp
-    app.router.add_get(FLOW_PATH + "/info", info)
     app.router.add_get(FLOW_PATH + "/start", start)
     app.router.add_get(CALLBACK_PATH, callback)
 

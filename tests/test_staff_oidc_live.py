@@ -229,12 +229,14 @@ async def test_the_providers_role_claim_sets_the_users_role(
     ]
 
 
-async def test_oidc_routes_are_absent_when_oidc_is_not_configured(
+async def test_without_oidc_settings_the_button_is_off_and_the_flow_routes_absent(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
     client = await aiohttp_client(staff_app(tmp_path))
-    assert (await client.get("/auth/oidc/info")).status == 404
+    response = await client.get("/auth/oidc/info")
+    assert response.status == 200 and await response.json() == {"enabled": False}
     assert (await client.get("/auth/oidc/start", allow_redirects=False)).status == 404
+    assert (await client.get("/auth/oidc/callback?code=c&state=s")).status == 404
 
 
 def test_the_test_provider_is_a_real_glewlwyd(idp: tuple[Glewlwyd, Client]) -> None:
