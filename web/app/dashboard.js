@@ -637,4 +637,8 @@ async function start() {
   signInScreen();
 }
 
+// A reset link opened in a tab that already shows the dashboard changes only the fragment.
+window.addEventListener("hashchange", () => {
+  if (new URLSearchParams(location.hash.slice(1)).has("reset")) start();
+});
 start();
