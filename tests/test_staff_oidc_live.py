@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from tests.test_staff_api import audit_rows, schedule
 
 CALLBACK = BASE_URL + "/auth/oidc/callback"
 PASSWORD = "correct horse battery staple"
+LABEL = "Clinic SSO"
 
 
 @pytest.fixture(scope="module")
@@ -46,186 +48,155 @@ def idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Glewlwyd, Cl
         server.stop()
 
 
-def person(server: Glewlwyd, client: Client, practice: str, role: str) -> Person:
-    """A new provider account (unique per test: the provider outlives each test's app)."""
-    name = "u" + uuid.uuid4().hex[:8]
-    someone = Person(name, PASSWORD, f"{name}@clinic.test", f"Dr. {name}",
-                     {"practice": practice, "visitroom_role": role})  # fmt: skip
-    server.add_user(someone, client)
-    return someone
+@dataclass
+class Rig:
+    """The provider, its client registration, and a visitroom app (practices p1, p2) using it."""
+
+    server: Glewlwyd
+    registered: Client
+    app: web.Application
+    client: TestClient[Any, Any]
+
+    def person(self, practice: str, role: str) -> Person:
+        """A new account at the provider (unique: the provider outlives each test's app)."""
+        name = "u" + uuid.uuid4().hex[:8]
+        someone = Person(name, PASSWORD, f"{name}@clinic.test", f"Dr. {name}",
+                         {"practice": practice, "visitroom_role": role})  # fmt: skip
+        self.server.add_user(someone, self.registered)
+        return someone
+
+    async def start(self) -> tuple[str, str]:
+        """GET /auth/oidc/start: the provider URL and the flow cookie."""
+        response = await self.client.get("/auth/oidc/start?next=/dashboard", allow_redirects=False)
+        assert response.status == 302, await response.text()
+        flow = SimpleCookie(response.headers["Set-Cookie"])[FLOW_COOKIE]
+        assert flow["httponly"] and flow["samesite"] == "Lax" and flow["secure"]
+        return response.headers["Location"], flow.value
+
+    async def provider_login(self, url: str, who: Person) -> dict[str, str]:
+        """What glewlwyd's login page does: password sign-in, then continue; the callback's
+        query."""
+        assert url.startswith(self.server.issuer + "/auth?")
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+            body = {"username": who.username, "password": who.password}
+            async with browser.post(self.server.base_url + "/api/auth/", json=body) as response:
+                assert response.status == 200
+            async with browser.get(url + "&g_continue", allow_redirects=False) as response:
+                assert response.status == 302, await response.text()
+                location = response.headers["Location"]
+        assert location.startswith(CALLBACK + "?"), location
+        return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+    async def callback(self, query: dict[str, str], flow: str) -> aiohttp.ClientResponse:
+        return await self.client.get(
+            "/auth/oidc/callback", params=query, headers={"Cookie": f"{FLOW_COOKIE}={flow}"},
+            allow_redirects=False,
+        )  # fmt: skip
+
+    async def sign_in(self, who: Person) -> aiohttp.ClientResponse:
+        url, flow = await self.start()
+        return await self.callback(await self.provider_login(url, who), flow)
+
+    async def refusals(self) -> list[tuple[str, str | None, str]]:
+        rows = await audit_rows(self.app, "staff_sign_in")
+        return [(r["outcome"], r["actor"], r["reason"]) for r in rows]
 
 
-def oidc_app(tmp_path: Path, server: Glewlwyd, client: Client) -> web.Application:
-    config = OidcConfig(server.issuer, client.client_id, client.secret, display_name="Clinic SSO")
-    return staff_app(tmp_path, oidc=config)
-
-
-async def started(aiohttp_client: Any, app: web.Application) -> TestClient[Any, Any]:
+@pytest.fixture
+async def rig(aiohttp_client: Any, tmp_path: Path, idp: tuple[Glewlwyd, Client]) -> Rig:
+    server, registered = idp
+    config = OidcConfig(server.issuer, registered.client_id, registered.secret, display_name=LABEL)
+    app = staff_app(tmp_path, oidc=config)
     client: TestClient[Any, Any] = await aiohttp_client(app)
     await add_practice(app, "p1")
     await add_practice(app, "p2")
-    return client
-
-
-async def start(client: TestClient[Any, Any]) -> tuple[str, str]:
-    """GET /auth/oidc/start: the provider URL and the flow cookie."""
-    response = await client.get("/auth/oidc/start?next=/dashboard", allow_redirects=False)
-    assert response.status == 302, await response.text()
-    flow = SimpleCookie(response.headers["Set-Cookie"])[FLOW_COOKIE]
-    assert flow["httponly"] and flow["samesite"] == "Lax" and flow["secure"]
-    return response.headers["Location"], flow.value
-
-
-async def provider_login(server: Glewlwyd, url: str, who: Person) -> dict[str, str]:
-    """What glewlwyd's login page does: password sign-in, then continue; the callback query."""
-    assert url.startswith(server.issuer + "/auth?")
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        body = {"username": who.username, "password": who.password}
-        async with browser.post(server.base_url + "/api/auth/", json=body) as response:
-            assert response.status == 200
-        async with browser.get(url + "&g_continue", allow_redirects=False) as response:
-            assert response.status == 302, await response.text()
-            location = response.headers["Location"]
-    assert location.startswith(CALLBACK + "?"), location
-    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
-
-
-async def callback(
-    client: TestClient[Any, Any], query: dict[str, str], flow: str
-) -> aiohttp.ClientResponse:
-    return await client.get(
-        "/auth/oidc/callback", params=query, headers={"Cookie": f"{FLOW_COOKIE}={flow}"},
-        allow_redirects=False,
-    )  # fmt: skip
-
-
-async def session_of(client: TestClient[Any, Any], cookie: str) -> dict[str, Any]:
-    response = await client.get("/v1/staff/session", headers={"Cookie": cookie})
-    data: dict[str, Any] = await response.json()
-    return data
+    return Rig(server, registered, app, client)
 
 
 async def test_a_provider_signs_in_through_glewlwyd_and_sees_only_their_practice(
-    aiohttp_client: Any, tmp_path: Path, idp: tuple[Glewlwyd, Client]
+    rig: Rig,
 ) -> None:
-    server, registered = idp
-    app = oidc_app(tmp_path, server, registered)
-    client = await started(aiohttp_client, app)
-    who = person(server, registered, "p1", "provider")
-    user = await add_user(app, "p1", who.email.upper(), Role.PROVIDER, name="Dr. Jones")
-    info = await (await client.get("/auth/oidc/info")).json()
-    assert info == {"enabled": True, "label": "Clinic SSO", "start": "/auth/oidc/start"}
-    url, flow = await start(client)
-    query = await provider_login(server, url, who)
-    response = await callback(client, query, flow)
+    who = rig.person("p1", "provider")
+    user = await add_user(rig.app, "p1", who.email.upper(), Role.PROVIDER, name="Dr. Jones")
+    info = await (await rig.client.get("/auth/oidc/info")).json()
+    assert info == {"enabled": True, "label": LABEL, "start": "/auth/oidc/start"}
+    url, flow = await rig.start()
+    query = await rig.provider_login(url, who)
+    response = await rig.callback(query, flow)
     assert response.status == 303, await response.text()
     assert response.headers["Location"] == "/dashboard"
-    cookies = SimpleCookie(response.headers.getall("Set-Cookie")[0])
-    for header in response.headers.getall("Set-Cookie")[1:]:
+    cookies: SimpleCookie = SimpleCookie()
+    for header in response.headers.getall("Set-Cookie"):
         cookies.load(header)
     session = cookies[SECURE_COOKIE]
     assert session["httponly"] and session["secure"] and session["samesite"] == "Lax"
     assert cookies[FLOW_COOKIE].value == ""  # the flow is over
-    cookie = f"{SECURE_COOKIE}={session.value}"
-    data = await session_of(client, cookie)
+    cookie = {"Cookie": f"{SECURE_COOKIE}={session.value}"}
+    data = await (await rig.client.get("/v1/staff/session", headers=cookie)).json()
     assert data["user"]["user_id"] == user.user_id and data["user"]["display_name"] == "Dr. Jones"
-    mine, theirs = await schedule_both(client)
-    listing = await (await client.get("/v1/rooms", headers={"Cookie": cookie})).json()
-    assert [room["room_id"] for room in listing["rooms"]] == [mine]
-    assert theirs != mine
-    rows = await audit_rows(app, "staff_sign_in")
+    staff = Staff(rig.client)
+    mine, theirs = await schedule(staff, "p1"), await schedule(staff, "p2")
+    listing = await (await rig.client.get("/v1/rooms", headers=cookie)).json()
+    assert [room["room_id"] for room in listing["rooms"]] == [mine] != [theirs]
+    rows = await audit_rows(rig.app, "staff_sign_in")
     assert [(r["outcome"], r["actor"], r["method"]) for r in rows] == [
         ("ok", user.identity, "oidc")
     ]
-    everything = str(await app[AUDIT].query(None, 0, 5000))
+    everything = str(await rig.app[AUDIT].query(None, 0, 5000))
     assert query["code"] not in everything and session.value not in everything
 
 
-async def schedule_both(client: TestClient[Any, Any]) -> tuple[str, str]:
-    staff = Staff(client)
-    return await schedule(staff, "p1"), await schedule(staff, "p2")
-
-
-async def test_a_callback_whose_state_does_not_match_is_refused(
-    aiohttp_client: Any, tmp_path: Path, idp: tuple[Glewlwyd, Client]
-) -> None:
-    server, registered = idp
-    app = oidc_app(tmp_path, server, registered)
-    client = await started(aiohttp_client, app)
-    who = person(server, registered, "p1", "provider")
-    await add_user(app, "p1", who.email, Role.PROVIDER)
-    url, flow = await start(client)
-    _, other_flow = await start(client)  # another sign-in in the same browser, or an attacker's
-    query = await provider_login(server, url, who)
-    response = await callback(client, query, other_flow)
+async def test_a_callback_whose_state_does_not_match_is_refused(rig: Rig) -> None:
+    who = rig.person("p1", "provider")
+    await add_user(rig.app, "p1", who.email, Role.PROVIDER)
+    url, _ = await rig.start()
+    _, other_flow = await rig.start()  # another sign-in in the same browser, or an attacker's
+    response = await rig.callback(await rig.provider_login(url, who), other_flow)
     assert response.status == 400
     assert "does not match" in await response.text()
     assert SECURE_COOKIE not in response.headers.get("Set-Cookie", "")
-    rows = await audit_rows(app, "staff_sign_in")
-    assert [(r["outcome"], r["method"], r["reason"]) for r in rows] == [
-        ("unauthorized", "oidc", "state")
-    ]
-    assert flow != other_flow
+    assert await rig.refusals() == [("unauthorized", None, "state")]
 
 
 async def test_a_user_of_another_practice_is_refused_with_a_page_and_an_audit_row(
-    aiohttp_client: Any, tmp_path: Path, idp: tuple[Glewlwyd, Client]
+    rig: Rig,
 ) -> None:
-    server, registered = idp
-    app = oidc_app(tmp_path, server, registered)
-    client = await started(aiohttp_client, app)
-    who = person(server, registered, "p2", "provider")  # the provider says p2 ...
-    user = await add_user(app, "p1", who.email, Role.PROVIDER)  # ... visitroom says p1
-    url, flow = await start(client)
-    response = await callback(client, await provider_login(server, url, who), flow)
+    who = rig.person("p2", "provider")  # the provider says p2 ...
+    user = await add_user(rig.app, "p1", who.email, Role.PROVIDER)  # ... visitroom says p1
+    response = await rig.sign_in(who)
     assert response.status == 403
     assert "another practice" in await response.text()
     assert SECURE_COOKIE not in response.headers.get("Set-Cookie", "")
-    rows = await audit_rows(app, "staff_sign_in")
-    assert [(r["outcome"], r["actor"], r["reason"]) for r in rows] == [
-        ("unauthorized", user.identity, "practice")
+    assert await rig.refusals() == [("unauthorized", user.identity, "practice")]
+
+
+async def test_an_account_unknown_to_the_practice_or_disabled_is_refused(rig: Rig) -> None:
+    stranger = rig.person("p1", "provider")
+    response = await rig.sign_in(stranger)
+    assert response.status == 403
+    assert "ask your practice admin" in await response.text()
+    assert await rig.app[STAFF].store.user_by_email(stranger.email) is None  # not provisioned
+    gone = rig.person("p1", "provider")
+    user = await add_user(rig.app, "p1", gone.email, Role.PROVIDER)
+    await rig.app[STAFF].store.update_user(user.user_id, 0.0, disabled=1)
+    response = await rig.sign_in(gone)
+    assert response.status == 403
+    assert "disabled" in await response.text()
+    assert await rig.refusals() == [
+        ("unauthorized", None, "unknown_user"),
+        ("unauthorized", user.identity, "disabled"),
     ]
 
 
-async def test_an_account_unknown_to_the_practice_or_disabled_is_refused(
-    aiohttp_client: Any, tmp_path: Path, idp: tuple[Glewlwyd, Client]
-) -> None:
-    server, registered = idp
-    app = oidc_app(tmp_path, server, registered)
-    client = await started(aiohttp_client, app)
-    stranger = person(server, registered, "p1", "provider")
-    url, flow = await start(client)
-    response = await callback(client, await provider_login(server, url, stranger), flow)
-    assert response.status == 403
-    assert "ask your practice admin" in await response.text()
-    assert await app[STAFF].store.user_by_email(stranger.email) is None  # not provisioned
-    gone = person(server, registered, "p1", "provider")
-    user = await add_user(app, "p1", gone.email, Role.PROVIDER)
-    await app[STAFF].store.update_user(user.user_id, 0.0, disabled=1)
-    url, flow = await start(client)
-    response = await callback(client, await provider_login(server, url, gone), flow)
-    assert response.status == 403
-    assert "disabled" in await response.text()
-    rows = await audit_rows(app, "staff_sign_in")
-    assert [r["reason"] for r in rows] == ["unknown_user", "disabled"]
-
-
-async def test_the_providers_role_claim_sets_the_users_role(
-    aiohttp_client: Any, tmp_path: Path, idp: tuple[Glewlwyd, Client]
-) -> None:
-    server, registered = idp
-    app = oidc_app(tmp_path, server, registered)
-    client = await started(aiohttp_client, app)
-    who = person(server, registered, "p1", "front_desk")
-    user = await add_user(app, "p1", who.email, Role.PROVIDER)
-    url, flow = await start(client)
-    response = await callback(client, await provider_login(server, url, who), flow)
-    assert response.status == 303
-    changed = await app[STAFF].store.user(user.user_id)
+async def test_the_providers_role_claim_sets_the_users_role(rig: Rig) -> None:
+    who = rig.person("p1", "front_desk")
+    user = await add_user(rig.app, "p1", who.email, Role.PROVIDER)
+    assert (await rig.sign_in(who)).status == 303
+    changed = await rig.app[STAFF].store.user(user.user_id)
     assert changed is not None and changed.role is Role.FRONT_DESK
-    rows = await audit_rows(app, "staff_role_change")
+    rows = await audit_rows(rig.app, "staff_role_change")
     assert [(r["actor"], r["subject"], r["from"], r["to"]) for r in rows] == [
-        ("oidc:" + server.issuer, user.identity, "provider", "front_desk")
+        ("oidc:" + rig.server.issuer, user.identity, "provider", "front_desk")
     ]
 
 
