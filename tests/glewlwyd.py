@@ -18,9 +18,9 @@ Nothing leaves loopback; stop() terminates the process it started.
 
 from __future__ import annotations
 
-import base64
 import http.cookiejar
 import json
+import secrets
 import shutil
 import socket
 import sqlite3
@@ -123,8 +123,12 @@ class Glewlwyd:
         self.proc = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.directory
         )
-        self._wait_listening(timeout)
-        self._sign_in_admin()
+        try:
+            self._wait_listening(timeout)
+            self._sign_in_admin()
+        except BaseException:
+            self.stop()  # never leave a provider running behind a failed start
+            raise
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -274,7 +278,7 @@ static_files_mime_types = (
         self.api("POST", "/mod/plugin/", module)
 
     def add_client(self, redirect_uri: str, client_id: str = "visitroom") -> Client:
-        secret = base64.urlsafe_b64encode(__import__("os").urandom(24)).decode().rstrip("=")
+        secret = secrets.token_urlsafe(24)
         body = {
             "client_id": client_id,
             "name": "visitroom",

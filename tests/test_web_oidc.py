@@ -188,3 +188,4 @@ def test_the_sign_in_button_is_inside_the_viewport_on_a_phone(
 def test_the_client_secret_never_shows_in_the_servers_log(setup: Setup) -> None:
     assert setup.site.process.output()  # the log is there ...
     assert setup.client.secret not in setup.site.process.output()  # ... without the secret
+    assert "/auth/oidc/callback?" not in setup.site.process.output()  # nor a code or state
