@@ -21,6 +21,7 @@ from common.tokens import TokenVerifier
 from portal.app import create_portal
 from portal.app import mount as mount_portal
 from portal.config import PortalConfig
+from portal.keys import PASSWORDS
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
 from signalling.arrival import Arrivals
@@ -125,9 +126,10 @@ def create_app(
     # Mounted unconditionally: a portal or web client that fails to import
     # stops the server at start (cmd_serve says which), never a silent 404.
     settings = portal if portal is not None else portal_config(config, {})
-    mount_portal(app, create_portal(settings, app[AUDIT], app[VERIFIER], clock))
+    portal_app = create_portal(settings, app[AUDIT], app[VERIFIER], clock)
+    mount_portal(app, portal_app)
     staff_settings = staff if staff is not None else staff_config(config, {})
-    setup_staff(app, staff_settings, settings, app[AUDIT], clock)
+    setup_staff(app, staff_settings, settings, app[AUDIT], clock, portal_app[PASSWORDS])
     setup_web(app)
     return app
 

@@ -1,6 +1,6 @@
 """The staff part's wiring: its store, hasher, mail sender and routes on the server's app.
 
-`setup(app, config, smtp, audit, clock)` adds the session middleware and the
+`setup(app, config, smtp, audit, clock, passwords)` adds the session middleware and the
 /v1/staff routes to the composition root's application and runs the database,
 the password-link sender and the session sweeper in its cleanup context.
 """
@@ -66,11 +66,13 @@ def build_sender(
 
 def setup(
     app: web.Application, config: StaffConfig, smtp: PortalConfig, audit: SqliteAuditLog,
-    clock: Clock,
+    clock: Clock, passwords: Passwords,
 ) -> StaffService:  # fmt: skip
+    """`passwords`: the portal's hasher (started and closed by the portal, before and
+    after this part), so both share its two hashing threads and their memory bound."""
     database = open_database(config.data_dir)
     domain = sender_address(smtp).rpartition("@")[2]
-    service = StaffService(config, StaffStore(database), Passwords(), audit, clock, domain)
+    service = StaffService(config, StaffStore(database), passwords, audit, clock, domain)
     app[STAFF] = service
     app.middlewares.append(session_middleware)
     add_routes(app)
@@ -79,7 +81,6 @@ def setup(
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await database.start()
-        await service.passwords.start()
         sender = build_sender(config, smtp, database, clock, audit)
         tasks = [asyncio.create_task(_sweep(service), name="staff-sessions")]
         if sender is not None:
@@ -93,7 +94,6 @@ def setup(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await database.close()
-        service.passwords.close()
 
     app.cleanup_ctx.append(lifecycle)
     return service

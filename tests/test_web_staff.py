@@ -41,6 +41,7 @@ USERS = {  # email: (practice, role, display name)
     "bob@other.test": ("p2", "provider", "Dr. Bob Other"),
 }
 PRACTICES = {"p1": "Smith Family Clinic", "p2": "Other Clinic"}
+SLOW = 30000  # ms: steps that hash a password (argon2id, 64 MiB) on a loaded machine
 CONTROLS = "button, input, select, textarea, summary, a[href]:not(.skip-link)"
 
 
@@ -144,6 +145,11 @@ def sign_in(page: Page, site: WebServer, email: str, password: str = PASSWORD) -
     page.get_by_test_id("btn-signin").click()
 
 
+def signed_in(page: Page) -> None:
+    """Signing in checks an argon2id hash (64 MiB): slow on a loaded machine."""
+    expect(page.get_by_test_id("screen-dashboard")).to_be_visible(timeout=SLOW)
+
+
 def audit_rows(site: WebServer, action: str, count: int = 1) -> list[dict[str, Any]]:
     """The server's audit rows of `action` (it writes in batches: wait for `count`)."""
     path = site.process.data_dir / "audit.sqlite3"
@@ -170,7 +176,7 @@ def test_a_provider_signs_in_sees_their_practice_only_and_hosts_under_their_own_
     mine, theirs = visit(site, "p1"), visit(site, "p2")
     dash = pages.new("dashboard")
     sign_in(dash, site, "ana@clinic.test")
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
     expect(dash.get_by_test_id("dash-user")).to_have_text("Dr. Ana Smith · Provider")
     expect(dash.get_by_test_id("dash-practice")).to_have_text("Practice: Smith Family Clinic")
     today = dash.get_by_test_id("visits-today")
@@ -207,7 +213,9 @@ def test_a_provider_signs_in_sees_their_practice_only_and_hosts_under_their_own_
 def test_a_wrong_password_is_refused_and_audited(pages: Pages, site: WebServer) -> None:
     dash = pages.new("dashboard")
     sign_in(dash, site, "dave@clinic.test", "not the password at all")
-    expect(dash.get_by_test_id("signin-error")).to_have_text("The email or password is not right.")
+    expect(dash.get_by_test_id("signin-error")).to_have_text(
+        "The email or password is not right.", timeout=SLOW
+    )
     expect(dash.get_by_test_id("screen-dashboard")).to_have_count(0)
     rows = [r for r in audit_rows(site, "staff_sign_in") if r["outcome"] == "unauthorized"]
     assert rows and rows[-1]["reason"] == "password"
@@ -234,11 +242,11 @@ def test_two_step_sign_in_is_set_up_on_the_security_screen_then_asked_for(
     dash.get_by_test_id("btn-signout").click()
 
     sign_in(dash, site, "otto@clinic.test")
-    expect(dash.get_by_test_id("signin-code")).to_be_visible()
+    expect(dash.get_by_test_id("signin-code")).to_be_visible(timeout=SLOW)
     expect(dash.get_by_test_id("screen-dashboard")).to_have_count(0)
     dash.get_by_test_id("signin-code").fill(totp.code_at(secret, time.time() + 30))
     dash.get_by_test_id("btn-signin").click()
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
     enabled = audit_rows(site, "staff_totp_enable", 2)
     assert [r["outcome"] for r in enabled] == ["refused", "ok"]
     assert secret not in json.dumps(audit_rows(site, "staff_sign_in"))
@@ -251,7 +259,7 @@ def test_a_change_without_the_csrf_header_is_refused_and_audited(
 ) -> None:
     dash = pages.new("dashboard")
     sign_in(dash, site, "ana@clinic.test")
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
     body = {"starts_at": "2030-01-01T10:00:00Z", "ends_at": "2030-01-01T10:30:00Z"}
     status = dash.evaluate(
         """async (body) => (await fetch('/v1/rooms', {method: 'POST', credentials: 'same-origin',
@@ -271,7 +279,7 @@ def test_a_provider_of_another_practice_gets_neither_the_visit_nor_the_host_offe
     room = visit(site, "p1")
     dash = pages.new("dashboard")
     sign_in(dash, site, "bob@other.test")
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
     expect(dash.get_by_test_id("visit-item").filter(has_text=room)).to_have_count(0)
     status = dash.evaluate(
         """async (room) => {
@@ -296,7 +304,7 @@ def test_a_provider_opening_the_patient_link_is_offered_to_join_as_host(
     room = visit(site, "p1")
     dash = pages.new("dashboard")
     sign_in(dash, site, "ana@clinic.test")
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
 
     maybe = pages.new("patient link, as a guest")
     maybe.goto(f"{site.url}/r/{room}")
@@ -329,7 +337,7 @@ def test_a_signed_in_provider_opening_the_host_page_is_offered_to_join(
     room = visit(site, "p1")
     dash = pages.new("dashboard")
     sign_in(dash, site, "ana@clinic.test")
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
     host = pages.new("host page")
     host.goto(f"{site.url}/host/{room}")
     expect(host.get_by_test_id("btn-continue-as-guest")).to_have_count(0)
@@ -355,14 +363,18 @@ def test_a_password_reset_link_arrives_by_mail_and_sets_a_new_password(
     dash.get_by_test_id("reset-password").fill("my brand new password")
     dash.get_by_test_id("reset-again").fill("my brand new password")
     dash.get_by_test_id("btn-reset").click()
-    expect(dash.get_by_test_id("signin-notice")).to_contain_text("new password is set")
+    expect(dash.get_by_test_id("signin-notice")).to_contain_text(
+        "new password is set", timeout=SLOW
+    )
     sign_in(dash, site, "carl@clinic.test", "my brand new password")
-    expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(dash)
     dash.goto(link)  # once only
     dash.get_by_test_id("reset-password").fill("another new password")
     dash.get_by_test_id("reset-again").fill("another new password")
     dash.get_by_test_id("btn-reset").click()
-    expect(dash.get_by_test_id("reset-error")).to_contain_text("expired or was used already")
+    expect(dash.get_by_test_id("reset-error")).to_contain_text(
+        "expired or was used already", timeout=SLOW
+    )
     forgive(pages, 400)
 
 
@@ -399,7 +411,7 @@ def test_a_practice_admin_adds_a_user_changes_a_role_and_disables_a_user(
     other = pages.new("dave")
     other.context.clear_cookies()
     sign_in(other, site, "dave@clinic.test")
-    expect(other.get_by_test_id("signin-error")).to_be_visible()
+    expect(other.get_by_test_id("signin-error")).to_be_visible(timeout=SLOW)
     forgive(pages, 401)
 
 
@@ -413,7 +425,7 @@ def test_an_idle_session_ends_and_the_dashboard_asks_to_sign_in_again(
         try:
             dash = opened.new("dashboard")
             sign_in(dash, short, "ana@clinic.test")
-            expect(dash.get_by_test_id("screen-dashboard")).to_be_visible()
+            signed_in(dash)
             # The list refreshes every 1.5 s on its own; that is not the user at work.
             expect(dash.get_by_test_id("signin-error")).to_have_text(
                 "Your session has ended. Please sign in again.", timeout=15000
@@ -461,7 +473,7 @@ def test_every_control_of_the_staff_screens_lies_inside_the_viewport(
     page.get_by_test_id("btn-forgot").click()
     check("forgot")
     sign_in(page, site, "boss@clinic.test")
-    expect(page.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(page)
     check("dashboard")
     page.get_by_test_id("btn-users").click()
     expect(page.get_by_test_id("user-row").first).to_be_visible()
@@ -469,7 +481,7 @@ def test_every_control_of_the_staff_screens_lies_inside_the_viewport(
     page.get_by_test_id("btn-back").click()
     page.get_by_test_id("btn-signout").click()
     sign_in(page, site, "fd@clinic.test")
-    expect(page.get_by_test_id("btn-join-visit").first).to_be_visible()
+    expect(page.get_by_test_id("btn-join-visit").first).to_be_visible(timeout=SLOW)
     check("dashboard, front desk")
     page.get_by_test_id("btn-security").click()
     page.get_by_test_id("btn-totp-setup").click()
@@ -477,7 +489,7 @@ def test_every_control_of_the_staff_screens_lies_inside_the_viewport(
     check("security")
     page.get_by_test_id("btn-signout").click()
     sign_in(page, site, "ana@clinic.test")
-    expect(page.get_by_test_id("screen-dashboard")).to_be_visible()
+    signed_in(page)
     page.goto(f"{site.url}/r/{room}")
     expect(page.get_by_test_id("screen-host-offer")).to_be_visible()
     check("host offer")
