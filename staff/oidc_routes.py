@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -88,7 +89,7 @@ class RelyingParty:
         async with self.http.get(url, headers={"Accept": "application/json"}) as response:
             if response.status != 200:
                 raise OidcError("unreachable", "the identity provider cannot be reached")
-            return await response.json(content_type=None)
+            return await _json(response)
 
     async def provider(self) -> Provider:
         now = self.clock()
@@ -120,7 +121,7 @@ class RelyingParty:
         async with self.http.post(request.url, data=request.form, headers=request.headers) as rep:
             if rep.status != 200:  # the reply's body may echo the code: not read, not logged
                 raise OidcError("token_endpoint", "the identity provider refused the sign-in")
-            body = await rep.json(content_type=None)
+            body = await _json(rep)
         return oidc.id_token_of(body)
 
     # --- the practice user --------------------------------------------------------------
@@ -143,6 +144,14 @@ class RelyingParty:
             AuditEntry("staff_sign_in", "unauthorized", None, actor, None,
                        {"method": "oidc", "reason": reason})
         )  # fmt: skip
+
+
+async def _json(response: aiohttp.ClientResponse) -> Any:
+    """A reply's JSON, read up to MAX_REPLY bytes (ValueError beyond, or when malformed)."""
+    raw = await response.content.read(MAX_REPLY + 1)
+    if len(raw) > MAX_REPLY:
+        raise ValueError("the identity provider's reply is too large")
+    return json.loads(raw)
 
 
 RP = web.AppKey("oidc_relying_party", RelyingParty)

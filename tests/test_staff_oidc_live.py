@@ -28,6 +28,7 @@ from staff.routes import STAFF
 from staff.sessions import SECURE_COOKIE
 from tests.glewlwyd import Client, Glewlwyd, Person
 from tests.portal_support import BASE_URL
+from tests.servers import free_port
 from tests.staff_support import Staff, add_practice, add_user, staff_app
 from tests.test_staff_api import audit_rows, schedule
 
@@ -214,3 +215,17 @@ def test_the_test_provider_is_a_real_glewlwyd(idp: tuple[Glewlwyd, Client]) -> N
     server, _ = idp
     assert server.proc is not None and server.proc.poll() is None
     assert "Glewlwyd started" in server.output()
+
+
+async def test_an_unreachable_provider_gets_a_page_saying_so_and_an_audit_row(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    nobody = f"http://127.0.0.1:{free_port()}/oidc"  # nothing listens there
+    app = staff_app(tmp_path, oidc=OidcConfig(nobody, "visitroom", "a-secret"))
+    client = await aiohttp_client(app)
+    response = await client.get("/auth/oidc/start", allow_redirects=False)
+    assert response.status == 502
+    assert "cannot be reached" in await response.text()
+    assert "Set-Cookie" not in response.headers
+    rows = await audit_rows(app, "staff_sign_in")
+    assert [(r["outcome"], r["reason"]) for r in rows] == [("unauthorized", "unreachable")]
