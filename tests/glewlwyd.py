@@ -277,6 +277,13 @@ static_files_mime_types = (
                   "enabled": True, "parameters": parameters}  # fmt: skip
         self.api("POST", "/mod/plugin/", module)
 
+    def rotate_key(self, kid: str) -> None:
+        """A new RS256 signing key (and kid) for the OIDC plugin, as a key rotation does."""
+        module = self.api("GET", f"/mod/plugin/{PLUGIN}")
+        module["parameters"].update({"jwks-private": _rs256_jwks(kid), "default-kid": kid})
+        self.api("PUT", f"/mod/plugin/{PLUGIN}", module)
+        self.api("PUT", f"/mod/plugin/{PLUGIN}/reset")  # the running instance takes the key
+
     def add_client(self, redirect_uri: str, client_id: str = "visitroom") -> Client:
         secret = secrets.token_urlsafe(24)
         body = {

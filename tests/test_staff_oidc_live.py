@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestClient
 
 from common.keys import AUDIT
 from staff.oidc_config import OidcConfig
-from staff.oidc_routes import FLOW_COOKIE
+from staff.oidc_routes import FLOW_COOKIE, RP
 from staff.roles import Role
 from staff.routes import STAFF
 from staff.sessions import SECURE_COOKIE
@@ -98,9 +98,9 @@ class Rig:
         url, flow = await self.start()
         return await self.callback(await self.provider_login(url, who), flow)
 
-    async def refusals(self) -> list[tuple[str, str | None, str]]:
+    async def refusals(self) -> list[tuple[str, str | None, str | None]]:
         rows = await audit_rows(self.app, "staff_sign_in")
-        return [(r["outcome"], r["actor"], r["reason"]) for r in rows]
+        return [(r["outcome"], r["actor"], r.get("reason")) for r in rows]
 
 
 @pytest.fixture
@@ -199,6 +199,19 @@ async def test_the_providers_role_claim_sets_the_users_role(rig: Rig) -> None:
     assert [(r["actor"], r["subject"], r["from"], r["to"]) for r in rows] == [
         ("oidc:" + rig.server.issuer, user.identity, "provider", "front_desk")
     ]
+
+
+async def test_a_key_rotation_at_the_provider_is_picked_up_at_the_next_sign_in(
+    rig: Rig,
+) -> None:
+    who = rig.person("p1", "provider")
+    await add_user(rig.app, "p1", who.email, Role.PROVIDER)
+    assert (await rig.sign_in(who)).status == 303  # the provider's keys are now cached
+    kid = "rotated-" + uuid.uuid4().hex[:6]
+    rig.server.rotate_key(kid)
+    assert (await rig.sign_in(who)).status == 303  # an unknown kid: the JWKS is read again
+    assert kid in {key["kid"] for key in rig.app[RP]._jwks["keys"]}
+    assert [r[0] for r in await rig.refusals()] == ["ok", "ok"]
 
 
 async def test_without_oidc_settings_the_button_is_off_and_the_flow_routes_absent(
