@@ -65,7 +65,8 @@ class StaffSignIn(Protocol):
 
 
 def flow_keys(api_keys: dict[str, str] | Any) -> FlowKeys:
-    """The flow key, derived from the signing API secret: the same on every node."""
+    """The flow key, derived from an API secret (the smallest key id's, as staff.mail's
+    link key): the same on every node."""
     secret = api_keys[min(api_keys)]
     return FlowKeys(hmac.new(secret.encode(), KEY_LABEL, hashlib.sha256).digest())
 
