@@ -7,6 +7,7 @@ once) or VISITROOM_OIDC_CLIENT_SECRET, and never appears in repr() or a log.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,6 @@ from common.config import ConfigError
 from staff.oidc import ClaimMap, parse_role_values
 
 CALLBACK_PATH = "/auth/oidc/callback"
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class OidcConfig:
         if not issuer:
             return None
         parts = urlsplit(issuer)
-        loopback = parts.hostname in LOOPBACK
+        loopback = _loopback(parts.hostname)
         if (parts.scheme != "https" and not (parts.scheme == "http" and loopback)) or parts.query:
             raise ConfigError(
                 "VISITROOM_OIDC_ISSUER must be the provider's https:// issuer URL"
@@ -50,6 +50,15 @@ class OidcConfig:
             issuer, client_id, _secret(env), _claims(env),
             env.get("VISITROOM_OIDC_DISPLAY_NAME", "").strip(),
         )  # fmt: skip
+
+
+def _loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _secret(env: Mapping[str, str]) -> str:

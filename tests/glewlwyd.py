@@ -1,4 +1,4 @@
-"""A real glewlwyd OpenID Provider on 127.0.0.1 and a free port, started and stopped by tests.
+"""A real glewlwyd OpenID Provider on loopback and a free port, started and stopped by tests.
 
 Debian's `glewlwyd` package (2.7.5) is the provider: this module writes a
 throwaway configuration and an SQLite database (the package's schema), starts
@@ -87,16 +87,19 @@ def _rs256_jwks(kid: str) -> str:
 class Glewlwyd:
     """One glewlwyd process with its own config dir, SQLite database and webapp copy."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        """`host`: the loopback address it listens on and names in its URLs (127.0.0.2
+        makes it another site than a relying party on 127.0.0.1, as a real provider is)."""
         self.directory = directory
         self.port = port or free_port()
+        self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
         self._jar = http.cookiejar.CookieJar()
         self._opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self._jar))
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def issuer(self) -> str:
@@ -146,7 +149,7 @@ class Glewlwyd:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"glewlwyd exited at start:\n{self.output()[-3000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return
             except OSError:
                 time.sleep(0.05)
@@ -186,7 +189,7 @@ class Glewlwyd:
         )
         text = f"""
 port={self.port}
-bind_address="127.0.0.1"
+bind_address="{self.host}"
 external_url="{self.base_url}"
 login_url="login.html"
 static_files_path="{self.directory / "webapp"}/"

@@ -37,7 +37,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     directory = tmp_path_factory.mktemp("oidc-web")
-    idp = Glewlwyd(directory / "glewlwyd")
+    idp = Glewlwyd(directory / "glewlwyd", host="127.0.0.2")  # another site, as in real life
     idp.start()
     try:
         idp.add_oidc_plugin()
