@@ -9,7 +9,7 @@ mounts it).
 from __future__ import annotations
 
 import json
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from aiohttp import web
 
@@ -21,12 +21,29 @@ from common.tokens import Claims, TokenError
 
 MAX_BODY = 16 * 1024  # bytes of a JSON request body
 UNAUTHORIZED = "unauthorized"  # the protocol's error codes (docs/protocol.md)
+BAD_REQUEST = "bad_request"
 FORBIDDEN = "forbidden"
 
 
 def api_error(status: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
     body = json.dumps({"error": {"code": code, "message": message}})
     return status(text=body, content_type="application/json")
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body (at most MAX_BODY bytes); 400/413 `bad_request` otherwise."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise api_error(web.HTTPRequestEntityTooLarge, BAD_REQUEST, "body too large")
+    raw = await request.content.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise api_error(web.HTTPRequestEntityTooLarge, BAD_REQUEST, "body too large")
+    try:
+        body = json.loads(raw or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be a JSON object")
+    return body
 
 
 def bearer(request: web.Request) -> str | None:

@@ -20,11 +20,71 @@ DUE = """
 """
 
 
-class SqliteOutbox:
+class OutboxTable:
+    """The send attempts' bookkeeping on one outbox table (`table`, keyed by `key`), shared
+    by the portal's invitations and the staff's password links (staff/mail.py)."""
+
+    def __init__(self, database: SqliteDatabase, table: str, key: str) -> None:
+        self._db = database
+        self._table = table
+        self._key = key
+
+    async def mark_sent(self, message_id: int, owner: str, at: float) -> None:
+        await self._finish(
+            "state = 'sent', sent_at = ?, token_seed = NULL, last_error = NULL",
+            (at,),
+            message_id,
+            owner,
+        )
+
+    async def mark_retry(self, message_id: int, owner: str, next_at: float, error: str) -> None:
+        await self._finish(
+            "state = 'pending', next_attempt_at = ?, last_error = ?",
+            (next_at, error),
+            message_id,
+            owner,
+        )
+
+    async def mark_failed(self, message_id: int, owner: str, error: str) -> None:
+        await self._finish(
+            "state = 'failed', token_seed = NULL, last_error = ?", (error,), message_id, owner
+        )
+
+    async def _finish(
+        self, assignments: str, args: tuple[object, ...], message_id: int, owner: str
+    ) -> None:
+        sql = (
+            f"UPDATE {self._table} SET {assignments}, claimed_by = NULL"
+            f" WHERE {self._key} = ? AND state = 'sending' AND claimed_by = ?"
+        )
+        await self._db.write(lambda db: db.execute(sql, (*args, message_id, owner)))
+
+    async def requeue_orphans(self, at: float) -> int:
+        def requeue(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                f"UPDATE {self._table} SET state = 'pending', claimed_by = NULL,"
+                " next_attempt_at = ? WHERE state = 'sending'",
+                (at,),
+            )
+            return cursor.rowcount
+
+        return await self._db.write(requeue)
+
+    async def next_due(self) -> float | None:
+        row = await self._db.read(
+            lambda db: db.execute(
+                f"SELECT MIN(next_attempt_at) FROM {self._table} WHERE state = 'pending'"
+            ).fetchone()
+        )
+        due: float | None = row[0]
+        return due
+
+
+class SqliteOutbox(OutboxTable):
     """Implements store.OutboxStore on a SqliteDatabase."""
 
     def __init__(self, database: SqliteDatabase) -> None:
-        self._db = database
+        super().__init__(database, "outbox", "message_id")
 
     async def claim_next(
         self, now: float, owner: str, token_hash: TokenHasher, expires_at: float
@@ -53,47 +113,6 @@ class SqliteOutbox:
 
         return await self._db.write(claim)
 
-    async def mark_sent(self, message_id: int, owner: str, at: float) -> None:
-        await self._finish(
-            "state = 'sent', sent_at = ?, token_seed = NULL, last_error = NULL",
-            (at,),
-            message_id,
-            owner,
-        )
-
-    async def mark_retry(self, message_id: int, owner: str, next_at: float, error: str) -> None:
-        await self._finish(
-            "state = 'pending', next_attempt_at = ?, last_error = ?",
-            (next_at, error),
-            message_id,
-            owner,
-        )
-
-    async def mark_failed(self, message_id: int, owner: str, error: str) -> None:
-        await self._finish(
-            "state = 'failed', token_seed = NULL, last_error = ?", (error,), message_id, owner
-        )
-
-    async def _finish(
-        self, assignments: str, args: tuple[object, ...], message_id: int, owner: str
-    ) -> None:
-        sql = (
-            f"UPDATE outbox SET {assignments}, claimed_by = NULL"
-            " WHERE message_id = ? AND state = 'sending' AND claimed_by = ?"
-        )
-        await self._db.write(lambda db: db.execute(sql, (*args, message_id, owner)))
-
-    async def requeue_orphans(self, at: float) -> int:
-        def requeue(db: sqlite3.Connection) -> int:
-            cursor = db.execute(
-                "UPDATE outbox SET state = 'pending', claimed_by = NULL, next_attempt_at = ?"
-                " WHERE state = 'sending'",
-                (at,),
-            )
-            return cursor.rowcount
-
-        return await self._db.write(requeue)
-
     async def make_due(self, at: float) -> int:
         """Pending messages waiting for a retry become due now."""
         cursor = await self._db.write(
@@ -105,15 +124,6 @@ class SqliteOutbox:
         )
         count: int = cursor.rowcount
         return count
-
-    async def next_due(self) -> float | None:
-        row = await self._db.read(
-            lambda db: db.execute(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'pending'"
-            ).fetchone()
-        )
-        due: float | None = row[0]
-        return due
 
     async def list_outbox(self, limit: int) -> list[OutboxRow]:
         rows = await self._db.read(

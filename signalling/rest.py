@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from aiohttp import web
 from cluster.bus import BusUnavailable
 from cluster.coordinator import pack_record
 from cluster.hop import HOP_HEADER, sign, verify
-from common.api import MAX_BODY, api_error, grant, refuse
+from common.api import api_error, grant, json_body, refuse
 from common.audit import AuditEntry, iso
 from common.keys import AUDIT
 from common.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant
@@ -31,21 +30,6 @@ def check_room(request: web.Request, who: Grant, room_id: str, record: RoomRecor
     practice = record.practice if record is not None else None
     if not who.may_use_room(room_id, record is not None, practice):
         refuse(request, who, room_id, "api", "this room belongs to another practice")
-
-
-async def json_body(request: web.Request) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise api_error(web.HTTPRequestEntityTooLarge, BAD_REQUEST, "body too large")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise api_error(web.HTTPRequestEntityTooLarge, BAD_REQUEST, "body too large")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be JSON") from None
-    if not isinstance(body, dict):
-        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be a JSON object")
-    return body
 
 
 def parse_time(body: dict[str, Any], name: str) -> float:

@@ -49,11 +49,15 @@ def add_commands(sub: Any, data_dir: DataDir) -> None:
     u_list.add_argument("--practice", help="only this practice's")
     disable = u_cmds.add_parser("disable", help="disable a user (signs them out everywhere)")
     enable = u_cmds.add_parser("enable", help="enable a disabled user")
-    for parser in (disable, enable):
+    reset_totp = u_cmds.add_parser(
+        "reset-totp", help="turn off a user's two-step sign-in (a lost phone)"
+    )
+    for parser in (disable, enable, reset_totp):
         parser.add_argument("--email", required=True)
     commands = {
         create: cmd_practice_create, p_list: cmd_practice_list, add: cmd_user_add,
         u_list: cmd_user_list, disable: cmd_user_disable, enable: cmd_user_enable,
+        reset_totp: cmd_user_reset_totp,
     }  # fmt: skip
     for parser, command in commands.items():
         parser.add_argument("--data-dir", help="where state is kept (VISITROOM_DATA_DIR, ./data)")
@@ -144,3 +148,15 @@ async def cmd_user_disable(args: argparse.Namespace, store: StaffStore) -> int:
 
 async def cmd_user_enable(args: argparse.Namespace, store: StaffStore) -> int:
     return await _set_disabled(args, store, False)
+
+
+async def cmd_user_reset_totp(args: argparse.Namespace, store: StaffStore) -> int:
+    user = await store.user_by_email(args.email)
+    if user is None:
+        raise StaffError("no user with this email")
+    await store.update_user(
+        user.user_id, time.time(), totp_secret=None, totp_pending=None, totp_last_step=None
+    )
+    await store.end_sessions_of(user.user_id)
+    print(f"user {user.user_id}: two-step sign-in is off; they can set it up again")
+    return 0

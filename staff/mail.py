@@ -21,6 +21,7 @@ from email.utils import format_datetime, make_msgid
 from portal.mail import lifetime
 from portal.model import Delivery
 from portal.sqlite_db import SqliteDatabase
+from portal.sqlite_outbox import OutboxTable
 from portal.store import Claimed, OutboxRow, TokenHasher
 from portal.tokens import TokenMaker, new_seed, token_hash
 
@@ -96,28 +97,37 @@ def queue_link(db: sqlite3.Connection, user_id: str, kind: str, at: float, domai
     )
 
 
-def use_link(db: sqlite3.Connection, token: str, at: float) -> tuple[str | None, str | None]:
-    """(user id, None) and the link used up; or (user id or None, why not)."""
+def link_problem(
+    db: sqlite3.Connection, token: str, at: float
+) -> tuple[str | None, str | None, int | None]:
+    """(user id, why the link cannot be used or None, link id); reads only."""
     row = db.execute(
         "SELECT link_id, user_id, state, expires_at FROM links WHERE token_hash = ?",
         (token_hash(token),),
     ).fetchone()
     if row is None:
-        return None, "unknown"
+        return None, "unknown", None
     link_id, user_id, state, expires_at = row
-    if state != "sent" and state != "sending":
-        return user_id, "used" if state == "used" else "void"
+    if state not in ("sent", "sending"):  # sending: the server took it, the commit is late
+        return user_id, "used" if state == "used" else "void", link_id
     if expires_at is None or at >= expires_at:
-        return user_id, "expired"
-    db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?", (at, link_id))
-    return user_id, None
+        return user_id, "expired", link_id
+    return user_id, None, link_id
 
 
-class StaffOutbox:
+def use_link(db: sqlite3.Connection, token: str, at: float) -> tuple[str | None, str | None]:
+    """(user id, None) and the link used up; or (user id or None, why not)."""
+    user_id, problem, link_id = link_problem(db, token, at)
+    if problem is None:
+        db.execute("UPDATE links SET state = 'used', used_at = ? WHERE link_id = ?", (at, link_id))
+    return user_id, problem
+
+
+class StaffOutbox(OutboxTable):
     """portal.store.OutboxStore on the links table, for portal.outbox.OutboxSender."""
 
     def __init__(self, database: SqliteDatabase) -> None:
-        self._db = database
+        super().__init__(database, "links", "link_id")
 
     async def claim_next(
         self, now: float, owner: str, token_hash: TokenHasher, expires_at: float
@@ -137,50 +147,6 @@ class StaffOutbox:
             )
 
         return await self._db.write(claim)
-
-    async def mark_sent(self, message_id: int, owner: str, at: float) -> None:
-        await self._finish(
-            "state = 'sent', sent_at = ?, token_seed = NULL", (at,), message_id, owner
-        )
-
-    async def mark_retry(self, message_id: int, owner: str, next_at: float, error: str) -> None:
-        await self._finish(
-            "state = 'pending', next_attempt_at = ?, last_error = ?", (next_at, error),
-            message_id, owner,
-        )  # fmt: skip
-
-    async def mark_failed(self, message_id: int, owner: str, error: str) -> None:
-        await self._finish(
-            "state = 'failed', token_seed = NULL, last_error = ?", (error,), message_id, owner
-        )
-
-    async def _finish(
-        self, assignments: str, args: tuple[object, ...], message_id: int, owner: str
-    ) -> None:
-        sql = (
-            f"UPDATE links SET {assignments}, claimed_by = NULL"
-            " WHERE link_id = ? AND state = 'sending' AND claimed_by = ?"
-        )
-        await self._db.write(lambda db: db.execute(sql, (*args, message_id, owner)))
-
-    async def requeue_orphans(self, at: float) -> int:
-        cursor = await self._db.write(
-            lambda db: db.execute(
-                "UPDATE links SET state = 'pending', claimed_by = NULL, next_attempt_at = ?"
-                " WHERE state = 'sending'",
-                (at,),
-            )
-        )
-        return int(cursor.rowcount)
-
-    async def next_due(self) -> float | None:
-        row = await self._db.read(
-            lambda db: db.execute(
-                "SELECT MIN(next_attempt_at) FROM links WHERE state = 'pending'"
-            ).fetchone()
-        )
-        due: float | None = row[0]
-        return due
 
     async def list_outbox(self, limit: int) -> list[OutboxRow]:
         rows = await self._db.read(

@@ -19,14 +19,13 @@ wherever they take a token (common.api.grant).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from common.api import MAX_BODY, api_error, session_grant
+from common.api import BAD_REQUEST, api_error, json_body, session_grant
 from common.keys import CLIENT_ADDRESS
 from common.session import SIGNED_IN, SignedIn, signed_in
 from staff.roles import Role, User, grant_for
@@ -37,7 +36,6 @@ from staff.store import StaffError
 STAFF = web.AppKey("staff", StaffService)
 CURRENT = web.RequestKey("visitroom_staff_current", tuple)  # (Session, User)
 NO_STORE = {"Cache-Control": "no-store"}
-BAD_REQUEST = "bad_request"
 # Set by the dashboard's periodic refresh: such a request does not count as activity.
 BACKGROUND_HEADER = "X-Visitroom-Background"
 
@@ -48,17 +46,6 @@ def reply(data: Any, status: int = 200) -> web.Response:
 
 def error(status: int, code: str, message: str) -> web.Response:
     return reply({"error": {"code": code, "message": message}}, status)
-
-
-async def body_of(request: web.Request) -> dict[str, Any]:
-    raw = await request.content.read(MAX_BODY + 1)
-    try:
-        body = json.loads(raw or b"{}") if len(raw) <= MAX_BODY else None
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "the body must be a JSON object")
-    return body
 
 
 def text(body: dict[str, Any], name: str) -> str:
@@ -137,7 +124,7 @@ def check_origin(request: web.Request, service: StaffService) -> None:
 async def sign_in(request: web.Request) -> web.Response:
     service = request.app[STAFF]
     check_origin(request, service)
-    body = await body_of(request)
+    body = await json_body(request)
     code = body.get("code")
     try:
         started = await service.sign_in(
@@ -150,6 +137,9 @@ async def sign_in(request: web.Request) -> web.Response:
         if exc.retry_after_s:
             response.headers["Retry-After"] = str(math.ceil(exc.retry_after_s))
         return response
+    if CURRENT in request:  # this browser's older session ends: one cookie, one session
+        old, old_user = request[CURRENT]
+        await service.sign_out(old, old_user)
     practice = await service.store.practice_name(started.user.practice)
     response = reply(session_json(service, started.user, started.session, practice))
     attributes = cookie_attributes(secure(service), service.config.session_lifetime_s)
@@ -187,7 +177,7 @@ async def totp_setup(request: web.Request) -> web.Response:
 
 async def totp_confirm(request: web.Request) -> web.Response:
     _, user = current(request, "staff_totp")
-    code = text(await body_of(request), "code")
+    code = text(await json_body(request), "code")
     if not await request.app[STAFF].totp_confirm(user, code):
         return error(400, "bad_code", "that code is not right: check the app's clock and retry")
     return reply({"totp": True})
@@ -195,8 +185,8 @@ async def totp_confirm(request: web.Request) -> web.Response:
 
 async def totp_disable(request: web.Request) -> web.Response:
     _, user = current(request, "staff_totp")
-    code = text(await body_of(request), "code")
-    if not await request.app[STAFF].totp_disable(user, code):
+    code = text(await json_body(request), "code")
+    if not await request.app[STAFF].totp_disable(user, code, address(request)):
         return error(400, "bad_code", "that code is not right (or was used already)")
     return reply({"totp": False})
 
@@ -219,7 +209,7 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def add_user(request: web.Request) -> web.Response:
     actor = admin(request, "staff_user_add")
-    body = await body_of(request)
+    body = await json_body(request)
     try:
         user = await request.app[STAFF].add_user(
             actor.identity, actor.practice, body.get("email"), body.get("display_name"),
@@ -236,7 +226,7 @@ async def change_user(request: web.Request) -> web.Response:
     target = await service.store.user(request.match_info["user_id"])
     if target is None or target.practice != actor.practice:
         return error(404, "not_found", "no such user")
-    body = await body_of(request)
+    body = await json_body(request)
     disabled = body.get("disabled")
     try:
         role = Role.parse(body["role"]) if "role" in body else None
@@ -254,7 +244,7 @@ async def change_user(request: web.Request) -> web.Response:
 async def request_reset(request: web.Request) -> web.Response:
     service = request.app[STAFF]
     check_origin(request, service)
-    email = text(await body_of(request), "email")
+    email = text(await json_body(request), "email")
     await service.request_reset(email, address(request))
     return reply({"queued": True}, 202)
 
@@ -262,7 +252,7 @@ async def request_reset(request: web.Request) -> web.Response:
 async def complete_reset(request: web.Request) -> web.Response:
     service = request.app[STAFF]
     check_origin(request, service)
-    body = await body_of(request)
+    body = await json_body(request)
     try:
         ok = await service.complete_reset(text(body, "token"), body.get("password"))
     except StaffError as exc:

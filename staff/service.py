@@ -19,7 +19,7 @@ from portal.passwords import Passwords
 from portal.throttle import LoginThrottle
 from staff import totp
 from staff.config import StaffConfig
-from staff.mail import queue_link, use_link
+from staff.mail import link_problem, queue_link, use_link
 from staff.roles import Role, User
 from staff.sessions import Lifetimes, Session, digest
 from staff.store import StaffError, StaffStore, new_user_id
@@ -170,7 +170,13 @@ class StaffService:
         self._audit("staff_totp_enable", "ok", user.identity)
         return True
 
-    async def totp_disable(self, user: User, code: str) -> bool:
+    async def totp_disable(self, user: User, code: str, address: str) -> bool:
+        """Needs a current code; wrong ones are throttled like sign-ins (a stolen session
+        must not guess its way to turning the second factor off)."""
+        account = "totp:" + user.user_id
+        if self.throttle.begin(account, address) > 0:
+            self._audit("staff_totp_disable", "throttled", user.identity)
+            return False
         secret, _, last = await self.store.totp_state(user.user_id)
         step = totp.accept(secret, code, self.clock(), last) if secret else None
         if step is None or not await self.store.use_totp_step(user.user_id, step):
@@ -179,6 +185,7 @@ class StaffService:
         await self.store.update_user(
             user.user_id, self.clock(), totp_secret=None, totp_pending=None, totp_last_step=None
         )
+        self.throttle.succeeded(account, address)
         self._audit("staff_totp_disable", "ok", user.identity)
         return True
 
@@ -248,19 +255,16 @@ class StaffService:
 
     async def complete_reset(self, token: str, password: object) -> bool:
         """Set a new password with a link's token; every session of the user ends."""
-        hashed = await self.passwords.hash(check_password(password))
+        new_password = check_password(password)
         now = self.clock()
-
-        def use(db: sqlite3.Connection) -> tuple[str | None, str | None]:
-            user_id, problem = use_link(db, token, now)
-            if problem is None and user_id is not None:
-                db.execute(
-                    "UPDATE users SET password_hash = ?, updated_at = ? WHERE user_id = ?",
-                    (hashed, now, user_id),
-                )
-            return user_id, problem
-
-        user_id, problem = await self.store.db.write(use)
+        # Checked before hashing, so a made-up token costs no argon2 work; then again
+        # in the transaction that uses it up.
+        user_id, problem, _ = await self.store.db.read(lambda db: link_problem(db, token, now))
+        if problem is None:
+            hashed = await self.passwords.hash(new_password)
+            user_id, problem = await self.store.db.write(
+                lambda db: self._use_link(db, token, hashed, now)
+            )
         actor = f"staff:{user_id}" if user_id else None
         if problem is not None:
             self._audit("staff_reset", "refused", actor, reason=problem)
@@ -269,3 +273,15 @@ class StaffService:
         await self.store.end_sessions_of(user_id)
         self._audit("staff_reset", "ok", actor)
         return True
+
+    @staticmethod
+    def _use_link(
+        db: sqlite3.Connection, token: str, hashed: str, now: float
+    ) -> tuple[str | None, str | None]:
+        user_id, problem = use_link(db, token, now)
+        if problem is None and user_id is not None:
+            db.execute(
+                "UPDATE users SET password_hash = ?, updated_at = ? WHERE user_id = ?",
+                (hashed, now, user_id),
+            )
+        return user_id, problem

@@ -68,9 +68,10 @@ class Staff:
         body: dict[str, Any] = {"email": email, "password": password}
         if code is not None:
             body["code"] = code
-        response = await self.client.post(
-            "/v1/staff/sign-in", json=body, headers={"Origin": ORIGIN}
-        )
+        headers = {"Origin": ORIGIN}
+        if self.cookie:  # a browser sends the cookie it has
+            headers["Cookie"] = f"{SECURE_COOKIE}={self.cookie}"
+        response = await self.client.post("/v1/staff/sign-in", json=body, headers=headers)
         data = await response.json()
         if response.status == 200:
             self.set_cookie = response.headers["Set-Cookie"]

@@ -84,6 +84,9 @@ async def test_a_provider_signs_in_with_a_private_cookie_and_sees_only_their_pra
     assert (host.name, host.role, host.practice) == ("Dr. Ana Smith", "host", "p1")
     assert host.identity.startswith("staff:u_")
     assert (await staff.call("POST", f"/v1/rooms/{theirs}/host-token"))[0] == 403
+    before = Staff(staff.client, staff.cookie, staff.csrf)
+    assert (await staff.sign_in("ana@clinic.test"))[0] == 200
+    assert await alive(staff) and not await alive(before)  # one browser, one session
 
 
 async def test_a_wrong_password_is_refused_and_audited_without_the_email(
@@ -158,6 +161,13 @@ async def test_a_second_factor_is_enrolled_then_needed_and_a_code_works_only_onc
     assert (await Staff(staff.client).sign_in("ana@clinic.test", code=later))[0] == 401
     enabled = await audit_rows(app, "staff_totp_enable")
     assert [r["outcome"] for r in enabled] == ["refused", "ok"]
+    wrong = [(await second.call("POST", "/v1/staff/totp/disable", {"code": "000000"}))[0]
+             for _ in range(5)]  # fmt: skip
+    assert wrong == [400] * 5
+    right = totp.code_at(setup["secret"], time.time() + 2 * totp.STEP_S)
+    assert (await second.call("POST", "/v1/staff/totp/disable", {"code": right}))[0] == 400
+    disabled = await audit_rows(app, "staff_totp_disable")
+    assert [r["outcome"] for r in disabled][-2:] == ["throttled", "throttled"]
     assert setup["secret"] not in str(await app[AUDIT].query(None, 0, 5000))
 
 
@@ -321,3 +331,23 @@ async def test_login_failures_slow_an_account_down(aiohttp_client: Any, tmp_path
     codes = [(await staff.sign_in("ana@clinic.test", "wrong"))[0] for _ in range(5)]
     assert codes[:4] == [401, 401, 401, 401] and codes[4] == 429
     assert (await staff.sign_in("ana@clinic.test", PASSWORD))[0] == 429  # the right one waits too
+
+
+async def test_front_desk_reaches_the_portal_with_the_session_and_changes_need_the_token(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    app = staff_app(tmp_path)
+    staff = await started(aiohttp_client, app)
+    await add_user(app, "p1", "fd@clinic.test", Role.FRONT_DESK, "Fran Desk")
+    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    await staff.sign_in("fd@clinic.test")
+    patient = {"first_name": "Pat", "last_name": "Doe", "date_of_birth": "1980-02-03"}
+    status, _ = await staff.call("POST", "/v1/portal/patients", patient, csrf=False)
+    assert status == 403
+    status, created = await staff.call("POST", "/v1/portal/patients", patient)
+    assert status == 201, created
+    status, found = await staff.call("GET", "/v1/portal/patients?q=Pat", csrf=False, origin=None)
+    assert status == 200 and [p["patient_id"] for p in found["patients"]] == [created["patient_id"]]
+    provider = Staff(staff.client)
+    await provider.sign_in("ana@clinic.test")  # a provider has no portal:staff scope
+    assert (await provider.call("GET", "/v1/portal/patients?q=Pat"))[0] == 403
