@@ -19,7 +19,7 @@ import html
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -59,8 +59,11 @@ class StaffSignIn(Protocol):
         """The provider's role for the user (audited as a role change by `actor`)."""
         ...
 
-    async def start_session(self, user: User) -> tuple[str, str, dict[str, Any]]:
-        """A new staff session: (cookie name, session id, cookie attributes)."""
+    async def start_session(
+        self, user: User, cookies: Mapping[str, str]
+    ) -> tuple[str, str, dict[str, Any]]:
+        """A new staff session (`cookies`: the browser's, whose older session ends):
+        (cookie name, session id, cookie attributes)."""
         ...
 
 
@@ -205,7 +208,7 @@ async def callback(request: web.Request) -> web.StreamResponse:
     except (aiohttp.ClientError, TimeoutError, ValueError):
         rp.refuse("unreachable")
         return page(502, "The identity provider cannot be reached. Try again in a minute.")
-    name, session_id, attributes = await rp.staff.start_session(user)
+    name, session_id, attributes = await rp.staff.start_session(user, request.cookies)
     assert flow is not None
     headers = {"Location": flow.next_path, "Cache-Control": "no-store"}
     response = web.Response(status=303, headers=headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from common.audit import AuditEntry
@@ -31,8 +32,15 @@ class ServiceSignIn:
         assert changed is not None
         return changed
 
-    async def start_session(self, user: User) -> tuple[str, str, dict[str, Any]]:
-        started = await self.service.start_session(user, "oidc")
+    async def start_session(
+        self, user: User, cookies: Mapping[str, str]
+    ) -> tuple[str, str, dict[str, Any]]:
+        """A new session; the browser's older one ends (one cookie, one session), as with
+        the password sign-in."""
         secure = self.secure
+        older = await self.service.resume(cookies.get(cookie_name(secure), ""), touch=False)
+        started = await self.service.start_session(user, "oidc")
+        if older is not None:
+            await self.service.sign_out(*older)
         attributes = cookie_attributes(secure, self.service.config.session_lifetime_s)
         return cookie_name(secure), started.session_id, attributes

@@ -88,19 +88,33 @@ class Rig:
         assert location.startswith(CALLBACK + "?"), location
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
-    async def callback(self, query: dict[str, str], flow: str) -> aiohttp.ClientResponse:
+    async def callback(
+        self, query: dict[str, str], flow: str, session: str = ""
+    ) -> aiohttp.ClientResponse:
+        cookie = f"{FLOW_COOKIE}={flow}" + (f"; {SECURE_COOKIE}={session}" if session else "")
         return await self.client.get(
-            "/auth/oidc/callback", params=query, headers={"Cookie": f"{FLOW_COOKIE}={flow}"},
+            "/auth/oidc/callback", params=query, headers={"Cookie": cookie},
             allow_redirects=False,
         )  # fmt: skip
 
-    async def sign_in(self, who: Person) -> aiohttp.ClientResponse:
+    async def sign_in(self, who: Person, session: str = "") -> aiohttp.ClientResponse:
         url, flow = await self.start()
-        return await self.callback(await self.provider_login(url, who), flow)
+        return await self.callback(await self.provider_login(url, who), flow, session)
+
+    async def user_of(self, session: str) -> Any:
+        headers = {"Cookie": f"{SECURE_COOKIE}={session}"}
+        return (await (await self.client.get("/v1/staff/session", headers=headers)).json())["user"]
 
     async def refusals(self) -> list[tuple[str, str | None, str | None]]:
         rows = await audit_rows(self.app, "staff_sign_in")
         return [(r["outcome"], r["actor"], r.get("reason")) for r in rows]
+
+
+def session_of(response: aiohttp.ClientResponse) -> str:
+    cookies: SimpleCookie = SimpleCookie()
+    for header in response.headers.getall("Set-Cookie"):
+        cookies.load(header)
+    return cookies[SECURE_COOKIE].value
 
 
 @pytest.fixture
@@ -145,6 +159,18 @@ async def test_a_provider_signs_in_through_glewlwyd_and_sees_only_their_practice
     ]
     everything = str(await rig.app[AUDIT].query(None, 0, 5000))
     assert query["code"] not in everything and session.value not in everything
+
+
+async def test_signing_in_again_ends_the_browsers_older_session(rig: Rig) -> None:
+    who = rig.person("p1", "provider")
+    user = await add_user(rig.app, "p1", who.email, Role.PROVIDER)
+    first = session_of(await rig.sign_in(who))
+    assert (await rig.user_of(first))["user_id"] == user.user_id
+    second = session_of(await rig.sign_in(who, session=first))
+    assert second != first
+    assert await rig.user_of(first) is None
+    assert (await rig.user_of(second))["user_id"] == user.user_id
+    assert [r["actor"] for r in await audit_rows(rig.app, "staff_sign_out")] == [user.identity]
 
 
 async def test_a_callback_whose_state_does_not_match_is_refused(rig: Rig) -> None:
