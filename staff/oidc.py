@@ -85,10 +85,12 @@ class Provider:
         algs = document.get("id_token_signing_alg_values_supported") or ["RS256"]
         if "S256" not in (document.get("code_challenge_methods_supported") or ["S256"]):
             raise OidcError("discovery", "the identity provider does not support PKCE (S256)")
+        accepted = tuple(str(a) for a in algs if a in ALGORITHMS)
+        if not accepted:
+            raise OidcError("discovery", "the identity provider signs with no accepted algorithm")
         return cls(
             issuer, str(urls[0]), str(urls[1]), str(urls[2]),
-            tuple(str(m) for m in methods),
-            tuple(str(a) for a in algs if a in ALGORITHMS),
+            tuple(str(m) for m in methods), accepted,
         )  # fmt: skip
 
     def auth_method(self) -> str:

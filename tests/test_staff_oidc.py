@@ -177,6 +177,8 @@ def test_discovery_must_name_the_configured_issuer_and_offer_s256() -> None:
     no_pkce = {**DISCOVERY, "code_challenge_methods_supported": ["plain"]}
     refused("discovery", Provider.from_discovery, ISSUER, no_pkce)
     refused("discovery", Provider.from_discovery, ISSUER, {**DISCOVERY, "token_endpoint": 3})
+    hmac_only = {**DISCOVERY, "id_token_signing_alg_values_supported": ["HS256", "none"]}
+    refused("discovery", Provider.from_discovery, ISSUER, hmac_only)
     assert oidc.discovery_url(ISSUER + "/") == ISSUER + "/.well-known/openid-configuration"
 
 
