@@ -203,17 +203,23 @@ async def callback(request: web.Request) -> web.StreamResponse:
     except OidcError as exc:
         rp.refuse(exc.reason, exc.actor)
         response = page(403 if exc.reason in REFUSALS else 400, exc.message)
-        response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)
-        return response
     except (aiohttp.ClientError, TimeoutError, ValueError):
         rp.refuse("unreachable")
-        return page(502, "The identity provider cannot be reached. Try again in a minute.")
+        response = page(502, "The identity provider cannot be reached. Try again in a minute.")
+    else:
+        response = await _signed_in(rp, request, user, flow)
+    response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)  # a flow is used once, either way
+    return response
+
+
+async def _signed_in(
+    rp: RelyingParty, request: web.Request, user: User, flow: Flow | None
+) -> web.Response:
     name, session_id, attributes = await rp.staff.start_session(user, request.cookies)
     assert flow is not None
     headers = {"Location": flow.next_path, "Cache-Control": "no-store"}
     response = web.Response(status=303, headers=headers)
     response.set_cookie(name, session_id, **attributes)
-    response.del_cookie(FLOW_COOKIE, path=FLOW_PATH)
     return response
 
 
