@@ -50,6 +50,15 @@ async def started(aiohttp_client: Any, app: web.Application) -> Staff:
     return Staff(client)
 
 
+async def provider_session(aiohttp_client: Any, tmp_path: Path) -> tuple[web.Application, Staff]:
+    """The app, and a signed-in provider of p1 (ana@clinic.test)."""
+    app = staff_app(tmp_path)
+    staff = await started(aiohttp_client, app)
+    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
+    assert (await staff.sign_in("ana@clinic.test"))[0] == 200
+    return app, staff
+
+
 async def schedule(staff: Staff, practice: str) -> str:
     response = await staff.client.post(
         "/v1/rooms", json=visit(practice), headers={"Authorization": f"Bearer {admin_token()}"}
@@ -107,10 +116,7 @@ async def test_a_wrong_password_is_refused_and_audited_without_the_email(
 async def test_a_change_without_the_csrf_token_or_from_another_origin_is_refused_and_audited(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    app = staff_app(tmp_path)
-    staff = await started(aiohttp_client, app)
-    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
-    await staff.sign_in("ana@clinic.test")
+    app, staff = await provider_session(aiohttp_client, tmp_path)
     body = visit()
     assert (await staff.call("POST", "/v1/rooms", body, csrf=False))[0] == 403
     assert (await staff.call("POST", "/v1/rooms", body, origin="https://evil.test"))[0] == 403
@@ -142,10 +148,7 @@ async def test_the_bearer_token_path_is_unchanged_next_to_sessions(
 async def test_a_second_factor_is_enrolled_then_needed_and_a_code_works_only_once(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    app = staff_app(tmp_path)
-    staff = await started(aiohttp_client, app)
-    await add_user(app, "p1", "ana@clinic.test", Role.PROVIDER)
-    await staff.sign_in("ana@clinic.test")
+    app, staff = await provider_session(aiohttp_client, tmp_path)
     status, setup = await staff.call("POST", "/v1/staff/totp/setup")
     assert status == 200 and setup["uri"].startswith("otpauth://totp/")
     assert (await staff.call("POST", "/v1/staff/totp/confirm", {"code": "000000"}))[0] == 400

@@ -150,6 +150,14 @@ def signed_in(page: Page) -> None:
     expect(page.get_by_test_id("screen-dashboard")).to_be_visible(timeout=SLOW)
 
 
+def dashboard_as(pages: Pages, site: WebServer, email: str) -> Page:
+    """A new page with the dashboard, signed in as `email`."""
+    dash = pages.new("dashboard")
+    sign_in(dash, site, email)
+    signed_in(dash)
+    return dash
+
+
 def audit_rows(site: WebServer, action: str, count: int = 1) -> list[dict[str, Any]]:
     """The server's audit rows of `action` (it writes in batches: wait for `count`)."""
     path = site.process.data_dir / "audit.sqlite3"
@@ -174,9 +182,7 @@ def test_a_provider_signs_in_sees_their_practice_only_and_hosts_under_their_own_
     pages: Pages, site: WebServer
 ) -> None:
     mine, theirs = visit(site, "p1"), visit(site, "p2")
-    dash = pages.new("dashboard")
-    sign_in(dash, site, "ana@clinic.test")
-    signed_in(dash)
+    dash = dashboard_as(pages, site, "ana@clinic.test")
     expect(dash.get_by_test_id("dash-user")).to_have_text("Dr. Ana Smith · Provider")
     expect(dash.get_by_test_id("dash-practice")).to_have_text("Practice: Smith Family Clinic")
     today = dash.get_by_test_id("visits-today")
@@ -257,9 +263,7 @@ def test_two_step_sign_in_is_set_up_on_the_security_screen_then_asked_for(
 def test_a_change_without_the_csrf_header_is_refused_and_audited(
     pages: Pages, site: WebServer
 ) -> None:
-    dash = pages.new("dashboard")
-    sign_in(dash, site, "ana@clinic.test")
-    signed_in(dash)
+    dash = dashboard_as(pages, site, "ana@clinic.test")
     body = {"starts_at": "2030-01-01T10:00:00Z", "ends_at": "2030-01-01T10:30:00Z"}
     status = dash.evaluate(
         """async (body) => (await fetch('/v1/rooms', {method: 'POST', credentials: 'same-origin',
@@ -277,9 +281,7 @@ def test_a_provider_of_another_practice_gets_neither_the_visit_nor_the_host_offe
     pages: Pages, site: WebServer
 ) -> None:
     room = visit(site, "p1")
-    dash = pages.new("dashboard")
-    sign_in(dash, site, "bob@other.test")
-    signed_in(dash)
+    dash = dashboard_as(pages, site, "bob@other.test")
     expect(dash.get_by_test_id("visit-item").filter(has_text=room)).to_have_count(0)
     status = dash.evaluate(
         """async (room) => {
@@ -302,9 +304,7 @@ def test_a_provider_opening_the_patient_link_is_offered_to_join_as_host(
     pages: Pages, site: WebServer
 ) -> None:
     room = visit(site, "p1")
-    dash = pages.new("dashboard")
-    sign_in(dash, site, "ana@clinic.test")
-    signed_in(dash)
+    dash = dashboard_as(pages, site, "ana@clinic.test")
 
     maybe = pages.new("patient link, as a guest")
     maybe.goto(f"{site.url}/r/{room}")
@@ -335,9 +335,7 @@ def test_a_signed_in_provider_opening_the_host_page_is_offered_to_join(
     pages: Pages, site: WebServer
 ) -> None:
     room = visit(site, "p1")
-    dash = pages.new("dashboard")
-    sign_in(dash, site, "ana@clinic.test")
-    signed_in(dash)
+    dashboard_as(pages, site, "ana@clinic.test")
     host = pages.new("host page")
     host.goto(f"{site.url}/host/{room}")
     expect(host.get_by_test_id("btn-continue-as-guest")).to_have_count(0)
