@@ -26,6 +26,8 @@ from portal.sqlite_db import SqliteDatabase
 from portal.store import Claimed
 from staff.config import StaffConfig
 from staff.mail import StaffOutbox, password_email, token_maker
+from staff.oidc_routes import setup as setup_oidc
+from staff.oidc_staff import ServiceSignIn
 from staff.routes import STAFF, add_routes, session_middleware
 from staff.service import StaffService
 from staff.store import StaffStore, open_database
@@ -74,6 +76,8 @@ def setup(
     app[STAFF] = service
     app.middlewares.append(session_middleware)
     add_routes(app)
+    setup_oidc(app, config.oidc, config.base_url, config.api_keys, ServiceSignIn(service),
+               audit, clock)  # fmt: skip
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await database.start()

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from common.config import ConfigError, RateLimit, parse_duration
+from staff.oidc_config import OidcConfig
 
 DURATIONS = {
     "idle_timeout_s": "VISITROOM_STAFF_IDLE_TIMEOUT",
@@ -35,6 +36,7 @@ class StaffConfig:
     login_address_limit: RateLimit = LOGIN_ADDRESS_LIMIT
     login_delay_cap_s: float = 60.0
     retry_base_s: float = 30.0
+    oidc: OidcConfig | None = None  # OpenID Connect sign-in, when VISITROOM_OIDC_ISSUER is set
 
     @property
     def origin(self) -> str:
@@ -52,6 +54,7 @@ class StaffConfig:
             values["login_address_limit"] = RateLimit.parse(
                 env["VISITROOM_STAFF_LOGIN_ADDRESS_LIMIT"]
             )
+        values["oidc"] = OidcConfig.from_env(env)
         config = cls(**values, **shared)
         if config.idle_timeout_s > config.session_lifetime_s:
             raise ConfigError(

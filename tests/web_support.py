@@ -51,7 +51,8 @@ CHROMIUM_ARGS = [
     "--autoplay-policy=no-user-gesture-required",
     "--allow-loopback-in-peer-connection",
     "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    # 127.0.0.2: a second loopback site (the OIDC tests' identity provider)
+    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE 127.0.0.2",
 ]
 REJECTED_TEXT = (
     "The host did not grant you access. If you were invited to this room, "

@@ -12,6 +12,7 @@
 import { formatClock } from "../sdk/visitroom.js";
 import { api, configureApi } from "./api.js";
 import { announce, fill, h, showScreen } from "./dom.js";
+import { oidcSignIn } from "./oidc.js";
 import { mountPatientSearch, patientPicker, unmountPatientSearch } from "./patients.js";
 import * as staff from "./staff.js";
 
@@ -87,6 +88,7 @@ function signInScreen(message = "", notice = "") {
       info,
       error,
       form,
+      oidcSignIn(),
       h("button", { type: "button", class: "link-button", testid: "btn-forgot", text: "Forgot your password?", onclick: () => forgotScreen(email.value) }),
       tokenSignIn(say)),
     { focus: message || notice ? null : email },
