@@ -14,7 +14,13 @@ controlled role since the client always offers) to:
   `RTCDtlsTransport` reads, SRTP/SRTCP straight to a synchronous callback.
   DTLS and SRTP are only accepted from the ICE-selected address; DTLS that
   arrives from a validated address before the selection is held (a few
-  datagrams at most) and released if that address is selected.
+  datagrams at most) and released if that address is selected;
+* run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
+  (+-20%) and consent lost after 6 unanswered in a row (then the agent
+  closes and the DTLS transport above it fails), but after
+  `CONSENT_WARN_FAILURES` unanswered ones `on_consent_lost` is called once
+  per outage, so the client can be told to restart ICE while the DTLS
+  association is still alive.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +38,13 @@ from typing import Any
 
 from aioice import Candidate, Connection, stun
 from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import CandidatePair, StunProtocol, get_host_addresses
+from aioice.ice import (
+    CONSENT_FAILURES,
+    CONSENT_INTERVAL,
+    CandidatePair,
+    StunProtocol,
+    get_host_addresses,
+)
 
 from sfu.packet.counters import Counters
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
@@ -44,8 +57,11 @@ MAX_EARLY_DTLS = 16
 # SRTP is keyed only alerts and the odd retransmission are legitimate.
 MAX_DTLS_PER_SECOND = 100
 MAX_REMOTE_CANDIDATES = 64
+# Unanswered consent checks in a row before the client is told to restart ICE.
+CONSENT_WARN_FAILURES = 2
 
 SrtpHandler = Callable[[bytes], None]
+ConsentHandler = Callable[[], None]
 
 
 class DirectRoute:
@@ -194,6 +210,9 @@ class IceConnection(Connection):
         self.on_srtp = on_srtp
         self.on_route = on_route
         self.selected: tuple[MediaProtocol | SharedEndpoint, tuple[str, int]] | None = None
+        self.on_consent_lost: ConsentHandler | None = None
+        # Seconds between consent checks (+-20%); aioice's 5 s unless a test shortens it.
+        self.consent_interval: float = CONSENT_INTERVAL
         self._muxes = muxes
         self._addresses = addresses
         self._port_allocator = ports
@@ -343,6 +362,33 @@ class IceConnection(Connection):
             for data, addr, protocol in early:
                 self.on_dtls(data, addr, protocol)
 
+    # consent freshness (RFC 7675)
+
+    async def query_consent(self) -> None:
+        """aioice's consent loop, plus `on_consent_lost` after a few misses (see module doc)."""
+        assert self.remote_password is not None
+        key = self.remote_password.encode("utf8")
+        failures = 0
+        while True:
+            await asyncio.sleep(self.consent_interval * (0.8 + 0.4 * random.random()))
+            for pair in list(self._nominated.values()):
+                request = self.build_request(pair, nominate=False)
+                try:
+                    await pair.protocol.request(
+                        request, pair.remote_addr, integrity_key=key, retransmissions=0
+                    )
+                    failures = 0
+                except Exception:  # unanswered, or the socket is gone: no consent
+                    failures += 1
+            if failures == CONSENT_WARN_FAILURES and self.on_consent_lost is not None:
+                self.counters.consent_warnings += 1
+                self.on_consent_lost()
+            if failures >= CONSENT_FAILURES:
+                logger.info("ICE consent to send expired")
+                self._query_consent_task = None
+                await self.close()
+                return
+
     # DTLS
 
     def on_dtls(
@@ -372,6 +418,13 @@ class IceConnection(Connection):
             return
         self.counters.dtls_in += 1
         self._queue.put_nowait((data, 1))
+
+    def protocol_lost(self, protocol: StunProtocol) -> None:
+        # aioice wakes the DTLS reader with an error when a nominated pair's
+        # socket goes away.  A socket (an interface) going away is a dead
+        # path like any other: an ICE restart may bring it back under the
+        # same DTLS association, and consent expiry ends it otherwise.
+        return
 
     def data_received(self, data: bytes, component: int) -> None:
         # Every datagram is demultiplexed by MediaProtocol; nothing else may
