@@ -3,6 +3,9 @@
 
 import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
 
+// How long ICE may stay "disconnected" before the session restarts it.
+const ICE_DISCONNECTED_GRACE_MS = 1000;
+
 /**
  * The participant's RTCPeerConnection: published camera, microphone and
  * screen, and receive slots that the server fills (see `slots`).
@@ -33,6 +36,8 @@ export class MediaSession extends Emitter {
     this._queue = Promise.resolve();
     this._offerSent = false;
     this._closed = false;
+    this._restarting = false;
+    this._disconnectTimer = null;
   }
 
   /** Every receive slot with its track and who fills it. */
@@ -138,6 +143,7 @@ export class MediaSession extends Emitter {
         .catch(() => undefined);
     };
     pc.onconnectionstatechange = () => this.emit("connectionstate", { state: pc.connectionState });
+    pc.oniceconnectionstatechange = () => this._onIceState(pc);
     return pc;
   }
 
@@ -206,6 +212,43 @@ export class MediaSession extends Emitter {
     this.emit("tracks", this.slots);
   }
 
+  /** The path died ("failed" at once; "disconnected" if it lasts): restart ICE. */
+  _onIceState(pc) {
+    if (pc !== this.pc) return;
+    const state = pc.iceConnectionState;
+    clearTimeout(this._disconnectTimer);
+    this._disconnectTimer = null;
+    if (state === "failed") this._restartIce("failed");
+    else if (state === "disconnected") {
+      // Often a blip that heals by itself; a network change does not.
+      this._disconnectTimer = setTimeout(() => {
+        if (pc === this.pc && pc.iceConnectionState === "disconnected") this._restartIce("disconnected");
+      }, ICE_DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  /**
+   * ICE restart over the same session: new ICE credentials, the same DTLS, the same
+   * m-lines and slots (the server keeps the transport). Nothing to do before the
+   * first answer; a restart already on its way covers this one.
+   * @param {string} reason "failed", "disconnected" or "server" (`ice_restart_needed`)
+   */
+  _restartIce(reason) {
+    const pc = this.pc;
+    if (this._closed || !pc || this._restarting || !pc.remoteDescription) return;
+    this._restarting = true;
+    this.emit("connectionstate", { state: "restarting", reason });
+    this._enqueue(async () => {
+      try {
+        if (pc !== this.pc) return;
+        pc.restartIce();
+        await this._negotiate();
+      } finally {
+        this._restarting = false;
+      }
+    }).catch(() => undefined);
+  }
+
   _onMediaClosed(reason) {
     // The SFU dropped our transport: start over with a fresh connection and offer.
     this._dropPeerConnection();
@@ -214,6 +257,8 @@ export class MediaSession extends Emitter {
   }
 
   _dropPeerConnection() {
+    clearTimeout(this._disconnectTimer);
+    this._disconnectTimer = null;
     this.pc?.close();
     this.pc = null;
     this._publish = {};

@@ -359,6 +359,7 @@ export class VisitRoom extends Emitter {
       breakout: this._onBreakout,
       slots: this._onSlots,
       media_closed: this._onMediaClosed,
+      ice_restart_needed: this._onIceRestartNeeded,
     };
   }
 
@@ -469,6 +470,10 @@ export class VisitRoom extends Emitter {
 
   _onMediaClosed(m) {
     this._media?._onMediaClosed(m.reason);
+  }
+
+  _onIceRestartNeeded() {
+    this._media?._restartIce("server");
   }
 
   _failPending(error) {
