@@ -108,6 +108,7 @@ class Sink:
         self.states: list[TransportState] = []
         self.keep = True
         self.consent_lost = 0
+        self.paths_restored = 0
 
     def on_rtp(self, packet: bytes) -> None:
         if self.keep:
@@ -121,6 +122,9 @@ class Sink:
 
     def on_consent_lost(self) -> None:
         self.consent_lost += 1
+
+    def on_path_restored(self) -> None:
+        self.paths_restored += 1
 
 
 class PeerTransport(WebRtcTransport):

@@ -132,6 +132,17 @@ class Participant:
             timeout=timeout,
         )
 
+    def on_path_restored(self) -> None:
+        """An ICE restart completed: ask for key frames both ways, so pictures come back now."""
+        now = time.monotonic()
+        for producer in self.producers.values():
+            if producer.kind == "video":
+                producer.request_keyframe(now)
+        for consumer in self.consumers.values():
+            target = consumer.target
+            if consumer.kind == "video" and target is not None:
+                target.request_keyframe(now)
+
     def on_consent_lost(self) -> None:
         if self.on_consent_lost_cb is not None and not self.closed:
             self.on_consent_lost_cb(self)

@@ -58,6 +58,8 @@ class PacketSink(Protocol):
 
     def on_consent_lost(self) -> None: ...
 
+    def on_path_restored(self) -> None: ...
+
 
 class TransportState(enum.Enum):
     NEW = "new"
@@ -259,6 +261,7 @@ class WebRtcTransport:
                 for candidate in candidates:
                     with contextlib.suppress(ValueError):
                         await ice.add_remote_candidate(Candidate.from_sdp(candidate))
+                await ice.remote_seen.wait()
                 await ice.connect()
         except (TimeoutError, ConnectionError) as exc:
             logger.info("ICE restart failed: %s", exc or "timeout")
@@ -288,6 +291,10 @@ class WebRtcTransport:
         transport.iceGatherer._connection = ice
         self._retire_ice(old)
         self.counters.ice_restarts += 1
+        logger.info("ICE restart: the new path is selected")
+        sink = self._sink
+        if sink is not None:
+            sink.on_path_restored()
 
     def _drop_next_ice(self) -> None:
         ice, self._next_ice = self._next_ice, None

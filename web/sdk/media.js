@@ -178,7 +178,7 @@ export class MediaSession extends Emitter {
     });
   }
 
-  async _negotiate() {
+  async _negotiate(restart = false) {
     if (this._closed || !this.room.isJoined) return;
     if (!this.pc) this.pc = this._createPeerConnection();
     const pc = this.pc;
@@ -186,7 +186,7 @@ export class MediaSession extends Emitter {
     this._offerSent = false;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await waitForIceGathering(pc, 2500);
+    await waitForIceGathering(pc, 2500, restart);
     if (pc !== this.pc) return;
     const sdp = pc.localDescription.sdp;
     // From here on, newly found candidates are not in `sdp`: trickle them. The server
@@ -242,7 +242,7 @@ export class MediaSession extends Emitter {
       try {
         if (pc !== this.pc) return;
         pc.restartIce();
-        await this._negotiate();
+        await this._negotiate(true);
       } finally {
         this._restarting = false;
       }
@@ -403,8 +403,11 @@ export function preferCodecs(transceiver, kind) {
  * @param {RTCPeerConnection} pc
  * @param {number} timeoutMs
  */
-export function waitForIceGathering(pc, timeoutMs) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
+export function waitForIceGathering(pc, timeoutMs, restarted = false) {
+  // After an ICE restart the state still says "complete" (of the old gathering) until
+  // the new gathering starts: wait for the new one to complete.
+  if (!restarted && pc.iceGatheringState === "complete") return Promise.resolve();
+  if (pc.iceGatheringState === "gathering") restarted = false;
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
@@ -412,7 +415,8 @@ export function waitForIceGathering(pc, timeoutMs) {
       resolve();
     };
     const check = () => {
-      if (pc.iceGatheringState === "complete") done();
+      if (pc.iceGatheringState === "gathering") restarted = false;
+      else if (pc.iceGatheringState === "complete" && !restarted) done();
     };
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
