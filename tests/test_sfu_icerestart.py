@@ -53,10 +53,12 @@ async def test_a_publisher_whose_path_died_restarts_ice_and_keeps_everything(mod
 
             alice.cut_path()
             await eventually(lambda: "alice" in events.restarts_needed, 5, "ice_restart_needed")
-            before = received(bob)
+            before, asked = received(bob), pump.keyframe_requests
             answer = await media.offer("alice", await alice.restart_offer())
             started = time.monotonic()
             await alice.restarted(answer)
+            # a key frame is asked for over the new path, so subscribers' pictures come back
+            await eventually(lambda: pump.keyframe_requests > asked, 2, "a PLI after the restart")
             await eventually(lambda: received(bob) > before + 50, 5, "media after the restart")
             recovery = time.monotonic() - started
 

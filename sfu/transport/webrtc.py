@@ -274,10 +274,14 @@ class WebRtcTransport:
 
     def _route_handler(self, ice: IceConnection) -> RouteHandler:
         def on_route(route: MediaRoute | None) -> None:
-            if ice is self._next_ice and route is not None:
+            adopted = ice is self._next_ice and route is not None
+            if adopted:
                 self._adopt(ice)
             if ice is self._ice:
                 self._set_route(route)
+            sink = self._sink
+            if adopted and sink is not None:
+                sink.on_path_restored()  # after the route: its key frame requests use it
 
         return on_route
 
@@ -292,9 +296,6 @@ class WebRtcTransport:
         self._retire_ice(old)
         self.counters.ice_restarts += 1
         logger.info("ICE restart: the new path is selected")
-        sink = self._sink
-        if sink is not None:
-            sink.on_path_restored()
 
     def _drop_next_ice(self) -> None:
         ice, self._next_ice = self._next_ice, None
