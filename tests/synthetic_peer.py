@@ -297,6 +297,8 @@ class SyntheticPeer:
         self.audio_slots = audio_slots
         self.video_slots = video_slots
         self.announce_ssrcs = announce_ssrcs
+        self.session_id = random.getrandbits(62)
+        self.offers = 0
         self.mids: list[tuple[str, str, str]] = []  # (mid, kind, direction)
         self.answer: aiortc_sdp.SessionDescription | None = None
         self.remote_offer: aiortc_sdp.SessionDescription | None = None
@@ -354,7 +356,9 @@ class SyntheticPeer:
 
     def _offer_text(self) -> str:
         local = self.transport.local("actpass")
-        lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0"]
+        # one session id per peer (as a browser's RTCPeerConnection), a new version per offer
+        self.offers += 1
+        lines = ["v=0", f"o=- {self.session_id} {self.offers} IN IP4 0.0.0.0", "s=-", "t=0 0"]
         lines.append("a=group:BUNDLE " + " ".join(m for m, _, _ in self.mids))
         lines.append("a=msid-semantic: WMS *")
         for mid, kind, direction in self.mids:

@@ -44,3 +44,19 @@ def test_a_new_fingerprint_is_a_new_transport_even_with_new_credentials() -> Non
 
 def test_the_fingerprint_is_compared_without_regard_to_case() -> None:
     assert kind_of(CHROME_OFFER.replace(FINGERPRINT, FINGERPRINT.lower())) == OfferKind.SAME
+
+
+def test_another_session_id_is_another_peer_connection_even_with_the_same_certificate() -> None:
+    origin = next(line for line in CHROME_OFFER.splitlines() if line.startswith("o="))
+    fields = origin.split(" ")
+    other = " ".join([fields[0], fields[1] + "1", *fields[2:]])
+    text = CHROME_OFFER.replace(origin, other).replace("a=ice-ufrag:a1B2", "a=ice-ufrag:Zz99")
+    assert kind_of(text) == OfferKind.NEW_TRANSPORT
+
+
+def test_a_new_version_of_the_same_session_is_still_a_restart() -> None:
+    origin = next(line for line in CHROME_OFFER.splitlines() if line.startswith("o="))
+    fields = origin.split(" ")
+    newer = " ".join([*fields[:2], str(int(fields[2]) + 1), *fields[3:]])
+    text = CHROME_OFFER.replace(origin, newer).replace("a=ice-ufrag:a1B2", "a=ice-ufrag:Zz99")
+    assert kind_of(text) == OfferKind.ICE_RESTART
