@@ -116,3 +116,21 @@ async def test_a_restart_whose_checks_never_succeed_leaves_the_old_path_working(
             assert events.closed == []
         finally:
             await pump.stop()
+
+
+async def test_a_client_that_never_restarts_loses_its_transport_when_consent_expires() -> None:
+    async with running_media(**CONSENT) as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        pump = Pump(alice).start()
+        try:
+            await eventually(lambda: media.stats()["rtp_in"] > 20, 10, "alice's media")
+            alice.cut_path()
+            await eventually(lambda: "alice" in events.restarts_needed, 5, "ice_restart_needed")
+            warned = time.monotonic()
+            # 6 intervals (1.8 s here, 30 s by default) after the last answered check
+            await eventually(lambda: ("alice", "transport_failed") in events.closed, 10, "expiry")
+            assert time.monotonic() - warned > 0.5, "not expired at the first warning"
+            assert events.restarts_needed == ["alice"], "one warning per outage"
+            assert "alice" in media.participants, "still admitted: it may offer again"
+        finally:
+            await pump.stop()
