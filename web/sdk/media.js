@@ -249,6 +249,13 @@ export class MediaSession extends Emitter {
     }).catch(() => undefined);
   }
 
+  /** The signalling session came back (a network change drops it too): a restart that
+   * could not be sent meanwhile is sent now. */
+  _afterResume() {
+    const state = this.pc?.iceConnectionState;
+    if (state === "disconnected" || state === "failed") this._restartIce(state);
+  }
+
   _onMediaClosed(reason) {
     // The SFU dropped our transport: start over with a fresh connection and offer.
     this._dropPeerConnection();

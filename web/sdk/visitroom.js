@@ -377,7 +377,10 @@ export class VisitRoom extends Emitter {
     this._restoring = false;
     this._saveSession();
     this._setState(m.status === "joined" ? "joined" : "waiting");
-    if (resumed) this.emit("reconnected", { participantId: this.participantId });
+    if (resumed) {
+      this.emit("reconnected", { participantId: this.participantId });
+      this._media?._afterResume();
+    }
   }
 
   _onLobbyStatus(m) {
