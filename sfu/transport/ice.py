@@ -18,7 +18,7 @@ controlled role since the client always offers) to:
 * run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
   (+-20%) and consent lost after 30 s without an answer (then the agent
   closes and the DTLS transport above it fails); in addition a client that
-  sent nothing for a second is checked every half second, and after
+  sent nothing for a second is checked every quarter second, and after
   `CONSENT_WARN_FAILURES` unanswered checks in a row (one, when the client
   is also silent) `on_consent_lost` is called once per outage, so the
   client can be told to restart ICE while the DTLS association is alive.
@@ -62,7 +62,7 @@ MAX_REMOTE_CANDIDATES = 64
 CONSENT_WARN_FAILURES = 2
 # Nothing received from the client for this long: check consent now (and on every poll).
 SILENCE_S = 1.0
-SILENCE_POLL_S = 0.5
+SILENCE_POLL_S = 0.25
 
 SrtpHandler = Callable[[bytes], None]
 ConsentHandler = Callable[[], None]
