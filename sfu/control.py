@@ -76,6 +76,8 @@ class MediaEvents(Protocol):
 
     def precall_stats(self, participant_id: str, stats: PrecallStats) -> None: ...
 
+    def ice_restart_needed(self, participant_id: str) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SlotsChanged:
@@ -111,7 +113,14 @@ class PrecallMeasured:
     stats: PrecallStats
 
 
-MediaEvent = SlotsChanged | ActiveSpeaker | MediaClosed | PrecallMeasured
+@dataclass(frozen=True, slots=True)
+class IceRestartNeeded:
+    """A connected client stopped answering ICE consent checks (RFC 7675): it should restart ICE."""
+
+    participant_id: str
+
+
+MediaEvent = SlotsChanged | ActiveSpeaker | MediaClosed | PrecallMeasured | IceRestartNeeded
 
 
 def deliver(events: MediaEvents, event: MediaEvent) -> None:
@@ -125,6 +134,8 @@ def deliver(events: MediaEvents, event: MediaEvent) -> None:
             events.media_closed(event.participant_id, event.reason)
         case PrecallMeasured():
             events.precall_stats(event.participant_id, event.stats)
+        case IceRestartNeeded():
+            events.ice_restart_needed(event.participant_id)
         case _:
             assert_never(event)
 

@@ -14,8 +14,11 @@ occupants of a participant's receive slots change, `active_speaker` when a
 group's dominant speaker changes, `precall_stats` about once a second during
 a pre-call test, and `media_closed` when the media plane itself ends a
 session: "transport_failed" / "connect_failed" (the participant stays
-admitted and may offer again) and "precall_timeout".  An explicit `close`
-emits nothing.
+admitted and may offer again) and "precall_timeout"; and
+`ice_restart_needed` when a connected client stopped answering consent
+checks (its path is probably dead: it should restart ICE with a new offer,
+which keeps the transport, its DTLS association, producers and slots).  An
+explicit `close` emits nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import time
 from sfu.control import (
     MAIN_GROUP,
     PRECALL_TIMEOUT,
+    IceRestartNeeded,
     MediaClosed,
     MediaError,
     MediaEvent,
@@ -43,7 +47,8 @@ from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
 from sfu.routing.ticker import Ticker
 from sfu.sdp.negotiate import negotiate
-from sfu.sdp.offer import parse_candidate, parse_offer
+from sfu.sdp.offer import Offer, parse_candidate, parse_offer
+from sfu.sdp.restart import OfferKind
 from sfu.settings import MediaSettings
 from sfu.transport import mmsg, srtp
 from sfu.transport.dtls import CertificateStore
@@ -162,6 +167,7 @@ class LocalMedia:
             settings=self.settings,
             on_transport_lost=self._transport_lost,
         )
+        participant.on_consent_lost_cb = self._consent_lost
         self.participants[pid] = participant
         group.add(participant)
 
@@ -231,13 +237,16 @@ class LocalMedia:
             audio_slots_cap=self.settings.audio_slots_cap,
         )
         async with participant.lock:
-            if participant.needs_transport(offer):
+            kind = participant.offer_kind(offer)
+            if kind in (OfferKind.FIRST, OfferKind.NEW_TRANSPORT):
                 transport = await self._new_transport(participant)
                 if self.participants.get(participant_id) is not participant or participant.closed:
                     transport.close()
                     raise MediaError("not_admitted", "the media session was closed")
                 participant.set_transport(transport, offer, self.settings.connect_timeout_s)
                 self._flush_candidates(participant)
+            elif kind == OfferKind.ICE_RESTART:
+                await self._restart_ice(participant, offer)
             producers_changed = participant.apply(plans)
             answer = participant.answer(offer)
         group = participant.group
@@ -262,6 +271,7 @@ class LocalMedia:
             tasks=self.tasks,
             muxes=self.muxes or None,
             srtp=self._srtp,
+            consent_interval=self.settings.consent_interval_s,
         )
         try:
             await transport.gather()
@@ -269,6 +279,23 @@ class LocalMedia:
             transport.close()
             raise MediaError("unavailable", f"no UDP port available: {exc}") from None
         return transport
+
+    async def _restart_ice(self, participant: Participant, offer: Offer) -> None:
+        """New ICE credentials on a keyed transport: a new agent under the same DTLS."""
+        transport = participant.transport
+        assert transport is not None
+        try:
+            await transport.prepare_restart()
+        except (OSError, ConnectionError) as exc:
+            raise MediaError("unavailable", f"no UDP port available: {exc}") from None
+        if participant.closed or participant.transport is not transport:
+            raise MediaError("not_admitted", "the media session was closed")
+        participant.restart_ice(offer, self.settings.connect_timeout_s)
+        self._flush_candidates(participant)
+
+    def _consent_lost(self, participant: Participant) -> None:
+        """The client stopped answering consent checks: ask it to restart ICE."""
+        self.notify(IceRestartNeeded(participant.id))
 
     def _refill_after_offer(self, participant: Participant) -> None:
         if not participant.closed:

@@ -52,6 +52,9 @@ class MediaSettings:
     audio_slots_cap: int = 3
     # A transport whose ICE + DTLS has not completed by then is closed.
     connect_timeout_s: float = 30.0
+    # ICE consent checks (RFC 7675) every this long (+-20%); 2 unanswered in a
+    # row: the client is asked to restart ICE; 6: consent expired, transport_failed.
+    consent_interval_s: float = 5.0
     # A pre-call echo test ends by itself after this long.
     precall_max_s: float = 60.0
     precall_stats_interval_s: float = 1.0
@@ -89,6 +92,8 @@ class MediaSettings:
             raise SettingsError("remb_table needs rows of (room_size, positive bitrate)")
         if self.video_slots_cap < 0 or self.audio_slots_cap < 0:
             raise SettingsError("slot caps must not be negative")
+        if self.consent_interval_s <= 0:
+            raise SettingsError("consent_interval_s must be positive")
         if self.stage_video_slots < 0 or self.thumbnail_refresh_s <= 0:
             raise SettingsError("stage_video_slots >= 0 and thumbnail_refresh_s > 0, please")
 

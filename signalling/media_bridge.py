@@ -92,3 +92,6 @@ class RoomMediaEvents:
 
     def precall_stats(self, participant_id: str, stats: PrecallStats) -> None:
         self._hub.deliver([participant_id], {"type": "precall_stats", **stats})
+
+    def ice_restart_needed(self, participant_id: str) -> None:
+        self._hub.deliver([participant_id], {"type": "ice_restart_needed"})

@@ -58,6 +58,11 @@ class Lab:
         return f"{self.prefix}.2"
 
     @property
+    def guest_link(self) -> str:
+        """The namespace's end of the veth pair."""
+        return f"vrg{self.namespace.removeprefix('vrlab')}"
+
+    @property
     def resolver_rule(self) -> str:
         """Chromium's loopback-only rule, also letting the lab's host address through
         (a later --host-resolver-rules wins over the one in CHROMIUM_ARGS)."""
@@ -72,6 +77,7 @@ class Lab:
 
     def flush_rules(self) -> None:
         self.iptables("-F", "OUTPUT")
+        self.iptables("-F", "INPUT")
 
     def chromium_wrapper(self, directory: Path) -> Path:
         """An executable that starts Chromium inside the namespace (for playwright)."""
@@ -103,3 +109,41 @@ def lab() -> Iterator[Lab]:
             sh("ip", "link", "del", host_link)  # takes its peer in the namespace with it
         with contextlib.suppress(RuntimeError):
             sh("ip", "netns", "del", namespace)
+
+
+@dataclass
+class Link:
+    """Another veth pair between the host and a lab's namespace, on its own /24."""
+
+    host_link: str
+    guest_link: str
+    prefix: str
+
+    @property
+    def host_ip(self) -> str:
+        return f"{self.prefix}.1"
+
+    @property
+    def guest_ip(self) -> str:
+        return f"{self.prefix}.2"
+
+
+@contextlib.contextmanager
+def second_link(made: Lab) -> Iterator[Link]:
+    """A second way into the namespace; its namespace end is down until `link_up`."""
+    suffix = secrets.token_hex(3)
+    link = Link(f"vrh{suffix}", f"vrg{suffix}", free_subnet())
+    try:
+        sh("ip", "link", "add", link.host_link, "type", "veth", "peer", "name", link.guest_link)
+        sh("ip", "link", "set", link.guest_link, "netns", made.namespace)
+        sh("ip", "addr", "add", f"{link.host_ip}/24", "dev", link.host_link)
+        sh("ip", "link", "set", link.host_link, "up")
+        made.inside("ip", "addr", "add", f"{link.guest_ip}/24", "dev", link.guest_link)
+        yield link
+    finally:
+        with contextlib.suppress(RuntimeError):
+            sh("ip", "link", "del", link.host_link)
+
+
+def link_up(made: Lab, link: Link, up: bool = True) -> None:
+    made.inside("ip", "link", "set", link.guest_link, "up" if up else "down")

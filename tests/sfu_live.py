@@ -31,6 +31,7 @@ class RecordingEvents:
         self.speakers: list[tuple[str, str, str]] = []
         self.closed: list[tuple[str, str]] = []
         self.precall: list[tuple[str, PrecallStats]] = []
+        self.restarts_needed: list[str] = []
 
     def slots_changed(self, participant_id: str, slots: list[Slot], publishers: Publishers) -> None:
         self.slots[participant_id] = slots
@@ -45,6 +46,9 @@ class RecordingEvents:
 
     def precall_stats(self, participant_id: str, stats: PrecallStats) -> None:
         self.precall.append((participant_id, stats))
+
+    def ice_restart_needed(self, participant_id: str) -> None:
+        self.restarts_needed.append(participant_id)
 
     def who(self, participant_id: str, kind: str | None = None) -> list[str | None]:
         return [

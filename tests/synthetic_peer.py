@@ -107,6 +107,8 @@ class Sink:
         self.rtcp: list[bytes] = []
         self.states: list[TransportState] = []
         self.keep = True
+        self.consent_lost = 0
+        self.paths_restored = 0
 
     def on_rtp(self, packet: bytes) -> None:
         if self.keep:
@@ -117,6 +119,12 @@ class Sink:
 
     def on_transport_state(self, state: TransportState) -> None:
         self.states.append(state)
+
+    def on_consent_lost(self) -> None:
+        self.consent_lost += 1
+
+    def on_path_restored(self) -> None:
+        self.paths_restored += 1
 
 
 class PeerTransport(WebRtcTransport):
@@ -289,6 +297,8 @@ class SyntheticPeer:
         self.audio_slots = audio_slots
         self.video_slots = video_slots
         self.announce_ssrcs = announce_ssrcs
+        self.session_id = random.getrandbits(62)
+        self.offers = 0
         self.mids: list[tuple[str, str, str]] = []  # (mid, kind, direction)
         self.answer: aiortc_sdp.SessionDescription | None = None
         self.remote_offer: aiortc_sdp.SessionDescription | None = None
@@ -315,8 +325,40 @@ class SyntheticPeer:
 
     async def offer(self) -> str:
         await self.transport.gather()
+        return self._offer_text()
+
+    async def restart_offer(self) -> str:
+        """An ICE restart: a new agent (new ufrag/pwd, a new socket), same DTLS, same m-lines."""
+        await self.transport.prepare_restart()
+        return self._offer_text()
+
+    async def restarted(self, answer: str, timeout: float = 10.0) -> None:
+        """Apply the answer to `restart_offer()` and wait until the new agent carries media."""
+        session = aiortc_sdp.SessionDescription.parse(answer)
+        first = next(m for m in session.media if m.port)
+        assert first.ice is not None
+        restarts = self.transport.counters.ice_restarts
+        self.transport.restart(
+            ufrag=str(first.ice.usernameFragment),
+            pwd=str(first.ice.password),
+            candidates=[aiortc_sdp.candidate_to_sdp(c) for c in first.ice_candidates],
+            timeout=timeout,
+        )
+        async with asyncio.timeout(timeout):
+            while self.transport.counters.ice_restarts == restarts:
+                if not self.transport.restarting:
+                    raise ConnectionError("the synthetic peer's ICE restart failed")
+                await asyncio.sleep(0.01)
+
+    def cut_path(self) -> None:
+        """The network went away: the current sockets are closed, nothing is sent or answered."""
+        self.transport._ice.close_sockets()
+
+    def _offer_text(self) -> str:
         local = self.transport.local("actpass")
-        lines = ["v=0", "o=- 1 1 IN IP4 0.0.0.0", "s=-", "t=0 0"]
+        # one session id per peer (as a browser's RTCPeerConnection), a new version per offer
+        self.offers += 1
+        lines = ["v=0", f"o=- {self.session_id} {self.offers} IN IP4 0.0.0.0", "s=-", "t=0 0"]
         lines.append("a=group:BUNDLE " + " ".join(m for m, _, _ in self.mids))
         lines.append("a=msid-semantic: WMS *")
         for mid, kind, direction in self.mids:

@@ -8,6 +8,7 @@ import pytest
 
 from sfu.control import (
     ActiveSpeaker,
+    IceRestartNeeded,
     MediaClosed,
     MediaEvent,
     PrecallMeasured,
@@ -32,6 +33,7 @@ SAMPLES: list[MediaEvent] = [
     ActiveSpeaker("room-1", "main", "alice"),
     MediaClosed("alice", "transport_failed"),
     PrecallMeasured("dave", DAVE_STATS),
+    IceRestartNeeded("erin"),
 ]
 
 
@@ -74,6 +76,8 @@ def test_every_event_type_has_a_tag_and_a_sample() -> None:
         ("active_speaker", ["room-1", True, "alice"]),
         ("media_closed", [7, "transport_failed"]),
         ("precall_stats", ["dave", [1, 2]]),
+        ("ice_restart_needed", [7]),
+        ("ice_restart_needed", []),
     ],
 )
 def test_a_malformed_event_is_refused(tag: str, values: list[Any]) -> None:
@@ -89,3 +93,4 @@ def test_deliver_calls_the_matching_media_events_method() -> None:
     assert events.speakers == [("room-1", "main", "alice")]
     assert events.closed == [("alice", "transport_failed")]
     assert events.precall == [("dave", DAVE_STATS)]
+    assert events.restarts_needed == ["erin"]

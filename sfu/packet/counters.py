@@ -22,6 +22,9 @@ FIELDS = (
     "retransmitted",
     "nacks_sent",
     "keyframe_requests",
+    # ICE restarts completed, consent outages reported (sfu.transport.ice)
+    "ice_restarts",
+    "consent_warnings",
     # drops, by reason
     "bad_stun",
     "bad_rtp",
@@ -59,6 +62,8 @@ class Counters:
     retransmitted: int
     nacks_sent: int
     keyframe_requests: int
+    ice_restarts: int
+    consent_warnings: int
     bad_stun: int
     bad_rtp: int
     bad_rtcp: int

@@ -2,7 +2,10 @@
 
 A `Participant` exists from `open` (admitted, no transport yet) until
 `close`.  Each offer is negotiated into it: the transport is created on the
-first offer (and again on an ICE restart), published m-lines become
+first offer (and again when the client's DTLS certificate changed, or when
+an ICE restart comes before the transport was ever keyed); an ICE restart of
+a keyed transport keeps it (and its DTLS association) and only replaces the
+ICE agent under it (`WebRtcTransport.prepare_restart`).  Published m-lines become
 `Producer`s and receive m-lines become `Consumer`s, keyed by mid so that a
 renegotiation keeps the existing ones (same SSRCs, same state) and only adds
 or removes what changed.  It is also the transport's `PacketSink`: RTP is
@@ -28,6 +31,7 @@ from sfu.routing.producer import Producer
 from sfu.sdp.answer import AnswerContext, SendStream, render_answer
 from sfu.sdp.negotiate import MID_URI, MediaPlan
 from sfu.sdp.offer import Offer
+from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
@@ -79,7 +83,8 @@ class Participant:
         self.closed = False
         self.lock = asyncio.Lock()
         self.transport: WebRtcTransport | None = None
-        self.remote_ufrag: str | None = None
+        self.remote: RemoteIce | None = None  # the client's ICE and DTLS, from its last offer
+        self.on_consent_lost_cb: Callable[[Participant], None] | None = None
         self.rtcp_ssrc = random.getrandbits(32) | 1
         self.cname = f"vr-{random.getrandbits(48):012x}"
         self.producers: dict[str, Producer] = {}
@@ -108,14 +113,46 @@ class Participant:
     def counters(self) -> Counters:
         return self.transport.counters if self.transport is not None else self._idle_counters
 
-    def needs_transport(self, offer: Offer) -> bool:
-        return self.transport is None or offer.ice_ufrag != self.remote_ufrag
+    def offer_kind(self, offer: Offer) -> OfferKind:
+        """What `offer` asks of the transport; a restart of a never-keyed one starts over."""
+        if self.transport is None:
+            return OfferKind.FIRST
+        kind = offer_kind(self.remote, offer)
+        if kind == OfferKind.ICE_RESTART and not self.transport.connected:
+            return OfferKind.NEW_TRANSPORT
+        return kind
+
+    def restart_ice(self, offer: Offer, timeout: float) -> None:
+        """The prepared ICE restart of the transport starts its checks."""
+        assert self.transport is not None
+        self.remote = RemoteIce.of(offer)
+        self.transport.restart(
+            ufrag=offer.ice_ufrag,
+            pwd=offer.ice_pwd,
+            candidates=list(offer.candidates),
+            timeout=timeout,
+        )
+
+    def on_path_restored(self) -> None:
+        """An ICE restart completed: ask for key frames both ways, so pictures come back now."""
+        now = time.monotonic()
+        for producer in self.producers.values():
+            if producer.kind == "video":
+                producer.request_keyframe(now)
+        for consumer in self.consumers.values():
+            target = consumer.target
+            if consumer.kind == "video" and target is not None:
+                target.request_keyframe(now)
+
+    def on_consent_lost(self) -> None:
+        if self.on_consent_lost_cb is not None and not self.closed:
+            self.on_consent_lost_cb(self)
 
     def set_transport(self, transport: WebRtcTransport, offer: Offer, timeout: float) -> None:
-        """Adopt a freshly gathered transport (first offer or ICE restart)."""
+        """Adopt a freshly gathered transport (first offer or a new DTLS association)."""
         old = self.transport
         self.transport = transport
-        self.remote_ufrag = offer.ice_ufrag
+        self.remote = RemoteIce.of(offer)
         if old is not None:
             self.retired.append(old.counters)
             old.close()
@@ -147,7 +184,7 @@ class Participant:
         if transport is self.transport and not self.closed:
             self.retired.append(transport.counters)
             self.transport = None
-            self.remote_ufrag = None
+            self.remote = None
             transport.close()
             self._bind_outputs()
             self._on_transport_lost(self, reason)

@@ -112,6 +112,8 @@ class Offer:
     setup: str
     two_byte_extensions: bool
     candidates: tuple[str, ...]  # candidate attribute values, as written
+    # The o= line's sess-id: the same for every offer of one RTCPeerConnection (RFC 3264 8).
+    session_id: str = ""
 
 
 def bad(message: str) -> MediaError:
@@ -326,7 +328,16 @@ def _offer(
         candidates=tuple(
             line[len("a=candidate:") :] for line in lines if line.startswith("a=candidate:")
         ),
+        session_id=_session_id(lines),
     )
+
+
+def _session_id(lines: list[str]) -> str:
+    for line in lines:
+        if line.startswith("o="):
+            fields = line[2:].split(" ")
+            return fields[1] if len(fields) > 1 else ""
+    return ""
 
 
 def _bundle(session: aiortc_sdp.SessionDescription) -> tuple[str, ...]:

@@ -14,7 +14,14 @@ controlled role since the client always offers) to:
   `RTCDtlsTransport` reads, SRTP/SRTCP straight to a synchronous callback.
   DTLS and SRTP are only accepted from the ICE-selected address; DTLS that
   arrives from a validated address before the selection is held (a few
-  datagrams at most) and released if that address is selected.
+  datagrams at most) and released if that address is selected;
+* run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
+  (+-20%) and consent lost after 30 s without an answer (then the agent
+  closes and the DTLS transport above it fails); in addition a client that
+  sent nothing for a second is checked every quarter second, and after
+  `CONSENT_WARN_FAILURES` unanswered checks in a row (one, when the client
+  is also silent) `on_consent_lost` is called once per outage, so the
+  client can be told to restart ICE while the DTLS association is alive.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +39,13 @@ from typing import Any
 
 from aioice import Candidate, Connection, stun
 from aioice.candidate import candidate_foundation, candidate_priority
-from aioice.ice import CandidatePair, StunProtocol, get_host_addresses
+from aioice.ice import (
+    CONSENT_FAILURES,
+    CONSENT_INTERVAL,
+    CandidatePair,
+    StunProtocol,
+    get_host_addresses,
+)
 
 from sfu.packet.counters import Counters
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
@@ -44,8 +58,14 @@ MAX_EARLY_DTLS = 16
 # SRTP is keyed only alerts and the odd retransmission are legitimate.
 MAX_DTLS_PER_SECOND = 100
 MAX_REMOTE_CANDIDATES = 64
+# Unanswered consent checks in a row before the client is told to restart ICE.
+CONSENT_WARN_FAILURES = 2
+# Nothing received from the client for this long: check consent now (and on every poll).
+SILENCE_S = 1.0
+SILENCE_POLL_S = 0.25
 
 SrtpHandler = Callable[[bytes], None]
+ConsentHandler = Callable[[], None]
 
 
 class DirectRoute:
@@ -194,6 +214,12 @@ class IceConnection(Connection):
         self.on_srtp = on_srtp
         self.on_route = on_route
         self.selected: tuple[MediaProtocol | SharedEndpoint, tuple[str, int]] | None = None
+        self.on_consent_lost: ConsentHandler | None = None
+        # Set once a remote candidate or an authenticated check is known: aioice's
+        # connect() fails at once without one (a restart offer may trickle them all).
+        self.remote_seen = asyncio.Event()
+        # Seconds between consent checks (+-20%); aioice's 5 s unless a test shortens it.
+        self.consent_interval: float = CONSENT_INTERVAL
         self._muxes = muxes
         self._addresses = addresses
         self._port_allocator = ports
@@ -299,6 +325,7 @@ class IceConnection(Connection):
             self.counters.ignored_candidates += 1
             return
         super()._add_remote_candidate(remote_candidate, network_host)
+        self.remote_seen.set()
 
     async def add_remote_candidate(self, remote_candidate: Candidate | None) -> None:
         if remote_candidate is not None and remote_candidate.host.endswith(".local"):
@@ -318,6 +345,7 @@ class IceConnection(Connection):
             and message.check_message_integrity(self.local_password.encode("utf8"))
         ):
             self._validated.add(addr)
+            self.remote_seen.set()
         super().request_received(message, addr, protocol)
 
     def validated(self, addr: tuple[str, int]) -> bool:
@@ -342,6 +370,65 @@ class IceConnection(Connection):
             early, self._early_dtls = self._early_dtls, []
             for data, addr, protocol in early:
                 self.on_dtls(data, addr, protocol)
+
+    # consent freshness (RFC 7675)
+
+    async def query_consent(self) -> None:
+        """Consent freshness with dead-path detection (see module doc).
+
+        A check every `consent_interval` (+-20%) as aioice does, and also
+        every `SILENCE_POLL_S` while nothing came in from the client for
+        `SILENCE_S` (a browser sends RTCP at least about once a second, so a
+        silent client is probably gone): a dead path is noticed in about
+        3 s instead of 10.  The counters are read, nothing is added to the
+        per-packet path.  Consent still expires only after
+        `CONSENT_FAILURES` intervals (30 s) without an answer.
+        """
+        assert self.remote_password is not None
+        key = self.remote_password.encode("utf8")
+        counters = self.counters
+        loop = asyncio.get_running_loop()
+        answered = heard = loop.time()
+        next_check = answered + self._consent_delay()
+        failures, warned, traffic = 0, False, -1
+        while True:
+            await asyncio.sleep(SILENCE_POLL_S)
+            now = loop.time()
+            seen = counters.rtp_in + counters.rtcp_in
+            if seen != traffic:
+                traffic, heard = seen, now
+            if now < next_check and now - heard < SILENCE_S:
+                continue
+            next_check = now + self._consent_delay()
+            if await self._consent_answered(key):
+                answered, failures, warned = now, 0, False
+                continue
+            failures += 1
+            silent = now - heard >= SILENCE_S
+            if (failures >= CONSENT_WARN_FAILURES or silent) and not warned:
+                warned = True
+                counters.consent_warnings += 1
+                if self.on_consent_lost is not None:
+                    self.on_consent_lost()
+            if now - answered >= CONSENT_FAILURES * self.consent_interval:
+                logger.info("ICE consent to send expired")
+                self._query_consent_task = None
+                await self.close()
+                return
+
+    def _consent_delay(self) -> float:
+        return self.consent_interval * (0.8 + 0.4 * random.random())
+
+    async def _consent_answered(self, key: bytes) -> bool:
+        for pair in list(self._nominated.values()):
+            request = self.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=0
+                )
+            except Exception:  # unanswered, or the socket is gone: no consent
+                return False
+        return True
 
     # DTLS
 
@@ -372,6 +459,13 @@ class IceConnection(Connection):
             return
         self.counters.dtls_in += 1
         self._queue.put_nowait((data, 1))
+
+    def protocol_lost(self, protocol: StunProtocol) -> None:
+        # aioice wakes the DTLS reader with an error when a nominated pair's
+        # socket goes away.  A socket (an interface) going away is a dead
+        # path like any other: an ICE restart may bring it back under the
+        # same DTLS association, and consent expiry ends it otherwise.
+        return
 
     def data_received(self, data: bytes, component: int) -> None:
         # Every datagram is demultiplexed by MediaProtocol; nothing else may

@@ -35,7 +35,7 @@ from sfu.packet.counters import Counters
 from sfu.packet.rtp import rewritten
 from sfu.sdp.answer import LocalTransport
 from sfu.transport.dtls import KeyingDtlsTransport
-from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator
+from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator, RouteHandler
 from sfu.transport.mmsg import Destination
 from sfu.transport.srtp import LibSrtp, OutboundSrtp, SrtpError
 from sfu.transport.udpmux import Egress, Route, UdpMux
@@ -55,6 +55,10 @@ class PacketSink(Protocol):
     def on_rtcp(self, packet: bytes) -> None: ...
 
     def on_transport_state(self, state: TransportState) -> None: ...
+
+    def on_consent_lost(self) -> None: ...
+
+    def on_path_restored(self) -> None: ...
 
 
 class TransportState(enum.Enum):
@@ -94,6 +98,7 @@ class WebRtcTransport:
         controlling: bool = False,
         muxes: list[UdpMux] | None = None,
         srtp: LibSrtp | None = None,
+        consent_interval: float | None = None,
     ) -> None:
         self.counters = Counters()
         self.state = TransportState.NEW
@@ -109,16 +114,19 @@ class WebRtcTransport:
         self._srtp = srtp
         self._tx_direct: OutboundSrtp | None = None
         self._direct: tuple[Egress, Destination, OutboundSrtp] | None = None
-        self._ice = IceConnection(
-            addresses=addresses,
-            ports=ports,
-            counters=self.counters,
-            buffer_bytes=buffer_bytes,
-            on_srtp=self._on_srtp,
-            controlling=controlling,
-            muxes=muxes,
-            on_route=self._set_route,
-        )
+        self._ice_args: dict[str, Any] = {
+            "addresses": addresses,
+            "ports": ports,
+            "counters": self.counters,
+            "buffer_bytes": buffer_bytes,
+            "on_srtp": self._on_srtp,
+            "controlling": controlling,
+            "muxes": muxes,
+        }
+        self._consent_interval = consent_interval
+        self._ice = self._new_ice()
+        # The agent of an ICE restart until it selects a pair (then it is `_ice`).
+        self._next_ice: IceConnection | None = None
         gatherer = RTCIceGatherer(iceServers=[])
         gatherer._connection = self._ice
         self._ice_transport = RTCIceTransport(gatherer)
@@ -138,11 +146,12 @@ class WebRtcTransport:
 
     def local(self, setup: str) -> LocalTransport:
         """Our side for the answer; `setup` is "active" or "passive"."""
-        candidates = self._ice.local_candidates
+        ice = self._next_ice or self._ice
+        candidates = ice.local_candidates
         advertised = [self._announced_ip or c.host for c in candidates]
         return LocalTransport(
-            ice_ufrag=self._ice.local_username,
-            ice_pwd=self._ice.local_password,
+            ice_ufrag=ice.local_username,
+            ice_pwd=ice.local_password,
             fingerprints=tuple(
                 (f.algorithm, f.value)
                 for f in self._dtls.getLocalParameters().fingerprints
@@ -206,7 +215,109 @@ class WebRtcTransport:
             return
         parsed = None if candidate is None else Candidate.from_sdp(candidate)
         with contextlib.suppress(ValueError):  # after end-of-candidates
-            await self._ice.add_remote_candidate(parsed)
+            await (self._next_ice or self._ice).add_remote_candidate(parsed)
+
+    # ICE restart: a new agent under the same DTLS association
+
+    def _new_ice(self) -> IceConnection:
+        ice = IceConnection(**self._ice_args)
+        ice.on_route = self._route_handler(ice)
+        ice.on_consent_lost = self._consent_lost
+        if self._consent_interval is not None:
+            ice.consent_interval = self._consent_interval
+        return ice
+
+    @property
+    def restarting(self) -> bool:
+        return self._next_ice is not None
+
+    async def prepare_restart(self) -> None:
+        """Gather a new agent with new credentials; `local()` describes it from now on.
+
+        The DTLS transport keeps reading the same queue: the new agent queues
+        its DTLS records there.  A restart still pending is abandoned.
+        """
+        self._drop_next_ice()
+        ice = self._new_ice()
+        ice._queue = self._ice._queue
+        self._next_ice = ice
+        try:
+            await ice.gather_candidates()
+        except BaseException:
+            self._drop_next_ice()
+            raise
+
+    def restart(self, *, ufrag: str, pwd: str, candidates: list[str], timeout: float) -> None:
+        """Run the checks of the prepared agent; it takes over when it selects a pair."""
+        ice = self._next_ice
+        if ice is None or self.state in (TransportState.CLOSED, TransportState.FAILED):
+            return
+        ice.remote_username, ice.remote_password = ufrag, pwd
+        self._track(self._restart(ice, candidates, timeout))
+
+    async def _restart(self, ice: IceConnection, candidates: list[str], deadline: float) -> None:
+        try:
+            async with asyncio.timeout(deadline):
+                for candidate in candidates:
+                    with contextlib.suppress(ValueError):
+                        await ice.add_remote_candidate(Candidate.from_sdp(candidate))
+                await ice.remote_seen.wait()
+                await ice.connect()
+        except (TimeoutError, ConnectionError) as exc:
+            logger.info("ICE restart failed: %s", exc or "timeout")
+            if ice is self._next_ice:
+                self._drop_next_ice()
+        except Exception:
+            logger.exception("ICE restart failed")
+            if ice is self._next_ice:
+                self._drop_next_ice()
+
+    def _route_handler(self, ice: IceConnection) -> RouteHandler:
+        def on_route(route: MediaRoute | None) -> None:
+            adopted = ice is self._next_ice and route is not None
+            if adopted:
+                self._adopt(ice)
+            if ice is self._ice:
+                self._set_route(route)
+            sink = self._sink
+            if adopted and sink is not None:
+                sink.on_path_restored()  # after the route: its key frame requests use it
+
+        return on_route
+
+    def _adopt(self, ice: IceConnection) -> None:
+        """The restarted agent selected a pair: it carries DTLS and media from now on."""
+        old, self._ice, self._next_ice = self._ice, ice, None
+        transport = self._ice_transport
+        transport._connection = ice
+        transport._recv = ice.recv
+        transport._send = ice.send
+        transport.iceGatherer._connection = ice
+        self._retire_ice(old)
+        self.counters.ice_restarts += 1
+        logger.info("ICE restart: the new path is selected")
+
+    def _drop_next_ice(self) -> None:
+        ice, self._next_ice = self._next_ice, None
+        if ice is not None:
+            self._retire_ice(ice)
+
+    def _retire_ice(self, ice: IceConnection) -> None:
+        """Close an agent that no longer carries anything, without waking the DTLS reader."""
+        ice.on_route = None
+        ice.on_consent_lost = None
+        ice._queue = asyncio.Queue()
+        ice.close_sockets()
+        self._track(self._close_ice(ice))
+
+    async def _close_ice(self, ice: IceConnection) -> None:
+        with contextlib.suppress(Exception):
+            await ice.close()
+
+    def _consent_lost(self) -> None:
+        sink = self._sink
+        if sink is not None and self.state == TransportState.CONNECTED:
+            sink.on_consent_lost()
 
     # state
 
@@ -388,6 +499,8 @@ class WebRtcTransport:
         self._rx = self._tx = None
         self._route = self._tx_direct = self._direct = None
         self._ice.close_sockets()
+        if self._next_ice is not None:
+            self._next_ice.close_sockets()
         self._set_state(TransportState.CLOSED)
         self._sink = None
         if self._task is not None:
@@ -401,6 +514,9 @@ class WebRtcTransport:
         return task
 
     async def _teardown(self) -> None:
+        ice, self._next_ice = self._next_ice, None
+        if ice is not None:
+            await self._close_ice(ice)
         with contextlib.suppress(Exception):
             await self._dtls.stop()
         with contextlib.suppress(Exception):

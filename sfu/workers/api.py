@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from sfu.control import ActiveSpeaker, MediaClosed, MediaEvent, PrecallMeasured, SlotsChanged
+from sfu.control import (
+    ActiveSpeaker,
+    IceRestartNeeded,
+    MediaClosed,
+    MediaEvent,
+    PrecallMeasured,
+    SlotsChanged,
+)
 
 _OPT_STR = (str, type(None))
 _OPT_INT = (int, type(None))
@@ -54,6 +61,7 @@ EVENTS: dict[str, tuple[type[MediaEvent], tuple[Any, ...]]] = {
     "active_speaker": (ActiveSpeaker, (str, str, str)),
     "media_closed": (MediaClosed, (str, str)),
     "precall_stats": (PrecallMeasured, (str, dict)),
+    "ice_restart_needed": (IceRestartNeeded, (str,)),
 }
 _TAGS: dict[type[MediaEvent], str] = {kind: tag for tag, (kind, _) in EVENTS.items()}
 

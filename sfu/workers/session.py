@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from sfu.control import (
     ActiveSpeaker,
+    IceRestartNeeded,
     MediaClosed,
     MediaEvent,
     PrecallMeasured,
@@ -113,6 +114,9 @@ class Router:
     def precall_stats(self, participant_id: str, stats: PrecallStats) -> None:
         owner = self.owners.get(participant_id)
         self._event(owner, PrecallMeasured(participant_id, stats))
+
+    def ice_restart_needed(self, participant_id: str) -> None:
+        self._event(self.owners.get(participant_id), IceRestartNeeded(participant_id))
 
     def streams(self, participant_id: str, streams: list[dict[str, Any]]) -> None:
         self._send(self.owners.get(participant_id), "streams", participant_id, streams)

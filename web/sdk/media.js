@@ -3,6 +3,9 @@
 
 import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
 
+// How long ICE may stay "disconnected" before the session restarts it.
+const ICE_DISCONNECTED_GRACE_MS = 1000;
+
 /**
  * The participant's RTCPeerConnection: published camera, microphone and
  * screen, and receive slots that the server fills (see `slots`).
@@ -37,6 +40,8 @@ export class MediaSession extends Emitter {
     this._queue = Promise.resolve();
     this._offerSent = false;
     this._closed = false;
+    this._restarting = false;
+    this._disconnectTimer = null;
   }
 
   /** Every receive slot with its track and who fills it. */
@@ -168,6 +173,7 @@ export class MediaSession extends Emitter {
         .catch(() => undefined);
     };
     pc.onconnectionstatechange = () => this.emit("connectionstate", { state: pc.connectionState });
+    pc.oniceconnectionstatechange = () => this._onIceState(pc);
     return pc;
   }
 
@@ -202,7 +208,7 @@ export class MediaSession extends Emitter {
     });
   }
 
-  async _negotiate() {
+  async _negotiate(restart = false) {
     if (this._closed || !this.room.isJoined) return;
     if (!this.pc) this.pc = this._createPeerConnection();
     const pc = this.pc;
@@ -210,7 +216,7 @@ export class MediaSession extends Emitter {
     this._offerSent = false;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await waitForIceGathering(pc, 2500);
+    await waitForIceGathering(pc, 2500, restart);
     if (pc !== this.pc) return;
     const sdp = pc.localDescription.sdp;
     // From here on, newly found candidates are not in `sdp`: trickle them. The server
@@ -239,6 +245,50 @@ export class MediaSession extends Emitter {
     this.emit("tracks", this.slots);
   }
 
+  /** The path died ("failed" at once; "disconnected" if it lasts): restart ICE. */
+  _onIceState(pc) {
+    if (pc !== this.pc) return;
+    const state = pc.iceConnectionState;
+    clearTimeout(this._disconnectTimer);
+    this._disconnectTimer = null;
+    if (state === "failed") this._restartIce("failed");
+    else if (state === "disconnected") {
+      // Often a blip that heals by itself; a network change does not.
+      this._disconnectTimer = setTimeout(() => {
+        if (pc === this.pc && pc.iceConnectionState === "disconnected") this._restartIce("disconnected");
+      }, ICE_DISCONNECTED_GRACE_MS);
+    }
+  }
+
+  /**
+   * ICE restart over the same session: new ICE credentials, the same DTLS, the same
+   * m-lines and slots (the server keeps the transport). Nothing to do before the
+   * first answer; a restart already on its way covers this one.
+   * @param {string} reason "failed", "disconnected" or "server" (`ice_restart_needed`)
+   */
+  _restartIce(reason) {
+    const pc = this.pc;
+    if (this._closed || !pc || this._restarting || !pc.remoteDescription) return;
+    this._restarting = true;
+    this.emit("connectionstate", { state: "restarting", reason });
+    this._enqueue(async () => {
+      try {
+        if (pc !== this.pc) return;
+        pc.restartIce();
+        await this._negotiate(true);
+      } finally {
+        this._restarting = false;
+      }
+    }).catch(() => undefined);
+  }
+
+  /** The signalling session came back (a network change drops it too): a restart that
+   * could not be sent meanwhile is sent now. */
+  _afterResume() {
+    const state = this.pc?.iceConnectionState;
+    if (state === "disconnected" || state === "failed") this._restartIce(state);
+  }
+
   _onMediaClosed(reason) {
     // The SFU dropped our transport: start over with a fresh connection and offer.
     this._dropPeerConnection();
@@ -247,6 +297,8 @@ export class MediaSession extends Emitter {
   }
 
   _dropPeerConnection() {
+    clearTimeout(this._disconnectTimer);
+    this._disconnectTimer = null;
     this.pc?.close();
     this.pc = null;
     this._publish = {};
@@ -392,8 +444,11 @@ export function preferCodecs(transceiver, kind) {
  * @param {RTCPeerConnection} pc
  * @param {number} timeoutMs
  */
-export function waitForIceGathering(pc, timeoutMs) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
+export function waitForIceGathering(pc, timeoutMs, restarted = false) {
+  // After an ICE restart the state still says "complete" (of the old gathering) until
+  // the new gathering starts: wait for the new one to complete.
+  if (!restarted && pc.iceGatheringState === "complete") return Promise.resolve();
+  if (pc.iceGatheringState === "gathering") restarted = false;
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
@@ -401,7 +456,8 @@ export function waitForIceGathering(pc, timeoutMs) {
       resolve();
     };
     const check = () => {
-      if (pc.iceGatheringState === "complete") done();
+      if (pc.iceGatheringState === "gathering") restarted = false;
+      else if (pc.iceGatheringState === "complete" && !restarted) done();
     };
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);

@@ -359,6 +359,7 @@ export class VisitRoom extends Emitter {
       breakout: this._onBreakout,
       slots: this._onSlots,
       media_closed: this._onMediaClosed,
+      ice_restart_needed: this._onIceRestartNeeded,
     };
   }
 
@@ -376,7 +377,10 @@ export class VisitRoom extends Emitter {
     this._restoring = false;
     this._saveSession();
     this._setState(m.status === "joined" ? "joined" : "waiting");
-    if (resumed) this.emit("reconnected", { participantId: this.participantId });
+    if (resumed) {
+      this.emit("reconnected", { participantId: this.participantId });
+      this._media?._afterResume();
+    }
   }
 
   _onLobbyStatus(m) {
@@ -469,6 +473,10 @@ export class VisitRoom extends Emitter {
 
   _onMediaClosed(m) {
     this._media?._onMediaClosed(m.reason);
+  }
+
+  _onIceRestartNeeded() {
+    this._media?._restartIce("server");
   }
 
   _failPending(error) {

@@ -1,0 +1,144 @@
+"""A real Chromium changes network mid-call (issue 17): inside a network namespace
+its media path is cut (iptables DROP of UDP on its first link, the signalling
+WebSocket stays up) and a second link comes up (another veth, another subnet,
+like Wi-Fi to cellular). The SDK notices (ICE `disconnected`/`failed`),
+restarts ICE over the same signalling session, the SFU keeps the transport,
+and the video comes back. Needs root (the lab); the host browser is outside."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+
+from tests.netlab import Lab, Link, lab, link_up, second_link
+from tests.test_web_media import own_id
+from tests.web_support import CHROMIUM, WebServer, host_joins, knock, launch, web_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# Every 50 ms: how many frames the tile of `pid` has shown (any change is progress).
+PROBE = """([pid]) => {
+  window.__frames = [];
+  window.__probe = setInterval(() => {
+    const v = document.querySelector(
+      `[data-testid=video-grid] figure[data-participant-id="${pid}"]:not([data-kind=self]) video`);
+    const n = v && v.srcObject ? v.getVideoPlaybackQuality().totalVideoFrames : -1;
+    window.__frames.push([Date.now(), n]);
+  }, 50);
+}"""
+FRAMES = "() => window.__frames"
+
+
+@dataclass
+class Setup:
+    lab: Lab
+    link: Link
+    site: WebServer
+    host: BrowserContext  # outside the lab
+    guest: BrowserContext  # inside the lab's namespace
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    tmp = tmp_path_factory.mktemp("lab-icerestart")
+    with lab() as net, second_link(net) as link:
+        env: dict[str, str | None] = {"VISITROOM_ICE_HOSTS": f"{net.host_ip},{link.host_ip}"}
+        with web_server(tmp, env, host=net.host_ip) as site, sync_playwright() as pw:
+            secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
+            host = launch(pw, tmp / "host-profile", CHROMIUM, net.resolver_rule, secure)
+            guest = launch(
+                pw, tmp / "guest-profile", net.chromium_wrapper(tmp), net.resolver_rule, secure
+            )
+            try:
+                yield Setup(net, link, site, host, guest)
+            finally:
+                guest.close()
+                host.close()
+                net.flush_rules()
+
+
+def in_call(setup: Setup) -> tuple[Page, Page]:
+    site = setup.site
+    room = site.schedule()
+    host, guest = setup.host.new_page(), setup.guest.new_page()
+    host_joins(host, site, room)
+    knock(guest, site, room, "Pat Moving")
+    host.get_by_test_id("btn-knock-let-in").click()
+    expect(guest.get_by_test_id("screen-room")).to_be_visible()
+    return host, guest
+
+
+def longest_stall(page: Page, since_ms: float) -> float:
+    """The longest time (s) without a new frame after `since_ms` (page clock)."""
+    samples: list[list[float]] = page.evaluate(FRAMES)
+    last_change, last_value, longest = since_ms, None, 0.0
+    for at, value in samples:
+        if at < since_ms:
+            last_value = value
+            continue
+        if value != last_value and value >= 0:
+            longest = max(longest, at - last_change)
+            last_change, last_value = at, value
+    return longest / 1000
+
+
+def wait_frames(page: Page, minimum: int, timeout_s: float) -> None:
+    page.wait_for_function(
+        "([least]) => window.__frames.length && window.__frames.at(-1)[1] >= least",
+        arg=[minimum],
+        timeout=timeout_s * 1000,
+    )
+
+
+# (when the second network comes up, the longest stall allowed at both ends, s)
+# "before": the handover of a phone whose cellular link is up when Wi-Fi dies: the
+# issue's "under 5 s" (measured 1.9-4.6 s; 1 s of slack for a loaded machine).
+# "at_cut": the new link appears only as the old one dies; Chromium then needs a
+# few seconds to notice the new interface by itself (measured 3.8-6.2 s).
+CASES = {"before": 6.0, "at_cut": 10.0}
+
+
+@pytest.mark.parametrize("new_link", CASES)
+def test_a_browser_that_changes_network_gets_its_video_back(setup: Setup, new_link: str) -> None:
+    net = setup.lab
+    host, guest = in_call(setup)
+    try:
+        host_id, guest_id = own_id(host), own_id(guest)
+        host.evaluate(PROBE, [guest_id])  # what the others see of the moving browser
+        guest.evaluate(PROBE, [host_id])
+        wait_frames(host, 30, 20)
+        wait_frames(guest, 30, 20)
+        if new_link == "before":
+            link_up(net, setup.link)
+            time.sleep(3)
+
+        cut_ms = host.evaluate("() => Date.now()")
+        cut = time.monotonic()
+        net.iptables("-A", "OUTPUT", "-p", "udp", "-s", net.guest_ip, "-j", "DROP")
+        net.iptables("-A", "INPUT", "-p", "udp", "-d", net.guest_ip, "-j", "DROP")
+        if new_link == "at_cut":
+            link_up(net, setup.link)
+        wait_frames(host, host.evaluate(FRAMES)[-1][1] + 30, 30)  # the guest's video is back
+        back_s = time.monotonic() - cut
+        wait_frames(guest, guest.evaluate(FRAMES)[-1][1] + 30, 10)
+        time.sleep(1)
+        stall_host = longest_stall(host, cut_ms)
+        stall_guest = longest_stall(guest, cut_ms)
+        restarts = [m for m in setup.site.process.output().splitlines() if "ICE restart" in m]
+        print(f"\n[{new_link}] 30 new frames at the host {back_s:.2f} s after the cut; "
+              f"longest stall: at the host {stall_host:.2f} s, at the moving guest "
+              f"{stall_guest:.2f} s; {restarts[-1:]}")  # fmt: skip
+        limit = CASES[new_link]
+        assert stall_host < limit, f"the host saw the guest's video stall {stall_host:.2f} s"
+        assert stall_guest < limit, f"the guest's received video stalled {stall_guest:.2f} s"
+        assert restarts, "an ICE restart, not a new connection"
+        expect(host.get_by_test_id("screen-room")).to_be_visible()
+    finally:
+        net.flush_rules()
+        link_up(net, setup.link, up=False)
+        guest.close()
+        host.close()
