@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Protocol
 
-PATIENT_ID = re.compile(r"^pt_[0-9a-f]{16}$")  # the portal's patient ids (portal.validate)
+from portal.validate import PATIENT_ID  # one format for the portal's patient ids
 
 
 class PatientDirectory(Protocol):
