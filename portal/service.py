@@ -354,6 +354,13 @@ class PortalService:
 
     # --- helpers -----------------------------------------------------------------------------
 
+    async def practice_of(self, patient_id: str) -> str | None:
+        """The patient's practice (None: no such patient): for a scheduled room's patient."""
+        found = (
+            await self._store.get_patient(patient_id) if validate.patient_id(patient_id) else None
+        )
+        return found.practice if found else None
+
     async def _patient(self, staff: Staff, patient_id: str) -> Patient:
         found = (
             await self._store.get_patient(patient_id) if validate.patient_id(patient_id) else None

@@ -21,7 +21,7 @@ from common.tokens import TokenVerifier
 from portal.app import create_portal
 from portal.app import mount as mount_portal
 from portal.config import PortalConfig
-from portal.keys import PASSWORDS
+from portal.keys import PASSWORDS, PORTAL
 from portal.store import Visit
 from sfu.control import MediaControl, MediaEvents
 from signalling import metrics, rest
@@ -38,6 +38,7 @@ from signalling.keys import (
     HTTP,
     HUB,
     ORIGINS,
+    PATIENTS,
     PRECALL_LIMIT,
     READY,
     ROOMS,
@@ -141,6 +142,7 @@ def create_app(
         settings, app[AUDIT], app[VERIFIER], clock, visits, events=app[WEBHOOKS].portal_event
     )
     mount_portal(app, portal_app)
+    app[PATIENTS] = portal_app[PORTAL]  # rooms' patient_id: the portal's patients
     staff_settings = staff if staff is not None else staff_config(config, {})
     setup_staff(app, staff_settings, settings, app[AUDIT], clock, portal_app[PASSWORDS])
     setup_web(app)

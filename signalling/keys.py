@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from cluster.coordinator import Coordinator
     from common.ratelimit import WindowLimiter
     from signalling.hub import Hub
+    from signalling.patients import PatientDirectory
     from signalling.rooms import RoomStore
     from signalling.service import RoomService
     from signalling.webhooks import Webhooks
@@ -35,3 +36,4 @@ METRICS_ADDRESS: web.AppKey[tuple[str, int]] = web.AppKey("metrics_address")  # 
 CLUSTER: web.AppKey[Coordinator] = web.AppKey("cluster")
 HTTP: web.AppKey[aiohttp.ClientSession] = web.AppKey("http")
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("webhooks")
+PATIENTS: web.AppKey[PatientDirectory] = web.AppKey("patients")  # the portal's patients

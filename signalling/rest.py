@@ -18,7 +18,17 @@ from common.audit import AuditEntry, iso
 from common.keys import AUDIT, CLIENT_ADDRESS
 from common.scopes import MAX_PRACTICE, ROOMS_ADMIN, Grant
 from signalling import openapi, outbound
-from signalling.keys import CLUSTER, CONFIG, HOP_KEY, HTTP, ROOMS, SERVICE, WINDOW_LOOKUP_LIMIT
+from signalling.keys import (
+    CLUSTER,
+    CONFIG,
+    HOP_KEY,
+    HTTP,
+    PATIENTS,
+    ROOMS,
+    SERVICE,
+    WINDOW_LOOKUP_LIMIT,
+)
+from signalling.patients import valid_patient_id
 from signalling.rooms import RoomRecord, new_room_id, valid_room_id
 from waiting_room.errors import BAD_REQUEST, RoomError
 from waiting_room.room import Room, lobby_cap
@@ -57,6 +67,7 @@ def room_json(request: web.Request, record: RoomRecord) -> dict[str, Any]:
         "practice": record.practice,
         "max_waiting": _lobby_cap(request, record),
         "allow_reknock": record.allow_reknock,
+        "patient_id": record.patient_id,
     }
 
 
@@ -67,6 +78,7 @@ async def create_room(request: web.Request) -> web.Response:
         raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`room_id`: 1-64 of A-Z a-z 0-9 _ . -")
     who = grant(request, ROOMS_ADMIN, room_id=room_id)
     practice = _practice_for(request, who, room_id, body.get("practice"))
+    patient_id = await _patient_for(request, practice, body.get("patient_id"))
     starts, ends = parse_time(body, "starts_at"), parse_time(body, "ends_at")
     try:
         Schedule(starts, ends)
@@ -82,14 +94,36 @@ async def create_room(request: web.Request) -> web.Response:
         practice,
         max_waiting=_max_waiting(request, body.get("max_waiting")),
         allow_reknock=_flag(body, "allow_reknock"),
+        patient_id=patient_id,
     )
     try:
         await request.app[ROOMS].create(record)
     except RoomError as exc:
         raise api_error(web.HTTPConflict, exc.code, exc.message) from None
     await request.app[CLUSTER].share_record(room_id, pack_record(asdict(record)))
-    request.app[AUDIT].record(AuditEntry("room_create", "ok", room_id, who.identity, None))
+    request.app[AUDIT].record(AuditEntry("room_create", "ok", room_id, who.identity, patient_id))
     return web.json_response(room_json(request, record), status=201)
+
+
+NO_SUCH_PATIENT = "`patient_id`: no such patient in this room's practice"
+
+
+async def _patient_for(request: web.Request, practice: str | None, asked: Any) -> str | None:
+    """The patient the visit is for: an id of the portal's, of the room's practice.
+
+    A patient of another practice is refused like an unknown one (no existence leak); an
+    operator's room (no practice) may name any patient the portal has.
+    """
+    if asked is None:
+        return None
+    if not valid_patient_id(asked):
+        raise api_error(web.HTTPBadRequest, BAD_REQUEST, "`patient_id`: pt_ and 16 of 0-9 a-f")
+    patients = request.app.get(PATIENTS)
+    if patients is not None:
+        found = await patients.practice_of(asked)
+        if found is None or (practice is not None and found != practice):
+            raise api_error(web.HTTPBadRequest, BAD_REQUEST, NO_SUCH_PATIENT)
+    return str(asked)
 
 
 def _practice_for(request: web.Request, who: Grant, room_id: str, asked: Any) -> str | None:
@@ -183,6 +217,7 @@ async def get_room(request: web.Request) -> web.Response:
         "waiting": len(live.waiting) if live else 0,
         "joined": live.joined_count if live else 0,
         "breakouts": outbound.breakouts(live)["rooms"] if live else [],
+        "patient_id": record.patient_id if record else None,
     }
     return web.json_response(out)
 

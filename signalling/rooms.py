@@ -36,6 +36,7 @@ ADDED_COLUMNS = {
     "practice": "TEXT",  # NULL: the operator's room (rooms stored before practices)
     "max_waiting": "INTEGER",  # NULL: the server's VISITROOM_LOBBY_CAP_FACTOR x capacity
     "allow_reknock": "INTEGER NOT NULL DEFAULT 0",
+    "patient_id": "TEXT",  # NULL: no patient named (the portal's patient id, never a name)
 }
 COLUMNS = "room_id, starts_at, ends_at, max_participants, created_at, created_by, " + ", ".join(
     ADDED_COLUMNS
@@ -61,6 +62,7 @@ class RoomRecord:
     practice: str | None = None  # the practice the room belongs to; None: the operator's
     max_waiting: int | None = None
     allow_reknock: bool = False
+    patient_id: str | None = None  # the portal's patient the visit is for
 
     @property
     def schedule(self) -> Schedule:
@@ -177,7 +179,7 @@ class RoomStore:
         assert self._db is not None
         with self._db:
             self._db.execute(
-                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     record.room_id,
                     record.starts_at,
@@ -188,6 +190,7 @@ class RoomStore:
                     record.practice,
                     record.max_waiting,
                     int(record.allow_reknock),
+                    record.patient_id,
                 ),
             )
 

@@ -230,3 +230,56 @@ async def test_an_unsigned_internal_audit_request_is_refused_and_audited(
     assert response.status == 401
     entries = await app[AUDIT].query("visit-1")
     assert [(e["action"], e["outcome"]) for e in entries] == [("hop", "unauthorized")]
+
+
+def staff_of(practice: str) -> dict[str, str]:
+    return auth(admin_token(practice=practice, scope="rooms:admin portal:staff"))
+
+
+async def _patient(client: Any, practice: str) -> str:
+    body = {"first_name": "Ana", "last_name": "Lee", "date_of_birth": "1980-02-03"}
+    staff = staff_of(practice)
+    response = await client.post("/v1/portal/patients", json=body, headers=staff)
+    assert response.status == 201, await response.text()
+    patient_id: str = (await response.json())["patient_id"]
+    return patient_id
+
+
+async def test_a_visit_names_its_patient_and_the_rooms_lists_show_it(client: Any) -> None:
+    patient_id = await _patient(client, "clinic-a")
+    staff = staff_of("clinic-a")
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)
+    named = await client.post(
+        "/v1/rooms", json=visit(start, room_id="pv-1", patient_id=patient_id), headers=staff
+    )
+    assert named.status == 201, await named.text()
+    assert (await named.json())["patient_id"] == patient_id
+    plain = await client.post("/v1/rooms", json=visit(start, room_id="pv-2"), headers=staff)
+    assert plain.status == 201 and (await plain.json())["patient_id"] is None
+    one = await (await client.get("/v1/rooms/pv-1", headers=staff)).json()
+    assert one["patient_id"] == patient_id
+    span = {"from": iso(start - timedelta(hours=1)), "to": iso(start + timedelta(hours=1))}
+    listed = await (await client.get("/v1/rooms", params=span, headers=staff)).json()
+    by_id = {room["room_id"]: room["patient_id"] for room in listed["rooms"]}
+    assert by_id == {"pv-1": patient_id, "pv-2": None}
+    trail = await (await client.get("/v1/rooms/pv-1/audit", headers=staff)).json()
+    created = [e for e in trail["entries"] if e["action"] == "room_create"]
+    assert created and created[0]["subject"] == patient_id
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["pt_123", "Ana Lee", 42, "pt_" + "A" * 16, "pt_" + "0" * 16, "OTHER_PRACTICE"],
+)
+async def test_a_bad_patient_id_is_refused_and_nothing_is_stored(client: Any, bad: Any) -> None:
+    if bad == "OTHER_PRACTICE":
+        bad = await _patient(client, "clinic-b")
+    staff = staff_of("clinic-a")
+    start = datetime.now(UTC) + timedelta(minutes=10)
+    refused = await client.post(
+        "/v1/rooms", json=visit(start, room_id="pv-bad", patient_id=bad), headers=staff
+    )
+    assert refused.status == 400
+    assert "patient_id" in (await refused.json())["error"]["message"]
+    missing = await client.get("/v1/rooms/pv-bad", headers=staff)
+    assert missing.status == 404

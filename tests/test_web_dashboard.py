@@ -154,7 +154,12 @@ def test_a_practice_sees_its_own_visits_and_joins_only_with_rooms_host(
     pages: Pages, site: WebServer
 ) -> None:
     p1_admin = token("*", "admin-p1", "host", admin=True, practice="p1", scope="rooms:admin")
-    status, mine = site.rest("POST", "/v1/rooms", visit_body(), tok=p1_admin)
+    front_desk = token("*", "frontdesk-1", "host", admin=True, practice="p1")  # portal:staff
+    patient = {"first_name": "Quill", "last_name": "Onfile", "date_of_birth": "1970-01-02"}
+    status, created = site.rest("POST", "/v1/portal/patients", patient, tok=front_desk)
+    assert status == 201, created
+    body = {**visit_body(), "patient_id": created["patient_id"]}
+    status, mine = site.rest("POST", "/v1/rooms", body, tok=p1_admin)
     assert status == 201, mine
     other = site.schedule()  # the operator's, in no practice
     dash = pages.new("dashboard")
@@ -167,6 +172,9 @@ def test_a_practice_sees_its_own_visits_and_joins_only_with_rooms_host(
     expect(today.get_by_test_id("visit-item").filter(has_text=other)).to_have_count(0)
     expect(item.get_by_test_id("btn-join-visit")).to_have_count(0)  # no rooms:host
     expect(dash.get_by_test_id("no-host-hint")).to_be_visible()
+    # Without portal access the list says only that the visit has a patient, never who.
+    expect(item.get_by_test_id("visit-patient")).to_have_text("Patient on file")
+    assert "Onfile" not in dash.content()
 
 
 def visit_body() -> dict[str, str]:

@@ -452,6 +452,10 @@ def test_scheduling_a_visit_emails_the_patient_link_through_the_outbox(
     dash.get_by_test_id("btn-schedule").click()
     expect(dash.get_by_test_id("schedule-success")).to_contain_text(f"/r/{room}")
     expect(dash.get_by_test_id("schedule-email-result")).to_contain_text(f"on its way to Jo {last}")
+    item = dash.locator(f'[data-testid="visit-item"][data-room-id="{room}"]')
+    expect(item.get_by_test_id("visit-patient")).to_have_text(f"Jo {last}")
+    named = [url for url in pages.requests if last.lower() in url.lower() and "?q=" not in url]
+    assert not named  # the list's name comes in a body, never a URL (the search's q aside)
     mail = mailbox.nth_to(address)
     assert f"{site.url}/r/{room}" in mail.text
     assert "#" not in mail.text and "token" not in mail.text.lower()

@@ -13,7 +13,7 @@ import { formatClock } from "../sdk/visitroom.js";
 import { api, configureApi } from "./api.js";
 import { announce, fill, h, showScreen } from "./dom.js";
 import { oidcSignIn } from "./oidc.js";
-import { mountPatientSearch, patientPicker, unmountPatientSearch } from "./patients.js";
+import { mountPatientSearch, patientPicker, unmountPatientSearch, visitPatient } from "./patients.js";
 import * as staff from "./staff.js";
 
 const STORAGE_KEY = "visitroom.adminToken";
@@ -243,6 +243,7 @@ function scheduleForm(onScheduled) {
         }
         const body = { starts_at: startsAt.toISOString(), ends_at: endsAt.toISOString() };
         if (roomId.value.trim()) body.room_id = roomId.value.trim();
+        if (patient.chosenId()) body.patient_id = patient.chosenId();
         try {
           const created = await api("POST", "/v1/rooms", body);
           fill(result, h("p", { class: "success", testid: "schedule-success" }, `Visit scheduled for ${formatClock(startsAt)}. Patient link: `, h("span", { class: "mono", text: created.join_url })));
@@ -293,6 +294,7 @@ function visitItem(visit, { showDate }) {
     h("div", { class: "visit-head" },
       h("span", { class: "visit-time", testid: "visit-time", text: day + when }),
       h("span", { class: "visit-room mono", testid: "visit-room", text: visit.room_id }),
+      visit.patient_id ? visitPatient(visit.patient_id) : null,
       status ? h("span", { class: "visit-status", testid: "visit-status", text: status }) : null),
     h("div", { class: "visit-link" },
       h("label", { for: linkId, text: "Patient link" }),

@@ -189,6 +189,7 @@ export async function mountPatientSearch({ onBack }) {
 /** On sign-out: no search, and the next sign-in asks who the caller is again. */
 export function unmountPatientSearch() {
   callerPromise = null;
+  visitNames.clear(); // the next user may have no portal access
   const slot = document.getElementById("patient-search-slot");
   if (slot) {
     fill(slot);
@@ -565,5 +566,41 @@ export function patientPicker() {
       return h("p", { class: "field-error", testid: "schedule-email-result", text: `The visit is scheduled, but the link could not be emailed: ${friendly(e)}` });
     }
   }
-  return { element, afterScheduled };
+  return { element, afterScheduled, chosenId: () => chosen?.patient_id ?? null };
+}
+
+// --- the visit list's patient names ----------------------------------------------------
+
+/** Names already fetched this page: patient id -> "First Last" (null: not shown). */
+const visitNames = new Map();
+
+/**
+ * The name of a visit's patient, for staff with portal access (GET /v1/portal/patients/{id},
+ * once per patient per page); null without portal access or when the portal will not say.
+ * The visit list keeps only the id: the name is never in a URL, a log or the rooms API.
+ */
+export async function visitPatientName(patientId) {
+  if (visitNames.has(patientId)) return visitNames.get(patientId);
+  const who = await caller();
+  let name = null;
+  if (who) {
+    try {
+      const path = `/v1/portal/patients/${encodeURIComponent(patientId)}`;
+      name = fullName(await api("GET", path, undefined, { signOutOn401: false, background: true }));
+    } catch {
+      name = null;
+    }
+  }
+  visitNames.set(patientId, name);
+  return name;
+}
+
+/** What a visit's list item says of its patient: the name when known, else "Patient on file". */
+export function visitPatient(patientId) {
+  const known = visitNames.get(patientId);
+  const label = h("span", { class: "visit-patient", testid: "visit-patient", text: known ?? "Patient on file" });
+  if (!visitNames.has(patientId)) {
+    visitPatientName(patientId).then((name) => { if (name) label.textContent = name; });
+  }
+  return label;
 }
