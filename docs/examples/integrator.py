@@ -11,14 +11,14 @@ The server sends its events to the receiver this starts when it runs with
 `VISITROOM_WEBHOOK_SECRET` (`VISITROOM_RECEIVER_PORT` changes the port). Each
 delivery is one JSON event, signed (`X-Visitroom-Signature`, `X-Visitroom-Timestamp`);
 the receiver checks it, drops repeats by event id (delivery is at least once),
-prints it and answers 204. Stop it with Ctrl-C.
+prints it and answers 204. Stop it with Ctrl-C (or SIGTERM).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
+import signal
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -104,12 +104,15 @@ async def main() -> None:
     port = int(os.environ.get("VISITROOM_RECEIVER_PORT", "8099"))
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print(f"listening on http://127.0.0.1:{port}{EVENTS_PATH}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, or a service manager's stop
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await asyncio.Event().wait()  # until Ctrl-C
+        await stop.wait()
     finally:
         await runner.cleanup()
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(main())
+    asyncio.run(main())
