@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from common.datadir import private_sqlite
-from common.sqlite_thread import SqliteThread
+from portal.sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
-BUSY_TIMEOUT_MS = 5000
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
 SCHEMA = """
@@ -113,15 +111,14 @@ class Listed:
 class WebhookStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._thread = SqliteThread("webhooks")
-        self._db: sqlite3.Connection | None = None
+        # the portal's SQLite plumbing (one thread, WAL, IMMEDIATE writes, a private file)
+        self._db = SqliteDatabase(path, _schema, "webhooks")
 
     async def start(self) -> None:
-        await self._thread.run(self._open)
+        await self._db.start()
 
     async def close(self) -> None:
-        await self._thread.run(self._close)
-        self._thread.stop()
+        await self._db.close()
 
     async def add(
         self, events: Sequence[NewEvent], endpoints: Sequence[str], give_up_s: float
@@ -261,45 +258,16 @@ class WebhookStore:
 
         return await self._write(run)
 
-    # --- on the database thread ---------------------------------------------------------
-
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._thread.run(lambda: fn(self._connection()))
+        return await self._db.read(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._thread.run(self._transaction, fn)
+        return await self._db.write(fn)
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("the webhook outbox is not open")
-        return self._db
 
-    def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        db = self._connection()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(db)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-        return result
-
-    def _open(self) -> None:
-        private_sqlite(self.path)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-        private_sqlite(self.path)
-        self._db = db
-
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+def _schema(db: sqlite3.Connection) -> int:
+    db.executescript(SCHEMA)
+    return 1
 
 
 def _disabled(db: sqlite3.Connection) -> dict[str, str]:
