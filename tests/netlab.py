@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import BrowserContext, Playwright
 
-from tests.web_support import CHROMIUM
+from tests.web_support import CHROMIUM, launch
 
 
 def need_root() -> None:
@@ -147,3 +148,21 @@ def second_link(made: Lab) -> Iterator[Link]:
 
 def link_up(made: Lab, link: Link, up: bool = True) -> None:
     made.inside("ip", "link", "set", link.guest_link, "up" if up else "down")
+
+
+@contextlib.contextmanager
+def lab_browsers(
+    pw: Playwright, tmp: Path, net: Lab, site_url: str, *guest_args: str
+) -> Iterator[tuple[BrowserContext, BrowserContext]]:
+    """(host, guest): a Chromium outside the lab and one inside its namespace, both
+    reaching the lab's server at `site_url` (its http:// origin treated as secure, so
+    the camera works)."""
+    secure = f"--unsafely-treat-insecure-origin-as-secure={site_url}"
+    host = launch(pw, tmp / "host-profile", CHROMIUM, net.resolver_rule, secure)
+    wrapper = net.chromium_wrapper(tmp)
+    guest = launch(pw, tmp / "guest-profile", wrapper, net.resolver_rule, secure, *guest_args)
+    try:
+        yield host, guest
+    finally:
+        guest.close()
+        host.close()

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
-from tests.netlab import Lab, Link, lab, link_up, second_link
+from tests.netlab import Lab, Link, lab, lab_browsers, link_up, second_link
 from tests.test_web_media import own_id
-from tests.web_support import CHROMIUM, WebServer, host_joins, knock, launch, web_server
+from tests.web_support import WebServer, host_joins, knock, web_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,17 +47,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("lab-icerestart")
     with lab() as net, second_link(net) as link:
         env: dict[str, str | None] = {"VISITROOM_ICE_HOSTS": f"{net.host_ip},{link.host_ip}"}
-        with web_server(tmp, env, host=net.host_ip) as site, sync_playwright() as pw:
-            secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
-            host = launch(pw, tmp / "host-profile", CHROMIUM, net.resolver_rule, secure)
-            guest = launch(
-                pw, tmp / "guest-profile", net.chromium_wrapper(tmp), net.resolver_rule, secure
-            )
+        with (
+            web_server(tmp, env, host=net.host_ip) as site,
+            sync_playwright() as pw,
+            lab_browsers(pw, tmp, net, site.url) as (host, guest),
+        ):
             try:
                 yield Setup(net, link, site, host, guest)
             finally:
-                guest.close()
-                host.close()
                 net.flush_rules()
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 from playwright.sync_api import BrowserContext, sync_playwright
 
 from tests.coturn import SECRET, Coturn
-from tests.netlab import Lab, lab
-from tests.web_support import CHROMIUM, WebServer, launch, web_server
+from tests.netlab import Lab, lab, lab_browsers
+from tests.web_support import WebServer, web_server
 
 PATHS = ("direct", "udp", "tcp", "tls")
+IGNORE_CERTS = "--ignore-certificate-errors"
 
 
 @dataclass
@@ -39,24 +40,13 @@ def turn_lab(tmp: Path) -> Iterator[Setup]:
             "VISITROOM_TURN_SECRET": SECRET,
         }
         try:
-            with web_server(tmp, env, host=net.host_ip) as site, sync_playwright() as pw:
-                # the camera needs a secure context: the lab's http:// origin is one here
-                secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
-                host = launch(pw, tmp / "host-profile", CHROMIUM, net.resolver_rule, secure)
+            with (
+                web_server(tmp, env, host=net.host_ip) as site,
+                sync_playwright() as pw,
                 # turns: with a throwaway certificate the browser cannot verify
-                guest = launch(
-                    pw,
-                    tmp / "guest-profile",
-                    net.chromium_wrapper(tmp),
-                    net.resolver_rule,
-                    secure,
-                    "--ignore-certificate-errors",
-                )
-                try:
-                    yield Setup(net, coturn, site, host, guest)
-                finally:
-                    guest.close()
-                    host.close()
+                lab_browsers(pw, tmp, net, site.url, IGNORE_CERTS) as (host, guest),
+            ):
+                yield Setup(net, coturn, site, host, guest)
         finally:
             coturn.stop()
 
