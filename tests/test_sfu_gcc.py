@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
+from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.probe import Prober
 from tests.gcc_sim import Link, constant, simulate, steps
 
@@ -203,22 +204,30 @@ def test_sequence_numbers_across_the_16_bit_wrap() -> None:
     assert low.estimate_bps == high.estimate_bps
 
 
-def test_send_clock_going_back_resets_and_keeps_estimating() -> None:
+def congested_feedback(first: int, count: int, t0: float, send_back: float) -> list[PacketResult]:
+    """1 Mbit/s sent into a 500 kbit/s link from t0 on (queue grows), send clock shifted."""
+    packets = []
+    for i in range(count):
+        send = t0 + i * 0.0096
+        arrival = 100.0 + 0.03 + 2 * (send - 2.0) + 0.0192  # twice the spacing: queue builds
+        packets.append(PacketResult(first + i, send - send_back, 1200, arrival))
+    return packets
+
+
+def test_send_clock_going_back_resets_and_keeps_detecting() -> None:
+    """Our send times jump 64 s back (a wrapped 6.18 abs-send-time, a restart): the
+    delay detector must start afresh and still see the congestion that follows."""
     est = BandwidthEstimator()
-    feed_steady(est, 2.0)
-    before = est.estimate_bps
-    # our send times suddenly 64 s earlier (a wrapped 6.18 abs-send-time, a restart)
-    seq = 20
-    for k in range(20):
-        batch = [
-            p._replace(sequence=seq + i, send_time=p.send_time - 64.0)
-            for i, p in enumerate(steady_feedback(0, 10, 2.0 + k * 0.1))
-        ]
+    seq = feed_steady(est, 2.0)
+    states = []
+    for k in range(40):
+        batch = congested_feedback(seq, 10, 2.0 + k * 0.096, send_back=64.0)
         est.on_feedback(batch, 2.0 + k * 0.1 + 0.13)
         seq += 10
+        states.append(est.state)
         assert_sane(est)
-    assert est.estimate_bps >= before
-    assert est.state == "normal"
+    assert "overusing" in states
+    assert est.estimate_bps < 900_000
 
 
 def test_a_receiver_clock_jump_is_survived() -> None:
@@ -271,6 +280,20 @@ def test_hostile_feedback_never_raises_nor_escapes_the_bounds(
     for k, batch in enumerate(feedbacks):
         est.on_feedback(batch, 0.1 * k)
         assert_sane(est, max_bps=bound)
+
+
+def test_a_decrease_after_the_link_got_faster_forgets_the_old_capacity() -> None:
+    """Overuse at 500 kbit/s teaches a link capacity; a probe then measures 1.2 Mbit/s.
+    The next overuse must decrease from what arrives now, not to 0.85 x the old 500k."""
+    aimd = AimdRateControl(1_000_000, 30_000, 10_000_000)
+    aimd.update("overusing", 500_000, 1.0)
+    assert aimd.bps == pytest.approx(425_000)
+    aimd.set_estimate(1_200_000, 5.0)
+    aimd.update("overusing", 1_500_000, 5.5)  # 0.85 x 1.5 M is above the estimate: keep it
+    assert aimd.bps == pytest.approx(1_200_000)
+    aimd.update("normal", 1_300_000, 6.0)
+    aimd.update("overusing", 1_300_000, 6.5)
+    assert aimd.bps == pytest.approx(0.85 * 1_300_000)
 
 
 def test_set_max_caps_the_estimate() -> None:
