@@ -33,7 +33,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Sequence
-from typing import NamedTuple
+from operator import itemgetter
+from typing import NamedTuple, cast
 
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, InterArrival, TrendlineDetector
@@ -131,24 +132,24 @@ class BandwidthEstimator:
     def _sort_out(
         self, results: Sequence[PacketResult], now: float
     ) -> tuple[list[PacketResult], int, int]:
-        received: list[PacketResult] = []
-        lost = 0
-        counted = 0  # packets sent since the last decrease
+        """(received in arrival order, lost, received) of the sane packets; the
+        counts only of packets sent since the last decrease (see the module doc)."""
+        sane = [
+            r
+            for r in results
+            if -MAX_TIME_S < r[1] < MAX_TIME_S and 0 < r[2] <= MAX_PACKET_BYTES  # no NaN/inf
+        ]
+        received = [r for r in sane if r[3] is not None and -MAX_TIME_S < r[3] < MAX_TIME_S]
+        missing = [r for r in sane if r[3] is None]
+        for result in missing:
+            if result.probe >= 0:
+                self._probes.add_lost(result.probe, result.sequence, now)
+        received.sort(key=_ARRIVAL_ORDER)
         since = self._loss.counts_from
-        for result in results:
-            if not _sane(result):
-                continue
-            if result.arrival is None:
-                if result.send_time >= since:
-                    lost += 1
-                if result.probe >= 0:
-                    self._probes.add_lost(result.probe, result.sequence, now)
-            elif math.isfinite(result.arrival) and abs(result.arrival) < MAX_TIME_S:
-                received.append(result)
-                if result.send_time >= since:
-                    counted += 1
-        received.sort(key=_arrival_order)
-        return received, lost, counted
+        if since == -math.inf:
+            return received, len(missing), len(received)
+        lost = sum(1 for r in missing if r[1] >= since)
+        return received, lost, sum(1 for r in received if r[1] >= since)
 
     def _on_arrivals(self, received: list[PacketResult], now: float) -> None:
         last = self._last_feedback
@@ -156,19 +157,19 @@ class BandwidthEstimator:
             self._inter.reset()
             self._detector = TrendlineDetector()
         self._last_feedback = now
-        highest = -1
+        # `received` has arrival times only (see _sort_out): the casts say so to mypy
+        self._acked.add_all(cast("list[tuple[float, int]]", [(r[3], r[2]) for r in received]))
         for packet in received:
-            arrival = packet.arrival
-            assert arrival is not None
-            self._acked.update(arrival, packet.size)
-            highest = max(highest, packet.sequence)
             if packet.probe >= 0:
+                arrival = cast(float, packet.arrival)
                 self._probes.add(
                     packet.probe, packet.sequence, packet.send_time, arrival, packet.size, now
                 )
-            deltas = self._inter.add(packet.send_time, arrival, packet.size, now)
-            if deltas is not None:
-                self._detector.update(deltas, arrival)
+        triples = cast("list[tuple[float, float, int]]", [(r[1], r[3], r[2]) for r in received])
+        groups = self._inter.add_all(triples, now)
+        for deltas, arrival in groups:
+            self._detector.update(deltas, arrival)
+        highest = max(r[0] for r in received)
         self._update_delay_based(self._probes.complete(highest), now)
 
     def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
@@ -209,19 +210,7 @@ class BandwidthEstimator:
         return throughput
 
 
-def _sane(result: PacketResult) -> bool:
-    send = result.send_time
-    return (
-        isinstance(send, float | int)
-        and math.isfinite(send)
-        and abs(send) < MAX_TIME_S
-        and 0 < result.size <= MAX_PACKET_BYTES
-    )
-
-
-def _arrival_order(result: PacketResult) -> tuple[float, int]:
-    assert result.arrival is not None
-    return (result.arrival, result.sequence)
+_ARRIVAL_ORDER = itemgetter(3, 0)  # (arrival, sequence)
 
 
 LOW_LOSS = 0.02

@@ -26,6 +26,7 @@ internally because its constants (threshold, gains) are in those units.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from typing import NamedTuple
 
 __all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "Deltas", "InterArrival", "TrendlineDetector"]
@@ -71,6 +72,27 @@ class InterArrival:
         self._current = None
         self._previous = None
         self._reordered = 0
+
+    def add_all(
+        self, packets: Iterable[tuple[float, float, int]], now: float
+    ) -> list[tuple[Deltas, float]]:
+        """Add (send, arrival, size) in arrival order; the deltas of each completed group
+        with the arrival time of the packet that completed it."""
+        completed = []
+        for send, arrival, size in packets:
+            current = self._current
+            if current is not None and current.first_send <= send <= current.first_send + GROUP_S:
+                # the common case, same group (what `add` would do, without the calls)
+                if send > current.last_send:
+                    current.last_send = send
+                current.last_arrival = arrival
+                current.last_now = now
+                current.size += size
+                continue
+            deltas = self.add(send, arrival, size, now)
+            if deltas is not None:
+                completed.append((deltas, arrival))
+        return completed
 
     def add(self, send: float, arrival: float, size: int, now: float) -> Deltas | None:
         """Add one received packet; returns the deltas when it completes a group."""
@@ -243,17 +265,20 @@ class _LineFit:
 
     def add(self, x: float, y: float) -> None:
         points = self._points
-        if not points or abs(x - self._origin) > REBASE_MS:
-            points.append((x, y))
-            if len(points) > self._size:
-                points.popleft()
-            self._rebase(points[0][0])
-            return
-        self._include(x, y, 1.0)
         points.append((x, y))
         if len(points) > self._size:
             old_x, old_y = points.popleft()
-            self._include(old_x, old_y, -1.0)
+        else:
+            old_x, old_y = self._origin, 0.0  # adds nothing to the sums below
+        if len(points) == 1 or abs(x - self._origin) > REBASE_MS:
+            self._rebase(points[0][0])
+            return
+        dx = x - self._origin
+        old_dx = old_x - self._origin
+        self._sx += dx - old_dx
+        self._sy += y - old_y
+        self._sxx += dx * dx - old_dx * old_dx
+        self._sxy += dx * y - old_dx * old_y
 
     def _include(self, x: float, y: float, sign: float) -> None:
         dx = x - self._origin

@@ -28,6 +28,7 @@ Sizes are bytes, times seconds (receiver's clock for arrivals), rates bits/s.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 __all__ = ["AckedBitrate", "ProbeRates"]
@@ -37,6 +38,7 @@ WINDOW_S = 0.15
 UNCERTAINTY_SCALE = 10.0
 VARIANCE_GROWTH = 5.0  # kbit/s squared added per sample: the rate may change
 RECENT_S = 0.5
+RECENT_MIN_SPAN_S = 0.1
 
 
 class AckedBitrate:
@@ -48,8 +50,7 @@ class AckedBitrate:
         self._sum_bytes = 0
         self._window_s = 0.0
         self._last_arrival: float | None = None
-        self._recent: deque[tuple[float, int]] = deque()
-        self._recent_bytes = 0
+        self._chunks: deque[tuple[float, float, int]] = deque()  # (first, last arrival, bytes)
 
     @property
     def bps(self) -> float | None:
@@ -57,17 +58,52 @@ class AckedBitrate:
 
     @property
     def recent_bps(self) -> float | None:
-        """Bits/s received over the last 500 ms (of arrivals), None before 500 ms of data."""
-        if self._kbps is None or not self._recent:
+        """Bits/s received over about the last 500 ms (whole feedbacks), None at first."""
+        chunks = self._chunks
+        if self._kbps is None or not chunks:
             return None
-        return 8 * self._recent_bytes / RECENT_S
+        span = max(chunks[-1][1] - chunks[0][0], RECENT_MIN_SPAN_S)
+        return 8 * sum(chunk[2] for chunk in chunks) / span
 
-    def update(self, arrival: float, size: int) -> None:
-        self._update_recent(arrival, size)
+    def add_all(self, packets: Iterable[tuple[float, int]]) -> None:
+        """Count one feedback's received packets: (arrival, size), in arrival order."""
+        last = self._last_arrival
+        window_s = self._window_s
+        total = self._sum_bytes
         window = INITIAL_WINDOW_S if self._kbps is None else WINDOW_S
-        sample = self._window_sample(arrival, size, window)
-        if sample is None:
-            return
+        first_arrival = None
+        batch_bytes = 0
+        for arrival, size in packets:
+            if first_arrival is None:
+                first_arrival = arrival
+            batch_bytes += size
+            if last is not None:
+                gap = arrival - last
+                if gap < 0:  # time went backwards: start over
+                    window_s = 0.0
+                    total = 0
+                    self._chunks.clear()
+                    first_arrival = arrival
+                    batch_bytes = size
+                else:
+                    window_s += gap
+                    if gap > window:  # nothing received for a whole window
+                        total = 0
+                        window_s %= window
+            last = arrival
+            if window_s >= window:
+                self._filter(8 * total / window / 1000)
+                window_s -= window
+                total = 0
+                window = WINDOW_S
+            total += size
+        self._last_arrival = last
+        self._window_s = window_s
+        self._sum_bytes = total
+        if first_arrival is not None and last is not None:
+            self._remember_chunk(first_arrival, last, batch_bytes)
+
+    def _filter(self, sample: float) -> None:
         if self._kbps is None:
             self._kbps = sample
             return
@@ -78,35 +114,11 @@ class AckedBitrate:
         self._kbps = (sample_var * self._kbps + predicted_var * sample) / total
         self._variance = sample_var * predicted_var / total
 
-    def _update_recent(self, arrival: float, size: int) -> None:
-        recent = self._recent
-        if recent and arrival < recent[-1][0]:
-            recent.clear()
-            self._recent_bytes = 0
-        recent.append((arrival, size))
-        self._recent_bytes += size
-        while arrival - recent[0][0] > RECENT_S:
-            self._recent_bytes -= recent.popleft()[1]
-
-    def _window_sample(self, arrival: float, size: int, window: float) -> float | None:
-        last = self._last_arrival
-        if last is not None and arrival < last:  # time went backwards: start over
-            last = None
-            self._sum_bytes = 0
-            self._window_s = 0.0
-        if last is not None:
-            self._window_s += arrival - last
-            if arrival - last > window:  # nothing received for a whole window
-                self._sum_bytes = 0
-                self._window_s %= window
-        self._last_arrival = arrival
-        sample = None
-        if self._window_s >= window:
-            sample = 8 * self._sum_bytes / window / 1000  # kbit/s
-            self._window_s -= window
-            self._sum_bytes = 0
-        self._sum_bytes += size
-        return sample
+    def _remember_chunk(self, first: float, last: float, size: int) -> None:
+        chunks = self._chunks
+        chunks.append((first, last, size))
+        while chunks and chunks[0][0] < last - RECENT_S:
+            chunks.popleft()
 
 
 MIN_PROBE_PACKETS = 5
