@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
-from tests.gcc_sim import Link, constant, simulate, steps
+from tests.gcc_sim import Link, constant, load_recording, simulate, steps, write_recording
 
 RECORDING = Path(__file__).resolve().parents[1] / "tests" / "data" / "twcc_feedback_drop.jsonl"
 RECORDED_CAPS = [(0.0, 3_000_000), (6.0, 500_000), (12.0, 1_500_000)]
@@ -71,38 +71,23 @@ def time_feedbacks(feedbacks: list[list[PacketResult]], repeat: int) -> float:
     return best / len(feedbacks) * 1e6
 
 
-def load_recording(path: Path) -> list[list[PacketResult]]:
-    lines = path.read_text().splitlines()[1:]
-    return [[PacketResult(*p) for p in json.loads(line)["packets"]] for line in lines]
-
-
 def record(path: Path) -> None:
-    """Write the simulated feedback sequence (header line, then one feedback per line)."""
+    """Write the simulated feedback sequence the replay test and this bench read."""
     run = simulate(
         Link(steps(*RECORDED_CAPS), seed=11),
         seconds=RECORDED_SECONDS,
         demand=constant(5e6),
         prober=Prober(),
     )
-    header = {
+    header: dict[str, object] = {
         "source": "tests/gcc_sim.py simulated bottleneck (not a browser capture)",
         "caps": RECORDED_CAPS,
         "seconds": RECORDED_SECONDS,
         "settle_s": SETTLE_S,
         "format": "packets: [sequence, send_time, size, arrival or null, probe]",
     }
-    lines = [json.dumps(header)]
-    for at, results in run.feedback:
-        packets = [
-            [p.sequence, round(p.send_time, 6), p.size, _round(p.arrival), p.probe] for p in results
-        ]
-        lines.append(json.dumps({"at": round(at, 6), "packets": packets}, separators=(",", ":")))
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {len(lines) - 1} feedbacks to {path}")
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
+    write_recording(path, header, run.feedback)
+    print(f"wrote {len(run.feedback)} feedbacks to {path}")
 
 
 def main() -> None:
@@ -119,7 +104,7 @@ def main() -> None:
     for size in (20, 50, 100):
         us = time_feedbacks(synthetic_feedbacks(size, args.feedbacks), args.repeat)
         rows.append((f"{size} packets", size, us))
-    recorded = load_recording(RECORDING)
+    recorded = [packets for _, packets in load_recording(RECORDING)[1]]
     mean = sum(len(f) for f in recorded) / len(recorded)
     rows.append(("recorded sequence", round(mean, 1), time_feedbacks(recorded, args.repeat)))
     print(f"{'case':<20} {'packets':>8} {'us/feedback':>12} {'us/packet':>10}")

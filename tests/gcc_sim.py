@@ -16,9 +16,11 @@ Deterministic for a given seed; no sockets, no clock.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
@@ -195,3 +197,33 @@ def steps(*changes: tuple[float, float]) -> Callable[[float], float]:
         return current
 
     return value
+
+
+Feedbacks = list[tuple[float, list[PacketResult]]]
+
+
+def write_recording(path: Path, header: dict[str, object], feedbacks: Feedbacks) -> None:
+    """A header line, then one feedback per line: {"at": t, "packets": [[seq, send, size,
+    arrival or null, probe], ...]} (times rounded to the microsecond)."""
+    lines = [json.dumps(header)]
+    for at, results in feedbacks:
+        packets = [
+            [p.sequence, round(p.send_time, 6), p.size, _round(p.arrival), p.probe] for p in results
+        ]
+        lines.append(json.dumps({"at": round(at, 6), "packets": packets}, separators=(",", ":")))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def load_recording(path: Path) -> tuple[dict[str, object], Feedbacks]:
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    feedbacks = []
+    for line in lines[1:]:
+        entry = json.loads(line)
+        packets = [PacketResult(*p) for p in entry["packets"]]
+        feedbacks.append((float(entry["at"]), packets))
+    return header, feedbacks
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

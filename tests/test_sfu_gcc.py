@@ -6,7 +6,6 @@ recorded feedback sequence is replayed from tests/data/.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from pathlib import Path
@@ -18,7 +17,7 @@ from hypothesis import strategies as st
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.probe import Prober
-from tests.gcc_sim import Link, constant, simulate, steps
+from tests.gcc_sim import Link, constant, load_recording, simulate, steps
 
 DATA = Path(__file__).parent / "data"
 
@@ -94,17 +93,6 @@ def test_an_app_limited_sender_reaches_the_link_with_probes() -> None:
     )
     assert all(within(e, 3e6) for e in run.window(5, 12)), run.window(5, 12)
     assert max(run.sent_bps) < 3e6  # by probing, not by sending media
-
-
-def load_recording(path: Path) -> tuple[dict[str, object], list[tuple[float, list[PacketResult]]]]:
-    lines = path.read_text().splitlines()
-    header = json.loads(lines[0])
-    feedbacks = []
-    for line in lines[1:]:
-        entry = json.loads(line)
-        packets = [PacketResult(*p) for p in entry["packets"]]
-        feedbacks.append((float(entry["at"]), packets))
-    return header, feedbacks
 
 
 def test_replays_a_recorded_feedback_sequence() -> None:
