@@ -43,28 +43,23 @@ def test_follows_a_cap_drop_and_recovers() -> None:
     assert all(within(e, 3e6) for e in run.window(25, 30)), "did not recover"
 
 
+def lossy_run(loss: float, seed: int, seconds: float, start: int) -> list[int]:
+    """Estimates on an uncapped link with random loss, no prober."""
+    link = Link(constant(1e9), loss=loss, seed=seed)
+    estimator = BandwidthEstimator(start_bps=start)
+    return simulate(link, seconds=seconds, demand=constant(5e6), estimator=estimator).estimates
+
+
 def test_random_loss_does_not_collapse_the_estimate() -> None:
     """5 % loss sits between the 2 % and 10 % thresholds: the loss rule holds, no decrease."""
-    start = 1_000_000
-    run = simulate(
-        Link(constant(1e9), loss=0.05, seed=7),
-        seconds=20,
-        demand=constant(5e6),
-        estimator=BandwidthEstimator(start_bps=start),
-    )
-    assert min(run.window(1, 20)) >= 0.8 * start
+    estimates = lossy_run(0.05, seed=7, seconds=20, start=1_000_000)
+    assert min(estimates[10:]) >= 0.8 * 1_000_000
 
 
 def test_heavy_loss_decreases_the_estimate() -> None:
-    start = 1_000_000
-    run = simulate(
-        Link(constant(1e9), loss=0.25, seed=3),
-        seconds=10,
-        demand=constant(5e6),
-        estimator=BandwidthEstimator(start_bps=start),
-    )
-    assert run.estimate_at(10) < 0.3 * start
-    assert min(run.estimates) >= 30_000
+    estimates = lossy_run(0.25, seed=3, seconds=10, start=1_000_000)
+    assert estimates[-1] < 0.3 * 1_000_000
+    assert min(estimates) >= 30_000
 
 
 def test_an_app_limited_sender_does_not_inflate_the_estimate() -> None:
