@@ -1,10 +1,11 @@
 """A small pure bottleneck-link simulator for the bandwidth estimator and the prober.
 
 One subscriber's downlink: a FIFO queue drained at `capacity(t)` bits/s
-(drop-tail beyond `max_queue_s` of queued data), optional random loss on
-the wire, a one-way delay of 20 ms each way.  The SFU side sends video
-frames at 30 fps of min(estimate, demand) bits/s in 1200-byte packets (a
-frame's packets leave together, as a forwarding SFU sends them), plus the
+(drop-tail beyond `max_queue_s` of queued data), optional random loss and
+jitter (extra delay, packets kept in order) on the wire, a one-way delay of
+20 ms each way.  The SFU side sends video frames at 30 fps of
+min(estimate, demand) bits/s in 1200-byte packets (a frame's packets leave
+together, as a forwarding SFU sends them), plus the
 padding the Prober asks for on a 10 ms ticker; every packet sent while a
 probe cluster is in progress carries the cluster's id.  The receiver
 reports every 100 ms what arrived (TWCC: each sequence number up to the
@@ -39,9 +40,11 @@ RECEIVER_CLOCK_OFFSET_S = 5000.0  # the receiver's clock has another origin
 class Link:
     capacity: Callable[[float], float]
     loss: float = 0.0
+    jitter_s: float = 0.0  # extra delay after the bottleneck, uniform in [0, jitter_s], in order
     max_queue_s: float = 0.5
     seed: int = 1
     free_at: float = 0.0
+    last_arrival: float = 0.0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -55,7 +58,11 @@ class Link:
         self.free_at = start + size * 8 / max(self.capacity(t), 1.0)
         if self.loss and self.rng.random() < self.loss:
             return None  # lost on the wire after the bottleneck
-        return self.free_at + ONE_WAY_S
+        arrival = self.free_at + ONE_WAY_S
+        if self.jitter_s:
+            arrival = max(arrival + self.rng.uniform(0, self.jitter_s), self.last_arrival)
+            self.last_arrival = arrival
+        return arrival
 
 
 @dataclass

@@ -34,6 +34,14 @@ def test_converges_to_the_cap_within_5_s(cap: int) -> None:
     assert all(within(e, cap) for e in late), (cap, min(late), max(late))
 
 
+@pytest.mark.parametrize("cap", [300_000, 3_000_000])
+def test_delay_jitter_does_not_throw_it_off(cap: int) -> None:
+    """Up to 50 ms of random extra delay (Wi-Fi, 4G), packets still in order."""
+    link = Link(constant(cap), jitter_s=0.05, seed=4)
+    run = simulate(link, seconds=12, demand=constant(5e6), prober=Prober())
+    assert all(within(e, cap) for e in run.window(5.0, 12.0)), run.window(5.0, 12.0)
+
+
 def test_follows_a_cap_drop_and_recovers() -> None:
     cap = steps((0, 3e6), (10, 5e5), (20, 3e6))
     run = simulate(Link(cap), seconds=30, demand=constant(5e6), prober=Prober())
