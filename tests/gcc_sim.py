@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sfu.policy.gcc import BandwidthEstimator, PacketResult
+from sfu.policy.gcc import PACKET_OVERHEAD_BYTES, BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
 
 STEP_S = 0.001
@@ -55,7 +55,8 @@ class Link:
         start = max(t, self.free_at)
         if start - t > self.max_queue_s:
             return None  # drop-tail
-        self.free_at = start + size * 8 / max(self.capacity(t), 1.0)
+        wire = size + PACKET_OVERHEAD_BYTES  # IP, UDP, SRTP tag
+        self.free_at = start + wire * 8 / max(self.capacity(t), 1.0)
         if self.loss and self.rng.random() < self.loss:
             return None  # lost on the wire after the bottleneck
         arrival = self.free_at + ONE_WAY_S

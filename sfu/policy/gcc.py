@@ -20,7 +20,15 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
   sent after the last decrease (delay- or loss-based) count: the losses of
   a queue overflow that a decrease already answered must not cut again.
+  And a loss decrease stops at 0.85 x the acknowledged bitrate: an SFU
+  cannot always slow down at once (a publisher without simulcast, a layer
+  switch waiting for its key frame), and while it cannot, the losses go
+  on; the link still delivers what the receiver acknowledges, so the
+  estimate must not fall to nothing below it.
   The delay-based estimate caps it; `estimate_bps` is the result.
+
+Rates are bits per second on the wire: each packet's RTP size plus 38 bytes
+of IPv4, UDP and SRTP tag (PACKET_OVERHEAD_BYTES).
 
 Pure and synchronous; times are seconds (float): `now` is our monotonic
 clock, `send_time` too, `arrival` the receiver's clock (any origin).
@@ -53,10 +61,15 @@ class PacketResult(NamedTuple):
 
 MAX_TIME_S = 1e9  # |times| beyond this (~30 years) are garbage
 MAX_PACKET_BYTES = 65_535
+# What each packet costs on the wire beyond its RTP bytes: IPv4 (20) + UDP (8) + the
+# SRTP tag (10). Rates (acknowledged, probes) count it, as libwebrtc does, so the
+# estimate compares with a link's capacity (TURN or IPv6 add a little more).
+PACKET_OVERHEAD_BYTES = 38
 STREAM_TIMEOUT_S = 2.0  # no feedback for this long: start the delay detector afresh
 MAX_FEEDBACKS_WITHOUT_ARRIVALS = 5
 PROBE_DROP_FRACTION = 0.85
 PROBE_FRESH_S = 1.0
+LOSS_FLOOR_OF_ACKED = 0.85
 
 
 class BandwidthEstimator:
@@ -127,6 +140,8 @@ class BandwidthEstimator:
                 self._without_arrivals = 0  # feedback keeps saying nothing arrived: halve
                 self._aimd.set_estimate(self._aimd.bps / 2, now)
                 self._loss.set_delay_limit(self._aimd.bps)
+        acked = self._acked.bps
+        self._loss.floor_bps = 0.0 if acked is None else LOSS_FLOOR_OF_ACKED * acked
         self._loss.on_packets(lost, lost + counted, now)
 
     def _sort_out(
@@ -158,12 +173,15 @@ class BandwidthEstimator:
             self._detector = TrendlineDetector()
         self._last_feedback = now
         # `received` has arrival times only (see _sort_out): the casts say so to mypy
-        self._acked.add_all(cast("list[tuple[float, int]]", [(r[3], r[2]) for r in received]))
+        extra = PACKET_OVERHEAD_BYTES
+        wire = cast("list[tuple[float, int]]", [(r[3], r[2] + extra) for r in received])
+        self._acked.add_all(wire)
         for packet in received:
             if packet.probe >= 0:
                 arrival = cast(float, packet.arrival)
+                size = packet.size + extra
                 self._probes.add(
-                    packet.probe, packet.sequence, packet.send_time, arrival, packet.size, now
+                    packet.probe, packet.sequence, packet.send_time, arrival, size, now
                 )
         triples = cast("list[tuple[float, float, int]]", [(r[1], r[3], r[2]) for r in received])
         groups = self._inter.add_all(triples, now)
@@ -240,6 +258,7 @@ class LossController:
         self._decreased_since_report = False
         self._history: deque[tuple[float, float]] = deque()  # (time, bps), min over the last 1 s
         self.counts_from = -math.inf  # only packets sent since then count (see the module doc)
+        self.floor_bps = 0.0  # a loss decrease stops here: 0.85 x what gets through
 
     def decreased(self, now: float) -> None:
         """The rate was just cut: losses of packets sent before now are answered."""
@@ -291,7 +310,8 @@ class LossController:
             if since >= DECREASE_INTERVAL_S + self.rtt_s:
                 self._last_decrease = now
                 self._decreased_since_report = True
-                self.bps = self.bps * (1 - 0.5 * fraction)
+                floor = min(self.bps, self.floor_bps)  # never raises the estimate
+                self.bps = max(self.bps * (1 - 0.5 * fraction), floor)
                 self.decreased(now)
         self._apply_limits()
 
