@@ -4,8 +4,9 @@ The SFU runs `BandwidthEstimator.on_feedback` once per feedback from each
 subscriber (every 50-100 ms), never per forwarded packet.  This measures
 the microseconds one call takes for feedbacks of 20, 50 and 100 packets
 (steady video at the matching rate, with jitter and 1 % loss, a probe
-cluster now and then), and for replaying the recorded feedback sequence
-in tests/data/ (a simulated link whose cap moves).  Prints a table; --json
+cluster now and then), and for replaying each recorded feedback sequence
+in tests/data/ (a simulated link whose cap moves; real Chromium feedback
+on loopback and through a 300 kbit/s cap).  Prints a table; --json
 writes the numbers.
 
     python bench/estimator.py [--feedbacks N] [--repeat R] [--json PATH]
@@ -31,7 +32,8 @@ from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
 from tests.gcc_sim import Link, constant, load_recording, simulate, steps, write_recording
 
-RECORDING = Path(__file__).resolve().parents[1] / "tests" / "data" / "twcc_feedback_drop.jsonl"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
+RECORDING = DATA / "twcc_feedback_drop.jsonl"
 RECORDED_CAPS = [(0.0, 3_000_000), (6.0, 500_000), (12.0, 1_500_000)]
 RECORDED_SECONDS = 18.0
 SETTLE_S = 4.5  # the replay test checks each phase from its start + SETTLE_S to its end
@@ -104,12 +106,14 @@ def main() -> None:
     for size in (20, 50, 100):
         us = time_feedbacks(synthetic_feedbacks(size, args.feedbacks), args.repeat)
         rows.append((f"{size} packets", size, us))
-    recorded = [packets for _, packets in load_recording(RECORDING)[1]]
-    mean = sum(len(f) for f in recorded) / len(recorded)
-    rows.append(("recorded sequence", round(mean, 1), time_feedbacks(recorded, args.repeat)))
-    print(f"{'case':<20} {'packets':>8} {'us/feedback':>12} {'us/packet':>10}")
+    for path in sorted(DATA.glob("*twcc*.jsonl")):
+        recorded = [packets for _, packets in load_recording(path)[1]]
+        mean = sum(len(f) for f in recorded) / len(recorded)
+        us = time_feedbacks(recorded, args.repeat)
+        rows.append((path.stem, round(mean, 1), us))
+    print(f"{'case':<28} {'packets':>8} {'us/feedback':>12} {'us/packet':>10}")
     for case, packets, us in rows:
-        print(f"{case:<20} {packets:>8} {us:>12.1f} {us / packets:>10.2f}")
+        print(f"{case:<28} {packets:>8} {us:>12.1f} {us / packets:>10.2f}")
     if args.json:
         result = {
             "python": platform.python_version(),
