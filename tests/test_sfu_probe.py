@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sfu.policy.gcc import BandwidthEstimator
 from sfu.policy.probe import ProbeCluster, Prober
@@ -163,3 +165,27 @@ def test_probing_stays_quiet_once_the_estimate_covers_desired() -> None:
         estimate_bps=estimator.estimate_bps, desired_bps=1_000_000, sending_bps=150_000, now=10.1
     )
     assert before is None and not prober.probing
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.integers(min_value=-(10**9), max_value=10**10),
+            st.integers(min_value=-(10**9), max_value=10**10),
+            st.integers(min_value=-(10**9), max_value=10**10),
+            st.floats(min_value=-1e6, max_value=1e6),
+        ),
+        max_size=30,
+    )
+)
+def test_odd_inputs_never_raise_nor_ask_for_negative_padding(
+    calls: list[tuple[int, int, int, float]],
+) -> None:
+    prober = Prober()
+    for estimate, desired, sending, now in calls:
+        prober.want(estimate_bps=estimate, desired_bps=desired, sending_bps=sending, now=now)
+        for dt in (0.0, 0.01, 0.05, 0.2):
+            assert prober.padding_due(now + dt) >= 0
+            cluster = prober.next_cluster(now + dt)
+            assert cluster is None or cluster.target_bps > 0

@@ -9,7 +9,9 @@ cluster, and the estimator measures how fast the cluster arrived
 (gcc_rates.ProbeRates).
 
 - `want(...)` is called on the clock (every 100 ms or so) with the estimate,
-  what the allocator would like to send (`desired_bps`) and what is sent now.
+  what the allocator would like to send (`desired_bps`, capped by the caller
+  at the estimator's maximum: no probe can lift the estimate past it) and
+  what media is sent now (`sending_bps`, padding not included).
   When desired > estimate and the link is calm (the estimate has not
   dropped by 10 % in the last second, nor within 2 s after such a drop), it
   plans an attempt: clusters at 1.5 x and 2 x the estimate (capped at
