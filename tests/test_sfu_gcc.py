@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.policy.gcc import BandwidthEstimator, PacketResult
+from sfu.policy.gcc import BandwidthEstimator, LossController, PacketResult
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.probe import Prober
 from tests.gcc_sim import Link, constant, load_recording, simulate, steps
@@ -324,6 +324,19 @@ def test_a_decrease_after_the_link_got_faster_forgets_the_old_capacity() -> None
     aimd.update("normal", 1_300_000, 6.0)
     aimd.update("overusing", 1_300_000, 6.5)
     assert aimd.bps == pytest.approx(0.85 * 1_300_000)
+
+
+def test_without_loss_at_the_start_the_loss_side_follows_the_delay_side() -> None:
+    """libwebrtc's start phase: for 2 s, without loss, a higher delay-based estimate (a
+    probe) is taken as is, and the 8 %/s rule must not pull it back to the old value."""
+    loss = LossController(1_000_000, 30_000, 10_000_000)
+    loss.set_delay_limit(1_000_000)
+    loss.on_packets(0, 25, 0.1)  # the first report: no loss
+    loss.set_delay_limit(2_000_000)
+    loss.on_packets(0, 25, 0.3)
+    assert loss.bps == 2_000_000
+    loss.on_packets(0, 25, 0.5)
+    assert loss.bps >= 2_000_000
 
 
 def test_set_max_caps_the_estimate() -> None:

@@ -296,7 +296,10 @@ class LossController:
     def _update(self, now: float) -> None:
         first = self._first_report
         if self._fraction == 0 and first is not None and now - first < START_PHASE_S:
-            self.bps = max(self.bps, self._delay_limit)  # trust the delay side while starting up
+            started = min(self._delay_limit, self._max)  # trust the delay side while starting up
+            if math.isfinite(started) and started > self.bps:
+                self.set_bps(started, now)
+                return
         self._remember(now)
         last = self._last_report
         fraction = self._fraction
