@@ -189,3 +189,32 @@ def test_odd_inputs_never_raise_nor_ask_for_negative_padding(
             assert prober.padding_due(now + dt) >= 0
             cluster = prober.next_cluster(now + dt)
             assert cluster is None or cluster.target_bps > 0
+
+
+LAYERS = (150_000, 500_000, 1_500_000)
+
+
+def layer_for(estimate: int) -> int:
+    return max([layer for layer in LAYERS if layer <= estimate] or [LAYERS[0]])
+
+
+@pytest.mark.parametrize(("cap", "layer"), [(3e6, 1_500_000), (1e6, 500_000), (4e5, 150_000)])
+def test_a_layered_sender_climbs_to_the_layer_the_link_carries_and_stays(
+    cap: float, layer: int
+) -> None:
+    """Simulcast-like: the SFU forwards the biggest layer within the estimate (150k, 500k,
+    1.5M) and wants the top one. Probes take it up to the layer the link carries; it does
+    not flap once there."""
+    estimator = BandwidthEstimator(start_bps=300_000)
+    run = simulate(
+        Link(constant(cap)),
+        seconds=20,
+        demand=lambda _t: layer_for(estimator.estimate_bps),
+        desired=constant(LAYERS[-1]),
+        estimator=estimator,
+        prober=Prober(),
+    )
+    chosen = [layer_for(e) for e in run.window(6.0, 20.0)]
+    assert set(chosen) == {layer}, sorted(set(chosen))
+    everything = [layer_for(e) for e in run.estimates]
+    assert sum(a != b for a, b in itertools.pairwise(everything)) <= 2
