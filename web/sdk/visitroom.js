@@ -35,7 +35,7 @@ import { TabSession } from "./session.js";
 
 export * from "./core.js";
 export { savedSession, tabStorage, TabSession } from "./session.js";
-export { MediaSession, summarizeStats } from "./media.js";
+export { addCameraTransceiver, MediaSession, setEncodingsActive, SIMULCAST_ENCODINGS, summarizeStats, videoSizesOf, WEAK_DOWNLINK_KBPS } from "./media.js";
 export { precallVerdict, runPrecallTest } from "./precall.js";
 
 /**
@@ -66,6 +66,7 @@ export class VisitRoom extends Emitter {
    *   requestTimeoutMs?: number,
    *   WebSocket?: typeof WebSocket,
    *   RTCPeerConnection?: typeof RTCPeerConnection,
+   *   simulcast?: boolean,
    * }} options
    */
   constructor(options) {
@@ -77,6 +78,8 @@ export class VisitRoom extends Emitter {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15000;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+    // Publish the camera with simulcast where the browser can (false: one encoding).
+    this._simulcast = options.simulcast ?? true;
     // Kept in memory only: never persisted, never put in a URL.
     this._token = options.token ?? null;
     this._name = options.name ?? null;
@@ -360,6 +363,8 @@ export class VisitRoom extends Emitter {
       slots: this._onSlots,
       media_closed: this._onMediaClosed,
       ice_restart_needed: this._onIceRestartNeeded,
+      publish_layers: (m) => this._media?._onPublishLayers(m.mid, m.active).catch(() => undefined),
+      downlink: (m) => this._media?._onDownlink(m.estimate_kbps),
     };
   }
 
