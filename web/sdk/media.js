@@ -74,6 +74,7 @@ export class MediaSession extends Emitter {
     this._sizesSent = null;
     this._sizesUnsupported = false;
     this._reportsSizes = false;
+    this._simulcastRefused = false;
   }
 
   /** Every receive slot with its track and who fills it. */
@@ -216,6 +217,16 @@ export class MediaSession extends Emitter {
   async _applyPlan(pc) {
     const publish = async (role, kind, track) => {
       let transceiver = this._publish[role];
+      if (transceiver && role === "camera" && this._simulcastRefused) {
+        // The server refused simulcast, but the browser keeps the first rid and then
+        // refuses its own next offer (the RID extension is not negotiated): a new
+        // camera m-line with one encoding replaces it.
+        transceiver.stop();
+        delete this._publish.camera;
+        transceiver = undefined;
+        this._simulcastRefused = false;
+        this.simulcast = false;
+      }
       if (!transceiver && !track) return;
       if (!transceiver) {
         transceiver = role === "camera" ? addCameraTransceiver(pc, this.simulcast) : pc.addTransceiver(kind, { direction: "inactive" });
@@ -277,7 +288,7 @@ export class MediaSession extends Emitter {
    * send it at full size. Re-apply what the server asked for, resend the sizes. */
   async _afterAnswer() {
     const sender = this._publish.camera?.sender;
-    if (sender) await fullSizeWithoutSimulcast(sender);
+    if (sender && (await fullSizeWithoutSimulcast(sender))) this._simulcastRefused = true;
     for (const [mid, active] of this._layerWishes) await this._applyLayers(mid, active);
     this._sizesSent = null;
     this._scheduleSizes();
@@ -423,6 +434,7 @@ export class MediaSession extends Emitter {
   }
 
   _dropPeerConnection() {
+    this._simulcastRefused = false;
     clearTimeout(this._sizesTimer);
     this._sizesTimer = null;
     this._sizesSent = null;
@@ -595,17 +607,23 @@ export async function setEncodingsActive(sender, active) {
   return changed;
 }
 
-/** One encoding left of the simulcast ones (the answer refused simulcast): full size. */
+/**
+ * One encoding left of the simulcast ones (the answer refused simulcast): send it at
+ * full size. Resolves true when simulcast was refused so.
+ */
 async function fullSizeWithoutSimulcast(sender) {
   const params = sender.getParameters();
   const encodings = params.encodings ?? [];
-  if (encodings.length !== 1 || (encodings[0].scaleResolutionDownBy ?? 1) === 1) return;
-  encodings[0].scaleResolutionDownBy = 1;
-  try {
-    await sender.setParameters(params);
-  } catch {
-    // Nothing better to do: it stays at a quarter of the size.
+  if (encodings.length !== 1 || !encodings[0].rid) return false;
+  if ((encodings[0].scaleResolutionDownBy ?? 1) !== 1) {
+    encodings[0].scaleResolutionDownBy = 1;
+    try {
+      await sender.setParameters(params);
+    } catch {
+      // Nothing better to do: it stays at a quarter of the size until the next offer.
+    }
   }
+  return true;
 }
 
 /**
