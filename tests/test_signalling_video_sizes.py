@@ -5,28 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import aioice
 import pytest
 
 from sfu.control import Downlink, PublishLayers
 from sfu.local import LocalMedia
 from signalling.keys import SERVICE
 from tests.conftest import Connect, Peer, join_host, knock_guest
-from tests.sfu_live import close_peers, tracked
+from tests.sfu_live import tracked
 from tests.synthetic_peer import SyntheticPeer
 
+# The same loopback ICE and peer clean-up as the other media-through-signalling tests.
+from tests.test_media_signalling import aiortc_on_loopback, synthetic_peers_closed  # noqa: F401
+
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def aiortc_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(aioice.ice, "get_host_addresses", lambda use_ipv4, use_ipv6: ["127.0.0.1"])
-
-
-@pytest.fixture(autouse=True)
-async def synthetic_peers_closed() -> Any:
-    yield
-    await close_peers()
 
 
 def sfu(client: Any) -> LocalMedia:

@@ -169,7 +169,7 @@ def test_each_tile_reports_its_rendered_size_and_the_server_acks_it(
     host, wire, _ = visit
     video = host.locator("[data-testid=video-tile][data-kind=video] video").first
     mid = (video.locator("xpath=..").get_attribute("data-key") or "").removeprefix("slot:")
-    expected = host.evaluate(
+    expected: list[int] = host.evaluate(
         """(el) => { const r = el.getBoundingClientRect(); const k = devicePixelRatio;
                      return [Math.round(r.width * k), Math.round(r.height * k)]; }""",
         video.element_handle(),
@@ -177,10 +177,10 @@ def test_each_tile_reports_its_rendered_size_and_the_server_acks_it(
     assert expected[0] > 100 and expected[1] > 50
 
     def reported() -> dict[str, Any] | None:
-        for message in reversed(wire.of_type("video_sizes")):
-            size = message["slots"].get(mid)
-            if size and abs(size["width"] - expected[0]) <= 2:
-                return message
+        for sent in wire.of_type("video_sizes")[::-1]:
+            width = sent["slots"].get(mid, {}).get("width", 0)
+            if isinstance(width, int) and width and abs(width - expected[0]) <= 2:
+                return sent
         return None
 
     message = until(host, reported, 5.0)
