@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+from typing import Any
+
 import pytest
 
 from sfu.control import Downlink, MediaError, PublishLayers
-from sfu.workers.api import encode_event
+from sfu.workers import rpc
+from sfu.workers.api import decode_event, encode_event
+from sfu.workers.session import Router, Session
 from tests.pool_live import Reoffering, handle, running_pool
+from tests.test_sfu_rpc import Handler
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -55,3 +63,43 @@ async def test_layer_and_downlink_events_of_a_worker_reach_the_events_of_the_poo
         finally:
             for member in members:
                 await member.close()
+
+
+class Owner:
+    """The worker side of a session: nothing is asked of it here."""
+
+    async def request(self, session: Session, method: str, params: list[Any]) -> Any:
+        raise AssertionError(method)
+
+    def notification(self, session: Session, method: str, params: list[Any]) -> None:
+        raise AssertionError(method)
+
+    def session_lost(self, session: Session) -> None:
+        pass
+
+
+async def test_a_worker_routes_layer_and_downlink_events_to_the_pool_that_opened_them() -> None:
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    session = Session(Owner(), "pool", trusted=True)
+    pool_side = Handler()
+    pool_conn = rpc.RpcConnection(pool_side, "pool")
+    await loop.create_unix_connection(lambda: session.conn, sock=a)
+    await loop.create_unix_connection(lambda: pool_conn, sock=b)
+    router = Router()
+    router.owners["alice"] = session
+    try:
+        router.publish_layers("alice", "1", ["q", "h"])
+        router.downlink("alice", 640)
+        router.downlink("bob", 100)  # opened by no session: dropped
+        router.publish_layers("alice", "1", [])  # on the same stream, after bob's
+        await eventually(lambda: len(pool_side.notes) >= 3, 5, "the events at the pool")
+        events = [decode_event(*params) for method, params in pool_side.notes if method == "event"]
+        assert events == [
+            PublishLayers("alice", "1", ["q", "h"]),
+            Downlink("alice", 640),
+            PublishLayers("alice", "1", []),
+        ]
+    finally:
+        session.close()
+        pool_conn.close()
