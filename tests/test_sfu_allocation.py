@@ -251,10 +251,17 @@ def test_the_same_budget_again_keeps_every_choice(slots: list[SlotDemand], budge
 def test_each_needed_layer_is_held_five_seconds_after_its_last_need() -> None:
     needs: LayerNeeds[tuple[str, str]] = LayerNeeds(hold_s=5.0)
     track = ("alice", "1")
-    assert needs.update({track: [2, 0]}, 0.0) == {track: frozenset({0, 2})}
+    assert needs.update({track: [2, 0]}, 0.0) == {track: frozenset({0, 1, 2})}
     assert needs.update({track: [0]}, 1.0) == {}
     assert needs.update({track: [0]}, 4.9) == {}
     assert needs.update({track: [0]}, 5.0) == {track: frozenset({0})}
+
+
+def test_every_layer_up_to_the_highest_chosen_is_needed() -> None:
+    needs: LayerNeeds[str] = LayerNeeds(hold_s=5.0)
+    assert needs.update({"t": [2]}, 0.0) == {"t": frozenset({0, 1, 2})}
+    assert needs.update({"t": [1, None]}, 1.0) == {}
+    assert needs.update({"t": [1, None]}, 5.0) == {"t": frozenset({0, 1})}
 
 
 def test_the_lowest_layer_stays_on_while_anybody_subscribes_even_paused() -> None:

@@ -21,9 +21,10 @@ what its audio takes: audio always goes first).
   is taken only once it has been possible for `upgrade_after_s`.
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
-send: a spatial layer stays requested `hold_s` after its last need, and the
-lowest layer is never paused while anybody subscribes (LiveKit's and
-mediasoup's publishers behave the same).
+send: every layer up to the highest one chosen (so a subscriber that has to
+step down finds the lower layers flowing, as LiveKit's dynacast does); a
+layer stays requested `hold_s` after its last need, and the lowest layer is
+never paused while anybody subscribes.
 """
 
 from __future__ import annotations
@@ -274,7 +275,8 @@ class LayerNeeds(Generic[K]):
 
     `update` takes, for every track that has subscribers, the spatial layer each
     of them chose (None: paused), and returns the tracks whose needed layers
-    changed, with the layers now needed (an empty set: nobody subscribes).
+    changed, with the layers now needed: every layer up to the highest chosen
+    (an empty set: nobody subscribes).
     """
 
     hold_s: float = 5.0
@@ -285,7 +287,8 @@ class LayerNeeds(Generic[K]):
         self, wanted: Mapping[K, Collection[int | None]], now: float
     ) -> dict[K, frozenset[int]]:
         for key, choices in wanted.items():
-            needed = {c for c in choices if c is not None} | {0}  # lowest: never paused
+            top = max((c for c in choices if c is not None), default=0)
+            needed = range(top + 1)  # up to the highest; the lowest is never paused
             seen = self._last_need.setdefault(key, {})
             for spatial in needed:
                 seen[spatial] = now
