@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.packet.vp8 import parse_vp8
+from sfu.packet.vp8 import parse_vp8, read_vp8
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, KEEP, REWRITE, Vp8Map
 
@@ -604,3 +604,50 @@ def test_seqmap_segments_continue_and_map_back_to_their_source() -> None:
     assert s.forward(40001) == 1
     assert s.lookup(65535) == ("a", 501) and s.lookup(0) == ("b", 40000)
     assert s.lookup(2) is None  # not sent yet
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(min_size=1, max_size=10),
+            st.integers(0, 0xFFFFFFFF),
+            st.booleans(),
+            st.integers(0, 0xFFFF),
+            st.integers(-1, 3),
+        ),
+        max_size=60,
+    )
+)
+def test_garbage_descriptors_never_break_the_maps(
+    packets: list[tuple[bytes, int, bool, int, int]],
+) -> None:
+    vmap = Vp8Map()
+    smap: SeqMap[str] = SeqMap()
+    smap.begin("x")
+    vmap.begin()
+    for payload, ts, marker, seq, action in packets:
+        d = read_vp8(payload)
+        if d is None:
+            smap.drop(seq, absorb_gap=True)  # what a consumer does with a packet it cannot read
+            continue
+        if action == -1:
+            vmap.begin()
+            smap.begin("y")
+        elif action == 3:
+            vmap.resend(d, ts)
+            continue
+        else:
+            vmap.set_max_temporal(action)
+        verdict = vmap.packet(d, ts, marker)
+        assert verdict in (DROP, KEEP, REWRITE)
+        if verdict == DROP:
+            smap.drop(seq, vmap.gap_dropped)
+            continue
+        out = smap.forward(seq, vmap.gap_dropped)
+        assert out is None or 0 <= out <= 0xFFFF
+        buf = bytearray(payload)
+        vmap.write(buf, 0, d)
+        assert read_vp8(buf) is not None
+        if out is not None:
+            assert smap.lookup(out) in (("x", seq), ("y", seq))
