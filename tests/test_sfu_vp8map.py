@@ -629,7 +629,7 @@ def test_garbage_descriptors_never_break_the_maps(
     for payload, ts, marker, seq, action in packets:
         d = read_vp8(payload)
         if d is None:
-            smap.drop(seq, absorb_gap=True)  # what a consumer does with a packet it cannot read
+            smap.drop(seq)  # what a consumer does with a packet it cannot read (padding)
             continue
         if action == -1:
             vmap.begin()
