@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.packet.vp8 import parse_vp8, read_vp8
+from sfu.packet.vp8 import parse_vp8, read_vp8, vp8_frame_size
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, KEEP, REWRITE, Vp8Map
 
@@ -651,3 +651,73 @@ def test_garbage_descriptors_never_break_the_maps(
         assert read_vp8(buf) is not None
         if out is not None:
             assert smap.lookup(out) in (("x", seq), ("y", seq))
+
+
+# --- a real VP8 stream ----------------------------------------------------------
+
+
+def test_switching_between_two_real_vp8_encoders_decodes_as_one_stream() -> None:
+    """Two libvpx encoders (160x120 and 320x240, as two simulcast layers); the
+    slot switches at forced key frames; the rewritten stream decodes with
+    libvpx, with continuous picture ids and sequence numbers."""
+    import fractions
+
+    import av
+    from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
+    from aiortc.jitterbuffer import JitterFrame
+
+    noise = random.Random(7)
+    layers = {160: Vp8Encoder(), 320: Vp8Encoder()}
+    seqs = {160: 1000, 320: 50000}
+    plan = [160] * 5 + [320] * 4 + [160] * 3
+    vmap = Vp8Map()
+    smap: SeqMap[int] = SeqMap(first=65530)
+    decoder = Vp8Decoder()
+    decoded: list[tuple[int, int]] = []
+    out_pids: list[int] = []
+    out_seqs: list[int] = []
+    current = 0
+    for i, width in enumerate(plan):
+        switch = width != current
+        for w, encoder in layers.items():  # every layer encodes every frame
+            frame = av.VideoFrame(width=w, height=w * 3 // 4, format="yuv420p")
+            for plane in frame.planes:
+                plane.update(noise.randbytes(plane.buffer_size))
+            frame.pts = i * 3000
+            frame.time_base = fractions.Fraction(1, 90000)
+            payloads, ts = encoder.encode(frame, switch and w == width)
+            packets = []
+            for n, payload in enumerate(payloads):
+                packets.append((seqs[w], payload, n == len(payloads) - 1))
+                seqs[w] = (seqs[w] + 1) & 0xFFFF
+            if w != width:
+                continue  # not forwarded: the consumer never feeds it
+            if switch:
+                assert parse_vp8(payloads[0]).keyframe
+                assert vp8_frame_size(payloads[0]) == (w, w * 3 // 4)
+                vmap.begin()
+                smap.begin(w)
+                current = width
+            data = b""
+            for seq, payload, marker in packets:
+                d = parse_vp8(payload)
+                verdict = vmap.packet(d, ts, marker)
+                assert verdict != DROP
+                out = smap.forward(seq, vmap.gap_dropped)
+                assert out is not None
+                buf = bytearray(payload)
+                if verdict == REWRITE:
+                    vmap.write(buf, 0, d)
+                rewritten = parse_vp8(buf)
+                if rewritten.frame_start:
+                    out_pids.append(rewritten.picture_id)
+                out_seqs.append(out)
+                assert smap.lookup(out) == (w, seq)
+                data += vp8_depayload(bytes(buf))
+            for picture in decoder.decode(JitterFrame(data=data, timestamp=ts)):
+                assert isinstance(picture, av.VideoFrame)
+                decoded.append((picture.width, picture.height))
+    assert decoded == [(w, w * 3 // 4) for w in plan]
+    assert all((b - a) & 0x7FFF == 1 for a, b in itertools.pairwise(out_pids))
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(out_seqs))
+    assert len(out_seqs) > len(plan)  # the 320 frames took several packets
