@@ -721,3 +721,19 @@ def test_switching_between_two_real_vp8_encoders_decodes_as_one_stream() -> None
     assert all((b - a) & 0x7FFF == 1 for a, b in itertools.pairwise(out_pids))
     assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(out_seqs))
     assert len(out_seqs) > len(plan)  # the 320 frames took several packets
+
+
+def test_write_touches_only_the_fields_this_packet_has() -> None:
+    m = Vp8Map()
+    m.begin()
+    judge(m, vp8(100, 0, False, 1, keyidx=4, key=True), 0)
+    m.begin()
+    assert judge(m, vp8(5000, 0, False, 90, keyidx=9, key=True), 7, marker=False)[0] == REWRITE
+    # A later packet of the same frame with a 7-bit picture id and no L/T/K.
+    bare = bytes([0x80, 0x80, 0x05]) + b"\x00" * 4
+    packet = bytearray(b"\xaa" + bare)
+    d = parse_vp8(bare)
+    assert m.packet(d, 7, True) == REWRITE
+    m.write(packet, 1, d)
+    assert packet[0] == 0xAA and packet[1:3] == bare[:2]
+    assert packet[3] == 101 & 0x7F and packet[4:] == bare[3:]

@@ -42,7 +42,7 @@ REWRITE = 2
 
 _DROPPED = -2  # frame cache value of a dropped frame
 _NO_PID = -1  # frame cache value of a forwarded frame without picture id
-MAX_FRAMES = 96  # frames remembered, at least (about 3 s at 30 fps)
+MAX_FRAMES = 64  # frames remembered, at least (2 s at 30 fps; at most twice that)
 MAX_MISSING = 32  # missing picture ids remembered per jump
 
 
@@ -148,18 +148,22 @@ class Vp8Map:
         return self._verdict(d, out)
 
     def write(self, buf: Buffer, offset: int, d: Vp8Descriptor) -> None:
-        """Write the values of the last REWRITE into the payload at `buf[offset:]`."""
+        """Write the values of the last REWRITE into the payload at `buf[offset:]`.
+
+        Only the fields `d` (this packet's descriptor) has are written.
+        """
         pid = self.picture_id
-        if pid >= 0:
-            at = offset + d.picture_id_offset
+        at = d.picture_id_offset
+        if pid >= 0 and at >= 0:
+            at += offset
             if d.picture_id_bits == 15:
                 buf[at] = 0x80 | (pid >> 8)
                 buf[at + 1] = pid & 0xFF
             else:
-                buf[at] = pid
-        if self.tl0picidx >= 0:
+                buf[at] = pid & 0x7F
+        if self.tl0picidx >= 0 and d.tl0picidx_offset >= 0:
             buf[offset + d.tl0picidx_offset] = self.tl0picidx
-        if self.keyidx >= 0:
+        if self.keyidx >= 0 and d.keyidx >= 0:
             at = offset + d.tk_offset
             buf[at] = (buf[at] & 0xE0) | self.keyidx
 
