@@ -28,6 +28,26 @@ whether the input packets missing right before this one (if any) can only
 belong to dropped frames or be padding, for `SeqMap` (`absorb_gap`).
 Frames are told apart by RTP timestamp; streams without picture ids or
 temporal layers work too (nothing to renumber or to thin).
+
+How a consumer uses it with `SeqMap`, per packet of the source it forwards
+(`d` parsed once per packet, e.g. by the producer: `read_vp8` of
+`memoryview(data)[h.payload_offset : h.payload_offset + h.payload_length]`):
+
+    if d is None:                       # padding only, or not VP8
+        seqmap.drop(h.sequence); return
+    verdict = vmap.packet(d, h.timestamp, h.marker)
+    if verdict == DROP:
+        seqmap.drop(h.sequence, vmap.gap_dropped); return
+    seq = seqmap.forward(h.sequence, vmap.gap_dropped)
+    if seq is None: return              # older than the switch, or dropped
+    if verdict == REWRITE: copy, vmap.write(copy, h.payload_offset, d), send
+    else: send as today (header rewrite only)
+
+At a switch, before the new source's key frame: `vmap.begin()` and
+`seqmap.begin(segment)`.  For a NACK: `seqmap.lookup(seq)` -> (segment,
+input sequence number) -> the producer's cached packet -> if it is of the
+current segment, `vmap.resend(d, timestamp)` (DROP: do not resend) and
+`vmap.write` on REWRITE.
 """
 
 from __future__ import annotations
