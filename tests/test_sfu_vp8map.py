@@ -427,6 +427,26 @@ def test_switched_thinned_lossy_streams_stay_one_stream(
     check(run, everything)
 
 
+@RUNS
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("frames"), st.integers(1, 6)),
+            st.tuples(st.just("limit"), st.integers(0, 2)),
+        ),
+        max_size=40,
+    ),
+    st.randoms(use_true_random=False),
+    st.sampled_from([0.0, 0.1]),
+)
+def test_temporal_limits_changing_often_never_break_a_reference(
+    events: list[tuple[str, int]], rng: random.Random, reorder: float
+) -> None:
+    source = Source(0, 15, True, 65000, 0, 32700, 250, 30)
+    run, everything = play(rng, [source], events, 0.0, reorder, 0.0)
+    check(run, everything)
+
+
 # --- plain cases ---------------------------------------------------------------
 
 
