@@ -21,11 +21,28 @@ reference to a frame it never got.  Turning a thumbnail back into a full
 slot waits for a key frame like a switch.
 The last few segments are remembered to map a NACKed sequence number back
 to the producer's packet in its retransmission cache.
+
+Simulcast (see `sfu.routing.producer` for layers): `switch` takes a *track*
+and `set_layers(spatial, temporal)` picks which of its layers (clamped to the
+active ones) and which temporal layers (VP8 TID) are forwarded.  A spatial
+switch is pending until a key frame of the target layer (the caller asks the
+layer for one); the current layer keeps playing meanwhile.  The new layer's
+first timestamp is aligned with the old one through both layers' sender
+reports (the publisher's NTP clock, as mediasoup's SimulcastConsumer does),
+else by the wall clock rule above, and always moves forward.  Temporal
+down-switches happen at the next frame start, up-switches at a TL0 frame or
+a layer-sync (Y) frame; a dropped packet leaves no sequence gap (a new
+segment with the offset lowered starts at the next forwarded packet) and a
+dropped picture leaves no picture id gap.  After a layer switch the VP8
+picture id, TL0PICIDX and KEYIDX are rewritten to continue the old ones;
+as long as no layer switch and no temporal drop happened, packets keep the
+`send_rewritten` fast path (no payload copy).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -33,12 +50,17 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from sfu.packet.keyframe import is_keyframe
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
+from sfu.routing.layers import MAX_TID, rewrite_vp8
 from sfu.sdp.negotiate import CodecChoice
 
 if TYPE_CHECKING:
     from sfu.routing.producer import Producer
 
-MAX_SEGMENTS = 4
+MAX_SEGMENTS = 64  # switches and temporal drops; about a second of history while thinning
+HIGHEST = 1 << 16  # a spatial wish above every layer: the highest active one
+MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not trusted
+
+Vp8Offsets = tuple[int, int, int]  # picture id, TL0PICIDX, KEYIDX deltas
 
 
 class RtpOutput(Protocol):
@@ -62,13 +84,18 @@ class Segment(NamedTuple):
     seq_offset: int
     ts_offset: int
     ext_map: dict[int, int] | None
+    vp8: Vp8Offsets | None = None
 
 
 class Consumer:
     """One receive slot (see module doc); `forward` is the per-packet path."""
 
     __slots__ = (
+        "_drop_hi",
+        "_drop_pic",
+        "_dropped",
         "_ext_map",
+        "_filtering",
         "_first_in",
         "_fresh",
         "_rtx_seq",
@@ -76,9 +103,14 @@ class Consumer:
         "_seq",
         "_seq_offset",
         "_sr_times",
+        "_switched_from",
+        "_tid_now",
+        "_tid_target",
         "_time",
         "_ts",
         "_ts_offset",
+        "_vp8",
+        "_want_spatial",
         "clock_rate",
         "closed",
         "ext_ids",
@@ -99,6 +131,7 @@ class Consumer:
         "ssrc",
         "thumbnail",
         "thumbnail_ts",
+        "track",
     )
 
     def __init__(
@@ -119,6 +152,7 @@ class Consumer:
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.output = output
+        self.track: Producer | None = None
         self.source: Producer | None = None
         self.pending: Producer | None = None
         self.thumbnail = False
@@ -135,6 +169,15 @@ class Consumer:
         self._first_in = 0
         self._fresh = True
         self._ext_map: dict[int, int] | None = None
+        self._vp8: Vp8Offsets | None = None  # None: no payload rewrite
+        self._switched_from: Producer | None = None
+        self._want_spatial: int | None = HIGHEST
+        self._tid_target = MAX_TID
+        self._tid_now = MAX_TID
+        self._filtering = False
+        self._dropped = 0  # packets dropped since the last one forwarded
+        self._drop_hi = -1  # the last dropped sequence number
+        self._drop_pic = -1  # the last dropped picture id
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._sr_times: dict[int, float] = {}
         self.reported_loss = 0.0  # fraction lost, from the subscriber's reports
@@ -156,39 +199,108 @@ class Consumer:
 
     @property
     def target(self) -> Producer | None:
-        """The producer this slot is switching to, or showing."""
+        """The layer producer this slot is switching to, or showing."""
         return self.pending if self.pending is not None else self.source
 
     def switch(self, producer: Producer | None) -> bool:
-        """Make `producer` this slot's source; True if a key frame is needed first."""
-        if producer is self.target:
+        """Make the track `producer` this slot's; True if a key frame is needed first.
+
+        The layer is the one `set_layers` asked for (the highest active one
+        until then); the key frame must come from `pending`.
+        """
+        if producer is self.track:
             return self.pending is not None
-        if self.pending is not None:
-            self.pending.detach(self)
-            self.pending = None
+        self.track = producer
         if producer is None:
-            self._drop_source()
+            self._aim(None)
             return False
         if self.kind == "video" and producer.kind == "video":
-            self.pending = producer
-            producer.attach(self)
-            return True
-        self._drop_source()
+            return self._aim(self._layer_for(producer, self._want_spatial, time.monotonic()))
+        self._aim(None)
         self.source = producer
         self._fresh = True
         producer.attach(self)
         return False
 
-    def _drop_source(self) -> None:
-        if self.source is not None:
-            self.source.detach(self)
-            self.source = None
+    def set_layers(self, spatial: int | None, temporal: int) -> Producer | None:
+        """Forward `spatial` (clamped to the active layers; None: no video) and TIDs <= `temporal`.
+
+        Returns the layer producer to ask for a key frame (the caller does), or None.
+        """
+        self._want_spatial = spatial
+        self._tid_target = max(0, min(MAX_TID, temporal))
+        self._filtering = self._tid_target < MAX_TID or self._tid_now != self._tid_target
+        return self.refresh_layers(time.monotonic())
+
+    def refresh_layers(self, now: float) -> Producer | None:
+        """Re-apply the wanted layers (a layer was paused or came back); as `set_layers`."""
+        track = self.track
+        if self.kind != "video" or track is None:
+            return None
+        layer = self._layer_for(track, self._want_spatial, now)
+        if layer is self.target:
+            return None
+        return self.pending if self._aim(layer) else None
+
+    @property
+    def layers_now(self) -> tuple[int | None, int]:
+        """(spatial, temporal) forwarded now."""
+        source = self.source
+        if source is None:
+            return None, 0
+        return source.spatial, max(0, min(self._tid_now, source.meter.top))
+
+    @property
+    def wanted_layers(self) -> tuple[int | None, int]:
+        return self._want_spatial, self._tid_target
+
+    @staticmethod
+    def _layer_for(track: Producer, spatial: int | None, now: float) -> Producer | None:
+        if spatial is None:
+            return None
+        layers = track.layers
+        if len(layers) == 1:
+            return track
+        wanted = min(max(spatial, 0), len(layers) - 1)
+        for layer in reversed(layers[: wanted + 1]):
+            if layer.active(now):
+                return layer
+        for layer in layers[wanted + 1 :]:
+            if layer.active(now):
+                return layer
+        return layers[wanted]
+
+    def _aim(self, layer: Producer | None) -> bool:
+        """Make `layer` the target; True if it must wait for a key frame."""
+        old_pending = self.pending
+        if layer is None:
+            self.pending = None
+            old_source, self.source = self.source, None
+            self._release(old_pending)
+            self._release(old_source)
+            return False
+        if layer is self.source:
+            self.pending = None
+            self._release(old_pending)
+            return False
+        if layer is old_pending:
+            return True
+        self.pending = layer
+        layer.attach(self)
+        self._release(old_pending)
+        return True
+
+    def _release(self, producer: Producer | None) -> None:
+        if producer is not None and producer is not self.source and producer is not self.pending:
+            producer.detach(self)
 
     def _promote(self) -> None:
         pending = self.pending
-        self._drop_source()
+        old = self.source
         self.source = pending
         self.pending = None
+        self._release(old)
+        self._switched_from = old
         self._fresh = True
 
     def producer_closed(self, producer: Producer) -> None:
@@ -198,6 +310,8 @@ class Consumer:
         if self.source is producer:
             self.source = None
             self._fresh = True
+        if self.track is producer.track and producer.track.closed:
+            self.track = None
 
     def resync(self) -> bool:
         """Start the video again from a key frame; True if one must be asked for.
@@ -213,7 +327,11 @@ class Consumer:
         return True
 
     def set_thumbnail(self, thumbnail: bool) -> bool:
-        """Key frames only (True) or every frame; True if a key frame must be asked for."""
+        """Key frames only (True) or every frame; True if a key frame must be asked for.
+
+        The fallback for publishers without simulcast (a simulcast track
+        gets its lowest layer instead, see `Group`).
+        """
         if thumbnail == self.thumbnail or self.kind != "video":
             return False
         self.thumbnail = thumbnail
@@ -245,11 +363,16 @@ class Consumer:
     ) -> None:
         """Rewrite one packet of `producer` for this slot and send it."""
         if producer is not self.source:
-            if producer is not self.pending or not is_keyframe(codec, data[h.payload_offset :]):
+            if producer is not self.pending or not self._starts_keyframe(producer, codec, data, h):
                 return
             self._promote()
             self.thumbnail_ts = h.timestamp
-        elif self.thumbnail and not self._thumbnail_passes(codec, data, h):
+            self._tid_now = self._tid_target
+            self._filtering = self._tid_now < MAX_TID
+        elif self.thumbnail:
+            if not self._thumbnail_passes(codec, data, h):
+                return
+        elif self._filtering and not self._temporal_passes(producer, h):
             return
         pt = self.pt_by_codec.get(codec)
         if pt is None:
@@ -258,39 +381,143 @@ class Consumer:
         if self._fresh:
             self._begin_segment(producer, seq_in, h.timestamp, now)
         elif (seq_in - self._first_in) & 0xFFFF >= 0x8000:
-            return  # older than the switch to this source
+            return  # older than the switch to this source (or than a drop)
+        elif self._dropped:
+            self._close_gap(producer, seq_in)
         seq = (seq_in + self._seq_offset) & 0xFFFF
         ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
         if (seq - self._seq) & 0xFFFF < 0x8000:
             self._seq = seq
             self._ts = ts
             self._time = now
-        if self._ext_map is None:
+        if self._ext_map is None and self._vp8 is None:
             self.output.send_rewritten(
                 data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
             )
         else:
             packet = bytearray(data)
             rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-            try:
-                remap_extensions(packet, h, self._ext_map)
-            except RtpError:
-                return
+            if self._ext_map is not None:
+                try:
+                    remap_extensions(packet, h, self._ext_map)
+                except RtpError:
+                    return
+            if self._vp8 is not None:
+                rewrite_vp8(packet, h.payload_offset, *self._vp8)
             self.output.send_rtp(bytes(packet))
         self.packets_sent += 1
         self.octets_sent += h.payload_length
 
+    @staticmethod
+    def _starts_keyframe(producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
+        if codec == "vp8":
+            return producer.desc.keyframe
+        return is_keyframe(codec, data[h.payload_offset :])
+
+    def _temporal_passes(self, producer: Producer, h: RtpHeader) -> bool:
+        """Whether this packet's temporal layer is forwarded (switching at frame starts)."""
+        desc = producer.desc
+        tid = desc.tid
+        if tid < 0:
+            return True  # no temporal layers
+        if self._tid_now != self._tid_target and desc.frame_start:
+            target = self._tid_target
+            if target < self._tid_now or tid == 0:
+                self._tid_now = target
+            elif desc.sync and self._tid_now < tid <= target:
+                self._tid_now = tid
+            self._filtering = self._tid_now < MAX_TID or self._tid_now != target
+        if tid <= self._tid_now:
+            return True
+        self._drop(h.sequence, desc.picture_id)
+        return False
+
+    def _drop(self, seq_in: int, picture_id: int) -> None:
+        """A packet not forwarded: the next one forwarded closes the sequence gap."""
+        if self._fresh or self.source is None:
+            return
+        newest = self._drop_hi if self._dropped else (self._seq - self._seq_offset) & 0xFFFF
+        if not 0 < (seq_in - newest) & 0xFFFF < 0x8000:
+            return  # late or repeated: it never took a number
+        self._dropped += 1
+        self._drop_hi = seq_in
+        if picture_id >= 0 and picture_id != self._drop_pic:
+            self._drop_pic = picture_id
+            pic, tl0, key = self._vp8 or (0, 0, 0)
+            self._vp8 = ((pic - 1) & 0x7FFF, tl0, key)
+
+    def _close_gap(self, producer: Producer, seq_in: int) -> None:
+        self._seq_offset = (self._seq_offset - self._dropped) & 0xFFFF
+        self._dropped = 0
+        self._drop_hi = -1
+        self._first_in = seq_in
+        self._segments.append(
+            Segment(
+                (seq_in + self._seq_offset) & 0xFFFF,
+                producer,
+                self._seq_offset,
+                self._ts_offset,
+                self._ext_map,
+                self._vp8,
+            )
+        )
+
     def _begin_segment(self, producer: Producer, seq_in: int, ts_in: int, now: float) -> None:
         first_out = (self._seq + 1) & 0xFFFF
-        elapsed = 0 if self._time is None else int((now - self._time) * self.clock_rate)
+        previous, self._switched_from = self._switched_from, None
+        ts_out = self._aligned_ts(previous, producer, ts_in)
+        if ts_out is None:
+            elapsed = 0 if self._time is None else int((now - self._time) * self.clock_rate)
+            ts_out = self._ts + max(1, elapsed)
+        self._vp8 = self._vp8_offsets(previous, producer)
         self._seq_offset = (first_out - seq_in) & 0xFFFF
-        self._ts_offset = (self._ts + max(1, elapsed) - ts_in) & 0xFFFFFFFF
+        self._ts_offset = (ts_out - ts_in) & 0xFFFFFFFF
         self._first_in = seq_in
         self._fresh = False
+        self._dropped = 0
+        self._drop_hi = -1
+        self._drop_pic = -1
         self._ext_map = extension_map(producer.ext_ids, self.ext_ids)
         self._segments.append(
-            Segment(first_out, producer, self._seq_offset, self._ts_offset, self._ext_map)
+            Segment(
+                first_out, producer, self._seq_offset, self._ts_offset, self._ext_map, self._vp8
+            )
         )
+
+    def _aligned_ts(self, previous: Producer | None, producer: Producer, ts_in: int) -> int | None:
+        """`ts_in` of a new layer in the output timeline, through both layers' SRs."""
+        if previous is None or previous.track is not producer.track or previous is producer:
+            return None
+        old_sr, new_sr = previous.last_sr, producer.last_sr
+        if old_sr is None or new_sr is None or self.packets_sent == 0:
+            return None
+        ntp_delta = (new_sr[0] - old_sr[0]) / 0x1_0000_0000
+        since_sr = ((ts_in - new_sr[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        in_old = old_sr[1] + round(ntp_delta * self.clock_rate) + since_sr
+        ts_out = (in_old + self._ts_offset) & 0xFFFFFFFF
+        ahead = (ts_out - self._ts) & 0xFFFFFFFF
+        if ahead == 0 or ahead >= 0x80000000:
+            return (self._ts + 1) & 0xFFFFFFFF  # never back in time, never the same frame
+        if ahead > MAX_SR_JUMP_S * self.clock_rate:
+            return None
+        return ts_out
+
+    def _vp8_offsets(self, previous: Producer | None, producer: Producer) -> Vp8Offsets | None:
+        """Continue the picture ids of the layer left (same track only), else keep them."""
+        if previous is None or previous is producer or previous.track is not producer.track:
+            return None
+        old, new = previous.desc, producer.desc
+        if new.picture_id < 0:
+            return None
+        pic, tl0, key = self._vp8 or (0, 0, 0)
+        pic = (old.picture_id + pic + 1 - new.picture_id) & 0x7FFF if old.picture_id >= 0 else 0
+        tl0 = (
+            (old.tl0picidx + tl0 + 1 - new.tl0picidx) & 0xFF
+            if min(old.tl0picidx, new.tl0picidx) >= 0
+            else 0
+        )
+        key = (old.keyidx + key + 1 - new.keyidx) & 0x1F if min(old.keyidx, new.keyidx) >= 0 else 0
+        return None if pic == tl0 == key == 0 else (pic, tl0, key)
 
     # retransmission
 
@@ -332,6 +559,8 @@ class Consumer:
                 remap_extensions(packet, h, segment.ext_map)
             except RtpError:
                 return False
+        if segment.vp8 is not None:
+            rewrite_vp8(packet, h.payload_offset, *segment.vp8)
         self.output.send_rtp(self._maybe_rtx(bytes(packet), codec))
         return True
 
