@@ -222,15 +222,18 @@ class Consumer:
         producer.attach(self)
         return False
 
-    def set_layers(self, spatial: int | None, temporal: int) -> Producer | None:
+    def set_layers(
+        self, spatial: int | None, temporal: int, now: float | None = None
+    ) -> Producer | None:
         """Forward `spatial` (clamped to the active layers; None: no video) and TIDs <= `temporal`.
 
-        Returns the layer producer to ask for a key frame (the caller does), or None.
+        Returns the layer producer to ask for a key frame (the caller does),
+        or None.  `now`: the monotonic clock (read when not given).
         """
         self._want_spatial = spatial
         self._tid_target = max(0, min(MAX_TID, temporal))
         self._filtering = self._tid_target < MAX_TID or self._tid_now != self._tid_target
-        return self.refresh_layers(time.monotonic())
+        return self.refresh_layers(time.monotonic() if now is None else now)
 
     def refresh_layers(self, now: float) -> Producer | None:
         """Re-apply the wanted layers (a layer was paused or came back); as `set_layers`."""

@@ -132,21 +132,21 @@ class RateMeter:
         self.top = NO_TID  # the highest TID seen
 
     def add(self, tid: int, size: int, now: float) -> None:
-        if now - self._start >= RATE_WINDOW_S:
+        if not 0.0 <= now - self._start < RATE_WINDOW_S:
             self._roll(now)
         if tid > self.top:
             self.top = tid
         self._current[tid if tid > 0 else 0] += size
 
     def _roll(self, now: float) -> None:
-        fresh = now - self._start < 2 * RATE_WINDOW_S
+        fresh = 0.0 <= now - self._start < 2 * RATE_WINDOW_S
         self._previous = self._current if fresh else None
         self._current = [0, 0, 0, 0]
         self._start = now
 
     def rates(self, now: float) -> tuple[int, ...]:
         """Cumulative bits/s per highest TID; one entry when there are no TIDs."""
-        if now - self._start >= RATE_WINDOW_S:
+        if not 0.0 <= now - self._start < RATE_WINDOW_S:
             self._roll(now)
         span = now - self._start
         totals = list(self._current)
