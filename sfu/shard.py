@@ -78,7 +78,8 @@ class ShardMedia(LocalMedia):
     def published(self, participant: Participant) -> None:
         pid = participant.id
         mine = self._published.setdefault(pid, {})
-        current = [] if participant.closed else list(participant.producers.values())
+        # Every layer of a simulcast track is a stream of its own.
+        current = [] if participant.closed else list(participant.all_producers())
         for stream, producer in list(mine.items()):
             if not any(producer is p for p in current):
                 self._unpublish(pid, stream)

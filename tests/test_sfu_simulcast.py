@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass, field
 
+from sfu.packet.counters import Counters
+from sfu.packet.rtcp import Pli, parse_rtcp
 from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.packet.rtx import parse_rtx
+from sfu.relay.endpoint import RelayEndpoint, RelayTap
+from sfu.relay.remote import RemotePublisher, RemoteStream, describe
 from sfu.routing.consumer import Consumer
 from sfu.routing.layers import Vp8Descriptor, order_layers, rewrite_vp8, vp8_descriptor
 from sfu.routing.producer import Producer, link_layers
+from sfu.settings import MediaSettings
 from tests.sfu_fakes import EXT_IDS, VP8, Capture, producer
+from tests.sfu_live import eventually
 
 TEMPORAL = (0, 2, 1, 2)  # L1T3: the TID of frame n is TEMPORAL[n % 4]
 SIZES = ((320, 180), (640, 360), (1280, 720))
@@ -368,3 +375,54 @@ def test_nacks_after_a_switch_and_drops_resend_the_right_packets_rewritten() -> 
         assert h.ssrc == 778  # RTX
         _, inner = parse_rtx(resent, h, ssrc=777, payload_type=96)
         assert inner[12:] == original[12:] and inner[2:4] == original[2:4]
+
+
+# across workers
+
+
+async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -> None:
+    origin, receiver = RelayEndpoint(1), RelayEndpoint(2)
+    peers = {1: await origin.bind("127.0.0.1"), 2: await receiver.bind("127.0.0.1")}
+    origin.set_peers(peers)
+    receiver.set_peers(peers)
+    try:
+        base, layers = track(order=(2, 0, 1))  # the offer lists f, q, h
+        publisher = RemotePublisher("alice")
+        for stream, layer in enumerate(layers, start=10):
+            origin.streams[stream] = layer.producer
+            tap = RelayTap(origin, stream)
+            tap.targets = [(origin.peers[2], None)]
+            layer.producer.relay = tap
+            desc = describe(layer.producer)
+            assert (desc["rid"], desc["layer"]) == (layer.producer.rid, stream - 10)
+            remote = RemoteStream(receiver, 1, stream, "alice", desc, MediaSettings(), Counters())
+            receiver.sources[(1, stream)] = remote
+            publisher.add(remote)
+        [remote_track] = publisher.producers.values()
+        assert [p.rid for p in remote_track.layers] == ["f", "q", "h"]  # offer order so far
+        now = time.monotonic()
+        for n in range(3):
+            for layer in layers:
+                layer.send(now + n / 30, keyframe=n == 0)
+        await eventually(
+            lambda: all(p.frame_size for p in remote_track.layers), 2, "key frames relayed"
+        )
+        assert [p.rid for p in remote_track.layers] == ["q", "h", "f"]  # learned, as the origin
+        assert [p.ssrc for p in remote_track.layers] == [p.ssrc for p in base.layers]
+
+        c, out = consumer()
+        c.switch(remote_track)
+        wanted = c.set_layers(1, 2, time.monotonic())
+        assert wanted is remote_track.layers[1] and wanted.rid == "h"
+        wanted.request_keyframe(time.monotonic())
+        publisher_side = layers[0].producer.output
+        assert isinstance(publisher_side, Capture)
+        await eventually(lambda: publisher_side.rtcp, 2, "the PLI reached the publisher")
+        [pli] = parse_rtcp(publisher_side.rtcp[0])
+        assert isinstance(pli, Pli) and pli.media_ssrc == layers[2].producer.ssrc  # h's SSRC
+        layers[2].send(time.monotonic(), keyframe=True)
+        await eventually(lambda: c.layers_now[0] == 1, 2, "the remote consumer on h")
+        assert received(out)[-1][3] == layers[2].sent[-1]
+    finally:
+        origin.close()
+        receiver.close()
