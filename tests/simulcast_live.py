@@ -28,7 +28,7 @@ from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, VpxPayloadDescriptor
 from aiortc.jitterbuffer import JitterFrame
 from av import VideoFrame
 
-from sfu.packet.rtcp import Fir, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
+from sfu.packet.rtcp import Fir, Nack, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
 from sfu.packet.rtp import parse_rtp
 from sfu.routing.layers import Vp8Descriptor, vp8_descriptor
 from tests.synthetic_peer import SyntheticPeer
@@ -117,6 +117,9 @@ class SimulcastPump:
                     self.data_layer[data] = rid
         self.keyframe_requests: dict[str, int] = dict.fromkeys(peer.simulcast, 0)
         self.paused: set[str] = set()
+        self.sent: dict[str, dict[int, bytes]] = {rid: {} for rid in peer.simulcast}
+        self.lose: dict[str, int] = dict.fromkeys(peer.simulcast, 0)  # packets to "lose"
+        self.nacked: dict[str, list[int]] = {rid: [] for rid in peer.simulcast}
         self._by_ssrc = {ssrc: rid for rid, ssrc in peer.layer_ssrcs.items()}
         self._task: asyncio.Task[None] | None = None
         self._t0 = (time.monotonic(), time.time())
@@ -128,6 +131,9 @@ class SimulcastPump:
         except RtcpError:
             return
         for item in items:
+            if isinstance(item, Nack):
+                self._retransmit(item)
+                continue
             ssrcs = [item.media_ssrc] if isinstance(item, Pli) else []
             if isinstance(item, Fir):
                 ssrcs = [ssrc for ssrc, _ in item.entries]
@@ -136,6 +142,17 @@ class SimulcastPump:
                 if rid is not None:
                     self.keyframe_requests[rid] += 1
                     self.layers[rid].index = 0  # the loop restarts at its key frame
+
+    def _retransmit(self, nack: Nack) -> None:
+        """Answer a NACK about a layer with RTX packets carrying the repaired RID."""
+        rid = self._by_ssrc.get(nack.media_ssrc)
+        if rid is None:
+            return
+        for seq in nack.lost:
+            self.nacked[rid].append(seq)
+            original = self.sent[rid].get(seq)
+            if original is not None:
+                self.peer.send(self.peer.layer_rtx(rid, original))
 
     def start(self) -> SimulcastPump:
         self._task = asyncio.create_task(self._run())
@@ -186,6 +203,13 @@ class SimulcastPump:
             packet = self.peer.layer_rtp(
                 state.rid, payload, timestamp=timestamp, marker=i == len(packets) - 1
             )
+            sent = self.sent[state.rid]
+            sent[int.from_bytes(packet[2:4], "big")] = packet
+            if len(sent) > 512:
+                del sent[next(iter(sent))]
+            if self.lose[state.rid] > 0 and not keyframe:
+                self.lose[state.rid] -= 1  # lost on the way: only a NACK brings it
+                continue
             self.peer.send(packet)
         state.index = (state.index + 1) % FRAMES
 

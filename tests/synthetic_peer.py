@@ -43,7 +43,7 @@ import pylibsrtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCCertificate
 
-from sfu.packet.rtp import build_rtp
+from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.transport.ice import PortAllocator
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
@@ -301,6 +301,7 @@ class SyntheticPeer:
         self.layer_ssrcs = {rid: random.getrandbits(32) | 1 for rid in self.simulcast}
         self.layer_rtx_ssrcs = {rid: random.getrandbits(32) | 1 for rid in self.simulcast}
         self.layer_seq = {rid: random.getrandbits(15) for rid in self.simulcast}
+        self.layer_rtx_seq = {rid: random.getrandbits(15) for rid in self.simulcast}
         self.transport = PeerTransport(
             self.sink, decrypt_every, latency_every, address, latency_source
         )
@@ -598,6 +599,23 @@ class SyntheticPeer:
                 MID_ID: mid.encode(),
                 RID_ID: rid.encode(),
             },
+        )
+
+    def layer_rtx(self, rid: str, original: bytes) -> bytes:
+        """An RFC 4588 retransmission of a packet of layer `rid`, marked with its repaired RID."""
+        seq = self.layer_rtx_seq[rid]
+        self.layer_rtx_seq[rid] = (seq + 1) & 0xFFFF
+        mid = next(m for m, kind, d in self.mids if kind == "video" and d != "recvonly")
+        h = parse_rtp(original)
+        return build_rtp(
+            payload_type=RTX_PT,
+            sequence=seq,
+            timestamp=h.timestamp,
+            ssrc=self.layer_rtx_ssrcs[rid],
+            payload=original[2:4]
+            + original[h.payload_offset : h.payload_offset + h.payload_length],
+            marker=h.marker,
+            extensions={MID_ID: mid.encode(), RRID_ID: rid.encode()},
         )
 
     def send(self, packet: bytes) -> None:

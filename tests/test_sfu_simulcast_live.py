@@ -80,3 +80,43 @@ async def test_a_publisher_without_simulcast_keeps_one_layer() -> None:
         await join(media, "alice", SyntheticPeer(video=True))
         track = media.participants["alice"].producers["0"]
         assert track.layers == (track,) and track.rid is None and track.track is track
+
+
+async def test_loss_on_a_layer_is_nacked_by_its_ssrc_and_repaired_by_its_rtx() -> None:
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True, simulcast=("q", "h", "f")))
+        pump = SimulcastPump(alice, encode_layers()).start()
+        try:
+            track = media.participants["alice"].producers["0"]
+            await eventually(lambda: all(p.frame_size for p in track.layers), what="layers")
+            h = next(p for p in track.layers if p.rid == "h")
+            pump.lose["h"] = 2
+            await eventually(lambda: len(pump.nacked["h"]) >= 2, what="a NACK for h's SSRC")
+            assert pump.nacked["q"] == pump.nacked["f"] == []
+            await eventually(lambda: h.rtx_ssrc is not None, what="h's RTX SSRC learned")
+            assert h.rtx_ssrc == alice.layer_rtx_ssrcs["h"]  # by the repaired RID
+            await eventually(lambda: h.stats.lost == 0, what="the loss repaired")
+            assert media.participants["alice"].by_rtx_ssrc[alice.layer_rtx_ssrcs["h"]] is h
+        finally:
+            await pump.stop()
+
+
+async def test_thumbnails_get_the_lowest_layer_and_the_stage_the_highest() -> None:
+    encoded = encode_layers()
+    async with running_media(stage_video_slots=1) as (media, events):
+        alice = await join(media, "alice", SyntheticPeer(video=True, simulcast=("q", "h", "f")))
+        carol = await join(media, "carol", SyntheticPeer(video=True, simulcast=("q", "h", "f")))
+        await join(media, "bob", SyntheticPeer(video_slots=2, decrypt_every=1))
+        pumps = [SimulcastPump(alice, encoded).start(), SimulcastPump(carol, encoded).start()]
+        try:
+            await eventually(lambda: None not in events.who("bob", "video"), what="both seen")
+            consumers = media.participants["bob"].consumers
+            await eventually(
+                lambda: sorted(c.layers_now[0] or 0 for c in consumers.values()) == [0, 2],
+                timeout=8,
+                what="one on stage (f), one thumbnail (q)",
+            )
+            assert not any(c.thumbnail for c in consumers.values())  # not key frames only
+        finally:
+            for pump in pumps:
+                await pump.stop()
