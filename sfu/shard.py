@@ -209,6 +209,10 @@ class ShardMedia(LocalMedia):
             group.impose((list(video), list(audio)))
 
     def after_tick(self, now: float) -> None:
+        for (origin, stream), sink in list(self.endpoint.sources.items()):
+            wanted = sink.demand(now) if isinstance(sink, RemoteStream) else None
+            if wanted is not None:
+                self.endpoint.send_demand(origin, stream, wanted)
         for key in list(self._shared):
             group = self.groups.get(key)
             if group is None:

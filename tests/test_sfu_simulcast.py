@@ -388,6 +388,7 @@ async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -
     try:
         base, layers = track(order=(2, 0, 1))  # the offer lists f, q, h
         publisher = RemotePublisher("alice")
+        remotes: dict[str | None, RemoteStream] = {}
         for stream, layer in enumerate(layers, start=10):
             origin.streams[stream] = layer.producer
             tap = RelayTap(origin, stream)
@@ -397,6 +398,7 @@ async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -
             assert (desc["rid"], desc["layer"]) == (layer.producer.rid, stream - 10)
             remote = RemoteStream(receiver, 1, stream, "alice", desc, MediaSettings(), Counters())
             receiver.sources[(1, stream)] = remote
+            remotes[layer.producer.rid] = remote
             publisher.add(remote)
         [remote_track] = publisher.producers.values()
         assert [p.rid for p in remote_track.layers] == ["f", "q", "h"]  # offer order so far
@@ -423,6 +425,31 @@ async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -
         layers[2].send(time.monotonic(), keyframe=True)
         await eventually(lambda: c.layers_now[0] == 1, 2, "the remote consumer on h")
         assert received(out)[-1][3] == layers[2].sent[-1]
+
+        # Only what this worker's subscribers need crosses: f is paused, q (lowest) is not.
+        now = time.monotonic()
+        demands = {rid: r.demand(now) for rid, r in remotes.items()}
+        assert demands == {"f": False, "q": True, "h": True}
+        for stream, layer in enumerate(layers, start=10):
+            demand = demands[layer.producer.rid or ""]
+            assert demand is not None
+            receiver.send_demand(1, stream, demand)
+        f_tap = layers[0].producer.relay
+        assert isinstance(f_tap, RelayTap)
+        await eventually(lambda: f_tap.paused, 2, "f paused at the origin")
+        assert remotes["f"].demand(now + 0.1) is None
+        f_remote = remotes["f"].producer
+        before = f_remote.stats.received
+        for n in range(3):
+            for layer in layers:
+                layer.send(time.monotonic() + n / 30)
+        h_remote = remote_track.layers[1]
+        await eventually(lambda: h_remote.stats.received >= 5, 2, "h still relayed")
+        assert f_remote.stats.received == before
+        c.set_layers(2, 2, time.monotonic())  # a subscriber wants f again
+        assert remotes["f"].demand(time.monotonic()) is True
+        receiver.send_demand(1, 10, True)
+        await eventually(lambda: not f_tap.paused, 2, "f resumed")
     finally:
         origin.close()
         receiver.close()

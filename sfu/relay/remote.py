@@ -16,6 +16,10 @@ its description adds its `rid` and `layer` (its index in the publisher's
 offer).  The receiving worker links the streams of one mid with rids into
 one track again (`link_layers`), and learns their order from their key
 frames as the origin does, so its consumers switch layers as on the origin.
+A layer none of this worker's subscribers forwards (or waits for) is
+paused at the origin (`demand`, sent by `sfu.shard.ShardMedia`), except the
+lowest layer (it keeps the track live for the group's selection) and a
+layer whose size is not known here yet.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from sfu.settings import MediaSettings
 
 KINDS = {"audio": ("audio",), "video": ("camera", "screen")}
 MAX_LAYERS = 4
+DEMAND_REPEAT_S = 1.0
 _RID = re.compile(r"[A-Za-z0-9_\-]{1,16}")
 
 
@@ -158,7 +163,20 @@ class RemoteStream:
             rid=description.get("rid"),
         )
         self.producer.offer_index = int(description.get("layer", 0))
+        self._demanded: bool | None = None
+        self._demanded_at = float("-inf")
         self.producer.counters = counters
+
+    def demand(self, now: float) -> bool | None:
+        """Whether this worker needs this simulcast layer, when that is due to be (re)sent."""
+        producer = self.producer
+        if producer.rid is None:
+            return None
+        wanted = bool(producer.consumers) or producer.spatial == 0 or producer.frame_size is None
+        if wanted == self._demanded and now - self._demanded_at < DEMAND_REPEAT_S:
+            return None
+        self._demanded, self._demanded_at = wanted, now
+        return wanted
 
     def update(self, description: dict[str, Any]) -> None:
         """A renegotiation at the origin changed codecs or extension ids."""
