@@ -8,6 +8,7 @@ import time
 import pytest
 
 from sfu.routing.layers import MAX_TID
+from tests.pool_live import Reoffering, running_pool
 from tests.sfu_live import eventually, join, running_media
 from tests.simulcast_live import SIZES, Received, SimulcastPump, encode_layers
 from tests.synthetic_peer import SyntheticPeer
@@ -120,3 +121,36 @@ async def test_thumbnails_get_the_lowest_layer_and_the_stage_the_highest() -> No
         finally:
             for pump in pumps:
                 await pump.stop()
+
+
+async def test_a_simulcast_publisher_reaches_a_subscriber_on_another_worker() -> None:
+    encoded = encode_layers()
+    async with running_pool(max_participants=2) as (pool, events):
+        publisher = Reoffering(pool, events, "pub", video=True, simulcast=("q", "h", "f"))
+        clients = [
+            Reoffering(pool, events, pid, video_slots=1, decrypt_every=1) for pid in ("near", "far")
+        ]
+        pump = None
+        try:
+            await publisher.join()
+            for client in clients:
+                await client.join()
+            assert {p: s.worker for p, s in pool.seats.items()} == {"pub": 0, "near": 0, "far": 1}
+            running = pump = SimulcastPump(publisher.peer, encoded).start()
+            near, far = clients[0].peer, clients[1].peer
+
+            def got(peer: SyntheticPeer) -> list[str | None]:
+                return Received(peer, peer.slot_ssrcs()["0"], running).layers()
+
+            await eventually(lambda: got(far).count("f") >= 20, 15, "f across the relay")
+            await eventually(lambda: got(near).count("f") >= 20, 5, "f on the origin worker")
+            received = Received(far, far.slot_ssrcs()["0"], pump)
+            assert set(received.layers()) == {"f"}  # the layers were told apart over there too
+            sizes = received.decoded_sizes()
+            assert sizes and set(sizes) == {SIZES["f"]}
+            assert far.transport.streams[far.slot_ssrcs()["0"]].lost == 0
+        finally:
+            if pump is not None:
+                await pump.stop()
+            for client in [publisher, *clients]:
+                await client.close()
