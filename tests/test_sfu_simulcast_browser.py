@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
 from sfu.local import LocalMedia
 from sfu.routing.layers import MAX_TID
-from tests.sfu_live import eventually, running_media
+from tests.sfu_live import eventually
+from tests.test_sfu_browser import serving
 from tests.web_support import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -67,30 +66,8 @@ async function inbound() {
 
 @pytest.fixture
 async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("Chromium is required for the browser tests (apt-get install chromium)")
-    async with running_media() as (media, _):
-
-        async def page(request: web.Request) -> web.Response:
-            return web.Response(text=PAGE, content_type="text/html")
-
-        async def offer(request: web.Request) -> web.Response:
-            pid = request.match_info["pid"]
-            await media.open("visit", "main", pid)
-            return web.Response(text=await media.offer(pid, await request.text()))
-
-        app = web.Application()
-        app.router.add_get("/", page)
-        app.router.add_post("/offer/{pid}", offer)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        server = web.TCPSite(runner, "127.0.0.1", 0)
-        await server.start()
-        port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        try:
-            yield f"http://127.0.0.1:{port}/", media
-        finally:
-            await runner.cleanup()
+    async with serving(PAGE) as served:
+        yield served
 
 
 async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
