@@ -437,6 +437,7 @@ async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -
         f_tap = layers[0].producer.relay
         assert isinstance(f_tap, RelayTap)
         await eventually(lambda: f_tap.paused, 2, "f paused at the origin")
+        assert not layers[0].producer.in_use() and layers[2].producer.in_use()
         assert remotes["f"].demand(now + 0.1) is None
         f_remote = remotes["f"].producer
         before = f_remote.stats.received

@@ -140,6 +140,10 @@ class RelayTap:
             else:
                 send(pair.seal(RTP, self.stream, data), address, "relay_rtp_out")
 
+    def wanted(self) -> bool:
+        """Whether some target worker needs this stream (has not paused it)."""
+        return any(address not in self.paused for address, _ in self.targets)
+
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         body = SR_BODY.pack(ntp, rtp_timestamp)
         for address, pair in self.targets:

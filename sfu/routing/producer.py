@@ -62,6 +62,10 @@ class RelayTap(Protocol):
 
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None: ...
 
+    def wanted(self) -> bool:
+        """Whether some other worker's subscribers need these packets now."""
+        ...
+
 
 class RtcpOutput(Protocol):
     """Where a producer's feedback to its publisher goes."""
@@ -272,6 +276,13 @@ class Producer:
     def active(self, now: float) -> bool:
         """Whether media came within the last `ACTIVE_S` (a paused layer is not active)."""
         return now - self.last_media < ACTIVE_S and not self.closed
+
+    def in_use(self) -> bool:
+        """Whether a subscriber here or on another worker forwards (or awaits) this layer.
+
+        What the publisher needs to keep sending (`publish_layers`).
+        """
+        return bool(self.consumers) or (self.relay is not None and self.relay.wanted())
 
     @property
     def media_at(self) -> float:
