@@ -154,3 +154,18 @@ async def test_a_simulcast_publisher_reaches_a_subscriber_on_another_worker() ->
                 await pump.stop()
             for client in [publisher, *clients]:
                 await client.close()
+
+
+async def test_a_renegotiation_keeps_the_layers_and_their_learned_ssrcs() -> None:
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True, simulcast=("q", "h", "f")))
+        pump = SimulcastPump(alice, encode_layers()).start()
+        try:
+            track = media.participants["alice"].producers["0"]
+            await eventually(lambda: all(p.ssrc for p in track.layers), what="SSRCs learned")
+            layers = track.layers
+            await media.offer("alice", await alice.offer())  # the same m-lines again
+            assert media.participants["alice"].producers["0"] is track
+            assert track.layers == layers and all(p.ssrc for p in layers)
+        finally:
+            await pump.stop()
