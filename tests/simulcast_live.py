@@ -30,7 +30,7 @@ from av import VideoFrame
 
 from sfu.packet.rtcp import Fir, Nack, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
 from sfu.packet.rtp import parse_rtp
-from sfu.routing.layers import Vp8Descriptor, vp8_descriptor
+from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
 from tests.synthetic_peer import SyntheticPeer
 
 SIZES = {"q": (160, 96), "h": (320, 192), "f": (640, 384)}
@@ -233,7 +233,7 @@ class Received:
                 continue
             h = parse_rtp(raw)
             end = h.payload_offset + h.payload_length
-            desc = vp8_descriptor(raw, h.payload_offset, end)
+            desc = parse_vp8(raw[h.payload_offset : end])
             data = bytes(raw[h.payload_offset + DESCRIPTOR : end])
             self.packets.append(
                 Packet(h.sequence, h.timestamp, desc, data, pump.data_layer.get(data))

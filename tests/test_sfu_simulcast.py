@@ -10,10 +10,11 @@ from sfu.packet.counters import Counters
 from sfu.packet.rtcp import Pli, parse_rtcp
 from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.packet.rtx import parse_rtx
+from sfu.packet.vp8 import Vp8Descriptor, parse_vp8, vp8_frame_size
 from sfu.relay.endpoint import RelayEndpoint, RelayTap
 from sfu.relay.remote import RemotePublisher, RemoteStream, describe
 from sfu.routing.consumer import Consumer
-from sfu.routing.layers import Vp8Descriptor, order_layers, rewrite_vp8, vp8_descriptor
+from sfu.routing.layers import order_layers
 from sfu.routing.producer import Producer, link_layers
 from sfu.settings import MediaSettings
 from tests.sfu_fakes import EXT_IDS, VP8, Capture, producer
@@ -168,12 +169,17 @@ def consumer() -> tuple[Consumer, Counting]:
     return c, out
 
 
+def descriptor_of(data: bytes) -> Vp8Descriptor:
+    h = parse_rtp(data)
+    return parse_vp8(data[h.payload_offset : h.payload_offset + h.payload_length])
+
+
 def received(out: Capture) -> list[tuple[int, int, Vp8Descriptor, int]]:
     """(seq, timestamp, descriptor, tag) of every packet the subscriber got."""
     result = []
     for data in out.rtp:
         h = parse_rtp(data)
-        desc = vp8_descriptor(data, h.payload_offset, h.payload_offset + h.payload_length)
+        desc = descriptor_of(data)
         body = h.payload_offset + 6 + (10 if desc.keyframe else 3 if desc.frame_start else 0)
         result.append((h.sequence, h.timestamp, desc, int.from_bytes(data[body : body + 4], "big")))
     return result
@@ -190,16 +196,19 @@ def frames(rx: list[tuple[int, int, Vp8Descriptor, int]]) -> list[Vp8Descriptor]
 # producers
 
 
-def test_the_descriptor_gives_tid_sync_picture_ids_and_the_key_frame_size() -> None:
+def test_the_fake_layers_carry_full_descriptors_and_key_frame_sizes() -> None:
     data = vp8x(1, 0, ssrc=1, pic=300, tl0=7, tid=2, sync=True, keyidx=5, keyframe=True)
+    desc = descriptor_of(data)
+    assert (desc.picture_id, desc.tl0picidx, desc.tid, desc.sync, desc.keyidx) == (
+        300,
+        7,
+        2,
+        True,
+        5,
+    )
+    assert desc.frame_start and desc.keyframe
     h = parse_rtp(data)
-    desc = vp8_descriptor(data, h.payload_offset, h.payload_offset + h.payload_length)
-    assert desc == Vp8Descriptor(True, True, 300, 7, 2, True, 5, (320, 180))
-    packet = bytearray(data)
-    rewrite_vp8(packet, h.payload_offset, 0x7FFF, 250, 30)
-    again = vp8_descriptor(packet, h.payload_offset, h.payload_offset + h.payload_length)
-    assert (again.picture_id, again.tl0picidx, again.keyidx) == (299, 1, 3)
-    assert vp8_descriptor(b"\x90\xff", 0, 2).tid == -1  # truncated: nothing read
+    assert vp8_frame_size(data[h.payload_offset :]) == (320, 180)
 
 
 def test_layers_are_ordered_by_their_key_frame_sizes_not_by_the_offer() -> None:
@@ -366,15 +375,22 @@ def test_nacks_after_a_switch_and_drops_resend_the_right_packets_rewritten() -> 
             layer.send(n / 30, keyframe=n == 8, packets=2)
     rx = received(out)
     assert continuous([s for s, *_ in rx], 0x10000)
-    sent = list(out.rtp)
+    assert [t // 100000 for *_, t in rx] == [3000] * 4 + [2000] * 8  # f thinned, then h
+    sent = dict(zip([seq for seq, *_ in rx], out.rtp, strict=True))
     out.rtp.clear()
+    # The thinned f frames before the switch: f's first frame (plain path) and every h
+    # packet are resent; f's later thinned frame is superseded by h's key frame (Vp8Map
+    # resends only the current source's frames).
     wanted = [seq for seq, *_ in rx]
-    assert c.retransmit(wanted, 12 / 30) == len(wanted)
-    for original, resent in zip(sent, out.rtp, strict=True):
+    assert c.retransmit(wanted, 12 / 30) == 10
+    resent_seqs = []
+    for resent in out.rtp:
         h = parse_rtp(resent)
         assert h.ssrc == 778  # RTX
-        _, inner = parse_rtx(resent, h, ssrc=777, payload_type=96)
-        assert inner[12:] == original[12:] and inner[2:4] == original[2:4]
+        seq, inner = parse_rtx(resent, h, ssrc=777, payload_type=96)
+        resent_seqs.append(seq)
+        assert inner[12:] == sent[seq][12:] and inner[2:4] == sent[seq][2:4]
+    assert resent_seqs == wanted[:2] + wanted[4:]
 
 
 # across workers

@@ -29,14 +29,17 @@ switch is pending until a key frame of the target layer (the caller asks the
 layer for one); the current layer keeps playing meanwhile.  The new layer's
 first timestamp is aligned with the old one through both layers' sender
 reports (the publisher's NTP clock, as mediasoup's SimulcastConsumer does),
-else by the wall clock rule above, and always moves forward.  Temporal
-down-switches happen at the next frame start, up-switches at a TL0 frame or
-a layer-sync (Y) frame; a dropped packet leaves no sequence gap (a new
-segment with the offset lowered starts at the next forwarded packet) and a
-dropped picture leaves no picture id gap.  After a layer switch the VP8
-picture id, TL0PICIDX and KEYIDX are rewritten to continue the old ones;
-as long as no layer switch and no temporal drop happened, packets keep the
-`send_rewritten` fast path (no payload copy).
+else by the wall clock rule above, and always moves forward.
+
+Two paths.  The *plain* path above (offsets fixed per segment) serves a slot
+that never switched layers within a track and drops no temporal layer: its
+packets keep the `send_rewritten` fast path.  The first time a VP8 slot
+switches layers within a track, or is asked for fewer temporal layers than
+its source sends, it moves for good to the *mapped* path at a frame start:
+`sfu.routing.vp8map.Vp8Map` judges every packet (temporal thinning, picture
+id / TL0PICIDX / KEYIDX continuity) and `sfu.routing.seqmap.SeqMap` numbers
+them (no gap for a dropped packet, real loss stays visible, NACKs mapped
+back); only packets whose descriptor changes are copied.
 """
 
 from __future__ import annotations
@@ -50,17 +53,18 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from sfu.packet.keyframe import is_keyframe
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
-from sfu.routing.layers import MAX_TID, rewrite_vp8
+from sfu.packet.vp8 import parse_vp8
+from sfu.routing.layers import MAX_TID
+from sfu.routing.seqmap import SeqMap
+from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
 from sfu.sdp.negotiate import CodecChoice
 
 if TYPE_CHECKING:
     from sfu.routing.producer import Producer
 
-MAX_SEGMENTS = 64  # switches and temporal drops; about a second of history while thinning
+MAX_SEGMENTS = 4
 HIGHEST = 1 << 16  # a spatial wish above every layer: the highest active one
 MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not trusted
-
-Vp8Offsets = tuple[int, int, int]  # picture id, TL0PICIDX, KEYIDX deltas
 
 
 class RtpOutput(Protocol):
@@ -84,32 +88,26 @@ class Segment(NamedTuple):
     seq_offset: int
     ts_offset: int
     ext_map: dict[int, int] | None
-    vp8: Vp8Offsets | None = None
 
 
 class Consumer:
     """One receive slot (see module doc); `forward` is the per-packet path."""
 
     __slots__ = (
-        "_drop_hi",
-        "_drop_pic",
-        "_dropped",
         "_ext_map",
-        "_filtering",
         "_first_in",
         "_fresh",
+        "_maps",
         "_rtx_seq",
         "_segments",
         "_seq",
         "_seq_offset",
         "_sr_times",
         "_switched_from",
-        "_tid_now",
         "_tid_target",
         "_time",
         "_ts",
         "_ts_offset",
-        "_vp8",
         "_want_spatial",
         "clock_rate",
         "closed",
@@ -169,15 +167,10 @@ class Consumer:
         self._first_in = 0
         self._fresh = True
         self._ext_map: dict[int, int] | None = None
-        self._vp8: Vp8Offsets | None = None  # None: no payload rewrite
         self._switched_from: Producer | None = None
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
-        self._tid_now = MAX_TID
-        self._filtering = False
-        self._dropped = 0  # packets dropped since the last one forwarded
-        self._drop_hi = -1  # the last dropped sequence number
-        self._drop_pic = -1  # the last dropped picture id
+        self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._sr_times: dict[int, float] = {}
         self.reported_loss = 0.0  # fraction lost, from the subscriber's reports
@@ -232,7 +225,8 @@ class Consumer:
         """
         self._want_spatial = spatial
         self._tid_target = max(0, min(MAX_TID, temporal))
-        self._filtering = self._tid_target < MAX_TID or self._tid_now != self._tid_target
+        if self._maps is not None:
+            self._maps[1].set_max_temporal(self._tid_target)
         return self.refresh_layers(time.monotonic() if now is None else now)
 
     def refresh_layers(self, now: float) -> Producer | None:
@@ -251,7 +245,8 @@ class Consumer:
         source = self.source
         if source is None:
             return None, 0
-        return source.spatial, max(0, min(self._tid_now, source.meter.top))
+        temporal = self._maps[1].temporal if self._maps is not None else MAX_TID
+        return source.spatial, max(0, min(temporal, source.meter.top))
 
     @property
     def wanted_layers(self) -> tuple[int | None, int]:
@@ -370,13 +365,23 @@ class Consumer:
                 return
             self._promote()
             self.thumbnail_ts = h.timestamp
-            self._tid_now = self._tid_target
-            self._filtering = self._tid_now < MAX_TID
+            if self._maps is None and self._needs_maps(producer, codec):
+                self._enter_maps(self._switched_from)
         elif self.thumbnail:
             if not self._thumbnail_passes(codec, data, h):
                 return
-        elif self._filtering and not self._temporal_passes(producer, h):
-            return
+        elif self._maps is None and self._tid_target < MAX_TID and codec == "vp8":
+            desc = producer.desc  # a frame above the temporal limit starts: thin from here
+            if desc is not None and desc.tid > self._tid_target and desc.frame_start:
+                self._enter_maps(None)
+        if self._maps is not None and codec == "vp8":
+            self._forward_mapped(self._maps, producer, data, h, codec, now)
+        else:
+            self._forward_plain(producer, data, h, codec, now)
+
+    def _forward_plain(
+        self, producer: Producer, data: bytes, h: RtpHeader, codec: str, now: float
+    ) -> None:
         pt = self.pt_by_codec.get(codec)
         if pt is None:
             return  # the subscriber did not negotiate this codec
@@ -384,16 +389,59 @@ class Consumer:
         if self._fresh:
             self._begin_segment(producer, seq_in, h.timestamp, now)
         elif (seq_in - self._first_in) & 0xFFFF >= 0x8000:
-            return  # older than the switch to this source (or than a drop)
-        elif self._dropped:
-            self._close_gap(producer, seq_in)
+            return  # older than the switch to this source
         seq = (seq_in + self._seq_offset) & 0xFFFF
         ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
         if (seq - self._seq) & 0xFFFF < 0x8000:
             self._seq = seq
             self._ts = ts
             self._time = now
-        if self._ext_map is None and self._vp8 is None:
+        if self._ext_map is None:
+            self.output.send_rewritten(
+                data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
+            )
+        else:
+            packet = bytearray(data)
+            rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
+            try:
+                remap_extensions(packet, h, self._ext_map)
+            except RtpError:
+                return
+            self.output.send_rtp(bytes(packet))
+        self.packets_sent += 1
+        self.octets_sent += h.payload_length
+
+    def _forward_mapped(
+        self,
+        maps: tuple[SeqMap[Producer], Vp8Map],
+        producer: Producer,
+        data: bytes,
+        h: RtpHeader,
+        codec: str,
+        now: float,
+    ) -> None:
+        pt = self.pt_by_codec.get(codec)
+        if pt is None:
+            return
+        seqmap, vp8map = maps
+        if self._fresh:
+            self._begin_segment(producer, h.sequence, h.timestamp, now)
+        desc = producer.desc
+        if desc is None:
+            return  # not a VP8 payload: nothing a decoder could use
+        verdict = vp8map.packet(desc, h.timestamp, h.marker)
+        if verdict == DROP:
+            seqmap.drop(h.sequence, vp8map.gap_dropped)
+            return
+        seq = seqmap.forward(h.sequence, vp8map.gap_dropped)
+        if seq is None:
+            return
+        ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
+        if (seq - self._seq) & 0xFFFF < 0x8000:
+            self._seq = seq
+            self._ts = ts
+            self._time = now
+        if self._ext_map is None and verdict != REWRITE:
             self.output.send_rewritten(
                 data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
             )
@@ -405,65 +453,38 @@ class Consumer:
                     remap_extensions(packet, h, self._ext_map)
                 except RtpError:
                     return
-            if self._vp8 is not None:
-                rewrite_vp8(packet, h.payload_offset, *self._vp8)
+            if verdict == REWRITE:
+                vp8map.write(packet, h.payload_offset, desc)
             self.output.send_rtp(bytes(packet))
         self.packets_sent += 1
         self.octets_sent += h.payload_length
 
+    def _needs_maps(self, producer: Producer, codec: str) -> bool:
+        """A layer switch within a track (picture ids must continue) or thinning, in VP8."""
+        previous = self._switched_from
+        within = previous is not None and previous is not producer
+        return codec == "vp8" and (
+            (within and previous is not None and previous.track is producer.track)
+            or self._tid_target < producer.meter.top
+        )
+
+    def _enter_maps(self, previous: Producer | None) -> None:
+        """Move to the mapped path (see module doc), numbering on from what was sent."""
+        vp8map = Vp8Map()
+        last = previous.desc if previous is not None else None
+        if last is not None:  # continue after the last picture the old layer gave
+            vp8map.begin()
+            vp8map.packet(last, 0, True)
+        vp8map.set_max_temporal(self._tid_target)
+        self._maps = (SeqMap(first=(self._seq + 1) & 0xFFFF), vp8map)
+        self._fresh = True
+
     @staticmethod
     def _starts_keyframe(producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
         if codec == "vp8":
-            return producer.desc.keyframe
+            desc = producer.desc
+            return desc is not None and desc.keyframe
         return is_keyframe(codec, data[h.payload_offset :])
-
-    def _temporal_passes(self, producer: Producer, h: RtpHeader) -> bool:
-        """Whether this packet's temporal layer is forwarded (switching at frame starts)."""
-        desc = producer.desc
-        tid = desc.tid
-        if tid < 0:
-            return True  # no temporal layers
-        if self._tid_now != self._tid_target and desc.frame_start:
-            target = self._tid_target
-            if target < self._tid_now or tid == 0:
-                self._tid_now = target
-            elif desc.sync and self._tid_now < tid <= target:
-                self._tid_now = tid
-            self._filtering = self._tid_now < MAX_TID or self._tid_now != target
-        if tid <= self._tid_now:
-            return True
-        self._drop(h.sequence, desc.picture_id)
-        return False
-
-    def _drop(self, seq_in: int, picture_id: int) -> None:
-        """A packet not forwarded: the next one forwarded closes the sequence gap."""
-        if self._fresh or self.source is None:
-            return
-        newest = self._drop_hi if self._dropped else (self._seq - self._seq_offset) & 0xFFFF
-        if not 0 < (seq_in - newest) & 0xFFFF < 0x8000:
-            return  # late or repeated: it never took a number
-        self._dropped += 1
-        self._drop_hi = seq_in
-        if picture_id >= 0 and picture_id != self._drop_pic:
-            self._drop_pic = picture_id
-            pic, tl0, key = self._vp8 or (0, 0, 0)
-            self._vp8 = ((pic - 1) & 0x7FFF, tl0, key)
-
-    def _close_gap(self, producer: Producer, seq_in: int) -> None:
-        self._seq_offset = (self._seq_offset - self._dropped) & 0xFFFF
-        self._dropped = 0
-        self._drop_hi = -1
-        self._first_in = seq_in
-        self._segments.append(
-            Segment(
-                (seq_in + self._seq_offset) & 0xFFFF,
-                producer,
-                self._seq_offset,
-                self._ts_offset,
-                self._ext_map,
-                self._vp8,
-            )
-        )
 
     def _begin_segment(self, producer: Producer, seq_in: int, ts_in: int, now: float) -> None:
         first_out = (self._seq + 1) & 0xFFFF
@@ -472,20 +493,18 @@ class Consumer:
         if ts_out is None:
             elapsed = 0 if self._time is None else int((now - self._time) * self.clock_rate)
             ts_out = self._ts + max(1, elapsed)
-        self._vp8 = self._vp8_offsets(previous, producer)
         self._seq_offset = (first_out - seq_in) & 0xFFFF
         self._ts_offset = (ts_out - ts_in) & 0xFFFFFFFF
         self._first_in = seq_in
         self._fresh = False
-        self._dropped = 0
-        self._drop_hi = -1
-        self._drop_pic = -1
         self._ext_map = extension_map(producer.ext_ids, self.ext_ids)
-        self._segments.append(
-            Segment(
-                first_out, producer, self._seq_offset, self._ts_offset, self._ext_map, self._vp8
+        if self._maps is not None:
+            self._maps[0].begin(producer)
+            self._maps[1].begin()
+        else:
+            self._segments.append(
+                Segment(first_out, producer, self._seq_offset, self._ts_offset, self._ext_map)
             )
-        )
 
     def _aligned_ts(self, previous: Producer | None, producer: Producer, ts_in: int) -> int | None:
         """`ts_in` of a new layer in the output timeline, through both layers' SRs."""
@@ -505,33 +524,51 @@ class Consumer:
             return None
         return ts_out
 
-    def _vp8_offsets(self, previous: Producer | None, producer: Producer) -> Vp8Offsets | None:
-        """Continue the picture ids of the layer left (same track only), else keep them."""
-        if previous is None or previous is producer or previous.track is not producer.track:
-            return None
-        old, new = previous.desc, producer.desc
-        if new.picture_id < 0:
-            return None
-        pic, tl0, key = self._vp8 or (0, 0, 0)
-        pic = (old.picture_id + pic + 1 - new.picture_id) & 0x7FFF if old.picture_id >= 0 else 0
-        tl0 = (
-            (old.tl0picidx + tl0 + 1 - new.tl0picidx) & 0xFF
-            if min(old.tl0picidx, new.tl0picidx) >= 0
-            else 0
-        )
-        key = (old.keyidx + key + 1 - new.keyidx) & 0x1F if min(old.keyidx, new.keyidx) >= 0 else 0
-        return None if pic == tl0 == key == 0 else (pic, tl0, key)
-
     # retransmission
 
     def retransmit(self, sequences: Iterable[int], now: float) -> int:
         """Answer a NACK from the producers' caches; returns packets resent."""
         sent = 0
         for seq in sequences:
+            if self._maps is not None:
+                found = self._maps[0].lookup(seq & 0xFFFF)
+                if found is not None:
+                    sent += self._resend_mapped(self._maps[1], *found, seq & 0xFFFF, now)
+                    continue
             segment = self._segment_of(seq & 0xFFFF)
             if segment is not None and self._resend(segment, seq & 0xFFFF, now):
                 sent += 1
         return sent
+
+    def _resend_mapped(
+        self, vp8map: Vp8Map, producer: Producer, seq_in: int, seq: int, now: float
+    ) -> bool:
+        original = producer.cached(seq_in, now)
+        if original is None:
+            return False
+        try:
+            h = parse_rtp(original)
+            desc = parse_vp8(
+                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
+            )
+        except ValueError:  # RtpError, Vp8Error
+            return False
+        pt = self.pt_by_codec.get("vp8")
+        verdict = vp8map.resend(desc, h.timestamp)
+        if pt is None or verdict == DROP:
+            return False
+        packet = bytearray(original)
+        ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
+        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
+        if self._ext_map is not None:
+            try:
+                remap_extensions(packet, h, self._ext_map)
+            except RtpError:
+                return False
+        if verdict == REWRITE:
+            vp8map.write(packet, h.payload_offset, desc)
+        self.output.send_rtp(self._maybe_rtx(bytes(packet), "vp8"))
+        return True
 
     def _segment_of(self, seq: int) -> Segment | None:
         if (self._seq - seq) & 0xFFFF >= 0x8000:
@@ -562,8 +599,6 @@ class Consumer:
                 remap_extensions(packet, h, segment.ext_map)
             except RtpError:
                 return False
-        if segment.vp8 is not None:
-            rewrite_vp8(packet, h.payload_offset, *segment.vp8)
         self.output.send_rtp(self._maybe_rtx(bytes(packet), codec))
         return True
 

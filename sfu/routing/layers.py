@@ -1,12 +1,5 @@
-"""Simulcast layers: what the forwarding path reads of VP8, rates per temporal layer, order.
+"""Simulcast layers: rates per temporal layer, and the order of a track's layers.
 
-* `vp8_descriptor` reads the VP8 payload descriptor (RFC 7741 4.2) of one
-  packet once, on ingress: temporal layer (TID), layer sync (Y), picture id,
-  TL0PICIDX, KEYIDX, whether the packet starts a frame or a key frame, and a
-  key frame's width and height (RFC 6386 9.1).  Garbage never raises.
-* `rewrite_vp8` adds deltas to the picture id, TL0PICIDX and KEYIDX of a
-  packet in place (a consumer's continuous stream across layer switches and
-  temporal drops).
 * `RateMeter` measures a layer's bit rate per TID, cumulative (index t: all
   packets with TID <= t), over about the last second, at the cost of one add
   per packet.
@@ -21,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from sfu.routing.producer import Producer
@@ -29,95 +22,6 @@ if TYPE_CHECKING:
 NO_TID = -1
 MAX_TID = 3  # VP8's TID is two bits
 RATE_WINDOW_S = 0.5
-
-
-class Vp8Descriptor(NamedTuple):
-    frame_start: bool  # S=1 and partition index 0
-    keyframe: bool  # the first packet of a key frame
-    picture_id: int  # -1 when absent
-    tl0picidx: int  # -1 when absent
-    tid: int  # NO_TID when absent
-    sync: bool  # the layer sync bit Y
-    keyidx: int  # -1 when absent
-    size: tuple[int, int] | None  # a key frame's (width, height), on its first packet
-
-
-NOT_VP8 = Vp8Descriptor(False, False, -1, -1, NO_TID, False, -1, None)
-
-
-def vp8_descriptor(data: bytes | bytearray, offset: int, end: int) -> Vp8Descriptor:
-    """The descriptor of the VP8 payload data[offset:end]; NOT_VP8 when malformed."""
-    if offset >= end:
-        return NOT_VP8
-    b = data[offset]
-    i = offset + 1
-    picture_id = tl0 = keyidx = -1
-    tid = NO_TID
-    sync = False
-    if b & 0x80:
-        if i >= end:
-            return NOT_VP8
-        x = data[i]
-        i += 1
-        if x & 0x80:
-            if i >= end:
-                return NOT_VP8
-            if data[i] & 0x80:
-                if i + 1 >= end:
-                    return NOT_VP8
-                picture_id = ((data[i] & 0x7F) << 8) | data[i + 1]
-                i += 2
-            else:
-                picture_id = data[i]
-                i += 1
-        if x & 0x40:
-            if i >= end:
-                return NOT_VP8
-            tl0 = data[i]
-            i += 1
-        if x & 0x30:
-            if i >= end:
-                return NOT_VP8
-            tk = data[i]
-            i += 1
-            if x & 0x20:
-                tid = tk >> 6
-                sync = bool(tk & 0x20)
-            if x & 0x10:
-                keyidx = tk & 0x1F
-    start = bool(b & 0x10) and not b & 0x07
-    keyframe = start and i < end and not data[i] & 0x01
-    size = None
-    if keyframe and i + 10 <= end and data[i + 3 : i + 6] == b"\x9d\x01\x2a":
-        width = (data[i + 6] | (data[i + 7] << 8)) & 0x3FFF
-        height = (data[i + 8] | (data[i + 9] << 8)) & 0x3FFF
-        size = (width, height)
-    return Vp8Descriptor(start, keyframe, picture_id, tl0, tid, sync, keyidx, size)
-
-
-def rewrite_vp8(packet: bytearray, offset: int, pic: int, tl0: int, key: int) -> None:
-    """Add `pic` to the picture id, `tl0` to TL0PICIDX, `key` to KEYIDX, in place."""
-    end = len(packet)
-    if offset + 1 >= end or not packet[offset] & 0x80:
-        return
-    x = packet[offset + 1]
-    i = offset + 2
-    if x & 0x80 and i < end:
-        if packet[i] & 0x80:
-            if i + 1 >= end:
-                return
-            value = ((((packet[i] & 0x7F) << 8) | packet[i + 1]) + pic) & 0x7FFF
-            packet[i] = 0x80 | (value >> 8)
-            packet[i + 1] = value & 0xFF
-            i += 2
-        else:
-            packet[i] = (packet[i] + pic) & 0x7F
-            i += 1
-    if x & 0x40 and i < end:
-        packet[i] = (packet[i] + tl0) & 0xFF
-        i += 1
-    if x & 0x10 and i < end:
-        packet[i] = (packet[i] & 0xE0) | ((packet[i] + key) & 0x1F)
 
 
 class RateMeter:

@@ -38,14 +38,8 @@ from sfu.packet.rtp import (
 )
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
-from sfu.routing.layers import (
-    NO_TID,
-    NOT_VP8,
-    RateMeter,
-    Vp8Descriptor,
-    order_layers,
-    vp8_descriptor,
-)
+from sfu.packet.vp8 import Vp8Descriptor, read_vp8, vp8_frame_size
+from sfu.routing.layers import NO_TID, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
 if TYPE_CHECKING:
@@ -146,7 +140,7 @@ class Producer:
         self.layers: tuple[Producer, ...] = (self,)
         self.track: Producer = self
         self.frame_size: tuple[int, int] | None = None
-        self.desc: Vp8Descriptor = NOT_VP8
+        self.desc: Vp8Descriptor | None = None  # of the packet being forwarded (VP8)
         self.mid = mid
         self.kind = kind
         self.source = source  # "audio", "camera" or "screen"
@@ -245,11 +239,15 @@ class Producer:
             self._read_level(data, h, self._level_id, now)
         if codec == "vp8":
             offset = h.payload_offset
-            desc = self.desc = vp8_descriptor(data, offset, offset + h.payload_length)
-            if desc.size is not None and desc.size != self.frame_size:
-                self._resized(desc.size)
-            self.meter.add(desc.tid, len(data), now)
+            payload = memoryview(data)[offset : offset + h.payload_length]
+            desc = self.desc = read_vp8(payload)
+            if desc is not None and desc.keyframe:
+                size = vp8_frame_size(payload)
+                if size is not None and size != self.frame_size:
+                    self._resized(size)
+            self.meter.add(desc.tid if desc is not None else NO_TID, len(data), now)
         else:
+            self.desc = None
             self.meter.add(NO_TID, len(data), now)
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
