@@ -376,12 +376,7 @@ class Consumer:
                 self._enter_maps(None)
         if self._maps is not None and codec == "vp8":
             self._forward_mapped(self._maps, producer, data, h, codec, now)
-        else:
-            self._forward_plain(producer, data, h, codec, now)
-
-    def _forward_plain(
-        self, producer: Producer, data: bytes, h: RtpHeader, codec: str, now: float
-    ) -> None:
+            return
         pt = self.pt_by_codec.get(codec)
         if pt is None:
             return  # the subscriber did not negotiate this codec
