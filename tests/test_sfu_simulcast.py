@@ -470,3 +470,23 @@ async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -
     finally:
         origin.close()
         receiver.close()
+
+
+def test_padding_while_thinning_leaves_no_sequence_gap() -> None:
+    base, layers = track()
+    q = layers[0]
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(0, 1, 0.0)
+    for n in range(6):
+        q.send(n / 30, keyframe=n == 0)
+        if n == 2:  # a padding-only packet (a bandwidth probe) on the media SSRC
+            assert q.producer.ssrc is not None
+            padding = build_rtp(
+                payload_type=96, sequence=q.seq, timestamp=0, ssrc=q.producer.ssrc, payload=b""
+            )
+            q.seq += 1
+            q.producer.on_rtp(padding, parse_rtp(padding), n / 30)
+    rx = received(out)
+    assert [d.tid for d in frames(rx)] == [0, 1, 0]  # frames 0, 2, 4: TID 2 dropped
+    assert continuous([s for s, *_ in rx], 0x10000)

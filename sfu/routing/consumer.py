@@ -422,8 +422,9 @@ class Consumer:
         if self._fresh:
             self._begin_segment(producer, h.sequence, h.timestamp, now)
         desc = producer.desc
-        if desc is None:
-            return  # not a VP8 payload: nothing a decoder could use
+        if desc is None:  # padding or garbage: nothing a decoder could use, and no gap
+            seqmap.drop(h.sequence, absorb_gap=False)
+            return
         verdict = vp8map.packet(desc, h.timestamp, h.marker)
         if verdict == DROP:
             seqmap.drop(h.sequence, vp8map.gap_dropped)
