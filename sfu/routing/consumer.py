@@ -396,11 +396,8 @@ class Consumer:
                 data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
             )
         else:
-            packet = bytearray(data)
-            rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-            try:
-                remap_extensions(packet, h, self._ext_map)
-            except RtpError:
+            packet = self._copy(data, h, seq, ts, pt, self._ext_map)
+            if packet is None:
                 return
             self.output.send_rtp(bytes(packet))
         self.packets_sent += 1
@@ -442,13 +439,9 @@ class Consumer:
                 data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
             )
         else:
-            packet = bytearray(data)
-            rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-            if self._ext_map is not None:
-                try:
-                    remap_extensions(packet, h, self._ext_map)
-                except RtpError:
-                    return
+            packet = self._copy(data, h, seq, ts, pt, self._ext_map)
+            if packet is None:
+                return
             if verdict == REWRITE:
                 vp8map.write(packet, h.payload_offset, desc)
             self.output.send_rtp(bytes(packet))
@@ -553,14 +546,9 @@ class Consumer:
         verdict = vp8map.resend(desc, h.timestamp)
         if pt is None or verdict == DROP:
             return False
-        packet = bytearray(original)
-        ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
-        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-        if self._ext_map is not None:
-            try:
-                remap_extensions(packet, h, self._ext_map)
-            except RtpError:
-                return False
+        packet = self._copy(original, h, seq, h.timestamp + self._ts_offset, pt, self._ext_map)
+        if packet is None:
+            return False
         if verdict == REWRITE:
             vp8map.write(packet, h.payload_offset, desc)
         self.output.send_rtp(self._maybe_rtx(bytes(packet), "vp8"))
@@ -587,16 +575,32 @@ class Consumer:
         pt = self.pt_by_codec.get(codec or "")
         if codec is None or pt is None:
             return False
-        packet = bytearray(original)
-        ts = (h.timestamp + segment.ts_offset) & 0xFFFFFFFF
-        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-        if segment.ext_map is not None:
-            try:
-                remap_extensions(packet, h, segment.ext_map)
-            except RtpError:
-                return False
+        packet = self._copy(original, h, seq, h.timestamp + segment.ts_offset, pt, segment.ext_map)
+        if packet is None:
+            return False
         self.output.send_rtp(self._maybe_rtx(bytes(packet), codec))
         return True
+
+    def _copy(
+        self,
+        original: bytes,
+        h: RtpHeader,
+        seq: int,
+        ts: int,
+        pt: int,
+        ext_map: dict[int, int] | None,
+    ) -> bytearray | None:
+        """`original` with this slot's header (and extension ids); None if malformed."""
+        packet = bytearray(original)
+        rewrite_header(
+            packet, ssrc=self.ssrc, sequence=seq, timestamp=ts & 0xFFFFFFFF, payload_type=pt
+        )
+        if ext_map is not None:
+            try:
+                remap_extensions(packet, h, ext_map)
+            except RtpError:
+                return None
+        return packet
 
     def _maybe_rtx(self, packet: bytes, codec: str) -> bytes:
         rtx_pt = self.rtx_pt_by_codec.get(codec)
