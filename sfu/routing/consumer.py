@@ -458,15 +458,22 @@ class Consumer:
         )
 
     def _enter_maps(self, previous: Producer | None) -> None:
-        """Move to the mapped path (see module doc), numbering on from what was sent."""
+        """Move to the mapped path (see module doc), numbering on from what was sent.
+
+        `previous`: the layer just left (a switch; its last picture ids are
+        continued); None: the same source goes on (timestamps too).
+        """
         vp8map = Vp8Map()
         last = previous.desc if previous is not None else None
         if last is not None:  # continue after the last picture the old layer gave
             vp8map.begin()
             vp8map.packet(last, 0, True)
         vp8map.set_max_temporal(self._tid_target)
-        self._maps = (SeqMap(first=(self._seq + 1) & 0xFFFF), vp8map)
-        self._fresh = True
+        seqmap: SeqMap[Producer] = SeqMap(first=(self._seq + 1) & 0xFFFF)
+        if self.source is not None:
+            seqmap.begin(self.source)
+        vp8map.begin()
+        self._maps = (seqmap, vp8map)
 
     @staticmethod
     def _starts_keyframe(producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
