@@ -16,13 +16,14 @@ from sfu.sdp.offer import Codec, Offer, OfferedMedia
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 ACCEPTED_EXTENSIONS = {
-    "audio": (AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI),
-    "video": (ABS_SEND_TIME_URI, MID_URI),
+    "audio": (AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI, TWCC_URI),
+    "video": (ABS_SEND_TIME_URI, MID_URI, TWCC_URI),
 }
 ACCEPTED_FEEDBACK = {
-    "audio": (),
-    "video": ("nack", "nack pli", "ccm fir", "goog-remb"),
+    "audio": ("transport-cc",),
+    "video": ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"),
 }
 MAX_PUBLISHED = {"audio": 1, "video": 2}
 
