@@ -6,6 +6,9 @@ frame requests that are still unanswered, sends each participant's RTCP
 reports about once a second (randomised, RFC 3550 6.2), reports pre-call
 statistics and ends pre-call sessions that ran out of time.  An exception
 in one step is logged and the clock keeps running.
+
+A second, faster beat (`feedback.TWCC_FEEDBACK_INTERVAL`) sends transport-cc
+feedback to the publishers that negotiated it.
 """
 
 from __future__ import annotations
@@ -53,17 +56,37 @@ class Ticker:
         self._media = media
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._fast: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run())
+            self._fast = loop.create_task(self._run_fast())
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks, self._task, self._fast = (self._task, self._fast), None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run_fast(self) -> None:
+        while True:
+            await asyncio.sleep(feedback.TWCC_FEEDBACK_INTERVAL)
+            try:
+                self.fast_tick(time.monotonic())
+            except Exception:
+                logger.exception("SFU feedback tick failed")
+
+    def fast_tick(self, now: float) -> None:
+        """transport-cc feedback to every publisher with arrivals not yet reported."""
+        for participant in list(self._media.participants.values()):
+            transport = participant.transport
+            if transport is not None and transport.connected:
+                for packet in feedback.transport_feedback(participant):
+                    transport.send_rtcp(packet)
 
     async def _run(self) -> None:
         while True:

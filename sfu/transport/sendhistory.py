@@ -1,0 +1,82 @@
+"""What a transport sent, by transport-wide sequence number, for its TWCC feedback.
+
+Every RTP packet a subscriber transport sends (forwarded media,
+retransmissions, padding probes) gets the next transport-wide sequence
+number (`take`), and `SendHistory` remembers when it left, how big it was
+and which probe cluster it belonged to: a ring of `size` slots (one tuple
+per packet, nothing else allocated) whose entries are also ignored past
+`max_age_s`, so memory and the work per feedback stay bounded whatever the
+peer does.  `results` turns one transport-cc feedback into the
+`PacketResult`s the bandwidth estimator (sfu.policy.gcc) reads.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sfu.packet.rtcp import TransportCc
+from sfu.packet.twcc import receive_times
+
+__all__ = ["PacketResult", "SendHistory"]
+
+
+class PacketResult(NamedTuple):
+    """sfu.policy.gcc's PacketResult (issue13-design.md), until that module is merged."""
+
+    sequence: int
+    send_time: float
+    size: int
+    arrival: float | None
+    probe: int = -1
+
+
+_Entry = tuple[int, float, int, int]  # sequence, send time, size, probe cluster
+
+
+class SendHistory:
+    """The last `size` packets sent on one transport (see module doc)."""
+
+    __slots__ = ("_mask", "_ring", "feedbacks", "max_age_s", "next", "unknown")
+
+    def __init__(self, size: int = 8192, max_age_s: float = 2.0) -> None:
+        if size <= 0 or size & (size - 1):
+            raise ValueError("the history size must be a power of two")
+        self.max_age_s = max_age_s
+        self.next = 0  # the next transport-wide sequence number, unwrapped
+        self.feedbacks = 0
+        self.unknown = 0  # reported packets we have no record of (too old, never sent)
+        self._mask = size - 1
+        self._ring: list[_Entry | None] = [None] * size
+
+    def take(self) -> int:
+        """The next sequence number (write its low 16 bits in the packet)."""
+        seq = self.next
+        self.next = seq + 1
+        return seq
+
+    def add(self, seq: int, now: float, size: int, probe: int = -1) -> None:
+        self._ring[seq & self._mask] = (seq, now, size, probe)
+
+    def results(self, fb: TransportCc, now: float) -> list[PacketResult]:
+        """One `PacketResult` per reported packet we remember, in sequence order.
+
+        A packet reported received is answered once (a repeated report is
+        skipped); one reported lost stays, as a later feedback may still
+        report its late arrival.
+        """
+        self.feedbacks += 1
+        newest = self.next - 1
+        ring, mask = self._ring, self._mask
+        oldest = now - self.max_age_s
+        out: list[PacketResult] = []
+        for seq16, arrival_us in receive_times(fb):
+            seq = newest - ((newest - seq16) & 0xFFFF)
+            entry = ring[seq & mask]
+            if entry is None or entry[0] != seq or entry[1] < oldest:
+                self.unknown += 1
+                continue
+            arrival = None if arrival_us is None else arrival_us / 1e6
+            out.append(PacketResult(seq, entry[1], entry[2], arrival, entry[3]))
+            if arrival is not None:
+                ring[seq & mask] = None
+        return out
