@@ -11,7 +11,12 @@ the copies.  The paths:
 * `shared socket, pylibsrtp, sendmmsg`: single-port mode with
   `direct_srtp=False`: pylibsrtp's `protect`, the result copied into the batch;
 * `shared socket, in-place SRTP, sendmmsg`: the default: header written and
-  packet protected in the batch slot (sfu.transport.srtp).
+  packet protected in the batch slot (sfu.transport.srtp);
+* `... + transport-cc`: the same with transport-cc negotiated by publisher and
+  subscribers: each copy also gets its transport's own transport-wide
+  sequence number (written in the batch slot) and a send history entry; the
+  publisher's extension is located once per packet (Participant.on_rtp's
+  share, counted here too).
 
 The transports are built without ICE/DTLS (their send side only, with the
 objects the real handshake would hand over), so the numbers are the send
@@ -35,11 +40,13 @@ from pylibsrtp import Policy, Session
 
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import build_rtp, parse_rtp
+from sfu.packet.twcc import transport_seq_offset
 from sfu.routing.consumer import Consumer
 from sfu.routing.producer import Producer
-from sfu.sdp.negotiate import CodecChoice
+from sfu.sdp.negotiate import TWCC_URI, CodecChoice
 from sfu.transport import mmsg, srtp
 from sfu.transport.ice import DirectRoute
+from sfu.transport.sendhistory import SendHistory
 from sfu.transport.udpmux import Egress, Route
 from sfu.transport.webrtc import WebRtcTransport
 
@@ -53,6 +60,10 @@ VP8 = CodecChoice(
     feedback=(),
     rtx_payload_type=None,
 )
+
+
+TWCC_ID = 3
+EXT_IDS = {TWCC_URI: TWCC_ID}
 
 
 class NoRtcp:
@@ -70,6 +81,7 @@ def send_side(route: Any, direct: Any) -> WebRtcTransport:
     transport._tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=GCM))
     transport._route = route
     transport._direct = direct
+    transport.history = SendHistory()
     return transport
 
 
@@ -95,6 +107,8 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
         else:
             session = lib.outbound(os.urandom(44), GCM)
             transport = send_side(None, (egress, egress.destination(dest), session))
+        if path == "twcc":
+            transport.set_transport_cc(TWCC_ID)
         consumer = Consumer(
             owner=f"s{n}",
             mid="1",
@@ -102,7 +116,7 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
             ssrc=1000 + n,
             rtx_ssrc=None,
             codecs=(VP8,),
-            ext_ids={},
+            ext_ids=EXT_IDS if path == "twcc" else {},
             output=transport,
         )
         consumers.append(consumer)
@@ -126,9 +140,10 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
         codecs=(VP8,),
         ssrc=5,
         rtx_ssrc=None,
-        ext_ids={},
+        ext_ids=EXT_IDS if path == "twcc" else {},
         output=NoRtcp(),
     )
+    twcc = path == "twcc"
     for consumer in consumers:
         consumer.source = producer
     best = float("inf")
@@ -142,11 +157,14 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
                 sequence=seq & 0xFFFF,
                 timestamp=seq * 3000,
                 ssrc=5,
-                payload=bytes(1188),
+                payload=bytes(1180 if twcc else 1188),
+                extensions={TWCC_ID: (seq & 0xFFFF).to_bytes(2, "big")} if twcc else None,
             )
             batch.append((data, parse_rtp(data)))
         start = time.perf_counter()
         for data, header in batch:
+            if twcc:
+                producer.twcc_at = transport_seq_offset(data, header, TWCC_ID)
             for consumer in consumers:
                 consumer.forward(producer, data, header, "VP8", 0.0)
             if egress is not None:
@@ -171,6 +189,7 @@ PATHS = {
     "own": "own socket, pylibsrtp, sendto",
     "pylibsrtp": "shared socket, pylibsrtp, sendmmsg",
     "inplace": "shared socket, in-place SRTP, sendmmsg",
+    "twcc": "... + transport-cc",
 }
 
 

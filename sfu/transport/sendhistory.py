@@ -36,7 +36,7 @@ _Entry = tuple[int, float, int, int]  # sequence, send time, size, probe cluster
 class SendHistory:
     """The last `size` packets sent on one transport (see module doc)."""
 
-    __slots__ = ("_mask", "_ring", "feedbacks", "max_age_s", "next", "unknown")
+    __slots__ = ("feedbacks", "mask", "max_age_s", "next", "ring", "unknown")
 
     def __init__(self, size: int = 8192, max_age_s: float = 2.0) -> None:
         if size <= 0 or size & (size - 1):
@@ -45,8 +45,9 @@ class SendHistory:
         self.next = 0  # the next transport-wide sequence number, unwrapped
         self.feedbacks = 0
         self.unknown = 0  # reported packets we have no record of (too old, never sent)
-        self._mask = size - 1
-        self._ring: list[_Entry | None] = [None] * size
+        # Public for the per-copy send path, which stores entries inline.
+        self.mask = size - 1
+        self.ring: list[_Entry | None] = [None] * size
 
     def take(self) -> int:
         """The next sequence number (write its low 16 bits in the packet)."""
@@ -55,7 +56,7 @@ class SendHistory:
         return seq
 
     def add(self, seq: int, now: float, size: int, probe: int = -1) -> None:
-        self._ring[seq & self._mask] = (seq, now, size, probe)
+        self.ring[seq & self.mask] = (seq, now, size, probe)
 
     def results(self, fb: TransportCc, now: float) -> list[PacketResult]:
         """One `PacketResult` per reported packet we remember, in sequence order.
@@ -66,7 +67,7 @@ class SendHistory:
         """
         self.feedbacks += 1
         newest = self.next - 1
-        ring, mask = self._ring, self._mask
+        ring, mask = self.ring, self.mask
         oldest = now - self.max_age_s
         out: list[PacketResult] = []
         for seq16, arrival_us in receive_times(fb):

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 MAX_INBOUND_SSRCS = 32
 # Nothing larger crosses a 1500-byte MTU path unfragmented (sfu.packet.rtp.MAX_PACKET).
 MAX_DATAGRAM = 1500
+_monotonic = time.monotonic
 # The RTP padding count is one byte.
 MAX_PADDING = 255
 
@@ -516,8 +517,8 @@ class WebRtcTransport:
                 size = batch.add_rewritten(
                     packet, header, srtp, destination, counters, twcc_at, seq
                 )
-                if size > 0:
-                    history.add(seq, time.monotonic(), size)
+                if size > 0:  # history.add inlined
+                    history.ring[seq & history.mask] = (seq, _monotonic(), size, -1)
             else:
                 size = batch.add_rewritten(packet, header, srtp, destination, counters)
             if size > 0:
