@@ -60,10 +60,11 @@ async function decoded() {
 
 
 @pytest.fixture
-async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+async def site(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, LocalMedia]]:
+    """The page and the SFU behind it; MediaSettings overrides by indirect parametrization."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail("Chromium is required for the browser tests (apt-get install chromium)")
-    async with running_media() as (media, _):
+    async with running_media(**getattr(request, "param", {})) as (media, _):
 
         async def page(request: web.Request) -> web.Response:
             return web.Response(text=PAGE, content_type="text/html")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -243,3 +244,19 @@ def test_no_padding_without_transport_cc(links: Links) -> None:
     link.transport.padding_sources = (c,)
     c.packets_sent = 1
     assert link.transport.send_padding(1000, probe_id=1) == 0
+
+
+def test_a_feedback_claiming_more_packets_than_the_history_holds_costs_nothing() -> None:
+    history = SendHistory(size=1024)
+    for _ in range(10):
+        history.add(history.take(), 1.0, 1200)
+    # 9 run-length chunks claim 65535 packets "not received" in 18 bytes.
+    body = struct.pack("!IIHHI", 1, 2, 0, 0xFFFF, 0) + struct.pack("!9H", *[0x1FFF] * 9) + bytes(2)
+    (fb,) = parse_rtcp(struct.pack("!BBH", 0x8F, 205, len(body) // 4) + body)
+    assert isinstance(fb, TransportCc)
+    assert history.results(fb, 1.5) == [] and history.unknown == 0xFFFF
+    # A plausible one about what was sent is read.
+    (data,) = build_feedback(1, 2, 0, [1000 * k for k in range(10)])
+    (fb,) = parse_rtcp(data)
+    assert isinstance(fb, TransportCc)
+    assert [r.sequence for r in history.results(fb, 1.5)] == list(range(10))

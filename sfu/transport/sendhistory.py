@@ -63,11 +63,17 @@ class SendHistory:
 
         A packet reported received is answered once (a repeated report is
         skipped); one reported lost stays, as a later feedback may still
-        report its late arrival.
+        report its late arrival.  A feedback about more packets than the
+        history holds yields nothing (bounded work per datagram).
         """
         self.feedbacks += 1
-        newest = self.next - 1
         ring, mask = self.ring, self.mask
+        if fb.status_count > len(ring):
+            # More than we remember (or any receiver reports in 100 ms): a
+            # run-length claim costing 2 bytes per 8191 statuses, not worth expanding.
+            self.unknown += fb.status_count
+            return []
+        newest = self.next - 1
         oldest = now - self.max_age_s
         out: list[PacketResult] = []
         for seq16, arrival_us in receive_times(fb):
