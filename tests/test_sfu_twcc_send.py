@@ -260,3 +260,28 @@ def test_a_feedback_claiming_more_packets_than_the_history_holds_costs_nothing()
     (fb,) = parse_rtcp(data)
     assert isinstance(fb, TransportCc)
     assert [r.sequence for r in history.results(fb, 1.5)] == list(range(10))
+
+
+def test_a_packet_relayed_from_another_worker_is_numbered_on_the_fast_path(links: Links) -> None:
+    from sfu.relay.endpoint import RelayEndpoint
+    from sfu.relay.remote import RemoteStream, describe
+    from sfu.settings import MediaSettings
+
+    remote = RemoteStream(
+        RelayEndpoint(2),
+        1,
+        9,
+        "pub",
+        describe(publisher(PUBLISHER_IDS)),
+        MediaSettings(),
+        Counters(),
+    )
+    link = links(3)
+    c = consumer(link, PUBLISHER_IDS, 100)
+    c.switch(remote.producer)
+    for seq in range(1, 4):
+        data, _ = media(seq, PUBLISHER_IDS, key=seq == 1)
+        assert remote.on_relay_rtp(data, 1.0)
+        assert remote.producer.twcc_at == transport_seq_offset(data, parse_rtp(data), 3) > 0
+    links.flush()
+    assert transport_seqs(link.received(3), 3) == [0, 1, 2]
