@@ -19,6 +19,7 @@ from sfu.packet.twcc import (
     packet_statuses,
     receive_times,
     transport_seq_offset,
+    unwrap_reference,
     with_transport_seq,
 )
 
@@ -235,3 +236,15 @@ def test_the_extension_is_inserted_when_missing(
     assert extensions(out, o) == {**(present or {}), 5: b"\x01\x2c"}
     assert out[o.payload_offset : o.payload_offset + o.payload_length] == b"payload"
     assert (o.marker, o.sequence, o.timestamp, o.ssrc, o.padding_length) == (True, 1, 2, 3, 4)
+
+
+def test_reference_times_continue_across_the_24_bit_wrap() -> None:
+    assert unwrap_reference(None, -3) == -3
+    assert unwrap_reference(0x7FFFFF, -0x800000) == 0x800000  # signed on the wire: wrapped
+    assert unwrap_reference(0x800000, -0x7FFFFF) == 0x800001
+    assert unwrap_reference(100, 98) == 98  # a reordered feedback goes back a little
+    fb = parsed(build_feedback(1, 2, 0, [(2**24 - 1) * 64_000 + 250])[0])
+    assert fb.reference_time == -1
+    assert receive_times(fb, unwrap_reference(2**24 - 2, fb.reference_time)) == [
+        (0, (2**24 - 1) * 64_000 + 250)
+    ]

@@ -51,6 +51,7 @@ __all__ = [
     "packet_statuses",
     "receive_times",
     "transport_seq_offset",
+    "unwrap_reference",
     "with_transport_seq",
 ]
 
@@ -101,9 +102,14 @@ def packet_statuses(fb: TransportCc) -> list[PacketStatus]:
     return out
 
 
-def receive_times(fb: TransportCc) -> list[tuple[int, int | None]]:
-    """(16-bit sequence, arrival in us on the receiver's clock, or None when lost)."""
-    ticks = fb.reference_time * TICKS_PER_REFERENCE
+def receive_times(fb: TransportCc, reference: int | None = None) -> list[tuple[int, int | None]]:
+    """(16-bit sequence, arrival in us on the receiver's clock, or None when lost).
+
+    `reference` replaces the feedback's reference time (64 ms units), e.g.
+    one unwrapped across feedbacks by `unwrap_reference`.
+    """
+    base = fb.reference_time if reference is None else reference
+    ticks = base * TICKS_PER_REFERENCE
     out: list[tuple[int, int | None]] = []
     for seq, received, delta in packet_statuses(fb):
         if received:
@@ -112,6 +118,18 @@ def receive_times(fb: TransportCc) -> list[tuple[int, int | None]]:
         else:
             out.append((seq, None))
     return out
+
+
+def unwrap_reference(previous: int | None, reference: int) -> int:
+    """`reference` (24 bits on the wire) continued from `previous` by the shorter way round.
+
+    The field wraps every 2^24 x 64 ms (12.4 days); a receiver whose clock
+    is past half of that would otherwise jump by 12 days between feedbacks.
+    """
+    if previous is None:
+        return reference
+    step = (reference - previous) & 0xFFFFFF
+    return previous + (step - 0x1000000 if step >= 0x800000 else step)
 
 
 # --- building ----------------------------------------------------------------

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from sfu.packet.rtcp import TransportCc
-from sfu.packet.twcc import receive_times
+from sfu.packet.twcc import receive_times, unwrap_reference
 
 __all__ = ["PacketResult", "SendHistory"]
 
@@ -36,7 +36,7 @@ _Entry = tuple[int, float, int, int]  # sequence, send time, size, probe cluster
 class SendHistory:
     """The last `size` packets sent on one transport (see module doc)."""
 
-    __slots__ = ("feedbacks", "mask", "max_age_s", "next", "ring", "unknown")
+    __slots__ = ("_reference", "feedbacks", "mask", "max_age_s", "next", "ring", "unknown")
 
     def __init__(self, size: int = 8192, max_age_s: float = 2.0) -> None:
         if size <= 0 or size & (size - 1):
@@ -45,6 +45,7 @@ class SendHistory:
         self.next = 0  # the next transport-wide sequence number, unwrapped
         self.feedbacks = 0
         self.unknown = 0  # reported packets we have no record of (too old, never sent)
+        self._reference: int | None = None  # the receiver's reference time, unwrapped
         # Public for the per-copy send path, which stores entries inline.
         self.mask = size - 1
         self.ring: list[_Entry | None] = [None] * size
@@ -75,8 +76,9 @@ class SendHistory:
             return []
         newest = self.next - 1
         oldest = now - self.max_age_s
+        self._reference = reference = unwrap_reference(self._reference, fb.reference_time)
         out: list[PacketResult] = []
-        for seq16, arrival_us in receive_times(fb):
+        for seq16, arrival_us in receive_times(fb, reference):
             seq = newest - ((newest - seq16) & 0xFFFF)
             entry = ring[seq & mask]
             if entry is None or entry[0] != seq or entry[1] < oldest:
