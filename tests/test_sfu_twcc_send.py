@@ -236,6 +236,17 @@ def test_padding_probes_go_on_the_rtx_stream_numbered_with_their_probe_id(links:
     assert isinstance(fb, TransportCc)
     assert [r.probe for r in history.results(fb, now=1.0)] == [-1, 7, 7, 7, 7]
     assert link.transport.counters.padding_out == 4
+    # While a cluster is in progress, media copies are tagged with it too.
+    link.transport.probe_id = 8
+    forward(producer, PUBLISHER_IDS, range(2, 4))
+    link.transport.probe_id = -1
+    forward(producer, PUBLISHER_IDS, range(4, 5))
+    links.flush()
+    assert transport_seqs(link.received(3), 3) == [5, 6, 7]
+    (data,) = build_feedback(1, 100, 5, [5000, 6000, 7000])
+    (fb,) = parse_rtcp(data)
+    assert isinstance(fb, TransportCc)
+    assert [r.probe for r in history.results(fb, now=1.0)] == [8, 8, -1]
 
 
 def test_no_padding_without_transport_cc(links: Links) -> None:

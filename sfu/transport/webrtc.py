@@ -102,6 +102,9 @@ class WebRtcTransport:
     # extension's id the peer negotiated, 0 when it did not.
     twcc_id = 0
     padding_sources: tuple[PaddingSource, ...] = ()
+    # The probe cluster in progress (sfu.policy.probe), set by the clock: every
+    # packet sent meanwhile, media and padding alike, is tagged with it.
+    probe_id = -1
 
     def __init__(
         self,
@@ -444,14 +447,14 @@ class WebRtcTransport:
         """The peer negotiated transport-cc with this sequence extension id (None: it did not)."""
         self.twcc_id = ext_id or 0
 
-    def send_rtp(self, packet: bytes, probe: int = -1) -> None:
+    def send_rtp(self, packet: bytes) -> None:
         """Protect and send (or queue, on a shared socket) one RTP packet.
 
         With transport-cc negotiated, the packet gets the transport's next
         transport-wide sequence number (written in its extension, or the
-        extension inserted) and goes in the send history (with `probe`).
+        extension inserted) and goes in the send history.
         """
-        self._send_rtp(packet, probe)
+        self._send_rtp(packet, self.probe_id)
 
     def _send_rtp(self, packet: bytes, probe: int) -> int:
         seq = -1
@@ -518,7 +521,7 @@ class WebRtcTransport:
                     packet, header, srtp, destination, counters, twcc_at, seq
                 )
                 if size > 0:  # history.add inlined
-                    history.ring[seq & history.mask] = (seq, _monotonic(), size, -1)
+                    history.ring[seq & history.mask] = (seq, _monotonic(), size, self.probe_id)
             else:
                 size = batch.add_rewritten(packet, header, srtp, destination, counters)
             if size > 0:
