@@ -79,6 +79,11 @@ def _leave(room: Room, person: Participant, request: Request) -> Outcome:
     return Outcome(room.leave(person.id))
 
 
+def _ping(room: Room, person: Participant, request: Request) -> Outcome:
+    """Nothing changes: the `ack` tells the client its socket still carries messages."""
+    return Outcome()
+
+
 def _lobby(room: Room, person: Participant, request: Request) -> Outcome:
     return Outcome(replies=(outbound.lobby(room.waiting),))
 
@@ -127,6 +132,7 @@ ROOM_COMMANDS: dict[str, Handler] = {
     "breakout_close": _breakout_close,
     "help_request": _help_request,
     "allow_knock": _allow_knock,
+    "ping": _ping,
 }
 
 

@@ -37,7 +37,7 @@ HOST_COMMANDS = frozenset(
         "allow_knock",
     }
 )
-WAITING_ALLOWED = frozenset({"leave"})
+WAITING_ALLOWED = frozenset({"leave", "ping"})
 
 
 @dataclass(frozen=True)
@@ -233,6 +233,7 @@ VALIDATORS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "breakout_close": _breakout_close,
     "help_request": _none,
     "allow_knock": _allow_knock,
+    "ping": _none,
 }
 
 

@@ -5,6 +5,9 @@ import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
 
 // How long ICE may stay "disconnected" before the session restarts it.
 const ICE_DISCONNECTED_GRACE_MS = 1000;
+// A dead media path often means a dead network under the signalling socket too: the
+// restart's offer goes out only once the socket answers a `ping` this fast.
+const SOCKET_CHECK_MS = 2000;
 
 /**
  * The participant's RTCPeerConnection: published camera, microphone and
@@ -253,6 +256,9 @@ export class MediaSession extends Emitter {
     this._disconnectTimer = null;
     if (state === "failed") this._restartIce("failed");
     else if (state === "disconnected") {
+      // A network change may have killed the signalling socket too: find out now, so
+      // that a resume is under way by the time the restart needs the socket.
+      this.room.checkConnection(SOCKET_CHECK_MS);
       // Often a blip that heals by itself; a network change does not.
       this._disconnectTimer = setTimeout(() => {
         if (pc === this.pc && pc.iceConnectionState === "disconnected") this._restartIce("disconnected");
@@ -273,6 +279,9 @@ export class MediaSession extends Emitter {
     this.emit("connectionstate", { state: "restarting", reason });
     this._enqueue(async () => {
       try {
+        if (pc !== this.pc) return;
+        // No answer: the SDK resumes on a new socket, and `_afterResume` restarts then.
+        if (!(await this.room.checkConnection(SOCKET_CHECK_MS))) return;
         if (pc !== this.pc) return;
         pc.restartIce();
         await this._negotiate(true);

@@ -343,3 +343,40 @@ test("the slots message's publishers say who sends a live camera, and nothing is
   assert.equal(seen.length, 2, "a change of publishers alone is a `tracks` event");
   room.close();
 });
+
+/** A host's socket whose network dies after `welcome`: it never answers again. */
+class DyingSocket extends ScriptedSocket {
+  static opened = [];
+
+  constructor() {
+    super();
+    DyingSocket.opened.push(this);
+  }
+
+  send(text) {
+    const message = JSON.parse(text);
+    this.sent.push(message);
+    const first = DyingSocket.opened[0] === this;
+    if (message.type === "hello") {
+      this.reply({ type: "welcome", participant_id: "p_host", role: "host", status: "joined", room: "visit-1", resume_token: first ? "r1" : "r2", ice_servers: [], resume_window_s: 30 });
+    } else if (message.id && !first) {
+      this.reply({ type: "ack", re: message.id });
+    }
+  }
+}
+
+test("a socket that stops answering is given up after a ping and the session resumes on a new one", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", token: "t", baseUrl: "http://127.0.0.1:1", WebSocket: DyingSocket, heartbeatMs: 200 });
+  await room.connect();
+  let guard;
+  const reconnected = new Promise((resolve) => room.on("reconnected", () => resolve(true)));
+  const gaveUp = new Promise((resolve) => (guard = setTimeout(() => resolve(false), 5000)));
+  assert.equal(await Promise.race([reconnected, gaveUp]), true, "no resume within 5 s");
+  clearTimeout(guard);
+  const [dead, fresh] = DyingSocket.opened;
+  assert.deepEqual(dead.sent.map((m) => m.type), ["hello", "ping"]);
+  assert.deepEqual(fresh.sent[0], { type: "hello", resume: "r1" });
+  assert.equal(room.state, "joined");
+  assert.equal(await room.checkConnection(500), true);
+  room.close();
+});
