@@ -126,5 +126,8 @@ async def test_chromium_subscriber_feedback_becomes_packet_results(
                 skew = (r.arrival - first.arrival) - (r.send_time - first.send_time)
                 assert abs(skew) < 0.1, (r, first)
             assert bob.counters.twcc_feedback_in >= 10 and transport.history.unknown == 0
+            # ... and they feed the subscriber's bandwidth estimator.
+            assert bob.estimator is not None and bob.estimator.acked_bps is not None
+            assert bob.estimator.acked_bps > 100_000, bob.estimator.acked_bps
         finally:
             await browser.close()

@@ -47,6 +47,7 @@ class Link:
         t = self.transport = WebRtcTransport.__new__(WebRtcTransport)
         # The send side only, with what the DTLS handshake would hand over.
         t.counters = Counters()
+        t.inbound_ssrcs = set()
         t.history = SendHistory()
         t._tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=GCM))
         destination = egress.destination(self.receiver.getsockname())
@@ -296,3 +297,58 @@ def test_a_packet_relayed_from_another_worker_is_numbered_on_the_fast_path(links
         assert remote.producer.twcc_at == transport_seq_offset(data, parse_rtp(data), 3) > 0
     links.flush()
     assert transport_seqs(link.received(3), 3) == [0, 1, 2]
+
+
+def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Links) -> None:
+    from sfu.routing.group import Group
+    from sfu.routing.participant import Participant
+    from sfu.routing.probing import PROBE_STEP, Probing
+    from sfu.settings import MediaSettings
+    from tests.sfu_fakes import media_plans
+    from tests.test_sfu_twcc_feedback import TWCC_ID, with_transport_cc
+
+    sub = Participant(
+        "sub",
+        "r",
+        Group("r", "main"),
+        precall=False,
+        settings=MediaSettings(),
+        on_transport_lost=lambda participant, reason: None,
+    )
+    sub.apply(with_transport_cc(media_plans(ssrc=1000)))
+    link = links(TWCC_ID)
+    sub.transport = link.transport
+    sub.apply(sub.plans)  # binds the transport: transport-cc id, padding sources
+    assert sub.estimator is not None and sub.prober is not None
+    ids = {MID_URI: 3, TWCC_URI: TWCC_ID}
+    pub = publisher(ids)
+    sub.consumers["rv0"].switch(pub)
+    forward(pub, ids, range(1, 3))
+    probing = Probing()
+    probing.plan([sub], 10.0)
+    assert not probing.pump([sub], 10.0), "nothing wanted beyond the estimate"
+    sub.desired_bps = 3_000_000  # the allocation would like a stage layer
+    probing.plan([sub], 10.1)
+    now = 10.1
+    assert probing.pump([sub], now)
+    media_while_probing = link.transport.probe_id
+    forward(pub, ids, range(3, 4))
+    while now < 10.5:
+        now += PROBE_STEP
+        probing.pump([sub], now)
+    assert link.transport.probe_id == -1, "the clusters are over"
+    links.flush()
+    padded = link.transport.counters.padding_out
+    # Clusters at 1.5 and 2 x the 1 Mbit/s start estimate, 100 ms each, minus the media.
+    assert 30 < padded < 200 and link.transport.padding_bytes > 30_000
+    history = link.transport.history
+    (data,) = build_feedback(1, 2, 0, [k * 100 for k in range(history.next)])
+    (fb,) = parse_rtcp(data)
+    assert isinstance(fb, TransportCc)
+    results = history.results(fb, now)
+    assert len(results) == history.next == padded + 3
+    assert [r.probe for r in results[:2]] == [-1, -1]
+    assert results[2].probe == media_while_probing >= 0, "media sent in a cluster is tagged"
+    assert {r.probe for r in results[3:]} == {0, 1}
+    sub.on_packet_results(results, now)
+    assert sub.packet_results == results

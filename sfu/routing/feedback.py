@@ -82,6 +82,8 @@ def _blocks(p: Participant, blocks: tuple[ReportBlock, ...], now: float) -> None
         consumer = p.consumers_by_ssrc.get(block.ssrc)
         if consumer is not None:
             consumer.on_report(block.fraction_lost, block.jitter, block.lsr, block.dlsr, now)
+            if p.estimator is not None and consumer.rtt is not None and block.lsr:
+                p.estimator.on_rtt(consumer.rtt, now)
 
 
 def _keyframe(p: Participant, media_ssrc: int, now: float) -> None:
@@ -108,6 +110,8 @@ def _nack(p: Participant, nack: Nack, now: float) -> None:
 
 def _remb(p: Participant, remb: Remb, now: float) -> None:
     p.remb_estimate = remb.bitrate
+    if p.estimator is not None:  # its own receive-side estimate bounds ours
+        p.set_max_bps(max(remb.bitrate, 1))
 
 
 def _transport_cc(p: Participant, fb: TransportCc, now: float) -> None:

@@ -25,6 +25,8 @@ from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
 from sfu.packet.twcc import ReceiveLog, transport_seq_offset
+from sfu.policy.gcc import BandwidthEstimator, PacketResult
+from sfu.policy.probe import Prober
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
@@ -34,13 +36,13 @@ from sfu.sdp.negotiate import MID_URI, TWCC_URI, MediaPlan
 from sfu.sdp.offer import Offer
 from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
-from sfu.transport.sendhistory import PacketResult
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
 if TYPE_CHECKING:
     from sfu.routing.group import Group
 
 MAX_LEARNED_SSRCS = 8
+MAX_ESTIMATE_BPS = 10_000_000
 
 
 class NullOutput:
@@ -116,7 +118,13 @@ class Participant:
         # arrival times of what the participant sends (for its feedback).
         self.twcc_id = 0
         self.receive_log: ReceiveLog | None = None
-        self.packet_results: list[PacketResult] = []
+        # What we send it: the estimate of its downlink from its feedback, the
+        # Prober, and what the layer allocation would like to send it.
+        self.estimator: BandwidthEstimator | None = None
+        self.prober: Prober | None = None
+        self.max_bps = MAX_ESTIMATE_BPS  # the estimator's ceiling (set_max)
+        self.desired_bps = 0
+        self.packet_results: list[PacketResult] = []  # of the last feedback
         self._learned = 0
         self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
@@ -236,10 +244,18 @@ class Participant:
         """transport-cc needs both the sequence extension and the feedback type."""
         feedback = any(c.has_feedback("transport-cc") for p in plans for c in p.codecs)
         self.twcc_id = self.ext_ids.get(TWCC_URI, 0) if feedback else 0
-        if self.twcc_id and self.receive_log is None:
+        if not self.twcc_id:
+            self.receive_log = self.estimator = self.prober = None
+        elif self.receive_log is None or self.estimator is None:
             self.receive_log = ReceiveLog()
-        elif not self.twcc_id:
-            self.receive_log = None
+            self.estimator = BandwidthEstimator(max_bps=self.max_bps)
+            self.prober = Prober()
+
+    def set_max_bps(self, max_bps: int) -> None:
+        """The most the estimate may say (the subscriber's REMB, a configured cap)."""
+        self.max_bps = max_bps
+        if self.estimator is not None:
+            self.estimator.set_max(max_bps)
 
     def _apply_producers(self, plans: tuple[MediaPlan, ...]) -> bool:
         wanted = {p.mid: p for p in plans if p.publish and p.mid is not None}
@@ -439,6 +455,8 @@ class Participant:
     def on_packet_results(self, results: list[PacketResult], now: float) -> None:
         """What the participant's transport-cc feedback says about our packets."""
         self.packet_results = results
+        if self.estimator is not None:
+            self.estimator.on_feedback(results, now)
 
     def on_rtcp(self, packet: bytes) -> None:
         feedback.handle_rtcp(self, packet, time.monotonic())

@@ -8,7 +8,9 @@ statistics and ends pre-call sessions that ran out of time.  An exception
 in one step is logged and the clock keeps running.
 
 A second, faster beat (`feedback.TWCC_FEEDBACK_INTERVAL`) sends transport-cc
-feedback to the publishers that negotiated it.
+feedback to the publishers that negotiated it and lets the subscribers'
+Probers plan; while one of them probes it beats every `probing.PROBE_STEP`
+to pace the padding.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sfu.routing import feedback
 from sfu.routing.group import Group
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
+from sfu.routing.probing import PROBE_STEP, Probing
 from sfu.settings import MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -57,6 +60,7 @@ class Ticker:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._fast: asyncio.Task[None] | None = None
+        self.probing = Probing()
 
     def start(self) -> None:
         if self._task is None:
@@ -73,20 +77,30 @@ class Ticker:
                     await task
 
     async def _run_fast(self) -> None:
+        next_tick = time.monotonic() + feedback.TWCC_FEEDBACK_INTERVAL
+        busy = False
         while True:
-            await asyncio.sleep(feedback.TWCC_FEEDBACK_INTERVAL)
+            wait = max(0.0, next_tick - time.monotonic())
+            await asyncio.sleep(min(PROBE_STEP, wait) if busy else wait)
+            now = time.monotonic()
             try:
-                self.fast_tick(time.monotonic())
+                if now >= next_tick:
+                    next_tick = now + feedback.TWCC_FEEDBACK_INTERVAL
+                    self.fast_tick(now)
+                busy = self.probing.pump(list(self._media.participants.values()), now)
             except Exception:
+                busy = False
                 logger.exception("SFU feedback tick failed")
 
     def fast_tick(self, now: float) -> None:
-        """transport-cc feedback to every publisher with arrivals not yet reported."""
-        for participant in list(self._media.participants.values()):
+        """transport-cc feedback to publishers; the subscribers' Probers plan."""
+        participants = list(self._media.participants.values())
+        for participant in participants:
             transport = participant.transport
             if transport is not None and transport.connected:
                 for packet in feedback.transport_feedback(participant):
                     transport.send_rtcp(packet)
+        self.probing.plan(participants, now)
 
     async def _run(self) -> None:
         while True:

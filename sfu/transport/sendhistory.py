@@ -3,8 +3,9 @@
 Every RTP packet a subscriber transport sends (forwarded media,
 retransmissions, padding probes) gets the next transport-wide sequence
 number (`take`), and `SendHistory` remembers when it left, how big it was
-and which probe cluster it belonged to: a ring of `size` slots (one tuple
-per packet, nothing else allocated) whose entries are also ignored past
+(RTP bytes: the estimator adds the SRTP and IP/UDP overhead itself) and
+which probe cluster it belonged to: a ring of `size` slots (one tuple per
+packet, nothing else allocated) whose entries are also ignored past
 `max_age_s`, so memory and the work per feedback stay bounded whatever the
 peer does.  `results` turns one transport-cc feedback into the
 `PacketResult`s the bandwidth estimator (sfu.policy.gcc) reads.
@@ -12,23 +13,11 @@ peer does.  `results` turns one transport-cc feedback into the
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from sfu.packet.rtcp import TransportCc
 from sfu.packet.twcc import receive_times, unwrap_reference
+from sfu.policy.gcc import PacketResult
 
-__all__ = ["PacketResult", "SendHistory"]
-
-
-class PacketResult(NamedTuple):
-    """sfu.policy.gcc's PacketResult (issue13-design.md), until that module is merged."""
-
-    sequence: int
-    send_time: float
-    size: int
-    arrival: float | None
-    probe: int = -1
-
+__all__ = ["SendHistory"]
 
 _Entry = tuple[int, float, int, int]  # sequence, send time, size, probe cluster
 

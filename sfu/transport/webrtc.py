@@ -105,6 +105,9 @@ class WebRtcTransport:
     # The probe cluster in progress (sfu.policy.probe), set by the clock: every
     # packet sent meanwhile, media and padding alike, is tagged with it.
     probe_id = -1
+    # Of counters.bytes_out: what padding probes and RTCP took (the rest is media).
+    padding_bytes = 0
+    rtcp_bytes = 0
 
     def __init__(
         self,
@@ -467,7 +470,7 @@ class WebRtcTransport:
                 seq = -1  # sent unnumbered: the peer's estimator never sees it
         size = self._protect_and_send(packet)
         if seq >= 0 and size > 0:
-            self.history.add(seq, time.monotonic(), size, probe)
+            self.history.add(seq, time.monotonic(), len(packet), probe)
         return size
 
     def _protect_and_send(self, packet: bytes) -> int:
@@ -520,8 +523,13 @@ class WebRtcTransport:
                 size = batch.add_rewritten(
                     packet, header, srtp, destination, counters, twcc_at, seq
                 )
-                if size > 0:  # history.add inlined
-                    history.ring[seq & history.mask] = (seq, _monotonic(), size, self.probe_id)
+                if size > 0:  # history.add inlined (RTP bytes, as the estimator wants)
+                    history.ring[seq & history.mask] = (
+                        seq,
+                        _monotonic(),
+                        len(packet),
+                        self.probe_id,
+                    )
             else:
                 size = batch.add_rewritten(packet, header, srtp, destination, counters)
             if size > 0:
@@ -549,7 +557,8 @@ class WebRtcTransport:
         As libwebrtc does: on the RTX stream of the first padding source that
         has one (a video consumer that has sent media), each packet up to
         `MAX_PADDING` bytes of padding and numbered like any other, with
-        `probe_id` in the send history.  Nothing is sent without transport-cc
+        `probe_id` in the send history (bytes sent counts SRTP as on the
+        wire, for the Prober's accounting).  Nothing is sent without transport-cc
         (nobody would report on it) or without an RTX stream.
         """
         if not self.twcc_id or nbytes <= 0 or not self.connected:
@@ -572,6 +581,7 @@ class WebRtcTransport:
                 if size <= 0:
                     return sent
                 self.counters.padding_out += 1
+                self.padding_bytes += size
                 sent += size
             if sent:
                 break
@@ -595,6 +605,7 @@ class WebRtcTransport:
         route.send(data, self.counters)
         self.counters.rtcp_out += 1
         self.counters.bytes_out += len(data)
+        self.rtcp_bytes += len(data)
 
     # teardown
 
