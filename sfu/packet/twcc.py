@@ -106,17 +106,29 @@ def receive_times(fb: TransportCc, reference: int | None = None) -> list[tuple[i
     """(16-bit sequence, arrival in us on the receiver's clock, or None when lost).
 
     `reference` replaces the feedback's reference time (64 ms units), e.g.
-    one unwrapped across feedbacks by `unwrap_reference`.
+    one unwrapped across feedbacks by `unwrap_reference`.  One pass over the
+    symbols, no object per packet but its tuple: it runs for every packet
+    every subscriber reports.
     """
-    base = fb.reference_time if reference is None else reference
-    ticks = base * TICKS_PER_REFERENCE
+    ticks = (fb.reference_time if reference is None else reference) * TICKS_PER_REFERENCE
+    deltas = fb.deltas
+    at = 0
+    seq = fb.base_seq
     out: list[tuple[int, int | None]] = []
-    for seq, received, delta in packet_statuses(fb):
-        if received:
-            ticks += delta
-            out.append((seq, ticks * DELTA_US))
+    append = out.append
+    for symbol in fb.symbols:
+        if symbol == _SMALL:
+            ticks += deltas[at]
+            at += 1
+            append((seq & 0xFFFF, ticks * DELTA_US))
+        elif symbol == _LARGE:
+            delta = (deltas[at] << 8) | deltas[at + 1]
+            ticks += delta - 0x10000 if delta & 0x8000 else delta
+            at += 2
+            append((seq & 0xFFFF, ticks * DELTA_US))
         else:
-            out.append((seq, None))
+            append((seq & 0xFFFF, None))
+        seq += 1
     return out
 
 

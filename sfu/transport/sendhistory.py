@@ -67,14 +67,17 @@ class SendHistory:
         oldest = now - self.max_age_s
         self._reference = reference = unwrap_reference(self._reference, fb.reference_time)
         out: list[PacketResult] = []
+        unknown = 0
+        new = tuple.__new__  # PacketResult without its Python-level __new__: per packet
         for seq16, arrival_us in receive_times(fb, reference):
             seq = newest - ((newest - seq16) & 0xFFFF)
             entry = ring[seq & mask]
             if entry is None or entry[0] != seq or entry[1] < oldest:
-                self.unknown += 1
-                continue
-            arrival = None if arrival_us is None else arrival_us / 1e6
-            out.append(PacketResult(seq, entry[1], entry[2], arrival, entry[3]))
-            if arrival is not None:
+                unknown += 1
+            elif arrival_us is None:
+                out.append(new(PacketResult, (seq, entry[1], entry[2], None, entry[3])))
+            else:
+                out.append(new(PacketResult, (seq, entry[1], entry[2], arrival_us / 1e6, entry[3])))
                 ring[seq & mask] = None
+        self.unknown += unknown
         return out
