@@ -187,10 +187,19 @@ def test_receive_log_stays_bounded() -> None:
     log = ReceiveLog(window=256)
     for seq in range(100_000):
         log.record(seq & 0xFFFF, seq * 1000)
-    log.record(5, 1)  # far too late: ignored
     packets = log.feedback(1, 2)
     assert len(decoded(packets)) == 257
     assert len(log._arrivals) <= 2 * 256 + 1
+
+
+def test_a_sender_that_starts_over_is_reported_from_its_new_numbers() -> None:
+    log = ReceiveLog(window=256)
+    for seq in range(30_000, 31_000):
+        log.record(seq, seq * 1000)
+    log.feedback(1, 2)
+    for seq in (1, 2, 3):  # a new transport numbers from 1 again
+        log.record(seq, 50_000_000 + seq * 250)
+    assert decoded(log.feedback(1, 2)) == {1: 50_000_250, 2: 50_000_500, 3: 50_000_750}
 
 
 # --- the sequence extension --------------------------------------------------

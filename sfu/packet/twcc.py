@@ -278,7 +278,8 @@ class ReceiveLog:
     `record` runs per received packet; `feedback` on the clock builds the
     packets for everything recorded since the last call (from the oldest
     late arrival, so reordered packets get reported).  At most `window`
-    sequence numbers behind the highest are kept; older ones are forgotten.
+    sequence numbers behind the highest are kept; older ones are forgotten,
+    and a packet further behind than that means the sender started over.
     """
 
     __slots__ = ("_arrivals", "_highest", "_start", "_unwrapper", "fb_count", "window")
@@ -297,12 +298,21 @@ class ReceiveLog:
         if highest is None or seq > highest:
             self._highest = highest = seq
         elif seq < highest - self.window:
-            return  # too late to be of use to anybody
+            # Far behind: no reordering is that deep, the sender started
+            # over (a new transport); report from here on.
+            self._restart(sequence)
+            self.record(sequence, arrival_us)
+            return
         self._arrivals.setdefault(seq, arrival_us)
         if self._start is None or seq < self._start:
             self._start = seq
         if len(self._arrivals) > 2 * self.window:
             self._forget(highest - self.window)
+
+    def _restart(self, sequence: int) -> None:
+        self._unwrapper = SeqUnwrapper()
+        self._arrivals = {}
+        self._highest = self._start = None
 
     def _forget(self, below: int) -> None:
         self._arrivals = {s: t for s, t in self._arrivals.items() if s >= below}
