@@ -129,5 +129,18 @@ async def test_chromium_subscriber_feedback_becomes_packet_results(
             # ... and they feed the subscriber's bandwidth estimator.
             assert bob.estimator is not None and bob.estimator.acked_bps is not None
             assert bob.estimator.acked_bps > 100_000, bob.estimator.acked_bps
+
+            # The allocation wants more than the estimate: the SFU probes with
+            # padding on the RTX stream, and Chromium reports those packets too.
+            bob.desired_bps = 3 * bob.estimator.estimate_bps
+            probes: list[Any] = []
+
+            def probed() -> bool:
+                probes.extend(r for r in bob.packet_results if r.probe >= 0)
+                return any(r.arrival is not None for r in probes)
+
+            await eventually(probed, timeout=10, what="a probe cluster reported by Chromium")
+            assert transport.counters.padding_out > 0
+            assert media.stats()["errors"] == 0
         finally:
             await browser.close()
