@@ -145,6 +145,7 @@ class MediaCommands:
             "offer": self._offer,
             "candidate": self._candidate,
             "pin": self._pin,
+            "video_sizes": self._video_sizes,
         }
 
     async def _offer(self, room: Room, person: Participant, request: Request) -> Outcome:
@@ -163,6 +164,10 @@ class MediaCommands:
         if target is not None:
             room.require_joined(target)
         await self._require_media().pin(person.id, target)
+        return Outcome()
+
+    async def _video_sizes(self, room: Room, person: Participant, request: Request) -> Outcome:
+        await self._require_media().video_sizes(person.id, request.body["slots"])
         return Outcome()
 
     def _require_media(self) -> MediaControl:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from sfu.packet.keyframe import is_keyframe
 from sfu.packet.vp8 import (
     Vp8Error,
+    _parse_any,
     is_vp8_keyframe,
     parse_vp8,
     read_vp8,
@@ -194,6 +195,13 @@ def test_rewrite_changes_only_the_named_fields(
         assert after.tl0picidx == tl0 & 0xFF
     if d.keyidx >= 0:
         assert after.keyidx == keyidx & 0x1F
+
+
+@FUZZ
+@given(st.sampled_from([0x80, 0x90, 0xB0, 0x93]), st.binary(min_size=5, max_size=10))
+def test_the_chromium_layout_fast_path_agrees_with_the_general_parser(b0: int, rest: bytes) -> None:
+    data = bytes([b0, 0xF0, rest[0] | 0x80]) + rest[1:]
+    assert parse_vp8(data) == _parse_any(data, len(data), b0)
 
 
 # --- a real VP8 stream (aiortc's libvpx encoder) -------------------------------

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.packet.vp8 import parse_vp8
+from sfu.packet.vp8 import parse_vp8, read_vp8, vp8_frame_size
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, KEEP, REWRITE, Vp8Map
 
@@ -427,6 +427,26 @@ def test_switched_thinned_lossy_streams_stay_one_stream(
     check(run, everything)
 
 
+@RUNS
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("frames"), st.integers(1, 6)),
+            st.tuples(st.just("limit"), st.integers(0, 2)),
+        ),
+        max_size=40,
+    ),
+    st.randoms(use_true_random=False),
+    st.sampled_from([0.0, 0.1]),
+)
+def test_temporal_limits_changing_often_never_break_a_reference(
+    events: list[tuple[str, int]], rng: random.Random, reorder: float
+) -> None:
+    source = Source(0, 15, True, 65000, 0, 32700, 250, 30)
+    run, everything = play(rng, [source], events, 0.0, reorder, 0.0)
+    check(run, everything)
+
+
 # --- plain cases ---------------------------------------------------------------
 
 
@@ -604,3 +624,136 @@ def test_seqmap_segments_continue_and_map_back_to_their_source() -> None:
     assert s.forward(40001) == 1
     assert s.lookup(65535) == ("a", 501) and s.lookup(0) == ("b", 40000)
     assert s.lookup(2) is None  # not sent yet
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.binary(min_size=1, max_size=10),
+            st.integers(0, 0xFFFFFFFF),
+            st.booleans(),
+            st.integers(0, 0xFFFF),
+            st.integers(-1, 3),
+        ),
+        max_size=60,
+    )
+)
+def test_garbage_descriptors_never_break_the_maps(
+    packets: list[tuple[bytes, int, bool, int, int]],
+) -> None:
+    vmap = Vp8Map()
+    smap: SeqMap[str] = SeqMap()
+    smap.begin("x")
+    vmap.begin()
+    for payload, ts, marker, seq, action in packets:
+        d = read_vp8(payload)
+        if d is None:
+            smap.drop(seq)  # what a consumer does with a packet it cannot read (padding)
+            continue
+        if action == -1:
+            vmap.begin()
+            smap.begin("y")
+        elif action == 3:
+            vmap.resend(d, ts)
+            continue
+        else:
+            vmap.set_max_temporal(action)
+        verdict = vmap.packet(d, ts, marker)
+        assert verdict in (DROP, KEEP, REWRITE)
+        if verdict == DROP:
+            smap.drop(seq, vmap.gap_dropped)
+            continue
+        out = smap.forward(seq, vmap.gap_dropped)
+        assert out is None or 0 <= out <= 0xFFFF
+        buf = bytearray(payload)
+        vmap.write(buf, 0, d)
+        assert read_vp8(buf) is not None
+        if out is not None:
+            assert smap.lookup(out) in (("x", seq), ("y", seq))
+
+
+# --- a real VP8 stream ----------------------------------------------------------
+
+
+def test_switching_between_two_real_vp8_encoders_decodes_as_one_stream() -> None:
+    """Two libvpx encoders (160x120 and 320x240, as two simulcast layers); the
+    slot switches at forced key frames; the rewritten stream decodes with
+    libvpx, with continuous picture ids and sequence numbers."""
+    import fractions
+
+    import av
+    from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, vp8_depayload
+    from aiortc.jitterbuffer import JitterFrame
+
+    noise = random.Random(7)
+    layers = {160: Vp8Encoder(), 320: Vp8Encoder()}
+    seqs = {160: 1000, 320: 50000}
+    plan = [160] * 5 + [320] * 4 + [160] * 3
+    vmap = Vp8Map()
+    smap: SeqMap[int] = SeqMap(first=65530)
+    decoder = Vp8Decoder()
+    decoded: list[tuple[int, int]] = []
+    out_pids: list[int] = []
+    out_seqs: list[int] = []
+    current = 0
+    for i, width in enumerate(plan):
+        switch = width != current
+        for w, encoder in layers.items():  # every layer encodes every frame
+            frame = av.VideoFrame(width=w, height=w * 3 // 4, format="yuv420p")
+            for plane in frame.planes:
+                plane.update(noise.randbytes(plane.buffer_size))
+            frame.pts = i * 3000
+            frame.time_base = fractions.Fraction(1, 90000)
+            payloads, ts = encoder.encode(frame, switch and w == width)
+            packets = []
+            for n, payload in enumerate(payloads):
+                packets.append((seqs[w], payload, n == len(payloads) - 1))
+                seqs[w] = (seqs[w] + 1) & 0xFFFF
+            if w != width:
+                continue  # not forwarded: the consumer never feeds it
+            if switch:
+                assert parse_vp8(payloads[0]).keyframe
+                assert vp8_frame_size(payloads[0]) == (w, w * 3 // 4)
+                vmap.begin()
+                smap.begin(w)
+                current = width
+            data = b""
+            for seq, payload, marker in packets:
+                d = parse_vp8(payload)
+                verdict = vmap.packet(d, ts, marker)
+                assert verdict != DROP
+                out = smap.forward(seq, vmap.gap_dropped)
+                assert out is not None
+                buf = bytearray(payload)
+                if verdict == REWRITE:
+                    vmap.write(buf, 0, d)
+                rewritten = parse_vp8(buf)
+                if rewritten.frame_start:
+                    out_pids.append(rewritten.picture_id)
+                out_seqs.append(out)
+                assert smap.lookup(out) == (w, seq)
+                data += vp8_depayload(bytes(buf))
+            for picture in decoder.decode(JitterFrame(data=data, timestamp=ts)):
+                assert isinstance(picture, av.VideoFrame)
+                decoded.append((picture.width, picture.height))
+    assert decoded == [(w, w * 3 // 4) for w in plan]
+    assert all((b - a) & 0x7FFF == 1 for a, b in itertools.pairwise(out_pids))
+    assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(out_seqs))
+    assert len(out_seqs) > len(plan)  # the 320 frames took several packets
+
+
+def test_write_touches_only_the_fields_this_packet_has() -> None:
+    m = Vp8Map()
+    m.begin()
+    judge(m, vp8(100, 0, False, 1, keyidx=4, key=True), 0)
+    m.begin()
+    assert judge(m, vp8(5000, 0, False, 90, keyidx=9, key=True), 7, marker=False)[0] == REWRITE
+    # A later packet of the same frame with a 7-bit picture id and no L/T/K.
+    bare = bytes([0x80, 0x80, 0x05]) + b"\x00" * 4
+    packet = bytearray(b"\xaa" + bare)
+    d = parse_vp8(bare)
+    assert m.packet(d, 7, True) == REWRITE
+    m.write(packet, 1, d)
+    assert packet[0] == 0xAA and packet[1:3] == bare[:2]
+    assert packet[3] == 101 & 0x7F and packet[4:] == bare[3:]

@@ -73,12 +73,43 @@ class Vp8Descriptor(NamedTuple):
         return self.start and self.partition == 0
 
 
+_new = tuple.__new__  # builds the NamedTuple without its Python-level __new__ (5x faster)
+
+
 def parse_vp8(p: Payload) -> Vp8Descriptor:
     """The descriptor at the start of an RTP payload; `Vp8Error` if truncated."""
     n = len(p)
     if n == 0:
         raise Vp8Error("empty VP8 payload")
     b = p[0]
+    if n > 6 and b & 0x80 and p[1] == 0xF0 and p[2] & 0x80:
+        # What Chromium sends with temporal layers: I (15 bits), L, T, K.
+        t = p[5]
+        start = bool(b & 0x10)
+        part = b & 0x07
+        return _new(
+            Vp8Descriptor,
+            (
+                start,
+                part,
+                bool(b & 0x20),
+                ((p[2] & 0x7F) << 8) | p[3],
+                15,
+                p[4],
+                t >> 6,
+                bool(t & 0x20),
+                t & 0x1F,
+                6,
+                start and part == 0 and not p[6] & 0x01,
+                2,
+                4,
+                5,
+            ),
+        )
+    return _parse_any(p, n, b)
+
+
+def _parse_any(p: Payload, n: int, b: int) -> Vp8Descriptor:
     pid = -1
     bits = 0
     tl0 = -1
@@ -127,21 +158,24 @@ def parse_vp8(p: Payload) -> Vp8Descriptor:
     start = bool(b & 0x10)
     part = b & 0x07
     key = start and part == 0 and i < n and not p[i] & 0x01
-    return Vp8Descriptor(
-        start,
-        part,
-        bool(b & 0x20),
-        pid,
-        bits,
-        tl0,
-        tid,
-        sync,
-        keyidx,
-        i,
-        key,
-        pid_at,
-        tl0_at,
-        tk_at,
+    return _new(
+        Vp8Descriptor,
+        (
+            start,
+            part,
+            bool(b & 0x20),
+            pid,
+            bits,
+            tl0,
+            tid,
+            sync,
+            keyidx,
+            i,
+            key,
+            pid_at,
+            tl0_at,
+            tk_at,
+        ),
     )
 
 

@@ -91,6 +91,7 @@ class Participant:
         self.group = group
         self.precall = precall
         self.pinned: str | None = None
+        self.video_sizes: dict[str, tuple[int, int]] = {}  # mid -> rendered (w, h); video_sizes
         self.closed = False
         self.lock = asyncio.Lock()
         self.transport: WebRtcTransport | None = None

@@ -28,11 +28,31 @@ whether the input packets missing right before this one (if any) can only
 belong to dropped frames or be padding, for `SeqMap` (`absorb_gap`).
 Frames are told apart by RTP timestamp; streams without picture ids or
 temporal layers work too (nothing to renumber or to thin).
+
+How a consumer uses it with `SeqMap`, per packet of the source it forwards
+(`d` parsed once per packet, e.g. by the producer: `read_vp8` of
+`memoryview(data)[h.payload_offset : h.payload_offset + h.payload_length]`):
+
+    if d is None:                       # padding only, or not VP8
+        seqmap.drop(h.sequence); return
+    verdict = vmap.packet(d, h.timestamp, h.marker)
+    if verdict == DROP:
+        seqmap.drop(h.sequence, vmap.gap_dropped); return
+    seq = seqmap.forward(h.sequence, vmap.gap_dropped)
+    if seq is None: return              # older than the switch, or dropped
+    if verdict == REWRITE: copy, vmap.write(copy, h.payload_offset, d), send
+    else: send as today (header rewrite only)
+
+At a switch, before the new source's key frame: `vmap.begin()` and
+`seqmap.begin(segment)`.  For a NACK: `seqmap.lookup(seq)` -> (segment,
+input sequence number) -> the producer's cached packet -> if it is of the
+current segment, `vmap.resend(d, timestamp)` (DROP: do not resend) and
+`vmap.write` on REWRITE.
 """
 
 from __future__ import annotations
 
-from sfu.packet.vp8 import Buffer, Vp8Descriptor, rewrite_vp8
+from sfu.packet.vp8 import Buffer, Vp8Descriptor
 
 __all__ = ["DROP", "KEEP", "REWRITE", "Vp8Map"]
 
@@ -42,7 +62,7 @@ REWRITE = 2
 
 _DROPPED = -2  # frame cache value of a dropped frame
 _NO_PID = -1  # frame cache value of a forwarded frame without picture id
-MAX_FRAMES = 96  # frames remembered (about 3 s at 30 fps)
+MAX_FRAMES = 64  # frames remembered, at least (2 s at 30 fps; at most twice that)
 MAX_MISSING = 32  # missing picture ids remembered per jump
 
 
@@ -51,6 +71,7 @@ class Vp8Map:
 
     __slots__ = (
         "_frames",
+        "_hot",
         "_key_delta",
         "_last_key",
         "_last_pid",
@@ -61,8 +82,8 @@ class Vp8Map:
         "_pid_off",
         "_prev_dropped",
         "_prev_marker",
-        "_prev_pid",
         "_prev_ts",
+        "_prev_verdict",
         "_tl0_delta",
         "gap_dropped",
         "keyidx",
@@ -91,9 +112,10 @@ class Vp8Map:
         self._tl0_delta = 0
         self._key_delta = 0
         self._prev_ts = 0  # newest frame
-        self._prev_pid = -1
         self._prev_dropped = False
         self._prev_marker = False
+        self._prev_verdict = DROP
+        self._hot = False  # the output values are those of the newest frame
 
     def set_max_temporal(self, tid: int) -> None:
         """The highest TID to forward from now on (applied at the next frame)."""
@@ -102,9 +124,16 @@ class Vp8Map:
     def begin(self) -> None:
         """The next packet is a new source's key frame: continue the numbering after it."""
         self._new_segment = True
+        self._hot = False
 
     def packet(self, d: Vp8Descriptor, timestamp: int, marker: bool) -> int:
         """DROP, KEEP or REWRITE this packet (see module doc)."""
+        if timestamp == self._prev_ts and self._hot:
+            # Another packet of the newest frame: same verdict, same values.
+            if marker:
+                self._prev_marker = True
+            self.gap_dropped = self._prev_dropped
+            return self._prev_verdict
         if self._new_segment:
             self._start(d, timestamp)
         if timestamp == self._prev_ts:
@@ -117,11 +146,14 @@ class Vp8Map:
             if dts < 0x80000000:
                 out = self._new_frame(d, timestamp, marker)
             else:
+                self._hot = False  # the values below are another frame's
                 got = self._frames.get(timestamp)
-                out = self._late_frame(d, timestamp) if got is None else got
-        if out == _DROPPED:
-            return DROP
-        return self._values(d, out)
+                self.gap_dropped = False
+                return self._verdict(d, self._late_frame(d, timestamp) if got is None else got)
+        verdict = self._verdict(d, out)
+        self._prev_verdict = verdict
+        self._hot = True
+        return verdict
 
     def resend(self, d: Vp8Descriptor, timestamp: int) -> int:
         """DROP, KEEP or REWRITE for a packet sent again (a NACK); changes no state.
@@ -130,19 +162,36 @@ class Vp8Map:
         again: an unknown frame is DROP.
         """
         out = self._frames.get(timestamp, _DROPPED)
-        if out == _DROPPED or self._new_segment:
+        if self._new_segment:
             return DROP
-        return self._values(d, out)
+        self._hot = False
+        return self._verdict(d, out)
 
     def write(self, buf: Buffer, offset: int, d: Vp8Descriptor) -> None:
-        """Write the values of the last REWRITE into the payload at `buf[offset:]`."""
-        rewrite_vp8(
-            buf, offset, d, picture_id=self.picture_id, tl0picidx=self.tl0picidx, keyidx=self.keyidx
-        )
+        """Write the values of the last REWRITE into the payload at `buf[offset:]`.
+
+        Only the fields `d` (this packet's descriptor) has are written.
+        """
+        pid = self.picture_id
+        at = d.picture_id_offset
+        if pid >= 0 and at >= 0:
+            at += offset
+            if d.picture_id_bits == 15:
+                buf[at] = 0x80 | (pid >> 8)
+                buf[at + 1] = pid & 0xFF
+            else:
+                buf[at] = pid & 0x7F
+        if self.tl0picidx >= 0 and d.tl0picidx_offset >= 0:
+            buf[offset + d.tl0picidx_offset] = self.tl0picidx
+        if self.keyidx >= 0 and d.keyidx >= 0:
+            at = offset + d.tk_offset
+            buf[at] = (buf[at] & 0xE0) | self.keyidx
 
     # internals
 
-    def _values(self, d: Vp8Descriptor, out: int) -> int:
+    def _verdict(self, d: Vp8Descriptor, out: int) -> int:
+        if out == _DROPPED:
+            return DROP
         changed = False
         if d.picture_id >= 0 and out >= 0:
             pid = out & (0x7FFF if d.picture_id_bits == 15 else 0x7F)
@@ -177,7 +226,6 @@ class Vp8Map:
         # The frame before: anything older than this key frame is dropped.
         self._prev_ts = (timestamp - 1) & 0xFFFFFFFF
         self._frames[self._prev_ts] = _DROPPED
-        self._prev_pid = -1
         self._prev_dropped = True
         self._prev_marker = True
 
@@ -195,45 +243,53 @@ class Vp8Map:
         layer = self.temporal  # in force for frames missing before this one
         tid = d.tid
         forward = True
-        if tid > self.temporal:
-            if tid <= limit and d.sync and d.start and d.partition == 0:
+        frame_start = d.start and d.partition == 0
+        if tid > layer:
+            if tid <= limit and d.sync and frame_start:
                 self.temporal = tid
             else:
                 forward = False
+        in_pid = d.picture_id
         pid = -1
-        gap_unknown = False
-        if d.picture_id >= 0 and self._pid_max >= 0:
-            pid = self._unwrap(d)
-            jump = pid - self._pid_max
+        gap_unknown = in_pid < 0  # cannot tell whether frames are missing
+        pid_max = self._pid_max
+        if in_pid >= 0 and pid_max >= 0:
+            mod = 0x8000 if d.picture_id_bits == 15 else 0x80
+            jump = (in_pid - pid_max) & (mod - 1)
+            if jump >= mod >> 1:
+                jump -= mod
+            pid = pid_max + jump
             if jump > 1:
                 gap_unknown = True  # wholly missing frames
-                for missing in range(max(self._pid_max + 1, pid - MAX_MISSING), pid):
+                for missing in range(max(pid_max + 1, pid - MAX_MISSING), pid):
                     self._missing[missing] = (self._pid_off, layer)
             if jump > 0:
                 self._pid_max = pid
-        elif d.picture_id < 0:
-            gap_unknown = True  # cannot tell whether frames are missing
         # The input gap before this packet: the previous frame's tail,
         # missing frames, this frame's head.
         self.gap_dropped = (
             not gap_unknown
             and (self._prev_marker or self._prev_dropped)
-            and (not forward or (d.start and d.partition == 0))
+            and (not forward or frame_start)
         )
-        if pid >= 0:
-            out = pid - self._pid_off
-            if not forward:
-                self._pid_off += 1
-                out = _DROPPED
-            else:
-                self._last_pid = out
-        else:
-            out = _NO_PID if forward else _DROPPED
         if forward:
-            self._note_last(d)
-        self._remember(timestamp, out)
+            if pid >= 0:
+                out = self._last_pid = pid - self._pid_off
+            else:
+                out = _NO_PID
+            if d.tl0picidx >= 0:
+                self._last_tl0 = (d.tl0picidx + self._tl0_delta) & 0xFF
+            if d.keyidx >= 0:
+                self._last_key = (d.keyidx + self._key_delta) & 0x1F
+        else:
+            out = _DROPPED
+            if pid >= 0:
+                self._pid_off += 1
+        frames = self._frames
+        frames[timestamp] = out
+        if len(frames) > 2 * MAX_FRAMES:
+            self._remember(timestamp, out)
         self._prev_ts = timestamp
-        self._prev_pid = pid
         self._prev_dropped = not forward
         self._prev_marker = marker
         return out
@@ -265,7 +321,7 @@ class Vp8Map:
     def _remember(self, timestamp: int, out: int) -> None:
         frames = self._frames
         frames[timestamp] = out
-        if len(frames) > MAX_FRAMES:
-            del frames[next(iter(frames))]
-        if len(self._missing) > MAX_MISSING:
-            del self._missing[next(iter(self._missing))]
+        if len(frames) > 2 * MAX_FRAMES:  # keep the newest, amortised O(1)
+            self._frames = dict(list(frames.items())[-MAX_FRAMES:])
+        if len(self._missing) > 2 * MAX_MISSING:
+            self._missing = dict(list(self._missing.items())[-MAX_MISSING:])

@@ -35,7 +35,7 @@ import { TabSession } from "./session.js";
 
 export * from "./core.js";
 export { savedSession, tabStorage, TabSession } from "./session.js";
-export { MediaSession, summarizeStats } from "./media.js";
+export { addCameraTransceiver, MediaSession, setEncodingsActive, SIMULCAST_ENCODINGS, summarizeStats, videoSizesOf, WEAK_DOWNLINK_KBPS } from "./media.js";
 export { precallVerdict, runPrecallTest } from "./precall.js";
 
 /**
@@ -67,6 +67,7 @@ export class VisitRoom extends Emitter {
    *   heartbeatMs?: number,
    *   WebSocket?: typeof WebSocket,
    *   RTCPeerConnection?: typeof RTCPeerConnection,
+   *   simulcast?: boolean,
    * }} options
    */
   constructor(options) {
@@ -86,6 +87,8 @@ export class VisitRoom extends Emitter {
     this._checking = null;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+    // Publish the camera with simulcast where the browser can (false: one encoding).
+    this._simulcast = options.simulcast ?? true;
     // Kept in memory only: never persisted, never put in a URL.
     this._token = options.token ?? null;
     this._name = options.name ?? null;
@@ -415,6 +418,8 @@ export class VisitRoom extends Emitter {
       slots: this._onSlots,
       media_closed: this._onMediaClosed,
       ice_restart_needed: this._onIceRestartNeeded,
+      publish_layers: (m) => this._media?._onPublishLayers(m.mid, m.active).catch(() => undefined),
+      downlink: (m) => this._media?._onDownlink(m.estimate_kbps),
     };
   }
 
