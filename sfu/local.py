@@ -419,7 +419,7 @@ class LocalMedia:
         expected = lost = 0
         reported: list[float] = []
         for participant in self.participants.values():
-            for producer in participant.producers.values():
+            for producer in participant.all_producers():
                 expected += producer.stats.expected
                 lost += producer.stats.lost
             reported += [c.reported_loss for c in participant.consumers.values() if c.packets_sent]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -59,15 +61,16 @@ async function decoded() {
 </script></body></html>"""
 
 
-@pytest.fixture
-async def site(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, LocalMedia]]:
-    """The page and the SFU behind it; MediaSettings overrides by indirect parametrization."""
+@contextlib.asynccontextmanager
+async def serving(html: str, **settings: Any) -> AsyncIterator[tuple[str, LocalMedia]]:
+    """A LocalMedia (MediaSettings overrides) and a page at `/` whose `fetch("/offer/<pid>")`
+    negotiates with it."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail("Chromium is required for the browser tests (apt-get install chromium)")
-    async with running_media(**getattr(request, "param", {})) as (media, _):
+    async with running_media(**settings) as (media, _):
 
         async def page(request: web.Request) -> web.Response:
-            return web.Response(text=PAGE, content_type="text/html")
+            return web.Response(text=html, content_type="text/html")
 
         async def offer(request: web.Request) -> web.Response:
             pid = request.match_info["pid"]
@@ -86,6 +89,12 @@ async def site(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Local
             yield f"http://127.0.0.1:{port}/", media
         finally:
             await runner.cleanup()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+    async with serving(PAGE) as served:
+        yield served
 
 
 async def test_chromium_video_goes_through_the_sfu_to_chromium(

@@ -9,6 +9,7 @@ the transport's own sequence number, and its feedback comes back as
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 from sfu.local import LocalMedia
 from sfu.packet.twcc import TWCC_URI
 from tests.sfu_live import eventually
-from tests.test_sfu_browser import site  # noqa: F401  (the page and the SFU behind it)
+from tests.test_sfu_browser import PAGE, serving
 from tests.web_support import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -36,18 +37,28 @@ CHROMIUM_START_BPS = 300_000
 
 
 # A REMB cap far above anything a loopback call reaches: the estimate is Chromium's own.
-HIGH_REMB = {"remb_table": ((None, 50_000_000),)}
+HIGH_REMB = ((None, 50_000_000),)
 MAX_OWN_BPS = 10_000_000
 
 
-@pytest.mark.parametrize("site", [HIGH_REMB], indirect=True)
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+    async with serving(PAGE) as served:
+        yield served
+
+
+@pytest.fixture
+async def high_remb_site() -> AsyncIterator[tuple[str, LocalMedia]]:
+    async with serving(PAGE, remb_table=HIGH_REMB) as served:
+        yield served
+
+
 async def test_chromium_publisher_estimates_its_uplink_from_our_feedback(
-    site: tuple[str, LocalMedia],  # noqa: F811
-    tmp_path: Path,
+    high_remb_site: tuple[str, LocalMedia], tmp_path: Path
 ) -> None:
     from playwright.async_api import async_playwright
 
-    url, media = site
+    url, media = high_remb_site
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
             str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -85,8 +96,7 @@ async def test_chromium_publisher_estimates_its_uplink_from_our_feedback(
 
 
 async def test_chromium_subscriber_feedback_becomes_packet_results(
-    site: tuple[str, LocalMedia],  # noqa: F811
-    tmp_path: Path,
+    site: tuple[str, LocalMedia], tmp_path: Path
 ) -> None:
     from playwright.async_api import async_playwright
 
