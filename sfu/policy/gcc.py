@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 from sfu.policy.gcc_aimd import AimdRateControl
-from sfu.policy.gcc_delay import OVERUSING, InterArrival, TrendlineDetector
-from sfu.policy.gcc_rates import AckedBitrate, ProbeRates
+from sfu.policy.gcc_delay import OVERUSING, DelayDetector
+from sfu.policy.gcc_rates import AckedBitrate, ProbeRates, Received
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
 
@@ -58,6 +58,8 @@ class PacketResult(NamedTuple):
     arrival: float | None  # receiver's clock (from the feedback), None = reported lost
     probe: int = -1  # probe cluster id, -1 = not a probe
 
+
+PacketTuple = tuple[int, float, int, float | None, int]  # a PacketResult's fields
 
 MAX_TIME_S = 1e9  # |times| beyond this (~30 years) are garbage
 MAX_PACKET_BYTES = 65_535
@@ -83,8 +85,7 @@ class BandwidthEstimator:
         start = min(max(start_bps, min_bps), max_bps)
         self._min = float(min_bps)
         self._max = float(max_bps)
-        self._inter = InterArrival()
-        self._detector = TrendlineDetector()
+        self._delay = DelayDetector()
         self._aimd = AimdRateControl(start, self._min, self._max)
         self._acked = AckedBitrate()
         self._probes = ProbeRates()
@@ -101,7 +102,7 @@ class BandwidthEstimator:
     @property
     def state(self) -> str:
         """The delay detector's state: "normal", "overusing" or "underusing"."""
-        return self._detector.state
+        return self._delay.state
 
     @property
     def delay_bps(self) -> int:
@@ -128,10 +129,60 @@ class BandwidthEstimator:
 
     def on_feedback(self, results: Sequence[PacketResult], now: float) -> None:
         """Update the estimate from one TWCC feedback's packets (any order)."""
-        if not results or not math.isfinite(now):
-            return
-        received, lost, counted = self._sort_out(results, now)
+        if results and math.isfinite(now):
+            self._on_packets(results, now)
+
+    def on_feedback_arrays(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        sizes: Sequence[int],
+        arrivals: Sequence[float | None],
+        probes: Sequence[int],
+        now: float,
+    ) -> None:
+        """`on_feedback` from parallel sequences, one entry per packet (the fields of
+        `PacketResult`), for a caller that has them so: no object per packet."""
+        count = len(sequences)
+        if not count == len(send_times) == len(sizes) == len(arrivals) == len(probes):
+            raise ValueError("on_feedback_arrays needs sequences of the same length")
+        if count and math.isfinite(now):
+            self._on_packets(zip(sequences, send_times, sizes, arrivals, probes, strict=True), now)
+
+    def _on_packets(self, packets: Iterable[PacketTuple], now: float) -> None:
+        """One feedback's packets: sort out the sane ones, then update the estimates.
+
+        Only packets sent since the last decrease count for the loss side (see the
+        module doc). This loop and the ones it leads to run once per packet the
+        SFU sends to this subscriber: plain tuples, locals, no calls per packet.
+        """
+        since = self._loss.counts_from
+        received: list[Received] = []
+        keep = received.append
+        lost = counted = 0
+        in_order = True  # received already in arrival order (then no sort)
+        last_arrival = -math.inf
+        last_sequence = 0
+        for packet in packets:
+            sequence, send, size, arrival, probe = packet
+            if not (-MAX_TIME_S < send < MAX_TIME_S and 0 < size <= MAX_PACKET_BYTES):
+                continue  # no NaN/inf, no absurd sizes
+            if arrival is None:
+                if send >= since:
+                    lost += 1
+                if probe >= 0:
+                    self._probes.add_lost(probe, sequence, now)
+            elif -MAX_TIME_S < arrival < MAX_TIME_S:
+                keep(packet)  # type: ignore[arg-type]  # arrival is a float here
+                if send >= since:
+                    counted += 1
+                if arrival < last_arrival or (arrival == last_arrival and sequence < last_sequence):
+                    in_order = False
+                last_arrival = arrival
+                last_sequence = sequence
         if received:
+            if not in_order:
+                received.sort(key=_ARRIVAL_ORDER)
             self._without_arrivals = 0
             self._on_arrivals(received, now)
         elif lost:
@@ -144,50 +195,20 @@ class BandwidthEstimator:
         self._loss.floor_bps = 0.0 if acked is None else LOSS_FLOOR_OF_ACKED * acked
         self._loss.on_packets(lost, lost + counted, now)
 
-    def _sort_out(
-        self, results: Sequence[PacketResult], now: float
-    ) -> tuple[list[PacketResult], int, int]:
-        """(received in arrival order, lost, received) of the sane packets; the
-        counts only of packets sent since the last decrease (see the module doc)."""
-        sane = [
-            r
-            for r in results
-            if -MAX_TIME_S < r[1] < MAX_TIME_S and 0 < r[2] <= MAX_PACKET_BYTES  # no NaN/inf
-        ]
-        received = [r for r in sane if r[3] is not None and -MAX_TIME_S < r[3] < MAX_TIME_S]
-        missing = [r for r in sane if r[3] is None]
-        for result in missing:
-            if result.probe >= 0:
-                self._probes.add_lost(result.probe, result.sequence, now)
-        received.sort(key=_ARRIVAL_ORDER)
-        since = self._loss.counts_from
-        if since == -math.inf:
-            return received, len(missing), len(received)
-        lost = sum(1 for r in missing if r[1] >= since)
-        return received, lost, sum(1 for r in received if r[1] >= since)
-
-    def _on_arrivals(self, received: list[PacketResult], now: float) -> None:
+    def _on_arrivals(self, received: list[Received], now: float) -> None:
+        """The received packets, in arrival order."""
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
-            self._inter.reset()
-            self._detector = TrendlineDetector()
+            self._delay = DelayDetector()
         self._last_feedback = now
-        # `received` has arrival times only (see _sort_out): the casts say so to mypy
-        extra = PACKET_OVERHEAD_BYTES
-        wire = cast("list[tuple[float, int]]", [(r[3], r[2] + extra) for r in received])
-        self._acked.add_all(wire)
-        for packet in received:
-            if packet.probe >= 0:
-                arrival = cast(float, packet.arrival)
-                size = packet.size + extra
-                self._probes.add(
-                    packet.probe, packet.sequence, packet.send_time, arrival, size, now
-                )
-        triples = cast("list[tuple[float, float, int]]", [(r[1], r[3], r[2]) for r in received])
-        groups = self._inter.add_all(triples, now)
-        for deltas, arrival in groups:
-            self._detector.update(deltas, arrival)
-        highest = max(r[0] for r in received)
+        self._acked.add_all(received, PACKET_OVERHEAD_BYTES)
+        if max(map(_PROBE, received)) >= 0:
+            for sequence, send, size, arrival, probe in received:
+                if probe >= 0:
+                    size += PACKET_OVERHEAD_BYTES
+                    self._probes.add(probe, sequence, send, arrival, size, now)
+        self._delay.add_all(received, now)
+        highest = max(map(_SEQUENCE, received))
         self._update_delay_based(self._probes.complete(highest), now)
 
     def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
@@ -195,7 +216,7 @@ class BandwidthEstimator:
         aimd = self._aimd
         if probe_bps is not None:
             self._last_probe = (probe_bps, now)
-        if self._detector.state == OVERUSING:
+        if self._delay.state == OVERUSING:
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
                 aimd.update(OVERUSING, self._throughput(acked, now), now)
@@ -211,7 +232,7 @@ class BandwidthEstimator:
             self._loss.set_bps(aimd.bps, now)
             return
         else:
-            aimd.update(self._detector.state, acked, now)
+            aimd.update(self._delay.state, acked, now)
         self._loss.set_delay_limit(aimd.bps)
 
     def _throughput(self, acked: float, now: float) -> float:
@@ -229,6 +250,8 @@ class BandwidthEstimator:
 
 
 _ARRIVAL_ORDER = itemgetter(3, 0)  # (arrival, sequence)
+_SEQUENCE = itemgetter(0)
+_PROBE = itemgetter(4)
 
 
 LOW_LOSS = 0.02
