@@ -40,13 +40,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
-from operator import itemgetter
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from itertools import compress, islice, repeat
+from operator import is_not, itemgetter, le
+from typing import NamedTuple, cast
 
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, DelayDetector
-from sfu.policy.gcc_rates import AckedBitrate, ProbeRates, Received
+from sfu.policy.gcc_rates import AckedBitrate, ProbeRates
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
 
@@ -130,7 +132,8 @@ class BandwidthEstimator:
     def on_feedback(self, results: Sequence[PacketResult], now: float) -> None:
         """Update the estimate from one TWCC feedback's packets (any order)."""
         if results and math.isfinite(now):
-            self._on_packets(results, now)
+            sequences, send_times, sizes, arrivals, probes = zip(*results, strict=True)
+            self._on_columns(sequences, send_times, sizes, arrivals, probes, now)
 
     def on_feedback_arrays(
         self,
@@ -147,69 +150,141 @@ class BandwidthEstimator:
         if not count == len(send_times) == len(sizes) == len(arrivals) == len(probes):
             raise ValueError("on_feedback_arrays needs sequences of the same length")
         if count and math.isfinite(now):
+            self._on_columns(sequences, send_times, sizes, arrivals, probes, now)
+
+    def _on_columns(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        sizes: Sequence[int],
+        arrivals: Sequence[float | None],
+        probes: Sequence[int],
+        now: float,
+    ) -> None:
+        """One feedback (one packet per index): sort out the sane packets (the counts
+        for the loss side only of packets sent since the last decrease, see the
+        module doc), then update the estimates.
+
+        This runs for every packet the SFU sends to this subscriber, so the usual
+        feedback (sane times and sizes) is checked and split with C-level builtins,
+        without a Python step per packet; any insane packet takes the per-packet path.
+        """
+        lost = arrivals.count(None)
+        got = cast("Sequence[float]", list(filter(_NOT_NONE, arrivals)) if lost else arrivals)
+        if not (_all_sane_times(send_times) and _all_sane_times(got) and _all_sane_sizes(sizes)):
             self._on_packets(zip(sequences, send_times, sizes, arrivals, probes, strict=True), now)
+            return
+        since = self._loss.counts_from
+        if lost:
+            lost = self._on_lost(sequences, send_times, arrivals, probes, lost, since, now)
+            kept = list(map(is_not, arrivals, repeat(None)))
+            sequences = list(compress(sequences, kept))
+            send_times = list(compress(send_times, kept))
+            sizes = list(compress(sizes, kept))
+            probes = list(compress(probes, kept))
+        if not got:
+            self._on_nothing_received(lost, now)
+        else:
+            if min(send_times) >= since:
+                counted = len(got)
+            else:
+                counted = sum(1 for send in send_times if send >= since)
+            self._without_arrivals = 0
+            self._on_arrivals(sequences, send_times, sizes, got, probes, now)
+            self._on_loss(lost, counted, now)
+            return
+        self._on_loss(lost, 0, now)
+
+    def _on_lost(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        arrivals: Sequence[float | None],
+        probes: Sequence[int],
+        count: int,
+        since: float,
+        now: float,
+    ) -> int:
+        """Tell the probe clusters of the `count` lost packets; how many count for loss."""
+        lost = 0
+        index = -1
+        for _ in range(count):
+            index = arrivals.index(None, index + 1)
+            if send_times[index] >= since:
+                lost += 1
+            if probes[index] >= 0:
+                self._probes.add_lost(probes[index], sequences[index], now)
+        return lost
 
     def _on_packets(self, packets: Iterable[PacketTuple], now: float) -> None:
-        """One feedback's packets: sort out the sane ones, then update the estimates.
-
-        Only packets sent since the last decrease count for the loss side (see the
-        module doc). This loop and the ones it leads to run once per packet the
-        SFU sends to this subscriber: plain tuples, locals, no calls per packet.
-        """
+        """`_on_columns` one packet at a time, dropping insane ones (hostile feedback)."""
         since = self._loss.counts_from
-        received: list[Received] = []
-        keep = received.append
+        received: list[PacketTuple] = []
         lost = counted = 0
-        in_order = True  # received already in arrival order (then no sort)
-        last_arrival = -math.inf
-        last_sequence = 0
         for packet in packets:
             sequence, send, size, arrival, probe = packet
             if not (-MAX_TIME_S < send < MAX_TIME_S and 0 < size <= MAX_PACKET_BYTES):
-                continue  # no NaN/inf, no absurd sizes
+                continue  # NaN, inf, absurd
             if arrival is None:
                 if send >= since:
                     lost += 1
                 if probe >= 0:
                     self._probes.add_lost(probe, sequence, now)
             elif -MAX_TIME_S < arrival < MAX_TIME_S:
-                keep(packet)  # type: ignore[arg-type]  # arrival is a float here
+                received.append(packet)
                 if send >= since:
                     counted += 1
-                if arrival < last_arrival or (arrival == last_arrival and sequence < last_sequence):
-                    in_order = False
-                last_arrival = arrival
-                last_sequence = sequence
         if received:
-            if not in_order:
-                received.sort(key=_ARRIVAL_ORDER)
+            sequences, send_times, sizes, arrivals, probes = zip(*received, strict=True)
             self._without_arrivals = 0
-            self._on_arrivals(received, now)
-        elif lost:
+            got = cast("tuple[float, ...]", arrivals)
+            self._on_arrivals(sequences, send_times, sizes, got, probes, now)
+        else:
+            self._on_nothing_received(lost, now)
+        self._on_loss(lost, counted, now)
+
+    def _on_nothing_received(self, lost: int, now: float) -> None:
+        if lost:
             self._without_arrivals += 1
             if self._without_arrivals >= MAX_FEEDBACKS_WITHOUT_ARRIVALS:
                 self._without_arrivals = 0  # feedback keeps saying nothing arrived: halve
                 self._aimd.set_estimate(self._aimd.bps / 2, now)
                 self._loss.set_delay_limit(self._aimd.bps)
+
+    def _on_loss(self, lost: int, counted: int, now: float) -> None:
         acked = self._acked.bps
         self._loss.floor_bps = 0.0 if acked is None else LOSS_FLOOR_OF_ACKED * acked
         self._loss.on_packets(lost, lost + counted, now)
 
-    def _on_arrivals(self, received: list[Received], now: float) -> None:
-        """The received packets, in arrival order."""
+    def _on_arrivals(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        sizes: Sequence[int],
+        arrivals: Sequence[float],
+        probes: Sequence[int],
+        now: float,
+    ) -> None:
+        """The received packets (at least one), in any order."""
+        in_sequence = _ascending(sequences)
+        if not (in_sequence and _ascending(arrivals)):  # into (arrival, sequence) order
+            keys = arrivals if in_sequence else list(zip(arrivals, sequences, strict=True))
+            order = itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))  # stable
+            send_times, sizes, arrivals = order(send_times), order(sizes), order(arrivals)
+            sequences, probes = order(sequences), order(probes)
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
             self._delay = DelayDetector()
         self._last_feedback = now
-        self._acked.add_all(received, PACKET_OVERHEAD_BYTES)
-        if max(map(_PROBE, received)) >= 0:
-            for sequence, send, size, arrival, probe in received:
+        self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
+        if max(probes) >= 0:
+            packets = zip(sequences, send_times, sizes, arrivals, probes, strict=True)
+            for sequence, send, size, arrival, probe in packets:
                 if probe >= 0:
                     size += PACKET_OVERHEAD_BYTES
                     self._probes.add(probe, sequence, send, arrival, size, now)
-        self._delay.add_all(received, now)
-        highest = max(map(_SEQUENCE, received))
-        self._update_delay_based(self._probes.complete(highest), now)
+        self._delay.add_all(send_times, arrivals, now)
+        self._update_delay_based(self._probes.complete(max(sequences)), now)
 
     def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
         acked = self._acked.bps
@@ -249,9 +324,22 @@ class BandwidthEstimator:
         return throughput
 
 
-_ARRIVAL_ORDER = itemgetter(3, 0)  # (arrival, sequence)
-_SEQUENCE = itemgetter(0)
-_PROBE = itemgetter(4)
+_NOT_NONE: Callable[[object], bool] = partial(is_not, None)
+
+
+def _all_sane_times(times: Sequence[float]) -> bool:
+    """No NaN, no infinity, no absurd time (C-level; a sum is NaN or infinite if any is)."""
+    return not times or (
+        math.isfinite(sum(times)) and min(times) > -MAX_TIME_S and max(times) < MAX_TIME_S
+    )
+
+
+def _all_sane_sizes(sizes: Sequence[int]) -> bool:
+    return min(sizes) > 0 and max(sizes) <= MAX_PACKET_BYTES
+
+
+def _ascending(values: Sequence[float]) -> bool:
+    return all(map(le, values, islice(values, 1, None)))
 
 
 LOW_LOSS = 0.02

@@ -36,8 +36,6 @@ import math
 from collections import deque
 from collections.abc import Iterable
 
-from sfu.policy.gcc_rates import Received
-
 __all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector"]
 
 NORMAL = "normal"
@@ -100,18 +98,33 @@ class DelayDetector:
         self._previous: tuple[float, float, float] | None = None  # (last send, arrival, now)
         self._reordered = 0
 
-    def add_all(self, packets: Iterable[Received], now: float) -> None:
+    def add_all(self, send_times: Iterable[float], arrivals: Iterable[float], now: float) -> None:
         """Add a feedback's received packets (finite times), in arrival order."""
+        # the grouping
         first_send = self._first_send
+        group_end = first_send + GROUP_S
         last_send = self._last_send
         first_arrival = self._first_arrival
         last_arrival = self._last_arrival
         last_now = self._last_now
         previous = self._previous
-        for packet in packets:
-            send = packet[1]
-            arrival = packet[3]
-            if first_send <= send <= first_send + GROUP_S:
+        reordered = self._reordered
+        # the trendline and detector
+        state = self.state
+        threshold = self.threshold
+        deltas = self._deltas
+        first_ms = self._first_arrival_ms
+        accumulated = self._accumulated
+        smoothed = self._smoothed
+        last_trend = self._trend
+        overuse_ms = self._overuse_ms
+        overuse_count = self._overuse_count
+        last_update_ms = self._last_threshold_update_ms
+        points = self._points
+        origin = self._origin
+        sx, sy, sxx, sxy = self._sx, self._sy, self._sxx, self._sxy
+        for send, arrival in zip(send_times, arrivals):  # noqa: B905 (same length)
+            if first_send <= send <= group_end:
                 # the common case: the current group goes on
                 if send > last_send:
                     last_send = send
@@ -121,8 +134,9 @@ class DelayDetector:
             if send < first_send - ARRIVAL_JUMP_S:
                 # no group yet, or our send clock went back (a restart, a wrap): start afresh
                 previous = None
-                self._reordered = 0
+                reordered = 0
                 first_send = last_send = send
+                group_end = first_send + GROUP_S
                 first_arrival = last_arrival = arrival
                 last_now = now
                 continue
@@ -149,20 +163,96 @@ class DelayDetector:
                 arrival_delta = last_arrival - previous[1]
                 if abs(arrival_delta - (last_now - previous[2])) >= ARRIVAL_JUMP_S:
                     previous = None  # the receiver's clock jumped (or hostile feedback)
-                    self._reordered = 0
-                    first_send = NO_GROUP
+                    reordered = 0
+                    first_send = group_end = NO_GROUP
                     continue
                 if arrival_delta < 0:
-                    self._reordered += 1
-                    if self._reordered >= REORDERED_RESET:
+                    reordered += 1
+                    if reordered >= REORDERED_RESET:
                         previous = None
-                        self._reordered = 0
-                        first_send = NO_GROUP
+                        reordered = 0
+                        first_send = group_end = NO_GROUP
                     continue
-                self._reordered = 0
-                self._update(send_delta, arrival_delta, arrival)
+                reordered = 0
+                # its delay variation (ms) accumulates, smoothed, into the trendline
+                arrival_ms = arrival * 1000.0
+                send_delta_ms = send_delta * 1000.0
+                if deltas < MAX_DELTAS:
+                    deltas += 1
+                if first_ms is None:
+                    first_ms = arrival_ms
+                accumulated += arrival_delta * 1000.0 - send_delta_ms
+                smoothed = SMOOTHING * smoothed + NEW_WEIGHT * accumulated
+                # the fitted line: add (x, smoothed), drop the oldest point beyond WINDOW
+                x = arrival_ms - first_ms
+                points.append((x, smoothed))
+                count = len(points)
+                if count > WINDOW:
+                    old_x, old_y = points.popleft()
+                    count = WINDOW
+                else:
+                    old_x, old_y = origin, 0.0  # adds nothing to the sums below
+                if count == 1 or abs(x - origin) > REBASE_MS:
+                    origin = points[0][0]
+                    sx, sy, sxx, sxy = _sums(points, origin)
+                else:
+                    dx = x - origin
+                    old_dx = old_x - origin
+                    sx += dx - old_dx
+                    sy += smoothed - old_y
+                    sxx += dx * dx - old_dx * old_dx
+                    sxy += dx * smoothed - old_dx * old_y
+                trend = last_trend
+                if count == WINDOW:
+                    denominator = sxx - sx * sx / WINDOW
+                    if not denominator <= FLAT_X:
+                        trend = (sxy - sx * sy / WINDOW) / denominator
+                # the detector: the slope, scaled, against the adaptive threshold
+                if deltas < 2:
+                    state = NORMAL
+                else:
+                    modified = (deltas if deltas < MIN_DELTAS else MIN_DELTAS) * trend * GAIN
+                    if modified > threshold:
+                        if overuse_ms < 0:
+                            overuse_ms = send_delta_ms / 2  # assume half the interval was overuse
+                        else:
+                            overuse_ms += send_delta_ms
+                        overuse_count += 1
+                        if (
+                            overuse_ms > OVERUSE_TIME_MS
+                            and overuse_count > 1
+                            and trend >= last_trend
+                        ):
+                            overuse_ms = 0.0
+                            overuse_count = 0
+                            state = OVERUSING
+                    elif modified < -threshold:
+                        overuse_ms = -1.0
+                        overuse_count = 0
+                        state = UNDERUSING
+                    else:
+                        overuse_ms = -1.0
+                        overuse_count = 0
+                        state = NORMAL
+                    last_trend = trend
+                    # adapt the threshold; a spike (e.g. a route change) must not move it
+                    size = abs(modified)
+                    if last_update_ms is not None and not size > threshold + MAX_ADAPT_OFFSET_MS:
+                        k = K_DOWN if size < threshold else K_UP
+                        step_ms = arrival_ms - last_update_ms  # min(max(step, 0), MAX_ADAPT_STEP)
+                        if step_ms < 0.0:
+                            step_ms = 0.0
+                        if step_ms > MAX_ADAPT_STEP_MS:
+                            step_ms = MAX_ADAPT_STEP_MS
+                        threshold += k * (size - threshold) * step_ms
+                        if threshold < MIN_THRESHOLD_MS:
+                            threshold = MIN_THRESHOLD_MS
+                        if threshold > MAX_THRESHOLD_MS:
+                            threshold = MAX_THRESHOLD_MS
+                    last_update_ms = arrival_ms
             previous = (last_send, last_arrival, last_now)
             first_send = last_send = send
+            group_end = first_send + GROUP_S
             first_arrival = last_arrival = arrival
             last_now = now
         self._first_send = first_send
@@ -171,93 +261,30 @@ class DelayDetector:
         self._last_arrival = last_arrival
         self._last_now = last_now
         self._previous = previous
-
-    def _update(self, send_delta: float, arrival_delta: float, arrival: float) -> None:
-        """One completed group: its deltas (s) and the arrival (s) of the packet after it."""
-        arrival_ms = arrival * 1000.0
-        send_delta_ms = send_delta * 1000.0
-        delay_ms = arrival_delta * 1000.0 - send_delta_ms
-        if self._deltas < MAX_DELTAS:
-            self._deltas += 1
-        first_ms = self._first_arrival_ms
-        if first_ms is None:
-            first_ms = self._first_arrival_ms = arrival_ms
-        self._accumulated += delay_ms
-        smoothed = self._smoothed = SMOOTHING * self._smoothed + NEW_WEIGHT * self._accumulated
-        # the fitted line: add (x, smoothed), drop the oldest point beyond WINDOW
-        x = arrival_ms - first_ms
-        points = self._points
-        points.append((x, smoothed))
-        origin = self._origin
-        if len(points) > WINDOW:
-            old_x, old_y = points.popleft()
-        else:
-            old_x, old_y = origin, 0.0  # adds nothing to the sums below
-        if len(points) == 1 or abs(x - origin) > REBASE_MS:
-            self._rebase(points[0][0])
-        else:
-            dx = x - origin
-            old_dx = old_x - origin
-            self._sx += dx - old_dx
-            self._sy += smoothed - old_y
-            self._sxx += dx * dx - old_dx * old_dx
-            self._sxy += dx * smoothed - old_dx * old_y
-        trend = self._trend
-        if len(points) == WINDOW:
-            sx = self._sx
-            denominator = self._sxx - sx * sx / WINDOW
-            if not denominator <= FLAT_X:
-                trend = (self._sxy - sx * self._sy / WINDOW) / denominator
-        self._detect(trend, send_delta_ms, arrival_ms)
-
-    def _rebase(self, origin: float) -> None:
+        self._reordered = reordered
+        self.state = state
+        self.threshold = threshold
+        self._deltas = deltas
+        self._first_arrival_ms = first_ms
+        self._accumulated = accumulated
+        self._smoothed = smoothed
+        self._trend = last_trend
+        self._overuse_ms = overuse_ms
+        self._overuse_count = overuse_count
+        self._last_threshold_update_ms = last_update_ms
         self._origin = origin
-        sx = sy = sxx = sxy = 0.0
-        for x, y in self._points:
-            dx = x - origin
-            sx += dx
-            sy += y
-            sxx += dx * dx
-            sxy += dx * y
         self._sx, self._sy, self._sxx, self._sxy = sx, sy, sxx, sxy
 
-    def _detect(self, trend: float, send_delta_ms: float, now_ms: float) -> None:
-        deltas = self._deltas
-        if deltas < 2:
-            self.state = NORMAL
-            return
-        modified = (deltas if deltas < MIN_DELTAS else MIN_DELTAS) * trend * GAIN
-        threshold = self.threshold
-        if modified > threshold:
-            if self._overuse_ms < 0:
-                self._overuse_ms = send_delta_ms / 2  # assume half the interval was overuse
-            else:
-                self._overuse_ms += send_delta_ms
-            self._overuse_count += 1
-            if (
-                self._overuse_ms > OVERUSE_TIME_MS
-                and self._overuse_count > 1
-                and trend >= self._trend
-            ):
-                self._overuse_ms = 0.0
-                self._overuse_count = 0
-                self.state = OVERUSING
-        elif modified < -threshold:
-            self._overuse_ms = -1.0
-            self._overuse_count = 0
-            self.state = UNDERUSING
-        else:
-            self._overuse_ms = -1.0
-            self._overuse_count = 0
-            self.state = NORMAL
-        self._trend = trend
-        # adapt the threshold; a spike (e.g. a route change) must not move it
-        last = self._last_threshold_update_ms
-        self._last_threshold_update_ms = now_ms
-        size = abs(modified)
-        if last is None or size > threshold + MAX_ADAPT_OFFSET_MS:
-            return
-        k = K_DOWN if size < threshold else K_UP
-        step_ms = min(max(now_ms - last, 0.0), MAX_ADAPT_STEP_MS)
-        threshold += k * (size - threshold) * step_ms
-        self.threshold = min(max(threshold, MIN_THRESHOLD_MS), MAX_THRESHOLD_MS)
+
+def _sums(
+    points: Iterable[tuple[float, float]], origin: float
+) -> tuple[float, float, float, float]:
+    """The fitted line's running sums over `points`, x relative to `origin`."""
+    sx = sy = sxx = sxy = 0.0
+    for x, y in points:
+        dx = x - origin
+        sx += dx
+        sy += y
+        sxx += dx * dx
+        sxy += dx * y
+    return sx, sy, sxx, sxy

@@ -31,11 +31,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["AckedBitrate", "ProbeRates", "Received"]
-
-# A received packet as the estimator passes it on: (sequence, send time, size,
-# arrival, probe id), the layout of gcc.PacketResult, with a finite arrival.
-Received = tuple[int, float, int, float, int]
+__all__ = ["AckedBitrate", "ProbeRates"]
 
 INITIAL_WINDOW_S = 0.5
 WINDOW_S = 0.15
@@ -69,18 +65,17 @@ class AckedBitrate:
         span = max(chunks[-1][1] - chunks[0][0], RECENT_MIN_SPAN_S)
         return 8 * sum(chunk[2] for chunk in chunks) / span
 
-    def add_all(self, packets: Iterable[Received], extra: int) -> None:
-        """Count one feedback's received packets, (sequence, send, size, arrival, probe) in
-        arrival order; each packet counts its size + `extra` bytes."""
+    def add_all(self, arrivals: Iterable[float], sizes: Iterable[int], extra: int) -> None:
+        """Count one feedback's received packets (arrival time, size), in arrival order;
+        each packet counts its size + `extra` bytes."""
         last = self._last_arrival
         window_s = self._window_s
         total = self._sum_bytes
         window = INITIAL_WINDOW_S if self._kbps is None else WINDOW_S
         first_arrival = None
         batch_bytes = 0
-        for packet in packets:
-            arrival = packet[3]
-            size = packet[2] + extra
+        for arrival, size in zip(arrivals, sizes):  # noqa: B905 (same length)
+            size += extra
             if first_arrival is None:
                 first_arrival = arrival
             batch_bytes += size
