@@ -171,29 +171,38 @@ class BandwidthEstimator:
         """
         lost = arrivals.count(None)
         got = cast("Sequence[float]", list(filter(_NOT_NONE, arrivals)) if lost else arrivals)
-        if not (_all_sane_times(send_times) and _all_sane_times(got) and _all_sane_sizes(sizes)):
+        in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
+        sends_in_order = _ascending(send_times)
+        if not (
+            _sane_times(got, in_order)
+            and _sane_times(send_times, sends_in_order)
+            and min(sizes) > 0
+            and max(sizes) <= MAX_PACKET_BYTES
+        ):
             self._on_packets(zip(sequences, send_times, sizes, arrivals, probes, strict=True), now)
             return
         since = self._loss.counts_from
+        first_send = send_times[0] if sends_in_order else min(send_times)
+        all_count = first_send >= since  # all sent since the last decrease (usual)
+        probing = max(probes) >= 0
         if lost:
-            lost = self._on_lost(sequences, send_times, arrivals, probes, lost, since, now)
+            if probing or not all_count:
+                lost = self._on_lost(sequences, send_times, arrivals, probes, lost, since, now)
             kept = list(map(is_not, arrivals, repeat(None)))
             sequences = list(compress(sequences, kept))
             send_times = list(compress(send_times, kept))
             sizes = list(compress(sizes, kept))
-            probes = list(compress(probes, kept))
-        if not got:
-            self._on_nothing_received(lost, now)
-        else:
-            if min(send_times) >= since:
-                counted = len(got)
-            else:
-                counted = sum(1 for send in send_times if send >= since)
+            if probing:
+                probes = list(compress(probes, kept))
+        if got:
+            counted = len(got) if all_count else sum(1 for t in send_times if t >= since)
             self._without_arrivals = 0
-            self._on_arrivals(sequences, send_times, sizes, got, probes, now)
+            probe_ids = probes if probing else None
+            self._on_arrivals(sequences, send_times, sizes, got, probe_ids, in_order, now)
             self._on_loss(lost, counted, now)
-            return
-        self._on_loss(lost, 0, now)
+        else:
+            self._on_nothing_received(lost, now)
+            self._on_loss(lost, 0, now)
 
     def _on_lost(
         self,
@@ -238,7 +247,7 @@ class BandwidthEstimator:
             sequences, send_times, sizes, arrivals, probes = zip(*received, strict=True)
             self._without_arrivals = 0
             got = cast("tuple[float, ...]", arrivals)
-            self._on_arrivals(sequences, send_times, sizes, got, probes, now)
+            self._on_arrivals(sequences, send_times, sizes, got, probes, _ascending(got), now)
         else:
             self._on_nothing_received(lost, now)
         self._on_loss(lost, counted, now)
@@ -262,29 +271,38 @@ class BandwidthEstimator:
         send_times: Sequence[float],
         sizes: Sequence[int],
         arrivals: Sequence[float],
-        probes: Sequence[int],
+        probes: Sequence[int] | None,
+        in_order: bool,
         now: float,
     ) -> None:
-        """The received packets (at least one), in any order."""
+        """The received packets (at least one), in any order (`in_order`: arrivals
+        ascending); `probes` None: none is a probe."""
         in_sequence = _ascending(sequences)
-        if not (in_sequence and _ascending(arrivals)):  # into (arrival, sequence) order
-            keys = arrivals if in_sequence else list(zip(arrivals, sequences, strict=True))
-            order = itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))  # stable
-            send_times, sizes, arrivals = order(send_times), order(sizes), order(arrivals)
-            sequences, probes = order(sequences), order(probes)
+        if in_order and in_sequence:
+            highest = sequences[-1]
+        else:  # into (arrival, sequence) order, stable (as they came for equal keys)
+            key = _ARRIVAL if in_sequence else _ARRIVAL_SEQUENCE
+            if probes is None:
+                rows = zip(arrivals, sequences, send_times, sizes, strict=True)
+                arrivals, sequences, send_times, sizes = zip(*sorted(rows, key=key), strict=True)
+            else:
+                rows5 = zip(arrivals, sequences, send_times, sizes, probes, strict=True)
+                sorted5 = sorted(rows5, key=key)
+                arrivals, sequences, send_times, sizes, probes = zip(*sorted5, strict=True)
+            highest = max(sequences)
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
             self._delay = DelayDetector()
         self._last_feedback = now
         self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
-        if max(probes) >= 0:
+        if probes is not None:
             packets = zip(sequences, send_times, sizes, arrivals, probes, strict=True)
             for sequence, send, size, arrival, probe in packets:
                 if probe >= 0:
                     size += PACKET_OVERHEAD_BYTES
                     self._probes.add(probe, sequence, send, arrival, size, now)
         self._delay.add_all(send_times, arrivals, now)
-        self._update_delay_based(self._probes.complete(max(sequences)), now)
+        self._update_delay_based(self._probes.complete(highest), now)
 
     def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
         acked = self._acked.bps
@@ -324,18 +342,20 @@ class BandwidthEstimator:
         return throughput
 
 
+_ARRIVAL = itemgetter(0)
+_ARRIVAL_SEQUENCE = itemgetter(0, 1)
 _NOT_NONE: Callable[[object], bool] = partial(is_not, None)
 
 
-def _all_sane_times(times: Sequence[float]) -> bool:
-    """No NaN, no infinity, no absurd time (C-level; a sum is NaN or infinite if any is)."""
-    return not times or (
-        math.isfinite(sum(times)) and min(times) > -MAX_TIME_S and max(times) < MAX_TIME_S
-    )
-
-
-def _all_sane_sizes(sizes: Sequence[int]) -> bool:
-    return min(sizes) > 0 and max(sizes) <= MAX_PACKET_BYTES
+def _sane_times(times: Sequence[float], ascending: bool) -> bool:
+    """No NaN, no infinity, no absurd time, with C-level builtins only: ascending
+    times have no NaN (it compares false) and their ends are their extremes; else a
+    sum is NaN or infinite if any term is, and then min and max are meaningful."""
+    if not times:
+        return True
+    if ascending:
+        return times[0] > -MAX_TIME_S and times[-1] < MAX_TIME_S
+    return math.isfinite(sum(times)) and min(times) > -MAX_TIME_S and max(times) < MAX_TIME_S
 
 
 def _ascending(values: Sequence[float]) -> bool:
