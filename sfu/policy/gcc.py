@@ -40,11 +40,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
-from itertools import compress, islice, repeat
-from operator import is_not, itemgetter, le
-from typing import NamedTuple, cast
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from operator import itemgetter, le
+from typing import NamedTuple, TypeVar, cast
 
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, DelayDetector
@@ -170,7 +169,8 @@ class BandwidthEstimator:
         without a Python step per packet; any insane packet takes the per-packet path.
         """
         lost = arrivals.count(None)
-        got = cast("Sequence[float]", list(filter(_NOT_NONE, arrivals)) if lost else arrivals)
+        lost_at = _positions_of_none(arrivals, lost)
+        got = cast("Sequence[float]", _drop(arrivals, lost_at) if lost else arrivals)
         in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
         sends_in_order = _ascending(send_times)
         if not (
@@ -187,13 +187,12 @@ class BandwidthEstimator:
         probing = max(probes) >= 0
         if lost:
             if probing or not all_count:
-                lost = self._on_lost(sequences, send_times, arrivals, probes, lost, since, now)
-            kept = list(map(is_not, arrivals, repeat(None)))
-            sequences = list(compress(sequences, kept))
-            send_times = list(compress(send_times, kept))
-            sizes = list(compress(sizes, kept))
+                lost = self._on_lost(sequences, send_times, probes, lost_at, since, now)
+            sequences = _drop(sequences, lost_at)
+            send_times = _drop(send_times, lost_at)
+            sizes = _drop(sizes, lost_at)
             if probing:
-                probes = list(compress(probes, kept))
+                probes = _drop(probes, lost_at)
         if got:
             counted = len(got) if all_count else sum(1 for t in send_times if t >= since)
             self._without_arrivals = 0
@@ -208,17 +207,14 @@ class BandwidthEstimator:
         self,
         sequences: Sequence[int],
         send_times: Sequence[float],
-        arrivals: Sequence[float | None],
         probes: Sequence[int],
-        count: int,
+        lost_at: list[int],
         since: float,
         now: float,
     ) -> int:
-        """Tell the probe clusters of the `count` lost packets; how many count for loss."""
+        """Tell the probe clusters of the lost packets; how many count for loss."""
         lost = 0
-        index = -1
-        for _ in range(count):
-            index = arrivals.index(None, index + 1)
+        for index in lost_at:
             if send_times[index] >= since:
                 lost += 1
             if probes[index] >= 0:
@@ -344,7 +340,25 @@ class BandwidthEstimator:
 
 _ARRIVAL = itemgetter(0)
 _ARRIVAL_SEQUENCE = itemgetter(0, 1)
-_NOT_NONE: Callable[[object], bool] = partial(is_not, None)
+T = TypeVar("T")
+
+
+def _positions_of_none(values: Sequence[object], count: int) -> list[int]:
+    """Where the `count` Nones in `values` are (C-level searches, a step per None)."""
+    positions = []
+    index = -1
+    for _ in range(count):
+        index = values.index(None, index + 1)
+        positions.append(index)
+    return positions
+
+
+def _drop(values: Sequence[T], positions: list[int]) -> list[T]:
+    """`values` without those at `positions` (ascending): a copy, then deletions."""
+    kept = list(values)
+    for index in reversed(positions):
+        del kept[index]
+    return kept
 
 
 def _sane_times(times: Sequence[float], ascending: bool) -> bool:
