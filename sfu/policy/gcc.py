@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable, Sequence
-from itertools import islice
-from operator import itemgetter, le
-from typing import NamedTuple, TypeVar, cast
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, islice, repeat
+from operator import is_not, itemgetter, le, not_
+from typing import Any, NamedTuple, cast
 
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, DelayDetector
@@ -169,8 +169,8 @@ class BandwidthEstimator:
         without a Python step per packet; any insane packet takes the per-packet path.
         """
         lost = arrivals.count(None)
-        lost_at = _positions_of_none(arrivals, lost)
-        got = cast("Sequence[float]", _drop(arrivals, lost_at) if lost else arrivals)
+        lost_at, drop = _lost(arrivals, lost)
+        got = cast("Sequence[float]", drop(arrivals) if lost else arrivals)
         in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
         sends_in_order = _ascending(send_times)
         if not (
@@ -188,11 +188,11 @@ class BandwidthEstimator:
         if lost:
             if probing or not all_count:
                 lost = self._on_lost(sequences, send_times, probes, lost_at, since, now)
-            sequences = _drop(sequences, lost_at)
-            send_times = _drop(send_times, lost_at)
-            sizes = _drop(sizes, lost_at)
+            sequences = drop(sequences)
+            send_times = drop(send_times)
+            sizes = drop(sizes)
             if probing:
-                probes = _drop(probes, lost_at)
+                probes = drop(probes)
         if got:
             counted = len(got) if all_count else sum(1 for t in send_times if t >= since)
             self._without_arrivals = 0
@@ -340,25 +340,30 @@ class BandwidthEstimator:
 
 _ARRIVAL = itemgetter(0)
 _ARRIVAL_SEQUENCE = itemgetter(0, 1)
-T = TypeVar("T")
+_Drop = Callable[[Sequence[Any]], list[Any]]
 
 
-def _positions_of_none(values: Sequence[object], count: int) -> list[int]:
-    """Where the `count` Nones in `values` are (C-level searches, a step per None)."""
-    positions = []
-    index = -1
-    for _ in range(count):
-        index = values.index(None, index + 1)
-        positions.append(index)
-    return positions
+def _lost(arrivals: Sequence[float | None], count: int) -> tuple[list[int], _Drop]:
+    """Where the `count` lost packets (None) are, and how to take them out of a column:
+    a few are found and deleted one by one (C-level search, copy and move), many
+    (one in four or more: a congested link) through a mask."""
+    if count * 4 < len(arrivals):
+        positions: list[int] = []
+        index = -1
+        for _ in range(count):
+            index = arrivals.index(None, index + 1)
+            positions.append(index)
 
+        def delete(values: Sequence[Any]) -> list[Any]:
+            kept = list(values)
+            for index in reversed(positions):
+                del kept[index]
+            return kept
 
-def _drop(values: Sequence[T], positions: list[int]) -> list[T]:
-    """`values` without those at `positions` (ascending): a copy, then deletions."""
-    kept = list(values)
-    for index in reversed(positions):
-        del kept[index]
-    return kept
+        return positions, delete
+    received = list(map(is_not, arrivals, repeat(None)))
+    positions = list(compress(range(len(arrivals)), map(not_, received)))
+    return positions, lambda values: list(compress(values, received))
 
 
 def _sane_times(times: Sequence[float], ascending: bool) -> bool:
