@@ -107,7 +107,9 @@ class DelayDetector:
         first_arrival = self._first_arrival
         last_arrival = self._last_arrival
         last_now = self._last_now
-        previous = self._previous
+        previous = self._previous  # the last complete group: (last send, arrival, now)
+        has_previous = previous is not None
+        previous_send, previous_arrival, previous_now = previous or (0.0, 0.0, 0.0)
         reordered = self._reordered
         # the trendline and detector
         state = self.state
@@ -133,7 +135,7 @@ class DelayDetector:
                 continue
             if send < first_send - ARRIVAL_JUMP_S:
                 # no group yet, or our send clock went back (a restart, a wrap): start afresh
-                previous = None
+                has_previous = False
                 reordered = 0
                 first_send = last_send = send
                 group_end = first_send + GROUP_S
@@ -158,18 +160,18 @@ class DelayDetector:
                 last_arrival = arrival
                 last_now = now
                 continue
-            if previous is not None:  # the current group is complete
-                send_delta = last_send - previous[0]
-                arrival_delta = last_arrival - previous[1]
-                if abs(arrival_delta - (last_now - previous[2])) >= ARRIVAL_JUMP_S:
-                    previous = None  # the receiver's clock jumped (or hostile feedback)
+            if has_previous:  # the current group is complete
+                send_delta = last_send - previous_send
+                arrival_delta = last_arrival - previous_arrival
+                if abs(arrival_delta - (last_now - previous_now)) >= ARRIVAL_JUMP_S:
+                    has_previous = False  # the receiver's clock jumped (or hostile feedback)
                     reordered = 0
                     first_send = group_end = NO_GROUP
                     continue
                 if arrival_delta < 0:
                     reordered += 1
                     if reordered >= REORDERED_RESET:
-                        previous = None
+                        has_previous = False
                         reordered = 0
                         first_send = group_end = NO_GROUP
                     continue
@@ -250,7 +252,8 @@ class DelayDetector:
                         if threshold > MAX_THRESHOLD_MS:
                             threshold = MAX_THRESHOLD_MS
                     last_update_ms = arrival_ms
-            previous = (last_send, last_arrival, last_now)
+            has_previous = True
+            previous_send, previous_arrival, previous_now = last_send, last_arrival, last_now
             first_send = last_send = send
             group_end = first_send + GROUP_S
             first_arrival = last_arrival = arrival
@@ -260,7 +263,7 @@ class DelayDetector:
         self._first_arrival = first_arrival
         self._last_arrival = last_arrival
         self._last_now = last_now
-        self._previous = previous
+        self._previous = (previous_send, previous_arrival, previous_now) if has_previous else None
         self._reordered = reordered
         self.state = state
         self.threshold = threshold
