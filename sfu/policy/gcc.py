@@ -169,7 +169,7 @@ class BandwidthEstimator:
         without a Python step per packet; any insane packet takes the per-packet path.
         """
         lost = arrivals.count(None)
-        lost_at, drop = _lost(arrivals, lost)
+        lost_at, drop = _lost(arrivals, lost) if lost else _NONE_LOST
         got = cast("Sequence[float]", drop(arrivals) if lost else arrivals)
         in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
         sends_in_order = _ascending(send_times)
@@ -341,6 +341,7 @@ class BandwidthEstimator:
 _ARRIVAL = itemgetter(0)
 _ARRIVAL_SEQUENCE = itemgetter(0, 1)
 _Drop = Callable[[Sequence[Any]], list[Any]]
+_NONE_LOST: tuple[list[int], _Drop] = ([], list)
 
 
 def _lost(arrivals: Sequence[float | None], count: int) -> tuple[list[int], _Drop]:
