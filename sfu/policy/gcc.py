@@ -3,9 +3,13 @@
 The SFU numbers every packet it sends to a subscriber (transport-cc); the
 subscriber's browser reports when each one arrived (TWCC feedback, every
 50-100 ms).  The transport turns each feedback into `PacketResult`s and
-calls `BandwidthEstimator.on_feedback`; the estimate says how many bits per
+calls `BandwidthEstimator.on_feedback` (or `on_feedback_arrays` with the
+same fields as parallel sequences); the estimate says how many bits per
 second the layer allocation may spend on that subscriber.  It runs per
-feedback, never per forwarded packet.
+feedback, never per forwarded packet, but every forwarded packet is reported
+once, so the per-packet work is kept to C-level builtins and tight loops
+(see `_on_columns` and gcc_delay.DelayDetector.add_all); the tests hold it
+to the exact outputs of the plain implementation (tests/gcc_golden.py).
 
 Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
 
