@@ -1,0 +1,224 @@
+"""Browsers of the network lab: participants joined through the reference SDK in a
+page of the server's origin, and a getStats sampler in each measured page.
+
+Every participant is a host token of its own (it joins without the lobby). A
+publisher sends the fake camera at the size asked (the SDK publishes simulcast
+where it does); a viewer may publish a small camera and microphone of its own
+(a 1:1 visit) and receives `video_slots` videos. The sampler reads, every
+SAMPLE_MS, the inbound video and audio of one publisher (by participant id)
+and the SFU's last `downlink` estimate (null until the server sends one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from netlab_metrics import Sample
+from playwright.sync_api import Page
+
+SAMPLE_MS = 300
+
+JOIN = """async ([roomId, token, o]) => {
+  const { VisitRoom } = await import("/sdk/visitroom.js");
+  const room = new VisitRoom({ roomId, token, resume: false });
+  window.__estimate = null;
+  window.__estimates = [];
+  room.on("downlink", (m) => {
+    window.__estimate = m.estimate_kbps;
+    window.__estimates.push([performance.now(), m.estimate_kbps]);
+  });
+  room.media.on("tracks", (slots) => {  // play what arrives (decoding and playout stats)
+    for (const s of slots) {
+      if (!s.track) continue;
+      const id = `slot-${s.mid}`;
+      let el = document.getElementById(id);
+      if (!el) {
+        el = document.createElement(s.kind === "video" ? "video" : "audio");
+        el.id = id;
+        el.autoplay = true;
+        el.muted = s.kind === "video";
+        document.body.append(el);
+      }
+      if (el.srcObject?.getTracks()[0] !== s.track) el.srcObject = new MediaStream([s.track]);
+    }
+  });
+  await room.connect();
+  let audio = null, video = null;
+  if (o.width || o.audio) {
+    const stream = await navigator.mediaDevices.getUserMedia({
+      audio: o.audio,
+      video: o.width ? { width: o.width, height: o.height, frameRate: o.fps } : false,
+    });
+    audio = stream.getAudioTracks()[0] ?? null;
+    video = stream.getVideoTracks()[0] ?? null;
+  }
+  await room.media.start({ audio, video, videoSlots: o.videoSlots, audioSlots: o.audioSlots });
+  window.visit = room;
+  return room.participantId;
+}"""
+
+# Tell the SFU how big each receive slot is drawn, when the SDK can (issue 13's
+# `video_sizes`): the measured publisher on stage, the others as thumbnails.
+SIZES = """([stage, w, h]) => {
+  const media = window.visit.media;
+  const sizes = {};
+  for (const s of media.slots) {
+    if (s.kind !== "video") continue;
+    const on = s.participantId === stage;
+    sizes[s.mid] = on ? { width: w, height: h } : { width: 320, height: 180 };
+  }
+  const report = media.reportVideoSizes ?? media.setVideoSizes;
+  if (typeof report === "function") { report.call(media, sizes); return true; }
+  return false;
+}"""
+
+SAMPLER = """([pid, everyMs]) => {
+  window.__samples = [];
+  const t0 = performance.now();
+  window.__t0 = t0;
+  window.__sampler = setInterval(async () => {
+    const media = window.visit.media;
+    const mids = media.slots.filter((s) => s.participantId === pid).map((s) => String(s.mid));
+    const report = await media.getStats();
+    if (!report) return;
+    let v = null, a = null;
+    report.forEach((s) => {
+      if (s.type !== "inbound-rtp" || !mids.includes(String(s.mid))) return;
+      if (s.kind === "video") v = s; else if (s.kind === "audio") a = s;
+    });
+    window.__samples.push({
+      t: (performance.now() - t0) / 1000,
+      width: v?.frameWidth ?? null,
+      fps: v?.framesPerSecond ?? null,
+      frames: v?.framesDecoded ?? 0,
+      freezes: v?.freezeCount ?? 0,
+      freezes_s: v?.totalFreezesDuration ?? 0,
+      bytes: v?.bytesReceived ?? 0,
+      lost: v?.packetsLost ?? 0,
+      nacks: v?.nackCount ?? 0,
+      concealed: a?.concealedSamples ?? 0,
+      audio: a?.totalSamplesReceived ?? 0,
+      estimate: window.__estimate,
+    });
+  }, everyMs);
+  return t0;
+}"""
+
+SAMPLES = "() => window.__samples"
+STOP = "() => { clearInterval(window.__sampler); return window.__samples; }"
+
+# What the publisher sends, per encoding (to report the layers it really had).
+OUTBOUND = """async () => {
+  const report = await window.visit.media.getStats();
+  const out = [];
+  report.forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video") out.push({
+      rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
+      fps: s.framesPerSecond ?? null, bytes: s.bytesSent ?? 0,
+      limit: s.qualityLimitationReason ?? null,
+    });
+  });
+  return out;
+}"""
+
+
+@dataclass(frozen=True)
+class Role:
+    width: int = 0  # 0: no camera
+    height: int = 0
+    fps: int = 30
+    audio: bool = True
+    video_slots: int = 0
+    audio_slots: int = 0
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "audio": self.audio,
+            "videoSlots": self.video_slots,
+            "audioSlots": self.audio_slots,
+        }
+
+
+FULL = (1280, 720)
+PUBLISHER = Role(*FULL, fps=30, audio=True, video_slots=1, audio_slots=1)
+
+
+def wait_decoding(page: Page, publisher: str, timeout_s: float = 30) -> None:
+    page.wait_for_function(
+        """(pid) => {
+            const s = window.visit.media.slots.find(
+                (x) => x.participantId === pid && x.kind === "video");
+            const el = s && document.getElementById(`slot-${s.mid}`);
+            return el && el.getVideoPlaybackQuality().totalVideoFrames > 10;
+        }""",
+        arg=publisher,
+        timeout=timeout_s * 1000,
+    )
+
+
+def join(page: Page, site_url: str, room: str, token: str, role: Role) -> str:
+    """Open a page of the server's origin, join `room` and start media; the participant id."""
+    page.goto(f"{site_url}/sdk/visitroom.js")  # any page of the origin: the SDK is imported
+    return str(page.evaluate(JOIN, [room, token, role.options()]))
+
+
+def start_sampler(page: Page, publisher_id: str) -> float:
+    """Start sampling what `page` receives from `publisher_id`; the page's time origin (ms)."""
+    return float(page.evaluate(SAMPLER, [publisher_id, SAMPLE_MS]))
+
+
+def report_sizes(page: Page, stage_id: str, width: int, height: int) -> bool:
+    return bool(page.evaluate(SIZES, [stage_id, width, height]))
+
+
+def samples(raw: list[dict[str, Any]], offset_s: float = 0.0) -> list[Sample]:
+    """The page's readings as Samples (times shifted by `offset_s`)."""
+    return [
+        Sample(
+            t=float(r["t"]) + offset_s,
+            width=int(r["width"]) if r["width"] else None,
+            fps=float(r["fps"]) if r["fps"] is not None else None,
+            frames_decoded=int(r["frames"]),
+            freeze_count=int(r["freezes"]),
+            freezes_s=float(r["freezes_s"]),
+            concealed=int(r["concealed"]),
+            audio_samples=int(r["audio"]),
+            estimate_kbps=int(r["estimate"]) if r["estimate"] is not None else None,
+        )
+        for r in raw
+    ]
+
+
+def camera_file(
+    path: Path, width: int = 1280, height: int = 720, fps: int = 30, seconds: float = 2.0
+) -> Path:
+    """A y4m clip for Chromium's `--use-file-for-fake-video-capture`, with motion an
+    encoder must spend bits on (the built-in fake camera is a nearly still drawing
+    that VP8 codes in a few hundred kbit/s): a textured background panning by a few
+    pixels a frame and a block of fresh noise. Looped by Chromium."""
+    rng = np.random.default_rng(13)
+    tile = rng.integers(40, 216, (height // 8 + 64, width // 8 + 64), dtype=np.uint8)
+    texture = np.kron(tile, np.ones((8, 8), dtype=np.uint8))  # 8x8 blocks: codable detail
+    chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
+    frames = int(fps * seconds)
+    with path.open("wb") as out:
+        out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for i in range(frames):
+            shift = (3 * i) % 256
+            luma = texture[shift // 2 : shift // 2 + height, shift : shift + width].copy()
+            luma[:96, :160] = rng.integers(0, 256, (96, 160), dtype=np.uint8)
+            out.write(b"FRAME\n")
+            out.write(luma.tobytes())
+            out.write(chroma.tobytes())
+            out.write(chroma.tobytes())
+    return path
+
+
+def camera_args(folder: Path) -> list[str]:
+    """Chromium flags for a fake camera that plays `camera_file` (written into `folder`)."""
+    return [f"--use-file-for-fake-video-capture={camera_file(folder / 'camera.y4m')}"]
