@@ -6,9 +6,11 @@ on the host's end; the impaired viewer is a Chromium inside the namespace whose
 downlink is shaped by a tbf qdisc on the host's end of the veth (and, for loss,
 an iptables `statistic` rule inside the namespace). Publishers are a Chromium on
 the host side: the measured one sends the fake camera at 1280x720 (simulcast
-where the SDK publishes it); in the 10-person room the others are light
-(320x180 at 15 fps, no video received) and one unimpaired host-side viewer
-watches the same publisher as a control.
+where the SDK publishes it; its camera plays a generated clip with motion,
+bench/netlab_clients.py's camera_file). In the 10-person room the 7 other
+publishers are light (a second host-side Chromium, its built-in fake camera at
+320x180 and 15 fps, no video received) and one unimpaired host-side viewer
+watches the same publisher as a control; the pages join at once.
 
 Every ~300 ms the viewer's getStats gives the received width, fps, frames
 decoded, freezes, audio concealment and the SFU's `downlink` estimate; the
@@ -46,9 +48,10 @@ from netlab_clients import (  # noqa: E402
     PUBLISHER,
     STOP,
     Role,
+    begin_join,
     camera_args,
     join,
-    report_sizes,
+    joined,
     samples,
     start_sampler,
     wait_decoding,
@@ -59,9 +62,9 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E
 
 from tests.conftest import token  # noqa: E402
 from tests.netlab import Lab, lab, lab_browsers  # noqa: E402
-from tests.web_support import WebServer, web_server  # noqa: E402
+from tests.web_support import CHROMIUM, WebServer, launch, web_server  # noqa: E402
 
-LIGHT = Role(320, 180, fps=15, audio=True)
+LIGHT = Role(320, 180, fps=15, audio=False)  # so the audio slots carry the measured one
 SETTLE_S = 5.0  # the estimate is compared with the cap from 5 s after a change on
 ADAPT_BELOW_KBPS = 1500  # a cap under this needs a lower layer than 1280x720
 
@@ -81,8 +84,8 @@ class Scenario:
 
 
 def scenarios(quick: bool) -> list[Scenario]:
-    w, run = (4.0, 12.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
-    drop = (3.0, 10.0, 18.0, 26.0) if quick else (3.0, 12.0, 27.0, 40.0)
+    w, run = (3.0, 10.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
+    drop = (2.0, 7.0, 14.0, 20.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
     return [
         Scenario("cap_300k", (m.Cap(0, None), m.Cap(w, 300)), w + run),
         Scenario("cap_1m", (m.Cap(0, None), m.Cap(w, 1000)), w + run),
@@ -101,8 +104,9 @@ def scenarios(quick: bool) -> list[Scenario]:
 class Lab_:
     net: Lab
     site: WebServer
-    host: BrowserContext  # publishers (and the room's control viewer): host side
+    host: BrowserContext  # the measured publisher (camera: the moving clip), host side
     guest: BrowserContext  # the impaired viewer, inside the namespace
+    light: BrowserContext  # the room's other participants (the built-in fake camera)
 
 
 @contextlib.contextmanager
@@ -115,9 +119,12 @@ def netlab(tmp: Path) -> Iterator[Lab_]:
             sync_playwright() as pw,
             lab_browsers(pw, tmp, net, site.url, host_args=camera) as (host, guest),
         ):
+            secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
+            light = launch(pw, tmp / "light-profile", CHROMIUM, net.resolver_rule, secure)
             try:
-                yield Lab_(net, site, host, guest)
+                yield Lab_(net, site, host, guest, light)
             finally:
+                light.close()
                 net.cap_downlink(None)
                 net.downlink_loss(0)
 
@@ -159,18 +166,24 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
         viewers: dict[str, Page] = {}
         slots = 1 if scenario.people == 2 else 8
         viewer_role = Role(320, 180, fps=15, video_slots=slots, audio_slots=min(slots, 3))
+        others = []
         if scenario.people > 2:
             for i in range(scenario.people - 3):
-                join(page(setup.host), site.url, room, token(room, f"p{i}", "host", f"P{i}"), LIGHT)
-            control = page(setup.host)
-            join(control, site.url, room, token(room, "control", "host", "Control"), viewer_role)
+                others.append(page(setup.light))
+                who = token(room, f"p{i}", "host", f"P{i}")
+                begin_join(others[-1], site.url, room, who, LIGHT)
+            control = page(setup.light)
+            who = token(room, "control", "host", "Ctl")
+            begin_join(control, site.url, room, who, viewer_role, pid)
             viewers["control"] = control
         impaired = page(setup.guest)
-        join(impaired, site.url, room, token(room, "patient", "host", "Patient"), viewer_role)
+        who = token(room, "patient", "host", "Pat")
+        begin_join(impaired, site.url, room, who, viewer_role, pid)
         viewers["impaired"] = impaired
+        for joining in (*others, *viewers.values()):
+            joined(joining)
         for viewer in viewers.values():
             wait_decoding(viewer, pid)
-            report_sizes(viewer, pid, *FULL)
         watched = {name: Watched(p) for name, p in viewers.items()}
         for w in watched.values():
             start_sampler(w.page, pid)

@@ -25,7 +25,7 @@ JOIN = """async ([roomId, token, o]) => {
   const room = new VisitRoom({ roomId, token, resume: false });
   window.__estimate = null;
   window.__estimates = [];
-  room.on("downlink", (m) => {
+  room.on("downlink", (m) => {  // the server's message (issue 13), null until it sends one
     window.__estimate = m.estimate_kbps;
     window.__estimates.push([performance.now(), m.estimate_kbps]);
   });
@@ -39,9 +39,17 @@ JOIN = """async ([roomId, token, o]) => {
         el.id = id;
         el.autoplay = true;
         el.muted = s.kind === "video";
+        el.style.display = "inline-block";
         document.body.append(el);
       }
       if (el.srcObject?.getTracks()[0] !== s.track) el.srcObject = new MediaStream([s.track]);
+      if (s.kind !== "video") continue;
+      // the stage publisher big, the others as thumbnails; the SDK reports the
+      // rendered sizes to the SFU (`video_sizes`) where it can (observeSlot)
+      const [w, h] = s.participantId === o.stage ? [o.stageWidth, o.stageHeight] : [320, 180];
+      el.style.width = `${w}px`;
+      el.style.height = `${h}px`;
+      room.media.observeSlot?.(s.mid, el);
     }
   });
   await room.connect();
@@ -59,20 +67,12 @@ JOIN = """async ([roomId, token, o]) => {
   return room.participantId;
 }"""
 
-# Tell the SFU how big each receive slot is drawn, when the SDK can (issue 13's
-# `video_sizes`): the measured publisher on stage, the others as thumbnails.
-SIZES = """([stage, w, h]) => {
-  const media = window.visit.media;
-  const sizes = {};
-  for (const s of media.slots) {
-    if (s.kind !== "video") continue;
-    const on = s.participantId === stage;
-    sizes[s.mid] = on ? { width: w, height: h } : { width: 320, height: 180 };
-  }
-  const report = media.reportVideoSizes ?? media.setVideoSizes;
-  if (typeof report === "function") { report.call(media, sizes); return true; }
-  return false;
-}"""
+BEGIN = (
+    "(args) => { window.__join = ("
+    + JOIN
+    + """)(args).then((pid) => { window.__pid = pid; },
+                  (e) => { window.__joinError = String(e); }); }"""
+)
 
 SAMPLER = """([pid, everyMs]) => {
   window.__samples = [];
@@ -161,19 +161,37 @@ def wait_decoding(page: Page, publisher: str, timeout_s: float = 30) -> None:
     )
 
 
-def join(page: Page, site_url: str, room: str, token: str, role: Role) -> str:
-    """Open a page of the server's origin, join `room` and start media; the participant id."""
+def join(
+    page: Page, site_url: str, room: str, token: str, role: Role, stage: str | None = None
+) -> str:
+    """Open a page of the server's origin, join `room` and start media; the participant
+    id. The video of `stage` (a participant id) is drawn at FULL size, others at 320x180."""
+    begin_join(page, site_url, room, token, role, stage)
+    return joined(page)
+
+
+def begin_join(
+    page: Page, site_url: str, room: str, token: str, role: Role, stage: str | None = None
+) -> None:
+    """`join` without waiting for it (several pages join at once; then `joined`)."""
+    page.set_viewport_size({"width": 1300, "height": 1200})  # the stage and 2 rows of 4 below
     page.goto(f"{site_url}/sdk/visitroom.js")  # any page of the origin: the SDK is imported
-    return str(page.evaluate(JOIN, [room, token, role.options()]))
+    options = role.options() | {"stage": stage, "stageWidth": FULL[0], "stageHeight": FULL[1]}
+    page.evaluate(BEGIN, [room, token, options])
+
+
+def joined(page: Page, timeout_s: float = 60) -> str:
+    """The participant id once the page's `begin_join` is done (raises on its error)."""
+    page.wait_for_function("() => window.__pid || window.__joinError", timeout=timeout_s * 1000)
+    error = page.evaluate("() => window.__joinError ?? null")
+    if error:
+        raise RuntimeError(f"the page could not join: {error}")
+    return str(page.evaluate("() => window.__pid"))
 
 
 def start_sampler(page: Page, publisher_id: str) -> float:
     """Start sampling what `page` receives from `publisher_id`; the page's time origin (ms)."""
     return float(page.evaluate(SAMPLER, [publisher_id, SAMPLE_MS]))
-
-
-def report_sizes(page: Page, stage_id: str, width: int, height: int) -> bool:
-    return bool(page.evaluate(SIZES, [stage_id, width, height]))
 
 
 def samples(raw: list[dict[str, Any]], offset_s: float = 0.0) -> list[Sample]:

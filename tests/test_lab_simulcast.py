@@ -57,7 +57,7 @@ def test_a_capped_viewer_ends_on_a_lower_layer_and_keeps_decoding(tmp_path: Path
             publisher, viewer = host.new_page(), guest.new_page()
             pid = join(publisher, site.url, room, token(room, "dr", "host", "Dr P"), PUBLISHER)
             viewer_role = Role(audio=False, video_slots=1, audio_slots=1)
-            join(viewer, site.url, room, token(room, "pat", "host", "Pat"), viewer_role)
+            join(viewer, site.url, room, token(room, "pat", "host", "Pat"), viewer_role, pid)
             wait_decoding(viewer, pid)
             start_sampler(viewer, pid)
             net.cap_downlink(CAP_KBPS)
