@@ -84,8 +84,8 @@ class Scenario:
 
 
 def scenarios(quick: bool) -> list[Scenario]:
-    w, run = (3.0, 10.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
-    drop = (2.0, 7.0, 14.0, 20.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
+    w, run = (2.0, 9.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
+    drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
     return [
         Scenario("cap_300k", (m.Cap(0, None), m.Cap(w, 300)), w + run),
         Scenario("cap_1m", (m.Cap(0, None), m.Cap(w, 1000)), w + run),
@@ -413,10 +413,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
                     estimates = [row[4] for row in series]
                     rate.plot(t, estimates, style, color="tab:red", label=f"{side} estimate")
         caps = entry["caps"] + [[end, None]]
+        label = "cap"
         for (t0, kbps), (t1, _) in itertools.pairwise(caps):
             if kbps:
-                rate.hlines(kbps, t0, t1, colors="black", linestyles=":", label="cap")
-        ax.set_title(name)
+                rate.hlines(kbps, t0, t1, colors="black", linestyles=":", label=label)
+                label = "_cap"  # one legend entry
+        loss = f", {entry['loss_pct']:g}% loss on the downlink" if entry["loss_pct"] else ""
+        ax.set_title(f"{name}{loss}")
         ax.set_ylabel("frame width")
         ax.set_ylim(0, 1400)
         rate.set_ylabel("kbit/s")
