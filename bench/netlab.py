@@ -254,7 +254,8 @@ def summarize(scenario: Scenario, got: list[m.Sample]) -> dict[str, Any]:
     during = [s for s in got if s.t >= impaired_from]
     errors = m.estimate_errors(got, scenario.caps, SETTLE_S)
     last_cap = scenario.caps[-1]
-    steady = m.steady_width(got, last_cap.t + SETTLE_S)
+    settled = min(last_cap.t + SETTLE_S, scenario.duration - 2.0)  # the last 2 s at least
+    steady = m.steady_width(got, settled)
     after_adapt = [s for s in during if s.t >= impaired_from + 3.0]
     return {
         "adapt_s": adapt,
@@ -270,7 +271,7 @@ def summarize(scenario: Scenario, got: list[m.Sample]) -> dict[str, Any]:
         "steady_width": steady,
         "stage_width_at_3mbit": steady if last_cap.kbps == 3000 else None,
         "estimate_errors": [round(e, 1) for e in errors],
-        "fps_steady": _median([f for t, f in m.decoded_fps(got) if t >= last_cap.t + SETTLE_S]),
+        "fps_steady": _median([f for t, f in m.decoded_fps(got) if t >= settled]),
         "series": [
             [
                 round(s.t, 2),

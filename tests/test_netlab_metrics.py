@@ -137,3 +137,20 @@ def test_p95_of_adapt_times() -> None:
     assert p95([float(i) for i in range(1, 21)]) == pytest.approx(19.05)
     assert p95_or_none([1.0, None]) is None
     assert p95_or_none([1.0, 3.0]) == pytest.approx(2.9)
+
+
+def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
+    """bench/netlab.py's summary of one viewer: the 3 M -> 500 k -> 3 M drop."""
+    from netlab import Scenario, overall, summarize
+
+    drop = Scenario("drop", (Cap(0, None), Cap(1.0, 3000), Cap(3.0, 500), Cap(6.0, 3000)), 9.0)
+    widths: list[int | None] = [1280] * 7 + [640] * 6 + [1280] * 5  # 0.5 s apart
+    got = summarize(drop, series(widths, estimates=[2800] * 12 + [3100] * 6))
+    assert got["adapt_s"] == [pytest.approx(0.5)]  # 640 from t=3.5
+    assert got["recover_s"] == [pytest.approx(0.5)]  # 1280 again from t=6.5
+    assert got["stage_width_at_3mbit"] == 1280  # over the last 2 s
+    assert got["freeze_ratio"] == 0.0
+    assert got["estimate_errors"] == []  # no sample 5 s after a change
+    results = {"scenarios": {"drop": {"visitroom": {"viewers": {"impaired": got}}}}}
+    assert overall(results, "visitroom")["adapt_s_p95"] == pytest.approx(0.5)
+    assert overall(results, "janus") == {}
