@@ -201,7 +201,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
                 p.close()
     return {
         "viewers": {
-            name: summarize(scenario, samples(w.raw, w.offset - start))
+            name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
             for name, w in watched.items()
         },
         "publisher_layers": outbound,
@@ -235,11 +235,12 @@ def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def summarize(scenario: Scenario, got: list[m.Sample]) -> dict[str, Any]:
-    """The metrics of one viewer in one scenario, and its time series for the plot."""
+def summarize(scenario: Scenario, got: list[m.Sample], capped: bool = True) -> dict[str, Any]:
+    """The metrics of one viewer in one scenario, and its time series for the plot
+    (`capped` False: a control viewer the caps do not apply to: no adapt times)."""
     adapt: list[float | None] = []
     recover: list[float | None] = []
-    changes = scenario.changes()
+    changes = scenario.changes() if capped else []
     for index, (at, cap, previous) in enumerate(changes):
         until = changes[index + 1][0] if index + 1 < len(changes) else None
         before = m.width_before(got, at) or FULL[0]
@@ -252,7 +253,7 @@ def summarize(scenario: Scenario, got: list[m.Sample]) -> dict[str, Any]:
             recover.append(m.recover_time(got, at, before, until))
     impaired_from = min((c.t for c in scenario.caps if c.kbps), default=scenario.loss_from)
     during = [s for s in got if s.t >= impaired_from]
-    errors = m.estimate_errors(got, scenario.caps, SETTLE_S)
+    errors = m.estimate_errors(got, scenario.caps, SETTLE_S) if capped else []
     last_cap = scenario.caps[-1]
     settled = min(last_cap.t + SETTLE_S, scenario.duration - 2.0)  # the last 2 s at least
     steady = m.steady_width(got, settled)
