@@ -257,7 +257,8 @@ def summarize(scenario: Scenario, got: list[m.Sample], capped: bool = True) -> d
     last_cap = scenario.caps[-1]
     settled = min(last_cap.t + SETTLE_S, scenario.duration - 2.0)  # the last 2 s at least
     steady = m.steady_width(got, settled)
-    after_adapt = [s for s in during if s.t >= impaired_from + 3.0]
+    low = [c.t for c in scenario.caps if c.kbps is not None and c.kbps < ADAPT_BELOW_KBPS]
+    after_adapt = [s for s in during if s.t >= min(low, default=impaired_from) + 3.0]
     return {
         "adapt_s": adapt,
         "adapt_s_p95": m.p95_or_none(adapt),
