@@ -15,7 +15,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import token
-from tests.netlab import lab, lab_browsers, need_root
+from tests.netlab import lab, lab_browsers, need_root, sh
 from tests.web_support import web_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,3 +74,22 @@ def test_a_capped_viewer_ends_on_a_lower_layer_and_keeps_decoding(tmp_path: Path
     assert decoded >= 5 * LAST_S, f"only {decoded} frames decoded in the last {LAST_S} s"
     assert open_stall(last) == 0.0, "the video stopped"
     assert frozen is not None and frozen < 0.2, f"frozen {frozen:.0%} of the time"
+
+
+def test_the_lab_caps_and_drops_the_guests_downlink_and_undoes_it() -> None:
+    """The knobs bench/netlab.py turns mid-call: a tbf cap on the host's end of the
+    veth (changed in place) and a random-loss rule in the namespace."""
+    need_root()
+    with lab() as net:
+        net.cap_downlink(500)
+        assert "tbf" in sh("tc", "qdisc", "show", "dev", net.host_link)
+        assert "rate 500Kbit" in sh("tc", "qdisc", "show", "dev", net.host_link)
+        net.cap_downlink(3000)
+        assert "rate 3Mbit" in sh("tc", "qdisc", "show", "dev", net.host_link)
+        net.cap_downlink(None)
+        assert "tbf" not in sh("tc", "qdisc", "show", "dev", net.host_link)
+        net.downlink_loss(5)
+        rules = net.inside("iptables", "-w", "-S", "INPUT")
+        assert "-m statistic --mode random --probability 0.04999" in rules and "-j DROP" in rules
+        net.downlink_loss(0)
+        assert "statistic" not in net.inside("iptables", "-w", "-S", "INPUT")
