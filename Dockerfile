@@ -43,7 +43,7 @@ ENV VISITROOM_HOST=0.0.0.0 \
     VISITROOM_RTC_PORTS=40000-40999
 EXPOSE 8080/tcp 40000-40999/udp
 VOLUME ["/var/lib/visitroom/data"]
-HEALTHCHECK --interval=10s --timeout=3s \
-    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz')"
+# `visitroom health` probes VISITROOM_HOST:VISITROOM_PORT (add --tls with --tls-cert).
+HEALTHCHECK --interval=10s --timeout=5s CMD ["visitroom", "health"]
 ENTRYPOINT ["visitroom"]
 CMD ["serve"]

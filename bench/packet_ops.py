@@ -34,7 +34,10 @@ from sfu.packet.rtp import (
     rewrite_header,
 )
 from sfu.packet.rtx import RetransmissionCache, build_rtx
+from sfu.packet.vp8 import parse_vp8
 from sfu.policy.speaker import DominantSpeaker
+from sfu.routing.seqmap import SeqMap
+from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
 
 # Chrome-like extension ids: 1 audio level, 3 abs-send-time, 4 mid, 5 transport-cc.
 VIDEO = build_rtp(
@@ -55,9 +58,72 @@ AUDIO = build_rtp(
     payload=bytes(90),
 )
 ID_MAP = {1: 1, 3: 2, 4: 3, 5: 4}
+VP8_PAYLOAD = b"\x90\xf0\x9b\x58\x05\x63\x51" + bytes(1150)
 RTCP = compound(
     build_rr(1, [ReportBlock(2, 0, 0, 70_000, 12, 0, 0)]), build_remb(1, 1_000_000, [2])
 )
+
+
+def vp8_stream(frames: int) -> list[tuple[bytes, int, bool, int]]:
+    """(payload, timestamp, marker, sequence) of an L1T3 stream, 15-bit picture ids.
+
+    TL0 frames take 3 packets, the others 2 (1.2 kB each).
+    """
+    out = []
+    seq = 1000
+    for f in range(frames):
+        tid, sync = ((0, False), (2, True), (1, True), (2, False))[f % 4]
+        pid = (7000 + f) & 0x7FFF
+        tl0 = (f // 4) & 0xFF
+        count = 3 if tid == 0 else 2
+        for i in range(count):
+            head = bytes([0x90 if i == 0 else 0x80, 0xF0, 0x80 | pid >> 8, pid & 0xFF, tl0])
+            tk = bytes([tid << 6 | (0x20 if sync else 0) | 3])
+            body = (b"\x50" if f == 0 else b"\x51") + bytes(1150)
+            out.append((head + tk + body, (f * 3000) & 0xFFFFFFFF, i == count - 1, seq & 0xFFFF))
+            seq += 1
+    return out
+
+
+def vp8_case(max_temporal: int, switched: bool) -> Callable[[], object]:
+    """One packet through one consumer's Vp8Map + SeqMap (+ Vp8Map.write on REWRITE).
+
+    The descriptor is parsed once per packet (by the producer), not per
+    consumer: see the parse_vp8 row.
+    """
+    stream = [(parse_vp8(p), ts, marker, seq) for p, ts, marker, seq in vp8_stream(4000)]
+    vmap = Vp8Map(max_temporal)
+    smap: SeqMap[str] = SeqMap(first=0)
+    out = bytearray(1200)
+    state = [len(stream)]
+
+    def restart() -> None:
+        if switched:  # as after a switch: every value is rewritten
+            vmap.begin()
+            vmap.packet(stream[0][0], 123, True)
+            vmap.begin()
+        else:
+            vmap.__init__(max_temporal)  # type: ignore[misc]
+            vmap.begin()
+        smap.begin("layer")
+        state[0] = 0
+
+    def step() -> None:
+        i = state[0]
+        if i == len(stream):
+            restart()
+            i = 0
+        d, ts, marker, seq = stream[i]
+        state[0] = i + 1
+        verdict = vmap.packet(d, ts, marker)
+        if verdict == DROP:
+            smap.drop(seq, vmap.gap_dropped)
+            return
+        smap.forward(seq, vmap.gap_dropped)
+        if verdict == REWRITE:
+            vmap.write(out, 0, d)
+
+    return step
 
 
 def cases() -> list[tuple[str, Callable[[], object]]]:
@@ -120,6 +186,10 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         ("audio in: parse+level+add_level", audio_in),
         ("per subscriber: copy+rewrite+remap", per_subscriber),
         ("input+output path: parse+find+copy+rewrite", input_output),
+        ("parse_vp8 (15-bit pid, L, T, K)", lambda: parse_vp8(VP8_PAYLOAD)),
+        ("vp8 per consumer: Vp8Map+SeqMap, as is", vp8_case(2, False)),
+        ("vp8 per consumer: ... + write (after a switch)", vp8_case(2, True)),
+        ("vp8 per consumer: ... thinned to TID <= 1", vp8_case(1, True)),
     ]
 
 

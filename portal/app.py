@@ -24,6 +24,7 @@ from common.audit import AuditEntry, SqliteAuditLog
 from common.clock import Clock
 from common.config import ConfigError
 from common.keys import AUDIT, VERIFIER
+from common.sqlite_db import SqliteDatabase
 from common.tokens import TokenVerifier
 from portal.config import PortalConfig
 from portal.errors import PortalError
@@ -31,13 +32,13 @@ from portal.events import INVITATION_SENT, PortalEvents
 from portal.events import ignore as ignore_events
 from portal.keys import CLOCK, DATABASE, PASSWORDS, PORTAL, SETTINGS, SUBAPP
 from portal.mail import invitation_email, visit_email
+from portal.migrations import portal_database
 from portal.outbox import LOCK_FILE, OutboxSender, SenderLock
 from portal.page import PAGE, landing_page
 from portal.passwords import Passwords
 from portal.routes import add_routes
 from portal.service import PortalService
 from portal.smtp import SmtpSettings, SmtpTransport
-from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import SqliteOutbox
 from portal.sqlite_store import SqlitePortalStore
 from portal.store import INVITATION, Claimed, Visits
@@ -143,7 +144,7 @@ def create_portal(
     `events` hears of invitations sent, accounts activated and opt-outs (webhooks)."""
     zone = time_zone(config)
     SmtpSettings.from_config(config)  # a bad URL stops the start, not the first send
-    database = SqliteDatabase(config.data_dir / PORTAL_FILE)
+    database = portal_database(config.data_dir / PORTAL_FILE)
     passwords = Passwords()
     domain = sender_address(config).rpartition("@")[2]
     app = web.Application()

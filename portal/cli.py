@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from common.clock import wall_clock
+from common.sqlite_db import SqliteDatabase
 from portal.app import PORTAL_FILE, build_sender
 from portal.config import PortalConfig
+from portal.migrations import portal_database
 from portal.smtp import SmtpSettings
-from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import SqliteOutbox
 from portal.store import OutboxRow
 
@@ -95,7 +96,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
     if not path.exists():
         print(f"no portal database in {config.data_dir}: nothing was ever invited", file=sys.stderr)
         return 1
-    rows = asyncio.run(_list(SqliteDatabase(path), max(args.limit, 1)))
+    rows = asyncio.run(_list(portal_database(path), max(args.limit, 1)))
     values = [row_values(row, args.show_addresses) for row in rows]
     if args.json:
         for value in values:
@@ -124,7 +125,7 @@ def cmd_send_pending(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _send_pending(config: PortalConfig) -> int:
-    database = SqliteDatabase(config.data_dir / PORTAL_FILE)
+    database = portal_database(config.data_dir / PORTAL_FILE)
     await database.start()
     sender = build_sender(config, database, wall_clock)
     assert sender is not None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from common.clock import Clock
+from common.sqlite_db import SqliteDatabase
 from portal.config import PortalConfig
 from portal.passwords import Passwords
 from portal.service import PortalService
-from portal.sqlite_db import SqliteDatabase
 
 PORTAL = web.AppKey("portal", PortalService)
 DATABASE = web.AppKey("portal_database", SqliteDatabase)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
+
+from common.sqlite_db import SqliteDatabase
 
 V1 = (
     """CREATE TABLE patients (
@@ -140,3 +143,8 @@ def migrate(
         raise
     db.execute("COMMIT")
     return len(migrations)
+
+
+def portal_database(path: Path) -> SqliteDatabase:
+    """The portal's database at `path`, brought up to date by `migrate` when started."""
+    return SqliteDatabase(path, migrate, "portal-db")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from common.sqlite_db import SqliteDatabase
 from portal.model import Delivery
-from portal.sqlite_db import SqliteDatabase
 from portal.store import Claimed, OutboxRow, TokenHasher
 
 # Invitation messages reach their patient and address through the invitation; visit-link

@@ -6,6 +6,7 @@ import secrets
 import sqlite3
 from typing import Any
 
+from common.sqlite_db import SqliteDatabase
 from portal import rules
 from portal.errors import NOT_FOUND, PortalError
 from portal.model import (
@@ -18,7 +19,6 @@ from portal.model import (
     ProfileChanges,
     StatusFacts,
 )
-from portal.sqlite_db import SqliteDatabase
 from portal.store import Account, Activation, PatientSession, VisitEmail
 from portal.validate import Email, Query, name_key
 

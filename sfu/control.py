@@ -5,7 +5,7 @@ room (the main room or a breakout); the SFU only carries that out.  Every
 argument and return value is a plain str/int/float/bool/None/list/dict so
 that the same calls can travel as msgpack RPC to SFU worker processes.
 
-What the media plane reports is one of four typed events (`MediaEvent`);
+What the media plane reports is one of the typed events (`MediaEvent`);
 `deliver` hands one to the matching `MediaEvents` method, so a new event
 that is not delivered, or one delivered with the wrong fields, is a mypy
 error rather than a method name looked up at run time.  Across the worker
@@ -23,6 +23,12 @@ MAIN_GROUP = "main"
 # server refuses a longer `offer` before it gets here.  60 KiB leaves room for
 # the envelope in the default 64 KiB WebSocket frame.
 MAX_SDP_BYTES = 60 * 1024
+
+# `video_sizes`: the longest slot mid, the largest width or height (device pixels),
+# and the most slots one message may name (the SFU also checks the participant's own count).
+MAX_MID_LENGTH = 32
+MAX_VIDEO_DIMENSION = 8192
+MAX_VIDEO_SIZES = 32
 
 # Why MediaEvents.media_closed was called (the media plane ended it by itself).
 CONNECT_FAILED = "connect_failed"  # ICE + DTLS did not complete; still admitted
@@ -78,6 +84,10 @@ class MediaEvents(Protocol):
 
     def ice_restart_needed(self, participant_id: str) -> None: ...
 
+    def publish_layers(self, participant_id: str, mid: str, active: list[str]) -> None: ...
+
+    def downlink(self, participant_id: str, estimate_kbps: int) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class SlotsChanged:
@@ -120,7 +130,32 @@ class IceRestartNeeded:
     participant_id: str
 
 
-MediaEvent = SlotsChanged | ActiveSpeaker | MediaClosed | PrecallMeasured | IceRestartNeeded
+@dataclass(frozen=True, slots=True)
+class PublishLayers:
+    """Which of a publisher's simulcast encodings (rids) of track `mid` somebody needs."""
+
+    participant_id: str
+    mid: str
+    active: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Downlink:
+    """The media plane's estimate of a subscriber's downlink moved (by >= 10 %)."""
+
+    participant_id: str
+    estimate_kbps: int
+
+
+MediaEvent = (
+    SlotsChanged
+    | ActiveSpeaker
+    | MediaClosed
+    | PrecallMeasured
+    | IceRestartNeeded
+    | PublishLayers
+    | Downlink
+)
 
 
 def deliver(events: MediaEvents, event: MediaEvent) -> None:
@@ -136,6 +171,10 @@ def deliver(events: MediaEvents, event: MediaEvent) -> None:
             events.precall_stats(event.participant_id, event.stats)
         case IceRestartNeeded():
             events.ice_restart_needed(event.participant_id)
+        case PublishLayers():
+            events.publish_layers(event.participant_id, event.mid, event.active)
+        case Downlink():
+            events.downlink(event.participant_id, event.estimate_kbps)
         case _:
             assert_never(event)
 
@@ -159,6 +198,13 @@ class MediaControl(Protocol):
 
     async def pin(self, participant_id: str, target: str | None) -> None:
         """Keep `target`'s video in one of `participant_id`'s slots (None unpins)."""
+
+    async def video_sizes(self, participant_id: str, sizes: dict[str, list[int]]) -> None:
+        """Remember the rendered size of each video receive slot (mid -> [width, height]).
+
+        Sizes are device pixels, 0 = hidden; raises MediaError `bad_request` for more
+        entries than the participant has video slots.  Replaces the previous sizes.
+        """
 
     async def move(self, participant_id: str, group: str) -> None:
         """Move a participant's media to another group of the same room."""

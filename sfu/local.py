@@ -29,6 +29,7 @@ import time
 
 from sfu.control import (
     MAIN_GROUP,
+    MAX_VIDEO_DIMENSION,
     PRECALL_TIMEOUT,
     IceRestartNeeded,
     MediaClosed,
@@ -61,6 +62,32 @@ logger = logging.getLogger(__name__)
 
 PRECALL_ROOM = "\x00precall"
 MAX_PENDING_CANDIDATES = 32
+
+
+def video_sizes(
+    participant: Participant, sizes: dict[str, list[int]], cap: int
+) -> dict[str, tuple[int, int]]:
+    """Checked `video_sizes` of `participant`: at most as many as its video slots.
+
+    Before its first offer the slots are not known: then at most `cap` (the server's
+    video slot limit).  Mids that are not (yet) one of its video slots are kept, so a
+    size sent just before a renegotiation is not lost.
+    """
+    negotiated = [c for c in participant.consumers.values() if c.kind == "video"]
+    limit = len(negotiated) if participant.transport is not None else cap
+    if len(sizes) > limit:
+        raise MediaError("bad_request", f"`slots` names {len(sizes)} slots; you have {limit}")
+    checked: dict[str, tuple[int, int]] = {}
+    for mid, size in sizes.items():
+        if (
+            not isinstance(mid, str)
+            or not isinstance(size, list)
+            or len(size) != 2
+            or not all(type(v) is int and 0 <= v <= MAX_VIDEO_DIMENSION for v in size)
+        ):
+            raise MediaError("bad_request", "each size must be [width, height] in device pixels")
+        checked[mid] = (size[0], size[1])
+    return checked
 
 
 class LocalMedia:
@@ -323,6 +350,10 @@ class LocalMedia:
         participant.pinned = target
         self._emit_slots(participant, participant.group.refill(participant, time.monotonic()))
 
+    async def video_sizes(self, participant_id: str, sizes: dict[str, list[int]]) -> None:
+        participant = self._admitted(participant_id)
+        participant.video_sizes = video_sizes(participant, sizes, self.settings.video_slots_cap)
+
     # selection
 
     def refill(self, group: Group) -> None:
@@ -388,7 +419,7 @@ class LocalMedia:
         expected = lost = 0
         reported: list[float] = []
         for participant in self.participants.values():
-            for producer in participant.producers.values():
+            for producer in participant.all_producers():
                 expected += producer.stats.expected
                 lost += producer.stats.lost
             reported += [c.reported_loss for c in participant.consumers.values() if c.packets_sent]

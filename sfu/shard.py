@@ -78,7 +78,8 @@ class ShardMedia(LocalMedia):
     def published(self, participant: Participant) -> None:
         pid = participant.id
         mine = self._published.setdefault(pid, {})
-        current = [] if participant.closed else list(participant.producers.values())
+        # Every layer of a simulcast track is a stream of its own.
+        current = [] if participant.closed else list(participant.all_producers())
         for stream, producer in list(mine.items()):
             if not any(producer is p for p in current):
                 self._unpublish(pid, stream)
@@ -208,6 +209,10 @@ class ShardMedia(LocalMedia):
             group.impose((list(video), list(audio)))
 
     def after_tick(self, now: float) -> None:
+        for (origin, stream), sink in list(self.endpoint.sources.items()):
+            wanted = sink.demand(now) if isinstance(sink, RemoteStream) else None
+            if wanted is not None:
+                self.endpoint.send_demand(origin, stream, wanted)
         for key in list(self._shared):
             group = self.groups.get(key)
             if group is None:

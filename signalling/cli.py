@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     from signalling.webhook_cli import add_commands as add_webhook_commands
 
     add_webhook_commands(sub)
+    from signalling.health_cli import add_command as add_health_command
+
+    add_health_command(sub)
     with contextlib.suppress(ImportError):
         from portal.cli import add_commands
 

@@ -79,6 +79,11 @@ def _leave(room: Room, person: Participant, request: Request) -> Outcome:
     return Outcome(room.leave(person.id))
 
 
+def _ping(room: Room, person: Participant, request: Request) -> Outcome:
+    """Nothing changes: the `ack` tells the client its socket still carries messages."""
+    return Outcome()
+
+
 def _lobby(room: Room, person: Participant, request: Request) -> Outcome:
     return Outcome(replies=(outbound.lobby(room.waiting),))
 
@@ -127,6 +132,7 @@ ROOM_COMMANDS: dict[str, Handler] = {
     "breakout_close": _breakout_close,
     "help_request": _help_request,
     "allow_knock": _allow_knock,
+    "ping": _ping,
 }
 
 
@@ -139,6 +145,7 @@ class MediaCommands:
             "offer": self._offer,
             "candidate": self._candidate,
             "pin": self._pin,
+            "video_sizes": self._video_sizes,
         }
 
     async def _offer(self, room: Room, person: Participant, request: Request) -> Outcome:
@@ -157,6 +164,10 @@ class MediaCommands:
         if target is not None:
             room.require_joined(target)
         await self._require_media().pin(person.id, target)
+        return Outcome()
+
+    async def _video_sizes(self, room: Room, person: Participant, request: Request) -> Outcome:
+        await self._require_media().video_sizes(person.id, request.body["slots"])
         return Outcome()
 
     def _require_media(self) -> MediaControl:

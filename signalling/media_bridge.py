@@ -95,3 +95,9 @@ class RoomMediaEvents:
 
     def ice_restart_needed(self, participant_id: str) -> None:
         self._hub.deliver([participant_id], {"type": "ice_restart_needed"})
+
+    def publish_layers(self, participant_id: str, mid: str, active: list[str]) -> None:
+        self._hub.deliver([participant_id], outbound.publish_layers(mid, active))
+
+    def downlink(self, participant_id: str, estimate_kbps: int) -> None:
+        self._hub.deliver([participant_id], outbound.downlink(estimate_kbps))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sfu.control import MAX_SDP_BYTES
+from sfu.control import MAX_MID_LENGTH, MAX_SDP_BYTES, MAX_VIDEO_DIMENSION, MAX_VIDEO_SIZES
 from waiting_room.breakouts import MAX_BREAKOUT_NAME, MAX_BREAKOUTS, MAX_BROADCAST
 from waiting_room.errors import BAD_REQUEST, RoomError
 from waiting_room.room import MAX_HOLD_MESSAGE
@@ -37,7 +37,7 @@ HOST_COMMANDS = frozenset(
         "allow_knock",
     }
 )
-WAITING_ALLOWED = frozenset({"leave"})
+WAITING_ALLOWED = frozenset({"leave", "ping"})
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,24 @@ def _pin(m: dict[str, Any]) -> dict[str, Any]:
     return {"participant_id": _pid(m, nullable=True)}
 
 
+def _video_sizes(m: dict[str, Any]) -> dict[str, Any]:
+    """`slots`: {mid: {"width": W, "height": H}}, integers from 0 to MAX_VIDEO_DIMENSION."""
+    slots = m.get("slots")
+    if not isinstance(slots, dict) or len(slots) > MAX_VIDEO_SIZES:
+        raise _bad(f"`slots` must be an object of at most {MAX_VIDEO_SIZES} slots")
+    sizes: dict[str, list[int]] = {}
+    for mid, size in slots.items():
+        if not isinstance(mid, str) or not 0 < len(mid) <= MAX_MID_LENGTH:
+            raise _bad(f"each slot must be named by its mid (1 to {MAX_MID_LENGTH} characters)")
+        if not isinstance(size, dict):
+            raise _bad("each slot's size must be an object with `width` and `height`")
+        dims = [_int(size, name, 0, MAX_VIDEO_DIMENSION) for name in ("width", "height")]
+        if dims[0] is None or dims[1] is None:
+            raise _bad("each slot's size needs integer `width` and `height`")
+        sizes[mid] = [dims[0], dims[1]]
+    return {"slots": sizes}
+
+
 def _breakout_open(m: dict[str, Any]) -> dict[str, Any]:
     rooms = m.get("rooms")
     if not isinstance(rooms, list) or not 1 <= len(rooms) <= MAX_BREAKOUTS:
@@ -227,12 +245,14 @@ VALIDATORS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "offer": _offer,
     "candidate": _candidate,
     "pin": _pin,
+    "video_sizes": _video_sizes,
     "breakout_open": _breakout_open,
     "breakout_move": _breakout_move,
     "breakout_broadcast": _breakout_broadcast,
     "breakout_close": _breakout_close,
     "help_request": _none,
     "allow_knock": _allow_knock,
+    "ping": _none,
 }
 
 

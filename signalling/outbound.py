@@ -137,6 +137,16 @@ def slots(
     return message
 
 
+def publish_layers(mid: str, active: Sequence[str]) -> Message:
+    """Which simulcast encodings (rids) of the publisher's track `mid` somebody needs."""
+    return {"type": "publish_layers", "mid": mid, "active": list(active)}
+
+
+def downlink(estimate_kbps: int) -> Message:
+    """The SFU's estimate of the client's downlink."""
+    return {"type": "downlink", "estimate_kbps": estimate_kbps}
+
+
 def active_speaker(participant_id: str) -> Message:
     return {"type": "active_speaker", "participant_id": participant_id}
 

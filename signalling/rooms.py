@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.datadir import private_sqlite
-from common.sqlite_thread import SqliteThread
+from common.sqlite_db import SqliteDatabase
 from waiting_room.clock import Clock
 from waiting_room.errors import CONFLICT, NOT_FOUND, RoomError
 from waiting_room.refusals import Refusals
@@ -86,20 +85,21 @@ class RoomStore:
         self._records: dict[str, RoomRecord] = {}
         self._live: dict[str, Room] = {}
         self._refused: dict[str, Refusals] = {}  # rooms unloaded before their visit ended
-        self._thread = SqliteThread("rooms")
-        self._db: sqlite3.Connection | None = None
+        self._db = SqliteDatabase(path, _schema, "rooms")
 
     async def start(self) -> None:
-        await self._thread.run(self._open)
+        await self._db.start()
+        rows = await self._db.read(lambda db: db.execute(f"SELECT {COLUMNS} FROM rooms").fetchall())
+        for row in rows:
+            self._records[row[0]] = _record(row)
 
     async def close(self) -> None:
-        await self._thread.run(self._close)
-        self._thread.stop()
+        await self._db.close()
 
     async def create(self, record: RoomRecord) -> RoomRecord:
         if record.room_id in self._records:
             raise RoomError(CONFLICT, "a room with this id already exists")
-        await self._thread.run(self._insert, record)
+        await self._db.write(lambda db: _insert(db, record))
         self._records[record.room_id] = record
         return record
 
@@ -164,49 +164,38 @@ class RoomStore:
             del self._refused[next(iter(self._refused))]
         self._refused[room_id] = refusals
 
-    def _open(self) -> None:
-        private_sqlite(self._path)
-        db = sqlite3.connect(self._path, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        private_sqlite(self._path)
-        _add_columns(db)
-        for row in db.execute(f"SELECT {COLUMNS} FROM rooms"):
-            self._records[row[0]] = _record(row)
-        self._db = db
 
-    def _insert(self, record: RoomRecord) -> None:
-        assert self._db is not None
-        with self._db:
-            self._db.execute(
-                f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    record.room_id,
-                    record.starts_at,
-                    record.ends_at,
-                    record.max_participants,
-                    record.created_at,
-                    record.created_by,
-                    record.practice,
-                    record.max_waiting,
-                    int(record.allow_reknock),
-                    record.patient_id,
-                ),
-            )
+def _schema(db: sqlite3.Connection) -> int:
+    """Create the rooms table, or bring one from an older version up to date."""
+    db.executescript(SCHEMA)
+    _add_columns(db)
+    return 1
 
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+
+def _insert(db: sqlite3.Connection, record: RoomRecord) -> None:
+    db.execute(
+        f"INSERT INTO rooms ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (
+            record.room_id,
+            record.starts_at,
+            record.ends_at,
+            record.max_participants,
+            record.created_at,
+            record.created_by,
+            record.practice,
+            record.max_waiting,
+            int(record.allow_reknock),
+            record.patient_id,
+        ),
+    )
 
 
 def _add_columns(db: sqlite3.Connection) -> None:
     """Bring a rooms table from an older version up to date (new columns only)."""
     present = {row[1] for row in db.execute("PRAGMA table_info(rooms)")}
-    with db:
-        for name, kind in ADDED_COLUMNS.items():
-            if name not in present:
-                db.execute(f"ALTER TABLE rooms ADD COLUMN {name} {kind}")
+    for name, kind in ADDED_COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE rooms ADD COLUMN {name} {kind}")
 
 
 def _record(row: tuple[Any, ...]) -> RoomRecord:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from portal.sqlite_db import SqliteDatabase
+from common.sqlite_db import SqliteDatabase
 
 T = TypeVar("T")
 PENDING, SENT, FAILED = "pending", "sent", "failed"

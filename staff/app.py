@@ -17,12 +17,12 @@ from aiohttp import web
 
 from common.audit import AuditEntry, SqliteAuditLog
 from common.clock import Clock
+from common.sqlite_db import SqliteDatabase
 from portal.app import sender_address
 from portal.config import PortalConfig
 from portal.outbox import OutboxSender, SenderLock
 from portal.passwords import Passwords
 from portal.smtp import SmtpSettings, SmtpTransport
-from portal.sqlite_db import SqliteDatabase
 from portal.store import Claimed
 from staff.config import StaffConfig
 from staff.mail import StaffOutbox, password_email, token_maker

@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from common.sqlite_db import SqliteDatabase
 from portal.mail import lifetime
 from portal.model import Delivery
-from portal.sqlite_db import SqliteDatabase
 from portal.sqlite_outbox import OutboxTable
 from portal.store import Claimed, OutboxRow, TokenHasher
 from portal.tokens import TokenMaker, new_seed, token_hash

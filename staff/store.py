@@ -12,8 +12,8 @@ import sqlite3
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
+from common.sqlite_db import SqliteDatabase
 from portal.migrations import migrate
-from portal.sqlite_db import SqliteDatabase
 from staff.roles import Role, User
 from staff.sessions import Session
 

@@ -32,6 +32,8 @@ class RecordingEvents:
         self.closed: list[tuple[str, str]] = []
         self.precall: list[tuple[str, PrecallStats]] = []
         self.restarts_needed: list[str] = []
+        self.layers: list[tuple[str, str, list[str]]] = []
+        self.downlinks: list[tuple[str, int]] = []
 
     def slots_changed(self, participant_id: str, slots: list[Slot], publishers: Publishers) -> None:
         self.slots[participant_id] = slots
@@ -49,6 +51,12 @@ class RecordingEvents:
 
     def ice_restart_needed(self, participant_id: str) -> None:
         self.restarts_needed.append(participant_id)
+
+    def publish_layers(self, participant_id: str, mid: str, active: list[str]) -> None:
+        self.layers.append((participant_id, mid, active))
+
+    def downlink(self, participant_id: str, estimate_kbps: int) -> None:
+        self.downlinks.append((participant_id, estimate_kbps))
 
     def who(self, participant_id: str, kind: str | None = None) -> list[str | None]:
         return [

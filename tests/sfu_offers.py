@@ -120,3 +120,33 @@ def replace_line(offer: str, old: str, new: str | None) -> str:
 
 def without_prefix(offer: str, prefix: str) -> str:
     return "\r\n".join(line for line in offer.split("\r\n") if not line.startswith(prefix))
+
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RRID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
+
+def simulcast_offer(
+    rid_lines: tuple[str, ...] = ("a=rid:q send", "a=rid:h send", "a=rid:f send"),
+    simulcast: str | None = "a=simulcast:send q;h;f",
+    extensions: bool = True,
+) -> str:
+    """CHROME_OFFER whose camera m-line (mid 1) publishes simulcast as Chromium does.
+
+    Chromium drops the a=ssrc lines of a simulcast sender and adds the RID
+    and repaired-RID header extensions, the rid lines and a=simulcast.
+    """
+    lines = CHROME_OFFER.split("\r\n")
+    out: list[str] = []
+    for line in lines:
+        if line in ("a=ssrc-group:FID 2001 2002", "a=ssrc:2001 cname:chrome"):
+            continue
+        if line == "a=ssrc:2002 cname:chrome":
+            out += list(rid_lines)
+            if simulcast is not None:
+                out.append(simulcast)
+            continue
+        out.append(line)
+        if line == "a=extmap:13 urn:3gpp:video-orientation" and extensions:
+            out += [f"a=extmap:10 {RID_URI}", f"a=extmap:11 {RRID_URI}"]
+    return "\r\n".join(out)

@@ -20,6 +20,12 @@ that rewrites or drops header extensions (Janus writes its own abs-send-time).
 
 `answer_offer()` takes an SFU's offer (Janus offers to its subscribers) instead
 of making one.
+
+`simulcast=("q", "h", "f")` publishes the video track as Chromium does with
+simulcast: `a=rid:<rid> send` lines, `a=simulcast:send q;h;f`, the RID and
+repaired-RID header extensions and no a=ssrc lines; every layer has its own
+SSRC, sequence numbers and RTX SSRC, and `layer_rtp` writes the sdes:mid and
+RID extensions on each packet (the SFU learns the SSRCs from them).
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import pylibsrtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCCertificate
 
-from sfu.packet.rtp import build_rtp
+from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.transport.ice import PortAllocator
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
@@ -46,6 +52,9 @@ LEVEL_ID, ABS_ID, MID_ID = 1, 2, 3
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+RID_ID, RRID_ID = 4, 5
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RRID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 SIOCGSTAMP = 0x8906  # the receive time of the last packet read from a socket
 
@@ -285,8 +294,14 @@ class SyntheticPeer:
         address: str = "127.0.0.1",
         latency_source: str = "abs-send-time",
         stamp: bool = False,
+        simulcast: tuple[str, ...] = (),
     ) -> None:
         self.sink = Sink()
+        self.simulcast = simulcast if video else ()
+        self.layer_ssrcs = {rid: random.getrandbits(32) | 1 for rid in self.simulcast}
+        self.layer_rtx_ssrcs = {rid: random.getrandbits(32) | 1 for rid in self.simulcast}
+        self.layer_seq = {rid: random.getrandbits(15) for rid in self.simulcast}
+        self.layer_rtx_seq = {rid: random.getrandbits(15) for rid in self.simulcast}
         self.transport = PeerTransport(
             self.sink, decrypt_every, latency_every, address, latency_source
         )
@@ -378,6 +393,9 @@ class SyntheticPeer:
         if kind == "audio":
             lines += [f"a=extmap:{LEVEL_ID} {AUDIO_LEVEL_URI}"]
         lines += [f"a=extmap:{ABS_ID} {ABS_SEND_TIME_URI}", f"a=extmap:{MID_ID} {MID_URI}"]
+        sending = direction in ("sendrecv", "sendonly")
+        if kind == "video" and sending and self.simulcast:
+            lines += [f"a=extmap:{RID_ID} {RID_URI}", f"a=extmap:{RRID_ID} {RRID_URI}"]
         if kind == "audio":
             lines += [f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10"]
         else:
@@ -385,7 +403,10 @@ class SyntheticPeer:
             feedback = ("nack", "nack pli", "ccm fir", "goog-remb")
             lines += [f"a=rtcp-fb:{VP8_PT} {fb}" for fb in feedback]
             lines += [f"a=rtpmap:{RTX_PT} rtx/90000", f"a=fmtp:{RTX_PT} apt={VP8_PT}"]
-        if direction in ("sendrecv", "sendonly") and self.announce_ssrcs:
+        if kind == "video" and sending and self.simulcast:
+            lines += [f"a=rid:{rid} send" for rid in self.simulcast]
+            lines.append("a=simulcast:send " + ";".join(self.simulcast))
+        elif sending and self.announce_ssrcs:
             lines += self._ssrc_lines(kind)
         lines += [f"a=candidate:{c}" for c in local.candidates]  # type: ignore[attr-defined]
         return lines
@@ -559,6 +580,42 @@ class SyntheticPeer:
             payload=payload,
             marker=marker,
             extensions=extensions,
+        )
+
+    def layer_rtp(self, rid: str, payload: bytes, *, timestamp: int, marker: bool) -> bytes:
+        """The next plain RTP packet of simulcast layer `rid`, with sdes:mid and RID."""
+        seq = self.layer_seq[rid]
+        self.layer_seq[rid] = (seq + 1) & 0xFFFF
+        mid = next(m for m, kind, d in self.mids if kind == "video" and d != "recvonly")
+        return build_rtp(
+            payload_type=VP8_PT,
+            sequence=seq,
+            timestamp=timestamp & 0xFFFFFFFF,
+            ssrc=self.layer_ssrcs[rid],
+            payload=payload,
+            marker=marker,
+            extensions={
+                ABS_ID: abs_send_time().to_bytes(3, "big"),
+                MID_ID: mid.encode(),
+                RID_ID: rid.encode(),
+            },
+        )
+
+    def layer_rtx(self, rid: str, original: bytes) -> bytes:
+        """An RFC 4588 retransmission of a packet of layer `rid`, marked with its repaired RID."""
+        seq = self.layer_rtx_seq[rid]
+        self.layer_rtx_seq[rid] = (seq + 1) & 0xFFFF
+        mid = next(m for m, kind, d in self.mids if kind == "video" and d != "recvonly")
+        h = parse_rtp(original)
+        return build_rtp(
+            payload_type=RTX_PT,
+            sequence=seq,
+            timestamp=h.timestamp,
+            ssrc=self.layer_rtx_ssrcs[rid],
+            payload=original[2:4]
+            + original[h.payload_offset : h.payload_offset + h.payload_length],
+            marker=h.marker,
+            extensions={MID_ID: mid.encode(), RRID_ID: rid.encode()},
         )
 
     def send(self, packet: bytes) -> None:

@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from common.config import ConfigError
+from signalling.cli import main
 from signalling.config import Config, from_env
 from tests.servers import METRICS_HEADERS, ROOT, ServerProcess, run_cli, self_signed_cert
 
@@ -146,6 +147,8 @@ async def test_tls_serves_https_and_wss(tmp_path: Path) -> None:
         async with aiohttp.ClientSession() as session:
             async with session.get(f"{server.url}/healthz", ssl=context) as response:
                 assert response.status == 200
+            assert main(["health", "--port", str(server.port), "--tls"]) == 0
+            assert main(["health", "--port", str(server.port)]) == 1  # HTTP to an HTTPS port
             wss = f"wss://127.0.0.1:{server.port}/v1/rooms/visit-1/ws"
             async with session.ws_connect(wss, ssl=context) as ws:
                 await ws.send_json({"type": "hello", "name": "Pat"})
@@ -231,3 +234,21 @@ def test_the_single_port_comes_from_the_environment_and_reaches_the_media_settin
             from_env({**base, "VISITROOM_RTC_UDP_PORT": bad})
     with pytest.raises(ConfigError, match="number of workers"):
         from_env({**base, "VISITROOM_RTC_UDP_PORT": "65535"}, workers=2)
+
+
+async def test_visitroom_health_probes_the_bound_port_and_fails_when_nobody_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env: dict[str, str | None] = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    server = ServerProcess(tmp_path / "data", env, "--workers", "0")
+    try:
+        await server.start()
+        monkeypatch.setenv("VISITROOM_HOST", "0.0.0.0")  # a wildcard bind is probed on loopback
+        monkeypatch.setenv("VISITROOM_PORT", str(server.port))
+        assert main(["health"]) == 0
+        assert main(["health", "--ready"]) == 0
+        assert "healthy: http://127.0.0.1:" in capsys.readouterr().out
+    finally:
+        server.kill()
+    assert main(["health", "--port", str(server.port), "--timeout", "1"]) == 1
+    assert "unhealthy" in capsys.readouterr().err

@@ -13,7 +13,7 @@ import pytest
 from cluster.filestate import FileRoomState
 from common.audit import AuditEntry, SqliteAuditLog
 from common.datadir import private_sqlite
-from portal.sqlite_db import SqliteDatabase
+from portal.migrations import portal_database
 from signalling.rooms import RoomStore
 from tests.conftest import API_KEY, API_SECRET, admin_token, token
 from tests.servers import ServerProcess, run_cli
@@ -113,7 +113,7 @@ async def test_the_stores_make_files_of_older_versions_private(
     async def use_every_store(dir_mode: int) -> None:
         audit = SqliteAuditLog(data / "audit.sqlite3")
         rooms = RoomStore(data / "visitroom.sqlite3", FakeClock(1000.0), 10)
-        portal = SqliteDatabase(data / "portal.sqlite3")
+        portal = portal_database(data / "portal.sqlite3")
         live = FileRoomState(data / "live.sqlite3", FakeClock(1000.0), prepare=private_sqlite)
         for store in (audit, rooms, portal, live):
             await store.start()

@@ -107,6 +107,18 @@ async def test_the_container_runs_as_non_root_without_a_compiler(container: Cont
     assert "python3" in listing  # the listing itself worked
 
 
+async def test_the_image_s_health_check_passes_when_run(image: str, container: Container) -> None:
+    """Without systemd podman schedules no health checks (docs/operations.md), so the
+    orchestrator runs them: the image's own HEALTHCHECK command must then pass."""
+    await wait_ready(container)
+    inspect = podman("image", "inspect", "--format", "{{json .HealthCheck}}", image)
+    assert "health" in inspect
+    result = subprocess.run(
+        ["podman", "healthcheck", "run", container.name], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_the_image_size_is_recorded(
     image: str, record_property: Callable[[str, object], None]
 ) -> None:

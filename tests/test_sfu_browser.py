@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -59,14 +60,15 @@ async function decoded() {
 </script></body></html>"""
 
 
-@pytest.fixture
-async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+@contextlib.asynccontextmanager
+async def serving(html: str) -> AsyncIterator[tuple[str, LocalMedia]]:
+    """A LocalMedia and a page at `/` whose `fetch("/offer/<pid>")` negotiates with it."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail("Chromium is required for the browser tests (apt-get install chromium)")
     async with running_media() as (media, _):
 
         async def page(request: web.Request) -> web.Response:
-            return web.Response(text=PAGE, content_type="text/html")
+            return web.Response(text=html, content_type="text/html")
 
         async def offer(request: web.Request) -> web.Response:
             pid = request.match_info["pid"]
@@ -85,6 +87,12 @@ async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
             yield f"http://127.0.0.1:{port}/", media
         finally:
             await runner.cleanup()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+    async with serving(PAGE) as served:
+        yield served
 
 
 async def test_chromium_video_goes_through_the_sfu_to_chromium(

@@ -8,11 +8,13 @@ import pytest
 
 from sfu.control import (
     ActiveSpeaker,
+    Downlink,
     IceRestartNeeded,
     MediaClosed,
     MediaEvent,
     PrecallMeasured,
     PrecallStats,
+    PublishLayers,
     Slot,
     SlotsChanged,
     deliver,
@@ -34,6 +36,9 @@ SAMPLES: list[MediaEvent] = [
     MediaClosed("alice", "transport_failed"),
     PrecallMeasured("dave", DAVE_STATS),
     IceRestartNeeded("erin"),
+    PublishLayers("frank", "1", ["q", "h"]),
+    PublishLayers("frank", "3", []),
+    Downlink("gina", 480),
 ]
 
 
@@ -78,6 +83,10 @@ def test_every_event_type_has_a_tag_and_a_sample() -> None:
         ("precall_stats", ["dave", [1, 2]]),
         ("ice_restart_needed", [7]),
         ("ice_restart_needed", []),
+        ("publish_layers", ["frank", "1", "q"]),  # active is a list
+        ("publish_layers", ["frank", None, ["q"]]),
+        ("downlink", ["gina", 480.5]),
+        ("downlink", ["gina", True]),
     ],
 )
 def test_a_malformed_event_is_refused(tag: str, values: list[Any]) -> None:
@@ -94,3 +103,5 @@ def test_deliver_calls_the_matching_media_events_method() -> None:
     assert events.closed == [("alice", "transport_failed")]
     assert events.precall == [("dave", DAVE_STATS)]
     assert events.restarts_needed == ["erin"]
+    assert events.layers == [("frank", "1", ["q", "h"]), ("frank", "3", [])]
+    assert events.downlinks == [("gina", 480)]

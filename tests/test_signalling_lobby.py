@@ -210,3 +210,20 @@ async def test_msgpack_clients_get_the_same_conversation(connect: Connect) -> No
     assert (await host.next("knock"))["participant"]["id"] == gid
     ack = await host.request({"type": "admit", "participant_ids": [gid]})
     assert ack["admitted"] == [gid]
+
+
+async def test_ping_is_acked_for_a_waiting_guest_and_a_host_and_changes_nothing(
+    connect: Connect,
+) -> None:
+    host = await join_host(connect)
+    guest, gid = await knock_guest(connect, "Pat")
+    assert (await guest.next("lobby_status"))["status"] == "waiting"
+    await host.next("knock")
+    assert (await guest.request({"type": "ping"}))["type"] == "ack"
+    assert (await host.request({"type": "ping"}))["type"] == "ack"
+    held = await host.request({"type": "hold", "participant_id": gid, "message": "Soon"})
+    assert held["type"] == "ack"
+    assert (await guest.next("lobby_status"))["status"] == "on_hold"
+    assert (await guest.request({"type": "ping"}))["type"] == "ack"  # on hold, still alive
+    lobby = await host.request({"type": "lobby"})
+    assert lobby["type"] == "ack"

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sfu.packet.vp8 import is_vp8_keyframe
+
 __all__ = ["is_keyframe"]
 
 _Payload = bytes | bytearray | memoryview
@@ -36,32 +38,6 @@ def is_keyframe(codec: str, payload: _Payload) -> bool:
         if check is None:
             return False
     return check(payload)
-
-
-def _vp8(p: _Payload) -> bool:
-    n = len(p)
-    if n == 0:
-        return False
-    b = p[0]
-    # Only the start (S=1) of partition 0 carries the VP8 payload header.
-    if not b & 0x10 or b & 0x07:
-        return False
-    i = 1
-    if b & 0x80:  # X: an extension byte follows
-        if n < 2:
-            return False
-        x = p[1]
-        i = 2
-        if x & 0x80:  # I: PictureID, 7 or 15 bits (M flag)
-            if i >= n:
-                return False
-            i += 2 if p[i] & 0x80 else 1
-        if x & 0x40:  # L: TL0PICIDX
-            i += 1
-        if x & 0x30:  # T or K: one shared byte
-            i += 1
-    # The P bit (lowest bit of the frame tag) is 0 on a key frame.
-    return i < n and not p[i] & 0x01
 
 
 def _h264(p: _Payload) -> bool:
@@ -113,4 +89,8 @@ def _vp9(p: _Payload) -> bool:
     return True
 
 
-_CHECKS: dict[str, Callable[[_Payload], bool]] = {"vp8": _vp8, "h264": _h264, "vp9": _vp9}
+_CHECKS: dict[str, Callable[[_Payload], bool]] = {
+    "vp8": is_vp8_keyframe,
+    "h264": _h264,
+    "vp9": _vp9,
+}

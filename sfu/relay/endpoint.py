@@ -12,15 +12,18 @@ the pool (`sfu.relay.routes`); this module only moves datagrams.
 A datagram is a 12-byte header and a body::
 
     0      magic 0x56
-    1      kind: 1 RTP, 2 SR, 3 FEEDBACK
+    1      kind: 1 RTP, 2 SR, 3 FEEDBACK, 4 DEMAND
     2..3   zero
     4..7   sender: the origin id of the worker that sent the datagram
-    8..11  stream: for RTP and SR the sender's stream id; for FEEDBACK the
-           stream id at the receiving worker (the stream's origin)
+    8..11  stream: for RTP and SR the sender's stream id; for FEEDBACK and
+           DEMAND the stream id at the receiving worker (the stream's origin)
 
 RTP carries the publisher's RTP packet; SR the publisher's sender report
 mapping (NTP u64, RTP timestamp u32), so receivers keep lip sync; FEEDBACK
-an RTCP compound (PLI, FIR, NACK).  Within one machine the relay runs on
+an RTCP compound (PLI, FIR, NACK); DEMAND one byte, 1 or 0: whether the
+sending worker's subscribers need that simulcast layer (0: the origin stops
+relaying it there until a 1 comes; sent on change and repeated every second,
+see `sfu.relay.remote.RemoteStream.demand`).  Within one machine the relay runs on
 127.0.0.1 and a datagram is accepted only from the address registered for
 its sender.  Between machines the same datagrams travel sealed with SRTP
 (`sfu.relay.crypto`, for the peers the pool marks as secure).  Anything
@@ -50,7 +53,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAGIC = 0x56
-RTP, SR, FEEDBACK = 1, 2, 3
+RTP, SR, FEEDBACK, DEMAND = 1, 2, 3, 4
+KINDS = (RTP, SR, FEEDBACK, DEMAND)
 HEADER = struct.Struct("!BBxxII")
 SR_BODY = struct.Struct("!QI")
 MAX_DATAGRAM = HEADER.size + 1500
@@ -89,7 +93,7 @@ def parse_header(data: bytes) -> Header | None:
     if len(data) < HEADER.size or len(data) > MAX_DATAGRAM or data[0] != MAGIC:
         return None
     _, kind, sender, stream = HEADER.unpack_from(data)
-    if kind not in (RTP, SR, FEEDBACK):
+    if kind not in KINDS:
         return None
     return Header(kind, sender, stream)
 
@@ -115,22 +119,30 @@ class RemoteSink(Protocol):
 class RelayTap:
     """Attached to a local producer as its `relay`: copies its packets to other workers."""
 
-    __slots__ = ("_rtp_header", "endpoint", "stream", "targets")
+    __slots__ = ("_rtp_header", "endpoint", "paused", "stream", "targets")
 
     def __init__(self, endpoint: RelayEndpoint, stream: int) -> None:
         self.endpoint = endpoint
         self.stream = stream
         self._rtp_header = header(RTP, endpoint.origin, stream)
         self.targets: list[tuple[Address, SecurePair | None]] = []
+        self.paused: set[Address] = set()  # workers whose subscribers need no packets of it
 
     def rtp(self, data: bytes) -> None:
         datagram = self._rtp_header + data
         send = self.endpoint.sendto
+        paused = self.paused
         for address, pair in self.targets:
+            if paused and address in paused:
+                continue
             if pair is None:
                 send(datagram, address, "relay_rtp_out")
             else:
                 send(pair.seal(RTP, self.stream, data), address, "relay_rtp_out")
+
+    def wanted(self) -> bool:
+        """Whether some target worker needs this stream (has not paused it)."""
+        return any(address not in self.paused for address, _ in self.targets)
 
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None:
         body = SR_BODY.pack(ntp, rtp_timestamp)
@@ -216,6 +228,10 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         if counter is not None:
             self.counters.values[counter] += 1
 
+    def send_demand(self, origin: int, stream: int, wanted: bool) -> None:
+        """Whether this worker needs the simulcast layer `stream` of the worker `origin`."""
+        self.send(origin, DEMAND, stream, b"\x01" if wanted else b"\x00", None)
+
     def send_feedback(self, origin: int, stream: int, rtcp: bytes) -> None:
         """RTCP about a remote stream, to the worker it comes from."""
         self.send(origin, FEEDBACK, stream, rtcp, "relay_feedback_out")
@@ -237,6 +253,9 @@ class RelayEndpoint(asyncio.DatagramProtocol):
         now = self._clock()
         if head.kind == FEEDBACK:
             self._feedback(head, body, now)
+            return
+        if head.kind == DEMAND:
+            self._demand(head, body)
             return
         sink = self.sources.get((head.sender, head.stream))
         if sink is None:
@@ -261,7 +280,7 @@ class RelayEndpoint(asyncio.DatagramProtocol):
                 self.counters.bump("relay_foreign")
                 return None
             opened = pair.open(data)
-            if opened is None or opened[0] not in (RTP, SR, FEEDBACK):
+            if opened is None or opened[0] not in KINDS:
                 self.counters.bump("relay_srtp_errors")
                 return None
             kind, stream, body = opened
@@ -274,6 +293,20 @@ class RelayEndpoint(asyncio.DatagramProtocol):
             self.counters.bump("relay_foreign")  # unknown, or plain from a secure peer
             return None
         return head, data[HEADER.size :]
+
+    def _demand(self, head: Header, body: bytes) -> None:
+        producer = self.streams.get(head.stream)
+        address = self.peers.get(head.sender)
+        tap = producer.relay if producer is not None else None
+        if not isinstance(tap, RelayTap) or address is None or body not in (b"\x00", b"\x01"):
+            self.counters.bump(
+                "relay_unknown_stream" if body in (b"\x00", b"\x01") else "relay_bad"
+            )
+            return
+        if body == b"\x01":
+            tap.paused.discard(address)
+        else:
+            tap.paused.add(address)
 
     def _feedback(self, head: Header, body: bytes, now: float) -> None:
         producer = self.streams.get(head.stream)

@@ -9,21 +9,37 @@ rewrite, answer NACKs from the cache and map sender reports exactly as for
 a local publisher.  Its feedback (PLI/FIR, NACK for relay loss) goes back
 to the origin through the relay.  A `RemotePublisher` holds one remote
 participant's streams in one group and is that group's `Publisher`.
+
+Simulcast: every layer of a track is a stream of its own (its packets,
+sender reports, key frame requests and NACKs travel with its stream id), and
+its description adds its `rid` and `layer` (its index in the publisher's
+offer).  The receiving worker links the streams of one mid with rids into
+one track again (`link_layers`), and learns their order from their key
+frames as the origin does, so its consumers switch layers as on the origin.
+A layer none of this worker's subscribers forwards (or waits for) is
+paused at the origin (`demand`, sent by `sfu.shard.ShardMedia`), except the
+lowest layer (it keeps the track live for the group's selection) and a
+layer whose size is not known here yet.
 """
 
 from __future__ import annotations
 
 import random
+import re
 from typing import Any
 
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, parse_rtp
 from sfu.relay.endpoint import RelayEndpoint
-from sfu.routing.producer import Producer
+from sfu.routing.layers import order_layers
+from sfu.routing.producer import Producer, link_layers
 from sfu.sdp.negotiate import CodecChoice
 from sfu.settings import MediaSettings
 
 KINDS = {"audio": ("audio",), "video": ("camera", "screen")}
+MAX_LAYERS = 4
+DEMAND_REPEAT_S = 1.0
+_RID = re.compile(r"[A-Za-z0-9_\-]{1,16}")
 
 
 class DescriptionError(ValueError):
@@ -39,6 +55,8 @@ def describe(producer: Producer) -> dict[str, Any]:
         "codecs": [_codec(c) for c in producer.codecs],
         "ext": sorted([uri, ext_id] for uri, ext_id in producer.ext_ids.items()),
         "ssrc": producer.ssrc,
+        "rid": producer.rid,
+        "layer": producer.offer_index,
     }
 
 
@@ -92,6 +110,11 @@ def check(description: dict[str, Any]) -> tuple[str, str, dict[str, int]]:
     ssrc = description.get("ssrc")
     if ssrc is not None and not (isinstance(ssrc, int) and 0 <= ssrc < 2**32):
         raise DescriptionError("bad ssrc")
+    rid, layer = description.get("rid"), description.get("layer", 0)
+    if rid is not None and not (isinstance(rid, str) and _RID.fullmatch(rid)):
+        raise DescriptionError("bad rid")
+    if not isinstance(layer, int) or not 0 <= layer < MAX_LAYERS:
+        raise DescriptionError("bad layer")
     return str(kind), str(source), ext
 
 
@@ -137,8 +160,23 @@ class RemoteStream:
             keyframe_interval=settings.keyframe_min_interval_s,
             cache_size=settings.rtx_cache_packets,
             cache_age=settings.rtx_cache_age_s,
+            rid=description.get("rid"),
         )
+        self.producer.offer_index = int(description.get("layer", 0))
+        self._demanded: bool | None = None
+        self._demanded_at = float("-inf")
         self.producer.counters = counters
+
+    def demand(self, now: float) -> bool | None:
+        """Whether this worker needs this simulcast layer, when that is due to be (re)sent."""
+        producer = self.producer
+        if producer.rid is None:
+            return None
+        wanted = bool(producer.consumers) or producer.spatial == 0 or producer.frame_size is None
+        if wanted == self._demanded and now - self._demanded_at < DEMAND_REPEAT_S:
+            return None
+        self._demanded, self._demanded_at = wanted, now
+        return wanted
 
     def update(self, description: dict[str, Any]) -> None:
         """A renegotiation at the origin changed codecs or extension ids."""
@@ -182,6 +220,16 @@ class RemotePublisher:
         return remote
 
     def _index(self) -> None:
-        self.producers = {
-            f"{origin}:{stream}": r.producer for (origin, stream), r in self.streams.items()
-        }
+        """One producer per track: the layers of a simulcast track are linked to it."""
+        producers: dict[str, Producer] = {}
+        tracks: dict[tuple[int, str], list[Producer]] = {}
+        for (origin, stream), remote in sorted(self.streams.items()):
+            producer = remote.producer
+            if producer.rid is None:
+                producers[f"{origin}:{stream}"] = producer
+            else:
+                tracks.setdefault((origin, producer.mid), []).append(producer)
+        for (origin, mid), layers in tracks.items():
+            link_layers(order_layers(layers))
+            producers[f"{origin}:{mid}"] = layers[0].track
+        self.producers = producers

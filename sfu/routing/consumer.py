@@ -21,11 +21,31 @@ reference to a frame it never got.  Turning a thumbnail back into a full
 slot waits for a key frame like a switch.
 The last few segments are remembered to map a NACKed sequence number back
 to the producer's packet in its retransmission cache.
+
+Simulcast (see `sfu.routing.producer` for layers): `switch` takes a *track*
+and `set_layers(spatial, temporal)` picks which of its layers (clamped to the
+active ones) and which temporal layers (VP8 TID) are forwarded.  A spatial
+switch is pending until a key frame of the target layer (the caller asks the
+layer for one); the current layer keeps playing meanwhile.  The new layer's
+first timestamp is aligned with the old one through both layers' sender
+reports (the publisher's NTP clock, as mediasoup's SimulcastConsumer does),
+else by the wall clock rule above, and always moves forward.
+
+Two paths.  The *plain* path above (offsets fixed per segment) serves a slot
+that never switched layers within a track and drops no temporal layer: its
+packets keep the `send_rewritten` fast path.  The first time a VP8 slot
+switches layers within a track, or is asked for fewer temporal layers than
+its source sends, it moves for good to the *mapped* path at a frame start:
+`sfu.routing.vp8map.Vp8Map` judges every packet (temporal thinning, picture
+id / TL0PICIDX / KEYIDX continuity) and `sfu.routing.seqmap.SeqMap` numbers
+them (no gap for a dropped packet, real loss stays visible, NACKs mapped
+back); only packets whose descriptor changes are copied.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
@@ -33,12 +53,18 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from sfu.packet.keyframe import is_keyframe
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
+from sfu.packet.vp8 import parse_vp8
+from sfu.routing.layers import MAX_TID
+from sfu.routing.seqmap import SeqMap
+from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
 from sfu.sdp.negotiate import CodecChoice
 
 if TYPE_CHECKING:
     from sfu.routing.producer import Producer
 
 MAX_SEGMENTS = 4
+HIGHEST = 1 << 16  # a spatial wish above every layer: the highest active one
+MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not trusted
 
 
 class RtpOutput(Protocol):
@@ -71,14 +97,18 @@ class Consumer:
         "_ext_map",
         "_first_in",
         "_fresh",
+        "_maps",
         "_rtx_seq",
         "_segments",
         "_seq",
         "_seq_offset",
         "_sr_times",
+        "_switched_from",
+        "_tid_target",
         "_time",
         "_ts",
         "_ts_offset",
+        "_want_spatial",
         "clock_rate",
         "closed",
         "ext_ids",
@@ -99,6 +129,7 @@ class Consumer:
         "ssrc",
         "thumbnail",
         "thumbnail_ts",
+        "track",
     )
 
     def __init__(
@@ -119,6 +150,7 @@ class Consumer:
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.output = output
+        self.track: Producer | None = None
         self.source: Producer | None = None
         self.pending: Producer | None = None
         self.thumbnail = False
@@ -135,6 +167,10 @@ class Consumer:
         self._first_in = 0
         self._fresh = True
         self._ext_map: dict[int, int] | None = None
+        self._switched_from: Producer | None = None
+        self._want_spatial: int | None = HIGHEST
+        self._tid_target = MAX_TID
+        self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._sr_times: dict[int, float] = {}
         self.reported_loss = 0.0  # fraction lost, from the subscriber's reports
@@ -156,39 +192,113 @@ class Consumer:
 
     @property
     def target(self) -> Producer | None:
-        """The producer this slot is switching to, or showing."""
+        """The layer producer this slot is switching to, or showing."""
         return self.pending if self.pending is not None else self.source
 
     def switch(self, producer: Producer | None) -> bool:
-        """Make `producer` this slot's source; True if a key frame is needed first."""
-        if producer is self.target:
+        """Make the track `producer` this slot's; True if a key frame is needed first.
+
+        The layer is the one `set_layers` asked for (the highest active one
+        until then); the key frame must come from `pending`.
+        """
+        if producer is self.track:
             return self.pending is not None
-        if self.pending is not None:
-            self.pending.detach(self)
-            self.pending = None
+        self.track = producer
         if producer is None:
-            self._drop_source()
+            self._aim(None)
             return False
         if self.kind == "video" and producer.kind == "video":
-            self.pending = producer
-            producer.attach(self)
-            return True
-        self._drop_source()
+            return self._aim(self._layer_for(producer, self._want_spatial, time.monotonic()))
+        self._aim(None)
         self.source = producer
         self._fresh = True
         producer.attach(self)
         return False
 
-    def _drop_source(self) -> None:
-        if self.source is not None:
-            self.source.detach(self)
-            self.source = None
+    def set_layers(
+        self, spatial: int | None, temporal: int, now: float | None = None
+    ) -> Producer | None:
+        """Forward `spatial` (clamped to the active layers; None: no video) and TIDs <= `temporal`.
+
+        Returns the layer producer to ask for a key frame (the caller does),
+        or None.  `now`: the monotonic clock (read when not given).
+        """
+        self._want_spatial = spatial
+        self._tid_target = max(0, min(MAX_TID, temporal))
+        if self._maps is not None:
+            self._maps[1].set_max_temporal(self._tid_target)
+        return self.refresh_layers(time.monotonic() if now is None else now)
+
+    def refresh_layers(self, now: float) -> Producer | None:
+        """Re-apply the wanted layers (a layer was paused or came back); as `set_layers`."""
+        track = self.track
+        if self.kind != "video" or track is None:
+            return None
+        layer = self._layer_for(track, self._want_spatial, now)
+        if layer is self.target:
+            return None
+        return self.pending if self._aim(layer) else None
+
+    @property
+    def layers_now(self) -> tuple[int | None, int]:
+        """(spatial, temporal) forwarded now."""
+        source = self.source
+        if source is None:
+            return None, 0
+        temporal = self._maps[1].temporal if self._maps is not None else MAX_TID
+        return source.spatial, max(0, min(temporal, source.meter.top))
+
+    @property
+    def wanted_layers(self) -> tuple[int | None, int]:
+        return self._want_spatial, self._tid_target
+
+    @staticmethod
+    def _layer_for(track: Producer, spatial: int | None, now: float) -> Producer | None:
+        if spatial is None:
+            return None
+        layers = track.layers
+        if len(layers) == 1:
+            return track
+        wanted = min(max(spatial, 0), len(layers) - 1)
+        for layer in reversed(layers[: wanted + 1]):
+            if layer.active(now):
+                return layer
+        for layer in layers[wanted + 1 :]:
+            if layer.active(now):
+                return layer
+        return layers[wanted]
+
+    def _aim(self, layer: Producer | None) -> bool:
+        """Make `layer` the target; True if it must wait for a key frame."""
+        old_pending = self.pending
+        if layer is None:
+            self.pending = None
+            old_source, self.source = self.source, None
+            self._release(old_pending)
+            self._release(old_source)
+            return False
+        if layer is self.source:
+            self.pending = None
+            self._release(old_pending)
+            return False
+        if layer is old_pending:
+            return True
+        self.pending = layer
+        layer.attach(self)
+        self._release(old_pending)
+        return True
+
+    def _release(self, producer: Producer | None) -> None:
+        if producer is not None and producer is not self.source and producer is not self.pending:
+            producer.detach(self)
 
     def _promote(self) -> None:
         pending = self.pending
-        self._drop_source()
+        old = self.source
         self.source = pending
         self.pending = None
+        self._release(old)
+        self._switched_from = old
         self._fresh = True
 
     def producer_closed(self, producer: Producer) -> None:
@@ -198,6 +308,8 @@ class Consumer:
         if self.source is producer:
             self.source = None
             self._fresh = True
+        if self.track is producer.track and producer.track.closed:
+            self.track = None
 
     def resync(self) -> bool:
         """Start the video again from a key frame; True if one must be asked for.
@@ -213,7 +325,11 @@ class Consumer:
         return True
 
     def set_thumbnail(self, thumbnail: bool) -> bool:
-        """Key frames only (True) or every frame; True if a key frame must be asked for."""
+        """Key frames only (True) or every frame; True if a key frame must be asked for.
+
+        The fallback for publishers without simulcast (a simulcast track
+        gets its lowest layer instead, see `Group`).
+        """
         if thumbnail == self.thumbnail or self.kind != "video":
             return False
         self.thumbnail = thumbnail
@@ -245,11 +361,21 @@ class Consumer:
     ) -> None:
         """Rewrite one packet of `producer` for this slot and send it."""
         if producer is not self.source:
-            if producer is not self.pending or not is_keyframe(codec, data[h.payload_offset :]):
+            if producer is not self.pending or not self._starts_keyframe(producer, codec, data, h):
                 return
             self._promote()
             self.thumbnail_ts = h.timestamp
-        elif self.thumbnail and not self._thumbnail_passes(codec, data, h):
+            if self._maps is None and self._needs_maps(producer, codec):
+                self._enter_maps(self._switched_from)
+        elif self.thumbnail:
+            if not self._thumbnail_passes(codec, data, h):
+                return
+        elif self._maps is None and self._tid_target < MAX_TID and codec == "vp8":
+            desc = producer.desc  # a frame above the temporal limit starts: thin from here
+            if desc is not None and desc.tid > self._tid_target and desc.frame_start:
+                self._enter_maps(None)
+        if self._maps is not None and codec == "vp8":
+            self._forward_mapped(self._maps, producer, data, h, codec, now)
             return
         pt = self.pt_by_codec.get(codec)
         if pt is None:
@@ -270,27 +396,129 @@ class Consumer:
                 data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
             )
         else:
-            packet = bytearray(data)
-            rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-            try:
-                remap_extensions(packet, h, self._ext_map)
-            except RtpError:
+            packet = self._copy(data, h, seq, ts, pt, self._ext_map)
+            if packet is None:
                 return
             self.output.send_rtp(bytes(packet))
         self.packets_sent += 1
         self.octets_sent += h.payload_length
 
+    def _forward_mapped(
+        self,
+        maps: tuple[SeqMap[Producer], Vp8Map],
+        producer: Producer,
+        data: bytes,
+        h: RtpHeader,
+        codec: str,
+        now: float,
+    ) -> None:
+        pt = self.pt_by_codec.get(codec)
+        if pt is None:
+            return
+        seqmap, vp8map = maps
+        if self._fresh:
+            self._begin_segment(producer, h.sequence, h.timestamp, now)
+        desc = producer.desc
+        if desc is None:  # padding or garbage: nothing a decoder could use, and no gap
+            seqmap.drop(h.sequence, absorb_gap=False)
+            return
+        verdict = vp8map.packet(desc, h.timestamp, h.marker)
+        if verdict == DROP:
+            seqmap.drop(h.sequence, vp8map.gap_dropped)
+            return
+        seq = seqmap.forward(h.sequence, vp8map.gap_dropped)
+        if seq is None:
+            return
+        ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
+        if (seq - self._seq) & 0xFFFF < 0x8000:
+            self._seq = seq
+            self._ts = ts
+            self._time = now
+        if self._ext_map is None and verdict != REWRITE:
+            self.output.send_rewritten(
+                data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
+            )
+        else:
+            packet = self._copy(data, h, seq, ts, pt, self._ext_map)
+            if packet is None:
+                return
+            if verdict == REWRITE:
+                vp8map.write(packet, h.payload_offset, desc)
+            self.output.send_rtp(bytes(packet))
+        self.packets_sent += 1
+        self.octets_sent += h.payload_length
+
+    def _needs_maps(self, producer: Producer, codec: str) -> bool:
+        """A layer switch within a track (picture ids must continue) or thinning, in VP8."""
+        previous = self._switched_from
+        within = previous is not None and previous is not producer
+        return codec == "vp8" and (
+            (within and previous is not None and previous.track is producer.track)
+            or self._tid_target < producer.meter.top
+        )
+
+    def _enter_maps(self, previous: Producer | None) -> None:
+        """Move to the mapped path (see module doc), numbering on from what was sent.
+
+        `previous`: the layer just left (a switch; its last picture ids are
+        continued); None: the same source goes on (timestamps too).
+        """
+        vp8map = Vp8Map()
+        last = previous.desc if previous is not None else None
+        if last is not None:  # continue after the last picture the old layer gave
+            vp8map.begin()
+            vp8map.packet(last, 0, True)
+        vp8map.set_max_temporal(self._tid_target)
+        seqmap: SeqMap[Producer] = SeqMap(first=(self._seq + 1) & 0xFFFF)
+        if self.source is not None:
+            seqmap.begin(self.source)
+        vp8map.begin()
+        self._maps = (seqmap, vp8map)
+
+    @staticmethod
+    def _starts_keyframe(producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
+        if codec == "vp8":
+            desc = producer.desc
+            return desc is not None and desc.keyframe
+        return is_keyframe(codec, data[h.payload_offset :])
+
     def _begin_segment(self, producer: Producer, seq_in: int, ts_in: int, now: float) -> None:
         first_out = (self._seq + 1) & 0xFFFF
-        elapsed = 0 if self._time is None else int((now - self._time) * self.clock_rate)
+        previous, self._switched_from = self._switched_from, None
+        ts_out = self._aligned_ts(previous, producer, ts_in)
+        if ts_out is None:
+            elapsed = 0 if self._time is None else int((now - self._time) * self.clock_rate)
+            ts_out = self._ts + max(1, elapsed)
         self._seq_offset = (first_out - seq_in) & 0xFFFF
-        self._ts_offset = (self._ts + max(1, elapsed) - ts_in) & 0xFFFFFFFF
+        self._ts_offset = (ts_out - ts_in) & 0xFFFFFFFF
         self._first_in = seq_in
         self._fresh = False
         self._ext_map = extension_map(producer.ext_ids, self.ext_ids)
-        self._segments.append(
-            Segment(first_out, producer, self._seq_offset, self._ts_offset, self._ext_map)
-        )
+        if self._maps is not None:
+            self._maps[0].begin(producer)
+            self._maps[1].begin()
+        else:
+            self._segments.append(
+                Segment(first_out, producer, self._seq_offset, self._ts_offset, self._ext_map)
+            )
+
+    def _aligned_ts(self, previous: Producer | None, producer: Producer, ts_in: int) -> int | None:
+        """`ts_in` of a new layer in the output timeline, through both layers' SRs."""
+        if previous is None or previous.track is not producer.track or previous is producer:
+            return None
+        old_sr, new_sr = previous.last_sr, producer.last_sr
+        if old_sr is None or new_sr is None or self.packets_sent == 0:
+            return None
+        ntp_delta = (new_sr[0] - old_sr[0]) / 0x1_0000_0000
+        since_sr = ((ts_in - new_sr[1] + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        in_old = old_sr[1] + round(ntp_delta * self.clock_rate) + since_sr
+        ts_out = (in_old + self._ts_offset) & 0xFFFFFFFF
+        ahead = (ts_out - self._ts) & 0xFFFFFFFF
+        if ahead == 0 or ahead >= 0x80000000:
+            return (self._ts + 1) & 0xFFFFFFFF  # never back in time, never the same frame
+        if ahead > MAX_SR_JUMP_S * self.clock_rate:
+            return None
+        return ts_out
 
     # retransmission
 
@@ -298,10 +526,40 @@ class Consumer:
         """Answer a NACK from the producers' caches; returns packets resent."""
         sent = 0
         for seq in sequences:
+            if self._maps is not None:
+                found = self._maps[0].lookup(seq & 0xFFFF)
+                if found is not None:
+                    sent += self._resend_mapped(self._maps[1], *found, seq & 0xFFFF, now)
+                    continue
             segment = self._segment_of(seq & 0xFFFF)
             if segment is not None and self._resend(segment, seq & 0xFFFF, now):
                 sent += 1
         return sent
+
+    def _resend_mapped(
+        self, vp8map: Vp8Map, producer: Producer, seq_in: int, seq: int, now: float
+    ) -> bool:
+        original = producer.cached(seq_in, now)
+        if original is None:
+            return False
+        try:
+            h = parse_rtp(original)
+            desc = parse_vp8(
+                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
+            )
+        except ValueError:  # RtpError, Vp8Error
+            return False
+        pt = self.pt_by_codec.get("vp8")
+        verdict = vp8map.resend(desc, h.timestamp)
+        if pt is None or verdict == DROP:
+            return False
+        packet = self._copy(original, h, seq, h.timestamp + self._ts_offset, pt, self._ext_map)
+        if packet is None:
+            return False
+        if verdict == REWRITE:
+            vp8map.write(packet, h.payload_offset, desc)
+        self.output.send_rtp(self._maybe_rtx(bytes(packet), "vp8"))
+        return True
 
     def _segment_of(self, seq: int) -> Segment | None:
         if (self._seq - seq) & 0xFFFF >= 0x8000:
@@ -324,16 +582,32 @@ class Consumer:
         pt = self.pt_by_codec.get(codec or "")
         if codec is None or pt is None:
             return False
-        packet = bytearray(original)
-        ts = (h.timestamp + segment.ts_offset) & 0xFFFFFFFF
-        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
-        if segment.ext_map is not None:
-            try:
-                remap_extensions(packet, h, segment.ext_map)
-            except RtpError:
-                return False
+        packet = self._copy(original, h, seq, h.timestamp + segment.ts_offset, pt, segment.ext_map)
+        if packet is None:
+            return False
         self.output.send_rtp(self._maybe_rtx(bytes(packet), codec))
         return True
+
+    def _copy(
+        self,
+        original: bytes,
+        h: RtpHeader,
+        seq: int,
+        ts: int,
+        pt: int,
+        ext_map: dict[int, int] | None,
+    ) -> bytearray | None:
+        """`original` with this slot's header (and extension ids); None if malformed."""
+        packet = bytearray(original)
+        rewrite_header(
+            packet, ssrc=self.ssrc, sequence=seq, timestamp=ts & 0xFFFFFFFF, payload_type=pt
+        )
+        if ext_map is not None:
+            try:
+                remap_extensions(packet, h, ext_map)
+            except RtpError:
+                return None
+        return packet
 
     def _maybe_rtx(self, packet: bytes, codec: str) -> bytes:
         rtx_pt = self.rtx_pt_by_codec.get(codec)

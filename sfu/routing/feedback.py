@@ -130,7 +130,7 @@ def reports(p: Participant, now: float, remb_bitrate: int | None) -> list[bytes]
 
 def _report_blocks(p: Participant, now: float) -> list[ReportBlock]:
     blocks = []
-    for producer in p.producers.values():
+    for producer in p.all_producers():
         if producer.ssrc is None or producer.stats.received == 0:
             continue
         r = producer.stats.report(now)
@@ -151,7 +151,7 @@ def _report_blocks(p: Participant, now: float) -> list[ReportBlock]:
 def _remb_packet(p: Participant, bitrate: int | None) -> bytes:
     ssrcs = [
         pr.ssrc
-        for pr in p.producers.values()
+        for pr in p.all_producers()
         if pr.kind == "video" and pr.use_remb and pr.ssrc is not None
     ]
     if bitrate is None or not ssrcs:

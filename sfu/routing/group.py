@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Protocol
 from sfu.control import Slot
 from sfu.policy.selection import assign_slots, diff, last_n_order
 from sfu.policy.speaker import DominantSpeaker
+from sfu.routing.consumer import HIGHEST
+from sfu.routing.layers import MAX_TID
 from sfu.routing.producer import Producer
 
 if TYPE_CHECKING:
@@ -171,7 +173,7 @@ class Group:
             pid = member.id
             for producer in member.producers.values():
                 if producer.source == "camera":
-                    (cameras if now - producer.last_media < LIVE_S else off).append(pid)
+                    (cameras if now - producer.media_at < LIVE_S else off).append(pid)
                 elif producer.source == "screen":
                     screens.append(source_key(pid, "screen"))
                 else:
@@ -193,7 +195,7 @@ class Group:
         result: Publishing = {}
         for member in self.publishers():
             sources = sorted(
-                p.source for p in member.producers.values() if now - p.last_media < LIVE_S
+                p.source for p in member.producers.values() if now - p.media_at < LIVE_S
             )
             if sources:
                 result[member.id] = sources
@@ -238,8 +240,8 @@ class Group:
             if consumer is None:
                 continue
             producer = self.producer_for(key, consumer.kind)
-            if consumer.switch(producer) and producer is not None and connected:
-                producer.request_keyframe(now)
+            if consumer.switch(producer) and consumer.pending is not None and connected:
+                consumer.pending.request_keyframe(now)
             participant.slot_keys[mid] = key if producer is not None else None
         if participant.settings.stage_video_slots and not self.precall:
             self._thumbnails(participant, now, connected)
@@ -255,7 +257,12 @@ class Group:
         return slots, publishing
 
     def _thumbnails(self, participant: Participant, now: float, connected: bool) -> None:
-        """Full rate for the first choices (on stage), key frames only for the rest."""
+        """The first choices on stage, the rest as thumbnails.
+
+        A simulcast track's thumbnail is its lowest layer (stage: the highest
+        active one); a track without simulcast falls back to key frames only.
+        Until the allocator sets layers from the bandwidth, this is the choice.
+        """
         video = (self._orders or self.orders(now))[0]
         pinned = [participant.pinned] if participant.pinned in video else []
         choices = [
@@ -265,18 +272,25 @@ class Group:
         for mid, consumer in participant.consumers.items():
             key = participant.slot_keys.get(mid)
             thumbnail = key is not None and key not in stage
-            if consumer.set_thumbnail(thumbnail) and connected and consumer.pending is not None:
+            track = consumer.track
+            if track is not None and len(track.layers) > 1:
+                consumer.set_thumbnail(False)
+                layer = consumer.set_layers(0 if thumbnail else HIGHEST, MAX_TID)
+                if connected and layer is not None:
+                    layer.request_keyframe(now)
+            elif consumer.set_thumbnail(thumbnail) and connected and consumer.pending is not None:
                 consumer.pending.request_keyframe(now)
 
     def _forget_stale(self, participant: Participant) -> None:
         # A slot whose source left or was replaced is empty, so that the
-        # assignment refills it (possibly with the same participant).
+        # assignment refills it (possibly with the same participant).  The
+        # slot's target is a track; which of its layers plays is the consumer's.
         for mid, key in participant.slot_keys.items():
             consumer = participant.consumers.get(mid)
             if key is not None and (
                 consumer is None
-                or consumer.target is None
-                or consumer.target is not self.producer_for(key, consumer.kind)
+                or consumer.track is None
+                or consumer.track is not self.producer_for(key, consumer.kind)
             ):
                 participant.slot_keys[mid] = None
 

@@ -11,6 +11,12 @@ renegotiation keeps the existing ones (same SSRCs, same state) and only adds
 or removes what changed.  It is also the transport's `PacketSink`: RTP is
 routed to the producer by SSRC (learned from the sdes:mid extension when the
 offer did not announce it), RTCP goes to `feedback`.
+
+A simulcast m-line (`MediaPlan.simulcast`) becomes one Producer per layer
+(`sfu.routing.producer`): `producers[mid]` holds the track, the others are
+its `layers`.  Their SSRCs are never in the offer: a packet of an unknown SSRC
+is mapped by its sdes:mid to the track and by its RID (media) or repaired
+RID (RTX) extension to the layer.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
@@ -27,9 +33,9 @@ from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
-from sfu.routing.producer import Producer
+from sfu.routing.producer import Producer, close_track, link_layers
 from sfu.sdp.answer import AnswerContext, SendStream, render_answer
-from sfu.sdp.negotiate import MID_URI, MediaPlan
+from sfu.sdp.negotiate import MID_URI, RID_URI, RRID_URI, MediaPlan
 from sfu.sdp.offer import Offer
 from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
@@ -38,7 +44,7 @@ from sfu.transport.webrtc import TransportState, WebRtcTransport
 if TYPE_CHECKING:
     from sfu.routing.group import Group
 
-MAX_LEARNED_SSRCS = 8
+MAX_LEARNED_SSRCS = 24  # media + RTX of up to 4 layers of 2 video tracks, audio, restarts
 
 
 class NullOutput:
@@ -80,6 +86,7 @@ class Participant:
         self.group = group
         self.precall = precall
         self.pinned: str | None = None
+        self.video_sizes: dict[str, tuple[int, int]] = {}  # mid -> rendered (w, h); video_sizes
         self.closed = False
         self.lock = asyncio.Lock()
         self.transport: WebRtcTransport | None = None
@@ -109,6 +116,11 @@ class Participant:
 
     # transport
 
+    def all_producers(self) -> Iterator[Producer]:
+        """Every layer of every published track (tracks are `producers`)."""
+        for producer in self.producers.values():
+            yield from producer.layers
+
     @property
     def counters(self) -> Counters:
         return self.transport.counters if self.transport is not None else self._idle_counters
@@ -136,7 +148,7 @@ class Participant:
     def on_path_restored(self) -> None:
         """An ICE restart completed: ask for key frames both ways, so pictures come back now."""
         now = time.monotonic()
-        for producer in self.producers.values():
+        for producer in self.all_producers():
             if producer.kind == "video":
                 producer.request_keyframe(now)
         for consumer in self.consumers.values():
@@ -193,7 +205,7 @@ class Participant:
         output = self.transport if self.transport is not None else NULL_OUTPUT
         for consumer in self.consumers.values():
             consumer.output = output
-        for producer in self.producers.values():
+        for producer in self.all_producers():
             producer.output = self
             producer.counters = self.counters
 
@@ -220,12 +232,17 @@ class Participant:
             changed = True
         for mid, plan in wanted.items():
             producer = self.producers.get(mid)
+            rids = plan.simulcast.rids if plan.simulcast is not None else None
+            if producer is not None and _rids(producer) != rids:
+                self._remove_producer(self.producers.pop(mid))  # simulcast came or went
+                producer = None
             if producer is None:
                 producer = self._new_producer(plan)
                 self.producers[mid] = producer
                 changed = True
             else:
-                producer.update(plan.codecs, self.ext_ids)
+                for layer in producer.layers:
+                    layer.update(plan.codecs, self.ext_ids)
             self._register_ssrcs(producer, plan)
         return changed
 
@@ -235,6 +252,17 @@ class Participant:
         else:
             taken = {p.source for p in self.producers.values()}
             source = "camera" if "camera" not in taken else "screen"
+        if plan.simulcast is None or plan.kind != "video":
+            return self._producer(plan, source, None)
+        layers = []
+        for index, rid in enumerate(plan.simulcast.rids):
+            layer = self._producer(plan, source, rid)
+            layer.offer_index = index
+            layers.append(layer)
+        link_layers(tuple(layers))
+        return layers[0]
+
+    def _producer(self, plan: MediaPlan, source: str, rid: str | None) -> Producer:
         producer = Producer(
             owner=self.id,
             mid=plan.mid or "",
@@ -248,6 +276,7 @@ class Participant:
             keyframe_interval=self.settings.keyframe_min_interval_s,
             cache_size=self.settings.rtx_cache_packets,
             cache_age=self.settings.rtx_cache_age_s,
+            rid=rid,
         )
         producer.level_sink = self.group.on_level
         return producer
@@ -267,9 +296,10 @@ class Participant:
             self.transport.inbound_ssrcs.update(s for s in (plan.ssrc, plan.rtx_ssrc) if s)
 
     def _remove_producer(self, producer: Producer) -> None:
-        producer.close()
+        close_track(producer)
+        layers = producer.layers
         for table in (self.by_ssrc, self.by_rtx_ssrc):
-            for ssrc in [s for s, p in table.items() if p is producer]:
+            for ssrc in [s for s, p in table.items() if any(p is layer for layer in layers)]:
                 del table[ssrc]
 
     def _apply_consumers(self, plans: tuple[MediaPlan, ...]) -> None:
@@ -382,6 +412,11 @@ class Participant:
         producer = self.producers.get(value.decode("ascii", "replace")) if value else None
         if producer is None:
             return False
+        if len(producer.layers) > 1:
+            layer = self._layer_of(producer, packet, h)
+            if layer is None:
+                return False
+            producer = layer
         self._learned += 1
         if h.payload_type in producer.apt_by_rtx:
             if producer.rtx_ssrc is not None:
@@ -395,6 +430,25 @@ class Participant:
         self.by_ssrc[h.ssrc] = producer
         return producer.on_rtp(packet, h, now)
 
+    def _layer_of(self, track: Producer, packet: bytes, h: RtpHeader) -> Producer | None:
+        """The layer a packet of a simulcast track belongs to, by its (repaired) RID."""
+        plan = next((p for p in self.plans if p.mid == track.mid), None)
+        if plan is None or plan.simulcast is None:
+            return None
+        rtx = h.payload_type in track.apt_by_rtx
+        value = None
+        try:
+            for uri in (RRID_URI, RID_URI) if rtx else (RID_URI,):
+                ext_id = self.ext_ids.get(uri)
+                if ext_id is not None and value is None:
+                    value = find_extension(packet, h, ext_id)
+        except RtpError:
+            return None
+        index = plan.simulcast.layer_of(value.decode("ascii", "replace")) if value else None
+        if index is None:
+            return None
+        return next((p for p in track.layers if p.offer_index == index), None)
+
     def on_rtcp(self, packet: bytes) -> None:
         feedback.handle_rtcp(self, packet, time.monotonic())
 
@@ -405,7 +459,7 @@ class Participant:
         for consumer in self.consumers.values():
             consumer.close()
         for producer in self.producers.values():
-            producer.close()
+            close_track(producer)
         self.consumers.clear()
         self.producers.clear()
         self.consumers_by_ssrc.clear()
@@ -428,7 +482,7 @@ class Participant:
         for consumer in self.consumers.values():
             consumer.close()
         for producer in self.producers.values():
-            producer.close()
+            close_track(producer)
         self.by_ssrc.clear()
         self.by_rtx_ssrc.clear()
 
@@ -440,3 +494,10 @@ def _dtls_role(setup: str, current: str | None) -> str:
     if setup == "passive":
         return "client"
     return current or "client"
+
+
+def _rids(producer: Producer) -> tuple[str, ...] | None:
+    """The simulcast rids a track was made for, in offer order (None: no simulcast)."""
+    if producer.rid is None:
+        return None
+    return tuple(layer.rid or "" for layer in sorted(producer.layers, key=lambda p: p.offer_index))

@@ -8,6 +8,16 @@ Nothing here decodes a payload.
 
 Key frame requests to the publisher are coalesced: at most one per
 `keyframe_min_interval` (PLI if the publisher negotiated it, else FIR).
+
+Simulcast: each encoding of a track is a Producer of its own (its own SSRC,
+RTX SSRC, statistics, NACKs, cache and key frame requests), with its `rid`;
+`layers` are the track's layers lowest resolution first (`spatial` is the
+index there, see `sfu.routing.layers.order_layers` for the rule) and
+`track` the layer that stands for the whole track (`Participant.producers`
+holds it; the first in the offer, whose identity never changes).  Without
+simulcast `layers == (self,)` and `track is self`.  On ingress a VP8 packet's
+descriptor is read once (`desc`, for the consumers: TID, sync, picture ids)
+and measured (`bitrate_bps`, `temporal_bitrates`, `frame_size`, `active`).
 """
 
 from __future__ import annotations
@@ -28,12 +38,15 @@ from sfu.packet.rtp import (
 )
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
+from sfu.packet.vp8 import Vp8Descriptor, read_vp8, vp8_frame_size
+from sfu.routing.layers import NO_TID, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
 if TYPE_CHECKING:
     from sfu.routing.consumer import Consumer
 
 LevelSink = Callable[[str, int, bool, float], None]
+ACTIVE_S = 1.0  # a layer that sent no media for this long is not active (paused)
 
 
 class RelayTap(Protocol):
@@ -42,6 +55,10 @@ class RelayTap(Protocol):
     def rtp(self, data: bytes) -> None: ...
 
     def sender_report(self, ntp: int, rtp_timestamp: int) -> None: ...
+
+    def wanted(self) -> bool:
+        """Whether some other worker's subscribers need these packets now."""
+        ...
 
 
 class RtcpOutput(Protocol):
@@ -69,23 +86,31 @@ class Producer:
         "codecs",
         "consumers",
         "counters",
+        "desc",
         "ext_ids",
         "feedback",
+        "frame_size",
         "keyframe_interval",
         "kind",
         "last_media",
         "last_sr",
+        "layers",
         "level_sink",
+        "meter",
         "mid",
         "nack",
+        "offer_index",
         "output",
         "owner",
         "refresh_due",
         "relay",
+        "rid",
         "rtx_ssrc",
         "source",
+        "spatial",
         "ssrc",
         "stats",
+        "track",
         "use_fir",
         "use_pli",
         "use_remb",
@@ -106,8 +131,16 @@ class Producer:
         keyframe_interval: float = 0.5,
         cache_size: int = 512,
         cache_age: float = 1.0,
+        rid: str | None = None,
     ) -> None:
         self.owner = owner
+        self.rid = rid
+        self.spatial = 0
+        self.offer_index = 0
+        self.layers: tuple[Producer, ...] = (self,)
+        self.track: Producer = self
+        self.frame_size: tuple[int, int] | None = None
+        self.desc: Vp8Descriptor | None = None  # of the packet being forwarded (VP8)
         self.mid = mid
         self.kind = kind
         self.source = source  # "audio", "camera" or "screen"
@@ -125,6 +158,7 @@ class Producer:
         # When the last packet with a payload came (padding-only probes do not
         # count); a new producer gets a grace period as if one just came.
         self.last_media = time.monotonic()
+        self.meter = RateMeter(self.last_media)
         self._last_keyframe_request = float("-inf")
         self._fir_seq = 0
         self._vad_seen = False
@@ -174,6 +208,7 @@ class Producer:
             self.consumers = [c for c in self.consumers if c is not consumer]
 
     def close(self) -> None:
+        """Close this layer (`close_track` closes every layer of a track)."""
         if self.closed:
             return
         self.closed = True
@@ -202,12 +237,55 @@ class Producer:
             self._cache.store(h.sequence, data, now)
         if self._level_id is not None:
             self._read_level(data, h, self._level_id, now)
+        if codec == "vp8":
+            offset = h.payload_offset
+            payload = memoryview(data)[offset : offset + h.payload_length]
+            desc = self.desc = read_vp8(payload)
+            if desc is not None and desc.keyframe:
+                size = vp8_frame_size(payload)
+                if size is not None and size != self.frame_size:
+                    self._resized(size)
+            self.meter.add(desc.tid if desc is not None else NO_TID, len(data), now)
+        else:
+            self.desc = None
+            self.meter.add(NO_TID, len(data), now)
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
         relay = self.relay
         if relay is not None:
             relay.rtp(data)
         return True
+
+    # layers
+
+    def _resized(self, size: tuple[int, int]) -> None:
+        self.frame_size = size
+        if len(self.layers) > 1:
+            link_layers(order_layers(self.layers))
+
+    def bitrate_bps(self, now: float) -> int:
+        """Bits per second received over about the last second (all TIDs)."""
+        return self.meter.rates(now)[-1]
+
+    def temporal_bitrates(self, now: float) -> tuple[int, ...]:
+        """Cumulative bits/s per highest TID (one entry when the stream has no TIDs)."""
+        return self.meter.rates(now)
+
+    def active(self, now: float) -> bool:
+        """Whether media came within the last `ACTIVE_S` (a paused layer is not active)."""
+        return now - self.last_media < ACTIVE_S and not self.closed
+
+    def in_use(self) -> bool:
+        """Whether a subscriber here or on another worker forwards (or awaits) this layer.
+
+        What the publisher needs to keep sending (`publish_layers`).
+        """
+        return bool(self.consumers) or (self.relay is not None and self.relay.wanted())
+
+    @property
+    def media_at(self) -> float:
+        """When the last media of the whole track (any of its layers) came."""
+        return max(layer.last_media for layer in self.layers)
 
     def on_rtx(self, data: bytes, h: RtpHeader, now: float) -> bool:
         """An RFC 4588 retransmission: unwrap it and treat it as the original."""
@@ -272,3 +350,17 @@ class Producer:
     def retry_nacks(self, now: float) -> None:
         if self.nack is not None:
             self.send_nack(self.nack.due(now))
+
+
+def link_layers(layers: tuple[Producer, ...]) -> None:
+    """Make `layers` (lowest first) one track's; the track is the first in offer order."""
+    track = min(layers, key=lambda p: p.offer_index)
+    for spatial, layer in enumerate(layers):
+        layer.layers = layers
+        layer.spatial = spatial
+        layer.track = track
+
+
+def close_track(track: Producer) -> None:
+    for layer in track.layers:
+        layer.close()

@@ -87,12 +87,13 @@ class Ticker:
         media.after_tick(now)
 
     def _participant(self, participant: Participant, now: float) -> None:
-        for producer in participant.producers.values():
+        for producer in participant.all_producers():
             producer.retry_nacks(now)
         transport = participant.transport
         if transport is not None and transport.connected:
             refresh = self._media.settings.thumbnail_refresh_s
             for consumer in participant.consumers.values():
+                consumer.refresh_layers(now)  # a simulcast layer paused or came back
                 if consumer.pending is not None:
                     consumer.pending.request_keyframe(now)
                 elif consumer.thumbnail and consumer.source is not None:

@@ -101,6 +101,7 @@ def _media_lines(
     lines += [f"a=setup:{transport.setup}", f"a=mid:{plan.mid}"]
     lines += [f"a=extmap:{ext_id} {uri}" for ext_id, uri in plan.extensions]
     lines += [f"a={plan.direction}"]
+    lines += _simulcast_lines(plan)
     if stream is not None:
         lines.append(f"a=msid:{stream.stream_id} {stream.track_id}")
     lines.append("a=rtcp-mux")
@@ -109,6 +110,20 @@ def _media_lines(
         lines += _ssrc_lines(stream, cname)
     lines += [f"a=candidate:{c}" for c in transport.candidates]
     lines.append("a=end-of-candidates")
+    return lines
+
+
+def _simulcast_lines(plan: MediaPlan) -> list[str]:
+    """a=rid:<id> recv for every offered rid and a=simulcast:recv in the offer's order."""
+    simulcast = plan.simulcast
+    if simulcast is None:
+        return []
+    lines = [f"a=rid:{rid} recv" for stream in simulcast.streams for rid in stream]
+    streams = ";".join(
+        ",".join(("~" if rid in simulcast.paused else "") + rid for rid in stream)
+        for stream in simulcast.streams
+    )
+    lines.append(f"a=simulcast:recv {streams}")
     return lines
 
 

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sfu.sdp.offer import Codec, Offer, OfferedMedia
+from sfu.sdp.offer import Codec, Offer, OfferedMedia, Simulcast
 
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+RRID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 ACCEPTED_EXTENSIONS = {
     "audio": (AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI),
-    "video": (ABS_SEND_TIME_URI, MID_URI),
+    "video": (ABS_SEND_TIME_URI, MID_URI, RID_URI, RRID_URI),
 }
 ACCEPTED_FEEDBACK = {
     "audio": (),
@@ -57,6 +59,9 @@ class MediaPlan:
     extensions: tuple[tuple[int, str], ...]
     ssrc: int | None
     rtx_ssrc: int | None
+    # The simulcast streams the SFU receives on this m-line (answered with
+    # a=rid recv + a=simulcast:recv); None: one stream, as without simulcast.
+    simulcast: Simulcast | None = None
 
     @property
     def direction(self) -> str:
@@ -150,6 +155,10 @@ def _accepted(
     media: OfferedMedia, codecs: tuple[CodecChoice, ...], publish: bool, receive: bool
 ) -> MediaPlan:
     allowed = ACCEPTED_EXTENSIONS[media.kind]
+    # Simulcast needs the RID extension to tell the layers' SSRCs apart;
+    # without it the answer has no simulcast lines and the browser sends one stream.
+    offered = {uri for _, uri in media.extensions}
+    simulcast = media.simulcast if publish and RID_URI in offered else None
     return MediaPlan(
         index=media.index,
         mid=media.mid,
@@ -159,8 +168,9 @@ def _accepted(
         receive=receive,
         codecs=codecs,
         extensions=tuple((i, uri) for i, uri in media.extensions if uri in allowed),
-        ssrc=media.ssrc if publish else None,
-        rtx_ssrc=media.rtx_ssrc if publish else None,
+        ssrc=media.ssrc if publish and simulcast is None else None,
+        rtx_ssrc=media.rtx_ssrc if publish and simulcast is None else None,
+        simulcast=simulcast,
     )
 
 

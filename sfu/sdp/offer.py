@@ -7,6 +7,15 @@ every line the SFU relies on), then lets `aiortc.sdp` build its objects and
 finally checks the meaning (BUNDLE, rtcp-mux, ICE credentials, a supported
 fingerprint, no dangling `apt=`).  Every refusal is a
 `MediaError("bad_request", ...)` saying what is wrong.
+
+Simulcast (RFC 8853 / RFC 8851): a video m-line may carry `a=rid:<id> send
+[restrictions]` lines and one `a=simulcast:send <streams>` line (streams
+separated by `;`, alternatives by `,`, a `~` prefix marks a paused stream;
+the old draft form `send rid=q;h;f` is read too).  Limits: at most
+`MAX_RIDS` rids per m-line, rid ids of 1-16 letters, digits, `-` or `_`,
+every rid listed in a=simulcast and every listed rid declared, send only (the
+SFU never sends simulcast), a `pt=` restriction only naming the m-line's
+payload types, no simulcast on audio or at session level.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ MAX_MEDIA = 20
 MAX_FORMATS = 128
 MAX_CANDIDATES = 64
 MAX_SSRC_LINES = 64
+MAX_RIDS = 4
 
 SUPPORTED_HASHES = ("sha-256", "sha-384", "sha-512")
 DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
@@ -44,6 +54,14 @@ _SSRC_GROUP = re.compile(r"([\w\-]{1,16})((?: \d{1,10})+)")
 _FINGERPRINT = re.compile(r"([\w\-]{1,16}) ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){15,63})")
 _ICE_UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
 _ICE_PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
+_RID = re.compile(
+    r"([A-Za-z0-9_\-]{1,16}) (send|recv)"
+    r"(?: ([\w\-]{1,16}=[\w\-.,]{1,64}(?:;[\w\-]{1,16}=[\w\-.,]{1,64}){0,15}))?"
+)
+_SIMULCAST = re.compile(
+    r" ?(send|recv) (?:rid=)?([\w\-~,;]{1,200})(?: (send|recv) (?:rid=)?([\w\-~,;]{1,200}))?"
+)
+_RID_ID = re.compile(r"[A-Za-z0-9_\-]{1,16}")
 _MID = re.compile(r"[\w\-.~]{1,64}")
 _CANDIDATE = re.compile(
     r"(?:candidate:)?([\w+/]{1,32}) (\d{1,3}) ([A-Za-z]{3}) (\d{1,10}) ([\w.:\-]{1,253}) "
@@ -74,6 +92,32 @@ class Codec:
 
 
 @dataclass(frozen=True)
+class Simulcast:
+    """The simulcast streams a publisher offers on one m-line, in a=simulcast order.
+
+    Each stream is a tuple of rids: the first is the stream's rid, the
+    others its alternatives (the same layer under another rid).  The offer
+    order is not guaranteed to be lowest resolution first (see
+    `sfu.routing.producer.order_layers` for how layers are ordered).
+    """
+
+    streams: tuple[tuple[str, ...], ...]
+    paused: frozenset[str] = frozenset()
+
+    @property
+    def rids(self) -> tuple[str, ...]:
+        """The first rid of each stream (one per layer), in offer order."""
+        return tuple(stream[0] for stream in self.streams)
+
+    def layer_of(self, rid: str) -> int | None:
+        """The index (offer order) of the stream `rid` names, None if unknown."""
+        for index, stream in enumerate(self.streams):
+            if rid in stream:
+                return index
+        return None
+
+
+@dataclass(frozen=True)
 class OfferedMedia:
     """One m-line of the offer, reduced to what the SFU uses."""
 
@@ -88,6 +132,7 @@ class OfferedMedia:
     ssrc: int | None  # the media SSRC the client will send, when it said so
     rtx_ssrc: int | None
     rtcp_mux: bool
+    simulcast: Simulcast | None = None
 
     @property
     def rejected(self) -> bool:
@@ -129,7 +174,10 @@ def parse_offer(text: object) -> Offer:
     except Exception as exc:  # aiortc raises assert/Key/Value/Index errors alike
         raise bad(f"unparsable SDP offer ({type(exc).__name__})") from None
     two_byte = any(line == "a=extmap-allow-mixed" for line in lines)
-    media = tuple(_media(i, m, two_byte) for i, m in enumerate(session.media))
+    simulcasts = _simulcasts(lines)
+    if len(simulcasts) != len(session.media):
+        raise bad("unparsable SDP offer (m-lines)")
+    media = tuple(_media(i, m, two_byte, simulcasts[i]) for i, m in enumerate(session.media))
     return _offer(session, media, two_byte, lines)
 
 
@@ -210,6 +258,8 @@ _ATTRIBUTE_SYNTAX = {
     "ice-ufrag": _ICE_UFRAG,
     "ice-pwd": _ICE_PWD,
     "mid": _MID,
+    "rid": _RID,
+    "simulcast": _SIMULCAST,
     "candidate": _CANDIDATE,
 }
 
@@ -231,7 +281,9 @@ def _check_attribute(name: str, value: str) -> None:
         raise bad("an rtpmap payload type is larger than 127")
 
 
-def _media(index: int, m: aiortc_sdp.MediaDescription, two_byte: bool) -> OfferedMedia:
+def _media(
+    index: int, m: aiortc_sdp.MediaDescription, two_byte: bool, simulcast: Simulcast | None
+) -> OfferedMedia:
     codecs = tuple(_codec(c) for c in m.rtp.codecs) if m.kind in ("audio", "video") else ()
     _check_codecs(codecs, m.fmt)
     extensions = tuple((e.id, e.uri) for e in m.rtp.headerExtensions)
@@ -253,6 +305,7 @@ def _media(index: int, m: aiortc_sdp.MediaDescription, two_byte: bool) -> Offere
         ssrc=ssrc,
         rtx_ssrc=rtx_ssrc,
         rtcp_mux=m.rtcp_mux,
+        simulcast=simulcast,
     )
 
 
@@ -376,3 +429,91 @@ def _setup(lines: list[str]) -> str:
         if line.startswith("a=setup:"):
             return line[len("a=setup:") :]
     return "actpass"
+
+
+def _simulcasts(lines: list[str]) -> list[Simulcast | None]:
+    """The checked simulcast description of each m-line (None without simulcast)."""
+    sections: list[list[str]] = []
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        elif line.startswith(("a=rid:", "a=simulcast:")):
+            raise bad("a=rid and a=simulcast belong to a video m-line, not the session")
+    return [_simulcast(section) for section in sections]
+
+
+def _simulcast(section: list[str]) -> Simulcast | None:
+    rids: dict[str, str] = {}
+    simulcast: list[str] = []
+    for line in section[1:]:
+        if line.startswith("a=rid:"):
+            value = line[len("a=rid:") :]
+            match = _RID.fullmatch(value)
+            assert match is not None  # checked by _check_attribute
+            rid, direction, restrictions = match.groups()
+            if rid in rids:
+                raise bad(f"a=rid:{rid} is declared twice in one m-line")
+            if direction != "send":
+                raise bad(f"a=rid:{rid} {direction}: the SFU only receives simulcast")
+            _check_restrictions(rid, restrictions or "", section[0])
+            rids[rid] = direction
+            if len(rids) > MAX_RIDS:
+                raise bad(f"an m-line declares more than {MAX_RIDS} rids")
+        elif line.startswith("a=simulcast:"):
+            simulcast.append(line[len("a=simulcast:") :])
+    if not rids and not simulcast:
+        return None
+    if not section[0].startswith("m=video "):
+        raise bad("simulcast (a=rid, a=simulcast) is only accepted on video m-lines")
+    if not simulcast:
+        raise bad("a=rid without a=simulcast in an m-line")
+    if len(simulcast) > 1:
+        raise bad("an m-line has more than one a=simulcast line")
+    result = _simulcast_streams(simulcast[0])
+    listed = [rid for stream in result.streams for rid in stream]
+    if len(set(listed)) != len(listed):
+        raise bad("a=simulcast lists a rid twice")
+    for rid in listed:
+        if rid not in rids:
+            raise bad(f"a=simulcast lists rid {rid!r} without its a=rid line")
+    for rid in rids:
+        if rid not in listed:
+            raise bad(f"a=rid:{rid} is not listed in a=simulcast")
+    return result
+
+
+def _simulcast_streams(value: str) -> Simulcast:
+    match = _SIMULCAST.fullmatch(value)
+    assert match is not None  # checked by _check_attribute
+    first, first_list, second, _ = match.groups()
+    if first != "send" or second is not None:
+        raise bad("a=simulcast must be send only: the SFU only receives simulcast")
+    streams: list[tuple[str, ...]] = []
+    paused: set[str] = set()
+    for stream in first_list.split(";"):
+        alternatives = []
+        for item in stream.split(","):
+            rid = item.removeprefix("~")
+            if not _RID_ID.fullmatch(rid):
+                raise bad(f"malformed rid {item[:20]!r} in a=simulcast")
+            if item.startswith("~"):
+                paused.add(rid)
+            alternatives.append(rid)
+        streams.append(tuple(alternatives))
+    if len(streams) > MAX_RIDS:
+        raise bad(f"a=simulcast lists more than {MAX_RIDS} streams")
+    return Simulcast(tuple(streams), frozenset(paused))
+
+
+def _check_restrictions(rid: str, restrictions: str, m_line: str) -> None:
+    formats = m_line.split(" ")[3:]
+    for item in restrictions.split(";") if restrictions else ():
+        key, _, value = item.partition("=")
+        if key == "pt":
+            for pt in value.split(","):
+                if pt not in formats:
+                    raise bad(f"a=rid:{rid} restricts to payload type {pt!r} not in its m-line")
+        elif key.startswith("max-") and not value.replace(".", "", 1).isdigit():
+            raise bad(f"a=rid:{rid} has a malformed {key} restriction")

@@ -13,10 +13,12 @@ from typing import Any
 
 from sfu.control import (
     ActiveSpeaker,
+    Downlink,
     IceRestartNeeded,
     MediaClosed,
     MediaEvent,
     PrecallMeasured,
+    PublishLayers,
     SlotsChanged,
 )
 
@@ -30,6 +32,7 @@ REQUESTS: dict[str, tuple[Any, ...]] = {
     "offer": (str, str),
     "candidate": (str, str, _OPT_STR, _OPT_INT),
     "pin": (str, _OPT_STR),
+    "video_sizes": (str, dict),
     "move": (str, str),
     "close": (str,),
     "close_room": (str,),
@@ -62,6 +65,8 @@ EVENTS: dict[str, tuple[type[MediaEvent], tuple[Any, ...]]] = {
     "media_closed": (MediaClosed, (str, str)),
     "precall_stats": (PrecallMeasured, (str, dict)),
     "ice_restart_needed": (IceRestartNeeded, (str,)),
+    "publish_layers": (PublishLayers, (str, str, list)),
+    "downlink": (Downlink, (str, int)),
 }
 _TAGS: dict[type[MediaEvent], str] = {kind: tag for tag, (kind, _) in EVENTS.items()}
 

@@ -275,6 +275,11 @@ class WorkerPool:
         if seat.worker is not None:
             await self._answer(self._request(seat.worker, "pin", participant_id, target))
 
+    async def video_sizes(self, participant_id: str, sizes: dict[str, list[int]]) -> None:
+        seat = self._admitted(participant_id)
+        if seat.worker is not None:
+            await self._answer(self._request(seat.worker, "video_sizes", participant_id, sizes))
+
     def _admitted(self, pid: str) -> Seat:
         seat = self.seats.get(pid)
         if seat is None:

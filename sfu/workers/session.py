@@ -16,12 +16,14 @@ from typing import Any, Protocol
 
 from sfu.control import (
     ActiveSpeaker,
+    Downlink,
     IceRestartNeeded,
     MediaClosed,
     MediaEvent,
     PrecallMeasured,
     PrecallStats,
     Publishers,
+    PublishLayers,
     Slot,
     SlotsChanged,
 )
@@ -117,6 +119,12 @@ class Router:
 
     def ice_restart_needed(self, participant_id: str) -> None:
         self._event(self.owners.get(participant_id), IceRestartNeeded(participant_id))
+
+    def publish_layers(self, participant_id: str, mid: str, active: list[str]) -> None:
+        self._event(self.owners.get(participant_id), PublishLayers(participant_id, mid, active))
+
+    def downlink(self, participant_id: str, estimate_kbps: int) -> None:
+        self._event(self.owners.get(participant_id), Downlink(participant_id, estimate_kbps))
 
     def streams(self, participant_id: str, streams: list[dict[str, Any]]) -> None:
         self._send(self.owners.get(participant_id), "streams", participant_id, streams)

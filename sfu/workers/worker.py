@@ -6,8 +6,8 @@ socketpair as file descriptor N.  The worker runs its own uvloop with a
 
 * requests: ``init`` (settings, ids, relay address; answers the relay
   port), ``ping`` (the heartbeat), ``stop``, and the `MediaControl` calls
-  ``open``, ``open_precall``, ``offer``, ``candidate``, ``pin``, ``move``,
-  ``close``, ``close_room``;
+  ``open``, ``open_precall``, ``offer``, ``candidate``, ``pin``,
+  ``video_sizes``, ``move``, ``close``, ``close_room``;
 * notifications from the pool: ``peers`` (with which are on other
   machines: their relay is sealed with SRTP), ``relay_out``, ``remote_add``,
   ``remote_remove``, ``group_role``, ``impose``;

@@ -98,6 +98,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
       const label = slot.source === "screen" ? `${name} (screen)` : name;
       const el = tile(`slot:${slot.mid}`, { kind: "video", pid: slot.participantId, label, avatarName: name, stream: streamOf(slot.track) });
       el.dataset.source = slot.source ?? "";
+      room.media.observeSlot(slot.mid, el.querySelector("video")); // the server sends what fits
       want.push(el);
     }
     const others = [...room.participants.values()].filter((p) => p.id !== room.participantId && !withVideo.has(p.id));
@@ -120,6 +121,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     const keep = new Set(want.map((el) => el.dataset.key));
     for (const [key, el] of tiles) {
       if (!keep.has(key)) {
+        if (key.startsWith("slot:") && room._media) room.media.observeSlot(key.slice(5), null);
         el.querySelector("video").srcObject = null;
         el.remove();
         tiles.delete(key);
@@ -337,6 +339,8 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   }
 
   const mediaNotice = h("p", { class: "media-notice", testid: "media-notice", role: "status", hidden: true });
+  // The server's estimate of my downlink is low: others' video is reduced or paused.
+  const weakConnection = h("p", { class: "weak-connection", testid: "weak-connection", role: "status", hidden: true, text: "Weak connection" });
   const controls = h(
     "nav",
     { class: "controls", "aria-label": "Call controls" },
@@ -348,7 +352,7 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
     infoButton,
     leave,
   );
-  const stage = h("div", { class: "stage" }, grid, people.element, breakouts?.element, info.element);
+  const stage = h("div", { class: "stage" }, grid, weakConnection, people.element, breakouts?.element, info.element);
   const screen = h(
     "section",
     { class: "room", testid: "screen-room", dataset: { role: room.role }, "aria-labelledby": "room-title" },
@@ -432,6 +436,10 @@ export function roomScreen({ room, stream, micOn, cameraOn, selfName, onLeave, o
   // --- media ----------------------------------------------------------------------------
   const media = room.media;
   listen(media, "tracks", () => renderGrid());
+  listen(media, "downlink", ({ weak, estimateKbps }) => {
+    weakConnection.hidden = !weak;
+    weakConnection.title = `About ${Math.round(estimateKbps)} kbit/s`;
+  });
   listen(media, "connectionstate", ({ state }) => {
     screen.dataset.media = state;
     if (state === "connected") mediaNotice.hidden = true;

@@ -5,6 +5,24 @@ import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
 
 // How long ICE may stay "disconnected" before the session restarts it.
 const ICE_DISCONNECTED_GRACE_MS = 1000;
+// A dead media path often means a dead network under the signalling socket too: the
+// restart's offer goes out only once the socket answers a `ping` this fast.
+const SOCKET_CHECK_MS = 2000;
+
+/**
+ * The camera's simulcast encodings, lowest first (docs/protocol.md, "Simulcast"):
+ * a quarter, a half and the full resolution, each with three VP8 temporal layers.
+ */
+export const SIMULCAST_ENCODINGS = Object.freeze([
+  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, scalabilityMode: "L1T3" }),
+  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, scalabilityMode: "L1T3" }),
+  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, scalabilityMode: "L1T3" }),
+]);
+/** Below this downlink estimate (kbit/s) the `downlink` event says `weak: true`. */
+export const WEAK_DOWNLINK_KBPS = 300;
+// Rendered sizes are sent this long after the last change (a window resize fires often).
+const SIZE_DEBOUNCE_MS = 250;
+const MAX_VIDEO_DIMENSION = 8192;
 
 /**
  * The participant's RTCPeerConnection: published camera, microphone and
@@ -12,7 +30,10 @@ const ICE_DISCONNECTED_GRACE_MS = 1000;
  *
  * Events: `tracks` (every receive slot: {mid, kind, participantId, track}; also
  * when only `publishers` changed),
- * `connectionstate` ({state}), `error` (VisitRoomError), `localtracks`.
+ * `connectionstate` ({state}), `error` (VisitRoomError), `localtracks`,
+ * `downlink` ({estimateKbps, weak}: the server's estimate of this client's downlink),
+ * `publishlayers` ({mid, active}: which simulcast encodings of a published track
+ * the server needs; the SDK has already turned the others off).
  */
 export class MediaSession extends Emitter {
   /** @param {import("./visitroom.js").VisitRoom} room */
@@ -42,6 +63,21 @@ export class MediaSession extends Emitter {
     this._closed = false;
     this._restarting = false;
     this._disconnectTimer = null;
+    /** Publish the camera with simulcast where the browser can (`start({simulcast})`). */
+    this.simulcast = room._simulcast ?? true;
+    /** The server's last estimate of this client's downlink in kbit/s (null: none yet). */
+    this.downlinkKbps = null;
+    /** @type {Map<string, string[]>} mid -> the rids the server last said are needed */
+    this._layerWishes = new Map();
+    /** @type {Map<string, Element>} receive slot mid -> the element showing it */
+    this._observed = new Map();
+    /** @type {ResizeObserver|null} */
+    this._resizeObserver = null;
+    this._sizesTimer = null;
+    this._sizesSent = null;
+    this._sizesUnsupported = false;
+    this._reportsSizes = false;
+    this._simulcastRefused = false;
   }
 
   /** Every receive slot with its track and who fills it. */
@@ -72,10 +108,13 @@ export class MediaSession extends Emitter {
    * Start media: publish the given tracks and open the receive slots.
    * Only once joined (a host, or a guest after `admitted`): before that it rejects
    * with `not_admitted` (still in the lobby) or `bad_state`, and starts nothing.
-   * @param {{audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null, videoSlots?: number, audioSlots?: number}} [options]
+   * `simulcast: false` publishes the camera as one encoding (default: simulcast where
+   * the browser supports it); it applies to a camera transceiver created afterwards.
+   * @param {{audio?: MediaStreamTrack|null, video?: MediaStreamTrack|null, videoSlots?: number, audioSlots?: number, simulcast?: boolean}} [options]
    */
-  start({ audio = null, video = null, videoSlots, audioSlots } = {}) {
+  start({ audio = null, video = null, videoSlots, audioSlots, simulcast } = {}) {
     if (!this.room.isJoined) return Promise.reject(notJoined(this.room.state));
+    if (simulcast !== undefined) this.simulcast = Boolean(simulcast);
     if (videoSlots !== undefined) this.videoSlots = clampSlots(videoSlots);
     if (audioSlots !== undefined) this.audioSlots = clampSlots(audioSlots);
     this.local.microphone = audio;
@@ -181,9 +220,19 @@ export class MediaSession extends Emitter {
   async _applyPlan(pc) {
     const publish = async (role, kind, track) => {
       let transceiver = this._publish[role];
+      if (transceiver && role === "camera" && this._simulcastRefused) {
+        // The server refused simulcast, but the browser keeps the first rid and then
+        // refuses its own next offer (the RID extension is not negotiated): a new
+        // camera m-line with one encoding replaces it.
+        transceiver.stop();
+        delete this._publish.camera;
+        transceiver = undefined;
+        this._simulcastRefused = false;
+        this.simulcast = false;
+      }
       if (!transceiver && !track) return;
       if (!transceiver) {
-        transceiver = pc.addTransceiver(kind, { direction: "inactive" });
+        transceiver = role === "camera" ? addCameraTransceiver(pc, this.simulcast) : pc.addTransceiver(kind, { direction: "inactive" });
         preferCodecs(transceiver, kind);
         this._publish[role] = transceiver;
       }
@@ -233,8 +282,99 @@ export class MediaSession extends Emitter {
     }
     if (pc !== this.pc) return;
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    await this._afterAnswer();
     this.emit("localtracks", { ...this.local });
     this.emit("tracks", this.slots);
+  }
+
+  /** A server that did not accept simulcast keeps the first (quarter-size) encoding:
+   * send it at full size. Re-apply what the server asked for, resend the sizes. */
+  async _afterAnswer() {
+    const sender = this._publish.camera?.sender;
+    if (sender && (await fullSizeWithoutSimulcast(sender))) this._simulcastRefused = true;
+    for (const [mid, active] of this._layerWishes) await this._applyLayers(mid, active);
+    this._sizesSent = null;
+    this._scheduleSizes();
+  }
+
+  /**
+   * The server's `publish_layers`: turn the encodings of track `mid` on or off.
+   * @param {string} mid @param {string[]} active
+   */
+  async _onPublishLayers(mid, active) {
+    if (typeof mid !== "string" || !Array.isArray(active)) return;
+    const rids = active.filter((rid) => typeof rid === "string");
+    this._layerWishes.set(mid, rids);
+    await this._applyLayers(mid, rids);
+    this.emit("publishlayers", { mid, active: rids });
+  }
+
+  async _applyLayers(mid, active) {
+    const transceiver = Object.values(this._publish).find((t) => t && t.mid === mid);
+    if (!transceiver) return;
+    try {
+      await setEncodingsActive(transceiver.sender, active);
+    } catch (error) {
+      this.emit("error", new VisitRoomError("media_error", `cannot change the published layers: ${error}`));
+    }
+  }
+
+  /** The server's `downlink` estimate. @param {number} estimateKbps */
+  _onDownlink(estimateKbps) {
+    if (typeof estimateKbps !== "number" || !Number.isFinite(estimateKbps)) return;
+    this.downlinkKbps = estimateKbps;
+    this.emit("downlink", { estimateKbps, weak: estimateKbps < WEAK_DOWNLINK_KBPS });
+  }
+
+  /**
+   * Tell the server how big receive slot `mid` is shown: the SDK watches `element`
+   * (ResizeObserver) and sends `video_sizes` (device pixels, 0 when hidden) when a
+   * size changes. `null` stops watching (the slot then counts as hidden). Once a
+   * front end has called this, slots without an element are reported hidden; one
+   * that never calls it sends no sizes (the server then assumes any size).
+   * @param {string} mid @param {Element|null} element
+   */
+  observeSlot(mid, element) {
+    const key = String(mid);
+    const old = this._observed.get(key);
+    if (old === element) return;
+    if (old) this._resizeObserver?.unobserve(old);
+    if (element) {
+      this._observed.set(key, element);
+      this._resizeObserver ??= typeof ResizeObserver === "function" ? new ResizeObserver(() => this._scheduleSizes()) : null;
+      this._resizeObserver?.observe(element);
+    } else {
+      this._observed.delete(key);
+    }
+    this._reportsSizes = true;
+    this._scheduleSizes();
+  }
+
+  _scheduleSizes() {
+    if (!this._reportsSizes || this._sizesTimer !== null) return;
+    this._sizesTimer = setTimeout(() => {
+      this._sizesTimer = null;
+      this._sendSizes();
+    }, SIZE_DEBOUNCE_MS);
+  }
+
+  /** The rendered size of every video receive slot, as `video_sizes` wants it. */
+  videoSizes() {
+    const mids = this._videoSlots.filter((t, index) => index < this.videoSlots && t.mid != null).map((t) => String(t.mid));
+    return videoSizesOf(mids, (mid) => measureElement(this._observed.get(mid) ?? null));
+  }
+
+  _sendSizes() {
+    if (this._closed || this._sizesUnsupported || !this.pc?.remoteDescription || !this.room.isJoined) return;
+    const slots = this.videoSizes();
+    const text = JSON.stringify(slots);
+    if (text === this._sizesSent) return;
+    this._sizesSent = text;
+    this.room.request({ type: "video_sizes", slots }).catch((error) => {
+      // An older server does not know the message: stop sending it.
+      if (error?.code === "bad_request" && /unknown message type/.test(error.message)) this._sizesUnsupported = true;
+      else if (this._sizesSent === text) this._sizesSent = null;
+    });
   }
 
   _onSlots(slots, publishers) {
@@ -253,6 +393,9 @@ export class MediaSession extends Emitter {
     this._disconnectTimer = null;
     if (state === "failed") this._restartIce("failed");
     else if (state === "disconnected") {
+      // A network change may have killed the signalling socket too: find out now, so
+      // that a resume is under way by the time the restart needs the socket.
+      this.room.checkConnection(SOCKET_CHECK_MS);
       // Often a blip that heals by itself; a network change does not.
       this._disconnectTimer = setTimeout(() => {
         if (pc === this.pc && pc.iceConnectionState === "disconnected") this._restartIce("disconnected");
@@ -273,6 +416,9 @@ export class MediaSession extends Emitter {
     this.emit("connectionstate", { state: "restarting", reason });
     this._enqueue(async () => {
       try {
+        if (pc !== this.pc) return;
+        // No answer: the SDK resumes on a new socket, and `_afterResume` restarts then.
+        if (!(await this.room.checkConnection(SOCKET_CHECK_MS))) return;
         if (pc !== this.pc) return;
         pc.restartIce();
         await this._negotiate(true);
@@ -297,6 +443,11 @@ export class MediaSession extends Emitter {
   }
 
   _dropPeerConnection() {
+    this._simulcastRefused = false;
+    clearTimeout(this._sizesTimer);
+    this._sizesTimer = null;
+    this._sizesSent = null;
+    this._layerWishes.clear();
     clearTimeout(this._disconnectTimer);
     this._disconnectTimer = null;
     this.pc?.close();
@@ -329,6 +480,9 @@ export class MediaSession extends Emitter {
   /** Stop publishing and receiving; local tracks are left to their owner. */
   close() {
     this._closed = true;
+    this._resizeObserver?.disconnect();
+    this._resizeObserver = null;
+    this._observed.clear();
     this.local.screen?.stop();
     this.local.screen = null;
     this._dropPeerConnection();
@@ -420,6 +574,90 @@ function candidatePath(report, pair) {
     remoteType: remote.candidateType ?? "",
     remoteProtocol: remote.protocol ?? "",
   };
+}
+
+/**
+ * A transceiver for the camera: three simulcast encodings (with VP8 temporal layers
+ * where the browser takes `scalabilityMode`, without where it refuses them), or one
+ * encoding when simulcast is off or not possible.
+ * @param {RTCPeerConnection} pc @param {boolean} simulcast
+ */
+export function addCameraTransceiver(pc, simulcast) {
+  if (simulcast) {
+    for (const withModes of [true, false]) {
+      const sendEncodings = SIMULCAST_ENCODINGS.map(({ scalabilityMode, ...rest }) => (withModes ? { ...rest, scalabilityMode } : { ...rest }));
+      try {
+        return pc.addTransceiver("video", { direction: "inactive", sendEncodings });
+      } catch {
+        // Refused (scalabilityMode unknown, or no simulcast at all): try the next way.
+      }
+    }
+  }
+  return pc.addTransceiver("video", { direction: "inactive" });
+}
+
+/**
+ * Set each simulcast encoding `active` when its rid is in `active` (an encoding
+ * without a rid, i.e. no simulcast, is left alone). Resolves true if anything changed.
+ * @param {RTCRtpSender} sender @param {string[]} active
+ */
+export async function setEncodingsActive(sender, active) {
+  const params = sender.getParameters();
+  let changed = false;
+  for (const encoding of params.encodings ?? []) {
+    if (!encoding.rid) continue;
+    const want = active.includes(encoding.rid);
+    if (encoding.active !== want) {
+      encoding.active = want;
+      changed = true;
+    }
+  }
+  if (changed) await sender.setParameters(params);
+  return changed;
+}
+
+/**
+ * One encoding left of the simulcast ones (the answer refused simulcast): send it at
+ * full size. Resolves true when simulcast was refused so.
+ */
+async function fullSizeWithoutSimulcast(sender) {
+  const params = sender.getParameters();
+  const encodings = params.encodings ?? [];
+  if (encodings.length !== 1 || !encodings[0].rid) return false;
+  if ((encodings[0].scaleResolutionDownBy ?? 1) !== 1) {
+    encodings[0].scaleResolutionDownBy = 1;
+    try {
+      await sender.setParameters(params);
+    } catch {
+      // Nothing better to do: it stays at a quarter of the size until the next offer.
+    }
+  }
+  return true;
+}
+
+/**
+ * The body of `video_sizes`: each mid's [width, height] as {width, height}, integers
+ * from 0 to 8192 (pure: exported for tests).
+ * @param {string[]} mids @param {(mid: string) => [number, number]} measure
+ */
+export function videoSizesOf(mids, measure) {
+  /** @type {Record<string, {width: number, height: number}>} */
+  const slots = {};
+  const clamp = (v) => Math.max(0, Math.min(MAX_VIDEO_DIMENSION, Math.round(Number.isFinite(v) ? v : 0)));
+  for (const mid of mids) {
+    const [width, height] = measure(mid);
+    slots[mid] = { width: clamp(width), height: clamp(height) };
+  }
+  return slots;
+}
+
+/** An element's rendered size in device pixels; [0, 0] when it is not shown. @param {Element|null} el */
+function measureElement(el) {
+  if (!el || !el.isConnected) return [0, 0];
+  const box = el.getBoundingClientRect();
+  if (!box.width || !box.height || getComputedStyle(el).visibility === "hidden") return [0, 0];
+  const ratio = globalThis.devicePixelRatio || 1;
+  return [box.width * ratio, box.height * ratio];
 }
 
 /**

@@ -35,7 +35,7 @@ import { TabSession } from "./session.js";
 
 export * from "./core.js";
 export { savedSession, tabStorage, TabSession } from "./session.js";
-export { MediaSession, summarizeStats } from "./media.js";
+export { addCameraTransceiver, MediaSession, setEncodingsActive, SIMULCAST_ENCODINGS, summarizeStats, videoSizesOf, WEAK_DOWNLINK_KBPS } from "./media.js";
 export { precallVerdict, runPrecallTest } from "./precall.js";
 
 /**
@@ -64,8 +64,10 @@ export class VisitRoom extends Emitter {
    *   resume?: boolean,
    *   storage?: Storage|null,
    *   requestTimeoutMs?: number,
+   *   heartbeatMs?: number,
    *   WebSocket?: typeof WebSocket,
    *   RTCPeerConnection?: typeof RTCPeerConnection,
+   *   simulcast?: boolean,
    * }} options
    */
   constructor(options) {
@@ -75,8 +77,18 @@ export class VisitRoom extends Emitter {
     this.baseUrl = options.baseUrl ?? globalThis.location?.origin ?? "";
     this.resumeEnabled = options.resume ?? true;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 15000;
+    // A socket whose network died (Wi-Fi gone) looks open for minutes: after this long
+    // without a message the SDK sends `ping`, and without an answer it resumes on a new
+    // socket (0: never). The media path's failures check the socket at once too.
+    this.heartbeatMs = options.heartbeatMs ?? 10000;
+    this._lastHeard = 0;
+    this._heartbeatTimer = null;
+    /** @type {Promise<boolean>|null} */
+    this._checking = null;
     this._WebSocket = options.WebSocket ?? globalThis.WebSocket;
     this._RTCPeerConnection = options.RTCPeerConnection ?? globalThis.RTCPeerConnection;
+    // Publish the camera with simulcast where the browser can (false: one encoding).
+    this._simulcast = options.simulcast ?? true;
     // Kept in memory only: never persisted, never put in a URL.
     this._token = options.token ?? null;
     this._name = options.name ?? null;
@@ -210,6 +222,7 @@ export class VisitRoom extends Emitter {
       this._ws = ws;
       ws.onopen = () => ws.send(JSON.stringify(hello));
       ws.onmessage = (event) => {
+        this._lastHeard = Date.now();
         let message;
         try {
           message = JSON.parse(event.data);
@@ -243,6 +256,51 @@ export class VisitRoom extends Emitter {
         this._closed(event.code);
       };
     });
+  }
+
+  _startHeartbeat() {
+    if (this._heartbeatTimer || !(this.heartbeatMs > 0)) return;
+    this._heartbeatTimer = setInterval(() => {
+      if (["closed", "left", "rejected", "replaced"].includes(this.state)) {
+        clearInterval(this._heartbeatTimer);
+        this._heartbeatTimer = null;
+        return;
+      }
+      const live = this.state === "joined" || this.state === "waiting";
+      if (live && this._ws && Date.now() - this._lastHeard >= this.heartbeatMs) {
+        this.checkConnection(Math.min(4000, Math.max(100, this.heartbeatMs / 2)));
+      }
+    }, Math.max(250, this.heartbeatMs / 2));
+    // Under Node (tests, server-side use) the heartbeat alone does not keep the process alive.
+    this._heartbeatTimer?.unref?.();
+  }
+
+  /**
+   * Whether the socket still carries messages: `ping`, answered within `timeoutMs`.
+   * Without an answer the socket is given up and the session resumes on a new one
+   * (a network change leaves the old TCP connection silently dead). Resolves true
+   * when the server answered.
+   * @param {number} [timeoutMs]
+   * @returns {Promise<boolean>}
+   */
+  checkConnection(timeoutMs = 4000) {
+    if (this._checking) return this._checking;
+    const ws = this._ws;
+    if (!ws) return Promise.resolve(false);
+    this._checking = this.request({ type: "ping" }, timeoutMs)
+      .then(() => true)
+      .catch((error) => {
+        if (error instanceof VisitRoomError && error.code === "timeout" && this._ws === ws) {
+          this._ws = null; // its onclose, whenever it comes, is ignored
+          ws.close();
+          this._closed(1006);
+        }
+        return false;
+      })
+      .finally(() => {
+        this._checking = null;
+      });
+    return this._checking;
   }
 
   /** @param {number} code */
@@ -360,6 +418,8 @@ export class VisitRoom extends Emitter {
       slots: this._onSlots,
       media_closed: this._onMediaClosed,
       ice_restart_needed: this._onIceRestartNeeded,
+      publish_layers: (m) => this._media?._onPublishLayers(m.mid, m.active).catch(() => undefined),
+      downlink: (m) => this._media?._onDownlink(m.estimate_kbps),
     };
   }
 
@@ -373,6 +433,7 @@ export class VisitRoom extends Emitter {
     if (Number.isFinite(m.resume_window_s) && m.resume_window_s > 0) this._resumeWindowMs = m.resume_window_s * 1000;
     this._droppedAt = 0;
     this._attempt = 0;
+    this._startHeartbeat();
     this.restored = this.restored || this._restoring;
     this._restoring = false;
     this._saveSession();
@@ -501,15 +562,16 @@ export class VisitRoom extends Emitter {
   /**
    * Send a request with an `id`; resolves with the `ack` (or `answer`), rejects with the `error`.
    * @param {Record<string, any>} message
+   * @param {number} [timeoutMs] how long to wait for the answer (the room's `requestTimeoutMs`)
    * @returns {Promise<Record<string, any>>}
    */
-  request(message) {
+  request(message, timeoutMs = this.requestTimeoutMs) {
     const id = `c${this._nextId++}`;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this._pending.delete(id);
         reject(new VisitRoomError("timeout", `no answer to ${message.type}`));
-      }, this.requestTimeoutMs);
+      }, timeoutMs);
       this._pending.set(id, { resolve, reject, timer });
       try {
         this.send({ ...message, id });
@@ -630,6 +692,8 @@ export class VisitRoom extends Emitter {
     this._failPending(new VisitRoomError("closed", "the room was closed"));
     this._session?.clear();
     clearTimeout(this._reconnectTimer);
+    clearInterval(this._heartbeatTimer);
+    this._heartbeatTimer = null;
     this._media?.close();
     this._ws?.close(CLOSE_NORMAL);
     this._ws = null;

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
+  addCameraTransceiver,
   Emitter,
   backoffDelay,
   formatClock,
@@ -12,10 +13,14 @@ import {
   precallVerdict,
   roomSocketUrl,
   savedSession,
+  setEncodingsActive,
+  SIMULCAST_ENCODINGS,
   summarizeStats,
   TabSession,
   VisitRoom,
+  videoSizesOf,
   VisitRoomError,
+  WEAK_DOWNLINK_KBPS,
 } from "../sdk/visitroom.js";
 
 test("socket URLs follow the page's scheme and escape the room id", () => {
@@ -341,5 +346,117 @@ test("the slots message's publishers say who sends a live camera, and nothing is
   assert.equal(media.publishes("p_b", "camera"), false, "camera off");
   assert.equal(media.publishes("p_c", "audio"), false, "nothing live");
   assert.equal(seen.length, 2, "a change of publishers alone is a `tracks` event");
+  room.close();
+});
+
+/** A host's socket whose network dies after `welcome`: it never answers again. */
+class DyingSocket extends ScriptedSocket {
+  static opened = [];
+
+  constructor() {
+    super();
+    DyingSocket.opened.push(this);
+  }
+
+  send(text) {
+    const message = JSON.parse(text);
+    this.sent.push(message);
+    const first = DyingSocket.opened[0] === this;
+    if (message.type === "hello") {
+      this.reply({ type: "welcome", participant_id: "p_host", role: "host", status: "joined", room: "visit-1", resume_token: first ? "r1" : "r2", ice_servers: [], resume_window_s: 30 });
+    } else if (message.id && !first) {
+      this.reply({ type: "ack", re: message.id });
+    }
+  }
+}
+
+test("a socket that stops answering is given up after a ping and the session resumes on a new one", async () => {
+  const room = new VisitRoom({ roomId: "visit-1", token: "t", baseUrl: "http://127.0.0.1:1", WebSocket: DyingSocket, heartbeatMs: 200 });
+  await room.connect();
+  let guard;
+  const reconnected = new Promise((resolve) => room.on("reconnected", () => resolve(true)));
+  const gaveUp = new Promise((resolve) => (guard = setTimeout(() => resolve(false), 5000)));
+  assert.equal(await Promise.race([reconnected, gaveUp]), true, "no resume within 5 s");
+  clearTimeout(guard);
+  const [dead, fresh] = DyingSocket.opened;
+  assert.deepEqual(dead.sent.map((m) => m.type), ["hello", "ping"]);
+  assert.deepEqual(fresh.sent[0], { type: "hello", resume: "r1" });
+  assert.equal(room.state, "joined");
+  assert.equal(await room.checkConnection(500), true);
+  room.close();
+});
+
+test("video_sizes bodies hold whole device pixels from 0 to 8192 for every slot", () => {
+  const sizes = { 1: [639.6, 359.5], 2: [0, 0], 3: [20000, -4], 4: [NaN, 10] };
+  assert.deepEqual(videoSizesOf(["1", "2", "3", "4"], (mid) => sizes[mid]), {
+    1: { width: 640, height: 360 },
+    2: { width: 0, height: 0 },
+    3: { width: 8192, height: 0 },
+    4: { width: 0, height: 10 },
+  });
+});
+
+test("the camera is offered as q, h, f lowest first with L1T3, then without modes, then as one encoding", () => {
+  assert.deepEqual(SIMULCAST_ENCODINGS.map((e) => [e.rid, e.scaleResolutionDownBy, e.scalabilityMode]), [
+    ["q", 4, "L1T3"],
+    ["h", 2, "L1T3"],
+    ["f", 1, "L1T3"],
+  ]);
+  // A browser that refuses what it cannot do, as addTransceiver does (OperationError).
+  const browser = (accepts) => ({
+    calls: [],
+    addTransceiver(kind, init) {
+      this.calls.push(init.sendEncodings ?? null);
+      if (!accepts(init.sendEncodings)) throw new Error("OperationError");
+      return { kind, init };
+    },
+  });
+  const noModes = browser((encodings) => !encodings?.some((e) => e.scalabilityMode));
+  assert.equal(addCameraTransceiver(noModes, true).init.sendEncodings.length, 3);
+  assert.deepEqual(noModes.calls.map((c) => c && c.map((e) => e.scalabilityMode ?? null)), [
+    ["L1T3", "L1T3", "L1T3"],
+    [null, null, null],
+  ]);
+  const noSimulcast = browser((encodings) => !encodings);
+  assert.equal(addCameraTransceiver(noSimulcast, true).init.sendEncodings, undefined);
+  assert.equal(noSimulcast.calls.length, 3);
+  const off = browser(() => true);
+  addCameraTransceiver(off, false);
+  assert.deepEqual(off.calls, [null], "simulcast: false asks for one encoding only");
+});
+
+test("publish_layers turns encodings on and off by rid and leaves a single encoding alone", async () => {
+  const sender = {
+    params: { encodings: [{ rid: "q", active: true }, { rid: "h", active: true }, { rid: "f", active: true }] },
+    set: 0,
+    getParameters() {
+      return structuredClone(this.params);
+    },
+    async setParameters(params) {
+      this.set += 1;
+      this.params = params;
+    },
+  };
+  assert.equal(await setEncodingsActive(sender, ["q", "h"]), true);
+  assert.deepEqual(sender.params.encodings.map((e) => e.active), [true, true, false]);
+  assert.equal(await setEncodingsActive(sender, ["q", "h"]), false, "no change: no setParameters");
+  assert.equal(sender.set, 1);
+  sender.params = { encodings: [{ active: true }] };
+  assert.equal(await setEncodingsActive(sender, []), false);
+  assert.equal(sender.params.encodings[0].active, true);
+});
+
+test("the server's downlink estimate becomes a media `downlink` event that says when it is weak", () => {
+  const room = new VisitRoom({ roomId: "visit-1", name: "Pat", baseUrl: "http://127.0.0.1:1" });
+  const seen = [];
+  room.media.on("downlink", (event) => seen.push(event));
+  room._handle({ type: "downlink", estimate_kbps: 2400 });
+  room._handle({ type: "downlink", estimate_kbps: WEAK_DOWNLINK_KBPS - 1 });
+  room._handle({ type: "downlink", estimate_kbps: "fast" });
+  assert.deepEqual(seen, [
+    { estimateKbps: 2400, weak: false },
+    { estimateKbps: WEAK_DOWNLINK_KBPS - 1, weak: true },
+  ]);
+  assert.equal(room.media.downlinkKbps, WEAK_DOWNLINK_KBPS - 1);
   room.close();
 });

@@ -14,21 +14,20 @@ from typing import TypeVar
 
 from common.datadir import private_sqlite
 from common.sqlite_thread import SqliteThread
-from portal.migrations import migrate
 
 T = TypeVar("T")
 BUSY_TIMEOUT_MS = 5000
 
 
 class SqliteDatabase:
-    """`schema` brings a database up to date (the portal's by default; the staff
-    store passes its own)."""
+    """`schema` brings a database up to date (each store passes its own:
+    portal.migrations.migrate, the staff, rooms and webhook schemas)."""
 
     def __init__(
         self,
         path: Path,
-        schema: Callable[[sqlite3.Connection], int] = migrate,
-        name: str = "portal-db",
+        schema: Callable[[sqlite3.Connection], int],
+        name: str,
     ) -> None:
         self.path = path
         self._schema = schema
@@ -60,7 +59,7 @@ class SqliteDatabase:
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
-            raise RuntimeError("the portal database is not open")
+            raise RuntimeError(f"the database {self.path.name} is not open")
         return self._db
 
     def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:

@@ -1,0 +1,315 @@
+"""Which simulcast layer each video slot of one subscriber gets, within its bandwidth.
+
+`allocate` is the whole rule, pure and deterministic: the caller gives the
+subscriber's video slots (what each renders, what layers its publisher
+sends, at which bitrates) and the budget (the subscriber's estimate minus
+what its audio takes: audio always goes first).
+
+- Each slot climbs a ladder of steps: the lowest spatial layer at TID 0,
+  then its higher temporal layers, then the next spatial layer from TID 0,
+  ... So when the budget shrinks a slot loses frame rate before resolution.
+- The ladder stops at the slot's cap: the smallest layer at least ~0.9x the
+  rendered size in both dimensions (the reference client crops to fill:
+  object-fit cover), the top layer if none is; a thumbnail's cap is the
+  lowest layer; a hidden slot (rendered 0x0) gets no video at all.
+- Everybody first gets the lowest step (stage slots first), then stage slots
+  climb (one step each in turn), then thumbnails. A slot is paused (spatial
+  None) only when even its lowest step does not fit.
+- Hysteresis: a step above the slot's previous choice costs its bitrate plus
+  `UPGRADE_MARGIN`, so a budget just above a step does not flap; the same
+  choice is always affordable again. `LayerAllocator` adds time: an upgrade
+  is taken only once it has been possible for `upgrade_after_s`.
+
+`LayerNeeds` turns every subscriber's choices into what each publisher must
+send: every layer up to the highest one chosen (so a subscriber that has to
+step down finds the lower layers flowing, as LiveKit's dynacast does); a
+layer stays requested `hold_s` after its last need, and the lowest layer is
+never paused while anybody subscribes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+__all__ = [
+    "LayerAllocator",
+    "LayerChoice",
+    "LayerInfo",
+    "LayerNeeds",
+    "SlotDemand",
+    "allocate",
+    "nominal_bitrates",
+]
+
+UPGRADE_MARGIN = 0.12  # a step above the previous choice must fit with 12 % to spare
+SIZE_SLACK = 0.9  # a layer 0.9x the rendered size is sharp enough
+TEMPORAL_SHARES = (0.4, 0.6, 1.0)  # libwebrtc's L1T3 split, cumulative
+BITS_PER_PIXEL = 0.06  # at 30 fps: 1280x720 ~ 1.7 Mbit/s, 320x180 ~ 100 kbit/s
+DEFAULT_LAYER_BPS = (150_000, 500_000, 1_700_000)  # a layer of unknown size, by index
+NO_SIMULCAST_TEMPORAL = 2  # a track without layer information: forward everything
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One spatial layer of a track: its frame size (0 = unknown) and cumulative bitrates."""
+
+    spatial: int
+    width: int
+    height: int
+    bitrates: tuple[int, ...]  # index t: bits/s of TIDs <= t; all 0: not flowing (paused)
+
+
+@dataclass(frozen=True)
+class SlotDemand:
+    """One video slot of a subscriber: where it is shown, and what its publisher sends."""
+
+    mid: str
+    stage: bool
+    width: int  # the rendered size in device pixels; 0 = unknown
+    height: int
+    layers: tuple[LayerInfo, ...]  # lowest first; empty: the publisher sends no simulcast
+    hidden: bool = False  # the client reported 0x0: it shows this slot nowhere
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """What to forward: a spatial layer (None = no video) and the highest TID."""
+
+    spatial: int | None
+    temporal: int
+
+
+PAUSED = LayerChoice(None, 0)
+
+
+@dataclass(frozen=True)
+class _Step:
+    choice: LayerChoice
+    bps: int
+
+
+def nominal_bitrates(layer: LayerInfo, index: int, temporal_layers: int) -> tuple[int, ...]:
+    """Cumulative bitrates to assume for a layer that is not flowing (yet)."""
+    if layer.width > 0 and layer.height > 0:
+        top = int(layer.width * layer.height * 30 * BITS_PER_PIXEL)
+    else:
+        top = DEFAULT_LAYER_BPS[min(index, len(DEFAULT_LAYER_BPS) - 1)]
+    if temporal_layers <= 1:
+        return (top,)
+    shares = TEMPORAL_SHARES if temporal_layers == 3 else _even_shares(temporal_layers)
+    return tuple(int(top * share) for share in shares)
+
+
+def _even_shares(count: int) -> tuple[float, ...]:
+    return tuple((t + 1) / count for t in range(count))
+
+
+def _bitrates(layers: Sequence[LayerInfo], index: int) -> tuple[int, ...]:
+    layer = layers[index]
+    if any(layer.bitrates):
+        return layer.bitrates
+    temporal = max((len(other.bitrates) for other in layers), default=1) or 1
+    return nominal_bitrates(layer, index, temporal)
+
+
+def _dimension(layers: Sequence[LayerInfo], index: int, attr: str) -> int:
+    """A layer's width or height; unknown: derived from a known layer (each layer doubles)."""
+    own = int(getattr(layers[index], attr))
+    if own > 0:
+        return own
+    for other, layer in enumerate(layers):
+        value = int(getattr(layer, attr))
+        if value > 0:
+            return int(value * 2.0 ** (index - other))
+    return 0
+
+
+def cap_of(slot: SlotDemand) -> int:
+    """The highest spatial layer this slot may get (an index into `slot.layers`)."""
+    top = len(slot.layers) - 1
+    if not slot.stage:
+        return 0
+    if slot.width <= 0:
+        return top
+    for index in range(top + 1):
+        width = _dimension(slot.layers, index, "width")
+        if width <= 0:
+            return top
+        height = _dimension(slot.layers, index, "height")
+        tall_enough = slot.height <= 0 or height <= 0 or height >= SIZE_SLACK * slot.height
+        if width >= SIZE_SLACK * slot.width and tall_enough:
+            return index
+    return top
+
+
+def ladder(slot: SlotDemand) -> list[_Step]:
+    """Every step of `slot`, cheapest meaning first: TIDs of layer 0, then of layer 1, ..."""
+    steps = []
+    for index in range(cap_of(slot) + 1):
+        for temporal, bps in enumerate(_bitrates(slot.layers, index)):
+            steps.append(_Step(LayerChoice(slot.layers[index].spatial, temporal), bps))
+    return steps
+
+
+@dataclass
+class _Climb:
+    slot: SlotDemand
+    steps: list[_Step]
+    previous: LayerChoice | None
+    at: int = -1  # index into steps; -1: paused
+
+    @property
+    def cost(self) -> int:
+        return self.steps[self.at].bps if self.at >= 0 else 0
+
+    def next_cost(self) -> int:
+        """What the next step adds, with the upgrade margin above the previous choice."""
+        step = self.steps[self.at + 1]
+        extra = step.bps - self.cost
+        if _rank(step.choice) > _rank(self.previous):
+            extra += int(step.bps * UPGRADE_MARGIN)
+        return extra
+
+    @property
+    def choice(self) -> LayerChoice:
+        return self.steps[self.at].choice if self.at >= 0 else PAUSED
+
+
+def allocate(
+    slots: Sequence[SlotDemand],
+    budget_bps: int,
+    previous: Mapping[str, LayerChoice] | None = None,
+) -> dict[str, LayerChoice]:
+    """Each slot's layer within `budget_bps` (see module doc); `previous`: the last result."""
+    before = previous or {}
+    result: dict[str, LayerChoice] = {}
+    climbs = []
+    for slot in sorted(slots, key=lambda s: not s.stage):  # stable: the caller's order within
+        if slot.hidden:
+            result[slot.mid] = PAUSED
+        elif not slot.layers:
+            result[slot.mid] = LayerChoice(0, NO_SIMULCAST_TEMPORAL)
+        else:
+            climbs.append(_Climb(slot, ladder(slot), before.get(slot.mid)))
+    left = budget_bps
+    for climb in climbs:  # the lowest step for everybody, stage first
+        left -= _raise(climb, left) or 0
+    for tier in (True, False):
+        left = _climb_round_robin([c for c in climbs if c.slot.stage is tier], left)
+    result.update({climb.slot.mid: climb.choice for climb in climbs})
+    return result
+
+
+def _raise(climb: _Climb, left: int) -> int | None:
+    """Take `climb`'s next step if it fits in `left`: what it added; None if it did not."""
+    if climb.at + 1 >= len(climb.steps) or climb.next_cost() > left:
+        return None
+    added = climb.steps[climb.at + 1].bps - climb.cost
+    climb.at += 1
+    return added
+
+
+def _climb_round_robin(climbs: list[_Climb], left: int) -> int:
+    """One step each in turn while any fits; a slot that cannot take its next step stops."""
+    active = [c for c in climbs if c.at >= 0]
+    while active:
+        still = []
+        for climb in active:
+            added = _raise(climb, left)
+            if added is not None:
+                left -= added
+                still.append(climb)
+        active = still
+    return left
+
+
+def _rank(choice: LayerChoice | None) -> tuple[int, int]:
+    if choice is None or choice.spatial is None:
+        return (-1, 0)
+    return (choice.spatial, choice.temporal)
+
+
+class LayerAllocator:
+    """`allocate` with memory: downgrades at once, an upgrade only after `upgrade_after_s`.
+
+    One per subscriber. Pure: the caller passes the clock.
+    """
+
+    def __init__(self, upgrade_after_s: float = 1.5) -> None:
+        self.upgrade_after_s = upgrade_after_s
+        self.choices: dict[str, LayerChoice] = {}
+        self._upgradable_since: dict[str, float] = {}
+
+    def update(
+        self, slots: Sequence[SlotDemand], budget_bps: int, now: float
+    ) -> dict[str, LayerChoice]:
+        """This tick's choice for every slot of `slots` (slots not given are forgotten)."""
+        proposal = allocate(slots, budget_bps, self.choices)
+        result: dict[str, LayerChoice] = {}
+        for mid, choice in proposal.items():
+            result[mid] = self._settle(mid, choice, now)
+        self._upgradable_since = {m: t for m, t in self._upgradable_since.items() if m in result}
+        self.choices = result
+        return dict(result)
+
+    def _settle(self, mid: str, choice: LayerChoice, now: float) -> LayerChoice:
+        old = self.choices.get(mid)
+        if old is None or _rank(choice) <= _rank(old):
+            self._upgradable_since.pop(mid, None)
+            return choice
+        since = self._upgradable_since.setdefault(mid, now)
+        if now - since >= self.upgrade_after_s:
+            self._upgradable_since.pop(mid, None)
+            return choice
+        return old
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass
+class LayerNeeds(Generic[K]):
+    """Which spatial layers of each published track somebody needs (see module doc).
+
+    `update` takes, for every track that has subscribers, the spatial layer each
+    of them chose (None: paused), and returns the tracks whose needed layers
+    changed, with the layers now needed: every layer up to the highest chosen
+    (an empty set: nobody subscribes).
+    """
+
+    hold_s: float = 5.0
+    _last_need: dict[K, dict[int, float]] = field(default_factory=dict)
+    _sent: dict[K, frozenset[int]] = field(default_factory=dict)
+
+    def update(
+        self, wanted: Mapping[K, Collection[int | None]], now: float
+    ) -> dict[K, frozenset[int]]:
+        for key, choices in wanted.items():
+            top = max((c for c in choices if c is not None), default=0)
+            needed = range(top + 1)  # up to the highest; the lowest is never paused
+            seen = self._last_need.setdefault(key, {})
+            for spatial in needed:
+                seen[spatial] = now
+        changed: dict[K, frozenset[int]] = {}
+        for key in list(self._last_need):
+            seen = self._last_need[key]
+            for spatial in [s for s, at in seen.items() if now - at >= self.hold_s]:
+                del seen[spatial]
+            now_needed = frozenset(seen)
+            if now_needed != self._sent.get(key):
+                changed[key] = now_needed
+                self._sent[key] = now_needed
+            if not seen:
+                del self._last_need[key]
+                self._sent.pop(key, None)
+        return changed
+
+    def forget(self, key: K) -> None:
+        """A track is gone: stop tracking it (nothing is reported for it)."""
+        self._last_need.pop(key, None)
+        self._sent.pop(key, None)
+
+    def needed(self, key: K) -> frozenset[int]:
+        return self._sent.get(key, frozenset())

@@ -1,0 +1,219 @@
+"""Rates measured from transport-wide feedback: acknowledged bitrate and probe results.
+
+- `AckedBitrate` (libwebrtc's acknowledged_bitrate_estimator.cc +
+  bitrate_estimator.cc): the rate at which the receiver got our packets,
+  from their sizes and the receiver's arrival times, in windows of 150 ms
+  (500 ms for the first sample), smoothed by a small Bayesian filter that
+  trusts a sample less the further it is from the current estimate.
+  That filter is slow to follow a big jump (say, from a thumbnail to a
+  stage layer right after a probe), so it also keeps the plain rate over
+  the last 500 ms (`recent_bps`), which is what a decrease uses: when the
+  link is overused, what got through lately is the link's capacity.
+- `ProbeRates` (probe_bitrate_estimator.cc): for each probe cluster, the
+  rate at which it was sent and the rate at which it arrived.  A cluster is
+  measured once, when it is complete: feedback has reported a packet sent
+  after it (a higher sequence number: the transport tags every packet sent
+  while the cluster lasts, so its packets are contiguous).  It counts if at
+  least 5 of its packets arrived and at most 20 % were lost, both spans
+  are between 0 and 1 s, and it did not arrive more than twice as fast as
+  it was sent (that would be a measuring error).  The result is the lower
+  of the two rates, or 0.95 x the arrival rate when the link clearly
+  saturated (arrival < 0.9 x send).  The send rate leaves out the last
+  burst (packets within 1 ms of the last send time), not just the last
+  packet: a ticker-driven sender sends its padding in bursts.
+
+Sizes are bytes, times seconds (receiver's clock for arrivals), rates bits/s.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+__all__ = ["AckedBitrate", "ProbeRates"]
+
+INITIAL_WINDOW_S = 0.5
+WINDOW_S = 0.15
+UNCERTAINTY_SCALE = 10.0
+VARIANCE_GROWTH = 5.0  # kbit/s squared added per sample: the rate may change
+RECENT_S = 0.5
+RECENT_MIN_SPAN_S = 0.1
+
+
+class AckedBitrate:
+    """Acknowledged (received) bitrate, or None before the first full window."""
+
+    def __init__(self) -> None:
+        self._kbps: float | None = None
+        self._variance = 50.0
+        self._sum_bytes = 0
+        self._window_s = 0.0
+        self._last_arrival: float | None = None
+        self._chunks: deque[tuple[float, float, int]] = deque()  # (first, last arrival, bytes)
+
+    @property
+    def bps(self) -> float | None:
+        return None if self._kbps is None else self._kbps * 1000
+
+    @property
+    def recent_bps(self) -> float | None:
+        """Bits/s received over about the last 500 ms (whole feedbacks), None at first."""
+        chunks = self._chunks
+        if self._kbps is None or not chunks:
+            return None
+        span = max(chunks[-1][1] - chunks[0][0], RECENT_MIN_SPAN_S)
+        return 8 * sum(chunk[2] for chunk in chunks) / span
+
+    def add_all(self, packets: Iterable[tuple[float, int]]) -> None:
+        """Count one feedback's received packets: (arrival, size), in arrival order."""
+        last = self._last_arrival
+        window_s = self._window_s
+        total = self._sum_bytes
+        window = INITIAL_WINDOW_S if self._kbps is None else WINDOW_S
+        first_arrival = None
+        batch_bytes = 0
+        for arrival, size in packets:
+            if first_arrival is None:
+                first_arrival = arrival
+            batch_bytes += size
+            if last is not None:
+                gap = arrival - last
+                if gap < 0:  # time went backwards: start over
+                    window_s = 0.0
+                    total = 0
+                    self._chunks.clear()
+                    first_arrival = arrival
+                    batch_bytes = size
+                else:
+                    window_s += gap
+                    if gap > window:  # nothing received for a whole window
+                        total = 0
+                        window_s %= window
+            last = arrival
+            if window_s >= window:
+                self._filter(8 * total / window / 1000)
+                window_s -= window
+                total = 0
+                window = WINDOW_S
+            total += size
+        self._last_arrival = last
+        self._window_s = window_s
+        self._sum_bytes = total
+        if first_arrival is not None and last is not None:
+            self._remember_chunk(first_arrival, last, batch_bytes)
+
+    def _filter(self, sample: float) -> None:
+        if self._kbps is None:
+            self._kbps = sample
+            return
+        uncertainty = UNCERTAINTY_SCALE * abs(self._kbps - sample) / max(self._kbps, 1e-3)
+        sample_var = uncertainty * uncertainty
+        predicted_var = self._variance + VARIANCE_GROWTH
+        total = sample_var + predicted_var
+        self._kbps = (sample_var * self._kbps + predicted_var * sample) / total
+        self._variance = sample_var * predicted_var / total
+
+    def _remember_chunk(self, first: float, last: float, size: int) -> None:
+        chunks = self._chunks
+        chunks.append((first, last, size))
+        while chunks and chunks[0][0] < last - RECENT_S:
+            chunks.popleft()
+
+
+MIN_PROBE_PACKETS = 5
+MIN_RECEIVED_RATIO = 0.8
+MAX_PROBE_SPAN_S = 1.0
+MAX_VALID_RATIO = 2.0
+SATURATED_RATIO = 0.9
+SATURATED_UTILIZATION = 0.95
+CLUSTER_HISTORY_S = 2.0
+SAME_BURST_S = 0.001
+
+
+@dataclass
+class _Cluster:
+    first_send: float = float("inf")
+    last_send: float = float("-inf")
+    first_arrival: float = float("inf")
+    last_arrival: float = float("-inf")
+    received: int = 0
+    lost: int = 0
+    total_bytes: int = 0
+    first_arrival_size: int = 0
+    highest_sequence: int = -1
+    last_burst_bytes: int = 0  # bytes sent within 1 ms of the last send time
+    last_seen: float = 0.0
+
+
+class ProbeRates:
+    """Per-cluster probe measurements; `add` returns a rate when the cluster is usable."""
+
+    def __init__(self) -> None:
+        self._clusters: dict[int, _Cluster] = {}
+
+    def add_lost(self, cluster_id: int, sequence: int, now: float) -> None:
+        cluster = self._cluster(cluster_id, now)
+        cluster.lost += 1
+        cluster.highest_sequence = max(cluster.highest_sequence, sequence)
+
+    def add(
+        self, cluster_id: int, sequence: int, send: float, arrival: float, size: int, now: float
+    ) -> None:
+        """Add a received probe packet."""
+        c = self._cluster(cluster_id, now)
+        c.highest_sequence = max(c.highest_sequence, sequence)
+        c.received += 1
+        c.total_bytes += size
+        c.first_send = min(c.first_send, send)
+        if send > c.last_send + SAME_BURST_S:
+            c.last_burst_bytes = size
+            c.last_send = send
+        elif send >= c.last_send - SAME_BURST_S:
+            c.last_burst_bytes += size
+            c.last_send = max(c.last_send, send)
+        if arrival < c.first_arrival:
+            c.first_arrival = arrival
+            c.first_arrival_size = size
+        c.last_arrival = max(c.last_arrival, arrival)
+
+    def complete(self, highest_sequence: int) -> float | None:
+        """Measure the clusters that `highest_sequence` (reported) shows complete.
+
+        Returns the rate (bit/s) of the latest usable one, None if there is none.
+        """
+        done = [i for i, c in self._clusters.items() if c.highest_sequence < highest_sequence]
+        rate = None
+        for cluster_id in sorted(done):
+            measured = _rate(self._clusters.pop(cluster_id))
+            if measured is not None:
+                rate = measured
+        return rate
+
+    def _cluster(self, cluster_id: int, now: float) -> _Cluster:
+        cluster = self._clusters.get(cluster_id)
+        if cluster is None:
+            for old_id in [
+                i for i, c in self._clusters.items() if now - c.last_seen > CLUSTER_HISTORY_S
+            ]:
+                del self._clusters[old_id]
+            cluster = self._clusters[cluster_id] = _Cluster()
+        cluster.last_seen = now
+        return cluster
+
+
+def _rate(c: _Cluster) -> float | None:
+    if c.received < MIN_PROBE_PACKETS or c.received < MIN_RECEIVED_RATIO * (c.received + c.lost):
+        return None
+    send_span = c.last_send - c.first_send
+    arrival_span = c.last_arrival - c.first_arrival
+    if not (0 < send_span <= MAX_PROBE_SPAN_S and 0 < arrival_span <= MAX_PROBE_SPAN_S):
+        return None
+    # Bytes sent between the first and the last send instant (see the module doc).
+    send_bps = 8 * (c.total_bytes - c.last_burst_bytes) / send_span
+    arrival_bps = 8 * (c.total_bytes - c.first_arrival_size) / arrival_span
+    if send_bps <= 0 or arrival_bps > MAX_VALID_RATIO * send_bps:
+        return None
+    if arrival_bps < SATURATED_RATIO * send_bps:
+        return SATURATED_UTILIZATION * arrival_bps
+    return min(send_bps, arrival_bps)

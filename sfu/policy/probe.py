@@ -1,0 +1,186 @@
+"""When and how much to probe a subscriber's downlink (libwebrtc's probe_controller, simplified).
+
+The bandwidth estimate only grows about as fast as what the SFU actually
+sends (the delay-based increase is capped at 1.5 x the acknowledged
+bitrate): a subscriber who gets thumbnails today never shows that its link
+could carry a stage layer.  So when the allocator wants more than the
+estimate allows, the transport adds padding for a short while, a probe
+cluster, and the estimator measures how fast the cluster arrived
+(gcc_rates.ProbeRates).
+
+- `want(...)` is called on the clock (every 100 ms or so) with the estimate,
+  what the allocator would like to send (`desired_bps`, capped by the caller
+  at the estimator's maximum: no probe can lift the estimate past it) and
+  what media is sent now (`sending_bps`, padding not included).
+  When desired > estimate and the link is calm (the estimate has not
+  dropped by 10 % in the last second, nor within 2 s after such a drop), it
+  plans an attempt: clusters at 1.5 x and 2 x the estimate (capped at
+  desired), back to back, each `duration_s` long.
+- An attempt succeeds if, within a second after its last cluster, the
+  estimate rose by 10 %: then it probes again right away from the new
+  estimate (exponential search).  Otherwise it waits 2 s, then 4, up to
+  `max_interval_s` (5 s), before the next attempt, which is then a single
+  cluster at 1.5 x (a failed probe queues data and may cost a delay-based
+  decrease: keep re-checks small); a jump in desired (a new stage slot)
+  starts afresh.
+- `next_cluster(now)` is the cluster in progress at `now` (None when none):
+  the transport tags EVERY packet it sends to this subscriber while it is
+  in progress, media and padding alike, with its id (PacketResult.probe),
+  so the estimator measures the total rate.
+- `padding_due(now)` is how many padding bytes to send now so that media +
+  padding reach the cluster's target rate; call it every few milliseconds
+  (each call pays what accrued since the last one), send the bytes in at
+  least `min_packets` packets over the cluster.
+
+Pure: no clock of its own, everything is driven by `now` (seconds).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import NamedTuple
+
+__all__ = ["ProbeCluster", "Prober"]
+
+SCALES = (1.5, 2.0)
+DROP_RATIO = 0.9  # an estimate below 0.9 x its recent high means congestion
+HIGH_WINDOW_S = 1.0
+CALM_S = 2.0
+SUCCESS_RATIO = 1.1
+RESULT_WAIT_S = 1.0
+DESIRED_JUMP = 1.25
+MIN_GAIN = 1.1  # a cluster must aim at least 10 % above the estimate
+
+
+class ProbeCluster(NamedTuple):
+    id: int
+    target_bps: int  # total rate to send while it lasts, media + padding
+    start: float
+    duration: float  # seconds
+    min_packets: int  # send at least this many packets in it
+
+
+class _Attempt(NamedTuple):
+    start_estimate: int
+    end: float
+
+
+class Prober:
+    """Plans probe clusters for one subscriber; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        duration_s: float = 0.1,
+        min_packets: int = 10,
+        interval_s: float = 2.0,
+        max_interval_s: float = 5.0,
+    ) -> None:
+        self.duration_s = duration_s
+        self.min_packets = min_packets
+        self.interval_s = interval_s
+        self.max_interval_s = max_interval_s
+        self._next_id = 0
+        self._planned: deque[ProbeCluster] = deque()
+        self._active: ProbeCluster | None = None
+        self._paid_until = 0.0  # padding was paid for up to this time
+        self._owed = 0.0  # fraction of a byte carried over
+        self._attempt: _Attempt | None = None
+        self._next_attempt = 0.0
+        self._backoff = interval_s
+        self._estimate = 0
+        self._sending = 0
+        self._attempt_desired = 0
+        self._high: tuple[float, int] | None = None  # (since, estimate): recent high
+        self._calm_from = 0.0
+
+    @property
+    def probing(self) -> bool:
+        """Whether an attempt is planned, running or awaiting its result."""
+        return self._attempt is not None
+
+    def want(self, *, estimate_bps: int, desired_bps: int, sending_bps: int, now: float) -> None:
+        """Tell the prober the current numbers; it may plan an attempt."""
+        self._estimate = max(estimate_bps, 0)
+        self._sending = max(sending_bps, 0)
+        self._watch_drops(now)
+        self._judge_attempt(now)
+        if desired_bps < self._estimate * MIN_GAIN:
+            self._planned.clear()  # nothing more to find out
+            return
+        if desired_bps > self._attempt_desired * DESIRED_JUMP and self._attempt is None:
+            self._next_attempt = now  # the allocation wants notably more: ask now
+            self._backoff = self.interval_s
+        if self._attempt is not None or now < self._next_attempt or now < self._calm_from:
+            return
+        self._plan(desired_bps, now)
+
+    def next_cluster(self, now: float) -> ProbeCluster | None:
+        """The cluster in progress at `now` (starting the next planned one when due)."""
+        active = self._active
+        if active is not None and now < active.start + active.duration:
+            return active
+        self._active = None
+        while self._planned and now >= self._planned[0].start:
+            cluster = self._planned.popleft()
+            if now < cluster.start + cluster.duration:
+                self._active = cluster
+                self._paid_until = cluster.start
+                self._owed = 0.0
+                break
+        return self._active
+
+    def padding_due(self, now: float) -> int:
+        """Bytes of padding to send now for the cluster in progress (0 without one)."""
+        cluster = self.next_cluster(now)
+        if cluster is None:
+            return 0
+        elapsed = now - self._paid_until
+        if elapsed <= 0:
+            return 0
+        self._paid_until = now
+        self._owed += max(cluster.target_bps - self._sending, 0) * elapsed / 8
+        due = int(self._owed)
+        self._owed -= due
+        return due
+
+    def _plan(self, desired_bps: int, now: float) -> None:
+        estimate = max(self._estimate, 1)
+        targets = sorted({min(int(estimate * s), desired_bps) for s in SCALES})
+        targets = [t for t in targets if t >= estimate * MIN_GAIN]
+        if self._backoff > self.interval_s:
+            targets = targets[:1]  # the last attempt failed: re-check gently, one cluster
+        if not targets:
+            return
+        start = now
+        for target in targets:
+            self._planned.append(
+                ProbeCluster(self._next_id, target, start, self.duration_s, self.min_packets)
+            )
+            self._next_id += 1
+            start += self.duration_s
+        self._attempt = _Attempt(self._estimate, start)
+        self._attempt_desired = desired_bps
+
+    def _judge_attempt(self, now: float) -> None:
+        attempt = self._attempt
+        if attempt is None or now < attempt.end:
+            return
+        if self._estimate >= attempt.start_estimate * SUCCESS_RATIO:
+            self._attempt = None  # it grew: look further right away
+            self._backoff = self.interval_s
+            self._next_attempt = now
+        elif now >= attempt.end + RESULT_WAIT_S:
+            self._attempt = None
+            self._next_attempt = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.max_interval_s)
+
+    def _watch_drops(self, now: float) -> None:
+        high = self._high
+        if high is None or self._estimate >= high[1] or now - high[0] > HIGH_WINDOW_S:
+            self._high = (now, self._estimate)
+            return
+        if self._estimate < high[1] * DROP_RATIO:
+            self._calm_from = now + CALM_S
+            self._planned.clear()
+            self._high = (now, self._estimate)

@@ -1,0 +1,206 @@
+"""The layer allocator on the SFU's clock: thin, over what producers and consumers measure.
+
+Every tick, for each connected subscriber:
+
+- the budget is its downlink estimate (its transport-cc estimator, else the
+  REMB it sends, else the room-size table) minus what its audio slots take;
+- each video slot becomes a `SlotDemand`: its rendered size (`video_sizes`;
+  0x0 hidden, absent unknown), stage or thumbnail (the group's choice), and
+  the layers of the track in it (frame size and temporal bitrates; a paused
+  layer has none);
+- the subscriber's `LayerAllocator` picks the layers, `Consumer.set_layers`
+  carries them out (a switch waits for a key frame of the target layer,
+  which is asked for here), and a `downlink` event goes out when the
+  estimate moved (`DownlinkReports`).
+
+Then every simulcast track's needed spatial layers (every layer up to the
+highest its local subscribers chose, like LiveKit's dynacast; everything for
+a track relayed to other workers, whose needs are not known here) go through
+`LayerNeeds`, and a change becomes a `publish_layers` event for its
+publisher, by rid.
+
+What it reads is described by the Protocols below (implemented by
+`sfu.routing.producer.Producer`, `consumer.Consumer`, `participant.Participant`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
+
+from sfu.control import Downlink, MediaEvent, PublishLayers
+from sfu.policy.allocation import LayerAllocator, LayerChoice, LayerInfo, LayerNeeds, SlotDemand
+from sfu.policy.downlink import DownlinkReports
+
+__all__ = ["LayerControl"]
+
+TrackKey = tuple[str, str]  # (publisher id, mid)
+
+
+class Layer(Protocol):
+    """One encoding of a published track (a layer `Producer`)."""
+
+    rid: str | None
+    spatial: int
+    frame_size: tuple[int, int] | None
+
+    def temporal_bitrates(self, now: float) -> tuple[int, ...]: ...
+
+    def active(self, now: float) -> bool: ...
+
+    def request_keyframe(self, now: float) -> bool: ...
+
+
+class Track(Layer, Protocol):
+    """A published track: its base layer, with all its layers lowest first."""
+
+    owner: str
+    mid: str
+
+    @property
+    def layers(self) -> tuple[Layer, ...]: ...
+
+
+class Slot(Protocol):
+    """A receive slot (`Consumer`)."""
+
+    kind: str
+
+    @property
+    def track(self) -> Track | None: ...
+
+    def set_layers(self, spatial: int | None, temporal: int) -> Layer | None: ...
+
+
+class Estimator(Protocol):
+    @property
+    def estimate_bps(self) -> int: ...
+
+
+class Subscriber(Protocol):
+    """A participant's media session (`Participant`)."""
+
+    id: str
+
+    @property
+    def consumers(self) -> Mapping[str, Slot]: ...
+
+    @property
+    def video_sizes(self) -> Mapping[str, tuple[int, int]]: ...
+
+    @property
+    def estimator(self) -> Estimator | None: ...
+
+    @property
+    def remb_estimate(self) -> int | None: ...
+
+
+class LayerControl:
+    """Layers for every subscriber of one SFU, and what publishers must send (module doc)."""
+
+    def __init__(self, notify: Callable[[MediaEvent], None]) -> None:
+        self._notify = notify
+        self._allocators: dict[str, LayerAllocator] = {}
+        self._downlinks: dict[str, DownlinkReports] = {}
+        self.needs: LayerNeeds[TrackKey] = LayerNeeds()
+        self._tracks: dict[TrackKey, Track] = {}
+
+    def tick(
+        self,
+        subscribers: Iterable[tuple[Subscriber, int, int, Callable[[str], bool]]],
+        relayed: Iterable[Track],
+        now: float,
+    ) -> None:
+        """One round: for each (subscriber, fallback budget, audio bits/s, is-stage(mid))."""
+        wanted: dict[TrackKey, list[int | None]] = {}
+        seen = set()
+        for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
+            seen.add(subscriber.id)
+            estimate = self._estimate(subscriber, fallback_bps)
+            self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
+            kbps = self._downlinks.setdefault(subscriber.id, DownlinkReports()).update(
+                estimate, now
+            )
+            if kbps is not None:
+                self._notify(Downlink(subscriber.id, kbps))
+        for track in relayed:  # other workers' subscribers: their needs are not known here
+            key = (track.owner, track.mid)
+            self._tracks[key] = track
+            wanted.setdefault(key, []).extend(layer.spatial for layer in track.layers)
+        for gone in set(self._allocators) - seen:
+            del self._allocators[gone]
+            self._downlinks.pop(gone, None)
+        self._publish(wanted, now)
+
+    def forget_track(self, owner: str, mid: str) -> None:
+        """A published track is gone: nothing more is said about it."""
+        self.needs.forget((owner, mid))
+        self._tracks.pop((owner, mid), None)
+
+    @staticmethod
+    def _estimate(subscriber: Subscriber, fallback_bps: int) -> int:
+        if subscriber.estimator is not None:
+            return subscriber.estimator.estimate_bps
+        if subscriber.remb_estimate:
+            return min(subscriber.remb_estimate, fallback_bps)
+        return fallback_bps
+
+    def _allocate(
+        self,
+        subscriber: Subscriber,
+        budget: int,
+        on_stage: Callable[[str], bool],
+        wanted: dict[TrackKey, list[int | None]],
+        now: float,
+    ) -> None:
+        demands, tracks = [], {}
+        for mid, slot in subscriber.consumers.items():
+            track = slot.track
+            if slot.kind != "video" or track is None:
+                continue
+            tracks[mid] = track
+            demands.append(demand(mid, track, subscriber.video_sizes.get(mid), on_stage(mid), now))
+        allocator = self._allocators.setdefault(subscriber.id, LayerAllocator())
+        for mid, choice in allocator.update(demands, max(0, budget), now).items():
+            self._apply(subscriber.consumers[mid], choice, now)
+            track = tracks[mid]
+            key = (track.owner, track.mid)
+            self._tracks[key] = track
+            wanted.setdefault(key, []).append(choice.spatial)
+
+    @staticmethod
+    def _apply(slot: Slot, choice: LayerChoice, now: float) -> None:
+        awaited = slot.set_layers(choice.spatial, choice.temporal)
+        if awaited is not None:
+            awaited.request_keyframe(now)
+
+    def _publish(self, wanted: dict[TrackKey, list[int | None]], now: float) -> None:
+        for key, spatial in self.needs.update(wanted, now).items():
+            track = self._tracks.get(key)
+            if track is None or len(track.layers) < 2:
+                continue  # no simulcast: nothing to turn on or off
+            rids = [layer.rid for layer in track.layers if layer.spatial in spatial and layer.rid]
+            self._notify(PublishLayers(key[0], key[1], rids))
+            if not spatial:
+                self._tracks.pop(key, None)
+
+
+def demand(
+    mid: str, track: Track, size: tuple[int, int] | None, stage: bool, now: float
+) -> SlotDemand:
+    """What slot `mid` needs, showing `track` at `size` (None: not reported)."""
+    width, height = size if size is not None else (0, 0)
+    return SlotDemand(
+        mid,
+        stage,
+        width,
+        height,
+        tuple(layer_info(layer, now) for layer in track.layers),
+        hidden=size == (0, 0),
+    )
+
+
+def layer_info(layer: Layer, now: float) -> LayerInfo:
+    width, height = layer.frame_size or (0, 0)
+    rates = layer.temporal_bitrates(now) if layer.active(now) else ()
+    return LayerInfo(layer.spatial, width, height, tuple(rates) or (0,))

@@ -1,0 +1,206 @@
+"""The allocator on the clock, over stand-ins of producers and consumers: which layers each
+slot is set to, which key frames are asked for, and what publishers and subscribers are told."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from sfu.control import Downlink, MediaEvent, PublishLayers
+from sfu.routing.layering import Estimator, LayerControl
+
+RATES = {
+    0: (60_000, 90_000, 150_000),
+    1: (200_000, 300_000, 500_000),
+    2: (700_000, 1_050_000, 1_700_000),
+}
+SIZES = {0: (320, 180), 1: (640, 360), 2: (1280, 720)}
+
+
+@dataclass(eq=False)
+class FakeLayer:
+    rid: str | None
+    spatial: int
+    frame_size: tuple[int, int] | None
+    rates: tuple[int, ...]
+    on: bool = True
+    keyframes: list[float] = field(default_factory=list)
+
+    def temporal_bitrates(self, now: float) -> tuple[int, ...]:
+        return self.rates
+
+    def active(self, now: float) -> bool:
+        return self.on
+
+    def request_keyframe(self, now: float) -> bool:
+        self.keyframes.append(now)
+        return True
+
+
+@dataclass(eq=False)
+class FakeTrack(FakeLayer):
+    owner: str = ""
+    mid: str = ""
+    layers: tuple[FakeLayer, ...] = ()
+
+
+def camera(owner: str, mid: str = "1", simulcast: bool = True) -> FakeTrack:
+    if not simulcast:
+        return FakeTrack(None, 0, (640, 360), RATES[1], owner=owner, mid=mid)
+    upper = [FakeLayer(rid, n, SIZES[n], RATES[n]) for n, rid in ((1, "h"), (2, "f"))]
+    track = FakeTrack("q", 0, SIZES[0], RATES[0], owner=owner, mid=mid)
+    track.layers = (track, *upper)
+    return track
+
+
+def single(track: FakeTrack) -> FakeTrack:
+    track.layers = (track,)
+    return track
+
+
+@dataclass
+class FakeSlot:
+    kind: str
+    source: FakeTrack | None
+    calls: list[tuple[int | None, int]] = field(default_factory=list)
+
+    @property
+    def track(self) -> FakeTrack | None:
+        return self.source
+
+    def set_layers(self, spatial: int | None, temporal: int) -> FakeLayer | None:
+        changed = not self.calls or self.calls[-1][0] != spatial
+        self.calls.append((spatial, temporal))
+        if self.source is None or spatial is None or not changed:
+            return None
+        return self.source.layers[spatial]
+
+
+@dataclass
+class FakeEstimator:
+    estimate_bps: int
+
+
+@dataclass
+class FakeSubscriber:
+    id: str
+    consumers: Mapping[str, FakeSlot]
+    video_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
+    estimator: Estimator | None = None
+    remb_estimate: int | None = None
+
+
+def everyone_on_stage(mid: str) -> bool:
+    return True
+
+
+class Run:
+    def __init__(self) -> None:
+        self.events: list[MediaEvent] = []
+        self.control = LayerControl(self.events.append)
+
+    def tick(
+        self,
+        subscribers: list[FakeSubscriber],
+        now: float,
+        *,
+        fallback: int = 2_000_000,
+        audio: int = 40_000,
+        stage: Callable[[str], bool] = everyone_on_stage,
+        relayed: tuple[FakeTrack, ...] = (),
+    ) -> list[MediaEvent]:
+        before = len(self.events)
+        self.control.tick([(s, fallback, audio, stage) for s in subscribers], relayed, now)
+        return self.events[before:]
+
+
+def viewer(
+    track: FakeTrack, bps: int, size: tuple[int, int] | None = (1280, 720)
+) -> FakeSubscriber:
+    sizes = {"5": size} if size is not None else {}
+    return FakeSubscriber("bob", {"5": FakeSlot("video", track)}, sizes, FakeEstimator(bps))
+
+
+def test_a_big_tile_on_a_fast_link_gets_the_top_layer_and_the_publisher_sends_all_three() -> None:
+    track = camera("alice")
+    bob = viewer(track, 3_000_000)
+    run = Run()
+    events = run.tick([bob], 0.0)
+    assert bob.consumers["5"].calls == [(2, 2)]
+    assert track.layers[2].keyframes == [0.0]  # the switch waits for its key frame
+    assert PublishLayers("alice", "1", ["q", "h", "f"]) in events
+    assert Downlink("bob", 3000) in events
+
+
+def test_a_thumbnail_gets_the_lowest_layer_and_only_that_one_is_published() -> None:
+    track = camera("alice")
+    bob = viewer(track, 3_000_000, (320, 180))
+    run = Run()
+    events = run.tick([bob], 0.0, stage=lambda mid: False)
+    assert bob.consumers["5"].calls == [(0, 2)]
+    assert [e for e in events if isinstance(e, PublishLayers)] == [
+        PublishLayers("alice", "1", ["q"])
+    ]
+
+
+def test_a_drop_in_bandwidth_lowers_the_layer_at_once_and_the_top_one_stops_5_s_later() -> None:
+    track = camera("alice")
+    bob = viewer(track, 3_000_000)
+    run = Run()
+    run.tick([bob], 0.0)
+    bob.estimator = FakeEstimator(500_000)
+    events = run.tick([bob], 1.0)
+    assert bob.consumers["5"].calls[-1] == (1, 1)  # 460k for video: h at TID 0-1
+    assert Downlink("bob", 500) in events
+    assert not [e for e in events if isinstance(e, PublishLayers)]
+    assert not [e for e in run.tick([bob], 4.9) if isinstance(e, PublishLayers)]
+    assert PublishLayers("alice", "1", ["q", "h"]) in run.tick([bob], 5.0)  # f last needed at 0
+
+
+def test_a_hidden_slot_gets_no_video_but_the_lowest_layer_stays_published() -> None:
+    track = camera("alice")
+    bob = viewer(track, 3_000_000, (0, 0))
+    run = Run()
+    events = run.tick([bob], 0.0)
+    assert bob.consumers["5"].calls == [(None, 0)]
+    assert PublishLayers("alice", "1", ["q"]) in events
+
+
+def test_a_track_relayed_to_other_workers_keeps_every_layer() -> None:
+    track = camera("alice")
+    run = Run()
+    assert PublishLayers("alice", "1", ["q", "h", "f"]) in run.tick([], 0.0, relayed=(track,))
+
+
+def test_without_an_estimator_the_rembs_and_the_room_table_bound_the_budget() -> None:
+    track = camera("alice")
+    bob = viewer(track, 0)
+    bob.estimator, bob.remb_estimate = None, 600_000
+    run = Run()
+    run.tick([bob], 0.0, fallback=2_000_000)
+    assert bob.consumers["5"].calls[-1] == (1, 2)  # 560k: h whole
+    bob.remb_estimate = None
+    run = Run()
+    run.tick([bob], 0.0, fallback=400_000)
+    assert bob.consumers["5"].calls[-1][0] == 1
+
+
+def test_a_publisher_without_simulcast_is_thinned_in_time_and_never_told_anything() -> None:
+    track = single(camera("alice", simulcast=False))
+    bob = viewer(track, 300_000, (640, 360))
+    run = Run()
+    events = run.tick([bob], 0.0)
+    assert bob.consumers["5"].calls == [(0, 0)]  # 260k: TID 0-1 (300k) does not fit, TID 0 does
+    assert not [e for e in events if isinstance(e, PublishLayers)]
+
+
+def test_audio_slots_and_empty_slots_are_left_alone() -> None:
+    track = camera("alice")
+    bob = FakeSubscriber(
+        "bob",
+        {"2": FakeSlot("audio", track), "6": FakeSlot("video", None)},
+        {},
+        FakeEstimator(1_000_000),
+    )
+    Run().tick([bob], 0.0)
+    assert bob.consumers["2"].calls == [] and bob.consumers["6"].calls == []

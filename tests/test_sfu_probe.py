@@ -1,0 +1,220 @@
+"""The Prober (sfu/policy/probe.py): when to probe, how much padding, backing off."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sfu.policy.gcc import BandwidthEstimator
+from sfu.policy.probe import ProbeCluster, Prober
+from tests.gcc_sim import Link, constant, simulate
+
+
+def clusters_between(
+    prober: Prober, start: float, end: float, step: float = 0.005
+) -> list[ProbeCluster]:
+    """Every distinct cluster next_cluster() reports over [start, end)."""
+    seen: list[ProbeCluster] = []
+    t = start
+    while t < end:
+        cluster = prober.next_cluster(t)
+        if cluster is not None and (not seen or seen[-1].id != cluster.id):
+            seen.append(cluster)
+        t += step
+    return seen
+
+
+def test_no_probe_when_the_estimate_covers_what_is_wanted() -> None:
+    prober = Prober()
+    prober.want(estimate_bps=1_000_000, desired_bps=1_000_000, sending_bps=900_000, now=0.0)
+    assert prober.next_cluster(0.0) is None
+    assert prober.padding_due(0.05) == 0
+    assert not prober.probing
+
+
+def test_probes_at_1_5x_and_2x_capped_at_desired() -> None:
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=500_000, desired_bps=5_000_000, sending_bps=500_000, now=1.0)
+    clusters = clusters_between(prober, 1.0, 1.5)
+    assert [c.target_bps for c in clusters] == [750_000, 1_000_000]
+    assert [c.start for c in clusters] == [1.0, 1.1]
+    assert clusters[0].id < clusters[1].id
+    assert prober.next_cluster(1.25) is None
+
+    capped = Prober()
+    capped.want(estimate_bps=500_000, desired_bps=800_000, sending_bps=500_000, now=0.0)
+    assert [c.target_bps for c in clusters_between(capped, 0.0, 0.5)] == [750_000, 800_000]
+
+
+def test_a_small_shortfall_is_not_worth_a_probe() -> None:
+    prober = Prober()
+    prober.want(estimate_bps=1_000_000, desired_bps=1_050_000, sending_bps=1_000_000, now=0.0)
+    assert prober.next_cluster(0.0) is None
+
+
+def test_padding_fills_the_gap_between_media_and_the_target() -> None:
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=1_000_000, desired_bps=1_500_000, sending_bps=600_000, now=0.0)
+    total = 0
+    t = 0.0
+    while t < 0.2:
+        total += prober.padding_due(t)
+        t += 0.01
+    # one cluster (1.5 x = desired): (1.5 M - 0.6 M) bit/s for 0.1 s, short of the last tick
+    expected = (1_500_000 - 600_000) * 0.1 / 8
+    assert 0.85 * expected <= total <= expected
+    assert prober.padding_due(0.5) == 0
+
+
+def test_clusters_the_transport_missed_are_skipped() -> None:
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=500_000, desired_bps=5_000_000, sending_bps=500_000, now=0.0)
+    late = prober.next_cluster(0.15)  # nobody asked during the first cluster
+    assert late is not None and late.target_bps == 1_000_000
+    assert prober.next_cluster(0.5) is None
+
+
+def drive(prober: Prober, estimate: int, start: float, end: float) -> list[float]:
+    """Call want() every 100 ms with a fixed estimate; the start times of the attempts."""
+    starts = []
+    t = start
+    while t < end:
+        was = prober.probing
+        prober.want(estimate_bps=estimate, desired_bps=4_000_000, sending_bps=estimate, now=t)
+        if prober.probing and not was:
+            starts.append(round(t, 1))
+        t = round(t + 0.1, 1)
+    return starts
+
+
+def test_failed_attempts_back_off_up_to_the_maximum_interval() -> None:
+    prober = Prober(duration_s=0.1, interval_s=2.0, max_interval_s=5.0)
+    starts = drive(prober, 1_000_000, 0.0, 30.0)
+    gaps = [round(b - a, 1) for a, b in itertools.pairwise(starts)]
+    # each attempt: its clusters (0.2 s, then 0.1 s) + 1 s waiting for the result,
+    # then a pause of 2, 4, 5, 5 s (to the 100 ms of the want() calls)
+    assert gaps[:4] == pytest.approx([3.2, 5.1, 6.1, 6.1], abs=0.15), gaps
+
+
+def test_a_failed_attempt_is_rechecked_with_one_cluster() -> None:
+    prober = Prober(duration_s=0.1)
+    drive(prober, 1_000_000, 0.0, 3.5)  # first attempt failed, second due at 3.2
+    clusters = clusters_between(prober, 3.2, 3.6)
+    assert [c.target_bps for c in clusters] == [1_500_000]
+
+
+def test_success_probes_further_at_once() -> None:
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=1_000_000, desired_bps=8_000_000, sending_bps=1_000_000, now=0.0)
+    assert len(clusters_between(prober, 0.0, 0.3)) == 2
+    prober.want(estimate_bps=1_900_000, desired_bps=8_000_000, sending_bps=1_000_000, now=0.4)
+    clusters = clusters_between(prober, 0.4, 0.7)
+    assert [c.target_bps for c in clusters] == [2_850_000, 3_800_000]
+
+
+def test_no_probing_right_after_the_estimate_dropped() -> None:
+    prober = Prober()
+    prober.want(estimate_bps=2_000_000, desired_bps=2_000_000, sending_bps=2_000_000, now=0.0)
+    prober.want(estimate_bps=1_000_000, desired_bps=3_000_000, sending_bps=1_000_000, now=0.5)
+    assert not prober.probing
+    prober.want(estimate_bps=1_000_000, desired_bps=3_000_000, sending_bps=1_000_000, now=2.0)
+    assert not prober.probing  # calm for 2 s after the drop
+    prober.want(estimate_bps=1_000_000, desired_bps=3_000_000, sending_bps=1_000_000, now=2.6)
+    assert prober.probing
+
+
+def test_a_jump_in_desired_probes_at_once_despite_the_backoff() -> None:
+    prober = Prober(duration_s=0.1)
+    drive(prober, 1_000_000, 0.0, 8.0)  # two failures: next attempt not before ~10 s
+    prober.want(estimate_bps=1_000_000, desired_bps=6_000_000, sending_bps=1_000_000, now=8.0)
+    assert prober.probing
+    assert prober.next_cluster(8.0) is not None
+
+
+def test_probing_lets_an_app_limited_sender_find_the_link() -> None:
+    """Media stays at 150 kbit/s; the allocator wants 2 Mbit/s; the link has 3 Mbit/s."""
+    run = simulate(
+        Link(constant(3e6)),
+        seconds=8,
+        demand=constant(150_000),
+        desired=constant(2e6),
+        estimator=BandwidthEstimator(start_bps=150_000),
+        prober=Prober(),
+    )
+    assert run.estimate_at(5.0) >= 0.9 * 2e6  # probed up to what is wanted
+    assert max(run.estimates) <= 3e6
+
+
+def test_probing_stays_quiet_once_the_estimate_covers_desired() -> None:
+    prober = Prober()
+    estimator = BandwidthEstimator(start_bps=150_000)
+    run = simulate(
+        Link(constant(3e6)),
+        seconds=10,
+        demand=constant(150_000),
+        desired=constant(1e6),
+        estimator=estimator,
+        prober=prober,
+    )
+    assert run.estimate_at(6.0) >= 1e6
+    before = prober.next_cluster(10.0)
+    prober.want(
+        estimate_bps=estimator.estimate_bps, desired_bps=1_000_000, sending_bps=150_000, now=10.1
+    )
+    assert before is None and not prober.probing
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.integers(min_value=-(10**9), max_value=10**10),
+            st.integers(min_value=-(10**9), max_value=10**10),
+            st.integers(min_value=-(10**9), max_value=10**10),
+            st.floats(min_value=-1e6, max_value=1e6),
+        ),
+        max_size=30,
+    )
+)
+def test_odd_inputs_never_raise_nor_ask_for_negative_padding(
+    calls: list[tuple[int, int, int, float]],
+) -> None:
+    prober = Prober()
+    for estimate, desired, sending, now in calls:
+        prober.want(estimate_bps=estimate, desired_bps=desired, sending_bps=sending, now=now)
+        for dt in (0.0, 0.01, 0.05, 0.2):
+            assert prober.padding_due(now + dt) >= 0
+            cluster = prober.next_cluster(now + dt)
+            assert cluster is None or cluster.target_bps > 0
+
+
+LAYERS = (150_000, 500_000, 1_500_000)
+
+
+def layer_for(estimate: int) -> int:
+    return max([layer for layer in LAYERS if layer <= estimate] or [LAYERS[0]])
+
+
+@pytest.mark.parametrize(("cap", "layer"), [(3e6, 1_500_000), (1e6, 500_000), (4e5, 150_000)])
+def test_a_layered_sender_climbs_to_the_layer_the_link_carries_and_stays(
+    cap: float, layer: int
+) -> None:
+    """Simulcast-like: the SFU forwards the biggest layer within the estimate (150k, 500k,
+    1.5M) and wants the top one. Probes take it up to the layer the link carries; it does
+    not flap once there."""
+    estimator = BandwidthEstimator(start_bps=300_000)
+    run = simulate(
+        Link(constant(cap)),
+        seconds=20,
+        demand=lambda _t: layer_for(estimator.estimate_bps),
+        desired=constant(LAYERS[-1]),
+        estimator=estimator,
+        prober=Prober(),
+    )
+    chosen = [layer_for(e) for e in run.window(6.0, 20.0)]
+    assert set(chosen) == {layer}, sorted(set(chosen))
+    everything = [layer_for(e) for e in run.estimates]
+    assert sum(a != b for a, b in itertools.pairwise(everything)) <= 2

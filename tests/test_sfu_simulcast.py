@@ -1,0 +1,494 @@
+"""Simulcast layers: producers per layer, spatial switches, temporal thinning, NACKs after both."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from sfu.packet.counters import Counters
+from sfu.packet.rtcp import Pli, parse_rtcp
+from sfu.packet.rtp import build_rtp, parse_rtp
+from sfu.packet.rtx import parse_rtx
+from sfu.packet.vp8 import Vp8Descriptor, parse_vp8, vp8_frame_size
+from sfu.relay.endpoint import RelayEndpoint, RelayTap
+from sfu.relay.remote import RemotePublisher, RemoteStream, describe
+from sfu.routing.consumer import Consumer
+from sfu.routing.layers import order_layers
+from sfu.routing.producer import Producer, link_layers
+from sfu.settings import MediaSettings
+from tests.sfu_fakes import EXT_IDS, VP8, Capture, producer
+from tests.sfu_live import eventually
+
+TEMPORAL = (0, 2, 1, 2)  # L1T3: the TID of frame n is TEMPORAL[n % 4]
+SIZES = ((320, 180), (640, 360), (1280, 720))
+
+
+def vp8x(
+    seq: int,
+    ts: int,
+    *,
+    ssrc: int,
+    pic: int,
+    tl0: int,
+    tid: int,
+    sync: bool = False,
+    keyidx: int = 0,
+    keyframe: bool = False,
+    start: bool = True,
+    size: tuple[int, int] = (320, 180),
+    tag: int = 0,
+) -> bytes:
+    """A VP8 packet with a full descriptor (I, L, T, K); `tag` marks the payload."""
+    descriptor = bytes(
+        [
+            0x90 if start else 0x80,
+            0xF0,
+            0x80 | (pic >> 8) & 0x7F,
+            pic & 0xFF,
+            tl0 & 0xFF,
+            (tid << 6) | (0x20 if sync else 0) | (keyidx & 0x1F),
+        ]
+    )
+    body = b""
+    if start:
+        body = bytes([0x00 if keyframe else 0x01, 0, 0])
+        if keyframe:
+            w, h = size
+            body += b"\x9d\x01\x2a" + bytes([w & 0xFF, w >> 8, h & 0xFF, h >> 8])
+    return build_rtp(
+        payload_type=96,
+        sequence=seq & 0xFFFF,
+        timestamp=ts & 0xFFFFFFFF,
+        ssrc=ssrc,
+        payload=descriptor + body + tag.to_bytes(4, "big") + bytes(40),
+        extensions={3: b"0"},
+    )
+
+
+@dataclass
+class Layer:
+    """A fake encoder of one layer: frames of one packet, L1T3, at 30 fps."""
+
+    producer: Producer
+    size: tuple[int, int]
+    seq: int = 1000
+    frame: int = 0
+    pic: int = 0
+    tl0: int = 0
+    keyidx: int = 0
+    ts0: int = 0
+    sent: list[int] = field(default_factory=list)  # tags
+
+    def send(
+        self, now: float, *, keyframe: bool = False, packets: int = 1, late: float = 0.0
+    ) -> None:
+        """One frame captured at `now`, arriving `late` seconds after."""
+        p = self.producer
+        assert p.ssrc is not None
+        tid = 0 if keyframe else TEMPORAL[self.frame % 4]
+        if keyframe:
+            self.frame = 0
+            self.keyidx += 1
+        if tid == 0:
+            self.tl0 += 1
+        self.pic += 1
+        ts = self.ts0 + int(now * 90000)
+        for i in range(packets):
+            tag = p.ssrc * 100000 + self.seq
+            data = vp8x(
+                self.seq,
+                ts,
+                ssrc=p.ssrc,
+                pic=self.pic,
+                tl0=self.tl0,
+                tid=tid,
+                sync=tid > 0 and self.frame % 4 in (1, 2),
+                keyidx=self.keyidx,
+                keyframe=keyframe,
+                start=i == 0,
+                size=self.size,
+                tag=tag,
+            )
+            p.on_rtp(data, parse_rtp(data), now + late)
+            self.sent.append(tag)
+            self.seq += 1
+        self.frame += 1
+
+
+def track(
+    order: tuple[int, ...] = (0, 1, 2), ts0: tuple[int, ...] = (0, 0, 0)
+) -> tuple[Producer, list[Layer]]:
+    """A track of three layers listed in the offer in `order` (indexes into SIZES)."""
+    out = Capture()
+    layers = []
+    for index, size_index in enumerate(order):
+        p = producer(ssrc=1000 * (index + 1), output=out, rid="qhf"[size_index])
+        p.offer_index = index
+        layers.append(
+            Layer(
+                p,
+                SIZES[size_index],
+                seq=100 * (index + 1),
+                pic=1000 * index,
+                tl0=50 * index,
+                keyidx=3 * index,
+                ts0=ts0[index],
+            )
+        )
+    link_layers(tuple(layer.producer for layer in layers))
+    return layers[0].producer, layers
+
+
+class Counting(Capture):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fast = 0
+
+    def send_rewritten(
+        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+    ) -> None:
+        self.fast += 1
+        super().send_rewritten(
+            packet, ssrc=ssrc, sequence=sequence, timestamp=timestamp, payload_type=payload_type
+        )
+
+
+def consumer() -> tuple[Consumer, Counting]:
+    out = Counting()
+    c = Consumer(
+        owner="bob",
+        mid="5",
+        kind="video",
+        ssrc=777,
+        rtx_ssrc=778,
+        codecs=(VP8,),
+        ext_ids=EXT_IDS,
+        output=out,
+    )
+    return c, out
+
+
+def descriptor_of(data: bytes) -> Vp8Descriptor:
+    h = parse_rtp(data)
+    return parse_vp8(data[h.payload_offset : h.payload_offset + h.payload_length])
+
+
+def received(out: Capture) -> list[tuple[int, int, Vp8Descriptor, int]]:
+    """(seq, timestamp, descriptor, tag) of every packet the subscriber got."""
+    result = []
+    for data in out.rtp:
+        h = parse_rtp(data)
+        desc = descriptor_of(data)
+        body = h.payload_offset + 6 + (10 if desc.keyframe else 3 if desc.frame_start else 0)
+        result.append((h.sequence, h.timestamp, desc, int.from_bytes(data[body : body + 4], "big")))
+    return result
+
+
+def continuous(values: list[int], modulo: int) -> bool:
+    return all((b - a) % modulo == 1 for a, b in itertools.pairwise(values))
+
+
+def frames(rx: list[tuple[int, int, Vp8Descriptor, int]]) -> list[Vp8Descriptor]:
+    return [d for _, _, d, _ in rx if d.frame_start]
+
+
+# producers
+
+
+def test_the_fake_layers_carry_full_descriptors_and_key_frame_sizes() -> None:
+    data = vp8x(1, 0, ssrc=1, pic=300, tl0=7, tid=2, sync=True, keyidx=5, keyframe=True)
+    desc = descriptor_of(data)
+    assert (desc.picture_id, desc.tl0picidx, desc.tid, desc.sync, desc.keyidx) == (
+        300,
+        7,
+        2,
+        True,
+        5,
+    )
+    assert desc.frame_start and desc.keyframe
+    h = parse_rtp(data)
+    assert vp8_frame_size(data[h.payload_offset :]) == (320, 180)
+
+
+def test_layers_are_ordered_by_their_key_frame_sizes_not_by_the_offer() -> None:
+    base, layers = track(order=(2, 0, 1))  # the offer lists f, q, h
+    assert [p.rid for p in base.layers] == ["f", "q", "h"]  # offer order while unknown
+    layers[0].send(0.0, keyframe=True)  # f: 1280x720 known; its place is kept
+    assert [p.rid for p in base.layers] == ["f", "q", "h"]
+    layers[1].send(0.0, keyframe=True)  # q: 320x180 -> sorted among the known
+    assert [p.rid for p in base.layers] == ["q", "f", "h"]
+    layers[2].send(0.0, keyframe=True)
+    assert [p.rid for p in base.layers] == ["q", "h", "f"]
+    assert [p.spatial for p in base.layers] == [0, 1, 2]
+    assert all(p.track is base and p.layers == base.layers for p in base.layers)
+    assert base.layers[2].frame_size == (1280, 720)
+    assert order_layers(base.layers) == base.layers
+
+
+def test_layer_measurements_are_cumulative_per_temporal_layer_and_activity_follows_media() -> None:
+    base, layers = track()
+    for n in range(60):  # two seconds at 30 fps
+        layers[0].send(n / 30, keyframe=n == 0)
+    now = 59 / 30
+    rates = base.temporal_bitrates(now)
+    assert len(rates) == 3 and rates[0] < rates[1] < rates[2]
+    assert rates[2] == base.bitrate_bps(now)
+    packet_bits = len(vp8x(1, 0, ssrc=1, pic=1, tl0=1, tid=1)) * 8
+    assert 0.7 * 30 * packet_bits <= rates[2] <= 1.3 * 30 * packet_bits
+    assert 0.15 <= rates[0] / rates[2] <= 0.35  # TID 0: a quarter of the frames
+    assert 0.4 <= rates[1] / rates[2] <= 0.6  # TID <= 1: half
+    assert base.active(now) and not base.active(now + 1.5)
+    assert base.temporal_bitrates(now + 5.0) == (0, 0, 0)
+
+
+# consumers: spatial switches
+
+
+def test_the_default_layer_is_the_highest_active_and_a_switch_waits_for_the_key_frame() -> None:
+    base, layers = track()
+    c, out = consumer()
+    assert c.switch(base) is True
+    assert c.pending is layers[2].producer  # the highest active layer
+    for n in range(3):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0)
+    assert c.layers_now == (2, 2)
+    assert c.set_layers(0, 2, 2 / 30) is layers[0].producer  # ask q for a key frame
+    assert c.layers_now == (2, 2)
+    for n in range(3, 6):
+        for layer in layers:
+            layer.send(n / 30)  # no key frame of q yet: f keeps playing
+    layers[0].send(6 / 30, keyframe=True)
+    layers[2].send(6 / 30)
+    assert c.layers_now == (0, 2)
+    rx = received(out)
+    tags = [t for *_, t in rx]
+    assert tags == [*layers[2].sent[:6], layers[0].sent[-1]]
+    assert continuous([s for s, *_ in rx], 0x10000)
+    assert continuous([d.picture_id for d in frames(rx)], 0x8000)
+    assert continuous([d.tl0picidx for d in frames(rx) if d.tid == 0], 0x100)
+    assert out.fast == 6  # before the switch: no payload rewrite
+
+
+def test_timestamps_are_aligned_through_both_layers_sender_reports() -> None:
+    # Different RTP timestamp bases per layer, one NTP clock (the publisher's).
+    base, layers = track(ts0=(5_000_000, 90_000_000, 1_234_567))
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(2, 2, 0.0)
+    ntp0 = 3_900_000_000 << 32
+    for layer in layers:
+        layer.producer.on_sender_report(ntp0, layer.ts0, 0.0)
+    for n in range(10):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0)
+    c.set_layers(1, 2, 9 / 30)
+    layers[1].send(10 / 30, keyframe=True, late=0.2)  # the key frame took longer
+    rx = received(out)
+    step = (rx[-1][1] - rx[-2][1]) & 0xFFFFFFFF
+    assert step == 3000  # exactly one frame later: aligned on the capture clock, not arrival
+
+
+def test_without_sender_reports_the_wall_clock_rule_moves_time_forward() -> None:
+    base, layers = track(ts0=(5_000_000, 90_000_000, 1_234_567))
+    c, out = consumer()
+    c.switch(base)
+    for n in range(5):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0)
+    c.set_layers(0, 2, 4 / 30)
+    layers[0].send(0.5, keyframe=True)
+    rx = received(out)
+    step = (rx[-1][1] - rx[-2][1]) & 0xFFFFFFFF
+    assert 0.3 * 90000 <= step <= 0.4 * 90000  # 0.5 s minus the last frame's 4/30 s
+
+
+def test_a_paused_layer_is_skipped_for_the_next_active_one() -> None:
+    base, layers = track()
+    c, _ = consumer()
+    c.switch(base)
+    for n in range(40):
+        for layer in layers[:2]:  # f is paused by the publisher
+            layer.send(n / 30, keyframe=n == 0)
+    layers[2].producer.last_media = -10.0
+    assert c.set_layers(2, 2, 39 / 30) is layers[1].producer
+    assert c.set_layers(None, 2, 39 / 30) is None and c.target is None and c.track is base
+    assert c.set_layers(0, 2, 39 / 30) is layers[0].producer
+
+
+# consumers: temporal thinning
+
+
+def test_temporal_thinning_drops_frames_without_sequence_or_picture_id_gaps() -> None:
+    base, layers = track()
+    q = layers[0]
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(0, 0, 0.0)  # base frame rate only
+    for n in range(16):
+        q.send(n / 30, keyframe=n == 0, packets=2, late=0.05 if n == 1 else 0.0)
+    rx = received(out)
+    assert {d.tid for d in frames(rx)} == {0}
+    assert len(frames(rx)) == 4  # frames 0, 4, 8, 12
+    heads = [ts for _, ts, d, _ in rx if d.frame_start]
+    assert [(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(heads)] == [12000] * 3  # as sent
+    assert continuous([s for s, *_ in rx], 0x10000)
+    assert continuous([d.picture_id for d in frames(rx)], 0x8000)
+    assert continuous([d.tl0picidx for d in frames(rx)], 0x100)
+    assert c.layers_now == (0, 0)
+
+
+def test_temporal_up_switch_waits_for_a_tl0_or_sync_frame_and_down_switch_is_immediate() -> None:
+    base, layers = track()
+    q = layers[0]
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(0, 0, 0.0)
+    for n in range(4):
+        q.send(n / 30, keyframe=n == 0)
+    assert c.set_layers(0, 2, 3 / 30) is None  # a temporal change needs no key frame
+    q.send(4 / 30)  # frame 4: TID 0 -> up to 2 at once
+    q.send(5 / 30)  # TID 2 forwarded
+    assert c.layers_now == (0, 2)
+    c.set_layers(0, 1, 5 / 30)
+    q.send(6 / 30)  # TID 1: forwarded
+    q.send(7 / 30)  # TID 2: dropped
+    rx = received(out)
+    assert [d.tid for d in frames(rx)] == [0, 0, 2, 1]
+    assert continuous([s for s, *_ in rx], 0x10000)
+    assert continuous([d.picture_id for d in frames(rx)], 0x8000)
+
+
+# NACKs
+
+
+def test_nacks_after_a_switch_and_drops_resend_the_right_packets_rewritten() -> None:
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(2, 0, 0.0)
+    for n in range(8):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0, packets=2)
+    c.set_layers(1, 2, 7 / 30)
+    for n in range(8, 12):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 8, packets=2)
+    rx = received(out)
+    assert continuous([s for s, *_ in rx], 0x10000)
+    assert [t // 100000 for *_, t in rx] == [3000] * 4 + [2000] * 8  # f thinned, then h
+    sent = dict(zip([seq for seq, *_ in rx], out.rtp, strict=True))
+    out.rtp.clear()
+    # The thinned f frames before the switch: f's first frame (plain path) and every h
+    # packet are resent; f's later thinned frame is superseded by h's key frame (Vp8Map
+    # resends only the current source's frames).
+    wanted = [seq for seq, *_ in rx]
+    assert c.retransmit(wanted, 12 / 30) == 10
+    resent_seqs = []
+    for resent in out.rtp:
+        h = parse_rtp(resent)
+        assert h.ssrc == 778  # RTX
+        seq, inner = parse_rtx(resent, h, ssrc=777, payload_type=96)
+        resent_seqs.append(seq)
+        assert inner[12:] == sent[seq][12:] and inner[2:4] == sent[seq][2:4]
+    assert resent_seqs == wanted[:2] + wanted[4:]
+
+
+# across workers
+
+
+async def test_a_relayed_simulcast_track_keeps_its_layers_and_their_feedback() -> None:
+    origin, receiver = RelayEndpoint(1), RelayEndpoint(2)
+    peers = {1: await origin.bind("127.0.0.1"), 2: await receiver.bind("127.0.0.1")}
+    origin.set_peers(peers)
+    receiver.set_peers(peers)
+    try:
+        base, layers = track(order=(2, 0, 1))  # the offer lists f, q, h
+        publisher = RemotePublisher("alice")
+        remotes: dict[str | None, RemoteStream] = {}
+        for stream, layer in enumerate(layers, start=10):
+            origin.streams[stream] = layer.producer
+            tap = RelayTap(origin, stream)
+            tap.targets = [(origin.peers[2], None)]
+            layer.producer.relay = tap
+            desc = describe(layer.producer)
+            assert (desc["rid"], desc["layer"]) == (layer.producer.rid, stream - 10)
+            remote = RemoteStream(receiver, 1, stream, "alice", desc, MediaSettings(), Counters())
+            receiver.sources[(1, stream)] = remote
+            remotes[layer.producer.rid] = remote
+            publisher.add(remote)
+        [remote_track] = publisher.producers.values()
+        assert [p.rid for p in remote_track.layers] == ["f", "q", "h"]  # offer order so far
+        now = time.monotonic()
+        for n in range(3):
+            for layer in layers:
+                layer.send(now + n / 30, keyframe=n == 0)
+        await eventually(
+            lambda: all(p.frame_size for p in remote_track.layers), 2, "key frames relayed"
+        )
+        assert [p.rid for p in remote_track.layers] == ["q", "h", "f"]  # learned, as the origin
+        assert [p.ssrc for p in remote_track.layers] == [p.ssrc for p in base.layers]
+
+        c, out = consumer()
+        c.switch(remote_track)
+        wanted = c.set_layers(1, 2, time.monotonic())
+        assert wanted is remote_track.layers[1] and wanted.rid == "h"
+        wanted.request_keyframe(time.monotonic())
+        publisher_side = layers[0].producer.output
+        assert isinstance(publisher_side, Capture)
+        await eventually(lambda: publisher_side.rtcp, 2, "the PLI reached the publisher")
+        [pli] = parse_rtcp(publisher_side.rtcp[0])
+        assert isinstance(pli, Pli) and pli.media_ssrc == layers[2].producer.ssrc  # h's SSRC
+        layers[2].send(time.monotonic(), keyframe=True)
+        await eventually(lambda: c.layers_now[0] == 1, 2, "the remote consumer on h")
+        assert received(out)[-1][3] == layers[2].sent[-1]
+
+        # Only what this worker's subscribers need crosses: f is paused, q (lowest) is not.
+        now = time.monotonic()
+        demands = {rid: r.demand(now) for rid, r in remotes.items()}
+        assert demands == {"f": False, "q": True, "h": True}
+        for stream, layer in enumerate(layers, start=10):
+            demand = demands[layer.producer.rid or ""]
+            assert demand is not None
+            receiver.send_demand(1, stream, demand)
+        f_tap = layers[0].producer.relay
+        assert isinstance(f_tap, RelayTap)
+        await eventually(lambda: f_tap.paused, 2, "f paused at the origin")
+        assert not layers[0].producer.in_use() and layers[2].producer.in_use()
+        assert remotes["f"].demand(now + 0.1) is None
+        f_remote = remotes["f"].producer
+        before = f_remote.stats.received
+        for n in range(3):
+            for layer in layers:
+                layer.send(time.monotonic() + n / 30)
+        h_remote = remote_track.layers[1]
+        await eventually(lambda: h_remote.stats.received >= 5, 2, "h still relayed")
+        assert f_remote.stats.received == before
+        c.set_layers(2, 2, time.monotonic())  # a subscriber wants f again
+        assert remotes["f"].demand(time.monotonic()) is True
+        receiver.send_demand(1, 10, True)
+        await eventually(lambda: not f_tap.paused, 2, "f resumed")
+    finally:
+        origin.close()
+        receiver.close()
+
+
+def test_padding_while_thinning_leaves_no_sequence_gap() -> None:
+    base, layers = track()
+    q = layers[0]
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(0, 1, 0.0)
+    for n in range(6):
+        q.send(n / 30, keyframe=n == 0)
+        if n == 2:  # a padding-only packet (a bandwidth probe) on the media SSRC
+            assert q.producer.ssrc is not None
+            padding = build_rtp(
+                payload_type=96, sequence=q.seq, timestamp=0, ssrc=q.producer.ssrc, payload=b""
+            )
+            q.seq += 1
+            q.producer.on_rtp(padding, parse_rtp(padding), n / 30)
+    rx = received(out)
+    assert [d.tid for d in frames(rx)] == [0, 1, 0]  # frames 0, 2, 4: TID 2 dropped
+    assert continuous([s for s, *_ in rx], 0x10000)

@@ -1,0 +1,139 @@
+"""A real Chromium publishes simulcast (q/h/f) through the SFU; another Chromium switches layers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from sfu.local import LocalMedia
+from sfu.routing.layers import MAX_TID
+from tests.sfu_live import eventually
+from tests.test_sfu_browser import serving
+from tests.web_support import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# What the reference client does (docs/protocol.md): three encodings, lowest first.
+PAGE = """<!doctype html><html><body><video id="v" autoplay muted playsinline></video>
+<script>
+window.state = {answered: false, error: null};
+async function join(pid, publish) {
+  try {
+    const pc = new RTCPeerConnection({iceServers: []});
+    window.pc = pc;
+    pc.ontrack = (e) => {
+      const video = document.getElementById("v");
+      if (e.track.kind === "video") video.srcObject = new MediaStream([e.track]);
+    };
+    if (publish) {
+      const stream = await navigator.mediaDevices.getUserMedia(
+        {video: {width: 1280, height: 720, frameRate: 30}});
+      pc.addTransceiver(stream.getVideoTracks()[0], {direction: "sendonly", sendEncodings: [
+        {rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000, scalabilityMode: "L1T3"},
+        {rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000, scalabilityMode: "L1T3"},
+        {rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000, scalabilityMode: "L1T3"},
+      ]});
+    } else {
+      pc.addTransceiver("video", {direction: "recvonly"});
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((ok) => {
+      if (pc.iceGatheringState === "complete") return ok();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && ok();
+      setTimeout(ok, 3000);
+    });
+    const reply = await fetch("/offer/" + pid, {method: "POST", body: pc.localDescription.sdp});
+    if (!reply.ok) throw new Error(await reply.text());
+    await pc.setRemoteDescription({type: "answer", sdp: await reply.text()});
+    window.state.answered = true;
+  } catch (e) { window.state.error = String(e); }
+}
+async function inbound() {
+  const stats = await window.pc.getStats();
+  let out = {frames: 0, width: 0};
+  stats.forEach((r) => {
+    if (r.type === "inbound-rtp" && r.kind === "video") {
+      out = {frames: r.framesDecoded || 0, width: r.frameWidth || 0};
+    }
+  });
+  return out;
+}
+</script></body></html>"""
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+    async with serving(PAGE) as served:
+        yield served
+
+
+async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
+    site: tuple[str, LocalMedia], tmp_path: Path
+) -> None:
+    from playwright.async_api import async_playwright
+
+    url, media = site
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch_persistent_context(
+            str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            publisher, viewer = await browser.new_page(), await browser.new_page()
+            for page in (publisher, viewer):
+                await page.goto(url)
+            await publisher.evaluate("join('alice', true)")
+            await viewer.evaluate("join('bob', false)")
+            for page in (publisher, viewer):
+                state = await page.evaluate("window.state")
+                assert state["error"] is None and state["answered"], state
+            track = media.participants["alice"].producers[
+                next(iter(media.participants["alice"].producers))
+            ]
+            await eventually(
+                lambda: all(layer.frame_size for layer in track.layers),
+                timeout=30,
+                what="key frames of the three layers",
+            )
+            assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
+            assert [layer.frame_size for layer in track.layers] == [
+                (320, 180),
+                (640, 360),
+                (1280, 720),
+            ]
+
+            async def width() -> int:
+                return int((await viewer.evaluate("inbound()"))["width"])
+
+            consumer = next(iter(media.participants["bob"].consumers.values()))
+            for spatial, expected in ((0, 320), (1, 640), (0, 320)):
+                layer = consumer.set_layers(spatial, MAX_TID)
+                if layer is not None:
+                    layer.request_keyframe(time.monotonic())
+                for _ in range(200):
+                    if await width() == expected:
+                        break
+                    await viewer.wait_for_timeout(100)
+                assert await width() == expected, (spatial, consumer.layers_now)
+
+            async def fps() -> float:
+                before = (await viewer.evaluate("inbound()"))["frames"]
+                await viewer.wait_for_timeout(2000)
+                return float((await viewer.evaluate("inbound()"))["frames"] - before) / 2
+
+            full = await fps()
+            assert track.layers[0].meter.top == 2  # L1T3: TIDs 0-2
+            consumer.set_layers(0, 0)  # the base temporal layer only: a quarter of the frames
+            await viewer.wait_for_timeout(500)
+            thinned = await fps()
+            consumer.set_layers(0, MAX_TID)
+            await viewer.wait_for_timeout(500)
+            restored = await fps()
+            # Chromium decodes the thinned stream (picture ids without gaps) and comes back.
+            assert full > 10 and 1 < thinned < full / 2 and restored > 10, (full, thinned, restored)
+            stats = media.stats()
+            assert stats["errors"] == 0 and stats["bad_rtp"] == 0
+        finally:
+            await browser.close()
