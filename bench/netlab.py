@@ -202,6 +202,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
     return {
         "viewers": {
             name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
+            | {"counters": counters(w.raw)}
             for name, w in watched.items()
         },
         "publisher_layers": outbound,
@@ -230,9 +231,23 @@ def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
             with contextlib.suppress(Exception):
                 p.close()
     return {
-        "viewers": {"impaired": summarize(scenario, samples(watched.raw))},
+        "viewers": {
+            "impaired": summarize(scenario, samples(watched.raw))
+            | {"counters": counters(watched.raw)}
+        },
         "publisher_layers": outbound,
     }
+
+
+def counters(raw: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the viewer's video counters grew by over the run (PLIs it sent, key frames
+    decoded, NACKs, packets lost) and its mean received rate."""
+    if len(raw) < 2:
+        return {}
+    first, last = raw[0], raw[-1]
+    grew = {k: last.get(k, 0) - first.get(k, 0) for k in ("plis", "keyframes", "nacks", "lost")}
+    seconds = max(1e-3, float(last["t"]) - float(first["t"]))
+    return grew | {"kbps": round((last["bytes"] - first["bytes"]) * 8 / seconds / 1000)}
 
 
 def summarize(scenario: Scenario, got: list[m.Sample], capped: bool = True) -> dict[str, Any]:

@@ -29,6 +29,8 @@ JOIN = """async ([roomId, token, o]) => {
     window.__estimate = m.estimate_kbps;
     window.__estimates.push([performance.now(), m.estimate_kbps]);
   });
+  window.__publishLayers = [];  // the server's publish_layers messages (issue 13)
+  room.on("publish_layers", (m) => window.__publishLayers.push([performance.now(), m.active]));
   room.media.on("tracks", (slots) => {  // play what arrives (decoding and playout stats)
     for (const s of slots) {
       if (!s.track) continue;
@@ -98,6 +100,8 @@ SAMPLER = """([pid, everyMs]) => {
       bytes: v?.bytesReceived ?? 0,
       lost: v?.packetsLost ?? 0,
       nacks: v?.nackCount ?? 0,
+      plis: v?.pliCount ?? 0,
+      keyframes: v?.keyFramesDecoded ?? 0,
       concealed: a?.concealedSamples ?? 0,
       audio: a?.totalSamplesReceived ?? 0,
       estimate: window.__estimate,
@@ -112,12 +116,14 @@ STOP = "() => { clearInterval(window.__sampler); return window.__samples; }"
 # What the publisher sends, per encoding (to report the layers it really had).
 OUTBOUND = """async () => {
   const report = await window.visit.media.getStats();
-  const out = [];
+  const out = [{ publish_layers: window.__publishLayers }];
   report.forEach((s) => {
     if (s.type === "outbound-rtp" && s.kind === "video") out.push({
       rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
       fps: s.framesPerSecond ?? null, bytes: s.bytesSent ?? 0,
-      limit: s.qualityLimitationReason ?? null,
+      limit: s.qualityLimitationReason ?? null, frames: s.framesEncoded ?? 0,
+      keyframes: s.keyFramesEncoded ?? 0, plis: s.pliCount ?? 0, firs: s.firCount ?? 0,
+      nacks: s.nackCount ?? 0, active: s.active ?? null,
     });
   });
   return out;
@@ -217,19 +223,22 @@ def camera_file(
 ) -> Path:
     """A y4m clip for Chromium's `--use-file-for-fake-video-capture`, with motion an
     encoder must spend bits on (the built-in fake camera is a nearly still drawing
-    that VP8 codes in a few hundred kbit/s): a textured background panning by a few
-    pixels a frame and a block of fresh noise. Looped by Chromium."""
+    that VP8 codes in a few hundred kbit/s): a blocky textured background panning
+    2 px a frame and a bright square crossing it. No fresh noise: a clip no encoder
+    can predict makes libvpx drop frames at simulcast's per-layer rates. Looped."""
     rng = np.random.default_rng(13)
-    tile = rng.integers(40, 216, (height // 8 + 64, width // 8 + 64), dtype=np.uint8)
-    texture = np.kron(tile, np.ones((8, 8), dtype=np.uint8))  # 8x8 blocks: codable detail
+    tile = rng.integers(60, 196, (height // 16 + 16, width // 16 + 16), dtype=np.uint8)
+    texture = np.kron(tile, np.ones((16, 16), dtype=np.uint8))  # 16x16 blocks
     chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
     frames = int(fps * seconds)
+    side = height // 4
     with path.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
         for i in range(frames):
-            shift = (3 * i) % 256
+            shift = (2 * i) % 128
             luma = texture[shift // 2 : shift // 2 + height, shift : shift + width].copy()
-            luma[:96, :160] = rng.integers(0, 256, (96, 160), dtype=np.uint8)
+            x = (width - side) * i // frames
+            luma[height // 3 : height // 3 + side, x : x + side] = 235
             out.write(b"FRAME\n")
             out.write(luma.tobytes())
             out.write(chroma.tobytes())

@@ -115,7 +115,9 @@ OUTBOUND = """async () => {
     if (s.type === "outbound-rtp" && s.kind === "video") out.push({
       rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
       fps: s.framesPerSecond ?? null, bytes: s.bytesSent ?? 0,
-      limit: s.qualityLimitationReason ?? null,
+      limit: s.qualityLimitationReason ?? null, frames: s.framesEncoded ?? 0,
+      keyframes: s.keyFramesEncoded ?? 0, plis: s.pliCount ?? 0, firs: s.firCount ?? 0,
+      nacks: s.nackCount ?? 0, active: s.active ?? null,
     });
   });
   return out;
