@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -28,12 +29,12 @@ from netlab_metrics import (  # noqa: E402
 
 
 def series(
-    widths: list[int | None],
+    widths: Sequence[int | None],
     *,
     step: float = 0.5,
-    frames: list[int] | None = None,
-    freezes_s: list[float] | None = None,
-    estimates: list[int | None] | None = None,
+    frames: Sequence[int] | None = None,
+    freezes_s: Sequence[float] | None = None,
+    estimates: Sequence[int | None] | None = None,
 ) -> list[Sample]:
     n = len(widths)
     frames = frames if frames is not None else [10 * i for i in range(n)]
@@ -144,7 +145,7 @@ def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
     from netlab import Scenario, overall, summarize
 
     drop = Scenario("drop", (Cap(0, None), Cap(1.0, 3000), Cap(3.0, 500), Cap(6.0, 3000)), 9.0)
-    widths: list[int | None] = [1280] * 7 + [640] * 6 + [1280] * 5  # 0.5 s apart
+    widths = [1280] * 7 + [640] * 6 + [1280] * 5  # 0.5 s apart
     got = summarize(drop, series(widths, estimates=[2800] * 12 + [3100] * 6))
     assert got["adapt_s"] == [pytest.approx(0.5)]  # 640 from t=3.5
     assert got["recover_s"] == [pytest.approx(0.5)]  # 1280 again from t=6.5
