@@ -116,7 +116,11 @@ STOP = "() => { clearInterval(window.__sampler); return window.__samples; }"
 # What the publisher sends, per encoding (to report the layers it really had).
 OUTBOUND = """async () => {
   const report = await window.visit.media.getStats();
-  const out = [{ publish_layers: window.__publishLayers }];
+  const out = [{ publish_layers: window.__publishLayers, available_kbps: null }];
+  report.forEach((s) => {  // the publisher's own send-side estimate
+    if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate)
+      out[0].available_kbps = Math.round(s.availableOutgoingBitrate / 1000);
+  });
   report.forEach((s) => {
     if (s.type === "outbound-rtp" && s.kind === "video") out.push({
       rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
