@@ -101,6 +101,7 @@ class Stream:
     """What one peer received on one SSRC."""
 
     packets: int = 0
+    octets: int = 0  # SRTP bytes (RTP header + payload + tag)
     lost: int = 0
     last_seq: int | None = None
     first_at: float = field(default_factory=time.monotonic)  # when the first packet came
@@ -190,6 +191,7 @@ class PeerTransport(WebRtcTransport):
         else:
             stream.last_seq = seq
         stream.packets += 1
+        stream.octets += len(data)
         if self.latency_every and stream.packets % self.latency_every == 0:
             if self.latency_source == "payload":
                 self._payload_latency(stream, data)
