@@ -190,6 +190,7 @@ class Client:
         self.reader: asyncio.Task[None] | None = None
         self.slots: list[dict[str, Any]] = []
         self.errors: list[dict[str, Any]] = []  # error messages after joining
+        self.downlink_kbps: int | None = None  # the SFU's last `downlink` estimate
 
     async def join(self, server: Server, session: aiohttp.ClientSession, room: str) -> None:
         ws_url = f"{server.url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
@@ -225,6 +226,8 @@ class Client:
                     self.slots = data["slots"]
                 elif data.get("type") == "error":
                     self.errors.append(data)
+                elif data.get("type") == "downlink":
+                    self.downlink_kbps = int(data["estimate_kbps"])
 
     async def send_video_sizes(self, width: int, height: int) -> None:
         """Report every receive video slot as shown at `width` x `height` (`video_sizes`)."""

@@ -27,6 +27,12 @@ publisher one VP8 stream), `simulcast` (each publisher three layers as
 Chromium sends them: bench/media_workload.py `encode_simulcast`; subscribers
 take what the SFU forwards, the top layer unless `--thumbnails` of them
 report small tiles with `video_sizes`).  `--simulcast` is `--modes simulcast`.
+A mode ending in `+tcc` has every client negotiate transport-cc: the SFU
+numbers what it sends each subscriber, subscribers send real transport-cc
+feedback every 100 ms (tests/synthetic_peer.py) and the SFU runs its
+estimator per subscriber, as with browsers; publishers number what they send
+and get the SFU's feedback.  `--transport-cc` adds the `+tcc` twin of every
+mode given.
 With several modes the results carry `modes` (each mode's medians and
 runs) and `per_core_ratio` (each mode's forwarded packets per busy core
 against the first mode's); the top-level keys are the first mode's.
@@ -56,6 +62,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import media_ceiling  # noqa: E402
 from media_clients import (  # noqa: E402
+    METRICS_HEADERS,
     PRIORITY,
     Client,
     RelayServer,
@@ -79,7 +86,7 @@ from media_workload import (  # noqa: E402
 from sfu.packet.rtp import build_rtp  # noqa: E402
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
-MODES = ("single", "simulcast")
+MODES = ("single", "simulcast", "single+tcc", "simulcast+tcc")
 THUMBNAIL_SIZE = (160, 90)  # what a `--thumbnails` subscriber reports for its tiles
 
 
@@ -102,6 +109,9 @@ class Run:
     forwarded_per_core_pps: float = 0.0  # forwarded_pps / server_cpu_cores
     stage_video_kbps: float = 0.0  # video received per stream by a stage subscriber
     thumbnail_video_kbps: float = 0.0  # the same for a `--thumbnails` subscriber (0: none)
+    twcc_feedback_in_per_s: float = 0.0  # transport-cc feedback packets the SFU read
+    twcc_feedback_out_per_s: float = 0.0  # and sent to publishers
+    downlink_kbps: float = 0.0  # median of the subscribers' last `downlink` estimates (0: none)
 
 
 @dataclass(frozen=True)
@@ -122,16 +132,32 @@ async def fanout_run(
 ) -> Run:
     both = media if isinstance(media, Media) else Media(media)
     simulcast = mode.startswith("simulcast")
-    room = f"fanout-{os.getpid()}-{mode}-{n}"
+    tcc = mode.endswith("+tcc")
+    room = f"fanout-{os.getpid()}-{mode.replace('+', '-')}-{n}"
     total = args.publishers + args.subscribers
     await server.create_room(session, room, total + 2)
     rss_before = server.rss()
     rids = SIMULCAST_RIDS if simulcast else ()
     clients = [
-        Client(f"pub-{i}", audio=True, video=True, audio_slots=3, video_slots=4, simulcast=rids)
+        Client(
+            f"pub-{i}",
+            audio=True,
+            video=True,
+            audio_slots=3,
+            video_slots=4,
+            simulcast=rids,
+            transport_cc=tcc,
+        )
         for i in range(args.publishers)
     ] + [
-        Client(f"sub-{i}", audio_slots=3, video_slots=4, decrypt_every=97, latency_every=5)
+        Client(
+            f"sub-{i}",
+            audio_slots=3,
+            video_slots=4,
+            decrypt_every=97,
+            latency_every=5,
+            transport_cc=tcc,
+        )
         for i in range(args.subscribers)
     ]
     await connect_all(server, session, room, clients)
@@ -150,7 +176,15 @@ async def fanout_run(
     player = asyncio.create_task(play(publishers, stop))
     try:
         await _warm_up(clients, args.publishers, args.warmup)
+        before = await media_counters(server, session, FEEDBACK_COUNTERS)
+        t0 = time.monotonic()
         run = await _measure(server, clients, publishers, args, rss_after - rss_before, small)
+        after = await media_counters(server, session, FEEDBACK_COUNTERS)
+        elapsed = time.monotonic() - t0
+        run.twcc_feedback_in_per_s = (after[0] - before[0]) / elapsed
+        run.twcc_feedback_out_per_s = (after[1] - before[1]) / elapsed
+        estimates = [c.downlink_kbps for c in clients[args.publishers :] if c.downlink_kbps]
+        run.downlink_kbps = statistics.median(estimates) if estimates else 0.0
         run.mode = mode
         return run
     finally:
@@ -158,6 +192,24 @@ async def fanout_run(
         await player
         for client in clients:
             await client.close()
+
+
+FEEDBACK_COUNTERS = ("twcc_feedback_in", "twcc_feedback_out")
+
+
+async def media_counters(
+    server: Server, session: aiohttp.ClientSession, names: tuple[str, ...]
+) -> list[float]:
+    """Media-plane counters from /metrics (`visitroom_media_<name>`; 0 when absent)."""
+    async with session.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response:
+        text = await response.text()
+    values = dict.fromkeys(names, 0.0)
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        name = key.removeprefix("visitroom_media_")
+        if key.startswith("visitroom_media_") and name in values:
+            values[name] = float(value)
+    return [values[n] for n in names]
 
 
 async def _warm_up(clients: list[Client], publishers: int, seconds: float) -> None:
@@ -397,7 +449,10 @@ def print_table(results: dict[str, Any]) -> None:
             f"{100 * r['generator_cpu_cores']:.0f}% CPU, "
             f"loop lag p99 {r['generator_lag_p99_ms']:.1f} ms; video kbps/stream "
             f"stage {r.get('stage_video_kbps', 0):.0f}, "
-            f"thumbnail {r.get('thumbnail_video_kbps', 0):.0f})"
+            f"thumbnail {r.get('thumbnail_video_kbps', 0):.0f}; transport-cc feedback/s "
+            f"in {r.get('twcc_feedback_in_per_s', 0):.0f}, "
+            f"out {r.get('twcc_feedback_out_per_s', 0):.0f}; "
+            f"downlink estimate {r.get('downlink_kbps', 0):.0f} kbps)"
         )
     for rid, rate in results.get("simulcast_layers", {}).items():
         print(f"simulcast layer {rid}: {rate['kbps']:.0f} kbit/s, {rate['pps']:.1f} packets/s")
@@ -456,6 +511,11 @@ def main() -> None:
     )
     parser.add_argument("--simulcast", action="store_true", help="the same as --modes simulcast")
     parser.add_argument(
+        "--transport-cc",
+        action="store_true",
+        help="run every mode also with transport-cc (the `+tcc` twin of each mode)",
+    )
+    parser.add_argument(
         "--thumbnails",
         type=float,
         default=0.0,
@@ -473,6 +533,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.modes = ["simulcast"] if args.simulcast else [m for m in args.modes.split(",") if m]
+    if args.transport_cc:
+        twins = [m + "+tcc" for m in args.modes if not m.endswith("+tcc")]
+        args.modes = list(dict.fromkeys([*args.modes, *twins]))
     for mode in args.modes:
         if mode not in MODES:
             parser.error(f"unknown mode {mode!r}: one of {', '.join(MODES)}")
