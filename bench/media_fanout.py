@@ -132,7 +132,7 @@ async def fanout_run(
 ) -> Run:
     both = media if isinstance(media, Media) else Media(media)
     simulcast = mode.startswith("simulcast")
-    tcc = mode.endswith("+tcc")
+    negotiate = {"transport_cc": True} if mode.endswith("+tcc") else {}
     room = f"fanout-{os.getpid()}-{mode.replace('+', '-')}-{n}"
     total = args.publishers + args.subscribers
     await server.create_room(session, room, total + 2)
@@ -146,7 +146,7 @@ async def fanout_run(
             audio_slots=3,
             video_slots=4,
             simulcast=rids,
-            transport_cc=tcc,
+            **negotiate,
         )
         for i in range(args.publishers)
     ] + [
@@ -156,7 +156,7 @@ async def fanout_run(
             video_slots=4,
             decrypt_every=97,
             latency_every=5,
-            transport_cc=tcc,
+            **negotiate,
         )
         for i in range(args.subscribers)
     ]
