@@ -112,6 +112,7 @@ class Run:
     twcc_feedback_in_per_s: float = 0.0  # transport-cc feedback packets the SFU read
     twcc_feedback_out_per_s: float = 0.0  # and sent to publishers
     downlink_kbps: float = 0.0  # median of the subscribers' last `downlink` estimates (0: none)
+    client_errors: int = 0  # `error` messages the clients got after joining (video_sizes...)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ async def fanout_run(
         run.twcc_feedback_out_per_s = (after[1] - before[1]) / elapsed
         estimates = [c.downlink_kbps for c in clients[args.publishers :] if c.downlink_kbps]
         run.downlink_kbps = statistics.median(estimates) if estimates else 0.0
+        run.client_errors = sum(len(c.errors) for c in clients)
         run.mode = mode
         return run
     finally:
