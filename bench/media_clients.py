@@ -189,6 +189,8 @@ class Client:
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.reader: asyncio.Task[None] | None = None
         self.slots: list[dict[str, Any]] = []
+        self.errors: list[dict[str, Any]] = []  # error messages after joining
+        self.downlink_kbps: int | None = None  # the SFU's last `downlink` estimate
 
     async def join(self, server: Server, session: aiohttp.ClientSession, room: str) -> None:
         ws_url = f"{server.url.replace('http', 'ws', 1)}/v1/rooms/{room}/ws"
@@ -222,6 +224,25 @@ class Client:
                 data = json.loads(message.data)
                 if data.get("type") == "slots":
                     self.slots = data["slots"]
+                elif data.get("type") == "error":
+                    self.errors.append(data)
+                elif data.get("type") == "downlink":
+                    self.downlink_kbps = int(data["estimate_kbps"])
+
+    async def send_video_sizes(self, width: int, height: int) -> None:
+        """Report every receive video slot as shown at `width` x `height` (`video_sizes`)."""
+        assert self.ws is not None
+        slots = {mid: {"width": width, "height": height} for mid in self.video_mids()}
+        await self.ws.send_json({"type": "video_sizes", "slots": slots, "id": 2})
+
+    def video_mids(self) -> list[str]:
+        return [m for m, kind, d in self.peer.mids if kind == "video" and d != "sendonly"]
+
+    def video_bytes(self) -> int:
+        """SRTP bytes received on the video slots."""
+        ssrcs = self.peer.slot_ssrcs()
+        streams = self.peer.transport.streams
+        return sum(streams[ssrcs[m]].octets for m in self.video_mids() if ssrcs.get(m) in streams)
 
     def video_streams(self) -> int:
         return sum(1 for s in self.peer.transport.streams.values() if s.packets > 20)

@@ -1,13 +1,20 @@
 """A simulcast publisher for live SFU tests: real VP8 at three sizes, sent as Chromium does.
 
 `encode_layers` encodes a short moving picture at each layer's size with
-aiortc's VP8 encoder (libvpx): a key frame, then delta frames.  The
+aiortc's VP8 encoder (libvpx): a key frame, then delta frames (sizes,
+bitrates, frame count and picture are parameters: bench/media_fanout.py
+encodes noisy 320x180/640x360/1280x720 layers at Chromium's bitrates).  The
 `SimulcastPump` plays every layer in a loop at 30 fps over a `SyntheticPeer`
 made with `simulcast=(...)`: each layer has its own SSRC, sequence numbers,
 RTP timestamp base, picture ids, TL0PICIDX and KEYIDX (as independent
 encoders have), sends sender reports on one NTP clock, and restarts its
 loop at the key frame when the SFU asks that layer's SSRC for one (PLI/FIR),
-so every layer is decodable from any of its key frames.
+so every layer is decodable from any of its key frames.  With
+`temporal_layers=3` the descriptors number the frames as Chromium's L1T3
+does (TID 0, 2, 1, 2, ...; TL0PICIDX counts TID 0 frames; the layer sync
+bit on the TID 1 and 2 frames that refer only to the TL0 frame); the
+default (1) marks every frame TID 0.  `send_frame` returns the packets it
+sent, so a load generator can count them.
 
 `Received` reads what a subscriber got on one slot: which layer each packet
 came from (by its VP8 data), the descriptors, and the decoded frame sizes
@@ -21,7 +28,9 @@ import contextlib
 import fractions
 import random
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from aiortc.codecs.vpx import Vp8Decoder, Vp8Encoder, VpxPayloadDescriptor
@@ -39,21 +48,42 @@ DESCRIPTOR = 6  # X, I+L+T+K, 15-bit picture id, TL0PICIDX, TID/Y/KEYIDX
 
 # (start of partition 0, VP8 data) per packet, per frame, per layer
 Encoded = dict[str, list[list[tuple[bool, bytes]]]]
-_CACHE: dict[tuple[str, ...], Encoded] = {}
+_CACHE: dict[tuple[object, ...], Encoded] = {}
+# (width, height, frame number) -> an RGB24 or YUV420P picture
+Picture = Callable[[int, int, int], VideoFrame]
 
 
-def encode_layers(rids: tuple[str, ...] = ("q", "h", "f")) -> Encoded:
-    """FRAMES frames per layer (the first a key frame), packetized by aiortc."""
-    if rids in _CACHE:
-        return _CACHE[rids]
+def encode_layers(
+    rids: tuple[str, ...] = ("q", "h", "f"),
+    *,
+    sizes: Mapping[str, tuple[int, int]] = SIZES,
+    bitrates: Mapping[str, int] | None = None,
+    frames: int = FRAMES,
+    picture: Picture | None = None,
+) -> Encoded:
+    """`frames` frames per layer (the first a key frame), packetized by aiortc.
+
+    `bitrates` (bits/s per rid) default to 3 bits per pixel and second;
+    `picture` to a moving colour gradient.
+    """
+    paint = picture or _gradient
+    key = (
+        rids,
+        tuple(sorted(sizes.items())),
+        tuple(sorted((bitrates or {}).items())),
+        frames,
+        paint,
+    )
+    if key in _CACHE:
+        return _CACHE[key]
     out: Encoded = {}
     for rid in rids:
-        width, height = SIZES[rid]
+        width, height = sizes[rid]
         encoder = Vp8Encoder()
-        encoder.target_bitrate = width * height * 3
-        frames = []
-        for n in range(FRAMES):
-            frame = VideoFrame.from_ndarray(_picture(width, height, n), format="rgb24")
+        encoder.target_bitrate = (bitrates or {}).get(rid, width * height * 3)
+        encoded = []
+        for n in range(frames):
+            frame = paint(width, height, n)
             frame.pts = n * 3000
             frame.time_base = fractions.Fraction(1, 90000)
             payloads, _ = encoder.encode(frame, force_keyframe=n == 0)
@@ -62,10 +92,14 @@ def encode_layers(rids: tuple[str, ...] = ("q", "h", "f")) -> Encoded:
                 descriptor, data = VpxPayloadDescriptor.parse(payload)
                 start = bool(descriptor.partition_start) and descriptor.partition_id == 0
                 packets.append((start, data))
-            frames.append(packets)
-        out[rid] = frames
-    _CACHE[rids] = out
+            encoded.append(packets)
+        out[rid] = encoded
+    _CACHE[key] = out
     return out
+
+
+def _gradient(width: int, height: int, n: int) -> VideoFrame:
+    return VideoFrame.from_ndarray(_picture(width, height, n), format="rgb24")
 
 
 def _picture(width: int, height: int, n: int) -> np.ndarray:
@@ -78,7 +112,9 @@ def _picture(width: int, height: int, n: int) -> np.ndarray:
     return image
 
 
-def descriptor(start: bool, picture_id: int, tl0: int, tid: int, keyidx: int) -> bytes:
+def descriptor(
+    start: bool, picture_id: int, tl0: int, tid: int, keyidx: int, sync: bool = False
+) -> bytes:
     return bytes(
         [
             0x90 if start else 0x80,
@@ -86,9 +122,23 @@ def descriptor(start: bool, picture_id: int, tl0: int, tid: int, keyidx: int) ->
             0x80 | (picture_id >> 8) & 0x7F,
             picture_id & 0xFF,
             tl0 & 0xFF,
-            (tid << 6) | (keyidx & 0x1F),
+            (tid << 6) | (0x20 if sync else 0) | (keyidx & 0x1F),
         ]
     )
+
+
+# L1T3 as libvpx/Chromium: (TID, layer sync) of the frames of each 4-frame period.
+L1T3 = ((0, False), (2, True), (1, True), (2, False))
+
+
+class LayerPayload(NamedTuple):
+    """One packet of a layer's frame, before it is made into RTP."""
+
+    rid: str
+    payload: bytes  # VP8 payload descriptor + data
+    timestamp: int
+    marker: bool
+    keyframe: bool
 
 
 @dataclass
@@ -105,10 +155,13 @@ class LayerState:
 class SimulcastPump:
     """Plays the encoded layers in real time over a simulcast `SyntheticPeer` (see module doc)."""
 
-    def __init__(self, peer: SyntheticPeer, encoded: Encoded) -> None:
+    def __init__(self, peer: SyntheticPeer, encoded: Encoded, temporal_layers: int = 1) -> None:
         assert peer.simulcast
+        if temporal_layers not in (1, 3):
+            raise ValueError("temporal_layers is 1 or 3")
         self.peer = peer
         self.encoded = encoded
+        self.temporal_layers = temporal_layers
         self.layers = {rid: LayerState(rid) for rid in peer.simulcast}
         self.data_layer: dict[bytes, str] = {}  # VP8 data of a packet -> its layer
         for rid, frames in encoded.items():
@@ -189,29 +242,53 @@ class SimulcastPump:
             )
             self.peer.transport.send_rtcp(report)
 
-    def send_frame(self, state: LayerState, frame_number: int) -> None:
-        packets = self.encoded[state.rid][state.index]
+    def send_frame(self, state: LayerState, frame_number: int) -> int:
+        """Send the next frame of `state`'s layer; the number of packets sent."""
+        return sum(self.send_payload(p) for p in self.frame_payloads(state, frame_number))
+
+    def frame_payloads(self, state: LayerState, frame_number: int) -> list[LayerPayload]:
+        """The next frame of `state`'s layer, to give to `send_payload` in order
+        (a load generator paces them; the RTP packets are made when sent)."""
+        frames = self.encoded[state.rid]
+        packets = frames[state.index]
         keyframe = state.index == 0
         if keyframe:
             state.keyidx += 1
             state.keyframes += 1
-        state.tl0 += 1  # every frame is a TL0 frame (one temporal layer)
+        # The temporal pattern starts over at every key frame (as an encoder's does).
+        tid, sync = L1T3[state.index % 4] if self.temporal_layers == 3 else (0, False)
+        if tid == 0:
+            state.tl0 += 1
         state.picture_id = (state.picture_id + 1) & 0x7FFF
         timestamp = state.ts_base + frame_number * 3000
-        for i, (start, data) in enumerate(packets):
-            payload = descriptor(start, state.picture_id, state.tl0, 0, state.keyidx) + data
-            packet = self.peer.layer_rtp(
-                state.rid, payload, timestamp=timestamp, marker=i == len(packets) - 1
+        state.index = (state.index + 1) % len(frames)
+        last = len(packets) - 1
+        return [
+            LayerPayload(
+                state.rid,
+                descriptor(start, state.picture_id, state.tl0, tid, state.keyidx, sync) + data,
+                timestamp,
+                i == last,
+                keyframe,
             )
-            sent = self.sent[state.rid]
-            sent[int.from_bytes(packet[2:4], "big")] = packet
-            if len(sent) > 512:
-                del sent[next(iter(sent))]
-            if self.lose[state.rid] > 0 and not keyframe:
-                self.lose[state.rid] -= 1  # lost on the way: only a NACK brings it
-                continue
-            self.peer.send(packet)
-        state.index = (state.index + 1) % FRAMES
+            for i, (start, data) in enumerate(packets)
+        ]
+
+    def send_payload(self, item: LayerPayload) -> bool:
+        """Make the RTP packet, keep it for NACKs and send it (False: `lose` dropped it)."""
+        rid = item.rid
+        packet = self.peer.layer_rtp(
+            rid, item.payload, timestamp=item.timestamp, marker=item.marker
+        )
+        sent = self.sent[rid]
+        sent[int.from_bytes(packet[2:4], "big")] = packet
+        if len(sent) > 512:
+            del sent[next(iter(sent))]
+        if self.lose[rid] > 0 and not item.keyframe:
+            self.lose[rid] -= 1  # lost on the way: only a NACK brings it
+            return False
+        self.peer.send(packet)
+        return True
 
 
 @dataclass

@@ -18,6 +18,15 @@ or `PAYLOAD_STAMP`, the last 12 bytes of the payload written by the sender
 payload stamp works through any SFU that relays payloads unchanged, also one
 that rewrites or drops header extensions (Janus writes its own abs-send-time).
 
+`transport_cc=True` negotiates transport-wide congestion control as Chromium
+does (the sequence extension and `transport-cc` feedback on every m-line):
+every packet the peer sends carries its transport-wide sequence number, and
+on every packet it receives it reads the SFU's (in the clear: SRTP does not
+encrypt headers) and records the arrival; every `feedback_interval` (0.1 s,
+as Chromium) it sends the SFU transport-cc feedback about them
+(`sfu.packet.twcc.ReceiveLog`), so the SFU runs its estimator as for a
+browser.
+
 `answer_offer()` takes an SFU's offer (Janus offers to its subscribers) instead
 of making one.
 
@@ -44,6 +53,7 @@ from aiortc import sdp as aiortc_sdp
 from aiortc.rtcdtlstransport import RTCCertificate
 
 from sfu.packet.rtp import build_rtp, parse_rtp
+from sfu.packet.twcc import ReceiveLog
 from sfu.transport.ice import PortAllocator
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
@@ -52,7 +62,8 @@ LEVEL_ID, ABS_ID, MID_ID = 1, 2, 3
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
-RID_ID, RRID_ID = 4, 5
+RID_ID, RRID_ID, TWCC_ID = 4, 5, 6
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 RRID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
@@ -101,6 +112,7 @@ class Stream:
     """What one peer received on one SSRC."""
 
     packets: int = 0
+    octets: int = 0  # SRTP bytes (RTP header + payload + tag)
     lost: int = 0
     last_seq: int | None = None
     first_at: float = field(default_factory=time.monotonic)  # when the first packet came
@@ -164,11 +176,17 @@ class PeerTransport(WebRtcTransport):
         self.latency_source = latency_source
         self.received = 0
         self.on_packet: Callable[[bytes], None] | None = None
+        self.twcc_log: ReceiveLog | None = None  # set when transport-cc is negotiated
 
     def _on_srtp(self, data: bytes) -> None:
         if len(data) >= 12 and not 191 < data[1] < 224:
             if self.on_packet is not None:
                 self.on_packet(data)
+            log = self.twcc_log
+            if log is not None:
+                at = _find_extension(data, TWCC_ID, 2)
+                if at >= 0:
+                    log.record((data[at] << 8) | data[at + 1], time.monotonic_ns() // 1000)
             decrypted = self._count(data)
             self.received += 1
             if decrypted or self.decrypt_every == 0 or self.received % self.decrypt_every:
@@ -190,6 +208,7 @@ class PeerTransport(WebRtcTransport):
         else:
             stream.last_seq = seq
         stream.packets += 1
+        stream.octets += len(data)
         if self.latency_every and stream.packets % self.latency_every == 0:
             if self.latency_source == "payload":
                 self._payload_latency(stream, data)
@@ -259,11 +278,17 @@ class PeerTransport(WebRtcTransport):
 
 
 def _find_abs_send_time(data: bytes) -> int | None:
+    at = _find_extension(data, ABS_ID, 3)
+    return int.from_bytes(data[at : at + 3], "big") if at >= 0 else None
+
+
+def _find_extension(data: bytes, ext_id: int, size: int) -> int:
+    """Offset of the value of one-byte header extension `ext_id` of `size` bytes, or -1."""
     if not data[0] & 0x10:
-        return None
+        return -1
     offset = 12 + 4 * (data[0] & 0x0F)
     if offset + 4 > len(data) or data[offset : offset + 2] != b"\xbe\xde":
-        return None
+        return -1
     end = offset + 4 + 4 * int.from_bytes(data[offset + 2 : offset + 4], "big")
     i = offset + 4
     while i < min(end, len(data)):
@@ -271,11 +296,11 @@ def _find_abs_send_time(data: bytes) -> int | None:
         if b == 0:
             i += 1
             continue
-        ext_id, length = b >> 4, (b & 0x0F) + 1
-        if ext_id == ABS_ID and length == 3:
-            return int.from_bytes(data[i + 1 : i + 4], "big")
+        found, length = b >> 4, (b & 0x0F) + 1
+        if found == ext_id:
+            return i + 1 if length == size and i + 1 + size <= len(data) else -1
         i += 1 + length
-    return None
+    return -1
 
 
 class SyntheticPeer:
@@ -295,8 +320,16 @@ class SyntheticPeer:
         latency_source: str = "abs-send-time",
         stamp: bool = False,
         simulcast: tuple[str, ...] = (),
+        transport_cc: bool = False,
+        feedback_interval: float = 0.1,
     ) -> None:
         self.sink = Sink()
+        self.transport_cc = transport_cc
+        self.feedback_interval = feedback_interval
+        self.twcc_seq = random.getrandbits(16)
+        self.rtcp_ssrc = random.getrandbits(32) | 1
+        self.feedback_sent = 0  # transport-cc feedback packets
+        self._feedback: asyncio.Task[None] | None = None
         self.simulcast = simulcast if video else ()
         self.layer_ssrcs = {rid: random.getrandbits(32) | 1 for rid in self.simulcast}
         self.layer_rtx_ssrcs = {rid: random.getrandbits(32) | 1 for rid in self.simulcast}
@@ -393,14 +426,18 @@ class SyntheticPeer:
         if kind == "audio":
             lines += [f"a=extmap:{LEVEL_ID} {AUDIO_LEVEL_URI}"]
         lines += [f"a=extmap:{ABS_ID} {ABS_SEND_TIME_URI}", f"a=extmap:{MID_ID} {MID_URI}"]
+        if self.transport_cc:
+            lines.append(f"a=extmap:{TWCC_ID} {TWCC_URI}")
         sending = direction in ("sendrecv", "sendonly")
         if kind == "video" and sending and self.simulcast:
             lines += [f"a=extmap:{RID_ID} {RID_URI}", f"a=extmap:{RRID_ID} {RRID_URI}"]
+        tcc = ("transport-cc",) if self.transport_cc else ()
         if kind == "audio":
             lines += [f"a=rtpmap:{OPUS_PT} opus/48000/2", f"a=fmtp:{OPUS_PT} minptime=10"]
+            lines += [f"a=rtcp-fb:{OPUS_PT} {fb}" for fb in tcc]
         else:
             lines += [f"a=rtpmap:{VP8_PT} VP8/90000"]
-            feedback = ("nack", "nack pli", "ccm fir", "goog-remb")
+            feedback = ("nack", "nack pli", "ccm fir", "goog-remb", *tcc)
             lines += [f"a=rtcp-fb:{VP8_PT} {fb}" for fb in feedback]
             lines += [f"a=rtpmap:{RTX_PT} rtx/90000", f"a=fmtp:{RTX_PT} apt={VP8_PT}"]
         if kind == "video" and sending and self.simulcast:
@@ -439,6 +476,25 @@ class SyntheticPeer:
                 if self.transport.state == TransportState.FAILED:
                     raise ConnectionError("the synthetic peer failed to connect")
                 await asyncio.sleep(0.01)
+        if self.transport_cc and self._feedback is None:
+            self.transport.twcc_log = ReceiveLog()
+            self._feedback = asyncio.create_task(self._send_feedback())
+
+    async def _send_feedback(self) -> None:
+        """transport-cc feedback about what arrived, every `feedback_interval`."""
+        log = self.transport.twcc_log
+        assert log is not None
+        while True:
+            await asyncio.sleep(self.feedback_interval)
+            media = next(iter(self.transport.streams), 0)
+            for packet in log.feedback(self.rtcp_ssrc, media):
+                self.transport.send_rtcp(packet)
+                self.feedback_sent += 1
+
+    def _next_twcc(self) -> bytes:
+        seq = self.twcc_seq
+        self.twcc_seq = (seq + 1) & 0xFFFF
+        return seq.to_bytes(2, "big")
 
     async def answer_offer(self, offer: str, timeout: float = 10.0) -> str:
         """Answer an SFU's offer (receive only) and start connecting in the background.
@@ -570,6 +626,8 @@ class SyntheticPeer:
         extensions = {ABS_ID: abs_send_time().to_bytes(3, "big")}
         if kind == "audio" and level is not None:
             extensions[LEVEL_ID] = bytes([0x80 | level])
+        if self.transport_cc:
+            extensions[TWCC_ID] = self._next_twcc()
         if self.stamp:
             payload = stamp_payload(payload)
         return build_rtp(
@@ -594,11 +652,13 @@ class SyntheticPeer:
             ssrc=self.layer_ssrcs[rid],
             payload=payload,
             marker=marker,
-            extensions={
-                ABS_ID: abs_send_time().to_bytes(3, "big"),
-                MID_ID: mid.encode(),
-                RID_ID: rid.encode(),
-            },
+            extensions=self._numbered(
+                {
+                    ABS_ID: abs_send_time().to_bytes(3, "big"),
+                    MID_ID: mid.encode(),
+                    RID_ID: rid.encode(),
+                }
+            ),
         )
 
     def layer_rtx(self, rid: str, original: bytes) -> bytes:
@@ -615,8 +675,14 @@ class SyntheticPeer:
             payload=original[2:4]
             + original[h.payload_offset : h.payload_offset + h.payload_length],
             marker=h.marker,
-            extensions={MID_ID: mid.encode(), RRID_ID: rid.encode()},
+            extensions=self._numbered({MID_ID: mid.encode(), RRID_ID: rid.encode()}),
         )
+
+    def _numbered(self, extensions: dict[int, bytes]) -> dict[int, bytes]:
+        """`extensions` with the next transport-wide sequence number, with transport-cc."""
+        if self.transport_cc:
+            extensions[TWCC_ID] = self._next_twcc()
+        return extensions
 
     def send(self, packet: bytes) -> None:
         self.transport.send_rtp(packet)
@@ -626,6 +692,8 @@ class SyntheticPeer:
         self.transport.send_raw(data)
 
     def close(self) -> None:
+        if self._feedback is not None:
+            self._feedback.cancel()
         self.transport.close()
 
 
