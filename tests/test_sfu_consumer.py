@@ -131,6 +131,16 @@ def test_a_codec_the_subscriber_did_not_negotiate_is_not_forwarded() -> None:
     assert out.rtp == []
 
 
+def test_extensions_only_the_publisher_uses_stay_unless_their_ids_mean_something_else() -> None:
+    """Found with the fan-out bench: a simulcast publisher's RID and repaired-RID ids,
+    which the subscriber did not negotiate, sent every copy down the slow remap path."""
+    rid = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+    publisher = {**EXT_IDS, rid: 10}
+    assert extension_map(publisher, EXT_IDS) is None  # id 10 means nothing to the subscriber
+    clash = {**EXT_IDS, "urn:example:other": 10}
+    assert extension_map(publisher, clash) == {i: i for i in EXT_IDS.values()}
+
+
 def test_extension_ids_are_remapped_when_the_subscriber_uses_others() -> None:
     assert extension_map(EXT_IDS, EXT_IDS) is None
     a = producer("audio", ssrc=1)

@@ -699,8 +699,17 @@ class Consumer:
 def extension_map(
     publisher: Mapping[str, int], subscriber: Mapping[str, int]
 ) -> dict[int, int] | None:
-    """Publisher id -> subscriber id by URI; None when no rewrite is needed."""
+    """Publisher id -> subscriber id by URI; None when no rewrite is needed.
+
+    No rewrite is needed when every extension both use has the same id on both
+    sides, even if the publisher uses more (a simulcast publisher's RID and
+    repaired-RID): a receiver ignores ids it did not negotiate (RFC 8285), so
+    they may stay, unless the subscriber uses one of those ids for something
+    else. That keeps such copies on the fast path (`send_rewritten`).
+    """
     mapping = {pid: subscriber[uri] for uri, pid in publisher.items() if uri in subscriber}
-    if len(mapping) == len(publisher) and all(k == v for k, v in mapping.items()):
-        return None
+    if all(k == v for k, v in mapping.items()):
+        used = set(subscriber.values())
+        if not any(pid in used for uri, pid in publisher.items() if uri not in subscriber):
+            return None
     return mapping
