@@ -107,7 +107,7 @@ class Run:
         fallback: int = 2_000_000,
         audio: int = 40_000,
         stage: Callable[[str], bool] = everyone_on_stage,
-        relayed: tuple[FakeTrack, ...] = (),
+        relayed: tuple[tuple[FakeTrack, tuple[int, ...]], ...] = (),
     ) -> list[MediaEvent]:
         before = len(self.events)
         self.control.tick([(s, fallback, audio, stage) for s in subscribers], relayed, now)
@@ -166,10 +166,14 @@ def test_a_hidden_slot_gets_no_video_but_the_lowest_layer_stays_published() -> N
     assert PublishLayers("alice", "1", ["q"]) in events
 
 
-def test_a_track_relayed_to_other_workers_keeps_every_layer() -> None:
+def test_a_track_relayed_to_other_workers_keeps_the_layers_they_need() -> None:
     track = camera("alice")
     run = Run()
-    assert PublishLayers("alice", "1", ["q", "h", "f"]) in run.tick([], 0.0, relayed=(track,))
+    assert PublishLayers("alice", "1", ["q", "h", "f"]) in run.tick(
+        [], 0.0, relayed=((track, (0, 1, 2)),)
+    )
+    run.tick([], 1.0, relayed=((track, (0, 1)),))
+    assert PublishLayers("alice", "1", ["q", "h"]) in run.tick([], 6.0, relayed=((track, (0, 1)),))
 
 
 def test_without_an_estimator_the_rembs_and_the_room_table_bound_the_budget() -> None:

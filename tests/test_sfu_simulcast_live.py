@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 
-from sfu.routing.layers import MAX_TID
 from tests.pool_live import Reoffering, running_pool
 from tests.sfu_live import eventually, join, running_media
 from tests.simulcast_live import SIZES, Received, SimulcastPump, encode_layers
@@ -39,19 +37,17 @@ async def test_a_subscriber_switches_layers_at_key_frames_and_keeps_decoding() -
             def got(layer: str, frames: int) -> bool:
                 return Received(bob, ssrc, pump).layers().count(layer) >= frames
 
+            # No tile size reported, the room table's budget: the top layer.
             await eventually(lambda: got("f", 20), what="the highest layer at bob")
 
+            # The allocator follows the tile: a quarter-size tile gets q, a half-size one h.
             consumer = media.participants["bob"].consumers["0"]
-            layer = consumer.set_layers(0, MAX_TID)  # what the allocator will do
-            assert layer is track.layers[0]
-            layer.request_keyframe(time.monotonic())
+            await media.video_sizes("bob", {"0": list(SIZES["q"])})
             await eventually(lambda: got("q", 20), what="the lowest layer at bob")
-            assert consumer.layers_now == (0, 0)
+            assert consumer.layers_now[0] == 0
 
-            layer = consumer.set_layers(1, MAX_TID)
-            assert layer is track.layers[1]
-            layer.request_keyframe(time.monotonic())
-            await eventually(lambda: got("h", 20), what="the middle layer at bob")
+            await media.video_sizes("bob", {"0": list(SIZES["h"])})
+            await eventually(lambda: got("h", 20), timeout=8, what="the middle layer at bob")
         finally:
             await pump.stop()
         received = Received(bob, ssrc, pump)

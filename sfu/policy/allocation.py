@@ -40,6 +40,7 @@ __all__ = [
     "LayerNeeds",
     "SlotDemand",
     "allocate",
+    "ceiling_bps",
     "nominal_bitrates",
 ]
 
@@ -151,6 +152,21 @@ def ladder(slot: SlotDemand) -> list[_Step]:
         for temporal, bps in enumerate(_bitrates(slot.layers, index)):
             steps.append(_Step(LayerChoice(slot.layers[index].spatial, temporal), bps))
     return steps
+
+
+def ceiling_bps(slots: Sequence[SlotDemand]) -> int:
+    """What `slots` would take with an unlimited budget: each one's top step (its cap).
+
+    The rate worth probing for (`sfu.policy.probe.Prober`'s desired rate): a
+    subscriber held below it has tiles that want more than it gets.
+    """
+    total = 0
+    for slot in slots:
+        if slot.hidden or not slot.layers:
+            continue
+        steps = ladder(slot)
+        total += steps[-1].bps if steps else 0
+    return total
 
 
 @dataclass

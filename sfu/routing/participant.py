@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
+from sfu.policy.gcc import BandwidthEstimator
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
@@ -110,6 +111,9 @@ class Participant:
         self.next_report = 0.0
         self.retired: list[Counters] = []
         self.remb_estimate: int | None = None  # the participant's own REMB to us
+        # Its video slots on stage (Group: stage_video_slots); None: every slot.
+        self.stage_mids: frozenset[str] | None = None
+        self.estimator: BandwidthEstimator | None = None  # transport-cc (sfu.policy.gcc)
         self._learned = 0
         self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
