@@ -131,6 +131,8 @@ class LayerControl:
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
             estimate = self.estimate(subscriber, fallback_bps)
             self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
+            if subscriber.estimator is None and not subscriber.remb_estimate:
+                continue  # nothing measured: the fallback is no news for the client
             kbps = self._downlinks.setdefault(subscriber.id, DownlinkReports()).update(
                 estimate, now
             )
@@ -194,6 +196,13 @@ class LayerControl:
             awaited.request_keyframe(now)
 
     def _publish(self, wanted: dict[TrackKey, list[int | None]], now: float) -> None:
+        for key, choices in wanted.items():
+            track = self._tracks.get(key)
+            if key not in self._rids and track is not None:
+                # A new track: every layer for the hold, as the publisher sends them
+                # (nothing to say), so none is turned off before it is even measured.
+                choices.append(track.layers[-1].spatial)
+                self._rids[key] = [layer.rid for layer in track.layers if layer.rid]
         for key, spatial in self.needs.update(wanted, now).items():
             track = self._tracks.get(key)
             if track is None or len(track.layers) < 2:
