@@ -83,6 +83,17 @@ def test_a_publisher_without_simulcast_is_forwarded_whole() -> None:
     assert allocate([slot], 0) == {"1": LayerChoice(0, 2)}
 
 
+def test_a_publisher_without_simulcast_is_thinned_in_time_but_never_paused_by_the_budget() -> None:
+    single = SlotDemand("1", True, 640, 360, (LayerInfo(0, 640, 360, (1_500_000,)),))
+    l1t3 = SlotDemand("2", True, 640, 360, (LayerInfo(0, 640, 360, H.bitrates),))
+    assert allocate([single], 100_000) == {"1": LayerChoice(0, 0)}  # all it sends
+    assert allocate([l1t3], 100_000) == {"2": LayerChoice(0, 0)}  # its TID 0 only
+    assert allocate([l1t3], 350_000) == {"2": LayerChoice(0, 1)}
+    # Its cost comes first: a simulcast slot next to it is left what remains.
+    choices = allocate([single, stage("3")], 1_600_000)
+    assert choices == {"1": LayerChoice(0, 0), "3": LayerChoice(0, 0)}
+
+
 def test_a_tight_budget_drops_frame_rate_before_resolution() -> None:
     steps = [s.choice for s in ladder(stage())]
     assert steps[:4] == [LayerChoice(0, 0), LayerChoice(0, 1), LayerChoice(0, 2), LayerChoice(1, 0)]
@@ -200,7 +211,9 @@ def steps_cost(slot: SlotDemand, choice: LayerChoice) -> int:
 def test_choices_never_exceed_the_budget_nor_the_cap(slots: list[SlotDemand], budget: int) -> None:
     choices = allocate(slots, budget)
     assert set(choices) == {s.mid for s in slots}
-    assert sum(steps_cost(s, choices[s.mid]) for s in slots) <= budget
+    # A one-layer (no simulcast) slot is never paused: its lowest step may pass the budget.
+    forced = sum(s.layers[0].bitrates[0] for s in slots if len(s.layers) == 1 and not s.hidden)
+    assert sum(steps_cost(s, choices[s.mid]) for s in slots) <= budget + forced
     for slot in slots:
         choice = choices[slot.mid]
         if slot.layers and choice.spatial is not None:

@@ -14,7 +14,11 @@ what its audio takes: audio always goes first).
   lowest layer; a hidden slot (rendered 0x0) gets no video at all.
 - Everybody first gets the lowest step (stage slots first), then stage slots
   climb (one step each in turn), then thumbnails. A slot is paused (spatial
-  None) only when even its lowest step does not fit.
+  None) only when even its lowest step does not fit, and never when its
+  publisher sends one layer (no simulcast): that is the only way to see it,
+  so it gets its lowest temporal layer (everything when it has no TIDs), as
+  it did before layers were allocated, and the budget left shrinks for the
+  others.
 - Hysteresis: a step above the slot's previous choice costs its bitrate plus
   `UPGRADE_MARGIN`, so a budget just above a step does not flap; the same
   choice is always affordable again. `LayerAllocator` adds time: an upgrade
@@ -211,7 +215,10 @@ def allocate(
             climbs.append(_Climb(slot, ladder(slot), before.get(slot.mid)))
     left = budget_bps
     for climb in climbs:  # the lowest step for everybody, stage first
-        left -= _raise(climb, left) or 0
+        added = _raise(climb, left)
+        if added is None and len(climb.slot.layers) == 1:
+            added = _raise(climb, max(left, climb.next_cost()))  # never paused: see doc
+        left -= added or 0
     for tier in (True, False):
         left = _climb_round_robin([c for c in climbs if c.slot.stage is tier], left)
     result.update({climb.slot.mid: climb.choice for climb in climbs})
