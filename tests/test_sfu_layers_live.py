@@ -40,6 +40,9 @@ async def test_a_low_remb_gets_the_lowest_layer_and_a_big_tile_with_budget_the_t
                 what="bob on q, carol on f",
             )
             await eventually(lambda: ("bob", 160) in events.downlinks, what="bob's downlink")
+            # Bob's tile wants f: that is what its Prober is asked to find room for.
+            f_bps = track.layers[2].bitrate_bps(time.monotonic())
+            assert media.participants["bob"].desired_bps >= 0.7 * f_bps > 200_000
             assert media.participants["bob"].remb_estimate == 160_000
             ssrcs = {"bob": bob.slot_ssrcs()["0"], "carol": carol.slot_ssrcs()["0"]}
 

@@ -68,6 +68,8 @@ class LayerClock:
                 due.append((p, fallback, audio_bps(p, now), stage_test(p)))
         self.rounds += len(due)
         self.control.tick(due, relayed, now)
+        for p, *_ in due:
+            p.desired_bps = self.control.desired_bps.get(p.id, 0)
 
 
 def fallback_bps(participant: Participant) -> int:

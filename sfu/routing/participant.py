@@ -114,6 +114,7 @@ class Participant:
         # Its video slots on stage (Group: stage_video_slots); None: every slot.
         self.stage_mids: frozenset[str] | None = None
         self.estimator: BandwidthEstimator | None = None  # transport-cc (sfu.policy.gcc)
+        self.desired_bps = 0  # what its slots would take with no limit (its Prober's aim)
         self._learned = 0
         self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
