@@ -11,9 +11,15 @@ writes the numbers.
 
     python bench/estimator.py [--feedbacks N] [--repeat R] [--json PATH]
     python bench/estimator.py --record tests/data/twcc_feedback_drop.jsonl
+    python bench/estimator.py --golden tests/data/estimator_golden.json
+
+--arrays times `on_feedback_arrays` (the feedback as parallel lists, what
+the transport can pass without a PacketResult per packet) instead.
 
 --record regenerates the recording from tests/gcc_sim.py's simulated
-bottleneck link (it is simulator output, not a browser capture).
+bottleneck link (it is simulator output, not a browser capture); --golden
+rewrites the estimator's exact outputs the tests hold it to (only when its
+behaviour changes on purpose).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
+from tests import gcc_golden
 from tests.gcc_sim import Link, constant, load_recording, simulate, steps, write_recording
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data"
@@ -57,18 +64,24 @@ def synthetic_feedbacks(packets: int, count: int, seed: int = 1) -> list[list[Pa
     return feedbacks
 
 
-def time_feedbacks(feedbacks: list[list[PacketResult]], repeat: int) -> float:
-    """Best-of-`repeat` CPU microseconds per on_feedback call over the whole sequence.
+def time_feedbacks(feedbacks: list[list[PacketResult]], repeat: int, arrays: bool = False) -> float:
+    """Best-of-`repeat` CPU microseconds per on_feedback call over the whole sequence
+    (`arrays`: per on_feedback_arrays call, given each feedback as parallel lists).
 
     CPU time of this thread (time.thread_time), not wall time: the machine is
     shared, and waiting for a core is not the estimator's cost.
     """
+    columns = [[list(c) for c in zip(*batch, strict=True)] for batch in feedbacks]
     best = float("inf")
     for _ in range(repeat):
         estimator = BandwidthEstimator()
         start = time.thread_time()
-        for k, batch in enumerate(feedbacks):
-            estimator.on_feedback(batch, k * 0.1 + 0.13)
+        if arrays:
+            for k, (seqs, sends, sizes, arrivals, probes) in enumerate(columns):
+                estimator.on_feedback_arrays(seqs, sends, sizes, arrivals, probes, k * 0.1 + 0.13)
+        else:
+            for k, batch in enumerate(feedbacks):
+                estimator.on_feedback(batch, k * 0.1 + 0.13)
         best = min(best, time.thread_time() - start)
     return best / len(feedbacks) * 1e6
 
@@ -98,18 +111,27 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--record", type=Path, help="write the simulated recording and exit")
+    parser.add_argument(
+        "--golden", type=Path, help="write the estimator's exact outputs (tests/gcc_golden.py)"
+    )
+    parser.add_argument(
+        "--arrays", action="store_true", help="time on_feedback_arrays (parallel lists)"
+    )
     args = parser.parse_args()
     if args.record:
         record(args.record)
         return
+    if args.golden:
+        gcc_golden.write(args.golden, gcc_golden.traces())
+        return
     rows: list[tuple[str, float, float]] = []  # (case, packets per feedback, us per feedback)
     for size in (20, 50, 100):
-        us = time_feedbacks(synthetic_feedbacks(size, args.feedbacks), args.repeat)
+        us = time_feedbacks(synthetic_feedbacks(size, args.feedbacks), args.repeat, args.arrays)
         rows.append((f"{size} packets", size, us))
     for path in sorted(DATA.glob("*twcc*.jsonl")):
         recorded = [packets for _, packets in load_recording(path)[1]]
         mean = sum(len(f) for f in recorded) / len(recorded)
-        us = time_feedbacks(recorded, args.repeat)
+        us = time_feedbacks(recorded, args.repeat, args.arrays)
         rows.append((path.stem, round(mean, 1), us))
     print(f"{'case':<28} {'packets':>8} {'us/feedback':>12} {'us/packet':>10}")
     for case, packets, us in rows:
@@ -118,6 +140,7 @@ def main() -> None:
         result = {
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "entry": "on_feedback_arrays" if args.arrays else "on_feedback",
             "rows": [
                 {
                     "case": c,

@@ -11,7 +11,18 @@ the copies.  The paths:
 * `shared socket, pylibsrtp, sendmmsg`: single-port mode with
   `direct_srtp=False`: pylibsrtp's `protect`, the result copied into the batch;
 * `shared socket, in-place SRTP, sendmmsg`: the default: header written and
-  packet protected in the batch slot (sfu.transport.srtp).
+  packet protected in the batch slot (sfu.transport.srtp);
+* `... + transport-cc`: the same with transport-cc negotiated by publisher and
+  subscribers: each copy also gets its transport's own transport-wide
+  sequence number (written in the batch slot) and a send history entry; the
+  publisher's extension is located once per packet (Participant.on_rtp's
+  share, counted here too).
+
+Each copy sent with transport-cc is reported once in the subscriber's
+feedback: `feedback_cost` is what that costs per reported packet (parse the
+feedback, match the send history, run the bandwidth estimator), for
+feedbacks of --per-feedback packets (500 packets/s, every 100 ms: 50); the
+whole cost of a copy is the transport-cc row plus that.
 
 The transports are built without ICE/DTLS (their send side only, with the
 objects the real handshake would hand over), so the numbers are the send
@@ -34,12 +45,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pylibsrtp import Policy, Session
 
 from sfu.packet.counters import Counters
+from sfu.packet.rtcp import TransportCc, parse_rtcp
 from sfu.packet.rtp import build_rtp, parse_rtp
+from sfu.packet.twcc import build_feedback, transport_seq_offset
+from sfu.policy.gcc import BandwidthEstimator
 from sfu.routing.consumer import Consumer
 from sfu.routing.producer import Producer
-from sfu.sdp.negotiate import CodecChoice
+from sfu.sdp.negotiate import TWCC_URI, CodecChoice
 from sfu.transport import mmsg, srtp
 from sfu.transport.ice import DirectRoute
+from sfu.transport.sendhistory import SendHistory
 from sfu.transport.udpmux import Egress, Route
 from sfu.transport.webrtc import WebRtcTransport
 
@@ -53,6 +68,10 @@ VP8 = CodecChoice(
     feedback=(),
     rtx_payload_type=None,
 )
+
+
+TWCC_ID = 3
+EXT_IDS = {TWCC_URI: TWCC_ID}
 
 
 class NoRtcp:
@@ -70,6 +89,7 @@ def send_side(route: Any, direct: Any) -> WebRtcTransport:
     transport._tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=GCM))
     transport._route = route
     transport._direct = direct
+    transport.history = SendHistory()
     return transport
 
 
@@ -95,6 +115,8 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
         else:
             session = lib.outbound(os.urandom(44), GCM)
             transport = send_side(None, (egress, egress.destination(dest), session))
+        if path == "twcc":
+            transport.set_transport_cc(TWCC_ID)
         consumer = Consumer(
             owner=f"s{n}",
             mid="1",
@@ -102,7 +124,7 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
             ssrc=1000 + n,
             rtx_ssrc=None,
             codecs=(VP8,),
-            ext_ids={},
+            ext_ids=EXT_IDS if path == "twcc" else {},
             output=transport,
         )
         consumers.append(consumer)
@@ -126,9 +148,10 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
         codecs=(VP8,),
         ssrc=5,
         rtx_ssrc=None,
-        ext_ids={},
+        ext_ids=EXT_IDS if path == "twcc" else {},
         output=NoRtcp(),
     )
+    twcc = path == "twcc"
     for consumer in consumers:
         consumer.source = producer
     best = float("inf")
@@ -142,11 +165,14 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
                 sequence=seq & 0xFFFF,
                 timestamp=seq * 3000,
                 ssrc=5,
-                payload=bytes(1188),
+                payload=bytes(1180 if twcc else 1188),
+                extensions={TWCC_ID: (seq & 0xFFFF).to_bytes(2, "big")} if twcc else None,
             )
             batch.append((data, parse_rtp(data)))
         start = time.perf_counter()
         for data, header in batch:
+            if twcc:
+                producer.twcc_at = transport_seq_offset(data, header, TWCC_ID)
             for consumer in consumers:
                 consumer.forward(producer, data, header, "VP8", 0.0)
             if egress is not None:
@@ -157,6 +183,31 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
         if isinstance(item, socket.socket):
             item.close()
     return best / (packets * fanout) * 1e6
+
+
+def feedback_cost(per_feedback: int, feedbacks: int) -> float:
+    """Microseconds per reported packet: parse + SendHistory.results + estimator (median)."""
+    history = SendHistory()
+    estimator = BandwidthEstimator()
+    sent = 0.0
+    times: list[float] = []
+    for n in range(feedbacks):
+        first = history.next
+        arrivals: list[int | None] = []
+        for k in range(per_feedback):
+            sent += 0.002
+            history.add(history.take(), sent, 1200)
+            jitter = (k * 7919 + n * 104729) % 5 * 0.0002
+            arrivals.append(None if k == 17 else int((sent + 0.02 + jitter) * 1e6))
+        datagrams = build_feedback(1, 2, first & 0xFFFF, arrivals, n)
+        start = time.perf_counter()
+        for data in datagrams:
+            for fb in parse_rtcp(data):
+                if isinstance(fb, TransportCc):
+                    estimator.on_feedback(history.results(fb, sent), sent)
+        times.append(time.perf_counter() - start)
+    # The median feedback, as the send rows take the best round: robust to other load.
+    return sorted(times)[len(times) // 2] / per_feedback * 1e6
 
 
 def _drain(sock: socket.socket) -> None:
@@ -171,6 +222,7 @@ PATHS = {
     "own": "own socket, pylibsrtp, sendto",
     "pylibsrtp": "shared socket, pylibsrtp, sendmmsg",
     "inplace": "shared socket, in-place SRTP, sendmmsg",
+    "twcc": "... + transport-cc",
 }
 
 
@@ -180,15 +232,22 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
+    parser.add_argument("--per-feedback", type=int, default=50)
     parser.add_argument("--json")
     args = parser.parse_args()
-    results: dict[str, list[float]] = {key: [] for key in PATHS}
+    results: dict[str, list[float]] = {key: [] for key in [*PATHS, "feedback"]}
     for _ in range(args.rounds):
         for key in PATHS:
             results[key].append(measure(key, args.fanout, args.packets, args.repeat))
+        results["feedback"].append(feedback_cost(args.per_feedback, 200))
     summary = {key: sorted(values)[len(values) // 2] for key, values in results.items()}
     for key, label in PATHS.items():
         print(f"{label:45} {summary[key]:6.2f} us per copy  (rounds {results[key]})")
+    label = "transport-cc feedback + estimator"
+    rounds = [round(v, 2) for v in results["feedback"]]
+    print(f"{label:45} {summary['feedback']:6.2f} us per reported packet  (rounds {rounds})")
+    whole = summary["twcc"] + summary["feedback"]
+    print(f"{'copy with transport-cc, all told':45} {whole:6.2f} us per copy")
     if args.json:
         Path(args.json).write_text(json.dumps({"per_copy_us": summary, "rounds": results}))
 

@@ -40,7 +40,14 @@ class Capture:
         self.rtp.append(packet)
 
     def send_rewritten(
-        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+        self,
+        packet: bytes,
+        *,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        payload_type: int,
+        twcc_at: int = -1,
     ) -> None:
         self.rtp.append(
             rewritten(

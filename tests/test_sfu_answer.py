@@ -65,6 +65,7 @@ def test_codecs_and_feedback_use_the_offered_payload_types() -> None:
     vp8 = video.rtp.codecs[0]
     assert {(f.type, f.parameter) for f in vp8.rtcpFeedback} == {
         ("goog-remb", None),
+        ("transport-cc", None),
         ("ccm", "fir"),
         ("nack", None),
         ("nack", "pli"),

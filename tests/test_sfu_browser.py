@@ -6,6 +6,7 @@ import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -61,11 +62,12 @@ async function decoded() {
 
 
 @contextlib.asynccontextmanager
-async def serving(html: str) -> AsyncIterator[tuple[str, LocalMedia]]:
-    """A LocalMedia and a page at `/` whose `fetch("/offer/<pid>")` negotiates with it."""
+async def serving(html: str, **settings: Any) -> AsyncIterator[tuple[str, LocalMedia]]:
+    """A LocalMedia (MediaSettings overrides) and a page at `/` whose `fetch("/offer/<pid>")`
+    negotiates with it."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail("Chromium is required for the browser tests (apt-get install chromium)")
-    async with running_media() as (media, _):
+    async with running_media(**settings) as (media, _):
 
         async def page(request: web.Request) -> web.Response:
             return web.Response(text=html, content_type="text/html")

@@ -6,6 +6,7 @@ recorded feedback sequence is replayed from tests/data/.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from pathlib import Path
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from sfu.policy.gcc import BandwidthEstimator, LossController, PacketResult
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.probe import Prober
+from tests import gcc_golden
 from tests.gcc_sim import Link, constant, load_recording, simulate, steps
 
 DATA = Path(__file__).parent / "data"
@@ -352,3 +354,40 @@ def test_bad_bounds_are_refused() -> None:
         BandwidthEstimator(min_bps=0)
     with pytest.raises(ValueError, match="min_bps"):
         BandwidthEstimator(min_bps=100_000, max_bps=50_000)
+
+
+def test_gives_exactly_what_the_straightforward_version_gave() -> None:
+    """The per-packet work is optimised (one pass, locals, no objects per packet); on
+    recordings, simulations and hostile feedback it must compute exactly what the
+    plain implementation did (tests/data/estimator_golden.json, see tests/gcc_golden.py)."""
+    expected = gcc_golden.read(DATA / "estimator_golden.json")
+    got = json.loads(json.dumps(gcc_golden.traces()))  # tuples/ints as the file has them
+    assert got.keys() == expected.keys()
+    for name, trace in expected.items():
+        assert got[name] == trace, name
+
+
+def test_the_arrays_entry_point_gives_the_same_estimates() -> None:
+    assert gcc_golden.traces(arrays=True) == gcc_golden.traces()
+
+
+@settings(max_examples=100, deadline=None)
+@given(feedbacks=st.lists(st.lists(packet_results, max_size=40), max_size=12))
+def test_the_arrays_entry_point_matches_on_hostile_feedback(
+    feedbacks: list[list[PacketResult]],
+) -> None:
+    by_rows = BandwidthEstimator()
+    by_columns = gcc_golden.ArraysEstimator()
+    for k, batch in enumerate(feedbacks):
+        by_rows.on_feedback(batch, 0.1 * k)
+        by_columns.on_feedback(batch, 0.1 * k)
+        assert gcc_golden.snapshot(by_columns) == gcc_golden.snapshot(by_rows)
+
+
+def test_the_arrays_entry_point_refuses_columns_of_different_lengths() -> None:
+    est = BandwidthEstimator(start_bps=700_000)
+    feed_steady(est, 1.0)
+    before = gcc_golden.snapshot(est)
+    with pytest.raises(ValueError, match="same length"):
+        est.on_feedback_arrays([1, 2], [1.0, 1.001], [1200], [5.0, 5.001], [-1, -1], 1.2)
+    assert gcc_golden.snapshot(est) == before

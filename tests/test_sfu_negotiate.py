@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sfu.sdp.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, negotiate
+from sfu.sdp.negotiate import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, TWCC_URI, negotiate
 from sfu.sdp.offer import parse_offer
 from tests.sfu_offers import CHROME_OFFER, replace_line
 
@@ -15,7 +15,7 @@ def test_audio_gets_opus_only_with_the_offered_payload_type() -> None:
     audio = plans()[0]
     assert [(c.name, c.payload_type) for c in audio.codecs] == [("opus", 111)]
     assert audio.codecs[0].fmtp == "minptime=10;useinbandfec=1"
-    assert audio.codecs[0].feedback == ()  # transport-cc is not implemented
+    assert audio.codecs[0].feedback == ("transport-cc",)
 
 
 def test_video_offers_vp8_first_then_constrained_baseline_h264_with_rtx() -> None:
@@ -24,13 +24,18 @@ def test_video_offers_vp8_first_then_constrained_baseline_h264_with_rtx() -> Non
         ("vp8", 96, 97),
         ("h264", 104, 105),
     ]
-    assert video.codecs[0].feedback == ("goog-remb", "ccm fir", "nack", "nack pli")
+    assert video.codecs[0].feedback == ("goog-remb", "transport-cc", "ccm fir", "nack", "nack pli")
 
 
 def test_only_the_supported_extensions_are_kept_with_the_offered_ids() -> None:
     audio, video, _ = plans()
-    assert audio.extensions == ((1, AUDIO_LEVEL_URI), (2, ABS_SEND_TIME_URI), (4, MID_URI))
-    assert video.extensions == ((2, ABS_SEND_TIME_URI), (4, MID_URI))
+    assert audio.extensions == (
+        (1, AUDIO_LEVEL_URI),
+        (2, ABS_SEND_TIME_URI),
+        (3, TWCC_URI),
+        (4, MID_URI),
+    )
+    assert video.extensions == ((2, ABS_SEND_TIME_URI), (3, TWCC_URI), (4, MID_URI))
     assert audio.extension_id(MID_URI) == 4
 
 

@@ -234,7 +234,8 @@ def test_unknown_types_and_feedback_formats_are_carried_as_other() -> None:
 def test_transport_cc_header_is_read_after_validating_statuses() -> None:
     # 3 received (run of symbol 1) + vector of 14 one-bit symbols (2 received).
     data = tcc(1000, 17, [0x2003, 0xA001], b"\x01\x02\x03" + b"\x04\x05")
-    assert only(data) == TransportCc(1, 2, 1000, 17, 5, 9)
+    symbols = b"\x01" * 4 + b"\x00" * 12 + b"\x01"
+    assert only(data) == TransportCc(1, 2, 1000, 17, 5, 9, symbols, b"\x01\x02\x03\x04\x05")
 
 
 def test_transport_cc_two_bit_vectors_count_large_deltas() -> None:

@@ -146,7 +146,14 @@ class Counting(Capture):
         self.fast = 0
 
     def send_rewritten(
-        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+        self,
+        packet: bytes,
+        *,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        payload_type: int,
+        twcc_at: int = -1,
     ) -> None:
         self.fast += 1
         super().send_rewritten(
@@ -327,10 +334,12 @@ def test_temporal_thinning_drops_frames_without_sequence_or_picture_id_gaps() ->
     c.switch(base)
     c.set_layers(0, 0, 0.0)  # base frame rate only
     for n in range(16):
-        q.send(n / 30, keyframe=n == 0, packets=2)
+        q.send(n / 30, keyframe=n == 0, packets=2, late=0.05 if n == 1 else 0.0)
     rx = received(out)
     assert {d.tid for d in frames(rx)} == {0}
     assert len(frames(rx)) == 4  # frames 0, 4, 8, 12
+    heads = [ts for _, ts, d, _ in rx if d.frame_start]
+    assert [(b - a) & 0xFFFFFFFF for a, b in itertools.pairwise(heads)] == [12000] * 3  # as sent
     assert continuous([s for s, *_ in rx], 0x10000)
     assert continuous([d.picture_id for d in frames(rx)], 0x8000)
     assert continuous([d.tl0picidx for d in frames(rx)], 0x100)

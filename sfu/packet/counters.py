@@ -22,6 +22,10 @@ FIELDS = (
     "retransmitted",
     "nacks_sent",
     "keyframe_requests",
+    # transport-cc feedback received and sent, padding probe packets sent
+    "twcc_feedback_in",
+    "twcc_feedback_out",
+    "padding_out",
     # ICE restarts completed, consent outages reported (sfu.transport.ice)
     "ice_restarts",
     "consent_warnings",
@@ -62,6 +66,9 @@ class Counters:
     retransmitted: int
     nacks_sent: int
     keyframe_requests: int
+    twcc_feedback_in: int
+    twcc_feedback_out: int
+    padding_out: int
     ice_restarts: int
     consent_warnings: int
     bad_stun: int

@@ -144,7 +144,11 @@ class Remb:
 
 @dataclass(slots=True, frozen=True)
 class TransportCc:
-    """Header of a transport-wide CC feedback; the statuses are validated, not expanded."""
+    """A transport-wide CC feedback, validated; `sfu.packet.twcc` reads its packets.
+
+    `symbols` holds one status symbol per packet (0 not received, 1 small
+    delta, 2 large or negative delta), `deltas` the raw receive delta bytes.
+    """
 
     sender_ssrc: int
     media_ssrc: int
@@ -152,6 +156,8 @@ class TransportCc:
     status_count: int
     reference_time: int = 0  # signed, in multiples of 64 ms
     fb_count: int = 0
+    symbols: bytes = b""
+    deltas: bytes = b""
 
 
 @dataclass(slots=True, frozen=True)
@@ -320,22 +326,37 @@ def _parse_tcc(data: _Bytes, sender: int, media: int, fci: int, end: int) -> Rtc
     base_seq, status_count, ref_and_count = _TCC_HEAD.unpack_from(data, fci)
     if status_count == 0:
         raise RtcpError("transport-cc feedback with no packet statuses")
-    chunks_end, delta_bytes = _tcc_chunk_walk(data, fci + 8, end, status_count)
+    chunks_end, delta_bytes, symbols = _tcc_chunk_walk(data, fci + 8, end, status_count)
     if chunks_end + delta_bytes > end:
         raise RtcpError(f"transport-cc receive deltas for {status_count} statuses overrun")
     reference_time = ref_and_count >> 8
     if reference_time & 0x800000:  # a signed 24-bit field
         reference_time -= 0x1000000
-    return TransportCc(sender, media, base_seq, status_count, reference_time, ref_and_count & 0xFF)
+    deltas = bytes(data[chunks_end : chunks_end + delta_bytes])
+    return TransportCc(
+        sender,
+        media,
+        base_seq,
+        status_count,
+        reference_time,
+        ref_and_count & 0xFF,
+        bytes(symbols),
+        deltas,
+    )
 
 
-def _tcc_chunk_walk(data: _Bytes, i: int, end: int, status_count: int) -> tuple[int, int]:
-    """Walk the packet chunks covering `status_count` statuses: (end offset, delta bytes).
+def _tcc_chunk_walk(
+    data: _Bytes, i: int, end: int, status_count: int
+) -> tuple[int, int, bytearray]:
+    """Walk the packet chunks covering `status_count` statuses.
 
-    Bounded by the packet length, not by the (attacker-chosen) status count.
+    Returns (end offset, delta bytes, one status symbol per packet).  The
+    loop is bounded by the packet length, not by the (attacker-chosen) status
+    count; the symbols it expands are at most `status_count` (< 65536).
     """
     remaining = status_count
     delta_bytes = 0
+    symbols = bytearray()
     while remaining > 0:
         if i + 2 > end:
             raise RtcpError(f"transport-cc status count {status_count} overruns the packet")
@@ -347,10 +368,14 @@ def _tcc_chunk_walk(data: _Bytes, i: int, end: int, status_count: int) -> tuple[
                 raise RtcpError("transport-cc reserved status symbol")
             run = min(chunk & 0x1FFF, remaining)
             delta_bytes += run * symbol  # symbol 1: 1-byte delta, 2: 2-byte delta
+            symbols += _SYMBOL_BYTES[symbol] * run
             remaining -= run
         elif not chunk & 0x4000:  # status vector of 14 one-bit symbols
             n = min(14, remaining)
-            delta_bytes += ((chunk & 0x3FFF) >> (14 - n)).bit_count()
+            for k in range(n):
+                symbol = (chunk >> (13 - k)) & 0x1
+                delta_bytes += symbol
+                symbols.append(symbol)
             remaining -= n
         else:  # status vector of 7 two-bit symbols
             n = min(7, remaining)
@@ -359,8 +384,12 @@ def _tcc_chunk_walk(data: _Bytes, i: int, end: int, status_count: int) -> tuple[
                 if symbol == 3:
                     raise RtcpError("transport-cc reserved status symbol")
                 delta_bytes += symbol
+                symbols.append(symbol)
             remaining -= n
-    return i, delta_bytes
+    return i, delta_bytes, symbols
+
+
+_SYMBOL_BYTES = (b"\x00", b"\x01", b"\x02")
 
 
 def _parse_psfb(data: _Bytes, _: int, start: int, end: int, fmt: int) -> RtcpPacket | None:

@@ -3,9 +3,13 @@
 The SFU numbers every packet it sends to a subscriber (transport-cc); the
 subscriber's browser reports when each one arrived (TWCC feedback, every
 50-100 ms).  The transport turns each feedback into `PacketResult`s and
-calls `BandwidthEstimator.on_feedback`; the estimate says how many bits per
+calls `BandwidthEstimator.on_feedback` (or `on_feedback_arrays` with the
+same fields as parallel sequences); the estimate says how many bits per
 second the layer allocation may spend on that subscriber.  It runs per
-feedback, never per forwarded packet.
+feedback, never per forwarded packet, but every forwarded packet is reported
+once, so the per-packet work is kept to C-level builtins and tight loops
+(see `_on_columns` and gcc_delay.DelayDetector.add_all); the tests hold it
+to the exact outputs of the plain implementation (tests/gcc_golden.py).
 
 Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
 
@@ -40,12 +44,13 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
-from operator import itemgetter
-from typing import NamedTuple, cast
+from collections.abc import Callable, Iterable, Sequence
+from itertools import compress, islice, repeat
+from operator import is_not, itemgetter, le, not_
+from typing import Any, NamedTuple, cast
 
 from sfu.policy.gcc_aimd import AimdRateControl
-from sfu.policy.gcc_delay import OVERUSING, InterArrival, TrendlineDetector
+from sfu.policy.gcc_delay import OVERUSING, DelayDetector
 from sfu.policy.gcc_rates import AckedBitrate, ProbeRates
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
@@ -58,6 +63,8 @@ class PacketResult(NamedTuple):
     arrival: float | None  # receiver's clock (from the feedback), None = reported lost
     probe: int = -1  # probe cluster id, -1 = not a probe
 
+
+PacketTuple = tuple[int, float, int, float | None, int]  # a PacketResult's fields
 
 MAX_TIME_S = 1e9  # |times| beyond this (~30 years) are garbage
 MAX_PACKET_BYTES = 65_535
@@ -83,8 +90,7 @@ class BandwidthEstimator:
         start = min(max(start_bps, min_bps), max_bps)
         self._min = float(min_bps)
         self._max = float(max_bps)
-        self._inter = InterArrival()
-        self._detector = TrendlineDetector()
+        self._delay = DelayDetector()
         self._aimd = AimdRateControl(start, self._min, self._max)
         self._acked = AckedBitrate()
         self._probes = ProbeRates()
@@ -101,7 +107,7 @@ class BandwidthEstimator:
     @property
     def state(self) -> str:
         """The delay detector's state: "normal", "overusing" or "underusing"."""
-        return self._detector.state
+        return self._delay.state
 
     @property
     def delay_bps(self) -> int:
@@ -128,66 +134,174 @@ class BandwidthEstimator:
 
     def on_feedback(self, results: Sequence[PacketResult], now: float) -> None:
         """Update the estimate from one TWCC feedback's packets (any order)."""
-        if not results or not math.isfinite(now):
+        if results and math.isfinite(now):
+            sequences, send_times, sizes, arrivals, probes = zip(*results, strict=True)
+            self._on_columns(sequences, send_times, sizes, arrivals, probes, now)
+
+    def on_feedback_arrays(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        sizes: Sequence[int],
+        arrivals: Sequence[float | None],
+        probes: Sequence[int],
+        now: float,
+    ) -> None:
+        """`on_feedback` from parallel sequences, one entry per packet (the fields of
+        `PacketResult`), for a caller that has them so: no object per packet."""
+        count = len(sequences)
+        if not count == len(send_times) == len(sizes) == len(arrivals) == len(probes):
+            raise ValueError("on_feedback_arrays needs sequences of the same length")
+        if count and math.isfinite(now):
+            self._on_columns(sequences, send_times, sizes, arrivals, probes, now)
+
+    def _on_columns(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        sizes: Sequence[int],
+        arrivals: Sequence[float | None],
+        probes: Sequence[int],
+        now: float,
+    ) -> None:
+        """One feedback (one packet per index): sort out the sane packets (the counts
+        for the loss side only of packets sent since the last decrease, see the
+        module doc), then update the estimates.
+
+        This runs for every packet the SFU sends to this subscriber, so the usual
+        feedback (sane times and sizes) is checked and split with C-level builtins,
+        without a Python step per packet; any insane packet takes the per-packet path.
+        """
+        lost = arrivals.count(None)
+        lost_at, drop = _lost(arrivals, lost) if lost else _NONE_LOST
+        got = cast("Sequence[float]", drop(arrivals) if lost else arrivals)
+        in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
+        sends_in_order = _ascending(send_times)
+        if not (
+            _sane_times(got, in_order)
+            and _sane_times(send_times, sends_in_order)
+            and min(sizes) > 0
+            and max(sizes) <= MAX_PACKET_BYTES
+        ):
+            self._on_packets(zip(sequences, send_times, sizes, arrivals, probes, strict=True), now)
             return
-        received, lost, counted = self._sort_out(results, now)
-        if received:
+        since = self._loss.counts_from
+        first_send = send_times[0] if sends_in_order else min(send_times)
+        all_count = first_send >= since  # all sent since the last decrease (usual)
+        probing = max(probes) >= 0
+        if lost:
+            if probing or not all_count:
+                lost = self._on_lost(sequences, send_times, probes, lost_at, since, now)
+            sequences = drop(sequences)
+            send_times = drop(send_times)
+            sizes = drop(sizes)
+            if probing:
+                probes = drop(probes)
+        if got:
+            counted = len(got) if all_count else sum(1 for t in send_times if t >= since)
             self._without_arrivals = 0
-            self._on_arrivals(received, now)
-        elif lost:
+            probe_ids = probes if probing else None
+            self._on_arrivals(sequences, send_times, sizes, got, probe_ids, in_order, now)
+            self._on_loss(lost, counted, now)
+        else:
+            self._on_nothing_received(lost, now)
+            self._on_loss(lost, 0, now)
+
+    def _on_lost(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        probes: Sequence[int],
+        lost_at: list[int],
+        since: float,
+        now: float,
+    ) -> int:
+        """Tell the probe clusters of the lost packets; how many count for loss."""
+        lost = 0
+        for index in lost_at:
+            if send_times[index] >= since:
+                lost += 1
+            if probes[index] >= 0:
+                self._probes.add_lost(probes[index], sequences[index], now)
+        return lost
+
+    def _on_packets(self, packets: Iterable[PacketTuple], now: float) -> None:
+        """`_on_columns` one packet at a time, dropping insane ones (hostile feedback)."""
+        since = self._loss.counts_from
+        received: list[PacketTuple] = []
+        lost = counted = 0
+        for packet in packets:
+            sequence, send, size, arrival, probe = packet
+            if not (-MAX_TIME_S < send < MAX_TIME_S and 0 < size <= MAX_PACKET_BYTES):
+                continue  # NaN, inf, absurd
+            if arrival is None:
+                if send >= since:
+                    lost += 1
+                if probe >= 0:
+                    self._probes.add_lost(probe, sequence, now)
+            elif -MAX_TIME_S < arrival < MAX_TIME_S:
+                received.append(packet)
+                if send >= since:
+                    counted += 1
+        if received:
+            sequences, send_times, sizes, arrivals, probes = zip(*received, strict=True)
+            self._without_arrivals = 0
+            got = cast("tuple[float, ...]", arrivals)
+            self._on_arrivals(sequences, send_times, sizes, got, probes, _ascending(got), now)
+        else:
+            self._on_nothing_received(lost, now)
+        self._on_loss(lost, counted, now)
+
+    def _on_nothing_received(self, lost: int, now: float) -> None:
+        if lost:
             self._without_arrivals += 1
             if self._without_arrivals >= MAX_FEEDBACKS_WITHOUT_ARRIVALS:
                 self._without_arrivals = 0  # feedback keeps saying nothing arrived: halve
                 self._aimd.set_estimate(self._aimd.bps / 2, now)
                 self._loss.set_delay_limit(self._aimd.bps)
+
+    def _on_loss(self, lost: int, counted: int, now: float) -> None:
         acked = self._acked.bps
         self._loss.floor_bps = 0.0 if acked is None else LOSS_FLOOR_OF_ACKED * acked
         self._loss.on_packets(lost, lost + counted, now)
 
-    def _sort_out(
-        self, results: Sequence[PacketResult], now: float
-    ) -> tuple[list[PacketResult], int, int]:
-        """(received in arrival order, lost, received) of the sane packets; the
-        counts only of packets sent since the last decrease (see the module doc)."""
-        sane = [
-            r
-            for r in results
-            if -MAX_TIME_S < r[1] < MAX_TIME_S and 0 < r[2] <= MAX_PACKET_BYTES  # no NaN/inf
-        ]
-        received = [r for r in sane if r[3] is not None and -MAX_TIME_S < r[3] < MAX_TIME_S]
-        missing = [r for r in sane if r[3] is None]
-        for result in missing:
-            if result.probe >= 0:
-                self._probes.add_lost(result.probe, result.sequence, now)
-        received.sort(key=_ARRIVAL_ORDER)
-        since = self._loss.counts_from
-        if since == -math.inf:
-            return received, len(missing), len(received)
-        lost = sum(1 for r in missing if r[1] >= since)
-        return received, lost, sum(1 for r in received if r[1] >= since)
-
-    def _on_arrivals(self, received: list[PacketResult], now: float) -> None:
+    def _on_arrivals(
+        self,
+        sequences: Sequence[int],
+        send_times: Sequence[float],
+        sizes: Sequence[int],
+        arrivals: Sequence[float],
+        probes: Sequence[int] | None,
+        in_order: bool,
+        now: float,
+    ) -> None:
+        """The received packets (at least one), in any order (`in_order`: arrivals
+        ascending); `probes` None: none is a probe."""
+        in_sequence = _ascending(sequences)
+        if in_order and in_sequence:
+            highest = sequences[-1]
+        else:  # into (arrival, sequence) order, stable (as they came for equal keys)
+            key = _ARRIVAL if in_sequence else _ARRIVAL_SEQUENCE
+            if probes is None:
+                rows = zip(arrivals, sequences, send_times, sizes, strict=True)
+                arrivals, sequences, send_times, sizes = zip(*sorted(rows, key=key), strict=True)
+            else:
+                rows5 = zip(arrivals, sequences, send_times, sizes, probes, strict=True)
+                sorted5 = sorted(rows5, key=key)
+                arrivals, sequences, send_times, sizes, probes = zip(*sorted5, strict=True)
+            highest = max(sequences)
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
-            self._inter.reset()
-            self._detector = TrendlineDetector()
+            self._delay = DelayDetector()
         self._last_feedback = now
-        # `received` has arrival times only (see _sort_out): the casts say so to mypy
-        extra = PACKET_OVERHEAD_BYTES
-        wire = cast("list[tuple[float, int]]", [(r[3], r[2] + extra) for r in received])
-        self._acked.add_all(wire)
-        for packet in received:
-            if packet.probe >= 0:
-                arrival = cast(float, packet.arrival)
-                size = packet.size + extra
-                self._probes.add(
-                    packet.probe, packet.sequence, packet.send_time, arrival, size, now
-                )
-        triples = cast("list[tuple[float, float, int]]", [(r[1], r[3], r[2]) for r in received])
-        groups = self._inter.add_all(triples, now)
-        for deltas, arrival in groups:
-            self._detector.update(deltas, arrival)
-        highest = max(r[0] for r in received)
+        self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
+        if probes is not None:
+            packets = zip(sequences, send_times, sizes, arrivals, probes, strict=True)
+            for sequence, send, size, arrival, probe in packets:
+                if probe >= 0:
+                    size += PACKET_OVERHEAD_BYTES
+                    self._probes.add(probe, sequence, send, arrival, size, now)
+        self._delay.add_all(send_times, arrivals, now)
         self._update_delay_based(self._probes.complete(highest), now)
 
     def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
@@ -195,7 +309,7 @@ class BandwidthEstimator:
         aimd = self._aimd
         if probe_bps is not None:
             self._last_probe = (probe_bps, now)
-        if self._detector.state == OVERUSING:
+        if self._delay.state == OVERUSING:
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
                 aimd.update(OVERUSING, self._throughput(acked, now), now)
@@ -211,7 +325,7 @@ class BandwidthEstimator:
             self._loss.set_bps(aimd.bps, now)
             return
         else:
-            aimd.update(self._detector.state, acked, now)
+            aimd.update(self._delay.state, acked, now)
         self._loss.set_delay_limit(aimd.bps)
 
     def _throughput(self, acked: float, now: float) -> float:
@@ -228,7 +342,48 @@ class BandwidthEstimator:
         return throughput
 
 
-_ARRIVAL_ORDER = itemgetter(3, 0)  # (arrival, sequence)
+_ARRIVAL = itemgetter(0)
+_ARRIVAL_SEQUENCE = itemgetter(0, 1)
+_Drop = Callable[[Sequence[Any]], list[Any]]
+_NONE_LOST: tuple[list[int], _Drop] = ([], list)
+
+
+def _lost(arrivals: Sequence[float | None], count: int) -> tuple[list[int], _Drop]:
+    """Where the `count` lost packets (None) are, and how to take them out of a column:
+    a few are found and deleted one by one (C-level search, copy and move), many
+    (one in four or more: a congested link) through a mask."""
+    if count * 4 < len(arrivals):
+        positions: list[int] = []
+        index = -1
+        for _ in range(count):
+            index = arrivals.index(None, index + 1)
+            positions.append(index)
+
+        def delete(values: Sequence[Any]) -> list[Any]:
+            kept = list(values)
+            for index in reversed(positions):
+                del kept[index]
+            return kept
+
+        return positions, delete
+    received = list(map(is_not, arrivals, repeat(None)))
+    positions = list(compress(range(len(arrivals)), map(not_, received)))
+    return positions, lambda values: list(compress(values, received))
+
+
+def _sane_times(times: Sequence[float], ascending: bool) -> bool:
+    """No NaN, no infinity, no absurd time, with C-level builtins only: ascending
+    times have no NaN (it compares false) and their ends are their extremes; else a
+    sum is NaN or infinite if any term is, and then min and max are meaningful."""
+    if not times:
+        return True
+    if ascending:
+        return times[0] > -MAX_TIME_S and times[-1] < MAX_TIME_S
+    return math.isfinite(sum(times)) and min(times) > -MAX_TIME_S and max(times) < MAX_TIME_S
+
+
+def _ascending(values: Sequence[float]) -> bool:
+    return all(map(le, values, islice(values, 1, None)))
 
 
 LOW_LOSS = 0.02

@@ -1,35 +1,42 @@
 """Delay-based overuse detection of the bandwidth estimator (GCC, send side).
 
 Two steps, as in libwebrtc's goog_cc (inter_arrival_delta.cc,
-trendline_estimator.cc):
+trendline_estimator.cc), done by `DelayDetector` in one pass over a
+feedback's received packets:
 
-- `InterArrival` groups packets into send-time bursts (a group is every
+- grouping: packets are grouped into send-time bursts (a group is every
   packet sent within 5 ms of its first one) and, when a group is complete,
-  returns how much later it arrived than the previous group compared with
+  we take how much later it arrived than the previous group compared with
   how much later it was sent (the inter-group delay variation).  Packets
   that were sent earlier than the current group (reordered) are skipped;
   groups that arrive in the wrong order three times running, a jump of the
   receiver's clock by 3 s or more, or a send time 3 s before the current
-  group (our clock was reset or wrapped) reset it.
-- `TrendlineDetector` accumulates those variations into a queuing-delay
-  curve, smooths it (0.9), fits a line through the last 20 points and
-  compares the slope (scaled by the number of samples and a gain of 4) with
-  an adaptive threshold: a growing queue is "overusing", a draining one
+  group (our clock was reset or wrapped) restart the grouping.
+- trendline: those variations accumulate into a queuing-delay curve,
+  smoothed (0.9); a line is fitted through the last 20 points and its slope
+  (scaled by the number of samples and a gain of 4) is compared with an
+  adaptive threshold: a growing queue is "overusing", a draining one
   "underusing".  The threshold follows the signal (slowly up, faster down,
   between 6 and 600) so that the detector neither starves against a
   loss-based flow nor reacts to noise.
 
-Times are seconds at the interface; the detector works in milliseconds
+Cost: this runs for every packet the SFU sends to a transport-cc
+subscriber (each is reported once), so the loop keeps its state in locals
+and does the trendline work only once per completed group (a handful of
+arithmetic operations, no calls, no objects); the fitted line's sums are
+updated in O(1) per group.
+
+Times are seconds at the interface; the trendline works in milliseconds
 internally because its constants (threshold, gains) are in those units.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable
-from typing import NamedTuple
 
-__all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "Deltas", "InterArrival", "TrendlineDetector"]
+__all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector"]
 
 NORMAL = "normal"
 OVERUSING = "overusing"
@@ -38,127 +45,12 @@ UNDERUSING = "underusing"
 GROUP_S = 0.005  # packets sent within 5 ms of a group's first packet belong to it
 BURST_S = 0.005  # ... as do packets arriving within 5 ms in a burst (even if sent later)
 MAX_BURST_S = 0.1
-ARRIVAL_JUMP_S = 3.0  # receiver clock jump that resets the grouping
+ARRIVAL_JUMP_S = 3.0  # receiver clock jump that restarts the grouping
 REORDERED_RESET = 3
-
-
-class Deltas(NamedTuple):
-    send: float  # seconds between the last send times of two consecutive groups
-    arrival: float  # seconds between their last arrivals
-    size: int  # bytes of the newer group minus bytes of the older one
-
-
-class _Group:
-    __slots__ = ("first_arrival", "first_send", "last_arrival", "last_now", "last_send", "size")
-
-    def __init__(self, send: float, arrival: float, now: float) -> None:
-        self.first_send = send
-        self.last_send = send
-        self.first_arrival = arrival
-        self.last_arrival = arrival
-        self.last_now = now
-        self.size = 0
-
-
-class InterArrival:
-    """Send-time groups and the delay variation between consecutive groups."""
-
-    def __init__(self) -> None:
-        self._current: _Group | None = None
-        self._previous: _Group | None = None
-        self._reordered = 0
-
-    def reset(self) -> None:
-        self._current = None
-        self._previous = None
-        self._reordered = 0
-
-    def add_all(
-        self, packets: Iterable[tuple[float, float, int]], now: float
-    ) -> list[tuple[Deltas, float]]:
-        """Add (send, arrival, size) in arrival order; the deltas of each completed group
-        with the arrival time of the packet that completed it."""
-        completed = []
-        for send, arrival, size in packets:
-            current = self._current
-            if current is not None and current.first_send <= send <= current.first_send + GROUP_S:
-                # the common case, same group (what `add` would do, without the calls)
-                if send > current.last_send:
-                    current.last_send = send
-                current.last_arrival = arrival
-                current.last_now = now
-                current.size += size
-                continue
-            deltas = self.add(send, arrival, size, now)
-            if deltas is not None:
-                completed.append((deltas, arrival))
-        return completed
-
-    def add(self, send: float, arrival: float, size: int, now: float) -> Deltas | None:
-        """Add one received packet; returns the deltas when it completes a group."""
-        current = self._current
-        if current is None:
-            self._start(send, arrival, size, now)
-            return None
-        if send < current.first_send - ARRIVAL_JUMP_S:
-            self.reset()  # our send clock went back (a restart, a wrap): start afresh
-            self._start(send, arrival, size, now)
-            return None
-        if send < current.first_send:
-            return None  # sent before the current group: out of order, ignored
-        deltas = None
-        if self._starts_new_group(current, send, arrival):
-            previous = self._previous
-            if previous is not None:
-                deltas = Deltas(
-                    current.last_send - previous.last_send,
-                    current.last_arrival - previous.last_arrival,
-                    current.size - previous.size,
-                )
-                if abs(deltas.arrival - (current.last_now - previous.last_now)) >= ARRIVAL_JUMP_S:
-                    self.reset()  # the receiver's clock jumped (or hostile feedback)
-                    return None
-                if deltas.arrival < 0:
-                    self._reordered += 1
-                    if self._reordered >= REORDERED_RESET:
-                        self.reset()
-                    return None
-                self._reordered = 0
-            self._previous = current
-            self._start(send, arrival, size, now)
-            return deltas
-        current.last_send = max(current.last_send, send)
-        current.last_arrival = arrival
-        current.last_now = now
-        current.size += size
-        return None
-
-    def _start(self, send: float, arrival: float, size: int, now: float) -> None:
-        group = _Group(send, arrival, now)
-        group.size = size
-        self._current = group
-
-    @staticmethod
-    def _starts_new_group(current: _Group, send: float, arrival: float) -> bool:
-        if _in_burst(current, send, arrival):
-            return False
-        return send - current.first_send > GROUP_S
-
-
-def _in_burst(current: _Group, send: float, arrival: float) -> bool:
-    send_delta = send - current.last_send
-    if send_delta == 0:
-        return True
-    arrival_delta = arrival - current.last_arrival
-    return (
-        arrival_delta - send_delta < 0
-        and arrival_delta <= BURST_S
-        and arrival - current.first_arrival < MAX_BURST_S
-    )
-
 
 WINDOW = 20
 SMOOTHING = 0.9
+NEW_WEIGHT = 1 - SMOOTHING
 GAIN = 4.0
 MIN_DELTAS = 60
 MAX_DELTAS = 1000
@@ -171,132 +63,231 @@ K_DOWN = 0.039
 MAX_ADAPT_OFFSET_MS = 15.0
 MAX_ADAPT_STEP_MS = 100.0
 REBASE_MS = 100_000.0
+FLAT_X = 1e-9  # the fitted line's x spread below which the slope keeps its last value
+
+NO_GROUP = math.inf  # first send time of "no current group" (see add_all)
 
 
-class TrendlineDetector:
-    """Trendline filter + adaptive-threshold overuse detector (libwebrtc's TrendlineEstimator)."""
+class DelayDetector:
+    """Send-time groups, their delay variation, trendline and overuse detector."""
 
     def __init__(self) -> None:
+        # the trendline and detector (reset() keeps them; a new detector starts afresh)
         self.state = NORMAL
         self.threshold = INITIAL_THRESHOLD_MS
         self._deltas = 0
         self._first_arrival_ms: float | None = None
         self._accumulated = 0.0
         self._smoothed = 0.0
-        self._history = _LineFit(WINDOW)
         self._trend = 0.0
         self._overuse_ms = -1.0
         self._overuse_count = 0
         self._last_threshold_update_ms: float | None = None
-
-    def update(self, deltas: Deltas, arrival: float) -> str:
-        """Feed one group's deltas (arrival = that group's last arrival, s); returns the state."""
-        arrival_ms = arrival * 1000.0
-        send_delta_ms = deltas.send * 1000.0
-        delay_ms = deltas.arrival * 1000.0 - send_delta_ms
-        self._deltas = min(self._deltas + 1, MAX_DELTAS)
-        if self._first_arrival_ms is None:
-            self._first_arrival_ms = arrival_ms
-        self._accumulated += delay_ms
-        self._smoothed = SMOOTHING * self._smoothed + (1 - SMOOTHING) * self._accumulated
-        self._history.add(arrival_ms - self._first_arrival_ms, self._smoothed)
-        trend = self._trend
-        if len(self._history) == WINDOW:
-            trend = self._history.slope(trend)
-        self._detect(trend, send_delta_ms, arrival_ms)
-        return self.state
-
-    def _detect(self, trend: float, send_delta_ms: float, now_ms: float) -> None:
-        if self._deltas < 2:
-            self.state = NORMAL
-            return
-        modified = min(self._deltas, MIN_DELTAS) * trend * GAIN
-        if modified > self.threshold:
-            if self._overuse_ms < 0:
-                self._overuse_ms = send_delta_ms / 2  # assume half the interval was overuse
-            else:
-                self._overuse_ms += send_delta_ms
-            self._overuse_count += 1
-            if (
-                self._overuse_ms > OVERUSE_TIME_MS
-                and self._overuse_count > 1
-                and trend >= self._trend
-            ):
-                self._overuse_ms = 0.0
-                self._overuse_count = 0
-                self.state = OVERUSING
-        elif modified < -self.threshold:
-            self._overuse_ms = -1.0
-            self._overuse_count = 0
-            self.state = UNDERUSING
-        else:
-            self._overuse_ms = -1.0
-            self._overuse_count = 0
-            self.state = NORMAL
-        self._trend = trend
-        self._adapt_threshold(modified, now_ms)
-
-    def _adapt_threshold(self, modified: float, now_ms: float) -> None:
-        last = self._last_threshold_update_ms
-        self._last_threshold_update_ms = now_ms
-        if last is None or abs(modified) > self.threshold + MAX_ADAPT_OFFSET_MS:
-            return  # a spike (e.g. a route change) must not move the threshold
-        k = K_DOWN if abs(modified) < self.threshold else K_UP
-        step_ms = min(max(now_ms - last, 0.0), MAX_ADAPT_STEP_MS)
-        threshold = self.threshold + k * (abs(modified) - self.threshold) * step_ms
-        self.threshold = min(max(threshold, MIN_THRESHOLD_MS), MAX_THRESHOLD_MS)
-
-
-class _LineFit:
-    """Least-squares line through the last `size` (x, y) points, in O(1) per point.
-
-    Running sums are kept relative to an origin near the points (moved now and
-    then) so that they stay exact enough however long the stream runs.
-    """
-
-    def __init__(self, size: int) -> None:
+        # least-squares line through the last WINDOW (x, y) points: running sums
+        # relative to an origin near the points (moved now and then) so that they
+        # stay exact enough however long the stream runs
         self._points: deque[tuple[float, float]] = deque()
-        self._size = size
         self._origin = 0.0
         self._sx = self._sy = self._sxx = self._sxy = 0.0
+        self.reset()
 
-    def __len__(self) -> int:
-        return len(self._points)
+    def reset(self) -> None:
+        """Forget the send-time groups (the trendline goes on)."""
+        self._first_send = NO_GROUP  # the current (incomplete) group ...
+        self._last_send = self._first_arrival = self._last_arrival = self._last_now = 0.0
+        self._previous: tuple[float, float, float] | None = None  # (last send, arrival, now)
+        self._reordered = 0
 
-    def add(self, x: float, y: float) -> None:
+    def add_all(self, send_times: Iterable[float], arrivals: Iterable[float], now: float) -> None:
+        """Add a feedback's received packets (finite times), in arrival order."""
+        # the grouping
+        first_send = self._first_send
+        group_end = first_send + GROUP_S
+        last_send = self._last_send
+        first_arrival = self._first_arrival
+        last_arrival = self._last_arrival
+        last_now = self._last_now
+        previous = self._previous  # the last complete group: (last send, arrival, now)
+        has_previous = previous is not None
+        previous_send, previous_arrival, previous_now = previous or (0.0, 0.0, 0.0)
+        reordered = self._reordered
+        # the trendline and detector
+        state = self.state
+        threshold = self.threshold
+        deltas = self._deltas
+        first_ms = self._first_arrival_ms
+        accumulated = self._accumulated
+        smoothed = self._smoothed
+        last_trend = self._trend
+        overuse_ms = self._overuse_ms
+        overuse_count = self._overuse_count
+        last_update_ms = self._last_threshold_update_ms
         points = self._points
-        points.append((x, y))
-        if len(points) > self._size:
-            old_x, old_y = points.popleft()
-        else:
-            old_x, old_y = self._origin, 0.0  # adds nothing to the sums below
-        if len(points) == 1 or abs(x - self._origin) > REBASE_MS:
-            self._rebase(points[0][0])
-            return
-        dx = x - self._origin
-        old_dx = old_x - self._origin
-        self._sx += dx - old_dx
-        self._sy += y - old_y
-        self._sxx += dx * dx - old_dx * old_dx
-        self._sxy += dx * y - old_dx * old_y
-
-    def _include(self, x: float, y: float, sign: float) -> None:
-        dx = x - self._origin
-        self._sx += sign * dx
-        self._sy += sign * y
-        self._sxx += sign * dx * dx
-        self._sxy += sign * dx * y
-
-    def _rebase(self, origin: float) -> None:
+        origin = self._origin
+        sx, sy, sxx, sxy = self._sx, self._sy, self._sxx, self._sxy
+        for send, arrival in zip(send_times, arrivals):  # noqa: B905 (same length)
+            if first_send <= send <= group_end:
+                # the common case: the current group goes on
+                if send > last_send:
+                    last_send = send
+                last_arrival = arrival
+                last_now = now
+                continue
+            if send < first_send - ARRIVAL_JUMP_S:
+                # no group yet, or our send clock went back (a restart, a wrap): start afresh
+                has_previous = False
+                reordered = 0
+                first_send = last_send = send
+                group_end = first_send + GROUP_S
+                first_arrival = last_arrival = arrival
+                last_now = now
+                continue
+            if send < first_send:
+                continue  # sent before the current group: out of order, ignored
+            send_delta = send - last_send
+            if send_delta == 0:
+                same = True
+            else:
+                arrival_delta = arrival - last_arrival
+                same = (
+                    arrival_delta - send_delta < 0
+                    and arrival_delta <= BURST_S
+                    and arrival - first_arrival < MAX_BURST_S
+                ) or not send - first_send > GROUP_S
+            if same:  # sent later but arrived in the same burst
+                if send > last_send:
+                    last_send = send
+                last_arrival = arrival
+                last_now = now
+                continue
+            if has_previous:  # the current group is complete
+                send_delta = last_send - previous_send
+                arrival_delta = last_arrival - previous_arrival
+                if abs(arrival_delta - (last_now - previous_now)) >= ARRIVAL_JUMP_S:
+                    has_previous = False  # the receiver's clock jumped (or hostile feedback)
+                    reordered = 0
+                    first_send = group_end = NO_GROUP
+                    continue
+                if arrival_delta < 0:
+                    reordered += 1
+                    if reordered >= REORDERED_RESET:
+                        has_previous = False
+                        reordered = 0
+                        first_send = group_end = NO_GROUP
+                    continue
+                reordered = 0
+                # its delay variation (ms) accumulates, smoothed, into the trendline
+                arrival_ms = arrival * 1000.0
+                send_delta_ms = send_delta * 1000.0
+                if deltas < MAX_DELTAS:
+                    deltas += 1
+                if first_ms is None:
+                    first_ms = arrival_ms
+                accumulated += arrival_delta * 1000.0 - send_delta_ms
+                smoothed = SMOOTHING * smoothed + NEW_WEIGHT * accumulated
+                # the fitted line: add (x, smoothed), drop the oldest point beyond WINDOW
+                x = arrival_ms - first_ms
+                points.append((x, smoothed))
+                count = len(points)
+                if count > WINDOW:
+                    old_x, old_y = points.popleft()
+                    count = WINDOW
+                else:
+                    old_x, old_y = origin, 0.0  # adds nothing to the sums below
+                if count == 1 or abs(x - origin) > REBASE_MS:
+                    origin = points[0][0]
+                    sx, sy, sxx, sxy = _sums(points, origin)
+                else:
+                    dx = x - origin
+                    old_dx = old_x - origin
+                    sx += dx - old_dx
+                    sy += smoothed - old_y
+                    sxx += dx * dx - old_dx * old_dx
+                    sxy += dx * smoothed - old_dx * old_y
+                trend = last_trend
+                if count == WINDOW:
+                    denominator = sxx - sx * sx / WINDOW
+                    if not denominator <= FLAT_X:
+                        trend = (sxy - sx * sy / WINDOW) / denominator
+                # the detector: the slope, scaled, against the adaptive threshold
+                if deltas < 2:
+                    state = NORMAL
+                else:
+                    modified = (deltas if deltas < MIN_DELTAS else MIN_DELTAS) * trend * GAIN
+                    if modified > threshold:
+                        if overuse_ms < 0:
+                            overuse_ms = send_delta_ms / 2  # assume half the interval was overuse
+                        else:
+                            overuse_ms += send_delta_ms
+                        overuse_count += 1
+                        if (
+                            overuse_ms > OVERUSE_TIME_MS
+                            and overuse_count > 1
+                            and trend >= last_trend
+                        ):
+                            overuse_ms = 0.0
+                            overuse_count = 0
+                            state = OVERUSING
+                    elif modified < -threshold:
+                        overuse_ms = -1.0
+                        overuse_count = 0
+                        state = UNDERUSING
+                    else:
+                        overuse_ms = -1.0
+                        overuse_count = 0
+                        state = NORMAL
+                    last_trend = trend
+                    # adapt the threshold; a spike (e.g. a route change) must not move it
+                    size = abs(modified)
+                    if last_update_ms is not None and not size > threshold + MAX_ADAPT_OFFSET_MS:
+                        k = K_DOWN if size < threshold else K_UP
+                        step_ms = arrival_ms - last_update_ms  # min(max(step, 0), MAX_ADAPT_STEP)
+                        if step_ms < 0.0:
+                            step_ms = 0.0
+                        if step_ms > MAX_ADAPT_STEP_MS:
+                            step_ms = MAX_ADAPT_STEP_MS
+                        threshold += k * (size - threshold) * step_ms
+                        if threshold < MIN_THRESHOLD_MS:
+                            threshold = MIN_THRESHOLD_MS
+                        if threshold > MAX_THRESHOLD_MS:
+                            threshold = MAX_THRESHOLD_MS
+                    last_update_ms = arrival_ms
+            has_previous = True
+            previous_send, previous_arrival, previous_now = last_send, last_arrival, last_now
+            first_send = last_send = send
+            group_end = first_send + GROUP_S
+            first_arrival = last_arrival = arrival
+            last_now = now
+        self._first_send = first_send
+        self._last_send = last_send
+        self._first_arrival = first_arrival
+        self._last_arrival = last_arrival
+        self._last_now = last_now
+        self._previous = (previous_send, previous_arrival, previous_now) if has_previous else None
+        self._reordered = reordered
+        self.state = state
+        self.threshold = threshold
+        self._deltas = deltas
+        self._first_arrival_ms = first_ms
+        self._accumulated = accumulated
+        self._smoothed = smoothed
+        self._trend = last_trend
+        self._overuse_ms = overuse_ms
+        self._overuse_count = overuse_count
+        self._last_threshold_update_ms = last_update_ms
         self._origin = origin
-        self._sx = self._sy = self._sxx = self._sxy = 0.0
-        for x, y in self._points:
-            self._include(x, y, 1.0)
+        self._sx, self._sy, self._sxx, self._sxy = sx, sy, sxx, sxy
 
-    def slope(self, fallback: float) -> float:
-        """The slope of the fitted line; `fallback` when x does not vary."""
-        n = len(self._points)
-        denominator = self._sxx - self._sx * self._sx / n
-        if denominator <= 1e-9:
-            return fallback
-        return (self._sxy - self._sx * self._sy / n) / denominator
+
+def _sums(
+    points: Iterable[tuple[float, float]], origin: float
+) -> tuple[float, float, float, float]:
+    """The fitted line's running sums over `points`, x relative to `origin`."""
+    sx = sy = sxx = sxy = 0.0
+    for x, y in points:
+        dx = x - origin
+        sx += dx
+        sy += y
+        sxx += dx * dx
+        sxy += dx * y
+    return sx, sy, sxx, sxy

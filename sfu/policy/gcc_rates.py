@@ -28,7 +28,7 @@ Sizes are bytes, times seconds (receiver's clock for arrivals), rates bits/s.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = ["AckedBitrate", "ProbeRates"]
@@ -65,43 +65,42 @@ class AckedBitrate:
         span = max(chunks[-1][1] - chunks[0][0], RECENT_MIN_SPAN_S)
         return 8 * sum(chunk[2] for chunk in chunks) / span
 
-    def add_all(self, packets: Iterable[tuple[float, int]]) -> None:
-        """Count one feedback's received packets: (arrival, size), in arrival order."""
-        last = self._last_arrival
+    def add_all(self, arrivals: Sequence[float], sizes: Sequence[int], extra: int) -> None:
+        """Count one feedback's received packets (arrival time, size), in arrival order;
+        each packet counts its size + `extra` bytes."""
+        if not arrivals:
+            return
+        before = self._last_arrival
+        last = arrivals[0] if before is None else before  # the very first: no gap
         window_s = self._window_s
         total = self._sum_bytes
         window = INITIAL_WINDOW_S if self._kbps is None else WINDOW_S
-        first_arrival = None
-        batch_bytes = 0
-        for arrival, size in packets:
-            if first_arrival is None:
-                first_arrival = arrival
-            batch_bytes += size
-            if last is not None:
-                gap = arrival - last
-                if gap < 0:  # time went backwards: start over
-                    window_s = 0.0
+        restarted = False
+        for arrival, size in zip(arrivals, sizes):  # noqa: B905 (same length)
+            gap = arrival - last
+            if gap < 0:  # time went backwards: start over
+                window_s = 0.0
+                total = 0
+                self._chunks.clear()
+                restarted = True
+            else:
+                window_s += gap
+                if gap > window:  # nothing received for a whole window
                     total = 0
-                    self._chunks.clear()
-                    first_arrival = arrival
-                    batch_bytes = size
-                else:
-                    window_s += gap
-                    if gap > window:  # nothing received for a whole window
-                        total = 0
-                        window_s %= window
+                    window_s %= window
             last = arrival
             if window_s >= window:
                 self._filter(8 * total / window / 1000)
                 window_s -= window
                 total = 0
                 window = WINDOW_S
-            total += size
+            total += size + extra
         self._last_arrival = last
         self._window_s = window_s
         self._sum_bytes = total
-        if first_arrival is not None and last is not None:
-            self._remember_chunk(first_arrival, last, batch_bytes)
+        start = _last_restart(arrivals, before) if restarted else 0  # this feedback's chunk
+        chunk_bytes = sum(sizes[start:]) + extra * (len(sizes) - start)
+        self._remember_chunk(arrivals[start], last, chunk_bytes)
 
     def _filter(self, sample: float) -> None:
         if self._kbps is None:
@@ -119,6 +118,14 @@ class AckedBitrate:
         chunks.append((first, last, size))
         while chunks and chunks[0][0] < last - RECENT_S:
             chunks.popleft()
+
+
+def _last_restart(arrivals: Sequence[float], before: float | None) -> int:
+    """Where the arrival times (after `before`) last went backwards."""
+    for index in range(len(arrivals) - 1, 0, -1):
+        if arrivals[index] - arrivals[index - 1] < 0:
+            return index
+    return 0  # (the first went back from `before`)
 
 
 MIN_PROBE_PACKETS = 5
@@ -182,6 +189,8 @@ class ProbeRates:
 
         Returns the rate (bit/s) of the latest usable one, None if there is none.
         """
+        if not self._clusters:
+            return None  # (usually: no probe lately)
         done = [i for i, c in self._clusters.items() if c.highest_sequence < highest_sequence]
         rate = None
         for cluster_id in sorted(done):

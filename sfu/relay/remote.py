@@ -31,6 +31,7 @@ from typing import Any
 
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, parse_rtp
+from sfu.packet.twcc import TWCC_URI, transport_seq_offset
 from sfu.relay.endpoint import RelayEndpoint
 from sfu.routing.layers import order_layers
 from sfu.routing.producer import Producer, link_layers
@@ -197,6 +198,8 @@ class RemoteStream:
         producer = self.producer
         if h.ssrc != producer.ssrc:
             producer.set_ssrc(h.ssrc)
+        twcc_id = producer.ext_ids.get(TWCC_URI)  # this worker's copies write their own there
+        producer.twcc_at = transport_seq_offset(data, h, twcc_id) if twcc_id else -1
         return producer.on_rtp(data, h, now)
 
     def on_relay_sr(self, ntp: int, rtp_timestamp: int, now: float) -> None:

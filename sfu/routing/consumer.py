@@ -73,12 +73,21 @@ class RtpOutput(Protocol):
     def send_rtp(self, packet: bytes) -> None: ...
 
     def send_rewritten(
-        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+        self,
+        packet: bytes,
+        *,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        payload_type: int,
+        twcc_at: int = -1,
     ) -> None:
         """Send `packet` with these header fields (`rewrite_header`'s), marker kept.
 
         The transport writes the new header where it builds the datagram
-        (the send batch), so a forwarded packet is copied once.
+        (the send batch), so a forwarded packet is copied once; `twcc_at` is
+        where `packet` carries a transport-wide sequence number (the
+        producer's `twcc_at`), for the transport to write its own there.
         """
 
 
@@ -393,7 +402,12 @@ class Consumer:
             self._time = now
         if self._ext_map is None:
             self.output.send_rewritten(
-                data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
+                data,
+                ssrc=self.ssrc,
+                sequence=seq,
+                timestamp=ts,
+                payload_type=pt,
+                twcc_at=producer.twcc_at,
             )
         else:
             packet = self._copy(data, h, seq, ts, pt, self._ext_map)
@@ -436,7 +450,12 @@ class Consumer:
             self._time = now
         if self._ext_map is None and verdict != REWRITE:
             self.output.send_rewritten(
-                data, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt
+                data,
+                ssrc=self.ssrc,
+                sequence=seq,
+                timestamp=ts,
+                payload_type=pt,
+                twcc_at=producer.twcc_at,
             )
         else:
             packet = self._copy(data, h, seq, ts, pt, self._ext_map)
@@ -458,15 +477,22 @@ class Consumer:
         )
 
     def _enter_maps(self, previous: Producer | None) -> None:
-        """Move to the mapped path (see module doc), numbering on from what was sent."""
+        """Move to the mapped path (see module doc), numbering on from what was sent.
+
+        `previous`: the layer just left (a switch; its last picture ids are
+        continued); None: the same source goes on (timestamps too).
+        """
         vp8map = Vp8Map()
         last = previous.desc if previous is not None else None
         if last is not None:  # continue after the last picture the old layer gave
             vp8map.begin()
             vp8map.packet(last, 0, True)
         vp8map.set_max_temporal(self._tid_target)
-        self._maps = (SeqMap(first=(self._seq + 1) & 0xFFFF), vp8map)
-        self._fresh = True
+        seqmap: SeqMap[Producer] = SeqMap(first=(self._seq + 1) & 0xFFFF)
+        if self.source is not None:
+            seqmap.begin(self.source)
+        vp8map.begin()
+        self._maps = (seqmap, vp8map)
 
     @staticmethod
     def _starts_keyframe(producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
@@ -580,6 +606,20 @@ class Consumer:
             return False
         self.output.send_rtp(self._maybe_rtx(bytes(packet), codec))
         return True
+
+    def padding_header(self) -> tuple[int, int, int, int] | None:
+        """(SSRC, PT, sequence, timestamp) for a padding-only probe on this slot's RTX stream.
+
+        None unless this is a video slot with RTX negotiated that has sent
+        media (the transport's `send_padding` then tries another slot).
+        """
+        if self.kind != "video" or self.rtx_ssrc is None or self.packets_sent == 0:
+            return None
+        rtx_pt = next(iter(self.rtx_pt_by_codec.values()), None)
+        if rtx_pt is None:
+            return None
+        self._rtx_seq = (self._rtx_seq + 1) & 0xFFFF
+        return self.rtx_ssrc, rtx_pt, self._rtx_seq, self._ts
 
     def _copy(
         self,

@@ -11,7 +11,15 @@ from the producers' retransmission caches.
 Out (about once a second): one SR per consumer that has sent media (with
 the publisher's NTP clock, see `Consumer.sender_report`), an RR with one
 report block per producer (loss, jitter, LSR/DLSR), the CNAME, and a REMB
-capping the participant's video by the size of its room.
+capping the participant's video by the size of its room (with transport-cc
+negotiated the browser estimates its uplink itself from our feedback, and
+the REMB is only an upper bound on that estimate).
+
+transport-cc: a feedback from a subscriber is matched against its
+transport's send history (`SendHistory.results`) and the `PacketResult`s go
+to `Participant.on_packet_results`; `transport_feedback` (every
+`TWCC_FEEDBACK_INTERVAL` on the clock) tells a publisher when each of its
+packets arrived, so its own send-side estimator works through the SFU.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from sfu.packet.rtcp import (
     ReportBlock,
     RtcpError,
     SenderReport,
+    TransportCc,
     build_remb,
     build_rr,
     build_sdes,
@@ -40,6 +49,8 @@ if TYPE_CHECKING:
     from sfu.routing.participant import Participant
 
 SRS_PER_COMPOUND = 30
+# libwebrtc's remote_estimator_proxy sends every 100 ms by default (50-250 ms).
+TWCC_FEEDBACK_INTERVAL = 0.1
 
 
 def handle_rtcp(p: Participant, data: bytes, now: float) -> None:
@@ -71,6 +82,8 @@ def _blocks(p: Participant, blocks: tuple[ReportBlock, ...], now: float) -> None
         consumer = p.consumers_by_ssrc.get(block.ssrc)
         if consumer is not None:
             consumer.on_report(block.fraction_lost, block.jitter, block.lsr, block.dlsr, now)
+            if p.estimator is not None and consumer.rtt is not None and block.lsr:
+                p.estimator.on_rtt(consumer.rtt, now)
 
 
 def _keyframe(p: Participant, media_ssrc: int, now: float) -> None:
@@ -97,6 +110,29 @@ def _nack(p: Participant, nack: Nack, now: float) -> None:
 
 def _remb(p: Participant, remb: Remb, now: float) -> None:
     p.remb_estimate = remb.bitrate
+    if p.estimator is not None:  # its own receive-side estimate bounds ours
+        p.set_max_bps(max(remb.bitrate, 1))
+
+
+def _transport_cc(p: Participant, fb: TransportCc, now: float) -> None:
+    transport = p.transport
+    if transport is None or not transport.twcc_id:
+        return
+    p.counters.twcc_feedback_in += 1
+    results = transport.history.results(fb, now)
+    if results:
+        p.on_packet_results(results, now)
+
+
+def transport_feedback(p: Participant) -> list[bytes]:
+    """transport-cc feedback about what `p` sent since the last call ([] if nothing)."""
+    log = p.receive_log
+    if log is None or not log.pending:
+        return []
+    media = next((pr.ssrc for pr in p.producers.values() if pr.ssrc is not None), 0)
+    packets = log.feedback(p.rtcp_ssrc, media)
+    p.counters.twcc_feedback_out += len(packets)
+    return packets
 
 
 _HANDLERS: dict[type, Callable[[Participant, Any, float], None]] = {
@@ -106,6 +142,7 @@ _HANDLERS: dict[type, Callable[[Participant, Any, float], None]] = {
     Fir: _fir,
     Nack: _nack,
     Remb: _remb,
+    TransportCc: _transport_cc,
 }
 
 

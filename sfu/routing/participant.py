@@ -30,13 +30,15 @@ from typing import TYPE_CHECKING
 from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
-from sfu.policy.gcc import BandwidthEstimator
+from sfu.packet.twcc import ReceiveLog, transport_seq_offset
+from sfu.policy.gcc import BandwidthEstimator, PacketResult
+from sfu.policy.probe import Prober
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
 from sfu.routing.producer import Producer, close_track, link_layers
 from sfu.sdp.answer import AnswerContext, SendStream, render_answer
-from sfu.sdp.negotiate import MID_URI, RID_URI, RRID_URI, MediaPlan
+from sfu.sdp.negotiate import MID_URI, RID_URI, RRID_URI, TWCC_URI, MediaPlan
 from sfu.sdp.offer import Offer
 from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
@@ -46,6 +48,7 @@ if TYPE_CHECKING:
     from sfu.routing.group import Group
 
 MAX_LEARNED_SSRCS = 24  # media + RTX of up to 4 layers of 2 video tracks, audio, restarts
+MAX_ESTIMATE_BPS = 10_000_000
 
 
 class NullOutput:
@@ -57,7 +60,14 @@ class NullOutput:
         pass
 
     def send_rewritten(
-        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+        self,
+        packet: bytes,
+        *,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        payload_type: int,
+        twcc_at: int = -1,
     ) -> None:
         pass
 
@@ -113,8 +123,17 @@ class Participant:
         self.remb_estimate: int | None = None  # the participant's own REMB to us
         # Its video slots on stage (Group: stage_video_slots); None: every slot.
         self.stage_mids: frozenset[str] | None = None
-        self.estimator: BandwidthEstimator | None = None  # transport-cc (sfu.policy.gcc)
-        self.desired_bps = 0  # what its slots would take with no limit (its Prober's aim)
+        # transport-cc, when negotiated: the sequence extension id, and the
+        # arrival times of what the participant sends (for its feedback).
+        self.twcc_id = 0
+        self.receive_log: ReceiveLog | None = None
+        # What we send it: the estimate of its downlink from its feedback, the
+        # Prober, and what the layer allocation would like to send it.
+        self.estimator: BandwidthEstimator | None = None
+        self.prober: Prober | None = None
+        self.max_bps = MAX_ESTIMATE_BPS  # the estimator's ceiling (set_max)
+        self.desired_bps = 0
+        self.packet_results: list[PacketResult] = []  # of the last feedback
         self._learned = 0
         self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
@@ -207,6 +226,11 @@ class Participant:
             self._on_transport_lost(self, reason)
 
     def _bind_outputs(self) -> None:
+        if self.transport is not None:
+            self.transport.set_transport_cc(self.twcc_id)
+            self.transport.padding_sources = tuple(
+                c for c in self.consumers.values() if c.kind == "video"
+            )
         output = self.transport if self.transport is not None else NULL_OUTPUT
         for consumer in self.consumers.values():
             consumer.output = output
@@ -224,10 +248,28 @@ class Participant:
         """Make producers and consumers match `plans`; True if the producers changed."""
         self.plans = plans
         self.ext_ids = {uri: i for p in plans for i, uri in p.extensions}
+        self._apply_transport_cc(plans)
         changed = self._apply_producers(plans)
         self._apply_consumers(plans)
         self._bind_outputs()
         return changed
+
+    def _apply_transport_cc(self, plans: tuple[MediaPlan, ...]) -> None:
+        """transport-cc needs both the sequence extension and the feedback type."""
+        feedback = any(c.has_feedback("transport-cc") for p in plans for c in p.codecs)
+        self.twcc_id = self.ext_ids.get(TWCC_URI, 0) if feedback else 0
+        if not self.twcc_id:
+            self.receive_log = self.estimator = self.prober = None
+        elif self.receive_log is None or self.estimator is None:
+            self.receive_log = ReceiveLog()
+            self.estimator = BandwidthEstimator(max_bps=self.max_bps)
+            self.prober = Prober()
+
+    def set_max_bps(self, max_bps: int) -> None:
+        """The most the estimate may say (the subscriber's REMB, a configured cap)."""
+        self.max_bps = max_bps
+        if self.estimator is not None:
+            self.estimator.set_max(max_bps)
 
     def _apply_producers(self, plans: tuple[MediaPlan, ...]) -> bool:
         wanted = {p.mid: p for p in plans if p.publish and p.mid is not None}
@@ -393,19 +435,30 @@ class Participant:
             return
         producer = self.by_ssrc.get(h.ssrc)
         now = time.monotonic()
+        twcc_at = self._arrived(packet, h, now) if self.twcc_id else -1
         if producer is not None:
+            producer.twcc_at = twcc_at
             if not producer.on_rtp(packet, h, now):
                 self.counters.bad_rtp += 1
             return
         producer = self.by_rtx_ssrc.get(h.ssrc)
         if producer is not None:
+            producer.twcc_at = twcc_at  # the original keeps the RTX packet's header layout
             if h.payload_length and not producer.on_rtx(packet, h, now):
                 self.counters.bad_rtp += 1
             return
-        if not self._learn(packet, h, now):
+        if not self._learn(packet, h, now, twcc_at):
             self.counters.unknown_ssrc += 1
 
-    def _learn(self, packet: bytes, h: RtpHeader, now: float) -> bool:
+    def _arrived(self, packet: bytes, h: RtpHeader, now: float) -> int:
+        """Record the packet's transport-wide sequence number; where it is, or -1."""
+        at = transport_seq_offset(packet, h, self.twcc_id)
+        log = self.receive_log
+        if at >= 0 and log is not None:
+            log.record((packet[at] << 8) | packet[at + 1], int((now - self.opened_at) * 1e6))
+        return at
+
+    def _learn(self, packet: bytes, h: RtpHeader, now: float, twcc_at: int = -1) -> bool:
         """Map an unannounced SSRC to a producer by its sdes:mid (RFC 8843)."""
         mid_id = self.ext_ids.get(MID_URI)
         if mid_id is None or self._learned >= MAX_LEARNED_SSRCS:
@@ -433,7 +486,14 @@ class Participant:
             self.by_ssrc.pop(producer.ssrc, None)
         producer.set_ssrc(h.ssrc)
         self.by_ssrc[h.ssrc] = producer
+        producer.twcc_at = twcc_at
         return producer.on_rtp(packet, h, now)
+
+    def on_packet_results(self, results: list[PacketResult], now: float) -> None:
+        """What the participant's transport-cc feedback says about our packets."""
+        self.packet_results = results
+        if self.estimator is not None:
+            self.estimator.on_feedback(results, now)
 
     def _layer_of(self, track: Producer, packet: bytes, h: RtpHeader) -> Producer | None:
         """The layer a packet of a simulcast track belongs to, by its (repaired) RID."""

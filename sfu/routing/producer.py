@@ -111,6 +111,7 @@ class Producer:
         "ssrc",
         "stats",
         "track",
+        "twcc_at",
         "use_fir",
         "use_pli",
         "use_remb",
@@ -154,6 +155,9 @@ class Producer:
         self.level_sink: LevelSink | None = None
         self.relay: RelayTap | None = None
         self.refresh_due = 0.0  # next key frame request for thumbnail subscribers
+        # Where the packet being forwarded carries its transport-wide sequence
+        # number (set per packet by the publisher's Participant; -1: nowhere).
+        self.twcc_at = -1
         self.last_sr: tuple[int, int, float] | None = None
         # When the last packet with a payload came (padding-only probes do not
         # count); a new producer gets a grace period as if one just came.

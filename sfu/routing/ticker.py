@@ -6,6 +6,11 @@ frame requests that are still unanswered, sends each participant's RTCP
 reports about once a second (randomised, RFC 3550 6.2), reports pre-call
 statistics and ends pre-call sessions that ran out of time.  An exception
 in one step is logged and the clock keeps running.
+
+A second, faster beat (`feedback.TWCC_FEEDBACK_INTERVAL`) sends transport-cc
+feedback to the publishers that negotiated it and lets the subscribers'
+Probers plan; while one of them probes it beats every `probing.PROBE_STEP`
+to pace the padding.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from sfu.routing import feedback
 from sfu.routing.group import Group
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
+from sfu.routing.probing import PROBE_STEP, Probing
 from sfu.settings import MediaSettings
 
 logger = logging.getLogger(__name__)
@@ -53,17 +59,48 @@ class Ticker:
         self._media = media
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._fast: asyncio.Task[None] | None = None
+        self.probing = Probing()
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run())
+            self._fast = loop.create_task(self._run_fast())
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        tasks, self._task, self._fast = (self._task, self._fast), None, None
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _run_fast(self) -> None:
+        next_tick = time.monotonic() + feedback.TWCC_FEEDBACK_INTERVAL
+        busy = False
+        while True:
+            wait = max(0.0, next_tick - time.monotonic())
+            await asyncio.sleep(min(PROBE_STEP, wait) if busy else wait)
+            now = time.monotonic()
+            try:
+                if now >= next_tick:
+                    next_tick = now + feedback.TWCC_FEEDBACK_INTERVAL
+                    self.fast_tick(now)
+                busy = self.probing.pump(list(self._media.participants.values()), now)
+            except Exception:
+                busy = False
+                logger.exception("SFU feedback tick failed")
+
+    def fast_tick(self, now: float) -> None:
+        """transport-cc feedback to publishers; the subscribers' Probers plan."""
+        participants = list(self._media.participants.values())
+        for participant in participants:
+            transport = participant.transport
+            if transport is not None and transport.connected:
+                for packet in feedback.transport_feedback(participant):
+                    transport.send_rtcp(packet)
+        self.probing.plan(participants, now)
 
     async def _run(self) -> None:
         while True:

@@ -18,13 +18,14 @@ ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 RRID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+TWCC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 ACCEPTED_EXTENSIONS = {
-    "audio": (AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI),
-    "video": (ABS_SEND_TIME_URI, MID_URI, RID_URI, RRID_URI),
+    "audio": (AUDIO_LEVEL_URI, ABS_SEND_TIME_URI, MID_URI, TWCC_URI),
+    "video": (ABS_SEND_TIME_URI, MID_URI, RID_URI, RRID_URI, TWCC_URI),
 }
 ACCEPTED_FEEDBACK = {
-    "audio": (),
-    "video": ("nack", "nack pli", "ccm fir", "goog-remb"),
+    "audio": ("transport-cc",),
+    "video": ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"),
 }
 MAX_PUBLISHED = {"audio": 1, "video": 2}
 

@@ -53,6 +53,7 @@ int recvmmsg(int sockfd, struct mmsghdr *msgvec, unsigned int vlen, int flags, v
 
 # RTP header bytes 1-11: marker + payload type, sequence, timestamp, SSRC.
 _HEADER = struct.Struct("!BHII")
+_SEQ = struct.Struct("!H")
 _DROP_ALL = {errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS}
 
 
@@ -193,11 +194,16 @@ class SendBatch:
         srtp: OutboundSrtp,
         destination: Destination,
         counters: Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
     ) -> int:
         """`add_srtp` of `packet` with a new (payload type, sequence, timestamp, SSRC).
 
         The marker bit is kept; the header is written in the batch's buffer,
         so the forwarded packet is copied once, from the producer's bytes.
+        With `twcc_at` >= 0 (the offset of the transport-wide sequence
+        extension's 2-byte value in `packet`, from its parsed header), the
+        low 16 bits of `twcc_seq` are written there too.
         """
         size = len(packet)
         if size > SLOT - SRTP_TRAILER or size < 12:
@@ -210,6 +216,8 @@ class SendBatch:
         _HEADER.pack_into(
             self._view, i * SLOT + 1, (packet[1] & 0x80) | pt, sequence, timestamp, ssrc
         )
+        if twcc_at >= 0:
+            _SEQ.pack_into(self._view, i * SLOT + twcc_at, twcc_seq & 0xFFFF)
         # _seal inlined: this runs once per forwarded copy.
         length = srtp.length
         length[0] = size

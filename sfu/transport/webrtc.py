@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -32,11 +33,13 @@ from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTrans
 from pylibsrtp import Session
 
 from sfu.packet.counters import Counters
-from sfu.packet.rtp import rewritten
+from sfu.packet.rtp import RtpError, build_rtp, parse_rtp, rewritten
+from sfu.packet.twcc import with_transport_seq
 from sfu.sdp.answer import LocalTransport
 from sfu.transport.dtls import KeyingDtlsTransport
 from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator, RouteHandler
 from sfu.transport.mmsg import Destination
+from sfu.transport.sendhistory import SendHistory
 from sfu.transport.srtp import LibSrtp, OutboundSrtp, SrtpError
 from sfu.transport.udpmux import Egress, Route, UdpMux
 
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 MAX_INBOUND_SSRCS = 32
 # Nothing larger crosses a 1500-byte MTU path unfragmented (sfu.packet.rtp.MAX_PACKET).
 MAX_DATAGRAM = 1500
+_monotonic = time.monotonic
+# The RTP padding count is one byte.
+MAX_PADDING = 255
 
 
 class PacketSink(Protocol):
@@ -59,6 +65,13 @@ class PacketSink(Protocol):
     def on_consent_lost(self) -> None: ...
 
     def on_path_restored(self) -> None: ...
+
+
+class PaddingSource(Protocol):
+    """A stream padding-only probe packets may go on (a video consumer's RTX stream)."""
+
+    def padding_header(self) -> tuple[int, int, int, int] | None:
+        """(SSRC, payload type, sequence, timestamp) of the next padding packet, or None."""
 
 
 class TransportState(enum.Enum):
@@ -85,6 +98,17 @@ _ALLOWED = {
 class WebRtcTransport:
     """ICE + DTLS-SRTP for one participant (see module doc)."""
 
+    # Transport-wide congestion control (set_transport_cc): the sequence
+    # extension's id the peer negotiated, 0 when it did not.
+    twcc_id = 0
+    padding_sources: tuple[PaddingSource, ...] = ()
+    # The probe cluster in progress (sfu.policy.probe), set by the clock: every
+    # packet sent meanwhile, media and padding alike, is tagged with it.
+    probe_id = -1
+    # Of counters.bytes_out: what padding probes and RTCP took (the rest is media).
+    padding_bytes = 0
+    rtcp_bytes = 0
+
     def __init__(
         self,
         *,
@@ -105,6 +129,7 @@ class WebRtcTransport:
         self.dtls_role = "client"
         self.was_connected = False
         self.inbound_ssrcs: set[int] = set()
+        self.history = SendHistory()
         self._sink: PacketSink | None = sink
         self._announced_ip = announced_ip
         self._rx: Session | None = None
@@ -421,37 +446,92 @@ class WebRtcTransport:
         self.inbound_ssrcs.add(ssrc)
         return True
 
+    def set_transport_cc(self, ext_id: int | None) -> None:
+        """The peer negotiated transport-cc with this sequence extension id (None: it did not)."""
+        self.twcc_id = ext_id or 0
+
     def send_rtp(self, packet: bytes) -> None:
-        """Protect and send (or queue, on a shared socket) one RTP packet."""
+        """Protect and send (or queue, on a shared socket) one RTP packet.
+
+        With transport-cc negotiated, the packet gets the transport's next
+        transport-wide sequence number (written in its extension, or the
+        extension inserted) and goes in the send history.
+        """
+        self._send_rtp(packet, self.probe_id)
+
+    def _send_rtp(self, packet: bytes, probe: int) -> int:
+        seq = -1
+        if self.twcc_id:
+            seq = self.history.take()
+            try:
+                packet = with_transport_seq(packet, parse_rtp(packet), self.twcc_id, seq)
+            except RtpError:
+                self.counters.bad_rtp += 1
+                seq = -1  # sent unnumbered: the peer's estimator never sees it
+        size = self._protect_and_send(packet)
+        if seq >= 0 and size > 0:
+            self.history.add(seq, time.monotonic(), len(packet), probe)
+        return size
+
+    def _protect_and_send(self, packet: bytes) -> int:
         direct = self._direct
         if direct is not None:
             egress, destination, srtp = direct
-            self._sent(egress.queue_srtp(packet, None, srtp, destination, self.counters))
-            return
+            size = egress.queue_srtp(packet, None, srtp, destination, self.counters)
+            self._sent(size)
+            return size
         tx, route = self._tx, self._route
         if tx is None or route is None:
-            return
+            return -1
         try:
             data = tx.protect(packet)
         except (pylibsrtp.Error, ValueError):
             self.counters.send_errors += 1
-            return
+            return -1
         route.send(data, self.counters)
         self._sent(len(data))
+        return len(data)
 
     def send_rewritten(
-        self, packet: bytes, *, ssrc: int, sequence: int, timestamp: int, payload_type: int
+        self,
+        packet: bytes,
+        *,
+        ssrc: int,
+        sequence: int,
+        timestamp: int,
+        payload_type: int,
+        twcc_at: int = -1,
     ) -> None:
-        """`send_rtp` of `packet` with a new header (sfu.routing.consumer's fast path)."""
+        """`send_rtp` of `packet` with a new header (sfu.routing.consumer's fast path).
+
+        `twcc_at`: where `packet` carries the transport-wide sequence value at
+        this transport's extension id (-1: it does not; the slow path inserts it).
+        """
         direct = self._direct
-        if direct is not None:  # Egress.queue_srtp inlined: this runs once per copy
+        twcc = self.twcc_id
+        if direct is not None and (not twcc or twcc_at >= 0):
+            # Egress.queue_srtp inlined: this runs once per copy.
             egress, destination, srtp = direct
             batch = egress.batch
             assert batch is not None
             counters = self.counters
-            size = batch.add_rewritten(
-                packet, (payload_type, sequence, timestamp, ssrc), srtp, destination, counters
-            )
+            header = (payload_type, sequence, timestamp, ssrc)
+            if twcc:
+                history = self.history
+                seq = history.next
+                history.next = seq + 1
+                size = batch.add_rewritten(
+                    packet, header, srtp, destination, counters, twcc_at, seq
+                )
+                if size > 0:  # history.add inlined (RTP bytes, as the estimator wants)
+                    history.ring[seq & history.mask] = (
+                        seq,
+                        _monotonic(),
+                        len(packet),
+                        self.probe_id,
+                    )
+            else:
+                size = batch.add_rewritten(packet, header, srtp, destination, counters)
             if size > 0:
                 counters.rtp_out += 1
                 counters.bytes_out += size
@@ -471,6 +551,42 @@ class WebRtcTransport:
                 )
             )
 
+    def send_padding(self, nbytes: int, probe_id: int = -1) -> int:
+        """About `nbytes` of padding-only RTP packets for a bandwidth probe; bytes sent.
+
+        As libwebrtc does: on the RTX stream of the first padding source that
+        has one (a video consumer that has sent media), each packet up to
+        `MAX_PADDING` bytes of padding and numbered like any other, with
+        `probe_id` in the send history (bytes sent counts SRTP as on the
+        wire, for the Prober's accounting).  Nothing is sent without transport-cc
+        (nobody would report on it) or without an RTX stream.
+        """
+        if not self.twcc_id or nbytes <= 0 or not self.connected:
+            return 0
+        sent = 0
+        for source in self.padding_sources:
+            while sent < nbytes:
+                header = source.padding_header()
+                if header is None:
+                    break
+                ssrc, payload_type, sequence, timestamp = header
+                packet = build_rtp(
+                    payload_type=payload_type,
+                    sequence=sequence,
+                    timestamp=timestamp,
+                    ssrc=ssrc,
+                    padding=max(1, min(MAX_PADDING, nbytes - sent)),
+                )
+                size = self._send_rtp(packet, probe_id)
+                if size <= 0:
+                    return sent
+                self.counters.padding_out += 1
+                self.padding_bytes += size
+                sent += size
+            if sent:
+                break
+        return sent
+
     def _sent(self, size: int) -> None:
         if size > 0:
             counters = self.counters
@@ -489,6 +605,7 @@ class WebRtcTransport:
         route.send(data, self.counters)
         self.counters.rtcp_out += 1
         self.counters.bytes_out += len(data)
+        self.rtcp_bytes += len(data)
 
     # teardown
 

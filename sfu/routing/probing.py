@@ -1,0 +1,67 @@
+"""Bandwidth probes on the SFU clock: the Prober decides, the transport pads.
+
+A subscriber's estimate only grows about as fast as what the SFU sends it,
+so when the allocation would like to send more (`Participant.desired_bps`),
+its `Prober` (sfu.policy.probe) plans probe clusters and the transport
+fills them with padding (`WebRtcTransport.send_padding`, on an RTX stream).
+
+- `plan` (every `feedback.TWCC_FEEDBACK_INTERVAL`): tells each Prober the
+  estimate, the desired rate (capped at the estimator's maximum) and the
+  media rate the transport sends now (padding and RTCP left out).
+- `pump` (every `PROBE_STEP` while some Prober is busy): sets the
+  transport's `probe_id` to the cluster in progress, so every packet sent
+  meanwhile is tagged with it (media too), and sends the padding due.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sfu.routing.participant import Participant
+
+__all__ = ["PROBE_STEP", "Probing"]
+
+PROBE_STEP = 0.005
+
+
+class Probing:
+    """The probes of every subscriber of one `LocalMedia` (see module doc)."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, tuple[float, int]] = {}  # id -> (when, media bytes sent)
+
+    def plan(self, participants: Iterable[Participant], now: float) -> None:
+        seen = set()
+        for p in participants:
+            transport, estimator, prober = p.transport, p.estimator, p.prober
+            if transport is None or estimator is None or prober is None:
+                continue
+            seen.add(p.id)
+            media = transport.counters.bytes_out - transport.padding_bytes - transport.rtcp_bytes
+            then, before = self._sent.get(p.id, (now, media))
+            self._sent[p.id] = (now, media)
+            sending = int((media - before) * 8 / (now - then)) if now > then else 0
+            prober.want(
+                estimate_bps=estimator.estimate_bps,
+                desired_bps=min(p.desired_bps, p.max_bps),
+                sending_bps=sending,
+                now=now,
+            )
+        for gone in [pid for pid in self._sent if pid not in seen]:
+            del self._sent[gone]
+
+    def pump(self, participants: Iterable[Participant], now: float) -> bool:
+        """Pad the clusters in progress; True while some prober is busy."""
+        busy = False
+        for p in participants:
+            transport, prober = p.transport, p.prober
+            if transport is None or prober is None:
+                continue
+            cluster = prober.next_cluster(now)
+            transport.probe_id = -1 if cluster is None else cluster.id
+            if cluster is not None:
+                due = prober.padding_due(now)
+                if due > 0 and transport.connected:
+                    transport.send_padding(due, cluster.id)
+            busy = busy or prober.probing or cluster is not None
+        return busy

@@ -1,0 +1,259 @@
+"""Transport-wide CC on the wire: feedback build -> parse round trips, hostile feedback."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sfu.packet.rtcp import RtcpError, TransportCc, parse_rtcp
+from sfu.packet.rtp import build_rtp, extensions, parse_rtp
+from sfu.packet.twcc import (
+    DELTA_US,
+    MAX_FEEDBACK_BYTES,
+    ReceiveLog,
+    build_feedback,
+    packet_statuses,
+    receive_times,
+    transport_seq_offset,
+    unwrap_reference,
+    with_transport_seq,
+)
+
+
+def parsed(data: bytes) -> TransportCc:
+    packets = parse_rtcp(data)
+    assert len(packets) == 1
+    fb = packets[0]
+    assert isinstance(fb, TransportCc)
+    return fb
+
+
+def decoded(packets: list[bytes]) -> dict[int, int | None]:
+    """Unwrapped sequence -> arrival (us) over a list of feedback packets."""
+    out: dict[int, int | None] = {}
+    for data in packets:
+        assert len(data) % 4 == 0 and len(data) <= MAX_FEEDBACK_BYTES
+        for seq, arrival in receive_times(parsed(data)):
+            out[seq] = arrival
+    return out
+
+
+# Arrival times on a 250 us grid (what the wire carries), within 6 days of 0.
+arrival_lists = st.lists(
+    st.one_of(st.none(), st.integers(0, 2**23 * 256 - 1).map(lambda t: t * DELTA_US)),
+    min_size=1,
+    max_size=400,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(arrival_lists, st.integers(0, 0xFFFF), st.integers(0, 255))
+def test_built_feedback_parses_back_to_the_same_arrivals(
+    arrivals: list[int | None], base: int, fb_count: int
+) -> None:
+    packets = build_feedback(1, 2, base, arrivals, fb_count)
+    got = decoded(packets)
+    # Sequence numbers wrap at 16 bits; fewer than 65536 here, so they are unique.
+    assert got == {(base + k) & 0xFFFF: a for k, a in enumerate(arrivals)}
+    counts = [parsed(p).fb_count for p in packets]
+    assert counts == [(fb_count + k) & 0xFF for k in range(len(packets))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 3000), min_size=1, max_size=200),
+    st.lists(st.booleans(), min_size=1, max_size=200),
+)
+def test_steady_arrivals_use_small_deltas_and_one_packet(gaps: list[int], lost: list[bool]) -> None:
+    # Packets 0-64 ms apart, some lost: one packet with 1-byte deltas.
+    t = 1_000_000
+    arrivals: list[int | None] = []
+    for k, gap in enumerate(gaps):
+        t += gap * 20
+        arrivals.append(None if lost[k % len(lost)] else t - t % DELTA_US)
+    packets = build_feedback(7, 8, 100, arrivals)
+    assert len(packets) == 1
+    fb = parsed(packets[0])
+    assert fb.status_count == len(arrivals)
+    assert all(s.delta >= 0 for s in packet_statuses(fb))
+    assert decoded(packets) == {100 + k: a for k, a in enumerate(arrivals)}
+
+
+def test_a_delta_beyond_16_bits_starts_a_new_feedback() -> None:
+    arrivals: list[int | None] = [1_000_000, 1_000_250, 20_000_000, None, 20_000_500]
+    packets = build_feedback(1, 2, 65534, arrivals, 255)
+    assert len(packets) == 2
+    first, second = parsed(packets[0]), parsed(packets[1])
+    assert (first.base_seq, first.status_count, first.fb_count) == (65534, 2, 255)
+    assert (second.base_seq, second.status_count, second.fb_count) == (0, 3, 0)
+    assert decoded(packets) == {
+        65534: 1_000_000,
+        65535: 1_000_250,
+        0: 20_000_000,
+        1: None,
+        2: 20_000_500,
+    }
+
+
+def test_reordered_arrivals_use_negative_two_byte_deltas() -> None:
+    packets = build_feedback(1, 2, 10, [2_000_000, 1_990_000, 2_010_000])
+    statuses = packet_statuses(parsed(packets[0]))
+    assert [s.delta for s in statuses][1:] == [-40, 80]
+
+
+def test_many_packets_split_by_size() -> None:
+    # Every packet 10 ms apart: 1 byte each; 3000 of them do not fit 1100 bytes.
+    arrivals: list[int | None] = [k * 10_000 for k in range(3000)]
+    packets = build_feedback(1, 2, 0, arrivals)
+    assert len(packets) > 2
+    assert decoded(packets) == dict(enumerate(arrivals))
+
+
+def test_long_losses_are_run_lengths() -> None:
+    arrivals: list[int | None] = [0, *([None] * 5000), 64_000]
+    packets = build_feedback(1, 2, 0, arrivals)
+    assert len(packets) == 1 and len(packets[0]) < 40
+
+
+# --- hostile feedback --------------------------------------------------------
+
+
+def tcc(count: int, chunks: list[int], deltas: bytes) -> bytes:
+    body = struct.pack("!IIHHI", 1, 2, 0, count, 0) + b"".join(struct.pack("!H", c) for c in chunks)
+    body += deltas + bytes(-(len(deltas) + 2 * len(chunks)) % 4)
+    return struct.pack("!BBH", 0x8F, 205, len(body) // 4) + body
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(min_size=0, max_size=200), st.integers(0, 0xFFFF))
+def test_random_feedback_is_rejected_cleanly_or_read_consistently(tail: bytes, count: int) -> None:
+    body = struct.pack("!IIHHI", 1, 2, 0, count, 0) + tail
+    body += bytes(-len(body) % 4)
+    data = struct.pack("!BBH", 0x8F, 205, len(body) // 4) + body
+    try:
+        fb = parsed(data)
+    except RtcpError:
+        return
+    statuses = packet_statuses(fb)
+    assert len(statuses) == fb.status_count == count
+    assert sum(1 for s in statuses if s.received) <= len(fb.deltas)
+
+
+def test_the_largest_status_count_costs_bounded_work() -> None:
+    # 9 run chunks of 8191 "received, small" claim 65535 packets and 65535 delta bytes.
+    data = tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 0xFFFF)
+    assert len(data) > 65535  # more than a datagram: a real peer could not send it
+    start = time.perf_counter()
+    fb = parsed(data)
+    assert len(packet_statuses(fb)) == 0xFFFF
+    assert time.perf_counter() - start < 2.0
+
+
+def test_run_lengths_claiming_more_deltas_than_the_packet_has_are_rejected() -> None:
+    with pytest.raises(RtcpError, match="overrun"):
+        parse_rtcp(tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 40))
+
+
+# --- the receive log ---------------------------------------------------------
+
+
+def test_receive_log_reports_each_arrival_once_then_nothing() -> None:
+    log = ReceiveLog()
+    for seq in (65530, 65531, 65533, 2):
+        log.record(seq, 1000 * (seq % 100))
+    packets = log.feedback(9, 10)
+    got = decoded(packets)
+    assert got[65530] == 30_000 and got[65532] is None and got[2] == 2000
+    assert len(got) == 9
+    assert log.feedback(9, 10) == []
+    assert log.fb_count == len(packets)
+
+
+def test_a_late_packet_reopens_the_window() -> None:
+    log = ReceiveLog()
+    log.record(1, 1000)
+    log.record(3, 3000)
+    log.feedback(9, 10)
+    log.record(2, 4000)
+    got = decoded(log.feedback(9, 10))
+    assert got == {2: 4000, 3: 3000}
+
+
+def test_receive_log_stays_bounded() -> None:
+    log = ReceiveLog(window=256)
+    for seq in range(100_000):
+        log.record(seq & 0xFFFF, seq * 1000)
+    packets = log.feedback(1, 2)
+    assert len(decoded(packets)) == 257
+    assert len(log._arrivals) <= 2 * 256 + 1
+
+
+def test_a_sender_that_starts_over_is_reported_from_its_new_numbers() -> None:
+    log = ReceiveLog(window=256)
+    for seq in range(30_000, 31_000):
+        log.record(seq, seq * 1000)
+    log.feedback(1, 2)
+    for seq in (1, 2, 3):  # a new transport numbers from 1 again
+        log.record(seq, 50_000_000 + seq * 250)
+    assert decoded(log.feedback(1, 2)) == {1: 50_000_250, 2: 50_000_500, 3: 50_000_750}
+
+
+# --- the sequence extension --------------------------------------------------
+
+
+def test_the_sequence_is_written_where_the_extension_is() -> None:
+    data = build_rtp(
+        payload_type=96,
+        sequence=1,
+        timestamp=2,
+        ssrc=3,
+        payload=b"xy",
+        extensions={1: b"\x05", 3: b"\x00\x00"},
+    )
+    h = parse_rtp(data)
+    at = transport_seq_offset(data, h, 3)
+    assert at > 0 and data[at - 1] == 0x31
+    out = with_transport_seq(data, h, 3, 0x1_2345)
+    assert len(out) == len(data) and extensions(out, parse_rtp(out)) == {1: b"\x05", 3: b"\x23\x45"}
+
+
+@pytest.mark.parametrize("two_byte", [False, True])
+@pytest.mark.parametrize("present", [None, {2: b"abc"}])
+def test_the_extension_is_inserted_when_missing(
+    two_byte: bool, present: dict[int, bytes] | None
+) -> None:
+    data = build_rtp(
+        payload_type=96,
+        sequence=1,
+        timestamp=2,
+        ssrc=3,
+        payload=b"payload",
+        csrcs=(77,),
+        extensions=present,
+        two_byte=two_byte and present is not None,
+        padding=4,
+        marker=True,
+    )
+    h = parse_rtp(data)
+    assert transport_seq_offset(data, h, 5) == -1
+    out = with_transport_seq(data, h, 5, 300)
+    o = parse_rtp(out)
+    assert extensions(out, o) == {**(present or {}), 5: b"\x01\x2c"}
+    assert out[o.payload_offset : o.payload_offset + o.payload_length] == b"payload"
+    assert (o.marker, o.sequence, o.timestamp, o.ssrc, o.padding_length) == (True, 1, 2, 3, 4)
+
+
+def test_reference_times_continue_across_the_24_bit_wrap() -> None:
+    assert unwrap_reference(None, -3) == -3
+    assert unwrap_reference(0x7FFFFF, -0x800000) == 0x800000  # signed on the wire: wrapped
+    assert unwrap_reference(0x800000, -0x7FFFFF) == 0x800001
+    assert unwrap_reference(100, 98) == 98  # a reordered feedback goes back a little
+    fb = parsed(build_feedback(1, 2, 0, [(2**24 - 1) * 64_000 + 250])[0])
+    assert fb.reference_time == -1
+    assert receive_times(fb, unwrap_reference(2**24 - 2, fb.reference_time)) == [
+        (0, (2**24 - 1) * 64_000 + 250)
+    ]
