@@ -102,9 +102,15 @@ def test_a_tight_budget_drops_frame_rate_before_resolution() -> None:
     assert allocate([stage()], 650_000)["1"] == LayerChoice(1, 2)
 
 
+def test_the_first_stage_slot_keeps_its_lowest_step_whatever_the_budget() -> None:
+    choices = allocate([thumb("2"), stage("1"), stage("3")], 20_000)
+    assert choices == {"1": LayerChoice(0, 0), "2": LayerChoice(None, 0), "3": LayerChoice(None, 0)}
+    assert allocate([thumb("2")], 0) == {"2": LayerChoice(0, 0)}
+
+
 def test_only_when_even_the_lowest_tid_does_not_fit_is_a_slot_paused() -> None:
     assert allocate([stage()], 70_000)["1"] == LayerChoice(0, 0)
-    assert allocate([stage()], 50_000)["1"] == LayerChoice(None, 0)
+    assert allocate([stage(), stage("2")], 120_000)["2"] == LayerChoice(None, 0)
 
 
 def test_the_stage_is_served_before_thumbnails_but_thumbnails_keep_their_lowest_step() -> None:
@@ -211,8 +217,12 @@ def steps_cost(slot: SlotDemand, choice: LayerChoice) -> int:
 def test_choices_never_exceed_the_budget_nor_the_cap(slots: list[SlotDemand], budget: int) -> None:
     choices = allocate(slots, budget)
     assert set(choices) == {s.mid for s in slots}
-    # A one-layer (no simulcast) slot is never paused: its lowest step may pass the budget.
-    forced = sum(s.layers[0].bitrates[0] for s in slots if len(s.layers) == 1 and not s.hidden)
+    # A one-layer (no simulcast) slot and the first one are never paused: their lowest
+    # step may pass the budget.
+    shown = [s for s in sorted(slots, key=lambda s: not s.stage) if s.layers and not s.hidden]
+    forced = sum(
+        s.layers[0].bitrates[0] for n, s in enumerate(shown) if n == 0 or len(s.layers) == 1
+    )
     assert sum(steps_cost(s, choices[s.mid]) for s in slots) <= budget + forced
     for slot in slots:
         choice = choices[slot.mid]

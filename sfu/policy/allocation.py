@@ -14,11 +14,13 @@ what its audio takes: audio always goes first).
   lowest layer; a hidden slot (rendered 0x0) gets no video at all.
 - Everybody first gets the lowest step (stage slots first), then stage slots
   climb (one step each in turn), then thumbnails. A slot is paused (spatial
-  None) only when even its lowest step does not fit, and never when its
-  publisher sends one layer (no simulcast): that is the only way to see it,
-  so it gets its lowest temporal layer (everything when it has no TIDs), as
-  it did before layers were allocated, and the budget left shrinks for the
-  others.
+  None) only when even its lowest step does not fit, and never the first
+  slot (the first stage slot) nor a slot whose publisher sends one layer (no
+  simulcast: that is the only way to see it): those get their lowest step
+  whatever the budget (everything for a stream without TIDs, as before
+  layers were allocated), and the budget left shrinks for the others. A
+  visit never goes black for a low estimate, and the estimate, which only
+  grows from what is sent, can recover.
 - Hysteresis: a step above the slot's previous choice costs its bitrate plus
   `UPGRADE_MARGIN`, so a budget just above a step does not flap; the same
   choice is always affordable again. `LayerAllocator` adds time: an upgrade
@@ -214,9 +216,9 @@ def allocate(
         else:
             climbs.append(_Climb(slot, ladder(slot), before.get(slot.mid)))
     left = budget_bps
-    for climb in climbs:  # the lowest step for everybody, stage first
+    for n, climb in enumerate(climbs):  # the lowest step for everybody, stage first
         added = _raise(climb, left)
-        if added is None and len(climb.slot.layers) == 1:
+        if added is None and (n == 0 or len(climb.slot.layers) == 1):
             added = _raise(climb, max(left, climb.next_cost()))  # never paused: see doc
         left -= added or 0
     for tier in (True, False):
