@@ -68,8 +68,9 @@ class LayerClock:
                 due.append((p, fallback, audio_bps(p, now), stage_test(p)))
         self.rounds += len(due)
         self.control.tick(due, relayed, now)
-        for p, *_ in due:
-            p.desired_bps = self.control.desired_bps.get(p.id, 0)
+        for p, _, audio, _ in due:  # the Prober's aim: the slots' ceilings plus the audio
+            video = self.control.desired_bps.get(p.id, 0)
+            p.desired_bps = video + audio if video else 0
 
 
 def fallback_bps(participant: Participant) -> int:
