@@ -108,7 +108,7 @@ class LocalMedia:
         self.muxes: list[UdpMux] = []
         self._srtp: LibSrtp | None = None
         self._ticker = Ticker(self, settings.selection_interval_s)
-        self.layers = LayerClock(self.notify)
+        self.layers = LayerClock(self.notify, self.participants)
         self._retired = counters_mod.total([])
         self._pending: dict[str, list[str | None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()

@@ -20,9 +20,9 @@ when a subscriber is held below what its tiles want.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from sfu.control import MediaEvent
+from sfu.control import MediaEvent, PublishLayers
 from sfu.policy.bitrate import cap_for
 from sfu.policy.cadence import Cadence
 from sfu.routing.layering import LayerControl, Track
@@ -36,10 +36,21 @@ ALLOCATION_PERIOD_S = 0.5
 class LayerClock:
     """See module doc."""
 
-    def __init__(self, notify: Callable[[MediaEvent], None]) -> None:
-        self.control = LayerControl(notify)
+    def __init__(
+        self, notify: Callable[[MediaEvent], None], local: Mapping[str, Participant]
+    ) -> None:
+        self._notify = notify
+        self._local = local
+        self.control = LayerControl(self._tell)
         self.cadence: Cadence[str] = Cadence(ALLOCATION_PERIOD_S)
         self.rounds = 0  # subscriber allocations run (for tests and stats)
+
+    def _tell(self, event: MediaEvent) -> None:
+        # A remote track's publisher is another worker's: its layers follow this
+        # worker's demand through the relay, not a message from here.
+        if isinstance(event, PublishLayers) and event.participant_id not in self._local:
+            return
+        self._notify(event)
 
     def mark(self, participant: Participant) -> None:
         """Its slots, stage or sizes changed: allocate at the next tick."""
