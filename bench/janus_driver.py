@@ -56,6 +56,8 @@ KEEP_PLUGINS = ("libjanus_videoroom.so",)
 KEEP_TRANSPORTS = ("libjanus_websockets.so",)
 WS_PROTOCOL = "janus-protocol"
 KEEPALIVE_S = 25.0  # Janus drops a session after 60 s of silence
+# The network lab's addresses (tests/netlab.py): a veth the lab created may carry ICE too.
+LAB_NETWORK = ipaddress.ip_network("10.77.0.0/16")
 
 
 class JanusError(RuntimeError):
@@ -87,7 +89,8 @@ class JanusConfig:
 
     def __post_init__(self) -> None:
         for name, value in (("address", self.address), ("ws_ip", self.ws_ip)):
-            if not ipaddress.ip_address(value).is_loopback or ":" in value:
+            lab = name == "address" and ipaddress.ip_address(value) in LAB_NETWORK
+            if not (ipaddress.ip_address(value).is_loopback or lab) or ":" in value:
                 raise ValueError(f"{name} must be an IPv4 127.0.0.0/8 address, not {value!r}")
         low, high = self.rtp_ports
         if not 1024 <= low <= high <= 65535:

@@ -43,7 +43,7 @@ from sfu.control import (
     deliver,
 )
 from sfu.packet import counters as counters_mod
-from sfu.policy.bitrate import cap_for
+from sfu.policy.bitrate import publisher_cap
 from sfu.routing.group import Group
 from sfu.routing.layerclock import LayerClock
 from sfu.routing.layering import Track
@@ -403,7 +403,8 @@ class LocalMedia:
         self.notify(MediaClosed(participant.id, reason))
 
     def remb_cap(self, participant: Participant) -> int:
-        return cap_for(participant.group.size, self.settings.remb_table)
+        simulcast = any(len(p.layers) > 1 for p in participant.producers.values())
+        return publisher_cap(participant.group.size, simulcast, self.settings.remb_table)
 
     # extension points (sfu.shard: the relay between SFU workers)
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,7 @@ class Lab:
     namespace: str
     host_link: str
     prefix: str
+    _loss: float = 0.0
 
     @property
     def host_ip(self) -> str:
@@ -79,6 +80,29 @@ class Lab:
     def flush_rules(self) -> None:
         self.iptables("-F", "OUTPUT")
         self.iptables("-F", "INPUT")
+
+    def cap_downlink(self, kbps: int | None) -> None:
+        """Cap what the host sends into the namespace (the guest's downlink) with a tbf
+        qdisc on the host's end of the veth; None removes the cap. Callable mid-call."""
+        if kbps is None:
+            with contextlib.suppress(RuntimeError):
+                sh("tc", "qdisc", "del", "dev", self.host_link, "root")
+            return
+        burst = max(2000, kbps * 1000 // 8 // 50)  # bytes: 20 ms at the rate, >= one packet
+        sh("tc", "qdisc", "replace", "dev", self.host_link, "root", "tbf", "rate",
+           f"{kbps}kbit", "burst", str(burst), "latency", "200ms")  # fmt: skip
+
+    def downlink_loss(self, percent: float) -> None:
+        """Drop `percent` % of the UDP packets the guest receives (0: none)."""
+        with contextlib.suppress(RuntimeError):
+            self.iptables("-D", "INPUT", *self._loss_rule(self._loss))
+        self._loss = percent
+        if percent > 0:
+            self.iptables("-A", "INPUT", *self._loss_rule(percent))
+
+    def _loss_rule(self, percent: float) -> tuple[str, ...]:
+        return ("-p", "udp", "-m", "statistic", "--mode", "random",
+                "--probability", f"{percent / 100:.4f}", "-j", "DROP")  # fmt: skip
 
     def chromium_wrapper(self, directory: Path) -> Path:
         """An executable that starts Chromium inside the namespace (for playwright)."""
@@ -152,13 +176,18 @@ def link_up(made: Lab, link: Link, up: bool = True) -> None:
 
 @contextlib.contextmanager
 def lab_browsers(
-    pw: Playwright, tmp: Path, net: Lab, site_url: str, *guest_args: str
+    pw: Playwright,
+    tmp: Path,
+    net: Lab,
+    site_url: str,
+    *guest_args: str,
+    host_args: Sequence[str] = (),
 ) -> Iterator[tuple[BrowserContext, BrowserContext]]:
     """(host, guest): a Chromium outside the lab and one inside its namespace, both
     reaching the lab's server at `site_url` (its http:// origin treated as secure, so
     the camera works)."""
     secure = f"--unsafely-treat-insecure-origin-as-secure={site_url}"
-    host = launch(pw, tmp / "host-profile", CHROMIUM, net.resolver_rule, secure)
+    host = launch(pw, tmp / "host-profile", CHROMIUM, net.resolver_rule, secure, *host_args)
     wrapper = net.chromium_wrapper(tmp)
     guest = launch(pw, tmp / "guest-profile", wrapper, net.resolver_rule, secure, *guest_args)
     try:

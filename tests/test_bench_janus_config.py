@@ -153,6 +153,13 @@ def test_refuses_anything_off_loopback_or_unsafe(
         make_config(tmp_path, **overrides)
 
 
+def test_a_network_lab_address_is_allowed_for_ice(tmp_path: Path) -> None:
+    """bench/netlab.py runs Janus on the host end of its lab's veth (10.77.N.1)."""
+    assert make_config(tmp_path, address="10.77.5.1", interface="vrh0a1b2c").address == "10.77.5.1"
+    with pytest.raises(ValueError):
+        make_config(tmp_path, ws_ip="10.77.5.1")  # the API stays on loopback
+
+
 def test_refuses_quotes_in_values(tmp_path: Path) -> None:
     config = make_config(tmp_path, folder=tmp_path / 'a"b')
     with pytest.raises(ValueError):

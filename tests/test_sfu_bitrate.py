@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.policy.bitrate import DEFAULT_REMB_TABLE, cap_for, parse_table
+from sfu.policy.bitrate import (
+    DEFAULT_REMB_TABLE,
+    SIMULCAST_CAP,
+    cap_for,
+    parse_table,
+    publisher_cap,
+)
 
 
 @pytest.mark.parametrize(
@@ -98,3 +104,13 @@ def test_any_valid_table_round_trips_and_caps_by_its_first_fitting_row(
     assert parsed == tuple(table)
     fitting = [c for s, c in table if s is None or room_size <= s]
     assert cap_for(room_size, parsed) == (fitting[0] if fitting else table[-1][1])
+
+
+def test_a_simulcast_publisher_may_send_all_its_layers_whatever_the_room_size() -> None:
+    """Found in the network lab: a 1:1 visit's 1.5 Mbit/s cap made Chromium keep its
+    720p layer off, so the stage at 3 Mbit/s showed 640 wide frames."""
+    assert publisher_cap(2, simulcast=False) == 1_500_000
+    assert publisher_cap(2, simulcast=True) == SIMULCAST_CAP >= 3_200_000
+    assert publisher_cap(200, simulcast=True) == SIMULCAST_CAP
+    generous = parse_table("*:8000000")
+    assert publisher_cap(5, simulcast=True, table=generous) == 8_000_000  # never lowered

@@ -613,6 +613,18 @@ def test_seqmap_a_late_drop_into_a_kept_slot_leaves_a_hole_nacks_cannot_fill() -
     assert s.lookup(1) is None and s.lookup(2) == ("a", 3)
 
 
+def test_seqmap_a_late_copy_of_a_packet_already_sent_leaves_no_hole() -> None:
+    """Found by hypothesis: dropping a late duplicate of a sent packet made its number
+    a hole, so the next NACK of it found nothing to resend."""
+    s: SeqMap[str] = SeqMap(first=0)
+    s.begin("a")
+    assert s.forward(0) == 0
+    assert s.forward(1) == 1
+    s.drop(0)  # an unreadable late copy of 0, already sent
+    assert s.forward(0) == 0
+    assert s.lookup(0) == ("a", 0)
+
+
 def test_seqmap_segments_continue_and_map_back_to_their_source() -> None:
     s: SeqMap[str] = SeqMap(first=65534)
     s.begin("a")

@@ -6,13 +6,29 @@ to send less.  A table maps "rooms of up to N people" to a cap in bits per
 second; the last row has N = None and covers every larger room.
 
 The config form is ``"2:1500000,4:1000000,20:500000,*:300000"``.
+
+The table is for publishers of a single stream, which every subscriber
+receives whole. A publisher sending simulcast is capped at the table's value
+or `SIMULCAST_CAP`, whichever is higher: each subscriber gets only the layer
+it can use (sfu.policy.allocation), the layers nobody needs are paused
+(`publish_layers`), and the three layers of a 720p camera need about 0.15 +
+0.5 + 2.5 Mbit/s, which a room-size cap of 1.5 Mbit/s would cut to two.
 """
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_REMB_TABLE", "RembTable", "cap_for", "parse_table"]
+__all__ = [
+    "DEFAULT_REMB_TABLE",
+    "SIMULCAST_CAP",
+    "RembTable",
+    "cap_for",
+    "parse_table",
+    "publisher_cap",
+]
 
 RembTable = tuple[tuple[int | None, int], ...]
+
+SIMULCAST_CAP = 4_000_000
 
 DEFAULT_REMB_TABLE: RembTable = (
     (2, 1_500_000),
@@ -68,3 +84,9 @@ def cap_for(room_size: int, table: RembTable = DEFAULT_REMB_TABLE) -> int:
         if size is None or room_size <= size:
             return cap
     return table[-1][1]
+
+
+def publisher_cap(room_size: int, simulcast: bool, table: RembTable = DEFAULT_REMB_TABLE) -> int:
+    """The REMB cap of one publisher: the table's, raised to `SIMULCAST_CAP` for simulcast."""
+    cap = cap_for(room_size, table)
+    return max(cap, SIMULCAST_CAP) if simulcast else cap

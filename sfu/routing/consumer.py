@@ -107,6 +107,7 @@ class Consumer:
         "_first_in",
         "_fresh",
         "_maps",
+        "_maps_first",
         "_rtx_seq",
         "_segments",
         "_seq",
@@ -180,6 +181,7 @@ class Consumer:
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
+        self._maps_first = 0  # the first sequence number the mapped path gave
         self._segments: deque[Segment] = deque(maxlen=MAX_SEGMENTS)
         self._sr_times: dict[int, float] = {}
         self.reported_loss = 0.0  # fraction lost, from the subscriber's reports
@@ -488,7 +490,8 @@ class Consumer:
             vp8map.begin()
             vp8map.packet(last, 0, True)
         vp8map.set_max_temporal(self._tid_target)
-        seqmap: SeqMap[Producer] = SeqMap(first=(self._seq + 1) & 0xFFFF)
+        self._maps_first = (self._seq + 1) & 0xFFFF
+        seqmap: SeqMap[Producer] = SeqMap(first=self._maps_first)
         if self.source is not None:
             seqmap.begin(self.source)
         vp8map.begin()
@@ -550,6 +553,8 @@ class Consumer:
                 if found is not None:
                     sent += self._resend_mapped(self._maps[1], *found, seq & 0xFFFF, now)
                     continue
+                if (seq - self._maps_first) & 0xFFFF < 0x8000:
+                    continue  # a number of the mapped path it cannot fill (a hole): never a guess
             segment = self._segment_of(seq & 0xFFFF)
             if segment is not None and self._resend(segment, seq & 0xFFFF, now):
                 sent += 1

@@ -12,7 +12,9 @@ numbers to the slot's:
   (real loss) stays a gap so the subscriber NACKs it, a late packet gets the
   number its slot was given, the same every time (retransmissions too);
 - `drop(seq)`: a packet not sent; the numbers after it close up, so it
-  leaves no gap.  A late packet dropped into a slot kept for it leaves a hole;
+  leaves no gap.  A late packet dropped into a slot kept for it (a gap that
+  was still unfilled) leaves a hole; a late copy of a packet already sent
+  changes nothing;
 - `absorb_gap=True` (on `forward`/`drop`): the caller knows the input gap
   before this packet only held dropped packets (parts of dropped frames,
   padding): it closes up too;
@@ -33,11 +35,22 @@ from typing import Generic, TypeVar
 
 __all__ = ["SeqMap"]
 
+MAX_KEPT = 64
+
 S = TypeVar("S")
 
 
 class _Segment(Generic[S]):
-    __slots__ = ("first_in", "first_out", "floor", "floor_off", "holes", "runs", "source")
+    __slots__ = (
+        "first_in",
+        "first_out",
+        "floor",
+        "floor_off",
+        "holes",
+        "kept",
+        "runs",
+        "source",
+    )
 
     def __init__(self, source: S, first_in: int, first_out: int) -> None:
         self.source = source
@@ -49,6 +62,8 @@ class _Segment(Generic[S]):
         self.floor_off = first_out - first_in
         self.runs: deque[tuple[int, int, int]] = deque()  # (first in, last in, offset after)
         self.holes: deque[int] = deque(maxlen=64)  # out numbers kept, then dropped late
+        # Inputs whose slots a gap kept and nothing filled yet (the last MAX_KEPT).
+        self.kept: dict[int, None] = {}
 
 
 class SeqMap(Generic[S]):
@@ -101,8 +116,11 @@ class SeqMap(Generic[S]):
             return self._start(seq)
         d = (seq - self._in_max) & 0xFFFF
         if 0 < d < 0x8000:
-            if d > 1 and absorb_gap:
-                self._close_up(self._in_max + 1, self._in_max + d - 1)
+            if d > 1:
+                if absorb_gap:
+                    self._close_up(self._in_max + 1, self._in_max + d - 1)
+                else:
+                    self._keep(self._in_max + 1, self._in_max + d - 1)
             self._in_max += d
             out = self._in_max + self._off
             self._out_max = out
@@ -110,7 +128,10 @@ class SeqMap(Generic[S]):
             return out & 0xFFFF
         if d == 0:
             return None if self._max_dropped else self._out_max & 0xFFFF
-        late = self._late_out(self._in_max - 0x10000 + d)
+        ext = self._in_max - 0x10000 + d
+        late = self._late_out(ext)
+        if late is not None and self._seg is not None:
+            self._seg.kept.pop(ext, None)  # its slot is filled now
         return None if late is None else late & 0xFFFF
 
     def drop(self, seq: int, absorb_gap: bool = False) -> None:
@@ -125,15 +146,20 @@ class SeqMap(Generic[S]):
             else:
                 if d > 1:  # slots kept for the missing packets
                     self._out_max = hi - 1 + self._off
+                    self._keep(self._in_max + 1, hi - 1)
                 self._close_up(hi, hi)
             self._in_max = hi
             self._max_dropped = True
             return
         if d == 0:
             return
-        out = self._late_out(self._in_max - 0x10000 + d)
-        if out is not None and self._seg is not None:
-            self._seg.holes.append(out)
+        ext = self._in_max - 0x10000 + d
+        seg = self._seg
+        if seg is not None and ext in seg.kept:  # a kept slot that will stay empty
+            del seg.kept[ext]
+            out = self._late_out(ext)
+            if out is not None:
+                seg.holes.append(out)
 
     def lookup(self, out: int) -> tuple[S, int] | None:
         """(source, input sequence number) sent as `out`, or None."""
@@ -169,6 +195,16 @@ class SeqMap(Generic[S]):
         self._max_dropped = False
         self._fresh = False
         return first_out & 0xFFFF
+
+    def _keep(self, first: int, last: int) -> None:
+        """Inputs `first`..`last` are missing: their slots stay open for them."""
+        seg = self._seg
+        assert seg is not None
+        kept = seg.kept
+        for ext in range(max(first, last - MAX_KEPT + 1), last + 1):
+            kept[ext] = None
+        while len(kept) > MAX_KEPT:
+            del kept[next(iter(kept))]
 
     def _close_up(self, first: int, last: int) -> None:
         self._off -= last - first + 1

@@ -1,0 +1,476 @@
+"""The network lab benchmark: real Chromium on impaired links, visitroom and Janus.
+
+A network namespace joined to the host by a veth pair (tests/netlab.py; root
+needed; everything is removed at the end, also on failure). The server listens
+on the host's end; the impaired viewer is a Chromium inside the namespace whose
+downlink is shaped by a tbf qdisc on the host's end of the veth (and, for loss,
+an iptables `statistic` rule inside the namespace). Publishers are a Chromium on
+the host side: the measured one sends the fake camera at 1280x720 (simulcast
+where the SDK publishes it; its camera plays a generated clip with motion,
+bench/netlab_clients.py's camera_file). In the 10-person room the 7 other
+publishers are light (a second host-side Chromium, its built-in fake camera at
+320x180 and 15 fps, no video received) and one unimpaired host-side viewer
+watches the same publisher as a control; the pages join at once.
+
+Every ~300 ms the viewer's getStats gives the received width, fps, frames
+decoded, freezes, audio concealment and the SFU's `downlink` estimate; the
+metrics are in bench/netlab_metrics.py.
+
+    python bench/netlab.py --json results/netlab.json          # every scenario
+    python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
+    python bench/netlab.py --janus ...                         # Janus VideoRoom too
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import itertools
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import netlab_metrics as m  # noqa: E402
+from netlab_clients import (  # noqa: E402
+    FULL,
+    OUTBOUND,
+    PUBLISHER,
+    STOP,
+    Role,
+    begin_join,
+    camera_args,
+    join,
+    joined,
+    samples,
+    start_sampler,
+    wait_decoding,
+)
+from netlab_janus import JANUS_ID, Janus, janus  # noqa: E402
+from netlab_janus import OUTBOUND as JANUS_OUTBOUND  # noqa: E402
+from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
+
+from tests.conftest import token  # noqa: E402
+from tests.netlab import Lab, lab, lab_browsers  # noqa: E402
+from tests.web_support import CHROMIUM, WebServer, launch, web_server  # noqa: E402
+
+LIGHT = Role(320, 180, fps=15, audio=False)  # so the audio slots carry the measured one
+SETTLE_S = 5.0  # the estimate is compared with the cap from 5 s after a change on
+ADAPT_BELOW_KBPS = 1500  # a cap under this needs a lower layer than 1280x720
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    caps: tuple[m.Cap, ...]  # the viewer's downlink cap over time (s from the start)
+    duration: float
+    loss_pct: float = 0.0  # random loss on the viewer's downlink, from `loss_from`
+    loss_from: float = 0.0
+    people: int = 2  # a 1:1 visit, or a room
+
+    def changes(self) -> list[tuple[float, m.Cap, m.Cap | None]]:
+        """(time, new cap, previous cap) for every change after the start."""
+        return [(c.t, c, p) for p, c in zip((None, *self.caps), self.caps, strict=False) if c.t > 0]
+
+
+def scenarios(quick: bool) -> list[Scenario]:
+    w, run = (2.0, 9.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
+    drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
+    return [
+        Scenario("cap_300k", (m.Cap(0, None), m.Cap(w, 300)), w + run),
+        Scenario("cap_1m", (m.Cap(0, None), m.Cap(w, 1000)), w + run),
+        Scenario("cap_3m", (m.Cap(0, None), m.Cap(w, 3000)), w + run),
+        Scenario("loss_5pct", (m.Cap(0, None),), w + run, loss_pct=5.0, loss_from=w),
+        Scenario(
+            "drop_3m_500k_3m",
+            (m.Cap(0, None), m.Cap(drop[0], 3000), m.Cap(drop[1], 500), m.Cap(drop[2], 3000)),
+            drop[3],
+        ),
+        Scenario("room10_1m", (m.Cap(0, None), m.Cap(w, 1000)), w + run, people=10),
+    ]
+
+
+@dataclass
+class Lab_:
+    net: Lab
+    site: WebServer
+    host: BrowserContext  # the measured publisher (camera: the moving clip), host side
+    guest: BrowserContext  # the impaired viewer, inside the namespace
+    light: BrowserContext  # the room's other participants (the built-in fake camera)
+
+
+@contextlib.contextmanager
+def netlab(tmp: Path) -> Iterator[Lab_]:
+    camera = camera_args(tmp)
+    with lab() as net:
+        env: dict[str, str | None] = {"VISITROOM_ICE_HOSTS": net.host_ip}
+        with (
+            web_server(tmp, env, host=net.host_ip) as site,
+            sync_playwright() as pw,
+            lab_browsers(pw, tmp, net, site.url, host_args=camera) as (host, guest),
+        ):
+            secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
+            light = launch(pw, tmp / "light-profile", CHROMIUM, net.resolver_rule, secure)
+            try:
+                yield Lab_(net, site, host, guest, light)
+            finally:
+                light.close()
+                net.cap_downlink(None)
+                net.downlink_loss(0)
+
+
+@dataclass
+class Watched:
+    """What one viewer page saw of the measured publisher."""
+
+    page: Page
+    offset: float = 0.0  # python clock (monotonic) at the page's sampler start
+    raw: list[dict[str, Any]] = field(default_factory=list)
+
+
+def follow(scenario: Scenario, net: Lab, start: float) -> None:
+    """Apply the scenario's caps and loss at their times (from `start`, monotonic)."""
+    events: list[tuple[float, Callable[[], None]]] = [
+        (cap.t, functools.partial(net.cap_downlink, cap.kbps)) for cap in scenario.caps
+    ]
+    if scenario.loss_pct:
+        events.append((scenario.loss_from, functools.partial(net.downlink_loss, scenario.loss_pct)))
+    for at, action in sorted(events, key=lambda e: e[0]):
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        action()
+    time.sleep(max(0.0, start + scenario.duration - time.monotonic()))
+
+
+def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
+    site, net = setup.site, setup.net
+    room = site.schedule()
+    opened: list[Page] = []
+
+    def page(context: BrowserContext) -> Page:
+        opened.append(context.new_page())
+        return opened[-1]
+
+    try:
+        publisher = page(setup.host)
+        pid = join(publisher, site.url, room, token(room, "provider", "host", "Dr P"), PUBLISHER)
+        viewers: dict[str, Page] = {}
+        slots = 1 if scenario.people == 2 else 8
+        viewer_role = Role(320, 180, fps=15, video_slots=slots, audio_slots=min(slots, 3))
+        others = []
+        if scenario.people > 2:
+            for i in range(scenario.people - 3):
+                others.append(page(setup.light))
+                who = token(room, f"p{i}", "host", f"P{i}")
+                begin_join(others[-1], site.url, room, who, LIGHT)
+            control = page(setup.light)
+            who = token(room, "control", "host", "Ctl")
+            begin_join(control, site.url, room, who, viewer_role, pid)
+            viewers["control"] = control
+        impaired = page(setup.guest)
+        who = token(room, "patient", "host", "Pat")
+        begin_join(impaired, site.url, room, who, viewer_role, pid)
+        viewers["impaired"] = impaired
+        for joining in (*others, *viewers.values()):
+            joined(joining)
+        for viewer in viewers.values():
+            wait_decoding(viewer, pid)
+        watched = {name: Watched(p) for name, p in viewers.items()}
+        for w in watched.values():
+            start_sampler(w.page, pid)
+            w.offset = time.monotonic()
+        start = watched["impaired"].offset
+        follow(scenario, net, start)
+        for w in watched.values():
+            w.raw = w.page.evaluate(STOP)
+        outbound = publisher.evaluate(OUTBOUND)
+    finally:
+        net.cap_downlink(None)
+        net.downlink_loss(0)
+        for p in opened:
+            with contextlib.suppress(Exception):
+                p.close()
+    return {
+        "viewers": {
+            name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
+            | {"counters": counters(w.raw)}
+            for name, w in watched.items()
+        },
+        "publisher_layers": outbound,
+    }
+
+
+def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
+    """The same scenario with Janus VideoRoom: a simulcast publisher, the impaired viewer."""
+    site, net = setup.site, setup.net
+    room = rig.new_room()
+    publisher, viewer = setup.host.new_page(), setup.guest.new_page()
+    try:
+        feed = rig.publish(publisher, site.url, room, (*FULL, PUBLISHER.fps))
+        rig.subscribe(viewer, site.url, room, feed)
+        wait_decoding(viewer, JANUS_ID)
+        watched = Watched(viewer)
+        start_sampler(viewer, JANUS_ID)
+        watched.offset = start = time.monotonic()
+        follow(scenario, net, start)
+        watched.raw = viewer.evaluate(STOP)
+        outbound = publisher.evaluate(JANUS_OUTBOUND)
+    finally:
+        net.cap_downlink(None)
+        net.downlink_loss(0)
+        for p in (viewer, publisher):
+            with contextlib.suppress(Exception):
+                p.close()
+    return {
+        "viewers": {
+            "impaired": summarize(scenario, samples(watched.raw))
+            | {"counters": counters(watched.raw)}
+        },
+        "publisher_layers": outbound,
+    }
+
+
+def counters(raw: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the viewer's video counters grew by over the run (PLIs it sent, key frames
+    decoded, NACKs, packets lost) and its mean received rate."""
+    if len(raw) < 2:
+        return {}
+    first, last = raw[0], raw[-1]
+    grew = {k: last.get(k, 0) - first.get(k, 0) for k in ("plis", "keyframes", "nacks", "lost")}
+    seconds = max(1e-3, float(last["t"]) - float(first["t"]))
+    return grew | {"kbps": round((last["bytes"] - first["bytes"]) * 8 / seconds / 1000)}
+
+
+def summarize(scenario: Scenario, got: list[m.Sample], capped: bool = True) -> dict[str, Any]:
+    """The metrics of one viewer in one scenario, and its time series for the plot
+    (`capped` False: a control viewer the caps do not apply to: no adapt times)."""
+    adapt: list[float | None] = []
+    recover: list[float | None] = []
+    changes = scenario.changes() if capped else []
+    for index, (at, cap, previous) in enumerate(changes):
+        until = changes[index + 1][0] if index + 1 < len(changes) else None
+        before = m.width_before(got, at) or FULL[0]
+        down = cap.kbps is not None and cap.kbps < ADAPT_BELOW_KBPS
+        if down:
+            adapt.append(m.adapt_time(got, at, before, until))
+        elif (
+            previous is not None and previous.kbps is not None and previous.kbps < ADAPT_BELOW_KBPS
+        ):
+            recover.append(m.recover_time(got, at, before, until))
+    impaired_from = min((c.t for c in scenario.caps if c.kbps), default=scenario.loss_from)
+    during = [s for s in got if s.t >= impaired_from]
+    errors = m.estimate_errors(got, scenario.caps, SETTLE_S) if capped else []
+    last_cap = scenario.caps[-1]
+    settled = min(last_cap.t + SETTLE_S, scenario.duration - 2.0)  # the last 2 s at least
+    steady = m.steady_width(got, settled)
+    low = [c.t for c in scenario.caps if c.kbps is not None and c.kbps < ADAPT_BELOW_KBPS]
+    after_adapt = [s for s in during if s.t >= min(low, default=impaired_from) + 3.0]
+    return {
+        "adapt_s": adapt,
+        "adapt_s_p95": m.p95_or_none(adapt),
+        "recover_s": recover,
+        "freeze_ratio": m.freeze_ratio(during),
+        "freeze_ratio_after_3s": m.freeze_ratio(after_adapt),
+        "freezes": m.freezes(during),
+        "audio_concealed_pct": m.audio_concealed_pct(during),
+        "estimate_error_pct": m.p95(errors) if errors else None,
+        "estimate_error_pct_median": sorted(errors)[len(errors) // 2] if errors else None,
+        "width_before": m.width_before(got, impaired_from),
+        "steady_width": steady,
+        "stage_width_at_3mbit": steady if last_cap.kbps == 3000 else None,
+        "estimate_errors": [round(e, 1) for e in errors],
+        "fps_steady": _median([f for t, f in m.decoded_fps(got) if t >= settled]),
+        "series": [
+            [
+                round(s.t, 2),
+                s.width,
+                s.fps,
+                s.frames_decoded,
+                s.estimate_kbps,
+                round(s.freezes_s, 3),
+            ]
+            for s in got
+        ],
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
+def janus_scenarios(chosen: list[Scenario], quick: bool) -> list[Scenario]:
+    """Which scenarios also run on Janus: the 1:1 ones (the quick run: the cap drop only)."""
+    ones = [s for s in chosen if s.people == 2]
+    return [s for s in ones if s.name.startswith("drop")] if quick else ones
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    chosen = [s for s in scenarios(args.quick) if not args.only or s.name in args.only]
+    on_janus = [] if args.no_janus else janus_scenarios(chosen, args.quick)
+    results: dict[str, Any] = {"benchmark": "netlab", "quick": args.quick, "scenarios": {}}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-")))
+        setup = stack.enter_context(netlab(tmp))
+        rig = stack.enter_context(janus(setup.net)) if on_janus else None
+        for scenario in chosen:
+            began = time.monotonic()
+            entry = results["scenarios"][scenario.name] = {
+                "caps": [[c.t, c.kbps] for c in scenario.caps],
+                "loss_pct": scenario.loss_pct,
+                "people": scenario.people,
+                "visitroom": run_visitroom(setup, scenario),
+            }
+            if rig is not None and scenario in on_janus:
+                entry["janus"] = run_janus(setup, rig, scenario)
+            print(f"{scenario.name}: {time.monotonic() - began:.0f} s", flush=True)
+    results["overall"] = {side: overall(results, side) for side in ("visitroom", "janus")}
+    return results
+
+
+OVERALL = ("adapt_s_p95", "freeze_ratio", "estimate_error_pct", "audio_concealed_pct",
+           "stage_width_at_3mbit")  # fmt: skip
+
+
+def overall(results: dict[str, Any], side: str) -> dict[str, Any]:
+    """The impaired viewers over every scenario: p95 of adapt times and estimate errors,
+    the worst freeze ratio (once adapted) and audio concealment, the width at 3 Mbit/s."""
+    seen = [
+        entry[side]["viewers"]["impaired"]
+        for entry in results["scenarios"].values()
+        if side in entry
+    ]
+    if not seen:
+        return {}
+
+    def worst(key: str) -> float | None:
+        return max((v[key] for v in seen if v[key] is not None), default=None)
+
+    widths = [v["stage_width_at_3mbit"] for v in seen if v["stage_width_at_3mbit"]]
+    errors = [e for v in seen for e in v["estimate_errors"]]
+    return {
+        "adapt_s_p95": m.p95_or_none([a for v in seen for a in v["adapt_s"]]),
+        "freeze_ratio": worst("freeze_ratio_after_3s"),
+        "estimate_error_pct": m.p95(errors),
+        "audio_concealed_pct": worst("audio_concealed_pct"),
+        "stage_width_at_3mbit": min(widths) if widths else None,
+    }
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if value < 1 else f"{value:.1f}"
+    return str(value)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    columns = ("adapt_s_p95", "freeze_ratio", "freezes", "audio_concealed_pct",
+               "estimate_error_pct", "steady_width", "fps_steady")  # fmt: skip
+    heads = ("adapt p95 s", "freeze", "freezes", "audio conc %", "est err %", "width", "fps")
+    print(f"{'scenario':18} {'sfu':9} " + " ".join(f"{h:>12}" for h in heads))
+    for name, entry in results["scenarios"].items():
+        for side in ("visitroom", "janus"):
+            for viewer, v in entry.get(side, {}).get("viewers", {}).items():
+                label = side if viewer == "impaired" else f"{side[:5]}-{viewer[:3]}"
+                print(f"{name:18} {label:9} " + " ".join(f"{_cell(v[c]):>12}" for c in columns))
+    for side in ("visitroom", "janus"):
+        if results.get("overall", {}).get(side):
+            print(f"overall {side}: " + ", ".join(
+                f"{k} {_cell(v)}" for k, v in results["overall"][side].items()))  # fmt: skip
+
+
+def stalls(series: list[list[Any]]) -> list[tuple[float, float]]:
+    """(start, end) of the stretches in which no frame was decoded (plot rows)."""
+    out: list[tuple[float, float]] = []
+    for previous, row in itertools.pairwise(series):
+        if row[3] == previous[3]:
+            if out and out[-1][1] == previous[0]:
+                out[-1] = (out[-1][0], row[0])
+            else:
+                out.append((previous[0], row[0]))
+    return out
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Per scenario: the received width (left axis; shaded while frozen) and the SFU's
+    estimate and the true cap (right axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["scenarios"])
+    fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.6 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names, strict=True):
+        entry = results["scenarios"][name]
+        rate = ax.twinx()
+        end = 0.0
+        styles = {"visitroom": "-", "janus": "--"}
+        for side, style in styles.items():
+            for viewer, v in entry.get(side, {}).get("viewers", {}).items():
+                series = v["series"]
+                if not series:
+                    continue
+                end = max(end, series[-1][0])
+                t = [row[0] for row in series]
+                label = f"{side} {viewer} width"
+                line = ax.plot(t, [row[1] or 0 for row in series], style, label=label, lw=1.2)
+                for t0, t1 in stalls(series):  # no new frame decoded: frozen
+                    ax.axvspan(t0, t1, color=line[0].get_color(), alpha=0.15, lw=0)
+                if viewer == "impaired" and any(row[4] for row in series):
+                    estimates = [row[4] for row in series]
+                    rate.plot(t, estimates, style, color="tab:red", label=f"{side} estimate")
+        caps = entry["caps"] + [[end, None]]
+        label = "cap"
+        for (t0, kbps), (t1, _) in itertools.pairwise(caps):
+            if kbps:
+                rate.hlines(kbps, t0, t1, colors="black", linestyles=":", label=label)
+                label = "_cap"  # one legend entry
+        loss = f", {entry['loss_pct']:g}% loss on the downlink" if entry["loss_pct"] else ""
+        ax.set_title(f"{name}{loss}")
+        ax.set_ylabel("frame width")
+        ax.set_ylim(0, 1400)
+        rate.set_ylabel("kbit/s")
+        rate.set_ylim(bottom=0)
+        lines = ax.get_legend_handles_labels()
+        more = rate.get_legend_handles_labels()
+        ax.legend(lines[0] + more[0], lines[1] + more[1], fontsize=7, loc="lower left")
+    axes[-1, 0].set_xlabel("s")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter scenarios (under 3 min)")
+    parser.add_argument("--only", nargs="*", help="scenario names to run")
+    parser.add_argument("--no-janus", action="store_true", help="visitroom only")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path, help="PNG (default: next to --json)")
+    args = parser.parse_args()
+    result = run(args)
+    result["command"] = " ".join(["python", *sys.argv])
+    result["date"] = datetime.now(UTC).isoformat(timespec="seconds")
+    print_table(result)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+    picture = args.plot or (args.json.with_suffix(".png") if args.json else None)
+    if picture:
+        plot(result, picture)
+        print(f"plot: {picture}")
+
+
+if __name__ == "__main__":
+    main()

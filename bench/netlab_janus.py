@@ -1,0 +1,237 @@
+"""Janus VideoRoom in the network lab, side by side with visitroom.
+
+Janus (Debian package `janus`, bench/janus_driver.py's throwaway config) gathers
+ICE only on the host end of the lab's veth; its WebSocket API stays on
+127.0.0.1 and is spoken from this process (bench/janus_driver.py's
+JanusSession on a loop of its own in a thread: sync Playwright owns the main
+thread). The browser pages only hold the RTCPeerConnections: the publisher
+offers its 1280x720 camera as VP8 simulcast (three rids, 1/4, 1/2 and full
+size, highest first as janus.js sends them), the impaired viewer answers
+Janus's offer and keeps the default substream (Janus sends the highest it
+has and changes only on a `configure` request or when a substream stops
+arriving: its `fallback` timer).
+
+A viewer page looks like a visitroom one to the sampler
+(`window.visit.media.slots` and `getStats`), so bench/netlab_clients.py reads both."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import tempfile
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from janus_driver import (
+    JanusConfig,
+    JanusProcess,
+    JanusSession,
+    StreamRef,
+    answer_sdp,
+    create_room,
+    jsep,
+    new_api_secret,
+    publisher_configure,
+    publisher_join,
+    subscriber_join,
+    subscriber_start,
+    videoroom_event,
+)
+from playwright.sync_api import Page
+
+from tests.netlab import Lab
+from tests.servers import free_port
+
+T = TypeVar("T")
+JANUS_ID = "janus-publisher"  # the "participant id" the viewer's sampler looks for
+
+_GATHER = """async (pc) => {
+  if (pc.iceGatheringState !== "complete") await new Promise((done) => {
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") done();
+    });
+    setTimeout(done, 3000);
+  });
+  return pc.localDescription.sdp;
+}"""
+
+PUBLISH_OFFER = (
+    """async ([w, h, fps]) => {
+  const gather = """
+    + _GATHER
+    + """;
+  const stream = await navigator.mediaDevices.getUserMedia(
+    { audio: true, video: { width: w, height: h, frameRate: fps } });
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  window.__pc = pc;
+  pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
+  // highest first, as janus.js orders them: Janus takes the first rid as substream 2
+  const layers = [["f", 1], ["h", 2], ["q", 4]].map(([rid, by]) =>
+    ({ rid, scaleResolutionDownBy: by, scalabilityMode: "L1T3" }));
+  const video = pc.addTransceiver(stream.getVideoTracks()[0],
+    { direction: "sendonly", sendEncodings: layers });
+  const vp8 = RTCRtpSender.getCapabilities("video").codecs.filter(
+    (c) => ["video/vp8", "video/rtx"].includes(c.mimeType.toLowerCase()));
+  video.setCodecPreferences(vp8);
+  await pc.setLocalDescription(await pc.createOffer());
+  return gather(pc);
+}"""
+)
+
+SET_ANSWER = "async (sdp) => { await window.__pc.setRemoteDescription({ type: 'answer', sdp }); }"
+
+SUBSCRIBE_ANSWER = (
+    """async ([sdp, pid]) => {
+  const gather = """
+    + _GATHER
+    + """;
+  const pc = new RTCPeerConnection({ iceServers: [] });
+  window.__pc = pc;
+  const slots = [];
+  window.visit = { media: { slots, getStats: () => pc.getStats() } };
+  pc.ontrack = (e) => {
+    const mid = String(e.transceiver.mid);
+    slots.push({ mid, kind: e.track.kind, participantId: pid });
+    const el = document.createElement(e.track.kind === "video" ? "video" : "audio");
+    el.id = `slot-${mid}`;
+    el.autoplay = true;
+    el.muted = e.track.kind === "video";
+    el.srcObject = new MediaStream([e.track]);
+    document.body.append(el);
+  };
+  await pc.setRemoteDescription({ type: "offer", sdp });
+  await pc.setLocalDescription(await pc.createAnswer());
+  return gather(pc);
+}"""
+)
+
+OUTBOUND = """async () => {
+  const out = [];
+  (await window.__pc.getStats()).forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "video") out.push({
+      rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
+      fps: s.framesPerSecond ?? null, bytes: s.bytesSent ?? 0,
+      limit: s.qualityLimitationReason ?? null, frames: s.framesEncoded ?? 0,
+      keyframes: s.keyFramesEncoded ?? 0, plis: s.pliCount ?? 0, firs: s.firCount ?? 0,
+      nacks: s.nackCount ?? 0, active: s.active ?? null,
+    });
+  });
+  return out;
+}"""
+
+
+class Janus:
+    """A Janus for one lab: the process, a loop thread and one API session."""
+
+    def __init__(self, net: Lab, folder: Path) -> None:
+        low = 40000 + secrets.randbelow(200) * 100
+        self.config = JanusConfig(
+            folder=folder,
+            ws_port=free_port(),
+            rtp_ports=(low, low + 99),
+            interface=net.host_link,
+            address=net.host_ip,
+            api_secret=new_api_secret(),
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.process = JanusProcess(self.config, pin=[])
+        self.http: aiohttp.ClientSession | None = None
+        self.session: JanusSession | None = None
+        self.rooms = 0
+
+    def call(self, coroutine: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def open(self) -> None:
+        async def opening() -> JanusSession:
+            await self.process.wait_ready()
+            self.http = aiohttp.ClientSession()
+            session = JanusSession(self.process.url, self.config.api_secret)
+            await session.open(self.http)
+            return session
+
+        self.session = self.call(opening())
+
+    def close(self) -> None:
+        async def closing() -> None:
+            if self.session is not None:
+                await self.session.close()
+            if self.http is not None:
+                await self.http.close()
+
+        with contextlib.suppress(Exception):
+            self.call(closing(), 15)
+        self.process.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+    def new_room(self) -> int:
+        assert self.session is not None
+        session = self.session
+        self.rooms += 1
+        room = 7000 + self.rooms
+
+        async def creating() -> None:
+            handle = await session.attach()
+            # transport-cc with the publisher, as Janus does by default: a Chromium
+            # publisher's own congestion control then works as it would in production
+            await session.message(handle, create_room(room, 4) | {"transport_wide_cc_ext": True})
+
+        self.call(creating())
+        return room
+
+    def publish(self, page: Page, site_url: str, room: int, size: tuple[int, int, int]) -> int:
+        """The page publishes its camera (simulcast) to `room`; Janus's feed id."""
+        assert self.session is not None
+        session = self.session
+        page.goto(f"{site_url}/sdk/visitroom.js")  # a secure origin for the camera
+        offer = str(page.evaluate(PUBLISH_OFFER, list(size)))
+
+        async def joining() -> tuple[int, int, dict[str, Any]]:
+            handle = await session.attach()
+            joined = await session.message(handle, publisher_join(room, "publisher"))
+            feed = int(videoroom_event(joined, "joined")["id"])
+            reply = await session.message(handle, publisher_configure(), jsep("offer", offer))
+            return handle, feed, reply
+
+        handle, feed, reply = self.call(joining())
+        page.evaluate(SET_ANSWER, answer_sdp(reply, "answer"))
+        self.call(session.next_event(handle, "webrtcup"))
+        return feed
+
+    def subscribe(self, page: Page, site_url: str, room: int, feed: int) -> None:
+        """The page receives every stream of `feed` (substream: Janus's default)."""
+        assert self.session is not None
+        session = self.session
+        page.goto(f"{site_url}/sdk/visitroom.js")
+
+        async def joining() -> tuple[int, dict[str, Any]]:
+            handle = await session.attach()
+            return handle, await session.message(handle, subscriber_join(room, [StreamRef(feed)]))
+
+        handle, reply = self.call(joining())
+        videoroom_event(reply, "attached")
+        answer = str(page.evaluate(SUBSCRIBE_ANSWER, [answer_sdp(reply, "offer"), JANUS_ID]))
+        started = self.call(session.message(handle, subscriber_start(), jsep("answer", answer)))
+        data = videoroom_event(started, "event")
+        if data.get("started") != "ok":
+            raise RuntimeError(f"Janus did not start the subscription: {data}")
+        self.call(session.next_event(handle, "webrtcup"))
+
+
+@contextlib.contextmanager
+def janus(net: Lab) -> Iterator[Janus]:
+    with tempfile.TemporaryDirectory(prefix="netlab-janus-") as folder:
+        running = Janus(net, Path(folder))
+        try:
+            running.open()
+            yield running
+        finally:
+            running.close()

@@ -1,0 +1,157 @@
+"""The network lab's metrics (bench/netlab_metrics.py) on hand-made sample series."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from netlab_metrics import (  # noqa: E402
+    Cap,
+    Sample,
+    adapt_time,
+    audio_concealed_pct,
+    decoded_fps,
+    estimate_errors,
+    freeze_ratio,
+    freezes,
+    p95,
+    p95_or_none,
+    recover_time,
+    steady_width,
+    width_before,
+)
+
+
+def series(
+    widths: Sequence[int | None],
+    *,
+    step: float = 0.5,
+    frames: Sequence[int] | None = None,
+    freezes_s: Sequence[float] | None = None,
+    estimates: Sequence[int | None] | None = None,
+) -> list[Sample]:
+    n = len(widths)
+    frames = frames if frames is not None else [10 * i for i in range(n)]
+    freezes_s = freezes_s if freezes_s is not None else [0.0] * n
+    estimates = estimates if estimates is not None else [None] * n
+    return [
+        Sample(
+            t=i * step,
+            width=widths[i],
+            fps=None,
+            frames_decoded=frames[i],
+            freeze_count=sum(1 for f in freezes_s[: i + 1] if f) and 1,
+            freezes_s=freezes_s[i],
+            concealed=0,
+            audio_samples=0,
+            estimate_kbps=estimates[i],
+        )
+        for i in range(n)
+    ]
+
+
+def test_adapt_time_is_the_first_lower_width_that_stays() -> None:
+    # change at t=1.0; a lower layer at 2.0 that flaps back at 2.5, then stays from 3.0
+    samples = series([1280, 1280, 1280, 1280, 640, 1280, 640, 640, 320, 320])
+    assert adapt_time(samples, 1.0, 1280) == pytest.approx(2.0)
+    assert width_before(samples, 1.0) == 1280
+
+
+def test_adapt_time_is_none_when_the_width_never_drops() -> None:
+    samples = series([1280] * 10)
+    assert adapt_time(samples, 1.0, 1280) is None
+    # nothing decoded at all is not a lower layer either
+    assert adapt_time(series([None] * 6), 0.0, 1280) is None
+
+
+def test_adapt_time_only_looks_until_the_next_change() -> None:
+    # drops at 1.5, the cap is lifted at 3.0 and the width goes back up: still adapted
+    samples = series([1280, 1280, 1280, 640, 640, 640, 1280, 1280])
+    assert adapt_time(samples, 1.0, 1280, until=3.0) == pytest.approx(0.5)
+    assert adapt_time(samples, 1.0, 1280) is None
+    assert recover_time(samples, 3.0, 640) == pytest.approx(0.0)
+    assert recover_time(samples[:6], 3.0, 640) is None
+
+
+def test_freeze_ratio_counts_chromium_freezes_over_the_watched_time() -> None:
+    samples = series([640] * 11, freezes_s=[0.0] * 5 + [0.5] * 6)  # 0.5 s frozen in 5 s
+    assert freeze_ratio(samples) == pytest.approx(0.1)
+    assert freezes(samples) == 1
+
+
+def test_a_stall_still_open_at_the_end_counts_as_frozen() -> None:
+    # frames stop growing at t=2.0 and never come back (Chromium has not counted it yet)
+    frames = [0, 10, 20, 30, 40, 40, 40, 40, 40, 40, 40]
+    samples = series([640] * 11, frames=frames)
+    assert freeze_ratio(samples) == pytest.approx(3.0 / 5.0)
+    assert freezes(samples) == 1
+    # a short gap at the end is not a stall
+    assert freeze_ratio(series([640] * 3, frames=[0, 10, 10], step=0.25)) == 0.0
+
+
+def test_freeze_ratio_needs_a_watched_time() -> None:
+    assert freeze_ratio(series([640])) is None
+
+
+def test_audio_concealment_is_a_percentage_of_received_samples() -> None:
+    base = series([640, 640])
+    samples = [
+        Sample(**{**base[0].__dict__, "concealed": 100, "audio_samples": 48_000}),
+        Sample(**{**base[1].__dict__, "concealed": 2_500, "audio_samples": 96_000}),
+    ]
+    assert audio_concealed_pct(samples) == pytest.approx(5.0)
+    assert audio_concealed_pct(base) is None  # no audio received
+
+
+def test_estimate_error_against_the_cap_in_force_after_settling() -> None:
+    estimates: list[int | None] = [None, 900, 1200, 1100, 600, 400, 450, 500]
+    samples = series([640] * 8, step=1.0, estimates=estimates)
+    caps = [Cap(0.0, 1000), Cap(4.0, 500)]
+    # settle 2 s: t=2,3 against 1000 kbit/s; t=6,7 against 500
+    assert estimate_errors(samples, caps, settle_s=2.0) == pytest.approx([20.0, 10.0, 10.0, 0.0])
+    # an uncapped period has no error to report
+    assert estimate_errors(samples, [Cap(0.0, None)], settle_s=0.0) == []
+
+
+def test_steady_width_is_the_median_once_settled() -> None:
+    samples = series([320, 320, 640, 1280, 1280, 1280, 640], step=1.0)
+    assert steady_width(samples, 3.0) == 1280
+    assert steady_width(samples, 10.0) is None
+
+
+def test_decoded_fps_from_frame_counts() -> None:
+    assert decoded_fps(series([640] * 3, step=0.5, frames=[0, 15, 30])) == [
+        (0.5, 30.0),
+        (1.0, 30.0),
+    ]
+
+
+def test_p95_of_adapt_times() -> None:
+    assert p95([]) is None
+    assert p95([2.0]) == 2.0
+    assert p95([float(i) for i in range(1, 21)]) == pytest.approx(19.05)
+    assert p95_or_none([1.0, None]) is None
+    assert p95_or_none([1.0, 3.0]) == pytest.approx(2.9)
+
+
+def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
+    """bench/netlab.py's summary of one viewer: the 3 M -> 500 k -> 3 M drop."""
+    from netlab import Scenario, overall, summarize
+
+    drop = Scenario("drop", (Cap(0, None), Cap(1.0, 3000), Cap(3.0, 500), Cap(6.0, 3000)), 9.0)
+    widths = [1280] * 7 + [640] * 6 + [1280] * 5  # 0.5 s apart
+    got = summarize(drop, series(widths, estimates=[2800] * 12 + [3100] * 6))
+    assert got["adapt_s"] == [pytest.approx(0.5)]  # 640 from t=3.5
+    assert got["recover_s"] == [pytest.approx(0.5)]  # 1280 again from t=6.5
+    assert got["stage_width_at_3mbit"] == 1280  # over the last 2 s
+    assert got["freeze_ratio"] == 0.0
+    assert got["estimate_errors"] == []  # no sample 5 s after a change
+    results = {"scenarios": {"drop": {"visitroom": {"viewers": {"impaired": got}}}}}
+    assert overall(results, "visitroom")["adapt_s_p95"] == pytest.approx(0.5)
+    assert overall(results, "janus") == {}
