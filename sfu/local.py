@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 
 from sfu.control import (
     MAIN_GROUP,
@@ -44,6 +45,8 @@ from sfu.control import (
 from sfu.packet import counters as counters_mod
 from sfu.policy.bitrate import publisher_cap
 from sfu.routing.group import Group
+from sfu.routing.layerclock import LayerClock
+from sfu.routing.layering import Track
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
 from sfu.routing.ticker import Ticker
@@ -105,6 +108,7 @@ class LocalMedia:
         self.muxes: list[UdpMux] = []
         self._srtp: LibSrtp | None = None
         self._ticker = Ticker(self, settings.selection_interval_s)
+        self.layers = LayerClock(self.notify, self.participants)
         self._retired = counters_mod.total([])
         self._pending: dict[str, list[str | None]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -235,6 +239,7 @@ class LocalMedia:
         self._pending.pop(pid, None)
         if participant is None:
             return
+        self.layers.forget(participant)
         participant.close()
         self.published(participant)
         counters_mod.total([*participant.retired], into=self._retired)
@@ -348,11 +353,14 @@ class LocalMedia:
     async def pin(self, participant_id: str, target: str | None) -> None:
         participant = self._admitted(participant_id)
         participant.pinned = target
-        self._emit_slots(participant, participant.group.refill(participant, time.monotonic()))
+        self._refill_member(participant.group, participant, time.monotonic())
 
     async def video_sizes(self, participant_id: str, sizes: dict[str, list[int]]) -> None:
         participant = self._admitted(participant_id)
-        participant.video_sizes = video_sizes(participant, sizes, self.settings.video_slots_cap)
+        checked = video_sizes(participant, sizes, self.settings.video_slots_cap)
+        if checked != participant.video_sizes:
+            participant.video_sizes = checked
+            self.layers.mark(participant)
 
     # selection
 
@@ -361,7 +369,14 @@ class LocalMedia:
         now = time.monotonic()
         group.changed_orders(now)
         for member in list(group.members.values()):
-            self._emit_slots(member, group.refill(member, now))
+            self._refill_member(group, member, now)
+
+    def _refill_member(self, group: Group, member: Participant, now: float) -> None:
+        stage = member.stage_mids
+        changed = group.refill(member, now)
+        if changed is not None or member.stage_mids != stage:
+            self.layers.mark(member)  # its layers are allocated again at the next tick
+        self._emit_slots(member, changed)
 
     def _emit_slots(
         self, participant: Participant, changed: tuple[list[Slot], Publishers] | None
@@ -397,7 +412,12 @@ class LocalMedia:
         """A participant's published tracks may have changed (an offer, a loss, its close)."""
 
     def after_tick(self, now: float) -> None:
-        """The clock ran: speakers, orders and slots are up to date."""
+        """The clock ran: speakers, orders and slots are up to date; allocate layers."""
+        self.layers.tick(self.participants.values(), self.relayed(now), now)
+
+    def relayed(self, now: float) -> Iterable[tuple[Track, Iterable[int]]]:
+        """Local tracks other workers receive, with the spatial layers they need."""
+        return ()
 
     # observability
 

@@ -21,6 +21,7 @@ RPC connection.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from sfu.control import MediaEvents
@@ -29,6 +30,7 @@ from sfu.packet.counters import Counters
 from sfu.relay.endpoint import Address, RelayEndpoint, RelayTap
 from sfu.relay.remote import DescriptionError, RemotePublisher, RemoteStream, describe
 from sfu.routing.group import Group, Orders
+from sfu.routing.layering import Track
 from sfu.routing.participant import Participant
 from sfu.routing.producer import Producer
 from sfu.settings import MediaSettings
@@ -208,7 +210,20 @@ class ShardMedia(LocalMedia):
         if group is not None:
             group.impose((list(video), list(audio)))
 
+    def relayed(self, now: float) -> Iterable[tuple[Track, Iterable[int]]]:
+        """Local simulcast tracks relayed out, with the layers some other worker wants."""
+        tracks: dict[int, Producer] = {}
+        for stream, tap in self._taps.items():
+            producer = self.endpoint.streams.get(stream)
+            if producer is not None and tap.targets:
+                tracks[id(producer.track)] = producer.track
+        return [
+            (track, [layer.spatial for layer in track.layers if _wanted(layer)])
+            for track in tracks.values()
+        ]
+
     def after_tick(self, now: float) -> None:
+        super().after_tick(now)
         for (origin, stream), sink in list(self.endpoint.sources.items()):
             wanted = sink.demand(now) if isinstance(sink, RemoteStream) else None
             if wanted is not None:
@@ -234,3 +249,8 @@ class ShardMedia(LocalMedia):
         result["relay_secure_peers"] = len(self.endpoint.secure)
         result["shared_groups"] = len(self._shared)
         return result
+
+
+def _wanted(layer: Producer) -> bool:
+    tap = layer.relay
+    return isinstance(tap, RelayTap) and tap.wanted()

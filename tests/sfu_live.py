@@ -16,7 +16,16 @@ from av import AudioFrame, VideoFrame
 
 from sfu.control import PrecallStats, Publishers, Slot
 from sfu.local import LocalMedia
-from sfu.packet.rtcp import Fir, Nack, Pli, RtcpError, build_sr, ntp_from_time, parse_rtcp
+from sfu.packet.rtcp import (
+    Fir,
+    Nack,
+    Pli,
+    RtcpError,
+    build_remb,
+    build_sr,
+    ntp_from_time,
+    parse_rtcp,
+)
 from sfu.settings import MediaSettings
 from tests.synthetic_peer import SyntheticPeer, vp8_payload
 
@@ -103,6 +112,11 @@ async def close_peers() -> None:
         peer = _PEERS.pop()
         peer.close()
         await peer.transport.wait_closed()
+
+
+def send_remb(peer: SyntheticPeer, bps: int) -> None:
+    """`peer` as a receiver says what its own estimator makes of its downlink (goog-remb)."""
+    peer.transport.send_rtcp(build_remb(1, bps, list(peer.slot_ssrcs().values())))
 
 
 async def join(

@@ -83,6 +83,17 @@ def test_a_publisher_without_simulcast_is_forwarded_whole() -> None:
     assert allocate([slot], 0) == {"1": LayerChoice(0, 2)}
 
 
+def test_a_publisher_without_simulcast_is_thinned_in_time_but_never_paused_by_the_budget() -> None:
+    single = SlotDemand("1", True, 640, 360, (LayerInfo(0, 640, 360, (1_500_000,)),))
+    l1t3 = SlotDemand("2", True, 640, 360, (LayerInfo(0, 640, 360, H.bitrates),))
+    assert allocate([single], 100_000) == {"1": LayerChoice(0, 0)}  # all it sends
+    assert allocate([l1t3], 100_000) == {"2": LayerChoice(0, 0)}  # its TID 0 only
+    assert allocate([l1t3], 350_000) == {"2": LayerChoice(0, 1)}
+    # Its cost comes first: a simulcast slot next to it is left what remains.
+    choices = allocate([single, stage("3")], 1_600_000)
+    assert choices == {"1": LayerChoice(0, 0), "3": LayerChoice(0, 0)}
+
+
 def test_a_tight_budget_drops_frame_rate_before_resolution() -> None:
     steps = [s.choice for s in ladder(stage())]
     assert steps[:4] == [LayerChoice(0, 0), LayerChoice(0, 1), LayerChoice(0, 2), LayerChoice(1, 0)]
@@ -91,9 +102,15 @@ def test_a_tight_budget_drops_frame_rate_before_resolution() -> None:
     assert allocate([stage()], 650_000)["1"] == LayerChoice(1, 2)
 
 
+def test_the_first_stage_slot_keeps_its_lowest_step_whatever_the_budget() -> None:
+    choices = allocate([thumb("2"), stage("1"), stage("3")], 20_000)
+    assert choices == {"1": LayerChoice(0, 0), "2": LayerChoice(None, 0), "3": LayerChoice(None, 0)}
+    assert allocate([thumb("2")], 0) == {"2": LayerChoice(0, 0)}
+
+
 def test_only_when_even_the_lowest_tid_does_not_fit_is_a_slot_paused() -> None:
     assert allocate([stage()], 70_000)["1"] == LayerChoice(0, 0)
-    assert allocate([stage()], 50_000)["1"] == LayerChoice(None, 0)
+    assert allocate([stage(), stage("2")], 120_000)["2"] == LayerChoice(None, 0)
 
 
 def test_the_stage_is_served_before_thumbnails_but_thumbnails_keep_their_lowest_step() -> None:
@@ -200,7 +217,13 @@ def steps_cost(slot: SlotDemand, choice: LayerChoice) -> int:
 def test_choices_never_exceed_the_budget_nor_the_cap(slots: list[SlotDemand], budget: int) -> None:
     choices = allocate(slots, budget)
     assert set(choices) == {s.mid for s in slots}
-    assert sum(steps_cost(s, choices[s.mid]) for s in slots) <= budget
+    # A one-layer (no simulcast) slot and the first one are never paused: their lowest
+    # step may pass the budget.
+    shown = [s for s in sorted(slots, key=lambda s: not s.stage) if s.layers and not s.hidden]
+    forced = sum(
+        s.layers[0].bitrates[0] for n, s in enumerate(shown) if n == 0 or len(s.layers) == 1
+    )
+    assert sum(steps_cost(s, choices[s.mid]) for s in slots) <= budget + forced
     for slot in slots:
         choice = choices[slot.mid]
         if slot.layers and choice.spatial is not None:

@@ -107,7 +107,7 @@ class Run:
         fallback: int = 2_000_000,
         audio: int = 40_000,
         stage: Callable[[str], bool] = everyone_on_stage,
-        relayed: tuple[FakeTrack, ...] = (),
+        relayed: tuple[tuple[FakeTrack, tuple[int, ...]], ...] = (),
     ) -> list[MediaEvent]:
         before = len(self.events)
         self.control.tick([(s, fallback, audio, stage) for s in subscribers], relayed, now)
@@ -128,8 +128,10 @@ def test_a_big_tile_on_a_fast_link_gets_the_top_layer_and_the_publisher_sends_al
     events = run.tick([bob], 0.0)
     assert bob.consumers["5"].calls == [(2, 2)]
     assert track.layers[2].keyframes == [0.0]  # the switch waits for its key frame
-    assert PublishLayers("alice", "1", ["q", "h", "f"]) in events
+    # A new track keeps every layer (as the publisher sends them: nothing to say).
+    assert not [e for e in events if isinstance(e, PublishLayers)]
     assert Downlink("bob", 3000) in events
+    assert not [e for e in run.tick([bob], 6.0) if isinstance(e, PublishLayers)]
 
 
 def test_a_thumbnail_gets_the_lowest_layer_and_only_that_one_is_published() -> None:
@@ -138,6 +140,8 @@ def test_a_thumbnail_gets_the_lowest_layer_and_only_that_one_is_published() -> N
     run = Run()
     events = run.tick([bob], 0.0, stage=lambda mid: False)
     assert bob.consumers["5"].calls == [(0, 2)]
+    assert not [e for e in events if isinstance(e, PublishLayers)]  # a new track: all, held
+    events = run.tick([bob], 5.0, stage=lambda mid: False)
     assert [e for e in events if isinstance(e, PublishLayers)] == [
         PublishLayers("alice", "1", ["q"])
     ]
@@ -163,13 +167,26 @@ def test_a_hidden_slot_gets_no_video_but_the_lowest_layer_stays_published() -> N
     run = Run()
     events = run.tick([bob], 0.0)
     assert bob.consumers["5"].calls == [(None, 0)]
-    assert PublishLayers("alice", "1", ["q"]) in events
+    assert not [e for e in events if isinstance(e, PublishLayers)]
+    assert PublishLayers("alice", "1", ["q"]) in run.tick([bob], 5.0)
 
 
-def test_a_track_relayed_to_other_workers_keeps_every_layer() -> None:
+def test_a_track_nobody_subscribes_to_any_more_keeps_its_lowest_layer() -> None:
+    track = camera("alice")
+    bob = viewer(track, 3_000_000, (320, 180))
+    run = Run()
+    run.tick([bob], 0.0)
+    assert PublishLayers("alice", "1", ["q"]) in run.tick([bob], 5.0)
+    bob.consumers["5"].source = None  # alice left bob's slot; nobody else subscribes
+    assert not [e for e in run.tick([bob], 20.0) if isinstance(e, PublishLayers)]
+
+
+def test_a_track_relayed_to_other_workers_keeps_the_layers_they_need() -> None:
     track = camera("alice")
     run = Run()
-    assert PublishLayers("alice", "1", ["q", "h", "f"]) in run.tick([], 0.0, relayed=(track,))
+    assert not run.tick([], 0.0, relayed=((track, (0, 1, 2)),))
+    run.tick([], 1.0, relayed=((track, (0, 1)),))
+    assert PublishLayers("alice", "1", ["q", "h"]) in run.tick([], 6.0, relayed=((track, (0, 1)),))
 
 
 def test_without_an_estimator_the_rembs_and_the_room_table_bound_the_budget() -> None:

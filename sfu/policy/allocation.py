@@ -14,7 +14,13 @@ what its audio takes: audio always goes first).
   lowest layer; a hidden slot (rendered 0x0) gets no video at all.
 - Everybody first gets the lowest step (stage slots first), then stage slots
   climb (one step each in turn), then thumbnails. A slot is paused (spatial
-  None) only when even its lowest step does not fit.
+  None) only when even its lowest step does not fit, and never the first
+  slot (the first stage slot) nor a slot whose publisher sends one layer (no
+  simulcast: that is the only way to see it): those get their lowest step
+  whatever the budget (everything for a stream without TIDs, as before
+  layers were allocated), and the budget left shrinks for the others. A
+  visit never goes black for a low estimate, and the estimate, which only
+  grows from what is sent, can recover.
 - Hysteresis: a step above the slot's previous choice costs its bitrate plus
   `UPGRADE_MARGIN`, so a budget just above a step does not flap; the same
   choice is always affordable again. `LayerAllocator` adds time: an upgrade
@@ -40,6 +46,7 @@ __all__ = [
     "LayerNeeds",
     "SlotDemand",
     "allocate",
+    "ceiling_bps",
     "nominal_bitrates",
 ]
 
@@ -153,6 +160,21 @@ def ladder(slot: SlotDemand) -> list[_Step]:
     return steps
 
 
+def ceiling_bps(slots: Sequence[SlotDemand]) -> int:
+    """What `slots` would take with an unlimited budget: each one's top step (its cap).
+
+    The rate worth probing for (`sfu.policy.probe.Prober`'s desired rate): a
+    subscriber held below it has tiles that want more than it gets.
+    """
+    total = 0
+    for slot in slots:
+        if slot.hidden or not slot.layers:
+            continue
+        steps = ladder(slot)
+        total += steps[-1].bps if steps else 0
+    return total
+
+
 @dataclass
 class _Climb:
     slot: SlotDemand
@@ -194,8 +216,11 @@ def allocate(
         else:
             climbs.append(_Climb(slot, ladder(slot), before.get(slot.mid)))
     left = budget_bps
-    for climb in climbs:  # the lowest step for everybody, stage first
-        left -= _raise(climb, left) or 0
+    for n, climb in enumerate(climbs):  # the lowest step for everybody, stage first
+        added = _raise(climb, left)
+        if added is None and (n == 0 or len(climb.slot.layers) == 1):
+            added = _raise(climb, max(left, climb.next_cost()))  # never paused: see doc
+        left -= added or 0
     for tier in (True, False):
         left = _climb_round_robin([c for c in climbs if c.slot.stage is tier], left)
     result.update({climb.slot.mid: climb.choice for climb in climbs})

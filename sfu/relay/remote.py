@@ -18,8 +18,9 @@ one track again (`link_layers`), and learns their order from their key
 frames as the origin does, so its consumers switch layers as on the origin.
 A layer none of this worker's subscribers forwards (or waits for) is
 paused at the origin (`demand`, sent by `sfu.shard.ShardMedia`), except the
-lowest layer (it keeps the track live for the group's selection) and a
-layer whose size is not known here yet.
+lowest layer (it keeps the track live for the group's selection), a layer
+whose size is not known here yet, and a layer a consumer wants (its
+`set_layers`) while it forwards a lower one because this one is paused.
 """
 
 from __future__ import annotations
@@ -173,7 +174,12 @@ class RemoteStream:
         producer = self.producer
         if producer.rid is None:
             return None
-        wanted = bool(producer.consumers) or producer.spatial == 0 or producer.frame_size is None
+        wanted = (
+            bool(producer.consumers)
+            or producer.spatial == 0
+            or producer.frame_size is None
+            or _wanted_by_a_consumer(producer)
+        )
         if wanted == self._demanded and now - self._demanded_at < DEMAND_REPEAT_S:
             return None
         self._demanded, self._demanded_at = wanted, now
@@ -236,3 +242,18 @@ class RemotePublisher:
             link_layers(order_layers(layers))
             producers[f"{origin}:{mid}"] = layers[0].track
         self.producers = producers
+
+
+def _wanted_by_a_consumer(layer: Producer) -> bool:
+    """Whether a consumer of its track wants this layer or a higher one (`set_layers`).
+
+    Such a consumer forwards a lower layer while this one is paused at its
+    publisher (not active), so it is not among this layer's consumers; the
+    layer must be asked for all the same, or it never comes back.
+    """
+    for other in layer.layers:
+        for consumer in other.consumers:
+            spatial = consumer.wanted_layers[0]
+            if spatial is not None and spatial >= layer.spatial:
+                return True
+    return False

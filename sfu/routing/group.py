@@ -33,8 +33,6 @@ from typing import TYPE_CHECKING, Protocol
 from sfu.control import Slot
 from sfu.policy.selection import assign_slots, diff, last_n_order
 from sfu.policy.speaker import DominantSpeaker
-from sfu.routing.consumer import HIGHEST
-from sfu.routing.layers import MAX_TID
 from sfu.routing.producer import Producer
 
 if TYPE_CHECKING:
@@ -257,11 +255,11 @@ class Group:
         return slots, publishing
 
     def _thumbnails(self, participant: Participant, now: float, connected: bool) -> None:
-        """The first choices on stage, the rest as thumbnails.
+        """The first choices on stage (`participant.stage_mids`), the rest thumbnails.
 
-        A simulcast track's thumbnail is its lowest layer (stage: the highest
-        active one); a track without simulcast falls back to key frames only.
-        Until the allocator sets layers from the bandwidth, this is the choice.
+        A simulcast track's layers are the layer allocator's (`sfu.routing.layerclock`:
+        a thumbnail is capped at its lowest layer); a track without simulcast falls
+        back to key frames only on a thumbnail.
         """
         video = (self._orders or self.orders(now))[0]
         pinned = [participant.pinned] if participant.pinned in video else []
@@ -269,17 +267,18 @@ class Group:
             k for k in dict.fromkeys([*pinned, *video]) if participant_of(k) != participant.id
         ]
         stage = set(choices[: participant.settings.stage_video_slots])
+        on_stage = set()
         for mid, consumer in participant.consumers.items():
             key = participant.slot_keys.get(mid)
             thumbnail = key is not None and key not in stage
+            if not thumbnail:
+                on_stage.add(mid)
             track = consumer.track
             if track is not None and len(track.layers) > 1:
                 consumer.set_thumbnail(False)
-                layer = consumer.set_layers(0 if thumbnail else HIGHEST, MAX_TID)
-                if connected and layer is not None:
-                    layer.request_keyframe(now)
             elif consumer.set_thumbnail(thumbnail) and connected and consumer.pending is not None:
                 consumer.pending.request_keyframe(now)
+        participant.stage_mids = frozenset(on_stage)
 
     def _forget_stale(self, participant: Participant) -> None:
         # A slot whose source left or was replaced is empty, so that the

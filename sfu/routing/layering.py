@@ -14,8 +14,8 @@ Every tick, for each connected subscriber:
   estimate moved (`DownlinkReports`).
 
 Then every simulcast track's needed spatial layers (every layer up to the
-highest its local subscribers chose, like LiveKit's dynacast; everything for
-a track relayed to other workers, whose needs are not known here) go through
+highest its local subscribers chose, like LiveKit's dynacast; plus the layers
+other workers' subscribers need, from the relay's demand) go through
 `LayerNeeds`, and a change becomes a `publish_layers` event for its
 publisher, by rid.
 
@@ -29,7 +29,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from sfu.control import Downlink, MediaEvent, PublishLayers
-from sfu.policy.allocation import LayerAllocator, LayerChoice, LayerInfo, LayerNeeds, SlotDemand
+from sfu.policy.allocation import (
+    LayerAllocator,
+    LayerChoice,
+    LayerInfo,
+    LayerNeeds,
+    SlotDemand,
+    ceiling_bps,
+)
 from sfu.policy.downlink import DownlinkReports
 
 __all__ = ["LayerControl"]
@@ -104,41 +111,54 @@ class LayerControl:
         self._downlinks: dict[str, DownlinkReports] = {}
         self.needs: LayerNeeds[TrackKey] = LayerNeeds()
         self._tracks: dict[TrackKey, Track] = {}
+        self._rids: dict[TrackKey, list[str]] = {}  # the last publish_layers of each track
+        # What each subscriber's slots would take with no bandwidth limit (the Prober's aim).
+        self.desired_bps: dict[str, int] = {}
 
     def tick(
         self,
         subscribers: Iterable[tuple[Subscriber, int, int, Callable[[str], bool]]],
-        relayed: Iterable[Track],
+        relayed: Iterable[tuple[Track, Iterable[int]]],
         now: float,
     ) -> None:
-        """One round: for each (subscriber, fallback budget, audio bits/s, is-stage(mid))."""
+        """One round: for each (subscriber, fallback budget, audio bits/s, is-stage(mid)).
+
+        `subscribers` may be only those due this round (`sfu.policy.cadence`):
+        a subscriber is forgotten by `forget`, not by its absence.  `relayed`:
+        local tracks with the spatial layers other workers' subscribers need.
+        """
         wanted: dict[TrackKey, list[int | None]] = {}
-        seen = set()
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
-            seen.add(subscriber.id)
-            estimate = self._estimate(subscriber, fallback_bps)
+            estimate = self.estimate(subscriber, fallback_bps)
             self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
+            if subscriber.estimator is None and not subscriber.remb_estimate:
+                continue  # nothing measured: the fallback is no news for the client
             kbps = self._downlinks.setdefault(subscriber.id, DownlinkReports()).update(
                 estimate, now
             )
             if kbps is not None:
                 self._notify(Downlink(subscriber.id, kbps))
-        for track in relayed:  # other workers' subscribers: their needs are not known here
+        for track, spatials in relayed:  # other workers' subscribers (the relay's demand)
             key = (track.owner, track.mid)
             self._tracks[key] = track
-            wanted.setdefault(key, []).extend(layer.spatial for layer in track.layers)
-        for gone in set(self._allocators) - seen:
-            del self._allocators[gone]
-            self._downlinks.pop(gone, None)
+            wanted.setdefault(key, []).extend(spatials)
         self._publish(wanted, now)
+
+    def forget(self, subscriber_id: str) -> None:
+        """A subscriber is gone: drop its allocator and its downlink reports."""
+        self._allocators.pop(subscriber_id, None)
+        self._downlinks.pop(subscriber_id, None)
+        self.desired_bps.pop(subscriber_id, None)
 
     def forget_track(self, owner: str, mid: str) -> None:
         """A published track is gone: nothing more is said about it."""
         self.needs.forget((owner, mid))
         self._tracks.pop((owner, mid), None)
+        self._rids.pop((owner, mid), None)
 
     @staticmethod
-    def _estimate(subscriber: Subscriber, fallback_bps: int) -> int:
+    def estimate(subscriber: Subscriber, fallback_bps: int) -> int:
+        """Its downlink: its estimator's, else its REMB (at most `fallback_bps`), else that."""
         if subscriber.estimator is not None:
             return subscriber.estimator.estimate_bps
         if subscriber.remb_estimate:
@@ -160,6 +180,7 @@ class LayerControl:
                 continue
             tracks[mid] = track
             demands.append(demand(mid, track, subscriber.video_sizes.get(mid), on_stage(mid), now))
+        self.desired_bps[subscriber.id] = ceiling_bps(demands)
         allocator = self._allocators.setdefault(subscriber.id, LayerAllocator())
         for mid, choice in allocator.update(demands, max(0, budget), now).items():
             self._apply(subscriber.consumers[mid], choice, now)
@@ -175,14 +196,28 @@ class LayerControl:
             awaited.request_keyframe(now)
 
     def _publish(self, wanted: dict[TrackKey, list[int | None]], now: float) -> None:
+        for key, choices in wanted.items():
+            track = self._tracks.get(key)
+            if key not in self._rids and track is not None:
+                # A new track: every layer for the hold, as the publisher sends them
+                # (nothing to say), so none is turned off before it is even measured.
+                choices.append(track.layers[-1].spatial)
+                self._rids[key] = [layer.rid for layer in track.layers if layer.rid]
         for key, spatial in self.needs.update(wanted, now).items():
             track = self._tracks.get(key)
             if track is None or len(track.layers) < 2:
                 continue  # no simulcast: nothing to turn on or off
-            rids = [layer.rid for layer in track.layers if layer.spatial in spatial and layer.rid]
-            self._notify(PublishLayers(key[0], key[1], rids))
-            if not spatial:
-                self._tracks.pop(key, None)
+            # The lowest layer always: a track with no media at all would look like
+            # a camera turned off to the group's selection (`Group.orders`), so it
+            # would never be chosen again and never be needed again.
+            rids = [
+                layer.rid
+                for layer in track.layers
+                if (layer.spatial in spatial or layer.spatial == 0) and layer.rid
+            ]
+            if rids != self._rids.get(key):
+                self._rids[key] = rids
+                self._notify(PublishLayers(key[0], key[1], rids))
 
 
 def demand(

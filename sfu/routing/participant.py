@@ -121,6 +121,8 @@ class Participant:
         self.next_report = 0.0
         self.retired: list[Counters] = []
         self.remb_estimate: int | None = None  # the participant's own REMB to us
+        # Its video slots on stage (Group: stage_video_slots); None: every slot.
+        self.stage_mids: frozenset[str] | None = None
         # transport-cc, when negotiated: the sequence extension id, and the
         # arrival times of what the participant sends (for its feedback).
         self.twcc_id = 0

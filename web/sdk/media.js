@@ -12,11 +12,14 @@ const SOCKET_CHECK_MS = 2000;
 /**
  * The camera's simulcast encodings, lowest first (docs/protocol.md, "Simulcast"):
  * a quarter, a half and the full resolution, each with three VP8 temporal layers.
+ * Each has a maxBitrate: without one, Chromium gives the whole send budget to the
+ * encodings left active when the server turns the others off (`publish_layers`),
+ * and a 320x180 layer then took 1.5-2 Mbit/s (the SFU's choices assume about these).
  */
 export const SIMULCAST_ENCODINGS = Object.freeze([
-  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, scalabilityMode: "L1T3" }),
-  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, scalabilityMode: "L1T3" }),
-  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, scalabilityMode: "L1T3" }),
+  Object.freeze({ rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150000, scalabilityMode: "L1T3" }),
+  Object.freeze({ rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500000, scalabilityMode: "L1T3" }),
+  Object.freeze({ rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1500000, scalabilityMode: "L1T3" }),
 ]);
 /** Below this downlink estimate (kbit/s) the `downlink` event says `weak: true`. */
 export const WEAK_DOWNLINK_KBPS = 300;

@@ -1,0 +1,111 @@
+"""The layer allocation of one `LocalMedia`, run on its clock (`after_tick`).
+
+`LayerControl` (sfu.routing.layering) does the work for the subscribers
+given; this shell chooses them and what it needs to know of each:
+
+- who: connected, non-pre-call participants that are due (`Cadence`: every
+  `ALLOCATION_PERIOD_S`, staggered; at once when `mark`ed because its
+  slots, their stage/thumbnail class or its tile sizes changed, or when its
+  estimate moved by 20 %);
+- its budget: its transport-cc estimate, else its REMB, else the room-size
+  table's per-publisher cap times its filled video slots (what it would get
+  without simulcast), minus the audio it receives (audio always first);
+- stage or thumbnail: the group's choice (`Participant.stage_mids`; with
+  `stage_video_slots` 0 every slot is stage-class, sized by its tile).
+
+After each round, what each subscriber's slots would take with no limit
+(`LayerControl.desired_bps`) is its Prober's desired rate: probes run only
+when a subscriber is held below what its tiles want.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from sfu.control import MediaEvent, PublishLayers
+from sfu.policy.bitrate import cap_for
+from sfu.policy.cadence import Cadence
+from sfu.routing.layering import LayerControl, Track
+from sfu.routing.participant import Participant
+
+__all__ = ["ALLOCATION_PERIOD_S", "LayerClock"]
+
+ALLOCATION_PERIOD_S = 0.5
+
+
+class LayerClock:
+    """See module doc."""
+
+    def __init__(
+        self, notify: Callable[[MediaEvent], None], local: Mapping[str, Participant]
+    ) -> None:
+        self._notify = notify
+        self._local = local
+        self.control = LayerControl(self._tell)
+        self.cadence: Cadence[str] = Cadence(ALLOCATION_PERIOD_S)
+        self.rounds = 0  # subscriber allocations run (for tests and stats)
+
+    def _tell(self, event: MediaEvent) -> None:
+        # A remote track's publisher is another worker's: its layers follow this
+        # worker's demand through the relay, not a message from here.
+        if isinstance(event, PublishLayers) and event.participant_id not in self._local:
+            return
+        self._notify(event)
+
+    def mark(self, participant: Participant) -> None:
+        """Its slots, stage or sizes changed: allocate at the next tick."""
+        self.cadence.mark(participant.id)
+
+    def forget(self, participant: Participant) -> None:
+        """It left: forget it as a subscriber and its tracks as a publisher."""
+        self.cadence.forget(participant.id)
+        self.control.forget(participant.id)
+        for track in participant.producers.values():
+            self.control.forget_track(participant.id, track.mid)
+
+    def tick(
+        self,
+        participants: Iterable[Participant],
+        relayed: Iterable[tuple[Track, Iterable[int]]],
+        now: float,
+    ) -> None:
+        due = []
+        for p in participants:
+            transport = p.transport
+            if p.precall or p.closed or transport is None or not transport.connected:
+                continue
+            fallback = fallback_bps(p)
+            if self.cadence.due(p.id, LayerControl.estimate(p, fallback), now):
+                due.append((p, fallback, audio_bps(p, now), stage_test(p)))
+        self.rounds += len(due)
+        self.control.tick(due, relayed, now)
+        for p, _, audio, _ in due:  # the Prober's aim: the slots' ceilings plus the audio
+            video = self.control.desired_bps.get(p.id, 0)
+            p.desired_bps = video + audio if video else 0
+
+
+def fallback_bps(participant: Participant) -> int:
+    """The budget of a subscriber that measures nothing: the room table's cap per slot."""
+    filled = sum(1 for c in participant.consumers.values() if c.kind == "video" and c.track)
+    return cap_for(participant.group.size, participant.settings.remb_table) * max(1, filled)
+
+
+def audio_bps(participant: Participant, now: float) -> int:
+    """What its audio slots receive now."""
+    return sum(
+        c.source.bitrate_bps(now)
+        for c in participant.consumers.values()
+        if c.kind == "audio" and c.source is not None
+    )
+
+
+def stage_test(participant: Participant) -> Callable[[str], bool]:
+    """Whether a slot of `participant` is stage-class (module doc)."""
+    stage = participant.stage_mids
+    if stage is None or not participant.settings.stage_video_slots:
+        return _everywhere
+    return stage.__contains__
+
+
+def _everywhere(mid: str) -> bool:
+    return True
