@@ -315,3 +315,23 @@ def test_an_old_key_frame_sent_again_over_rtx_is_not_a_new_one() -> None:
     assert c.source is a and len(out.rtp) == 6, "a switch waits for a new key frame"
     frame(b, 506, 9000, keyframe=True)
     assert c.source is b and len(out.rtp) == 9
+
+
+def test_a_copy_of_a_packet_already_forwarded_is_not_sent_again_but_a_lost_one_is() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [10, 11, 13], keyframe_at=[10])
+    assert a.rtx_ssrc is not None
+    for seq in (11, 12):  # a probe's padding (a copy), then the retransmission of a lost packet
+        original = vp8(seq, seq * 3000)
+        rtx = build_rtx(
+            original,
+            parse_rtp(original),
+            rtx_ssrc=a.rtx_ssrc,
+            rtx_payload_type=97,
+            rtx_sequence=seq,
+        )
+        assert a.on_rtx(rtx, parse_rtp(rtx), 0.1)
+    seqs = [h.sequence for h in out.headers()]
+    assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 3, seqs[0] + 2]

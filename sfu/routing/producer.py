@@ -236,7 +236,7 @@ class Producer:
         if codec is None:
             return False
         ext_seq = self._unwrapper.unwrap(h.sequence)
-        self.newest = ext_seq > self.stats.max_seq
+        newest = self.newest = ext_seq > self.stats.max_seq
         if h.payload_length:
             self.last_media = now
         self.stats.add(ext_seq, h.timestamp, len(data), now)
@@ -244,8 +244,13 @@ class Producer:
             lost = self.nack.add(ext_seq, now)
             if lost:
                 self.send_nack(lost)
-        if self._cache is not None:
-            self._cache.store(h.sequence, data, now)
+        cache = self._cache
+        if cache is not None:
+            if not newest and cache.get(h.sequence, now) is not None:
+                # A copy of a packet already forwarded (Chromium's bandwidth
+                # probes resend old packets over RTX): nothing new for anyone.
+                return True
+            cache.store(h.sequence, data, now)
         if self._level_id is not None:
             self._read_level(data, h, self._level_id, now)
         if codec == "vp8":
