@@ -51,6 +51,14 @@ async function join(pid, publish) {
     window.state.answered = true;
   } catch (e) { window.state.error = String(e); }
 }
+async function encoded(rid) {
+  const stats = await window.pc.getStats();
+  let frames = 0;
+  stats.forEach((r) => {
+    if (r.type === "outbound-rtp" && r.rid === rid) frames = r.framesEncoded || 0;
+  });
+  return frames;
+}
 async function inbound() {
   const stats = await window.pc.getStats();
   let out = {frames: 0, width: 0};
@@ -118,21 +126,40 @@ async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
                     await viewer.wait_for_timeout(100)
                 assert await width() == expected, (spatial, consumer.layers_now)
 
-            async def fps() -> float:
-                before = (await viewer.evaluate("inbound()"))["frames"]
-                await viewer.wait_for_timeout(2000)
-                return float((await viewer.evaluate("inbound()"))["frames"] - before) / 2
+            async def frames() -> tuple[int, int]:
+                """(decoded by the viewer, encoded by the publisher on q) so far."""
+                decoded = (await viewer.evaluate("inbound()"))["frames"]
+                return int(decoded), int(await publisher.evaluate("encoded('q')"))
 
-            full = await fps()
+            async def decoded_of_encoded() -> tuple[int, int]:
+                """Frames decoded and frames of q encoded over 2 s.
+
+                Compared with what the publisher encoded, not with a fixed
+                rate: on a loaded machine Chromium's fake camera and its three
+                encoders fall to 10 fps and below, with stalls of 300 ms (the
+                remaining failures once the freeze after a switch was fixed:
+                19 frames decoded of 24 encoded, i.e. 9 fps), and the frames
+                encoded last in the window are decoded after it.
+                """
+                before = await frames()
+                await viewer.wait_for_timeout(2000)
+                after = await frames()
+                return after[0] - before[0], after[1] - before[1]
+
+            full = await decoded_of_encoded()
             assert track.layers[0].meter.top == 2  # L1T3: TIDs 0-2
             consumer.set_layers(0, 0)  # the base temporal layer only: a quarter of the frames
             await viewer.wait_for_timeout(500)
-            thinned = await fps()
+            thinned = await decoded_of_encoded()
             consumer.set_layers(0, MAX_TID)
             await viewer.wait_for_timeout(500)
-            restored = await fps()
-            # Chromium decodes the thinned stream (picture ids without gaps) and comes back.
-            assert full > 10 and 1 < thinned < full / 2 and restored > 10, (full, thinned, restored)
+            restored = await decoded_of_encoded()
+            # Chromium decodes (nearly) every frame after the switches, then the thinned
+            # stream (picture ids without gaps), and comes back.
+            assert full[1] >= 6 and thinned[1] >= 6 and restored[1] >= 6, (full, thinned, restored)
+            assert full[0] >= 0.5 * full[1], (full, thinned, restored)
+            assert 1 < thinned[0] < thinned[1] / 2, (full, thinned, restored)
+            assert restored[0] >= 0.5 * restored[1], (full, thinned, restored)
             stats = media.stats()
             assert stats["errors"] == 0 and stats["bad_rtp"] == 0
         finally:
