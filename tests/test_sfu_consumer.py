@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 
 from sfu.packet.rtp import extensions, parse_rtp
-from sfu.packet.rtx import parse_rtx
+from sfu.packet.rtx import build_rtx, parse_rtx
 from sfu.routing.consumer import Consumer, extension_map
 from sfu.routing.producer import Producer
 from tests.sfu_fakes import EXT_IDS, OPUS, VP8, Capture, opus, producer, vp8
@@ -291,3 +291,57 @@ def test_a_thumbnail_back_on_stage_resumes_at_a_key_frame() -> None:
     frame(a, 109, 12000, keyframe=False)
     assert len(out.rtp) == 9 and c.source is a
     assert consumer("audio")[0].set_thumbnail(True) is False, "audio is never thumbnailed"
+
+
+def test_an_old_key_frame_sent_again_over_rtx_is_not_a_new_one() -> None:
+    # Chromium's bandwidth probes resend old packets over RTX, key frames first.
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    c.set_thumbnail(True)
+    frame(a, 100, 3000, keyframe=True)
+    frame(a, 103, 6000, keyframe=True)
+    old_key = a.cached(100, 0.1)
+    assert old_key is not None and a.rtx_ssrc is not None
+    rtx = build_rtx(
+        old_key, parse_rtp(old_key), rtx_ssrc=a.rtx_ssrc, rtx_payload_type=97, rtx_sequence=1
+    )
+    assert a.on_rtx(rtx, parse_rtp(rtx), 0.1)
+    assert len(out.rtp) == 6, "a thumbnail does not go back to an old picture"
+    b = producer(ssrc=6000)
+    frame(b, 500, 3000, keyframe=True)
+    frame(b, 503, 6000, keyframe=False)
+    c, out = consumer()
+    c.switch(a)
+    frame(a, 106, 9000, keyframe=True)
+    assert c.switch(b) is True
+    old_key = b.cached(500, 0.1)
+    assert old_key is not None and b.rtx_ssrc is not None
+    rtx = build_rtx(
+        old_key, parse_rtp(old_key), rtx_ssrc=b.rtx_ssrc, rtx_payload_type=97, rtx_sequence=1
+    )
+    assert b.on_rtx(rtx, parse_rtp(rtx), 0.1)
+    frame(a, 109, 12000, keyframe=False)
+    assert c.source is a and len(out.rtp) == 6, "a switch waits for a new key frame"
+    frame(b, 506, 9000, keyframe=True)
+    assert c.source is b and len(out.rtp) == 9
+
+
+def test_a_copy_of_a_packet_already_forwarded_is_not_sent_again_but_a_lost_one_is() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [10, 11, 13], keyframe_at=[10])
+    assert a.rtx_ssrc is not None
+    for seq in (11, 12):  # a probe's padding (a copy), then the retransmission of a lost packet
+        original = vp8(seq, seq * 3000)
+        rtx = build_rtx(
+            original,
+            parse_rtp(original),
+            rtx_ssrc=a.rtx_ssrc,
+            rtx_payload_type=97,
+            rtx_sequence=seq,
+        )
+        assert a.on_rtx(rtx, parse_rtp(rtx), 0.1)
+    seqs = [h.sequence for h in out.headers()]
+    assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 3, seqs[0] + 2]

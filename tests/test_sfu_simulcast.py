@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from sfu.packet.counters import Counters
 from sfu.packet.rtcp import Pli, parse_rtcp
 from sfu.packet.rtp import build_rtp, parse_rtp
-from sfu.packet.rtx import parse_rtx
+from sfu.packet.rtx import build_rtx, parse_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8, vp8_frame_size
 from sfu.relay.endpoint import RelayEndpoint, RelayTap
 from sfu.relay.remote import RemotePublisher, RemoteStream, describe
@@ -499,3 +499,46 @@ def test_padding_while_thinning_leaves_no_sequence_gap() -> None:
     rx = received(out)
     assert [d.tid for d in frames(rx)] == [0, 1, 0]  # frames 0, 2, 4: TID 2 dropped
     assert continuous([s for s, *_ in rx], 0x10000)
+
+
+def test_an_old_key_frame_sent_again_does_not_complete_a_switch() -> None:
+    # Chromium probes bandwidth by sending old packets again over RTX ("payload
+    # padding"), preferring big ones: a layer's last key frame.  Switching back
+    # to that layer on such a copy would continue from an old picture: the
+    # frames after it reference frames the subscriber never gets (a sequence,
+    # picture id and TL0PICIDX jump that freezes its decoder until a new key frame).
+    base, layers = track()
+    q = layers[0]
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(0, 2, 0.0)
+    for n in range(5):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0)
+    old_key = q.producer.cached(100, 5 / 30)  # q's key frame, its first (and only) packet
+    assert old_key is not None and descriptor_of(old_key).keyframe
+    c.set_layers(1, 2, 5 / 30)
+    for n in range(5, 10):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 5 and layer is layers[1])
+    assert c.layers_now == (1, 2)
+    assert c.set_layers(0, 2, 10 / 30) is q.producer  # ask q for a key frame
+    assert q.producer.rtx_ssrc is not None
+    rtx = build_rtx(
+        old_key,
+        parse_rtp(old_key),
+        rtx_ssrc=q.producer.rtx_ssrc,
+        rtx_payload_type=97,
+        rtx_sequence=1,
+    )
+    assert q.producer.on_rtx(rtx, parse_rtp(rtx), 10 / 30)
+    for n in range(10, 13):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 12 and layer is q)
+    assert c.layers_now == (0, 2)
+    rx = received(out)
+    tags = [t for *_, t in rx]
+    assert tags == [*q.sent[:6], *layers[1].sent[5:12], q.sent[-1]]  # h until q's new key frame
+    assert continuous([s for s, *_ in rx], 0x10000)
+    assert continuous([d.picture_id for d in frames(rx)], 0x8000)
+    assert continuous([d.tl0picidx for d in frames(rx) if d.tid == 0], 0x100)

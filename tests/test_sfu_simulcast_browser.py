@@ -49,6 +49,14 @@ async function join(pid, publish) {
     window.state.answered = true;
   } catch (e) { window.state.error = String(e); }
 }
+async function encoded(rid) {
+  const stats = await window.pc.getStats();
+  let frames = 0;
+  stats.forEach((r) => {
+    if (r.type === "outbound-rtp" && r.rid === rid) frames = r.framesEncoded || 0;
+  });
+  return frames;
+}
 async function inbound() {
   const stats = await window.pc.getStats();
   let out = {frames: 0, width: 0};
@@ -117,29 +125,47 @@ async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
                 estimate = bob.estimator.estimate_bps if bob.estimator else None
                 assert await width() == size[0], (size, consumer.layers_now, estimate)
 
-            async def fps() -> float:
-                before = (await viewer.evaluate("inbound()"))["frames"]
-                await viewer.wait_for_timeout(2000)
-                return float((await viewer.evaluate("inbound()"))["frames"] - before) / 2
+            async def frames() -> tuple[int, int]:
+                """(decoded by the viewer, encoded by the publisher on q) so far."""
+                decoded = (await viewer.evaluate("inbound()"))["frames"]
+                return int(decoded), int(await publisher.evaluate("encoded('q')"))
 
-            full = await fps()
+            async def decoded_of_encoded() -> tuple[int, int]:
+                """Frames decoded and frames of q encoded over 2 s.
+
+                Compared with what the publisher encoded, not with a fixed
+                rate: on a loaded machine Chromium's fake camera and its three
+                encoders fall to 10 fps and below, with stalls of 300 ms (the
+                remaining failures once the freeze after a switch was fixed:
+                19 frames decoded of 24 encoded, i.e. 9 fps), and the frames
+                encoded last in the window are decoded after it.
+                """
+                before = await frames()
+                await viewer.wait_for_timeout(2000)
+                after = await frames()
+                return after[0] - before[0], after[1] - before[1]
+
+            full = await decoded_of_encoded()
             assert track.layers[0].meter.top == 2  # L1T3: TIDs 0-2
             # ... and its bandwidth: capped (as a REMB would) below q's lowest temporal
             # layer, its only slot keeps that layer: a quarter of the frames.
             bob.set_max_bps(30_000)
             await eventually(lambda: consumer.layers_now == (0, 0), timeout=10, what="TID 0")
             await viewer.wait_for_timeout(500)
-            thinned = await fps()
+            thinned = await decoded_of_encoded()
             bob.set_max_bps(10_000_000)  # the cap lifted: the estimate grows back (probes)
             await eventually(
                 lambda: consumer.layers_now[1] >= 1, timeout=30, what="more temporal layers"
             )
             await viewer.wait_for_timeout(1000)
-            restored = await fps()
-            # Chromium decodes the thinned stream (picture ids without gaps) and comes back
-            # up (TID 0-1 at least: the estimate regrows from 30 kbit/s, which is slow).
-            assert full > 10 and 1 < thinned < full / 2, (full, thinned)
-            assert restored > 1.5 * thinned, (full, thinned, restored, consumer.layers_now)
+            restored = await decoded_of_encoded()
+            # Chromium decodes (nearly) every frame after the switches, then the thinned
+            # stream (picture ids without gaps), and comes back up (TID 0-1 at least: the
+            # estimate regrows from 30 kbit/s, which is slow).
+            assert full[1] >= 6 and thinned[1] >= 6 and restored[1] >= 6, (full, thinned, restored)
+            assert full[0] >= 0.5 * full[1], (full, thinned, restored)
+            assert 1 < thinned[0] < thinned[1] / 2, (full, thinned, restored)
+            assert restored[0] > 1.5 * thinned[0], (full, thinned, restored, consumer.layers_now)
             stats = media.stats()
             assert stats["errors"] == 0 and stats["bad_rtp"] == 0
         finally:

@@ -347,10 +347,10 @@ class Consumer:
         self.thumbnail_ts = None
         return not thumbnail and self.resync()
 
-    def _thumbnail_passes(self, codec: str, data: bytes, h: RtpHeader) -> bool:
+    def _thumbnail_passes(self, producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
         if h.timestamp == self.thumbnail_ts:
             return True  # the rest of the key frame being passed
-        if not is_keyframe(codec, data[h.payload_offset :]):
+        if not self._starts_keyframe(producer, codec, data, h):
             return False
         self.thumbnail_ts = h.timestamp
         self._fresh = True  # a new segment: what was dropped leaves no gap
@@ -379,7 +379,7 @@ class Consumer:
             if self._maps is None and self._needs_maps(producer, codec):
                 self._enter_maps(self._switched_from)
         elif self.thumbnail:
-            if not self._thumbnail_passes(codec, data, h):
+            if not self._thumbnail_passes(producer, codec, data, h):
                 return
         elif self._maps is None and self._tid_target < MAX_TID and codec == "vp8":
             desc = producer.desc  # a frame above the temporal limit starts: thin from here
@@ -499,6 +499,16 @@ class Consumer:
 
     @staticmethod
     def _starts_keyframe(producer: Producer, codec: str, data: bytes, h: RtpHeader) -> bool:
+        """The first packet of a new key frame: never an old one sent again.
+
+        Chromium probes bandwidth by resending old packets over RTX ("payload
+        padding"), preferring big ones: a layer's last key frame.  Starting
+        at such a copy would continue with frames that reference frames never
+        sent (a sequence, picture id and TL0PICIDX jump that freezes the
+        decoder until the next key frame); the switch waits for a new one.
+        """
+        if not producer.newest:
+            return False
         if codec == "vp8":
             desc = producer.desc
             return desc is not None and desc.keyframe

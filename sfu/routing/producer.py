@@ -17,7 +17,9 @@ index there, see `sfu.routing.layers.order_layers` for the rule) and
 holds it; the first in the offer, whose identity never changes).  Without
 simulcast `layers == (self,)` and `track is self`.  On ingress a VP8 packet's
 descriptor is read once (`desc`, for the consumers: TID, sync, picture ids)
-and measured (`bitrate_bps`, `temporal_bitrates`, `frame_size`, `active`).
+and measured (`bitrate_bps`, `temporal_bitrates`, `frame_size`, `active`);
+`newest` says whether the packet is the highest sequence number so far (a
+consumer switches only on a key frame that is, see `sfu.routing.consumer`).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class Producer:
         "meter",
         "mid",
         "nack",
+        "newest",
         "offer_index",
         "output",
         "owner",
@@ -142,6 +145,9 @@ class Producer:
         self.track: Producer = self
         self.frame_size: tuple[int, int] | None = None
         self.desc: Vp8Descriptor | None = None  # of the packet being forwarded (VP8)
+        # The packet being forwarded is the highest sequence number so far:
+        # not a late, repeated or retransmitted (RTX) copy of an older one.
+        self.newest = False
         self.mid = mid
         self.kind = kind
         self.source = source  # "audio", "camera" or "screen"
@@ -230,6 +236,7 @@ class Producer:
         if codec is None:
             return False
         ext_seq = self._unwrapper.unwrap(h.sequence)
+        newest = self.newest = ext_seq > self.stats.max_seq
         if h.payload_length:
             self.last_media = now
         self.stats.add(ext_seq, h.timestamp, len(data), now)
@@ -237,8 +244,13 @@ class Producer:
             lost = self.nack.add(ext_seq, now)
             if lost:
                 self.send_nack(lost)
-        if self._cache is not None:
-            self._cache.store(h.sequence, data, now)
+        cache = self._cache
+        if cache is not None:
+            if not newest and cache.get(h.sequence, now) is not None:
+                # A copy of a packet already forwarded (Chromium's bandwidth
+                # probes resend old packets over RTX): nothing new for anyone.
+                return True
+            cache.store(h.sequence, data, now)
         if self._level_id is not None:
             self._read_level(data, h, self._level_id, now)
         if codec == "vp8":
