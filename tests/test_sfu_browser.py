@@ -6,7 +6,7 @@ import contextlib
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp import web
@@ -14,6 +14,9 @@ from aiohttp import web
 from sfu.local import LocalMedia
 from tests.sfu_live import eventually, running_media
 from tests.web_support import CHROMIUM, CHROMIUM_ARGS
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -91,21 +94,14 @@ async def serving(html: str, **settings: Any) -> AsyncIterator[tuple[str, LocalM
             await runner.cleanup()
 
 
-@pytest.fixture
-async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
-    async with serving(PAGE) as served:
-        yield served
-
-
-async def test_chromium_video_goes_through_the_sfu_to_chromium(
-    site: tuple[str, LocalMedia], tmp_path: Path
-) -> None:
+@contextlib.asynccontextmanager
+async def alice_and_bob(url: str, profile: Path) -> AsyncIterator[tuple[Page, Page]]:
+    """One Chromium, two pages of `url`: alice publishes, bob only watches; both joined."""
     from playwright.async_api import async_playwright
 
-    url, media = site
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            str(profile), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
         try:
             publisher, viewer = await browser.new_page(), await browser.new_page()
@@ -116,20 +112,34 @@ async def test_chromium_video_goes_through_the_sfu_to_chromium(
             for page in (publisher, viewer):
                 state = await page.evaluate("window.state")
                 assert state["error"] is None and state["answered"], state
-            frames = {"n": 0}
-
-            async def decoded() -> int:
-                frames["n"] = await viewer.evaluate("decoded()")
-                return frames["n"]
-
-            for _ in range(150):
-                if await decoded() >= 30:
-                    break
-                await viewer.wait_for_timeout(100)
-            assert frames["n"] >= 30, frames
-            assert await viewer.evaluate("window.state.tracks") == 2
-            stats = media.stats()
-            assert stats["errors"] == 0 and stats["bad_rtp"] == 0
-            await eventually(lambda: media.stats()["rtcp_in"] > 0, what="RTCP from Chromium")
+            yield publisher, viewer
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
+    async with serving(PAGE) as served:
+        yield served
+
+
+async def test_chromium_video_goes_through_the_sfu_to_chromium(
+    site: tuple[str, LocalMedia], tmp_path: Path
+) -> None:
+    url, media = site
+    async with alice_and_bob(url, tmp_path) as (_publisher, viewer):
+        frames = {"n": 0}
+
+        async def decoded() -> int:
+            frames["n"] = await viewer.evaluate("decoded()")
+            return frames["n"]
+
+        for _ in range(150):
+            if await decoded() >= 30:
+                break
+            await viewer.wait_for_timeout(100)
+        assert frames["n"] >= 30, frames
+        assert await viewer.evaluate("window.state.tracks") == 2
+        stats = media.stats()
+        assert stats["errors"] == 0 and stats["bad_rtp"] == 0
+        await eventually(lambda: media.stats()["rtcp_in"] > 0, what="RTCP from Chromium")

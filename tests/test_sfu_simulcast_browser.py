@@ -9,8 +9,7 @@ import pytest
 
 from sfu.local import LocalMedia
 from tests.sfu_live import eventually
-from tests.test_sfu_browser import serving
-from tests.web_support import CHROMIUM, CHROMIUM_ARGS
+from tests.test_sfu_browser import alice_and_bob, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -79,94 +78,78 @@ async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
 async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
     site: tuple[str, LocalMedia], tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright
-
     url, media = site
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    async with alice_and_bob(url, tmp_path) as (publisher, viewer):
+        track = media.participants["alice"].producers[
+            next(iter(media.participants["alice"].producers))
+        ]
+        await eventually(
+            lambda: all(layer.frame_size for layer in track.layers),
+            timeout=30,
+            what="key frames of the three layers",
         )
-        try:
-            publisher, viewer = await browser.new_page(), await browser.new_page()
-            for page in (publisher, viewer):
-                await page.goto(url)
-            await publisher.evaluate("join('alice', true)")
-            await viewer.evaluate("join('bob', false)")
-            for page in (publisher, viewer):
-                state = await page.evaluate("window.state")
-                assert state["error"] is None and state["answered"], state
-            track = media.participants["alice"].producers[
-                next(iter(media.participants["alice"].producers))
-            ]
-            await eventually(
-                lambda: all(layer.frame_size for layer in track.layers),
-                timeout=30,
-                what="key frames of the three layers",
-            )
-            assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
-            assert [layer.frame_size for layer in track.layers] == [
-                (320, 180),
-                (640, 360),
-                (1280, 720),
-            ]
+        assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
+        assert [layer.frame_size for layer in track.layers] == [
+            (320, 180),
+            (640, 360),
+            (1280, 720),
+        ]
 
-            async def width() -> int:
-                return int((await viewer.evaluate("inbound()"))["width"])
+        async def width() -> int:
+            return int((await viewer.evaluate("inbound()"))["width"])
 
-            # The layer allocator follows the viewer's tile (`video_sizes`) ...
-            bob = media.participants["bob"]
-            mid, consumer = next(iter(bob.consumers.items()))
-            for size in ((320, 180), (640, 360), (320, 180)):
-                await media.video_sizes("bob", {mid: list(size)})
-                for _ in range(200):
-                    if await width() == size[0]:
-                        break
-                    await viewer.wait_for_timeout(100)
-                estimate = bob.estimator.estimate_bps if bob.estimator else None
-                assert await width() == size[0], (size, consumer.layers_now, estimate)
+        # The layer allocator follows the viewer's tile (`video_sizes`) ...
+        bob = media.participants["bob"]
+        mid, consumer = next(iter(bob.consumers.items()))
+        for size in ((320, 180), (640, 360), (320, 180)):
+            await media.video_sizes("bob", {mid: list(size)})
+            for _ in range(200):
+                if await width() == size[0]:
+                    break
+                await viewer.wait_for_timeout(100)
+            estimate = bob.estimator.estimate_bps if bob.estimator else None
+            assert await width() == size[0], (size, consumer.layers_now, estimate)
 
-            async def frames() -> tuple[int, int]:
-                """(decoded by the viewer, encoded by the publisher on q) so far."""
-                decoded = (await viewer.evaluate("inbound()"))["frames"]
-                return int(decoded), int(await publisher.evaluate("encoded('q')"))
+        async def frames() -> tuple[int, int]:
+            """(decoded by the viewer, encoded by the publisher on q) so far."""
+            decoded = (await viewer.evaluate("inbound()"))["frames"]
+            return int(decoded), int(await publisher.evaluate("encoded('q')"))
 
-            async def decoded_of_encoded() -> tuple[int, int]:
-                """Frames decoded and frames of q encoded over 2 s.
+        async def decoded_of_encoded() -> tuple[int, int]:
+            """Frames decoded and frames of q encoded over 2 s.
 
-                Compared with what the publisher encoded, not with a fixed
-                rate: on a loaded machine Chromium's fake camera and its three
-                encoders fall to 10 fps and below, with stalls of 300 ms (the
-                remaining failures once the freeze after a switch was fixed:
-                19 frames decoded of 24 encoded, i.e. 9 fps), and the frames
-                encoded last in the window are decoded after it.
-                """
-                before = await frames()
-                await viewer.wait_for_timeout(2000)
-                after = await frames()
-                return after[0] - before[0], after[1] - before[1]
+            Compared with what the publisher encoded, not with a fixed
+            rate: on a loaded machine Chromium's fake camera and its three
+            encoders fall to 10 fps and below, with stalls of 300 ms (the
+            remaining failures once the freeze after a switch was fixed:
+            19 frames decoded of 24 encoded, i.e. 9 fps), and the frames
+            encoded last in the window are decoded after it.
+            """
+            before = await frames()
+            await viewer.wait_for_timeout(2000)
+            after = await frames()
+            return after[0] - before[0], after[1] - before[1]
 
-            full = await decoded_of_encoded()
-            assert track.layers[0].meter.top == 2  # L1T3: TIDs 0-2
-            # ... and its bandwidth: capped (as a REMB would) below q's lowest temporal
-            # layer, its only slot keeps that layer: a quarter of the frames.
-            bob.set_max_bps(30_000)
-            await eventually(lambda: consumer.layers_now == (0, 0), timeout=10, what="TID 0")
-            await viewer.wait_for_timeout(500)
-            thinned = await decoded_of_encoded()
-            bob.set_max_bps(10_000_000)  # the cap lifted: the estimate grows back (probes)
-            await eventually(
-                lambda: consumer.layers_now[1] >= 1, timeout=30, what="more temporal layers"
-            )
-            await viewer.wait_for_timeout(1000)
-            restored = await decoded_of_encoded()
-            # Chromium decodes (nearly) every frame after the switches, then the thinned
-            # stream (picture ids without gaps), and comes back up (TID 0-1 at least: the
-            # estimate regrows from 30 kbit/s, which is slow).
-            assert full[1] >= 6 and thinned[1] >= 6 and restored[1] >= 6, (full, thinned, restored)
-            assert full[0] >= 0.5 * full[1], (full, thinned, restored)
-            assert 1 < thinned[0] < thinned[1] / 2, (full, thinned, restored)
-            assert restored[0] > 1.5 * thinned[0], (full, thinned, restored, consumer.layers_now)
-            stats = media.stats()
-            assert stats["errors"] == 0 and stats["bad_rtp"] == 0
-        finally:
-            await browser.close()
+        full = await decoded_of_encoded()
+        assert track.layers[0].meter.top == 2  # L1T3: TIDs 0-2
+        # ... and its bandwidth: capped (as a REMB would) below q's lowest temporal
+        # layer, its only slot keeps that layer: a quarter of the frames.
+        bob.set_max_bps(30_000)
+        await eventually(lambda: consumer.layers_now == (0, 0), timeout=10, what="TID 0")
+        await viewer.wait_for_timeout(500)
+        thinned = await decoded_of_encoded()
+        bob.set_max_bps(10_000_000)  # the cap lifted: the estimate grows back (probes)
+        await eventually(
+            lambda: consumer.layers_now[1] >= 1, timeout=30, what="more temporal layers"
+        )
+        await viewer.wait_for_timeout(1000)
+        restored = await decoded_of_encoded()
+        # Chromium decodes (nearly) every frame after the switches, then the thinned
+        # stream (picture ids without gaps), and comes back up (TID 0-1 at least: the
+        # estimate regrows from 30 kbit/s, which is slow).
+        assert full[1] >= 6 and thinned[1] >= 6 and restored[1] >= 6, (full, thinned, restored)
+        assert full[0] >= 0.5 * full[1], (full, thinned, restored)
+        assert 1 < thinned[0] < thinned[1] / 2, (full, thinned, restored)
+        assert restored[0] > 1.5 * thinned[0], (full, thinned, restored, consumer.layers_now)
+        stats = media.stats()
+        assert stats["errors"] == 0 and stats["bad_rtp"] == 0

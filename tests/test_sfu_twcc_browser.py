@@ -18,8 +18,7 @@ import pytest
 from sfu.local import LocalMedia
 from sfu.packet.twcc import TWCC_URI
 from tests.sfu_live import eventually
-from tests.test_sfu_browser import PAGE, serving
-from tests.web_support import CHROMIUM, CHROMIUM_ARGS
+from tests.test_sfu_browser import PAGE, alice_and_bob, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -56,101 +55,73 @@ async def high_remb_site() -> AsyncIterator[tuple[str, LocalMedia]]:
 async def test_chromium_publisher_estimates_its_uplink_from_our_feedback(
     high_remb_site: tuple[str, LocalMedia], tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright
-
     url, media = high_remb_site
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+    async with alice_and_bob(url, tmp_path) as (publisher, _viewer):
+        alice = media.participants["alice"]
+        assert alice.twcc_id and alice.ext_ids[TWCC_URI] == alice.twcc_id
+        await eventually(
+            lambda: alice.counters.twcc_feedback_out >= 10, timeout=15, what="feedback sent"
         )
-        try:
-            publisher, viewer = await browser.new_page(), await browser.new_page()
-            for page in (publisher, viewer):
-                await page.goto(url)
-            await publisher.evaluate("join('alice', true)")
-            await viewer.evaluate("join('bob', false)")
-            state = await publisher.evaluate("window.state")
-            assert state["error"] is None and state["answered"], state
-            alice = media.participants["alice"]
-            assert alice.twcc_id and alice.ext_ids[TWCC_URI] == alice.twcc_id
-            await eventually(
-                lambda: alice.counters.twcc_feedback_out >= 10, timeout=15, what="feedback sent"
-            )
-            seen: list[float] = []
+        seen: list[float] = []
 
-            async def grown() -> bool:
-                seen.append(await publisher.evaluate(OUTGOING))
-                return seen[-1] > 1.5 * CHROMIUM_START_BPS
+        async def grown() -> bool:
+            seen.append(await publisher.evaluate(OUTGOING))
+            return seen[-1] > 1.5 * CHROMIUM_START_BPS
 
-            for _ in range(100):
-                if await grown():
-                    break
-                await publisher.wait_for_timeout(200)
-            # Above the start value, and Chromium's own: the REMB alone would
-            # put it at the cap (and without feedback it decays from there).
-            assert seen[-1] > 1.5 * CHROMIUM_START_BPS and max(seen) < MAX_OWN_BPS, seen
-            stats = media.stats()
-            assert stats["bad_rtcp"] == 0 and stats["errors"] == 0
-        finally:
-            await browser.close()
+        for _ in range(100):
+            if await grown():
+                break
+            await publisher.wait_for_timeout(200)
+        # Above the start value, and Chromium's own: the REMB alone would
+        # put it at the cap (and without feedback it decays from there).
+        assert seen[-1] > 1.5 * CHROMIUM_START_BPS and max(seen) < MAX_OWN_BPS, seen
+        stats = media.stats()
+        assert stats["bad_rtcp"] == 0 and stats["errors"] == 0
 
 
 async def test_chromium_subscriber_feedback_becomes_packet_results(
     site: tuple[str, LocalMedia], tmp_path: Path
 ) -> None:
-    from playwright.async_api import async_playwright
-
     url, media = site
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch_persistent_context(
-            str(tmp_path), executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        try:
-            publisher, viewer = await browser.new_page(), await browser.new_page()
-            for page in (publisher, viewer):
-                await page.goto(url)
-            await publisher.evaluate("join('alice', true)")
-            await viewer.evaluate("join('bob', false)")
-            bob = media.participants["bob"]
-            batches: list[list[Any]] = []
+    async with alice_and_bob(url, tmp_path) as (_publisher, _viewer):
+        bob = media.participants["bob"]
+        batches: list[list[Any]] = []
 
-            def collected() -> bool:
-                if bob.packet_results and (not batches or bob.packet_results is not batches[-1]):
-                    batches.append(bob.packet_results)
-                return len(batches) >= 10
+        def collected() -> bool:
+            if bob.packet_results and (not batches or bob.packet_results is not batches[-1]):
+                batches.append(bob.packet_results)
+            return len(batches) >= 10
 
-            await eventually(collected, timeout=20, what="ten feedbacks from the subscriber")
-            transport = bob.transport
-            assert transport is not None and transport.twcc_id
-            results = [r for batch in batches for r in batch]
-            sequences = [r.sequence for r in results]
-            assert all(0 <= s < transport.history.next for s in sequences)
-            received = [r for r in results if r.arrival is not None]
-            assert len(received) >= 0.95 * len(results), "loopback loses (almost) nothing"
-            assert all(r.size > 0 for r in results)
-            # Arrival deltas follow the send deltas on loopback (within 100 ms).
-            ordered = sorted(received, key=lambda r: r.sequence)
-            first = ordered[0]
-            for r in ordered[1:]:
-                assert r.arrival is not None and first.arrival is not None
-                skew = (r.arrival - first.arrival) - (r.send_time - first.send_time)
-                assert abs(skew) < 0.1, (r, first)
-            assert bob.counters.twcc_feedback_in >= 10 and transport.history.unknown == 0
-            # ... and they feed the subscriber's bandwidth estimator.
-            assert bob.estimator is not None and bob.estimator.acked_bps is not None
-            assert bob.estimator.acked_bps > 100_000, bob.estimator.acked_bps
+        await eventually(collected, timeout=20, what="ten feedbacks from the subscriber")
+        transport = bob.transport
+        assert transport is not None and transport.twcc_id
+        results = [r for batch in batches for r in batch]
+        sequences = [r.sequence for r in results]
+        assert all(0 <= s < transport.history.next for s in sequences)
+        received = [r for r in results if r.arrival is not None]
+        assert len(received) >= 0.95 * len(results), "loopback loses (almost) nothing"
+        assert all(r.size > 0 for r in results)
+        # Arrival deltas follow the send deltas on loopback (within 100 ms).
+        ordered = sorted(received, key=lambda r: r.sequence)
+        first = ordered[0]
+        for r in ordered[1:]:
+            assert r.arrival is not None and first.arrival is not None
+            skew = (r.arrival - first.arrival) - (r.send_time - first.send_time)
+            assert abs(skew) < 0.1, (r, first)
+        assert bob.counters.twcc_feedback_in >= 10 and transport.history.unknown == 0
+        # ... and they feed the subscriber's bandwidth estimator.
+        assert bob.estimator is not None and bob.estimator.acked_bps is not None
+        assert bob.estimator.acked_bps > 100_000, bob.estimator.acked_bps
 
-            # The allocation wants more than the estimate: the SFU probes with
-            # padding on the RTX stream, and Chromium reports those packets too.
-            bob.desired_bps = 3 * bob.estimator.estimate_bps
-            probes: list[Any] = []
+        # The allocation wants more than the estimate: the SFU probes with
+        # padding on the RTX stream, and Chromium reports those packets too.
+        bob.desired_bps = 3 * bob.estimator.estimate_bps
+        probes: list[Any] = []
 
-            def probed() -> bool:
-                probes.extend(r for r in bob.packet_results if r.probe >= 0)
-                return any(r.arrival is not None for r in probes)
+        def probed() -> bool:
+            probes.extend(r for r in bob.packet_results if r.probe >= 0)
+            return any(r.arrival is not None for r in probes)
 
-            await eventually(probed, timeout=10, what="a probe cluster reported by Chromium")
-            assert transport.counters.padding_out > 0
-            assert media.stats()["errors"] == 0
-        finally:
-            await browser.close()
+        await eventually(probed, timeout=10, what="a probe cluster reported by Chromium")
+        assert transport.counters.padding_out > 0
+        assert media.stats()["errors"] == 0
