@@ -199,7 +199,7 @@ def test_without_an_estimator_the_rembs_and_the_room_table_bound_the_budget() ->
     bob.remb_estimate = None
     run = Run()
     run.tick([bob], 0.0, fallback=400_000)
-    assert bob.consumers["5"].calls[-1][0] == 1
+    assert bob.consumers["5"].calls[-1] == (0, 2)  # q whole: h would fit only thinned
 
 
 def test_a_publisher_without_simulcast_is_thinned_in_time_and_never_told_anything() -> None:

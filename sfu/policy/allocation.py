@@ -23,8 +23,15 @@ what its audio takes: audio always goes first).
   grows from what is sent, can recover.
 - Hysteresis: a step above the slot's previous choice costs its bitrate plus
   `UPGRADE_MARGIN`, so a budget just above a step does not flap; the same
-  choice is always affordable again. `LayerAllocator` adds time: an upgrade
-  is taken only once it has been possible for `upgrade_after_s`.
+  choice is always affordable again. A step into a spatial layer above the
+  previous choice's (other than the lowest layer) costs that whole layer (all
+  its TIDs) plus the margin: a spatial switch costs a key frame, which on a
+  tight link overflows the bottleneck's queue, so it is worth it only when the
+  layer fits at its full frame rate. The TIDs of a layer thin it on the way
+  down, they are not a cheap way up (the network lab saw a 400 kbit/s viewer
+  flap between q at 30 fps and h at 7.5 fps, each switch a key frame and a
+  freeze). `LayerAllocator` adds time: an upgrade is taken only once it has
+  been possible for `upgrade_after_s`.
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
 send: every layer up to the highest one chosen (so a subscriber that has to
@@ -187,11 +194,18 @@ class _Climb:
         return self.steps[self.at].bps if self.at >= 0 else 0
 
     def next_cost(self) -> int:
-        """What the next step adds, with the upgrade margin above the previous choice."""
+        """What the next step adds, with the upgrade margin above the previous choice; a
+        spatial layer above the previous choice's (not the lowest) is entered only if it
+        fits whole (see module doc)."""
         step = self.steps[self.at + 1]
         extra = step.bps - self.cost
         if _rank(step.choice) > _rank(self.previous):
-            extra += int(step.bps * UPGRADE_MARGIN)
+            need = step.bps
+            spatial = step.choice.spatial
+            above = _rank(self.previous)[0]
+            if spatial is not None and spatial != self.choice.spatial and spatial > max(above, 0):
+                need = max(s.bps for s in self.steps if s.choice.spatial == spatial)
+            extra = need - self.cost + int(need * UPGRADE_MARGIN)
         return extra
 
     @property
