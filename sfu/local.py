@@ -267,6 +267,7 @@ class LocalMedia:
             offer,
             video_slots_cap=self.settings.video_slots_cap,
             audio_slots_cap=self.settings.audio_slots_cap,
+            transport_cc=not participant.precall,
         )
         async with participant.lock:
             kind = participant.offer_kind(offer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,7 +143,18 @@ def test_p95_of_adapt_times() -> None:
 
 def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
     """bench/netlab.py's summary of one viewer: the 3 M -> 500 k -> 3 M drop."""
-    from netlab import Scenario, overall, summarize
+    # By path: a bare `import netlab` may find tests/netlab.py (the lab helpers), which
+    # another test module put in sys.modules under that name first.
+    spec = importlib.util.spec_from_file_location("bench_netlab", ROOT / "bench" / "netlab.py")
+    assert spec is not None and spec.loader is not None
+    bench_netlab = importlib.util.module_from_spec(spec)
+    sys.modules["bench_netlab"] = bench_netlab
+    spec.loader.exec_module(bench_netlab)
+    Scenario, overall, summarize = (
+        bench_netlab.Scenario,
+        bench_netlab.overall,
+        bench_netlab.summarize,
+    )
 
     drop = Scenario("drop", (Cap(0, None), Cap(1.0, 3000), Cap(3.0, 500), Cap(6.0, 3000)), 9.0)
     widths = [1280] * 7 + [640] * 6 + [1280] * 5  # 0.5 s apart

@@ -79,3 +79,18 @@ def test_an_m_line_without_a_usable_codec_is_rejected() -> None:
     text = CHROME_OFFER.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 foo/48000/2")
     audio = plans(text)[0]
     assert not audio.accepted and not audio.publish and not audio.receive
+
+
+def test_a_precall_answer_has_no_transport_cc() -> None:
+    """A pre-call test measures what the link carries in a few seconds: without
+    transport-cc the browser sends at the REMB's rate at once (with it, Chromium ramps
+    up from 300 kbit/s and the test called a healthy link weak)."""
+    plans = negotiate(parse_offer(CHROME_OFFER), video_slots_cap=5, audio_slots_cap=3)
+    precall = negotiate(
+        parse_offer(CHROME_OFFER), video_slots_cap=5, audio_slots_cap=3, transport_cc=False
+    )
+    assert any(TWCC_URI in [uri for _, uri in p.extensions] for p in plans)
+    for plan in precall:
+        assert TWCC_URI not in [uri for _, uri in plan.extensions]
+        assert all("transport-cc" not in c.feedback for c in plan.codecs)
+    assert [p.mid for p in precall] == [p.mid for p in plans]

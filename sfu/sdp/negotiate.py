@@ -9,7 +9,7 @@ the first codec of the answer), H.264 only when offered, Opus for audio.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sfu.sdp.offer import Codec, Offer, OfferedMedia, Simulcast
 
@@ -82,8 +82,29 @@ class MediaPlan:
         return None
 
 
-def negotiate(offer: Offer, *, video_slots_cap: int, audio_slots_cap: int) -> tuple[MediaPlan, ...]:
-    """Decide every m-line of `offer`; caps limit receive slots, not m-lines."""
+def negotiate(
+    offer: Offer, *, video_slots_cap: int, audio_slots_cap: int, transport_cc: bool = True
+) -> tuple[MediaPlan, ...]:
+    """Decide every m-line of `offer`; caps limit receive slots, not m-lines.
+
+    `transport_cc` False: answer without transport-cc (a pre-call test: the
+    browser then sends at the REMB's rate at once, instead of ramping up its
+    own estimate from 300 kbit/s during the few seconds the test measures).
+    """
+    plans = _negotiate(offer, video_slots_cap, audio_slots_cap)
+    return plans if transport_cc else tuple(_without_transport_cc(p) for p in plans)
+
+
+def _without_transport_cc(plan: MediaPlan) -> MediaPlan:
+    codecs = tuple(
+        replace(c, feedback=tuple(f for f in c.feedback if f != "transport-cc"))
+        for c in plan.codecs
+    )
+    extensions = tuple((i, uri) for i, uri in plan.extensions if uri != TWCC_URI)
+    return replace(plan, codecs=codecs, extensions=extensions)
+
+
+def _negotiate(offer: Offer, video_slots_cap: int, audio_slots_cap: int) -> tuple[MediaPlan, ...]:
     published = {"audio": 0, "video": 0}
     slots = {"audio": 0, "video": 0}
     caps = {"audio": audio_slots_cap, "video": video_slots_cap}
