@@ -61,6 +61,11 @@ def only_through(setup: Setup, path: str) -> None:
     if path == "udp":  # UDP to the SFU blocked; UDP to coturn allowed
         net.iptables("-A", "OUTPUT", "-p", "udp", "-d", net.host_ip,
                      "!", "--dport", str(coturn.port), "-j", "DROP")  # fmt: skip
+        # and TURN over TCP/TLS closed: with both relays open Chromium may
+        # nominate the TCP one (seen in CI), which is not the path under test
+        for port in (coturn.port, coturn.tls_port):
+            net.iptables("-A", "OUTPUT", "-p", "tcp", "-d", net.host_ip,
+                         "--dport", str(port), "-j", "DROP")  # fmt: skip
         return
     net.iptables("-A", "OUTPUT", "-p", "udp", "-j", "DROP")  # no UDP at all
     closed = coturn.tls_port if path == "tcp" else coturn.port
