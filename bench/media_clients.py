@@ -20,7 +20,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 import psutil
@@ -106,6 +106,7 @@ class Server:
         env: dict[str, str] | None = None,
         ice_host: str = "127.0.0.1",
         own_session: bool = False,
+        stderr: IO[str] | None = None,
     ) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="media-bench-")
         self.port = free_port()
@@ -132,6 +133,7 @@ class Server:
             cwd=ROOT,
             env=environment,
             stdout=subprocess.DEVNULL,
+            stderr=stderr,  # None: this process's (the server logs there)
             start_new_session=own_session,
             preexec_fn=_die_with_parent if own_session else None,
         )

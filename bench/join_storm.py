@@ -1,0 +1,250 @@
+"""Issue 16: does the publisher survive a join storm?  One publisher, then N subscribers at once.
+
+A room with one publisher (VP8 + Opus at `--video-kbps`, played at real
+time), `--base` subscribers joined first, then `--storm` more joined at once
+(ten at a time, as bench/compare_janus.py --saturation does) while
+`visitroom serve` runs pinned to core 0 (this generator on core 1).  The
+subscribers are those of the saturation rig (bench/saturation_rig.py): a few
+read every packet, the others are counted in bulk.
+
+Every half second it records the publisher's side (its transport state, the
+consent warnings of its own ICE agent, the server's signalling messages to
+it: `ice_restart_needed`, `transport_failed`) and the server's (event-loop
+lag from /metrics, the drops of its sockets from /proc/net/udp), and at the
+end it says whether the publisher's transport stayed up through the storm
+and `--hold` seconds after it, and whether every subscriber receives.  The
+server's log (INFO) is kept with `--log`.
+
+    python bench/join_storm.py --base 200 --storm 100 --json /tmp/storm.json --log /tmp/storm.log
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bulk_receive import process_socket_drops
+from media_clients import (
+    METRICS_HEADERS,
+    PRIORITY,
+    Client,
+    Server,
+    loop_lag,
+    raise_group_priority,
+)
+from media_workload import EncodedMedia, Publisher, encode_media
+from saturation import Load
+from saturation_rig import VisitroomRig
+
+SERVER_CORE, GENERATOR_CORE = 0, 1
+SAMPLE_EVERY_S = 0.5
+# Messages the publisher gets all the time: not kept.
+NOISE = ("slots", "downlink", "roster", "participant_joined", "participant_left", "pong")
+
+
+class Side:
+    """What the saturation rig needs of a server: its address, process and `Server`."""
+
+    def __init__(self, server: Server, address: str) -> None:
+        self.server = server
+        self.address = address
+
+    def pid(self) -> int:
+        return int(self.server.proc.pid)
+
+    def cpu_s(self) -> float:
+        return self.server.cpu_s()
+
+
+class WatchedClient(Client):
+    """A client that keeps every signalling message it receives, with the time."""
+
+    def __init__(self, name: str, started: float, **peer: Any) -> None:
+        super().__init__(name, **peer)
+        self.started = started
+        self.messages: list[tuple[float, str]] = []
+
+    async def _drain(self) -> None:
+        assert self.ws is not None
+        async for message in self.ws:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                kind = str(json.loads(message.data).get("type"))
+                if kind not in NOISE:
+                    self.messages.append((round(time.monotonic() - self.started, 2), kind))
+
+
+class StormRig(VisitroomRig):
+    """The saturation rig's visitroom room, its publisher a `WatchedClient`."""
+
+    def __init__(self, side: Side, http: aiohttp.ClientSession, media: EncodedMedia,
+                 sample: int, started: float) -> None:  # fmt: skip
+        super().__init__(side, http, media, 1, sample)
+        self.started = started
+
+    async def open(self) -> None:
+        self.room = f"storm-{os.getpid()}"
+        self.clients = []
+        self.serial = 0
+        await self.side.server.create_room(self.http, self.room, 1000)
+        client = WatchedClient("pub-0", self.started, audio=True, video=True, stamp=True,
+                               address=self.side.address)  # fmt: skip
+        await client.join(self.side.server, self.http, self.room)
+        self.clients.append(client)
+        self.publishers.append(Publisher(client.peer, self.media, 0))
+
+
+async def server_lag(http: aiohttp.ClientSession, server: Server) -> dict[str, float | None]:
+    """The server's last and largest event-loop lag (s) from /metrics (None: no answer in 2 s)."""
+    lag: dict[str, float | None] = {"server_lag_s": None, "server_lag_max_s": None}
+    try:
+        async with asyncio.timeout(2):
+            async with http.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response:
+                text = await response.text()
+    except (TimeoutError, aiohttp.ClientError):
+        return lag
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "visitroom_event_loop_lag_seconds":
+            lag["server_lag_s"] = round(float(value), 3)
+        elif name == "visitroom_event_loop_lag_max_seconds":
+            lag["server_lag_max_s"] = round(float(value), 3)
+    return lag
+
+
+async def watch(rig: StormRig, http: aiohttp.ClientSession, started: float,
+                timeline: list[dict[str, Any]]) -> None:  # fmt: skip
+    peer = rig.publishers[0].peer
+    lags: list[float] = []
+    monitor = asyncio.create_task(loop_lag(lags))
+    try:
+        await sample(rig, http, started, timeline, peer, lags)
+    finally:
+        monitor.cancel()
+
+
+async def sample(rig: StormRig, http: aiohttp.ClientSession, started: float,
+                 timeline: list[dict[str, Any]], peer: Any, lags: list[float]) -> None:  # fmt: skip
+    while True:
+        generator_lag = max(lags, default=0.0)
+        lags.clear()
+        timeline.append({
+            "t": round(time.monotonic() - started, 2),
+            "clock": time.strftime("%H:%M:%S"),
+            "subscribers": len(rig.subscribers),
+            "subscribers_connected": sum(s.peer.transport.connected for s in rig.subscribers),
+            "publisher": peer.transport.state.value,
+            "publisher_consent_warnings": peer.transport.counters.consent_warnings,
+            "generator_lag_max_s": round(generator_lag, 3),
+            **await server_lag(http, rig.side.server),
+            "server_socket_drops": process_socket_drops(rig.side.pid()),
+        })  # fmt: skip
+        await asyncio.sleep(SAMPLE_EVERY_S)
+
+
+async def wait_flowing(rig: StormRig, seconds: float) -> int:
+    """Wait until every subscriber receives the publisher's two streams; how many do."""
+    deadline = time.monotonic() + seconds
+    while True:
+        flowing = sum(rig.flowing(s) >= rig.expected_streams() for s in rig.subscribers)
+        if flowing == len(rig.subscribers) or time.monotonic() > deadline:
+            return flowing
+        await asyncio.sleep(0.2)
+
+
+async def storm(args: argparse.Namespace, server: Server, result: dict[str, Any]) -> dict[str, Any]:
+    started = time.monotonic()
+    media = encode_media(args.video_kbps)
+    timeline: list[dict[str, Any]] = []
+    result["timeline"] = timeline
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        await server.wait_healthy(http)
+        if PRIORITY["nice"]:
+            raise_group_priority(server.proc.pid, PRIORITY["nice"])
+        rig = StormRig(Side(server, "127.0.0.1"), http, media, args.sample, started)
+        await rig.open()
+        watcher = asyncio.create_task(watch(rig, http, started, timeline))
+        try:
+            result["base_join_s"] = await rig.resize(Load(1, args.base))
+            result["base_flowing"] = await wait_flowing(rig, 10)
+            print(f"{args.base} joined in {result['base_join_s']:.1f} s, "
+                  f"{result['base_flowing']} receive", flush=True)  # fmt: skip
+            result["storm_started_s"] = round(time.monotonic() - started, 2)
+            t0 = time.monotonic()
+            try:
+                await rig.resize(Load(1, args.base + args.storm))
+            except RuntimeError as exc:  # some joins timed out: the others stay
+                result["join_failures"] = str(exc)
+            result["storm_join_s"] = round(time.monotonic() - t0, 2)
+            print(f"{len(rig.subscribers) - args.base} of {args.storm} more joined in "
+                  f"{result['storm_join_s']:.1f} s {result.get('join_failures', '')}",
+                  flush=True)  # fmt: skip
+            await asyncio.sleep(args.hold)
+            result["flowing"] = await wait_flowing(rig, 5)
+            result["subscribers"] = len(rig.subscribers)
+        finally:
+            watcher.cancel()
+            peer = rig.publishers[0].peer
+            result["publisher_connected"] = peer.transport.connected
+            result["publisher_state"] = rig.publisher_state()
+            result["publisher_messages"] = rig.clients[0].messages  # type: ignore[attr-defined]
+            await rig.close()
+    return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    lags = [p["server_lag_max_s"] for p in result["timeline"] if p["server_lag_max_s"] is not None]
+    silent = sum(p["server_lag_s"] is None for p in result["timeline"])
+    generator = max((p["generator_lag_max_s"] for p in result["timeline"]), default=0)
+    return (
+        f"publisher {'KEPT' if result['publisher_connected'] else 'LOST'} "
+        f"({result['publisher_state']}); receiving: {result.get('flowing')}/"
+        f"{result.get('subscribers')}; server lag max {max(lags, default=0):.2f} s, "
+        f"/metrics unanswered {silent}x; generator lag max {generator:.2f} s; "
+        f"publisher heard {result['publisher_messages']}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--base", type=int, default=200)
+    parser.add_argument("--storm", type=int, default=100)
+    parser.add_argument("--hold", type=float, default=40.0, help="seconds watched after the storm")
+    parser.add_argument("--sample", type=int, default=6)
+    parser.add_argument("--video-kbps", type=int, default=1500)
+    parser.add_argument("--nice", type=int, default=-10 if os.geteuid() == 0 else 0)
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--log", type=Path, help="keep the server's log (INFO) here")
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {GENERATOR_CORE})
+    if args.nice:
+        PRIORITY["nice"] = args.nice
+        os.nice(args.nice)
+        raise_group_priority(os.getpid(), args.nice)
+    log = args.log or Path(os.devnull)
+    with log.open("w") as stderr:
+        server = Server(SERVER_CORE, env={"VISITROOM_LOG_LEVEL": "INFO"}, own_session=True,
+                        stderr=stderr)  # fmt: skip
+    result: dict[str, Any] = {}
+    try:
+        result = asyncio.run(storm(args, server, result))
+    finally:
+        server.stop()
+        result["load_1min_end"] = os.getloadavg()[0]
+        result["command"] = " ".join(["python", *sys.argv])
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1))
+    print(summary(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
