@@ -26,9 +26,11 @@ FIELDS = (
     "twcc_feedback_in",
     "twcc_feedback_out",
     "padding_out",
-    # ICE restarts completed, consent outages reported (sfu.transport.ice)
+    # ICE restarts completed, consent outages reported, consent answers that
+    # came after the 0.5 s RTO but still counted (sfu.transport.ice)
     "ice_restarts",
     "consent_warnings",
+    "consent_late",
     # drops, by reason
     "bad_stun",
     "bad_rtp",
@@ -48,6 +50,8 @@ FIELDS = (
     # an address another transport has selected
     "unknown_ufrag",
     "address_conflicts",
+    # a shared socket still had a full batch waiting when its read budget was spent
+    "read_backlog",
 )
 
 
@@ -71,6 +75,7 @@ class Counters:
     padding_out: int
     ice_restarts: int
     consent_warnings: int
+    consent_late: int
     bad_stun: int
     bad_rtp: int
     bad_rtcp: int
@@ -87,6 +92,7 @@ class Counters:
     errors: int
     unknown_ufrag: int
     address_conflicts: int
+    read_backlog: int
 
     def __init__(self) -> None:
         for name in FIELDS:

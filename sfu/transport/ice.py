@@ -17,7 +17,11 @@ controlled role since the client always offers) to:
   datagrams at most) and released if that address is selected;
 * run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
   (+-20%) and consent lost after 30 s without an answer (then the agent
-  closes and the DTLS transport above it fails); in addition a client that
+  closes and the DTLS transport above it fails), but an answer counts
+  whenever it arrives within those 30 s (RFC 7675 5.1; aioice forgot a
+  check after 0.5 s, so a slow path, or a server whose socket queue held
+  the answers during a join storm, lost consent with every check
+  answered; `consent_late` counts such answers); in addition a client that
   sent nothing for a second is checked every quarter second, and after
   `CONSENT_WARN_FAILURES` unanswered checks in a row (one, when the client
   is also silent) `on_consent_lost` is called once per outage, so the
@@ -60,6 +64,9 @@ MAX_DTLS_PER_SECOND = 100
 MAX_REMOTE_CANDIDATES = 64
 # Unanswered consent checks in a row before the client is told to restart ICE.
 CONSENT_WARN_FAILURES = 2
+# A consent check answered later than this is late (aioice's STUN RTO): it
+# still counts for consent, but not as an answer in time.
+CONSENT_RTO = 0.5
 # Nothing received from the client for this long: check consent now (and on every poll).
 SILENCE_S = 1.0
 SILENCE_POLL_S = 0.25
@@ -220,6 +227,9 @@ class IceConnection(Connection):
         self.remote_seen = asyncio.Event()
         # Seconds between consent checks (+-20%); aioice's 5 s unless a test shortens it.
         self.consent_interval: float = CONSENT_INTERVAL
+        # When the latest consent check that got an answer was sent; open checks by id.
+        self.consent_fresh = 0.0
+        self._checks: dict[bytes, ConsentCheck] = {}
         self._muxes = muxes
         self._addresses = addresses
         self._port_allocator = ports
@@ -388,7 +398,7 @@ class IceConnection(Connection):
         key = self.remote_password.encode("utf8")
         counters = self.counters
         loop = asyncio.get_running_loop()
-        answered = heard = loop.time()
+        answered = heard = self.consent_fresh = loop.time()
         next_check = answered + self._consent_delay()
         failures, warned, traffic = 0, False, -1
         while True:
@@ -400,8 +410,9 @@ class IceConnection(Connection):
             if now < next_check and now - heard < SILENCE_S:
                 continue
             next_check = now + self._consent_delay()
-            if await self._consent_answered(key):
-                answered, failures, warned = now, 0, False
+            # Answered in time, or an earlier check's answer came late: the path works.
+            if await self._consent_answered(key) or self.consent_fresh > answered:
+                answered, failures, warned = self.consent_fresh, 0, False
                 continue
             failures += 1
             silent = now - heard >= SILENCE_S
@@ -420,15 +431,49 @@ class IceConnection(Connection):
         return self.consent_interval * (0.8 + 0.4 * random.random())
 
     async def _consent_answered(self, key: bytes) -> bool:
+        """Check every nominated pair; whether all answered within `CONSENT_RTO`.
+
+        Each request stays open for the consent window (RFC 7675 5.1: an
+        answer to any request sent in the last 30 s keeps consent), so an
+        answer that arrives later still moves `consent_fresh` (aioice
+        forgets a consent request after 0.5 s: a peer, a path or an event
+        loop that answered every check 0.6 s late lost consent).
+        """
+        loop = asyncio.get_running_loop()
+        self._forget_checks(loop.time() - CONSENT_FAILURES * self.consent_interval)
+        checks = []
         for pair in list(self._nominated.values()):
             request = self.build_request(pair, nominate=False)
+            request.add_message_integrity(key)
+            check = ConsentCheck(request, pair.remote_addr, pair.protocol, key, self._answered)
             try:
-                await pair.protocol.request(
-                    request, pair.remote_addr, integrity_key=key, retransmissions=0
-                )
-            except Exception:  # unanswered, or the socket is gone: no consent
+                _watch(pair.protocol, check)
+                pair.protocol.send_stun(request, pair.remote_addr)
+            except Exception:  # the socket is gone: no consent
                 return False
+            self._checks[request.transaction_id] = check
+            checks.append(check)
+        try:
+            async with asyncio.timeout(CONSENT_RTO):
+                for check in checks:
+                    await check.answered.wait()
+        except TimeoutError:
+            return False
         return True
+
+    def _answered(self, check: ConsentCheck) -> None:
+        self._checks.pop(check.transaction_id, None)
+        _unwatch(check)
+        self.consent_fresh = max(self.consent_fresh, check.sent)
+        if asyncio.get_running_loop().time() - check.sent > CONSENT_RTO:
+            self.counters.consent_late += 1
+
+    def _forget_checks(self, sent_before: float) -> None:
+        """Stop waiting for the answers of checks sent before `sent_before`."""
+        for tid, check in list(self._checks.items()):
+            if check.sent < sent_before:
+                del self._checks[tid]
+                _unwatch(check)
 
     # DTLS
 
@@ -502,6 +547,57 @@ class IceConnection(Connection):
             if isinstance(protocol, MediaProtocol):
                 protocol.close_sender()
             protocol.transport.close()
+
+
+class ConsentCheck(stun.Transaction):
+    """One consent request, answered whenever the answer comes (no timer, no retransmission).
+
+    aioice's sockets (`MediaProtocol`, `SharedEndpoint`) hand it the
+    responses to its transaction id like any transaction's.
+    """
+
+    def __init__(
+        self,
+        request: stun.Message,
+        addr: tuple[str, int],
+        protocol: StunProtocol,
+        key: bytes,
+        on_answer: Callable[[ConsentCheck], None],
+    ) -> None:
+        super().__init__(request, addr, protocol, retransmissions=0, integrity_key=key)
+        self.transaction_id = request.transaction_id
+        self.protocol = protocol
+        self.sent = asyncio.get_running_loop().time()
+        self.answered = asyncio.Event()
+        self._key = key
+        self._on_answer: Callable[[ConsentCheck], None] | None = on_answer
+
+    def response_received(self, message: stun.Message, addr: tuple[str, int]) -> None:
+        on_answer = self._on_answer
+        if (
+            on_answer is not None
+            and message.message_class == stun.Class.RESPONSE
+            and message.check_message_integrity(self._key)
+        ):
+            self._on_answer = None
+            self.answered.set()
+            on_answer(self)
+
+
+def _watch(protocol: StunProtocol, check: ConsentCheck) -> None:
+    """Route the responses to `check`'s transaction id to it."""
+    tid = check.transaction_id
+    protocol.transactions[tid] = check
+    if isinstance(protocol, SharedEndpoint) and protocol.attached:
+        protocol.mux.transactions[tid] = protocol
+
+
+def _unwatch(check: ConsentCheck) -> None:
+    protocol, tid = check.protocol, check.transaction_id
+    if protocol.transactions.get(tid) is check:
+        del protocol.transactions[tid]
+    if isinstance(protocol, SharedEndpoint) and protocol.mux.transactions.get(tid) is protocol:
+        del protocol.mux.transactions[tid]
 
 
 def _unique_ufrag(muxes: list[UdpMux]) -> str:
