@@ -13,7 +13,8 @@ from aioice import stun
 
 from sfu.local import LocalMedia
 from sfu.packet.rtp import build_rtp
-from sfu.transport.udpmux import SharedEndpoint, UdpMux
+from sfu.transport import mmsg
+from sfu.transport.udpmux import READ_BATCH, SharedEndpoint, UdpMux
 from tests.servers import free_port
 from tests.sfu_live import (
     Pattern,
@@ -248,3 +249,21 @@ async def _fan_out_keeps_order(media: LocalMedia, *, batched: bool) -> None:
         assert stats["udp_send_calls"] < stats["rtp_out"] / 2
     else:
         assert stats["udp_send_calls"] >= stats["rtp_out"]
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "recvfrom"])
+async def test_one_wake_up_reads_a_backlog_of_many_batches_not_just_one(batched: bool) -> None:
+    # A join storm kept the event loop busy; read one batch per wake-up, the
+    # shared socket's queue grew to seconds (consent answers, media) while
+    # the loop itself was never late.
+    mux = UdpMux("127.0.0.1", 0, buffer_bytes=1 << 20, binding=mmsg.load() if batched else None)
+    mux.open()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for n in range(5 * READ_BATCH + 7):
+                sender.sendto(b"\xff garbage %d" % n, ("127.0.0.1", mux.port))
+            mux._readable()
+        assert mux.counters.unknown_packets == 5 * READ_BATCH + 7, "all of it in one wake-up"
+        assert mux.counters.read_backlog == 0
+    finally:
+        mux.close()

@@ -19,8 +19,9 @@ garbage) is dropped and counted in the mux's own `Counters`, and never
 reaches a transport.
 
 Reading: `loop.add_reader` on the socket, up to 64 datagrams per `recvmmsg`
-call (`sfu.transport.mmsg`), each dispatched synchronously, then the send
-batch is flushed.  Sending: `Egress.queue` copies a protected datagram into
+call (`sfu.transport.mmsg`), each dispatched synchronously, calls repeated
+until the socket is empty or 50 ms are spent, then the send batch is
+flushed.  Sending: `Egress.queue` copies a protected datagram into
 the batch; the batch is flushed at the end of every read, when it is full,
 and otherwise by a `loop.call_soon` scheduled on the first datagram queued
 (packets sent from timers or the relay), so nothing waits past the current
@@ -37,6 +38,7 @@ import logging
 import secrets
 import socket
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from aioice import stun
@@ -54,6 +56,8 @@ logger = logging.getLogger(__name__)
 SO_SNDBUFFORCE = 32 if sys.platform.startswith("linux") else None
 SO_RCVBUFFORCE = 33 if sys.platform.startswith("linux") else None
 READ_BATCH = 64
+# A wake-up reads batches until the socket is empty, for at most this long.
+READ_BUDGET_S = 0.05
 SEND_BATCH = 256
 # A connected transport needs at most a handful of addresses (MAX_REMOTE_CANDIDATES bounds it).
 MAX_ADDRESSES_PER_ENDPOINT = 64
@@ -243,13 +247,31 @@ class UdpMux:
             return
         egress.hold()
         try:
-            for data, addr in self._read(sock):
-                self.datagram(data, addr)
+            self._drain(sock)
         except OSError:
             self.counters.errors += 1
             logger.debug("read from the shared socket failed", exc_info=True)
         finally:
             egress.release()
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Read batches until the socket is empty or `READ_BUDGET_S` is spent.
+
+        One batch per wake-up let the socket's queue grow behind the event
+        loop's other work (a join storm's handshakes and messages): seconds
+        of queued media and consent answers in a 4 MiB buffer, with the
+        loop itself never late.  What is already connected goes first.
+        """
+        deadline = time.monotonic() + READ_BUDGET_S
+        while True:
+            batch = self._read(sock)
+            for data, addr in batch:
+                self.datagram(data, addr)
+            if len(batch) < READ_BATCH:
+                return
+            if time.monotonic() > deadline:
+                self.counters.read_backlog += 1
+                return
 
     def _read(self, sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
         if self._reader is not None:
