@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -48,6 +49,14 @@ from saturation_rig import VisitroomRig
 
 SERVER_CORE, GENERATOR_CORE = 0, 1
 SAMPLE_EVERY_S = 0.5
+# What /metrics says of the server: the last and the largest loop lag, every
+# transport's consent warnings (ice_restart_needed) and late consent answers.
+SERVER_METRICS = {
+    "visitroom_event_loop_lag_seconds": "server_lag_s",
+    "visitroom_event_loop_lag_max_seconds": "server_lag_max_s",
+    "visitroom_media_consent_warnings": "server_consent_warnings",
+    "visitroom_media_consent_late": "server_consent_late",
+}
 # Messages the publisher gets all the time: not kept.
 NOISE = ("slots", "downlink", "roster", "participant_joined", "participant_left", "pong")
 
@@ -104,8 +113,8 @@ class StormRig(VisitroomRig):
 
 
 async def server_lag(http: aiohttp.ClientSession, server: Server) -> dict[str, float | None]:
-    """The server's last and largest event-loop lag (s) from /metrics (None: no answer in 2 s)."""
-    lag: dict[str, float | None] = {"server_lag_s": None, "server_lag_max_s": None}
+    """Event-loop lag (s) and consent counters from /metrics (None: no answer in 2 s)."""
+    lag: dict[str, float | None] = dict.fromkeys(SERVER_METRICS.values())
     try:
         async with asyncio.timeout(2):
             async with http.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response:
@@ -114,11 +123,27 @@ async def server_lag(http: aiohttp.ClientSession, server: Server) -> dict[str, f
         return lag
     for line in text.splitlines():
         name, _, value = line.partition(" ")
-        if name == "visitroom_event_loop_lag_seconds":
-            lag["server_lag_s"] = round(float(value), 3)
-        elif name == "visitroom_event_loop_lag_max_seconds":
-            lag["server_lag_max_s"] = round(float(value), 3)
+        key = SERVER_METRICS.get(name)
+        if key is not None:
+            lag[key] = round(float(value), 3)
     return lag
+
+
+def server_rx_queue(pid: int, path: str = "/proc/net/udp") -> int:
+    """Bytes waiting in the fullest receive queue of the server's UDP sockets (/proc/net/udp)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = fd.readlink().name
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    queued = 0
+    for line in Path(path).read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 10 and parts[9] in inodes:
+            queued = max(queued, int(parts[4].split(":")[1], 16))
+    return queued
 
 
 async def watch(rig: StormRig, http: aiohttp.ClientSession, started: float,
@@ -134,9 +159,15 @@ async def watch(rig: StormRig, http: aiohttp.ClientSession, started: float,
 
 async def sample(rig: StormRig, http: aiohttp.ClientSession, started: float,
                  timeline: list[dict[str, Any]], peer: Any, lags: list[float]) -> None:  # fmt: skip
+    cpu, at = rig.side.cpu_s(), time.monotonic()
     while True:
         generator_lag = max(lags, default=0.0)
         lags.clear()
+        now_cpu, now = rig.side.cpu_s(), time.monotonic()
+        server_cpu = (now_cpu - cpu) / max(
+            1e-3, now - at
+        )  # share of one core since the last sample
+        cpu, at = now_cpu, now
         timeline.append({
             "t": round(time.monotonic() - started, 2),
             "clock": time.strftime("%H:%M:%S"),
@@ -144,9 +175,12 @@ async def sample(rig: StormRig, http: aiohttp.ClientSession, started: float,
             "subscribers_connected": sum(s.peer.transport.connected for s in rig.subscribers),
             "publisher": peer.transport.state.value,
             "publisher_consent_warnings": peer.transport.counters.consent_warnings,
+            "publisher_consent_late": getattr(peer.transport.counters, "consent_late", None),
             "generator_lag_max_s": round(generator_lag, 3),
+            "server_cpu_pct": round(100 * server_cpu),
             **await server_lag(http, rig.side.server),
             "server_socket_drops": process_socket_drops(rig.side.pid()),
+            "server_rx_queue_bytes": server_rx_queue(rig.side.pid()),
         })  # fmt: skip
         await asyncio.sleep(SAMPLE_EVERY_S)
 
