@@ -67,6 +67,8 @@ CONSENT_WARN_FAILURES = 2
 # A consent check answered later than this is late (aioice's STUN RTO): it
 # still counts for consent, but not as an answer in time.
 CONSENT_RTO = 0.5
+# How often a check past its RTO looks whether our shared socket has been read empty.
+BACKLOG_POLL_S = 0.05
 # Nothing received from the client for this long: check consent now (and on every poll).
 SILENCE_S = 1.0
 SILENCE_POLL_S = 0.25
@@ -453,12 +455,33 @@ class IceConnection(Connection):
                 return False
             self._checks[request.transaction_id] = check
             checks.append(check)
+        deadline = loop.time() + CONSENT_RTO
         try:
             async with asyncio.timeout(CONSENT_RTO):
                 for check in checks:
                     await check.answered.wait()
         except TimeoutError:
+            return await self._answered_behind_queue(checks, deadline)
+        return True
+
+    async def _answered_behind_queue(self, checks: list[ConsentCheck], deadline: float) -> bool:
+        """Whether the answers were in our own shared socket's queue by `deadline`.
+
+        When this process is behind its socket (a join storm), answers that
+        came in time wait there: the checks are judged once nothing that
+        arrived before the deadline is left unread (or at the end of the
+        consent window), so a busy server does not tell every client to
+        restart ICE.
+        """
+        muxes = {c.protocol.mux for c in checks if isinstance(c.protocol, SharedEndpoint)}
+        if not muxes:
             return False
+        loop = asyncio.get_running_loop()
+        give_up = deadline + CONSENT_FAILURES * self.consent_interval
+        while not all(check.answered.is_set() for check in checks):
+            if not any(mux.behind(deadline) for mux in muxes) or loop.time() > give_up:
+                return False
+            await asyncio.sleep(BACKLOG_POLL_S)
         return True
 
     def _answered(self, check: ConsentCheck) -> None:

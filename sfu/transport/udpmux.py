@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import secrets
 import socket
 import sys
+import termios
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +190,9 @@ class UdpMux:
         self._reader: mmsg.RecvBatch | None = None
         self.egress: Egress | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Event-loop time of the last read that found the socket empty: what
+        # had arrived by then has been handed on (sfu.transport.ice reads it).
+        self.drained_at = 0.0
 
     # socket
 
@@ -268,10 +273,26 @@ class UdpMux:
             for data, addr in batch:
                 self.datagram(data, addr)
             if len(batch) < READ_BATCH:
+                if self._loop is not None:
+                    self.drained_at = self._loop.time()
                 return
             if time.monotonic() > deadline:
                 self.counters.read_backlog += 1
                 return
+
+    def behind(self, since: float) -> bool:
+        """Whether datagrams that arrived before event-loop time `since` may still be unread.
+
+        Not when a read found the socket empty after `since`, nor when
+        nothing waits in it now (an idle socket is never read).
+        """
+        if self.drained_at >= since or self._sock is None:
+            return False
+        try:
+            waiting = fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return False
+        return int.from_bytes(waiting, sys.byteorder) > 0
 
     def _read(self, sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
         if self._reader is not None:
