@@ -163,10 +163,9 @@ async def sample(rig: StormRig, http: aiohttp.ClientSession, started: float,
     while True:
         generator_lag = max(lags, default=0.0)
         lags.clear()
+        # The server's share of one core since the last sample.
         now_cpu, now = rig.side.cpu_s(), time.monotonic()
-        server_cpu = (now_cpu - cpu) / max(
-            1e-3, now - at
-        )  # share of one core since the last sample
+        server_cpu = (now_cpu - cpu) / max(1e-3, now - at)
         cpu, at = now_cpu, now
         timeline.append({
             "t": round(time.monotonic() - started, 2),
