@@ -184,6 +184,16 @@ async def sample(rig: StormRig, http: aiohttp.ClientSession, started: float,
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 
+async def join(rig: StormRig, subscribers: int) -> tuple[float, str]:
+    """Join up to `subscribers` in all; (seconds, what failed: the others stay)."""
+    started = time.monotonic()
+    try:
+        await rig.resize(Load(1, subscribers))
+    except RuntimeError as exc:  # some joins timed out
+        return round(time.monotonic() - started, 2), str(exc)
+    return round(time.monotonic() - started, 2), ""
+
+
 async def wait_flowing(rig: StormRig, seconds: float) -> int:
     """Wait until every subscriber receives the publisher's two streams; how many do."""
     deadline = time.monotonic() + seconds
@@ -207,20 +217,19 @@ async def storm(args: argparse.Namespace, server: Server, result: dict[str, Any]
         await rig.open()
         watcher = asyncio.create_task(watch(rig, http, started, timeline))
         try:
-            result["base_join_s"] = await rig.resize(Load(1, args.base))
+            result["base_join_s"], result["base_failures"] = await join(rig, args.base)
             result["base_flowing"] = await wait_flowing(rig, 10)
-            print(f"{args.base} joined in {result['base_join_s']:.1f} s, "
-                  f"{result['base_flowing']} receive", flush=True)  # fmt: skip
-            result["storm_started_s"] = round(time.monotonic() - started, 2)
-            t0 = time.monotonic()
-            try:
-                await rig.resize(Load(1, args.base + args.storm))
-            except RuntimeError as exc:  # some joins timed out: the others stay
-                result["join_failures"] = str(exc)
-            result["storm_join_s"] = round(time.monotonic() - t0, 2)
-            print(f"{len(rig.subscribers) - args.base} of {args.storm} more joined in "
-                  f"{result['storm_join_s']:.1f} s {result.get('join_failures', '')}",
+            print(f"{len(rig.subscribers)} of {args.base} joined in {result['base_join_s']:.1f} s "
+                  f"{result['base_failures']}, {result['base_flowing']} receive",
                   flush=True)  # fmt: skip
+            result["storm_started_s"] = round(time.monotonic() - started, 2)
+            before = len(rig.subscribers)
+            result["storm_join_s"], result["join_failures"] = await join(rig, before + args.storm)
+            print(
+                f"{len(rig.subscribers) - before} of {args.storm} more joined in "
+                f"{result['storm_join_s']:.1f} s {result['join_failures']}",
+                flush=True,
+            )
             await asyncio.sleep(args.hold)
             result["flowing"] = await wait_flowing(rig, 5)
             result["subscribers"] = len(rig.subscribers)
