@@ -435,51 +435,64 @@ class IceConnection(Connection):
     async def _consent_answered(self, key: bytes) -> bool:
         """Check every nominated pair; whether all answered within `CONSENT_RTO`.
 
-        Each request stays open for the consent window (RFC 7675 5.1: an
-        answer to any request sent in the last 30 s keeps consent), so an
-        answer that arrives later still moves `consent_fresh` (aioice
-        forgets a consent request after 0.5 s: a peer, a path or an event
-        loop that answered every check 0.6 s late lost consent).
+        Each check stays open for the consent window (`_send_check`), so an
+        answer that comes later still moves `consent_fresh`.
         """
         loop = asyncio.get_running_loop()
         self._forget_checks(loop.time() - CONSENT_FAILURES * self.consent_interval)
-        checks = []
-        for pair in list(self._nominated.values()):
-            request = self.build_request(pair, nominate=False)
-            request.add_message_integrity(key)
-            check = ConsentCheck(request, pair.remote_addr, pair.protocol, key, self._answered)
-            try:
-                _watch(pair.protocol, check)
-                pair.protocol.send_stun(request, pair.remote_addr)
-            except Exception:  # the socket is gone: no consent
-                return False
-            self._checks[request.transaction_id] = check
-            checks.append(check)
-        deadline = loop.time() + CONSENT_RTO
+        sent = loop.time()
+        checks = [self._send_check(pair, key) for pair in list(self._nominated.values())]
+        if None in checks:
+            return False
         try:
             async with asyncio.timeout(CONSENT_RTO):
                 for check in checks:
+                    assert check is not None
                     await check.answered.wait()
         except TimeoutError:
-            return await self._answered_behind_queue(checks, deadline)
+            return await self._answered_behind_queue(sent, sent + CONSENT_RTO)
         return True
 
-    async def _answered_behind_queue(self, checks: list[ConsentCheck], deadline: float) -> bool:
-        """Whether the answers were in our own shared socket's queue by `deadline`.
+    def _send_check(self, pair: CandidatePair, key: bytes) -> ConsentCheck | None:
+        """Send a consent check on `pair` (None if the socket is gone).
 
-        When this process is behind its socket (a join storm), answers that
-        came in time wait there: the checks are judged once nothing that
-        arrived before the deadline is left unread (or at the end of the
-        consent window), so a busy server does not tell every client to
-        restart ICE.
+        RFC 7675 5.1: an answer to any check sent in the last 30 s keeps
+        consent, so the check stays registered on its socket until then and
+        its answer counts whenever it comes (aioice forgot a consent check
+        after its 0.5 s RTO: a peer, a path or a server socket queue that
+        answered every check 0.6 s late lost consent).
         """
-        muxes = {c.protocol.mux for c in checks if isinstance(c.protocol, SharedEndpoint)}
-        if not muxes:
-            return False
+        request = self.build_request(pair, nominate=False)
+        request.add_message_integrity(key)
+        check = ConsentCheck(request, pair.remote_addr, pair.protocol, key, self._answered)
+        try:
+            _watch(pair.protocol, check)
+            pair.protocol.send_stun(request, pair.remote_addr)
+        except Exception:  # the socket is gone: no consent
+            _unwatch(check)
+            return None
+        self._checks[check.transaction_id] = check
+        return check
+
+    async def _answered_behind_queue(self, sent: float, deadline: float) -> bool:
+        """Whether the checks sent at `sent` were answered by `deadline`, judged at our socket.
+
+        When this process is behind its shared socket (a join storm),
+        answers that came in time wait there: the checks are judged once
+        nothing that arrived before the deadline is left unread (or at the
+        end of the consent window), so a busy server does not tell every
+        client to restart ICE.
+        """
+        muxes = {
+            pair.protocol.mux
+            for pair in self._nominated.values()
+            if isinstance(pair.protocol, SharedEndpoint)
+        }
         loop = asyncio.get_running_loop()
         give_up = deadline + CONSENT_FAILURES * self.consent_interval
-        while not all(check.answered.is_set() for check in checks):
-            if not any(mux.behind(deadline) for mux in muxes) or loop.time() > give_up:
+        while self.consent_fresh < sent:
+            behind = any(mux.behind(deadline) for mux in muxes)
+            if not behind or loop.time() > give_up:
                 return False
             await asyncio.sleep(BACKLOG_POLL_S)
         return True
