@@ -394,7 +394,8 @@ class IceConnection(Connection):
         silent client is probably gone): a dead path is noticed in about
         3 s instead of 10.  The counters are read, nothing is added to the
         per-packet path.  Consent still expires only after
-        `CONSENT_FAILURES` intervals (30 s) without an answer.
+        `CONSENT_FAILURES` intervals (30 s) without an answer to a check
+        sent in that time, however late the answer comes.
         """
         assert self.remote_password is not None
         key = self.remote_password.encode("utf8")
