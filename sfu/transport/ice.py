@@ -68,7 +68,7 @@ CONSENT_WARN_FAILURES = 2
 # still counts for consent, but not as an answer in time.
 CONSENT_RTO = 0.5
 # How often a check past its RTO looks whether our shared socket has been read empty.
-BACKLOG_POLL_S = 0.05
+BACKLOG_POLL_S = 0.1
 # Nothing received from the client for this long: check consent now (and on every poll).
 SILENCE_S = 1.0
 SILENCE_POLL_S = 0.25
