@@ -20,6 +20,11 @@ descriptor is read once (`desc`, for the consumers: TID, sync, picture ids)
 and measured (`bitrate_bps`, `temporal_bitrates`, `frame_size`, `active`);
 `newest` says whether the packet is the highest sequence number so far (a
 consumer switches only on a key frame that is, see `sfu.routing.consumer`).
+
+RED audio (RFC 2198, `sfu.packet.red`): a packet of the RED payload type
+has its block headers checked once here (`red`, for the consumers that
+strip it to Opus); a malformed one is dropped for everyone and counted
+(`bad_red`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from sfu.packet.counters import Counters
+from sfu.packet.red import RedBlock, RedError, parse_red
 from sfu.packet.rtcp import build_fir, build_nack, build_pli, ntp_middle32
 from sfu.packet.rtp import (
     RtpError,
@@ -105,6 +111,7 @@ class Producer:
         "offer_index",
         "output",
         "owner",
+        "red",
         "refresh_due",
         "relay",
         "rid",
@@ -145,6 +152,7 @@ class Producer:
         self.track: Producer = self
         self.frame_size: tuple[int, int] | None = None
         self.desc: Vp8Descriptor | None = None  # of the packet being forwarded (VP8)
+        self.red: tuple[RedBlock, ...] = ()  # of the packet being forwarded (RED audio)
         # The packet being forwarded is the highest sequence number so far:
         # not a late, repeated or retransmitted (RTX) copy of an older one.
         self.newest = False
@@ -181,7 +189,7 @@ class Producer:
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
         self.codecs = codecs
-        self.codec_by_pt = {c.payload_type: c.name for c in codecs}
+        self.codec_by_pt = {c.payload_type: c.key for c in codecs}
         self.apt_by_rtx = {
             c.rtx_payload_type: c.payload_type for c in codecs if c.rtx_payload_type is not None
         }
@@ -265,6 +273,8 @@ class Producer:
         else:
             self.desc = None
             self.meter.add(NO_TID, len(data), now)
+            if codec[:4] == "red/" and not self._read_red(data, h):
+                return True
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
         relay = self.relay
@@ -313,6 +323,16 @@ class Producer:
             return self.on_rtp(original, parse_rtp(original), now)
         except RtpError:
             return False
+
+    def _read_red(self, data: bytes, h: RtpHeader) -> bool:
+        try:
+            self.red = parse_red(data, h)
+        except RedError:
+            self.red = ()
+            if self.counters is not None:
+                self.counters.bad_red += 1
+            return False
+        return True
 
     def _read_level(self, data: bytes, h: RtpHeader, level_id: int, now: float) -> None:
         try:
