@@ -85,12 +85,38 @@ def test_a_subscriber_without_red_gets_the_primary_opus_frames_in_sequence() -> 
     assert extensions(out.rtp[0], headers[0]) == {1: bytes([0x80 | 50])}
 
 
-def test_loss_before_the_sfu_stays_visible_to_a_subscriber_without_red() -> None:
+def test_a_packet_lost_before_the_sfu_comes_back_from_the_next_ones_redundant_block() -> None:
     p = publisher()
     out = slot(p, (OPUS,))
     send(p, [red(seq, seq * 960) for seq in (10, 11, 13, 14)])
+    headers = out.headers()
+    seqs = [h.sequence for h in headers]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 2, 3, 4]
+    stamps = [(h.timestamp - headers[0].timestamp) & 0xFFFFFFFF for h in headers]
+    assert stamps == [0, 960, 1920, 2880, 3840]
+    recovered = payload(out.rtp[2])
+    assert recovered == b"\xfc" + (12).to_bytes(4, "big") + bytes(30)  # frame 12, repeated in 13
+    assert {h.payload_type for h in headers} == {111}
+
+
+def test_a_loss_longer_than_the_redundancy_stays_visible_as_loss() -> None:
+    p = publisher()
+    out = slot(p, (OPUS,))
+    send(p, [red(seq, seq * 960) for seq in (10, 11, 14, 15)])  # 12 and 13 lost, 13 repeated
     seqs = [h.sequence for h in out.headers()]
-    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 3, 4]
+    assert [(s - seqs[0]) & 0xFFFF for s in seqs] == [0, 1, 3, 4, 5]
+
+
+def test_nothing_older_than_the_slots_first_packet_is_recovered() -> None:
+    p = publisher()
+    send(p, [red(10, 9600)])
+    out = slot(p, (OPUS,))  # joins after packet 10; 11 is lost on the way in
+    send(p, [red(12, 12 * 960), red(13, 13 * 960)])
+    seqs = [h.sequence for h in out.headers()]
+    assert len(seqs) == 2 and (seqs[1] - seqs[0]) & 0xFFFF == 1
+    late = slot(p, (OPUS,))
+    send(p, [red(15, 15 * 960)])  # 14 lost: the first packet a new slot gets recovers nothing
+    assert len(late.rtp) == 1
 
 
 def test_a_red_subscriber_with_other_payload_types_gets_its_own_inside_the_blocks() -> None:

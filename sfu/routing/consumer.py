@@ -45,8 +45,8 @@ RED audio (RFC 2198): a publisher's RED packets take the plain path to a
 subscriber that negotiated RED around the same Opus PT (`CodecChoice.key`
 matches).  Any other subscriber takes `_forward_red`, a copy: a RED one gets
 the block PTs rewritten to its own Opus PT, one without RED gets the primary
-block as a plain Opus packet (same sequence number and timestamp, so its
-loss stays visible as loss).
+block as a plain Opus packet (same sequence number and timestamp), preceded
+by the packets lost before the SFU that its redundant blocks repeat.
 """
 
 from __future__ import annotations
@@ -444,16 +444,38 @@ class Consumer:
             rewrite_pts(packet, blocks, {opus_in: opus})
             pt = self.red_pt
         elif blocks[-1].payload_type == opus_in:
+            if producer.red_missing and not self._fresh:
+                self._recover(producer, data, h, opus_in, opus)
             packet = primary_packet(data, h, blocks[-1])
             pt = opus
         else:
             return  # the primary block is not Opus: nothing this slot can play
         placed = self._place(producer, h, now)
-        if placed is None:
-            return
-        rewrite_header(
-            packet, ssrc=self.ssrc, sequence=placed[0], timestamp=placed[1], payload_type=pt
-        )
+        if placed is not None:
+            self._send_copy(packet, h, placed[0], placed[1], pt)
+
+    def _recover(
+        self, producer: Producer, data: bytes, h: RtpHeader, opus_in: int, pt: int
+    ) -> None:
+        """Send the packets lost before the SFU that this RED packet repeats, oldest first.
+
+        Block `d` places before the primary is the packet `d` sequence
+        numbers earlier (Chromium repeats the packets just before), at the
+        block's timestamp offset; LiveKit's RedPrimaryReceiver does the same.
+        """
+        blocks = producer.red
+        for distance in range(producer.red_missing, 0, -1):
+            block = blocks[-1 - distance]
+            seq_in = (h.sequence - distance) & 0xFFFF
+            if block.payload_type != opus_in or (seq_in - self._first_in) & 0xFFFF >= 0x8000:
+                continue  # not Opus, or older than this slot's segment
+            seq = (seq_in + self._seq_offset) & 0xFFFF
+            ts = (h.timestamp - block.ts_offset + self._ts_offset) & 0xFFFFFFFF
+            self._send_copy(primary_packet(data, h, block), h, seq, ts, pt)
+
+    def _send_copy(self, packet: bytearray, h: RtpHeader, seq: int, ts: int, pt: int) -> None:
+        """Send `packet` (a copy laid out as `h`) with this slot's header fields."""
+        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
         if self._ext_map is not None:
             try:
                 remap_extensions(packet, h, self._ext_map)

@@ -24,7 +24,9 @@ consumer switches only on a key frame that is, see `sfu.routing.consumer`).
 RED audio (RFC 2198, `sfu.packet.red`): a packet of the RED payload type
 has its block headers checked once here (`red`, for the consumers that
 strip it to Opus); a malformed one is dropped for everyone and counted
-(`bad_red`).
+(`bad_red`).  `red_missing` says how many packets just before it never came
+(at most its redundant blocks), which a consumer without RED recovers from
+those blocks.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class Producer:
         "_fir_seq",
         "_last_keyframe_request",
         "_level_id",
+        "_red_seq",
         "_unwrapper",
         "_vad_seen",
         "apt_by_rtx",
@@ -112,6 +115,7 @@ class Producer:
         "output",
         "owner",
         "red",
+        "red_missing",
         "refresh_due",
         "relay",
         "rid",
@@ -153,6 +157,8 @@ class Producer:
         self.frame_size: tuple[int, int] | None = None
         self.desc: Vp8Descriptor | None = None  # of the packet being forwarded (VP8)
         self.red: tuple[RedBlock, ...] = ()  # of the packet being forwarded (RED audio)
+        self.red_missing = 0
+        self._red_seq = -1  # the highest extended sequence number of a RED packet
         # The packet being forwarded is the highest sequence number so far:
         # not a late, repeated or retransmitted (RTX) copy of an older one.
         self.newest = False
@@ -273,7 +279,7 @@ class Producer:
         else:
             self.desc = None
             self.meter.add(NO_TID, len(data), now)
-            if codec[:4] == "red/" and not self._read_red(data, h):
+            if codec[:4] == "red/" and not self._read_red(data, h, ext_seq):
                 return True
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
@@ -324,14 +330,18 @@ class Producer:
         except RtpError:
             return False
 
-    def _read_red(self, data: bytes, h: RtpHeader) -> bool:
+    def _read_red(self, data: bytes, h: RtpHeader, ext_seq: int) -> bool:
         try:
-            self.red = parse_red(data, h)
+            self.red = blocks = parse_red(data, h)
         except RedError:
             self.red = ()
+            self.red_missing = 0
             if self.counters is not None:
                 self.counters.bad_red += 1
             return False
+        last, self._red_seq = self._red_seq, max(self._red_seq, ext_seq)
+        gap = ext_seq - last - 1 if last >= 0 else 0
+        self.red_missing = min(gap, len(blocks) - 1) if gap > 0 else 0
         return True
 
     def _read_level(self, data: bytes, h: RtpHeader, level_id: int, now: float) -> None:
