@@ -7,6 +7,7 @@ from dataclasses import replace
 from sfu.packet.counters import Counters
 from sfu.packet.red import parse_red
 from sfu.packet.rtp import build_rtp, extensions, parse_rtp
+from sfu.relay.remote import codecs_of, describe
 from sfu.routing.consumer import Consumer
 from sfu.routing.producer import Producer
 from sfu.sdp.negotiate import CodecChoice
@@ -159,3 +160,10 @@ def test_the_audio_level_of_red_packets_still_reaches_the_speaker_detector() -> 
     p.level_sink = lambda owner, level, voice, now: levels.append((owner, level, voice))
     send(p, [red(1, 960, level=12)])
     assert levels == [("alice", 12, True)]
+
+
+def test_a_red_publisher_relayed_to_another_worker_is_keyed_the_same_there() -> None:
+    """The relay describes the codecs with their fmtp, so the other worker's
+    producer matches its subscribers' RED (and strips it for the others) alike."""
+    there = codecs_of(describe(publisher()))
+    assert [c.key for c in there] == ["red/111", "opus"]
