@@ -24,6 +24,15 @@ OPUS = CodecChoice(
     feedback=(),
     rtx_payload_type=None,
 )
+RED = CodecChoice(
+    name="red",
+    payload_type=63,
+    clock_rate=48000,
+    channels=2,
+    fmtp="111/111",
+    feedback=(),
+    rtx_payload_type=None,
+)
 EXT_IDS = {AUDIO_LEVEL_URI: 1, ABS_SEND_TIME_URI: 2, MID_URI: 3}
 
 
@@ -100,6 +109,30 @@ def opus(seq: int, ts: int, ssrc: int = 6000, level: int = 30) -> bytes:
         ssrc=ssrc,
         payload=b"\xfc" + bytes(40),
         extensions={1: bytes([0x80 | level])},
+    )
+
+
+def red_payload(redundant: list[tuple[int, int, bytes]], primary_pt: int, primary: bytes) -> bytes:
+    """An RFC 2198 payload: (PT, timestamp offset, data) per redundant block, then the primary."""
+    headers = b"".join(
+        (0x80000000 | pt << 24 | offset << 10 | len(data)).to_bytes(4, "big")
+        for pt, offset, data in redundant
+    )
+    return headers + bytes([primary_pt]) + b"".join(d for _, _, d in redundant) + primary
+
+
+def red(seq: int, ts: int, ssrc: int = 6000, level: int = 30, padding: int = 0) -> bytes:
+    """A RED packet as Chromium sends it: the previous Opus frame again, then this one's."""
+    previous = b"\xfc" + (seq - 1).to_bytes(4, "big") + bytes(30)
+    primary = b"\xfc" + seq.to_bytes(4, "big") + bytes(36)
+    return build_rtp(
+        payload_type=63,
+        sequence=seq & 0xFFFF,
+        timestamp=ts & 0xFFFFFFFF,
+        ssrc=ssrc,
+        payload=red_payload([(111, 960, previous)], 111, primary),
+        extensions={1: bytes([0x80 | level])},
+        padding=padding,
     )
 
 

@@ -73,6 +73,15 @@ def test_codecs_and_feedback_use_the_offered_payload_types() -> None:
     assert video.rtp.codecs[1].parameters == {"apt": 96}
 
 
+def test_audio_answers_red_first_with_its_fmtp_then_opus() -> None:
+    audio = answer().media[0]
+    assert audio.fmt == [63, 111]  # Chromium sends RED only when it comes first
+    red, opus = audio.rtp.codecs
+    assert (red.mimeType, red.clockRate, red.channels) == ("audio/red", 48000, 2)
+    assert "a=fmtp:63 111/111" in str(audio)
+    assert opus.mimeType == "audio/opus"
+
+
 def test_a_rejected_m_line_keeps_its_place_with_port_zero() -> None:
     text = CHROME_OFFER.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 foo/48000/2")
     audio = answer(text).media[0]

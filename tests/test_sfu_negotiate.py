@@ -11,11 +11,27 @@ def plans(text: str = CHROME_OFFER, video: int = 5, audio: int = 3):  # type: ig
     return negotiate(parse_offer(text), video_slots_cap=video, audio_slots_cap=audio)
 
 
-def test_audio_gets_opus_only_with_the_offered_payload_type() -> None:
+def test_audio_gets_red_around_opus_first_then_opus_with_the_offered_payload_types() -> None:
     audio = plans()[0]
-    assert [(c.name, c.payload_type) for c in audio.codecs] == [("opus", 111)]
-    assert audio.codecs[0].fmtp == "minptime=10;useinbandfec=1"
-    assert audio.codecs[0].feedback == ("transport-cc",)
+    assert [(c.name, c.payload_type) for c in audio.codecs] == [("red", 63), ("opus", 111)]
+    red, opus = audio.codecs
+    assert (red.fmtp, red.feedback, red.key) == ("111/111", (), "red/111")
+    assert opus.fmtp == "minptime=10;useinbandfec=1"
+    assert opus.feedback == ("transport-cc",)
+    assert opus.key == "opus"
+
+
+def test_audio_without_red_in_the_offer_gets_opus_only() -> None:
+    text = replace_line(CHROME_OFFER, "a=rtpmap:63 red/48000/2", None)
+    text = replace_line(text, "a=fmtp:63 111/111", None)
+    text = text.replace("SAVPF 111 63 9", "SAVPF 111 9")
+    assert [c.name for c in plans(text)[0].codecs] == ["opus"]
+
+
+def test_red_is_not_chosen_unless_every_block_is_the_chosen_opus() -> None:
+    for fmtp in ("a=fmtp:63 111/9", "a=fmtp:63 9/9", None, "a=fmtp:63 111"):
+        text = replace_line(CHROME_OFFER, "a=fmtp:63 111/111", fmtp)
+        assert [c.name for c in plans(text)[0].codecs] == ["opus"], fmtp
 
 
 def test_video_offers_vp8_first_then_constrained_baseline_h264_with_rtx() -> None:
@@ -76,6 +92,7 @@ def test_at_most_two_published_videos_and_one_audio() -> None:
 
 
 def test_an_m_line_without_a_usable_codec_is_rejected() -> None:
+    """Also: RED (offered here) is never chosen without the Opus it wraps."""
     text = CHROME_OFFER.replace("a=rtpmap:111 opus/48000/2", "a=rtpmap:111 foo/48000/2")
     audio = plans(text)[0]
     assert not audio.accepted and not audio.publish and not audio.receive

@@ -35,6 +35,7 @@ FIELDS = (
     "bad_stun",
     "bad_rtp",
     "bad_rtcp",
+    "bad_red",  # a malformed RFC 2198 audio payload (sfu.packet.red)
     "srtp_errors",
     "bad_dtls",
     "oversize",
@@ -79,6 +80,7 @@ class Counters:
     bad_stun: int
     bad_rtp: int
     bad_rtcp: int
+    bad_red: int
     srtp_errors: int
     bad_dtls: int
     oversize: int

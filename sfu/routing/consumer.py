@@ -40,6 +40,13 @@ its source sends, it moves for good to the *mapped* path at a frame start:
 id / TL0PICIDX / KEYIDX continuity) and `sfu.routing.seqmap.SeqMap` numbers
 them (no gap for a dropped packet, real loss stays visible, NACKs mapped
 back); only packets whose descriptor changes are copied.
+
+RED audio (RFC 2198): a publisher's RED packets take the plain path to a
+subscriber that negotiated RED around the same Opus PT (`CodecChoice.key`
+matches).  Any other subscriber takes `_forward_red`, a copy: a RED one gets
+the block PTs rewritten to its own Opus PT, one without RED gets the primary
+block as a plain Opus packet (same sequence number and timestamp), preceded
+by the packets lost before the SFU that its redundant blocks repeat.
 """
 
 from __future__ import annotations
@@ -51,13 +58,14 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from sfu.packet.keyframe import is_keyframe
+from sfu.packet.red import primary_packet, rewrite_pts
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
 from sfu.packet.vp8 import parse_vp8
 from sfu.routing.layers import MAX_TID
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
-from sfu.sdp.negotiate import CodecChoice
+from sfu.sdp.negotiate import RED, CodecChoice
 
 if TYPE_CHECKING:
     from sfu.routing.producer import Producer
@@ -130,6 +138,7 @@ class Consumer:
         "packets_sent",
         "pending",
         "pt_by_codec",
+        "red_pt",
         "reported_jitter",
         "reported_loss",
         "rtt",
@@ -191,7 +200,8 @@ class Consumer:
 
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation); the SSRC stays."""
-        self.pt_by_codec = {c.name: c.payload_type for c in codecs}
+        self.pt_by_codec = {c.key: c.payload_type for c in codecs}
+        self.red_pt = next((c.payload_type for c in codecs if c.name == RED), None)
         self.rtx_pt_by_codec = {
             c.name: c.rtx_payload_type for c in codecs if c.rtx_payload_type is not None
         }
@@ -390,6 +400,8 @@ class Consumer:
             return
         pt = self.pt_by_codec.get(codec)
         if pt is None:
+            if codec[:4] == "red/":
+                self._forward_red(producer, data, h, int(codec[4:]), now)
             return  # the subscriber did not negotiate this codec
         seq_in = h.sequence
         if self._fresh:
@@ -418,6 +430,78 @@ class Consumer:
             self.output.send_rtp(bytes(packet))
         self.packets_sent += 1
         self.octets_sent += h.payload_length
+
+    def _forward_red(
+        self, producer: Producer, data: bytes, h: RtpHeader, opus_in: int, now: float
+    ) -> None:
+        """A RED packet (Opus PT `opus_in` inside) to a slot whose codecs differ (module doc)."""
+        opus = self.pt_by_codec.get("opus")
+        blocks = producer.red
+        if opus is None or not blocks:
+            return
+        if self.red_pt is not None:
+            packet = bytearray(data)
+            rewrite_pts(packet, blocks, {opus_in: opus})
+            pt = self.red_pt
+        elif blocks[-1].payload_type == opus_in:
+            if producer.red_missing and not self._fresh:
+                self._recover(producer, data, h, opus_in, opus)
+            packet = primary_packet(data, h, blocks[-1])
+            pt = opus
+        else:
+            return  # the primary block is not Opus: nothing this slot can play
+        placed = self._place(producer, h, now)
+        if placed is not None:
+            self._send_copy(packet, h, placed[0], placed[1], pt)
+
+    def _recover(
+        self, producer: Producer, data: bytes, h: RtpHeader, opus_in: int, pt: int
+    ) -> None:
+        """Send the packets lost before the SFU that this RED packet repeats, oldest first.
+
+        Block `d` places before the primary is the packet `d` sequence
+        numbers earlier (Chromium repeats the packets just before), at the
+        block's timestamp offset; LiveKit's RedPrimaryReceiver does the same.
+        """
+        blocks = producer.red
+        for distance in range(producer.red_missing, 0, -1):
+            block = blocks[-1 - distance]
+            seq_in = (h.sequence - distance) & 0xFFFF
+            if block.payload_type != opus_in or (seq_in - self._first_in) & 0xFFFF >= 0x8000:
+                continue  # not Opus, or older than this slot's segment
+            seq = (seq_in + self._seq_offset) & 0xFFFF
+            ts = (h.timestamp - block.ts_offset + self._ts_offset) & 0xFFFFFFFF
+            self._send_copy(primary_packet(data, h, block), h, seq, ts, pt)
+
+    def _send_copy(self, packet: bytearray, h: RtpHeader, seq: int, ts: int, pt: int) -> None:
+        """Send `packet` (a copy laid out as `h`) with this slot's header fields."""
+        rewrite_header(packet, ssrc=self.ssrc, sequence=seq, timestamp=ts, payload_type=pt)
+        if self._ext_map is not None:
+            try:
+                remap_extensions(packet, h, self._ext_map)
+            except RtpError:
+                return
+        self.output.send_rtp(bytes(packet))
+        self.packets_sent += 1
+        self.octets_sent += len(packet) - h.payload_offset
+
+    def _place(self, producer: Producer, h: RtpHeader, now: float) -> tuple[int, int] | None:
+        """(sequence, timestamp) out for a packet of the source; None: older than its segment.
+
+        The plain path in `forward` does the same inline (a call per packet
+        costs there); this serves the copying paths.
+        """
+        if self._fresh:
+            self._begin_segment(producer, h.sequence, h.timestamp, now)
+        elif (h.sequence - self._first_in) & 0xFFFF >= 0x8000:
+            return None
+        seq = (h.sequence + self._seq_offset) & 0xFFFF
+        ts = (h.timestamp + self._ts_offset) & 0xFFFFFFFF
+        if (seq - self._seq) & 0xFFFF < 0x8000:
+            self._seq = seq
+            self._ts = ts
+            self._time = now
+        return seq, ts
 
     def _forward_mapped(
         self,

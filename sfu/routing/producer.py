@@ -20,6 +20,13 @@ descriptor is read once (`desc`, for the consumers: TID, sync, picture ids)
 and measured (`bitrate_bps`, `temporal_bitrates`, `frame_size`, `active`);
 `newest` says whether the packet is the highest sequence number so far (a
 consumer switches only on a key frame that is, see `sfu.routing.consumer`).
+
+RED audio (RFC 2198, `sfu.packet.red`): a packet of the RED payload type
+has its block headers checked once here (`red`, for the consumers that
+strip it to Opus); a malformed one is dropped for everyone and counted
+(`bad_red`).  `red_missing` says how many packets just before it never came
+(at most its redundant blocks), which a consumer without RED recovers from
+those blocks.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol
 
 from sfu.packet.counters import Counters
+from sfu.packet.red import RedBlock, RedError, parse_red
 from sfu.packet.rtcp import build_fir, build_nack, build_pli, ntp_middle32
 from sfu.packet.rtp import (
     RtpError,
@@ -79,6 +87,7 @@ class Producer:
         "_fir_seq",
         "_last_keyframe_request",
         "_level_id",
+        "_red_seq",
         "_unwrapper",
         "_vad_seen",
         "apt_by_rtx",
@@ -105,6 +114,8 @@ class Producer:
         "offer_index",
         "output",
         "owner",
+        "red",
+        "red_missing",
         "refresh_due",
         "relay",
         "rid",
@@ -145,6 +156,9 @@ class Producer:
         self.track: Producer = self
         self.frame_size: tuple[int, int] | None = None
         self.desc: Vp8Descriptor | None = None  # of the packet being forwarded (VP8)
+        self.red: tuple[RedBlock, ...] = ()  # of the packet being forwarded (RED audio)
+        self.red_missing = 0
+        self._red_seq = -1  # the highest extended sequence number of a RED packet
         # The packet being forwarded is the highest sequence number so far:
         # not a late, repeated or retransmitted (RTX) copy of an older one.
         self.newest = False
@@ -181,7 +195,7 @@ class Producer:
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
         self.codecs = codecs
-        self.codec_by_pt = {c.payload_type: c.name for c in codecs}
+        self.codec_by_pt = {c.payload_type: c.key for c in codecs}
         self.apt_by_rtx = {
             c.rtx_payload_type: c.payload_type for c in codecs if c.rtx_payload_type is not None
         }
@@ -265,6 +279,8 @@ class Producer:
         else:
             self.desc = None
             self.meter.add(NO_TID, len(data), now)
+            if codec[:4] == "red/" and not self._read_red(data, h, ext_seq):
+                return True
         for consumer in self.consumers:
             consumer.forward(self, data, h, codec, now)
         relay = self.relay
@@ -313,6 +329,20 @@ class Producer:
             return self.on_rtp(original, parse_rtp(original), now)
         except RtpError:
             return False
+
+    def _read_red(self, data: bytes, h: RtpHeader, ext_seq: int) -> bool:
+        try:
+            self.red = blocks = parse_red(data, h)
+        except RedError:
+            self.red = ()
+            self.red_missing = 0
+            if self.counters is not None:
+                self.counters.bad_red += 1
+            return False
+        last, self._red_seq = self._red_seq, max(self._red_seq, ext_seq)
+        gap = ext_seq - last - 1 if last >= 0 else 0
+        self.red_missing = min(gap, len(blocks) - 1) if gap > 0 else 0
+        return True
 
     def _read_level(self, data: bytes, h: RtpHeader, level_id: int, now: float) -> None:
         try:

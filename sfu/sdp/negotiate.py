@@ -4,6 +4,13 @@ Pure policy over a parsed `Offer`; the answer text is written by
 `answer.py`.  The SFU never transcodes, so every participant must send a
 codec every receiver understands: the answer lists VP8 first (browsers send
 the first codec of the answer), H.264 only when offered, Opus for audio.
+
+Audio redundancy (RFC 2198): when the offer has `red/48000/2` wrapping
+the chosen Opus (`a=fmtp:63 111/111`), the answer lists RED first, then
+Opus: Chromium then sends every Opus frame twice (in its own packet and
+again in the next one), and receives RED from the SFU.  A participant whose
+offer lacks RED still gets Opus: the SFU sends it the primary blocks
+(`sfu.packet.red`).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ ACCEPTED_FEEDBACK = {
     "video": ("nack", "nack pli", "ccm fir", "goog-remb", "transport-cc"),
 }
 MAX_PUBLISHED = {"audio": 1, "video": 2}
+RED = "red"
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,18 @@ class CodecChoice:
 
     def has_feedback(self, value: str) -> bool:
         return value in self.feedback
+
+    @property
+    def key(self) -> str:
+        """What the forwarder matches a publisher's and a subscriber's codecs by.
+
+        The name, except for RED: `red/<PT inside>` (`red/111`), because the
+        blocks of a forwarded RED packet keep the publisher's Opus PT, which
+        is right as it is only for a subscriber that gave Opus the same PT.
+        """
+        if self.name == RED:
+            return f"{RED}/{self.fmtp.split('/', 1)[0]}"
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -123,9 +143,10 @@ def _negotiate(offer: Offer, video_slots_cap: int, audio_slots_cap: int) -> tupl
 
 
 def choose_codecs(media: OfferedMedia) -> tuple[CodecChoice, ...]:
-    """Opus for audio; VP8 then H.264 (one profile) for video; with their RTX."""
+    """RED (when it wraps Opus) and Opus for audio; VP8 then H.264 (one profile) for video."""
     if media.kind == "audio":
-        names = [_first(media, _is_opus)]
+        opus = _first(media, _is_opus)
+        names = [_red_for(media, opus), opus]
     elif media.kind == "video":
         names = [_first(media, lambda c: c.name == "vp8"), _best_h264(media)]
     else:
@@ -135,6 +156,25 @@ def choose_codecs(media: OfferedMedia) -> tuple[CodecChoice, ...]:
 
 def _is_opus(codec: Codec) -> bool:
     return codec.name == "opus" and codec.clock_rate == 48000
+
+
+def _red_for(media: OfferedMedia, opus: Codec | None) -> Codec | None:
+    """The offered RED whose blocks are all `opus` (`a=fmtp:63 111/111`), if any.
+
+    A RED without fmtp, or naming another codec, is not chosen: the SFU
+    would have to guess what its blocks hold.
+    """
+    if opus is None:
+        return None
+    for codec in media.codecs:
+        if codec.name == RED and codec.clock_rate == 48000 and _red_blocks_are(codec, opus):
+            return codec
+    return None
+
+
+def _red_blocks_are(red: Codec, opus: Codec) -> bool:
+    blocks = red.fmtp.split("/")
+    return 2 <= len(blocks) <= 8 and all(b == str(opus.payload_type) for b in blocks)
 
 
 def _first(media: OfferedMedia, accept: Callable[[Codec], bool]) -> Codec | None:

@@ -664,15 +664,17 @@ function measureElement(el) {
 }
 
 /**
- * Put VP8 (and RTX) first for video and Opus for audio: the SFU forwards
- * without transcoding, and a short SDP stays far below the server's limit.
+ * Put VP8 (and RTX) first for video and Opus (and RED, RFC 2198) for audio:
+ * the SFU forwards without transcoding, and a short SDP stays far below the
+ * server's limit. With RED the SFU answers RED first, so the browser sends
+ * every Opus frame again in the next packet and a lost packet is not heard.
  * @param {RTCRtpTransceiver} transceiver
  * @param {"audio"|"video"} kind
  */
 export function preferCodecs(transceiver, kind) {
   const caps = globalThis.RTCRtpReceiver?.getCapabilities?.(kind);
   if (!caps || typeof transceiver.setCodecPreferences !== "function") return;
-  const wanted = kind === "video" ? ["video/vp8", "video/rtx"] : ["audio/opus"];
+  const wanted = kind === "video" ? ["video/vp8", "video/rtx"] : ["audio/opus", "audio/red"];
   const codecs = caps.codecs.filter((c) => wanted.includes(c.mimeType.toLowerCase()));
   try {
     if (codecs.length) transceiver.setCodecPreferences(codecs);
