@@ -57,6 +57,7 @@ __all__ = [
     "allocate",
     "ceiling_bps",
     "nominal_bitrates",
+    "probe_goal_bps",
 ]
 
 UPGRADE_MARGIN = 0.12  # a step above the previous choice must fit with 12 % to spare
@@ -66,6 +67,9 @@ BITS_PER_PIXEL = 0.06  # at 30 fps: 1280x720 ~ 1.7 Mbit/s, 320x180 ~ 100 kbit/s
 DEFAULT_LAYER_BPS = (150_000, 500_000, 1_700_000)  # a layer of unknown size, by index
 NO_SIMULCAST_TEMPORAL = 2  # a track without layer information: forward everything
 THINNED_TIDS = 1  # a layer above the lowest loses at most its top TID (see `ladder`)
+# The estimate a subscriber's probes aim for, over what its slots take (`probe_goal_bps`):
+# the upgrade margin, the Prober's minimum gain (10 %) and room for a back-off.
+PROBE_HEADROOM = 1.3
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,22 @@ def ceiling_bps(slots: Sequence[SlotDemand]) -> int:
         steps = ladder(slot)
         total += steps[-1].bps if steps else 0
     return total
+
+
+def probe_goal_bps(video_bps: int, audio_bps: int) -> int:
+    """The estimate worth probing for, given `ceiling_bps` of the slots and the audio.
+
+    Not just what the slots take: the allocator takes a higher layer only
+    when the estimate covers it whole plus `UPGRADE_MARGIN`, and the Prober
+    stops once the estimate is within 10 % of its goal, so a goal of exactly
+    the ceiling leaves the estimate short of the top layer for good (a
+    viewer back on a 3 Mbit/s link after a 500 kbit/s dip stayed on 640x360
+    with an estimate of 1.4 Mbit/s: no probe, and no more traffic to grow
+    it from).  None without video to climb to.
+    """
+    if video_bps <= 0:
+        return 0
+    return int((video_bps + audio_bps) * PROBE_HEADROOM)
 
 
 @dataclass
