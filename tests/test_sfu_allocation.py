@@ -96,7 +96,7 @@ def test_a_publisher_without_simulcast_is_thinned_in_time_but_never_paused_by_th
 
 def test_a_tight_budget_drops_frame_rate_before_resolution() -> None:
     steps = [s.choice for s in ladder(stage())]
-    assert steps[:4] == [LayerChoice(0, 0), LayerChoice(0, 1), LayerChoice(0, 2), LayerChoice(1, 0)]
+    assert steps[:4] == [LayerChoice(0, 0), LayerChoice(0, 1), LayerChoice(0, 2), LayerChoice(1, 1)]
     # on f, 1.2 Mbit/s: f at TID 0-1 (1.05 M) fits, f whole (1.7 M) does not
     assert allocate([stage()], 1_200_000, {"1": LayerChoice(2, 2)})["1"] == LayerChoice(2, 1)
     assert allocate([stage()], 650_000, {"1": LayerChoice(2, 2)})["1"] == LayerChoice(1, 2)
@@ -140,17 +140,34 @@ def test_the_stage_gets_the_lowest_step_first_when_not_all_fit() -> None:
 
 
 def test_an_upgrade_needs_a_margin_above_the_next_steps_bitrate() -> None:
-    before = {"1": LayerChoice(2, 0)}
-    just_enough = 1_050_000  # f TID 0-1 exactly
-    assert allocate([stage()], just_enough, before)["1"] == LayerChoice(2, 0)
-    with_margin = int(1_050_000 * (1 + UPGRADE_MARGIN)) + 1
-    assert allocate([stage()], with_margin, before)["1"] == LayerChoice(2, 1)
+    before = {"1": LayerChoice(2, 1)}
+    just_enough = 1_700_000  # f whole exactly
+    assert allocate([stage()], just_enough, before)["1"] == LayerChoice(2, 1)
+    with_margin = int(1_700_000 * (1 + UPGRADE_MARGIN)) + 1
+    assert allocate([stage()], with_margin, before)["1"] == LayerChoice(2, 2)
 
 
 def test_the_current_choice_is_kept_without_a_margin() -> None:
-    before = {"1": LayerChoice(2, 0)}
-    assert allocate([stage()], 700_000, before)["1"] == LayerChoice(2, 0)
-    assert allocate([stage()], 699_999, before)["1"] == LayerChoice(1, 2)
+    before = {"1": LayerChoice(2, 1)}
+    assert allocate([stage()], 1_050_000, before)["1"] == LayerChoice(2, 1)
+    assert allocate([stage()], 1_049_999, before)["1"] == LayerChoice(1, 2)
+
+
+def test_a_higher_layer_is_thinned_to_half_its_frame_rate_not_to_a_quarter() -> None:
+    """The network lab's 1 Mbit/s viewer: the first estimate after the cap (~770 kbit/s
+    for video) afforded f at TID 0, 1280x720 at 7.5 fps, on a link that cannot carry f's
+    key frames; the next layer whole is the better picture and fits the link."""
+    on_f = {"1": LayerChoice(2, 2)}
+    assert allocate([stage()], 770_000, on_f)["1"] == LayerChoice(1, 2)
+    assert allocate([stage()], 1_100_000, on_f)["1"] == LayerChoice(2, 1)  # 15 fps: kept
+    assert allocate([stage()], 320_000, {"1": LayerChoice(1, 2)})["1"] == LayerChoice(1, 1)
+    assert allocate([stage()], 250_000, {"1": LayerChoice(1, 2)})["1"] == LayerChoice(0, 2)
+    # The lowest layer is the floor: thinned all the way.
+    assert allocate([stage()], 65_000, {"1": LayerChoice(0, 2)})["1"] == LayerChoice(0, 0)
+    # Two temporal layers: TID 0 is half the frame rate, so it stays a step.
+    two = (LayerInfo(0, 320, 180, (75_000, 150_000)), LayerInfo(1, 640, 360, (250_000, 500_000)))
+    steps = [s.choice for s in ladder(SlotDemand("1", True, 640, 360, two))]
+    assert steps == [LayerChoice(0, 0), LayerChoice(0, 1), LayerChoice(1, 0), LayerChoice(1, 1)]
 
 
 def test_a_layer_not_flowing_is_costed_at_a_nominal_bitrate_so_it_can_be_asked_for() -> None:

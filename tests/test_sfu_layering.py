@@ -63,14 +63,18 @@ class FakeSlot:
     kind: str
     source: FakeTrack | None
     calls: list[tuple[int | None, int]] = field(default_factory=list)
+    cuts: list[bool] = field(default_factory=list)
 
     @property
     def track(self) -> FakeTrack | None:
         return self.source
 
-    def set_layers(self, spatial: int | None, temporal: int) -> FakeLayer | None:
+    def set_layers(
+        self, spatial: int | None, temporal: int, now: float | None = None, *, cut: bool = False
+    ) -> FakeLayer | None:
         changed = not self.calls or self.calls[-1][0] != spatial
         self.calls.append((spatial, temporal))
+        self.cuts.append(cut)
         if self.source is None or spatial is None or not changed:
             return None
         return self.source.layers[spatial]
@@ -155,10 +159,26 @@ def test_a_drop_in_bandwidth_lowers_the_layer_at_once_and_the_top_one_stops_5_s_
     bob.estimator = FakeEstimator(500_000)
     events = run.tick([bob], 1.0)
     assert bob.consumers["5"].calls[-1] == (1, 1)  # 460k for video: h at TID 0-1
+    assert bob.consumers["5"].cuts == [False, True]  # for bandwidth: f stops at once
+    assert track.layers[1].keyframes == [1.0]
     assert Downlink("bob", 500) in events
     assert not [e for e in events if isinstance(e, PublishLayers)]
     assert not [e for e in run.tick([bob], 4.9) if isinstance(e, PublishLayers)]
     assert PublishLayers("alice", "1", ["q", "h"]) in run.tick([bob], 5.0)  # f last needed at 0
+
+
+def test_a_smaller_tile_lowers_the_layer_without_cutting_the_old_one() -> None:
+    track = camera("alice")
+    bob = viewer(track, 3_000_000)
+    run = Run()
+    run.tick([bob], 0.0)
+    bob.video_sizes["5"] = (640, 360)
+    run.tick([bob], 1.0)
+    bob.video_sizes["5"] = (320, 180)
+    bob.estimator = FakeEstimator(100_000)  # both at once: h is out of reach by size
+    run.tick([bob], 2.0)
+    assert bob.consumers["5"].calls == [(2, 2), (1, 2), (0, 0)]
+    assert bob.consumers["5"].cuts == [False, False, False]
 
 
 def test_a_hidden_slot_gets_no_video_but_the_lowest_layer_stays_published() -> None:

@@ -278,6 +278,70 @@ def test_the_default_layer_is_the_highest_active_and_a_switch_waits_for_the_key_
     assert out.fast == 6  # before the switch: no payload rewrite
 
 
+def test_a_down_switch_for_bandwidth_stops_the_old_layer_at_its_next_frame() -> None:
+    # On a full link the lower layer's key frame must not queue behind the old layer.
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    for n in range(3):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0, packets=2)
+    assert c.set_layers(0, 2, 2 / 30, cut=True) is layers[0].producer
+    sent_f = len(received(out))
+    for n in range(3, 7):
+        layers[2].send(n / 30, packets=2)  # f goes on: nothing of it is forwarded
+        layers[1].send(n / 30)
+    assert len(received(out)) == sent_f
+    assert c.layers_now == (2, 2)  # still f until q's key frame
+    layers[0].send(7 / 30, keyframe=True)
+    assert c.layers_now == (0, 2)
+    rx = received(out)
+    assert rx[-1][3] == layers[0].sent[-1]
+    assert continuous([s for s, *_ in rx], 0x10000)  # no gap for the frames left out
+    assert continuous([d.picture_id for d in frames(rx)], 0x8000)
+
+
+def test_a_down_switch_for_bandwidth_ends_the_frame_being_sent() -> None:
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    layers[2].send(0.0, keyframe=True, packets=3)
+    before = len(received(out))
+    c.set_layers(0, 2, 0.0, cut=True)
+    # The rest of the frame under way still goes (same timestamp), then nothing.
+    ts = layers[2].ts0
+    data = vp8x(layers[2].seq, ts, ssrc=3000, pic=layers[2].pic, tl0=1, tid=0, start=False)
+    layers[2].producer.on_rtp(data, parse_rtp(data), 0.01)
+    layers[2].seq += 1
+    assert len(received(out)) == before + 1
+    layers[2].send(1 / 30, packets=2)
+    assert len(received(out)) == before + 1
+
+
+def test_without_cut_the_old_layer_plays_on_and_a_cancelled_cut_waits_for_a_key_frame() -> None:
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    for layer in layers:
+        layer.send(0.0, keyframe=True)
+    c.set_layers(1, 2, 0.0)  # a smaller tile: no cut
+    layers[2].send(1 / 30)
+    assert received(out)[-1][3] == layers[2].sent[-1]
+    c.set_layers(1, 2, 1 / 30, cut=True)  # now the link: f stops from its next frame
+    layers[2].send(2 / 30)
+    count = len(received(out))
+    assert received(out)[-1][3] != layers[2].sent[-1]
+    # The estimate comes back before h's key frame: f again, but from a key frame of f.
+    assert c.set_layers(2, 2, 3 / 30) is layers[2].producer
+    layers[2].send(3 / 30)
+    assert len(received(out)) == count
+    layers[2].send(4 / 30, keyframe=True)
+    rx = received(out)
+    assert rx[-1][3] == layers[2].sent[-1] and rx[-1][2].keyframe
+    assert continuous([s for s, *_ in rx], 0x10000)
+    assert c.layers_now == (2, 2)
+
+
 def test_timestamps_are_aligned_through_both_layers_sender_reports() -> None:
     # Different RTP timestamp bases per layer, one NTP clock (the publisher's).
     base, layers = track(ts0=(5_000_000, 90_000_000, 1_234_567))

@@ -6,8 +6,10 @@ sends, at which bitrates) and the budget (the subscriber's estimate minus
 what its audio takes: audio always goes first).
 
 - Each slot climbs a ladder of steps: the lowest spatial layer at TID 0,
-  then its higher temporal layers, then the next spatial layer from TID 0,
-  ... So when the budget shrinks a slot loses frame rate before resolution.
+  then its higher temporal layers, then the next spatial layer from TID 1
+  (half its frame rate: a higher layer is not thinned further, see
+  `ladder`), ... So when the budget shrinks a slot loses some frame rate
+  before resolution.
 - The ladder stops at the slot's cap: the smallest layer at least ~0.9x the
   rendered size in both dimensions (the reference client crops to fill:
   object-fit cover), the top layer if none is; a thumbnail's cap is the
@@ -55,6 +57,7 @@ __all__ = [
     "allocate",
     "ceiling_bps",
     "nominal_bitrates",
+    "probe_goal_bps",
 ]
 
 UPGRADE_MARGIN = 0.12  # a step above the previous choice must fit with 12 % to spare
@@ -63,6 +66,10 @@ TEMPORAL_SHARES = (0.4, 0.6, 1.0)  # libwebrtc's L1T3 split, cumulative
 BITS_PER_PIXEL = 0.06  # at 30 fps: 1280x720 ~ 1.7 Mbit/s, 320x180 ~ 100 kbit/s
 DEFAULT_LAYER_BPS = (150_000, 500_000, 1_700_000)  # a layer of unknown size, by index
 NO_SIMULCAST_TEMPORAL = 2  # a track without layer information: forward everything
+THINNED_TIDS = 1  # a layer above the lowest loses at most its top TID (see `ladder`)
+# The estimate a subscriber's probes aim for, over what its slots take (`probe_goal_bps`):
+# the upgrade margin, the Prober's minimum gain (10 %) and room for a back-off.
+PROBE_HEADROOM = 1.3
 
 
 @dataclass(frozen=True)
@@ -159,11 +166,21 @@ def cap_of(slot: SlotDemand) -> int:
 
 
 def ladder(slot: SlotDemand) -> list[_Step]:
-    """Every step of `slot`, cheapest meaning first: TIDs of layer 0, then of layer 1, ..."""
+    """Every step of `slot`, cheapest meaning first: TIDs of layer 0, then of layer 1, ...
+
+    A layer above the lowest is thinned to half its frame rate at most (its
+    top `THINNED_TIDS` + 1 temporal layers: TID 0-1 of L1T3, 15 of 30 fps):
+    below that the next lower layer at its full rate costs about as much and
+    looks better, and a link that cannot carry half the layer needs the lower
+    one anyway (the network lab's 1 Mbit/s viewer kept 1280x720 at 4-7 fps on
+    f's TID 0 for 8 s instead of 640x360 at 30).
+    """
     steps = []
     for index in range(cap_of(slot) + 1):
-        for temporal, bps in enumerate(_bitrates(slot.layers, index)):
-            steps.append(_Step(LayerChoice(slot.layers[index].spatial, temporal), bps))
+        rates = _bitrates(slot.layers, index)
+        lowest = 0 if index == 0 else max(0, len(rates) - 1 - THINNED_TIDS)
+        for temporal in range(lowest, len(rates)):
+            steps.append(_Step(LayerChoice(slot.layers[index].spatial, temporal), rates[temporal]))
     return steps
 
 
@@ -180,6 +197,22 @@ def ceiling_bps(slots: Sequence[SlotDemand]) -> int:
         steps = ladder(slot)
         total += steps[-1].bps if steps else 0
     return total
+
+
+def probe_goal_bps(video_bps: int, audio_bps: int) -> int:
+    """The estimate worth probing for, given `ceiling_bps` of the slots and the audio.
+
+    Not just what the slots take: the allocator takes a higher layer only
+    when the estimate covers it whole plus `UPGRADE_MARGIN`, and the Prober
+    stops once the estimate is within 10 % of its goal, so a goal of exactly
+    the ceiling leaves the estimate short of the top layer for good (a
+    viewer back on a 3 Mbit/s link after a 500 kbit/s dip stayed on 640x360
+    with an estimate of 1.4 Mbit/s: no probe, and no more traffic to grow
+    it from).  None without video to climb to.
+    """
+    if video_bps <= 0:
+        return 0
+    return int((video_bps + audio_bps) * PROBE_HEADROOM)
 
 
 @dataclass

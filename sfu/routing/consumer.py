@@ -61,7 +61,7 @@ from sfu.packet.keyframe import is_keyframe
 from sfu.packet.red import primary_packet, rewrite_pts
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
-from sfu.packet.vp8 import parse_vp8
+from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
 from sfu.routing.layers import MAX_TID
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 MAX_SEGMENTS = 4
 HIGHEST = 1 << 16  # a spatial wish above every layer: the highest active one
 MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not trusted
+NO_CUT, CUT_ARMED, CUTTING = 0, 1, 2  # `Consumer._cut`: the old layer of a down-switch
 
 
 class RtpOutput(Protocol):
@@ -111,6 +112,8 @@ class Consumer:
     """One receive slot (see module doc); `forward` is the per-packet path."""
 
     __slots__ = (
+        "_cut",
+        "_cut_desc",
         "_ext_map",
         "_first_in",
         "_fresh",
@@ -187,6 +190,8 @@ class Consumer:
         self._fresh = True
         self._ext_map: dict[int, int] | None = None
         self._switched_from: Producer | None = None
+        self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
+        self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
@@ -237,18 +242,38 @@ class Consumer:
         return False
 
     def set_layers(
-        self, spatial: int | None, temporal: int, now: float | None = None
+        self, spatial: int | None, temporal: int, now: float | None = None, *, cut: bool = False
     ) -> Producer | None:
         """Forward `spatial` (clamped to the active layers; None: no video) and TIDs <= `temporal`.
 
         Returns the layer producer to ask for a key frame (the caller does),
         or None.  `now`: the monotonic clock (read when not given).
+
+        `cut`: the switch is down for bandwidth (the link cannot carry the
+        current layer).  Then the current layer stops at its next frame
+        start instead of playing on until the lower layer's key frame: on a
+        full bottleneck that key frame would queue behind the old layer and
+        be lost (the network lab saw 1-3 s stalls).  The picture holds
+        meanwhile.  Without `cut` (a smaller tile) the old layer plays on.
         """
         self._want_spatial = spatial
         self._tid_target = max(0, min(MAX_TID, temporal))
         if self._maps is not None:
             self._maps[1].set_max_temporal(self._tid_target)
-        return self.refresh_layers(time.monotonic() if now is None else now)
+        awaited = self.refresh_layers(time.monotonic() if now is None else now)
+        source, pending = self.source, self.pending
+        down = (
+            pending is not None
+            and source is not None
+            and pending.track is source.track
+            and pending.spatial < source.spatial
+        )
+        if not down:
+            self._cut = NO_CUT
+        elif cut and self._cut == NO_CUT:
+            self._cut = CUT_ARMED
+            self._cut_desc = source.desc if source is not None else None
+        return awaited
 
     def refresh_layers(self, now: float) -> Producer | None:
         """Re-apply the wanted layers (a layer was paused or came back); as `set_layers`."""
@@ -293,6 +318,7 @@ class Consumer:
         """Make `layer` the target; True if it must wait for a key frame."""
         old_pending = self.pending
         if layer is None:
+            self._cut = NO_CUT
             self.pending = None
             old_source, self.source = self.source, None
             self._release(old_pending)
@@ -301,6 +327,10 @@ class Consumer:
         if layer is self.source:
             self.pending = None
             self._release(old_pending)
+            if self._cut == CUTTING:  # frames were left out: start again from a key frame
+                self._cut = NO_CUT
+                return self.resync()
+            self._cut = NO_CUT
             return False
         if layer is old_pending:
             return True
@@ -321,6 +351,7 @@ class Consumer:
         self._release(old)
         self._switched_from = old
         self._fresh = True
+        self._cut = NO_CUT
 
     def producer_closed(self, producer: Producer) -> None:
         """`producer` is gone: forget it, keep a switch to another one pending."""
@@ -366,6 +397,16 @@ class Consumer:
         self._fresh = True  # a new segment: what was dropped leaves no gap
         return True
 
+    def _cuts(self, producer: Producer, h: RtpHeader) -> bool:
+        """Whether this packet of the source is left out (a cut, see `set_layers`): every
+        packet from the first one of a new frame on (the frame being sent ends whole)."""
+        if self._cut == CUT_ARMED:
+            if h.timestamp == (self._ts - self._ts_offset) & 0xFFFFFFFF:
+                self._cut_desc = producer.desc
+                return False
+            self._cut = CUTTING
+        return True
+
     def restart(self) -> None:
         """The source restarted its stream (new SSRC): begin a new segment."""
         self._fresh = True
@@ -388,6 +429,9 @@ class Consumer:
             self.thumbnail_ts = h.timestamp
             if self._maps is None and self._needs_maps(producer, codec):
                 self._enter_maps(self._switched_from)
+            self._cut_desc = None
+        elif self._cut and self._cuts(producer, h):
+            return
         elif self.thumbnail:
             if not self._thumbnail_passes(producer, codec, data, h):
                 return
@@ -570,6 +614,8 @@ class Consumer:
         """
         vp8map = Vp8Map()
         last = previous.desc if previous is not None else None
+        if self._cut_desc is not None:  # the old layer was cut: continue after what it gave
+            last = self._cut_desc
         if last is not None:  # continue after the last picture the old layer gave
             vp8map.begin()
             vp8map.packet(last, 0, True)

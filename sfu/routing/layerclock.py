@@ -14,7 +14,8 @@ given; this shell chooses them and what it needs to know of each:
   `stage_video_slots` 0 every slot is stage-class, sized by its tile).
 
 After each round, what each subscriber's slots would take with no limit
-(`LayerControl.desired_bps`) is its Prober's desired rate: probes run only
+(`LayerControl.desired_bps`), with the audio and some headroom
+(`allocation.probe_goal_bps`), is its Prober's desired rate: probes run only
 when a subscriber is held below what its tiles want.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from sfu.control import MediaEvent, PublishLayers
+from sfu.policy.allocation import probe_goal_bps
 from sfu.policy.bitrate import cap_for
 from sfu.policy.cadence import Cadence
 from sfu.routing.layering import LayerControl, Track
@@ -80,8 +82,7 @@ class LayerClock:
         self.rounds += len(due)
         self.control.tick(due, relayed, now)
         for p, _, audio, _ in due:  # the Prober's aim: the slots' ceilings plus the audio
-            video = self.control.desired_bps.get(p.id, 0)
-            p.desired_bps = video + audio if video else 0
+            p.desired_bps = probe_goal_bps(self.control.desired_bps.get(p.id, 0), audio)
 
 
 def fallback_bps(participant: Participant) -> int:

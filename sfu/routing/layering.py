@@ -10,7 +10,8 @@ Every tick, for each connected subscriber:
   layer has none);
 - the subscriber's `LayerAllocator` picks the layers, `Consumer.set_layers`
   carries them out (a switch waits for a key frame of the target layer,
-  which is asked for here), and a `downlink` event goes out when the
+  which is asked for here; a step down for bandwidth cuts the old layer at
+  once, `for_bandwidth`), and a `downlink` event goes out when the
   estimate moved (`DownlinkReports`).
 
 Then every simulcast track's needed spatial layers (every layer up to the
@@ -35,6 +36,7 @@ from sfu.policy.allocation import (
     LayerInfo,
     LayerNeeds,
     SlotDemand,
+    cap_of,
     ceiling_bps,
 )
 from sfu.policy.downlink import DownlinkReports
@@ -76,7 +78,9 @@ class Slot(Protocol):
     @property
     def track(self) -> Track | None: ...
 
-    def set_layers(self, spatial: int | None, temporal: int) -> Layer | None: ...
+    def set_layers(
+        self, spatial: int | None, temporal: int, now: float | None = None, *, cut: bool = False
+    ) -> Layer | None: ...
 
 
 class Estimator(Protocol):
@@ -182,16 +186,19 @@ class LayerControl:
             demands.append(demand(mid, track, subscriber.video_sizes.get(mid), on_stage(mid), now))
         self.desired_bps[subscriber.id] = ceiling_bps(demands)
         allocator = self._allocators.setdefault(subscriber.id, LayerAllocator())
+        before = dict(allocator.choices)
+        caps = {d.mid: cap_of(d) for d in demands}
         for mid, choice in allocator.update(demands, max(0, budget), now).items():
-            self._apply(subscriber.consumers[mid], choice, now)
+            cut = for_bandwidth(before.get(mid), choice, caps[mid])
+            self._apply(subscriber.consumers[mid], choice, now, cut)
             track = tracks[mid]
             key = (track.owner, track.mid)
             self._tracks[key] = track
             wanted.setdefault(key, []).append(choice.spatial)
 
     @staticmethod
-    def _apply(slot: Slot, choice: LayerChoice, now: float) -> None:
-        awaited = slot.set_layers(choice.spatial, choice.temporal)
+    def _apply(slot: Slot, choice: LayerChoice, now: float, cut: bool) -> None:
+        awaited = slot.set_layers(choice.spatial, choice.temporal, cut=cut)
         if awaited is not None:
             awaited.request_keyframe(now)
 
@@ -218,6 +225,15 @@ class LayerControl:
             if rids != self._rids.get(key):
                 self._rids[key] = rids
                 self._notify(PublishLayers(key[0], key[1], rids))
+
+
+def for_bandwidth(before: LayerChoice | None, choice: LayerChoice, cap: int) -> bool:
+    """Whether `choice` steps down a spatial layer because the budget shrank (the slot's
+    size still wants the layer it leaves): then the old layer is cut at once
+    (`Consumer.set_layers`), so the new layer's key frame finds the link free."""
+    if before is None or before.spatial is None or choice.spatial is None:
+        return False
+    return choice.spatial < before.spatial <= cap
 
 
 def demand(
