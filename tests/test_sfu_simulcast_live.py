@@ -34,8 +34,9 @@ async def test_a_subscriber_switches_layers_at_key_frames_and_keeps_decoding() -
             assert len({layer.ssrc for layer in track.layers}) == 3  # learned from the RID
             ssrc = bob.slot_ssrcs()["0"]
 
-            def got(layer: str, frames: int) -> bool:
-                return Received(bob, ssrc, pump).layers().count(layer) >= frames
+            def got(layer: str, frames: int) -> bool:  # the last `frames` frames are `layer`
+                last = Received(bob, ssrc, pump).layers()[-frames:]
+                return len(last) == frames and all(x == layer for x in last)
 
             # No tile size reported, the room table's budget: the top layer.
             await eventually(lambda: got("f", 20), what="the highest layer at bob")
@@ -54,7 +55,10 @@ async def test_a_subscriber_switches_layers_at_key_frames_and_keeps_decoding() -
         layers = received.layers()
         # Only the chosen layer's frames, one run per layer, each begun by a key frame.
         runs = [x for i, x in enumerate(layers) if i == 0 or layers[i - 1] != x]
-        assert runs == ["f", "q", "h"]
+        # The publisher starts with bob: for a moment its first key frames make f's
+        # measured rate too big for f thinned by one TID (allocation.THINNED_TIDS),
+        # and bob may begin on h; then the three switches of the test.
+        assert runs in (["f", "q", "h"], ["h", "f", "q", "h"])
         frames = received.frames()
         starts = [i for i in range(1, len(frames)) if layers[i] != layers[i - 1]]
         assert all(frames[i][0].desc.keyframe for i in [0, *starts])
