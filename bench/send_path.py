@@ -20,7 +20,7 @@ the copies.  The paths:
 
 Each copy sent with transport-cc is reported once in the subscriber's
 feedback: `feedback_cost` is what that costs per reported packet (parse the
-feedback, match the send history, run the bandwidth estimator), for
+feedback, read the send history's columns, run the bandwidth estimator), for
 feedbacks of --per-feedback packets (500 packets/s, every 100 ms: 50); the
 whole cost of a copy is the transport-cc row plus that.
 
@@ -186,7 +186,8 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
 
 
 def feedback_cost(per_feedback: int, feedbacks: int) -> float:
-    """Microseconds per reported packet: parse + SendHistory.results + estimator (median)."""
+    """Microseconds per reported packet: parse + SendHistory.columns + estimator (median),
+    as sfu.routing.feedback does it."""
     history = SendHistory()
     estimator = BandwidthEstimator()
     sent = 0.0
@@ -204,7 +205,9 @@ def feedback_cost(per_feedback: int, feedbacks: int) -> float:
         for data in datagrams:
             for fb in parse_rtcp(data):
                 if isinstance(fb, TransportCc):
-                    estimator.on_feedback(history.results(fb, sent), sent)
+                    columns = history.columns(fb, sent)
+                    if columns is not None:
+                        estimator.on_feedback_arrays(*columns, sent)
         times.append(time.perf_counter() - start)
     # The median feedback, as the send rows take the best round: robust to other load.
     return sorted(times)[len(times) // 2] / per_feedback * 1e6

@@ -347,10 +347,12 @@ def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Li
     (data,) = build_feedback(1, 2, 0, [k * 100 for k in range(history.next)])
     (fb,) = parse_rtcp(data)
     assert isinstance(fb, TransportCc)
-    results = history.results(fb, now)
+    columns = history.columns(fb, now)
+    assert columns is not None
+    results = columns.results()
     assert len(results) == history.next == padded + 3
     assert [r.probe for r in results[:2]] == [-1, -1]
     assert results[2].probe == media_while_probing >= 0, "media sent in a cluster is tagged"
     assert {r.probe for r in results[3:]} == {0, 1}
-    sub.on_packet_results(results, now)
+    sub.on_packet_results(columns, now)
     assert sub.packet_results == results
