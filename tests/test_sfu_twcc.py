@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfu.packet.rtcp import RtcpError, TransportCc, parse_rtcp
-from sfu.packet.rtp import build_rtp, extensions, parse_rtp
+from sfu.packet.rtp import RtpError, build_rtp, extensions, parse_rtp
 from sfu.packet.twcc import (
     DELTA_US,
     MAX_FEEDBACK_BYTES,
@@ -18,6 +18,7 @@ from sfu.packet.twcc import (
     build_feedback,
     packet_statuses,
     receive_times,
+    transport_seq_at,
     transport_seq_offset,
     unwrap_reference,
     with_transport_seq,
@@ -257,3 +258,50 @@ def test_reference_times_continue_across_the_24_bit_wrap() -> None:
     assert receive_times(fb, unwrap_reference(2**24 - 2, fb.reference_time)) == [
         (0, (2**24 - 1) * 64_000 + 250)
     ]
+
+
+_elements = st.dictionaries(
+    st.integers(1, 14), st.binary(min_size=1, max_size=16), min_size=0, max_size=5
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _elements,
+    st.booleans(),
+    st.integers(0, 3),
+    st.integers(0, 8),
+    st.integers(1, 14),
+    st.binary(max_size=40),
+)
+def test_the_element_found_in_the_raw_header_is_the_one_the_parsed_header_finds(
+    elements: dict[int, bytes],
+    two_byte: bool,
+    csrcs: int,
+    padding: int,
+    ext_id: int,
+    payload: bytes,
+) -> None:
+    data = build_rtp(
+        payload_type=96,
+        sequence=1,
+        timestamp=2,
+        ssrc=3,
+        payload=payload,
+        csrcs=tuple(range(csrcs)),
+        extensions=elements or None,
+        two_byte=two_byte,
+        padding=padding,
+    )
+    assert transport_seq_at(data, ext_id) == transport_seq_offset(data, parse_rtp(data), ext_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=12, max_size=80), st.integers(1, 14))
+def test_the_raw_lookup_agrees_on_any_bytes_that_parse(data: bytes, ext_id: int) -> None:
+    try:
+        h = parse_rtp(data)
+    except RtpError:
+        assert transport_seq_at(data, ext_id) >= -1  # no exception, whatever it says
+        return
+    assert transport_seq_at(data, ext_id) == transport_seq_offset(data, h, ext_id)

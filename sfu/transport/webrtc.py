@@ -34,7 +34,7 @@ from pylibsrtp import Session
 
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, build_rtp, parse_rtp, rewritten
-from sfu.packet.twcc import with_transport_seq
+from sfu.packet.twcc import transport_seq_at, with_transport_seq
 from sfu.sdp.answer import LocalTransport
 from sfu.transport.dtls import KeyingDtlsTransport
 from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator, RouteHandler
@@ -460,29 +460,44 @@ class WebRtcTransport:
         self._send_rtp(packet, self.probe_id)
 
     def _send_rtp(self, packet: bytes, probe: int) -> int:
-        seq = -1
-        if self.twcc_id:
-            seq = self.history.take()
+        twcc = self.twcc_id
+        if not twcc:
+            return self._protect_and_send(packet)
+        history = self.history
+        seq = history.next
+        history.next = seq + 1
+        # Usually the packet has the element (a copy of a publisher's packet, a
+        # retransmission, padding we built): numbered where it is, no parse.
+        at = transport_seq_at(packet, twcc)
+        if at < 0:
             try:
-                packet = with_transport_seq(packet, parse_rtp(packet), self.twcc_id, seq)
+                packet = with_transport_seq(packet, parse_rtp(packet), twcc, seq)
             except RtpError:
                 self.counters.bad_rtp += 1
-                seq = -1  # sent unnumbered: the peer's estimator never sees it
-        size = self._protect_and_send(packet)
-        if seq >= 0 and size > 0:
-            self.history.add(seq, time.monotonic(), len(packet), probe)
+                return self._protect_and_send(packet)  # unnumbered: the estimator never sees it
+        size = self._protect_and_send(packet, at, seq)
+        if size > 0:  # history.add inlined
+            history.ring[seq & history.mask] = (seq, _monotonic(), len(packet), probe)
         return size
 
-    def _protect_and_send(self, packet: bytes) -> int:
+    def _protect_and_send(self, packet: bytes, twcc_at: int = -1, twcc_seq: int = 0) -> int:
+        """Protect and queue or send `packet`; with `twcc_at` >= 0, its copy carries
+        `twcc_seq` there (the transport-wide sequence number)."""
         direct = self._direct
         if direct is not None:
             egress, destination, srtp = direct
-            size = egress.queue_srtp(packet, None, srtp, destination, self.counters)
+            size = egress.queue_srtp(
+                packet, None, srtp, destination, self.counters, twcc_at, twcc_seq
+            )
             self._sent(size)
             return size
         tx, route = self._tx, self._route
         if tx is None or route is None:
             return -1
+        if twcc_at >= 0:
+            numbered = bytearray(packet)
+            numbered[twcc_at : twcc_at + 2] = (twcc_seq & 0xFFFF).to_bytes(2, "big")
+            packet = bytes(numbered)
         try:
             data = tx.protect(packet)
         except (pylibsrtp.Error, ValueError):
