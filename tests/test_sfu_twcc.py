@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.packet.rtcp import RtcpError, TransportCc, parse_rtcp
+from sfu.packet.rtcp import RtcpError, TransportCc, _tcc_chunk_walk, parse_rtcp
 from sfu.packet.rtp import RtpError, build_rtp, extensions, parse_rtp
 from sfu.packet.twcc import (
     DELTA_US,
@@ -305,3 +305,52 @@ def test_the_raw_lookup_agrees_on_any_bytes_that_parse(data: bytes, ext_id: int)
         assert transport_seq_at(data, ext_id) >= -1  # no exception, whatever it says
         return
     assert transport_seq_at(data, ext_id) == transport_seq_offset(data, h, ext_id)
+
+
+def chunk_walk_as_before(data: bytes, status_count: int) -> tuple[int, int, bytes] | str:
+    """`rtcp._tcc_chunk_walk` as it was (one symbol at a time), as the oracle."""
+    i, remaining, delta_bytes, symbols = 0, status_count, 0, bytearray()
+    while remaining > 0:
+        if i + 2 > len(data):
+            return "overrun"
+        (chunk,) = struct.unpack_from("!H", data, i)
+        i += 2
+        if not chunk & 0x8000:
+            symbol = (chunk >> 13) & 0x3
+            if symbol == 3:
+                return "reserved"
+            run = min(chunk & 0x1FFF, remaining)
+            delta_bytes += run * symbol
+            symbols += bytes((symbol,)) * run
+            remaining -= run
+        else:
+            two = bool(chunk & 0x4000)
+            n = min(7 if two else 14, remaining)
+            for k in range(n):
+                symbol = (chunk >> (12 - 2 * k)) & 0x3 if two else (chunk >> (13 - k)) & 0x1
+                if symbol == 3:
+                    return "reserved"
+                delta_bytes += symbol
+                symbols.append(symbol)
+            remaining -= n
+    return i, delta_bytes, bytes(symbols)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(0x8000, 0xFFFF), st.integers(0, 0xFFFF)), min_size=0, max_size=12
+    ),
+    st.integers(1, 120),
+)
+def test_status_vectors_expand_by_table_as_they_did_one_by_one(
+    chunks: list[int], status_count: int
+) -> None:
+    data = b"".join(struct.pack("!H", c) for c in chunks)
+    expected = chunk_walk_as_before(data, status_count)
+    try:
+        end, delta_bytes, symbols = _tcc_chunk_walk(data, 0, len(data), status_count)
+    except RtcpError as e:
+        assert isinstance(expected, str) and expected in str(e)
+        return
+    assert (end, delta_bytes, bytes(symbols)) == expected
