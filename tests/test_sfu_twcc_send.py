@@ -19,7 +19,12 @@ from pylibsrtp import Policy, Session
 from sfu.packet.counters import Counters
 from sfu.packet.rtcp import TransportCc, parse_rtcp
 from sfu.packet.rtp import RtpHeader, build_rtp, extensions, parse_rtp
-from sfu.packet.twcc import build_feedback, transport_seq_offset, with_transport_seq
+from sfu.packet.twcc import (
+    build_feedback,
+    transport_seq_at,
+    transport_seq_offset,
+    with_transport_seq,
+)
 from sfu.routing.consumer import Consumer
 from sfu.routing.producer import Producer
 from sfu.sdp.negotiate import MID_URI, TWCC_URI
@@ -370,13 +375,17 @@ def test_a_packet_sent_whole_is_numbered_in_place_as_with_transport_seq_did(
     if not direct:
         link.transport._direct = None  # the pylibsrtp route (no in-place SRTP)
     sent = [media(40, PUBLISHER_IDS)[0], media(41, {MID_URI: 4})[0], media(42, PUBLISHER_IDS)[0]]
-    for packet in sent:
+    sent.append(media(43, PUBLISHER_IDS)[0])
+    for packet in sent[:3]:
         link.transport.send_rtp(packet)
+    # the offset given by the caller (a consumer's copy: the producer's `twcc_at`)
+    link.transport.send_rtp(sent[3], transport_seq_at(sent[3], 3))
     links.flush()
-    got = link.received(3)
+    got = link.received(4)
     expected = [with_transport_seq(p, parse_rtp(p), 3, seq) for seq, p in enumerate(sent)]
     assert got == expected
-    assert [entry is not None for entry in link.transport.history.ring[:4]] == [
+    assert [entry is not None for entry in link.transport.history.ring[:5]] == [
+        True,
         True,
         True,
         True,

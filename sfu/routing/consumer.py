@@ -70,7 +70,9 @@ MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not 
 class RtpOutput(Protocol):
     """Where a consumer's packets go (the subscriber's transport: sfu.transport.webrtc)."""
 
-    def send_rtp(self, packet: bytes) -> None: ...
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
+        """Send `packet` as it is; `twcc_at` (when known, else -1): where it carries
+        a transport-wide sequence number, for the transport to write its own."""
 
     def send_rewritten(
         self,
@@ -465,7 +467,9 @@ class Consumer:
                 return
             if verdict == REWRITE:
                 vp8map.write(packet, h.payload_offset, desc)
-            self.output.send_rtp(bytes(packet))
+            # the copy has the original's layout unless extension ids were remapped
+            at = producer.twcc_at if self._ext_map is None else -1
+            self.output.send_rtp(bytes(packet), at)
         self.packets_sent += 1
         self.octets_sent += h.payload_length
 

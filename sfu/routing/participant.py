@@ -57,7 +57,7 @@ class NullOutput:
 
     rtcp_ssrc = 0
 
-    def send_rtp(self, packet: bytes) -> None:
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
         pass
 
     def send_rewritten(

@@ -450,16 +450,19 @@ class WebRtcTransport:
         """The peer negotiated transport-cc with this sequence extension id (None: it did not)."""
         self.twcc_id = ext_id or 0
 
-    def send_rtp(self, packet: bytes) -> None:
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
         """Protect and send (or queue, on a shared socket) one RTP packet.
 
         With transport-cc negotiated, the packet gets the transport's next
         transport-wide sequence number (written in its extension, or the
-        extension inserted) and goes in the send history.
+        extension inserted) and goes in the send history.  `twcc_at`: where
+        the packet has this transport's extension's value, when the caller
+        knows (a consumer's copy of a packet whose offset the publisher's
+        transport found); -1: it is looked up.
         """
-        self._send_rtp(packet, self.probe_id)
+        self._send_rtp(packet, self.probe_id, twcc_at)
 
-    def _send_rtp(self, packet: bytes, probe: int) -> int:
+    def _send_rtp(self, packet: bytes, probe: int, at: int = -1) -> int:
         twcc = self.twcc_id
         if not twcc:
             return self._protect_and_send(packet)
@@ -468,7 +471,8 @@ class WebRtcTransport:
         history.next = seq + 1
         # Usually the packet has the element (a copy of a publisher's packet, a
         # retransmission, padding we built): numbered where it is, no parse.
-        at = transport_seq_at(packet, twcc)
+        if not 0 <= at <= len(packet) - 2:
+            at = transport_seq_at(packet, twcc)
         if at < 0:
             try:
                 packet = with_transport_seq(packet, parse_rtp(packet), twcc, seq)
