@@ -16,11 +16,16 @@ the copies.  The paths:
   subscribers: each copy also gets its transport's own transport-wide
   sequence number (written in the batch slot) and a send history entry; the
   publisher's extension is located once per packet (Participant.on_rtp's
-  share, counted here too).
+  share, counted here too);
+* `shared socket, whole copies (send_rtp)` and its `+ transport-cc`: the
+  subscribers negotiated another id for one extension, so each copy is made
+  whole (header and extension ids rewritten in a new packet) and sent with
+  `send_rtp`, in-place SRTP in the batch, as the copies whose VP8 descriptor
+  is rewritten after a simulcast switch are.
 
 Each copy sent with transport-cc is reported once in the subscriber's
 feedback: `feedback_cost` is what that costs per reported packet (parse the
-feedback, match the send history, run the bandwidth estimator), for
+feedback, read the send history's columns, run the bandwidth estimator), for
 feedbacks of --per-feedback packets (500 packets/s, every 100 ms: 50); the
 whole cost of a copy is the transport-cc row plus that.
 
@@ -72,6 +77,12 @@ VP8 = CodecChoice(
 
 TWCC_ID = 3
 EXT_IDS = {TWCC_URI: TWCC_ID}
+# A subscriber that negotiated other extension ids than the publisher: each copy is
+# made whole (`Consumer._copy`) and sent with `send_rtp`, as copies whose VP8
+# descriptor is rewritten after a simulcast switch are.
+ABS_SEND_TIME = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+PUBLISHER_WHOLE = {TWCC_URI: TWCC_ID, ABS_SEND_TIME: 2}
+SUBSCRIBER_WHOLE = {TWCC_URI: TWCC_ID, ABS_SEND_TIME: 5}
 
 
 class NoRtcp:
@@ -115,7 +126,7 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
         else:
             session = lib.outbound(os.urandom(44), GCM)
             transport = send_side(None, (egress, egress.destination(dest), session))
-        if path == "twcc":
+        if path in ("twcc", "twcc-whole"):
             transport.set_transport_cc(TWCC_ID)
         consumer = Consumer(
             owner=f"s{n}",
@@ -124,12 +135,24 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
             ssrc=1000 + n,
             rtx_ssrc=None,
             codecs=(VP8,),
-            ext_ids=EXT_IDS if path == "twcc" else {},
+            ext_ids=_subscriber_ids(path),
             output=transport,
         )
         consumers.append(consumer)
     keep.append(egress)
     return consumers
+
+
+def _subscriber_ids(path: str) -> dict[str, int]:
+    if path.endswith("whole"):
+        return SUBSCRIBER_WHOLE if path == "twcc-whole" else {ABS_SEND_TIME: 5}
+    return EXT_IDS if path == "twcc" else {}
+
+
+def _publisher_ids(path: str) -> dict[str, int]:
+    if path.endswith("whole"):
+        return PUBLISHER_WHOLE if path == "twcc-whole" else {ABS_SEND_TIME: 2}
+    return EXT_IDS if path == "twcc" else {}
 
 
 def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
@@ -148,10 +171,12 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
         codecs=(VP8,),
         ssrc=5,
         rtx_ssrc=None,
-        ext_ids=EXT_IDS if path == "twcc" else {},
+        ext_ids=_publisher_ids(path),
         output=NoRtcp(),
     )
-    twcc = path == "twcc"
+    twcc = path in ("twcc", "twcc-whole")
+    publisher_ids = _publisher_ids(path)
+    elements = {publisher_ids[uri]: bytes(3) for uri in publisher_ids if uri != TWCC_URI}
     for consumer in consumers:
         consumer.source = producer
     best = float("inf")
@@ -166,7 +191,11 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
                 timestamp=seq * 3000,
                 ssrc=5,
                 payload=bytes(1180 if twcc else 1188),
-                extensions={TWCC_ID: (seq & 0xFFFF).to_bytes(2, "big")} if twcc else None,
+                extensions={
+                    **elements,
+                    **({TWCC_ID: (seq & 0xFFFF).to_bytes(2, "big")} if twcc else {}),
+                }
+                or None,
             )
             batch.append((data, parse_rtp(data)))
         start = time.perf_counter()
@@ -186,7 +215,8 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
 
 
 def feedback_cost(per_feedback: int, feedbacks: int) -> float:
-    """Microseconds per reported packet: parse + SendHistory.results + estimator (median)."""
+    """Microseconds per reported packet: parse + SendHistory.columns + estimator (median),
+    as sfu.routing.feedback does it."""
     history = SendHistory()
     estimator = BandwidthEstimator()
     sent = 0.0
@@ -204,7 +234,9 @@ def feedback_cost(per_feedback: int, feedbacks: int) -> float:
         for data in datagrams:
             for fb in parse_rtcp(data):
                 if isinstance(fb, TransportCc):
-                    estimator.on_feedback(history.results(fb, sent), sent)
+                    columns = history.columns(fb, sent)
+                    if columns is not None:
+                        estimator.on_feedback_arrays(*columns, sent)
         times.append(time.perf_counter() - start)
     # The median feedback, as the send rows take the best round: robust to other load.
     return sorted(times)[len(times) // 2] / per_feedback * 1e6
@@ -223,6 +255,8 @@ PATHS = {
     "pylibsrtp": "shared socket, pylibsrtp, sendmmsg",
     "inplace": "shared socket, in-place SRTP, sendmmsg",
     "twcc": "... + transport-cc",
+    "whole": "shared socket, whole copies (send_rtp)",
+    "twcc-whole": "... + transport-cc",
 }
 
 

@@ -44,9 +44,11 @@ class Capture:
     def __init__(self) -> None:
         self.rtp: list[bytes] = []
         self.rtcp: list[bytes] = []
+        self.whole_twcc_at: list[int] = []  # what each send_rtp said of its twcc element
 
-    def send_rtp(self, packet: bytes) -> None:
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
         self.rtp.append(packet)
+        self.whole_twcc_at.append(twcc_at)
 
     def send_rewritten(
         self,

@@ -606,3 +606,22 @@ def test_an_old_key_frame_sent_again_does_not_complete_a_switch() -> None:
     assert continuous([s for s, *_ in rx], 0x10000)
     assert continuous([d.picture_id for d in frames(rx)], 0x8000)
     assert continuous([d.tl0picidx for d in frames(rx) if d.tid == 0], 0x100)
+
+
+def test_copies_rewritten_after_a_switch_say_where_their_transport_cc_element_is() -> None:
+    """A copy whose VP8 descriptor is rewritten goes whole (`send_rtp`); with the
+    publisher's extension ids it has the original's layout, so the consumer passes the
+    producer's `twcc_at` and the transport numbers it without looking it up."""
+    base, layers = track()
+    for layer in layers:
+        layer.producer.twcc_at = 21  # as Participant.on_rtp found it in each packet
+    c, out = consumer()
+    c.switch(base)
+    for n in range(3):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0)
+    c.set_layers(0, 2, 2 / 30)
+    layers[0].send(3 / 30, keyframe=True)
+    layers[0].send(4 / 30)
+    assert c.layers_now == (0, 2) and out.fast == 3, "f's frames before the switch"
+    assert out.whole_twcc_at == [21, 21], "q's, rewritten, sent whole"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sfu.packet.rtcp import RtcpError, TransportCc, parse_rtcp
-from sfu.packet.rtp import build_rtp, extensions, parse_rtp
+from sfu.packet.rtcp import RtcpError, TransportCc, _tcc_chunk_walk, parse_rtcp
+from sfu.packet.rtp import RtpError, build_rtp, extensions, parse_rtp
 from sfu.packet.twcc import (
     DELTA_US,
     MAX_FEEDBACK_BYTES,
@@ -18,6 +18,7 @@ from sfu.packet.twcc import (
     build_feedback,
     packet_statuses,
     receive_times,
+    transport_seq_at,
     transport_seq_offset,
     unwrap_reference,
     with_transport_seq,
@@ -257,3 +258,99 @@ def test_reference_times_continue_across_the_24_bit_wrap() -> None:
     assert receive_times(fb, unwrap_reference(2**24 - 2, fb.reference_time)) == [
         (0, (2**24 - 1) * 64_000 + 250)
     ]
+
+
+_elements = st.dictionaries(
+    st.integers(1, 14), st.binary(min_size=1, max_size=16), min_size=0, max_size=5
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _elements,
+    st.booleans(),
+    st.integers(0, 3),
+    st.integers(0, 8),
+    st.integers(1, 14),
+    st.binary(max_size=40),
+)
+def test_the_element_found_in_the_raw_header_is_the_one_the_parsed_header_finds(
+    elements: dict[int, bytes],
+    two_byte: bool,
+    csrcs: int,
+    padding: int,
+    ext_id: int,
+    payload: bytes,
+) -> None:
+    data = build_rtp(
+        payload_type=96,
+        sequence=1,
+        timestamp=2,
+        ssrc=3,
+        payload=payload,
+        csrcs=tuple(range(csrcs)),
+        extensions=elements or None,
+        two_byte=two_byte,
+        padding=padding,
+    )
+    assert transport_seq_at(data, ext_id) == transport_seq_offset(data, parse_rtp(data), ext_id)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=12, max_size=80), st.integers(1, 14))
+def test_the_raw_lookup_agrees_on_any_bytes_that_parse(data: bytes, ext_id: int) -> None:
+    try:
+        h = parse_rtp(data)
+    except RtpError:
+        assert transport_seq_at(data, ext_id) >= -1  # no exception, whatever it says
+        return
+    assert transport_seq_at(data, ext_id) == transport_seq_offset(data, h, ext_id)
+
+
+def chunk_walk_as_before(data: bytes, status_count: int) -> tuple[int, int, bytes] | str:
+    """`rtcp._tcc_chunk_walk` as it was (one symbol at a time), as the oracle."""
+    i, remaining, delta_bytes, symbols = 0, status_count, 0, bytearray()
+    while remaining > 0:
+        if i + 2 > len(data):
+            return "overrun"
+        (chunk,) = struct.unpack_from("!H", data, i)
+        i += 2
+        if not chunk & 0x8000:
+            symbol = (chunk >> 13) & 0x3
+            if symbol == 3:
+                return "reserved"
+            run = min(chunk & 0x1FFF, remaining)
+            delta_bytes += run * symbol
+            symbols += bytes((symbol,)) * run
+            remaining -= run
+        else:
+            two = bool(chunk & 0x4000)
+            n = min(7 if two else 14, remaining)
+            for k in range(n):
+                symbol = (chunk >> (12 - 2 * k)) & 0x3 if two else (chunk >> (13 - k)) & 0x1
+                if symbol == 3:
+                    return "reserved"
+                delta_bytes += symbol
+                symbols.append(symbol)
+            remaining -= n
+    return i, delta_bytes, bytes(symbols)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(0x8000, 0xFFFF), st.integers(0, 0xFFFF)), min_size=0, max_size=12
+    ),
+    st.integers(1, 120),
+)
+def test_status_vectors_expand_by_table_as_they_did_one_by_one(
+    chunks: list[int], status_count: int
+) -> None:
+    data = b"".join(struct.pack("!H", c) for c in chunks)
+    expected = chunk_walk_as_before(data, status_count)
+    try:
+        end, delta_bytes, symbols = _tcc_chunk_walk(data, 0, len(data), status_count)
+    except RtcpError as e:
+        assert isinstance(expected, str) and expected in str(e)
+        return
+    assert (end, delta_bytes, bytes(symbols)) == expected

@@ -17,6 +17,7 @@ import pytest
 
 from sfu.local import LocalMedia
 from sfu.packet.twcc import TWCC_URI
+from sfu.transport.sendhistory import Columns
 from tests.sfu_live import eventually
 from tests.test_sfu_browser import PAGE, alice_and_bob, serving
 
@@ -85,17 +86,18 @@ async def test_chromium_subscriber_feedback_becomes_packet_results(
     url, media = site
     async with alice_and_bob(url, tmp_path) as (_publisher, _viewer):
         bob = media.participants["bob"]
-        batches: list[list[Any]] = []
+        batches: list[Columns] = []
 
         def collected() -> bool:
-            if bob.packet_results and (not batches or bob.packet_results is not batches[-1]):
-                batches.append(bob.packet_results)
+            columns = bob.feedback_columns
+            if columns is not None and (not batches or columns is not batches[-1]):
+                batches.append(columns)
             return len(batches) >= 10
 
         await eventually(collected, timeout=20, what="ten feedbacks from the subscriber")
         transport = bob.transport
         assert transport is not None and transport.twcc_id
-        results = [r for batch in batches for r in batch]
+        results = [r for batch in batches for r in batch.results()]
         sequences = [r.sequence for r in results]
         assert all(0 <= s < transport.history.next for s in sequences)
         received = [r for r in results if r.arrival is not None]

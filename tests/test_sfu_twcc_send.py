@@ -19,7 +19,12 @@ from pylibsrtp import Policy, Session
 from sfu.packet.counters import Counters
 from sfu.packet.rtcp import TransportCc, parse_rtcp
 from sfu.packet.rtp import RtpHeader, build_rtp, extensions, parse_rtp
-from sfu.packet.twcc import build_feedback, transport_seq_offset
+from sfu.packet.twcc import (
+    build_feedback,
+    transport_seq_at,
+    transport_seq_offset,
+    with_transport_seq,
+)
 from sfu.routing.consumer import Consumer
 from sfu.routing.producer import Producer
 from sfu.sdp.negotiate import MID_URI, TWCC_URI
@@ -347,10 +352,42 @@ def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Li
     (data,) = build_feedback(1, 2, 0, [k * 100 for k in range(history.next)])
     (fb,) = parse_rtcp(data)
     assert isinstance(fb, TransportCc)
-    results = history.results(fb, now)
+    columns = history.columns(fb, now)
+    assert columns is not None
+    results = columns.results()
     assert len(results) == history.next == padded + 3
     assert [r.probe for r in results[:2]] == [-1, -1]
     assert results[2].probe == media_while_probing >= 0, "media sent in a cluster is tagged"
     assert {r.probe for r in results[3:]} == {0, 1}
-    sub.on_packet_results(results, now)
+    sub.on_packet_results(columns, now)
     assert sub.packet_results == results
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_packet_sent_whole_is_numbered_in_place_as_with_transport_seq_did(
+    links: Links, direct: bool
+) -> None:
+    """`send_rtp` (copies with rewritten payloads, retransmissions, padding) numbers a
+    packet that has the element in the copy it sends, without parsing it again: the
+    bytes on the wire are exactly what `with_transport_seq` made; one without the
+    element gets it inserted, as before."""
+    link = links(3)
+    if not direct:
+        link.transport._direct = None  # the pylibsrtp route (no in-place SRTP)
+    sent = [media(40, PUBLISHER_IDS)[0], media(41, {MID_URI: 4})[0], media(42, PUBLISHER_IDS)[0]]
+    sent.append(media(43, PUBLISHER_IDS)[0])
+    for packet in sent[:3]:
+        link.transport.send_rtp(packet)
+    # the offset given by the caller (a consumer's copy: the producer's `twcc_at`)
+    link.transport.send_rtp(sent[3], transport_seq_at(sent[3], 3))
+    links.flush()
+    got = link.received(4)
+    expected = [with_transport_seq(p, parse_rtp(p), 3, seq) for seq, p in enumerate(sent)]
+    assert got == expected
+    assert [entry is not None for entry in link.transport.history.ring[:5]] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]

@@ -370,26 +370,39 @@ def _tcc_chunk_walk(
             delta_bytes += run * symbol  # symbol 1: 1-byte delta, 2: 2-byte delta
             symbols += _SYMBOL_BYTES[symbol] * run
             remaining -= run
-        elif not chunk & 0x4000:  # status vector of 14 one-bit symbols
-            n = min(14, remaining)
-            for k in range(n):
-                symbol = (chunk >> (13 - k)) & 0x1
-                delta_bytes += symbol
-                symbols.append(symbol)
-            remaining -= n
-        else:  # status vector of 7 two-bit symbols
-            n = min(7, remaining)
-            for k in range(n):
-                symbol = (chunk >> (12 - 2 * k)) & 0x3
-                if symbol == 3:
+        else:  # a status vector: 14 one-bit or 7 two-bit symbols, expanded by table
+            if not chunk & 0x4000:
+                n = min(14, remaining)
+                vector = _ONE_BIT[(chunk >> 7) & 0x7F] + _ONE_BIT[chunk & 0x7F]
+            else:
+                n = min(7, remaining)
+                vector = _TWO_BIT_3[(chunk >> 8) & 0x3F] + _TWO_BIT_4[chunk & 0xFF]
+                if 3 in vector[:n]:
                     raise RtcpError("transport-cc reserved status symbol")
-                delta_bytes += symbol
-                symbols.append(symbol)
+            if n < len(vector):
+                vector = vector[:n]
+            delta_bytes += sum(vector)  # symbol 1: 1-byte delta, 2: 2-byte delta
+            symbols += vector
             remaining -= n
     return i, delta_bytes, symbols
 
 
 _SYMBOL_BYTES = (b"\x00", b"\x01", b"\x02")
+
+
+def _vectors(bits: int, symbols: int) -> tuple[bytes, ...]:
+    """Every `symbols` x `bits`-bit value, most significant first, as one byte per symbol."""
+    mask = (1 << bits) - 1
+    return tuple(
+        bytes((value >> (bits * (symbols - 1 - k))) & mask for k in range(symbols))
+        for value in range(1 << (bits * symbols))
+    )
+
+
+# Status vector chunks read 7 one-bit or 3 + 4 two-bit symbols at a time.
+_ONE_BIT = _vectors(1, 7)
+_TWO_BIT_3 = _vectors(2, 3)
+_TWO_BIT_4 = _vectors(2, 4)
 
 
 def _parse_psfb(data: _Bytes, _: int, start: int, end: int, fmt: int) -> RtcpPacket | None:

@@ -14,8 +14,8 @@ packet arrived and when (draft-holmer-rmcat-transport-wide-cc-extensions-01).
   turns them into feedback on the clock, as libwebrtc's
   remote_estimator_proxy does (a late packet re-opens the window so it is
   reported too);
-* `transport_seq_offset` / `with_transport_seq` find or insert the
-  extension in an RTP packet.
+* `transport_seq_offset` / `transport_seq_at` / `with_transport_seq` find
+  or insert the extension in an RTP packet.
 
 Times on the wire: receive deltas in 250 us ticks (1 byte unsigned, or 2 bytes
 signed for large or negative ones), the reference time in 64 ms units
@@ -50,6 +50,7 @@ __all__ = [
     "build_feedback",
     "packet_statuses",
     "receive_times",
+    "transport_seq_at",
     "transport_seq_offset",
     "unwrap_reference",
     "with_transport_seq",
@@ -350,8 +351,31 @@ def transport_seq_offset(data: BytesLike, h: RtpHeader, ext_id: int) -> int:
     profile = h.ext_profile
     if profile is None:
         return -1
-    i = h.ext_offset
-    end = i + h.ext_length
+    return _element_value(data, profile, h.ext_offset, h.ext_offset + h.ext_length, ext_id)
+
+
+def transport_seq_at(data: BytesLike, ext_id: int) -> int:
+    """`transport_seq_offset` read from the packet's own header, without parsing the rest.
+
+    For a packet the SFU built or already parsed (a copy it sends, a
+    retransmission, padding): the send path numbers it in place instead of
+    parsing it again.  -1 when there is no such element (or no valid block).
+    """
+    first = data[0] if data else 0
+    if first >> 6 != 2 or not first & 0x10:
+        return -1
+    i = 12 + 4 * (first & 0x0F)
+    if i + 4 > len(data):
+        return -1
+    profile = (data[i] << 8) | data[i + 1]
+    start = i + 4
+    return _element_value(
+        data, profile, start, start + 4 * ((data[i + 2] << 8) | data[i + 3]), ext_id
+    )
+
+
+def _element_value(data: BytesLike, profile: int, i: int, end: int, ext_id: int) -> int:
+    """Offset of extension `ext_id`'s 2-byte value in the block `data[i:end]`, or -1."""
     if end > len(data):
         return -1
     if profile == ONE_BYTE_PROFILE:

@@ -79,7 +79,9 @@ NO_CUT, CUT_ARMED, CUTTING = 0, 1, 2  # `Consumer._cut`: the old layer of a down
 class RtpOutput(Protocol):
     """Where a consumer's packets go (the subscriber's transport: sfu.transport.webrtc)."""
 
-    def send_rtp(self, packet: bytes) -> None: ...
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
+        """Send `packet` as it is; `twcc_at` (when known, else -1): where it carries
+        a transport-wide sequence number, for the transport to write its own."""
 
     def send_rewritten(
         self,
@@ -593,7 +595,9 @@ class Consumer:
                 return
             if verdict == REWRITE:
                 vp8map.write(packet, h.payload_offset, desc)
-            self.output.send_rtp(bytes(packet))
+            # the copy has the original's layout unless extension ids were remapped
+            at = producer.twcc_at if self._ext_map is None else -1
+            self.output.send_rtp(bytes(packet), at)
         self.packets_sent += 1
         self.octets_sent += h.payload_length
 

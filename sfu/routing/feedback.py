@@ -16,10 +16,10 @@ negotiated the browser estimates its uplink itself from our feedback, and
 the REMB is only an upper bound on that estimate).
 
 transport-cc: a feedback from a subscriber is matched against its
-transport's send history (`SendHistory.results`) and the `PacketResult`s go
-to `Participant.on_packet_results`; `transport_feedback` (every
-`TWCC_FEEDBACK_INTERVAL` on the clock) tells a publisher when each of its
-packets arrived, so its own send-side estimator works through the SFU.
+transport's send history (`SendHistory.columns`) and the packets' columns go
+to `Participant.on_packet_results` (the estimator's `on_feedback_arrays`);
+`transport_feedback` (every `TWCC_FEEDBACK_INTERVAL` on the clock) tells a
+publisher when each of its packets arrived, so its own send-side estimator works through the SFU.
 """
 
 from __future__ import annotations
@@ -119,9 +119,9 @@ def _transport_cc(p: Participant, fb: TransportCc, now: float) -> None:
     if transport is None or not transport.twcc_id:
         return
     p.counters.twcc_feedback_in += 1
-    results = transport.history.results(fb, now)
-    if results:
-        p.on_packet_results(results, now)
+    columns = transport.history.columns(fb, now)
+    if columns is not None:
+        p.on_packet_results(columns, now)
 
 
 def transport_feedback(p: Participant) -> list[bytes]:

@@ -42,6 +42,7 @@ from sfu.sdp.negotiate import MID_URI, RID_URI, RRID_URI, TWCC_URI, MediaPlan
 from sfu.sdp.offer import Offer
 from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
+from sfu.transport.sendhistory import Columns
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class NullOutput:
 
     rtcp_ssrc = 0
 
-    def send_rtp(self, packet: bytes) -> None:
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
         pass
 
     def send_rewritten(
@@ -133,7 +134,7 @@ class Participant:
         self.prober: Prober | None = None
         self.max_bps = MAX_ESTIMATE_BPS  # the estimator's ceiling (set_max)
         self.desired_bps = 0
-        self.packet_results: list[PacketResult] = []  # of the last feedback
+        self.feedback_columns: Columns | None = None  # of the last feedback
         self._learned = 0
         self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
@@ -489,11 +490,18 @@ class Participant:
         producer.twcc_at = twcc_at
         return producer.on_rtp(packet, h, now)
 
-    def on_packet_results(self, results: list[PacketResult], now: float) -> None:
-        """What the participant's transport-cc feedback says about our packets."""
-        self.packet_results = results
+    def on_packet_results(self, columns: Columns, now: float) -> None:
+        """What the participant's transport-cc feedback says about our packets
+        (`SendHistory.columns`: no object per packet, this runs for every copy)."""
+        self.feedback_columns = columns
         if self.estimator is not None:
-            self.estimator.on_feedback(results, now)
+            self.estimator.on_feedback_arrays(*columns, now)
+
+    @property
+    def packet_results(self) -> list[PacketResult]:
+        """The last feedback's packets as `PacketResult`s (for tests and tools)."""
+        columns = self.feedback_columns
+        return [] if columns is None else columns.results()
 
     def _layer_of(self, track: Producer, packet: bytes, h: RtpHeader) -> Producer | None:
         """The layer a packet of a simulcast track belongs to, by its (repaired) RID."""

@@ -175,9 +175,19 @@ class SendBatch:
         return self.count >= self.capacity
 
     def add_srtp(
-        self, packet: bytes, srtp: OutboundSrtp, destination: Destination, counters: Counters
+        self,
+        packet: bytes,
+        srtp: OutboundSrtp,
+        destination: Destination,
+        counters: Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
     ) -> int:
-        """Copy a plain RTP packet in and protect it there; its protected size, or -1."""
+        """Copy a plain RTP packet in and protect it there; its protected size, or -1.
+
+        `twcc_at`, `twcc_seq`: as in `add_rewritten` (the transport-wide
+        sequence number written in the copy, `packet` itself is not changed).
+        """
         size = len(packet)
         if size > SLOT - SRTP_TRAILER:
             counters.oversize += 1
@@ -185,6 +195,8 @@ class SendBatch:
         i = self.count
         slot = self._slots[i]
         self._memmove(slot, packet, size)
+        if 0 <= twcc_at <= size - 2:
+            _SEQ.pack_into(self._view, i * SLOT + twcc_at, twcc_seq & 0xFFFF)
         return self._seal(i, slot, size, srtp, destination, counters)
 
     def add_rewritten(

@@ -7,19 +7,52 @@ number (`take`), and `SendHistory` remembers when it left, how big it was
 which probe cluster it belonged to: a ring of `size` slots (one tuple per
 packet, nothing else allocated) whose entries are also ignored past
 `max_age_s`, so memory and the work per feedback stay bounded whatever the
-peer does.  `results` turns one transport-cc feedback into the
-`PacketResult`s the bandwidth estimator (sfu.policy.gcc) reads.
+peer does.
+
+`columns` turns one transport-cc feedback into the parallel columns the
+bandwidth estimator reads (`BandwidthEstimator.on_feedback_arrays`): every
+packet of a feedback is one the subscriber was sent, so this runs for every
+forwarded copy.  The usual feedback (every packet remembered, the ring not
+wrapping inside it, only 1-byte receive deltas) is done without a Python
+step per packet: the ring's slice is transposed by `zip`, the arrival times
+are a running sum of the delta bytes (`itertools.accumulate`), the received
+entries are cleared by one slice assignment.  Anything else takes the
+per-packet path (`_columns_per_packet`), which says the same about the same
+feedback (tests/test_sfu_sendhistory.py holds them to it).  `results` is the
+same as `PacketResult`s (tests, tools).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from itertools import accumulate, repeat
+from operator import getitem, mul, truediv
+from typing import NamedTuple
+
 from sfu.packet.rtcp import TransportCc
-from sfu.packet.twcc import receive_times, unwrap_reference
+from sfu.packet.twcc import DELTA_US, TICKS_PER_REFERENCE, receive_times, unwrap_reference
 from sfu.policy.gcc import PacketResult
 
-__all__ = ["SendHistory"]
+__all__ = ["Columns", "SendHistory"]
 
 _Entry = tuple[int, float, int, int]  # sequence, send time, size, probe cluster
+
+_LARGE_DELTA = b"\x02"  # a status symbol: received, with a 2-byte (large or negative) delta
+_LOST = b"\x00"
+
+
+class Columns(NamedTuple):
+    """One feedback's packets we remember, in sequence order, as parallel sequences
+    (the fields of `PacketResult`, one entry per packet)."""
+
+    sequences: Sequence[int]
+    send_times: Sequence[float]
+    sizes: Sequence[int]
+    arrivals: Sequence[float | None]
+    probes: Sequence[int]
+
+    def results(self) -> list[PacketResult]:
+        return [PacketResult(*row) for row in zip(*self, strict=True)]
 
 
 class SendHistory:
@@ -49,7 +82,12 @@ class SendHistory:
         self.ring[seq & self.mask] = (seq, now, size, probe)
 
     def results(self, fb: TransportCc, now: float) -> list[PacketResult]:
-        """One `PacketResult` per reported packet we remember, in sequence order.
+        """`columns` as one `PacketResult` per packet."""
+        columns = self.columns(fb, now)
+        return [] if columns is None else columns.results()
+
+    def columns(self, fb: TransportCc, now: float) -> Columns | None:
+        """The reported packets we remember, in sequence order (None: not one).
 
         A packet reported received is answered once (a repeated report is
         skipped); one reported lost stays, as a later feedback may still
@@ -57,27 +95,80 @@ class SendHistory:
         history holds yields nothing (bounded work per datagram).
         """
         self.feedbacks += 1
-        ring, mask = self.ring, self.mask
-        if fb.status_count > len(ring):
+        count = fb.status_count
+        if count > len(self.ring):
             # More than we remember (or any receiver reports in 100 ms): a
             # run-length claim costing 2 bytes per 8191 statuses, not worth expanding.
-            self.unknown += fb.status_count
-            return []
+            self.unknown += count
+            return None
+        self._reference = reference = unwrap_reference(self._reference, fb.reference_time)
+        if _LARGE_DELTA not in fb.symbols:
+            columns = self._columns_at_once(fb, reference, now)
+            if columns is not None:
+                return columns
+        return self._columns_per_packet(fb, reference, now)
+
+    def _columns_at_once(self, fb: TransportCc, reference: int, now: float) -> Columns | None:
+        """`columns` without a Python step per packet, or None (the caller then takes the
+        per-packet path) unless every reported packet is one we remember, the ring does
+        not wrap inside the feedback and the receive deltas are all 1-byte."""
+        newest = self.next - 1
+        count = fb.status_count
+        first = newest - ((newest - fb.base_seq) & 0xFFFF)
+        start = first & self.mask
+        end = start + count
+        ring = self.ring
+        if first < 0 or first + count - 1 > newest or end > len(ring):
+            return None
+        entries = ring[start:end]
+        if None in entries:
+            return None
+        sequences, send_times, sizes, probes = zip(*entries, strict=True)
+        if sequences != tuple(range(first, first + count)):
+            return None  # overwritten by newer packets, or never sent
+        if min(send_times) < now - self.max_age_s:
+            return None
+        ticks = accumulate(fb.deltas, initial=reference * TICKS_PER_REFERENCE)
+        next(ticks)  # the reference itself
+        # the per-packet path's `(ticks * DELTA_US) / 1e6`, exactly
+        times = list(map(truediv, map(mul, ticks, repeat(DELTA_US)), repeat(1e6)))
+        symbols = fb.symbols
+        arrivals: Sequence[float | None] = times
+        if _LOST in symbols:
+            got = iter(times)
+            arrivals = [next(got) if s else None for s in symbols]
+            # received (symbol 1) entries cleared, lost (0) ones kept: (entry, None)[symbol]
+            ring[start:end] = map(getitem, zip(entries, repeat(None)), symbols)
+        else:
+            ring[start:end] = [None] * count
+        return Columns(sequences, send_times, sizes, arrivals, probes)
+
+    def _columns_per_packet(self, fb: TransportCc, reference: int, now: float) -> Columns | None:
+        ring, mask = self.ring, self.mask
         newest = self.next - 1
         oldest = now - self.max_age_s
-        self._reference = reference = unwrap_reference(self._reference, fb.reference_time)
-        out: list[PacketResult] = []
+        sequences: list[int] = []
+        send_times: list[float] = []
+        sizes: list[int] = []
+        arrivals: list[float | None] = []
+        probes: list[int] = []
         unknown = 0
-        new = tuple.__new__  # PacketResult without its Python-level __new__: per packet
         for seq16, arrival_us in receive_times(fb, reference):
             seq = newest - ((newest - seq16) & 0xFFFF)
             entry = ring[seq & mask]
             if entry is None or entry[0] != seq or entry[1] < oldest:
                 unknown += 1
-            elif arrival_us is None:
-                out.append(new(PacketResult, (seq, entry[1], entry[2], None, entry[3])))
+                continue
+            sequences.append(seq)
+            send_times.append(entry[1])
+            sizes.append(entry[2])
+            probes.append(entry[3])
+            if arrival_us is None:
+                arrivals.append(None)
             else:
-                out.append(new(PacketResult, (seq, entry[1], entry[2], arrival_us / 1e6, entry[3])))
+                arrivals.append(arrival_us / 1e6)
                 ring[seq & mask] = None
         self.unknown += unknown
-        return out
+        if not sequences:
+            return None
+        return Columns(sequences, send_times, sizes, arrivals, probes)

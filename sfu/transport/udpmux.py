@@ -97,15 +97,18 @@ class Egress:
         srtp: OutboundSrtp,
         destination: mmsg.Destination,
         counters: Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
     ) -> int:
         """Plain RTP in, protected in the batch (header rewritten first if given); size or -1.
 
         `WebRtcTransport.send_rewritten` does the same inline (the per-copy path).
+        `twcc_at` >= 0 (no header only): the transport-wide sequence number is written there.
         """
         batch = self.batch
         assert batch is not None, "only on a batched egress"
         if header is None:
-            size = batch.add_srtp(packet, srtp, destination, counters)
+            size = batch.add_srtp(packet, srtp, destination, counters, twcc_at, twcc_seq)
         else:
             size = batch.add_rewritten(packet, header, srtp, destination, counters)
         self._queued(batch)

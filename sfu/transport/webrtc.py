@@ -34,7 +34,7 @@ from pylibsrtp import Session
 
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, build_rtp, parse_rtp, rewritten
-from sfu.packet.twcc import with_transport_seq
+from sfu.packet.twcc import transport_seq_at, with_transport_seq
 from sfu.sdp.answer import LocalTransport
 from sfu.transport.dtls import KeyingDtlsTransport
 from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator, RouteHandler
@@ -450,39 +450,58 @@ class WebRtcTransport:
         """The peer negotiated transport-cc with this sequence extension id (None: it did not)."""
         self.twcc_id = ext_id or 0
 
-    def send_rtp(self, packet: bytes) -> None:
+    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
         """Protect and send (or queue, on a shared socket) one RTP packet.
 
         With transport-cc negotiated, the packet gets the transport's next
         transport-wide sequence number (written in its extension, or the
-        extension inserted) and goes in the send history.
+        extension inserted) and goes in the send history.  `twcc_at`: where
+        the packet has this transport's extension's value, when the caller
+        knows (a consumer's copy of a packet whose offset the publisher's
+        transport found); -1: it is looked up.
         """
-        self._send_rtp(packet, self.probe_id)
+        self._send_rtp(packet, self.probe_id, twcc_at)
 
-    def _send_rtp(self, packet: bytes, probe: int) -> int:
-        seq = -1
-        if self.twcc_id:
-            seq = self.history.take()
+    def _send_rtp(self, packet: bytes, probe: int, at: int = -1) -> int:
+        twcc = self.twcc_id
+        if not twcc:
+            return self._protect_and_send(packet)
+        history = self.history
+        seq = history.next
+        history.next = seq + 1
+        # Usually the packet has the element (a copy of a publisher's packet, a
+        # retransmission, padding we built): numbered where it is, no parse.
+        if not 0 <= at <= len(packet) - 2:
+            at = transport_seq_at(packet, twcc)
+        if at < 0:
             try:
-                packet = with_transport_seq(packet, parse_rtp(packet), self.twcc_id, seq)
+                packet = with_transport_seq(packet, parse_rtp(packet), twcc, seq)
             except RtpError:
                 self.counters.bad_rtp += 1
-                seq = -1  # sent unnumbered: the peer's estimator never sees it
-        size = self._protect_and_send(packet)
-        if seq >= 0 and size > 0:
-            self.history.add(seq, time.monotonic(), len(packet), probe)
+                return self._protect_and_send(packet)  # unnumbered: the estimator never sees it
+        size = self._protect_and_send(packet, at, seq)
+        if size > 0:  # history.add inlined
+            history.ring[seq & history.mask] = (seq, _monotonic(), len(packet), probe)
         return size
 
-    def _protect_and_send(self, packet: bytes) -> int:
+    def _protect_and_send(self, packet: bytes, twcc_at: int = -1, twcc_seq: int = 0) -> int:
+        """Protect and queue or send `packet`; with `twcc_at` >= 0, its copy carries
+        `twcc_seq` there (the transport-wide sequence number)."""
         direct = self._direct
         if direct is not None:
             egress, destination, srtp = direct
-            size = egress.queue_srtp(packet, None, srtp, destination, self.counters)
+            size = egress.queue_srtp(
+                packet, None, srtp, destination, self.counters, twcc_at, twcc_seq
+            )
             self._sent(size)
             return size
         tx, route = self._tx, self._route
         if tx is None or route is None:
             return -1
+        if twcc_at >= 0:
+            numbered = bytearray(packet)
+            numbered[twcc_at : twcc_at + 2] = (twcc_seq & 0xFFFF).to_bytes(2, "big")
+            packet = bytes(numbered)
         try:
             data = tx.protect(packet)
         except (pylibsrtp.Error, ValueError):
