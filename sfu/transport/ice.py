@@ -18,23 +18,26 @@ controlled role since the client always offers) to:
 * run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
   (+-20%) and consent lost after 30 s without an answer (then the agent
   closes and the DTLS transport above it fails); in addition a client that
-  sent nothing for a second is checked every quarter second, and after
-  `CONSENT_WARN_FAILURES` unanswered checks in a row (one, when the client
-  is also silent) `on_consent_lost` is called once per outage, so the
-  client can be told to restart ICE while the DTLS association is alive.
+  went silent for longer than its packet rate explains (`PathWatch`: 0.3 s
+  after media, 1 s after RTCP only) is checked at once, with a timeout of a
+  few round trips (0.25 s at least), and after `CONSENT_WARN_FAILURES`
+  unanswered checks in a row (one, when the client is also silent)
+  `on_consent_lost` is called once per outage, so the client can be told to
+  restart ICE while the DTLS association is alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aioice import Candidate, Connection, stun
@@ -48,6 +51,7 @@ from aioice.ice import (
 )
 
 from sfu.packet.counters import Counters
+from sfu.transport.pathwatch import POLL_S, PathWatch
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
 
 logger = logging.getLogger(__name__)
@@ -60,11 +64,9 @@ MAX_DTLS_PER_SECOND = 100
 MAX_REMOTE_CANDIDATES = 64
 # Unanswered consent checks in a row before the client is told to restart ICE.
 CONSENT_WARN_FAILURES = 2
-# Nothing received from the client for this long: check consent now (and on every poll).
-SILENCE_S = 1.0
-SILENCE_POLL_S = 0.25
 
 SrtpHandler = Callable[[bytes], None]
+Check = Callable[[], Awaitable[bool]]
 ConsentHandler = Callable[[], None]
 
 
@@ -96,6 +98,33 @@ def dtls_records_ok(data: bytes) -> bool:
             return False
         offset += 13 + int.from_bytes(data[offset + 11 : offset + 13], "big")
     return offset == size
+
+
+async def first_answer(check: Check, within: float) -> float | None:
+    """Seconds until a `check` said True, or None after `within` s: a second check
+    starts half way if the first is still unanswered (the round trip is the
+    answered one's)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + within
+    pending: dict[asyncio.Future[bool], float] = {}
+    try:
+        for attempt in range(2):
+            sent = loop.time()
+            pending[asyncio.ensure_future(check())] = sent
+            until = sent + within / 2 if attempt == 0 else deadline
+            while pending and loop.time() < until:
+                done, _ = await asyncio.wait(
+                    pending, timeout=until - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in done:
+                    at = pending.pop(future)
+                    if future.result():
+                        return loop.time() - at
+        return None
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def host_addresses(configured: tuple[str, ...]) -> list[str]:
@@ -165,7 +194,7 @@ class MediaProtocol(StunProtocol):
                 if selected is not None and selected[0] is self and selected[1] == addr[:2]:
                     ice.on_srtp(data)
                 else:
-                    ice.counters.foreign_source += 1
+                    ice.foreign_media(data, (addr[0], addr[1]), self)
             elif first < 4:
                 self._stun(data, (addr[0], addr[1]))
             elif 19 < first < 64:
@@ -358,6 +387,37 @@ class IceConnection(Connection):
         if nominated is not None:
             self._select(nominated)
 
+    def foreign_media(
+        self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol | SharedEndpoint
+    ) -> None:
+        """SRTP from an address that is not the selected one: if it is a valid pair's
+        (our check of it succeeded and an authenticated check came from it), the
+        controlling agent chose it: it counts as its nomination (RFC 8445 12.1:
+        media may flow on any valid pair).  After a restart Chromium switches
+        to the new path well before it next sends a check with USE-CANDIDATE
+        (up to 2.5 s later), and its media would be dropped meanwhile."""
+        pair = self._valid_pair(protocol, addr) if addr in self._validated else None
+        if pair is None:
+            self.counters.foreign_source += 1
+            return
+        logger.info("media from a valid pair: %s is selected", addr)
+        pair.remote_nominated = pair.nominated = True
+        self.check_complete(pair)
+        if self.selected is not None and self.selected[1] == addr:
+            self.on_srtp(data)
+
+    def _valid_pair(
+        self, protocol: MediaProtocol | SharedEndpoint, addr: tuple[str, int]
+    ) -> CandidatePair | None:
+        for pair in self._check_list:
+            if (
+                pair.protocol is protocol
+                and pair.remote_addr == addr
+                and pair.state == CandidatePair.State.SUCCEEDED
+            ):
+                return pair
+        return None
+
     def _select(self, pair: CandidatePair) -> None:
         protocol = pair.protocol
         if not isinstance(protocol, MediaProtocol | SharedEndpoint):
@@ -376,38 +436,42 @@ class IceConnection(Connection):
     async def query_consent(self) -> None:
         """Consent freshness with dead-path detection (see module doc).
 
-        A check every `consent_interval` (+-20%) as aioice does, and also
-        every `SILENCE_POLL_S` while nothing came in from the client for
-        `SILENCE_S` (a browser sends RTCP at least about once a second, so a
-        silent client is probably gone): a dead path is noticed in about
-        3 s instead of 10.  The counters are read, nothing is added to the
-        per-packet path.  Consent still expires only after
+        A check every `consent_interval` (+-20%) as aioice does, and also as
+        soon as the client went silent for longer than its packet rate
+        explains (`PathWatch`: 0.3 s for a client that sent media, 1 s for
+        one that sends only RTCP): a dead path is noticed in about half a
+        second.  The counters are read every `POLL_S`, nothing is added to
+        the per-packet path.  Consent still expires only after
         `CONSENT_FAILURES` intervals (30 s) without an answer.
         """
         assert self.remote_password is not None
         key = self.remote_password.encode("utf8")
         counters = self.counters
         loop = asyncio.get_running_loop()
-        answered = heard = loop.time()
+        answered = loop.time()
+        watch = PathWatch(answered)
         next_check = answered + self._consent_delay()
-        failures, warned, traffic = 0, False, -1
+        failures, warned = 0, False
         while True:
-            await asyncio.sleep(SILENCE_POLL_S)
+            await asyncio.sleep(POLL_S)
             now = loop.time()
-            seen = counters.rtp_in + counters.rtcp_in
-            if seen != traffic:
-                traffic, heard = seen, now
-            if now < next_check and now - heard < SILENCE_S:
+            silent = watch.poll(now, counters.rtp_in + counters.rtcp_in)
+            if now < next_check and not silent:
                 continue
             next_check = now + self._consent_delay()
-            if await self._consent_answered(key):
+            rtt = await self._consent_answered(key, watch.timeout())
+            if rtt is not None:
+                watch.answered(now, rtt)
                 answered, failures, warned = now, 0, False
                 continue
             failures += 1
-            silent = now - heard >= SILENCE_S
             if (failures >= CONSENT_WARN_FAILURES or silent) and not warned:
                 warned = True
                 counters.consent_warnings += 1
+                logger.info(
+                    "ICE consent check unanswered (%.2f s of silence): asking for a restart",
+                    loop.time() - watch.heard,
+                )
                 if self.on_consent_lost is not None:
                     self.on_consent_lost()
             if now - answered >= CONSENT_FAILURES * self.consent_interval:
@@ -419,15 +483,26 @@ class IceConnection(Connection):
     def _consent_delay(self) -> float:
         return self.consent_interval * (0.8 + 0.4 * random.random())
 
-    async def _consent_answered(self, key: bytes) -> bool:
+    async def _consent_answered(self, key: bytes, within: float) -> float | None:
+        """The round trip (s) of a check on every nominated pair, or None if one went
+        unanswered for `within` s: a second check goes out half way (one lost
+        datagram is no dead path)."""
+        rtt = 0.0
         for pair in list(self._nominated.values()):
-            request = self.build_request(pair, nominate=False)
-            try:
-                await pair.protocol.request(
-                    request, pair.remote_addr, integrity_key=key, retransmissions=0
-                )
-            except Exception:  # unanswered, or the socket is gone: no consent
-                return False
+            answer = await first_answer(functools.partial(self._check, pair, key), within)
+            if answer is None:
+                return None
+            rtt = max(rtt, answer)
+        return rtt
+
+    async def _check(self, pair: CandidatePair, key: bytes) -> bool:
+        request = self.build_request(pair, nominate=False)
+        try:
+            await pair.protocol.request(
+                request, pair.remote_addr, integrity_key=key, retransmissions=0
+            )
+        except Exception:  # unanswered, or the socket is gone: no consent
+            return False
         return True
 
     # DTLS

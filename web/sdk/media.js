@@ -268,7 +268,9 @@ export class MediaSession extends Emitter {
     this._offerSent = false;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await waitForIceGathering(pc, 2500, restart);
+    // A restart's offer goes as soon as the UDP candidates are in: the TCP ones come
+    // last (the server takes only UDP; they are trickled), ~0.1-1 s later under load.
+    await waitForIceGathering(pc, 2500, restart, restart);
     if (pc !== this.pc) return;
     const sdp = pc.localDescription.sdp;
     // From here on, newly found candidates are not in `sdp`: trickle them. The server
@@ -421,7 +423,8 @@ export class MediaSession extends Emitter {
       try {
         if (pc !== this.pc) return;
         // No answer: the SDK resumes on a new socket, and `_afterResume` restarts then.
-        if (!(await this.room.checkConnection(SOCKET_CHECK_MS))) return;
+        // (`ice_restart_needed` itself just came over this socket: no need to ask.)
+        if (reason !== "server" && !(await this.room.checkConnection(SOCKET_CHECK_MS))) return;
         if (pc !== this.pc) return;
         pc.restartIce();
         await this._negotiate(true);
@@ -684,8 +687,10 @@ export function preferCodecs(transceiver, kind) {
 /**
  * @param {RTCPeerConnection} pc
  * @param {number} timeoutMs
+ * @param {boolean} [restarted] an ICE restart: wait for the new gathering
+ * @param {boolean} [udpOnly] done at the first TCP candidate (browsers gather UDP first)
  */
-export function waitForIceGathering(pc, timeoutMs, restarted = false) {
+export function waitForIceGathering(pc, timeoutMs, restarted = false, udpOnly = false) {
   // After an ICE restart the state still says "complete" (of the old gathering) until
   // the new gathering starts: wait for the new one to complete.
   if (!restarted && pc.iceGatheringState === "complete") return Promise.resolve();
@@ -694,14 +699,19 @@ export function waitForIceGathering(pc, timeoutMs, restarted = false) {
     const done = () => {
       clearTimeout(timer);
       pc.removeEventListener("icegatheringstatechange", check);
+      pc.removeEventListener("icecandidate", candidate);
       resolve();
     };
     const check = () => {
       if (pc.iceGatheringState === "gathering") restarted = false;
       else if (pc.iceGatheringState === "complete" && !restarted) done();
     };
+    const candidate = (event) => {
+      if (udpOnly && !restarted && / tcp /i.test(event.candidate?.candidate ?? "")) done();
+    };
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
+    pc.addEventListener("icecandidate", candidate);
   });
 }
 
