@@ -12,7 +12,9 @@ controlled role since the client always offers) to:
 * demultiplex every datagram by its first byte in `MediaProtocol`
   (RFC 7983): STUN goes to aioice, DTLS to a bounded queue that aiortc's
   `RTCDtlsTransport` reads, SRTP/SRTCP straight to a synchronous callback.
-  DTLS and SRTP are only accepted from the ICE-selected address; DTLS that
+  DTLS and SRTP are only accepted from the ICE-selected address (SRTP from
+  the address of another valid pair selects that pair: the browser switched
+  paths before nominating, `foreign_media`); DTLS that
   arrives from a validated address before the selection is held (a few
   datagrams at most) and released if that address is selected;
 * run consent freshness (RFC 7675) itself: as aioice, a check every 5 s

@@ -8,6 +8,8 @@ const ICE_DISCONNECTED_GRACE_MS = 1000;
 // A dead media path often means a dead network under the signalling socket too: the
 // restart's offer goes out only once the socket answers a `ping` this fast.
 const SOCKET_CHECK_MS = 2000;
+// A restart's offer goes this long after the last UDP candidate (the rest are trickled).
+const UDP_SETTLE_MS = 30;
 
 /**
  * The camera's simulcast encodings, lowest first (docs/protocol.md, "Simulcast"):
@@ -688,7 +690,8 @@ export function preferCodecs(transceiver, kind) {
  * @param {RTCPeerConnection} pc
  * @param {number} timeoutMs
  * @param {boolean} [restarted] an ICE restart: wait for the new gathering
- * @param {boolean} [udpOnly] done at the first TCP candidate (browsers gather UDP first)
+ * @param {boolean} [udpOnly] done once the UDP candidates are in (browsers gather the
+ *   host UDP ones of every network at once, the TCP ones ~0.1 s later)
  */
 export function waitForIceGathering(pc, timeoutMs, restarted = false, udpOnly = false) {
   // After an ICE restart the state still says "complete" (of the old gathering) until
@@ -698,6 +701,7 @@ export function waitForIceGathering(pc, timeoutMs, restarted = false, udpOnly = 
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
+      clearTimeout(settle);
       pc.removeEventListener("icegatheringstatechange", check);
       pc.removeEventListener("icecandidate", candidate);
       resolve();
@@ -706,8 +710,16 @@ export function waitForIceGathering(pc, timeoutMs, restarted = false, udpOnly = 
       if (pc.iceGatheringState === "gathering") restarted = false;
       else if (pc.iceGatheringState === "complete" && !restarted) done();
     };
+    // udpOnly: done at the first TCP candidate, or once no UDP one came for UDP_SETTLE_MS
+    let settle;
     const candidate = (event) => {
-      if (udpOnly && !restarted && / tcp /i.test(event.candidate?.candidate ?? "")) done();
+      const line = event.candidate?.candidate ?? "";
+      if (!udpOnly || restarted || !line) return;
+      if (/ tcp /i.test(line)) done();
+      else {
+        clearTimeout(settle);
+        settle = setTimeout(done, UDP_SETTLE_MS);
+      }
     };
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
