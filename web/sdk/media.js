@@ -10,6 +10,12 @@ const ICE_DISCONNECTED_GRACE_MS = 1000;
 const SOCKET_CHECK_MS = 2000;
 // A restart's offer goes this long after the last UDP candidate (the rest are trickled).
 const UDP_SETTLE_MS = 30;
+// Nothing at all received on the transport (media, RTCP, the SFU's feedback) for this
+// long, read every MEDIA_POLL_MS: the socket is checked at once (a network change that
+// killed it leaves the SFU's `ice_restart_needed` undelivered, and Chromium itself calls
+// ICE `disconnected` only ~7 s later), and a resume restarts ICE.
+const MEDIA_SILENT_MS = 1000;
+const MEDIA_POLL_MS = 250;
 
 /**
  * The camera's simulcast encodings, lowest first (docs/protocol.md, "Simulcast"):
@@ -67,6 +73,9 @@ export class MediaSession extends Emitter {
     this._offerSent = false;
     this._closed = false;
     this._restarting = false;
+    // Nothing received for MEDIA_SILENT_MS (`_watchInbound`): a resume restarts ICE.
+    this._mediaSilent = false;
+    this._inboundTimer = null;
     this._disconnectTimer = null;
     /** Publish the camera with simulcast where the browser can (`start({simulcast})`). */
     this.simulcast = room._simulcast ?? true;
@@ -218,7 +227,36 @@ export class MediaSession extends Emitter {
     };
     pc.onconnectionstatechange = () => this.emit("connectionstate", { state: pc.connectionState });
     pc.oniceconnectionstatechange = () => this._onIceState(pc);
+    this._watchInbound(pc);
     return pc;
+  }
+
+  /** Whether anything arrives on `pc`'s transport (see MEDIA_SILENT_MS). */
+  _watchInbound(pc) {
+    let received = -1;
+    let since = Date.now();
+    this._mediaSilent = false;
+    clearInterval(this._inboundTimer);
+    this._inboundTimer = setInterval(async () => {
+      if (pc !== this.pc || this._closed || pc.connectionState !== "connected") return;
+      let bytes = 0;
+      try {
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "transport") bytes += s.bytesReceived ?? 0;
+        });
+      } catch {
+        return;
+      }
+      const now = Date.now();
+      if (bytes !== received) {
+        received = bytes;
+        since = now;
+        this._mediaSilent = false;
+      } else if (now - since >= MEDIA_SILENT_MS && !this._mediaSilent) {
+        this._mediaSilent = true;
+        this.room.checkConnection(SOCKET_CHECK_MS);
+      }
+    }, MEDIA_POLL_MS);
   }
 
   /** Make the transceivers match what is published and how many slots are wanted. */
@@ -414,7 +452,8 @@ export class MediaSession extends Emitter {
    * ICE restart over the same session: new ICE credentials, the same DTLS, the same
    * m-lines and slots (the server keeps the transport). Nothing to do before the
    * first answer; a restart already on its way covers this one.
-   * @param {string} reason "failed", "disconnected" or "server" (`ice_restart_needed`)
+   * @param {string} reason "failed", "disconnected", "server" (`ice_restart_needed`) or
+   *   "silent" (nothing received for MEDIA_SILENT_MS and the socket had to be resumed)
    */
   _restartIce(reason) {
     const pc = this.pc;
@@ -441,6 +480,7 @@ export class MediaSession extends Emitter {
   _afterResume() {
     const state = this.pc?.iceConnectionState;
     if (state === "disconnected" || state === "failed") this._restartIce(state);
+    else if (this._mediaSilent) this._restartIce("silent");
   }
 
   _onMediaClosed(reason) {
@@ -458,6 +498,8 @@ export class MediaSession extends Emitter {
     this._layerWishes.clear();
     clearTimeout(this._disconnectTimer);
     this._disconnectTimer = null;
+    clearInterval(this._inboundTimer);
+    this._inboundTimer = null;
     this.pc?.close();
     this.pc = null;
     this._publish = {};
