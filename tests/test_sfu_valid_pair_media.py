@@ -60,7 +60,7 @@ async def test_media_from_a_valid_pair_that_was_not_nominated_selects_it() -> No
         await eventually(lambda: succeeded(client) and succeeded(sfu), 5, "both checked")
         assert sfu.selected is None, "nobody nominated"
         pair = next(p for p in client._check_list if p.state == CandidatePair.State.SUCCEEDED)
-        pair.protocol.transport.sendto(SRTP_LIKE, pair.remote_addr)  # type: ignore[union-attr]
+        pair.protocol.transport.sendto(SRTP_LIKE, pair.remote_addr)
         await eventually(lambda: got == [SRTP_LIKE], 5, "the media is taken")
         client_addr = (pair.local_candidate.host, pair.local_candidate.port)
         assert sfu.selected is not None and sfu.selected[1] == client_addr
@@ -84,7 +84,7 @@ async def test_media_from_an_address_without_a_valid_pair_is_dropped() -> None:
         await asyncio.sleep(0.3)
         protocol, there = client._protocols[0], sfu.local_candidates[0]
         for _ in range(5):
-            protocol.transport.sendto(SRTP_LIKE, (there.host, there.port))  # type: ignore[union-attr]
+            protocol.transport.sendto(SRTP_LIKE, (there.host, there.port))
         await eventually(lambda: sfu.counters.foreign_source == 5, 5, "counted as foreign")
         assert got == [] and sfu.selected is None
     finally:
