@@ -13,8 +13,8 @@ controlled role since the client always offers) to:
   (RFC 7983): STUN goes to aioice, DTLS to a bounded queue that aiortc's
   `RTCDtlsTransport` reads, SRTP/SRTCP straight to a synchronous callback.
   DTLS and SRTP are only accepted from the ICE-selected address (SRTP from
-  the address of another valid pair selects that pair: the browser switched
-  paths before nominating, `foreign_media`); DTLS that
+  a valid pair of an agent with no selection yet, a restart's, selects that
+  pair: the browser switched paths before nominating, `foreign_media`); DTLS that
   arrives from a validated address before the selection is held (a few
   datagrams at most) and released if that address is selected;
 * run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
@@ -392,13 +392,17 @@ class IceConnection(Connection):
     def foreign_media(
         self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol | SharedEndpoint
     ) -> None:
-        """SRTP from an address that is not the selected one: if it is a valid pair's
-        (our check of it succeeded and an authenticated check came from it), the
-        controlling agent chose it: it counts as its nomination (RFC 8445 12.1:
-        media may flow on any valid pair).  After a restart Chromium switches
-        to the new path well before it next sends a check with USE-CANDIDATE
-        (up to 2.5 s later), and its media would be dropped meanwhile."""
-        pair = self._valid_pair(protocol, addr) if addr in self._validated else None
+        """SRTP from an address that is not the selected one: if nothing is selected
+        yet and it is a valid pair's (our check of it succeeded and an
+        authenticated check came from it), the controlling agent chose it: it
+        counts as its nomination (RFC 8445 12.1: media may flow on any valid
+        pair).  After a restart Chromium switches to the new path well before
+        it next sends a check with USE-CANDIDATE (up to 2.5 s later), and its
+        media would be dropped meanwhile."""
+        # Only an agent without a selected pair (a restart's, before it takes over):
+        # an established one would flip between two live pairs on reordered packets.
+        valid = self.selected is None and addr in self._validated
+        pair = self._valid_pair(protocol, addr) if valid else None
         if pair is None:
             self.counters.foreign_source += 1
             return
