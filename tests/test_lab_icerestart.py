@@ -119,12 +119,12 @@ def rank(setup: Setup, first: bool) -> None:
 # blackholed while still associated, cellular up): Chromium keeps sending on its old
 # path until that has received nothing for 2.5 s (its receiving timeout), whatever the
 # SFU does: measured 3.0-4.1 s.
-# "at_cut": the new link appears only as the old one dies: measured 3.7-4.0 s (3.8-6.2
-# s before the faster detection).
+# "at_cut": the new link appears only as the old one dies: measured 3.3-4.0 s (3.8-6.2
+# s before the faster detection; the rest is Chromium finding the new interface).
 # "gone": the whole first network goes away, the signalling socket with it (its TCP
 # connection is silently dead): the SDK sees nothing arrive for 1 s, its `ping` goes
 # unanswered for 2 s, it resumes the session on a new socket over the second network
-# (the same participant, no new knock) and restarts ICE there: measured 4.1-4.8 s
+# (the same participant, no new knock) and restarts ICE there: measured 3.6-4.8 s
 # (7.9-9.8 s while it waited for Chromium to call ICE `disconnected`, ~7 s).
 CASES = {
     "before": (True, 4.0),
