@@ -124,7 +124,7 @@ def rank(setup: Setup, first: bool) -> None:
 # "gone": the whole first network goes away, the signalling socket with it (its TCP
 # connection is silently dead): the SDK sees nothing arrive for 1 s, its `ping` goes
 # unanswered for 2 s, it resumes the session on a new socket over the second network
-# (the same participant, no new knock) and restarts ICE there: measured 3.6-4.8 s
+# (the same participant, no new knock) and restarts ICE there: measured 3.5-4.8 s
 # (7.9-9.8 s while it waited for Chromium to call ICE `disconnected`, ~7 s).
 CASES = {
     "before": (True, 4.0),
