@@ -1,16 +1,18 @@
 """A real Chromium changes network mid-call (issue 17): inside a network namespace
 its media path is cut (iptables DROP of UDP on its first link, the signalling
 WebSocket stays up) and a second link comes up (another veth, another subnet,
-like Wi-Fi to cellular). The SDK notices (ICE `disconnected`/`failed`),
-restarts ICE over the same signalling session, the SFU keeps the transport,
-and the video comes back. In the "gone" case the whole first network goes
-away, the signalling WebSocket with it: the SDK finds its socket dead with a
+like Wi-Fi to cellular). The SFU notices the silence (its consent checks go
+unanswered) and sends `ice_restart_needed`; the SDK restarts ICE over the
+same signalling session, the SFU keeps the transport, and the video comes
+back. In the "gone" case the whole first network goes away, the signalling
+WebSocket with it: the SDK sees nothing arrive, finds its socket dead with a
 `ping`, resumes the session on a new socket over the second link (the same
 participant, no new knock) and restarts ICE there. Needs root (the lab); the
 host browser is outside."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -95,23 +97,48 @@ def wait_frames(page: Page, minimum: int, timeout_s: float) -> None:
     )
 
 
-# (when the second network comes up, the longest stall allowed at both ends, s)
-# "before": the handover of a phone whose cellular link is up when Wi-Fi dies: the
-# issue's "under 5 s" (measured 1.9-4.6 s; 1 s of slack for a loaded machine).
-# "at_cut": the new link appears only as the old one dies; Chromium then needs a
-# few seconds to notice the new interface by itself (measured 3.8-6.2 s).
+def rank(setup: Setup, first: bool) -> None:
+    """Make Chromium rank the second network above (or below) the first one: it orders
+    networks of the same type by interface name, so the name decides (a random name
+    made the same case 1.9 s in one run and 4.6 s in the next). The link is down."""
+    name = ("vra" if first else "vrz") + setup.link.guest_link[3:]
+    if name != setup.link.guest_link:
+        setup.lab.inside("ip", "link", "set", "dev", setup.link.guest_link, "name", name)
+        setup.link.guest_link = name
+
+
+# (whether the browser ranks the second network above the dead one, the longest stall
+# allowed at both ends, s), measured on the shared 2-core machine at load 20-56
+# (docs/benchmarks.md):
+# "before": the second link is up 3 s before the first one's UDP dies, and the browser
+# prefers it (walking from cellular into Wi-Fi): the SFU notices the silence and asks
+# for a restart ~0.65 s after the cut, the restart's offer, answer and checks take
+# ~0.3 s, the browser switches as soon as the new path works, then a key frame:
+# measured 0.8-1.9 s (the issue's 2 s target), up to 3.1 s at load 56.
+# "before_dead_ranked": the same, but the browser ranks the dead network higher (Wi-Fi
+# blackholed while still associated, cellular up): Chromium keeps sending on its old
+# path until that has received nothing for 2.5 s (its receiving timeout), whatever the
+# SFU does: measured 3.0-4.1 s.
+# "at_cut": the new link appears only as the old one dies: measured 3.3-4.0 s (3.8-6.2
+# s before the faster detection; the rest is Chromium finding the new interface).
 # "gone": the whole first network goes away, the signalling socket with it (its TCP
-# connection is silently dead): the SDK's ping finds that out, resumes the session on
-# a new socket over the second network and restarts ICE there. Chromium itself takes
-# ~7 s to call the ICE connection disconnected here (measured 7.1 s), the socket check,
-# resume and restart ~3 s more (measured stalls 9.6-12 s before the check moved to the
-# first `disconnected`).
-CASES = {"before": 6.0, "at_cut": 10.0, "gone": 14.0}
+# connection is silently dead): the SDK sees nothing arrive for 1 s, its `ping` goes
+# unanswered for 2 s, it resumes the session on a new socket over the second network
+# (the same participant, no new knock) and restarts ICE there: measured 3.5-4.8 s
+# (7.9-9.8 s while it waited for Chromium to call ICE `disconnected`, ~7 s).
+CASES = {
+    "before": (True, 4.0),
+    "before_dead_ranked": (False, 6.0),
+    "at_cut": (True, 7.0),
+    "gone": (True, 8.0),
+}
 
 
 @pytest.mark.parametrize("new_link", CASES)
 def test_a_browser_that_changes_network_gets_its_video_back(setup: Setup, new_link: str) -> None:
     net = setup.lab
+    preferred, limit = CASES[new_link]
+    rank(setup, preferred)
     host, guest = in_call(setup)
     try:
         host_id, guest_id = own_id(host), own_id(guest)
@@ -119,7 +146,7 @@ def test_a_browser_that_changes_network_gets_its_video_back(setup: Setup, new_li
         guest.evaluate(PROBE, [host_id])
         wait_frames(host, 30, 20)
         wait_frames(guest, 30, 20)
-        if new_link in ("before", "gone"):
+        if new_link != "at_cut":
             link_up(net, setup.link)
             time.sleep(3)
 
@@ -144,8 +171,7 @@ def test_a_browser_that_changes_network_gets_its_video_back(setup: Setup, new_li
         restarts = [m for m in output if "ICE restart" in m]
         print(f"\n[{new_link}] 30 new frames at the host {back_s:.2f} s after the cut; "
               f"longest stall: at the host {stall_host:.2f} s, at the moving guest "
-              f"{stall_guest:.2f} s; {restarts[-1:]}")  # fmt: skip
-        limit = CASES[new_link]
+              f"{stall_guest:.2f} s (load {os.getloadavg()[0]:.1f}); {restarts[-1:]}")  # fmt: skip
         assert stall_host < limit, f"the host saw the guest's video stall {stall_host:.2f} s"
         assert stall_guest < limit, f"the guest's received video stalled {stall_guest:.2f} s"
         assert restarts, "an ICE restart, not a new connection"

@@ -12,7 +12,9 @@ controlled role since the client always offers) to:
 * demultiplex every datagram by its first byte in `MediaProtocol`
   (RFC 7983): STUN goes to aioice, DTLS to a bounded queue that aiortc's
   `RTCDtlsTransport` reads, SRTP/SRTCP straight to a synchronous callback.
-  DTLS and SRTP are only accepted from the ICE-selected address; DTLS that
+  DTLS and SRTP are only accepted from the ICE-selected address (SRTP from
+  a valid pair of an agent with no selection yet, a restart's, selects that
+  pair: the browser switched paths before nominating, `foreign_media`); DTLS that
   arrives from a validated address before the selection is held (a few
   datagrams at most) and released if that address is selected;
 * run consent freshness (RFC 7675) itself: as aioice, a check every 5 s
@@ -22,23 +24,26 @@ controlled role since the client always offers) to:
   check after 0.5 s, so a slow path, or a server whose socket queue held
   the answers during a join storm, lost consent with every check
   answered; `consent_late` counts such answers); in addition a client that
-  sent nothing for a second is checked every quarter second, and after
-  `CONSENT_WARN_FAILURES` unanswered checks in a row (one, when the client
-  is also silent) `on_consent_lost` is called once per outage, so the
-  client can be told to restart ICE while the DTLS association is alive.
+  went silent for longer than its packet rate explains (`PathWatch`: 0.3 s
+  after media, 1 s after RTCP only) is checked at once, with a timeout of a
+  few round trips (0.25 s at least), and after `CONSENT_WARN_FAILURES`
+  unanswered checks in a row (one, when the client is also silent)
+  `on_consent_lost` is called once per outage, so the client can be told to
+  restart ICE while the DTLS association is alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from aioice import Candidate, Connection, stun
@@ -52,6 +57,7 @@ from aioice.ice import (
 )
 
 from sfu.packet.counters import Counters
+from sfu.transport.pathwatch import POLL_S, PathWatch
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
 
 logger = logging.getLogger(__name__)
@@ -67,13 +73,11 @@ CONSENT_WARN_FAILURES = 2
 # A consent check answered later than this is late (aioice's STUN RTO): it
 # still counts for consent, but not as an answer in time.
 CONSENT_RTO = 0.5
-# How often a check past its RTO looks whether our shared socket has been read empty.
+# How often a check past its timeout looks whether our shared socket has been read empty.
 BACKLOG_POLL_S = 0.1
-# Nothing received from the client for this long: check consent now (and on every poll).
-SILENCE_S = 1.0
-SILENCE_POLL_S = 0.25
 
 SrtpHandler = Callable[[bytes], None]
+Check = Callable[[], Awaitable[bool]]
 ConsentHandler = Callable[[], None]
 
 
@@ -105,6 +109,33 @@ def dtls_records_ok(data: bytes) -> bool:
             return False
         offset += 13 + int.from_bytes(data[offset + 11 : offset + 13], "big")
     return offset == size
+
+
+async def first_answer(check: Check, within: float) -> float | None:
+    """Seconds until a `check` said True, or None after `within` s: a second check
+    starts half way if the first is still unanswered (the round trip is the
+    answered one's)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    deadline = started + within
+    pending: dict[asyncio.Future[bool], float] = {}
+    try:
+        for attempt in range(2):
+            sent = loop.time()
+            pending[asyncio.ensure_future(check())] = sent
+            until = sent + within / 2 if attempt == 0 else deadline
+            while pending and loop.time() < until:
+                done, _ = await asyncio.wait(
+                    pending, timeout=until - loop.time(), return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in done:
+                    at = pending.pop(future)
+                    if future.result():
+                        return loop.time() - at
+        return None
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 def host_addresses(configured: tuple[str, ...]) -> list[str]:
@@ -174,7 +205,7 @@ class MediaProtocol(StunProtocol):
                 if selected is not None and selected[0] is self and selected[1] == addr[:2]:
                     ice.on_srtp(data)
                 else:
-                    ice.counters.foreign_source += 1
+                    ice.foreign_media(data, (addr[0], addr[1]), self)
             elif first < 4:
                 self._stun(data, (addr[0], addr[1]))
             elif 19 < first < 64:
@@ -370,6 +401,41 @@ class IceConnection(Connection):
         if nominated is not None:
             self._select(nominated)
 
+    def foreign_media(
+        self, data: bytes, addr: tuple[str, int], protocol: MediaProtocol | SharedEndpoint
+    ) -> None:
+        """SRTP from an address that is not the selected one: if nothing is selected
+        yet and it is a valid pair's (our check of it succeeded and an
+        authenticated check came from it), the controlling agent chose it: it
+        counts as its nomination (RFC 8445 12.1: media may flow on any valid
+        pair).  After a restart Chromium switches to the new path well before
+        it next sends a check with USE-CANDIDATE (up to 2.5 s later), and its
+        media would be dropped meanwhile."""
+        # Only an agent without a selected pair (a restart's, before it takes over):
+        # an established one would flip between two live pairs on reordered packets.
+        valid = self.selected is None and addr in self._validated
+        pair = self._valid_pair(protocol, addr) if valid else None
+        if pair is None:
+            self.counters.foreign_source += 1
+            return
+        logger.info("media from a valid pair: %s is selected", addr)
+        pair.remote_nominated = pair.nominated = True
+        self.check_complete(pair)
+        if self.selected is not None and self.selected[1] == addr:
+            self.on_srtp(data)
+
+    def _valid_pair(
+        self, protocol: MediaProtocol | SharedEndpoint, addr: tuple[str, int]
+    ) -> CandidatePair | None:
+        for pair in self._check_list:
+            if (
+                pair.protocol is protocol
+                and pair.remote_addr == addr
+                and pair.state == CandidatePair.State.SUCCEEDED
+            ):
+                return pair
+        return None
+
     def _select(self, pair: CandidatePair) -> None:
         protocol = pair.protocol
         if not isinstance(protocol, MediaProtocol | SharedEndpoint):
@@ -388,12 +454,12 @@ class IceConnection(Connection):
     async def query_consent(self) -> None:
         """Consent freshness with dead-path detection (see module doc).
 
-        A check every `consent_interval` (+-20%) as aioice does, and also
-        every `SILENCE_POLL_S` while nothing came in from the client for
-        `SILENCE_S` (a browser sends RTCP at least about once a second, so a
-        silent client is probably gone): a dead path is noticed in about
-        3 s instead of 10.  The counters are read, nothing is added to the
-        per-packet path.  Consent still expires only after
+        A check every `consent_interval` (+-20%) as aioice does, and also as
+        soon as the client went silent for longer than its packet rate
+        explains (`PathWatch`: 0.3 s for a client that sent media, 1 s for
+        one that sends only RTCP): a dead path is noticed in about half a
+        second.  The counters are read every `POLL_S`, nothing is added to
+        the per-packet path.  Consent still expires only after
         `CONSENT_FAILURES` intervals (30 s) without an answer to a check
         sent in that time, however late the answer comes.
         """
@@ -401,27 +467,32 @@ class IceConnection(Connection):
         key = self.remote_password.encode("utf8")
         counters = self.counters
         loop = asyncio.get_running_loop()
-        answered = heard = self.consent_fresh = loop.time()
+        answered = self.consent_fresh = loop.time()
+        watch = PathWatch(answered)
         next_check = answered + self._consent_delay()
-        failures, warned, traffic = 0, False, -1
+        failures, warned = 0, False
         while True:
-            await asyncio.sleep(SILENCE_POLL_S)
+            await asyncio.sleep(POLL_S)
             now = loop.time()
-            seen = counters.rtp_in + counters.rtcp_in
-            if seen != traffic:
-                traffic, heard = seen, now
-            if now < next_check and now - heard < SILENCE_S:
+            silent = watch.poll(now, counters.rtp_in + counters.rtcp_in)
+            if now < next_check and not silent:
                 continue
             next_check = now + self._consent_delay()
+            rtt = await self._consent_answered(key, watch.timeout())
             # Answered in time, or an earlier check's answer came late: the path works.
-            if await self._consent_answered(key) or self.consent_fresh > answered:
+            if rtt is not None or self.consent_fresh > answered:
+                if rtt is not None:
+                    watch.answered(now, rtt)
                 answered, failures, warned = self.consent_fresh, 0, False
                 continue
             failures += 1
-            silent = now - heard >= SILENCE_S
             if (failures >= CONSENT_WARN_FAILURES or silent) and not warned:
                 warned = True
                 counters.consent_warnings += 1
+                logger.info(
+                    "ICE consent check unanswered (%.2f s of silence): asking for a restart",
+                    loop.time() - watch.heard,
+                )
                 if self.on_consent_lost is not None:
                     self.on_consent_lost()
             if now - answered >= CONSENT_FAILURES * self.consent_interval:
@@ -433,25 +504,32 @@ class IceConnection(Connection):
     def _consent_delay(self) -> float:
         return self.consent_interval * (0.8 + 0.4 * random.random())
 
-    async def _consent_answered(self, key: bytes) -> bool:
-        """Check every nominated pair; whether all answered within `CONSENT_RTO`.
-
-        Each check stays open for the consent window (`_send_check`), so an
-        answer that comes later still moves `consent_fresh`.
-        """
+    async def _consent_answered(self, key: bytes, within: float) -> float | None:
+        """The round trip (s) of a check on every nominated pair, or None if one went
+        unanswered for `within` s: a second check goes out half way (one lost
+        datagram is no dead path).  Each check stays open for the consent
+        window (`_send_check`), so an answer that comes later still moves
+        `consent_fresh`; past `within`, a server behind its own shared socket
+        first reads what arrived in time (`_answered_behind_queue`)."""
         loop = asyncio.get_running_loop()
         self._forget_checks(loop.time() - CONSENT_FAILURES * self.consent_interval)
-        sent = loop.time()
-        checks = [self._send_check(pair, key) for pair in list(self._nominated.values())]
-        if None in checks:
+        rtt = 0.0
+        for pair in list(self._nominated.values()):
+            sent = loop.time()
+            answer = await first_answer(functools.partial(self._check, pair, key), within)
+            if answer is None:
+                if not await self._answered_behind_queue(sent, sent + within):
+                    return None
+                answer = within
+            rtt = max(rtt, answer)
+        return rtt
+
+    async def _check(self, pair: CandidatePair, key: bytes) -> bool:
+        check = self._send_check(pair, key)
+        if check is None:
             return False
-        try:
-            async with asyncio.timeout(CONSENT_RTO):
-                for check in checks:
-                    assert check is not None
-                    await check.answered.wait()
-        except TimeoutError:
-            return await self._answered_behind_queue(sent, sent + CONSENT_RTO)
+        # first_answer cancels this wait, not the check: a late answer still counts.
+        await check.answered.wait()
         return True
 
     def _send_check(self, pair: CandidatePair, key: bytes) -> ConsentCheck | None:

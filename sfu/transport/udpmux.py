@@ -438,7 +438,7 @@ class SharedEndpoint(StunProtocol):
         if self.selects(addr):
             self.ice.on_srtp(data)
         else:
-            self.ice.counters.foreign_source += 1
+            self.ice.foreign_media(data, addr, self)
 
     def response(self, message: stun.Message, addr: tuple[str, int]) -> None:
         transaction = self.transactions.get(message.transaction_id)

@@ -8,6 +8,14 @@ const ICE_DISCONNECTED_GRACE_MS = 1000;
 // A dead media path often means a dead network under the signalling socket too: the
 // restart's offer goes out only once the socket answers a `ping` this fast.
 const SOCKET_CHECK_MS = 2000;
+// A restart's offer goes this long after the last UDP candidate (the rest are trickled).
+const UDP_SETTLE_MS = 30;
+// Nothing at all received on the transport (media, RTCP, the SFU's feedback) for this
+// long, read every MEDIA_POLL_MS: the socket is checked at once (a network change that
+// killed it leaves the SFU's `ice_restart_needed` undelivered, and Chromium itself calls
+// ICE `disconnected` only ~7 s later), and a resume restarts ICE.
+const MEDIA_SILENT_MS = 1000;
+const MEDIA_POLL_MS = 250;
 
 /**
  * The camera's simulcast encodings, lowest first (docs/protocol.md, "Simulcast"):
@@ -65,6 +73,9 @@ export class MediaSession extends Emitter {
     this._offerSent = false;
     this._closed = false;
     this._restarting = false;
+    // Nothing received for MEDIA_SILENT_MS (`_watchInbound`): a resume restarts ICE.
+    this._mediaSilent = false;
+    this._inboundTimer = null;
     this._disconnectTimer = null;
     /** Publish the camera with simulcast where the browser can (`start({simulcast})`). */
     this.simulcast = room._simulcast ?? true;
@@ -216,7 +227,36 @@ export class MediaSession extends Emitter {
     };
     pc.onconnectionstatechange = () => this.emit("connectionstate", { state: pc.connectionState });
     pc.oniceconnectionstatechange = () => this._onIceState(pc);
+    this._watchInbound(pc);
     return pc;
+  }
+
+  /** Whether anything arrives on `pc`'s transport (see MEDIA_SILENT_MS). */
+  _watchInbound(pc) {
+    let received = -1;
+    let since = Date.now();
+    this._mediaSilent = false;
+    clearInterval(this._inboundTimer);
+    this._inboundTimer = setInterval(async () => {
+      if (pc !== this.pc || this._closed || pc.connectionState !== "connected") return;
+      let bytes = 0;
+      try {
+        (await pc.getStats()).forEach((s) => {
+          if (s.type === "transport") bytes += s.bytesReceived ?? 0;
+        });
+      } catch {
+        return;
+      }
+      const now = Date.now();
+      if (bytes !== received) {
+        received = bytes;
+        since = now;
+        this._mediaSilent = false;
+      } else if (now - since >= MEDIA_SILENT_MS && !this._mediaSilent) {
+        this._mediaSilent = true;
+        this.room.checkConnection(SOCKET_CHECK_MS);
+      }
+    }, MEDIA_POLL_MS);
   }
 
   /** Make the transceivers match what is published and how many slots are wanted. */
@@ -268,7 +308,9 @@ export class MediaSession extends Emitter {
     this._offerSent = false;
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    await waitForIceGathering(pc, 2500, restart);
+    // A restart's offer goes as soon as the UDP candidates are in: the TCP ones come
+    // last (the server takes only UDP; they are trickled), ~0.1-1 s later under load.
+    await waitForIceGathering(pc, 2500, restart, restart);
     if (pc !== this.pc) return;
     const sdp = pc.localDescription.sdp;
     // From here on, newly found candidates are not in `sdp`: trickle them. The server
@@ -410,7 +452,8 @@ export class MediaSession extends Emitter {
    * ICE restart over the same session: new ICE credentials, the same DTLS, the same
    * m-lines and slots (the server keeps the transport). Nothing to do before the
    * first answer; a restart already on its way covers this one.
-   * @param {string} reason "failed", "disconnected" or "server" (`ice_restart_needed`)
+   * @param {string} reason "failed", "disconnected", "server" (`ice_restart_needed`) or
+   *   "silent" (nothing received for MEDIA_SILENT_MS and the socket had to be resumed)
    */
   _restartIce(reason) {
     const pc = this.pc;
@@ -421,7 +464,8 @@ export class MediaSession extends Emitter {
       try {
         if (pc !== this.pc) return;
         // No answer: the SDK resumes on a new socket, and `_afterResume` restarts then.
-        if (!(await this.room.checkConnection(SOCKET_CHECK_MS))) return;
+        // (`ice_restart_needed` itself just came over this socket: no need to ask.)
+        if (reason !== "server" && !(await this.room.checkConnection(SOCKET_CHECK_MS))) return;
         if (pc !== this.pc) return;
         pc.restartIce();
         await this._negotiate(true);
@@ -436,6 +480,7 @@ export class MediaSession extends Emitter {
   _afterResume() {
     const state = this.pc?.iceConnectionState;
     if (state === "disconnected" || state === "failed") this._restartIce(state);
+    else if (this._mediaSilent) this._restartIce("silent");
   }
 
   _onMediaClosed(reason) {
@@ -453,6 +498,8 @@ export class MediaSession extends Emitter {
     this._layerWishes.clear();
     clearTimeout(this._disconnectTimer);
     this._disconnectTimer = null;
+    clearInterval(this._inboundTimer);
+    this._inboundTimer = null;
     this.pc?.close();
     this.pc = null;
     this._publish = {};
@@ -686,8 +733,11 @@ export function preferCodecs(transceiver, kind) {
 /**
  * @param {RTCPeerConnection} pc
  * @param {number} timeoutMs
+ * @param {boolean} [restarted] an ICE restart: wait for the new gathering
+ * @param {boolean} [udpOnly] done once the UDP candidates are in (browsers gather the
+ *   host UDP ones of every network at once, the TCP ones ~0.1 s later)
  */
-export function waitForIceGathering(pc, timeoutMs, restarted = false) {
+export function waitForIceGathering(pc, timeoutMs, restarted = false, udpOnly = false) {
   // After an ICE restart the state still says "complete" (of the old gathering) until
   // the new gathering starts: wait for the new one to complete.
   if (!restarted && pc.iceGatheringState === "complete") return Promise.resolve();
@@ -695,15 +745,29 @@ export function waitForIceGathering(pc, timeoutMs, restarted = false) {
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
+      clearTimeout(settle);
       pc.removeEventListener("icegatheringstatechange", check);
+      pc.removeEventListener("icecandidate", candidate);
       resolve();
     };
     const check = () => {
       if (pc.iceGatheringState === "gathering") restarted = false;
       else if (pc.iceGatheringState === "complete" && !restarted) done();
     };
+    // udpOnly: done at the first TCP candidate, or once no UDP one came for UDP_SETTLE_MS
+    let settle;
+    const candidate = (event) => {
+      const line = event.candidate?.candidate ?? "";
+      if (!udpOnly || restarted || !line) return;
+      if (/ tcp /i.test(line)) done();
+      else {
+        clearTimeout(settle);
+        settle = setTimeout(done, UDP_SETTLE_MS);
+      }
+    };
     const timer = setTimeout(done, timeoutMs);
     pc.addEventListener("icegatheringstatechange", check);
+    pc.addEventListener("icecandidate", candidate);
   });
 }
 
