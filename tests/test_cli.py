@@ -28,7 +28,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[ServerProcess]:
     unset: dict[str, str | None] = {"VISITROOM_API_KEY": None, "VISITROOM_API_SECRET": None}
-    proc = ServerProcess(tmp_path / "data", unset)
+    # no media in these tests: the SFU in-process spares starting and stopping workers
+    proc = ServerProcess(tmp_path / "data", unset, "--workers", "0")
     yield proc
     proc.kill()
 
@@ -139,7 +140,8 @@ async def test_the_audit_trail_survives_a_restart(server: ServerProcess) -> None
 async def test_tls_serves_https_and_wss(tmp_path: Path) -> None:
     cert, key = self_signed_cert(tmp_path)
     env: dict[str, str | None] = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
-    server = ServerProcess(tmp_path / "data", env, "--tls-cert", str(cert), "--tls-key", str(key))
+    tls = ("--tls-cert", str(cert), "--tls-key", str(key))
+    server = ServerProcess(tmp_path / "data", env, *tls, "--workers", "0")
     try:
         await server.start()
         context = ssl.create_default_context(cafile=str(cert))

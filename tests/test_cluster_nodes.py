@@ -53,7 +53,9 @@ def node(tmp_path: Path, name: str, redis: RedisServer) -> ServerProcess:
         "VISITROOM_KNOCK_RATE_LIMIT": "0",
         "VISITROOM_DRAIN_DEADLINE_S": "5",
     }
-    return ServerProcess(tmp_path / name, env)
+    # one SFU worker: the pool and its Redis directory run as in production, with half
+    # the processes to start and stop (no test here sends media)
+    return ServerProcess(tmp_path / name, env, "--workers", "1")
 
 
 @pytest.fixture

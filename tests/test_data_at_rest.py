@@ -26,6 +26,9 @@ ENV: dict[str, str | None] = {
     "VISITROOM_API_SECRET": API_SECRET,
     "VISITROOM_ALLOW_OPEN_DATA_DIR": None,
     "VISITROOM_AUDIT_KEY": None,
+    # the SFU in-process: what is written to the data dir does not depend on worker
+    # processes (sfu/ never touches it), and each one costs a start and a stop
+    "VISITROOM_WORKERS": "0",
 }
 
 

@@ -5,8 +5,9 @@ believed only from the proxy, and a real browser visit through https://."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,17 +44,20 @@ def node_env(front: str, **extra: str) -> dict[str, str | None]:
     }
 
 
-@pytest.fixture
-async def one_node(tmp_path: Path) -> AsyncIterator[tuple[ServerProcess, Nginx]]:
-    server = ServerProcess(tmp_path / "node", {})
-    nginx = Nginx(tmp_path, [server.port])
+@pytest.fixture(scope="module")
+def one_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Nginx]]:
+    """One node behind nginx, shared by the module's tests (each uses its own room)."""
+    tmp = tmp_path_factory.mktemp("one-node")
+    # no media here: the SFU in-process spares starting and stopping worker processes
+    server = ServerProcess(tmp / "node", {"VISITROOM_WORKERS": "0"})
+    nginx = Nginx(tmp, [server.port])
     # anonymous knocks: 2 a minute per address and room, to see which address counts
     env = node_env(nginx.url, VISITROOM_KNOCK_RATE_LIMIT="2/60")
     server.env.update({k: v for k, v in env.items() if v is not None})
     server.env.pop("VISITROOM_REDIS_URL", None)
     nginx.start()
     try:
-        await server.start()
+        in_thread(server.start)
         yield server, nginx
     finally:
         server.kill()
@@ -91,26 +95,30 @@ async def test_tls_hsts_redirect_and_websockets_through_nginx(
         await host.request({"type": "admit", "participant_ids": [guest_id]})
         roster = (await guest.next("roster"))["participants"]
         assert guest_id in {p["id"] for p in roster}
+        for peer in (guest, host):  # closed here: the node outlives the test
+            await peer.close()
 
 
 async def test_forwarded_for_is_believed_from_the_proxy_only(
     one_node: tuple[ServerProcess, Nginx],
 ) -> None:
     server, nginx = one_node
+    room = "visit-xff"  # a room of its own: the other test's knocks count in visit-1
     async with aiohttp.ClientSession() as session:
-        host = Peer(await session.ws_connect(f"{nginx.url}/v1/rooms/visit-1/ws", ssl=False))
-        await host.send({"type": "hello", "token": token()})
+        host = Peer(await session.ws_connect(f"{nginx.url}/v1/rooms/{room}/ws", ssl=False))
+        await host.send({"type": "hello", "token": token(room)})
         await host.next("welcome")
         # Two knocks straight to the node use up 127.0.0.1's anonymous knocks...
         direct = f"http://127.0.0.1:{server.port}"
         spoof = {"X-Forwarded-For": "203.0.113.7"}  # not from a trusted proxy: ignored
-        assert await knock(session, direct, "visit-1", **spoof) == "waiting"
-        assert await knock(session, direct, "visit-1") == "waiting"
-        assert await knock(session, direct, "visit-1") == "rate_limited"
+        assert await knock(session, direct, room, **spoof) == "waiting"
+        assert await knock(session, direct, room) == "waiting"
+        assert await knock(session, direct, room) == "rate_limited"
         # ...and through nginx (which connects from 127.0.0.5) the same browser address
         # is still out of knocks, whatever it writes in its own X-Forwarded-For.
-        assert await knock(session, nginx.url, "visit-1", **spoof) == "rate_limited"
-        assert await knock(session, nginx.url, "visit-1") == "rate_limited"
+        assert await knock(session, nginx.url, room, **spoof) == "rate_limited"
+        assert await knock(session, nginx.url, room) == "rate_limited"
+        await host.close()
 
 
 @dataclass
@@ -140,9 +148,12 @@ def two_nodes(
         )
         node.env.update({k: v for k, v in env.items() if v is not None})
     nginx.start()
+
+    async def start_both() -> None:  # side by side: each waits mostly on its own workers
+        await asyncio.gather(a.start(), b.start())
+
     try:
-        in_thread(a.start)
-        in_thread(b.start)
+        in_thread(start_both)
         yield a, b, nginx
     finally:
         a.kill()

@@ -131,6 +131,7 @@ async def test_the_script_prints_a_real_visits_events(tmp_path: Path) -> None:
             "VISITROOM_WEBHOOK_URLS": f"http://127.0.0.1:{port}/visitroom-events",
             "VISITROOM_WEBHOOK_SECRET": SECRET,
             "VISITROOM_REDIS_URL": None,
+            "VISITROOM_WORKERS": "0",  # no media: the SFU in-process spares worker starts
         },
     )
     await server.start()

@@ -243,6 +243,7 @@ def server_env(mailbox: Mailbox) -> dict[str, str | None]:
         "VISITROOM_PUBLIC_BASE_URL": BASE_URL,
         "VISITROOM_PORTAL_RETRY_BASE": "0.2s",
         "VISITROOM_LOG_LEVEL": "DEBUG",
+        "VISITROOM_WORKERS": "0",  # no media: the SFU in-process spares worker starts
     }
 
 

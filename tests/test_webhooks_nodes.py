@@ -86,7 +86,8 @@ async def test_a_restart_in_the_middle_loses_no_event(
     tmp_path: Path, receiver: Receiver, session: aiohttp.ClientSession, stop: int
 ) -> None:
     await receiver.stop()  # nobody listens: every event waits in the outbox
-    server = ServerProcess(tmp_path / "data", hook_env(receiver))
+    # one node, no media: the SFU in-process spares starting and stopping workers
+    server = ServerProcess(tmp_path / "data", hook_env(receiver), "--workers", "0")
     await server.start(60)
     try:
         host, _, gid = await admitted_visit(session, server, server)
@@ -128,7 +129,8 @@ async def nodes(
             "VISITROOM_NODE_ID": name,
             "VISITROOM_DRAIN_DEADLINE_S": "5",
         }
-        return ServerProcess(tmp_path / name, env)
+        # one SFU worker: the pool and its Redis directory as in production, fewer processes
+        return ServerProcess(tmp_path / name, env, "--workers", "1")
 
     a, b = node("node-a"), node("node-b")
     await asyncio.gather(a.start(60), b.start(60))
