@@ -25,10 +25,10 @@ cluster, and the estimator measures how fast the cluster arrived
   starts afresh.
 - A probe's own overuse (libwebrtc's probe_controller, `RequestProbe`):
   when the estimate drops by 10 % or more within a second after an
-  attempt while the media sent is well below the estimate before the drop
-  (app-limited: under 0.85 x it), the delay-based decrease started from
-  what an app-limited sender gets through (0.85 x the acknowledged rate),
-  not from the link.  Once the queue the probe built has drained
+  attempt planned while the media sent was well below the estimate
+  (app-limited: under 0.85 x the estimate before the drop), the
+  delay-based decrease started from what an app-limited sender gets
+  through (0.85 x the acknowledged rate), not from the link.  Once the queue the probe built has drained
   (`DRAIN_S`), one cluster at 0.85 x the estimate before the drop checks
   whether the link still carries it; if it does, the estimate is back
   near the link at once instead of climbing 8 % a second from there.
@@ -111,6 +111,7 @@ class Prober:
         self._high: tuple[float, int] | None = None  # (since, estimate): recent high
         self._calm_from = 0.0
         self._last_end = -1e18  # when the last attempt's clusters ended
+        self._sending_at_attempt = 0  # media sent when it was planned
         self._drop_probe: tuple[float, int] | None = None  # (due, target)
         self._last_drop_probe = -1e18
 
@@ -185,6 +186,7 @@ class Prober:
         self._attempt = _Attempt(self._estimate, start)
         self._attempt_desired = desired_bps
         self._last_end = start
+        self._sending_at_attempt = self._sending
 
     def _reprobe_after_drop(self, desired_bps: int, now: float) -> None:
         """The one cluster after a probe's own overuse (see the module doc), when due."""
@@ -241,7 +243,7 @@ class Prober:
             return  # the re-probe's own overuse: nothing more to try
         if not (
             now - self._last_end <= RESULT_WAIT_S
-            and self._sending < APP_LIMITED_FRACTION * before
+            and self._sending_at_attempt < APP_LIMITED_FRACTION * before
             and now - self._last_drop_probe >= DROP_PROBE_INTERVAL_S
         ):
             return
