@@ -28,12 +28,13 @@ cluster, and the estimator measures how fast the cluster arrived
   attempt planned while the media sent was well below the estimate
   (app-limited: under 0.85 x the estimate before the drop), the
   delay-based decrease started from what an app-limited sender gets
-  through (0.85 x the acknowledged rate), not from the link.  Once the queue the probe built has drained
-  (`DRAIN_S`), one cluster at 0.85 x the estimate before the drop checks
-  whether the link still carries it; if it does, the estimate is back
-  near the link at once instead of climbing 8 % a second from there.
-  At most one such probe per `DROP_PROBE_INTERVAL_S`; it never starts an
-  exponential search, and the backoff of the failed attempt stands.
+  through (0.85 x the acknowledged rate), not from the link.  Once the
+  queue the probe built has drained (`DRAIN_S`), one cluster at 0.85 x
+  the estimate before the drop checks whether the link still carries
+  it; if it does, the estimate is back near the link at once instead of
+  climbing 8 % a second from there.  At most one such probe per
+  `DROP_PROBE_INTERVAL_S`; it never starts an exponential search, and
+  the backoff of the failed attempt stands.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
