@@ -133,6 +133,73 @@ def test_no_probing_right_after_the_estimate_dropped() -> None:
     assert prober.probing
 
 
+def overused_by_its_own_probe(sending: int) -> Prober:
+    """A viewer under a 300 kbit/s cap, estimate 300 k, sending `sending`: an attempt
+    (450 k, 600 k) overuses the link and the estimate falls to 160 k at 0.5 s."""
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=300_000, desired_bps=2_000_000, sending_bps=sending, now=0.0)
+    assert [c.target_bps for c in clusters_between(prober, 0.0, 0.2)] == [450_000, 600_000]
+    prober.want(estimate_bps=300_000, desired_bps=2_000_000, sending_bps=sending, now=0.3)
+    prober.want(estimate_bps=160_000, desired_bps=2_000_000, sending_bps=sending, now=0.5)
+    return prober
+
+
+def test_a_probe_s_own_overuse_is_rechecked_at_0_85x_the_estimate_before_it() -> None:
+    """App-limited (190 k sent of a 300 k estimate), the decrease after the probe's
+    overuse starts from 0.85 x what arrives, far below the link: once its queue has
+    drained, one cluster at 0.85 x 300 k (libwebrtc's probe after a large drop)."""
+    prober = overused_by_its_own_probe(sending=190_000)
+    prober.want(estimate_bps=160_000, desired_bps=2_000_000, sending_bps=190_000, now=0.8)
+    assert clusters_between(prober, 0.8, 1.0) == []  # the queue drains first
+    prober.want(estimate_bps=165_000, desired_bps=2_000_000, sending_bps=190_000, now=1.0)
+    assert [c.target_bps for c in clusters_between(prober, 1.0, 1.2)] == [255_000]
+    # it worked (the estimate is back at 250 k): no exponential search from there,
+    # the failed attempt's backoff (2 s) and the calm after the drop stand
+    prober.want(estimate_bps=250_000, desired_bps=2_000_000, sending_bps=190_000, now=1.5)
+    assert not prober.probing
+    prober.want(estimate_bps=250_000, desired_bps=2_000_000, sending_bps=190_000, now=2.4)
+    assert not prober.probing
+    prober.want(estimate_bps=250_000, desired_bps=2_000_000, sending_bps=190_000, now=2.6)
+    assert [c.target_bps for c in clusters_between(prober, 2.6, 2.8)] == [375_000]
+
+
+def test_no_recheck_when_the_sender_was_not_app_limited_or_it_came_back() -> None:
+    prober = overused_by_its_own_probe(sending=300_000)  # the link was full: a real drop
+    prober.want(estimate_bps=160_000, desired_bps=2_000_000, sending_bps=300_000, now=1.0)
+    assert clusters_between(prober, 1.0, 1.5) == []
+    prober = overused_by_its_own_probe(sending=190_000)
+    prober.want(estimate_bps=250_000, desired_bps=2_000_000, sending_bps=190_000, now=1.0)
+    assert clusters_between(prober, 1.0, 1.5) == []  # 250 k >= 0.95 x 255 k: nothing to check
+
+
+def test_at_most_one_recheck_in_five_seconds() -> None:
+    prober = overused_by_its_own_probe(sending=190_000)
+    prober.want(estimate_bps=165_000, desired_bps=2_000_000, sending_bps=190_000, now=1.0)
+    assert [c.target_bps for c in clusters_between(prober, 1.0, 1.2)] == [255_000]
+
+    def overuse_the_next_attempt(start: float) -> float:
+        """Estimate 300 k until an attempt starts; it overuses; the time of the drop."""
+        t = start
+        while not clusters_between(prober, t, t + 0.1):
+            t = round(t + 0.1, 1)
+            prober.want(estimate_bps=300_000, desired_bps=2_000_000, sending_bps=190_000, now=t)
+        t = round(t + 0.4, 1)
+        prober.want(estimate_bps=160_000, desired_bps=2_000_000, sending_bps=190_000, now=t)
+        return t
+
+    dropped = overuse_the_next_attempt(1.2)
+    assert dropped < 6.0
+    for t in (dropped + 0.5, dropped + 1.0):  # 1.0 s was the last recheck: none now
+        prober.want(estimate_bps=165_000, desired_bps=2_000_000, sending_bps=190_000, now=t)
+        assert clusters_between(prober, t, t + 0.2) == []
+    dropped = overuse_the_next_attempt(dropped + 1.2)
+    assert dropped >= 6.0
+    prober.want(estimate_bps=165_000, desired_bps=2_000_000, sending_bps=190_000, now=dropped + 0.5)
+    assert [c.target_bps for c in clusters_between(prober, dropped + 0.5, dropped + 0.7)] == [
+        255_000
+    ]
+
+
 def test_a_jump_in_desired_probes_at_once_despite_the_backoff() -> None:
     prober = Prober(duration_s=0.1)
     drive(prober, 1_000_000, 0.0, 8.0)  # two failures: next attempt not before ~10 s

@@ -23,6 +23,18 @@ cluster, and the estimator measures how fast the cluster arrived
   cluster at 1.5 x (a failed probe queues data and may cost a delay-based
   decrease: keep re-checks small); a jump in desired (a new stage slot)
   starts afresh.
+- A probe's own overuse (libwebrtc's probe_controller, `RequestProbe`):
+  when the estimate drops by 10 % or more within a second after an
+  attempt planned while the media sent was well below the estimate
+  (app-limited: under 0.85 x the estimate before the drop), the
+  delay-based decrease started from what an app-limited sender gets
+  through (0.85 x the acknowledged rate), not from the link.  Once the
+  queue the probe built has drained (`DRAIN_S`), one cluster at 0.85 x
+  the estimate before the drop checks whether the link still carries
+  it; if it does, the estimate is back near the link at once instead of
+  climbing 8 % a second from there.  At most one such probe per
+  `DROP_PROBE_INTERVAL_S`; it never starts an exponential search, and
+  the backoff of the failed attempt stands.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -50,6 +62,11 @@ SUCCESS_RATIO = 1.1
 RESULT_WAIT_S = 1.0
 DESIRED_JUMP = 1.25
 MIN_GAIN = 1.1  # a cluster must aim at least 10 % above the estimate
+DROP_PROBE_FRACTION = 0.85  # re-probe at this fraction of the estimate before the drop
+APP_LIMITED_FRACTION = 0.85  # sending below this x the estimate: app-limited
+PROBE_UNCERTAINTY = 0.05  # a re-probe is worth it while the estimate is below 0.95 x its target
+DRAIN_S = 0.5  # after a probe's overuse, let its queue drain before re-probing
+DROP_PROBE_INTERVAL_S = 5.0
 
 
 class ProbeCluster(NamedTuple):
@@ -63,6 +80,7 @@ class ProbeCluster(NamedTuple):
 class _Attempt(NamedTuple):
     start_estimate: int
     end: float
+    after_drop: bool = False  # a re-probe after a probe's own overuse: no search from it
 
 
 class Prober:
@@ -93,6 +111,10 @@ class Prober:
         self._attempt_desired = 0
         self._high: tuple[float, int] | None = None  # (since, estimate): recent high
         self._calm_from = 0.0
+        self._last_end = -1e18  # when the last attempt's clusters ended
+        self._sending_at_attempt = 0  # media sent when it was planned
+        self._drop_probe: tuple[float, int] | None = None  # (due, target)
+        self._last_drop_probe = -1e18
 
     @property
     def probing(self) -> bool:
@@ -107,7 +129,10 @@ class Prober:
         self._judge_attempt(now)
         if desired_bps < self._estimate * MIN_GAIN:
             self._planned.clear()  # nothing more to find out
+            self._drop_probe = None
             return
+        if self._drop_probe is not None and self._attempt is None:
+            self._reprobe_after_drop(desired_bps, now)
         if desired_bps > self._attempt_desired * DESIRED_JUMP and self._attempt is None:
             self._next_attempt = now  # the allocation wants notably more: ask now
             self._backoff = self.interval_s
@@ -161,10 +186,36 @@ class Prober:
             start += self.duration_s
         self._attempt = _Attempt(self._estimate, start)
         self._attempt_desired = desired_bps
+        self._last_end = start
+        self._sending_at_attempt = self._sending
+
+    def _reprobe_after_drop(self, desired_bps: int, now: float) -> None:
+        """The one cluster after a probe's own overuse (see the module doc), when due."""
+        assert self._drop_probe is not None
+        due, target = self._drop_probe
+        if now < due:
+            return
+        self._drop_probe = None
+        target = min(target, desired_bps)
+        if target * (1 - PROBE_UNCERTAINTY) <= self._estimate:
+            return  # the estimate came back by itself
+        self._planned.append(
+            ProbeCluster(self._next_id, target, now, self.duration_s, self.min_packets)
+        )
+        self._next_id += 1
+        self._attempt = _Attempt(self._estimate, now + self.duration_s, after_drop=True)
+        self._last_end = now + self.duration_s
+        self._last_drop_probe = now
 
     def _judge_attempt(self, now: float) -> None:
         attempt = self._attempt
         if attempt is None or now < attempt.end:
+            return
+        if attempt.after_drop:
+            if self._estimate >= attempt.start_estimate * SUCCESS_RATIO or (
+                now >= attempt.end + RESULT_WAIT_S
+            ):
+                self._attempt = None  # the failed attempt's backoff stands
             return
         if self._estimate >= attempt.start_estimate * SUCCESS_RATIO:
             self._attempt = None  # it grew: look further right away
@@ -184,3 +235,21 @@ class Prober:
             self._calm_from = now + CALM_S
             self._planned.clear()
             self._high = (now, self._estimate)
+            self._after_own_overuse(high[1], now)
+
+    def _after_own_overuse(self, before: int, now: float) -> None:
+        """A drop right after an attempt while app-limited: plan the re-probe."""
+        attempt = self._attempt
+        if attempt is not None and attempt.after_drop:
+            return  # the re-probe's own overuse: nothing more to try
+        if not (
+            now - self._last_end <= RESULT_WAIT_S
+            and self._sending_at_attempt < APP_LIMITED_FRACTION * before
+            and now - self._last_drop_probe >= DROP_PROBE_INTERVAL_S
+        ):
+            return
+        if attempt is not None:  # the attempt failed: back off as usual
+            self._attempt = None
+            self._next_attempt = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.max_interval_s)
+        self._drop_probe = (now + DRAIN_S, int(before * DROP_PROBE_FRACTION))
