@@ -117,10 +117,14 @@ async def test_chromium_subscriber_feedback_becomes_packet_results(
 
         # The allocation wants more than the estimate: the SFU probes with
         # padding on the RTX stream, and Chromium reports those packets too.
-        bob.desired_bps = 3 * bob.estimator.estimate_bps
+        # (Set at every check: the layer clock rewrites desired_bps from the
+        # tiles' demand every 0.5 s, and a demand under the estimate cancels
+        # planned probes.)
+        estimator = bob.estimator
         probes: list[Any] = []
 
         def probed() -> bool:
+            bob.desired_bps = 3 * estimator.estimate_bps
             probes.extend(r for r in bob.packet_results if r.probe >= 0)
             return any(r.arrival is not None for r in probes)
 
