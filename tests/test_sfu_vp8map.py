@@ -574,6 +574,21 @@ def test_a_frame_missing_then_late_keeps_its_picture_id() -> None:
     assert judge(m, vp8(1, 2, True, 1), 3000)[1] == 1  # it came late: its place
 
 
+def test_a_late_frame_from_before_a_key_frame_is_judged_by_the_layer_then() -> None:
+    # Found by hypothesis in CI: limit 0 drops a TL2; the limit goes up to 2 and a
+    # key frame comes; then a TL2 from before that key frame arrives late. It
+    # references the dropped TL2: it must be dropped too (the key frame's reset
+    # to the new limit applies from the key frame on, not to frames before it).
+    m = Vp8Map(max_temporal=0)
+    m.begin()
+    judge(m, vp8(40, 0, False, 1, key=True), 0)
+    assert judge(m, vp8(41, 2, True, 1), 3000)[0] == DROP
+    m.set_max_temporal(2)
+    assert judge(m, vp8(44, 0, False, 2, key=True), 12000)[0] != DROP  # 42, 43 missing
+    assert judge(m, vp8(43, 2, False, 1), 9000)[0] == DROP  # late, refs the dropped 41
+    assert judge(m, vp8(45, 2, True, 2), 15000)[0] != DROP  # after the key frame: layer 2
+
+
 def test_seqmap_loss_stays_a_gap_and_drops_close_up() -> None:
     s: SeqMap[str] = SeqMap(first=100)
     s.begin("a")

@@ -238,9 +238,11 @@ class Vp8Map:
 
     def _new_frame(self, d: Vp8Descriptor, timestamp: int, marker: bool) -> int:
         limit = self.max_temporal
+        # In force for frames missing before this one: a key frame's reset to
+        # the limit (below) applies from the key frame on, not to frames before it.
+        layer = min(self.temporal, limit)
         if d.keyframe or self.temporal > limit:
             self.temporal = limit
-        layer = self.temporal  # in force for frames missing before this one
         tid = d.tid
         forward = True
         frame_start = d.start and d.partition == 0
