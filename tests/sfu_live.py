@@ -75,6 +75,11 @@ class RecordingEvents:
         ]
 
 
+def received(peer: SyntheticPeer) -> int:
+    """RTP packets `peer` has received on all its streams."""
+    return sum(stream.packets for stream in peer.transport.streams.values())
+
+
 async def eventually(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
     """Wait until `predicate()` is true, checking every 10 ms, or fail after `timeout`."""
     deadline = time.monotonic() + timeout

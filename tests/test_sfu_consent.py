@@ -15,7 +15,7 @@ from typing import Any
 
 from sfu.local import LocalMedia
 from sfu.transport.udpmux import UdpMux
-from tests.sfu_live import Pump, eventually, join, running_media, tracked
+from tests.sfu_live import Pump, eventually, join, received, running_media, tracked
 from tests.synthetic_peer import SyntheticPeer
 
 # Consent checks every 0.3 s: consent expires after 6 of them, 1.8 s, not 30 s.
@@ -95,10 +95,6 @@ async def join_through(media: LocalMedia, pid: str, peer: SyntheticPeer) -> Slow
     relay_port = await relay.open()
     await peer.connect(answer.replace(f" {port} typ host", f" {relay_port} typ host"))
     return relay
-
-
-def received(peer: SyntheticPeer) -> int:
-    return sum(stream.packets for stream in peer.transport.streams.values())
 
 
 async def test_a_publisher_whose_consent_answers_come_late_keeps_its_transport() -> None:

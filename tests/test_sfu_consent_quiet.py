@@ -9,12 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from tests.sfu_live import Pump, eventually, join, running_media
+from tests.sfu_live import Pump, eventually, join, received, running_media
 from tests.synthetic_peer import SyntheticPeer
-
-
-def received(peer: SyntheticPeer) -> int:
-    return sum(stream.packets for stream in peer.transport.streams.values())
 
 
 async def test_a_publisher_that_goes_quiet_is_checked_not_restarted() -> None:

@@ -16,16 +16,12 @@ import pytest
 from aiortc import sdp as aiortc_sdp
 
 from sfu.local import LocalMedia
-from tests.sfu_live import Pump, eventually, join, running_media
+from tests.sfu_live import Pump, eventually, join, received, running_media
 from tests.synthetic_peer import SyntheticPeer
 
 MODES = {"single-port": {}, "socket-per-transport": {"rtc_ports": (42000, 42999)}}
 # Consent checks every 0.3 s: two misses (the warning) take about 0.6 s, not 10 s.
 CONSENT = {"consent_interval_s": 0.3}
-
-
-def received(peer: SyntheticPeer) -> int:
-    return sum(stream.packets for stream in peer.transport.streams.values())
 
 
 def ufrags(media: LocalMedia) -> set[str]:
