@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VISITROOM_VENV:-.venv}"
 
-apt_packages="redis-server chromium chromium-driver fonts-dejavu-core iproute2 nodejs coturn iptables nginx glewlwyd podman runc catatonit mmdebstrap debootstrap"
+apt_packages="gcc libc6-dev redis-server chromium chromium-driver fonts-dejavu-core iproute2 nodejs coturn iptables nginx glewlwyd podman runc catatonit mmdebstrap debootstrap"
 if [ "${VISITROOM_SKIP_APT:-0}" != 1 ] && command -v apt-get >/dev/null; then
     missing=""
     for pkg in $apt_packages; do
