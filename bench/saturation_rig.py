@@ -108,6 +108,8 @@ class Rig:
     """Publishers and subscribers of one server, resized between measurements."""
 
     name = "?"
+    # Joins in progress at once from this generator (bench/join_storm.py --concurrency).
+    join_concurrency = JOIN_CONCURRENCY
 
     def __init__(self, side: Any, http: aiohttp.ClientSession, media: EncodedMedia,
                  max_publishers: int, sample: int) -> None:  # fmt: skip
@@ -164,7 +166,7 @@ class Rig:
             await self._players.pop()
         while len(self.subscribers) > load.subscribers:
             await self.subscribers.pop().close()
-        gate = asyncio.Semaphore(JOIN_CONCURRENCY)
+        gate = asyncio.Semaphore(self.join_concurrency)
 
         async def join(index: int) -> Subscriber:
             async with gate:

@@ -44,6 +44,7 @@ from sfu.control import (
 )
 from sfu.packet import counters as counters_mod
 from sfu.policy.bitrate import publisher_cap
+from sfu.policy.joinpace import JoinPace
 from sfu.routing.group import Group
 from sfu.routing.layerclock import LayerClock
 from sfu.routing.layering import Track
@@ -57,6 +58,7 @@ from sfu.settings import MediaSettings
 from sfu.transport import mmsg, srtp
 from sfu.transport.dtls import CertificateStore
 from sfu.transport.ice import PortAllocator, host_addresses
+from sfu.transport.joingate import JoinGate
 from sfu.transport.srtp import LibSrtp
 from sfu.transport.udpmux import UdpMux
 from sfu.transport.webrtc import WebRtcTransport
@@ -111,6 +113,8 @@ class LocalMedia:
         self.layers = LayerClock(self.notify, self.participants)
         self._retired = counters_mod.total([])
         self._pending: dict[str, list[str | None]] = {}
+        # New transports connecting at once, the other offers queued (sfu.policy.joinpace).
+        self.joins = JoinGate(JoinPace(settings.max_connecting, settings.connecting_hold_s))
         self.tasks: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -161,6 +165,7 @@ class LocalMedia:
         """Close every session and wait for the transports to wind down."""
         for pid in list(self.participants):
             self._close(pid)
+        self.joins.close()
         await self._ticker.stop()
         await self.drain()
         self._close_muxes()
@@ -199,6 +204,7 @@ class LocalMedia:
             on_transport_lost=self._transport_lost,
         )
         participant.on_consent_lost_cb = self._consent_lost
+        participant.on_connected_cb = self.joins.release
         self.participants[pid] = participant
         group.add(participant)
 
@@ -239,6 +245,7 @@ class LocalMedia:
         self._pending.pop(pid, None)
         if participant is None:
             return
+        self.joins.release(participant)
         self.layers.forget(participant)
         participant.close()
         self.published(participant)
@@ -272,10 +279,7 @@ class LocalMedia:
         async with participant.lock:
             kind = participant.offer_kind(offer)
             if kind in (OfferKind.FIRST, OfferKind.NEW_TRANSPORT):
-                transport = await self._new_transport(participant)
-                if self.participants.get(participant_id) is not participant or participant.closed:
-                    transport.close()
-                    raise MediaError("not_admitted", "the media session was closed")
+                transport = await self._paced_transport(participant)
                 participant.set_transport(transport, offer, self.settings.connect_timeout_s)
                 self._flush_candidates(participant)
             elif kind == OfferKind.ICE_RESTART:
@@ -287,6 +291,30 @@ class LocalMedia:
         self.published(participant)
         asyncio.get_running_loop().call_soon(self._refill_after_offer, participant)
         return answer
+
+    async def _paced_transport(self, participant: Participant) -> WebRtcTransport:
+        """A new transport once this join's turn came (`joins`); its slot is freed
+        when it connects, fails or closes (or after `connecting_hold_s`)."""
+        try:
+            turn = await self.joins.acquire(participant, self.settings.connect_timeout_s)
+        except TimeoutError:
+            message = "the media server is busy with other joins: offer again"
+            raise MediaError("unavailable", message) from None
+        transport: WebRtcTransport | None = None
+        try:
+            if turn and self._current(participant):
+                transport = await self._new_transport(participant)
+            if transport is None or not self._current(participant):
+                raise MediaError("not_admitted", "the media session was closed")
+        except BaseException:
+            if transport is not None:
+                transport.close()
+            self.joins.release(participant)
+            raise
+        return transport
+
+    def _current(self, participant: Participant) -> bool:
+        return self.participants.get(participant.id) is participant and not participant.closed
 
     async def _new_transport(self, participant: Participant) -> WebRtcTransport:
         if self._certificates is None:
@@ -398,6 +426,7 @@ class LocalMedia:
         self.notify(MediaClosed(pid, PRECALL_TIMEOUT))
 
     def _transport_lost(self, participant: Participant, reason: str) -> None:
+        self.joins.release(participant)
         participant.reset_media()
         self.published(participant)
         self.refill(participant.group)
@@ -434,7 +463,22 @@ class LocalMedia:
         result["groups"] = len(self.groups)
         result["producers"] = sum(len(p.producers) for p in self.participants.values())
         result["consumers"] = sum(len(p.consumers) for p in self.participants.values())
-        return {**result, **self._loss()}
+        return {**result, **self._loss(), **self._join_stats()}
+
+    def _join_stats(self) -> dict[str, float]:
+        """The pacing of joins (`joins`): now, and totals since the start."""
+        pace = self.joins.pace
+        stats = pace.stats
+        return {
+            "joins_connecting": pace.connecting,
+            "joins_queued": pace.waiting,
+            "joins_admitted": stats.admitted,
+            "joins_waited": stats.queued,
+            "joins_wait_seconds": stats.wait_s,
+            "joins_wait_max_seconds": stats.wait_max_s,
+            "joins_expired": stats.expired,
+            "joins_abandoned": stats.abandoned,
+        }
 
     def _loss(self) -> dict[str, float]:
         """Loss now: upstream as the SFU measured it, downstream as subscribers reported it."""

@@ -52,6 +52,13 @@ class MediaSettings:
     audio_slots_cap: int = 3
     # A transport whose ICE + DTLS has not completed by then is closed.
     connect_timeout_s: float = 30.0
+    # Joins paced (sfu.policy.joinpace): at most this many new transports
+    # connecting (ICE + DTLS) at once in this process, the other offers wait
+    # for their answer in arrival order (at most connect_timeout_s); a slot is
+    # freed when its transport connects, fails or closes, or after
+    # connecting_hold_s.  0: no pacing.
+    max_connecting: int = 8
+    connecting_hold_s: float = 10.0
     # ICE consent checks (RFC 7675) every this long (+-20%); 2 unanswered in a
     # row: the client is asked to restart ICE; 6: consent expired, transport_failed.
     consent_interval_s: float = 5.0
@@ -94,6 +101,8 @@ class MediaSettings:
             raise SettingsError("slot caps must not be negative")
         if self.consent_interval_s <= 0:
             raise SettingsError("consent_interval_s must be positive")
+        if self.max_connecting < 0 or self.connecting_hold_s <= 0:
+            raise SettingsError("max_connecting >= 0 and connecting_hold_s > 0, please")
         if self.stage_video_slots < 0 or self.thumbnail_refresh_s <= 0:
             raise SettingsError("stage_video_slots >= 0 and thumbnail_refresh_s > 0, please")
 

@@ -33,6 +33,7 @@ def media_settings(config: Config) -> MediaSettings:
         rtc_udp_port=config.rtc_udp_port,
         stage_video_slots=config.stage_video_slots,
         thumbnail_refresh_s=config.thumbnail_refresh_s,
+        max_connecting=config.max_connecting,
     )
 
 

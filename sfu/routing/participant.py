@@ -104,6 +104,8 @@ class Participant:
         self.transport: WebRtcTransport | None = None
         self.remote: RemoteIce | None = None  # the client's ICE and DTLS, from its last offer
         self.on_consent_lost_cb: Callable[[Participant], None] | None = None
+        # Told when a transport connected (LocalMedia frees its join slot).
+        self.on_connected_cb: Callable[[Participant], None] | None = None
         self.rtcp_ssrc = random.getrandbits(32) | 1
         self.cname = f"vr-{random.getrandbits(48):012x}"
         self.producers: dict[str, Producer] = {}
@@ -212,6 +214,8 @@ class Participant:
             reason = TRANSPORT_FAILED if transport.was_connected else CONNECT_FAILED
             self._lost(transport, reason)
         elif state == TransportState.CONNECTED:
+            if self.on_connected_cb is not None:
+                self.on_connected_cb(self)
             now = time.monotonic()
             for consumer in self.consumers.values():
                 if consumer.resync() and consumer.pending is not None:

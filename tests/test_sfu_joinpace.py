@@ -1,0 +1,159 @@
+"""The pacing rule of joins (sfu.policy.joinpace) and its shell (sfu.transport.joingate)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sfu.policy.joinpace import JoinPace, JoinState
+from sfu.transport.joingate import JoinGate
+
+
+def test_joins_go_at_once_until_the_limit_then_wait_in_arrival_order() -> None:
+    pace = JoinPace(2, hold_s=10)
+    states = [pace.request(key, 0.0) for key in "abcd"]
+    assert states == [JoinState.CONNECTING] * 2 + [JoinState.QUEUED] * 2
+    assert (pace.connecting, pace.waiting) == (2, 2)
+    assert [pace.position(k) for k in "abcde"] == [0, 0, 1, 2, 0]
+    assert pace.release("b", 1.0) == ["c"]
+    assert pace.release("a", 3.0) == ["d"]
+    assert pace.stats.admitted == 4
+    assert pace.stats.queued == 2
+    assert pace.stats.wait_s == pytest.approx(4.0)
+    assert pace.stats.wait_max_s == pytest.approx(3.0)
+
+
+def test_a_new_join_never_overtakes_a_queued_one() -> None:
+    pace = JoinPace(1, hold_s=10)
+    pace.request("a", 0.0)
+    pace.request("b", 0.0)
+    # A slot frees and, in the same instant, another join arrives: b goes first.
+    assert pace.release("a", 1.0) == ["b"]
+    assert pace.request("c", 1.0) == JoinState.QUEUED
+
+
+def test_asking_twice_keeps_the_state_and_the_place() -> None:
+    pace = JoinPace(1, hold_s=10)
+    pace.request("a", 0.0)
+    pace.request("b", 0.0)
+    assert pace.request("a", 1.0) == JoinState.CONNECTING
+    assert pace.request("b", 1.0) == JoinState.QUEUED
+    assert (pace.connecting, pace.waiting) == (1, 1)
+
+
+def test_a_join_that_leaves_the_queue_frees_its_place_and_is_counted() -> None:
+    pace = JoinPace(1, hold_s=10)
+    for key in "abc":
+        pace.request(key, 0.0)
+    assert pace.release("b", 1.0) == []
+    assert pace.stats.abandoned == 1
+    assert pace.release("a", 2.0) == ["c"]
+    assert pace.release("unknown", 3.0) == []
+    assert pace.stats.abandoned == 1
+
+
+def test_a_slot_held_too_long_is_freed_for_the_next_join() -> None:
+    pace = JoinPace(1, hold_s=5)
+    pace.request("stuck", 0.0)
+    pace.request("next", 1.0)
+    assert pace.next_expiry() == 5.0
+    assert pace.expire(4.9) == []
+    assert pace.expire(5.0) == ["next"]
+    assert pace.stats.expired == 1
+    assert pace.state("stuck") is None
+    assert pace.next_expiry() == 10.0
+    # Its transport connecting later frees nothing more.
+    assert pace.release("stuck", 6.0) == []
+    assert pace.connecting == 1
+
+
+def test_limit_zero_means_no_pacing() -> None:
+    pace = JoinPace(0, hold_s=5)
+    assert all(pace.request(k, 0.0) == JoinState.CONNECTING for k in range(100))
+    assert pace.waiting == 0
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="limit"):
+        JoinPace(-1, hold_s=5)
+    with pytest.raises(ValueError, match="hold_s"):
+        JoinPace(1, hold_s=0)
+
+
+@given(
+    limit=st.integers(min_value=1, max_value=4),
+    steps=st.lists(
+        st.tuples(st.sampled_from(["request", "release", "expire"]), st.integers(0, 7)),
+        max_size=60,
+    ),
+)
+def test_never_more_than_the_limit_and_arrival_order_is_kept(
+    limit: int, steps: list[tuple[str, int]]
+) -> None:
+    pace = JoinPace(limit, hold_s=3)
+    arrivals: list[int] = []  # queued keys in the order they asked
+    admitted: list[int] = []
+    for now, (action, key) in enumerate(steps):
+        if action == "request":
+            if pace.request(key, now) == JoinState.QUEUED and key not in arrivals:
+                arrivals.append(key)
+        elif action == "release":
+            if key in arrivals and pace.state(key) == JoinState.QUEUED:
+                arrivals.remove(key)
+            admitted += pace.release(key, now)
+        else:
+            admitted += pace.expire(now)
+        assert pace.connecting <= limit
+        assert pace.waiting == 0 or pace.connecting == limit
+    # Every queued join that got a slot got it in the order it asked.
+    order = [k for k in arrivals if k in admitted]
+    assert [k for k in admitted if k in order] == order
+
+
+async def test_offers_wait_at_the_gate_until_a_slot_frees() -> None:
+    gate = JoinGate(JoinPace(1, hold_s=30))
+    assert await gate.acquire("a", within=1)
+    waiting = asyncio.ensure_future(gate.acquire("b", within=5))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    gate.release("a")
+    assert await asyncio.wait_for(waiting, 1) is True
+    gate.close()
+
+
+async def test_a_withdrawn_join_hears_false_and_one_that_waited_too_long_leaves() -> None:
+    gate = JoinGate(JoinPace(1, hold_s=30))
+    await gate.acquire("a", within=1)
+    withdrawn = asyncio.ensure_future(gate.acquire("b", within=5))
+    await asyncio.sleep(0.01)
+    gate.release("b")
+    assert await asyncio.wait_for(withdrawn, 1) is False
+    with pytest.raises(TimeoutError):
+        await gate.acquire("c", within=0.05)
+    assert gate.pace.waiting == 0
+    gate.close()
+
+
+async def test_the_timer_frees_a_slot_held_too_long() -> None:
+    gate = JoinGate(JoinPace(1, hold_s=0.1))
+    await gate.acquire("stuck", within=1)
+    assert await asyncio.wait_for(gate.acquire("next", within=5), 2) is True
+    assert gate.pace.stats.expired == 1
+    gate.close()
+
+
+async def test_a_cancelled_wait_gives_its_slot_on() -> None:
+    gate = JoinGate(JoinPace(1, hold_s=30))
+    await gate.acquire("a", within=1)
+    cancelled = asyncio.ensure_future(gate.acquire("b", within=5))
+    after = asyncio.ensure_future(gate.acquire("c", within=5))
+    await asyncio.sleep(0.01)
+    cancelled.cancel()
+    await asyncio.sleep(0.01)
+    gate.release("a")
+    assert await asyncio.wait_for(after, 1) is True
+    assert gate.pace.state("b") is None
+    gate.close()
