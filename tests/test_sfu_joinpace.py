@@ -1,15 +1,24 @@
-"""The pacing rule of joins (sfu.policy.joinpace) and its shell (sfu.transport.joingate)."""
+"""The pacing rule of joins (sfu.policy.joinpace), its shell (sfu.transport.joingate),
+LocalMedia's offers waiting for their turn, and the setting."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common.config import ConfigError
+from sfu.control import MediaError
 from sfu.policy.joinpace import JoinPace, JoinState
+from sfu.settings import MediaSettings, SettingsError
 from sfu.transport.joingate import JoinGate
+from signalling.config import from_env
+from signalling.media import media_settings
+from tests.sfu_live import eventually, running_media, tracked
+from tests.synthetic_peer import SyntheticPeer
 
 
 def test_joins_go_at_once_until_the_limit_then_wait_in_arrival_order() -> None:
@@ -95,7 +104,7 @@ def test_never_more_than_the_limit_and_arrival_order_is_kept(
 ) -> None:
     pace = JoinPace(limit, hold_s=3)
     arrivals: list[int] = []  # queued keys in the order they asked
-    admitted: list[int] = []
+    admitted: list[Hashable] = []
     for now, (action, key) in enumerate(steps):
         if action == "request":
             if pace.request(key, now) == JoinState.QUEUED and key not in arrivals:
@@ -157,3 +166,62 @@ async def test_a_cancelled_wait_gives_its_slot_on() -> None:
     assert await asyncio.wait_for(after, 1) is True
     assert gate.pace.state("b") is None
     gate.close()
+
+
+# LocalMedia: offers of new transports wait for their turn (real sockets, no peer connects)
+
+
+async def test_a_second_offer_waits_for_the_first_transport_and_leaving_the_queue_refuses_it() -> (
+    None
+):
+    async with running_media(max_connecting=1, connect_timeout_s=5) as (media, _events):
+        for pid in ("first", "second", "third"):
+            await media.open("r", "main", pid)
+        await media.offer("first", await tracked(SyntheticPeer(audio=True)).offer())
+        second = asyncio.ensure_future(
+            media.offer("second", await tracked(SyntheticPeer(audio=True)).offer())
+        )
+        third = asyncio.ensure_future(
+            media.offer("third", await tracked(SyntheticPeer(audio=True)).offer())
+        )
+        await eventually(lambda: media.stats()["joins_queued"] == 2, what="two queued")
+        assert not second.done()
+        await media.close("second")  # leaves the queue: its offer is refused
+        with pytest.raises(MediaError) as refused:
+            await second
+        assert refused.value.code == "not_admitted"
+        await media.close("first")  # its slot goes to the next in the queue
+        assert "a=ice-ufrag" in await asyncio.wait_for(third, 5)
+        stats = media.stats()
+        assert (stats["joins_connecting"], stats["joins_queued"]) == (1, 0)
+        assert (stats["joins_admitted"], stats["joins_waited"], stats["joins_abandoned"]) == (
+            2,
+            1,
+            1,
+        )
+        assert media.participants["third"].transport is not None
+
+
+async def test_an_offer_queued_past_the_connect_timeout_is_refused_as_busy() -> None:
+    async with running_media(max_connecting=1, connect_timeout_s=0.3) as (media, _events):
+        await media.open("r", "main", "first")
+        await media.open("r", "main", "late")
+        await media.offer("first", await tracked(SyntheticPeer(audio=True)).offer())
+        with pytest.raises(MediaError) as refused:
+            await media.offer("late", await tracked(SyntheticPeer(audio=True)).offer())
+        assert refused.value.code == "unavailable"
+        assert "busy" in refused.value.message
+        assert media.participants["late"].transport is None
+        assert media.stats()["joins_queued"] == 0
+
+
+def test_the_limit_comes_from_the_environment_and_reaches_the_media_settings() -> None:
+    base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    assert media_settings(from_env(base)).max_connecting == 8
+    config = from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": "0"})
+    assert media_settings(config).max_connecting == 0
+    for bad in ("-1", "x"):
+        with pytest.raises(ConfigError):
+            from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": bad})
+    with pytest.raises(SettingsError):
+        MediaSettings(connecting_hold_s=0)

@@ -11,7 +11,8 @@ Names (exported by /metrics as ``visitroom_media_<name>``):
   ``nacks_sent``, ``keyframe_requests``, ``relay_rtp_out``, ...), summed;
 * gauges summed over live workers (``transports``, ``producers``,
   ``relay_streams_out``, ...); the loss gauges (``upstream_loss_percent``,
-  ``downstream_loss_percent``) are the worst live worker's;
+  ``downstream_loss_percent``) and ``joins_wait_max_seconds`` are the worst
+  live worker's;
 * ``forwarded_pps``, ``received_pps``, ``relay_out_pps``, ``relay_in_pps``
   and ``cpu_percent`` (of one core, summed) of the live workers;
 * ``workers``, ``workers_up``, ``worker_restarts``, ``workers_lost``,
@@ -35,7 +36,7 @@ COUNTERS = (
     | frozenset(RELAY_FIELDS)
     | {"relay_nacks_sent", "rpc_bad_frames", "rpc_bad_messages"}
 )
-WORST = frozenset({"upstream_loss_percent", "downstream_loss_percent"})
+WORST = frozenset({"upstream_loss_percent", "downstream_loss_percent", "joins_wait_max_seconds"})
 RATES = ("forwarded_pps", "received_pps", "relay_out_pps", "relay_in_pps")
 
 
