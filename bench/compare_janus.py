@@ -41,7 +41,9 @@ built afresh (an overloaded server may have dropped sessions).  The result is th
 packets/s a server sustained (`saturation_pps_visitroom`,
 `saturation_pps_janus`, `saturation_ratio`: medians of `--sat-runs`
 searches, the order alternating).  The pure search is bench/saturation.py,
-the rig bench/saturation_rig.py.
+the rig bench/saturation_rig.py.  `--sat-reduced` is one shorter search per
+server (ladder 100-400 at one publisher, then 2 publishers; 2 bisection
+steps; 3 s windows), about 5 minutes on a quiet machine.
 
 The generator must not be the limit: at 200,000 packets/s a Python peer
 that reads every packet would saturate first.  So only `--sat-sample` (6)
@@ -64,6 +66,7 @@ subscribers).
     python bench/compare_janus.py --quick --json results/janus/quick.json
     python bench/compare_janus.py --json results/janus/compare.json
     python bench/compare_janus.py --saturation --json results/janus/saturation.json
+    python bench/compare_janus.py --sat-reduced --json results/janus/saturation-reduced.json
 """
 
 from __future__ import annotations
@@ -1088,6 +1091,26 @@ def saturation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sat-settle", type=float, default=1.0)
     group.add_argument("--sat-runs", type=int, default=3, help="searches per server")
     group.add_argument("--sat-confirm", type=int, default=1, help="re-measure a failure N times")
+    group.add_argument(
+        "--sat-reduced",
+        action="store_true",
+        help="a reduced search (<= 6 min): one per server, ladder 100-400 then 2 publishers, "
+        "2 bisection steps, 3 s windows",
+    )
+
+
+def reduce_saturation(args: argparse.Namespace) -> None:
+    """--sat-reduced: one shorter search per server, for a quick check on a quiet machine.
+
+    Each point still waits until every subscriber receives every stream and
+    measures a window of its own; what is cut is the number of searches (1,
+    not 3: no median, so compare it with the same run's other server only),
+    the low steps (50), the third publisher, one bisection step and the length
+    of each window.  Explicit --sat-* options given with it are overridden.
+    """
+    args.saturation = True
+    args.sat_runs, args.sat_subscribers, args.sat_publishers = 1, [100, 200, 300, 400], 2
+    args.sat_refine, args.sat_duration, args.sat_warmup, args.sat_settle = 2, 3.0, 6.0, 0.5
 
 
 def main() -> None:
@@ -1132,6 +1155,8 @@ def main() -> None:
         args.scenarios, args.runs, args.duration = ["fanout-1x50"], 1, 10.0
         args.warmup, args.settle, args.warmup_run = 8.0, 1.0, False
         args.sat_runs = 1
+    if args.sat_reduced:
+        reduce_saturation(args)
     if args.saturation:
         args.scenarios, args.warmup_run = [], False
     if os.geteuid() != 0:
