@@ -58,7 +58,7 @@ from sfu.settings import MediaSettings
 from sfu.transport import mmsg, srtp
 from sfu.transport.dtls import CertificateStore
 from sfu.transport.ice import PortAllocator, host_addresses
-from sfu.transport.joingate import JoinGate
+from sfu.transport.joingate import LATE_S, JoinGate
 from sfu.transport.srtp import LibSrtp
 from sfu.transport.udpmux import UdpMux
 from sfu.transport.webrtc import WebRtcTransport
@@ -114,7 +114,8 @@ class LocalMedia:
         self._retired = counters_mod.total([])
         self._pending: dict[str, list[str | None]] = {}
         # New transports connecting at once, the other offers queued (sfu.policy.joinpace).
-        self.joins = JoinGate(JoinPace(settings.max_connecting, settings.connecting_hold_s))
+        pace = JoinPace(settings.max_connecting, settings.connecting_hold_s)
+        self.joins = JoinGate(pace, self._behind)
         self.tasks: set[asyncio.Task[None]] = set()
         self._started = False
 
@@ -316,6 +317,11 @@ class LocalMedia:
     def _current(self, participant: Participant) -> bool:
         return self.participants.get(participant.id) is participant and not participant.closed
 
+    def _behind(self) -> bool:
+        """Whether a media socket holds datagrams unread for `LATE_S` (joins then slow down)."""
+        since = asyncio.get_running_loop().time() - LATE_S
+        return any(mux.behind(since) for mux in self.muxes)
+
     async def _new_transport(self, participant: Participant) -> WebRtcTransport:
         if self._certificates is None:
             raise MediaError("unavailable", "the media plane is not started")
@@ -471,6 +477,8 @@ class LocalMedia:
         stats = pace.stats
         return {
             "joins_connecting": pace.connecting,
+            "joins_window": pace.window,
+            "joins_shrunk": stats.shrunk,
             "joins_queued": pace.waiting,
             "joins_admitted": stats.admitted,
             "joins_waited": stats.queued,

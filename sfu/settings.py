@@ -52,12 +52,13 @@ class MediaSettings:
     audio_slots_cap: int = 3
     # A transport whose ICE + DTLS has not completed by then is closed.
     connect_timeout_s: float = 30.0
-    # Joins paced (sfu.policy.joinpace): at most this many new transports
-    # connecting (ICE + DTLS) at once in this process, the other offers wait
-    # for their answer in arrival order (at most connect_timeout_s); a slot is
-    # freed when its transport connects, fails or closes, or after
-    # connecting_hold_s.  0: no pacing.
-    max_connecting: int = 8
+    # Joins paced (sfu.policy.joinpace): new transports connecting (ICE +
+    # DTLS) at once in this process, at most a window that halves while the
+    # process is behind and grows while it is not, up to this; the other
+    # offers wait for their answer in arrival order (at most
+    # connect_timeout_s); a slot is freed when its transport connects, fails
+    # or closes, or after connecting_hold_s.  0: no pacing.
+    max_connecting: int = 64
     connecting_hold_s: float = 10.0
     # ICE consent checks (RFC 7675) every this long (+-20%); 2 unanswered in a
     # row: the client is asked to restart ICE; 6: consent expired, transport_failed.

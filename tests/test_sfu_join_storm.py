@@ -6,11 +6,13 @@ deliberately slowed: every STUN or DTLS datagram costs its event loop
 once the media of those already in is forwarded).  A call (one publisher,
 one subscriber) is running when `STORM` participants offer at once.
 
-Unpaced, every join starts its ICE checks and DTLS handshake at once: round
-trips through the SFU's socket take seconds, STUN and DTLS retransmissions
-pile up behind them, the joins time out together and the call's media waits
-in the same queue.  Paced (`max_connecting`), a few connect at a time, the
-others wait for their answer, and each join is quick once its turn comes.
+Unpaced (main at 99afb31, or `max_connecting=0`), every join starts its ICE
+checks and DTLS handshake at once: they all finish together at the end, and
+the call's media waits behind them in the same socket (the subscriber got
+7-12% of its packets meanwhile).  Paced with the default settings (a window
+of 4 that halves whenever the SFU's loop or socket is behind), a few connect
+at a time, the others wait for their answer, joins finish one after another
+and the call keeps most of its media (45-100%; 97% with a fixed window of 2).
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from tests.synthetic_peer import SyntheticPeer
 STORM = 24
 COST_S = 0.02  # per STUN or DTLS datagram the SFU reads
 CONNECT_S = 8.0  # a join that has not connected this long after its answer failed
-PACED = {"max_connecting": 2}
 
 
 def slowed(mux: UdpMux, cost_s: float) -> None:
@@ -59,7 +60,7 @@ async def join_timed(media: LocalMedia, pid: str, started: float) -> float:
 
 
 async def test_a_join_storm_on_a_saturated_sfu_completes_and_the_call_keeps_its_media() -> None:
-    async with running_media(**PACED) as (media, _events):
+    async with running_media() as (media, _events):  # the default pacing
         publisher = await join(media, "pub", SyntheticPeer(audio=True, video=True))
         subscriber = await join(media, "sub", SyntheticPeer(audio_slots=1, video_slots=1))
         pump = Pump(publisher).start()
@@ -87,7 +88,8 @@ async def test_a_join_storm_on_a_saturated_sfu_completes_and_the_call_keeps_its_
     times = sorted(r for r in results if isinstance(r, float))
     # One after another: the first half is in well before the last.
     assert times[STORM // 2 - 1] < 0.75 * times[-1], times
-    # The call went on meanwhile: most of its packets reached the subscriber.
-    assert got >= 0.5 * rate * storm_s, (got, rate, storm_s)
+    # The call went on meanwhile (unpaced: under an eighth of its packets).
+    assert got >= 0.25 * rate * storm_s, (got, rate, storm_s)
     assert (stats.admitted, stats.expired) == (2 + STORM, 0)
     assert stats.queued > STORM // 2
+    assert stats.shrunk > 0, "the SFU was behind: the window must have shrunk"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from common.config import ConfigError
 from sfu.control import MediaError
-from sfu.policy.joinpace import JoinPace, JoinState
+from sfu.policy.joinpace import FLOOR, START, JoinPace, JoinState
 from sfu.settings import MediaSettings, SettingsError
 from sfu.transport.joingate import JoinGate
 from signalling.config import from_env
@@ -93,33 +93,43 @@ def test_bad_settings_are_refused() -> None:
 
 
 @given(
-    limit=st.integers(min_value=1, max_value=4),
+    limit=st.integers(min_value=1, max_value=6),
     steps=st.lists(
-        st.tuples(st.sampled_from(["request", "release", "expire"]), st.integers(0, 7)),
-        max_size=60,
+        st.tuples(
+            st.sampled_from(["request", "release", "expire", "behind", "fine"]),
+            st.integers(0, 7),
+        ),
+        max_size=80,
     ),
 )
-def test_never_more_than_the_limit_and_arrival_order_is_kept(
+def test_never_more_than_the_window_and_the_queue_is_served_in_arrival_order(
     limit: int, steps: list[tuple[str, int]]
 ) -> None:
     pace = JoinPace(limit, hold_s=3)
-    arrivals: list[int] = []  # queued keys in the order they asked
-    admitted: list[Hashable] = []
+    queue: list[Hashable] = []  # a model of the queue: keys in the order they asked
     for now, (action, key) in enumerate(steps):
+        admitted: list[Hashable] = []
         if action == "request":
-            if pace.request(key, now) == JoinState.QUEUED and key not in arrivals:
-                arrivals.append(key)
+            if pace.state(key) is None and pace.request(key, now) == JoinState.QUEUED:
+                queue.append(key)
         elif action == "release":
-            if key in arrivals and pace.state(key) == JoinState.QUEUED:
-                arrivals.remove(key)
-            admitted += pace.release(key, now)
+            if key in queue:
+                queue.remove(key)
+            admitted = pace.release(key, now)
+        elif action == "expire":
+            admitted = pace.expire(now)
         else:
-            admitted += pace.expire(now)
+            admitted = pace.adjust(action == "behind", now)
+        assert admitted == queue[: len(admitted)], "served in arrival order"
+        del queue[: len(admitted)]
+        assert pace.waiting == len(queue)
+        assert FLOOR_OF(pace) <= pace.window <= limit
         assert pace.connecting <= limit
-        assert pace.waiting == 0 or pace.connecting == limit
-    # Every queued join that got a slot got it in the order it asked.
-    order = [k for k in arrivals if k in admitted]
-    assert [k for k in admitted if k in order] == order
+        assert pace.waiting == 0 or pace.connecting >= pace.window
+
+
+def FLOOR_OF(pace: JoinPace) -> int:
+    return min(FLOOR, pace.limit)
 
 
 async def test_offers_wait_at_the_gate_until_a_slot_frees() -> None:
@@ -204,20 +214,19 @@ async def test_a_second_offer_waits_for_the_first_transport_and_leaving_the_queu
 
 async def test_an_offer_queued_past_the_connect_timeout_is_refused_as_busy() -> None:
     async with running_media(max_connecting=1, connect_timeout_s=0.3) as (media, _events):
-        await media.open("r", "main", "first")
+        assert await media.joins.acquire("a join in progress", within=1)
         await media.open("r", "main", "late")
-        await media.offer("first", await tracked(SyntheticPeer(audio=True)).offer())
         with pytest.raises(MediaError) as refused:
             await media.offer("late", await tracked(SyntheticPeer(audio=True)).offer())
         assert refused.value.code == "unavailable"
         assert "busy" in refused.value.message
         assert media.participants["late"].transport is None
-        assert media.stats()["joins_queued"] == 0
+        assert (media.stats()["joins_queued"], media.stats()["joins_abandoned"]) == (0, 1)
 
 
 def test_the_limit_comes_from_the_environment_and_reaches_the_media_settings() -> None:
     base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
-    assert media_settings(from_env(base)).max_connecting == 8
+    assert media_settings(from_env(base)).max_connecting == 64
     config = from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": "0"})
     assert media_settings(config).max_connecting == 0
     for bad in ("-1", "x"):
@@ -225,3 +234,69 @@ def test_the_limit_comes_from_the_environment_and_reaches_the_media_settings() -
             from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": bad})
     with pytest.raises(SettingsError):
         MediaSettings(connecting_hold_s=0)
+
+
+# The adaptive window
+
+
+def test_the_window_starts_small_and_halves_while_the_process_is_behind() -> None:
+    pace = JoinPace(64, hold_s=10)
+    assert pace.window == START
+    for key in range(10):
+        pace.request(key, 0.0)
+    assert pace.connecting == START
+    assert pace.adjust(behind=True, now=0.1) == []
+    assert pace.window == START // 2
+    pace.adjust(behind=True, now=0.2)
+    pace.adjust(behind=True, now=0.3)
+    assert pace.window == FLOOR
+    assert pace.stats.shrunk == 1 + (START // 2 > FLOOR)
+    # The joins in progress go on; the next ones wait until fewer than FLOOR connect.
+    assert pace.release(0, 0.4) == []
+    assert pace.release(1, 0.4) == []
+    assert pace.release(2, 0.4) == [START]
+
+
+def test_the_window_grows_by_one_a_tick_only_once_a_join_finished() -> None:
+    pace = JoinPace(6, hold_s=10, start=4, floor=2)
+    for key in range(20):
+        pace.request(key, 0.0)
+    assert pace.adjust(behind=False, now=0.1) == []  # nothing finished yet: no evidence
+    assert pace.window == 4
+    assert pace.release(0, 0.15) == [4]
+    assert pace.adjust(behind=False, now=0.2) == [5]
+    assert (pace.window, pace.connecting) == (5, 5)
+    pace.release(1, 0.25)
+    pace.adjust(behind=False, now=0.3)
+    pace.release(2, 0.35)
+    pace.adjust(behind=False, now=0.4)
+    assert pace.window == 6, "never past the limit"
+
+
+def test_the_window_does_not_grow_without_joins_waiting() -> None:
+    pace = JoinPace(64, hold_s=10)
+    pace.request("a", 0.0)
+    pace.release("a", 0.1)
+    pace.adjust(behind=False, now=0.2)
+    assert pace.window == START
+    assert not pace.active
+
+
+def test_a_limit_below_the_start_caps_the_window_and_the_floor() -> None:
+    pace = JoinPace(1, hold_s=10)
+    assert (pace.window, pace.floor) == (1, 1)
+    assert JoinPace(0, hold_s=10).adjust(behind=True, now=0.0) == []
+
+
+async def test_the_gate_halves_the_window_when_its_owner_is_behind() -> None:
+    behind = True
+    gate = JoinGate(JoinPace(64, hold_s=30), lambda: behind)
+    joins = [asyncio.ensure_future(gate.acquire(key, within=5)) for key in range(START + 2)]
+    await asyncio.sleep(0)
+    await eventually(lambda: gate.pace.window == FLOOR, timeout=2, what="the window shrunk")
+    behind = False
+    for key in range(3):
+        gate.release(key)
+    await eventually(lambda: gate.pace.window > FLOOR, timeout=2, what="the window grew")
+    gate.close()
+    assert all(isinstance(j, bool) for j in await asyncio.gather(*joins))

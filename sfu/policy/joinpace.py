@@ -9,9 +9,19 @@ saturated core, all of them progress at once and each slowly: round trips
 take seconds, STUN and DTLS retransmissions add to the queue, many time out
 together, and the media of those already in waits behind them.
 
-Paced, at most `limit` transports are connecting at once; the other offers
+Paced, at most `window` transports are connecting at once; the other offers
 wait for their answer in arrival order (the client has nothing to send
-before it has our answer, so a waiting join costs nothing).  Each slot is
+before it has our answer, so a waiting join costs nothing).  The window
+adapts, as a congestion window does: a join's time is mostly round trips,
+not our CPU, so a fixed small window would make joins slow on a server with
+time to spare, and a large one would not protect a saturated one.  While
+joins are in progress the shell says every `TICK_S` whether this process is
+behind (its media socket holds datagrams it has not read for a while, or
+its event loop is late): behind, the window halves (not below `FLOOR`);
+not behind, with joins waiting (the window is full), it grows by one if a
+join finished since the last tick (the load of the joins admitted last shows
+only once their clients have our answer: growth waits for evidence), up to
+`limit`.  Each slot is
 freed when its transport connects, fails or closes, or when it has been
 held `hold_s` (a client that never connects must not block the others for
 the whole connect timeout).  Joins then finish one after another, the work
@@ -29,6 +39,11 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
+# The window of a fresh process, its lower bound, and how often it is adjusted.
+START = 4
+FLOOR = 2
+TICK_S = 0.1
+
 
 class JoinState(enum.Enum):
     QUEUED = "queued"  # waiting for a slot, in arrival order
@@ -45,22 +60,27 @@ class JoinStats:
     abandoned: int = 0  # joins that left while queued
     wait_s: float = 0.0  # total time joins waited for a slot
     wait_max_s: float = 0.0
+    shrunk: int = 0  # ticks that halved the window (the process was behind)
 
 
 class JoinPace:
-    """At most `limit` joins connecting at once, the others queued (see module doc).
+    """At most `window` joins connecting at once, the others queued (see module doc).
 
-    `limit` 0 means no pacing: every join goes at once.
+    `limit` is the most the window may grow to; 0 means no pacing: every
+    join goes at once.
     """
 
-    def __init__(self, limit: int, hold_s: float) -> None:
-        if limit < 0 or hold_s <= 0:
-            raise ValueError("limit >= 0 and hold_s > 0, please")
+    def __init__(self, limit: int, hold_s: float, start: int = START, floor: int = FLOOR) -> None:
+        if limit < 0 or hold_s <= 0 or not 1 <= floor <= start:
+            raise ValueError("limit >= 0, hold_s > 0 and 1 <= floor <= start, please")
         self.limit = limit
         self.hold_s = hold_s
+        self.floor = min(floor, limit) if limit else floor
+        self.window = min(start, limit) if limit else start
         self.stats = JoinStats()
         self._connecting: OrderedDict[Hashable, float] = OrderedDict()  # key -> since
         self._queue: OrderedDict[Hashable, float] = OrderedDict()  # key -> queued at
+        self._finished = False  # a join released its slot since the last tick
 
     @property
     def connecting(self) -> int:
@@ -101,7 +121,9 @@ class JoinPace:
     def release(self, key: Hashable, now: float) -> list[Hashable]:
         """`key`'s transport connected, failed or closed, or it left the queue:
         the joins admitted in its place, in arrival order."""
-        if self._connecting.pop(key, None) is None and self._queue.pop(key, None) is not None:
+        if self._connecting.pop(key, None) is not None:
+            self._finished = True
+        elif self._queue.pop(key, None) is not None:
             self.stats.abandoned += 1
         return self._fill(now)
 
@@ -113,6 +135,26 @@ class JoinPace:
                 self.stats.expired += 1
         return self._fill(now)
 
+    @property
+    def active(self) -> bool:
+        """Whether joins are connecting or waiting (then the shell calls `adjust`)."""
+        return bool(self._connecting or self._queue)
+
+    def adjust(self, behind: bool, now: float) -> list[Hashable]:
+        """One tick's verdict on this process: halve the window when `behind`,
+        grow it when joins wait behind a full window; the joins admitted."""
+        finished, self._finished = self._finished, False
+        if self.limit == 0:
+            return []
+        if behind:
+            if self.window > self.floor:
+                self.window = max(self.floor, self.window // 2)
+                self.stats.shrunk += 1
+            return []
+        if finished and self._queue:  # joins wait, so the window is full
+            self.window = min(self.limit, self.window + 1)
+        return self._fill(now)
+
     def next_expiry(self) -> float | None:
         """When the oldest slot is freed by `expire` (None: no slot is held)."""
         for since in self._connecting.values():
@@ -120,7 +162,7 @@ class JoinPace:
         return None
 
     def _free(self) -> bool:
-        return self.limit == 0 or len(self._connecting) < self.limit
+        return self.limit == 0 or len(self._connecting) < self.window
 
     def _fill(self, now: float) -> list[Hashable]:
         admitted: list[Hashable] = []

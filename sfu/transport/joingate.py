@@ -4,7 +4,10 @@ The thin shell of the pacing rule: `acquire` waits (in arrival order) until
 the rule admits the join, or until it is withdrawn (`release` of a queued
 join: the participant left) or `within` seconds passed; `release` frees a
 slot when the transport connected, failed or closed; a timer frees the slots
-held for `hold_s`.  Everything runs on the event loop, nothing is polled.
+held for `hold_s`.  While joins are in progress a tick every `TICK_S` tells
+the rule whether this process is behind: `behind()` (the owner's media
+sockets hold datagrams unread for a while) or the tick itself came late
+(the event loop is busy).
 """
 
 from __future__ import annotations
@@ -13,24 +16,37 @@ import asyncio
 import time
 from collections.abc import Callable, Hashable
 
-from sfu.policy.joinpace import JoinPace, JoinState
+from sfu.policy.joinpace import TICK_S, JoinPace, JoinState
+
+# A tick this late means the event loop is behind (as a media socket unread this long).
+LATE_S = 0.02
 
 
 class JoinGate:
     """Waiting offers and the timer of a `JoinPace` (see module doc)."""
 
-    def __init__(self, pace: JoinPace, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        pace: JoinPace,
+        behind: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pace = pace
+        self._behind = behind
         self._clock = clock
         self._waiters: dict[Hashable, asyncio.Future[bool]] = {}
         self._timer: asyncio.TimerHandle | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._tick_due = 0.0
 
     async def acquire(self, key: Hashable, within: float) -> bool:
         """Wait for `key`'s slot: True once it holds one, False if withdrawn.
 
         Raises TimeoutError after `within` s in the queue (it leaves the queue).
         """
-        if self.pace.request(key, self._clock()) == JoinState.CONNECTING:
+        state = self.pace.request(key, self._clock())
+        self._start_ticks()
+        if state == JoinState.CONNECTING:
             self._arm()
             return True
         future = self._waiters.get(key)
@@ -54,9 +70,22 @@ class JoinGate:
         """Withdraw every waiting join and stop the timer."""
         for key in list(self._waiters):
             self.release(key)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._ticker):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._ticker = None
+
+    def _start_ticks(self) -> None:
+        if self._ticker is None and self.pace.active and self.pace.limit:
+            self._tick_due = self._clock() + TICK_S
+            self._ticker = asyncio.get_running_loop().call_later(TICK_S, self._tick)
+
+    def _tick(self) -> None:
+        self._ticker = None
+        now = self._clock()
+        late = now - self._tick_due > LATE_S
+        self._wake(self.pace.adjust(late or self._behind(), now))
+        self._start_ticks()
 
     def _wake(self, admitted: list[Hashable]) -> None:
         while admitted:
