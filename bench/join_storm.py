@@ -63,6 +63,9 @@ SERVER_METRICS = {
     "visitroom_event_loop_lag_max_seconds": "server_lag_max_s",
     "visitroom_media_consent_warnings": "server_consent_warnings",
     "visitroom_media_consent_late": "server_consent_late",
+    # Pacing of joins (absent before it): the window and the offers waiting.
+    "visitroom_media_joins_window": "server_joins_window",
+    "visitroom_media_joins_queued": "server_joins_queued",
 }
 # Messages the publisher gets all the time: not kept.
 NOISE = ("slots", "downlink", "roster", "participant_joined", "participant_left", "pong")
