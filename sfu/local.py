@@ -297,7 +297,7 @@ class LocalMedia:
         """A new transport once this join's turn came (`joins`); its slot is freed
         when it connects, fails or closes (or after `connecting_hold_s`)."""
         try:
-            turn = await self.joins.acquire(participant, self.settings.connect_timeout_s)
+            turn = await self.joins.acquire(participant, self.settings.join_queue_s)
         except TimeoutError:
             message = "the media server is busy with other joins: offer again"
             raise MediaError("unavailable", message) from None

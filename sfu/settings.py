@@ -55,11 +55,13 @@ class MediaSettings:
     # Joins paced (sfu.policy.joinpace): new transports connecting (ICE +
     # DTLS) at once in this process, at most a window that halves while the
     # process is behind and grows while it is not, up to this; the other
-    # offers wait for their answer in arrival order (at most
-    # connect_timeout_s); a slot is freed when its transport connects, fails
-    # or closes, or after connecting_hold_s.  0: no pacing.
+    # offers wait for their answer in arrival order (at most join_queue_s:
+    # below the web SDK's 15 s request timeout, so the client hears `unavailable`);
+    # a slot is freed when its transport connects, fails or closes, or after
+    # connecting_hold_s.  0: no pacing.
     max_connecting: int = 64
     connecting_hold_s: float = 10.0
+    join_queue_s: float = 12.0
     # ICE consent checks (RFC 7675) every this long (+-20%); 2 unanswered in a
     # row: the client is asked to restart ICE; 6: consent expired, transport_failed.
     consent_interval_s: float = 5.0
@@ -102,8 +104,8 @@ class MediaSettings:
             raise SettingsError("slot caps must not be negative")
         if self.consent_interval_s <= 0:
             raise SettingsError("consent_interval_s must be positive")
-        if self.max_connecting < 0 or self.connecting_hold_s <= 0:
-            raise SettingsError("max_connecting >= 0 and connecting_hold_s > 0, please")
+        if self.max_connecting < 0 or self.connecting_hold_s <= 0 or self.join_queue_s <= 0:
+            raise SettingsError("max_connecting >= 0, connecting_hold_s and join_queue_s > 0")
         if self.stage_video_slots < 0 or self.thumbnail_refresh_s <= 0:
             raise SettingsError("stage_video_slots >= 0 and thumbnail_refresh_s > 0, please")
 

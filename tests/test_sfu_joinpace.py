@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from common.config import ConfigError
 from sfu.control import MediaError
-from sfu.policy.joinpace import FLOOR, START, JoinPace, JoinState
+from sfu.policy.joinpace import FLOOR, SHRINK_EVERY_S, START, JoinPace, JoinState
 from sfu.settings import MediaSettings, SettingsError
 from sfu.transport.joingate import JoinGate
 from signalling.config import from_env
@@ -212,8 +212,8 @@ async def test_a_second_offer_waits_for_the_first_transport_and_leaving_the_queu
         assert media.participants["third"].transport is not None
 
 
-async def test_an_offer_queued_past_the_connect_timeout_is_refused_as_busy() -> None:
-    async with running_media(max_connecting=1, connect_timeout_s=0.3) as (media, _events):
+async def test_an_offer_queued_too_long_is_refused_as_busy() -> None:
+    async with running_media(max_connecting=1, join_queue_s=0.3) as (media, _events):
         assert await media.joins.acquire("a join in progress", within=1)
         await media.open("r", "main", "late")
         with pytest.raises(MediaError) as refused:
@@ -240,21 +240,22 @@ def test_the_limit_comes_from_the_environment_and_reaches_the_media_settings() -
 
 
 def test_the_window_starts_small_and_halves_while_the_process_is_behind() -> None:
-    pace = JoinPace(64, hold_s=10)
-    assert pace.window == START
+    assert JoinPace(64, hold_s=10).window == START
+    pace = JoinPace(64, hold_s=10, start=8, floor=2)
     for key in range(10):
         pace.request(key, 0.0)
-    assert pace.connecting == START
+    assert pace.connecting == 8
     assert pace.adjust(behind=True, now=0.1) == []
-    assert pace.window == START // 2
-    pace.adjust(behind=True, now=0.2)
-    pace.adjust(behind=True, now=0.3)
-    assert pace.window == FLOOR
-    assert pace.stats.shrunk == 1 + (START // 2 > FLOOR)
-    # The joins in progress go on; the next ones wait until fewer than FLOOR connect.
-    assert pace.release(0, 0.4) == []
-    assert pace.release(1, 0.4) == []
-    assert pace.release(2, 0.4) == [START]
+    assert pace.window == 4
+    pace.adjust(behind=True, now=0.2)  # at most one halving per SHRINK_EVERY_S
+    assert pace.window == 4
+    pace.adjust(behind=True, now=0.1 + SHRINK_EVERY_S)
+    pace.adjust(behind=True, now=0.1 + 3 * SHRINK_EVERY_S)
+    assert (pace.window, pace.stats.shrunk) == (2, 2)
+    # The joins in progress go on; the next ones wait until fewer than 2 connect.
+    for key in range(6):
+        assert pace.release(key, 2.0) == []
+    assert pace.release(6, 2.0) == [8]
 
 
 def test_the_window_grows_by_one_a_tick_only_once_a_join_finished() -> None:

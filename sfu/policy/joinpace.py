@@ -17,7 +17,8 @@ not our CPU, so a fixed small window would make joins slow on a server with
 time to spare, and a large one would not protect a saturated one.  While
 joins are in progress the shell says every `TICK_S` whether this process is
 behind (its media socket holds datagrams it has not read for a while, or
-its event loop is late): behind, the window halves (not below `FLOOR`);
+its event loop is late): behind, the window halves (not below `FLOOR`, at
+most once every `SHRINK_EVERY_S`);
 not behind, with joins waiting (the window is full), it grows by one if a
 join finished since the last tick (the load of the joins admitted last shows
 only once their clients have our answer: growth waits for evidence), up to
@@ -39,10 +40,12 @@ from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-# The window of a fresh process, its lower bound, and how often it is adjusted.
-START = 4
-FLOOR = 2
+# The window of a fresh process, its lower bound, how often it is adjusted, and
+# how often at most it halves (once per round of joins, as TCP once per RTT).
+START = 8
+FLOOR = 4
 TICK_S = 0.1
+SHRINK_EVERY_S = 0.5
 
 
 class JoinState(enum.Enum):
@@ -81,6 +84,7 @@ class JoinPace:
         self._connecting: OrderedDict[Hashable, float] = OrderedDict()  # key -> since
         self._queue: OrderedDict[Hashable, float] = OrderedDict()  # key -> queued at
         self._finished = False  # a join released its slot since the last tick
+        self._shrunk_at = float("-inf")
 
     @property
     def connecting(self) -> int:
@@ -147,8 +151,9 @@ class JoinPace:
         if self.limit == 0:
             return []
         if behind:
-            if self.window > self.floor:
+            if self.window > self.floor and now - self._shrunk_at >= SHRINK_EVERY_S:
                 self.window = max(self.floor, self.window // 2)
+                self._shrunk_at = now
                 self.stats.shrunk += 1
             return []
         if finished and self._queue:  # joins wait, so the window is full

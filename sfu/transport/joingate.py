@@ -18,8 +18,10 @@ from collections.abc import Callable, Hashable
 
 from sfu.policy.joinpace import TICK_S, JoinPace, JoinState
 
-# A tick this late means the event loop is behind (as a media socket unread this long).
-LATE_S = 0.02
+# A tick this late means the event loop is behind (as a media socket unread this long):
+# one whole read budget of the shared socket (udpmux.READ_BUDGET_S), not a time slice
+# another process took.
+LATE_S = 0.05
 
 
 class JoinGate:
