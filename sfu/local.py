@@ -479,6 +479,7 @@ class LocalMedia:
             "joins_connecting": pace.connecting,
             "joins_window": pace.window,
             "joins_shrunk": stats.shrunk,
+            "joins_starving": stats.starving,
             "joins_queued": pace.waiting,
             "joins_admitted": stats.admitted,
             "joins_waited": stats.queued,

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from common.config import ConfigError
 from sfu.control import MediaError
-from sfu.policy.joinpace import FLOOR, SHRINK_EVERY_S, START, JoinPace, JoinState
+from sfu.policy.joinpace import FLOOR, SHRINK_EVERY_S, START, STARVING_S, JoinPace, JoinState
 from sfu.settings import MediaSettings, SettingsError
 from sfu.transport.joingate import JoinGate
 from signalling.config import from_env
@@ -301,3 +301,16 @@ async def test_the_gate_halves_the_window_when_its_owner_is_behind() -> None:
     await eventually(lambda: gate.pace.window > FLOOR, timeout=2, what="the window grew")
     gate.close()
     assert all(isinstance(j, bool) for j in await asyncio.gather(*joins))
+
+
+def test_a_join_waiting_too_long_grows_the_window_even_while_the_process_is_behind() -> None:
+    pace = JoinPace(64, hold_s=100, start=4, floor=2)
+    for key in range(40):
+        pace.request(key, 0.0)
+    pace.adjust(behind=True, now=0.1)
+    assert pace.window == 2
+    assert pace.adjust(behind=True, now=STARVING_S - 0.1) == []
+    assert pace.adjust(behind=True, now=STARVING_S) == []  # 4 still connecting
+    assert pace.adjust(behind=True, now=STARVING_S + 0.1) == []
+    assert pace.adjust(behind=True, now=STARVING_S + 0.2) == [4]
+    assert (pace.window, pace.connecting, pace.stats.starving) == (5, 5, 3)

@@ -22,8 +22,10 @@ most once every `SHRINK_EVERY_S`);
 not behind, with joins waiting (the window is full), it grows by one if a
 join finished since the last tick (the load of the joins admitted last shows
 only once their clients have our answer: growth waits for evidence), up to
-`limit`.  Each slot is
-freed when its transport connects, fails or closes, or when it has been
+`limit`.  But a join must not starve: once the first queued join has
+waited `STARVING_S`, the window grows by a quarter every tick whatever the
+load (protecting the calls in progress must not turn into refusing
+joins).  Each slot is freed when its transport connects, fails or closes, or when it has been
 held `hold_s` (a client that never connects must not block the others for
 the whole connect timeout).  Joins then finish one after another, the work
 in flight stays bounded, and ICE restarts, consent checks and media of
@@ -46,6 +48,11 @@ START = 8
 FLOOR = 4
 TICK_S = 0.1
 SHRINK_EVERY_S = 0.5
+# Joins must not starve behind a server that stays behind (it may be busy
+# with media alone): once the first queued join has waited this long, the
+# window grows by a quarter every tick whatever the load, so a join waits
+# seconds, not until it is refused (web SDK: an answer within 15 s).
+STARVING_S = 4.0
 
 
 class JoinState(enum.Enum):
@@ -64,6 +71,7 @@ class JoinStats:
     wait_s: float = 0.0  # total time joins waited for a slot
     wait_max_s: float = 0.0
     shrunk: int = 0  # ticks that halved the window (the process was behind)
+    starving: int = 0  # ticks that grew it because a join had waited STARVING_S
 
 
 class JoinPace:
@@ -150,6 +158,10 @@ class JoinPace:
         finished, self._finished = self._finished, False
         if self.limit == 0:
             return []
+        if self._queue and now - next(iter(self._queue.values())) >= STARVING_S:
+            self.window = min(self.limit, self.window + max(1, self.window // 4))
+            self.stats.starving += 1
+            return self._fill(now)
         if behind:
             if self.window > self.floor and now - self._shrunk_at >= SHRINK_EVERY_S:
                 self.window = max(self.floor, self.window // 2)
