@@ -57,12 +57,21 @@ from saturation import (
     sustained,
 )
 
+from sfu.packet.rtcp import build_rr
 from tests.synthetic_peer import SyntheticPeer
 
 Closer = Callable[[], Awaitable[None]]
 LATENCY_EVERY = 5
 AUDIO_CAP = 3  # visitroom's default audio slots per subscriber
 JOIN_CONCURRENCY = 10
+# Like a browser, every subscriber sends a receiver report about once a second
+# (spread over the second): both servers get the same RTCP from their
+# subscribers, and visitroom does not poll them as clients it never hears from
+# (sfu.transport.pathwatch: a consent check after 1-4 s of silence, which
+# Janus does not do).  Empty reports: the servers' work per report is the same
+# small parse, and nothing is claimed about loss.
+REPORT_EVERY_S = 1.0
+REPORT_GROUPS = 10
 
 
 @dataclass
@@ -124,6 +133,7 @@ class Rig:
         self.active = 0
         self._stops: list[asyncio.Event] = []
         self._players: list[asyncio.Task[None]] = []
+        self._reporter: asyncio.Task[None] | None = None
 
     # -- server specific ----------------------------------------------------------
 
@@ -164,6 +174,8 @@ class Rig:
             self.active -= 1
             self._stops.pop().set()
             await self._players.pop()
+        if self._reporter is None:
+            self._reporter = asyncio.create_task(self._report())
         while len(self.subscribers) > load.subscribers:
             await self.subscribers.pop().close()
         gate = asyncio.Semaphore(self.join_concurrency)
@@ -185,6 +197,15 @@ class Rig:
         if failures:
             raise RuntimeError(f"{len(failures)} subscribers failed to join: {failures[0]!r}")
         return time.monotonic() - started
+
+    async def _report(self) -> None:
+        """Receiver reports from every subscriber, a tenth of them every 0.1 s."""
+        tick = 0
+        while True:
+            await asyncio.sleep(REPORT_EVERY_S / REPORT_GROUPS)
+            for sub in self.subscribers[tick % REPORT_GROUPS :: REPORT_GROUPS]:
+                sub.peer.transport.send_rtcp(build_rr(sub.peer.rtcp_ssrc))
+            tick += 1
 
     def expected_streams(self) -> int:
         return self.active + min(AUDIO_CAP, self.active)
@@ -229,6 +250,9 @@ class Rig:
         return sum(p.sent for p in self.publishers[: self.active])
 
     async def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
         for stop in self._stops:
             stop.set()
         for player in self._players:
