@@ -44,6 +44,7 @@ from media_clients import (
     PRIORITY,
     Client,
     Server,
+    _die_with_parent,
     loop_lag,
     percentile,
     raise_group_priority,
@@ -75,7 +76,10 @@ def hogs(count: int) -> list[subprocess.Popen[bytes]]:
     """`count` busy loops on the server's core, each in a session (autogroup) of its own:
     with one, the server gets about half of its core (a saturated, shared machine)."""
     command = ["taskset", "-c", str(SERVER_CORE), sys.executable, "-c", "while True: pass"]
-    return [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
+    return [
+        subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+        for _ in range(count)
+    ]
 
 
 class Side:
