@@ -82,7 +82,7 @@ class Config:
     stage_video_slots: int = 0
     thumbnail_refresh_s: float = 1.0
     # most new transports connecting at once per SFU process, the rest queued (0: no pacing)
-    max_connecting: int = 64
+    max_connecting: int = 0
     # cluster
     redis_url: str | None = None
     node_id: str = ""
@@ -302,7 +302,7 @@ def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
             "worker_cpu_budget": float(env.get("VISITROOM_WORKER_CPU_BUDGET") or 0.85),
             "stage_video_slots": int(env.get("VISITROOM_STAGE_VIDEO_SLOTS") or 0),
             "thumbnail_refresh_s": float(env.get("VISITROOM_THUMBNAIL_REFRESH_S") or 1.0),
-            "max_connecting": int(env.get("VISITROOM_MEDIA_MAX_CONNECTING") or 64),
+            "max_connecting": int(env.get("VISITROOM_MEDIA_MAX_CONNECTING") or 0),
             "worker_host": env.get("VISITROOM_WORKER_HOST") or None,
         }
     except ValueError as exc:

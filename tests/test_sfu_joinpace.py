@@ -226,9 +226,9 @@ async def test_an_offer_queued_too_long_is_refused_as_busy() -> None:
 
 def test_the_limit_comes_from_the_environment_and_reaches_the_media_settings() -> None:
     base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
-    assert media_settings(from_env(base)).max_connecting == 64
-    config = from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": "0"})
-    assert media_settings(config).max_connecting == 0
+    assert media_settings(from_env(base)).max_connecting == 0, "off unless asked for"
+    config = from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": "64"})
+    assert media_settings(config).max_connecting == 64
     for bad in ("-1", "x"):
         with pytest.raises(ConfigError):
             from_env({**base, "VISITROOM_MEDIA_MAX_CONNECTING": bad})
