@@ -58,8 +58,9 @@ class MediaSettings:
     # offers wait for their answer in arrival order (at most join_queue_s:
     # below the web SDK's 15 s request timeout, so the client hears `unavailable`);
     # a slot is freed when its transport connects, fails or closes, or after
-    # connecting_hold_s.  0: no pacing.
-    max_connecting: int = 64
+    # connecting_hold_s.  0 (the default): no pacing; 64 is a sensible
+    # ceiling (docs/operations.md, "Pacing joins").
+    max_connecting: int = 0
     connecting_hold_s: float = 10.0
     join_queue_s: float = 12.0
     # ICE consent checks (RFC 7675) every this long (+-20%); 2 unanswered in a

@@ -314,3 +314,12 @@ def test_a_join_waiting_too_long_grows_the_window_even_while_the_process_is_behi
     assert pace.adjust(behind=True, now=STARVING_S + 0.1) == []
     assert pace.adjust(behind=True, now=STARVING_S + 0.2) == [4]
     assert (pace.window, pace.connecting, pace.stats.starving) == (5, 5, 3)
+
+
+async def test_without_pacing_the_gate_lets_every_join_go_and_keeps_nothing() -> None:
+    async with running_media() as (media, _events):  # the default: off
+        await media.open("r", "main", "p")
+        await media.offer("p", await tracked(SyntheticPeer(audio=True)).offer())
+        stats = media.stats()
+        assert media.joins.pace.limit == 0
+        assert stats["joins_admitted"] == stats["joins_connecting"] == 0
