@@ -16,9 +16,15 @@ Every ~300 ms the viewer's getStats gives the received width, fps, frames
 decoded, freezes, audio concealment and the SFU's `downlink` estimate; the
 metrics are in bench/netlab_metrics.py.
 
-    python bench/netlab.py --json results/netlab.json          # every scenario
+Janus VideoRoom (bench/netlab_janus.py) runs the same scenarios with the same
+participants (`cast`), in the same browsers: each publishes what it publishes
+to visitroom, each viewer subscribes to the streams its visitroom slots would
+hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
+
+    python bench/netlab.py --json results/netlab.json          # every scenario, both servers
     python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
-    python bench/netlab.py --janus ...                         # Janus VideoRoom too
+    python bench/netlab.py --only room10_1m                    # one scenario, both servers
+    python bench/netlab.py --no-janus ...                      # visitroom only
 """
 
 from __future__ import annotations

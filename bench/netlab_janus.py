@@ -4,12 +4,14 @@ Janus (Debian package `janus`, bench/janus_driver.py's throwaway config) gathers
 ICE only on the host end of the lab's veth; its WebSocket API stays on
 127.0.0.1 and is spoken from this process (bench/janus_driver.py's
 JanusSession on a loop of its own in a thread: sync Playwright owns the main
-thread). The browser pages only hold the RTCPeerConnections: the publisher
-offers its 1280x720 camera as VP8 simulcast (three rids, 1/4, 1/2 and full
-size, highest first as janus.js sends them), the impaired viewer answers
-Janus's offer and keeps the default substream (Janus sends the highest it
-has and changes only on a `configure` request or when a substream stops
-arriving: its `fallback` timer).
+thread). The browser pages only hold the RTCPeerConnections. Every participant
+of bench/netlab.py's cast publishes its camera (and microphone) as the SDK would:
+VP8 simulcast with the SDK's own encodings (sizes, maxBitrate, L1T3), highest
+first as janus.js sends them; then each one with slots subscribes to the
+streams its visitroom slots would hold and answers Janus's offer. The lab's
+Janus client asks for no substream: Janus sends the highest it has and changes
+only on a `configure` request or when a substream stops arriving (its
+`fallback` timer).
 
 A viewer page looks like a visitroom one to the sampler
 (`window.visit.media.slots` and `getStats`), so bench/netlab_clients.py reads both."""
@@ -44,6 +46,7 @@ from janus_driver import (
     videoroom_event,
 )
 from netlab_clients import FULL
+from netlab_clients import OUTBOUND as CLIENT_OUTBOUND
 from playwright.sync_api import Page
 
 from tests.netlab import Lab
@@ -127,19 +130,11 @@ SUBSCRIBE_ANSWER = (
 }"""
 )
 
-OUTBOUND = """async () => {
-  const out = [];
-  (await window.__pub.getStats()).forEach((s) => {
-    if (s.type === "outbound-rtp" && s.kind === "video") out.push({
-      rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
-      fps: s.framesPerSecond ?? null, bytes: s.bytesSent ?? 0,
-      limit: s.qualityLimitationReason ?? null, frames: s.framesEncoded ?? 0,
-      keyframes: s.keyFramesEncoded ?? 0, plis: s.pliCount ?? 0, firs: s.firCount ?? 0,
-      nacks: s.nackCount ?? 0, active: s.active ?? null,
-    });
-  });
-  return out;
-}"""
+# What the publisher sends, per encoding, and its own send-side estimate: the visitroom
+# lab's reading, of the publishing connection (Janus sends no `publish_layers`).
+OUTBOUND = CLIENT_OUTBOUND.replace("window.visit.media.getStats()", "window.__pub.getStats()")
+OUTBOUND = OUTBOUND.replace("window.__publishLayers", "null")
+assert "window.visit" not in OUTBOUND and "__publishLayers" not in OUTBOUND
 
 
 class Janus:
