@@ -448,6 +448,14 @@ def stalls(series: list[list[Any]]) -> list[tuple[float, float]]:
     return out
 
 
+WIDTH_COLORS = {
+    ("visitroom", "impaired"): "tab:blue",
+    ("visitroom", "control"): "tab:cyan",
+    ("janus", "impaired"): "tab:orange",
+    ("janus", "control"): "tab:olive",
+}
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     """Per scenario: the received width (left axis; shaded while frozen) and the SFU's
     estimate and the true cap (right axis)."""
@@ -471,7 +479,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 end = max(end, series[-1][0])
                 t = [row[0] for row in series]
                 label = f"{side} {viewer} width"
-                line = ax.plot(t, [row[1] or 0 for row in series], style, label=label, lw=1.2)
+                color = WIDTH_COLORS.get((side, viewer), "tab:gray")  # red: the estimate
+                widths = [row[1] or 0 for row in series]
+                line = ax.plot(t, widths, style, color=color, label=label, lw=1.2)
                 for t0, t1 in stalls(series):  # no new frame decoded: frozen
                     ax.axvspan(t0, t1, color=line[0].get_color(), alpha=0.15, lw=0)
                 if viewer == "impaired" and any(row[4] for row in series):
