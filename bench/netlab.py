@@ -34,6 +34,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -370,17 +371,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rig = stack.enter_context(janus(setup.net)) if on_janus else None
         for scenario in chosen:
             began = time.monotonic()
-            entry = results["scenarios"][scenario.name] = {
+            entry: dict[str, Any] = {
                 "caps": [[c.t, c.kbps] for c in scenario.caps],
                 "loss_pct": scenario.loss_pct,
                 "people": scenario.people,
-                "visitroom": run_visitroom(setup, scenario),
+                "loadavg": {},  # the machine's 1-minute load average before and after each
             }
+            results["scenarios"][scenario.name] = entry
+            visitroom = functools.partial(run_visitroom, setup, scenario)
+            entry["visitroom"] = loaded(entry, "visitroom", visitroom)
             if rig is not None and scenario in on_janus:
-                entry["janus"] = run_janus(setup, rig, scenario)
-            print(f"{scenario.name}: {time.monotonic() - began:.0f} s", flush=True)
+                entry["janus"] = loaded(
+                    entry, "janus", functools.partial(run_janus, setup, rig, scenario)
+                )
+            loads = ", ".join(f"{k} load {a}->{b}" for k, (a, b) in entry["loadavg"].items())
+            print(f"{scenario.name}: {time.monotonic() - began:.0f} s ({loads})", flush=True)
     results["overall"] = {side: overall(results, side) for side in ("visitroom", "janus")}
     return results
+
+
+def loaded(entry: dict[str, Any], side: str, running: Callable[[], dict[str, Any]]) -> Any:
+    """`running()`, with the load average before and after it in `entry["loadavg"][side]`
+    (the machine is shared: a loaded one is part of the result)."""
+    before = os.getloadavg()[0]
+    result = running()
+    entry["loadavg"][side] = [round(before, 2), round(os.getloadavg()[0], 2)]
+    return result
 
 
 OVERALL = ("adapt_s_p95", "freeze_ratio", "estimate_error_pct", "audio_concealed_pct",
