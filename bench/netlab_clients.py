@@ -116,8 +116,10 @@ STOP = "() => { clearInterval(window.__sampler); return window.__samples; }"
 # What a viewer received at the end: the videos it decoded (their widths) and the
 # audio streams it played, to show both servers gave it the same streams.
 RECEIVED = """async () => {
+  const report = await window.visit.media.getStats();  // null: no connection right now
+  if (!report) return null;
   const got = { videos: 0, widths: [], audios: 0 };
-  (await window.visit.media.getStats()).forEach((s) => {
+  report.forEach((s) => {
     if (s.type !== "inbound-rtp") return;
     if (s.kind === "video" && s.framesDecoded > 0) {
       got.videos += 1;
