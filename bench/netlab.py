@@ -16,9 +16,15 @@ Every ~300 ms the viewer's getStats gives the received width, fps, frames
 decoded, freezes, audio concealment and the SFU's `downlink` estimate; the
 metrics are in bench/netlab_metrics.py.
 
-    python bench/netlab.py --json results/netlab.json          # every scenario
+Janus VideoRoom (bench/netlab_janus.py) runs the same scenarios with the same
+participants (`cast`), in the same browsers: each publishes what it publishes
+to visitroom, each viewer subscribes to the streams its visitroom slots would
+hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
+
+    python bench/netlab.py --json results/netlab.json          # every scenario, both servers
     python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
-    python bench/netlab.py --janus ...                         # Janus VideoRoom too
+    python bench/netlab.py --only room10_1m                    # one scenario, both servers
+    python bench/netlab.py --no-janus ...                      # visitroom only
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -42,10 +49,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import netlab_metrics as m  # noqa: E402
+from janus_driver import StreamRef  # noqa: E402
 from netlab_clients import (  # noqa: E402
     FULL,
     OUTBOUND,
     PUBLISHER,
+    RECEIVED,
     STOP,
     Role,
     begin_join,
@@ -151,92 +160,131 @@ def follow(scenario: Scenario, net: Lab, start: float) -> None:
     time.sleep(max(0.0, start + scenario.duration - time.monotonic()))
 
 
+@dataclass(frozen=True)
+class Seat:
+    """One participant of a scenario, the same on both servers."""
+
+    name: str  # "publisher" (the measured one), "p0".. (light), "control", "impaired"
+    browser: str  # "host", "light" (both host side) or "guest" (in the namespace)
+    role: Role
+    watched: bool = False  # a viewer of the measured publisher whose samples are the result
+
+
+def cast(scenario: Scenario) -> list[Seat]:
+    """Who takes part, in joining order: the measured publisher, then (a room) the light
+    publishers and the unimpaired control viewer, then the impaired viewer. The viewers
+    publish a small camera and a microphone too and watch the publisher on their stage."""
+    slots = 1 if scenario.people == 2 else 8
+    viewer = Role(320, 180, fps=15, video_slots=slots, audio_slots=min(slots, 3))
+    seats = [Seat("publisher", "host", PUBLISHER)]
+    if scenario.people > 2:
+        seats += [Seat(f"p{i}", "light", LIGHT) for i in range(scenario.people - 3)]
+        seats.append(Seat("control", "light", viewer, watched=True))
+    seats.append(Seat("impaired", "guest", viewer, watched=True))
+    return seats
+
+
+def sources(seat: Seat, seats: list[Seat]) -> tuple[list[str], list[str]]:
+    """(video, audio): whose streams `seat` receives on Janus, which has no last-N: the
+    measured publisher first, then those with a microphone, then in joining order, as
+    many as visitroom's slots (`video_slots`, `audio_slots`) hold."""
+    others = [s for s in seats if s.name != seat.name]
+    ranked = sorted(others, key=lambda s: (s.name != "publisher", not s.role.audio))
+    video = [s.name for s in ranked if s.role.width][: seat.role.video_slots]
+    audio = [s.name for s in ranked if s.role.audio][: seat.role.audio_slots]
+    return video, audio
+
+
+def _browser(setup: Lab_, seat: Seat) -> BrowserContext:
+    return {"host": setup.host, "light": setup.light, "guest": setup.guest}[seat.browser]
+
+
 def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
     site, net = setup.site, setup.net
     room = site.schedule()
+    seats = cast(scenario)
     opened: list[Page] = []
-
-    def page(context: BrowserContext) -> Page:
-        opened.append(context.new_page())
-        return opened[-1]
-
+    pages: dict[str, Page] = {}
     try:
-        publisher = page(setup.host)
-        pid = join(publisher, site.url, room, token(room, "provider", "host", "Dr P"), PUBLISHER)
-        viewers: dict[str, Page] = {}
-        slots = 1 if scenario.people == 2 else 8
-        viewer_role = Role(320, 180, fps=15, video_slots=slots, audio_slots=min(slots, 3))
-        others = []
-        if scenario.people > 2:
-            for i in range(scenario.people - 3):
-                others.append(page(setup.light))
-                who = token(room, f"p{i}", "host", f"P{i}")
-                begin_join(others[-1], site.url, room, who, LIGHT)
-            control = page(setup.light)
-            who = token(room, "control", "host", "Ctl")
-            begin_join(control, site.url, room, who, viewer_role, pid)
-            viewers["control"] = control
-        impaired = page(setup.guest)
-        who = token(room, "patient", "host", "Pat")
-        begin_join(impaired, site.url, room, who, viewer_role, pid)
-        viewers["impaired"] = impaired
-        for joining in (*others, *viewers.values()):
-            joined(joining)
-        for viewer in viewers.values():
-            wait_decoding(viewer, pid)
-        watched = {name: Watched(p) for name, p in viewers.items()}
-        for w in watched.values():
-            start_sampler(w.page, pid)
-            w.offset = time.monotonic()
-        start = watched["impaired"].offset
-        follow(scenario, net, start)
-        for w in watched.values():
-            w.raw = w.page.evaluate(STOP)
-        outbound = publisher.evaluate(OUTBOUND)
+        for seat in seats:
+            opened.append(_browser(setup, seat).new_page())
+            pages[seat.name] = opened[-1]
+        first, *rest = seats
+        who = token(room, "provider", "host", "Dr P")
+        pid = join(pages[first.name], site.url, room, who, first.role)
+        for seat in rest:
+            user = "patient" if seat.name == "impaired" else seat.name
+            who = token(room, user, "host", seat.name.capitalize())
+            stage = pid if seat.watched else None
+            begin_join(pages[seat.name], site.url, room, who, seat.role, stage)
+        for seat in rest:
+            joined(pages[seat.name])
+        watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
+        raw = watch(watched, pid, scenario, net)
+        outbound = pages[first.name].evaluate(OUTBOUND)
     finally:
         net.cap_downlink(None)
         net.downlink_loss(0)
         for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
+    return {"viewers": raw, "publisher_layers": outbound}
+
+
+def watch(
+    watched: dict[str, Watched], publisher: str, scenario: Scenario, net: Lab
+) -> dict[str, Any]:
+    """Once every viewer decodes `publisher`: sample them through the scenario; each
+    viewer's summary, counters and what it received."""
+    for w in watched.values():
+        wait_decoding(w.page, publisher)
+    for w in watched.values():
+        start_sampler(w.page, publisher)
+        w.offset = time.monotonic()
+    start = watched["impaired"].offset
+    follow(scenario, net, start)
+    for w in watched.values():
+        w.raw = w.page.evaluate(STOP)
     return {
-        "viewers": {
-            name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
-            | {"counters": counters(w.raw)}
-            for name, w in watched.items()
-        },
-        "publisher_layers": outbound,
+        name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
+        | {"counters": counters(w.raw), "received": w.page.evaluate(RECEIVED)}
+        for name, w in watched.items()
     }
 
 
 def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
-    """The same scenario with Janus VideoRoom: a simulcast publisher, the impaired viewer."""
+    """The same participants with Janus VideoRoom: each publishes its camera (simulcast,
+    the SDK's encodings) and microphone, then each with slots subscribes to `sources`
+    (Janus's default substream, the highest: the lab's Janus client asks for nothing)."""
     site, net = setup.site, setup.net
-    room = rig.new_room()
-    publisher, viewer = setup.host.new_page(), setup.guest.new_page()
+    seats = cast(scenario)
+    room = rig.new_room(len(seats))
+    opened: list[Page] = []
+    pages: dict[str, Page] = {}
     try:
-        feed = rig.publish(publisher, site.url, room, (*FULL, PUBLISHER.fps))
-        rig.subscribe(viewer, site.url, room, feed)
-        wait_decoding(viewer, JANUS_ID)
-        watched = Watched(viewer)
-        start_sampler(viewer, JANUS_ID)
-        watched.offset = start = time.monotonic()
-        follow(scenario, net, start)
-        watched.raw = viewer.evaluate(STOP)
-        outbound = publisher.evaluate(JANUS_OUTBOUND)
+        published = {}
+        for seat in seats:
+            opened.append(_browser(setup, seat).new_page())
+            page = pages[seat.name] = opened[-1]
+            size = (seat.role.width, seat.role.height, seat.role.fps)
+            published[seat.name] = rig.publish(page, site.url, room, size, seat.role.audio)
+        names = {p.feed: JANUS_ID if n == "publisher" else n for n, p in published.items()}
+        for seat in seats:
+            video, audio = sources(seat, seats)
+            streams = [StreamRef(published[n].feed, published[n].mids["video"]) for n in video]
+            streams += [StreamRef(published[n].feed, published[n].mids["audio"]) for n in audio]
+            if streams:
+                rig.subscribe(pages[seat.name], site.url, room, streams, names, JANUS_ID)
+        watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
+        raw = watch(watched, JANUS_ID, scenario, net)
+        outbound = pages["publisher"].evaluate(JANUS_OUTBOUND)
     finally:
         net.cap_downlink(None)
         net.downlink_loss(0)
-        for p in (viewer, publisher):
+        for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
-    return {
-        "viewers": {
-            "impaired": summarize(scenario, samples(watched.raw))
-            | {"counters": counters(watched.raw)}
-        },
-        "publisher_layers": outbound,
-    }
+    return {"viewers": raw, "publisher_layers": outbound}
 
 
 def counters(raw: list[dict[str, Any]]) -> dict[str, Any]:
@@ -308,9 +356,9 @@ def _median(values: list[float]) -> float | None:
 
 
 def janus_scenarios(chosen: list[Scenario], quick: bool) -> list[Scenario]:
-    """Which scenarios also run on Janus: the 1:1 ones (the quick run: the cap drop only)."""
-    ones = [s for s in chosen if s.people == 2]
-    return [s for s in ones if s.name.startswith("drop")] if quick else ones
+    """Which scenarios also run on Janus: all of them (the quick run: the 1:1 cap drop
+    only; the room on Janus does not fit in its 3 minutes)."""
+    return [s for s in chosen if s.name.startswith("drop")] if quick else chosen
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -323,17 +371,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rig = stack.enter_context(janus(setup.net)) if on_janus else None
         for scenario in chosen:
             began = time.monotonic()
-            entry = results["scenarios"][scenario.name] = {
+            entry: dict[str, Any] = {
                 "caps": [[c.t, c.kbps] for c in scenario.caps],
                 "loss_pct": scenario.loss_pct,
                 "people": scenario.people,
-                "visitroom": run_visitroom(setup, scenario),
+                "loadavg": {},  # the machine's 1-minute load average before and after each
             }
+            results["scenarios"][scenario.name] = entry
+            visitroom = functools.partial(run_visitroom, setup, scenario)
+            entry["visitroom"] = loaded(entry, "visitroom", visitroom)
             if rig is not None and scenario in on_janus:
-                entry["janus"] = run_janus(setup, rig, scenario)
-            print(f"{scenario.name}: {time.monotonic() - began:.0f} s", flush=True)
+                entry["janus"] = loaded(
+                    entry, "janus", functools.partial(run_janus, setup, rig, scenario)
+                )
+            loads = ", ".join(f"{k} load {a}->{b}" for k, (a, b) in entry["loadavg"].items())
+            print(f"{scenario.name}: {time.monotonic() - began:.0f} s ({loads})", flush=True)
     results["overall"] = {side: overall(results, side) for side in ("visitroom", "janus")}
     return results
+
+
+def loaded(entry: dict[str, Any], side: str, running: Callable[[], dict[str, Any]]) -> Any:
+    """`running()`, with the load average before and after it in `entry["loadavg"][side]`
+    (the machine is shared: a loaded one is part of the result)."""
+    before = os.getloadavg()[0]
+    result = running()
+    entry["loadavg"][side] = [round(before, 2), round(os.getloadavg()[0], 2)]
+    return result
 
 
 OVERALL = ("adapt_s_p95", "freeze_ratio", "estimate_error_pct", "audio_concealed_pct",
@@ -401,6 +464,14 @@ def stalls(series: list[list[Any]]) -> list[tuple[float, float]]:
     return out
 
 
+WIDTH_COLORS = {
+    ("visitroom", "impaired"): "tab:blue",
+    ("visitroom", "control"): "tab:cyan",
+    ("janus", "impaired"): "tab:orange",
+    ("janus", "control"): "tab:olive",
+}
+
+
 def plot(results: dict[str, Any], path: Path) -> None:
     """Per scenario: the received width (left axis; shaded while frozen) and the SFU's
     estimate and the true cap (right axis)."""
@@ -424,7 +495,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 end = max(end, series[-1][0])
                 t = [row[0] for row in series]
                 label = f"{side} {viewer} width"
-                line = ax.plot(t, [row[1] or 0 for row in series], style, label=label, lw=1.2)
+                color = WIDTH_COLORS.get((side, viewer), "tab:gray")  # red: the estimate
+                widths = [row[1] or 0 for row in series]
+                line = ax.plot(t, widths, style, color=color, label=label, lw=1.2)
                 for t0, t1 in stalls(series):  # no new frame decoded: frozen
                     ax.axvspan(t0, t1, color=line[0].get_color(), alpha=0.15, lw=0)
                 if viewer == "impaired" and any(row[4] for row in series):

@@ -113,6 +113,23 @@ SAMPLER = """([pid, everyMs]) => {
 SAMPLES = "() => window.__samples"
 STOP = "() => { clearInterval(window.__sampler); return window.__samples; }"
 
+# What a viewer received at the end: the videos it decoded (their widths) and the
+# audio streams it played, to show both servers gave it the same streams.
+RECEIVED = """async () => {
+  const report = await window.visit.media.getStats();  // null: no connection right now
+  if (!report) return null;
+  const got = { videos: 0, widths: [], audios: 0 };
+  report.forEach((s) => {
+    if (s.type !== "inbound-rtp") return;
+    if (s.kind === "video" && s.framesDecoded > 0) {
+      got.videos += 1;
+      got.widths.push(s.frameWidth ?? null);
+    } else if (s.kind === "audio" && s.totalSamplesReceived > 0) got.audios += 1;
+  });
+  got.widths.sort((a, b) => b - a);
+  return got;
+}"""
+
 # What the publisher sends, per encoding (to report the layers it really had).
 OUTBOUND = """async () => {
   const report = await window.visit.media.getStats();

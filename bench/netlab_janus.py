@@ -4,12 +4,14 @@ Janus (Debian package `janus`, bench/janus_driver.py's throwaway config) gathers
 ICE only on the host end of the lab's veth; its WebSocket API stays on
 127.0.0.1 and is spoken from this process (bench/janus_driver.py's
 JanusSession on a loop of its own in a thread: sync Playwright owns the main
-thread). The browser pages only hold the RTCPeerConnections: the publisher
-offers its 1280x720 camera as VP8 simulcast (three rids, 1/4, 1/2 and full
-size, highest first as janus.js sends them), the impaired viewer answers
-Janus's offer and keeps the default substream (Janus sends the highest it
-has and changes only on a `configure` request or when a substream stops
-arriving: its `fallback` timer).
+thread). The browser pages only hold the RTCPeerConnections. Every participant
+of bench/netlab.py's cast publishes its camera (and microphone) as the SDK would:
+VP8 simulcast with the SDK's own encodings (sizes, maxBitrate, L1T3), highest
+first as janus.js sends them; then each one with slots subscribes to the
+streams its visitroom slots would hold and answers Janus's offer. The lab's
+Janus client asks for no substream: Janus sends the highest it has and changes
+only on a `configure` request or when a substream stops arriving (its
+`fallback` timer).
 
 A viewer page looks like a visitroom one to the sampler
 (`window.visit.media.slots` and `getStats`), so bench/netlab_clients.py reads both."""
@@ -21,7 +23,8 @@ import contextlib
 import secrets
 import tempfile
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,10 +40,13 @@ from janus_driver import (
     new_api_secret,
     publisher_configure,
     publisher_join,
+    publisher_mids,
     subscriber_join,
     subscriber_start,
     videoroom_event,
 )
+from netlab_clients import FULL
+from netlab_clients import OUTBOUND as CLIENT_OUTBOUND
 from playwright.sync_api import Page
 
 from tests.netlab import Lab
@@ -60,20 +66,29 @@ _GATHER = """async (pc) => {
 }"""
 
 PUBLISH_OFFER = (
-    """async ([w, h, fps]) => {
+    """async ([w, h, fps, audio]) => {
   const gather = """
     + _GATHER
     + """;
+  const { SIMULCAST_ENCODINGS } = await import("/sdk/media.js");
   const stream = await navigator.mediaDevices.getUserMedia(
-    { audio: true, video: { width: w, height: h, frameRate: fps } });
+    { audio, video: { width: w, height: h, frameRate: fps } });
   const pc = new RTCPeerConnection({ iceServers: [] });
-  window.__pc = pc;
-  pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
-  // highest first, as janus.js orders them: Janus takes the first rid as substream 2
-  const layers = [["f", 1], ["h", 2], ["q", 4]].map(([rid, by]) =>
-    ({ rid, scaleResolutionDownBy: by, scalabilityMode: "L1T3" }));
-  const video = pc.addTransceiver(stream.getVideoTracks()[0],
-    { direction: "sendonly", sendEncodings: layers });
+  window.__pub = pc;
+  if (audio) pc.addTransceiver(stream.getAudioTracks()[0], { direction: "sendonly" });
+  // The SDK's encodings (sizes, maxBitrate, L1T3: the same streams visitroom gets),
+  // highest first, as janus.js orders them: Janus takes the first rid as substream 2.
+  const all = [...SIMULCAST_ENCODINGS].reverse();
+  let video = null;
+  for (const modes of [true, false]) {  // as the SDK: without scalabilityMode if refused
+    const sendEncodings = all.map(({ scalabilityMode, ...rest }) =>
+      (modes ? { ...rest, scalabilityMode } : { ...rest }));
+    try {
+      const track = stream.getVideoTracks()[0];
+      video = pc.addTransceiver(track, { direction: "sendonly", sendEncodings });
+      break;
+    } catch {}
+  }
   const vp8 = RTCRtpSender.getCapabilities("video").codecs.filter(
     (c) => ["video/vp8", "video/rtx"].includes(c.mimeType.toLowerCase()));
   video.setCodecPreferences(vp8);
@@ -82,24 +97,30 @@ PUBLISH_OFFER = (
 }"""
 )
 
-SET_ANSWER = "async (sdp) => { await window.__pc.setRemoteDescription({ type: 'answer', sdp }); }"
+SET_ANSWER = "async (sdp) => { await window.__pub.setRemoteDescription({ type: 'answer', sdp }); }"
 
 SUBSCRIBE_ANSWER = (
-    """async ([sdp, pid]) => {
+    """async ([sdp, owners, stage, size]) => {
   const gather = """
     + _GATHER
     + """;
   const pc = new RTCPeerConnection({ iceServers: [] });
-  window.__pc = pc;
+  window.__sub = pc;
   const slots = [];
   window.visit = { media: { slots, getStats: () => pc.getStats() } };
   pc.ontrack = (e) => {
     const mid = String(e.transceiver.mid);
-    slots.push({ mid, kind: e.track.kind, participantId: pid });
+    const participantId = owners[mid] ?? null;
+    slots.push({ mid, kind: e.track.kind, participantId });
     const el = document.createElement(e.track.kind === "video" ? "video" : "audio");
     el.id = `slot-${mid}`;
     el.autoplay = true;
     el.muted = e.track.kind === "video";
+    if (e.track.kind === "video") {  // drawn as the SDK pages are: the stage big
+      const [w, h] = participantId === stage ? size : [320, 180];
+      el.style.width = `${w}px`;
+      el.style.height = `${h}px`;
+    }
     el.srcObject = new MediaStream([e.track]);
     document.body.append(el);
   };
@@ -109,19 +130,11 @@ SUBSCRIBE_ANSWER = (
 }"""
 )
 
-OUTBOUND = """async () => {
-  const out = [];
-  (await window.__pc.getStats()).forEach((s) => {
-    if (s.type === "outbound-rtp" && s.kind === "video") out.push({
-      rid: s.rid ?? null, width: s.frameWidth ?? null, height: s.frameHeight ?? null,
-      fps: s.framesPerSecond ?? null, bytes: s.bytesSent ?? 0,
-      limit: s.qualityLimitationReason ?? null, frames: s.framesEncoded ?? 0,
-      keyframes: s.keyFramesEncoded ?? 0, plis: s.pliCount ?? 0, firs: s.firCount ?? 0,
-      nacks: s.nackCount ?? 0, active: s.active ?? null,
-    });
-  });
-  return out;
-}"""
+# What the publisher sends, per encoding, and its own send-side estimate: the visitroom
+# lab's reading, of the publishing connection (Janus sends no `publish_layers`).
+OUTBOUND = CLIENT_OUTBOUND.replace("window.visit.media.getStats()", "window.__pub.getStats()")
+OUTBOUND = OUTBOUND.replace("window.__publishLayers", "null")
+assert "window.visit" not in OUTBOUND and "__publishLayers" not in OUTBOUND
 
 
 class Janus:
@@ -172,7 +185,7 @@ class Janus:
         self.thread.join(5)
         self.loop.close()
 
-    def new_room(self) -> int:
+    def new_room(self, publishers: int) -> int:
         assert self.session is not None
         session = self.session
         self.rooms += 1
@@ -182,17 +195,20 @@ class Janus:
             handle = await session.attach()
             # transport-cc with the publisher, as Janus does by default: a Chromium
             # publisher's own congestion control then works as it would in production
-            await session.message(handle, create_room(room, 4) | {"transport_wide_cc_ext": True})
+            body = create_room(room, publishers) | {"transport_wide_cc_ext": True}
+            await session.message(handle, body)
 
         self.call(creating())
         return room
 
-    def publish(self, page: Page, site_url: str, room: int, size: tuple[int, int, int]) -> int:
-        """The page publishes its camera (simulcast) to `room`; Janus's feed id."""
+    def publish(
+        self, page: Page, site_url: str, room: int, size: tuple[int, int, int], audio: bool = True
+    ) -> Published:
+        """The page publishes its camera (simulcast) and microphone to `room`."""
         assert self.session is not None
         session = self.session
-        page.goto(f"{site_url}/sdk/visitroom.js")  # a secure origin for the camera
-        offer = str(page.evaluate(PUBLISH_OFFER, list(size)))
+        on_origin(page, site_url)
+        offer = str(page.evaluate(PUBLISH_OFFER, [*size, audio]))
 
         async def joining() -> tuple[int, int, dict[str, Any]]:
             handle = await session.attach()
@@ -202,28 +218,65 @@ class Janus:
             return handle, feed, reply
 
         handle, feed, reply = self.call(joining())
+        # the configured event lists the streams' mids (else: the transceivers' order)
+        mids = publisher_mids(videoroom_event(reply, "event"))
+        mids = mids or ({"audio": "0", "video": "1"} if audio else {"video": "0"})
         page.evaluate(SET_ANSWER, answer_sdp(reply, "answer"))
         self.call(session.next_event(handle, "webrtcup"))
-        return feed
+        return Published(feed, mids)
 
-    def subscribe(self, page: Page, site_url: str, room: int, feed: int) -> None:
-        """The page receives every stream of `feed` (substream: Janus's default)."""
+    def subscribe(
+        self,
+        page: Page,
+        site_url: str,
+        room: int,
+        streams: Sequence[StreamRef],
+        names: Mapping[int, str],
+        stage: str,
+    ) -> None:
+        """The page receives `streams` (substreams: Janus's default, the highest); its
+        slots carry the names of their feeds (`names`), `stage`'s video drawn big."""
         assert self.session is not None
         session = self.session
-        page.goto(f"{site_url}/sdk/visitroom.js")
+        on_origin(page, site_url)
 
         async def joining() -> tuple[int, dict[str, Any]]:
             handle = await session.attach()
-            return handle, await session.message(handle, subscriber_join(room, [StreamRef(feed)]))
+            return handle, await session.message(handle, subscriber_join(room, streams))
 
         handle, reply = self.call(joining())
-        videoroom_event(reply, "attached")
-        answer = str(page.evaluate(SUBSCRIBE_ANSWER, [answer_sdp(reply, "offer"), JANUS_ID]))
+        owners = slot_owners(videoroom_event(reply, "attached"), names)
+        offer = answer_sdp(reply, "offer")
+        answer = str(page.evaluate(SUBSCRIBE_ANSWER, [offer, owners, stage, list(FULL)]))
         started = self.call(session.message(handle, subscriber_start(), jsep("answer", answer)))
         data = videoroom_event(started, "event")
         if data.get("started") != "ok":
             raise RuntimeError(f"Janus did not start the subscription: {data}")
         self.call(session.next_event(handle, "webrtcup"))
+
+
+@dataclass(frozen=True)
+class Published:
+    feed: int  # Janus's id of the publisher
+    mids: dict[str, str]  # kind -> mid of its streams
+
+
+def on_origin(page: Page, site_url: str) -> None:
+    """A page of the server's origin (a secure origin for the camera; the SDK's module),
+    loaded once: a participant's page publishes and subscribes."""
+    if not page.url.startswith(site_url):
+        page.goto(f"{site_url}/sdk/visitroom.js")
+
+
+def slot_owners(attached: dict[str, Any], names: Mapping[int, str]) -> dict[str, str]:
+    """mid -> the name of the feed it carries, from a subscriber's `attached` event
+    (Janus's mids are the subscription's own, not the publisher's)."""
+    owners = {}
+    for stream in attached.get("streams", []):
+        feed = stream.get("feed_id")
+        if "mid" in stream and feed in names:
+            owners[str(stream["mid"])] = names[feed]
+    return owners
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ import importlib.util
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -141,15 +142,22 @@ def test_p95_of_adapt_times() -> None:
     assert p95_or_none([1.0, 3.0]) == pytest.approx(2.9)
 
 
-def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
-    """bench/netlab.py's summary of one viewer: the 3 M -> 500 k -> 3 M drop."""
-    # By path: a bare `import netlab` may find tests/netlab.py (the lab helpers), which
-    # another test module put in sys.modules under that name first.
+def load_bench_netlab() -> ModuleType:
+    """bench/netlab.py, by path: a bare `import netlab` may find tests/netlab.py (the lab
+    helpers), which another test module put in sys.modules under that name first."""
+    if "bench_netlab" in sys.modules:
+        return sys.modules["bench_netlab"]
     spec = importlib.util.spec_from_file_location("bench_netlab", ROOT / "bench" / "netlab.py")
     assert spec is not None and spec.loader is not None
     bench_netlab = importlib.util.module_from_spec(spec)
     sys.modules["bench_netlab"] = bench_netlab
     spec.loader.exec_module(bench_netlab)
+    return bench_netlab
+
+
+def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
+    """bench/netlab.py's summary of one viewer: the 3 M -> 500 k -> 3 M drop."""
+    bench_netlab = load_bench_netlab()
     Scenario, overall, summarize = (
         bench_netlab.Scenario,
         bench_netlab.overall,
@@ -167,3 +175,66 @@ def test_a_scenario_summary_measures_each_drop_and_recovery() -> None:
     results = {"scenarios": {"drop": {"visitroom": {"viewers": {"impaired": got}}}}}
     assert overall(results, "visitroom")["adapt_s_p95"] == pytest.approx(0.5)
     assert overall(results, "janus") == {}
+
+
+def test_the_room_has_the_same_ten_participants_on_both_servers() -> None:
+    """bench/netlab.py's cast: who joins, where, and who is measured (both servers)."""
+    bench_netlab = load_bench_netlab()
+    named = {s.name: s for s in bench_netlab.scenarios(quick=True)}
+    room, one = named["room10_1m"], named["cap_1m"]
+    seats = bench_netlab.cast(room)
+    assert [s.name for s in seats] == [
+        "publisher",
+        *(f"p{i}" for i in range(7)),
+        "control",
+        "impaired",
+    ]
+    assert [s.name for s in seats if s.watched] == ["control", "impaired"]
+    assert {s.browser for s in seats if s.name.startswith("p") and s.name != "publisher"} == {
+        "light"
+    }
+    assert seats[-1].browser == "guest" and seats[0].role.width == 1280
+    assert [s.name for s in bench_netlab.cast(one)] == ["publisher", "impaired"]
+
+
+def test_a_janus_viewer_receives_what_visitroom_slots_hold() -> None:
+    """Janus has no last-N: each viewer subscribes to the measured publisher first, those
+    with a microphone next, as many videos and audios as its visitroom slots."""
+    bench_netlab = load_bench_netlab()
+    named = {s.name: s for s in bench_netlab.scenarios(quick=False)}
+    room, one = named["room10_1m"], named["cap_1m"]
+    seats = bench_netlab.cast(room)
+    by_name = {s.name: s for s in seats}
+    video, audio = bench_netlab.sources(by_name["impaired"], seats)
+    assert video == ["publisher", "control", "p0", "p1", "p2", "p3", "p4", "p5"]
+    assert audio == ["publisher", "control"]  # the light publishers have no microphone
+    assert bench_netlab.sources(by_name["publisher"], seats) == (["control"], ["control"])
+    assert bench_netlab.sources(by_name["p3"], seats) == ([], [])
+    pair = bench_netlab.cast(one)
+    assert bench_netlab.sources(pair[1], pair) == (["publisher"], ["publisher"])
+    assert bench_netlab.sources(pair[0], pair) == (["impaired"], ["impaired"])
+
+
+def test_janus_runs_the_room_but_not_in_the_quick_run() -> None:
+    bench_netlab = load_bench_netlab()
+    full, quick = bench_netlab.scenarios(quick=False), bench_netlab.scenarios(quick=True)
+    assert "room10_1m" in [s.name for s in bench_netlab.janus_scenarios(full, False)]
+    assert [s.name for s in bench_netlab.janus_scenarios(quick, True)] == ["drop_3m_500k_3m"]
+
+
+def test_slot_owners_names_the_feed_of_each_subscribed_mid() -> None:
+    """Janus numbers a subscription's mids itself; its `attached` event says whose they are."""
+    from netlab_janus import slot_owners
+
+    attached = {
+        "videoroom": "attached",
+        "streams": [
+            {"type": "video", "mid": "0", "feed_id": 11, "feed_mid": "1"},
+            {"type": "video", "mid": "1", "feed_id": 12, "feed_mid": "0"},
+            {"type": "audio", "mid": "2", "feed_id": 11, "feed_mid": "0"},
+            {"type": "data", "mid": "3"},
+            {"type": "video", "mid": "4", "feed_id": 99, "feed_mid": "0"},  # not named
+        ],
+    }
+    owners = slot_owners(attached, {11: "janus-publisher", 12: "p0"})
+    assert owners == {"0": "janus-publisher", "1": "p0", "2": "janus-publisher"}
