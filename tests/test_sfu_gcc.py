@@ -424,7 +424,7 @@ def test_a_burst_on_an_app_limited_link_decreases_from_the_link_s_rate() -> None
     what an app-limited sender gets acknowledged: from that (0.85 x ~640 kbit/s) it fell to
     540 kbit/s, and in the network lab under a 500 kbit/s cap to 160-340 kbit/s."""
     burst = [(1200, -1)] * 20
-    feedbacks = app_limited_feedback(Link(constant(1e6), max_queue_s=0.2), {3.0: burst}, 6.0)
+    feedbacks = app_limited_feedback(Link(constant(1e6), max_queue_s=0.2), {3.0: burst}, 4.5)
     est = BandwidthEstimator(start_bps=2_000_000)
     lowest = est.estimate_bps
     overused = False
@@ -443,8 +443,32 @@ def test_a_probe_cluster_sent_slower_than_the_estimate_does_not_lower_it() -> No
     cluster at 200 kbit/s). In the lab (load average 15), clusters aimed at 1.5-3.5
     Mbit/s measured 58-185 kbit/s and set estimates of 1-2 Mbit/s to that."""
     cluster = {3.0 + 0.04 * k + 0.02: [(1000, 7)] for k in range(10)}  # 200 kbit/s
-    feedbacks = app_limited_feedback(Link(constant(1e6), max_queue_s=0.2), cluster, 6.0)
+    feedbacks = app_limited_feedback(Link(constant(1e6), max_queue_s=0.2), cluster, 4.5)
     est = BandwidthEstimator(start_bps=900_000)
     for at, packets in feedbacks:
         est.on_feedback(packets, at)
         assert est.estimate_bps >= 850_000, (at, est.estimate_bps)
+
+
+@pytest.mark.parametrize("probing", [False, True])
+def test_a_stale_estimate_of_an_app_limited_sender_follows_the_link(probing: bool) -> None:
+    """A 1 Mbit/s link, an estimate of 4 Mbit/s that nothing bears out (a probe on a faster
+    link before the cap), the SFU sending 540 kbit/s (the publisher sends no top layer):
+    nothing congests, and the estimate stayed at 4.1 Mbit/s for good (the lab: 8.4 Mbit/s
+    on a 1 Mbit/s link, 4 Mbit/s on a 3 Mbit/s one). From 5 s on it decays to twice what
+    arrives; with the Prober re-checking toward a 3.5 Mbit/s goal it settles on the link."""
+    est = BandwidthEstimator(start_bps=4_000_000)
+    run = simulate(
+        Link(constant(1e6), max_queue_s=0.2),
+        seconds=25,
+        demand=constant(540_000),
+        desired=constant(3_480_000),
+        estimator=est,
+        prober=Prober() if probing else None,
+    )
+    settled = run.window(15.0, 25.0)
+    if probing:
+        assert all(within(e, 1e6, 0.25) for e in settled), (min(settled), max(settled))
+    else:
+        assert all(e <= 2.2 * 540_000 for e in settled), max(settled)
+    assert min(run.window(0.0, 5.0)) >= 4_000_000  # borne out for 5 s first

@@ -84,6 +84,11 @@ PROBE_FRESH_S = 1.0
 DELIVERY_MIN_PACKETS = 8
 DELIVERY_MIN_SPAN_S = 0.03
 DELIVERY_FRESH_S = 0.5  # a decrease uses the highest delivery rate this recent
+# A stale estimate (see `_bound_stale`): above this x what arrives, for this long, it
+# decays toward it, halving every STALE_HALF_S.
+STALE_OF_ACKED = 2.0
+STALE_AFTER_S = 5.0
+STALE_HALF_S = 2.0
 LOSS_FLOOR_OF_ACKED = 0.85
 
 
@@ -107,6 +112,8 @@ class BandwidthEstimator:
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
         self._delivered: tuple[float, float] | None = None  # (bps, when): recent high
+        self._confirmed: float | None = None  # when the estimate was last borne out
+        self._bounded_at: float | None = None  # the last feedback `_bound_stale` saw
 
     @property
     def estimate_bps(self) -> int:
@@ -334,12 +341,44 @@ class BandwidthEstimator:
                 aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
         elif probe_bps is not None and probe_bps > aimd.bps:
             aimd.set_estimate(probe_bps, now)
+            self._confirmed = now
             self._loss.set_delay_limit(aimd.bps)
             self._loss.set_bps(aimd.bps, now)
             return
         else:
             aimd.update(self._delay.state, acked, now)
+            self._bound_stale(acked, now)
         self._loss.set_delay_limit(aimd.bps)
+
+    def _bound_stale(self, acked: float | None, now: float) -> None:
+        """Let an estimate that nothing bears out any more decay toward what arrives.
+
+        An app-limited sender (a viewer whose layers take less than the link,
+        or whose publisher stopped sending the top layer) sees no congestion
+        signal, so an estimate that a probe set on a faster link is kept for
+        good: the network lab had 4 Mbit/s on a 3 Mbit/s link and 8.4 Mbit/s
+        on a 1 Mbit/s one, which would cost a failed upgrade (a frozen top
+        layer) as soon as the allocator could use it.  libwebrtc keeps it
+        too (its 1.5 x acknowledged limit applies to increases only).  Here
+        the estimate is borne out while it is at most `STALE_OF_ACKED` x the
+        rate that arrives (the probe goal's headroom: a viewer using its top
+        layer keeps the estimate its probes found) or when a probe measured
+        it; `STALE_AFTER_S` after that it halves every `STALE_HALF_S`, down
+        to that bound.  The Prober then re-checks the link once the estimate
+        is below the probe goal (its periodic re-checks, as libwebrtc's ALR
+        probing), so the estimate follows the link, not the last probe.
+        """
+        last, self._bounded_at = self._bounded_at, now
+        if acked is None:
+            return
+        aimd = self._aimd
+        bound = STALE_OF_ACKED * max(acked, self._acked.recent_bps or 0.0)
+        if aimd.bps <= bound or self._confirmed is None:
+            self._confirmed = now
+            return
+        if now - self._confirmed < STALE_AFTER_S or last is None or not 0 < now - last <= 1:
+            return
+        aimd.bps = max(bound, aimd.bps * 0.5 ** ((now - last) / STALE_HALF_S), aimd.min_bps)
 
     def _throughput(self, acked: float, now: float) -> float:
         """What a decrease starts from: the link's rate as best measured lately.
