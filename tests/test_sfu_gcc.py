@@ -455,20 +455,22 @@ def test_a_stale_estimate_of_an_app_limited_sender_follows_the_link(probing: boo
     """A 1 Mbit/s link, an estimate of 4 Mbit/s that nothing bears out (a probe on a faster
     link before the cap), the SFU sending 540 kbit/s (the publisher sends no top layer):
     nothing congests, and the estimate stayed at 4.1 Mbit/s for good (the lab: 8.4 Mbit/s
-    on a 1 Mbit/s link, 4 Mbit/s on a 3 Mbit/s one). From 5 s on it decays to twice what
-    arrives; with the Prober re-checking toward a 3.5 Mbit/s goal it settles on the link."""
+    on a 1 Mbit/s link, 4 Mbit/s on a 3 Mbit/s one). From 5 s on it decays, 8 % a second,
+    to twice what arrives; with the Prober (a 3.5 Mbit/s goal) re-checking once it is
+    under the goal, it is on the link within a few seconds."""
     est = BandwidthEstimator(start_bps=4_000_000)
     run = simulate(
         Link(constant(1e6), max_queue_s=0.2),
-        seconds=25,
+        seconds=30,
         demand=constant(540_000),
         desired=constant(3_480_000),
         estimator=est,
         prober=Prober() if probing else None,
     )
-    settled = run.window(15.0, 25.0)
+    assert min(run.window(0.0, 5.0)) >= 4_000_000  # borne out for 5 s first
     if probing:
+        settled = run.window(12.0, 30.0)
         assert all(within(e, 1e6, 0.25) for e in settled), (min(settled), max(settled))
     else:
+        settled = run.window(23.0, 30.0)
         assert all(e <= 2.2 * 540_000 for e in settled), max(settled)
-    assert min(run.window(0.0, 5.0)) >= 4_000_000  # borne out for 5 s first

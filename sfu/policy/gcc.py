@@ -85,10 +85,10 @@ DELIVERY_MIN_PACKETS = 8
 DELIVERY_MIN_SPAN_S = 0.03
 DELIVERY_FRESH_S = 0.5  # a decrease uses the highest delivery rate this recent
 # A stale estimate (see `_bound_stale`): above this x what arrives, for this long, it
-# decays toward it, halving every STALE_HALF_S.
+# decays toward it by this factor a second.
 STALE_OF_ACKED = 2.0
 STALE_AFTER_S = 5.0
-STALE_HALF_S = 2.0
+STALE_DECAY_PER_S = 0.92
 LOSS_FLOOR_OF_ACKED = 0.85
 
 
@@ -363,10 +363,14 @@ class BandwidthEstimator:
         the estimate is borne out while it is at most `STALE_OF_ACKED` x the
         rate that arrives (the probe goal's headroom: a viewer using its top
         layer keeps the estimate its probes found) or when a probe measured
-        it; `STALE_AFTER_S` after that it halves every `STALE_HALF_S`, down
-        to that bound.  The Prober then re-checks the link once the estimate
-        is below the probe goal (its periodic re-checks, as libwebrtc's ALR
-        probing), so the estimate follows the link, not the last probe.
+        it; `STALE_AFTER_S` after that it decays 8 % a second (the loss
+        side's increase rate), down to that bound.  Slow enough that the
+        Prober does not take it for congestion (10 % within a second), so
+        once the estimate is under the probe goal the Prober's re-checks (as
+        libwebrtc's ALR probing) measure the link: the estimate follows the
+        link, not the last probe.  (Halving every 2 s took a starved viewer's
+        estimate on a 3 Mbit/s link to 2 x its 270 kbit/s in 5 s, and the
+        Prober, seeing a drop, held off meanwhile.)
         """
         last, self._bounded_at = self._bounded_at, now
         if acked is None:
@@ -378,7 +382,7 @@ class BandwidthEstimator:
             return
         if now - self._confirmed < STALE_AFTER_S or last is None or not 0 < now - last <= 1:
             return
-        aimd.bps = max(bound, aimd.bps * 0.5 ** ((now - last) / STALE_HALF_S), aimd.min_bps)
+        aimd.bps = max(bound, aimd.bps * STALE_DECAY_PER_S ** (now - last), aimd.min_bps)
 
     def _throughput(self, acked: float, now: float) -> float:
         """What a decrease starts from: the link's rate as best measured lately.
