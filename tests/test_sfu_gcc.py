@@ -474,3 +474,16 @@ def test_a_stale_estimate_of_an_app_limited_sender_follows_the_link(probing: boo
     else:
         settled = run.window(23.0, 30.0)
         assert all(e <= 2.2 * 540_000 for e in settled), max(settled)
+
+
+def test_a_probe_cluster_that_saturated_the_link_lowers_a_too_high_estimate() -> None:
+    """The other side of the rule above: a cluster sent at 1.6 Mbit/s through a 500 kbit/s
+    link arrives at the link's rate, well above what the 200 kbit/s of media get through;
+    that is a measurement of the link, and an estimate of 900 kbit/s comes down to it.
+    (A guard: main passed it too, through the overuse that such a cluster causes.)"""
+    cluster = {3.0 + 0.005 * k: [(1000, 3)] for k in range(20)}  # 1.6 Mbit/s for 100 ms
+    feedbacks = app_limited_feedback(Link(constant(5e5), max_queue_s=0.2), cluster, 4.5)
+    est = BandwidthEstimator(start_bps=900_000)
+    for at, packets in feedbacks:
+        est.on_feedback(packets, at)
+    assert 350_000 <= est.estimate_bps <= 550_000, est.estimate_bps

@@ -19,11 +19,11 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
 - probes (gcc_rates.py): a complete, consistent probe cluster measures the
   link directly and sets both estimates when it measured more than the
   estimate (how the estimate can grow past what the SFU forwards: see
-  probe.py).  A result below the estimate is not taken: a cluster whose
-  padding went out late (a busy event loop) measures the sender, not the
-  link (the network lab saw 1-2 Mbit/s estimates set to 58-185 kbit/s so);
-  a cluster that did saturate the link queues, and the delay detector's
-  decrease then starts from its rate (`_throughput`);
+  probe.py).  A result below the estimate is taken only when it is above
+  1.1 x the acknowledged rate (a cluster that saturated the link): one
+  whose padding went out late (a busy event loop) measures the sender, not
+  the link (the network lab saw 1-2 Mbit/s estimates set to 58-185 kbit/s
+  so, with 30-230 kbit/s acknowledged);
 - loss-based (below): over each 20+ packets, more than 10 % lost cuts the
   rate by half the loss fraction (at most once per 300 ms + RTT), less
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
@@ -81,6 +81,7 @@ STREAM_TIMEOUT_S = 2.0  # no feedback for this long: start the delay detector af
 MAX_FEEDBACKS_WITHOUT_ARRIVALS = 5
 PROBE_FRESH_S = 1.0
 # A feedback's delivery rate (see `_delivery_bps`) needs this many packets over this long.
+PROBE_OVER_ACKED = 1.1  # a lower probe result counts above this x the acknowledged rate
 DELIVERY_MIN_PACKETS = 8
 DELIVERY_MIN_SPAN_S = 0.03
 DELIVERY_FRESH_S = 0.5  # a decrease uses the highest delivery rate this recent
@@ -339,7 +340,7 @@ class BandwidthEstimator:
                     self._loss.decreased(now)
             elif acked is None and aimd.time_to_reduce_further(now, math.inf):
                 aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
-        elif probe_bps is not None and probe_bps > aimd.bps:
+        elif probe_bps is not None and self._probe_counts(probe_bps, acked):
             aimd.set_estimate(probe_bps, now)
             self._confirmed = now
             self._loss.set_delay_limit(aimd.bps)
@@ -349,6 +350,15 @@ class BandwidthEstimator:
             aimd.update(self._delay.state, acked, now)
             self._bound_stale(acked, now)
         self._loss.set_delay_limit(aimd.bps)
+
+    def _probe_counts(self, probe_bps: float, acked: float | None) -> bool:
+        """Whether a probe result sets the estimate: when it is above it, or when it
+        measured more than the sender's own media gets through (`PROBE_OVER_ACKED` x
+        the acknowledged rate: then it is about the link, e.g. a cluster that
+        saturated it). A cluster whose padding went out late measures the sender."""
+        if probe_bps > self._aimd.bps:
+            return True
+        return acked is not None and probe_bps > PROBE_OVER_ACKED * acked
 
     def _bound_stale(self, acked: float | None, now: float) -> None:
         """Let an estimate that nothing bears out any more decay toward what arrives.
