@@ -1,0 +1,76 @@
+"""The network lab's 1:1 viewer in the pure simulator (tests/gcc_sim.py).
+
+A stage slot of a simulcast camera (320/640/1280 layers at 150 k / 500 k /
+1.5 Mbit/s with L1T3, as the SDK's encodings), audio at 40 kbit/s, the real
+allocator (`LayerAllocator`, on the estimate less the audio), the probe goal
+the SFU clock gives the Prober (`probe_goal_bps`), and the lab's 200 ms
+drop-tail queue (bench/netlab.py's tbf).  `caps` are the lab's: (from s,
+bits/s or None = uncapped).  Used by tests/test_sfu_probe.py and
+bench/estimate_sim.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sfu.policy.allocation import (
+    LayerAllocator,
+    LayerInfo,
+    SlotDemand,
+    ceiling_bps,
+    probe_goal_bps,
+)
+from sfu.policy.gcc import BandwidthEstimator
+from sfu.policy.probe import Prober
+from tests.gcc_sim import Link, Run, simulate, steps
+
+AUDIO_BPS = 40_000
+UNCAPPED_BPS = 50e6
+CAMERA = (
+    LayerInfo(0, 320, 180, (60_000, 90_000, 150_000)),
+    LayerInfo(1, 640, 360, (200_000, 300_000, 500_000)),
+    LayerInfo(2, 1280, 720, (600_000, 900_000, 1_500_000)),
+)
+
+Caps = tuple[tuple[float, float | None], ...]
+
+
+@dataclass
+class LabRun:
+    run: Run  # the estimate after each feedback
+    layers: list[tuple[float, int]]  # (t, spatial layer) at each change
+
+    def top_layer_from(self, t: float) -> float | None:
+        """When the viewer was next on the top layer at or after `t` (None: never)."""
+        return next((at for at, layer in self.layers if at >= t and layer == 2), None)
+
+    def estimate_reaches(self, bps: float, after: float) -> float | None:
+        """The first feedback time after `after` with an estimate of at least `bps`."""
+        pairs = zip(self.run.times, self.run.estimates, strict=True)
+        return next((t for t, e in pairs if t > after and e >= bps), None)
+
+
+def lab_viewer(caps: Caps, seconds: float, seed: int = 1) -> LabRun:
+    slot = SlotDemand("1", True, 1280, 720, CAMERA)
+    allocator = LayerAllocator()  # as on the SFU clock: an upgrade after 1.5 s
+    estimator = BandwidthEstimator(start_bps=1_000_000)
+    layers: list[tuple[float, int]] = []
+
+    def media(t: float) -> float:
+        choice = allocator.update([slot], estimator.estimate_bps - AUDIO_BPS, t)["1"]
+        spatial = choice.spatial if choice.spatial is not None else 0
+        if not layers or layers[-1][1] != spatial:
+            layers.append((t, spatial))
+        return CAMERA[spatial].bitrates[choice.temporal] + AUDIO_BPS
+
+    goal = probe_goal_bps(ceiling_bps([slot]), AUDIO_BPS)
+    capacity = steps(*((t, UNCAPPED_BPS if bps is None else bps) for t, bps in caps))
+    run = simulate(
+        Link(capacity, max_queue_s=0.2, seed=seed),
+        seconds=seconds,
+        demand=media,
+        desired=lambda _t: goal,
+        estimator=estimator,
+        prober=Prober(),
+    )
+    return LabRun(run, layers)
