@@ -217,10 +217,9 @@ class Rig:
             pid = seq // 4
             tid = (0, 2, 1, 2)[pid % 4]
             start = seq % 4 == 1
-            descriptor = bytes(
-                [0x90 if start else 0x80, 0xF0, 0x80 | (pid >> 8 & 0x7F), pid & 0xFF]
-                + [pid // 4 & 0xFF, tid << 6 | 0x01]
-            )
+            first = 0x90 if start else 0x80
+            pid_high = 0x80 | (pid >> 8 & 0x7F)
+            descriptor = bytes((first, 0xF0, pid_high, pid & 0xFF, pid // 4 & 0xFF, tid << 6 | 1))
             payload = descriptor + (b"\x01" if start else b"\x00") + bytes(1100)
             pt, ts = 96, (seq // 4) * 3000
         else:
@@ -283,7 +282,7 @@ def receive_side(sink: Participant, key: bytes) -> WebRtcTransport:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configs = [(kind, n) for n in (0, args.consumers) for kind in ("video", "audio")]
     rigs = {}
-    for kind, n in configs:
+    for n in (0, args.consumers):
         if n not in rigs:
             rigs[n] = Rig(n)
             await rigs[n].select()
