@@ -12,6 +12,12 @@
  *   parse_vp8(payload) -> Vp8Descriptor           sfu.packet.vp8.parse_vp8
  *   read_vp8_at(data, offset, length) -> Vp8Descriptor | None
  *                                                 sfu.packet.vp8.read_vp8_at
+ *   unprotect(owner, function, context, max_size, data) -> bytes | None
+ *                        sfu.transport.srtp.InboundSrtp.unprotect_python
+ *
+ * `unprotect` calls libsrtp's srtp_unprotect at the address sfu.transport.srtp
+ * hands over (the library it loaded with cffi and checked against pylibsrtp;
+ * libsrtp is not linked here), on a new bytes object: one copy, one call.
  *
  * The result objects are the Python classes themselves, handed over once by
  * `bind_rtp(RtpHeader, RtpError)` and `bind_vp8(Vp8Descriptor, Vp8Error)`
@@ -22,7 +28,7 @@
  * a tuple subclass built as tuple.__new__ builds one.
  *
  * Hostile input: every offset is checked against the buffer's length before
- * it is read; nothing is ever written to the packet.
+ * it is read; nothing is ever written to a caller's buffer.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -592,6 +598,55 @@ read_vp8_at(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* SRTP unprotect (libsrtp's srtp_unprotect, at an address sfu.transport.srtp gives). */
+
+typedef int (*unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
+
+/* unprotect(owner, function, context, max_size, data): the plain packet, or None when
+ * libsrtp refuses it or it is shorter than an RTP header or over max_size.
+ * The datagram is copied into a new bytes object (never shared: at least 12
+ * bytes), decrypted there in place and cut to the plain length.  `owner` is
+ * not used: it is whatever keeps the session at `context` alive (a bound
+ * partial of this function holds it, so the session outlives the partial). */
+static PyObject *
+unprotect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "unprotect(owner, function, context, max_size, data)");
+        return NULL;
+    }
+    args += 1; /* the owner */
+    unprotect_fn function = (unprotect_fn)PyLong_AsVoidPtr(args[0]);
+    void *context = PyLong_AsVoidPtr(args[1]);
+    if (function == NULL || context == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "unprotect: NULL function or context");
+        return NULL;
+    }
+    Py_ssize_t max_size;
+    if (ssize_arg(args[2], &max_size) < 0)
+        return NULL;
+    if (!PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "unprotect: data must be bytes");
+        return NULL;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(args[3]);
+    if (size < 12 || size > max_size || size > 0xFFFF)
+        Py_RETURN_NONE;
+    PyObject *out = PyBytes_FromStringAndSize(PyBytes_AS_STRING(args[3]), size);
+    if (out == NULL)
+        return NULL;
+    int length = (int)size;
+    if (function(context, PyBytes_AS_STRING(out), &length) != 0 || length < 0 ||
+        length > size) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    if (length < size && _PyBytes_Resize(&out, length) < 0)
+        return NULL;
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"bind_rtp", (PyCFunction)(void (*)(void))bind_rtp, METH_FASTCALL,
      "bind_rtp(RtpHeader, RtpError): the classes parse_rtp/find_extension answer with"},
@@ -607,6 +662,8 @@ static PyMethodDef methods[] = {
      "parse_vp8(payload) -> Vp8Descriptor (sfu.packet.vp8.parse_vp8)"},
     {"read_vp8_at", (PyCFunction)(void (*)(void))read_vp8_at, METH_FASTCALL,
      "read_vp8_at(data, offset, length) -> Vp8Descriptor | None"},
+    {"unprotect", (PyCFunction)(void (*)(void))unprotect, METH_FASTCALL,
+     "unprotect(owner, function, context, max_size, data) -> bytes | None (srtp_unprotect)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -30,3 +30,9 @@ def parse_vp8(payload: Buffer, /) -> Vp8Descriptor:
 
 def read_vp8_at(data: Buffer, offset: int, length: int, /) -> Vp8Descriptor | None:
     """sfu.packet.vp8.read_vp8_at_python."""
+
+def unprotect(
+    owner: object, function: int, context: int, max_size: int, data: bytes, /
+) -> bytes | None:
+    """sfu.transport.srtp.InboundSrtp.unprotect_python (srtp_unprotect at `function`;
+    `owner` keeps the session at `context` alive)."""
