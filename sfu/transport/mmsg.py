@@ -26,8 +26,9 @@ import platform
 import socket
 import struct
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sfu import native
 from sfu.packet.counters import Counters
 
 if TYPE_CHECKING:
@@ -364,3 +365,20 @@ class RecvBatch:
 
     def _null(self) -> Any:
         return self._ffi.NULL
+
+
+class Reader(Protocol):
+    """What reads the shared socket: `RecvBatch` or its compiled twin."""
+
+    calls: int
+
+    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
+
+
+def recv_batch(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
+    """`RecvBatch`, or its compiled twin (sfu/native/_recv.c: the same answers) when built."""
+    compiled = native.load("_recv")
+    if compiled is None:
+        return RecvBatch(mmsg, fd, capacity)
+    reader: Reader = compiled.RecvBatch(fd, capacity)
+    return reader
