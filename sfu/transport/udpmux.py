@@ -271,10 +271,11 @@ class UdpMux:
         loop itself never late.  What is already connected goes first.
         """
         deadline = time.monotonic() + READ_BUDGET_S
+        datagram = self.datagram
         while True:
             batch = self._read(sock)
             for data, addr in batch:
-                self.datagram(data, addr)
+                datagram(data, addr)
             if len(batch) < READ_BATCH:
                 if self._loop is not None:
                     self.drained_at = self._loop.time()
@@ -328,8 +329,14 @@ class UdpMux:
                 endpoint = self.by_addr.get(addr)
                 if endpoint is None:
                     self.counters.foreign_source += 1
+                    return
+                # The selected pair's (SharedEndpoint.selects inlined: once per packet).
+                ice = endpoint.ice
+                selected = ice.selected
+                if selected is not None and selected[0] is endpoint and selected[1] == addr:
+                    ice.on_srtp(data)
                 else:
-                    endpoint.media(data, addr)
+                    ice.foreign_media(data, addr, endpoint)
             elif first < 4:
                 self._stun(data, addr)
             elif 19 < first < 64:
@@ -433,12 +440,6 @@ class SharedEndpoint(StunProtocol):
     def selects(self, addr: tuple[str, int]) -> bool:
         selected = self.ice.selected
         return selected is not None and selected[0] is self and selected[1] == addr
-
-    def media(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.selects(addr):
-            self.ice.on_srtp(data)
-        else:
-            self.ice.foreign_media(data, addr, self)
 
     def response(self, message: stun.Message, addr: tuple[str, int]) -> None:
         transaction = self.transactions.get(message.transaction_id)
