@@ -19,6 +19,8 @@ from pylibsrtp import Policy, Session
 from sfu import native
 from sfu.packet.rtp import build_rtp
 from sfu.transport import srtp
+from tests.sfu_live import Pump, eventually, join, running_media
+from tests.synthetic_peer import SyntheticPeer
 
 PROFILES = {
     "aes-256-gcm": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),
@@ -124,3 +126,18 @@ def test_the_self_check_covers_receiving(lib: srtp.LibSrtp) -> None:
     assert srtp.self_check(lib)
     with pytest.raises(srtp.SrtpError):
         lib.inbound(bytes(44), 9999)
+
+
+async def test_a_live_publishers_rtp_goes_through_our_session_to_the_subscriber() -> None:
+    """Real ICE + DTLS: the receiving key is derived as aiortc derives it."""
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1, video_slots=1))
+        pump = Pump(alice).start()
+        try:
+            await eventually(lambda: bob.transport.received > 30, what="media at bob")
+            transport = media.participants["alice"].transport
+            assert transport is not None and transport._rx_direct is not None
+            assert transport.counters.rtp_in > 30 and transport.counters.srtp_errors == 0
+        finally:
+            await pump.stop()
