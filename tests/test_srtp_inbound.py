@@ -24,6 +24,7 @@ from tests.synthetic_peer import SyntheticPeer
 
 PROFILES = {
     "aes-256-gcm": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),
+    "aes-128-gcm": (Policy.SRTP_PROFILE_AEAD_AES_128_GCM, 28),
     "aes-128-cm-sha1-80": (Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
 }
 TWINS = ("python", "compiled")
