@@ -21,6 +21,8 @@ from sfu.packet.rtp import (
     ONE_BYTE_PROFILE,
     RtpError,
     RtpHeader,
+    SeqUnwrapper,
+    SeqUnwrapperPython,
     build_rtp,
     find_element_python,
     parse_rtp_python,
@@ -230,6 +232,27 @@ def test_read_vp8_at_gives_what_the_python_twin_gives(
     )
 
 
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.integers(0, 0xFFFF) | st.integers(-3, 3) | st.integers(0, 1 << 40), max_size=80))
+def test_unwrapped_sequence_numbers_are_the_python_twins(
+    compiled: ModuleType, sequence: list[int]
+) -> None:
+    ours, theirs = compiled.SeqUnwrapper(), SeqUnwrapperPython()
+    for seq in sequence:
+        assert ours.unwrap(seq) == theirs.unwrap(seq)
+        assert (ours._last, ours._ext) == (theirs._last, theirs._ext)
+
+
+def test_a_stream_wrapping_many_times_unwraps_alike(compiled: ModuleType) -> None:
+    ours, theirs = compiled.SeqUnwrapper(), SeqUnwrapperPython()
+    seq = 65000
+    for n in range(300_000):
+        seq = (seq + (1 if n % 97 else -40) + (n % 1009 == 0) * 3000) & 0xFFFF
+        assert ours.unwrap(seq) == theirs.unwrap(seq)
+    assert ours.unwrap(seq) > 4 * 65536
+
+
 def test_the_modules_use_the_compiled_twins_when_built(compiled: ModuleType) -> None:
+    assert SeqUnwrapper is compiled.SeqUnwrapper
     assert rtp.parse_rtp is compiled.parse_rtp
     assert vp8.parse_vp8 is compiled.parse_vp8 and vp8.read_vp8_at is compiled.read_vp8_at

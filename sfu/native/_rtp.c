@@ -12,6 +12,7 @@
  *   parse_vp8(payload) -> Vp8Descriptor           sfu.packet.vp8.parse_vp8
  *   read_vp8_at(data, offset, length) -> Vp8Descriptor | None
  *                                                 sfu.packet.vp8.read_vp8_at
+ *   SeqUnwrapper().unwrap(seq) -> int            sfu.packet.rtp.SeqUnwrapperPython
  *   unprotect(owner, function, context, max_size, data) -> bytes | None
  *                        sfu.transport.srtp.InboundSrtp.unprotect_python
  *
@@ -647,6 +648,77 @@ unprotect(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* SeqUnwrapper: 16-bit sequence numbers extended across wraps. */
+
+typedef struct {
+    PyObject_HEAD
+    long long last;
+    long long ext;
+} Unwrapper;
+
+static int
+unwrapper_init(Unwrapper *self, PyObject *args, PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "SeqUnwrapper() takes no arguments");
+        return -1;
+    }
+    self->last = -1;
+    self->ext = 0;
+    return 0;
+}
+
+/* unwrap(seq): as sfu.packet.rtp.SeqUnwrapperPython.unwrap, on 64-bit integers. */
+static PyObject *
+unwrapper_unwrap(Unwrapper *self, PyObject *arg)
+{
+    long long seq = PyLong_AsLongLong(arg);
+    if (seq == -1 && PyErr_Occurred())
+        return NULL;
+    if (self->last < 0) {
+        self->last = seq;
+        self->ext = seq;
+        return PyLong_FromLongLong(seq);
+    }
+    /* (seq - last) & 0xFFFF, as Python's & on a negative difference. */
+    long long delta = (long long)((unsigned long long)seq - (unsigned long long)self->last) & 0xFFFF;
+    if (delta >= 0x8000) {
+        if (self->ext < LLONG_MIN + 0x10000)
+            goto overflow;
+        return PyLong_FromLongLong(self->ext + delta - 0x10000);
+    }
+    if (self->ext > LLONG_MAX - delta)
+        goto overflow;
+    self->ext += delta;
+    self->last = seq;
+    return PyLong_FromLongLong(self->ext);
+overflow:
+    PyErr_SetString(PyExc_OverflowError, "extended sequence number out of range");
+    return NULL;
+}
+
+static PyMethodDef unwrapper_methods[] = {
+    {"unwrap", (PyCFunction)unwrapper_unwrap, METH_O, "unwrap(seq) -> extended sequence number"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef unwrapper_members[] = {
+    {"_last", T_LONGLONG, offsetof(Unwrapper, last), 0, NULL},
+    {"_ext", T_LONGLONG, offsetof(Unwrapper, ext), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject UnwrapperType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sfu.native._rtp.SeqUnwrapper",
+    .tp_basicsize = sizeof(Unwrapper),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SeqUnwrapper(): sfu.packet.rtp.SeqUnwrapperPython's twin",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)unwrapper_init,
+    .tp_methods = unwrapper_methods,
+    .tp_members = unwrapper_members,
+};
+
 static PyMethodDef methods[] = {
     {"bind_rtp", (PyCFunction)(void (*)(void))bind_rtp, METH_FASTCALL,
      "bind_rtp(RtpHeader, RtpError): the classes parse_rtp/find_extension answer with"},
@@ -676,5 +748,14 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC
 PyInit__rtp(void)
 {
-    return PyModule_Create(&module_def);
+    if (PyType_Ready(&UnwrapperType) < 0)
+        return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(module, "SeqUnwrapper", (PyObject *)&UnwrapperType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

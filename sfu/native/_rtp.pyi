@@ -36,3 +36,10 @@ def unprotect(
 ) -> bytes | None:
     """sfu.transport.srtp.InboundSrtp.unprotect_python (srtp_unprotect at `function`;
     `owner` keeps the session at `context` alive)."""
+
+class SeqUnwrapper:
+    """sfu.packet.rtp.SeqUnwrapperPython."""
+
+    _last: int
+    _ext: int
+    def unwrap(self, seq: int, /) -> int: ...

@@ -448,13 +448,13 @@ def _build_extension_block(elements: Mapping[int, bytes], two_byte: bool) -> byt
     return _EXT_HEADER.pack(profile, len(body) // 4) + bytes(body)
 
 
-class SeqUnwrapper:
+class SeqUnwrapperPython:
     """Extends 16-bit sequence numbers to unbounded integers across wraps.
 
     The reference point only moves forward; a number within half the space
     (32767) behind it is a reordered or late packet and maps below it.  The
     first number maps to itself, so a packet reordered before the very first
-    one can come out negative.
+    one can come out negative.  `SeqUnwrapper` is this, or its compiled twin.
     """
 
     __slots__ = ("_ext", "_last")
@@ -474,3 +474,9 @@ class SeqUnwrapper:
         self._ext += delta
         self._last = seq
         return self._ext
+
+
+# The compiled twin (sfu/native/_rtp.c) when built: the same numbers (64-bit).
+SeqUnwrapper: type[SeqUnwrapperPython] = (
+    SeqUnwrapperPython if _native is None else _native.SeqUnwrapper
+)
