@@ -82,7 +82,6 @@ class LibSrtp:
         self.lib: Any = self.ffi.dlopen(path)
         self.path = path
         self.protect = self.lib.srtp_protect
-        self.unprotect = self.lib.srtp_unprotect
         version = self.ffi.string(self.lib.srtp_get_version_string()).decode("ascii", "replace")
         self.version = version
         if not version.startswith("libsrtp2 2."):
@@ -90,6 +89,7 @@ class LibSrtp:
         # pylibsrtp's copy is initialised already and answers with an error
         # here; an uninitialised library fails the self-check instead.
         self.lib.srtp_init()
+        self.unprotect = self.lib.srtp_unprotect  # for InboundSrtp
 
     def outbound(self, key: bytes, profile: int) -> OutboundSrtp:
         return OutboundSrtp(self, key, profile)

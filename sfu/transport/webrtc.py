@@ -98,6 +98,9 @@ _ALLOWED = {
 class WebRtcTransport:
     """ICE + DTLS-SRTP for one participant (see module doc)."""
 
+    # libsrtp bound by us (sfu.transport.srtp): RTP unprotected without pylibsrtp;
+    # None: pylibsrtp's session (`_rx`) does it.
+    _rx_direct: InboundSrtp | None = None
     # Transport-wide congestion control (set_transport_cc): the sequence
     # extension's id the peer negotiated, 0 when it did not.
     twcc_id = 0
@@ -108,9 +111,6 @@ class WebRtcTransport:
     # Of counters.bytes_out: what padding probes and RTCP took (the rest is media).
     padding_bytes = 0
     rtcp_bytes = 0
-    # libsrtp bound by us (sfu.transport.srtp): RTP unprotected without pylibsrtp;
-    # None: pylibsrtp's session (`_rx`) does it.
-    _rx_direct: InboundSrtp | None = None
 
     def __init__(
         self,
@@ -398,8 +398,9 @@ class WebRtcTransport:
 
     def _on_dtls_state(self, state: str) -> None:
         if state in ("closed", "failed") and self.state == TransportState.CONNECTED:
+            self._rx_direct = None
             self._rx = self._tx = None
-            self._tx_direct = self._direct = self._rx_direct = None
+            self._tx_direct = self._direct = None
             self._set_state(TransportState.FAILED)
 
     def _set_route(self, route: MediaRoute | None) -> None:
@@ -654,8 +655,9 @@ class WebRtcTransport:
         """Cut media now; the rest of the teardown runs in the background."""
         if self.state == TransportState.CLOSED:
             return
+        self._rx_direct = None
         self._rx = self._tx = None
-        self._route = self._tx_direct = self._direct = self._rx_direct = None
+        self._route = self._tx_direct = self._direct = None
         self._ice.close_sockets()
         if self._next_ice is not None:
             self._next_ice.close_sockets()
