@@ -68,7 +68,7 @@ class ReceiveCorePython:
                 self._jitter += (d - self._jitter) / 16.0
 
 
-class _Reports:
+class StatsReports:
     """The report side of `ReceiveStats` (RFC 3550 6.4.1), on either base."""
 
     # The base's (ReceiveCorePython or its compiled twin):
@@ -133,7 +133,7 @@ _native = native.load("_stats")
 _Core: type[ReceiveCorePython] = ReceiveCorePython if _native is None else _native.ReceiveCore
 
 
-class ReceiveStatsPython(_Reports, ReceiveCorePython):
+class ReceiveStatsPython(StatsReports, ReceiveCorePython):
     """`ReceiveStats` on the pure-Python base (for comparing the twins)."""
 
     def __init__(self, clock_rate: int) -> None:
@@ -141,7 +141,7 @@ class ReceiveStatsPython(_Reports, ReceiveCorePython):
         self._start_reports()
 
 
-class ReceiveStats(_Reports, _Core):  # type: ignore[valid-type,misc]
+class ReceiveStats(StatsReports, _Core):  # type: ignore[valid-type,misc]
     """Receiver statistics of one RTP stream (sequence numbers already unwrapped)."""
 
     def __init__(self, clock_rate: int) -> None:
