@@ -130,6 +130,6 @@ def test_a_closed_socket_is_an_oserror_and_bad_capacities_are_refused(
 def test_the_shared_socket_reads_with_the_compiled_twin_unless_turned_off(
     binding: mmsg.Mmsg, compiled: ModuleType
 ) -> None:
-    reader = mmsg.recv_batch(binding, 0, 8)
+    reader = mmsg.new_reader(binding, 0, 8)
     kind = compiled.RecvBatch if native.enabled() else mmsg.RecvBatch
     assert type(reader) is kind

@@ -314,6 +314,24 @@ class SendBatch:
         self.dropped += end - start
 
 
+class Reader(Protocol):
+    """A receive batch: `RecvBatch` below or its compiled twin `sfu.native._recv.RecvBatch`."""
+
+    @property
+    def calls(self) -> int: ...
+
+    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
+
+
+def new_reader(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
+    """The compiled receive batch when sfu.native has it, else `RecvBatch` (same behaviour)."""
+    compiled = native.load("_recv")
+    if compiled is not None:
+        reader: Reader = compiled.RecvBatch(fd, capacity)
+        return reader
+    return RecvBatch(mmsg, fd, capacity)
+
+
 class RecvBatch:
     """Up to `capacity` datagrams per `recvmmsg` call, as (bytes, (host, port))."""
 
@@ -365,20 +383,3 @@ class RecvBatch:
 
     def _null(self) -> Any:
         return self._ffi.NULL
-
-
-class Reader(Protocol):
-    """What reads the shared socket: `RecvBatch` or its compiled twin."""
-
-    calls: int
-
-    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
-
-
-def recv_batch(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
-    """`RecvBatch`, or its compiled twin (sfu/native/_recv.c: the same answers) when built."""
-    compiled = native.load("_recv")
-    if compiled is None:
-        return RecvBatch(mmsg, fd, capacity)
-    reader: Reader = compiled.RecvBatch(fd, capacity)
-    return reader

@@ -226,7 +226,7 @@ class UdpMux:
         self.port = sock.getsockname()[1]
         self.egress = Egress(sock, self._binding)
         if self._binding is not None:
-            self._reader = mmsg.recv_batch(self._binding, sock.fileno(), READ_BATCH)
+            self._reader = mmsg.new_reader(self._binding, sock.fileno(), READ_BATCH)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
