@@ -629,6 +629,7 @@ PY_SPY_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("Egress.", "copy into the send batch (cffi)"),
     ("Route.send", "copy into the send batch (cffi)"),
     ("RecvBatch.read", "recvmmsg (syscall + bytes per datagram)"),
+    ("UdpMux._read", "recvmmsg (syscall + bytes per datagram)"),  # compiled RecvBatch
     ("UdpMux._stun", "ICE consent checks (aioice STUN)"),
     ("Session.protect_rtcp", "RTCP (reports, feedback)"),
     ("Session.protect", "SRTP protect (pylibsrtp)"),

@@ -16,6 +16,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
+
+from sfu import native
 
 __all__ = [
     "ABS_SEND_TIME_URI",
@@ -133,11 +136,12 @@ def is_rtcp(data: BytesLike) -> bool:
     return len(data) >= 2 and 192 <= data[1] <= 223
 
 
-def parse_rtp(data: BytesLike, max_size: int = MAX_PACKET) -> RtpHeader:
+def parse_rtp_python(data: BytesLike, max_size: int = MAX_PACKET) -> RtpHeader:
     """Validate an RTP packet and locate its parts; raises `RtpError`.
 
     A padding-only packet (payload_length 0) is valid: senders use them to
     probe bandwidth, and whether to forward one is the caller's decision.
+    `parse_rtp` is this, or its compiled twin (sfu/native/_rtp.c) when built.
     """
     size = len(data)
     if size < 12:
@@ -181,6 +185,26 @@ def parse_rtp(data: BytesLike, max_size: int = MAX_PACKET) -> RtpHeader:
         size - offset - padding,
         padding,
     )
+
+
+class ParseRtp(Protocol):
+    def __call__(self, data: BytesLike, max_size: int = MAX_PACKET) -> RtpHeader: ...
+
+
+class FindElement(Protocol):
+    def __call__(
+        self, data: BytesLike, profile: int, start: int, length: int, ext_id: int, /
+    ) -> bytes | None: ...
+
+
+# The compiled twins (sfu/native/_rtp.c) when built: same results, same errors.
+_native = native.load("_rtp")
+parse_rtp: ParseRtp = parse_rtp_python
+_find_element: FindElement | None = None
+if _native is not None:
+    _native.bind_rtp(RtpHeader, RtpError)
+    parse_rtp = _native.parse_rtp
+    _find_element = _native.find_extension
 
 
 def _ext_bounds(data: BytesLike, h: RtpHeader) -> tuple[int, int]:
@@ -233,6 +257,10 @@ def _one_byte_elements(data: BytesLike, h: RtpHeader) -> list[tuple[int, int, in
 
 def _two_byte_elements(data: BytesLike, h: RtpHeader) -> list[tuple[int, int, int]]:
     i, end = _ext_bounds(data, h)
+    return _two_byte_walk(data, i, end)
+
+
+def _two_byte_walk(data: BytesLike, i: int, end: int) -> list[tuple[int, int, int]]:
     out: list[tuple[int, int, int]] = []
     while i < end:
         ext_id = data[i]
@@ -258,10 +286,21 @@ def find_extension(data: BytesLike, h: RtpHeader, ext_id: int) -> bytes | None:
     profile = h.ext_profile
     if profile is None:
         return None
-    i = h.ext_offset
-    end = i + h.ext_length
+    if _find_element is not None:
+        return _find_element(data, profile, h.ext_offset, h.ext_length, ext_id)
+    return find_element_python(data, profile, h.ext_offset, h.ext_length, ext_id)
+
+
+def find_element_python(
+    data: BytesLike, profile: int, start: int, length: int, ext_id: int
+) -> bytes | None:
+    """`find_extension` in the block `data[start:start + length]` of `profile`."""
+    i = start
+    end = i + length
     if end > len(data):
         raise RtpError("header does not match the packet")
+    if i < 0 or length < 0:
+        raise ValueError("negative extension offset or length")
     if profile == ONE_BYTE_PROFILE:
         while i < end:
             b = data[i]
@@ -279,9 +318,9 @@ def find_extension(data: BytesLike, h: RtpHeader, ext_id: int) -> bytes | None:
             i = stop
         return None
     if profile & _TWO_BYTE_MASK == _TWO_BYTE_PROFILE:
-        for found, start, length in _two_byte_elements(data, h):
+        for found, at, size in _two_byte_walk(data, i, end):
             if found == ext_id:
-                return bytes(data[start : start + length])
+                return bytes(data[at : at + size])
     return None
 
 
@@ -409,13 +448,13 @@ def _build_extension_block(elements: Mapping[int, bytes], two_byte: bool) -> byt
     return _EXT_HEADER.pack(profile, len(body) // 4) + bytes(body)
 
 
-class SeqUnwrapper:
+class SeqUnwrapperPython:
     """Extends 16-bit sequence numbers to unbounded integers across wraps.
 
     The reference point only moves forward; a number within half the space
     (32767) behind it is a reordered or late packet and maps below it.  The
     first number maps to itself, so a packet reordered before the very first
-    one can come out negative.
+    one can come out negative.  `SeqUnwrapper` is this, or its compiled twin.
     """
 
     __slots__ = ("_ext", "_last")
@@ -435,3 +474,9 @@ class SeqUnwrapper:
         self._ext += delta
         self._last = seq
         return self._ext
+
+
+# The compiled twin (sfu/native/_rtp.c) when built: the same numbers (64-bit).
+SeqUnwrapper: type[SeqUnwrapperPython] = (
+    SeqUnwrapperPython if _native is None else _native.SeqUnwrapper
+)

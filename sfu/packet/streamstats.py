@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sfu import native
+
 MAX_GAP = 512  # a larger jump is a restart of the stream, not loss
 MAX_MISSING = 256
 
@@ -30,22 +32,14 @@ class ReceptionReport:
     dlsr: int  # 1/65536 s
 
 
-class ReceiveStats:
-    """Receiver statistics of one RTP stream (sequence numbers already unwrapped)."""
+class ReceiveCorePython:
+    """What every packet of a stream updates (sequence numbers already unwrapped).
 
-    __slots__ = (
-        "_base",
-        "_clock_rate",
-        "_expected_prior",
-        "_jitter",
-        "_lsr",
-        "_lsr_time",
-        "_received_prior",
-        "_transit",
-        "bytes",
-        "max_seq",
-        "received",
-    )
+    `ReceiveStats` adds the reports; its base is this, or the compiled twin
+    `sfu.native._stats.ReceiveCore` when built (the same values, jitter included).
+    """
+
+    __slots__ = ("_base", "_clock_rate", "_jitter", "_transit", "bytes", "max_seq", "received")
 
     def __init__(self, clock_rate: int) -> None:
         self._clock_rate = clock_rate
@@ -53,12 +47,8 @@ class ReceiveStats:
         self.max_seq = -1
         self.received = 0
         self.bytes = 0
-        self._expected_prior = 0
-        self._received_prior = 0
         self._jitter = 0.0
         self._transit: float | None = None
-        self._lsr = 0
-        self._lsr_time = 0.0
 
     def add(self, ext_seq: int, timestamp: int, size: int, now: float) -> None:
         if self._base < 0:
@@ -76,6 +66,29 @@ class ReceiveStats:
             # A timestamp wrap or a new stream would look like a huge jitter.
             if d < self._clock_rate * 10:
                 self._jitter += (d - self._jitter) / 16.0
+
+
+class StatsReports:
+    """The report side of `ReceiveStats` (RFC 3550 6.4.1), on either base."""
+
+    # The base's (ReceiveCorePython or its compiled twin):
+    _clock_rate: int
+    _base: int
+    _jitter: float
+    max_seq: int
+    received: int
+    bytes: int
+    # Its own:
+    _expected_prior: int
+    _received_prior: int
+    _lsr: int
+    _lsr_time: float
+
+    def _start_reports(self) -> None:
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._lsr = 0
+        self._lsr_time = 0.0
 
     def sender_report(self, ntp_middle: int, now: float) -> None:
         """A sender report arrived; its NTP middle 32 bits feed LSR/DLSR."""
@@ -114,6 +127,26 @@ class ReceiveStats:
             lsr=self._lsr,
             dlsr=dlsr & 0xFFFFFFFF,
         )
+
+
+_native = native.load("_stats")
+_Core: type[ReceiveCorePython] = ReceiveCorePython if _native is None else _native.ReceiveCore
+
+
+class ReceiveStatsPython(StatsReports, ReceiveCorePython):
+    """`ReceiveStats` on the pure-Python base (for comparing the twins)."""
+
+    def __init__(self, clock_rate: int) -> None:
+        super().__init__(clock_rate)
+        self._start_reports()
+
+
+class ReceiveStats(StatsReports, _Core):  # type: ignore[valid-type,misc]
+    """Receiver statistics of one RTP stream (sequence numbers already unwrapped)."""
+
+    def __init__(self, clock_rate: int) -> None:
+        super().__init__(clock_rate)
+        self._start_reports()
 
 
 class NackGenerator:

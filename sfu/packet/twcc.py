@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
+from sfu import native
 from sfu.packet.rtcp import TransportCc
 from sfu.packet.rtp import (
     ONE_BYTE_PROFILE,
@@ -374,9 +375,9 @@ def transport_seq_at(data: BytesLike, ext_id: int) -> int:
     )
 
 
-def _element_value(data: BytesLike, profile: int, i: int, end: int, ext_id: int) -> int:
+def element_value_python(data: BytesLike, profile: int, i: int, end: int, ext_id: int) -> int:
     """Offset of extension `ext_id`'s 2-byte value in the block `data[i:end]`, or -1."""
-    if end > len(data):
+    if end > len(data) or i < 0:
         return -1
     if profile == ONE_BYTE_PROFILE:
         while i < end:
@@ -403,6 +404,15 @@ def _element_value(data: BytesLike, profile: int, i: int, end: int, ext_id: int)
                 return i + 2 if length == 2 and i + 4 <= end else -1
             i += 2 + length
     return -1
+
+
+class ElementValue(Protocol):
+    def __call__(self, data: BytesLike, profile: int, i: int, end: int, ext_id: int, /) -> int: ...
+
+
+# The compiled twin (sfu/native/_rtp.c) when built: the same offsets.
+_rtp = native.load("_rtp")
+_element_value: ElementValue = element_value_python if _rtp is None else _rtp.element_value
 
 
 def with_transport_seq(packet: BytesLike, h: RtpHeader, ext_id: int, sequence: int) -> bytes:

@@ -29,7 +29,9 @@ TID/Y/KEYIDX byte.  `rewrite_vp8` writes new values there, in place.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
+
+from sfu import native
 
 __all__ = [
     "Vp8Descriptor",
@@ -37,6 +39,7 @@ __all__ = [
     "is_vp8_keyframe",
     "parse_vp8",
     "read_vp8",
+    "read_vp8_at",
     "rewrite_vp8",
     "vp8_frame_size",
 ]
@@ -76,8 +79,11 @@ class Vp8Descriptor(NamedTuple):
 _new = tuple.__new__  # builds the NamedTuple without its Python-level __new__ (5x faster)
 
 
-def parse_vp8(p: Payload) -> Vp8Descriptor:
-    """The descriptor at the start of an RTP payload; `Vp8Error` if truncated."""
+def parse_vp8_python(p: Payload) -> Vp8Descriptor:
+    """The descriptor at the start of an RTP payload; `Vp8Error` if truncated.
+
+    `parse_vp8` is this, or its compiled twin (sfu/native/_rtp.c) when built.
+    """
     n = len(p)
     if n == 0:
         raise Vp8Error("empty VP8 payload")
@@ -177,6 +183,32 @@ def _parse_any(p: Payload, n: int, b: int) -> Vp8Descriptor:
             tk_at,
         ),
     )
+
+
+class ParseVp8(Protocol):
+    def __call__(self, p: Payload, /) -> Vp8Descriptor: ...
+
+
+class ReadVp8At(Protocol):
+    def __call__(self, data: Payload, offset: int, length: int, /) -> Vp8Descriptor | None: ...
+
+
+def read_vp8_at_python(data: Payload, offset: int, length: int) -> Vp8Descriptor | None:
+    """`read_vp8` of `data[offset:offset + length]` (an RTP packet's payload), no slice
+    made; ValueError if that range is not inside `data`."""
+    if offset < 0 or length < 0 or offset > len(data) or length > len(data) - offset:
+        raise ValueError(f"payload [{offset}, +{length}) outside a {len(data)}-byte packet")
+    return read_vp8(memoryview(data)[offset : offset + length])
+
+
+# The compiled twins (sfu/native/_rtp.c) when built: same results, same errors.
+_native = native.load("_rtp")
+parse_vp8: ParseVp8 = parse_vp8_python
+read_vp8_at: ReadVp8At = read_vp8_at_python
+if _native is not None:
+    _native.bind_vp8(Vp8Descriptor, Vp8Error)
+    parse_vp8 = _native.parse_vp8
+    read_vp8_at = _native.read_vp8_at
 
 
 def read_vp8(p: Payload) -> Vp8Descriptor | None:

@@ -48,6 +48,7 @@ from sfu.transport.webrtc import TransportState, WebRtcTransport
 if TYPE_CHECKING:
     from sfu.routing.group import Group
 
+_monotonic = time.monotonic
 MAX_LEARNED_SSRCS = 24  # media + RTX of up to 4 layers of 2 video tracks, audio, restarts
 MAX_ESTIMATE_BPS = 10_000_000
 
@@ -439,8 +440,18 @@ class Participant:
             self.counters.bad_rtp += 1
             return
         producer = self.by_ssrc.get(h.ssrc)
-        now = time.monotonic()
-        twcc_at = self._arrived(packet, h, now) if self.twcc_id else -1
+        now = _monotonic()
+        twcc_at = -1
+        if self.twcc_id:
+            # Record the transport-wide sequence number's arrival (where it is: the
+            # producer's consumers number their copies there).
+            twcc_at = transport_seq_offset(packet, h, self.twcc_id)
+            log = self.receive_log
+            if twcc_at >= 0 and log is not None:
+                log.record(
+                    (packet[twcc_at] << 8) | packet[twcc_at + 1],
+                    int((now - self.opened_at) * 1e6),
+                )
         if producer is not None:
             producer.twcc_at = twcc_at
             if not producer.on_rtp(packet, h, now):
@@ -454,14 +465,6 @@ class Participant:
             return
         if not self._learn(packet, h, now, twcc_at):
             self.counters.unknown_ssrc += 1
-
-    def _arrived(self, packet: bytes, h: RtpHeader, now: float) -> int:
-        """Record the packet's transport-wide sequence number; where it is, or -1."""
-        at = transport_seq_offset(packet, h, self.twcc_id)
-        log = self.receive_log
-        if at >= 0 and log is not None:
-            log.record((packet[at] << 8) | packet[at + 1], int((now - self.opened_at) * 1e6))
-        return at
 
     def _learn(self, packet: bytes, h: RtpHeader, now: float, twcc_at: int = -1) -> bool:
         """Map an unannounced SSRC to a producer by its sdes:mid (RFC 8843)."""

@@ -48,7 +48,7 @@ from sfu.packet.rtp import (
 )
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
-from sfu.packet.vp8 import Vp8Descriptor, read_vp8, vp8_frame_size
+from sfu.packet.vp8 import Vp8Descriptor, read_vp8_at, vp8_frame_size
 from sfu.routing.layers import NO_TID, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
@@ -269,10 +269,9 @@ class Producer:
             self._read_level(data, h, self._level_id, now)
         if codec == "vp8":
             offset = h.payload_offset
-            payload = memoryview(data)[offset : offset + h.payload_length]
-            desc = self.desc = read_vp8(payload)
+            desc = self.desc = read_vp8_at(data, offset, h.payload_length)
             if desc is not None and desc.keyframe:
-                size = vp8_frame_size(payload)
+                size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
                 if size is not None and size != self.frame_size:
                     self._resized(size)
             self.meter.add(desc.tid if desc is not None else NO_TID, len(data), now)

@@ -46,6 +46,7 @@ class KeyingDtlsTransport(RTCDtlsTransport):
         # (key and salt, libsrtp profile) of the sending direction, for
         # sessions of our own (sfu.transport.srtp); None until keyed.
         self.tx_key: tuple[bytes, int] | None = None
+        self.rx_key: tuple[bytes, int] | None = None  # of the receiving direction
 
     def _setup_srtp(self) -> None:
         super()._setup_srtp()
@@ -61,6 +62,8 @@ class KeyingDtlsTransport(RTCDtlsTransport):
         )
         key = profile.get_key_and_salt(view, 1 if self._role == "server" else 0)
         self.tx_key = (key, profile.libsrtp_profile)
+        key = profile.get_key_and_salt(view, 0 if self._role == "server" else 1)
+        self.rx_key = (key, profile.libsrtp_profile)
 
     def _set_state(self, state: State) -> None:
         changed = state != self._state

@@ -26,8 +26,9 @@ import platform
 import socket
 import struct
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from sfu import native
 from sfu.packet.counters import Counters
 
 if TYPE_CHECKING:
@@ -311,6 +312,24 @@ class SendBatch:
             if counters is not None:
                 counters.send_errors += 1
         self.dropped += end - start
+
+
+class Reader(Protocol):
+    """A receive batch: `RecvBatch` below or its compiled twin `sfu.native._recv.RecvBatch`."""
+
+    @property
+    def calls(self) -> int: ...
+
+    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
+
+
+def new_reader(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
+    """The compiled receive batch when sfu.native has it, else `RecvBatch` (same behaviour)."""
+    compiled = native.load("_recv")
+    if compiled is not None:
+        reader: Reader = compiled.RecvBatch(fd, capacity)
+        return reader
+    return RecvBatch(mmsg, fd, capacity)
 
 
 class RecvBatch:

@@ -21,8 +21,12 @@ RTP, so the rollover counter stays consistent); RTCP keeps pylibsrtp.
 from __future__ import annotations
 
 import ctypes.util
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
+
+from sfu import native
 
 CDEF = """
 typedef struct {
@@ -49,12 +53,16 @@ int srtp_init(void);
 int srtp_create(srtp_t *session, const srtp_policy_t *policy);
 int srtp_dealloc(srtp_t session);
 int srtp_protect(srtp_t ctx, void *rtp_hdr, int *len_ptr);
+int srtp_unprotect(srtp_t ctx, void *srtp_hdr, int *len_ptr);
 int srtp_crypto_policy_set_from_profile_for_rtp(srtp_crypto_policy_t *policy, int profile);
 int srtp_crypto_policy_set_from_profile_for_rtcp(srtp_crypto_policy_t *policy, int profile);
 const char *srtp_get_version_string(void);
 """
 
+SSRC_ANY_INBOUND = 2
 SSRC_ANY_OUTBOUND = 3
+# The largest datagram an InboundSrtp takes (sfu.transport.webrtc.MAX_DATAGRAM).
+MAX_INBOUND = 1500
 # Room a protected packet needs past its plain length (GCM tag 16; HMAC-SHA1-80 tag 10).
 MAX_TRAILER = 16
 
@@ -64,7 +72,7 @@ class SrtpError(Exception):
 
 
 class LibSrtp:
-    """The dlopened library: `ffi`, `lib` and `protect` (srtp_protect)."""
+    """The dlopened library: `ffi`, `lib`, `protect` and `unprotect` (srtp_(un)protect)."""
 
     def __init__(self, path: str) -> None:
         from cffi import FFI  # type: ignore[import-untyped]
@@ -81,9 +89,13 @@ class LibSrtp:
         # pylibsrtp's copy is initialised already and answers with an error
         # here; an uninitialised library fails the self-check instead.
         self.lib.srtp_init()
+        self.unprotect = self.lib.srtp_unprotect  # for InboundSrtp
 
     def outbound(self, key: bytes, profile: int) -> OutboundSrtp:
         return OutboundSrtp(self, key, profile)
+
+    def inbound(self, key: bytes, profile: int) -> InboundSrtp:
+        return InboundSrtp(self, key, profile)
 
 
 class OutboundSrtp:
@@ -109,6 +121,64 @@ class OutboundSrtp:
         self.ctx = ffi.gc(session[0], lib.srtp_dealloc)
         self.protect = srtp.protect
         self.length = ffi.new("int *")  # in: plain length; out: protected length
+
+
+class InboundSrtp:
+    """One receiving SRTP session (any inbound SSRC), as aiortc's: replay window
+    1024, repeats allowed; freed when collected.  Only RTP goes through it
+    (RTCP keeps pylibsrtp's session).
+
+    `unprotect(data)` gives the plain packet, or None when libsrtp refuses it
+    (authentication, replay, a datagram too short or too long).  With
+    sfu/native/_rtp built it is one C call: the datagram copied into a new
+    bytes object, decrypted there and cut to its plain length; otherwise
+    (`unprotect_python`) through cffi with a buffer of our own, without
+    pylibsrtp's per-packet allocation and checks.
+    """
+
+    __slots__ = ("_buffer", "_key", "_policy", "_unprotect", "_view", "ctx", "length", "unprotect")
+
+    def __init__(self, srtp: LibSrtp, key: bytes, profile: int) -> None:
+        ffi, lib = srtp.ffi, srtp.lib
+        policy = ffi.new("srtp_policy_t *")
+        if lib.srtp_crypto_policy_set_from_profile_for_rtp(ffi.addressof(policy.rtp), profile):
+            raise SrtpError(f"unknown SRTP profile {profile}")
+        lib.srtp_crypto_policy_set_from_profile_for_rtcp(ffi.addressof(policy.rtcp), profile)
+        self._key = ffi.new("unsigned char[]", key)
+        policy.key = self._key
+        policy.ssrc.type = SSRC_ANY_INBOUND
+        policy.window_size = 1024
+        policy.allow_repeat_tx = 1
+        self._policy = policy
+        session = ffi.new("srtp_t *")
+        if lib.srtp_create(session, policy) != 0:
+            raise SrtpError("srtp_create failed")
+        self.ctx = ffi.gc(session[0], lib.srtp_dealloc)
+        self.length = ffi.new("int *")
+        self._buffer = ffi.new("char[]", MAX_INBOUND)
+        self._view = ffi.buffer(self._buffer)
+        self._unprotect = srtp.unprotect
+        compiled = native.load("_rtp")
+        if compiled is None:
+            self.unprotect: Callable[[bytes], bytes | None] = self.unprotect_python
+        else:
+            # The function and the session as addresses; the partial holds
+            # `ctx` (whose collection frees the session), so it lives as long.
+            function = int(ffi.cast("uintptr_t", srtp.unprotect))
+            context = int(ffi.cast("uintptr_t", self.ctx))
+            self.unprotect = partial(compiled.unprotect, self.ctx, function, context, MAX_INBOUND)
+
+    def unprotect_python(self, data: bytes) -> bytes | None:
+        size = len(data)
+        if size < 12 or size > MAX_INBOUND:
+            return None
+        buffer, length = self._buffer, self.length
+        self._view[0:size] = data
+        length[0] = size
+        if self._unprotect(self.ctx, buffer, length):
+            return None
+        plain: bytes = self._view[0 : length[0]]
+        return plain
 
 
 _LOADED: list[LibSrtp | None] = []
@@ -169,5 +239,9 @@ def self_check(srtp: LibSrtp) -> bool:
         if ours.protect(ours.ctx, buffer, ours.length) != 0:
             return False
         if srtp.ffi.buffer(buffer, ours.length[0])[:] != theirs:
+            return False
+        if srtp.inbound(key, profile).unprotect_python(theirs) != packet:
+            return False
+        if srtp.inbound(key, profile).unprotect(theirs) != packet:
             return False
     return True

@@ -190,7 +190,7 @@ class UdpMux:
         self._buffer_bytes = buffer_bytes
         self._binding = binding
         self._sock: socket.socket | None = None
-        self._reader: mmsg.RecvBatch | None = None
+        self._reader: mmsg.Reader | None = None
         self.egress: Egress | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Event-loop time of the last read that found the socket empty: what
@@ -226,7 +226,7 @@ class UdpMux:
         self.port = sock.getsockname()[1]
         self.egress = Egress(sock, self._binding)
         if self._binding is not None:
-            self._reader = mmsg.RecvBatch(self._binding, sock.fileno(), READ_BATCH)
+            self._reader = mmsg.new_reader(self._binding, sock.fileno(), READ_BATCH)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -271,10 +271,11 @@ class UdpMux:
         loop itself never late.  What is already connected goes first.
         """
         deadline = time.monotonic() + READ_BUDGET_S
+        datagram = self.datagram
         while True:
             batch = self._read(sock)
             for data, addr in batch:
-                self.datagram(data, addr)
+                datagram(data, addr)
             if len(batch) < READ_BATCH:
                 if self._loop is not None:
                     self.drained_at = self._loop.time()
@@ -328,8 +329,14 @@ class UdpMux:
                 endpoint = self.by_addr.get(addr)
                 if endpoint is None:
                     self.counters.foreign_source += 1
+                    return
+                # The selected pair's (SharedEndpoint.selects inlined: once per packet).
+                ice = endpoint.ice
+                selected = ice.selected
+                if selected is not None and selected[0] is endpoint and selected[1] == addr:
+                    ice.on_srtp(data)
                 else:
-                    endpoint.media(data, addr)
+                    ice.foreign_media(data, addr, endpoint)
             elif first < 4:
                 self._stun(data, addr)
             elif 19 < first < 64:
@@ -433,12 +440,6 @@ class SharedEndpoint(StunProtocol):
     def selects(self, addr: tuple[str, int]) -> bool:
         selected = self.ice.selected
         return selected is not None and selected[0] is self and selected[1] == addr
-
-    def media(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.selects(addr):
-            self.ice.on_srtp(data)
-        else:
-            self.ice.foreign_media(data, addr, self)
 
     def response(self, message: stun.Message, addr: tuple[str, int]) -> None:
         transaction = self.transactions.get(message.transaction_id)

@@ -40,7 +40,7 @@ from sfu.transport.dtls import KeyingDtlsTransport
 from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator, RouteHandler
 from sfu.transport.mmsg import Destination
 from sfu.transport.sendhistory import SendHistory
-from sfu.transport.srtp import LibSrtp, OutboundSrtp, SrtpError
+from sfu.transport.srtp import InboundSrtp, LibSrtp, OutboundSrtp, SrtpError
 from sfu.transport.udpmux import Egress, Route, UdpMux
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,9 @@ _ALLOWED = {
 class WebRtcTransport:
     """ICE + DTLS-SRTP for one participant (see module doc)."""
 
+    # libsrtp bound by us (sfu.transport.srtp): RTP unprotected without pylibsrtp;
+    # None: pylibsrtp's session (`_rx`) does it.
+    _rx_direct: InboundSrtp | None = None
     # Transport-wide congestion control (set_transport_cc): the sequence
     # extension's id the peer negotiated, 0 when it did not.
     twcc_id = 0
@@ -360,6 +363,7 @@ class WebRtcTransport:
         if self.state == TransportState.CONNECTING:
             self._rx, self._tx = rx, tx
             self._tx_direct = self._own_session()
+            self._rx_direct = self._own_inbound()
             self._update_direct()
             self.was_connected = True
             self._set_state(TransportState.CONNECTED)
@@ -374,6 +378,16 @@ class WebRtcTransport:
             logger.warning("libsrtp refused the session: pylibsrtp protects instead")
             return None
 
+    def _own_inbound(self) -> InboundSrtp | None:
+        if self._srtp is None or self._dtls.rx_key is None:
+            return None
+        key, profile = self._dtls.rx_key
+        try:
+            return self._srtp.inbound(key, profile)
+        except SrtpError:
+            logger.warning("libsrtp refused the session: pylibsrtp unprotects instead")
+            return None
+
     def _update_direct(self) -> None:
         """RTP goes straight into the send batch when keyed, batched and bound."""
         route, srtp = self._route, self._tx_direct
@@ -384,6 +398,7 @@ class WebRtcTransport:
 
     def _on_dtls_state(self, state: str) -> None:
         if state in ("closed", "failed") and self.state == TransportState.CONNECTED:
+            self._rx_direct = None
             self._rx = self._tx = None
             self._tx_direct = self._direct = None
             self._set_state(TransportState.FAILED)
@@ -418,11 +433,19 @@ class WebRtcTransport:
         ssrc = int.from_bytes(data[8:12], "big")
         if ssrc not in self.inbound_ssrcs and not self._admit(ssrc):
             return
-        try:
-            packet = rx.unprotect(data)
-        except (pylibsrtp.Error, ValueError):
-            counters.srtp_errors += 1
-            return
+        direct = self._rx_direct
+        if direct is not None:
+            plain = direct.unprotect(data)
+            if plain is None:
+                counters.srtp_errors += 1
+                return
+            packet = plain
+        else:
+            try:
+                packet = rx.unprotect(data)
+            except (pylibsrtp.Error, ValueError):
+                counters.srtp_errors += 1
+                return
         counters.rtp_in += 1
         counters.bytes_in += len(data)
         sink.on_rtp(packet)
@@ -632,6 +655,7 @@ class WebRtcTransport:
         """Cut media now; the rest of the teardown runs in the background."""
         if self.state == TransportState.CLOSED:
             return
+        self._rx_direct = None
         self._rx = self._tx = None
         self._route = self._tx_direct = self._direct = None
         self._ice.close_sockets()
