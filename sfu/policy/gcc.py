@@ -50,7 +50,7 @@ from operator import is_not, itemgetter, le, not_
 from typing import Any, NamedTuple, cast
 
 from sfu.policy.gcc_aimd import AimdRateControl
-from sfu.policy.gcc_delay import OVERUSING, DelayDetector
+from sfu.policy.gcc_delay import OVERUSING, new_detector
 from sfu.policy.gcc_rates import AckedBitrate, ProbeRates
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
@@ -90,7 +90,7 @@ class BandwidthEstimator:
         start = min(max(start_bps, min_bps), max_bps)
         self._min = float(min_bps)
         self._max = float(max_bps)
-        self._delay = DelayDetector()
+        self._delay = new_detector()
         self._aimd = AimdRateControl(start, self._min, self._max)
         self._acked = AckedBitrate()
         self._probes = ProbeRates()
@@ -292,7 +292,7 @@ class BandwidthEstimator:
             highest = max(sequences)
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
-            self._delay = DelayDetector()
+            self._delay = new_detector()
         self._last_feedback = now
         self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
         if probes is not None:

@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
-__all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector"]
+from sfu.native import load
+
+__all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector", "Detector", "new_detector"]
 
 NORMAL = "normal"
 OVERUSING = "overusing"
@@ -66,6 +69,29 @@ REBASE_MS = 100_000.0
 FLAT_X = 1e-9  # the fitted line's x spread below which the slope keeps its last value
 
 NO_GROUP = math.inf  # first send time of "no current group" (see add_all)
+
+
+class Detector(Protocol):
+    """A delay detector: `DelayDetector` or its C twin (`sfu.native._gcc.DelayDetector`)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    def reset(self) -> None: ...
+
+    def add_all(
+        self, send_times: Sequence[float], arrivals: Sequence[float], now: float
+    ) -> None: ...
+
+
+def new_detector() -> Detector:
+    """A fresh detector: the compiled one when sfu.native has it (and is on), else the
+    Python one; both give exactly the same states and thresholds."""
+    native = load("_gcc")
+    return DelayDetector() if native is None else native.DelayDetector()
 
 
 class DelayDetector:
