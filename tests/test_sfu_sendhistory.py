@@ -7,14 +7,17 @@ as the oracle.  Real feedback bytes throughout (`build_feedback` then
 `parse_rtcp`), on recorded Chromium feedback and on hypothesis' sequences
 of sends and feedbacks (lost packets, large and negative deltas, repeated,
 stale and never-sent sequence numbers, the ring wrapping and overwritten).
+Each test runs on both twins (`gcc_twin`): the Python reading and the
+compiled one (sfu/native/_gcc.c `history_columns`).
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Literal
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.packet.rtcp import TransportCc, parse_rtcp
@@ -23,6 +26,7 @@ from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.transport.sendhistory import Columns, SendHistory
 from tests import gcc_golden
 from tests.gcc_sim import load_recording
+from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data"
 
@@ -62,7 +66,8 @@ def feedback(base: int, arrivals: list[int | None], count: int = 0) -> list[Tran
 
 
 class Counting(SendHistory):
-    """Counts the feedbacks read without a Python step per packet."""
+    """Counts the feedbacks read without a Python step per packet (by C-level
+    builtins, or by the compiled loop when sfu.native has it)."""
 
     __slots__ = ("at_once",)
 
@@ -75,12 +80,19 @@ class Counting(SendHistory):
         self.at_once += columns is not None
         return columns
 
+    def _columns_native(
+        self, fb: TransportCc, reference: int, now: float
+    ) -> Columns | Literal[False] | None:
+        columns = super()._columns_native(fb, reference, now)
+        self.at_once += columns is not None and columns is not False
+        return columns
+
 
 def state(history: SendHistory) -> tuple[object, ...]:
     return (history.ring, history.unknown, history.feedbacks, history._reference, history.next)
 
 
-def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once() -> None:
+def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once(gcc_twin: str) -> None:
     history = SendHistory(size=16)
     for seq in range(10):
         history.add(history.take(), 1.0 + seq / 1000, 1000 + seq, 3 if seq == 4 else -1)
@@ -99,7 +111,7 @@ def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once() ->
     assert history.unknown == 5
 
 
-def test_stale_or_never_sent_packets_are_skipped_as_before() -> None:
+def test_stale_or_never_sent_packets_are_skipped_as_before(gcc_twin: str) -> None:
     history = SendHistory(size=16)
     for seq in range(40):  # the ring holds 24..39
         history.add(history.take(), seq / 100, 500, -1)
@@ -112,7 +124,7 @@ def test_stale_or_never_sent_packets_are_skipped_as_before() -> None:
             assert state(history) == state(before)
 
 
-def test_feedback_about_more_than_the_ring_holds_yields_nothing() -> None:
+def test_feedback_about_more_than_the_ring_holds_yields_nothing(gcc_twin: str) -> None:
     history = SendHistory(size=16)
     for _ in range(20):
         history.add(history.take(), 1.0, 500)
@@ -157,7 +169,7 @@ def _replay(path: Path) -> tuple[list[list[object]], list[list[object]], int]:
     return got, expected, new.at_once
 
 
-def test_recorded_chromium_feedback_gives_the_estimator_the_same_outputs() -> None:
+def test_recorded_chromium_feedback_gives_the_estimator_the_same_outputs(gcc_twin: str) -> None:
     for name in gcc_golden.RECORDINGS:
         got, expected, at_once = _replay(DATA / f"{name}.jsonl")
         assert len(got) > 100 and at_once > len(got) / 2, (name, len(got), at_once)
@@ -189,7 +201,9 @@ _feedback = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.sampled_from([16, 64, 256]),
     st.sampled_from([0.5, 2.0]),
@@ -197,6 +211,7 @@ _feedback = st.tuples(
     st.lists(st.one_of(_send, _feedback), min_size=1, max_size=30),
 )
 def test_any_feedback_is_read_as_the_per_packet_reading_did(
+    gcc_twin: str,
     size: int, max_age_s: float, start: int, steps: list[tuple[object, ...]]
 ) -> None:
     new, old = Counting(size, max_age_s), SendHistory(size, max_age_s)
@@ -234,7 +249,7 @@ def test_any_feedback_is_read_as_the_per_packet_reading_did(
             assert state(new) == state(old)
 
 
-def test_the_usual_feedback_is_read_at_once() -> None:
+def test_the_usual_feedback_is_read_at_once(gcc_twin: str) -> None:
     history = Counting()
     clock = 1.0
     for n in range(50):

@@ -1,0 +1,332 @@
+"""sfu/native/_gcc.c against its Python twins, function by function, on the same inputs.
+
+Each compiled function must give exactly what its twin gives (floats bit for
+bit, NaN where NaN) or refuse the same input with the same exception, and
+never crash or read out of bounds on hostile input:
+
+  _gcc.tcc_chunk_walk   sfu.packet.rtcp._tcc_chunk_walk
+  _gcc.history_columns  sfu.transport.sendhistory.SendHistory._columns_per_packet
+  _gcc.acked_windows    sfu.policy.gcc_rates._windows
+  _gcc.DelayDetector    sfu.policy.gcc_delay.DelayDetector
+
+(The whole estimator on both twins: tests/test_sfu_gcc.py, test_sfu_sendhistory.py.)
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import struct
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sfu.packet.rtcp import RtcpError, TransportCc, _tcc_chunk_walk
+from sfu.policy.gcc_delay import DelayDetector
+from sfu.policy.gcc_rates import _windows
+from sfu.transport.sendhistory import SendHistory
+from tests.native_twins import compiled_gcc
+
+
+def same(a: object, b: object) -> bool:
+    """Equal, floats bit for bit (NaN equal to NaN, -0.0 not equal to 0.0)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return struct.pack("<d", a) == struct.pack("<d", b) or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, object]:
+    """What a call gave: ("ok", value) or ("raised", exception type)."""
+    try:
+        return "ok", call()
+    except Exception as exc:  # noqa: BLE001 (any exception: the two must agree)
+        return "raised", type(exc)
+
+
+# --- tcc_chunk_walk ----------------------------------------------------------
+
+
+def walk_both(data: bytes, i: int, end: int, count: int) -> None:
+    native = compiled_gcc()
+    try:
+        expected = _tcc_chunk_walk(data, i, end, count)
+    except RtcpError as exc:
+        with pytest.raises(ValueError) as raised:
+            native.tcc_chunk_walk(data, i, end, count)
+        assert str(raised.value) == str(exc)
+        return
+    got = native.tcc_chunk_walk(data, i, end, count)
+    assert got == (expected[0], expected[1], bytes(expected[2]))
+
+
+chunks = st.lists(
+    st.one_of(
+        st.integers(0, 0xFFFF),
+        st.integers(0x8000, 0xFFFF),  # status vectors
+        st.integers(0, 0x7FFF).map(lambda c: c | 0x6000 if c & 1 else c),  # reserved runs
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(chunks, st.integers(0, 0xFFFF), st.integers(0, 6), st.integers(0, 6))
+def test_the_chunk_walk_reads_any_chunks_as_the_python_does(
+    words: list[int], count: int, skip: int, cut: int
+) -> None:
+    data = bytes(skip) + b"".join(struct.pack("!H", w) for w in words)
+    end = max(skip, len(data) - cut)
+    walk_both(data, skip, end, count)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.integers(-5, 80), st.integers(-5, 80), st.integers(-5, 70000))
+def test_the_chunk_walk_refuses_offsets_outside_the_buffer(
+    data: bytes, i: int, end: int, count: int
+) -> None:
+    native = compiled_gcc()
+    if 0 <= i <= end <= len(data) and 0 <= count <= 0xFFFF:
+        walk_both(data, i, end, count)
+        return
+    with pytest.raises(ValueError, match="outside the packet"):
+        native.tcc_chunk_walk(data, i, end, count)
+
+
+def test_the_largest_claim_is_walked_in_bounded_memory() -> None:
+    data = struct.pack("!H", 0x3FFF) * 9  # 9 runs of 8191 "small delta"
+    walk_both(data, 0, len(data), 0xFFFF)
+    walk_both(memoryview(bytearray(data)), 0, len(data), 0xFFFF)  # type: ignore[arg-type]
+
+
+# --- history_columns -----------------------------------------------------------
+
+
+def columns_both(history: SendHistory, fb: TransportCc, now: float) -> None:
+    """The compiled loop and `_columns_per_packet` on copies of one history."""
+    native = compiled_gcc()
+    python, compiled = copy.deepcopy(history), copy.deepcopy(history)
+    reference = fb.reference_time
+    expected = outcome(lambda: python._columns_per_packet(fb, reference, now))
+    newest, oldest = compiled.next - 1, now - compiled.max_age_s
+    got = outcome(
+        lambda: native.history_columns(
+            compiled.ring,
+            compiled.mask,
+            newest,
+            oldest,
+            fb.base_seq,
+            fb.symbols,
+            fb.deltas,
+            reference,
+        )
+    )
+    if expected[0] == "raised":
+        assert got == expected
+        assert compiled.ring == python.ring == history.ring  # a refusal changes nothing
+        return
+    assert got[0] == "ok" and isinstance(got[1], tuple)
+    *columns, unknown = got[1]
+    assert unknown == python.unknown - history.unknown
+    if expected[1] is None:
+        assert columns[0] == []
+    else:
+        assert same([list(c) for c in columns], [list(c) for c in expected[1]])
+    assert same(compiled.ring, python.ring)
+
+
+entries = st.one_of(
+    st.none(),
+    st.tuples(
+        st.integers(-5, 300),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(1, 1500),
+        st.integers(-1, 3),
+    ),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from([8, 16, 64]),
+    st.data(),
+    st.integers(-1, 300),
+    st.integers(0, 0xFFFF),
+    st.binary(max_size=80),
+    st.binary(max_size=120),
+    st.integers(-(2**41), 2**41),
+    st.floats(-10, 10),
+)
+def test_history_columns_read_any_feedback_and_ring_as_the_python_does(
+    size: int,
+    data: st.DataObject,
+    nxt: int,
+    base: int,
+    symbols: bytes,
+    deltas: bytes,
+    reference: int,
+    now: float,
+) -> None:
+    """Hostile feedback as parse_rtcp would never pass it (symbols 3-255, too few
+    deltas), any ring contents, sequence numbers either side of the 16-bit wrap."""
+    history = SendHistory(size=size, max_age_s=2.0)
+    history.ring = data.draw(st.lists(entries, min_size=size, max_size=size))
+    history.next = nxt if data.draw(st.booleans()) else nxt + 0xFFF0
+    fb = TransportCc(1, 2, base, len(symbols), 0, 0, symbols, deltas)
+    if abs(reference) >= 2**40:  # beyond int64 ticks' exact range: the Python path
+        assert compiled_gcc().history_columns(
+            history.ring, history.mask, history.next - 1, 0.0, base, symbols, deltas, reference
+        ) is None
+        return
+    fb = TransportCc(1, 2, base, len(symbols), reference, 0, symbols, deltas)
+    columns_both(history, fb, now)
+
+
+def test_history_columns_refuse_a_mask_beyond_the_ring_and_odd_entries() -> None:
+    native = compiled_gcc()
+    ring: list[Any] = [None] * 4
+    with pytest.raises(IndexError):
+        native.history_columns(ring, 7, 10, 0.0, 0, b"\x01", b"\x05", 0)
+    ring = [[3, 1.0, 100, -1]] * 4  # lists, not the 4-tuples SendHistory writes
+    with pytest.raises(TypeError):
+        native.history_columns(ring, 3, 3, 0.0, 3, b"\x01", b"\x05", 0)
+    assert ring == [[3, 1.0, 100, -1]] * 4
+
+
+# --- acked_windows -------------------------------------------------------------
+
+times = st.floats(allow_nan=True, allow_infinity=True) | st.floats(-1e3, 1e3)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(st.tuples(times, st.integers(0, 70_000)), max_size=60),
+    st.integers(0, 100),
+    times,
+    st.floats(0, 0.2) | times,
+    st.integers(0, 10**6),
+    st.none() | st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(0, 1e4) | times,
+)
+def test_acked_windows_give_what_the_python_gives(
+    packets: list[tuple[float, int]],
+    extra: int,
+    last: float,
+    window_s: float,
+    total: int,
+    kbps: float | None,
+    variance: float,
+) -> None:
+    arrivals = [a for a, _ in packets]
+    sizes = [s for _, s in packets]
+    args = (arrivals, sizes, extra, last, window_s, total, kbps, variance)
+    expected = _windows(*args)
+    got = compiled_gcc().acked_windows(*args)
+    # (the Python's `last` is the last arrival object; the C's a float of it)
+    assert same(got[1:], expected[1:]) and same(float(got[0]), float(expected[0]))
+
+
+def test_acked_windows_on_steady_arrivals_over_many_windows() -> None:
+    arrivals = [k * 0.0021 for k in range(3000)]
+    sizes = [1000 + k % 300 for k in range(3000)]
+    state: tuple[Any, ...] = (0.0, 0.0, 0, None, 50.0)
+    native_state = state
+    for k in range(0, 3000, 37):
+        a, s = arrivals[k : k + 37], sizes[k : k + 37]
+        *state, restarted = _windows(a, s, 38, *state)
+        *native_state, native_restarted = compiled_gcc().acked_windows(a, s, 38, *native_state)
+        assert same(native_state, state) and restarted == native_restarted is False
+    assert state[3] is not None
+
+
+def test_acked_windows_refuse_what_the_python_refuses_without_a_result() -> None:
+    native = compiled_gcc()
+    for arrivals, sizes in (([1.0, "x"], [1, 2]), ([1.0, 2.0], [1, None]), (5, [1])):
+        assert outcome(lambda: _windows(arrivals, sizes, 38, 0.0, 0.0, 0, None, 50.0))[0] == (  # type: ignore[arg-type]  # noqa: B023
+            "raised"
+        )
+        with pytest.raises(TypeError):
+            native.acked_windows(arrivals, sizes, 38, 0.0, 0.0, 0, None, 50.0)
+
+
+# --- DelayDetector -------------------------------------------------------------
+
+steady = st.lists(
+    st.tuples(st.floats(0, 0.012), st.floats(-0.004, 0.03)), min_size=1, max_size=80
+)
+
+
+def feed_both(batches: list[tuple[list[float], list[float], float]], resets: set[int]) -> None:
+    python, compiled = DelayDetector(), compiled_gcc().DelayDetector()
+    for k, (sends, arrivals, now) in enumerate(batches):
+        if k in resets:
+            python.reset()
+            compiled.reset()
+        python.add_all(sends, arrivals, now)
+        compiled.add_all(sends, arrivals, now)
+        assert compiled.state == python.state, k
+        assert same(compiled.threshold, python.threshold), k
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(steady, min_size=1, max_size=30), st.integers(0, 3), st.sets(st.integers(0, 30)))
+def test_the_delay_detector_gives_what_the_python_gives_on_a_queue(
+    gaps: list[list[tuple[float, float]]], trend: int, resets: set[int]
+) -> None:
+    """Send gaps and queuing delays that build up (trend) and drain: overuse,
+    underuse, threshold adaptation, groups and bursts."""
+    send, arrival = 100.0, 5000.0
+    batches = []
+    for k, batch in enumerate(gaps):
+        sends, arrivals = [], []
+        for gap, delay in batch:
+            send += gap
+            arrival = max(arrival, send + 4900.0 + delay * (1 + trend * (k % 7)))
+            sends.append(send)
+            arrivals.append(arrival)
+        batches.append((sends, arrivals, send + 0.1))
+    feed_both(batches, resets)
+
+
+hostile_time = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-10, 10),
+    st.integers(-(2**30), 2**30),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.tuples(hostile_time, hostile_time), max_size=30), hostile_time),
+        max_size=12,
+    ),
+    st.sets(st.integers(0, 12)),
+)
+def test_the_delay_detector_gives_what_the_python_gives_on_any_times(
+    batches: list[tuple[list[tuple[float, float]], float]], resets: set[int]
+) -> None:
+    """NaN, infinities, clock jumps, reordering, ints (the estimator passes only sane
+    times; the two must still agree on anything)."""
+    feed_both([([s for s, _ in b], [a for _, a in b], now) for b, now in batches], resets)
+
+
+def test_the_delay_detector_refuses_what_is_not_a_time_and_changes_nothing() -> None:
+    detector = compiled_gcc().DelayDetector()
+    detector.add_all([1.0, 1.01, 1.02], [5.0, 5.01, 5.02], 1.1)
+    before = detector.threshold, detector.state
+    for sends, arrivals, now in (
+        ([1.03, "x"], [5.03, 5.04], 1.2),
+        ([1.03], [None], 1.2),
+        (7, [1.0], 1.2),
+        ([1.03], [5.03], "now"),
+    ):
+        with pytest.raises(TypeError):
+            detector.add_all(sends, arrivals, now)  # type: ignore[arg-type]
+    assert (detector.threshold, detector.state) == before
+    with pytest.raises(TypeError):
+        compiled_gcc().DelayDetector(1)  # type: ignore[call-arg]
