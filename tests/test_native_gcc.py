@@ -139,7 +139,7 @@ def columns_both(history: SendHistory, fb: TransportCc, now: float) -> None:
     assert same(compiled.ring, python.ring)
 
 
-entries = st.one_of(
+garbage = st.one_of(
     st.none(),
     st.tuples(
         st.integers(-5, 300),
@@ -150,21 +150,34 @@ entries = st.one_of(
 )
 
 
+def ring_of(data: st.DataObject, size: int, newest: int) -> list[Any]:
+    """Slots holding what the last `size` packets left (most of them), or garbage."""
+    ring: list[Any] = []
+    for slot in range(size):
+        seq = newest - ((newest - slot) % size)  # the newest packet in this slot
+        if data.draw(st.integers(0, 3)):
+            send = data.draw(st.sampled_from([0.5, 1.0, -3.0, math.nan, 9.0]))
+            ring.append((seq, send, data.draw(st.integers(1, 1500)), data.draw(st.integers(-1, 3))))
+        else:
+            ring.append(data.draw(garbage))
+    return ring
+
+
 @settings(max_examples=500, deadline=None)
 @given(
     st.sampled_from([8, 16, 64]),
     st.data(),
-    st.integers(-1, 300),
+    st.integers(-1, 300) | st.integers(0xFFF0, 0x1000F),
     st.integers(0, 0xFFFF),
-    st.binary(max_size=80),
+    st.binary(max_size=80) | st.lists(st.sampled_from([0, 1, 1, 2]), max_size=80).map(bytes),
     st.binary(max_size=120),
-    st.integers(-(2**41), 2**41),
+    st.integers(-(2**41), 2**41) | st.integers(-5, 5),
     st.floats(-10, 10),
 )
 def test_history_columns_read_any_feedback_and_ring_as_the_python_does(
     size: int,
     data: st.DataObject,
-    nxt: int,
+    newest: int,
     base: int,
     symbols: bytes,
     deltas: bytes,
@@ -174,13 +187,17 @@ def test_history_columns_read_any_feedback_and_ring_as_the_python_does(
     """Hostile feedback as parse_rtcp would never pass it (symbols 3-255, too few
     deltas), any ring contents, sequence numbers either side of the 16-bit wrap."""
     history = SendHistory(size=size, max_age_s=2.0)
-    history.ring = data.draw(st.lists(entries, min_size=size, max_size=size))
-    history.next = nxt if data.draw(st.booleans()) else nxt + 0xFFF0
-    fb = TransportCc(1, 2, base, len(symbols), 0, 0, symbols, deltas)
+    history.ring = ring_of(data, size, newest)
+    history.next = newest + 1
+    if data.draw(st.booleans()):  # a feedback about the packets just sent, as usual
+        base = (newest + 1 - len(symbols)) & 0xFFFF
     if abs(reference) >= 2**40:  # beyond int64 ticks' exact range: the Python path
-        assert compiled_gcc().history_columns(
-            history.ring, history.mask, history.next - 1, 0.0, base, symbols, deltas, reference
-        ) is None
+        assert (
+            compiled_gcc().history_columns(
+                history.ring, history.mask, newest, 0.0, base, symbols, deltas, reference
+            )
+            is None
+        )
         return
     fb = TransportCc(1, 2, base, len(symbols), reference, 0, symbols, deltas)
     columns_both(history, fb, now)
