@@ -299,6 +299,7 @@ packet_results = st.builds(
 )
 
 
+@pytest.mark.usefixtures("gcc_twin")
 @settings(
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -308,7 +309,7 @@ packet_results = st.builds(
     max_bps=st.integers(min_value=-5, max_value=10**10),
 )
 def test_hostile_feedback_never_raises_nor_escapes_the_bounds(
-    gcc_twin: str, feedbacks: list[list[PacketResult]], rtt: float, max_bps: int
+    feedbacks: list[list[PacketResult]], rtt: float, max_bps: int
 ) -> None:
     est = BandwidthEstimator(min_bps=30_000, max_bps=5_000_000)
     est.on_rtt(rtt, 0.0)
@@ -361,7 +362,8 @@ def test_bad_bounds_are_refused() -> None:
         BandwidthEstimator(min_bps=100_000, max_bps=50_000)
 
 
-def test_gives_exactly_what_the_straightforward_version_gave(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_gives_exactly_what_the_straightforward_version_gave() -> None:
     """The per-packet work is optimised (one pass, locals, no objects per packet); on
     recordings, simulations and hostile feedback it must compute exactly what the
     plain implementation did (tests/data/estimator_golden.json, see tests/gcc_golden.py)."""
@@ -372,16 +374,18 @@ def test_gives_exactly_what_the_straightforward_version_gave(gcc_twin: str) -> N
         assert got[name] == trace, name
 
 
-def test_the_arrays_entry_point_gives_the_same_estimates(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_the_arrays_entry_point_gives_the_same_estimates() -> None:
     assert gcc_golden.traces(arrays=True) == gcc_golden.traces()
 
 
+@pytest.mark.usefixtures("gcc_twin")
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(feedbacks=st.lists(st.lists(packet_results, max_size=40), max_size=12))
 def test_the_arrays_entry_point_matches_on_hostile_feedback(
-    gcc_twin: str, feedbacks: list[list[PacketResult]]
+    feedbacks: list[list[PacketResult]],
 ) -> None:
     by_rows = BandwidthEstimator()
     by_columns = gcc_golden.ArraysEstimator()

@@ -17,6 +17,7 @@ import copy
 from pathlib import Path
 from typing import Literal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -92,7 +93,8 @@ def state(history: SendHistory) -> tuple[object, ...]:
     return (history.ring, history.unknown, history.feedbacks, history._reference, history.next)
 
 
-def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once() -> None:
     history = SendHistory(size=16)
     for seq in range(10):
         history.add(history.take(), 1.0 + seq / 1000, 1000 + seq, 3 if seq == 4 else -1)
@@ -111,7 +113,8 @@ def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once(gcc_
     assert history.unknown == 5
 
 
-def test_stale_or_never_sent_packets_are_skipped_as_before(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_stale_or_never_sent_packets_are_skipped_as_before() -> None:
     history = SendHistory(size=16)
     for seq in range(40):  # the ring holds 24..39
         history.add(history.take(), seq / 100, 500, -1)
@@ -124,7 +127,8 @@ def test_stale_or_never_sent_packets_are_skipped_as_before(gcc_twin: str) -> Non
             assert state(history) == state(before)
 
 
-def test_feedback_about_more_than_the_ring_holds_yields_nothing(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_feedback_about_more_than_the_ring_holds_yields_nothing() -> None:
     history = SendHistory(size=16)
     for _ in range(20):
         history.add(history.take(), 1.0, 500)
@@ -169,7 +173,8 @@ def _replay(path: Path) -> tuple[list[list[object]], list[list[object]], int]:
     return got, expected, new.at_once
 
 
-def test_recorded_chromium_feedback_gives_the_estimator_the_same_outputs(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_recorded_chromium_feedback_gives_the_estimator_the_same_outputs() -> None:
     for name in gcc_golden.RECORDINGS:
         got, expected, at_once = _replay(DATA / f"{name}.jsonl")
         assert len(got) > 100 and at_once > len(got) / 2, (name, len(got), at_once)
@@ -201,6 +206,7 @@ _feedback = st.tuples(
 )
 
 
+@pytest.mark.usefixtures("gcc_twin")
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -211,7 +217,6 @@ _feedback = st.tuples(
     st.lists(st.one_of(_send, _feedback), min_size=1, max_size=30),
 )
 def test_any_feedback_is_read_as_the_per_packet_reading_did(
-    gcc_twin: str,
     size: int, max_age_s: float, start: int, steps: list[tuple[object, ...]]
 ) -> None:
     new, old = Counting(size, max_age_s), SendHistory(size, max_age_s)
@@ -249,7 +254,8 @@ def test_any_feedback_is_read_as_the_per_packet_reading_did(
             assert state(new) == state(old)
 
 
-def test_the_usual_feedback_is_read_at_once(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_the_usual_feedback_is_read_at_once() -> None:
     history = Counting()
     clock = 1.0
     for n in range(50):

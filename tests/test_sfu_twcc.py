@@ -52,12 +52,13 @@ arrival_lists = st.lists(
 )
 
 
+@pytest.mark.usefixtures("gcc_twin")
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(arrival_lists, st.integers(0, 0xFFFF), st.integers(0, 255))
 def test_built_feedback_parses_back_to_the_same_arrivals(
-    gcc_twin: str, arrivals: list[int | None], base: int, fb_count: int
+    arrivals: list[int | None], base: int, fb_count: int
 ) -> None:
     packets = build_feedback(1, 2, base, arrivals, fb_count)
     got = decoded(packets)
@@ -132,13 +133,12 @@ def tcc(count: int, chunks: list[int], deltas: bytes) -> bytes:
     return struct.pack("!BBH", 0x8F, 205, len(body) // 4) + body
 
 
+@pytest.mark.usefixtures("gcc_twin")
 @settings(
     max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.binary(min_size=0, max_size=200), st.integers(0, 0xFFFF))
-def test_random_feedback_is_rejected_cleanly_or_read_consistently(
-    gcc_twin: str, tail: bytes, count: int
-) -> None:
+def test_random_feedback_is_rejected_cleanly_or_read_consistently(tail: bytes, count: int) -> None:
     body = struct.pack("!IIHHI", 1, 2, 0, count, 0) + tail
     body += bytes(-len(body) % 4)
     data = struct.pack("!BBH", 0x8F, 205, len(body) // 4) + body
@@ -151,7 +151,8 @@ def test_random_feedback_is_rejected_cleanly_or_read_consistently(
     assert sum(1 for s in statuses if s.received) <= len(fb.deltas)
 
 
-def test_the_largest_status_count_costs_bounded_work(gcc_twin: str) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_the_largest_status_count_costs_bounded_work() -> None:
     # 9 run chunks of 8191 "received, small" claim 65535 packets and 65535 delta bytes.
     data = tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 0xFFFF)
     assert len(data) > 65535  # more than a datagram: a real peer could not send it
@@ -161,9 +162,8 @@ def test_the_largest_status_count_costs_bounded_work(gcc_twin: str) -> None:
     assert time.perf_counter() - start < 2.0
 
 
-def test_run_lengths_claiming_more_deltas_than_the_packet_has_are_rejected(
-    gcc_twin: str,
-) -> None:
+@pytest.mark.usefixtures("gcc_twin")
+def test_run_lengths_claiming_more_deltas_than_the_packet_has_are_rejected() -> None:
     with pytest.raises(RtcpError, match="overrun"):
         parse_rtcp(tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 40))
 

@@ -10,6 +10,7 @@
  *   tcc_chunk_walk   sfu/packet/rtcp.py          _tcc_chunk_walk
  *   history_columns  sfu/transport/sendhistory.py SendHistory._columns_per_packet
  *                                                 (with twcc.receive_times)
+ *   split_feedback   sfu/policy/gcc.py           _split
  *   acked_windows    sfu/policy/gcc_rates.py     _windows
  *   DelayDetector    sfu/policy/gcc_delay.py     DelayDetector (reset, add_all)
  *
@@ -398,6 +399,193 @@ done:
     return result;
 }
 
+/* ---- split_feedback: sfu/policy/gcc.py _split ------------------------------ */
+
+#define MAX_TIME_S 1e9
+#define MAX_PACKET_BYTES 65535
+
+/* A number's double: 1, or 0 when it is not a float or an int that fits (the
+ * caller then leaves the packet to the Python's per-packet path). */
+static int number_of(PyObject *item, double *out)
+{
+    if (PyFloat_Check(item)) {
+        *out = PyFloat_AS_DOUBLE(item);
+        return 1;
+    }
+    if (!PyLong_Check(item))
+        return 0;
+    *out = PyLong_AsDouble(item);
+    if (*out == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear(); /* beyond a double: insane anyway */
+        return 0;
+    }
+    return 1;
+}
+
+/* An int's value: 1, or 0 when it is not an int or does not fit 64 bits. */
+static int int64_of(PyObject *item, long long *out)
+{
+    if (!PyLong_Check(item))
+        return 0;
+    int overflow = 0;
+    *out = PyLong_AsLongLongAndOverflow(item, &overflow);
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return !overflow;
+}
+
+/* The items of `fast` at the received (keep[k]) indices, as a new list. */
+static PyObject *kept(PyObject *fast, const unsigned char *keep, Py_ssize_t n, Py_ssize_t count)
+{
+    PyObject *out = PyList_New(count);
+    if (out == NULL)
+        return NULL;
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    Py_ssize_t j = 0;
+    for (Py_ssize_t k = 0; k < n; k++)
+        if (keep[k])
+            PyList_SET_ITEM(out, j++, Py_NewRef(items[k]));
+    return out;
+}
+
+/* split_feedback(sequences, send_times, sizes, arrivals, probes, since): one
+ * feedback's packets split into received and lost, or None when one is insane
+ * (or not plainly typed: the Python's per-packet path then decides).  See _split. */
+static PyObject *split_feedback(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "split_feedback(sequences, send_times, sizes, arrivals, probes, since)");
+        return NULL;
+    }
+    double since = PyFloat_AsDouble(args[5]);
+    if (since == -1.0 && PyErr_Occurred())
+        return NULL;
+    PyObject *fast[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *result = NULL, *lost_probes = NULL;
+    PyObject *out[5] = {NULL, NULL, NULL, NULL, NULL};
+    unsigned char keep_stack[256], *keep = keep_stack;
+    double send_stack[256], *sends = send_stack;
+    for (int c = 0; c < 5; c++) {
+        fast[c] = PySequence_Fast(args[c], "feedback columns must be sequences");
+        if (fast[c] == NULL)
+            goto done;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast[0]);
+    for (int c = 1; c < 5; c++) {
+        if (PySequence_Fast_GET_SIZE(fast[c]) != n) {
+            PyErr_SetString(PyExc_ValueError, "feedback columns of different lengths");
+            goto done;
+        }
+    }
+    if (n > 256) {
+        keep = PyMem_Malloc((size_t)n);
+        sends = PyMem_New(double, n);
+        if (keep == NULL || sends == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    PyObject **seqs = PySequence_Fast_ITEMS(fast[0]), **send_items = PySequence_Fast_ITEMS(fast[1]);
+    PyObject **size_items = PySequence_Fast_ITEMS(fast[2]);
+    PyObject **arrival_items = PySequence_Fast_ITEMS(fast[3]);
+    PyObject **probe_items = PySequence_Fast_ITEMS(fast[4]);
+    /* one pass: every value sane, the received ones, the orders */
+    Py_ssize_t received = 0, lost = 0, counted = 0, lost_probe_count = 0;
+    int in_order = 1, in_sequence = 1, probing = 0, have_last = 0;
+    double last_arrival = 0.0;
+    long long last_seq = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        double send, arrival = 0.0;
+        long long size, probe, seq;
+        if (!number_of(send_items[k], &send) || !(-MAX_TIME_S < send && send < MAX_TIME_S))
+            goto insane;
+        if (!int64_of(size_items[k], &size) || !(0 < size && size <= MAX_PACKET_BYTES))
+            goto insane;
+        if (!int64_of(probe_items[k], &probe) || !int64_of(seqs[k], &seq))
+            goto insane;
+        sends[k] = send;
+        if (probe >= 0)
+            probing = 1;
+        keep[k] = arrival_items[k] != Py_None;
+        if (!keep[k]) {
+            lost++;
+            continue;
+        }
+        if (!number_of(arrival_items[k], &arrival) ||
+            !(-MAX_TIME_S < arrival && arrival < MAX_TIME_S))
+            goto insane;
+        if (have_last) {
+            if (!(last_arrival <= arrival))
+                in_order = 0;
+            if (!(last_seq <= seq))
+                in_sequence = 0;
+        }
+        have_last = 1;
+        last_arrival = arrival;
+        last_seq = seq;
+        received++;
+        if (send >= since)
+            counted++;
+    }
+    /* the loss side counts the lost packets sent since the last decrease; the probe
+       clusters hear of each lost probe packet */
+    Py_ssize_t lost_counted = 0;
+    for (Py_ssize_t k = 0; k < n && lost; k++) {
+        if (keep[k])
+            continue;
+        if (sends[k] >= since)
+            lost_counted++;
+        long long probe;
+        int64_of(probe_items[k], &probe); /* (an int64: checked above) */
+        lost_probe_count += probe >= 0;
+    }
+    lost_probes = PyList_New(lost_probe_count);
+    if (lost_probes == NULL)
+        goto done;
+    for (Py_ssize_t k = 0, j = 0; k < n && lost_probe_count; k++) {
+        long long probe;
+        if (keep[k] || !int64_of(probe_items[k], &probe) || probe < 0)
+            continue;
+        PyObject *pair = PyTuple_Pack(2, probe_items[k], seqs[k]);
+        if (pair == NULL)
+            goto done;
+        PyList_SET_ITEM(lost_probes, j++, pair);
+    }
+    for (int c = 0; c < 5; c++) {
+        if (c == 4 && !probing) {
+            out[c] = Py_NewRef(Py_None);
+        } else if (!lost) {
+            out[c] = Py_NewRef(args[c]); /* nothing lost: the columns as they came */
+        } else {
+            out[c] = kept(fast[c], keep, n, received);
+            if (out[c] == NULL)
+                goto done;
+        }
+    }
+    /* (lost, counted, lost probes, sequences, send times, sizes, arrivals, probes,
+       in_order, in_sequence) */
+    result = Py_BuildValue("(nnOOOOOOOO)", lost_counted, counted, lost_probes, out[0], out[1],
+                           out[2], out[3], out[4], in_order ? Py_True : Py_False,
+                           in_sequence ? Py_True : Py_False);
+    goto done;
+insane:
+    result = Py_NewRef(Py_None);
+done:
+    for (int c = 0; c < 5; c++) {
+        Py_XDECREF(fast[c]);
+        Py_XDECREF(out[c]);
+    }
+    Py_XDECREF(lost_probes);
+    if (keep != keep_stack)
+        PyMem_Free(keep);
+    if (sends != send_stack)
+        PyMem_Free(sends);
+    return result;
+}
+
 /* ---- DelayDetector: sfu/policy/gcc_delay.py DelayDetector ------------------ */
 
 #define GROUP_S 0.005
@@ -756,6 +944,8 @@ static PyMethodDef methods[] = {
      "tcc_chunk_walk(data, i, end, status_count) -> (end offset, delta bytes, symbols)"},
     {"history_columns", history_columns, METH_VARARGS,
      "history_columns(ring, mask, newest, oldest, base_seq, symbols, deltas, reference)"},
+    {"split_feedback", (PyCFunction)(void (*)(void))split_feedback, METH_FASTCALL,
+     "split_feedback(sequences, send_times, sizes, arrivals, probes, since)"},
     {"acked_windows", acked_windows, METH_VARARGS,
      "acked_windows(arrivals, sizes, extra, last, window_s, total, kbps, variance)"},
     {NULL, NULL, 0, NULL},

@@ -23,6 +23,30 @@ def history_columns(
     """sfu.transport.sendhistory.SendHistory._columns_per_packet's loop (None: the
     reference time is beyond its range, take the Python path)."""
 
+def split_feedback(
+    sequences: Sequence[int],
+    send_times: Sequence[float],
+    sizes: Sequence[int],
+    arrivals: Sequence[float | None],
+    probes: Sequence[int],
+    since: float,
+) -> (
+    tuple[
+        int,
+        int,
+        list[tuple[int, int]],
+        Sequence[int],
+        Sequence[float],
+        Sequence[int],
+        Sequence[float],
+        Sequence[int] | None,
+        bool,
+        bool,
+    ]
+    | None
+):
+    """sfu.policy.gcc._split."""
+
 def acked_windows(
     arrivals: Sequence[float],
     sizes: Sequence[int],

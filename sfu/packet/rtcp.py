@@ -330,12 +330,12 @@ def _parse_tcc(data: _Bytes, sender: int, media: int, fci: int, end: int) -> Rtc
     if status_count == 0:
         raise RtcpError("transport-cc feedback with no packet statuses")
     native = load("_gcc")
+    walked: tuple[int, int, bytes | bytearray]
     if native is None:
-        chunks_end, delta_bytes, symbols = _tcc_chunk_walk(data, fci + 8, end, status_count)
+        walked = _tcc_chunk_walk(data, fci + 8, end, status_count)
     else:
-        chunks_end, delta_bytes, symbols = _native_chunk_walk(
-            native, data, fci + 8, end, status_count
-        )
+        walked = _native_chunk_walk(native, data, fci + 8, end, status_count)
+    chunks_end, delta_bytes, symbols = walked
     if chunks_end + delta_bytes > end:
         raise RtcpError(f"transport-cc receive deltas for {status_count} statuses overrun")
     reference_time = ref_and_count >> 8

@@ -35,9 +35,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Protocol
-
-from sfu.native import load
+from types import ModuleType
+from typing import Protocol, cast
 
 __all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector", "Detector", "new_detector"]
 
@@ -87,11 +86,10 @@ class Detector(Protocol):
     ) -> None: ...
 
 
-def new_detector() -> Detector:
-    """A fresh detector: the compiled one when sfu.native has it (and is on), else the
-    Python one; both give exactly the same states and thresholds."""
-    native = load("_gcc")
-    return DelayDetector() if native is None else native.DelayDetector()
+def new_detector(native: ModuleType | None) -> Detector:
+    """A fresh detector: the compiled one of `native` (sfu.native.load("_gcc")), else
+    (None) the Python one; both give exactly the same states and thresholds."""
+    return DelayDetector() if native is None else cast("Detector", native.DelayDetector())
 
 
 class DelayDetector:

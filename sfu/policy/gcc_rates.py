@@ -30,8 +30,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from sfu.native import load
+from types import ModuleType
 
 __all__ = ["AckedBitrate", "ProbeRates"]
 
@@ -51,14 +50,14 @@ _Windows = Callable[
 class AckedBitrate:
     """Acknowledged (received) bitrate, or None before the first full window."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: ModuleType | None = None) -> None:
+        """`native`: sfu.native.load("_gcc"), whose C loop then counts the packets."""
         self._kbps: float | None = None
         self._variance = 50.0
         self._sum_bytes = 0
         self._window_s = 0.0
         self._last_arrival: float | None = None
         self._chunks: deque[tuple[float, float, int]] = deque()  # (first, last arrival, bytes)
-        native = load("_gcc")  # the per-packet loop in C, else its Python twin
         self._windows: _Windows = _windows if native is None else native.acked_windows
 
     @property
