@@ -3,7 +3,8 @@
 `gcc_twin` (a fixture: import it into the test module) runs the test twice,
 with VISITROOM_NATIVE=0 (the pure-Python path) and =1 with `sfu.native._gcc`
 loaded; objects built during the test pick their twin when constructed
-(sfu.native.load).  A missing compiled module fails the compiled run:
+(sfu.native.load), and the feedback parser's choice, made at import
+(sfu.packet.rtcp._GCC), is switched too.  A missing compiled module fails the compiled run:
 CI's install compiles it (python -m sfu.native.build).
 """
 
@@ -14,6 +15,7 @@ from types import ModuleType
 import pytest
 
 import sfu.native
+import sfu.packet.rtcp
 
 
 def compiled_gcc() -> ModuleType:
@@ -29,7 +31,8 @@ def gcc_twin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     """'python' or 'compiled': the twin the objects made in this test use."""
     monkeypatch.setenv("VISITROOM_NATIVE", "0" if request.param == "python" else "1")
     if request.param == "compiled":
-        compiled_gcc()
+        monkeypatch.setattr(sfu.packet.rtcp, "_GCC", compiled_gcc())
     else:
         assert sfu.native.load("_gcc") is None
+        monkeypatch.setattr(sfu.packet.rtcp, "_GCC", None)  # (chosen at import)
     return str(request.param)

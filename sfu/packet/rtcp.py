@@ -329,12 +329,11 @@ def _parse_tcc(data: _Bytes, sender: int, media: int, fci: int, end: int) -> Rtc
     base_seq, status_count, ref_and_count = _TCC_HEAD.unpack_from(data, fci)
     if status_count == 0:
         raise RtcpError("transport-cc feedback with no packet statuses")
-    native = load("_gcc")
     walked: tuple[int, int, bytes | bytearray]
-    if native is None:
+    if _GCC is None:
         walked = _tcc_chunk_walk(data, fci + 8, end, status_count)
     else:
-        walked = _native_chunk_walk(native, data, fci + 8, end, status_count)
+        walked = _native_chunk_walk(_GCC, data, fci + 8, end, status_count)
     chunks_end, delta_bytes, symbols = walked
     if chunks_end + delta_bytes > end:
         raise RtcpError(f"transport-cc receive deltas for {status_count} statuses overrun")
@@ -352,6 +351,11 @@ def _parse_tcc(data: _Bytes, sender: int, media: int, fci: int, end: int) -> Rtc
         bytes(symbols),
         deltas,
     )
+
+
+# `_tcc_chunk_walk`'s C twin, chosen once at import (parsing has no object to hold
+# the choice, and looking it up per datagram would cost more than the walk itself)
+_GCC = load("_gcc")
 
 
 def _native_chunk_walk(
