@@ -7,6 +7,7 @@ never crash or read out of bounds on hostile input:
   _gcc.tcc_chunk_walk   sfu.packet.rtcp._tcc_chunk_walk
   _gcc.history_columns  sfu.transport.sendhistory.SendHistory._columns_per_packet
   _gcc.split_feedback   sfu.policy.gcc._split
+  _gcc.arrival_order    sfu.policy.gcc._arrival_order
   _gcc.acked_windows    sfu.policy.gcc_rates._windows
   _gcc.DelayDetector    sfu.policy.gcc_delay.DelayDetector
 
@@ -26,7 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sfu.packet.rtcp import RtcpError, TransportCc, _tcc_chunk_walk
-from sfu.policy.gcc import BandwidthEstimator, PacketResult, _split
+from sfu.policy.gcc import BandwidthEstimator, PacketResult, _arrival_order, _split
 from sfu.policy.gcc_delay import DelayDetector
 from sfu.policy.gcc_rates import _windows
 from sfu.transport.sendhistory import SendHistory
@@ -294,6 +295,46 @@ def test_both_twins_of_the_estimator_give_the_same_outputs_on_hostile_feedback(
         python.on_feedback(batch, 0.1 * k)
         compiled.on_feedback(batch, 0.1 * k)
         assert same(gcc_golden.snapshot(compiled), gcc_golden.snapshot(python)), k
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([1.0, 1.001, 1.002, 0.5]) | st.floats(-1e3, 1e3) | st.integers(-3, 3),
+            st.integers(-3, 3) | st.integers(-(2**70), 2**70),
+            st.floats(0, 10),
+            st.integers(1, 1500),
+            st.integers(-1, 2),
+        ),
+        max_size=70,
+    ),
+    st.booleans(),
+    st.booleans(),
+)
+def test_the_arrival_order_is_the_pythons_stable_sort(
+    rows: list[tuple[float, int, float, int, int]], with_probes: bool, in_sequence: bool
+) -> None:
+    """Ties on arrival (and on sequence) keep their order; ints among the floats."""
+    arrivals = [r[0] for r in rows]
+    sequences = [r[1] for r in rows]
+    send_times = [r[2] for r in rows]
+    sizes = [r[3] for r in rows]
+    probes = [r[4] for r in rows] if with_probes else None
+    args = (arrivals, sequences, send_times, sizes, probes, in_sequence)
+    got = compiled_gcc().arrival_order(*args)
+    if got is None:
+        assert any(not -(2**63) <= v < 2**63 for v in sequences)
+        return
+    if not rows:
+        assert got == ([], [], [], [], [] if with_probes else None)
+        return
+    expected = _arrival_order(*args)
+    assert same(
+        [None if c is None else list(c) for c in got],
+        [None if c is None else list(c) for c in expected],
+    )
+    assert all(type(a) is type(b) for a, b in zip(got[0], expected[0], strict=True))
 
 
 def test_the_feedback_split_refuses_columns_of_different_lengths() -> None:

@@ -11,6 +11,7 @@
  *   history_columns  sfu/transport/sendhistory.py SendHistory._columns_per_packet
  *                                                 (with twcc.receive_times)
  *   split_feedback   sfu/policy/gcc.py           _split
+ *   arrival_order    sfu/policy/gcc.py           _arrival_order
  *   acked_windows    sfu/policy/gcc_rates.py     _windows
  *   DelayDetector    sfu/policy/gcc_delay.py     DelayDetector (reset, add_all)
  *
@@ -586,6 +587,112 @@ done:
     return result;
 }
 
+/* ---- arrival_order: sfu/policy/gcc.py _arrival_order ----------------------- */
+
+typedef struct {
+    double arrival;
+    long long sequence;
+} OrderKey;
+
+/* (arrival, sequence) order; by_arrival: arrival alone (the sequences ascend) */
+static int key_before(const OrderKey *a, const OrderKey *b, int by_arrival)
+{
+    if (a->arrival != b->arrival)
+        return a->arrival < b->arrival;
+    return !by_arrival && a->sequence < b->sequence;
+}
+
+/* A stable merge sort of the indices `at` (n of them) by their keys; `tmp` has n. */
+static void order_indices(const OrderKey *keys, Py_ssize_t *at, Py_ssize_t *tmp, Py_ssize_t n,
+                          int by_arrival)
+{
+    for (Py_ssize_t width = 1; width < n; width *= 2) {
+        for (Py_ssize_t lo = 0; lo < n; lo += 2 * width) {
+            Py_ssize_t mid = lo + width < n ? lo + width : n;
+            Py_ssize_t hi = lo + 2 * width < n ? lo + 2 * width : n;
+            Py_ssize_t i = lo, j = mid, k = lo;
+            while (i < mid && j < hi) /* the right one only if strictly before: stable */
+                tmp[k++] = key_before(&keys[at[j]], &keys[at[i]], by_arrival) ? at[j++] : at[i++];
+            while (i < mid)
+                tmp[k++] = at[i++];
+            while (j < hi)
+                tmp[k++] = at[j++];
+        }
+        memcpy(at, tmp, (size_t)n * sizeof(Py_ssize_t));
+    }
+}
+
+/* arrival_order(arrivals, sequences, send_times, sizes, probes or None, in_sequence):
+ * the columns sorted by (arrival, sequence), stable, as new lists; None when an
+ * arrival is not a float or int in a double or a sequence number not in 64 bits. */
+static PyObject *arrival_order(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "arrival_order(arrivals, sequences, send_times, "
+                                         "sizes, probes, in_sequence)");
+        return NULL;
+    }
+    int by_arrival = PyObject_IsTrue(args[5]);
+    if (by_arrival < 0)
+        return NULL;
+    int columns = args[4] == Py_None ? 4 : 5;
+    PyObject *fast[5] = {NULL, NULL, NULL, NULL, NULL}, *out[5] = {NULL, NULL, NULL, NULL, NULL};
+    PyObject *result = NULL;
+    OrderKey *keys = NULL;
+    Py_ssize_t *at = NULL, *tmp = NULL;
+    for (int c = 0; c < columns; c++) {
+        fast[c] = PySequence_Fast(args[c], "columns must be sequences");
+        if (fast[c] == NULL)
+            goto done;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast[0]);
+    for (int c = 1; c < columns; c++) {
+        if (PySequence_Fast_GET_SIZE(fast[c]) != n) {
+            PyErr_SetString(PyExc_ValueError, "columns of different lengths");
+            goto done;
+        }
+    }
+    keys = PyMem_New(OrderKey, n ? n : 1);
+    at = PyMem_New(Py_ssize_t, n ? n : 1);
+    tmp = PyMem_New(Py_ssize_t, n ? n : 1);
+    if (keys == NULL || at == NULL || tmp == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    PyObject **arrivals = PySequence_Fast_ITEMS(fast[0]), **seqs = PySequence_Fast_ITEMS(fast[1]);
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (!number_of(arrivals[k], &keys[k].arrival) || isnan(keys[k].arrival) ||
+            !int64_of(seqs[k], &keys[k].sequence)) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+        at[k] = k;
+    }
+    order_indices(keys, at, tmp, n, by_arrival);
+    for (int c = 0; c < 5; c++) {
+        if (c >= columns) {
+            out[c] = Py_NewRef(Py_None);
+            continue;
+        }
+        out[c] = PyList_New(n);
+        if (out[c] == NULL)
+            goto done;
+        PyObject **items = PySequence_Fast_ITEMS(fast[c]);
+        for (Py_ssize_t k = 0; k < n; k++)
+            PyList_SET_ITEM(out[c], k, Py_NewRef(items[at[k]]));
+    }
+    result = PyTuple_Pack(5, out[0], out[1], out[2], out[3], out[4]);
+done:
+    for (int c = 0; c < 5; c++) {
+        Py_XDECREF(fast[c]);
+        Py_XDECREF(out[c]);
+    }
+    PyMem_Free(keys);
+    PyMem_Free(at);
+    PyMem_Free(tmp);
+    return result;
+}
+
 /* ---- DelayDetector: sfu/policy/gcc_delay.py DelayDetector ------------------ */
 
 #define GROUP_S 0.005
@@ -946,6 +1053,8 @@ static PyMethodDef methods[] = {
      "history_columns(ring, mask, newest, oldest, base_seq, symbols, deltas, reference)"},
     {"split_feedback", (PyCFunction)(void (*)(void))split_feedback, METH_FASTCALL,
      "split_feedback(sequences, send_times, sizes, arrivals, probes, since)"},
+    {"arrival_order", (PyCFunction)(void (*)(void))arrival_order, METH_FASTCALL,
+     "arrival_order(arrivals, sequences, send_times, sizes, probes, in_sequence)"},
     {"acked_windows", acked_windows, METH_VARARGS,
      "acked_windows(arrivals, sizes, extra, last, window_s, total, kbps, variance)"},
     {NULL, NULL, 0, NULL},

@@ -47,6 +47,19 @@ def split_feedback(
 ):
     """sfu.policy.gcc._split."""
 
+def arrival_order(
+    arrivals: Sequence[float],
+    sequences: Sequence[int],
+    send_times: Sequence[float],
+    sizes: Sequence[int],
+    probes: Sequence[int] | None,
+    in_sequence: bool,
+) -> (
+    tuple[Sequence[float], Sequence[int], Sequence[float], Sequence[int], Sequence[int] | None]
+    | None
+):
+    """sfu.policy.gcc._arrival_order (None: a sequence number beyond 64 bits)."""
+
 def acked_windows(
     arrivals: Sequence[float],
     sizes: Sequence[int],

@@ -102,6 +102,9 @@ class BandwidthEstimator:
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
         self._split: SplitFunction = _split if native is None else native.split_feedback
+        self._arrival_order: OrderFunction = (
+            _arrival_order if native is None else native.arrival_order
+        )
 
     @property
     def estimate_bps(self) -> int:
@@ -245,15 +248,12 @@ class BandwidthEstimator:
         ascending, `in_sequence`: sequences ascending); `probes` None: none is a probe."""
         if in_order and in_sequence:
             highest = sequences[-1]
-        else:  # into (arrival, sequence) order, stable (as they came for equal keys)
-            key = _ARRIVAL if in_sequence else _ARRIVAL_SEQUENCE
-            if probes is None:
-                rows = zip(arrivals, sequences, send_times, sizes, strict=True)
-                arrivals, sequences, send_times, sizes = zip(*sorted(rows, key=key), strict=True)
-            else:
-                rows5 = zip(arrivals, sequences, send_times, sizes, probes, strict=True)
-                sorted5 = sorted(rows5, key=key)
-                arrivals, sequences, send_times, sizes, probes = zip(*sorted5, strict=True)
+        else:  # into (arrival, sequence) order
+            columns = (arrivals, sequences, send_times, sizes, probes)
+            ordered = self._arrival_order(*columns, in_sequence)
+            if ordered is None:  # (the C leaves sequence numbers beyond 64 bits to Python)
+                ordered = _arrival_order(*columns, in_sequence)
+            arrivals, sequences, send_times, sizes, probes = ordered
             highest = max(sequences)
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
@@ -395,6 +395,39 @@ def _split(
         in_order,
         in_sequence,
     )
+
+
+# The received packets' columns in (arrival, sequence) order: (arrivals, sequences,
+# send times, sizes, probe ids or None); `_arrival_order` or its C twin
+# `_gcc.arrival_order`, which returns None for sequence numbers beyond 64 bits.
+Ordered = tuple[
+    Sequence[float], Sequence[int], Sequence[float], Sequence[int], Sequence[int] | None
+]
+OrderFunction = Callable[
+    [Sequence[float], Sequence[int], Sequence[float], Sequence[int], Sequence[int] | None, bool],
+    Ordered | None,
+]
+
+
+def _arrival_order(
+    arrivals: Sequence[float],
+    sequences: Sequence[int],
+    send_times: Sequence[float],
+    sizes: Sequence[int],
+    probes: Sequence[int] | None,
+    in_sequence: bool,
+) -> Ordered:
+    """The received packets' columns sorted by arrival, then sequence (by arrival
+    alone when the sequences are ascending), stable: as they came for equal keys."""
+    key = _ARRIVAL if in_sequence else _ARRIVAL_SEQUENCE
+    if probes is None:
+        rows = zip(arrivals, sequences, send_times, sizes, strict=True)
+        arrivals, sequences, send_times, sizes = zip(*sorted(rows, key=key), strict=True)
+    else:
+        rows5 = zip(arrivals, sequences, send_times, sizes, probes, strict=True)
+        sorted5 = sorted(rows5, key=key)
+        arrivals, sequences, send_times, sizes, probes = zip(*sorted5, strict=True)
+    return arrivals, sequences, send_times, sizes, probes
 
 
 def _lost(arrivals: Sequence[float | None], count: int) -> tuple[list[int], _Drop]:
