@@ -287,7 +287,7 @@ done:
 /* Count one feedback's received packets (arrival, size + extra bytes) into 150 ms
  * windows (500 ms before the first sample), each complete window's rate going
  * through the Bayesian filter: (last arrival, window_s, bytes, kbps or None,
- * variance, whether the arrival times went backwards). */
+ * variance, where the arrival times last went backwards: -1 if they did not). */
 static PyObject *acked_windows(PyObject *self, PyObject *args)
 {
     PyObject *arrivals_in, *sizes_in, *kbps_in;
@@ -346,6 +346,7 @@ static PyObject *acked_windows(PyObject *self, PyObject *args)
     }
     double window = has_kbps ? WINDOW_S : INITIAL_WINDOW_S;
     int restarted = 0;
+    Py_ssize_t last_back = 0; /* where the arrivals last went backwards (_last_restart) */
     for (Py_ssize_t k = 0; k < n; k++) {
         double arrival = times[k];
         double gap = arrival - last;
@@ -353,6 +354,8 @@ static PyObject *acked_windows(PyObject *self, PyObject *args)
             window_s = 0.0;
             total = 0;
             restarted = 1;
+            if (k >= 1)
+                last_back = k;
         } else {
             window_s += gap;
             if (gap > window) { /* nothing received for a whole window */
@@ -388,8 +391,8 @@ static PyObject *acked_windows(PyObject *self, PyObject *args)
     PyObject *kbps_out = has_kbps ? PyFloat_FromDouble(kbps) : Py_NewRef(Py_None);
     if (kbps_out == NULL)
         goto done;
-    result = Py_BuildValue("(ddLNdO)", last, window_s, total, kbps_out, variance,
-                           restarted ? Py_True : Py_False);
+    result = Py_BuildValue("(ddLNdn)", last, window_s, total, kbps_out, variance,
+                           restarted ? last_back : (Py_ssize_t)-1);
 done:
     if (times != NULL && times != stack)
         PyMem_Free(times);
@@ -611,6 +614,10 @@ static void order_indices(const OrderKey *keys, Py_ssize_t *at, Py_ssize_t *tmp,
             Py_ssize_t mid = lo + width < n ? lo + width : n;
             Py_ssize_t hi = lo + 2 * width < n ? lo + 2 * width : n;
             Py_ssize_t i = lo, j = mid, k = lo;
+            if (mid < hi && !key_before(&keys[at[mid]], &keys[at[mid - 1]], by_arrival)) {
+                memcpy(tmp + lo, at + lo, (size_t)(hi - lo) * sizeof(Py_ssize_t));
+                continue; /* the two runs are already in order (the usual, nearly sorted) */
+            }
             while (i < mid && j < hi) /* the right one only if strictly before: stable */
                 tmp[k++] = key_before(&keys[at[j]], &keys[at[i]], by_arrival) ? at[j++] : at[i++];
             while (i < mid)

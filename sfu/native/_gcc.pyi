@@ -69,7 +69,7 @@ def acked_windows(
     total: int,
     kbps: float | None,
     variance: float,
-) -> tuple[float, float, int, float | None, float, bool]:
+) -> tuple[float, float, int, float | None, float, int]:
     """sfu.policy.gcc_rates._windows."""
 
 class DelayDetector:

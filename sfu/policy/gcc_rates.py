@@ -43,7 +43,7 @@ RECENT_MIN_SPAN_S = 0.1
 # AckedBitrate's per-packet loop: `_windows` or its C twin (`sfu.native._gcc.acked_windows`)
 _Windows = Callable[
     [Sequence[float], Sequence[int], int, float, float, int, float | None, float],
-    tuple[float, float, int, float | None, float, bool],
+    tuple[float, float, int, float | None, float, int],
 ]
 
 
@@ -80,7 +80,7 @@ class AckedBitrate:
             return
         before = self._last_arrival
         start = arrivals[0] if before is None else before  # the very first: no gap
-        last, self._window_s, self._sum_bytes, self._kbps, self._variance, restarted = (
+        last, self._window_s, self._sum_bytes, self._kbps, self._variance, restart_at = (
             self._windows(
                 arrivals,
                 sizes,
@@ -93,9 +93,9 @@ class AckedBitrate:
             )
         )
         self._last_arrival = last
-        if restarted:  # time went backwards: the recent chunks are of another clock
+        if restart_at >= 0:  # time went backwards: the recent chunks are of another clock
             self._chunks.clear()
-        start_at = _last_restart(arrivals, before) if restarted else 0  # this feedback's chunk
+        start_at = max(restart_at, 0)  # where this feedback's chunk starts
         chunk_bytes = sum(sizes[start_at:]) + extra * (len(sizes) - start_at)
         self._remember_chunk(arrivals[start_at], last, chunk_bytes)
 
@@ -115,11 +115,12 @@ def _windows(
     total: int,
     kbps: float | None,
     variance: float,
-) -> tuple[float, float, int, float | None, float, bool]:
+) -> tuple[float, float, int, float | None, float, int]:
     """The per-packet loop of `AckedBitrate.add_all` (its C twin: `_gcc.acked_windows`):
     from the state (last arrival, time and bytes in the current window, the filter's
     kbps and variance), each complete window's rate through the filter.  Returns the
-    new state and whether the arrival times went backwards."""
+    new state and where the arrival times last went backwards (`_last_restart`; -1
+    when they did not)."""
     window = INITIAL_WINDOW_S if kbps is None else WINDOW_S
     restarted = False
     for arrival, size in zip(arrivals, sizes):  # noqa: B905 (same length)
@@ -140,7 +141,7 @@ def _windows(
             total = 0
             window = WINDOW_S
         total += size + extra
-    return last, window_s, total, kbps, variance, restarted
+    return last, window_s, total, kbps, variance, _last_restart(arrivals) if restarted else -1
 
 
 def _filtered(kbps: float | None, variance: float, sample: float) -> tuple[float, float]:
@@ -154,12 +155,12 @@ def _filtered(kbps: float | None, variance: float, sample: float) -> tuple[float
     return (sample_var * kbps + predicted_var * sample) / total, sample_var * predicted_var / total
 
 
-def _last_restart(arrivals: Sequence[float], before: float | None) -> int:
-    """Where the arrival times (after `before`) last went backwards."""
+def _last_restart(arrivals: Sequence[float]) -> int:
+    """Where the arrival times last went backwards (0: only the first, from before)."""
     for index in range(len(arrivals) - 1, 0, -1):
         if arrivals[index] - arrivals[index - 1] < 0:
             return index
-    return 0  # (the first went back from `before`)
+    return 0  # (the first went back from the previous feedback's last)
 
 
 MIN_PROBE_PACKETS = 5
