@@ -475,3 +475,14 @@ def test_the_delay_detector_refuses_what_is_not_a_time_and_changes_nothing() -> 
     assert (detector.threshold, detector.state) == before
     with pytest.raises(TypeError):
         compiled_gcc().DelayDetector(1)
+
+
+def test_acked_windows_refuse_byte_counts_beyond_64_bits_cleanly() -> None:
+    """(The Python's ints would not overflow; no window holds 2^56 bytes.)"""
+    native = compiled_gcc()
+    with pytest.raises(OverflowError):
+        native.acked_windows([1.0], [2**41], 38, 0.0, 0.0, 0, None, 50.0)
+    with pytest.raises(OverflowError):
+        native.acked_windows([1.0], [1200], 38, 0.0, 0.0, 2**57, None, 50.0)
+    with pytest.raises(OverflowError):
+        native.acked_windows([1.0] * 70_000, [2**40] * 70_000, 0, 0.0, 0.0, 0, None, 50.0)

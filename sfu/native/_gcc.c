@@ -339,8 +339,9 @@ static PyObject *acked_windows(PyObject *self, PyObject *args)
             goto done;
         }
     }
+    /* (bounds that keep 8 * total inside 64 bits; real windows hold a few MB) */
     if (extra > (INT64_C(1) << 40) || extra < -(INT64_C(1) << 40) ||
-        total > (INT64_C(1) << 60) || total < -(INT64_C(1) << 60)) {
+        total > (INT64_C(1) << 56) || total < -(INT64_C(1) << 56)) {
         PyErr_SetString(PyExc_OverflowError, "byte counts beyond what the window can hold");
         goto done;
     }
@@ -383,7 +384,7 @@ static PyObject *acked_windows(PyObject *self, PyObject *args)
             window = WINDOW_S;
         }
         total += size_values[k] + extra;
-        if (total > (INT64_C(1) << 62)) { /* (2^22 packets of 2^40 bytes: cannot happen) */
+        if (total > (INT64_C(1) << 56) || total < -(INT64_C(1) << 56)) {
             PyErr_SetString(PyExc_OverflowError, "window byte count overflow");
             goto done;
         }
