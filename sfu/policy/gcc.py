@@ -8,8 +8,11 @@ same fields as parallel sequences); the estimate says how many bits per
 second the layer allocation may spend on that subscriber.  It runs per
 feedback, never per forwarded packet, but every forwarded packet is reported
 once, so the per-packet work is kept to C-level builtins and tight loops
-(see `_on_columns` and gcc_delay.DelayDetector.add_all); the tests hold it
-to the exact outputs of the plain implementation (tests/gcc_golden.py).
+(see `_split` and gcc_delay.DelayDetector.add_all), and runs compiled when
+sfu.native's `_gcc` is built (sfu/native/_gcc.c: `_split`, `_arrival_order`,
+gcc_rates' `_windows` and the DelayDetector, each with the same outputs as
+its Python twin); the tests hold both to the exact outputs of the plain
+implementation (tests/gcc_golden.py).
 
 Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
 

@@ -24,7 +24,9 @@ Cost: this runs for every packet the SFU sends to a transport-cc
 subscriber (each is reported once), so the loop keeps its state in locals
 and does the trendline work only once per completed group (a handful of
 arithmetic operations, no calls, no objects); the fitted line's sums are
-updated in O(1) per group.
+updated in O(1) per group.  `new_detector` gives the C twin
+(sfu/native/_gcc.c DelayDetector, the same states and thresholds) when
+sfu.native's `_gcc` is compiled.
 
 Times are seconds at the interface; the trendline works in milliseconds
 internally because its constants (threshold, gains) are in those units.

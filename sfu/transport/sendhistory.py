@@ -18,8 +18,10 @@ step per packet: the ring's slice is transposed by `zip`, the arrival times
 are a running sum of the delta bytes (`itertools.accumulate`), the received
 entries are cleared by one slice assignment.  Anything else takes the
 per-packet path (`_columns_per_packet`), which says the same about the same
-feedback (tests/test_sfu_sendhistory.py holds them to it).  `results` is the
-same as `PacketResult`s (tests, tools).
+feedback (tests/test_sfu_sendhistory.py holds them to it).  When sfu.native's
+`_gcc` is compiled, every feedback is read by its C twin of the per-packet
+path (`_gcc.history_columns`: the same columns, the same ring afterwards).
+`results` is the same as `PacketResult`s (tests, tools).
 """
 
 from __future__ import annotations
