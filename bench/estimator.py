@@ -16,6 +16,10 @@ writes the numbers.
 --arrays times `on_feedback_arrays` (the feedback as parallel lists, what
 the transport can pass without a PacketResult per packet) instead.
 
+The per-packet loops run compiled (sfu/native/_gcc.c) when the module is
+built, and in Python with VISITROOM_NATIVE=0: the table's first line and the
+JSON's "twin" say which; run both, alternating, to compare.
+
 --record regenerates the recording from tests/gcc_sim.py's simulated
 bottleneck link (it is simulator output, not a browser capture); --golden
 rewrites the estimator's exact outputs the tests hold it to (only when its
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import sys
@@ -34,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import sfu.native
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
 from tests import gcc_golden
@@ -133,6 +139,8 @@ def main() -> None:
         mean = sum(len(f) for f in recorded) / len(recorded)
         us = time_feedbacks(recorded, args.repeat, args.arrays)
         rows.append((path.stem, round(mean, 1), us))
+    twin = "python" if sfu.native.load("_gcc") is None else "compiled"
+    print(f"per-packet loops: {twin} (VISITROOM_NATIVE={os.environ.get('VISITROOM_NATIVE', '1')})")
     print(f"{'case':<28} {'packets':>8} {'us/feedback':>12} {'us/packet':>10}")
     for case, packets, us in rows:
         print(f"{case:<28} {packets:>8} {us:>12.1f} {us / packets:>10.2f}")
@@ -141,6 +149,7 @@ def main() -> None:
             "python": platform.python_version(),
             "machine": platform.machine(),
             "entry": "on_feedback_arrays" if args.arrays else "on_feedback",
+            "twin": twin,
             "rows": [
                 {
                     "case": c,

@@ -1,7 +1,9 @@
 """The send-side bandwidth estimator (sfu/policy/gcc.py) on a simulated bottleneck link.
 
 The link, sender and feedback loop are tests/gcc_sim.py (pure, seeded); a
-recorded feedback sequence is replayed from tests/data/.
+recorded feedback sequence is replayed from tests/data/.  The exact-output tests
+run on both twins of the per-packet loops (`gcc_twin`: Python, and C in
+sfu/native/_gcc.c).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.policy.gcc import BandwidthEstimator, LossController, PacketResult
@@ -20,6 +22,7 @@ from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.probe import Prober
 from tests import gcc_golden
 from tests.gcc_sim import Link, constant, load_recording, simulate, steps
+from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data"
 
@@ -296,7 +299,10 @@ packet_results = st.builds(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@pytest.mark.usefixtures("gcc_twin")
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     feedbacks=st.lists(st.lists(packet_results, max_size=40), max_size=12),
     rtt=st.floats(allow_nan=True, allow_infinity=True),
@@ -356,6 +362,7 @@ def test_bad_bounds_are_refused() -> None:
         BandwidthEstimator(min_bps=100_000, max_bps=50_000)
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_gives_exactly_what_the_straightforward_version_gave() -> None:
     """The per-packet work is optimised (one pass, locals, no objects per packet); on
     recordings, simulations and hostile feedback it must compute exactly what the
@@ -367,11 +374,15 @@ def test_gives_exactly_what_the_straightforward_version_gave() -> None:
         assert got[name] == trace, name
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_the_arrays_entry_point_gives_the_same_estimates() -> None:
     assert gcc_golden.traces(arrays=True) == gcc_golden.traces()
 
 
-@settings(max_examples=100, deadline=None)
+@pytest.mark.usefixtures("gcc_twin")
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(feedbacks=st.lists(st.lists(packet_results, max_size=40), max_size=12))
 def test_the_arrays_entry_point_matches_on_hostile_feedback(
     feedbacks: list[list[PacketResult]],

@@ -7,14 +7,18 @@ as the oracle.  Real feedback bytes throughout (`build_feedback` then
 `parse_rtcp`), on recorded Chromium feedback and on hypothesis' sequences
 of sends and feedbacks (lost packets, large and negative deltas, repeated,
 stale and never-sent sequence numbers, the ring wrapping and overwritten).
+Each test runs on both twins (`gcc_twin`): the Python reading and the
+compiled one (sfu/native/_gcc.c `history_columns`).
 """
 
 from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Literal
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.packet.rtcp import TransportCc, parse_rtcp
@@ -23,6 +27,7 @@ from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.transport.sendhistory import Columns, SendHistory
 from tests import gcc_golden
 from tests.gcc_sim import load_recording
+from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data"
 
@@ -62,7 +67,8 @@ def feedback(base: int, arrivals: list[int | None], count: int = 0) -> list[Tran
 
 
 class Counting(SendHistory):
-    """Counts the feedbacks read without a Python step per packet."""
+    """Counts the feedbacks read without a Python step per packet (by C-level
+    builtins, or by the compiled loop when sfu.native has it)."""
 
     __slots__ = ("at_once",)
 
@@ -75,11 +81,19 @@ class Counting(SendHistory):
         self.at_once += columns is not None
         return columns
 
+    def _columns_native(
+        self, fb: TransportCc, reference: int, now: float
+    ) -> Columns | Literal[False] | None:
+        columns = super()._columns_native(fb, reference, now)
+        self.at_once += columns is not None and columns is not False
+        return columns
+
 
 def state(history: SendHistory) -> tuple[object, ...]:
     return (history.ring, history.unknown, history.feedbacks, history._reference, history.next)
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once() -> None:
     history = SendHistory(size=16)
     for seq in range(10):
@@ -99,6 +113,7 @@ def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once() ->
     assert history.unknown == 5
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_stale_or_never_sent_packets_are_skipped_as_before() -> None:
     history = SendHistory(size=16)
     for seq in range(40):  # the ring holds 24..39
@@ -112,6 +127,7 @@ def test_stale_or_never_sent_packets_are_skipped_as_before() -> None:
             assert state(history) == state(before)
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_feedback_about_more_than_the_ring_holds_yields_nothing() -> None:
     history = SendHistory(size=16)
     for _ in range(20):
@@ -157,6 +173,7 @@ def _replay(path: Path) -> tuple[list[list[object]], list[list[object]], int]:
     return got, expected, new.at_once
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_recorded_chromium_feedback_gives_the_estimator_the_same_outputs() -> None:
     for name in gcc_golden.RECORDINGS:
         got, expected, at_once = _replay(DATA / f"{name}.jsonl")
@@ -189,7 +206,10 @@ _feedback = st.tuples(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.usefixtures("gcc_twin")
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     st.sampled_from([16, 64, 256]),
     st.sampled_from([0.5, 2.0]),
@@ -234,6 +254,7 @@ def test_any_feedback_is_read_as_the_per_packet_reading_did(
             assert state(new) == state(old)
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_the_usual_feedback_is_read_at_once() -> None:
     history = Counting()
     clock = 1.0

@@ -6,7 +6,7 @@ import struct
 import time
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sfu.packet.rtcp import RtcpError, TransportCc, _tcc_chunk_walk, parse_rtcp
@@ -23,6 +23,7 @@ from sfu.packet.twcc import (
     unwrap_reference,
     with_transport_seq,
 )
+from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 
 def parsed(data: bytes) -> TransportCc:
@@ -51,7 +52,10 @@ arrival_lists = st.lists(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.usefixtures("gcc_twin")
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(arrival_lists, st.integers(0, 0xFFFF), st.integers(0, 255))
 def test_built_feedback_parses_back_to_the_same_arrivals(
     arrivals: list[int | None], base: int, fb_count: int
@@ -129,7 +133,10 @@ def tcc(count: int, chunks: list[int], deltas: bytes) -> bytes:
     return struct.pack("!BBH", 0x8F, 205, len(body) // 4) + body
 
 
-@settings(max_examples=500, deadline=None)
+@pytest.mark.usefixtures("gcc_twin")
+@settings(
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.binary(min_size=0, max_size=200), st.integers(0, 0xFFFF))
 def test_random_feedback_is_rejected_cleanly_or_read_consistently(tail: bytes, count: int) -> None:
     body = struct.pack("!IIHHI", 1, 2, 0, count, 0) + tail
@@ -144,6 +151,7 @@ def test_random_feedback_is_rejected_cleanly_or_read_consistently(tail: bytes, c
     assert sum(1 for s in statuses if s.received) <= len(fb.deltas)
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_the_largest_status_count_costs_bounded_work() -> None:
     # 9 run chunks of 8191 "received, small" claim 65535 packets and 65535 delta bytes.
     data = tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 0xFFFF)
@@ -154,6 +162,7 @@ def test_the_largest_status_count_costs_bounded_work() -> None:
     assert time.perf_counter() - start < 2.0
 
 
+@pytest.mark.usefixtures("gcc_twin")
 def test_run_lengths_claiming_more_deltas_than_the_packet_has_are_rejected() -> None:
     with pytest.raises(RtcpError, match="overrun"):
         parse_rtcp(tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 40))

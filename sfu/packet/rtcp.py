@@ -23,6 +23,9 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
+
+from sfu.native import load
 
 __all__ = [
     "Bye",
@@ -326,7 +329,12 @@ def _parse_tcc(data: _Bytes, sender: int, media: int, fci: int, end: int) -> Rtc
     base_seq, status_count, ref_and_count = _TCC_HEAD.unpack_from(data, fci)
     if status_count == 0:
         raise RtcpError("transport-cc feedback with no packet statuses")
-    chunks_end, delta_bytes, symbols = _tcc_chunk_walk(data, fci + 8, end, status_count)
+    walked: tuple[int, int, bytes | bytearray]
+    if _GCC is None:
+        walked = _tcc_chunk_walk(data, fci + 8, end, status_count)
+    else:
+        walked = _native_chunk_walk(_GCC, data, fci + 8, end, status_count)
+    chunks_end, delta_bytes, symbols = walked
     if chunks_end + delta_bytes > end:
         raise RtcpError(f"transport-cc receive deltas for {status_count} statuses overrun")
     reference_time = ref_and_count >> 8
@@ -343,6 +351,23 @@ def _parse_tcc(data: _Bytes, sender: int, media: int, fci: int, end: int) -> Rtc
         bytes(symbols),
         deltas,
     )
+
+
+# `_tcc_chunk_walk`'s C twin, chosen once at import (parsing has no object to hold
+# the choice, and looking it up per datagram would cost more than the walk itself)
+_GCC = load("_gcc")
+
+
+def _native_chunk_walk(
+    native: ModuleType, data: _Bytes, i: int, end: int, status_count: int
+) -> tuple[int, int, bytes]:
+    """`_tcc_chunk_walk` by its C twin (`_gcc.tcc_chunk_walk`): the same walk, the same
+    refusals (its ValueError becomes the RtcpError the Python raises, same message)."""
+    try:
+        walked: tuple[int, int, bytes] = native.tcc_chunk_walk(data, i, end, status_count)
+    except ValueError as exc:
+        raise RtcpError(str(exc)) from None
+    return walked
 
 
 def _tcc_chunk_walk(

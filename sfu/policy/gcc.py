@@ -8,8 +8,11 @@ same fields as parallel sequences); the estimate says how many bits per
 second the layer allocation may spend on that subscriber.  It runs per
 feedback, never per forwarded packet, but every forwarded packet is reported
 once, so the per-packet work is kept to C-level builtins and tight loops
-(see `_on_columns` and gcc_delay.DelayDetector.add_all); the tests hold it
-to the exact outputs of the plain implementation (tests/gcc_golden.py).
+(see `_split` and gcc_delay.DelayDetector.add_all), and runs compiled when
+sfu.native's `_gcc` is built (sfu/native/_gcc.c: `_split`, `_arrival_order`,
+gcc_rates' `_windows` and the DelayDetector, each with the same outputs as
+its Python twin); the tests hold both to the exact outputs of the plain
+implementation (tests/gcc_golden.py).
 
 Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
 
@@ -54,8 +57,9 @@ from itertools import compress, islice, repeat
 from operator import is_not, itemgetter, le, not_
 from typing import Any, NamedTuple, cast
 
+from sfu.native import load
 from sfu.policy.gcc_aimd import AimdRateControl
-from sfu.policy.gcc_delay import OVERUSING, DelayDetector
+from sfu.policy.gcc_delay import OVERUSING, new_detector
 from sfu.policy.gcc_rates import AckedBitrate, ProbeRates
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
@@ -104,9 +108,11 @@ class BandwidthEstimator:
         start = min(max(start_bps, min_bps), max_bps)
         self._min = float(min_bps)
         self._max = float(max_bps)
-        self._delay = DelayDetector()
+        native = load("_gcc")  # the per-packet loops in C, else their Python twins
+        self._native = native
+        self._delay = new_detector(native)
         self._aimd = AimdRateControl(start, self._min, self._max)
-        self._acked = AckedBitrate()
+        self._acked = AckedBitrate(native)
         self._probes = ProbeRates()
         self._loss = LossController(start, self._min, self._max)
         self._last_feedback: float | None = None
@@ -115,6 +121,10 @@ class BandwidthEstimator:
         self._delivered: tuple[float, float] | None = None  # (bps, when): recent high
         self._confirmed: float | None = None  # when the estimate was last borne out
         self._bounded_at: float | None = None  # the last feedback `_bound_stale` saw
+        self._split: SplitFunction = _split if native is None else native.split_feedback
+        self._arrival_order: OrderFunction = (
+            _arrival_order if native is None else native.arrival_order
+        )
 
     @property
     def estimate_bps(self) -> int:
@@ -181,66 +191,26 @@ class BandwidthEstimator:
         probes: Sequence[int],
         now: float,
     ) -> None:
-        """One feedback (one packet per index): sort out the sane packets (the counts
-        for the loss side only of packets sent since the last decrease, see the
-        module doc), then update the estimates.
-
-        This runs for every packet the SFU sends to this subscriber, so the usual
-        feedback (sane times and sizes) is checked and split with C-level builtins,
-        without a Python step per packet; any insane packet takes the per-packet path.
-        """
-        lost = arrivals.count(None)
-        lost_at, drop = _lost(arrivals, lost) if lost else _NONE_LOST
-        got = cast("Sequence[float]", drop(arrivals) if lost else arrivals)
-        in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
-        sends_in_order = _ascending(send_times)
-        if not (
-            _sane_times(got, in_order)
-            and _sane_times(send_times, sends_in_order)
-            and min(sizes) > 0
-            and max(sizes) <= MAX_PACKET_BYTES
-        ):
+        """One feedback (one packet per index): sort out the sane packets (`_split`,
+        or its C twin), then update the estimates; any insane packet takes the
+        per-packet path."""
+        split = self._split(sequences, send_times, sizes, arrivals, probes, self._loss.counts_from)
+        if split is None:
             self._on_packets(zip(sequences, send_times, sizes, arrivals, probes, strict=True), now)
             return
-        since = self._loss.counts_from
-        first_send = send_times[0] if sends_in_order else min(send_times)
-        all_count = first_send >= since  # all sent since the last decrease (usual)
-        probing = max(probes) >= 0
-        if lost:
-            if probing or not all_count:
-                lost = self._on_lost(sequences, send_times, probes, lost_at, since, now)
-            sequences = drop(sequences)
-            send_times = drop(send_times)
-            sizes = drop(sizes)
-            if probing:
-                probes = drop(probes)
+        lost, counted, lost_probes, sequences, send_times, sizes, got, probe_ids = split[:8]
+        for probe, sequence in lost_probes:
+            self._probes.add_lost(probe, sequence, now)
         if got:
-            counted = len(got) if all_count else sum(1 for t in send_times if t >= since)
             self._without_arrivals = 0
-            probe_ids = probes if probing else None
-            self._on_arrivals(sequences, send_times, sizes, got, probe_ids, in_order, now)
+            in_order, in_sequence = split[8:]
+            self._on_arrivals(
+                sequences, send_times, sizes, got, probe_ids, in_order, now, in_sequence
+            )
             self._on_loss(lost, counted, now)
         else:
             self._on_nothing_received(lost, now)
             self._on_loss(lost, 0, now)
-
-    def _on_lost(
-        self,
-        sequences: Sequence[int],
-        send_times: Sequence[float],
-        probes: Sequence[int],
-        lost_at: list[int],
-        since: float,
-        now: float,
-    ) -> int:
-        """Tell the probe clusters of the lost packets; how many count for loss."""
-        lost = 0
-        for index in lost_at:
-            if send_times[index] >= since:
-                lost += 1
-            if probes[index] >= 0:
-                self._probes.add_lost(probes[index], sequences[index], now)
-        return lost
 
     def _on_packets(self, packets: Iterable[PacketTuple], now: float) -> None:
         """`_on_columns` one packet at a time, dropping insane ones (hostile feedback)."""
@@ -264,7 +234,8 @@ class BandwidthEstimator:
             sequences, send_times, sizes, arrivals, probes = zip(*received, strict=True)
             self._without_arrivals = 0
             got = cast("tuple[float, ...]", arrivals)
-            self._on_arrivals(sequences, send_times, sizes, got, probes, _ascending(got), now)
+            in_order, in_sequence = _ascending(got), _ascending(sequences)
+            self._on_arrivals(sequences, send_times, sizes, got, probes, in_order, now, in_sequence)
         else:
             self._on_nothing_received(lost, now)
         self._on_loss(lost, counted, now)
@@ -291,25 +262,22 @@ class BandwidthEstimator:
         probes: Sequence[int] | None,
         in_order: bool,
         now: float,
+        in_sequence: bool,
     ) -> None:
         """The received packets (at least one), in any order (`in_order`: arrivals
-        ascending); `probes` None: none is a probe."""
-        in_sequence = _ascending(sequences)
+        ascending, `in_sequence`: sequences ascending); `probes` None: none is a probe."""
         if in_order and in_sequence:
             highest = sequences[-1]
-        else:  # into (arrival, sequence) order, stable (as they came for equal keys)
-            key = _ARRIVAL if in_sequence else _ARRIVAL_SEQUENCE
-            if probes is None:
-                rows = zip(arrivals, sequences, send_times, sizes, strict=True)
-                arrivals, sequences, send_times, sizes = zip(*sorted(rows, key=key), strict=True)
-            else:
-                rows5 = zip(arrivals, sequences, send_times, sizes, probes, strict=True)
-                sorted5 = sorted(rows5, key=key)
-                arrivals, sequences, send_times, sizes, probes = zip(*sorted5, strict=True)
+        else:  # into (arrival, sequence) order
+            columns = (arrivals, sequences, send_times, sizes, probes)
+            ordered = self._arrival_order(*columns, in_sequence)
+            if ordered is None:  # (the C leaves sequence numbers beyond 64 bits to Python)
+                ordered = _arrival_order(*columns, in_sequence)
+            arrivals, sequences, send_times, sizes, probes = ordered
             highest = max(sequences)
         last = self._last_feedback
         if last is None or not 0 <= now - last <= STREAM_TIMEOUT_S:
-            self._delay = DelayDetector()
+            self._delay = new_detector(self._native)
         self._last_feedback = now
         self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
         delivered = _delivery_bps(send_times, sizes, arrivals)
@@ -419,6 +387,123 @@ _ARRIVAL = itemgetter(0)
 _ARRIVAL_SEQUENCE = itemgetter(0, 1)
 _Drop = Callable[[Sequence[Any]], list[Any]]
 _NONE_LOST: tuple[list[int], _Drop] = ([], list)
+
+
+# One feedback's sane packets sorted out (`_split`, or its C twin `_gcc.split_feedback`):
+# (lost that count, received that count, (probe, sequence) of each lost probe packet,
+# the received packets' sequences, send times, sizes, arrivals and probe ids (None: no
+# probe in the feedback), whether their arrivals and their sequences are ascending)
+Split = tuple[
+    int,
+    int,
+    list[tuple[int, int]],
+    Sequence[int],
+    Sequence[float],
+    Sequence[int],
+    Sequence[float],
+    Sequence[int] | None,
+    bool,
+    bool,
+]
+SplitFunction = Callable[
+    [Sequence[int], Sequence[float], Sequence[int], Sequence[float | None], Sequence[int], float],
+    Split | None,
+]
+
+
+def _split(
+    sequences: Sequence[int],
+    send_times: Sequence[float],
+    sizes: Sequence[int],
+    arrivals: Sequence[float | None],
+    probes: Sequence[int],
+    since: float,
+) -> Split | None:
+    """One feedback's packets (at least one) split into received and lost, None when
+    one is insane (NaN, absurd time or size: the caller takes the per-packet path).
+    Only packets sent at or after `since` (the last decrease) count for the loss side.
+
+    This runs for every packet the SFU sends to a transport-cc subscriber, so the
+    usual feedback (sane, in order) is checked and split with C-level builtins,
+    without a Python step per packet (its C twin: sfu/native/_gcc.c split_feedback).
+    """
+    lost = arrivals.count(None)
+    lost_at, drop = _lost(arrivals, lost) if lost else _NONE_LOST
+    got = cast("Sequence[float]", drop(arrivals) if lost else arrivals)
+    in_order = _ascending(got)  # (usually) then the ends are the extremes: no min/max
+    sends_in_order = _ascending(send_times)
+    if not (
+        _sane_times(got, in_order)
+        and _sane_times(send_times, sends_in_order)
+        and min(sizes) > 0
+        and max(sizes) <= MAX_PACKET_BYTES
+    ):
+        return None
+    first_send = send_times[0] if sends_in_order else min(send_times)
+    all_count = first_send >= since  # all sent since the last decrease (usual)
+    probing = max(probes) >= 0
+    lost_probes: list[tuple[int, int]] = []
+    if lost:
+        if probing or not all_count:
+            lost = 0
+            for index in lost_at:
+                if send_times[index] >= since:
+                    lost += 1
+                if probes[index] >= 0:
+                    lost_probes.append((probes[index], sequences[index]))
+        sequences = drop(sequences)
+        send_times = drop(send_times)
+        sizes = drop(sizes)
+        if probing:
+            probes = drop(probes)
+    counted = len(got) if all_count else sum(1 for t in send_times if t >= since)
+    in_sequence = _ascending(sequences)
+    probe_ids = probes if probing else None
+    return (
+        lost,
+        counted,
+        lost_probes,
+        sequences,
+        send_times,
+        sizes,
+        got,
+        probe_ids,
+        in_order,
+        in_sequence,
+    )
+
+
+# The received packets' columns in (arrival, sequence) order: (arrivals, sequences,
+# send times, sizes, probe ids or None); `_arrival_order` or its C twin
+# `_gcc.arrival_order`, which returns None for sequence numbers beyond 64 bits.
+Ordered = tuple[
+    Sequence[float], Sequence[int], Sequence[float], Sequence[int], Sequence[int] | None
+]
+OrderFunction = Callable[
+    [Sequence[float], Sequence[int], Sequence[float], Sequence[int], Sequence[int] | None, bool],
+    Ordered | None,
+]
+
+
+def _arrival_order(
+    arrivals: Sequence[float],
+    sequences: Sequence[int],
+    send_times: Sequence[float],
+    sizes: Sequence[int],
+    probes: Sequence[int] | None,
+    in_sequence: bool,
+) -> Ordered:
+    """The received packets' columns sorted by arrival, then sequence (by arrival
+    alone when the sequences are ascending), stable: as they came for equal keys."""
+    key = _ARRIVAL if in_sequence else _ARRIVAL_SEQUENCE
+    if probes is None:
+        rows = zip(arrivals, sequences, send_times, sizes, strict=True)
+        arrivals, sequences, send_times, sizes = zip(*sorted(rows, key=key), strict=True)
+    else:
+        rows5 = zip(arrivals, sequences, send_times, sizes, probes, strict=True)
+        sorted5 = sorted(rows5, key=key)
+        arrivals, sequences, send_times, sizes, probes = zip(*sorted5, strict=True)
+    return arrivals, sequences, send_times, sizes, probes
 
 
 def _lost(arrivals: Sequence[float | None], count: int) -> tuple[list[int], _Drop]:

@@ -24,7 +24,9 @@ Cost: this runs for every packet the SFU sends to a transport-cc
 subscriber (each is reported once), so the loop keeps its state in locals
 and does the trendline work only once per completed group (a handful of
 arithmetic operations, no calls, no objects); the fitted line's sums are
-updated in O(1) per group.
+updated in O(1) per group.  `new_detector` gives the C twin
+(sfu/native/_gcc.c DelayDetector, the same states and thresholds) when
+sfu.native's `_gcc` is compiled.
 
 Times are seconds at the interface; the trendline works in milliseconds
 internally because its constants (threshold, gains) are in those units.
@@ -34,9 +36,11 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import Protocol, cast
 
-__all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector"]
+__all__ = ["NORMAL", "OVERUSING", "UNDERUSING", "DelayDetector", "Detector", "new_detector"]
 
 NORMAL = "normal"
 OVERUSING = "overusing"
@@ -66,6 +70,28 @@ REBASE_MS = 100_000.0
 FLAT_X = 1e-9  # the fitted line's x spread below which the slope keeps its last value
 
 NO_GROUP = math.inf  # first send time of "no current group" (see add_all)
+
+
+class Detector(Protocol):
+    """A delay detector: `DelayDetector` or its C twin (`sfu.native._gcc.DelayDetector`)."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def threshold(self) -> float: ...
+
+    def reset(self) -> None: ...
+
+    def add_all(
+        self, send_times: Sequence[float], arrivals: Sequence[float], now: float
+    ) -> None: ...
+
+
+def new_detector(native: ModuleType | None) -> Detector:
+    """A fresh detector: the compiled one of `native` (sfu.native.load("_gcc")), else
+    (None) the Python one; both give exactly the same states and thresholds."""
+    return DelayDetector() if native is None else cast("Detector", native.DelayDetector())
 
 
 class DelayDetector:

@@ -28,8 +28,9 @@ Sizes are bytes, times seconds (receiver's clock for arrivals), rates bits/s.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 
 __all__ = ["AckedBitrate", "ProbeRates"]
 
@@ -39,18 +40,25 @@ UNCERTAINTY_SCALE = 10.0
 VARIANCE_GROWTH = 5.0  # kbit/s squared added per sample: the rate may change
 RECENT_S = 0.5
 RECENT_MIN_SPAN_S = 0.1
+# AckedBitrate's per-packet loop: `_windows` or its C twin (`sfu.native._gcc.acked_windows`)
+_Windows = Callable[
+    [Sequence[float], Sequence[int], int, float, float, int, float | None, float],
+    tuple[float, float, int, float | None, float, int],
+]
 
 
 class AckedBitrate:
     """Acknowledged (received) bitrate, or None before the first full window."""
 
-    def __init__(self) -> None:
+    def __init__(self, native: ModuleType | None = None) -> None:
+        """`native`: sfu.native.load("_gcc"), whose C loop then counts the packets."""
         self._kbps: float | None = None
         self._variance = 50.0
         self._sum_bytes = 0
         self._window_s = 0.0
         self._last_arrival: float | None = None
         self._chunks: deque[tuple[float, float, int]] = deque()  # (first, last arrival, bytes)
+        self._windows: _Windows = _windows if native is None else native.acked_windows
 
     @property
     def bps(self) -> float | None:
@@ -71,47 +79,25 @@ class AckedBitrate:
         if not arrivals:
             return
         before = self._last_arrival
-        last = arrivals[0] if before is None else before  # the very first: no gap
-        window_s = self._window_s
-        total = self._sum_bytes
-        window = INITIAL_WINDOW_S if self._kbps is None else WINDOW_S
-        restarted = False
-        for arrival, size in zip(arrivals, sizes):  # noqa: B905 (same length)
-            gap = arrival - last
-            if gap < 0:  # time went backwards: start over
-                window_s = 0.0
-                total = 0
-                self._chunks.clear()
-                restarted = True
-            else:
-                window_s += gap
-                if gap > window:  # nothing received for a whole window
-                    total = 0
-                    window_s %= window
-            last = arrival
-            if window_s >= window:
-                self._filter(8 * total / window / 1000)
-                window_s -= window
-                total = 0
-                window = WINDOW_S
-            total += size + extra
+        start = arrivals[0] if before is None else before  # the very first: no gap
+        last, self._window_s, self._sum_bytes, self._kbps, self._variance, restart_at = (
+            self._windows(
+                arrivals,
+                sizes,
+                extra,
+                start,
+                self._window_s,
+                self._sum_bytes,
+                self._kbps,
+                self._variance,
+            )
+        )
         self._last_arrival = last
-        self._window_s = window_s
-        self._sum_bytes = total
-        start = _last_restart(arrivals, before) if restarted else 0  # this feedback's chunk
-        chunk_bytes = sum(sizes[start:]) + extra * (len(sizes) - start)
-        self._remember_chunk(arrivals[start], last, chunk_bytes)
-
-    def _filter(self, sample: float) -> None:
-        if self._kbps is None:
-            self._kbps = sample
-            return
-        uncertainty = UNCERTAINTY_SCALE * abs(self._kbps - sample) / max(self._kbps, 1e-3)
-        sample_var = uncertainty * uncertainty
-        predicted_var = self._variance + VARIANCE_GROWTH
-        total = sample_var + predicted_var
-        self._kbps = (sample_var * self._kbps + predicted_var * sample) / total
-        self._variance = sample_var * predicted_var / total
+        if restart_at >= 0:  # time went backwards: the recent chunks are of another clock
+            self._chunks.clear()
+        start_at = max(restart_at, 0)  # where this feedback's chunk starts
+        chunk_bytes = sum(sizes[start_at:]) + extra * (len(sizes) - start_at)
+        self._remember_chunk(arrivals[start_at], last, chunk_bytes)
 
     def _remember_chunk(self, first: float, last: float, size: int) -> None:
         chunks = self._chunks
@@ -120,12 +106,61 @@ class AckedBitrate:
             chunks.popleft()
 
 
-def _last_restart(arrivals: Sequence[float], before: float | None) -> int:
-    """Where the arrival times (after `before`) last went backwards."""
+def _windows(
+    arrivals: Sequence[float],
+    sizes: Sequence[int],
+    extra: int,
+    last: float,
+    window_s: float,
+    total: int,
+    kbps: float | None,
+    variance: float,
+) -> tuple[float, float, int, float | None, float, int]:
+    """The per-packet loop of `AckedBitrate.add_all` (its C twin: `_gcc.acked_windows`):
+    from the state (last arrival, time and bytes in the current window, the filter's
+    kbps and variance), each complete window's rate through the filter.  Returns the
+    new state and where the arrival times last went backwards (`_last_restart`; -1
+    when they did not)."""
+    window = INITIAL_WINDOW_S if kbps is None else WINDOW_S
+    restarted = False
+    for arrival, size in zip(arrivals, sizes):  # noqa: B905 (same length)
+        gap = arrival - last
+        if gap < 0:  # time went backwards: start over
+            window_s = 0.0
+            total = 0
+            restarted = True
+        else:
+            window_s += gap
+            if gap > window:  # nothing received for a whole window
+                total = 0
+                window_s %= window
+        last = arrival
+        if window_s >= window:
+            kbps, variance = _filtered(kbps, variance, 8 * total / window / 1000)
+            window_s -= window
+            total = 0
+            window = WINDOW_S
+        total += size + extra
+    return last, window_s, total, kbps, variance, _last_restart(arrivals) if restarted else -1
+
+
+def _filtered(kbps: float | None, variance: float, sample: float) -> tuple[float, float]:
+    """The Bayesian filter's (kbps, variance) after one window's rate (kbit/s)."""
+    if kbps is None:
+        return sample, variance
+    uncertainty = UNCERTAINTY_SCALE * abs(kbps - sample) / max(kbps, 1e-3)
+    sample_var = uncertainty * uncertainty
+    predicted_var = variance + VARIANCE_GROWTH
+    total = sample_var + predicted_var
+    return (sample_var * kbps + predicted_var * sample) / total, sample_var * predicted_var / total
+
+
+def _last_restart(arrivals: Sequence[float]) -> int:
+    """Where the arrival times last went backwards (0: only the first, from before)."""
     for index in range(len(arrivals) - 1, 0, -1):
         if arrivals[index] - arrivals[index - 1] < 0:
             return index
-    return 0  # (the first went back from `before`)
+    return 0  # (the first went back from the previous feedback's last)
 
 
 MIN_PROBE_PACKETS = 5

@@ -18,8 +18,10 @@ step per packet: the ring's slice is transposed by `zip`, the arrival times
 are a running sum of the delta bytes (`itertools.accumulate`), the received
 entries are cleared by one slice assignment.  Anything else takes the
 per-packet path (`_columns_per_packet`), which says the same about the same
-feedback (tests/test_sfu_sendhistory.py holds them to it).  `results` is the
-same as `PacketResult`s (tests, tools).
+feedback (tests/test_sfu_sendhistory.py holds them to it).  When sfu.native's
+`_gcc` is compiled, every feedback is read by its C twin of the per-packet
+path (`_gcc.history_columns`: the same columns, the same ring afterwards).
+`results` is the same as `PacketResult`s (tests, tools).
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import accumulate, repeat
 from operator import getitem, mul, truediv
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
+from sfu.native import load
 from sfu.packet.rtcp import TransportCc
 from sfu.packet.twcc import DELTA_US, TICKS_PER_REFERENCE, receive_times, unwrap_reference
 from sfu.policy.gcc import PacketResult
@@ -58,7 +61,16 @@ class Columns(NamedTuple):
 class SendHistory:
     """The last `size` packets sent on one transport (see module doc)."""
 
-    __slots__ = ("_reference", "feedbacks", "mask", "max_age_s", "next", "ring", "unknown")
+    __slots__ = (
+        "_native_columns",
+        "_reference",
+        "feedbacks",
+        "mask",
+        "max_age_s",
+        "next",
+        "ring",
+        "unknown",
+    )
 
     def __init__(self, size: int = 8192, max_age_s: float = 2.0) -> None:
         if size <= 0 or size & (size - 1):
@@ -71,6 +83,8 @@ class SendHistory:
         # Public for the per-copy send path, which stores entries inline.
         self.mask = size - 1
         self.ring: list[_Entry | None] = [None] * size
+        native = load("_gcc")  # `_columns_per_packet`'s loop in C, else None
+        self._native_columns = None if native is None else native.history_columns
 
     def take(self) -> int:
         """The next sequence number (write its low 16 bits in the packet)."""
@@ -102,6 +116,10 @@ class SendHistory:
             self.unknown += count
             return None
         self._reference = reference = unwrap_reference(self._reference, fb.reference_time)
+        if self._native_columns is not None:
+            columns = self._columns_native(fb, reference, now)
+            if columns is not False:
+                return columns
         if _LARGE_DELTA not in fb.symbols:
             columns = self._columns_at_once(fb, reference, now)
             if columns is not None:
@@ -141,6 +159,24 @@ class SendHistory:
             ring[start:end] = map(getitem, zip(entries, repeat(None)), symbols)
         else:
             ring[start:end] = [None] * count
+        return Columns(sequences, send_times, sizes, arrivals, probes)
+
+    def _columns_native(
+        self, fb: TransportCc, reference: int, now: float
+    ) -> Columns | Literal[False] | None:
+        """`_columns_per_packet` in C (`_gcc.history_columns`, the same columns and ring);
+        False when the reference time is beyond its range (the Python path then)."""
+        assert self._native_columns is not None
+        newest, oldest = self.next - 1, now - self.max_age_s
+        out = self._native_columns(
+            self.ring, self.mask, newest, oldest, fb.base_seq, fb.symbols, fb.deltas, reference
+        )
+        if out is None:
+            return False
+        sequences, send_times, sizes, arrivals, probes, unknown = out
+        self.unknown += unknown
+        if not sequences:
+            return None
         return Columns(sequences, send_times, sizes, arrivals, probes)
 
     def _columns_per_packet(self, fb: TransportCc, reference: int, now: float) -> Columns | None:
