@@ -1,0 +1,58 @@
+"""Types of sfu.native._fanout (sfu/native/_fanout.c): the per-copy send path in C."""
+
+from typing import Protocol
+
+SLOT: int
+SRTP_TRAILER: int
+
+class _Destination(Protocol):
+    raw: bytes
+
+class _Srtp(Protocol):
+    ctx_address: int
+    protect_address: int
+
+class _Counters(Protocol):
+    send_errors: int
+    oversize: int
+
+class SendBatch:
+    """sfu.transport.mmsg.SendBatch's compiled twin (same methods and semantics)."""
+
+    @property
+    def fd(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    def __init__(self, fd: int, capacity: int = 256) -> None: ...
+    def add(self, data: bytes, destination: _Destination, counters: _Counters, /) -> bool: ...
+    def add_srtp(
+        self,
+        packet: bytes,
+        srtp: _Srtp,
+        destination: _Destination,
+        counters: _Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
+        /,
+    ) -> int: ...
+    def add_rewritten(
+        self,
+        packet: bytes,
+        header: tuple[int, int, int, int],
+        srtp: _Srtp,
+        destination: _Destination,
+        counters: _Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
+        /,
+    ) -> int: ...
+    def flush(self) -> int: ...
+    def close(self) -> None: ...
