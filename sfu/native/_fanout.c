@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #define SLOT 1536        /* as mmsg.SLOT */
 #define SRTP_TRAILER 16  /* as mmsg.SRTP_TRAILER */
@@ -586,21 +587,549 @@ static PyTypeObject SendBatchType = {
     .tp_new = PyType_GenericNew,
 };
 
+
+/* ---- Slotted Python objects read and written in place -------------------
+ *
+ * The Python classes keep their fields (one source of truth); `configure`
+ * resolves the `__slots__` member descriptors of the fields below once, and
+ * the loops read and write them at those offsets, as Python's own slot
+ * access does.  An object of any other type (a subclass, a test double)
+ * takes the Python path.
+ */
+
+enum { C_RTP_OUT, C_BYTES_OUT, C_N };
+static const char *counters_names[] = {"rtp_out", "bytes_out"};
+enum { H_NEXT, H_RING, H_MASK, H_N };
+static const char *history_names[] = {"next", "ring", "mask"};
+enum {
+    K_SOURCE, K_CUT, K_THUMBNAIL, K_MAPS, K_TID_TARGET, K_PT_BY_CODEC, K_FRESH, K_FIRST_IN,
+    K_SEQ_OFFSET, K_TS_OFFSET, K_SEQ, K_TS, K_TIME, K_EXT_MAP, K_OUTPUT, K_SSRC,
+    K_PACKETS_SENT, K_OCTETS_SENT, K_N
+};
+static const char *consumer_names[] = {
+    "source", "_cut", "thumbnail", "_maps", "_tid_target", "pt_by_codec", "_fresh", "_first_in",
+    "_seq_offset", "_ts_offset", "_seq", "_ts", "_time", "_ext_map", "output", "ssrc",
+    "packets_sent", "octets_sent",
+};
+
+typedef struct {
+    PyTypeObject *type;  /* NULL until configured */
+    Py_ssize_t offsets[K_N];
+} SlotTable;
+
+static SlotTable counters_slots, history_slots, consumer_slots;
+static long max_tid = -1;  /* sfu.routing.layers.MAX_TID, given with the Consumer class */
+
+#define SLOT_AT(obj, table, k) (*(PyObject **)((char *)(obj) + (table).offsets[k]))
+
+static int
+resolve(SlotTable *table, PyObject *cls, const char **names, int n)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "configure wants a class");
+        return -1;
+    }
+    Py_ssize_t offsets[K_N];
+    for (int k = 0; k < n; k++) {
+        PyObject *descr = PyObject_GetAttrString(cls, names[k]);
+        if (descr == NULL)
+            return -1;
+        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            offsets[k] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s is not a __slots__ field", names[k]);
+            return -1;
+        }
+    }
+    memcpy(table->offsets, offsets, sizeof(Py_ssize_t) * (size_t)n);
+    Py_INCREF(cls);
+    Py_XSETREF(table->type, (PyTypeObject *)cls);
+    return 0;
+}
+
+/* configure(role, cls[, max_tid]): role "counters", "history" or "consumer". */
+static PyObject *
+fanout_configure(PyObject *module, PyObject *args)
+{
+    const char *role;
+    PyObject *cls;
+    long tid = -1;
+    if (!PyArg_ParseTuple(args, "sO|l", &role, &cls, &tid))
+        return NULL;
+    int rc;
+    if (strcmp(role, "counters") == 0)
+        rc = resolve(&counters_slots, cls, counters_names, C_N);
+    else if (strcmp(role, "history") == 0)
+        rc = resolve(&history_slots, cls, history_names, H_N);
+    else if (strcmp(role, "consumer") == 0) {
+        rc = resolve(&consumer_slots, cls, consumer_names, K_N);
+        max_tid = tid;
+    } else {
+        PyErr_SetString(PyExc_ValueError, "role must be counters, history or consumer");
+        return NULL;
+    }
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* *slot += by, for an int slot (0 if unset, as never here: the classes set them all). */
+static int
+slot_add(PyObject **slot, long long by)
+{
+    PyObject *old = *slot;
+    long long v = 0;
+    if (old != NULL) {
+        v = PyLong_AsLongLong(old);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+    }
+    PyObject *now = PyLong_FromLongLong(v + by);
+    if (now == NULL)
+        return -1;
+    Py_XSETREF(*slot, now);
+    return 0;
+}
+
+static int
+slot_set_long(PyObject **slot, long long v)
+{
+    PyObject *now = PyLong_FromLongLong(v);
+    if (now == NULL)
+        return -1;
+    Py_XSETREF(*slot, now);
+    return 0;
+}
+
+/* ---- Direct: one transport's keyed, batched route (WebRtcTransport.fast) ----
+ *
+ * Built by the transport when its route is on a shared socket with the
+ * compiled batch and its SRTP session is ours; it holds the same objects as
+ * the transport's `_direct` tuple plus its counters, send history and egress
+ * (references, not copies).  `send` is `WebRtcTransport.send_rewritten`'s
+ * direct branch: batch add + transport-wide number + history record +
+ * counters + flush or schedule.
+ */
+typedef struct {
+    PyObject_HEAD
+    SendBatch *batch;
+    PyObject *destination, *srtp, *counters, *history, *egress;
+    void *ctx;
+    protect_fn protect;
+} Direct;
+
+static PyTypeObject DirectType;
+static PyObject *s_idle, *s_schedule, *s_flush, *s_forward, *s_fast, *s_twcc_id, *s_probe_id;
+static PyObject *s_sequence, *s_timestamp, *s_payload_length;
+
+static void
+direct_dealloc(Direct *self)
+{
+    Py_XDECREF(self->batch);
+    Py_XDECREF(self->destination);
+    Py_XDECREF(self->srtp);
+    Py_XDECREF(self->counters);
+    Py_XDECREF(self->history);
+    Py_XDECREF(self->egress);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+direct_init(Direct *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"batch", "destination", "srtp", "counters", "history", "egress", NULL};
+    PyObject *batch, *destination, *srtp, *counters, *history, *egress;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOO", kwlist, &SendBatchType, &batch,
+                                     &destination, &srtp, &counters, &history, &egress))
+        return -1;
+    if (self->batch != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Direct is initialised once");
+        return -1;
+    }
+    if (counters_slots.type == NULL || history_slots.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure counters and history first");
+        return -1;
+    }
+    if (!Py_IS_TYPE(counters, counters_slots.type) || !Py_IS_TYPE(history, history_slots.type)) {
+        PyErr_SetString(PyExc_TypeError, "counters and history must be the configured classes");
+        return -1;
+    }
+    if (srtp_of(srtp, &self->ctx, &self->protect) < 0)
+        return -1;
+    self->batch = (SendBatch *)Py_NewRef(batch);
+    self->destination = Py_NewRef(destination);
+    self->srtp = Py_NewRef(srtp);
+    self->counters = Py_NewRef(counters);
+    self->history = Py_NewRef(history);
+    self->egress = Py_NewRef(egress);
+    return 0;
+}
+
+static double
+monotonic(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);  /* what time.monotonic() reads on Linux */
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The send: size, -1 (dropped, counted), -2 (error set).  `twcc`: the
+ * transport's extension id (0: none, then twcc_at is ignored). */
+static Py_ssize_t
+direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned pt,
+            unsigned long seq, unsigned long ts, unsigned long ssrc, Py_ssize_t twcc_at,
+            long twcc, PyObject *probe)
+{
+    SendBatch *batch = self->batch;
+    Py_ssize_t sent;
+    if (twcc) {
+        PyObject **next_slot = &SLOT_AT(self->history, history_slots, H_NEXT);
+        PyObject *ring = SLOT_AT(self->history, history_slots, H_RING);
+        PyObject *mask_obj = SLOT_AT(self->history, history_slots, H_MASK);
+        if (*next_slot == NULL || ring == NULL || mask_obj == NULL || !PyList_Check(ring)) {
+            PyErr_SetString(PyExc_TypeError, "the send history is not set up");
+            return -2;
+        }
+        long long next = PyLong_AsLongLong(*next_slot);
+        long long mask = PyLong_AsLongLong(mask_obj);
+        if (PyErr_Occurred())
+            return -2;
+        if (slot_set_long(next_slot, next + 1) < 0)
+            return -2;
+        sent = batch_rewrite(batch, data, size, pt, seq, ts, ssrc, self->ctx, self->protect,
+                             self->destination, self->counters, twcc_at,
+                             (unsigned long)(next & 0xFFFF));
+        if (sent > 0) {  /* history.add: (seq, send time, RTP bytes, probe cluster) */
+            Py_ssize_t index = (Py_ssize_t)(next & mask);
+            if (index < 0 || index >= PyList_GET_SIZE(ring)) {
+                PyErr_SetString(PyExc_IndexError, "the send history ring is smaller than its mask");
+                return -2;
+            }
+            PyObject *entry = Py_BuildValue("(LdnO)", next, monotonic(), size, probe);
+            if (entry == NULL)
+                return -2;
+            PyObject *old = PyList_GET_ITEM(ring, index);
+            PyList_SET_ITEM(ring, index, entry);
+            Py_XDECREF(old);
+        }
+    } else {
+        sent = batch_rewrite(batch, data, size, pt, seq, ts, ssrc, self->ctx, self->protect,
+                             self->destination, self->counters, -1, 0);
+    }
+    if (sent < -1)
+        return -2;
+    if (sent > 0) {
+        if (slot_add(&SLOT_AT(self->counters, counters_slots, C_RTP_OUT), 1) < 0 ||
+            slot_add(&SLOT_AT(self->counters, counters_slots, C_BYTES_OUT), sent) < 0)
+            return -2;
+    }
+    if (batch->count >= batch->capacity) {
+        if (batch_flush_n(batch) < 0)
+            return -2;
+    } else {
+        PyObject *idle = PyObject_GetAttr(self->egress, s_idle);
+        if (idle == NULL)
+            return -2;
+        int is_idle = PyObject_IsTrue(idle);
+        Py_DECREF(idle);
+        if (is_idle < 0)
+            return -2;
+        if (is_idle) {
+            PyObject *r = PyObject_CallMethodNoArgs(self->egress, s_schedule);
+            if (r == NULL)
+                return -2;
+            Py_DECREF(r);
+        }
+    }
+    return sent;
+}
+
+/* send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc_id, probe_id) -> int */
+static PyObject *
+direct_send_py(Direct *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "send(packet, payload_type, sequence, timestamp, ssrc, "
+                                         "twcc_at, twcc_id, probe_id)");
+        return NULL;
+    }
+    long long v[4];
+    Py_ssize_t twcc_at;
+    if (ranged(args[1], 0, 0xFF, "payload type", &v[0]) < 0 ||
+        ranged(args[2], 0, 0xFFFF, "sequence", &v[1]) < 0 ||
+        ranged(args[3], 0, 0xFFFFFFFFLL, "timestamp", &v[2]) < 0 ||
+        ranged(args[4], 0, 0xFFFFFFFFLL, "ssrc", &v[3]) < 0 || offset_of(args[5], &twcc_at) < 0)
+        return NULL;
+    long twcc = PyLong_AsLong(args[6]);
+    if (twcc == -1 && PyErr_Occurred())
+        return NULL;
+    Packet p;
+    if (packet_get(args[0], &p) < 0)
+        return NULL;
+    Py_ssize_t sent = direct_send(self, p.data, p.size, (unsigned)v[0], (unsigned long)v[1],
+                                  (unsigned long)v[2], (unsigned long)v[3], twcc_at, twcc, args[7]);
+    packet_release(&p);
+    return sent < -1 ? NULL : PyLong_FromSsize_t(sent);
+}
+
+static PyMethodDef direct_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))direct_send_py, METH_FASTCALL,
+     "send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc_id, probe_id) -> int"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef direct_members[] = {
+    {"batch", T_OBJECT, offsetof(Direct, batch), READONLY, NULL},
+    {"destination", T_OBJECT, offsetof(Direct, destination), READONLY, NULL},
+    {"srtp", T_OBJECT, offsetof(Direct, srtp), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject DirectType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._fanout.Direct",
+    .tp_basicsize = sizeof(Direct),
+    .tp_dealloc = (destructor)direct_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One transport's route into a compiled send batch (WebRtcTransport.fast)",
+    .tp_methods = direct_methods,
+    .tp_members = direct_members,
+    .tp_init = (initproc)direct_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- The fan-out of one incoming packet -----------------------------------
+ *
+ * fanout(producer, consumers, data, h, codec, now, twcc_at): `Consumer.forward`
+ * for each consumer; those in the plain state (below) are served here, the
+ * others by their Python `forward`, in list order.  The plain state is the
+ * Python plain path's preconditions: the packet's producer is the source, no
+ * cut, no thumbnail, no maps, no temporal thinning to judge (all TIDs wanted
+ * or not VP8), a negotiated PT, not fresh (the segment has begun), no
+ * extension remap, and an output whose `fast` route can take it (transport-cc
+ * needs the packet's extension offset).
+ */
+
+/* The Python path for one consumer. */
+static int
+forward_py(PyObject *consumer, PyObject *const *rest)
+{
+    PyObject *args[6] = {consumer, rest[0], rest[1], rest[2], rest[3], rest[4]};
+    PyObject *r = PyObject_VectorcallMethod(s_forward, args, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* One consumer in C: 1 served (or dropped as the plain path drops), 0 not plain, -1 error. */
+static int
+forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
+              int vp8, PyObject *now, Py_ssize_t twcc_at, unsigned long seq_in,
+              unsigned long ts_in, long long payload_length)
+{
+#define F(k) SLOT_AT(c, consumer_slots, k)
+    for (int k = 0; k < K_N; k++)
+        if (F(k) == NULL)
+            return 0;  /* a field unset: Python says what that means */
+    if (F(K_SOURCE) != producer)
+        return 0;
+    int cut = PyObject_IsTrue(F(K_CUT));
+    if (cut != 0)
+        return cut < 0 ? -1 : 0;
+    if (F(K_THUMBNAIL) != Py_False || F(K_MAPS) != Py_None || F(K_FRESH) != Py_False ||
+        F(K_EXT_MAP) != Py_None || !PyDict_CheckExact(F(K_PT_BY_CODEC)))
+        return 0;
+    if (vp8) {
+        long tid = PyLong_AsLong(F(K_TID_TARGET));
+        if (tid == -1 && PyErr_Occurred())
+            return -1;
+        if (tid < max_tid)
+            return 0;
+    }
+    PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);
+    if (pt_obj == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    PyObject *output = F(K_OUTPUT);
+    PyObject *fast = PyObject_GetAttr(output, s_fast);
+    if (fast == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int rc = 0;
+    PyObject *twcc_obj = NULL, *probe = NULL;
+    if (!Py_IS_TYPE(fast, &DirectType))
+        goto done;
+    twcc_obj = PyObject_GetAttr(output, s_twcc_id);
+    if (twcc_obj == NULL) {
+        rc = -1;
+        goto done;
+    }
+    long twcc = PyLong_AsLong(twcc_obj);
+    if (twcc == -1 && PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    if (twcc && twcc_at < 0)
+        goto done;  /* the slow path inserts the extension */
+    long long first_in = PyLong_AsLongLong(F(K_FIRST_IN));
+    long long seq_offset = PyLong_AsLongLong(F(K_SEQ_OFFSET));
+    long long ts_offset = PyLong_AsLongLong(F(K_TS_OFFSET));
+    long long last_seq = PyLong_AsLongLong(F(K_SEQ));
+    long long pt = PyLong_AsLongLong(pt_obj);
+    long long ssrc = PyLong_AsLongLong(F(K_SSRC));
+    if (PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    rc = 1;
+    if (((long long)seq_in - first_in) & 0x8000)
+        goto done;  /* older than the switch to this source */
+    unsigned long seq = (unsigned long)(((long long)seq_in + seq_offset) & 0xFFFF);
+    unsigned long ts = (unsigned long)(((long long)ts_in + ts_offset) & 0xFFFFFFFFLL);
+    if ((((long long)seq - last_seq) & 0xFFFF) < 0x8000) {
+        if (slot_set_long(&F(K_SEQ), seq) < 0 || slot_set_long(&F(K_TS), ts) < 0) {
+            rc = -1;
+            goto done;
+        }
+        Py_INCREF(now);
+        Py_XSETREF(F(K_TIME), now);
+    }
+    if (pt < 0 || pt > 0xFF || ssrc < 0 || ssrc > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_ValueError, "payload type or SSRC out of range");
+        rc = -1;
+        goto done;
+    }
+    if (twcc) {
+        probe = PyObject_GetAttr(output, s_probe_id);
+        if (probe == NULL) {
+            rc = -1;
+            goto done;
+        }
+    }
+    if (direct_send((Direct *)fast, p->data, p->size, (unsigned)pt, seq, ts,
+                    (unsigned long)ssrc, twcc ? twcc_at : -1, twcc, probe ? probe : Py_None) < -1 ||
+        slot_add(&F(K_PACKETS_SENT), 1) < 0 || slot_add(&F(K_OCTETS_SENT), payload_length) < 0)
+        rc = -1;
+done:
+    Py_XDECREF(probe);
+    Py_XDECREF(twcc_obj);
+    Py_DECREF(fast);
+    return rc;
+#undef F
+}
+
+static int
+header_fields(PyObject *h, unsigned long *seq, unsigned long *ts, long long *payload_length)
+{
+    PyObject *a = PyObject_GetAttr(h, s_sequence);
+    PyObject *b = a ? PyObject_GetAttr(h, s_timestamp) : NULL;
+    PyObject *c = b ? PyObject_GetAttr(h, s_payload_length) : NULL;
+    int rc = -1;
+    if (c != NULL) {
+        long long vs = PyLong_AsLongLong(a), vt = PyLong_AsLongLong(b);
+        *payload_length = PyLong_AsLongLong(c);
+        if (!PyErr_Occurred()) {
+            if (vs < 0 || vs > 0xFFFF || vt < 0 || vt > 0xFFFFFFFFLL)
+                PyErr_SetString(PyExc_ValueError, "RTP header field out of range");
+            else {
+                *seq = (unsigned long)vs;
+                *ts = (unsigned long)vt;
+                rc = 0;
+            }
+        }
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(c);
+    return rc;
+}
+
+static PyObject *
+fanout_fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "fanout(producer, consumers, data, h, codec, now, twcc_at)");
+        return NULL;
+    }
+    PyObject *producer = args[0], *consumers = args[1], *codec = args[4], *now = args[5];
+    if (!PyList_Check(consumers) || !PyUnicode_Check(codec)) {
+        PyErr_SetString(PyExc_TypeError, "consumers must be a list and codec a str");
+        return NULL;
+    }
+    Py_ssize_t twcc_at;
+    if (offset_of(args[6], &twcc_at) < 0)
+        return NULL;
+    unsigned long seq_in = 0, ts_in = 0;
+    long long payload_length = 0;
+    if (header_fields(args[3], &seq_in, &ts_in, &payload_length) < 0)
+        return NULL;
+    Packet p;
+    if (packet_get(args[2], &p) < 0)
+        return NULL;
+    int vp8 = PyUnicode_CompareWithASCIIString(codec, "vp8") == 0;
+    PyObject *rest[5] = {producer, args[2], args[3], codec, now};
+    int rc = 0;
+    Py_INCREF(consumers);  /* attach/detach replace the list; this one stays as it is */
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(consumers); i++) {
+        PyObject *c = Py_NewRef(PyList_GET_ITEM(consumers, i));
+        int done = 0;
+        if (consumer_slots.type != NULL && Py_IS_TYPE(c, consumer_slots.type))
+            done = forward_plain(c, producer, &p, codec, vp8, now, twcc_at, seq_in, ts_in,
+                                 payload_length);
+        if (done < 0 || (done == 0 && forward_py(c, rest) < 0))
+            rc = -1;
+        Py_DECREF(c);
+    }
+    Py_DECREF(consumers);
+    packet_release(&p);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", fanout_configure, METH_VARARGS,
+     "configure(role, cls[, max_tid]): the slotted class whose fields the loops use"},
+    {"fanout", (PyCFunction)(void (*)(void))fanout_fanout, METH_FASTCALL,
+     "fanout(producer, consumers, data, h, codec, now, twcc_at): Consumer.forward for each"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fanout", "The per-copy send path in C (see the source).", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_fanout", "The per-copy send path in C (see the source).", -1,
+    module_methods,
 };
 
 PyMODINIT_FUNC
 PyInit__fanout(void)
 {
-    if (PyType_Ready(&SendBatchType) < 0)
+    if (PyType_Ready(&SendBatchType) < 0 || PyType_Ready(&DirectType) < 0)
         return NULL;
     s_send_errors = PyUnicode_InternFromString("send_errors");
     s_oversize = PyUnicode_InternFromString("oversize");
     s_raw = PyUnicode_InternFromString("raw");
     s_ctx_address = PyUnicode_InternFromString("ctx_address");
     s_protect_address = PyUnicode_InternFromString("protect_address");
-    if (!s_send_errors || !s_oversize || !s_raw || !s_ctx_address || !s_protect_address)
+    s_idle = PyUnicode_InternFromString("idle");
+    s_schedule = PyUnicode_InternFromString("schedule");
+    s_flush = PyUnicode_InternFromString("flush");
+    s_forward = PyUnicode_InternFromString("forward");
+    s_fast = PyUnicode_InternFromString("fast");
+    s_twcc_id = PyUnicode_InternFromString("twcc_id");
+    s_probe_id = PyUnicode_InternFromString("probe_id");
+    s_sequence = PyUnicode_InternFromString("sequence");
+    s_timestamp = PyUnicode_InternFromString("timestamp");
+    s_payload_length = PyUnicode_InternFromString("payload_length");
+    if (!s_send_errors || !s_oversize || !s_raw || !s_ctx_address || !s_protect_address ||
+        !s_idle || !s_schedule || !s_flush || !s_forward || !s_fast || !s_twcc_id ||
+        !s_probe_id || !s_sequence || !s_timestamp || !s_payload_length)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -608,6 +1137,12 @@ PyInit__fanout(void)
     Py_INCREF(&SendBatchType);
     if (PyModule_AddObject(m, "SendBatch", (PyObject *)&SendBatchType) < 0) {
         Py_DECREF(&SendBatchType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&DirectType);
+    if (PyModule_AddObject(m, "Direct", (PyObject *)&DirectType) < 0) {
+        Py_DECREF(&DirectType);
         Py_DECREF(m);
         return NULL;
     }

@@ -1,6 +1,6 @@
 """Types of sfu.native._fanout (sfu/native/_fanout.c): the per-copy send path in C."""
 
-from typing import Protocol
+from typing import Any, Protocol
 
 SLOT: int
 SRTP_TRAILER: int
@@ -56,3 +56,49 @@ class SendBatch:
     ) -> int: ...
     def flush(self) -> int: ...
     def close(self) -> None: ...
+
+class Direct:
+    """One transport's keyed route into a compiled batch (WebRtcTransport.fast)."""
+
+    @property
+    def batch(self) -> SendBatch: ...
+    @property
+    def destination(self) -> object: ...
+    @property
+    def srtp(self) -> object: ...
+    def __init__(
+        self,
+        batch: SendBatch,
+        destination: _Destination,
+        srtp: _Srtp,
+        counters: object,
+        history: object,
+        egress: object,
+    ) -> None: ...
+    def send(
+        self,
+        packet: bytes,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        twcc_at: int,
+        twcc_id: int,
+        probe_id: int,
+        /,
+    ) -> int: ...
+
+def configure(role: str, cls: type, max_tid: int = -1, /) -> None:
+    """The slotted class ("counters", "history" or "consumer") whose fields the loops use."""
+
+def fanout(
+    producer: object,
+    consumers: list[Any],
+    data: bytes,
+    h: object,
+    codec: str,
+    now: float,
+    twcc_at: int,
+    /,
+) -> None:
+    """`Consumer.forward` for each consumer: the plain ones in C, the others in Python."""
