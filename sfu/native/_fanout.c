@@ -951,12 +951,16 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
         if (tid < max_tid)
             return 0;
     }
-    PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);
+    PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);  /* borrowed: */
     if (pt_obj == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    PyObject *output = F(K_OUTPUT);
+    long long pt = PyLong_AsLongLong(pt_obj);  /* read now, before any Python code runs */
+    if (pt == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *output = Py_NewRef(F(K_OUTPUT));  /* held while used, whatever lookups do */
     PyObject *fast = PyObject_GetAttr(output, s_fast);
     if (fast == NULL) {
+        Py_DECREF(output);
         if (!PyErr_ExceptionMatches(PyExc_AttributeError))
             return -1;
         PyErr_Clear();
@@ -982,7 +986,6 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
     long long seq_offset = PyLong_AsLongLong(F(K_SEQ_OFFSET));
     long long ts_offset = PyLong_AsLongLong(F(K_TS_OFFSET));
     long long last_seq = PyLong_AsLongLong(F(K_SEQ));
-    long long pt = PyLong_AsLongLong(pt_obj);
     long long ssrc = PyLong_AsLongLong(F(K_SSRC));
     if (PyErr_Occurred()) {
         rc = -1;
@@ -1021,6 +1024,7 @@ done:
     Py_XDECREF(probe);
     Py_XDECREF(twcc_obj);
     Py_DECREF(fast);
+    Py_DECREF(output);
     return rc;
 #undef F
 }
