@@ -259,32 +259,41 @@ def test_the_same_packets_give_the_same_bytes_and_state_on_both_paths(
             world.close()
 
 
-def test_plain_consumers_are_served_in_c_and_the_rest_in_python() -> None:
+def test_plain_consumers_are_served_in_c_and_the_rest_in_python(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     world = World(True, True)
     try:
-        forwarded: list[str] = []
+        in_python: list[str] = []
         original = Consumer.forward
+
+        def watched(self: Consumer, *args: Any) -> None:
+            in_python.append(STATES[self.ssrc - 1000])
+            original(self, *args)
+
+        monkeypatch.setattr(Consumer, "forward", watched)
+        world.feed(vp8_packet(1, 0, 0, 100, True, 1), 1.0)  # a key frame
+        # every slot begins its segment in Python (fresh)
+        assert len(in_python) == len(world.publisher.consumers) == len(STATES) - 1
+        in_python.clear()
+        world.feed(vp8_packet(2, 0, 2, 100, True, 2), 1.01)  # the middle of a frame
+        assert sorted(in_python) == sorted(["thumbnail", "remap", "no-batch", "twcc-no-offset"])
+        in_python.clear()
+        world.feed(vp8_packet(3, 3000, 3, 100, True, 3), 1.02)  # a TID 1 frame starts
+        assert "thinned" in in_python, "Python moves the thinned slot to the mapped path"
+        assert "plain" not in in_python
+        sent = {state: c.packets_sent for state, c in zip(STATES, world.consumers, strict=True)}
+        assert sent["plain"] == sent["plain-twcc"] == sent["fresh"] == 3
+        assert sent["other-source"] == 0
 
         class Watched(Consumer):
             __slots__ = ()
 
-            def forward(self, *args: Any) -> None:
-                forwarded.append(self.owner)
-                original(self, *args)
-
+        in_python.clear()
         for c in world.consumers:
             c.__class__ = Watched
-        # a Watched consumer is not the configured class: all of them in Python
-        world.feed(vp8_packet(1, 0, 0, 100, True, 1), 1.0)
-        assert len(forwarded) == len(world.publisher.consumers) == len(STATES) - 1
-        for c in world.consumers:
-            c.__class__ = Consumer
-        forwarded.clear()
-        world.feed(vp8_packet(2, 0, 2, 100, True, 2), 1.01)
-        assert forwarded == [], "Consumer.forward's Python path was not taken"
-        sent = [c.packets_sent for c in world.consumers]
-        assert sent[STATES.index("plain")] == 2 and sent[STATES.index("plain-twcc")] == 2
-        assert sent[STATES.index("other-source")] == 0
+        world.feed(vp8_packet(4, 3000, 2, 100, True, 4), 1.03)
+        assert len(in_python) == len(world.publisher.consumers), "another class: all in Python"
     finally:
         world.close()
 

@@ -23,6 +23,7 @@
 #include <structmember.h>
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -723,7 +724,7 @@ typedef struct {
 
 static PyTypeObject DirectType;
 static PyObject *s_idle, *s_schedule, *s_flush, *s_forward, *s_fast, *s_twcc_id, *s_probe_id;
-static PyObject *s_sequence, *s_timestamp, *s_payload_length;
+static PyObject *s_sequence, *s_timestamp, *s_payload_length, *s_desc, *s_tid, *s_frame_start;
 
 static void
 direct_dealloc(Direct *self)
@@ -907,8 +908,9 @@ static PyTypeObject DirectType = {
  * for each consumer; those in the plain state (below) are served here, the
  * others by their Python `forward`, in list order.  The plain state is the
  * Python plain path's preconditions: the packet's producer is the source, no
- * cut, no thumbnail, no maps, no temporal thinning to judge (all TIDs wanted
- * or not VP8), a negotiated PT, not fresh (the segment has begun), no
+ * cut, no thumbnail, no maps, not a VP8 frame start above a thinned slot's
+ * temporal limit (Python moves that slot to the mapped path), a negotiated
+ * PT, not fresh (the segment has begun), no
  * extension remap, and an output whose `fast` route can take it (transport-cc
  * needs the packet's extension offset).
  */
@@ -929,8 +931,8 @@ forward_py(PyObject *consumer, PyObject *const *rest)
 /* One consumer in C: 1 served (or dropped as the plain path drops), 0 not plain, -1 error. */
 static int
 forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
-              int vp8, PyObject *now, Py_ssize_t twcc_at, unsigned long seq_in,
-              unsigned long ts_in, long long payload_length)
+              int vp8, long long entry_tid, PyObject *now, Py_ssize_t twcc_at,
+              unsigned long seq_in, unsigned long ts_in, long long payload_length)
 {
 #define F(k) SLOT_AT(c, consumer_slots, k)
     for (int k = 0; k < K_N; k++)
@@ -944,11 +946,11 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
     if (F(K_THUMBNAIL) != Py_False || F(K_MAPS) != Py_None || F(K_FRESH) != Py_False ||
         F(K_EXT_MAP) != Py_None || !PyDict_CheckExact(F(K_PT_BY_CODEC)))
         return 0;
-    if (vp8) {
+    if (vp8) {  /* a frame above the temporal limit starts: Python moves to the mapped path */
         long tid = PyLong_AsLong(F(K_TID_TARGET));
         if (tid == -1 && PyErr_Occurred())
             return -1;
-        if (tid < max_tid)
+        if (tid < max_tid && entry_tid > tid)
             return 0;
     }
     PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);  /* borrowed: */
@@ -1055,6 +1057,33 @@ header_fields(PyObject *h, unsigned long *seq, unsigned long *ts, long long *pay
     return rc;
 }
 
+/* The TID of the producer's packet when it starts a frame (`desc.tid` if
+ * `desc.frame_start`), else LLONG_MIN: what `Consumer.forward` compares with
+ * a thinned slot's `_tid_target` to move it to the mapped path. */
+static int
+vp8_entry_tid(PyObject *producer, long long *out)
+{
+    *out = LLONG_MIN;
+    PyObject *desc = PyObject_GetAttr(producer, s_desc);
+    if (desc == NULL)
+        return -1;
+    int rc = 0;
+    if (desc != Py_None) {
+        PyObject *tid = PyObject_GetAttr(desc, s_tid);
+        PyObject *start = tid ? PyObject_GetAttr(desc, s_frame_start) : NULL;
+        int starts = start ? PyObject_IsTrue(start) : -1;
+        long long value = tid ? PyLong_AsLongLong(tid) : -1;
+        if (starts < 0 || PyErr_Occurred())
+            rc = -1;
+        else if (starts)
+            *out = value;
+        Py_XDECREF(tid);
+        Py_XDECREF(start);
+    }
+    Py_DECREF(desc);
+    return rc;
+}
+
 static PyObject *
 fanout_fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1078,6 +1107,11 @@ fanout_fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (packet_get(args[2], &p) < 0)
         return NULL;
     int vp8 = PyUnicode_CompareWithASCIIString(codec, "vp8") == 0;
+    long long entry_tid = LLONG_MIN;
+    if (vp8 && vp8_entry_tid(producer, &entry_tid) < 0) {
+        packet_release(&p);
+        return NULL;
+    }
     PyObject *rest[5] = {producer, args[2], args[3], codec, now};
     int rc = 0;
     Py_INCREF(consumers);  /* attach/detach replace the list; this one stays as it is */
@@ -1085,8 +1119,8 @@ fanout_fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *c = Py_NewRef(PyList_GET_ITEM(consumers, i));
         int done = 0;
         if (consumer_slots.type != NULL && Py_IS_TYPE(c, consumer_slots.type))
-            done = forward_plain(c, producer, &p, codec, vp8, now, twcc_at, seq_in, ts_in,
-                                 payload_length);
+            done = forward_plain(c, producer, &p, codec, vp8, entry_tid, now, twcc_at, seq_in,
+                                 ts_in, payload_length);
         if (done < 0 || (done == 0 && forward_py(c, rest) < 0))
             rc = -1;
         Py_DECREF(c);
@@ -1131,9 +1165,13 @@ PyInit__fanout(void)
     s_sequence = PyUnicode_InternFromString("sequence");
     s_timestamp = PyUnicode_InternFromString("timestamp");
     s_payload_length = PyUnicode_InternFromString("payload_length");
+    s_desc = PyUnicode_InternFromString("desc");
+    s_tid = PyUnicode_InternFromString("tid");
+    s_frame_start = PyUnicode_InternFromString("frame_start");
     if (!s_send_errors || !s_oversize || !s_raw || !s_ctx_address || !s_protect_address ||
         !s_idle || !s_schedule || !s_flush || !s_forward || !s_fast || !s_twcc_id ||
-        !s_probe_id || !s_sequence || !s_timestamp || !s_payload_length)
+        !s_probe_id || !s_sequence || !s_timestamp || !s_payload_length || !s_desc || !s_tid ||
+        !s_frame_start)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
