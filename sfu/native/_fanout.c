@@ -38,6 +38,20 @@ typedef int (*protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
 
 static PyObject *s_send_errors, *s_oversize, *s_raw, *s_ctx_address, *s_protect_address;
 
+/* PyLong_AsLongLong without its slow path: in CPython 3.11 that one converts
+ * every int above 2**30 (timestamps, SSRCs, byte counts) through a byte array. */
+static long long
+as_ll(PyObject *obj)
+{
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "int too large for the media path");
+        return -1;
+    }
+    return v;
+}
+
 /* counters.<name> += 1 (the rare paths: drops). */
 static int
 bump(PyObject *counters, PyObject *name)
@@ -266,7 +280,7 @@ put32(unsigned char *at, unsigned long v)
 static int
 ranged(PyObject *obj, long long lo, long long hi, const char *name, long long *out)
 {
-    long long v = PyLong_AsLongLong(obj);
+    long long v = as_ll(obj);
     if (v == -1 && PyErr_Occurred()) {
         if (!PyErr_ExceptionMatches(PyExc_OverflowError))
             return -1;
@@ -684,7 +698,7 @@ slot_add(PyObject **slot, long long by)
     PyObject *old = *slot;
     long long v = 0;
     if (old != NULL) {
-        v = PyLong_AsLongLong(old);
+        v = as_ll(old);
         if (v == -1 && PyErr_Occurred())
             return -1;
     }
@@ -794,8 +808,8 @@ direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned p
             PyErr_SetString(PyExc_TypeError, "the send history is not set up");
             return -2;
         }
-        long long next = PyLong_AsLongLong(*next_slot);
-        long long mask = PyLong_AsLongLong(mask_obj);
+        long long next = as_ll(*next_slot);
+        long long mask = as_ll(mask_obj);
         if (PyErr_Occurred())
             return -2;
         if (slot_set_long(next_slot, next + 1) < 0)
@@ -956,7 +970,7 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
     PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);  /* borrowed: */
     if (pt_obj == NULL)
         return PyErr_Occurred() ? -1 : 0;
-    long long pt = PyLong_AsLongLong(pt_obj);  /* read now, before any Python code runs */
+    long long pt = as_ll(pt_obj);  /* read now, before any Python code runs */
     if (pt == -1 && PyErr_Occurred())
         return -1;
     PyObject *output = Py_NewRef(F(K_OUTPUT));  /* held while used, whatever lookups do */
@@ -984,11 +998,11 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
     }
     if (twcc && twcc_at < 0)
         goto done;  /* the slow path inserts the extension */
-    long long first_in = PyLong_AsLongLong(F(K_FIRST_IN));
-    long long seq_offset = PyLong_AsLongLong(F(K_SEQ_OFFSET));
-    long long ts_offset = PyLong_AsLongLong(F(K_TS_OFFSET));
-    long long last_seq = PyLong_AsLongLong(F(K_SEQ));
-    long long ssrc = PyLong_AsLongLong(F(K_SSRC));
+    long long first_in = as_ll(F(K_FIRST_IN));
+    long long seq_offset = as_ll(F(K_SEQ_OFFSET));
+    long long ts_offset = as_ll(F(K_TS_OFFSET));
+    long long last_seq = as_ll(F(K_SEQ));
+    long long ssrc = as_ll(F(K_SSRC));
     if (PyErr_Occurred()) {
         rc = -1;
         goto done;
@@ -1039,8 +1053,8 @@ header_fields(PyObject *h, unsigned long *seq, unsigned long *ts, long long *pay
     PyObject *c = b ? PyObject_GetAttr(h, s_payload_length) : NULL;
     int rc = -1;
     if (c != NULL) {
-        long long vs = PyLong_AsLongLong(a), vt = PyLong_AsLongLong(b);
-        *payload_length = PyLong_AsLongLong(c);
+        long long vs = as_ll(a), vt = as_ll(b);
+        *payload_length = as_ll(c);
         if (!PyErr_Occurred()) {
             if (vs < 0 || vs > 0xFFFF || vt < 0 || vt > 0xFFFFFFFFLL)
                 PyErr_SetString(PyExc_ValueError, "RTP header field out of range");
@@ -1072,7 +1086,7 @@ vp8_entry_tid(PyObject *producer, long long *out)
         PyObject *tid = PyObject_GetAttr(desc, s_tid);
         PyObject *start = tid ? PyObject_GetAttr(desc, s_frame_start) : NULL;
         int starts = start ? PyObject_IsTrue(start) : -1;
-        long long value = tid ? PyLong_AsLongLong(tid) : -1;
+        long long value = tid ? as_ll(tid) : -1;
         if (starts < 0 || PyErr_Occurred())
             rc = -1;
         else if (starts)
