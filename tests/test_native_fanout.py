@@ -199,3 +199,53 @@ def test_the_compiled_batch_checks_what_it_is_given() -> None:
         with pytest.raises(TypeError):
             batch.add(b"x", Odd())
         assert batch.count == 0
+
+
+def udp6() -> socket.socket:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    sock.bind(("::1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    return sock
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.binary(max_size=64), st.integers(0, 3000)),
+        max_size=40,  # what the receive buffers hold: nothing dropped by the kernel
+    )
+)
+def test_both_receive_batches_read_the_same_datagrams_and_sources(
+    datagrams: list[tuple[int, bytes, int]],
+) -> None:
+    binding, compiled = mmsg.load(), native.load("_fanout")
+    assert binding is not None and compiled is not None
+    made = [udp(), udp(), udp6(), udp6()]  # a v4 and a v6 receiver per twin
+    sources = [udp(), udp(), udp6()]
+    try:
+        readers: list[list[mmsg.Reader]] = [
+            [
+                mmsg.RecvBatch(binding, made[0].fileno(), 16),
+                compiled.RecvBatch(made[1].fileno(), 16),
+            ],
+            [
+                mmsg.RecvBatch(binding, made[2].fileno(), 16),
+                compiled.RecvBatch(made[3].fileno(), 16),
+            ],
+        ]
+        for source, head, size in datagrams:
+            data = head + bytes(size)  # past 2,048 bytes: truncated by both
+            targets = made[2:] if source == 2 else made[:2]
+            for target in targets:
+                sources[source].sendto(data, target.getsockname()[:2])
+        for python, c in readers:
+            while True:
+                got = python.read()
+                assert got == c.read()
+                if not got:
+                    break
+            assert python.calls == c.calls
+    finally:
+        for sock in made + sources:
+            sock.close()

@@ -116,11 +116,11 @@ def test_oversize_datagrams_are_refused_at_the_door(
 
 
 def test_recvmmsg_reads_what_is_waiting_with_its_sources(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     a, b, receiver = udp(), udp(), udp()
     sockets += [a, b, receiver]
-    reader = mmsg.RecvBatch(binding, receiver.fileno(), capacity=4)
+    reader = mmsg.new_reader(binding, receiver.fileno(), 4)
     for i in range(6):
         (a if i % 2 else b).sendto(bytes([i]) * 10, receiver.getsockname())
     first, second = reader.read(), reader.read()

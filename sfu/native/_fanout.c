@@ -24,6 +24,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -603,6 +604,200 @@ static PyTypeObject SendBatchType = {
 };
 
 
+
+/* ---- RecvBatch: recvmmsg into preallocated slots --------------------------
+ *
+ * The twin of sfu.transport.mmsg.RecvBatch: `read()` returns what is waiting
+ * as [(bytes, (host, port))] (empty when nothing is; OSError for a real
+ * error), at most `capacity` datagrams per call; a datagram longer than a
+ * slot arrives truncated (the receive path drops it as oversize).  Addresses
+ * are converted once and kept (at most 4096, then the cache starts again).
+ */
+#define RECV_SLOT 2048  /* as mmsg.RECV_SLOT */
+#define NAME_SLOT 128
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    Py_ssize_t capacity;
+    Py_ssize_t calls;
+    unsigned char *buffer;  /* capacity * RECV_SLOT */
+    unsigned char *names;   /* capacity * NAME_SLOT */
+    struct iovec *iov;
+    struct mmsghdr *msgs;
+    PyObject *addresses;    /* raw sockaddr bytes -> (host, port) */
+} RecvBatch;
+
+static void
+recv_dealloc(RecvBatch *self)
+{
+    PyMem_Free(self->buffer);
+    PyMem_Free(self->names);
+    PyMem_Free(self->iov);
+    PyMem_Free(self->msgs);
+    Py_XDECREF(self->addresses);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+recv_init(RecvBatch *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "capacity", NULL};
+    int fd;
+    Py_ssize_t capacity = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|n", kwlist, &fd, &capacity))
+        return -1;
+    if (self->buffer != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "RecvBatch is initialised once");
+        return -1;
+    }
+    if (capacity < 1 || capacity > 1024) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be 1..1024");
+        return -1;
+    }
+    self->fd = fd;
+    self->capacity = capacity;
+    self->buffer = PyMem_Calloc((size_t)capacity, RECV_SLOT);
+    self->names = PyMem_Calloc((size_t)capacity, NAME_SLOT);
+    self->iov = PyMem_Calloc((size_t)capacity, sizeof(struct iovec));
+    self->msgs = PyMem_Calloc((size_t)capacity, sizeof(struct mmsghdr));
+    self->addresses = PyDict_New();
+    if (!self->buffer || !self->names || !self->iov || !self->msgs || !self->addresses) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < capacity; i++) {
+        self->iov[i].iov_base = self->buffer + i * RECV_SLOT;
+        self->iov[i].iov_len = RECV_SLOT;
+        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
+        self->msgs[i].msg_hdr.msg_iovlen = 1;
+        self->msgs[i].msg_hdr.msg_name = self->names + i * NAME_SLOT;
+    }
+    return 0;
+}
+
+/* (host, port) of a sockaddr_in / sockaddr_in6, as mmsg.address gives it. */
+static PyObject *
+address_of(const unsigned char *raw, socklen_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+    unsigned short family;
+    if (size < sizeof(family)) {
+        PyErr_SetString(PyExc_ValueError, "a datagram without a source address");
+        return NULL;
+    }
+    memcpy(&family, raw, sizeof(family));
+    if (family == AF_INET && size >= sizeof(struct sockaddr_in)) {
+        struct sockaddr_in a;
+        memcpy(&a, raw, sizeof(a));
+        if (inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(a.sin_port));
+    }
+    if (family == AF_INET6 && size >= sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 a;
+        memcpy(&a, raw, sizeof(a));
+        if (inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(a.sin6_port));
+    }
+    PyErr_SetString(PyExc_ValueError, "a source address of another family");
+    return NULL;
+}
+
+static PyObject *
+recv_address(RecvBatch *self, const unsigned char *raw, socklen_t size)
+{
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, size);
+    if (key == NULL)
+        return NULL;
+    PyObject *addr = PyDict_GetItemWithError(self->addresses, key);
+    if (addr != NULL) {
+        Py_DECREF(key);
+        return Py_NewRef(addr);
+    }
+    if (PyErr_Occurred() || (addr = address_of(raw, size)) == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(self->addresses) >= 4096)
+        PyDict_Clear(self->addresses);
+    int rc = PyDict_SetItem(self->addresses, key, addr);
+    Py_DECREF(key);
+    if (rc < 0) {
+        Py_DECREF(addr);
+        return NULL;
+    }
+    return addr;
+}
+
+static PyObject *
+recv_read(RecvBatch *self, PyObject *unused)
+{
+    for (Py_ssize_t i = 0; i < self->capacity; i++)
+        self->msgs[i].msg_hdr.msg_namelen = NAME_SLOT;
+    self->calls += 1;
+    int n, code;
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(self->fd, self->msgs, (unsigned int)self->capacity, MSG_DONTWAIT, NULL);
+    code = errno;
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        if (code == EAGAIN || code == EWOULDBLOCK || code == EINTR)
+            return PyList_New(0);
+        errno = code;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        struct msghdr *hdr = &self->msgs[i].msg_hdr;
+        size_t len = self->msgs[i].msg_len;
+        socklen_t namelen = hdr->msg_namelen > NAME_SLOT ? NAME_SLOT : hdr->msg_namelen;
+        if (len > RECV_SLOT)
+            len = RECV_SLOT;
+        PyObject *data = PyBytes_FromStringAndSize((const char *)self->buffer + i * RECV_SLOT,
+                                                   (Py_ssize_t)len);
+        PyObject *addr = data ? recv_address(self, self->names + i * NAME_SLOT, namelen) : NULL;
+        PyObject *item = addr ? PyTuple_Pack(2, data, addr) : NULL;
+        Py_XDECREF(data);
+        Py_XDECREF(addr);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyMethodDef recv_methods[] = {
+    {"read", (PyCFunction)recv_read, METH_NOARGS,
+     "read() -> [(bytes, (host, port))]: what is waiting now (at most capacity)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef recv_members[] = {
+    {"fd", T_INT, offsetof(RecvBatch, fd), READONLY, NULL},
+    {"capacity", T_PYSSIZET, offsetof(RecvBatch, capacity), READONLY, NULL},
+    {"calls", T_PYSSIZET, offsetof(RecvBatch, calls), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RecvBatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._fanout.RecvBatch",
+    .tp_basicsize = sizeof(RecvBatch),
+    .tp_dealloc = (destructor)recv_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Up to capacity datagrams per recvmmsg (sfu.transport.mmsg.RecvBatch's twin)",
+    .tp_methods = recv_methods,
+    .tp_members = recv_members,
+    .tp_init = (initproc)recv_init,
+    .tp_new = PyType_GenericNew,
+};
+
 /* ---- Slotted Python objects read and written in place -------------------
  *
  * The Python classes keep their fields (one source of truth); `configure`
@@ -1162,7 +1357,8 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__fanout(void)
 {
-    if (PyType_Ready(&SendBatchType) < 0 || PyType_Ready(&DirectType) < 0)
+    if (PyType_Ready(&SendBatchType) < 0 || PyType_Ready(&DirectType) < 0 ||
+        PyType_Ready(&RecvBatchType) < 0)
         return NULL;
     s_send_errors = PyUnicode_InternFromString("send_errors");
     s_oversize = PyUnicode_InternFromString("oversize");
@@ -1199,6 +1395,12 @@ PyInit__fanout(void)
     Py_INCREF(&DirectType);
     if (PyModule_AddObject(m, "Direct", (PyObject *)&DirectType) < 0) {
         Py_DECREF(&DirectType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RecvBatchType);
+    if (PyModule_AddObject(m, "RecvBatch", (PyObject *)&RecvBatchType) < 0) {
+        Py_DECREF(&RecvBatchType);
         Py_DECREF(m);
         return NULL;
     }

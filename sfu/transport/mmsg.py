@@ -369,6 +369,24 @@ def new_batch(mmsg: Mmsg, fd: int, capacity: int = 256) -> Batch:
     return SendBatch(mmsg, fd, capacity)
 
 
+class Reader(Protocol):
+    """A receive batch: `RecvBatch` below or its compiled twin `sfu.native._fanout.RecvBatch`."""
+
+    @property
+    def calls(self) -> int: ...
+
+    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
+
+
+def new_reader(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
+    """The compiled receive batch when sfu.native has it, else `RecvBatch` (same behaviour)."""
+    compiled = native.load("_fanout")
+    if compiled is not None:
+        reader: Reader = compiled.RecvBatch(fd, capacity)
+        return reader
+    return RecvBatch(mmsg, fd, capacity)
+
+
 class RecvBatch:
     """Up to `capacity` datagrams per `recvmmsg` call, as (bytes, (host, port))."""
 

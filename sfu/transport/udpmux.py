@@ -190,7 +190,7 @@ class UdpMux:
         self._buffer_bytes = buffer_bytes
         self._binding = binding
         self._sock: socket.socket | None = None
-        self._reader: mmsg.RecvBatch | None = None
+        self._reader: mmsg.Reader | None = None
         self.egress: Egress | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Event-loop time of the last read that found the socket empty: what
@@ -226,7 +226,7 @@ class UdpMux:
         self.port = sock.getsockname()[1]
         self.egress = Egress(sock, self._binding)
         if self._binding is not None:
-            self._reader = mmsg.RecvBatch(self._binding, sock.fileno(), READ_BATCH)
+            self._reader = mmsg.new_reader(self._binding, sock.fileno(), READ_BATCH)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
