@@ -61,8 +61,12 @@ def compiled_sends() -> ModuleType | None:
     """sfu.native._fanout, told which classes hold the counters and send history, or None."""
     module = native.load("_fanout")
     if module is not None and module not in _CONFIGURED:
-        module.configure("counters", Counters)
-        module.configure("history", SendHistory)
+        try:
+            module.configure("counters", Counters)
+            module.configure("history", SendHistory)
+        except (TypeError, AttributeError) as exc:  # the classes changed under it
+            logger.warning("compiled send path not used: %s", exc)
+            return None
         _CONFIGURED.append(module)
     return module
 
@@ -406,7 +410,7 @@ class WebRtcTransport:
         compiled = compiled_sends() if direct is not None else None
         if direct is not None and compiled is not None:
             egress, destination, srtp = direct
-            if isinstance(egress.batch, compiled.SendBatch):
+            if isinstance(egress.batch, compiled.SendBatch) and isinstance(self.history.ring, list):
                 self.fast = compiled.Direct(
                     egress.batch, destination, srtp, self.counters, self.history, egress
                 )
