@@ -29,6 +29,13 @@ feedback, read the send history's columns, run the bandwidth estimator), for
 feedbacks of --per-feedback packets (500 packets/s, every 100 ms: 50); the
 whole cost of a copy is the transport-cc row plus that.
 
+With the compiled per-copy path built (sfu.native._fanout; the default unless
+VISITROOM_NATIVE=0) the packets go through `Producer.on_rtp`'s compiled
+fan-out: every plain copy is rewritten, protected and queued in one C loop
+(`Consumer.forward` in Python only for the others, e.g. the `whole` paths'
+extension remaps); with VISITROOM_NATIVE=0, through the Python loop.  Run it
+both ways to compare; the first line says which ran.
+
 The transports are built without ICE/DTLS (their send side only, with the
 objects the real handshake would hand over), so the numbers are the send
 path alone: run it pinned, e.g. `taskset -c 0 python bench/send_path.py`.
@@ -49,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pylibsrtp import Policy, Session
 
+from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.rtcp import TransportCc, parse_rtcp
 from sfu.packet.rtp import build_rtp, parse_rtp
@@ -99,8 +107,8 @@ def send_side(route: Any, direct: Any) -> WebRtcTransport:
     key = os.urandom(44)
     transport._tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=GCM))
     transport._route = route
-    transport._direct = direct
     transport.history = SendHistory()
+    transport._set_direct(direct)  # and its compiled twin, when built
     return transport
 
 
@@ -179,6 +187,7 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
     elements = {publisher_ids[uri]: bytes(3) for uri in publisher_ids if uri != TWCC_URI}
     for consumer in consumers:
         consumer.source = producer
+    loop = producer._fanout
     best = float("inf")
     seq = 0
     for _ in range(repeat):
@@ -202,8 +211,11 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
         for data, header in batch:
             if twcc:
                 producer.twcc_at = transport_seq_offset(data, header, TWCC_ID)
-            for consumer in consumers:
-                consumer.forward(producer, data, header, "VP8", 0.0)
+            if loop is not None:  # Producer.on_rtp's loop, compiled
+                loop(producer, consumers, data, header, "VP8", 0.0, producer.twcc_at)
+            else:
+                for consumer in consumers:
+                    consumer.forward(producer, data, header, "VP8", 0.0)
             if egress is not None:
                 egress.flush()  # what the end of a read batch does
         best = min(best, time.perf_counter() - start)
@@ -269,6 +281,8 @@ def main() -> None:
     parser.add_argument("--per-feedback", type=int, default=50)
     parser.add_argument("--json")
     args = parser.parse_args()
+    compiled = native.load("_fanout") is not None
+    print(f"per-copy path: {'compiled (sfu.native._fanout)' if compiled else 'pure Python'}")
     results: dict[str, list[float]] = {key: [] for key in [*PATHS, "feedback"]}
     for _ in range(args.rounds):
         for key in PATHS:
@@ -283,7 +297,9 @@ def main() -> None:
     whole = summary["twcc"] + summary["feedback"]
     print(f"{'copy with transport-cc, all told':45} {whole:6.2f} us per copy")
     if args.json:
-        Path(args.json).write_text(json.dumps({"per_copy_us": summary, "rounds": results}))
+        Path(args.json).write_text(
+            json.dumps({"compiled": compiled, "per_copy_us": summary, "rounds": results})
+        )
 
 
 if __name__ == "__main__":

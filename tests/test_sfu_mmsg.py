@@ -46,11 +46,11 @@ def sockets() -> Iterator[list[socket.socket]]:
 
 
 def test_a_batch_goes_out_in_one_call_in_order(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     sender, receiver = udp(bind=False), udp()
     sockets += [sender, receiver]
-    batch = mmsg.SendBatch(binding, sender.fileno(), capacity=64)
+    batch = mmsg.new_batch(binding, sender.fileno(), 64)
     to = mmsg.Destination(binding, socket.AF_INET, receiver.getsockname())
     counters = Counters()
     for i in range(50):
@@ -61,11 +61,11 @@ def test_a_batch_goes_out_in_one_call_in_order(
 
 
 def test_a_refused_datagram_is_counted_and_the_rest_still_go(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     sender, receiver = udp(bind=False), udp()
     sockets += [sender, receiver]
-    batch = mmsg.SendBatch(binding, sender.fileno(), capacity=8)
+    batch = mmsg.new_batch(binding, sender.fileno(), 8)
     good = mmsg.Destination(binding, socket.AF_INET, receiver.getsockname())
     bad = mmsg.Destination(binding, socket.AF_INET, ("127.0.0.1", 0))  # EINVAL
     ours, theirs = Counters(), Counters()
@@ -80,14 +80,14 @@ def test_a_refused_datagram_is_counted_and_the_rest_still_go(
 
 
 def test_a_full_buffer_drops_the_rest_of_the_batch_without_spinning(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     # A datagram socketpair whose reader does not read: EAGAIN after a few.
     writer, reader = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     sockets += [writer, reader]
     writer.setblocking(False)
     writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    batch = mmsg.SendBatch(binding, writer.fileno(), capacity=256)
+    batch = mmsg.new_batch(binding, writer.fileno(), 256)
     connected = mmsg.Destination(binding, socket.AF_UNIX, None)
     counters = Counters()
     for _ in range(200):
@@ -103,11 +103,11 @@ def test_a_full_buffer_drops_the_rest_of_the_batch_without_spinning(
 
 
 def test_oversize_datagrams_are_refused_at_the_door(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     sender = udp(bind=False)
     sockets.append(sender)
-    batch = mmsg.SendBatch(binding, sender.fileno(), capacity=4)
+    batch = mmsg.new_batch(binding, sender.fileno(), 4)
     counters = Counters()
     assert not batch.add(
         bytes(mmsg.SLOT + 1), mmsg.Destination(binding, socket.AF_INET, ("127.0.0.1", 9)), counters
@@ -116,11 +116,11 @@ def test_oversize_datagrams_are_refused_at_the_door(
 
 
 def test_recvmmsg_reads_what_is_waiting_with_its_sources(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     a, b, receiver = udp(), udp(), udp()
     sockets += [a, b, receiver]
-    reader = mmsg.RecvBatch(binding, receiver.fileno(), capacity=4)
+    reader = mmsg.new_reader(binding, receiver.fileno(), 4)
     for i in range(6):
         (a if i % 2 else b).sendto(bytes([i]) * 10, receiver.getsockname())
     first, second = reader.read(), reader.read()
@@ -138,7 +138,7 @@ def test_sockaddr_round_trips_for_both_families() -> None:
 
 
 async def test_packets_of_one_turn_are_flushed_before_the_loop_waits_in_order(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     sender, one, two = udp(bind=False), udp(), udp()
     sockets += [sender, one, two]
@@ -178,11 +178,11 @@ async def test_without_the_binding_each_datagram_is_sent_at_once(
 
 
 def test_a_closed_batch_drops_instead_of_writing_to_a_reused_descriptor(
-    binding: mmsg.Mmsg, sockets: list[socket.socket]
+    native_path: str, binding: mmsg.Mmsg, sockets: list[socket.socket]
 ) -> None:
     sender, receiver = udp(bind=False), udp()
     sockets += [sender, receiver]
-    batch = mmsg.SendBatch(binding, sender.fileno(), capacity=4)
+    batch = mmsg.new_batch(binding, sender.fileno(), 4)
     to = mmsg.Destination(binding, socket.AF_INET, receiver.getsockname())
     counters = Counters()
     batch.add(b"before", to, counters)

@@ -52,12 +52,12 @@ def test_our_structure_layout_is_the_shipped_librarys(lib: srtp.LibSrtp) -> None
 
 
 def test_packets_rewritten_and_protected_in_the_batch_decrypt_as_sent(
-    lib: srtp.LibSrtp, pair: tuple[socket.socket, socket.socket]
+    native_path: str, lib: srtp.LibSrtp, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     binding = mmsg.load()
     assert binding is not None
     sender, receiver = pair
-    batch = mmsg.SendBatch(binding, sender.fileno(), capacity=8)
+    batch = mmsg.new_batch(binding, sender.fileno(), 8)
     to = mmsg.Destination(binding, socket.AF_INET, receiver.getsockname())
     ours, counters = lib.outbound(KEY, GCM), Counters()
     originals = [
@@ -89,11 +89,11 @@ def test_packets_rewritten_and_protected_in_the_batch_decrypt_as_sent(
     assert counters.send_errors == 0
 
 
-def test_a_packet_too_large_for_a_slot_is_refused(lib: srtp.LibSrtp) -> None:
+def test_a_packet_too_large_for_a_slot_is_refused(native_path: str, lib: srtp.LibSrtp) -> None:
     binding = mmsg.load()
     assert binding is not None
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-        batch = mmsg.SendBatch(binding, sender.fileno(), capacity=2)
+        batch = mmsg.new_batch(binding, sender.fileno(), 2)
         to = mmsg.Destination(binding, socket.AF_INET, ("127.0.0.1", 9))
         counters = Counters()
         big = bytes(mmsg.SLOT - mmsg.SRTP_TRAILER + 1)

@@ -57,7 +57,7 @@ class Link:
         t._tx = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=GCM))
         destination = egress.destination(self.receiver.getsockname())
         t._route = Route(egress, destination)
-        t._direct = (egress, destination, lib.outbound(key, GCM))
+        t._set_direct((egress, destination, lib.outbound(key, GCM)))
         t.set_transport_cc(twcc_id)
 
     def received(self, n: int) -> list[bytes]:
@@ -81,7 +81,7 @@ class Links:
 
 
 @pytest.fixture
-def links() -> Iterator[Links]:
+def links(native_path: str) -> Iterator[Links]:
     binding = mmsg.load()
     assert binding is not None
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -373,7 +373,7 @@ def test_a_packet_sent_whole_is_numbered_in_place_as_with_transport_seq_did(
     element gets it inserted, as before."""
     link = links(3)
     if not direct:
-        link.transport._direct = None  # the pylibsrtp route (no in-place SRTP)
+        link.transport._set_direct(None)  # the pylibsrtp route (no in-place SRTP)
     sent = [media(40, PUBLISHER_IDS)[0], media(41, {MID_URI: 4})[0], media(42, PUBLISHER_IDS)[0]]
     sent.append(media(43, PUBLISHER_IDS)[0])
     for packet in sent[:3]:

@@ -197,11 +197,13 @@ async def test_without_sendmmsg_the_shared_socket_still_carries_every_packet_in_
         await _fan_out_keeps_order(media, batched=False)
 
 
-async def test_batched_sends_keep_each_consumers_packets_in_order() -> None:
+async def test_batched_sends_keep_each_consumers_packets_in_order(native_path: str) -> None:
     async with running_media() as (media, _):
         await _fan_out_keeps_order(media, batched=True)
         transport = media.participants["v0"].transport
         assert transport is not None and transport._direct is not None, "protected in the batch"
+        # the compiled route (sfu.native._fanout.Direct) exactly when compiled
+        assert (transport.fast is not None) == (native_path == "compiled")
 
 
 async def test_batched_sends_with_pylibsrtp_protecting_keep_the_order_too() -> None:

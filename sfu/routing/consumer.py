@@ -55,8 +55,10 @@ import random
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
+from sfu import native
 from sfu.packet.keyframe import is_keyframe
 from sfu.packet.red import primary_packet, rewrite_pts
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
@@ -838,6 +840,21 @@ class Consumer:
         sent = self._sr_times.get(lsr) if lsr else None
         if sent is not None:
             self.rtt = max(0.0, now - sent - dlsr / 65536.0)
+
+
+def compiled_fanout() -> ModuleType | None:
+    """sfu.native._fanout, told the `Consumer` class (whose plain path it runs), or None."""
+    module = native.load("_fanout")
+    if module is not None and module not in _CONFIGURED:
+        try:
+            module.configure("consumer", Consumer, MAX_TID)
+        except (TypeError, AttributeError):  # a field is no longer a slot: the Python loop
+            return None
+        _CONFIGURED.append(module)
+    return module
+
+
+_CONFIGURED: list[ModuleType] = []
 
 
 def extension_map(

@@ -84,6 +84,7 @@ class Producer:
 
     __slots__ = (
         "_cache",
+        "_fanout",
         "_fir_seq",
         "_last_keyframe_request",
         "_level_id",
@@ -191,6 +192,8 @@ class Producer:
         self._cache = RetransmissionCache(cache_size, cache_age) if video else None
         self.update(codecs, ext_ids)
         self.stats = ReceiveStats(self.clock_rate)
+        # The fan-out loop in C (sfu.native._fanout.fanout), or None: the Python loop.
+        self._fanout = _compiled_fanout()
 
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
@@ -280,8 +283,12 @@ class Producer:
             self.meter.add(NO_TID, len(data), now)
             if codec[:4] == "red/" and not self._read_red(data, h, ext_seq):
                 return True
-        for consumer in self.consumers:
-            consumer.forward(self, data, h, codec, now)
+        fanout = self._fanout
+        if fanout is not None:  # the same, the plain copies in one C call
+            fanout(self, self.consumers, data, h, codec, now, self.twcc_at)
+        else:
+            for consumer in self.consumers:
+                consumer.forward(self, data, h, codec, now)
         relay = self.relay
         if relay is not None:
             relay.rtp(data)
@@ -395,6 +402,13 @@ class Producer:
     def retry_nacks(self, now: float) -> None:
         if self.nack is not None:
             self.send_nack(self.nack.due(now))
+
+
+def _compiled_fanout() -> Callable[..., None] | None:
+    from sfu.routing.consumer import compiled_fanout
+
+    module = compiled_fanout()
+    return None if module is None else module.fanout
 
 
 def link_layers(layers: tuple[Producer, ...]) -> None:

@@ -115,13 +115,14 @@ def address(raw: bytes) -> tuple[str, int]:
 
 
 class Destination:
-    """A remote address with its sockaddr kept in C memory for `SendBatch`."""
+    """A remote address with its sockaddr kept in C memory for `SendBatch`
+    (`raw`: the same bytes, for the compiled batch, which copies them into its own)."""
 
-    __slots__ = ("addr", "name", "size")
+    __slots__ = ("addr", "name", "raw", "size")
 
     def __init__(self, mmsg: Mmsg | None, family: int, addr: tuple[str, int] | None) -> None:
         self.addr = addr
-        raw = b"" if addr is None else sockaddr(family, addr)
+        raw = self.raw = b"" if addr is None else sockaddr(family, addr)
         self.size = len(raw)
         # NULL for a connected socket (tests use a socketpair).
         self.name: Any = mmsg.ffi.new("char[]", raw) if mmsg is not None and raw else None
@@ -229,7 +230,7 @@ class SendBatch:
         _HEADER.pack_into(
             self._view, i * SLOT + 1, (packet[1] & 0x80) | pt, sequence, timestamp, ssrc
         )
-        if twcc_at >= 0:
+        if 0 <= twcc_at <= size - 2:
             _SEQ.pack_into(self._view, i * SLOT + twcc_at, twcc_seq & 0xFFFF)
         # _seal inlined: this runs once per forwarded copy.
         length = srtp.length
@@ -296,11 +297,11 @@ class SendBatch:
                 sent += result
                 continue
             code = self._ffi.errno
-            if code == errno.EINTR:
-                continue
-            if code in _DROP_ALL or result == 0:
+            if result == 0 or code in _DROP_ALL:
                 self._drop(done, n)  # the socket buffer is full: no spinning
                 break
+            if code == errno.EINTR:
+                continue
             self._drop(done, done + 1)  # this datagram was refused; the rest go on
             done += 1
         self.sent += sent
@@ -314,8 +315,62 @@ class SendBatch:
         self.dropped += end - start
 
 
+class Batch(Protocol):
+    """A send batch: `SendBatch` below or its compiled twin `sfu.native._fanout.SendBatch`."""
+
+    @property
+    def fd(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+
+    def add(self, data: bytes, destination: Destination, counters: Counters) -> bool: ...
+
+    def add_srtp(
+        self,
+        packet: bytes,
+        srtp: OutboundSrtp,
+        destination: Destination,
+        counters: Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
+    ) -> int: ...
+
+    def add_rewritten(
+        self,
+        packet: bytes,
+        header: tuple[int, int, int, int],
+        srtp: OutboundSrtp,
+        destination: Destination,
+        counters: Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
+    ) -> int: ...
+
+    def flush(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def new_batch(mmsg: Mmsg, fd: int, capacity: int = 256) -> Batch:
+    """The compiled send batch when sfu.native has it (docs/media-plane.md, "Compiled
+    per-packet paths"), else `SendBatch`: the same behaviour either way."""
+    compiled = native.load("_fanout")
+    if compiled is not None:
+        batch: Batch = compiled.SendBatch(fd, capacity)
+        return batch
+    return SendBatch(mmsg, fd, capacity)
+
+
 class Reader(Protocol):
-    """A receive batch: `RecvBatch` below or its compiled twin `sfu.native._recv.RecvBatch`."""
+    """A receive batch: `RecvBatch` below or its compiled twin `sfu.native._fanout.RecvBatch`."""
 
     @property
     def calls(self) -> int: ...
@@ -325,7 +380,7 @@ class Reader(Protocol):
 
 def new_reader(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
     """The compiled receive batch when sfu.native has it, else `RecvBatch` (same behaviour)."""
-    compiled = native.load("_recv")
+    compiled = native.load("_fanout")
     if compiled is not None:
         reader: Reader = compiled.RecvBatch(fd, capacity)
         return reader

@@ -82,6 +82,8 @@ class LibSrtp:
         self.lib: Any = self.ffi.dlopen(path)
         self.path = path
         self.protect = self.lib.srtp_protect
+        # For compiled callers (sfu.native._fanout): srtp_protect of this very library.
+        self.protect_address = int(self.ffi.cast("uintptr_t", self.protect))
         version = self.ffi.string(self.lib.srtp_get_version_string()).decode("ascii", "replace")
         self.version = version
         if not version.startswith("libsrtp2 2."):
@@ -101,7 +103,7 @@ class LibSrtp:
 class OutboundSrtp:
     """One sending SRTP session (any outbound SSRC), freed when collected."""
 
-    __slots__ = ("_key", "_policy", "ctx", "length", "protect")
+    __slots__ = ("_key", "_policy", "ctx", "ctx_address", "length", "protect", "protect_address")
 
     def __init__(self, srtp: LibSrtp, key: bytes, profile: int) -> None:
         ffi, lib = srtp.ffi, srtp.lib
@@ -120,6 +122,10 @@ class OutboundSrtp:
             raise SrtpError("srtp_create failed")
         self.ctx = ffi.gc(session[0], lib.srtp_dealloc)
         self.protect = srtp.protect
+        # The same session and function as addresses, for sfu.native._fanout (valid
+        # while this object lives: `ctx` is freed when it is collected).
+        self.ctx_address = int(ffi.cast("uintptr_t", self.ctx))
+        self.protect_address = srtp.protect_address
         self.length = ffi.new("int *")  # in: plain length; out: protected length
 
 

@@ -72,7 +72,7 @@ class Egress:
         self.sock = sock
         self.family = sock.family
         self.binding = binding
-        self.batch = mmsg.SendBatch(binding, sock.fileno(), SEND_BATCH) if binding else None
+        self.batch = mmsg.new_batch(binding, sock.fileno(), SEND_BATCH) if binding else None
         self._scheduled = False
         self._held = False
         # Neither held by a read batch nor scheduled: the next datagram schedules a flush.
@@ -114,7 +114,7 @@ class Egress:
         self._queued(batch)
         return size
 
-    def _queued(self, batch: mmsg.SendBatch) -> None:
+    def _queued(self, batch: mmsg.Batch) -> None:
         """Flush a full batch now; else make sure it goes out in this turn of the loop."""
         if batch.count >= batch.capacity:
             batch.flush()

@@ -24,6 +24,7 @@ import enum
 import logging
 import time
 from collections.abc import Coroutine
+from types import ModuleType
 from typing import Any, Protocol
 
 import pylibsrtp
@@ -32,6 +33,7 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcicetransport import RTCIceGatherer, RTCIceParameters, RTCIceTransport
 from pylibsrtp import Session
 
+from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, build_rtp, parse_rtp, rewritten
 from sfu.packet.twcc import transport_seq_at, with_transport_seq
@@ -53,6 +55,23 @@ MAX_DATAGRAM = 1500
 _monotonic = time.monotonic
 # The RTP padding count is one byte.
 MAX_PADDING = 255
+
+
+def compiled_sends() -> ModuleType | None:
+    """sfu.native._fanout, told which classes hold the counters and send history, or None."""
+    module = native.load("_fanout")
+    if module is not None and module not in _CONFIGURED:
+        try:
+            module.configure("counters", Counters)
+            module.configure("history", SendHistory)
+        except (TypeError, AttributeError) as exc:  # the classes changed under it
+            logger.warning("compiled send path not used: %s", exc)
+            return None
+        _CONFIGURED.append(module)
+    return module
+
+
+_CONFIGURED: list[ModuleType] = []
 
 
 class PacketSink(Protocol):
@@ -111,6 +130,9 @@ class WebRtcTransport:
     # Of counters.bytes_out: what padding probes and RTCP took (the rest is media).
     padding_bytes = 0
     rtcp_bytes = 0
+    # The compiled twin of `_direct` (sfu.native._fanout.Direct: the same batch,
+    # destination, session, counters, history and egress), None without it.
+    fast: Any = None
 
     def __init__(
         self,
@@ -392,15 +414,27 @@ class WebRtcTransport:
         """RTP goes straight into the send batch when keyed, batched and bound."""
         route, srtp = self._route, self._tx_direct
         if isinstance(route, Route) and route.egress.batch is not None and srtp is not None:
-            self._direct = (route.egress, route.destination, srtp)
+            self._set_direct((route.egress, route.destination, srtp))
         else:
-            self._direct = None
+            self._set_direct(None)
+
+    def _set_direct(self, direct: tuple[Egress, Destination, OutboundSrtp] | None) -> None:
+        self._direct = direct
+        self.fast = None
+        compiled = compiled_sends() if direct is not None else None
+        if direct is not None and compiled is not None:
+            egress, destination, srtp = direct
+            if isinstance(egress.batch, compiled.SendBatch) and isinstance(self.history.ring, list):
+                self.fast = compiled.Direct(
+                    egress.batch, destination, srtp, self.counters, self.history, egress
+                )
 
     def _on_dtls_state(self, state: str) -> None:
         if state in ("closed", "failed") and self.state == TransportState.CONNECTED:
             self._rx_direct = None
             self._rx = self._tx = None
-            self._tx_direct = self._direct = None
+            self._tx_direct = None
+            self._set_direct(None)
             self._set_state(TransportState.FAILED)
 
     def _set_route(self, route: MediaRoute | None) -> None:
@@ -549,8 +583,12 @@ class WebRtcTransport:
         `twcc_at`: where `packet` carries the transport-wide sequence value at
         this transport's extension id (-1: it does not; the slow path inserts it).
         """
-        direct = self._direct
         twcc = self.twcc_id
+        fast = self.fast
+        if fast is not None and (not twcc or twcc_at >= 0):
+            fast.send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc, self.probe_id)
+            return
+        direct = self._direct
         if direct is not None and (not twcc or twcc_at >= 0):
             # Egress.queue_srtp inlined: this runs once per copy.
             egress, destination, srtp = direct
@@ -657,7 +695,8 @@ class WebRtcTransport:
             return
         self._rx_direct = None
         self._rx = self._tx = None
-        self._route = self._tx_direct = self._direct = None
+        self._route = self._tx_direct = None
+        self._set_direct(None)
         self._ice.close_sockets()
         if self._next_ice is not None:
             self._next_ice.close_sockets()

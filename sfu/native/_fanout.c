@@ -1,0 +1,1413 @@
+/* sfu.native._fanout: the per-copy send path in C (issue 16).
+ *
+ * SendBatch is the compiled twin of sfu.transport.mmsg.SendBatch: the same
+ * methods, arguments, return values, counters and drop semantics (partial
+ * sends, EAGAIN, a refused datagram), held to it by tests/test_native_fanout.py.
+ * It owns one preallocated buffer of `capacity` slots of SLOT bytes, their
+ * iovecs, mmsghdrs and sockaddrs; `add_rewritten` copies a forwarded packet
+ * into the next slot, writes its RTP header fields (and the transport-wide
+ * sequence number), protects it in place with libsrtp's srtp_protect and
+ * queues it; `flush` sends the queue with sendmmsg.
+ *
+ * libsrtp is NOT linked: sfu.transport.srtp dlopens it (cffi) and checks it
+ * against pylibsrtp once; each OutboundSrtp carries `ctx_address` (its
+ * srtp_t) and `protect_address` (srtp_protect's address in that library),
+ * which this module calls.  So the library is the one already verified.
+ *
+ * Hostile input: every length and offset is checked before any write; a
+ * header field out of range raises ValueError, a full batch IndexError, and
+ * nothing is queued then.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define SLOT 1536        /* as mmsg.SLOT */
+#define SRTP_TRAILER 16  /* as mmsg.SRTP_TRAILER */
+#define NAME_SIZE 28     /* sizeof(struct sockaddr_in6), the largest we send to */
+
+typedef int (*protect_fn)(void *ctx, void *rtp_hdr, int *len_ptr);
+
+static PyObject *s_send_errors, *s_oversize, *s_raw, *s_ctx_address, *s_protect_address;
+
+/* PyLong_AsLongLong without its slow path: in CPython 3.11 that one converts
+ * every int above 2**30 (timestamps, SSRCs, byte counts) through a byte array. */
+static long long
+as_ll(PyObject *obj)
+{
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (overflow) {
+        PyErr_SetString(PyExc_OverflowError, "int too large for the media path");
+        return -1;
+    }
+    return v;
+}
+
+/* counters.<name> += 1 (the rare paths: drops). */
+static int
+bump(PyObject *counters, PyObject *name)
+{
+    if (counters == NULL || counters == Py_None)
+        return 0;
+    PyObject *value = PyObject_GetAttr(counters, name);
+    if (value == NULL)
+        return -1;
+    PyObject *one = PyLong_FromLong(1);
+    PyObject *more = one ? PyNumber_Add(value, one) : NULL;
+    Py_DECREF(value);
+    Py_XDECREF(one);
+    if (more == NULL)
+        return -1;
+    int rc = PyObject_SetAttr(counters, name, more);
+    Py_DECREF(more);
+    return rc;
+}
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    Py_ssize_t capacity;
+    Py_ssize_t count;
+    Py_ssize_t calls;   /* sendmmsg system calls made */
+    Py_ssize_t sent;
+    Py_ssize_t dropped;
+    unsigned char *buffer;     /* capacity * SLOT */
+    struct iovec *iov;
+    struct mmsghdr *msgs;
+    unsigned char *names;      /* capacity * NAME_SIZE */
+    PyObject **destinations;   /* each slot's destination (strong), as mmsg's _names */
+    PyObject **counters;       /* each queued slot's counters (strong) until flushed */
+} SendBatch;
+
+static void
+batch_clear_counters(SendBatch *self, Py_ssize_t end)
+{
+    for (Py_ssize_t i = 0; i < end; i++)
+        Py_CLEAR(self->counters[i]);
+}
+
+static void
+batch_dealloc(SendBatch *self)
+{
+    if (self->destinations != NULL) {
+        for (Py_ssize_t i = 0; i < self->capacity; i++)
+            Py_XDECREF(self->destinations[i]);
+    }
+    if (self->counters != NULL)
+        batch_clear_counters(self, self->capacity);
+    PyMem_Free(self->buffer);
+    PyMem_Free(self->iov);
+    PyMem_Free(self->msgs);
+    PyMem_Free(self->names);
+    PyMem_Free(self->destinations);
+    PyMem_Free(self->counters);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+batch_init(SendBatch *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "capacity", NULL};
+    int fd;
+    Py_ssize_t capacity = 256;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|n", kwlist, &fd, &capacity))
+        return -1;
+    if (self->buffer != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "SendBatch is initialised once");
+        return -1;
+    }
+    if (capacity < 1 || capacity > 1024) {  /* UIO_MAXIOV: sendmmsg takes at most 1024 */
+        PyErr_SetString(PyExc_ValueError, "capacity must be 1..1024");
+        return -1;
+    }
+    self->fd = fd;
+    self->capacity = capacity;
+    self->buffer = PyMem_Calloc((size_t)capacity, SLOT);
+    self->iov = PyMem_Calloc((size_t)capacity, sizeof(struct iovec));
+    self->msgs = PyMem_Calloc((size_t)capacity, sizeof(struct mmsghdr));
+    self->names = PyMem_Calloc((size_t)capacity, NAME_SIZE);
+    self->destinations = PyMem_Calloc((size_t)capacity, sizeof(PyObject *));
+    self->counters = PyMem_Calloc((size_t)capacity, sizeof(PyObject *));
+    if (!self->buffer || !self->iov || !self->msgs || !self->names || !self->destinations ||
+        !self->counters) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < capacity; i++) {
+        self->iov[i].iov_base = self->buffer + i * SLOT;
+        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
+        self->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    return 0;
+}
+
+/* Point slot i at `destination` (its `raw` sockaddr, b"" for a connected socket). */
+static int
+batch_address(SendBatch *self, Py_ssize_t i, PyObject *destination)
+{
+    if (self->destinations[i] == destination)
+        return 0;  /* a steady fan-out keeps its slots */
+    PyObject *raw = PyObject_GetAttr(destination, s_raw);
+    if (raw == NULL)
+        return -1;
+    if (!PyBytes_Check(raw) || PyBytes_GET_SIZE(raw) > NAME_SIZE) {
+        Py_DECREF(raw);
+        PyErr_SetString(PyExc_ValueError, "destination.raw must be a sockaddr of at most 28 bytes");
+        return -1;
+    }
+    Py_ssize_t size = PyBytes_GET_SIZE(raw);
+    struct msghdr *hdr = &self->msgs[i].msg_hdr;
+    if (size == 0) {
+        hdr->msg_name = NULL;
+    } else {
+        memcpy(self->names + i * NAME_SIZE, PyBytes_AS_STRING(raw), (size_t)size);
+        hdr->msg_name = self->names + i * NAME_SIZE;
+    }
+    hdr->msg_namelen = (socklen_t)size;
+    Py_DECREF(raw);
+    Py_INCREF(destination);
+    Py_XSETREF(self->destinations[i], destination);
+    return 0;
+}
+
+/* The queued slot i is complete: `size` bytes for `destination`, counted on `counters`. */
+static int
+batch_commit(SendBatch *self, Py_ssize_t i, size_t size, PyObject *destination, PyObject *counters)
+{
+    if (batch_address(self, i, destination) < 0)
+        return -1;
+    self->iov[i].iov_len = size;
+    Py_INCREF(counters);
+    Py_XSETREF(self->counters[i], counters);
+    self->count = i + 1;
+    return 0;
+}
+
+static int
+batch_has_room(SendBatch *self)
+{
+    if (self->count >= self->capacity) {
+        PyErr_SetString(PyExc_IndexError, "the send batch is full: flush it first");
+        return 0;
+    }
+    return 1;
+}
+
+/* A bytes-like packet: pointer and length (bytes without a copy). */
+typedef struct {
+    Py_buffer view;
+    const unsigned char *data;
+    Py_ssize_t size;
+    int held;
+} Packet;
+
+static int
+packet_get(PyObject *obj, Packet *p)
+{
+    p->held = 0;
+    if (PyBytes_Check(obj)) {
+        p->data = (const unsigned char *)PyBytes_AS_STRING(obj);
+        p->size = PyBytes_GET_SIZE(obj);
+        return 0;
+    }
+    if (PyObject_GetBuffer(obj, &p->view, PyBUF_SIMPLE) < 0)
+        return -1;
+    p->held = 1;
+    p->data = p->view.buf;
+    p->size = p->view.len;
+    return 0;
+}
+
+static void
+packet_release(Packet *p)
+{
+    if (p->held)
+        PyBuffer_Release(&p->view);
+}
+
+/* The srtp_t and srtp_protect of an OutboundSrtp (sfu.transport.srtp). */
+static int
+srtp_of(PyObject *srtp, void **ctx, protect_fn *protect)
+{
+    PyObject *c = PyObject_GetAttr(srtp, s_ctx_address);
+    if (c == NULL)
+        return -1;
+    PyObject *f = PyObject_GetAttr(srtp, s_protect_address);
+    if (f == NULL) {
+        Py_DECREF(c);
+        return -1;
+    }
+    *ctx = PyLong_AsVoidPtr(c);
+    void *fn = PyLong_AsVoidPtr(f);
+    Py_DECREF(c);
+    Py_DECREF(f);
+    if (PyErr_Occurred())
+        return -1;
+    if (*ctx == NULL || fn == NULL) {
+        PyErr_SetString(PyExc_ValueError, "the SRTP session has no context or protect function");
+        return -1;
+    }
+    *protect = (protect_fn)fn;
+    return 0;
+}
+
+static void
+put16(unsigned char *at, unsigned long v)
+{
+    at[0] = (unsigned char)(v >> 8);
+    at[1] = (unsigned char)v;
+}
+
+static void
+put32(unsigned char *at, unsigned long v)
+{
+    at[0] = (unsigned char)(v >> 24);
+    at[1] = (unsigned char)(v >> 16);
+    at[2] = (unsigned char)(v >> 8);
+    at[3] = (unsigned char)v;
+}
+
+/* An int argument in [lo, hi], else ValueError naming it. */
+static int
+ranged(PyObject *obj, long long lo, long long hi, const char *name, long long *out)
+{
+    long long v = as_ll(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        v = lo - 1;
+    }
+    if (v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "%s out of range", name);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The low 16 bits of any Python int (Python's `& 0xFFFF`, negatives included). */
+static int
+low16(PyObject *obj, unsigned long *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "twcc_seq must be an int");
+        return -1;
+    }
+    unsigned long long v = PyLong_AsUnsignedLongLongMask(obj);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = (unsigned long)(v & 0xFFFF);
+    return 0;
+}
+
+/* A byte offset argument; one beyond any packet (huge or negative) means "none": -1. */
+static int
+offset_of(PyObject *obj, Py_ssize_t *out)
+{
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(PyExc_TypeError, "twcc_at must be an int");
+        return -1;
+    }
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *out = (overflow || v < 0 || v > SLOT) ? -1 : (Py_ssize_t)v;
+    return 0;
+}
+
+/* Protect slot i (`size` plain bytes) in place and queue it; protected size or -1. */
+static Py_ssize_t
+batch_seal(SendBatch *self, Py_ssize_t i, Py_ssize_t size, void *ctx, protect_fn protect,
+           PyObject *destination, PyObject *counters)
+{
+    int length = (int)size;
+    if (protect(ctx, self->buffer + i * SLOT, &length) != 0) {
+        if (bump(counters, s_send_errors) < 0)
+            return -2;
+        return -1;
+    }
+    if (length < 0 || length > SLOT) {  /* never: libsrtp adds at most SRTP_TRAILER */
+        PyErr_SetString(PyExc_RuntimeError, "srtp_protect returned an impossible length");
+        return -2;
+    }
+    if (batch_commit(self, i, (size_t)length, destination, counters) < 0)
+        return -2;
+    return length;
+}
+
+static PyObject *
+batch_add(SendBatch *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "add(data, destination, counters)");
+        return NULL;
+    }
+    Packet p;
+    if (packet_get(args[0], &p) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (p.size > SLOT) {
+        if (bump(args[2], s_oversize) == 0)
+            result = Py_NewRef(Py_False);
+        goto done;
+    }
+    if (!batch_has_room(self))
+        goto done;
+    Py_ssize_t i = self->count;
+    memcpy(self->buffer + i * SLOT, p.data, (size_t)p.size);
+    if (batch_commit(self, i, (size_t)p.size, args[1], args[2]) < 0)
+        goto done;
+    result = PyBool_FromLong(self->count >= self->capacity);
+done:
+    packet_release(&p);
+    return result;
+}
+
+/* add_srtp(packet, srtp, destination, counters, twcc_at=-1, twcc_seq=0) */
+static PyObject *
+batch_add_srtp(SendBatch *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 4 || nargs > 6) {
+        PyErr_SetString(PyExc_TypeError,
+                        "add_srtp(packet, srtp, destination, counters, twcc_at=-1, twcc_seq=0)");
+        return NULL;
+    }
+    Py_ssize_t twcc_at = -1;
+    unsigned long twcc_seq = 0;
+    if (nargs > 4 && offset_of(args[4], &twcc_at) < 0)
+        return NULL;
+    if (nargs > 5 && low16(args[5], &twcc_seq) < 0)
+        return NULL;
+    Packet p;
+    if (packet_get(args[0], &p) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    void *ctx;
+    protect_fn protect;
+    if (p.size > SLOT - SRTP_TRAILER) {
+        if (bump(args[3], s_oversize) == 0)
+            result = PyLong_FromLong(-1);
+        goto done;
+    }
+    if (!batch_has_room(self) || srtp_of(args[1], &ctx, &protect) < 0)
+        goto done;
+    Py_ssize_t i = self->count;
+    unsigned char *slot = self->buffer + i * SLOT;
+    memcpy(slot, p.data, (size_t)p.size);
+    if (twcc_at >= 0 && twcc_at <= p.size - 2)
+        put16(slot + twcc_at, twcc_seq);
+    Py_ssize_t size = batch_seal(self, i, p.size, ctx, protect, args[2], args[3]);
+    if (size >= -1)
+        result = PyLong_FromSsize_t(size);
+done:
+    packet_release(&p);
+    return result;
+}
+
+/* The core of add_rewritten, shared with Sender: size, -1 (dropped, counted), -2 (error set). */
+static Py_ssize_t
+batch_rewrite(SendBatch *self, const unsigned char *data, Py_ssize_t size, unsigned pt,
+              unsigned long seq, unsigned long ts, unsigned long ssrc, void *ctx,
+              protect_fn protect, PyObject *destination, PyObject *counters, Py_ssize_t twcc_at,
+              unsigned long twcc_seq)
+{
+    if (size > SLOT - SRTP_TRAILER || size < 12) {
+        if (bump(counters, s_oversize) < 0)
+            return -2;
+        return -1;
+    }
+    if (!batch_has_room(self))
+        return -2;
+    Py_ssize_t i = self->count;
+    unsigned char *slot = self->buffer + i * SLOT;
+    memcpy(slot, data, (size_t)size);
+    slot[1] = (unsigned char)((data[1] & 0x80) | pt);
+    put16(slot + 2, seq);
+    put32(slot + 4, ts);
+    put32(slot + 8, ssrc);
+    if (twcc_at >= 0 && twcc_at <= size - 2)
+        put16(slot + twcc_at, twcc_seq);
+    return batch_seal(self, i, size, ctx, protect, destination, counters);
+}
+
+/* header = (payload type, sequence, timestamp, SSRC), each range-checked */
+static int
+header_of(PyObject *header, unsigned *pt, unsigned long *seq, unsigned long *ts,
+          unsigned long *ssrc)
+{
+    if (!PyTuple_Check(header) || PyTuple_GET_SIZE(header) != 4) {
+        PyErr_SetString(PyExc_TypeError, "header must be (payload_type, sequence, timestamp, ssrc)");
+        return -1;
+    }
+    long long v[4];
+    if (ranged(PyTuple_GET_ITEM(header, 0), 0, 0xFF, "payload type", &v[0]) < 0 ||
+        ranged(PyTuple_GET_ITEM(header, 1), 0, 0xFFFF, "sequence", &v[1]) < 0 ||
+        ranged(PyTuple_GET_ITEM(header, 2), 0, 0xFFFFFFFFLL, "timestamp", &v[2]) < 0 ||
+        ranged(PyTuple_GET_ITEM(header, 3), 0, 0xFFFFFFFFLL, "ssrc", &v[3]) < 0)
+        return -1;
+    *pt = (unsigned)v[0];
+    *seq = (unsigned long)v[1];
+    *ts = (unsigned long)v[2];
+    *ssrc = (unsigned long)v[3];
+    return 0;
+}
+
+/* add_rewritten(packet, header, srtp, destination, counters, twcc_at=-1, twcc_seq=0) */
+static PyObject *
+batch_add_rewritten(SendBatch *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 5 || nargs > 7) {
+        PyErr_SetString(PyExc_TypeError, "add_rewritten(packet, header, srtp, destination, "
+                                         "counters, twcc_at=-1, twcc_seq=0)");
+        return NULL;
+    }
+    unsigned pt = 0;
+    unsigned long seq = 0, ts = 0, ssrc = 0, twcc_seq = 0;
+    Py_ssize_t twcc_at = -1;
+    if (nargs > 5 && offset_of(args[5], &twcc_at) < 0)
+        return NULL;
+    if (nargs > 6 && low16(args[6], &twcc_seq) < 0)
+        return NULL;
+    Packet p;
+    if (packet_get(args[0], &p) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    void *ctx = NULL;
+    protect_fn protect = NULL;
+    Py_ssize_t size = -2;
+    /* as the Python twin: the size is judged before the header */
+    int sized = p.size <= SLOT - SRTP_TRAILER && p.size >= 12;
+    if (!sized || (header_of(args[1], &pt, &seq, &ts, &ssrc) == 0 &&
+                   srtp_of(args[2], &ctx, &protect) == 0))
+        size = batch_rewrite(self, p.data, p.size, pt, seq, ts, ssrc, ctx, protect, args[3],
+                             args[4], twcc_at, twcc_seq);
+    if (size >= -1)
+        result = PyLong_FromSsize_t(size);
+    packet_release(&p);
+    return result;
+}
+
+/* Slots [start, end) were not sent: counted on their owners' counters. */
+static int
+batch_drop(SendBatch *self, Py_ssize_t start, Py_ssize_t end)
+{
+    int rc = 0;
+    for (Py_ssize_t i = start; i < end; i++) {
+        if (rc == 0 && bump(self->counters[i], s_send_errors) < 0)
+            rc = -1;
+    }
+    self->dropped += end - start;
+    return rc;
+}
+
+static Py_ssize_t
+batch_flush_n(SendBatch *self)
+{
+    Py_ssize_t n = self->count;
+    if (n == 0)
+        return 0;
+    self->count = 0;
+    if (self->fd < 0) {
+        int rc = batch_drop(self, 0, n);
+        batch_clear_counters(self, n);
+        return rc < 0 ? -1 : 0;
+    }
+    Py_ssize_t done = 0, sent = 0;
+    int rc = 0;
+    while (done < n) {
+        self->calls += 1;
+        int result, code;
+        Py_BEGIN_ALLOW_THREADS
+        result = sendmmsg(self->fd, self->msgs + done, (unsigned int)(n - done), MSG_DONTWAIT);
+        code = errno;
+        Py_END_ALLOW_THREADS
+        if (result > 0) {
+            done += result;
+            sent += result;
+            continue;
+        }
+        if (result == 0 || code == EAGAIN || code == EWOULDBLOCK || code == ENOBUFS) {
+            rc = batch_drop(self, done, n);  /* the socket buffer is full: no spinning */
+            break;
+        }
+        if (code == EINTR)
+            continue;
+        rc = batch_drop(self, done, done + 1);  /* this datagram was refused; the rest go on */
+        done += 1;
+    }
+    self->sent += sent;
+    batch_clear_counters(self, n);
+    return rc < 0 ? -1 : sent;
+}
+
+static PyObject *
+batch_flush(SendBatch *self, PyObject *unused)
+{
+    Py_ssize_t sent = batch_flush_n(self);
+    return sent < 0 ? NULL : PyLong_FromSsize_t(sent);
+}
+
+static PyObject *
+batch_close(SendBatch *self, PyObject *unused)
+{
+    self->fd = -1;
+    if (batch_flush_n(self) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef batch_methods[] = {
+    {"add", (PyCFunction)(void (*)(void))batch_add, METH_FASTCALL,
+     "add(data, destination, counters) -> bool: copy a datagram in; True when now full"},
+    {"add_srtp", (PyCFunction)(void (*)(void))batch_add_srtp, METH_FASTCALL,
+     "add_srtp(packet, srtp, destination, counters, twcc_at=-1, twcc_seq=0) -> int"},
+    {"add_rewritten", (PyCFunction)(void (*)(void))batch_add_rewritten, METH_FASTCALL,
+     "add_rewritten(packet, header, srtp, destination, counters, twcc_at=-1, twcc_seq=0) -> int"},
+    {"flush", (PyCFunction)batch_flush, METH_NOARGS, "send what is queued; datagrams taken"},
+    {"close", (PyCFunction)batch_close, METH_NOARGS, "the socket is closed: drop what is queued"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef batch_members[] = {
+    {"fd", T_INT, offsetof(SendBatch, fd), READONLY, NULL},
+    {"capacity", T_PYSSIZET, offsetof(SendBatch, capacity), READONLY, NULL},
+    {"count", T_PYSSIZET, offsetof(SendBatch, count), READONLY, NULL},
+    {"calls", T_PYSSIZET, offsetof(SendBatch, calls), READONLY, NULL},
+    {"sent", T_PYSSIZET, offsetof(SendBatch, sent), READONLY, NULL},
+    {"dropped", T_PYSSIZET, offsetof(SendBatch, dropped), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SendBatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._fanout.SendBatch",
+    .tp_basicsize = sizeof(SendBatch),
+    .tp_dealloc = (destructor)batch_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Datagrams for one socket, sent with sendmmsg (sfu.transport.mmsg.SendBatch's twin)",
+    .tp_methods = batch_methods,
+    .tp_members = batch_members,
+    .tp_init = (initproc)batch_init,
+    .tp_new = PyType_GenericNew,
+};
+
+
+
+/* ---- RecvBatch: recvmmsg into preallocated slots --------------------------
+ *
+ * The twin of sfu.transport.mmsg.RecvBatch: `read()` returns what is waiting
+ * as [(bytes, (host, port))] (empty when nothing is; OSError for a real
+ * error), at most `capacity` datagrams per call; a datagram longer than a
+ * slot arrives truncated (the receive path drops it as oversize).  Addresses
+ * are converted once and kept (at most 4096, then the cache starts again).
+ */
+#define RECV_SLOT 2048  /* as mmsg.RECV_SLOT */
+#define NAME_SLOT 128
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    Py_ssize_t capacity;
+    Py_ssize_t calls;
+    unsigned char *buffer;  /* capacity * RECV_SLOT */
+    unsigned char *names;   /* capacity * NAME_SLOT */
+    struct iovec *iov;
+    struct mmsghdr *msgs;
+    PyObject *addresses;    /* raw sockaddr bytes -> (host, port) */
+} RecvBatch;
+
+static void
+recv_dealloc(RecvBatch *self)
+{
+    PyMem_Free(self->buffer);
+    PyMem_Free(self->names);
+    PyMem_Free(self->iov);
+    PyMem_Free(self->msgs);
+    Py_XDECREF(self->addresses);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+recv_init(RecvBatch *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fd", "capacity", NULL};
+    int fd;
+    Py_ssize_t capacity = 64;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "i|n", kwlist, &fd, &capacity))
+        return -1;
+    if (self->buffer != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "RecvBatch is initialised once");
+        return -1;
+    }
+    if (capacity < 1 || capacity > 1024) {
+        PyErr_SetString(PyExc_ValueError, "capacity must be 1..1024");
+        return -1;
+    }
+    self->fd = fd;
+    self->capacity = capacity;
+    self->buffer = PyMem_Calloc((size_t)capacity, RECV_SLOT);
+    self->names = PyMem_Calloc((size_t)capacity, NAME_SLOT);
+    self->iov = PyMem_Calloc((size_t)capacity, sizeof(struct iovec));
+    self->msgs = PyMem_Calloc((size_t)capacity, sizeof(struct mmsghdr));
+    self->addresses = PyDict_New();
+    if (!self->buffer || !self->names || !self->iov || !self->msgs || !self->addresses) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < capacity; i++) {
+        self->iov[i].iov_base = self->buffer + i * RECV_SLOT;
+        self->iov[i].iov_len = RECV_SLOT;
+        self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
+        self->msgs[i].msg_hdr.msg_iovlen = 1;
+        self->msgs[i].msg_hdr.msg_name = self->names + i * NAME_SLOT;
+    }
+    return 0;
+}
+
+/* (host, port) of a sockaddr_in / sockaddr_in6, as mmsg.address gives it. */
+static PyObject *
+address_of(const unsigned char *raw, socklen_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+    unsigned short family;
+    if (size < sizeof(family)) {
+        PyErr_SetString(PyExc_ValueError, "a datagram without a source address");
+        return NULL;
+    }
+    memcpy(&family, raw, sizeof(family));
+    if (family == AF_INET && size >= sizeof(struct sockaddr_in)) {
+        struct sockaddr_in a;
+        memcpy(&a, raw, sizeof(a));
+        if (inet_ntop(AF_INET, &a.sin_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(a.sin_port));
+    }
+    if (family == AF_INET6 && size >= sizeof(struct sockaddr_in6)) {
+        struct sockaddr_in6 a;
+        memcpy(&a, raw, sizeof(a));
+        if (inet_ntop(AF_INET6, &a.sin6_addr, host, sizeof(host)) == NULL)
+            return PyErr_SetFromErrno(PyExc_OSError);
+        return Py_BuildValue("(si)", host, (int)ntohs(a.sin6_port));
+    }
+    PyErr_SetString(PyExc_ValueError, "a source address of another family");
+    return NULL;
+}
+
+static PyObject *
+recv_address(RecvBatch *self, const unsigned char *raw, socklen_t size)
+{
+    PyObject *key = PyBytes_FromStringAndSize((const char *)raw, size);
+    if (key == NULL)
+        return NULL;
+    PyObject *addr = PyDict_GetItemWithError(self->addresses, key);
+    if (addr != NULL) {
+        Py_DECREF(key);
+        return Py_NewRef(addr);
+    }
+    if (PyErr_Occurred() || (addr = address_of(raw, size)) == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    if (PyDict_GET_SIZE(self->addresses) >= 4096)
+        PyDict_Clear(self->addresses);
+    int rc = PyDict_SetItem(self->addresses, key, addr);
+    Py_DECREF(key);
+    if (rc < 0) {
+        Py_DECREF(addr);
+        return NULL;
+    }
+    return addr;
+}
+
+static PyObject *
+recv_read(RecvBatch *self, PyObject *unused)
+{
+    for (Py_ssize_t i = 0; i < self->capacity; i++)
+        self->msgs[i].msg_hdr.msg_namelen = NAME_SLOT;
+    self->calls += 1;
+    int n, code;
+    Py_BEGIN_ALLOW_THREADS
+    n = recvmmsg(self->fd, self->msgs, (unsigned int)self->capacity, MSG_DONTWAIT, NULL);
+    code = errno;
+    Py_END_ALLOW_THREADS
+    if (n < 0) {
+        if (code == EAGAIN || code == EWOULDBLOCK || code == EINTR)
+            return PyList_New(0);
+        errno = code;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *out = PyList_New(n);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        struct msghdr *hdr = &self->msgs[i].msg_hdr;
+        size_t len = self->msgs[i].msg_len;
+        socklen_t namelen = hdr->msg_namelen > NAME_SLOT ? NAME_SLOT : hdr->msg_namelen;
+        if (len > RECV_SLOT)
+            len = RECV_SLOT;
+        PyObject *data = PyBytes_FromStringAndSize((const char *)self->buffer + i * RECV_SLOT,
+                                                   (Py_ssize_t)len);
+        PyObject *addr = data ? recv_address(self, self->names + i * NAME_SLOT, namelen) : NULL;
+        PyObject *item = addr ? PyTuple_Pack(2, data, addr) : NULL;
+        Py_XDECREF(data);
+        Py_XDECREF(addr);
+        if (item == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyMethodDef recv_methods[] = {
+    {"read", (PyCFunction)recv_read, METH_NOARGS,
+     "read() -> [(bytes, (host, port))]: what is waiting now (at most capacity)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef recv_members[] = {
+    {"fd", T_INT, offsetof(RecvBatch, fd), READONLY, NULL},
+    {"capacity", T_PYSSIZET, offsetof(RecvBatch, capacity), READONLY, NULL},
+    {"calls", T_PYSSIZET, offsetof(RecvBatch, calls), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject RecvBatchType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._fanout.RecvBatch",
+    .tp_basicsize = sizeof(RecvBatch),
+    .tp_dealloc = (destructor)recv_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Up to capacity datagrams per recvmmsg (sfu.transport.mmsg.RecvBatch's twin)",
+    .tp_methods = recv_methods,
+    .tp_members = recv_members,
+    .tp_init = (initproc)recv_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- Slotted Python objects read and written in place -------------------
+ *
+ * The Python classes keep their fields (one source of truth); `configure`
+ * resolves the `__slots__` member descriptors of the fields below once, and
+ * the loops read and write them at those offsets, as Python's own slot
+ * access does.  An object of any other type (a subclass, a test double)
+ * takes the Python path.
+ */
+
+enum { C_RTP_OUT, C_BYTES_OUT, C_N };
+static const char *counters_names[] = {"rtp_out", "bytes_out"};
+enum { H_NEXT, H_RING, H_MASK, H_N };
+static const char *history_names[] = {"next", "ring", "mask"};
+enum {
+    K_SOURCE, K_CUT, K_THUMBNAIL, K_MAPS, K_TID_TARGET, K_PT_BY_CODEC, K_FRESH, K_FIRST_IN,
+    K_SEQ_OFFSET, K_TS_OFFSET, K_SEQ, K_TS, K_TIME, K_EXT_MAP, K_OUTPUT, K_SSRC,
+    K_PACKETS_SENT, K_OCTETS_SENT, K_N
+};
+static const char *consumer_names[] = {
+    "source", "_cut", "thumbnail", "_maps", "_tid_target", "pt_by_codec", "_fresh", "_first_in",
+    "_seq_offset", "_ts_offset", "_seq", "_ts", "_time", "_ext_map", "output", "ssrc",
+    "packets_sent", "octets_sent",
+};
+
+typedef struct {
+    PyTypeObject *type;  /* NULL until configured */
+    Py_ssize_t offsets[K_N];
+} SlotTable;
+
+static SlotTable counters_slots, history_slots, consumer_slots;
+static long max_tid = -1;  /* sfu.routing.layers.MAX_TID, given with the Consumer class */
+
+#define SLOT_AT(obj, table, k) (*(PyObject **)((char *)(obj) + (table).offsets[k]))
+
+static int
+resolve(SlotTable *table, PyObject *cls, const char **names, int n)
+{
+    if (!PyType_Check(cls)) {
+        PyErr_SetString(PyExc_TypeError, "configure wants a class");
+        return -1;
+    }
+    Py_ssize_t offsets[K_N];
+    for (int k = 0; k < n; k++) {
+        PyObject *descr = PyObject_GetAttrString(cls, names[k]);
+        if (descr == NULL)
+            return -1;
+        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            offsets[k] = ((PyMemberDescrObject *)descr)->d_member->offset;
+        Py_DECREF(descr);
+        if (!ok) {
+            PyErr_Format(PyExc_TypeError, "%s is not a __slots__ field", names[k]);
+            return -1;
+        }
+    }
+    memcpy(table->offsets, offsets, sizeof(Py_ssize_t) * (size_t)n);
+    Py_INCREF(cls);
+    Py_XSETREF(table->type, (PyTypeObject *)cls);
+    return 0;
+}
+
+/* configure(role, cls[, max_tid]): role "counters", "history" or "consumer". */
+static PyObject *
+fanout_configure(PyObject *module, PyObject *args)
+{
+    const char *role;
+    PyObject *cls;
+    long tid = -1;
+    if (!PyArg_ParseTuple(args, "sO|l", &role, &cls, &tid))
+        return NULL;
+    int rc;
+    if (strcmp(role, "counters") == 0)
+        rc = resolve(&counters_slots, cls, counters_names, C_N);
+    else if (strcmp(role, "history") == 0)
+        rc = resolve(&history_slots, cls, history_names, H_N);
+    else if (strcmp(role, "consumer") == 0) {
+        rc = resolve(&consumer_slots, cls, consumer_names, K_N);
+        max_tid = tid;
+    } else {
+        PyErr_SetString(PyExc_ValueError, "role must be counters, history or consumer");
+        return NULL;
+    }
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* *slot += by, for an int slot (0 if unset, as never here: the classes set them all). */
+static int
+slot_add(PyObject **slot, long long by)
+{
+    PyObject *old = *slot;
+    long long v = 0;
+    if (old != NULL) {
+        v = as_ll(old);
+        if (v == -1 && PyErr_Occurred())
+            return -1;
+    }
+    PyObject *now = PyLong_FromLongLong(v + by);
+    if (now == NULL)
+        return -1;
+    Py_XSETREF(*slot, now);
+    return 0;
+}
+
+static int
+slot_set_long(PyObject **slot, long long v)
+{
+    PyObject *now = PyLong_FromLongLong(v);
+    if (now == NULL)
+        return -1;
+    Py_XSETREF(*slot, now);
+    return 0;
+}
+
+/* ---- Direct: one transport's keyed, batched route (WebRtcTransport.fast) ----
+ *
+ * Built by the transport when its route is on a shared socket with the
+ * compiled batch and its SRTP session is ours; it holds the same objects as
+ * the transport's `_direct` tuple plus its counters, send history and egress
+ * (references, not copies).  `send` is `WebRtcTransport.send_rewritten`'s
+ * direct branch: batch add + transport-wide number + history record +
+ * counters + flush or schedule.
+ */
+typedef struct {
+    PyObject_HEAD
+    SendBatch *batch;
+    PyObject *destination, *srtp, *counters, *history, *egress;
+    void *ctx;
+    protect_fn protect;
+} Direct;
+
+static PyTypeObject DirectType;
+static PyObject *s_idle, *s_schedule, *s_flush, *s_forward, *s_fast, *s_twcc_id, *s_probe_id;
+static PyObject *s_sequence, *s_timestamp, *s_payload_length, *s_desc, *s_tid, *s_frame_start;
+
+static void
+direct_dealloc(Direct *self)
+{
+    Py_XDECREF(self->batch);
+    Py_XDECREF(self->destination);
+    Py_XDECREF(self->srtp);
+    Py_XDECREF(self->counters);
+    Py_XDECREF(self->history);
+    Py_XDECREF(self->egress);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+direct_init(Direct *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"batch", "destination", "srtp", "counters", "history", "egress", NULL};
+    PyObject *batch, *destination, *srtp, *counters, *history, *egress;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOO", kwlist, &SendBatchType, &batch,
+                                     &destination, &srtp, &counters, &history, &egress))
+        return -1;
+    if (self->batch != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Direct is initialised once");
+        return -1;
+    }
+    if (counters_slots.type == NULL || history_slots.type == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "configure counters and history first");
+        return -1;
+    }
+    if (!Py_IS_TYPE(counters, counters_slots.type) || !Py_IS_TYPE(history, history_slots.type)) {
+        PyErr_SetString(PyExc_TypeError, "counters and history must be the configured classes");
+        return -1;
+    }
+    if (srtp_of(srtp, &self->ctx, &self->protect) < 0)
+        return -1;
+    self->batch = (SendBatch *)Py_NewRef(batch);
+    self->destination = Py_NewRef(destination);
+    self->srtp = Py_NewRef(srtp);
+    self->counters = Py_NewRef(counters);
+    self->history = Py_NewRef(history);
+    self->egress = Py_NewRef(egress);
+    return 0;
+}
+
+static double
+monotonic(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);  /* what time.monotonic() reads on Linux */
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The send: size, -1 (dropped, counted), -2 (error set).  `twcc`: the
+ * transport's extension id (0: none, then twcc_at is ignored). */
+static Py_ssize_t
+direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned pt,
+            unsigned long seq, unsigned long ts, unsigned long ssrc, Py_ssize_t twcc_at,
+            long twcc, PyObject *probe)
+{
+    SendBatch *batch = self->batch;
+    Py_ssize_t sent;
+    if (twcc) {
+        PyObject **next_slot = &SLOT_AT(self->history, history_slots, H_NEXT);
+        PyObject *ring = SLOT_AT(self->history, history_slots, H_RING);
+        PyObject *mask_obj = SLOT_AT(self->history, history_slots, H_MASK);
+        if (*next_slot == NULL || ring == NULL || mask_obj == NULL || !PyList_Check(ring)) {
+            PyErr_SetString(PyExc_TypeError, "the send history is not set up");
+            return -2;
+        }
+        long long next = as_ll(*next_slot);
+        long long mask = as_ll(mask_obj);
+        if (PyErr_Occurred())
+            return -2;
+        if (slot_set_long(next_slot, next + 1) < 0)
+            return -2;
+        sent = batch_rewrite(batch, data, size, pt, seq, ts, ssrc, self->ctx, self->protect,
+                             self->destination, self->counters, twcc_at,
+                             (unsigned long)(next & 0xFFFF));
+        if (sent > 0) {  /* history.add: (seq, send time, RTP bytes, probe cluster) */
+            Py_ssize_t index = (Py_ssize_t)(next & mask);
+            if (index < 0 || index >= PyList_GET_SIZE(ring)) {
+                PyErr_SetString(PyExc_IndexError, "the send history ring is smaller than its mask");
+                return -2;
+            }
+            PyObject *entry = Py_BuildValue("(LdnO)", next, monotonic(), size, probe);
+            if (entry == NULL)
+                return -2;
+            PyObject *old = PyList_GET_ITEM(ring, index);
+            PyList_SET_ITEM(ring, index, entry);
+            Py_XDECREF(old);
+        }
+    } else {
+        sent = batch_rewrite(batch, data, size, pt, seq, ts, ssrc, self->ctx, self->protect,
+                             self->destination, self->counters, -1, 0);
+    }
+    if (sent < -1)
+        return -2;
+    if (sent > 0) {
+        if (slot_add(&SLOT_AT(self->counters, counters_slots, C_RTP_OUT), 1) < 0 ||
+            slot_add(&SLOT_AT(self->counters, counters_slots, C_BYTES_OUT), sent) < 0)
+            return -2;
+    }
+    if (batch->count >= batch->capacity) {
+        if (batch_flush_n(batch) < 0)
+            return -2;
+    } else {
+        PyObject *idle = PyObject_GetAttr(self->egress, s_idle);
+        if (idle == NULL)
+            return -2;
+        int is_idle = PyObject_IsTrue(idle);
+        Py_DECREF(idle);
+        if (is_idle < 0)
+            return -2;
+        if (is_idle) {
+            PyObject *r = PyObject_CallMethodNoArgs(self->egress, s_schedule);
+            if (r == NULL)
+                return -2;
+            Py_DECREF(r);
+        }
+    }
+    return sent;
+}
+
+/* send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc_id, probe_id) -> int */
+static PyObject *
+direct_send_py(Direct *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "send(packet, payload_type, sequence, timestamp, ssrc, "
+                                         "twcc_at, twcc_id, probe_id)");
+        return NULL;
+    }
+    long long v[4];
+    Py_ssize_t twcc_at;
+    if (ranged(args[1], 0, 0xFF, "payload type", &v[0]) < 0 ||
+        ranged(args[2], 0, 0xFFFF, "sequence", &v[1]) < 0 ||
+        ranged(args[3], 0, 0xFFFFFFFFLL, "timestamp", &v[2]) < 0 ||
+        ranged(args[4], 0, 0xFFFFFFFFLL, "ssrc", &v[3]) < 0 || offset_of(args[5], &twcc_at) < 0)
+        return NULL;
+    long twcc = PyLong_AsLong(args[6]);
+    if (twcc == -1 && PyErr_Occurred())
+        return NULL;
+    Packet p;
+    if (packet_get(args[0], &p) < 0)
+        return NULL;
+    Py_ssize_t sent = direct_send(self, p.data, p.size, (unsigned)v[0], (unsigned long)v[1],
+                                  (unsigned long)v[2], (unsigned long)v[3], twcc_at, twcc, args[7]);
+    packet_release(&p);
+    return sent < -1 ? NULL : PyLong_FromSsize_t(sent);
+}
+
+static PyMethodDef direct_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))direct_send_py, METH_FASTCALL,
+     "send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc_id, probe_id) -> int"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef direct_members[] = {
+    {"batch", T_OBJECT, offsetof(Direct, batch), READONLY, NULL},
+    {"destination", T_OBJECT, offsetof(Direct, destination), READONLY, NULL},
+    {"srtp", T_OBJECT, offsetof(Direct, srtp), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject DirectType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._fanout.Direct",
+    .tp_basicsize = sizeof(Direct),
+    .tp_dealloc = (destructor)direct_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "One transport's route into a compiled send batch (WebRtcTransport.fast)",
+    .tp_methods = direct_methods,
+    .tp_members = direct_members,
+    .tp_init = (initproc)direct_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ---- The fan-out of one incoming packet -----------------------------------
+ *
+ * fanout(producer, consumers, data, h, codec, now, twcc_at): `Consumer.forward`
+ * for each consumer; those in the plain state (below) are served here, the
+ * others by their Python `forward`, in list order.  The plain state is the
+ * Python plain path's preconditions: the packet's producer is the source, no
+ * cut, no thumbnail, no maps, not a VP8 frame start above a thinned slot's
+ * temporal limit (Python moves that slot to the mapped path), a negotiated
+ * PT, not fresh (the segment has begun), no
+ * extension remap, and an output whose `fast` route can take it (transport-cc
+ * needs the packet's extension offset).
+ */
+
+/* The Python path for one consumer. */
+static int
+forward_py(PyObject *consumer, PyObject *const *rest)
+{
+    PyObject *args[6] = {consumer, rest[0], rest[1], rest[2], rest[3], rest[4]};
+    PyObject *r = PyObject_VectorcallMethod(s_forward, args, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* One consumer in C: 1 served (or dropped as the plain path drops), 0 not plain, -1 error. */
+static int
+forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
+              int vp8, long long entry_tid, PyObject *now, Py_ssize_t twcc_at,
+              unsigned long seq_in, unsigned long ts_in, long long payload_length)
+{
+#define F(k) SLOT_AT(c, consumer_slots, k)
+    for (int k = 0; k < K_N; k++)
+        if (F(k) == NULL)
+            return 0;  /* a field unset: Python says what that means */
+    if (F(K_SOURCE) != producer)
+        return 0;
+    int cut = PyObject_IsTrue(F(K_CUT));
+    if (cut != 0)
+        return cut < 0 ? -1 : 0;
+    if (F(K_THUMBNAIL) != Py_False || F(K_MAPS) != Py_None || F(K_FRESH) != Py_False ||
+        F(K_EXT_MAP) != Py_None || !PyDict_CheckExact(F(K_PT_BY_CODEC)))
+        return 0;
+    if (vp8) {  /* a frame above the temporal limit starts: Python moves to the mapped path */
+        long tid = PyLong_AsLong(F(K_TID_TARGET));
+        if (tid == -1 && PyErr_Occurred())
+            return -1;
+        if (tid < max_tid && entry_tid > tid)
+            return 0;
+    }
+    PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);  /* borrowed: */
+    if (pt_obj == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    long long pt = as_ll(pt_obj);  /* read now, before any Python code runs */
+    if (pt == -1 && PyErr_Occurred())
+        return -1;
+    PyObject *output = Py_NewRef(F(K_OUTPUT));  /* held while used, whatever lookups do */
+    PyObject *fast = PyObject_GetAttr(output, s_fast);
+    if (fast == NULL) {
+        Py_DECREF(output);
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+        return 0;
+    }
+    int rc = 0;
+    PyObject *twcc_obj = NULL, *probe = NULL;
+    if (!Py_IS_TYPE(fast, &DirectType))
+        goto done;
+    twcc_obj = PyObject_GetAttr(output, s_twcc_id);
+    if (twcc_obj == NULL) {
+        rc = -1;
+        goto done;
+    }
+    long twcc = PyLong_AsLong(twcc_obj);
+    if (twcc == -1 && PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    if (twcc && twcc_at < 0)
+        goto done;  /* the slow path inserts the extension */
+    long long first_in = as_ll(F(K_FIRST_IN));
+    long long seq_offset = as_ll(F(K_SEQ_OFFSET));
+    long long ts_offset = as_ll(F(K_TS_OFFSET));
+    long long last_seq = as_ll(F(K_SEQ));
+    long long ssrc = as_ll(F(K_SSRC));
+    if (PyErr_Occurred()) {
+        rc = -1;
+        goto done;
+    }
+    rc = 1;
+    if (((long long)seq_in - first_in) & 0x8000)
+        goto done;  /* older than the switch to this source */
+    unsigned long seq = (unsigned long)(((long long)seq_in + seq_offset) & 0xFFFF);
+    unsigned long ts = (unsigned long)(((long long)ts_in + ts_offset) & 0xFFFFFFFFLL);
+    if ((((long long)seq - last_seq) & 0xFFFF) < 0x8000) {
+        if (slot_set_long(&F(K_SEQ), seq) < 0 || slot_set_long(&F(K_TS), ts) < 0) {
+            rc = -1;
+            goto done;
+        }
+        Py_INCREF(now);
+        Py_XSETREF(F(K_TIME), now);
+    }
+    if (pt < 0 || pt > 0xFF || ssrc < 0 || ssrc > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_ValueError, "payload type or SSRC out of range");
+        rc = -1;
+        goto done;
+    }
+    if (twcc) {
+        probe = PyObject_GetAttr(output, s_probe_id);
+        if (probe == NULL) {
+            rc = -1;
+            goto done;
+        }
+    }
+    if (direct_send((Direct *)fast, p->data, p->size, (unsigned)pt, seq, ts,
+                    (unsigned long)ssrc, twcc ? twcc_at : -1, twcc, probe ? probe : Py_None) < -1 ||
+        slot_add(&F(K_PACKETS_SENT), 1) < 0 || slot_add(&F(K_OCTETS_SENT), payload_length) < 0)
+        rc = -1;
+done:
+    Py_XDECREF(probe);
+    Py_XDECREF(twcc_obj);
+    Py_DECREF(fast);
+    Py_DECREF(output);
+    return rc;
+#undef F
+}
+
+static int
+header_fields(PyObject *h, unsigned long *seq, unsigned long *ts, long long *payload_length)
+{
+    PyObject *a = PyObject_GetAttr(h, s_sequence);
+    PyObject *b = a ? PyObject_GetAttr(h, s_timestamp) : NULL;
+    PyObject *c = b ? PyObject_GetAttr(h, s_payload_length) : NULL;
+    int rc = -1;
+    if (c != NULL) {
+        long long vs = as_ll(a), vt = as_ll(b);
+        *payload_length = as_ll(c);
+        if (!PyErr_Occurred()) {
+            if (vs < 0 || vs > 0xFFFF || vt < 0 || vt > 0xFFFFFFFFLL)
+                PyErr_SetString(PyExc_ValueError, "RTP header field out of range");
+            else {
+                *seq = (unsigned long)vs;
+                *ts = (unsigned long)vt;
+                rc = 0;
+            }
+        }
+    }
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    Py_XDECREF(c);
+    return rc;
+}
+
+/* The TID of the producer's packet when it starts a frame (`desc.tid` if
+ * `desc.frame_start`), else LLONG_MIN: what `Consumer.forward` compares with
+ * a thinned slot's `_tid_target` to move it to the mapped path. */
+static int
+vp8_entry_tid(PyObject *producer, long long *out)
+{
+    *out = LLONG_MIN;
+    PyObject *desc = PyObject_GetAttr(producer, s_desc);
+    if (desc == NULL)
+        return -1;
+    int rc = 0;
+    if (desc != Py_None) {
+        PyObject *tid = PyObject_GetAttr(desc, s_tid);
+        PyObject *start = tid ? PyObject_GetAttr(desc, s_frame_start) : NULL;
+        int starts = start ? PyObject_IsTrue(start) : -1;
+        long long value = tid ? as_ll(tid) : -1;
+        if (starts < 0 || PyErr_Occurred())
+            rc = -1;
+        else if (starts)
+            *out = value;
+        Py_XDECREF(tid);
+        Py_XDECREF(start);
+    }
+    Py_DECREF(desc);
+    return rc;
+}
+
+static PyObject *
+fanout_fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "fanout(producer, consumers, data, h, codec, now, twcc_at)");
+        return NULL;
+    }
+    PyObject *producer = args[0], *consumers = args[1], *codec = args[4], *now = args[5];
+    if (!PyList_Check(consumers) || !PyUnicode_Check(codec)) {
+        PyErr_SetString(PyExc_TypeError, "consumers must be a list and codec a str");
+        return NULL;
+    }
+    Py_ssize_t twcc_at;
+    if (offset_of(args[6], &twcc_at) < 0)
+        return NULL;
+    unsigned long seq_in = 0, ts_in = 0;
+    long long payload_length = 0;
+    if (header_fields(args[3], &seq_in, &ts_in, &payload_length) < 0)
+        return NULL;
+    Packet p;
+    if (packet_get(args[2], &p) < 0)
+        return NULL;
+    int vp8 = PyUnicode_CompareWithASCIIString(codec, "vp8") == 0;
+    long long entry_tid = LLONG_MIN;
+    if (vp8 && vp8_entry_tid(producer, &entry_tid) < 0) {
+        packet_release(&p);
+        return NULL;
+    }
+    PyObject *rest[5] = {producer, args[2], args[3], codec, now};
+    int rc = 0;
+    Py_INCREF(consumers);  /* attach/detach replace the list; this one stays as it is */
+    for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(consumers); i++) {
+        PyObject *c = Py_NewRef(PyList_GET_ITEM(consumers, i));
+        int done = 0;
+        if (consumer_slots.type != NULL && Py_IS_TYPE(c, consumer_slots.type))
+            done = forward_plain(c, producer, &p, codec, vp8, entry_tid, now, twcc_at, seq_in,
+                                 ts_in, payload_length);
+        if (done < 0 || (done == 0 && forward_py(c, rest) < 0))
+            rc = -1;
+        Py_DECREF(c);
+    }
+    Py_DECREF(consumers);
+    packet_release(&p);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"configure", fanout_configure, METH_VARARGS,
+     "configure(role, cls[, max_tid]): the slotted class whose fields the loops use"},
+    {"fanout", (PyCFunction)(void (*)(void))fanout_fanout, METH_FASTCALL,
+     "fanout(producer, consumers, data, h, codec, now, twcc_at): Consumer.forward for each"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fanout", "The per-copy send path in C (see the source).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fanout(void)
+{
+    if (PyType_Ready(&SendBatchType) < 0 || PyType_Ready(&DirectType) < 0 ||
+        PyType_Ready(&RecvBatchType) < 0)
+        return NULL;
+    s_send_errors = PyUnicode_InternFromString("send_errors");
+    s_oversize = PyUnicode_InternFromString("oversize");
+    s_raw = PyUnicode_InternFromString("raw");
+    s_ctx_address = PyUnicode_InternFromString("ctx_address");
+    s_protect_address = PyUnicode_InternFromString("protect_address");
+    s_idle = PyUnicode_InternFromString("idle");
+    s_schedule = PyUnicode_InternFromString("schedule");
+    s_flush = PyUnicode_InternFromString("flush");
+    s_forward = PyUnicode_InternFromString("forward");
+    s_fast = PyUnicode_InternFromString("fast");
+    s_twcc_id = PyUnicode_InternFromString("twcc_id");
+    s_probe_id = PyUnicode_InternFromString("probe_id");
+    s_sequence = PyUnicode_InternFromString("sequence");
+    s_timestamp = PyUnicode_InternFromString("timestamp");
+    s_payload_length = PyUnicode_InternFromString("payload_length");
+    s_desc = PyUnicode_InternFromString("desc");
+    s_tid = PyUnicode_InternFromString("tid");
+    s_frame_start = PyUnicode_InternFromString("frame_start");
+    if (!s_send_errors || !s_oversize || !s_raw || !s_ctx_address || !s_protect_address ||
+        !s_idle || !s_schedule || !s_flush || !s_forward || !s_fast || !s_twcc_id ||
+        !s_probe_id || !s_sequence || !s_timestamp || !s_payload_length || !s_desc || !s_tid ||
+        !s_frame_start)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&SendBatchType);
+    if (PyModule_AddObject(m, "SendBatch", (PyObject *)&SendBatchType) < 0) {
+        Py_DECREF(&SendBatchType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&DirectType);
+    if (PyModule_AddObject(m, "Direct", (PyObject *)&DirectType) < 0) {
+        Py_DECREF(&DirectType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&RecvBatchType);
+    if (PyModule_AddObject(m, "RecvBatch", (PyObject *)&RecvBatchType) < 0) {
+        Py_DECREF(&RecvBatchType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddIntConstant(m, "SLOT", SLOT) < 0 ||
+        PyModule_AddIntConstant(m, "SRTP_TRAILER", SRTP_TRAILER) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,116 @@
+"""Types of sfu.native._fanout (sfu/native/_fanout.c): the per-copy send path in C."""
+
+from typing import Any, Protocol
+
+SLOT: int
+SRTP_TRAILER: int
+
+class _Destination(Protocol):
+    raw: bytes
+
+class _Srtp(Protocol):
+    ctx_address: int
+    protect_address: int
+
+class _Counters(Protocol):
+    send_errors: int
+    oversize: int
+
+class SendBatch:
+    """sfu.transport.mmsg.SendBatch's compiled twin (same methods and semantics)."""
+
+    @property
+    def fd(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def calls(self) -> int: ...
+    @property
+    def sent(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    def __init__(self, fd: int, capacity: int = 256) -> None: ...
+    def add(self, data: bytes, destination: _Destination, counters: _Counters, /) -> bool: ...
+    def add_srtp(
+        self,
+        packet: bytes,
+        srtp: _Srtp,
+        destination: _Destination,
+        counters: _Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
+        /,
+    ) -> int: ...
+    def add_rewritten(
+        self,
+        packet: bytes,
+        header: tuple[int, int, int, int],
+        srtp: _Srtp,
+        destination: _Destination,
+        counters: _Counters,
+        twcc_at: int = -1,
+        twcc_seq: int = 0,
+        /,
+    ) -> int: ...
+    def flush(self) -> int: ...
+    def close(self) -> None: ...
+
+class Direct:
+    """One transport's keyed route into a compiled batch (WebRtcTransport.fast)."""
+
+    @property
+    def batch(self) -> SendBatch: ...
+    @property
+    def destination(self) -> object: ...
+    @property
+    def srtp(self) -> object: ...
+    def __init__(
+        self,
+        batch: SendBatch,
+        destination: _Destination,
+        srtp: _Srtp,
+        counters: object,
+        history: object,
+        egress: object,
+    ) -> None: ...
+    def send(
+        self,
+        packet: bytes,
+        payload_type: int,
+        sequence: int,
+        timestamp: int,
+        ssrc: int,
+        twcc_at: int,
+        twcc_id: int,
+        probe_id: int,
+        /,
+    ) -> int: ...
+
+def configure(role: str, cls: type, max_tid: int = -1, /) -> None:
+    """The slotted class ("counters", "history" or "consumer") whose fields the loops use."""
+
+def fanout(
+    producer: object,
+    consumers: list[Any],
+    data: bytes,
+    h: object,
+    codec: str,
+    now: float,
+    twcc_at: int,
+    /,
+) -> None:
+    """`Consumer.forward` for each consumer: the plain ones in C, the others in Python."""
+
+class RecvBatch:
+    """sfu.transport.mmsg.RecvBatch's compiled twin."""
+
+    @property
+    def fd(self) -> int: ...
+    @property
+    def capacity(self) -> int: ...
+    @property
+    def calls(self) -> int: ...
+    def __init__(self, fd: int, capacity: int = 64) -> None: ...
+    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
