@@ -1,4 +1,4 @@
-"""sfu.native._recv.RecvBatch against mmsg.RecvBatch: the same answers on the same traffic.
+"""sfu.native._fanout.RecvBatch against mmsg.RecvBatch: the same answers on the same traffic.
 
 Two receiving sockets get the very same datagrams (sizes from empty to
 larger than a slot, from several sources, IPv4 and IPv6); one is read by
