@@ -68,9 +68,8 @@ DEFAULT_LAYER_BPS = (150_000, 500_000, 1_700_000)  # a layer of unknown size, by
 NO_SIMULCAST_TEMPORAL = 2  # a track without layer information: forward everything
 THINNED_TIDS = 1  # a layer above the lowest loses at most its top TID (see `ladder`)
 # The estimate a subscriber's probes aim for, over what its slots take (`probe_goal_bps`):
-# 2x, as libwebrtc's probe controller probes up to twice the allocated maximum (see
-# `probe_goal_bps`).
-PROBE_HEADROOM = 2.0
+# the upgrade margin, the Prober's minimum gain (10 %) and room for a back-off.
+PROBE_HEADROOM = 1.3
 
 
 @dataclass(frozen=True)
@@ -209,12 +208,7 @@ def probe_goal_bps(video_bps: int, audio_bps: int) -> int:
     the ceiling leaves the estimate short of the top layer for good (a
     viewer back on a 3 Mbit/s link after a 500 kbit/s dip stayed on 640x360
     with an estimate of 1.4 Mbit/s: no probe, and no more traffic to grow
-    it from).  Twice what they take, as libwebrtc's probe controller: with
-    1.3 x, the estimate of a viewer whose top layer takes 1.5 Mbit/s stopped
-    at ~2-2.5 Mbit/s on a 3 Mbit/s link (17-33 % under it in the network
-    lab); at 2 x it measures the link.  The cost is a few more probe
-    clusters on links between the two (each 100 ms of padding).  None
-    without video to climb to.
+    it from).  None without video to climb to.
     """
     if video_bps <= 0:
         return 0

@@ -20,13 +20,8 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   of their inter-group delay variation, an adaptive-threshold overuse
   detector and AIMD rate control driven by the acknowledged bitrate;
 - probes (gcc_rates.py): a complete, consistent probe cluster measures the
-  link directly and sets both estimates when it measured more than the
-  estimate (how the estimate can grow past what the SFU forwards: see
-  probe.py).  A result below the estimate is taken only when it is above
-  1.1 x the acknowledged rate (a cluster that saturated the link): one
-  whose padding went out late (a busy event loop) measures the sender, not
-  the link (the network lab saw 1-2 Mbit/s estimates set to 58-185 kbit/s
-  so, with 30-230 kbit/s acknowledged);
+  link directly and sets both estimates (how the estimate can grow past
+  what the SFU forwards: see probe.py);
 - loss-based (below): over each 20+ packets, more than 10 % lost cuts the
   rate by half the loss fraction (at most once per 300 ms + RTT), less
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
@@ -83,17 +78,8 @@ MAX_PACKET_BYTES = 65_535
 PACKET_OVERHEAD_BYTES = 38
 STREAM_TIMEOUT_S = 2.0  # no feedback for this long: start the delay detector afresh
 MAX_FEEDBACKS_WITHOUT_ARRIVALS = 5
+PROBE_DROP_FRACTION = 0.85
 PROBE_FRESH_S = 1.0
-# A feedback's delivery rate (see `_delivery_bps`) needs this many packets over this long.
-PROBE_OVER_ACKED = 1.1  # a lower probe result counts above this x the acknowledged rate
-DELIVERY_MIN_PACKETS = 8
-DELIVERY_MIN_SPAN_S = 0.03
-DELIVERY_FRESH_S = 0.5  # a decrease uses the highest delivery rate this recent
-# A stale estimate (see `_bound_stale`): above this x what arrives, for this long, it
-# decays toward it by this factor a second.
-STALE_OF_ACKED = 2.0
-STALE_AFTER_S = 5.0
-STALE_DECAY_PER_S = 0.92
 LOSS_FLOOR_OF_ACKED = 0.85
 
 
@@ -118,9 +104,6 @@ class BandwidthEstimator:
         self._last_feedback: float | None = None
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
-        self._delivered: tuple[float, float] | None = None  # (bps, when): recent high
-        self._confirmed: float | None = None  # when the estimate was last borne out
-        self._bounded_at: float | None = None  # the last feedback `_bound_stale` saw
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
             _arrival_order if native is None else native.arrival_order
@@ -280,12 +263,6 @@ class BandwidthEstimator:
             self._delay = new_detector(self._native)
         self._last_feedback = now
         self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
-        delivered = _delivery_bps(send_times, sizes, arrivals)
-        high = self._delivered
-        if delivered is not None and (
-            high is None or delivered >= high[0] or now - high[1] > DELIVERY_FRESH_S
-        ):
-            self._delivered = (delivered, now)
         if probes is not None:
             packets = zip(sequences, send_times, sizes, arrivals, probes, strict=True)
             for sequence, send, size, arrival, probe in packets:
@@ -308,59 +285,16 @@ class BandwidthEstimator:
                     self._loss.decreased(now)
             elif acked is None and aimd.time_to_reduce_further(now, math.inf):
                 aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
-        elif probe_bps is not None and self._probe_counts(probe_bps, acked):
+        elif probe_bps is not None:
+            if acked is not None:  # a probe may lower the estimate, but not far below what arrives
+                probe_bps = max(probe_bps, min(aimd.bps, PROBE_DROP_FRACTION * acked))
             aimd.set_estimate(probe_bps, now)
-            self._confirmed = now
             self._loss.set_delay_limit(aimd.bps)
             self._loss.set_bps(aimd.bps, now)
             return
         else:
             aimd.update(self._delay.state, acked, now)
-            self._bound_stale(acked, now)
         self._loss.set_delay_limit(aimd.bps)
-
-    def _probe_counts(self, probe_bps: float, acked: float | None) -> bool:
-        """Whether a probe result sets the estimate: when it is above it, or when it
-        measured more than the sender's own media gets through (`PROBE_OVER_ACKED` x
-        the acknowledged rate: then it is about the link, e.g. a cluster that
-        saturated it). A cluster whose padding went out late measures the sender."""
-        if probe_bps > self._aimd.bps:
-            return True
-        return acked is not None and probe_bps > PROBE_OVER_ACKED * acked
-
-    def _bound_stale(self, acked: float | None, now: float) -> None:
-        """Let an estimate that nothing bears out any more decay toward what arrives.
-
-        An app-limited sender (a viewer whose layers take less than the link,
-        or whose publisher stopped sending the top layer) sees no congestion
-        signal, so an estimate that a probe set on a faster link is kept for
-        good: the network lab had 4 Mbit/s on a 3 Mbit/s link and 8.4 Mbit/s
-        on a 1 Mbit/s one, which would cost a failed upgrade (a frozen top
-        layer) as soon as the allocator could use it.  libwebrtc keeps it
-        too (its 1.5 x acknowledged limit applies to increases only).  Here
-        the estimate is borne out while it is at most `STALE_OF_ACKED` x the
-        rate that arrives (the probe goal's headroom: a viewer using its top
-        layer keeps the estimate its probes found) or when a probe measured
-        it; `STALE_AFTER_S` after that it decays 8 % a second (the loss
-        side's increase rate), down to that bound.  Slow enough that the
-        Prober does not take it for congestion (10 % within a second), so
-        once the estimate is under the probe goal the Prober's re-checks (as
-        libwebrtc's ALR probing) measure the link: the estimate follows the
-        link, not the last probe.  (Halving every 2 s took a starved viewer's
-        estimate on a 3 Mbit/s link to 2 x its 270 kbit/s in 5 s, and the
-        Prober, seeing a drop, held off meanwhile.)
-        """
-        last, self._bounded_at = self._bounded_at, now
-        if acked is None:
-            return
-        aimd = self._aimd
-        bound = STALE_OF_ACKED * max(acked, self._acked.recent_bps or 0.0)
-        if aimd.bps <= bound or self._confirmed is None:
-            self._confirmed = now
-            return
-        if now - self._confirmed < STALE_AFTER_S or last is None or not 0 < now - last <= 1:
-            return
-        aimd.bps = max(bound, aimd.bps * STALE_DECAY_PER_S ** (now - last), aimd.min_bps)
 
     def _throughput(self, acked: float, now: float) -> float:
         """What a decrease starts from: the link's rate as best measured lately.
@@ -369,17 +303,10 @@ class BandwidthEstimator:
         the plain rate of the last 500 ms and a probe measured within the
         last second count too: the overuse of a probe that saturated the
         link must not throw the estimate back below what the probe measured.
-        And so does the highest delivery rate of the last 500 ms's feedbacks
-        (`_delivery_bps`): an app-limited sender (a viewer on a thumbnail
-        layer) whose key frame or probe queued briefly is acknowledged far
-        less than the link carries, and 0.85 x that took the estimate to
-        half the link in the lab.
         """
         throughput = max(acked, self._acked.recent_bps or 0.0)
         if self._last_probe is not None and now - self._last_probe[1] <= PROBE_FRESH_S:
             throughput = max(throughput, self._last_probe[0])
-        if self._delivered is not None and now - self._delivered[1] <= DELIVERY_FRESH_S:
-            throughput = max(throughput, self._delivered[0])
         return throughput
 
 
@@ -527,36 +454,6 @@ def _lost(arrivals: Sequence[float | None], count: int) -> tuple[list[int], _Dro
     received = list(map(is_not, arrivals, repeat(None)))
     positions = list(compress(range(len(arrivals)), map(not_, received)))
     return positions, lambda values: list(compress(values, received))
-
-
-def _delivery_bps(
-    send_times: Sequence[float], sizes: Sequence[int], arrivals: Sequence[float]
-) -> float | None:
-    """How fast one feedback's packets (in arrival order) got through: bits over the
-    arrival span, but never more than they were sent at (bits over the send span).
-
-    While a queue builds (the delay detector overuses), packets leave the
-    bottleneck back to back, so this is the link's rate even when the
-    sender is app-limited and the acknowledged rate is far lower: a probe
-    or a key frame queued briefly on a link that carries twice what the
-    sender needs (LiveKit's send-side estimator takes the rate acknowledged
-    over the congested packet groups in the same way).  A sender's burst
-    arrives no faster than the link allows, so the send-rate bound only
-    removes receiver clock artefacts (arrival times bunched by a late
-    thread).  None for fewer than `DELIVERY_MIN_PACKETS` packets or an
-    arrival span under `DELIVERY_MIN_SPAN_S`.
-    """
-    count = len(arrivals)
-    if count < DELIVERY_MIN_PACKETS:
-        return None
-    span = arrivals[-1] - arrivals[0]
-    if span < DELIVERY_MIN_SPAN_S:
-        return None
-    bits = 8 * (sum(sizes) - sizes[0] + PACKET_OVERHEAD_BYTES * (count - 1))
-    send_span = max(send_times) - min(send_times)
-    if send_span > 0:
-        return min(bits / span, bits / send_span)
-    return bits / span
 
 
 def _sane_times(times: Sequence[float], ascending: bool) -> bool:

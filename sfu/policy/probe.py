@@ -18,15 +18,11 @@ cluster, and the estimator measures how fast the cluster arrived
   desired), back to back, each `duration_s` long.
 - An attempt succeeds if, within a second after its last cluster, the
   estimate rose by 10 %: then it probes again right away from the new
-  estimate (exponential search).  Otherwise it waits 2 s, then 3
-  (`max_interval_s`), before the next attempt, which is then a single
+  estimate (exponential search).  Otherwise it waits 2 s, then 4, up to
+  `max_interval_s` (5 s), before the next attempt, which is then a single
   cluster at 1.5 x (a failed probe queues data and may cost a delay-based
   decrease: keep re-checks small); a jump in desired (a new stage slot)
-  starts afresh.  The re-checks are how a sender that is held under a cap
-  finds out that the cap lifted (nothing else tells an app-limited
-  sender), so their interval bounds the recovery: with up to 5 s between
-  them the estimate took up to 6.6 s to come back within 25 % of a link
-  lifted from 500 k to 3 Mbit/s (tests/test_sfu_probe.py), with 3 s 4.1 s.
+  starts afresh.
 - A probe's own overuse (libwebrtc's probe_controller, `RequestProbe`):
   when the estimate drops by 10 % or more within a second after an
   attempt planned while the media sent was well below the estimate
@@ -96,7 +92,7 @@ class Prober:
         duration_s: float = 0.1,
         min_packets: int = 10,
         interval_s: float = 2.0,
-        max_interval_s: float = 3.0,
+        max_interval_s: float = 5.0,
     ) -> None:
         self.duration_s = duration_s
         self.min_packets = min_packets
