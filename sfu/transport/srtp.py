@@ -100,27 +100,34 @@ class LibSrtp:
         return InboundSrtp(self, key, profile)
 
 
+def _session(srtp: LibSrtp, key: bytes, profile: int, ssrc_type: int) -> tuple[Any, Any, Any]:
+    """(key buffer, policy, srtp_t) of a new session, as aiortc's: any SSRC of the
+    direction, replay window 1024, repeats allowed (a retransmission is the same
+    packet again).  The key and the policy must live as long as the session."""
+    ffi, lib = srtp.ffi, srtp.lib
+    policy = ffi.new("srtp_policy_t *")
+    if lib.srtp_crypto_policy_set_from_profile_for_rtp(ffi.addressof(policy.rtp), profile):
+        raise SrtpError(f"unknown SRTP profile {profile}")
+    lib.srtp_crypto_policy_set_from_profile_for_rtcp(ffi.addressof(policy.rtcp), profile)
+    buffer = ffi.new("unsigned char[]", key)
+    policy.key = buffer
+    policy.ssrc.type = ssrc_type
+    policy.window_size = 1024
+    policy.allow_repeat_tx = 1
+    session = ffi.new("srtp_t *")
+    if lib.srtp_create(session, policy) != 0:
+        raise SrtpError("srtp_create failed")
+    return buffer, policy, ffi.gc(session[0], lib.srtp_dealloc)
+
+
 class OutboundSrtp:
     """One sending SRTP session (any outbound SSRC), freed when collected."""
 
     __slots__ = ("_key", "_policy", "ctx", "ctx_address", "length", "protect", "protect_address")
 
     def __init__(self, srtp: LibSrtp, key: bytes, profile: int) -> None:
-        ffi, lib = srtp.ffi, srtp.lib
-        policy = ffi.new("srtp_policy_t *")
-        if lib.srtp_crypto_policy_set_from_profile_for_rtp(ffi.addressof(policy.rtp), profile):
-            raise SrtpError(f"unknown SRTP profile {profile}")
-        lib.srtp_crypto_policy_set_from_profile_for_rtcp(ffi.addressof(policy.rtcp), profile)
-        self._key = ffi.new("unsigned char[]", key)
-        policy.key = self._key
-        policy.ssrc.type = SSRC_ANY_OUTBOUND
-        policy.window_size = 1024
-        policy.allow_repeat_tx = 1  # a retransmission is the same packet again
-        self._policy = policy
-        session = ffi.new("srtp_t *")
-        if lib.srtp_create(session, policy) != 0:
-            raise SrtpError("srtp_create failed")
-        self.ctx = ffi.gc(session[0], lib.srtp_dealloc)
+        ffi = srtp.ffi
+        self._key, self._policy, self.ctx = _session(srtp, key, profile, SSRC_ANY_OUTBOUND)
         self.protect = srtp.protect
         # The same session and function as addresses, for sfu.native._fanout (valid
         # while this object lives: `ctx` is freed when it is collected).
@@ -145,21 +152,8 @@ class InboundSrtp:
     __slots__ = ("_buffer", "_key", "_policy", "_unprotect", "_view", "ctx", "length", "unprotect")
 
     def __init__(self, srtp: LibSrtp, key: bytes, profile: int) -> None:
-        ffi, lib = srtp.ffi, srtp.lib
-        policy = ffi.new("srtp_policy_t *")
-        if lib.srtp_crypto_policy_set_from_profile_for_rtp(ffi.addressof(policy.rtp), profile):
-            raise SrtpError(f"unknown SRTP profile {profile}")
-        lib.srtp_crypto_policy_set_from_profile_for_rtcp(ffi.addressof(policy.rtcp), profile)
-        self._key = ffi.new("unsigned char[]", key)
-        policy.key = self._key
-        policy.ssrc.type = SSRC_ANY_INBOUND
-        policy.window_size = 1024
-        policy.allow_repeat_tx = 1
-        self._policy = policy
-        session = ffi.new("srtp_t *")
-        if lib.srtp_create(session, policy) != 0:
-            raise SrtpError("srtp_create failed")
-        self.ctx = ffi.gc(session[0], lib.srtp_dealloc)
+        ffi = srtp.ffi
+        self._key, self._policy, self.ctx = _session(srtp, key, profile, SSRC_ANY_INBOUND)
         self.length = ffi.new("int *")
         self._buffer = ffi.new("char[]", MAX_INBOUND)
         self._view = ffi.buffer(self._buffer)
