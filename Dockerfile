@@ -14,7 +14,7 @@ RUN python3 -m venv /opt/visitroom
 WORKDIR /src
 COPY requirements ./requirements
 RUN pip install --no-cache-dir --require-hashes --only-binary :all: -r requirements/server.txt
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 COPY common ./common
 COPY signalling ./signalling
 COPY waiting_room ./waiting_room
