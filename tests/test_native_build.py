@@ -74,3 +74,23 @@ def test_visitroom_native_0_turns_every_module_off(monkeypatch: pytest.MonkeyPat
         assert sfu.native.load(source.stem) is None
     monkeypatch.setenv("VISITROOM_NATIVE", "1")
     assert sfu.native.enabled()
+
+
+def test_a_part_whose_setup_is_refused_stays_in_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`configured`: a setup that raises (a class changed under the C code) gives None, once."""
+    monkeypatch.setenv("VISITROOM_NATIVE", "1")
+    monkeypatch.setattr(sfu.native, "_SET_UP", {})
+    calls: list[str] = []
+
+    def refuse(module: object) -> None:
+        calls.append("refuse")
+        raise TypeError("Consumer: _seq is no longer a slot")
+
+    def accept(module: object) -> None:
+        calls.append("accept")
+
+    assert sfu.native.configured("_gcc", "probe-part", refuse) is None
+    assert sfu.native.configured("_gcc", "probe-part", refuse) is None
+    assert sfu.native.configured("_gcc", "other-part", accept) is sfu.native.load("_gcc")
+    assert sfu.native.configured("_gcc", "other-part", accept) is sfu.native.load("_gcc")
+    assert calls == ["refuse", "accept"]  # each setup ran once

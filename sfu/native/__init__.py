@@ -10,10 +10,14 @@ paths, or to rule the compiled code out).  Nothing here does I/O.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+from collections.abc import Callable
 from types import ModuleType
 
+logger = logging.getLogger(__name__)
 _CACHE: dict[str, ModuleType | None] = {}
+_SET_UP: dict[tuple[str, str], bool] = {}
 
 
 def enabled() -> bool:
@@ -32,6 +36,27 @@ def load(name: str) -> ModuleType | None:
     if name not in _CACHE:
         _CACHE[name] = _import(name)
     return _CACHE[name]
+
+
+def configured(name: str, part: str, setup: Callable[[ModuleType], None]) -> ModuleType | None:
+    """`load(name)` once `setup(module)` ran for `part` (once per process), else None.
+
+    `setup` tells the module the Python classes whose slots it reads; if it
+    refuses them (TypeError/AttributeError: a class changed under it), the
+    compiled `part` is not used, logged once, and its caller keeps Python.
+    """
+    module = load(name)
+    if module is None:
+        return None
+    key = (name, part)
+    if key not in _SET_UP:
+        try:
+            setup(module)
+            _SET_UP[key] = True
+        except (TypeError, AttributeError) as exc:
+            logger.warning("compiled %s of %s not used: %s", part, name, exc)
+            _SET_UP[key] = False
+    return module if _SET_UP[key] else None
 
 
 def _import(name: str) -> ModuleType | None:

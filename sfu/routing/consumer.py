@@ -844,17 +844,9 @@ class Consumer:
 
 def compiled_fanout() -> ModuleType | None:
     """sfu.native._fanout, told the `Consumer` class (whose plain path it runs), or None."""
-    module = native.load("_fanout")
-    if module is not None and module not in _CONFIGURED:
-        try:
-            module.configure("consumer", Consumer, MAX_TID)
-        except (TypeError, AttributeError):  # a field is no longer a slot: the Python loop
-            return None
-        _CONFIGURED.append(module)
-    return module
-
-
-_CONFIGURED: list[ModuleType] = []
+    return native.configured(
+        "_fanout", "consumer", lambda module: module.configure("consumer", Consumer, MAX_TID)
+    )
 
 
 def extension_map(

@@ -59,19 +59,12 @@ MAX_PADDING = 255
 
 def compiled_sends() -> ModuleType | None:
     """sfu.native._fanout, told which classes hold the counters and send history, or None."""
-    module = native.load("_fanout")
-    if module is not None and module not in _CONFIGURED:
-        try:
-            module.configure("counters", Counters)
-            module.configure("history", SendHistory)
-        except (TypeError, AttributeError) as exc:  # the classes changed under it
-            logger.warning("compiled send path not used: %s", exc)
-            return None
-        _CONFIGURED.append(module)
-    return module
+    return native.configured("_fanout", "sends", _configure_sends)
 
 
-_CONFIGURED: list[ModuleType] = []
+def _configure_sends(module: ModuleType) -> None:
+    module.configure("counters", Counters)
+    module.configure("history", SendHistory)
 
 
 class PacketSink(Protocol):
