@@ -1,7 +1,8 @@
 """The container image as operators build and run it: scripts/image.sh builds a
 base from Debian packages and the Dockerfile on it with podman; the container
 (host network, a data volume, the settings in its environment) is ready, serves a
-visit over WebSocket, runs as uid 10001 and holds no compiler."""
+visit over WebSocket, runs as uid 10001, holds no compiler and runs the compiled
+per-packet paths its build stage made."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 
 from tests.conftest import API_KEY, API_SECRET, host_admits_guest
 from tests.image_support import UID, podman, run_flags
-from tests.servers import free_port
+from tests.servers import ROOT, free_port
 
 # a fresh build takes minutes (base from Debian packages + the venv from PyPI)
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -105,6 +106,20 @@ async def test_the_container_runs_as_non_root_without_a_compiler(container: Cont
     ).split()  # fmt: skip
     assert [name for name in listing if COMPILER.match(name)] == []
     assert "python3" in listing  # the listing itself worked
+
+
+async def test_the_container_runs_the_compiled_per_packet_paths(container: Container) -> None:
+    """The build stage compiles sfu/native (it has a compiler; the runtime has none):
+    every module loads in the container, none refused as stale or missing."""
+    await wait_ready(container)
+    script = (
+        "import pathlib, sfu.native as n; "
+        "names = sorted(p.name.split('.')[0] for p in pathlib.Path(n.__file__).parent.glob('_*.so')); "
+        "print(' '.join(f'{m}={n.load(m) is not None}' for m in names))"
+    )
+    loaded = podman("exec", container.name, "python3", "-c", script).split()
+    expected = sorted(p.stem for p in (ROOT / "sfu" / "native").glob("_*.c"))
+    assert loaded == [f"{name}=True" for name in expected]
 
 
 async def test_the_image_s_health_check_passes_when_run(image: str, container: Container) -> None:
