@@ -114,7 +114,8 @@ async def test_the_container_runs_the_compiled_per_packet_paths(container: Conta
     await wait_ready(container)
     script = (
         "import pathlib, sfu.native as n; "
-        "names = sorted(p.name.split('.')[0] for p in pathlib.Path(n.__file__).parent.glob('_*.so')); "
+        "here = pathlib.Path(n.__file__).parent; "
+        "names = sorted(p.name.split('.')[0] for p in here.glob('_*.so')); "
         "print(' '.join(f'{m}={n.load(m) is not None}' for m in names))"
     )
     loaded = podman("exec", container.name, "python3", "-c", script).split()
