@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
+from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.red import RedBlock, RedError, parse_red
 from sfu.packet.rtcp import build_fir, build_nack, build_pli, ntp_middle32
@@ -49,7 +51,7 @@ from sfu.packet.rtp import (
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
 from sfu.packet.vp8 import Vp8Descriptor, read_vp8_at, vp8_frame_size
-from sfu.routing.layers import NO_TID, RateMeter, order_layers
+from sfu.routing.layers import NO_TID, RATE_WINDOW_S, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
 if TYPE_CHECKING:
@@ -86,6 +88,7 @@ class Producer:
         "_cache",
         "_fanout",
         "_fir_seq",
+        "_ingest",
         "_last_keyframe_request",
         "_level_id",
         "_red_seq",
@@ -194,6 +197,8 @@ class Producer:
         self.stats = ReceiveStats(self.clock_rate)
         # The fan-out loop in C (sfu.native._fanout.fanout), or None: the Python loop.
         self._fanout = _compiled_fanout()
+        # The bookkeeping in C (sfu.native._recv.ingest), or None: `_book`.
+        self._ingest = _compiled_ingest()
 
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
@@ -249,6 +254,27 @@ class Producer:
 
     def on_rtp(self, data: bytes, h: RtpHeader, now: float) -> bool:
         """One packet from the publisher; False if its payload type is unknown."""
+        ingest = self._ingest
+        codec = None if ingest is None else ingest(self, data, h, now)
+        if codec is None:
+            codec = self._book(data, h, now)
+        if codec is True or codec is False:
+            return codec
+        fanout = self._fanout
+        if fanout is not None:  # the same, the plain copies in one C call
+            fanout(self, self.consumers, data, h, codec, now, self.twcc_at)
+        else:
+            for consumer in self.consumers:
+                consumer.forward(self, data, h, codec, now)
+        relay = self.relay
+        if relay is not None:
+            relay.rtp(data)
+        return True
+
+    def _book(self, data: bytes, h: RtpHeader, now: float) -> str | bool:
+        """What a packet changes here before its fan-out: the codec to forward it
+        with, or on_rtp's answer (False: unknown payload type; True: nothing to
+        forward).  `sfu.native._recv.ingest` is its compiled twin (`_ingest`)."""
         codec = self.codec_by_pt.get(h.payload_type)
         if codec is None:
             return False
@@ -271,28 +297,23 @@ class Producer:
         if self._level_id is not None:
             self._read_level(data, h, self._level_id, now)
         if codec == "vp8":
-            offset = h.payload_offset
-            desc = self.desc = read_vp8_at(data, offset, h.payload_length)
+            desc = self.desc = read_vp8_at(data, h.payload_offset, h.payload_length)
             if desc is not None and desc.keyframe:
-                size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
-                if size is not None and size != self.frame_size:
-                    self._resized(size)
+                self._keyframe(data, h)
             self.meter.add(desc.tid if desc is not None else NO_TID, len(data), now)
         else:
             self.desc = None
             self.meter.add(NO_TID, len(data), now)
             if codec[:4] == "red/" and not self._read_red(data, h, ext_seq):
                 return True
-        fanout = self._fanout
-        if fanout is not None:  # the same, the plain copies in one C call
-            fanout(self, self.consumers, data, h, codec, now, self.twcc_at)
-        else:
-            for consumer in self.consumers:
-                consumer.forward(self, data, h, codec, now)
-        relay = self.relay
-        if relay is not None:
-            relay.rtp(data)
-        return True
+        return codec
+
+    def _keyframe(self, data: bytes, h: RtpHeader) -> None:
+        """A key frame tells the layer's size (the order of a track's layers)."""
+        offset = h.payload_offset
+        size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
+        if size is not None and size != self.frame_size:
+            self._resized(size)
 
     # layers
 
@@ -409,6 +430,33 @@ def _compiled_fanout() -> Callable[..., None] | None:
 
     module = compiled_fanout()
     return None if module is None else module.fanout
+
+
+def _compiled_ingest() -> Callable[[Producer, bytes, RtpHeader, float], str | bool | None] | None:
+    module = native.configured("_recv", "ingest", _configure_ingest)
+    return None if module is None else module.ingest
+
+
+def _configure_ingest(module: ModuleType) -> None:
+    """Tell sfu.native._recv the classes whose fields it reads, and the parsers it calls."""
+    parsers = native.load("_rtp")
+    if parsers is None:
+        raise TypeError("sfu.native._rtp (the parsers ingest calls) is not compiled")
+    module.configure("producer", Producer)
+    module.configure("header", RtpHeader)
+    module.configure("cache", RetransmissionCache)
+    module.configure("meter", RateMeter)
+    module.configure("nack", NackGenerator)
+    fields = Vp8Descriptor._fields
+    module.bind(
+        parsers.read_vp8_at,
+        parsers.find_extension,
+        RtpError,
+        Vp8Descriptor,
+        fields.index("tid"),
+        fields.index("keyframe"),
+        RATE_WINDOW_S,
+    )
 
 
 def link_layers(layers: tuple[Producer, ...]) -> None:
