@@ -1,15 +1,15 @@
-/* sfu.native._recv: a Producer's per-packet bookkeeping in one C call (issue 16).
+/* sfu.native._recv: a Producer's per-packet work in one C call (issue 16).
  *
- * `ingest(producer, data, h, now)` is the compiled twin of
- * sfu.routing.producer.Producer._book: everything Producer.on_rtp does with
- * an incoming packet before the fan-out (payload type to codec, sequence
- * unwrap, newest, last media time, receive statistics, NACK of a gap,
- * retransmission cache, RFC 6464 audio level, VP8 descriptor, rate meter,
- * RED), in the same order, with the same effects and the same answer: the
- * codec to forward with, True (nothing to forward: a repeat, a malformed
- * RED packet) or False (an unknown payload type).  It answers None, having
- * changed nothing, when an object is not of the class it was configured
- * with (a test double, a subclass): Producer._book runs instead.
+ * `receive(producer, data, h, now)` is the compiled twin of
+ * sfu.routing.producer.Producer.on_rtp's Python path: first `_book`,
+ * everything done with an incoming packet before the fan-out (payload type
+ * to codec, sequence unwrap, newest, last media time, receive statistics,
+ * NACK of a gap, retransmission cache, RFC 6464 audio level, VP8 descriptor,
+ * rate meter, RED), then the fan-out (`sfu.native._fanout.fanout`, or each
+ * consumer's `forward`) and the relay, in the same order, with the same
+ * effects and the same answer: True, or False for an unknown payload type.
+ * It answers None, having changed nothing, when an object is not of the
+ * class it was configured with (a test double, a subclass): Python runs.
  *
  * One source of truth: the Python classes keep their fields.  `configure`
  * resolves the `__slots__` member offsets of the fields below once, and the
@@ -19,7 +19,7 @@
  * method (the unwrapper, the statistics, a gap for the NACK generator, a
  * cache lookup of a repeat, a new meter window, a key frame's size, RED
  * blocks, the level sink, send_nack), so it behaves exactly as Python would,
- * exceptions included.  tests/test_native_ingest.py holds the two to the same
+ * exceptions included.  tests/test_native_receive.py holds the two to the same
  * results on the same packets (hypothesis, hostile sequences included).
  */
 #define PY_SSIZE_T_CLEAN
@@ -32,11 +32,13 @@
 
 enum {
     P_CODEC_BY_PT, P_UNWRAPPER, P_STATS, P_NEWEST, P_LAST_MEDIA, P_NACK, P_CACHE, P_LEVEL_ID,
-    P_VAD_SEEN, P_LEVEL_SINK, P_OWNER, P_DESC, P_METER, P_N
+    P_VAD_SEEN, P_LEVEL_SINK, P_OWNER, P_DESC, P_METER, P_FANOUT, P_CONSUMERS, P_TWCC_AT,
+    P_RELAY, P_N
 };
 static const char *producer_names[] = {
     "codec_by_pt", "_unwrapper", "stats", "newest", "last_media", "nack", "_cache", "_level_id",
-    "_vad_seen", "level_sink", "owner", "desc", "meter",
+    "_vad_seen", "level_sink", "owner", "desc", "meter", "_fanout", "consumers", "twcc_at",
+    "relay",
 };
 enum {
     H_PT, H_SEQ, H_TS, H_EXT_PROFILE, H_EXT_OFFSET, H_EXT_LENGTH, H_PAYLOAD_OFFSET,
@@ -72,7 +74,7 @@ static PyTypeObject *descriptor_type;
 static Py_ssize_t tid_index = -1, keyframe_index = -1;
 static double rate_window = 0.0;
 
-static PyObject *s_unwrap, *s_max_seq, *s_add, *s_send_nack, *s_get, *s_store, *s_keyframe,
+static PyObject *s_forward, *s_rtp, *s_unwrap, *s_max_seq, *s_add, *s_send_nack, *s_get, *s_store, *s_keyframe,
     *s_read_red, *s_red;
 
 static int
@@ -410,7 +412,7 @@ out:
     return rc;
 }
 
-/* ---- ingest ---------------------------------------------------------------- */
+/* ---- receive ---------------------------------------------------------------- */
 
 typedef struct {
     PyObject *codec, *ext, *stats, *size, *nack, *cache, *level_id, *meter;
@@ -479,14 +481,10 @@ book_sequence(PyObject *producer, PyObject *data, PyObject *h, PyObject *now, He
 #undef P
 }
 
+/* Producer._book: the codec (new reference), True, False, None (not ours), or NULL. */
 static PyObject *
-recv_ingest(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+book(PyObject *producer, PyObject *data, PyObject *h, PyObject *now)
 {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "ingest(producer, data, h, now)");
-        return NULL;
-    }
-    PyObject *producer = args[0], *data = args[1], *h = args[2], *now = args[3];
     if (read_vp8_at == NULL || !is_configured(producer, &producer_slots) ||
         !is_configured(h, &header_slots) || !PyBytes_CheckExact(data) || !PyFloat_CheckExact(now))
         Py_RETURN_NONE; /* not ours: Producer._book */
@@ -544,25 +542,81 @@ out:
 #undef P
 }
 
+/* The fan-out of Producer.on_rtp: the compiled loop (`_fanout`) or each
+ * consumer's forward, in list order, then the relay. */
+static int
+forward(PyObject *producer, PyObject *data, PyObject *h, PyObject *codec, PyObject *now)
+{
+#define P(f) SLOT(producer, producer_slots, f)
+    PyObject *fanout = Py_NewRef(P(P_FANOUT));
+    PyObject *consumers = Py_NewRef(P(P_CONSUMERS)); /* attach/detach replace the list */
+    int rc = 0;
+    if (fanout != Py_None) {
+        PyObject *args[7] = {producer, consumers, data, h, codec, now, P(P_TWCC_AT)};
+        rc = done(PyObject_Vectorcall(fanout, args, 7, NULL));
+    } else if (!PyList_Check(consumers)) {
+        PyErr_SetString(PyExc_TypeError, "Producer.consumers must be a list");
+        rc = -1;
+    } else {
+        for (Py_ssize_t i = 0; rc == 0 && i < PyList_GET_SIZE(consumers); i++) {
+            PyObject *c = Py_NewRef(PyList_GET_ITEM(consumers, i));
+            PyObject *args[6] = {c, producer, data, h, codec, now};
+            rc = done(PyObject_VectorcallMethod(s_forward, args,
+                                                6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL));
+            Py_DECREF(c);
+        }
+    }
+    Py_DECREF(consumers);
+    Py_DECREF(fanout);
+    if (rc < 0)
+        return -1;
+    PyObject *relay = Py_NewRef(P(P_RELAY));
+    if (relay != Py_None)
+        rc = done(call1(relay, s_rtp, data));
+    Py_DECREF(relay);
+    return rc;
+#undef P
+}
+
+/* receive(producer, data, h, now): Producer.on_rtp (True, False, or None: not ours). */
+static PyObject *
+recv_receive(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "receive(producer, data, h, now)");
+        return NULL;
+    }
+    PyObject *codec = book(args[0], args[1], args[2], args[3]);
+    if (codec == NULL || !PyUnicode_Check(codec))
+        return codec; /* an error, True, False or None */
+    int rc = forward(args[0], args[1], args[2], codec, args[3]);
+    Py_DECREF(codec);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef module_methods[] = {
     {"configure", recv_configure, METH_VARARGS,
-     "configure(role, cls): the slotted class whose fields ingest uses"},
+     "configure(role, cls): the slotted class whose fields receive uses"},
     {"bind", recv_bind, METH_VARARGS,
      "bind(read_vp8_at, find_extension, RtpError, Vp8Descriptor, tid_index, keyframe_index, "
      "rate_window)"},
-    {"ingest", (PyCFunction)(void (*)(void))recv_ingest, METH_FASTCALL,
-     "ingest(producer, data, h, now): Producer._book in C (codec, True, False or None)"},
+    {"receive", (PyCFunction)(void (*)(void))recv_receive, METH_FASTCALL,
+     "receive(producer, data, h, now): Producer.on_rtp in C (True, False or None)"},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_recv", "A Producer's per-packet bookkeeping in C (see the source).",
+    PyModuleDef_HEAD_INIT, "_recv", "A Producer's per-packet work in C (see the source).",
     -1, module_methods,
 };
 
 PyMODINIT_FUNC
 PyInit__recv(void)
 {
+    s_forward = PyUnicode_InternFromString("forward");
+    s_rtp = PyUnicode_InternFromString("rtp");
     s_unwrap = PyUnicode_InternFromString("unwrap");
     s_max_seq = PyUnicode_InternFromString("max_seq");
     s_add = PyUnicode_InternFromString("add");
@@ -572,7 +626,7 @@ PyInit__recv(void)
     s_keyframe = PyUnicode_InternFromString("_keyframe");
     s_read_red = PyUnicode_InternFromString("_read_red");
     s_red = PyUnicode_InternFromString("red/");
-    if (!s_red || !s_unwrap || !s_max_seq || !s_add || !s_send_nack || !s_get || !s_store || !s_keyframe ||
+    if (!s_forward || !s_rtp || !s_red || !s_unwrap || !s_max_seq || !s_add || !s_send_nack || !s_get || !s_store || !s_keyframe ||
         !s_read_red)
         return NULL;
     return PyModule_Create(&module);

@@ -1,13 +1,13 @@
-"""sfu.native._recv: a Producer's per-packet bookkeeping in one C call (see _recv.c).
+"""sfu.native._recv: a Producer's per-packet work in one C call (see _recv.c).
 
-`ingest` is the twin of sfu.routing.producer.Producer._book.
+`receive` is the twin of sfu.routing.producer.Producer.on_rtp's Python path.
 """
 
 from collections.abc import Callable
 
 def configure(role: str, cls: type, /) -> None:
     """The slotted class ("producer", "header", "cache", "meter" or "nack") whose fields
-    ingest reads and writes in place."""
+    receive reads and writes in place."""
 
 def bind(
     read_vp8_at: Callable[..., object],
@@ -21,6 +21,6 @@ def bind(
 ) -> None:
     """The compiled parsers it calls, RtpError, Vp8Descriptor's field indices, RATE_WINDOW_S."""
 
-def ingest(producer: object, data: bytes, h: object, now: float, /) -> str | bool | None:
-    """Producer._book: the codec to forward with, True, False, or None (not handled:
-    nothing changed, run Producer._book)."""
+def receive(producer: object, data: bytes, h: object, now: float, /) -> bool | None:
+    """Producer.on_rtp: True, False (unknown payload type), or None (not handled:
+    nothing changed, run Python)."""

@@ -88,9 +88,9 @@ class Producer:
         "_cache",
         "_fanout",
         "_fir_seq",
-        "_ingest",
         "_last_keyframe_request",
         "_level_id",
+        "_receive",
         "_red_seq",
         "_unwrapper",
         "_vad_seen",
@@ -197,8 +197,8 @@ class Producer:
         self.stats = ReceiveStats(self.clock_rate)
         # The fan-out loop in C (sfu.native._fanout.fanout), or None: the Python loop.
         self._fanout = _compiled_fanout()
-        # The bookkeeping in C (sfu.native._recv.ingest), or None: `_book`.
-        self._ingest = _compiled_ingest()
+        # on_rtp in C (sfu.native._recv.receive), or None: the Python path.
+        self._receive = _compiled_receive()
 
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
@@ -253,11 +253,18 @@ class Producer:
     # packets from the publisher
 
     def on_rtp(self, data: bytes, h: RtpHeader, now: float) -> bool:
-        """One packet from the publisher; False if its payload type is unknown."""
-        ingest = self._ingest
-        codec = None if ingest is None else ingest(self, data, h, now)
-        if codec is None:
-            codec = self._book(data, h, now)
+        """One packet from the publisher; False if its payload type is unknown.
+
+        `_receive` (sfu.native._recv.receive) is the compiled twin of what
+        follows it here; it answers None, having changed nothing, for objects
+        it was not made for.
+        """
+        receive = self._receive
+        if receive is not None:
+            answer = receive(self, data, h, now)
+            if answer is not None:
+                return answer
+        codec = self._book(data, h, now)
         if codec is True or codec is False:
             return codec
         fanout = self._fanout
@@ -274,7 +281,7 @@ class Producer:
     def _book(self, data: bytes, h: RtpHeader, now: float) -> str | bool:
         """What a packet changes here before its fan-out: the codec to forward it
         with, or on_rtp's answer (False: unknown payload type; True: nothing to
-        forward).  `sfu.native._recv.ingest` is its compiled twin (`_ingest`)."""
+        forward)."""
         codec = self.codec_by_pt.get(h.payload_type)
         if codec is None:
             return False
@@ -432,16 +439,16 @@ def _compiled_fanout() -> Callable[..., None] | None:
     return None if module is None else module.fanout
 
 
-def _compiled_ingest() -> Callable[[Producer, bytes, RtpHeader, float], str | bool | None] | None:
-    module = native.configured("_recv", "ingest", _configure_ingest)
-    return None if module is None else module.ingest
+def _compiled_receive() -> Callable[[Producer, bytes, RtpHeader, float], bool | None] | None:
+    module = native.configured("_recv", "receive", _configure_receive)
+    return None if module is None else module.receive
 
 
-def _configure_ingest(module: ModuleType) -> None:
+def _configure_receive(module: ModuleType) -> None:
     """Tell sfu.native._recv the classes whose fields it reads, and the parsers it calls."""
     parsers = native.load("_rtp")
     if parsers is None:
-        raise TypeError("sfu.native._rtp (the parsers ingest calls) is not compiled")
+        raise TypeError("sfu.native._rtp (the parsers receive calls) is not compiled")
     module.configure("producer", Producer)
     module.configure("header", RtpHeader)
     module.configure("cache", RetransmissionCache)

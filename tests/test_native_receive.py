@@ -1,8 +1,8 @@
-"""sfu.native._recv.ingest against Producer._book: the same bookkeeping on the same packets.
+"""sfu.native._recv.receive against Producer.on_rtp in Python: the same work on the same packets.
 
 Two producers of each kind (VP8 video with NACK and the retransmission
 cache, Opus audio with levels, RED audio) get the very same packets, one
-through the compiled `ingest` and one through the Python `_book`; after every
+through the compiled `receive` and one through Python (`_book` and the loop); after every
 packet their answers and everything the packet may have changed must be
 equal: statistics, NACK state and NACKs sent, the cache's slots, the rate
 meter, the VP8 descriptor and frame size, RED blocks, levels heard, and what
@@ -25,18 +25,18 @@ from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpHeader, build_rtp, parse_rtp
 from sfu.routing.layers import RateMeter
-from sfu.routing.producer import Producer, _compiled_ingest
+from sfu.routing.producer import Producer, _compiled_receive
 from sfu.sdp.negotiate import CodecChoice
 from tests.sfu_fakes import OPUS, RED, VP8, Capture, producer, red_payload
 
-Ingest = Callable[[Producer, bytes, RtpHeader, float], "str | bool | None"]
+Receive = Callable[[Producer, bytes, RtpHeader, float], "bool | None"]
 
 
 @pytest.fixture(scope="module")
-def ingest() -> Ingest:
+def receive() -> Receive:
     """The compiled twin itself (the install builds it; a silent Python run proves nothing)."""
     assert native.enabled(), "VISITROOM_NATIVE=0 turns the compiled twin off"
-    compiled = _compiled_ingest()
+    compiled = _compiled_receive()
     assert compiled is not None, "run `python -m sfu.native.build` first"
     return compiled
 
@@ -57,14 +57,28 @@ class Relay:
         return True
 
 
+class Recorder:
+    """A subscriber's end of the fan-out (not a Consumer: its forward is called)."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[int, str, float]] = []
+
+    def forward(
+        self, producer: Producer, data: bytes, h: RtpHeader, codec: str, now: float
+    ) -> None:
+        self.got.append((h.sequence, codec, now))
+
+
 class Twin:
     """One producer with what it told the world."""
 
-    def __init__(self, kind: str, codecs: tuple[CodecChoice, ...], compiled: Ingest | None) -> None:
+    def __init__(
+        self, kind: str, codecs: tuple[CodecChoice, ...], compiled: Receive | None
+    ) -> None:
         self.out = Capture()
         self.p = producer(kind, ssrc=5000 if kind == "video" else 6000, output=self.out)
         self.p.update(codecs, self.p.ext_ids)
-        self.p._ingest = compiled
+        self.p._receive = compiled
         self.p.last_media = -1.0  # (the constructor's clock reading differs between twins)
         self.p.meter = RateMeter(0.0)
         self.p.counters = Counters()
@@ -72,6 +86,9 @@ class Twin:
         self.p.relay = self.relay
         self.levels: list[tuple[str, int, bool, float]] = []
         self.p.level_sink = lambda *args: self.levels.append(args)
+        self.recorders = [Recorder(), Recorder()]
+        for recorder in self.recorders:
+            self.p.attach(recorder)  # type: ignore[arg-type]
 
     def state(self) -> dict[str, Any]:
         p, stats, meter = self.p, self.p.stats, self.p.meter
@@ -92,6 +109,7 @@ class Twin:
             "rtcp": list(self.out.rtcp),
             "levels": list(self.levels),
             "forwarded": list(self.relay.sent),
+            "consumers": [list(r.got) for r in self.recorders],
         }
 
 
@@ -102,9 +120,14 @@ KINDS: dict[str, tuple[str, tuple[CodecChoice, ...]]] = {
 }
 
 
-def pair(name: str, compiled: Ingest) -> tuple[Twin, Twin]:
+def pair(name: str, compiled: Receive, loop: str = "compiled") -> tuple[Twin, Twin]:
+    """The compiled and the Python twin; `loop` "python": both fan out in Python."""
     kind, codecs = KINDS[name]
-    return Twin(kind, codecs, compiled), Twin(kind, codecs, None)
+    twins = Twin(kind, codecs, compiled), Twin(kind, codecs, None)
+    if loop == "python":
+        for twin in twins:
+            twin.p._fanout = None
+    return twins
 
 
 def feed(twins: tuple[Twin, Twin], data: bytes, now: float) -> None:
@@ -213,21 +236,21 @@ def streams(draw: st.DrawFn, name: str) -> list[tuple[bytes, float]]:
 @pytest.mark.parametrize("name", ["video", "audio", "red"])
 @settings(max_examples=150, deadline=None)
 @given(data=st.data())
-def test_ingest_and_book_keep_the_same_books_on_hostile_streams(
-    ingest: Ingest, name: str, data: st.DataObject
+def test_receive_and_python_keep_the_same_books_on_hostile_streams(
+    receive: Receive, name: str, data: st.DataObject
 ) -> None:
-    twins = pair(name, ingest)
+    twins = pair(name, receive, data.draw(st.sampled_from(["compiled", "python"])))
     for packet_data, now in data.draw(streams(name)):
         feed(twins, packet_data, now)
 
 
-def test_the_compiled_twin_is_the_one_producers_use(ingest: Ingest) -> None:
-    assert producer()._ingest is ingest
-    assert producer("audio")._ingest is ingest
+def test_the_compiled_twin_is_the_one_producers_use(receive: Receive) -> None:
+    assert producer()._receive is receive
+    assert producer("audio")._receive is receive
 
 
-def test_a_plain_video_stream_is_booked_alike_through_a_wrap_and_a_loss(ingest: Ingest) -> None:
-    twins = pair("video", ingest)
+def test_a_plain_video_stream_is_booked_alike_through_a_wrap_and_a_loss(receive: Receive) -> None:
+    twins = pair("video", receive)
     for n, seq in enumerate([65533, 65534, 65535, 0, 3, 1, 2, 2, 4]):
         key = n == 0
         body = b"\x10\x00\x00\x00\x9d\x01\x2a\x40\x01\xf0\x00" if key else b"\x10\x01\x00\x00"
@@ -239,14 +262,14 @@ def test_a_plain_video_stream_is_booked_alike_through_a_wrap_and_a_loss(ingest: 
     assert len(compiled.relay.sent) == 8  # the repeat of 2 was not forwarded
 
 
-def test_audio_levels_reach_the_sink_alike(ingest: Ingest) -> None:
-    twins = pair("audio", ingest)
+def test_audio_levels_reach_the_sink_alike(receive: Receive) -> None:
+    twins = pair("audio", receive)
     for n, ext in enumerate([b"\x1e", b"\x9e", b"\x1e", b"\x9e\x00"]):
         feed(twins, packet("audio", n, 111, b"\xfc" + bytes(10), {1: ext}, 0), n * 0.02)
     assert [voice for _, _, voice, _ in twins[0].levels] == [True, True, False]
 
 
-def test_objects_it_was_not_configured_for_go_to_python(ingest: Ingest) -> None:
+def test_objects_it_was_not_configured_for_go_to_python(receive: Receive) -> None:
     """A subclass, or a header that is not an RtpHeader: None, and nothing changed."""
 
     class Special(Producer):
@@ -264,11 +287,11 @@ def test_objects_it_was_not_configured_for_go_to_python(ingest: Ingest) -> None:
         output=Capture(),
     )
     data = packet("video", 1, 96, b"\x10\x01\x00\x00", {}, 0)
-    assert ingest(p, data, parse_rtp(data), 1.0) is None
+    assert receive(p, data, parse_rtp(data), 1.0) is None
     assert p.stats.received == 0
     plain = producer()
-    assert ingest(plain, bytearray(data), parse_rtp(data), 1.0) is None  # type: ignore[arg-type]
-    assert ingest(plain, data, parse_rtp(data), 1) is None
+    assert receive(plain, bytearray(data), parse_rtp(data), 1.0) is None  # type: ignore[arg-type]
+    assert receive(plain, data, parse_rtp(data), 1) is None
     assert plain.stats.received == 0
     assert plain.on_rtp(data, parse_rtp(data), 1.0)  # and Python books it
     assert plain.stats.received == 1
