@@ -270,18 +270,18 @@ cache_store(PyObject *cache, PyObject *seq, PyObject *data, PyObject *now)
             PyList_GET_SIZE(seqs) == size && PyList_GET_SIZE(packets) == size &&
             PyList_GET_SIZE(times) == size) {
             Py_ssize_t i = (Py_ssize_t)(s % size);
-            /* Each old item is released after its slot holds the new one (as list
-             * assignment does), so a finalizer sees consistent lists. */
-            PyObject *old;
-            old = PyList_GET_ITEM(seqs, i);
+            /* The old items are released once all three slots hold the new ones,
+             * so whatever their release runs sees consistent lists of the checked
+             * size. */
+            PyObject *old_seq = PyList_GET_ITEM(seqs, i);
+            PyObject *old_packet = PyList_GET_ITEM(packets, i);
+            PyObject *old_time = PyList_GET_ITEM(times, i);
             PyList_SET_ITEM(seqs, i, Py_NewRef(seq));
-            Py_XDECREF(old);
-            old = PyList_GET_ITEM(packets, i);
             PyList_SET_ITEM(packets, i, Py_NewRef(data));
-            Py_XDECREF(old);
-            old = PyList_GET_ITEM(times, i);
             PyList_SET_ITEM(times, i, Py_NewRef(now));
-            Py_XDECREF(old);
+            Py_XDECREF(old_seq);
+            Py_XDECREF(old_packet);
+            Py_XDECREF(old_time);
             return 0;
         }
     }
@@ -308,10 +308,11 @@ meter_add(PyObject *meter, long tid, PyObject *size, PyObject *now)
                         return -1;
                     Py_XSETREF(SLOT(meter, meter_slots, M_TOP), t);
                 }
+                Py_INCREF(current); /* held: an odd item's __add__ could replace it */
                 PyObject *sum = PyNumber_Add(PyList_GET_ITEM(current, index), size);
-                if (sum == NULL)
-                    return -1;
-                return PyList_SetItem(current, index, sum);
+                int rc = sum == NULL ? -1 : PyList_SetItem(current, index, sum);
+                Py_DECREF(current);
+                return rc;
             }
         }
     }
@@ -552,8 +553,10 @@ forward(PyObject *producer, PyObject *data, PyObject *h, PyObject *codec, PyObje
     PyObject *consumers = Py_NewRef(P(P_CONSUMERS)); /* attach/detach replace the list */
     int rc = 0;
     if (fanout != Py_None) {
-        PyObject *args[7] = {producer, consumers, data, h, codec, now, P(P_TWCC_AT)};
+        PyObject *twcc_at = Py_NewRef(P(P_TWCC_AT));
+        PyObject *args[7] = {producer, consumers, data, h, codec, now, twcc_at};
         rc = done(PyObject_Vectorcall(fanout, args, 7, NULL));
+        Py_DECREF(twcc_at);
     } else if (!PyList_Check(consumers)) {
         PyErr_SetString(PyExc_TypeError, "Producer.consumers must be a list");
         rc = -1;
