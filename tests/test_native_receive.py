@@ -14,6 +14,9 @@ time going backwards.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -295,3 +298,24 @@ def test_objects_it_was_not_configured_for_go_to_python(receive: Receive) -> Non
     assert plain.stats.received == 0
     assert plain.on_rtp(data, parse_rtp(data), 1.0)  # and Python books it
     assert plain.stats.received == 1
+
+
+def test_the_compiled_twin_binds_the_parsers_it_calls_itself() -> None:
+    """A process that imported the packet modules with VISITROOM_NATIVE=0 (their
+    bind_* never ran) and turns it on later still gets working producers."""
+    code = (
+        "import os\n"
+        "from sfu.packet.rtp import parse_rtp\n"
+        "from tests.sfu_fakes import producer, vp8, opus\n"
+        "os.environ['VISITROOM_NATIVE'] = '1'\n"
+        "video, audio = producer(), producer('audio', ssrc=6000)\n"
+        "assert video._receive is not None\n"
+        "for p, data in ((video, vp8(1, 0, keyframe=True)), (audio, opus(1, 960))):\n"
+        "    assert p.on_rtp(data, parse_rtp(data), 1.0)\n"
+        "assert video.frame_size == (320, 240), video.frame_size\n"
+    )
+    env = {**os.environ, "VISITROOM_NATIVE": "0"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

@@ -50,7 +50,7 @@ from sfu.packet.rtp import (
 )
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
-from sfu.packet.vp8 import Vp8Descriptor, read_vp8_at, vp8_frame_size
+from sfu.packet.vp8 import Vp8Descriptor, Vp8Error, read_vp8_at, vp8_frame_size
 from sfu.routing.layers import NO_TID, RATE_WINDOW_S, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
@@ -449,6 +449,10 @@ def _configure_receive(module: ModuleType) -> None:
     parsers = native.load("_rtp")
     if parsers is None:
         raise TypeError("sfu.native._rtp (the parsers receive calls) is not compiled")
+    # Bound here too: sfu.packet.rtp/vp8 bind them on import only if the module
+    # loaded then (VISITROOM_NATIVE may have been 0 at that time).
+    parsers.bind_rtp(RtpHeader, RtpError)
+    parsers.bind_vp8(Vp8Descriptor, Vp8Error)
     module.configure("producer", Producer)
     module.configure("header", RtpHeader)
     module.configure("cache", RetransmissionCache)
