@@ -13,7 +13,11 @@ cache, audio level, VP8 descriptor, rate meter), up to the consumer loop.
 The producer has --consumers real `Consumer`s (the 10x10 meeting: 9) whose
 output only counts what it is handed (their send path is not measured
 here: bench/send_path.py is); the rows with 0 consumers are the receive path
-alone.  Each round sends --packets packets (not timed), then times one
+alone.  The rows marked "on_rtp in Python" run the same rig with the
+producers' compiled `Producer.on_rtp` (`sfu.native._recv.receive`) turned off,
+everything else as compiled as in the other rows: the difference is what that
+one C call saves per packet, measured in the same run, alternating.  Each
+round sends --packets packets (not timed), then times one
 `UdpMux._readable()` call, which drains them all, as the event loop's
 reader callback does; the row's figure is the median over --rounds rounds
 of the best of --repeat, in microseconds per incoming packet, the
@@ -142,7 +146,7 @@ def plans() -> tuple[MediaPlan, ...]:
 class Rig:
     """One publisher on a real UdpMux, its consumers counting (see module doc)."""
 
-    def __init__(self, consumers: int) -> None:
+    def __init__(self, consumers: int, python_on_rtp: bool = False) -> None:
         binding = mmsg.load()
         self.mux = UdpMux("127.0.0.1", 0, buffer_bytes=16 << 20, binding=binding)
         self.mux.open()
@@ -163,6 +167,9 @@ class Rig:
             on_transport_lost=lambda participant, reason: None,
         )
         self.participant.apply(plans())
+        if python_on_rtp:
+            for producer in self.participant.all_producers():
+                producer._receive = None  # the Python twin of Producer.on_rtp
         self.transport = receive_side(self.participant, key)
         self.participant.transport = self.transport
         self.levels = 0
@@ -282,20 +289,25 @@ def receive_side(sink: Participant, key: bytes) -> WebRtcTransport:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    configs = [(kind, n) for n in (0, args.consumers) for kind in ("video", "audio")]
+    configs = [(kind, n, "") for n in (0, args.consumers) for kind in ("video", "audio")]
+    configs += [(kind, 0, "py") for kind in ("video", "audio")]
     rigs = {}
-    for n in (0, args.consumers):
-        if n not in rigs:
-            rigs[n] = Rig(n)
-            await rigs[n].select()
-    results: dict[str, list[float]] = {f"{kind}/{n}": [] for kind, n in configs}
+    for _, n, twin in configs:
+        if (n, twin) not in rigs:
+            rigs[n, twin] = Rig(n, python_on_rtp=twin == "py")
+            await rigs[n, twin].select()
+    results: dict[str, list[float]] = {key(*config): [] for config in configs}
     for _ in range(args.rounds):
-        for kind, n in configs:
-            best = min(rigs[n].round(kind, args.packets) for _ in range(args.repeat))
-            results[f"{kind}/{n}"].append(best)
+        for kind, n, twin in configs:
+            best = min(rigs[n, twin].round(kind, args.packets) for _ in range(args.repeat))
+            results[key(kind, n, twin)].append(best)
     for rig in rigs.values():
         rig.close()
     return results
+
+
+def key(kind: str, consumers: int, twin: str) -> str:
+    return f"{kind}/{consumers}" + (f"/{twin}" if twin else "")
 
 
 def main() -> None:
@@ -311,11 +323,11 @@ def main() -> None:
     from sfu import native
 
     print(f"compiled paths: {'on' if native.enabled() else 'off (VISITROOM_NATIVE=0)'}")
-    for key, value in summary.items():
-        kind, n = key.split("/")
-        label = f"{kind} packet, {n} consumers"
-        rounds = [round(v, 2) for v in results[key]]
-        print(f"{label:32} {value:6.2f} us per incoming packet  (rounds {rounds})")
+    for name, value in summary.items():
+        kind, n, *twin = name.split("/")
+        label = f"{kind} packet, {n} consumers" + (", on_rtp in Python" if twin else "")
+        rounds = [round(v, 2) for v in results[name]]
+        print(f"{label:50} {value:6.2f} us per incoming packet  (rounds {rounds})")
     if args.json:
         Path(args.json).write_text(json.dumps({"per_packet_us": summary, "rounds": results}))
 

@@ -1,12 +1,20 @@
-"""A published track: feedback to its publisher and what it learns from packets."""
+"""A published track: feedback to its publisher and what it learns from packets.
+
+Every test runs on both twins of the bookkeeping (`native_path`: Producer._book
+in Python, or sfu.native._recv.ingest).
+"""
 
 from __future__ import annotations
+
+import pytest
 
 from sfu.packet.rtcp import Fir, Nack, Pli, parse_rtcp
 from sfu.packet.rtp import parse_rtp
 from sfu.packet.rtx import build_rtx
 from sfu.sdp.negotiate import CodecChoice
 from tests.sfu_fakes import VP8, Capture, opus, producer, vp8
+
+pytestmark = pytest.mark.usefixtures("native_path")
 
 
 def rtcp_items(out: Capture) -> list[object]:

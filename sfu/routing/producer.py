@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import TYPE_CHECKING, Protocol
 
+from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.red import RedBlock, RedError, parse_red
 from sfu.packet.rtcp import build_fir, build_nack, build_pli, ntp_middle32
@@ -48,8 +50,8 @@ from sfu.packet.rtp import (
 )
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
-from sfu.packet.vp8 import Vp8Descriptor, read_vp8_at, vp8_frame_size
-from sfu.routing.layers import NO_TID, RateMeter, order_layers
+from sfu.packet.vp8 import Vp8Descriptor, Vp8Error, read_vp8_at, vp8_frame_size
+from sfu.routing.layers import NO_TID, RATE_WINDOW_S, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ class Producer:
         "_fir_seq",
         "_last_keyframe_request",
         "_level_id",
+        "_receive",
         "_red_seq",
         "_unwrapper",
         "_vad_seen",
@@ -194,6 +197,8 @@ class Producer:
         self.stats = ReceiveStats(self.clock_rate)
         # The fan-out loop in C (sfu.native._fanout.fanout), or None: the Python loop.
         self._fanout = _compiled_fanout()
+        # on_rtp in C (sfu.native._recv.receive), or None: the Python path.
+        self._receive = _compiled_receive()
 
     def update(self, codecs: tuple[CodecChoice, ...], ext_ids: Mapping[str, int]) -> None:
         """New negotiated codecs/extensions (renegotiation)."""
@@ -248,7 +253,35 @@ class Producer:
     # packets from the publisher
 
     def on_rtp(self, data: bytes, h: RtpHeader, now: float) -> bool:
-        """One packet from the publisher; False if its payload type is unknown."""
+        """One packet from the publisher; False if its payload type is unknown.
+
+        `_receive` (sfu.native._recv.receive) is the compiled twin of what
+        follows it here; it answers None, having changed nothing, for objects
+        it was not made for.
+        """
+        receive = self._receive
+        if receive is not None:
+            answer = receive(self, data, h, now)
+            if answer is not None:
+                return answer
+        codec = self._book(data, h, now)
+        if codec is True or codec is False:
+            return codec
+        fanout = self._fanout
+        if fanout is not None:  # the same, the plain copies in one C call
+            fanout(self, self.consumers, data, h, codec, now, self.twcc_at)
+        else:
+            for consumer in self.consumers:
+                consumer.forward(self, data, h, codec, now)
+        relay = self.relay
+        if relay is not None:
+            relay.rtp(data)
+        return True
+
+    def _book(self, data: bytes, h: RtpHeader, now: float) -> str | bool:
+        """What a packet changes here before its fan-out: the codec to forward it
+        with, or on_rtp's answer (False: unknown payload type; True: nothing to
+        forward)."""
         codec = self.codec_by_pt.get(h.payload_type)
         if codec is None:
             return False
@@ -271,28 +304,23 @@ class Producer:
         if self._level_id is not None:
             self._read_level(data, h, self._level_id, now)
         if codec == "vp8":
-            offset = h.payload_offset
-            desc = self.desc = read_vp8_at(data, offset, h.payload_length)
+            desc = self.desc = read_vp8_at(data, h.payload_offset, h.payload_length)
             if desc is not None and desc.keyframe:
-                size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
-                if size is not None and size != self.frame_size:
-                    self._resized(size)
+                self._keyframe(data, h)
             self.meter.add(desc.tid if desc is not None else NO_TID, len(data), now)
         else:
             self.desc = None
             self.meter.add(NO_TID, len(data), now)
             if codec[:4] == "red/" and not self._read_red(data, h, ext_seq):
                 return True
-        fanout = self._fanout
-        if fanout is not None:  # the same, the plain copies in one C call
-            fanout(self, self.consumers, data, h, codec, now, self.twcc_at)
-        else:
-            for consumer in self.consumers:
-                consumer.forward(self, data, h, codec, now)
-        relay = self.relay
-        if relay is not None:
-            relay.rtp(data)
-        return True
+        return codec
+
+    def _keyframe(self, data: bytes, h: RtpHeader) -> None:
+        """A key frame tells the layer's size (the order of a track's layers)."""
+        offset = h.payload_offset
+        size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
+        if size is not None and size != self.frame_size:
+            self._resized(size)
 
     # layers
 
@@ -409,6 +437,37 @@ def _compiled_fanout() -> Callable[..., None] | None:
 
     module = compiled_fanout()
     return None if module is None else module.fanout
+
+
+def _compiled_receive() -> Callable[[Producer, bytes, RtpHeader, float], bool | None] | None:
+    module = native.configured("_recv", "receive", _configure_receive)
+    return None if module is None else module.receive
+
+
+def _configure_receive(module: ModuleType) -> None:
+    """Tell sfu.native._recv the classes whose fields it reads, and the parsers it calls."""
+    parsers = native.load("_rtp")
+    if parsers is None:
+        raise TypeError("sfu.native._rtp (the parsers receive calls) is not compiled")
+    # Bound here too: sfu.packet.rtp/vp8 bind them on import only if the module
+    # loaded then (VISITROOM_NATIVE may have been 0 at that time).
+    parsers.bind_rtp(RtpHeader, RtpError)
+    parsers.bind_vp8(Vp8Descriptor, Vp8Error)
+    module.configure("producer", Producer)
+    module.configure("header", RtpHeader)
+    module.configure("cache", RetransmissionCache)
+    module.configure("meter", RateMeter)
+    module.configure("nack", NackGenerator)
+    fields = Vp8Descriptor._fields
+    module.bind(
+        parsers.read_vp8_at,
+        parsers.find_extension,
+        RtpError,
+        Vp8Descriptor,
+        fields.index("tid"),
+        fields.index("keyframe"),
+        RATE_WINDOW_S,
+    )
 
 
 def link_layers(layers: tuple[Producer, ...]) -> None:
