@@ -84,8 +84,8 @@ LOSS_FLOOR_OF_ACKED = 0.85
 # A stale estimate (see `_bound_stale`): above this x what arrives, for this long, it
 # decays toward it by this factor a second.
 STALE_OF_ACKED = 2.0
-STALE_AFTER_S = 5.0
-STALE_DECAY_PER_S = 0.92
+STALE_AFTER_S = 3.0
+STALE_DECAY_PER_S = 0.5
 
 
 class BandwidthEstimator:
@@ -319,12 +319,15 @@ class BandwidthEstimator:
         estimate when the slots want more, so nothing ever questions a high
         one.  Here the estimate is borne out while it is at most
         `STALE_OF_ACKED` x the rate that arrives or when a probe measured it;
-        `STALE_AFTER_S` after that it decays 8 % a second (the loss side's
-        increase rate), down to that bound.  Slow enough that the Prober does
-        not take it for a drop (10 % within a second), so once the estimate
-        is under the Prober's goal its re-checks measure the link.  It only
-        ever lowers an estimate that is over twice what arrives: it cannot
-        take a viewer to a layer its link does not carry.
+        `STALE_AFTER_S` after that (time for the allocator to use a probe's
+        result: an upgrade waits 1.5 s) it halves every second, down to that
+        bound.  (8 % a second after 5 s, tried first, started too late and too
+        slowly: in the lab a 2.7 Mbit/s estimate on a 300 kbit/s link was
+        still 2.1 Mbit/s when the publisher's 640x360 layer came back, and the
+        allocator sent it into the link.)  It only ever lowers an estimate
+        that is over twice what arrives, so it never takes a viewer to a
+        layer its link does not carry; once under the Prober's goal, the
+        Prober's re-checks measure the link.
         """
         last, self._bounded_at = self._bounded_at, now
         if acked is None:
