@@ -156,7 +156,6 @@ def simulate(
                 sent_window.pop(0)
             sending = sum(size for _, size in sent_window) * 8
             if prober:
-                est.set_desired(int(wanted(at)))  # as sfu/routing/probing.py does
                 prober.want(
                     estimate_bps=est.estimate_bps,
                     desired_bps=int(wanted(at)),

@@ -410,9 +410,9 @@ def test_a_stale_estimate_of_an_app_limited_sender_comes_down_to_the_link(probin
     on 640x360 (540 kbit/s with audio: the publisher sent no 1280x720 layer), an estimate
     of 2.7 Mbit/s that probes set on the uncapped warm-up. Nothing congests an app-limited
     sender, so it stayed there for the whole run (174 % error). Once nothing bore it out
-    for 3 s it halves every second down to twice what arrives, or to what the slots
-    want (the Prober's goal: 1.3 x the 640x360 layer and audio, 700 kbit/s) when the
-    Prober runs; either way near the link."""
+    for 5 s it halves every second down to twice what arrives, near the link (the
+    Prober's goal, 1.3 x what the 640x360 layer and audio take, is below that: no probe
+    runs), whether or not a Prober runs."""
     est = BandwidthEstimator(start_bps=2_700_000)
     run = simulate(
         Link(constant(1e6), max_queue_s=0.2),
@@ -422,6 +422,6 @@ def test_a_stale_estimate_of_an_app_limited_sender_comes_down_to_the_link(probin
         estimator=est,
         prober=Prober() if probing else None,
     )
-    assert min(run.window(0.0, 3.0)) >= 2_600_000  # borne out for 3 s first
+    assert min(run.window(0.0, 5.0)) >= 2_600_000  # borne out for 5 s first
     settled = run.window(10.0, 30.0)
     assert all(within(e, 1e6) for e in settled), (min(settled), max(settled))

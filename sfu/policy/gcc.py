@@ -84,7 +84,7 @@ LOSS_FLOOR_OF_ACKED = 0.85
 # A stale estimate (see `_bound_stale`): above this x what arrives, for this long, it
 # decays toward it by this factor a second.
 STALE_OF_ACKED = 2.0
-STALE_AFTER_S = 3.0
+STALE_AFTER_S = 5.0
 STALE_DECAY_PER_S = 0.5
 
 
@@ -111,7 +111,6 @@ class BandwidthEstimator:
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
         self._confirmed: float | None = None  # when the estimate was last borne out
         self._bounded_at: float | None = None  # the last feedback `_bound_stale` saw
-        self._desired = 0.0  # what the allocation would use (`set_desired`)
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
             _arrival_order if native is None else native.arrival_order
@@ -149,12 +148,6 @@ class BandwidthEstimator:
         self._aimd.max_bps = self._max
         self._aimd.bps = min(self._aimd.bps, self._max)
         self._loss.set_max(self._max)
-
-    def set_desired(self, desired_bps: int) -> None:
-        """What the layer allocation would use if it could (the Prober's desired rate):
-        a stale estimate (see `_bound_stale`) does not decay below it, as the Prober
-        keeps an estimate up to it measured."""
-        self._desired = float(max(desired_bps, 0))
 
     def on_feedback(self, results: Sequence[PacketResult], now: float) -> None:
         """Update the estimate from one TWCC feedback's packets (any order)."""
@@ -325,23 +318,26 @@ class BandwidthEstimator:
         carry them and bring it down; our Prober only probes *above* the
         estimate when the slots want more, so nothing ever questions a high
         one.  Here the estimate is borne out while it is at most
-        `STALE_OF_ACKED` x the rate that arrives, or at most what the
-        allocation would use (`set_desired`: up to there the Prober's
-        re-checks keep it measured), or when a probe measured it;
-        `STALE_AFTER_S` after that (time for the allocator to use a probe's
-        result: an upgrade waits 1.5 s) it halves every second, down to that
-        bound.  (8 % a second after 5 s, tried first, started too late and too
-        slowly: in the lab a 2.7 Mbit/s estimate on a 300 kbit/s link was
-        still 2.1 Mbit/s when the publisher's 640x360 layer came back, and the
-        allocator sent it into the link.)  It only ever lowers an estimate
-        that is over twice what arrives and over what the slots want, so it
-        never takes a viewer to a layer its link does not carry.
+        `STALE_OF_ACKED` x the rate that arrives or when a probe measured it;
+        `STALE_AFTER_S` after that it halves every second, down to that bound.
+        (8 % a second, tried first, was too slow: in the lab a 2.7 Mbit/s
+        estimate on a 300 kbit/s link was still 2.1 Mbit/s when the
+        publisher's 640x360 layer came back, and the allocator sent it into
+        the link.  A grace of 3 s, tried next, let an estimate the Prober had
+        just measured up to what the slots want decay before they used it;
+        bounding the decay by that desired rate instead kept 2.3 Mbit/s on a
+        1 Mbit/s link, as the desired rate counts a layer the publisher does
+        not send at its nominal 1.7 Mbit/s.)  It only ever lowers an estimate
+        that is over twice what arrives, so it never takes a viewer to a
+        layer its link does not carry; an estimate the slots want again is
+        measured again by the Prober's probes (as libwebrtc's periodic ALR
+        probes re-measure an application-limited link).
         """
         last, self._bounded_at = self._bounded_at, now
         if acked is None:
             return
         aimd = self._aimd
-        bound = max(STALE_OF_ACKED * max(acked, self._acked.recent_bps or 0.0), self._desired)
+        bound = STALE_OF_ACKED * max(acked, self._acked.recent_bps or 0.0)
         if aimd.bps <= bound or self._confirmed is None:
             self._confirmed = now
             return

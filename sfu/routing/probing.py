@@ -7,8 +7,7 @@ fills them with padding (`WebRtcTransport.send_padding`, on an RTX stream).
 
 - `plan` (every `feedback.TWCC_FEEDBACK_INTERVAL`): tells each Prober the
   estimate, the desired rate (capped at the estimator's maximum) and the
-  media rate the transport sends now (padding and RTCP left out), and the
-  estimator the desired rate (a stale estimate decays no lower).
+  media rate the transport sends now (padding and RTCP left out).
 - `pump` (every `PROBE_STEP` while some Prober is busy): sets the
   transport's `probe_id` to the cluster in progress, so every packet sent
   meanwhile is tagged with it (media too), and sends the padding due.
@@ -42,11 +41,9 @@ class Probing:
             then, before = self._sent.get(p.id, (now, media))
             self._sent[p.id] = (now, media)
             sending = int((media - before) * 8 / (now - then)) if now > then else 0
-            desired = min(p.desired_bps, p.max_bps)
-            estimator.set_desired(desired)  # a stale estimate decays no lower
             prober.want(
                 estimate_bps=estimator.estimate_bps,
-                desired_bps=desired,
+                desired_bps=min(p.desired_bps, p.max_bps),
                 sending_bps=sending,
                 now=now,
             )
