@@ -8,7 +8,7 @@ drop-tail queue (bench/netlab.py's tbf).  `caps` are the lab's: (from s,
 bits/s or None = uncapped).  `top_until`: from then on the publisher sends
 only its two lower layers, as the lab's publisher did when its own uplink
 estimate fell on a loaded machine (then the SFU knows only those layers, and
-its probe goal follows).  Used by tests/test_sfu_probe.py, test_sfu_gcc.py
+its probe goal follows).  Used by tests/test_sfu_probe.py
 and bench/estimate_sim.py.
 """
 

@@ -81,11 +81,6 @@ MAX_FEEDBACKS_WITHOUT_ARRIVALS = 5
 PROBE_DROP_FRACTION = 0.85
 PROBE_FRESH_S = 1.0
 LOSS_FLOOR_OF_ACKED = 0.85
-# A stale estimate (see `_bound_stale`): above this x what arrives, for this long, it
-# decays toward it by this factor a second.
-STALE_OF_ACKED = 2.0
-STALE_AFTER_S = 5.0
-STALE_DECAY_PER_S = 0.5
 
 
 class BandwidthEstimator:
@@ -109,8 +104,6 @@ class BandwidthEstimator:
         self._last_feedback: float | None = None
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
-        self._confirmed: float | None = None  # when the estimate was last borne out
-        self._bounded_at: float | None = None  # the last feedback `_bound_stale` saw
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
             _arrival_order if native is None else native.arrival_order
@@ -296,54 +289,12 @@ class BandwidthEstimator:
             if acked is not None:  # a probe may lower the estimate, but not far below what arrives
                 probe_bps = max(probe_bps, min(aimd.bps, PROBE_DROP_FRACTION * acked))
             aimd.set_estimate(probe_bps, now)
-            self._confirmed = now
             self._loss.set_delay_limit(aimd.bps)
             self._loss.set_bps(aimd.bps, now)
             return
         else:
             aimd.update(self._delay.state, acked, now)
-            self._bound_stale(acked, now)
         self._loss.set_delay_limit(aimd.bps)
-
-    def _bound_stale(self, acked: float | None, now: float) -> None:
-        """Let an estimate that nothing bears out any more decay toward what arrives.
-
-        An app-limited sender (a viewer whose layers take less than its link,
-        or whose publisher stopped sending the top layer) sees no congestion
-        signal, so an estimate that probes set on a faster link was kept for
-        good: the network lab had 2.7 Mbit/s on a 1 Mbit/s link for a whole
-        run (174 % error), 4 Mbit/s on a 3 Mbit/s one.  libwebrtc keeps it
-        too (its 1.5 x acknowledged limit applies to increases only), but its
-        periodic ALR probes at 2 x the estimate overuse a link that cannot
-        carry them and bring it down; our Prober only probes *above* the
-        estimate when the slots want more, so nothing ever questions a high
-        one.  Here the estimate is borne out while it is at most
-        `STALE_OF_ACKED` x the rate that arrives or when a probe measured it;
-        `STALE_AFTER_S` after that it halves every second, down to that bound.
-        (8 % a second, tried first, was too slow: in the lab a 2.7 Mbit/s
-        estimate on a 300 kbit/s link was still 2.1 Mbit/s when the
-        publisher's 640x360 layer came back, and the allocator sent it into
-        the link.  A grace of 3 s, tried next, let an estimate the Prober had
-        just measured up to what the slots want decay before they used it;
-        bounding the decay by that desired rate instead kept 2.3 Mbit/s on a
-        1 Mbit/s link, as the desired rate counts a layer the publisher does
-        not send at its nominal 1.7 Mbit/s.)  It only ever lowers an estimate
-        that is over twice what arrives, so it never takes a viewer to a
-        layer its link does not carry; an estimate the slots want again is
-        measured again by the Prober's probes (as libwebrtc's periodic ALR
-        probes re-measure an application-limited link).
-        """
-        last, self._bounded_at = self._bounded_at, now
-        if acked is None:
-            return
-        aimd = self._aimd
-        bound = STALE_OF_ACKED * max(acked, self._acked.recent_bps or 0.0)
-        if aimd.bps <= bound or self._confirmed is None:
-            self._confirmed = now
-            return
-        if now - self._confirmed < STALE_AFTER_S or last is None or not 0 < now - last <= 1:
-            return
-        aimd.bps = max(bound, aimd.bps * STALE_DECAY_PER_S ** (now - last), aimd.min_bps)
 
     def _throughput(self, acked: float, now: float) -> float:
         """What a decrease starts from: the link's rate as best measured lately.
