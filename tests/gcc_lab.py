@@ -5,8 +5,11 @@ A stage slot of a simulcast camera (320/640/1280 layers at 150 k / 500 k /
 allocator (`LayerAllocator`, on the estimate less the audio), the probe goal
 the SFU clock gives the Prober (`probe_goal_bps`), and the lab's 200 ms
 drop-tail queue (bench/netlab.py's tbf).  `caps` are the lab's: (from s,
-bits/s or None = uncapped).  Used by tests/test_sfu_probe.py and
-bench/estimate_sim.py.
+bits/s or None = uncapped).  `top_until`: from then on the publisher sends
+only its two lower layers, as the lab's publisher did when its own uplink
+estimate fell on a loaded machine (then the SFU knows only those layers, and
+its probe goal follows).  Used by tests/test_sfu_probe.py
+and bench/estimate_sim.py.
 """
 
 from __future__ import annotations
@@ -50,26 +53,33 @@ class LabRun:
         return next((t for t, e in pairs if t > after and e >= bps), None)
 
 
-def lab_viewer(caps: Caps, seconds: float, seed: int = 1) -> LabRun:
-    slot = SlotDemand("1", True, 1280, 720, CAMERA)
+def lab_viewer(caps: Caps, seconds: float, seed: int = 1, top_until: float | None = None) -> LabRun:
+    full = SlotDemand("1", True, 1280, 720, CAMERA)
+    lower = SlotDemand("1", True, 1280, 720, CAMERA[:2])
+
+    def slot_at(t: float) -> SlotDemand:
+        return full if top_until is None or t < top_until else lower
+
     allocator = LayerAllocator()  # as on the SFU clock: an upgrade after 1.5 s
     estimator = BandwidthEstimator(start_bps=1_000_000)
     layers: list[tuple[float, int]] = []
 
     def media(t: float) -> float:
-        choice = allocator.update([slot], estimator.estimate_bps - AUDIO_BPS, t)["1"]
+        choice = allocator.update([slot_at(t)], estimator.estimate_bps - AUDIO_BPS, t)["1"]
         spatial = choice.spatial if choice.spatial is not None else 0
         if not layers or layers[-1][1] != spatial:
             layers.append((t, spatial))
         return CAMERA[spatial].bitrates[choice.temporal] + AUDIO_BPS
 
-    goal = probe_goal_bps(ceiling_bps([slot]), AUDIO_BPS)
+    def goal(t: float) -> float:
+        return probe_goal_bps(ceiling_bps([slot_at(t)]), AUDIO_BPS)
+
     capacity = steps(*((t, UNCAPPED_BPS if bps is None else bps) for t, bps in caps))
     run = simulate(
         Link(capacity, max_queue_s=0.2, seed=seed),
         seconds=seconds,
         demand=media,
-        desired=lambda _t: goal,
+        desired=goal,
         estimator=estimator,
         prober=Prober(),
     )
