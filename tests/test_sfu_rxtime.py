@@ -230,6 +230,11 @@ async def test_a_stalled_event_loop_does_not_bunch_the_arrivals_a_publisher_is_t
     async with running_media(batched_io=reader_kind != "recvmsg") as (media, _):
         assert all(m.kernel_stamps for m in media.muxes)
         alice = await join(media, "alice", SyntheticPeer(video=True, transport_cc=True))
+        transport = media.participants["alice"].transport
+        await eventually(
+            lambda: transport is not None and transport.connected,
+            what="the SFU's side keyed (the peer may finish DTLS first)",
+        )
         plain = [alice.rtp("video", vp8_payload(n, keyframe=n == 0)) for n in range(30)]
         numbers = [
             (p[at] << 8) | p[at + 1] for p in plain if (at := _find_extension(p, TWCC_ID, 2)) >= 0
