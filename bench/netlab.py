@@ -81,21 +81,22 @@ from tests.netlab import Lab, lab, lab_browsers  # noqa: E402
 from tests.web_support import CHROMIUM, WebServer, launch, web_server  # noqa: E402
 
 # The measured publisher's own send-side estimate (getStats availableOutgoingBitrate),
-# sampled every 500 ms from its join on: [[ms since the sampler started, kbit/s]].
+# sampled every 500 ms from its join on: [[ms since the sampler started, kbit/s]]
+# (window.__estimates is netlab_clients's: the SFU's `downlink` estimates).
 PUBLISHER_ESTIMATE_START = """() => {
-  window.__estimates = [];
+  window.__publisherEstimates = [];
   const started = performance.now();
-  window.__estimateTimer = setInterval(async () => {
+  window.__publisherEstimateTimer = setInterval(async () => {
     const report = await window.visit.media.getStats();
     report.forEach((s) => {
       if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate)
-        window.__estimates.push([Math.round(performance.now() - started),
+        window.__publisherEstimates.push([Math.round(performance.now() - started),
                                  Math.round(s.availableOutgoingBitrate / 1000)]);
     });
   }, 500);
 }"""
 PUBLISHER_ESTIMATE_READ = (
-    "() => { clearInterval(window.__estimateTimer); return window.__estimates; }"
+    "() => { clearInterval(window.__publisherEstimateTimer); return window.__publisherEstimates; }"
 )
 SERVER_CORE = 0  # --hog: the server's processes and the busy loops share this core
 
