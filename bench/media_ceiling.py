@@ -97,7 +97,7 @@ class BatchedForwarder:
 
     def readable(self) -> None:
         add, batch, dest, counters = self.batch.add_rewritten, self.batch, self.dest, self.counters
-        for data, _ in self.reader.read():
+        for data, _, _ in self.reader.read():
             for out in self.outputs:
                 out[2] = (out[2] + 1) & 0xFFFF
                 add(data, (data[1] & 0x7F, out[2], 12345, out[1]), out[0], dest, counters)

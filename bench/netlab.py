@@ -25,6 +25,12 @@ hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
     python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
     python bench/netlab.py --only room10_1m                    # one scenario, both servers
     python bench/netlab.py --no-janus ...                      # visitroom only
+    python bench/netlab.py --hog 2 ...                         # the server's core busy
+
+`--hog N` pins the server's processes (every thread) to core 0 and runs N busy
+loops there; the measured publisher's own send-side estimate
+(`availableOutgoingBitrate`, every 500 ms) is in each visitroom result's
+`publisher_estimate`.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import functools
 import itertools
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +79,26 @@ from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E
 from tests.conftest import token  # noqa: E402
 from tests.netlab import Lab, lab, lab_browsers  # noqa: E402
 from tests.web_support import CHROMIUM, WebServer, launch, web_server  # noqa: E402
+
+# The measured publisher's own send-side estimate (getStats availableOutgoingBitrate),
+# sampled every 500 ms from its join on: [[ms since the sampler started, kbit/s]]
+# (window.__estimates is netlab_clients's: the SFU's `downlink` estimates).
+PUBLISHER_ESTIMATE_START = """() => {
+  window.__publisherEstimates = [];
+  const started = performance.now();
+  window.__publisherEstimateTimer = setInterval(async () => {
+    const report = await window.visit.media.getStats();
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.nominated && s.availableOutgoingBitrate)
+        window.__publisherEstimates.push([Math.round(performance.now() - started),
+                                 Math.round(s.availableOutgoingBitrate / 1000)]);
+    });
+  }, 500);
+}"""
+PUBLISHER_ESTIMATE_READ = (
+    "() => { clearInterval(window.__publisherEstimateTimer); return window.__publisherEstimates; }"
+)
+SERVER_CORE = 0  # --hog: the server's processes and the busy loops share this core
 
 LIGHT = Role(320, 180, fps=15, audio=False)  # so the audio slots carry the measured one
 SETTLE_S = 5.0  # the estimate is compared with the cap from 5 s after a change on
@@ -212,6 +239,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
         first, *rest = seats
         who = token(room, "provider", "host", "Dr P")
         pid = join(pages[first.name], site.url, room, who, first.role)
+        pages[first.name].evaluate(PUBLISHER_ESTIMATE_START)
         for seat in rest:
             user = "patient" if seat.name == "impaired" else seat.name
             who = token(room, user, "host", seat.name.capitalize())
@@ -222,13 +250,31 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
         watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
         raw = watch(watched, pid, scenario, net)
         outbound = pages[first.name].evaluate(OUTBOUND)
+        estimates = pages[first.name].evaluate(PUBLISHER_ESTIMATE_READ)
     finally:
         net.cap_downlink(None)
         net.downlink_loss(0)
         for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
-    return {"viewers": raw, "publisher_layers": outbound}
+    return {
+        "viewers": raw,
+        "publisher_layers": outbound,
+        "publisher_estimate": publisher_estimate(estimates),
+    }
+
+
+def publisher_estimate(series: list[list[int]]) -> dict[str, Any]:
+    """The measured publisher's own estimate (kbit/s): median and lowest over the
+    scenario, median of its second half, and the series."""
+    values = [float(kbps) for _, kbps in series]
+    late = [float(kbps) for t, kbps in series if series and t >= series[-1][0] / 2]
+    return {
+        "median_kbps": _median(values),
+        "min_kbps": min(values, default=None),
+        "second_half_median_kbps": _median(late),
+        "series": series,
+    }
 
 
 def watch(
@@ -368,6 +414,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-")))
         setup = stack.enter_context(netlab(tmp))
+        if args.hog:
+            stack.enter_context(hogged(setup.site.process.proc, args.hog))
+            results["hog"] = {"busy_loops": args.hog, "core": SERVER_CORE}
         rig = stack.enter_context(janus(setup.net)) if on_janus else None
         for scenario in chosen:
             began = time.monotonic()
@@ -385,9 +434,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     entry, "janus", functools.partial(run_janus, setup, rig, scenario)
                 )
             loads = ", ".join(f"{k} load {a}->{b}" for k, (a, b) in entry["loadavg"].items())
-            print(f"{scenario.name}: {time.monotonic() - began:.0f} s ({loads})", flush=True)
+            estimate = entry["visitroom"]["publisher_estimate"]["median_kbps"]
+            print(f"{scenario.name}: {time.monotonic() - began:.0f} s ({loads}; visitroom "
+                  f"publisher estimate median {estimate} kbit/s)", flush=True)  # fmt: skip
     results["overall"] = {side: overall(results, side) for side in ("visitroom", "janus")}
     return results
+
+
+@contextlib.contextmanager
+def hogged(server: subprocess.Popen[bytes] | None, count: int) -> Iterator[None]:
+    """The server's processes (every thread) pinned to SERVER_CORE, with `count` busy
+    loops there, each in a session (autogroup) of its own, as bench/join_storm.py --hog."""
+    assert server is not None, "the server is running"
+    for pid in (server.pid, *descendants(server.pid)):
+        subprocess.run(["taskset", "-a", "-p", "-c", str(SERVER_CORE), str(pid)],
+                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    command = ["taskset", "-c", str(SERVER_CORE), sys.executable, "-c", "while True: pass"]
+    busy = [subprocess.Popen(command, start_new_session=True) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for hog in busy:
+            hog.kill()
+            hog.wait()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (the SFU workers), from /proc."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                out += [int(child), *descendants(int(child))]
+    return out
 
 
 def loaded(entry: dict[str, Any], side: str, running: Callable[[], dict[str, Any]]) -> Any:
@@ -530,6 +609,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="scenario names to run")
     parser.add_argument("--no-janus", action="store_true", help="visitroom only")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--hog",
+        type=int,
+        default=0,
+        help="N busy loops on the server's core (core 0; the server's processes pinned there)",
+    )
     parser.add_argument("--plot", type=Path, help="PNG (default: next to --json)")
     args = parser.parse_args()
     result = run(args)

@@ -150,10 +150,13 @@ class LocalMedia:
             self._close_muxes()
             raise MediaError("unavailable", f"cannot bind UDP port {port}: {exc}") from None
         logger.info(
-            "media on UDP %s (%s; %s)",
+            "media on UDP %s (%s; %s; %s)",
             ", ".join(f"{m.host}:{m.port}" for m in self.muxes),
             "sendmmsg/recvmmsg" if binding else "sendto/recvfrom: no sendmmsg binding",
             f"RTP protected in the batch by {self._srtp.version}" if self._srtp else "pylibsrtp",
+            "kernel receive timestamps"
+            if all(m.kernel_stamps for m in self.muxes)
+            else "no kernel receive timestamps",
         )
 
     def _close_muxes(self) -> None:

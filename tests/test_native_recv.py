@@ -2,7 +2,8 @@
 
 Two receiving sockets get the very same datagrams (sizes from empty to
 larger than a slot, from several sources, IPv4 and IPv6); one is read by
-each twin, and what they return must be equal, call for call.
+each twin, and what they return must be equal, call for call (the kernel's
+receive times within the moments the two copies were sent).
 """
 
 from __future__ import annotations
@@ -18,9 +19,17 @@ from hypothesis import strategies as st
 
 from sfu import native
 from sfu.native import _fanout
-from sfu.transport import mmsg
+from sfu.transport import mmsg, rxtime
 
 Reader = mmsg.Reader
+# Two sendto calls apart, on a loaded machine (sfu.transport.rxtime's tests hold the stamps tight).
+STAMP_SLACK_S = 0.05
+
+
+def untimed(
+    batch: list[tuple[bytes, tuple[str, int], float]],
+) -> list[tuple[bytes, tuple[str, int]]]:
+    return [(data, addr) for data, addr, _ in batch]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +53,7 @@ class Rig:
         self.receivers = [self.udp(family, host) for _ in range(2)]
         for receiver in self.receivers:
             receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            assert rxtime.enable(receiver)
         self.sources = [self.udp(family, host) for _ in range(3)]
         self.python: Reader = mmsg.RecvBatch(binding, self.receivers[0].fileno(), 4)
         self.compiled: Reader = compiled.RecvBatch(self.receivers[1].fileno(), 4)
@@ -63,7 +73,10 @@ class Rig:
         """Read until both are empty; each call must answer the same."""
         while True:
             ours, theirs = self.compiled.read(), self.python.read()
-            assert ours == theirs
+            assert untimed(ours) == untimed(theirs)
+            # Each receiver's kernel stamped its copy as it was sent (one after the other).
+            for (_, _, a), (_, _, b) in zip(ours, theirs, strict=True):
+                assert abs(a - b) < STAMP_SLACK_S
             assert self.compiled.calls == self.python.calls
             if not ours:
                 return
@@ -86,8 +99,8 @@ def test_datagrams_of_every_size_from_several_sources_read_alike(rig: Rig) -> No
         rig.send(n % 3, bytes([n]) * size)
     ours = rig.compiled.read()
     rig.python.read()  # the same four, compared below through the rest
-    assert [len(d) for d, _ in ours] == [0, 1, 12, 1500]
-    assert {addr for _, addr in ours} == {s.getsockname()[:2] for s in rig.sources}
+    assert [len(d) for d, _, _ in ours] == [0, 1, 12, 1500]
+    assert {addr for _, addr, _ in ours} == {s.getsockname()[:2] for s in rig.sources}
     rig.read_both()
 
 
@@ -95,7 +108,7 @@ def test_one_source_gives_one_address_object(rig: Rig) -> None:
     for n in range(4):
         rig.send(0, bytes([n]))
     got = rig.compiled.read()
-    assert len({id(addr) for _, addr in got}) == 1
+    assert len({id(addr) for _, addr, _ in got}) == 1
 
 
 @settings(max_examples=40, deadline=None)

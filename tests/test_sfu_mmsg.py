@@ -124,9 +124,9 @@ def test_recvmmsg_reads_what_is_waiting_with_its_sources(
     for i in range(6):
         (a if i % 2 else b).sendto(bytes([i]) * 10, receiver.getsockname())
     first, second = reader.read(), reader.read()
-    assert [d[0] for d, _ in first + second] == list(range(6))
+    assert [d[0] for d, _, _ in first + second] == list(range(6))
     assert len(first) == 4 and reader.read() == []
-    sources = {addr for _, addr in first}
+    sources = {addr for _, addr, _ in first}
     assert sources == {a.getsockname(), b.getsockname()}
 
 

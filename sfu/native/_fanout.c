@@ -608,13 +608,90 @@ static PyTypeObject SendBatchType = {
 /* ---- RecvBatch: recvmmsg into preallocated slots --------------------------
  *
  * The twin of sfu.transport.mmsg.RecvBatch: `read()` returns what is waiting
- * as [(bytes, (host, port))] (empty when nothing is; OSError for a real
- * error), at most `capacity` datagrams per call; a datagram longer than a
- * slot arrives truncated (the receive path drops it as oversize).  Addresses
+ * as [(bytes, (host, port), arrival)] (empty when nothing is; OSError for a
+ * real error), at most `capacity` datagrams per call; a datagram longer than
+ * a slot arrives truncated (the receive path drops it as oversize).  Addresses
  * are converted once and kept (at most 4096, then the cache starts again).
+ *
+ * `arrival`: when the kernel received the datagram, in seconds on
+ * CLOCK_MONOTONIC (Python's time.monotonic), from its SCM_TIMESTAMPNS
+ * control message when the socket has SO_TIMESTAMPNS on (sfu.transport.rxtime
+ * says how the CLOCK_REALTIME stamp is converted, `monotonic_of` below is the
+ * same arithmetic); the read's own time when there is none.
  */
 #define RECV_SLOT 2048  /* as mmsg.RECV_SLOT */
 #define NAME_SLOT 128
+#define CONTROL_SLOT 64  /* CMSG_SPACE(sizeof(struct timespec)) is 32 on 64-bit Linux */
+#define MAX_AGE_NS 2000000000LL  /* as rxtime.MAX_AGE_NS */
+
+/* The kernel's CLOCK_REALTIME stamp `stamp_ns` on the monotonic clock, given
+ * `offset_ns` (realtime - monotonic, sampled at the read) and the read's
+ * monotonic time `read_ns`: never after the read, never more than MAX_AGE_NS
+ * before it (a realtime step between the two); `stamp_ns` <= 0: the read's time. */
+static long long
+monotonic_ns_of(long long stamp_ns, long long offset_ns, long long read_ns)
+{
+    long long at;
+    if (stamp_ns <= 0 || __builtin_sub_overflow(stamp_ns, offset_ns, &at) || at > read_ns)
+        return read_ns;
+    if (at < read_ns - MAX_AGE_NS)
+        return read_ns - MAX_AGE_NS;
+    return at;
+}
+
+static long long
+ns_of(const struct timespec *t)
+{
+    return (long long)t->tv_sec * 1000000000LL + (long long)t->tv_nsec;
+}
+
+/* realtime - monotonic now, against the middle of two monotonic reads around
+ * the realtime one (the narrowest of up to OFFSET_TRIES brackets: a thread
+ * preempted inside one would be off by half the preemption), and the last
+ * monotonic read.  As rxtime.clock_offset. */
+#define OFFSET_TRIES 3
+#define GOOD_BRACKET_NS 20000LL
+
+static void
+clock_offset(long long *offset_ns, long long *read_ns)
+{
+    long long best = -1;
+    *offset_ns = 0;
+    for (int i = 0; i < OFFSET_TRIES; i++) {
+        struct timespec m1, r, m2;
+        clock_gettime(CLOCK_MONOTONIC, &m1);
+        clock_gettime(CLOCK_REALTIME, &r);
+        clock_gettime(CLOCK_MONOTONIC, &m2);
+        long long before = ns_of(&m1), after = ns_of(&m2), width = after - before;
+        *read_ns = after;
+        if (best < 0 || width < best) {
+            best = width;
+            *offset_ns = ns_of(&r) - (before + width / 2);
+        }
+        if (width <= GOOD_BRACKET_NS)
+            break;
+    }
+}
+
+/* The SCM_TIMESTAMPNS stamp of one received message in ns, or 0 when it has none. */
+static long long
+kernel_stamp(struct msghdr *hdr)
+{
+    if (hdr->msg_flags & MSG_CTRUNC || hdr->msg_controllen > CONTROL_SLOT)
+        return 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(hdr); c != NULL; c = CMSG_NXTHDR(hdr, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec t;
+            memcpy(&t, CMSG_DATA(c), sizeof(t));
+            if (t.tv_sec < 0 || t.tv_nsec < 0 || t.tv_nsec >= 1000000000L ||
+                t.tv_sec > LLONG_MAX / 1000000000LL - 2) /* as rxtime._ns */
+                return 0;
+            return ns_of(&t);
+        }
+    }
+    return 0;
+}
 
 typedef struct {
     PyObject_HEAD
@@ -623,6 +700,7 @@ typedef struct {
     Py_ssize_t calls;
     unsigned char *buffer;  /* capacity * RECV_SLOT */
     unsigned char *names;   /* capacity * NAME_SLOT */
+    unsigned char *control; /* capacity * CONTROL_SLOT: each datagram's control messages */
     struct iovec *iov;
     struct mmsghdr *msgs;
     PyObject *addresses;    /* raw sockaddr bytes -> (host, port) */
@@ -633,6 +711,7 @@ recv_dealloc(RecvBatch *self)
 {
     PyMem_Free(self->buffer);
     PyMem_Free(self->names);
+    PyMem_Free(self->control);
     PyMem_Free(self->iov);
     PyMem_Free(self->msgs);
     Py_XDECREF(self->addresses);
@@ -659,10 +738,11 @@ recv_init(RecvBatch *self, PyObject *args, PyObject *kwds)
     self->capacity = capacity;
     self->buffer = PyMem_Calloc((size_t)capacity, RECV_SLOT);
     self->names = PyMem_Calloc((size_t)capacity, NAME_SLOT);
+    self->control = PyMem_Calloc((size_t)capacity, CONTROL_SLOT);
     self->iov = PyMem_Calloc((size_t)capacity, sizeof(struct iovec));
     self->msgs = PyMem_Calloc((size_t)capacity, sizeof(struct mmsghdr));
     self->addresses = PyDict_New();
-    if (!self->buffer || !self->names || !self->iov || !self->msgs || !self->addresses) {
+    if (!self->buffer || !self->names || !self->control || !self->iov || !self->msgs || !self->addresses) {
         PyErr_NoMemory();
         return -1;
     }
@@ -672,6 +752,7 @@ recv_init(RecvBatch *self, PyObject *args, PyObject *kwds)
         self->msgs[i].msg_hdr.msg_iov = &self->iov[i];
         self->msgs[i].msg_hdr.msg_iovlen = 1;
         self->msgs[i].msg_hdr.msg_name = self->names + i * NAME_SLOT;
+        self->msgs[i].msg_hdr.msg_control = self->control + i * CONTROL_SLOT;
     }
     return 0;
 }
@@ -734,8 +815,10 @@ recv_address(RecvBatch *self, const unsigned char *raw, socklen_t size)
 static PyObject *
 recv_read(RecvBatch *self, PyObject *unused)
 {
-    for (Py_ssize_t i = 0; i < self->capacity; i++)
+    for (Py_ssize_t i = 0; i < self->capacity; i++) {
         self->msgs[i].msg_hdr.msg_namelen = NAME_SLOT;
+        self->msgs[i].msg_hdr.msg_controllen = CONTROL_SLOT;
+    }
     self->calls += 1;
     int n, code;
     Py_BEGIN_ALLOW_THREADS
@@ -748,11 +831,14 @@ recv_read(RecvBatch *self, PyObject *unused)
         errno = code;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    long long offset_ns, read_ns;
+    clock_offset(&offset_ns, &read_ns);
     PyObject *out = PyList_New(n);
     if (out == NULL)
         return NULL;
     for (int i = 0; i < n; i++) {
         struct msghdr *hdr = &self->msgs[i].msg_hdr;
+        long long at = monotonic_ns_of(kernel_stamp(hdr), offset_ns, read_ns);
         size_t len = self->msgs[i].msg_len;
         socklen_t namelen = hdr->msg_namelen > NAME_SLOT ? NAME_SLOT : hdr->msg_namelen;
         if (len > RECV_SLOT)
@@ -760,9 +846,11 @@ recv_read(RecvBatch *self, PyObject *unused)
         PyObject *data = PyBytes_FromStringAndSize((const char *)self->buffer + i * RECV_SLOT,
                                                    (Py_ssize_t)len);
         PyObject *addr = data ? recv_address(self, self->names + i * NAME_SLOT, namelen) : NULL;
-        PyObject *item = addr ? PyTuple_Pack(2, data, addr) : NULL;
+        PyObject *arrival = addr ? PyFloat_FromDouble((double)at / 1e9) : NULL;
+        PyObject *item = arrival ? PyTuple_Pack(3, data, addr, arrival) : NULL;
         Py_XDECREF(data);
         Py_XDECREF(addr);
+        Py_XDECREF(arrival);
         if (item == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -774,7 +862,7 @@ recv_read(RecvBatch *self, PyObject *unused)
 
 static PyMethodDef recv_methods[] = {
     {"read", (PyCFunction)recv_read, METH_NOARGS,
-     "read() -> [(bytes, (host, port))]: what is waiting now (at most capacity)"},
+     "read() -> [(bytes, (host, port), arrival)]: what is waiting now (at most capacity)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1341,7 +1429,23 @@ fanout_fanout(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* monotonic_of(stamp_ns, offset_ns, read_ns) -> float: sfu.transport.rxtime.monotonic_of's twin. */
+static PyObject *
+fanout_monotonic_of(PyObject *module, PyObject *args)
+{
+    long long stamp_ns, offset_ns, read_ns;
+    if (!PyArg_ParseTuple(args, "LLL", &stamp_ns, &offset_ns, &read_ns))
+        return NULL;
+    if (read_ns < MAX_AGE_NS) {
+        PyErr_SetString(PyExc_ValueError, "read_ns must be at least MAX_AGE_NS");
+        return NULL;
+    }
+    return PyFloat_FromDouble((double)monotonic_ns_of(stamp_ns, offset_ns, read_ns) / 1e9);
+}
+
 static PyMethodDef module_methods[] = {
+    {"monotonic_of", fanout_monotonic_of, METH_VARARGS,
+     "monotonic_of(stamp_ns, offset_ns, read_ns): a kernel receive stamp on the monotonic clock"},
     {"configure", fanout_configure, METH_VARARGS,
      "configure(role, cls[, max_tid]): the slotted class whose fields the loops use"},
     {"fanout", (PyCFunction)(void (*)(void))fanout_fanout, METH_FASTCALL,

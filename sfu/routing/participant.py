@@ -42,6 +42,7 @@ from sfu.sdp.negotiate import MID_URI, RID_URI, RRID_URI, TWCC_URI, MediaPlan
 from sfu.sdp.offer import Offer
 from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
+from sfu.transport.rxtime import ARRIVAL as _ARRIVAL
 from sfu.transport.sendhistory import Columns
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
@@ -448,9 +449,12 @@ class Participant:
             twcc_at = transport_seq_offset(packet, h, self.twcc_id)
             log = self.receive_log
             if twcc_at >= 0 and log is not None:
+                # When the kernel received it (SO_TIMESTAMPNS on the shared socket),
+                # not when this loop got to it: a busy loop is no queue on the path.
+                at = _ARRIVAL.at or now
                 log.record(
                     (packet[twcc_at] << 8) | packet[twcc_at + 1],
-                    int((now - self.opened_at) * 1e6),
+                    int((at - self.opened_at) * 1e6),
                 )
         if producer is not None:
             producer.twcc_at = twcc_at

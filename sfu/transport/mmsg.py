@@ -16,7 +16,8 @@ their `iovec`s and `mmsghdr`s: `add` copies a datagram into the next slot,
 A datagram the kernel refuses (bad address, ...) is skipped and counted, a
 full socket buffer (EAGAIN) drops the rest of the batch and counts it: a
 flush never waits and never retries in a loop.  `RecvBatch` reads up to
-`capacity` datagrams per `recvmmsg` call.
+`capacity` datagrams per `recvmmsg` call, each with its kernel receive time
+(`sfu.transport.rxtime`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sfu import native
 from sfu.packet.counters import Counters
+from sfu.transport import rxtime
 
 if TYPE_CHECKING:
     from sfu.transport.srtp import OutboundSrtp
@@ -38,6 +40,7 @@ SLOT = 1536  # a 1500-byte datagram, or a plain packet protected in place (+ its
 SRTP_TRAILER = 16  # the largest tag libsrtp appends (AES-GCM)
 RECV_SLOT = 2048  # larger datagrams arrive truncated and are dropped as oversize
 MSG_DONTWAIT = 0x40
+MSG_CTRUNC = 0x08
 
 CDEF = """
 struct iovec { void *iov_base; size_t iov_len; };
@@ -375,7 +378,7 @@ class Reader(Protocol):
     @property
     def calls(self) -> int: ...
 
-    def read(self) -> list[tuple[bytes, tuple[str, int]]]: ...
+    def read(self) -> list[tuple[bytes, tuple[str, int], float]]: ...
 
 
 def new_reader(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
@@ -388,7 +391,11 @@ def new_reader(mmsg: Mmsg, fd: int, capacity: int = 64) -> Reader:
 
 
 class RecvBatch:
-    """Up to `capacity` datagrams per `recvmmsg` call, as (bytes, (host, port))."""
+    """Up to `capacity` datagrams per `recvmmsg` call, as (bytes, (host, port), arrival).
+
+    `arrival`: the kernel's receive time on the monotonic clock when the
+    socket has SO_TIMESTAMPNS on, else the read's (`sfu.transport.rxtime`).
+    """
 
     def __init__(self, mmsg: Mmsg, fd: int, capacity: int = 64) -> None:
         ffi = self._ffi = mmsg.ffi
@@ -397,10 +404,12 @@ class RecvBatch:
         self.capacity = capacity
         self._buffer = ffi.new("char[]", capacity * RECV_SLOT)
         self._names = ffi.new("char[]", capacity * 128)
+        self._control = ffi.new("char[]", capacity * rxtime.CONTROL_BYTES)
         self._iov = ffi.new("struct iovec[]", capacity)
         self._msgs = ffi.new("struct mmsghdr[]", capacity)
         self._slots = [self._buffer + i * RECV_SLOT for i in range(capacity)]
         self._name_slots = [self._names + i * 128 for i in range(capacity)]
+        self._control_slots = [self._control + i * rxtime.CONTROL_BYTES for i in range(capacity)]
         self._headers = [self._msgs[i].msg_hdr for i in range(capacity)]
         self._buf = ffi.buffer
         for i in range(capacity):
@@ -409,13 +418,15 @@ class RecvBatch:
             self._headers[i].msg_iov = self._iov + i
             self._headers[i].msg_iovlen = 1
             self._headers[i].msg_name = self._name_slots[i]
+            self._headers[i].msg_control = self._control_slots[i]
         self._addresses: dict[bytes, tuple[str, int]] = {}
         self.calls = 0
 
-    def read(self) -> list[tuple[bytes, tuple[str, int]]]:
+    def read(self) -> list[tuple[bytes, tuple[str, int], float]]:
         """What is waiting now (empty when nothing is); OSError for a real error."""
         for header in self._headers:
             header.msg_namelen = 128
+            header.msg_controllen = rxtime.CONTROL_BYTES
         self.calls += 1
         n = self._recv(self.fd, self._msgs, self.capacity, MSG_DONTWAIT, self._null())
         if n < 0:
@@ -423,6 +434,7 @@ class RecvBatch:
             if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                 return []
             raise OSError(code, "recvmmsg failed")
+        offset, read_ns = rxtime.clock_offset()
         out = []
         buf, msgs, addresses = self._buf, self._msgs, self._addresses
         for i in range(n):
@@ -433,8 +445,42 @@ class RecvBatch:
                 if len(addresses) >= 4096:
                     addresses.clear()
                 addr = addresses[raw] = address(raw)
-            out.append((buf(self._slots[i], msgs[i].msg_len)[:], addr))
+            at = rxtime.monotonic_of(self._stamp(i, header), offset, read_ns)
+            out.append((buf(self._slots[i], msgs[i].msg_len)[:], addr, at))
         return out
+
+    def _stamp(self, i: int, header: Any) -> int:
+        size = header.msg_controllen
+        if header.msg_flags & MSG_CTRUNC or not 0 < size <= rxtime.CONTROL_BYTES:
+            return 0
+        return rxtime.stamp_in_control(self._buf(self._control_slots[i], size), size)
 
     def _null(self) -> Any:
         return self._ffi.NULL
+
+
+class SocketReader:
+    """Without the binding: one `recvmsg` per datagram, up to `capacity` per `read`,
+    the kernel's stamp from its ancillary data (the same answers as `RecvBatch`)."""
+
+    def __init__(self, sock: socket.socket, capacity: int = 64) -> None:
+        self.sock = sock
+        self.capacity = capacity
+        self.calls = 0
+
+    def read(self) -> list[tuple[bytes, tuple[str, int], float]]:
+        """What is waiting now (empty when nothing is); OSError for a real error."""
+        got = []
+        recvmsg = self.sock.recvmsg
+        for _ in range(self.capacity):
+            self.calls += 1
+            try:
+                data, ancdata, _flags, addr = recvmsg(RECV_SLOT, rxtime.CONTROL_BYTES)
+            except (BlockingIOError, InterruptedError):
+                break
+            got.append((data, (addr[0], addr[1]), rxtime.stamp_in_ancillary(ancdata)))
+        if not got:
+            return []
+        offset, read_ns = rxtime.clock_offset()
+        at = rxtime.monotonic_of
+        return [(data, addr, at(stamp, offset, read_ns)) for data, addr, stamp in got]

@@ -19,15 +19,16 @@ garbage) is dropped and counted in the mux's own `Counters`, and never
 reaches a transport.
 
 Reading: `loop.add_reader` on the socket, up to 64 datagrams per `recvmmsg`
-call (`sfu.transport.mmsg`), each dispatched synchronously, calls repeated
-until the socket is empty or 50 ms are spent, then the send batch is
-flushed.  Sending: `Egress.queue` copies a protected datagram into
+call (`sfu.transport.mmsg`), each dispatched synchronously with its kernel
+receive time in `rxtime.ARRIVAL` (SO_TIMESTAMPNS, `sfu.transport.rxtime`),
+calls repeated until the socket is empty or 50 ms are spent, then the send
+batch is flushed.  Sending: `Egress.queue` copies a protected datagram into
 the batch; the batch is flushed at the end of every read, when it is full,
 and otherwise by a `loop.call_soon` scheduled on the first datagram queued
 (packets sent from timers or the relay), so nothing waits past the current
 turn of the event loop.  Without the binding (`mmsg.load()` is None) the
-same objects read with `recvfrom` and send each datagram with `sendto` at
-once.
+same objects read with `recvmsg` (the stamp in its ancillary data) and send
+each datagram with `sendto` at once.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from aioice import stun
 from aioice.ice import StunProtocol
 
 from sfu.packet.counters import Counters
-from sfu.transport import mmsg
+from sfu.transport import mmsg, rxtime
 
 if TYPE_CHECKING:
     from sfu.transport.srtp import OutboundSrtp
@@ -196,6 +197,8 @@ class UdpMux:
         # Event-loop time of the last read that found the socket empty: what
         # had arrived by then has been handed on (sfu.transport.ice reads it).
         self.drained_at = 0.0
+        # Whether the socket stamps what it receives (SO_TIMESTAMPNS; sfu.transport.rxtime).
+        self.kernel_stamps = False
 
     # socket
 
@@ -222,11 +225,14 @@ class UdpMux:
         except OSError:
             sock.close()
             raise
+        self.kernel_stamps = rxtime.enable(sock)
         self._sock = sock
         self.port = sock.getsockname()[1]
         self.egress = Egress(sock, self._binding)
         if self._binding is not None:
             self._reader = mmsg.new_reader(self._binding, sock.fileno(), READ_BATCH)
+        else:
+            self._reader = mmsg.SocketReader(sock, READ_BATCH)
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -234,6 +240,7 @@ class UdpMux:
         sock, self._sock = self._sock, None
         if sock is None:
             return
+        self._reader = None  # its descriptor may be reused
         if self.egress is not None:
             self.egress.flush()
             if self.egress.batch is not None:
@@ -250,19 +257,20 @@ class UdpMux:
         return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
     def _readable(self) -> None:
-        egress, sock = self.egress, self._sock
-        if egress is None or sock is None:
+        egress, reader = self.egress, self._reader
+        if egress is None or reader is None:
             return
         egress.hold()
         try:
-            self._drain(sock)
+            self._drain(reader)
         except OSError:
             self.counters.errors += 1
             logger.debug("read from the shared socket failed", exc_info=True)
         finally:
+            rxtime.ARRIVAL.at = 0.0  # only a datagram being dispatched has one
             egress.release()
 
-    def _drain(self, sock: socket.socket) -> None:
+    def _drain(self, reader: mmsg.Reader) -> None:
         """Read batches until the socket is empty or `READ_BUDGET_S` is spent.
 
         One batch per wake-up let the socket's queue grow behind the event
@@ -272,10 +280,14 @@ class UdpMux:
         """
         deadline = time.monotonic() + READ_BUDGET_S
         datagram = self.datagram
+        arrival = rxtime.ARRIVAL
         while True:
-            batch = self._read(sock)
-            for data, addr in batch:
+            batch = reader.read()
+            for data, addr, at in batch:
+                arrival.at = at
                 datagram(data, addr)
+            if self._reader is not reader:  # closed by what it dispatched
+                return
             if len(batch) < READ_BATCH:
                 if self._loop is not None:
                     self.drained_at = self._loop.time()
@@ -297,18 +309,6 @@ class UdpMux:
         except OSError:
             return False
         return int.from_bytes(waiting, sys.byteorder) > 0
-
-    def _read(self, sock: socket.socket) -> list[tuple[bytes, tuple[str, int]]]:
-        if self._reader is not None:
-            return self._reader.read()
-        out = []
-        for _ in range(READ_BATCH):
-            try:
-                data, addr = sock.recvfrom(2048)
-            except (BlockingIOError, InterruptedError):
-                break
-            out.append((data, (addr[0], addr[1])))
-        return out
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         """A datagram outside the media path (STUN, DTLS): sent at once."""
