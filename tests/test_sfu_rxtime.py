@@ -35,7 +35,9 @@ PACE_S = 0.01  # the publisher's pacing in the stalled-loop test
 
 
 def compiled_fanout() -> ModuleType:
-    module = native.load("_fanout")
+    with pytest.MonkeyPatch.context() as patch:  # the twin under test, even with VISITROOM_NATIVE=0
+        patch.setenv("VISITROOM_NATIVE", "1")
+        module = native.load("_fanout")
     assert module is not None, "run `python -m sfu.native.build` first"
     return module
 
