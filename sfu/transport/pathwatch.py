@@ -8,7 +8,8 @@ trips, tells within about half a second. A client that sends fewer than
 one a second, or nothing at all) cannot be judged by its silence: its gaps
 are its normal traffic, so it is checked only at the RFC 7675 pace (every
 4-6 s, `IceConnection.consent_interval`); a receive-only client notices a
-dead path itself (nothing arrives: the SDK's inbound watch restarts ICE).
+dead path itself (its browser's own consent checks go unanswered: the SDK
+restarts ICE).
 The rate is measured over the time since the counter last moved, so a
 report a second reads as one packet a second. A check that is answered
 during a silence (a muted camera and microphone, a paused sender) doubles
