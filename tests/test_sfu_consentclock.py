@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sfu.transport.consentclock import ConsentClock, clock_for
+from sfu.transport.consentclock import SLOW_ROUNDS, ConsentClock, clock_for
 
 PERIOD = 0.02
 
@@ -61,3 +61,17 @@ async def test_a_failing_test_fails_its_own_wait_only() -> None:
     await asyncio.wait_for(clock.wait(fine), 5)
     with pytest.raises(RuntimeError):
         await asyncio.wait_for(failing, 1)
+
+
+async def test_a_slow_wait_is_polled_every_tenth_round() -> None:
+    clock = ConsentClock(asyncio.get_running_loop(), PERIOD)
+    slow = Counting()
+    waiting = clock.wait(slow, slow=True)
+    fast = Counting(at=SLOW_ROUNDS * 2 + 1)
+    await asyncio.wait_for(clock.wait(fast), 5)
+    assert clock.polls == SLOW_ROUNDS * 2 + 1
+    assert slow.calls == 2
+    due = Counting(at=1)
+    await asyncio.wait_for(clock.wait(due, slow=True), 5)  # answered within ten rounds
+    assert clock.polls <= SLOW_ROUNDS * 3
+    waiting.cancel()
