@@ -620,36 +620,80 @@ async def measure(
 
 # -- profiling (py-spy for visitroom's Python, perf for both) ------------------
 
+SENDMMSG = "sendmmsg of media (syscall: UDP send + loopback delivery)"
+SENDTO = "sendto of media (syscall: UDP send + loopback delivery)"
+FANOUT = "compiled fan-out (sfu.native._fanout: rewrite, SRTP, into the batch)"
+RECEIVE = "receive path (parse, stats, levels, routing)"
+OUR_CHECKS = "ICE consent: the server's checks (STUN build + HMAC, timers)"
+THEIR_CHECKS = "ICE consent: answering the clients' checks (parse, HMAC)"
+TICK_LAYERS = "200 ms tick: layer allocation"
+TICK_RTCP = "200 ms tick: RTCP reports (build + SRTCP protect)"
+TICK_SLOTS = "200 ms tick: speakers and slots"
+TICK_CONSUMERS = "200 ms tick: per-consumer checks (layers, NACK retries, key frames)"
+FAST_TICK = "100 ms tick: transport-cc feedback, probes"
 PY_SPY_CATEGORIES: tuple[tuple[str, str], ...] = (
-    # (frame name prefix, category); a sample goes to the first match walking up from its leaf
+    # (frame name prefix, category); a sample goes to the first match walking up
+    # from its leaf.  Compiled code (sfu.native) has no frame of its own: its
+    # samples end in the Python frame that called it (see FANOUT_CALL).
     # single-port mode (sfu.transport.udpmux, sfu.transport.mmsg)
-    ("SendBatch.flush", "sendmmsg of media (syscall: UDP send + loopback delivery)"),
-    ("DirectRoute.send", "sendto of media (syscall: UDP send + loopback delivery)"),
-    ("SendBatch.add", "copy into the send batch (cffi)"),
-    ("Egress.", "copy into the send batch (cffi)"),
-    ("Route.send", "copy into the send batch (cffi)"),
+    ("SendBatch.flush", SENDMMSG),
+    ("Egress.flush", SENDMMSG),
+    ("Egress.release", SENDMMSG),
+    ("Egress._flush_soon", SENDMMSG),
+    ("DirectRoute.send", SENDTO),
+    ("SendBatch.", "send batch (Python twin)"),
+    ("Egress.", "send batch (Python twin)"),
+    ("Route.send", "send batch (Python twin)"),
     ("RecvBatch.read", "recvmmsg (syscall + bytes per datagram)"),
     ("UdpMux._read", "recvmmsg (syscall + bytes per datagram)"),  # compiled RecvBatch
-    ("UdpMux._stun", "ICE consent checks (aioice STUN)"),
-    ("Session.protect_rtcp", "RTCP (reports, feedback)"),
+    ("IceConnection.request_received", THEIR_CHECKS),
+    ("UdpMux._stun", THEIR_CHECKS),
+    ("MediaProtocol._stun", THEIR_CHECKS),
+    ("IceConnection.", OUR_CHECKS),  # query_consent, _check, _send_check, ...
+    ("first_answer", OUR_CHECKS),
+    ("ConsentClock.", OUR_CHECKS),
+    ("ConsentCheck.", OUR_CHECKS),
+    ("Connection.", OUR_CHECKS),
+    ("StunProtocol.", OUR_CHECKS),
+    ("Session.protect_rtcp", TICK_RTCP),
+    ("reports", TICK_RTCP),
+    ("WebRtcTransport.send_rtcp", TICK_RTCP),
     ("Session.protect", "SRTP protect (pylibsrtp)"),
     ("Session.unprotect", "SRTP unprotect (pylibsrtp)"),
-    ("Consumer.forward", "Consumer.forward (offsets, header rewrite)"),
-    ("WebRtcTransport.send_rtcp", "RTCP (reports, feedback)"),
-    ("Ticker.", "200 ms tick (speaker, slots, reports)"),
-    ("LocalMedia.refill", "200 ms tick (speaker, slots, reports)"),
-    ("MediaProtocol._stun", "ICE consent checks (aioice STUN)"),
-    ("Connection.", "ICE consent checks (aioice STUN)"),
-    ("StunProtocol.", "ICE consent checks (aioice STUN)"),
+    ("Consumer.forward", "Consumer.forward (Python twin of the fan-out)"),
+    ("LayerClock.", TICK_LAYERS),
+    ("LayerControl.", TICK_LAYERS),
+    ("LocalMedia.after_tick", TICK_LAYERS),
+    ("Group.", TICK_SLOTS),
+    ("LocalMedia.refill", TICK_SLOTS),
+    ("Ticker.fast_tick", FAST_TICK),
+    ("Ticker._run_fast", FAST_TICK),
+    ("Probing.", FAST_TICK),
+    ("Ticker.", TICK_CONSUMERS),
     ("RTCDtlsTransport.", "DTLS (aiortc)"),
+    ("handle_rtcp", "RTCP received (reports, NACK, PLI, transport-cc)"),
     ("WebRtcTransport.send_rtp", "send_rtp (Python)"),
-    ("Producer.", "receive path (parse, stats, levels, routing)"),
-    ("Participant.on_rtp", "receive path (parse, stats, levels, routing)"),
-    ("WebRtcTransport._on_srtp", "receive path (parse, stats, levels, routing)"),
-    ("MediaProtocol.datagram_received", "receive path (parse, stats, levels, routing)"),
-    ("UdpMux.", "receive path (parse, stats, levels, routing)"),
-    ("SharedEndpoint.media", "receive path (parse, stats, levels, routing)"),
+    ("Producer.", RECEIVE),
+    ("Participant.on_rtp", RECEIVE),
+    ("WebRtcTransport._on_srtp", RECEIVE),
+    ("MediaProtocol.datagram_received", RECEIVE),
+    ("UdpMux.", RECEIVE),
+    ("SharedEndpoint.media", RECEIVE),
 )
+# The Python line that calls the compiled fan-out: its samples are the C loop's.
+FANOUT_CALL = ("Producer.on_rtp", "sfu/routing/producer.py", "fanout(self, self.consumers")
+
+
+def _fanout_frames() -> set[str]:
+    """py-spy's names of the frame that calls the compiled fan-out ("func (file:line)")."""
+    function, path, needle = FANOUT_CALL
+    try:
+        lines = (ROOT / path).read_text().splitlines()
+    except OSError:
+        return set()
+    return {f"{function} ({path}:{n})" for n, line in enumerate(lines, 1) if needle in line}
+
+
 # py-spy cannot tell uvloop waiting in epoll from uvloop's own C code: both show as
 # samples whose Python leaf is Runner.run.  perf puts uvloop's C at ~1% of the
 # server's CPU, so those samples are counted as idle and left out of the shares.
@@ -672,14 +716,15 @@ def _start_perf(pid: int, duration: float, out: Path) -> subprocess.Popen[bytes]
 
 
 def _main_thread_stacks(path: Path) -> list[tuple[list[str], int]]:
-    """py-spy raw stacks of the event loop thread (idle thread-pool workers are left out)."""
+    """py-spy raw stacks of the event loop thread (idle thread-pool workers are left out),
+    each frame as py-spy names it: "function (file:line)"."""
     out = []
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        frames = [f.split(" (")[0] for f in stack.split(";")]
-        if frames[0] == "_run_module_as_main":
+        frames = stack.split(";")
+        if frames[0].split(" (")[0] == "_run_module_as_main":
             out.append((frames, int(count)))
     return out
 
@@ -688,21 +733,26 @@ def summarize_py_spy(path: Path) -> dict[str, float]:
     """Share of the event loop thread's busy samples per category (PY_SPY_CATEGORIES)."""
     shares: Counter[str] = Counter()
     total = 0
-    for frames, count in _main_thread_stacks(path):
+    fanout = _fanout_frames()
+    for located, count in _main_thread_stacks(path):
+        frames = [f.split(" (")[0] for f in located]
         if frames[-1] == IDLE_LEAF:
             continue
         total += count
-        category = "other"
-        for frame in reversed(frames):
-            if frame == "IceConnection.send_media" and "WebRtcTransport.send_rtp" in frames:
-                category = "sendto of media (syscall: UDP send + loopback delivery)"
-                break
-            match = next((c for prefix, c in PY_SPY_CATEGORIES if frame.startswith(prefix)), None)
-            if match is not None:
-                category = match
-                break
-        shares[category] += count
+        shares[_category(frames, located[-1] in fanout)] += count
     return {k: v / max(1, total) for k, v in shares.most_common()}
+
+
+def _category(frames: list[str], in_fanout: bool) -> str:
+    if in_fanout:
+        return FANOUT
+    for frame in reversed(frames):
+        if frame == "IceConnection.send_media" and "WebRtcTransport.send_rtp" in frames:
+            return SENDTO
+        match = next((c for prefix, c in PY_SPY_CATEGORIES if frame.startswith(prefix)), None)
+        if match is not None:
+            return match
+    return "other"
 
 
 def perf_report(path: Path, sort: str, top: int = 15) -> list[tuple[str, float]]:

@@ -66,10 +66,10 @@ AUDIO_CAP = 3  # visitroom's default audio slots per subscriber
 JOIN_CONCURRENCY = 10
 # Like a browser, every subscriber sends a receiver report about once a second
 # (spread over the second): both servers get the same RTCP from their
-# subscribers, and visitroom does not poll them as clients it never hears from
-# (sfu.transport.pathwatch: a consent check after 1-4 s of silence, which
-# Janus does not do).  Empty reports: the servers' work per report is the same
-# small parse, and nothing is claimed about loss.
+# subscribers.  (visitroom checks a client that sends under 5 packets/s at the
+# RFC 7675 pace only, sfu.transport.pathwatch, whether it reports or not.)
+# Empty reports: the servers' work per report is the same small parse, and
+# nothing is claimed about loss.
 REPORT_EVERY_S = 1.0
 REPORT_GROUPS = 10
 

@@ -100,6 +100,9 @@ async def join_through(media: LocalMedia, pid: str, peer: SyntheticPeer) -> Slow
 async def test_a_publisher_whose_consent_answers_come_late_keeps_its_transport() -> None:
     async with running_media(**CONSENT) as (media, events):
         alice = SyntheticPeer(audio=True, video=True)
+        # Her agent checks the SFU at the same short interval: it hears only RTCP from
+        # the SFU, too little to be checked on silence (sfu.transport.pathwatch).
+        alice.transport._ice.consent_interval = CONSENT["consent_interval_s"]
         relay = await join_through(media, "alice", alice)
         bob = tracked(SyntheticPeer(audio_slots=1, video_slots=1))
         await media.open("r", "main", "bob")

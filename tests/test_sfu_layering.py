@@ -241,3 +241,58 @@ def test_audio_slots_and_empty_slots_are_left_alone() -> None:
     )
     Run().tick([bob], 0.0)
     assert bob.consumers["2"].calls == [] and bob.consumers["6"].calls == []
+
+
+def steady_viewers(track: FakeTrack, count: int) -> list[FakeSubscriber]:
+    return [
+        FakeSubscriber(f"v{n}", {"5": FakeSlot("video", track)}, {"5": (1280, 720)}, None)
+        for n in range(count)
+    ]
+
+
+def test_subscribers_whose_inputs_did_not_move_are_not_allocated_again() -> None:
+    track = camera("alice")
+    viewers = steady_viewers(track, 20)
+    run = Run()
+    for now in (0.0, 0.5, 1.0, 1.5):
+        run.tick(viewers, now)
+    # The first round chose (2, 2), the second found nothing to change, then steady.
+    assert all(v.consumers["5"].calls == [(2, 2), (2, 2)] for v in viewers)
+    assert run.control.skipped == 2 * 20
+
+
+def test_a_layer_that_pauses_is_noticed_at_the_next_round() -> None:
+    track = camera("alice")
+    viewers = steady_viewers(track, 3)
+    run = Run()
+    for now in (0.0, 0.5, 1.0):
+        run.tick(viewers, now)
+    assert all(len(v.consumers["5"].calls) == 2 for v in viewers)  # steady
+    track.layers[2].on = False  # f paused by the publisher
+    run.tick(viewers, 1.5)
+    assert all(len(v.consumers["5"].calls) == 3 for v in viewers)  # allocated again
+
+
+def test_a_rate_or_budget_that_moved_beyond_the_slack_is_allocated_again() -> None:
+    track = camera("alice")
+    viewers = steady_viewers(track, 1)
+    run = Run()
+    for now in (0.0, 0.5, 1.0):
+        run.tick(viewers, now, fallback=2_000_000)
+    calls = viewers[0].consumers["5"].calls
+    run.tick(viewers, 1.2, fallback=2_050_000)  # 2.5 %: noise
+    assert len(calls) == 2
+    track.layers[2].rates = (700_000, 1_050_000, 1_900_000)  # 12 %: a change
+    run.tick(viewers, 1.4, fallback=2_050_000)
+    assert len(calls) == 3
+    run.tick(viewers, 1.6, fallback=1_500_000)  # the budget fell: f does not fit whole
+    assert calls[-1] == (2, 1)
+
+
+def test_a_steady_subscriber_is_allocated_again_after_the_recheck_period() -> None:
+    track = camera("alice")
+    viewers = steady_viewers(track, 1)
+    run = Run()
+    for now in (0.0, 0.5, 1.0, 2.0, 2.4, 2.6):
+        run.tick(viewers, now)
+    assert len(viewers[0].consumers["5"].calls) == 3  # 0.0, 0.5, and 2.5 s after 0.5

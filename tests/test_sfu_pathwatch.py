@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 
 from sfu.transport.ice import first_answer
 from sfu.transport.pathwatch import MAX_QUIET_BACKOFF_S, MIN_TIMEOUT_S, POLL_S, PathWatch
@@ -37,13 +38,50 @@ def test_a_client_that_sent_media_is_checked_after_a_third_of_a_second_of_silenc
     assert 0.25 <= silence_until_check(watch, now, seen) <= 0.45
 
 
-def test_a_client_that_sends_only_rtcp_is_checked_after_a_second() -> None:
+def polls(watch: PathWatch, arrivals: list[float], until: float) -> list[float]:
+    """Poll every POLL_S up to `until` with a packet at each of `arrivals`: when a check was due."""
+    due, seen, now, pending = [], 0, 0.0, sorted(arrivals)
+    while now < until:
+        now = round(now + POLL_S, 6)
+        while pending and pending[0] <= now:
+            pending.pop(0)
+            seen += 1
+        if watch.poll(now, seen):
+            due.append(now)
+    return due
+
+
+def rtcp_reports(seconds: float) -> list[float]:
+    """Receiver reports about once a second (0.5-1.5 s apart, as RFC 3550 spreads them)."""
+    rng, at, out = random.Random(7), 0.0, []
+    while at < seconds:
+        at += rng.uniform(0.5, 1.5)
+        out.append(at)
+    return out
+
+
+def test_the_rate_of_a_client_is_measured_over_its_gaps_not_over_one_poll() -> None:
     watch = PathWatch(0.0)
-    now, seen = 0.0, 0
-    for _ in range(5):  # one RTCP packet a second
-        now, seen = now + 1.0, seen + 1
-        watch.poll(now, seen)
-    assert 0.95 <= silence_until_check(watch, now, seen) <= 1.1
+    polls(watch, [float(t) for t in range(1, 11)], 10.05)  # one packet a second
+    assert 0.8 <= watch.rate <= 1.25, watch.rate
+
+
+def test_a_client_that_sends_only_rtcp_is_not_checked_for_its_gaps() -> None:
+    watch = PathWatch(0.0)
+    assert polls(watch, rtcp_reports(60.0), 60.0) == []
+    assert not watch.watched()
+
+
+def test_a_receiver_that_sends_nothing_is_not_checked_for_its_silence() -> None:
+    watch = PathWatch(0.0)
+    assert polls(watch, [], 30.0) == []  # only the RFC 7675 checks (ice.py) are left
+
+
+def test_a_receiver_that_sends_transport_cc_feedback_is_watched() -> None:
+    watch = PathWatch(0.0)
+    now, seen = feed(watch, 0.0, 3.0, 20, 0)  # feedback every 50 ms
+    assert watch.watched()
+    assert 0.45 <= silence_until_check(watch, now, seen) <= 0.6
 
 
 def test_a_quiet_client_that_answers_is_checked_less_and_less_often() -> None:

@@ -326,6 +326,11 @@ class LayerAllocator:
         self.choices = result
         return dict(result)
 
+    @property
+    def waiting(self) -> bool:
+        """Whether an upgrade waits for `upgrade_after_s` (the next update may change a choice)."""
+        return bool(self._upgradable_since)
+
     def _settle(self, mid: str, choice: LayerChoice, now: float) -> LayerChoice:
         old = self.choices.get(mid)
         if old is None or _rank(choice) <= _rank(old):

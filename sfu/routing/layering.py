@@ -14,6 +14,14 @@ Every tick, for each connected subscriber:
   once, `for_bandwidth`), and a `downlink` event goes out when the
   estimate moved (`DownlinkReports`).
 
+A subscriber whose inputs did not move since its last allocation (`steady`:
+the same slots, sizes and flowing layers, each layer's rate within
+`RATE_SLACK` and the budget within `BUDGET_SLACK` of that round's, no
+upgrade waiting for its hold, and that allocation changed nothing) keeps
+its layers without running the allocator again, for up to `RECHECK_S`: the
+tick's cost follows what changed, not the number of subscribers.  A layer's rates are read once per
+tick however many subscribers show it.
+
 Then every simulcast track's needed spatial layers (every layer up to the
 highest its local subscribers chose, like LiveKit's dynacast; plus the layers
 other workers' subscribers need, from the relay's demand) go through
@@ -26,7 +34,8 @@ What it reads is described by the Protocols below (implemented by
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from sfu.control import Downlink, MediaEvent, PublishLayers
@@ -44,6 +53,13 @@ from sfu.policy.downlink import DownlinkReports
 __all__ = ["LayerControl"]
 
 TrackKey = tuple[str, str]  # (publisher id, mid)
+
+# A subscriber whose inputs did not move (`steady`) is allocated again after this long.
+RECHECK_S = 2.0
+# A layer's rate that moved less than this share, and a budget that moved less than
+# this share, since the last allocation are no change (the rate meter's own noise).
+RATE_SLACK = 0.1
+BUDGET_SLACK = 0.05
 
 
 class Layer(Protocol):
@@ -116,6 +132,9 @@ class LayerControl:
         self.needs: LayerNeeds[TrackKey] = LayerNeeds()
         self._tracks: dict[TrackKey, Track] = {}
         self._rids: dict[TrackKey, list[str]] = {}  # the last publish_layers of each track
+        self._rounds: dict[str, Round] = {}  # each subscriber's last allocation
+        self._infos: dict[int, LayerInfo] = {}  # layer -> its info this tick (`_info`)
+        self.skipped = 0  # allocations found steady (for tests and stats)
         # What each subscriber's slots would take with no bandwidth limit (the Prober's aim).
         self.desired_bps: dict[str, int] = {}
 
@@ -132,6 +151,7 @@ class LayerControl:
         local tracks with the spatial layers other workers' subscribers need.
         """
         wanted: dict[TrackKey, list[int | None]] = {}
+        self._infos.clear()  # a layer's info is read once per round (`_info`)
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
             estimate = self.estimate(subscriber, fallback_bps)
             self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
@@ -151,6 +171,7 @@ class LayerControl:
     def forget(self, subscriber_id: str) -> None:
         """A subscriber is gone: drop its allocator and its downlink reports."""
         self._allocators.pop(subscriber_id, None)
+        self._rounds.pop(subscriber_id, None)
         self._downlinks.pop(subscriber_id, None)
         self.desired_bps.pop(subscriber_id, None)
 
@@ -183,18 +204,40 @@ class LayerControl:
             if slot.kind != "video" or track is None:
                 continue
             tracks[mid] = track
-            demands.append(demand(mid, track, subscriber.video_sizes.get(mid), on_stage(mid), now))
-        self.desired_bps[subscriber.id] = ceiling_bps(demands)
+            size = subscriber.video_sizes.get(mid)
+            demands.append(demand(mid, track, size, on_stage(mid), now, self._info))
         allocator = self._allocators.setdefault(subscriber.id, LayerAllocator())
-        before = dict(allocator.choices)
-        caps = {d.mid: cap_of(d) for d in demands}
-        for mid, choice in allocator.update(demands, max(0, budget), now).items():
-            cut = for_bandwidth(before.get(mid), choice, caps[mid])
-            self._apply(subscriber.consumers[mid], choice, now, cut)
+        budget = max(0, budget)
+        last = self._rounds.get(subscriber.id)
+        if (
+            last is not None
+            and last.settled
+            and not allocator.waiting
+            and steady(last, demands, budget, now)
+        ):
+            self.skipped += 1
+            choices = allocator.choices
+        else:
+            self.desired_bps[subscriber.id] = ceiling_bps(demands)
+            before = dict(allocator.choices)
+            caps = {d.mid: cap_of(d) for d in demands}
+            choices = allocator.update(demands, budget, now)
+            for mid, choice in choices.items():
+                cut = for_bandwidth(before.get(mid), choice, caps[mid])
+                self._apply(subscriber.consumers[mid], choice, now, cut)
+            self._rounds[subscriber.id] = Round(now, budget, demands, choices == before)
+        for mid, choice in choices.items():
             track = tracks[mid]
             key = (track.owner, track.mid)
             self._tracks[key] = track
             wanted.setdefault(key, []).append(choice.spatial)
+
+    def _info(self, layer: Layer, now: float) -> LayerInfo:
+        """`layer_info`, once per layer per tick (every subscriber of a track reads the same)."""
+        info = self._infos.get(id(layer))
+        if info is None:
+            info = self._infos[id(layer)] = layer_info(layer, now)
+        return info
 
     @staticmethod
     def _apply(slot: Slot, choice: LayerChoice, now: float, cut: bool) -> None:
@@ -237,18 +280,71 @@ def for_bandwidth(before: LayerChoice | None, choice: LayerChoice, cap: int) -> 
 
 
 def demand(
-    mid: str, track: Track, size: tuple[int, int] | None, stage: bool, now: float
+    mid: str,
+    track: Track,
+    size: tuple[int, int] | None,
+    stage: bool,
+    now: float,
+    info: Callable[[Layer, float], LayerInfo] | None = None,
 ) -> SlotDemand:
     """What slot `mid` needs, showing `track` at `size` (None: not reported)."""
     width, height = size if size is not None else (0, 0)
+    read = info or layer_info
     return SlotDemand(
         mid,
         stage,
         width,
         height,
-        tuple(layer_info(layer, now) for layer in track.layers),
+        tuple(read(layer, now) for layer in track.layers),
         hidden=size == (0, 0),
     )
+
+
+@dataclass(frozen=True)
+class Round:
+    """A subscriber's last allocation: when, with which budget and slots."""
+
+    at: float
+    budget: int
+    demands: Sequence[SlotDemand]
+    settled: bool  # it changed no choice (so the same inputs give the same choices)
+
+
+def steady(last: Round, demands: Sequence[SlotDemand], budget: int, now: float) -> bool:
+    """Whether `demands` and `budget` are what `last` allocated for (module doc)."""
+    if now - last.at >= RECHECK_S or len(demands) != len(last.demands):
+        return False
+    if abs(budget - last.budget) > BUDGET_SLACK * max(last.budget, 1):
+        return False
+    return all(_same_slot(a, b) for a, b in zip(last.demands, demands, strict=True))
+
+
+def _same_slot(a: SlotDemand, b: SlotDemand) -> bool:
+    if (a.mid, a.stage, a.width, a.height, a.hidden) != (
+        b.mid,
+        b.stage,
+        b.width,
+        b.height,
+        b.hidden,
+    ):
+        return False
+    if len(a.layers) != len(b.layers):
+        return False
+    return all(_same_layer(x, y) for x, y in zip(a.layers, b.layers, strict=True))
+
+
+def _same_layer(a: LayerInfo, b: LayerInfo) -> bool:
+    if (a.spatial, a.width, a.height, len(a.bitrates)) != (
+        b.spatial,
+        b.width,
+        b.height,
+        len(b.bitrates),
+    ):
+        return False
+    for old, new in zip(a.bitrates, b.bitrates, strict=True):
+        if (old == 0) != (new == 0) or abs(new - old) > RATE_SLACK * old:
+            return False
+    return True
 
 
 def layer_info(layer: Layer, now: float) -> LayerInfo:

@@ -25,8 +25,10 @@ controlled role since the client always offers) to:
   the answers during a join storm, lost consent with every check
   answered; `consent_late` counts such answers); in addition a client that
   went silent for longer than its packet rate explains (`PathWatch`: 0.3 s
-  after media, 1 s after RTCP only) is checked at once, with a timeout of a
-  few round trips (0.25 s at least), and after `CONSENT_WARN_FAILURES`
+  after media; a client that sends only RTCP, or nothing, is checked at the
+  RFC pace only) is checked at once, with a timeout of a few round trips
+  (0.25 s at least; one timer polls every transport's counters,
+  `sfu.transport.consentclock`), and after `CONSENT_WARN_FAILURES`
   unanswered checks in a row (one, when the client is also silent)
   `on_consent_lost` is called once per outage, so the client can be told to
   restart ICE while the DTLS association is alive.
@@ -57,6 +59,7 @@ from aioice.ice import (
 )
 
 from sfu.packet.counters import Counters
+from sfu.transport.consentclock import SLOW_ROUNDS, clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
 
@@ -75,6 +78,8 @@ CONSENT_WARN_FAILURES = 2
 CONSENT_RTO = 0.5
 # How often a check past its timeout looks whether our shared socket has been read empty.
 BACKLOG_POLL_S = 0.1
+# How often the consent loop of a client not watched for silence reads its counters.
+SLOW_POLL_S = SLOW_ROUNDS * POLL_S
 
 SrtpHandler = Callable[[bytes], None]
 Check = Callable[[], Awaitable[bool]]
@@ -136,6 +141,17 @@ async def first_answer(check: Check, within: float) -> float | None:
     finally:
         for future in pending:
             future.cancel()
+
+
+@functools.lru_cache(maxsize=4096)
+def _address_kind(host: str) -> tuple[int, bool] | None:
+    """(IP version, loopback) of `host`, None if it is no IP address: parsing one
+    with `ipaddress` took a good part of answering each client's consent check."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return ip.version, ip.is_loopback
 
 
 def host_addresses(configured: tuple[str, ...]) -> list[str]:
@@ -354,11 +370,10 @@ class IceConnection(Connection):
 
     def reachable(self, host: str) -> bool:
         """Whether a remote address can pair with one of ours."""
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
+        kind = _address_kind(host)
+        if kind is None:
             return False
-        return ip.version in self._local_versions and ip.is_loopback in self._local_is_loopback
+        return kind[0] in self._local_versions and kind[1] in self._local_is_loopback
 
     def _add_remote_candidate(self, remote_candidate: Candidate, network_host: str) -> None:
         if len(self._remote_candidates) >= MAX_REMOTE_CANDIDATES:
@@ -456,12 +471,14 @@ class IceConnection(Connection):
 
         A check every `consent_interval` (+-20%) as aioice does, and also as
         soon as the client went silent for longer than its packet rate
-        explains (`PathWatch`: 0.3 s for a client that sent media, 1 s for
-        one that sends only RTCP): a dead path is noticed in about half a
-        second.  The counters are read every `POLL_S`, nothing is added to
-        the per-packet path.  Consent still expires only after
-        `CONSENT_FAILURES` intervals (30 s) without an answer to a check
-        sent in that time, however late the answer comes.
+        explains (`PathWatch`: 0.3 s for a client that sent media; not for
+        one that sends under 5 packets/s, RTCP only or nothing): a dead path
+        is noticed in about half a second.  The counters are read every
+        `POLL_S` by the event loop's one `ConsentClock` (no task wake-up
+        until a check is due), nothing is added to the per-packet path.
+        Consent still expires only after `CONSENT_FAILURES` intervals (30 s)
+        without an answer to a check sent in that time, however late the
+        answer comes.
         """
         assert self.remote_password is not None
         key = self.remote_password.encode("utf8")
@@ -470,13 +487,26 @@ class IceConnection(Connection):
         answered = self.consent_fresh = loop.time()
         watch = PathWatch(answered)
         next_check = answered + self._consent_delay()
-        failures, warned = 0, False
-        while True:
-            await asyncio.sleep(POLL_S)
-            now = loop.time()
+        failures, warned, silent = 0, False, False
+
+        def due(now: float) -> bool:  # polled every POLL_S by the loop's one clock
+            nonlocal silent
             silent = watch.poll(now, counters.rtp_in + counters.rtcp_in)
-            if now < next_check and not silent:
+            return silent or now >= next_check
+
+        def near(now: float) -> bool:  # polled every second: back to `due` when it may be
+            due(now)
+            return watch.watched() or now >= next_check - SLOW_POLL_S
+
+        while True:
+            clock = clock_for(loop, POLL_S)
+            if not watch.watched() and next_check - loop.time() > SLOW_POLL_S:
+                # Not watched for silence (sfu.transport.pathwatch): only the RFC timer
+                # concerns it, and a second's resolution is enough until it comes near.
+                await clock.wait(near, slow=True)
                 continue
+            await clock.wait(due)
+            now = loop.time()
             next_check = now + self._consent_delay()
             rtt = await self._consent_answered(key, watch.timeout())
             # Answered in time, or an earlier check's answer came late: the path works.

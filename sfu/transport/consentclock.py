@@ -1,0 +1,100 @@
+"""One timer for the consent loops of every transport of an event loop.
+
+`IceConnection.query_consent` reads its transport's traffic counters every
+`POLL_S` (`sfu.transport.pathwatch`).  It used to sleep `POLL_S` in a loop:
+ten task wake-ups a second per transport (a future, a timer handle and a
+task step each), whether anything was due or not; at a light fan-out of 50
+quiet subscribers that was a visible part of the server's fixed cost.  Now
+a loop waits on one future until its check is due: a single timer per
+event loop calls every waiting loop's `due(now)` (a plain call: the
+`PathWatch` poll and a comparison) every `POLL_S` and resolves the futures
+of those that are due.  A loop whose client is not watched for silence
+(`PathWatch.watched`: it sends under 5 packets/s, so only the RFC 7675
+timer concerns it) waits `slow`: it is polled every `SLOW_ROUNDS` rounds
+(1 s) only, which is enough to notice that it started sending (the rate is
+measured over the time since its counter last moved) or that its next RFC
+check is due.  The timer stops when nobody waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+__all__ = ["ConsentClock", "clock_for"]
+
+logger = logging.getLogger(__name__)
+
+Due = Callable[[float], bool]
+
+# A `slow` wait is polled every this many rounds.
+SLOW_ROUNDS = 10
+
+
+class ConsentClock:
+    """Polls the `due` test of every waiting consent loop every `period` s (module doc)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, period: float) -> None:
+        self._loop = loop
+        self.period = period
+        self._waiting: dict[asyncio.Future[None], Due] = {}
+        self._slow: dict[asyncio.Future[None], Due] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self.polls = 0  # timer rounds run (for tests)
+
+    def __len__(self) -> int:
+        return len(self._waiting) + len(self._slow)
+
+    @property
+    def running(self) -> bool:
+        return self._timer is not None
+
+    def wait(self, due: Due, *, slow: bool = False) -> asyncio.Future[None]:
+        """A future resolved at the first poll where `due(now)` is true (cancel it to stop);
+        `slow`: polled every `SLOW_ROUNDS` rounds only (module doc)."""
+        future: asyncio.Future[None] = self._loop.create_future()
+        (self._slow if slow else self._waiting)[future] = due
+        if self._timer is None:
+            self._timer = self._loop.call_later(self.period, self._poll)
+        return future
+
+    def _poll(self) -> None:
+        self._timer = None
+        self.polls += 1
+        now = self._loop.time()
+        self._round(self._waiting, now)
+        if self.polls % SLOW_ROUNDS == 0:
+            self._round(self._slow, now)
+        if self._waiting or self._slow:
+            self._timer = self._loop.call_later(self.period, self._poll)
+        elif _clocks.get(self._loop) is self:
+            del _clocks[self._loop]
+
+    @staticmethod
+    def _round(waiting: dict[asyncio.Future[None], Due], now: float) -> None:
+        for future, due in list(waiting.items()):
+            if future.done():  # cancelled: its loop stopped
+                del waiting[future]
+                continue
+            try:
+                ready = due(now)
+            except Exception as exc:  # a bug in one loop must not stop the others
+                logger.exception("consent poll failed")
+                del waiting[future]
+                future.set_exception(exc)
+                continue
+            if ready:
+                del waiting[future]
+                future.set_result(None)
+
+
+_clocks: dict[asyncio.AbstractEventLoop, ConsentClock] = {}
+
+
+def clock_for(loop: asyncio.AbstractEventLoop, period: float) -> ConsentClock:
+    """The clock of `loop` (created on first use, dropped once nobody waits)."""
+    clock = _clocks.get(loop)
+    if clock is None:
+        clock = _clocks[loop] = ConsentClock(loop, period)
+    return clock
