@@ -645,7 +645,7 @@ PY_SPY_CATEGORIES: tuple[tuple[str, str], ...] = (
     ("Egress.", "send batch (Python twin)"),
     ("Route.send", "send batch (Python twin)"),
     ("RecvBatch.read", "recvmmsg (syscall + bytes per datagram)"),
-    ("UdpMux._read", "recvmmsg (syscall + bytes per datagram)"),  # compiled RecvBatch
+    ("SocketReader.read", "recvmmsg (syscall + bytes per datagram)"),  # recvmsg fallback
     ("IceConnection.request_received", THEIR_CHECKS),
     ("UdpMux._stun", THEIR_CHECKS),
     ("MediaProtocol._stun", THEIR_CHECKS),
