@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,24 @@ METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 # Below Linux's ephemeral range (32768-60999): a port the kernel picks (bind to 0) can be
 # taken by any outgoing connection between our pick and the server's own bind ("address
 # already in use" on a busy machine); one from here is only taken by another explicit bind.
-_PORTS = range(20_000, 32_768)
+# Under pytest-xdist each worker picks from its own slice of that range, so two workers
+# cannot hand out the same port between a pick and the server's bind.
+_ALL_PORTS = range(20_000, 32_768)
 _given: set[int] = set()
+
+
+def worker_ports(all_ports: range = _ALL_PORTS, environ: Mapping[str, str] = os.environ) -> range:
+    """This xdist worker's slice of `all_ports` (all of them outside xdist)."""
+    worker = environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return all_ports
+    size = len(all_ports) // count
+    start = all_ports.start + int(worker.removeprefix("gw")) * size
+    return range(start, start + size)
+
+
+_PORTS = worker_ports()
 
 
 def free_port() -> int:
