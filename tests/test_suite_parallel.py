@@ -3,8 +3,11 @@ hand out the same port, and the tests that must run alone are marked serial."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from tests.redis_server import RedisServer
 from tests.serial import SERIAL_FILES
 from tests.servers import _ALL_PORTS, worker_ports
 
@@ -33,3 +36,18 @@ def test_every_serial_file_exists(request: pytest.FixtureRequest) -> None:
     """A renamed lab or image test would otherwise run in the parallel pass unnoticed."""
     tests = request.config.rootpath / "tests"
     assert sorted(n for n in SERIAL_FILES if not (tests / n).is_file()) == []
+
+
+def test_a_redis_server_of_someone_else_on_our_port_is_not_taken_for_ours(
+    tmp_path: Path,
+) -> None:
+    """Another run's redis-server on the port we picked answers PING too; ours could not
+    bind and exited, and a test would then lose its Redis mid-way (seen under xdist)."""
+    theirs = RedisServer(tmp_path / "theirs")
+    theirs.start()
+    try:
+        ours = RedisServer(tmp_path / "ours", port=theirs.port)
+        with pytest.raises(RuntimeError, match="redis-server exited"):
+            ours.start()
+    finally:
+        theirs.stop()
