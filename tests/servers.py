@@ -99,13 +99,20 @@ class ServerProcess:
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
 
-    async def start(self, timeout: float = 20.0) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until healthy: 60 s, room for a loaded machine (two xdist
+        workers and whatever else runs); a server that does not get there is killed,
+        not left running past its test (its Popen's ResourceWarning failed the next)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # the server makes data_dir
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
-        await self.wait_healthy(timeout)
+        try:
+            await self.wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     async def wait_healthy(self, timeout: float) -> None:
         async with asyncio.timeout(timeout):
