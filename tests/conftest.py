@@ -21,7 +21,12 @@ from signalling.app import create_app
 from signalling.config import Config
 from tests.redis_server import RedisServer
 
-pytest_plugins = ["tests.web_support", "tests.image_support", "tests.native_support"]
+pytest_plugins = [
+    "tests.web_support",
+    "tests.image_support",
+    "tests.native_support",
+    "tests.serial",
+]
 
 API_KEY = "test-key"
 API_SECRET = "s" * 64

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,24 @@ METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 # Below Linux's ephemeral range (32768-60999): a port the kernel picks (bind to 0) can be
 # taken by any outgoing connection between our pick and the server's own bind ("address
 # already in use" on a busy machine); one from here is only taken by another explicit bind.
-_PORTS = range(20_000, 32_768)
+# Under pytest-xdist each worker picks from its own slice of that range, so two workers
+# cannot hand out the same port between a pick and the server's bind.
+_ALL_PORTS = range(20_000, 32_768)
 _given: set[int] = set()
+
+
+def worker_ports(all_ports: range = _ALL_PORTS, environ: Mapping[str, str] = os.environ) -> range:
+    """This xdist worker's slice of `all_ports` (all of them outside xdist)."""
+    worker = environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return all_ports
+    size = len(all_ports) // count
+    start = all_ports.start + int(worker.removeprefix("gw")) * size
+    return range(start, start + size)
+
+
+_PORTS = worker_ports()
 
 
 def free_port() -> int:
@@ -83,13 +99,20 @@ class ServerProcess:
             "--data-dir", str(self.data_dir), *self.args,
         ]  # fmt: skip
 
-    async def start(self, timeout: float = 20.0) -> None:
+    async def start(self, timeout: float = 60.0) -> None:
+        """Start and wait until healthy: 60 s, room for a loaded machine (two xdist
+        workers and whatever else runs); a server that does not get there is killed,
+        not left running past its test (its Popen's ResourceWarning failed the next)."""
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)  # the server makes data_dir
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 self.command(), cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT
             )
-        await self.wait_healthy(timeout)
+        try:
+            await self.wait_healthy(timeout)
+        except BaseException:
+            self.kill()
+            raise
 
     async def wait_healthy(self, timeout: float) -> None:
         async with asyncio.timeout(timeout):
