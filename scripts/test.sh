@@ -25,4 +25,9 @@ bash scripts/install.sh test
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/mypy"
 "$VENV/bin/lint-imports"
-exec "$VENV/bin/pytest" -q "$@"
+# both cores for everything but the tests that must run alone (tests/serial.py), then those;
+# either pass failing (5 = no test selected counts too) fails the run
+status=0
+"$VENV/bin/pytest" -q -n 2 -m "not serial" "$@" || status=$?
+"$VENV/bin/pytest" -q -m serial "$@" || status=$?
+exit "$status"
