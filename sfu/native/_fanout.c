@@ -31,6 +31,8 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "slots.h"
+
 #define SLOT 1536        /* as mmsg.SLOT */
 #define SRTP_TRAILER 16  /* as mmsg.SRTP_TRAILER */
 #define NAME_SIZE 28     /* sizeof(struct sockaddr_in6), the largest we send to */
@@ -923,26 +925,8 @@ static long max_tid = -1;  /* sfu.routing.layers.MAX_TID, given with the Consume
 static int
 resolve(SlotTable *table, PyObject *cls, const char **names, int n)
 {
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "configure wants a class");
+    if (slot_offsets(cls, names, n, table->offsets, K_N) < 0)
         return -1;
-    }
-    Py_ssize_t offsets[K_N];
-    for (int k = 0; k < n; k++) {
-        PyObject *descr = PyObject_GetAttrString(cls, names[k]);
-        if (descr == NULL)
-            return -1;
-        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-        if (ok)
-            offsets[k] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "%s is not a __slots__ field", names[k]);
-            return -1;
-        }
-    }
-    memcpy(table->offsets, offsets, sizeof(Py_ssize_t) * (size_t)n);
     Py_INCREF(cls);
     Py_XSETREF(table->type, (PyTypeObject *)cls);
     return 0;

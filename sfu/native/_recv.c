@@ -28,6 +28,8 @@
 
 #include <string.h>
 
+#include "slots.h"
+
 /* ---- Slotted classes ------------------------------------------------------ */
 
 enum {
@@ -80,26 +82,8 @@ static PyObject *s_forward, *s_rtp, *s_unwrap, *s_max_seq, *s_add, *s_send_nack,
 static int
 resolve(SlotTable *table, PyObject *cls, const char **names, int n)
 {
-    if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "configure wants a class");
+    if (slot_offsets(cls, names, n, table->offsets, MAX_FIELDS) < 0)
         return -1;
-    }
-    Py_ssize_t offsets[MAX_FIELDS];
-    for (int k = 0; k < n; k++) {
-        PyObject *descr = PyObject_GetAttrString(cls, names[k]);
-        if (descr == NULL)
-            return -1;
-        int ok = Py_IS_TYPE(descr, &PyMemberDescr_Type) &&
-                 ((PyMemberDescrObject *)descr)->d_member->type == T_OBJECT_EX;
-        if (ok)
-            offsets[k] = ((PyMemberDescrObject *)descr)->d_member->offset;
-        Py_DECREF(descr);
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "%s is not a __slots__ field", names[k]);
-            return -1;
-        }
-    }
-    memcpy(table->offsets, offsets, sizeof(Py_ssize_t) * (size_t)n);
     table->n = n;
     Py_INCREF(cls);
     Py_XSETREF(table->type, (PyTypeObject *)cls);
