@@ -67,7 +67,7 @@ from sfu.transport import mmsg, srtp
 from sfu.transport.ice import IceConnection, PortAllocator
 from sfu.transport.sendhistory import SendHistory
 from sfu.transport.udpmux import SharedEndpoint, UdpMux
-from sfu.transport.webrtc import TransportState, WebRtcTransport
+from sfu.transport.webrtc import TransportState, WebRtcTransport, compiled_inlet
 
 GCM = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
 VP8 = CodecChoice(
@@ -146,10 +146,14 @@ def plans() -> tuple[MediaPlan, ...]:
 class Rig:
     """One publisher on a real UdpMux, its consumers counting (see module doc)."""
 
-    def __init__(self, consumers: int, python_on_rtp: bool = False) -> None:
+    def __init__(
+        self, consumers: int, python_on_rtp: bool = False, python_ingress: bool = False
+    ) -> None:
         binding = mmsg.load()
         self.mux = UdpMux("127.0.0.1", 0, buffer_bytes=16 << 20, binding=binding)
         self.mux.open()
+        if python_ingress:
+            self.mux._dispatch = None  # the Python loop and UdpMux.datagram
         loop = asyncio.get_running_loop()
         assert self.mux._sock is not None
         loop.remove_reader(self.mux._sock.fileno())  # we call _readable ourselves
@@ -170,7 +174,7 @@ class Rig:
         if python_on_rtp:
             for producer in self.participant.all_producers():
                 producer._receive = None  # the Python twin of Producer.on_rtp
-        self.transport = receive_side(self.participant, key)
+        self.transport = receive_side(self.participant, key, compiled=not python_ingress)
         self.participant.transport = self.transport
         self.levels = 0
         self.outputs: list[Counting] = []
@@ -197,7 +201,9 @@ class Rig:
             ports=PortAllocator(None),
             counters=self.transport.counters,
             buffer_bytes=1 << 20,
-            on_srtp=self.transport._on_srtp,
+            on_srtp=self.transport._on_srtp
+            if self.transport.inlet is None
+            else self.transport.inlet,
             muxes=[self.mux],
         )
         self.seq = {AUDIO_SSRC: 0, VIDEO_SSRC: 0}
@@ -270,9 +276,12 @@ class Rig:
         self.mux.close()
 
 
-def receive_side(sink: Participant, key: bytes) -> WebRtcTransport:
-    """A WebRtcTransport keyed for receiving, without the DTLS handshake."""
+def receive_side(sink: Participant, key: bytes, compiled: bool = True) -> WebRtcTransport:
+    """A WebRtcTransport keyed for receiving, without the DTLS handshake; with `compiled`,
+    its `_on_srtp` is the compiled inlet (sfu.native._ingress) when built."""
     transport = WebRtcTransport.__new__(WebRtcTransport)
+    module = compiled_inlet() if compiled else None
+    transport.inlet = None if module is None else module.Inlet(transport, transport._on_srtp)
     transport.counters = Counters()
     transport.state = TransportState.CONNECTED
     transport.inbound_ssrcs = {AUDIO_SSRC, VIDEO_SSRC, VIDEO_SSRC + 1}
@@ -291,10 +300,11 @@ def receive_side(sink: Participant, key: bytes) -> WebRtcTransport:
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     configs = [(kind, n, "") for n in (0, args.consumers) for kind in ("video", "audio")]
     configs += [(kind, 0, "py") for kind in ("video", "audio")]
+    configs += [(kind, n, "pyin") for n in (0, args.consumers) for kind in ("video", "audio")]
     rigs = {}
     for _, n, twin in configs:
         if (n, twin) not in rigs:
-            rigs[n, twin] = Rig(n, python_on_rtp=twin == "py")
+            rigs[n, twin] = Rig(n, python_on_rtp=twin == "py", python_ingress=twin == "pyin")
             await rigs[n, twin].select()
     results: dict[str, list[float]] = {key(*config): [] for config in configs}
     for _ in range(args.rounds):
@@ -304,6 +314,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for rig in rigs.values():
         rig.close()
     return results
+
+
+TWINS = {"": "", "py": ", on_rtp in Python", "pyin": ", ingress in Python"}
 
 
 def key(kind: str, consumers: int, twin: str) -> str:
@@ -325,7 +338,7 @@ def main() -> None:
     print(f"compiled paths: {'on' if native.enabled() else 'off (VISITROOM_NATIVE=0)'}")
     for name, value in summary.items():
         kind, n, *twin = name.split("/")
-        label = f"{kind} packet, {n} consumers" + (", on_rtp in Python" if twin else "")
+        label = f"{kind} packet, {n} consumers" + TWINS[twin[0] if twin else ""]
         rounds = [round(v, 2) for v in results[name]]
         print(f"{label:50} {value:6.2f} us per incoming packet  (rounds {rounds})")
     if args.json:

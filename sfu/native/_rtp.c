@@ -36,6 +36,7 @@
 #include <structmember.h>
 
 #define ONE_BYTE_PROFILE 0xBEDE
+#include "rtpext.h"
 
 static PyTypeObject *header_type;   /* sfu.packet.rtp.RtpHeader */
 static PyTypeObject *vp8_type;      /* sfu.packet.vp8.Vp8Descriptor */
@@ -395,46 +396,8 @@ find_extension(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-/* element_value(data, profile, start, end, ext_id): offset of a 2-byte value or -1. */
-static Py_ssize_t
-element_in(const unsigned char *p, Py_ssize_t n, long profile, Py_ssize_t i, Py_ssize_t end,
-           long ext_id)
-{
-    if (end > n || i < 0)
-        return -1;
-    if (profile == ONE_BYTE_PROFILE) {
-        while (i < end) {
-            int b = p[i];
-            if (b == 0) {
-                i += 1;
-                continue;
-            }
-            int found = b >> 4;
-            if (found == 15 || found == 0)
-                return -1;
-            int length = (b & 0x0F) + 1;
-            if (found == ext_id)
-                return (length == 2 && i + 3 <= end) ? i + 1 : -1;
-            i += 1 + length;
-        }
-        return -1;
-    }
-    if ((profile & 0xFFF0) == 0x1000) {
-        while (i + 1 < end) {
-            int found = p[i];
-            if (found == 0) {
-                i += 1;
-                continue;
-            }
-            int length = p[i + 1];
-            if (found == ext_id)
-                return (length == 2 && i + 4 <= end) ? i + 2 : -1;
-            i += 2 + length;
-        }
-    }
-    return -1;
-}
-
+/* element_value(data, profile, start, end, ext_id): offset of a 2-byte value or -1
+ * (element_in: rtpext.h). */
 static PyObject *
 element_value(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {

@@ -25,8 +25,10 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Iterator
+from types import ModuleType
 from typing import TYPE_CHECKING
 
+from sfu import native
 from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
@@ -142,6 +144,8 @@ class Participant:
         self._learned = 0
         self._idle_counters = Counters()
         self._on_transport_lost = on_transport_lost
+        # The transport's compiled inlet (sfu.native._ingress) runs on_rtp's common case.
+        native.configured("_ingress", "participant", _configure_inlet)
 
     # transport
 
@@ -435,6 +439,8 @@ class Participant:
     # packets (the transport's PacketSink)
 
     def on_rtp(self, packet: bytes) -> None:
+        """One plain RTP packet from the transport (sfu.native._ingress inlines its common
+        case: a known SSRC goes to its producer)."""
         try:
             h = parse_rtp(packet)
         except RtpError:
@@ -569,6 +575,10 @@ class Participant:
             close_track(producer)
         self.by_ssrc.clear()
         self.by_rtx_ssrc.clear()
+
+
+def _configure_inlet(module: ModuleType) -> None:
+    module.configure("participant", Participant)
 
 
 def _dtls_role(setup: str, current: str | None) -> str:

@@ -149,7 +149,18 @@ class InboundSrtp:
     pylibsrtp's per-packet allocation and checks.
     """
 
-    __slots__ = ("_buffer", "_key", "_policy", "_unprotect", "_view", "ctx", "length", "unprotect")
+    __slots__ = (
+        "_buffer",
+        "_key",
+        "_policy",
+        "_unprotect",
+        "_view",
+        "ctx",
+        "ctx_address",
+        "length",
+        "unprotect",
+        "unprotect_address",
+    )
 
     def __init__(self, srtp: LibSrtp, key: bytes, profile: int) -> None:
         ffi = srtp.ffi
@@ -158,14 +169,16 @@ class InboundSrtp:
         self._buffer = ffi.new("char[]", MAX_INBOUND)
         self._view = ffi.buffer(self._buffer)
         self._unprotect = srtp.unprotect
+        # The function and the session as addresses, for compiled callers
+        # (sfu.native._rtp.unprotect, sfu.native._ingress.Inlet): valid while
+        # `ctx` lives (its collection frees the session).
+        self.unprotect_address = function = int(ffi.cast("uintptr_t", srtp.unprotect))
+        self.ctx_address = context = int(ffi.cast("uintptr_t", self.ctx))
         compiled = native.load("_rtp")
         if compiled is None:
             self.unprotect: Callable[[bytes], bytes | None] = self.unprotect_python
         else:
-            # The function and the session as addresses; the partial holds
-            # `ctx` (whose collection frees the session), so it lives as long.
-            function = int(ffi.cast("uintptr_t", srtp.unprotect))
-            context = int(ffi.cast("uintptr_t", self.ctx))
+            # The partial holds `ctx`, so the session lives as long as it.
             self.unprotect = partial(compiled.unprotect, self.ctx, function, context, MAX_INBOUND)
 
     def unprotect_python(self, data: bytes) -> bytes | None:

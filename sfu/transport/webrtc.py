@@ -10,6 +10,9 @@ Composition, not inheritance of a peer connection:
   SRTP/SRTCP datagram from the selected address; it is unprotected with the
   pylibsrtp session and handed to the `PacketSink` (the participant) in the
   same callback.  `send_rtp`/`send_rtcp` protect and `sendto` directly.
+  With sfu.native compiled the ICE agent is given `inlet` instead
+  (`sfu.native._ingress.Inlet`): `_on_srtp` in C, with the participant's
+  `on_rtp` inlined, and this Python method for anything unusual.
 
 `close()` is synchronous and idempotent: the sockets are closed and the
 sink detached before it returns, so no packet flows after it; the aioice and
@@ -35,9 +38,10 @@ from pylibsrtp import Session
 
 from sfu import native
 from sfu.packet.counters import Counters
-from sfu.packet.rtp import RtpError, build_rtp, parse_rtp, rewritten
+from sfu.packet.rtp import RtpError, RtpHeader, build_rtp, parse_rtp, rewritten
 from sfu.packet.twcc import transport_seq_at, with_transport_seq
 from sfu.sdp.answer import LocalTransport
+from sfu.transport import rxtime
 from sfu.transport.dtls import KeyingDtlsTransport
 from sfu.transport.ice import IceConnection, MediaRoute, PortAllocator, RouteHandler
 from sfu.transport.mmsg import Destination
@@ -65,6 +69,20 @@ def compiled_sends() -> ModuleType | None:
 def _configure_sends(module: ModuleType) -> None:
     module.configure("counters", Counters)
     module.configure("history", SendHistory)
+
+
+def compiled_inlet() -> ModuleType | None:
+    """sfu.native._ingress, told the counters class, the parser and the arrival stamp, or None."""
+    return native.configured("_ingress", "inlet", _configure_inlet)
+
+
+def _configure_inlet(module: ModuleType) -> None:
+    parsers = native.load("_rtp")
+    if parsers is None:
+        raise TypeError("sfu.native._rtp (the parser the inlet calls) is not compiled")
+    parsers.bind_rtp(RtpHeader, RtpError)
+    module.configure("counters", Counters)
+    module.bind(parsers.parse_rtp, RtpError, rxtime.ARRIVAL)
 
 
 class PacketSink(Protocol):
@@ -157,12 +175,17 @@ class WebRtcTransport:
         self._srtp = srtp
         self._tx_direct: OutboundSrtp | None = None
         self._direct: tuple[Egress, Destination, OutboundSrtp] | None = None
+        # `_on_srtp` in C (sfu.native._ingress.Inlet), unless a subclass changed it.
+        self.inlet: Any = None
+        compiled = compiled_inlet()
+        if compiled is not None and type(self)._on_srtp is WebRtcTransport._on_srtp:
+            self.inlet = compiled.Inlet(self, self._on_srtp)
         self._ice_args: dict[str, Any] = {
             "addresses": addresses,
             "ports": ports,
             "counters": self.counters,
             "buffer_bytes": buffer_bytes,
-            "on_srtp": self._on_srtp,
+            "on_srtp": self._on_srtp if self.inlet is None else self.inlet,
             "controlling": controlling,
             "muxes": muxes,
         }
@@ -441,6 +464,7 @@ class WebRtcTransport:
     # fast path
 
     def _on_srtp(self, data: bytes) -> None:
+        """One SRTP/SRTCP datagram from the selected address (`inlet` is the twin)."""
         counters = self.counters
         rx = self._rx
         sink = self._sink

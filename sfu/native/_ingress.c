@@ -1,0 +1,770 @@
+/* sfu.native._ingress: an incoming SRTP datagram from the socket to its Producer in C
+ * (issue 16).
+ *
+ * Two compiled twins of Python that runs once per received packet:
+ *
+ * - `dispatch(batch, by_addr, datagram, arrival, dropped)`: the loop of
+ *   sfu.transport.udpmux.UdpMux._drain over one read batch, with the SRTP case
+ *   of `UdpMux.datagram` (the selected pair's address -> its ICE agent's
+ *   `on_srtp`).  Everything else (STUN, DTLS, an address nobody owns or has
+ *   selected, garbage) goes to `datagram(data, addr)`, the Python method.
+ * - `Inlet(transport, fallback)`: callable as `WebRtcTransport._on_srtp(data)`
+ *   (it is what the transport gives its ICE agent as `on_srtp`).  An SRTP
+ *   packet of an admitted SSRC is unprotected with the transport's own libsrtp
+ *   session (sfu.transport.srtp.InboundSrtp, by its addresses), counted, and,
+ *   when the sink is a `Participant`, parsed, its transport-wide sequence
+ *   number's arrival recorded, and handed to its Producer's compiled `receive`
+ *   (sfu.native._recv) -- `Participant.on_rtp` inlined.  Anything unusual
+ *   (not keyed, too short or long, RTCP, an SSRC not yet admitted, a parse
+ *   error, an SSRC with no producer yet) goes to `fallback(data)` (the Python
+ *   `_on_srtp`) or to `sink.on_rtp(plain)` before anything was changed, so
+ *   Python does exactly what it would have done.
+ *
+ * Nothing is cached that Python may change: the transport's session, sink,
+ * counters and admitted SSRCs, and the participant's tables and transport-cc
+ * state are read from the objects for every packet.  Only the addresses of the
+ * libsrtp session are kept, with a reference to the session object they came
+ * from (so it cannot be freed), and used while the transport still holds that
+ * very object.  tests/test_native_ingress.py holds the two to the same results
+ * on the same datagrams (hypothesis, hostile ones included).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+#include <string.h>
+#include <time.h>
+
+#define ONE_BYTE_PROFILE 0xBEDE
+#include "rtpext.h"
+#include "slots.h"
+
+/* ---- Configuration ---------------------------------------------------------- */
+
+enum { K_RTP_IN, K_BYTES_IN, K_SRTP_ERRORS, K_N };
+static const char *counter_names[] = {"rtp_in", "bytes_in", "srtp_errors"};
+static PyTypeObject *counters_type;  /* sfu.packet.counters.Counters */
+static Py_ssize_t counter_offsets[K_N];
+static PyTypeObject *participant_type; /* sfu.routing.participant.Participant */
+static PyObject *parse_rtp, *rtp_error, *arrival;
+
+static PyObject *s_rx, *s_rx_direct, *s_sink, *s_counters, *s_inbound_ssrcs, *s_ctx_address,
+    *s_unprotect_address, *s_on_rtp, *s_by_ssrc, *s_by_rtx_ssrc, *s_twcc_id, *s_receive_log,
+    *s_at, *s_opened_at, *s_record, *s_twcc_at, *s_receive, *s_on_rtx, *s_payload_length,
+    *s_bad_rtp, *s_srtp_errors, *s_rtp_in, *s_bytes_in, *s_ice, *s_selected, *s_on_srtp;
+
+/* configure(role, cls): "counters" (its rtp_in, bytes_in, srtp_errors slots are
+ * written in place) or "participant" (the sink whose on_rtp is inlined). */
+static PyObject *
+ingress_configure(PyObject *module, PyObject *args)
+{
+    const char *role;
+    PyObject *cls;
+    if (!PyArg_ParseTuple(args, "sO!", &role, &PyType_Type, &cls))
+        return NULL;
+    if (strcmp(role, "counters") == 0) {
+        Py_ssize_t offsets[K_N];
+        if (slot_offsets(cls, counter_names, K_N, offsets, K_N) < 0)
+            return NULL;
+        memcpy(counter_offsets, offsets, sizeof(offsets));
+        Py_XSETREF(counters_type, (PyTypeObject *)Py_NewRef(cls));
+    }
+    else if (strcmp(role, "participant") == 0)
+        Py_XSETREF(participant_type, (PyTypeObject *)Py_NewRef(cls));
+    else {
+        PyErr_SetString(PyExc_ValueError, "role must be counters or participant");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* bind(parse_rtp, RtpError, arrival): the parser (sfu.native._rtp.parse_rtp), its
+ * exception, and sfu.transport.rxtime.ARRIVAL (whose `at` dispatch sets). */
+static PyObject *
+ingress_bind(PyObject *module, PyObject *args)
+{
+    PyObject *parse, *error, *at;
+    if (!PyArg_ParseTuple(args, "OOO", &parse, &error, &at))
+        return NULL;
+    if (!PyCallable_Check(parse) || !PyExceptionClass_Check(error)) {
+        PyErr_SetString(PyExc_TypeError, "bind(parse_rtp, RtpError, arrival)");
+        return NULL;
+    }
+    Py_XSETREF(parse_rtp, Py_NewRef(parse));
+    Py_XSETREF(rtp_error, Py_NewRef(error));
+    Py_XSETREF(arrival, Py_NewRef(at));
+    Py_RETURN_NONE;
+}
+
+/* ---- Helpers ---------------------------------------------------------------- */
+
+static int
+done(PyObject *result)
+{
+    if (result == NULL)
+        return -1;
+    Py_DECREF(result);
+    return 0;
+}
+
+/* counters.<name> += delta: in the slot when `counters` is the configured class. */
+static int
+bump(PyObject *counters, int k, PyObject *name, Py_ssize_t delta)
+{
+    PyObject *d = PyLong_FromSsize_t(delta);
+    if (d == NULL)
+        return -1;
+    int rc;
+    if (counters_type != NULL && Py_IS_TYPE(counters, counters_type) && k >= 0) {
+        PyObject **slot = (PyObject **)((char *)counters + counter_offsets[k]);
+        PyObject *value = *slot;
+        if (value == NULL) { /* unset: Python would raise AttributeError */
+            PyErr_SetObject(PyExc_AttributeError, name);
+            Py_DECREF(d);
+            return -1;
+        }
+        PyObject *sum = PyNumber_Add(value, d);
+        rc = sum == NULL ? -1 : 0;
+        if (sum != NULL)
+            Py_XSETREF(*slot, sum);
+    }
+    else {
+        PyObject *value = PyObject_GetAttr(counters, name);
+        PyObject *sum = value == NULL ? NULL : PyNumber_Add(value, d);
+        Py_XDECREF(value);
+        rc = sum == NULL ? -1 : PyObject_SetAttr(counters, name, sum);
+        Py_XDECREF(sum);
+    }
+    Py_DECREF(d);
+    return rc;
+}
+
+static unsigned long
+be32(const unsigned char *p)
+{
+    return ((unsigned long)p[0] << 24) | ((unsigned long)p[1] << 16) | ((unsigned long)p[2] << 8) |
+           p[3];
+}
+
+/* time.monotonic() (CLOCK_MONOTONIC on Linux, as CPython's). */
+static PyObject *
+monotonic_now(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    return PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+}
+
+static PyObject *
+method1(PyObject *obj, PyObject *name, PyObject *a)
+{
+    PyObject *args[2] = {obj, a};
+    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+static PyObject *
+method3(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
+{
+    PyObject *args[4] = {obj, a, b, c};
+    return PyObject_VectorcallMethod(name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* ---- Participant.on_rtp, inlined -------------------------------------------- */
+
+/* The offset of the transport-wide sequence number `ext_id` in a parsed packet, or -1
+ * (sfu.packet.twcc.transport_seq_offset). */
+static Py_ssize_t
+twcc_offset(const unsigned char *p, Py_ssize_t n, long ext_id)
+{
+    if (n < 12 || !(p[0] & 0x10))
+        return -1;
+    Py_ssize_t i = 12 + 4 * (Py_ssize_t)(p[0] & 0x0F);
+    if (i + 4 > n)
+        return -1;
+    long profile = ((long)p[i] << 8) | p[i + 1];
+    Py_ssize_t start = i + 4;
+    Py_ssize_t end = start + 4 * (((Py_ssize_t)p[i + 2] << 8) | p[i + 3]);
+    return end > n ? -1 : element_in(p, n, profile, start, end, ext_id);
+}
+
+/* `log.record(seq, int(((ARRIVAL.at or now) - participant.opened_at) * 1e6))`. */
+static int
+record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
+{
+    PyObject *at = PyObject_GetAttr(arrival, s_at);
+    if (at == NULL)
+        return -1;
+    int stamped = PyObject_IsTrue(at);
+    if (stamped <= 0) {
+        Py_DECREF(at);
+        if (stamped < 0)
+            return -1;
+        at = Py_NewRef(now);
+    }
+    PyObject *opened = PyObject_GetAttr(participant, s_opened_at);
+    PyObject *age = opened == NULL ? NULL : PyNumber_Subtract(at, opened);
+    Py_XDECREF(opened);
+    Py_DECREF(at);
+    if (age == NULL)
+        return -1;
+    PyObject *scale = PyFloat_FromDouble(1e6);
+    PyObject *us = scale == NULL ? NULL : PyNumber_Multiply(age, scale);
+    Py_XDECREF(scale);
+    Py_DECREF(age);
+    PyObject *whole = us == NULL ? NULL : PyNumber_Long(us);
+    Py_XDECREF(us);
+    if (whole == NULL)
+        return -1;
+    PyObject *number = PyLong_FromLong(seq);
+    PyObject *args[3] = {log, number, whole};
+    int rc = number == NULL ? -1
+                            : done(PyObject_VectorcallMethod(
+                                  s_record, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL));
+    Py_XDECREF(number);
+    Py_DECREF(whole);
+    return rc;
+}
+
+/* participant.counters.bad_rtp += 1 (the property: whichever transport it has now). */
+static int
+bad_rtp(PyObject *participant)
+{
+    PyObject *counters = PyObject_GetAttr(participant, s_counters);
+    if (counters == NULL)
+        return -1;
+    int rc = bump(counters, -1, s_bad_rtp, 1);
+    Py_DECREF(counters);
+    return rc;
+}
+
+/* The producer's answer: its compiled receive, else (None, or none) its on_rtp. */
+static int
+to_producer(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h,
+            PyObject *now)
+{
+    PyObject *receive = PyObject_GetAttr(producer, s_receive);
+    if (receive == NULL)
+        return -1;
+    PyObject *answer = NULL;
+    if (receive != Py_None) {
+        PyObject *args[4] = {producer, plain, h, now};
+        answer = PyObject_Vectorcall(receive, args, 4, NULL);
+        if (answer == Py_None)
+            Py_CLEAR(answer);
+        else if (answer == NULL) {
+            Py_DECREF(receive);
+            return -1;
+        }
+    }
+    Py_DECREF(receive);
+    if (answer == NULL)
+        answer = method3(producer, s_on_rtp, plain, h, now);
+    if (answer == NULL)
+        return -1;
+    int ok = PyObject_IsTrue(answer);
+    Py_DECREF(answer);
+    return ok < 0 ? -1 : ok ? 0 : bad_rtp(participant);
+}
+
+/* An RTX packet: `if h.payload_length and not producer.on_rtx(...)`: bad_rtp. */
+static int
+to_rtx(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h, PyObject *now)
+{
+    PyObject *length = PyObject_GetAttr(h, s_payload_length);
+    if (length == NULL)
+        return -1;
+    int any = PyObject_IsTrue(length);
+    Py_DECREF(length);
+    if (any <= 0)
+        return any;
+    PyObject *answer = method3(producer, s_on_rtx, plain, h, now);
+    if (answer == NULL)
+        return -1;
+    int ok = PyObject_IsTrue(answer);
+    Py_DECREF(answer);
+    return ok < 0 ? -1 : ok ? 0 : bad_rtp(participant);
+}
+
+/* The producer of a packet by its SSRC (new reference; *rtx set), or NULL: none
+ * (no exception) or an error. */
+static PyObject *
+producer_of(PyObject *participant, PyObject *ssrc, int *rtx)
+{
+    PyObject *names[2] = {s_by_ssrc, s_by_rtx_ssrc};
+    for (int k = 0; k < 2; k++) {
+        PyObject *table = PyObject_GetAttr(participant, names[k]);
+        if (table == NULL)
+            return NULL;
+        PyObject *found = NULL;
+        if (PyDict_CheckExact(table)) {
+            found = PyDict_GetItemWithError(table, ssrc);
+            Py_XINCREF(found);
+        }
+        Py_DECREF(table);
+        if (found != NULL) {
+            *rtx = k;
+            return found;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return NULL;
+}
+
+/* The rest of Participant.on_rtp once the producer is known and nothing changed yet. */
+static int
+participant_book(PyObject *participant, PyObject *producer, int rtx, PyObject *plain,
+                 PyObject *h)
+{
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(plain);
+    Py_ssize_t n = PyBytes_GET_SIZE(plain);
+    PyObject *now = monotonic_now();
+    if (now == NULL)
+        return -1;
+    int rc = -1;
+    Py_ssize_t twcc_at = -1;
+    PyObject *twcc_id = PyObject_GetAttr(participant, s_twcc_id);
+    if (twcc_id == NULL)
+        goto out;
+    int on = PyObject_IsTrue(twcc_id);
+    long ext_id = on > 0 ? PyLong_AsLong(twcc_id) : 0;
+    Py_DECREF(twcc_id);
+    if (on < 0 || (ext_id == -1 && PyErr_Occurred()))
+        goto out;
+    if (on) {
+        twcc_at = twcc_offset(p, n, ext_id);
+        PyObject *log = PyObject_GetAttr(participant, s_receive_log);
+        if (log == NULL)
+            goto out;
+        int failed = twcc_at >= 0 && log != Py_None &&
+                     record_arrival(participant, log, (p[twcc_at] << 8) | p[twcc_at + 1], now) < 0;
+        Py_DECREF(log);
+        if (failed)
+            goto out;
+    }
+    PyObject *at = PyLong_FromSsize_t(twcc_at);
+    if (at == NULL || PyObject_SetAttr(producer, s_twcc_at, at) < 0) {
+        Py_XDECREF(at);
+        goto out;
+    }
+    Py_DECREF(at);
+    rc = rtx ? to_rtx(participant, producer, plain, h, now)
+             : to_producer(participant, producer, plain, h, now);
+out:
+    Py_DECREF(now);
+    return rc;
+}
+
+/* sink.on_rtp(plain), with Participant.on_rtp's common case in C. */
+static int
+sink_rtp(PyObject *sink, PyObject *plain)
+{
+    if (participant_type == NULL || parse_rtp == NULL || arrival == NULL ||
+        !Py_IS_TYPE(sink, participant_type))
+        return done(method1(sink, s_on_rtp, plain));
+    PyObject *h = PyObject_Vectorcall(parse_rtp, &plain, 1, NULL);
+    if (h == NULL) {
+        if (!PyErr_ExceptionMatches(rtp_error))
+            return -1;
+        PyErr_Clear();
+        return done(method1(sink, s_on_rtp, plain)); /* Python counts it */
+    }
+    PyObject *ssrc = PyLong_FromUnsignedLong(be32((const unsigned char *)PyBytes_AS_STRING(plain) + 8));
+    int rtx = 0, rc = -1;
+    PyObject *producer = ssrc == NULL ? NULL : producer_of(sink, ssrc, &rtx);
+    Py_XDECREF(ssrc);
+    if (producer != NULL) {
+        rc = participant_book(sink, producer, rtx, plain, h);
+        Py_DECREF(producer);
+    }
+    else if (!PyErr_Occurred()) /* a new SSRC: Python learns it (or counts it) */
+        rc = done(method1(sink, s_on_rtp, plain));
+    Py_DECREF(h);
+    return rc;
+}
+
+/* ---- Inlet: WebRtcTransport._on_srtp ---------------------------------------- */
+
+typedef int (*unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
+
+/* The largest datagram taken (sfu.transport.webrtc.MAX_DATAGRAM). */
+#define MAX_DATAGRAM 1500
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *transport;
+    PyObject *fallback;
+    PyObject *session; /* the InboundSrtp whose addresses these are, or NULL */
+    unprotect_fn unprotect;
+    void *context;
+    Py_ssize_t delivered; /* unprotected and handed on here */
+    Py_ssize_t fallbacks; /* given to `fallback` */
+} Inlet;
+
+static int
+inlet_init(Inlet *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"transport", "fallback", NULL};
+    PyObject *transport, *fallback;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kwlist, &transport, &fallback))
+        return -1;
+    if (!PyCallable_Check(fallback)) {
+        PyErr_SetString(PyExc_TypeError, "Inlet: fallback must be callable");
+        return -1;
+    }
+    Py_XSETREF(self->transport, Py_NewRef(transport));
+    Py_XSETREF(self->fallback, Py_NewRef(fallback));
+    return 0;
+}
+
+static int
+inlet_traverse(Inlet *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->transport);
+    Py_VISIT(self->fallback);
+    Py_VISIT(self->session);
+    return 0;
+}
+
+static int
+inlet_clear(Inlet *self)
+{
+    Py_CLEAR(self->transport);
+    Py_CLEAR(self->fallback);
+    Py_CLEAR(self->session);
+    return 0;
+}
+
+static void
+inlet_dealloc(Inlet *self)
+{
+    PyObject_GC_UnTrack(self);
+    inlet_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+inlet_fallback(Inlet *self, PyObject *data)
+{
+    self->fallbacks++;
+    return done(PyObject_CallOneArg(self->fallback, data));
+}
+
+static void *
+address_of(PyObject *obj, PyObject *name)
+{
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL)
+        return NULL;
+    void *address = PyLong_Check(value) ? PyLong_AsVoidPtr(value) : NULL;
+    Py_DECREF(value);
+    return address;
+}
+
+/* Whether `session` (the transport's _rx_direct) is one we can call; its addresses kept. */
+static int
+inlet_adopt(Inlet *self, PyObject *session)
+{
+    if (session == self->session)
+        return 1;
+    if (session == Py_None)
+        return 0;
+    void *function = address_of(session, s_unprotect_address);
+    void *context = function == NULL ? NULL : address_of(session, s_ctx_address);
+    if (context == NULL) {
+        PyErr_Clear(); /* not an InboundSrtp of ours: Python's path */
+        return 0;
+    }
+    Py_XSETREF(self->session, Py_NewRef(session));
+    self->unprotect = (unprotect_fn)function;
+    self->context = context;
+    return 1;
+}
+
+/* The transport's attribute `name` is usable (new reference), or NULL with *go set to 0
+ * when Python must take the packet (None), or -1 on an error. */
+static PyObject *
+needed(PyObject *transport, PyObject *name, int *go)
+{
+    PyObject *value = PyObject_GetAttr(transport, name);
+    if (value == NULL)
+        *go = -1;
+    else if (value == Py_None) {
+        Py_DECREF(value);
+        value = NULL;
+        *go = 0;
+    }
+    return value;
+}
+
+/* The plain packet (new bytes), or NULL: libsrtp refused it (no exception) or an error. */
+static PyObject *
+unprotect(Inlet *self, const char *data, Py_ssize_t size)
+{
+    PyObject *out = PyBytes_FromStringAndSize(data, size);
+    if (out == NULL)
+        return NULL;
+    int length = (int)size;
+    if (self->unprotect(self->context, PyBytes_AS_STRING(out), &length) != 0 || length < 0 ||
+        length > size) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    if (length < size && _PyBytes_Resize(&out, length) < 0)
+        return NULL;
+    return out;
+}
+
+/* What WebRtcTransport._on_srtp(data) does; 0, or -1 with the exception set. */
+static int
+inlet_deliver(Inlet *self, PyObject *data)
+{
+    if (self->transport == NULL || !PyBytes_CheckExact(data))
+        return self->fallback == NULL ? 0 : inlet_fallback(self, data);
+    Py_ssize_t size = PyBytes_GET_SIZE(data);
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
+    if (size < 12 || size > MAX_DATAGRAM || (p[1] > 191 && p[1] < 224))
+        return inlet_fallback(self, data); /* too short, too long, RTCP: Python's */
+    int go = 1, rc = -1;
+    PyObject *rx = NULL, *sink = NULL, *session = NULL, *counters = NULL, *ssrcs = NULL;
+    PyObject *key = NULL, *plain = NULL;
+    if ((rx = needed(self->transport, s_rx, &go)) == NULL ||
+        (sink = needed(self->transport, s_sink, &go)) == NULL ||
+        (session = needed(self->transport, s_rx_direct, &go)) == NULL)
+        goto decided;
+    if ((go = inlet_adopt(self, session)) <= 0)
+        goto decided;
+    if ((ssrcs = needed(self->transport, s_inbound_ssrcs, &go)) == NULL)
+        goto decided;
+    if (!PyAnySet_Check(ssrcs)) {
+        go = 0;
+        goto decided;
+    }
+    key = PyLong_FromUnsignedLong(be32(p + 8));
+    go = key == NULL ? -1 : PySet_Contains(ssrcs, key);
+    if (go <= 0) /* not yet admitted: Python admits it or counts it */
+        goto decided;
+    if ((counters = needed(self->transport, s_counters, &go)) == NULL)
+        goto decided;
+    /* From here on this is the packet's path: no going back to Python. */
+    plain = unprotect(self, (const char *)p, size);
+    if (plain == NULL) {
+        rc = PyErr_Occurred() ? -1 : bump(counters, K_SRTP_ERRORS, s_srtp_errors, 1);
+        goto out;
+    }
+    if (bump(counters, K_RTP_IN, s_rtp_in, 1) < 0 ||
+        bump(counters, K_BYTES_IN, s_bytes_in, size) < 0)
+        goto out;
+    self->delivered++;
+    rc = sink_rtp(sink, plain);
+    goto out;
+decided:
+    if (go == 0)
+        rc = inlet_fallback(self, data);
+out:
+    Py_XDECREF(rx);
+    Py_XDECREF(sink);
+    Py_XDECREF(session);
+    Py_XDECREF(counters);
+    Py_XDECREF(ssrcs);
+    Py_XDECREF(key);
+    Py_XDECREF(plain);
+    return rc;
+}
+
+static PyObject *
+inlet_call(Inlet *self, PyObject *args, PyObject *kwds)
+{
+    PyObject *data;
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "Inlet(data) takes no keywords");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O", &data))
+        return NULL;
+    if (inlet_deliver(self, data) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMemberDef inlet_members[] = {
+    {"delivered", T_PYSSIZET, offsetof(Inlet, delivered), READONLY,
+     "datagrams unprotected and handed on in C"},
+    {"fallbacks", T_PYSSIZET, offsetof(Inlet, fallbacks), READONLY,
+     "datagrams given to the Python fallback"},
+    {NULL},
+};
+
+static PyTypeObject InletType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._ingress.Inlet",
+    .tp_basicsize = sizeof(Inlet),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Inlet(transport, fallback): WebRtcTransport._on_srtp in C (see the source)",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)inlet_init,
+    .tp_dealloc = (destructor)inlet_dealloc,
+    .tp_traverse = (traverseproc)inlet_traverse,
+    .tp_clear = (inquiry)inlet_clear,
+    .tp_call = (ternaryfunc)inlet_call,
+    .tp_members = inlet_members,
+};
+
+/* ---- dispatch: UdpMux._drain's loop and datagram's SRTP case ---------------- */
+
+/* The selected pair's on_srtp for `addr` (new reference), or NULL: none (no
+ * exception; `datagram` decides) or an error. */
+static PyObject *
+selected_handler(PyObject *by_addr, PyObject *addr)
+{
+    PyObject *endpoint = PyDict_GetItemWithError(by_addr, addr);
+    if (endpoint == NULL)
+        return NULL;
+    Py_INCREF(endpoint);
+    PyObject *handler = NULL;
+    PyObject *ice = PyObject_GetAttr(endpoint, s_ice);
+    PyObject *selected = ice == NULL ? NULL : PyObject_GetAttr(ice, s_selected);
+    if (selected != NULL && PyTuple_CheckExact(selected) && PyTuple_GET_SIZE(selected) == 2 &&
+        PyTuple_GET_ITEM(selected, 0) == endpoint) {
+        int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(selected, 1), addr, Py_EQ);
+        if (same > 0)
+            handler = PyObject_GetAttr(ice, s_on_srtp);
+    }
+    Py_XDECREF(selected);
+    Py_XDECREF(ice);
+    Py_DECREF(endpoint);
+    return handler;
+}
+
+/* One SRTP datagram from a selected address: 1 handled, 0 `datagram`'s, -1 an error. */
+static int
+srtp_datagram(PyObject *by_addr, PyObject *data, PyObject *addr)
+{
+    PyObject *handler = selected_handler(by_addr, addr);
+    if (handler == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    int rc = Py_IS_TYPE(handler, &InletType)
+                 ? inlet_deliver((Inlet *)handler, data)
+                 : done(PyObject_CallOneArg(handler, data));
+    Py_DECREF(handler);
+    return rc < 0 ? -1 : 1;
+}
+
+/* As datagram's `except Exception`: dropped(addr, exc) counts and logs it. */
+static int
+failed(PyObject *dropped, PyObject *addr)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return -1; /* KeyboardInterrupt and the like go on up */
+    PyObject *type, *exc, *traceback;
+    PyErr_Fetch(&type, &exc, &traceback);
+    PyErr_NormalizeException(&type, &exc, &traceback);
+    if (exc != NULL && traceback != NULL)
+        PyException_SetTraceback(exc, traceback);
+    PyObject *args[2] = {addr, exc != NULL ? exc : Py_None};
+    int rc = done(PyObject_Vectorcall(dropped, args, 2, NULL));
+    Py_XDECREF(type);
+    Py_XDECREF(exc);
+    Py_XDECREF(traceback);
+    return rc;
+}
+
+/* dispatch(batch, by_addr, datagram, arrival, dropped) */
+static PyObject *
+ingress_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "dispatch(batch: list, by_addr: dict, datagram, arrival, dropped)");
+        return NULL;
+    }
+    PyObject *batch = args[0], *by_addr = args[1], *datagram = args[2], *at = args[3];
+    PyObject *dropped = args[4];
+    Py_INCREF(batch);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batch); i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a batch item is (data, addr, arrival)");
+            goto error;
+        }
+        Py_INCREF(item);
+        PyObject *data = PyTuple_GET_ITEM(item, 0), *addr = PyTuple_GET_ITEM(item, 1);
+        int rc = PyObject_SetAttr(at, s_at, PyTuple_GET_ITEM(item, 2));
+        int handled = 0;
+        if (rc == 0 && PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) > 0) {
+            unsigned char first = (unsigned char)PyBytes_AS_STRING(data)[0];
+            if (127 < first && first < 192) { /* SRTP or SRTCP (RFC 7983) */
+                handled = srtp_datagram(by_addr, data, addr);
+                if (handled < 0) {
+                    rc = failed(dropped, addr);
+                    handled = 1;
+                }
+            }
+        }
+        if (rc == 0 && !handled) {
+            PyObject *pair[2] = {data, addr};
+            rc = done(PyObject_Vectorcall(datagram, pair, 2, NULL));
+        }
+        Py_DECREF(item);
+        if (rc < 0)
+            goto error;
+    }
+    Py_DECREF(batch);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(batch);
+    return NULL;
+}
+
+/* ---- Module ------------------------------------------------------------------ */
+
+static PyMethodDef module_methods[] = {
+    {"configure", ingress_configure, METH_VARARGS,
+     "configure(role, cls): the Counters class (role counters) or the Participant class"},
+    {"bind", ingress_bind, METH_VARARGS, "bind(parse_rtp, RtpError, arrival)"},
+    {"dispatch", (PyCFunction)(void (*)(void))ingress_dispatch, METH_FASTCALL,
+     "dispatch(batch, by_addr, datagram, arrival, dropped): UdpMux._drain's loop in C"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_ingress",
+    "An incoming SRTP datagram from the socket to its Producer in C (see the source).", -1,
+    module_methods,
+};
+
+static int
+intern(PyObject **out, const char *name)
+{
+    *out = PyUnicode_InternFromString(name);
+    return *out == NULL ? -1 : 0;
+}
+
+PyMODINIT_FUNC
+PyInit__ingress(void)
+{
+    if (intern(&s_rx, "_rx") || intern(&s_rx_direct, "_rx_direct") || intern(&s_sink, "_sink") ||
+        intern(&s_counters, "counters") || intern(&s_inbound_ssrcs, "inbound_ssrcs") ||
+        intern(&s_ctx_address, "ctx_address") ||
+        intern(&s_unprotect_address, "unprotect_address") || intern(&s_on_rtp, "on_rtp") ||
+        intern(&s_by_ssrc, "by_ssrc") || intern(&s_by_rtx_ssrc, "by_rtx_ssrc") ||
+        intern(&s_twcc_id, "twcc_id") || intern(&s_receive_log, "receive_log") ||
+        intern(&s_at, "at") || intern(&s_opened_at, "opened_at") || intern(&s_record, "record") ||
+        intern(&s_twcc_at, "twcc_at") || intern(&s_receive, "_receive") ||
+        intern(&s_on_rtx, "on_rtx") || intern(&s_payload_length, "payload_length") ||
+        intern(&s_bad_rtp, "bad_rtp") || intern(&s_srtp_errors, "srtp_errors") ||
+        intern(&s_rtp_in, "rtp_in") || intern(&s_bytes_in, "bytes_in") ||
+        intern(&s_ice, "ice") || intern(&s_selected, "selected") || intern(&s_on_srtp, "on_srtp"))
+        return NULL;
+    if (PyType_Ready(&InletType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "Inlet", (PyObject *)&InletType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,36 @@
+"""sfu.native._ingress: an incoming SRTP datagram from the socket to its Producer in C
+(see _ingress.c).
+
+`Inlet` is the twin of sfu.transport.webrtc.WebRtcTransport._on_srtp (with
+sfu.routing.participant.Participant.on_rtp's common case inlined); `dispatch`
+of the loop in sfu.transport.udpmux.UdpMux._drain with `datagram`'s SRTP case.
+"""
+
+from collections.abc import Callable
+
+def configure(role: str, cls: type, /) -> None:
+    """The Counters class (role "counters") or the Participant class ("participant")."""
+
+def bind(
+    parse_rtp: Callable[..., object], rtp_error: type[BaseException], arrival: object, /
+) -> None:
+    """The compiled parse_rtp, RtpError, and sfu.transport.rxtime.ARRIVAL."""
+
+def dispatch(
+    batch: list[tuple[bytes, tuple[str, int], float]],
+    by_addr: dict[tuple[str, int], object],
+    datagram: Callable[[bytes, tuple[str, int]], None],
+    arrival: object,
+    dropped: Callable[[tuple[str, int], BaseException], None],
+    /,
+) -> None:
+    """Each item: arrival.at set, an SRTP datagram of a selected address to its agent's
+    on_srtp (an exception: dropped(addr, exc)), anything else to datagram(data, addr)."""
+
+class Inlet:
+    """WebRtcTransport._on_srtp in C; `fallback` is the Python method."""
+
+    delivered: int
+    fallbacks: int
+    def __init__(self, transport: object, fallback: Callable[[bytes], None]) -> None: ...
+    def __call__(self, data: bytes, /) -> None: ...
