@@ -46,15 +46,20 @@ static const char *counter_names[] = {"rtp_in", "bytes_in", "srtp_errors"};
 static PyTypeObject *counters_type;  /* sfu.packet.counters.Counters */
 static Py_ssize_t counter_offsets[K_N];
 static PyTypeObject *participant_type; /* sfu.routing.participant.Participant */
+enum { L_ARRIVALS, L_HIGHEST, L_START, L_UNWRAPPER, L_WINDOW, L_N };
+static const char *log_names[] = {"_arrivals", "_highest", "_start", "_unwrapper", "window"};
+static PyTypeObject *log_type; /* sfu.packet.twcc.ReceiveLog */
+static Py_ssize_t log_offsets[L_N];
 static PyObject *parse_rtp, *rtp_error, *arrival;
 
 static PyObject *s_rx, *s_rx_direct, *s_sink, *s_counters, *s_inbound_ssrcs, *s_ctx_address,
     *s_unprotect_address, *s_on_rtp, *s_by_ssrc, *s_by_rtx_ssrc, *s_twcc_id, *s_receive_log,
     *s_at, *s_opened_at, *s_record, *s_twcc_at, *s_receive, *s_on_rtx, *s_payload_length,
-    *s_bad_rtp, *s_srtp_errors, *s_rtp_in, *s_bytes_in, *s_ice, *s_selected, *s_on_srtp;
+    *s_bad_rtp, *s_srtp_errors, *s_rtp_in, *s_bytes_in, *s_unwrap, *s_restart, *s_forget, *s_ice, *s_selected, *s_on_srtp;
 
 /* configure(role, cls): "counters" (its rtp_in, bytes_in, srtp_errors slots are
- * written in place) or "participant" (the sink whose on_rtp is inlined). */
+ * written in place), "log" (sfu.packet.twcc.ReceiveLog, whose record is done on its
+ * slots) or "participant" (the sink whose on_rtp is inlined). */
 static PyObject *
 ingress_configure(PyObject *module, PyObject *args)
 {
@@ -69,10 +74,17 @@ ingress_configure(PyObject *module, PyObject *args)
         memcpy(counter_offsets, offsets, sizeof(offsets));
         Py_XSETREF(counters_type, (PyTypeObject *)Py_NewRef(cls));
     }
+    else if (strcmp(role, "log") == 0) {
+        Py_ssize_t offsets[L_N];
+        if (slot_offsets(cls, log_names, L_N, offsets, L_N) < 0)
+            return NULL;
+        memcpy(log_offsets, offsets, sizeof(offsets));
+        Py_XSETREF(log_type, (PyTypeObject *)Py_NewRef(cls));
+    }
     else if (strcmp(role, "participant") == 0)
         Py_XSETREF(participant_type, (PyTypeObject *)Py_NewRef(cls));
     else {
-        PyErr_SetString(PyExc_ValueError, "role must be counters or participant");
+        PyErr_SetString(PyExc_ValueError, "role must be counters, log or participant");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -188,6 +200,96 @@ twcc_offset(const unsigned char *p, Py_ssize_t n, long ext_id)
     return end > n ? -1 : element_in(p, n, profile, start, end, ext_id);
 }
 
+/* ---- ReceiveLog.record ------------------------------------------------------- */
+
+#define LOG(log, k) (*(PyObject **)((char *)(log) + log_offsets[k]))
+
+/* a < b (1), not (0), or -1. */
+static int
+less(PyObject *a, PyObject *b)
+{
+    return PyObject_RichCompareBool(a, b, Py_LT);
+}
+
+/* What follows the unwrap in ReceiveLog.record: `seq` is the extended number. */
+static int
+log_book(PyObject *log, PyObject *sequence, PyObject *seq, PyObject *arrival_us)
+{
+    PyObject *highest = Py_NewRef(LOG(log, L_HIGHEST));
+    int rc = -1, newer = highest == Py_None ? 1 : less(highest, seq);
+    if (newer < 0)
+        goto out;
+    if (newer) {
+        Py_SETREF(highest, Py_NewRef(seq));
+        Py_XSETREF(LOG(log, L_HIGHEST), Py_NewRef(seq));
+    }
+    else {
+        PyObject *floor = PyNumber_Subtract(highest, LOG(log, L_WINDOW));
+        int far = floor == NULL ? -1 : less(seq, floor);
+        Py_XDECREF(floor);
+        if (far != 0) { /* far behind: the sender started over (or an error) */
+            if (far > 0 && done(method1(log, s_restart, sequence)) == 0)
+                rc = done(PyObject_CallMethodObjArgs(log, s_record, sequence, arrival_us, NULL));
+            goto out;
+        }
+    }
+    PyObject *arrivals = Py_NewRef(LOG(log, L_ARRIVALS));
+    int kept;
+    if (PyDict_CheckExact(arrivals))
+        kept = PyDict_SetDefault(arrivals, seq, arrival_us) == NULL ? -1 : 0; /* (borrowed) */
+    else
+        kept = done(PyObject_CallMethod(arrivals, "setdefault", "OO", seq, arrival_us));
+    if (kept < 0) {
+        Py_DECREF(arrivals);
+        goto out;
+    }
+    PyObject *start = LOG(log, L_START);
+    int earlier = start == Py_None ? 1 : less(seq, start);
+    if (earlier > 0)
+        Py_XSETREF(LOG(log, L_START), Py_NewRef(seq));
+    Py_ssize_t held = earlier < 0 ? -1 : PyObject_Length(arrivals);
+    Py_DECREF(arrivals);
+    if (held < 0)
+        goto out;
+    PyObject *count = PyLong_FromSsize_t(held), *two = PyLong_FromLong(2);
+    PyObject *limit = two == NULL ? NULL : PyNumber_Multiply(two, LOG(log, L_WINDOW));
+    int over = count == NULL || limit == NULL ? -1 : less(limit, count);
+    Py_XDECREF(count);
+    Py_XDECREF(two);
+    Py_XDECREF(limit);
+    if (over > 0) {
+        PyObject *below = PyNumber_Subtract(highest, LOG(log, L_WINDOW));
+        over = below == NULL ? -1 : done(method1(log, s_forget, below));
+        Py_XDECREF(below);
+    }
+    rc = over < 0 ? -1 : 0;
+out:
+    Py_DECREF(highest);
+    return rc;
+}
+
+/* log.record(sequence, arrival_us): on the slots when `log` is the configured class. */
+static int
+log_record(PyObject *log, PyObject *sequence, PyObject *arrival_us)
+{
+    int ours = log_type != NULL && Py_IS_TYPE(log, log_type);
+    for (int k = 0; ours && k < L_N; k++)
+        ours = LOG(log, k) != NULL;
+    if (!ours) {
+        PyObject *args[3] = {log, sequence, arrival_us};
+        return done(
+            PyObject_VectorcallMethod(s_record, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL));
+    }
+    PyObject *unwrapper = Py_NewRef(LOG(log, L_UNWRAPPER));
+    PyObject *seq = method1(unwrapper, s_unwrap, sequence);
+    Py_DECREF(unwrapper);
+    if (seq == NULL)
+        return -1;
+    int rc = log_book(log, sequence, seq, arrival_us);
+    Py_DECREF(seq);
+    return rc;
+}
+
 /* `log.record(seq, int(((ARRIVAL.at or now) - participant.opened_at) * 1e6))`. */
 static int
 record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
@@ -217,10 +319,7 @@ record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
     if (whole == NULL)
         return -1;
     PyObject *number = PyLong_FromLong(seq);
-    PyObject *args[3] = {log, number, whole};
-    int rc = number == NULL ? -1
-                            : done(PyObject_VectorcallMethod(
-                                  s_record, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL));
+    int rc = number == NULL ? -1 : log_record(log, number, whole);
     Py_XDECREF(number);
     Py_DECREF(whole);
     return rc;
@@ -755,6 +854,8 @@ PyInit__ingress(void)
         intern(&s_on_rtx, "on_rtx") || intern(&s_payload_length, "payload_length") ||
         intern(&s_bad_rtp, "bad_rtp") || intern(&s_srtp_errors, "srtp_errors") ||
         intern(&s_rtp_in, "rtp_in") || intern(&s_bytes_in, "bytes_in") ||
+        intern(&s_unwrap, "unwrap") || intern(&s_restart, "_restart") ||
+        intern(&s_forget, "_forget") ||
         intern(&s_ice, "ice") || intern(&s_selected, "selected") || intern(&s_on_srtp, "on_srtp"))
         return NULL;
     if (PyType_Ready(&InletType) < 0)

@@ -39,7 +39,7 @@ from pylibsrtp import Session
 from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpError, RtpHeader, build_rtp, parse_rtp, rewritten
-from sfu.packet.twcc import transport_seq_at, with_transport_seq
+from sfu.packet.twcc import ReceiveLog, transport_seq_at, with_transport_seq
 from sfu.sdp.answer import LocalTransport
 from sfu.transport import rxtime
 from sfu.transport.dtls import KeyingDtlsTransport
@@ -82,6 +82,7 @@ def _configure_inlet(module: ModuleType) -> None:
         raise TypeError("sfu.native._rtp (the parser the inlet calls) is not compiled")
     parsers.bind_rtp(RtpHeader, RtpError)
     module.configure("counters", Counters)
+    module.configure("log", ReceiveLog)
     module.bind(parsers.parse_rtp, RtpError, rxtime.ARRIVAL)
 
 
