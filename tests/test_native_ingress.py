@@ -45,6 +45,7 @@ from sfu.transport import mmsg, rxtime, srtp
 from sfu.transport.ice import PortAllocator
 from sfu.transport.udpmux import SharedEndpoint, UdpMux
 from sfu.transport.webrtc import TransportState, WebRtcTransport
+from tests.sfu_fakes import Capture
 
 GCM = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
 FEEDBACK = ("nack", "nack pli", "goog-remb", "transport-cc")
@@ -87,42 +88,27 @@ def plans() -> tuple[MediaPlan, ...]:
     )
 
 
-class Recording:
-    """A consumer's output: what it was handed."""
-
-    rtcp_ssrc = 7
-
-    def __init__(self) -> None:
-        self.got: list[tuple[int, int, int, int, int]] = []
-
-    def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
-        self.got.append((-1, 0, 0, len(packet), twcc_at))
-
-    def send_rewritten(
-        self,
-        packet: bytes,
-        *,
-        ssrc: int,
-        sequence: int,
-        timestamp: int,
-        payload_type: int,
-        twcc_at: int = -1,
-    ) -> None:
-        self.got.append((ssrc, sequence, timestamp, len(packet), twcc_at))
-
-    def send_rtcp(self, packet: bytes) -> None:
-        pass
-
-
-def relative(got: list[tuple[int, int, int, int, int]]) -> list[tuple[int, int, int, int, int]]:
+def relative(output: Capture) -> list[tuple[int, int, int, int]]:
     """A consumer's copies with its (random) first sequence number and timestamp taken off."""
-    if not got:
+    headers = output.headers()
+    if not headers:
         return []
-    _, seq0, ts0, _, _ = got[0]
+    seq0, ts0 = headers[0].sequence, headers[0].timestamp
     return [
-        (ssrc, (seq - seq0) & 0xFFFF, (ts - ts0) & 0xFFFFFFFF, size, at)
-        for ssrc, seq, ts, size, at in got
+        (h.ssrc, (h.sequence - seq0) & 0xFFFF, (h.timestamp - ts0) & 0xFFFFFFFF, len(packet))
+        for h, packet in zip(headers, output.rtp, strict=True)
     ]
+
+
+def new_participant() -> Participant:
+    return Participant(
+        "pub",
+        "room",
+        Group("room", "main"),
+        precall=False,
+        settings=MediaSettings(),
+        on_transport_lost=lambda participant, reason: None,
+    )
 
 
 class Side:
@@ -132,14 +118,7 @@ class Side:
         self.mux = UdpMux("127.0.0.1", 0, buffer_bytes=1 << 20, binding=mmsg.load())
         self.mux.open()
         self.levels: list[tuple[str, int, bool]] = []
-        self.participant = Participant(
-            "pub",
-            "room",
-            Group("room", "main"),
-            precall=False,
-            settings=MediaSettings(),
-            on_transport_lost=lambda participant, reason: None,
-        )
+        self.participant = new_participant()
         self.participant.opened_at = 1000.0  # (the two sides were opened at other times)
         self.participant.apply(plans())
         self.transport = WebRtcTransport(
@@ -155,10 +134,10 @@ class Side:
         self.participant.transport = self.transport
         self.participant._bind_outputs()
         self.transport.inbound_ssrcs.update({AUDIO, VIDEO, VIDEO + 1})
-        self.outputs: list[Recording] = []
+        self.outputs: list[Capture] = []
         for producer in self.participant.all_producers():
             producer.level_sink = self._level
-            output = Recording()
+            output = Capture()
             consumer = Consumer(
                 owner="sub",
                 mid=producer.mid,
@@ -222,7 +201,7 @@ class Side:
             "producers": producers,
             "log": (dict(log._arrivals), log._highest, log._start),
             "levels": list(self.levels),
-            "forwarded": [relative(o.got) for o in self.outputs],
+            "forwarded": [relative(o) for o in self.outputs],
         }
 
     def close(self) -> None:
@@ -400,14 +379,7 @@ async def test_a_transport_that_changes_on_srtp_gets_no_inlet() -> None:
         def _on_srtp(self, data: bytes) -> None:
             super()._on_srtp(data)
 
-    participant = Participant(
-        "p",
-        "room",
-        Group("room", "main"),
-        precall=False,
-        settings=MediaSettings(),
-        on_transport_lost=lambda participant, reason: None,
-    )
+    participant = new_participant()
     kwargs: dict[str, Any] = {
         "addresses": ["127.0.0.1"],
         "ports": PortAllocator(None),
