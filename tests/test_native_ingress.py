@@ -46,6 +46,8 @@ from sfu.transport.ice import PortAllocator
 from sfu.transport.udpmux import SharedEndpoint, UdpMux
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 from tests.sfu_fakes import Capture
+from tests.sfu_live import Pump, eventually, join, running_media
+from tests.synthetic_peer import SyntheticPeer
 
 GCM = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
 FEEDBACK = ("nack", "nack pli", "goog-remb", "transport-cc")
@@ -534,3 +536,21 @@ async def test_hostile_traffic_has_the_same_effects_on_both(
             feed(sides, batch[start : start + split])
     finally:
         await close(sides)
+
+
+async def test_a_running_sfu_takes_the_compiled_path() -> None:
+    """A real publisher (aiortc peer, DTLS-SRTP) through LocalMedia's shared socket."""
+    assert native.enabled()
+    async with running_media() as (media, _events):
+        alice = await join(media, "alice", SyntheticPeer(audio=True, video=True))
+        bob = await join(media, "bob", SyntheticPeer(audio_slots=1, video_slots=1))
+        pump = Pump(alice).start()
+        try:
+            await eventually(lambda: bob.transport.received > 30, 10, "alice at bob")
+        finally:
+            await pump.stop()
+        transport = media.participants["alice"].transport
+        assert transport is not None and transport.inlet is not None
+        assert transport._ice.on_srtp is transport.inlet
+        assert transport.inlet.delivered >= 30
+        assert transport.inlet.fallbacks <= transport.counters.rtcp_in + 4  # RTCP, admissions
