@@ -552,6 +552,6 @@ async def test_a_running_sfu_takes_the_compiled_path() -> None:
         transport = media.participants["alice"].transport
         assert transport is not None and transport.inlet is not None
         inlet: Any = transport.inlet
-        assert transport._ice.on_srtp is inlet
         assert inlet.delivered >= 30
         assert inlet.fallbacks <= transport.counters.rtcp_in + 4  # RTCP, admissions
+        assert transport._ice.on_srtp is inlet
