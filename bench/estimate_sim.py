@@ -13,6 +13,7 @@ none of).
 
     python bench/estimate_sim.py            # the full lab's timings
     python bench/estimate_sim.py --quick    # --quick's
+    python bench/estimate_sim.py --key-frames 10   # a key frame on each layer switch
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def scenarios(quick: bool) -> list[Scenario]:
     ]
 
 
-def run_scenario(scenario: Scenario, seed: int) -> Outcome:
-    lab = lab_viewer(scenario.caps, scenario.seconds, seed, scenario.top_until)
+def run_scenario(scenario: Scenario, seed: int, key_frame_x: float = 0.0) -> Outcome:
+    lab = lab_viewer(scenario.caps, scenario.seconds, seed, scenario.top_until, key_frame_x)
     return Outcome(errors(scenario, lab.run.times, lab.run.estimates), lab.layers)
 
 
@@ -105,11 +106,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="the lab's --quick timings")
     parser.add_argument("--seeds", type=int, default=1, help="link seeds (no effect without loss)")
     parser.add_argument("--layers", action="store_true", help="print the layer changes")
+    parser.add_argument(
+        "--key-frames",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="a key frame X average frames large on each layer switch (tests/gcc_lab.py)",
+    )
     args = parser.parse_args(argv)
     table = print
     table("scenario            p95 %  median %  max %   (per seed p95)")
     for scenario in scenarios(args.quick):
-        outcomes = [run_scenario(scenario, seed) for seed in range(1, args.seeds + 1)]
+        seeds = range(1, args.seeds + 1)
+        outcomes = [run_scenario(scenario, seed, args.key_frames) for seed in seeds]
         every = [e for o in outcomes for e in o.errors]
         per_seed = " ".join(f"{p95(o.errors):5.1f}" for o in outcomes)
         table(

@@ -8,8 +8,10 @@ drop-tail queue (bench/netlab.py's tbf).  `caps` are the lab's: (from s,
 bits/s or None = uncapped).  `top_until`: from then on the publisher sends
 only its two lower layers, as the lab's publisher did when its own uplink
 estimate fell on a loaded machine (then the SFU knows only those layers, and
-its probe goal follows).  Used by tests/test_sfu_probe.py
-and bench/estimate_sim.py.
+its probe goal follows).  `key_frame_x`: each switch to another spatial
+layer sends a key frame that many average frames of the new layer larger,
+in one burst (0: none, the default; a VP8 key frame is some 5-15 x).
+Used by tests/test_sfu_probe.py and bench/estimate_sim.py.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sfu.policy.allocation import (
 )
 from sfu.policy.gcc import BandwidthEstimator
 from sfu.policy.probe import Prober
-from tests.gcc_sim import Link, Run, simulate, steps
+from tests.gcc_sim import FRAME_S, Link, Run, simulate, steps
 
 AUDIO_BPS = 40_000
 UNCAPPED_BPS = 50e6
@@ -53,7 +55,13 @@ class LabRun:
         return next((t for t, e in pairs if t > after and e >= bps), None)
 
 
-def lab_viewer(caps: Caps, seconds: float, seed: int = 1, top_until: float | None = None) -> LabRun:
+def lab_viewer(
+    caps: Caps,
+    seconds: float,
+    seed: int = 1,
+    top_until: float | None = None,
+    key_frame_x: float = 0.0,
+) -> LabRun:
     full = SlotDemand("1", True, 1280, 720, CAMERA)
     lower = SlotDemand("1", True, 1280, 720, CAMERA[:2])
 
@@ -71,6 +79,11 @@ def lab_viewer(caps: Caps, seconds: float, seed: int = 1, top_until: float | Non
             layers.append((t, spatial))
         return CAMERA[spatial].bitrates[choice.temporal] + AUDIO_BPS
 
+    def key_frame(t: float) -> int:
+        if key_frame_x <= 0 or not layers or layers[-1][0] != t:
+            return 0  # only on the frame of a spatial switch (media() just ran at t)
+        return int(key_frame_x * CAMERA[layers[-1][1]].bitrates[-1] * FRAME_S / 8)
+
     def goal(t: float) -> float:
         return probe_goal_bps(ceiling_bps([slot_at(t)]), AUDIO_BPS)
 
@@ -82,5 +95,6 @@ def lab_viewer(caps: Caps, seconds: float, seed: int = 1, top_until: float | Non
         desired=goal,
         estimator=estimator,
         prober=Prober(),
+        key_frame=key_frame,
     )
     return LabRun(run, layers)

@@ -6,7 +6,9 @@ jitter (extra delay, packets kept in order) on the wire, a one-way delay of
 20 ms each way.  The SFU side sends video frames at 30 fps of
 min(estimate, demand) bits/s in 1200-byte packets (a frame's packets leave
 together, as a forwarding SFU sends them), plus the
-padding the Prober asks for on a 10 ms ticker; every packet sent while a
+padding the Prober asks for on a 10 ms ticker, and key frames
+(`key_frame(t)`: extra bytes sent with the frame at `t`, in one burst);
+every packet sent while a
 probe cluster is in progress carries the cluster's id.  The receiver
 reports every 100 ms what arrived (TWCC: each sequence number up to the
 highest received, with its arrival time on the receiver's own clock, or
@@ -94,11 +96,13 @@ def simulate(
     desired: Callable[[float], float] | None = None,
     estimator: BandwidthEstimator | None = None,
     prober: Prober | None = None,
+    key_frame: Callable[[float], int] | None = None,
 ) -> Run:
     """Run the sender, the link and the feedback loop for `seconds` of simulated time.
 
     `demand` is what the media could use (the sender sends min(estimate, demand));
-    `desired` (default: demand) is what the allocator asks the prober for.
+    `desired` (default: demand) is what the allocator asks the prober for;
+    `key_frame(t)`: how many bytes larger the frame sent at `t` is (0: none).
     """
     wanted = desired or demand
     est = estimator or BandwidthEstimator()
@@ -131,6 +135,8 @@ def simulate(
         if now >= next_frame - 1e-9:
             next_frame += FRAME_S
             frame_bytes = int(media_bps * FRAME_S / 8)
+            if key_frame is not None:
+                frame_bytes += key_frame(now)
             while frame_bytes > 0:
                 size = min(PACKET_BYTES, max(frame_bytes, 100))
                 send(now, size, probe_id)

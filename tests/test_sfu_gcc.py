@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 from sfu.policy.gcc import BandwidthEstimator, LossController, PacketResult
 from sfu.policy.gcc_aimd import AimdRateControl
+from sfu.policy.gcc_rates import BusyRate
 from sfu.policy.probe import Prober
 from tests import gcc_golden
 from tests.gcc_sim import Link, constant, load_recording, simulate, steps
@@ -332,6 +334,71 @@ def test_a_decrease_after_the_link_got_faster_forgets_the_old_capacity() -> None
     aimd.update("normal", 1_300_000, 6.0)
     aimd.update("overusing", 1_300_000, 6.5)
     assert aimd.bps == pytest.approx(0.85 * 1_300_000)
+
+
+def every_2_s_from_3_s(size: int) -> Callable[[float], int]:
+    """A key frame `size` bytes larger at 3 s, 5 s, 7 s, ... (for simulate's key_frame)."""
+    due = [3.0 + 2.0 * k for k in range(30)]
+
+    def key_frame(t: float) -> int:
+        if due and t >= due[0] - 1e-9:
+            due.pop(0)
+            return size
+        return 0
+
+    return key_frame
+
+
+def test_a_key_frame_on_an_app_limited_link_decreases_from_the_link_s_rate() -> None:
+    """A viewer on 640x360 (540 kbit/s) behind a 1 Mbit/s link with the lab's 200 ms
+    queue: each key frame (25 kB in one burst) queues and overuses.  The decrease must
+    start from the rate the link delivered the queued packets at, not from what the
+    app-limited viewer got on average (the 500 ms rate, ~900 kbit/s here: 763 kbit/s
+    before `BusyRate`; the network lab's 1 Mbit/s viewer fell to 649-677)."""
+    cap = 1_000_000
+    run = simulate(
+        Link(constant(cap), max_queue_s=0.2),
+        seconds=15,
+        demand=constant(540_000),
+        estimator=BandwidthEstimator(start_bps=cap),
+        key_frame=every_2_s_from_3_s(25_000),
+    )
+    late = run.window(3, 15)
+    assert min(late) >= 0.8 * cap, min(late)
+
+
+def queued_at(rate: float, count: int, send: float, first_arrival: float) -> list[list[float]]:
+    """`count` packets of 1200 bytes sent together at `send`, delivered back to back at
+    `rate` (bits/s on the wire, 38 bytes of overhead each): [arrivals, sends, sizes]."""
+    gap = (1200 + 38) * 8 / rate
+    arrivals = [first_arrival + k * gap for k in range(count)]
+    return [arrivals, [send] * count, [1200.0] * count]
+
+
+def test_the_busy_rate_is_the_latest_queued_packets_not_the_old_link_s() -> None:
+    busy = BusyRate()
+    assert busy.bps(38) is None
+    old = queued_at(3e6, 20, 10.0, 100.0)  # a 3 Mbit/s link, then it drops to 500 kbit/s
+    new = queued_at(5e5, 20, 10.01, old[0][-1] + 0.02)
+    for columns in (old, new):
+        for half in (slice(0, 10), slice(10, 20)):  # two feedbacks each
+            arrivals, sends, sizes = (column[half] for column in columns)
+            busy.add(arrivals, sends, [int(size) for size in sizes])
+    assert busy.bps(38) == pytest.approx(5e5)
+
+
+def test_packets_that_did_not_queue_give_no_busy_rate() -> None:
+    """Paced packets arriving as they were sent, and a token bucket's burst (sent
+    together, through within microseconds): the link was not busy, no rate."""
+    busy = BusyRate()
+    paced = [100.0 + 0.01 * k for k in range(30)]
+    busy.add(paced, [10.0 + 0.01 * k for k in range(30)], [1200] * 30)
+    assert busy.bps(38) is None
+    burst = [paced[-1] + 0.01 + 0.00001 * k for k in range(30)]
+    busy.add(burst, [10.31] * 30, [1200] * 30)
+    assert busy.bps(38) is None
+    busy.add([50.0], [11.0], [1200])  # the receiver's clock went back: start afresh
+    assert busy.bps(38) is None
 
 
 def test_without_loss_at_the_start_the_loss_side_follows_the_delay_side() -> None:

@@ -55,7 +55,7 @@ from typing import Any, NamedTuple, cast
 from sfu.native import load
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, new_detector
-from sfu.policy.gcc_rates import AckedBitrate, ProbeRates
+from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
 
@@ -99,6 +99,7 @@ class BandwidthEstimator:
         self._delay = new_detector(native)
         self._aimd = AimdRateControl(start, self._min, self._max)
         self._acked = AckedBitrate(native)
+        self._busy = BusyRate()
         self._probes = ProbeRates()
         self._loss = LossController(start, self._min, self._max)
         self._last_feedback: float | None = None
@@ -263,6 +264,7 @@ class BandwidthEstimator:
             self._delay = new_detector(self._native)
         self._last_feedback = now
         self._acked.add_all(arrivals, sizes, PACKET_OVERHEAD_BYTES)
+        self._busy.add(arrivals, send_times, sizes)
         if probes is not None:
             packets = zip(sequences, send_times, sizes, arrivals, probes, strict=True)
             for sequence, send, size, arrival, probe in packets:
@@ -303,8 +305,12 @@ class BandwidthEstimator:
         the plain rate of the last 500 ms and a probe measured within the
         last second count too: the overuse of a probe that saturated the
         link must not throw the estimate back below what the probe measured.
+        And so does the rate of the latest packets that queued (`BusyRate`):
+        when a key frame or a probe overuses a link an app-limited sender
+        does not fill, what it got through on average is not the link's rate.
         """
-        throughput = max(acked, self._acked.recent_bps or 0.0)
+        busy = self._busy.bps(PACKET_OVERHEAD_BYTES) or 0.0
+        throughput = max(acked, self._acked.recent_bps or 0.0, busy)
         if self._last_probe is not None and now - self._last_probe[1] <= PROBE_FRESH_S:
             throughput = max(throughput, self._last_probe[0])
         return throughput

@@ -21,6 +21,15 @@
   saturated (arrival < 0.9 x send).  The send rate leaves out the last
   burst (packets within 1 ms of the last send time), not just the last
   packet: a ticker-driven sender sends its padding in bursts.
+- `BusyRate`: the rate at which the link delivered while it was busy, from
+  the latest packets that queued behind the one before them (they arrived
+  more than 1 ms further apart than they were sent: the gap is the link's
+  time to carry them).  An app-limited sender's acknowledged rate counts
+  its idle time too, so after a key frame or a probe overuses a link the
+  sender does not fill, a decrease from it lands far under the link (0.85 x
+  540 kbit/s on a 1 Mbit/s link); the busy rate is the link's.  Only the
+  latest busy packets count (walking back from the newest, over 500 ms at
+  most): right after a cap drops they are the new link's, not the old one's.
 
 Sizes are bytes, times seconds (receiver's clock for arrivals), rates bits/s.
 """
@@ -32,7 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-__all__ = ["AckedBitrate", "ProbeRates"]
+__all__ = ["AckedBitrate", "BusyRate", "ProbeRates"]
 
 INITIAL_WINDOW_S = 0.5
 WINDOW_S = 0.15
@@ -161,6 +170,58 @@ def _last_restart(arrivals: Sequence[float]) -> int:
         if arrivals[index] - arrivals[index - 1] < 0:
             return index
     return 0  # (the first went back from the previous feedback's last)
+
+
+BUSY_WINDOW_S = 0.5
+BUSY_MARGIN_S = 0.001  # arrived this much further apart than sent: it queued
+BUSY_MIN_PAIRS = 4
+BUSY_MIN_SPAN_S = 0.06
+
+
+class BusyRate:
+    """The link's delivery rate while it was busy (see the module doc)."""
+
+    def __init__(self) -> None:
+        # one entry per feedback: its received packets' (arrivals, send times, sizes),
+        # in arrival order; only referenced here, walked only when a decrease asks
+        self._feedbacks: deque[tuple[Sequence[float], Sequence[float], Sequence[int]]] = deque()
+
+    def add(
+        self, arrivals: Sequence[float], send_times: Sequence[float], sizes: Sequence[int]
+    ) -> None:
+        """One feedback's received packets (at least one), in arrival order."""
+        feedbacks = self._feedbacks
+        if feedbacks and arrivals[0] < feedbacks[-1][0][-1]:
+            feedbacks.clear()  # the receiver's clock went back (or reordering across feedbacks)
+        feedbacks.append((arrivals, send_times, sizes))
+        newest = arrivals[-1]
+        while feedbacks[0][0][-1] < newest - BUSY_WINDOW_S:
+            feedbacks.popleft()
+
+    def bps(self, extra: int) -> float | None:
+        """Bits/s over the latest busy packets (each counts its size + `extra` bytes),
+        None when fewer than 4 of them spanning 60 ms arrived in the last 500 ms."""
+        if not self._feedbacks:
+            return None
+        newest = self._feedbacks[-1][0][-1]
+        bits = span = 0.0
+        pairs = 0
+        later: tuple[float, float, int] | None = None
+        for arrivals, send_times, sizes in reversed(self._feedbacks):
+            for index in range(len(arrivals) - 1, -1, -1):
+                arrival, send = arrivals[index], send_times[index]
+                if arrival < newest - BUSY_WINDOW_S:
+                    return None
+                if later is not None:
+                    gap = later[0] - arrival
+                    if gap > later[1] - send + BUSY_MARGIN_S:
+                        bits += 8 * (later[2] + extra)
+                        span += gap
+                        pairs += 1
+                        if pairs >= BUSY_MIN_PAIRS and span >= BUSY_MIN_SPAN_S:
+                            return bits / span
+                later = (arrival, send, sizes[index])
+        return None
 
 
 MIN_PROBE_PACKETS = 5
