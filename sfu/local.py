@@ -24,9 +24,13 @@ explicit `close` emits nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
 
 from sfu.control import (
     MAIN_GROUP,
@@ -51,6 +55,7 @@ from sfu.routing.layering import Track
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
 from sfu.routing.ticker import Ticker
+from sfu.routing.trace import snapshot
 from sfu.sdp.negotiate import negotiate
 from sfu.sdp.offer import Offer, parse_candidate, parse_offer
 from sfu.sdp.restart import OfferKind
@@ -118,6 +123,7 @@ class LocalMedia:
         self.joins = JoinGate(pace, self._behind)
         self.tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self._trace: TextIO | None = None  # the layer trace (settings.layer_trace), once opened
 
     async def start(self) -> None:
         """Generate the DTLS certificate, find the addresses, start the timers."""
@@ -173,6 +179,9 @@ class LocalMedia:
         await self._ticker.stop()
         await self.drain()
         self._close_muxes()
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
         self._started = False
 
     async def drain(self) -> None:
@@ -453,6 +462,17 @@ class LocalMedia:
     def after_tick(self, now: float) -> None:
         """The clock ran: speakers, orders and slots are up to date; allocate layers."""
         self.layers.tick(self.participants.values(), self.relayed(now), now)
+        if self.settings.layer_trace is not None and self.participants:
+            self._write_trace(self.settings.layer_trace, now)
+
+    def _write_trace(self, directory: str, now: float) -> None:
+        """One line of the layer trace (sfu.routing.trace), the file opened at the first."""
+        if self._trace is None:
+            path = Path(directory)
+            path.mkdir(parents=True, exist_ok=True)
+            self._trace = (path / f"layer-trace-{os.getpid()}.jsonl").open("a", encoding="utf-8")
+        self._trace.write(json.dumps(snapshot(self.participants.values(), now)) + "\n")
+        self._trace.flush()
 
     def relayed(self, now: float) -> Iterable[tuple[Track, Iterable[int]]]:
         """Local tracks other workers receive, with the spatial layers they need."""

@@ -106,6 +106,8 @@ class Producer:
         "feedback",
         "frame_size",
         "keyframe_interval",
+        "keyframe_requests",
+        "keyframes",
         "kind",
         "last_media",
         "last_sr",
@@ -188,6 +190,8 @@ class Producer:
         self.last_media = time.monotonic()
         self.meter = RateMeter(self.last_media)
         self._last_keyframe_request = float("-inf")
+        self.keyframes = 0  # key frames received (for the layer trace, sfu.routing.trace)
+        self.keyframe_requests = 0  # PLIs/FIRs sent to the publisher
         self._fir_seq = 0
         self._vad_seen = False
         self._unwrapper = SeqUnwrapper()
@@ -317,6 +321,7 @@ class Producer:
 
     def _keyframe(self, data: bytes, h: RtpHeader) -> None:
         """A key frame tells the layer's size (the order of a track's layers)."""
+        self.keyframes += 1
         offset = h.payload_offset
         size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
         if size is not None and size != self.frame_size:
@@ -413,6 +418,7 @@ class Producer:
         if now - self._last_keyframe_request < self.keyframe_interval:
             return False
         self._last_keyframe_request = now
+        self.keyframe_requests += 1
         sender = self.output.rtcp_ssrc
         if self.use_pli or not self.use_fir:
             self.output.send_rtcp(build_pli(sender, self.ssrc))
