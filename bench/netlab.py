@@ -293,9 +293,32 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
             [round(row[0] / 1000 + encoder_at - start, 2), *row[1:]] for row in encoder
         ],
     }
+    result["encoder_summary"] = encoder_summary(result["publisher_encoder"], scenario.duration)
     if setup.trace is not None:
         result["layer_trace"] = layer_trace(setup.trace, start, scenario.duration, pid, names)
     return result
+
+
+def encoder_summary(rows: list[list[Any]], duration: float) -> dict[str, Any]:
+    """Per rid over the scenario: key frames and frames encoded, and the longest run of
+    readings (250 ms apart) with at most 3 frames encoded each, under 12 fps (the encoder
+    skipping that layer's frames: after key frames it did for up to 2 s, the control
+    viewer's freeze)."""
+    out: dict[str, Any] = {}
+    for rid in sorted({str(r[1]) for r in rows}):
+        mine = [r for r in rows if str(r[1]) == rid and 0.0 <= r[0] <= duration]
+        if len(mine) < 2:
+            continue
+        longest = run = 0.0
+        for a, b in itertools.pairwise(mine):
+            run = run + b[0] - a[0] if b[2] - a[2] <= 3 else 0.0
+            longest = max(longest, run)
+        out[rid] = {
+            "keyframes": mine[-1][4] - mine[0][4],
+            "frames": mine[-1][2] - mine[0][2],
+            "longest_skip_s": round(longest, 2),
+        }
+    return out
 
 
 def layer_trace(
