@@ -25,7 +25,6 @@ class FakeLayer:
     rates: tuple[int, ...]
     on: bool = True
     keyframes: list[float] = field(default_factory=list)
-    urgency: list[bool] = field(default_factory=list)
 
     def temporal_bitrates(self, now: float) -> tuple[int, ...]:
         return self.rates
@@ -33,9 +32,8 @@ class FakeLayer:
     def active(self, now: float) -> bool:
         return self.on
 
-    def request_keyframe(self, now: float, *, urgent: bool = True) -> bool:
+    def request_keyframe(self, now: float) -> bool:
         self.keyframes.append(now)
-        self.urgency.append(urgent)
         return True
 
 
@@ -66,7 +64,6 @@ class FakeSlot:
     source: FakeTrack | None
     calls: list[tuple[int | None, int]] = field(default_factory=list)
     cuts: list[bool] = field(default_factory=list)
-    urgent: bool = False  # what a Consumer says: it shows nothing until the key frame
 
     @property
     def track(self) -> FakeTrack | None:
@@ -139,19 +136,6 @@ def test_a_big_tile_on_a_fast_link_gets_the_top_layer_and_the_publisher_sends_al
     assert not [e for e in events if isinstance(e, PublishLayers)]
     assert Downlink("bob", 3000) in events
     assert not [e for e in run.tick([bob], 6.0) if isinstance(e, PublishLayers)]
-
-
-def test_a_key_frame_is_asked_with_the_slots_urgency() -> None:
-    track = camera("alice")
-    bob = viewer(track, 3_000_000)
-    run = Run()
-    bob.consumers["5"].urgent = True  # a join: nothing shown yet
-    run.tick([bob], 0.0)
-    bob.estimator = FakeEstimator(500_000)
-    bob.consumers["5"].urgent = False  # as if the slot played on (the fake never cuts)
-    run.tick([bob], 1.0)
-    assert track.layers[2].urgency == [True]
-    assert track.layers[1].urgency == [False]
 
 
 def test_a_thumbnail_gets_the_lowest_layer_and_only_that_one_is_published() -> None:

@@ -11,7 +11,7 @@ import pytest
 from sfu.packet.rtcp import Fir, Nack, Pli, parse_rtcp
 from sfu.packet.rtp import parse_rtp
 from sfu.packet.rtx import build_rtx
-from sfu.routing.producer import KEYFRAME_SPACING_S, Producer, link_layers
+from sfu.routing.producer import Producer, link_layers
 from sfu.sdp.negotiate import CodecChoice
 from tests.sfu_fakes import VP8, Capture, opus, producer, vp8
 
@@ -80,28 +80,6 @@ def test_a_key_frame_asked_long_ago_does_not_hold_another_layers_request() -> No
     assert q.request_keyframe(10.0)
     assert f.request_keyframe(10.5)  # the interval passed without an answer
     assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5200)]
-
-
-def test_a_key_frame_only_to_upgrade_a_slot_waits_until_the_tracks_last_one_is_spaced() -> None:
-    """Key frames of a simulcast track close together made Chromium skip the top layer's
-    frames for 1-2 s (the room's control viewer froze: issue 13); a slot that keeps
-    playing another layer meanwhile can wait, one that shows nothing cannot."""
-    out = Capture()
-    q, h, f = simulcast_track(out)
-    for seq, layer in enumerate((q, h, f), start=1):
-        key_frame(layer, seq, 10.0)
-    assert not f.request_keyframe(10.2, urgent=False)
-    assert q.request_keyframe(10.2)  # urgent: at once
-    assert not h.request_keyframe(11.0, urgent=False)  # 1 s after the track's key frame
-    assert h.request_keyframe(10.0 + KEYFRAME_SPACING_S, urgent=False)
-    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5100)]
-
-
-def test_a_track_without_simulcast_is_asked_at_once_however_recent_its_key_frame() -> None:
-    out = Capture()
-    p = producer(output=out, keyframe_interval=0.5)
-    key_frame(p, 1, 10.0)
-    assert p.request_keyframe(10.1, urgent=False)
 
 
 def test_fir_is_used_when_the_publisher_did_not_negotiate_pli() -> None:

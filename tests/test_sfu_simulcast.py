@@ -342,27 +342,6 @@ def test_without_cut_the_old_layer_plays_on_and_a_cancelled_cut_waits_for_a_key_
     assert c.layers_now == (2, 2)
 
 
-def test_a_slot_waits_urgently_only_when_it_shows_nothing_meanwhile() -> None:
-    """`urgent` (Producer.request_keyframe): a join or a cut shows nothing until the key
-    frame; an upgrade or a smaller tile keeps playing the old layer."""
-    base, layers = track()
-    c, _ = consumer()
-    c.switch(base)
-    assert c.urgent  # nothing shown yet
-    for n in range(3):
-        for layer in layers:
-            layer.send(n / 30, keyframe=n == 0)
-    assert c.layers_now[0] == 2 and not c.urgent
-    assert c.set_layers(0, 2, 3 / 30) is layers[0].producer  # a smaller tile: f plays on
-    assert not c.urgent
-    c.set_layers(0, 2, 4 / 30, cut=True)  # the link: f stops
-    assert c.urgent
-    layers[0].send(5 / 30, keyframe=True)
-    assert c.layers_now[0] == 0 and not c.urgent
-    assert c.set_layers(2, 2, 6 / 30) is layers[2].producer  # an upgrade: q plays on
-    assert not c.urgent
-
-
 def test_timestamps_are_aligned_through_both_layers_sender_reports() -> None:
     # Different RTP timestamp bases per layer, one NTP clock (the publisher's).
     base, layers = track(ts0=(5_000_000, 90_000_000, 1_234_567))

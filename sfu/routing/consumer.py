@@ -305,13 +305,6 @@ class Consumer:
         return self._want_spatial, self._tid_target
 
     @property
-    def urgent(self) -> bool:
-        """Whether the key frame it waits for is urgent: it shows nothing meanwhile (no
-        source yet, or its layer was cut for bandwidth), rather than another layer
-        (`Producer.request_keyframe`)."""
-        return self.source is None or self._cut != NO_CUT
-
-    @property
     def switching(self) -> tuple[int, bool]:
         """(the cut state: NO_CUT, CUT_ARMED or CUTTING; on the mapped path) for the trace."""
         return self._cut, self._maps is not None

@@ -73,7 +73,7 @@ class Layer(Protocol):
 
     def active(self, now: float) -> bool: ...
 
-    def request_keyframe(self, now: float, *, urgent: bool = True) -> bool: ...
+    def request_keyframe(self, now: float) -> bool: ...
 
 
 class Track(Layer, Protocol):
@@ -93,9 +93,6 @@ class Slot(Protocol):
 
     @property
     def track(self) -> Track | None: ...
-
-    @property
-    def urgent(self) -> bool: ...
 
     def set_layers(
         self, spatial: int | None, temporal: int, now: float | None = None, *, cut: bool = False
@@ -245,8 +242,8 @@ class LayerControl:
     @staticmethod
     def _apply(slot: Slot, choice: LayerChoice, now: float, cut: bool) -> None:
         awaited = slot.set_layers(choice.spatial, choice.temporal, cut=cut)
-        if awaited is not None:  # an upgrade waits for the track's key frames to space out
-            awaited.request_keyframe(now, urgent=slot.urgent)
+        if awaited is not None:
+            awaited.request_keyframe(now)
 
     def _publish(self, wanted: dict[TrackKey, list[int | None]], now: float) -> None:
         for key, choices in wanted.items():

@@ -15,12 +15,7 @@ and a key frame of a big layer can make its encoder skip that layer's next
 frames for a second or two (issue 13: the room's uncapped viewer froze after
 each one), so a second request would cost every viewer of the track a second
 key frame for nothing.  When the answer came on other layers only (a
-publisher that answers per layer), the layer is asked at once.  For the
-same reason a request that is not `urgent` (a slot that keeps playing
-another layer meanwhile: an upgrade, a smaller tile) waits until
-`KEYFRAME_SPACING_S` after the track's last key frame, so the encoder has
-caught up before the next one; a slot showing nothing (a join, a cut for
-bandwidth) asks at once.
+publisher that answers per layer), the layer is asked at once.
 
 Simulcast: each encoding of a track is a Producer of its own (its own SSRC,
 RTX SSRC, statistics, NACKs, cache and key frame requests), with its `rid`;
@@ -72,9 +67,6 @@ if TYPE_CHECKING:
 
 LevelSink = Callable[[str, int, bool, float], None]
 ACTIVE_S = 1.0  # a layer that sent no media for this long is not active (paused)
-# A simulcast track's key frames asked only to upgrade a slot come at least this long
-# after its last one (module doc).
-KEYFRAME_SPACING_S = 1.5
 
 
 class RelayTap(Protocol):
@@ -122,7 +114,6 @@ class Producer:
         "ext_ids",
         "feedback",
         "frame_size",
-        "keyframe_at",
         "keyframe_interval",
         "keyframe_requests",
         "keyframes",
@@ -213,7 +204,6 @@ class Producer:
         self._asked = (float("-inf"), 0)
         self.keyframes = 0  # key frames received (for the layer trace, sfu.routing.trace)
         self.keyframe_requests = 0  # PLIs/FIRs sent to the publisher
-        self.keyframe_at = float("-inf")  # when the last key frame began to arrive
         self._fir_seq = 0
         self._vad_seen = False
         self._unwrapper = SeqUnwrapper()
@@ -344,7 +334,6 @@ class Producer:
     def _keyframe(self, data: bytes, h: RtpHeader) -> None:
         """A key frame tells the layer's size (the order of a track's layers)."""
         self.keyframes += 1
-        self.keyframe_at = self.last_media  # this packet's arrival (both receive twins set it)
         offset = h.payload_offset
         size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
         if size is not None and size != self.frame_size:
@@ -434,14 +423,11 @@ class Producer:
 
     # feedback to the publisher
 
-    def request_keyframe(self, now: float, *, urgent: bool = True) -> bool:
-        """Ask the publisher for a key frame unless one was asked for recently (module doc:
-        another layer's, and for a request that is not `urgent` the track's last key frame)."""
+    def request_keyframe(self, now: float) -> bool:
+        """Ask the publisher for a key frame unless one was asked for recently."""
         if self.kind != "video" or self.ssrc is None or self.closed:
             return False
         if now - self._last_keyframe_request < self.keyframe_interval or self._answer_coming(now):
-            return False
-        if not urgent and now - self._track_keyframe_at() < KEYFRAME_SPACING_S:
             return False
         self._last_keyframe_request = now
         if len(self.layers) > 1:
@@ -462,12 +448,6 @@ class Producer:
             return False
         at, seen = self.track._asked
         return now - at < self.keyframe_interval and self._track_keyframes() == seen
-
-    def _track_keyframe_at(self) -> float:
-        """When a key frame of this simulcast track last came (-inf without simulcast)."""
-        if len(self.layers) < 2:
-            return float("-inf")
-        return max(layer.keyframe_at for layer in self.layers)
 
     def _track_keyframes(self) -> int:
         return sum(layer.keyframes for layer in self.layers)

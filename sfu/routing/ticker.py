@@ -132,7 +132,7 @@ class Ticker:
             for consumer in participant.consumers.values():
                 consumer.refresh_layers(now)  # a simulcast layer paused or came back
                 if consumer.pending is not None:
-                    consumer.pending.request_keyframe(now, urgent=consumer.urgent)
+                    consumer.pending.request_keyframe(now)
                 elif consumer.thumbnail and consumer.source is not None:
                     source = consumer.source
                     if now >= source.refresh_due and source.request_keyframe(now):
