@@ -135,6 +135,8 @@ class LocalMedia:
         if self.settings.shared_socket:
             self._open_muxes()
         self._certificates = CertificateStore()
+        if self.settings.layer_trace is not None and self._trace is None:
+            self._trace = open_trace(self.settings.layer_trace)  # unwritable: fails here
         self._ticker.start()
         self._started = True
 
@@ -462,17 +464,9 @@ class LocalMedia:
     def after_tick(self, now: float) -> None:
         """The clock ran: speakers, orders and slots are up to date; allocate layers."""
         self.layers.tick(self.participants.values(), self.relayed(now), now)
-        if self.settings.layer_trace is not None and self.participants:
-            self._write_trace(self.settings.layer_trace, now)
-
-    def _write_trace(self, directory: str, now: float) -> None:
-        """One line of the layer trace (sfu.routing.trace), the file opened at the first."""
-        if self._trace is None:
-            path = Path(directory)
-            path.mkdir(parents=True, exist_ok=True)
-            self._trace = (path / f"layer-trace-{os.getpid()}.jsonl").open("a", encoding="utf-8")
-        self._trace.write(json.dumps(snapshot(self.participants.values(), now)) + "\n")
-        self._trace.flush()
+        if self._trace is not None and self.participants:  # one line of the layer trace
+            self._trace.write(json.dumps(snapshot(self.participants.values(), now)) + "\n")
+            self._trace.flush()
 
     def relayed(self, now: float) -> Iterable[tuple[Track, Iterable[int]]]:
         """Local tracks other workers receive, with the spatial layers they need."""
@@ -525,3 +519,10 @@ class LocalMedia:
             "upstream_loss_percent": 100.0 * lost / expected if expected else 0.0,
             "downstream_loss_percent": 100.0 * sum(reported) / len(reported) if reported else 0.0,
         }
+
+
+def open_trace(directory: str) -> TextIO:
+    """This process's layer trace file in `directory` (sfu.routing.trace), for appending."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    return (path / f"layer-trace-{os.getpid()}.jsonl").open("a", encoding="utf-8")

@@ -12,7 +12,7 @@ a layer of a simulcast track is not asked while the answer to another
 layer's request (less than that interval ago) has not come: Chromium's VP8
 simulcast answers a request on any layer with a key frame on every layer,
 and a key frame of a big layer can make its encoder skip that layer's next
-frames for a second or two (issue 13: the room's uncapped viewer froze after
+frames for up to two seconds (issue 13: the room's uncapped viewer froze after
 each one), so a second request would cost every viewer of the track a second
 key frame for nothing.  When the answer came on other layers only (a
 publisher that answers per layer), the layer is asked at once.
