@@ -95,6 +95,24 @@ PUBLISHER_ESTIMATE_START = """() => {
     });
   }, 500);
 }"""
+# The measured publisher's encoder, per simulcast encoding, every 250 ms from its join on:
+# [ms since the sampler started, rid, frames encoded, frames sent, key frames encoded,
+#  target kbit/s, quality limitation, bytes sent, huge frames sent].
+ENCODER_START = """() => {
+  window.__encoder = [];
+  const started = performance.now();
+  window.__encoderTimer = setInterval(async () => {
+    const report = await window.visit.media.getStats();
+    const t = Math.round(performance.now() - started);
+    report.forEach((s) => {
+      if (s.type === "outbound-rtp" && s.kind === "video")
+        window.__encoder.push([t, s.rid ?? null, s.framesEncoded ?? 0, s.framesSent ?? 0,
+          s.keyFramesEncoded ?? 0, Math.round((s.targetBitrate ?? 0) / 1000),
+          s.qualityLimitationReason ?? null, s.bytesSent ?? 0, s.hugeFramesSent ?? 0]);
+    });
+  }, 250);
+}"""
+ENCODER_READ = "() => { clearInterval(window.__encoderTimer); return window.__encoder; }"
 PUBLISHER_ESTIMATE_READ = (
     "() => { clearInterval(window.__publisherEstimateTimer); return window.__publisherEstimates; }"
 )
@@ -143,13 +161,17 @@ class Lab_:
     host: BrowserContext  # the measured publisher (camera: the moving clip), host side
     guest: BrowserContext  # the impaired viewer, inside the namespace
     light: BrowserContext  # the room's other participants (the built-in fake camera)
+    trace: Path | None = None  # the server's layer trace directory (--trace)
 
 
 @contextlib.contextmanager
-def netlab(tmp: Path) -> Iterator[Lab_]:
+def netlab(tmp: Path, trace: bool = False) -> Iterator[Lab_]:
     camera = camera_args(tmp)
+    traced = tmp / "layer-trace" if trace else None
     with lab() as net:
         env: dict[str, str | None] = {"VISITROOM_ICE_HOSTS": net.host_ip}
+        if traced is not None:
+            env["VISITROOM_LAYER_TRACE"] = str(traced)
         with (
             web_server(tmp, env, host=net.host_ip) as site,
             sync_playwright() as pw,
@@ -158,7 +180,7 @@ def netlab(tmp: Path) -> Iterator[Lab_]:
             secure = f"--unsafely-treat-insecure-origin-as-secure={site.url}"
             light = launch(pw, tmp / "light-profile", CHROMIUM, net.resolver_rule, secure)
             try:
-                yield Lab_(net, site, host, guest, light)
+                yield Lab_(net, site, host, guest, light, traced)
             finally:
                 light.close()
                 net.cap_downlink(None)
@@ -240,28 +262,84 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
         who = token(room, "provider", "host", "Dr P")
         pid = join(pages[first.name], site.url, room, who, first.role)
         pages[first.name].evaluate(PUBLISHER_ESTIMATE_START)
+        pages[first.name].evaluate(ENCODER_START)
+        encoder_at = time.monotonic()
         for seat in rest:
             user = "patient" if seat.name == "impaired" else seat.name
             who = token(room, user, "host", seat.name.capitalize())
             stage = pid if seat.watched else None
             begin_join(pages[seat.name], site.url, room, who, seat.role, stage)
+        names = {pid: first.name}
         for seat in rest:
-            joined(pages[seat.name])
+            names[joined(pages[seat.name])] = seat.name
         watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
         raw = watch(watched, pid, scenario, net)
+        start = watched["impaired"].offset
         outbound = pages[first.name].evaluate(OUTBOUND)
         estimates = pages[first.name].evaluate(PUBLISHER_ESTIMATE_READ)
+        encoder = pages[first.name].evaluate(ENCODER_READ)
     finally:
         net.cap_downlink(None)
         net.downlink_loss(0)
         for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
-    return {
+    result = {
         "viewers": raw,
         "publisher_layers": outbound,
         "publisher_estimate": publisher_estimate(estimates),
+        # t in s from the scenario's start (about: the sampler starts at the publisher's join)
+        "publisher_encoder": [
+            [round(row[0] / 1000 + encoder_at - start, 2), *row[1:]] for row in encoder
+        ],
     }
+    result["encoder_summary"] = encoder_summary(result["publisher_encoder"], scenario.duration)
+    if setup.trace is not None:
+        result["layer_trace"] = layer_trace(setup.trace, start, scenario.duration, pid, names)
+    return result
+
+
+def encoder_summary(rows: list[list[Any]], duration: float) -> dict[str, Any]:
+    """Per rid over the scenario: key frames and frames encoded, and the longest run of
+    readings (250 ms apart) with at most 3 frames encoded each, under 12 fps (the encoder
+    skipping that layer's frames: after key frames it did for up to 2 s, the control
+    viewer's freeze)."""
+    out: dict[str, Any] = {}
+    for rid in sorted({str(r[1]) for r in rows}):
+        mine = [r for r in rows if str(r[1]) == rid and 0.0 <= r[0] <= duration]
+        if len(mine) < 2:
+            continue
+        longest = run = 0.0
+        for a, b in itertools.pairwise(mine):
+            run = run + b[0] - a[0] if b[2] - a[2] <= 3 else 0.0
+            longest = max(longest, run)
+        out[rid] = {
+            "keyframes": mine[-1][4] - mine[0][4],
+            "frames": mine[-1][2] - mine[0][2],
+            "longest_skip_s": round(longest, 2),
+        }
+    return out
+
+
+def layer_trace(
+    directory: Path, start: float, duration: float, publisher: str, names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The server's layer trace (sfu/routing/trace.py) over the scenario (from 2 s before
+    its start; `t` from its start, the same monotonic clock): the slots showing
+    `publisher`'s video and its layers; participant ids replaced by seat names."""
+    lines: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("layer-trace-*.jsonl")):
+        for text in path.read_text().splitlines():
+            line = json.loads(text)
+            t = line["t"] - start
+            if not -2.0 <= t <= duration + 1.0:
+                continue
+            slots = [[names.get(s[0], s[0]), *s[1:]] for s in line["slots"] if s[2] == publisher]
+            layers = [s[2:] for s in line["layers"] if s[0] == publisher]
+            estimates = [[names.get(e[0], e[0]), e[1]] for e in line["estimates"]]
+            line = {"t": round(t, 3), "slots": slots, "layers": layers, "estimates": estimates}
+            lines.append(line)
+    return sorted(lines, key=lambda line: float(line["t"]))
 
 
 def publisher_estimate(series: list[list[int]]) -> dict[str, Any]:
@@ -293,9 +371,38 @@ def watch(
         w.raw = w.page.evaluate(STOP)
     return {
         name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
-        | {"counters": counters(w.raw), "received": w.page.evaluate(RECEIVED)}
+        | {
+            "counters": counters(w.raw),
+            "received": w.page.evaluate(RECEIVED),
+            "wire": wire(w.raw, w.offset - start),
+        }
         for name, w in watched.items()
     }
+
+
+def wire(raw: list[dict[str, Any]], offset_s: float) -> list[list[float]]:
+    """What reached the viewer per sample, to tell frames that never arrived from frames
+    that arrived and were not decoded: [t, frames received, frames decoded, frames
+    dropped, packets received, key frames decoded, jitter buffer delay (ms, mean over
+    the frames emitted since the previous sample)]."""
+    out: list[list[float]] = []
+    before: dict[str, Any] = {}
+    for r in raw:
+        emitted = r.get("jb_emitted", 0) - before.get("jb_emitted", 0)
+        delay = r.get("jb_delay", 0.0) - before.get("jb_delay", 0.0)
+        out.append(
+            [
+                round(float(r["t"]) + offset_s, 2),
+                r.get("received", 0),
+                r["frames"],
+                r.get("dropped", 0),
+                r.get("packets", 0),
+                r["keyframes"],
+                round(1000 * delay / emitted, 1) if emitted > 0 else -1,
+            ]
+        )
+        before = r
+    return out
 
 
 def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
@@ -413,7 +520,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"benchmark": "netlab", "quick": args.quick, "scenarios": {}}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-")))
-        setup = stack.enter_context(netlab(tmp))
+        setup = stack.enter_context(netlab(tmp, args.trace))
         if args.hog:
             stack.enter_context(hogged(setup.site.process.proc, args.hog))
             results["hog"] = {"busy_loops": args.hog, "core": SERVER_CORE}
@@ -616,6 +723,11 @@ def main() -> None:
         help="N busy loops on the server's core (core 0; the server's processes pinned there)",
     )
     parser.add_argument("--plot", type=Path, help="PNG (default: next to --json)")
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="the server's layer trace (VISITROOM_LAYER_TRACE) in each visitroom result",
+    )
     args = parser.parse_args()
     result = run(args)
     result["command"] = " ".join(["python", *sys.argv])

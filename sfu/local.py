@@ -24,9 +24,13 @@ explicit `close` emits nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
 
 from sfu.control import (
     MAIN_GROUP,
@@ -51,6 +55,7 @@ from sfu.routing.layering import Track
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
 from sfu.routing.ticker import Ticker
+from sfu.routing.trace import snapshot
 from sfu.sdp.negotiate import negotiate
 from sfu.sdp.offer import Offer, parse_candidate, parse_offer
 from sfu.sdp.restart import OfferKind
@@ -118,6 +123,7 @@ class LocalMedia:
         self.joins = JoinGate(pace, self._behind)
         self.tasks: set[asyncio.Task[None]] = set()
         self._started = False
+        self._trace: TextIO | None = None  # the layer trace (settings.layer_trace), once opened
 
     async def start(self) -> None:
         """Generate the DTLS certificate, find the addresses, start the timers."""
@@ -129,6 +135,8 @@ class LocalMedia:
         if self.settings.shared_socket:
             self._open_muxes()
         self._certificates = CertificateStore()
+        if self.settings.layer_trace is not None and self._trace is None:
+            self._trace = open_trace(self.settings.layer_trace)  # unwritable: fails here
         self._ticker.start()
         self._started = True
 
@@ -173,6 +181,9 @@ class LocalMedia:
         await self._ticker.stop()
         await self.drain()
         self._close_muxes()
+        if self._trace is not None:
+            self._trace.close()
+            self._trace = None
         self._started = False
 
     async def drain(self) -> None:
@@ -453,6 +464,9 @@ class LocalMedia:
     def after_tick(self, now: float) -> None:
         """The clock ran: speakers, orders and slots are up to date; allocate layers."""
         self.layers.tick(self.participants.values(), self.relayed(now), now)
+        if self._trace is not None and self.participants:  # one line of the layer trace
+            self._trace.write(json.dumps(snapshot(self.participants.values(), now)) + "\n")
+            self._trace.flush()
 
     def relayed(self, now: float) -> Iterable[tuple[Track, Iterable[int]]]:
         """Local tracks other workers receive, with the spatial layers they need."""
@@ -505,3 +519,10 @@ class LocalMedia:
             "upstream_loss_percent": 100.0 * lost / expected if expected else 0.0,
             "downstream_loss_percent": 100.0 * sum(reported) / len(reported) if reported else 0.0,
         }
+
+
+def open_trace(directory: str) -> TextIO:
+    """This process's layer trace file in `directory` (sfu.routing.trace), for appending."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    return (path / f"layer-trace-{os.getpid()}.jsonl").open("a", encoding="utf-8")

@@ -87,6 +87,9 @@ class MediaSettings:
     # that never decodes can offer). 0: every video slot at full rate.
     stage_video_slots: int = 0
     thumbnail_refresh_s: float = 1.0
+    # A directory: each SFU process appends its layer trace there (sfu.routing.trace;
+    # a debug aid, one JSON line per tick). None: no trace.
+    layer_trace: str | None = None
 
     def __post_init__(self) -> None:
         for host in self.ice_hosts:

@@ -81,6 +81,7 @@ class Config:
     # video slots at full rate per subscriber (0: all); the rest key frames only
     stage_video_slots: int = 0
     thumbnail_refresh_s: float = 1.0
+    layer_trace: str | None = None  # VISITROOM_LAYER_TRACE: a directory (sfu.routing.trace)
     # most new transports connecting at once per SFU process, the rest queued (0: no pacing)
     max_connecting: int = 0
     # cluster
@@ -304,6 +305,7 @@ def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
             "thumbnail_refresh_s": float(env.get("VISITROOM_THUMBNAIL_REFRESH_S") or 1.0),
             "max_connecting": int(env.get("VISITROOM_MEDIA_MAX_CONNECTING") or 0),
             "worker_host": env.get("VISITROOM_WORKER_HOST") or None,
+            "layer_trace": env.get("VISITROOM_LAYER_TRACE") or None,
         }
     except ValueError as exc:
         raise ConfigError(f"SFU worker settings: {exc}") from None

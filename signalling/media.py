@@ -34,6 +34,7 @@ def media_settings(config: Config) -> MediaSettings:
         stage_video_slots=config.stage_video_slots,
         thumbnail_refresh_s=config.thumbnail_refresh_s,
         max_connecting=config.max_connecting,
+        layer_trace=config.layer_trace,
     )
 
 

@@ -11,6 +11,7 @@ import pytest
 from sfu.packet.rtcp import Fir, Nack, Pli, parse_rtcp
 from sfu.packet.rtp import parse_rtp
 from sfu.packet.rtx import build_rtx
+from sfu.routing.producer import Producer, link_layers
 from sfu.sdp.negotiate import CodecChoice
 from tests.sfu_fakes import VP8, Capture, opus, producer, vp8
 
@@ -30,6 +31,55 @@ def test_key_frame_requests_are_coalesced_to_one_per_interval() -> None:
     assert p.request_keyframe(10.5)
     items = rtcp_items(out)
     assert items == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5000)]
+
+
+def simulcast_track(out: Capture) -> tuple[Producer, Producer, Producer]:
+    """Three layers of one track (SSRCs 5000, 5100, 5200), lowest first, asked through `out`."""
+    q, h, f = (producer(ssrc=5000 + 100 * i, output=out, keyframe_interval=0.5) for i in range(3))
+    link_layers((q, h, f))
+    return q, h, f
+
+
+def key_frame(layer: Producer, seq: int, now: float) -> None:
+    assert layer.ssrc is not None
+    data = vp8(seq, 90 * seq, ssrc=layer.ssrc, keyframe=True)
+    layer.on_rtp(data, parse_rtp(data), now)
+
+
+def test_a_key_frame_asked_of_one_layer_is_not_asked_of_another_until_it_comes() -> None:
+    """Chromium's VP8 simulcast answers a PLI on any layer with a key frame on every
+    layer, and each key frame of the top layer can make its encoder skip frames for a
+    while (the network lab's frozen control viewer, issue 13): while the answer to one
+    layer's request is on its way, another layer's request would only bring a second one."""
+    out = Capture()
+    q, h, f = simulcast_track(out)
+    assert q.request_keyframe(10.0)
+    assert not f.request_keyframe(10.1)
+    assert not h.request_keyframe(10.3)
+    for seq, layer in enumerate((q, h, f), start=1):  # the answer, on every layer
+        key_frame(layer, seq, 10.35)
+    assert f.request_keyframe(10.4)  # a new need after the key frame: asked at once
+    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5200)]
+
+
+def test_a_layer_is_asked_again_when_the_answer_came_on_other_layers_only() -> None:
+    out = Capture()
+    q, _, f = simulcast_track(out)
+    assert q.request_keyframe(10.0)
+    assert not f.request_keyframe(10.2)
+    key_frame(q, 1, 10.25)  # a publisher that answers on the asked layer only
+    assert f.request_keyframe(10.3)
+    assert not f.request_keyframe(10.5)  # its own interval holds
+    assert f.request_keyframe(10.8)  # and no other layer's request is on its way
+    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, s) for s in (5000, 5200, 5200)]
+
+
+def test_a_key_frame_asked_long_ago_does_not_hold_another_layers_request() -> None:
+    out = Capture()
+    q, _, f = simulcast_track(out)
+    assert q.request_keyframe(10.0)
+    assert f.request_keyframe(10.5)  # the interval passed without an answer
+    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5200)]
 
 
 def test_fir_is_used_when_the_publisher_did_not_negotiate_pli() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +176,42 @@ async def test_a_renegotiation_keeps_the_layers_and_their_learned_ssrcs() -> Non
             assert track.layers == layers and all(p.ssrc for p in layers)
         finally:
             await pump.stop()
+
+
+async def test_the_layer_trace_shows_each_slot_and_layer_of_a_simulcast_track(
+    tmp_path: Path,
+) -> None:
+    encoded = encode_layers()
+    async with running_media(layer_trace=str(tmp_path)) as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True, simulcast=("q", "h", "f")))
+        await join(media, "bob", SyntheticPeer(video_slots=1, decrypt_every=1))
+        pump = SimulcastPump(alice, encoded).start()
+        try:
+            consumer = media.participants["bob"].consumers["0"]
+            await eventually(lambda: consumer.layers_now[0] == 2, what="the top layer at bob")
+            await eventually(lambda: consumer.packets_sent > 30, what="packets to bob")
+            lines_before = len(trace_lines(tmp_path))
+            await eventually(
+                lambda: len(trace_lines(tmp_path)) > lines_before + 2, what="more ticks"
+            )
+            top = media.participants["alice"].producers["0"].layers[2]
+        finally:
+            await pump.stop()
+    last = trace_lines(tmp_path)[-1]
+    (slot,) = [s for s in last["slots"] if s[0] == "bob"]
+    # subscriber, mid, publisher, source, pending, wanted spatial/temporal, cut, mapped
+    assert slot[:5] == ["bob", "0", "alice", 2, None]
+    assert 30 < slot[10] <= consumer.packets_sent  # packets out (the pump ran a moment more)
+    assert slot[11] == consumer.switches >= 1
+    layers = {row[3]: row for row in last["layers"] if row[0] == "alice"}
+    assert sorted(layers) == ["f", "h", "q"]
+    assert [layers[rid][2] for rid in ("q", "h", "f")] == [0, 1, 2]
+    assert layers["f"][4] >= top.stats.received - 60  # packets in (a tick or two behind)
+    assert layers["f"][5] == top.keyframes >= 1  # key frames in
+    assert layers["f"][6] == top.keyframe_requests  # key frame requests out
+    assert layers["f"][7] == 1  # bob's slot
+
+
+def trace_lines(directory: Path) -> list[dict[str, Any]]:
+    (path,) = directory.glob("layer-trace-*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines() if line]

@@ -153,6 +153,7 @@ class Consumer:
         "rtx_ssrc",
         "source",
         "ssrc",
+        "switches",
         "thumbnail",
         "thumbnail_ts",
         "track",
@@ -184,6 +185,7 @@ class Consumer:
         self.closed = False
         self.packets_sent = 0
         self.octets_sent = 0
+        self.switches = 0  # pending layers that became the source (for the layer trace)
         self._seq = random.getrandbits(15)
         self._ts = random.getrandbits(31)
         self._time: float | None = None
@@ -302,6 +304,11 @@ class Consumer:
     def wanted_layers(self) -> tuple[int | None, int]:
         return self._want_spatial, self._tid_target
 
+    @property
+    def switching(self) -> tuple[int, bool]:
+        """(the cut state: NO_CUT, CUT_ARMED or CUTTING; on the mapped path) for the trace."""
+        return self._cut, self._maps is not None
+
     @staticmethod
     def _layer_for(track: Producer, spatial: int | None, now: float) -> Producer | None:
         if spatial is None:
@@ -352,6 +359,7 @@ class Consumer:
         old = self.source
         self.source = pending
         self.pending = None
+        self.switches += 1
         self._release(old)
         self._switched_from = old
         self._fresh = True

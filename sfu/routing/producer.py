@@ -7,7 +7,15 @@ and hands the packet to every attached consumer, which rewrites and sends.
 Nothing here decodes a payload.
 
 Key frame requests to the publisher are coalesced: at most one per
-`keyframe_min_interval` (PLI if the publisher negotiated it, else FIR).
+`keyframe_min_interval` (PLI if the publisher negotiated it, else FIR), and
+a layer of a simulcast track is not asked while the answer to another
+layer's request (less than that interval ago) has not come: Chromium's VP8
+simulcast answers a request on any layer with a key frame on every layer,
+and a key frame of a big layer can make its encoder skip that layer's next
+frames for up to two seconds (issue 13: the room's uncapped viewer froze after
+each one), so a second request would cost every viewer of the track a second
+key frame for nothing.  When the answer came on other layers only (a
+publisher that answers per layer), the layer is asked at once.
 
 Simulcast: each encoding of a track is a Producer of its own (its own SSRC,
 RTX SSRC, statistics, NACKs, cache and key frame requests), with its `rid`;
@@ -85,6 +93,7 @@ class Producer:
     """One published track (see module doc)."""
 
     __slots__ = (
+        "_asked",
         "_cache",
         "_fanout",
         "_fir_seq",
@@ -106,6 +115,8 @@ class Producer:
         "feedback",
         "frame_size",
         "keyframe_interval",
+        "keyframe_requests",
+        "keyframes",
         "kind",
         "last_media",
         "last_sr",
@@ -188,6 +199,11 @@ class Producer:
         self.last_media = time.monotonic()
         self.meter = RateMeter(self.last_media)
         self._last_keyframe_request = float("-inf")
+        # On the track's base layer: when a layer of the track was last asked for a key
+        # frame, and the track's key frames received by then (`_answer_coming`).
+        self._asked = (float("-inf"), 0)
+        self.keyframes = 0  # key frames received (for the layer trace, sfu.routing.trace)
+        self.keyframe_requests = 0  # PLIs/FIRs sent to the publisher
         self._fir_seq = 0
         self._vad_seen = False
         self._unwrapper = SeqUnwrapper()
@@ -317,6 +333,7 @@ class Producer:
 
     def _keyframe(self, data: bytes, h: RtpHeader) -> None:
         """A key frame tells the layer's size (the order of a track's layers)."""
+        self.keyframes += 1
         offset = h.payload_offset
         size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
         if size is not None and size != self.frame_size:
@@ -410,9 +427,12 @@ class Producer:
         """Ask the publisher for a key frame unless one was asked for recently."""
         if self.kind != "video" or self.ssrc is None or self.closed:
             return False
-        if now - self._last_keyframe_request < self.keyframe_interval:
+        if now - self._last_keyframe_request < self.keyframe_interval or self._answer_coming(now):
             return False
         self._last_keyframe_request = now
+        if len(self.layers) > 1:
+            self.track._asked = (now, self._track_keyframes())
+        self.keyframe_requests += 1
         sender = self.output.rtcp_ssrc
         if self.use_pli or not self.use_fir:
             self.output.send_rtcp(build_pli(sender, self.ssrc))
@@ -420,6 +440,17 @@ class Producer:
             self._fir_seq = (self._fir_seq + 1) & 0xFF
             self.output.send_rtcp(build_fir(sender, self.ssrc, self._fir_seq))
         return True
+
+    def _answer_coming(self, now: float) -> bool:
+        """Whether another layer of this track was asked for a key frame less than the
+        interval ago and none came since (it will be on every layer: module doc)."""
+        if len(self.layers) < 2:
+            return False
+        at, seen = self.track._asked
+        return now - at < self.keyframe_interval and self._track_keyframes() == seen
+
+    def _track_keyframes(self) -> int:
+        return sum(layer.keyframes for layer in self.layers)
 
     def send_nack(self, ext_sequences: list[int]) -> None:
         if self.ssrc is not None and ext_sequences:

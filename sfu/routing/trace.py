@@ -1,0 +1,84 @@
+"""The layer trace: every video slot's forwarding state, once per SFU tick (a debug aid).
+
+With `MediaSettings.layer_trace` (``VISITROOM_LAYER_TRACE``, a directory)
+each SFU process appends one JSON line per tick (`selection_interval_s`,
+0.2 s) to ``layer-trace-<pid>.jsonl`` there, from counters the forwarding
+path keeps anyway (nothing is added per packet):
+
+- ``t``: the SFU's monotonic clock;
+- ``slots``: per video slot with a track, ``[subscriber, mid, publisher,
+  source spatial, pending spatial, wanted spatial, wanted temporal, cut,
+  mapped, temporal forwarded, packets sent, switches]`` (a spatial is null
+  when there is none; ``cut``: `Consumer._cut`, 0 none, 1 armed, 2 cutting;
+  ``mapped``: on the VP8-rewriting path; ``switches``: pending layers that
+  became the source so far);
+- ``layers``: per published video layer, ``[publisher, mid, spatial, rid,
+  packets received, key frames received, key frame requests sent,
+  consumers attached, active]``;
+- ``estimates``: per subscriber with an estimator, ``[subscriber, bits/s]``.
+
+Packets a slot dropped in a tick are its source's received packets minus
+its own sent packets over that tick.  `bench/netlab.py --trace` collects
+the files into its JSON.  Pure: `snapshot` reads, the caller writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sfu.routing.participant import Participant
+
+__all__ = ["snapshot"]
+
+
+def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
+    """One line of the trace (module doc)."""
+    slots: list[list[Any]] = []
+    layers: list[list[Any]] = []
+    estimates: list[list[Any]] = []
+    for p in participants:
+        if p.estimator is not None:
+            estimates.append([p.id, p.estimator.estimate_bps])
+        for mid, c in p.consumers.items():
+            track = c.track
+            if c.kind != "video" or track is None:
+                continue
+            want_s, want_t = c.wanted_layers
+            cut, mapped = c.switching
+            temporal = c.layers_now[1]
+            source, pending = c.source, c.pending
+            slots.append(
+                [
+                    p.id,
+                    mid,
+                    track.owner,
+                    None if source is None else source.spatial,
+                    None if pending is None else pending.spatial,
+                    want_s,
+                    want_t,
+                    cut,
+                    mapped,
+                    temporal,
+                    c.packets_sent,
+                    c.switches,
+                ]
+            )
+        for track in p.producers.values():
+            if track.kind != "video":
+                continue
+            for layer in track.layers:
+                layers.append(
+                    [
+                        p.id,
+                        track.mid,
+                        layer.spatial,
+                        layer.rid,
+                        layer.stats.received,
+                        layer.keyframes,
+                        layer.keyframe_requests,
+                        len(layer.consumers),
+                        layer.active(now),
+                    ]
+                )
+    return {"t": round(now, 3), "slots": slots, "layers": layers, "estimates": estimates}
