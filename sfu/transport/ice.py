@@ -61,6 +61,7 @@ from aioice.ice import (
 from sfu.packet.counters import Counters
 from sfu.transport.consentclock import SLOW_ROUNDS, clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
+from sfu.transport.stunwire import Signer, binding_request, binding_response
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
 
 logger = logging.getLogger(__name__)
@@ -279,6 +280,10 @@ class IceConnection(Connection):
         # When the latest consent check that got an answer was sent; open checks by id.
         self.consent_fresh = 0.0
         self._checks: dict[bytes, ConsentCheck] = {}
+        # The passwords' HMAC keys, prepared once (sfu.transport.stunwire.Signer).
+        self._local_key = self.local_password.encode("utf8")
+        self._local_signer = Signer(self._local_key)
+        self._signers: tuple[bytes, Signer] | None = None
         self._muxes = muxes
         self._addresses = addresses
         self._port_allocator = ports
@@ -397,14 +402,36 @@ class IceConnection(Connection):
         if not self.reachable(addr[0]) or len(self._remote_candidates) >= MAX_REMOTE_CANDIDATES:
             self.counters.foreign_source += 1
             return
-        if (
-            len(self._validated) < MAX_REMOTE_CANDIDATES
-            and "USERNAME" in message.attributes
-            and message.check_message_integrity(self.local_password.encode("utf8"))
-        ):
+        authentic = "USERNAME" in message.attributes and message.check_message_integrity(
+            self._local_key
+        )
+        if authentic and len(self._validated) < MAX_REMOTE_CANDIDATES:
             self._validated.add(addr)
             self.remote_seen.set()
-        super().request_received(message, addr, protocol)
+        if not (authentic and self._answered_check(message, addr, protocol)):
+            super().request_received(message, addr, protocol)
+
+    def _answered_check(
+        self, message: stun.Message, addr: tuple[str, int], protocol: StunProtocol
+    ) -> bool:
+        """Answer an authenticated check the common way, as aioice's `request_received`
+        would, without its second HMAC of the request and its slow answer
+        (`sfu.transport.stunwire`); False for anything else (a role conflict, a
+        check before `connect`, another method, a closing agent): aioice handles it."""
+        attributes = message.attributes
+        role = "ICE-CONTROLLING" if self.ice_controlling else "ICE-CONTROLLED"
+        if (
+            self._closing
+            or not self._early_checks_done
+            or message.message_method != stun.Method.BINDING
+            or role in attributes
+            or not self._valid_username(attributes["USERNAME"])
+        ):
+            return False
+        answer = binding_response(message.transaction_id, addr, self._local_signer)
+        _send_stun_bytes(protocol, answer, addr)
+        self.check_incoming(message, addr, protocol)
+        return True
 
     def validated(self, addr: tuple[str, int]) -> bool:
         """Whether an authenticated check came from `addr`."""
@@ -531,6 +558,12 @@ class IceConnection(Connection):
                 await self.close()
                 return
 
+    def _remote_signer(self, key: bytes) -> Signer:
+        """The signer of the remote password `key` (made again only if it changes)."""
+        if self._signers is None or self._signers[0] != key:
+            self._signers = (key, Signer(key))
+        return self._signers[1]
+
     def _consent_delay(self) -> float:
         return self.consent_interval * (0.8 + 0.4 * random.random())
 
@@ -571,12 +604,19 @@ class IceConnection(Connection):
         after its 0.5 s RTO: a peer, a path or a server socket queue that
         answered every check 0.6 s late lost consent).
         """
-        request = self.build_request(pair, nominate=False)
-        request.add_message_integrity(key)
-        check = ConsentCheck(request, pair.remote_addr, pair.protocol, key, self._answered)
+        tid = os.urandom(12)
+        request = binding_request(
+            tid,
+            f"{self.remote_username}:{self.local_username}",
+            candidate_priority(pair.component, "prflx"),
+            self._tie_breaker,
+            self.ice_controlling,
+            self._remote_signer(key),
+        )
+        check = ConsentCheck(tid, pair.remote_addr, pair.protocol, key, self._answered)
         try:
             _watch(pair.protocol, check)
-            pair.protocol.send_stun(request, pair.remote_addr)
+            _send_stun_bytes(pair.protocol, request, pair.remote_addr)
         except Exception:  # the socket is gone: no consent
             _unwatch(check)
             return None
@@ -703,14 +743,17 @@ class ConsentCheck(stun.Transaction):
 
     def __init__(
         self,
-        request: stun.Message,
+        transaction_id: bytes,
         addr: tuple[str, int],
         protocol: StunProtocol,
         key: bytes,
         on_answer: Callable[[ConsentCheck], None],
     ) -> None:
+        # The request went out as bytes (sfu.transport.stunwire); the Transaction
+        # only keeps a message for retransmissions, and this one never retransmits.
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, transaction_id)
         super().__init__(request, addr, protocol, retransmissions=0, integrity_key=key)
-        self.transaction_id = request.transaction_id
+        self.transaction_id = transaction_id
         self.protocol = protocol
         self.sent = asyncio.get_running_loop().time()
         self.answered = asyncio.Event()
@@ -727,6 +770,15 @@ class ConsentCheck(stun.Transaction):
             self._on_answer = None
             self.answered.set()
             on_answer(self)
+
+
+def _send_stun_bytes(protocol: StunProtocol, data: bytes, addr: tuple[str, int]) -> None:
+    """Send a STUN message already packed (`send_stun` packs an aioice `Message`)."""
+    if isinstance(protocol, SharedEndpoint):
+        if protocol.attached:
+            protocol.mux.sendto(data, addr)
+    elif protocol.transport is not None:
+        protocol.transport.sendto(data, addr)
 
 
 def _watch(protocol: StunProtocol, check: ConsentCheck) -> None:
