@@ -59,7 +59,7 @@ from aioice.ice import (
 )
 
 from sfu.packet.counters import Counters
-from sfu.transport.consentclock import SLOW_ROUNDS, clock_for
+from sfu.transport.consentclock import clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
 from sfu.transport.stunwire import Signer, binding_request, binding_response
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
@@ -79,8 +79,6 @@ CONSENT_WARN_FAILURES = 2
 CONSENT_RTO = 0.5
 # How often a check past its timeout looks whether our shared socket has been read empty.
 BACKLOG_POLL_S = 0.1
-# How often the consent loop of a client not watched for silence reads its counters.
-SLOW_POLL_S = SLOW_ROUNDS * POLL_S
 
 SrtpHandler = Callable[[bytes], None]
 Check = Callable[[], Awaitable[bool]]
@@ -521,18 +519,20 @@ class IceConnection(Connection):
             silent = watch.poll(now, counters.rtp_in + counters.rtcp_in)
             return silent or now >= next_check
 
-        def near(now: float) -> bool:  # polled every second: back to `due` when it may be
-            due(now)
-            return watch.watched() or now >= next_check - SLOW_POLL_S
+        def woken(now: float) -> bool:  # polled every second while not watched
+            return due(now) or watch.watched()
 
         while True:
             clock = clock_for(loop, POLL_S)
-            if not watch.watched() and next_check - loop.time() > SLOW_POLL_S:
+            if watch.watched():
+                await clock.wait(due)
+            else:
                 # Not watched for silence (sfu.transport.pathwatch): only the RFC timer
-                # concerns it, and a second's resolution is enough until it comes near.
-                await clock.wait(near, slow=True)
-                continue
-            await clock.wait(due)
+                # concerns it (the deadline keeps it on time), and a second's resolution
+                # is enough to notice that it started sending.
+                await clock.wait(woken, slow=True, deadline=next_check)
+                if not silent and loop.time() < next_check:
+                    continue  # it sends now: watched for its silence from here on
             now = loop.time()
             next_check = now + self._consent_delay()
             rtt = await self._consent_answered(key, watch.timeout())
