@@ -587,13 +587,16 @@ class IceConnection(Connection):
             rtt = max(rtt, answer)
         return rtt
 
-    async def _check(self, pair: CandidatePair, key: bytes) -> bool:
+    def _check(self, pair: CandidatePair, key: bytes) -> asyncio.Future[bool]:
+        """A check sent on `pair`: a future true when answered (false at once if not sent).
+        A future, not a coroutine: `first_answer` waits on it without a task per check;
+        cancelling it ends the wait, not the check (a late answer still counts)."""
         check = self._send_check(pair, key)
         if check is None:
-            return False
-        # first_answer cancels this wait, not the check: a late answer still counts.
-        await check.answered.wait()
-        return True
+            refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            refused.set_result(False)
+            return refused
+        return check.answered
 
     def _send_check(self, pair: CandidatePair, key: bytes) -> ConsentCheck | None:
         """Send a consent check on `pair` (None if the socket is gone).
@@ -756,7 +759,7 @@ class ConsentCheck(stun.Transaction):
         self.transaction_id = transaction_id
         self.protocol = protocol
         self.sent = asyncio.get_running_loop().time()
-        self.answered = asyncio.Event()
+        self.answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._key = key
         self._on_answer: Callable[[ConsentCheck], None] | None = on_answer
 
@@ -768,7 +771,8 @@ class ConsentCheck(stun.Transaction):
             and message.check_message_integrity(self._key)
         ):
             self._on_answer = None
-            self.answered.set()
+            if not self.answered.done():  # nobody waits any more: cancelled
+                self.answered.set_result(True)
             on_answer(self)
 
 
