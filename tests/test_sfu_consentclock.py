@@ -75,3 +75,25 @@ async def test_a_slow_wait_is_polled_every_tenth_round() -> None:
     await asyncio.wait_for(clock.wait(due, slow=True), 5)  # answered within ten rounds
     assert clock.polls <= SLOW_ROUNDS * 3
     waiting.cancel()
+
+
+async def test_a_slow_wait_with_a_deadline_resolves_at_it_not_at_the_next_slow_round() -> None:
+    loop = asyncio.get_running_loop()
+    clock = ConsentClock(loop, PERIOD)
+    slow = Counting()
+    start = loop.time()
+    await asyncio.wait_for(clock.wait(slow, slow=True, deadline=start + 2.5 * PERIOD), 5)
+    assert clock.polls == 3  # the first round at or after the deadline
+    assert slow.calls == 0  # its test was not run ten times a second meanwhile
+    assert len(clock) == 0
+
+
+async def test_a_deadline_does_not_outlive_its_wait() -> None:
+    loop = asyncio.get_running_loop()
+    clock = ConsentClock(loop, PERIOD)
+    cancelled = clock.wait(Counting(), slow=True, deadline=loop.time() + PERIOD)
+    cancelled.cancel()
+    answered = clock.wait(Counting(at=1), slow=True, deadline=loop.time() + 60)
+    await asyncio.wait_for(answered, 5)  # its test said yes at the tenth round
+    assert clock.polls == SLOW_ROUNDS
+    assert len(clock) == 0 and not clock.running

@@ -24,6 +24,7 @@ publisher when each of its packets arrived, so its own send-side estimator works
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from sfu.routing.participant import Participant
 
 SRS_PER_COMPOUND = 30
+# A participant's SDES (its RTCP SSRC and CNAME) never changes: built once.
+_sdes = functools.lru_cache(maxsize=4096)(build_sdes)
 # libwebrtc's remote_estimator_proxy sends every 100 ms by default (50-250 ms).
 TWCC_FEEDBACK_INTERVAL = 0.1
 
@@ -157,7 +160,7 @@ def reports(p: Participant, now: float, remb_bitrate: int | None) -> list[bytes]
                 build_sr(consumer.ssrc, ntp, rtp_ts, consumer.packets_sent, consumer.octets_sent)
             )
             consumer.sr_sent(ntp_middle32(ntp), now)
-    first = build_rr(p.rtcp_ssrc, _report_blocks(p, now)) + build_sdes(p.rtcp_ssrc, p.cname)
+    first = build_rr(p.rtcp_ssrc, _report_blocks(p, now)) + _sdes(p.rtcp_ssrc, p.cname)
     remb = _remb_packet(p, remb_bitrate)
     compounds = [first + remb]
     for i in range(0, len(srs), SRS_PER_COMPOUND):

@@ -192,6 +192,8 @@ class Group:
         """Who sends live media, and which sources ("audio", "camera", "screen")."""
         result: Publishing = {}
         for member in self.publishers():
+            if not member.producers:  # most members of a large room only subscribe
+                continue
             sources = sorted(
                 p.source for p in member.producers.values() if now - p.media_at < LIVE_S
             )

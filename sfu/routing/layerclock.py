@@ -76,8 +76,14 @@ class LayerClock:
             transport = p.transport
             if p.precall or p.closed or transport is None or not transport.connected:
                 continue
-            fallback = fallback_bps(p)
-            if self.cadence.due(p.id, LayerControl.estimate(p, fallback), now):
+            estimator = p.estimator
+            if estimator is not None:  # its own estimate: the fallback is needed when due only
+                fallback, estimate = None, estimator.estimate_bps
+            else:
+                fallback = fallback_bps(p)
+                estimate = LayerControl.estimate(p, fallback)
+            if self.cadence.due(p.id, estimate, now):
+                fallback = fallback_bps(p) if fallback is None else fallback
                 due.append((p, fallback, audio_bps(p, now), stage_test(p)))
         self.rounds += len(due)
         self.control.tick(due, relayed, now)

@@ -29,6 +29,7 @@ from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
 from sfu.routing.probing import PROBE_STEP, Probing
 from sfu.settings import MediaSettings
+from sfu.transport.webrtc import WebRtcTransport
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class Ticker:
         """transport-cc feedback to publishers; the subscribers' Probers plan."""
         participants = list(self._media.participants.values())
         for participant in participants:
+            log = participant.receive_log  # only a publisher with transport-cc has one
+            if log is None or not log.pending:
+                continue
             transport = participant.transport
             if transport is not None and transport.connected:
                 for packet in feedback.transport_feedback(participant):
@@ -124,25 +128,32 @@ class Ticker:
         media.after_tick(now)
 
     def _participant(self, participant: Participant, now: float) -> None:
-        for producer in participant.all_producers():
-            producer.retry_nacks(now)
+        # Run for every participant 5 times a second: the cheap tests come first
+        # (a subscriber publishes nothing; a slot with no track has nothing to refresh).
+        for track in participant.producers.values():
+            for producer in track.layers:
+                producer.retry_nacks(now)
         transport = participant.transport
         if transport is not None and transport.connected:
-            refresh = self._media.settings.thumbnail_refresh_s
-            for consumer in participant.consumers.values():
-                consumer.refresh_layers(now)  # a simulcast layer paused or came back
-                if consumer.pending is not None:
-                    consumer.pending.request_keyframe(now)
-                elif consumer.thumbnail and consumer.source is not None:
-                    source = consumer.source
-                    if now >= source.refresh_due and source.request_keyframe(now):
-                        source.refresh_due = now + refresh
-        if transport is not None and transport.connected and now >= participant.next_report:
+            self._connected(participant, transport, now)
+        if participant.precall:
+            self._precall(participant, now)
+
+    def _connected(self, participant: Participant, transport: WebRtcTransport, now: float) -> None:
+        refresh = self._media.settings.thumbnail_refresh_s
+        for consumer in participant.consumers.values():
+            if consumer.track is not None:  # a simulcast layer paused or came back
+                consumer.refresh_layers(now)
+            if consumer.pending is not None:
+                consumer.pending.request_keyframe(now)
+            elif consumer.thumbnail and consumer.source is not None:
+                source = consumer.source
+                if now >= source.refresh_due and source.request_keyframe(now):
+                    source.refresh_due = now + refresh
+        if now >= participant.next_report:
             participant.next_report = now + REPORT_INTERVAL * random.uniform(0.5, 1.5)
             for packet in feedback.reports(participant, now, self._media.remb_cap(participant)):
                 transport.send_rtcp(packet)
-        if participant.precall:
-            self._precall(participant, now)
 
     def _precall(self, participant: Participant, now: float) -> None:
         media = self._media

@@ -13,12 +13,18 @@ of those that are due.  A loop whose client is not watched for silence
 timer concerns it) waits `slow`: it is polled every `SLOW_ROUNDS` rounds
 (1 s) only, which is enough to notice that it started sending (the rate is
 measured over the time since its counter last moved) or that its next RFC
-check is due.  The timer stops when nobody waits.
+check is due.  Its RFC check itself is kept on time by a `deadline` (the
+wait resolves at the first round at or after it, like a fast wait): the
+deadlines sit in a heap, so a round looks at the earliest one only and a
+quiet client costs one test a second, not ten in the second before each
+of its checks.  The timer stops when nobody waits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -40,6 +46,9 @@ class ConsentClock:
         self.period = period
         self._waiting: dict[asyncio.Future[None], Due] = {}
         self._slow: dict[asyncio.Future[None], Due] = {}
+        # (deadline, order, future) of slow waits that must resolve on time.
+        self._deadlines: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self.polls = 0  # timer rounds run (for tests)
 
@@ -50,11 +59,16 @@ class ConsentClock:
     def running(self) -> bool:
         return self._timer is not None
 
-    def wait(self, due: Due, *, slow: bool = False) -> asyncio.Future[None]:
+    def wait(
+        self, due: Due, *, slow: bool = False, deadline: float | None = None
+    ) -> asyncio.Future[None]:
         """A future resolved at the first poll where `due(now)` is true (cancel it to stop);
-        `slow`: polled every `SLOW_ROUNDS` rounds only (module doc)."""
+        `slow`: polled every `SLOW_ROUNDS` rounds only, but resolved at the first
+        round at or after `deadline` (loop time) if one is given (module doc)."""
         future: asyncio.Future[None] = self._loop.create_future()
         (self._slow if slow else self._waiting)[future] = due
+        if slow and deadline is not None:
+            heapq.heappush(self._deadlines, (deadline, next(self._order), future))
         if self._timer is None:
             self._timer = self._loop.call_later(self.period, self._poll)
         return future
@@ -66,10 +80,19 @@ class ConsentClock:
         self._round(self._waiting, now)
         if self.polls % SLOW_ROUNDS == 0:
             self._round(self._slow, now)
+        self._expire(now)
         if self._waiting or self._slow:
             self._timer = self._loop.call_later(self.period, self._poll)
         elif _clocks.get(self._loop) is self:
             del _clocks[self._loop]
+
+    def _expire(self, now: float) -> None:
+        """Resolve the slow waits whose deadline has come (and drop finished ones)."""
+        deadlines = self._deadlines
+        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
+            future = heapq.heappop(deadlines)[2]
+            if self._slow.pop(future, None) is not None and not future.done():
+                future.set_result(None)
 
     @staticmethod
     def _round(waiting: dict[asyncio.Future[None], Due], now: float) -> None:

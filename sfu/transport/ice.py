@@ -59,8 +59,9 @@ from aioice.ice import (
 )
 
 from sfu.packet.counters import Counters
-from sfu.transport.consentclock import SLOW_ROUNDS, clock_for
+from sfu.transport.consentclock import clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
+from sfu.transport.stunwire import Signer, binding_request, binding_response
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,6 @@ CONSENT_WARN_FAILURES = 2
 CONSENT_RTO = 0.5
 # How often a check past its timeout looks whether our shared socket has been read empty.
 BACKLOG_POLL_S = 0.1
-# How often the consent loop of a client not watched for silence reads its counters.
-SLOW_POLL_S = SLOW_ROUNDS * POLL_S
 
 SrtpHandler = Callable[[bytes], None]
 Check = Callable[[], Awaitable[bool]]
@@ -279,6 +278,10 @@ class IceConnection(Connection):
         # When the latest consent check that got an answer was sent; open checks by id.
         self.consent_fresh = 0.0
         self._checks: dict[bytes, ConsentCheck] = {}
+        # The passwords' HMAC keys, prepared once (sfu.transport.stunwire.Signer).
+        self._local_key = self.local_password.encode("utf8")
+        self._local_signer = Signer(self._local_key)
+        self._signers: tuple[bytes, Signer] | None = None
         self._muxes = muxes
         self._addresses = addresses
         self._port_allocator = ports
@@ -397,14 +400,36 @@ class IceConnection(Connection):
         if not self.reachable(addr[0]) or len(self._remote_candidates) >= MAX_REMOTE_CANDIDATES:
             self.counters.foreign_source += 1
             return
-        if (
-            len(self._validated) < MAX_REMOTE_CANDIDATES
-            and "USERNAME" in message.attributes
-            and message.check_message_integrity(self.local_password.encode("utf8"))
-        ):
+        authentic = "USERNAME" in message.attributes and message.check_message_integrity(
+            self._local_key
+        )
+        if authentic and len(self._validated) < MAX_REMOTE_CANDIDATES:
             self._validated.add(addr)
             self.remote_seen.set()
-        super().request_received(message, addr, protocol)
+        if not (authentic and self._answered_check(message, addr, protocol)):
+            super().request_received(message, addr, protocol)
+
+    def _answered_check(
+        self, message: stun.Message, addr: tuple[str, int], protocol: StunProtocol
+    ) -> bool:
+        """Answer an authenticated check the common way, as aioice's `request_received`
+        would, without its second HMAC of the request and its slow answer
+        (`sfu.transport.stunwire`); False for anything else (a role conflict, a
+        check before `connect`, another method, a closing agent): aioice handles it."""
+        attributes = message.attributes
+        role = "ICE-CONTROLLING" if self.ice_controlling else "ICE-CONTROLLED"
+        if (
+            self._closing
+            or not self._early_checks_done
+            or message.message_method != stun.Method.BINDING
+            or role in attributes
+            or not self._valid_username(attributes["USERNAME"])
+        ):
+            return False
+        answer = binding_response(message.transaction_id, addr, self._local_signer)
+        _send_stun_bytes(protocol, answer, addr)
+        self.check_incoming(message, addr, protocol)
+        return True
 
     def validated(self, addr: tuple[str, int]) -> bool:
         """Whether an authenticated check came from `addr`."""
@@ -494,18 +519,20 @@ class IceConnection(Connection):
             silent = watch.poll(now, counters.rtp_in + counters.rtcp_in)
             return silent or now >= next_check
 
-        def near(now: float) -> bool:  # polled every second: back to `due` when it may be
-            due(now)
-            return watch.watched() or now >= next_check - SLOW_POLL_S
+        def woken(now: float) -> bool:  # polled every second while not watched
+            return due(now) or watch.watched()
 
         while True:
             clock = clock_for(loop, POLL_S)
-            if not watch.watched() and next_check - loop.time() > SLOW_POLL_S:
+            if watch.watched():
+                await clock.wait(due)
+            else:
                 # Not watched for silence (sfu.transport.pathwatch): only the RFC timer
-                # concerns it, and a second's resolution is enough until it comes near.
-                await clock.wait(near, slow=True)
-                continue
-            await clock.wait(due)
+                # concerns it (the deadline keeps it on time), and a second's resolution
+                # is enough to notice that it started sending.
+                await clock.wait(woken, slow=True, deadline=next_check)
+                if not silent and loop.time() < next_check:
+                    continue  # it sends now: watched for its silence from here on
             now = loop.time()
             next_check = now + self._consent_delay()
             rtt = await self._consent_answered(key, watch.timeout())
@@ -531,6 +558,12 @@ class IceConnection(Connection):
                 await self.close()
                 return
 
+    def _remote_signer(self, key: bytes) -> Signer:
+        """The signer of the remote password `key` (made again only if it changes)."""
+        if self._signers is None or self._signers[0] != key:
+            self._signers = (key, Signer(key))
+        return self._signers[1]
+
     def _consent_delay(self) -> float:
         return self.consent_interval * (0.8 + 0.4 * random.random())
 
@@ -554,13 +587,16 @@ class IceConnection(Connection):
             rtt = max(rtt, answer)
         return rtt
 
-    async def _check(self, pair: CandidatePair, key: bytes) -> bool:
+    def _check(self, pair: CandidatePair, key: bytes) -> asyncio.Future[bool]:
+        """A check sent on `pair`: a future true when answered (false at once if not sent).
+        A future, not a coroutine: `first_answer` waits on it without a task per check;
+        cancelling it ends the wait, not the check (a late answer still counts)."""
         check = self._send_check(pair, key)
         if check is None:
-            return False
-        # first_answer cancels this wait, not the check: a late answer still counts.
-        await check.answered.wait()
-        return True
+            refused: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            refused.set_result(False)
+            return refused
+        return check.answered
 
     def _send_check(self, pair: CandidatePair, key: bytes) -> ConsentCheck | None:
         """Send a consent check on `pair` (None if the socket is gone).
@@ -571,12 +607,19 @@ class IceConnection(Connection):
         after its 0.5 s RTO: a peer, a path or a server socket queue that
         answered every check 0.6 s late lost consent).
         """
-        request = self.build_request(pair, nominate=False)
-        request.add_message_integrity(key)
-        check = ConsentCheck(request, pair.remote_addr, pair.protocol, key, self._answered)
+        tid = os.urandom(12)
+        request = binding_request(
+            tid,
+            f"{self.remote_username}:{self.local_username}",
+            candidate_priority(pair.component, "prflx"),
+            self._tie_breaker,
+            self.ice_controlling,
+            self._remote_signer(key),
+        )
+        check = ConsentCheck(tid, pair.remote_addr, pair.protocol, key, self._answered)
         try:
             _watch(pair.protocol, check)
-            pair.protocol.send_stun(request, pair.remote_addr)
+            _send_stun_bytes(pair.protocol, request, pair.remote_addr)
         except Exception:  # the socket is gone: no consent
             _unwatch(check)
             return None
@@ -703,17 +746,20 @@ class ConsentCheck(stun.Transaction):
 
     def __init__(
         self,
-        request: stun.Message,
+        transaction_id: bytes,
         addr: tuple[str, int],
         protocol: StunProtocol,
         key: bytes,
         on_answer: Callable[[ConsentCheck], None],
     ) -> None:
+        # The request went out as bytes (sfu.transport.stunwire); the Transaction
+        # only keeps a message for retransmissions, and this one never retransmits.
+        request = stun.Message(stun.Method.BINDING, stun.Class.REQUEST, transaction_id)
         super().__init__(request, addr, protocol, retransmissions=0, integrity_key=key)
-        self.transaction_id = request.transaction_id
+        self.transaction_id = transaction_id
         self.protocol = protocol
         self.sent = asyncio.get_running_loop().time()
-        self.answered = asyncio.Event()
+        self.answered: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._key = key
         self._on_answer: Callable[[ConsentCheck], None] | None = on_answer
 
@@ -725,8 +771,18 @@ class ConsentCheck(stun.Transaction):
             and message.check_message_integrity(self._key)
         ):
             self._on_answer = None
-            self.answered.set()
+            if not self.answered.done():  # nobody waits any more: cancelled
+                self.answered.set_result(True)
             on_answer(self)
+
+
+def _send_stun_bytes(protocol: StunProtocol, data: bytes, addr: tuple[str, int]) -> None:
+    """Send a STUN message already packed (`send_stun` packs an aioice `Message`)."""
+    if isinstance(protocol, SharedEndpoint):
+        if protocol.attached:
+            protocol.mux.sendto(data, addr)
+    elif protocol.transport is not None:
+        protocol.transport.sendto(data, addr)
 
 
 def _watch(protocol: StunProtocol, check: ConsentCheck) -> None:
