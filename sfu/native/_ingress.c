@@ -36,6 +36,7 @@
 #include <time.h>
 
 #define ONE_BYTE_PROFILE 0xBEDE
+#include "calls.h"
 #include "rtpext.h"
 #include "slots.h"
 
@@ -110,15 +111,6 @@ ingress_bind(PyObject *module, PyObject *args)
 
 /* ---- Helpers ---------------------------------------------------------------- */
 
-static int
-done(PyObject *result)
-{
-    if (result == NULL)
-        return -1;
-    Py_DECREF(result);
-    return 0;
-}
-
 /* counters.<name> += delta: in the slot when `counters` is the configured class. */
 static int
 bump(PyObject *counters, int k, PyObject *name, Py_ssize_t delta)
@@ -168,20 +160,6 @@ monotonic_now(void)
     return PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
 }
 
-static PyObject *
-method1(PyObject *obj, PyObject *name, PyObject *a)
-{
-    PyObject *args[2] = {obj, a};
-    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-static PyObject *
-method3(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
-{
-    PyObject *args[4] = {obj, a, b, c};
-    return PyObject_VectorcallMethod(name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
 /* ---- Participant.on_rtp, inlined -------------------------------------------- */
 
 /* The offset of the transport-wide sequence number `ext_id` in a parsed packet, or -1
@@ -228,7 +206,7 @@ log_book(PyObject *log, PyObject *sequence, PyObject *seq, PyObject *arrival_us)
         int far = floor == NULL ? -1 : less(seq, floor);
         Py_XDECREF(floor);
         if (far != 0) { /* far behind: the sender started over (or an error) */
-            if (far > 0 && done(method1(log, s_restart, sequence)) == 0)
+            if (far > 0 && done(call1(log, s_restart, sequence)) == 0)
                 rc = done(PyObject_CallMethodObjArgs(log, s_record, sequence, arrival_us, NULL));
             goto out;
         }
@@ -259,7 +237,7 @@ log_book(PyObject *log, PyObject *sequence, PyObject *seq, PyObject *arrival_us)
     Py_XDECREF(limit);
     if (over > 0) {
         PyObject *below = PyNumber_Subtract(highest, LOG(log, L_WINDOW));
-        over = below == NULL ? -1 : done(method1(log, s_forget, below));
+        over = below == NULL ? -1 : done(call1(log, s_forget, below));
         Py_XDECREF(below);
     }
     rc = over < 0 ? -1 : 0;
@@ -281,7 +259,7 @@ log_record(PyObject *log, PyObject *sequence, PyObject *arrival_us)
             PyObject_VectorcallMethod(s_record, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL));
     }
     PyObject *unwrapper = Py_NewRef(LOG(log, L_UNWRAPPER));
-    PyObject *seq = method1(unwrapper, s_unwrap, sequence);
+    PyObject *seq = call1(unwrapper, s_unwrap, sequence);
     Py_DECREF(unwrapper);
     if (seq == NULL)
         return -1;
@@ -358,7 +336,7 @@ to_producer(PyObject *participant, PyObject *producer, PyObject *plain, PyObject
     }
     Py_DECREF(receive);
     if (answer == NULL)
-        answer = method3(producer, s_on_rtp, plain, h, now);
+        answer = call3(producer, s_on_rtp, plain, h, now);
     if (answer == NULL)
         return -1;
     int ok = PyObject_IsTrue(answer);
@@ -377,7 +355,7 @@ to_rtx(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h, 
     Py_DECREF(length);
     if (any <= 0)
         return any;
-    PyObject *answer = method3(producer, s_on_rtx, plain, h, now);
+    PyObject *answer = call3(producer, s_on_rtx, plain, h, now);
     if (answer == NULL)
         return -1;
     int ok = PyObject_IsTrue(answer);
@@ -461,13 +439,13 @@ sink_rtp(PyObject *sink, PyObject *plain)
 {
     if (participant_type == NULL || parse_rtp == NULL || arrival == NULL ||
         !Py_IS_TYPE(sink, participant_type))
-        return done(method1(sink, s_on_rtp, plain));
+        return done(call1(sink, s_on_rtp, plain));
     PyObject *h = PyObject_Vectorcall(parse_rtp, &plain, 1, NULL);
     if (h == NULL) {
         if (!PyErr_ExceptionMatches(rtp_error))
             return -1;
         PyErr_Clear();
-        return done(method1(sink, s_on_rtp, plain)); /* Python counts it */
+        return done(call1(sink, s_on_rtp, plain)); /* Python counts it */
     }
     PyObject *ssrc = PyLong_FromUnsignedLong(be32((const unsigned char *)PyBytes_AS_STRING(plain) + 8));
     int rtx = 0, rc = -1;
@@ -478,7 +456,7 @@ sink_rtp(PyObject *sink, PyObject *plain)
         Py_DECREF(producer);
     }
     else if (!PyErr_Occurred()) /* a new SSRC: Python learns it (or counts it) */
-        rc = done(method1(sink, s_on_rtp, plain));
+        rc = done(call1(sink, s_on_rtp, plain));
     Py_DECREF(h);
     return rc;
 }

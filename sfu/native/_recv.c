@@ -28,6 +28,7 @@
 
 #include <string.h>
 
+#include "calls.h"
 #include "slots.h"
 
 /* ---- Slotted classes ------------------------------------------------------ */
@@ -181,37 +182,6 @@ static void
 set_slot(PyObject **slot, PyObject *value)
 {
     Py_XSETREF(*slot, Py_NewRef(value));
-}
-
-static PyObject *
-call1(PyObject *obj, PyObject *name, PyObject *a)
-{
-    PyObject *args[2] = {obj, a};
-    return PyObject_VectorcallMethod(name, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-static PyObject *
-call2(PyObject *obj, PyObject *name, PyObject *a, PyObject *b)
-{
-    PyObject *args[3] = {obj, a, b};
-    return PyObject_VectorcallMethod(name, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-static PyObject *
-call3(PyObject *obj, PyObject *name, PyObject *a, PyObject *b, PyObject *c)
-{
-    PyObject *args[4] = {obj, a, b, c};
-    return PyObject_VectorcallMethod(name, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-}
-
-/* A call whose result is not needed: 0, or -1 with the exception set. */
-static int
-done(PyObject *result)
-{
-    if (result == NULL)
-        return -1;
-    Py_DECREF(result);
-    return 0;
 }
 
 /* ---- The pieces of Producer._book ----------------------------------------- */
