@@ -120,12 +120,31 @@ def test_any_control_buffer_gives_a_stamp_or_zero_and_never_raises(control: byte
 # --- the readers, on real sockets ---------------------------------------------
 
 
+def stamping_begun(kind: str, receiver: socket.socket, sender: socket.socket) -> None:
+    """Wait until the kernel stamps datagrams as they arrive.
+
+    Linux switches receive timestamps on for the whole machine by deferred work once a
+    first socket asks (`net_enable_timestamp`); a datagram that comes before then is given
+    the time of its read. On a fresh machine, with no other socket asking, that is the
+    first moments after `enable`.
+    """
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        sender.sendto(b"probe", receiver.getsockname())
+        time.sleep(0.02)  # the probe's age when read, not a wait for an event
+        stamps = [at for _, _, at in reader_of(kind, receiver).read()]
+        if stamps and max(stamps) < time.monotonic() - 0.01:
+            return
+    raise AssertionError("the kernel never stamped a datagram as it arrived")
+
+
 @pytest.mark.parametrize("kind", READERS)
 def test_each_reader_gives_the_time_the_kernel_received_each_datagram(
     kind: str, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     receiver, sender = pair
     assert rxtime.enable(receiver)
+    stamping_begun(kind, receiver, sender)
     sent = paced_sends(sender, receiver.getsockname(), 5, 0.02)
     got = reader_of(kind, receiver).read()
     read_at = time.monotonic()
