@@ -46,6 +46,7 @@ from sfu.control import (
     SlotsChanged,
     deliver,
 )
+from sfu.gcfreeze import FREEZER
 from sfu.packet import counters as counters_mod
 from sfu.policy.bitrate import publisher_cap
 from sfu.policy.joinpace import JoinPace
@@ -138,6 +139,8 @@ class LocalMedia:
         if self.settings.layer_trace is not None and self._trace is None:
             self._trace = open_trace(self.settings.layer_trace)  # unwritable: fails here
         self._ticker.start()
+        if self.settings.gc_freeze:
+            FREEZER.start()
         self._started = True
 
     def _open_muxes(self) -> None:
@@ -179,6 +182,8 @@ class LocalMedia:
             self._close(pid)
         self.joins.close()
         await self._ticker.stop()
+        if self.settings.gc_freeze and self._started:
+            FREEZER.stop()
         await self.drain()
         self._close_muxes()
         if self._trace is not None:
@@ -464,6 +469,8 @@ class LocalMedia:
     def after_tick(self, now: float) -> None:
         """The clock ran: speakers, orders and slots are up to date; allocate layers."""
         self.layers.tick(self.participants.values(), self.relayed(now), now)
+        if self.settings.gc_freeze:
+            FREEZER.tick(len(self.participants))
         if self._trace is not None and self.participants:  # one line of the layer trace
             self._trace.write(json.dumps(snapshot(self.participants.values(), now)) + "\n")
             self._trace.flush()

@@ -46,6 +46,9 @@ class MediaSettings:
     # With batched_io: RTP protected in place in the send batch by libsrtp
     # bound with cffi (sfu.transport.srtp); False: pylibsrtp's Session.protect.
     direct_srtp: bool = True
+    # Freeze the survivors of each full gc collection (sfu.gcfreeze), so that
+    # the next one walks only what was promoted since: no 100 ms pauses.
+    gc_freeze: bool = True
     # Room size -> REMB cap for each publisher (sfu.policy.bitrate; config "2:1500000,*:300000").
     remb_table: RembTable = DEFAULT_REMB_TABLE
     video_slots_cap: int = 8  # the reference client asks for 8 (9 tiles with its own)
