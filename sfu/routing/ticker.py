@@ -34,6 +34,12 @@ from sfu.transport.webrtc import WebRtcTransport
 logger = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 1.0
+# The clock's pass over the participants runs in slices of this many, the
+# event loop turning between them (reads, consent answers): at 400
+# subscribers one pass is 3-5 ms of Python, which would otherwise delay every
+# packet arriving meanwhile by as much (docs/benchmarks.md, "Event-loop
+# stalls at 400 subscribers").
+TICK_SLICE = 50
 
 
 class Ticked(Protocol):
@@ -110,11 +116,33 @@ class Ticker:
         while True:
             await asyncio.sleep(self._interval)
             try:
-                self.tick(time.monotonic())
+                await self._sliced()
             except Exception:
                 logger.exception("SFU tick failed")
 
+    async def _sliced(self) -> None:
+        """`tick`, the participants in slices of `TICK_SLICE` with the loop turning between."""
+        media = self._media
+        self._groups(time.monotonic())
+        participants = list(media.participants.values())
+        for start in range(0, len(participants), TICK_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            now = time.monotonic()
+            for participant in participants[start : start + TICK_SLICE]:
+                if not participant.closed:  # it may have left during a slice's pause
+                    self._participant(participant, now)
+        media.after_tick(time.monotonic())
+
     def tick(self, now: float) -> None:
+        """One whole tick in one call (`_run` runs the same in slices)."""
+        media = self._media
+        self._groups(now)
+        for participant in list(media.participants.values()):
+            self._participant(participant, now)
+        media.after_tick(now)
+
+    def _groups(self, now: float) -> None:
         media = self._media
         for group in list(media.groups.values()):
             speaker = group.update_speaker(now)
@@ -123,9 +151,6 @@ class Ticker:
                 media.notify(ActiveSpeaker(group.room_id, group.name, speaker))
             if group.changed_orders(now):
                 media.refill(group)
-        for participant in list(media.participants.values()):
-            self._participant(participant, now)
-        media.after_tick(now)
 
     def _participant(self, participant: Participant, now: float) -> None:
         # Run for every participant 5 times a second: the cheap tests come first
