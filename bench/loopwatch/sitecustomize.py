@@ -1,0 +1,158 @@
+"""Event-loop stall watch for `visitroom serve`, loaded as `sitecustomize` (bench only).
+
+uvloop has no slow-callback log, so this measures from the side, cheaply:
+
+- a thread asks the loop for a callback every `LOOPWATCH_PERIOD_MS` (10 ms)
+  with `call_soon_threadsafe` and records how long it waited to run: the
+  time a datagram arriving at that moment waits for the loop (the callback
+  running then and those queued before it);
+- `gc.callbacks` time every collection, per generation;
+- a few named callbacks are wrapped and timed (the 200 ms tick, the fast
+  beat, the consent clock, a read wake-up of the shared socket, ...).
+
+Every second one JSON line (that second's figures, then reset) goes to
+`$LOOPWATCH_OUT/<pid>.jsonl`.  It is active only in a process started as
+`python -m signalling serve` with LOOPWATCH_OUT set (the benchmark puts this
+folder first on the server's PYTHONPATH: `compare_janus.py --loop-watch`);
+anything else that imports it is left alone.  Nothing of this is shipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import gc
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+# Upper edges of the histogram buckets, milliseconds (the last one is open).
+EDGES_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200)
+WRAPPED = (
+    ("sfu.routing.ticker", "Ticker", "tick"),
+    ("sfu.routing.ticker", "Ticker", "fast_tick"),
+    ("sfu.routing.probing", "Probing", "pump"),
+    ("sfu.transport.consentclock", "ConsentClock", "_poll"),
+    ("sfu.transport.udpmux", "UdpMux", "_readable"),
+    ("sfu.transport.udpmux", "Egress", "_flush_soon"),
+    ("sfu.local", "LocalMedia", "after_tick"),
+)
+
+
+class Stat:
+    """Count, total, max and a histogram of durations (seconds in, ms out)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+        self.buckets = [0] * (len(EDGES_MS) + 1)
+
+    def add(self, seconds: float) -> None:
+        ms = seconds * 1000
+        self.count += 1
+        self.total += ms
+        self.max = max(self.max, ms)
+        for i, edge in enumerate(EDGES_MS):
+            if ms <= edge:
+                self.buckets[i] += 1
+                return
+        self.buckets[-1] += 1
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "total_ms": round(self.total, 3),
+            "max_ms": round(self.max, 3),
+            "buckets": self.buckets,
+        }
+
+
+class Watch:
+    def __init__(self, out: str, period: float) -> None:
+        self.out = os.path.join(out, f"{os.getpid()}.jsonl")
+        self.period = period
+        self.lock = threading.Lock()
+        self.stats: dict[str, Stat] = {}
+        self.gc_started = 0.0
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def stat(self, name: str) -> Stat:
+        stat = self.stats.get(name)
+        if stat is None:
+            stat = self.stats[name] = Stat()
+        return stat
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.gc_started = time.perf_counter()
+        else:
+            self.stat(f"gc{info['generation']}").add(time.perf_counter() - self.gc_started)
+
+    def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.stat(name).add(time.perf_counter() - started)
+
+        return timed
+
+    def answered(self, asked: float) -> None:
+        self.stat("loop_wait").add(time.perf_counter() - asked)
+
+    def run(self) -> None:
+        last = time.monotonic()
+        while True:
+            time.sleep(self.period)
+            loop = self.loop or self.find_loop()
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self.answered, time.perf_counter())
+                except RuntimeError:  # closed
+                    return
+            now = time.monotonic()
+            if now - last >= 1.0:
+                last = now
+                self.write()
+
+    def find_loop(self) -> asyncio.AbstractEventLoop | None:
+        for obj in gc.get_objects():
+            if isinstance(obj, asyncio.AbstractEventLoop) and obj.is_running():
+                self.loop = obj
+                return obj
+        return None
+
+    def write(self) -> None:
+        stats, self.stats = self.stats, {}
+        line = {"t": time.time(), **{name: s.dump() for name, s in stats.items()}}
+        with open(self.out, "a") as out:
+            out.write(json.dumps(line) + "\n")
+
+
+def install() -> None:
+    out = os.environ.get("LOOPWATCH_OUT")
+    argv = getattr(sys, "orig_argv", [])
+    if not out or "signalling" not in argv or "serve" not in argv:
+        return
+    period = float(os.environ.get("LOOPWATCH_PERIOD_MS", "10")) / 1000
+    watch = Watch(out, period)
+    gc.callbacks.append(watch.on_gc)
+    import importlib
+
+    for module_name, class_name, method in WRAPPED:
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError):
+            continue
+        setattr(cls, method, watch.wrap(f"{class_name}.{method}", getattr(cls, method)))
+    threading.Thread(target=watch.run, name="loopwatch", daemon=True).start()
+
+
+install()
