@@ -22,8 +22,11 @@ room ended), or to 0, everything is unfrozen, and the next full collection
 (then on a lighter server) frees them.  Memory held this way is bounded by
 twice the live participants' objects.
 
-The collector runs this only between callbacks: the gc callback records
-that a full collection ended, and `tick` (on the SFU's clock) freezes.
+The freeze happens in the gc callback at the end of the full collection
+itself: then the young generations are empty and the old one holds only
+what survived, so no garbage is frozen (`gc.freeze()` only moves lists;
+the collector does not run again from its own callback).  `tick` (on the
+SFU's clock) decides the thaws.
 Freezing is process-wide, so there is one `FREEZER` per process; each
 `LocalMedia` that starts with `MediaSettings.gc_freeze` uses it (`start`),
 and the last one to stop removes the callback and unfreezes.  A process runs
@@ -46,7 +49,7 @@ class GcFreezer:
         self.freezes = 0
         self.thaws = 0
         self.frozen_for = 0  # participants at the last freeze
-        self._due = False
+        self.participants = 0  # as of the last tick
         self.users = 0
 
     def start(self) -> None:
@@ -65,26 +68,19 @@ class GcFreezer:
                 gc.callbacks.remove(self._collected)
             gc.unfreeze()
             self.frozen_for = 0
-            self._due = False
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "stop" and info.get("generation") == 2:
             self.full_collections += 1
-            self._due = True
+            self._freeze(self.participants)
 
     def tick(self, participants: int) -> None:
-        """On the clock: freeze after a full collection; thaw after a room shrank by half."""
-        if not self.users:
-            return
-        if self.frozen_for and participants < (self.frozen_for + 1) // 2:
+        """On the clock: thaw after the room shrank below half of its size at the freeze."""
+        self.participants = participants
+        if self.users and self.frozen_for and participants < (self.frozen_for + 1) // 2:
             gc.unfreeze()
             self.thaws += 1
-            self.frozen_for = participants
-            self._due = False  # let the next full collection see everything once
-            return
-        if self._due:
-            self._due = False
-            self._freeze(participants)
+            self.frozen_for = participants  # the next full collection sees everything once
 
     def _freeze(self, participants: int) -> None:
         gc.freeze()

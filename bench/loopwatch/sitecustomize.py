@@ -40,6 +40,7 @@ WRAPPED = (
     ("sfu.transport.udpmux", "UdpMux", "_readable"),
     ("sfu.transport.udpmux", "Egress", "_flush_soon"),
     ("sfu.local", "LocalMedia", "after_tick"),
+    ("sfu.routing.layerclock", "LayerClock", "tick"),
 )
 
 
