@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -110,6 +111,11 @@ class Measured:
     publishers_connected: int  # active publishers whose transport is still up
     publisher_state: str  # how the active publishers' transports (and sessions) stand
     cpu_pressure_pct: float  # PSI: share of the window some task waited for a CPU
+    # The server's core in the window (/proc/stat): softirq time (loopback delivery
+    # into the subscribers' sockets, counted in no process's CPU, so not in
+    # server_cpu_pct) and idle time (0: the core was full, whatever server_cpu_pct says).
+    core_softirq_pct: float
+    core_idle_pct: float
     load_1min: float
 
 
@@ -357,6 +363,19 @@ class JanusRig(Rig):
             await self.side.admin.message(self.side.admin_handle, destroy_room(self.room))
 
 
+def core_ticks(core: int, path: str = "/proc/stat") -> tuple[int, int]:
+    """(softirq, idle + iowait) clock ticks of one CPU since boot ((0, 0) if unreadable)."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError:
+        return 0, 0
+    for line in lines:
+        fields = line.split()
+        if fields and fields[0] == f"cpu{core}" and len(fields) > 7:
+            return int(fields[7]), int(fields[4]) + int(fields[5])
+    return 0, 0
+
+
 async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     join_s = await rig.resize(load)
     expected = rig.expected_streams()
@@ -386,12 +405,16 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     sweep0 = rig.reader.sweep_seconds
     rig.reader.max_batch = 0
     psi0 = cpu_pressure_us()
+    core = min(os.sched_getaffinity(rig.side.pid()))
+    softirq0, idle0 = core_ticks(core)
     gen0, cpu0, t0 = sum(me.cpu_times()[:2]), rig.side.cpu_s(), time.monotonic()
     await asyncio.sleep(args.duration)
     elapsed = time.monotonic() - t0
     cpu = (rig.side.cpu_s() - cpu0) / elapsed
     generator = (sum(me.cpu_times()[:2]) - gen0) / elapsed
     psi = (cpu_pressure_us() - psi0) / 1e6 / elapsed
+    softirq1, idle1 = core_ticks(core)
+    hz = os.sysconf("SC_CLK_TCK")
     monitor.cancel()
     rig.reader.sweep()
     got1, lost1 = rig.received()
@@ -435,6 +458,8 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         publishers_connected=sum(p.peer.transport.connected for p in rig.publishers[: rig.active]),
         publisher_state=rig.publisher_state(),
         cpu_pressure_pct=100 * psi,
+        core_softirq_pct=100 * (softirq1 - softirq0) / hz / elapsed,
+        core_idle_pct=100 * (idle1 - idle0) / hz / elapsed,
         load_1min=os.getloadavg()[0],
     )
 
@@ -497,6 +522,7 @@ def report(m: Measured, verdict: str) -> None:
         f"backlog {m.backlog_drops}), "
         f"join {m.join_s:.1f} s; "
         f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}; "
+        f"server core softirq {m.core_softirq_pct:.0f}%, idle {m.core_idle_pct:.0f}%; "
         f"publishers up {m.publishers_connected}/{m.publishers}"
         + ("" if m.publishers_connected == m.publishers else f" ({m.publisher_state})"),
         flush=True,

@@ -247,3 +247,19 @@ def test_sendmmsg_and_recvmmsg_round_trip_on_loopback() -> None:
         assert got == payloads
         assert into.message(0)[1] == sender.getsockname()
         assert into.receive(receiver.fileno()) == 0  # nothing left: no wait, no error
+
+
+def test_core_ticks_reads_one_cpus_softirq_and_idle(tmp_path: Path) -> None:
+    from saturation_rig import core_ticks
+
+    stat = tmp_path / "stat"
+    stat.write_text(
+        "cpu  10 0 20 300 4 0 50 0 0 0\n"
+        "cpu0 5 0 10 100 2 0 40 0 0 0\n"
+        "cpu1 5 0 10 200 2 0 10 0 0 0\n"
+    )
+    assert core_ticks(0, str(stat)) == (40, 102)
+    assert core_ticks(1, str(stat)) == (10, 202)
+    assert core_ticks(2, str(stat)) == (0, 0)
+    assert core_ticks(0, str(tmp_path / "missing")) == (0, 0)
+    assert sum(core_ticks(0)) > 0  # this machine's
