@@ -111,9 +111,9 @@ class Measured:
     publishers_connected: int  # active publishers whose transport is still up
     publisher_state: str  # how the active publishers' transports (and sessions) stand
     cpu_pressure_pct: float  # PSI: share of the window some task waited for a CPU
-    # The server's core in the window (/proc/stat): softirq time (loopback delivery
-    # into the subscribers' sockets, counted in no process's CPU, so not in
-    # server_cpu_pct) and idle time (0: the core was full, whatever server_cpu_pct says).
+    # The server's core in the window (/proc/stat): softirq time (the kernel's
+    # packet delivery; tick accounting charges it to the task it interrupted) and
+    # idle time (near 0: the core was full, whatever server_cpu_pct says).
     core_softirq_pct: float
     core_idle_pct: float
     load_1min: float
