@@ -904,12 +904,12 @@ static const char *history_names[] = {"next", "ring", "mask"};
 enum {
     K_SOURCE, K_CUT, K_THUMBNAIL, K_MAPS, K_TID_TARGET, K_PT_BY_CODEC, K_FRESH, K_FIRST_IN,
     K_SEQ_OFFSET, K_TS_OFFSET, K_SEQ, K_TS, K_TIME, K_EXT_MAP, K_OUTPUT, K_SSRC,
-    K_PACKETS_SENT, K_OCTETS_SENT, K_N
+    K_PACKETS_SENT, K_OCTETS_SENT, K_MEMO, K_N
 };
 static const char *consumer_names[] = {
     "source", "_cut", "thumbnail", "_maps", "_tid_target", "pt_by_codec", "_fresh", "_first_in",
     "_seq_offset", "_ts_offset", "_seq", "_ts", "_time", "_ext_map", "output", "ssrc",
-    "packets_sent", "octets_sent",
+    "packets_sent", "octets_sent", "_memo",
 };
 
 typedef struct {
@@ -986,6 +986,200 @@ slot_set_long(PyObject **slot, long long v)
     return 0;
 }
 
+/* ---- Memo: a consumer's fields as C numbers, checked by identity ----------
+ *
+ * Each plain copy reads a consumer's `_first_in`, `_seq_offset`, `_ts_offset`,
+ * `_seq`, `ssrc`, `packets_sent`, `octets_sent` and `pt_by_codec[codec]`.
+ * Those are Python objects scattered over the heap, one cache miss each in a
+ * busy server (perf: PyLong_AsLongLongAndOverflow and the dict lookup were
+ * about a third of this loop's CPython time in the 10x10 meeting).  The memo
+ * (one per consumer, in its `_memo` slot, made here at its first plain copy;
+ * Python only ever sets that slot to None) keeps each value as a C number
+ * next to the very object it was read from:
+ *
+ * - a Cell holds a strong reference to the int it was read from, so that
+ *   object cannot be freed and its address reused: while the consumer's slot
+ *   still holds that same object (a pointer comparison, no read of the
+ *   object), the value is the Cell's; when Python stored any other object
+ *   there, it is read again.  So whoever changes a field (Python's rare
+ *   paths: a new segment, a switch, a renegotiation, a test) does nothing
+ *   special; the next copy sees it.
+ * - the payload type is kept with the dict it came from (a strong
+ *   reference), the codec string and the dict's version tag, which CPython
+ *   changes on every insertion, deletion or value change of that dict
+ *   (PEP 509; CPython 3.11 keeps it in PyDictObject): a new dict, another
+ *   codec or a change in place reads the dict again.  From CPython 3.12 on the
+ *   tag is no longer there and the dict is read every time.
+ *
+ * Writes go through the slot as before (a new int), and the Cell takes the new
+ * object with its value, so the next copy does not read it back.
+ */
+typedef struct {
+    PyObject *obj; /* the int this value was read from (strong), or NULL */
+    long long value;
+} Cell;
+
+enum { M_FIRST_IN, M_SEQ_OFFSET, M_TS_OFFSET, M_SEQ, M_SSRC, M_PACKETS, M_OCTETS, M_N };
+
+typedef struct {
+    PyObject_HEAD
+    Cell cells[M_N];
+    PyObject *pt_dict;  /* the pt_by_codec dict the payload type came from (strong) */
+    PyObject *pt_codec; /* and the codec (strong) */
+    uint64_t pt_version;
+    long long pt;
+    int pt_found;       /* 0: the codec is not in the dict */
+} Memo;
+
+static PyTypeObject MemoType;
+
+static int
+memo_traverse(Memo *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->pt_dict);
+    return 0;
+}
+
+static int
+memo_clear(Memo *self)
+{
+    for (int k = 0; k < M_N; k++)
+        Py_CLEAR(self->cells[k].obj);
+    Py_CLEAR(self->pt_dict);
+    Py_CLEAR(self->pt_codec);
+    return 0;
+}
+
+static void
+memo_dealloc(Memo *self)
+{
+    PyObject_GC_UnTrack(self);
+    memo_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+memo_refreshes(Memo *self, void *closure)
+{
+    (void)closure;
+    Py_ssize_t n = 0;
+    for (int k = 0; k < M_N; k++)
+        n += self->cells[k].obj != NULL;
+    return PyLong_FromSsize_t(n);
+}
+
+static PyGetSetDef memo_getset[] = {
+    {"cells", (getter)memo_refreshes, NULL, "how many of the fields are held (for tests)", NULL},
+    {NULL},
+};
+
+static PyTypeObject MemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._fanout.Memo",
+    .tp_basicsize = sizeof(Memo),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A consumer's plain-copy fields as C numbers, each checked by identity (see the source)",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)memo_dealloc,
+    .tp_traverse = (traverseproc)memo_traverse,
+    .tp_clear = (inquiry)memo_clear,
+    .tp_getset = memo_getset,
+};
+
+/* The value of the int `obj` (a consumer's slot), from the Cell while it still holds `obj`. */
+static inline int
+cell_read(Cell *cell, PyObject *obj, long long *out)
+{
+    if (obj == cell->obj) {
+        *out = cell->value;
+        return 0;
+    }
+    long long v = as_ll(obj);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    Py_INCREF(obj);
+    Py_XSETREF(cell->obj, obj);
+    cell->value = v;
+    *out = v;
+    return 0;
+}
+
+/* *slot = int(v), and the Cell holds the new object with its value. */
+static int
+cell_store(Cell *cell, PyObject **slot, long long v)
+{
+    PyObject *now = PyLong_FromLongLong(v);
+    if (now == NULL)
+        return -1;
+    Py_INCREF(now);
+    Py_XSETREF(cell->obj, now);
+    cell->value = v;
+    Py_XSETREF(*slot, now);
+    return 0;
+}
+
+/* *slot += by, its current value from the Cell. */
+static int
+cell_add(Cell *cell, PyObject **slot, long long by)
+{
+    long long v;
+    if (cell_read(cell, *slot, &v) < 0)
+        return -1;
+    return cell_store(cell, slot, v + by);
+}
+
+/* pt_by_codec[codec] as a C number: 1 found, 0 not there, -1 an error. */
+static int
+memo_pt(Memo *self, PyObject *dict, PyObject *codec, long long *pt)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    uint64_t version = ((PyDictObject *)dict)->ma_version_tag;
+    if (dict == self->pt_dict && codec == self->pt_codec && version == self->pt_version) {
+        *pt = self->pt;
+        return self->pt_found;
+    }
+#else
+    uint64_t version = 0;
+#endif
+    PyObject *found = PyDict_GetItemWithError(dict, codec); /* borrowed: */
+    if (found == NULL && PyErr_Occurred())
+        return -1;
+    long long value = -1;
+    if (found != NULL) {
+        value = as_ll(found); /* read now, before any Python code runs */
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+    }
+    Py_INCREF(dict);
+    Py_XSETREF(self->pt_dict, dict);
+    Py_INCREF(codec);
+    Py_XSETREF(self->pt_codec, codec);
+    self->pt_version = version;
+    self->pt = value;
+    self->pt_found = found != NULL;
+    *pt = value;
+    return found != NULL;
+}
+
+/* The consumer's memo (borrowed), made on first use; NULL with an error set. */
+static Memo *
+memo_of(PyObject **slot)
+{
+    if (Py_IS_TYPE(*slot, &MemoType))
+        return (Memo *)*slot;
+    Memo *memo = PyObject_GC_New(Memo, &MemoType);
+    if (memo == NULL)
+        return NULL;
+    memset(memo->cells, 0, sizeof(memo->cells));
+    memo->pt_dict = memo->pt_codec = NULL;
+    memo->pt_version = 0;
+    memo->pt = -1;
+    memo->pt_found = 0;
+    PyObject_GC_Track(memo);
+    Py_XSETREF(*slot, (PyObject *)memo);
+    return memo;
+}
+
 /* ---- Direct: one transport's keyed, batched route (WebRtcTransport.fast) ----
  *
  * Built by the transport when its route is on a shared socket with the
@@ -1001,10 +1195,15 @@ typedef struct {
     PyObject *destination, *srtp, *counters, *history, *egress;
     void *ctx;
     protect_fn protect;
+    /* The transport's `twcc_id` and `probe_id`, which the plain copies read from
+     * here: WebRtcTransport's properties write them here too whenever they
+     * change, and `_set_direct` gives them to a new Direct. */
+    long twcc_id;
+    PyObject *probe_id;
 } Direct;
 
 static PyTypeObject DirectType;
-static PyObject *s_idle, *s_schedule, *s_flush, *s_forward, *s_fast, *s_twcc_id, *s_probe_id;
+static PyObject *s_idle, *s_schedule, *s_flush, *s_forward, *s_fast;
 static PyObject *s_sequence, *s_timestamp, *s_payload_length, *s_desc, *s_tid, *s_frame_start;
 
 static void
@@ -1016,16 +1215,20 @@ direct_dealloc(Direct *self)
     Py_XDECREF(self->counters);
     Py_XDECREF(self->history);
     Py_XDECREF(self->egress);
+    Py_XDECREF(self->probe_id);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static int
 direct_init(Direct *self, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"batch", "destination", "srtp", "counters", "history", "egress", NULL};
-    PyObject *batch, *destination, *srtp, *counters, *history, *egress;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOO", kwlist, &SendBatchType, &batch,
-                                     &destination, &srtp, &counters, &history, &egress))
+    static char *kwlist[] = {"batch", "destination", "srtp", "counters", "history", "egress",
+                             "twcc_id", "probe_id", NULL};
+    PyObject *batch, *destination, *srtp, *counters, *history, *egress, *probe_id = NULL;
+    long twcc_id = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOO|lO!", kwlist, &SendBatchType, &batch,
+                                     &destination, &srtp, &counters, &history, &egress,
+                                     &twcc_id, &PyLong_Type, &probe_id))
         return -1;
     if (self->batch != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Direct is initialised once");
@@ -1047,8 +1250,35 @@ direct_init(Direct *self, PyObject *args, PyObject *kwds)
     self->counters = Py_NewRef(counters);
     self->history = Py_NewRef(history);
     self->egress = Py_NewRef(egress);
+    self->twcc_id = twcc_id;
+    self->probe_id = probe_id != NULL ? Py_NewRef(probe_id) : PyLong_FromLong(-1);
+    return self->probe_id == NULL ? -1 : 0;
+}
+
+static PyObject *
+direct_get_probe_id(Direct *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(self->probe_id != NULL ? self->probe_id : Py_None);
+}
+
+static int
+direct_set_probe_id(Direct *self, PyObject *value, void *closure)
+{
+    (void)closure;
+    if (value == NULL || !PyLong_CheckExact(value)) {
+        PyErr_SetString(PyExc_TypeError, "probe_id is an int");
+        return -1;
+    }
+    Py_XSETREF(self->probe_id, Py_NewRef(value));
     return 0;
 }
+
+static PyGetSetDef direct_getset[] = {
+    {"probe_id", (getter)direct_get_probe_id, (setter)direct_set_probe_id,
+     "the transport's probe cluster (WebRtcTransport.probe_id writes it)", NULL},
+    {NULL},
+};
 
 static double
 monotonic(void)
@@ -1167,6 +1397,8 @@ static PyMemberDef direct_members[] = {
     {"batch", T_OBJECT, offsetof(Direct, batch), READONLY, NULL},
     {"destination", T_OBJECT, offsetof(Direct, destination), READONLY, NULL},
     {"srtp", T_OBJECT, offsetof(Direct, srtp), READONLY, NULL},
+    {"twcc_id", T_LONG, offsetof(Direct, twcc_id), 0,
+     "the transport's transport-cc extension id (WebRtcTransport.twcc_id writes it)"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1179,6 +1411,7 @@ static PyTypeObject DirectType = {
     .tp_doc = "One transport's route into a compiled send batch (WebRtcTransport.fast)",
     .tp_methods = direct_methods,
     .tp_members = direct_members,
+    .tp_getset = direct_getset,
     .tp_init = (initproc)direct_init,
     .tp_new = PyType_GenericNew,
 };
@@ -1209,6 +1442,10 @@ forward_py(PyObject *consumer, PyObject *const *rest)
     return 0;
 }
 
+static int forward_memo(PyObject *c, Memo *memo, PyObject *producer, const Packet *p,
+                        PyObject *now, Py_ssize_t twcc_at, unsigned long seq_in,
+                        unsigned long ts_in, long long payload_length, long long pt);
+
 /* One consumer in C: 1 served (or dropped as the plain path drops), 0 not plain, -1 error. */
 static int
 forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
@@ -1234,12 +1471,27 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
         if (tid < max_tid && entry_tid > tid)
             return 0;
     }
-    PyObject *pt_obj = PyDict_GetItemWithError(F(K_PT_BY_CODEC), codec);  /* borrowed: */
-    if (pt_obj == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    long long pt = as_ll(pt_obj);  /* read now, before any Python code runs */
-    if (pt == -1 && PyErr_Occurred())
+    Memo *memo = memo_of(&F(K_MEMO));
+    if (memo == NULL)
         return -1;
+    long long pt;
+    int found = memo_pt(memo, F(K_PT_BY_CODEC), codec, &pt);
+    if (found <= 0)
+        return found;
+    Py_INCREF(memo); /* held while used: Python code below (an error's handler) cannot free it */
+    int rc = forward_memo(c, memo, producer, p, now, twcc_at, seq_in, ts_in, payload_length, pt);
+    Py_DECREF(memo);
+    return rc;
+#undef F
+}
+
+/* forward_plain once the payload type is known: 1 served (or dropped), 0 not plain, -1 error. */
+static int
+forward_memo(PyObject *c, Memo *memo, PyObject *producer, const Packet *p, PyObject *now,
+             Py_ssize_t twcc_at, unsigned long seq_in, unsigned long ts_in,
+             long long payload_length, long long pt)
+{
+#define F(k) SLOT_AT(c, consumer_slots, k)
     PyObject *output = Py_NewRef(F(K_OUTPUT));  /* held while used, whatever lookups do */
     PyObject *fast = PyObject_GetAttr(output, s_fast);
     if (fast == NULL) {
@@ -1250,27 +1502,18 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
         return 0;
     }
     int rc = 0;
-    PyObject *twcc_obj = NULL, *probe = NULL;
+    PyObject *probe = NULL;
     if (!Py_IS_TYPE(fast, &DirectType))
         goto done;
-    twcc_obj = PyObject_GetAttr(output, s_twcc_id);
-    if (twcc_obj == NULL) {
-        rc = -1;
-        goto done;
-    }
-    long twcc = PyLong_AsLong(twcc_obj);
-    if (twcc == -1 && PyErr_Occurred()) {
-        rc = -1;
-        goto done;
-    }
+    long twcc = ((Direct *)fast)->twcc_id; /* the transport's, kept there by its property */
     if (twcc && twcc_at < 0)
         goto done;  /* the slow path inserts the extension */
-    long long first_in = as_ll(F(K_FIRST_IN));
-    long long seq_offset = as_ll(F(K_SEQ_OFFSET));
-    long long ts_offset = as_ll(F(K_TS_OFFSET));
-    long long last_seq = as_ll(F(K_SEQ));
-    long long ssrc = as_ll(F(K_SSRC));
-    if (PyErr_Occurred()) {
+    long long first_in, seq_offset, ts_offset, last_seq, ssrc;
+    if (cell_read(&memo->cells[M_FIRST_IN], F(K_FIRST_IN), &first_in) < 0 ||
+        cell_read(&memo->cells[M_SEQ_OFFSET], F(K_SEQ_OFFSET), &seq_offset) < 0 ||
+        cell_read(&memo->cells[M_TS_OFFSET], F(K_TS_OFFSET), &ts_offset) < 0 ||
+        cell_read(&memo->cells[M_SEQ], F(K_SEQ), &last_seq) < 0 ||
+        cell_read(&memo->cells[M_SSRC], F(K_SSRC), &ssrc) < 0) {
         rc = -1;
         goto done;
     }
@@ -1280,7 +1523,8 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
     unsigned long seq = (unsigned long)(((long long)seq_in + seq_offset) & 0xFFFF);
     unsigned long ts = (unsigned long)(((long long)ts_in + ts_offset) & 0xFFFFFFFFLL);
     if ((((long long)seq - last_seq) & 0xFFFF) < 0x8000) {
-        if (slot_set_long(&F(K_SEQ), seq) < 0 || slot_set_long(&F(K_TS), ts) < 0) {
+        if (cell_store(&memo->cells[M_SEQ], &F(K_SEQ), seq) < 0 ||
+            slot_set_long(&F(K_TS), ts) < 0) {
             rc = -1;
             goto done;
         }
@@ -1292,20 +1536,15 @@ forward_plain(PyObject *c, PyObject *producer, const Packet *p, PyObject *codec,
         rc = -1;
         goto done;
     }
-    if (twcc) {
-        probe = PyObject_GetAttr(output, s_probe_id);
-        if (probe == NULL) {
-            rc = -1;
-            goto done;
-        }
-    }
+    if (twcc)
+        probe = Py_XNewRef(((Direct *)fast)->probe_id);
     if (direct_send((Direct *)fast, p->data, p->size, (unsigned)pt, seq, ts,
                     (unsigned long)ssrc, twcc ? twcc_at : -1, twcc, probe ? probe : Py_None) < -1 ||
-        slot_add(&F(K_PACKETS_SENT), 1) < 0 || slot_add(&F(K_OCTETS_SENT), payload_length) < 0)
+        cell_add(&memo->cells[M_PACKETS], &F(K_PACKETS_SENT), 1) < 0 ||
+        cell_add(&memo->cells[M_OCTETS], &F(K_OCTETS_SENT), payload_length) < 0)
         rc = -1;
 done:
     Py_XDECREF(probe);
-    Py_XDECREF(twcc_obj);
     Py_DECREF(fast);
     Py_DECREF(output);
     return rc;
@@ -1446,7 +1685,7 @@ PyMODINIT_FUNC
 PyInit__fanout(void)
 {
     if (PyType_Ready(&SendBatchType) < 0 || PyType_Ready(&DirectType) < 0 ||
-        PyType_Ready(&RecvBatchType) < 0)
+        PyType_Ready(&RecvBatchType) < 0 || PyType_Ready(&MemoType) < 0)
         return NULL;
     s_send_errors = PyUnicode_InternFromString("send_errors");
     s_oversize = PyUnicode_InternFromString("oversize");
@@ -1458,8 +1697,6 @@ PyInit__fanout(void)
     s_flush = PyUnicode_InternFromString("flush");
     s_forward = PyUnicode_InternFromString("forward");
     s_fast = PyUnicode_InternFromString("fast");
-    s_twcc_id = PyUnicode_InternFromString("twcc_id");
-    s_probe_id = PyUnicode_InternFromString("probe_id");
     s_sequence = PyUnicode_InternFromString("sequence");
     s_timestamp = PyUnicode_InternFromString("timestamp");
     s_payload_length = PyUnicode_InternFromString("payload_length");
@@ -1467,8 +1704,8 @@ PyInit__fanout(void)
     s_tid = PyUnicode_InternFromString("tid");
     s_frame_start = PyUnicode_InternFromString("frame_start");
     if (!s_send_errors || !s_oversize || !s_raw || !s_ctx_address || !s_protect_address ||
-        !s_idle || !s_schedule || !s_flush || !s_forward || !s_fast || !s_twcc_id ||
-        !s_probe_id || !s_sequence || !s_timestamp || !s_payload_length || !s_desc || !s_tid ||
+        !s_idle || !s_schedule || !s_flush || !s_forward || !s_fast ||
+        !s_sequence || !s_timestamp || !s_payload_length || !s_desc || !s_tid ||
         !s_frame_start)
         return NULL;
     PyObject *m = PyModule_Create(&module);
@@ -1489,6 +1726,10 @@ PyInit__fanout(void)
     Py_INCREF(&RecvBatchType);
     if (PyModule_AddObject(m, "RecvBatch", (PyObject *)&RecvBatchType) < 0) {
         Py_DECREF(&RecvBatchType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(m, "Memo", (PyObject *)&MemoType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -60,6 +60,9 @@ class SendBatch:
 class Direct:
     """One transport's keyed route into a compiled batch (WebRtcTransport.fast)."""
 
+    # The transport's own, written by its properties (the plain copies read them here).
+    twcc_id: int
+    probe_id: int
     @property
     def batch(self) -> SendBatch: ...
     @property
@@ -74,6 +77,8 @@ class Direct:
         counters: object,
         history: object,
         egress: object,
+        twcc_id: int = 0,
+        probe_id: int = -1,
     ) -> None: ...
     def send(
         self,
@@ -102,6 +107,13 @@ def fanout(
     /,
 ) -> None:
     """`Consumer.forward` for each consumer: the plain ones in C, the others in Python."""
+
+class Memo:
+    """A consumer's plain-copy fields as C numbers (its `_memo`, made by `fanout`)."""
+
+    @property
+    def cells(self) -> int:
+        """How many of the fields it holds."""
 
 class RecvBatch:
     """sfu.transport.mmsg.RecvBatch's compiled twin."""

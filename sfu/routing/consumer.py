@@ -123,6 +123,7 @@ class Consumer:
         "_fresh",
         "_maps",
         "_maps_first",
+        "_memo",
         "_rtx_seq",
         "_segments",
         "_seq",
@@ -193,6 +194,9 @@ class Consumer:
         self._seq_offset = 0
         self._ts_offset = 0
         self._first_in = 0
+        # The compiled fan-out's copy of the plain path's fields (sfu.native._fanout.Memo,
+        # made there; each value checked against its field by identity): nothing else sets it.
+        self._memo: object = None
         self._fresh = True
         self._ext_map: dict[int, int] | None = None
         self._switched_from: Producer | None = None

@@ -133,12 +133,12 @@ class WebRtcTransport:
     # None: pylibsrtp's session (`_rx`) does it.
     _rx_direct: InboundSrtp | None = None
     # Transport-wide congestion control (set_transport_cc): the sequence
-    # extension's id the peer negotiated, 0 when it did not.
-    twcc_id = 0
+    # extension's id the peer negotiated, 0 when it did not (the `twcc_id` property).
+    _twcc_id = 0
     padding_sources: tuple[PaddingSource, ...] = ()
     # The probe cluster in progress (sfu.policy.probe), set by the clock: every
-    # packet sent meanwhile, media and padding alike, is tagged with it.
-    probe_id = -1
+    # packet sent meanwhile, media and padding alike, is tagged with it (`probe_id`).
+    _probe_id = -1
     # Of counters.bytes_out: what padding probes and RTCP took (the rest is media).
     padding_bytes = 0
     rtcp_bytes = 0
@@ -443,7 +443,14 @@ class WebRtcTransport:
             egress, destination, srtp = direct
             if isinstance(egress.batch, compiled.SendBatch) and isinstance(self.history.ring, list):
                 self.fast = compiled.Direct(
-                    egress.batch, destination, srtp, self.counters, self.history, egress
+                    egress.batch,
+                    destination,
+                    srtp,
+                    self.counters,
+                    self.history,
+                    egress,
+                    self._twcc_id,
+                    self._probe_id,
                 )
 
     def _on_dtls_state(self, state: str) -> None:
@@ -524,6 +531,28 @@ class WebRtcTransport:
     def set_transport_cc(self, ext_id: int | None) -> None:
         """The peer negotiated transport-cc with this sequence extension id (None: it did not)."""
         self.twcc_id = ext_id or 0
+
+    # The compiled route (`fast`) keeps its own copy of these two for the per-copy
+    # path: each assignment writes both, and `_set_direct` gives them to a new route.
+    @property
+    def twcc_id(self) -> int:
+        return self._twcc_id
+
+    @twcc_id.setter
+    def twcc_id(self, value: int) -> None:
+        self._twcc_id = value
+        if self.fast is not None:
+            self.fast.twcc_id = value
+
+    @property
+    def probe_id(self) -> int:
+        return self._probe_id
+
+    @probe_id.setter
+    def probe_id(self, value: int) -> None:
+        self._probe_id = value
+        if self.fast is not None:
+            self.fast.probe_id = value
 
     def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
         """Protect and send (or queue, on a shared socket) one RTP packet.
