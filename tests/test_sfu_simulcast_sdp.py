@@ -52,6 +52,25 @@ def test_the_answer_receives_every_rid_and_accepts_both_rid_extensions() -> None
     aiortc_sdp.SessionDescription.parse(rendered(simulcast_offer()))  # still valid SDP
 
 
+def test_a_simulcast_answer_asks_the_publisher_for_key_frames_per_layer() -> None:
+    """libwebrtc's `x-google-per-layer-pli=1` in the answer: a PLI then brings a key
+    frame on the asked layer only, not on all three (issue 13: a key frame of the top
+    layer made Chromium's encoder skip that layer's frames, and every viewer's switch
+    of any layer asked for one)."""
+    lines = section(rendered(simulcast_offer()), "1")
+    fmtp = [x for x in lines if x.startswith("a=fmtp:")]
+    assert "a=fmtp:96 x-google-per-layer-pli=1" in fmtp
+    assert "a=fmtp:97 apt=96" in fmtp  # not on RTX
+    h264 = next(x for x in fmtp if x.startswith("a=fmtp:104 "))
+    assert h264.endswith(";profile-level-id=42e01f;x-google-per-layer-pli=1")
+    aiortc_sdp.SessionDescription.parse(rendered(simulcast_offer()))  # still valid SDP
+
+
+def test_an_answer_without_simulcast_keeps_the_offered_fmtp() -> None:
+    assert "per-layer-pli" not in rendered(CHROME_OFFER)
+    assert "per-layer-pli" not in rendered(simulcast_offer(extensions=False))
+
+
 def test_paused_streams_alternatives_and_the_old_rid_form_are_read() -> None:
     offer = simulcast_offer(
         ("a=rid:q send", "a=rid:h send", "a=rid:h2 send", "a=rid:f send"),

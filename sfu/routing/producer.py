@@ -15,7 +15,10 @@ and a key frame of a big layer can make its encoder skip that layer's next
 frames for up to two seconds (issue 13: the room's uncapped viewer froze after
 each one), so a second request would cost every viewer of the track a second
 key frame for nothing.  When the answer came on other layers only (a
-publisher that answers per layer), the layer is asked at once.
+publisher that answers per layer), the layer is asked at once.  A publisher
+whose answer asked for per-layer key frames (`x-google-per-layer-pli=1`,
+`sfu.sdp.negotiate`; `per_layer_pli`) makes one on the asked layer only:
+each layer is then asked on its own, at most once per interval.
 
 Simulcast: each encoding of a track is a Producer of its own (its own SSRC,
 RTX SSRC, statistics, NACKs, cache and key frame requests), with its `rid`;
@@ -129,6 +132,7 @@ class Producer:
         "offer_index",
         "output",
         "owner",
+        "per_layer_pli",
         "red",
         "red_missing",
         "refresh_due",
@@ -229,6 +233,8 @@ class Producer:
         self.use_pli = any(c.has_feedback("nack pli") for c in codecs)
         self.use_fir = any(c.has_feedback("ccm fir") for c in codecs)
         self.use_remb = any(c.has_feedback("goog-remb") for c in codecs)
+        # The answer asked for a key frame on the asked layer only (sfu.sdp.negotiate).
+        self.per_layer_pli = any(c.per_layer_pli for c in codecs)
         nack = any(c.has_feedback("nack") for c in codecs)
         self.nack = NackGenerator() if nack and self.kind == "video" else None
 
@@ -444,7 +450,7 @@ class Producer:
     def _answer_coming(self, now: float) -> bool:
         """Whether another layer of this track was asked for a key frame less than the
         interval ago and none came since (it will be on every layer: module doc)."""
-        if len(self.layers) < 2:
+        if len(self.layers) < 2 or self.per_layer_pli:
             return False
         at, seen = self.track._asked
         return now - at < self.keyframe_interval and self._track_keyframes() == seen

@@ -36,6 +36,8 @@ ACCEPTED_FEEDBACK = {
 }
 MAX_PUBLISHED = {"audio": 1, "video": 2}
 RED = "red"
+# libwebrtc's format parameter for a per-layer answer to a PLI/FIR (module doc).
+PER_LAYER_PLI = "x-google-per-layer-pli=1"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class CodecChoice:
 
     def has_feedback(self, value: str) -> bool:
         return value in self.feedback
+
+    @property
+    def per_layer_pli(self) -> bool:
+        """Whether the answer asked for per-layer key frames (`PER_LAYER_PLI`, module doc)."""
+        return PER_LAYER_PLI in self.fmtp.split(";")
 
     @property
     def key(self) -> str:
@@ -221,6 +228,8 @@ def _accepted(
     # without it the answer has no simulcast lines and the browser sends one stream.
     offered = {uri for _, uri in media.extensions}
     simulcast = media.simulcast if publish and RID_URI in offered else None
+    if simulcast is not None and media.kind == "video":
+        codecs = tuple(_per_layer_pli(c) for c in codecs)
     return MediaPlan(
         index=media.index,
         mid=media.mid,
@@ -234,6 +243,12 @@ def _accepted(
         rtx_ssrc=media.rtx_ssrc if publish and simulcast is None else None,
         simulcast=simulcast,
     )
+
+
+def _per_layer_pli(codec: CodecChoice) -> CodecChoice:
+    if codec.name == RED or codec.per_layer_pli:
+        return codec
+    return replace(codec, fmtp=f"{codec.fmtp};{PER_LAYER_PLI}" if codec.fmtp else PER_LAYER_PLI)
 
 
 def _rejected(media: OfferedMedia) -> MediaPlan:
