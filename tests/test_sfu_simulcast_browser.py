@@ -175,13 +175,17 @@ async def test_chromium_answers_a_key_frame_request_with_a_key_frame_of_that_lay
         )
         q = track.layers[0]
         assert q.per_layer_pli
+        # The viewer's slot shows nothing, so only this test asks for key frames.
+        await media.video_sizes("bob", {next(iter(media.participants["bob"].consumers)): [0, 0]})
         counts = [layer.keyframes for layer in track.layers]
+        asked = [layer.keyframe_requests for layer in track.layers]
         for _ in range(60):  # until no layer got a key frame for 1.5 s (the joins' are done)
             await asyncio.sleep(1.5)
             now = [layer.keyframes for layer in track.layers]
             if now == counts:
                 break
             counts = now
+            asked = [layer.keyframe_requests for layer in track.layers]
         assert q.request_keyframe(time.monotonic())
         await eventually(lambda: q.keyframes > counts[0], timeout=10, what="q's key frame")
         # An answer on every layer comes from one input frame: within the next packets.
@@ -195,4 +199,8 @@ async def test_chromium_answers_a_key_frame_request_with_a_key_frame_of_that_lay
             what="40 more packets of h and f",
         )
         added = [layer.keyframes - n for layer, n in zip(track.layers, counts, strict=True)]
-        assert added[1:] == [0, 0], (added, counts)
+        requests = [
+            layer.keyframe_requests - n for layer, n in zip(track.layers, asked, strict=True)
+        ]
+        assert added[1:] == [0, 0], (added, requests, counts)
+        assert q.keyframes_per_layer  # no layer's key frame looked like an answer to another's
