@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from aiortc import sdp as aiortc_sdp
 
+from common.config import ConfigError
 from sfu.control import MediaError
 from sfu.sdp.answer import AnswerContext, SendStream, render_answer
 from sfu.sdp.negotiate import RID_URI, RRID_URI, negotiate
 from sfu.sdp.offer import MAX_RIDS, Simulcast, parse_offer
+from signalling.config import from_env
+from signalling.media import media_settings
 from tests.sfu_offers import CHROME_OFFER, simulcast_offer
 from tests.test_sfu_answer import LOCAL
 
@@ -69,6 +72,25 @@ def test_a_simulcast_answer_asks_the_publisher_for_key_frames_per_layer() -> Non
 def test_an_answer_without_simulcast_keeps_the_offered_fmtp() -> None:
     assert "per-layer-pli" not in rendered(CHROME_OFFER)
     assert "per-layer-pli" not in rendered(simulcast_offer(extensions=False))
+
+
+def test_per_layer_key_frames_can_be_turned_off() -> None:
+    """`VISITROOM_PER_LAYER_KEYFRAMES=0`: the answer as before (every layer re-keys)."""
+    offer = parse_offer(simulcast_offer())
+    plans = negotiate(offer, video_slots_cap=5, audio_slots_cap=3, per_layer_pli=False)
+    assert plans[1].simulcast is not None
+    assert not any(c.per_layer_pli for plan in plans for c in plan.codecs)
+    on = negotiate(offer, video_slots_cap=5, audio_slots_cap=3)
+    assert all(c.per_layer_pli for c in on[1].codecs)
+
+
+def test_the_per_layer_switch_comes_from_the_environment() -> None:
+    base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    assert media_settings(from_env(base)).per_layer_keyframes, "on unless turned off"
+    off = from_env({**base, "VISITROOM_PER_LAYER_KEYFRAMES": "0"})
+    assert not media_settings(off).per_layer_keyframes
+    with pytest.raises(ConfigError):
+        from_env({**base, "VISITROOM_PER_LAYER_KEYFRAMES": "maybe"})
 
 
 def test_paused_streams_alternatives_and_the_old_rid_form_are_read() -> None:

@@ -110,16 +110,31 @@ class MediaPlan:
 
 
 def negotiate(
-    offer: Offer, *, video_slots_cap: int, audio_slots_cap: int, transport_cc: bool = True
+    offer: Offer,
+    *,
+    video_slots_cap: int,
+    audio_slots_cap: int,
+    transport_cc: bool = True,
+    per_layer_pli: bool = True,
 ) -> tuple[MediaPlan, ...]:
     """Decide every m-line of `offer`; caps limit receive slots, not m-lines.
 
     `transport_cc` False: answer without transport-cc (a pre-call test: the
     browser then sends at the REMB's rate at once, instead of ramping up its
     own estimate from 300 kbit/s during the few seconds the test measures).
+    `per_layer_pli` False: a simulcast publisher's answer without
+    `x-google-per-layer-pli=1` (module doc; `VISITROOM_PER_LAYER_KEYFRAMES=0`).
     """
     plans = _negotiate(offer, video_slots_cap, audio_slots_cap)
+    if per_layer_pli:
+        plans = tuple(_asking_per_layer(p) for p in plans)
     return plans if transport_cc else tuple(_without_transport_cc(p) for p in plans)
+
+
+def _asking_per_layer(plan: MediaPlan) -> MediaPlan:
+    if plan.simulcast is None or plan.kind != "video":
+        return plan
+    return replace(plan, codecs=tuple(_per_layer_pli(c) for c in plan.codecs))
 
 
 def _without_transport_cc(plan: MediaPlan) -> MediaPlan:
@@ -228,8 +243,6 @@ def _accepted(
     # without it the answer has no simulcast lines and the browser sends one stream.
     offered = {uri for _, uri in media.extensions}
     simulcast = media.simulcast if publish and RID_URI in offered else None
-    if simulcast is not None and media.kind == "video":
-        codecs = tuple(_per_layer_pli(c) for c in codecs)
     return MediaPlan(
         index=media.index,
         mid=media.mid,
