@@ -1,8 +1,10 @@
 """Does a key frame request on a low simulcast layer freeze the top layer's viewer?
 
 One Chromium, three pages (tests/test_sfu_browser.py's `serving`, in-process SFU on
-loopback): alice publishes the fake camera at 1280x720 in simulcast q/h/f, bob watches
-her at 1280x720 (the top layer), carol's slot is hidden.  Every 1.5 s the SFU asks the
+loopback): alice publishes a fake camera at 1280x720 in simulcast q/h/f (by default the
+network lab's moving clip, whose key frames cost the encoder; Chromium's built-in drawing
+is nearly still and cheap to key), bob watches her at 1280x720 (the top layer), carol's
+slot is hidden.  Every 1.5 s the SFU asks the
 lowest layer for a key frame, as another viewer's switch to it would.  Over 24 s: bob's
 freezes (getStats freezeCount and totalFreezesDuration, and 250 ms samples with no
 frame decoded), f's frames encoded (its longest run under 12 fps), key frames per layer
@@ -30,6 +32,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from netlab_clients import camera_args  # noqa: E402
 
 from tests.sfu_live import eventually  # noqa: E402
 from tests.test_sfu_browser import serving  # noqa: E402
@@ -50,7 +55,7 @@ SECONDS = 24.0
 EVERY_S = 1.5
 
 
-async def measure(per_layer: bool) -> dict[str, Any]:
+async def measure(per_layer: bool, clip: bool = True) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     async with (
@@ -58,8 +63,12 @@ async def measure(per_layer: bool) -> dict[str, Any]:
         async_playwright() as pw,
     ):
         with tempfile.TemporaryDirectory() as tmp:
+            camera = camera_args(Path(tmp)) if clip else []
             browser = await pw.chromium.launch_persistent_context(
-                tmp, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+                str(Path(tmp) / "profile"),
+                executable_path=CHROMIUM,
+                args=[*CHROMIUM_ARGS, *camera],
+                headless=True,
             )
             try:
                 pages = {n: await browser.new_page() for n in ("alice", "bob", "carol")}
@@ -95,6 +104,7 @@ async def measure(per_layer: bool) -> dict[str, Any]:
                 await browser.close()
     return {
         "mode": "per-layer" if per_layer else "shared",
+        "camera": "clip" if clip else "built-in",
         "loadavg": [round(x, 2) for x in os.getloadavg()],
         "q_requests_asked": asked,
         "seconds": round(samples[-1][0], 1),
@@ -126,9 +136,15 @@ def longest_skip(samples: list[tuple[float, list[Any], dict[str, Any]]]) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("per-layer", "shared"), default="per-layer")
+    parser.add_argument(
+        "--camera",
+        choices=("clip", "built-in"),
+        default="clip",
+        help="the network lab's moving clip (netlab_clients.camera_file) or Chromium's drawing",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(measure(args.mode == "per-layer"))
+    result = asyncio.run(measure(args.mode == "per-layer", args.camera == "clip"))
     result["command"] = " ".join(["python", *sys.argv])
     print(json.dumps(result))
     if args.json:
