@@ -25,6 +25,7 @@ hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
     python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
     python bench/netlab.py --only room10_1m                    # one scenario, both servers
     python bench/netlab.py --no-janus ...                      # visitroom only
+    python bench/netlab.py --quick --impaired-s 40 ...         # 40 s impaired, not 9
     python bench/netlab.py --hog 2 ...                         # the server's core busy
 
 `--hog N` pins the server's processes (every thread) to core 0 and runs N busy
@@ -97,7 +98,7 @@ PUBLISHER_ESTIMATE_START = """() => {
 }"""
 # The measured publisher's encoder, per simulcast encoding, every 250 ms from its join on:
 # [ms since the sampler started, rid, frames encoded, frames sent, key frames encoded,
-#  target kbit/s, quality limitation, bytes sent, huge frames sent].
+#  target kbit/s, quality limitation, bytes sent, huge frames sent, encoder implementation].
 ENCODER_START = """() => {
   window.__encoder = [];
   const started = performance.now();
@@ -108,7 +109,8 @@ ENCODER_START = """() => {
       if (s.type === "outbound-rtp" && s.kind === "video")
         window.__encoder.push([t, s.rid ?? null, s.framesEncoded ?? 0, s.framesSent ?? 0,
           s.keyFramesEncoded ?? 0, Math.round((s.targetBitrate ?? 0) / 1000),
-          s.qualityLimitationReason ?? null, s.bytesSent ?? 0, s.hugeFramesSent ?? 0]);
+          s.qualityLimitationReason ?? null, s.bytesSent ?? 0, s.hugeFramesSent ?? 0,
+          s.encoderImplementation ?? null]);
     });
   }, 250);
 }"""
@@ -137,8 +139,11 @@ class Scenario:
         return [(c.t, c, p) for p, c in zip((None, *self.caps), self.caps, strict=False) if c.t > 0]
 
 
-def scenarios(quick: bool) -> list[Scenario]:
+def scenarios(quick: bool, impaired_s: float | None = None) -> list[Scenario]:
+    """The scenarios; `impaired_s`: the impaired stretch of the capped, loss and room
+    scenarios lasts this long (`--impaired-s`: freeze ratios need more than a few seconds)."""
     w, run = (2.0, 9.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
+    run = impaired_s or run
     drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
     return [
         Scenario("cap_300k", (m.Cap(0, None), m.Cap(w, 300)), w + run),
@@ -317,6 +322,8 @@ def encoder_summary(rows: list[list[Any]], duration: float) -> dict[str, Any]:
             "keyframes": mine[-1][4] - mine[0][4],
             "frames": mine[-1][2] - mine[0][2],
             "longest_skip_s": round(longest, 2),
+            # e.g. "SimulcastEncoderAdapter (libvpx, libvpx, libvpx)": one encoder per layer
+            "implementation": mine[-1][9] if len(mine[-1]) > 9 else None,
         }
     return out
 
@@ -515,7 +522,8 @@ def janus_scenarios(chosen: list[Scenario], quick: bool) -> list[Scenario]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    chosen = [s for s in scenarios(args.quick) if not args.only or s.name in args.only]
+    every = scenarios(args.quick, args.impaired_s)
+    chosen = [s for s in every if not args.only or s.name in args.only]
     on_janus = [] if args.no_janus else janus_scenarios(chosen, args.quick)
     results: dict[str, Any] = {"benchmark": "netlab", "quick": args.quick, "scenarios": {}}
     with contextlib.ExitStack() as stack:
@@ -716,6 +724,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", help="scenario names to run")
     parser.add_argument("--no-janus", action="store_true", help="visitroom only")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--impaired-s",
+        type=float,
+        help="the impaired stretch of the cap, loss and room scenarios, in s (quick: 9, else 24)",
+    )
     parser.add_argument(
         "--hog",
         type=int,

@@ -295,6 +295,7 @@ class LocalMedia:
             video_slots_cap=self.settings.video_slots_cap,
             audio_slots_cap=self.settings.audio_slots_cap,
             transport_cc=not participant.precall,
+            per_layer_pli=self.settings.per_layer_keyframes,
         )
         async with participant.lock:
             kind = participant.offer_kind(offer)

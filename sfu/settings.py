@@ -74,6 +74,9 @@ class MediaSettings:
     precall_stats_interval_s: float = 1.0
     # Key frame requests to one publisher are sent at most this often.
     keyframe_min_interval_s: float = 0.5
+    # Ask simulcast publishers for per-layer key frames (x-google-per-layer-pli=1 in
+    # the answer, sfu.sdp.negotiate); False: Chromium re-keys every layer per request.
+    per_layer_keyframes: bool = True
     # Packets kept per video publisher for answering NACKs.
     rtx_cache_packets: int = 512
     rtx_cache_age_s: float = 1.0

@@ -82,6 +82,8 @@ class Config:
     stage_video_slots: int = 0
     thumbnail_refresh_s: float = 1.0
     layer_trace: str | None = None  # VISITROOM_LAYER_TRACE: a directory (sfu.routing.trace)
+    # VISITROOM_PER_LAYER_KEYFRAMES: simulcast publishers re-key only the asked layer
+    per_layer_keyframes: bool = True
     # most new transports connecting at once per SFU process, the rest queued (0: no pacing)
     max_connecting: int = 0
     # cluster
@@ -306,12 +308,25 @@ def workers_from_env(env: Mapping[str, str]) -> dict[str, object]:
             "max_connecting": int(env.get("VISITROOM_MEDIA_MAX_CONNECTING") or 0),
             "worker_host": env.get("VISITROOM_WORKER_HOST") or None,
             "layer_trace": env.get("VISITROOM_LAYER_TRACE") or None,
+            "per_layer_keyframes": _on_off(env, "VISITROOM_PER_LAYER_KEYFRAMES", True),
         }
     except ValueError as exc:
         raise ConfigError(f"SFU worker settings: {exc}") from None
     if int(str(values["max_connecting"])) < 0:
         raise ConfigError("VISITROOM_MEDIA_MAX_CONNECTING must be 0 (no pacing) or more")
     return values
+
+
+def _on_off(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """A switch: 1/0 (or true/false, yes/no, on/off); unset or empty: `default`."""
+    value = (env.get(name) or "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1 or 0, not {value!r}")
 
 
 def limits_from_env(env: Mapping[str, str]) -> dict[str, object]:

@@ -35,6 +35,7 @@ def media_settings(config: Config) -> MediaSettings:
         thumbnail_refresh_s=config.thumbnail_refresh_s,
         max_connecting=config.max_connecting,
         layer_trace=config.layer_trace,
+        per_layer_keyframes=config.per_layer_keyframes,
     )
 
 

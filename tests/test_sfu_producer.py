@@ -74,6 +74,57 @@ def test_a_layer_is_asked_again_when_the_answer_came_on_other_layers_only() -> N
     assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, s) for s in (5000, 5200, 5200)]
 
 
+def test_a_publisher_with_per_layer_key_frames_is_asked_for_each_layer_at_once() -> None:
+    """The answer asked for per-layer key frames (`x-google-per-layer-pli=1`): each
+    layer's request brings that layer's key frame only, so none waits for another's."""
+    out = Capture()
+    q, h, f = simulcast_track(out)
+    per_layer = CodecChoice(**{**VP8.__dict__, "fmtp": "x-google-per-layer-pli=1"})
+    for layer in (q, h, f):
+        layer.update((per_layer,), layer.ext_ids)
+    assert q.per_layer_pli
+    assert q.request_keyframe(10.0)
+    assert h.request_keyframe(10.1)
+    assert not h.request_keyframe(10.2)  # its own interval still holds
+    key_frame(q, 1, 10.25)
+    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000), Pli(Capture.rtcp_ssrc, 5100)]
+
+
+def per_layer_track(out: Capture) -> tuple[Producer, Producer, Producer]:
+    q, h, f = simulcast_track(out)
+    per_layer = CodecChoice(**{**VP8.__dict__, "fmtp": "x-google-per-layer-pli=1"})
+    for layer in (q, h, f):
+        layer.update((per_layer,), layer.ext_ids)
+    return q, h, f
+
+
+def test_answers_on_the_asked_layers_only_keep_the_layers_asked_on_their_own() -> None:
+    out = Capture()
+    q, h, f = per_layer_track(out)
+    assert q.request_keyframe(10.0)
+    assert h.request_keyframe(10.1)
+    key_frame(q, 1, 10.2)
+    key_frame(h, 2, 10.25)
+    assert f.request_keyframe(10.3)
+    assert q.request_keyframe(10.6)
+    assert len(rtcp_items(out)) == 4
+    assert f.keyframes_per_layer
+
+
+def test_a_publisher_that_re_keys_every_layer_anyway_is_coalesced_again() -> None:
+    """A browser that ignores `x-google-per-layer-pli=1` answers a request on q with key
+    frames on h and f too: from then on a second layer's request waits for the answer."""
+    out = Capture()
+    q, h, f = per_layer_track(out)
+    assert q.request_keyframe(10.0)
+    for seq, layer in enumerate((q, h, f), start=1):  # the answer, on every layer
+        key_frame(layer, seq, 10.2)
+    assert q.request_keyframe(11.0)
+    assert not f.request_keyframe(11.1)
+    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000)] * 2
+    assert not f.keyframes_per_layer
+
+
 def test_a_key_frame_asked_long_ago_does_not_hold_another_layers_request() -> None:
     out = Capture()
     q, _, f = simulcast_track(out)

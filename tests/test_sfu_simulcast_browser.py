@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -153,3 +155,52 @@ async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
         assert restored[0] > 1.5 * thinned[0], (full, thinned, restored, consumer.layers_now)
         stats = media.stats()
         assert stats["errors"] == 0 and stats["bad_rtp"] == 0
+
+
+async def test_chromium_answers_a_key_frame_request_with_a_key_frame_of_that_layer_only(
+    site: tuple[str, LocalMedia], tmp_path: Path
+) -> None:
+    """The SFU's answer asks for per-layer key frames (`x-google-per-layer-pli=1`): a PLI
+    on the lowest layer brings a key frame there, and none on the two others (without
+    it Chromium re-keys every layer, and its top layer then skips frames: issue 13)."""
+    url, media = site
+    async with alice_and_bob(url, tmp_path) as _:
+        track = media.participants["alice"].producers[
+            next(iter(media.participants["alice"].producers))
+        ]
+        await eventually(
+            lambda: all(layer.frame_size for layer in track.layers),
+            timeout=30,
+            what="key frames of the three layers",
+        )
+        q = track.layers[0]
+        assert q.per_layer_pli
+        # The viewer's slot shows nothing, so only this test asks for key frames.
+        await media.video_sizes("bob", {next(iter(media.participants["bob"].consumers)): [0, 0]})
+        counts = [layer.keyframes for layer in track.layers]
+        asked = [layer.keyframe_requests for layer in track.layers]
+        for _ in range(60):  # until no layer got a key frame for 1.5 s (the joins' are done)
+            await asyncio.sleep(1.5)
+            now = [layer.keyframes for layer in track.layers]
+            if now == counts:
+                break
+            counts = now
+            asked = [layer.keyframe_requests for layer in track.layers]
+        assert q.request_keyframe(time.monotonic())
+        await eventually(lambda: q.keyframes > counts[0], timeout=10, what="q's key frame")
+        # An answer on every layer comes from one input frame: within the next packets.
+        marks = [layer.stats.max_seq for layer in track.layers]
+        await eventually(
+            lambda: all(
+                layer.stats.max_seq - mark >= 40
+                for layer, mark in zip(track.layers[1:], marks[1:], strict=True)
+            ),
+            timeout=15,
+            what="40 more packets of h and f",
+        )
+        added = [layer.keyframes - n for layer, n in zip(track.layers, counts, strict=True)]
+        requests = [
+            layer.keyframe_requests - n for layer, n in zip(track.layers, asked, strict=True)
+        ]
+        assert added[1:] == [0, 0], (added, requests, counts)
+        assert q.keyframes_per_layer  # no layer's key frame looked like an answer to another's

@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 from aiortc import sdp as aiortc_sdp
 
+from common.config import ConfigError
 from sfu.control import MediaError
 from sfu.sdp.answer import AnswerContext, SendStream, render_answer
 from sfu.sdp.negotiate import RID_URI, RRID_URI, negotiate
 from sfu.sdp.offer import MAX_RIDS, Simulcast, parse_offer
+from signalling.config import from_env
+from signalling.media import media_settings
 from tests.sfu_offers import CHROME_OFFER, simulcast_offer
 from tests.test_sfu_answer import LOCAL
 
@@ -50,6 +53,44 @@ def test_the_answer_receives_every_rid_and_accepts_both_rid_extensions() -> None
     assert f"a=extmap:11 {RRID_URI}" in lines
     assert "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid" in lines
     aiortc_sdp.SessionDescription.parse(rendered(simulcast_offer()))  # still valid SDP
+
+
+def test_a_simulcast_answer_asks_the_publisher_for_key_frames_per_layer() -> None:
+    """libwebrtc's `x-google-per-layer-pli=1` in the answer: a PLI then brings a key
+    frame on the asked layer only, not on all three (issue 13: a key frame of the top
+    layer made Chromium's encoder skip that layer's frames, and every viewer's switch
+    of any layer asked for one)."""
+    lines = section(rendered(simulcast_offer()), "1")
+    fmtp = [x for x in lines if x.startswith("a=fmtp:")]
+    assert "a=fmtp:96 x-google-per-layer-pli=1" in fmtp
+    assert "a=fmtp:97 apt=96" in fmtp  # not on RTX
+    h264 = next(x for x in fmtp if x.startswith("a=fmtp:104 "))
+    assert h264.endswith(";profile-level-id=42e01f;x-google-per-layer-pli=1")
+    aiortc_sdp.SessionDescription.parse(rendered(simulcast_offer()))  # still valid SDP
+
+
+def test_an_answer_without_simulcast_keeps_the_offered_fmtp() -> None:
+    assert "per-layer-pli" not in rendered(CHROME_OFFER)
+    assert "per-layer-pli" not in rendered(simulcast_offer(extensions=False))
+
+
+def test_per_layer_key_frames_can_be_turned_off() -> None:
+    """`VISITROOM_PER_LAYER_KEYFRAMES=0`: the answer as before (every layer re-keys)."""
+    offer = parse_offer(simulcast_offer())
+    plans = negotiate(offer, video_slots_cap=5, audio_slots_cap=3, per_layer_pli=False)
+    assert plans[1].simulcast is not None
+    assert not any(c.per_layer_pli for plan in plans for c in plan.codecs)
+    on = negotiate(offer, video_slots_cap=5, audio_slots_cap=3)
+    assert all(c.per_layer_pli for c in on[1].codecs)
+
+
+def test_the_per_layer_switch_comes_from_the_environment() -> None:
+    base = {"VISITROOM_API_KEY": "k", "VISITROOM_API_SECRET": "z" * 40}
+    assert media_settings(from_env(base)).per_layer_keyframes, "on unless turned off"
+    off = from_env({**base, "VISITROOM_PER_LAYER_KEYFRAMES": "0"})
+    assert not media_settings(off).per_layer_keyframes
+    with pytest.raises(ConfigError):
+        from_env({**base, "VISITROOM_PER_LAYER_KEYFRAMES": "maybe"})
 
 
 def test_paused_streams_alternatives_and_the_old_rid_form_are_read() -> None:

@@ -15,7 +15,12 @@ and a key frame of a big layer can make its encoder skip that layer's next
 frames for up to two seconds (issue 13: the room's uncapped viewer froze after
 each one), so a second request would cost every viewer of the track a second
 key frame for nothing.  When the answer came on other layers only (a
-publisher that answers per layer), the layer is asked at once.
+publisher that answers per layer), the layer is asked at once.  A publisher
+whose answer asked for per-layer key frames (`x-google-per-layer-pli=1`,
+`sfu.sdp.negotiate`; `per_layer_pli`) makes one on the asked layer only:
+each layer is then asked on its own, at most once per interval, unless it
+shows it re-keys every layer anyway (a key frame on a layer not asked while
+another was: `_learn`), when the coalescing above applies again.
 
 Simulcast: each encoding of a track is a Producer of its own (its own SSRC,
 RTX SSRC, statistics, NACKs, cache and key frame requests), with its `rid`;
@@ -101,6 +106,7 @@ class Producer:
         "_level_id",
         "_receive",
         "_red_seq",
+        "_rekeys_all",
         "_unwrapper",
         "_vad_seen",
         "apt_by_rtx",
@@ -129,6 +135,7 @@ class Producer:
         "offer_index",
         "output",
         "owner",
+        "per_layer_pli",
         "red",
         "red_missing",
         "refresh_due",
@@ -202,6 +209,9 @@ class Producer:
         # On the track's base layer: when a layer of the track was last asked for a key
         # frame, and the track's key frames received by then (`_answer_coming`).
         self._asked = (float("-inf"), 0)
+        # On the track's base layer: the publisher answered a request on one layer with
+        # key frames on others too, though per-layer key frames were negotiated (`_learn`).
+        self._rekeys_all = False
         self.keyframes = 0  # key frames received (for the layer trace, sfu.routing.trace)
         self.keyframe_requests = 0  # PLIs/FIRs sent to the publisher
         self._fir_seq = 0
@@ -229,6 +239,8 @@ class Producer:
         self.use_pli = any(c.has_feedback("nack pli") for c in codecs)
         self.use_fir = any(c.has_feedback("ccm fir") for c in codecs)
         self.use_remb = any(c.has_feedback("goog-remb") for c in codecs)
+        # The answer asked for a key frame on the asked layer only (sfu.sdp.negotiate).
+        self.per_layer_pli = any(c.per_layer_pli for c in codecs)
         nack = any(c.has_feedback("nack") for c in codecs)
         self.nack = NackGenerator() if nack and self.kind == "video" else None
 
@@ -334,6 +346,8 @@ class Producer:
     def _keyframe(self, data: bytes, h: RtpHeader) -> None:
         """A key frame tells the layer's size (the order of a track's layers)."""
         self.keyframes += 1
+        if len(self.layers) > 1 and self.per_layer_pli:
+            self._learn(self.last_media)
         offset = h.payload_offset
         size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
         if size is not None and size != self.frame_size:
@@ -444,10 +458,30 @@ class Producer:
     def _answer_coming(self, now: float) -> bool:
         """Whether another layer of this track was asked for a key frame less than the
         interval ago and none came since (it will be on every layer: module doc)."""
-        if len(self.layers) < 2:
+        if len(self.layers) < 2 or self.keyframes_per_layer:
             return False
         at, seen = self.track._asked
         return now - at < self.keyframe_interval and self._track_keyframes() == seen
+
+    @property
+    def keyframes_per_layer(self) -> bool:
+        """Whether a request brings a key frame on the asked layer only (module doc)."""
+        return self.per_layer_pli and not self.track._rekeys_all
+
+    def _learn(self, now: float) -> None:
+        """A key frame of this layer came at `now`: if this layer was not asked within the
+        interval but another layer was, the publisher re-keys every layer despite the
+        answer's `x-google-per-layer-pli=1` (a browser that ignores it): its layers are
+        coalesced from then on, as without it.  (An unasked key frame for another reason
+        close to a request costs only that: the old coalescing.)"""
+        if now - self._last_keyframe_request < self.keyframe_interval:
+            return  # the answer to this layer's own request
+        if any(
+            now - layer._last_keyframe_request < layer.keyframe_interval
+            for layer in self.layers
+            if layer is not self
+        ):
+            self.track._rekeys_all = True
 
     def _track_keyframes(self) -> int:
         return sum(layer.keyframes for layer in self.layers)

@@ -36,6 +36,8 @@ ACCEPTED_FEEDBACK = {
 }
 MAX_PUBLISHED = {"audio": 1, "video": 2}
 RED = "red"
+# libwebrtc's format parameter for a per-layer answer to a PLI/FIR (module doc).
+PER_LAYER_PLI = "x-google-per-layer-pli=1"
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,11 @@ class CodecChoice:
 
     def has_feedback(self, value: str) -> bool:
         return value in self.feedback
+
+    @property
+    def per_layer_pli(self) -> bool:
+        """Whether the answer asked for per-layer key frames (`PER_LAYER_PLI`, module doc)."""
+        return PER_LAYER_PLI in self.fmtp.split(";")
 
     @property
     def key(self) -> str:
@@ -103,16 +110,31 @@ class MediaPlan:
 
 
 def negotiate(
-    offer: Offer, *, video_slots_cap: int, audio_slots_cap: int, transport_cc: bool = True
+    offer: Offer,
+    *,
+    video_slots_cap: int,
+    audio_slots_cap: int,
+    transport_cc: bool = True,
+    per_layer_pli: bool = True,
 ) -> tuple[MediaPlan, ...]:
     """Decide every m-line of `offer`; caps limit receive slots, not m-lines.
 
     `transport_cc` False: answer without transport-cc (a pre-call test: the
     browser then sends at the REMB's rate at once, instead of ramping up its
     own estimate from 300 kbit/s during the few seconds the test measures).
+    `per_layer_pli` False: a simulcast publisher's answer without
+    `x-google-per-layer-pli=1` (module doc; `VISITROOM_PER_LAYER_KEYFRAMES=0`).
     """
     plans = _negotiate(offer, video_slots_cap, audio_slots_cap)
+    if per_layer_pli:
+        plans = tuple(_asking_per_layer(p) for p in plans)
     return plans if transport_cc else tuple(_without_transport_cc(p) for p in plans)
+
+
+def _asking_per_layer(plan: MediaPlan) -> MediaPlan:
+    if plan.simulcast is None or plan.kind != "video":
+        return plan
+    return replace(plan, codecs=tuple(_per_layer_pli(c) for c in plan.codecs))
 
 
 def _without_transport_cc(plan: MediaPlan) -> MediaPlan:
@@ -234,6 +256,12 @@ def _accepted(
         rtx_ssrc=media.rtx_ssrc if publish and simulcast is None else None,
         simulcast=simulcast,
     )
+
+
+def _per_layer_pli(codec: CodecChoice) -> CodecChoice:
+    if codec.name == RED or codec.per_layer_pli:
+        return codec
+    return replace(codec, fmtp=f"{codec.fmtp};{PER_LAYER_PLI}" if codec.fmtp else PER_LAYER_PLI)
 
 
 def _rejected(media: OfferedMedia) -> MediaPlan:
