@@ -469,3 +469,39 @@ def test_the_arrays_entry_point_refuses_columns_of_different_lengths() -> None:
     with pytest.raises(ValueError, match="same length"):
         est.on_feedback_arrays([1, 2], [1.0, 1.001], [1200], [5.0, 5.001], [-1, -1], 1.2)
     assert gcc_golden.snapshot(est) == before
+
+
+def probe_cluster_feedback(
+    send_bps: float, arrive_bps: float, count: int = 20
+) -> list[PacketResult]:
+    """One probe cluster (id 0) of `count` 1000-byte packets sent at `send_bps` and
+    arriving at `arrive_bps` (wire rates: 38 bytes of overhead each), then one media
+    packet after it (its report shows the cluster complete)."""
+    wire = (1000 + 38) * 8
+    results = [
+        PacketResult(k, 10.0 + k * wire / send_bps, 1000, 500.0 + k * wire / arrive_bps, 0)
+        for k in range(count)
+    ]
+    last_send, last_arrival = results[-1].send_time, 500.0 + (count - 1) * wire / arrive_bps
+    after = PacketResult(count, last_send + 0.005, 1000, last_arrival + 0.005, -1)
+    return [*results, after]
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_probe_that_got_through_whole_does_not_lower_the_estimate() -> None:
+    """A cluster at 1.6 Mbit/s that arrives as it was sent shows the link carries at
+    least 1.6 Mbit/s, nothing about 2.5: the estimate stays (it fell to the cluster's
+    rate before: an app-limited subscriber's re-check at a few x its media would have
+    thrown its estimate down to it)."""
+    est = BandwidthEstimator(start_bps=2_500_000)
+    est.on_feedback(probe_cluster_feedback(1.6e6, 1.6e6), 10.2)
+    assert est.estimate_bps >= 2_500_000
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_saturated_probe_sets_the_estimate_to_the_link_s_rate() -> None:
+    """A cluster sent at 2.5 Mbit/s that arrives at 1 Mbit/s measured the link: the
+    stale estimate comes down to 0.95 x what arrived."""
+    est = BandwidthEstimator(start_bps=2_500_000)
+    est.on_feedback(probe_cluster_feedback(2.5e6, 1e6), 10.2)
+    assert est.estimate_bps == pytest.approx(0.95e6, rel=0.05)

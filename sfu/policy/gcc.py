@@ -21,7 +21,11 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   detector and AIMD rate control driven by the acknowledged bitrate;
 - probes (gcc_rates.py): a complete, consistent probe cluster measures the
   link directly and sets both estimates (how the estimate can grow past
-  what the SFU forwards: see probe.py);
+  what the SFU forwards: see probe.py).  A cluster that got through whole
+  (not saturated) only shows the link carries at least its rate: it
+  raises the estimate, never lowers it; one that saturated measured the
+  link and sets the estimate either way (how an application-limited
+  subscriber's stale estimate comes down: the Prober's re-check);
 - loss-based (below): over each 20+ packets, more than 10 % lost cuts the
   rate by half the loss fraction (at most once per 300 ms + RTT), less
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
@@ -55,7 +59,7 @@ from typing import Any, NamedTuple, cast
 from sfu.native import load
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, new_detector
-from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates
+from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates, ProbeResult
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
 
@@ -274,11 +278,14 @@ class BandwidthEstimator:
         self._delay.add_all(send_times, arrivals, now)
         self._update_delay_based(self._probes.complete(highest), now)
 
-    def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
+    def _update_delay_based(self, probe: ProbeResult | None, now: float) -> None:
         acked = self._acked.bps
         aimd = self._aimd
-        if probe_bps is not None:
-            self._last_probe = (probe_bps, now)
+        probe_bps = None
+        if probe is not None:
+            self._last_probe = (probe.bps, now)
+            if probe.saturated or probe.bps >= aimd.bps:
+                probe_bps = probe.bps  # (one that got through whole never lowers it)
         if self._delay.state == OVERUSING:
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
