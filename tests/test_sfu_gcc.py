@@ -23,7 +23,7 @@ from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_rates import BusyRate
 from sfu.policy.probe import Prober
 from tests import gcc_golden
-from tests.gcc_sim import Link, constant, load_recording, simulate, steps
+from tests.gcc_sim import Feedbacks, Link, constant, load_recording, simulate, steps
 from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data"
@@ -505,3 +505,37 @@ def test_a_saturated_probe_sets_the_estimate_to_the_link_s_rate() -> None:
     est = BandwidthEstimator(start_bps=2_500_000)
     est.on_feedback(probe_cluster_feedback(2.5e6, 1e6), 10.2)
     assert est.estimate_bps == pytest.approx(0.95e6, rel=0.05)
+
+
+def overflowing_feedbacks(link_bps: float, seconds: float) -> Feedbacks:
+    """An app-limited viewer (three 1200-byte packets every 100 ms, ~300 kbit/s sent) whose
+    link (`link_bps`) delivers each burst's packets back to back, and loses one of every
+    three (a queue the losses of which a narrowed link's tail drop explain): one feedback
+    per 100 ms."""
+    gap = (1200 + 38) * 8 / link_bps
+    feedbacks = []
+    sequence = 0
+    for k in range(int(seconds * 10)):
+        send = 10.0 + 0.1 * k
+        first = 500.0 + 0.1 * k + 0.02
+        arrivals = [first, None, first + gap]
+        packets = []
+        for arrival in arrivals:
+            packets.append(PacketResult(sequence, send, 1200, arrival))
+            sequence += 1
+        feedbacks.append((send + 0.1, packets))
+    return feedbacks
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_loss_decrease_stops_at_the_link_s_busy_rate_not_the_app_limited_one() -> None:
+    """The network lab's drop scenario (3 Mbit/s -> 500 kbit/s): a viewer on 320x180 (~200
+    kbit/s acknowledged) loses a third of its packets at a tbf that still delivers at 500
+    kbit/s; each loss decrease stopped at 0.85 x the acknowledged rate (the lab's dips to
+    140-185 kbit/s, and the slow climb after the cap lifted). The link's busy rate is a
+    floor too: the estimate stays near the link."""
+    link = 500_000
+    est = BandwidthEstimator(start_bps=475_000)
+    for at, packets in overflowing_feedbacks(link, 4.0):
+        est.on_feedback(packets, at)
+    assert est.estimate_bps >= 0.8 * link, est.estimate_bps
