@@ -394,7 +394,7 @@ def test_a_stale_estimate_of_an_app_limited_viewer_comes_down_to_the_capped_link
 
 def test_a_stale_estimate_does_not_send_the_returning_top_layer_into_the_link() -> None:
     """When the 1280x720 layer comes back (8 s), a stale 2.2 Mbit/s estimate moved the
-    viewer onto it on a 1 Mbit/s link (a failed upgrade: the lab's br1 froze to the end);
+    viewer onto it on a 1 Mbit/s link (a failed upgrade: the stale pass's br1 froze so);
     a re-checked one keeps it on 640x360."""
     lab = stale_viewer(1e6, top_back=8.0)
     assert lab.top_layer_from(8.0) is None, lab.layers
