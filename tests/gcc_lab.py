@@ -8,9 +8,12 @@ drop-tail queue (bench/netlab.py's tbf).  `caps` are the lab's: (from s,
 bits/s or None = uncapped).  `top_until`: from then on the publisher sends
 only its two lower layers, as the lab's publisher did when its own uplink
 estimate fell on a loaded machine (then the SFU knows only those layers, and
-its probe goal follows).  `key_frame_x`: each switch to another spatial
-layer sends a key frame that many average frames of the new layer larger,
-in one burst (0: none, the default; a VP8 key frame is some 5-15 x).
+its probe goal follows), until `top_back` (None: to the end).
+`key_frame_x`: each switch to another spatial layer sends a key frame that
+many average frames of the new layer larger, in one burst (0: none, the
+default; a VP8 key frame is some 5-15 x).
+`burst_s`: the bottleneck's token bucket (the lab's tbf: 0.02 s; 0, the
+default: none, every frame's packets queue behind each other).
 Used by tests/test_sfu_probe.py and bench/estimate_sim.py.
 """
 
@@ -61,12 +64,15 @@ def lab_viewer(
     seed: int = 1,
     top_until: float | None = None,
     key_frame_x: float = 0.0,
+    burst_s: float = 0.0,
+    top_back: float | None = None,
 ) -> LabRun:
     full = SlotDemand("1", True, 1280, 720, CAMERA)
     lower = SlotDemand("1", True, 1280, 720, CAMERA[:2])
 
     def slot_at(t: float) -> SlotDemand:
-        return full if top_until is None or t < top_until else lower
+        gone = top_until is not None and t >= top_until
+        return lower if gone and (top_back is None or t < top_back) else full
 
     allocator = LayerAllocator()  # as on the SFU clock: an upgrade after 1.5 s
     estimator = BandwidthEstimator(start_bps=1_000_000)
@@ -89,7 +95,7 @@ def lab_viewer(
 
     capacity = steps(*((t, UNCAPPED_BPS if bps is None else bps) for t, bps in caps))
     run = simulate(
-        Link(capacity, max_queue_s=0.2, seed=seed),
+        Link(capacity, max_queue_s=0.2, seed=seed, burst_s=burst_s),
         seconds=seconds,
         demand=media,
         desired=goal,

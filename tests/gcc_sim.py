@@ -1,7 +1,9 @@
 """A small pure bottleneck-link simulator for the bandwidth estimator and the prober.
 
 One subscriber's downlink: a FIFO queue drained at `capacity(t)` bits/s
-(drop-tail beyond `max_queue_s` of queued data), optional random loss and
+(drop-tail beyond `max_queue_s` of queued data; `burst_s` > 0: a token
+bucket of that many seconds at the rate, as the network lab's tbf with its
+20 ms burst, passes a burst that fits it at once), optional random loss and
 jitter (extra delay, packets kept in order) on the wire, a one-way delay of
 20 ms each way.  The SFU side sends video frames at 30 fps of
 min(estimate, demand) bits/s in 1200-byte packets (a frame's packets leave
@@ -45,8 +47,11 @@ class Link:
     jitter_s: float = 0.0  # extra delay after the bottleneck, uniform in [0, jitter_s], in order
     max_queue_s: float = 0.5
     seed: int = 1
+    burst_s: float = 0.0  # the token bucket's depth in seconds at the rate (0: none)
     free_at: float = 0.0
     last_arrival: float = 0.0
+    tokens: float = 0.0  # bytes (with burst_s)
+    tokens_at: float = 0.0
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,7 +63,10 @@ class Link:
         if start - t > self.max_queue_s:
             return None  # drop-tail
         wire = size + PACKET_OVERHEAD_BYTES  # IP, UDP, SRTP tag
-        self.free_at = start + wire * 8 / max(self.capacity(t), 1.0)
+        if self.burst_s > 0:
+            self.free_at = self._through_bucket(start, wire, max(self.capacity(t), 1.0))
+        else:
+            self.free_at = start + wire * 8 / max(self.capacity(t), 1.0)
         if self.loss and self.rng.random() < self.loss:
             return None  # lost on the wire after the bottleneck
         arrival = self.free_at + ONE_WAY_S
@@ -66,6 +74,18 @@ class Link:
             arrival = max(arrival + self.rng.uniform(0, self.jitter_s), self.last_arrival)
             self.last_arrival = arrival
         return arrival
+
+    def _through_bucket(self, start: float, wire: int, rate_bps: float) -> float:
+        """When a packet that may leave at `start` leaves the token bucket."""
+        depth = self.burst_s * rate_bps / 8
+        self.tokens = min(depth, self.tokens + (start - self.tokens_at) * rate_bps / 8)
+        self.tokens_at = start
+        if self.tokens >= wire:
+            self.tokens -= wire
+            return start
+        leaves = start + (wire - self.tokens) * 8 / rate_bps
+        self.tokens, self.tokens_at = 0.0, leaves
+        return leaves
 
 
 @dataclass

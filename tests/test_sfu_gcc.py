@@ -23,7 +23,7 @@ from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_rates import BusyRate
 from sfu.policy.probe import Prober
 from tests import gcc_golden
-from tests.gcc_sim import Link, constant, load_recording, simulate, steps
+from tests.gcc_sim import Feedbacks, Link, constant, load_recording, simulate, steps
 from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data"
@@ -469,3 +469,73 @@ def test_the_arrays_entry_point_refuses_columns_of_different_lengths() -> None:
     with pytest.raises(ValueError, match="same length"):
         est.on_feedback_arrays([1, 2], [1.0, 1.001], [1200], [5.0, 5.001], [-1, -1], 1.2)
     assert gcc_golden.snapshot(est) == before
+
+
+def probe_cluster_feedback(
+    send_bps: float, arrive_bps: float, count: int = 20
+) -> list[PacketResult]:
+    """One probe cluster (id 0) of `count` 1000-byte packets sent at `send_bps` and
+    arriving at `arrive_bps` (wire rates: 38 bytes of overhead each), then one media
+    packet after it (its report shows the cluster complete)."""
+    wire = (1000 + 38) * 8
+    results = [
+        PacketResult(k, 10.0 + k * wire / send_bps, 1000, 500.0 + k * wire / arrive_bps, 0)
+        for k in range(count)
+    ]
+    last_send, last_arrival = results[-1].send_time, 500.0 + (count - 1) * wire / arrive_bps
+    after = PacketResult(count, last_send + 0.005, 1000, last_arrival + 0.005, -1)
+    return [*results, after]
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_probe_that_got_through_whole_does_not_lower_the_estimate() -> None:
+    """A cluster at 1.6 Mbit/s that arrives as it was sent shows the link carries at
+    least 1.6 Mbit/s, nothing about 2.5: the estimate stays (it fell to the cluster's
+    rate before: an app-limited subscriber's re-check at a few x its media would have
+    thrown its estimate down to it)."""
+    est = BandwidthEstimator(start_bps=2_500_000)
+    est.on_feedback(probe_cluster_feedback(1.6e6, 1.6e6), 10.2)
+    assert est.estimate_bps >= 2_500_000
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_saturated_probe_sets_the_estimate_to_the_link_s_rate() -> None:
+    """A cluster sent at 2.5 Mbit/s that arrives at 1 Mbit/s measured the link: the
+    stale estimate comes down to 0.95 x what arrived."""
+    est = BandwidthEstimator(start_bps=2_500_000)
+    est.on_feedback(probe_cluster_feedback(2.5e6, 1e6), 10.2)
+    assert est.estimate_bps == pytest.approx(0.95e6, rel=0.05)
+
+
+def overflowing_feedbacks(link_bps: float, seconds: float) -> Feedbacks:
+    """An app-limited viewer (three 1200-byte packets every 100 ms, ~300 kbit/s sent) whose
+    link (`link_bps`) delivers each burst's packets back to back, and loses one of every
+    three (a queue the losses of which a narrowed link's tail drop explain): one feedback
+    per 100 ms."""
+    gap = (1200 + 38) * 8 / link_bps
+    feedbacks = []
+    sequence = 0
+    for k in range(int(seconds * 10)):
+        send = 10.0 + 0.1 * k
+        first = 500.0 + 0.1 * k + 0.02
+        arrivals = [first, None, first + gap]
+        packets = []
+        for arrival in arrivals:
+            packets.append(PacketResult(sequence, send, 1200, arrival))
+            sequence += 1
+        feedbacks.append((send + 0.1, packets))
+    return feedbacks
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_a_loss_decrease_stops_at_the_link_s_busy_rate_not_the_app_limited_one() -> None:
+    """The network lab's drop scenario (3 Mbit/s -> 500 kbit/s): a viewer on 320x180 (~200
+    kbit/s acknowledged) loses a third of its packets at a tbf that still delivers at 500
+    kbit/s; each loss decrease stopped at 0.85 x the acknowledged rate (the lab's dips to
+    140-185 kbit/s, and the slow climb after the cap lifted). The link's busy rate is a
+    floor too: the estimate stays near the link."""
+    link = 500_000
+    est = BandwidthEstimator(start_bps=475_000)
+    for at, packets in overflowing_feedbacks(link, 4.0):
+        est.on_feedback(packets, at)
+    assert est.estimate_bps >= 0.8 * link, est.estimate_bps

@@ -17,6 +17,7 @@ from sfu.policy.allocation import (
 )
 from sfu.policy.gcc import BandwidthEstimator
 from sfu.policy.probe import ProbeCluster, Prober
+from tests.gcc_lab import LabRun, lab_viewer
 from tests.gcc_sim import Link, constant, simulate, steps
 
 
@@ -337,3 +338,75 @@ def test_the_allocator_and_its_probe_goal_take_the_viewer_back_to_the_top_layer(
 
 def within(value: float, target: float, tolerance: float) -> bool:
     return abs(value - target) <= tolerance * target
+
+
+def test_an_app_limited_estimate_is_rechecked_at_most_4x_the_media() -> None:
+    """libwebrtc's ALR probing: the estimate covers what is wanted, the media sent stays
+    far under it: after 3 s, one cluster at the estimate, but not above 4 x the media (a
+    burst far above a slow link would overflow its queue); none while the media fills it."""
+    prober = Prober(duration_s=0.1)
+    t = 0.0
+    while t < 2.9:
+        prober.want(estimate_bps=2_300_000, desired_bps=700_000, sending_bps=540_000, now=t)
+        assert prober.next_cluster(t) is None
+        t += 0.1
+    prober.want(estimate_bps=2_300_000, desired_bps=700_000, sending_bps=540_000, now=3.05)
+    cluster = prober.next_cluster(3.05)
+    assert cluster is not None and cluster.target_bps == 4 * 540_000
+    busy = Prober(duration_s=0.1)
+    for k in range(100):
+        busy.want(estimate_bps=2_300_000, desired_bps=700_000, sending_bps=2_000_000, now=k / 10)
+        assert busy.next_cluster(k / 10) is None
+
+
+def test_the_recheck_s_drop_is_not_taken_for_a_probe_s_own_overuse() -> None:
+    """The re-check found a narrower link (the estimate fell from 2.3 Mbit/s to 0.95): that
+    is its answer, not a probe's overuse to re-probe at 0.85 x the estimate before it."""
+    prober = Prober(duration_s=0.1)
+    rechecks = []
+    for k in range(32):
+        prober.want(estimate_bps=2_300_000, desired_bps=700_000, sending_bps=540_000, now=k / 10)
+        rechecks.append(prober.next_cluster(k / 10))
+    assert any(rechecks)
+    for k in range(33, 120):
+        prober.want(estimate_bps=950_000, desired_bps=700_000, sending_bps=540_000, now=k / 10)
+        cluster = prober.next_cluster(k / 10)
+        assert cluster is None or cluster.target_bps <= 950_000
+
+
+def stale_viewer(cap: float, top_back: float | None = None) -> LabRun:
+    """The network lab's stale case in the simulator: the uncapped warm-up's probes take
+    the estimate to ~2.2 Mbit/s for the 1280x720 layer, the publisher stops that layer
+    at 1 s (the viewer is on 640x360, 540 kbit/s), the cap comes at 2 s through the lab's
+    tbf (20 ms burst: 640x360's frames pass it without queueing, nothing overuses)."""
+    caps = ((0.0, None), (2.0, cap))
+    return lab_viewer(caps, 16.0, top_until=1.0, key_frame_x=10, burst_s=0.02, top_back=top_back)
+
+
+def test_a_stale_estimate_of_an_app_limited_viewer_comes_down_to_the_capped_link() -> None:
+    """Before the re-check the estimate stayed at 2.18 Mbit/s on the 1 Mbit/s link to the
+    end (118 % over: the lab's 110-154 % runs); now within 25 % from 5 s after the cap."""
+    run = stale_viewer(1e6).run
+    assert max(run.window(1.0, 2.0)) >= 2e6  # the warm-up's estimate, above the cap
+    late = run.window(7.0, 16.0)
+    assert all(within(e, 1e6, 0.25) for e in late), late
+
+
+def test_a_stale_estimate_does_not_send_the_returning_top_layer_into_the_link() -> None:
+    """When the 1280x720 layer comes back (8 s), a stale 2.2 Mbit/s estimate moved the
+    viewer onto it on a 1 Mbit/s link (a failed upgrade: the stale pass's br1 froze so);
+    a re-checked one keeps it on 640x360."""
+    lab = stale_viewer(1e6, top_back=8.0)
+    assert lab.top_layer_from(8.0) is None, lab.layers
+
+
+@pytest.mark.parametrize("top_back", [8.0, 12.0])
+def test_the_recheck_does_not_slow_an_upgrade_the_link_carries(top_back: float) -> None:
+    """The same on a 3 Mbit/s link: the re-checks pass (the estimate stays where the
+    warm-up's probes put it) and the viewer is back on 1280x720 within 2.5 s of the
+    layer's return, as before the re-check (the allocator's 1.5 s upgrade delay, then
+    the key frame)."""
+    lab = stale_viewer(3e6, top_back=top_back)
+    back = lab.top_layer_from(top_back)
+    assert back is not None and back - top_back <= 2.5, lab.layers
+    assert min(lab.run.window(7.0, top_back)) >= 0.6 * 3e6, lab.run.window(7.0, top_back)

@@ -21,7 +21,11 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   detector and AIMD rate control driven by the acknowledged bitrate;
 - probes (gcc_rates.py): a complete, consistent probe cluster measures the
   link directly and sets both estimates (how the estimate can grow past
-  what the SFU forwards: see probe.py);
+  what the SFU forwards: see probe.py).  A cluster that got through whole
+  (not saturated) only shows the link carries at least its rate: it
+  raises the estimate, never lowers it; one that saturated measured the
+  link and sets the estimate either way (how an application-limited
+  subscriber's stale estimate comes down: the Prober's re-check);
 - loss-based (below): over each 20+ packets, more than 10 % lost cuts the
   rate by half the loss fraction (at most once per 300 ms + RTT), less
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
@@ -31,7 +35,11 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   cannot always slow down at once (a publisher without simulcast, a layer
   switch waiting for its key frame), and while it cannot, the losses go
   on; the link still delivers what the receiver acknowledges, so the
-  estimate must not fall to nothing below it.
+  estimate must not fall to nothing below it.  Nor below 0.85 x the
+  link's busy rate (`BusyRate`, asked only when a loss decrease is due):
+  an app-limited viewer acknowledges far less than a narrowed link
+  delivers while its queue overflows (the lab's 500 kbit/s cap: a viewer
+  on 320x180 fell to 0.85 x ~165 kbit/s).
   The delay-based estimate caps it; `estimate_bps` is the result.
 
 Rates are bits per second on the wire: each packet's RTP size plus 38 bytes
@@ -55,7 +63,7 @@ from typing import Any, NamedTuple, cast
 from sfu.native import load
 from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, new_detector
-from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates
+from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates, ProbeResult
 
 __all__ = ["BandwidthEstimator", "PacketResult"]
 
@@ -102,6 +110,7 @@ class BandwidthEstimator:
         self._busy = BusyRate()
         self._probes = ProbeRates()
         self._loss = LossController(start, self._min, self._max)
+        self._loss.floor = self._loss_floor
         self._last_feedback: float | None = None
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
@@ -233,9 +242,16 @@ class BandwidthEstimator:
                 self._loss.set_delay_limit(self._aimd.bps)
 
     def _on_loss(self, lost: int, counted: int, now: float) -> None:
-        acked = self._acked.bps
-        self._loss.floor_bps = 0.0 if acked is None else LOSS_FLOOR_OF_ACKED * acked
         self._loss.on_packets(lost, lost + counted, now)
+
+    def _loss_floor(self) -> float:
+        """Where a loss decrease stops (see the module doc): 0.85 x what gets through,
+        the acknowledged rate or the link's busy rate (0 before the first window)."""
+        acked = self._acked.bps
+        if acked is None:
+            return 0.0
+        busy = self._busy.bps(PACKET_OVERHEAD_BYTES) or 0.0
+        return LOSS_FLOOR_OF_ACKED * max(acked, busy)
 
     def _on_arrivals(
         self,
@@ -274,11 +290,14 @@ class BandwidthEstimator:
         self._delay.add_all(send_times, arrivals, now)
         self._update_delay_based(self._probes.complete(highest), now)
 
-    def _update_delay_based(self, probe_bps: float | None, now: float) -> None:
+    def _update_delay_based(self, probe: ProbeResult | None, now: float) -> None:
         acked = self._acked.bps
         aimd = self._aimd
-        if probe_bps is not None:
-            self._last_probe = (probe_bps, now)
+        probe_bps = None
+        if probe is not None:
+            self._last_probe = (probe.bps, now)
+            if probe.saturated or probe.bps >= aimd.bps:
+                probe_bps = probe.bps  # (one that got through whole never lowers it)
         if self._delay.state == OVERUSING:
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
@@ -486,6 +505,10 @@ START_PHASE_S = 2.0
 LOSS_REPORT_VALID_S = 6.0
 
 
+def _no_floor() -> float:
+    return 0.0
+
+
 class LossController:
     """The v1 loss-based estimate (libwebrtc's SendSideBandwidthEstimation), capped by delay."""
 
@@ -504,7 +527,7 @@ class LossController:
         self._decreased_since_report = False
         self._history: deque[tuple[float, float]] = deque()  # (time, bps), min over the last 1 s
         self.counts_from = -math.inf  # only packets sent since then count (see the module doc)
-        self.floor_bps = 0.0  # a loss decrease stops here: 0.85 x what gets through
+        self.floor: Callable[[], float] = _no_floor  # a loss decrease stops there (asked then)
 
     def decreased(self, now: float) -> None:
         """The rate was just cut: losses of packets sent before now are answered."""
@@ -559,7 +582,7 @@ class LossController:
             if since >= DECREASE_INTERVAL_S + self.rtt_s:
                 self._last_decrease = now
                 self._decreased_since_report = True
-                floor = min(self.bps, self.floor_bps)  # never raises the estimate
+                floor = min(self.bps, self.floor())  # never raises the estimate
                 self.bps = max(self.bps * (1 - 0.5 * fraction), floor)
                 self.decreased(now)
         self._apply_limits()

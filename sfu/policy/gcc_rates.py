@@ -20,7 +20,10 @@
   of the two rates, or 0.95 x the arrival rate when the link clearly
   saturated (arrival < 0.9 x send).  The send rate leaves out the last
   burst (packets within 1 ms of the last send time), not just the last
-  packet: a ticker-driven sender sends its padding in bursts.
+  packet: a ticker-driven sender sends its padding in bursts.  Whether it
+  saturated is part of the result (`ProbeResult`): only a saturated
+  cluster measured the link; one that got through whole says only that
+  the link carries at least its rate.
 - `BusyRate`: the rate at which the link delivered while it was busy, from
   the latest packets that queued behind the one before them (they arrived
   more than 1 ms further apart than they were sent: the gap is the link's
@@ -40,8 +43,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
+from typing import NamedTuple
 
-__all__ = ["AckedBitrate", "BusyRate", "ProbeRates"]
+__all__ = ["AckedBitrate", "BusyRate", "ProbeRates", "ProbeResult"]
 
 INITIAL_WINDOW_S = 0.5
 WINDOW_S = 0.15
@@ -234,6 +238,11 @@ CLUSTER_HISTORY_S = 2.0
 SAME_BURST_S = 0.001
 
 
+class ProbeResult(NamedTuple):
+    bps: float
+    saturated: bool  # it arrived clearly slower than it was sent: it measured the link
+
+
 @dataclass
 class _Cluster:
     first_send: float = float("inf")
@@ -280,10 +289,10 @@ class ProbeRates:
             c.first_arrival_size = size
         c.last_arrival = max(c.last_arrival, arrival)
 
-    def complete(self, highest_sequence: int) -> float | None:
+    def complete(self, highest_sequence: int) -> ProbeResult | None:
         """Measure the clusters that `highest_sequence` (reported) shows complete.
 
-        Returns the rate (bit/s) of the latest usable one, None if there is none.
+        Returns the result of the latest usable one, None if there is none.
         """
         if not self._clusters:
             return None  # (usually: no probe lately)
@@ -307,7 +316,7 @@ class ProbeRates:
         return cluster
 
 
-def _rate(c: _Cluster) -> float | None:
+def _rate(c: _Cluster) -> ProbeResult | None:
     if c.received < MIN_PROBE_PACKETS or c.received < MIN_RECEIVED_RATIO * (c.received + c.lost):
         return None
     send_span = c.last_send - c.first_send
@@ -320,5 +329,5 @@ def _rate(c: _Cluster) -> float | None:
     if send_bps <= 0 or arrival_bps > MAX_VALID_RATIO * send_bps:
         return None
     if arrival_bps < SATURATED_RATIO * send_bps:
-        return SATURATED_UTILIZATION * arrival_bps
-    return min(send_bps, arrival_bps)
+        return ProbeResult(SATURATED_UTILIZATION * arrival_bps, True)
+    return ProbeResult(min(send_bps, arrival_bps), False)

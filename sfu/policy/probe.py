@@ -35,6 +35,25 @@ cluster, and the estimator measures how fast the cluster arrived
   climbing 8 % a second from there.  At most one such probe per
   `DROP_PROBE_INTERVAL_S`; it never starts an exponential search, and
   the backoff of the failed attempt stands.
+- A re-check of an application-limited estimate (libwebrtc's ALR probing,
+  `ProbeController::Process` with periodic ALR probes): while the estimate
+  covers what is wanted, the prober is otherwise quiet, and the media sent
+  has stayed under 0.85 x the estimate (app-limited) for `RECHECK_INTERVAL_S`
+  since the last cluster, one cluster at the estimate (at most
+  `RECHECK_MAX_GAIN` x the media sent: a burst far above a slow link would
+  overflow its queue) checks whether the link still carries it.  An
+  estimate learns a link only from what is sent: a warm-up probe may have
+  measured a link that a cap has since narrowed, and an app-limited sender
+  never overuses it to find out (the network lab's stale 2.3 Mbit/s
+  estimate on a 1 Mbit/s link, held to the end).  If the link carries the
+  cluster it arrives whole and changes nothing (the estimator lets a probe
+  that did not saturate raise the estimate, never lower it); if not, it
+  arrives at the link's rate and the estimator takes that.  A re-check is
+  not judged (no search, no backoff) and its drop is not a probe's own
+  overuse: it is the answer.  libwebrtc probes at 2 x the estimate every
+  5 s; this one never aims above the estimate (the goal logic decides
+  growth) and runs every 3 s, so that a cap that came while the
+  subscriber was app-limited is found within 5 s.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -67,6 +86,8 @@ APP_LIMITED_FRACTION = 0.85  # sending below this x the estimate: app-limited
 PROBE_UNCERTAINTY = 0.05  # a re-probe is worth it while the estimate is below 0.95 x its target
 DRAIN_S = 0.5  # after a probe's overuse, let its queue drain before re-probing
 DROP_PROBE_INTERVAL_S = 5.0
+RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-check the estimate
+RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 
 
 class ProbeCluster(NamedTuple):
@@ -81,6 +102,7 @@ class _Attempt(NamedTuple):
     start_estimate: int
     end: float
     after_drop: bool = False  # a re-probe after a probe's own overuse: no search from it
+    recheck: bool = False  # a re-check of an app-limited estimate: not judged
 
 
 class Prober:
@@ -115,6 +137,8 @@ class Prober:
         self._sending_at_attempt = 0  # media sent when it was planned
         self._drop_probe: tuple[float, int] | None = None  # (due, target)
         self._last_drop_probe = -1e18
+        self._app_limited_since: float | None = None  # sending under 0.85 x the estimate
+        self._last_was_recheck = False
 
     @property
     def probing(self) -> bool:
@@ -125,11 +149,14 @@ class Prober:
         """Tell the prober the current numbers; it may plan an attempt."""
         self._estimate = max(estimate_bps, 0)
         self._sending = max(sending_bps, 0)
+        self._watch_app_limited(now)
         self._watch_drops(now)
         self._judge_attempt(now)
         if desired_bps < self._estimate * MIN_GAIN:
-            self._planned.clear()  # nothing more to find out
             self._drop_probe = None
+            if self._attempt is None or not self._attempt.recheck:
+                self._planned.clear()  # nothing more to find out
+                self._recheck_when_stale(now)
             return
         if self._drop_probe is not None and self._attempt is None:
             self._reprobe_after_drop(desired_bps, now)
@@ -188,6 +215,35 @@ class Prober:
         self._attempt_desired = desired_bps
         self._last_end = start
         self._sending_at_attempt = self._sending
+        self._last_was_recheck = False
+
+    def _watch_app_limited(self, now: float) -> None:
+        if self._sending >= APP_LIMITED_FRACTION * self._estimate:
+            self._app_limited_since = None
+        elif self._app_limited_since is None:
+            self._app_limited_since = now
+
+    def _recheck_when_stale(self, now: float) -> None:
+        """The re-check of an app-limited estimate (see the module doc), when due."""
+        since = self._app_limited_since
+        if (
+            self._attempt is not None
+            or since is None
+            or now < self._calm_from
+            or now - max(since, self._last_end) < RECHECK_INTERVAL_S
+        ):
+            return
+        target = min(self._estimate, int(RECHECK_MAX_GAIN * self._sending))
+        if self._sending <= 0 or target < self._sending * MIN_GAIN:
+            return  # nothing sent (nothing to check for), or the media is the check
+        cluster = ProbeCluster(self._next_id, target, now, self.duration_s, self.min_packets)
+        self._planned.append(cluster)
+        self._next_id += 1
+        end = now + self.duration_s
+        self._attempt = _Attempt(self._estimate, end, recheck=True)
+        self._last_end = end
+        self._sending_at_attempt = self._sending
+        self._last_was_recheck = True
 
     def _reprobe_after_drop(self, desired_bps: int, now: float) -> None:
         """The one cluster after a probe's own overuse (see the module doc), when due."""
@@ -206,10 +262,15 @@ class Prober:
         self._attempt = _Attempt(self._estimate, now + self.duration_s, after_drop=True)
         self._last_end = now + self.duration_s
         self._last_drop_probe = now
+        self._last_was_recheck = False
 
     def _judge_attempt(self, now: float) -> None:
         attempt = self._attempt
         if attempt is None or now < attempt.end:
+            return
+        if attempt.recheck:
+            if now >= attempt.end + RESULT_WAIT_S:
+                self._attempt = None  # not judged: the estimate says what it found
             return
         if attempt.after_drop:
             if self._estimate >= attempt.start_estimate * SUCCESS_RATIO or (
@@ -242,6 +303,8 @@ class Prober:
         attempt = self._attempt
         if attempt is not None and attempt.after_drop:
             return  # the re-probe's own overuse: nothing more to try
+        if self._last_was_recheck:
+            return  # a re-check found a narrower link: that drop is its answer
         if not (
             now - self._last_end <= RESULT_WAIT_S
             and self._sending_at_attempt < APP_LIMITED_FRACTION * before
