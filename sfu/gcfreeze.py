@@ -16,13 +16,13 @@ imports and the start-up built).
 
 The price: a reference cycle among frozen objects is not collected until
 they are unfrozen.  A participant's objects that were frozen while it was
-in a call become such garbage when it leaves.  So when the number of
-participants falls below half of what it was at the last freeze (a large
-room ended), or to 0, everything is unfrozen and collected at once, on the
-lighter server (otherwise the next automatic full collection would walk the
-whole heap at whatever load there is then: 180-210 ms measured when the
-next room of 250 was joining), and what survives is frozen again.  Memory
-held this way is bounded by twice the live participants' objects.
+in a call become such garbage when it leaves.  So the freezer counts the
+participants who left since the last thaw, and once they reach half of the
+participants at the last freeze (a large room ended, or a steady-size server
+turned half of its people over: a clinic's day of short visits), everything
+is unfrozen and collected at once, on a server that is now lighter or no
+heavier.  Memory held this way is bounded by the objects of about half the
+largest population since the last thaw, whatever the server's uptime.
 
 The freeze happens in the gc callback at the end of the full collection
 itself: then the young generations are empty and the old one holds only
@@ -52,6 +52,7 @@ class GcFreezer:
         self.thaws = 0
         self.frozen_for = 0  # participants at the last freeze
         self.participants = 0  # as of the last tick
+        self.departed = 0  # participants who left since the last thaw
         self.users = 0
 
     def start(self) -> None:
@@ -70,19 +71,28 @@ class GcFreezer:
                 gc.callbacks.remove(self._collected)
             gc.unfreeze()
             self.frozen_for = 0
+            self.departed = 0
 
     def _collected(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "stop" and info.get("generation") == 2:
             self.full_collections += 1
             self._freeze(self.participants)
 
+    def left(self) -> None:
+        """A participant left (its frozen objects may now be garbage)."""
+        self.departed += 1
+
     def tick(self, participants: int) -> None:
-        """On the clock: thaw after the room shrank below half of its size at the freeze."""
+        """On the clock: thaw once the departures since the last thaw reach half of the
+        participants at the freeze."""
         self.participants = participants
-        if self.users and self.frozen_for and participants < (self.frozen_for + 1) // 2:
+        if not self.users or not self.frozen_for:
+            return
+        if self.departed >= max(1, (self.frozen_for + 1) // 2):
             gc.unfreeze()
             self.thaws += 1
             self.frozen_for = participants
+            self.departed = 0
             # Collect now, while the load is down, rather than at the next full
             # collection, which would walk everything (the leftovers included) at
             # whatever load there is then; what survives is frozen again at its end.

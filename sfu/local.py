@@ -265,6 +265,8 @@ class LocalMedia:
         self._pending.pop(pid, None)
         if participant is None:
             return
+        if self.settings.gc_freeze:
+            FREEZER.left()
         self.joins.release(participant)
         self.layers.forget(participant)
         participant.close()

@@ -71,13 +71,33 @@ def test_a_room_that_shrank_by_half_is_thawed_and_its_cycles_are_collected(
     del a, b
     gc.collect()
     assert gone() is not None  # frozen: a cycle among frozen objects is not collected
+    for _ in range(4):
+        freezer.left()
     freezer.tick(participants=6)
-    assert gone() is not None and gc.get_freeze_count() > 0  # 6 of 10: still frozen
+    assert gone() is not None and gc.get_freeze_count() > 0  # 4 of 10 left: still frozen
     collections = freezer.full_collections
-    freezer.tick(participants=4)  # under half of the 10 at the freeze: thawed and collected
+    freezer.left()
+    freezer.tick(participants=5)  # half of the 10 at the freeze left: thawed and collected
     assert freezer.thaws == 1 and freezer.full_collections == collections + 1
     assert gone() is None
-    assert gc.get_freeze_count() > 0 and freezer.frozen_for == 4  # the survivors, again
+    assert gc.get_freeze_count() > 0 and freezer.frozen_for == 5  # the survivors, again
+
+
+def test_a_server_of_steady_size_that_turns_its_people_over_is_thawed(
+    freezer: GcFreezer,
+) -> None:
+    """A clinic's day: the count stays at 10 while visits end and new ones start."""
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    gone = weakref.ref(a)
+    freezer.tick(participants=10)
+    gc.collect()
+    del a, b
+    for _ in range(5):  # five leave, five others join: still 10
+        freezer.left()
+        freezer.tick(participants=10)
+    assert freezer.thaws == 1
+    assert gone() is None  # the leavers' cycles were freed although the count never fell
 
 
 def test_a_full_collection_after_a_freeze_takes_a_fraction_of_one_before(
