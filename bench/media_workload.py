@@ -130,8 +130,11 @@ def _opus_packets() -> list[bytes]:
 class Publisher:
     """Plays `media` through one synthetic peer at real time."""
 
-    def __init__(self, peer: SyntheticPeer, media: EncodedMedia, index: int) -> None:
+    def __init__(
+        self, peer: SyntheticPeer, media: EncodedMedia, index: int, restarts: bool = True
+    ) -> None:
         self.peer = peer
+        self.restarts = restarts  # a PLI/FIR restarts the video at its key frame
         self.media = media
         self.index = index
         self.frame = 0
@@ -149,7 +152,8 @@ class Publisher:
             return
         if any(isinstance(item, (Pli, Fir)) for item in items):
             self.keyframes_requested += 1
-            self.frame = 0
+            if self.restarts:
+                self.frame = 0
 
     def next_frame(self) -> list[bytes]:
         payloads = self.media.video[self.frame % len(self.media.video)]

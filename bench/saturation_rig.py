@@ -13,6 +13,12 @@ and consent, then their sockets are drained with recvmmsg every 20 ms and
 classified with numpy, so the generator costs ~nothing per packet and the
 server, not the generator, is what saturates.  The kernel's drop counter of
 every subscriber socket (/proc/net/udp) shows whether the generator kept up.
+
+The publishers play at a constant rate: a key-frame request does not restart
+their video (a key frame is 5-10x a delta frame's packets).  Janus passes its
+lagging subscribers' PLIs to the publisher, and a restarting publisher then
+sent up to 1.5x the nominal packets, which the search credited to Janus as
+throughput (docs/benchmarks.md, the saturation branch's subsection).
 """
 
 from __future__ import annotations
@@ -285,7 +291,7 @@ class VisitroomRig(Rig):
                             address=self.side.address)  # fmt: skip
             await client.join(self.side.server, self.http, self.room)
             self.clients.append(client)
-            self.publishers.append(Publisher(client.peer, self.media, i))
+            self.publishers.append(Publisher(client.peer, self.media, i, restarts=False))
 
     def session_state(self, index: int) -> str:
         ws = self.clients[index].ws
@@ -333,7 +339,7 @@ class JanusRig(Rig):
             publisher = JanusPublisher(session, peer, f"pub-{i}")
             await publisher.publish(self.room)
             self.feeds.append(publisher)
-            self.publishers.append(Publisher(peer, self.media, i))
+            self.publishers.append(Publisher(peer, self.media, i, restarts=False))
 
     def streams(self) -> list[StreamRef]:
         refs = [StreamRef(p.feed, p.mids["video"]) for p in self.feeds]
