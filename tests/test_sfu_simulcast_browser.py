@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sfu.local import LocalMedia
+from sfu.routing.producer import Producer
 from tests.sfu_live import eventually
 from tests.test_sfu_browser import alice_and_bob, serving
 
@@ -77,19 +78,24 @@ async def site() -> AsyncIterator[tuple[str, LocalMedia]]:
         yield served
 
 
+async def alices_three_layers(media: LocalMedia) -> Producer:
+    """Alice's video track once a key frame of each of its three layers has come."""
+    producers = media.participants["alice"].producers
+    track = producers[next(iter(producers))]
+    await eventually(
+        lambda: all(layer.frame_size for layer in track.layers),
+        timeout=30,
+        what="key frames of the three layers",
+    )
+    return track
+
+
 async def test_chromium_sends_three_layers_and_a_viewer_switches_between_them(
     site: tuple[str, LocalMedia], tmp_path: Path
 ) -> None:
     url, media = site
     async with alice_and_bob(url, tmp_path) as (publisher, viewer):
-        track = media.participants["alice"].producers[
-            next(iter(media.participants["alice"].producers))
-        ]
-        await eventually(
-            lambda: all(layer.frame_size for layer in track.layers),
-            timeout=30,
-            what="key frames of the three layers",
-        )
+        track = await alices_three_layers(media)
         assert [layer.rid for layer in track.layers] == ["q", "h", "f"]
         assert [layer.frame_size for layer in track.layers] == [
             (320, 180),
@@ -165,14 +171,7 @@ async def test_chromium_answers_a_key_frame_request_with_a_key_frame_of_that_lay
     it Chromium re-keys every layer, and its top layer then skips frames: issue 13)."""
     url, media = site
     async with alice_and_bob(url, tmp_path) as _:
-        track = media.participants["alice"].producers[
-            next(iter(media.participants["alice"].producers))
-        ]
-        await eventually(
-            lambda: all(layer.frame_size for layer in track.layers),
-            timeout=30,
-            what="key frames of the three layers",
-        )
+        track = await alices_three_layers(media)
         q = track.layers[0]
         assert q.per_layer_pli
         # The viewer's slot shows nothing, so only this test asks for key frames.
