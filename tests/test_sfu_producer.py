@@ -116,13 +116,29 @@ def test_a_publisher_that_re_keys_every_layer_anyway_is_coalesced_again() -> Non
     frames on h and f too: from then on a second layer's request waits for the answer."""
     out = Capture()
     q, h, f = per_layer_track(out)
+    for layer in (q, h, f):  # each layer starts with a key frame
+        key_frame(layer, 1, 1.0)
     assert q.request_keyframe(10.0)
-    for seq, layer in enumerate((q, h, f), start=1):  # the answer, on every layer
-        key_frame(layer, seq, 10.2)
+    for layer in (q, h, f):  # the answer, on every layer
+        key_frame(layer, 2, 10.2)
     assert q.request_keyframe(11.0)
     assert not f.request_keyframe(11.1)
     assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000)] * 2
     assert not f.keyframes_per_layer
+
+
+def test_a_layer_s_first_key_frame_is_not_taken_for_an_answer_to_another_layer() -> None:
+    """Layers start at different times, each with a key frame; one that starts just after
+    another layer was asked is no sign the publisher re-keys every layer (it made the
+    real-Chromium test flaky, and every such track lost its per-layer requests)."""
+    out = Capture()
+    q, h, f = per_layer_track(out)
+    key_frame(q, 1, 9.0)
+    assert q.request_keyframe(10.0)
+    key_frame(h, 1, 10.2)  # h starts
+    key_frame(f, 1, 10.3)  # f starts
+    assert q.keyframes_per_layer and f.keyframes_per_layer
+    assert f.request_keyframe(10.4)  # asked at once, not held for q's answer
 
 
 def test_a_key_frame_asked_long_ago_does_not_hold_another_layers_request() -> None:

@@ -346,8 +346,8 @@ class Producer:
     def _keyframe(self, data: bytes, h: RtpHeader) -> None:
         """A key frame tells the layer's size (the order of a track's layers)."""
         self.keyframes += 1
-        if len(self.layers) > 1 and self.per_layer_pli:
-            self._learn(self.last_media)
+        if len(self.layers) > 1 and self.per_layer_pli and self.keyframes > 1:
+            self._learn(self.last_media)  # (a layer's first key frame starts it: no answer)
         offset = h.payload_offset
         size = vp8_frame_size(memoryview(data)[offset : offset + h.payload_length])
         if size is not None and size != self.frame_size:
