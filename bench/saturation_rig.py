@@ -585,6 +585,7 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         ]
         out["saturation_ratio_paired_min"] = min(paired, default=float("nan"))
         out["saturation_ratio_paired_max"] = max(paired, default=float("nan"))
+        out["saturation_ratio_paired_median"] = median_or_nan(paired)
     return out
 
 
@@ -604,6 +605,7 @@ def print_saturation(sat: dict[str, Any]) -> None:
         )
     if "saturation_ratio" in sat:
         print(
-            f"  ratio visitroom/Janus {sat['saturation_ratio']:.2f} (paired runs "
+            f"  ratio visitroom/Janus {sat['saturation_ratio']:.2f} (paired runs: median "
+            f"{sat['saturation_ratio_paired_median']:.2f}, "
             f"{sat['saturation_ratio_paired_min']:.2f}-{sat['saturation_ratio_paired_max']:.2f})"
         )

@@ -379,6 +379,7 @@ def test_summary_ratio_and_spread() -> None:
     assert summary["ratio"] == pytest.approx(1.0)
     assert summary["ratio_paired_min"] == pytest.approx(0.8)
     assert summary["ratio_paired_max"] == pytest.approx(1.25)
+    assert summary["ratio_paired_median"] == pytest.approx((0.8 + 1.25) / 2)
     for key in ("visitroom_loss_pct", "janus_loss_pct", "visitroom_added_p99_ms"):
         assert key in summary
 

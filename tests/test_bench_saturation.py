@@ -20,6 +20,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import bulk_receive as br  # noqa: E402
 import mmsg  # noqa: E402
+import saturation_rig  # noqa: E402
 from saturation import (  # noqa: E402
     Limits,
     Load,
@@ -263,3 +264,19 @@ def test_core_ticks_reads_one_cpus_softirq_and_idle(tmp_path: Path) -> None:
     assert core_ticks(2, str(stat)) == (0, 0)
     assert core_ticks(0, str(tmp_path / "missing")) == (0, 0)
     assert sum(core_ticks(0)) > 0  # this machine's
+
+
+def test_the_saturation_summary_gives_the_median_of_each_search_pair_s_ratio() -> None:
+    def search(pps: float) -> dict[str, object]:
+        return {"saturation_pps": pps, "saturated": True, "at_saturation": None, "points": []}
+
+    summary = saturation_rig.summarize(
+        {
+            "visitroom": [search(300.0), search(100.0), search(200.0)],
+            "janus": [search(100.0), search(100.0), search(50.0)],
+        }
+    )
+    assert summary["saturation_ratio"] == pytest.approx(2.0)  # 200 / 100
+    assert summary["saturation_ratio_paired_median"] == pytest.approx(3.0)  # 3, 1, 4
+    assert summary["saturation_ratio_paired_min"] == pytest.approx(1.0)
+    assert summary["saturation_ratio_paired_max"] == pytest.approx(4.0)
