@@ -274,6 +274,8 @@ class Side(Protocol):
 
     def pid(self) -> int: ...
 
+    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]: ...
+
     async def join(self, http: aiohttp.ClientSession, scenario: Scenario, run: int) -> Joined: ...
 
 
@@ -332,6 +334,10 @@ class VisitroomSide:
 
     def pid(self) -> int:
         return int(self.server.proc.pid)
+
+    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]:
+        """The media plane's counters from /metrics (`visitroom_media_*`, without the prefix)."""
+        return await self.server.counters(http)
 
     async def join(self, http: aiohttp.ClientSession, scenario: Scenario, run: int) -> Joined:
         room = f"cmp-{os.getpid()}-{scenario.name}-{run}"
@@ -416,6 +422,9 @@ class JanusSide:
 
     def pid(self) -> int:
         return int(self.process.proc.pid)
+
+    async def counters(self, http: aiohttp.ClientSession) -> dict[str, float]:
+        return {}  # Janus keeps no server-wide drop counters we could read the same way
 
     async def join(self, http: aiohttp.ClientSession, scenario: Scenario, run: int) -> Joined:
         room = random.randrange(1, 2**31)

@@ -159,6 +159,9 @@ class Server:
                             return
                 await asyncio.sleep(0.1)
 
+    async def counters(self, session: aiohttp.ClientSession) -> dict[str, float]:
+        return await media_counters(session, self.url)
+
     async def create_room(self, session: aiohttp.ClientSession, room: str, size: int) -> None:
         admin = mint(KEY, SECRET, room="*", identity="bench", name="Bench", role="host", admin=True)
         now = time.time()
@@ -328,3 +331,17 @@ class RelayServer:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+async def media_counters(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The media plane's counters from the server's /metrics: `visitroom_media_NAME` -> NAME."""
+    prefix = "visitroom_media_"
+    async with session.get(f"{url}/metrics", headers=METRICS_HEADERS) as response:
+        response.raise_for_status()
+        text = await response.text()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            name, _, value = line.partition(" ")
+            out[name.removeprefix(prefix)] = float(value)
+    return out

@@ -29,7 +29,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,9 @@ class Measured:
     core_softirq_pct: float
     core_idle_pct: float
     load_1min: float
+    # What the server itself counted in the window (visitroom's /metrics; Janus: none):
+    # packets in and out and every drop reason that moved (sfu.packet.counters).
+    server_counters: dict[str, float] = field(default_factory=dict)
 
 
 class Rig:
@@ -405,6 +408,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     # Sweep the bulk sockets at both edges of the window: between sweeps (every
     # 50 ms) their counts lag by up to 50 ms, +-1 % of a 5 s window in the
     # delivered share, which decided points at the 1 % loss limit.
+    counters0 = await rig.side.counters(rig.http)
     rig.reader.sweep()
     got0, lost0 = rig.received()
     sent0 = rig.sent()
@@ -424,6 +428,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     monitor.cancel()
     rig.reader.sweep()
     got1, lost1 = rig.received()
+    counted = window_counters(counters0, await rig.side.counters(rig.http))
     got, lost = got1 - got0, lost1 - lost0
     sent = rig.sent() - sent0
     drops = socket_drops(ports) - drops0
@@ -467,7 +472,26 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         core_softirq_pct=100 * (softirq1 - softirq0) / hz / elapsed,
         core_idle_pct=100 * (idle1 - idle0) / hz / elapsed,
         load_1min=os.getloadavg()[0],
+        server_counters=counted,
     )
+
+
+# The server's counters a window reports: traffic, and these drop reasons when they moved.
+TRAFFIC = ("rtp_in", "rtp_out", "udp_send_calls")
+DROPS = (
+    "send_errors", "read_backlog", "bad_rtp", "srtp_errors", "oversize", "unknown_ssrc",
+    "unknown_packets", "not_keyed", "foreign_source", "errors",
+)  # fmt: skip
+
+
+def window_counters(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """What moved between two reads of the server's counters: the traffic always, drops if any."""
+    out = {name: after[name] - before.get(name, 0.0) for name in TRAFFIC if name in after}
+    for name in DROPS:
+        moved = after.get(name, 0.0) - before.get(name, 0.0)
+        if moved:
+            out[name] = moved
+    return out
 
 
 async def search(make_rig: Callable[[], Rig], args: Any) -> dict[str, Any]:
@@ -517,6 +541,10 @@ async def search(make_rig: Callable[[], Rig], args: Any) -> dict[str, Any]:
     }
 
 
+def _counted(counters: dict[str, float]) -> str:
+    return ", ".join(f"{name} {value:,.0f}" for name, value in counters.items())
+
+
 def report(m: Measured, verdict: str) -> None:
     print(
         f"  {m.server} {m.publishers}x{m.subscribers}: "
@@ -530,7 +558,8 @@ def report(m: Measured, verdict: str) -> None:
         f"CPU pressure {m.cpu_pressure_pct:.0f}%, load {m.load_1min:.1f}; "
         f"server core softirq {m.core_softirq_pct:.0f}%, idle {m.core_idle_pct:.0f}%; "
         f"publishers up {m.publishers_connected}/{m.publishers}"
-        + ("" if m.publishers_connected == m.publishers else f" ({m.publisher_state})"),
+        + ("" if m.publishers_connected == m.publishers else f" ({m.publisher_state})")
+        + (f"; server counted {_counted(m.server_counters)}" if m.server_counters else ""),
         flush=True,
     )
 

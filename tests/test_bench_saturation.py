@@ -280,3 +280,14 @@ def test_the_saturation_summary_gives_the_median_of_each_search_pair_s_ratio() -
     assert summary["saturation_ratio_paired_median"] == pytest.approx(3.0)  # 3, 1, 4
     assert summary["saturation_ratio_paired_min"] == pytest.approx(1.0)
     assert summary["saturation_ratio_paired_max"] == pytest.approx(4.0)
+
+
+def test_a_window_reports_the_server_s_traffic_and_only_the_drops_that_moved() -> None:
+    before = {"rtp_in": 100.0, "rtp_out": 1000.0, "send_errors": 5.0, "srtp_errors": 2.0}
+    after = {"rtp_in": 300.0, "rtp_out": 9000.0, "send_errors": 45.0, "srtp_errors": 2.0}
+    assert saturation_rig.window_counters(before, after) == {
+        "rtp_in": 200.0,
+        "rtp_out": 8000.0,
+        "send_errors": 40.0,
+    }
+    assert saturation_rig.window_counters({}, {}) == {}  # Janus: nothing counted
