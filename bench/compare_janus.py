@@ -66,8 +66,12 @@ packet as with reading clients.  Evidence the generator had headroom, per
 point: its CPU, its event loop lag, and the kernel's drop counter of every
 subscriber socket (/proc/net/udp `drops`, must be 0); also the machine's
 CPU pressure (PSI) and load, since this machine is shared.  Loss is the
-larger of the sequence-gap loss and 100% minus delivered / (sent x
-subscribers).
+sequence-gap loss over every subscriber (RFC 3550), plus what a stalled
+subscriber (under half the packets sent) missed; the delivered share
+(received / (sent x subscribers)) is reported too, but a packet still in
+flight at the window's end is not a lost one (saturation_rig.window_loss).
+Each visitroom window also reports what the server counted itself
+(packets in and out, drops by reason, from /metrics).
 
     apt-get install -y janus
     python bench/compare_janus.py --quick --json results/janus/quick.json

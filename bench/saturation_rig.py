@@ -39,6 +39,7 @@ from bulk_receive import (
     BulkReader,
     backlog_drops,
     cpu_pressure_us,
+    peer_counts,
     peer_protocols,
     process_socket_drops,
     socket_drops,
@@ -100,7 +101,8 @@ class Measured:
     expected_pps: float  # what the publishers sent x subscribers
     delivery_pct: float
     gap_loss_pct: float
-    loss_pct: float  # max(sequence gaps, 100 - delivery)
+    loss_pct: float  # sequence gaps + what stalled subscribers missed (`window_loss`)
+    stalled_subscribers: int
     added_p50_ms: float
     added_p99_ms: float
     latency_samples: int
@@ -228,20 +230,19 @@ class Rig:
     def flowing(self, sub: Subscriber) -> int:
         if sub.sample:
             return sum(1 for s in sub.peer.transport.streams.values() if s.packets > 20)
-        counts = [
-            p.transport.count for p in peer_protocols(sub.peer) if hasattr(p.transport, "count")
-        ]
-        return sum(c.flowing() for c in counts)
+        return sum(c.flowing() for c in peer_counts(sub.peer))
 
-    def received(self) -> tuple[int, int]:
-        """(packets, sequence gaps) over every subscriber."""
-        got = lost = 0
+    def received(self) -> list[tuple[int, int]]:
+        """(packets, sequence gaps) of each subscriber, in order."""
+        each = []
         for sub in self.subscribers:
             if sub.sample:
                 streams = sub.peer.transport.streams.values()
-                got += sum(s.packets for s in streams)
-                lost += sum(s.lost for s in streams)
-        return got + self.reader.packets(), lost + self.reader.lost()
+                each.append((sum(s.packets for s in streams), sum(s.lost for s in streams)))
+            else:
+                counts = peer_counts(sub.peer)
+                each.append((sum(c.packets for c in counts), sum(c.lost for c in counts)))
+        return each
 
     def ports(self) -> set[int]:
         ports = set()
@@ -410,7 +411,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     # delivered share, which decided points at the 1 % loss limit.
     counters0 = await rig.side.counters(rig.http)
     rig.reader.sweep()
-    got0, lost0 = rig.received()
+    received0 = rig.received()
     sent0 = rig.sent()
     sweep0 = rig.reader.sweep_seconds
     rig.reader.max_batch = 0
@@ -427,9 +428,9 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     hz = os.sysconf("SC_CLK_TCK")
     monitor.cancel()
     rig.reader.sweep()
-    got1, lost1 = rig.received()
+    received1 = rig.received()
     counted = window_counters(counters0, await rig.side.counters(rig.http))
-    got, lost = got1 - got0, lost1 - lost0
+    got = sum(g for g, _ in received1) - sum(g for g, _ in received0)
     sent = rig.sent() - sent0
     drops = socket_drops(ports) - drops0
     server_drops = process_socket_drops(rig.side.pid()) - server_drops0
@@ -440,8 +441,8 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
     )  # fmt: skip
     expected_packets = sent * len(rig.subscribers)
     delivery = 100 * got / max(1, expected_packets)
-    gap_loss = 100 * lost / max(1, got + lost)
-    loss = max(gap_loss, 100 - delivery, 0.0)
+    gap_loss, stalled_loss, stalled = window_loss(received0, received1, sent)
+    loss = gap_loss + stalled_loss
     p99 = 1000 * percentile(latencies, 0.99)
     return Measured(
         server=rig.name,
@@ -453,6 +454,7 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         delivery_pct=delivery,
         gap_loss_pct=gap_loss,
         loss_pct=loss,
+        stalled_subscribers=stalled,
         added_p50_ms=1000 * percentile(latencies, 0.5),
         added_p99_ms=p99,
         latency_samples=len(latencies),
@@ -474,6 +476,33 @@ async def measure(rig: Rig, load: Load, args: Any, limits: Limits) -> Measured:
         load_1min=os.getloadavg()[0],
         server_counters=counted,
     )
+
+
+def window_loss(
+    before: list[tuple[int, int]], after: list[tuple[int, int]], sent: int
+) -> tuple[float, float, int]:
+    """Loss in a window from each subscriber's (packets, sequence gaps) at its edges.
+
+    Returns (gap loss %, stalled loss %, stalled subscribers).  Gap loss is RFC
+    3550's: holes in the sequence numbers over what arrived plus the holes.  It
+    has no edge error: a packet still on its way at the window's end is counted
+    in the next window, not as lost, where "100 % minus received / (sent x
+    subscribers)" counted it lost (the in-flight share at the two edges, up to
+    p99 / window: 97.8-100.4 % "delivered" with no packet missing).  What gaps
+    cannot see is a subscriber that stopped receiving: one that got under half of
+    the `sent` packets (each subscriber takes every publisher's streams) is
+    stalled, and what it missed counts as lost.
+    """
+    got = lost = missed = stalled = 0
+    for (got0, lost0), (got1, lost1) in zip(before, after, strict=True):
+        g, gaps = got1 - got0, lost1 - lost0
+        got, lost = got + g, lost + gaps
+        if g < sent / 2:
+            stalled += 1
+            missed += sent - g
+    expected = sent * len(after)
+    gap_pct = 100 * lost / max(1, got + lost)
+    return gap_pct, 100 * missed / max(1, expected), stalled
 
 
 # The server's counters a window reports: traffic, and these drop reasons when they moved.
@@ -549,7 +578,9 @@ def report(m: Measured, verdict: str) -> None:
     print(
         f"  {m.server} {m.publishers}x{m.subscribers}: "
         f"{m.forwarded_pps:,.0f} pps ({m.delivery_pct:.2f}% delivered) at "
-        f"{m.server_cpu_pct:.0f}% CPU, loss {m.loss_pct:.3f}%, p99 "
+        f"{m.server_cpu_pct:.0f}% CPU, loss {m.loss_pct:.3f}%"
+        + (f" ({m.stalled_subscribers} stalled)" if m.stalled_subscribers else "")
+        + ", p99 "
         f"{m.added_p99_ms:.1f} ms -> {verdict}; generator "
         f"{m.generator_cpu_pct:.0f}% CPU, lag p99 {m.generator_lag_p99_ms:.1f} ms, "
         f"drops {m.generator_socket_drops} (server's {m.server_socket_drops}, "

@@ -291,3 +291,16 @@ def test_a_window_reports_the_server_s_traffic_and_only_the_drops_that_moved() -
         "send_errors": 40.0,
     }
     assert saturation_rig.window_counters({}, {}) == {}  # Janus: nothing counted
+
+
+def test_window_loss_counts_gaps_and_stalled_subscribers_not_packets_in_flight() -> None:
+    before = [(1000, 0), (1000, 0), (1000, 0)]
+    # 500 sent in the window: the first subscriber got all but 2 still in flight
+    # (no gap), the second 490 with 10 holes, the third stopped after 100.
+    after = [(1498, 0), (1490, 10), (1100, 0)]
+    gap_pct, stalled_pct, stalled = saturation_rig.window_loss(before, after, sent=500)
+    assert gap_pct == pytest.approx(100 * 10 / (498 + 500 + 100))
+    assert stalled == 1
+    assert stalled_pct == pytest.approx(100 * 400 / 1500)
+    # everyone on time, nothing lost
+    assert saturation_rig.window_loss(before, [(1500, 0)] * 3, sent=500) == (0.0, 0.0, 0)
