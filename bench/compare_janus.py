@@ -43,7 +43,9 @@ passes 1% or the added p99 passes 50 ms (`--sat-max-loss`,
 it counts (`--sat-confirm`: another job's burst on a shared machine), then
 the subscriber count is bisected between the last load that passed and the
 one that failed (`--sat-refine` steps), each bisection point in a room
-built afresh (an overloaded server may have dropped sessions).  The result is the highest forwarded
+built afresh (an overloaded server may have dropped sessions); then the
+publishers rise at the most subscribers that passed, a failure there
+bisected the same way (bench/saturation.py `next_load`).  The result is the highest forwarded
 packets/s a server sustained (`saturation_pps_visitroom`,
 `saturation_pps_janus`, `saturation_ratio`: medians of `--sat-runs`
 searches, the order alternating; `saturation_ratio_paired_median`: the

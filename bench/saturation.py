@@ -3,12 +3,20 @@
 A load is (publishers, subscribers): every subscriber receives the audio
 and the video of every active publisher.  The ladder raises subscribers
 first (one publisher), then publishers (at the most subscribers).  The
-search walks up the ladder until a point fails (loss above 1% or added p99
-above 50 ms), then bisects the subscriber count at the failing point's
-publisher count, between the load that last passed and the failing one,
-`refine` times.  The result is the highest forwarded packets/s measured at
-a passing point, and whether the server was saturated at all (a point
-failed) or the ladder ran out first.
+search walks up the subscriber steps until a point fails (loss above 1% or
+added p99 above 50 ms), then bisects the subscriber count between the load
+that last passed and the failing one, `refine` times.  Then it raises the
+publishers at the most subscribers that passed, and a failure there is
+bisected the same way (`next_load`).  The result is the highest forwarded
+packets/s measured at a passing point, and whether the server was
+saturated at all (a point failed) or the ladder ran out first.
+
+Why the publishers after a failure too: a server that cannot take one
+publisher's key-frame bursts to 400 subscribers within the p99 limit may
+still forward two publishers to 300 (twice the packets, the bursts of the
+two interleaved); stopping at the first phase reported it at half what it
+sustains, and which of the two a search found depended on whether one
+point at the ladder's top passed.
 """
 
 from __future__ import annotations
@@ -60,24 +68,49 @@ def ladder(subscriber_steps: Sequence[int], max_publishers: int) -> list[Load]:
 def next_load(
     history: Sequence[Point], steps: Sequence[Load], refine: int, granularity: int = 5
 ) -> Load | None:
-    """The next load to measure, or None when the search is over."""
+    """The next load to measure, or None when the search is over.
+
+    Phase p (publishers): at one publisher, walk up the ladder's subscriber
+    steps; at a failure, bisect the subscribers `refine` times.  Then the
+    next phase starts at p + 1 publishers with the most subscribers that
+    passed at p (the ladder's top when none failed), and a failure there is
+    bisected the same way, the pass of the phase before carried over at the
+    same number of streams.  The search ends after the ladder's most
+    publishers, or when a phase has no passing point.
+    """
+    if not steps:
+        return None
     if not history:
-        return steps[0] if steps else None
-    failed = [p for p in history if not p.passed]
+        return steps[0]
+    phase = history[-1].load.publishers
+    at_phase = [h for h in history if h.load.publishers == phase]
+    failed = [h for h in at_phase if not h.passed]
     if not failed:
-        done = {p.load for p in history}
-        remaining = [s for s in steps if s not in done and s > history[-1].load]
-        return remaining[0] if remaining else None
-    first_fail = failed[0].load
-    refinements = len(history) - 1 - history.index(failed[0])
-    if refinements >= refine:
+        # Subscribers climb the ladder in the first phase only; later phases
+        # start at the most subscribers that passed and add publishers.
+        done = {h.load for h in history}
+        first = steps[0].publishers
+        above = [s for s in steps if s.publishers == phase == first and s not in done]
+        above = [s for s in above if s > history[-1].load]
+        return above[0] if above else _next_phase(history, steps, phase)
+    if len(at_phase) - 1 - at_phase.index(failed[0]) < refine:
+        low, high = bracket(history, phase)
+        middle = (low + high) // 2
+        middle -= middle % granularity if middle > granularity else 0
+        if low < middle < high:
+            return Load(phase, middle)
+    return _next_phase(history, steps, phase)
+
+
+def _next_phase(history: Sequence[Point], steps: Sequence[Load], phase: int) -> Load | None:
+    """One more publisher, at the most subscribers that passed with `phase` publishers."""
+    if phase >= max(s.publishers for s in steps):
         return None
-    low, high = bracket(history, first_fail.publishers)
-    middle = (low + high) // 2
-    middle -= middle % granularity if middle > granularity else 0
-    if middle <= low or middle >= high:
-        return None
-    return Load(first_fail.publishers, middle)
+    best = max(
+        (h.load.subscribers for h in history if h.passed and h.load.publishers == phase),
+        default=0,
+    )
+    return Load(phase + 1, best) if best else None
 
 
 def bracket(history: Sequence[Point], publishers: int) -> tuple[int, int]:

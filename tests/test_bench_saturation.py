@@ -73,10 +73,33 @@ def test_a_failure_in_the_subscriber_phase_is_bisected() -> None:
     history.append(point(1, 175, False))
     assert next_load(history, STEPS, refine=3) == Load(1, 160)
     history.append(point(1, 160, True))
-    assert next_load(history, STEPS, refine=3) is None  # three refinements done
+    # three refinements done: one more publisher at the most subscribers that passed
+    assert next_load(history, STEPS, refine=3) == Load(2, 160)
     assert saturated(history)
     best = sustained(history)
     assert best is not None and best.load == Load(1, 160)
+
+
+def test_after_the_subscriber_phase_the_publishers_rise_and_a_failure_there_is_bisected() -> None:
+    history = [point(1, 50, True), point(1, 100, True), point(1, 200, False), point(1, 150, True)]
+    assert next_load(history, STEPS, refine=1) == Load(2, 150)
+    history.append(point(2, 150, True))  # 300 streams: more packets than 1 x 150
+    assert next_load(history, STEPS, refine=1) == Load(3, 150)
+    history.append(point(3, 150, False))
+    # 2 x 150 streams passed: at 3 publishers that is 100 subscribers; 150 failed.
+    assert bracket(history, 3) == (100, 150)
+    assert next_load(history, STEPS, refine=1) == Load(3, 125)
+    history.append(point(3, 125, True))
+    assert next_load(history, STEPS, refine=1) is None  # the ladder's most publishers, refined
+    best = sustained(history)
+    assert best is not None and best.load == Load(3, 125)
+
+
+def test_a_phase_with_no_passing_point_ends_the_search() -> None:
+    history = [point(1, 50, True), point(1, 100, True), point(1, 200, True), point(2, 200, False)]
+    assert next_load(history, STEPS, refine=1) == Load(2, 150)  # 1 x 200 carried over: 100
+    history.append(point(2, 150, False))
+    assert next_load(history, STEPS, refine=1) is None
 
 
 def test_a_failure_in_the_publisher_phase_bisects_subscribers_at_that_publisher_count() -> None:
@@ -96,7 +119,7 @@ def test_a_failure_at_the_first_point_leaves_nothing_sustained() -> None:
     history = [point(1, 50, False)]
     assert next_load(history, STEPS, refine=1) == Load(1, 25)
     history.append(point(1, 25, False))
-    assert next_load(history, STEPS, refine=1) is None
+    assert next_load(history, STEPS, refine=1) is None  # no subscriber count passed
     assert sustained(history) is None and saturated(history)
 
 
