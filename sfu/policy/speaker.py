@@ -241,7 +241,8 @@ class DominantSpeaker:
                     sp.open = -1
                 else:
                     self._advance(sp, frame)
-            energy = _MAX_LEVEL - min(max(level, 0), _MAX_LEVEL)
+            # `_MAX_LEVEL - min(max(level, 0), _MAX_LEVEL)` without the two calls
+            energy = _MAX_LEVEL if level < 0 else 0 if level > _MAX_LEVEL else _MAX_LEVEL - level
             if energy and (not voice or not trust_vad):
                 self._learn_floor(sp, energy)
             if (trust_vad and not voice) or energy < sp.floor + subunit:
