@@ -19,7 +19,7 @@ import os
 import random
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +30,7 @@ from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.packet.twcc import transport_seq_offset
+from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
 from sfu.routing.consumer import Consumer
 from sfu.routing.producer import Producer
 from sfu.sdp.negotiate import MID_URI, TWCC_URI
@@ -336,7 +337,49 @@ def test_the_compiled_fanout_refuses_what_it_cannot_read() -> None:
 
         with pytest.raises(TypeError):
             compiled.configure("counters", Plain)
+
+        class Other(NamedTuple):
+            start: bool
+
+        with pytest.raises(TypeError):
+            compiled.configure("descriptor", Plain)  # not a NamedTuple
+        with pytest.raises(AttributeError):
+            compiled.configure("descriptor", Other)  # no partition or tid: the class stays
         world.feed(data, 1.0)
         assert world.consumers[0].packets_sent == 1, "still configured as before"
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("start", [True, False])
+@pytest.mark.parametrize("partition", [0, 1])
+@pytest.mark.parametrize("tid", [0, 1, 2])
+def test_the_compiled_fanout_reads_frame_start_from_the_descriptors_fields(
+    monkeypatch: pytest.MonkeyPatch, start: bool, partition: int, tid: int
+) -> None:
+    """No Python property call per video packet: `start and partition == 0` in C,
+    with the same answer as the property (a thinned slot moves on a frame start only)."""
+    world = World(True, False)
+    try:
+        world.feed(vp8_packet(1, 0, 0, 100, False, 1), 1.0)  # a key frame: every slot started
+        first = 0x80 | (0x10 if start else 0) | partition  # X, S, PID; then T; then the TID
+        desc = parse_vp8(bytes([first, 0x20, tid << 6]) + bytes(10))
+        assert (desc.start, desc.partition, desc.tid) == (start, partition, tid)
+        expected = desc.frame_start
+
+        def no_call(_: Vp8Descriptor) -> bool:
+            raise AssertionError("the compiled fan-out called frame_start")
+
+        thinned = world.consumers[STATES.index("thinned")]
+        moved: list[bool] = []
+        monkeypatch.setattr(Vp8Descriptor, "frame_start", property(no_call))
+        monkeypatch.setattr(Consumer, "forward", lambda self, *args: moved.append(self is thinned))
+        compiled = native.load("_fanout")
+        assert compiled is not None
+        world.publisher.desc = desc
+        data = vp8_packet(2, 0, 2, 100, False, 2)
+        compiled.fanout(world.publisher, [thinned], data, parse_rtp(data), "vp8", 1.01, -1)
+        # a thinned slot whose target is below the packet's TID goes to Python on a frame start
+        assert moved == ([True] if expected and tid > thinned._tid_target else [])
     finally:
         world.close()

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from sfu import native
 from sfu.packet.counters import Counters
 from sfu.packet.rtp import RtpHeader, build_rtp, parse_rtp
+from sfu.policy.speaker import LOG_MAX, LevelLog
 from sfu.routing.layers import RateMeter
 from sfu.routing.producer import Producer, _compiled_receive
 from sfu.sdp.negotiate import CodecChoice
@@ -270,6 +271,24 @@ def test_audio_levels_reach_the_sink_alike(receive: Receive) -> None:
     for n, ext in enumerate([b"\x1e", b"\x9e", b"\x1e", b"\x9e\x00"]):
         feed(twins, packet("audio", n, 111, b"\xfc" + bytes(10), {1: ext}, 0), n * 0.02)
     assert [voice for _, _, voice, _ in twins[0].levels] == [True, True, False]
+
+
+def test_a_speaker_log_gets_the_rows_alike_and_never_more_than_log_max(receive: Receive) -> None:
+    """A list sink (`DominantSpeaker.log`) is appended to, not called, by both twins."""
+    twins = pair("audio", receive)
+    logs: list[LevelLog] = [[], []]
+    for twin, log in zip(twins, logs, strict=True):
+        twin.p.level_sink = log
+    for n, ext in enumerate([b"\x1e", b"\x9e", b"\x1e", b"\x9e\x00", b"\xff"]):
+        feed(twins, packet("audio", n, 111, b"\xfc" + bytes(10), {1: ext}, 0), n * 0.02)
+        assert logs[0] == logs[1]
+    assert logs[0] == [(30, True, 0.0), (30, True, 0.02), (30, False, 0.04), (127, True, 0.08)]
+    for log in logs:
+        log[:] = [(1, True, 0.0)] * (LOG_MAX - 1)
+    feed(twins, packet("audio", 9, 111, b"\xfc", {1: b"\x9e"}, 0), 1.0)
+    feed(twins, packet("audio", 10, 111, b"\xfc", {1: b"\x9e"}, 0), 1.02)  # one too many
+    for log in logs:
+        assert len(log) == LOG_MAX and log[-1] == (30, True, 1.0)
 
 
 def test_objects_it_was_not_configured_for_go_to_python(receive: Receive) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from sfu.packet.counters import Counters
+from sfu.packet.rtp import parse_rtp
 from sfu.relay.endpoint import RelayEndpoint
 from sfu.relay.remote import RemotePublisher, RemoteStream, describe
 from sfu.routing.group import SCREEN, Group, participant_of
 from sfu.routing.participant import Participant
 from sfu.settings import MediaSettings
-from tests.sfu_fakes import media_plans, producer
+from tests.sfu_fakes import media_plans, opus, producer
 
 
 def member(group: Group, pid: str, n: int, **kw: object) -> Participant:
@@ -34,6 +37,27 @@ def slots(group: Group, p: Participant, now: float = 0.0) -> dict[str, str | Non
 def speak(group: Group, pid: str, start: float, seconds: float, level: int = 10) -> None:
     for n in range(int(seconds / 0.02)):
         group.on_level(pid, level, True, start + n * 0.02)
+
+
+@pytest.mark.parametrize("path", ["compiled", "python"])
+def test_audio_levels_reach_the_speaker_through_its_log_without_a_call(path: str) -> None:
+    """The producers' sink is the speaker's log: the packet path appends, the tick decides."""
+    group = Group("r", "main")
+    member(group, "viewer", 0, audio=False, video=False)
+    alice = member(group, "alice", 1)
+    audio = alice.producers["a"].layers[0]
+    log = group.speaker.log("alice")
+    assert audio.level_sink is log
+    if path == "python":
+        audio._receive = None
+    else:
+        assert audio._receive is not None, "run `python -m sfu.native.build` first"
+    for n in range(75):
+        data = opus(n, n * 960, ssrc=audio.ssrc or 0, level=10)
+        assert audio.on_rtp(data, parse_rtp(data), n * 0.02)
+    assert len(log) == 75  # appended, not folded in yet
+    assert group.update_speaker(1.5) == "alice"
+    assert log == []
 
 
 def test_two_participants_receive_each_other_and_never_themselves() -> None:

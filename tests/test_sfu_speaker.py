@@ -299,3 +299,97 @@ def test_any_sequence_of_calls_keeps_the_state_consistent(
             assert len(set(ranked)) == len(ranked)
             assert set(ranked) <= present
         assert ds.current is None or ds.current in present
+
+
+# --- the log: rows appended per packet, folded in at the next decision ---------
+
+
+def test_equal_speakers_are_ranked_by_id_whoever_sent_first() -> None:
+    """Ties do not depend on arrival order (the logs fold in per participant)."""
+    results = []
+    for order in ("ab", "ba"):
+        ds = DominantSpeaker()
+        for i in range(100):
+            for pid in order:
+                ds.add_level(pid, 30, True, T0 + i * 0.02)
+        results.append((ds.update(T0 + 2.0), ds.loudest(2, T0 + 2.0)))
+    assert results == [("a", ["a", "b"]), ("a", ["a", "b"])]
+
+
+def test_a_challenger_tie_goes_to_the_smaller_id_whoever_sent_first() -> None:
+    results = []
+    for order in ("cb", "bc"):
+        ds = DominantSpeaker()
+        run(ds, {"a": talking((T0, T0 + 2.0))}, T0, T0 + 2.0)
+        assert ds.current == "a"
+        scripts = {pid: talking((T0 + 2.0, T0 + 6.0)) for pid in order}
+        scripts["a"] = silent
+        changes = run(ds, scripts, T0 + 2.0, T0 + 6.0)
+        results.append([pid for _, pid in changes])
+    assert results[0] == results[1] == ["b"]
+
+
+def test_rows_in_a_log_are_folded_in_at_the_next_update() -> None:
+    ds = DominantSpeaker()
+    log = ds.log("a")
+    assert ds.log("a") is log  # the same list every time: producers keep it
+    for i in range(60):
+        log.append((30, True, T0 + i * 0.02))
+    assert ds.current is None  # nothing folded in yet
+    assert ds.update(T0 + 1.2) == "a"
+    assert log == []  # emptied in place
+    ds.remove("a")
+    assert ds.log("a") is not log  # a removed speaker's log is dropped unread
+
+
+# Mostly 20 ms apart, as audio packets come (the fold's common case), with gaps.
+PACED = st.one_of(st.sampled_from([0.0, 0.02, 0.02, 0.02, 0.02, 0.021, 0.04, 0.1]), st.floats(0, 2))
+paced_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("level"),
+            st.sampled_from("abc"),
+            st.one_of(st.sampled_from([10, 30, 30, 85, 127]), st.integers(-10, 140)),
+            st.booleans(),
+            PACED,
+        ),
+        st.tuples(st.just("update"), st.just(""), st.just(0), st.just(False), PACED),
+        st.tuples(st.just("remove"), st.sampled_from("abc"), st.just(0), st.just(False), PACED),
+        st.tuples(st.just("loudest"), st.just(""), st.integers(-1, 4), st.just(False), PACED),
+    ),
+    max_size=400,
+)
+
+
+def state(ds: DominantSpeaker) -> dict[str, tuple[object, ...]]:
+    """Every participant's frame history, as `update` and `loudest` leave it."""
+    return {
+        pid: tuple(getattr(sp, name) for name in sp.__slots__) for pid, sp in ds._speakers.items()
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(ops, paced_ops))
+def test_the_log_decides_exactly_as_add_level_does(
+    calls: list[tuple[str, str, int, bool, float]],
+) -> None:
+    """The same calls, levels through `add_level` on one, appended to `log` on the other."""
+    direct, logged = DominantSpeaker(), DominantSpeaker()
+    now = T0
+    for op, pid, number, voice, dt in calls:
+        now += dt
+        if op == "level":
+            direct.add_level(pid, number, voice, now)
+            logged.log(pid).append((number, voice, now))
+        elif op == "update":
+            assert direct.update(now) == logged.update(now)
+            assert state(direct) == state(logged)
+        elif op == "remove":
+            direct.remove(pid)
+            logged.remove(pid)
+        else:
+            assert direct.loudest(number, now) == logged.loudest(number, now)
+            assert state(direct) == state(logged)
+        assert direct.current == logged.current
+    assert direct.loudest(4, now) == logged.loudest(4, now)
+    assert direct.update(now + 1) == logged.update(now + 1)

@@ -932,7 +932,56 @@ resolve(SlotTable *table, PyObject *cls, const char **names, int n)
     return 0;
 }
 
-/* configure(role, cls[, max_tid]): role "counters", "history" or "consumer". */
+/* The VP8 descriptor class (sfu.packet.vp8.Vp8Descriptor, a NamedTuple) and
+ * the indices of its `start`, `partition` and `tid` fields: a descriptor of
+ * exactly this class is read as a tuple, without its Python `frame_start`
+ * property (a Python call per video packet).  Anything else is read by name. */
+static PyTypeObject *descriptor_type;
+static Py_ssize_t desc_start = -1, desc_partition = -1, desc_tid = -1;
+
+/* The index of field `name` in a NamedTuple class's `_fields`. */
+static Py_ssize_t
+field_index(PyObject *fields, const char *name)
+{
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(fields); i++) {
+        PyObject *f = PyTuple_GET_ITEM(fields, i);
+        if (PyUnicode_Check(f) && PyUnicode_CompareWithASCIIString(f, name) == 0)
+            return i;
+    }
+    PyErr_Format(PyExc_AttributeError, "the descriptor class has no field %s", name);
+    return -1;
+}
+
+static int
+configure_descriptor(PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the descriptor class must be a NamedTuple");
+        return -1;
+    }
+    PyObject *fields = PyObject_GetAttrString(cls, "_fields");
+    if (fields == NULL)
+        return -1;
+    int rc = -1;
+    if (!PyTuple_Check(fields))
+        PyErr_SetString(PyExc_TypeError, "the descriptor class's _fields must be a tuple");
+    else {
+        Py_ssize_t start = field_index(fields, "start");
+        Py_ssize_t partition = start < 0 ? -1 : field_index(fields, "partition");
+        Py_ssize_t tid = partition < 0 ? -1 : field_index(fields, "tid");
+        if (tid >= 0) {
+            Py_XSETREF(descriptor_type, (PyTypeObject *)Py_NewRef(cls));
+            desc_start = start;
+            desc_partition = partition;
+            desc_tid = tid;
+            rc = 0;
+        }
+    }
+    Py_DECREF(fields);
+    return rc;
+}
+
+/* configure(role, cls[, max_tid]): role "counters", "history", "consumer" or "descriptor". */
 static PyObject *
 fanout_configure(PyObject *module, PyObject *args)
 {
@@ -942,15 +991,19 @@ fanout_configure(PyObject *module, PyObject *args)
     if (!PyArg_ParseTuple(args, "sO|l", &role, &cls, &tid))
         return NULL;
     int rc;
-    if (strcmp(role, "counters") == 0)
+    if (strcmp(role, "descriptor") == 0)
+        rc = configure_descriptor(cls);
+    else if (strcmp(role, "counters") == 0)
         rc = resolve(&counters_slots, cls, counters_names, C_N);
     else if (strcmp(role, "history") == 0)
         rc = resolve(&history_slots, cls, history_names, H_N);
     else if (strcmp(role, "consumer") == 0) {
         rc = resolve(&consumer_slots, cls, consumer_names, K_N);
-        max_tid = tid;
+        if (rc == 0)  /* a refused class leaves the limit as it was, like the table */
+            max_tid = tid;
     } else {
-        PyErr_SetString(PyExc_ValueError, "role must be counters, history or consumer");
+        PyErr_SetString(PyExc_ValueError,
+                        "role must be counters, history, consumer or descriptor");
         return NULL;
     }
     if (rc < 0)
@@ -1588,7 +1641,18 @@ vp8_entry_tid(PyObject *producer, long long *out)
     if (desc == NULL)
         return -1;
     int rc = 0;
-    if (desc != Py_None) {
+    if (descriptor_type != NULL && Py_TYPE(desc) == descriptor_type &&
+        PyTuple_GET_SIZE(desc) > desc_start && PyTuple_GET_SIZE(desc) > desc_partition &&
+        PyTuple_GET_SIZE(desc) > desc_tid) {
+        /* `start and partition == 0`, read from the tuple's items */
+        int start = PyObject_IsTrue(PyTuple_GET_ITEM(desc, desc_start));
+        long long partition = as_ll(PyTuple_GET_ITEM(desc, desc_partition));
+        long long tid = as_ll(PyTuple_GET_ITEM(desc, desc_tid));
+        if (start < 0 || PyErr_Occurred())
+            rc = -1;
+        else if (start && partition == 0)
+            *out = tid;
+    } else if (desc != Py_None) {
         PyObject *tid = PyObject_GetAttr(desc, s_tid);
         PyObject *start = tid ? PyObject_GetAttr(desc, s_frame_start) : NULL;
         int starts = start ? PyObject_IsTrue(start) : -1;
@@ -1670,7 +1734,8 @@ static PyMethodDef module_methods[] = {
     {"monotonic_of", fanout_monotonic_of, METH_VARARGS,
      "monotonic_of(stamp_ns, offset_ns, read_ns): a kernel receive stamp on the monotonic clock"},
     {"configure", fanout_configure, METH_VARARGS,
-     "configure(role, cls[, max_tid]): the slotted class whose fields the loops use"},
+     "configure(role, cls[, max_tid]): the slotted class whose fields the loops use, or the "
+     "VP8 descriptor class"},
     {"fanout", (PyCFunction)(void (*)(void))fanout_fanout, METH_FASTCALL,
      "fanout(producer, consumers, data, h, codec, now, twcc_at): Consumer.forward for each"},
     {NULL, NULL, 0, NULL},

@@ -71,11 +71,13 @@ static SlotTable producer_slots, header_slots, cache_slots, meter_slots, nack_sl
 #define SLOT(obj, table, k) (*(PyObject **)((char *)(obj) + (table).offsets[k]))
 
 /* bind(): the compiled parsers (sfu.native._rtp), RtpError, the VP8 descriptor
- * class with its `tid` and `keyframe` indices, and RATE_WINDOW_S. */
+ * class with its `tid` and `keyframe` indices, RATE_WINDOW_S, and the most rows
+ * a speaker's level log takes (sfu.policy.speaker.LOG_MAX). */
 static PyObject *read_vp8_at, *find_extension, *rtp_error;
 static PyTypeObject *descriptor_type;
 static Py_ssize_t tid_index = -1, keyframe_index = -1;
 static double rate_window = 0.0;
+static Py_ssize_t log_max = 0;
 
 static PyObject *s_forward, *s_rtp, *s_unwrap, *s_max_seq, *s_add, *s_send_nack, *s_get, *s_store, *s_keyframe,
     *s_read_red, *s_red;
@@ -119,23 +121,26 @@ recv_configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* bind(read_vp8_at, find_extension, RtpError, Vp8Descriptor, tid_index, keyframe_index, window) */
+/* bind(read_vp8_at, find_extension, RtpError, Vp8Descriptor, tid_index, keyframe_index, window,
+ *      log_max) */
 static PyObject *
 recv_bind(PyObject *module, PyObject *args)
 {
     PyObject *vp8, *find, *error, *descriptor;
     Py_ssize_t tid, keyframe;
     double window;
-    if (!PyArg_ParseTuple(args, "OOOOnnd", &vp8, &find, &error, &descriptor, &tid, &keyframe,
-                          &window))
+    Py_ssize_t most;
+    if (!PyArg_ParseTuple(args, "OOOOnndn", &vp8, &find, &error, &descriptor, &tid, &keyframe,
+                          &window, &most))
         return NULL;
     if (!PyCallable_Check(vp8) || !PyCallable_Check(find) || !PyExceptionClass_Check(error) ||
         !PyType_Check(descriptor) || !PyType_IsSubtype((PyTypeObject *)descriptor, &PyTuple_Type)) {
         PyErr_SetString(PyExc_TypeError, "bind wants two functions, an exception and a tuple class");
         return NULL;
     }
-    if (tid < 0 || keyframe < 0 || !(window > 0.0)) {
-        PyErr_SetString(PyExc_ValueError, "field indices must be >= 0 and the window > 0");
+    if (tid < 0 || keyframe < 0 || !(window > 0.0) || most < 0) {
+        PyErr_SetString(PyExc_ValueError,
+                        "field indices and log_max must be >= 0 and the window > 0");
         return NULL;
     }
     Py_XSETREF(read_vp8_at, Py_NewRef(vp8));
@@ -145,6 +150,7 @@ recv_bind(PyObject *module, PyObject *args)
     tid_index = tid;
     keyframe_index = keyframe;
     rate_window = window;
+    log_max = most;
     Py_RETURN_NONE;
 }
 
@@ -278,7 +284,10 @@ meter_add(PyObject *meter, long tid, PyObject *size, PyObject *now)
     return rc;
 }
 
-/* Producer._read_level: the RFC 6464 level to the level sink; RtpError ignored. */
+/* Producer._read_level: the RFC 6464 level to the level sink; RtpError ignored.
+ * A sink that is a list is a speaker's log (sfu.policy.speaker.DominantSpeaker.log):
+ * the row (level, voice, now) is appended while it holds fewer than `log_max`
+ * rows, with no Python run; any other sink is called (owner, level, voice, now). */
 static int
 read_level(PyObject *producer, PyObject *data, PyObject *h, PyObject *level_id, PyObject *now)
 {
@@ -306,14 +315,23 @@ read_level(PyObject *producer, PyObject *data, PyObject *h, PyObject *level_id, 
         set_slot(seen, voice ? Py_True : Py_False);
     vad_seen = vad_seen || voice;
     PyObject *sink = Py_NewRef(SLOT(producer, producer_slots, P_LEVEL_SINK));
-    if (sink != Py_None) {
+    PyObject *flag = (voice || !vad_seen) ? Py_True : Py_False;
+    if (PyList_Check(sink)) {
+        if (PyList_GET_SIZE(sink) < log_max) {
+            PyObject *level = PyLong_FromLong(b & 0x7F); /* a cached small int */
+            PyObject *row = level ? PyTuple_Pack(3, level, flag, now) : NULL;
+            rc = row ? PyList_Append(sink, row) : -1;
+            Py_XDECREF(row);
+            Py_XDECREF(level);
+        }
+    } else if (sink != Py_None) {
         PyObject *level = PyLong_FromLong(b & 0x7F);
         if (level == NULL) {
             Py_DECREF(sink);
             return -1;
         }
         PyObject *owner = Py_NewRef(SLOT(producer, producer_slots, P_OWNER));
-        PyObject *sargs[4] = {owner, level, (voice || !vad_seen) ? Py_True : Py_False, now};
+        PyObject *sargs[4] = {owner, level, flag, now};
         rc = done(PyObject_Vectorcall(sink, sargs, 4, NULL));
         Py_DECREF(owner);
         Py_DECREF(level);
@@ -558,7 +576,7 @@ static PyMethodDef module_methods[] = {
      "configure(role, cls): the slotted class whose fields receive uses"},
     {"bind", recv_bind, METH_VARARGS,
      "bind(read_vp8_at, find_extension, RtpError, Vp8Descriptor, tid_index, keyframe_index, "
-     "rate_window)"},
+     "rate_window, log_max)"},
     {"receive", (PyCFunction)(void (*)(void))recv_receive, METH_FASTCALL,
      "receive(producer, data, h, now): Producer.on_rtp in C (True, False or None)"},
     {NULL, NULL, 0, NULL},

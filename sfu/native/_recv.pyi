@@ -17,9 +17,11 @@ def bind(
     tid_index: int,
     keyframe_index: int,
     rate_window: float,
+    log_max: int,
     /,
 ) -> None:
-    """The compiled parsers it calls, RtpError, Vp8Descriptor's field indices, RATE_WINDOW_S."""
+    """The compiled parsers it calls, RtpError, Vp8Descriptor's field indices, RATE_WINDOW_S,
+    and the most rows a speaker's level log (a list sink) takes."""
 
 def receive(producer: object, data: bytes, h: object, now: float, /) -> bool | None:
     """Producer.on_rtp: True, False (unknown payload type), or None (not handled:

@@ -58,14 +58,31 @@ deterministic.
 `add_level` runs per audio packet and is O(1): it only folds the level into
 the open frame, closing at most a bounded number of frames (the window
 length) when time has moved on.
+
+`log(participant_id)` is the cheaper way in for a packet path: a plain list
+to which the caller appends ``(level, voice, now)`` rows (at most `LOG_MAX`;
+the compiled receive path does it without running any Python).  The rows are
+folded in, in arrival order and exactly as `add_level` would have, at the
+next `update`, `loudest` or `remove`, so the per-packet cost is an append.
+Which row came first across participants does not matter: every
+participant's history is its own, and ties between participants are broken
+by id, not by who sent first.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
-__all__ = ["DominantSpeaker"]
+__all__ = ["LOG_MAX", "DominantSpeaker", "LevelLog"]
 
+LevelLog = list[tuple[int, bool, float]]  # (level, voice, now) rows not folded in yet
+# A log holds at most this many rows (80 s of 20 ms audio); its appenders drop
+# what comes beyond.  Every tick drains every group's logs, so only a log
+# nobody reads any more (its speaker removed) ever fills.
+LOG_MAX = 4096
+
+_V = TypeVar("_V", float, tuple[float, float, float, int])
 _MAX_LEVEL = 127
 _MIN_SCORE = 1e-10
 _P_SPEECH = 0.5
@@ -159,6 +176,7 @@ class DominantSpeaker:
         self._decay = math.exp(-frame_s / loudness_tau_s)
         self._floor_window = max(1, round(floor_window_s / frame_s))
         self._speakers: dict[str, _Speaker] = {}
+        self._logs: dict[str, LevelLog] = {}
         self._current: str | None = None
 
     @property
@@ -184,6 +202,53 @@ class DominantSpeaker:
             energy = 0
         if energy > sp.open:
             sp.open = energy
+
+    def log(self, participant_id: str) -> LevelLog:
+        """The list a packet path appends ``(level, voice, now)`` to (see module doc)."""
+        rows = self._logs.get(participant_id)
+        if rows is None:
+            rows = self._logs[participant_id] = []
+        return rows
+
+    def _drain(self) -> None:
+        """Fold every log's rows in, in arrival order, and empty the logs."""
+        for pid, rows in self._logs.items():
+            if rows:
+                batch = rows[:]
+                del rows[:]  # the appenders keep this very list
+                sp = self._speakers.get(pid)
+                if sp is None:
+                    sp = self._speakers[pid] = _Speaker(self._window)
+                self._fold(sp, batch)
+
+    def _fold(self, sp: _Speaker, rows: LevelLog) -> None:
+        """`add_level` for each row, with the common case (the next frame) inline."""
+        rate, subunit, decay = self._rate, self._subunit, self._decay
+        trust_vad, threshold, window = self._trust_vad, self._medium_threshold, self._window
+        for level, voice, now in rows:
+            frame = int(now * rate)
+            if frame > sp.frame:
+                if frame == sp.frame + 1 and sp.open >= 0:
+                    # `_advance` closing one frame that had packets (`_push` inline).
+                    held = sp.held = sp.open // subunit
+                    sp.gap = 0
+                    head = sp.head = (sp.head + 1) % window
+                    sp.frames[head] = held
+                    sp.loudness = sp.loudness * decay + held * (1.0 - decay)
+                    if held > threshold:
+                        sp.last_active = sp.frame
+                    sp.frame = frame
+                    sp.open = -1
+                else:
+                    self._advance(sp, frame)
+            # `_MAX_LEVEL - min(max(level, 0), _MAX_LEVEL)` without the two calls
+            energy = _MAX_LEVEL if level < 0 else 0 if level > _MAX_LEVEL else _MAX_LEVEL - level
+            if energy and (not voice or not trust_vad):
+                self._learn_floor(sp, energy)
+            if (trust_vad and not voice) or energy < sp.floor + subunit:
+                energy = 0
+            if energy > sp.open:
+                sp.open = energy
 
     def _learn_floor(self, sp: _Speaker, energy: int) -> None:
         """Track the minimum noise energy; let it rise only slowly (15 s windows)."""
@@ -243,26 +308,28 @@ class DominantSpeaker:
             return self._current
         d_imm, d_med, d_long = self._scores(self._speakers[dominant])
         c1, c2, c3 = self._c
-        best, best_margin = None, c2
+        best: str | None = None
+        best_margin = c2
         for pid, sp in self._speakers.items():
             if pid == dominant:
                 continue
             imm, med, long = self._scores(sp)
             margin = med - d_med
-            if imm - d_imm > c1 and margin > best_margin and long - d_long > c3:
+            if imm - d_imm > c1 and long - d_long > c3 and _better(margin, pid, best_margin, best):
                 best, best_margin = pid, margin
         if best is not None:
             self._current = best
         return best
 
     def _nominate(self) -> str | None:
-        best, best_key = None, None
+        best: str | None = None
+        best_key: tuple[float, float, float, int] | None = None
         for pid, sp in self._speakers.items():
             if sp.last_active < 0:
                 continue
             imm, med, long = self._scores(sp)
             key = (long, med, imm, sp.last_active)
-            if best_key is None or key > best_key:
+            if best_key is None or _better(key, pid, best_key, best):
                 best, best_key = pid, key
         return best
 
@@ -287,6 +354,7 @@ class DominantSpeaker:
         return self._log_imm[immediate], self._log_med[medium], self._log_long[active_blocks]
 
     def _advance_all(self, now: float) -> None:
+        self._drain()
         frame = int(now * self._rate)
         for sp in self._speakers.values():
             if frame > sp.frame >= 0:
@@ -295,7 +363,11 @@ class DominantSpeaker:
     # --- membership and ranking ------------------------------------------------
 
     def remove(self, participant_id: str) -> None:
-        """Forget a participant; if it was dominant, the next `update` nominates another."""
+        """Forget a participant; if it was dominant, the next `update` nominates another.
+
+        Its log is dropped unread (a later `log` call starts a new one).
+        """
+        self._logs.pop(participant_id, None)
         self._speakers.pop(participant_id, None)
         if self._current == participant_id:
             self._current = None
@@ -308,3 +380,8 @@ class DominantSpeaker:
             key=lambda item: (-item[1].loudness, -item[1].last_active, item[0]),
         )
         return [pid for pid, _ in ranked[: max(n, 0)]]
+
+
+def _better(value: _V, pid: str, best_value: _V, best: str | None) -> bool:
+    """Whether `value` beats the best so far; equal values go to the smaller id."""
+    return value > best_value or (best is not None and value == best_value and pid < best)

@@ -855,10 +855,14 @@ class Consumer:
 
 
 def compiled_fanout() -> ModuleType | None:
-    """sfu.native._fanout, told the `Consumer` class (whose plain path it runs), or None."""
-    return native.configured(
-        "_fanout", "consumer", lambda module: module.configure("consumer", Consumer, MAX_TID)
-    )
+    """sfu.native._fanout, told the `Consumer` class (whose plain path it runs) and the
+    VP8 descriptor class (whose `frame_start` it reads from the fields), or None."""
+    return native.configured("_fanout", "consumer", _configure_fanout)
+
+
+def _configure_fanout(module: ModuleType) -> None:
+    module.configure("consumer", Consumer, MAX_TID)
+    module.configure("descriptor", Vp8Descriptor)
 
 
 def extension_map(

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sfu.control import Slot
 from sfu.policy.selection import assign_slots, diff, last_n_order
-from sfu.policy.speaker import DominantSpeaker
+from sfu.policy.speaker import DominantSpeaker, LevelLog
 from sfu.routing.producer import Producer
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Group:
         self.members[participant.id] = participant
         participant.group = self
         for producer in participant.producers.values():
-            producer.level_sink = self.on_level
+            producer.level_sink = self.level_sink(participant.id)
         self.dirty = True
 
     def remove(self, participant: Participant) -> None:
@@ -128,7 +128,7 @@ class Group:
     def add_remote(self, publisher: Publisher) -> None:
         self.remotes[publisher.id] = publisher
         for producer in publisher.producers.values():
-            producer.level_sink = self.on_level
+            producer.level_sink = self.level_sink(publisher.id)
         self.dirty = True
 
     def remove_remote(self, pid: str) -> None:
@@ -150,6 +150,11 @@ class Group:
 
     def on_level(self, participant_id: str, level: int, voice: bool, now: float) -> None:
         self.speaker.add_level(participant_id, level, voice, now)
+
+    def level_sink(self, participant_id: str) -> LevelLog:
+        """Where `participant_id`'s producers append their audio levels: the
+        speaker's log, folded in at the tick (no Python per audio packet)."""
+        return self.speaker.log(participant_id)
 
     def update_speaker(self, now: float) -> str | None:
         """Re-evaluate the dominant speaker; returns it when it changed."""

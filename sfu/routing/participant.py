@@ -336,7 +336,7 @@ class Participant:
             cache_age=self.settings.rtx_cache_age_s,
             rid=rid,
         )
-        producer.level_sink = self.group.on_level
+        producer.level_sink = self.group.level_sink(self.id)
         return producer
 
     def _register_ssrcs(self, producer: Producer, plan: MediaPlan) -> None:

@@ -64,6 +64,7 @@ from sfu.packet.rtp import (
 from sfu.packet.rtx import RetransmissionCache, parse_rtx
 from sfu.packet.streamstats import NackGenerator, ReceiveStats
 from sfu.packet.vp8 import Vp8Descriptor, Vp8Error, read_vp8_at, vp8_frame_size
+from sfu.policy.speaker import LOG_MAX, LevelLog
 from sfu.routing.layers import NO_TID, RATE_WINDOW_S, RateMeter, order_layers
 from sfu.sdp.negotiate import AUDIO_LEVEL_URI, CodecChoice
 
@@ -71,6 +72,9 @@ if TYPE_CHECKING:
     from sfu.routing.consumer import Consumer
 
 LevelSink = Callable[[str, int, bool, float], None]
+# Where a producer puts its packets' audio levels: a callable, or a speaker's
+# log (`DominantSpeaker.log`), a list appended to without a call per packet.
+LevelTarget = LevelSink | LevelLog
 ACTIVE_S = 1.0  # a layer that sent no media for this long is not active (paused)
 
 
@@ -194,7 +198,7 @@ class Producer:
         self.consumers: list[Consumer] = []
         self.counters: Counters | None = None  # the publisher transport's
         self.closed = False
-        self.level_sink: LevelSink | None = None
+        self.level_sink: LevelTarget | None = None
         self.relay: RelayTap | None = None
         self.refresh_due = 0.0  # next key frame request for thumbnail subscribers
         # Where the packet being forwarded carries its transport-wide sequence
@@ -419,7 +423,10 @@ class Producer:
                 # them the level alone must tell speech from silence.
                 self._vad_seen = self._vad_seen or voice
                 sink = self.level_sink
-                if sink is not None:
+                if isinstance(sink, list):  # a speaker's log (the compiled twin: the same)
+                    if len(sink) < LOG_MAX:
+                        sink.append((level, voice or not self._vad_seen, now))
+                elif sink is not None:
                     sink(self.owner, level, voice or not self._vad_seen, now)
         except RtpError:
             pass
@@ -532,6 +539,7 @@ def _configure_receive(module: ModuleType) -> None:
         fields.index("tid"),
         fields.index("keyframe"),
         RATE_WINDOW_S,
+        LOG_MAX,
     )
 
 
