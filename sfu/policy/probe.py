@@ -54,6 +54,14 @@ cluster, and the estimator measures how fast the cluster arrived
   5 s; this one never aims above the estimate (the goal logic decides
   growth) and runs every 3 s, so that a cap that came while the
   subscriber was app-limited is found within 5 s.
+  Only where the estimate could change what the subscriber gets (as
+  libwebrtc probes in ALR only up to what is allocated): `want(held=True)`,
+  the allocation gives some slot less than it wants (a higher layer or
+  TID not chosen), or the estimate has stayed at least `RECHECK_FAR_ABOVE`
+  x the media since it became app-limited (a warm-up probe's measure far
+  above anything sent since).  A gallery of one-layer cameras that all fit
+  is re-checked never: each re-check is 0.1 s of padding at up to 4 x the
+  media, to every such subscriber, for nothing its estimate could change.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -88,6 +96,9 @@ DRAIN_S = 0.5  # after a probe's overuse, let its queue drain before re-probing
 DROP_PROBE_INTERVAL_S = 5.0
 RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-check the estimate
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
+RECHECK_FAR_ABOVE = (
+    2.0  # an estimate this x the media all along is re-checked even if nothing is held
+)
 
 
 class ProbeCluster(NamedTuple):
@@ -138,6 +149,8 @@ class Prober:
         self._drop_probe: tuple[float, int] | None = None  # (due, target)
         self._last_drop_probe = -1e18
         self._app_limited_since: float | None = None  # sending under 0.85 x the estimate
+        self._far_above_since: float | None = None  # sending under the estimate / 2
+        self._held = True  # the allocation holds some slot below what it wants (`want`)
         self._last_was_recheck = False
 
     @property
@@ -145,10 +158,23 @@ class Prober:
         """Whether an attempt is planned, running or awaiting its result."""
         return self._attempt is not None
 
-    def want(self, *, estimate_bps: int, desired_bps: int, sending_bps: int, now: float) -> None:
-        """Tell the prober the current numbers; it may plan an attempt."""
+    def want(
+        self,
+        *,
+        estimate_bps: int,
+        desired_bps: int,
+        sending_bps: int,
+        now: float,
+        held: bool = True,
+    ) -> None:
+        """Tell the prober the current numbers; it may plan an attempt.
+
+        `held`: whether the allocation gives some slot less than it wants (the
+        re-check of an app-limited estimate is for those; see the module doc).
+        """
         self._estimate = max(estimate_bps, 0)
         self._sending = max(sending_bps, 0)
+        self._held = held
         self._watch_app_limited(now)
         self._watch_drops(now)
         self._judge_attempt(now)
@@ -222,6 +248,10 @@ class Prober:
             self._app_limited_since = None
         elif self._app_limited_since is None:
             self._app_limited_since = now
+        if self._sending * RECHECK_FAR_ABOVE > self._estimate:
+            self._far_above_since = None
+        elif self._far_above_since is None:
+            self._far_above_since = now
 
     def _recheck_when_stale(self, now: float) -> None:
         """The re-check of an app-limited estimate (see the module doc), when due."""
@@ -233,6 +263,9 @@ class Prober:
             or now - max(since, self._last_end) < RECHECK_INTERVAL_S
         ):
             return
+        far = self._far_above_since
+        if not self._held and (far is None or now - max(far, self._last_end) < RECHECK_INTERVAL_S):
+            return  # no estimate would change what it gets, and it is not far off the media
         target = min(self._estimate, int(RECHECK_MAX_GAIN * self._sending))
         if self._sending <= 0 or target < self._sending * MIN_GAIN:
             return  # nothing sent (nothing to check for), or the media is the check

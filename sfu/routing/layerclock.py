@@ -16,7 +16,9 @@ given; this shell chooses them and what it needs to know of each:
 After each round, what each subscriber's slots would take with no limit
 (`LayerControl.desired_bps`), with the audio and some headroom
 (`allocation.probe_goal_bps`), is its Prober's desired rate: probes run only
-when a subscriber is held below what its tiles want.
+when a subscriber is held below what its tiles want; whether some slot
+gets less than its top step (`LayerControl.held`, `Participant.layers_held`)
+decides whether its Prober may re-check an app-limited estimate.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class LayerClock:
         self.control.tick(due, relayed, now)
         for p, _, audio, _ in due:  # the Prober's aim: the slots' ceilings plus the audio
             p.desired_bps = probe_goal_bps(self.control.desired_bps.get(p.id, 0), audio)
+            p.layers_held = self.control.held.get(p.id, True)
 
 
 def fallback_bps(participant: Participant) -> int:

@@ -47,6 +47,7 @@ from sfu.policy.allocation import (
     SlotDemand,
     cap_of,
     ceiling_bps,
+    held_below,
 )
 from sfu.policy.downlink import DownlinkReports
 
@@ -137,6 +138,9 @@ class LayerControl:
         self.skipped = 0  # allocations found steady (for tests and stats)
         # What each subscriber's slots would take with no bandwidth limit (the Prober's aim).
         self.desired_bps: dict[str, int] = {}
+        # Whether some slot of a subscriber gets less than it wants (`held_below`): only
+        # then may its Prober re-check an app-limited estimate (sfu.policy.probe).
+        self.held: dict[str, bool] = {}
 
     def tick(
         self,
@@ -174,6 +178,7 @@ class LayerControl:
         self._rounds.pop(subscriber_id, None)
         self._downlinks.pop(subscriber_id, None)
         self.desired_bps.pop(subscriber_id, None)
+        self.held.pop(subscriber_id, None)
 
     def forget_track(self, owner: str, mid: str) -> None:
         """A published track is gone: nothing more is said about it."""
@@ -226,6 +231,7 @@ class LayerControl:
                 cut = for_bandwidth(before.get(mid), choice, caps[mid])
                 self._apply(subscriber.consumers[mid], choice, now, cut)
             self._rounds[subscriber.id] = Round(now, budget, demands, choices == before)
+            self.held[subscriber.id] = held_below(demands, choices)
         for mid, choice in choices.items():
             track = tracks[mid]
             key = (track.owner, track.mid)
