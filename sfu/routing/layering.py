@@ -138,6 +138,7 @@ class LayerControl:
         self.skipped = 0  # allocations found steady (for tests and stats)
         # What each subscriber's slots would take with no bandwidth limit (the Prober's aim).
         self.desired_bps: dict[str, int] = {}
+        self._wanted: dict[TrackKey, list[int | None]] = {}  # the round so far (`add`)
         # Whether some slot of a subscriber gets less than it wants (`held_below`): only
         # then may its Prober re-check an app-limited estimate (sfu.policy.probe).
         self.held: dict[str, bool] = {}
@@ -153,9 +154,26 @@ class LayerControl:
         `subscribers` may be only those due this round (`sfu.policy.cadence`):
         a subscriber is forgotten by `forget`, not by its absence.  `relayed`:
         local tracks with the spatial layers other workers' subscribers need.
+        The same round in pieces: `begin`, `add` (any number of times), `finish`.
         """
-        wanted: dict[TrackKey, list[int | None]] = {}
-        self._infos.clear()  # a layer's info is read once per round (`_info`)
+        self.begin()
+        self.add(subscribers, now)
+        self.finish(relayed, now)
+
+    def begin(self) -> None:
+        """Start a round: what the subscribers chose is collected until `finish`."""
+        self._wanted = {}
+
+    def add(
+        self,
+        subscribers: Iterable[tuple[Subscriber, int, int, Callable[[str], bool]]],
+        now: float,
+    ) -> None:
+        """Allocate these subscribers (a slice of the round; see `tick`)."""
+        wanted = self._wanted
+        # A layer's info is read once per slice (`_info`): not across slices, between
+        # which a layer may be freed and its id() taken by another.
+        self._infos.clear()
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
             estimate = self.estimate(subscriber, fallback_bps)
             self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
@@ -166,6 +184,12 @@ class LayerControl:
             )
             if kbps is not None:
                 self._notify(Downlink(subscriber.id, kbps))
+
+    def finish(self, relayed: Iterable[tuple[Track, Iterable[int]]], now: float) -> None:
+        """End the round: what publishers must send, from every slice's choices."""
+        collected, self._wanted = self._wanted, {}
+        # A track forgotten while the round was in slices is not brought back.
+        wanted = {key: spatials for key, spatials in collected.items() if key in self._tracks}
         for track, spatials in relayed:  # other workers' subscribers (the relay's demand)
             key = (track.owner, track.mid)
             self._tracks[key] = track
