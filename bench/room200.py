@@ -107,6 +107,9 @@ class Step:
     rtp_out_pps: float = 0.0
     padding_pps: float = 0.0
     twcc_feedback_pps: float = 0.0
+    # The SFU's last `downlink` estimate to each participant that got one, median (kbit/s;
+    # 0: none, i.e. no transport-cc): against what a listener receives, app-limited or not.
+    downlink_kbps_median: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -264,6 +267,9 @@ async def measure(
         rtp_out_pps=rates["rtp_out"],
         padding_pps=rates["padding_out"],
         twcc_feedback_pps=rates["twcc_feedback_in"],
+        downlink_kbps_median=statistics.median(
+            [c.downlink_kbps for c in clients if c.downlink_kbps is not None] or [0]
+        ),
     )
 
 
@@ -375,7 +381,8 @@ def print_step(s: Step) -> None:
         f"{s.join_to_connected_p95_ms:4.0f})  rss/part {s.rss_per_participant_mb:.2f} MB  "
         f"relay {s.relay_pps:>6.0f} pps  gen drops {s.generator_socket_drops}  "
         f"sent {s.rtp_out_pps:>6.0f} pps (padding {s.padding_pps:>5.0f}, "
-        f"twcc fb in {s.twcc_feedback_pps:>5.0f}/s)",
+        f"twcc fb in {s.twcc_feedback_pps:>5.0f}/s, "
+        f"downlink p50 {s.downlink_kbps_median:.0f} kbit/s)",
         flush=True,
     )
 
@@ -397,6 +404,7 @@ def summarise(runs: list[dict[str, list[Step]]], args: argparse.Namespace) -> di
                     "rss_per_participant_mb", "capacity_pps",
                     "signalling_cpu", "generator_cpu", "generator_lag_p99_ms", "relay_pps",
                     "generator_socket_drops", "rtp_out_pps", "padding_pps", "twcc_feedback_pps",
+                    "downlink_kbps_median",
                 )
             },
             "worker_cpu": [  # busiest worker first
