@@ -24,6 +24,8 @@ from sfu.policy.allocation import (
     ladder,
 )
 from sfu.policy.probe import RECHECK_INTERVAL_S, ProbeCluster, Prober
+from tests.sfu_live import Pump, eventually, join, running_media
+from tests.synthetic_peer import SyntheticPeer
 from tests.test_sfu_layering import FakeSlot, FakeSubscriber, Run, camera, single, viewer
 
 Q = LayerInfo(0, 320, 180, (60_000, 90_000, 150_000))
@@ -171,3 +173,26 @@ def test_the_layer_clock_says_which_subscribers_are_held() -> None:
     assert run.control.held == {"gal": False, "bob": True, "fast": False}
     run.control.forget("bob")
     assert "bob" not in run.control.held
+
+
+async def test_on_a_live_sfu_a_viewer_of_one_layer_cameras_is_not_held_so_not_rechecked() -> None:
+    """The flag flows from the allocation on the SFU clock to the Prober: a transport-cc
+    viewer of two cameras without simulcast gets everything they send, so its Prober is
+    told nothing is held (before: every app-limited viewer was re-checked)."""
+    async with running_media() as (media, _):
+        pumps = []
+        for name in ("alice", "dave"):
+            peer = await join(media, name, SyntheticPeer(audio=True, video=True))
+            pumps.append(Pump(peer).start())
+        await join(media, "bob", SyntheticPeer(video_slots=2, transport_cc=True))
+        bob = media.participants["bob"]
+        try:
+            await eventually(
+                lambda: sum(1 for c in bob.consumers.values() if c.track) == 2, what="2 slots"
+            )
+            assert bob.prober is not None and bob.estimator is not None  # transport-cc
+            await eventually(lambda: bob.layers_held is False, what="bob not held")
+            assert media.layers.control.held["bob"] is False
+        finally:
+            for pump in pumps:
+                await pump.stop()
