@@ -58,6 +58,7 @@ __all__ = [
     "ceiling_bps",
     "held_below",
     "nominal_bitrates",
+    "one_step",
     "probe_goal_bps",
 ]
 
@@ -217,6 +218,17 @@ def held_below(slots: Sequence[SlotDemand], choices: Mapping[str, LayerChoice]) 
         if _rank(choice) < top:
             return True
     return False
+
+
+def one_step(slots: Sequence[SlotDemand]) -> bool:
+    """Whether every shown slot has one step only (one layer at one rate, or a thumbnail
+    of a one-TID layer): then no estimate changes what the subscriber gets."""
+    for slot in slots:
+        if slot.hidden or not slot.layers:
+            continue
+        if cap_of(slot) > 0 or len(_bitrates(slot.layers, 0)) > 1:
+            return False
+    return True
 
 
 def probe_goal_bps(video_bps: int, audio_bps: int) -> int:

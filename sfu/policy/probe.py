@@ -55,13 +55,17 @@ cluster, and the estimator measures how fast the cluster arrived
   growth) and runs every 3 s, so that a cap that came while the
   subscriber was app-limited is found within 5 s.
   Only where the estimate could change what the subscriber gets (as
-  libwebrtc probes in ALR only up to what is allocated): `want(held=True)`,
-  the allocation gives some slot less than it wants (a higher layer or
-  TID not chosen), or the estimate has stayed at least `RECHECK_FAR_ABOVE`
-  x the media since it became app-limited (a warm-up probe's measure far
-  above anything sent since).  A gallery of one-layer cameras that all fit
-  is re-checked never: each re-check is 0.1 s of padding at up to 4 x the
-  media, to every such subscriber, for nothing its estimate could change.
+  libwebrtc probes in ALR only up to what is allocated): never when every
+  slot has one step only (`want(fixed=True)`: one layer at one rate, as a
+  camera without simulcast); else when the allocation gives some slot
+  less than it wants (`held=True`: a higher layer or TID not chosen), or
+  when the estimate has stayed at least `RECHECK_FAR_ABOVE` x the media
+  since it became app-limited (a warm-up probe's measure far above
+  anything sent since, that a returning layer would be sent into).  A
+  gallery of one-layer cameras is never re-checked: each re-check is 0.1 s
+  of padding at up to 4 x the media, to every such subscriber, for nothing
+  its estimate could change (its estimate sat at 3-3.5 x its media in
+  room200's gallery, from the warm-up's probes).
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -151,6 +155,7 @@ class Prober:
         self._app_limited_since: float | None = None  # sending under 0.85 x the estimate
         self._far_above_since: float | None = None  # sending under the estimate / 2
         self._held = True  # the allocation holds some slot below what it wants (`want`)
+        self._fixed = False  # every slot has one step only: no estimate changes anything
         self._last_was_recheck = False
 
     @property
@@ -166,15 +171,18 @@ class Prober:
         sending_bps: int,
         now: float,
         held: bool = True,
+        fixed: bool = False,
     ) -> None:
         """Tell the prober the current numbers; it may plan an attempt.
 
-        `held`: whether the allocation gives some slot less than it wants (the
-        re-check of an app-limited estimate is for those; see the module doc).
+        `held`: whether the allocation gives some slot less than it wants;
+        `fixed`: whether every slot has one step only (the re-check of an
+        app-limited estimate: see the module doc).
         """
         self._estimate = max(estimate_bps, 0)
         self._sending = max(sending_bps, 0)
         self._held = held
+        self._fixed = fixed
         self._watch_app_limited(now)
         self._watch_drops(now)
         self._judge_attempt(now)
@@ -263,6 +271,8 @@ class Prober:
             or now - max(since, self._last_end) < RECHECK_INTERVAL_S
         ):
             return
+        if self._fixed:
+            return  # no estimate would change what it gets (one step per slot)
         far = self._far_above_since
         if not self._held and (far is None or now - max(far, self._last_end) < RECHECK_INTERVAL_S):
             return  # no estimate would change what it gets, and it is not far off the media

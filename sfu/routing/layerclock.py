@@ -18,7 +18,9 @@ After each round, what each subscriber's slots would take with no limit
 (`allocation.probe_goal_bps`), is its Prober's desired rate: probes run only
 when a subscriber is held below what its tiles want; whether some slot
 gets less than its top step (`LayerControl.held`, `Participant.layers_held`)
-decides whether its Prober may re-check an app-limited estimate.
+and whether every slot has one step only (`LayerControl.fixed`,
+`Participant.layers_fixed`) decide whether its Prober may re-check an
+app-limited estimate.
 
 `steps` runs a round in slices of `LAYER_SLICE` due subscribers, yielding
 between them so that the caller (the SFU clock) lets the event loop turn:
@@ -132,6 +134,7 @@ class LayerClock:
         for p, _, audio, _ in batch:  # the Prober's aim: the slots' ceilings plus the audio
             p.desired_bps = probe_goal_bps(self.control.desired_bps.get(p.id, 0), audio)
             p.layers_held = self.control.held.get(p.id, True)
+            p.layers_fixed = self.control.fixed.get(p.id, False)
 
 
 def fallback_bps(participant: Participant) -> int:

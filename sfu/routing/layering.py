@@ -48,6 +48,7 @@ from sfu.policy.allocation import (
     cap_of,
     ceiling_bps,
     held_below,
+    one_step,
 )
 from sfu.policy.downlink import DownlinkReports
 
@@ -142,6 +143,9 @@ class LayerControl:
         # Whether some slot of a subscriber gets less than it wants (`held_below`): only
         # then may its Prober re-check an app-limited estimate (sfu.policy.probe).
         self.held: dict[str, bool] = {}
+        # Whether every slot of a subscriber has one step only (`one_step`): no estimate
+        # changes what it gets, so its Prober never re-checks.
+        self.fixed: dict[str, bool] = {}
 
     def tick(
         self,
@@ -203,6 +207,7 @@ class LayerControl:
         self._downlinks.pop(subscriber_id, None)
         self.desired_bps.pop(subscriber_id, None)
         self.held.pop(subscriber_id, None)
+        self.fixed.pop(subscriber_id, None)
 
     def forget_track(self, owner: str, mid: str) -> None:
         """A published track is gone: nothing more is said about it."""
@@ -256,6 +261,7 @@ class LayerControl:
                 self._apply(subscriber.consumers[mid], choice, now, cut)
             self._rounds[subscriber.id] = Round(now, budget, demands, choices == before)
             self.held[subscriber.id] = held_below(demands, choices)
+            self.fixed[subscriber.id] = one_step(demands)
         for mid, choice in choices.items():
             track = tracks[mid]
             key = (track.owner, track.mid)
