@@ -71,13 +71,20 @@ def _at(schedule: list[tuple[float, int]], now: float) -> int:
 # A gallery viewer: 4 one-layer cameras at 300 kbit/s and its voices (1.2 Mbit/s), an
 # estimate at 1.5 x that (the delay-based increase's cap over the acknowledged rate),
 # a probe goal the estimate covers.
-GALLERY = {"estimate": 1_800_000, "sending": 1_200_000, "desired": 1_600_000}
+GALLERY_ESTIMATE = 1_800_000
+
+
+def gallery(seconds: float, *, held: bool) -> list[ProbeCluster]:
+    return clusters(
+        Prober(), seconds, estimate=GALLERY_ESTIMATE, sending=1_200_000, held=held,
+        desired=1_600_000,
+    )  # fmt: skip
 
 
 def test_a_gallery_viewer_that_gets_all_it_wants_is_not_rechecked() -> None:
     """Today's rule re-checked it every 3 s (a cluster at 1.8 Mbit/s, a third of it
     padding): 7 clusters in 25 s for nothing its estimate could change."""
-    assert clusters(Prober(), 25.0, held=False, **GALLERY) == []
+    assert gallery(25.0, held=False) == []
 
 
 def test_a_viewer_of_one_step_slots_is_never_rechecked_however_far_above_its_estimate() -> None:
@@ -97,9 +104,9 @@ def test_a_viewer_of_one_step_slots_is_never_rechecked_however_far_above_its_est
 
 
 def test_a_viewer_held_below_what_it_wants_is_still_rechecked_every_3_s() -> None:
-    found = clusters(Prober(), 25.0, held=True, **GALLERY)
+    found = gallery(25.0, held=True)
     assert len(found) >= 6, found
-    assert all(c.target_bps == GALLERY["estimate"] for c in found)
+    assert all(c.target_bps == GALLERY_ESTIMATE for c in found)
     starts = [c.start for c in found]
     assert all(b - a >= RECHECK_INTERVAL_S for a, b in itertools.pairwise(starts))
 
