@@ -2,10 +2,11 @@
 
 The Prober's re-check (sfu/policy/probe.py) is 0.1 s of padding at up to 4 x
 the media, every 3 s, to every application-limited subscriber: in a gallery
-nearly everybody.  It is for subscribers whose allocation holds a slot below
-what it wants (`allocation.held_below`, `LayerControl.held`, `want(held=)`)
-and for an estimate far above the media all along (a warm-up probe's measure
-that nothing sent since has checked).
+nearly everybody.  Never where every slot has one step only (`one_step`,
+`LayerControl.fixed`, `want(fixed=)`); else for subscribers whose allocation
+holds a slot below what it wants (`allocation.held_below`,
+`LayerControl.held`, `want(held=)`) and for an estimate far above the media
+all along (a warm-up probe's measure that nothing sent since has checked).
 """
 
 from __future__ import annotations

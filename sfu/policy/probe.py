@@ -64,8 +64,9 @@ cluster, and the estimator measures how fast the cluster arrived
   anything sent since, that a returning layer would be sent into).  A
   gallery of one-layer cameras is never re-checked: each re-check is 0.1 s
   of padding at up to 4 x the media, to every such subscriber, for nothing
-  its estimate could change (its estimate sat at 3-3.5 x its media in
-  room200's gallery, from the warm-up's probes).
+  its estimate could change (its estimate sat at 3.3-3.9 x its media in
+  a 60-person transport-cc gallery: 6 % of the packets sent were re-checks;
+  docs/benchmarks.md, branch gallery).
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -100,9 +101,8 @@ DRAIN_S = 0.5  # after a probe's overuse, let its queue drain before re-probing
 DROP_PROBE_INTERVAL_S = 5.0
 RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-check the estimate
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
-RECHECK_FAR_ABOVE = (
-    2.0  # an estimate this x the media all along is re-checked even if nothing is held
-)
+# An estimate this x the media all along is re-checked even if nothing is held.
+RECHECK_FAR_ABOVE = 2.0
 
 
 class ProbeCluster(NamedTuple):
