@@ -101,6 +101,15 @@ class Step:
     capacity_pps: float  # forwarded_pps / the busiest worker's CPU share
     generator_socket_drops: int = 0  # kernel drops on the listeners' sockets in the window
     bulk_receivers: int = 0  # listeners counted in bulk (bench/bulk_receive.py)
+    # From the workers' counters (/metrics, reported about once a second): every RTP
+    # packet sent (media, retransmissions and probe padding), the padding alone, and
+    # the transport-cc feedback received (0 unless `--transport-cc`).
+    rtp_out_pps: float = 0.0
+    padding_pps: float = 0.0
+    twcc_feedback_pps: float = 0.0
+    # The SFU's last `downlink` estimate to each participant that got one, median (kbit/s;
+    # 0: none, i.e. no transport-cc): against what a listener receives, app-limited or not.
+    downlink_kbps_median: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -219,11 +228,12 @@ async def measure(
     received0, lost0 = sum(received(c) for c in clients), sum(lost(c) for c in clients)
     video0 = [j.video_packets() for j in joined]
     cpu0, gen0, t0 = server.cpu_by_process(), sum(me.cpu_times()[:2]), time.monotonic()
-    relay0 = await relay_packets(server)
+    counters0 = await media_counters(server)
     await asyncio.sleep(args.duration)
     elapsed = time.monotonic() - t0
     cpu1, gen1 = server.cpu_by_process(), sum(me.cpu_times()[:2])
-    relay1 = await relay_packets(server)
+    counters1 = await media_counters(server)
+    rates = {name: (counters1[name] - counters0[name]) / elapsed for name in COUNTERS}
     monitor.cancel()
     got = sum(received(c) for c in clients) - received0
     missing = sum(lost(c) for c in clients) - lost0
@@ -250,23 +260,35 @@ async def measure(
         else math.inf,
         join_to_connected_p95_ms=percentile([1000 * (j.connected - j.started) for j in new], 0.95),
         rss_per_participant_mb=(server.rss() - rss0) / len(joined) / 2**20,
-        relay_pps=(relay1 - relay0) / elapsed,
+        relay_pps=rates["relay_rtp_out"],
         capacity_pps=forwarded / max(max(worker_cpu, default=0.0), 1e-6),
         generator_socket_drops=drops,
         bulk_receivers=sum(1 for c in clients if peer_counts(c.peer)),
+        rtp_out_pps=rates["rtp_out"],
+        padding_pps=rates["padding_out"],
+        twcc_feedback_pps=rates["twcc_feedback_in"],
+        downlink_kbps_median=statistics.median(
+            [c.downlink_kbps for c in clients if c.downlink_kbps is not None] or [0]
+        ),
     )
 
 
-async def relay_packets(server: Server) -> float:
-    """relay_rtp_out from /metrics (every worker, summed by the pool)."""
+COUNTERS = ("relay_rtp_out", "rtp_out", "padding_out", "twcc_feedback_in")
+
+
+async def media_counters(server: Server) -> dict[str, float]:
+    """`COUNTERS` from /metrics (every worker, summed by the pool); absent: 0."""
+    found = dict.fromkeys(COUNTERS, 0.0)
     async with (
         aiohttp.ClientSession() as session,
         session.get(f"{server.url}/metrics", headers=METRICS_HEADERS) as response,
     ):
         for line in (await response.text()).splitlines():
-            if line.startswith("visitroom_media_relay_rtp_out "):
-                return float(line.split()[1])
-    return 0.0
+            name, _, value = line.partition(" ")
+            short = name.removeprefix("visitroom_media_")
+            if short in found and name != short:
+                found[short] = float(value)
+    return found
 
 
 async def settle(joined: list[Joined], seconds: float) -> None:
@@ -301,9 +323,10 @@ async def run_profile(
             room = f"room200-{os.getpid()}-{profile.replace('+', '')}-{workers}"
             await server.create_room(session, room, args.participants + 10)
             rss0 = server.rss()
+            tcc = args.transport_cc
             speakers = [
                 Client(f"spk-{i}", audio=True, video=True, audio_slots=audio_slots,
-                       video_slots=video_slots)
+                       video_slots=video_slots, transport_cc=tcc)
                 for i in range(args.speakers)
             ]  # fmt: skip
             joined = await join_all(server, session, room, speakers, args.at_once)
@@ -317,7 +340,12 @@ async def run_profile(
                 new = []
                 for numbers, bulk_reader in ((sample, None), (bulk, reader)):
                     new_clients = [
-                        Client(f"sub-{n}", audio_slots=audio_slots, video_slots=video_slots)
+                        Client(
+                            f"sub-{n}",
+                            audio_slots=audio_slots,
+                            video_slots=video_slots,
+                            transport_cc=tcc,
+                        )
                         for n in numbers
                     ]
                     new += await join_all(
@@ -351,7 +379,10 @@ def print_step(s: Step) -> None:
         f"join->frame p50 {s.join_to_first_frame_p50_ms:6.0f} p95 "
         f"{s.join_to_first_frame_p95_ms:6.0f} ms (connected p95 "
         f"{s.join_to_connected_p95_ms:4.0f})  rss/part {s.rss_per_participant_mb:.2f} MB  "
-        f"relay {s.relay_pps:>6.0f} pps  gen drops {s.generator_socket_drops}",
+        f"relay {s.relay_pps:>6.0f} pps  gen drops {s.generator_socket_drops}  "
+        f"sent {s.rtp_out_pps:>6.0f} pps (padding {s.padding_pps:>5.0f}, "
+        f"twcc fb in {s.twcc_feedback_pps:>5.0f}/s, "
+        f"downlink p50 {s.downlink_kbps_median:.0f} kbit/s)",
         flush=True,
     )
 
@@ -372,7 +403,8 @@ def summarise(runs: list[dict[str, list[Step]]], args: argparse.Namespace) -> di
                     "join_to_first_frame_p95_ms", "join_to_connected_p95_ms",
                     "rss_per_participant_mb", "capacity_pps",
                     "signalling_cpu", "generator_cpu", "generator_lag_p99_ms", "relay_pps",
-                    "generator_socket_drops",
+                    "generator_socket_drops", "rtp_out_pps", "padding_pps", "twcc_feedback_pps",
+                    "downlink_kbps_median",
                 )
             },
             "worker_cpu": [  # busiest worker first
@@ -455,9 +487,17 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--at-once", type=int, default=10, help="joins in flight")
+    parser.add_argument(
+        "--transport-cc",
+        action="store_true",
+        help="every participant negotiates transport-cc and sends feedback (needs --no-bulk: "
+        "a bulk listener sees its packets only every sweep, no arrival times to report)",
+    )
     args = parser.parse_args()
     if args.profile:
         args.profiles = [args.profile]
+    if args.transport_cc and not args.no_bulk:
+        parser.error("--transport-cc needs --no-bulk")
     if args.quick:
         args.profiles, args.runs, args.duration, args.warmup = ["audio+1"], 1, 5.0, 5.0
     args.steps = sorted({*(s for s in args.steps if s < args.participants), args.participants})

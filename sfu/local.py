@@ -28,7 +28,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
@@ -471,7 +471,14 @@ class LocalMedia:
 
     def after_tick(self, now: float) -> None:
         """The clock ran: speakers, orders and slots are up to date; allocate layers."""
-        self.layers.tick(self.participants.values(), self.relayed(now), now)
+        for _ in self.after_tick_steps(lambda: now):
+            pass
+
+    def after_tick_steps(self, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+        """`after_tick` with the layer allocation in slices (`LayerClock.steps`): the SFU
+        clock lets the event loop turn at each yield."""
+        yield from self.layers.steps(self.participants.values(), self.relayed, clock)
+        now = clock()
         if self.settings.gc_freeze:
             FREEZER.tick(len(self.participants))
         if self._trace is not None and self.participants:  # one line of the layer trace

@@ -21,7 +21,8 @@ RPC connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 from sfu.control import MediaEvents
@@ -222,8 +223,9 @@ class ShardMedia(LocalMedia):
             for track in tracks.values()
         ]
 
-    def after_tick(self, now: float) -> None:
-        super().after_tick(now)
+    def after_tick_steps(self, clock: Callable[[], float] = time.monotonic) -> Iterator[None]:
+        yield from super().after_tick_steps(clock)
+        now = clock()
         for (origin, stream), sink in list(self.endpoint.sources.items()):
             wanted = sink.demand(now) if isinstance(sink, RemoteStream) else None
             if wanted is not None:

@@ -26,6 +26,7 @@ from sfu.policy.allocation import (
     LayerInfo,
     SlotDemand,
     ceiling_bps,
+    held_below,
     probe_goal_bps,
 )
 from sfu.policy.gcc import BandwidthEstimator
@@ -77,9 +78,13 @@ def lab_viewer(
     allocator = LayerAllocator()  # as on the SFU clock: an upgrade after 1.5 s
     estimator = BandwidthEstimator(start_bps=1_000_000)
     layers: list[tuple[float, int]] = []
+    held = [True]  # whether the last allocation held the slot below its top step
 
     def media(t: float) -> float:
-        choice = allocator.update([slot_at(t)], estimator.estimate_bps - AUDIO_BPS, t)["1"]
+        slot = slot_at(t)
+        choices = allocator.update([slot], estimator.estimate_bps - AUDIO_BPS, t)
+        held[0] = held_below([slot], choices)
+        choice = choices["1"]
         spatial = choice.spatial if choice.spatial is not None else 0
         if not layers or layers[-1][1] != spatial:
             layers.append((t, spatial))
@@ -102,5 +107,6 @@ def lab_viewer(
         estimator=estimator,
         prober=Prober(),
         key_frame=key_frame,
+        held=lambda _t: held[0],
     )
     return LabRun(run, layers)

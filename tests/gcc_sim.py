@@ -117,12 +117,15 @@ def simulate(
     estimator: BandwidthEstimator | None = None,
     prober: Prober | None = None,
     key_frame: Callable[[float], int] | None = None,
+    held: Callable[[float], bool] | None = None,
 ) -> Run:
     """Run the sender, the link and the feedback loop for `seconds` of simulated time.
 
     `demand` is what the media could use (the sender sends min(estimate, demand));
     `desired` (default: demand) is what the allocator asks the prober for;
-    `key_frame(t)`: how many bytes larger the frame sent at `t` is (0: none).
+    `key_frame(t)`: how many bytes larger the frame sent at `t` is (0: none);
+    `held(t)`: whether the allocation gives a slot less than it wants (the
+    Prober's `want(held=)`; None: always, the Prober's default).
     """
     wanted = desired or demand
     est = estimator or BandwidthEstimator()
@@ -187,6 +190,7 @@ def simulate(
                     desired_bps=int(wanted(at)),
                     sending_bps=int(min(est.estimate_bps, demand(at))),
                     now=at,
+                    held=True if held is None else held(at),
                 )
             run.times.append(at)
             run.estimates.append(est.estimate_bps)

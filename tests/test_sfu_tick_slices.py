@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Iterator
 
 from sfu.control import MediaEvent
 from sfu.routing.group import Group
@@ -30,6 +32,7 @@ class Clocked:
         self.turns = 0  # loop turns counted by `spin`
         self.at_start: list[int] = []  # `turns` when a tick began, and when it ended
         self.at_end: list[int] = []
+        self.at_steps: list[int] = []  # `turns` at each slice of the layer allocation
         self.ticked = asyncio.Event()
 
     @property
@@ -52,6 +55,12 @@ class Clocked:
         pass
 
     def after_tick(self, now: float) -> None:
+        raise AssertionError("the clock runs the layer allocation in slices (after_tick_steps)")
+
+    def after_tick_steps(self) -> Iterator[None]:
+        for _ in range(4):  # as LayerClock.steps over 4 slices of due subscribers
+            self.at_steps.append(self.turns)
+            yield
         self.at_end.append(self.turns)
         self.ticked.set()
 
@@ -73,3 +82,18 @@ async def test_the_loop_turns_between_slices_of_a_tick_over_many_participants() 
         await ticker.stop()
     # One callback for the whole pass would show no turn between start and end.
     assert media.at_end[0] - media.at_start[0] >= 3
+
+
+async def test_the_loop_turns_between_slices_of_the_layer_allocation() -> None:
+    """The layer allocation was one callback of 5-21 ms at 400 subscribers (after_tick):
+    now the clock lets the loop turn after the participants' pass and between slices."""
+    media = Clocked(people=10)
+    ticker = Ticker(media, 0.01)
+    asyncio.get_running_loop().call_soon(media.spin)
+    ticker.start()
+    try:
+        await asyncio.wait_for(media.ticked.wait(), 10)
+    finally:
+        await ticker.stop()
+    steps = [media.at_start[0], *media.at_steps[:4], media.at_end[0]]
+    assert all(b > a for a, b in itertools.pairwise(steps)), steps

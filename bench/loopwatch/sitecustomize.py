@@ -41,6 +41,8 @@ WRAPPED = (
     ("sfu.transport.udpmux", "Egress", "_flush_soon"),
     ("sfu.local", "LocalMedia", "after_tick"),
     ("sfu.routing.layerclock", "LayerClock", "tick"),
+    ("sfu.routing.layerclock", "LayerClock", "allocate_slice"),  # since the round is sliced
+    ("sfu.routing.layering", "LayerControl", "finish"),
 )
 
 
@@ -150,9 +152,10 @@ def install() -> None:
     for module_name, class_name, method in WRAPPED:
         try:
             cls = getattr(importlib.import_module(module_name), class_name)
+            function = getattr(cls, method)
         except (ImportError, AttributeError):
-            continue
-        setattr(cls, method, watch.wrap(f"{class_name}.{method}", getattr(cls, method)))
+            continue  # an older tree (the A/B's base) lacks it
+        setattr(cls, method, watch.wrap(f"{class_name}.{method}", function))
     threading.Thread(target=watch.run, name="loopwatch", daemon=True).start()
 
 

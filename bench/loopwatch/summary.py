@@ -21,7 +21,16 @@ import os
 from typing import Any
 
 EDGES_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200)
-WINDOW_KEYS = ("loop_wait", "UdpMux._readable", "Ticker.tick", "LayerClock.tick", "gc0", "gc1")
+WINDOW_KEYS = (
+    "loop_wait",
+    "UdpMux._readable",
+    "Ticker.tick",
+    "LayerClock.tick",
+    "LayerClock.allocate_slice",
+    "LayerControl.finish",
+    "gc0",
+    "gc1",
+)
 WHOLE_KEYS = ("gc1", "gc2")
 BUSY_MS = 300.0
 

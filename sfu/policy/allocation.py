@@ -56,7 +56,9 @@ __all__ = [
     "SlotDemand",
     "allocate",
     "ceiling_bps",
+    "held_below",
     "nominal_bitrates",
+    "one_step",
     "probe_goal_bps",
 ]
 
@@ -197,6 +199,36 @@ def ceiling_bps(slots: Sequence[SlotDemand]) -> int:
         steps = ladder(slot)
         total += steps[-1].bps if steps else 0
     return total
+
+
+def held_below(slots: Sequence[SlotDemand], choices: Mapping[str, LayerChoice]) -> bool:
+    """Whether some shown slot gets less than the top step of its ladder (its cap's
+    highest TID): only then could a different estimate change what the subscriber
+    gets.  A slot whose publisher sends one layer at one rate is never held (no
+    estimate changes it: the allocator gives it that layer whatever the budget).
+    """
+    for slot in slots:
+        if slot.hidden or not slot.layers:
+            continue
+        choice = choices.get(slot.mid)
+        if choice is None or choice.spatial is None:
+            return True  # paused for the budget
+        cap = cap_of(slot)
+        top = (slot.layers[cap].spatial, len(_bitrates(slot.layers, cap)) - 1)
+        if _rank(choice) < top:
+            return True
+    return False
+
+
+def one_step(slots: Sequence[SlotDemand]) -> bool:
+    """Whether every shown slot has one step only (one layer at one rate, or a thumbnail
+    of a one-TID layer): then no estimate changes what the subscriber gets."""
+    for slot in slots:
+        if slot.hidden or not slot.layers:
+            continue
+        if cap_of(slot) > 0 or len(_bitrates(slot.layers, 0)) > 1:
+            return False
+    return True
 
 
 def probe_goal_bps(video_bps: int, audio_bps: int) -> int:

@@ -54,6 +54,19 @@ cluster, and the estimator measures how fast the cluster arrived
   5 s; this one never aims above the estimate (the goal logic decides
   growth) and runs every 3 s, so that a cap that came while the
   subscriber was app-limited is found within 5 s.
+  Only where the estimate could change what the subscriber gets (as
+  libwebrtc probes in ALR only up to what is allocated): never when every
+  slot has one step only (`want(fixed=True)`: one layer at one rate, as a
+  camera without simulcast); else when the allocation gives some slot
+  less than it wants (`held=True`: a higher layer or TID not chosen), or
+  when the estimate has stayed at least `RECHECK_FAR_ABOVE` x the media
+  since it became app-limited (a warm-up probe's measure far above
+  anything sent since, that a returning layer would be sent into).  A
+  gallery of one-layer cameras is never re-checked: each re-check is 0.1 s
+  of padding at up to 4 x the media, to every such subscriber, for nothing
+  its estimate could change (its estimate sat at 3.3-3.9 x its media in
+  a 60-person transport-cc gallery: 6 % of the packets sent were re-checks;
+  docs/benchmarks.md, branch gallery).
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -88,6 +101,8 @@ DRAIN_S = 0.5  # after a probe's overuse, let its queue drain before re-probing
 DROP_PROBE_INTERVAL_S = 5.0
 RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-check the estimate
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
+# An estimate this x the media all along is re-checked even if nothing is held.
+RECHECK_FAR_ABOVE = 2.0
 
 
 class ProbeCluster(NamedTuple):
@@ -138,6 +153,9 @@ class Prober:
         self._drop_probe: tuple[float, int] | None = None  # (due, target)
         self._last_drop_probe = -1e18
         self._app_limited_since: float | None = None  # sending under 0.85 x the estimate
+        self._far_above_since: float | None = None  # sending under the estimate / 2
+        self._held = True  # the allocation holds some slot below what it wants (`want`)
+        self._fixed = False  # every slot has one step only: no estimate changes anything
         self._last_was_recheck = False
 
     @property
@@ -145,10 +163,26 @@ class Prober:
         """Whether an attempt is planned, running or awaiting its result."""
         return self._attempt is not None
 
-    def want(self, *, estimate_bps: int, desired_bps: int, sending_bps: int, now: float) -> None:
-        """Tell the prober the current numbers; it may plan an attempt."""
+    def want(
+        self,
+        *,
+        estimate_bps: int,
+        desired_bps: int,
+        sending_bps: int,
+        now: float,
+        held: bool = True,
+        fixed: bool = False,
+    ) -> None:
+        """Tell the prober the current numbers; it may plan an attempt.
+
+        `held`: whether the allocation gives some slot less than it wants;
+        `fixed`: whether every slot has one step only (the re-check of an
+        app-limited estimate: see the module doc).
+        """
         self._estimate = max(estimate_bps, 0)
         self._sending = max(sending_bps, 0)
+        self._held = held
+        self._fixed = fixed
         self._watch_app_limited(now)
         self._watch_drops(now)
         self._judge_attempt(now)
@@ -222,6 +256,10 @@ class Prober:
             self._app_limited_since = None
         elif self._app_limited_since is None:
             self._app_limited_since = now
+        if self._sending * RECHECK_FAR_ABOVE > self._estimate:
+            self._far_above_since = None
+        elif self._far_above_since is None:
+            self._far_above_since = now
 
     def _recheck_when_stale(self, now: float) -> None:
         """The re-check of an app-limited estimate (see the module doc), when due."""
@@ -233,6 +271,11 @@ class Prober:
             or now - max(since, self._last_end) < RECHECK_INTERVAL_S
         ):
             return
+        if self._fixed:
+            return  # no estimate would change what it gets (one step per slot)
+        far = self._far_above_since
+        if not self._held and (far is None or now - max(far, self._last_end) < RECHECK_INTERVAL_S):
+            return  # no estimate would change what it gets, and it is not far off the media
         target = min(self._estimate, int(RECHECK_MAX_GAIN * self._sending))
         if self._sending <= 0 or target < self._sending * MIN_GAIN:
             return  # nothing sent (nothing to check for), or the media is the check

@@ -16,12 +16,24 @@ given; this shell chooses them and what it needs to know of each:
 After each round, what each subscriber's slots would take with no limit
 (`LayerControl.desired_bps`), with the audio and some headroom
 (`allocation.probe_goal_bps`), is its Prober's desired rate: probes run only
-when a subscriber is held below what its tiles want.
+when a subscriber is held below what its tiles want; whether some slot
+gets less than its top step (`LayerControl.held`, `Participant.layers_held`)
+and whether every slot has one step only (`LayerControl.fixed`,
+`Participant.layers_fixed`) decide whether its Prober may re-check an
+app-limited estimate.
+
+`steps` runs a round in slices of `LAYER_SLICE` due subscribers, yielding
+between them so that the caller (the SFU clock) lets the event loop turn:
+one round at 400 subscribers was 5-21 ms in one callback (docs/benchmarks.md,
+"Event-loop stalls at 400 subscribers").  Who is due is decided once, at the
+start; a subscriber that closed meanwhile is skipped, and the publishers are
+told what to send once, at the end, from every slice's choices.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from sfu.control import MediaEvent, PublishLayers
 from sfu.policy.allocation import probe_goal_bps
@@ -30,9 +42,15 @@ from sfu.policy.cadence import Cadence
 from sfu.routing.layering import LayerControl, Track
 from sfu.routing.participant import Participant
 
-__all__ = ["ALLOCATION_PERIOD_S", "LayerClock"]
+__all__ = ["ALLOCATION_PERIOD_S", "LAYER_SLICE", "LayerClock"]
 
 ALLOCATION_PERIOD_S = 0.5
+# Due subscribers allocated per slice of a round (`steps`): about 100 us each
+# when their inputs moved, so a slice holds the loop 1-3 ms.
+LAYER_SLICE = 25
+
+Relayed = Iterable[tuple[Track, Iterable[int]]]
+Due = tuple[Participant, int]  # a subscriber due this round, with its fallback budget
 
 
 class LayerClock:
@@ -65,12 +83,32 @@ class LayerClock:
         for track in participant.producers.values():
             self.control.forget_track(participant.id, track.mid)
 
-    def tick(
+    def tick(self, participants: Iterable[Participant], relayed: Relayed, now: float) -> None:
+        """One whole round in one call (`steps` runs the same in slices)."""
+        due = self._due(participants, now)
+        self.control.begin()
+        self.allocate_slice(due, now)
+        self.control.finish(relayed, now)
+
+    def steps(
         self,
         participants: Iterable[Participant],
-        relayed: Iterable[tuple[Track, Iterable[int]]],
-        now: float,
-    ) -> None:
+        relayed: Callable[[float], Relayed],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Iterator[None]:
+        """One round in slices of `LAYER_SLICE`, yielding between them (module doc)."""
+        now = clock()
+        due = self._due(participants, now)
+        self.control.begin()
+        for start in range(0, len(due), LAYER_SLICE):
+            if start:
+                yield
+                now = clock()
+            self.allocate_slice(due[start : start + LAYER_SLICE], now)
+        now = clock()
+        self.control.finish(relayed(now), now)
+
+    def _due(self, participants: Iterable[Participant], now: float) -> list[Due]:
         due = []
         for p in participants:
             transport = p.transport
@@ -83,12 +121,20 @@ class LayerClock:
                 fallback = fallback_bps(p)
                 estimate = LayerControl.estimate(p, fallback)
             if self.cadence.due(p.id, estimate, now):
-                fallback = fallback_bps(p) if fallback is None else fallback
-                due.append((p, fallback, audio_bps(p, now), stage_test(p)))
-        self.rounds += len(due)
-        self.control.tick(due, relayed, now)
-        for p, _, audio, _ in due:  # the Prober's aim: the slots' ceilings plus the audio
+                due.append((p, fallback_bps(p) if fallback is None else fallback))
+        return due
+
+    def allocate_slice(self, due: Iterable[Due], now: float) -> None:
+        """Allocate these due subscribers (skipping any that closed since the round began)."""
+        batch = [
+            (p, fallback, audio_bps(p, now), stage_test(p)) for p, fallback in due if not p.closed
+        ]
+        self.rounds += len(batch)
+        self.control.add(batch, now)
+        for p, _, audio, _ in batch:  # the Prober's aim: the slots' ceilings plus the audio
             p.desired_bps = probe_goal_bps(self.control.desired_bps.get(p.id, 0), audio)
+            p.layers_held = self.control.held.get(p.id, True)
+            p.layers_fixed = self.control.fixed.get(p.id, False)
 
 
 def fallback_bps(participant: Participant) -> int:

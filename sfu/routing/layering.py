@@ -47,6 +47,8 @@ from sfu.policy.allocation import (
     SlotDemand,
     cap_of,
     ceiling_bps,
+    held_below,
+    one_step,
 )
 from sfu.policy.downlink import DownlinkReports
 
@@ -137,6 +139,13 @@ class LayerControl:
         self.skipped = 0  # allocations found steady (for tests and stats)
         # What each subscriber's slots would take with no bandwidth limit (the Prober's aim).
         self.desired_bps: dict[str, int] = {}
+        self._wanted: dict[TrackKey, list[int | None]] = {}  # the round so far (`add`)
+        # Whether some slot of a subscriber gets less than it wants (`held_below`): only
+        # then may its Prober re-check an app-limited estimate (sfu.policy.probe).
+        self.held: dict[str, bool] = {}
+        # Whether every slot of a subscriber has one step only (`one_step`): no estimate
+        # changes what it gets, so its Prober never re-checks.
+        self.fixed: dict[str, bool] = {}
 
     def tick(
         self,
@@ -149,9 +158,26 @@ class LayerControl:
         `subscribers` may be only those due this round (`sfu.policy.cadence`):
         a subscriber is forgotten by `forget`, not by its absence.  `relayed`:
         local tracks with the spatial layers other workers' subscribers need.
+        The same round in pieces: `begin`, `add` (any number of times), `finish`.
         """
-        wanted: dict[TrackKey, list[int | None]] = {}
-        self._infos.clear()  # a layer's info is read once per round (`_info`)
+        self.begin()
+        self.add(subscribers, now)
+        self.finish(relayed, now)
+
+    def begin(self) -> None:
+        """Start a round: what the subscribers chose is collected until `finish`."""
+        self._wanted = {}
+
+    def add(
+        self,
+        subscribers: Iterable[tuple[Subscriber, int, int, Callable[[str], bool]]],
+        now: float,
+    ) -> None:
+        """Allocate these subscribers (a slice of the round; see `tick`)."""
+        wanted = self._wanted
+        # A layer's info is read once per slice (`_info`): not across slices, between
+        # which a layer may be freed and its id() taken by another.
+        self._infos.clear()
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
             estimate = self.estimate(subscriber, fallback_bps)
             self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
@@ -162,6 +188,12 @@ class LayerControl:
             )
             if kbps is not None:
                 self._notify(Downlink(subscriber.id, kbps))
+
+    def finish(self, relayed: Iterable[tuple[Track, Iterable[int]]], now: float) -> None:
+        """End the round: what publishers must send, from every slice's choices."""
+        collected, self._wanted = self._wanted, {}
+        # A track forgotten while the round was in slices is not brought back.
+        wanted = {key: spatials for key, spatials in collected.items() if key in self._tracks}
         for track, spatials in relayed:  # other workers' subscribers (the relay's demand)
             key = (track.owner, track.mid)
             self._tracks[key] = track
@@ -174,6 +206,8 @@ class LayerControl:
         self._rounds.pop(subscriber_id, None)
         self._downlinks.pop(subscriber_id, None)
         self.desired_bps.pop(subscriber_id, None)
+        self.held.pop(subscriber_id, None)
+        self.fixed.pop(subscriber_id, None)
 
     def forget_track(self, owner: str, mid: str) -> None:
         """A published track is gone: nothing more is said about it."""
@@ -226,6 +260,8 @@ class LayerControl:
                 cut = for_bandwidth(before.get(mid), choice, caps[mid])
                 self._apply(subscriber.consumers[mid], choice, now, cut)
             self._rounds[subscriber.id] = Round(now, budget, demands, choices == before)
+            self.held[subscriber.id] = held_below(demands, choices)
+            self.fixed[subscriber.id] = one_step(demands)
         for mid, choice in choices.items():
             track = tracks[mid]
             key = (track.owner, track.mid)

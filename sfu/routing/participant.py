@@ -140,6 +140,12 @@ class Participant:
         self.prober: Prober | None = None
         self.max_bps = MAX_ESTIMATE_BPS  # the estimator's ceiling (set_max)
         self.desired_bps = 0
+        # Some video slot gets less than it wants (LayerControl.held): the Prober's
+        # re-check of an app-limited estimate is worth its padding (sfu.policy.probe).
+        self.layers_held = True
+        # Every video slot has one step only (LayerControl.fixed): no estimate changes
+        # what it gets, so the Prober never re-checks it.
+        self.layers_fixed = False
         self.feedback_columns: Columns | None = None  # of the last feedback
         self._learned = 0
         self._idle_counters = Counters()

@@ -6,8 +6,12 @@ its `Prober` (sfu.policy.probe) plans probe clusters and the transport
 fills them with padding (`WebRtcTransport.send_padding`, on an RTX stream).
 
 - `plan` (every `feedback.TWCC_FEEDBACK_INTERVAL`): tells each Prober the
-  estimate, the desired rate (capped at the estimator's maximum) and the
-  media rate the transport sends now (padding and RTCP left out).
+  estimate, the desired rate (capped at the estimator's maximum), the
+  media rate the transport sends now (padding and RTCP left out) and
+  whether the allocation holds some slot below what it wants
+  (`Participant.layers_held`: the re-check of an app-limited estimate is
+  for those, and for estimates far above the media), and whether every slot
+  has one step only (`Participant.layers_fixed`: never re-checked).
 - `pump` (every `PROBE_STEP` while some Prober is busy): sets the
   transport's `probe_id` to the cluster in progress, so every packet sent
   meanwhile is tagged with it (media too), and sends the padding due.
@@ -46,6 +50,8 @@ class Probing:
                 desired_bps=min(p.desired_bps, p.max_bps),
                 sending_bps=sending,
                 now=now,
+                held=p.layers_held,
+                fixed=p.layers_fixed,
             )
         for gone in [pid for pid in self._sent if pid not in seen]:
             del self._sent[gone]

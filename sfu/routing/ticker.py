@@ -20,6 +20,7 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 from sfu.control import ActiveSpeaker, MediaEvent, PrecallMeasured
@@ -55,6 +56,8 @@ class Ticked(Protocol):
     def refill(self, group: Group) -> None: ...
 
     def after_tick(self, now: float) -> None: ...
+
+    def after_tick_steps(self) -> Iterator[None]: ...
 
     def remb_cap(self, participant: Participant) -> int: ...
 
@@ -132,7 +135,9 @@ class Ticker:
             for participant in participants[start : start + TICK_SLICE]:
                 if not participant.closed:  # it may have left during a slice's pause
                     self._participant(participant, now)
-        media.after_tick(time.monotonic())
+        await asyncio.sleep(0)
+        for _ in media.after_tick_steps():  # the layer allocation, in slices too
+            await asyncio.sleep(0)
 
     def tick(self, now: float) -> None:
         """One whole tick in one call (`_run` runs the same in slices)."""
