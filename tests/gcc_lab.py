@@ -14,6 +14,9 @@ many average frames of the new layer larger, in one burst (0: none, the
 default; a VP8 key frame is some 5-15 x).
 `burst_s`: the bottleneck's token bucket (the lab's tbf: 0.02 s; 0, the
 default: none, every frame's packets queue behind each other).
+`measured_sending`: the Prober is told the media rate measured over each
+feedback interval, key frames included, as the SFU's clock tells it (default:
+the steady rate of the chosen layer).
 Used by tests/test_sfu_probe.py and bench/estimate_sim.py.
 """
 
@@ -66,6 +69,7 @@ def lab_viewer(
     key_frame_x: float = 0.0,
     burst_s: float = 0.0,
     top_back: float | None = None,
+    measured_sending: bool = False,
 ) -> LabRun:
     full = SlotDemand("1", True, 1280, 720, CAMERA)
     lower = SlotDemand("1", True, 1280, 720, CAMERA[:2])
@@ -102,5 +106,6 @@ def lab_viewer(
         estimator=estimator,
         prober=Prober(),
         key_frame=key_frame,
+        measured_sending=measured_sending,
     )
     return LabRun(run, layers)

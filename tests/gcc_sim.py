@@ -117,12 +117,16 @@ def simulate(
     estimator: BandwidthEstimator | None = None,
     prober: Prober | None = None,
     key_frame: Callable[[float], int] | None = None,
+    measured_sending: bool = False,
 ) -> Run:
     """Run the sender, the link and the feedback loop for `seconds` of simulated time.
 
     `demand` is what the media could use (the sender sends min(estimate, demand));
     `desired` (default: demand) is what the allocator asks the prober for;
-    `key_frame(t)`: how many bytes larger the frame sent at `t` is (0: none).
+    `key_frame(t)`: how many bytes larger the frame sent at `t` is (0: none);
+    `measured_sending`: the Prober is told the media rate sent since its last call
+    (as the SFU's clock measures it, key frames included: sfu/routing/probing.py),
+    not the steady min(estimate, demand).
     """
     wanted = desired or demand
     est = estimator or BandwidthEstimator()
@@ -136,6 +140,8 @@ def simulate(
     next_feedback = FEEDBACK_S
     pending: list[tuple[float, list[PacketResult]]] = []
     sent_window: list[tuple[float, int]] = []
+    media_bytes = 0  # media (not padding) sent since the Prober's last call
+    media_since = 0.0
 
     def send(t: float, size: int, probe: int) -> None:
         nonlocal sequence
@@ -160,6 +166,7 @@ def simulate(
             while frame_bytes > 0:
                 size = min(PACKET_BYTES, max(frame_bytes, 100))
                 send(now, size, probe_id)
+                media_bytes += size
                 frame_bytes -= size
         if prober and now >= next_pad - 1e-9:
             next_pad += PAD_TICK_S
@@ -182,10 +189,13 @@ def simulate(
                 sent_window.pop(0)
             sending = sum(size for _, size in sent_window) * 8
             if prober:
+                steady = min(est.estimate_bps, demand(at))
+                measured = media_bytes * 8 / (at - media_since) if at > media_since else 0.0
+                media_bytes, media_since = 0, at
                 prober.want(
                     estimate_bps=est.estimate_bps,
                     desired_bps=int(wanted(at)),
-                    sending_bps=int(min(est.estimate_bps, demand(at))),
+                    sending_bps=int(measured if measured_sending else steady),
                     now=at,
                 )
             run.times.append(at)
