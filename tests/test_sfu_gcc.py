@@ -581,3 +581,50 @@ def test_a_probe_s_own_overuse_does_not_take_the_estimate_under_what_it_measured
     assert lab.layers[-1][1] == 0  # on 320x180 under the cap
     late = lab.run.window(10, 30)
     assert min(late) >= 0.9 * cap, min(late)
+
+
+def probe_then_media_feedbacks(rate: float, every: float) -> Feedbacks:
+    """A viewer getting 720 kbit/s (30 frames a second, 3 x 1000 bytes each) through a
+    link of `rate` with a 200 ms queue, and at 4 s a 100 ms probe cluster (id 7) at
+    ~3.4 Mbit/s (media and padding), reported every `every` seconds as the receiver
+    got it (each feedback: every packet up to the newest that arrived)."""
+    link = Link(constant(rate), max_queue_s=0.2)
+    sends = [(k / 30, -1) for k in range(240) for _ in range(3)]
+    sends += [(4.0 + k * 0.003, 7) for k in range(34)]
+    sends.sort(key=lambda send: send[0])
+    packets = []
+    for sequence, (send, probe) in enumerate(sends):
+        arrival = link.carry(send, 1000)
+        in_cluster = 7 if 4.0 <= send < 4.1 else probe
+        packets.append(PacketResult(sequence, send, 1000, arrival, in_cluster))
+    feedbacks: Feedbacks = []
+    reported = 0
+    for k in range(1, round(8 / every)):
+        now = k * every
+        start = reported
+        while reported < len(packets) and packets[reported].send_time <= now:
+            arrival = packets[reported].arrival
+            if arrival is not None and arrival > now:
+                break
+            reported += 1
+        if reported > start:
+            feedbacks.append((now + 0.02, packets[start:reported]))
+    return feedbacks
+
+
+def test_a_probe_s_result_after_its_own_overuse_cut_the_estimate_restores_it() -> None:
+    """Chromium reports every ~50 ms, and a probe cluster is complete only once a packet
+    sent after it is reported: behind the queue the cluster built, that is after the
+    detector has seen the queue grow. The decrease came first (0.85 x what got
+    through: 850 kbit/s on this 1 Mbit/s link), then the cluster's result (saturated:
+    0.95 x its arrival rate, 950 kbit/s), which was ignored while overusing. The
+    network lab's room viewer: cut from 839 to 653 kbit/s, then the probe reported
+    1,026 kbit/s delivered. The estimate goes back up to the probe's measurement."""
+    estimator = BandwidthEstimator(start_bps=1_000_000)
+    estimator.on_rtt(0.05, 0.0)
+    after = []
+    for at, results in probe_then_media_feedbacks(1e6, 0.05):
+        estimator.on_feedback(results, at)
+        if 4.45 <= at <= 5.5:
+            after.append(estimator.estimate_bps)
+    assert min(after) >= 0.93e6, min(after)

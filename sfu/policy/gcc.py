@@ -126,6 +126,7 @@ class BandwidthEstimator:
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
         self._overuse_beta: float | None = None  # the current overuse's backoff (`_beta`)
+        self._overuse_from: float | None = None  # the delay estimate when it began
         self._last_saturated: tuple[float, float] | None = None  # a probe that measured the link
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
@@ -314,19 +315,9 @@ class BandwidthEstimator:
             if probe.saturated or probe.bps >= aimd.bps:
                 probe_bps = probe.bps  # (one that got through whole never lowers it)
         if self._delay.state != OVERUSING:
-            self._overuse_beta = None
+            self._overuse_beta = self._overuse_from = None
         if self._delay.state == OVERUSING:
-            if acked is not None and aimd.time_to_reduce_further(now, acked):
-                before = aimd.bps
-                if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
-                    self._overuse_beta = self._beta(acked, now)
-                throughput = self._throughput(acked, now)
-                floor = self._probe_floor(now)
-                aimd.update(OVERUSING, throughput, now, self._overuse_beta, floor)
-                if aimd.bps < before:
-                    self._loss.decreased(now)
-            elif acked is None and aimd.time_to_reduce_further(now, math.inf):
-                aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
+            self._on_overuse(probe, acked, now)
         elif probe_bps is not None:
             if acked is not None:  # a probe may lower the estimate, but not far below what arrives
                 probe_bps = max(probe_bps, min(aimd.bps, PROBE_DROP_FRACTION * acked))
@@ -337,6 +328,37 @@ class BandwidthEstimator:
         else:
             aimd.update(self._delay.state, acked, now)
         self._loss.set_delay_limit(aimd.bps)
+
+    def _on_overuse(self, probe: ProbeResult | None, acked: float | None, now: float) -> None:
+        """The delay-based decrease while the detector says "overusing".
+
+        A probe's cluster is complete (reported whole) only after its queue has
+        begun to overuse, so its result can come after the decreases it caused:
+        a saturated one measured the link, and the estimate goes back up to it
+        (at most to where it stood when the overuse began).  The network lab's
+        room viewer was cut from 839 to 653 kbit/s on its 1 Mbit/s link just
+        before the probe that caused it reported 1,026 kbit/s delivered."""
+        aimd = self._aimd
+        if self._overuse_from is None:
+            self._overuse_from = aimd.bps
+        if probe is not None and probe.saturated:
+            restored = min(probe.bps, self._overuse_from)
+            if restored > aimd.bps:
+                aimd.set_estimate(restored, now)
+                self._loss.set_delay_limit(aimd.bps)
+                self._loss.set_bps(aimd.bps, now)
+                return
+        if acked is not None and aimd.time_to_reduce_further(now, acked):
+            before = aimd.bps
+            if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
+                self._overuse_beta = self._beta(acked, now)
+            throughput = self._throughput(acked, now)
+            floor = self._probe_floor(now)
+            aimd.update(OVERUSING, throughput, now, self._overuse_beta, floor)
+            if aimd.bps < before:
+                self._loss.decreased(now)
+        elif acked is None and aimd.time_to_reduce_further(now, math.inf):
+            aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
 
     def _probe_floor(self, now: float) -> float:
         """Where a delay-based decrease stops: at what a probe that saturated the link
