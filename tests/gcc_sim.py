@@ -2,8 +2,9 @@
 
 One subscriber's downlink: a FIFO queue drained at `capacity(t)` bits/s
 (drop-tail beyond `max_queue_s` of queued data; `burst_s` > 0: a token
-bucket of that many seconds at the rate, as the network lab's tbf with its
-20 ms burst, passes a burst that fits it at once), optional random loss and
+bucket of that many seconds at the rate, at least `burst_min_bytes`, as the
+network lab's tbf with its 20 ms burst of at least 2000 bytes, passes a burst
+that fits it at once), optional random loss and
 jitter (extra delay, packets kept in order) on the wire, a one-way delay of
 20 ms each way.  The SFU side sends video frames at 30 fps of
 min(estimate, demand) bits/s in 1200-byte packets (a frame's packets leave
@@ -48,6 +49,7 @@ class Link:
     max_queue_s: float = 0.5
     seed: int = 1
     burst_s: float = 0.0  # the token bucket's depth in seconds at the rate (0: none)
+    burst_min_bytes: int = 0  # ... and at least this many bytes (the lab's tbf: 2000)
     free_at: float = 0.0
     last_arrival: float = 0.0
     tokens: float = 0.0  # bytes (with burst_s)
@@ -77,7 +79,7 @@ class Link:
 
     def _through_bucket(self, start: float, wire: int, rate_bps: float) -> float:
         """When a packet that may leave at `start` leaves the token bucket."""
-        depth = self.burst_s * rate_bps / 8
+        depth = max(self.burst_s * rate_bps / 8, self.burst_min_bytes)
         self.tokens = min(depth, self.tokens + (start - self.tokens_at) * rate_bps / 8)
         self.tokens_at = start
         if self.tokens >= wire:
