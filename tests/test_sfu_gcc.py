@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from sfu.policy.gcc import BandwidthEstimator, LossController, PacketResult
 from sfu.policy.gcc_aimd import AimdRateControl
-from sfu.policy.gcc_rates import BusyRate
+from sfu.policy.gcc_rates import BusyRate, ProbeRates
 from sfu.policy.probe import Prober
 from tests import gcc_golden
 from tests.gcc_lab import lab_viewer
@@ -628,3 +628,49 @@ def test_a_probe_s_result_after_its_own_overuse_cut_the_estimate_restores_it() -
         if 4.45 <= at <= 5.5:
             after.append(estimator.estimate_bps)
     assert min(after) >= 0.93e6, min(after)
+
+
+def cluster_through_a_bucket(rate: float, target: float, burst: int) -> list[list[float]]:
+    """A probe cluster at `target` bits/s (1000-byte packets, evenly sent), as long as
+    the Prober makes it (100 ms, or long enough for 8 kB), through a token bucket of
+    `rate` holding `burst` bytes (the lab's tbf: 20 ms at the rate, at least 2000
+    bytes), full when the cluster starts: [send, arrival] per packet."""
+    link = Link(constant(rate), max_queue_s=0.2, burst_s=0.02, burst_min_bytes=burst)
+    link.tokens, link.tokens_at = float(burst), 0.0
+    gap = 1000 * 8 / target
+    duration = Prober()._duration(int(target))
+    packets = []
+    for k in range(int(duration / gap) + 1):
+        arrival = link.carry(1.0 + k * gap, 1000 - 38)  # 1000 bytes on the wire
+        assert arrival is not None
+        packets.append([1.0 + k * gap, arrival])
+    return packets
+
+
+@pytest.mark.parametrize(("rate", "target"), [(300_000, 405_000), (300_000, 540_000)])
+def test_a_probe_through_a_token_bucket_measures_the_link_not_the_burst(
+    rate: int, target: int
+) -> None:
+    """The lab's 300 kbit/s tbf holds 2000 bytes (53 ms at the rate): a 100 ms cluster
+    at 1.5 x the estimate got its first 2000 bytes through at once and measured 380-414
+    kbit/s (the whole cluster's arrival rate); then the estimate sat a third above the
+    cap until the next overuse. Its second half arrives at the link's rate."""
+    probes = ProbeRates()
+    packets = cluster_through_a_bucket(rate, target, 2000)
+    for sequence, (send, arrival) in enumerate(packets):
+        probes.add(3, sequence, send, arrival, 1000, send)
+    result = probes.complete(len(packets))
+    assert result is not None and result.saturated
+    assert 0.9 * rate <= result.bps <= 1.0 * rate, result
+
+
+def test_a_probe_a_wider_link_carries_whole_is_not_taken_for_saturated() -> None:
+    """The second-half check must not see a bottleneck that is not there: a cluster
+    the link carries with room to spare (and through the same bucket) got through."""
+    probes = ProbeRates()
+    packets = cluster_through_a_bucket(1_000_000, 700_000, 2500)
+    for sequence, (send, arrival) in enumerate(packets):
+        probes.add(3, sequence, send, arrival, 1000, send)
+    result = probes.complete(len(packets))
+    assert result is not None and not result.saturated
+    assert result.bps == pytest.approx(700_000, rel=0.1)

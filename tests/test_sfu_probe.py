@@ -188,7 +188,7 @@ def test_at_most_one_recheck_in_five_seconds() -> None:
         prober.want(estimate_bps=160_000, desired_bps=2_000_000, sending_bps=190_000, now=t)
         return t
 
-    dropped = overuse_the_next_attempt(1.2)
+    dropped = overuse_the_next_attempt(1.3)  # (after the 1.0 s re-probe's 250 ms cluster)
     assert dropped < 6.0
     for t in (dropped + 0.5, dropped + 1.0):  # 1.0 s was the last recheck: none now
         prober.want(estimate_bps=165_000, desired_bps=2_000_000, sending_bps=190_000, now=t)
@@ -454,3 +454,21 @@ def test_an_old_burst_no_longer_holds_the_padding_down() -> None:
     assert targets == [1_500_000]
     expected = (1_500_000 - 900_000) * 0.1 / 8
     assert 0.85 * expected <= padding <= expected, padding
+
+
+def test_a_slow_cluster_lasts_long_enough_to_carry_8_kb() -> None:
+    """At 1.5 x a 270 kbit/s estimate a 100 ms cluster is 5 kB, and the lab's 300 kbit/s
+    tbf passes 2000 bytes at once: such a cluster measured the bucket (380-414 kbit/s).
+    Slow clusters last until they carry 8 kB (at most 300 ms); fast ones stay 100 ms."""
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=270_000, desired_bps=2_000_000, sending_bps=200_000, now=0.0)
+    clusters = clusters_between(prober, 0.0, 1.0)
+    assert [c.target_bps for c in clusters] == [405_000, 540_000]
+    assert [round(c.duration, 3) for c in clusters] == [0.158, 0.119]
+    assert clusters[1].start == pytest.approx(clusters[0].start + clusters[0].duration)
+    fast = Prober(duration_s=0.1)
+    fast.want(estimate_bps=2_000_000, desired_bps=5_000_000, sending_bps=1_500_000, now=0.0)
+    assert {c.duration for c in clusters_between(fast, 0.0, 1.0)} == {0.1}
+    slowest = Prober(duration_s=0.1)
+    slowest.want(estimate_bps=60_000, desired_bps=2_000_000, sending_bps=30_000, now=0.0)
+    assert {c.duration for c in clusters_between(slowest, 0.0, 1.0)} == {0.3}

@@ -15,7 +15,11 @@ cluster, and the estimator measures how fast the cluster arrived
   When desired > estimate and the link is calm (the estimate has not
   dropped by 10 % in the last second, nor within 2 s after such a drop), it
   plans an attempt: clusters at 1.5 x and 2 x the estimate (capped at
-  desired), back to back, each `duration_s` long.
+  desired), back to back, each `duration_s` long, or long enough to carry
+  8 kB (at most 300 ms): a link's token bucket passes a cluster's first
+  bytes at once (the lab's tbf holds 2000 bytes, 53 ms at 300 kbit/s),
+  and a 100 ms cluster of 5 kB at 405 kbit/s nearly fitted the bucket
+  and the rate together: it measured the bucket, not the link.
 - An attempt succeeds if, within a second after its last cluster, the
   estimate rose by 10 %: then it probes again right away from the new
   estimate (exponential search).  Otherwise it waits 2 s, then 4, up to
@@ -94,6 +98,8 @@ DRAIN_S = 0.5  # after a probe's overuse, let its queue drain before re-probing
 DROP_PROBE_INTERVAL_S = 5.0
 RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-check the estimate
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
+MIN_CLUSTER_BYTES = 8000  # a cluster lasts long enough to carry this much (see the doc)
+MAX_CLUSTER_S = 0.3
 MEDIA_S = 1.0  # a cluster's padding tops up the median media rate told over this long
 
 
@@ -205,6 +211,12 @@ class Prober:
         self._owed -= due
         return due
 
+    def _duration(self, target_bps: int) -> float:
+        """How long a cluster at `target_bps` lasts: `duration_s`, or long enough to
+        carry MIN_CLUSTER_BYTES (see the module doc)."""
+        carries = min(MIN_CLUSTER_BYTES * 8 / max(target_bps, 1), MAX_CLUSTER_S)
+        return max(self.duration_s, carries)
+
     def _remember_media(self, now: float) -> None:
         media = self._media
         media.append((now, self._sending))
@@ -229,11 +241,12 @@ class Prober:
             return
         start = now
         for target in targets:
+            duration = self._duration(target)
             self._planned.append(
-                ProbeCluster(self._next_id, target, start, self.duration_s, self.min_packets)
+                ProbeCluster(self._next_id, target, start, duration, self.min_packets)
             )
             self._next_id += 1
-            start += self.duration_s
+            start += duration
         self._attempt = _Attempt(self._estimate, start)
         self._attempt_desired = desired_bps
         self._last_end = start
@@ -278,12 +291,11 @@ class Prober:
         target = min(target, desired_bps)
         if target * (1 - PROBE_UNCERTAINTY) <= self._estimate:
             return  # the estimate came back by itself
-        self._planned.append(
-            ProbeCluster(self._next_id, target, now, self.duration_s, self.min_packets)
-        )
+        duration = self._duration(target)
+        self._planned.append(ProbeCluster(self._next_id, target, now, duration, self.min_packets))
         self._next_id += 1
-        self._attempt = _Attempt(self._estimate, now + self.duration_s, after_drop=True)
-        self._last_end = now + self.duration_s
+        self._attempt = _Attempt(self._estimate, now + duration, after_drop=True)
+        self._last_end = now + duration
         self._last_drop_probe = now
         self._last_was_recheck = False
 
