@@ -99,7 +99,7 @@ PROBE_FRESH_S = 1.0
 LOSS_FLOOR_OF_ACKED = 0.85
 APP_LIMITED_OF_LINK = 0.85  # acknowledged under this x the link's measured rate: app-limited
 APP_LIMITED_BETA = 0.95  # a delay-based decrease of an app-limited sender (`_beta`)
-LINK_NARROWED = 0.85  # busy and 500 ms rates under this x the filtered one: it lags a drop
+LINK_NARROWED = 0.5  # busy and 500 ms rates under this x the filtered one: it lags a drop
 
 
 class BandwidthEstimator:

@@ -24,9 +24,8 @@
   saturated is part of the result (`ProbeResult`): only a saturated
   cluster measured the link; one that got through whole says only that
   the link carries at least its rate.  A token bucket passes a cluster's
-  first bytes at once, so its second half (by bytes) is judged too
-  (`_late_rates`): when it arrived under 0.9 x its own send rate the
-  cluster saturated the link, measured at the lower arrival rate.
+  first bytes at once, so a saturated cluster is measured at the lower of
+  its whole and its second half's (by bytes) arrival rates (`_late_rates`).
 - `BusyRate`: the rate at which the link delivered while it was busy, from
   the latest packets that queued behind the one before them (they arrived
   more than 1 ms further apart than they were sent: the gap is the link's
@@ -364,7 +363,4 @@ def _rate(c: _Cluster) -> ProbeResult | None:
         if late is not None:
             arrival_bps = min(arrival_bps, late[1])
         return ProbeResult(SATURATED_UTILIZATION * arrival_bps, True)
-    late = _late_rates(c.packets, c.total_bytes)
-    if late is not None and late[1] < SATURATED_RATIO * late[0]:
-        return ProbeResult(SATURATED_UTILIZATION * late[1], True)  # the bucket hid it
     return ProbeResult(min(send_bps, arrival_bps), False)
