@@ -401,7 +401,7 @@ class BandwidthEstimator:
         And so does the rate of the latest packets that queued (`BusyRate`):
         when a key frame or a probe overuses a link an app-limited sender
         does not fill, what it got through on average is not the link's rate.
-        But when both the busy rate and the 500 ms rate are well under the
+        But when both the busy rate and the 500 ms rate are under half the
         filtered rate, the link narrowed (a cap dropped) and the filter lags
         it: the decrease starts from what the link delivers now (else a sender
         that fills the link came down from 2.9 Mbit/s onto a new 500 kbit/s
