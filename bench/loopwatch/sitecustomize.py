@@ -170,6 +170,7 @@ def install() -> None:
     if not out or "signalling" not in argv or "serve" not in argv:
         return
     period = float(os.environ.get("LOOPWATCH_PERIOD_MS", "10")) / 1000
+    os.makedirs(out, exist_ok=True)  # else every write fails, silently, in the thread
     watch = Watch(out, period)
     gc.callbacks.append(watch.on_gc)
     import importlib
