@@ -100,11 +100,11 @@ def clusters(selected: list[dict[str, Any]], gap_s: float = 0.3) -> list[dict[st
         elif what.startswith("UdpMux._readable") and ms > c["read_ms"]:
             c["read_ms"] = ms
             c["read_n"] = int(what.split("n=")[1]) if "n=" in what else 0
-    first = out[0]["_start"] if out else 0.0
+    starts = [c["_start"] for c in out]
     for i, c in enumerate(out):
-        c["at_s"] = round(c["_start"] - first, 3)
+        c["at_s"] = round(c["_start"] - starts[0], 3)
         c["span_ms"] = round(1000 * (c["_last"] - c["_start"]), 1)
-        c["since_previous_s"] = round(c["_start"] - out[i - 1]["_start"], 3) if i else None
+        c["since_previous_s"] = round(starts[i] - starts[i - 1], 3) if i else None
         c["wait_ms"], c["read_ms"] = round(c["wait_ms"], 1), round(c["read_ms"], 1)
         del c["_start"], c["_last"]
     return out
