@@ -112,7 +112,9 @@ def send_side(route: Any, direct: Any) -> WebRtcTransport:
     return transport
 
 
-def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> list[Consumer]:
+def build(
+    path: str, fanout: int, receiver: socket.socket, keep: list[Any], spread: bool = False
+) -> list[Consumer]:
     binding, lib = mmsg.load(), srtp.load()
     assert binding is not None and lib is not None
     shared = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -124,6 +126,12 @@ def build(path: str, fanout: int, receiver: socket.socket, keep: list[Any]) -> l
     dest = receiver.getsockname()
     consumers = []
     for n in range(fanout):
+        if spread:  # a receiving socket per subscriber, as in a room (the kernel's share)
+            own = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            own.bind(("127.0.0.1", 0))
+            own.setblocking(False)
+            keep.append(own)
+            dest = own.getsockname()
         if path == "own":
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             sock.setblocking(False)
@@ -163,13 +171,13 @@ def _publisher_ids(path: str) -> dict[str, int]:
     return EXT_IDS if path == "twcc" else {}
 
 
-def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
+def measure(path: str, fanout: int, packets: int, repeat: int, spread: bool = False) -> float:
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE (root)
     receiver.setblocking(False)
     keep: list[Any] = [receiver]
-    consumers = build(path, fanout, receiver, keep)
+    consumers = build(path, fanout, receiver, keep, spread)
     egress = next((k for k in keep if isinstance(k, Egress)), None)
     producer = Producer(
         owner="pub",
@@ -219,7 +227,9 @@ def measure(path: str, fanout: int, packets: int, repeat: int) -> float:
             if egress is not None:
                 egress.flush()  # what the end of a read batch does
         best = min(best, time.perf_counter() - start)
-        _drain(receiver)
+        for item in keep:
+            if isinstance(item, socket.socket) and item.getsockname()[1]:
+                _drain(item)
     for item in keep:
         if isinstance(item, socket.socket):
             item.close()
@@ -279,26 +289,42 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians")
     parser.add_argument("--per-feedback", type=int, default=50)
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=list(PATHS))
+    parser.add_argument(
+        "--spread", action="store_true", help="a receiving socket per subscriber (default: one)"
+    )
     parser.add_argument("--json")
     args = parser.parse_args()
     compiled = native.load("_fanout") is not None
     print(f"per-copy path: {'compiled (sfu.native._fanout)' if compiled else 'pure Python'}")
     results: dict[str, list[float]] = {key: [] for key in [*PATHS, "feedback"]}
     for _ in range(args.rounds):
-        for key in PATHS:
-            results[key].append(measure(key, args.fanout, args.packets, args.repeat))
+        for key in args.paths:
+            results[key].append(measure(key, args.fanout, args.packets, args.repeat, args.spread))
         results["feedback"].append(feedback_cost(args.per_feedback, 200))
-    summary = {key: sorted(values)[len(values) // 2] for key, values in results.items()}
+    summary = {key: sorted(values)[len(values) // 2] for key, values in results.items() if values}
+    print(f"fan-out {args.fanout}, {'a receiving socket each' if args.spread else 'one receiver'}")
     for key, label in PATHS.items():
+        if key not in summary:
+            continue
         print(f"{label:45} {summary[key]:6.2f} us per copy  (rounds {results[key]})")
     label = "transport-cc feedback + estimator"
     rounds = [round(v, 2) for v in results["feedback"]]
     print(f"{label:45} {summary['feedback']:6.2f} us per reported packet  (rounds {rounds})")
-    whole = summary["twcc"] + summary["feedback"]
-    print(f"{'copy with transport-cc, all told':45} {whole:6.2f} us per copy")
+    if "twcc" in summary:
+        whole = summary["twcc"] + summary["feedback"]
+        print(f"{'copy with transport-cc, all told':45} {whole:6.2f} us per copy")
     if args.json:
         Path(args.json).write_text(
-            json.dumps({"compiled": compiled, "per_copy_us": summary, "rounds": results})
+            json.dumps(
+                {
+                    "compiled": compiled,
+                    "fanout": args.fanout,
+                    "spread": args.spread,
+                    "per_copy_us": summary,
+                    "rounds": results,
+                }
+            )
         )
 
 

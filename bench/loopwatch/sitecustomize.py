@@ -30,6 +30,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+# A wake-up of the shared socket's reader, or a probe's wait, at least this
+# long is also logged on its own (its wall-clock time, length, datagrams read),
+# to line the stalls up with what caused them (a key frame's burst, gc, ...).
+LONG_MS = float(os.environ.get("LOOPWATCH_LONG_MS", "20"))
 # Upper edges of the histogram buckets, milliseconds (the last one is open).
 EDGES_MS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200)
 WRAPPED = (
@@ -83,6 +87,9 @@ class Watch:
         self.stats: dict[str, Stat] = {}
         self.gc_started = 0.0
         self.loop: asyncio.AbstractEventLoop | None = None
+        # (wall time at the start, ms, what) of every long event this second.
+        self.long: list[tuple[float, float, str]] = []
+        self.read_count = 0  # datagrams read in the current wake-up
 
     def stat(self, name: str) -> Stat:
         stat = self.stats.get(name)
@@ -99,16 +106,34 @@ class Watch:
     def wrap(self, name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(function)
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self.read_count = 0
             started = time.perf_counter()
             try:
                 return function(*args, **kwargs)
             finally:
-                self.stat(name).add(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                self.stat(name).add(took)
+                if took * 1000 >= LONG_MS:
+                    what = f"{name} n={self.read_count}" if self.read_count else name
+                    self.long.append((time.time() - took, took * 1000, what))
 
         return timed
 
+    def counting(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`UdpMux.dispatch`: counts the datagrams of the current wake-up."""
+
+        @functools.wraps(function)
+        def counted(mux: Any, batch: Any) -> Any:
+            self.read_count += len(batch)
+            return function(mux, batch)
+
+        return counted
+
     def answered(self, asked: float) -> None:
-        self.stat("loop_wait").add(time.perf_counter() - asked)
+        waited = time.perf_counter() - asked
+        self.stat("loop_wait").add(waited)
+        if waited * 1000 >= LONG_MS:
+            self.long.append((time.time() - waited, waited * 1000, "loop_wait"))
 
     def run(self) -> None:
         last = time.monotonic()
@@ -134,7 +159,9 @@ class Watch:
 
     def write(self) -> None:
         stats, self.stats = self.stats, {}
-        line = {"t": time.time(), **{name: s.dump() for name, s in stats.items()}}
+        long, self.long = self.long, []
+        line: dict[str, Any] = {"t": time.time(), **{name: s.dump() for name, s in stats.items()}}
+        line["long"] = [[round(t, 4), round(ms, 2), what] for t, ms, what in long]
         with open(self.out, "a") as out:
             out.write(json.dumps(line) + "\n")
 
@@ -145,6 +172,7 @@ def install() -> None:
     if not out or "signalling" not in argv or "serve" not in argv:
         return
     period = float(os.environ.get("LOOPWATCH_PERIOD_MS", "10")) / 1000
+    os.makedirs(out, exist_ok=True)  # else every write fails, silently, in the thread
     watch = Watch(out, period)
     gc.callbacks.append(watch.on_gc)
     import importlib
@@ -156,6 +184,12 @@ def install() -> None:
         except (ImportError, AttributeError):
             continue  # an older tree (the A/B's base) lacks it
         setattr(cls, method, watch.wrap(f"{class_name}.{method}", function))
+    try:
+        from sfu.transport.udpmux import UdpMux
+
+        UdpMux.dispatch = watch.counting(UdpMux.dispatch)  # type: ignore[method-assign]
+    except ImportError:
+        pass
     threading.Thread(target=watch.run, name="loopwatch", daemon=True).start()
 
 

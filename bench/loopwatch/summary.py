@@ -89,6 +89,36 @@ def edge(buckets: list[int], count: int, q: float) -> float | None:
     return None
 
 
+def clusters(selected: list[dict[str, Any]], gap_s: float = 0.3) -> list[dict[str, Any]]:
+    """The window's long events (`long`: wall time, ms, what) grouped when < `gap_s` apart.
+
+    Each cluster: its start (s after the window's first event), span, the
+    longest `loop_wait`, the longest read wake-up and the datagrams it read,
+    and the time since the previous cluster's start (a key frame every 2 s
+    shows as a period of 2.0).
+    """
+    events = sorted((e for r in selected for e in r.get("long", [])), key=lambda e: e[0])
+    out: list[dict[str, Any]] = []
+    for at, ms, what in events:
+        if not out or at - out[-1]["_last"] > gap_s:
+            out.append({"_start": at, "_last": at, "wait_ms": 0.0, "read_ms": 0.0, "read_n": 0})
+        c = out[-1]
+        c["_last"] = max(c["_last"], at + ms / 1000)
+        if what == "loop_wait":
+            c["wait_ms"] = max(c["wait_ms"], ms)
+        elif what.startswith("UdpMux._readable") and ms > c["read_ms"]:
+            c["read_ms"] = ms
+            c["read_n"] = int(what.split("n=")[1]) if "n=" in what else 0
+    starts = [c["_start"] for c in out]
+    for i, c in enumerate(out):
+        c["at_s"] = round(c["_start"] - starts[0], 3)
+        c["span_ms"] = round(1000 * (c["_last"] - c["_start"]), 1)
+        c["since_previous_s"] = round(starts[i] - starts[i - 1], 3) if i else None
+        c["wait_ms"], c["read_ms"] = round(c["wait_ms"], 1), round(c["read_ms"], 1)
+        del c["_start"], c["_last"]
+    return out
+
+
 def summary(folder: str, seconds: int) -> dict[str, Any]:
     all_rows = rows(folder)
     selected = window(all_rows, seconds)
@@ -96,6 +126,7 @@ def summary(folder: str, seconds: int) -> dict[str, Any]:
         "window_s": len(selected),
         "window": {k: merged(selected, k) for k in WINDOW_KEYS},
         "whole_run": {k: merged(all_rows, k) for k in WHOLE_KEYS},
+        "long_clusters": clusters(selected),
     }
 
 
@@ -116,6 +147,12 @@ def main() -> None:
                         f"p90<={m['p90_le_ms']} p99<={m['p99_le_ms']} max {m['max_ms']} ms "
                         f"(total {m['total_ms']} ms)"
                     )
+        for c in s["long_clusters"]:
+            print(
+                f"  long at {c['at_s']:7.3f} s (+{c['since_previous_s']}): span {c['span_ms']} ms,"
+                f" loop_wait max {c['wait_ms']} ms, read wake-up max {c['read_ms']} ms"
+                f" ({c['read_n']} datagrams)"
+            )
     if args.json:
         with open(args.json, "w") as out:
             json.dump(result, out, indent=1)
