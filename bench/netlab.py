@@ -75,6 +75,8 @@ from netlab_clients import (  # noqa: E402
 )
 from netlab_janus import JANUS_ID, Janus, janus  # noqa: E402
 from netlab_janus import OUTBOUND as JANUS_OUTBOUND  # noqa: E402
+from netlab_link import LinkSampler, deltas  # noqa: E402
+from netlab_trace import episodes, frozen_by_kind  # noqa: E402
 from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
 
 from tests.conftest import token  # noqa: E402
@@ -279,6 +281,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
             names[joined(pages[seat.name])] = seat.name
         watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
         raw = watch(watched, pid, scenario, net)
+        link = raw.pop("link")
         start = watched["impaired"].offset
         outbound = pages[first.name].evaluate(OUTBOUND)
         estimates = pages[first.name].evaluate(PUBLISHER_ESTIMATE_READ)
@@ -291,6 +294,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
                 p.close()
     result = {
         "viewers": raw,
+        "link": link,
         "publisher_layers": outbound,
         "publisher_estimate": publisher_estimate(estimates),
         # t in s from the scenario's start (about: the sampler starts at the publisher's join)
@@ -300,8 +304,31 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
     }
     result["encoder_summary"] = encoder_summary(result["publisher_encoder"], scenario.duration)
     if setup.trace is not None:
-        result["layer_trace"] = layer_trace(setup.trace, start, scenario.duration, pid, names)
+        trace = layer_trace(setup.trace, start, scenario.duration, pid, names)
+        result["layer_trace"] = trace
+        explain(scenario, raw, trace, link)
     return result
+
+
+def explain(
+    scenario: Scenario,
+    viewers: dict[str, Any],
+    trace: list[dict[str, Any]],
+    link: list[dict[str, Any]],
+) -> None:
+    """Each viewer's stalls, classified from the trace and the link (bench/netlab_trace.py):
+    `episodes`, and `frozen_s_by_kind` over the impaired stretch and after adapting."""
+    impaired_from = min((c.t for c in scenario.caps if c.kbps), default=scenario.loss_from)
+    low = [c.t for c in scenario.caps if c.kbps is not None and c.kbps < ADAPT_BELOW_KBPS]
+    for name, v in viewers.items():
+        # a control viewer's own link is not capped: its bottleneck counters say nothing
+        found = episodes(v["series"], name, trace, link if name == "impaired" else [],
+                         impaired_from)  # fmt: skip
+        v["episodes"] = found
+        v["frozen_s_by_kind"] = frozen_by_kind(found, impaired_from)
+        v["frozen_s_by_kind_after_3s"] = frozen_by_kind(
+            found, min(low, default=impaired_from) + 3.0
+        )
 
 
 def encoder_summary(rows: list[list[Any]], duration: float) -> dict[str, Any]:
@@ -373,10 +400,11 @@ def watch(
         start_sampler(w.page, publisher)
         w.offset = time.monotonic()
     start = watched["impaired"].offset
-    follow(scenario, net, start)
+    with LinkSampler(net.host_link, start) as link:
+        follow(scenario, net, start)
     for w in watched.values():
         w.raw = w.page.evaluate(STOP)
-    return {
+    viewers: dict[str, Any] = {
         name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
         | {
             "counters": counters(w.raw),
@@ -385,6 +413,8 @@ def watch(
         }
         for name, w in watched.items()
     }
+    viewers["link"] = deltas(link.rows)  # the bottleneck's tbf, per ~0.1 s (netlab_link)
+    return viewers
 
 
 def wire(raw: list[dict[str, Any]], offset_s: float) -> list[list[float]]:
@@ -437,6 +467,7 @@ def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
                 rig.subscribe(pages[seat.name], site.url, room, streams, names, JANUS_ID)
         watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
         raw = watch(watched, JANUS_ID, scenario, net)
+        link = raw.pop("link")
         outbound = pages["publisher"].evaluate(JANUS_OUTBOUND)
     finally:
         net.cap_downlink(None)
@@ -444,7 +475,7 @@ def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
         for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
-    return {"viewers": raw, "publisher_layers": outbound}
+    return {"viewers": raw, "link": link, "publisher_layers": outbound}
 
 
 def counters(raw: list[dict[str, Any]]) -> dict[str, Any]:
@@ -738,8 +769,10 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="PNG (default: next to --json)")
     parser.add_argument(
         "--trace",
-        action="store_true",
-        help="the server's layer trace (VISITROOM_LAYER_TRACE) in each visitroom result",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the server's layer trace (VISITROOM_LAYER_TRACE) and each stall explained from it "
+        "in each visitroom result (default; --no-trace: neither)",
     )
     args = parser.parse_args()
     result = run(args)

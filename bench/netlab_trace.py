@@ -1,0 +1,155 @@
+"""What each freeze of a lab viewer was, from the server's layer trace and the link (pure).
+
+Inputs, all with `t` in s from the scenario's start:
+
+- the viewer's `series` rows (bench/netlab.py `summarize`: `[t, width, fps,
+  frames decoded, estimate kbit/s, freezes s]`, ~300 ms apart);
+- the scenario's `layer_trace` (bench/netlab.py `layer_trace`: per SFU tick the
+  slots showing the measured publisher, `[seat, mid, publisher, source spatial,
+  pending spatial, wanted spatial, wanted temporal, cut, mapped, temporal,
+  packets sent, switches]`, and its layers, `[spatial, rid, packets received,
+  key frames received, key frame requests sent, consumers, active]`);
+- the bottleneck's counters (bench/netlab_link.py `deltas`: `t`, `drops`, ...).
+
+A *stall* is a run of samples in which the viewer decoded no new frame.  Each
+one is put in one class (`KINDS`), in this order:
+
+- ``start``: it began before the link was impaired (a join, a first key frame);
+- ``switch_keyframe_wait``: the slot was switching layers (pending) and the
+  target layer's key frame had not reached the SFU (``asked``: how many
+  requests went to that layer meanwhile: 0 means nobody asked);
+- ``switch_keyframe_dropped``: the target's key frame reached the SFU and the
+  slot switched, yet the stall went on while the bottleneck dropped packets
+  (the key frame did not fit the tbf's queue, or queued behind the old layer);
+- ``switch_receiver``: as the previous, with no drop at the bottleneck;
+- ``overflow``: no switch, the bottleneck dropped packets (a layer, a probe or
+  retransmissions above the cap);
+- ``receiver``: none of these (the browser's jitter buffer or decoder).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["KINDS", "episodes", "frozen_by_kind", "stalls"]
+
+KINDS = (
+    "start",
+    "switch_keyframe_wait",
+    "switch_keyframe_dropped",
+    "switch_receiver",
+    "overflow",
+    "receiver",
+)
+LEAD_S = 0.6  # what happened this long before a stall's first silent sample counts
+SETTLED_S = 0.4  # a stall going on this long after its switch is not the switch's wait
+
+
+def stalls(series: Sequence[Sequence[Any]]) -> list[tuple[float, float]]:
+    """(start, end) of each run of samples without a new frame decoded: from the last
+    sample that had one to the first that has one again (or the last sample)."""
+    out: list[tuple[float, float]] = []
+    for before, row in itertools.pairwise(series):
+        if row[3] != before[3]:
+            continue
+        t0, t1 = float(before[0]), float(row[0])
+        if out and out[-1][1] == t0:
+            out[-1] = (out[-1][0], t1)
+        else:
+            out.append((t0, t1))
+    return out
+
+
+def _slot(line: dict[str, Any], seat: str) -> list[Any] | None:
+    return next((s for s in line["slots"] if s[0] == seat), None)
+
+
+def _layer(line: dict[str, Any], spatial: int) -> list[Any] | None:
+    return next((layer for layer in line["layers"] if layer[0] == spatial), None)
+
+
+def _estimate(line: dict[str, Any], seat: str) -> int | None:
+    return next((int(e[1]) for e in line["estimates"] if e[0] == seat), None)
+
+
+def _grew(lines: list[dict[str, Any]], spatial: int, column: int) -> tuple[int, float | None]:
+    """How much a layer's counter (`column` of its row) grew over `lines`, and when first."""
+    values = [(float(line["t"]), row[column]) for line in lines if (row := _layer(line, spatial))]
+    if len(values) < 2:
+        return 0, None
+    first_at = next((t for (_, a), (t, b) in itertools.pairwise(values) if b > a), None)
+    return int(values[-1][1] - values[0][1]), first_at
+
+
+def episode(
+    start: float,
+    end: float,
+    seat: str,
+    trace: Sequence[dict[str, Any]],
+    link: Sequence[dict[str, Any]],
+    impaired_from: float,
+) -> dict[str, Any]:
+    """One stall of `seat`: its class (module doc) and what the trace says about it."""
+    lines = [line for line in trace if start - LEAD_S <= float(line["t"]) <= end]
+    rows = [(float(line["t"]), slot) for line in lines if (slot := _slot(line, seat))]
+    drops = sum(int(d["drops"]) for d in link if start - LEAD_S <= float(d["t"]) <= end)
+    out: dict[str, Any] = {
+        "start": round(start, 2),
+        "end": round(end, 2),
+        "s": round(end - start, 2),
+        "link_drops": drops,
+        "estimate_kbps": [e // 1000 for line in lines if (e := _estimate(line, seat)) is not None][
+            :1
+        ],
+        "layers": [[t, s[3], s[4], s[7]] for t, s in rows],  # [t, source, pending, cut]
+    }
+    pending = [s[4] for _, s in rows if s[4] is not None]
+    switched = len(rows) > 1 and rows[-1][1][11] > rows[0][1][11]
+    if start < impaired_from:
+        kind = "start"
+    elif pending or switched:
+        target = pending[0] if pending else rows[-1][1][3]
+        arrived, arrived_at = _grew(lines, target, 3)
+        asked, _ = _grew(lines, target, 4)
+        out |= {"target": target, "keyframes_in": arrived, "asked": asked}
+        promoted_at = next(
+            (t for (_, a), (t, b) in itertools.pairwise(rows) if b[11] > a[11]), None
+        )
+        done_at = promoted_at if promoted_at is not None else arrived_at
+        out["switched_at"] = promoted_at
+        if done_at is None or end - done_at < SETTLED_S:
+            kind = "switch_keyframe_wait"
+        elif drops:
+            kind = "switch_keyframe_dropped"
+        else:
+            kind = "switch_receiver"
+    elif drops:
+        kind = "overflow"
+    else:
+        kind = "receiver"
+    out["kind"] = kind
+    return out
+
+
+def episodes(
+    series: Sequence[Sequence[Any]],
+    seat: str,
+    trace: Sequence[dict[str, Any]],
+    link: Sequence[dict[str, Any]],
+    impaired_from: float,
+) -> list[dict[str, Any]]:
+    """Every stall of `seat`'s `series`, classified (module doc)."""
+    return [episode(a, b, seat, trace, link, impaired_from) for a, b in stalls(series)]
+
+
+def frozen_by_kind(
+    found: Sequence[dict[str, Any]], after: float = float("-inf")
+) -> dict[str, float]:
+    """Seconds without a new frame per class, counting only what lies after `after`."""
+    out = dict.fromkeys(KINDS, 0.0)
+    for e in found:
+        seconds = max(0.0, float(e["end"]) - max(float(e["start"]), after))
+        out[e["kind"]] = round(out[e["kind"]] + seconds, 2)
+    return out

@@ -1,0 +1,90 @@
+"""The network lab's freeze classes (bench/netlab_trace.py) and link deltas (netlab_link.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+from netlab_link import deltas
+from netlab_trace import episodes, frozen_by_kind, stalls
+
+
+def series(decoded: list[int], step: float = 0.3) -> list[list[Any]]:
+    return [[round(i * step, 2), 640, 30.0, n, 500, 0.0] for i, n in enumerate(decoded)]
+
+
+def line(
+    t: float,
+    source: int | None,
+    pending: int | None,
+    switches: int,
+    keyframes: tuple[int, int, int] = (1, 1, 1),
+    requests: tuple[int, int, int] = (0, 0, 0),
+) -> dict[str, Any]:
+    slot = ["impaired", "1", "pub", source, pending, 0, 2, 0, True, 2, 100, switches]
+    layers = [[s, "qhf"[s], 100, keyframes[s], requests[s], 1, True] for s in range(3)]
+    return {"t": t, "slots": [slot], "layers": layers, "estimates": [["impaired", 400_000]]}
+
+
+def test_stalls_are_runs_of_samples_without_a_new_frame() -> None:
+    assert stalls(series([1, 2, 2, 2, 3, 4, 4, 5])) == [(0.3, 0.9), (1.5, 1.8)]
+    assert stalls(series([1, 2, 3])) == []
+
+
+def test_a_stall_before_the_cap_is_the_start() -> None:
+    found = episodes(series([1, 1, 2]), "impaired", [], [], impaired_from=2.0)
+    assert [e["kind"] for e in found] == ["start"]
+
+
+def test_a_stall_waiting_for_the_target_layers_key_frame() -> None:
+    trace = [line(2.0 + 0.2 * i, 2, 0, 0, requests=(1, 0, 0)) for i in range(5)]
+    got = series([5, 6, 6, 6, 6, 6], step=0.3)
+    found = episodes([[r[0] + 2.0, *r[1:]] for r in got], "impaired", trace, [], 1.0)
+    assert found[0]["kind"] == "switch_keyframe_wait"
+    assert found[0]["target"] == 0 and found[0]["keyframes_in"] == 0
+
+
+def test_a_switch_done_early_in_a_stall_that_goes_on_with_drops_lost_its_key_frame() -> None:
+    trace = [line(2.0, 2, 0, 0), *[line(2.2 + 0.2 * i, 0, None, 1, (2, 1, 1)) for i in range(8)]]
+    got = [[2.0 + 0.3 * i, 640, 30.0, n, 500, 0.0] for i, n in enumerate([5, 6, 6, 6, 6, 6, 6])]
+    link = [{"t": 2.5, "kbps": 300, "drops": 4, "backlog": 7000}]
+    found = episodes(got, "impaired", trace, link, 1.0)
+    assert found[0]["kind"] == "switch_keyframe_dropped"
+    assert found[0]["switched_at"] == 2.2
+    assert episodes(got, "impaired", trace, [], 1.0)[0]["kind"] == "switch_receiver"
+
+
+def test_a_stall_without_a_switch_is_overflow_with_drops_else_the_receiver() -> None:
+    trace = [line(2.0 + 0.2 * i, 1, None, 3) for i in range(5)]
+    got = [[2.0 + 0.3 * i, 640, 30.0, n, 500, 0.0] for i, n in enumerate([5, 6, 6, 7])]
+    link = [{"t": 2.4, "kbps": 300, "drops": 2, "backlog": 7000}]
+    assert episodes(got, "impaired", trace, link, 1.0)[0]["kind"] == "overflow"
+    assert episodes(got, "impaired", trace, [], 1.0)[0]["kind"] == "receiver"
+
+
+def test_frozen_seconds_per_kind_count_only_after_the_given_time() -> None:
+    found = [
+        {"start": 1.0, "end": 2.0, "kind": "start"},
+        {"start": 4.0, "end": 6.0, "kind": "overflow"},
+    ]
+    assert frozen_by_kind(found)["overflow"] == 2.0
+    assert frozen_by_kind(found, after=5.0) == {
+        "start": 0.0,
+        "switch_keyframe_wait": 0.0,
+        "switch_keyframe_dropped": 0.0,
+        "switch_receiver": 0.0,
+        "overflow": 1.0,
+        "receiver": 0.0,
+    }
+
+
+def test_link_deltas_restart_when_the_qdisc_is_replaced() -> None:
+    rows: list[list[float]] = [[0.0, 1000, 10, 0, 0], [0.5, 63500, 60, 3, 1500]]
+    rows.append([1.0, 500, 1, 0, 0])
+    assert deltas(rows) == [
+        {"t": 0.5, "kbps": 1000, "drops": 3, "backlog": 1500},
+        {"t": 1.0, "kbps": 8, "drops": 0, "backlog": 0},
+    ]
