@@ -370,7 +370,7 @@ def layer_trace(
                 continue
             slots = [[names.get(s[0], s[0]), *s[1:]] for s in line["slots"] if s[2] == publisher]
             layers = [s[2:] for s in line["layers"] if s[0] == publisher]
-            estimates = [[names.get(e[0], e[0]), e[1]] for e in line["estimates"]]
+            estimates = [[names.get(e[0], e[0]), *e[1:]] for e in line["estimates"]]
             line = {"t": round(t, 3), "slots": slots, "layers": layers, "estimates": estimates}
             lines.append(line)
     return sorted(lines, key=lambda line: float(line["t"]))

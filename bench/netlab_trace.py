@@ -71,7 +71,7 @@ def _layer(line: dict[str, Any], spatial: int) -> list[Any] | None:
 
 
 def _estimate(line: dict[str, Any], seat: str) -> int | None:
-    return next((int(e[1]) for e in line["estimates"] if e[0] == seat), None)
+    return next((int(e[1]) for e in line["estimates"] if e[0] == seat and e[1] is not None), None)
 
 
 def _grew(lines: list[dict[str, Any]], spatial: int, column: int) -> tuple[int, float | None]:
