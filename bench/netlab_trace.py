@@ -74,6 +74,20 @@ def _estimate(line: dict[str, Any], seat: str) -> int | None:
     return next((int(e[1]) for e in line["estimates"] if e[0] == seat and e[1] is not None), None)
 
 
+def _own(lines: list[dict[str, Any]], seat: str) -> dict[str, Any]:
+    """What went down `seat`'s link over `lines` (the trace's estimate rows, when they
+    carry the transport's counters): kbit/s sent, padding kB, packets retransmitted."""
+    rows = [(float(line["t"]), e) for line in lines for e in line["estimates"] if e[0] == seat]
+    if len(rows) < 2 or len(rows[0][1]) < 5:
+        return {}
+    (t0, a), (t1, b) = rows[0], rows[-1]
+    return {
+        "sent_kbps": round((b[2] - a[2]) * 8 / max(1e-3, t1 - t0) / 1000),
+        "padding_kb": round((b[3] - a[3]) / 1000, 1),
+        "retransmitted": b[4] - a[4],
+    }
+
+
 def _grew(lines: list[dict[str, Any]], spatial: int, column: int) -> tuple[int, float | None]:
     """How much a layer's counter (`column` of its row) grew over `lines`, and when first."""
     values = [(float(line["t"]), row[column]) for line in lines if (row := _layer(line, spatial))]
@@ -104,7 +118,7 @@ def episode(
             :1
         ],
         "layers": [[t, s[3], s[4], s[7]] for t, s in rows],  # [t, source, pending, cut]
-    }
+    } | _own(lines, seat)
     pending = [s[4] for _, s in rows if s[4] is not None]
     switched = len(rows) > 1 and rows[-1][1][11] > rows[0][1][11]
     if start < impaired_from:

@@ -88,3 +88,14 @@ def test_link_deltas_restart_when_the_qdisc_is_replaced() -> None:
         {"t": 0.5, "kbps": 1000, "drops": 3, "backlog": 1500},
         {"t": 1.0, "kbps": 8, "drops": 0, "backlog": 0},
     ]
+
+
+def test_an_episode_shows_what_went_down_the_link_besides_media() -> None:
+    trace = [line(2.0 + 0.2 * i, 1, None, 3) for i in range(5)]
+    for i, row in enumerate(trace):  # bytes sent, padding bytes, retransmitted, requests in
+        row["estimates"] = [["impaired", 400_000, 10_000 * i, 2_000 * i, 3 * i, 0]]
+    got = [[2.0 + 0.3 * i, 640, 30.0, n, 500, 0.0] for i, n in enumerate([5, 6, 6, 7])]
+    (found,) = episodes(got, "impaired", trace, [], 1.0)
+    assert found["sent_kbps"] == 400  # 30 kB in the 0.6 s from 2.0 to 2.6
+    assert found["padding_kb"] == 6.0
+    assert found["retransmitted"] == 9
