@@ -25,7 +25,7 @@ hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
     python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
     python bench/netlab.py --only room10_1m                    # one scenario, both servers
     python bench/netlab.py --no-janus ...                      # visitroom only
-    python bench/netlab.py --quick --impaired-s 40 ...         # 40 s impaired, not 9
+    python bench/netlab.py --quick --impaired-s 40 ...         # 40 s impaired, not 9 (full: 30)
     python bench/netlab.py --hog 2 ...                         # the server's core busy
 
 `--hog N` pins the server's processes (every thread) to core 0 and runs N busy
@@ -144,9 +144,11 @@ class Scenario:
 def scenarios(quick: bool, impaired_s: float | None = None) -> list[Scenario]:
     """The scenarios; `impaired_s`: the impaired stretch of the capped, loss and room
     scenarios lasts this long (`--impaired-s`: freeze ratios need more than a few seconds)."""
-    w, run = (2.0, 9.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
+    # Warm-up uncapped, then impaired: the full run's 30 s impaired, so that one freeze
+    # episode (0.3-1 s) is 1-3 % of a scenario, not the 3-10 % of --quick's 9 s.
+    w, run = (2.0, 9.0) if quick else (6.0, 30.0)
     run = impaired_s or run
-    drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
+    drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 42.0, 55.0)  # 3M, 500k, 3M, end
     return [
         Scenario("cap_300k", (m.Cap(0, None), m.Cap(w, 300)), w + run),
         Scenario("cap_1m", (m.Cap(0, None), m.Cap(w, 1000)), w + run),
@@ -758,7 +760,7 @@ def main() -> None:
     parser.add_argument(
         "--impaired-s",
         type=float,
-        help="the impaired stretch of the cap, loss and room scenarios, in s (quick: 9, else 24)",
+        help="the impaired stretch of the cap, loss and room scenarios, in s (quick: 9, else 30)",
     )
     parser.add_argument(
         "--hog",
