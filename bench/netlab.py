@@ -308,7 +308,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
     if setup.trace is not None:
         trace = layer_trace(setup.trace, start, scenario.duration, pid, names)
         result["layer_trace"] = trace
-        explain(scenario, raw, trace, link)
+        explain(scenario, raw, trace, link, result["publisher_encoder"])
     return result
 
 
@@ -317,6 +317,7 @@ def explain(
     viewers: dict[str, Any],
     trace: list[dict[str, Any]],
     link: list[dict[str, Any]],
+    encoder: list[list[Any]],
 ) -> None:
     """Each viewer's stalls, classified from the trace and the link (bench/netlab_trace.py):
     `episodes`, and `frozen_s_by_kind` over the impaired stretch and after adapting."""
@@ -324,8 +325,8 @@ def explain(
     low = [c.t for c in scenario.caps if c.kbps is not None and c.kbps < ADAPT_BELOW_KBPS]
     for name, v in viewers.items():
         # a control viewer's own link is not capped: its bottleneck counters say nothing
-        found = episodes(v["series"], name, trace, link if name == "impaired" else [],
-                         impaired_from)  # fmt: skip
+        own = link if name == "impaired" else []
+        found = episodes(v["series"], name, trace, own, impaired_from, encoder)
         v["episodes"] = found
         v["frozen_s_by_kind"] = frozen_by_kind(found, impaired_from)
         v["frozen_s_by_kind_after_3s"] = frozen_by_kind(

@@ -9,10 +9,14 @@ Inputs, all with `t` in s from the scenario's start:
   pending spatial, wanted spatial, wanted temporal, cut, mapped, temporal,
   packets sent, switches]`, and its layers, `[spatial, rid, packets received,
   key frames received, key frame requests sent, consumers, active]`);
-- the bottleneck's counters (bench/netlab_link.py `deltas`: `t`, `drops`, ...).
+- the bottleneck's counters (bench/netlab_link.py `deltas`: `t`, `drops`, ...);
+- the measured publisher's encoder readings (bench/netlab.py `publisher_encoder`:
+  `[t, rid, frames encoded, frames sent, key frames, target kbit/s, quality
+  limitation, bytes sent, ...]` every 250 ms), optional.
 
-A *stall* is a run of samples in which the viewer decoded no new frame.  Each
-one is put in one class (`KINDS`), in this order:
+A *stall* is a run of samples in which the viewer decoded no new frame, or a
+freeze Chromium counted (`stalls`).  Each one is put in one class (`KINDS`),
+in this order:
 
 - ``start``: it began before the link was impaired (a join, a first key frame);
 - ``switch_keyframe_wait``: the slot was switching layers (pending) and the
@@ -22,6 +26,12 @@ one is put in one class (`KINDS`), in this order:
   slot switched, yet the stall went on while the bottleneck dropped packets
   (the key frame did not fit the tbf's queue, or queued behind the old layer);
 - ``switch_receiver``: as the previous, with no drop at the bottleneck;
+- ``publisher_skip``: no switch, and the publisher's encoder made at most 3
+  frames of the layer the slot shows in a 250 ms reading around the stall (it
+  skipped frames: nothing an SFU can forward);
+- ``publisher_burst``: no switch, and the layer sent more than `BURST_X` times
+  its median bytes in a reading around the stall (a frame far larger than the
+  rest, e.g. a scene cut: the lab's 2 s camera clip jumps back at each loop);
 - ``overflow``: no switch, the bottleneck dropped packets (a layer, a probe or
   retransmissions above the cap);
 - ``receiver``: none of these (the browser's jitter buffer or decoder).
@@ -40,23 +50,35 @@ KINDS = (
     "switch_keyframe_wait",
     "switch_keyframe_dropped",
     "switch_receiver",
+    "publisher_skip",
+    "publisher_burst",
     "overflow",
     "receiver",
 )
 LEAD_S = 0.6  # what happened this long before a stall's first silent sample counts
 SETTLED_S = 0.4  # a stall going on this long after its switch is not the switch's wait
+BURST_X = 2.5  # a 250 ms reading of a layer's bytes this many times its median: a burst
+SKIP_FRAMES = 3  # at most this many frames encoded in a 250 ms reading: frames skipped
 
 
 def stalls(series: Sequence[Sequence[Any]]) -> list[tuple[float, float]]:
-    """(start, end) of each run of samples without a new frame decoded: from the last
-    sample that had one to the first that has one again (or the last sample)."""
-    out: list[tuple[float, float]] = []
+    """(start, end) of each stretch the viewer saw frozen: a run of samples without a new
+    frame decoded (from the last sample that had one to the first that has one again, or
+    the last sample), and each freeze Chromium counted (its totalFreezesDuration grew by
+    d between two samples: the `d` before the later one; frames may have come in the
+    same samples, a frame rate dip), overlapping ones merged."""
+    found: list[tuple[float, float]] = []
     for before, row in itertools.pairwise(series):
-        if row[3] != before[3]:
-            continue
         t0, t1 = float(before[0]), float(row[0])
-        if out and out[-1][1] == t0:
-            out[-1] = (out[-1][0], t1)
+        if row[3] == before[3]:
+            found.append((t0, t1))
+        grew = float(row[5]) - float(before[5])
+        if grew > 0:
+            found.append((round(max(0.0, t1 - grew), 3), t1))
+    out: list[tuple[float, float]] = []
+    for t0, t1 in sorted(found):
+        if out and t0 <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], t1))
         else:
             out.append((t0, t1))
     return out
@@ -97,6 +119,23 @@ def _grew(lines: list[dict[str, Any]], spatial: int, column: int) -> tuple[int, 
     return int(values[-1][1] - values[0][1]), first_at
 
 
+def _encoder(
+    encoder: Sequence[Sequence[Any]], rid: str, start: float, end: float
+) -> tuple[bool, bool]:
+    """(skipped, burst): whether layer `rid`'s encoder skipped frames, or sent a burst,
+    in a reading between `start` - `LEAD_S` and `end` (module doc)."""
+    mine = [r for r in encoder if r[1] == rid]
+    steps = [(float(b[0]), b[2] - a[2], b[7] - a[7]) for a, b in itertools.pairwise(mine)]
+    if not steps:
+        return False, False
+    sizes = sorted(size for _, _, size in steps)
+    median = sizes[len(sizes) // 2]
+    near = [(frames, size) for t, frames, size in steps if start - LEAD_S <= t <= end + 0.25]
+    skipped = any(frames <= SKIP_FRAMES for frames, _ in near)
+    burst = any(size > BURST_X * median for _, size in near) and median > 0
+    return skipped, burst
+
+
 def episode(
     start: float,
     end: float,
@@ -104,6 +143,7 @@ def episode(
     trace: Sequence[dict[str, Any]],
     link: Sequence[dict[str, Any]],
     impaired_from: float,
+    encoder: Sequence[Sequence[Any]] = (),
 ) -> dict[str, Any]:
     """One stall of `seat`: its class (module doc) and what the trace says about it."""
     lines = [line for line in trace if start - LEAD_S <= float(line["t"]) <= end]
@@ -139,12 +179,30 @@ def episode(
             kind = "switch_keyframe_dropped"
         else:
             kind = "switch_receiver"
-    elif drops:
-        kind = "overflow"
     else:
-        kind = "receiver"
+        kind = _steady_kind(rows, lines, encoder, start, end, drops)
     out["kind"] = kind
     return out
+
+
+def _steady_kind(
+    rows: list[tuple[float, list[Any]]],
+    lines: list[dict[str, Any]],
+    encoder: Sequence[Sequence[Any]],
+    start: float,
+    end: float,
+    drops: int,
+) -> str:
+    """The class of a stall with no switch: the publisher's, the link's or the receiver's."""
+    source = rows[-1][1][3] if rows else None
+    layer = _layer(lines[-1], source) if lines and source is not None else None
+    if layer is not None and encoder:
+        skipped, burst = _encoder(encoder, str(layer[1]), start, end)
+        if skipped:
+            return "publisher_skip"
+        if burst:
+            return "publisher_burst"
+    return "overflow" if drops else "receiver"
 
 
 def episodes(
@@ -153,9 +211,10 @@ def episodes(
     trace: Sequence[dict[str, Any]],
     link: Sequence[dict[str, Any]],
     impaired_from: float,
+    encoder: Sequence[Sequence[Any]] = (),
 ) -> list[dict[str, Any]]:
     """Every stall of `seat`'s `series`, classified (module doc)."""
-    return [episode(a, b, seat, trace, link, impaired_from) for a, b in stalls(series)]
+    return [episode(a, b, seat, trace, link, impaired_from, encoder) for a, b in stalls(series)]
 
 
 def frozen_by_kind(

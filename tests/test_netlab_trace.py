@@ -34,6 +34,16 @@ def test_stalls_are_runs_of_samples_without_a_new_frame() -> None:
     assert stalls(series([1, 2, 3])) == []
 
 
+def test_stalls_include_the_freezes_chromium_counted_while_frames_still_came() -> None:
+    rows = series([1, 5, 9, 11, 15, 15, 20])
+    rows[3][5] = 0.25  # a 0.25 s freeze ended by the sample at 0.9 s (frames 9 -> 11)
+    for row in rows[4:]:
+        row[5] = 0.25
+    assert stalls(rows) == [(0.65, 0.9), (1.2, 1.5)]
+    rows[5][5] = rows[6][5] = 0.6  # the stall at 1.2-1.5 s, counted 0.35 s: merged
+    assert stalls(rows) == [(0.65, 0.9), (1.15, 1.5)]
+
+
 def test_a_stall_before_the_cap_is_the_start() -> None:
     found = episodes(series([1, 1, 2]), "impaired", [], [], impaired_from=2.0)
     assert [e["kind"] for e in found] == ["start"]
@@ -76,6 +86,8 @@ def test_frozen_seconds_per_kind_count_only_after_the_given_time() -> None:
         "switch_keyframe_wait": 0.0,
         "switch_keyframe_dropped": 0.0,
         "switch_receiver": 0.0,
+        "publisher_skip": 0.0,
+        "publisher_burst": 0.0,
         "overflow": 1.0,
         "receiver": 0.0,
     }
@@ -99,3 +111,27 @@ def test_an_episode_shows_what_went_down_the_link_besides_media() -> None:
     assert found["sent_kbps"] == 400  # 30 kB in the 0.6 s from 2.0 to 2.6
     assert found["padding_kb"] == 6.0
     assert found["retransmitted"] == 9
+
+
+def encoder_rows(frames: list[int], sizes: list[int], rid: str = "h") -> list[list[Any]]:
+    """Readings every 250 ms from t=0: frames encoded and bytes sent in each."""
+    rows: list[list[Any]] = []
+    total_frames = total_bytes = 0
+    for i, (f, b) in enumerate(zip(frames, sizes, strict=True)):
+        total_frames, total_bytes = total_frames + f, total_bytes + b
+        rows.append([0.25 * i, rid, total_frames, total_frames, 1, 500, "none", total_bytes])
+    return rows
+
+
+def test_a_stall_on_a_layer_whose_encoder_skipped_or_burst_is_the_publishers() -> None:
+    trace = [line(2.0 + 0.2 * i, 1, None, 3) for i in range(5)]
+    got = [[2.0 + 0.3 * i, 640, 30.0, n, 500, 0.0] for i, n in enumerate([5, 6, 6, 7])]
+    link = [{"t": 2.4, "kbps": 1000, "drops": 2, "backlog": 25000}]
+    steady = encoder_rows([8] * 16, [15000] * 16)
+    burst = encoder_rows([8] * 16, [15000] * 9 + [50000] + [15000] * 6)  # at 2.25 s
+    skipped = encoder_rows([8] * 9 + [1, 2] + [8] * 5, [15000] * 16)
+    kind = [episodes(got, "impaired", trace, link, 1.0, e)[0]["kind"] for e in (steady, burst)]
+    assert kind == ["overflow", "publisher_burst"]
+    assert episodes(got, "impaired", trace, [], 1.0, skipped)[0]["kind"] == "publisher_skip"
+    other = encoder_rows([8] * 9 + [1, 2] + [8] * 5, [15000] * 16, rid="q")  # not its layer
+    assert episodes(got, "impaired", trace, [], 1.0, other)[0]["kind"] == "receiver"
