@@ -195,7 +195,8 @@ def _steady_kind(
 ) -> str:
     """The class of a stall with no switch: the publisher's, the link's or the receiver's."""
     source = rows[-1][1][3] if rows else None
-    layer = _layer(lines[-1], source) if lines and source is not None else None
+    found = (_layer(line, source) for line in reversed(lines) if source is not None)
+    layer = next((row for row in found if row is not None), None)  # other workers' lines
     if layer is not None and encoder:
         skipped, burst = _encoder(encoder, str(layer[1]), start, end)
         if skipped:

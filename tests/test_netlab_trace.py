@@ -125,6 +125,7 @@ def encoder_rows(frames: list[int], sizes: list[int], rid: str = "h") -> list[li
 
 def test_a_stall_on_a_layer_whose_encoder_skipped_or_burst_is_the_publishers() -> None:
     trace = [line(2.0 + 0.2 * i, 1, None, 3) for i in range(5)]
+    trace.append({"t": 2.7, "slots": [], "layers": [], "estimates": []})  # another worker
     got = [[2.0 + 0.3 * i, 640, 30.0, n, 500, 0.0] for i, n in enumerate([5, 6, 6, 7])]
     link = [{"t": 2.4, "kbps": 1000, "drops": 2, "backlog": 25000}]
     steady = encoder_rows([8] * 16, [15000] * 16)
