@@ -136,3 +136,27 @@ def test_a_stall_on_a_layer_whose_encoder_skipped_or_burst_is_the_publishers() -
     assert episodes(got, "impaired", trace, [], 1.0, skipped)[0]["kind"] == "publisher_skip"
     other = encoder_rows([8] * 9 + [1, 2] + [8] * 5, [15000] * 16, rid="q")  # not its layer
     assert episodes(got, "impaired", trace, [], 1.0, other)[0]["kind"] == "receiver"
+
+
+def test_the_summary_gives_each_groups_median_freeze_after_adapting() -> None:
+    from netlab_summary import collect
+
+    def result(frozen: float, kinds: dict[str, float]) -> dict[str, Any]:
+        viewer = {"freeze_ratio_after_3s": frozen, "adapt_s_p95": 1.0}
+        viewer["frozen_s_by_kind_after_3s"] = kinds  # type: ignore[assignment]
+        entry = {"loadavg": {"visitroom": [1.0, 2.0]}, "visitroom": {"viewers": {}}}
+        entry["visitroom"]["viewers"]["impaired"] = viewer  # type: ignore[index]
+        return {"scenarios": {"cap_300k": entry}}
+
+    got = collect(
+        [
+            ("base", result(0.2, {"overflow": 1.0})),
+            ("head", result(0.0, {})),
+            ("base", result(0.1, {"overflow": 0.5, "receiver": 0.25})),
+            ("base", result(0.4, {})),
+        ]
+    )
+    base, head = got["cap_300k"]["base"], got["cap_300k"]["head"]
+    assert base["frozen"] == [0.2, 0.1, 0.4] and base["median"] == 0.2
+    assert base["kinds"] == {"overflow": 1.5, "receiver": 0.25}
+    assert head["median"] == 0.0 and head["load"] == [[1.0, 2.0]]
