@@ -124,6 +124,7 @@ class Consumer:
         "_maps",
         "_maps_first",
         "_memo",
+        "_resend_from",
         "_rtx_seq",
         "_segments",
         "_seq",
@@ -202,6 +203,7 @@ class Consumer:
         self._switched_from: Producer | None = None
         self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
         self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
+        self._resend_from: int | None = None  # NACKs of numbers before this: not answered
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
@@ -421,6 +423,7 @@ class Consumer:
                 self._cut_desc = producer.desc
                 return False
             self._cut = CUTTING
+            self._resend_from = (self._seq + 1) & 0xFFFF  # see `retransmit`
         return True
 
     def restart(self) -> None:
@@ -703,9 +706,20 @@ class Consumer:
     # retransmission
 
     def retransmit(self, sequences: Iterable[int], now: float) -> int:
-        """Answer a NACK from the producers' caches; returns packets resent."""
+        """Answer a NACK from the producers' caches; returns packets resent.
+
+        Nothing sent before a cut (`set_layers`) is resent: the link could not
+        carry that layer, the receiver NACKs what it lost of it until the new
+        layer's key frame is complete, and those packets would go down the full
+        link ahead of or between that key frame's (which make them useless).
+        """
         sent = 0
+        since = self._resend_from
+        if since is not None and 0x4000 <= (self._seq - since) & 0xFFFF < 0x8000:
+            since = self._resend_from = None  # long past: no old number is NACKed any more
         for seq in sequences:
+            if since is not None and (seq - since) & 0xFFFF >= 0x8000:
+                continue  # before the cut
             if self._maps is not None:
                 found = self._maps[0].lookup(seq & 0xFFFF)
                 if found is not None:
