@@ -324,6 +324,23 @@ def test_after_a_cut_the_old_layers_packets_are_not_resent_but_the_key_frames_ar
     assert [parse_rtx(p, parse_rtp(p), ssrc=777, payload_type=96)[0] for p in out.rtp] == new
 
 
+def test_a_cut_done_before_the_old_layers_next_frame_does_not_resend_it_either() -> None:
+    # The lab's trace: h cut at 2.43 s, q's key frame at 2.63 s before h's next frame.
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    for n in range(3):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0, packets=3)
+    old = [seq for seq, *_ in received(out)]
+    c.set_layers(0, 2, 2 / 30, cut=True)
+    layers[0].send(3 / 30, keyframe=True, packets=3)
+    new = [seq for seq, *_ in received(out)][len(old) :]
+    assert len(new) == 3 and c.layers_now[0] == 0
+    out.rtp.clear()
+    assert c.retransmit(old + new, 3 / 30) == 3
+
+
 def test_a_switch_without_a_cut_still_resends_the_old_layer() -> None:
     base, layers = track()
     c, out = consumer()

@@ -368,6 +368,8 @@ class Consumer:
             producer.detach(self)
 
     def _promote(self) -> None:
+        if self._cut != NO_CUT:  # the old layer was cut: nothing of it is resent
+            self._resend_from = (self._seq + 1) & 0xFFFF  # this key frame's first packet
         pending = self.pending
         old = self.source
         self.source = pending
