@@ -665,15 +665,20 @@ def _cell(value: Any) -> str:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    columns = ("adapt_s_p95", "freeze_ratio", "freezes", "audio_concealed_pct",
-               "estimate_error_pct", "steady_width", "fps_steady")  # fmt: skip
-    heads = ("adapt p95 s", "freeze", "freezes", "audio conc %", "est err %", "width", "fps")
+    columns = ("adapt_s_p95", "freeze_ratio", "freeze_ratio_after_3s", "freezes",
+               "audio_concealed_pct", "estimate_error_pct", "steady_width",
+               "fps_steady")  # fmt: skip
+    heads = ("adapt p95 s", "freeze", "after 3 s", "freezes", "audio conc %", "est err %",
+             "width", "fps")  # fmt: skip
     print(f"{'scenario':18} {'sfu':9} " + " ".join(f"{h:>12}" for h in heads))
     for name, entry in results["scenarios"].items():
         for side in ("visitroom", "janus"):
             for viewer, v in entry.get(side, {}).get("viewers", {}).items():
                 label = side if viewer == "impaired" else f"{side[:5]}-{viewer[:3]}"
                 print(f"{name:18} {label:9} " + " ".join(f"{_cell(v[c]):>12}" for c in columns))
+                kinds = {k: s for k, s in v.get("frozen_s_by_kind_after_3s", {}).items() if s}
+                if kinds:  # what the stalls after adapting were (netlab_trace)
+                    print(f"{'':28} frozen s after 3 s by class: {kinds}")
     for side in ("visitroom", "janus"):
         if results.get("overall", {}).get(side):
             print(f"overall {side}: " + ", ".join(
