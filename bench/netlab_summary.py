@@ -20,10 +20,26 @@ from typing import Any
 
 __all__ = ["collect", "main"]
 
+PUBLISHER = ("publisher_skip", "publisher_burst", "start")
+ADAPTED_S = 3.0  # bench/netlab.py counts freezes from this long after the first low cap
+
+
+def _counted(entry: dict[str, Any]) -> float:
+    """The seconds the freeze ratio after adapting counts (bench/netlab.py `summarize`)."""
+    caps = entry.get("caps", [])
+    low = [float(t) for t, kbps in caps if kbps is not None and kbps < 1500]
+    series = entry["visitroom"]["viewers"]["impaired"].get("series", [])
+    if not low or not series:
+        return 0.0
+    return max(0.0, float(series[-1][0]) - (min(low) + ADAPTED_S))
+
 
 def collect(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, Any]]]:
     """scenario -> group -> {"frozen": [...], "median": m, "adapt": [...], "load": [...],
-    "kinds": {class: seconds}} over `runs` ((group, result) pairs), impaired viewers only."""
+    "kinds": {class: seconds}, "sfu": [...], "sfu_median": m} over `runs` ((group,
+    result) pairs), impaired viewers only.  "sfu": the share of the counted seconds
+    (after adapting) spent in stalls of a class other than the publisher's
+    (`PUBLISHER`: its encoder skipped frames or burst) and the start."""
     out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     for group, result in runs:
         for name, entry in result["scenarios"].items():
@@ -31,16 +47,23 @@ def collect(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, dict[
             if viewer is None:
                 continue
             row = out[name].setdefault(
-                group, {"frozen": [], "adapt": [], "load": [], "kinds": defaultdict(float)}
+                group,
+                {"frozen": [], "adapt": [], "load": [], "kinds": defaultdict(float), "sfu": []},
             )
             row["frozen"].append(round(viewer["freeze_ratio_after_3s"], 3))
             row["adapt"].append(viewer["adapt_s_p95"])
             row["load"].append(entry.get("loadavg", {}).get("visitroom"))
-            for kind, seconds in viewer.get("frozen_s_by_kind_after_3s", {}).items():
+            kinds = viewer.get("frozen_s_by_kind_after_3s", {})
+            for kind, seconds in kinds.items():
                 row["kinds"][kind] += seconds
+            counted = _counted(entry)
+            others = sum(s for k, s in kinds.items() if k not in PUBLISHER)
+            row["sfu"].append(round(others / counted, 3) if counted else None)
     for groups in out.values():
         for row in groups.values():
             row["median"] = statistics.median(row["frozen"])
+            known = [x for x in row["sfu"] if x is not None]
+            row["sfu_median"] = statistics.median(known) if known else None
             row["kinds"] = {k: round(v, 2) for k, v in row["kinds"].items() if v}
     return dict(out)
 
@@ -55,6 +78,7 @@ def main() -> None:
         for group, row in groups.items():
             adapt = ["-" if a is None else f"{a:.1f}" for a in row["adapt"]]
             print(f"  {group:8} frozen after 3 s {row['frozen']} median {row['median']:.3f}; "
+                  f"not the publisher's {row['sfu']} median {row['sfu_median']}; "
                   f"adapt {adapt}; load {row['load']}; by class {row['kinds']}")  # fmt: skip
 
 

@@ -142,21 +142,25 @@ def test_the_summary_gives_each_groups_median_freeze_after_adapting() -> None:
     from netlab_summary import collect
 
     def result(frozen: float, kinds: dict[str, float]) -> dict[str, Any]:
-        viewer = {"freeze_ratio_after_3s": frozen, "adapt_s_p95": 1.0}
-        viewer["frozen_s_by_kind_after_3s"] = kinds  # type: ignore[assignment]
-        entry = {"loadavg": {"visitroom": [1.0, 2.0]}, "visitroom": {"viewers": {}}}
-        entry["visitroom"]["viewers"]["impaired"] = viewer  # type: ignore[index]
+        viewer: dict[str, Any] = {"freeze_ratio_after_3s": frozen, "adapt_s_p95": 1.0}
+        viewer["frozen_s_by_kind_after_3s"] = kinds
+        viewer["series"] = [[0.3, 320], [15.0, 320]]
+        entry: dict[str, Any] = {"loadavg": {"visitroom": [1.0, 2.0]}}
+        entry["caps"] = [[0, None], [2.0, 300]]
+        entry["visitroom"] = {"viewers": {"impaired": viewer}}
         return {"scenarios": {"cap_300k": entry}}
 
     got = collect(
         [
-            ("base", result(0.2, {"overflow": 1.0})),
+            ("base", result(0.2, {"overflow": 1.0, "publisher_skip": 2.0})),
             ("head", result(0.0, {})),
-            ("base", result(0.1, {"overflow": 0.5, "receiver": 0.25})),
+            ("base", result(0.1, {"overflow": 0.5, "receiver": 0.5})),
             ("base", result(0.4, {})),
         ]
     )
     base, head = got["cap_300k"]["base"], got["cap_300k"]["head"]
     assert base["frozen"] == [0.2, 0.1, 0.4] and base["median"] == 0.2
-    assert base["kinds"] == {"overflow": 1.5, "receiver": 0.25}
+    assert base["kinds"] == {"overflow": 1.5, "publisher_skip": 2.0, "receiver": 0.5}
+    assert base["sfu"] == [0.1, 0.1, 0.0]  # 1 s of the 10 s after 5 s; the skip is not
+    assert base["sfu_median"] == 0.1
     assert head["median"] == 0.0 and head["load"] == [[1.0, 2.0]]
