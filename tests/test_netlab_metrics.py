@@ -98,6 +98,14 @@ def test_a_stall_still_open_at_the_end_counts_as_frozen() -> None:
     assert freeze_ratio(series([640] * 3, frames=[0, 10, 10], step=0.25)) == 0.0
 
 
+def test_a_freeze_that_began_before_the_window_counts_only_its_part_inside() -> None:
+    # Chromium reports a freeze when it ends: the capped viewer's 3.2 s freeze from 2.5
+    # to 5.7 s counted 3.2 s in the "after adapting" window that starts at 5.0 s.
+    samples = series([320] * 11, freezes_s=[0.0] + [3.2] * 10)  # reported at 0.5 s
+    window = [Sample(**{**s.__dict__, "t": s.t + 5.0}) for s in samples]
+    assert freeze_ratio(window) == pytest.approx(0.5 / 5.0)  # its last 0.5 s only
+
+
 def test_freeze_ratio_needs_a_watched_time() -> None:
     assert freeze_ratio(series([640])) is None
 
