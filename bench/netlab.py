@@ -174,8 +174,8 @@ class Lab_:
 
 
 @contextlib.contextmanager
-def netlab(tmp: Path, trace: bool = False) -> Iterator[Lab_]:
-    camera = camera_args(tmp)
+def netlab(tmp: Path, trace: bool = False, bounce: bool = False) -> Iterator[Lab_]:
+    camera = camera_args(tmp, bounce)
     traced = tmp / "layer-trace" if trace else None
     with lab() as net:
         env: dict[str, str | None] = {"VISITROOM_ICE_HOSTS": net.host_ip}
@@ -562,7 +562,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"benchmark": "netlab", "quick": args.quick, "scenarios": {}}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-")))
-        setup = stack.enter_context(netlab(tmp, args.trace))
+        setup = stack.enter_context(netlab(tmp, args.trace, args.clip == "bounce"))
         if args.hog:
             stack.enter_context(hogged(setup.site.process.proc, args.hog))
             results["hog"] = {"busy_loops": args.hog, "core": SERVER_CORE}
@@ -781,6 +781,13 @@ def main() -> None:
         default=True,
         help="the server's layer trace (VISITROOM_LAYER_TRACE) and each stall explained from it "
         "in each visitroom result (default; --no-trace: neither)",
+    )
+    parser.add_argument(
+        "--clip",
+        choices=("loop", "bounce"),
+        default="loop",
+        help="the publisher's camera clip: a 2 s loop that jumps back (a scene cut every 2 s, "
+        "as before) or played forward and back (no jump)",
     )
     args = parser.parse_args()
     result = run(args)

@@ -263,3 +263,23 @@ def test_the_full_run_impairs_long_enough_that_one_freeze_does_not_decide_it() -
             assert scenario.duration - start >= 30.0, scenario.name
     quick = bench_netlab.scenarios(quick=True)
     assert sum(s.duration for s in quick) <= 6 * 17.0  # --quick stays under 3 minutes
+
+
+def test_the_bounced_camera_clip_never_jumps(tmp_path: Path) -> None:
+    """The lab's clip jumps back at each loop (a scene cut every 2 s, which makes every
+    layer's encoder overshoot and skip frames); `bounce` plays it forward then back."""
+    from netlab_clients import camera_file
+
+    def frames(bounce: bool) -> list[bytes]:
+        path = camera_file(tmp_path / f"c{bounce}.y4m", 64, 48, 5, 1.0, bounce=bounce)
+        size = 64 * 48 * 3 // 2
+        body = path.read_bytes().split(b"\n", 1)[1]
+        chunks = body.split(b"FRAME\n")[1:]
+        assert all(len(c) == size for c in chunks)
+        return chunks
+
+    looped, bounced = frames(False), frames(True)
+    assert len(looped) == 5 and len(bounced) == 10
+    assert bounced[:5] == looped and bounced[5:] == looped[::-1]
+    # the loop point: the last frame back to the first (the cut) vs the same frame twice
+    assert looped[-1] != looped[0] and bounced[-1] == bounced[0]
