@@ -49,6 +49,17 @@ def _after_adapting(entry: dict[str, Any], viewer: dict[str, Any]) -> float:
     )
 
 
+def _cap_stall(entry: dict[str, Any], viewer: dict[str, Any]) -> float:
+    """The longest stall (netlab_trace episodes) beginning within `ADAPTED_S` of the first
+    cap below 1.5 Mbit/s: the freeze of the step down itself."""
+    low = [float(t) for t, kbps in entry.get("caps", []) if kbps is not None and kbps < 1500]
+    if not low:
+        return 0.0
+    at = min(low)
+    found = [e for e in viewer.get("episodes", []) if at <= float(e["start"]) < at + ADAPTED_S]
+    return round(max((float(e["s"]) for e in found), default=0.0), 2)
+
+
 def _counted(entry: dict[str, Any]) -> float:
     """The seconds the freeze ratio after adapting counts (bench/netlab.py `summarize`)."""
     caps = entry.get("caps", [])
@@ -73,10 +84,18 @@ def collect(runs: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, dict[
                 continue
             row = out[name].setdefault(
                 group,
-                {"frozen": [], "adapt": [], "load": [], "kinds": defaultdict(float), "sfu": []},
+                {
+                    "frozen": [],
+                    "adapt": [],
+                    "load": [],
+                    "kinds": defaultdict(float),
+                    "sfu": [],
+                    "cap_stall": [],
+                },
             )
             row["frozen"].append(_after_adapting(entry, viewer))
             row["adapt"].append(viewer["adapt_s_p95"])
+            row["cap_stall"].append(_cap_stall(entry, viewer))
             row["load"].append(entry.get("loadavg", {}).get("visitroom"))
             kinds = viewer.get("frozen_s_by_kind_after_3s", {})
             for kind, seconds in kinds.items():
@@ -104,7 +123,8 @@ def main() -> None:
             adapt = ["-" if a is None else f"{a:.1f}" for a in row["adapt"]]
             print(f"  {group:8} frozen after 3 s {row['frozen']} median {row['median']:.3f}; "
                   f"not the publisher's {row['sfu']} median {row['sfu_median']}; "
-                  f"adapt {adapt}; load {row['load']}; by class {row['kinds']}")  # fmt: skip
+                  f"adapt {adapt}; stall at the cap {row['cap_stall']} s; load {row['load']}; "
+                  f"by class {row['kinds']}")  # fmt: skip
 
 
 if __name__ == "__main__":

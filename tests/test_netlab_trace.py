@@ -145,6 +145,7 @@ def test_the_summary_gives_each_groups_median_freeze_after_adapting() -> None:
         viewer: dict[str, Any] = {"freeze_ratio_after_3s": frozen, "adapt_s_p95": 1.0}
         viewer["frozen_s_by_kind_after_3s"] = kinds
         viewer["series"] = [[0.3, 320], [15.0, 320]]
+        viewer["episodes"] = [{"start": 2.4, "s": 1.5}, {"start": 9.0, "s": 2.0}]
         entry: dict[str, Any] = {"loadavg": {"visitroom": [1.0, 2.0]}}
         entry["caps"] = [[0, None], [2.0, 300]]
         entry["visitroom"] = {"viewers": {"impaired": viewer}}
@@ -163,4 +164,5 @@ def test_the_summary_gives_each_groups_median_freeze_after_adapting() -> None:
     assert base["kinds"] == {"overflow": 1.5, "publisher_skip": 2.0, "receiver": 0.5}
     assert base["sfu"] == [0.1, 0.1, 0.0]  # 1 s of the 10 s after 5 s; the skip is not
     assert base["sfu_median"] == 0.1
+    assert base["cap_stall"] == [1.5, 1.5, 1.5]  # the stall at 9 s is not the step down
     assert head["median"] == 0.0 and head["load"] == [[1.0, 2.0]]
