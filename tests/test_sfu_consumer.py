@@ -6,7 +6,6 @@ from collections.abc import Callable, Container, Iterable
 
 from sfu.packet.rtp import extensions, parse_rtp
 from sfu.packet.rtx import build_rtx, parse_rtx
-from sfu.policy.rtxbudget import RetransmitBudget
 from sfu.routing.consumer import Consumer, extension_map
 from sfu.routing.producer import Producer
 from tests.sfu_fakes import EXT_IDS, OPUS, VP8, Capture, opus, producer, vp8
@@ -187,21 +186,6 @@ def test_a_packet_is_not_resent_again_within_a_round_trip() -> None:
     assert c.retransmit([lost], 0.41) == 0
     assert c.retransmit([lost], 0.52) == 1
     assert len(out.rtp) == 3
-
-
-def test_a_flood_of_nacks_is_resent_within_the_subscribers_budget() -> None:
-    # The lab's 300 kbit/s viewer after a step down: every lost packet NACKed again
-    # and again; at most a share of the estimate goes back down the link as copies.
-    a = producer()
-    c, out = consumer()
-    c.switch(a)
-    feed(a, range(10, 40), keyframe_at={10})
-    lost = [h.sequence for h in out.headers()]
-    out.rtp.clear()
-    budget = RetransmitBudget()
-    assert c.retransmit(lost, 0.1, budget, 250_000) == 6
-    assert c.retransmit(lost, 0.5, budget, 250_000) == 5  # ~13 a second
-    assert c.retransmit(lost, 0.5, RetransmitBudget(), None) == 25  # no bound (5 just resent)
 
 
 def test_a_nack_without_rtx_resends_the_packet_itself() -> None:

@@ -64,7 +64,6 @@ from sfu.packet.red import primary_packet, rewrite_pts
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
-from sfu.policy.rtxbudget import RetransmitBudget
 from sfu.routing.layers import MAX_TID
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
@@ -715,18 +714,8 @@ class Consumer:
 
     # retransmission
 
-    def retransmit(
-        self,
-        sequences: Iterable[int],
-        now: float,
-        budget: RetransmitBudget | None = None,
-        estimate_bps: int | None = None,
-    ) -> int:
+    def retransmit(self, sequences: Iterable[int], now: float) -> int:
         """Answer a NACK from the producers' caches; returns packets resent.
-
-        `budget`: the subscriber's (`sfu.policy.rtxbudget`, at a share of
-        `estimate_bps`): what it holds back is not resent now (the receiver
-        NACKs it again).
 
         Nothing sent before a cut (`set_layers`) is resent: the link could not
         carry that layer, the receiver NACKs what it lost of it until the new
@@ -750,8 +739,6 @@ class Consumer:
             last = resent.get(seq)
             if last is not None and now - last < gap:
                 continue  # its copy is still on the way
-            if budget is not None and not budget.take(estimate_bps, now):
-                break  # the link has no room for more copies now
             if self._resend_one(seq, now):
                 sent += 1
                 resent.pop(seq, None)

@@ -108,9 +108,7 @@ def _fir(p: Participant, fir: Fir, now: float) -> None:
 def _nack(p: Participant, nack: Nack, now: float) -> None:
     consumer = p.consumers_by_ssrc.get(nack.media_ssrc)
     if consumer is not None:
-        estimate = p.estimator.estimate_bps if p.estimator is not None else None
-        resent = consumer.retransmit(nack.lost[:64], now, p.rtx_budget, estimate)
-        p.counters.retransmitted += resent
+        p.counters.retransmitted += consumer.retransmit(nack.lost[:64], now)
 
 
 def _remb(p: Participant, remb: Remb, now: float) -> None:

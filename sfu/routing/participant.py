@@ -35,7 +35,6 @@ from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
 from sfu.packet.twcc import ReceiveLog, transport_seq_offset
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
-from sfu.policy.rtxbudget import RetransmitBudget
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
@@ -141,7 +140,6 @@ class Participant:
         self.prober: Prober | None = None
         self.max_bps = MAX_ESTIMATE_BPS  # the estimator's ceiling (set_max)
         self.desired_bps = 0
-        self.rtx_budget = RetransmitBudget()  # what NACKs may have resent (feedback._nack)
         self.feedback_columns: Columns | None = None  # of the last feedback
         self._learned = 0
         self._idle_counters = Counters()
