@@ -25,7 +25,7 @@ hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
     python bench/netlab.py --quick --json results/netlab.json  # shorter, under 3 min
     python bench/netlab.py --only room10_1m                    # one scenario, both servers
     python bench/netlab.py --no-janus ...                      # visitroom only
-    python bench/netlab.py --quick --impaired-s 40 ...         # 40 s impaired, not 9
+    python bench/netlab.py --quick --impaired-s 40 ...         # 40 s impaired, not 9 (full: 30)
     python bench/netlab.py --hog 2 ...                         # the server's core busy
 
 `--hog N` pins the server's processes (every thread) to core 0 and runs N busy
@@ -75,6 +75,8 @@ from netlab_clients import (  # noqa: E402
 )
 from netlab_janus import JANUS_ID, Janus, janus  # noqa: E402
 from netlab_janus import OUTBOUND as JANUS_OUTBOUND  # noqa: E402
+from netlab_link import LinkSampler, deltas  # noqa: E402
+from netlab_trace import episodes, frozen_by_kind  # noqa: E402
 from playwright.sync_api import BrowserContext, Page, sync_playwright  # noqa: E402
 
 from tests.conftest import token  # noqa: E402
@@ -142,9 +144,11 @@ class Scenario:
 def scenarios(quick: bool, impaired_s: float | None = None) -> list[Scenario]:
     """The scenarios; `impaired_s`: the impaired stretch of the capped, loss and room
     scenarios lasts this long (`--impaired-s`: freeze ratios need more than a few seconds)."""
-    w, run = (2.0, 9.0) if quick else (6.0, 24.0)  # warm-up uncapped, then impaired
+    # Warm-up uncapped, then impaired: the full run's 30 s impaired, so that one freeze
+    # episode (0.3-1 s) is 1-3 % of a scenario, not the 3-10 % of --quick's 9 s.
+    w, run = (2.0, 9.0) if quick else (6.0, 30.0)
     run = impaired_s or run
-    drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 27.0, 40.0)  # 3M, 500k, 3M, end
+    drop = (2.0, 6.0, 12.0, 17.0) if quick else (3.0, 12.0, 42.0, 55.0)  # 3M, 500k, 3M, end
     return [
         Scenario("cap_300k", (m.Cap(0, None), m.Cap(w, 300)), w + run),
         Scenario("cap_1m", (m.Cap(0, None), m.Cap(w, 1000)), w + run),
@@ -170,8 +174,8 @@ class Lab_:
 
 
 @contextlib.contextmanager
-def netlab(tmp: Path, trace: bool = False) -> Iterator[Lab_]:
-    camera = camera_args(tmp)
+def netlab(tmp: Path, trace: bool = False, bounce: bool = False) -> Iterator[Lab_]:
+    camera = camera_args(tmp, bounce)
     traced = tmp / "layer-trace" if trace else None
     with lab() as net:
         env: dict[str, str | None] = {"VISITROOM_ICE_HOSTS": net.host_ip}
@@ -279,6 +283,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
             names[joined(pages[seat.name])] = seat.name
         watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
         raw = watch(watched, pid, scenario, net)
+        link = raw.pop("link")
         start = watched["impaired"].offset
         outbound = pages[first.name].evaluate(OUTBOUND)
         estimates = pages[first.name].evaluate(PUBLISHER_ESTIMATE_READ)
@@ -291,6 +296,7 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
                 p.close()
     result = {
         "viewers": raw,
+        "link": link,
         "publisher_layers": outbound,
         "publisher_estimate": publisher_estimate(estimates),
         # t in s from the scenario's start (about: the sampler starts at the publisher's join)
@@ -300,8 +306,32 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
     }
     result["encoder_summary"] = encoder_summary(result["publisher_encoder"], scenario.duration)
     if setup.trace is not None:
-        result["layer_trace"] = layer_trace(setup.trace, start, scenario.duration, pid, names)
+        trace = layer_trace(setup.trace, start, scenario.duration, pid, names)
+        result["layer_trace"] = trace
+        explain(scenario, raw, trace, link, result["publisher_encoder"])
     return result
+
+
+def explain(
+    scenario: Scenario,
+    viewers: dict[str, Any],
+    trace: list[dict[str, Any]],
+    link: list[dict[str, Any]],
+    encoder: list[list[Any]],
+) -> None:
+    """Each viewer's stalls, classified from the trace and the link (bench/netlab_trace.py):
+    `episodes`, and `frozen_s_by_kind` over the impaired stretch and after adapting."""
+    impaired_from = min((c.t for c in scenario.caps if c.kbps), default=scenario.loss_from)
+    low = [c.t for c in scenario.caps if c.kbps is not None and c.kbps < ADAPT_BELOW_KBPS]
+    for name, v in viewers.items():
+        # a control viewer's own link is not capped: its bottleneck counters say nothing
+        own = link if name == "impaired" else []
+        found = episodes(v["series"], name, trace, own, impaired_from, encoder)
+        v["episodes"] = found
+        v["frozen_s_by_kind"] = frozen_by_kind(found, impaired_from)
+        v["frozen_s_by_kind_after_3s"] = frozen_by_kind(
+            found, min(low, default=impaired_from) + 3.0
+        )
 
 
 def encoder_summary(rows: list[list[Any]], duration: float) -> dict[str, Any]:
@@ -343,7 +373,7 @@ def layer_trace(
                 continue
             slots = [[names.get(s[0], s[0]), *s[1:]] for s in line["slots"] if s[2] == publisher]
             layers = [s[2:] for s in line["layers"] if s[0] == publisher]
-            estimates = [[names.get(e[0], e[0]), e[1]] for e in line["estimates"]]
+            estimates = [[names.get(e[0], e[0]), *e[1:]] for e in line["estimates"]]
             line = {"t": round(t, 3), "slots": slots, "layers": layers, "estimates": estimates}
             lines.append(line)
     return sorted(lines, key=lambda line: float(line["t"]))
@@ -373,10 +403,11 @@ def watch(
         start_sampler(w.page, publisher)
         w.offset = time.monotonic()
     start = watched["impaired"].offset
-    follow(scenario, net, start)
+    with LinkSampler(net.host_link, start) as link:
+        follow(scenario, net, start)
     for w in watched.values():
         w.raw = w.page.evaluate(STOP)
-    return {
+    viewers: dict[str, Any] = {
         name: summarize(scenario, samples(w.raw, w.offset - start), name == "impaired")
         | {
             "counters": counters(w.raw),
@@ -385,6 +416,8 @@ def watch(
         }
         for name, w in watched.items()
     }
+    viewers["link"] = deltas(link.rows)  # the bottleneck's tbf, per ~0.1 s (netlab_link)
+    return viewers
 
 
 def wire(raw: list[dict[str, Any]], offset_s: float) -> list[list[float]]:
@@ -437,6 +470,7 @@ def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
                 rig.subscribe(pages[seat.name], site.url, room, streams, names, JANUS_ID)
         watched = {s.name: Watched(pages[s.name]) for s in seats if s.watched}
         raw = watch(watched, JANUS_ID, scenario, net)
+        link = raw.pop("link")
         outbound = pages["publisher"].evaluate(JANUS_OUTBOUND)
     finally:
         net.cap_downlink(None)
@@ -444,7 +478,7 @@ def run_janus(setup: Lab_, rig: Janus, scenario: Scenario) -> dict[str, Any]:
         for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
-    return {"viewers": raw, "publisher_layers": outbound}
+    return {"viewers": raw, "link": link, "publisher_layers": outbound}
 
 
 def counters(raw: list[dict[str, Any]]) -> dict[str, Any]:
@@ -528,7 +562,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"benchmark": "netlab", "quick": args.quick, "scenarios": {}}
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-")))
-        setup = stack.enter_context(netlab(tmp, args.trace))
+        setup = stack.enter_context(netlab(tmp, args.trace, args.clip == "bounce"))
         if args.hog:
             stack.enter_context(hogged(setup.site.process.proc, args.hog))
             results["hog"] = {"busy_loops": args.hog, "core": SERVER_CORE}
@@ -631,15 +665,20 @@ def _cell(value: Any) -> str:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    columns = ("adapt_s_p95", "freeze_ratio", "freezes", "audio_concealed_pct",
-               "estimate_error_pct", "steady_width", "fps_steady")  # fmt: skip
-    heads = ("adapt p95 s", "freeze", "freezes", "audio conc %", "est err %", "width", "fps")
+    columns = ("adapt_s_p95", "freeze_ratio", "freeze_ratio_after_3s", "freezes",
+               "audio_concealed_pct", "estimate_error_pct", "steady_width",
+               "fps_steady")  # fmt: skip
+    heads = ("adapt p95 s", "freeze", "after 3 s", "freezes", "audio conc %", "est err %",
+             "width", "fps")  # fmt: skip
     print(f"{'scenario':18} {'sfu':9} " + " ".join(f"{h:>12}" for h in heads))
     for name, entry in results["scenarios"].items():
         for side in ("visitroom", "janus"):
             for viewer, v in entry.get(side, {}).get("viewers", {}).items():
                 label = side if viewer == "impaired" else f"{side[:5]}-{viewer[:3]}"
                 print(f"{name:18} {label:9} " + " ".join(f"{_cell(v[c]):>12}" for c in columns))
+                kinds = {k: s for k, s in v.get("frozen_s_by_kind_after_3s", {}).items() if s}
+                if kinds:  # what the stalls after adapting were (netlab_trace)
+                    print(f"{'':28} frozen s after 3 s by class: {kinds}")
     for side in ("visitroom", "janus"):
         if results.get("overall", {}).get(side):
             print(f"overall {side}: " + ", ".join(
@@ -727,7 +766,7 @@ def main() -> None:
     parser.add_argument(
         "--impaired-s",
         type=float,
-        help="the impaired stretch of the cap, loss and room scenarios, in s (quick: 9, else 24)",
+        help="the impaired stretch of the cap, loss and room scenarios, in s (quick: 9, else 30)",
     )
     parser.add_argument(
         "--hog",
@@ -738,8 +777,17 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, help="PNG (default: next to --json)")
     parser.add_argument(
         "--trace",
-        action="store_true",
-        help="the server's layer trace (VISITROOM_LAYER_TRACE) in each visitroom result",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the server's layer trace (VISITROOM_LAYER_TRACE) and each stall explained from it "
+        "in each visitroom result (default; --no-trace: neither)",
+    )
+    parser.add_argument(
+        "--clip",
+        choices=("loop", "bounce"),
+        default="loop",
+        help="the publisher's camera clip: a 2 s loop that jumps back (a scene cut every 2 s, "
+        "as before) or played forward and back (no jump)",
     )
     args = parser.parse_args()
     result = run(args)

@@ -245,22 +245,31 @@ def samples(raw: list[dict[str, Any]], offset_s: float = 0.0) -> list[Sample]:
 
 
 def camera_file(
-    path: Path, width: int = 1280, height: int = 720, fps: int = 30, seconds: float = 2.0
+    path: Path,
+    width: int = 1280,
+    height: int = 720,
+    fps: int = 30,
+    seconds: float = 2.0,
+    bounce: bool = False,
 ) -> Path:
     """A y4m clip for Chromium's `--use-file-for-fake-video-capture`, with motion an
     encoder must spend bits on (the built-in fake camera is a nearly still drawing
     that VP8 codes in a few hundred kbit/s): a blocky textured background panning
     2 px a frame and a bright square crossing it. No fresh noise: a clip no encoder
-    can predict makes libvpx drop frames at simulcast's per-layer rates. Looped."""
+    can predict makes libvpx drop frames at simulcast's per-layer rates. Looped: at
+    each loop the picture jumps back (a scene cut every `seconds`: every layer's
+    encoder overshoots, then skips frames); `bounce` plays it forward then backward
+    (twice as long, no jump)."""
     rng = np.random.default_rng(13)
     tile = rng.integers(60, 196, (height // 16 + 16, width // 16 + 16), dtype=np.uint8)
     texture = np.kron(tile, np.ones((16, 16), dtype=np.uint8))  # 16x16 blocks
     chroma = np.full((height // 2, width // 2), 128, dtype=np.uint8)
     frames = int(fps * seconds)
     side = height // 4
+    order = [*range(frames), *range(frames - 1, -1, -1)] if bounce else range(frames)
     with path.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
-        for i in range(frames):
+        for i in order:
             shift = (2 * i) % 128
             luma = texture[shift // 2 : shift // 2 + height, shift : shift + width].copy()
             x = (width - side) * i // frames
@@ -272,6 +281,7 @@ def camera_file(
     return path
 
 
-def camera_args(folder: Path) -> list[str]:
+def camera_args(folder: Path, bounce: bool = False) -> list[str]:
     """Chromium flags for a fake camera that plays `camera_file` (written into `folder`)."""
-    return [f"--use-file-for-fake-video-capture={camera_file(folder / 'camera.y4m')}"]
+    clip = camera_file(folder / "camera.y4m", bounce=bounce)
+    return [f"--use-file-for-fake-video-capture={clip}"]

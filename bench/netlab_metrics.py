@@ -103,13 +103,21 @@ def open_stall(samples: Sequence[Sample]) -> float:
 
 
 def freeze_ratio(samples: Sequence[Sample]) -> float | None:
-    """Frozen share of the watched time between the first and last sample."""
+    """Frozen share of the watched time between the first and last sample.
+
+    Chromium adds a freeze to totalFreezesDuration when it ends: a freeze
+    reported between two samples began its length before the later one, and
+    only its part after the first sample counts (a freeze that began before a
+    window, e.g. "after adapting", is not counted whole inside it)."""
     if len(samples) < 2:
         return None
-    watched = samples[-1].t - samples[0].t
+    start = samples[0].t
+    watched = samples[-1].t - start
     if watched <= 0:
         return None
-    frozen = samples[-1].freezes_s - samples[0].freezes_s + open_stall(samples)
+    frozen = open_stall(samples)
+    for before, after in itertools.pairwise(samples):
+        frozen += min(max(0.0, after.freezes_s - before.freezes_s), after.t - start)
     return min(1.0, max(0.0, frozen / watched))
 
 

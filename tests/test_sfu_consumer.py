@@ -169,6 +169,25 @@ def test_a_nack_is_answered_with_rtx_from_the_producers_cache() -> None:
     assert parse_rtp(original).timestamp == lost.timestamp
 
 
+def test_a_packet_is_not_resent_again_within_a_round_trip() -> None:
+    # A receiver behind a full bottleneck NACKs a packet again before the first resend
+    # came out of the queue; resending it each time puts copies in that queue (mediasoup
+    # and libwebrtc skip a packet resent less than an RTT ago).
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 15), keyframe_at={10})
+    lost = out.headers()[2].sequence
+    out.rtp.clear()
+    assert c.retransmit([lost], 0.1) == 1
+    assert c.retransmit([lost], 0.15) == 0  # no RTT measured yet: 100 ms assumed
+    assert c.retransmit([lost], 0.21) == 1
+    c.rtt = 0.3  # measured (behind a 200 ms queue)
+    assert c.retransmit([lost], 0.41) == 0
+    assert c.retransmit([lost], 0.52) == 1
+    assert len(out.rtp) == 3
+
+
 def test_a_nack_without_rtx_resends_the_packet_itself() -> None:
     a = producer()
     c, out = consumer()

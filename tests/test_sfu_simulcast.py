@@ -301,6 +301,58 @@ def test_a_down_switch_for_bandwidth_stops_the_old_layer_at_its_next_frame() -> 
     assert continuous([d.picture_id for d in frames(rx)], 0x8000)
 
 
+def test_after_a_cut_the_old_layers_packets_are_not_resent_but_the_key_frames_are() -> None:
+    # A cut means the link cannot carry the old layer: its packets lost on the way are
+    # NACKed until the lower layer's key frame is complete, and resending them would put
+    # the old layer back on the full link, ahead of (or between) that key frame's packets.
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    for n in range(3):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0, packets=3)
+    old = [seq for seq, *_ in received(out)]  # f's packets, before the cut
+    c.set_layers(0, 2, 2 / 30, cut=True)
+    layers[2].send(3 / 30, packets=3)  # cut: not forwarded
+    assert c.retransmit(old, 3 / 30) == 0  # waiting for q's key frame: none of f again
+    layers[0].send(4 / 30, keyframe=True, packets=3)
+    layers[0].send(5 / 30)
+    new = [seq for seq, *_ in received(out)][len(old) :]
+    assert len(new) == 4
+    out.rtp.clear()
+    assert c.retransmit(old + new, 5 / 30) == 4  # q's key frame and the frame after it
+    assert [parse_rtx(p, parse_rtp(p), ssrc=777, payload_type=96)[0] for p in out.rtp] == new
+
+
+def test_a_cut_done_before_the_old_layers_next_frame_does_not_resend_it_either() -> None:
+    # The lab's trace: h cut at 2.43 s, q's key frame at 2.63 s before h's next frame.
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    for n in range(3):
+        for layer in layers:
+            layer.send(n / 30, keyframe=n == 0, packets=3)
+    old = [seq for seq, *_ in received(out)]
+    c.set_layers(0, 2, 2 / 30, cut=True)
+    layers[0].send(3 / 30, keyframe=True, packets=3)
+    new = [seq for seq, *_ in received(out)][len(old) :]
+    assert len(new) == 3 and c.layers_now[0] == 0
+    out.rtp.clear()
+    assert c.retransmit(old + new, 3 / 30) == 3
+
+
+def test_a_switch_without_a_cut_still_resends_the_old_layer() -> None:
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    for layer in layers:
+        layer.send(0.0, keyframe=True, packets=2)
+    old = [seq for seq, *_ in received(out)]
+    c.set_layers(1, 2, 0.0)  # a smaller tile, the link is fine
+    layers[1].send(1 / 30, keyframe=True)
+    assert c.retransmit(old, 1 / 30) == 2
+
+
 def test_a_down_switch_for_bandwidth_ends_the_frame_being_sent() -> None:
     base, layers = track()
     c, out = consumer()

@@ -75,6 +75,11 @@ if TYPE_CHECKING:
 MAX_SEGMENTS = 4
 HIGHEST = 1 << 16  # a spatial wish above every layer: the highest active one
 MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not trusted
+# A packet is not resent again within a round trip (`Consumer.retransmit`): this one while
+# none is measured (mediasoup's default), and the measured one within these bounds.
+RESEND_RTT_S = 0.1
+RESEND_GAP_S = (0.01, 0.5)
+MAX_RESENT = 512  # resend times remembered per slot
 NO_CUT, CUT_ARMED, CUTTING = 0, 1, 2  # `Consumer._cut`: the old layer of a down-switch
 
 
@@ -124,6 +129,8 @@ class Consumer:
         "_maps",
         "_maps_first",
         "_memo",
+        "_resend_from",
+        "_resent",
         "_rtx_seq",
         "_segments",
         "_seq",
@@ -202,6 +209,8 @@ class Consumer:
         self._switched_from: Producer | None = None
         self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
         self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
+        self._resend_from: int | None = None  # NACKs of numbers before this: not answered
+        self._resent: dict[int, float] = {}  # sequence number -> when last resent
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
@@ -359,6 +368,8 @@ class Consumer:
             producer.detach(self)
 
     def _promote(self) -> None:
+        if self._cut != NO_CUT:  # the old layer was cut: nothing of it is resent
+            self._resend_from = (self._seq + 1) & 0xFFFF  # this key frame's first packet
         pending = self.pending
         old = self.source
         self.source = pending
@@ -421,6 +432,7 @@ class Consumer:
                 self._cut_desc = producer.desc
                 return False
             self._cut = CUTTING
+            self._resend_from = (self._seq + 1) & 0xFFFF  # see `retransmit`
         return True
 
     def restart(self) -> None:
@@ -703,20 +715,47 @@ class Consumer:
     # retransmission
 
     def retransmit(self, sequences: Iterable[int], now: float) -> int:
-        """Answer a NACK from the producers' caches; returns packets resent."""
+        """Answer a NACK from the producers' caches; returns packets resent.
+
+        Nothing sent before a cut (`set_layers`) is resent: the link could not
+        carry that layer, the receiver NACKs what it lost of it until the new
+        layer's key frame is complete, and those packets would go down the full
+        link ahead of or between that key frame's (which make them useless).
+        A packet resent less than a round trip ago is not resent again: a
+        receiver behind a full bottleneck NACKs it again before the first copy
+        came out of the queue (mediasoup's and libwebrtc's rule).
+        """
         sent = 0
+        since = self._resend_from
+        if since is not None and 0x4000 <= (self._seq - since) & 0xFFFF < 0x8000:
+            since = self._resend_from = None  # long past: no old number is NACKed any more
+        rtt = self.rtt
+        gap = RESEND_RTT_S if rtt is None else min(max(rtt, RESEND_GAP_S[0]), RESEND_GAP_S[1])
+        resent = self._resent
         for seq in sequences:
-            if self._maps is not None:
-                found = self._maps[0].lookup(seq & 0xFFFF)
-                if found is not None:
-                    sent += self._resend_mapped(self._maps[1], *found, seq & 0xFFFF, now)
-                    continue
-                if (seq - self._maps_first) & 0xFFFF < 0x8000:
-                    continue  # a number of the mapped path it cannot fill (a hole): never a guess
-            segment = self._segment_of(seq & 0xFFFF)
-            if segment is not None and self._resend(segment, seq & 0xFFFF, now):
+            seq &= 0xFFFF
+            if since is not None and (seq - since) & 0xFFFF >= 0x8000:
+                continue  # before the cut
+            last = resent.get(seq)
+            if last is not None and now - last < gap:
+                continue  # its copy is still on the way
+            if self._resend_one(seq, now):
                 sent += 1
+                resent.pop(seq, None)
+                resent[seq] = now
+                if len(resent) > MAX_RESENT:
+                    del resent[next(iter(resent))]
         return sent
+
+    def _resend_one(self, seq: int, now: float) -> bool:
+        if self._maps is not None:
+            found = self._maps[0].lookup(seq)
+            if found is not None:
+                return self._resend_mapped(self._maps[1], *found, seq, now)
+            if (seq - self._maps_first) & 0xFFFF < 0x8000:
+                return False  # a number of the mapped path it cannot fill (a hole): never a guess
+        segment = self._segment_of(seq)
+        return segment is not None and self._resend(segment, seq, now)
 
     def _resend_mapped(
         self, vp8map: Vp8Map, producer: Producer, seq_in: int, seq: int, now: float

@@ -15,7 +15,12 @@ path keeps anyway (nothing is added per packet):
 - ``layers``: per published video layer, ``[publisher, mid, spatial, rid,
   packets received, key frames received, key frame requests sent,
   consumers attached, active]``;
-- ``estimates``: per subscriber with an estimator, ``[subscriber, bits/s]``.
+- ``estimates``: per subscriber with an estimator or a transport,
+  ``[subscriber, bits/s (null without an estimator),
+  bytes sent, padding bytes sent, packets retransmitted, key frame requests
+  received]`` (the transport's counters so far; zeros without a transport):
+  what went down the subscriber's link besides its media, a probe or a burst
+  of retransmissions that overflows a bottleneck.
 
 Packets a slot dropped in a tick are its source's received packets minus
 its own sent packets over that tick.  `bench/netlab.py --trace` collects
@@ -38,8 +43,9 @@ def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
     layers: list[list[Any]] = []
     estimates: list[list[Any]] = []
     for p in participants:
-        if p.estimator is not None:
-            estimates.append([p.id, p.estimator.estimate_bps])
+        if p.estimator is not None or p.transport is not None:
+            bps = None if p.estimator is None else p.estimator.estimate_bps
+            estimates.append([p.id, bps, *_link(p)])
         for mid, c in p.consumers.items():
             track = c.track
             if c.kind != "video" or track is None:
@@ -82,3 +88,12 @@ def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
                     ]
                 )
     return {"t": round(now, 3), "slots": slots, "layers": layers, "estimates": estimates}
+
+
+def _link(p: Participant) -> tuple[int, int, int, int]:
+    """(bytes sent, padding bytes sent, packets retransmitted, key frame requests received)."""
+    transport = p.transport
+    if transport is None:
+        return 0, 0, 0, 0
+    c = transport.counters
+    return c.bytes_out, transport.padding_bytes, c.retransmitted, c.keyframe_requests
