@@ -24,7 +24,7 @@ from sfu.policy.gcc_rates import BusyRate, ProbeRates
 from sfu.policy.probe import Prober
 from tests import gcc_golden
 from tests.gcc_lab import lab_viewer
-from tests.gcc_sim import Feedbacks, Link, constant, load_recording, simulate, steps
+from tests.gcc_sim import Feedbacks, Link, Run, constant, load_recording, simulate, steps
 from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
 
 DATA = Path(__file__).parent / "data"
@@ -350,6 +350,17 @@ def every_2_s_from_3_s(size: int) -> Callable[[float], int]:
     return key_frame
 
 
+def _key_frames_through_a_link_not_filled(cap: int) -> Run:
+    """A viewer getting ~540 kbit/s through a `cap` link, a 25 kB key frame every 2 s."""
+    return simulate(
+        Link(constant(cap), max_queue_s=0.2),
+        seconds=15,
+        demand=constant(540_000),
+        estimator=BandwidthEstimator(start_bps=cap),
+        key_frame=every_2_s_from_3_s(25_000),
+    )
+
+
 def test_a_key_frame_on_an_app_limited_link_decreases_from_the_link_s_rate() -> None:
     """A viewer on 640x360 (540 kbit/s) behind a 1 Mbit/s link with the lab's 200 ms
     queue: each key frame (25 kB in one burst) queues and overuses.  The decrease must
@@ -357,14 +368,7 @@ def test_a_key_frame_on_an_app_limited_link_decreases_from_the_link_s_rate() -> 
     app-limited viewer got on average (the 500 ms rate, ~900 kbit/s here: 763 kbit/s
     before `BusyRate`; the network lab's 1 Mbit/s viewer fell to 649-677)."""
     cap = 1_000_000
-    run = simulate(
-        Link(constant(cap), max_queue_s=0.2),
-        seconds=15,
-        demand=constant(540_000),
-        estimator=BandwidthEstimator(start_bps=cap),
-        key_frame=every_2_s_from_3_s(25_000),
-    )
-    late = run.window(3, 15)
+    late = _key_frames_through_a_link_not_filled(cap).window(3, 15)
     assert min(late) >= 0.8 * cap, min(late)
 
 
@@ -548,14 +552,7 @@ def test_a_key_frame_s_overuse_of_a_link_the_viewer_does_not_fill_backs_off_5_pe
     goes to 0.95 x the link's busy rate, not GCC's 0.85 x (850 kbit/s before: 15 %
     under the cap after every key frame, the lab's 1 Mbit/s viewers sat at 735-860)."""
     cap = 1_000_000
-    run = simulate(
-        Link(constant(cap), max_queue_s=0.2),
-        seconds=15,
-        demand=constant(540_000),
-        estimator=BandwidthEstimator(start_bps=cap),
-        key_frame=every_2_s_from_3_s(25_000),
-    )
-    late = run.window(3, 15)
+    late = _key_frames_through_a_link_not_filled(cap).window(3, 15)
     assert min(late) >= 0.92 * cap, min(late)
 
 

@@ -278,14 +278,20 @@ def test_the_default_layer_is_the_highest_active_and_a_switch_waits_for_the_key_
     assert out.fast == 6  # before the switch: no payload rewrite
 
 
-def test_a_down_switch_for_bandwidth_stops_the_old_layer_at_its_next_frame() -> None:
-    # On a full link the lower layer's key frame must not queue behind the old layer.
+def on_the_top_layer(packets: int) -> tuple[list[Layer], Consumer, Counting]:
+    """A consumer of a three-layer track, forwarding f after three frames of every layer."""
     base, layers = track()
     c, out = consumer()
     c.switch(base)
     for n in range(3):
         for layer in layers:
-            layer.send(n / 30, keyframe=n == 0, packets=2)
+            layer.send(n / 30, keyframe=n == 0, packets=packets)
+    return layers, c, out
+
+
+def test_a_down_switch_for_bandwidth_stops_the_old_layer_at_its_next_frame() -> None:
+    # On a full link the lower layer's key frame must not queue behind the old layer.
+    layers, c, out = on_the_top_layer(packets=2)
     assert c.set_layers(0, 2, 2 / 30, cut=True) is layers[0].producer
     sent_f = len(received(out))
     for n in range(3, 7):
@@ -305,12 +311,7 @@ def test_after_a_cut_the_old_layers_packets_are_not_resent_but_the_key_frames_ar
     # A cut means the link cannot carry the old layer: its packets lost on the way are
     # NACKed until the lower layer's key frame is complete, and resending them would put
     # the old layer back on the full link, ahead of (or between) that key frame's packets.
-    base, layers = track()
-    c, out = consumer()
-    c.switch(base)
-    for n in range(3):
-        for layer in layers:
-            layer.send(n / 30, keyframe=n == 0, packets=3)
+    layers, c, out = on_the_top_layer(packets=3)
     old = [seq for seq, *_ in received(out)]  # f's packets, before the cut
     c.set_layers(0, 2, 2 / 30, cut=True)
     layers[2].send(3 / 30, packets=3)  # cut: not forwarded
@@ -326,12 +327,7 @@ def test_after_a_cut_the_old_layers_packets_are_not_resent_but_the_key_frames_ar
 
 def test_a_cut_done_before_the_old_layers_next_frame_does_not_resend_it_either() -> None:
     # The lab's trace: h cut at 2.43 s, q's key frame at 2.63 s before h's next frame.
-    base, layers = track()
-    c, out = consumer()
-    c.switch(base)
-    for n in range(3):
-        for layer in layers:
-            layer.send(n / 30, keyframe=n == 0, packets=3)
+    layers, c, out = on_the_top_layer(packets=3)
     old = [seq for seq, *_ in received(out)]
     c.set_layers(0, 2, 2 / 30, cut=True)
     layers[0].send(3 / 30, keyframe=True, packets=3)

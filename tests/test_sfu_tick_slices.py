@@ -71,8 +71,8 @@ class Clocked:
         pass
 
 
-async def test_the_loop_turns_between_slices_of_a_tick_over_many_participants() -> None:
-    media = Clocked(people=4 * TICK_SLICE)
+async def one_tick(media: Clocked) -> None:
+    """Run the clock over `media` until one tick is through, the loop spinning meanwhile."""
     ticker = Ticker(media, 0.01)
     asyncio.get_running_loop().call_soon(media.spin)
     ticker.start()
@@ -80,6 +80,11 @@ async def test_the_loop_turns_between_slices_of_a_tick_over_many_participants() 
         await asyncio.wait_for(media.ticked.wait(), 10)
     finally:
         await ticker.stop()
+
+
+async def test_the_loop_turns_between_slices_of_a_tick_over_many_participants() -> None:
+    media = Clocked(people=4 * TICK_SLICE)
+    await one_tick(media)
     # One callback for the whole pass would show no turn between start and end.
     assert media.at_end[0] - media.at_start[0] >= 3
 
@@ -88,12 +93,6 @@ async def test_the_loop_turns_between_slices_of_the_layer_allocation() -> None:
     """The layer allocation was one callback of 5-21 ms at 400 subscribers (after_tick):
     now the clock lets the loop turn after the participants' pass and between slices."""
     media = Clocked(people=10)
-    ticker = Ticker(media, 0.01)
-    asyncio.get_running_loop().call_soon(media.spin)
-    ticker.start()
-    try:
-        await asyncio.wait_for(media.ticked.wait(), 10)
-    finally:
-        await ticker.stop()
+    await one_tick(media)
     steps = [media.at_start[0], *media.at_steps[:4], media.at_end[0]]
     assert all(b > a for a, b in itertools.pairwise(steps)), steps
