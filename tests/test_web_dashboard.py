@@ -26,10 +26,11 @@ def test_sign_in_schedule_list_copy_and_join(pages: Pages, site: WebServer) -> N
     assert admin not in dash.url
     assert dash.evaluate("sessionStorage.getItem('visitroom.adminToken')") == admin
 
-    # Schedule a visit that started five minutes ago, in the browser's local time.
+    # Schedule a visit that started five minutes ago, in the browser's local time,
+    # but today: just after midnight, five minutes ago was yesterday's list.
     room = "dash-" + uuid.uuid4().hex[:8]
-    start = datetime.now(ZoneInfo(TIMEZONE)).replace(second=0, microsecond=0)
-    start -= timedelta(minutes=5)
+    now = datetime.now(ZoneInfo(TIMEZONE)).replace(second=0, microsecond=0)
+    start = max(now - timedelta(minutes=5), now.replace(hour=0, minute=0))
     end = min(start + timedelta(minutes=30), start.replace(hour=23, minute=59))
     dash.get_by_test_id("schedule-date").fill(start.strftime("%Y-%m-%d"))
     dash.get_by_test_id("schedule-start").fill(start.strftime("%H:%M"))
