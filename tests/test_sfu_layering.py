@@ -3,14 +3,11 @@ slot is set to, which key frames are asked for, and what publishers and subscrib
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from sfu.control import Downlink, MediaEvent, PublishLayers
-from sfu.policy.allocation import LayerChoice, allocate
-from sfu.routing.layering import QUIET_S, Estimator, LayerControl, demand
-from sfu.routing.layers import RateMeter
+from sfu.routing.layering import Estimator, LayerControl
 
 RATES = {
     0: (60_000, 90_000, 150_000),
@@ -28,11 +25,6 @@ class FakeLayer:
     rates: tuple[int, ...]
     on: bool = True
     keyframes: list[float] = field(default_factory=list)
-    stopped: float | None = None  # when its last media came; None: it is flowing
-
-    @property
-    def last_media(self) -> float:
-        return math.inf if self.stopped is None else self.stopped
 
     def temporal_bitrates(self, now: float) -> tuple[int, ...]:
         return self.rates
@@ -304,51 +296,3 @@ def test_a_steady_subscriber_is_allocated_again_after_the_recheck_period() -> No
     for now in (0.0, 0.5, 1.0, 2.0, 2.4, 2.6):
         run.tick(viewers, now)
     assert len(viewers[0].consumers["5"].calls) == 3  # 0.0, 0.5, and 2.5 s after 0.5
-
-
-@dataclass(eq=False)
-class MeteredLayer(FakeLayer):
-    """A layer whose rates are a real `RateMeter`'s over the packets fed to it."""
-
-    meter: RateMeter = field(default_factory=lambda: RateMeter(0.0))
-    frames: int = 0
-
-    def feed(self, bps: int, until: float) -> None:
-        """30 frames a second in L1T3 (TIDs 0 2 1 2), two packets a frame, at `bps`."""
-        size = bps // 8 // 30 // 2
-        while self.frames / 30 < until:
-            at = self.frames / 30
-            tid = (0, 2, 1, 2)[self.frames % 4]
-            self.meter.add(tid, size, at)
-            self.meter.add(tid, size, at + 0.001)
-            self.stopped = at + 0.001
-            self.frames += 1
-
-    def temporal_bitrates(self, now: float) -> tuple[int, ...]:
-        return self.meter.rates(now)
-
-
-def test_a_layer_that_stopped_is_priced_as_paused_not_at_its_emptying_meter() -> None:
-    # The lab's 300 kbit/s viewer on q's TID 1 (budget 260 kbit/s once its audio is
-    # paid): h had flowed (here at 400 kbit/s) for the hold after its last need, then
-    # its publisher stopped it.  For up to a second (until it is no longer `active`)
-    # its meter, read every tick, showed a falling share of its rate, and h "fitted"
-    # (its whole rate + 12 % over q's) once that share was low enough.
-    track = camera("alice")
-    h = MeteredLayer("h", 1, SIZES[1], ())
-    track.layers = (track, h, track.layers[2])
-    meter_read, priced = [], []
-    for tick in range(15):  # the SFU's 0.2 s ticks; h stops at 2.0 s
-        now = tick * 0.2
-        h.feed(400_000, min(now, 2.0))
-        slot = demand("5", track, (1280, 720), True, now)
-        if now > 2.0:
-            meter_read.append(h.meter.rates(now)[-1])
-            if now - h.last_media >= QUIET_S:
-                priced.append(slot.layers[1].bitrates)
-            choice = allocate([slot], 260_000, {"5": LayerChoice(0, 1)})["5"]
-            assert choice == LayerChoice(0, 2)  # q's TID 2, not h
-        elif now >= 1.0:
-            assert slot.layers[1].bitrates[-1] > 320_000  # flowing: what it sends
-    assert min(r for r in meter_read if r > 0) < 0.58 * 400_000  # what the meter said
-    assert priced and all(rates == (0,) for rates in priced)  # at its nominal rates instead

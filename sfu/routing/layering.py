@@ -62,12 +62,6 @@ RECHECK_S = 2.0
 # this share, since the last allocation are no change (the rate meter's own noise).
 RATE_SLACK = 0.1
 BUDGET_SLACK = 0.05
-# A layer that sent no media for this long is priced as a paused one, not at what its
-# emptying rate meter says: a second after its publisher stopped it (the hold after its
-# last need) its meter still shows 20-60 % of its rate, and the network lab's 300 kbit/s
-# viewer was stepped up to h by that.  Longer than any gap between a layer's packets (a
-# frame at 7.5 fps is 133 ms), much shorter than `Producer.active`'s second.
-QUIET_S = 0.25
 
 
 class Layer(Protocol):
@@ -76,9 +70,6 @@ class Layer(Protocol):
     rid: str | None
     spatial: int
     frame_size: tuple[int, int] | None
-
-    @property
-    def last_media(self) -> float: ...  # when its last media packet came (the SFU's clock)
 
     def temporal_bitrates(self, now: float) -> tuple[int, ...]: ...
 
@@ -393,9 +384,6 @@ def _same_layer(a: LayerInfo, b: LayerInfo) -> bool:
 
 
 def layer_info(layer: Layer, now: float) -> LayerInfo:
-    """What `layer` sends: its measured rates, or none (so priced at its nominal rates,
-    `sfu.policy.allocation.nominal_bitrates`) once it went quiet for `QUIET_S`."""
     width, height = layer.frame_size or (0, 0)
-    flowing = layer.active(now) and now - layer.last_media < QUIET_S
-    rates = layer.temporal_bitrates(now) if flowing else ()
+    rates = layer.temporal_bitrates(now) if layer.active(now) else ()
     return LayerInfo(layer.spatial, width, height, tuple(rates) or (0,))
