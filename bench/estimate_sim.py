@@ -15,7 +15,6 @@ none of).
     python bench/estimate_sim.py --quick    # --quick's
     python bench/estimate_sim.py --key-frames 10   # a key frame on each layer switch
     python bench/estimate_sim.py --burst-ms 20     # the lab's tbf burst at the bottleneck
-    python bench/estimate_sim.py --measured-sending  # the Prober told the measured media rate
 """
 
 from __future__ import annotations
@@ -74,20 +73,10 @@ def scenarios(quick: bool) -> list[Scenario]:
 
 
 def run_scenario(
-    scenario: Scenario,
-    seed: int,
-    key_frame_x: float = 0.0,
-    burst_s: float = 0.0,
-    measured_sending: bool = False,
+    scenario: Scenario, seed: int, key_frame_x: float = 0.0, burst_s: float = 0.0
 ) -> Outcome:
     lab = lab_viewer(
-        scenario.caps,
-        scenario.seconds,
-        seed,
-        scenario.top_until,
-        key_frame_x,
-        burst_s,
-        measured_sending=measured_sending,
+        scenario.caps, scenario.seconds, seed, scenario.top_until, key_frame_x, burst_s
     )
     return Outcome(errors(scenario, lab.run.times, lab.run.estimates), lab.layers)
 
@@ -141,25 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="MS",
         help="the bottleneck's token-bucket burst (the lab's tbf: 20; default 0: none)",
     )
-    parser.add_argument(
-        "--measured-sending",
-        action="store_true",
-        help="the Prober is told the media rate measured every 100 ms (key frames"
-        " included), as on the SFU's clock, not the chosen layer's steady rate",
-    )
-    parser.add_argument("--only", nargs="*", help="scenario names to run")
     args = parser.parse_args(argv)
     table = print
     table("scenario            p95 %  median %  max %   (per seed p95)")
     for scenario in scenarios(args.quick):
-        if args.only and scenario.name not in args.only:
-            continue
         seeds = range(1, args.seeds + 1)
         burst_s = args.burst_ms / 1000
-        outcomes = [
-            run_scenario(scenario, seed, args.key_frames, burst_s, args.measured_sending)
-            for seed in seeds
-        ]
+        outcomes = [run_scenario(scenario, seed, args.key_frames, burst_s) for seed in seeds]
         every = [e for o in outcomes for e in o.errors]
         per_seed = " ".join(f"{p95(o.errors):5.1f}" for o in outcomes)
         table(

@@ -12,12 +12,8 @@ its probe goal follows), until `top_back` (None: to the end).
 `key_frame_x`: each switch to another spatial layer sends a key frame that
 many average frames of the new layer larger, in one burst (0: none, the
 default; a VP8 key frame is some 5-15 x).
-`burst_s`: the bottleneck's token bucket (the lab's tbf: 0.02 s, at least
-2000 bytes; 0, the default: none, every frame's packets queue behind each
-other).
-`measured_sending`: the Prober is told the media rate measured over each
-feedback interval, key frames included, as the SFU's clock tells it (default:
-the steady rate of the chosen layer).
+`burst_s`: the bottleneck's token bucket (the lab's tbf: 0.02 s; 0, the
+default: none, every frame's packets queue behind each other).
 Used by tests/test_sfu_probe.py and bench/estimate_sim.py.
 """
 
@@ -45,9 +41,6 @@ CAMERA = (
     LayerInfo(2, 1280, 720, (600_000, 900_000, 1_500_000)),
 )
 
-LAB_BURST = (
-    2000  # bytes: the lab's tbf bucket is 20 ms at the rate, at least this (tests/netlab.py)
-)
 Caps = tuple[tuple[float, float | None], ...]
 
 
@@ -74,7 +67,6 @@ def lab_viewer(
     key_frame_x: float = 0.0,
     burst_s: float = 0.0,
     top_back: float | None = None,
-    measured_sending: bool = False,
 ) -> LabRun:
     full = SlotDemand("1", True, 1280, 720, CAMERA)
     lower = SlotDemand("1", True, 1280, 720, CAMERA[:2])
@@ -108,7 +100,7 @@ def lab_viewer(
 
     capacity = steps(*((t, UNCAPPED_BPS if bps is None else bps) for t, bps in caps))
     run = simulate(
-        Link(capacity, max_queue_s=0.2, seed=seed, burst_s=burst_s, burst_min_bytes=LAB_BURST),
+        Link(capacity, max_queue_s=0.2, seed=seed, burst_s=burst_s),
         seconds=seconds,
         demand=media,
         desired=goal,
@@ -116,6 +108,5 @@ def lab_viewer(
         prober=Prober(),
         key_frame=key_frame,
         held=lambda _t: held[0],
-        measured_sending=measured_sending,
     )
     return LabRun(run, layers)

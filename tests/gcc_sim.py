@@ -2,9 +2,8 @@
 
 One subscriber's downlink: a FIFO queue drained at `capacity(t)` bits/s
 (drop-tail beyond `max_queue_s` of queued data; `burst_s` > 0: a token
-bucket of that many seconds at the rate, at least `burst_min_bytes`, as the
-network lab's tbf with its 20 ms burst of at least 2000 bytes, passes a burst
-that fits it at once), optional random loss and
+bucket of that many seconds at the rate, as the network lab's tbf with its
+20 ms burst, passes a burst that fits it at once), optional random loss and
 jitter (extra delay, packets kept in order) on the wire, a one-way delay of
 20 ms each way.  The SFU side sends video frames at 30 fps of
 min(estimate, demand) bits/s in 1200-byte packets (a frame's packets leave
@@ -49,7 +48,6 @@ class Link:
     max_queue_s: float = 0.5
     seed: int = 1
     burst_s: float = 0.0  # the token bucket's depth in seconds at the rate (0: none)
-    burst_min_bytes: int = 0  # ... and at least this many bytes (the lab's tbf: 2000)
     free_at: float = 0.0
     last_arrival: float = 0.0
     tokens: float = 0.0  # bytes (with burst_s)
@@ -79,7 +77,7 @@ class Link:
 
     def _through_bucket(self, start: float, wire: int, rate_bps: float) -> float:
         """When a packet that may leave at `start` leaves the token bucket."""
-        depth = max(self.burst_s * rate_bps / 8, self.burst_min_bytes)
+        depth = self.burst_s * rate_bps / 8
         self.tokens = min(depth, self.tokens + (start - self.tokens_at) * rate_bps / 8)
         self.tokens_at = start
         if self.tokens >= wire:
@@ -120,7 +118,6 @@ def simulate(
     prober: Prober | None = None,
     key_frame: Callable[[float], int] | None = None,
     held: Callable[[float], bool] | None = None,
-    measured_sending: bool = False,
 ) -> Run:
     """Run the sender, the link and the feedback loop for `seconds` of simulated time.
 
@@ -129,9 +126,6 @@ def simulate(
     `key_frame(t)`: how many bytes larger the frame sent at `t` is (0: none);
     `held(t)`: whether the allocation gives a slot less than it wants (the
     Prober's `want(held=)`; None: always, the Prober's default).
-    `measured_sending`: the Prober is told the media rate sent since its last call
-    (as the SFU's clock measures it, key frames included: sfu/routing/probing.py),
-    not the steady min(estimate, demand).
     """
     wanted = desired or demand
     est = estimator or BandwidthEstimator()
@@ -145,8 +139,6 @@ def simulate(
     next_feedback = FEEDBACK_S
     pending: list[tuple[float, list[PacketResult]]] = []
     sent_window: list[tuple[float, int]] = []
-    media_bytes = 0  # media (not padding) sent since the Prober's last call
-    media_since = 0.0
 
     def send(t: float, size: int, probe: int) -> None:
         nonlocal sequence
@@ -171,7 +163,6 @@ def simulate(
             while frame_bytes > 0:
                 size = min(PACKET_BYTES, max(frame_bytes, 100))
                 send(now, size, probe_id)
-                media_bytes += size
                 frame_bytes -= size
         if prober and now >= next_pad - 1e-9:
             next_pad += PAD_TICK_S
@@ -194,13 +185,10 @@ def simulate(
                 sent_window.pop(0)
             sending = sum(size for _, size in sent_window) * 8
             if prober:
-                steady = min(est.estimate_bps, demand(at))
-                measured = media_bytes * 8 / (at - media_since) if at > media_since else 0.0
-                media_bytes, media_since = 0, at
                 prober.want(
                     estimate_bps=est.estimate_bps,
                     desired_bps=int(wanted(at)),
-                    sending_bps=int(measured if measured_sending else steady),
+                    sending_bps=int(min(est.estimate_bps, demand(at))),
                     now=at,
                     held=True if held is None else held(at),
                 )

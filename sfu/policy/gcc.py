@@ -42,14 +42,6 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   on 320x180 fell to 0.85 x ~165 kbit/s).
   The delay-based estimate caps it; `estimate_bps` is the result.
 
-A delay-based decrease is GCC's 0.85 x the throughput when the sender fills
-the link, but 0.95 x when it does not (`_beta`: the acknowledged rate under
-0.85 x the link's rate, as the busy rate or a probe within the last second
-measured it): an app-limited sender's overuse comes from a burst (a probe
-for a layer that does not fit, a key frame), whose queue drains by itself;
-0.85 x put the lab's capped viewers 15-20 % under their links after every
-probe.
-
 Rates are bits per second on the wire: each packet's RTP size plus 38 bytes
 of IPv4, UDP and SRTP tag (PACKET_OVERHEAD_BYTES).
 
@@ -69,7 +61,7 @@ from operator import is_not, itemgetter, le, not_
 from typing import Any, NamedTuple, cast
 
 from sfu.native import load
-from sfu.policy.gcc_aimd import BETA, AimdRateControl
+from sfu.policy.gcc_aimd import AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, new_detector
 from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates, ProbeResult
 
@@ -97,9 +89,6 @@ MAX_FEEDBACKS_WITHOUT_ARRIVALS = 5
 PROBE_DROP_FRACTION = 0.85
 PROBE_FRESH_S = 1.0
 LOSS_FLOOR_OF_ACKED = 0.85
-APP_LIMITED_OF_LINK = 0.85  # acknowledged under this x the link's measured rate: app-limited
-APP_LIMITED_BETA = 0.95  # a delay-based decrease of an app-limited sender (`_beta`)
-LINK_NARROWED = 0.5  # busy and 500 ms rates under this x the filtered one: it lags a drop
 
 
 class BandwidthEstimator:
@@ -125,9 +114,6 @@ class BandwidthEstimator:
         self._last_feedback: float | None = None
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
-        self._overuse_beta: float | None = None  # the current overuse's backoff (`_beta`)
-        self._overuse_from: float | None = None  # the delay estimate when it began
-        self._last_saturated: tuple[float, float] | None = None  # a probe that measured the link
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
             _arrival_order if native is None else native.arrival_order
@@ -310,14 +296,16 @@ class BandwidthEstimator:
         probe_bps = None
         if probe is not None:
             self._last_probe = (probe.bps, now)
-            if probe.saturated:
-                self._last_saturated = (probe.bps, now)
             if probe.saturated or probe.bps >= aimd.bps:
                 probe_bps = probe.bps  # (one that got through whole never lowers it)
-        if self._delay.state != OVERUSING:
-            self._overuse_beta = self._overuse_from = None
         if self._delay.state == OVERUSING:
-            self._on_overuse(probe, acked, now)
+            if acked is not None and aimd.time_to_reduce_further(now, acked):
+                before = aimd.bps
+                aimd.update(OVERUSING, self._throughput(acked, now), now)
+                if aimd.bps < before:
+                    self._loss.decreased(now)
+            elif acked is None and aimd.time_to_reduce_further(now, math.inf):
+                aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
         elif probe_bps is not None:
             if acked is not None:  # a probe may lower the estimate, but not far below what arrives
                 probe_bps = max(probe_bps, min(aimd.bps, PROBE_DROP_FRACTION * acked))
@@ -329,68 +317,6 @@ class BandwidthEstimator:
             aimd.update(self._delay.state, acked, now)
         self._loss.set_delay_limit(aimd.bps)
 
-    def _on_overuse(self, probe: ProbeResult | None, acked: float | None, now: float) -> None:
-        """The delay-based decrease while the detector says "overusing".
-
-        A probe's cluster is complete (reported whole) only after its queue has
-        begun to overuse, so its result can come after the decreases it caused:
-        a saturated one measured the link, and the estimate goes back up to it
-        (at most to where it stood when the overuse began).  The network lab's
-        room viewer was cut from 839 to 653 kbit/s on its 1 Mbit/s link just
-        before the probe that caused it reported 1,026 kbit/s delivered."""
-        aimd = self._aimd
-        if self._overuse_from is None:
-            self._overuse_from = aimd.bps
-        if probe is not None and probe.saturated:
-            restored = min(probe.bps, self._overuse_from)
-            if restored > aimd.bps:
-                aimd.set_estimate(restored, now)
-                self._loss.set_delay_limit(aimd.bps)
-                self._loss.set_bps(aimd.bps, now)
-                return
-        if acked is not None and aimd.time_to_reduce_further(now, acked):
-            before = aimd.bps
-            if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
-                self._overuse_beta = self._beta(acked, now)
-            throughput = self._throughput(acked, now)
-            floor = self._probe_floor(now)
-            aimd.update(OVERUSING, throughput, now, self._overuse_beta, floor)
-            if aimd.bps < before:
-                self._loss.decreased(now)
-        elif acked is None and aimd.time_to_reduce_further(now, math.inf):
-            aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
-
-    def _probe_floor(self, now: float) -> float:
-        """Where a delay-based decrease stops: at what a probe that saturated the link
-        measured it delivering (0.95 x its arrival rate) within the last second, as
-        libwebrtc keeps a probe's result: the overuse that follows is the probe's own
-        queue, not a narrower link, and decreasing under the measurement sent the
-        lab's capped viewers 15-20 % under their links after every probe for a layer
-        that never fits (0 when there is no such probe)."""
-        saturated = self._last_saturated
-        if saturated is None or now - saturated[1] > PROBE_FRESH_S:
-            return 0.0
-        return saturated[0]
-
-    def _beta(self, acked: float, now: float) -> float:
-        """How far a delay-based decrease backs off from the throughput: 0.85 x, as GCC,
-        when the sender fills the link (the queue it built must drain); 0.95 x when
-        it does not (what it got through on average is under 0.85 x the link's rate
-        as the latest queued packets or a fresh probe measured it): then a burst
-        (a probe above the link, a key frame) overused, the queue drains by itself
-        once the burst is over, and a deeper cut only throws the estimate under the
-        link (the network lab's sawtooth: each probe for a layer that never fits
-        took a 1 Mbit/s viewer to 0.85 x the link).  Decided when an overuse
-        starts and kept while it lasts: the burst itself lifts the acknowledged
-        rate, and the decreases that follow while its queue drains must not take
-        it for a sender that fills the link."""
-        link = self._busy.bps(PACKET_OVERHEAD_BYTES) or 0.0
-        if self._last_probe is not None and now - self._last_probe[1] <= PROBE_FRESH_S:
-            link = max(link, self._last_probe[0])
-        if link > 0 and acked < APP_LIMITED_OF_LINK * link:
-            return APP_LIMITED_BETA
-        return BETA
-
     def _throughput(self, acked: float, now: float) -> float:
         """What a decrease starts from: the link's rate as best measured lately.
 
@@ -401,18 +327,9 @@ class BandwidthEstimator:
         And so does the rate of the latest packets that queued (`BusyRate`):
         when a key frame or a probe overuses a link an app-limited sender
         does not fill, what it got through on average is not the link's rate.
-        But when both the busy rate and the 500 ms rate are under half the
-        filtered rate, the link narrowed (a cap dropped) and the filter lags
-        it: the decrease starts from what the link delivers now (else a sender
-        that fills the link came down from 2.9 Mbit/s onto a new 500 kbit/s
-        link in steps of 0.85 x a stale 1.8, then 1.2 Mbit/s, and its queue
-        filled before the estimate got there).
         """
         busy = self._busy.bps(PACKET_OVERHEAD_BYTES) or 0.0
-        recent = self._acked.recent_bps or 0.0
-        if busy > 0 and max(busy, recent) < LINK_NARROWED * acked:
-            acked = max(busy, recent)
-        throughput = max(acked, recent, busy)
+        throughput = max(acked, self._acked.recent_bps or 0.0, busy)
         if self._last_probe is not None and now - self._last_probe[1] <= PROBE_FRESH_S:
             throughput = max(throughput, self._last_probe[0])
         return throughput

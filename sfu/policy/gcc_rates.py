@@ -23,9 +23,7 @@
   packet: a ticker-driven sender sends its padding in bursts.  Whether it
   saturated is part of the result (`ProbeResult`): only a saturated
   cluster measured the link; one that got through whole says only that
-  the link carries at least its rate.  A token bucket passes a cluster's
-  first bytes at once, so a saturated cluster is measured at the lower of
-  its whole and its second half's (by bytes) arrival rates (`_late_rates`).
+  the link carries at least its rate.
 - `BusyRate`: the rate at which the link delivered while it was busy, from
   the latest packets that queued behind the one before them (they arrived
   more than 1 ms further apart than they were sent: the gap is the link's
@@ -43,7 +41,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import ModuleType
 from typing import NamedTuple
 
@@ -238,7 +236,6 @@ SATURATED_RATIO = 0.9
 SATURATED_UTILIZATION = 0.95
 CLUSTER_HISTORY_S = 2.0
 SAME_BURST_S = 0.001
-LATE_MIN_PACKETS = 3  # the second half's rate needs at least this many packets after its start
 
 
 class ProbeResult(NamedTuple):
@@ -259,7 +256,6 @@ class _Cluster:
     highest_sequence: int = -1
     last_burst_bytes: int = 0  # bytes sent within 1 ms of the last send time
     last_seen: float = 0.0
-    packets: list[tuple[float, float, int]] = field(default_factory=list)  # (arrival, send, size)
 
 
 class ProbeRates:
@@ -292,7 +288,6 @@ class ProbeRates:
             c.first_arrival = arrival
             c.first_arrival_size = size
         c.last_arrival = max(c.last_arrival, arrival)
-        c.packets.append((arrival, send, size))
 
     def complete(self, highest_sequence: int) -> ProbeResult | None:
         """Measure the clusters that `highest_sequence` (reported) shows complete.
@@ -321,31 +316,6 @@ class ProbeRates:
         return cluster
 
 
-def _late_rates(packets: list[tuple[float, float, int]], total: int) -> tuple[float, float] | None:
-    """The (send, arrival) rates of the cluster's second half by bytes, in arrival
-    order (None when it is too short to tell): a token bucket (the lab's tbf: 20
-    ms at the rate, at least 2000 bytes, 53 ms at 300 kbit/s) lets a cluster's
-    first bytes through at once, so over a 100 ms cluster the whole's arrival
-    rate came out up to a third above the link (the lab's 300 kbit/s viewer
-    measured 380-414 kbit/s); the second half arrives at the link's rate once
-    the bucket is empty, or as it was sent when the link is wider."""
-    ordered = sorted(packets)
-    got = 0
-    for index, (arrival, send, size) in enumerate(ordered):
-        got += size
-        if 2 * got >= total:
-            later = ordered[index + 1 :]
-            if len(later) < LATE_MIN_PACKETS:
-                return None
-            size_later = 8 * sum(p[2] for p in later)  # (bits after the half-way packet)
-            send_span = max(p[1] for p in later) - send
-            arrival_span = later[-1][0] - arrival
-            if send_span <= 0 or arrival_span <= 0:
-                return None
-            return size_later / send_span, size_later / arrival_span
-    return None
-
-
 def _rate(c: _Cluster) -> ProbeResult | None:
     if c.received < MIN_PROBE_PACKETS or c.received < MIN_RECEIVED_RATIO * (c.received + c.lost):
         return None
@@ -359,8 +329,5 @@ def _rate(c: _Cluster) -> ProbeResult | None:
     if send_bps <= 0 or arrival_bps > MAX_VALID_RATIO * send_bps:
         return None
     if arrival_bps < SATURATED_RATIO * send_bps:
-        late = _late_rates(c.packets, c.total_bytes)
-        if late is not None:
-            arrival_bps = min(arrival_bps, late[1])
         return ProbeResult(SATURATED_UTILIZATION * arrival_bps, True)
     return ProbeResult(min(send_bps, arrival_bps), False)

@@ -15,11 +15,7 @@ cluster, and the estimator measures how fast the cluster arrived
   When desired > estimate and the link is calm (the estimate has not
   dropped by 10 % in the last second, nor within 2 s after such a drop), it
   plans an attempt: clusters at 1.5 x and 2 x the estimate (capped at
-  desired), back to back, each `duration_s` long, or long enough to carry
-  8 kB (at most 300 ms): a link's token bucket passes a cluster's first
-  bytes at once (the lab's tbf holds 2000 bytes, 53 ms at 300 kbit/s),
-  and a 100 ms cluster of 5 kB at 405 kbit/s nearly fitted the bucket
-  and the rate together: it measured the bucket, not the link.
+  desired), back to back, each `duration_s` long.
 - An attempt succeeds if, within a second after its last cluster, the
   estimate rose by 10 %: then it probes again right away from the new
   estimate (exponential search).  Otherwise it waits 2 s, then 4, up to
@@ -78,13 +74,7 @@ cluster, and the estimator measures how fast the cluster arrived
 - `padding_due(now)` is how many padding bytes to send now so that media +
   padding reach the cluster's target rate; call it every few milliseconds
   (each call pays what accrued since the last one), send the bytes in at
-  least `min_packets` packets over the cluster.  The media it tops up is
-  the lowest of the rates `want` was told over the last second, not the
-  latest: the SFU measures the media every 100 ms, and one key frame or
-  burst of retransmissions in that window (the lab saw 1.08 Mbit/s told
-  for a 320x180 viewer's ~200 kbit/s) left a cluster with no padding at
-  all: a cluster of media alone measures the sender, not the link, and a
-  saturated one could set the estimate to 0.85 x what the viewer gets.
+  least `min_packets` packets over the cluster.
 
 Pure: no clock of its own, everything is driven by `now` (seconds).
 """
@@ -113,9 +103,6 @@ RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-che
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 # An estimate this x the media all along is re-checked even if nothing is held.
 RECHECK_FAR_ABOVE = 2.0
-MIN_CLUSTER_BYTES = 8000  # a cluster lasts long enough to carry this much (see the doc)
-MAX_CLUSTER_S = 0.3
-MEDIA_S = 1.0  # a cluster's padding tops up the median media rate told over this long
 
 
 class ProbeCluster(NamedTuple):
@@ -158,7 +145,6 @@ class Prober:
         self._backoff = interval_s
         self._estimate = 0
         self._sending = 0
-        self._media: deque[tuple[float, int]] = deque()  # (when, sending_bps) over MEDIA_S
         self._attempt_desired = 0
         self._high: tuple[float, int] | None = None  # (since, estimate): recent high
         self._calm_from = 0.0
@@ -197,7 +183,6 @@ class Prober:
         self._sending = max(sending_bps, 0)
         self._held = held
         self._fixed = fixed
-        self._remember_media(now)
         self._watch_app_limited(now)
         self._watch_drops(now)
         self._judge_attempt(now)
@@ -240,30 +225,10 @@ class Prober:
         if elapsed <= 0:
             return 0
         self._paid_until = now
-        self._owed += max(cluster.target_bps - self._steady_media(), 0) * elapsed / 8
+        self._owed += max(cluster.target_bps - self._sending, 0) * elapsed / 8
         due = int(self._owed)
         self._owed -= due
         return due
-
-    def _duration(self, target_bps: int) -> float:
-        """How long a cluster at `target_bps` lasts: `duration_s`, or long enough to
-        carry MIN_CLUSTER_BYTES (see the module doc)."""
-        carries = min(MIN_CLUSTER_BYTES * 8 / max(target_bps, 1), MAX_CLUSTER_S)
-        return max(self.duration_s, carries)
-
-    def _remember_media(self, now: float) -> None:
-        media = self._media
-        media.append((now, self._sending))
-        while media and (media[0][0] < now - MEDIA_S or media[0][0] > now):
-            media.popleft()
-
-    def _steady_media(self) -> int:
-        """The media rate a cluster's padding tops up (see the module doc): the lowest
-        of the rates told over the last second, not the latest (a key frame or a
-        burst of retransmissions in its 100 ms is not what the cluster carries; a
-        cluster a little above its target still measures the link, one without
-        padding measures nothing)."""
-        return min((rate for _, rate in self._media), default=self._sending)
 
     def _plan(self, desired_bps: int, now: float) -> None:
         estimate = max(self._estimate, 1)
@@ -275,12 +240,11 @@ class Prober:
             return
         start = now
         for target in targets:
-            duration = self._duration(target)
             self._planned.append(
-                ProbeCluster(self._next_id, target, start, duration, self.min_packets)
+                ProbeCluster(self._next_id, target, start, self.duration_s, self.min_packets)
             )
             self._next_id += 1
-            start += duration
+            start += self.duration_s
         self._attempt = _Attempt(self._estimate, start)
         self._attempt_desired = desired_bps
         self._last_end = start
@@ -334,11 +298,12 @@ class Prober:
         target = min(target, desired_bps)
         if target * (1 - PROBE_UNCERTAINTY) <= self._estimate:
             return  # the estimate came back by itself
-        duration = self._duration(target)
-        self._planned.append(ProbeCluster(self._next_id, target, now, duration, self.min_packets))
+        self._planned.append(
+            ProbeCluster(self._next_id, target, now, self.duration_s, self.min_packets)
+        )
         self._next_id += 1
-        self._attempt = _Attempt(self._estimate, now + duration, after_drop=True)
-        self._last_end = now + duration
+        self._attempt = _Attempt(self._estimate, now + self.duration_s, after_drop=True)
+        self._last_end = now + self.duration_s
         self._last_drop_probe = now
         self._last_was_recheck = False
 
