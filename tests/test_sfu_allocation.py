@@ -195,6 +195,41 @@ def test_an_upgrade_that_stops_being_possible_restarts_its_wait() -> None:
     assert allocator.update([stage()], 3_000_000, 4.2)["1"] == LayerChoice(2, 2)
 
 
+def test_an_upgrade_goes_only_as_high_as_has_been_possible_for_the_whole_wait() -> None:
+    # The network lab's 300 kbit/s viewer: held at q's TID 1 with q's TID 2 possible,
+    # then in the tick its wait ended h's emptying meter made h look cheap; it was
+    # stepped up to h, which did not fit the link, and froze 4.8 s.
+    allocator = LayerAllocator(upgrade_after_s=1.5)
+    assert allocator.update([stage()], 120_000, 0.0)["1"] == LayerChoice(0, 1)
+    for now in (0.1, 0.5, 1.0, 1.4):
+        assert allocator.update([stage()], 200_000, now)["1"] == LayerChoice(0, 1)
+    cheap_h = LayerInfo(1, 640, 360, (60_000, 90_000, 150_000))
+    looks_cheap = SlotDemand("1", True, 1280, 720, (Q, cheap_h, F))
+    assert allocate([looks_cheap], 200_000, {"1": LayerChoice(0, 1)})["1"] == LayerChoice(1, 2)
+    # q's TID 2 has waited its 1.5 s; h only just became possible: q's TID 2.
+    assert allocator.update([looks_cheap], 200_000, 1.6)["1"] == LayerChoice(0, 2)
+    assert allocator.waiting  # h waits its own time
+    assert allocator.update([stage()], 200_000, 1.8)["1"] == LayerChoice(0, 2)
+    assert not allocator.waiting  # h is no longer possible: forgotten
+    assert allocator.update([stage()], 200_000, 3.5)["1"] == LayerChoice(0, 2)
+
+
+def test_a_higher_upgrade_possible_for_the_whole_wait_is_taken_at_once() -> None:
+    allocator = LayerAllocator(upgrade_after_s=1.5)
+    allocator.update([stage()], 120_000, 0.0)
+    allocator.update([stage()], 200_000, 0.5)  # q's TID 2 possible
+    allocator.update([stage()], 3_000_000, 1.0)  # f possible
+    assert allocator.update([stage()], 3_000_000, 2.0)["1"] == LayerChoice(0, 2)
+    assert allocator.update([stage()], 3_000_000, 2.5)["1"] == LayerChoice(2, 2)
+    # A dip to what a lower upgrade needs keeps that one's wait, not the higher one's.
+    allocator.update([stage()], 120_000, 3.0)
+    allocator.update([stage()], 3_000_000, 3.1)
+    allocator.update([stage()], 700_000, 3.5)  # h possible since 3.1, f no longer
+    assert allocator.update([stage()], 3_000_000, 4.7)["1"] == LayerChoice(1, 2)
+    assert allocator.update([stage()], 3_000_000, 6.1)["1"] == LayerChoice(1, 2)
+    assert allocator.update([stage()], 3_000_000, 6.2)["1"] == LayerChoice(2, 2)
+
+
 def test_a_slot_that_goes_away_is_forgotten() -> None:
     allocator = LayerAllocator()
     allocator.update([stage(), thumb("2")], 3_000_000, 0.0)

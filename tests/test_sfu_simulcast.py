@@ -11,9 +11,11 @@ from sfu.packet.rtcp import Pli, parse_rtcp
 from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.packet.rtx import build_rtx, parse_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8, vp8_frame_size
+from sfu.policy.allocation import LayerChoice, SlotDemand, allocate
 from sfu.relay.endpoint import RelayEndpoint, RelayTap
 from sfu.relay.remote import RemotePublisher, RemoteStream, describe
 from sfu.routing.consumer import Consumer
+from sfu.routing.layering import layer_info
 from sfu.routing.layers import order_layers
 from sfu.routing.producer import Producer, link_layers
 from sfu.settings import MediaSettings
@@ -247,6 +249,42 @@ def test_layer_measurements_are_cumulative_per_temporal_layer_and_activity_follo
     assert 0.4 <= rates[1] / rates[2] <= 0.6  # TID <= 1: half
     assert base.active(now) and not base.active(now + 1.5)
     assert base.temporal_bitrates(now + 5.0) == (0, 0, 0)
+
+
+def test_a_layer_that_stops_is_worth_what_it_sent_until_it_is_no_longer_active() -> None:
+    # The network lab's 300 kbit/s viewer on q's TID 1: h had flowed for the hold after
+    # its last need, then its publisher stopped it.  Read every 0.2 s tick, h's meter
+    # showed a falling share of its rate for up to a second, and at its half h "fitted"
+    # the viewer's budget (its whole rate + 12 % over q's): a step up that froze 4.8 s.
+    base, layers = track()
+    h = layers[1].producer
+    frame = 0
+    flowing: tuple[int, ...] = ()
+    for tick in range(11):  # ticks at 0.2 s; h sends 30 frames a second until 1.0 s
+        now = tick * 0.2
+        while frame / 30 <= min(now, 1.0):
+            for layer in layers[:2]:
+                layer.send(frame / 30, keyframe=frame == 0, packets=4 if layer is layers[1] else 1)
+            frame += 1
+        if now <= 1.0:
+            flowing = h.temporal_bitrates(now)
+    meter_after, choices, held = [], [], []
+    for tick in range(1, 10):  # after the stop, until h is no longer active
+        now = 1.0 + tick * 0.1
+        while frame / 30 <= now:  # q goes on
+            layers[0].send(frame / 30)
+            frame += 1
+        meter_after.append(h.meter.rates(now)[-1])
+        budget = int(3.2 * base.temporal_bitrates(now)[-1])  # h (4 x q) does not fit whole
+        info = (layer_info(base, now), layer_info(h, now))
+        slot = SlotDemand("1", True, 1280, 720, info)
+        choices.append(allocate([slot], budget, {"1": LayerChoice(0, 1)})["1"])
+        held.append(h.temporal_bitrates(now))
+    assert choices == [LayerChoice(0, 2)] * 9  # q's TID 2, never h
+    assert held == [flowing] * 9
+    assert min(meter_after) < 0.6 * flowing[-1]  # what the emptying meter said
+    assert not h.active(2.1)
+    assert h.temporal_bitrates(2.1) == (0, 0, 0)  # paused: nothing flows
 
 
 # consumers: spatial switches

@@ -33,7 +33,11 @@ what its audio takes: audio always goes first).
   down, they are not a cheap way up (the network lab saw a 400 kbit/s viewer
   flap between q at 30 fps and h at 7.5 fps, each switch a key frame and a
   freeze). `LayerAllocator` adds time: an upgrade is taken only once it has
-  been possible for `upgrade_after_s`.
+  been possible for `upgrade_after_s`, and then only as high as has been
+  possible that long (a higher choice proposed in the last moment of a lower
+  one's wait waits its own time: the network lab's 300 kbit/s viewer, held
+  at q's TID 1 with q's TID 2 pending, was stepped to h in the tick where h's
+  emptying meter made it look cheap, and froze 4.8 s).
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
 send: every layer up to the highest one chosen (so a subscriber that has to
@@ -338,13 +342,19 @@ def _rank(choice: LayerChoice | None) -> tuple[int, int]:
 class LayerAllocator:
     """`allocate` with memory: downgrades at once, an upgrade only after `upgrade_after_s`.
 
-    One per subscriber. Pure: the caller passes the clock.
+    Per slot it keeps the upgrades proposed since its choice last changed, a
+    staircase: each choice above the current one with the time since when it
+    (or a higher one) has been proposed without a break.  An update takes the
+    highest choice on it that has waited `upgrade_after_s`; a proposal lower
+    than a step removes the steps above it (they are no longer possible), and
+    inherits the earliest removed step's time (a higher choice was possible,
+    so was this one).  One per subscriber.  Pure: the caller passes the clock.
     """
 
     def __init__(self, upgrade_after_s: float = 1.5) -> None:
         self.upgrade_after_s = upgrade_after_s
         self.choices: dict[str, LayerChoice] = {}
-        self._upgradable_since: dict[str, float] = {}
+        self._stairs: dict[str, list[tuple[float, LayerChoice]]] = {}
 
     def update(
         self, slots: Sequence[SlotDemand], budget_bps: int, now: float
@@ -354,25 +364,35 @@ class LayerAllocator:
         result: dict[str, LayerChoice] = {}
         for mid, choice in proposal.items():
             result[mid] = self._settle(mid, choice, now)
-        self._upgradable_since = {m: t for m, t in self._upgradable_since.items() if m in result}
+        self._stairs = {m: s for m, s in self._stairs.items() if m in result}
         self.choices = result
         return dict(result)
 
     @property
     def waiting(self) -> bool:
         """Whether an upgrade waits for `upgrade_after_s` (the next update may change a choice)."""
-        return bool(self._upgradable_since)
+        return bool(self._stairs)
 
     def _settle(self, mid: str, choice: LayerChoice, now: float) -> LayerChoice:
         old = self.choices.get(mid)
         if old is None or _rank(choice) <= _rank(old):
-            self._upgradable_since.pop(mid, None)
+            self._stairs.pop(mid, None)
             return choice
-        since = self._upgradable_since.setdefault(mid, now)
-        if now - since >= self.upgrade_after_s:
-            self._upgradable_since.pop(mid, None)
-            return choice
-        return old
+        stairs = self._stairs.setdefault(mid, [])
+        since = now
+        while stairs and _rank(stairs[-1][1]) >= _rank(choice):
+            since = stairs.pop()[0]
+        stairs.append((since, choice))
+        ready = [step for at, step in stairs if now - at >= self.upgrade_after_s]
+        if not ready:
+            return old
+        taken = ready[-1]
+        left = [(at, step) for at, step in stairs if _rank(step) > _rank(taken)]
+        if left:
+            self._stairs[mid] = left
+        else:
+            del self._stairs[mid]
+        return taken
 
 
 K = TypeVar("K", bound=Hashable)

@@ -76,6 +76,10 @@ LevelSink = Callable[[str, int, bool, float], None]
 # log (`DominantSpeaker.log`), a list appended to without a call per packet.
 LevelTarget = LevelSink | LevelLog
 ACTIVE_S = 1.0  # a layer that sent no media for this long is not active (paused)
+# A layer that sent no media for this long is quiet: its rates are held (`temporal_bitrates`).
+# Longer than the gap between a 30 fps layer's frames (33 ms) and than a tick (0.2 s)
+# minus it, so a flowing layer's rates are read every tick, at most ~0.1 s into its emptying.
+QUIET_S = 0.1
 
 
 class RelayTap(Protocol):
@@ -106,6 +110,7 @@ class Producer:
         "_cache",
         "_fanout",
         "_fir_seq",
+        "_flowing",
         "_last_keyframe_request",
         "_level_id",
         "_receive",
@@ -209,6 +214,7 @@ class Producer:
         # count); a new producer gets a grace period as if one just came.
         self.last_media = time.monotonic()
         self.meter = RateMeter(self.last_media)
+        self._flowing: tuple[int, ...] = ()  # `temporal_bitrates` when it last flowed
         self._last_keyframe_request = float("-inf")
         # On the track's base layer: when a layer of the track was last asked for a key
         # frame, and the track's key frames received by then (`_answer_coming`).
@@ -369,8 +375,19 @@ class Producer:
         return self.meter.rates(now)[-1]
 
     def temporal_bitrates(self, now: float) -> tuple[int, ...]:
-        """Cumulative bits/s per highest TID (one entry when the stream has no TIDs)."""
-        return self.meter.rates(now)
+        """Cumulative bits/s per highest TID (one entry when the stream has no TIDs).
+
+        From `QUIET_S` without media until it is no longer `active`, what the
+        layer sent while it flowed (its last reading before): a layer that stops
+        (its publisher told to, or stalled) is still worth that, and its meter,
+        emptying, says less and less for up to a second (the network lab's
+        300 kbit/s viewer was stepped up to h on its meter's half, a second after
+        h stopped, and froze 4.8 s).
+        """
+        quiet = now - self.last_media
+        if quiet < QUIET_S or quiet >= ACTIVE_S:  # flowing, or paused: what it sends now
+            self._flowing = self.meter.rates(now)
+        return self._flowing
 
     def active(self, now: float) -> bool:
         """Whether media came within the last `ACTIVE_S` (a paused layer is not active)."""
