@@ -468,6 +468,11 @@ typedef int (*unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
 /* The largest datagram taken (sfu.transport.webrtc.MAX_DATAGRAM). */
 #define MAX_DATAGRAM 1500
 
+/* The transport's attributes the path reads, as they were when `known` was set: the
+ * memo.  WebRtcTransport's setters of these five call `forget()` (the transport owns
+ * the rule), so they are read again at the next packet. */
+enum { T_RX, T_SINK, T_RX_DIRECT, T_SSRCS, T_COUNTERS, T_N };
+
 typedef struct {
     PyObject_HEAD
     PyObject *transport;
@@ -477,6 +482,9 @@ typedef struct {
     void *context;
     Py_ssize_t delivered; /* unprotected and handed on here */
     Py_ssize_t fallbacks; /* given to `fallback` */
+    PyObject *memo[T_N];  /* strong references (None included) while `known` */
+    int known;
+    Py_ssize_t reads;     /* times the memo was filled from the transport */
 } Inlet;
 
 static int
@@ -501,7 +509,17 @@ inlet_traverse(Inlet *self, visitproc visit, void *arg)
     Py_VISIT(self->transport);
     Py_VISIT(self->fallback);
     Py_VISIT(self->session);
+    for (int k = 0; k < T_N; k++)
+        Py_VISIT(self->memo[k]);
     return 0;
+}
+
+static void
+inlet_forget(Inlet *self)
+{
+    self->known = 0;
+    for (int k = 0; k < T_N; k++)
+        Py_CLEAR(self->memo[k]);
 }
 
 static int
@@ -510,6 +528,7 @@ inlet_clear(Inlet *self)
     Py_CLEAR(self->transport);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->session);
+    inlet_forget(self);
     return 0;
 }
 
@@ -559,22 +578,6 @@ inlet_adopt(Inlet *self, PyObject *session)
     return 1;
 }
 
-/* The transport's attribute `name` is usable (new reference), or NULL with *go set to 0
- * when Python must take the packet (None), or -1 on an error. */
-static PyObject *
-needed(PyObject *transport, PyObject *name, int *go)
-{
-    PyObject *value = PyObject_GetAttr(transport, name);
-    if (value == NULL)
-        *go = -1;
-    else if (value == Py_None) {
-        Py_DECREF(value);
-        value = NULL;
-        *go = 0;
-    }
-    return value;
-}
-
 /* The plain packet (new bytes), or NULL: libsrtp refused it (no exception) or an error. */
 static PyObject *
 unprotect(Inlet *self, const char *data, Py_ssize_t size)
@@ -593,6 +596,27 @@ unprotect(Inlet *self, const char *data, Py_ssize_t size)
     return out;
 }
 
+/* The memo filled from the transport (0), or -1 on an error (an attribute missing). */
+static int
+inlet_learn(Inlet *self)
+{
+    static PyObject **names[T_N] = {&s_rx, &s_sink, &s_rx_direct, &s_inbound_ssrcs, &s_counters};
+    PyObject *values[T_N];
+    for (int k = 0; k < T_N; k++) {
+        values[k] = PyObject_GetAttr(self->transport, *names[k]);
+        if (values[k] == NULL) {
+            while (k-- > 0)
+                Py_DECREF(values[k]);
+            return -1;
+        }
+    }
+    inlet_forget(self);
+    memcpy(self->memo, values, sizeof(values));
+    self->known = 1;
+    self->reads++;
+    return 0;
+}
+
 /* What WebRtcTransport._on_srtp(data) does; 0, or -1 with the exception set. */
 static int
 inlet_deliver(Inlet *self, PyObject *data)
@@ -603,27 +627,26 @@ inlet_deliver(Inlet *self, PyObject *data)
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     if (size < 12 || size > MAX_DATAGRAM || (p[1] > 191 && p[1] < 224))
         return inlet_fallback(self, data); /* too short, too long, RTCP: Python's */
-    int go = 1, rc = -1;
-    PyObject *rx = NULL, *sink = NULL, *session = NULL, *counters = NULL, *ssrcs = NULL;
-    PyObject *key = NULL, *plain = NULL;
-    if ((rx = needed(self->transport, s_rx, &go)) == NULL ||
-        (sink = needed(self->transport, s_sink, &go)) == NULL ||
-        (session = needed(self->transport, s_rx_direct, &go)) == NULL)
-        goto decided;
-    if ((go = inlet_adopt(self, session)) <= 0)
-        goto decided;
-    if ((ssrcs = needed(self->transport, s_inbound_ssrcs, &go)) == NULL)
-        goto decided;
-    if (!PyAnySet_Check(ssrcs)) {
-        go = 0;
-        goto decided;
+    if (!self->known && inlet_learn(self) < 0)
+        return -1;
+    /* Own references: what runs below (Python's on_rtp, a setter's forget()) may
+     * empty the memo. */
+    PyObject *sink = Py_NewRef(self->memo[T_SINK]);
+    PyObject *counters = Py_NewRef(self->memo[T_COUNTERS]);
+    PyObject *ssrcs = self->memo[T_SSRCS], *key = NULL, *plain = NULL;
+    int go = self->memo[T_RX] != Py_None && sink != Py_None && counters != Py_None &&
+             PyAnySet_Check(ssrcs);
+    if (go)
+        go = inlet_adopt(self, self->memo[T_RX_DIRECT]);
+    if (go > 0) {
+        key = PyLong_FromUnsignedLong(be32(p + 8));
+        go = key == NULL ? -1 : PySet_Contains(ssrcs, key); /* not yet admitted: Python's */
     }
-    key = PyLong_FromUnsignedLong(be32(p + 8));
-    go = key == NULL ? -1 : PySet_Contains(ssrcs, key);
-    if (go <= 0) /* not yet admitted: Python admits it or counts it */
-        goto decided;
-    if ((counters = needed(self->transport, s_counters, &go)) == NULL)
-        goto decided;
+    int rc = -1;
+    if (go == 0)
+        rc = inlet_fallback(self, data);
+    if (go <= 0)
+        goto out;
     /* From here on this is the packet's path: no going back to Python. */
     plain = unprotect(self, (const char *)p, size);
     if (plain == NULL) {
@@ -635,20 +658,27 @@ inlet_deliver(Inlet *self, PyObject *data)
         goto out;
     self->delivered++;
     rc = sink_rtp(sink, plain);
-    goto out;
-decided:
-    if (go == 0)
-        rc = inlet_fallback(self, data);
 out:
-    Py_XDECREF(rx);
-    Py_XDECREF(sink);
-    Py_XDECREF(session);
-    Py_XDECREF(counters);
-    Py_XDECREF(ssrcs);
+    Py_DECREF(sink);
+    Py_DECREF(counters);
     Py_XDECREF(key);
     Py_XDECREF(plain);
     return rc;
 }
+
+/* forget(): the transport changed one of the attributes the memo holds. */
+static PyObject *
+inlet_forget_method(Inlet *self, PyObject *unused)
+{
+    inlet_forget(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef inlet_methods[] = {
+    {"forget", (PyCFunction)inlet_forget_method, METH_NOARGS,
+     "forget(): read the transport's _rx, _sink, _rx_direct, inbound_ssrcs, counters again"},
+    {NULL},
+};
 
 static PyObject *
 inlet_call(Inlet *self, PyObject *args, PyObject *kwds)
@@ -670,6 +700,8 @@ static PyMemberDef inlet_members[] = {
      "datagrams unprotected and handed on in C"},
     {"fallbacks", T_PYSSIZET, offsetof(Inlet, fallbacks), READONLY,
      "datagrams given to the Python fallback"},
+    {"reads", T_PYSSIZET, offsetof(Inlet, reads), READONLY,
+     "times the transport's attributes were read into the memo"},
     {NULL},
 };
 
@@ -686,6 +718,7 @@ static PyTypeObject InletType = {
     .tp_clear = (inquiry)inlet_clear,
     .tp_call = (ternaryfunc)inlet_call,
     .tp_members = inlet_members,
+    .tp_methods = inlet_methods,
 };
 
 /* ---- dispatch: UdpMux._drain's loop and datagram's SRTP case ---------------- */
@@ -714,11 +747,137 @@ selected_handler(PyObject *by_addr, PyObject *addr)
     return handler;
 }
 
+/* ---- Routes: which handler takes an address's SRTP, remembered ---------------- */
+
+/* Bumped by `moved()`: an ICE agent's `selected` or `on_srtp`, or an endpoint's `ice`,
+ * changed (their setters call it; sfu.transport.udpmux.routes_moved).  A change of
+ * `by_addr` itself shows in its dict version tag. */
+static uint64_t epoch = 1;
+
+/* addr -> the handler `selected_handler` gave, valid while `by_addr` is the same dict
+ * at the same version and `epoch` has not moved; else emptied and filled again. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *table;   /* dict */
+    PyObject *by_addr; /* the dict it was filled from (a strong reference), or NULL */
+    uint64_t version;
+    uint64_t epoch;
+    Py_ssize_t hits, misses, drops;
+} Routes;
+
+static int
+routes_traverse(Routes *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->table);
+    Py_VISIT(self->by_addr);
+    return 0;
+}
+
+static int
+routes_clear(Routes *self)
+{
+    Py_CLEAR(self->table);
+    Py_CLEAR(self->by_addr);
+    return 0;
+}
+
+static void
+routes_dealloc(Routes *self)
+{
+    PyObject_GC_UnTrack(self);
+    routes_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+routes_init(Routes *self, PyObject *args, PyObject *kwds)
+{
+    if (!PyArg_ParseTuple(args, ":Routes"))
+        return -1;
+    Py_XSETREF(self->table, PyDict_New());
+    return self->table == NULL ? -1 : 0;
+}
+
+/* The handler for `addr` (new reference), or NULL: none (no exception) or an error. */
+static PyObject *
+routes_handler(Routes *self, PyObject *by_addr, PyObject *addr)
+{
+    uint64_t version = ((PyDictObject *)by_addr)->ma_version_tag;
+    if (self->table == NULL)
+        return selected_handler(by_addr, addr);
+    if (by_addr != self->by_addr || version != self->version || epoch != self->epoch) {
+        if (PyDict_GET_SIZE(self->table))
+            self->drops++;
+        PyDict_Clear(self->table);
+        Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
+        self->version = version;
+        self->epoch = epoch;
+    }
+    PyObject *handler = PyDict_GetItemWithError(self->table, addr);
+    if (handler != NULL) {
+        self->hits++;
+        return Py_NewRef(handler);
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    self->misses++;
+    handler = selected_handler(by_addr, addr);
+    /* Kept only if nothing moved meanwhile (the lookups ran no Python that could). */
+    if (handler != NULL && ((PyDictObject *)by_addr)->ma_version_tag == version &&
+        epoch == self->epoch && PyDict_SetItem(self->table, addr, handler) < 0) {
+        Py_DECREF(handler);
+        return NULL;
+    }
+    return handler;
+}
+
+/* moved(): an ICE selection, an agent's on_srtp or an endpoint's agent changed. */
+static PyObject *
+ingress_moved(PyObject *module, PyObject *unused)
+{
+    epoch++;
+    Py_RETURN_NONE;
+}
+
+static PyMemberDef routes_members[] = {
+    {"hits", T_PYSSIZET, offsetof(Routes, hits), READONLY, "datagrams routed from the memo"},
+    {"misses", T_PYSSIZET, offsetof(Routes, misses), READONLY, "lookups through by_addr"},
+    {"drops", T_PYSSIZET, offsetof(Routes, drops), READONLY, "times a filled memo was emptied"},
+    {NULL},
+};
+
+static PyObject *
+routes_len(Routes *self, PyObject *unused)
+{
+    return PyLong_FromSsize_t(self->table == NULL ? 0 : PyDict_GET_SIZE(self->table));
+}
+
+static PyMethodDef routes_methods[] = {
+    {"size", (PyCFunction)routes_len, METH_NOARGS, "addresses remembered"},
+    {NULL},
+};
+
+static PyTypeObject RoutesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._ingress.Routes",
+    .tp_basicsize = sizeof(Routes),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Routes(): dispatch's memo of which handler takes an address's SRTP",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)routes_init,
+    .tp_dealloc = (destructor)routes_dealloc,
+    .tp_traverse = (traverseproc)routes_traverse,
+    .tp_clear = (inquiry)routes_clear,
+    .tp_members = routes_members,
+    .tp_methods = routes_methods,
+};
+
 /* One SRTP datagram from a selected address: 1 handled, 0 `datagram`'s, -1 an error. */
 static int
-srtp_datagram(PyObject *by_addr, PyObject *data, PyObject *addr)
+srtp_datagram(PyObject *by_addr, PyObject *data, PyObject *addr, Routes *routes)
 {
-    PyObject *handler = selected_handler(by_addr, addr);
+    PyObject *handler = routes != NULL ? routes_handler(routes, by_addr, addr)
+                                       : selected_handler(by_addr, addr);
     if (handler == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int rc = Py_IS_TYPE(handler, &InletType)
@@ -747,15 +906,17 @@ failed(PyObject *dropped, PyObject *addr)
     return rc;
 }
 
-/* dispatch(batch, by_addr, datagram, arrival, dropped) */
+/* dispatch(batch, by_addr, datagram, arrival, dropped[, routes]) */
 static PyObject *
 ingress_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "dispatch(batch: list, by_addr: dict, datagram, arrival, dropped)");
+    if (nargs < 5 || nargs > 6 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) ||
+        (nargs == 6 && args[5] != Py_None && !Py_IS_TYPE(args[5], &RoutesType))) {
+        PyErr_SetString(PyExc_TypeError, "dispatch(batch: list, by_addr: dict, datagram, "
+                                         "arrival, dropped, routes: Routes | None = None)");
         return NULL;
     }
+    Routes *routes = nargs == 6 && args[5] != Py_None ? (Routes *)args[5] : NULL;
     PyObject *batch = args[0], *by_addr = args[1], *datagram = args[2], *at = args[3];
     PyObject *dropped = args[4];
     Py_INCREF(batch);
@@ -772,7 +933,7 @@ ingress_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (rc == 0 && PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) > 0) {
             unsigned char first = (unsigned char)PyBytes_AS_STRING(data)[0];
             if (127 < first && first < 192) { /* SRTP or SRTCP (RFC 7983) */
-                handled = srtp_datagram(by_addr, data, addr);
+                handled = srtp_datagram(by_addr, data, addr, routes);
                 if (handled < 0) {
                     rc = failed(dropped, addr);
                     handled = 1;
@@ -801,7 +962,9 @@ static PyMethodDef module_methods[] = {
      "configure(role, cls): the Counters class (role counters) or the Participant class"},
     {"bind", ingress_bind, METH_VARARGS, "bind(parse_rtp, RtpError, arrival)"},
     {"dispatch", (PyCFunction)(void (*)(void))ingress_dispatch, METH_FASTCALL,
-     "dispatch(batch, by_addr, datagram, arrival, dropped): UdpMux._drain's loop in C"},
+     "dispatch(batch, by_addr, datagram, arrival, dropped[, routes]): UdpMux._drain's loop in C"},
+    {"moved", ingress_moved, METH_NOARGS,
+     "moved(): an ICE selection, on_srtp or endpoint agent changed (Routes forget)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -836,12 +999,13 @@ PyInit__ingress(void)
         intern(&s_forget, "_forget") ||
         intern(&s_ice, "ice") || intern(&s_selected, "selected") || intern(&s_on_srtp, "on_srtp"))
         return NULL;
-    if (PyType_Ready(&InletType) < 0)
+    if (PyType_Ready(&InletType) < 0 || PyType_Ready(&RoutesType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Inlet", (PyObject *)&InletType) < 0) {
+    if (PyModule_AddObjectRef(m, "Inlet", (PyObject *)&InletType) < 0 ||
+        PyModule_AddObjectRef(m, "Routes", (PyObject *)&RoutesType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
