@@ -23,7 +23,8 @@ from pylibsrtp import Policy, Session
 from sfu import native
 from sfu.packet.counters import Counters
 from sfu.routing.participant import Participant
-from sfu.transport import srtp
+from sfu.routing.producer import Producer
+from sfu.transport import rxtime, srtp
 from sfu.transport.ice import PortAllocator
 from sfu.transport.udpmux import SharedEndpoint
 from sfu.transport.webrtc import WebRtcTransport
@@ -232,3 +233,21 @@ async def test_each_attribute_the_inlet_remembers_is_read_again_once_set(
         assert compiled.counters.not_keyed == 4
     else:
         assert compiled.inlet.delivered == 4 and compiled.counters.rtp_in == 8
+
+
+def test_the_slots_read_in_place_are_checked_when_configured() -> None:
+    """rxtime.Arrival's `at` and Producer's `_receive` and `twcc_at` are read and
+    written in their slots; a class without them as __slots__ fields is refused."""
+    module = native.load("_ingress")
+    assert module is not None
+
+    class Plain:
+        at = 0.0
+        _receive = None
+        twcc_at = -1
+
+    for role in ("arrival", "producer"):
+        with pytest.raises(TypeError, match="__slots__"):
+            module.configure(role, Plain)
+    module.configure("arrival", rxtime.Arrival)  # (as it was)
+    module.configure("producer", Producer)

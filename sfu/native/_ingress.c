@@ -52,6 +52,15 @@ static const char *log_names[] = {"_arrivals", "_highest", "_start", "_unwrapper
 static PyTypeObject *log_type; /* sfu.packet.twcc.ReceiveLog */
 static Py_ssize_t log_offsets[L_N];
 static PyObject *parse_rtp, *rtp_error, *arrival;
+/* sfu.transport.rxtime.Arrival's `at`, and sfu.routing.producer.Producer's `_receive` and
+ * `twcc_at`: read and written in their slots when the object is of that very class. */
+static PyTypeObject *arrival_type;
+static Py_ssize_t arrival_offsets[1];
+static const char *arrival_names[] = {"at"};
+enum { P_RECEIVE, P_TWCC_AT, P_N };
+static const char *producer_names[] = {"_receive", "twcc_at"};
+static PyTypeObject *producer_type;
+static Py_ssize_t producer_offsets[P_N];
 
 static PyObject *s_rx, *s_rx_direct, *s_sink, *s_counters, *s_inbound_ssrcs, *s_ctx_address,
     *s_unprotect_address, *s_on_rtp, *s_by_ssrc, *s_by_rtx_ssrc, *s_twcc_id, *s_receive_log,
@@ -84,8 +93,23 @@ ingress_configure(PyObject *module, PyObject *args)
     }
     else if (strcmp(role, "participant") == 0)
         Py_XSETREF(participant_type, (PyTypeObject *)Py_NewRef(cls));
+    else if (strcmp(role, "arrival") == 0) {
+        Py_ssize_t offsets[1];
+        if (slot_offsets(cls, arrival_names, 1, offsets, 1) < 0)
+            return NULL;
+        arrival_offsets[0] = offsets[0];
+        Py_XSETREF(arrival_type, (PyTypeObject *)Py_NewRef(cls));
+    }
+    else if (strcmp(role, "producer") == 0) {
+        Py_ssize_t offsets[P_N];
+        if (slot_offsets(cls, producer_names, P_N, offsets, P_N) < 0)
+            return NULL;
+        memcpy(producer_offsets, offsets, sizeof(offsets));
+        Py_XSETREF(producer_type, (PyTypeObject *)Py_NewRef(cls));
+    }
     else {
-        PyErr_SetString(PyExc_ValueError, "role must be counters, log or participant");
+        PyErr_SetString(PyExc_ValueError,
+                        "role must be counters, log, participant, arrival or producer");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -110,6 +134,28 @@ ingress_bind(PyObject *module, PyObject *args)
 }
 
 /* ---- Helpers ---------------------------------------------------------------- */
+
+/* obj.<name> (new reference): from slot `offset` when obj is exactly `type`. */
+static PyObject *
+slot_get(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name)
+{
+    if (type == NULL || !Py_IS_TYPE(obj, type))
+        return PyObject_GetAttr(obj, name);
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    if (value == NULL) /* unset: as Python */
+        PyErr_SetObject(PyExc_AttributeError, name);
+    return Py_XNewRef(value);
+}
+
+/* obj.<name> = value: in slot `offset` when obj is exactly `type`. */
+static int
+slot_put(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (type == NULL || !Py_IS_TYPE(obj, type))
+        return PyObject_SetAttr(obj, name, value);
+    Py_XSETREF(*(PyObject **)((char *)obj + offset), Py_NewRef(value));
+    return 0;
+}
 
 /* counters.<name> += delta: in the slot when `counters` is the configured class. */
 static int
@@ -272,7 +318,7 @@ log_record(PyObject *log, PyObject *sequence, PyObject *arrival_us)
 static int
 record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
 {
-    PyObject *at = PyObject_GetAttr(arrival, s_at);
+    PyObject *at = slot_get(arrival, arrival_type, arrival_offsets[0], s_at);
     if (at == NULL)
         return -1;
     int stamped = PyObject_IsTrue(at);
@@ -320,7 +366,7 @@ static int
 to_producer(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h,
             PyObject *now)
 {
-    PyObject *receive = PyObject_GetAttr(producer, s_receive);
+    PyObject *receive = slot_get(producer, producer_type, producer_offsets[P_RECEIVE], s_receive);
     if (receive == NULL)
         return -1;
     PyObject *answer = NULL;
@@ -421,7 +467,8 @@ participant_book(PyObject *participant, PyObject *producer, int rtx, PyObject *p
             goto out;
     }
     PyObject *at = PyLong_FromSsize_t(twcc_at);
-    if (at == NULL || PyObject_SetAttr(producer, s_twcc_at, at) < 0) {
+    if (at == NULL ||
+        slot_put(producer, producer_type, producer_offsets[P_TWCC_AT], s_twcc_at, at) < 0) {
         Py_XDECREF(at);
         goto out;
     }
@@ -928,7 +975,7 @@ ingress_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_INCREF(item);
         PyObject *data = PyTuple_GET_ITEM(item, 0), *addr = PyTuple_GET_ITEM(item, 1);
-        int rc = PyObject_SetAttr(at, s_at, PyTuple_GET_ITEM(item, 2));
+        int rc = slot_put(at, arrival_type, arrival_offsets[0], s_at, PyTuple_GET_ITEM(item, 2));
         int handled = 0;
         if (rc == 0 && PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) > 0) {
             unsigned char first = (unsigned char)PyBytes_AS_STRING(data)[0];

@@ -9,7 +9,8 @@ of the loop in sfu.transport.udpmux.UdpMux._drain with `datagram`'s SRTP case.
 from collections.abc import Callable
 
 def configure(role: str, cls: type, /) -> None:
-    """The Counters class (role "counters") or the Participant class ("participant")."""
+    """The Counters ("counters"), ReceiveLog ("log"), Participant ("participant"),
+    rxtime.Arrival ("arrival") or Producer ("producer") class."""
 
 def bind(
     parse_rtp: Callable[..., object], rtp_error: type[BaseException], arrival: object, /

@@ -585,6 +585,7 @@ class Participant:
 
 def _configure_inlet(module: ModuleType) -> None:
     module.configure("participant", Participant)
+    module.configure("producer", Producer)
 
 
 def _dtls_role(setup: str, current: str | None) -> str:

@@ -83,6 +83,7 @@ def _configure_inlet(module: ModuleType) -> None:
     parsers.bind_rtp(RtpHeader, RtpError)
     module.configure("counters", Counters)
     module.configure("log", ReceiveLog)
+    module.configure("arrival", rxtime.Arrival)
     module.bind(parsers.parse_rtp, RtpError, rxtime.ARRIVAL)
 
 
