@@ -480,9 +480,10 @@ out:
     return rc;
 }
 
-/* sink.on_rtp(plain), with Participant.on_rtp's common case in C. */
+/* sink.on_rtp(plain), with Participant.on_rtp's common case in C; `ssrc` is the
+ * packet's (an int: SRTP leaves the header as it was). */
 static int
-sink_rtp(PyObject *sink, PyObject *plain)
+sink_rtp(PyObject *sink, PyObject *plain, PyObject *ssrc)
 {
     if (participant_type == NULL || parse_rtp == NULL || arrival == NULL ||
         !Py_IS_TYPE(sink, participant_type))
@@ -494,10 +495,8 @@ sink_rtp(PyObject *sink, PyObject *plain)
         PyErr_Clear();
         return done(call1(sink, s_on_rtp, plain)); /* Python counts it */
     }
-    PyObject *ssrc = PyLong_FromUnsignedLong(be32((const unsigned char *)PyBytes_AS_STRING(plain) + 8));
     int rtx = 0, rc = -1;
-    PyObject *producer = ssrc == NULL ? NULL : producer_of(sink, ssrc, &rtx);
-    Py_XDECREF(ssrc);
+    PyObject *producer = producer_of(sink, ssrc, &rtx);
     if (producer != NULL) {
         rc = participant_book(sink, producer, rtx, plain, h);
         Py_DECREF(producer);
@@ -704,7 +703,7 @@ inlet_deliver(Inlet *self, PyObject *data)
         bump(counters, K_BYTES_IN, s_bytes_in, size) < 0)
         goto out;
     self->delivered++;
-    rc = sink_rtp(sink, plain);
+    rc = sink_rtp(sink, plain, key);
 out:
     Py_DECREF(sink);
     Py_DECREF(counters);
