@@ -338,6 +338,12 @@ def test_the_compiled_fanout_refuses_what_it_cannot_read() -> None:
         with pytest.raises(TypeError):
             compiled.configure("counters", Plain)
 
+        class Loose:
+            idle = True  # a class attribute, not Egress's slot
+
+        with pytest.raises(TypeError):
+            compiled.configure("egress", Loose)
+
         class Other(NamedTuple):
             start: bool
 

@@ -917,7 +917,10 @@ typedef struct {
     Py_ssize_t offsets[K_N];
 } SlotTable;
 
-static SlotTable counters_slots, history_slots, consumer_slots;
+enum { E_IDLE, E_N };
+static const char *egress_names[] = {"idle"};
+
+static SlotTable counters_slots, history_slots, consumer_slots, egress_slots;
 static long max_tid = -1;  /* sfu.routing.layers.MAX_TID, given with the Consumer class */
 
 #define SLOT_AT(obj, table, k) (*(PyObject **)((char *)(obj) + (table).offsets[k]))
@@ -981,7 +984,8 @@ configure_descriptor(PyObject *cls)
     return rc;
 }
 
-/* configure(role, cls[, max_tid]): role "counters", "history", "consumer" or "descriptor". */
+/* configure(role, cls[, max_tid]): role "counters", "history", "egress", "consumer" or
+ * "descriptor". */
 static PyObject *
 fanout_configure(PyObject *module, PyObject *args)
 {
@@ -997,13 +1001,15 @@ fanout_configure(PyObject *module, PyObject *args)
         rc = resolve(&counters_slots, cls, counters_names, C_N);
     else if (strcmp(role, "history") == 0)
         rc = resolve(&history_slots, cls, history_names, H_N);
+    else if (strcmp(role, "egress") == 0)
+        rc = resolve(&egress_slots, cls, egress_names, E_N);
     else if (strcmp(role, "consumer") == 0) {
         rc = resolve(&consumer_slots, cls, consumer_names, K_N);
         if (rc == 0)  /* a refused class leaves the limit as it was, like the table */
             max_tid = tid;
     } else {
         PyErr_SetString(PyExc_ValueError,
-                        "role must be counters, history, consumer or descriptor");
+                        "role must be counters, history, egress, consumer or descriptor");
         return NULL;
     }
     if (rc < 0)
@@ -1395,9 +1401,15 @@ direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned p
         if (batch_flush_n(batch) < 0)
             return -2;
     } else {
-        PyObject *idle = PyObject_GetAttr(self->egress, s_idle);
-        if (idle == NULL)
+        /* egress.idle: its slot when the egress is of the configured class */
+        PyObject *idle = egress_slots.type != NULL && Py_IS_TYPE(self->egress, egress_slots.type)
+                             ? Py_XNewRef(SLOT_AT(self->egress, egress_slots, E_IDLE))
+                             : PyObject_GetAttr(self->egress, s_idle);
+        if (idle == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_AttributeError, s_idle);
             return -2;
+        }
         int is_idle = PyObject_IsTrue(idle);
         Py_DECREF(idle);
         if (is_idle < 0)

@@ -94,7 +94,7 @@ class Direct:
     ) -> int: ...
 
 def configure(role: str, cls: type, max_tid: int = -1, /) -> None:
-    """The slotted class ("counters", "history" or "consumer") whose fields the loops use,
+    """The slotted class ("counters", "history", "egress" or "consumer") whose fields the loops use,
     or ("descriptor") the VP8 descriptor NamedTuple read by field index."""
 
 def fanout(

@@ -74,6 +74,18 @@ MAX_ADDRESSES_PER_ENDPOINT = 64
 class Egress:
     """The send side of one socket: batched with sendmmsg, or sendto per datagram."""
 
+    # The compiled per-copy path reads `idle` in its slot (sfu.native._fanout).
+    __slots__ = (
+        "_held",
+        "_scheduled",
+        "batch",
+        "binding",
+        "direct_sends",
+        "family",
+        "idle",
+        "sock",
+    )
+
     def __init__(self, sock: socket.socket, binding: mmsg.Mmsg | None) -> None:
         self.sock = sock
         self.family = sock.family

@@ -69,6 +69,7 @@ def compiled_sends() -> ModuleType | None:
 def _configure_sends(module: ModuleType) -> None:
     module.configure("counters", Counters)
     module.configure("history", SendHistory)
+    module.configure("egress", Egress)
 
 
 def compiled_inlet() -> ModuleType | None:
