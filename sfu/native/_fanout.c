@@ -1088,6 +1088,11 @@ typedef struct {
     uint64_t pt_version;
     long long pt;
     int pt_found;       /* 0: the codec is not in the dict */
+    /* The output's `fast` (a Direct, strong) while the consumer's `output` slot holds
+     * `output` (strong) and the Direct is not retired: WebRtcTransport's `fast`
+     * setter retires the Direct it replaces, so the transport owns the rule. */
+    PyObject *output;
+    PyObject *direct;
 } Memo;
 
 static PyTypeObject MemoType;
@@ -1096,6 +1101,8 @@ static int
 memo_traverse(Memo *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->pt_dict);
+    Py_VISIT(self->output);
+    Py_VISIT(self->direct);
     return 0;
 }
 
@@ -1106,6 +1113,8 @@ memo_clear(Memo *self)
         Py_CLEAR(self->cells[k].obj);
     Py_CLEAR(self->pt_dict);
     Py_CLEAR(self->pt_codec);
+    Py_CLEAR(self->output);
+    Py_CLEAR(self->direct);
     return 0;
 }
 
@@ -1234,6 +1243,7 @@ memo_of(PyObject **slot)
     memo->pt_version = 0;
     memo->pt = -1;
     memo->pt_found = 0;
+    memo->output = memo->direct = NULL;
     PyObject_GC_Track(memo);
     Py_XSETREF(*slot, (PyObject *)memo);
     return memo;
@@ -1259,6 +1269,7 @@ typedef struct {
      * change, and `_set_direct` gives them to a new Direct. */
     long twcc_id;
     PyObject *probe_id;
+    int retired; /* replaced as its transport's `fast` (`retire()`): memos read it again */
 } Direct;
 
 static PyTypeObject DirectType;
@@ -1452,9 +1463,19 @@ direct_send_py(Direct *self, PyObject *const *args, Py_ssize_t nargs)
     return sent < -1 ? NULL : PyLong_FromSsize_t(sent);
 }
 
+/* retire(): the transport's `fast` is another object now. */
+static PyObject *
+direct_retire(Direct *self, PyObject *unused)
+{
+    self->retired = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef direct_methods[] = {
     {"send", (PyCFunction)(void (*)(void))direct_send_py, METH_FASTCALL,
      "send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc_id, probe_id) -> int"},
+    {"retire", (PyCFunction)direct_retire, METH_NOARGS,
+     "no longer the transport's `fast` (WebRtcTransport's setter calls it)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1464,6 +1485,8 @@ static PyMemberDef direct_members[] = {
     {"srtp", T_OBJECT, offsetof(Direct, srtp), READONLY, NULL},
     {"twcc_id", T_LONG, offsetof(Direct, twcc_id), 0,
      "the transport's transport-cc extension id (WebRtcTransport.twcc_id writes it)"},
+    {"retired", T_INT, offsetof(Direct, retired), READONLY,
+     "no longer its transport's `fast` (a consumer's memo reads `fast` again)"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1558,13 +1581,22 @@ forward_memo(PyObject *c, Memo *memo, PyObject *producer, const Packet *p, PyObj
 {
 #define F(k) SLOT_AT(c, consumer_slots, k)
     PyObject *output = Py_NewRef(F(K_OUTPUT));  /* held while used, whatever lookups do */
-    PyObject *fast = PyObject_GetAttr(output, s_fast);
-    if (fast == NULL) {
-        Py_DECREF(output);
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return -1;
-        PyErr_Clear();
-        return 0;
+    PyObject *fast;
+    if (memo->direct != NULL && memo->output == output && !((Direct *)memo->direct)->retired)
+        fast = Py_NewRef(memo->direct);
+    else {
+        fast = PyObject_GetAttr(output, s_fast);
+        if (fast == NULL) {
+            Py_DECREF(output);
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        if (Py_IS_TYPE(fast, &DirectType) && !((Direct *)fast)->retired) {
+            Py_XSETREF(memo->output, Py_NewRef(output));
+            Py_XSETREF(memo->direct, Py_NewRef(fast));
+        }
     }
     int rc = 0;
     PyObject *probe = NULL;

@@ -64,6 +64,10 @@ class Direct:
     twcc_id: int
     probe_id: int
     @property
+    def retired(self) -> int: ...
+    def retire(self) -> None:
+        """No longer its transport's `fast` (consumers' memos read `fast` again)."""
+    @property
     def batch(self) -> SendBatch: ...
     @property
     def destination(self) -> object: ...

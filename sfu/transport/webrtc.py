@@ -147,8 +147,8 @@ class WebRtcTransport:
     padding_bytes = 0
     rtcp_bytes = 0
     # The compiled twin of `_direct` (sfu.native._fanout.Direct: the same batch,
-    # destination, session, counters, history and egress), None without it.
-    fast: Any = None
+    # destination, session, counters, history and egress), None without it (`fast`).
+    _fast: Any = None
 
     def __init__(
         self,
@@ -470,6 +470,18 @@ class WebRtcTransport:
     # What the compiled inlet reads for every packet (`_rx`, `_rx_direct`, `_sink`,
     # `inbound_ssrcs`, `counters`) it remembers: each setter makes it read them
     # again (`Inlet.forget`), so whoever assigns one cannot leave it stale.
+
+    @property
+    def fast(self) -> Any:
+        """The compiled route (sfu.native._fanout.Direct) or None."""
+        return self._fast
+
+    @fast.setter
+    def fast(self, fast: Any) -> None:
+        # Consumers' memos keep the Direct they read here while it is not retired.
+        old, self._fast = self._fast, fast
+        if old is not None and old is not fast:
+            old.retire()  # (only ever a Direct: `_set_direct` makes them)
 
     def _inlet_forget(self) -> None:
         if self.inlet is not None:
