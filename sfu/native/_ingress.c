@@ -628,18 +628,15 @@ inlet_adopt(Inlet *self, PyObject *session)
 static PyObject *
 unprotect(Inlet *self, const char *data, Py_ssize_t size)
 {
-    PyObject *out = PyBytes_FromStringAndSize(data, size);
-    if (out == NULL)
+    /* Unprotected here, then one bytes of the plain length (no shrinking realloc). */
+    _Alignas(16) char buffer[MAX_DATAGRAM];
+    if (size > MAX_DATAGRAM)
         return NULL;
+    memcpy(buffer, data, (size_t)size);
     int length = (int)size;
-    if (self->unprotect(self->context, PyBytes_AS_STRING(out), &length) != 0 || length < 0 ||
-        length > size) {
-        Py_DECREF(out);
+    if (self->unprotect(self->context, buffer, &length) != 0 || length < 0 || length > size)
         return NULL;
-    }
-    if (length < size && _PyBytes_Resize(&out, length) < 0)
-        return NULL;
-    return out;
+    return PyBytes_FromStringAndSize(buffer, length);
 }
 
 /* The memo filled from the transport (0), or -1 on an error (an attribute missing). */
