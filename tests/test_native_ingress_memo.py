@@ -22,6 +22,7 @@ from pylibsrtp import Policy, Session
 
 from sfu import native
 from sfu.packet.counters import Counters
+from sfu.packet.twcc import ReceiveLog
 from sfu.routing.participant import Participant
 from sfu.routing.producer import Producer
 from sfu.transport import rxtime, srtp
@@ -42,6 +43,7 @@ from tests.test_native_ingress import (
     new_participant,
     new_sides,
     plans,
+    rtx,
 )
 
 OTHER = ("127.0.0.1", 40001)
@@ -75,6 +77,7 @@ async def test_both_memos_are_kept_while_nothing_changes(sides: Any) -> None:
     routes = compiled.mux._routes
     assert routes.misses == 1 and routes.hits == 29 and routes.size() == 1
     assert compiled.transport.inlet.reads == 1
+    assert compiled.transport.inlet.participant_reads == 1
     assert compiled.transport.inlet.delivered == 30
 
 
@@ -251,3 +254,33 @@ def test_the_slots_read_in_place_are_checked_when_configured() -> None:
             module.configure(role, Plain)
     module.configure("arrival", rxtime.Arrival)  # (as it was)
     module.configure("producer", Producer)
+
+
+@pytest.mark.parametrize(
+    "change", ["by_ssrc", "by_rtx_ssrc", "twcc_id", "receive_log", "opened_at", "in place"]
+)
+async def test_each_attribute_of_the_participant_the_inlet_remembers_is_read_again(
+    sides: Any, change: str
+) -> None:
+    """Python (the other side) reads them per packet: both must do the same after it."""
+    publisher = Publisher(key_of(sides[1]))
+    feed(sides, media(publisher, 4))
+    for side in sides:
+        participant = side.participant
+        if change == "by_ssrc":
+            participant.by_ssrc = {VIDEO: participant.by_ssrc[VIDEO]}  # audio unknown now
+        elif change == "by_rtx_ssrc":
+            participant.by_rtx_ssrc = {}
+        elif change == "twcc_id":
+            participant.twcc_id = 0  # no arrivals recorded any more
+        elif change == "receive_log":
+            participant.receive_log = ReceiveLog()
+        elif change == "opened_at":
+            participant.opened_at = 500.0
+        else:  # the tables change in place: looked up per packet, no stamp needed
+            del participant.by_ssrc[AUDIO]
+    batch = media(publisher, 4)
+    batch.append((publisher.protect(rtx(publisher.plain(VIDEO), 9)), SELECTED, 1.0))
+    feed(sides, batch)
+    inlet = sides[1].transport.inlet
+    assert inlet.participant_reads == (1 if change == "in place" else 2)

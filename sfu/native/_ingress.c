@@ -65,7 +65,7 @@ static Py_ssize_t producer_offsets[P_N];
 static PyObject *s_rx, *s_rx_direct, *s_sink, *s_counters, *s_inbound_ssrcs, *s_ctx_address,
     *s_unprotect_address, *s_on_rtp, *s_by_ssrc, *s_by_rtx_ssrc, *s_twcc_id, *s_receive_log,
     *s_at, *s_opened_at, *s_record, *s_twcc_at, *s_receive, *s_on_rtx, *s_payload_length,
-    *s_bad_rtp, *s_srtp_errors, *s_rtp_in, *s_bytes_in, *s_unwrap, *s_restart, *s_forget, *s_ice, *s_selected, *s_on_srtp;
+    *s_bad_rtp, *s_srtp_errors, *s_inlet_stamp, *s_rtp_in, *s_bytes_in, *s_unwrap, *s_restart, *s_forget, *s_ice, *s_selected, *s_on_srtp;
 
 /* configure(role, cls): "counters" (its rtp_in, bytes_in, srtp_errors slots are
  * written in place), "log" (sfu.packet.twcc.ReceiveLog, whose record is done on its
@@ -314,9 +314,107 @@ log_record(PyObject *log, PyObject *sequence, PyObject *arrival_us)
     return rc;
 }
 
+/* ---- What the path reads of a Participant, remembered ------------------------ */
+
+/* Stamp: a participant's change counter.  Participant's setters of the five
+ * attributes below bump it (the participant owns the rule), and an inlet's memo of
+ * them holds while the stamp shows the count it was read at. */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t count;
+} Stamp;
+
+static PyObject *
+stamp_bump(Stamp *self, PyObject *unused)
+{
+    self->count++;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef stamp_methods[] = {
+    {"bump", (PyCFunction)stamp_bump, METH_NOARGS, "one of the participant's attributes changed"},
+    {NULL},
+};
+
+static PyMemberDef stamp_members[] = {
+    {"count", T_PYSSIZET, offsetof(Stamp, count), READONLY, "changes so far"},
+    {NULL},
+};
+
+static PyTypeObject StampType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._ingress.Stamp",
+    .tp_basicsize = sizeof(Stamp),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Stamp(): a Participant's change counter (see Participant.inlet_stamp)",
+    .tp_new = PyType_GenericNew,
+    .tp_methods = stamp_methods,
+    .tp_members = stamp_members,
+};
+
+enum { Q_BY_SSRC, Q_BY_RTX_SSRC, Q_TWCC_ID, Q_RECEIVE_LOG, Q_OPENED_AT, Q_N };
+
+typedef struct {
+    PyObject *sink;  /* the participant these came from (strong), or NULL */
+    PyObject *stamp; /* its Stamp (strong) */
+    Py_ssize_t count;
+    PyObject *values[Q_N];
+    Py_ssize_t reads; /* times they were read from a participant */
+} PartMemo;
+
+static void
+part_forget(PartMemo *memo)
+{
+    Py_CLEAR(memo->sink);
+    Py_CLEAR(memo->stamp);
+    for (int k = 0; k < Q_N; k++)
+        Py_CLEAR(memo->values[k]);
+}
+
+/* The participant's five attributes into `out` (new references): from the memo while
+ * its stamp has not moved, else read (and remembered when it has a Stamp). */
+static int
+part_get(PartMemo *memo, PyObject *participant, PyObject **out)
+{
+    if (memo->sink == participant && ((Stamp *)memo->stamp)->count == memo->count) {
+        for (int k = 0; k < Q_N; k++)
+            out[k] = Py_NewRef(memo->values[k]);
+        return 0;
+    }
+    static PyObject **names[Q_N] = {&s_by_ssrc, &s_by_rtx_ssrc, &s_twcc_id, &s_receive_log,
+                                    &s_opened_at};
+    PyObject *stamp = PyObject_GetAttr(participant, s_inlet_stamp);
+    if (stamp == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+    }
+    Py_ssize_t count = stamp != NULL && Py_IS_TYPE(stamp, &StampType) ? ((Stamp *)stamp)->count : -1;
+    memo->reads++;
+    for (int k = 0; k < Q_N; k++) {
+        out[k] = PyObject_GetAttr(participant, *names[k]);
+        if (out[k] == NULL) {
+            while (k-- > 0)
+                Py_DECREF(out[k]);
+            Py_XDECREF(stamp);
+            return -1;
+        }
+    }
+    part_forget(memo);
+    if (count >= 0 && ((Stamp *)stamp)->count == count) { /* (no getter changed it) */
+        memo->sink = Py_NewRef(participant);
+        memo->stamp = Py_NewRef(stamp);
+        memo->count = count;
+        for (int k = 0; k < Q_N; k++)
+            memo->values[k] = Py_NewRef(out[k]);
+    }
+    Py_XDECREF(stamp);
+    return 0;
+}
+
 /* `log.record(seq, int(((ARRIVAL.at or now) - participant.opened_at) * 1e6))`. */
 static int
-record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
+record_arrival(PyObject *opened, PyObject *log, int seq, PyObject *now)
 {
     PyObject *at = slot_get(arrival, arrival_type, arrival_offsets[0], s_at);
     if (at == NULL)
@@ -328,9 +426,7 @@ record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
             return -1;
         at = Py_NewRef(now);
     }
-    PyObject *opened = PyObject_GetAttr(participant, s_opened_at);
-    PyObject *age = opened == NULL ? NULL : PyNumber_Subtract(at, opened);
-    Py_XDECREF(opened);
+    PyObject *age = PyNumber_Subtract(at, opened);
     Py_DECREF(at);
     if (age == NULL)
         return -1;
@@ -412,19 +508,15 @@ to_rtx(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h, 
 /* The producer of a packet by its SSRC (new reference; *rtx set), or NULL: none
  * (no exception) or an error. */
 static PyObject *
-producer_of(PyObject *participant, PyObject *ssrc, int *rtx)
+producer_of(PyObject **part, PyObject *ssrc, int *rtx)
 {
-    PyObject *names[2] = {s_by_ssrc, s_by_rtx_ssrc};
     for (int k = 0; k < 2; k++) {
-        PyObject *table = PyObject_GetAttr(participant, names[k]);
-        if (table == NULL)
-            return NULL;
+        PyObject *table = part[Q_BY_SSRC + k];
         PyObject *found = NULL;
         if (PyDict_CheckExact(table)) {
             found = PyDict_GetItemWithError(table, ssrc);
             Py_XINCREF(found);
         }
-        Py_DECREF(table);
         if (found != NULL) {
             *rtx = k;
             return found;
@@ -437,8 +529,8 @@ producer_of(PyObject *participant, PyObject *ssrc, int *rtx)
 
 /* The rest of Participant.on_rtp once the producer is known and nothing changed yet. */
 static int
-participant_book(PyObject *participant, PyObject *producer, int rtx, PyObject *plain,
-                 PyObject *h)
+participant_book(PyObject *participant, PyObject **part, PyObject *producer, int rtx,
+                 PyObject *plain, PyObject *h)
 {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(plain);
     Py_ssize_t n = PyBytes_GET_SIZE(plain);
@@ -447,23 +539,16 @@ participant_book(PyObject *participant, PyObject *producer, int rtx, PyObject *p
         return -1;
     int rc = -1;
     Py_ssize_t twcc_at = -1;
-    PyObject *twcc_id = PyObject_GetAttr(participant, s_twcc_id);
-    if (twcc_id == NULL)
-        goto out;
+    PyObject *twcc_id = part[Q_TWCC_ID];
     int on = PyObject_IsTrue(twcc_id);
     long ext_id = on > 0 ? PyLong_AsLong(twcc_id) : 0;
-    Py_DECREF(twcc_id);
     if (on < 0 || (ext_id == -1 && PyErr_Occurred()))
         goto out;
     if (on) {
         twcc_at = twcc_offset(p, n, ext_id);
-        PyObject *log = PyObject_GetAttr(participant, s_receive_log);
-        if (log == NULL)
-            goto out;
-        int failed = twcc_at >= 0 && log != Py_None &&
-                     record_arrival(participant, log, (p[twcc_at] << 8) | p[twcc_at + 1], now) < 0;
-        Py_DECREF(log);
-        if (failed)
+        PyObject *log = part[Q_RECEIVE_LOG];
+        if (twcc_at >= 0 && log != Py_None &&
+            record_arrival(part[Q_OPENED_AT], log, (p[twcc_at] << 8) | p[twcc_at + 1], now) < 0)
             goto out;
     }
     PyObject *at = PyLong_FromSsize_t(twcc_at);
@@ -483,7 +568,7 @@ out:
 /* sink.on_rtp(plain), with Participant.on_rtp's common case in C; `ssrc` is the
  * packet's (an int: SRTP leaves the header as it was). */
 static int
-sink_rtp(PyObject *sink, PyObject *plain, PyObject *ssrc)
+sink_rtp(PartMemo *memo, PyObject *sink, PyObject *plain, PyObject *ssrc)
 {
     if (participant_type == NULL || parse_rtp == NULL || arrival == NULL ||
         !Py_IS_TYPE(sink, participant_type))
@@ -496,13 +581,20 @@ sink_rtp(PyObject *sink, PyObject *plain, PyObject *ssrc)
         return done(call1(sink, s_on_rtp, plain)); /* Python counts it */
     }
     int rtx = 0, rc = -1;
-    PyObject *producer = producer_of(sink, ssrc, &rtx);
+    PyObject *part[Q_N]; /* own references: what runs below may change the participant */
+    if (part_get(memo, sink, part) < 0) {
+        Py_DECREF(h);
+        return -1;
+    }
+    PyObject *producer = producer_of(part, ssrc, &rtx);
     if (producer != NULL) {
-        rc = participant_book(sink, producer, rtx, plain, h);
+        rc = participant_book(sink, part, producer, rtx, plain, h);
         Py_DECREF(producer);
     }
     else if (!PyErr_Occurred()) /* a new SSRC: Python learns it (or counts it) */
         rc = done(call1(sink, s_on_rtp, plain));
+    for (int k = 0; k < Q_N; k++)
+        Py_DECREF(part[k]);
     Py_DECREF(h);
     return rc;
 }
@@ -530,6 +622,7 @@ typedef struct {
     Py_ssize_t fallbacks; /* given to `fallback` */
     PyObject *memo[T_N];  /* strong references (None included) while `known` */
     int known;
+    PartMemo part;        /* what the sink (a Participant) gave, while its stamp holds */
     Py_ssize_t reads;     /* times the memo was filled from the transport */
 } Inlet;
 
@@ -557,6 +650,10 @@ inlet_traverse(Inlet *self, visitproc visit, void *arg)
     Py_VISIT(self->session);
     for (int k = 0; k < T_N; k++)
         Py_VISIT(self->memo[k]);
+    Py_VISIT(self->part.sink);
+    Py_VISIT(self->part.stamp);
+    for (int k = 0; k < Q_N; k++)
+        Py_VISIT(self->part.values[k]);
     return 0;
 }
 
@@ -575,6 +672,7 @@ inlet_clear(Inlet *self)
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->session);
     inlet_forget(self);
+    part_forget(&self->part);
     return 0;
 }
 
@@ -700,7 +798,7 @@ inlet_deliver(Inlet *self, PyObject *data)
         bump(counters, K_BYTES_IN, s_bytes_in, size) < 0)
         goto out;
     self->delivered++;
-    rc = sink_rtp(sink, plain, key);
+    rc = sink_rtp(&self->part, sink, plain, key);
 out:
     Py_DECREF(sink);
     Py_DECREF(counters);
@@ -745,6 +843,8 @@ static PyMemberDef inlet_members[] = {
      "datagrams given to the Python fallback"},
     {"reads", T_PYSSIZET, offsetof(Inlet, reads), READONLY,
      "times the transport's attributes were read into the memo"},
+    {"participant_reads", T_PYSSIZET, offsetof(Inlet, part) + offsetof(PartMemo, reads),
+     READONLY, "times the sink's (a Participant's) attributes were read"},
     {NULL},
 };
 
@@ -1039,16 +1139,18 @@ PyInit__ingress(void)
         intern(&s_bad_rtp, "bad_rtp") || intern(&s_srtp_errors, "srtp_errors") ||
         intern(&s_rtp_in, "rtp_in") || intern(&s_bytes_in, "bytes_in") ||
         intern(&s_unwrap, "unwrap") || intern(&s_restart, "_restart") ||
-        intern(&s_forget, "_forget") ||
+        intern(&s_forget, "_forget") || intern(&s_inlet_stamp, "inlet_stamp") ||
         intern(&s_ice, "ice") || intern(&s_selected, "selected") || intern(&s_on_srtp, "on_srtp"))
         return NULL;
-    if (PyType_Ready(&InletType) < 0 || PyType_Ready(&RoutesType) < 0)
+    if (PyType_Ready(&InletType) < 0 || PyType_Ready(&RoutesType) < 0 ||
+        PyType_Ready(&StampType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
     if (PyModule_AddObjectRef(m, "Inlet", (PyObject *)&InletType) < 0 ||
-        PyModule_AddObjectRef(m, "Routes", (PyObject *)&RoutesType) < 0) {
+        PyModule_AddObjectRef(m, "Routes", (PyObject *)&RoutesType) < 0 ||
+        PyModule_AddObjectRef(m, "Stamp", (PyObject *)&StampType) < 0) {
         Py_DECREF(m);
         return NULL;
     }
