@@ -20,12 +20,14 @@
  *   `_on_srtp`) or to `sink.on_rtp(plain)` before anything was changed, so
  *   Python does exactly what it would have done.
  *
- * Nothing is cached that Python may change: the transport's session, sink,
- * counters and admitted SSRCs, and the participant's tables and transport-cc
- * state are read from the objects for every packet.  Only the addresses of the
- * libsrtp session are kept, with a reference to the session object they came
- * from (so it cannot be freed), and used while the transport still holds that
- * very object.  tests/test_native_ingress.py holds the two to the same results
+ * What is read of Python objects per datagram is remembered, each memo dropped
+ * by the objects that change it (docs/media-plane.md): `Routes` (dispatch's
+ * address -> handler, emptied when by_addr's dict version moves or `moved()` is
+ * called by the ICE setters), the Inlet's copy of the transport's five attributes
+ * (its setters call `forget()`), and of its Participant sink's five (while the
+ * participant's `Stamp` holds).  The addresses of the libsrtp session are kept,
+ * with a reference to the session object they came from (so it cannot be freed),
+ * and used while the transport still holds that very object.  tests/test_native_ingress.py holds the two to the same results
  * on the same datagrams (hypothesis, hostile ones included).
  */
 #define PY_SSIZE_T_CLEAN
