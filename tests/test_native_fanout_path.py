@@ -338,6 +338,12 @@ def test_the_compiled_fanout_refuses_what_it_cannot_read() -> None:
         with pytest.raises(TypeError):
             compiled.configure("counters", Plain)
 
+        class Loose:
+            idle = True  # a class attribute, not Egress's slot
+
+        with pytest.raises(TypeError):
+            compiled.configure("egress", Loose)
+
         class Other(NamedTuple):
             start: bool
 
@@ -381,5 +387,31 @@ def test_the_compiled_fanout_reads_frame_start_from_the_descriptors_fields(
         compiled.fanout(world.publisher, [thinned], data, parse_rtp(data), "vp8", 1.01, -1)
         # a thinned slot whose target is below the packet's TID goes to Python on a frame start
         assert moved == ([True] if expected and tid > thinned._tid_target else [])
+    finally:
+        world.close()
+
+
+def test_a_transport_routed_elsewhere_gets_the_next_copy_there() -> None:
+    """A consumer's memo keeps its transport's `fast` (the Direct) while it is not
+    retired; the transport's `fast` setter retires the one it replaces."""
+    world = World(True, False)
+    try:
+        consumer = world.consumers[0]  # plain
+        transport = consumer.output
+        assert isinstance(transport, WebRtcTransport)
+        world.feed(vp8_packet(1, 0, 0, 100, False, 0), 1.0)  # (the segment's first: Python)
+        world.feed(vp8_packet(2, 0, 2, 100, False, 1), 1.0)  # the compiled copy, remembered
+        assert len(world.wire()[0]) == 2
+        old = transport.fast
+        moved = udp()
+        world.sockets.append(moved)
+        transport._set_route(Route(world.egress, world.egress.destination(moved.getsockname())))
+        assert transport.fast is not old and old.retired and not transport.fast.retired
+        world.feed(vp8_packet(3, 0, 2, 100, False, 2), 1.01)
+        wire = world.wire()
+        assert wire[0] == [] and len(wire[-1]) == 1  # the new address, not the old one
+        assert consumer.packets_sent == 3
+        transport.fast = None  # (unrouted: the Python path, which drops it)
+        assert transport._fast is None
     finally:
         world.close()

@@ -917,7 +917,10 @@ typedef struct {
     Py_ssize_t offsets[K_N];
 } SlotTable;
 
-static SlotTable counters_slots, history_slots, consumer_slots;
+enum { E_IDLE, E_N };
+static const char *egress_names[] = {"idle"};
+
+static SlotTable counters_slots, history_slots, consumer_slots, egress_slots;
 static long max_tid = -1;  /* sfu.routing.layers.MAX_TID, given with the Consumer class */
 
 #define SLOT_AT(obj, table, k) (*(PyObject **)((char *)(obj) + (table).offsets[k]))
@@ -981,7 +984,8 @@ configure_descriptor(PyObject *cls)
     return rc;
 }
 
-/* configure(role, cls[, max_tid]): role "counters", "history", "consumer" or "descriptor". */
+/* configure(role, cls[, max_tid]): role "counters", "history", "egress", "consumer" or
+ * "descriptor". */
 static PyObject *
 fanout_configure(PyObject *module, PyObject *args)
 {
@@ -997,13 +1001,15 @@ fanout_configure(PyObject *module, PyObject *args)
         rc = resolve(&counters_slots, cls, counters_names, C_N);
     else if (strcmp(role, "history") == 0)
         rc = resolve(&history_slots, cls, history_names, H_N);
+    else if (strcmp(role, "egress") == 0)
+        rc = resolve(&egress_slots, cls, egress_names, E_N);
     else if (strcmp(role, "consumer") == 0) {
         rc = resolve(&consumer_slots, cls, consumer_names, K_N);
         if (rc == 0)  /* a refused class leaves the limit as it was, like the table */
             max_tid = tid;
     } else {
         PyErr_SetString(PyExc_ValueError,
-                        "role must be counters, history, consumer or descriptor");
+                        "role must be counters, history, egress, consumer or descriptor");
         return NULL;
     }
     if (rc < 0)
@@ -1082,6 +1088,11 @@ typedef struct {
     uint64_t pt_version;
     long long pt;
     int pt_found;       /* 0: the codec is not in the dict */
+    /* The output's `fast` (a Direct, strong) while the consumer's `output` slot holds
+     * `output` (strong) and the Direct is not retired: WebRtcTransport's `fast`
+     * setter retires the Direct it replaces, so the transport owns the rule. */
+    PyObject *output;
+    PyObject *direct;
 } Memo;
 
 static PyTypeObject MemoType;
@@ -1090,6 +1101,8 @@ static int
 memo_traverse(Memo *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->pt_dict);
+    Py_VISIT(self->output);
+    Py_VISIT(self->direct);
     return 0;
 }
 
@@ -1100,6 +1113,8 @@ memo_clear(Memo *self)
         Py_CLEAR(self->cells[k].obj);
     Py_CLEAR(self->pt_dict);
     Py_CLEAR(self->pt_codec);
+    Py_CLEAR(self->output);
+    Py_CLEAR(self->direct);
     return 0;
 }
 
@@ -1228,6 +1243,7 @@ memo_of(PyObject **slot)
     memo->pt_version = 0;
     memo->pt = -1;
     memo->pt_found = 0;
+    memo->output = memo->direct = NULL;
     PyObject_GC_Track(memo);
     Py_XSETREF(*slot, (PyObject *)memo);
     return memo;
@@ -1253,6 +1269,7 @@ typedef struct {
      * change, and `_set_direct` gives them to a new Direct. */
     long twcc_id;
     PyObject *probe_id;
+    int retired; /* replaced as its transport's `fast` (`retire()`): memos read it again */
 } Direct;
 
 static PyTypeObject DirectType;
@@ -1395,9 +1412,15 @@ direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned p
         if (batch_flush_n(batch) < 0)
             return -2;
     } else {
-        PyObject *idle = PyObject_GetAttr(self->egress, s_idle);
-        if (idle == NULL)
+        /* egress.idle: its slot when the egress is of the configured class */
+        PyObject *idle = egress_slots.type != NULL && Py_IS_TYPE(self->egress, egress_slots.type)
+                             ? Py_XNewRef(SLOT_AT(self->egress, egress_slots, E_IDLE))
+                             : PyObject_GetAttr(self->egress, s_idle);
+        if (idle == NULL) {
+            if (!PyErr_Occurred())
+                PyErr_SetObject(PyExc_AttributeError, s_idle);
             return -2;
+        }
         int is_idle = PyObject_IsTrue(idle);
         Py_DECREF(idle);
         if (is_idle < 0)
@@ -1440,9 +1463,19 @@ direct_send_py(Direct *self, PyObject *const *args, Py_ssize_t nargs)
     return sent < -1 ? NULL : PyLong_FromSsize_t(sent);
 }
 
+/* retire(): the transport's `fast` is another object now. */
+static PyObject *
+direct_retire(Direct *self, PyObject *unused)
+{
+    self->retired = 1;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef direct_methods[] = {
     {"send", (PyCFunction)(void (*)(void))direct_send_py, METH_FASTCALL,
      "send(packet, payload_type, sequence, timestamp, ssrc, twcc_at, twcc_id, probe_id) -> int"},
+    {"retire", (PyCFunction)direct_retire, METH_NOARGS,
+     "no longer the transport's `fast` (WebRtcTransport's setter calls it)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1452,6 +1485,8 @@ static PyMemberDef direct_members[] = {
     {"srtp", T_OBJECT, offsetof(Direct, srtp), READONLY, NULL},
     {"twcc_id", T_LONG, offsetof(Direct, twcc_id), 0,
      "the transport's transport-cc extension id (WebRtcTransport.twcc_id writes it)"},
+    {"retired", T_INT, offsetof(Direct, retired), READONLY,
+     "no longer its transport's `fast` (a consumer's memo reads `fast` again)"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -1546,13 +1581,22 @@ forward_memo(PyObject *c, Memo *memo, PyObject *producer, const Packet *p, PyObj
 {
 #define F(k) SLOT_AT(c, consumer_slots, k)
     PyObject *output = Py_NewRef(F(K_OUTPUT));  /* held while used, whatever lookups do */
-    PyObject *fast = PyObject_GetAttr(output, s_fast);
-    if (fast == NULL) {
-        Py_DECREF(output);
-        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
-            return -1;
-        PyErr_Clear();
-        return 0;
+    PyObject *fast;
+    if (memo->direct != NULL && memo->output == output && !((Direct *)memo->direct)->retired)
+        fast = Py_NewRef(memo->direct);
+    else {
+        fast = PyObject_GetAttr(output, s_fast);
+        if (fast == NULL) {
+            Py_DECREF(output);
+            if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+                return -1;
+            PyErr_Clear();
+            return 0;
+        }
+        if (Py_IS_TYPE(fast, &DirectType) && !((Direct *)fast)->retired) {
+            Py_XSETREF(memo->output, Py_NewRef(output));
+            Py_XSETREF(memo->direct, Py_NewRef(fast));
+        }
     }
     int rc = 0;
     PyObject *probe = NULL;

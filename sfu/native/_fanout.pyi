@@ -64,6 +64,10 @@ class Direct:
     twcc_id: int
     probe_id: int
     @property
+    def retired(self) -> int: ...
+    def retire(self) -> None:
+        """No longer its transport's `fast` (consumers' memos read `fast` again)."""
+    @property
     def batch(self) -> SendBatch: ...
     @property
     def destination(self) -> object: ...
@@ -94,7 +98,7 @@ class Direct:
     ) -> int: ...
 
 def configure(role: str, cls: type, max_tid: int = -1, /) -> None:
-    """The slotted class ("counters", "history" or "consumer") whose fields the loops use,
+    """The slotted class ("counters", "history", "egress" or "consumer") whose fields the loops use,
     or ("descriptor") the VP8 descriptor NamedTuple read by field index."""
 
 def fanout(

@@ -20,12 +20,14 @@
  *   `_on_srtp`) or to `sink.on_rtp(plain)` before anything was changed, so
  *   Python does exactly what it would have done.
  *
- * Nothing is cached that Python may change: the transport's session, sink,
- * counters and admitted SSRCs, and the participant's tables and transport-cc
- * state are read from the objects for every packet.  Only the addresses of the
- * libsrtp session are kept, with a reference to the session object they came
- * from (so it cannot be freed), and used while the transport still holds that
- * very object.  tests/test_native_ingress.py holds the two to the same results
+ * What is read of Python objects per datagram is remembered, each memo dropped
+ * by the objects that change it (docs/media-plane.md): `Routes` (dispatch's
+ * address -> handler, emptied when by_addr's dict version moves or `moved()` is
+ * called by the ICE setters), the Inlet's copy of the transport's five attributes
+ * (its setters call `forget()`), and of its Participant sink's five (while the
+ * participant's `Stamp` holds).  The addresses of the libsrtp session are kept,
+ * with a reference to the session object they came from (so it cannot be freed),
+ * and used while the transport still holds that very object.  tests/test_native_ingress.py holds the two to the same results
  * on the same datagrams (hypothesis, hostile ones included).
  */
 #define PY_SSIZE_T_CLEAN
@@ -52,11 +54,20 @@ static const char *log_names[] = {"_arrivals", "_highest", "_start", "_unwrapper
 static PyTypeObject *log_type; /* sfu.packet.twcc.ReceiveLog */
 static Py_ssize_t log_offsets[L_N];
 static PyObject *parse_rtp, *rtp_error, *arrival;
+/* sfu.transport.rxtime.Arrival's `at`, and sfu.routing.producer.Producer's `_receive` and
+ * `twcc_at`: read and written in their slots when the object is of that very class. */
+static PyTypeObject *arrival_type;
+static Py_ssize_t arrival_offsets[1];
+static const char *arrival_names[] = {"at"};
+enum { P_RECEIVE, P_TWCC_AT, P_N };
+static const char *producer_names[] = {"_receive", "twcc_at"};
+static PyTypeObject *producer_type;
+static Py_ssize_t producer_offsets[P_N];
 
 static PyObject *s_rx, *s_rx_direct, *s_sink, *s_counters, *s_inbound_ssrcs, *s_ctx_address,
     *s_unprotect_address, *s_on_rtp, *s_by_ssrc, *s_by_rtx_ssrc, *s_twcc_id, *s_receive_log,
     *s_at, *s_opened_at, *s_record, *s_twcc_at, *s_receive, *s_on_rtx, *s_payload_length,
-    *s_bad_rtp, *s_srtp_errors, *s_rtp_in, *s_bytes_in, *s_unwrap, *s_restart, *s_forget, *s_ice, *s_selected, *s_on_srtp;
+    *s_bad_rtp, *s_srtp_errors, *s_inlet_stamp, *s_rtp_in, *s_bytes_in, *s_unwrap, *s_restart, *s_forget, *s_ice, *s_selected, *s_on_srtp;
 
 /* configure(role, cls): "counters" (its rtp_in, bytes_in, srtp_errors slots are
  * written in place), "log" (sfu.packet.twcc.ReceiveLog, whose record is done on its
@@ -84,8 +95,23 @@ ingress_configure(PyObject *module, PyObject *args)
     }
     else if (strcmp(role, "participant") == 0)
         Py_XSETREF(participant_type, (PyTypeObject *)Py_NewRef(cls));
+    else if (strcmp(role, "arrival") == 0) {
+        Py_ssize_t offsets[1];
+        if (slot_offsets(cls, arrival_names, 1, offsets, 1) < 0)
+            return NULL;
+        arrival_offsets[0] = offsets[0];
+        Py_XSETREF(arrival_type, (PyTypeObject *)Py_NewRef(cls));
+    }
+    else if (strcmp(role, "producer") == 0) {
+        Py_ssize_t offsets[P_N];
+        if (slot_offsets(cls, producer_names, P_N, offsets, P_N) < 0)
+            return NULL;
+        memcpy(producer_offsets, offsets, sizeof(offsets));
+        Py_XSETREF(producer_type, (PyTypeObject *)Py_NewRef(cls));
+    }
     else {
-        PyErr_SetString(PyExc_ValueError, "role must be counters, log or participant");
+        PyErr_SetString(PyExc_ValueError,
+                        "role must be counters, log, participant, arrival or producer");
         return NULL;
     }
     Py_RETURN_NONE;
@@ -110,6 +136,28 @@ ingress_bind(PyObject *module, PyObject *args)
 }
 
 /* ---- Helpers ---------------------------------------------------------------- */
+
+/* obj.<name> (new reference): from slot `offset` when obj is exactly `type`. */
+static PyObject *
+slot_get(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name)
+{
+    if (type == NULL || !Py_IS_TYPE(obj, type))
+        return PyObject_GetAttr(obj, name);
+    PyObject *value = *(PyObject **)((char *)obj + offset);
+    if (value == NULL) /* unset: as Python */
+        PyErr_SetObject(PyExc_AttributeError, name);
+    return Py_XNewRef(value);
+}
+
+/* obj.<name> = value: in slot `offset` when obj is exactly `type`. */
+static int
+slot_put(PyObject *obj, PyTypeObject *type, Py_ssize_t offset, PyObject *name, PyObject *value)
+{
+    if (type == NULL || !Py_IS_TYPE(obj, type))
+        return PyObject_SetAttr(obj, name, value);
+    Py_XSETREF(*(PyObject **)((char *)obj + offset), Py_NewRef(value));
+    return 0;
+}
 
 /* counters.<name> += delta: in the slot when `counters` is the configured class. */
 static int
@@ -268,11 +316,109 @@ log_record(PyObject *log, PyObject *sequence, PyObject *arrival_us)
     return rc;
 }
 
+/* ---- What the path reads of a Participant, remembered ------------------------ */
+
+/* Stamp: a participant's change counter.  Participant's setters of the five
+ * attributes below bump it (the participant owns the rule), and an inlet's memo of
+ * them holds while the stamp shows the count it was read at. */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t count;
+} Stamp;
+
+static PyObject *
+stamp_bump(Stamp *self, PyObject *unused)
+{
+    self->count++;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef stamp_methods[] = {
+    {"bump", (PyCFunction)stamp_bump, METH_NOARGS, "one of the participant's attributes changed"},
+    {NULL},
+};
+
+static PyMemberDef stamp_members[] = {
+    {"count", T_PYSSIZET, offsetof(Stamp, count), READONLY, "changes so far"},
+    {NULL},
+};
+
+static PyTypeObject StampType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._ingress.Stamp",
+    .tp_basicsize = sizeof(Stamp),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Stamp(): a Participant's change counter (see Participant.inlet_stamp)",
+    .tp_new = PyType_GenericNew,
+    .tp_methods = stamp_methods,
+    .tp_members = stamp_members,
+};
+
+enum { Q_BY_SSRC, Q_BY_RTX_SSRC, Q_TWCC_ID, Q_RECEIVE_LOG, Q_OPENED_AT, Q_N };
+
+typedef struct {
+    PyObject *sink;  /* the participant these came from (strong), or NULL */
+    PyObject *stamp; /* its Stamp (strong) */
+    Py_ssize_t count;
+    PyObject *values[Q_N];
+    Py_ssize_t reads; /* times they were read from a participant */
+} PartMemo;
+
+static void
+part_forget(PartMemo *memo)
+{
+    Py_CLEAR(memo->sink);
+    Py_CLEAR(memo->stamp);
+    for (int k = 0; k < Q_N; k++)
+        Py_CLEAR(memo->values[k]);
+}
+
+/* The participant's five attributes into `out` (new references): from the memo while
+ * its stamp has not moved, else read (and remembered when it has a Stamp). */
+static int
+part_get(PartMemo *memo, PyObject *participant, PyObject **out)
+{
+    if (memo->sink == participant && ((Stamp *)memo->stamp)->count == memo->count) {
+        for (int k = 0; k < Q_N; k++)
+            out[k] = Py_NewRef(memo->values[k]);
+        return 0;
+    }
+    static PyObject **names[Q_N] = {&s_by_ssrc, &s_by_rtx_ssrc, &s_twcc_id, &s_receive_log,
+                                    &s_opened_at};
+    PyObject *stamp = PyObject_GetAttr(participant, s_inlet_stamp);
+    if (stamp == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            return -1;
+        PyErr_Clear();
+    }
+    Py_ssize_t count = stamp != NULL && Py_IS_TYPE(stamp, &StampType) ? ((Stamp *)stamp)->count : -1;
+    memo->reads++;
+    for (int k = 0; k < Q_N; k++) {
+        out[k] = PyObject_GetAttr(participant, *names[k]);
+        if (out[k] == NULL) {
+            while (k-- > 0)
+                Py_DECREF(out[k]);
+            Py_XDECREF(stamp);
+            return -1;
+        }
+    }
+    part_forget(memo);
+    if (count >= 0 && ((Stamp *)stamp)->count == count) { /* (no getter changed it) */
+        memo->sink = Py_NewRef(participant);
+        memo->stamp = Py_NewRef(stamp);
+        memo->count = count;
+        for (int k = 0; k < Q_N; k++)
+            memo->values[k] = Py_NewRef(out[k]);
+    }
+    Py_XDECREF(stamp);
+    return 0;
+}
+
 /* `log.record(seq, int(((ARRIVAL.at or now) - participant.opened_at) * 1e6))`. */
 static int
-record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
+record_arrival(PyObject *opened, PyObject *log, int seq, PyObject *now)
 {
-    PyObject *at = PyObject_GetAttr(arrival, s_at);
+    PyObject *at = slot_get(arrival, arrival_type, arrival_offsets[0], s_at);
     if (at == NULL)
         return -1;
     int stamped = PyObject_IsTrue(at);
@@ -282,9 +428,7 @@ record_arrival(PyObject *participant, PyObject *log, int seq, PyObject *now)
             return -1;
         at = Py_NewRef(now);
     }
-    PyObject *opened = PyObject_GetAttr(participant, s_opened_at);
-    PyObject *age = opened == NULL ? NULL : PyNumber_Subtract(at, opened);
-    Py_XDECREF(opened);
+    PyObject *age = PyNumber_Subtract(at, opened);
     Py_DECREF(at);
     if (age == NULL)
         return -1;
@@ -320,7 +464,7 @@ static int
 to_producer(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h,
             PyObject *now)
 {
-    PyObject *receive = PyObject_GetAttr(producer, s_receive);
+    PyObject *receive = slot_get(producer, producer_type, producer_offsets[P_RECEIVE], s_receive);
     if (receive == NULL)
         return -1;
     PyObject *answer = NULL;
@@ -366,19 +510,15 @@ to_rtx(PyObject *participant, PyObject *producer, PyObject *plain, PyObject *h, 
 /* The producer of a packet by its SSRC (new reference; *rtx set), or NULL: none
  * (no exception) or an error. */
 static PyObject *
-producer_of(PyObject *participant, PyObject *ssrc, int *rtx)
+producer_of(PyObject **part, PyObject *ssrc, int *rtx)
 {
-    PyObject *names[2] = {s_by_ssrc, s_by_rtx_ssrc};
     for (int k = 0; k < 2; k++) {
-        PyObject *table = PyObject_GetAttr(participant, names[k]);
-        if (table == NULL)
-            return NULL;
+        PyObject *table = part[Q_BY_SSRC + k];
         PyObject *found = NULL;
         if (PyDict_CheckExact(table)) {
             found = PyDict_GetItemWithError(table, ssrc);
             Py_XINCREF(found);
         }
-        Py_DECREF(table);
         if (found != NULL) {
             *rtx = k;
             return found;
@@ -391,8 +531,8 @@ producer_of(PyObject *participant, PyObject *ssrc, int *rtx)
 
 /* The rest of Participant.on_rtp once the producer is known and nothing changed yet. */
 static int
-participant_book(PyObject *participant, PyObject *producer, int rtx, PyObject *plain,
-                 PyObject *h)
+participant_book(PyObject *participant, PyObject **part, PyObject *producer, int rtx,
+                 PyObject *plain, PyObject *h)
 {
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(plain);
     Py_ssize_t n = PyBytes_GET_SIZE(plain);
@@ -401,27 +541,21 @@ participant_book(PyObject *participant, PyObject *producer, int rtx, PyObject *p
         return -1;
     int rc = -1;
     Py_ssize_t twcc_at = -1;
-    PyObject *twcc_id = PyObject_GetAttr(participant, s_twcc_id);
-    if (twcc_id == NULL)
-        goto out;
+    PyObject *twcc_id = part[Q_TWCC_ID];
     int on = PyObject_IsTrue(twcc_id);
     long ext_id = on > 0 ? PyLong_AsLong(twcc_id) : 0;
-    Py_DECREF(twcc_id);
     if (on < 0 || (ext_id == -1 && PyErr_Occurred()))
         goto out;
     if (on) {
         twcc_at = twcc_offset(p, n, ext_id);
-        PyObject *log = PyObject_GetAttr(participant, s_receive_log);
-        if (log == NULL)
-            goto out;
-        int failed = twcc_at >= 0 && log != Py_None &&
-                     record_arrival(participant, log, (p[twcc_at] << 8) | p[twcc_at + 1], now) < 0;
-        Py_DECREF(log);
-        if (failed)
+        PyObject *log = part[Q_RECEIVE_LOG];
+        if (twcc_at >= 0 && log != Py_None &&
+            record_arrival(part[Q_OPENED_AT], log, (p[twcc_at] << 8) | p[twcc_at + 1], now) < 0)
             goto out;
     }
     PyObject *at = PyLong_FromSsize_t(twcc_at);
-    if (at == NULL || PyObject_SetAttr(producer, s_twcc_at, at) < 0) {
+    if (at == NULL ||
+        slot_put(producer, producer_type, producer_offsets[P_TWCC_AT], s_twcc_at, at) < 0) {
         Py_XDECREF(at);
         goto out;
     }
@@ -433,9 +567,10 @@ out:
     return rc;
 }
 
-/* sink.on_rtp(plain), with Participant.on_rtp's common case in C. */
+/* sink.on_rtp(plain), with Participant.on_rtp's common case in C; `ssrc` is the
+ * packet's (an int: SRTP leaves the header as it was). */
 static int
-sink_rtp(PyObject *sink, PyObject *plain)
+sink_rtp(PartMemo *memo, PyObject *sink, PyObject *plain, PyObject *ssrc)
 {
     if (participant_type == NULL || parse_rtp == NULL || arrival == NULL ||
         !Py_IS_TYPE(sink, participant_type))
@@ -447,16 +582,21 @@ sink_rtp(PyObject *sink, PyObject *plain)
         PyErr_Clear();
         return done(call1(sink, s_on_rtp, plain)); /* Python counts it */
     }
-    PyObject *ssrc = PyLong_FromUnsignedLong(be32((const unsigned char *)PyBytes_AS_STRING(plain) + 8));
     int rtx = 0, rc = -1;
-    PyObject *producer = ssrc == NULL ? NULL : producer_of(sink, ssrc, &rtx);
-    Py_XDECREF(ssrc);
+    PyObject *part[Q_N]; /* own references: what runs below may change the participant */
+    if (part_get(memo, sink, part) < 0) {
+        Py_DECREF(h);
+        return -1;
+    }
+    PyObject *producer = producer_of(part, ssrc, &rtx);
     if (producer != NULL) {
-        rc = participant_book(sink, producer, rtx, plain, h);
+        rc = participant_book(sink, part, producer, rtx, plain, h);
         Py_DECREF(producer);
     }
     else if (!PyErr_Occurred()) /* a new SSRC: Python learns it (or counts it) */
         rc = done(call1(sink, s_on_rtp, plain));
+    for (int k = 0; k < Q_N; k++)
+        Py_DECREF(part[k]);
     Py_DECREF(h);
     return rc;
 }
@@ -468,6 +608,11 @@ typedef int (*unprotect_fn)(void *ctx, void *srtp_hdr, int *len_ptr);
 /* The largest datagram taken (sfu.transport.webrtc.MAX_DATAGRAM). */
 #define MAX_DATAGRAM 1500
 
+/* The transport's attributes the path reads, as they were when `known` was set: the
+ * memo.  WebRtcTransport's setters of these five call `forget()` (the transport owns
+ * the rule), so they are read again at the next packet. */
+enum { T_RX, T_SINK, T_RX_DIRECT, T_SSRCS, T_COUNTERS, T_N };
+
 typedef struct {
     PyObject_HEAD
     PyObject *transport;
@@ -477,6 +622,10 @@ typedef struct {
     void *context;
     Py_ssize_t delivered; /* unprotected and handed on here */
     Py_ssize_t fallbacks; /* given to `fallback` */
+    PyObject *memo[T_N];  /* strong references (None included) while `known` */
+    int known;
+    PartMemo part;        /* what the sink (a Participant) gave, while its stamp holds */
+    Py_ssize_t reads;     /* times the memo was filled from the transport */
 } Inlet;
 
 static int
@@ -501,7 +650,21 @@ inlet_traverse(Inlet *self, visitproc visit, void *arg)
     Py_VISIT(self->transport);
     Py_VISIT(self->fallback);
     Py_VISIT(self->session);
+    for (int k = 0; k < T_N; k++)
+        Py_VISIT(self->memo[k]);
+    Py_VISIT(self->part.sink);
+    Py_VISIT(self->part.stamp);
+    for (int k = 0; k < Q_N; k++)
+        Py_VISIT(self->part.values[k]);
     return 0;
+}
+
+static void
+inlet_forget(Inlet *self)
+{
+    self->known = 0;
+    for (int k = 0; k < T_N; k++)
+        Py_CLEAR(self->memo[k]);
 }
 
 static int
@@ -510,6 +673,8 @@ inlet_clear(Inlet *self)
     Py_CLEAR(self->transport);
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->session);
+    inlet_forget(self);
+    part_forget(&self->part);
     return 0;
 }
 
@@ -559,38 +724,40 @@ inlet_adopt(Inlet *self, PyObject *session)
     return 1;
 }
 
-/* The transport's attribute `name` is usable (new reference), or NULL with *go set to 0
- * when Python must take the packet (None), or -1 on an error. */
-static PyObject *
-needed(PyObject *transport, PyObject *name, int *go)
-{
-    PyObject *value = PyObject_GetAttr(transport, name);
-    if (value == NULL)
-        *go = -1;
-    else if (value == Py_None) {
-        Py_DECREF(value);
-        value = NULL;
-        *go = 0;
-    }
-    return value;
-}
-
 /* The plain packet (new bytes), or NULL: libsrtp refused it (no exception) or an error. */
 static PyObject *
 unprotect(Inlet *self, const char *data, Py_ssize_t size)
 {
-    PyObject *out = PyBytes_FromStringAndSize(data, size);
-    if (out == NULL)
+    /* Unprotected here, then one bytes of the plain length (no shrinking realloc). */
+    _Alignas(16) char buffer[MAX_DATAGRAM];
+    if (size > MAX_DATAGRAM)
         return NULL;
+    memcpy(buffer, data, (size_t)size);
     int length = (int)size;
-    if (self->unprotect(self->context, PyBytes_AS_STRING(out), &length) != 0 || length < 0 ||
-        length > size) {
-        Py_DECREF(out);
+    if (self->unprotect(self->context, buffer, &length) != 0 || length < 0 || length > size)
         return NULL;
+    return PyBytes_FromStringAndSize(buffer, length);
+}
+
+/* The memo filled from the transport (0), or -1 on an error (an attribute missing). */
+static int
+inlet_learn(Inlet *self)
+{
+    static PyObject **names[T_N] = {&s_rx, &s_sink, &s_rx_direct, &s_inbound_ssrcs, &s_counters};
+    PyObject *values[T_N];
+    for (int k = 0; k < T_N; k++) {
+        values[k] = PyObject_GetAttr(self->transport, *names[k]);
+        if (values[k] == NULL) {
+            while (k-- > 0)
+                Py_DECREF(values[k]);
+            return -1;
+        }
     }
-    if (length < size && _PyBytes_Resize(&out, length) < 0)
-        return NULL;
-    return out;
+    inlet_forget(self);
+    memcpy(self->memo, values, sizeof(values));
+    self->known = 1;
+    self->reads++;
+    return 0;
 }
 
 /* What WebRtcTransport._on_srtp(data) does; 0, or -1 with the exception set. */
@@ -603,27 +770,26 @@ inlet_deliver(Inlet *self, PyObject *data)
     const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(data);
     if (size < 12 || size > MAX_DATAGRAM || (p[1] > 191 && p[1] < 224))
         return inlet_fallback(self, data); /* too short, too long, RTCP: Python's */
-    int go = 1, rc = -1;
-    PyObject *rx = NULL, *sink = NULL, *session = NULL, *counters = NULL, *ssrcs = NULL;
-    PyObject *key = NULL, *plain = NULL;
-    if ((rx = needed(self->transport, s_rx, &go)) == NULL ||
-        (sink = needed(self->transport, s_sink, &go)) == NULL ||
-        (session = needed(self->transport, s_rx_direct, &go)) == NULL)
-        goto decided;
-    if ((go = inlet_adopt(self, session)) <= 0)
-        goto decided;
-    if ((ssrcs = needed(self->transport, s_inbound_ssrcs, &go)) == NULL)
-        goto decided;
-    if (!PyAnySet_Check(ssrcs)) {
-        go = 0;
-        goto decided;
+    if (!self->known && inlet_learn(self) < 0)
+        return -1;
+    /* Own references: what runs below (Python's on_rtp, a setter's forget()) may
+     * empty the memo. */
+    PyObject *sink = Py_NewRef(self->memo[T_SINK]);
+    PyObject *counters = Py_NewRef(self->memo[T_COUNTERS]);
+    PyObject *ssrcs = self->memo[T_SSRCS], *key = NULL, *plain = NULL;
+    int go = self->memo[T_RX] != Py_None && sink != Py_None && counters != Py_None &&
+             PyAnySet_Check(ssrcs);
+    if (go)
+        go = inlet_adopt(self, self->memo[T_RX_DIRECT]);
+    if (go > 0) {
+        key = PyLong_FromUnsignedLong(be32(p + 8));
+        go = key == NULL ? -1 : PySet_Contains(ssrcs, key); /* not yet admitted: Python's */
     }
-    key = PyLong_FromUnsignedLong(be32(p + 8));
-    go = key == NULL ? -1 : PySet_Contains(ssrcs, key);
-    if (go <= 0) /* not yet admitted: Python admits it or counts it */
-        goto decided;
-    if ((counters = needed(self->transport, s_counters, &go)) == NULL)
-        goto decided;
+    int rc = -1;
+    if (go == 0)
+        rc = inlet_fallback(self, data);
+    if (go <= 0)
+        goto out;
     /* From here on this is the packet's path: no going back to Python. */
     plain = unprotect(self, (const char *)p, size);
     if (plain == NULL) {
@@ -634,21 +800,28 @@ inlet_deliver(Inlet *self, PyObject *data)
         bump(counters, K_BYTES_IN, s_bytes_in, size) < 0)
         goto out;
     self->delivered++;
-    rc = sink_rtp(sink, plain);
-    goto out;
-decided:
-    if (go == 0)
-        rc = inlet_fallback(self, data);
+    rc = sink_rtp(&self->part, sink, plain, key);
 out:
-    Py_XDECREF(rx);
-    Py_XDECREF(sink);
-    Py_XDECREF(session);
-    Py_XDECREF(counters);
-    Py_XDECREF(ssrcs);
+    Py_DECREF(sink);
+    Py_DECREF(counters);
     Py_XDECREF(key);
     Py_XDECREF(plain);
     return rc;
 }
+
+/* forget(): the transport changed one of the attributes the memo holds. */
+static PyObject *
+inlet_forget_method(Inlet *self, PyObject *unused)
+{
+    inlet_forget(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef inlet_methods[] = {
+    {"forget", (PyCFunction)inlet_forget_method, METH_NOARGS,
+     "forget(): read the transport's _rx, _sink, _rx_direct, inbound_ssrcs, counters again"},
+    {NULL},
+};
 
 static PyObject *
 inlet_call(Inlet *self, PyObject *args, PyObject *kwds)
@@ -670,6 +843,10 @@ static PyMemberDef inlet_members[] = {
      "datagrams unprotected and handed on in C"},
     {"fallbacks", T_PYSSIZET, offsetof(Inlet, fallbacks), READONLY,
      "datagrams given to the Python fallback"},
+    {"reads", T_PYSSIZET, offsetof(Inlet, reads), READONLY,
+     "times the transport's attributes were read into the memo"},
+    {"participant_reads", T_PYSSIZET, offsetof(Inlet, part) + offsetof(PartMemo, reads),
+     READONLY, "times the sink's (a Participant's) attributes were read"},
     {NULL},
 };
 
@@ -686,6 +863,7 @@ static PyTypeObject InletType = {
     .tp_clear = (inquiry)inlet_clear,
     .tp_call = (ternaryfunc)inlet_call,
     .tp_members = inlet_members,
+    .tp_methods = inlet_methods,
 };
 
 /* ---- dispatch: UdpMux._drain's loop and datagram's SRTP case ---------------- */
@@ -714,11 +892,137 @@ selected_handler(PyObject *by_addr, PyObject *addr)
     return handler;
 }
 
+/* ---- Routes: which handler takes an address's SRTP, remembered ---------------- */
+
+/* Bumped by `moved()`: an ICE agent's `selected` or `on_srtp`, or an endpoint's `ice`,
+ * changed (their setters call it; sfu.transport.udpmux.routes_moved).  A change of
+ * `by_addr` itself shows in its dict version tag. */
+static uint64_t epoch = 1;
+
+/* addr -> the handler `selected_handler` gave, valid while `by_addr` is the same dict
+ * at the same version and `epoch` has not moved; else emptied and filled again. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *table;   /* dict */
+    PyObject *by_addr; /* the dict it was filled from (a strong reference), or NULL */
+    uint64_t version;
+    uint64_t epoch;
+    Py_ssize_t hits, misses, drops;
+} Routes;
+
+static int
+routes_traverse(Routes *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->table);
+    Py_VISIT(self->by_addr);
+    return 0;
+}
+
+static int
+routes_clear(Routes *self)
+{
+    Py_CLEAR(self->table);
+    Py_CLEAR(self->by_addr);
+    return 0;
+}
+
+static void
+routes_dealloc(Routes *self)
+{
+    PyObject_GC_UnTrack(self);
+    routes_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+routes_init(Routes *self, PyObject *args, PyObject *kwds)
+{
+    if (!PyArg_ParseTuple(args, ":Routes"))
+        return -1;
+    Py_XSETREF(self->table, PyDict_New());
+    return self->table == NULL ? -1 : 0;
+}
+
+/* The handler for `addr` (new reference), or NULL: none (no exception) or an error. */
+static PyObject *
+routes_handler(Routes *self, PyObject *by_addr, PyObject *addr)
+{
+    uint64_t version = ((PyDictObject *)by_addr)->ma_version_tag;
+    if (self->table == NULL)
+        return selected_handler(by_addr, addr);
+    if (by_addr != self->by_addr || version != self->version || epoch != self->epoch) {
+        if (PyDict_GET_SIZE(self->table))
+            self->drops++;
+        PyDict_Clear(self->table);
+        Py_XSETREF(self->by_addr, Py_NewRef(by_addr));
+        self->version = version;
+        self->epoch = epoch;
+    }
+    PyObject *handler = PyDict_GetItemWithError(self->table, addr);
+    if (handler != NULL) {
+        self->hits++;
+        return Py_NewRef(handler);
+    }
+    if (PyErr_Occurred())
+        return NULL;
+    self->misses++;
+    handler = selected_handler(by_addr, addr);
+    /* Kept only if nothing moved meanwhile (the lookups ran no Python that could). */
+    if (handler != NULL && ((PyDictObject *)by_addr)->ma_version_tag == version &&
+        epoch == self->epoch && PyDict_SetItem(self->table, addr, handler) < 0) {
+        Py_DECREF(handler);
+        return NULL;
+    }
+    return handler;
+}
+
+/* moved(): an ICE selection, an agent's on_srtp or an endpoint's agent changed. */
+static PyObject *
+ingress_moved(PyObject *module, PyObject *unused)
+{
+    epoch++;
+    Py_RETURN_NONE;
+}
+
+static PyMemberDef routes_members[] = {
+    {"hits", T_PYSSIZET, offsetof(Routes, hits), READONLY, "datagrams routed from the memo"},
+    {"misses", T_PYSSIZET, offsetof(Routes, misses), READONLY, "lookups through by_addr"},
+    {"drops", T_PYSSIZET, offsetof(Routes, drops), READONLY, "times a filled memo was emptied"},
+    {NULL},
+};
+
+static PyObject *
+routes_len(Routes *self, PyObject *unused)
+{
+    return PyLong_FromSsize_t(self->table == NULL ? 0 : PyDict_GET_SIZE(self->table));
+}
+
+static PyMethodDef routes_methods[] = {
+    {"size", (PyCFunction)routes_len, METH_NOARGS, "addresses remembered"},
+    {NULL},
+};
+
+static PyTypeObject RoutesType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "sfu.native._ingress.Routes",
+    .tp_basicsize = sizeof(Routes),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Routes(): dispatch's memo of which handler takes an address's SRTP",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)routes_init,
+    .tp_dealloc = (destructor)routes_dealloc,
+    .tp_traverse = (traverseproc)routes_traverse,
+    .tp_clear = (inquiry)routes_clear,
+    .tp_members = routes_members,
+    .tp_methods = routes_methods,
+};
+
 /* One SRTP datagram from a selected address: 1 handled, 0 `datagram`'s, -1 an error. */
 static int
-srtp_datagram(PyObject *by_addr, PyObject *data, PyObject *addr)
+srtp_datagram(PyObject *by_addr, PyObject *data, PyObject *addr, Routes *routes)
 {
-    PyObject *handler = selected_handler(by_addr, addr);
+    PyObject *handler = routes != NULL ? routes_handler(routes, by_addr, addr)
+                                       : selected_handler(by_addr, addr);
     if (handler == NULL)
         return PyErr_Occurred() ? -1 : 0;
     int rc = Py_IS_TYPE(handler, &InletType)
@@ -747,15 +1051,17 @@ failed(PyObject *dropped, PyObject *addr)
     return rc;
 }
 
-/* dispatch(batch, by_addr, datagram, arrival, dropped) */
+/* dispatch(batch, by_addr, datagram, arrival, dropped[, routes]) */
 static PyObject *
 ingress_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 || !PyList_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "dispatch(batch: list, by_addr: dict, datagram, arrival, dropped)");
+    if (nargs < 5 || nargs > 6 || !PyList_Check(args[0]) || !PyDict_Check(args[1]) ||
+        (nargs == 6 && args[5] != Py_None && !Py_IS_TYPE(args[5], &RoutesType))) {
+        PyErr_SetString(PyExc_TypeError, "dispatch(batch: list, by_addr: dict, datagram, "
+                                         "arrival, dropped, routes: Routes | None = None)");
         return NULL;
     }
+    Routes *routes = nargs == 6 && args[5] != Py_None ? (Routes *)args[5] : NULL;
     PyObject *batch = args[0], *by_addr = args[1], *datagram = args[2], *at = args[3];
     PyObject *dropped = args[4];
     Py_INCREF(batch);
@@ -767,12 +1073,12 @@ ingress_dispatch(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_INCREF(item);
         PyObject *data = PyTuple_GET_ITEM(item, 0), *addr = PyTuple_GET_ITEM(item, 1);
-        int rc = PyObject_SetAttr(at, s_at, PyTuple_GET_ITEM(item, 2));
+        int rc = slot_put(at, arrival_type, arrival_offsets[0], s_at, PyTuple_GET_ITEM(item, 2));
         int handled = 0;
         if (rc == 0 && PyBytes_CheckExact(data) && PyBytes_GET_SIZE(data) > 0) {
             unsigned char first = (unsigned char)PyBytes_AS_STRING(data)[0];
             if (127 < first && first < 192) { /* SRTP or SRTCP (RFC 7983) */
-                handled = srtp_datagram(by_addr, data, addr);
+                handled = srtp_datagram(by_addr, data, addr, routes);
                 if (handled < 0) {
                     rc = failed(dropped, addr);
                     handled = 1;
@@ -801,7 +1107,9 @@ static PyMethodDef module_methods[] = {
      "configure(role, cls): the Counters class (role counters) or the Participant class"},
     {"bind", ingress_bind, METH_VARARGS, "bind(parse_rtp, RtpError, arrival)"},
     {"dispatch", (PyCFunction)(void (*)(void))ingress_dispatch, METH_FASTCALL,
-     "dispatch(batch, by_addr, datagram, arrival, dropped): UdpMux._drain's loop in C"},
+     "dispatch(batch, by_addr, datagram, arrival, dropped[, routes]): UdpMux._drain's loop in C"},
+    {"moved", ingress_moved, METH_NOARGS,
+     "moved(): an ICE selection, on_srtp or endpoint agent changed (Routes forget)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -833,15 +1141,18 @@ PyInit__ingress(void)
         intern(&s_bad_rtp, "bad_rtp") || intern(&s_srtp_errors, "srtp_errors") ||
         intern(&s_rtp_in, "rtp_in") || intern(&s_bytes_in, "bytes_in") ||
         intern(&s_unwrap, "unwrap") || intern(&s_restart, "_restart") ||
-        intern(&s_forget, "_forget") ||
+        intern(&s_forget, "_forget") || intern(&s_inlet_stamp, "inlet_stamp") ||
         intern(&s_ice, "ice") || intern(&s_selected, "selected") || intern(&s_on_srtp, "on_srtp"))
         return NULL;
-    if (PyType_Ready(&InletType) < 0)
+    if (PyType_Ready(&InletType) < 0 || PyType_Ready(&RoutesType) < 0 ||
+        PyType_Ready(&StampType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
-    if (PyModule_AddObjectRef(m, "Inlet", (PyObject *)&InletType) < 0) {
+    if (PyModule_AddObjectRef(m, "Inlet", (PyObject *)&InletType) < 0 ||
+        PyModule_AddObjectRef(m, "Routes", (PyObject *)&RoutesType) < 0 ||
+        PyModule_AddObjectRef(m, "Stamp", (PyObject *)&StampType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -9,7 +9,8 @@ of the loop in sfu.transport.udpmux.UdpMux._drain with `datagram`'s SRTP case.
 from collections.abc import Callable
 
 def configure(role: str, cls: type, /) -> None:
-    """The Counters class (role "counters") or the Participant class ("participant")."""
+    """The Counters ("counters"), ReceiveLog ("log"), Participant ("participant"),
+    rxtime.Arrival ("arrival") or Producer ("producer") class."""
 
 def bind(
     parse_rtp: Callable[..., object], rtp_error: type[BaseException], arrival: object, /
@@ -22,15 +23,38 @@ def dispatch(
     datagram: Callable[[bytes, tuple[str, int]], None],
     arrival: object,
     dropped: Callable[[tuple[str, int], BaseException], None],
+    routes: Routes | None = None,
     /,
 ) -> None:
     """Each item: arrival.at set, an SRTP datagram of a selected address to its agent's
     on_srtp (an exception: dropped(addr, exc)), anything else to datagram(data, addr)."""
+
+def moved() -> None:
+    """An ICE agent's selected or on_srtp, or an endpoint's ice, changed: every Routes
+    forgets what it remembered."""
+
+class Routes:
+    """dispatch's memo: source address -> the handler its selected pair gave."""
+
+    hits: int
+    misses: int
+    drops: int
+    def size(self) -> int: ...
+
+class Stamp:
+    """A Participant's change counter (Participant.inlet_stamp)."""
+
+    count: int
+    def bump(self) -> None: ...
 
 class Inlet:
     """WebRtcTransport._on_srtp in C; `fallback` is the Python method."""
 
     delivered: int
     fallbacks: int
+    reads: int
+    participant_reads: int
     def __init__(self, transport: object, fallback: Callable[[bytes], None]) -> None: ...
     def __call__(self, data: bytes, /) -> None: ...
+    def forget(self) -> None:
+        """Read the transport's _rx, _sink, _rx_direct, inbound_ssrcs, counters again."""

@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sfu import native
 from sfu.control import CONNECT_FAILED, TRANSPORT_FAILED, Slot
@@ -96,6 +96,8 @@ class Participant:
         settings: MediaSettings,
         on_transport_lost: Callable[[Participant, str], None],
     ) -> None:
+        # Bumped by the setters of what the compiled inlet remembers (below).
+        self.inlet_stamp = _new_stamp()
         self.id = participant_id
         self.settings = settings
         self.room_id = room_id
@@ -114,8 +116,8 @@ class Participant:
         self.cname = f"vr-{random.getrandbits(48):012x}"
         self.producers: dict[str, Producer] = {}
         self.consumers: dict[str, Consumer] = {}
-        self.by_ssrc: dict[int, Producer] = {}
-        self.by_rtx_ssrc: dict[int, Producer] = {}
+        self.by_ssrc = {}
+        self.by_rtx_ssrc = {}
         self.consumers_by_ssrc: dict[int, Consumer] = {}
         self.slot_keys: dict[str, str | None] = {}  # mid -> source key
         self.slots_sent: list[Slot] | None = None
@@ -133,7 +135,7 @@ class Participant:
         # transport-cc, when negotiated: the sequence extension id, and the
         # arrival times of what the participant sends (for its feedback).
         self.twcc_id = 0
-        self.receive_log: ReceiveLog | None = None
+        self.receive_log = None
         # What we send it: the estimate of its downlink from its feedback, the
         # Prober, and what the layer allocation would like to send it.
         self.estimator: BandwidthEstimator | None = None
@@ -442,6 +444,63 @@ class Participant:
             slots.append(slot)
         return slots
 
+    # What the compiled inlet reads of a participant for every packet (sfu.native.
+    # _ingress: the two SSRC tables, the transport-cc id and arrival log, the
+    # opening time) it remembers while `inlet_stamp` holds: each setter bumps it,
+    # so whoever assigns one cannot leave an inlet stale.  (The tables themselves
+    # change in place: the inlet looks them up for every packet.)
+
+    def _changed(self) -> None:
+        if self.inlet_stamp is not None:
+            self.inlet_stamp.bump()
+
+    @property
+    def by_ssrc(self) -> dict[int, Producer]:
+        return self._by_ssrc
+
+    @by_ssrc.setter
+    def by_ssrc(self, table: dict[int, Producer]) -> None:
+        self._by_ssrc = table
+        self._changed()
+
+    @property
+    def by_rtx_ssrc(self) -> dict[int, Producer]:
+        return self._by_rtx_ssrc
+
+    @by_rtx_ssrc.setter
+    def by_rtx_ssrc(self, table: dict[int, Producer]) -> None:
+        self._by_rtx_ssrc = table
+        self._changed()
+
+    @property
+    def twcc_id(self) -> int:
+        """The transport-wide sequence extension's id, 0 when not negotiated."""
+        return self._twcc_id
+
+    @twcc_id.setter
+    def twcc_id(self, ext_id: int) -> None:
+        self._twcc_id = ext_id
+        self._changed()
+
+    @property
+    def receive_log(self) -> ReceiveLog | None:
+        """The arrival times of what it sends (for its transport-cc feedback)."""
+        return self._receive_log
+
+    @receive_log.setter
+    def receive_log(self, log: ReceiveLog | None) -> None:
+        self._receive_log = log
+        self._changed()
+
+    @property
+    def opened_at(self) -> float:
+        return self._opened_at
+
+    @opened_at.setter
+    def opened_at(self, at: float) -> None:
+        self._opened_at = at
+        self._changed()
+
     # packets (the transport's PacketSink)
 
     def on_rtp(self, packet: bytes) -> None:
@@ -583,8 +642,15 @@ class Participant:
         self.by_rtx_ssrc.clear()
 
 
+def _new_stamp() -> Any:
+    """sfu.native._ingress.Stamp(), or None without the compiled inlet."""
+    module = native.load("_ingress")
+    return None if module is None else module.Stamp()
+
+
 def _configure_inlet(module: ModuleType) -> None:
     module.configure("participant", Participant)
+    module.configure("producer", Producer)
 
 
 def _dtls_role(setup: str, current: str | None) -> str:

@@ -62,7 +62,7 @@ from sfu.packet.counters import Counters
 from sfu.transport.consentclock import clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
 from sfu.transport.stunwire import Signer, binding_request, binding_response
-from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux
+from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux, routes_moved
 
 logger = logging.getLogger(__name__)
 
@@ -245,6 +245,10 @@ class MediaProtocol(StunProtocol):
             self.ice.request_received(message, addr, self)
 
 
+# (the socket, the remote address) of an agent's selected pair, or None.
+Selected = tuple["MediaProtocol | SharedEndpoint", tuple[str, int]] | None
+
+
 class IceConnection(Connection):
     """aioice's agent restricted to our addresses and ports (see module doc)."""
 
@@ -266,9 +270,9 @@ class IceConnection(Connection):
         ufrag = _unique_ufrag(muxes) if muxes else None
         super().__init__(ice_controlling=controlling, use_ipv6=True, local_username=ufrag)
         self.counters = counters
-        self.on_srtp = on_srtp
+        self._on_srtp = on_srtp
         self.on_route = on_route
-        self.selected: tuple[MediaProtocol | SharedEndpoint, tuple[str, int]] | None = None
+        self._selected: Selected = None
         self.on_consent_lost: ConsentHandler | None = None
         # Set once a remote candidate or an authenticated check is known: aioice's
         # connect() fails at once without one (a restart offer may trickle them all).
@@ -330,6 +334,28 @@ class IceConnection(Connection):
         if not candidates:
             raise ConnectionError(f"could not bind a UDP socket on {addresses}")
         return candidates
+
+    # The compiled dispatch remembers which handler takes an address's SRTP
+    # (sfu.native._ingress.Routes): a change of either is told to it.
+    @property
+    def selected(self) -> Selected:
+        """(the socket, the remote address) of the selected pair, or None."""
+        return self._selected
+
+    @selected.setter
+    def selected(self, selected: Selected) -> None:
+        self._selected = selected
+        routes_moved()
+
+    @property
+    def on_srtp(self) -> SrtpHandler:
+        """What takes the selected address's SRTP (the transport's inlet or `_on_srtp`)."""
+        return self._on_srtp
+
+    @on_srtp.setter
+    def on_srtp(self, handler: SrtpHandler) -> None:
+        self._on_srtp = handler
+        routes_moved()
 
     def _shared_candidates(self, component: int) -> list[Candidate]:
         candidates = []

@@ -74,6 +74,18 @@ MAX_ADDRESSES_PER_ENDPOINT = 64
 class Egress:
     """The send side of one socket: batched with sendmmsg, or sendto per datagram."""
 
+    # The compiled per-copy path reads `idle` in its slot (sfu.native._fanout).
+    __slots__ = (
+        "_held",
+        "_scheduled",
+        "batch",
+        "binding",
+        "direct_sends",
+        "family",
+        "idle",
+        "sock",
+    )
+
     def __init__(self, sock: socket.socket, binding: mmsg.Mmsg | None) -> None:
         self.sock = sock
         self.family = sock.family
@@ -204,8 +216,10 @@ class UdpMux:
         self.drained_at = 0.0
         # Whether the socket stamps what it receives (SO_TIMESTAMPNS; sfu.transport.rxtime).
         self.kernel_stamps = False
-        # The compiled twin of the dispatch loop in `_drain` (set on open), or None.
+        # The compiled twin of the dispatch loop in `_drain` (set on open), or None,
+        # and its memo of which handler takes an address's SRTP (see `routes_moved`).
         self._dispatch: Callable[..., None] | None = None
+        self._routes: Any = None
 
     # socket
 
@@ -241,6 +255,8 @@ class UdpMux:
         else:
             self._reader = mmsg.SocketReader(sock, READ_BATCH)
         self._dispatch = compiled_dispatch()
+        module = native.load("_ingress") if self._dispatch is not None else None
+        self._routes = None if module is None else module.Routes()
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
@@ -305,7 +321,9 @@ class UdpMux:
         """Each datagram of a read to `datagram`, its arrival time in `rxtime.ARRIVAL`."""
         compiled = self._dispatch
         if compiled is not None:  # the same in one C call, the SRTP case inlined
-            compiled(batch, self.by_addr, self.datagram, rxtime.ARRIVAL, self._dropped)
+            compiled(
+                batch, self.by_addr, self.datagram, rxtime.ARRIVAL, self._dropped, self._routes
+            )
             return
         datagram = self.datagram
         arrival = rxtime.ARRIVAL
@@ -448,6 +466,19 @@ class UdpMux:
         return Route(self.egress, self.egress.destination(addr))
 
 
+def routes_moved() -> None:
+    """An agent's `selected` or `on_srtp`, or an endpoint's `ice`, changed.
+
+    The compiled dispatch remembers, per source address, the handler the
+    selected pair gave (sfu.native._ingress.Routes); it forgets them all when
+    `by_addr` changes (its dict version) or when this is called.  The setters
+    of those three attributes call it, so no caller can forget to.
+    """
+    module = native.load("_ingress")
+    if module is not None:
+        module.moved()
+
+
 def compiled_dispatch() -> Callable[..., None] | None:
     """sfu.native._ingress.dispatch (the twin of `_drain`'s loop), or None."""
     module = native.load("_ingress")
@@ -463,6 +494,16 @@ class SharedEndpoint(StunProtocol):
         self.mux = mux
         self.addresses: set[tuple[str, int]] = set()
         self.attached = True
+
+    @property
+    def ice(self) -> Any:
+        """The ICE agent whose socket this is."""
+        return self._ice
+
+    @ice.setter
+    def ice(self, ice: Any) -> None:
+        self._ice = ice
+        routes_moved()  # the compiled dispatch's memo (see `routes_moved`)
 
     def selects(self, addr: tuple[str, int]) -> bool:
         selected = self.ice.selected

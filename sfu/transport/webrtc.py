@@ -69,6 +69,7 @@ def compiled_sends() -> ModuleType | None:
 def _configure_sends(module: ModuleType) -> None:
     module.configure("counters", Counters)
     module.configure("history", SendHistory)
+    module.configure("egress", Egress)
 
 
 def compiled_inlet() -> ModuleType | None:
@@ -83,6 +84,7 @@ def _configure_inlet(module: ModuleType) -> None:
     parsers.bind_rtp(RtpHeader, RtpError)
     module.configure("counters", Counters)
     module.configure("log", ReceiveLog)
+    module.configure("arrival", rxtime.Arrival)
     module.bind(parsers.parse_rtp, RtpError, rxtime.ARRIVAL)
 
 
@@ -130,8 +132,10 @@ class WebRtcTransport:
     """ICE + DTLS-SRTP for one participant (see module doc)."""
 
     # libsrtp bound by us (sfu.transport.srtp): RTP unprotected without pylibsrtp;
-    # None: pylibsrtp's session (`_rx`) does it.
-    _rx_direct: InboundSrtp | None = None
+    # None: pylibsrtp's session (`_rx`) does it (the `_rx_direct` property).
+    _rx_direct_now: InboundSrtp | None = None
+    # `_on_srtp` in C (sfu.native._ingress.Inlet), unless a subclass changed it.
+    inlet: Any = None
     # Transport-wide congestion control (set_transport_cc): the sequence
     # extension's id the peer negotiated, 0 when it did not (the `twcc_id` property).
     _twcc_id = 0
@@ -143,8 +147,8 @@ class WebRtcTransport:
     padding_bytes = 0
     rtcp_bytes = 0
     # The compiled twin of `_direct` (sfu.native._fanout.Direct: the same batch,
-    # destination, session, counters, history and egress), None without it.
-    fast: Any = None
+    # destination, session, counters, history and egress), None without it (`fast`).
+    _fast: Any = None
 
     def __init__(
         self,
@@ -165,19 +169,17 @@ class WebRtcTransport:
         self.state = TransportState.NEW
         self.dtls_role = "client"
         self.was_connected = False
-        self.inbound_ssrcs: set[int] = set()
+        self.inbound_ssrcs = set()
         self.history = SendHistory()
-        self._sink: PacketSink | None = sink
+        self._sink = sink
         self._announced_ip = announced_ip
-        self._rx: Session | None = None
+        self._rx = None
         self._tx: Session | None = None
         self._route: MediaRoute | None = None
         # libsrtp bound by us (sfu.transport.srtp): RTP protected in the send batch.
         self._srtp = srtp
         self._tx_direct: OutboundSrtp | None = None
         self._direct: tuple[Egress, Destination, OutboundSrtp] | None = None
-        # `_on_srtp` in C (sfu.native._ingress.Inlet), unless a subclass changed it.
-        self.inlet: Any = None
         compiled = compiled_inlet()
         if compiled is not None and type(self)._on_srtp is WebRtcTransport._on_srtp:
             self.inlet = compiled.Inlet(self, self._on_srtp)
@@ -464,6 +466,72 @@ class WebRtcTransport:
     def _set_route(self, route: MediaRoute | None) -> None:
         self._route = route
         self._update_direct()
+
+    # What the compiled inlet reads for every packet (`_rx`, `_rx_direct`, `_sink`,
+    # `inbound_ssrcs`, `counters`) it remembers: each setter makes it read them
+    # again (`Inlet.forget`), so whoever assigns one cannot leave it stale.
+
+    @property
+    def fast(self) -> Any:
+        """The compiled route (sfu.native._fanout.Direct) or None."""
+        return self._fast
+
+    @fast.setter
+    def fast(self, fast: Any) -> None:
+        # Consumers' memos keep the Direct they read here while it is not retired.
+        old, self._fast = self._fast, fast
+        if old is not None and old is not fast:
+            old.retire()  # (only ever a Direct: `_set_direct` makes them)
+
+    def _inlet_forget(self) -> None:
+        if self.inlet is not None:
+            self.inlet.forget()
+
+    @property
+    def _rx(self) -> Session | None:
+        return self._rx_now
+
+    @_rx.setter
+    def _rx(self, rx: Session | None) -> None:
+        self._rx_now = rx
+        self._inlet_forget()
+
+    @property
+    def _rx_direct(self) -> InboundSrtp | None:
+        return self._rx_direct_now
+
+    @_rx_direct.setter
+    def _rx_direct(self, session: InboundSrtp | None) -> None:
+        self._rx_direct_now = session
+        self._inlet_forget()
+
+    @property
+    def _sink(self) -> PacketSink | None:
+        return self._sink_now
+
+    @_sink.setter
+    def _sink(self, sink: PacketSink | None) -> None:
+        self._sink_now = sink
+        self._inlet_forget()
+
+    @property
+    def inbound_ssrcs(self) -> set[int]:
+        """The SSRCs admitted (the set itself may grow: the inlet reads it per packet)."""
+        return self._inbound_ssrcs
+
+    @inbound_ssrcs.setter
+    def inbound_ssrcs(self, ssrcs: set[int]) -> None:
+        self._inbound_ssrcs = ssrcs
+        self._inlet_forget()
+
+    @property
+    def counters(self) -> Counters:
+        return self._counters
+
+    @counters.setter
+    def counters(self, counters: Counters) -> None:
+        self._counters = counters
+        self._inlet_forget()
 
     @property
     def connected(self) -> bool:
