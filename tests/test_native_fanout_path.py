@@ -192,7 +192,7 @@ class World:
             out.append({f: getattr(c, f) for f in STATE_FIELDS})
             t = c.output
             assert isinstance(t, WebRtcTransport)
-            entries = [(e[0], e[2], e[3]) for e in t.history.ring if e is not None]
+            entries = [(e[0], e[2], e[3]) for e in t.history.entries() if e is not None]
             out.append((t.counters.as_dict(), t.history.next, entries))
         return out
 

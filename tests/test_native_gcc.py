@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import struct
+from array import array
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -30,7 +31,7 @@ from sfu.packet.rtcp import RtcpError, TransportCc, _tcc_chunk_walk
 from sfu.policy.gcc import BandwidthEstimator, PacketResult, _arrival_order, _split
 from sfu.policy.gcc_delay import DelayDetector
 from sfu.policy.gcc_rates import _windows
-from sfu.transport.sendhistory import SendHistory
+from sfu.transport.sendhistory import EMPTY, SendHistory
 from tests import gcc_golden
 from tests.native_twins import compiled_gcc
 
@@ -131,7 +132,9 @@ def columns_both(history: SendHistory, fb: TransportCc, now: float) -> None:
     )
     if expected[0] == "raised":
         assert got == expected
-        assert compiled.ring == python.ring == history.ring  # a refusal changes nothing
+        # a refusal changes nothing
+        assert same(compiled.ring.tolist(), python.ring.tolist())
+        assert same(python.ring.tolist(), history.ring.tolist())
         return
     assert got[0] == "ok" and isinstance(got[1], tuple)
     *columns, unknown = got[1]
@@ -141,7 +144,7 @@ def columns_both(history: SendHistory, fb: TransportCc, now: float) -> None:
     else:
         wanted = cast("tuple[Any, ...]", expected[1])
         assert same([list(c) for c in columns], [list(c) for c in wanted])
-    assert same(compiled.ring, python.ring)
+    assert same(compiled.ring.tolist(), python.ring.tolist())
 
 
 garbage = st.one_of(
@@ -155,16 +158,19 @@ garbage = st.one_of(
 )
 
 
-def ring_of(data: st.DataObject, size: int, newest: int) -> list[Any]:
-    """Slots holding what the last `size` packets left (most of them), or garbage."""
-    ring: list[Any] = []
+def ring_of(data: st.DataObject, size: int, newest: int) -> array[float]:
+    """Slots holding what the last `size` packets left (most of them), or garbage
+    (free, or any numbers SendHistory.add could have written)."""
+    ring = array("d")
     for slot in range(size):
         seq = newest - ((newest - slot) % size)  # the newest packet in this slot
+        entry: tuple[float, float, int, int]
         if data.draw(st.integers(0, 3)):
             send = data.draw(st.sampled_from([0.5, 1.0, -3.0, math.nan, 9.0]))
-            ring.append((seq, send, data.draw(st.integers(1, 1500)), data.draw(st.integers(-1, 3))))
+            entry = (seq, send, data.draw(st.integers(1, 1500)), data.draw(st.integers(-1, 3)))
         else:
-            ring.append(data.draw(garbage))
+            entry = data.draw(garbage) or (EMPTY, 0.0, 0, 0)
+        ring.extend(map(float, entry))
     return ring
 
 
@@ -208,15 +214,19 @@ def test_history_columns_read_any_feedback_and_ring_as_the_python_does(
     columns_both(history, fb, now)
 
 
-def test_history_columns_refuse_a_mask_beyond_the_ring_and_odd_entries() -> None:
+def test_history_columns_refuse_a_mask_beyond_the_ring_and_other_rings() -> None:
     native = compiled_gcc()
-    ring: list[Any] = [None] * 4
+    ring = array("d", (EMPTY, 0.0, 0.0, 0.0)) * 4
     with pytest.raises(IndexError):
         native.history_columns(ring, 7, 10, 0.0, 0, b"\x01", b"\x05", 0)
-    ring = [[3, 1.0, 100, -1]] * 4  # lists, not the 4-tuples SendHistory writes
+    with pytest.raises(IndexError):  # a slot's 4 doubles must all be there
+        native.history_columns(ring[:-1], 3, 10, 0.0, 0, b"\x01", b"\x05", 0)
+    entries: list[Any] = [(3, 1.0, 100, -1)] * 4  # the tuples SendHistory used to hold
     with pytest.raises(TypeError):
-        native.history_columns(ring, 3, 3, 0.0, 3, b"\x01", b"\x05", 0)
-    assert ring == [[3, 1.0, 100, -1]] * 4
+        native.history_columns(entries, 3, 3, 0.0, 3, b"\x01", b"\x05", 0)
+    with pytest.raises(TypeError):  # read-only: a received slot could not be freed
+        native.history_columns(ring.tobytes(), 3, 3, 0.0, 3, b"\x01", b"\x05", 0)
+    assert entries == [(3, 1.0, 100, -1)] * 4
 
 
 # --- split_feedback ------------------------------------------------------------

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from sfu.packet.rtcp import TransportCc, parse_rtcp
 from sfu.packet.twcc import build_feedback, receive_times, unwrap_reference
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
-from sfu.transport.sendhistory import Columns, SendHistory
+from sfu.transport.sendhistory import EMPTY, STRIDE, Columns, SendHistory
 from tests import gcc_golden
 from tests.gcc_sim import load_recording
 from tests.native_twins import gcc_twin  # noqa: F401 (a fixture)
@@ -33,9 +33,10 @@ DATA = Path(__file__).parent / "data"
 
 
 def results_as_before(history: SendHistory, fb: TransportCc, now: float) -> list[PacketResult]:
-    """`SendHistory.results` as it was: one `PacketResult` per remembered packet."""
+    """`SendHistory.results` as it was: one `PacketResult` per remembered packet
+    (on the ring's entries as the tuples it used to hold)."""
     history.feedbacks += 1
-    ring, mask = history.ring, history.mask
+    ring, mask = history.entries(), history.mask
     if fb.status_count > len(ring):
         history.unknown += fb.status_count
         return []
@@ -54,6 +55,7 @@ def results_as_before(history: SendHistory, fb: TransportCc, now: float) -> list
         else:
             out.append(PacketResult(seq, entry[1], entry[2], arrival_us / 1e6, entry[3]))
             ring[seq & mask] = None
+            history.ring[(seq & mask) * STRIDE] = EMPTY
     return out
 
 
@@ -90,7 +92,7 @@ class Counting(SendHistory):
 
 
 def state(history: SendHistory) -> tuple[object, ...]:
-    return (history.ring, history.unknown, history.feedbacks, history._reference, history.next)
+    return (history.entries(), history.unknown, history.feedbacks, history._reference, history.next)
 
 
 @pytest.mark.usefixtures("gcc_twin")
@@ -107,7 +109,7 @@ def test_a_feedback_of_remembered_packets_is_read_at_once_and_answered_once() ->
     assert list(columns.arrivals) == [2.0, 2.001, None, 2.003, 2.004, 2.005]
     assert list(columns.sizes) == [1003, 1004, 1005, 1006, 1007, 1008]
     assert list(columns.probes) == [-1, 3, -1, -1, -1, -1]
-    assert [entry is None for entry in history.ring[3:9]] == [True, True, False] + [True] * 3
+    assert [entry is None for entry in history.entries()[3:9]] == [True, True, False] + [True] * 3
     again = history.columns(fb, now=1.5)
     assert again is not None and list(again.sequences) == [5], "only the lost one is left"
     assert history.unknown == 5

@@ -384,7 +384,7 @@ def test_a_packet_sent_whole_is_numbered_in_place_as_with_transport_seq_did(
     got = link.received(4)
     expected = [with_transport_seq(p, parse_rtp(p), 3, seq) for seq, p in enumerate(sent)]
     assert got == expected
-    assert [entry is not None for entry in link.transport.history.ring[:5]] == [
+    assert [entry is not None for entry in link.transport.history.entries()[:5]] == [
         True,
         True,
         True,

@@ -1270,7 +1270,17 @@ typedef struct {
     long twcc_id;
     PyObject *probe_id;
     int retired; /* replaced as its transport's `fast` (`retire()`): memos read it again */
+    /* The send history's ring (SendHistory.ring: HISTORY_STRIDE doubles a slot)
+     * as a buffer held from its first use, and its mask's value, each kept
+     * while the history's slot still holds the same object (the array cannot
+     * be resized while its buffer is held; SendHistory never resizes it). */
+    PyObject *ring;
+    Py_buffer ring_view;
+    PyObject *mask;
+    long long mask_value;
 } Direct;
+
+#define HISTORY_STRIDE 4 /* as sfu.transport.sendhistory.STRIDE */
 
 static PyTypeObject DirectType;
 static PyObject *s_idle, *s_schedule, *s_flush, *s_forward, *s_fast;
@@ -1286,6 +1296,11 @@ direct_dealloc(Direct *self)
     Py_XDECREF(self->history);
     Py_XDECREF(self->egress);
     Py_XDECREF(self->probe_id);
+    if (self->ring != NULL) {
+        PyBuffer_Release(&self->ring_view);
+        Py_DECREF(self->ring);
+    }
+    Py_XDECREF(self->mask);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -1358,6 +1373,38 @@ monotonic(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
+/* The history's ring buffer and mask value in self (kept while its slots hold
+ * the same objects): 0, or -1 with an error set. */
+static int
+direct_ring(Direct *self)
+{
+    PyObject *ring = SLOT_AT(self->history, history_slots, H_RING);
+    PyObject *mask = SLOT_AT(self->history, history_slots, H_MASK);
+    if (ring == NULL || mask == NULL) {
+        PyErr_SetString(PyExc_TypeError, "the send history is not set up");
+        return -1;
+    }
+    if (ring != self->ring) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(ring, &view, PyBUF_WRITABLE) < 0)
+            return -1;
+        if (self->ring != NULL) {
+            PyBuffer_Release(&self->ring_view);
+            Py_DECREF(self->ring);
+        }
+        self->ring_view = view;
+        self->ring = Py_NewRef(ring);
+    }
+    if (mask != self->mask) {
+        long long value = as_ll(mask);
+        if (value == -1 && PyErr_Occurred())
+            return -1;
+        Py_XSETREF(self->mask, Py_NewRef(mask));
+        self->mask_value = value;
+    }
+    return 0;
+}
+
 /* The send: size, -1 (dropped, counted), -2 (error set).  `twcc`: the
  * transport's extension id (0: none, then twcc_at is ignored). */
 static Py_ssize_t
@@ -1369,14 +1416,10 @@ direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned p
     Py_ssize_t sent;
     if (twcc) {
         PyObject **next_slot = &SLOT_AT(self->history, history_slots, H_NEXT);
-        PyObject *ring = SLOT_AT(self->history, history_slots, H_RING);
-        PyObject *mask_obj = SLOT_AT(self->history, history_slots, H_MASK);
-        if (*next_slot == NULL || ring == NULL || mask_obj == NULL || !PyList_Check(ring)) {
-            PyErr_SetString(PyExc_TypeError, "the send history is not set up");
+        if (*next_slot == NULL || direct_ring(self) < 0)
             return -2;
-        }
         long long next = as_ll(*next_slot);
-        long long mask = as_ll(mask_obj);
+        long long probe_value = as_ll(probe);
         if (PyErr_Occurred())
             return -2;
         if (slot_set_long(next_slot, next + 1) < 0)
@@ -1384,18 +1427,17 @@ direct_send(Direct *self, const unsigned char *data, Py_ssize_t size, unsigned p
         sent = batch_rewrite(batch, data, size, pt, seq, ts, ssrc, self->ctx, self->protect,
                              self->destination, self->counters, twcc_at,
                              (unsigned long)(next & 0xFFFF));
-        if (sent > 0) {  /* history.add: (seq, send time, RTP bytes, probe cluster) */
-            Py_ssize_t index = (Py_ssize_t)(next & mask);
-            if (index < 0 || index >= PyList_GET_SIZE(ring)) {
+        if (sent > 0) {  /* history.add: (seq, send time, RTP bytes, probe cluster) in place */
+            Py_ssize_t index = (Py_ssize_t)(next & self->mask_value);
+            if (index < 0 || (index + 1) * (Py_ssize_t)(HISTORY_STRIDE * sizeof(double)) >
+                                 self->ring_view.len) {
                 PyErr_SetString(PyExc_IndexError, "the send history ring is smaller than its mask");
                 return -2;
             }
-            PyObject *entry = Py_BuildValue("(LdnO)", next, monotonic(), size, probe);
-            if (entry == NULL)
-                return -2;
-            PyObject *old = PyList_GET_ITEM(ring, index);
-            PyList_SET_ITEM(ring, index, entry);
-            Py_XDECREF(old);
+            double entry[HISTORY_STRIDE] = {(double)next, monotonic(), (double)size,
+                                            (double)probe_value};
+            memcpy((char *)self->ring_view.buf + index * (Py_ssize_t)sizeof(entry), entry,
+                   sizeof(entry));
         }
     } else {
         sent = batch_rewrite(batch, data, size, pt, seq, ts, ssrc, self->ctx, self->protect,

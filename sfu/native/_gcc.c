@@ -153,24 +153,54 @@ done:
 
 /* The reported packets the ring remembers, in sequence order, as five lists
  * (sequences, send times, sizes, arrivals or None, probe ids) and the count of
- * reported packets it does not remember; a received packet's ring slot is
- * cleared.  None when the reference time is beyond what int64 ticks hold exactly
- * (the caller then takes the Python path). */
+ * reported packets it does not remember; a received packet's slot is freed.
+ * The ring is SendHistory.ring: a writable buffer of RING_STRIDE doubles per
+ * slot (sequence, send time, size, probe; a free slot's sequence is NaN).
+ * None when the reference time is beyond what int64 ticks hold exactly (the
+ * caller then takes the Python path). */
+#define RING_STRIDE 4
+
+static double ring_get(const char *ring, Py_ssize_t slot, int field)
+{
+    double v;
+    memcpy(&v, ring + ((size_t)slot * RING_STRIDE + (size_t)field) * sizeof(double), sizeof(v));
+    return v;
+}
+
+/* Python's `d == seq` for a double and an int64: exact (NaN equals nothing). */
+static int ring_seq_is(double d, int64_t seq)
+{
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0))
+        return 0;
+    return (double)(int64_t)d == d && (int64_t)d == seq;
+}
+
+/* int(d) for a size or probe the ring holds (written from ints); NULL past int64. */
+static PyObject *ring_int(double d)
+{
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) {
+        PyErr_SetString(PyExc_ValueError, "send history slot holds no integer");
+        return NULL;
+    }
+    return PyLong_FromLongLong((long long)d);
+}
+
 static PyObject *history_columns(PyObject *self, PyObject *args)
 {
-    PyObject *ring;
+    Py_buffer ring;
     long long mask, newest, reference;
     int base_seq;
     double oldest;
     Py_buffer symbols, deltas;
-    if (!PyArg_ParseTuple(args, "O!LLdiy*y*L", &PyList_Type, &ring, &mask, &newest, &oldest,
-                          &base_seq, &symbols, &deltas, &reference))
+    if (!PyArg_ParseTuple(args, "w*LLdiy*y*L", &ring, &mask, &newest, &oldest, &base_seq,
+                          &symbols, &deltas, &reference))
         return NULL;
     PyObject *result = NULL;
     PyObject *cols[5] = {NULL, NULL, NULL, NULL, NULL};
     const unsigned char *sym = symbols.buf, *del = deltas.buf;
     Py_ssize_t count = symbols.len;
-    if (mask < 0 || mask >= PyList_GET_SIZE(ring)) {
+    char *slots = ring.buf;
+    if (mask < 0 || mask >= ring.len / (Py_ssize_t)(RING_STRIDE * sizeof(double))) {
         PyErr_SetString(PyExc_IndexError, "history mask beyond its ring");
         goto done;
     }
@@ -212,66 +242,32 @@ static PyObject *history_columns(PyObject *self, PyObject *args)
         }
         int64_t seq = newest - ((newest - (seq16 & 0xFFFF)) & 0xFFFF);
         Py_ssize_t slot = (Py_ssize_t)(seq & mask);
-        if (slot >= PyList_GET_SIZE(ring)) { /* (only if an entry's destructor shrank it) */
-            PyErr_SetString(PyExc_IndexError, "history mask beyond its ring");
-            goto done;
-        }
-        PyObject *entry = PyList_GET_ITEM(ring, slot);
-        if (entry == Py_None) {
+        double send = ring_get(slots, slot, 1);
+        if (!ring_seq_is(ring_get(slots, slot, 0), seq) || send < oldest) {
             unknown++;
             continue;
         }
-        if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 4) {
-            PyErr_SetString(PyExc_TypeError, "send history entries are 4-tuples or None");
-            goto done;
-        }
-        PyObject *entry_seq = PyTuple_GET_ITEM(entry, 0);
-        PyObject *entry_send = PyTuple_GET_ITEM(entry, 1);
-        double send;
-        if (PyFloat_Check(entry_send)) {
-            send = PyFloat_AS_DOUBLE(entry_send);
-        } else if (PyLong_Check(entry_send)) {
-            send = PyLong_AsDouble(entry_send);
-            if (send == -1.0 && PyErr_Occurred())
-                goto done;
-        } else {
-            PyErr_SetString(PyExc_TypeError, "send history entry: (int, float, int, int)");
-            goto done;
-        }
-        if (!PyLong_Check(entry_seq)) {
-            PyErr_SetString(PyExc_TypeError, "send history entry: (int, float, int, int)");
-            goto done;
-        }
-        int overflow = 0;
-        long long value = PyLong_AsLongLongAndOverflow(entry_seq, &overflow);
-        if (value == -1 && PyErr_Occurred())
-            goto done;
-        if (overflow || value != seq || send < oldest) {
-            unknown++;
-            continue;
-        }
-        PyObject *arrival = Py_None;
-        if (received) {
-            arrival = PyFloat_FromDouble((double)arrival_us / 1e6);
-            if (arrival == NULL)
-                goto done;
-        } else {
-            Py_INCREF(arrival);
-        }
-        int failed = PyList_Append(cols[0], entry_seq) || PyList_Append(cols[1], entry_send) ||
-                     PyList_Append(cols[2], PyTuple_GET_ITEM(entry, 2)) ||
-                     PyList_Append(cols[3], arrival) ||
-                     PyList_Append(cols[4], PyTuple_GET_ITEM(entry, 3));
-        Py_DECREF(arrival);
+        PyObject *row[5] = {PyLong_FromLongLong(seq), PyFloat_FromDouble(send),
+                            ring_int(ring_get(slots, slot, 2)), NULL,
+                            ring_int(ring_get(slots, slot, 3))};
+        row[3] = received ? PyFloat_FromDouble((double)arrival_us / 1e6) : Py_NewRef(Py_None);
+        int failed = 0;
+        for (int c = 0; c < 5; c++)
+            failed = failed || row[c] == NULL || PyList_Append(cols[c], row[c]) < 0;
+        for (int c = 0; c < 5; c++)
+            Py_XDECREF(row[c]);
         if (failed)
             goto done;
-        if (received) /* answered: a repeated report is skipped (the columns hold the values) */
-            PyList_SetItem(ring, slot, Py_NewRef(Py_None));
+        if (received) { /* answered: a repeated report is skipped (the columns hold the values) */
+            double free_slot = Py_NAN;
+            memcpy(slots + (size_t)slot * RING_STRIDE * sizeof(double), &free_slot, sizeof(double));
+        }
     }
     result = Py_BuildValue("(OOOOOn)", cols[0], cols[1], cols[2], cols[3], cols[4], unknown);
 done:
     for (int c = 0; c < 5; c++)
         Py_XDECREF(cols[c]);
+    PyBuffer_Release(&ring);
     PyBuffer_Release(&symbols);
     PyBuffer_Release(&deltas);
     return result;

@@ -11,7 +11,7 @@ def tcc_chunk_walk(data: Buffer, i: int, end: int, status_count: int) -> tuple[i
     """sfu.packet.rtcp._tcc_chunk_walk (ValueError where it raises RtcpError)."""
 
 def history_columns(
-    ring: list[tuple[int, float, int, int] | None],
+    ring: Buffer,
     mask: int,
     newest: int,
     oldest: float,
@@ -20,8 +20,9 @@ def history_columns(
     deltas: bytes,
     reference: int,
 ) -> tuple[list[int], list[float], list[int], list[float | None], list[int], int] | None:
-    """sfu.transport.sendhistory.SendHistory._columns_per_packet's loop (None: the
-    reference time is beyond its range, take the Python path)."""
+    """sfu.transport.sendhistory.SendHistory._columns_per_packet's loop on its ring
+    (4 doubles a slot; None: the reference time is beyond its range, take the
+    Python path)."""
 
 def split_feedback(
     sequences: Sequence[int],

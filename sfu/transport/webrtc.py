@@ -26,6 +26,7 @@ import contextlib
 import enum
 import logging
 import time
+from array import array
 from collections.abc import Coroutine
 from types import ModuleType
 from typing import Any, Protocol
@@ -443,7 +444,9 @@ class WebRtcTransport:
         compiled = compiled_sends() if direct is not None else None
         if direct is not None and compiled is not None:
             egress, destination, srtp = direct
-            if isinstance(egress.batch, compiled.SendBatch) and isinstance(self.history.ring, list):
+            if isinstance(egress.batch, compiled.SendBatch) and isinstance(
+                self.history.ring, array
+            ):
                 self.fast = compiled.Direct(
                     egress.batch,
                     destination,
@@ -652,8 +655,8 @@ class WebRtcTransport:
                 self.counters.bad_rtp += 1
                 return self._protect_and_send(packet)  # unnumbered: the estimator never sees it
         size = self._protect_and_send(packet, at, seq)
-        if size > 0:  # history.add inlined
-            history.ring[seq & history.mask] = (seq, _monotonic(), len(packet), probe)
+        if size > 0:
+            history.add(seq, _monotonic(), len(packet), probe)
         return size
 
     def _protect_and_send(self, packet: bytes, twcc_at: int = -1, twcc_seq: int = 0) -> int:
@@ -718,13 +721,8 @@ class WebRtcTransport:
                 size = batch.add_rewritten(
                     packet, header, srtp, destination, counters, twcc_at, seq
                 )
-                if size > 0:  # history.add inlined (RTP bytes, as the estimator wants)
-                    history.ring[seq & history.mask] = (
-                        seq,
-                        _monotonic(),
-                        len(packet),
-                        self.probe_id,
-                    )
+                if size > 0:  # RTP bytes, as the estimator wants
+                    history.add(seq, _monotonic(), len(packet), self.probe_id)
             else:
                 size = batch.add_rewritten(packet, header, srtp, destination, counters)
             if size > 0:
