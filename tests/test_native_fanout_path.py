@@ -18,6 +18,8 @@ import contextlib
 import os
 import random
 import socket
+import time
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -413,5 +415,35 @@ def test_a_transport_routed_elsewhere_gets_the_next_copy_there() -> None:
         assert consumer.packets_sent == 3
         transport.fast = None  # (unrouted: the Python path, which drops it)
         assert transport._fast is None
+    finally:
+        world.close()
+
+
+def test_a_compiled_copy_records_its_send_history_without_allocating() -> None:
+    """A transport-cc copy writes its history slot in place: after the ring has been
+    written once, thousands of copies leave Python's allocated memory where it was
+    (measured once the publisher's retransmission cache is full)."""
+    world = World(True, True)
+    try:
+        plain = world.consumers[STATES.index("plain-twcc")]
+        history = plain.output.history  # type: ignore[attr-defined]
+        ring = history.ring
+        tracemalloc.start()  # from the start: what replaces a traced object is no growth
+        try:
+            for n in range(1, 3200):
+                if n == 1200:
+                    before = tracemalloc.get_traced_memory()[0]
+                world.feed(vp8_packet(n, 0, 0 if n == 1 else 2, 100, True, n), 1.0 + n / 1000)
+                if n % 100 == 0:
+                    world.wire()
+            grown = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert history.ring is ring and history.next == 3199
+        size = len(vp8_packet(3199, 0, 2, 100, True, 3199))
+        assert history.entries()[3198] == (3198, pytest.approx(time.monotonic(), abs=60), size, -1)
+        # 2,000 copies to this transport (and 2,000 to each of the two Python-served
+        # transport-cc ones): as tuples that was 160 bytes each, 960 kB
+        assert grown < 64_000, grown
     finally:
         world.close()

@@ -271,3 +271,15 @@ def test_the_usual_feedback_is_read_at_once() -> None:
         (fb,) = feedback(first, arrivals, n)
         assert history.columns(fb, clock) is not None
     assert history.at_once == 50
+
+
+def test_the_ring_is_flat_doubles_written_in_place_whatever_wraps() -> None:
+    history = SendHistory(size=64)
+    ring = history.ring
+    assert ring.itemsize * len(ring) == 64 * STRIDE * 8  # 32 bytes a slot
+    assert history.entries() == [None] * 64
+    for n in range(200):  # three wraps
+        history.add(history.take(), 1.0 + n, 1000 + n, n % 3 - 1)
+    assert history.ring is ring and len(ring) == 64 * STRIDE
+    assert history.entries()[199 & 63] == (199, 200.0, 1199, 199 % 3 - 1)
+    assert history.entries()[0] == (192, 193.0, 1192, 192 % 3 - 1)
