@@ -39,8 +39,8 @@ class RateMeter:
         self._previous: list[int] | None = None
         self._start = now
         self.top = NO_TID  # the highest TID seen
-        # The last completed windows' cumulative bits/s per TID (0-3), oldest first.
-        self._history: deque[tuple[int, int, int, int]] = deque(maxlen=STEADY_WINDOWS)
+        # (bytes per TID, seconds) of the last completed windows, oldest first
+        self._history: deque[tuple[list[int], float]] = deque(maxlen=STEADY_WINDOWS)
 
     def add(self, tid: int, size: int, now: float) -> None:
         if not 0.0 <= now - self._start < RATE_WINDOW_S:
@@ -53,16 +53,7 @@ class RateMeter:
         fresh = 0.0 <= now - self._start < 2 * RATE_WINDOW_S
         self._previous = self._current if fresh else None
         if fresh:
-            a, b, c, d = self._current
-            per_s = 8 / max(now - self._start, RATE_WINDOW_S)
-            self._history.append(
-                (
-                    int(a * per_s),
-                    int((a + b) * per_s),
-                    int((a + b + c) * per_s),
-                    int((a + b + c + d) * per_s),
-                )
-            )
+            self._history.append((self._current, now - self._start))
         else:  # a pause: what came before it is no guide
             self._history.clear()
         self._current = [0, 0, 0, 0]
@@ -90,14 +81,16 @@ class RateMeter:
         """`rates`, but the usual one: per TID the lower median of the last
         `STEADY_WINDOWS` completed windows' rates and `rates(now)` (module doc)."""
         current = self.rates(now)  # rolls first: the history is up to date
-        history = self._history
-        if not history:
-            return current
-        middle = len(history) // 2  # the lower median of len(history) + 1 samples
-        return tuple(
-            sorted([rate, *(window[t] for window in history)])[middle]
-            for t, rate in enumerate(current)
-        )
+        count = len(current)
+        samples = [current]
+        for totals, span in self._history:
+            running, rates = 0, []
+            for t in range(count):
+                running += totals[t]
+                rates.append(int(running * 8 / span) if span > 0.0 else 0)
+            samples.append(tuple(rates))
+        middle = (len(samples) - 1) // 2
+        return tuple(sorted(rates[t] for rates in samples)[middle] for t in range(count))
 
 
 def order_layers(layers: Sequence[Producer]) -> tuple[Producer, ...]:
