@@ -107,7 +107,7 @@ class Twin:
             "stats": (stats._base, stats.max_seq, stats.received, stats.bytes, stats._jitter),
             "nack": None if p.nack is None else (p.nack._newest, dict(p.nack._missing)),
             "cache": None if cache is None else (cache._seqs, cache._packets, cache._times),
-            "meter": (meter._current, meter._previous, meter._start, meter.top, meter._history),
+            "meter": (meter._current, meter._previous, meter._start, meter.top),
             "vad_seen": p._vad_seen,
             "bad_red": p.counters.bad_red if p.counters is not None else None,
             "rtcp": list(self.out.rtcp),

@@ -2,10 +2,7 @@
 
 * `RateMeter` measures a layer's bit rate per TID, cumulative (index t: all
   packets with TID <= t), over about the last second, at the cost of one add
-  per packet; `steady_rates` is its usual rate over the last few seconds
-  (the lower median of the last windows' rates and the current one), which
-  one burst does not move: a frame far larger than the rest (a scene cut, a
-  key frame) is one window's worth, and the encoder skips frames after it.
+  per packet.
 * `order_layers` orders a track's layers by resolution: layers whose key
   frames told their size are sorted by area (width x height) among the
   places they hold in the offer order; a layer whose size is not known yet
@@ -16,7 +13,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -26,21 +22,18 @@ if TYPE_CHECKING:
 NO_TID = -1
 MAX_TID = 3  # VP8's TID is two bits
 RATE_WINDOW_S = 0.5
-STEADY_WINDOWS = 4  # completed windows `steady_rates` looks at, besides the current rates
 
 
 class RateMeter:
     """Bits per second per TID over the last one to two windows (see module doc)."""
 
-    __slots__ = ("_current", "_history", "_previous", "_start", "top")
+    __slots__ = ("_current", "_previous", "_start", "top")
 
     def __init__(self, now: float) -> None:
         self._current = [0, 0, 0, 0]
         self._previous: list[int] | None = None
         self._start = now
         self.top = NO_TID  # the highest TID seen
-        # (bytes per TID, seconds) of the last completed windows, oldest first
-        self._history: deque[tuple[list[int], float]] = deque(maxlen=STEADY_WINDOWS)
 
     def add(self, tid: int, size: int, now: float) -> None:
         if not 0.0 <= now - self._start < RATE_WINDOW_S:
@@ -52,10 +45,6 @@ class RateMeter:
     def _roll(self, now: float) -> None:
         fresh = 0.0 <= now - self._start < 2 * RATE_WINDOW_S
         self._previous = self._current if fresh else None
-        if fresh:
-            self._history.append((self._current, now - self._start))
-        else:  # a pause: what came before it is no guide
-            self._history.clear()
         self._current = [0, 0, 0, 0]
         self._start = now
 
@@ -76,21 +65,6 @@ class RateMeter:
             running += totals[t]
             out.append(int(running * 8 / span))
         return tuple(out)
-
-    def steady_rates(self, now: float) -> tuple[int, ...]:
-        """`rates`, but the usual one: per TID the lower median of the last
-        `STEADY_WINDOWS` completed windows' rates and `rates(now)` (module doc)."""
-        current = self.rates(now)  # rolls first: the history is up to date
-        count = len(current)
-        samples = [current]
-        for totals, span in self._history:
-            running, rates = 0, []
-            for t in range(count):
-                running += totals[t]
-                rates.append(int(running * 8 / span) if span > 0.0 else 0)
-            samples.append(tuple(rates))
-        middle = (len(samples) - 1) // 2
-        return tuple(sorted(rates[t] for rates in samples)[middle] for t in range(count))
 
 
 def order_layers(layers: Sequence[Producer]) -> tuple[Producer, ...]:

@@ -369,11 +369,8 @@ class Producer:
         return self.meter.rates(now)[-1]
 
     def temporal_bitrates(self, now: float) -> tuple[int, ...]:
-        """Cumulative bits/s per highest TID (one entry when the stream has no TIDs), the
-        layer's usual rate (`RateMeter.steady_rates`): what the layer allocation weighs,
-        so that one burst (a scene cut's frame, a key frame) does not step a viewer
-        down a layer, which costs a key frame and a freeze, after the burst went by."""
-        return self.meter.steady_rates(now)
+        """Cumulative bits/s per highest TID (one entry when the stream has no TIDs)."""
+        return self.meter.rates(now)
 
     def active(self, now: float) -> bool:
         """Whether media came within the last `ACTIVE_S` (a paused layer is not active)."""
