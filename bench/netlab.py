@@ -7,10 +7,14 @@ downlink is shaped by a tbf qdisc on the host's end of the veth (and, for loss,
 an iptables `statistic` rule inside the namespace). Publishers are a Chromium on
 the host side: the measured one sends the fake camera at 1280x720 (simulcast
 where the SDK publishes it; its camera plays a generated clip with motion,
-bench/netlab_clients.py's camera_file). In the 10-person room the 7 other
-publishers are light (a second host-side Chromium, its built-in fake camera at
-320x180 and 15 fps, no video received) and one unimpaired host-side viewer
-watches the same publisher as a control; the pages join at once.
+bench/netlab_clients.py's camera_file, forward and back by default: `--clip
+loop` plays it as a 2 s loop that jumps back, a scene cut every 2 s after
+which every layer's encoder overshoots and then skips frames, freezes no SFU
+can help, which were most of the 1 Mbit/s viewer's, docs/benchmarks.md). In
+the 10-person room the 7 other publishers are light (a second host-side
+Chromium, its built-in fake camera at 320x180 and 15 fps, no video received)
+and one unimpaired host-side viewer watches the same publisher as a control;
+the pages join at once.
 
 Every ~300 ms the viewer's getStats gives the received width, fps, frames
 decoded, freezes, audio concealment and the SFU's `downlink` estimate; the
@@ -27,6 +31,7 @@ hold (`sources`); the quick run takes Janus on the 1:1 cap drop only.
     python bench/netlab.py --no-janus ...                      # visitroom only
     python bench/netlab.py --quick --impaired-s 40 ...         # 40 s impaired, not 9 (full: 30)
     python bench/netlab.py --hog 2 ...                         # the server's core busy
+    python bench/netlab.py --clip loop ...                     # a scene cut every 2 s
 
 `--hog N` pins the server's processes (every thread) to core 0 and runs N busy
 loops there; the measured publisher's own send-side estimate
@@ -559,7 +564,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     every = scenarios(args.quick, args.impaired_s)
     chosen = [s for s in every if not args.only or s.name in args.only]
     on_janus = [] if args.no_janus else janus_scenarios(chosen, args.quick)
-    results: dict[str, Any] = {"benchmark": "netlab", "quick": args.quick, "scenarios": {}}
+    results: dict[str, Any] = {
+        "benchmark": "netlab",
+        "quick": args.quick,
+        "clip": args.clip,
+        "scenarios": {},
+    }
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="netlab-")))
         setup = stack.enter_context(netlab(tmp, args.trace, args.clip == "bounce"))
@@ -785,9 +795,10 @@ def main() -> None:
     parser.add_argument(
         "--clip",
         choices=("loop", "bounce"),
-        default="loop",
-        help="the publisher's camera clip: a 2 s loop that jumps back (a scene cut every 2 s, "
-        "as before) or played forward and back (no jump)",
+        default="bounce",
+        help="the publisher's camera clip: played forward and back (default: no jump, as a "
+        "camera) or a 2 s loop that jumps back (a scene cut every 2 s: every layer's encoder "
+        "overshoots, then skips frames; the lab's clip before 2026-12-07)",
     )
     args = parser.parse_args()
     result = run(args)
