@@ -112,19 +112,39 @@ def test_answers_on_the_asked_layers_only_keep_the_layers_asked_on_their_own() -
 
 
 def test_a_publisher_that_re_keys_every_layer_anyway_is_coalesced_again() -> None:
-    """A browser that ignores `x-google-per-layer-pli=1` answers a request on q with key
-    frames on h and f too: from then on a second layer's request waits for the answer."""
+    """A browser that ignores `x-google-per-layer-pli=1` answers requests on q with key
+    frames on h and f too: after the second such answer a layer's request waits for the
+    answer to another's."""
     out = Capture()
     q, h, f = per_layer_track(out)
     for layer in (q, h, f):  # each layer starts with a key frame
         key_frame(layer, 1, 1.0)
-    assert q.request_keyframe(10.0)
-    for layer in (q, h, f):  # the answer, on every layer
-        key_frame(layer, 2, 10.2)
-    assert q.request_keyframe(11.0)
-    assert not f.request_keyframe(11.1)
-    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000)] * 2
+    for n, at in enumerate((10.0, 11.0), start=2):
+        assert q.request_keyframe(at)
+        for layer in (q, h, f):  # the answer, on every layer
+            key_frame(layer, n, at + 0.2)
+        assert f.keyframes_per_layer == (n == 2), n  # one answer on every layer can be chance
+    assert q.request_keyframe(12.0)
+    assert not f.request_keyframe(12.1)
+    assert rtcp_items(out) == [Pli(Capture.rtcp_ssrc, 5000)] * 3
     assert not f.keyframes_per_layer
+
+
+def test_one_unasked_key_frame_at_another_layer_s_request_is_not_taken_for_re_keying_all() -> None:
+    """Chromium re-keys a layer it reconfigures while its encoders start: q's third key
+    frame came 30-50 ms after the join's request on h (the real-Chromium test failed 1 run
+    in 3-5 on it, and the track lost its per-layer requests for the whole call)."""
+    out = Capture()
+    q, h, f = per_layer_track(out)
+    key_frame(q, 1, 1.0)
+    key_frame(h, 1, 1.1)
+    assert h.request_keyframe(2.0)
+    key_frame(q, 2, 2.04)  # not asked, while h was
+    key_frame(h, 2, 2.1)  # h's answer
+    assert q.keyframes_per_layer and f.keyframes_per_layer
+    key_frame(q, 3, 2.2)  # the same request: still one sign
+    assert q.keyframes_per_layer
+    assert h.request_keyframe(3.0) and q.request_keyframe(3.05)  # each on its own, no wait
 
 
 def test_a_layer_s_first_key_frame_is_not_taken_for_an_answer_to_another_layer() -> None:

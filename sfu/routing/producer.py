@@ -20,7 +20,7 @@ whose answer asked for per-layer key frames (`x-google-per-layer-pli=1`,
 `sfu.sdp.negotiate`; `per_layer_pli`) makes one on the asked layer only:
 each layer is then asked on its own, at most once per interval, unless it
 shows it re-keys every layer anyway (a key frame on a layer not asked while
-another was: `_learn`), when the coalescing above applies again.
+another was, after two requests: `_learn`), when the coalescing above applies again.
 
 Simulcast: each encoding of a track is a Producer of its own (its own SSRC,
 RTX SSRC, statistics, NACKs, cache and key frame requests), with its `rid`;
@@ -76,6 +76,10 @@ LevelSink = Callable[[str, int, bool, float], None]
 # log (`DominantSpeaker.log`), a list appended to without a call per packet.
 LevelTarget = LevelSink | LevelLog
 ACTIVE_S = 1.0  # a layer that sent no media for this long is not active (paused)
+# Requests followed by a key frame on another layer before a track counts as re-keying
+# every layer (`_learn`): one can be chance (Chromium re-keys a layer it reconfigures
+# while its encoders start, and once did so 30-50 ms after the join's request on h).
+REKEY_SIGNS = 2
 # A layer that sent no media for this long is quiet: its rates are held (`temporal_bitrates`).
 # Longer than the gap between a 30 fps layer's frames (33 ms) and than a tick (0.2 s)
 # minus it, so a flowing layer's rates are read every tick, at most ~0.1 s into its emptying.
@@ -115,6 +119,8 @@ class Producer:
         "_level_id",
         "_receive",
         "_red_seq",
+        "_rekey_request",
+        "_rekey_signs",
         "_rekeys_all",
         "_unwrapper",
         "_vad_seen",
@@ -222,6 +228,8 @@ class Producer:
         # On the track's base layer: the publisher answered a request on one layer with
         # key frames on others too, though per-layer key frames were negotiated (`_learn`).
         self._rekeys_all = False
+        self._rekey_signs = 0  # requests followed by a key frame on a layer not asked (`_learn`)
+        self._rekey_request = float("-inf")  # the request the last sign followed
         self.keyframes = 0  # key frames received (for the layer trace, sfu.routing.trace)
         self.keyframe_requests = 0  # PLIs/FIRs sent to the publisher
         self._fir_seq = 0
@@ -494,18 +502,26 @@ class Producer:
 
     def _learn(self, now: float) -> None:
         """A key frame of this layer came at `now`: if this layer was not asked within the
-        interval but another layer was, the publisher re-keys every layer despite the
-        answer's `x-google-per-layer-pli=1` (a browser that ignores it): its layers are
-        coalesced from then on, as without it.  (An unasked key frame for another reason
-        close to a request costs only that: the old coalescing.)"""
+        interval but another layer was, that is a sign the publisher re-keys every layer
+        despite the answer's `x-google-per-layer-pli=1` (a browser that ignores it).  After
+        `REKEY_SIGNS` requests each followed by such a sign its layers are coalesced from
+        then on, as without it (a single one can be chance: an encoder reconfigured while
+        the layers start).  An unasked key frame for another reason close to requests
+        costs only that: the old coalescing."""
         if now - self._last_keyframe_request < self.keyframe_interval:
             return  # the answer to this layer's own request
-        if any(
-            now - layer._last_keyframe_request < layer.keyframe_interval
+        asked = [
+            layer._last_keyframe_request
             for layer in self.layers
-            if layer is not self
-        ):
-            self.track._rekeys_all = True
+            if layer is not self and now - layer._last_keyframe_request < layer.keyframe_interval
+        ]
+        if not asked:
+            return
+        track, at = self.track, max(asked)
+        if at != track._rekey_request:  # one request's answers count once, on any layers
+            track._rekey_request = at
+            track._rekey_signs += 1
+            track._rekeys_all = track._rekey_signs >= REKEY_SIGNS
 
     def _track_keyframes(self) -> int:
         return sum(layer.keyframes for layer in self.layers)
