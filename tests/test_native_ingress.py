@@ -113,6 +113,20 @@ def new_participant() -> Participant:
     )
 
 
+def transport_on(mux: UdpMux, participant: Participant) -> WebRtcTransport:
+    """A participant's transport on a shared mux, with the compiled SRTP binding."""
+    return WebRtcTransport(
+        addresses=["127.0.0.1"],
+        ports=PortAllocator(None),
+        announced_ip=None,
+        buffer_bytes=1 << 20,
+        certificate=certificate(),
+        sink=participant,
+        muxes=[mux],
+        srtp=srtp.load(),
+    )
+
+
 class Side:
     """One publisher on its own UdpMux, built with or without the compiled twins."""
 
@@ -123,16 +137,7 @@ class Side:
         self.participant = new_participant()
         self.participant.opened_at = 1000.0  # (the two sides were opened at other times)
         self.participant.apply(plans())
-        self.transport = WebRtcTransport(
-            addresses=["127.0.0.1"],
-            ports=PortAllocator(None),
-            announced_ip=None,
-            buffer_bytes=1 << 20,
-            certificate=certificate(),
-            sink=self.participant,
-            muxes=[self.mux],
-            srtp=srtp.load(),
-        )
+        self.transport = transport_on(self.mux, self.participant)
         self.participant.transport = self.transport
         self.participant._bind_outputs()
         self.transport.inbound_ssrcs.update({AUDIO, VIDEO, VIDEO + 1})

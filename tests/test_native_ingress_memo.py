@@ -26,7 +26,6 @@ from sfu.packet.twcc import ReceiveLog
 from sfu.routing.participant import Participant
 from sfu.routing.producer import Producer
 from sfu.transport import rxtime, srtp
-from sfu.transport.ice import PortAllocator
 from sfu.transport.udpmux import SharedEndpoint
 from sfu.transport.webrtc import WebRtcTransport
 from tests.test_native_ingress import (
@@ -36,7 +35,6 @@ from tests.test_native_ingress import (
     VIDEO,
     Publisher,
     Side,
-    certificate,
     close,
     feed,
     key_of,
@@ -44,6 +42,7 @@ from tests.test_native_ingress import (
     new_sides,
     plans,
     rtx,
+    transport_on,
 )
 
 OTHER = ("127.0.0.1", 40001)
@@ -135,16 +134,7 @@ class Second:
         self.key = os.urandom(44)
         self.participant = new_participant()
         self.participant.apply(plans())
-        self.transport = WebRtcTransport(
-            addresses=["127.0.0.1"],
-            ports=PortAllocator(None),
-            announced_ip=None,
-            buffer_bytes=1 << 20,
-            certificate=certificate(),
-            sink=self.participant,
-            muxes=[side.mux],
-            srtp=srtp.load(),
-        )
+        self.transport = transport_on(side.mux, self.participant)
         self.participant.transport = self.transport
         self.transport.inbound_ssrcs.update({AUDIO, VIDEO, VIDEO + 1})
         Side._key(self, self.key)  # type: ignore[arg-type]
