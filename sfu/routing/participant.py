@@ -46,6 +46,7 @@ from sfu.sdp.restart import OfferKind, RemoteIce, offer_kind
 from sfu.settings import MediaSettings
 from sfu.transport.rxtime import ARRIVAL as _ARRIVAL
 from sfu.transport.sendhistory import Columns
+from sfu.transport.watched import Watched
 from sfu.transport.webrtc import TransportState, WebRtcTransport
 
 if TYPE_CHECKING:
@@ -446,60 +447,23 @@ class Participant:
 
     # What the compiled inlet reads of a participant for every packet (sfu.native.
     # _ingress: the two SSRC tables, the transport-cc id and arrival log, the
-    # opening time) it remembers while `inlet_stamp` holds: each setter bumps it,
-    # so whoever assigns one cannot leave an inlet stale.  (The tables themselves
-    # change in place: the inlet looks them up for every packet.)
+    # opening time) it remembers while `inlet_stamp` holds: each assignment bumps it
+    # (`Watched`), so whoever assigns one cannot leave an inlet stale.  (The tables
+    # themselves change in place: the inlet looks them up for every packet.)
 
     def _changed(self) -> None:
         if self.inlet_stamp is not None:
             self.inlet_stamp.bump()
 
-    @property
-    def by_ssrc(self) -> dict[int, Producer]:
-        return self._by_ssrc
-
-    @by_ssrc.setter
-    def by_ssrc(self, table: dict[int, Producer]) -> None:
-        self._by_ssrc = table
-        self._changed()
-
-    @property
-    def by_rtx_ssrc(self) -> dict[int, Producer]:
-        return self._by_rtx_ssrc
-
-    @by_rtx_ssrc.setter
-    def by_rtx_ssrc(self, table: dict[int, Producer]) -> None:
-        self._by_rtx_ssrc = table
-        self._changed()
-
-    @property
-    def twcc_id(self) -> int:
-        """The transport-wide sequence extension's id, 0 when not negotiated."""
-        return self._twcc_id
-
-    @twcc_id.setter
-    def twcc_id(self, ext_id: int) -> None:
-        self._twcc_id = ext_id
-        self._changed()
-
-    @property
-    def receive_log(self) -> ReceiveLog | None:
-        """The arrival times of what it sends (for its transport-cc feedback)."""
-        return self._receive_log
-
-    @receive_log.setter
-    def receive_log(self, log: ReceiveLog | None) -> None:
-        self._receive_log = log
-        self._changed()
-
-    @property
-    def opened_at(self) -> float:
-        return self._opened_at
-
-    @opened_at.setter
-    def opened_at(self, at: float) -> None:
-        self._opened_at = at
-        self._changed()
+    by_ssrc = Watched[dict[int, Producer]](_changed)
+    by_rtx_ssrc = Watched[dict[int, Producer]](_changed)
+    twcc_id = Watched[int](
+        _changed, "The transport-wide sequence extension's id, 0 when not negotiated."
+    )
+    receive_log = Watched[ReceiveLog | None](
+        _changed, "The arrival times of what it sends (for its transport-cc feedback)."
+    )
+    opened_at = Watched[float](_changed)
 
     # packets (the transport's PacketSink)
 

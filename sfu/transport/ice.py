@@ -63,6 +63,7 @@ from sfu.transport.consentclock import clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
 from sfu.transport.stunwire import Signer, binding_request, binding_response
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux, routes_moved
+from sfu.transport.watched import Watched
 
 logger = logging.getLogger(__name__)
 
@@ -270,9 +271,9 @@ class IceConnection(Connection):
         ufrag = _unique_ufrag(muxes) if muxes else None
         super().__init__(ice_controlling=controlling, use_ipv6=True, local_username=ufrag)
         self.counters = counters
-        self._on_srtp = on_srtp
+        self.on_srtp = on_srtp
         self.on_route = on_route
-        self._selected: Selected = None
+        self.selected = None
         self.on_consent_lost: ConsentHandler | None = None
         # Set once a remote candidate or an authenticated check is known: aioice's
         # connect() fails at once without one (a restart offer may trickle them all).
@@ -336,26 +337,14 @@ class IceConnection(Connection):
         return candidates
 
     # The compiled dispatch remembers which handler takes an address's SRTP
-    # (sfu.native._ingress.Routes): a change of either is told to it.
-    @property
-    def selected(self) -> Selected:
-        """(the socket, the remote address) of the selected pair, or None."""
-        return self._selected
-
-    @selected.setter
-    def selected(self, selected: Selected) -> None:
-        self._selected = selected
-        routes_moved()
-
-    @property
-    def on_srtp(self) -> SrtpHandler:
-        """What takes the selected address's SRTP (the transport's inlet or `_on_srtp`)."""
-        return self._on_srtp
-
-    @on_srtp.setter
-    def on_srtp(self, handler: SrtpHandler) -> None:
-        self._on_srtp = handler
-        routes_moved()
+    # (sfu.native._ingress.Routes): each assignment of either tells it (`Watched`).
+    selected = Watched[Selected](
+        routes_moved, "(the socket, the remote address) of the selected pair, or None."
+    )
+    on_srtp = Watched[SrtpHandler](
+        routes_moved,
+        "What takes the selected address's SRTP (the transport's inlet or `_on_srtp`).",
+    )
 
     def _shared_candidates(self, component: int) -> list[Candidate]:
         candidates = []

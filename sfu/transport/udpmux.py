@@ -54,6 +54,7 @@ from aioice.ice import StunProtocol
 from sfu import native
 from sfu.packet.counters import Counters
 from sfu.transport import mmsg, rxtime
+from sfu.transport.watched import Watched
 
 if TYPE_CHECKING:
     from sfu.transport.srtp import OutboundSrtp
@@ -466,13 +467,13 @@ class UdpMux:
         return Route(self.egress, self.egress.destination(addr))
 
 
-def routes_moved() -> None:
+def routes_moved(_owner: object = None) -> None:
     """An agent's `selected` or `on_srtp`, or an endpoint's `ice`, changed.
 
     The compiled dispatch remembers, per source address, the handler the
     selected pair gave (sfu.native._ingress.Routes); it forgets them all when
-    `by_addr` changes (its dict version) or when this is called.  The setters
-    of those three attributes call it, so no caller can forget to.
+    `by_addr` changes (its dict version) or when this is called.  Those three
+    attributes are `Watched` with it (with their owner), so no caller can forget to.
     """
     module = native.load("_ingress")
     if module is not None:
@@ -495,15 +496,8 @@ class SharedEndpoint(StunProtocol):
         self.addresses: set[tuple[str, int]] = set()
         self.attached = True
 
-    @property
-    def ice(self) -> Any:
-        """The ICE agent whose socket this is."""
-        return self._ice
-
-    @ice.setter
-    def ice(self, ice: Any) -> None:
-        self._ice = ice
-        routes_moved()  # the compiled dispatch's memo (see `routes_moved`)
+    # The compiled dispatch's memo (see `routes_moved`) is told of each assignment.
+    ice = Watched[Any](routes_moved, "The ICE agent whose socket this is.")
 
     def selects(self, addr: tuple[str, int]) -> bool:
         selected = self.ice.selected

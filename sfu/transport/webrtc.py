@@ -49,6 +49,7 @@ from sfu.transport.mmsg import Destination
 from sfu.transport.sendhistory import SendHistory
 from sfu.transport.srtp import InboundSrtp, LibSrtp, OutboundSrtp, SrtpError
 from sfu.transport.udpmux import Egress, Route, UdpMux
+from sfu.transport.watched import Watched
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +134,7 @@ class WebRtcTransport:
     """ICE + DTLS-SRTP for one participant (see module doc)."""
 
     # libsrtp bound by us (sfu.transport.srtp): RTP unprotected without pylibsrtp;
-    # None: pylibsrtp's session (`_rx`) does it (the `_rx_direct` property).
+    # None: pylibsrtp's session (`_rx`) does it (`_rx_direct`).
     _rx_direct_now: InboundSrtp | None = None
     # `_on_srtp` in C (sfu.native._ingress.Inlet), unless a subclass changed it.
     inlet: Any = None
@@ -490,51 +491,16 @@ class WebRtcTransport:
         if self.inlet is not None:
             self.inlet.forget()
 
-    @property
-    def _rx(self) -> Session | None:
-        return self._rx_now
-
-    @_rx.setter
-    def _rx(self, rx: Session | None) -> None:
-        self._rx_now = rx
-        self._inlet_forget()
-
-    @property
-    def _rx_direct(self) -> InboundSrtp | None:
-        return self._rx_direct_now
-
-    @_rx_direct.setter
-    def _rx_direct(self, session: InboundSrtp | None) -> None:
-        self._rx_direct_now = session
-        self._inlet_forget()
-
-    @property
-    def _sink(self) -> PacketSink | None:
-        return self._sink_now
-
-    @_sink.setter
-    def _sink(self, sink: PacketSink | None) -> None:
-        self._sink_now = sink
-        self._inlet_forget()
-
-    @property
-    def inbound_ssrcs(self) -> set[int]:
-        """The SSRCs admitted (the set itself may grow: the inlet reads it per packet)."""
-        return self._inbound_ssrcs
-
-    @inbound_ssrcs.setter
-    def inbound_ssrcs(self, ssrcs: set[int]) -> None:
-        self._inbound_ssrcs = ssrcs
-        self._inlet_forget()
-
-    @property
-    def counters(self) -> Counters:
-        return self._counters
-
-    @counters.setter
-    def counters(self, counters: Counters) -> None:
-        self._counters = counters
-        self._inlet_forget()
+    # What the compiled inlet remembers of the transport (`Watched`: each
+    # assignment makes it forget).
+    _rx = Watched[Session | None](_inlet_forget)
+    _rx_direct = Watched[InboundSrtp | None](_inlet_forget)
+    _sink = Watched[PacketSink | None](_inlet_forget)
+    inbound_ssrcs = Watched[set[int]](
+        _inlet_forget,
+        "The SSRCs admitted (the set itself may grow: the inlet reads it per packet).",
+    )
+    counters = Watched[Counters](_inlet_forget)
 
     @property
     def connected(self) -> bool:
