@@ -10,7 +10,8 @@ from aioice import stun
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sfu.transport.stunwire import Signer, binding_request, binding_response
+from sfu.transport import stunwire
+from sfu.transport.stunwire import Signer, binding_request, binding_response, parse_message
 
 transaction_ids = st.binary(min_size=12, max_size=12)
 keys = st.binary(min_size=1, max_size=100)
@@ -105,3 +106,111 @@ def test_what_is_no_ip_address_is_refused(host: str) -> None:
 def test_a_transaction_id_is_twelve_bytes() -> None:
     with pytest.raises(ValueError):
         binding_response(bytes(11), ("127.0.0.1", 1), Signer(b"k"))
+
+
+# -- parse_message: aioice's parse, the consent messages inline ---------------
+
+
+def parsed(parse: object, data: bytes) -> tuple[object, ...]:
+    """What a parser makes of `data`: the message's every field, or the exception's type."""
+    assert callable(parse)
+    try:
+        m = parse(data)
+    except Exception as exc:
+        return ("raised", type(exc))
+    return (
+        m.message_method,
+        m.message_class,
+        m.transaction_id,
+        list(m.attributes.items()),
+        m._integrity_data,
+    )
+
+
+def assert_parsed_as_aioice(data: bytes) -> None:
+    assert parsed(parse_message, data) == parsed(stun.parse_message, data)
+
+
+@st.composite
+def stun_messages(draw: st.DrawFn) -> bytes:
+    """A binding request, answer or error as aioice builds them, with any of the
+    attributes consent and ICE checks carry (and a few others), signed or not."""
+    kind = draw(st.sampled_from([stun.Class.REQUEST, stun.Class.RESPONSE, stun.Class.ERROR]))
+    message = stun.Message(stun.Method.BINDING, kind, transaction_id=draw(transaction_ids))
+    attrs = message.attributes
+    if draw(st.booleans()):
+        attrs["USERNAME"] = f"{draw(ufrags)}:{draw(ufrags)}"
+    if draw(st.booleans()):
+        attrs["PRIORITY"] = draw(st.integers(0, 2**32 - 1))
+    role = draw(st.sampled_from(["", "ICE-CONTROLLING", "ICE-CONTROLLED"]))
+    if role:
+        attrs[role] = draw(st.integers(0, 2**64 - 1))
+    if draw(st.booleans()):
+        attrs["USE-CANDIDATE"] = None
+    if draw(st.booleans()):
+        attrs["XOR-MAPPED-ADDRESS"] = (draw(st.one_of(ipv4, ipv4, ipv6)), draw(ports))
+    if draw(st.integers(0, 5)) == 0:
+        attrs["SOFTWARE"] = draw(st.text(max_size=20))
+    if kind == stun.Class.ERROR or draw(st.integers(0, 9)) == 0:
+        attrs["ERROR-CODE"] = (draw(st.integers(300, 699)), draw(st.text(max_size=10)))
+    signing = draw(st.sampled_from(["integrity", "fingerprint", "none"]))
+    if signing == "integrity":
+        message.add_message_integrity(draw(keys))
+    elif signing == "fingerprint":
+        message.add_fingerprint()
+    return bytes(message)
+
+
+@given(stun_messages())
+def test_a_stun_message_is_parsed_as_aioice_parses_it(data: bytes) -> None:
+    assert_parsed_as_aioice(data)
+
+
+@given(stun_messages(), st.data())
+def test_a_damaged_stun_message_is_parsed_or_refused_as_aioice_does(
+    data: bytes, draw: st.DataObject
+) -> None:
+    damage = draw.draw(st.sampled_from(["byte", "cut", "grow", "length"]))
+    buffer = bytearray(data)
+    if damage == "byte":
+        at = draw.draw(st.integers(0, len(buffer) - 1))
+        buffer[at] = draw.draw(st.integers(0, 255))
+    elif damage == "cut":
+        del buffer[draw.draw(st.integers(0, len(buffer) - 1)) :]
+    elif damage == "grow":
+        buffer += draw.draw(st.binary(min_size=1, max_size=12))
+    else:  # an attribute's length field (or the header's) changed
+        at = draw.draw(st.sampled_from(range(2, len(buffer) - 1, 2)))
+        buffer[at : at + 2] = draw.draw(st.integers(0, 65535)).to_bytes(2, "big")
+    assert_parsed_as_aioice(bytes(buffer))
+
+
+@given(st.binary(max_size=120))
+def test_any_bytes_are_parsed_or_refused_as_aioice_does(data: bytes) -> None:
+    assert_parsed_as_aioice(data)
+    assert_parsed_as_aioice(b"\x00\x01" + len(data).to_bytes(2, "big") + data)
+
+
+@given(transaction_ids, ufrags, ufrags, st.booleans(), ipv4, ports, keys)
+def test_the_consent_messages_take_the_inline_path(
+    tid: bytes, remote: str, local: str, controlling: bool, host: str, port: int, key: bytes
+) -> None:
+    # stunwire._parse raises for what it leaves to aioice: these it parses itself.
+    check = binding_request(tid, f"{remote}:{local}", 7, 9, controlling, Signer(key))
+    answer = binding_response(tid, (host, port), Signer(key))
+    for data in (check, answer):
+        assert parsed(stunwire._parse, data) == parsed(stun.parse_message, data)
+    assert stunwire._parse(answer).attributes["XOR-MAPPED-ADDRESS"] == (host, port)
+    assert stunwire._parse(check).check_message_integrity(key)
+
+
+def test_what_the_inline_path_leaves_is_aioices() -> None:
+    tid, key = bytes(range(12)), b"k"
+    v6 = binding_response(tid, ("2001:db8::1", 9), Signer(key))
+    bad_fingerprint = binding_response(tid, ("192.0.2.1", 9), Signer(key))[:-1] + b"\0"
+    for data in (v6, bad_fingerprint, b"\x00\x03\x00\x00" + tid + bytes(8)):
+        with pytest.raises(stunwire._Aioice):
+            stunwire._parse(data)
+        assert_parsed_as_aioice(data)
+    with pytest.raises(ValueError):
+        parse_message(bad_fingerprint)
