@@ -61,7 +61,7 @@ from aioice.ice import (
 from sfu.packet.counters import Counters
 from sfu.transport.consentclock import clock_for
 from sfu.transport.pathwatch import POLL_S, PathWatch
-from sfu.transport.stunwire import Signer, binding_request, binding_response, parse_message
+from sfu.transport.stunwire import Signer, binding_request, binding_response
 from sfu.transport.udpmux import Route, SharedEndpoint, UdpMux, routes_moved
 
 logger = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ class MediaProtocol(StunProtocol):
 
     def _stun(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            message = parse_message(data)  # aioice's parse, consent's inline
+            message = stun.parse_message(data)
         except Exception:  # aioice raises ValueError, struct.error, ...
             self.ice.counters.bad_stun += 1
             return

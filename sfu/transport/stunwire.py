@@ -13,19 +13,6 @@ from the key's inner and outer SHA-1 states prepared once per password
 byte-for-byte what aioice sends for the same inputs
 (`tests/test_sfu_stunwire.py` compares the two, hypothesis included).
 
-Every STUN datagram that arrives is parsed (`parse_message`): aioice's
-parser builds two enum members per message, unpacks each attribute through
-a table of functions, and turns an XOR-MAPPED-ADDRESS into a string through
-a byte-by-byte XOR loop and an `ipaddress` object.  The messages consent
-brings (binding requests with USERNAME, PRIORITY, the role, USE-CANDIDATE,
-MESSAGE-INTEGRITY, FINGERPRINT, and their IPv4 answers) are parsed here
-inline to the very `stun.Message` aioice returns; anything else (another
-method or class, another attribute aioice knows, an IPv6 address, a value
-of an unexpected size, a bad FINGERPRINT, bytes that are not UTF-8, a
-length that does not add up) goes to aioice's `parse_message`, so what it
-rejects is rejected the same way (`tests/test_sfu_stunwire.py` compares
-both on random and mutated messages, hypothesis).
-
 Layout (RFC 8489 / RFC 8445): a 20-byte header (type, body length, magic
 cookie, transaction id), then the attributes, each type, length, value
 padded to 4 bytes; MESSAGE-INTEGRITY (HMAC-SHA1 with the ICE password, over
@@ -41,11 +28,8 @@ import hashlib
 import socket
 import struct
 import zlib
-from typing import Any
 
-from aioice import stun
-
-__all__ = ["Signer", "binding_request", "binding_response", "parse_message"]
+__all__ = ["Signer", "binding_request", "binding_response"]
 
 COOKIE = 0x2112A442
 BINDING_REQUEST = 0x0001
@@ -54,7 +38,6 @@ USERNAME = 0x0006
 MESSAGE_INTEGRITY = 0x0008
 XOR_MAPPED_ADDRESS = 0x0020
 PRIORITY = 0x0024
-USE_CANDIDATE = 0x0025
 FINGERPRINT = 0x8028
 ICE_CONTROLLED = 0x8029
 ICE_CONTROLLING = 0x802A
@@ -147,115 +130,3 @@ def _address(host: str) -> tuple[int, bytes]:
         return 2, socket.inet_pton(socket.AF_INET6, host.partition("%")[0])
     except OSError:
         raise ValueError(f"not an IP address: {host!r}") from None
-
-
-# Message types parsed here (the rest go to aioice): binding request, success and error.
-_KINDS: dict[int, tuple[stun.Method, stun.Class]] = {
-    stun.Method.BINDING | kind: (stun.Method.BINDING, kind)
-    for kind in (stun.Class.REQUEST, stun.Class.RESPONSE, stun.Class.ERROR)
-}
-_U32 = struct.Struct("!I")
-_U64 = struct.Struct("!Q")
-_PORT_AND_V4 = struct.Struct("!xBH4s")
-# The attributes parsed here; any other one aioice knows sends the message to aioice.
-_FAST = frozenset(
-    (
-        USERNAME,
-        MESSAGE_INTEGRITY,
-        PRIORITY,
-        USE_CANDIDATE,
-        FINGERPRINT,
-        ICE_CONTROLLED,
-        ICE_CONTROLLING,
-    )
-)
-_XOR_PORT = COOKIE >> 16
-
-
-class _Aioice(Exception):
-    """Not a message of the fast path: aioice parses it (and raises if it must)."""
-
-
-def parse_message(data: bytes) -> stun.Message:
-    """`aioice.stun.parse_message(data)`, the same `Message` or the same exception
-    (module doc); MESSAGE-INTEGRITY is not checked here either."""
-    try:
-        return _parse(data)
-    except _Aioice:
-        return stun.parse_message(data)
-
-
-def _parse(data: bytes) -> stun.Message:
-    size = len(data)
-    if size < 20:
-        raise _Aioice
-    message_type, length, _, transaction_id = _HEADER.unpack_from(data)
-    kind = _KINDS.get(message_type)
-    if kind is None or size != 20 + length:
-        raise _Aioice
-    attributes: dict[str, Any] = {}
-    integrity_data = None
-    pos = 20
-    while pos <= size - 4:
-        attr_type, attr_len = _ATTRIBUTE.unpack_from(data, pos)
-        start = pos + 4
-        end = start + attr_len
-        if end > size:
-            raise _Aioice
-        if integrity_data is not None and attr_type != FINGERPRINT:
-            pass  # not authenticated: aioice ignores it (known or not)
-        elif attr_type == XOR_MAPPED_ADDRESS:
-            attributes["XOR-MAPPED-ADDRESS"] = _xor_v4(data, start, attr_len)
-        elif attr_type in _FAST:
-            _attribute_value(attributes, data, attr_type, start, end, pos)
-            if attr_type == MESSAGE_INTEGRITY:
-                integrity_data = data[:pos]
-        elif attr_type in stun.ATTRIBUTES_BY_TYPE:
-            raise _Aioice
-        pos = end + (-attr_len % 4)
-    message = stun.Message(kind[0], kind[1], transaction_id, attributes)
-    message._integrity_data = integrity_data
-    return message
-
-
-def _attribute_value(
-    attributes: dict[str, Any], data: bytes, attr_type: int, start: int, end: int, pos: int
-) -> None:
-    size = end - start
-    if attr_type == USERNAME:
-        try:
-            attributes["USERNAME"] = data[start:end].decode("utf8")
-        except UnicodeDecodeError:
-            raise _Aioice from None
-    elif attr_type == MESSAGE_INTEGRITY:
-        attributes["MESSAGE-INTEGRITY"] = data[start:end]
-    elif attr_type == USE_CANDIDATE:
-        attributes["USE-CANDIDATE"] = None
-    elif attr_type == PRIORITY:
-        attributes["PRIORITY"] = _unsigned(_U32, data, start, size)
-    elif attr_type == FINGERPRINT:
-        value = attributes["FINGERPRINT"] = _unsigned(_U32, data, start, size)
-        signed = data[:2] + struct.pack("!H", pos - 20 + FINGERPRINT_SIZE) + data[4:pos]
-        if value != zlib.crc32(signed) ^ FINGERPRINT_XOR:
-            raise _Aioice
-    else:  # ICE-CONTROLLED, ICE-CONTROLLING
-        name = "ICE-CONTROLLED" if attr_type == ICE_CONTROLLED else "ICE-CONTROLLING"
-        attributes[name] = _unsigned(_U64, data, start, size)
-
-
-def _unsigned(form: struct.Struct, data: bytes, start: int, size: int) -> int:
-    if size != form.size:
-        raise _Aioice
-    value: int = form.unpack_from(data, start)[0]
-    return value
-
-
-def _xor_v4(data: bytes, start: int, size: int) -> tuple[str, int]:
-    """An IPv4 XOR-MAPPED-ADDRESS (aioice's `unpack_xor_address`); else aioice's parse."""
-    if size != 8:
-        raise _Aioice
-    family, port, packed = _PORT_AND_V4.unpack_from(data, start)
-    if family != 1:
-        raise _Aioice
-    host = int.from_bytes(packed, "big") ^ COOKIE
-    return socket.inet_ntop(socket.AF_INET, host.to_bytes(4, "big")), port ^ _XOR_PORT

@@ -53,7 +53,7 @@ from aioice.ice import StunProtocol
 
 from sfu import native
 from sfu.packet.counters import Counters
-from sfu.transport import mmsg, rxtime, stunwire
+from sfu.transport import mmsg, rxtime
 
 if TYPE_CHECKING:
     from sfu.transport.srtp import OutboundSrtp
@@ -397,7 +397,7 @@ class UdpMux:
 
     def _stun(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            message = stunwire.parse_message(data)  # aioice's parse, consent's inline
+            message = stun.parse_message(data)
         except Exception:  # aioice raises ValueError, struct.error, ...
             self._counters_of(addr).bad_stun += 1
             return
