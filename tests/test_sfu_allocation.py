@@ -240,7 +240,7 @@ def test_a_rising_estimate_climbs_in_one_switch() -> None:
     allocator = LayerAllocator(upgrade_after_s=1.5, settle_s=0.5)
     assert allocator.update([stage()], 400_000, 0.0)["1"] == LayerChoice(0, 2)
     ramp = [1_000_000, 1_700_000, 2_900_000, 4_700_000, 7_300_000] + [10_000_000] * 10
-    seen: list[tuple[float, LayerChoice]] = []
+    seen = []
     for tick, budget in enumerate(ramp, start=1):
         now = round(0.2 * tick, 1)
         choice = allocator.update([stage()], budget, now)["1"]
