@@ -33,15 +33,11 @@ what its audio takes: audio always goes first).
   down, they are not a cheap way up (the network lab saw a 400 kbit/s viewer
   flap between q at 30 fps and h at 7.5 fps, each switch a key frame and a
   freeze). `LayerAllocator` adds time: an upgrade is taken only once it has
-  been possible for `upgrade_after_s`, and then as high as has been possible
-  for at least `settle_s` of that wait (a higher choice proposed in the last
-  moment of a lower one's wait waits its own time: the network lab's 300
-  kbit/s viewer, held at q's TID 1 with q's TID 2 pending, was stepped to h in
-  the tick where h's emptying meter made it look cheap, and froze 4.8 s; one
-  that has held for `settle_s` goes with it: a join's rising estimate makes h
-  possible and f 0.2-0.6 s later, and holding f for a wait of its own made
-  two switches of the climb, f's key frame 0.4-0.6 s later, in the lab after
-  its cap: docs/benchmarks.md, branch roomfreeze).
+  been possible for `upgrade_after_s`, and then only as high as has been
+  possible that long (a higher choice proposed in the last moment of a lower
+  one's wait waits its own time: the network lab's 300 kbit/s viewer, held
+  at q's TID 1 with q's TID 2 pending, was stepped to h in the tick where h's
+  emptying meter made it look cheap, and froze 4.8 s).
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
 send: every layer up to the highest one chosen (so a subscriber that has to
@@ -348,19 +344,15 @@ class LayerAllocator:
 
     Per slot it keeps the upgrades proposed since its choice last changed, a
     staircase: each choice above the current one with the time since when it
-    (or a higher one) has been proposed without a break.  Once the lowest
-    step has waited `upgrade_after_s`, an update takes the highest step that
-    has been proposed for at least `settle_s` (the lowest one at least); a
-    proposal lower than a step removes the steps above it (they are no longer
-    possible), and inherits the earliest removed step's time (a higher choice
-    was possible, so was this one).  The steps above the one taken stay, each
-    with its own time, and the lowest of them then waits its own
-    `upgrade_after_s`.  One per subscriber.  Pure: the caller passes the clock.
+    (or a higher one) has been proposed without a break.  An update takes the
+    highest choice on it that has waited `upgrade_after_s`; a proposal lower
+    than a step removes the steps above it (they are no longer possible), and
+    inherits the earliest removed step's time (a higher choice was possible,
+    so was this one).  One per subscriber.  Pure: the caller passes the clock.
     """
 
-    def __init__(self, upgrade_after_s: float = 1.5, settle_s: float = 0.5) -> None:
+    def __init__(self, upgrade_after_s: float = 1.5) -> None:
         self.upgrade_after_s = upgrade_after_s
-        self.settle_s = min(settle_s, upgrade_after_s)
         self.choices: dict[str, LayerChoice] = {}
         self._stairs: dict[str, list[tuple[float, LayerChoice]]] = {}
 
@@ -391,9 +383,9 @@ class LayerAllocator:
         while stairs and _rank(stairs[-1][1]) >= _rank(choice):
             since = stairs.pop()[0]
         stairs.append((since, choice))
-        if now - stairs[0][0] < self.upgrade_after_s:  # the lowest step's wait
+        ready = [step for at, step in stairs if now - at >= self.upgrade_after_s]
+        if not ready:
             return old
-        ready = [step for at, step in stairs if now - at >= self.settle_s]
         taken = ready[-1]
         left = [(at, step) for at, step in stairs if _rank(step) > _rank(taken)]
         if left:
