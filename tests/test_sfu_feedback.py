@@ -82,13 +82,14 @@ def test_a_nack_is_answered_from_the_cache() -> None:
 def test_nacks_are_answered_within_the_subscribers_estimate() -> None:
     # No transport-cc here: the subscriber's REMB says what its link has room for.
     pub, sub, upstream, downstream = pair()
-    send_video(pub, range(100, 180), 1.0)
+    send_video(pub, range(100, 101), 0.0)
+    send_video(pub, range(101, 180), 2.5, keyframe_first=False)
     lost = [parse_rtp(p).sequence for p in downstream.rtp[20:80]]
     downstream.rtp.clear()
     upstream.rtcp.clear()
     video = sub.consumers["rv0"]
     sub.remb_estimate = 100_000  # 60 packets are more than it repays within 0.5 s
-    feedback.handle_rtcp(sub, build_nack(1, video.ssrc, lost), 1.1)
+    feedback.handle_rtcp(sub, build_nack(1, video.ssrc, lost), 2.6)
     assert downstream.rtp == [] and sub.counters.retransmitted == 0
     assert [type(i) for p in upstream.rtcp for i in parse_rtcp(p)] == [Pli]
     assert sub.resend_budget.keyframes == 1

@@ -146,7 +146,11 @@ async def test_a_nack_for_more_than_the_link_has_room_for_gets_a_key_frame_not_r
         pump = Pump(alice).start()
         try:
             ssrc = bob.slot_ssrcs()["0"]
-            await eventually(lambda: len(rtp_from(bob, ssrc)) >= 60, what="video at bob")
+            # 90 packets a second: the slot's first key frame is over 2 s old (before that a
+            # loss is most likely of that key frame, which is resent instead).
+            await eventually(
+                lambda: len(rtp_from(bob, ssrc)) >= 220, timeout=8, what="2.4 s of video at bob"
+            )
             bob.transport.send_rtcp(build_remb(bob.rtcp_ssrc, 100_000, [ssrc]))
             await eventually(
                 lambda: media.participants["bob"].remb_estimate == 100_000, what="the REMB"

@@ -29,7 +29,11 @@ now)` with the bytes it would resend:
   the link has room for would come too late, and resending it faster is
   the storm above.  A video slot asks its source for a key frame instead
   (and sends nothing of the old frames: `Consumer.retransmit`), at most once
-  per `KEYFRAME_INTERVAL_S`; until then (or without video) it is `PARTIAL`.
+  per `KEYFRAME_INTERVAL_S`, and not within `KEYFRAME_INTERVAL_S` of its
+  last start from a key frame (a switch: what it lost is most likely that
+  key frame, which overflowed the queue, and another one would overflow it
+  the same way, as the lab's first runs of this rule showed at the step
+  down); otherwise (or without video) it is `PARTIAL`.
 
 A packet is resent at most `MAX_RESENDS` times: when its copies keep being
 lost, the link has no room for them.

@@ -127,7 +127,7 @@ class Consumer:
         "_ext_map",
         "_first_in",
         "_fresh",
-        "_loss_keyframe_at",
+        "_keyframe_at",
         "_maps",
         "_maps_first",
         "_memo",
@@ -214,7 +214,8 @@ class Consumer:
         self._resend_from: int | None = None  # NACKs of numbers before this: not answered
         # sequence number -> (when last resent, times resent)
         self._resent: dict[int, tuple[float, int]] = {}
-        self._loss_keyframe_at = -1e18  # when `retransmit` last asked for a key frame
+        # When the slot last started from a key frame, or asked for one for its losses.
+        self._keyframe_at = -1e18
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
@@ -458,6 +459,7 @@ class Consumer:
             if producer is not self.pending or not self._starts_keyframe(producer, codec, data, h):
                 return
             self._promote()
+            self._keyframe_at = now  # see `_recover_with_keyframe`
             self.thumbnail_ts = h.timestamp
             if self._maps is None and self._needs_maps(producer, codec):
                 self._enter_maps(self._switched_from)
@@ -773,16 +775,22 @@ class Consumer:
 
     def _recover_with_keyframe(self, now: float) -> bool:
         """Start the video again from its source's next key frame instead of resending
-        more than the link has room for (`retransmit`); False when not due (a video
-        slot does this at most once per `KEYFRAME_INTERVAL_S`)."""
-        if self.kind != "video" or now - self._loss_keyframe_at < KEYFRAME_INTERVAL_S:
+        more than the link has room for (`retransmit`); False when not due.
+
+        Not within `KEYFRAME_INTERVAL_S` of the slot's last start from a key frame
+        (a switch, a start, an earlier one of these): what it lost then is most
+        likely that key frame, which overflowed the link's queue, and another one
+        would overflow it the same way (the network lab's 300 kbit/s viewer, at
+        its step down); resends within the budget repair it.
+        """
+        if self.kind != "video" or now - self._keyframe_at < KEYFRAME_INTERVAL_S:
             return False
         if self.pending is None and not self.resync():
             return False
         pending = self.pending
         if pending is None:
             return False
-        self._loss_keyframe_at = now
+        self._keyframe_at = now
         # Nothing is forwarded until the key frame, whose first packet gets the next number.
         self._resend_from = (self._seq + 1) & 0xFFFF
         pending.request_keyframe(now)
