@@ -269,7 +269,7 @@ def test_more_losses_than_the_budget_repays_soon_start_the_slot_again_from_a_key
     lost = [h.sequence for h in out.headers()[20:80]]
     out.rtp.clear()
     upstream.rtcp.clear()
-    assert c.retransmit(lost, 2.6, a_budget(100_000, now=2.6)) == 0
+    assert c.retransmit(lost, 2.6, a_budget(50_000, now=2.6)) == 0
     assert out.rtp == [] and plis(upstream) == 1
     feed(a, range(90, 95), now=2.7)  # the rest of the old frames: left out
     assert out.rtp == []
@@ -294,7 +294,7 @@ def test_losses_within_two_seconds_of_the_slots_key_frame_are_resent_within_the_
     lost = [h.sequence for h in out.headers()[1:61]]
     out.rtp.clear()
     upstream.rtcp.clear()
-    b = a_budget(100_000, now=1.5)
+    b = a_budget(50_000, now=1.5)
     sent = c.retransmit(lost, 1.5, b)
     assert 0 < sent < len(lost) and sum(map(len, out.rtp)) <= b.capacity
     assert plis(upstream) == 0 and c.source is a and c.pending is None
@@ -308,17 +308,17 @@ def test_a_second_loss_storm_within_two_seconds_is_answered_within_the_budget() 
     feed(a, [10], keyframe_at={10}, now=0.0)
     feed(a, range(11, 90), now=2.5)
     lost = [h.sequence for h in out.headers()[20:80]]
-    assert c.retransmit(lost, 2.6, a_budget(100_000, now=2.6)) == 0
+    assert c.retransmit(lost, 2.6, a_budget(50_000, now=2.6)) == 0
     feed(a, [90], keyframe_at={90}, now=2.7)
     feed(a, range(91, 190), now=3.8)
     lost = [h.sequence for h in out.headers()[100:160]]
     upstream.rtcp.clear()
     out.rtp.clear()
-    b = a_budget(100_000, now=3.9)
+    b = a_budget(50_000, now=3.9)
     sent = c.retransmit(lost, 3.9, b)
     assert 0 < sent < len(lost) and sum(map(len, out.rtp)) <= b.capacity
     assert plis(upstream) == 0 and c.pending is None
-    assert c.retransmit(lost, 4.75, a_budget(100_000, now=4.75)) == 0  # due again
+    assert c.retransmit(lost, 4.75, a_budget(50_000, now=4.75)) == 0  # due again
     assert plis(upstream) == 1 and c.pending is a
 
 

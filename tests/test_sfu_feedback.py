@@ -88,7 +88,7 @@ def test_nacks_are_answered_within_the_subscribers_estimate() -> None:
     downstream.rtp.clear()
     upstream.rtcp.clear()
     video = sub.consumers["rv0"]
-    sub.remb_estimate = 100_000  # 60 packets are more than it repays within 0.5 s
+    sub.remb_estimate = 50_000  # 60 packets are more than it repays within a second
     feedback.handle_rtcp(sub, build_nack(1, video.ssrc, lost), 2.6)
     assert downstream.rtp == [] and sub.counters.retransmitted == 0
     assert [type(i) for p in upstream.rtcp for i in parse_rtcp(p)] == [Pli]

@@ -139,7 +139,7 @@ async def test_a_subscriber_nack_is_answered_with_rtx() -> None:
 
 async def test_a_nack_for_more_than_the_link_has_room_for_gets_a_key_frame_not_resends() -> None:
     # bob's REMB says 100 kbit/s: 30 lost packets (~10 kB) would take the resend budget
-    # (a fifth of it) far over the half second after which they are of no use.
+    # (0.3 x it) far over the second after which a key frame repairs sooner.
     async with running_media() as (media, _):
         alice = await join(media, "alice", SyntheticPeer(video=True))
         bob = await join(media, "bob", SyntheticPeer(video_slots=1, decrypt_every=1))

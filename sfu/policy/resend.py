@@ -35,6 +35,13 @@ now)` with the bytes it would resend:
   the same way, as the lab's first runs of this rule showed at the step
   down); otherwise (or without video) it is `PARTIAL`.
 
+The values: a key frame takes a round trip to the publisher, its encoding
+and its own transit (0.4-0.8 s in the lab), so resends that finish within
+about a second are the quicker repair.  A first try (0.2 x the estimate,
+100 ms, 0.5 s) sent the lab's 300 kbit/s viewer a key frame for 9 lost
+packets, frozen 1.15 s where resends repair such a loss in 0.25-0.7 s
+(docs/benchmarks.md, branch resend).
+
 A packet is resent at most `MAX_RESENDS` times: when its copies keep being
 lost, the link has no room for them.
 
@@ -47,10 +54,10 @@ from enum import Enum
 
 __all__ = ["ResendBudget", "Verdict"]
 
-SHARE = 0.2  # resends may use this x the estimate, on top of the media
-BURST_S = 0.1  # the bucket holds this long of the estimate
+SHARE = 0.3  # resends may use this x the estimate, on top of the media
+BURST_S = 0.2  # the bucket holds this long of the estimate
 MIN_BURST_BYTES = 2 * 1250  # two full packets, whatever the estimate
-RECOVER_S = 0.5  # losses the bucket cannot repay within this: a key frame instead
+RECOVER_S = 1.0  # losses the bucket cannot repay within this: a key frame instead
 KEYFRAME_INTERVAL_S = 2.0  # at most one key frame for losses per slot this often
 MAX_RESENDS = 3  # a packet is resent at most this many times
 
