@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 
+from sfu.packet.rtcp import Pli, parse_rtcp
 from sfu.packet.rtp import extensions, parse_rtp
 from sfu.packet.rtx import build_rtx, parse_rtx
+from sfu.policy.resend import ResendBudget
 from sfu.routing.consumer import Consumer, extension_map
 from sfu.routing.producer import Producer
 from tests.sfu_fakes import EXT_IDS, OPUS, VP8, Capture, opus, producer, vp8
@@ -212,6 +214,112 @@ def test_a_nack_maps_back_across_a_switch_and_ignores_unsent_numbers() -> None:
     last_sent = out.headers()[-1].sequence
     out.rtp.clear()
     assert c.retransmit([first_of_a, (last_sent + 5) & 0xFFFF], 0.1) == 1
+
+
+def a_budget(estimate_bps: int, level: int | None = None, now: float = 0.0) -> ResendBudget:
+    """A subscriber's resend budget at `estimate_bps`, holding `level` bytes (default full)."""
+    b = ResendBudget()
+    b.refill(now - 1.0, estimate_bps)
+    b.refill(now, estimate_bps)
+    if level is not None:
+        assert b.take(int(b.level) - level)
+    return b
+
+
+def plis(upstream: Capture) -> int:
+    return sum(isinstance(i, Pli) for p in upstream.rtcp for i in parse_rtcp(p))
+
+
+def test_resends_stay_within_the_budget_and_the_rest_waits_for_the_next_nack() -> None:
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 30), keyframe_at={10}, now=0.9)
+    size = len(out.rtp[1]) + 2  # as RTX
+    lost = [h.sequence for h in out.headers()[1:9]]
+    out.rtp.clear()
+    b = a_budget(300_000, level=3 * size + 10, now=1.0)
+    assert c.retransmit(lost, 1.0, b) == 3  # in order: the oldest first
+    assert [parse_rtx(p, parse_rtp(p))[0] for p in out.rtp] == lost[:3]
+    assert b.denied == 1
+    b.refill(1.2, 300_000)  # 1.5 kB more: the rest
+    assert c.retransmit(lost[3:], 1.2, b) == 5
+
+
+def test_a_packet_is_resent_at_most_three_times() -> None:
+    # Copies that keep being lost say the link has no room for them.
+    a = producer()
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 15), keyframe_at={10})
+    lost = out.headers()[2].sequence
+    out.rtp.clear()
+    assert [c.retransmit([lost], 0.1 + 0.2 * n) for n in range(5)] == [1, 1, 1, 0, 0]
+
+
+def test_more_losses_than_the_budget_repays_soon_start_the_slot_again_from_a_key_frame() -> None:
+    # The lab's 300 kbit/s viewer: its queue overflowed and it NACKs 60 packets.
+    # Resending them at a rate the link has room for comes too late; faster is a storm.
+    upstream = Capture()
+    a = producer(output=upstream)
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [10], keyframe_at={10}, now=0.0)
+    feed(a, range(11, 90), now=2.5)
+    lost = [h.sequence for h in out.headers()[20:80]]
+    out.rtp.clear()
+    upstream.rtcp.clear()
+    assert c.retransmit(lost, 2.6, a_budget(50_000, now=2.6)) == 0
+    assert out.rtp == [] and plis(upstream) == 1
+    feed(a, range(90, 95), now=2.7)  # the rest of the old frames: left out
+    assert out.rtp == []
+    feed(a, range(95, 98), keyframe_at={95}, now=2.8)
+    headers = out.headers()
+    assert len(headers) == 3 and headers[0].sequence == (lost[-1] + 1) & 0xFFFF
+    assert c.source is a and c.pending is None
+    out.rtp.clear()
+    budget = a_budget(10_000_000, now=2.9)
+    assert c.retransmit(lost, 2.9, budget) == 0  # older than the key frame: useless
+    assert c.retransmit([headers[1].sequence], 2.9, budget) == 1
+
+
+def test_losses_within_two_seconds_of_the_slots_key_frame_are_resent_within_the_budget() -> None:
+    # Most likely the key frame itself overflowed the link's queue (the lab's step down
+    # to q): another key frame would overflow it the same way.
+    upstream = Capture()
+    a = producer(output=upstream)
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 90), keyframe_at={10}, now=1.0)
+    lost = [h.sequence for h in out.headers()[1:61]]
+    out.rtp.clear()
+    upstream.rtcp.clear()
+    b = a_budget(50_000, now=1.5)
+    sent = c.retransmit(lost, 1.5, b)
+    assert 0 < sent < len(lost) and sum(map(len, out.rtp)) <= b.capacity
+    assert plis(upstream) == 0 and c.source is a and c.pending is None
+
+
+def test_a_second_loss_storm_within_two_seconds_is_answered_within_the_budget() -> None:
+    upstream = Capture()
+    a = producer(output=upstream)
+    c, out = consumer()
+    c.switch(a)
+    feed(a, [10], keyframe_at={10}, now=0.0)
+    feed(a, range(11, 90), now=2.5)
+    lost = [h.sequence for h in out.headers()[20:80]]
+    assert c.retransmit(lost, 2.6, a_budget(50_000, now=2.6)) == 0
+    feed(a, [90], keyframe_at={90}, now=2.7)
+    feed(a, range(91, 190), now=3.8)
+    lost = [h.sequence for h in out.headers()[100:160]]
+    upstream.rtcp.clear()
+    out.rtp.clear()
+    b = a_budget(50_000, now=3.9)
+    sent = c.retransmit(lost, 3.9, b)
+    assert 0 < sent < len(lost) and sum(map(len, out.rtp)) <= b.capacity
+    assert plis(upstream) == 0 and c.pending is None
+    assert c.retransmit(lost, 4.75, a_budget(50_000, now=4.75)) == 0  # due again
+    assert plis(upstream) == 1 and c.pending is a
 
 
 def test_sender_reports_reuse_the_publishers_ntp_clock() -> None:

@@ -79,6 +79,32 @@ def test_a_nack_is_answered_from_the_cache() -> None:
     assert len(downstream.rtp) == 1 and sub.counters.retransmitted == 1
 
 
+def test_nacks_are_answered_within_the_subscribers_estimate() -> None:
+    # No transport-cc here: the subscriber's REMB says what its link has room for.
+    pub, sub, upstream, downstream = pair()
+    send_video(pub, range(100, 101), 0.0)
+    send_video(pub, range(101, 180), 2.5, keyframe_first=False)
+    lost = [parse_rtp(p).sequence for p in downstream.rtp[20:80]]
+    downstream.rtp.clear()
+    upstream.rtcp.clear()
+    video = sub.consumers["rv0"]
+    sub.remb_estimate = 50_000  # 60 packets are more than it repays within a second
+    feedback.handle_rtcp(sub, build_nack(1, video.ssrc, lost), 2.6)
+    assert downstream.rtp == [] and sub.counters.retransmitted == 0
+    assert [type(i) for p in upstream.rtcp for i in parse_rtcp(p)] == [Pli]
+    assert sub.resend_budget.keyframes == 1
+
+
+def test_without_any_estimate_every_nack_is_answered() -> None:
+    pub, sub, _, downstream = pair()
+    send_video(pub, range(100, 180), 1.0)
+    lost = [parse_rtp(p).sequence for p in downstream.rtp[20:80]]
+    downstream.rtp.clear()
+    video = sub.consumers["rv0"]
+    feedback.handle_rtcp(sub, build_nack(1, video.ssrc, lost), 1.1)
+    assert len(downstream.rtp) == 60 and sub.counters.retransmitted == 60
+
+
 def test_a_publishers_sender_report_is_kept_for_its_producer() -> None:
     pub, _, _, _ = pair()
     producer = pub.producers["v"]

@@ -77,6 +77,31 @@ def test_padding_fills_the_gap_between_media_and_the_target() -> None:
     assert prober.padding_due(0.5) == 0
 
 
+def test_an_app_limited_clusters_padding_is_at_most_a_tenth_of_a_second_of_the_estimate() -> None:
+    # The lab's 300 kbit/s viewer, thinned to 150 kbit/s after a burst: the 2 x cluster
+    # would pad 450 kbit/s for 0.1 s (5.6 kB) into a link whose queue holds 7.5 kB.
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=300_000, desired_bps=1_000_000, sending_bps=150_000, now=0.0)
+    paid: dict[int, int] = {}
+    t = 0.0
+    while t < 0.3:
+        due = prober.padding_due(t)
+        cluster = prober.next_cluster(t)
+        if cluster is not None:
+            paid[cluster.target_bps] = paid.get(cluster.target_bps, 0) + due
+        t += 0.005
+    cap = 300_000 * 0.1 / 8  # 3.75 kB
+    assert paid[450_000] == pytest.approx((450_000 - 150_000) * 0.1 / 8, rel=0.1)  # under it
+    assert paid[600_000] == pytest.approx(cap, abs=1)
+
+
+def test_a_cluster_at_2x_an_estimate_the_media_fills_pads_in_full() -> None:
+    prober = Prober(duration_s=0.1)
+    prober.want(estimate_bps=300_000, desired_bps=1_000_000, sending_bps=300_000, now=0.0)
+    paid = sum(prober.padding_due(0.1 + 0.005 * i) for i in range(1, 22))
+    assert paid == pytest.approx(2 * 300_000 * 0.1 / 8 - 300_000 * 0.1 / 8, rel=0.06)
+
+
 def test_clusters_the_transport_missed_are_skipped() -> None:
     prober = Prober(duration_s=0.1)
     prober.want(estimate_bps=500_000, desired_bps=5_000_000, sending_bps=500_000, now=0.0)

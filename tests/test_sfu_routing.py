@@ -13,6 +13,7 @@ from sfu.packet.rtcp import (
     SenderReport,
     build_nack,
     build_pli,
+    build_remb,
     parse_rtcp,
     time_from_ntp,
 )
@@ -132,6 +133,40 @@ async def test_a_subscriber_nack_is_answered_with_rtx() -> None:
 
             await eventually(answered, what="the RTX answer")
             assert media.stats()["retransmitted"] >= 1
+        finally:
+            await pump.stop()
+
+
+async def test_a_nack_for_more_than_the_link_has_room_for_gets_a_key_frame_not_resends() -> None:
+    # bob's REMB says 100 kbit/s: 30 lost packets (~10 kB) would take the resend budget
+    # (0.3 x it) far over the second after which a key frame repairs sooner.
+    async with running_media() as (media, _):
+        alice = await join(media, "alice", SyntheticPeer(video=True))
+        bob = await join(media, "bob", SyntheticPeer(video_slots=1, decrypt_every=1))
+        pump = Pump(alice).start()
+        try:
+            ssrc = bob.slot_ssrcs()["0"]
+            # 90 packets a second: the slot's first key frame is over 2 s old (before that a
+            # loss is most likely of that key frame, which is resent instead).
+            await eventually(
+                lambda: len(rtp_from(bob, ssrc)) >= 220, timeout=8, what="2.4 s of video at bob"
+            )
+            bob.transport.send_rtcp(build_remb(bob.rtcp_ssrc, 100_000, [ssrc]))
+            await eventually(
+                lambda: media.participants["bob"].remb_estimate == 100_000, what="the REMB"
+            )
+            before, seen = pump.keyframe_requests, len(rtp_from(bob, ssrc))
+            lost = [parse_rtp(p).sequence for p in rtp_from(bob, ssrc)[-30:]]
+            bob.transport.send_rtcp(build_nack(1, ssrc, lost))
+            await eventually(lambda: pump.keyframe_requests > before, what="a key frame request")
+            await eventually(
+                lambda: any(keyframe_start(p) for p in rtp_from(bob, ssrc)[seen:]),
+                what="the key frame at bob",
+            )
+            assert bob.answer is not None
+            rtx_ssrc = next(s.ssrc for m in bob.answer.media for s in m.ssrc if s.ssrc != ssrc)
+            assert rtp_from(bob, rtx_ssrc) == []
+            assert media.stats()["retransmitted"] == 0
         finally:
             await pump.stop()
 

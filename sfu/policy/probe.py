@@ -74,7 +74,14 @@ cluster, and the estimator measures how fast the cluster arrived
 - `padding_due(now)` is how many padding bytes to send now so that media +
   padding reach the cluster's target rate; call it every few milliseconds
   (each call pays what accrued since the last one), send the bytes in at
-  least `min_packets` packets over the cluster.
+  least `min_packets` packets over the cluster.  A cluster's padding is at
+  most `PADDING_MAX_S` of the estimate's bytes (read when the cluster
+  starts): padding beyond what the link carries queues at its bottleneck,
+  and a small link queue (the network lab's 7.5 kB at 300 kbit/s, 200 ms)
+  overflows when a probe meets a media burst (its 300 kbit/s viewer's
+  `overflow` stalls came with 7-16 kB of padding).  It binds only while
+  app-limited: with the media at the estimate, even the 2 x cluster pads
+  100 ms of it.
 
 Pure: no clock of its own, everything is driven by `now` (seconds).
 """
@@ -103,6 +110,7 @@ RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-che
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 # An estimate this x the media all along is re-checked even if nothing is held.
 RECHECK_FAR_ABOVE = 2.0
+PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
 
 
 class ProbeCluster(NamedTuple):
@@ -140,6 +148,7 @@ class Prober:
         self._active: ProbeCluster | None = None
         self._paid_until = 0.0  # padding was paid for up to this time
         self._owed = 0.0  # fraction of a byte carried over
+        self._padding_left = 0  # bytes the cluster in progress may still pad
         self._attempt: _Attempt | None = None
         self._next_attempt = 0.0
         self._backoff = interval_s
@@ -213,6 +222,7 @@ class Prober:
                 self._active = cluster
                 self._paid_until = cluster.start
                 self._owed = 0.0
+                self._padding_left = int(self._estimate * PADDING_MAX_S / 8)
                 break
         return self._active
 
@@ -228,6 +238,8 @@ class Prober:
         self._owed += max(cluster.target_bps - self._sending, 0) * elapsed / 8
         due = int(self._owed)
         self._owed -= due
+        due = min(due, self._padding_left)
+        self._padding_left -= due
         return due
 
     def _plan(self, desired_bps: int, now: float) -> None:

@@ -64,6 +64,7 @@ from sfu.packet.red import primary_packet, rewrite_pts
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
+from sfu.policy.resend import KEYFRAME_INTERVAL_S, MAX_RESENDS, ResendBudget, Verdict
 from sfu.routing.layers import MAX_TID
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
@@ -126,6 +127,7 @@ class Consumer:
         "_ext_map",
         "_first_in",
         "_fresh",
+        "_keyframe_at",
         "_maps",
         "_maps_first",
         "_memo",
@@ -210,7 +212,10 @@ class Consumer:
         self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
         self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
         self._resend_from: int | None = None  # NACKs of numbers before this: not answered
-        self._resent: dict[int, float] = {}  # sequence number -> when last resent
+        # sequence number -> (when last resent, times resent)
+        self._resent: dict[int, tuple[float, int]] = {}
+        # When the slot last started from a key frame, or asked for one for its losses.
+        self._keyframe_at = -1e18
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
@@ -454,6 +459,7 @@ class Consumer:
             if producer is not self.pending or not self._starts_keyframe(producer, codec, data, h):
                 return
             self._promote()
+            self._keyframe_at = now  # see `_recover_with_keyframe`
             self.thumbnail_ts = h.timestamp
             if self._maps is None and self._needs_maps(producer, codec):
                 self._enter_maps(self._switched_from)
@@ -714,7 +720,9 @@ class Consumer:
 
     # retransmission
 
-    def retransmit(self, sequences: Iterable[int], now: float) -> int:
+    def retransmit(
+        self, sequences: Iterable[int], now: float, budget: ResendBudget | None = None
+    ) -> int:
         """Answer a NACK from the producers' caches; returns packets resent.
 
         Nothing sent before a cut (`set_layers`) is resent: the link could not
@@ -723,64 +731,105 @@ class Consumer:
         link ahead of or between that key frame's (which make them useless).
         A packet resent less than a round trip ago is not resent again: a
         receiver behind a full bottleneck NACKs it again before the first copy
-        came out of the queue (mediasoup's and libwebrtc's rule).
+        came out of the queue (mediasoup's and libwebrtc's rule); nor one
+        resent `MAX_RESENDS` times already.  With a `budget` (the subscriber
+        transport's, refilled by the caller) the resends stay within it, and a
+        video slot that lost more than it could repay soon starts again from
+        a key frame instead (sfu.policy.resend).
         """
-        sent = 0
         since = self._resend_from
         if since is not None and 0x4000 <= (self._seq - since) & 0xFFFF < 0x8000:
             since = self._resend_from = None  # long past: no old number is NACKed any more
         rtt = self.rtt
         gap = RESEND_RTT_S if rtt is None else min(max(rtt, RESEND_GAP_S[0]), RESEND_GAP_S[1])
         resent = self._resent
+        copies: list[tuple[int, bytes]] = []
         for seq in sequences:
             seq &= 0xFFFF
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
             last = resent.get(seq)
-            if last is not None and now - last < gap:
-                continue  # its copy is still on the way
-            if self._resend_one(seq, now):
-                sent += 1
-                resent.pop(seq, None)
-                resent[seq] = now
-                if len(resent) > MAX_RESENT:
-                    del resent[next(iter(resent))]
+            if last is not None and (now - last[0] < gap or last[1] >= MAX_RESENDS):
+                continue  # its copy is still on the way, or the link has no room for it
+            packet = self._resend_one(seq, now)
+            if packet is not None:
+                copies.append((seq, packet))
+        if not copies:
+            return 0
+        if budget is not None:
+            verdict = budget.plan(sum(len(packet) for _, packet in copies))
+            if verdict is Verdict.KEYFRAME and self._recover_with_keyframe(now):
+                budget.keyframes += 1
+                return 0
+        sent = 0
+        for seq, packet in copies:
+            if budget is not None and not budget.take(len(packet)):
+                break  # the rest is NACKed again, by when the budget has refilled
+            self.output.send_rtp(packet)
+            sent += 1
+            last = resent.pop(seq, None)
+            resent[seq] = (now, 1 if last is None else last[1] + 1)
+            if len(resent) > MAX_RESENT:
+                del resent[next(iter(resent))]
         return sent
 
-    def _resend_one(self, seq: int, now: float) -> bool:
+    def _recover_with_keyframe(self, now: float) -> bool:
+        """Start the video again from its source's next key frame instead of resending
+        more than the link has room for (`retransmit`); False when not due.
+
+        Not within `KEYFRAME_INTERVAL_S` of the slot's last start from a key frame
+        (a switch, a start, an earlier one of these): what it lost then is most
+        likely that key frame, which overflowed the link's queue, and another one
+        would overflow it the same way (the network lab's 300 kbit/s viewer, at
+        its step down); resends within the budget repair it.
+        """
+        if self.kind != "video" or now - self._keyframe_at < KEYFRAME_INTERVAL_S:
+            return False
+        if self.pending is None and not self.resync():
+            return False
+        pending = self.pending
+        if pending is None:
+            return False
+        self._keyframe_at = now
+        # Nothing is forwarded until the key frame, whose first packet gets the next number.
+        self._resend_from = (self._seq + 1) & 0xFFFF
+        pending.request_keyframe(now)
+        return True
+
+    def _resend_one(self, seq: int, now: float) -> bytes | None:
+        """The copy to resend as `seq` (RTX when negotiated), or None."""
         if self._maps is not None:
             found = self._maps[0].lookup(seq)
             if found is not None:
                 return self._resend_mapped(self._maps[1], *found, seq, now)
             if (seq - self._maps_first) & 0xFFFF < 0x8000:
-                return False  # a number of the mapped path it cannot fill (a hole): never a guess
+                return None  # a number of the mapped path it cannot fill (a hole): never a guess
         segment = self._segment_of(seq)
-        return segment is not None and self._resend(segment, seq, now)
+        return None if segment is None else self._resend(segment, seq, now)
 
     def _resend_mapped(
         self, vp8map: Vp8Map, producer: Producer, seq_in: int, seq: int, now: float
-    ) -> bool:
+    ) -> bytes | None:
         original = producer.cached(seq_in, now)
         if original is None:
-            return False
+            return None
         try:
             h = parse_rtp(original)
             desc = parse_vp8(
                 memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
             )
         except ValueError:  # RtpError, Vp8Error
-            return False
+            return None
         pt = self.pt_by_codec.get("vp8")
         verdict = vp8map.resend(desc, h.timestamp)
         if pt is None or verdict == DROP:
-            return False
+            return None
         packet = self._copy(original, h, seq, h.timestamp + self._ts_offset, pt, self._ext_map)
         if packet is None:
-            return False
+            return None
         if verdict == REWRITE:
             vp8map.write(packet, h.payload_offset, desc)
-        self.output.send_rtp(self._maybe_rtx(bytes(packet), "vp8"))
-        return True
+        return self._maybe_rtx(bytes(packet), "vp8")
 
     def _segment_of(self, seq: int) -> Segment | None:
         if (self._seq - seq) & 0xFFFF >= 0x8000:
@@ -790,24 +839,23 @@ class Consumer:
                 return segment
         return None
 
-    def _resend(self, segment: Segment, seq: int, now: float) -> bool:
+    def _resend(self, segment: Segment, seq: int, now: float) -> bytes | None:
         producer = segment.producer
         original = producer.cached(((seq - segment.seq_offset) & 0xFFFF), now)
         if original is None:
-            return False
+            return None
         try:
             h = parse_rtp(original)
         except RtpError:
-            return False
+            return None
         codec = producer.codec_by_pt.get(h.payload_type)
         pt = self.pt_by_codec.get(codec or "")
         if codec is None or pt is None:
-            return False
+            return None
         packet = self._copy(original, h, seq, h.timestamp + segment.ts_offset, pt, segment.ext_map)
         if packet is None:
-            return False
-        self.output.send_rtp(self._maybe_rtx(bytes(packet), codec))
-        return True
+            return None
+        return self._maybe_rtx(bytes(packet), codec)
 
     def padding_header(self) -> tuple[int, int, int, int] | None:
         """(SSRC, PT, sequence, timestamp) for a padding-only probe on this slot's RTX stream.

@@ -6,7 +6,9 @@ participant's own streams give the NTP/RTP mapping the SFU reuses for its
 consumers' SRs; report blocks about the SFU's consumer streams give loss,
 jitter and round trip; PLI/FIR about a consumer go (coalesced) to the
 producer currently feeding, or about to feed, that slot; NACKs are answered
-from the producers' retransmission caches.
+from the producers' retransmission caches, within the participant's resend
+budget (`sfu.policy.resend`, refilled from its bandwidth estimate, else its
+REMB).
 
 Out (about once a second): one SR per consumer that has sent media (with
 the publisher's NTP clock, see `Consumer.sender_report`), an RR with one
@@ -107,8 +109,14 @@ def _fir(p: Participant, fir: Fir, now: float) -> None:
 
 def _nack(p: Participant, nack: Nack, now: float) -> None:
     consumer = p.consumers_by_ssrc.get(nack.media_ssrc)
-    if consumer is not None:
-        p.counters.retransmitted += consumer.retransmit(nack.lost[:64], now)
+    if consumer is None:
+        return
+    estimate = p.estimator.estimate_bps if p.estimator is not None else p.remb_estimate
+    budget = None
+    if estimate is not None:  # else nothing says what its link has room for
+        budget = p.resend_budget
+        budget.refill(now, estimate)
+    p.counters.retransmitted += consumer.retransmit(nack.lost[:64], now, budget)
 
 
 def _remb(p: Participant, remb: Remb, now: float) -> None:

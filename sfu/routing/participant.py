@@ -35,6 +35,7 @@ from sfu.packet.rtp import RtpError, RtpHeader, find_extension, parse_rtp
 from sfu.packet.twcc import ReceiveLog, transport_seq_offset
 from sfu.policy.gcc import BandwidthEstimator, PacketResult
 from sfu.policy.probe import Prober
+from sfu.policy.resend import ResendBudget
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
@@ -143,6 +144,8 @@ class Participant:
         self.prober: Prober | None = None
         self.max_bps = MAX_ESTIMATE_BPS  # the estimator's ceiling (set_max)
         self.desired_bps = 0
+        # What its slots may resend it, within its estimate (sfu.policy.resend; feedback).
+        self.resend_budget = ResendBudget()
         # Some video slot gets less than it wants (LayerControl.held): the Prober's
         # re-check of an app-limited estimate is worth its padding (sfu.policy.probe).
         self.layers_held = True

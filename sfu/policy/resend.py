@@ -1,0 +1,117 @@
+"""Resends within the subscriber's estimate, or a key frame instead of a storm (pure).
+
+A resent packet is not free bandwidth: it goes down the same link as the
+media, behind the same bottleneck queue.  The network lab (docs/benchmarks.md,
+branch resend) saw a 300 kbit/s viewer whose 7.5 kB link queue had just
+overflowed NACK what it lost, and the SFU answer 174 packets in 1.8 s: ~810
+kbit/s into the 300 kbit/s link for 2 s, the queue full throughout, every
+resend pushing out a packet of the media that was still coming, which the
+viewer NACKed in turn, and the picture frozen 3.6 s until the viewer's own key
+frame request.  libwebrtc sends retransmissions within its pacer's budget
+(and its retransmission rate limiter holds them to the target rate);
+LiveKit and mediasoup count a packet's resends and skip one resent less
+than a round trip ago.
+
+`ResendBudget` (one per subscriber transport: every slot's resends share its
+link) is a token bucket of bytes refilled at `SHARE` x the bandwidth
+estimate, holding at most `BURST_S` of the estimate (at least
+`MIN_BURST_BYTES`, two full packets, so that a lone loss on a slow link is
+always answered at once).  For one NACK the consumer asks `plan(total,
+now)` with the bytes it would resend:
+
+- `RESEND`: the bucket holds them all: resend, `take` each.
+- `PARTIAL`: more than the bucket holds now but no more than it gains
+  within `RECOVER_S`: resend what it holds, in order (the receiver NACKs
+  the rest again a round trip later, by which time the bucket has refilled).
+- `KEYFRAME`: more than the bucket could pay within `RECOVER_S`.  The
+  receiver can decode nothing after the first lost frame until every lost
+  packet of every frame since has come, so resending that much at a rate
+  the link has room for would come too late, and resending it faster is
+  the storm above.  A video slot asks its source for a key frame instead
+  (and sends nothing of the old frames: `Consumer.retransmit`), at most once
+  per `KEYFRAME_INTERVAL_S`, and not within `KEYFRAME_INTERVAL_S` of its
+  last start from a key frame (a switch: what it lost is most likely that
+  key frame, which overflowed the queue, and another one would overflow it
+  the same way, as the lab's first runs of this rule showed at the step
+  down); otherwise (or without video) it is `PARTIAL`.
+
+The values: a key frame takes a round trip to the publisher, its encoding
+and its own transit (0.4-0.8 s in the lab), so resends that finish within
+about a second are the quicker repair.  A first try (0.2 x the estimate,
+100 ms, 0.5 s) sent the lab's 300 kbit/s viewer a key frame for 9 lost
+packets, frozen 1.15 s where resends repair such a loss in 0.25-0.7 s
+(docs/benchmarks.md, branch resend).
+
+A packet is resent at most `MAX_RESENDS` times: when its copies keep being
+lost, the link has no room for them.
+
+Pure: no clock of its own, everything is driven by `now` (seconds).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["ResendBudget", "Verdict"]
+
+SHARE = 0.3  # resends may use this x the estimate, on top of the media
+BURST_S = 0.2  # the bucket holds this long of the estimate
+MIN_BURST_BYTES = 2 * 1250  # two full packets, whatever the estimate
+RECOVER_S = 1.0  # losses the bucket cannot repay within this: a key frame instead
+KEYFRAME_INTERVAL_S = 2.0  # at most one key frame for losses per slot this often
+MAX_RESENDS = 3  # a packet is resent at most this many times
+
+
+class Verdict(Enum):
+    RESEND = "resend"  # the bucket holds them all
+    PARTIAL = "partial"  # resend what the bucket holds, in order
+    KEYFRAME = "keyframe"  # more than the bucket repays within RECOVER_S
+
+
+class ResendBudget:
+    """The bytes one subscriber transport may resend now (see module doc)."""
+
+    __slots__ = ("_at", "_level", "_rate", "denied", "keyframes")
+
+    def __init__(self) -> None:
+        self._rate = 0.0  # bytes a second
+        self._level = float(MIN_BURST_BYTES)
+        self._at: float | None = None
+        self.denied = 0  # packets not resent for want of budget
+        self.keyframes = 0  # verdicts of KEYFRAME
+
+    @property
+    def level(self) -> float:
+        """The bytes the bucket holds (after the last `refill`)."""
+        return self._level
+
+    @property
+    def capacity(self) -> float:
+        return max(self._rate / SHARE * BURST_S, MIN_BURST_BYTES)
+
+    def refill(self, now: float, estimate_bps: int) -> None:
+        """Add what accrued since the last call at the rate of the last estimate,
+        then take `estimate_bps` as the rate from now on."""
+        at = self._at
+        if at is not None and now > at:
+            self._level = min(self._level + self._rate * (now - at), self.capacity)
+        if at is None or now > at:
+            self._at = now
+        self._rate = max(estimate_bps, 0) * SHARE / 8
+        self._level = min(self._level, self.capacity)
+
+    def plan(self, total: int) -> Verdict:
+        """What to do with a NACK asking for `total` bytes (call `refill` first)."""
+        if total <= self._level:
+            return Verdict.RESEND
+        if total <= self._level + self._rate * RECOVER_S:
+            return Verdict.PARTIAL
+        return Verdict.KEYFRAME
+
+    def take(self, size: int) -> bool:
+        """Pay for one resend of `size` bytes if the bucket holds them."""
+        if size > self._level:
+            self.denied += 1
+            return False
+        self._level -= size
+        return True
