@@ -10,7 +10,8 @@ drained), "underusing" holds.
   (RTT + 100 ms).
 - A decrease sets the rate to 0.85 x the acknowledged bitrate (what the
   receiver got), or 0.85 x the link capacity estimate if that is lower
-  than the current rate.
+  than the current rate (the caller may ask for another factor: gcc.py
+  backs off less from a burst on a link the sender does not fill).
 - An increase never takes the rate above 1.5 x the acknowledged bitrate
   + 10 kbit/s: a sender that only sends 150 kbit/s learns nothing about a
   3 Mbit/s link, so its estimate must not drift up unchecked (probes are
@@ -107,8 +108,11 @@ class AimdRateControl:
         self.bps = self._clamp(bps)
         self._last_change = now
 
-    def update(self, detector_state: str, acked_bps: float | None, now: float) -> None:
-        """One rate-control step for the detector's current state."""
+    def update(
+        self, detector_state: str, acked_bps: float | None, now: float, beta: float = BETA
+    ) -> None:
+        """One rate-control step for the detector's current state; a decrease goes to
+        `beta` x the throughput (`acked_bps`)."""
         if acked_bps is not None:
             self._last_acked_bps = acked_bps
         throughput = acked_bps if acked_bps is not None else self._last_acked_bps
@@ -122,7 +126,7 @@ class AimdRateControl:
         if self._state == INCREASE:
             self._increase(throughput, now)
         elif self._state == DECREASE:
-            self._decrease(throughput, now)
+            self._decrease(throughput, now, beta)
 
     def _increase(self, throughput: float | None, now: float) -> None:
         if throughput is not None and throughput > self.link.upper_bps():
@@ -145,14 +149,14 @@ class AimdRateControl:
         response_s = self.rtt_s + 0.1
         return max(MIN_ADDITIVE_BPS_PER_S, frame_bits / packets / response_s)
 
-    def _decrease(self, throughput: float | None, now: float) -> None:
+    def _decrease(self, throughput: float | None, now: float, beta: float) -> None:
         if throughput is None:
             return
         if not self.link.lower_bps() <= throughput <= self.link.upper_bps():
             self.link.reset()  # the capacity moved: start its average afresh
-        decreased = BETA * throughput
+        decreased = beta * throughput
         if decreased > self.bps and self.link.estimate_kbps is not None:
-            decreased = BETA * self.link.estimate_kbps * 1000
+            decreased = beta * self.link.estimate_kbps * 1000
         if decreased < self.bps:
             self.bps = self._clamp(decreased)
         self.link.on_overuse(throughput)

@@ -25,9 +25,17 @@
   cluster measured the link; one that got through whole says only that
   the link carries at least its rate.
 - `BusyRate`: the rate at which the link delivered while it was busy, from
-  the latest packets that queued behind the one before them (they arrived
-  more than 1 ms further apart than they were sent: the gap is the link's
-  time to carry them).  An app-limited sender's acknowledged rate counts
+  the latest packets that queued behind the one before them: sent before
+  that one got through (its one-way delay more than 1 ms over the least
+  seen in 10 s), or sent back to back with it (within 1 ms) and spread by
+  the link (arriving more than 1 ms further apart than sent); the arrival
+  gap is then the link's time to carry the later one.  Runs of such
+  packets, not any pair that arrived a little further apart than it was
+  sent: a packet sent 20 ms after the one before, on an idle link, arrives
+  some ms "late" by the receiver's stamps alone (Chromium stamps in
+  batches, 250 us ticks, stalls), and its gap counted idle time: real
+  Chromium feedback on loopback read 30-312 kbit/s, and the network lab's
+  room viewer 176-315 kbit/s on its 1 Mbit/s link.  An app-limited sender's acknowledged rate counts
   its idle time too, so after a key frame or a probe overuses a link the
   sender does not fill, a decrease from it lands far under the link (0.85 x
   540 kbit/s on a 1 Mbit/s link); the busy rate is the link's.  Only the
@@ -42,6 +50,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import sub
 from types import ModuleType
 from typing import NamedTuple
 
@@ -177,7 +186,9 @@ def _last_restart(arrivals: Sequence[float]) -> int:
 
 
 BUSY_WINDOW_S = 0.5
-BUSY_MARGIN_S = 0.001  # arrived this much further apart than sent: it queued
+BUSY_BASE_WINDOW_S = 10.0  # the path's least one-way delay: the least seen over this long
+BUSY_BACK_TO_BACK_S = 0.001  # sent within this of each other: back to back
+BUSY_MARGIN_S = 0.001
 BUSY_MIN_PAIRS = 4
 BUSY_MIN_SPAN_S = 0.06
 
@@ -189,18 +200,29 @@ class BusyRate:
         # one entry per feedback: its received packets' (arrivals, send times, sizes),
         # in arrival order; only referenced here, walked only when a decrease asks
         self._feedbacks: deque[tuple[Sequence[float], Sequence[float], Sequence[int]]] = deque()
+        # (newest arrival, least one-way delay) of the feedbacks over BUSY_BASE_WINDOW_S,
+        # the delays ascending: the first is the least
+        self._delays: deque[tuple[float, float]] = deque()
 
     def add(
         self, arrivals: Sequence[float], send_times: Sequence[float], sizes: Sequence[int]
     ) -> None:
         """One feedback's received packets (at least one), in arrival order."""
         feedbacks = self._feedbacks
+        delays = self._delays
         if feedbacks and arrivals[0] < feedbacks[-1][0][-1]:
             feedbacks.clear()  # the receiver's clock went back (or reordering across feedbacks)
+            delays.clear()
         feedbacks.append((arrivals, send_times, sizes))
         newest = arrivals[-1]
         while feedbacks[0][0][-1] < newest - BUSY_WINDOW_S:
             feedbacks.popleft()
+        least = min(map(sub, arrivals, send_times))
+        while delays and delays[-1][1] >= least:
+            delays.pop()
+        delays.append((newest, least))
+        while delays[0][0] < newest - BUSY_BASE_WINDOW_S:
+            delays.popleft()
 
     def bps(self, extra: int) -> float | None:
         """Bits/s over the latest busy packets (each counts its size + `extra` bytes),
@@ -208,17 +230,22 @@ class BusyRate:
         if not self._feedbacks:
             return None
         newest = self._feedbacks[-1][0][-1]
+        oldest = newest - BUSY_WINDOW_S
+        queued_after = self._delays[0][1] + BUSY_MARGIN_S  # one-way delay beyond the least
         bits = span = 0.0
         pairs = 0
         later: tuple[float, float, int] | None = None
         for arrivals, send_times, sizes in reversed(self._feedbacks):
             for index in range(len(arrivals) - 1, -1, -1):
                 arrival, send = arrivals[index], send_times[index]
-                if arrival < newest - BUSY_WINDOW_S:
+                if arrival < oldest:
                     return None
                 if later is not None:
                     gap = later[0] - arrival
-                    if gap > later[1] - send + BUSY_MARGIN_S:
+                    sent_gap = later[1] - send
+                    if arrival - later[1] > queued_after or (
+                        sent_gap <= BUSY_BACK_TO_BACK_S and gap > sent_gap + BUSY_MARGIN_S
+                    ):
                         bits += 8 * (later[2] + extra)
                         span += gap
                         pairs += 1
