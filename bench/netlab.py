@@ -296,6 +296,12 @@ def run_visitroom(setup: Lab_, scenario: Scenario) -> dict[str, Any]:
     finally:
         net.cap_downlink(None)
         net.downlink_loss(0)
+        # End the visit for everyone before the pages close: a page that just closes
+        # leaves its media session on the server for the resume window (30 s), and the
+        # next scenario runs on the same server and namespace.
+        status, _ = site.rest("DELETE", f"/v1/rooms/{room}")
+        if status != 200:
+            print(f"netlab: ending room {room} answered {status}", file=sys.stderr)
         for p in opened:
             with contextlib.suppress(Exception):
                 p.close()
