@@ -48,3 +48,30 @@ async def test_nothing_of_a_departed_publisher_or_subscriber_survives_a_collecti
         assert alive == [], f"still alive after leaving: {alive}"
         assert media.participants == {} and media.groups == {} and not media.tasks
         assert all(not mux.by_addr and not mux.by_ufrag for mux in media.muxes)
+
+
+async def test_with_the_gc_freezer_the_departed_are_collected_at_the_next_tick() -> None:
+    """The production default: no collection of the test's own, and none of CPython's
+    (disabled here, as it is in effect on a server whose old generation is frozen)."""
+    gc.disable()
+    try:
+        async with running_media() as (media, _):
+            publisher = await join(media, "pub", SyntheticPeer(audio=True, video=True))
+            subscriber = await join(media, "sub", SyntheticPeer(audio_slots=1, video_slots=1))
+            pump = Pump(publisher).start()
+            await eventually(lambda: received(subscriber) > 100, timeout=10, what="media")
+            await pump.stop()
+            transports = [
+                weakref.ref(p.transport) for p in media.participants.values() if p.transport
+            ]
+            assert len(transports) == 2
+            for pid in ("pub", "sub"):
+                await media.close(pid)
+            await media.drain()
+            await eventually(
+                lambda: all(ref() is None for ref in transports),
+                timeout=5,
+                what="the departed transports collected",
+            )
+    finally:
+        gc.enable()
