@@ -18,10 +18,16 @@ The price: a reference cycle among frozen objects is not collected until
 they are unfrozen.  A participant's objects that were frozen while it was
 in a call become such garbage when it leaves.  So the freezer counts the
 participants who left since the last thaw, and once they reach half of the
-participants at the last freeze (a large room ended, or a steady-size server
+most participants since then (a large room ended, or a steady-size server
 turned half of its people over: a clinic's day of short visits), everything
 is unfrozen and collected at once, on a server that is now lighter or no
-heavier.  Memory held this way is bounded by the objects of about half the
+heavier.  The most participants, not those at the last freeze: a run of
+visits that came and went between two full collections left its cycles
+unfrozen but in the old generation, which CPython collects only once it
+grew by a quarter of what it held at its last full collection, a count from
+before the start's freeze (measured: three runs of 51 participants, +20 MB
+of RSS each, and no full collection; docs/benchmarks.md, "What a departed
+participant left behind").  Memory held this way is bounded by the objects of about half the
 largest population since the last thaw, whatever the server's uptime.
 
 The freeze happens in the gc callback at the end of the full collection
@@ -50,7 +56,7 @@ class GcFreezer:
         self.full_collections = 0  # seen since start
         self.freezes = 0
         self.thaws = 0
-        self.frozen_for = 0  # participants at the last freeze
+        self.frozen_for = 0  # the most participants since the last thaw
         self.participants = 0  # as of the last tick
         self.departed = 0  # participants who left since the last thaw
         self.users = 0
@@ -84,9 +90,16 @@ class GcFreezer:
 
     def tick(self, participants: int) -> None:
         """On the clock: thaw once the departures since the last thaw reach half of the
-        participants at the freeze."""
+        most participants since then (at a freeze or at a tick)."""
         self.participants = participants
-        if not self.users or not self.frozen_for:
+        if not self.users:
+            return
+        # Not only at a freeze: a run of visits that started and ended between two full
+        # collections left its cycles (transports, their send histories) in the old
+        # generation, where CPython's own trigger reaches them late: its count of
+        # long-lived objects dates from before the start's freeze.
+        self.frozen_for = max(self.frozen_for, participants)
+        if not self.frozen_for:
             return
         if self.departed >= max(1, (self.frozen_for + 1) // 2):
             gc.unfreeze()

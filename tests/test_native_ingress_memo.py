@@ -13,6 +13,7 @@ sends them: a re-routed or re-keyed participant never gets another's packets.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from typing import Any
@@ -274,3 +275,24 @@ async def test_each_attribute_of_the_participant_the_inlet_remembers_is_read_aga
     feed(sides, batch)
     inlet = sides[1].transport.inlet
     assert inlet.participant_reads == (1 if change == "in place" else 2)
+
+
+async def test_an_endpoint_that_leaves_the_mux_empties_the_routes(sides: Any) -> None:
+    """The memo would keep the departed's handler (its transport) until the next datagram."""
+    compiled = sides[1]
+    feed(sides, media(Publisher(key_of(compiled)), 4))
+    routes = compiled.mux._routes
+    assert routes.size() == 1
+    endpoint_of(compiled.transport).detach()
+    assert routes.size() == 0
+
+
+async def test_a_wound_down_transport_and_its_inlet_hold_no_cycle(sides: Any) -> None:
+    compiled = sides[1]
+    feed(sides, media(Publisher(key_of(compiled)), 4))
+    inlet = compiled.transport.inlet
+    assert compiled.transport in gc.get_referents(inlet)
+    compiled.transport.close()
+    await compiled.transport.wait_closed()
+    assert gc.get_referents(inlet) == []
+    inlet(media(Publisher(key_of(compiled)), 1)[0][0])  # what still comes is dropped

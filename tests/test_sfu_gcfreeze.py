@@ -132,3 +132,28 @@ async def test_gc_freeze_off_freezes_nothing() -> None:
     async with running_media(gc_freeze=False) as _:
         gc.collect()
         assert FREEZER.users == 0 and gc.get_freeze_count() == 0
+
+
+def test_people_who_came_and_went_between_two_full_collections_are_collected(
+    freezer: GcFreezer,
+) -> None:
+    """No full collection while they were there: their cycles were never frozen, but
+    they wait in the old generation; half of the most people gone collects them."""
+    gc.disable()  # no full collection of CPython's own in this test
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        for count in (5, 10, 10):
+            freezer.tick(participants=count)
+        del a, b
+        for _ in range(4):
+            freezer.left()
+        freezer.tick(participants=6)
+        assert freezer.thaws == 0 and gone() is not None  # 4 of 10 left
+        freezer.left()
+        freezer.tick(participants=5)
+        assert freezer.thaws == 1 and gone() is None
+        assert freezer.frozen_for == 5
+    finally:
+        gc.enable()

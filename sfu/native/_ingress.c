@@ -817,9 +817,21 @@ inlet_forget_method(Inlet *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* close(): the transport closed; drop it, its fallback and the memo, so that the
+ * transport <-> inlet cycle is gone and a departed participant is freed at once,
+ * not at the next full collection.  Datagrams that still come are dropped. */
+static PyObject *
+inlet_close_method(Inlet *self, PyObject *unused)
+{
+    inlet_clear(self);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef inlet_methods[] = {
     {"forget", (PyCFunction)inlet_forget_method, METH_NOARGS,
      "forget(): read the transport's _rx, _sink, _rx_direct, inbound_ssrcs, counters again"},
+    {"close", (PyCFunction)inlet_close_method, METH_NOARGS,
+     "close(): the transport closed: drop every reference (later datagrams are dropped)"},
     {NULL},
 };
 
@@ -997,8 +1009,21 @@ routes_len(Routes *self, PyObject *unused)
     return PyLong_FromSsize_t(self->table == NULL ? 0 : PyDict_GET_SIZE(self->table));
 }
 
+/* forget(): an endpoint left the mux; empty the memo now (it would otherwise keep the
+ * departed's handler, so its transport and participant, until the next SRTP datagram). */
+static PyObject *
+routes_forget(Routes *self, PyObject *unused)
+{
+    if (self->table != NULL && PyDict_GET_SIZE(self->table)) {
+        self->drops++;
+        PyDict_Clear(self->table);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef routes_methods[] = {
     {"size", (PyCFunction)routes_len, METH_NOARGS, "addresses remembered"},
+    {"forget", (PyCFunction)routes_forget, METH_NOARGS, "forget(): empty the memo now"},
     {NULL},
 };
 

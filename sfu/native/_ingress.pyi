@@ -40,6 +40,8 @@ class Routes:
     misses: int
     drops: int
     def size(self) -> int: ...
+    def forget(self) -> None:
+        """Empty the memo now (an endpoint left: its handler must not be kept)."""
 
 class Stamp:
     """A Participant's change counter (Participant.inlet_stamp)."""
@@ -58,3 +60,5 @@ class Inlet:
     def __call__(self, data: bytes, /) -> None: ...
     def forget(self) -> None:
         """Read the transport's _rx, _sink, _rx_direct, inbound_ssrcs, counters again."""
+    def close(self) -> None:
+        """The transport closed: drop it, the fallback and the memo (datagrams are dropped)."""

@@ -460,6 +460,10 @@ class UdpMux:
         endpoint.addresses.clear()
         for tid in [t for t, e in self.transactions.items() if e is endpoint]:
             del self.transactions[tid]
+        if self._routes is not None:
+            # The compiled dispatch's memo would keep the departed's handler (its
+            # transport, participant, buffers) until the next SRTP datagram.
+            self._routes.forget()
 
     def route(self, addr: tuple[str, int]) -> Route | None:
         if self.egress is None:
