@@ -110,7 +110,12 @@ RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-che
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 # An estimate this x the media all along is re-checked even if nothing is held.
 RECHECK_FAR_ABOVE = 2.0
-PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
+PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes per 0.1 s
+# Under this estimate an attempt is one low, long cluster (a small link's queue is small).
+LOW_BPS = 600_000
+LOW_GAIN = 1.25
+LOW_DURATION_S = 0.3
+FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
 
 
 class ProbeCluster(NamedTuple):
@@ -124,6 +129,7 @@ class ProbeCluster(NamedTuple):
 class _Attempt(NamedTuple):
     start_estimate: int
     end: float
+    top_target: int = 0  # its highest cluster's target
     after_drop: bool = False  # a re-probe after a probe's own overuse: no search from it
     recheck: bool = False  # a re-check of an app-limited estimate: not judged
 
@@ -138,8 +144,10 @@ class Prober:
         min_packets: int = 10,
         interval_s: float = 2.0,
         max_interval_s: float = 5.0,
+        low_bps: int = LOW_BPS,
     ) -> None:
         self.duration_s = duration_s
+        self.low_bps = low_bps
         self.min_packets = min_packets
         self.interval_s = interval_s
         self.max_interval_s = max_interval_s
@@ -222,7 +230,8 @@ class Prober:
                 self._active = cluster
                 self._paid_until = cluster.start
                 self._owed = 0.0
-                self._padding_left = int(self._estimate * PADDING_MAX_S / 8)
+                scale = max(cluster.duration / PADDING_MAX_S, 1.0)
+                self._padding_left = int(self._estimate * PADDING_MAX_S * scale / 8)
                 break
         return self._active
 
@@ -244,7 +253,12 @@ class Prober:
 
     def _plan(self, desired_bps: int, now: float) -> None:
         estimate = max(self._estimate, 1)
-        targets = sorted({min(int(estimate * s), desired_bps) for s in SCALES})
+        if estimate < self.low_bps:
+            scales: tuple[float, ...] = (LOW_GAIN,)
+            duration = max(LOW_DURATION_S, self.duration_s)
+        else:
+            scales, duration = SCALES, self.duration_s
+        targets = sorted({min(int(estimate * s), desired_bps) for s in scales})
         targets = [t for t in targets if t >= estimate * MIN_GAIN]
         if self._backoff > self.interval_s:
             targets = targets[:1]  # the last attempt failed: re-check gently, one cluster
@@ -253,13 +267,14 @@ class Prober:
         start = now
         for target in targets:
             self._planned.append(
-                ProbeCluster(self._next_id, target, start, self.duration_s, self.min_packets)
+                ProbeCluster(self._next_id, target, start, duration, self.min_packets)
             )
             self._next_id += 1
-            start += self.duration_s
-        self._attempt = _Attempt(self._estimate, start)
+            end = start + duration
+            start = end + duration  # a pause as long as a cluster: its queue drains
+        self._attempt = _Attempt(self._estimate, end, targets[-1])
         self._attempt_desired = desired_bps
-        self._last_end = start
+        self._last_end = end
         self._sending_at_attempt = self._sending
         self._last_was_recheck = False
 
@@ -333,11 +348,18 @@ class Prober:
             ):
                 self._attempt = None  # the failed attempt's backoff stands
             return
-        if self._estimate >= attempt.start_estimate * SUCCESS_RATIO:
-            self._attempt = None  # it grew: look further right away
+        grew = self._estimate >= attempt.start_estimate * SUCCESS_RATIO
+        if grew and self._estimate >= attempt.top_target * FURTHER_RATIO:
+            self._attempt = None  # it got through: look further right away
             self._backoff = self.interval_s
             self._next_attempt = now
-        elif now >= attempt.end + RESULT_WAIT_S:
+        elif now < attempt.end + RESULT_WAIT_S:
+            return
+        elif grew:  # it found the link, or near it: probing again at once would overflow it
+            self._attempt = None
+            self._backoff = self.interval_s
+            self._next_attempt = now + self.interval_s
+        else:
             self._attempt = None
             self._next_attempt = now + self._backoff
             self._backoff = min(self._backoff * 2, self.max_interval_s)
