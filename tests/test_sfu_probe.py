@@ -493,19 +493,24 @@ def test_an_attempt_at_a_small_estimate_is_one_low_long_cluster() -> None:
 
 def test_a_success_short_of_the_target_waits_before_the_next_attempt() -> None:
     """libwebrtc's ProbeController searches further only when the estimate reached
-    most of what it probed for (0.7 x there, 0.9 x here): +10 % after probing
-    at 1.5 x and 2 x found the link, or near it; probing at once from there again
-    is what overflowed the lab's 300 kbit/s queue."""
-    prober = Prober(duration_s=0.1)
-    prober.want(estimate_bps=1_000_000, desired_bps=8_000_000, sending_bps=1_000_000, now=0.0)
-    prober.want(estimate_bps=1_200_000, desired_bps=8_000_000, sending_bps=1_000_000, now=0.4)
-    assert clusters_between(prober, 0.4, 0.5) == []  # maybe the 2 x result is still to come
-    prober.want(estimate_bps=1_200_000, desired_bps=8_000_000, sending_bps=1_000_000, now=1.3)
-    assert not prober.probing  # +20 % of 2 x probed: found the link, or near it
-    prober.want(estimate_bps=1_200_000, desired_bps=8_000_000, sending_bps=1_000_000, now=3.2)
+    most of what it probed for (0.7 x there; 0.9 x here, under `low_bps`): +10 %
+    after a probe at 1.25 x found the link, or near it, and another attempt at once
+    from there is what overflowed the lab's 300 kbit/s queue."""
+    prober = Prober()
+    prober.want(estimate_bps=300_000, desired_bps=2_000_000, sending_bps=300_000, now=0.0)
+    prober.want(estimate_bps=330_000, desired_bps=2_000_000, sending_bps=300_000, now=0.4)
+    assert clusters_between(prober, 0.4, 0.5) == []
+    prober.want(estimate_bps=330_000, desired_bps=2_000_000, sending_bps=300_000, now=1.3)
+    assert not prober.probing  # 330 k < 0.9 x 375 k: found the link, or near it
+    prober.want(estimate_bps=330_000, desired_bps=2_000_000, sending_bps=300_000, now=3.2)
     assert not prober.probing
-    prober.want(estimate_bps=1_200_000, desired_bps=8_000_000, sending_bps=1_000_000, now=3.3)
-    assert [c.target_bps for c in clusters_between(prober, 3.3, 3.8)] == [1_800_000, 2_400_000]
+    prober.want(estimate_bps=330_000, desired_bps=2_000_000, sending_bps=300_000, now=3.3)
+    assert [c.target_bps for c in clusters_between(prober, 3.3, 3.8)] == [412_500]
+
+    through = Prober()  # the cluster got through whole: search further at once
+    through.want(estimate_bps=300_000, desired_bps=2_000_000, sending_bps=300_000, now=0.0)
+    through.want(estimate_bps=370_000, desired_bps=2_000_000, sending_bps=300_000, now=0.4)
+    assert [c.target_bps for c in clusters_between(through, 0.4, 0.8)] == [462_500]
 
 
 @pytest.mark.parametrize("start", [150_000, 300_000])

@@ -112,7 +112,7 @@ RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 RECHECK_FAR_ABOVE = 2.0
 PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes per 0.1 s
 # Under this estimate an attempt is one low, long cluster (a small link's queue is small).
-LOW_BPS = 600_000
+LOW_BPS = 450_000
 LOW_GAIN = 1.25
 LOW_DURATION_S = 0.3
 FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
@@ -349,7 +349,10 @@ class Prober:
                 self._attempt = None  # the failed attempt's backoff stands
             return
         grew = self._estimate >= attempt.start_estimate * SUCCESS_RATIO
-        if grew and self._estimate >= attempt.top_target * FURTHER_RATIO:
+        further = attempt.start_estimate >= self.low_bps or (
+            self._estimate >= attempt.top_target * FURTHER_RATIO
+        )
+        if grew and further:
             self._attempt = None  # it got through: look further right away
             self._backoff = self.interval_s
             self._next_attempt = now
