@@ -110,11 +110,9 @@ RECHECK_INTERVAL_S = 3.0  # app-limited this long since the last cluster: re-che
 RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 # An estimate this x the media all along is re-checked even if nothing is held.
 RECHECK_FAR_ABOVE = 2.0
-PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes per 0.1 s
-# Under this estimate an attempt is one low, long cluster (a small link's queue is small).
+PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
+# Under this estimate an attempt is one cluster (a small link's queue is small).
 LOW_BPS = 450_000
-LOW_GAIN = 1.25
-LOW_DURATION_S = 0.3
 FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
 
 
@@ -230,8 +228,7 @@ class Prober:
                 self._active = cluster
                 self._paid_until = cluster.start
                 self._owed = 0.0
-                scale = max(cluster.duration / PADDING_MAX_S, 1.0)
-                self._padding_left = int(self._estimate * PADDING_MAX_S * scale / 8)
+                self._padding_left = int(self._estimate * PADDING_MAX_S / 8)
                 break
         return self._active
 
@@ -253,15 +250,11 @@ class Prober:
 
     def _plan(self, desired_bps: int, now: float) -> None:
         estimate = max(self._estimate, 1)
-        if estimate < self.low_bps:
-            scales: tuple[float, ...] = (LOW_GAIN,)
-            duration = max(LOW_DURATION_S, self.duration_s)
-        else:
-            scales, duration = SCALES, self.duration_s
-        targets = sorted({min(int(estimate * s), desired_bps) for s in scales})
+        duration = self.duration_s
+        targets = sorted({min(int(estimate * s), desired_bps) for s in SCALES})
         targets = [t for t in targets if t >= estimate * MIN_GAIN]
-        if self._backoff > self.interval_s:
-            targets = targets[:1]  # the last attempt failed: re-check gently, one cluster
+        if self._backoff > self.interval_s or estimate < self.low_bps:
+            targets = targets[:1]  # the last attempt failed, or the link is small: one cluster
         if not targets:
             return
         start = now
