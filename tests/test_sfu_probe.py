@@ -48,7 +48,8 @@ def test_probes_at_1_5x_and_2x_capped_at_desired_with_a_pause_between() -> None:
     prober.want(estimate_bps=800_000, desired_bps=5_000_000, sending_bps=800_000, now=1.0)
     clusters = clusters_between(prober, 1.0, 1.5)
     assert [c.target_bps for c in clusters] == [1_200_000, 1_600_000]
-    assert [c.start for c in clusters] == pytest.approx([1.0, 1.2])  # not back to back: its queue drains
+    # not back to back: the queue the first built drains
+    assert [c.start for c in clusters] == pytest.approx([1.0, 1.2])
     assert clusters[0].id < clusters[1].id
     assert prober.next_cluster(1.15) is None
     assert prober.next_cluster(1.35) is None

@@ -15,10 +15,25 @@ cluster, and the estimator measures how fast the cluster arrived
   When desired > estimate and the link is calm (the estimate has not
   dropped by 10 % in the last second, nor within 2 s after such a drop), it
   plans an attempt: clusters at 1.5 x and 2 x the estimate (capped at
-  desired), back to back, each `duration_s` long.
+  desired), each `duration_s` long, with a pause as long as a cluster
+  between them (the queue the first built drains before the second adds to
+  it).  Under `low_bps` (450 kbit/s) an attempt is the 1.5 x cluster alone:
+  a small link's queue is small (the network lab's 300 kbit/s viewer: 7.5
+  kB behind a 2000-byte bucket), and 1.5 x then 2 x pad 0.15 s of the
+  estimate into it.  (A longer cluster at a lower gain, 1.25 x over 0.3 s,
+  was tried: with the estimate already at or a little above the link, what
+  queues is the cluster's whole excess, 0.075 s of the estimate against
+  0.05 s; in the simulator with the lab's bucket it doubled the 300 kbit/s
+  viewer's queueing delay.)
 - An attempt succeeds if, within a second after its last cluster, the
   estimate rose by 10 %: then it probes again right away from the new
-  estimate (exponential search).  Otherwise it waits 2 s, then 4, up to
+  estimate (exponential search), except under `low_bps` when the estimate
+  reached less than 0.9 x the attempt's top target (libwebrtc's
+  ProbeController searches further only above 0.7 x what it probed for):
+  then the probe found the link, or near it, and the next attempt waits
+  `interval_s` (an attempt at once from 316 kbit/s measured on a 300
+  kbit/s link padded 9 kB into its 7.5 kB queue in 0.2 s; docs/benchmarks.md,
+  branch resend).  Otherwise it waits 2 s, then 4, up to
   `max_interval_s` (5 s), before the next attempt, which is then a single
   cluster at 1.5 x (a failed probe queues data and may cost a delay-based
   decrease: keep re-checks small); a jump in desired (a new stage slot)
