@@ -15,10 +15,27 @@ cluster, and the estimator measures how fast the cluster arrived
   When desired > estimate and the link is calm (the estimate has not
   dropped by 10 % in the last second, nor within 2 s after such a drop), it
   plans an attempt: clusters at 1.5 x and 2 x the estimate (capped at
-  desired), back to back, each `duration_s` long.
+  desired), back to back, each `duration_s` long (a pause between them was
+  tried: in the network lab's 1 Mbit/s run the 2 x cluster, sent on a
+  drained queue and a full bucket, then read "got through" more often, and
+  the searches padded 141 kB after the cap against main's 79).  Under
+  `low_bps` (450 kbit/s) an attempt is the 1.5 x cluster alone:
+  a small link's queue is small (the network lab's 300 kbit/s viewer: 7.5
+  kB behind a 2000-byte bucket), and 1.5 x then 2 x pad 0.15 s of the
+  estimate into it.  (A longer cluster at a lower gain, 1.25 x over 0.3 s,
+  was tried: with the estimate already at or a little above the link, what
+  queues is the cluster's whole excess, 0.075 s of the estimate against
+  0.05 s; in the simulator with the lab's bucket it doubled the 300 kbit/s
+  viewer's queueing delay.)
 - An attempt succeeds if, within a second after its last cluster, the
   estimate rose by 10 %: then it probes again right away from the new
-  estimate (exponential search).  Otherwise it waits 2 s, then 4, up to
+  estimate (exponential search), except under `low_bps` when the estimate
+  reached less than 0.9 x the attempt's top target (libwebrtc's
+  ProbeController searches further only above 0.7 x what it probed for):
+  then the probe found the link, or near it, and the next attempt waits
+  `interval_s` (an attempt at once from 316 kbit/s measured on a 300
+  kbit/s link padded 9 kB into its 7.5 kB queue in 0.2 s; docs/benchmarks.md,
+  branch resend).  Otherwise it waits 2 s, then 4, up to
   `max_interval_s` (5 s), before the next attempt, which is then a single
   cluster at 1.5 x (a failed probe queues data and may cost a delay-based
   decrease: keep re-checks small); a jump in desired (a new stage slot)
@@ -111,6 +128,9 @@ RECHECK_MAX_GAIN = 4.0  # a re-check aims at most this x the media sent
 # An estimate this x the media all along is re-checked even if nothing is held.
 RECHECK_FAR_ABOVE = 2.0
 PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
+# Under this estimate an attempt is one cluster (a small link's queue is small).
+LOW_BPS = 450_000
+FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
 
 
 class ProbeCluster(NamedTuple):
@@ -124,6 +144,7 @@ class ProbeCluster(NamedTuple):
 class _Attempt(NamedTuple):
     start_estimate: int
     end: float
+    top_target: int = 0  # its highest cluster's target
     after_drop: bool = False  # a re-probe after a probe's own overuse: no search from it
     recheck: bool = False  # a re-check of an app-limited estimate: not judged
 
@@ -138,8 +159,10 @@ class Prober:
         min_packets: int = 10,
         interval_s: float = 2.0,
         max_interval_s: float = 5.0,
+        low_bps: int = LOW_BPS,
     ) -> None:
         self.duration_s = duration_s
+        self.low_bps = low_bps
         self.min_packets = min_packets
         self.interval_s = interval_s
         self.max_interval_s = max_interval_s
@@ -246,8 +269,8 @@ class Prober:
         estimate = max(self._estimate, 1)
         targets = sorted({min(int(estimate * s), desired_bps) for s in SCALES})
         targets = [t for t in targets if t >= estimate * MIN_GAIN]
-        if self._backoff > self.interval_s:
-            targets = targets[:1]  # the last attempt failed: re-check gently, one cluster
+        if self._backoff > self.interval_s or estimate < self.low_bps:
+            targets = targets[:1]  # the last attempt failed, or the link is small: one cluster
         if not targets:
             return
         start = now
@@ -257,7 +280,7 @@ class Prober:
             )
             self._next_id += 1
             start += self.duration_s
-        self._attempt = _Attempt(self._estimate, start)
+        self._attempt = _Attempt(self._estimate, start, targets[-1])
         self._attempt_desired = desired_bps
         self._last_end = start
         self._sending_at_attempt = self._sending
@@ -333,11 +356,21 @@ class Prober:
             ):
                 self._attempt = None  # the failed attempt's backoff stands
             return
-        if self._estimate >= attempt.start_estimate * SUCCESS_RATIO:
-            self._attempt = None  # it grew: look further right away
+        grew = self._estimate >= attempt.start_estimate * SUCCESS_RATIO
+        further = attempt.start_estimate >= self.low_bps or (
+            self._estimate >= attempt.top_target * FURTHER_RATIO
+        )
+        if grew and further:
+            self._attempt = None  # it got through: look further right away
             self._backoff = self.interval_s
             self._next_attempt = now
-        elif now >= attempt.end + RESULT_WAIT_S:
+        elif now < attempt.end + RESULT_WAIT_S:
+            return
+        elif grew:  # it found the link, or near it: probing again at once would overflow it
+            self._attempt = None
+            self._backoff = self.interval_s
+            self._next_attempt = now + self.interval_s
+        else:
             self._attempt = None
             self._next_attempt = now + self._backoff
             self._backoff = min(self._backoff * 2, self.max_interval_s)
