@@ -230,6 +230,15 @@ def plis(upstream: Capture) -> int:
     return sum(isinstance(i, Pli) for p in upstream.rtcp for i in parse_rtcp(p))
 
 
+def a_storm(a: Producer, c: Consumer, out: Capture) -> list[int]:
+    """`c` switched to `a`, its key frame at 0 s, then 79 packets at 2.5 s (past the
+    key frame's 2 s), 60 of them lost: the sequence numbers a NACK asks for."""
+    c.switch(a)
+    feed(a, [10], keyframe_at={10}, now=0.0)
+    feed(a, range(11, 90), now=2.5)
+    return [h.sequence for h in out.headers()[20:80]]
+
+
 def test_resends_stay_within_the_budget_and_the_rest_waits_for_the_next_nack() -> None:
     a = producer()
     c, out = consumer()
@@ -263,10 +272,7 @@ def test_more_losses_than_the_budget_repays_soon_start_the_slot_again_from_a_key
     upstream = Capture()
     a = producer(output=upstream)
     c, out = consumer()
-    c.switch(a)
-    feed(a, [10], keyframe_at={10}, now=0.0)
-    feed(a, range(11, 90), now=2.5)
-    lost = [h.sequence for h in out.headers()[20:80]]
+    lost = a_storm(a, c, out)
     out.rtp.clear()
     upstream.rtcp.clear()
     assert c.retransmit(lost, 2.6, a_budget(50_000, now=2.6)) == 0
@@ -304,10 +310,7 @@ def test_a_second_loss_storm_within_two_seconds_is_answered_within_the_budget() 
     upstream = Capture()
     a = producer(output=upstream)
     c, out = consumer()
-    c.switch(a)
-    feed(a, [10], keyframe_at={10}, now=0.0)
-    feed(a, range(11, 90), now=2.5)
-    lost = [h.sequence for h in out.headers()[20:80]]
+    lost = a_storm(a, c, out)
     assert c.retransmit(lost, 2.6, a_budget(50_000, now=2.6)) == 0
     feed(a, [90], keyframe_at={90}, now=2.7)
     feed(a, range(91, 190), now=3.8)
