@@ -6,8 +6,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from sfu.transport.consentclock import SLOW_ROUNDS, ConsentClock, clock_for
+from sfu.transport.consentclock import (
+    GRID_INTERVALS,
+    SLOW_ROUNDS,
+    ConsentClock,
+    check_time,
+    clock_for,
+)
 
 PERIOD = 0.02
 
@@ -97,3 +105,26 @@ async def test_a_deadline_does_not_outlive_its_wait() -> None:
     await asyncio.wait_for(answered, 5)  # its test said yes at the tenth round
     assert clock.polls == SLOW_ROUNDS
     assert len(clock) == 0 and not clock.running
+
+
+@given(
+    now=st.floats(0, 1e6),
+    interval=st.sampled_from([0.3, 0.5, 5.0, 17.0]),
+    u=st.floats(0, 1, exclude_max=True),
+)
+def test_a_check_time_is_0_8_to_1_2_intervals_away_on_the_grid(
+    now: float, interval: float, u: float
+) -> None:
+    at = check_time(now, interval, u)
+    assert now + 0.8 * interval - 1e-9 <= at <= now + 1.2 * interval + 1e-9
+    steps = at / (GRID_INTERVALS * interval)
+    assert abs(steps - round(steps)) < 1e-6
+
+
+def test_checks_that_fall_due_near_each_other_share_a_grid_point_and_still_vary() -> None:
+    # Fifty transports whose last checks were spread over one second: their next
+    # ones fall on the two or three grid points of the window (1 s apart at 5 s),
+    # not at fifty different times, and each transport's pick stays random.
+    times = {check_time(100 + n / 50, 5.0, (n * 0.37) % 1) for n in range(50)}
+    assert times <= {104.0, 105.0, 106.0, 107.0} and len(times) >= 2
+    assert {check_time(100.5, 5.0, u / 10) for u in range(10)} == {105.0, 106.0}

@@ -7,10 +7,10 @@ import ipaddress
 
 import pytest
 from aioice import stun
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from sfu.transport.stunwire import Signer, binding_request, binding_response
+from sfu.transport.stunwire import Signer, binding_request, binding_response, signed_by
 
 transaction_ids = st.binary(min_size=12, max_size=12)
 keys = st.binary(min_size=1, max_size=100)
@@ -82,6 +82,58 @@ def test_aioice_parses_and_authenticates_both() -> None:
     assert check.attributes["USERNAME"] == "abcd:efgh"
     assert check.attributes["ICE-CONTROLLED"] == 2
     assert check.check_message_integrity(key)
+
+
+@given(
+    transaction_ids,
+    ufrags,
+    keys,
+    keys,
+    st.booleans(),
+    st.booleans(),
+    st.integers(0, 10_000),
+    st.integers(1, 255),
+)
+def test_a_received_messages_signature_is_checked_as_aioice_does(
+    tid: bytes,
+    username: str,
+    key: bytes,
+    other: bytes,
+    answer: bool,
+    same_key: bool,
+    at: int,
+    flip: int,
+) -> None:
+    signer = Signer(key)
+    data = bytearray(
+        binding_response(tid, ("192.0.2.7", 50000), signer)
+        if answer
+        else binding_request(tid, f"{username}:x", 1, 2, True, signer)
+    )
+    if at < len(data):  # one byte damaged (else intact)
+        data[at] ^= flip
+    try:
+        message = stun.parse_message(bytes(data))
+    except Exception:  # aioice raises several kinds
+        assume(False)
+        raise
+    check = key if same_key else other
+    ours = signed_by(
+        message._integrity_data, message.attributes.get("MESSAGE-INTEGRITY"), Signer(check)
+    )
+    assert ours == message.check_message_integrity(check)
+
+
+def test_a_message_without_integrity_or_with_a_bad_one_is_not_signed() -> None:
+    key = b"0123456789abcdefghijkl"
+    bare = stun.parse_message(bytes(stun.Message(stun.Method.BINDING, stun.Class.REQUEST)))
+    assert not signed_by(bare._integrity_data, None, Signer(key))
+    good = stun.parse_message(binding_request(bytes(12), "a:b", 1, 2, True, Signer(key)))
+    mac = good.attributes["MESSAGE-INTEGRITY"]
+    assert signed_by(good._integrity_data, mac, Signer(key))
+    assert not signed_by(good._integrity_data, mac, Signer(b"another password"))
+    assert not signed_by(good._integrity_data, bytes(20), Signer(key))
+    assert not signed_by(good._integrity_data, "not bytes", Signer(key))
 
 
 def test_a_scoped_ipv6_address_is_packed_without_its_scope() -> None:

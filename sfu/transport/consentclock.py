@@ -18,6 +18,16 @@ wait resolves at the first round at or after it, like a fast wait): the
 deadlines sit in a heap, so a round looks at the earliest one only and a
 quiet client costs one test a second, not ten in the second before each
 of its checks.  The timer stops when nobody waits.
+
+`check_time` puts every transport's checks on a common grid of loop time
+(a fifth of the interval: 1 s at RFC 7675's 5 s), still at a random time
+0.8-1.2 intervals after the last: the checks that fall due on the same
+grid point are resolved by the same round and sent in one turn of the
+event loop, one after the other, instead of one by one in as many
+wake-ups.  Counted in the server (bench/idle_cost.py), the consent path's
+cost is mostly that of code run cold, once per wake-up (an aioice parse
+took ~38 us there against ~4 us in a loop): the checks and their answers
+in a burst share one warm-up.
 """
 
 from __future__ import annotations
@@ -26,9 +36,10 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 from collections.abc import Callable
 
-__all__ = ["ConsentClock", "clock_for"]
+__all__ = ["ConsentClock", "check_time", "clock_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +47,18 @@ Due = Callable[[float], bool]
 
 # A `slow` wait is polled every this many rounds.
 SLOW_ROUNDS = 10
+# The grid of `check_time`, in intervals: the window 0.8-1.2 intervals holds two points.
+GRID_INTERVALS = 0.2
+
+
+def check_time(now: float, interval: float, u: float) -> float:
+    """When the next consent check is due: 0.8-1.2 `interval`s after `now` (RFC 7675
+    5.1), on a grid point of loop time (module doc); `u` in [0, 1) picks which."""
+    grid = GRID_INTERVALS * interval
+    low, high = now + 0.8 * interval, now + 1.2 * interval
+    # The window is two grid steps wide: it holds two or three points.
+    first, last = math.ceil(low / grid), math.floor(high / grid)
+    return min(last, first + int(u * (last - first + 1))) * grid
 
 
 class ConsentClock:
