@@ -1,23 +1,28 @@
 """One timer for the consent loops of every transport of an event loop.
 
 `IceConnection.query_consent` reads its transport's traffic counters every
-`POLL_S` (`sfu.transport.pathwatch`).  It used to sleep `POLL_S` in a loop:
+`POLL_S` (`sfu.transport.pathwatch`). It used to sleep `POLL_S` in a loop:
 ten task wake-ups a second per transport (a future, a timer handle and a
 task step each), whether anything was due or not; at a light fan-out of 50
-quiet subscribers that was a visible part of the server's fixed cost.  Now
+quiet subscribers that was a visible part of the server's fixed cost. Now
 a loop waits on one future until its check is due: a single timer per
 event loop calls every waiting loop's `due(now)` (a plain call: the
 `PathWatch` poll and a comparison) every `POLL_S` and resolves the futures
-of those that are due.  A loop whose client is not watched for silence
+of those that are due. A loop whose client is not watched for silence
 (`PathWatch.watched`: it sends under 5 packets/s, so only the RFC 7675
-timer concerns it) waits `slow`: it is polled every `SLOW_ROUNDS` rounds
-(1 s) only, which is enough to notice that it started sending (the rate is
-measured over the time since its counter last moved) or that its next RFC
-check is due.  Its RFC check itself is kept on time by a `deadline` (the
-wait resolves at the first round at or after it, like a fast wait): the
-deadlines sit in a heap, so a round looks at the earliest one only and a
-quiet client costs one test a second, not ten in the second before each
-of its checks.  The timer stops when nobody waits.
+timer concerns it) waits `slow`: it is polled at the slow rounds only
+(every `SLOW_ROUNDS` periods of loop time: 1 s), which is enough to notice
+that it started sending (the rate is measured over the time since its
+counter last moved) or that its next RFC check is due. Its RFC check
+itself is kept on time by a `deadline` (the wait resolves at the first
+round at or after it, like a fast wait): the deadlines sit in a heap, so a
+round looks at the earliest one only and a quiet client costs one test a
+second, not ten in the second before each of its checks. The rounds fall
+on a grid of loop time (multiples of `period`, the slow ones of
+`SLOW_ROUNDS` periods), and while no loop waits fast (every client quiet:
+no media) the timer skips the rounds in between and fires at the next slow
+round or the earliest deadline only: one wake-up a second instead of ten.
+The timer stops when nobody waits.
 
 `check_time` puts every transport's checks on a common grid of loop time
 (a fifth of the interval: 1 s at RFC 7675's 5 s), still at a random time
@@ -25,9 +30,10 @@ of its checks.  The timer stops when nobody waits.
 grid point are resolved by the same round and sent in one turn of the
 event loop, one after the other, instead of one by one in as many
 wake-ups.  Counted in the server (bench/idle_cost.py), the consent path's
-cost is mostly that of code run cold, once per wake-up (an aioice parse
-took ~38 us there against ~4 us in a loop): the checks and their answers
-in a burst share one warm-up.
+cost is mostly that of code run by a core that was idle, once per wake-up
+(an aioice parse took ~38 us there against ~4 us in a loop; bench/stun_path.py
+shows the same ~5x with a sleep between calls): work that shares a wake-up
+shares that warm-up.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ Due = Callable[[float], bool]
 
 # A `slow` wait is polled every this many rounds.
 SLOW_ROUNDS = 10
+# Grid points computed from a multiple of the period may miss it by a rounding error.
+EPSILON = 1e-6
 # The grid of `check_time`, in intervals: the window 0.8-1.2 intervals holds two points.
 GRID_INTERVALS = 0.2
 
@@ -73,6 +81,8 @@ class ConsentClock:
         self._deadlines: list[tuple[float, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._at = 0.0  # when the timer fires
+        self._slow_at = self._boundary(loop.time(), SLOW_ROUNDS * period)
         self.polls = 0  # timer rounds run (for tests)
 
     def __len__(self) -> int:
@@ -92,27 +102,52 @@ class ConsentClock:
         (self._slow if slow else self._waiting)[future] = due
         if slow and deadline is not None:
             heapq.heappush(self._deadlines, (deadline, next(self._order), future))
-        if self._timer is None:
-            self._timer = self._loop.call_later(self.period, self._poll)
+        self._arm(self._loop.time())
         return future
+
+    def _next_round(self, now: float) -> float:
+        """The next round: on the `period` grid of loop time; with no fast wait, the
+        next slow round's or the earliest deadline's grid point (module doc)."""
+        if self._waiting:
+            return self._boundary(now, self.period)
+        at = self._slow_at
+        if self._deadlines:
+            at = min(at, math.ceil(self._deadlines[0][0] / self.period) * self.period)
+        return at if at > now else self._boundary(now, self.period)
+
+    @staticmethod
+    def _boundary(now: float, step: float) -> float:
+        """The first multiple of `step` after `now`."""
+        return (math.floor(now / step) + 1) * step
+
+    def _arm(self, now: float) -> None:
+        at = self._next_round(now)
+        if self._timer is not None:
+            if self._at <= at:
+                return
+            self._timer.cancel()
+        self._at = at
+        self._timer = self._loop.call_at(at, self._poll)
 
     def _poll(self) -> None:
         self._timer = None
         self.polls += 1
-        now = self._loop.time()
+        # A timer may fire a little before its time (the loop's clock resolution).
+        now = max(self._loop.time(), self._at)
         self._round(self._waiting, now)
-        if self.polls % SLOW_ROUNDS == 0:
+        if now + EPSILON >= self._slow_at:
+            self._slow_at = self._boundary(now, SLOW_ROUNDS * self.period)
             self._round(self._slow, now)
         self._expire(now)
         if self._waiting or self._slow:
-            self._timer = self._loop.call_later(self.period, self._poll)
+            self._arm(now)
         elif _clocks.get(self._loop) is self:
             del _clocks[self._loop]
 
     def _expire(self, now: float) -> None:
         """Resolve the slow waits whose deadline has come (and drop finished ones)."""
         deadlines = self._deadlines
-        while deadlines and (deadlines[0][0] <= now or deadlines[0][2].done()):
+        while deadlines and (deadlines[0][0] <= now + EPSILON or deadlines[0][2].done()):
             future = heapq.heappop(deadlines)[2]
             if self._slow.pop(future, None) is not None and not future.done():
                 future.set_result(None)
