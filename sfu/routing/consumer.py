@@ -454,6 +454,7 @@ class Consumer:
         if not self.closed:
             self.closed = True
             self.switch(None)
+            self.wake = _no_wake  # no cycle back to its participant once it left
 
     # forwarding
 
