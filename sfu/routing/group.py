@@ -236,6 +236,7 @@ class Group:
         """Apply the assignment to `participant`'s consumers; new slots + publishers if changed."""
         if participant.closed:
             return None
+        participant.wake()  # its slots' sources, thumbnails or switches may change
         self._forget_stale(participant)
         # A key frame before the subscriber is connected would be lost, and
         # would hold back (coalescing) the one its connection asks for.
