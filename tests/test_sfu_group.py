@@ -243,3 +243,14 @@ def test_with_one_stage_slot_the_speaker_is_at_full_rate_and_the_others_are_thum
     slots(group, viewer, 1.5)
     thumbnails = {viewer.slot_keys[m]: c.thumbnail for m, c in viewer.consumers.items()}
     assert thumbnails == {"bob": True, "alice": True, "carol": False}
+
+
+def test_the_senders_are_the_publishers_that_publish_in_the_same_order() -> None:
+    group = Group("r", "main")
+    member(group, "viewer", 0, audio=False, video=False)
+    member(group, "alice", 1)
+    remote(group, "far", 500)
+    member(group, "viewer2", 2, audio=False, video=False)
+    member(group, "bob", 3)
+    assert [p.id for p in group.publishers()] == ["viewer", "alice", "viewer2", "bob", "far"]
+    assert [p.id for p in group.senders()] == ["alice", "bob", "far"]

@@ -296,3 +296,63 @@ def test_a_steady_subscriber_is_allocated_again_after_the_recheck_period() -> No
     for now in (0.0, 0.5, 1.0, 2.0, 2.4, 2.6):
         run.tick(viewers, now)
     assert len(viewers[0].consumers["5"].calls) == 3  # 0.0, 0.5, and 2.5 s after 0.5
+
+
+def one_rate(owner: str, bps: int) -> FakeTrack:
+    """A publisher without simulcast and without TIDs (the compare_janus fan-outs' publisher)."""
+    return single(FakeTrack(None, 0, (640, 360), (bps,), owner=owner, mid="1"))
+
+
+def test_a_one_rate_track_whose_rate_swings_is_not_allocated_again_but_its_ceiling_follows() -> (
+    None
+):
+    track = one_rate("alice", 1_500_000)
+    viewers = steady_viewers(track, 20)
+    run = Run()
+    for n, now in enumerate((0.0, 0.5, 1.0, 1.5)):
+        track.rates = ((1_000_000, 1_500_000, 1_000_000, 2_000_000)[n],)  # swings
+        run.tick(viewers, now, fallback=300_000 + 200_000 * n)  # the budget moves too
+    # The first round chose, the second found nothing to change, then no allocator at all.
+    assert all(v.consumers["5"].calls == [(0, 0), (0, 0)] for v in viewers)
+    assert run.control.refreshed == 2 * 20
+    assert all(run.control.desired_bps[v.id] == 2_000_000 for v in viewers)  # the last rate
+
+
+def test_a_one_rate_track_that_stops_flowing_is_allocated_again() -> None:
+    track = one_rate("alice", 1_500_000)
+    viewers = steady_viewers(track, 1)
+    run = Run()
+    for now in (0.0, 0.5):
+        run.tick(viewers, now)
+    track.rates = (0,)
+    run.tick(viewers, 1.0)
+    assert run.control.refreshed == 0 and len(viewers[0].consumers["5"].calls) == 3
+
+
+def test_a_single_layer_with_temporal_layers_is_allocated_again_when_its_rates_move() -> None:
+    track = single(camera("alice", simulcast=False))  # one layer, three TIDs
+    viewers = steady_viewers(track, 1)
+    run = Run()
+    for now in (0.0, 0.5):
+        run.tick(viewers, now, fallback=400_000)
+    track.rates = tuple(int(r * 1.5) for r in track.rates)  # TID 1 may no longer fit
+    run.tick(viewers, 1.0, fallback=400_000)
+    assert run.control.refreshed == 0 and len(viewers[0].consumers["5"].calls) == 3
+
+
+def test_a_one_rate_slot_next_to_a_simulcast_one_is_allocated_again_when_its_rate_moves() -> None:
+    fixed, simulcast = one_rate("alice", 500_000), camera("carol", mid="2")
+    for layer in simulcast.layers:  # one rate per layer: simulcast without TIDs
+        layer.rates = layer.rates[-1:]
+    bob = FakeSubscriber(
+        "bob",
+        {"5": FakeSlot("video", fixed), "6": FakeSlot("video", simulcast)},
+        {"5": (640, 360), "6": (1280, 720)},
+        None,
+    )
+    run = Run()
+    for now in (0.0, 0.5):
+        run.tick([bob], now, fallback=2_000_000)
+    fixed.rates = (900_000,)  # what is left for carol's layers shrank
+    run.tick([bob], 1.0, fallback=2_000_000)
+    assert run.control.refreshed == 0 and len(bob.consumers["6"].calls) == 3

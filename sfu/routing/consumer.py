@@ -54,7 +54,7 @@ from __future__ import annotations
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -167,6 +167,7 @@ class Consumer:
         "thumbnail",
         "thumbnail_ts",
         "track",
+        "wake",
     )
 
     def __init__(
@@ -190,6 +191,9 @@ class Consumer:
         self.track: Producer | None = None
         self.source: Producer | None = None
         self.pending: Producer | None = None
+        # Told when a switch becomes pending: the clock retries its key frame request
+        # every tick until it completes (`Participant.wake`, `sfu.routing.ticker`).
+        self.wake: Callable[[], None] = _no_wake
         self.thumbnail = False
         self.thumbnail_ts: int | None = None  # RTP timestamp of the key frame being passed
         self.closed = False
@@ -366,6 +370,7 @@ class Consumer:
         self.pending = layer
         layer.attach(self)
         self._release(old_pending)
+        self.wake()
         return True
 
     def _release(self, producer: Producer | None) -> None:
@@ -406,6 +411,7 @@ class Consumer:
         if self.source is None:
             return False
         self.pending, self.source = self.source, None  # stays attached
+        self.wake()
         return True
 
     def set_thumbnail(self, thumbnail: bool) -> bool:
@@ -448,6 +454,7 @@ class Consumer:
         if not self.closed:
             self.closed = True
             self.switch(None)
+            self.wake = _no_wake  # no cycle back to its participant once it left
 
     # forwarding
 
@@ -969,3 +976,7 @@ def extension_map(
         if not any(pid in used for uri, pid in publisher.items() if uri not in subscriber):
             return None
     return mapping
+
+
+def _no_wake() -> None:
+    """A consumer's `wake` until its participant sets its own."""

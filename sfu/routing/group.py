@@ -167,12 +167,21 @@ class Group:
 
     # selection
 
-    def orders(self, now: float) -> Orders:
-        """(video source keys, audio participant ids), best first."""
+    def senders(self) -> list[Publisher]:
+        """`publishers` that publish something, in the same order."""
+        found: list[Publisher] = [m for m in self.members.values() if m.producers]
+        members = self.members
+        for pid, remote in self.remotes.items():
+            if pid not in members and remote.producers:
+                found.append(remote)
+        return found
+
+    def orders(self, now: float, senders: list[Publisher] | None = None) -> Orders:
+        """(video source keys, audio participant ids), best first (`senders`: as `senders()`)."""
         cameras: list[str] = []
         off: list[str] = []
         screens, audio = [], []
-        for member in self.publishers():
+        for member in self.senders() if senders is None else senders:
             pid = member.id
             for producer in member.producers.values():
                 if producer.source == "camera":
@@ -193,12 +202,10 @@ class Group:
         """The orders of the last `changed_orders` call."""
         return self._orders
 
-    def publishing(self, now: float) -> Publishing:
+    def publishing(self, now: float, senders: list[Publisher] | None = None) -> Publishing:
         """Who sends live media, and which sources ("audio", "camera", "screen")."""
         result: Publishing = {}
-        for member in self.publishers():
-            if not member.producers:  # most members of a large room only subscribe
-                continue
+        for member in self.senders() if senders is None else senders:
             sources = sorted(
                 p.source for p in member.producers.values() if now - p.media_at < LIVE_S
             )
@@ -208,8 +215,9 @@ class Group:
 
     def changed_orders(self, now: float) -> bool:
         """Whether the orders or who publishes moved since the last call (or the group is dirty)."""
-        orders = self.orders(now)
-        publishing = self.publishing(now)
+        senders = self.senders()  # most members of a large room only subscribe
+        orders = self.orders(now, senders)
+        publishing = self.publishing(now, senders)
         moved = publishing != self._publishing
         changed = self.dirty or orders != self._orders or moved
         self._orders = orders
@@ -236,6 +244,7 @@ class Group:
         """Apply the assignment to `participant`'s consumers; new slots + publishers if changed."""
         if participant.closed:
             return None
+        participant.wake()  # its slots' sources, thumbnails or switches may change
         self._forget_stale(participant)
         # A key frame before the subscriber is connected would be lost, and
         # would hold back (coalescing) the one its connection asks for.

@@ -110,6 +110,7 @@ class LayerClock:
 
     def _due(self, participants: Iterable[Participant], now: float) -> list[Due]:
         due = []
+        caps: dict[int, int] = {}  # a group's room-table cap, read once per tick
         for p in participants:
             transport = p.transport
             if p.precall or p.closed or transport is None or not transport.connected:
@@ -118,7 +119,7 @@ class LayerClock:
             if estimator is not None:  # its own estimate: the fallback is needed when due only
                 fallback, estimate = None, estimator.estimate_bps
             else:
-                fallback = fallback_bps(p)
+                fallback = _fallback(p, caps)
                 estimate = LayerControl.estimate(p, fallback)
             if self.cadence.due(p.id, estimate, now):
                 due.append((p, fallback_bps(p) if fallback is None else fallback))
@@ -141,6 +142,19 @@ def fallback_bps(participant: Participant) -> int:
     """The budget of a subscriber that measures nothing: the room table's cap per slot."""
     filled = sum(1 for c in participant.consumers.values() if c.kind == "video" and c.track)
     return cap_for(participant.group.size, participant.settings.remb_table) * max(1, filled)
+
+
+def _fallback(participant: Participant, caps: dict[int, int]) -> int:
+    """`fallback_bps`, with its group's cap from `caps` (filled on first use)."""
+    group = participant.group
+    cap = caps.get(id(group))
+    if cap is None:
+        cap = caps[id(group)] = cap_for(group.size, participant.settings.remb_table)
+    filled = 0
+    for consumer in participant.consumers.values():
+        if consumer.kind == "video" and consumer.track is not None:
+            filled += 1
+    return cap * max(1, filled)
 
 
 def audio_bps(participant: Participant, now: float) -> int:

@@ -20,7 +20,13 @@ the same slots, sizes and flowing layers, each layer's rate within
 upgrade waiting for its hold, and that allocation changed nothing) keeps
 its layers without running the allocator again, for up to `RECHECK_S`: the
 tick's cost follows what changed, not the number of subscribers.  A layer's rates are read once per
-tick however many subscribers show it.
+tick however many subscribers show it.  Nor is the allocator run when only
+rates or the budget moved for a subscriber whose every shown slot shows a
+track of one layer at one rate (`fixed`): such a slot gets that layer
+whatever the budget (`sfu.policy.allocation`), so only the slots' ceiling
+(the Prober's aim) is measured again, as a full allocation would; the
+compare_janus fan-outs' publisher's rate swings 20-40 % between key frames,
+which sent every subscriber through the allocator every other turn.
 
 Then every simulcast track's needed spatial layers (every layer up to the
 highest its local subscribers chose, like LiveKit's dynacast; plus the layers
@@ -137,6 +143,7 @@ class LayerControl:
         self._rounds: dict[str, Round] = {}  # each subscriber's last allocation
         self._infos: dict[int, LayerInfo] = {}  # layer -> its info this tick (`_info`)
         self.skipped = 0  # allocations found steady (for tests and stats)
+        self.refreshed = 0  # allocations whose choices could not move (`fixed`)
         # What each subscriber's slots would take with no bandwidth limit (the Prober's aim).
         self.desired_bps: dict[str, int] = {}
         self._wanted: dict[TrackKey, list[int | None]] = {}  # the round so far (`add`)
@@ -251,6 +258,17 @@ class LayerControl:
         ):
             self.skipped += 1
             choices = allocator.choices
+        elif (
+            last is not None
+            and last.settled
+            and not allocator.waiting
+            and fixed(last, demands, now)
+        ):
+            # What the allocator would do (module doc): the same choices, a new ceiling.
+            self.refreshed += 1
+            choices = allocator.choices
+            self.desired_bps[subscriber.id] = ceiling_bps(demands)
+            self._rounds[subscriber.id] = Round(now, budget, demands, True)
         else:
             self.desired_bps[subscriber.id] = ceiling_bps(demands)
             before = dict(allocator.choices)
@@ -353,6 +371,39 @@ def steady(last: Round, demands: Sequence[SlotDemand], budget: int, now: float) 
     if abs(budget - last.budget) > BUDGET_SLACK * max(last.budget, 1):
         return False
     return all(_same_slot(a, b) for a, b in zip(last.demands, demands, strict=True))
+
+
+def fixed(last: Round, demands: Sequence[SlotDemand], now: float) -> bool:
+    """Whether only rates or the budget moved since `last` and neither can move a choice:
+    the same slots, every shown one showing a track of one layer at one rate (module doc)."""
+    if now - last.at >= RECHECK_S or len(demands) != len(last.demands):
+        return False
+    return all(_same_fixed(a, b) for a, b in zip(last.demands, demands, strict=True))
+
+
+def _same_fixed(a: SlotDemand, b: SlotDemand) -> bool:
+    if (a.mid, a.stage, a.width, a.height, a.hidden) != (
+        b.mid,
+        b.stage,
+        b.width,
+        b.height,
+        b.hidden,
+    ):
+        return False
+    if a.hidden:
+        return True  # paused whatever it shows
+    if len(a.layers) != len(b.layers) or len(a.layers) > 1:
+        return False
+    return all(_one_rate(x, y) for x, y in zip(a.layers, b.layers, strict=True))
+
+
+def _one_rate(a: LayerInfo, b: LayerInfo) -> bool:
+    """The same layer, one rate (no TIDs), flowing on both sides or on neither."""
+    if (a.spatial, a.width, a.height) != (b.spatial, b.width, b.height):
+        return False
+    if len(a.bitrates) != 1 or len(b.bitrates) != 1:
+        return False
+    return (a.bitrates[0] == 0) == (b.bitrates[0] == 0)
 
 
 def _same_slot(a: SlotDemand, b: SlotDemand) -> bool:

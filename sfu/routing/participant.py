@@ -130,6 +130,8 @@ class Participant:
         self.session_id = random.getrandbits(62)
         self.opened_at = time.monotonic()
         self.next_report = 0.0
+        # When the SFU clock visits it next (`sfu.routing.ticker`): 0 is the next tick.
+        self.visit_due = 0.0
         self.retired: list[Counters] = []
         self.remb_estimate: int | None = None  # the participant's own REMB to us
         # Its video slots on stage (Group: stage_video_slots); None: every slot.
@@ -158,6 +160,10 @@ class Participant:
         self._on_transport_lost = on_transport_lost
         # The transport's compiled inlet (sfu.native._ingress) runs on_rtp's common case.
         native.configured("_ingress", "participant", _configure_inlet)
+
+    def wake(self) -> None:
+        """Something of it is due: the SFU clock visits it at its next tick."""
+        self.visit_due = 0.0
 
     # transport
 
@@ -232,6 +238,7 @@ class Participant:
             reason = TRANSPORT_FAILED if transport.was_connected else CONNECT_FAILED
             self._lost(transport, reason)
         elif state == TransportState.CONNECTED:
+            self.wake()
             if self.on_connected_cb is not None:
                 self.on_connected_cb(self)
             now = time.monotonic()
@@ -249,6 +256,7 @@ class Participant:
             self._on_transport_lost(self, reason)
 
     def _bind_outputs(self) -> None:
+        self.wake()  # its transport came or went
         if self.transport is not None:
             self.transport.set_transport_cc(self.twcc_id)
             self.transport.padding_sources = tuple(
@@ -373,6 +381,7 @@ class Participant:
                 del table[ssrc]
 
     def _apply_consumers(self, plans: tuple[MediaPlan, ...]) -> None:
+        self.wake()
         wanted = {p.mid: p for p in plans if p.receive and p.mid is not None}
         for mid in [m for m in self.consumers if m not in wanted]:
             consumer = self.consumers.pop(mid)
@@ -397,6 +406,7 @@ class Participant:
                 ext_ids=self.ext_ids,
                 output=NULL_OUTPUT,
             )
+            consumer.wake = self.wake
             self.consumers[mid] = consumer
             self.consumers_by_ssrc[consumer.ssrc] = consumer
             self.slot_keys[mid] = None

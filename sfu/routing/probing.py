@@ -37,8 +37,11 @@ class Probing:
     def plan(self, participants: Iterable[Participant], now: float) -> None:
         seen = set()
         for p in participants:
-            transport, estimator, prober = p.transport, p.estimator, p.prober
-            if transport is None or estimator is None or prober is None:
+            prober = p.prober  # most subscribers without one: its plain attribute first
+            if prober is None:
+                continue
+            transport, estimator = p.transport, p.estimator
+            if transport is None or estimator is None:
                 continue
             seen.add(p.id)
             media = transport.counters.bytes_out - transport.padding_bytes - transport.rtcp_bytes
@@ -60,8 +63,11 @@ class Probing:
         """Pad the clusters in progress; True while some prober is busy."""
         busy = False
         for p in participants:
-            transport, prober = p.transport, p.prober
-            if transport is None or prober is None:
+            prober = p.prober
+            if prober is None:
+                continue
+            transport = p.transport
+            if transport is None:
                 continue
             cluster = prober.next_cluster(now)
             transport.probe_id = -1 if cluster is None else cluster.id

@@ -7,6 +7,16 @@ reports about once a second (randomised, RFC 3550 6.2), reports pre-call
 statistics and ends pre-call sessions that ran out of time.  An exception
 in one step is logged and the clock keeps running.
 
+The pass over the participants visits a connected subscriber only when
+something of it is due (`Participant.visit_due`), not five times a second:
+its next RTCP report, a thumbnail's key frame refresh, or at once (the next
+tick) when it is woken (`Participant.wake`): a switch became pending (its key
+frame is asked for every tick until it completes), its slots were refilled,
+its consumers or transport changed, or a simulcast layer of any track paused
+or came back (`live_layers`: everybody is visited then, which is rare).
+Publishers (NACK retries), pre-call sessions and participants not connected
+are visited on every tick.  So each thing happens on the same tick as before.
+
 A second, faster beat (`feedback.TWCC_FEEDBACK_INTERVAL`) sends transport-cc
 feedback to the publishers that negotiated it and lets the subscribers'
 Probers plan; while one of them probes it beats every `probing.PROBE_STEP`
@@ -20,7 +30,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from sfu.control import ActiveSpeaker, MediaEvent, PrecallMeasured
@@ -29,6 +39,7 @@ from sfu.routing.group import Group
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
 from sfu.routing.probing import PROBE_STEP, Probing
+from sfu.routing.producer import Producer
 from sfu.settings import MediaSettings
 from sfu.transport.webrtc import WebRtcTransport
 
@@ -71,6 +82,9 @@ class Ticker:
         self._task: asyncio.Task[None] | None = None
         self._fast: asyncio.Task[None] | None = None
         self.probing = Probing()
+        self.visits = 0  # participants visited (for tests and stats)
+        self._live: dict[Producer, int] = {}  # track -> its live layers (`live_layers`)
+        self._wake_all = False
 
     def start(self) -> None:
         if self._task is None:
@@ -128,6 +142,7 @@ class Ticker:
         media = self._media
         self._groups(time.monotonic())
         participants = list(media.participants.values())
+        self._watch_layers(participants, time.monotonic())
         for start in range(0, len(participants), TICK_SLICE):
             if start:
                 await asyncio.sleep(0)
@@ -143,7 +158,9 @@ class Ticker:
         """One whole tick in one call (`_run` runs the same in slices)."""
         media = self._media
         self._groups(now)
-        for participant in list(media.participants.values()):
+        participants = list(media.participants.values())
+        self._watch_layers(participants, now)
+        for participant in participants:
             self._participant(participant, now)
         media.after_tick(now)
 
@@ -157,33 +174,58 @@ class Ticker:
             if group.changed_orders(now):
                 media.refill(group)
 
+    def _watch_layers(self, participants: list[Participant], now: float) -> None:
+        """Wake everybody this tick if a simulcast layer of some track paused or came back."""
+        live = live_layers(participants, self._media.groups.values(), now)
+        self._wake_all = live != self._live
+        self._live = live
+
     def _participant(self, participant: Participant, now: float) -> None:
-        # Run for every participant 5 times a second: the cheap tests come first
-        # (a subscriber publishes nothing; a slot with no track has nothing to refresh).
-        for track in participant.producers.values():
-            for producer in track.layers:
-                producer.retry_nacks(now)
-        transport = participant.transport
-        if transport is not None and transport.connected:
-            self._connected(participant, transport, now)
+        # The cheap tests come first (module doc: a quiet subscriber is not visited).
+        producers = participant.producers
+        if (
+            not producers
+            and now < participant.visit_due
+            and not self._wake_all
+            and not participant.precall
+        ):
+            return
+        self.visits += 1
+        participant.visit_due = float("inf")  # a wake during the visit stays
+        due = now  # the next tick unless it is connected and all went well
+        try:
+            for track in producers.values():
+                for producer in track.layers:
+                    producer.retry_nacks(now)
+            transport = participant.transport
+            if transport is not None and transport.connected:
+                due = self._connected(participant, transport, now)
+        finally:
+            participant.visit_due = min(participant.visit_due, due)
         if participant.precall:
             self._precall(participant, now)
 
-    def _connected(self, participant: Participant, transport: WebRtcTransport, now: float) -> None:
+    def _connected(self, participant: Participant, transport: WebRtcTransport, now: float) -> float:
+        """Its slots' and reports' work due now; when the next is due."""
         refresh = self._media.settings.thumbnail_refresh_s
+        due = float("inf")
         for consumer in participant.consumers.values():
             if consumer.track is not None:  # a simulcast layer paused or came back
                 consumer.refresh_layers(now)
             if consumer.pending is not None:
                 consumer.pending.request_keyframe(now)
+                due = now  # asked again every tick until the key frame comes
             elif consumer.thumbnail and consumer.source is not None:
                 source = consumer.source
                 if now >= source.refresh_due and source.request_keyframe(now):
                     source.refresh_due = now + refresh
+                # Another subscriber of the source may push it later: visited early, not late.
+                due = min(due, source.refresh_due)
         if now >= participant.next_report:
             participant.next_report = now + REPORT_INTERVAL * random.uniform(0.5, 1.5)
             for packet in feedback.reports(participant, now, self._media.remb_cap(participant)):
                 transport.send_rtcp(packet)
+        return min(due, participant.next_report)
 
     def _precall(self, participant: Participant, now: float) -> None:
         media = self._media
@@ -193,3 +235,23 @@ class Ticker:
         meter = media.meters.get(participant.id)
         if meter is not None and meter.due(now):
             media.notify(PrecallMeasured(participant.id, meter.measure(participant, now)))
+
+
+def live_layers(
+    participants: Iterable[Participant], groups: Iterable[Group], now: float
+) -> dict[Producer, int]:
+    """Each simulcast track's active layers (a bit per layer), local and remote ones."""
+    live: dict[Producer, int] = {}
+    for participant in participants:
+        _add_live(live, participant.producers.values(), now)
+    for group in groups:
+        for remote in group.remotes.values():
+            _add_live(live, remote.producers.values(), now)
+    return live
+
+
+def _add_live(live: dict[Producer, int], tracks: Iterable[Producer], now: float) -> None:
+    for track in tracks:
+        layers = track.layers
+        if len(layers) > 1:
+            live[track] = sum(1 << i for i, layer in enumerate(layers) if layer.active(now))
