@@ -12,6 +12,7 @@ from av import VideoFrame
 
 from sfu.policy.bitrate import RembTable
 from sfu.policy.pacing import OVERHEAD_BYTES
+from sfu.routing.trace import snapshot
 from tests.sfu_live import eventually, join, running_media, send_remb
 from tests.simulcast_live import Received, SimulcastPump, encode_layers
 from tests.synthetic_peer import SyntheticPeer
@@ -64,6 +65,10 @@ async def test_a_step_downs_key_frame_reaches_the_subscriber_at_its_estimate_who
             await eventually(lambda: len(switch_keyframe()) >= 10, what="q's key frame at bob")
             # The burst has left: the slot writes to its transport again.
             await eventually(lambda: consumer.output is participant.transport, what="released")
+            # The layer trace says so: a burst paced, its packets held up to ~the rate's time.
+            row = next(e for e in snapshot([participant], 0.0)["estimates"] if e[0] == "bob")
+            engagements, held, held_ms = row[6:9]
+            assert engagements >= 1 and held >= len(switch_keyframe()) - 1 and held_ms >= 100
         finally:
             await pump.stop()
         sequences = switch_keyframe()
