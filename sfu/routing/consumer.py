@@ -110,6 +110,13 @@ class RtpOutput(Protocol):
         """
 
 
+class Pacing(Protocol):
+    """Paces a switching slot's burst to the subscriber's estimate (sfu.routing.pacedoutput)."""
+
+    def engage(self, consumer: Consumer) -> bool:
+        """Point `consumer.output` at the pacing until its burst has left; False: not now."""
+
+
 class Segment(NamedTuple):
     first_out: int  # first sequence number sent in this segment
     producer: Producer
@@ -152,6 +159,7 @@ class Consumer:
         "octets_sent",
         "output",
         "owner",
+        "pacer",
         "packets_sent",
         "pending",
         "pt_by_codec",
@@ -188,6 +196,8 @@ class Consumer:
         self.ssrc = ssrc
         self.rtx_ssrc = rtx_ssrc
         self.output = output
+        # The subscriber's pacing (video slots with a transport; Participant._bind_outputs).
+        self.pacer: Pacing | None = None
         self.track: Producer | None = None
         self.source: Producer | None = None
         self.pending: Producer | None = None
@@ -467,6 +477,8 @@ class Consumer:
                 return
             self._promote()
             self._keyframe_at = now  # see `_recover_with_keyframe`
+            if self.pacer is not None and self._switched_from is not None:
+                self.pacer.engage(self)  # a switch's key frame: paced (sfu.policy.pacing)
             self.thumbnail_ts = h.timestamp
             if self._maps is None and self._needs_maps(producer, codec):
                 self._enter_maps(self._switched_from)

@@ -39,6 +39,7 @@ from sfu.policy.resend import ResendBudget
 from sfu.routing import feedback
 from sfu.routing.consumer import Consumer
 from sfu.routing.group import participant_of, source_of
+from sfu.routing.pacedoutput import PacedOutput
 from sfu.routing.producer import Producer, close_track, link_layers
 from sfu.sdp.answer import AnswerContext, SendStream, render_answer
 from sfu.sdp.negotiate import MID_URI, RID_URI, RRID_URI, TWCC_URI, MediaPlan
@@ -148,6 +149,8 @@ class Participant:
         self.desired_bps = 0
         # What its slots may resend it, within its estimate (sfu.policy.resend; feedback).
         self.resend_budget = ResendBudget()
+        # Its video slots' switch key frames, paced to its estimate (sfu.policy.pacing).
+        self.pacer: PacedOutput | None = None
         # Some video slot gets less than it wants (LayerControl.held): the Prober's
         # re-check of an app-limited estimate is worth its padding (sfu.policy.probe).
         self.layers_held = True
@@ -263,11 +266,24 @@ class Participant:
                 c for c in self.consumers.values() if c.kind == "video"
             )
         output = self.transport if self.transport is not None else NULL_OUTPUT
+        if self.pacer is not None and self.pacer.inner is not self.transport:
+            self.pacer.close()  # what waits was for the transport that is gone
+            self.pacer = None
+        if self.pacer is None and self.transport is not None:
+            self.pacer = PacedOutput(self.transport, self._pace_bps)
         for consumer in self.consumers.values():
-            consumer.output = output
+            if consumer.output is not self.pacer:  # an engaged slot's burst stays in order
+                consumer.output = output
+            consumer.pacer = self.pacer if consumer.kind == "video" else None
         for producer in self.all_producers():
             producer.output = self
             producer.counters = self.counters
+
+    def _pace_bps(self) -> float | None:
+        """What a switch's key frame is paced to: the estimate, else the subscriber's REMB."""
+        if self.estimator is not None:
+            return self.estimator.estimate_bps
+        return self.remb_estimate
 
     def send_rtcp(self, packet: bytes) -> None:
         if self.transport is not None:
@@ -607,6 +623,9 @@ class Participant:
         if self.closed:
             return
         self.closed = True
+        if self.pacer is not None:
+            self.pacer.close()
+            self.pacer = None
         transport, self.transport = self.transport, None
         if transport is not None:
             self.retired.append(transport.counters)

@@ -14,7 +14,9 @@ fills them with padding (`WebRtcTransport.send_padding`, on an RTX stream).
   has one step only (`Participant.layers_fixed`: never re-checked).
 - `pump` (every `PROBE_STEP` while some Prober is busy): sets the
   transport's `probe_id` to the cluster in progress, so every packet sent
-  meanwhile is tagged with it (media too), and sends the padding due.
+  meanwhile is tagged with it (media too), and sends the padding due,
+  except while a switch's key frame is being paced to the estimate
+  (`Participant.pacer`: the link has no room for padding on top of it).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Probing:
             transport.probe_id = -1 if cluster is None else cluster.id
             if cluster is not None:
                 due = prober.padding_due(now)
-                if due > 0 and transport.connected:
+                if due > 0 and transport.connected and not (p.pacer is not None and p.pacer.busy):
                     transport.send_padding(due, cluster.id)
             busy = busy or prober.probing or cluster is not None
         return busy

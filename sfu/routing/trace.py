@@ -18,9 +18,11 @@ path keeps anyway (nothing is added per packet):
 - ``estimates``: per subscriber with an estimator or a transport,
   ``[subscriber, bits/s (null without an estimator),
   bytes sent, padding bytes sent, packets retransmitted, key frame requests
-  received]`` (the transport's counters so far; zeros without a transport):
-  what went down the subscriber's link besides its media, a probe or a burst
-  of retransmissions that overflows a bottleneck.
+  received, bursts paced, packets the pacing held, the longest hold in ms]``
+  (the transport's counters so far and its `PacedOutput`'s; zeros without a
+  transport): what went down the subscriber's link besides its media, a
+  probe or a burst of retransmissions that overflows a bottleneck, and how
+  much a switch's key frame was spread out (sfu.policy.pacing).
 
 Packets a slot dropped in a tick are its source's received packets minus
 its own sent packets over that tick.  `bench/netlab.py --trace` collects
@@ -90,10 +92,16 @@ def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
     return {"t": round(now, 3), "slots": slots, "layers": layers, "estimates": estimates}
 
 
-def _link(p: Participant) -> tuple[int, int, int, int]:
-    """(bytes sent, padding bytes sent, packets retransmitted, key frame requests received)."""
-    transport = p.transport
+def _link(p: Participant) -> tuple[int, ...]:
+    """(bytes sent, padding bytes sent, packets retransmitted, key frame requests received,
+    bursts paced, packets held, the longest hold in ms)."""
+    transport, pacer = p.transport, p.pacer
     if transport is None:
-        return 0, 0, 0, 0
+        return 0, 0, 0, 0, 0, 0, 0
     c = transport.counters
-    return c.bytes_out, transport.padding_bytes, c.retransmitted, c.keyframe_requests
+    paced = (
+        (0, 0, 0)
+        if pacer is None
+        else (pacer.engagements, pacer.held, round(pacer.held_max_s * 1000))
+    )
+    return c.bytes_out, transport.padding_bytes, c.retransmitted, c.keyframe_requests, *paced
