@@ -382,13 +382,7 @@ def fixed(last: Round, demands: Sequence[SlotDemand], now: float) -> bool:
 
 
 def _same_fixed(a: SlotDemand, b: SlotDemand) -> bool:
-    if (a.mid, a.stage, a.width, a.height, a.hidden) != (
-        b.mid,
-        b.stage,
-        b.width,
-        b.height,
-        b.hidden,
-    ):
+    if not _same_place(a, b):
         return False
     if a.hidden:
         return True  # paused whatever it shows
@@ -406,14 +400,19 @@ def _one_rate(a: LayerInfo, b: LayerInfo) -> bool:
     return (a.bitrates[0] == 0) == (b.bitrates[0] == 0)
 
 
-def _same_slot(a: SlotDemand, b: SlotDemand) -> bool:
-    if (a.mid, a.stage, a.width, a.height, a.hidden) != (
+def _same_place(a: SlotDemand, b: SlotDemand) -> bool:
+    """The same slot, tile size and visibility."""
+    return (a.mid, a.stage, a.width, a.height, a.hidden) == (
         b.mid,
         b.stage,
         b.width,
         b.height,
         b.hidden,
-    ):
+    )
+
+
+def _same_slot(a: SlotDemand, b: SlotDemand) -> bool:
+    if not _same_place(a, b):
         return False
     if len(a.layers) != len(b.layers):
         return False
