@@ -124,21 +124,3 @@ def test_a_few_late_stamps_at_the_end_are_not_a_queue() -> None:
     result = measure(late)
     assert result is not None
     assert not result.saturated
-
-
-def test_a_short_queued_tail_reads_the_link() -> None:
-    """A cluster the lab's bucket nearly absorbed (bench/estimate_sim.py's cap_300k with a
-    2000-byte bucket, the probe at 4.63 s): only its last three packets waited, over 19 ms
-    of its 90.  The whole cluster's rate read 432 kbit/s (an estimate of 411 for 3 s);
-    the tail's reads the link."""
-    offsets = [0, 4, 10, 20, 30, 37, 40, 50, 60, 70, 70.01, 80]  # ms sent, from the first
-    waits = [0, 0, 0, 0, 0, 0, 0, 0, 0, 10.1, 19.7, 19.2]  # ms queued
-    sizes = [359, 829, 359, 360, 359, 829, 359, 360, 359, 829, 360, 359]
-    packets = [
-        (10.0 + sent / 1000, 10.0 + PROPAGATION_S + (sent + wait) / 1000, size)
-        for sent, wait, size in zip(offsets, waits, sizes, strict=True)
-    ]
-    result = measure(packets)
-    assert result is not None
-    assert result.saturated
-    assert result.bps / 0.95 == pytest.approx(LINK_BPS, rel=0.1)

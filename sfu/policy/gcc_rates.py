@@ -269,7 +269,7 @@ CLUSTER_HISTORY_S = 2.0
 SAME_BURST_S = 0.001
 QUEUED_MARGIN_S = 0.0005  # one-way delay this far over the cluster's least: it waited
 MIN_QUEUED_PACKETS = 3
-MIN_QUEUED_SHARE = 0.15  # the queued tail spans at least this share of the arrival span
+MIN_QUEUED_SHARE = 0.3  # the queued tail spans at least this share of the arrival span
 
 
 class ProbeResult(NamedTuple):
