@@ -20,11 +20,7 @@
   of the two rates, or 0.95 x the arrival rate when the link clearly
   saturated (arrival < 0.9 x send).  The send rate leaves out the last
   burst (packets within 1 ms of the last send time), not just the last
-  packet: a ticker-driven sender sends its padding in bursts.  The arrival
-  rate is the lower of the whole cluster's and its queued tail's (the last
-  packets that waited: `_queued_tail_bps`): a shaper's or policer's bucket
-  lets a cluster's first bytes through at line speed, and the whole
-  cluster's rate then reads over the link (libwebrtc reads the whole).  Whether it
+  packet: a ticker-driven sender sends its padding in bursts.  Whether it
   saturated is part of the result (`ProbeResult`): only a saturated
   cluster measured the link; one that got through whole says only that
   the link carries at least its rate.
@@ -53,7 +49,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import sub
 from types import ModuleType
 from typing import NamedTuple
@@ -267,9 +263,6 @@ SATURATED_RATIO = 0.9
 SATURATED_UTILIZATION = 0.95
 CLUSTER_HISTORY_S = 2.0
 SAME_BURST_S = 0.001
-QUEUED_MARGIN_S = 0.0005  # one-way delay this far over the cluster's least: it waited
-MIN_QUEUED_PACKETS = 3
-MIN_QUEUED_SHARE = 0.3  # the queued tail spans at least this share of the arrival span
 
 
 class ProbeResult(NamedTuple):
@@ -290,7 +283,6 @@ class _Cluster:
     highest_sequence: int = -1
     last_burst_bytes: int = 0  # bytes sent within 1 ms of the last send time
     last_seen: float = 0.0
-    packets: list[tuple[float, float, int]] = field(default_factory=list)  # (send, arrival, size)
 
 
 class ProbeRates:
@@ -323,7 +315,6 @@ class ProbeRates:
             c.first_arrival = arrival
             c.first_arrival_size = size
         c.last_arrival = max(c.last_arrival, arrival)
-        c.packets.append((send, arrival, size))
 
     def complete(self, highest_sequence: int) -> ProbeResult | None:
         """Measure the clusters that `highest_sequence` (reported) shows complete.
@@ -362,40 +353,8 @@ def _rate(c: _Cluster) -> ProbeResult | None:
     # Bytes sent between the first and the last send instant (see the module doc).
     send_bps = 8 * (c.total_bytes - c.last_burst_bytes) / send_span
     arrival_bps = 8 * (c.total_bytes - c.first_arrival_size) / arrival_span
-    tail_bps = _queued_tail_bps(c.packets, arrival_span)
-    if tail_bps is not None:  # (it only takes out a burst's excess, never adds one)
-        arrival_bps = min(arrival_bps, tail_bps)
     if send_bps <= 0 or arrival_bps > MAX_VALID_RATIO * send_bps:
         return None
     if arrival_bps < SATURATED_RATIO * send_bps:
         return ProbeResult(SATURATED_UTILIZATION * arrival_bps, True)
     return ProbeResult(min(send_bps, arrival_bps), False)
-
-
-def _queued_tail_bps(packets: list[tuple[float, float, int]], arrival_span: float) -> float | None:
-    """The arrival rate of the cluster's queued tail, None when there is none to trust.
-
-    A shaper or policer lets its bucket's worth (a tbf's `burst`) through at
-    line speed, so a cluster's first packets arrive as they were sent, and only
-    the rest queues and arrives at the link's rate: the rate over the whole
-    cluster then reads above the link (380 kbit/s for a 100 ms cluster at 450
-    kbit/s through a 2000-byte bucket at 300 kbit/s).  The tail is the longest
-    run of last packets whose one-way delay is over the cluster's least by more
-    than `QUEUED_MARGIN_S`; its rate is its bytes after its first packet over the
-    time from that one's arrival to the last (from the first packet that waited,
-    the bucket is empty and the queue never is, so each later byte went at the
-    link's rate; the first one's own wait may include time the link was idle).
-    It counts if it has at least `MIN_QUEUED_PACKETS` packets spanning at least
-    `MIN_QUEUED_SHARE` of the cluster's arrival span (a late stamp or two at the
-    end is not a queue)."""
-    ordered = sorted(packets, key=lambda packet: packet[1])
-    least = min(arrival - send for send, arrival, _ in ordered)
-    start = len(ordered)
-    while start > 1 and ordered[start - 1][1] - ordered[start - 1][0] > least + QUEUED_MARGIN_S:
-        start -= 1
-    if len(ordered) - start < MIN_QUEUED_PACKETS:
-        return None
-    span = ordered[-1][1] - ordered[start][1]
-    if span <= 0 or span < MIN_QUEUED_SHARE * arrival_span:
-        return None
-    return 8 * sum(size for _, _, size in ordered[start + 1 :]) / span
