@@ -156,10 +156,12 @@ def test_the_largest_status_count_costs_bounded_work() -> None:
     # 9 run chunks of 8191 "received, small" claim 65535 packets and 65535 delta bytes.
     data = tcc(0xFFFF, [0x3FFF] * 9, b"\x01" * 0xFFFF)
     assert len(data) > 65535  # more than a datagram: a real peer could not send it
-    start = time.perf_counter()
+    # This process's CPU time, not the wall clock: a loaded machine stretched the
+    # wall time of a 0.07 s parse past the bound (a helper's run at load 6-11).
+    start = time.process_time()
     fb = parsed(data)
     assert len(packet_statuses(fb)) == 0xFFFF
-    assert time.perf_counter() - start < 2.0
+    assert time.process_time() - start < 2.0
 
 
 @pytest.mark.usefixtures("gcc_twin")
