@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
 from sfu.policy.pacing import Pacer
 
@@ -50,7 +51,7 @@ class PacedOutput:
         self.inner = inner
         self._rate_bps = rate_bps
         self._clock = clock
-        self._pacer: Pacer[tuple[Any, ...]] | None = None
+        self._pacer: Pacer[tuple[float, Callable[[], None]]] | None = None
         self._engaged: list[Consumer] = []
         self._timer: asyncio.TimerHandle | None = None
         self.closed = False
@@ -83,7 +84,7 @@ class PacedOutput:
         return True
 
     def send_rtp(self, packet: bytes, twcc_at: int = -1) -> None:
-        self._offer(("rtp", packet, twcc_at), len(packet))
+        self._offer(partial(self.inner.send_rtp, packet, twcc_at), len(packet))
 
     def send_rewritten(
         self,
@@ -95,7 +96,16 @@ class PacedOutput:
         payload_type: int,
         twcc_at: int = -1,
     ) -> None:
-        self._offer(("rw", packet, ssrc, sequence, timestamp, payload_type, twcc_at), len(packet))
+        send = partial(
+            self.inner.send_rewritten,
+            packet,
+            ssrc=ssrc,
+            sequence=sequence,
+            timestamp=timestamp,
+            payload_type=payload_type,
+            twcc_at=twcc_at,
+        )
+        self._offer(send, len(packet))
 
     def close(self) -> None:
         """Drop what waits and give every engaged consumer's output back. Idempotent."""
@@ -107,17 +117,18 @@ class PacedOutput:
             self._pacer.drop()
         self._release()
 
-    def _offer(self, item: tuple[Any, ...], size: int) -> None:
+    def _offer(self, send: Callable[[], None], size: int) -> None:
+        """`send` (the copy bound to the transport) now if the pacing allows, else later."""
         pacer = self._pacer
         if pacer is None or self.closed:
-            self._send(item)
+            send()
             return
         now = self._clock()
         if pacer.idle(now):
             self._release()
-            self._send(item)
-        elif pacer.offer((now, item), size, now):
-            self._send(item)
+            send()
+        elif pacer.offer((now, send), size, now):
+            send()
         else:
             self.held += 1
             self._schedule(now)
@@ -128,9 +139,9 @@ class PacedOutput:
         if pacer is None or self.closed:
             return
         now = self._clock()
-        for offered, item in pacer.due(now):
+        for offered, send in pacer.due(now):
             self.held_max_s = max(self.held_max_s, now - offered)
-            self._send(item)
+            send()
         self._schedule(now)
 
     def _schedule(self, now: float) -> None:
@@ -142,20 +153,6 @@ class PacedOutput:
             return  # the FIFO is empty: the next copy (or `idle`) decides
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(max(at - now, MIN_TIMER_S), self._drain)
-
-    def _send(self, item: tuple[Any, ...]) -> None:
-        if item[0] == "rw":
-            _, packet, ssrc, sequence, timestamp, pt, twcc_at = item
-            self.inner.send_rewritten(
-                packet,
-                ssrc=ssrc,
-                sequence=sequence,
-                timestamp=timestamp,
-                payload_type=pt,
-                twcc_at=twcc_at,
-            )
-        else:
-            self.inner.send_rtp(item[1], item[2])
 
     def _release(self) -> None:
         """Every engaged consumer writes to the transport again (unless rebound meanwhile)."""
