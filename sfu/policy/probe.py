@@ -131,6 +131,10 @@ PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
 # Under this estimate an attempt is one cluster (a small link's queue is small).
 LOW_BPS = 450_000
 FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
+# An app-limited estimate counts as measured (`fresh`) this long after a cluster's answer...
+FRESH_S = 1.0
+# ... which comes this long after the cluster ended (feedback, then the estimator's step).
+SETTLE_S = 0.3
 
 
 class ProbeCluster(NamedTuple):
@@ -194,6 +198,29 @@ class Prober:
     def probing(self) -> bool:
         """Whether an attempt is planned, running or awaiting its result."""
         return self._attempt is not None
+
+    def fresh(self, now: float) -> bool:
+        """Whether the estimate was measured lately, so that an upgrade may rely on it.
+
+        Yes while the media sent fills it (not app-limited, or app-limited for
+        less than `FRESH_S`), and for `FRESH_S` from `SETTLE_S` after a cluster
+        ended (its answer: a link that carried the cluster changed nothing, one
+        that did not lowered the estimate).  Otherwise it is what some earlier
+        probe measured, maybe before the link narrowed: the network lab's
+        1 Mbit/s viewer, app-limited on 640x360 or 1280x720 at 15 fps, was
+        stepped up 0.6-1.3 s after its link was capped on a 1.9-2.2 Mbit/s
+        estimate from the warm-up's probe, filled the queue, and the key frame
+        of the step was dropped (LiveKit, likewise, raises an allocation only
+        on a probe's result).  An upgrade held for this waits for the next
+        cluster: the re-check of an app-limited estimate comes while the
+        allocation holds a slot below its top (`want(held=True)`), at most
+        `RECHECK_INTERVAL_S` after the last cluster.
+        """
+        since = self._app_limited_since
+        if since is None or now - since < FRESH_S:
+            return True
+        answered = self._last_end + SETTLE_S
+        return answered <= now < answered + FRESH_S
 
     def want(
         self,
