@@ -13,7 +13,7 @@ app-limited estimate (no extra probe is sent for it).
 from __future__ import annotations
 
 from sfu.policy.allocation import LayerAllocator, LayerChoice, LayerInfo, SlotDemand
-from sfu.policy.probe import FRESH_S, RECHECK_INTERVAL_S, SETTLE_S, Prober
+from sfu.policy.probe import FILL_WINDOW_S, FRESH_S, RECHECK_INTERVAL_S, SETTLE_S, Prober
 from tests.test_sfu_layering import FakeEstimator, Run, camera, viewer
 
 AUDIO_BPS = 40_000
@@ -35,6 +35,7 @@ def warmed_up() -> Prober:
     prober = Prober(duration_s=0.1)
     prober.want(estimate_bps=1_000_000, desired_bps=2_500_000, sending_bps=SENDING, now=1.0)
     assert prober.next_cluster(1.0) is not None
+    assert prober.next_cluster(1.1) is not None
     return prober
 
 
@@ -57,6 +58,41 @@ def test_an_estimate_the_media_fills_is_always_fresh() -> None:
         t = k / 10
         prober.want(estimate_bps=1_000_000, desired_bps=900_000, sending_bps=950_000, now=t)
         assert prober.fresh(t)
+
+
+def test_one_large_reading_of_the_media_does_not_make_a_stale_estimate_fresh() -> None:
+    """The lab's 1 Mbit/s viewer (branch hold13's head-1): app-limited at 400-1000
+    kbit/s under a stale 2.27 Mbit/s estimate, one 100 ms reading at 2 Mbit/s (a burst of
+    frames, 0.88 x the estimate); its mean over `FILL_WINDOW_S` stays app-limited.  A
+    sender that fills the estimate for that long makes it fresh."""
+    prober = warmed_up()
+    readings = {k: 700_000 for k in range(13, 40)}
+    readings[30] = 2_000_000
+    for k, sending in readings.items():
+        t = k / 10
+        prober.want(estimate_bps=2_265_000, desired_bps=2_000_000, sending_bps=sending, now=t)
+        if k >= 25:
+            assert not prober.fresh(t), t
+    for k in range(40, 40 + round(FILL_WINDOW_S * 10)):
+        prober.want(
+            estimate_bps=2_265_000, desired_bps=2_000_000, sending_bps=2_000_000, now=k / 10
+        )
+    assert prober.fresh(k / 10)
+
+
+def test_a_cluster_planned_but_never_sent_is_no_answer() -> None:
+    """Clusters planned for a jump in desired, dropped before the transport sent them
+    (the allocation wanted less again at the next reading): no window of freshness."""
+    prober = Prober(duration_s=0.1)
+    for k in range(25):
+        prober.want(estimate_bps=2_200_000, desired_bps=2_000_000, sending_bps=SENDING, now=k / 10)
+    prober.want(estimate_bps=2_200_000, desired_bps=3_000_000, sending_bps=SENDING, now=2.5)
+    assert prober.probing
+    prober.want(estimate_bps=2_200_000, desired_bps=2_000_000, sending_bps=SENDING, now=2.6)
+    for k in range(26, 40):
+        t = k / 10
+        prober.want(estimate_bps=2_200_000, desired_bps=2_000_000, sending_bps=SENDING, now=t)
+        assert prober.next_cluster(t) is None and not prober.fresh(t), t
 
 
 def replay(
