@@ -14,6 +14,8 @@ many average frames of the new layer larger, in one burst (0: none, the
 default; a VP8 key frame is some 5-15 x).
 `burst_s`: the bottleneck's token bucket (the lab's tbf: 0.02 s; 0, the
 default: none, every frame's packets queue behind each other).
+`fresh`: upgrades only on a measured estimate, as on the SFU clock (the
+Prober's `fresh`); False: on any estimate, as before.
 Used by tests/test_sfu_probe.py and bench/estimate_sim.py.
 """
 
@@ -67,6 +69,7 @@ def lab_viewer(
     key_frame_x: float = 0.0,
     burst_s: float = 0.0,
     top_back: float | None = None,
+    fresh: bool = True,
 ) -> LabRun:
     full = SlotDemand("1", True, 1280, 720, CAMERA)
     lower = SlotDemand("1", True, 1280, 720, CAMERA[:2])
@@ -78,11 +81,13 @@ def lab_viewer(
     allocator = LayerAllocator()  # as on the SFU clock: an upgrade after 1.5 s
     estimator = BandwidthEstimator(start_bps=1_000_000)
     layers: list[tuple[float, int]] = []
+    prober = Prober()
     held = [True]  # whether the last allocation held the slot below its top step
 
     def media(t: float) -> float:
         slot = slot_at(t)
-        choices = allocator.update([slot], estimator.estimate_bps - AUDIO_BPS, t)
+        rise = prober.fresh(t) if fresh else True
+        choices = allocator.update([slot], estimator.estimate_bps - AUDIO_BPS, t, rise=rise)
         held[0] = held_below([slot], choices)
         choice = choices["1"]
         spatial = choice.spatial if choice.spatial is not None else 0
@@ -105,7 +110,7 @@ def lab_viewer(
         demand=media,
         desired=goal,
         estimator=estimator,
-        prober=Prober(),
+        prober=prober,
         key_frame=key_frame,
         held=lambda _t: held[0],
     )

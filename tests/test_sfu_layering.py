@@ -92,6 +92,7 @@ class FakeSubscriber:
     video_sizes: dict[str, tuple[int, int]] = field(default_factory=dict)
     estimator: Estimator | None = None
     remb_estimate: int | None = None
+    estimate_fresh: bool = True
 
 
 def everyone_on_stage(mid: str) -> bool:

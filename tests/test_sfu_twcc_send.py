@@ -365,6 +365,43 @@ def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Li
     assert sub.packet_results == results
 
 
+def test_the_clock_tells_the_allocation_whether_the_estimate_was_measured_lately(
+    links: Links,
+) -> None:
+    """`Participant.estimate_fresh` is its Prober's `fresh` (sfu.policy.probe), set on
+    each `Probing.plan`: an estimate nothing has filled nor probed for over a second is
+    stale, and the allocation steps nobody up on it; without transport-cc, always fresh."""
+    from sfu.policy.probe import FRESH_S
+    from sfu.routing.group import Group
+    from sfu.routing.participant import Participant
+    from sfu.routing.probing import Probing
+    from sfu.settings import MediaSettings
+    from tests.sfu_fakes import media_plans
+    from tests.test_sfu_twcc_feedback import TWCC_ID, with_transport_cc
+
+    sub = Participant(
+        "sub",
+        "r",
+        Group("r", "main"),
+        precall=False,
+        settings=MediaSettings(),
+        on_transport_lost=lambda participant, reason: None,
+    )
+    sub.apply(with_transport_cc(media_plans(ssrc=1000)))
+    sub.transport = links(TWCC_ID).transport
+    sub.apply(sub.plans)
+    assert sub.prober is not None
+    probing = Probing()
+    probing.plan([sub], 10.0)  # nothing sent: app-limited from now
+    assert sub.estimate_fresh
+    probing.plan([sub], 10.0 + FRESH_S / 2)
+    assert sub.estimate_fresh
+    probing.plan([sub], 10.0 + FRESH_S + 0.1)
+    assert not sub.estimate_fresh
+    sub.apply(media_plans(ssrc=1000))  # renegotiated without transport-cc: no Prober
+    assert sub.prober is None and sub.estimate_fresh
+
+
 @pytest.mark.parametrize("direct", [True, False])
 def test_a_packet_sent_whole_is_numbered_in_place_as_with_transport_seq_did(
     links: Links, direct: bool

@@ -37,7 +37,11 @@ what its audio takes: audio always goes first).
   possible that long (a higher choice proposed in the last moment of a lower
   one's wait waits its own time: the network lab's 300 kbit/s viewer, held
   at q's TID 1 with q's TID 2 pending, was stepped to h in the tick where h's
-  emptying meter made it look cheap, and froze 4.8 s).
+  emptying meter made it look cheap, and froze 4.8 s).  Nor is an upgrade
+  taken on an estimate nobody measured lately (`update(rise=False)`: the
+  Prober's `fresh`): it keeps waiting until a probe cluster's answer (the
+  Prober's regular re-check of an app-limited estimate, which comes while a
+  slot is held below its top) shows the estimate still carries it.
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
 send: every layer up to the highest one chosen (so a subscriber that has to
@@ -357,13 +361,17 @@ class LayerAllocator:
         self._stairs: dict[str, list[tuple[float, LayerChoice]]] = {}
 
     def update(
-        self, slots: Sequence[SlotDemand], budget_bps: int, now: float
+        self, slots: Sequence[SlotDemand], budget_bps: int, now: float, *, rise: bool = True
     ) -> dict[str, LayerChoice]:
-        """This tick's choice for every slot of `slots` (slots not given are forgotten)."""
+        """This tick's choice for every slot of `slots` (slots not given are forgotten).
+
+        `rise`: whether the budget was measured lately (module doc); if not, no
+        choice goes up, and the upgrades keep waiting (their time still counts).
+        """
         proposal = allocate(slots, budget_bps, self.choices)
         result: dict[str, LayerChoice] = {}
         for mid, choice in proposal.items():
-            result[mid] = self._settle(mid, choice, now)
+            result[mid] = self._settle(mid, choice, now, rise)
         self._stairs = {m: s for m, s in self._stairs.items() if m in result}
         self.choices = result
         return dict(result)
@@ -373,7 +381,7 @@ class LayerAllocator:
         """Whether an upgrade waits for `upgrade_after_s` (the next update may change a choice)."""
         return bool(self._stairs)
 
-    def _settle(self, mid: str, choice: LayerChoice, now: float) -> LayerChoice:
+    def _settle(self, mid: str, choice: LayerChoice, now: float, rise: bool) -> LayerChoice:
         old = self.choices.get(mid)
         if old is None or _rank(choice) <= _rank(old):
             self._stairs.pop(mid, None)
@@ -386,6 +394,8 @@ class LayerAllocator:
         ready = [step for at, step in stairs if now - at >= self.upgrade_after_s]
         if not ready:
             return old
+        if not rise:
+            return old  # the estimate is stale: wait for a measured one (module doc)
         taken = ready[-1]
         left = [(at, step) for at, step in stairs if _rank(step) > _rank(taken)]
         if left:

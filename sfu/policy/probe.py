@@ -131,6 +131,13 @@ PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
 # Under this estimate an attempt is one cluster (a small link's queue is small).
 LOW_BPS = 450_000
 FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
+# An app-limited estimate counts as measured (`fresh`) this long after a cluster's answer...
+FRESH_S = 1.0
+# ... which comes this long after the cluster ended (feedback, then the estimator's step).
+SETTLE_S = 0.3
+# `fresh` judges whether the media fills the estimate on its mean over this long (as
+# libwebrtc's ALR detector, on a 500 ms budget): one large frame is not a measure.
+FILL_WINDOW_S = 0.5
 
 
 class ProbeCluster(NamedTuple):
@@ -189,11 +196,45 @@ class Prober:
         self._held = True  # the allocation holds some slot below what it wants (`want`)
         self._fixed = False  # every slot has one step only: no estimate changes anything
         self._last_was_recheck = False
+        # For `fresh` only: the media sent lately (when, bit/s), since when its mean
+        # has been under the estimate's app-limited fraction, when the last cluster
+        # that was sent ended.
+        self._recent: deque[tuple[float, int]] = deque()
+        self._thin_since: float | None = None
+        self._sent_end = -1e18
 
     @property
     def probing(self) -> bool:
         """Whether an attempt is planned, running or awaiting its result."""
         return self._attempt is not None
+
+    def fresh(self, now: float) -> bool:
+        """Whether the estimate was measured lately, so that an upgrade may rely on it.
+
+        Yes while the media sent fills it (its mean over `FILL_WINDOW_S` not
+        app-limited, or app-limited for less than `FRESH_S`), and for `FRESH_S`
+        from `SETTLE_S` after a cluster that was sent ended (its answer: a link
+        that carried the cluster changed nothing, one that did not lowered the
+        estimate).  Otherwise it is what some earlier
+        probe measured, maybe before the link narrowed: the network lab's
+        1 Mbit/s viewer, app-limited on 640x360 or 1280x720 at 15 fps, was
+        stepped up 0.6-1.3 s after its link was capped on a 1.9-2.2 Mbit/s
+        estimate from the warm-up's probe, filled the queue, and the key frame
+        of the step was dropped (LiveKit, likewise, raises an allocation only
+        on a probe's result).  An upgrade held for this waits for the next
+        cluster: the re-check of an app-limited estimate comes while the
+        allocation holds a slot below its top (`want(held=True)`),
+        `RECHECK_INTERVAL_S` after the last cluster or the start of the
+        app-limited spell, whichever is later.  The mean, not each 100 ms
+        reading: the lab's 1 Mbit/s viewer, app-limited at 400-1000 kbit/s
+        under a stale 2.27 Mbit/s estimate, was stepped up 1.3 s after the cap
+        once a reading of its burst reached 0.85 x the estimate.
+        """
+        since = self._thin_since
+        if since is None or now - since < FRESH_S:
+            return True
+        answered = self._sent_end + SETTLE_S
+        return answered <= now < answered + FRESH_S
 
     def want(
         self,
@@ -216,6 +257,7 @@ class Prober:
         self._held = held
         self._fixed = fixed
         self._watch_app_limited(now)
+        self._watch_fill(now)
         self._watch_drops(now)
         self._judge_attempt(now)
         if desired_bps < self._estimate * MIN_GAIN:
@@ -246,6 +288,7 @@ class Prober:
                 self._paid_until = cluster.start
                 self._owed = 0.0
                 self._padding_left = int(self._estimate * PADDING_MAX_S / 8)
+                self._sent_end = cluster.start + cluster.duration
                 break
         return self._active
 
@@ -295,6 +338,18 @@ class Prober:
             self._far_above_since = None
         elif self._far_above_since is None:
             self._far_above_since = now
+
+    def _watch_fill(self, now: float) -> None:
+        """For `fresh`: whether the mean media over `FILL_WINDOW_S` fills the estimate."""
+        recent = self._recent
+        recent.append((now, self._sending))
+        while now - recent[0][0] >= FILL_WINDOW_S:
+            recent.popleft()
+        mean = sum(sending for _, sending in recent) / len(recent)
+        if mean >= APP_LIMITED_FRACTION * self._estimate:
+            self._thin_since = None
+        elif self._thin_since is None:
+            self._thin_since = now
 
     def _recheck_when_stale(self, now: float) -> None:
         """The re-check of an app-limited estimate (see the module doc), when due."""

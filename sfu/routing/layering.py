@@ -129,6 +129,10 @@ class Subscriber(Protocol):
     @property
     def remb_estimate(self) -> int | None: ...
 
+    # Whether its estimate was measured lately (its Prober's `fresh`; True without one):
+    # only then may an upgrade rely on it (sfu.policy.allocation).
+    estimate_fresh: bool
+
 
 class LayerControl:
     """Layers for every subscriber of one SFU, and what publishers must send (module doc)."""
@@ -273,7 +277,7 @@ class LayerControl:
             self.desired_bps[subscriber.id] = ceiling_bps(demands)
             before = dict(allocator.choices)
             caps = {d.mid: cap_of(d) for d in demands}
-            choices = allocator.update(demands, budget, now)
+            choices = allocator.update(demands, budget, now, rise=subscriber.estimate_fresh)
             for mid, choice in choices.items():
                 cut = for_bandwidth(before.get(mid), choice, caps[mid])
                 self._apply(subscriber.consumers[mid], choice, now, cut)

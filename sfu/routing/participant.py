@@ -157,6 +157,9 @@ class Participant:
         # Every video slot has one step only (LayerControl.fixed): no estimate changes
         # what it gets, so the Prober never re-checks it.
         self.layers_fixed = False
+        # Whether its estimate was measured lately (its Prober's `fresh`, on the probe
+        # clock): only then may the allocation step it up (sfu.policy.allocation).
+        self.estimate_fresh = True
         self.feedback_columns: Columns | None = None  # of the last feedback
         self._learned = 0
         self._idle_counters = Counters()
@@ -307,6 +310,7 @@ class Participant:
         self.twcc_id = self.ext_ids.get(TWCC_URI, 0) if feedback else 0
         if not self.twcc_id:
             self.receive_log = self.estimator = self.prober = None
+            self.estimate_fresh = True  # no Prober says otherwise
         elif self.receive_log is None or self.estimator is None:
             self.receive_log = ReceiveLog()
             self.estimator = BandwidthEstimator(max_bps=self.max_bps)

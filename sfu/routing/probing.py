@@ -58,6 +58,7 @@ class Probing:
                 held=p.layers_held,
                 fixed=p.layers_fixed,
             )
+            p.estimate_fresh = prober.fresh(now)
         for gone in [pid for pid in self._sent if pid not in seen]:
             del self._sent[gone]
 
