@@ -84,6 +84,16 @@ cluster, and the estimator measures how fast the cluster arrived
   its estimate could change (its estimate sat at 3.3-3.9 x its media in
   a 60-person transport-cc gallery: 6 % of the packets sent were re-checks;
   docs/benchmarks.md, branch gallery).
+- A cluster that got through whole shows the link only as far as a
+  shaper's token bucket could not have absorbed it (gcc_rates.link_at_least:
+  a bucket of 2000 bytes or 20 ms at the rate passes a burst that fits it
+  at line speed; the network lab's 300 kbit/s viewer read a 100 ms cluster
+  at 1.5 x from 244 kbit/s as 390 "got through").  So a cluster lasts
+  long enough that such a bucket is at most `BUCKET_SHARE` of its bytes
+  (`duration_s` at least, at most `MAX_CLUSTER_S`): 0.22 s at 366 kbit/s,
+  0.1 s from 800 kbit/s up; its padding cap (`PADDING_MAX_S`) grows with
+  it.  And under `low_bps` the search goes on at once when the estimate
+  reached 0.9 x what the top cluster could show, not its target.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -108,6 +118,8 @@ from __future__ import annotations
 from collections import deque
 from typing import NamedTuple
 
+from sfu.policy.gcc_rates import BUCKET_BYTES
+
 __all__ = ["ProbeCluster", "Prober"]
 
 SCALES = (1.5, 2.0)
@@ -131,6 +143,8 @@ PADDING_MAX_S = 0.1  # a cluster pads at most this long of the estimate's bytes
 # Under this estimate an attempt is one cluster (a small link's queue is small).
 LOW_BPS = 450_000
 FURTHER_RATIO = 0.9  # search further at once only if the estimate reached 0.9 x the top target
+BUCKET_SHARE = 0.25  # under low_bps a cluster lasts so long that a bucket is at most 1/4 of it
+MAX_CLUSTER_S = 0.4
 
 
 class ProbeCluster(NamedTuple):
@@ -245,7 +259,8 @@ class Prober:
                 self._active = cluster
                 self._paid_until = cluster.start
                 self._owed = 0.0
-                self._padding_left = int(self._estimate * PADDING_MAX_S / 8)
+                stretch = cluster.duration / self.duration_s  # (a longer cluster pads more)
+                self._padding_left = int(self._estimate * PADDING_MAX_S * stretch / 8)
                 break
         return self._active
 
@@ -275,16 +290,25 @@ class Prober:
             return
         start = now
         for target in targets:
+            duration = self._duration(target)
             self._planned.append(
-                ProbeCluster(self._next_id, target, start, self.duration_s, self.min_packets)
+                ProbeCluster(self._next_id, target, start, duration, self.min_packets)
             )
             self._next_id += 1
-            start += self.duration_s
+            start += duration
         self._attempt = _Attempt(self._estimate, start, targets[-1])
         self._attempt_desired = desired_bps
         self._last_end = start
         self._sending_at_attempt = self._sending
         self._last_was_recheck = False
+
+    def _duration(self, target: int) -> float:
+        """How long a cluster at `target` lasts (module doc: a shaper's bucket)."""
+        if self._estimate >= self.low_bps:
+            return self.duration_s
+        bucket_bits = 8 * BUCKET_BYTES
+        longer = min(bucket_bits / (BUCKET_SHARE * max(target, 1)), MAX_CLUSTER_S)
+        return max(self.duration_s, longer)
 
     def _watch_app_limited(self, now: float) -> None:
         if self._sending >= APP_LIMITED_FRACTION * self._estimate:
@@ -333,12 +357,11 @@ class Prober:
         target = min(target, desired_bps)
         if target * (1 - PROBE_UNCERTAINTY) <= self._estimate:
             return  # the estimate came back by itself
-        self._planned.append(
-            ProbeCluster(self._next_id, target, now, self.duration_s, self.min_packets)
-        )
+        duration = self._duration(target)
+        self._planned.append(ProbeCluster(self._next_id, target, now, duration, self.min_packets))
         self._next_id += 1
-        self._attempt = _Attempt(self._estimate, now + self.duration_s, after_drop=True)
-        self._last_end = now + self.duration_s
+        self._attempt = _Attempt(self._estimate, now + duration, after_drop=True)
+        self._last_end = now + duration
         self._last_drop_probe = now
         self._last_was_recheck = False
 
