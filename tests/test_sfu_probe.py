@@ -474,8 +474,11 @@ def test_probes_at_a_small_estimate_leave_little_in_a_small_links_queue(
     at 1.5 x and 2 x back to back, and another attempt at once after a +10 % "success",
     sent 3.6-6.4 kB more than the link carries in 200 ms (on 90b6348); one cluster
     per attempt under `low_bps`, and no attempt at once after a success short of its
-    target: at most 2.3 kB."""
-    assert bytes_over_the_link_in_any_200_ms(estimates, sending) <= 3_000
+    target: at most 2.3 kB (on 24a7404).  That cluster fit the lab's 2000-byte bucket
+    whole and so showed nothing of the link (it read "got through" at its send rate);
+    a cluster that outlasts the bucket (`BUCKET_SHARE`) puts up to 3.05 kB over the
+    link's rate, of which the bucket passes 2000 bytes: a 1.1 kB queue."""
+    assert bytes_over_the_link_in_any_200_ms(estimates, sending) <= 3_100
 
 
 def test_an_attempt_at_a_small_estimate_is_one_cluster() -> None:
