@@ -313,16 +313,16 @@ class BandwidthEstimator:
                     size += PACKET_OVERHEAD_BYTES
                     self._probes.add(probe, sequence, send, arrival, size, now)
         self._delay.add_all(send_times, arrivals, now)
-        probe = self._probes.complete(highest)
-        self._update_delay_based(probe, now)
-        if probe is not None:
+        result = self._probes.complete(highest)
+        self._update_delay_based(result, now)
+        if result is not None:
             self.probe_results.append(
                 ProbeRecord(
                     now,
-                    probe.send_bps,
-                    probe.arrival_bps,
-                    probe.shown,
-                    probe.saturated,
+                    result.send_bps,
+                    result.arrival_bps,
+                    result.shown,
+                    result.saturated,
                     self.estimate_bps,
                 )
             )

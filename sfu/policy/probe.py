@@ -88,12 +88,15 @@ cluster, and the estimator measures how fast the cluster arrived
   shaper's token bucket could not have absorbed it (gcc_rates.link_at_least:
   a bucket of 2000 bytes or 20 ms at the rate passes a burst that fits it
   at line speed; the network lab's 300 kbit/s viewer read a 100 ms cluster
-  at 1.5 x from 244 kbit/s as 390 "got through").  So a cluster lasts
-  long enough that such a bucket is at most `BUCKET_SHARE` of its bytes
-  (`duration_s` at least, at most `MAX_CLUSTER_S`): 0.22 s at 366 kbit/s,
-  0.1 s from 800 kbit/s up; its padding cap (`PADDING_MAX_S`) grows with
-  it.  And under `low_bps` the search goes on at once when the estimate
-  reached 0.9 x what the top cluster could show, not its target.
+  at 1.5 x from 244 kbit/s as 390 "got through"), and the estimator reads
+  it so once a saturated cluster showed a narrow link (gcc.py).  So under
+  `low_bps` a cluster lasts long enough that a 2000-byte bucket is at most
+  `BUCKET_SHARE` of its bytes (`duration_s` at least, at most
+  `MAX_CLUSTER_S`): 0.17 s at 366 kbit/s, 0.14 s at 450; then one at 1.5 x
+  that got through shows 1.12 x the estimate.  Its padding cap
+  (`PADDING_MAX_S`) grows with it.  With the estimate at the link it puts
+  up to 3.05 kB over the link's rate where a 100 ms one put 2.3 kB: the
+  bucket passes 2000 bytes of that, and the rest is what shows the link.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
