@@ -29,7 +29,11 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   10 s after a saturated cluster, one that got through counts only for
   what it shows of a link behind a shaper's token bucket
   (`_probe_reading`, gcc_rates.link_at_least): a narrow link's bucket
-  passes a short cluster at line speed;
+  passes a short cluster at line speed.  A cluster that saturated the
+  link while the delay detector overuses (often the queue it built itself)
+  does not set the estimate, but the delay-based decrease stops at what it
+  measured: the network lab's 300 kbit/s viewer, whose probes arrived at
+  280-336 kbit/s, was cut to 236-242 kbit/s (0.85 x) after each;
 - loss-based (below): over each 20+ packets, more than 10 % lost cuts the
   rate by half the loss fraction (at most once per 300 ms + RTT), less
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
@@ -344,6 +348,9 @@ class BandwidthEstimator:
                 if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
                     self._overuse_beta = self._beta(acked)
                 aimd.update(OVERUSING, self._throughput(acked, now), now, self._overuse_beta)
+                if probe is not None and probe.saturated and probe_bps is not None:
+                    # it measured the link (0.95 x its arrival rate): the cut stops there
+                    aimd.set_estimate(max(aimd.bps, min(before, probe_bps)), now)
                 if aimd.bps < before:
                     self._loss.decreased(now)
             elif acked is None and aimd.time_to_reduce_further(now, math.inf):
