@@ -691,10 +691,13 @@ def test_before_any_saturated_probe_one_that_got_through_raises_the_estimate() -
     assert est.estimate_bps >= 370_000
 
 
-def probe_into_a_link(link_bps: float, cluster_packets: int) -> BandwidthEstimator:
+def probe_into_a_link(
+    link_bps: float, cluster_packets: int, split: int | None = None
+) -> BandwidthEstimator:
     """A viewer sending 3 x 1000 bytes per 100 ms on a `link_bps` FIFO for 3 s (nothing
     queues), then a probe cluster of `cluster_packets` sent at 2 x the link, reported in
-    one feedback: it saturates the link, and the queue it builds is an overuse."""
+    one feedback (or its first `split` packets in one, the rest in the next): it
+    saturates the link, and the queue it builds is an overuse."""
     est = BandwidthEstimator(start_bps=330_000)
     wire = (1000 + 38) * 8
     sequence, t, free = 0, 10.0, 0.0
@@ -712,7 +715,10 @@ def probe_into_a_link(link_bps: float, cluster_packets: int) -> BandwidthEstimat
             t += 0.1 / 3
         est.on_feedback(batch, t + 0.03)
     batch = []
-    for _ in range(cluster_packets):
+    for k in range(cluster_packets):
+        if k == split:
+            est.on_feedback(batch, t + 0.03)
+            batch = []
         batch.append(packet(t, 0))
         t += wire / (2 * link_bps)
     batch.append(packet(t, -1))
@@ -726,7 +732,8 @@ def test_the_overuse_a_saturated_probe_caused_cuts_only_to_what_it_measured() ->
     280-336 kbit/s) and overused it, and the delay-based decrease cut the estimate to
     0.85 x the link's rate (236-242 kbit/s, held for seconds); the probe measured the
     link: the cut stops at 0.95 x what arrived."""
-    est = probe_into_a_link(300_000, 20)
-    assert est.state == "overusing"
-    assert 0.93 * 300_000 <= est.estimate_bps <= 0.96 * 300_000
-    assert est.probe_results[-1].saturated
+    for split in (None, 15):  # (15: the cut came before the cluster's end was reported)
+        est = probe_into_a_link(300_000, 20, split)
+        assert est.state == "overusing"
+        assert 0.93 * 300_000 <= est.estimate_bps <= 0.96 * 300_000, split
+        assert est.probe_results[-1].saturated

@@ -143,6 +143,7 @@ class BandwidthEstimator:
         # arrived at, what it showed through a shaper, saturated, the estimate after), bits/s
         self.probe_results: deque[ProbeRecord] = deque(maxlen=PROBE_RECORDS)
         self._overuse_beta: float | None = None  # the current overuse's backoff (`_beta`)
+        self._overuse_from: float | None = None  # the estimate when the current overuse began
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
             _arrival_order if native is None else native.arrival_order
@@ -342,17 +343,26 @@ class BandwidthEstimator:
                 probe_bps = reading  # (one that got through whole never lowers it)
         if self._delay.state != OVERUSING:
             self._overuse_beta = None
+            self._overuse_from = None
         if self._delay.state == OVERUSING:
+            if self._overuse_from is None:
+                self._overuse_from = aimd.bps  # the estimate when this overuse began
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
                 if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
                     self._overuse_beta = self._beta(acked)
                 aimd.update(OVERUSING, self._throughput(acked, now), now, self._overuse_beta)
-                if probe is not None and probe.saturated and probe_bps is not None:
-                    # it measured the link (0.95 x its arrival rate): the cut stops there
-                    aimd.set_estimate(max(aimd.bps, min(before, probe_bps)), now)
                 if aimd.bps < before:
                     self._loss.decreased(now)
+            if probe is not None and probe.saturated and probe_bps is not None:
+                # it measured the link (0.95 x its arrival rate): this overuse's cuts stop
+                # there (a cluster spans feedbacks: its queue may have cut before it ended)
+                floor = min(self._overuse_from, probe_bps)
+                if aimd.bps < floor:
+                    aimd.set_estimate(floor, now)
+                    self._loss.set_delay_limit(aimd.bps)
+                    self._loss.set_bps(aimd.bps, now)
+                    return
             elif acked is None and aimd.time_to_reduce_further(now, math.inf):
                 aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
         elif probe_bps is not None:
