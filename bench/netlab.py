@@ -385,6 +385,9 @@ def layer_trace(
             slots = [[names.get(s[0], s[0]), *s[1:]] for s in line["slots"] if s[2] == publisher]
             layers = [s[2:] for s in line["layers"] if s[0] == publisher]
             estimates = [[names.get(e[0], e[0]), *e[1:]] for e in line["estimates"]]
+            for e in estimates:  # the probe results' times (the trace's last column) too
+                if e and isinstance(e[-1], list):
+                    e[-1] = [[round(r[0] - start, 3), *r[1:]] for r in e[-1]]
             line = {"t": round(t, 3), "slots": slots, "layers": layers, "estimates": estimates}
             lines.append(line)
     return sorted(lines, key=lambda line: float(line["t"]))

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from sfu.policy.gcc import BandwidthEstimator, LossController, PacketResult
 from sfu.policy.gcc_aimd import AimdRateControl
-from sfu.policy.gcc_rates import BusyRate
+from sfu.policy.gcc_rates import BusyRate, ProbeRates, link_at_least
 from sfu.policy.probe import Prober
 from tests import gcc_golden
 from tests.gcc_sim import Feedbacks, Link, constant, load_recording, simulate, steps
@@ -607,3 +607,133 @@ def test_a_sender_that_fills_its_link_still_backs_off_15_percent() -> None:
     late = run.window(5, 15)
     assert min(late) <= 0.87 * cap
     assert all(within(e, cap) for e in late)
+
+
+def cluster_at(
+    first: int, cluster: int, send: float, arrival: float, sizes: list[int], gaps: list[float]
+) -> list[PacketResult]:
+    """A probe cluster (id `cluster`) from sequence `first`: packets of `sizes` (bytes)
+    sent `gaps[k]` apart (the k-th after the one before), arriving as sent (nothing
+    queued), then one media packet after it (its report shows the cluster complete)."""
+    results = []
+    for k, size in enumerate(sizes):
+        send += gaps[k] if k else 0.0
+        arrival += gaps[k] if k else 0.0
+        results.append(PacketResult(first + k, send, size, arrival, cluster))
+    after = PacketResult(first + len(sizes), send + 0.005, 1000, arrival + 0.005, -1)
+    return [*results, after]
+
+
+def bucket_cluster(
+    link_bps: float, send_bps: float, duration: float = 0.1
+) -> list[tuple[float, int, float]]:
+    """A cluster of 500-byte packets evenly at `send_bps` (wire rate) over `duration`
+    through a tbf at `link_bps` with a 2000-byte bucket (the lab's at 300 kbit/s),
+    full (nothing sent for 1 s before), as gcc_sim.Link carries them: (send time,
+    size, arrival) each."""
+    link = Link(constant(link_bps), max_queue_s=1.0, burst_s=2000 * 8 / link_bps)
+    gap = (500 + 38) * 8 / send_bps
+    packets: list[tuple[float, int, float]] = []
+    for k in range(round(duration / gap) + 1):
+        arrival = link.carry(1.0 + k * gap, 500)
+        assert arrival is not None
+        packets.append((1.0 + k * gap, 500, arrival))
+    return packets
+
+
+def test_a_cluster_a_shapers_bucket_absorbs_shows_only_what_the_bucket_could_not() -> None:
+    """The network lab's 300 kbit/s viewer (a tbf with a 2000-byte bucket): a 100 ms cluster
+    at 1.5 x an estimate of 244 kbit/s puts ~1.1 kB over the link, the full bucket passes
+    it at line speed and it arrives as sent: it reads its send rate, "got through" (main
+    took that: 390 kbit/s for 4 s).  What it shows of a link behind such a bucket is
+    far less (`shown`), and a cluster that outlasts the bucket shows the link."""
+    rates = ProbeRates()
+    packets = bucket_cluster(300_000, 366_000)
+    for sequence, (send, size, arrival) in enumerate(packets):
+        rates.add(0, sequence, send, arrival, size + 38, 2.0)
+    result = rates.complete(len(packets))
+    assert result is not None and not result.saturated
+    assert result.bps >= 340_000  # the plain reading: its send rate, over the link
+    assert result.shown <= 300_000
+    rates = ProbeRates()  # 1.5 x 244 kbit/s for 0.22 s (`Prober` under `low_bps`)
+    packets = bucket_cluster(300_000, 366_000, 0.22)
+    for sequence, (send, size, arrival) in enumerate(packets):
+        rates.add(1, sequence, send, arrival, size + 38, 2.0)
+    result = rates.complete(len(packets))
+    assert result is not None and 0.85 * 300_000 <= result.shown <= 1.05 * 300_000
+    assert link_at_least(8 * 2000 + 300_000 * 0.1, 0.1) == pytest.approx(300_000)
+    assert link_at_least(0.02 * 3e6 + 3e6 * 0.1, 0.1) == pytest.approx(3e6)  # 20 ms bucket
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_after_a_saturated_probe_one_the_bucket_absorbs_does_not_raise_the_estimate() -> None:
+    """A saturated cluster measured a 300 kbit/s link (285 kbit/s); a short one at 390
+    kbit/s then arrives as sent through the link's 2000-byte bucket: it raised the
+    estimate to 390 kbit/s (30 % over the link); now it shows too little to raise it."""
+    est = BandwidthEstimator(start_bps=400_000)
+    est.on_feedback(probe_cluster_feedback(2.5e6, 300e3), 10.2)
+    assert est.estimate_bps == pytest.approx(285_000, rel=0.05)
+    gap = (1000 + 38) * 8 / 390e3
+    est.on_feedback(cluster_at(100, 1, 11.0, 501.0, [1000] * 6, [gap] * 6), 11.2)
+    assert est.estimate_bps <= 1.1 * 300_000
+    assert [r.saturated for r in est.probe_results] == [True, False]
+    assert est.probe_results[-1].send_bps == pytest.approx(390e3, rel=0.05)
+    assert est.probe_results[-1].shown < 300_000
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_before_any_saturated_probe_one_that_got_through_raises_the_estimate() -> None:
+    """A call's first search (no cluster has saturated the link yet) reads a cluster
+    that got through at its rate, as before: the climb is not slowed."""
+    est = BandwidthEstimator(start_bps=250_000)
+    gap = (1000 + 38) * 8 / 390e3
+    est.on_feedback(cluster_at(0, 0, 10.0, 500.0, [1000] * 6, [gap] * 6), 10.2)
+    assert est.estimate_bps >= 370_000
+
+
+def probe_into_a_link(
+    link_bps: float, cluster_packets: int, split: int | None = None
+) -> BandwidthEstimator:
+    """A viewer sending 3 x 1000 bytes per 100 ms on a `link_bps` FIFO for 3 s (nothing
+    queues), then a probe cluster of `cluster_packets` sent at 2 x the link, reported in
+    one feedback (or its first `split` packets in one, the rest in the next): it
+    saturates the link, and the queue it builds is an overuse."""
+    est = BandwidthEstimator(start_bps=330_000)
+    wire = (1000 + 38) * 8
+    sequence, t, free = 0, 10.0, 0.0
+
+    def packet(send: float, probe: int) -> PacketResult:
+        nonlocal sequence, free
+        free = max(send, free) + wire / link_bps
+        sequence += 1
+        return PacketResult(sequence - 1, send, 1000, free + 490.0, probe)
+
+    for _ in range(30):
+        batch = []
+        for _ in range(3):
+            batch.append(packet(t, -1))
+            t += 0.1 / 3
+        est.on_feedback(batch, t + 0.03)
+    batch = []
+    for k in range(cluster_packets):
+        if k == split:
+            est.on_feedback(batch, t + 0.03)
+            batch = []
+        batch.append(packet(t, 0))
+        t += wire / (2 * link_bps)
+    batch.append(packet(t, -1))
+    est.on_feedback(batch, t + 0.03)
+    return est
+
+
+@pytest.mark.usefixtures("gcc_twin")
+def test_the_overuse_a_saturated_probe_caused_cuts_only_to_what_it_measured() -> None:
+    """The network lab's 300 kbit/s viewer: each probe saturated the link (arriving at
+    280-336 kbit/s) and overused it, and the delay-based decrease cut the estimate to
+    0.85 x the link's rate (236-242 kbit/s, held for seconds); the probe measured the
+    link: the cut stops at 0.95 x what arrived."""
+    for split in (None, 15):  # (15: the cut came before the cluster's end was reported)
+        est = probe_into_a_link(300_000, 20, split)
+        assert est.state == "overusing"
+        assert 0.93 * 300_000 <= est.estimate_bps <= 0.96 * 300_000, split
+        assert est.probe_results[-1].saturated

@@ -25,7 +25,15 @@ Three estimates, combined as in libwebrtc's goog_cc (v1 loss controller):
   (not saturated) only shows the link carries at least its rate: it
   raises the estimate, never lowers it; one that saturated measured the
   link and sets the estimate either way (how an application-limited
-  subscriber's stale estimate comes down: the Prober's re-check);
+  subscriber's stale estimate comes down: the Prober's re-check).  Within
+  10 s after a saturated cluster, one that got through counts only for
+  what it shows of a link behind a shaper's token bucket
+  (`_probe_reading`, gcc_rates.link_at_least): a narrow link's bucket
+  passes a short cluster at line speed.  A cluster that saturated the
+  link while the delay detector overuses (often the queue it built itself)
+  does not set the estimate, but the delay-based decrease stops at what it
+  measured: the network lab's 300 kbit/s viewer, whose probes arrived at
+  280-336 kbit/s, was cut to 236-242 kbit/s (0.85 x) after each;
 - loss-based (below): over each 20+ packets, more than 10 % lost cuts the
   rate by half the loss fraction (at most once per 300 ms + RTT), less
   than 2 % lets it grow 8 % a second, in between it holds.  Only packets
@@ -65,7 +73,7 @@ from sfu.policy.gcc_aimd import BETA, AimdRateControl
 from sfu.policy.gcc_delay import OVERUSING, new_detector
 from sfu.policy.gcc_rates import AckedBitrate, BusyRate, ProbeRates, ProbeResult
 
-__all__ = ["BandwidthEstimator", "PacketResult"]
+__all__ = ["BandwidthEstimator", "PacketResult", "ProbeRecord"]
 
 
 class PacketResult(NamedTuple):
@@ -77,6 +85,18 @@ class PacketResult(NamedTuple):
 
 
 PacketTuple = tuple[int, float, int, float | None, int]  # a PacketResult's fields
+
+
+class ProbeRecord(NamedTuple):
+    """One probe result as the estimator took it (`BandwidthEstimator.probe_results`)."""
+
+    at: float  # our clock, when measured
+    send_bps: float
+    arrival_bps: float
+    shown: float  # what it shows of a link behind a shaper (gcc_rates.link_at_least)
+    saturated: bool
+    estimate_bps: int  # the estimate right after it
+
 
 MAX_TIME_S = 1e9  # |times| beyond this (~30 years) are garbage
 MAX_PACKET_BYTES = 65_535
@@ -91,6 +111,8 @@ PROBE_FRESH_S = 1.0
 LOSS_FLOOR_OF_ACKED = 0.85
 APP_LIMITED_OF_LINK = 0.85  # acknowledged under this x the link's busy rate: app-limited
 APP_LIMITED_BETA = 0.95  # a delay-based decrease of an app-limited sender (`_beta`)
+PROBE_RECORDS = 4  # probe results kept for the layer trace
+SHAPER_MEMORY_S = 10.0  # a saturated probe this recent: read the next ones through a shaper
 
 
 class BandwidthEstimator:
@@ -116,7 +138,12 @@ class BandwidthEstimator:
         self._last_feedback: float | None = None
         self._without_arrivals = 0
         self._last_probe: tuple[float, float] | None = None  # (bps, when measured)
+        self._last_saturated: float | None = None  # when a probe last saturated the link
+        # the latest probe results (for the layer trace, sfu.routing.trace): (when, sent at,
+        # arrived at, what it showed through a shaper, saturated, the estimate after), bits/s
+        self.probe_results: deque[ProbeRecord] = deque(maxlen=PROBE_RECORDS)
         self._overuse_beta: float | None = None  # the current overuse's backoff (`_beta`)
+        self._overuse_from: float | None = None  # the estimate when the current overuse began
         self._split: SplitFunction = _split if native is None else native.split_feedback
         self._arrival_order: OrderFunction = (
             _arrival_order if native is None else native.arrival_order
@@ -291,19 +318,35 @@ class BandwidthEstimator:
                     size += PACKET_OVERHEAD_BYTES
                     self._probes.add(probe, sequence, send, arrival, size, now)
         self._delay.add_all(send_times, arrivals, now)
-        self._update_delay_based(self._probes.complete(highest), now)
+        result = self._probes.complete(highest)
+        self._update_delay_based(result, now)
+        if result is not None:
+            self.probe_results.append(
+                ProbeRecord(
+                    now,
+                    result.send_bps,
+                    result.arrival_bps,
+                    result.shown,
+                    result.saturated,
+                    self.estimate_bps,
+                )
+            )
 
     def _update_delay_based(self, probe: ProbeResult | None, now: float) -> None:
         acked = self._acked.bps
         aimd = self._aimd
         probe_bps = None
         if probe is not None:
-            self._last_probe = (probe.bps, now)
-            if probe.saturated or probe.bps >= aimd.bps:
-                probe_bps = probe.bps  # (one that got through whole never lowers it)
+            reading = self._probe_reading(probe, now)
+            self._last_probe = (reading, now)
+            if probe.saturated or reading >= aimd.bps:
+                probe_bps = reading  # (one that got through whole never lowers it)
         if self._delay.state != OVERUSING:
             self._overuse_beta = None
+            self._overuse_from = None
         if self._delay.state == OVERUSING:
+            if self._overuse_from is None:
+                self._overuse_from = aimd.bps  # the estimate when this overuse began
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
                 if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
@@ -311,6 +354,15 @@ class BandwidthEstimator:
                 aimd.update(OVERUSING, self._throughput(acked, now), now, self._overuse_beta)
                 if aimd.bps < before:
                     self._loss.decreased(now)
+            if probe is not None and probe.saturated and probe_bps is not None:
+                # it measured the link (0.95 x its arrival rate): this overuse's cuts stop
+                # there (a cluster spans feedbacks: its queue may have cut before it ended)
+                floor = min(self._overuse_from, probe_bps)
+                if aimd.bps < floor:
+                    aimd.set_estimate(floor, now)
+                    self._loss.set_delay_limit(aimd.bps)
+                    self._loss.set_bps(aimd.bps, now)
+                    return
             elif acked is None and aimd.time_to_reduce_further(now, math.inf):
                 aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
         elif probe_bps is not None:
@@ -323,6 +375,21 @@ class BandwidthEstimator:
         else:
             aimd.update(self._delay.state, acked, now)
         self._loss.set_delay_limit(aimd.bps)
+
+    def _probe_reading(self, probe: ProbeResult, now: float) -> float:
+        """What a probe result says of the link: its rate, or for one that got through
+        whole within `SHAPER_MEMORY_S` after a saturated one, what it shows of a link
+        behind a shaper's token bucket (gcc_rates.link_at_least): a narrow link's
+        bucket passes a short cluster at line speed (the network lab's 300 kbit/s
+        viewer read 390 kbit/s "got through").  Before any saturated cluster (a
+        call's first search, a link that has only grown) the plain rate stands."""
+        if probe.saturated:
+            self._last_saturated = now
+            return probe.bps
+        last = self._last_saturated
+        if last is not None and 0 <= now - last <= SHAPER_MEMORY_S:
+            return min(probe.bps, probe.shown)
+        return probe.bps
 
     def _beta(self, acked: float) -> float:
         """How far a delay-based decrease backs off from the throughput: 0.85 x, as GCC,

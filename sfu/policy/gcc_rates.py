@@ -23,7 +23,20 @@
   packet: a ticker-driven sender sends its padding in bursts.  Whether it
   saturated is part of the result (`ProbeResult`): only a saturated
   cluster measured the link; one that got through whole says only that
-  the link carries at least its rate.
+  the link carries at least its rate, and less than that when its
+  bottleneck is a shaper with a token bucket: a bucket passes a burst that
+  fits it at line speed, nothing queues, and a cluster whose excess over
+  the link fits the bucket arrives as fast as it was sent (the network
+  lab's 300 kbit/s tbf, a 2000-byte bucket: a 100 ms cluster at 366
+  kbit/s read 390 "got through", and the estimate stayed 30 % over the
+  link for 4 s).  So each result also says what the cluster shows of a
+  link behind such a shaper (`ProbeResult.shown`): the least link rate
+  that delivers its bytes in its arrival span through a full bucket of the
+  larger of 2000 bytes and 20 ms at that rate (the lab's tbf burst):
+  `link_at_least`.  The estimator takes that instead of the plain rate for
+  a cluster that got through once a saturated cluster showed a narrow
+  link lately (gcc.py), and the Prober sizes its clusters at small
+  estimates so that it is well above the estimate (probe.py).
 - `BusyRate`: the rate at which the link delivered while it was busy, from
   the latest packets that queued behind the one before them: sent before
   that one got through (its one-way delay more than 1 ms over the least
@@ -54,7 +67,7 @@ from operator import sub
 from types import ModuleType
 from typing import NamedTuple
 
-__all__ = ["AckedBitrate", "BusyRate", "ProbeRates", "ProbeResult"]
+__all__ = ["AckedBitrate", "BusyRate", "ProbeRates", "ProbeResult", "link_at_least"]
 
 INITIAL_WINDOW_S = 0.5
 WINDOW_S = 0.15
@@ -263,11 +276,28 @@ SATURATED_RATIO = 0.9
 SATURATED_UTILIZATION = 0.95
 CLUSTER_HISTORY_S = 2.0
 SAME_BURST_S = 0.001
+# A plausible bottleneck bucket: the larger of this many bytes and this long at the rate
+BUCKET_BYTES = 2000
+BUCKET_S = 0.02
 
 
 class ProbeResult(NamedTuple):
     bps: float
     saturated: bool  # it arrived clearly slower than it was sent: it measured the link
+    send_bps: float = 0.0  # the rate it was sent at (for the layer trace)
+    arrival_bps: float = 0.0  # the rate it arrived at
+    shown: float = 0.0  # the least link that carries it through a shaper (`link_at_least`)
+
+
+def link_at_least(bits: float, span_s: float) -> float:
+    """The least link rate (bits/s) that delivers `bits` within `span_s` through a
+    full token bucket of max(BUCKET_BYTES, BUCKET_S at that rate): what a cluster
+    that got through whole shows of the link (see the module doc).  The rate L
+    solves L * span + max(8 * BUCKET_BYTES, BUCKET_S * L) = bits; both sides of
+    the max give an upper bound of L, and L is the lower one."""
+    if span_s <= 0:
+        return 0.0
+    return max(min((bits - 8 * BUCKET_BYTES) / span_s, bits / (span_s + BUCKET_S)), 0.0)
 
 
 @dataclass
@@ -355,6 +385,7 @@ def _rate(c: _Cluster) -> ProbeResult | None:
     arrival_bps = 8 * (c.total_bytes - c.first_arrival_size) / arrival_span
     if send_bps <= 0 or arrival_bps > MAX_VALID_RATIO * send_bps:
         return None
+    shown = link_at_least(8 * (c.total_bytes - c.first_arrival_size), arrival_span)
     if arrival_bps < SATURATED_RATIO * send_bps:
-        return ProbeResult(SATURATED_UTILIZATION * arrival_bps, True)
-    return ProbeResult(min(send_bps, arrival_bps), False)
+        return ProbeResult(SATURATED_UTILIZATION * arrival_bps, True, send_bps, arrival_bps, shown)
+    return ProbeResult(min(send_bps, arrival_bps), False, send_bps, arrival_bps, shown)

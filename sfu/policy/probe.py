@@ -84,6 +84,19 @@ cluster, and the estimator measures how fast the cluster arrived
   its estimate could change (its estimate sat at 3.3-3.9 x its media in
   a 60-person transport-cc gallery: 6 % of the packets sent were re-checks;
   docs/benchmarks.md, branch gallery).
+- A cluster that got through whole shows the link only as far as a
+  shaper's token bucket could not have absorbed it (gcc_rates.link_at_least:
+  a bucket of 2000 bytes or 20 ms at the rate passes a burst that fits it
+  at line speed; the network lab's 300 kbit/s viewer read a 100 ms cluster
+  at 1.5 x from 244 kbit/s as 390 "got through"), and the estimator reads
+  it so once a saturated cluster showed a narrow link (gcc.py).  So under
+  `low_bps` a cluster lasts long enough that a 2000-byte bucket is at most
+  `BUCKET_SHARE` of its bytes (`duration_s` at least, at most
+  `MAX_CLUSTER_S`): 0.17 s at 366 kbit/s, 0.14 s at 450; then one at 1.5 x
+  that got through shows 1.12 x the estimate.  Its padding cap
+  (`PADDING_MAX_S`) grows with it.  With the estimate at the link it puts
+  up to 3.05 kB over the link's rate where a 100 ms one put 2.3 kB: the
+  bucket passes 2000 bytes of that, and the rest is what shows the link.
 - `next_cluster(now)` is the cluster in progress at `now` (None when none):
   the transport tags EVERY packet it sends to this subscriber while it is
   in progress, media and padding alike, with its id (PacketResult.probe),
@@ -107,6 +120,8 @@ from __future__ import annotations
 
 from collections import deque
 from typing import NamedTuple
+
+from sfu.policy.gcc_rates import BUCKET_BYTES
 
 __all__ = ["ProbeCluster", "Prober"]
 
@@ -138,6 +153,8 @@ SETTLE_S = 0.3
 # `fresh` judges whether the media fills the estimate on its mean over this long (as
 # libwebrtc's ALR detector, on a 500 ms budget): one large frame is not a measure.
 FILL_WINDOW_S = 0.5
+BUCKET_SHARE = 0.25  # under low_bps a cluster lasts so long that a bucket is at most 1/4 of it
+MAX_CLUSTER_S = 0.4
 
 
 class ProbeCluster(NamedTuple):
@@ -287,7 +304,8 @@ class Prober:
                 self._active = cluster
                 self._paid_until = cluster.start
                 self._owed = 0.0
-                self._padding_left = int(self._estimate * PADDING_MAX_S / 8)
+                stretch = cluster.duration / self.duration_s  # (a longer cluster pads more)
+                self._padding_left = int(self._estimate * PADDING_MAX_S * stretch / 8)
                 self._sent_end = cluster.start + cluster.duration
                 break
         return self._active
@@ -318,16 +336,25 @@ class Prober:
             return
         start = now
         for target in targets:
+            duration = self._duration(target)
             self._planned.append(
-                ProbeCluster(self._next_id, target, start, self.duration_s, self.min_packets)
+                ProbeCluster(self._next_id, target, start, duration, self.min_packets)
             )
             self._next_id += 1
-            start += self.duration_s
+            start += duration
         self._attempt = _Attempt(self._estimate, start, targets[-1])
         self._attempt_desired = desired_bps
         self._last_end = start
         self._sending_at_attempt = self._sending
         self._last_was_recheck = False
+
+    def _duration(self, target: int) -> float:
+        """How long a cluster at `target` lasts (module doc: a shaper's bucket)."""
+        if self._estimate >= self.low_bps:
+            return self.duration_s
+        bucket_bits = 8 * BUCKET_BYTES
+        longer = min(bucket_bits / (BUCKET_SHARE * max(target, 1)), MAX_CLUSTER_S)
+        return max(self.duration_s, longer)
 
     def _watch_app_limited(self, now: float) -> None:
         if self._sending >= APP_LIMITED_FRACTION * self._estimate:
@@ -388,12 +415,11 @@ class Prober:
         target = min(target, desired_bps)
         if target * (1 - PROBE_UNCERTAINTY) <= self._estimate:
             return  # the estimate came back by itself
-        self._planned.append(
-            ProbeCluster(self._next_id, target, now, self.duration_s, self.min_packets)
-        )
+        duration = self._duration(target)
+        self._planned.append(ProbeCluster(self._next_id, target, now, duration, self.min_packets))
         self._next_id += 1
-        self._attempt = _Attempt(self._estimate, now + self.duration_s, after_drop=True)
-        self._last_end = now + self.duration_s
+        self._attempt = _Attempt(self._estimate, now + duration, after_drop=True)
+        self._last_end = now + duration
         self._last_drop_probe = now
         self._last_was_recheck = False
 

@@ -22,7 +22,12 @@ path keeps anyway (nothing is added per packet):
   (the transport's counters so far and its `PacedOutput`'s; zeros without a
   transport): what went down the subscriber's link besides its media, a
   probe or a burst of retransmissions that overflows a bottleneck, and how
-  much a switch's key frame was spread out (sfu.policy.pacing).
+  much a switch's key frame was spread out (sfu.policy.pacing); last, the
+  estimator's latest probe results (`probe_rows`, up to 4, each repeated on
+  every line until newer ones replace it: read them by their time), each
+  ``[t, sent kbit/s, arrived kbit/s, shown kbit/s, saturated, estimate
+  after kbit/s]`` (`BandwidthEstimator.probe_results`; ``shown``: what it
+  shows of a link behind a shaper's bucket), [] without an estimator.
 
 Packets a slot dropped in a tick are its source's received packets minus
 its own sent packets over that tick.  `bench/netlab.py --trace` collects
@@ -34,9 +39,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from sfu.policy.gcc import BandwidthEstimator
 from sfu.routing.participant import Participant
 
-__all__ = ["snapshot"]
+__all__ = ["probe_rows", "snapshot"]
 
 
 def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
@@ -47,7 +53,7 @@ def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
     for p in participants:
         if p.estimator is not None or p.transport is not None:
             bps = None if p.estimator is None else p.estimator.estimate_bps
-            estimates.append([p.id, bps, *_link(p)])
+            estimates.append([p.id, bps, *_link(p), probe_rows(p.estimator)])
         for mid, c in p.consumers.items():
             track = c.track
             if c.kind != "video" or track is None:
@@ -90,6 +96,23 @@ def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
                     ]
                 )
     return {"t": round(now, 3), "slots": slots, "layers": layers, "estimates": estimates}
+
+
+def probe_rows(estimator: BandwidthEstimator | None) -> list[list[Any]]:
+    """The estimator's latest probe results as the trace writes them (module doc)."""
+    if estimator is None:
+        return []
+    return [
+        [
+            round(r.at, 3),
+            round(r.send_bps / 1000),
+            round(r.arrival_bps / 1000),
+            round(r.shown / 1000),
+            int(r.saturated),
+            round(r.estimate_bps / 1000),
+        ]
+        for r in estimator.probe_results
+    ]
 
 
 def _link(p: Participant) -> tuple[int, ...]:
