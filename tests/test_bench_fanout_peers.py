@@ -9,6 +9,7 @@ sends feedback the SFU reads into its estimator.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,11 @@ async def test_transport_cc_peers_feed_the_estimators_and_l1t3_reaches_the_subsc
                 what="transport-cc feedback to alice",
             )
             await eventually(lambda: len(bob.sink.rtp) > 100, what="100 packets at bob")
+            # TIDs 1 and 2 are upgrades: they wait for a measured estimate (the first
+            # probe's answer, sfu.policy.allocation), so bob gets TID 0 first.
+            await eventually(
+                lambda: _tids(bob, pump) == {0, 1, 2}, timeout=10.0, what="all three TIDs at bob"
+            )
         finally:
             await pump.stop()
         assert subscriber.estimator is not None and subscriber.estimator.estimate_bps > 0
@@ -56,8 +62,17 @@ async def test_transport_cc_peers_feed_the_estimators_and_l1t3_reaches_the_subsc
         assert len(numbers) == len(bob.sink.rtp) > 100
         assert all((b - a) & 0xFFFF == 1 for a, b in itertools.pairwise(numbers))
         # The top layer's L1T3 numbering arrives: TIDs 0, 2, 1, 2; TL0PICIDX counts TID 0 frames.
-        starts = [p.desc for p in Received(bob, bob.slot_ssrcs()["0"], pump).packets]
-        frames = [d for d in starts if d.frame_start]
+        frames = _frames(bob, pump)
         assert {d.tid for d in frames} == {0, 1, 2}
         for a, b in itertools.pairwise(frames):
             assert (b.tl0picidx - a.tl0picidx) & 0xFF == (1 if b.tid == 0 else 0)
+
+
+def _frames(bob: SyntheticPeer, pump: SimulcastPump) -> list[Any]:
+    """The VP8 descriptors of the frames' first packets bob got in his slot."""
+    starts = [p.desc for p in Received(bob, bob.slot_ssrcs()["0"], pump).packets]
+    return [d for d in starts if d.frame_start]
+
+
+def _tids(bob: SyntheticPeer, pump: SimulcastPump) -> set[int]:
+    return {d.tid for d in _frames(bob, pump)}
