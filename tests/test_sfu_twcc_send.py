@@ -340,10 +340,16 @@ def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Li
     assert probing.pump([sub], now)
     media_while_probing = link.transport.probe_id
     forward(pub, ids, range(3, 4))
+    stepping = []  # (when, whether the beat must step on)
     while now < 10.5:
         now += PROBE_STEP
-        probing.pump([sub], now)
+        stepping.append((now, probing.pump([sub], now)))
     assert link.transport.probe_id == -1, "the clusters are over"
+    assert sub.prober.probing, "the attempt awaits its result"
+    # Two clusters of 100 ms back to back from 10.1: the beat steps until they are over,
+    # not while the attempt only awaits its result.
+    assert all(busy for when, busy in stepping if when < 10.3 - 1e-9), stepping
+    assert not any(busy for when, busy in stepping if when > 10.3 + 1e-9), stepping
     links.flush()
     padded = link.transport.counters.padding_out
     # Clusters at 1.5 and 2 x the 1 Mbit/s start estimate, 100 ms each, minus the media,

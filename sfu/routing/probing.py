@@ -12,11 +12,15 @@ fills them with padding (`WebRtcTransport.send_padding`, on an RTX stream).
   (`Participant.layers_held`: the re-check of an app-limited estimate is
   for those, and for estimates far above the media), and whether every slot
   has one step only (`Participant.layers_fixed`: never re-checked).
-- `pump` (every `PROBE_STEP` while some Prober is busy): sets the
+- `pump` (every `PROBE_STEP` while some cluster is in progress): sets the
   transport's `probe_id` to the cluster in progress, so every packet sent
   meanwhile is tagged with it (media too), and sends the padding due,
   except while a switch's key frame is being paced to the estimate
   (`Participant.pacer`: the link has no room for padding on top of it).
+  An attempt's clusters start when `plan` plans them (the pump runs right
+  after it) and follow one another, so once the last is over nothing is
+  left to pump until the next `plan`: the beat does not step while the
+  Prober only awaits the attempt's result (up to a second after it).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class Probing:
             del self._sent[gone]
 
     def pump(self, participants: Iterable[Participant], now: float) -> bool:
-        """Pad the clusters in progress; True while some prober is busy."""
+        """Pad the clusters in progress; True while some cluster is (module doc)."""
         busy = False
         for p in participants:
             prober = p.prober
@@ -78,5 +82,5 @@ class Probing:
                 due = prober.padding_due(now)
                 if due > 0 and transport.connected and not (p.pacer is not None and p.pacer.busy):
                     transport.send_padding(due, cluster.id)
-            busy = busy or prober.probing or cluster is not None
+            busy = busy or cluster is not None
         return busy

@@ -20,7 +20,9 @@ are visited on every tick.  So each thing happens on the same tick as before.
 A second, faster beat (`feedback.TWCC_FEEDBACK_INTERVAL`) sends transport-cc
 feedback to the publishers that negotiated it and lets the subscribers'
 Probers plan; while one of them probes it beats every `probing.PROBE_STEP`
-to pace the padding.
+to pace the padding.  Both beats fall on a grid of loop time (multiples of
+their period, `sfu.routing.beat`), as the consent clock's rounds do, so that
+they share its wake-ups.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from typing import Protocol
 
 from sfu.control import ActiveSpeaker, MediaEvent, PrecallMeasured
 from sfu.routing import feedback
+from sfu.routing.beat import EPSILON, grid_after, sleep_until
 from sfu.routing.group import Group
 from sfu.routing.participant import Participant
 from sfu.routing.precall import PrecallMeter
@@ -83,6 +86,8 @@ class Ticker:
         self._fast: asyncio.Task[None] | None = None
         self.probing = Probing()
         self.visits = 0  # participants visited (for tests and stats)
+        self.beats = 0  # the fast beat's wake-ups
+        self.fast_ticks = 0  # of which its feedback turns (`fast_tick`)
         self._live: dict[Producer, int] = {}  # track -> its live layers (`live_layers`)
         self._wake_all = False
 
@@ -101,15 +106,19 @@ class Ticker:
                     await task
 
     async def _run_fast(self) -> None:
-        next_tick = time.monotonic() + feedback.TWCC_FEEDBACK_INTERVAL
+        loop = asyncio.get_running_loop()
+        period = feedback.TWCC_FEEDBACK_INTERVAL
+        next_tick = grid_after(loop.time(), period)
         busy = False
         while True:
-            wait = max(0.0, next_tick - time.monotonic())
-            await asyncio.sleep(min(PROBE_STEP, wait) if busy else wait)
+            at = min(next_tick, loop.time() + PROBE_STEP) if busy else next_tick
+            await sleep_until(loop, at)
+            self.beats += 1
             now = time.monotonic()
             try:
-                if now >= next_tick:
-                    next_tick = now + feedback.TWCC_FEEDBACK_INTERVAL
+                if loop.time() + EPSILON >= next_tick:
+                    next_tick = grid_after(loop.time(), period)
+                    self.fast_ticks += 1
                     self.fast_tick(now)
                 busy = self.probing.pump(list(self._media.participants.values()), now)
             except Exception:
@@ -130,8 +139,9 @@ class Ticker:
         self.probing.plan(participants, now)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self._interval)
+            await sleep_until(loop, grid_after(loop.time(), self._interval))
             try:
                 await self._sliced()
             except Exception:
