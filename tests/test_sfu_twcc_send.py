@@ -12,6 +12,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from pylibsrtp import Policy, Session
@@ -33,6 +34,9 @@ from sfu.transport.sendhistory import SendHistory
 from sfu.transport.udpmux import Egress, Route
 from sfu.transport.webrtc import WebRtcTransport
 from tests.sfu_fakes import VP8, Capture
+
+if TYPE_CHECKING:
+    from sfu.routing.participant import Participant
 
 GCM = Policy.SRTP_PROFILE_AEAD_AES_256_GCM
 PUBLISHER_IDS = {TWCC_URI: 3, MID_URI: 4}
@@ -306,13 +310,13 @@ def test_a_packet_relayed_from_another_worker_is_numbered_on_the_fast_path(links
     assert transport_seqs(link.received(3), 3) == [0, 1, 2]
 
 
-def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Links) -> None:
+def twcc_subscriber(link: Link) -> Participant:
+    """A subscriber that negotiated transport-cc, bound to `link`'s transport."""
     from sfu.routing.group import Group
     from sfu.routing.participant import Participant
-    from sfu.routing.probing import PROBE_STEP, Probing
     from sfu.settings import MediaSettings
     from tests.sfu_fakes import media_plans
-    from tests.test_sfu_twcc_feedback import TWCC_ID, with_transport_cc
+    from tests.test_sfu_twcc_feedback import with_transport_cc
 
     sub = Participant(
         "sub",
@@ -323,9 +327,17 @@ def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Li
         on_transport_lost=lambda participant, reason: None,
     )
     sub.apply(with_transport_cc(media_plans(ssrc=1000)))
-    link = links(TWCC_ID)
     sub.transport = link.transport
     sub.apply(sub.plans)  # binds the transport: transport-cc id, padding sources
+    return sub
+
+
+def test_the_clock_pads_probe_clusters_and_tags_what_is_sent_meanwhile(links: Links) -> None:
+    from sfu.routing.probing import PROBE_STEP, Probing
+    from tests.test_sfu_twcc_feedback import TWCC_ID
+
+    link = links(TWCC_ID)
+    sub = twcc_subscriber(link)
     assert sub.estimator is not None and sub.prober is not None
     ids = {MID_URI: 3, TWCC_URI: TWCC_ID}
     pub = publisher(ids)
@@ -378,24 +390,11 @@ def test_the_clock_tells_the_allocation_whether_the_estimate_was_measured_lately
     each `Probing.plan`: an estimate nothing has filled nor probed for over a second is
     stale, and the allocation steps nobody up on it; without transport-cc, always fresh."""
     from sfu.policy.probe import FRESH_S
-    from sfu.routing.group import Group
-    from sfu.routing.participant import Participant
     from sfu.routing.probing import Probing
-    from sfu.settings import MediaSettings
     from tests.sfu_fakes import media_plans
-    from tests.test_sfu_twcc_feedback import TWCC_ID, with_transport_cc
+    from tests.test_sfu_twcc_feedback import TWCC_ID
 
-    sub = Participant(
-        "sub",
-        "r",
-        Group("r", "main"),
-        precall=False,
-        settings=MediaSettings(),
-        on_transport_lost=lambda participant, reason: None,
-    )
-    sub.apply(with_transport_cc(media_plans(ssrc=1000)))
-    sub.transport = links(TWCC_ID).transport
-    sub.apply(sub.plans)
+    sub = twcc_subscriber(links(TWCC_ID))
     assert sub.prober is not None
     probing = Probing()
     probing.plan([sub], 10.0)  # nothing sent: app-limited from now
