@@ -347,6 +347,10 @@ class BandwidthEstimator:
         if self._delay.state == OVERUSING:
             if self._overuse_from is None:
                 self._overuse_from = aimd.bps  # the estimate when this overuse began
+            # A saturated probe measured the link (0.95 x its arrival rate): this
+            # overuse's cuts stop there (a cluster spans feedbacks: its queue may have
+            # cut before it ended).
+            measured = probe_bps if probe is not None and probe.saturated else None
             if acked is not None and aimd.time_to_reduce_further(now, acked):
                 before = aimd.bps
                 if self._overuse_beta is None:  # decided once per overuse (see `_beta`)
@@ -354,17 +358,13 @@ class BandwidthEstimator:
                 aimd.update(OVERUSING, self._throughput(acked, now), now, self._overuse_beta)
                 if aimd.bps < before:
                     self._loss.decreased(now)
-            if probe is not None and probe.saturated and probe_bps is not None:
-                # it measured the link (0.95 x its arrival rate): this overuse's cuts stop
-                # there (a cluster spans feedbacks: its queue may have cut before it ended)
-                floor = min(self._overuse_from, probe_bps)
-                if aimd.bps < floor:
-                    aimd.set_estimate(floor, now)
-                    self._loss.set_delay_limit(aimd.bps)
-                    self._loss.set_bps(aimd.bps, now)
-                    return
-            elif acked is None and aimd.time_to_reduce_further(now, math.inf):
+            elif acked is None and measured is None and aimd.time_to_reduce_further(now, math.inf):
                 aimd.set_estimate(aimd.bps / 2, now)  # overuse before any measured rate
+            if measured is not None and aimd.bps < min(self._overuse_from, measured):
+                aimd.set_estimate(min(self._overuse_from, measured), now)
+                self._loss.set_delay_limit(aimd.bps)
+                self._loss.set_bps(aimd.bps, now)
+                return
         elif probe_bps is not None:
             if acked is not None:  # a probe may lower the estimate, but not far below what arrives
                 probe_bps = max(probe_bps, min(aimd.bps, PROBE_DROP_FRACTION * acked))
