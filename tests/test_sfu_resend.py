@@ -69,3 +69,25 @@ def test_no_estimate_no_budget_beyond_the_two_packets() -> None:
     b.refill(10.0, 0)
     assert b.level == MIN_BURST_BYTES
     assert b.plan(MIN_BURST_BYTES + 1) is Verdict.KEYFRAME
+
+
+def test_the_rate_resends_took_reads_a_steady_rate_as_itself_and_fades_when_they_stop() -> None:
+    b = budget(1_000_000)
+    assert b.rate_bps(0.0) == 0
+    t = 0.0
+    while t < 5.0:  # 1,000 bytes every 0.1 s: 80 kbit/s, well within the bucket
+        b.refill(t, 1_000_000)
+        assert b.take(1_000)
+        t += 0.1
+    assert 72_000 <= b.rate_bps(t) <= 88_000  # a sawtooth around 80k
+    assert b.rate_bps(t + 1.0) == pytest.approx(b.rate_bps(t) / 2.718, rel=0.01)
+    assert b.rate_bps(t + 5.0) < 1_000
+    assert b.rate_bps(t) >= 72_000  # reading it changes nothing
+
+
+def test_what_was_refused_is_not_counted_as_taken() -> None:
+    b = budget(100_000)
+    level = int(b.level)
+    assert b.take(level)
+    assert not b.take(1_000)
+    assert b.rate_bps(0.0) == level * 8

@@ -45,11 +45,22 @@ packets, frozen 1.15 s where resends repair such a loss in 0.25-0.7 s
 A packet is resent at most `MAX_RESENDS` times: when its copies keep being
 lost, the link has no room for them.
 
+What the resends take is not the media's: `rate_bps` is the rate they were
+paid at lately (bytes `take`n, decayed over `RATE_TAU_S`), and the layer
+allocation leaves it out of the budget (`sfu.routing.layering`), as
+libwebrtc's sender takes its measured retransmission rate out of the
+encoder's target (the protection overhead).  Without that the 300 kbit/s lab
+viewer's step down to its lowest layer kept the full frame rate of it on
+top of ~80 kbit/s of resends: 310-390 kbit/s into the 300 kbit/s link for
+2-3 s after the cap, the queue full throughout, every key frame and resend
+of the new layer dropped again (docs/benchmarks.md, branch cap300).
+
 Pure: no clock of its own, everything is driven by `now` (seconds).
 """
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 __all__ = ["ResendBudget", "Verdict"]
@@ -60,6 +71,7 @@ MIN_BURST_BYTES = 2 * 1250  # two full packets, whatever the estimate
 RECOVER_S = 1.0  # losses the bucket cannot repay within this: a key frame instead
 KEYFRAME_INTERVAL_S = 2.0  # at most one key frame for losses per slot this often
 MAX_RESENDS = 3  # a packet is resent at most this many times
+RATE_TAU_S = 1.0  # `rate_bps`: resends paid this long ago count 1/e as much
 
 
 class Verdict(Enum):
@@ -71,12 +83,14 @@ class Verdict(Enum):
 class ResendBudget:
     """The bytes one subscriber transport may resend now (see module doc)."""
 
-    __slots__ = ("_at", "_level", "_rate", "denied", "keyframes")
+    __slots__ = ("_at", "_level", "_rate", "_spent", "_spent_at", "denied", "keyframes")
 
     def __init__(self) -> None:
         self._rate = 0.0  # bytes a second
         self._level = float(MIN_BURST_BYTES)
         self._at: float | None = None
+        self._spent = 0.0  # bytes taken, decayed to `_spent_at` (`rate_bps`)
+        self._spent_at = 0.0
         self.denied = 0  # packets not resent for want of budget
         self.keyframes = 0  # verdicts of KEYFRAME
 
@@ -114,4 +128,16 @@ class ResendBudget:
             self.denied += 1
             return False
         self._level -= size
+        at = self._at if self._at is not None else self._spent_at
+        self._spent = self._decayed(at) + size
+        self._spent_at = max(self._spent_at, at)
         return True
+
+    def rate_bps(self, now: float) -> int:
+        """Bits a second the resends took lately (module doc): a steady rate reads as itself."""
+        return int(self._decayed(now) * 8 / RATE_TAU_S)
+
+    def _decayed(self, now: float) -> float:
+        if self._spent <= 0.0 or now <= self._spent_at:
+            return self._spent
+        return self._spent * math.exp(-(now - self._spent_at) / RATE_TAU_S)

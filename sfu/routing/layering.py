@@ -3,7 +3,9 @@
 Every tick, for each connected subscriber:
 
 - the budget is its downlink estimate (its transport-cc estimator, else the
-  REMB it sends, else the room-size table) minus what its audio slots take;
+  REMB it sends, else the room-size table) minus what its audio slots take
+  and what its resends took lately (`ResendBudget.rate_bps`: a repair goes
+  down the same link, sfu.policy.resend);
 - each video slot becomes a `SlotDemand`: its rendered size (`video_sizes`;
   0x0 hidden, absent unknown), stage or thumbnail (the group's choice), and
   the layers of the track in it (frame size and temporal bitrates; a paused
@@ -112,6 +114,12 @@ class Estimator(Protocol):
     def estimate_bps(self) -> int: ...
 
 
+class Resends(Protocol):
+    """What a subscriber's resends take (`sfu.policy.resend.ResendBudget`)."""
+
+    def rate_bps(self, now: float) -> int: ...
+
+
 class Subscriber(Protocol):
     """A participant's media session (`Participant`)."""
 
@@ -128,6 +136,9 @@ class Subscriber(Protocol):
 
     @property
     def remb_estimate(self) -> int | None: ...
+
+    @property
+    def resend_budget(self) -> Resends: ...
 
     # Whether its estimate was measured lately (its Prober's `fresh`; True without one):
     # only then may an upgrade rely on it (sfu.policy.allocation).
@@ -191,7 +202,8 @@ class LayerControl:
         self._infos.clear()
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
             estimate = self.estimate(subscriber, fallback_bps)
-            self._allocate(subscriber, estimate - audio_bps, on_stage, wanted, now)
+            resends = subscriber.resend_budget.rate_bps(now)
+            self._allocate(subscriber, estimate - audio_bps - resends, on_stage, wanted, now)
             if subscriber.estimator is None and not subscriber.remb_estimate:
                 continue  # nothing measured: the fallback is no news for the client
             kbps = self._downlinks.setdefault(subscriber.id, DownlinkReports()).update(
