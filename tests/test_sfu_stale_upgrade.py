@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sfu.policy.allocation import LayerAllocator, LayerChoice, LayerInfo, SlotDemand
 from sfu.policy.probe import FILL_WINDOW_S, FRESH_S, RECHECK_INTERVAL_S, SETTLE_S, Prober
-from tests.test_sfu_layering import FakeEstimator, Run, camera, viewer
+from tests.test_sfu_layering import FakeEstimator, Run, camera, resend_steadily, viewer
 
 AUDIO_BPS = 40_000
 CAMERA = (
@@ -181,3 +181,61 @@ def test_the_layer_clock_holds_an_upgrade_while_the_subscriber_s_estimate_is_sta
     bob.estimate_fresh = True
     run.tick([bob], 4.5)
     assert bob.consumers["5"].calls[-1] == (2, 2)
+
+
+Q2 = LayerChoice(0, 2)
+Q1 = LayerChoice(0, 1)
+H1 = LayerChoice(1, 1)
+QUARTER = SlotDemand("1", True, 320, 180, CAMERA)  # q is its cap
+
+
+def test_the_tid_the_resends_took_comes_back_on_a_stale_estimate() -> None:
+    """The 300 kbit/s lab viewer after its step down (docs/benchmarks.md, branch
+    cap300): q at 30 fps fits its 200 kbit/s budget, the resends take 80k of it, q
+    drops to TID 1; when they stop, TID 2 comes back after the upgrade's wait even
+    though the estimate is app-limited (nothing about the link changed)."""
+    allocator = LayerAllocator(upgrade_after_s=1.5)
+    assert allocator.update([QUARTER], 200_000, 0.0)["1"] == Q2
+    assert allocator.update([QUARTER], 120_000, 0.5, rise=False, lent_bps=80_000)["1"] == Q1
+    assert allocator.update([QUARTER], 200_000, 1.0, rise=False)["1"] == Q1  # its wait
+    assert allocator.update([QUARTER], 200_000, 2.4, rise=False)["1"] == Q1
+    assert allocator.update([QUARTER], 200_000, 2.5, rise=False)["1"] == Q2
+
+
+def test_only_what_the_resends_took_comes_back_on_a_stale_estimate() -> None:
+    """A step down the estimate explains (not the resends) still waits for a measure;
+    so does anything above the choice the resends took, and a spatial step."""
+    allocator = LayerAllocator(upgrade_after_s=1.5)
+    assert allocator.update([QUARTER], 200_000, 0.0)["1"] == Q2
+    assert allocator.update([QUARTER], 100_000, 0.5, rise=False, lent_bps=10_000)["1"] == Q1
+    for k in range(6, 40):
+        assert allocator.update([QUARTER], 200_000, k / 10, rise=False)["1"] == Q1
+    assert allocator.update([QUARTER], 200_000, 4.0, rise=True)["1"] == Q2
+    # h at 15 fps (300k) thinned from 30 fps by resends: back to 30 fps, not up to f.
+    allocator = LayerAllocator(upgrade_after_s=1.5)
+    assert allocator.update([SLOT], 560_000, 0.0)["1"] == H
+    assert allocator.update([SLOT], 400_000, 0.5, rise=False, lent_bps=160_000)["1"] == H1
+    for k in range(6, 60):
+        assert allocator.update([SLOT], 3_000_000, k / 10, rise=False)["1"] == (
+            H1 if k < 21 else H  # possible since 0.6 s
+        )
+    # Taken back, the mark is gone: a later stale step down and up waits again.
+    assert allocator.update([SLOT], 400_000, 6.0, rise=False)["1"] == H1
+    assert allocator.update([SLOT], 3_000_000, 9.0, rise=False)["1"] == H1
+
+
+def test_the_layer_clock_gives_back_what_the_resends_took_on_a_stale_estimate() -> None:
+    """On the clock (`LayerControl`, the resends' meter of sfu.policy.resend): bob's q
+    thinned by 80 kbit/s of resends comes back to 30 fps with `estimate_fresh` False."""
+    track = camera("alice")
+    bob = viewer(track, 240_000, (320, 180))
+    run = Run()
+    run.tick([bob], 0.0)
+    assert bob.consumers["5"].calls == [(0, 2)]
+    bob.estimate_fresh = False
+    resend_steadily(bob.resend_budget, 80_000, 0.0, 2.0)
+    run.tick([bob], 2.0)
+    assert bob.consumers["5"].calls[-1] == (0, 1)
+    for now in (4.0, 6.0, 8.0, 10.0):
+        run.tick([bob], now)
+    assert bob.consumers["5"].calls[-1] == (0, 2)

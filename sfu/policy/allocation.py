@@ -41,7 +41,15 @@ what its audio takes: audio always goes first).
   taken on an estimate nobody measured lately (`update(rise=False)`: the
   Prober's `fresh`): it keeps waiting until a probe cluster's answer (the
   Prober's regular re-check of an app-limited estimate, which comes while a
-  slot is held below its top) shows the estimate still carries it.
+  slot is held below its top) shows the estimate still carries it.  Except
+  the TIDs a subscriber's resends took (`lent_bps`: the part of the budget
+  they took lately, sfu.policy.resend): a slot stepped down within its
+  spatial layer only because of them (the budget with them would have kept
+  its choice) may climb back to that choice within the same layer when they
+  stop, on the same estimate, without a new measure: nothing about the link
+  changed, and no key frame is needed.  The network lab's 300 kbit/s viewer,
+  thinned to q at 15 fps by the resends after its cap, stayed there 3-21 s
+  waiting for a probe (branch cap300).
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
 send: every layer up to the highest one chosen (so a subscriber that has to
@@ -359,20 +367,45 @@ class LayerAllocator:
         self.upgrade_after_s = upgrade_after_s
         self.choices: dict[str, LayerChoice] = {}
         self._stairs: dict[str, list[tuple[float, LayerChoice]]] = {}
+        # Per slot, the choice the resends took it down from (module doc: `lent_bps`).
+        self._lent: dict[str, LayerChoice] = {}
 
     def update(
-        self, slots: Sequence[SlotDemand], budget_bps: int, now: float, *, rise: bool = True
+        self,
+        slots: Sequence[SlotDemand],
+        budget_bps: int,
+        now: float,
+        *,
+        rise: bool = True,
+        lent_bps: int = 0,
     ) -> dict[str, LayerChoice]:
         """This tick's choice for every slot of `slots` (slots not given are forgotten).
 
         `rise`: whether the budget was measured lately (module doc); if not, no
-        choice goes up, and the upgrades keep waiting (their time still counts).
+        choice goes up, and the upgrades keep waiting (their time still counts),
+        except back to what `lent_bps` took.  `lent_bps`: what the resends took
+        of the estimate, already left out of `budget_bps`.
         """
         proposal = allocate(slots, budget_bps, self.choices)
+        whole: dict[str, LayerChoice] | None = None
         result: dict[str, LayerChoice] = {}
         for mid, choice in proposal.items():
+            old = self.choices.get(mid)
+            if old is not None and _rank(choice) < _rank(old):
+                if lent_bps > 0 and whole is None:
+                    whole = allocate(slots, budget_bps + lent_bps, self.choices)
+                if whole is not None and _rank(whole[mid]) >= _rank(old):
+                    if choice.spatial == old.spatial:
+                        self._lent.setdefault(mid, old)
+                else:
+                    self._lent.pop(mid, None)  # the link's own estimate took it down
             result[mid] = self._settle(mid, choice, now, rise)
         self._stairs = {m: s for m, s in self._stairs.items() if m in result}
+        self._lent = {
+            m: c
+            for m, c in self._lent.items()
+            if m in result and c.spatial == result[m].spatial and _rank(c) > _rank(result[m])
+        }
         self.choices = result
         return dict(result)
 
@@ -394,9 +427,14 @@ class LayerAllocator:
         ready = [step for at, step in stairs if now - at >= self.upgrade_after_s]
         if not ready:
             return old
-        if not rise:
-            return old  # the estimate is stale: wait for a measured one (module doc)
         taken = ready[-1]
+        if not rise:
+            # The estimate is stale: wait for a measured one, or go back to what the
+            # resends took (module doc; a higher choice possible that long means it was).
+            lent = self._lent.get(mid)
+            if lent is None or (_rank(taken) < _rank(lent) and taken.spatial != lent.spatial):
+                return old
+            taken = min(taken, lent, key=_rank)
         left = [(at, step) for at, step in stairs if _rank(step) > _rank(taken)]
         if left:
             self._stairs[mid] = left

@@ -203,7 +203,7 @@ class LayerControl:
         for subscriber, fallback_bps, audio_bps, on_stage in subscribers:
             estimate = self.estimate(subscriber, fallback_bps)
             resends = subscriber.resend_budget.rate_bps(now)
-            self._allocate(subscriber, estimate - audio_bps - resends, on_stage, wanted, now)
+            self._allocate(subscriber, estimate - audio_bps, resends, on_stage, wanted, now)
             if subscriber.estimator is None and not subscriber.remb_estimate:
                 continue  # nothing measured: the fallback is no news for the client
             kbps = self._downlinks.setdefault(subscriber.id, DownlinkReports()).update(
@@ -251,6 +251,7 @@ class LayerControl:
         self,
         subscriber: Subscriber,
         budget: int,
+        resends: int,
         on_stage: Callable[[str], bool],
         wanted: dict[TrackKey, list[int | None]],
         now: float,
@@ -264,7 +265,8 @@ class LayerControl:
             size = subscriber.video_sizes.get(mid)
             demands.append(demand(mid, track, size, on_stage(mid), now, self._info))
         allocator = self._allocators.setdefault(subscriber.id, LayerAllocator())
-        budget = max(0, budget)
+        resends = min(resends, max(0, budget))
+        budget = max(0, budget - resends)
         last = self._rounds.get(subscriber.id)
         if (
             last is not None
@@ -289,7 +291,9 @@ class LayerControl:
             self.desired_bps[subscriber.id] = ceiling_bps(demands)
             before = dict(allocator.choices)
             caps = {d.mid: cap_of(d) for d in demands}
-            choices = allocator.update(demands, budget, now, rise=subscriber.estimate_fresh)
+            choices = allocator.update(
+                demands, budget, now, rise=subscriber.estimate_fresh, lent_bps=resends
+            )
             for mid, choice in choices.items():
                 cut = for_bandwidth(before.get(mid), choice, caps[mid])
                 self._apply(subscriber.consumers[mid], choice, now, cut)
