@@ -711,3 +711,57 @@ def test_copies_rewritten_after_a_switch_say_where_their_transport_cc_element_is
     layers[0].send(4 / 30)
     assert c.layers_now == (0, 2) and out.fast == 3, "f's frames before the switch"
     assert out.whole_twcc_at == [21, 21], "q's, rewritten, sent whole"
+
+
+def on_q(frames: int) -> tuple[list[Layer], Consumer, Counting]:
+    """A consumer forwarding q: its key frame at 0 s, then `frames` frames (L1T3)."""
+    base, layers = track()
+    c, out = consumer()
+    c.switch(base)
+    c.set_layers(0, 2, 0.0)
+    for n in range(frames + 1):
+        layers[0].send(n / 30, keyframe=n == 0)
+    assert c.layers_now == (0, 2) and len(received(out)) == frames + 1
+    return layers, c, out
+
+
+def keyframe_requests(layers: list[Layer]) -> int:
+    upstream = layers[0].producer.output
+    assert isinstance(upstream, Capture)
+    return sum(isinstance(i, Pli) for p in upstream.rtcp for i in parse_rtcp(p))
+
+
+def test_a_base_layer_packet_nacked_after_its_last_resend_gets_a_key_frame() -> None:
+    # The lab's room viewer (sfu.policy.resend): q's switch key frame lost in a full
+    # queue, its resends lost too; the receiver cannot decode anything until a key
+    # frame, and asks for one itself only after 3 s without a decodable frame.
+    layers, c, out = on_q(frames=8)
+    tids = [d.tid for _, _, d, _ in received(out)]
+    assert tids == [0, 2, 1, 2, 0, 2, 1, 2, 0]
+    seq = received(out)[4][0]  # frame 4: TID 0, the next frames refer to it
+    asked = keyframe_requests(layers)  # (the switch's)
+    assert [c.retransmit([seq], 0.6 + 0.2 * n) for n in range(4)] == [1, 1, 1, 0]
+    assert keyframe_requests(layers) == asked + 1 and c.pending is layers[0].producer
+    layers[0].send(1.3, packets=2)  # nothing of q forwarded until its key frame
+    assert len(received(out)) == 9 + 3
+    layers[0].send(1.4, keyframe=True)
+    assert c.pending is None and received(out)[-1][3] == layers[0].sent[-1]
+
+
+def test_a_higher_tid_packet_lost_for_good_costs_only_its_frame() -> None:
+    layers, c, out = on_q(frames=8)
+    seq = received(out)[1][0]  # frame 1: TID 2, nothing refers to it
+    asked = keyframe_requests(layers)
+    assert [c.retransmit([seq], 0.2 + 0.15 * n) for n in range(5)] == [1, 1, 1, 0, 0]
+    assert keyframe_requests(layers) == asked and c.pending is None
+
+
+def test_no_key_frame_for_a_lost_packet_within_half_a_second_of_the_last_one() -> None:
+    # Its queue has not drained yet: another key frame would be lost the same way.
+    layers, c, out = on_q(frames=8)
+    seq = received(out)[4][0]
+    asked = keyframe_requests(layers)
+    assert [c.retransmit([seq], 0.05 + 0.11 * n) for n in range(4)] == [1, 1, 1, 0]
+    assert keyframe_requests(layers) == asked and c.pending is None  # 0.38 s after it
+    assert c.retransmit([seq], 0.5) == 0
+    assert keyframe_requests(layers) == asked + 1 and c.pending is layers[0].producer

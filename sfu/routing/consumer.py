@@ -64,7 +64,13 @@ from sfu.packet.red import primary_packet, rewrite_pts
 from sfu.packet.rtp import RtpError, RtpHeader, parse_rtp, remap_extensions, rewrite_header
 from sfu.packet.rtx import build_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
-from sfu.policy.resend import KEYFRAME_INTERVAL_S, MAX_RESENDS, ResendBudget, Verdict
+from sfu.policy.resend import (
+    KEYFRAME_INTERVAL_S,
+    LOST_KEYFRAME_AFTER_S,
+    MAX_RESENDS,
+    ResendBudget,
+    Verdict,
+)
 from sfu.routing.layers import MAX_TID
 from sfu.routing.seqmap import SeqMap
 from sfu.routing.vp8map import DROP, REWRITE, Vp8Map
@@ -751,7 +757,8 @@ class Consumer:
         A packet resent less than a round trip ago is not resent again: a
         receiver behind a full bottleneck NACKs it again before the first copy
         came out of the queue (mediasoup's and libwebrtc's rule); nor one
-        resent `MAX_RESENDS` times already.  With a `budget` (the subscriber
+        resent `MAX_RESENDS` times already: NACKed again after that, a video
+        slot starts again from a key frame.  With a `budget` (the subscriber
         transport's, refilled by the caller) the resends stay within it, and a
         video slot that lost more than it could repay soon starts again from
         a key frame instead (sfu.policy.resend).
@@ -763,21 +770,32 @@ class Consumer:
         gap = RESEND_RTT_S if rtt is None else min(max(rtt, RESEND_GAP_S[0]), RESEND_GAP_S[1])
         resent = self._resent
         copies: list[tuple[int, bytes]] = []
+        lost = False  # a packet resent MAX_RESENDS times is NACKed again
         for seq in sequences:
             seq &= 0xFFFF
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
             last = resent.get(seq)
-            if last is not None and (now - last[0] < gap or last[1] >= MAX_RESENDS):
-                continue  # its copy is still on the way, or the link has no room for it
+            if last is not None and now - last[0] < gap:
+                continue  # its copy is still on the way
+            if last is not None and last[1] >= MAX_RESENDS:
+                # The link has no room for it; lost for good (sfu.policy.resend).
+                lost = lost or self._referred_to(seq, now)
+                continue
             packet = self._resend_one(seq, now)
             if packet is not None:
                 copies.append((seq, packet))
+        if lost and self._recover_with_keyframe(now, LOST_KEYFRAME_AFTER_S):
+            if budget is not None:
+                budget.keyframes += 1
+            return 0
         if not copies:
             return 0
         if budget is not None:
             verdict = budget.plan(sum(len(packet) for _, packet in copies))
-            if verdict is Verdict.KEYFRAME and self._recover_with_keyframe(now):
+            if verdict is Verdict.KEYFRAME and self._recover_with_keyframe(
+                now, KEYFRAME_INTERVAL_S
+            ):
                 budget.keyframes += 1
                 return 0
         sent = 0
@@ -792,17 +810,17 @@ class Consumer:
                 del resent[next(iter(resent))]
         return sent
 
-    def _recover_with_keyframe(self, now: float) -> bool:
+    def _recover_with_keyframe(self, now: float, after: float) -> bool:
         """Start the video again from its source's next key frame instead of resending
         more than the link has room for (`retransmit`); False when not due.
 
-        Not within `KEYFRAME_INTERVAL_S` of the slot's last start from a key frame
+        Not within `after` of the slot's last start from a key frame
         (a switch, a start, an earlier one of these): what it lost then is most
         likely that key frame, which overflowed the link's queue, and another one
         would overflow it the same way (the network lab's 300 kbit/s viewer, at
         its step down); resends within the budget repair it.
         """
-        if self.kind != "video" or now - self._keyframe_at < KEYFRAME_INTERVAL_S:
+        if self.kind != "video" or now - self._keyframe_at < after:
             return False
         if self.pending is None and not self.resync():
             return False
@@ -849,6 +867,30 @@ class Consumer:
         if verdict == REWRITE:
             vp8map.write(packet, h.payload_offset, desc)
         return self._maybe_rtx(bytes(packet), "vp8")
+
+    def _referred_to(self, seq: int, now: float) -> bool:
+        """Whether the frame of sent packet `seq` is one later frames refer to (VP8 TID
+        0, or no TID); True when it cannot tell, e.g. no longer cached (sfu.policy.resend)."""
+        original = None
+        if self._maps is not None and (found := self._maps[0].lookup(seq)) is not None:
+            original = found[0].cached(found[1], now)
+        elif (segment := self._segment_of(seq)) is not None:
+            original = segment.producer.cached((seq - segment.seq_offset) & 0xFFFF, now)
+            if (
+                original is not None
+                and segment.producer.codec_by_pt.get(original[1] & 0x7F) != "vp8"
+            ):
+                return True
+        if original is None:
+            return True
+        try:
+            h = parse_rtp(original)
+            desc = parse_vp8(
+                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
+            )
+        except ValueError:  # RtpError, Vp8Error
+            return True
+        return desc.tid <= 0
 
     def _segment_of(self, seq: int) -> Segment | None:
         if (self._seq - seq) & 0xFFFF >= 0x8000:
