@@ -731,7 +731,16 @@ def keyframe_requests(layers: list[Layer]) -> int:
     return sum(isinstance(i, Pli) for p in upstream.rtcp for i in parse_rtcp(p))
 
 
-def test_a_base_layer_packet_nacked_after_its_last_resend_gets_a_key_frame() -> None:
+def nacked_until(c: Consumer, seq: int, times: list[float]) -> list[int]:
+    """What each NACK of `seq` at `times` resent (the receiver NACKs a packet until it
+    comes, 10 times at most)."""
+    return [c.retransmit([seq], t) for t in times]
+
+
+NACKS = [0.2, 0.35, 0.5, 0.65, 0.8, 0.95]  # resent 3 times, lost for good at 0.9 (0.7 s)
+
+
+def test_a_base_layer_packet_still_nacked_after_its_resends_gets_a_key_frame() -> None:
     # The lab's room viewer (sfu.policy.resend): q's switch key frame lost in a full
     # queue, its resends lost too; the receiver cannot decode anything until a key
     # frame, and asks for one itself only after 3 s without a decodable frame.
@@ -740,28 +749,44 @@ def test_a_base_layer_packet_nacked_after_its_last_resend_gets_a_key_frame() -> 
     assert tids == [0, 2, 1, 2, 0, 2, 1, 2, 0]
     seq = received(out)[4][0]  # frame 4: TID 0, the next frames refer to it
     asked = keyframe_requests(layers)  # (the switch's)
-    assert [c.retransmit([seq], 0.6 + 0.2 * n) for n in range(4)] == [1, 1, 1, 0]
-    assert keyframe_requests(layers) == asked + 1 and c.pending is layers[0].producer
-    layers[0].send(1.3, packets=2)  # nothing of q forwarded until its key frame
-    assert len(received(out)) == 9 + 3
-    layers[0].send(1.4, keyframe=True)
-    assert c.pending is None and received(out)[-1][3] == layers[0].sent[-1]
+    assert nacked_until(c, seq, NACKS[:5]) == [1, 1, 1, 0, 0]
+    assert keyframe_requests(layers) == asked
+    assert nacked_until(c, seq, NACKS[5:]) == [0]
+    assert keyframe_requests(layers) == asked + 1
+    # It forwards on meanwhile: a copy on its way may yet repair the frame.
+    assert c.pending is None
+    layers[0].send(1.0)
+    assert received(out)[-1][3] == layers[0].sent[-1]
 
 
 def test_a_higher_tid_packet_lost_for_good_costs_only_its_frame() -> None:
     layers, c, out = on_q(frames=8)
     seq = received(out)[1][0]  # frame 1: TID 2, nothing refers to it
     asked = keyframe_requests(layers)
-    assert [c.retransmit([seq], 0.2 + 0.15 * n) for n in range(5)] == [1, 1, 1, 0, 0]
-    assert keyframe_requests(layers) == asked and c.pending is None
+    assert nacked_until(c, seq, NACKS) == [1, 1, 1, 0, 0, 0]
+    assert keyframe_requests(layers) == asked
 
 
-def test_no_key_frame_for_a_lost_packet_within_half_a_second_of_the_last_one() -> None:
-    # Its queue has not drained yet: another key frame would be lost the same way.
+def test_a_packet_lost_for_good_just_after_a_switch_needs_no_key_frame_of_its_own() -> None:
+    # The switch's key frame (h's, at 0.8 s) starts the picture again, and another one
+    # now would go into the queue that is still full of it.
     layers, c, out = on_q(frames=8)
     seq = received(out)[4][0]
+    assert nacked_until(c, seq, NACKS[:3]) == [1, 1, 1]
+    c.set_layers(1, 2, 0.75)
+    layers[1].send(0.8, keyframe=True)
+    assert c.layers_now[0] == 1
     asked = keyframe_requests(layers)
-    assert [c.retransmit([seq], 0.05 + 0.11 * n) for n in range(4)] == [1, 1, 1, 0]
-    assert keyframe_requests(layers) == asked and c.pending is None  # 0.38 s after it
-    assert c.retransmit([seq], 0.5) == 0
-    assert keyframe_requests(layers) == asked + 1 and c.pending is layers[0].producer
+    assert nacked_until(c, seq, [0.95, 1.1]) == [0, 0]
+    assert keyframe_requests(layers) == asked
+
+
+def test_packets_lost_for_good_ask_for_a_key_frame_at_most_every_half_second() -> None:
+    layers, c, out = on_q(frames=12)
+    first, second = received(out)[4][0], received(out)[8][0]
+    asked = keyframe_requests(layers)
+    assert nacked_until(c, first, NACKS) == [1, 1, 1, 0, 0, 0]  # asked at 0.95
+    assert nacked_until(c, second, [0.3, 0.45, 0.6, 1.0, 1.2]) == [1, 1, 1, 0, 0]
+    assert keyframe_requests(layers) == asked + 1  # 1.0 and 1.2: too soon after 0.95
+    assert nacked_until(c, second, [1.45]) == [0]
+    assert keyframe_requests(layers) == asked + 2

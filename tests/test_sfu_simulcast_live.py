@@ -212,12 +212,13 @@ async def test_the_layer_trace_shows_each_slot_and_layer_of_a_simulcast_track(
     assert layers["f"][7] == 1  # bob's slot
     # bob's link: estimate, bytes sent, padding bytes, retransmitted, key frame requests in,
     # bursts paced, packets held, longest hold ms (no estimate, no REMB: nothing paced),
-    # probe results (none without an estimator)
+    # key frames asked for packets lost for good (none lost on loopback), probe results
+    # (none without an estimator)
     (bob,) = [e for e in last["estimates"] if e[0] == "bob"]
-    assert len(bob) == 10 and bob[1] is None  # no transport-cc: no estimator
+    assert len(bob) == 11 and bob[1] is None  # no transport-cc: no estimator
     assert bob[2] >= 30 * 100  # at least the packets above went out
     assert bob[3] >= 0 and bob[4] >= 0 and bob[5] >= 0
-    assert bob[6:] == [0, 0, 0, []]
+    assert bob[6:] == [0, 0, 0, 0, []]
 
 
 def trace_lines(directory: Path) -> list[dict[str, Any]]:

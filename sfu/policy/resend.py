@@ -43,20 +43,22 @@ packets, frozen 1.15 s where resends repair such a loss in 0.25-0.7 s
 (docs/benchmarks.md, branch resend).
 
 A packet is resent at most `MAX_RESENDS` times: when its copies keep being
-lost, the link has no room for them.  But a receiver NACKing it again after
-that (a round trip after its last copy) cannot decode anything until a key
-frame: libwebrtc's receiver gives up NACKing a packet after its own retries
-and then waits, frozen, until it has gone 3 s without a decodable frame
-before it asks for one itself, if the packet was of a frame the next ones
-refer to (VP8: TID 0; a lost frame of a higher TID only costs that frame).
-So a video slot asks its source for the key frame then, not before
-`LOST_KEYFRAME_AFTER_S` after its last start from a key frame (the queue
-that lost that key frame must drain first).  The network lab's room
-viewer capped at 1 Mbit/s (docs/benchmarks.md, branch tid13) lost q's switch
-key frame in the queue the step up had filled, the SFU resent 33 packets
-until 0.8 s after the switch, then nothing, and the picture stayed frozen
-until the viewer's own key frame request 2.8 s after the switch (its queue
-had drained 1.5 s before that).
+lost, the link has no room for them.
+
+A packet still NACKed `LOST_AFTER_S` after its first resend is lost for good
+when it belongs to a frame the next ones refer to (VP8: TID 0; a lost frame
+of a higher TID costs only that frame): libwebrtc's receiver NACKs a packet
+10 times, a round trip apart (100 ms by default), then gives up on it and
+waits, frozen, until it has gone 3 s without a decodable frame before it
+asks for a key frame itself.  So the slot asks its source for one then
+(`Consumer.retransmit`), and keeps forwarding meanwhile (a copy still on its
+way may yet repair the frame), not within `LOST_KEYFRAME_AFTER_S` of its
+last start from a key frame (the queue that lost that one must drain first)
+nor of its last such request.  The network lab's room viewer capped at 1
+Mbit/s (docs/benchmarks.md, branch tid13) lost q's switch key frame in the
+queue a step up had filled, the SFU resent 33 packets until 0.8 s after the
+switch, then nothing, and the picture stayed frozen until the viewer's own
+key frame request 2.8 s after the switch, 1.5 s after its queue had drained.
 
 What the resends take is not the media's: `rate_bps` is the rate they were
 paid at lately (bytes `take`n, decayed over `RATE_TAU_S`), and the layer
@@ -84,8 +86,8 @@ MIN_BURST_BYTES = 2 * 1250  # two full packets, whatever the estimate
 RECOVER_S = 1.0  # losses the bucket cannot repay within this: a key frame instead
 KEYFRAME_INTERVAL_S = 2.0  # at most one key frame for losses per slot this often
 MAX_RESENDS = 3  # a packet is resent at most this many times
-# ... and NACKed again after that: a key frame, this long after the last start from one.
-LOST_KEYFRAME_AFTER_S = 0.5
+LOST_AFTER_S = 0.7  # NACKed this long after its first resend: lost for good
+LOST_KEYFRAME_AFTER_S = 0.5  # ... a key frame, not this soon after the last
 RATE_TAU_S = 1.0  # `rate_bps`: resends paid this long ago count 1/e as much
 
 
@@ -98,7 +100,7 @@ class Verdict(Enum):
 class ResendBudget:
     """The bytes one subscriber transport may resend now (see module doc)."""
 
-    __slots__ = ("_at", "_level", "_rate", "_spent", "_spent_at", "denied", "keyframes")
+    __slots__ = ("_at", "_level", "_rate", "_spent", "_spent_at", "denied", "keyframes", "lost")
 
     def __init__(self) -> None:
         self._rate = 0.0  # bytes a second
@@ -108,6 +110,7 @@ class ResendBudget:
         self._spent_at = 0.0
         self.denied = 0  # packets not resent for want of budget
         self.keyframes = 0  # verdicts of KEYFRAME
+        self.lost = 0  # key frames asked for packets lost for good (module doc)
 
     @property
     def level(self) -> float:

@@ -66,6 +66,7 @@ from sfu.packet.rtx import build_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8
 from sfu.policy.resend import (
     KEYFRAME_INTERVAL_S,
+    LOST_AFTER_S,
     LOST_KEYFRAME_AFTER_S,
     MAX_RESENDS,
     ResendBudget,
@@ -141,6 +142,7 @@ class Consumer:
         "_first_in",
         "_fresh",
         "_keyframe_at",
+        "_lost_asked_at",
         "_maps",
         "_maps_first",
         "_memo",
@@ -232,10 +234,11 @@ class Consumer:
         self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
         self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
         self._resend_from: int | None = None  # NACKs of numbers before this: not answered
-        # sequence number -> (when last resent, times resent)
-        self._resent: dict[int, tuple[float, int]] = {}
+        # sequence number -> (when last resent, times resent, when first resent)
+        self._resent: dict[int, tuple[float, int, float]] = {}
         # When the slot last started from a key frame, or asked for one for its losses.
         self._keyframe_at = -1e18
+        self._lost_asked_at = -1e18  # when it last asked for one for a packet lost for good
         self._want_spatial: int | None = HIGHEST
         self._tid_target = MAX_TID
         self._maps: tuple[SeqMap[Producer], Vp8Map] | None = None  # the mapped path
@@ -757,8 +760,10 @@ class Consumer:
         A packet resent less than a round trip ago is not resent again: a
         receiver behind a full bottleneck NACKs it again before the first copy
         came out of the queue (mediasoup's and libwebrtc's rule); nor one
-        resent `MAX_RESENDS` times already: NACKed again after that, a video
-        slot starts again from a key frame.  With a `budget` (the subscriber
+        resent `MAX_RESENDS` times already.  A packet of a frame the next ones
+        refer to, still NACKed `LOST_AFTER_S` after its first resend, is lost
+        for good: the slot asks its source for a key frame (and forwards on
+        meanwhile).  With a `budget` (the subscriber
         transport's, refilled by the caller) the resends stay within it, and a
         video slot that lost more than it could repay soon starts again from
         a key frame instead (sfu.policy.resend).
@@ -770,32 +775,26 @@ class Consumer:
         gap = RESEND_RTT_S if rtt is None else min(max(rtt, RESEND_GAP_S[0]), RESEND_GAP_S[1])
         resent = self._resent
         copies: list[tuple[int, bytes]] = []
-        lost = False  # a packet resent MAX_RESENDS times is NACKed again
+        lost = False
         for seq in sequences:
             seq &= 0xFFFF
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
             last = resent.get(seq)
-            if last is not None and now - last[0] < gap:
-                continue  # its copy is still on the way
-            if last is not None and last[1] >= MAX_RESENDS:
-                # The link has no room for it; lost for good (sfu.policy.resend).
-                lost = lost or self._referred_to(seq, now)
-                continue
+            if last is not None and not lost and now - last[2] >= LOST_AFTER_S:
+                lost = self._referred_to(seq, now)  # lost for good (sfu.policy.resend)
+            if last is not None and (now - last[0] < gap or last[1] >= MAX_RESENDS):
+                continue  # its copy is still on the way, or the link has no room for it
             packet = self._resend_one(seq, now)
             if packet is not None:
                 copies.append((seq, packet))
-        if lost and self._recover_with_keyframe(now, LOST_KEYFRAME_AFTER_S):
-            if budget is not None:
-                budget.keyframes += 1
-            return 0
+        if lost and self._ask_keyframe(now) and budget is not None:
+            budget.lost += 1
         if not copies:
             return 0
         if budget is not None:
             verdict = budget.plan(sum(len(packet) for _, packet in copies))
-            if verdict is Verdict.KEYFRAME and self._recover_with_keyframe(
-                now, KEYFRAME_INTERVAL_S
-            ):
+            if verdict is Verdict.KEYFRAME and self._recover_with_keyframe(now):
                 budget.keyframes += 1
                 return 0
         sent = 0
@@ -805,22 +804,62 @@ class Consumer:
             self.output.send_rtp(packet)
             sent += 1
             last = resent.pop(seq, None)
-            resent[seq] = (now, 1 if last is None else last[1] + 1)
+            resent[seq] = (now, 1, now) if last is None else (now, last[1] + 1, last[2])
             if len(resent) > MAX_RESENT:
                 del resent[next(iter(resent))]
         return sent
 
-    def _recover_with_keyframe(self, now: float, after: float) -> bool:
+    def _ask_keyframe(self, now: float) -> bool:
+        """Ask the source for a key frame for a packet lost for good (`retransmit`), not
+        within `LOST_KEYFRAME_AFTER_S` of the slot's last start from one or of the last
+        such request; True if asked."""
+        source = self.source
+        if (
+            self.kind != "video"
+            or source is None
+            or self.pending is not None  # a key frame is coming anyway
+            or now - max(self._keyframe_at, self._lost_asked_at) < LOST_KEYFRAME_AFTER_S
+        ):
+            return False
+        self._lost_asked_at = now
+        source.request_keyframe(now)
+        return True
+
+    def _referred_to(self, seq: int, now: float) -> bool:
+        """Whether the frame of sent packet `seq` is one later frames refer to (VP8 TID
+        0, or no TID); True when it cannot tell, e.g. no longer cached (sfu.policy.resend)."""
+        original = None
+        if self._maps is not None and (found := self._maps[0].lookup(seq)) is not None:
+            original = found[0].cached(found[1], now)
+        elif (segment := self._segment_of(seq)) is not None:
+            original = segment.producer.cached((seq - segment.seq_offset) & 0xFFFF, now)
+            if (
+                original is not None
+                and segment.producer.codec_by_pt.get(original[1] & 0x7F) != "vp8"
+            ):
+                return True
+        if original is None:
+            return True
+        try:
+            h = parse_rtp(original)
+            desc = parse_vp8(
+                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
+            )
+        except ValueError:  # RtpError, Vp8Error
+            return True
+        return desc.tid <= 0
+
+    def _recover_with_keyframe(self, now: float) -> bool:
         """Start the video again from its source's next key frame instead of resending
         more than the link has room for (`retransmit`); False when not due.
 
-        Not within `after` of the slot's last start from a key frame
+        Not within `KEYFRAME_INTERVAL_S` of the slot's last start from a key frame
         (a switch, a start, an earlier one of these): what it lost then is most
         likely that key frame, which overflowed the link's queue, and another one
         would overflow it the same way (the network lab's 300 kbit/s viewer, at
         its step down); resends within the budget repair it.
         """
-        if self.kind != "video" or now - self._keyframe_at < after:
+        if self.kind != "video" or now - self._keyframe_at < KEYFRAME_INTERVAL_S:
             return False
         if self.pending is None and not self.resync():
             return False
@@ -867,30 +906,6 @@ class Consumer:
         if verdict == REWRITE:
             vp8map.write(packet, h.payload_offset, desc)
         return self._maybe_rtx(bytes(packet), "vp8")
-
-    def _referred_to(self, seq: int, now: float) -> bool:
-        """Whether the frame of sent packet `seq` is one later frames refer to (VP8 TID
-        0, or no TID); True when it cannot tell, e.g. no longer cached (sfu.policy.resend)."""
-        original = None
-        if self._maps is not None and (found := self._maps[0].lookup(seq)) is not None:
-            original = found[0].cached(found[1], now)
-        elif (segment := self._segment_of(seq)) is not None:
-            original = segment.producer.cached((seq - segment.seq_offset) & 0xFFFF, now)
-            if (
-                original is not None
-                and segment.producer.codec_by_pt.get(original[1] & 0x7F) != "vp8"
-            ):
-                return True
-        if original is None:
-            return True
-        try:
-            h = parse_rtp(original)
-            desc = parse_vp8(
-                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
-            )
-        except ValueError:  # RtpError, Vp8Error
-            return True
-        return desc.tid <= 0
 
     def _segment_of(self, seq: int) -> Segment | None:
         if (self._seq - seq) & 0xFFFF >= 0x8000:

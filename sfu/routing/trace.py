@@ -18,8 +18,10 @@ path keeps anyway (nothing is added per packet):
 - ``estimates``: per subscriber with an estimator or a transport,
   ``[subscriber, bits/s (null without an estimator),
   bytes sent, padding bytes sent, packets retransmitted, key frame requests
-  received, bursts paced, packets the pacing held, the longest hold in ms]``
-  (the transport's counters so far and its `PacedOutput`'s; zeros without a
+  received, bursts paced, packets the pacing held, the longest hold in ms,
+  key frames asked for packets lost for good]``
+  (the transport's counters so far, its `PacedOutput`'s and its
+  `ResendBudget`'s; zeros without a
   transport): what went down the subscriber's link besides its media, a
   probe or a burst of retransmissions that overflows a bottleneck, and how
   much a switch's key frame was spread out (sfu.policy.pacing); last, the
@@ -117,14 +119,22 @@ def probe_rows(estimator: BandwidthEstimator | None) -> list[list[Any]]:
 
 def _link(p: Participant) -> tuple[int, ...]:
     """(bytes sent, padding bytes sent, packets retransmitted, key frame requests received,
-    bursts paced, packets held, the longest hold in ms)."""
+    bursts paced, packets held, the longest hold in ms, key frames asked for packets lost
+    for good)."""
     transport, pacer = p.transport, p.pacer
     if transport is None:
-        return 0, 0, 0, 0, 0, 0, 0
+        return 0, 0, 0, 0, 0, 0, 0, 0
     c = transport.counters
     paced = (
         (0, 0, 0)
         if pacer is None
         else (pacer.engagements, pacer.held, round(pacer.held_max_s * 1000))
     )
-    return c.bytes_out, transport.padding_bytes, c.retransmitted, c.keyframe_requests, *paced
+    return (
+        c.bytes_out,
+        transport.padding_bytes,
+        c.retransmitted,
+        c.keyframe_requests,
+        *paced,
+        p.resend_budget.lost,
+    )
