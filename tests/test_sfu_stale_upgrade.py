@@ -239,3 +239,17 @@ def test_the_layer_clock_gives_back_what_the_resends_took_on_a_stale_estimate() 
     for now in (4.0, 6.0, 8.0, 10.0):
         run.tick([bob], now)
     assert bob.consumers["5"].calls[-1] == (0, 2)
+
+
+def test_a_step_down_across_a_layer_gets_back_the_tids_of_the_layer_it_is_in() -> None:
+    """h at 30 fps, then the resends take most of the budget: q at 15 fps, where the
+    whole budget keeps h; when they stop, q's 30 fps comes back on a stale estimate,
+    h (a key frame) waits for a measure."""
+    allocator = LayerAllocator(upgrade_after_s=1.5)
+    assert allocator.update([SLOT], 560_000, 0.0)["1"] == H
+    assert allocator.update([SLOT], 100_000, 0.5, rise=False, lent_bps=460_000)["1"] == Q1
+    for k in range(6, 60):
+        assert allocator.update([SLOT], 3_000_000, k / 10, rise=False)["1"] == (
+            Q1 if k < 21 else Q2  # possible since 0.6 s
+        )
+    assert allocator.update([SLOT], 3_000_000, 6.0, rise=True)["1"] == F

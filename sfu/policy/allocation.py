@@ -43,13 +43,13 @@ what its audio takes: audio always goes first).
   Prober's regular re-check of an app-limited estimate, which comes while a
   slot is held below its top) shows the estimate still carries it.  Except
   the TIDs a subscriber's resends took (`lent_bps`: the part of the budget
-  they took lately, sfu.policy.resend): a slot stepped down within its
-  spatial layer only because of them (the budget with them would have kept
-  its choice) may climb back to that choice within the same layer when they
-  stop, on the same estimate, without a new measure: nothing about the link
-  changed, and no key frame is needed.  The network lab's 300 kbit/s viewer,
-  thinned to q at 15 fps by the resends after its cap, stayed there 3-21 s
-  waiting for a probe (branch cap300).
+  they took lately, sfu.policy.resend): a slot stepped down further than the
+  budget with them would have taken it may climb back, within the spatial
+  layer it is in now, to what that budget keeps (that layer's top TID if it
+  keeps a higher layer) when they stop, on the same estimate, without a new
+  measure: nothing about the link changed, and no key frame is needed.  The
+  network lab's 300 kbit/s viewer, thinned to q at 15 fps by the resends
+  after its cap, stayed there 3-21 s waiting for a probe (branch cap300).
 
 `LayerNeeds` turns every subscriber's choices into what each publisher must
 send: every layer up to the highest one chosen (so a subscriber that has to
@@ -394,9 +394,20 @@ class LayerAllocator:
             if old is not None and _rank(choice) < _rank(old):
                 if lent_bps > 0 and whole is None:
                     whole = allocate(slots, budget_bps + lent_bps, self.choices)
-                if whole is not None and _rank(whole[mid]) >= _rank(old):
-                    if choice.spatial == old.spatial:
-                        self._lent.setdefault(mid, old)
+                kept = None if whole is None else whole[mid]
+                if kept is not None and _rank(kept) > _rank(choice) and choice.spatial is not None:
+                    # Back up to what the whole budget keeps, within the layer it is in now.
+                    if kept.spatial != choice.spatial:
+                        slot = next(s for s in slots if s.mid == mid)
+                        kept = max(
+                            (
+                                st.choice
+                                for st in ladder(slot)
+                                if st.choice.spatial == choice.spatial
+                            ),
+                            key=_rank,
+                        )
+                    self._lent[mid] = kept
                 else:
                     self._lent.pop(mid, None)  # the link's own estimate took it down
             result[mid] = self._settle(mid, choice, now, rise)
