@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+import pytest
+
 from sfu.control import Downlink, MediaEvent, PublishLayers
 from sfu.policy.resend import ResendBudget
 from sfu.routing.layering import Estimator, LayerControl
@@ -180,7 +182,8 @@ def resend_steadily(budget: ResendBudget, bps: int, start: float, end: float) ->
         t += step
 
 
-def test_what_the_resends_take_is_left_out_of_the_layers_budget() -> None:
+@pytest.mark.parametrize("fresh", [True, False])
+def test_what_the_resends_take_is_left_out_of_the_layers_budget(fresh: bool) -> None:
     # The lab's 300 kbit/s viewer after its step down to q (docs/benchmarks.md, branch
     # cap300): an estimate of 240 kbit/s, 40 kbit/s of audio, q at 150 kbit/s with all its
     # TIDs, and 80 kbit/s of resends of what the full link dropped (read as ~66k after 2 s).
@@ -190,11 +193,13 @@ def test_what_the_resends_take_is_left_out_of_the_layers_budget() -> None:
     run = Run()
     run.tick([bob], 0.0)
     assert bob.consumers["5"].calls == [(0, 2)]  # 200k for video: q at 30 fps
+    bob.estimate_fresh = fresh
     resend_steadily(bob.resend_budget, 80_000, 0.0, 2.0)
     run.tick([bob], 2.0)
     assert bob.consumers["5"].calls[-1] == (0, 1)
     # The resends over, the budget is whole again: q's top TID comes back (an upgrade,
-    # after its 1.5 s wait).
+    # after its 1.5 s wait), on a stale estimate too (what the resends took comes back
+    # without a new measure, sfu.policy.allocation).
     for now in (4.0, 6.0, 8.0, 10.0):
         run.tick([bob], now)
     assert bob.consumers["5"].calls[-1] == (0, 2)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from sfu.policy.allocation import LayerAllocator, LayerChoice, LayerInfo, SlotDemand
 from sfu.policy.probe import FILL_WINDOW_S, FRESH_S, RECHECK_INTERVAL_S, SETTLE_S, Prober
-from tests.test_sfu_layering import FakeEstimator, Run, camera, resend_steadily, viewer
+from tests.test_sfu_layering import FakeEstimator, Run, camera, viewer
 
 AUDIO_BPS = 40_000
 CAMERA = (
@@ -222,23 +222,6 @@ def test_only_what_the_resends_took_comes_back_on_a_stale_estimate() -> None:
     # Taken back, the mark is gone: a later stale step down and up waits again.
     assert allocator.update([SLOT], 400_000, 6.0, rise=False)["1"] == H1
     assert allocator.update([SLOT], 3_000_000, 9.0, rise=False)["1"] == H1
-
-
-def test_the_layer_clock_gives_back_what_the_resends_took_on_a_stale_estimate() -> None:
-    """On the clock (`LayerControl`, the resends' meter of sfu.policy.resend): bob's q
-    thinned by 80 kbit/s of resends comes back to 30 fps with `estimate_fresh` False."""
-    track = camera("alice")
-    bob = viewer(track, 240_000, (320, 180))
-    run = Run()
-    run.tick([bob], 0.0)
-    assert bob.consumers["5"].calls == [(0, 2)]
-    bob.estimate_fresh = False
-    resend_steadily(bob.resend_budget, 80_000, 0.0, 2.0)
-    run.tick([bob], 2.0)
-    assert bob.consumers["5"].calls[-1] == (0, 1)
-    for now in (4.0, 6.0, 8.0, 10.0):
-        run.tick([bob], now)
-    assert bob.consumers["5"].calls[-1] == (0, 2)
 
 
 def test_a_step_down_across_a_layer_gets_back_the_tids_of_the_layer_it_is_in() -> None:

@@ -838,16 +838,8 @@ class Consumer:
                 and segment.producer.codec_by_pt.get(original[1] & 0x7F) != "vp8"
             ):
                 return True
-        if original is None:
-            return True
-        try:
-            h = parse_rtp(original)
-            desc = parse_vp8(
-                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
-            )
-        except ValueError:  # RtpError, Vp8Error
-            return True
-        return desc.tid <= 0
+        parsed = None if original is None else _vp8_packet(original)
+        return parsed is None or parsed[1].tid <= 0
 
     def _recover_with_keyframe(self, now: float) -> bool:
         """Start the video again from its source's next key frame instead of resending
@@ -887,15 +879,10 @@ class Consumer:
         self, vp8map: Vp8Map, producer: Producer, seq_in: int, seq: int, now: float
     ) -> bytes | None:
         original = producer.cached(seq_in, now)
-        if original is None:
+        parsed = None if original is None else _vp8_packet(original)
+        if original is None or parsed is None:
             return None
-        try:
-            h = parse_rtp(original)
-            desc = parse_vp8(
-                memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
-            )
-        except ValueError:  # RtpError, Vp8Error
-            return None
+        h, desc = parsed
         pt = self.pt_by_codec.get("vp8")
         verdict = vp8map.resend(desc, h.timestamp)
         if pt is None or verdict == DROP:
@@ -1049,3 +1036,15 @@ def extension_map(
 
 def _no_wake() -> None:
     """A consumer's `wake` until its participant sets its own."""
+
+
+def _vp8_packet(original: bytes) -> tuple[RtpHeader, Vp8Descriptor] | None:
+    """A cached VP8 packet's RTP header and payload descriptor; None if malformed."""
+    try:
+        h = parse_rtp(original)
+        desc = parse_vp8(
+            memoryview(original)[h.payload_offset : h.payload_offset + h.payload_length]
+        )
+    except ValueError:  # RtpError, Vp8Error
+        return None
+    return h, desc
