@@ -12,6 +12,7 @@ from sfu.packet.rtp import build_rtp, parse_rtp
 from sfu.packet.rtx import build_rtx, parse_rtx
 from sfu.packet.vp8 import Vp8Descriptor, parse_vp8, vp8_frame_size
 from sfu.policy.allocation import LayerChoice, SlotDemand, allocate
+from sfu.policy.resend import ResendBudget
 from sfu.relay.endpoint import RelayEndpoint, RelayTap
 from sfu.relay.remote import RemotePublisher, RemoteStream, describe
 from sfu.routing.consumer import Consumer
@@ -790,3 +791,20 @@ def test_packets_lost_for_good_ask_for_a_key_frame_at_most_every_half_second() -
     assert keyframe_requests(layers) == asked + 1  # 1.0 and 1.2: too soon after 0.95
     assert nacked_until(c, second, [1.45]) == [0]
     assert keyframe_requests(layers) == asked + 2
+
+
+def test_a_packet_lost_for_good_is_timed_from_its_first_nack_not_its_first_resend() -> None:
+    # The budget kept back its first resends: the receiver has nearly given up on it by
+    # the time a copy went out (the lab's room viewer, head4-18).
+    layers, c, out = on_q(frames=8)
+    seq = received(out)[4][0]
+    empty = ResendBudget()
+    empty.refill(0.0, 1_000)
+    assert empty.take(int(empty.level))
+    asked = keyframe_requests(layers)
+    assert [c.retransmit([seq], t, empty) for t in (0.2, 0.35, 0.5)] == [0, 0, 0]
+    assert nacked_until(c, seq, [0.65, 0.7]) == [1, 0]  # the first copy, then its wait
+    assert keyframe_requests(layers) == asked
+    assert nacked_until(c, seq, [0.95]) == [1]  # 0.75 s after its first NACK, 0.3 s after
+    # its first copy: a key frame, and the copy too (it may yet repair the frame)
+    assert keyframe_requests(layers) == asked + 1

@@ -45,7 +45,7 @@ packets, frozen 1.15 s where resends repair such a loss in 0.25-0.7 s
 A packet is resent at most `MAX_RESENDS` times: when its copies keep being
 lost, the link has no room for them.
 
-A packet still NACKed `LOST_AFTER_S` after its first resend is lost for good
+A packet still NACKed `LOST_AFTER_S` after its first NACK is lost for good
 when it belongs to a frame the next ones refer to (VP8: TID 0; a lost frame
 of a higher TID costs only that frame): libwebrtc's receiver NACKs a packet
 10 times, a round trip apart (100 ms by default), then gives up on it and
@@ -59,6 +59,8 @@ Mbit/s (docs/benchmarks.md, branch tid13) lost q's switch key frame in the
 queue a step up had filled, the SFU resent 33 packets until 0.8 s after the
 switch, then nothing, and the picture stayed frozen until the viewer's own
 key frame request 2.8 s after the switch, 1.5 s after its queue had drained.
+Timed from the first NACK, not from the first resend: the budget may delay
+a packet's first resend until the receiver has nearly given up on it.
 
 What the resends take is not the media's: `rate_bps` is the rate they were
 paid at lately (bytes `take`n, decayed over `RATE_TAU_S`), and the layer
@@ -86,7 +88,7 @@ MIN_BURST_BYTES = 2 * 1250  # two full packets, whatever the estimate
 RECOVER_S = 1.0  # losses the bucket cannot repay within this: a key frame instead
 KEYFRAME_INTERVAL_S = 2.0  # at most one key frame for losses per slot this often
 MAX_RESENDS = 3  # a packet is resent at most this many times
-LOST_AFTER_S = 0.7  # NACKed this long after its first resend: lost for good
+LOST_AFTER_S = 0.7  # NACKed this long after its first NACK: lost for good
 LOST_KEYFRAME_AFTER_S = 0.5  # ... a key frame, not this soon after the last
 RATE_TAU_S = 1.0  # `rate_bps`: resends paid this long ago count 1/e as much
 

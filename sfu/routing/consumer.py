@@ -146,6 +146,7 @@ class Consumer:
         "_maps",
         "_maps_first",
         "_memo",
+        "_nacked",
         "_resend_from",
         "_resent",
         "_rtx_seq",
@@ -234,8 +235,9 @@ class Consumer:
         self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
         self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
         self._resend_from: int | None = None  # NACKs of numbers before this: not answered
-        # sequence number -> (when last resent, times resent, when first resent)
-        self._resent: dict[int, tuple[float, int, float]] = {}
+        # sequence number -> (when last resent, times resent)
+        self._resent: dict[int, tuple[float, int]] = {}
+        self._nacked: dict[int, float] = {}  # sequence number -> when first NACKed
         # When the slot last started from a key frame, or asked for one for its losses.
         self._keyframe_at = -1e18
         self._lost_asked_at = -1e18  # when it last asked for one for a packet lost for good
@@ -761,7 +763,7 @@ class Consumer:
         receiver behind a full bottleneck NACKs it again before the first copy
         came out of the queue (mediasoup's and libwebrtc's rule); nor one
         resent `MAX_RESENDS` times already.  A packet of a frame the next ones
-        refer to, still NACKed `LOST_AFTER_S` after its first resend, is lost
+        refer to, still NACKed `LOST_AFTER_S` after its first NACK, is lost
         for good: the slot asks its source for a key frame (and forwards on
         meanwhile).  With a `budget` (the subscriber
         transport's, refilled by the caller) the resends stay within it, and a
@@ -780,9 +782,12 @@ class Consumer:
             seq &= 0xFFFF
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
-            last = resent.get(seq)
-            if last is not None and not lost and now - last[2] >= LOST_AFTER_S:
+            first = self._nacked.setdefault(seq, now)
+            if len(self._nacked) > MAX_RESENT:
+                del self._nacked[next(iter(self._nacked))]
+            if not lost and now - first >= LOST_AFTER_S:
                 lost = self._referred_to(seq, now)  # lost for good (sfu.policy.resend)
+            last = resent.get(seq)
             if last is not None and (now - last[0] < gap or last[1] >= MAX_RESENDS):
                 continue  # its copy is still on the way, or the link has no room for it
             packet = self._resend_one(seq, now)
@@ -804,7 +809,7 @@ class Consumer:
             self.output.send_rtp(packet)
             sent += 1
             last = resent.pop(seq, None)
-            resent[seq] = (now, 1, now) if last is None else (now, last[1] + 1, last[2])
+            resent[seq] = (now, 1 if last is None else last[1] + 1)
             if len(resent) > MAX_RESENT:
                 del resent[next(iter(resent))]
         return sent
