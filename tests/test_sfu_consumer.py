@@ -475,3 +475,22 @@ def test_a_copy_of_a_packet_already_forwarded_is_not_sent_again_but_a_lost_one_i
         assert a.on_rtx(rtx, parse_rtp(rtx), 0.1)
     seqs = [h.sequence for h in out.headers()]
     assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 3, seqs[0] + 2]
+
+
+def test_what_a_slot_remembers_of_a_number_s_resends_expires_with_the_number() -> None:
+    # Sequence numbers wrap (16 bits: a few minutes of a top layer): a packet NACKed now
+    # is not the one that had its number a wrap ago, resent three times then.
+    upstream = Capture()
+    a = producer(output=upstream)
+    c, out = consumer()
+    c.switch(a)
+    feed(a, range(10, 15), keyframe_at={10})
+    lost = out.headers()[2].sequence
+    assert [c.retransmit([lost], 0.1 + 0.2 * n) for n in range(4)] == [1, 1, 1, 0]
+    for start in range(15, 15 + 0x10000, 4096):  # a wrap later, 4 minutes at 270 packets/s
+        feed(a, range(start, start + 4096), now=240.0 * (start + 4096 - 15) / 0x10000)
+    assert out.headers()[-3].sequence == lost  # (the packets after it: 5 fed first)
+    out.rtp.clear()
+    asked = plis(upstream)
+    assert c.retransmit([lost], 240.1) == 1
+    assert plis(upstream) == asked  # its first NACK: not lost for good (sfu.policy.resend)

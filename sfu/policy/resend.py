@@ -90,6 +90,9 @@ KEYFRAME_INTERVAL_S = 2.0  # at most one key frame for losses per slot this ofte
 MAX_RESENDS = 3  # a packet is resent at most this many times
 LOST_AFTER_S = 0.7  # NACKed this long after its first NACK: lost for good
 LOST_KEYFRAME_AFTER_S = 0.5  # ... a key frame, not this soon after the last
+# A receiver NACKs a packet for about a second: what a slot remembers of a number's NACKs
+# and resends from longer ago was of an earlier packet with that number (16 bits wrap).
+NACKED_FOR_S = 5.0
 RATE_TAU_S = 1.0  # `rate_bps`: resends paid this long ago count 1/e as much
 
 

@@ -69,6 +69,7 @@ from sfu.policy.resend import (
     LOST_AFTER_S,
     LOST_KEYFRAME_AFTER_S,
     MAX_RESENDS,
+    NACKED_FOR_S,
     ResendBudget,
     Verdict,
 )
@@ -782,12 +783,17 @@ class Consumer:
             seq &= 0xFFFF
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
-            first = self._nacked.setdefault(seq, now)
-            if len(self._nacked) > MAX_RESENT:
-                del self._nacked[next(iter(self._nacked))]
+            first = self._nacked.get(seq)
+            if first is None or now - first > NACKED_FOR_S:  # (another packet's: NACKED_FOR_S)
+                self._nacked.pop(seq, None)
+                first = self._nacked[seq] = now
+                if len(self._nacked) > MAX_RESENT:
+                    del self._nacked[next(iter(self._nacked))]
             if not lost and now - first >= LOST_AFTER_S:
                 lost = self._referred_to(seq, now)  # lost for good (sfu.policy.resend)
             last = resent.get(seq)
+            if last is not None and now - last[0] > NACKED_FOR_S:
+                last = None  # resends of an earlier packet with this number
             if last is not None and (now - last[0] < gap or last[1] >= MAX_RESENDS):
                 continue  # its copy is still on the way, or the link has no room for it
             packet = self._resend_one(seq, now)
