@@ -88,7 +88,7 @@ MAX_SR_JUMP_S = 5.0  # a sender-report alignment further ahead than this is not 
 # none is measured (mediasoup's default), and the measured one within these bounds.
 RESEND_RTT_S = 0.1
 RESEND_GAP_S = (0.01, 0.5)
-MAX_RESENT = 512  # resend times remembered per slot
+MAX_RESENT = 512  # NACKed numbers remembered per slot (their first NACK, their resends)
 NO_CUT, CUT_ARMED, CUTTING = 0, 1, 2  # `Consumer._cut`: the old layer of a down-switch
 
 
@@ -147,9 +147,8 @@ class Consumer:
         "_maps",
         "_maps_first",
         "_memo",
-        "_nacked",
+        "_nacks",
         "_resend_from",
-        "_resent",
         "_rtx_seq",
         "_segments",
         "_seq",
@@ -236,9 +235,8 @@ class Consumer:
         self._cut = NO_CUT  # a down-switch for bandwidth: the old layer stops (see set_layers)
         self._cut_desc: Vp8Descriptor | None = None  # the last one forwarded before a cut
         self._resend_from: int | None = None  # NACKs of numbers before this: not answered
-        # sequence number -> (when last resent, times resent)
-        self._resent: dict[int, tuple[float, int]] = {}
-        self._nacked: dict[int, float] = {}  # sequence number -> when first NACKed
+        # sequence number -> (when first NACKed, when last resent, times resent)
+        self._nacks: dict[int, tuple[float, float, int]] = {}
         # When the slot last started from a key frame, or asked for one for its losses.
         self._keyframe_at = -1e18
         self._lost_asked_at = -1e18  # when it last asked for one for a packet lost for good
@@ -776,25 +774,23 @@ class Consumer:
             since = self._resend_from = None  # long past: no old number is NACKed any more
         rtt = self.rtt
         gap = RESEND_RTT_S if rtt is None else min(max(rtt, RESEND_GAP_S[0]), RESEND_GAP_S[1])
-        resent = self._resent
+        nacks = self._nacks
         copies: list[tuple[int, bytes]] = []
         lost = False
         for seq in sequences:
             seq &= 0xFFFF
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
-            first = self._nacked.get(seq)
-            if first is None or now - first > NACKED_FOR_S:  # (another packet's: NACKED_FOR_S)
-                self._nacked.pop(seq, None)
-                first = self._nacked[seq] = now
-                if len(self._nacked) > MAX_RESENT:
-                    del self._nacked[next(iter(self._nacked))]
+            entry = nacks.get(seq)
+            if entry is None or now - entry[0] > NACKED_FOR_S:  # (another packet's, if any)
+                nacks.pop(seq, None)
+                entry = nacks[seq] = (now, -1e18, 0)
+                if len(nacks) > MAX_RESENT:
+                    del nacks[next(iter(nacks))]
+            first, last, times = entry
             if not lost and now - first >= LOST_AFTER_S:
                 lost = self._referred_to(seq, now)  # lost for good (sfu.policy.resend)
-            last = resent.get(seq)
-            if last is not None and now - last[0] > NACKED_FOR_S:
-                last = None  # resends of an earlier packet with this number
-            if last is not None and (now - last[0] < gap or last[1] >= MAX_RESENDS):
+            if now - last < gap or times >= MAX_RESENDS:
                 continue  # its copy is still on the way, or the link has no room for it
             packet = self._resend_one(seq, now)
             if packet is not None:
@@ -814,10 +810,8 @@ class Consumer:
                 break  # the rest is NACKed again, by when the budget has refilled
             self.output.send_rtp(packet)
             sent += 1
-            last = resent.pop(seq, None)
-            resent[seq] = (now, 1 if last is None else last[1] + 1)
-            if len(resent) > MAX_RESENT:
-                del resent[next(iter(resent))]
+            first, _, times = nacks.get(seq, (now, now, 0))
+            nacks[seq] = (first, now, times + 1)
         return sent
 
     def _ask_keyframe(self, now: float) -> bool:
