@@ -1,7 +1,7 @@
 // The media half of the visitroom SDK: one RTCPeerConnection per participant.
 // Import from visitroom.js, which re-exports it.
 
-import { clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
+import { backoffDelay, clampSlots, Emitter, mapSlots, VisitRoomError } from "./core.js";
 
 // How long ICE may stay "disconnected" before the session restarts it.
 const ICE_DISCONNECTED_GRACE_MS = 1000;
@@ -55,6 +55,13 @@ export class MediaSession extends Emitter {
     this.audioSlots = 3;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
+    // pc -> a promise rejected when that pc is dropped: a pc closed mid-negotiation
+    // never settles the operations it had pending (replaceTrack, createOffer...), and
+    // the negotiation queue must not wait for them forever (see `_whileOpen`).
+    /** @type {WeakMap<RTCPeerConnection, {gone: Promise<never>, drop: (error: Error) => void}>} */
+    this._lifetimes = new WeakMap();
+    // Which media_closed the re-offer retries belong to (a newer one starts over).
+    this._reconnects = 0;
     /** @type {{microphone: MediaStreamTrack|null, camera: MediaStreamTrack|null, screen: MediaStreamTrack|null}} */
     this.local = { microphone: null, camera: null, screen: null };
     /** @type {{microphone?: RTCRtpTransceiver, camera?: RTCRtpTransceiver, screen?: RTCRtpTransceiver}} */
@@ -208,6 +215,12 @@ export class MediaSession extends Emitter {
   _createPeerConnection() {
     const Impl = this.room._RTCPeerConnection;
     const pc = new Impl({ iceServers: this.room.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
+    let drop = (_error) => undefined;
+    const gone = new Promise((_resolve, reject) => {
+      drop = reject;
+    });
+    gone.catch(() => undefined);
+    this._lifetimes.set(pc, { gone, drop });
     pc.ontrack = (event) => {
       const mid = event.transceiver?.mid;
       if (mid != null) this._tracksByMid.set(String(mid), event.track);
@@ -225,7 +238,10 @@ export class MediaSession extends Emitter {
         })
         .catch(() => undefined);
     };
-    pc.onconnectionstatechange = () => this.emit("connectionstate", { state: pc.connectionState });
+    pc.onconnectionstatechange = () => {
+      // A dropped connection's late events must not speak for the current one.
+      if (pc === this.pc) this.emit("connectionstate", { state: pc.connectionState });
+    };
     pc.oniceconnectionstatechange = () => this._onIceState(pc);
     this._watchInbound(pc);
     return pc;
@@ -304,10 +320,19 @@ export class MediaSession extends Emitter {
     if (this._closed || !this.room.isJoined) return;
     if (!this.pc) this.pc = this._createPeerConnection();
     const pc = this.pc;
-    await this._applyPlan(pc);
+    try {
+      await this._offerOn(pc, restart);
+    } catch (error) {
+      if (pc === this.pc) throw error; // dropped meanwhile: the next negotiation covers it
+    }
+  }
+
+  /** @param {RTCPeerConnection} pc @param {boolean} restart */
+  async _offerOn(pc, restart) {
+    await this._whileOpen(pc, this._applyPlan(pc));
     this._offerSent = false;
-    const offer = await pc.createOffer();
-    await pc.setLocalDescription(offer);
+    const offer = await this._whileOpen(pc, pc.createOffer());
+    await this._whileOpen(pc, pc.setLocalDescription(offer));
     // A restart's offer goes as soon as the UDP candidates are in: the TCP ones come
     // last (the server takes only UDP; they are trickled), ~0.1-1 s later under load.
     await waitForIceGathering(pc, 2500, restart, restart);
@@ -321,15 +346,33 @@ export class MediaSession extends Emitter {
       answer = await this.room.request({ type: "offer", sdp });
     } catch (error) {
       // Roll back so the next negotiation starts from a stable state.
-      if (pc.signalingState === "have-local-offer") await pc.setLocalDescription({ type: "rollback" });
+      if (pc === this.pc && pc.signalingState === "have-local-offer") {
+        await this._whileOpen(pc, pc.setLocalDescription({ type: "rollback" }));
+      }
       this.emit("error", error);
       throw error;
     }
     if (pc !== this.pc) return;
-    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
-    await this._afterAnswer();
+    await this._whileOpen(pc, pc.setRemoteDescription({ type: "answer", sdp: answer.sdp }));
+    await this._whileOpen(pc, this._afterAnswer());
     this.emit("localtracks", { ...this.local });
     this.emit("tracks", this.slots);
+  }
+
+  /**
+   * `operation` on `pc`, or a `closed` rejection as soon as `pc` is dropped: per the
+   * WebRTC spec an operation still queued when its pc closes never settles, and a
+   * negotiation waiting on it would hold up every later one (a second media_closed
+   * during the re-offer of a first left the client "reconnecting" for good).
+   * @template T @param {RTCPeerConnection} pc @param {Promise<T>} operation @returns {Promise<T>}
+   */
+  _whileOpen(pc, operation) {
+    const lifetime = this._lifetimes.get(pc);
+    if (pc !== this.pc || !lifetime) {
+      operation.catch(() => undefined);
+      return Promise.reject(new VisitRoomError("closed", "the peer connection was replaced"));
+    }
+    return Promise.race([operation, lifetime.gone]);
   }
 
   /** A server that did not accept simulcast keeps the first (quarter-size) encoding:
@@ -487,7 +530,19 @@ export class MediaSession extends Emitter {
     // The SFU dropped our transport: start over with a fresh connection and offer.
     this._dropPeerConnection();
     this.emit("connectionstate", { state: "reconnecting", reason });
-    this._enqueue(() => this._negotiate()).catch(() => undefined);
+    this._reoffer(++this._reconnects, 0);
+  }
+
+  /** Offer on a fresh connection; while the server has no media server for us yet
+   * (`unavailable`: every worker restarting), offer again with a backoff. */
+  _reoffer(generation, attempt) {
+    this._enqueue(() => this._negotiate()).catch((error) => {
+      if (error?.code !== "unavailable" || generation !== this._reconnects) return;
+      setTimeout(() => {
+        const stale = generation !== this._reconnects || this._closed || !this.room.isJoined;
+        if (!stale && !this.pc?.remoteDescription) this._reoffer(generation, attempt + 1);
+      }, backoffDelay(attempt));
+    });
   }
 
   _dropPeerConnection() {
@@ -500,6 +555,7 @@ export class MediaSession extends Emitter {
     this._disconnectTimer = null;
     clearInterval(this._inboundTimer);
     this._inboundTimer = null;
+    if (this.pc) this._lifetimes.get(this.pc)?.drop(new VisitRoomError("closed", "the peer connection was replaced"));
     this.pc?.close();
     this.pc = null;
     this._publish = {};

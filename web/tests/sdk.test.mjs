@@ -460,3 +460,121 @@ test("the server's downlink estimate becomes a media `downlink` event that says 
   assert.equal(room.media.downlinkKbps, WEAK_DOWNLINK_KBPS - 1);
   room.close();
 });
+
+/**
+ * An RTCPeerConnection stand-in that keeps the spec's rule: an operation still pending
+ * when its connection closes never settles. `hold` makes the next createOffer wait.
+ */
+class SpecPeerConnection {
+  constructor() {
+    this.signalingState = "stable";
+    this.iceGatheringState = "complete";
+    this.connectionState = "new";
+    this.iceConnectionState = "new";
+    this.remoteDescription = null;
+    this.localDescription = null;
+    this.closed = false;
+    SpecPeerConnection.made.push(this);
+  }
+
+  addTransceiver(kind, init) {
+    return { kind, direction: init?.direction, sender: { replaceTrack: async () => undefined } };
+  }
+
+  addEventListener() {}
+  removeEventListener() {}
+
+  _op(value) {
+    if (this.closed) return Promise.reject(new Error("InvalidStateError"));
+    if (SpecPeerConnection.hold) {
+      SpecPeerConnection.hold = false;
+      return new Promise(() => undefined); // released only by a close that never comes
+    }
+    return Promise.resolve(value);
+  }
+
+  createOffer() {
+    return this._op({ type: "offer", sdp: `v=0 pc${SpecPeerConnection.made.indexOf(this)}` });
+  }
+
+  async setLocalDescription(description) {
+    await this._op();
+    this.localDescription = description;
+    this.signalingState = description.type === "rollback" ? "stable" : "have-local-offer";
+  }
+
+  async setRemoteDescription(description) {
+    await this._op();
+    this.remoteDescription = description;
+    this.signalingState = "stable";
+  }
+
+  getStats() {
+    return Promise.resolve(new Map());
+  }
+
+  close() {
+    this.closed = true;
+  }
+}
+SpecPeerConnection.made = [];
+
+/** A host's side that answers offers, or refuses the next `refuse` of them as `unavailable`. */
+class OfferSocket extends ScriptedSocket {
+  send(text) {
+    const message = JSON.parse(text);
+    if (message.type !== "offer") return super.send(text);
+    this.sent.push(message);
+    if (OfferSocket.refuse > 0) {
+      OfferSocket.refuse -= 1;
+      this.reply({ type: "error", re: message.id, code: "unavailable", message: "no media server is available; try again" });
+    } else {
+      this.reply({ type: "answer", re: message.id, sdp: "v=0 answer" });
+    }
+  }
+}
+OfferSocket.refuse = 0;
+
+async function until(check, timeoutMs = 3000) {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > timeoutMs) throw new Error("timed out");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+test("a second media_closed while the first re-offer waits on its connection still ends in a new offer", async () => {
+  SpecPeerConnection.made = [];
+  const room = new VisitRoom({ roomId: "visit-1", token: "t", baseUrl: "http://127.0.0.1:1", WebSocket: OfferSocket, RTCPeerConnection: SpecPeerConnection });
+  await room.connect();
+  await room.media.start({ videoSlots: 1, audioSlots: 1 });
+  const offers = () => ScriptedSocket.last.sent.filter((m) => m.type === "offer");
+  assert.equal(offers().length, 1);
+  SpecPeerConnection.hold = true; // the first re-offer's createOffer is still pending when its pc closes
+  room._handle({ type: "media_closed", reason: "worker_lost" });
+  await until(() => SpecPeerConnection.made.length === 2); // the re-offer is under way
+  room._handle({ type: "media_closed", reason: "worker_lost" });
+  await until(() => offers().length === 2);
+  assert.equal(SpecPeerConnection.made.length, 3);
+  assert.equal(offers()[1].sdp, "v=0 pc2", "the offer comes from the newest connection");
+  await until(() => room.media.pc?.remoteDescription !== null);
+  assert.equal(room.media.pc, SpecPeerConnection.made[2]);
+  room.close();
+});
+
+test("a re-offer refused as `unavailable` (every media server restarting) is sent again", async () => {
+  SpecPeerConnection.made = [];
+  const room = new VisitRoom({ roomId: "visit-1", token: "t", baseUrl: "http://127.0.0.1:1", WebSocket: OfferSocket, RTCPeerConnection: SpecPeerConnection });
+  await room.connect();
+  await room.media.start({ videoSlots: 1, audioSlots: 1 });
+  const errors = [];
+  room.media.on("error", (error) => errors.push(error.code));
+  OfferSocket.refuse = 2;
+  room._handle({ type: "media_closed", reason: "worker_lost" });
+  const offers = () => ScriptedSocket.last.sent.filter((m) => m.type === "offer");
+  await until(() => offers().length === 4, 5000);
+  await until(() => room.media.pc?.remoteDescription !== null);
+  assert.deepEqual(errors, ["unavailable", "unavailable"]);
+  assert.equal(SpecPeerConnection.made.length, 2, "the same connection offers again");
+  room.close();
+});
