@@ -438,7 +438,9 @@ def wire(raw: list[dict[str, Any]], offset_s: float) -> list[list[float]]:
     """What reached the viewer per sample, to tell frames that never arrived from frames
     that arrived and were not decoded: [t, frames received, frames decoded, frames
     dropped, packets received, key frames decoded, jitter buffer delay (ms, mean over
-    the frames emitted since the previous sample)]."""
+    the frames emitted since the previous sample), NACKs sent, packets lost, PLIs sent]
+    (the last three so far: a stall with packets arriving and no NACK had no sequence
+    gap; one with NACKs and no retransmission had one the SFU could not fill)."""
     out: list[list[float]] = []
     before: dict[str, Any] = {}
     for r in raw:
@@ -453,6 +455,9 @@ def wire(raw: list[dict[str, Any]], offset_s: float) -> list[list[float]]:
                 r.get("packets", 0),
                 r["keyframes"],
                 round(1000 * delay / emitted, 1) if emitted > 0 else -1,
+                r.get("nacks", 0),
+                r.get("lost", 0),
+                r.get("plis", 0),
             ]
         )
         before = r

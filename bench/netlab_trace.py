@@ -159,6 +159,8 @@ def episode(
         ],
         "layers": [[t, s[3], s[4], s[7]] for t, s in rows],  # [t, source, pending, cut]
     } | _own(lines, seat)
+    if len(rows) > 1 and len(rows[0][1]) > 12:  # NACKed numbers the slot had no copy of
+        out["unfilled"] = rows[-1][1][12] - rows[0][1][12]
     pending = [s[4] for _, s in rows if s[4] is not None]
     switched = len(rows) > 1 and rows[-1][1][11] > rows[0][1][11]
     if start < impaired_from:

@@ -111,6 +111,16 @@ def test_an_episode_shows_what_went_down_the_link_besides_media() -> None:
     assert found["sent_kbps"] == 400  # 30 kB in the 0.6 s from 2.0 to 2.6
     assert found["padding_kb"] == 6.0
     assert found["retransmitted"] == 9
+    assert "unfilled" not in found  # a trace from before the slot counted them
+
+
+def test_an_episode_counts_the_nacked_numbers_the_slot_had_no_copy_of() -> None:
+    trace = [line(2.0 + 0.2 * i, 1, None, 3) for i in range(5)]
+    for i, row in enumerate(trace):
+        row["slots"][0].append(7 + (i >= 3))  # one more unfilled NACK at 2.6 s
+    got = [[2.0 + 0.3 * i, 640, 30.0, n, 500, 0.0] for i, n in enumerate([5, 6, 6, 7])]
+    (found,) = episodes(got, "impaired", trace, [], 1.0)
+    assert found["unfilled"] == 1
 
 
 def encoder_rows(frames: list[int], sizes: list[int], rid: str = "h") -> list[list[Any]]:

@@ -214,6 +214,10 @@ def test_a_nack_maps_back_across_a_switch_and_ignores_unsent_numbers() -> None:
     last_sent = out.headers()[-1].sequence
     out.rtp.clear()
     assert c.retransmit([first_of_a, (last_sent + 5) & 0xFFFF], 0.1) == 1
+    assert c.unfilled == 1  # the unsent number: counted for the layer trace
+    assert c.retransmit([(last_sent + 5) & 0xFFFF], 0.3) == 0
+    assert c.unfilled == 1, "a number is counted once, however often it is NACKed"
+    assert c.retransmit([first_of_a], 0.3) == 1 and c.unfilled == 1
 
 
 def a_budget(estimate_bps: int, level: int | None = None, now: float = 0.0) -> ResendBudget:

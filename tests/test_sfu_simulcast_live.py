@@ -203,6 +203,7 @@ async def test_the_layer_trace_shows_each_slot_and_layer_of_a_simulcast_track(
     assert slot[:5] == ["bob", "0", "alice", 2, None]
     assert 30 < slot[10] <= consumer.packets_sent  # packets out (the pump ran a moment more)
     assert slot[11] == consumer.switches >= 1
+    assert 0 <= slot[12] <= consumer.unfilled  # NACKed numbers without a copy (so far)
     layers = {row[3]: row for row in last["layers"] if row[0] == "alice"}
     assert sorted(layers) == ["f", "h", "q"]
     assert [layers[rid][2] for rid in ("q", "h", "f")] == [0, 1, 2]

@@ -184,6 +184,7 @@ class Consumer:
         "thumbnail",
         "thumbnail_ts",
         "track",
+        "unfilled",
         "wake",
     )
 
@@ -219,6 +220,9 @@ class Consumer:
         self.packets_sent = 0
         self.octets_sent = 0
         self.switches = 0  # pending layers that became the source (for the layer trace)
+        # NACKed numbers it had no copy of at their first NACK (for the layer trace): a
+        # hole, a packet no longer cached, or one from before the slot knew its source.
+        self.unfilled = 0
         self._seq = random.getrandbits(15)
         self._ts = random.getrandbits(31)
         self._time: float | None = None
@@ -795,6 +799,9 @@ class Consumer:
             packet = self._resend_one(seq, now)
             if packet is not None:
                 copies.append((seq, packet))
+            elif times == 0:
+                self.unfilled += 1
+                nacks[seq] = (first, last, -1)  # counted once
         if lost and self._ask_keyframe(now) and budget is not None:
             budget.lost += 1
         if not copies:
@@ -811,7 +818,7 @@ class Consumer:
             self.output.send_rtp(packet)
             sent += 1
             first, _, times = nacks.get(seq, (now, now, 0))
-            nacks[seq] = (first, now, times + 1)
+            nacks[seq] = (first, now, max(times, 0) + 1)
         return sent
 
     def _ask_keyframe(self, now: float) -> bool:

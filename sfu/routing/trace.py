@@ -8,10 +8,11 @@ path keeps anyway (nothing is added per packet):
 - ``t``: the SFU's monotonic clock;
 - ``slots``: per video slot with a track, ``[subscriber, mid, publisher,
   source spatial, pending spatial, wanted spatial, wanted temporal, cut,
-  mapped, temporal forwarded, packets sent, switches]`` (a spatial is null
-  when there is none; ``cut``: `Consumer._cut`, 0 none, 1 armed, 2 cutting;
-  ``mapped``: on the VP8-rewriting path; ``switches``: pending layers that
-  became the source so far);
+  mapped, temporal forwarded, packets sent, switches, unfilled]`` (a spatial
+  is null when there is none; ``cut``: `Consumer._cut`, 0 none, 1 armed, 2
+  cutting; ``mapped``: on the VP8-rewriting path; ``switches``: pending layers
+  that became the source so far; ``unfilled``: NACKed numbers it had no copy
+  of, so far);
 - ``layers``: per published video layer, ``[publisher, mid, spatial, rid,
   packets received, key frames received, key frame requests sent,
   consumers attached, active]``;
@@ -78,6 +79,7 @@ def snapshot(participants: Iterable[Participant], now: float) -> dict[str, Any]:
                     temporal,
                     c.packets_sent,
                     c.switches,
+                    c.unfilled,
                 ]
             )
         for track in p.producers.values():
