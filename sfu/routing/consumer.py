@@ -786,7 +786,8 @@ class Consumer:
             if since is not None and (seq - since) & 0xFFFF >= 0x8000:
                 continue  # before the cut
             entry = nacks.get(seq)
-            if entry is None or now - entry[0] > NACKED_FOR_S:  # (another packet's, if any)
+            fresh = entry is None or now - entry[0] > NACKED_FOR_S  # (another packet's, if any)
+            if entry is None or fresh:
                 nacks.pop(seq, None)
                 entry = nacks[seq] = (now, -1e18, 0)
                 if len(nacks) > MAX_RESENT:
@@ -799,9 +800,8 @@ class Consumer:
             packet = self._resend_one(seq, now)
             if packet is not None:
                 copies.append((seq, packet))
-            elif times == 0:
+            elif fresh:
                 self.unfilled += 1
-                nacks[seq] = (first, last, -1)  # counted once
         if lost and self._ask_keyframe(now) and budget is not None:
             budget.lost += 1
         if not copies:
@@ -818,7 +818,7 @@ class Consumer:
             self.output.send_rtp(packet)
             sent += 1
             first, _, times = nacks.get(seq, (now, now, 0))
-            nacks[seq] = (first, now, max(times, 0) + 1)
+            nacks[seq] = (first, now, times + 1)
         return sent
 
     def _ask_keyframe(self, now: float) -> bool:

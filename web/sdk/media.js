@@ -55,11 +55,12 @@ export class MediaSession extends Emitter {
     this.audioSlots = 3;
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
-    // pc -> a promise rejected when that pc is dropped: a pc closed mid-negotiation
-    // never settles the operations it had pending (replaceTrack, createOffer...), and
-    // the negotiation queue must not wait for them forever (see `_whileOpen`).
-    /** @type {WeakMap<RTCPeerConnection, {gone: Promise<never>, drop: (error: Error) => void}>} */
-    this._lifetimes = new WeakMap();
+    // Rejected when `pc` is dropped: a pc closed mid-negotiation never settles the
+    // operations it had pending (replaceTrack, createOffer...), and the negotiation
+    // queue must not wait for them forever (see `_whileOpen`).
+    /** @type {Promise<never>} */
+    this._pcGone = new Promise(() => undefined);
+    this._dropPc = () => undefined;
     // Which media_closed the re-offer retries belong to (a newer one starts over).
     this._reconnects = 0;
     /** @type {{microphone: MediaStreamTrack|null, camera: MediaStreamTrack|null, screen: MediaStreamTrack|null}} */
@@ -215,12 +216,10 @@ export class MediaSession extends Emitter {
   _createPeerConnection() {
     const Impl = this.room._RTCPeerConnection;
     const pc = new Impl({ iceServers: this.room.iceServers, bundlePolicy: "max-bundle", rtcpMuxPolicy: "require" });
-    let drop = (_error) => undefined;
-    const gone = new Promise((_resolve, reject) => {
-      drop = reject;
+    this._pcGone = new Promise((_resolve, reject) => {
+      this._dropPc = () => reject(replaced());
     });
-    gone.catch(() => undefined);
-    this._lifetimes.set(pc, { gone, drop });
+    this._pcGone.catch(() => undefined);
     pc.ontrack = (event) => {
       const mid = event.transceiver?.mid;
       if (mid != null) this._tracksByMid.set(String(mid), event.track);
@@ -367,12 +366,9 @@ export class MediaSession extends Emitter {
    * @template T @param {RTCPeerConnection} pc @param {Promise<T>} operation @returns {Promise<T>}
    */
   _whileOpen(pc, operation) {
-    const lifetime = this._lifetimes.get(pc);
-    if (pc !== this.pc || !lifetime) {
-      operation.catch(() => undefined);
-      return Promise.reject(new VisitRoomError("closed", "the peer connection was replaced"));
-    }
-    return Promise.race([operation, lifetime.gone]);
+    if (pc === this.pc) return Promise.race([operation, this._pcGone]);
+    operation.catch(() => undefined);
+    return Promise.reject(replaced());
   }
 
   /** A server that did not accept simulcast keeps the first (quarter-size) encoding:
@@ -555,7 +551,7 @@ export class MediaSession extends Emitter {
     this._disconnectTimer = null;
     clearInterval(this._inboundTimer);
     this._inboundTimer = null;
-    if (this.pc) this._lifetimes.get(this.pc)?.drop(new VisitRoomError("closed", "the peer connection was replaced"));
+    if (this.pc) this._dropPc();
     this.pc?.close();
     this.pc = null;
     this._publish = {};
@@ -825,6 +821,11 @@ export function waitForIceGathering(pc, timeoutMs, restarted = false, udpOnly = 
     pc.addEventListener("icegatheringstatechange", check);
     pc.addEventListener("icecandidate", candidate);
   });
+}
+
+/** The rejection of an operation whose RTCPeerConnection was dropped (`_whileOpen`). */
+function replaced() {
+  return new VisitRoomError("closed", "the peer connection was replaced");
 }
 
 /** Why media cannot start in room state `state`. @param {string} state */
