@@ -10,13 +10,12 @@ sees more publishers than it has video slots.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from typing import Any
 
 import aiohttp
 
 from tests.conftest import Peer
+from tests.loop_thread import LoopThread
 from tests.sfu_live import Pump
 from tests.synthetic_peer import SyntheticPeer
 
@@ -26,9 +25,7 @@ class Crowd:
 
     def __init__(self, server_url: str) -> None:
         self._ws_base = server_url.replace("http://", "ws://")
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._loop = LoopThread()
         self._session: aiohttp.ClientSession | None = None
         self.guests: list[Peer] = []
         self._media: list[tuple[SyntheticPeer, Pump]] = []
@@ -39,12 +36,10 @@ class Crowd:
 
     def close(self) -> None:
         self._run(self._close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._loop.stop()
 
     def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
+        return self._loop.run(coroutine)
 
     async def _knock_all(self, room_id: str, names: list[str]) -> None:
         if self._session is None:

@@ -5,11 +5,9 @@ server (aiosmtpd) and every control inside the viewport on a desktop and a phone
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import re
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +19,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import token
 from tests.layout import unusable_controls
+from tests.loop_thread import LoopThread
 from tests.portal_support import Mail, Mailbox
 from tests.web_support import TIMEZONE, Pages, WebServer, token_sign_in, web_server
 
@@ -37,25 +36,21 @@ class SyncMailbox:
     loop runs in a thread of its own."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.loop = LoopThread()
         self.box: Mailbox = self._run(self._make())
 
     async def _make(self) -> Mailbox:
         return Mailbox()
 
     def _run(self, coroutine: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+        return self.loop.run(coroutine, timeout)
 
     def start(self) -> None:
         self.box.start()
 
     def stop(self) -> None:
         self.box.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.loop.stop()
 
     def wait_for(self, count: int) -> list[Mail]:
         mails: list[Mail] = self._run(self.box.wait_for(count, 30.0), 40.0)

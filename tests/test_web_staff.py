@@ -12,7 +12,6 @@ import re
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from staff import totp
 from tests.conftest import token
 from tests.layout import unusable_controls
+from tests.loop_thread import LoopThread
 from tests.portal_support import Mailbox
 from tests.servers import ROOT
 from tests.web_support import Pages, WebServer, web_server
@@ -71,9 +71,7 @@ class MailThread:
     """A real SMTP server (aiosmtpd) whose loop runs in a thread of its own."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        self.loop = LoopThread()
         self.box: Mailbox = self._run(self._start())
 
     async def _start(self) -> Mailbox:
@@ -82,7 +80,7 @@ class MailThread:
         return box
 
     def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(30)
+        return self.loop.run(coroutine)
 
     def wait_for(self, address: str, count: int = 1) -> str:
         """The newest link in the `count`-th mail to `address`."""
@@ -99,9 +97,7 @@ class MailThread:
 
     def stop(self) -> None:
         self.box.stop()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
+        self.loop.stop()
 
 
 @pytest.fixture(scope="module")

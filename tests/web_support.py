@@ -33,6 +33,7 @@ from playwright.sync_api import (
 )
 
 from tests.conftest import API_KEY, API_SECRET, admin_token, token
+from tests.loop_thread import LoopThread
 from tests.servers import ROOT, ServerProcess, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -181,8 +182,7 @@ class TcpProxy:
     def __init__(self, target_port: int) -> None:
         self.port = free_port()
         self.target_port = target_port
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._loop = LoopThread()
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
 
@@ -191,22 +191,21 @@ class TcpProxy:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self._thread.start()
-        self._server = self._run(asyncio.start_server(self._accept, "127.0.0.1", self.port))
-
-    def _run(self, coroutine: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(10)
+        self._server = self._loop.run(asyncio.start_server(self._accept, "127.0.0.1", self.port))
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_writer: asyncio.StreamWriter | None = None
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            self._writers |= {writer, up_writer}
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except OSError:
-            writer.transport.abort()
-            return
-        pair = {writer, up_writer}
-        self._writers |= pair
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        self._writers -= pair
+            pass
+        finally:  # also when `stop` cancels it halfway
+            for each in (writer, up_writer):
+                if each is not None:
+                    each.transport.abort()
+                    self._writers.discard(each)
 
     def drop_all(self) -> None:
         """Reset every relayed connection (both sides see the connection die)."""
@@ -215,19 +214,15 @@ class TcpProxy:
             for writer in list(self._writers):
                 writer.transport.abort()
 
-        self._run(drop())
+        self._loop.run(drop(), 10.0)
 
     def stop(self) -> None:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
 
-        self._run(close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        self._loop.run(close(), 10.0)
+        self._loop.stop()  # cancels the relayed connections (`_accept`'s finally)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
