@@ -259,15 +259,18 @@ def test_resends_stay_within_the_budget_and_the_rest_waits_for_the_next_nack() -
     assert c.retransmit(lost[3:], 1.2, b) == 5
 
 
-def test_a_packet_is_resent_at_most_three_times() -> None:
-    # Copies that keep being lost say the link has no room for them.
+def test_a_packet_is_resent_at_most_six_times() -> None:
+    # Copies that keep being lost say the link has no room for them; at random loss six
+    # are lost in a row almost never, three once in ~27 of the lab's 5 % loss runs.
     a = producer()
     c, out = consumer()
     c.switch(a)
     feed(a, range(10, 15), keyframe_at={10})
     lost = out.headers()[2].sequence
     out.rtp.clear()
-    assert [c.retransmit([lost], 0.1 + 0.2 * n) for n in range(5)] == [1, 1, 1, 0, 0]
+    answers = [c.retransmit([lost], 0.1 + 0.15 * n) for n in range(9)]
+    assert answers == [1, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert {parse_rtx(p, parse_rtp(p))[0] for p in out.rtp} == {lost}
 
 
 def test_more_losses_than_the_budget_repays_soon_start_the_slot_again_from_a_key_frame() -> None:
@@ -483,14 +486,14 @@ def test_a_copy_of_a_packet_already_forwarded_is_not_sent_again_but_a_lost_one_i
 
 def test_what_a_slot_remembers_of_a_number_s_resends_expires_with_the_number() -> None:
     # Sequence numbers wrap (16 bits: a few minutes of a top layer): a packet NACKed now
-    # is not the one that had its number a wrap ago, resent three times then.
+    # is not the one that had its number a wrap ago, resent six times then.
     upstream = Capture()
     a = producer(output=upstream)
     c, out = consumer()
     c.switch(a)
     feed(a, range(10, 15), keyframe_at={10})
     lost = out.headers()[2].sequence
-    assert [c.retransmit([lost], 0.1 + 0.2 * n) for n in range(4)] == [1, 1, 1, 0]
+    assert [c.retransmit([lost], 0.1 + 0.15 * n) for n in range(7)] == [1] * 6 + [0]
     for start in range(15, 15 + 0x10000, 4096):  # a wrap later, 4 minutes at 270 packets/s
         feed(a, range(start, start + 4096), now=240.0 * (start + 4096 - 15) / 0x10000)
     assert out.headers()[-3].sequence == lost  # (the packets after it: 5 fed first)

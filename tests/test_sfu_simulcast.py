@@ -738,7 +738,7 @@ def nacked_until(c: Consumer, seq: int, times: list[float]) -> list[int]:
     return [c.retransmit([seq], t) for t in times]
 
 
-NACKS = [0.2, 0.35, 0.5, 0.65, 0.8, 0.95]  # resent 3 times, lost for good at 0.9 (0.7 s)
+NACKS = [0.2, 0.35, 0.5, 0.65, 0.8, 0.95]  # resent each time, lost for good at 0.9 (0.7 s)
 
 
 def test_a_base_layer_packet_still_nacked_after_its_resends_gets_a_key_frame() -> None:
@@ -750,9 +750,9 @@ def test_a_base_layer_packet_still_nacked_after_its_resends_gets_a_key_frame() -
     assert tids == [0, 2, 1, 2, 0, 2, 1, 2, 0]
     seq = received(out)[4][0]  # frame 4: TID 0, the next frames refer to it
     asked = keyframe_requests(layers)  # (the switch's)
-    assert nacked_until(c, seq, NACKS[:5]) == [1, 1, 1, 0, 0]
+    assert nacked_until(c, seq, NACKS[:5]) == [1, 1, 1, 1, 1]
     assert keyframe_requests(layers) == asked
-    assert nacked_until(c, seq, NACKS[5:]) == [0]
+    assert nacked_until(c, seq, NACKS[5:]) == [1]  # its sixth copy, and a key frame
     assert keyframe_requests(layers) == asked + 1
     # It forwards on meanwhile: a copy on its way may yet repair the frame.
     assert c.pending is None
@@ -764,7 +764,7 @@ def test_a_higher_tid_packet_lost_for_good_costs_only_its_frame() -> None:
     layers, c, out = on_q(frames=8)
     seq = received(out)[1][0]  # frame 1: TID 2, nothing refers to it
     asked = keyframe_requests(layers)
-    assert nacked_until(c, seq, NACKS) == [1, 1, 1, 0, 0, 0]
+    assert nacked_until(c, seq, NACKS) == [1, 1, 1, 1, 1, 1]
     assert keyframe_requests(layers) == asked
 
 
@@ -778,7 +778,7 @@ def test_a_packet_lost_for_good_just_after_a_switch_needs_no_key_frame_of_its_ow
     layers[1].send(0.8, keyframe=True)
     assert c.layers_now[0] == 1
     asked = keyframe_requests(layers)
-    assert nacked_until(c, seq, [0.95, 1.1]) == [0, 0]
+    assert nacked_until(c, seq, [0.95, 1.1]) == [1, 1]  # q's copies: a step up cuts nothing
     assert keyframe_requests(layers) == asked
 
 
@@ -786,10 +786,10 @@ def test_packets_lost_for_good_ask_for_a_key_frame_at_most_every_half_second() -
     layers, c, out = on_q(frames=12)
     first, second = received(out)[4][0], received(out)[8][0]
     asked = keyframe_requests(layers)
-    assert nacked_until(c, first, NACKS) == [1, 1, 1, 0, 0, 0]  # asked at 0.95
-    assert nacked_until(c, second, [0.3, 0.45, 0.6, 1.0, 1.2]) == [1, 1, 1, 0, 0]
+    assert nacked_until(c, first, NACKS) == [1, 1, 1, 1, 1, 1]  # asked at 0.95
+    assert nacked_until(c, second, [0.3, 0.45, 0.6, 1.0, 1.2]) == [1, 1, 1, 1, 1]
     assert keyframe_requests(layers) == asked + 1  # 1.0 and 1.2: too soon after 0.95
-    assert nacked_until(c, second, [1.45]) == [0]
+    assert nacked_until(c, second, [1.45]) == [0]  # older than the cache keeps (1 s)
     assert keyframe_requests(layers) == asked + 2
 
 
