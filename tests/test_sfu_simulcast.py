@@ -793,6 +793,26 @@ def test_packets_lost_for_good_ask_for_a_key_frame_at_most_every_half_second() -
     assert keyframe_requests(layers) == asked + 2
 
 
+def test_an_ask_the_source_turns_down_is_made_again_once_the_source_takes_it() -> None:
+    # The source asks at most once a half second (keyframe_min_interval_s): a request of
+    # another slot at 0.8 s (its key frame may yet be lost) turns down this slot's at 0.95,
+    # which then neither counts as asked nor holds the next one back for half a second.
+    layers, c, out = on_q(frames=8)
+    seq = received(out)[4][0]
+    budget = ResendBudget()
+
+    def nack(at: float) -> int:
+        budget.refill(at, 10_000_000)
+        return c.retransmit([seq], at, budget)
+
+    assert layers[0].producer.request_keyframe(0.8)
+    asked = keyframe_requests(layers)
+    assert [nack(t) for t in NACKS] == [1, 1, 1, 1, 1, 1]
+    assert keyframe_requests(layers) == asked and budget.lost == 0  # 0.95: turned down
+    assert nack(1.35) == 0  # (no seventh copy)
+    assert keyframe_requests(layers) == asked + 1 and budget.lost == 1
+
+
 def test_a_packet_lost_for_good_is_timed_from_its_first_nack_not_its_first_resend() -> None:
     # The budget kept back its first resends: the receiver has nearly given up on it by
     # the time a copy went out (the lab's room viewer, head4-18).

@@ -824,17 +824,20 @@ class Consumer:
     def _ask_keyframe(self, now: float) -> bool:
         """Ask the source for a key frame for a packet lost for good (`retransmit`), not
         within `LOST_KEYFRAME_AFTER_S` of the slot's last start from one or of the last
-        such request; True if asked."""
+        such request; True if the request went out.  One the source turns down (it asks
+        its publisher at most once per `keyframe_min_interval_s`, and another slot's
+        request came first: its key frame may be lost too) is no request: the next NACK
+        asks again, until the source takes it."""
         source = self.source
         if (
             self.kind != "video"
             or source is None
             or self.pending is not None  # a key frame is coming anyway
             or now - max(self._keyframe_at, self._lost_asked_at) < LOST_KEYFRAME_AFTER_S
+            or not source.request_keyframe(now)
         ):
             return False
         self._lost_asked_at = now
-        source.request_keyframe(now)
         return True
 
     def _referred_to(self, seq: int, now: float) -> bool:
