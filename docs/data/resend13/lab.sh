@@ -1,7 +1,7 @@
 #!/bin/bash
 # Branch resend13 (docs/benchmarks.md): trees were git archives in /tmp with the native .so
 # copied: r6 = c08dd10 (main 38e9782's SFU: six resends), rk = 352ea70 (main 9d1d8ed's SFU: six resends and the
-# turned-down ask), rkd = rk + debug.patch.txt (a NACKDBG log line per video NACK; labd.sh
+# turned-down ask), rkd = rk + debug.patch.txt (a NACKDBG log line per video NACK), run by docs/data/stall13/lab.sh with OUT set to this directory (it
 # copies the server log to server-NAME.log).  The comment below is the stall13 original's.
 # Lab runs of one tree until STOP (HHMM UTC), one per lock hold, to catch a stall with
 # packets arriving and no frame completing.  Trees: final = /tmp/stall13-tree (git archive
