@@ -47,6 +47,8 @@ def worker_ports(all_ports: range = _ALL_PORTS, environ: Mapping[str, str] = os.
 
 
 _PORTS = worker_ports()
+# ports of `visitroom serve` subprocesses: only test clients connect to them from here
+SERVER_PORTS: set[int] = set()
 
 
 def free_port() -> int:
@@ -80,6 +82,7 @@ class ServerProcess:
         self.data_dir = data_dir
         self.host = host
         self.port = free_port()
+        SERVER_PORTS.add(self.port)
         defaults = {"VISITROOM_ICE_HOSTS": "127.0.0.1", "VISITROOM_METRICS_TOKEN": METRICS_TOKEN}
         merged = {**os.environ, **defaults, **(env or {})}
         self.env = {k: v for k, v in merged.items() if v is not None}
