@@ -1,15 +1,16 @@
 """Unclosed client sockets to the tests' own server subprocesses are reported, not failed.
 
-CI's fresh-clone runs of 7527b12 and 20aa4fb failed in tests/test_deploy_nginx.py on
-an unclosed transport and socket from this process to a `visitroom serve` subprocess
-(a port `ServerProcess` handed out), collected by the garbage collector during that
-test: some earlier test's client connection, left on a closed event loop.  A run of
-the whole suite with a collection after every test did not find which (docs/benchmarks.md,
-branch resend13).  Only test code connects to those subprocesses from the pytest process
-(the product runs in them, or in-process on ports of its own), so such a warning is about
-a test's hygiene, not the product: it is written to stderr with the port and leaves the
-test running at the time alone.  Every other unraisable exception goes on to pytest,
-which fails the test (`filterwarnings = error`).
+CI's fresh-clone runs of 7527b12 and 20aa4fb failed in tests/test_deploy_nginx.py on an
+unclosed transport and socket from this process to a test server subprocess (a port
+`ServerProcess` or `Nginx` handed out), collected by the garbage collector during that
+test: some earlier test's client connection, left on a closed event loop (perhaps a TLS
+connection through the tests' nginx, whose shutdown aiohttp finishes after the session has
+closed).  A run of the whole suite with a collection after every test did not find which
+(docs/benchmarks.md, branch resend13).  Only test code connects to those subprocesses from
+the pytest process (the product runs in them, or in-process on ports of its own), so such
+a warning is about a test's hygiene, not the product: it is written to stderr with the
+port and leaves the test running at the time alone.  Every other unraisable exception
+goes on to pytest, which fails the test (`filterwarnings = error`).
 """
 
 from __future__ import annotations

@@ -10,7 +10,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.servers import ROOT, free_port, self_signed_cert, terminate, wait_listening
+from tests.servers import (
+    ROOT,
+    SERVER_PORTS,
+    free_port,
+    self_signed_cert,
+    terminate,
+    wait_listening,
+)
 
 NGINX = "/usr/sbin/nginx"
 DEPLOY_CONF = ROOT / "deploy" / "nginx" / "visitroom.conf"
@@ -65,6 +72,7 @@ class Nginx:
         self.node_ports = node_ports
         self.https_port = free_port()
         self.http_port = free_port()
+        SERVER_PORTS.update((self.https_port, self.http_port))
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

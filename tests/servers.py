@@ -47,7 +47,7 @@ def worker_ports(all_ports: range = _ALL_PORTS, environ: Mapping[str, str] = os.
 
 
 _PORTS = worker_ports()
-# ports of `visitroom serve` subprocesses: only test clients connect to them from here
+# ports of `visitroom serve` and nginx subprocesses: only test clients connect to them from here
 SERVER_PORTS: set[int] = set()
 
 
