@@ -36,8 +36,8 @@ def server_peer(unraisable: Any) -> int | None:
         return port if port in SERVER_PORTS else None
     frame = unraisable.exc_traceback
     while frame is not None:  # an unclosed transport: its peer from `__del__`'s self
-        transport = frame.tb_frame.f_locals.get("self")
-        peer = getattr(transport, "_extra", {}).get("peername")
+        extra = getattr(frame.tb_frame.f_locals.get("self"), "_extra", None)
+        peer = extra.get("peername") if isinstance(extra, dict) else None
         if isinstance(peer, tuple) and len(peer) >= 2 and peer[0] == "127.0.0.1":
             return peer[1] if peer[1] in SERVER_PORTS else None
         frame = frame.tb_next
