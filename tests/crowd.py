@@ -10,8 +10,6 @@ sees more publishers than it has video slots.
 
 from __future__ import annotations
 
-from typing import Any
-
 import aiohttp
 
 from tests.conftest import Peer
@@ -32,14 +30,11 @@ class Crowd:
         self._peers: dict[int, SyntheticPeer] = {}  # guest index -> its media
 
     def knock(self, room_id: str, names: list[str]) -> None:
-        self._run(self._knock_all(room_id, names))
+        self._loop.run(self._knock_all(room_id, names))
 
     def close(self) -> None:
-        self._run(self._close())
+        self._loop.run(self._close())
         self._loop.stop()
-
-    def _run(self, coroutine: Any) -> Any:
-        return self._loop.run(coroutine)
 
     async def _knock_all(self, room_id: str, names: list[str]) -> None:
         if self._session is None:
@@ -60,7 +55,7 @@ class Crowd:
 
     def publish(self, first: int, last: int) -> None:
         """Guests [first, last) (let in already) send video and audio."""
-        self._run(self._publish_all(self.guests[first:last]))
+        self._loop.run(self._publish_all(self.guests[first:last]))
 
     async def _publish_all(self, guests: list[Peer]) -> None:
         for guest in guests:
@@ -77,7 +72,7 @@ class Crowd:
 
     def camera_off(self, index: int) -> None:
         """Guest `index` (a publisher) stops sending video, as a browser whose camera is off."""
-        self._run(self._camera_off(index))
+        self._loop.run(self._camera_off(index))
 
     async def _camera_off(self, index: int) -> None:
         for peer, pump in self._media:

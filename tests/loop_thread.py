@@ -5,8 +5,7 @@ drive async servers and clients next to a real browser.
 opened as the test ended (a relay's upstream connection still being opened, a reading
 task) would otherwise stay pending on a closed loop, its socket closed by nobody, and
 the garbage collector would find it unclosed during some later test of the same
-worker, failing that one (`filterwarnings = error`: CI saw an unclosed transport to a
-test server's port reported in tests/test_deploy_nginx.py).
+worker, failing that one (`filterwarnings = error`; tests/test_loop_thread.py).
 """
 
 from __future__ import annotations

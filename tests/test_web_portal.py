@@ -37,13 +37,10 @@ class SyncMailbox:
 
     def __init__(self) -> None:
         self.loop = LoopThread()
-        self.box: Mailbox = self._run(self._make())
+        self.box: Mailbox = self.loop.run(self._make())
 
     async def _make(self) -> Mailbox:
         return Mailbox()
-
-    def _run(self, coroutine: Any, timeout: float = 30.0) -> Any:
-        return self.loop.run(coroutine, timeout)
 
     def start(self) -> None:
         self.box.start()
@@ -53,7 +50,7 @@ class SyncMailbox:
         self.loop.stop()
 
     def wait_for(self, count: int) -> list[Mail]:
-        mails: list[Mail] = self._run(self.box.wait_for(count, 30.0), 40.0)
+        mails: list[Mail] = self.loop.run(self.box.wait_for(count, 30.0), 40.0)
         return mails
 
     def nth_to(self, address: str, n: int = 1) -> Mail:

@@ -72,15 +72,12 @@ class MailThread:
 
     def __init__(self) -> None:
         self.loop = LoopThread()
-        self.box: Mailbox = self._run(self._start())
+        self.box: Mailbox = self.loop.run(self._start())
 
     async def _start(self) -> Mailbox:
         box = Mailbox()
         box.start()
         return box
-
-    def _run(self, coroutine: Any) -> Any:
-        return self.loop.run(coroutine)
 
     def wait_for(self, address: str, count: int = 1) -> str:
         """The newest link in the `count`-th mail to `address`."""
@@ -92,7 +89,7 @@ class MailThread:
             text = self.box.to(address)[count - 1].text
             return next(word for word in text.split() if "#reset=" in word)
 
-        link: str = self._run(arrived())
+        link: str = self.loop.run(arrived())
         return link
 
     def stop(self) -> None:
